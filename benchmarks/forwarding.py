@@ -1,0 +1,604 @@
+#!/usr/bin/python3
+"""Forwarding benchmark: medix-dp VLAN->VLAN forwarding on one worker core, against the
+harness ceiling (dpdk-testpmd io-forward on the same virtual ports and the same pcaps).
+
+Called by benchmarks/run after scripts/setup and scripts/build; see benchmarks/README.md.
+Every process it starts runs in its own session and is killed on exit; every file it writes
+outside --results lives in one temporary folder that is removed on exit.
+"""
+import argparse
+import datetime
+import ipaddress
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Addresses and MACs of the benchmark topology (docs in README.md).
+IN_MAC, SENDER_MAC = "02:00:00:00:01:01", "02:00:00:00:01:02"
+OUT_MAC, GATEWAY_MAC = "02:00:00:00:02:01", "02:00:00:00:02:02"
+IN_VLAN, OUT_VLAN = 10, 20
+IN_ADDR, SENDER = "192.168.1.1/24", "192.168.1.2"
+OUT_ADDR, GATEWAY = "192.168.2.1/24", "192.168.2.2"
+
+children = []  # Popen objects still running
+workdir = None
+
+
+def log(*a):
+    print("bench:", *a, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs: routes, configs, pcaps
+
+
+def random_prefixes(count, rng):
+    """`count` distinct random /24s (as 24-bit ints: a.b.c) from unicast space, avoiding
+    0/8, 10/8 (free for later use), 127/8, 192.168/16 (the benchmark links) and 224/3."""
+    def ok(p):
+        a = p >> 16
+        return a not in (0, 10, 127) and (p >> 8) != (192 << 8 | 168)
+    out, seen = [], set()
+    while len(out) < count:
+        for p in rng.sample(range(1 << 16, 224 << 16), min(count - len(out) + 1024, 1 << 23)):
+            if p not in seen and ok(p):
+                seen.add(p)
+                out.append(p)
+                if len(out) == count:
+                    break
+    return out
+
+
+def make_config(path, prefixes):
+    """The JSON mapping of medix.dataplane.v1.Config: one tenant, ingress VLAN 10 on the pcap
+    port, egress VLAN 20 on the null port, a static neighbour for the egress gateway, and one
+    route per prefix via that gateway. Written by hand: 1M routes is ~90 MB."""
+    head = {
+        "schema_version": 1,
+        "ports": [
+            {"name": "in", "device": "net_pcap0"},
+            {"name": "out", "device": "net_null0"},
+        ],
+        "tenants": [{"name": "bench", "description": "forwarding benchmark",
+                     "max_routes": len(prefixes) + 64}],
+        "interfaces": [
+            {"name": "in10", "tenant": "bench", "port": "in", "vlan": IN_VLAN,
+             "addresses": [IN_ADDR], "mac": IN_MAC},
+            {"name": "out20", "tenant": "bench", "port": "out", "vlan": OUT_VLAN,
+             "addresses": [OUT_ADDR], "mac": OUT_MAC},
+        ],
+        "neighbours": [{"interface": "out20", "address": GATEWAY, "mac": GATEWAY_MAC}],
+    }
+    text = json.dumps(head, indent=1)[:-2]  # drop the closing "\n}"
+    route = ('{"tenant":"bench","prefix":"%d.%d.%d.0/24",'
+             '"via":{"interface":"out20","address":"' + GATEWAY + '"}}')
+    with open(path, "w") as f:
+        f.write(text)
+        f.write(',\n "routes": [\n')
+        f.write(",\n".join(route % (p >> 16, (p >> 8) & 255, p & 255) for p in prefixes))
+        f.write("\n ]\n}\n")
+
+
+def checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def mac_bytes(mac):
+    return bytes(int(x, 16) for x in mac.split(":"))
+
+
+def frame(dst_ip, sport, wire_size):
+    """An 802.1Q (VLAN 10) IPv4/UDP frame to the ingress interface's MAC whose length on the
+    wire, FCS included, is `wire_size` (the pcap holds it without the 4-byte FCS)."""
+    length = wire_size - 4
+    ip_len = length - 18
+    udp = struct.pack("!HHHH", sport, 9, ip_len - 20, 0)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, ip_len, 0, 0x4000, 64, 17, 0,
+                     ipaddress.IPv4Address(SENDER).packed, dst_ip.to_bytes(4, "big"))
+    ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
+    eth = mac_bytes(IN_MAC) + mac_bytes(SENDER_MAC) + struct.pack("!HHH", 0x8100, IN_VLAN, 0x0800)
+    payload = bytes((i * 7) & 0xFF for i in range(ip_len - 28))
+    return eth + ip + udp + payload
+
+
+def write_pcap(path, frames):
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for i, fr in enumerate(frames):
+            f.write(struct.pack("<IIII", 1, i, len(fr), len(fr)))
+            f.write(fr)
+
+
+def flow_destinations(prefixes, flows, rng):
+    """`flows` destination addresses spread over the routes: round robin when there are fewer
+    routes than flows, else each flow in a different randomly chosen route; random hosts."""
+    if len(prefixes) < flows:
+        picks = [prefixes[i % len(prefixes)] for i in range(flows)]
+    else:
+        picks = rng.sample(prefixes, flows)
+    rng.shuffle(picks)
+    return [(p << 8) | rng.randint(1, 254) for p in picks]
+
+
+def verify_pcap_with_scapy(path, wire_size):
+    """Decode the first frame with scapy, so a mistake in the hand-built frames shows."""
+    try:
+        from scapy.all import rdpcap, Dot1Q, IP, UDP  # noqa: E402
+    except ImportError:
+        return
+    p = rdpcap(path, count=1)[0]
+    assert len(p) == wire_size - 4, len(p)
+    assert p.dst == IN_MAC and p[Dot1Q].vlan == IN_VLAN
+    ip = p[IP]
+    chk = ip.chksum
+    del ip.chksum
+    assert IP(bytes(ip)).chksum == chk, "bad IP checksum in generated frame"
+    assert p[UDP].dport == 9
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes and telemetry
+
+
+class Telemetry:
+    """A client of DPDK's telemetry socket (v2): one JSON reply per command."""
+
+    def __init__(self, prefix):
+        self.path = "/var/run/dpdk/%s/dpdk_telemetry.v2" % prefix
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock.settimeout(5)
+        self.sock.connect(self.path)
+        info = json.loads(self.sock.recv(1 << 16))
+        self.max_len = int(info.get("max_output_len", 16384))
+
+    def __call__(self, cmd):
+        self.sock.send(cmd.encode())
+        reply = json.loads(self.sock.recv(max(self.max_len, 1 << 16)).decode())
+        return reply.get(cmd.split(",")[0])
+
+    def close(self):
+        self.sock.close()
+
+
+def start(cmd, logpath):
+    logf = open(logpath, "w")
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                         start_new_session=True, cwd=ROOT)
+    p.logf = logf
+    p.logpath = logpath
+    children.append(p)
+    return p
+
+
+def stop(p, timeout=20):
+    """SIGINT (both binaries stop cleanly on it), then SIGKILL to its process group."""
+    if p.poll() is None:
+        try:
+            os.kill(p.pid, signal.SIGINT)
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log("pid %d did not stop on SIGINT; killing it" % p.pid)
+    if p.poll() is None:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.wait()
+    p.logf.close()
+    if p in children:
+        children.remove(p)
+
+
+def log_tail(p, lines=15):
+    with open(p.logpath, errors="replace") as f:
+        return "".join(f.readlines()[-lines:])
+
+
+def wait_for(p, prefix, ready_re, timeout):
+    """Wait until the log matches `ready_re` and the telemetry socket answers."""
+    deadline = time.monotonic() + timeout
+    sock = "/var/run/dpdk/%s/dpdk_telemetry.v2" % prefix
+    while time.monotonic() < deadline:
+        if p.poll() is not None:
+            raise RuntimeError("%s exited with status %d:\n%s"
+                               % (os.path.basename(p.args[0]), p.returncode, log_tail(p)))
+        with open(p.logpath, errors="replace") as f:
+            text = f.read()
+        if re.search(ready_re, text) and os.path.exists(sock):
+            return Telemetry(prefix)
+        time.sleep(0.1)
+    raise RuntimeError("%s not ready after %d s:\n%s"
+                       % (os.path.basename(p.args[0]), timeout, log_tail(p)))
+
+
+def eal_args(prefix, mem_mb, pcap):
+    return ["-l", "0,1", "--no-huge", "-m", str(mem_mb), "--no-pci", "--file-prefix", prefix,
+            "--vdev", "net_pcap0,rx_pcap=%s,infinite_rx=1" % pcap, "--vdev", "net_null0,no-rx=1"]
+
+
+def measure(counter, warmup, window):
+    """Packets per second of `counter()` (a cumulative packet count) over `window` seconds
+    after `warmup` seconds."""
+    time.sleep(warmup)
+    t0, c0 = time.monotonic(), counter()
+    time.sleep(window)
+    t1, c1 = time.monotonic(), counter()
+    return (c1 - c0) / (t1 - t0)
+
+
+prefix_seq = 0
+
+
+def new_prefix():
+    global prefix_seq
+    prefix_seq += 1
+    return "medixbench-%d-%d" % (os.getpid(), prefix_seq)
+
+
+def cleanup_runtime_dir(prefix):
+    shutil.rmtree("/var/run/dpdk/%s" % prefix, ignore_errors=True)
+
+
+def run_testpmd(args, pcap, mem_mb):
+    prefix = new_prefix()
+    cmd = [args.testpmd] + eal_args(prefix, mem_mb, pcap) + [
+        "--", "--forward-mode=io", "--nb-cores=1", "--rxq=1", "--txq=1", "--burst=32",
+        "--total-num-mbufs=16384", "--auto-start", "--stats-period=100000"]
+    p = start(cmd, os.path.join(workdir, prefix + ".log"))
+    try:
+        tel = wait_for(p, prefix, r"Port 1: |Start automatic packet forwarding|Checking link",
+                       args.start_timeout)
+        try:
+            pps = measure(lambda: tel("/ethdev/stats,1")["opackets"], args.warmup, args.window)
+        finally:
+            tel.close()
+    finally:
+        stop(p)
+        cleanup_runtime_dir(prefix)
+    return {"pps": pps}
+
+
+def run_medix(args, pcap, config, mem_mb):
+    prefix = new_prefix()
+    cmd = [args.binary] + eal_args(prefix, mem_mb, pcap) + ["--", "--config", config]
+    p = start(cmd, os.path.join(workdir, prefix + ".log"))
+    try:
+        t_start = time.monotonic()
+        tel = wait_for(p, prefix, r"medix-dp: ready", args.start_timeout)
+        startup_s = time.monotonic() - t_start
+        try:
+            rx0 = tel("/medix/ports")["in"]["rx_packets"]
+            pps = measure(lambda: tel("/medix/ports")["out"]["tx_packets"],
+                          args.warmup, args.window)
+            ports = tel("/medix/ports")
+            runtime = tel("/medix/runtime")
+            drops = tel("/medix/drops")
+        finally:
+            tel.close()
+    finally:
+        stop(p)
+        cleanup_runtime_dir(prefix)
+    return {"pps": pps, "startup_s": startup_s, "ports": ports, "runtime": runtime,
+            "drops": {k: v for k, v in (drops or {}).items() if v},
+            "rx_at_ready": rx0}
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+
+
+def cpu_model():
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def tsc_hz_from_system():
+    """The TSC rate: the kernel's (dmesg 'tsc: Detected'/'Refined') if readable, else the
+    'cpu MHz' of /proc/cpuinfo, which equals it on CPUs with constant_tsc + tsc_known_freq."""
+    try:
+        out = subprocess.run(["dmesg"], capture_output=True, text=True, timeout=5).stdout
+        m = re.findall(r"tsc: (?:Refined TSC clocksource calibration|Detected) ([0-9.]+) MHz", out)
+        if m:
+            return float(m[-1]) * 1e6, "dmesg"
+    except Exception:
+        pass
+    with open("/proc/cpuinfo") as f:
+        m = re.search(r"cpu MHz\s*:\s*([0-9.]+)", f.read())
+    return float(m.group(1)) * 1e6, "/proc/cpuinfo cpu MHz"
+
+
+def stage_breakdown(runtime):
+    """{stage: cycles_per_packet} from /medix/runtime (non-stage scalars such as tsc_hz are
+    left out)."""
+    out = {}
+    for name, v in (runtime or {}).items():
+        if isinstance(v, dict) and "cycles_per_packet" in v:
+            out[name] = round(float(v["cycles_per_packet"]), 1)
+    return out
+
+
+def human_routes(n):
+    return "%dM" % (n // 1000000) if n >= 1000000 and n % 1000000 == 0 else \
+        "%dk" % (n // 1000) if n >= 1000 and n % 1000 == 0 else str(n)
+
+
+def plot(results, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = sorted({p["frame_bytes"] for p in results["points"]})
+    routes = sorted({p["routes"] for p in results["points"]})
+    series = [("testpmd io (ceiling)", None)] + [("medix-dp, %s routes" % human_routes(r), r)
+                                                  for r in routes]
+    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=100)
+    width = 0.8 / len(series)
+    colors = ["#9e9e9e", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"]
+    for i, (label, r) in enumerate(series):
+        xs, ys, texts = [], [], []
+        for j, s in enumerate(sizes):
+            if r is None:
+                c = results["ceiling"].get(str(s))
+                if not c:
+                    continue
+                y, t = c["cycles_per_packet"], "%.1f" % c["mpps"]
+            else:
+                pt = next((p for p in results["points"]
+                           if p["frame_bytes"] == s and p["routes"] == r), None)
+                if not pt or not pt.get("mpps"):
+                    continue
+                y, t = pt["cycles_per_packet"], "%.1f" % pt["mpps"]
+            xs.append(j + (i - (len(series) - 1) / 2) * width)
+            ys.append(y)
+            texts.append(t)
+        bars = ax.bar(xs, ys, width, label=label, color=colors[i % len(colors)])
+        for b, t in zip(bars, texts):
+            ax.annotate(t, (b.get_x() + b.get_width() / 2, b.get_height()), ha="center",
+                        va="bottom", fontsize=7)
+    ax.set_xticks(range(len(sizes)))
+    ax.set_xticklabels(["%d B frames" % s for s in sizes])
+    ax.set_ylabel("TSC cycles / packet (lower is better)")
+    ax.set_title("One worker core, %s, TSC %.0f MHz (bar labels: Mpps)"
+                 % (results["cpu_model"], results["tsc_hz"] / 1e6), fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.margins(y=0.15)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def print_table(results):
+    print("%6s %8s %8s %10s %10s %8s %10s  %s" % ("frame", "routes", "Mpps", "cyc/pkt",
+                                                   "ceil c/p", "ratio", "over ceil", "stages"))
+    for s, c in sorted(results["ceiling"].items(), key=lambda kv: int(kv[0])):
+        print("%6s %8s %8.2f %10.1f %10s %8s %10s" % (s, "testpmd", c["mpps"],
+                                                      c["cycles_per_packet"], "-", "-", "-"))
+    for p in results["points"]:
+        if not p.get("mpps"):
+            print("%6d %8s  failed: %s" % (p["frame_bytes"], human_routes(p["routes"]),
+                                           p.get("error", "?").splitlines()[0]))
+            continue
+        st = " ".join("%s=%.0f" % kv for kv in p["stages"].items())
+        print("%6d %8s %8.2f %10.1f %10.1f %8.3f %10.1f  %s" % (
+            p["frame_bytes"], human_routes(p["routes"]), p["mpps"], p["cycles_per_packet"],
+            p["ceiling_cycles_per_packet"], p["ratio_to_ceiling"],
+            p["cycles_over_ceiling"], st))
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main():
+    global workdir
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--binary", default=os.path.join(ROOT, "build/dataplane/medix-dp"))
+    ap.add_argument("--testpmd", default=shutil.which("dpdk-testpmd") or "dpdk-testpmd")
+    ap.add_argument("--sizes", default="64,1400", help="frame sizes on the wire, FCS included")
+    ap.add_argument("--routes", default="10,100000,1000000")
+    ap.add_argument("--flows", type=int, default=1024, help="distinct destinations in the pcap")
+    ap.add_argument("--runs", type=int, default=3, help="best of N per point")
+    ap.add_argument("--warmup", type=float, default=2.0)
+    ap.add_argument("--window", type=float, default=5.0)
+    ap.add_argument("--start-timeout", type=float, default=120.0)
+    ap.add_argument("--mem", type=int, default=0,
+                    help="EAL -m MB for medix-dp (default: by route count)")
+    ap.add_argument("--results", default=os.path.join(ROOT, "benchmarks/results"))
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--skip-medix", action="store_true", help="only the testpmd ceiling")
+    args = ap.parse_args()
+
+    sizes = [int(s) for s in args.sizes.split(",")]
+    route_counts = [int(r) for r in args.routes.split(",")]
+    if not args.skip_medix and not os.access(args.binary, os.X_OK):
+        sys.exit("bench: %s is missing (scripts/build did not produce it)" % args.binary)
+    os.makedirs(args.results, exist_ok=True)
+    workdir = tempfile.mkdtemp(prefix="medix-bench-")
+    t_begin = time.monotonic()
+
+    # Inputs: per route count a config and, per frame size, a pcap whose destinations fall in
+    # that config's routes.
+    rng = random.Random(args.seed)
+    all_prefixes = random_prefixes(max(route_counts), rng)
+    configs, pcaps = {}, {}
+    for r in route_counts:
+        prefixes = all_prefixes[:r]
+        configs[r] = os.path.join(workdir, "routes-%d.json" % r)
+        make_config(configs[r], prefixes)
+        dests = flow_destinations(prefixes, args.flows, random.Random(args.seed * 1000 + r))
+        for s in sizes:
+            pcaps[s, r] = os.path.join(workdir, "frames-%d-routes-%d.pcap" % (s, r))
+            write_pcap(pcaps[s, r], [frame(d, 1024 + i, s) for i, d in enumerate(dests)])
+    verify_pcap_with_scapy(pcaps[sizes[0], route_counts[0]], sizes[0])
+    log("inputs ready in %.1f s (%s)" % (time.monotonic() - t_begin, workdir))
+
+    def mem_for(routes):
+        if args.mem:
+            return args.mem
+        return 1024 if routes > 65536 else 512
+
+    ceiling = {s: [] for s in sizes}
+    medix = {(s, r): [] for s in sizes for r in route_counts}
+    errors = {}
+    # Rounds interleave the points so that a noisy moment does not hit one point only.
+    for rnd in range(args.runs):
+        for s in sizes:
+            # io-forward does not look at addresses: the pcap of the first route count serves.
+            try:
+                res = run_testpmd(args, pcaps[s, route_counts[0]], 512)
+                ceiling[s].append(res["pps"])
+                log("round %d  %5d B  testpmd io      %7.2f Mpps" % (rnd + 1, s, res["pps"] / 1e6))
+            except Exception as e:  # noqa: BLE001
+                errors["testpmd-%d" % s] = str(e)
+                log("testpmd %d B failed: %s" % (s, e))
+            if args.skip_medix:
+                continue
+            for r in route_counts:
+                if (s, r) in errors:
+                    continue
+                try:
+                    res = run_medix(args, pcaps[s, r], configs[r], mem_for(r))
+                    medix[s, r].append(res)
+                    log("round %d  %5d B  medix %8s  %7.2f Mpps  (ready in %.1f s)%s"
+                        % (rnd + 1, s, human_routes(r), res["pps"] / 1e6, res["startup_s"],
+                           "  drops: %s" % res["drops"] if res["drops"] else ""))
+                except Exception as e:  # noqa: BLE001
+                    errors[s, r] = str(e)
+                    log("medix-dp %d B, %d routes failed: %s" % (s, r, e))
+
+    # TSC rate: medix-dp's own figure if /medix/runtime carries it, else the kernel's.
+    tsc_hz, tsc_src = tsc_hz_from_system()
+    for runs in medix.values():
+        for res in runs:
+            v = (res.get("runtime") or {}).get("tsc_hz")
+            if isinstance(v, (int, float)) and v > 0:
+                tsc_hz, tsc_src = float(v), "/medix/runtime tsc_hz"
+                break
+
+    results = {
+        "benchmark": "medix-dp VLAN->VLAN forwarding, one tenant, one worker core",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "cpu_model": cpu_model(),
+        "kernel": platform.release(),
+        "tsc_hz": tsc_hz,
+        "tsc_hz_source": tsc_src,
+        "method": {
+            "eal": "-l 0,1 --no-huge --no-pci; rx net_pcap infinite_rx=1, tx net_null no-rx=1",
+            "frame_bytes": "on the wire with FCS; pcap frames are 4 bytes shorter",
+            "flows": args.flows, "warmup_s": args.warmup, "window_s": args.window,
+            "runs": args.runs, "best_of": "highest Mpps of the runs",
+            "cycles_per_packet": "TSC Hz / packets per second (the worker polls at 100%)",
+            "ceiling": "dpdk-testpmd --forward-mode=io on the same vdevs and pcap",
+        },
+        "ceiling": {},
+        "points": [],
+    }
+    for s in sizes:
+        if ceiling[s]:
+            best = max(ceiling[s])
+            results["ceiling"][str(s)] = {
+                "mpps": round(best / 1e6, 3), "cycles_per_packet": round(tsc_hz / best, 1),
+                "runs_mpps": [round(x / 1e6, 3) for x in ceiling[s]]}
+    for s in sizes:
+        for r in route_counts:
+            pt = {"frame_bytes": s, "routes": r}
+            runs = medix[s, r]
+            if not runs:
+                if not args.skip_medix:
+                    pt["error"] = errors.get((s, r), "no run")
+                    results["points"].append(pt)
+                continue
+            best = max(runs, key=lambda x: x["pps"])
+            cpp = tsc_hz / best["pps"] if best["pps"] else None
+            ceil = results["ceiling"].get(str(s), {}).get("cycles_per_packet")
+            pt.update({
+                "mpps": round(best["pps"] / 1e6, 3),
+                "gbps_l2": round(best["pps"] * s * 8 / 1e9, 2),
+                "cycles_per_packet": round(cpp, 1) if cpp else None,
+                "ceiling_cycles_per_packet": ceil,
+                # ratio: medix-dp rate / ceiling rate = ceiling cycles / medix-dp cycles.
+                "ratio_to_ceiling": round(ceil / cpp, 3) if ceil and cpp else None,
+                "cycles_over_ceiling": round(cpp - ceil, 1) if ceil and cpp else None,
+                "stages": stage_breakdown(best["runtime"]),
+                "drops": best["drops"],
+                "startup_s": round(best["startup_s"], 1),
+                "runs_mpps": [round(x["pps"] / 1e6, 3) for x in runs],
+                "cpu_model": results["cpu_model"],
+                "date": results["date"],
+            })
+            results["points"].append(pt)
+    # Relative to the smallest route count at the same frame size: what the FIB size costs.
+    for p in results["points"]:
+        base = next((q for q in results["points"] if q["frame_bytes"] == p["frame_bytes"]
+                     and q["routes"] == min(route_counts) and q.get("mpps")), None)
+        if base and p.get("mpps"):
+            p["ratio_to_min_routes"] = round(p["mpps"] / base["mpps"], 3)
+    if errors:
+        results["errors"] = {str(k): v for k, v in errors.items()}
+    results["elapsed_s"] = round(time.monotonic() - t_begin, 1)
+
+    with open(os.path.join(args.results, "forwarding.json"), "w") as f:
+        json.dump(results, f, indent=1)
+        f.write("\n")
+    try:
+        plot(results, os.path.join(args.results, "forwarding.png"))
+    except Exception as e:  # noqa: BLE001
+        log("plot failed: %s" % e)
+    print_table(results)
+    log("results in %s (%.0f s)" % (args.results, results["elapsed_s"]))
+    return 1 if errors else 0
+
+
+def cleanup():
+    for p in list(children):
+        try:
+            stop(p, timeout=5)
+        except Exception:  # noqa: BLE001
+            pass
+    for p in list(children):
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except Exception:  # noqa: BLE001
+            pass
+    if workdir:
+        shutil.rmtree(workdir, ignore_errors=True)
+    for d in os.listdir("/var/run/dpdk") if os.path.isdir("/var/run/dpdk") else []:
+        if d.startswith("medixbench-%d-" % os.getpid()):
+            cleanup_runtime_dir(d)
+
+
+def on_signal(signum, _frame):
+    raise KeyboardInterrupt("signal %d" % signum)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    rc = 1
+    try:
+        rc = main()
+    except KeyboardInterrupt as e:
+        log("interrupted (%s); cleaning up" % (e or "SIGINT"))
+        rc = 130
+    finally:
+        cleanup()
+    sys.exit(rc)

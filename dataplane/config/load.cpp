@@ -1,0 +1,27 @@
+#include "config/load.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "config/validate.h"
+
+namespace medix::config {
+
+std::variant<medix::dataplane::v1::Config, std::string> load_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return path + ": cannot open the file";
+  std::stringstream text;
+  text << in.rdbuf();
+
+  medix::dataplane::v1::Config config;
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;  // a misspelt field is an error, not a silent default
+  auto status = google::protobuf::util::JsonStringToMessage(text.str(), &config, options);
+  if (!status.ok()) return path + ": " + std::string(status.message());
+  if (auto error = validate(config)) return path + ": " + error->to_string();
+  return config;
+}
+
+}  // namespace medix::config

@@ -1,0 +1,50 @@
+#pragma once
+// Every reason a packet can be dropped, with the description the API and CLI print.
+// One table; a drop anywhere goes through count_drop() with one of these.
+#include <cstdint>
+
+#define MEDIX_DROP_REASONS(X)                                                                \
+  X(l2_truncated, "frame shorter than its Ethernet and VLAN headers")                        \
+  X(unknown_vlan, "no interface for this port and VLAN tags")                                \
+  X(l2_not_for_us, "destination MAC is not the interface's (nor broadcast for ARP)")         \
+  X(unsupported_ethertype, "neither IPv4 nor ARP")                                           \
+  X(arp_malformed, "ARP that is not Ethernet/IPv4 or is truncated")                          \
+  X(arp_not_for_us, "ARP request for an address that is not ours")                           \
+  X(arp_consumed, "ARP reply or gratuitous ARP, learned and consumed")                       \
+  X(arp_pending_full, "waiting for ARP, and the worker's pending queue is full")             \
+  X(arp_timeout, "next hop did not answer ARP in time")                                      \
+  X(ip_truncated, "fewer than 20 bytes of IPv4 header")                                      \
+  X(ip_bad_version, "IP version is not 4")                                                   \
+  X(ip_bad_ihl, "IPv4 header length below 5 words or beyond the packet")                     \
+  X(ip_bad_total_length, "IPv4 total length below the header or beyond the frame")           \
+  X(ip_bad_checksum, "IPv4 header checksum is wrong")                                        \
+  X(ttl_expired, "TTL would reach 0 (ICMP time exceeded sent)")                              \
+  X(no_route, "no route in the tenant (ICMP net unreachable sent)")                          \
+  X(blackhole, "route is a blackhole")                                                       \
+  X(leak_loop, "route leaks between tenants more than 4 times")                              \
+  X(local_fragment, "fragment addressed to medix-dp itself")                                 \
+  X(local_unsupported, "packet to a local address that no local service takes")              \
+  X(mtu_exceeded, "larger than the egress MTU with DF set (ICMP fragmentation needed sent)") \
+  X(fragmentation_failed, "could not fragment (no buffers, or too many fragments)")          \
+  X(no_buffer, "mbuf pool empty while building a packet")                                    \
+  X(tx_full, "the port's tx queue did not take the packet")
+
+enum class Drop : uint16_t {
+#define MEDIX_DROP_ENUM(name, desc) name,
+  MEDIX_DROP_REASONS(MEDIX_DROP_ENUM)
+#undef MEDIX_DROP_ENUM
+      count
+};
+
+inline constexpr unsigned drop_reason_count = static_cast<unsigned>(Drop::count);
+
+struct DropReasonInfo {
+  const char* name;
+  const char* description;
+};
+
+inline constexpr DropReasonInfo drop_reasons[] = {
+#define MEDIX_DROP_INFO(name, desc) {#name, desc},
+    MEDIX_DROP_REASONS(MEDIX_DROP_INFO)
+#undef MEDIX_DROP_INFO
+};

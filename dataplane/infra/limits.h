@@ -1,0 +1,15 @@
+#pragma once
+// Fixed maxima: per-lcore counter arrays are sized by them so that nothing is allocated or
+// resized while workers run.
+#include <cstdint>
+
+inline constexpr unsigned max_ports = 32;
+inline constexpr unsigned max_workers = 64;
+inline constexpr unsigned max_interfaces = 4096;
+inline constexpr unsigned max_tenants = 1024;
+inline constexpr unsigned max_nexthops = 32767;  // rte_fib DIR24_8 with 2-byte next hops
+inline constexpr unsigned max_neighbours = 65536;
+inline constexpr unsigned max_addresses_per_interface = 8;
+inline constexpr unsigned burst_size = 32;
+inline constexpr unsigned max_pending = 4096;
+inline constexpr unsigned max_leak_hops = 4;

@@ -1,0 +1,195 @@
+// Counters for engineers: DPDK telemetry commands while running, a table at exit.
+#include <rte_lcore.h>
+#include <rte_telemetry.h>
+
+#include <cinttypes>
+#include <cstdio>
+
+#include "config/text.h"
+#include "infra/dataplane.h"
+
+namespace {
+
+Dataplane* telemetry_dp = nullptr;
+
+rte_tel_data* dict() {
+  rte_tel_data* d = rte_tel_data_alloc();
+  rte_tel_data_start_dict(d);
+  return d;
+}
+
+// The dictionary a command fills; `filter` (the command's parameter) selects one name.
+template <typename F>
+int named_dicts(rte_tel_data* d, const char* filter, size_t count, F&& fill) {
+  rte_tel_data_start_dict(d);
+  Counters c = telemetry_dp->totals();
+  const Tables& t = *telemetry_dp->current.load();
+  for (size_t i = 0; i < count; i++) {
+    rte_tel_data* entry = dict();
+    const std::string& name = fill(entry, c, t, i);
+    if (filter && *filter && name != filter) {
+      rte_tel_data_free(entry);
+      continue;
+    }
+    rte_tel_data_add_dict_container(d, name.c_str(), entry, 0);
+  }
+  return 0;
+}
+
+int ports_cmd(const char*, const char* params, rte_tel_data* d) {
+  return named_dicts(d, params, telemetry_dp->current.load()->ports.size(),
+                     [](rte_tel_data* e, const Counters& c, const Tables& t, size_t i) -> const std::string& {
+                       const auto& p = c.ports[i];
+                       rte_tel_data_add_dict_u64(e, "rx_packets", p.rx_packets);
+                       rte_tel_data_add_dict_u64(e, "rx_bytes", p.rx_bytes);
+                       rte_tel_data_add_dict_u64(e, "tx_packets", p.tx_packets);
+                       rte_tel_data_add_dict_u64(e, "tx_bytes", p.tx_bytes);
+                       rte_tel_data_add_dict_u64(e, "tx_dropped", p.tx_dropped);
+                       return t.ports[i].name;
+                     });
+}
+
+int interfaces_cmd(const char*, const char* params, rte_tel_data* d) {
+  return named_dicts(d, params, telemetry_dp->current.load()->interfaces.size(),
+                     [](rte_tel_data* e, const Counters& c, const Tables& t, size_t i) -> const std::string& {
+                       const auto& f = c.interfaces[i];
+                       rte_tel_data_add_dict_u64(e, "rx_packets", f.rx_packets);
+                       rte_tel_data_add_dict_u64(e, "rx_bytes", f.rx_bytes);
+                       rte_tel_data_add_dict_u64(e, "tx_packets", f.tx_packets);
+                       rte_tel_data_add_dict_u64(e, "tx_bytes", f.tx_bytes);
+                       return t.interfaces[i].name;
+                     });
+}
+
+int tenants_cmd(const char*, const char* params, rte_tel_data* d) {
+  return named_dicts(d, params, telemetry_dp->current.load()->tenants.size(),
+                     [](rte_tel_data* e, const Counters& c, const Tables& t, size_t i) -> const std::string& {
+                       const auto& x = c.tenants[i];
+                       rte_tel_data_add_dict_u64(e, "rx_packets", x.rx_packets);
+                       rte_tel_data_add_dict_u64(e, "tx_packets", x.tx_packets);
+                       rte_tel_data_add_dict_u64(e, "drops", x.drops);
+                       return t.tenants[i].name;
+                     });
+}
+
+void add_drops(rte_tel_data* d, const Counters& c) {
+  for (unsigned r = 0; r < drop_reason_count; r++) rte_tel_data_add_dict_u64(d, drop_reasons[r].name, c.drops[r]);
+}
+
+int drops_cmd(const char*, const char*, rte_tel_data* d) {
+  rte_tel_data_start_dict(d);
+  add_drops(d, telemetry_dp->totals());
+  return 0;
+}
+
+int drops_by_lcore_cmd(const char*, const char*, rte_tel_data* d) {
+  rte_tel_data_start_dict(d);
+  for (const auto* w : telemetry_dp->workers) {
+    rte_tel_data* e = dict();
+    Counters c{};
+    for (unsigned r = 0; r < drop_reason_count; r++) c.drops[r] = read(w->counters->drops[r]);
+    add_drops(e, c);
+    rte_tel_data_add_dict_container(d, std::to_string(w->lcore).c_str(), e, 0);
+  }
+  return 0;
+}
+
+int drop_reasons_cmd(const char*, const char*, rte_tel_data* d) {
+  rte_tel_data_start_dict(d);
+  for (const auto& r : drop_reasons) rte_tel_data_add_dict_string(d, r.name, r.description);
+  return 0;
+}
+
+int runtime_cmd(const char*, const char*, rte_tel_data* d) {
+  rte_tel_data_start_dict(d);
+  Counters c = telemetry_dp->totals();
+  rte_tel_data_add_dict_u64(d, "tsc_hz", telemetry_dp->tsc_hz);
+  for (unsigned s = 0; s < unsigned(Stage::count); s++) {
+    rte_tel_data* e = dict();
+    const StageStats& st = c.stages[s];
+    rte_tel_data_add_dict_u64(e, "calls", st.calls);
+    rte_tel_data_add_dict_u64(e, "packets", st.packets);
+    rte_tel_data_add_dict_u64(e, "cycles", st.cycles);
+    rte_tel_data_add_dict_u64(e, "cycles_per_packet", st.packets ? st.cycles / st.packets : 0);
+    rte_tel_data_add_dict_container(d, stage_names[s], e, 0);
+  }
+  return 0;
+}
+
+int neighbours_cmd(const char*, const char*, rte_tel_data* d) {
+  rte_tel_data_start_dict(d);
+  const Tables& t = *telemetry_dp->current.load();
+  t.neighbours.for_each([&](const NeighbourKey& key, const rte_ether_addr& mac, bool is_static) {
+    char text[RTE_ETHER_ADDR_FMT_SIZE + 16];
+    rte_ether_format_addr(text, sizeof text, &mac);
+    if (is_static) strcat(text, " static");
+    std::string name = t.interfaces[key.interface].name + "/" + format_ipv4(key.address);
+    rte_tel_data_add_dict_string(d, name.c_str(), text);
+  });
+  return 0;
+}
+
+int events_cmd(const char*, const char*, rte_tel_data* d) {
+  rte_tel_data_start_dict(d);
+  Counters c = telemetry_dp->totals();
+  rte_tel_data_add_dict_u64(d, "icmp_sent", c.icmp_sent);
+  rte_tel_data_add_dict_u64(d, "icmp_rate_limited", c.icmp_rate_limited);
+  rte_tel_data_add_dict_u64(d, "arp_requests_sent", c.arp_requests_sent);
+  rte_tel_data_add_dict_u64(d, "arp_replies_sent", c.arp_replies_sent);
+  return 0;
+}
+
+}  // namespace
+
+void register_telemetry(Dataplane& dp) {
+  telemetry_dp = &dp;
+  rte_telemetry_register_cmd("/medix/ports", ports_cmd, "Port counters. Parameter: a port name");
+  rte_telemetry_register_cmd("/medix/interfaces", interfaces_cmd, "Interface counters. Parameter: a name");
+  rte_telemetry_register_cmd("/medix/tenants", tenants_cmd, "Tenant counters. Parameter: a tenant name");
+  rte_telemetry_register_cmd("/medix/drops", drops_cmd, "Dropped packets by reason, all workers");
+  rte_telemetry_register_cmd("/medix/drops_by_lcore", drops_by_lcore_cmd, "Dropped packets by lcore and reason");
+  rte_telemetry_register_cmd("/medix/drop_reasons", drop_reasons_cmd, "What each drop reason means");
+  rte_telemetry_register_cmd("/medix/runtime", runtime_cmd, "TSC cycles per packet per pipeline stage");
+  rte_telemetry_register_cmd("/medix/neighbours", neighbours_cmd, "ARP table: interface/address -> MAC");
+  rte_telemetry_register_cmd("/medix/events", events_cmd, "ICMP and ARP messages medix-dp sent");
+}
+
+void print_counters(const Dataplane& dp, FILE* out) {
+  const Tables& t = *dp.current.load();
+  Counters c = dp.totals();
+  fprintf(out, "%-24s %14s %16s %14s %16s %10s\n", "port", "rx packets", "rx bytes", "tx packets", "tx bytes",
+          "tx drop");
+  for (size_t i = 0; i < t.ports.size(); i++) {
+    const auto& p = c.ports[i];
+    fprintf(out, "%-24s %14" PRIu64 " %16" PRIu64 " %14" PRIu64 " %16" PRIu64 " %10" PRIu64 "\n",
+            t.ports[i].name.c_str(), p.rx_packets, p.rx_bytes, p.tx_packets, p.tx_bytes, p.tx_dropped);
+  }
+  fprintf(out, "\n%-24s %14s %16s %14s %16s\n", "interface", "rx packets", "rx bytes", "tx packets", "tx bytes");
+  for (size_t i = 0; i < t.interfaces.size(); i++) {
+    const auto& f = c.interfaces[i];
+    fprintf(out, "%-24s %14" PRIu64 " %16" PRIu64 " %14" PRIu64 " %16" PRIu64 "\n", t.interfaces[i].name.c_str(),
+            f.rx_packets, f.rx_bytes, f.tx_packets, f.tx_bytes);
+  }
+  fprintf(out, "\n%-24s %14s %14s %14s\n", "tenant", "rx packets", "tx packets", "drops");
+  for (size_t i = 0; i < t.tenants.size(); i++) {
+    const auto& x = c.tenants[i];
+    fprintf(out, "%-24s %14" PRIu64 " %14" PRIu64 " %14" PRIu64 "\n", t.tenants[i].name.c_str(), x.rx_packets,
+            x.tx_packets, x.drops);
+  }
+  fprintf(out, "\n%-24s %14s  %s\n", "drop reason", "packets", "meaning");
+  for (unsigned r = 0; r < drop_reason_count; r++)
+    if (c.drops[r])
+      fprintf(out, "%-24s %14" PRIu64 "  %s\n", drop_reasons[r].name, c.drops[r], drop_reasons[r].description);
+  fprintf(out,
+          "\nicmp sent %" PRIu64 ", icmp rate-limited %" PRIu64 ", arp requests sent %" PRIu64
+          ", arp replies sent %" PRIu64 "\n",
+          c.icmp_sent, c.icmp_rate_limited, c.arp_requests_sent, c.arp_replies_sent);
+  fprintf(out, "\n%-12s %12s %14s %12s\n", "stage", "calls", "packets", "cycles/pkt");
+  for (unsigned s = 0; s < unsigned(Stage::count); s++) {
+    const StageStats& st = c.stages[s];
+    if (st.calls)
+      fprintf(out, "%-12s %12" PRIu64 " %14" PRIu64 " %12" PRIu64 "\n", stage_names[s], st.calls, st.packets,
+              st.packets ? st.cycles / st.packets : 0);
+  }
+  fflush(out);
+}

@@ -1,0 +1,121 @@
+#pragma once
+// A worker lcore's whole world: what it reads (tables, settings), what it owns (counters,
+// tx buffers, pending queue, ICMP bucket) and the per-packet metadata its stages share.
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+#include <rte_ring.h>
+
+#include <atomic>
+#include <cstdint>
+
+#include "infra/drop.h"
+#include "infra/limits.h"
+#include "tables/build.h"
+#include "tables/tables.h"
+
+// Stored in each mbuf's private area (our pools reserve it).
+struct PacketMeta {
+  uint16_t iface_in;
+  uint16_t tenant;  // the tenant the packet is in now (changes on a leak)
+  uint16_t iface_out;
+  uint8_t l2_len;  // bytes of Ethernet + tags as received
+  uint8_t flags;
+  uint32_t neighbour;  // the address to resolve on iface_out
+  uint64_t deadline;   // pending queue: when ARP gives up (TSC)
+};
+static_assert(sizeof(PacketMeta) % RTE_MBUF_PRIV_ALIGN == 0);
+inline constexpr uint16_t no_tenant = UINT16_MAX;
+inline constexpr uint8_t meta_fragment = 1;  // larger than the egress MTU, DF clear
+
+inline PacketMeta& meta(rte_mbuf* m) { return *static_cast<PacketMeta*>(rte_mbuf_to_priv(m)); }
+
+// Stages of the pipeline, for per-stage cycle accounting (VPP's `show runtime`).
+#define MEDIX_STAGES(X) X(rx) X(l2_input) X(arp) X(ip_input) X(ip_lookup) X(local) X(ip_output) X(arp_pending) X(tx)
+enum class Stage : uint8_t {
+#define MEDIX_STAGE_ENUM(name) name,
+  MEDIX_STAGES(MEDIX_STAGE_ENUM)
+#undef MEDIX_STAGE_ENUM
+      count
+};
+inline constexpr const char* stage_names[] = {
+#define MEDIX_STAGE_NAME(name) #name,
+    MEDIX_STAGES(MEDIX_STAGE_NAME)
+#undef MEDIX_STAGE_NAME
+};
+
+struct StageStats {
+  uint64_t calls, packets, cycles;
+};
+
+// Written by one worker, read by anyone: single-writer counters, stored with relaxed atomics
+// so readers on other threads see whole values.
+struct Counters {
+  struct Port {
+    uint64_t rx_packets, rx_bytes, tx_packets, tx_bytes, tx_dropped;
+  } ports[max_ports];
+  struct Interface {
+    uint64_t rx_packets, rx_bytes, tx_packets, tx_bytes;
+  } interfaces[max_interfaces];
+  struct Tenant {
+    uint64_t rx_packets, tx_packets, drops;
+  } tenants[max_tenants];
+  uint64_t drops[drop_reason_count];
+  uint64_t icmp_sent, icmp_rate_limited, arp_requests_sent, arp_replies_sent;
+  StageStats stages[unsigned(Stage::count)];
+};
+
+inline void bump(uint64_t& counter, uint64_t n = 1) { __atomic_store_n(&counter, counter + n, __ATOMIC_RELAXED); }
+inline uint64_t read(const uint64_t& counter) { return __atomic_load_n(&counter, __ATOMIC_RELAXED); }
+
+// What a worker tells the main lcore it learned from ARP.
+struct LearnedNeighbour {
+  uint32_t address;
+  uint16_t interface;
+  uint8_t mac[6];
+  uint32_t zero;
+};
+static_assert(sizeof(LearnedNeighbour) == 16);
+
+struct TxBuffer {
+  uint16_t count;
+  rte_mbuf* pkts[2 * burst_size];
+};
+
+struct PendingQueue {
+  uint32_t count;
+  uint64_t next_service;  // TSC
+  rte_mbuf* pkts[max_pending];
+  // The next hops packets wait for: ARP is asked once per 100 ms each, and a packet for a
+  // next hop that has packets waiting queues behind them so that a flow is never reordered.
+  struct Waiting {
+    NeighbourKey key;
+    uint64_t asked_at;
+    uint32_t packets;
+  } waiting[64];
+  uint32_t n_waiting;
+};
+
+struct alignas(RTE_CACHE_LINE_SIZE) Worker {
+  unsigned lcore = 0;
+  uint16_t queue = 0;  // rx and tx queue id on every port
+  const Tables* tables = nullptr;
+  void* tables_owner = nullptr;  // the Dataplane, which publishes new tables
+  Settings settings;
+  rte_mempool* pool = nullptr;
+  rte_mempool* indirect_pool = nullptr;
+  rte_ring* learned = nullptr;
+  uint64_t tsc_hz = 0;
+  // ICMP error token bucket.
+  uint64_t icmp_tokens_at = 0;
+  double icmp_tokens = 0;
+  Counters* counters = nullptr;
+  TxBuffer* tx = nullptr;  // one per port
+  PendingQueue* pending = nullptr;
+};
+
+// Everything the pipeline stages do to one burst; defined across l2/, arp/, ip/.
+void drop(Worker& w, rte_mbuf* m, Drop reason);
+void send(Worker& w, uint16_t port, rte_mbuf* m);
+void flush_tx(Worker& w);
+void process_burst(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n);
+void service_pending(Worker& w);

@@ -1,0 +1,130 @@
+// ICMP: echo replies for our addresses (local_input) and rate-limited error messages.
+#include <rte_cycles.h>
+#include <rte_icmp.h>
+#include <rte_ip.h>
+#include <rte_ip_frag.h>
+
+#include "infra/pipeline.h"
+#include "ip/checksum.h"
+#include "l2/l2.h"
+
+namespace {
+
+bool is_icmp_error(const rte_ipv4_hdr* ip, uint32_t available) {
+  if (ip->next_proto_id != IPPROTO_ICMP) return false;
+  uint32_t header = uint32_t(ip->version_ihl & 0xf) * 4;
+  if (available < header + 1) return true;  // cannot tell: stay silent
+  uint8_t type = reinterpret_cast<const uint8_t*>(ip)[header];
+  return type == 3 || type == 4 || type == 5 || type == 11 || type == 12;
+}
+
+bool take_token(Worker& w) {
+  uint64_t now = rte_rdtsc();
+  double rate = w.settings.icmp_rate_per_second;
+  w.icmp_tokens =
+      std::min<double>(w.settings.icmp_burst, w.icmp_tokens + double(now - w.icmp_tokens_at) * rate / double(w.tsc_hz));
+  w.icmp_tokens_at = now;
+  if (w.icmp_tokens < 1) return false;
+  w.icmp_tokens -= 1;
+  return true;
+}
+
+}  // namespace
+
+void icmp_error(Worker& w, rte_mbuf* orig, uint8_t type, uint8_t code, uint16_t mtu) {
+  const PacketMeta& pm = meta(orig);
+  const auto* ip = rte_pktmbuf_mtod_offset(orig, const rte_ipv4_hdr*, pm.l2_len);
+  uint32_t available = rte_pktmbuf_data_len(orig) - pm.l2_len;
+  uint32_t dst = rte_be_to_cpu_32(ip->src_addr);
+  // RFC 1812 4.3.2.7: never about an ICMP error, a later fragment, or an unusable source.
+  if (is_icmp_error(ip, available) || (ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_OFFSET_MASK)) || dst == 0 ||
+      dst >= 0xe0000000 || (dst >> 24) == 127)
+    return;
+  const InterfaceEntry& f = w.tables->interfaces[pm.iface_in];
+  uint32_t src = f.source_for(dst);
+  if (src == 0) return;
+  if (!take_token(w)) {
+    bump(w.counters->icmp_rate_limited);
+    return;
+  }
+  rte_mbuf* m = rte_pktmbuf_alloc(w.pool);
+  if (!m) {
+    bump(w.counters->drops[unsigned(Drop::no_buffer)]);
+    return;
+  }
+  uint32_t quote = std::min<uint32_t>(uint32_t(ip->version_ihl & 0xf) * 4 + 8,
+                                      std::min<uint32_t>(rte_be_to_cpu_16(ip->total_length), available));
+  uint8_t l2 = l2_len_of(f);
+  uint16_t total = uint16_t(sizeof(rte_ipv4_hdr) + sizeof(rte_icmp_hdr) + quote);
+  auto* at = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, uint16_t(l2 + total)));
+  const auto* orig_eth = rte_pktmbuf_mtod(orig, const rte_ether_hdr*);
+  write_l2(at, f, orig_eth->src_addr, RTE_ETHER_TYPE_IPV4);
+
+  auto* out = reinterpret_cast<rte_ipv4_hdr*>(at + l2);
+  out->version_ihl = RTE_IPV4_VHL_DEF;
+  out->type_of_service = 0xc0;  // internetwork control, as routers send their own messages
+  out->total_length = rte_cpu_to_be_16(total);
+  out->packet_id = 0;
+  out->fragment_offset = 0;
+  out->time_to_live = 64;
+  out->next_proto_id = IPPROTO_ICMP;
+  out->src_addr = rte_cpu_to_be_32(src);
+  out->dst_addr = ip->src_addr;
+  out->hdr_checksum = 0;
+  out->hdr_checksum = rte_ipv4_cksum(out);
+
+  auto* icmp = reinterpret_cast<rte_icmp_hdr*>(out + 1);
+  icmp->icmp_type = type;
+  icmp->icmp_code = code;
+  icmp->icmp_cksum = 0;
+  icmp->icmp_ident = 0;
+  icmp->icmp_seq_nb = rte_cpu_to_be_16(mtu);  // next-hop MTU for "fragmentation needed" (RFC 1191)
+  rte_memcpy(icmp + 1, ip, quote);
+  icmp->icmp_cksum = uint16_t(~rte_raw_cksum(icmp, sizeof(rte_icmp_hdr) + quote));
+
+  bump(w.counters->icmp_sent);
+  bump(w.counters->interfaces[pm.iface_in].tx_packets);
+  bump(w.counters->interfaces[pm.iface_in].tx_bytes, rte_pktmbuf_pkt_len(m));
+  send(w, f.port, m);
+}
+
+void local_input(Worker& w, rte_mbuf** pkts, uint16_t n) {
+  const Tables& t = *w.tables;
+  for (uint16_t i = 0; i < n; i++) {
+    rte_mbuf* m = pkts[i];
+    PacketMeta& pm = meta(m);
+    auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, pm.l2_len);
+    if (rte_ipv4_frag_pkt_is_fragmented(ip)) {
+      drop(w, m, Drop::local_fragment);
+      continue;
+    }
+    uint32_t header = uint32_t(ip->version_ihl & 0xf) * 4;
+    uint32_t payload = rte_be_to_cpu_16(ip->total_length) - header;
+    auto* icmp = rte_pktmbuf_mtod_offset(m, rte_icmp_hdr*, pm.l2_len + header);
+    bool echo = ip->next_proto_id == IPPROTO_ICMP && payload >= sizeof(rte_icmp_hdr) &&
+                rte_pktmbuf_data_len(m) >= pm.l2_len + header + sizeof(rte_icmp_hdr) &&
+                icmp->icmp_type == RTE_IP_ICMP_ECHO_REQUEST && icmp->icmp_code == 0;
+    if (!echo) {
+      drop(w, m, Drop::local_unsupported);
+      continue;
+    }
+    // The reply reuses the request: addresses swapped, type changed, checksums updated.
+    uint32_t requester = ip->src_addr;
+    ip->src_addr = ip->dst_addr;
+    ip->dst_addr = requester;
+    ip->time_to_live = 64;
+    ip->hdr_checksum = 0;
+    ip->hdr_checksum = rte_ipv4_cksum(ip);
+    uint16_t old_word = load16(&icmp->icmp_type);
+    icmp->icmp_type = RTE_IP_ICMP_ECHO_REPLY;
+    icmp->icmp_cksum = checksum_replace16(icmp->icmp_cksum, old_word, load16(&icmp->icmp_type));
+
+    const InterfaceEntry& f = t.interfaces[pm.iface_in];
+    auto* eth = rte_pktmbuf_mtod(m, rte_ether_hdr*);
+    eth->dst_addr = eth->src_addr;
+    eth->src_addr = f.mac;
+    bump(w.counters->interfaces[pm.iface_in].tx_packets);
+    bump(w.counters->interfaces[pm.iface_in].tx_bytes, rte_pktmbuf_pkt_len(m));
+    send(w, f.port, m);
+  }
+}

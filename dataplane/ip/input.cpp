@@ -1,0 +1,139 @@
+// ip_input: the RFC 1812 header checks. ip_lookup: the per-tenant FIB walk, route leaks
+// between tenants, TTL and MTU decisions.
+#include <rte_fib.h>
+#include <rte_ip.h>
+
+#include "infra/pipeline.h"
+#include "ip/checksum.h"
+
+uint16_t ip_input(Worker& w, rte_mbuf** pkts, uint16_t n) {
+  uint16_t kept = 0;
+  for (uint16_t i = 0; i < n; i++) {
+    rte_mbuf* m = pkts[i];
+    uint8_t l2 = meta(m).l2_len;
+    uint32_t first_seg = rte_pktmbuf_data_len(m) - l2;
+    uint32_t frame = rte_pktmbuf_pkt_len(m) - l2;
+    if (first_seg < sizeof(rte_ipv4_hdr)) {
+      drop(w, m, Drop::ip_truncated);
+      continue;
+    }
+    auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, l2);
+    if ((ip->version_ihl >> 4) != 4) {
+      drop(w, m, Drop::ip_bad_version);
+      continue;
+    }
+    uint32_t header = uint32_t(ip->version_ihl & 0xf) * 4;
+    if (header < sizeof(rte_ipv4_hdr) || header > first_seg) {
+      drop(w, m, Drop::ip_bad_ihl);
+      continue;
+    }
+    uint32_t total = rte_be_to_cpu_16(ip->total_length);
+    if (total < header || total > frame) {
+      drop(w, m, Drop::ip_bad_total_length);
+      continue;
+    }
+    if (rte_raw_cksum(ip, header) != 0xffff) {
+      drop(w, m, Drop::ip_bad_checksum);
+      continue;
+    }
+    if (frame > total) rte_pktmbuf_trim(m, uint16_t(frame - total));  // Ethernet padding
+    pkts[kept++] = m;
+  }
+  return kept;
+}
+
+namespace {
+
+inline rte_ipv4_hdr* ipv4(rte_mbuf* m) { return rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, meta(m).l2_len); }
+
+// Decides what happens to a packet whose route is `nh`; true if it is to be forwarded.
+bool forward_decision(Worker& w, rte_mbuf* m, const Nexthop& nh, rte_mbuf** local, uint16_t& n_local) {
+  switch (nh.kind) {
+    case NexthopKind::no_route:
+      icmp_error(w, m, icmp_dest_unreachable, unreach_net);
+      drop(w, m, Drop::no_route);
+      return false;
+    case NexthopKind::blackhole:
+      drop(w, m, Drop::blackhole);
+      return false;
+    case NexthopKind::unreachable:
+      icmp_error(w, m, icmp_dest_unreachable, unreach_admin);
+      drop(w, m, Drop::blackhole);
+      return false;
+    case NexthopKind::local:
+      local[n_local++] = m;
+      return false;
+    case NexthopKind::leak:  // resolved by the caller
+    case NexthopKind::via:
+      break;
+  }
+  rte_ipv4_hdr* ip = ipv4(m);
+  if (ip->time_to_live <= 1) {
+    icmp_error(w, m, icmp_time_exceeded, 0);
+    drop(w, m, Drop::ttl_expired);
+    return false;
+  }
+  const InterfaceEntry& out = w.tables->interfaces[nh.interface];
+  if (rte_be_to_cpu_16(ip->total_length) > out.mtu) {
+    if (ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG)) {
+      icmp_error(w, m, icmp_dest_unreachable, unreach_needfrag, out.mtu);
+      drop(w, m, Drop::mtu_exceeded);
+      return false;
+    }
+    meta(m).flags |= meta_fragment;
+  }
+  uint16_t old_word = load16(&ip->time_to_live);
+  ip->time_to_live--;
+  ip->hdr_checksum = checksum_replace16(ip->hdr_checksum, old_word, load16(&ip->time_to_live));
+  meta(m).iface_out = nh.interface;
+  meta(m).neighbour = nh.gateway ? nh.gateway : rte_be_to_cpu_32(ip->dst_addr);
+  return true;
+}
+
+}  // namespace
+
+void ip_lookup(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** fwd, uint16_t& n_fwd, rte_mbuf** local,
+               uint16_t& n_local) {
+  const Tables& t = *w.tables;
+  // Packets still looking for a route; a leak sends a packet round again in another tenant.
+  rte_mbuf* todo[burst_size];
+  uint16_t n_todo = n;
+  std::memcpy(todo, pkts, n * sizeof(rte_mbuf*));
+
+  for (unsigned round = 0; n_todo > 0; round++) {
+    if (round > max_leak_hops) {
+      for (uint16_t i = 0; i < n_todo; i++) drop(w, todo[i], Drop::leak_loop);
+      return;
+    }
+    rte_mbuf* next[burst_size];
+    uint16_t n_next = 0;
+    // One bulk lookup per tenant present in the burst (usually one or two).
+    bool done[burst_size] = {};
+    for (uint16_t first = 0; first < n_todo; first++) {
+      if (done[first]) continue;
+      uint16_t tenant = meta(todo[first]).tenant;
+      uint32_t ips[burst_size];
+      uint64_t hops[burst_size];
+      uint16_t idx[burst_size], count = 0;
+      for (uint16_t i = first; i < n_todo; i++) {
+        if (done[i] || meta(todo[i]).tenant != tenant) continue;
+        done[i] = true;
+        idx[count] = i;
+        ips[count++] = rte_be_to_cpu_32(ipv4(todo[i])->dst_addr);
+      }
+      rte_fib_lookup_bulk(t.tenants[tenant].fib, ips, hops, count);
+      for (uint16_t k = 0; k < count; k++) {
+        rte_mbuf* m = todo[idx[k]];
+        const Nexthop& nh = t.nexthops[hops[k]];
+        if (nh.kind == NexthopKind::leak) {
+          meta(m).tenant = nh.tenant;
+          next[n_next++] = m;
+        } else if (forward_decision(w, m, nh, local, n_local)) {
+          fwd[n_fwd++] = m;
+        }
+      }
+    }
+    std::memcpy(todo, next, n_next * sizeof(rte_mbuf*));
+    n_todo = n_next;
+  }
+}

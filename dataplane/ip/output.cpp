@@ -1,0 +1,141 @@
+// ip_output: resolves each packet's next hop to a MAC, parks it while ARP asks, fragments
+// what is larger than the egress MTU (DF clear), and writes the egress L2 header.
+#include <rte_cycles.h>
+#include <rte_ip.h>
+#include <rte_ip_frag.h>
+
+#include "infra/pipeline.h"
+#include "l2/l2.h"
+
+namespace {
+
+void count_tx(Worker& w, uint16_t iface, const InterfaceEntry& f, rte_mbuf* m) {
+  bump(w.counters->interfaces[iface].tx_packets);
+  bump(w.counters->interfaces[iface].tx_bytes, rte_pktmbuf_pkt_len(m));
+  bump(w.counters->tenants[f.tenant].tx_packets);
+}
+
+void emit(Worker& w, rte_mbuf* m, uint64_t neighbour_word) {
+  PacketMeta& pm = meta(m);
+  uint16_t iface = pm.iface_out;
+  const InterfaceEntry& f = w.tables->interfaces[iface];
+  rte_ether_addr dst = NeighbourTable::mac_of(neighbour_word);
+
+  if (!(pm.flags & meta_fragment)) {
+    if (!rewrite_l2(m, pm.l2_len, f, dst, RTE_ETHER_TYPE_IPV4)) {
+      drop(w, m, Drop::no_buffer);
+      return;
+    }
+    count_tx(w, iface, f, m);
+    send(w, f.port, m);
+    return;
+  }
+
+  rte_pktmbuf_adj(m, pm.l2_len);
+  rte_mbuf* frags[burst_size];
+  int32_t n = rte_ipv4_fragment_packet(m, frags, burst_size, f.mtu, w.pool, w.indirect_pool);
+  if (n < 0) {
+    pm.l2_len = 0;
+    drop(w, m, Drop::fragmentation_failed);
+    return;
+  }
+  rte_pktmbuf_free(m);  // the fragments hold their own references to its data
+  uint8_t l2 = l2_len_of(f);
+  for (int32_t i = 0; i < n; i++) {
+    auto* at = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(frags[i], l2));
+    if (!at) {
+      drop(w, frags[i], Drop::no_buffer);
+      continue;
+    }
+    write_l2(at, f, dst, RTE_ETHER_TYPE_IPV4);
+    count_tx(w, iface, f, frags[i]);
+    send(w, f.port, frags[i]);
+  }
+}
+
+NeighbourKey key_of(rte_mbuf* m) { return NeighbourKey{meta(m).neighbour, meta(m).iface_out, 0}; }
+
+PendingQueue::Waiting* find_waiting(PendingQueue& q, const NeighbourKey& key) {
+  for (uint32_t i = 0; i < q.n_waiting; i++)
+    if (q.waiting[i].key.address == key.address && q.waiting[i].key.interface == key.interface) return &q.waiting[i];
+  return nullptr;
+}
+
+void ask(Worker& w, PendingQueue::Waiting& waiting, uint64_t now) {
+  if (waiting.asked_at && now - waiting.asked_at < w.tsc_hz / 10) return;
+  waiting.asked_at = now;
+  arp_request(w, waiting.key.interface, waiting.key.address);
+}
+
+void park(Worker& w, rte_mbuf* m, uint64_t now) {
+  PendingQueue& q = *w.pending;
+  NeighbourKey key = key_of(m);
+  auto* waiting = find_waiting(q, key);
+  if (q.count >= w.settings.arp_pending_limit || (!waiting && q.n_waiting == std::size(q.waiting))) {
+    drop(w, m, Drop::arp_pending_full);
+    return;
+  }
+  if (!waiting) {
+    waiting = &q.waiting[q.n_waiting++];
+    *waiting = {key, 0, 0};
+  }
+  waiting->packets++;
+  meta(m).deadline = now + w.tsc_hz * w.settings.arp_timeout_ms / 1000;
+  q.pkts[q.count++] = m;
+  ask(w, *waiting, now);
+}
+
+}  // namespace
+
+void ip_output(Worker& w, rte_mbuf** pkts, uint16_t n) {
+  NeighbourKey keys[burst_size] = {};
+  uint64_t words[burst_size];
+  for (uint16_t i = 0; i < n; i++) keys[i] = key_of(pkts[i]);
+  w.tables->neighbours.lookup_bulk(keys, n, words);
+  uint64_t now = 0;
+  for (uint16_t i = 0; i < n; i++) {
+    if ((words[i] & NeighbourTable::valid) && (w.pending->n_waiting == 0 || !find_waiting(*w.pending, keys[i]))) {
+      emit(w, pkts[i], words[i]);
+    } else {
+      if (!now) now = rte_rdtsc();
+      park(w, pkts[i], now);
+    }
+  }
+}
+
+// Sends what ARP has resolved, in arrival order; gives up on what waited too long.
+void service_pending(Worker& w) {
+  PendingQueue& q = *w.pending;
+  uint64_t now = rte_rdtsc();
+  if (q.count == 0 || now < q.next_service) return;
+  q.next_service = now + w.tsc_hz / 10000;  // every 100 us at most
+
+  uint32_t kept = 0;
+  for (uint32_t first = 0; first < q.count; first += burst_size) {
+    uint32_t count = std::min<uint32_t>(burst_size, q.count - first);
+    NeighbourKey keys[burst_size];
+    uint64_t words[burst_size];
+    for (uint32_t i = 0; i < count; i++) keys[i] = key_of(q.pkts[first + i]);
+    w.tables->neighbours.lookup_bulk(keys, count, words);
+    for (uint32_t i = 0; i < count; i++) {
+      rte_mbuf* m = q.pkts[first + i];
+      auto* waiting = find_waiting(q, keys[i]);
+      if (words[i] & NeighbourTable::valid) {
+        waiting->packets--;
+        emit(w, m, words[i]);
+      } else if (now >= meta(m).deadline) {
+        waiting->packets--;
+        icmp_error(w, m, icmp_dest_unreachable, unreach_host);
+        drop(w, m, Drop::arp_timeout);
+      } else {
+        ask(w, *waiting, now);
+        q.pkts[kept++] = m;
+      }
+    }
+  }
+  q.count = kept;
+  uint32_t still = 0;
+  for (uint32_t i = 0; i < q.n_waiting; i++)
+    if (q.waiting[i].packets) q.waiting[still++] = q.waiting[i];
+  q.n_waiting = still;
+}

@@ -1,0 +1,96 @@
+// l2_input: finds the interface a frame arrived on from (port, VLAN tags), checks the
+// destination MAC, and sorts frames into ARP and IPv4.
+#include <rte_ether.h>
+#include <rte_hash.h>
+
+#include "infra/pipeline.h"
+
+void l2_input(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n, rte_mbuf** ip, uint16_t& n_ip, rte_mbuf** arp,
+              uint16_t& n_arp) {
+  const Tables& t = *w.tables;
+  InterfaceKey keys[burst_size];
+  const void* key_ptrs[burst_size];
+  uint16_t ethertypes[burst_size];
+  rte_mbuf* parsed[burst_size];
+  uint16_t n_parsed = 0;
+
+  for (uint16_t i = 0; i < n; i++) {
+    rte_mbuf* m = pkts[i];
+    meta(m).tenant = no_tenant;
+    uint32_t len = rte_pktmbuf_data_len(m);
+    if (len < sizeof(rte_ether_hdr)) {
+      drop(w, m, Drop::l2_truncated);
+      continue;
+    }
+    const uint8_t* data = rte_pktmbuf_mtod(m, const uint8_t*);
+    uint16_t type = rte_be_to_cpu_16(reinterpret_cast<const rte_ether_hdr*>(data)->ether_type);
+    uint32_t off = sizeof(rte_ether_hdr);
+    uint16_t outer = 0, inner = 0;
+    bool truncated = false;
+    // A NIC may have stripped the outer tag into the mbuf.
+    if (m->ol_flags & RTE_MBUF_F_RX_VLAN_STRIPPED)
+      outer = m->vlan_tci & RTE_VLAN_ID_MASK;
+    else if (type == RTE_ETHER_TYPE_VLAN || type == RTE_ETHER_TYPE_QINQ) {
+      if (len < off + sizeof(rte_vlan_hdr))
+        truncated = true;
+      else {
+        auto* tag = reinterpret_cast<const rte_vlan_hdr*>(data + off);
+        outer = rte_be_to_cpu_16(tag->vlan_tci) & RTE_VLAN_ID_MASK;
+        type = rte_be_to_cpu_16(tag->eth_proto);
+        off += sizeof(rte_vlan_hdr);
+      }
+    }
+    if (!truncated && outer && type == RTE_ETHER_TYPE_VLAN) {
+      if (len < off + sizeof(rte_vlan_hdr))
+        truncated = true;
+      else {
+        auto* tag = reinterpret_cast<const rte_vlan_hdr*>(data + off);
+        inner = rte_be_to_cpu_16(tag->vlan_tci) & RTE_VLAN_ID_MASK;
+        type = rte_be_to_cpu_16(tag->eth_proto);
+        off += sizeof(rte_vlan_hdr);
+      }
+    }
+    if (truncated) {
+      drop(w, m, Drop::l2_truncated);
+      continue;
+    }
+    meta(m).l2_len = uint8_t(off);
+    keys[n_parsed] = InterfaceKey{port, outer, inner, 0};
+    key_ptrs[n_parsed] = &keys[n_parsed];
+    ethertypes[n_parsed] = type;
+    parsed[n_parsed++] = m;
+  }
+  if (n_parsed == 0) return;
+
+  void* found[burst_size];
+  uint64_t hits = 0;
+  rte_hash_lookup_bulk_data(t.interface_index, key_ptrs, n_parsed, &hits, found);
+
+  for (uint16_t i = 0; i < n_parsed; i++) {
+    rte_mbuf* m = parsed[i];
+    if (!(hits & (uint64_t(1) << i))) {
+      drop(w, m, Drop::unknown_vlan);
+      continue;
+    }
+    auto id = uint16_t(reinterpret_cast<uintptr_t>(found[i]));
+    const InterfaceEntry& f = t.interfaces[id];
+    meta(m).iface_in = id;
+    meta(m).tenant = f.tenant;
+    meta(m).flags = 0;
+    bump(w.counters->interfaces[id].rx_packets);
+    bump(w.counters->interfaces[id].rx_bytes, rte_pktmbuf_pkt_len(m));
+    bump(w.counters->tenants[f.tenant].rx_packets);
+
+    const auto* eth = rte_pktmbuf_mtod(m, const rte_ether_hdr*);
+    bool to_us = rte_is_same_ether_addr(&eth->dst_addr, &f.mac);
+    if (ethertypes[i] == RTE_ETHER_TYPE_ARP && (to_us || rte_is_broadcast_ether_addr(&eth->dst_addr))) {
+      arp[n_arp++] = m;
+    } else if (!to_us) {
+      drop(w, m, Drop::l2_not_for_us);
+    } else if (ethertypes[i] == RTE_ETHER_TYPE_IPV4) {
+      ip[n_ip++] = m;
+    } else {
+      drop(w, m, Drop::unsupported_ethertype);
+    }
+  }
+}

@@ -1,0 +1,48 @@
+#pragma once
+// Ethernet and VLAN header writing for an interface's attachment (untagged, 802.1Q, QinQ).
+#include <rte_ether.h>
+#include <rte_mbuf.h>
+
+#include <cstring>
+
+#include "tables/tables.h"
+
+inline uint8_t l2_len_of(const InterfaceEntry& f) {
+  return uint8_t(sizeof(rte_ether_hdr) + (f.outer_vlan ? 4 : 0) + (f.inner_vlan ? 4 : 0));
+}
+
+// Writes the interface's L2 header into `at`, which has l2_len_of(f) bytes.
+inline void write_l2(uint8_t* at, const InterfaceEntry& f, const rte_ether_addr& dst, uint16_t ethertype) {
+  auto* eth = reinterpret_cast<rte_ether_hdr*>(at);
+  eth->dst_addr = dst;
+  eth->src_addr = f.mac;
+  // Each tag is TPID then TCI; the last 2 bytes carry the payload's ethertype.
+  uint8_t* p = at + 2 * RTE_ETHER_ADDR_LEN;
+  auto put16 = [&p](uint16_t v) {
+    v = rte_cpu_to_be_16(v);
+    memcpy(p, &v, 2);
+    p += 2;
+  };
+  if (f.outer_vlan) {
+    put16(f.inner_vlan ? RTE_ETHER_TYPE_QINQ : RTE_ETHER_TYPE_VLAN);
+    put16(f.outer_vlan);
+  }
+  if (f.inner_vlan) {
+    put16(RTE_ETHER_TYPE_VLAN);
+    put16(f.inner_vlan);
+  }
+  put16(ethertype);
+}
+
+// Replaces the packet's first `old_len` bytes of L2 with the interface's header.
+inline bool rewrite_l2(rte_mbuf* m, uint8_t old_len, const InterfaceEntry& f, const rte_ether_addr& dst,
+                       uint16_t ethertype) {
+  uint8_t new_len = l2_len_of(f);
+  if (new_len > old_len) {
+    if (!rte_pktmbuf_prepend(m, new_len - old_len)) return false;
+  } else if (new_len < old_len) {
+    rte_pktmbuf_adj(m, old_len - new_len);
+  }
+  write_l2(rte_pktmbuf_mtod(m, uint8_t*), f, dst, ethertype);
+  return true;
+}

@@ -1,0 +1,129 @@
+// medix-dp: the dataplane. `medix-dp [EAL options] -- --config FILE [--check] [--stats-interval S]`
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_lcore.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "config/load.h"
+#include "infra/dataplane.h"
+#include "tables/build.h"
+
+namespace {
+
+std::atomic<bool> stop_requested{false};
+
+void on_signal(int) { stop_requested.store(true); }
+
+struct Options {
+  std::string config;
+  bool check = false;
+  unsigned stats_interval = 0;
+};
+
+const char usage[] =
+    "usage: medix-dp [EAL options] -- --config FILE [--check] [--stats-interval SECONDS]\n"
+    "  --config FILE         startup config: JSON of medix.dataplane.v1.Config\n"
+    "  --check               validate the config and exit\n"
+    "  --stats-interval S    print counters every S seconds\n";
+
+// Our options are those after "--" (DPDK's convention); EAL never sees them.
+bool parse_options(int argc, char** argv, Options& o) {
+  int i = 0;
+  while (i < argc && strcmp(argv[i], "--") != 0) i++;
+  for (i++; i < argc; i++) {
+    std::string a = argv[i];
+    if (a == "--config" && i + 1 < argc)
+      o.config = argv[++i];
+    else if (a == "--check")
+      o.check = true;
+    else if (a == "--stats-interval" && i + 1 < argc)
+      o.stats_interval = unsigned(std::stoul(argv[++i]));
+    else if (a == "-h" || a == "--help")
+      return false;
+    else {
+      fprintf(stderr, "medix-dp: unknown option %s\n", a.c_str());
+      return false;
+    }
+  }
+  if (o.config.empty()) fprintf(stderr, "medix-dp: --config FILE is required\n");
+  return !o.config.empty();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options options;
+  if (!parse_options(argc, argv, options)) {
+    fputs(usage, stderr);
+    return 2;
+  }
+  // The file is checked before EAL starts, so that a typo costs no start-up time.
+  auto loaded = medix::config::load_file(options.config);
+  if (auto* error = std::get_if<std::string>(&loaded)) {
+    fprintf(stderr, "medix-dp: %s\n", error->c_str());
+    return 2;
+  }
+  const auto& config = std::get<medix::dataplane::v1::Config>(loaded);
+  if (options.check) {
+    printf("%s: ok\n", options.config.c_str());
+    return 0;
+  }
+
+  int eal_args = 0;
+  while (eal_args < argc && strcmp(argv[eal_args], "--") != 0) eal_args++;
+  if (rte_eal_init(eal_args, argv) < 0) {
+    fprintf(stderr, "medix-dp: EAL: %s\n", rte_strerror(rte_errno));
+    return 1;
+  }
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+
+  std::vector<unsigned> workers;
+  unsigned lcore;
+  RTE_LCORE_FOREACH_WORKER(lcore) workers.push_back(lcore);
+  if (workers.empty() || workers.size() > max_workers) {
+    fprintf(stderr, "medix-dp: give 1..%u worker lcores besides the main one (e.g. -l 0,1)\n", max_workers);
+    rte_eal_cleanup();
+    return 2;
+  }
+
+  int status = 0;
+  {
+    Dataplane dp;
+    auto built = build_tables(config, rte_socket_id());
+    if (auto* error = std::get_if<ConfigError>(&built)) {
+      fprintf(stderr, "medix-dp: %s: %s\n", options.config.c_str(), error->to_string().c_str());
+      status = 2;
+    } else if (auto error = dp.start(std::move(std::get<std::unique_ptr<Tables>>(built)),
+                                     settings_from(config.settings()), workers)) {
+      fprintf(stderr, "medix-dp: %s\n", error->c_str());
+      status = 2;
+    } else {
+      register_telemetry(dp);
+      printf("medix-dp: ready (%zu ports, %zu workers)\n", dp.tables->ports.size(), workers.size());
+      fflush(stdout);
+      auto next_stats = std::chrono::steady_clock::now() + std::chrono::seconds(options.stats_interval);
+      while (!stop_requested.load()) {
+        dp.run_control();
+        if (options.stats_interval && std::chrono::steady_clock::now() >= next_stats) {
+          print_counters(dp, stdout);
+          next_stats += std::chrono::seconds(options.stats_interval);
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    }
+    dp.stop();
+    if (status == 0) {
+      printf("medix-dp: stopping; final counters:\n");
+      print_counters(dp, stdout);
+    }
+  }
+  rte_eal_cleanup();
+  return status;
+}

@@ -1,0 +1,66 @@
+#include "tables/tables.h"
+
+#include <rte_errno.h>
+#include <rte_jhash.h>
+#include <rte_malloc.h>
+
+bool NeighbourTable::init(const char* name, unsigned socket) {
+  rte_hash_parameters params{};
+  params.name = name;
+  params.entries = max_neighbours;
+  params.key_len = sizeof(NeighbourKey);
+  params.hash_func = rte_jhash;
+  params.socket_id = int(socket);
+  // Lock-free readers: workers look up while the main lcore adds.
+  params.extra_flag = RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF;
+  index_ = rte_hash_create(&params);
+  if (!index_) return false;
+  entries_ = static_cast<std::atomic<uint64_t>*>(
+      rte_zmalloc_socket(name, sizeof(uint64_t) * (max_neighbours + 1), RTE_CACHE_LINE_SIZE, int(socket)));
+  return entries_ != nullptr;
+}
+
+void NeighbourTable::destroy() {
+  rte_hash_free(index_);
+  rte_free(entries_);
+  index_ = nullptr;
+  entries_ = nullptr;
+}
+
+bool NeighbourTable::set(uint16_t interface, uint32_t address, const rte_ether_addr& mac, bool make_static) {
+  NeighbourKey key{address, interface, 0};
+  int32_t pos = rte_hash_lookup(index_, &key);
+  if (pos < 0) pos = rte_hash_add_key(index_, &key);
+  if (pos < 0) return false;
+  uint64_t old = entries_[pos].load(std::memory_order_relaxed);
+  if ((old & is_static) && !make_static) return true;  // learning never overrides config
+  uint64_t word = valid | (make_static ? is_static : 0);
+  for (unsigned i = 0; i < RTE_ETHER_ADDR_LEN; i++) word |= uint64_t(mac.addr_bytes[i]) << (8 * (5 - i));
+  entries_[pos].store(word, std::memory_order_release);
+  return true;
+}
+
+void NeighbourTable::lookup_bulk(const NeighbourKey* keys, unsigned n, uint64_t* words) const {
+  const void* key_ptrs[RTE_HASH_LOOKUP_BULK_MAX];
+  int32_t positions[RTE_HASH_LOOKUP_BULK_MAX];
+  for (unsigned done = 0; done < n;) {
+    unsigned count = std::min<unsigned>(n - done, RTE_HASH_LOOKUP_BULK_MAX);
+    for (unsigned i = 0; i < count; i++) key_ptrs[i] = &keys[done + i];
+    rte_hash_lookup_bulk(index_, key_ptrs, count, positions);
+    for (unsigned i = 0; i < count; i++)
+      words[done + i] = positions[i] >= 0 ? entries_[positions[i]].load(std::memory_order_acquire) : 0;
+    done += count;
+  }
+}
+
+rte_ether_addr NeighbourTable::mac_of(uint64_t word) {
+  rte_ether_addr mac;
+  for (unsigned i = 0; i < RTE_ETHER_ADDR_LEN; i++) mac.addr_bytes[i] = uint8_t(word >> (8 * (5 - i)));
+  return mac;
+}
+
+Tables::~Tables() {
+  for (auto& t : tenants) rte_fib_free(t.fib);
+  rte_hash_free(interface_index);
+  neighbours.destroy();
+}

@@ -1,0 +1,138 @@
+#pragma once
+// The compiled form of the config that workers read: flat arrays indexed by small ids, one
+// rte_fib per tenant, and rte_hash indexes with lock-free readers. Built by the main lcore
+// (tables/build.cpp); workers only read it.
+#include <rte_ether.h>
+#include <rte_fib.h>
+#include <rte_hash.h>
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "infra/limits.h"
+
+// Addresses are kept in host byte order everywhere but on the wire.
+struct Subnet {
+  uint32_t address = 0;  // the interface's own address
+  uint8_t length = 0;
+  bool contains(uint32_t ip) const {
+    uint32_t mask = length == 0 ? 0 : ~uint32_t(0) << (32 - length);
+    return (ip & mask) == (address & mask);
+  }
+};
+
+struct PortEntry {
+  uint16_t port_id = 0;  // the ethdev id
+  uint16_t mtu = 1500;
+  rte_ether_addr mac{};
+  std::string name;
+  std::string device;
+  bool promiscuous = false;
+};
+
+struct InterfaceEntry {
+  uint16_t port = 0;  // index into Tables::ports
+  uint16_t tenant = 0;
+  uint16_t outer_vlan = 0;
+  uint16_t inner_vlan = 0;
+  uint16_t mtu = 1500;
+  rte_ether_addr mac{};
+  uint8_t subnet_count = 0;
+  std::array<Subnet, max_addresses_per_interface> subnets{};
+  std::string name;
+
+  // Our address on the subnet of `ip`, else the first address, else 0.
+  uint32_t source_for(uint32_t ip) const {
+    for (unsigned i = 0; i < subnet_count; i++)
+      if (subnets[i].contains(ip)) return subnets[i].address;
+    return subnet_count ? subnets[0].address : 0;
+  }
+  bool on_link(uint32_t ip) const {
+    for (unsigned i = 0; i < subnet_count; i++)
+      if (subnets[i].contains(ip)) return true;
+    return false;
+  }
+  bool owns(uint32_t ip) const {
+    for (unsigned i = 0; i < subnet_count; i++)
+      if (subnets[i].address == ip) return true;
+    return false;
+  }
+};
+
+enum class NexthopKind : uint8_t { no_route, via, leak, local, blackhole, unreachable };
+
+struct Nexthop {
+  NexthopKind kind = NexthopKind::no_route;
+  uint16_t interface = 0;  // via
+  uint16_t tenant = 0;     // leak: where the lookup continues
+  uint32_t gateway = 0;    // via: 0 means connected (the destination is the neighbour)
+  bool operator==(const Nexthop&) const = default;
+};
+
+struct TenantEntry {
+  rte_fib* fib = nullptr;
+  std::string name;
+};
+
+// Key of the interface index: which interface a frame arrived on.
+struct InterfaceKey {
+  uint16_t port;
+  uint16_t outer_vlan;
+  uint16_t inner_vlan;
+  uint16_t zero;
+};
+
+// Neighbours: (interface, address) -> MAC. Workers read; only the main lcore writes.
+// The MAC and flags share one 64-bit word so that readers see a whole entry or none.
+struct NeighbourKey {
+  uint32_t address;
+  uint16_t interface;
+  uint16_t zero;
+};
+
+class NeighbourTable {
+ public:
+  static constexpr uint64_t valid = uint64_t(1) << 48;
+  static constexpr uint64_t is_static = uint64_t(1) << 49;
+
+  bool init(const char* name, unsigned socket);
+  void destroy();
+  // Main lcore only. Returns false when the table is full.
+  bool set(uint16_t interface, uint32_t address, const rte_ether_addr& mac, bool make_static);
+  // Any lcore. Fills macs[i] (0 when unknown) for each key.
+  void lookup_bulk(const NeighbourKey* keys, unsigned n, uint64_t* words) const;
+  static rte_ether_addr mac_of(uint64_t word);
+  template <typename F>
+  void for_each(F&& f) const;
+
+ private:
+  rte_hash* index_ = nullptr;
+  std::atomic<uint64_t>* entries_ = nullptr;  // by hash position
+};
+
+template <typename F>
+void NeighbourTable::for_each(F&& f) const {
+  const void* key;
+  void* data;
+  uint32_t next = 0;
+  int32_t pos;
+  while ((pos = rte_hash_iterate(index_, &key, &data, &next)) >= 0) {
+    uint64_t w = entries_[pos].load(std::memory_order_acquire);
+    if (w & valid) f(*static_cast<const NeighbourKey*>(key), mac_of(w), (w & is_static) != 0);
+  }
+}
+
+struct Tables {
+  std::vector<PortEntry> ports;
+  std::vector<InterfaceEntry> interfaces;
+  std::vector<TenantEntry> tenants;
+  std::vector<Nexthop> nexthops;  // index 0: no route (every FIB's default)
+  rte_hash* interface_index = nullptr;
+  NeighbourTable neighbours;
+  std::vector<uint16_t> port_by_ethdev;  // ethdev id -> index in ports
+
+  ~Tables();
+};

@@ -1,0 +1,439 @@
+#!/usr/bin/python3
+"""Packet tests: feed pcaps through the real medix-dp on net_pcap ports, compare what comes out.
+
+    /usr/bin/python3 test/packet/run.py [--binary PATH] [--keep] [-v] [CASE ...]
+
+CASE is a folder name under test/packet/cases (e.g. 003_qinq), its number (003) or its name
+(qinq); default: every case. See test/packet/README.md for the layout of a case.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+CASES = os.path.join(HERE, "cases")
+sys.path.insert(0, os.path.join(HERE, "lib"))
+
+from medixpkt import read_pcap, write_pcap  # noqa: E402
+
+GEN_TIMEOUT = 60          # s, gen.py
+READY_TIMEOUT = 30        # s, from exec to "medix-dp: ready"
+RX_TIMEOUT = 20           # s, until every sent frame is counted as received
+EXIT_TIMEOUT = 15         # s, from SIGTERM to exit
+TELEMETRY_TIMEOUT = 5     # s, one telemetry request
+DEFAULT_SETTLE = 0.3      # s, after the last frame was received
+
+
+class Failure(Exception):
+    pass
+
+
+# --- medix-dp process -------------------------------------------------------------------------
+
+class Dataplane:
+    """One medix-dp process; output collected by a thread; always killed on close()."""
+
+    def __init__(self, cmd, log_path):
+        self.cmd = cmd
+        self.lines = []
+        self.ready = threading.Event()
+        self.log = open(log_path, "w")
+        self.log.write("$ " + " ".join(cmd) + "\n")
+        self.log.flush()
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     cwd=ROOT)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for raw in self.proc.stdout:
+            line = raw.decode(errors="replace").rstrip("\n")
+            self.lines.append(line)
+            self.log.write(line + "\n")
+            self.log.flush()
+            if line.startswith("medix-dp: ready"):
+                self.ready.set()
+
+    def wait_ready(self, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.ready.wait(0.05):
+                return
+            if self.proc.poll() is not None:
+                self.reader.join(2)
+                raise Failure(f"medix-dp exited with status {self.proc.returncode} before "
+                              f"ready:\n{self.tail()}")
+        raise Failure(f"no 'medix-dp: ready' line within {timeout} s:\n{self.tail()}")
+
+    def stop(self, timeout):
+        """SIGTERM, wait; returns the exit status (None if it had to be killed)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None
+        self.reader.join(2)
+        return rc
+
+    def kill(self):
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def close(self):
+        self.kill()
+        self.reader.join(2)
+        self.log.close()
+
+    def tail(self, n=25):
+        return "\n".join("    | " + l for l in self.lines[-n:])
+
+
+# --- telemetry --------------------------------------------------------------------------------
+
+def runtime_dir(prefix):
+    base = "/var/run/dpdk" if os.geteuid() == 0 else os.path.join(
+        os.environ.get("XDG_RUNTIME_DIR", "/tmp"), "dpdk")
+    return os.path.join(base, prefix)
+
+
+class Telemetry:
+    def __init__(self, prefix, dp, timeout=10):
+        path = os.path.join(runtime_dir(prefix), "dpdk_telemetry.v2")
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if dp.proc.poll() is not None:
+                raise Failure(f"medix-dp exited with status {dp.proc.returncode}:\n{dp.tail()}")
+            try:
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                s.settimeout(TELEMETRY_TIMEOUT)
+                s.connect(path)
+                greeting = json.loads(s.recv(65536).decode())
+                self.sock, self.max_len = s, greeting.get("max_output_len", 16384)
+                return
+            except (OSError, ValueError) as e:
+                last = e
+                s.close()
+                time.sleep(0.1)
+        raise Failure(f"cannot connect to telemetry socket {path}: {last}")
+
+    def get(self, cmd):
+        try:
+            self.sock.send(cmd.encode())
+            reply = self.sock.recv(max(65536, self.max_len * 2))
+        except OSError as e:
+            raise Failure(f"telemetry {cmd}: {e}")
+        if not reply:
+            raise Failure(f"telemetry {cmd}: connection closed")
+        try:
+            data = json.loads(reply.decode())
+        except ValueError as e:
+            raise Failure(f"telemetry {cmd}: bad JSON ({e}): {reply[:200]!r}")
+        value = data.get(cmd) if isinstance(data, dict) else None
+        if not isinstance(value, dict):
+            raise Failure(f"telemetry {cmd}: unexpected reply {reply[:300]!r}")
+        return value
+
+    def close(self):
+        self.sock.close()
+
+
+# --- comparison -------------------------------------------------------------------------------
+
+def describe(frame):
+    from scapy.all import Ether
+    try:
+        return Ether(frame).summary()
+    except Exception as e:  # a malformed frame may not dissect
+        return f"<{len(frame)} bytes, no dissection: {e}>"
+
+
+def hexdiff_text(a, b):
+    """A line-by-line hex dump of two frames with differing 16-byte rows marked."""
+    out = []
+    for off in range(0, max(len(a), len(b)), 16):
+        ra, rb = a[off:off + 16], b[off:off + 16]
+        mark = "  " if ra == rb else "!!"
+        out.append(f"      {mark} {off:04x}  expected {ra.hex(' '):<47}  got {rb.hex(' ')}")
+    return "\n".join(out)
+
+
+def show_fields(frame):
+    from scapy.all import Ether
+    try:
+        return Ether(frame).show2(dump=True)
+    except Exception:
+        return ""
+
+
+def frame_diff(e, g):
+    lines = [f"    expected: {describe(e)} [{len(e)} B]", f"    got:      {describe(g)} [{len(g)} B]",
+             hexdiff_text(e, g)]
+    fe, fg = show_fields(e).splitlines(), show_fields(g).splitlines()
+    diff = [f"      {x.strip():<40} | {y.strip()}" for x, y in zip(fe, fg) if x != y]
+    if diff:
+        lines.append("    fields that differ (expected | got):")
+        lines.extend(diff[:20])
+    return lines
+
+
+def common_prefix(a, b):
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def compare_port(port, expected, got, streams=None):
+    """None if `got` matches, else a description of the first difference.
+
+    Without streams the order must be exact. With streams (one name per expected frame),
+    `got` must be an interleaving of the per-stream sequences: order is checked within a
+    stream only."""
+    if expected == got:
+        return None
+    if streams is None or len(streams) != len(expected):
+        streams = ["all"] * len(expected)
+    queues = {}
+    for f, s in zip(expected, streams):
+        queues.setdefault(s, []).append(f)
+    heads = {s: 0 for s in queues}
+    lines = [f"port {port}: expected {len(expected)} frames, got {len(got)}"]
+    for i, g in enumerate(got):
+        match = next((s for s in queues if heads[s] < len(queues[s])
+                      and queues[s][heads[s]] == g), None)
+        if match is not None:
+            heads[match] += 1
+            continue
+        pending = [(s, queues[s][heads[s]]) for s in queues if heads[s] < len(queues[s])]
+        if not pending:
+            lines.append(f"  frame {i} is one too many: {describe(g)} [{len(g)} B]")
+        else:
+            s, e = max(pending, key=lambda p: (common_prefix(p[1], g), -abs(len(p[1]) - len(g))))
+            lines.append(f"  frame {i} differs from what was due next"
+                         + (f" (stream {s})" if len(queues) > 1 else "") + ":")
+            lines += frame_diff(e, g)
+            if len(pending) > 1:
+                lines.append("    other frames due next: " + "; ".join(
+                    f"[{ps}] {describe(pe)}" for ps, pe in pending if ps != s)[:600])
+        break
+    else:
+        missing = [(s, queues[s][h]) for s, h in heads.items() if h < len(queues[s])]
+        lines.append(f"  {sum(len(queues[s]) - h for s, h in heads.items())} expected frames "
+                     "never came, first: " + "; ".join(f"[{s}] {describe(f)}"
+                                                        for s, f in missing)[:600])
+    if len(expected) != len(got):
+        lines.append("  all expected: " + "; ".join(describe(f) for f in expected[:12]))
+        lines.append("  all got:      " + "; ".join(describe(f) for f in got[:12]))
+    return "\n".join(lines)
+
+
+def compare_counters(kind, expected, got, strict_zero=True):
+    problems = []
+    for k, v in sorted(expected.items()):
+        if k not in got:
+            problems.append(f"{kind} {k}: expected {v}, not reported by medix-dp")
+        elif got[k] != v:
+            problems.append(f"{kind} {k}: expected {v}, got {got[k]}")
+    if strict_zero:
+        for k, v in sorted(got.items()):
+            if k not in expected and v != 0:
+                problems.append(f"{kind} {k}: expected 0, got {v}")
+    return problems
+
+
+# --- one case ---------------------------------------------------------------------------------
+
+def load_json(path, default):
+    if not os.path.exists(path):
+        return default
+    with open(path) as f:
+        return json.load(f)
+
+
+def run_case(case_dir, binary, keep, verbose, seq):
+    name = os.path.basename(case_dir)
+    tmp = tempfile.mkdtemp(prefix=f"medix-packet-{name}-")
+    ok = False
+    try:
+        _run_case(case_dir, name, tmp, binary, verbose, seq)
+        ok = True
+        return None
+    except Failure as e:
+        return f"{e}\n  (files kept in {tmp})"
+    except Exception as e:  # a broken case or runner: a failure, never a hang
+        import traceback
+        return f"runner error: {e}\n{traceback.format_exc()}  (files kept in {tmp})"
+    finally:
+        if ok and not keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _run_case(case_dir, name, tmp, binary, verbose, seq):
+    config_path = os.path.join(case_dir, "config.json")
+    config = load_json(config_path, None)
+    if config is None:
+        raise Failure("no config.json")
+    opts = load_json(os.path.join(case_dir, "case.json"), {})
+    settle = float(opts.get("settle_s", DEFAULT_SETTLE))
+
+    gen = os.path.join(case_dir, "gen.py")
+    try:
+        r = subprocess.run([sys.executable, gen, tmp], capture_output=True, text=True,
+                           timeout=GEN_TIMEOUT, cwd=case_dir)
+    except subprocess.TimeoutExpired:
+        raise Failure(f"gen.py took more than {GEN_TIMEOUT} s")
+    if r.returncode != 0:
+        raise Failure(f"gen.py failed ({r.returncode}):\n{r.stdout}{r.stderr}")
+
+    ports = config.get("ports", [])
+    if not ports:
+        raise Failure("config.json has no ports")
+    sent_total = 0
+    vdevs = []
+    for p in ports:
+        pname, dev = p["name"], p["device"]
+        if not dev.startswith("net_pcap"):
+            raise Failure(f"port {pname}: device {dev} is not a net_pcap vdev")
+        rx = os.path.join(tmp, f"send_{pname}.pcap")
+        if not os.path.exists(rx):
+            write_pcap(rx, [])
+        sent_total += len(read_pcap(rx))
+        tx = os.path.join(tmp, f"out_{pname}.pcap")
+        vdevs += ["--vdev", f"{dev},rx_pcap={rx},tx_pcap={tx}"]
+
+    prefix = f"medix-pkt-{os.getpid()}-{seq}"
+    cmd = [binary, "--no-huge", "-m", "256", "--no-pci", "--file-prefix", prefix,
+           "-l", opts.get("lcores", "0,1")] + vdevs + ["--", "--config", config_path]
+    dp = Dataplane(cmd, os.path.join(tmp, "medix-dp.log"))
+    tel = None
+    try:
+        dp.wait_ready(READY_TIMEOUT)
+        tel = Telemetry(prefix, dp)
+        deadline = time.monotonic() + RX_TIMEOUT
+        while True:
+            stats = tel.get("/medix/ports")
+            rx = sum(int(s.get("rx_packets", 0)) for s in stats.values())
+            if rx >= sent_total:
+                break
+            if dp.proc.poll() is not None:
+                raise Failure(f"medix-dp exited with status {dp.proc.returncode} while "
+                              f"receiving:\n{dp.tail()}")
+            if time.monotonic() > deadline:
+                raise Failure(f"only {rx} of {sent_total} sent frames were received within "
+                              f"{RX_TIMEOUT} s; /medix/ports: {json.dumps(stats)}")
+            time.sleep(0.05)
+        if rx != sent_total:
+            raise Failure(f"received {rx} frames, but {sent_total} were sent; "
+                          f"/medix/ports: {json.dumps(stats)}")
+        time.sleep(settle)
+        drops = tel.get("/medix/drops")
+        events = tel.get("/medix/events")
+        tel.close()
+        tel = None
+        rc = dp.stop(EXIT_TIMEOUT)
+        if rc is None:
+            raise Failure(f"medix-dp did not exit within {EXIT_TIMEOUT} s of SIGTERM:\n"
+                          f"{dp.tail()}")
+        if rc != 0:
+            raise Failure(f"medix-dp exited with status {rc} after SIGTERM:\n{dp.tail()}")
+    finally:
+        if tel:
+            tel.close()
+        dp.close()
+        shutil.rmtree(runtime_dir(prefix), ignore_errors=True)
+    if verbose:
+        print(dp.tail(200))
+
+    problems = []
+    streams = load_json(os.path.join(tmp, "expect_streams.json"), {})
+    for p in ports:
+        pname = p["name"]
+        exp_path = os.path.join(tmp, f"expect_{pname}.pcap")
+        expected = read_pcap(exp_path) if os.path.exists(exp_path) else []
+        out_path = os.path.join(tmp, f"out_{pname}.pcap")
+        if not os.path.exists(out_path):
+            problems.append(f"port {pname}: medix-dp wrote no {out_path}")
+            continue
+        got = read_pcap(out_path)
+        d = compare_port(pname, expected, got, streams.get(pname))
+        if d:
+            problems.append(d)
+    problems += compare_counters("drop", load_json(os.path.join(tmp, "expect_drops.json"), {}),
+                                 drops)
+    problems += compare_counters("event",
+                                 load_json(os.path.join(tmp, "expect_events.json"), {}), events)
+    if problems:
+        raise Failure("\n".join(problems))
+
+
+# --- main -------------------------------------------------------------------------------------
+
+def select_cases(names):
+    all_cases = sorted(d for d in os.listdir(CASES)
+                       if os.path.isfile(os.path.join(CASES, d, "gen.py")))
+    if not names:
+        return all_cases
+    chosen = []
+    for n in names:
+        n = os.path.basename(n.rstrip("/"))
+        hits = [c for c in all_cases if c == n or c.split("_", 1)[0] == n
+                or c.split("_", 1)[-1] == n]
+        if not hits:
+            sys.exit(f"run.py: no case {n!r} in {CASES}")
+        chosen += [h for h in hits if h not in chosen]
+    return chosen
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("cases", nargs="*")
+    ap.add_argument("--binary", default=os.environ.get(
+        "MEDIX_DP", os.path.join(ROOT, "build", "dataplane", "medix-dp")))
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir of passing cases")
+    ap.add_argument("-v", "--verbose", action="store_true", help="print medix-dp's output")
+    args = ap.parse_args()
+
+    cases = select_cases(args.cases)
+    binary = os.path.abspath(args.binary)
+    passed = failed = 0
+    for seq, c in enumerate(cases):
+        if not os.access(binary, os.X_OK):
+            why = f"no executable {binary} (run scripts/build)"
+        else:
+            why = run_case(os.path.join(CASES, c), binary, args.keep, args.verbose, seq)
+        if why is None:
+            passed += 1
+            print(f"PASS {c}", flush=True)
+        else:
+            failed += 1
+            print(f"FAIL {c}: {why}", flush=True)
+    print(f"packet: {passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
