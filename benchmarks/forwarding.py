@@ -177,10 +177,16 @@ class Telemetry:
         self.sock.close()
 
 
+ALL_CPUS = set(os.sched_getaffinity(0))
+
+
 def start(cmd, logpath):
     logf = open(logpath, "w")
+    # This script keeps to CPU 0 (the main lcore's) so as not to disturb the worker on CPU 1;
+    # the child gets every CPU back and EAL pins its lcores itself.
     p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                         start_new_session=True, cwd=ROOT)
+                         start_new_session=True, cwd=ROOT,
+                         preexec_fn=lambda: os.sched_setaffinity(0, ALL_CPUS))
     p.logf = logf
     p.logpath = logpath
     children.append(p)
@@ -233,14 +239,60 @@ def eal_args(prefix, mem_mb, pcap):
             "--vdev", "net_pcap0,rx_pcap=%s,infinite_rx=1" % pcap, "--vdev", "net_null0,no-rx=1"]
 
 
-def measure(counter, warmup, window):
+def worker_thread(pid):
+    """/proc path of the EAL thread of worker lcore 1 (named rte-worker-1 or lcore-worker-1)."""
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                if re.fullmatch(r"(rte|lcore)-worker-1", f.read().strip()):
+                    return "/proc/%d/task/%s" % (pid, tid)
+        except OSError:
+            pass
+    return None
+
+
+def sched_sample(task):
+    """(ns on a CPU, ns waiting for one) of a thread, and cpu1's steal ticks (/proc/stat)."""
+    on = wait = 0
+    if task:
+        try:
+            with open(task + "/schedstat") as f:
+                on, wait = (int(x) for x in f.read().split()[:2])
+        except OSError:
+            pass
+    steal = 0
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu1 "):
+                steal = int(line.split()[8])
+    return on, wait, steal
+
+
+def measure(pid, counter, warmup, window):
     """Packets per second of `counter()` (a cumulative packet count) over `window` seconds
-    after `warmup` seconds."""
+    after `warmup` seconds, and how much of the window the worker thread really had its CPU
+    (schedstat: other processes on CPU 1 take it away; steal: the hypervisor does)."""
     time.sleep(warmup)
+    task = worker_thread(pid)
+    s0 = sched_sample(task)
     t0, c0 = time.monotonic(), counter()
     time.sleep(window)
     t1, c1 = time.monotonic(), counter()
-    return (c1 - c0) / (t1 - t0)
+    s1 = sched_sample(task)
+    dt = t1 - t0
+    tick = os.sysconf("SC_CLK_TCK")
+    return {
+        "pps": (c1 - c0) / dt,
+        "cpu_share": round((s1[0] - s0[0]) / 1e9 / dt, 3) if task else None,
+        "runqueue_wait": round((s1[1] - s0[1]) / 1e9 / dt, 3) if task else None,
+        "steal": round((s1[2] - s0[2]) / tick / dt, 3),
+    }
+
+
+def disturbed(res, limit):
+    """A run in which the worker lost more than `limit` of its core to anything else."""
+    share = res.get("cpu_share")
+    return (share is not None and share < 1 - limit) or res.get("steal", 0) > limit
 
 
 prefix_seq = 0
@@ -266,13 +318,14 @@ def run_testpmd(args, pcap, mem_mb):
         tel = wait_for(p, prefix, r"Port 1: |Start automatic packet forwarding|Checking link",
                        args.start_timeout)
         try:
-            pps = measure(lambda: tel("/ethdev/stats,1")["opackets"], args.warmup, args.window)
+            res = measure(p.pid, lambda: tel("/ethdev/stats,1")["opackets"], args.warmup,
+                          args.window)
         finally:
             tel.close()
     finally:
         stop(p)
         cleanup_runtime_dir(prefix)
-    return {"pps": pps}
+    return res
 
 
 def run_medix(args, pcap, config, mem_mb):
@@ -285,7 +338,7 @@ def run_medix(args, pcap, config, mem_mb):
         startup_s = time.monotonic() - t_start
         try:
             rx0 = tel("/medix/ports")["in"]["rx_packets"]
-            pps = measure(lambda: tel("/medix/ports")["out"]["tx_packets"],
+            res = measure(p.pid, lambda: tel("/medix/ports")["out"]["tx_packets"],
                           args.warmup, args.window)
             ports = tel("/medix/ports")
             runtime = tel("/medix/runtime")
@@ -295,9 +348,9 @@ def run_medix(args, pcap, config, mem_mb):
     finally:
         stop(p)
         cleanup_runtime_dir(prefix)
-    return {"pps": pps, "startup_s": startup_s, "ports": ports, "runtime": runtime,
-            "drops": {k: v for k, v in (drops or {}).items() if v},
-            "rx_at_ready": rx0}
+    res.update({"startup_s": startup_s, "ports": ports, "runtime": runtime,
+                "drops": {k: v for k, v in (drops or {}).items() if v}, "rx_at_ready": rx0})
+    return res
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,11 +373,14 @@ def tsc_hz_from_system():
         m = re.findall(r"tsc: (?:Refined TSC clocksource calibration|Detected) ([0-9.]+) MHz", out)
         if m:
             return float(m[-1]) * 1e6, "dmesg"
-    except Exception:
+    except Exception:  # noqa: BLE001
         pass
     with open("/proc/cpuinfo") as f:
-        m = re.search(r"cpu MHz\s*:\s*([0-9.]+)", f.read())
-    return float(m.group(1)) * 1e6, "/proc/cpuinfo cpu MHz"
+        text = f.read()
+    m = re.search(r"cpu MHz\s*:\s*([0-9.]+)", text)
+    if m and "constant_tsc" in text:
+        return float(m.group(1)) * 1e6, "/proc/cpuinfo cpu MHz"
+    return None, None
 
 
 def stage_breakdown(runtime):
@@ -332,9 +388,21 @@ def stage_breakdown(runtime):
     left out)."""
     out = {}
     for name, v in (runtime or {}).items():
-        if isinstance(v, dict) and "cycles_per_packet" in v:
-            out[name] = round(float(v["cycles_per_packet"]), 1)
+        if not isinstance(v, dict):
+            continue
+        if v.get("packets"):  # cycles / packets: one decimal, where the reply rounds down
+            out[name] = round(float(v["cycles"]) / float(v["packets"]), 1)
+        elif "cycles_per_packet" in v and v.get("calls"):
+            out[name] = float(v["cycles_per_packet"])
     return out
+
+
+def rx_burst_fill(runtime):
+    """Average packets per non-empty rx burst (32 = the worker never catches up: saturated)."""
+    rx = (runtime or {}).get("rx")
+    if isinstance(rx, dict) and rx.get("calls"):
+        return round(float(rx["packets"]) / float(rx["calls"]), 1)
+    return None
 
 
 def human_routes(n):
@@ -367,7 +435,9 @@ def plot(results, path):
                            if p["frame_bytes"] == s and p["routes"] == r), None)
                 if not pt or not pt.get("mpps"):
                     continue
-                y, t = pt["cycles_per_packet"], "%.1f" % pt["mpps"]
+                y = pt["cycles_per_packet"]
+                t = "%.1f" % pt["mpps"] + ("\n%.2fx" % pt["ratio_to_ceiling"]
+                                          if pt.get("ratio_to_ceiling") else "")
             xs.append(j + (i - (len(series) - 1) / 2) * width)
             ys.append(y)
             texts.append(t)
@@ -378,7 +448,7 @@ def plot(results, path):
     ax.set_xticks(range(len(sizes)))
     ax.set_xticklabels(["%d B frames" % s for s in sizes])
     ax.set_ylabel("TSC cycles / packet (lower is better)")
-    ax.set_title("One worker core, %s, TSC %.0f MHz (bar labels: Mpps)"
+    ax.set_title("One worker core, %s, TSC %.0f MHz (labels: Mpps, ratio to ceiling)"
                  % (results["cpu_model"], results["tsc_hz"] / 1e6), fontsize=9)
     ax.legend(fontsize=7, loc="upper left")
     ax.margins(y=0.15)
@@ -420,6 +490,13 @@ def main():
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--window", type=float, default=5.0)
     ap.add_argument("--start-timeout", type=float, default=120.0)
+    ap.add_argument("--disturbance", type=float, default=0.03,
+                    help="a run is disturbed when the worker lost more than this share of "
+                    "its core (other processes, hypervisor steal)")
+    ap.add_argument("--extra-runs", type=int, default=2,
+                    help="extra runs for a point whose every run was disturbed")
+    ap.add_argument("--budget", type=float, default=420.0,
+                    help="no extra runs start after this many seconds")
     ap.add_argument("--mem", type=int, default=0,
                     help="EAL -m MB for medix-dp (default: by route count)")
     ap.add_argument("--results", default=os.path.join(ROOT, "benchmarks/results"))
@@ -433,6 +510,8 @@ def main():
         sys.exit("bench: %s is missing (scripts/build did not produce it)" % args.binary)
     os.makedirs(args.results, exist_ok=True)
     workdir = tempfile.mkdtemp(prefix="medix-bench-")
+    if 0 in ALL_CPUS and len(ALL_CPUS) > 1:
+        os.sched_setaffinity(0, {0})
     t_begin = time.monotonic()
 
     # Inputs: per route count a config and, per frame size, a pcap whose destinations fall in
@@ -456,43 +535,69 @@ def main():
             return args.mem
         return 1024 if routes > 65536 else 512
 
-    ceiling = {s: [] for s in sizes}
-    medix = {(s, r): [] for s in sizes for r in route_counts}
+    # Every measured point: the ceiling per frame size, medix-dp per (frame size, routes).
+    points = []
+    for s in sizes:
+        points.append(("testpmd", s, None))
+        if not args.skip_medix:
+            points += [("medix", s, r) for r in route_counts]
+    runs = {pt: [] for pt in points}
     errors = {}
+
+    def run_point(pt, label):
+        kind, s, r = pt
+        try:
+            if kind == "testpmd":
+                # io-forward does not look at addresses: the first route count's pcap serves.
+                res = run_testpmd(args, pcaps[s, route_counts[0]], 512)
+                what = "testpmd io"
+            else:
+                res = run_medix(args, pcaps[s, r], configs[r], mem_for(r))
+                what = "medix %4s routes" % human_routes(r)
+        except Exception as e:  # noqa: BLE001
+            errors[pt] = str(e)
+            log("%s %d B %s failed: %s" % (kind, s, human_routes(r) if r else "", e))
+            return
+        res["disturbed"] = disturbed(res, args.disturbance)
+        runs[pt].append(res)
+        notes = []
+        if res.get("startup_s", 0) > 1:
+            notes.append("ready in %.1f s" % res["startup_s"])
+        if res.get("drops"):
+            notes.append("drops: %s" % res["drops"])
+        if res["disturbed"]:
+            notes.append("DISTURBED: worker had %.0f%% of its core, steal %.0f%%"
+                         % (100 * (res["cpu_share"] or 0), 100 * res["steal"]))
+        log("%-8s %5d B  %-18s %7.2f Mpps  %s" % (label, s, what, res["pps"] / 1e6,
+                                                  "; ".join(notes)))
+
     # Rounds interleave the points so that a noisy moment does not hit one point only.
     for rnd in range(args.runs):
-        for s in sizes:
-            # io-forward does not look at addresses: the pcap of the first route count serves.
-            try:
-                res = run_testpmd(args, pcaps[s, route_counts[0]], 512)
-                ceiling[s].append(res["pps"])
-                log("round %d  %5d B  testpmd io      %7.2f Mpps" % (rnd + 1, s, res["pps"] / 1e6))
-            except Exception as e:  # noqa: BLE001
-                errors["testpmd-%d" % s] = str(e)
-                log("testpmd %d B failed: %s" % (s, e))
-            if args.skip_medix:
+        for pt in points:
+            if pt not in errors:
+                run_point(pt, "round %d" % (rnd + 1))
+    # Points whose every run was disturbed get extra runs while the time budget lasts.
+    for extra in range(args.extra_runs):
+        for pt in points:
+            if pt in errors or not runs[pt] or not all(x["disturbed"] for x in runs[pt]):
                 continue
-            for r in route_counts:
-                if (s, r) in errors:
-                    continue
-                try:
-                    res = run_medix(args, pcaps[s, r], configs[r], mem_for(r))
-                    medix[s, r].append(res)
-                    log("round %d  %5d B  medix %8s  %7.2f Mpps  (ready in %.1f s)%s"
-                        % (rnd + 1, s, human_routes(r), res["pps"] / 1e6, res["startup_s"],
-                           "  drops: %s" % res["drops"] if res["drops"] else ""))
-                except Exception as e:  # noqa: BLE001
-                    errors[s, r] = str(e)
-                    log("medix-dp %d B, %d routes failed: %s" % (s, r, e))
-
-    # TSC rate: medix-dp's own figure if /medix/runtime carries it, else the kernel's.
-    tsc_hz, tsc_src = tsc_hz_from_system()
-    for runs in medix.values():
-        for res in runs:
-            v = (res.get("runtime") or {}).get("tsc_hz")
-            if isinstance(v, (int, float)) and v > 0:
-                tsc_hz, tsc_src = float(v), "/medix/runtime tsc_hz"
+            if time.monotonic() - t_begin > args.budget:
                 break
+            run_point(pt, "extra %d" % (extra + 1))
+    ceiling = {s: runs["testpmd", s, None] for s in sizes}
+    medix = {(s, r): runs.get(("medix", s, r), []) for s in sizes for r in route_counts}
+
+    # TSC rate: the kernel's calibration (to the kHz) where it has one; medix-dp's tsc_hz is
+    # DPDK's, which on CPUs without a TSC-rate CPUID leaf (AMD) is estimated over a sleep and
+    # rounded to 10 MHz, so it serves only when the kernel's is missing or far off.
+    tsc_hz, tsc_src = tsc_hz_from_system()
+    dpdk_tsc_hz = next((float(res["runtime"]["tsc_hz"]) for pruns in medix.values()
+                        for res in pruns if isinstance((res.get("runtime") or {}).get("tsc_hz"),
+                                                       (int, float))), None)
+    if dpdk_tsc_hz and (not tsc_hz or abs(tsc_hz / dpdk_tsc_hz - 1) > 0.01):
+        tsc_hz, tsc_src = dpdk_tsc_hz, "/medix/runtime tsc_hz"
+    if not tsc_hz:
+        sys.exit("bench: cannot tell the TSC rate (no dmesg, no constant_tsc, no medix-dp run)")
 
     results = {
         "benchmark": "medix-dp VLAN->VLAN forwarding, one tenant, one worker core",
@@ -501,6 +606,7 @@ def main():
         "kernel": platform.release(),
         "tsc_hz": tsc_hz,
         "tsc_hz_source": tsc_src,
+        "dpdk_tsc_hz": dpdk_tsc_hz,
         "method": {
             "eal": "-l 0,1 --no-huge --no-pci; rx net_pcap infinite_rx=1, tx net_null no-rx=1",
             "frame_bytes": "on the wire with FCS; pcap frames are 4 bytes shorter",
@@ -514,20 +620,23 @@ def main():
     }
     for s in sizes:
         if ceiling[s]:
-            best = max(ceiling[s])
+            best = max(ceiling[s], key=lambda x: x["pps"])
             results["ceiling"][str(s)] = {
-                "mpps": round(best / 1e6, 3), "cycles_per_packet": round(tsc_hz / best, 1),
-                "runs_mpps": [round(x / 1e6, 3) for x in ceiling[s]]}
+                "mpps": round(best["pps"] / 1e6, 3),
+                "cycles_per_packet": round(tsc_hz / best["pps"], 1),
+                "runs_mpps": [round(x["pps"] / 1e6, 3) for x in ceiling[s]],
+                "worker_cpu_share": best["cpu_share"], "steal": best["steal"],
+                "disturbed": best["disturbed"]}
     for s in sizes:
         for r in route_counts:
             pt = {"frame_bytes": s, "routes": r}
-            runs = medix[s, r]
-            if not runs:
+            pruns = medix[s, r]
+            if not pruns:
                 if not args.skip_medix:
-                    pt["error"] = errors.get((s, r), "no run")
+                    pt["error"] = errors.get(("medix", s, r), "no run")
                     results["points"].append(pt)
                 continue
-            best = max(runs, key=lambda x: x["pps"])
+            best = max(pruns, key=lambda x: x["pps"])
             cpp = tsc_hz / best["pps"] if best["pps"] else None
             ceil = results["ceiling"].get(str(s), {}).get("cycles_per_packet")
             pt.update({
@@ -539,9 +648,13 @@ def main():
                 "ratio_to_ceiling": round(ceil / cpp, 3) if ceil and cpp else None,
                 "cycles_over_ceiling": round(cpp - ceil, 1) if ceil and cpp else None,
                 "stages": stage_breakdown(best["runtime"]),
+                "stages_sum": round(sum(stage_breakdown(best["runtime"]).values()), 1),
+                "rx_burst_fill": rx_burst_fill(best["runtime"]),
                 "drops": best["drops"],
                 "startup_s": round(best["startup_s"], 1),
-                "runs_mpps": [round(x["pps"] / 1e6, 3) for x in runs],
+                "runs_mpps": [round(x["pps"] / 1e6, 3) for x in pruns],
+                "worker_cpu_share": best["cpu_share"], "steal": best["steal"],
+                "disturbed": best["disturbed"],
                 "cpu_model": results["cpu_model"],
                 "date": results["date"],
             })
@@ -553,7 +666,7 @@ def main():
         if base and p.get("mpps"):
             p["ratio_to_min_routes"] = round(p["mpps"] / base["mpps"], 3)
     if errors:
-        results["errors"] = {str(k): v for k, v in errors.items()}
+        results["errors"] = {" ".join(str(x) for x in k if x): v for k, v in errors.items()}
     results["elapsed_s"] = round(time.monotonic() - t_begin, 1)
 
     with open(os.path.join(args.results, "forwarding.json"), "w") as f:

@@ -54,7 +54,8 @@ void arp_input(Worker& w, rte_mbuf** pkts, uint16_t n) {
     } else if (op == RTE_ARP_OP_REQUEST) {
       drop(w, m, Drop::arp_not_for_us);
     } else {
-      drop(w, m, Drop::arp_consumed);
+      bump(w.counters->arp_replies_received);  // learned above: consumed, not dropped
+      rte_pktmbuf_free(m);
     }
   }
 }

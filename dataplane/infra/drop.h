@@ -10,7 +10,6 @@
   X(unsupported_ethertype, "neither IPv4 nor ARP")                                           \
   X(arp_malformed, "ARP that is not Ethernet/IPv4 or is truncated")                          \
   X(arp_not_for_us, "ARP request for an address that is not ours")                           \
-  X(arp_consumed, "ARP reply or gratuitous ARP, learned and consumed")                       \
   X(arp_pending_full, "waiting for ARP, and the worker's pending queue is full")             \
   X(arp_timeout, "next hop did not answer ARP in time")                                      \
   X(ip_truncated, "fewer than 20 bytes of IPv4 header")                                      \

@@ -4,6 +4,7 @@
 
 #include <cinttypes>
 #include <cstdio>
+#include <set>
 
 #include "config/text.h"
 #include "infra/dataplane.h"
@@ -18,12 +19,29 @@ rte_tel_data* dict() {
   return d;
 }
 
-// The dictionary a command fills; `filter` (the command's parameter) selects one name.
+// DPDK 22.11 accepts only [A-Za-z0-9_/] in dictionary keys (and no dictionaries inside
+// arrays), while object names are free text ("hospital-a"). So each object is keyed by its
+// name with other characters turned into '_', and carries its exact name inside.
+std::string telemetry_key(const std::string& name, std::set<std::string>& used) {
+  std::string key = name;
+  for (char& ch : key)
+    if (!isalnum(static_cast<unsigned char>(ch)) && ch != '_' && ch != '/') ch = '_';
+  for (unsigned n = 2; !used.insert(key).second; n++) key = key.substr(0, key.find('~')) + "~" + std::to_string(n);
+  return key;
+}
+
+void add_entry(rte_tel_data* d, std::set<std::string>& used, const std::string& name, rte_tel_data* entry) {
+  if (rte_tel_data_add_dict_container(d, telemetry_key(name, used).c_str(), entry, 0) != 0)
+    rte_tel_data_free(entry);  // not taken (e.g. past 256 entries): ours to free
+}
+
+// `filter` (the command's parameter) selects one name.
 template <typename F>
 int named_dicts(rte_tel_data* d, const char* filter, size_t count, F&& fill) {
   rte_tel_data_start_dict(d);
   Counters c = telemetry_dp->totals();
   const Tables& t = *telemetry_dp->current.load();
+  std::set<std::string> used;
   for (size_t i = 0; i < count; i++) {
     rte_tel_data* entry = dict();
     const std::string& name = fill(entry, c, t, i);
@@ -31,7 +49,8 @@ int named_dicts(rte_tel_data* d, const char* filter, size_t count, F&& fill) {
       rte_tel_data_free(entry);
       continue;
     }
-    rte_tel_data_add_dict_container(d, name.c_str(), entry, 0);
+    rte_tel_data_add_dict_string(entry, "name", name.c_str());
+    add_entry(d, used, name, entry);
   }
   return 0;
 }
@@ -119,12 +138,18 @@ int runtime_cmd(const char*, const char*, rte_tel_data* d) {
 int neighbours_cmd(const char*, const char*, rte_tel_data* d) {
   rte_tel_data_start_dict(d);
   const Tables& t = *telemetry_dp->current.load();
+  std::set<std::string> used;
   t.neighbours.for_each([&](const NeighbourKey& key, const rte_ether_addr& mac, bool is_static) {
-    char text[RTE_ETHER_ADDR_FMT_SIZE + 16];
+    char text[RTE_ETHER_ADDR_FMT_SIZE];
     rte_ether_format_addr(text, sizeof text, &mac);
-    if (is_static) strcat(text, " static");
-    std::string name = t.interfaces[key.interface].name + "/" + format_ipv4(key.address);
-    rte_tel_data_add_dict_string(d, name.c_str(), text);
+    const std::string& interface = t.interfaces[key.interface].name;
+    std::string address = format_ipv4(key.address);
+    rte_tel_data* e = dict();
+    rte_tel_data_add_dict_string(e, "interface", interface.c_str());
+    rte_tel_data_add_dict_string(e, "address", address.c_str());
+    rte_tel_data_add_dict_string(e, "mac", text);
+    rte_tel_data_add_dict_int(e, "static", is_static);
+    add_entry(d, used, interface + "/" + address, e);
   });
   return 0;
 }
@@ -136,6 +161,7 @@ int events_cmd(const char*, const char*, rte_tel_data* d) {
   rte_tel_data_add_dict_u64(d, "icmp_rate_limited", c.icmp_rate_limited);
   rte_tel_data_add_dict_u64(d, "arp_requests_sent", c.arp_requests_sent);
   rte_tel_data_add_dict_u64(d, "arp_replies_sent", c.arp_replies_sent);
+  rte_tel_data_add_dict_u64(d, "arp_replies_received", c.arp_replies_received);
   return 0;
 }
 
@@ -182,8 +208,8 @@ void print_counters(const Dataplane& dp, FILE* out) {
       fprintf(out, "%-24s %14" PRIu64 "  %s\n", drop_reasons[r].name, c.drops[r], drop_reasons[r].description);
   fprintf(out,
           "\nicmp sent %" PRIu64 ", icmp rate-limited %" PRIu64 ", arp requests sent %" PRIu64
-          ", arp replies sent %" PRIu64 "\n",
-          c.icmp_sent, c.icmp_rate_limited, c.arp_requests_sent, c.arp_replies_sent);
+          ", arp replies sent %" PRIu64 ", arp replies received %" PRIu64 "\n",
+          c.icmp_sent, c.icmp_rate_limited, c.arp_requests_sent, c.arp_replies_sent, c.arp_replies_received);
   fprintf(out, "\n%-12s %12s %14s %12s\n", "stage", "calls", "packets", "cycles/pkt");
   for (unsigned s = 0; s < unsigned(Stage::count); s++) {
     const StageStats& st = c.stages[s];

@@ -60,7 +60,7 @@ struct Counters {
     uint64_t rx_packets, tx_packets, drops;
   } tenants[max_tenants];
   uint64_t drops[drop_reason_count];
-  uint64_t icmp_sent, icmp_rate_limited, arp_requests_sent, arp_replies_sent;
+  uint64_t icmp_sent, icmp_rate_limited, arp_requests_sent, arp_replies_sent, arp_replies_received;
   StageStats stages[unsigned(Stage::count)];
 };
 

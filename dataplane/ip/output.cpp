@@ -42,6 +42,11 @@ void emit(Worker& w, rte_mbuf* m, uint64_t neighbour_word) {
   rte_pktmbuf_free(m);  // the fragments hold their own references to its data
   uint8_t l2 = l2_len_of(f);
   for (int32_t i = 0; i < n; i++) {
+    // rte_ip_frag leaves the header checksum to the NIC; not every port offloads it.
+    auto* ip = rte_pktmbuf_mtod(frags[i], rte_ipv4_hdr*);
+    ip->hdr_checksum = 0;
+    ip->hdr_checksum = rte_ipv4_cksum(ip);
+    meta(frags[i]) = pm;
     auto* at = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(frags[i], l2));
     if (!at) {
       drop(w, frags[i], Drop::no_buffer);

@@ -25,6 +25,9 @@ MX_REPO=$(cd "$MX_LIB_DIR/../.." && pwd)
 MX_PY=/usr/bin/python3
 MX_BIN=${MEDIX_DP:-$MX_REPO/build/dataplane/medix-dp}
 MX_LCORES=${MX_LCORES:-0,1}
+# Bigger af_packet rings than the PMD's default 512 frames: the kernel would drop bursts of a
+# TCP upload before medix-dp sees them, and the counters would no longer match the hosts'.
+MX_AF_PACKET_ARGS=${MX_AF_PACKET_ARGS-,framecnt=2048}
 
 MX_HOSTS=()                 # interface names, in port order
 declare -A MX_NS=()         # interface -> namespace
@@ -133,7 +136,7 @@ mx_eal_args() {
   MX_EAL=(--no-huge -m 512 --no-pci --file-prefix "$MX_PREFIX" -l "$MX_LCORES")
   local i
   for i in "${!MX_HOSTS[@]}"; do
-    MX_EAL+=(--vdev "net_af_packet$i,iface=${MX_RIF[${MX_HOSTS[$i]}]}")
+    MX_EAL+=(--vdev "net_af_packet$i,iface=${MX_RIF[${MX_HOSTS[$i]}]}$MX_AF_PACKET_ARGS")
   done
 }
 
@@ -179,7 +182,7 @@ mx_start_dp() {
 mx_alive() {
   local state=
   kill -0 "$1" 2>/dev/null || return 1
-  [ -r "/proc/$1/stat" ] && state=$(sed 's/^.*) //' "/proc/$1/stat" | cut -d' ' -f1)
+  [ -r "/proc/$1/stat" ] && state=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
   [ "$state" != Z ]
 }
 
@@ -234,7 +237,7 @@ mx_send() {
 # mx_json FILE|- EXPR: evaluate a Python expression over FILE: `d` is its JSON (None if it is
 # not one document), `lines` its JSON lines.
 mx_json() {
-  "$MX_PY" - "$1" "$2" <<'EOF'
+  "$MX_PY" -c '
 import json, sys
 text = sys.stdin.read() if sys.argv[1] == "-" else open(sys.argv[1]).read()
 try:
@@ -249,7 +252,7 @@ for line in text.splitlines():
         pass
 v = eval(sys.argv[2])
 print(json.dumps(v) if isinstance(v, (dict, list)) else v)
-EOF
+' "$1" "$2"
 }
 
 mx_cleanup() {

@@ -25,25 +25,40 @@ def query(prefix, command):
         reply = json.loads(sock.recv(max(1 << 16, greeting.get("max_output_len", 0) * 2)).decode())
     if command not in reply:
         raise KeyError(f"unexpected reply to {command}: {reply}")
-    return reply[command]
+    return by_name(reply[command])
 
 
-def table(data):
-    """Rows are the outer keys, columns the union of the inner keys, in first-seen order."""
+def by_name(data):
+    """medix-dp keys named objects by a sanitised name (DPDK restricts dictionary keys) and
+    puts the exact name inside: index them by the exact name here, and neighbours by
+    "interface/address" with the MAC as value."""
+    if isinstance(data, dict) and data and all(isinstance(e, dict) for e in data.values()):
+        entries = list(data.values())
+        if all("name" in e for e in entries):
+            return {e["name"]: {k: v for k, v in e.items() if k != "name"} for e in entries}
+        if all("interface" in e and "address" in e for e in entries):
+            return {f"{e['interface']}/{e['address']}": e["mac"] for e in entries}
+    return data
+
+
+def table(data, indent="     "):
+    """Rows are the outer keys whose values are dicts, columns the union of their keys in
+    first-seen order; scalar entries are printed above the table as "key: value"."""
     if not isinstance(data, dict) or not data:
-        return "  (empty)"
-    if not all(isinstance(v, dict) for v in data.values()):
-        width = max(len(str(k)) for k in data)
-        return "\n".join(f"  {str(k):<{width}}  {v}" for k, v in data.items())
-    columns = []
-    for row in data.values():
-        columns += [c for c in row if c not in columns]
-    cells = [[str(k)] + [str(row.get(c, "")) for c in columns] for k, row in data.items()]
-    head = [""] + columns
-    widths = [max(len(r[i]) for r in cells + [head]) for i in range(len(head))]
-    fmt = lambda r: "  " + "  ".join(
-        (c.ljust(w) if i == 0 else c.rjust(w)) for i, (c, w) in enumerate(zip(r, widths)))
-    return "\n".join([fmt(head)] + [fmt(r) for r in cells])
+        return indent + "(empty)"
+    out = [f"{indent}{k}: {v}" for k, v in data.items() if not isinstance(v, dict)]
+    rows = {k: v for k, v in data.items() if isinstance(v, dict)}
+    if rows:
+        columns = []
+        for row in rows.values():
+            columns += [c for c in row if c not in columns]
+        cells = [[str(k)] + [str(row.get(c, "")) for c in columns] for k, row in rows.items()]
+        head = [""] + columns
+        widths = [max(len(r[i]) for r in cells + [head]) for i in range(len(head))]
+        for r in [head] + cells:
+            out.append(indent + "  ".join(
+                (c.ljust(w) if i == 0 else c.rjust(w)) for i, (c, w) in enumerate(zip(r, widths))))
+    return "\n".join(out)
 
 
 def main(argv):

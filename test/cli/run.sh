@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# medix-dp's command line and start-up errors: a bad config names file, field and reason,
+# exits 2, and nothing starts half-configured. Ends with "cli: N passed, M failed".
+set -u
+cd "$(dirname "$0")/../.."
+dp=build/dataplane/medix-dp
+tmp=$(mktemp -d /tmp/medix-cli.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+passed=0 failed=0
+eal=(--no-huge -m 256 --no-pci --log-level=error -l 0,1)
+
+# expect NAME STATUS PATTERN -- command...: the exit status and a line of its output.
+expect() {
+  local name=$1 status=$2 pattern=$3; shift 4
+  local out rc
+  out=$(timeout 60 "$@" 2>&1); rc=$?
+  if [ "$rc" -eq "$status" ] && grep -qF -- "$pattern" <<<"$out"; then
+    echo "PASS $name"; passed=$((passed + 1))
+  else
+    echo "FAIL $name: exit $rc (want $status), output:"; sed 's/^/  | /' <<<"$out" | tail -8
+    failed=$((failed + 1))
+  fi
+}
+
+cat >"$tmp/good.json" <<'JSON'
+{"schema_version": 1,
+ "ports": [{"name": "p0", "device": "net_null0"}],
+ "tenants": [{"name": "t"}],
+ "interfaces": [{"name": "i0", "tenant": "t", "port": "p0", "vlan": 10, "addresses": ["10.0.0.1/24"]}],
+ "routes": [{"tenant": "t", "prefix": "0.0.0.0/0", "via": {"interface": "i0", "address": "10.0.0.254"}}]}
+JSON
+sed 's/"vlan": 10/"vlan": 5000/' "$tmp/good.json" >"$tmp/vlan.json"
+sed 's/"schema_version": 1/"schema_version": 1, "tunnelz": []/' "$tmp/good.json" >"$tmp/unknown.json"
+sed 's/"0.0.0.0\/0"/"10.0.0.0\/33"/' "$tmp/good.json" >"$tmp/prefix.json"
+sed 's/"tenant": "t", "port"/"port"/' "$tmp/good.json" >"$tmp/missing.json"
+head -c 60 "$tmp/good.json" >"$tmp/truncated.json"
+sed 's/net_null0/net_pcap0/' "$tmp/good.json" >"$tmp/pcap.json"
+printf '\xd4\xc3\xb2\xa1\x02\x00\x04\x00\0\0\0\0\0\0\0\0\xff\xff\0\0\x01\0\0\0' >"$tmp/empty.pcap"
+
+expect "no --config: usage" 2 "usage: medix-dp" -- $dp "${eal[@]}" --
+expect "unknown option" 2 "unknown option --frobnicate" -- $dp "${eal[@]}" -- --config "$tmp/good.json" --frobnicate
+expect "missing file" 2 "$tmp/none.json: cannot open the file" -- $dp -- --config "$tmp/none.json"
+expect "--check accepts a good file" 0 "$tmp/good.json: ok" -- $dp -- --config "$tmp/good.json" --check
+expect "VLAN out of range names the field" 2 "$tmp/vlan.json: interfaces[0].vlan: 5000 is out of range 0..4094" -- \
+  $dp -- --config "$tmp/vlan.json" --check
+expect "unknown field is an error" 2 "tunnelz" -- $dp -- --config "$tmp/unknown.json" --check
+expect "invalid prefix names the route" 2 "routes[0].prefix: \"10.0.0.0/33\" is not a prefix" -- \
+  $dp -- --config "$tmp/prefix.json" --check
+expect "missing required field" 2 "interfaces[0].tenant: is required" -- $dp -- --config "$tmp/missing.json" --check
+expect "truncated JSON names the file" 2 "$tmp/truncated.json: " -- $dp -- --config "$tmp/truncated.json" --check
+expect "a port EAL does not have" 2 "ports[0].device: no DPDK port named \"net_null0\"" -- \
+  $dp "${eal[@]}" --file-prefix "medix-cli-$$-1" -- --config "$tmp/good.json"
+expect "fewer queues than workers" 2 "needs one per worker (2)" -- \
+  $dp --no-huge -m 256 --no-pci --log-level=error --lcores 0@0,1@1,2@1 --file-prefix "medix-cli-$$-2" \
+  --vdev "net_pcap0,rx_pcap=$tmp/empty.pcap,tx_pcap=$tmp/out.pcap" -- --config "$tmp/pcap.json"
+
+# SIGTERM: a clean stop with the final counters.
+$dp "${eal[@]}" --file-prefix "medix-cli-$$-3" --vdev net_null0 -- --config "$tmp/good.json" >"$tmp/run.log" 2>&1 &
+pid=$!
+for _ in $(seq 100); do grep -q "ready" "$tmp/run.log" && break; sleep 0.1; done
+kill -TERM $pid; wait $pid; rc=$?
+if [ $rc -eq 0 ] && grep -q "final counters" "$tmp/run.log" && grep -q "^i0 " "$tmp/run.log"; then
+  echo "PASS SIGTERM stops cleanly with final counters"; passed=$((passed + 1))
+else
+  echo "FAIL SIGTERM: exit $rc"; tail -5 "$tmp/run.log"; failed=$((failed + 1))
+fi
+
+echo "cli: $passed passed, $failed failed"
+[ $failed -eq 0 ]

@@ -1,0 +1,86 @@
+#include <rte_ring_elem.h>
+
+#include <catch2/catch.hpp>
+#include <thread>
+
+#include "fixture.h"
+#include "harness.h"
+
+using namespace frame;
+
+namespace {
+const char* broadcast = "ff:ff:ff:ff:ff:ff";
+const char* zero_mac = "00:00:00:00:00:00";
+Bytes on_a(const char* dst, const Bytes& payload, uint16_t type) {
+  return ether(dst, host_mac, 0x8100) + vlan(type, 10) + payload;
+}
+}  // namespace
+
+TEST_CASE("ARP requests for our address are answered; the sender is learned") {
+  Harness h(two_tenants);
+  h.receive(0, on_a(broadcast, arp(1, host_mac, "10.0.0.7", zero_mac, "10.0.0.1"), 0x0806));
+  auto out = h.sent(0);
+  REQUIRE(out.size() == 1);
+  auto expected = ether(host_mac, "02:00:00:00:00:0a", 0x8100) + vlan(0x0806, 10) +
+                  arp(2, "02:00:00:00:00:0a", "10.0.0.1", host_mac, "10.0.0.7");
+  CHECK(out[0] == expected);
+
+  LearnedNeighbour learned{};
+  REQUIRE(rte_ring_dequeue_elem(h.learned, &learned, sizeof learned) == 0);
+  CHECK(learned.address == 0x0a000007);
+  CHECK(learned.mac[5] == 0x99);
+
+  h.receive(0, on_a(broadcast, arp(1, host_mac, "10.0.0.7", zero_mac, "10.0.0.5"), 0x0806));
+  CHECK(h.drops(Drop::arp_not_for_us) == 1);
+  h.receive(0, on_a(broadcast, Bytes{0, 1, 8, 0, 6}, 0x0806));
+  CHECK(h.drops(Drop::arp_malformed) == 1);
+}
+
+TEST_CASE("an unresolved next hop parks the packet and asks; the answer releases it in order") {
+  Harness h(two_tenants);
+  for (uint16_t i = 0; i < 3; i++)
+    h.receive(0, on_a("02:00:00:00:00:0a", ipv4("10.0.0.7", "10.1.0.20", 17, udp(i, 2, 8)), 0x0800));
+  auto asked = h.sent(1);
+  REQUIRE(asked.size() == 1);  // one request for three packets
+  auto expected = ether(broadcast, "02:00:00:00:01:0a", 0x8100) + vlan(0x0806, 110) +
+                  arp(1, "02:00:00:00:01:0a", "10.1.0.1", zero_mac, "10.1.0.20");
+  CHECK(asked[0] == expected);
+  CHECK(h.worker.pending->count == 3);
+
+  h.learn("a-svc", "10.1.0.20", "02:00:00:00:20:20");
+  h.worker.pending->next_service = 0;
+  service_pending(h.worker);
+  auto out = h.sent(1);
+  REQUIRE(out.size() == 3);
+  for (uint16_t i = 0; i < 3; i++) {
+    CHECK(out[i][5] == 0x20);
+    CHECK(out[i][18 + 20 + 1] == i);  // UDP source port: order kept
+  }
+  CHECK(h.worker.pending->count == 0);
+}
+
+TEST_CASE("a next hop that never answers: arp_timeout and ICMP host unreachable") {
+  std::string config = two_tenants;
+  config.replace(config.find("\"icmp_burst\": 5"), 15, "\"icmp_burst\": 5, \"arp_timeout_ms\": 1");
+  Harness h(config);
+  h.receive(0, on_a("02:00:00:00:00:0a", ipv4("10.0.0.7", "10.1.0.20", 17, udp(1, 2, 8)), 0x0800));
+  CHECK(h.sent(1).size() == 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  h.worker.pending->next_service = 0;
+  service_pending(h.worker);
+  CHECK(h.drops(Drop::arp_timeout) == 1);
+  auto icmp = h.sent(0);
+  REQUIRE(icmp.size() == 1);
+  CHECK(icmp[0][18 + 20] == 3);
+  CHECK(icmp[0][18 + 21] == 1);
+}
+
+TEST_CASE("the pending queue is bounded") {
+  std::string config = two_tenants;
+  config.replace(config.find("\"icmp_burst\": 5"), 15, "\"icmp_burst\": 5, \"arp_pending_limit\": 4");
+  Harness h(config);
+  for (uint16_t i = 0; i < 10; i++)
+    h.receive(0, on_a("02:00:00:00:00:0a", ipv4("10.0.0.7", "10.1.0.20", 17, udp(i, 2, 8)), 0x0800));
+  CHECK(h.worker.pending->count == 4);
+  CHECK(h.drops(Drop::arp_pending_full) == 6);
+}

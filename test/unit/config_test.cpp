@@ -1,0 +1,76 @@
+#include <google/protobuf/util/json_util.h>
+
+#include <catch2/catch.hpp>
+#include <fstream>
+
+#include "config/load.h"
+#include "config/text.h"
+#include "config/validate.h"
+#include "fixture.h"
+
+namespace {
+std::string error_of(const std::string& json) {
+  medix::dataplane::v1::Config config;
+  REQUIRE(google::protobuf::util::JsonStringToMessage(json, &config).ok());
+  auto error = medix::config::validate(config);
+  return error ? error->to_string() : "";
+}
+std::string with(std::string json, const std::string& from, const std::string& to) {
+  auto at = json.find(from);
+  REQUIRE(at != std::string::npos);
+  return json.replace(at, from.size(), to);
+}
+}  // namespace
+
+TEST_CASE("addresses, prefixes and MACs parse strictly") {
+  CHECK(parse_ipv4("10.0.0.1") == 0x0a000001u);
+  CHECK(!parse_ipv4("10.0.0"));
+  CHECK(!parse_ipv4("10.0.0.256"));
+  CHECK(parse_prefix("10.1.0.0/16")->length == 16);
+  CHECK(!parse_prefix("10.1.0.0/33"));
+  CHECK(!parse_prefix("10.1.0.0/"));
+  CHECK(!parse_prefix("10.1.0.0/1x"));
+  CHECK(parse_mac("02:00:00:00:00:0a") == 0x02000000000aull);
+  CHECK(!parse_mac("02:00:00:00:00"));
+  CHECK(!parse_mac("02-00-00-00-00-0a"));
+}
+
+TEST_CASE("the fixture config is valid") { CHECK(error_of(two_tenants).empty()); }
+
+TEST_CASE("a bad config names the field and the reason") {
+  CHECK(error_of(with(two_tenants, "\"schema_version\": 1", "\"schema_version\": 2")) ==
+        "schema_version: 2 is not supported (expected 1)");
+  CHECK(error_of(with(two_tenants, "\"vlan\": 10,", "\"vlan\": 4095,")) ==
+        "interfaces[0].vlan: 4095 is out of range 0..4094");
+  CHECK(error_of(with(two_tenants, "\"vlan\": 20,", "\"vlan\": 10,")) ==
+        "interfaces[1].vlan: port \"p0\" already has an interface with these VLAN tags");
+  CHECK(error_of(with(two_tenants, "\"tenant\": \"b\", \"port\"", "\"tenant\": \"x\", \"port\"")) ==
+        "interfaces[1].tenant: no tenant named \"x\"");
+  CHECK(error_of(with(two_tenants, "192.168.0.0/16", "192.168.0.1/16")) ==
+        "routes[0].prefix: \"192.168.0.1/16\" has host bits set (did you mean 192.168.0.0/16?)");
+  CHECK(error_of(with(two_tenants, "\"100.64.0.9\", \"mac\": \"02:00:00:00:cc:cc\"",
+                      "\"100.64.0.9\", \"mac\": \"01:00:00:00:cc:cc\"")) == "neighbours[2].mac: is a multicast MAC");
+  CHECK(error_of(with(two_tenants, "\"inner_vlan\": 30", "\"inner_vlan\": 30, \"vlan\": 0")) ==
+        "interfaces[2].inner_vlan: needs an outer vlan (QinQ)");
+  CHECK(error_of(with(two_tenants, "{\"interface\": \"u-lan\", \"address\": \"100.64.0.9\"}", "{\"interface\": \"a-lan\"}")) ==
+        "routes[1].via.interface: interface \"a-lan\" is in tenant \"a\", not \"core\" (use next_tenant to leak)");
+  CHECK(error_of(with(two_tenants, "\"next_tenant\": \"core\"", "\"next_tenant\": \"a\"")) ==
+        "routes[0].next_tenant: is the route's own tenant");
+  CHECK(error_of(with(two_tenants, ", \"blackhole\": {}", "")) ==
+        "routes[3].target: is required: one of via, next_tenant, local, blackhole");
+}
+
+TEST_CASE("load_file reports the file name, unknown fields and JSON errors") {
+  auto write = [](const std::string& text) {
+    std::ofstream("/tmp/medix-unit-config.json") << text;
+    return std::string("/tmp/medix-unit-config.json");
+  };
+  auto error = [](auto result) { return std::get<std::string>(result); };
+  CHECK(error(medix::config::load_file("/nonexistent.json")) == "/nonexistent.json: cannot open the file");
+  auto unknown = error(medix::config::load_file(write(R"({"schema_version": 1, "portz": []})")));
+  CHECK(unknown.find("/tmp/medix-unit-config.json: ") == 0);
+  CHECK(unknown.find("portz") != std::string::npos);
+  auto broken = error(medix::config::load_file(write(R"({"schema_version": 1,)")));
+  CHECK(broken.find("/tmp/medix-unit-config.json: ") == 0);
+  CHECK(std::holds_alternative<medix::dataplane::v1::Config>(medix::config::load_file(write(two_tenants))));
+}

@@ -1,0 +1,193 @@
+#include "harness.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <rte_malloc.h>
+#include <rte_ring_elem.h>
+
+#include <stdexcept>
+
+#include "config/text.h"
+#include "config/validate.h"
+#include "tables/build.h"
+
+namespace {
+rte_mempool* shared_pool(const char* name, uint16_t room) {
+  if (auto* p = rte_mempool_lookup(name)) return p;
+  return rte_pktmbuf_pool_create(name, 4095, 0, sizeof(PacketMeta), room, 0);
+}
+}  // namespace
+
+Harness::Harness(const std::string& config_json) {
+  medix::dataplane::v1::Config config;
+  if (!google::protobuf::util::JsonStringToMessage(config_json, &config).ok())
+    throw std::runtime_error("test config is not valid JSON");
+  if (auto error = medix::config::validate(config)) throw std::runtime_error(error->to_string());
+  auto built = build_tables(config, 0);
+  if (auto* error = std::get_if<ConfigError>(&built)) throw std::runtime_error(error->to_string());
+  tables = std::move(std::get<std::unique_ptr<Tables>>(built));
+
+  pool = shared_pool("unit_packets", 10240);
+  indirect = shared_pool("unit_indirect", 0);
+  learned = rte_ring_lookup("unit_learned");
+  if (!learned) learned = rte_ring_create_elem("unit_learned", sizeof(LearnedNeighbour), 1024, 0, 0);
+
+  worker.tables = tables.get();
+  worker.settings = settings_from(config.settings());
+  worker.pool = pool;
+  worker.indirect_pool = indirect;
+  worker.learned = learned;
+  worker.tsc_hz = rte_get_tsc_hz();
+  worker.icmp_tokens = worker.settings.icmp_burst;
+  worker.icmp_tokens_at = rte_rdtsc();
+  worker.counters = static_cast<Counters*>(rte_zmalloc("c", sizeof(Counters), 64));
+  worker.tx = static_cast<TxBuffer*>(rte_zmalloc("t", sizeof(TxBuffer) * max_ports, 64));
+  worker.pending = static_cast<PendingQueue*>(rte_zmalloc("p", sizeof(PendingQueue), 64));
+}
+
+Harness::~Harness() {
+  for (unsigned p = 0; p < max_ports; p++) sent(uint16_t(p));
+  for (uint32_t i = 0; i < worker.pending->count; i++) rte_pktmbuf_free(worker.pending->pkts[i]);
+  LearnedNeighbour drain[64];
+  while (rte_ring_dequeue_burst_elem(learned, drain, sizeof(LearnedNeighbour), 64, nullptr)) {
+  }
+  rte_free(worker.counters);
+  rte_free(worker.tx);
+  rte_free(worker.pending);
+}
+
+void Harness::receive(uint16_t port, const std::vector<uint8_t>& bytes) {
+  rte_mbuf* m = rte_pktmbuf_alloc(pool);
+  auto* at = rte_pktmbuf_append(m, uint16_t(bytes.size()));
+  memcpy(at, bytes.data(), bytes.size());
+  process_burst(worker, port, &m, 1);
+}
+
+std::vector<std::vector<uint8_t>> Harness::sent(uint16_t port) {
+  std::vector<std::vector<uint8_t>> out;
+  TxBuffer& b = worker.tx[port];
+  for (uint16_t i = 0; i < b.count; i++) {
+    std::vector<uint8_t> bytes(rte_pktmbuf_pkt_len(b.pkts[i]));
+    auto* data = static_cast<const uint8_t*>(rte_pktmbuf_read(b.pkts[i], 0, uint32_t(bytes.size()), bytes.data()));
+    if (data != bytes.data()) memcpy(bytes.data(), data, bytes.size());
+    out.push_back(std::move(bytes));
+    rte_pktmbuf_free(b.pkts[i]);
+  }
+  b.count = 0;
+  return out;
+}
+
+uint64_t Harness::total_drops() const {
+  uint64_t sum = 0;
+  for (unsigned r = 0; r < drop_reason_count; r++) sum += worker.counters->drops[r];
+  return sum;
+}
+
+void Harness::learn(const std::string& interface, const std::string& address, const std::string& mac) {
+  for (uint16_t i = 0; i < tables->interfaces.size(); i++) {
+    if (tables->interfaces[i].name != interface) continue;
+    uint64_t m = *parse_mac(mac);
+    rte_ether_addr a;
+    for (unsigned b = 0; b < 6; b++) a.addr_bytes[b] = uint8_t(m >> (8 * (5 - b)));
+    tables->neighbours.set(i, *parse_ipv4(address), a, false);
+    return;
+  }
+  throw std::runtime_error("no interface " + interface);
+}
+
+namespace frame {
+
+Bytes operator+(Bytes a, const Bytes& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+static void put16(Bytes& b, uint16_t v) {
+  b.push_back(uint8_t(v >> 8));
+  b.push_back(uint8_t(v));
+}
+static void put32(Bytes& b, uint32_t v) {
+  put16(b, uint16_t(v >> 16));
+  put16(b, uint16_t(v));
+}
+static void put_mac(Bytes& b, const std::string& mac) {
+  uint64_t m = *parse_mac(mac);
+  for (int i = 5; i >= 0; i--) b.push_back(uint8_t(m >> (8 * i)));
+}
+static uint16_t checksum(const uint8_t* p, size_t n) {
+  uint32_t sum = 0;
+  for (size_t i = 0; i + 1 < n; i += 2) sum += uint32_t(p[i] << 8 | p[i + 1]);
+  if (n & 1) sum += uint32_t(p[n - 1] << 8);
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return uint16_t(~sum);
+}
+
+Bytes ether(const std::string& dst, const std::string& src, uint16_t type) {
+  Bytes b;
+  put_mac(b, dst);
+  put_mac(b, src);
+  put16(b, type);
+  return b;
+}
+
+Bytes vlan(uint16_t next, uint16_t vid) {
+  Bytes b;
+  put16(b, vid);
+  put16(b, next);
+  return b;
+}
+
+Bytes ipv4(const std::string& src, const std::string& dst, uint8_t proto, const Bytes& payload, uint8_t ttl,
+           uint16_t frag) {
+  Bytes b;
+  b.push_back(0x45);
+  b.push_back(0);
+  put16(b, uint16_t(20 + payload.size()));
+  put16(b, 0x1234);
+  put16(b, frag);
+  b.push_back(ttl);
+  b.push_back(proto);
+  put16(b, 0);
+  put32(b, *parse_ipv4(src));
+  put32(b, *parse_ipv4(dst));
+  uint16_t c = checksum(b.data(), 20);
+  b[10] = uint8_t(c >> 8);
+  b[11] = uint8_t(c);
+  return b + payload;
+}
+
+Bytes udp(uint16_t sport, uint16_t dport, size_t payload_len) {
+  Bytes b;
+  put16(b, sport);
+  put16(b, dport);
+  put16(b, uint16_t(8 + payload_len));
+  put16(b, 0);  // no checksum: fine for UDP over IPv4
+  b.resize(8 + payload_len, 0xab);
+  return b;
+}
+
+Bytes icmp_echo(uint16_t id, uint16_t seq) {
+  Bytes b = {8, 0, 0, 0};
+  put16(b, id);
+  put16(b, seq);
+  for (int i = 0; i < 16; i++) b.push_back(uint8_t(i));
+  uint16_t c = checksum(b.data(), b.size());
+  b[2] = uint8_t(c >> 8);
+  b[3] = uint8_t(c);
+  return b;
+}
+
+Bytes arp(uint16_t op, const std::string& sha, const std::string& spa, const std::string& tha, const std::string& tpa) {
+  Bytes b;
+  put16(b, 1);
+  put16(b, 0x0800);
+  b.push_back(6);
+  b.push_back(4);
+  put16(b, op);
+  put_mac(b, sha);
+  put32(b, *parse_ipv4(spa));
+  put_mac(b, tha);
+  put32(b, *parse_ipv4(tpa));
+  return b;
+}
+
+}  // namespace frame

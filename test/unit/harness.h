@@ -1,0 +1,40 @@
+#pragma once
+// A worker without a thread: tables built from a config text, counters, and tx buffers the
+// test inspects instead of flushing to a port.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "infra/pipeline.h"
+
+struct Harness {
+  explicit Harness(const std::string& config_json);
+  ~Harness();
+
+  // Runs a frame through the whole pipeline of one burst, as if received on port `port`.
+  void receive(uint16_t port, const std::vector<uint8_t>& frame);
+  // Frames queued for transmission on a port, oldest first; the queue is emptied.
+  std::vector<std::vector<uint8_t>> sent(uint16_t port);
+  uint64_t drops(Drop reason) const { return worker.counters->drops[unsigned(reason)]; }
+  uint64_t total_drops() const;
+  void learn(const std::string& interface, const std::string& address, const std::string& mac);
+
+  std::unique_ptr<Tables> tables;
+  Worker worker;
+  rte_mempool* pool = nullptr;
+  rte_mempool* indirect = nullptr;
+  rte_ring* learned = nullptr;
+};
+
+// Frame building, in the spirit of scapy: bytes in network order.
+namespace frame {
+using Bytes = std::vector<uint8_t>;
+Bytes ether(const std::string& dst, const std::string& src, uint16_t type);
+Bytes vlan(uint16_t tpid_after, uint16_t vid);  // a tag: TCI then the next ethertype
+Bytes ipv4(const std::string& src, const std::string& dst, uint8_t proto, const Bytes& payload, uint8_t ttl = 64,
+           uint16_t frag = 0);
+Bytes udp(uint16_t sport, uint16_t dport, size_t payload_len);
+Bytes icmp_echo(uint16_t id, uint16_t seq);
+Bytes arp(uint16_t op, const std::string& sha, const std::string& spa, const std::string& tha, const std::string& tpa);
+Bytes operator+(Bytes a, const Bytes& b);
+}  // namespace frame
