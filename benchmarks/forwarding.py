@@ -64,7 +64,7 @@ def random_prefixes(count, rng):
 def make_config(path, prefixes):
     """The JSON mapping of medix.dataplane.v1.Config: one tenant, ingress VLAN 10 on the pcap
     port, egress VLAN 20 on the null port, a static neighbour for the egress gateway, and one
-    route per prefix via that gateway. Written by hand: 1M routes is ~90 MB."""
+    route per prefix via that gateway. Written by hand: 1M routes is ~100 MB."""
     head = {
         "schema_version": 1,
         "ports": [
@@ -180,6 +180,13 @@ class Telemetry:
 ALL_CPUS = set(os.sched_getaffinity(0))
 
 
+def by_name(reply):
+    """{object name: counters} from a /medix/ports-like reply: keyed by a sanitised name
+    with the exact `name` inside (docs/running.md), or a list of such objects."""
+    items = reply.items() if isinstance(reply, dict) else enumerate(reply or [])
+    return {v.get("name", k) if isinstance(v, dict) else k: v for k, v in items}
+
+
 def start(cmd, logpath):
     logf = open(logpath, "w")
     # This script keeps to CPU 0 (the main lcore's) so as not to disturb the worker on CPU 1;
@@ -268,7 +275,7 @@ def sched_sample(task):
     return on, wait, steal
 
 
-def measure(pid, counter, warmup, window):
+def measure(pid, counter, warmup, window, sample=None):
     """Packets per second of `counter()` (a cumulative packet count) over `window` seconds
     after `warmup` seconds, and how much of the window the worker thread really had its CPU
     (schedstat: other processes on CPU 1 take it away; steal: the hypervisor does)."""
@@ -276,17 +283,54 @@ def measure(pid, counter, warmup, window):
     task = worker_thread(pid)
     s0 = sched_sample(task)
     t0, c0 = time.monotonic(), counter()
+    x0 = sample() if sample else None
     time.sleep(window)
     t1, c1 = time.monotonic(), counter()
+    x1 = sample() if sample else None
     s1 = sched_sample(task)
     dt = t1 - t0
     tick = os.sysconf("SC_CLK_TCK")
     return {
+        "samples": (x0, x1),
         "pps": (c1 - c0) / dt,
         "cpu_share": round((s1[0] - s0[0]) / 1e9 / dt, 3) if task else None,
         "runqueue_wait": round((s1[1] - s0[1]) / 1e9 / dt, 3) if task else None,
         "steal": round((s1[2] - s0[2]) / tick / dt, 3),
     }
+
+
+def cpu1_busy(interval=0.5):
+    """Share of cpu1's time spent busy (anything but idle and iowait) over `interval`."""
+    def sample():
+        with open("/proc/stat") as f:
+            for line in f:
+                if line.startswith("cpu1 "):
+                    v = [int(x) for x in line.split()[1:]]
+                    return sum(v[:8]) - v[3] - v[4], sum(v[:8])
+        return 0, 1
+    b0, t0 = sample()
+    time.sleep(interval)
+    b1, t1 = sample()
+    return (b1 - b0) / max(t1 - t0, 1)
+
+
+quiet_wait_left = [0.0]
+
+
+def wait_quiet(threshold=0.15):
+    """Before a run: wait (within the --quiet-wait budget) until CPU 1 is mostly idle, so that
+    a build or test running beside the benchmark does not land on the worker's core."""
+    waited = 0.0
+    while quiet_wait_left[0] > 0:
+        t = time.monotonic()
+        if cpu1_busy() < threshold:
+            break
+        time.sleep(0.5)
+        quiet_wait_left[0] -= time.monotonic() - t
+        waited += time.monotonic() - t
+    if waited:
+        log("waited %.0f s for CPU 1 to be idle (%.0f s of waiting left)"
+            % (waited, max(quiet_wait_left[0], 0)))
 
 
 def disturbed(res, limit):
@@ -320,6 +364,7 @@ def run_testpmd(args, pcap, mem_mb):
         try:
             res = measure(p.pid, lambda: tel("/ethdev/stats,1")["opackets"], args.warmup,
                           args.window)
+            res.pop("samples")
         finally:
             tel.close()
     finally:
@@ -337,19 +382,24 @@ def run_medix(args, pcap, config, mem_mb):
         tel = wait_for(p, prefix, r"medix-dp: ready", args.start_timeout)
         startup_s = time.monotonic() - t_start
         try:
-            rx0 = tel("/medix/ports")["in"]["rx_packets"]
-            res = measure(p.pid, lambda: tel("/medix/ports")["out"]["tx_packets"],
-                          args.warmup, args.window)
-            ports = tel("/medix/ports")
-            runtime = tel("/medix/runtime")
-            drops = tel("/medix/drops")
+            res = measure(p.pid, lambda: by_name(tel("/medix/ports"))["out"]["tx_packets"],
+                          args.warmup, args.window,
+                          lambda: (tel("/medix/runtime"), tel("/medix/drops"),
+                                   by_name(tel("/medix/ports"))))
+            (rt0, dr0, po0), (rt1, dr1, po1) = res.pop("samples")
+            runtime = runtime_delta(rt0, rt1)
+            drops = {k: v - dr0.get(k, 0) for k, v in (dr1 or {}).items()}
+            # Frames taken from the pcap port in the window vs frames sent: all forwarded?
+            rx = po1["in"]["rx_packets"] - po0["in"]["rx_packets"]
+            tx = po1["out"]["tx_packets"] - po0["out"]["tx_packets"]
         finally:
             tel.close()
     finally:
         stop(p)
         cleanup_runtime_dir(prefix)
-    res.update({"startup_s": startup_s, "ports": ports, "runtime": runtime,
-                "drops": {k: v for k, v in (drops or {}).items() if v}, "rx_at_ready": rx0})
+    res.update({"startup_s": startup_s, "runtime": runtime,
+                "forwarded_share": round(tx / rx, 4) if rx else None,
+                "drops": {k: v for k, v in (drops or {}).items() if v}})
     return res
 
 
@@ -381,6 +431,19 @@ def tsc_hz_from_system():
     if m and "constant_tsc" in text:
         return float(m.group(1)) * 1e6, "/proc/cpuinfo cpu MHz"
     return None, None
+
+
+def runtime_delta(a, b):
+    """/medix/runtime over the window: b - a per stage counter; scalars (tsc_hz) from b."""
+    out = {}
+    for name, v in (b or {}).items():
+        if isinstance(v, dict):
+            old = (a or {}).get(name) or {}
+            out[name] = {k: x - old.get(k, 0) for k, x in v.items()
+                         if k in ("calls", "packets", "cycles")}
+        else:
+            out[name] = v
+    return out
 
 
 def stage_breakdown(runtime):
@@ -495,6 +558,8 @@ def main():
                     "its core (other processes, hypervisor steal)")
     ap.add_argument("--extra-runs", type=int, default=2,
                     help="extra runs for a point whose every run was disturbed")
+    ap.add_argument("--quiet-wait", type=float, default=60.0,
+                    help="seconds in all the script may wait for CPU 1 to be idle before runs")
     ap.add_argument("--budget", type=float, default=420.0,
                     help="no extra runs start after this many seconds")
     ap.add_argument("--mem", type=int, default=0,
@@ -510,6 +575,7 @@ def main():
         sys.exit("bench: %s is missing (scripts/build did not produce it)" % args.binary)
     os.makedirs(args.results, exist_ok=True)
     workdir = tempfile.mkdtemp(prefix="medix-bench-")
+    quiet_wait_left[0] = args.quiet_wait
     if 0 in ALL_CPUS and len(ALL_CPUS) > 1:
         os.sched_setaffinity(0, {0})
     t_begin = time.monotonic()
@@ -546,6 +612,7 @@ def main():
 
     def run_point(pt, label):
         kind, s, r = pt
+        wait_quiet()
         try:
             if kind == "testpmd":
                 # io-forward does not look at addresses: the first route count's pcap serves.
@@ -555,7 +622,7 @@ def main():
                 res = run_medix(args, pcaps[s, r], configs[r], mem_for(r))
                 what = "medix %4s routes" % human_routes(r)
         except Exception as e:  # noqa: BLE001
-            errors[pt] = str(e)
+            errors[pt] = "%s: %s" % (type(e).__name__, e)
             log("%s %d B %s failed: %s" % (kind, s, human_routes(r) if r else "", e))
             return
         res["disturbed"] = disturbed(res, args.disturbance)
@@ -651,6 +718,7 @@ def main():
                 "stages_sum": round(sum(stage_breakdown(best["runtime"]).values()), 1),
                 "rx_burst_fill": rx_burst_fill(best["runtime"]),
                 "drops": best["drops"],
+                "forwarded_share": best["forwarded_share"],
                 "startup_s": round(best["startup_s"], 1),
                 "runs_mpps": [round(x["pps"] / 1e6, 3) for x in pruns],
                 "worker_cpu_share": best["cpu_share"], "steal": best["steal"],

@@ -10,9 +10,11 @@
 #include <thread>
 #include <vector>
 
+#include <rte_ethdev.h>
+
 #include "config/load.h"
+#include "control/intent.h"
 #include "infra/dataplane.h"
-#include "tables/build.h"
 
 namespace {
 
@@ -70,10 +72,20 @@ int main(int argc, char** argv) {
     return 2;
   }
   const auto& config = std::get<medix::dataplane::v1::Config>(loaded);
+  // The file's objects are the first transaction, validated like any API request.
+  auto operations = medix::control::operations_from(config);
   if (options.check) {
+    medix::control::Intent intent;
+    medix::control::Diff diff;
+    if (auto e = intent.apply(operations, diff)) {
+      fprintf(stderr, "medix-dp: %s: %s\n", options.config.c_str(), e->message.c_str());
+      return 2;
+    }
     printf("%s: ok\n", options.config.c_str());
     return 0;
   }
+  uint32_t max_mtu = 1500;
+  for (const auto& p : config.ports()) max_mtu = std::max(max_mtu, p.mtu());
 
   int eal_args = 0;
   while (eal_args < argc && strcmp(argv[eal_args], "--") != 0) eal_args++;
@@ -96,17 +108,20 @@ int main(int argc, char** argv) {
   int status = 0;
   {
     Dataplane dp;
-    auto built = build_tables(config, rte_socket_id());
-    if (auto* error = std::get_if<ConfigError>(&built)) {
-      fprintf(stderr, "medix-dp: %s: %s\n", options.config.c_str(), error->to_string().c_str());
-      status = 2;
-    } else if (auto error = dp.start(std::move(std::get<std::unique_ptr<Tables>>(built)),
-                                     settings_from(config.settings()), workers)) {
+    dp.controller.set_device_check([](const std::string& device) {
+      uint16_t id;
+      return rte_eth_dev_get_port_by_name(device.c_str(), &id) == 0;
+    });
+    if (auto error = dp.start(settings_from(config.settings()), max_mtu, workers)) {
       fprintf(stderr, "medix-dp: %s\n", error->c_str());
+      status = 2;
+    } else if (auto result = dp.controller.apply(operations); result.code != medix::control::Code::ok) {
+      fprintf(stderr, "medix-dp: %s: %s\n", options.config.c_str(), result.message.c_str());
       status = 2;
     } else {
       register_telemetry(dp);
-      printf("medix-dp: ready (%zu ports, %zu workers)\n", dp.tables->ports.size(), workers.size());
+      size_t ports = dp.controller.read([](auto&, auto& c, uint64_t) { return c.current()->ports.size(); });
+      printf("medix-dp: ready (%zu ports, %zu workers)\n", ports, workers.size());
       fflush(stdout);
       auto next_stats = std::chrono::steady_clock::now() + std::chrono::seconds(options.stats_interval);
       while (!stop_requested.load()) {

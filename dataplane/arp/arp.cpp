@@ -18,7 +18,9 @@ void arp_input(Worker& w, rte_mbuf** pkts, uint16_t n) {
     auto* arp = rte_pktmbuf_mtod_offset(m, rte_arp_hdr*, pm.l2_len);
     if (arp->arp_hardware != rte_cpu_to_be_16(RTE_ARP_HRD_ETHER) ||
         arp->arp_protocol != rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4) || arp->arp_hlen != RTE_ETHER_ADDR_LEN ||
-        arp->arp_plen != 4) {
+        arp->arp_plen != 4 ||
+        (arp->arp_opcode != rte_cpu_to_be_16(RTE_ARP_OP_REQUEST) &&
+         arp->arp_opcode != rte_cpu_to_be_16(RTE_ARP_OP_REPLY))) {
       drop(w, m, Drop::arp_malformed);
       continue;
     }
@@ -29,17 +31,15 @@ void arp_input(Worker& w, rte_mbuf** pkts, uint16_t n) {
 
     if (sender != 0 && f.on_link(sender) && !f.owns(sender) &&
         rte_is_valid_assigned_ether_addr(&arp->arp_data.arp_sha)) {
-      LearnedNeighbour learned{sender, pm.iface_in, {}, 0};
+      LearnedNeighbour learned{sender, pm.iface_in, {}, f.uid};
       memcpy(learned.mac, arp->arp_data.arp_sha.addr_bytes, 6);
       // A full ring only delays learning: the next ARP from that host teaches it again.
       rte_ring_mp_enqueue_elem(w.learned, &learned, sizeof learned);
     }
 
     if (op == RTE_ARP_OP_REQUEST && f.owns(target)) {
-      // Answer in place: same frame, same tags, addresses turned around.
-      auto* eth = rte_pktmbuf_mtod(m, rte_ether_hdr*);
-      eth->dst_addr = arp->arp_data.arp_sha;
-      eth->src_addr = f.mac;
+      // Answer in place: the frame turned around, with the interface's own tags.
+      write_l2(rte_pktmbuf_mtod(m, uint8_t*), f, arp->arp_data.arp_sha, RTE_ETHER_TYPE_ARP);
       arp->arp_opcode = rte_cpu_to_be_16(RTE_ARP_OP_REPLY);
       arp->arp_data.arp_tha = arp->arp_data.arp_sha;
       arp->arp_data.arp_tip = arp->arp_data.arp_sip;

@@ -5,8 +5,6 @@
 #include <fstream>
 #include <sstream>
 
-#include "config/validate.h"
-
 namespace medix::config {
 
 std::variant<medix::dataplane::v1::Config, std::string> load_file(const std::string& path) {
@@ -20,7 +18,8 @@ std::variant<medix::dataplane::v1::Config, std::string> load_file(const std::str
   options.ignore_unknown_fields = false;  // a misspelt field is an error, not a silent default
   auto status = google::protobuf::util::JsonStringToMessage(text.str(), &config, options);
   if (!status.ok()) return path + ": " + std::string(status.message());
-  if (auto error = validate(config)) return path + ": " + error->to_string();
+  if (config.schema_version() != 1)
+    return path + ": schema_version: " + std::to_string(config.schema_version()) + " is not supported (expected 1)";
   return config;
 }
 

@@ -2,13 +2,13 @@
 #include <string>
 #include <variant>
 
-#include "config/error.h"
 #include "medix/dataplane/v1/objects.pb.h"
 
 namespace medix::config {
 
-// Reads a config file (the JSON mapping of medix.dataplane.v1.Config) and validates it.
-// On failure the error's text reads "FILE: field.path: reason".
+// Reads a config file: the JSON mapping of medix.dataplane.v1.Config. Only the syntax is
+// checked here (an unknown field is an error); the objects are validated as the first
+// transaction (control/intent.cpp), like any API request. Errors read "FILE: reason".
 std::variant<medix::dataplane::v1::Config, std::string> load_file(const std::string& path);
 
 }  // namespace medix::config

@@ -1,19 +1,17 @@
 #pragma once
-// The running dataplane: ports, pools, workers and the tables they read. The main lcore owns
-// it; workers see only their Worker and the published tables.
+// The running dataplane: pools, workers and the controller whose tables they read. The main
+// lcore owns it; workers see only their Worker and the published tables.
 #include <rte_rcu_qsbr.h>
 
 #include <atomic>
-#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "control/controller.h"
 #include "infra/worker.h"
 
 struct Dataplane {
-  std::unique_ptr<Tables> tables;  // published to workers through `current`
-  std::atomic<const Tables*> current{nullptr};
   std::atomic<bool> stopping{false};
   Settings settings;
   rte_mempool* pool = nullptr;
@@ -22,18 +20,20 @@ struct Dataplane {
   rte_rcu_qsbr* rcu = nullptr;
   std::vector<Worker*> workers;
   uint64_t tsc_hz = 0;
+  uint32_t max_mtu = 1500;  // the largest MTU the packet buffers hold
+  medix::control::Controller controller;
 
-  // Sets up pools, workers and ports for `tables`; an error names the port and reason.
-  std::optional<std::string> start(std::unique_ptr<Tables> tables, const Settings& settings,
+  // Pools, controller and workers, polling an empty set of ports until the first transaction.
+  std::optional<std::string> start(const Settings& settings, uint32_t max_mtu,
                                    const std::vector<unsigned>& worker_lcores);
-  // Main lcore: applies what workers learned. Returns how many neighbours were learned.
+  // Main lcore: hands what workers learned to the controller. Returns how many.
   unsigned run_control();
-  void stop();  // workers finish their burst and return; ports are stopped and closed
+  void stop();  // workers finish their burst and return; ports are stopped
 
-  // Sums of every worker's counters.
+  // Sums of every worker's counters (not yet minus the bases of reused slots).
   Counters totals() const;
 };
 
 // Telemetry commands (/medix/...) and the human report printed at exit.
 void register_telemetry(Dataplane& dp);
-void print_counters(const Dataplane& dp, FILE* out);
+void print_counters(Dataplane& dp, FILE* out);

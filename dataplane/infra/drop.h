@@ -26,6 +26,8 @@
   X(mtu_exceeded, "larger than the egress MTU with DF set (ICMP fragmentation needed sent)") \
   X(fragmentation_failed, "could not fragment (no buffers, or too many fragments)")          \
   X(no_buffer, "mbuf pool empty while building a packet")                                    \
+  X(interface_gone, "egress interface deleted while the packet waited for ARP")              \
+  X(port_down, "egress port is administratively down or deleted")                            \
   X(tx_full, "the port's tx queue did not take the packet")
 
 enum class Drop : uint16_t {

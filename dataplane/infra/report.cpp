@@ -6,8 +6,7 @@
 #include <cstdio>
 #include <set>
 
-#include "config/text.h"
-#include "infra/dataplane.h"
+#include "infra/snapshot.h"
 
 namespace {
 
@@ -35,69 +34,55 @@ void add_entry(rte_tel_data* d, std::set<std::string>& used, const std::string& 
     rte_tel_data_free(entry);  // not taken (e.g. past 256 entries): ours to free
 }
 
-// `filter` (the command's parameter) selects one name.
-template <typename F>
-int named_dicts(rte_tel_data* d, const char* filter, size_t count, F&& fill) {
+// One entry per named object; `filter` (the command's parameter) selects one name.
+template <typename T, typename F>
+int named(rte_tel_data* d, const char* filter, const std::vector<std::pair<std::string, T>>& list, F&& fill) {
   rte_tel_data_start_dict(d);
-  Counters c = telemetry_dp->totals();
-  const Tables& t = *telemetry_dp->current.load();
   std::set<std::string> used;
-  for (size_t i = 0; i < count; i++) {
+  for (const auto& [name, c] : list) {
+    if (filter && *filter && name != filter) continue;
     rte_tel_data* entry = dict();
-    const std::string& name = fill(entry, c, t, i);
-    if (filter && *filter && name != filter) {
-      rte_tel_data_free(entry);
-      continue;
-    }
     rte_tel_data_add_dict_string(entry, "name", name.c_str());
+    fill(entry, c);
     add_entry(d, used, name, entry);
   }
   return 0;
 }
 
 int ports_cmd(const char*, const char* params, rte_tel_data* d) {
-  return named_dicts(d, params, telemetry_dp->current.load()->ports.size(),
-                     [](rte_tel_data* e, const Counters& c, const Tables& t, size_t i) -> const std::string& {
-                       const auto& p = c.ports[i];
-                       rte_tel_data_add_dict_u64(e, "rx_packets", p.rx_packets);
-                       rte_tel_data_add_dict_u64(e, "rx_bytes", p.rx_bytes);
-                       rte_tel_data_add_dict_u64(e, "tx_packets", p.tx_packets);
-                       rte_tel_data_add_dict_u64(e, "tx_bytes", p.tx_bytes);
-                       rte_tel_data_add_dict_u64(e, "tx_dropped", p.tx_dropped);
-                       return t.ports[i].name;
-                     });
+  return named(d, params, take_snapshot(*telemetry_dp).ports, [](rte_tel_data* e, const Counters::Port& p) {
+    rte_tel_data_add_dict_u64(e, "rx_packets", p.rx_packets);
+    rte_tel_data_add_dict_u64(e, "rx_bytes", p.rx_bytes);
+    rte_tel_data_add_dict_u64(e, "tx_packets", p.tx_packets);
+    rte_tel_data_add_dict_u64(e, "tx_bytes", p.tx_bytes);
+    rte_tel_data_add_dict_u64(e, "tx_dropped", p.tx_dropped);
+  });
 }
 
 int interfaces_cmd(const char*, const char* params, rte_tel_data* d) {
-  return named_dicts(d, params, telemetry_dp->current.load()->interfaces.size(),
-                     [](rte_tel_data* e, const Counters& c, const Tables& t, size_t i) -> const std::string& {
-                       const auto& f = c.interfaces[i];
-                       rte_tel_data_add_dict_u64(e, "rx_packets", f.rx_packets);
-                       rte_tel_data_add_dict_u64(e, "rx_bytes", f.rx_bytes);
-                       rte_tel_data_add_dict_u64(e, "tx_packets", f.tx_packets);
-                       rte_tel_data_add_dict_u64(e, "tx_bytes", f.tx_bytes);
-                       return t.interfaces[i].name;
-                     });
+  return named(d, params, take_snapshot(*telemetry_dp).interfaces, [](rte_tel_data* e, const Counters::Interface& f) {
+    rte_tel_data_add_dict_u64(e, "rx_packets", f.rx_packets);
+    rte_tel_data_add_dict_u64(e, "rx_bytes", f.rx_bytes);
+    rte_tel_data_add_dict_u64(e, "tx_packets", f.tx_packets);
+    rte_tel_data_add_dict_u64(e, "tx_bytes", f.tx_bytes);
+  });
 }
 
 int tenants_cmd(const char*, const char* params, rte_tel_data* d) {
-  return named_dicts(d, params, telemetry_dp->current.load()->tenants.size(),
-                     [](rte_tel_data* e, const Counters& c, const Tables& t, size_t i) -> const std::string& {
-                       const auto& x = c.tenants[i];
-                       rte_tel_data_add_dict_u64(e, "rx_packets", x.rx_packets);
-                       rte_tel_data_add_dict_u64(e, "tx_packets", x.tx_packets);
-                       rte_tel_data_add_dict_u64(e, "drops", x.drops);
-                       return t.tenants[i].name;
-                     });
+  return named(d, params, take_snapshot(*telemetry_dp).tenants, [](rte_tel_data* e, const Counters::Tenant& x) {
+    rte_tel_data_add_dict_u64(e, "rx_packets", x.rx_packets);
+    rte_tel_data_add_dict_u64(e, "tx_packets", x.tx_packets);
+    rte_tel_data_add_dict_u64(e, "drops", x.drops);
+  });
 }
 
-void add_drops(rte_tel_data* d, const Counters& c) {
-  for (unsigned r = 0; r < drop_reason_count; r++) rte_tel_data_add_dict_u64(d, drop_reasons[r].name, c.drops[r]);
+void add_drops(rte_tel_data* d, const uint64_t* drops) {
+  for (unsigned r = 0; r < drop_reason_count; r++) rte_tel_data_add_dict_u64(d, drop_reasons[r].name, drops[r]);
 }
 
 int drops_cmd(const char*, const char*, rte_tel_data* d) {
   rte_tel_data_start_dict(d);
-  add_drops(d, telemetry_dp->totals());
+  add_drops(d, telemetry_dp->totals().drops);
   return 0;
 }
 
@@ -105,9 +90,9 @@ int drops_by_lcore_cmd(const char*, const char*, rte_tel_data* d) {
   rte_tel_data_start_dict(d);
   for (const auto* w : telemetry_dp->workers) {
     rte_tel_data* e = dict();
-    Counters c{};
-    for (unsigned r = 0; r < drop_reason_count; r++) c.drops[r] = read(w->counters->drops[r]);
-    add_drops(e, c);
+    uint64_t drops[drop_reason_count];
+    for (unsigned r = 0; r < drop_reason_count; r++) drops[r] = read(w->counters->drops[r]);
+    add_drops(e, drops);
     rte_tel_data_add_dict_container(d, std::to_string(w->lcore).c_str(), e, 0);
   }
   return 0;
@@ -137,20 +122,15 @@ int runtime_cmd(const char*, const char*, rte_tel_data* d) {
 
 int neighbours_cmd(const char*, const char*, rte_tel_data* d) {
   rte_tel_data_start_dict(d);
-  const Tables& t = *telemetry_dp->current.load();
   std::set<std::string> used;
-  t.neighbours.for_each([&](const NeighbourKey& key, const rte_ether_addr& mac, bool is_static) {
-    char text[RTE_ETHER_ADDR_FMT_SIZE];
-    rte_ether_format_addr(text, sizeof text, &mac);
-    const std::string& interface = t.interfaces[key.interface].name;
-    std::string address = format_ipv4(key.address);
+  for (const auto& n : take_snapshot(*telemetry_dp, true).neighbours) {
     rte_tel_data* e = dict();
-    rte_tel_data_add_dict_string(e, "interface", interface.c_str());
-    rte_tel_data_add_dict_string(e, "address", address.c_str());
-    rte_tel_data_add_dict_string(e, "mac", text);
-    rte_tel_data_add_dict_int(e, "static", is_static);
-    add_entry(d, used, interface + "/" + address, e);
-  });
+    rte_tel_data_add_dict_string(e, "interface", n.interface.c_str());
+    rte_tel_data_add_dict_string(e, "address", n.address.c_str());
+    rte_tel_data_add_dict_string(e, "mac", n.mac.c_str());
+    rte_tel_data_add_dict_int(e, "static", n.is_static);
+    add_entry(d, used, n.interface + "/" + n.address, e);
+  }
   return 0;
 }
 
@@ -176,32 +156,26 @@ void register_telemetry(Dataplane& dp) {
   rte_telemetry_register_cmd("/medix/drops_by_lcore", drops_by_lcore_cmd, "Dropped packets by lcore and reason");
   rte_telemetry_register_cmd("/medix/drop_reasons", drop_reasons_cmd, "What each drop reason means");
   rte_telemetry_register_cmd("/medix/runtime", runtime_cmd, "TSC cycles per packet per pipeline stage");
-  rte_telemetry_register_cmd("/medix/neighbours", neighbours_cmd, "ARP table: interface/address -> MAC");
-  rte_telemetry_register_cmd("/medix/events", events_cmd, "ICMP and ARP messages medix-dp sent");
+  rte_telemetry_register_cmd("/medix/neighbours", neighbours_cmd, "ARP table: interface, address, MAC");
+  rte_telemetry_register_cmd("/medix/events", events_cmd, "ICMP and ARP messages medix-dp sent and took");
 }
 
-void print_counters(const Dataplane& dp, FILE* out) {
-  const Tables& t = *dp.current.load();
-  Counters c = dp.totals();
+void print_counters(Dataplane& dp, FILE* out) {
+  CounterSnapshot s = take_snapshot(dp);
+  const Counters& c = s.totals;
   fprintf(out, "%-24s %14s %16s %14s %16s %10s\n", "port", "rx packets", "rx bytes", "tx packets", "tx bytes",
           "tx drop");
-  for (size_t i = 0; i < t.ports.size(); i++) {
-    const auto& p = c.ports[i];
-    fprintf(out, "%-24s %14" PRIu64 " %16" PRIu64 " %14" PRIu64 " %16" PRIu64 " %10" PRIu64 "\n",
-            t.ports[i].name.c_str(), p.rx_packets, p.rx_bytes, p.tx_packets, p.tx_bytes, p.tx_dropped);
-  }
+  for (const auto& [name, p] : s.ports)
+    fprintf(out, "%-24s %14" PRIu64 " %16" PRIu64 " %14" PRIu64 " %16" PRIu64 " %10" PRIu64 "\n", name.c_str(),
+            p.rx_packets, p.rx_bytes, p.tx_packets, p.tx_bytes, p.tx_dropped);
   fprintf(out, "\n%-24s %14s %16s %14s %16s\n", "interface", "rx packets", "rx bytes", "tx packets", "tx bytes");
-  for (size_t i = 0; i < t.interfaces.size(); i++) {
-    const auto& f = c.interfaces[i];
-    fprintf(out, "%-24s %14" PRIu64 " %16" PRIu64 " %14" PRIu64 " %16" PRIu64 "\n", t.interfaces[i].name.c_str(),
-            f.rx_packets, f.rx_bytes, f.tx_packets, f.tx_bytes);
-  }
+  for (const auto& [name, f] : s.interfaces)
+    fprintf(out, "%-24s %14" PRIu64 " %16" PRIu64 " %14" PRIu64 " %16" PRIu64 "\n", name.c_str(), f.rx_packets,
+            f.rx_bytes, f.tx_packets, f.tx_bytes);
   fprintf(out, "\n%-24s %14s %14s %14s\n", "tenant", "rx packets", "tx packets", "drops");
-  for (size_t i = 0; i < t.tenants.size(); i++) {
-    const auto& x = c.tenants[i];
-    fprintf(out, "%-24s %14" PRIu64 " %14" PRIu64 " %14" PRIu64 "\n", t.tenants[i].name.c_str(), x.rx_packets,
-            x.tx_packets, x.drops);
-  }
+  for (const auto& [name, x] : s.tenants)
+    fprintf(out, "%-24s %14" PRIu64 " %14" PRIu64 " %14" PRIu64 "\n", name.c_str(), x.rx_packets, x.tx_packets,
+            x.drops);
   fprintf(out, "\n%-24s %14s  %s\n", "drop reason", "packets", "meaning");
   for (unsigned r = 0; r < drop_reason_count; r++)
     if (c.drops[r])
@@ -211,11 +185,11 @@ void print_counters(const Dataplane& dp, FILE* out) {
           ", arp replies sent %" PRIu64 ", arp replies received %" PRIu64 "\n",
           c.icmp_sent, c.icmp_rate_limited, c.arp_requests_sent, c.arp_replies_sent, c.arp_replies_received);
   fprintf(out, "\n%-12s %12s %14s %12s\n", "stage", "calls", "packets", "cycles/pkt");
-  for (unsigned s = 0; s < unsigned(Stage::count); s++) {
-    const StageStats& st = c.stages[s];
-    if (st.calls)
-      fprintf(out, "%-12s %12" PRIu64 " %14" PRIu64 " %12" PRIu64 "\n", stage_names[s], st.calls, st.packets,
-              st.packets ? st.cycles / st.packets : 0);
+  for (unsigned st = 0; st < unsigned(Stage::count); st++) {
+    const StageStats& x = c.stages[st];
+    if (x.calls)
+      fprintf(out, "%-12s %12" PRIu64 " %14" PRIu64 " %12" PRIu64 "\n", stage_names[st], x.calls, x.packets,
+              x.packets ? x.cycles / x.packets : 0);
   }
   fflush(out);
 }

@@ -15,6 +15,11 @@ void drop(Worker& w, rte_mbuf* m, Drop reason) {
 }
 
 void send(Worker& w, uint16_t port, rte_mbuf* m) {
+  const PortEntry& p = w.tables->ports[port];
+  if (!p.live || p.admin_down) {
+    drop(w, m, Drop::port_down);
+    return;
+  }
   TxBuffer& b = w.tx[port];
   b.pkts[b.count++] = m;
   if (b.count == std::size(b.pkts)) {

@@ -3,6 +3,7 @@
 // tx buffers, pending queue, ICMP bucket) and the per-packet metadata its stages share.
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
+#include <rte_rcu_qsbr.h>
 #include <rte_ring.h>
 
 #include <atomic>
@@ -10,7 +11,7 @@
 
 #include "infra/drop.h"
 #include "infra/limits.h"
-#include "tables/build.h"
+#include "infra/settings.h"
 #include "tables/tables.h"
 
 // Stored in each mbuf's private area (our pools reserve it).
@@ -21,7 +22,10 @@ struct PacketMeta {
   uint8_t l2_len;  // bytes of Ethernet + tags as received
   uint8_t flags;
   uint32_t neighbour;  // the address to resolve on iface_out
-  uint64_t deadline;   // pending queue: when ARP gives up (TSC)
+  // Pending queue only: the interfaces' uids (a slot may be reused while the packet waits)
+  // and when ARP gives up (TSC).
+  uint32_t in_uid, out_uid;
+  uint64_t deadline;
 };
 static_assert(sizeof(PacketMeta) % RTE_MBUF_PRIV_ALIGN == 0);
 inline constexpr uint16_t no_tenant = UINT16_MAX;
@@ -70,9 +74,9 @@ inline uint64_t read(const uint64_t& counter) { return __atomic_load_n(&counter,
 // What a worker tells the main lcore it learned from ARP.
 struct LearnedNeighbour {
   uint32_t address;
-  uint16_t interface;
+  uint16_t interface;  // slot
   uint8_t mac[6];
-  uint32_t zero;
+  uint32_t uid;  // of the interface, so that a reused slot is not taught a stale entry
 };
 static_assert(sizeof(LearnedNeighbour) == 16);
 
@@ -97,9 +101,11 @@ struct PendingQueue {
 
 struct alignas(RTE_CACHE_LINE_SIZE) Worker {
   unsigned lcore = 0;
-  uint16_t queue = 0;  // rx and tx queue id on every port
-  const Tables* tables = nullptr;
-  void* tables_owner = nullptr;  // the Dataplane, which publishes new tables
+  uint16_t queue = 0;              // rx and tx queue id on every port
+  const Tables* tables = nullptr;  // this loop's generation
+  const std::atomic<const Tables*>* published = nullptr;
+  const std::atomic<bool>* stopping = nullptr;
+  rte_rcu_qsbr* rcu = nullptr;
   Settings settings;
   rte_mempool* pool = nullptr;
   rte_mempool* indirect_pool = nullptr;

@@ -85,6 +85,8 @@ void park(Worker& w, rte_mbuf* m, uint64_t now) {
     *waiting = {key, 0, 0};
   }
   waiting->packets++;
+  meta(m).in_uid = w.tables->interfaces[meta(m).iface_in].uid;
+  meta(m).out_uid = w.tables->interfaces[meta(m).iface_out].uid;
   meta(m).deadline = now + w.tsc_hz * w.settings.arp_timeout_ms / 1000;
   q.pkts[q.count++] = m;
   ask(w, *waiting, now);
@@ -96,7 +98,7 @@ void ip_output(Worker& w, rte_mbuf** pkts, uint16_t n) {
   NeighbourKey keys[burst_size] = {};
   uint64_t words[burst_size];
   for (uint16_t i = 0; i < n; i++) keys[i] = key_of(pkts[i]);
-  w.tables->neighbours.lookup_bulk(keys, n, words);
+  w.tables->neighbours->lookup_bulk(keys, n, words);
   uint64_t now = 0;
   for (uint16_t i = 0; i < n; i++) {
     if ((words[i] & NeighbourTable::valid) && (w.pending->n_waiting == 0 || !find_waiting(*w.pending, keys[i]))) {
@@ -121,16 +123,21 @@ void service_pending(Worker& w) {
     NeighbourKey keys[burst_size];
     uint64_t words[burst_size];
     for (uint32_t i = 0; i < count; i++) keys[i] = key_of(q.pkts[first + i]);
-    w.tables->neighbours.lookup_bulk(keys, count, words);
+    w.tables->neighbours->lookup_bulk(keys, count, words);
     for (uint32_t i = 0; i < count; i++) {
       rte_mbuf* m = q.pkts[first + i];
       auto* waiting = find_waiting(q, keys[i]);
-      if (words[i] & NeighbourTable::valid) {
+      const auto& interfaces = w.tables->interfaces;
+      if (meta(m).iface_out >= interfaces.size() || interfaces[meta(m).iface_out].uid != meta(m).out_uid) {
+        waiting->packets--;  // its egress interface was deleted while it waited
+        drop(w, m, Drop::interface_gone);
+      } else if (words[i] & NeighbourTable::valid) {
         waiting->packets--;
         emit(w, m, words[i]);
       } else if (now >= meta(m).deadline) {
         waiting->packets--;
-        icmp_error(w, m, icmp_dest_unreachable, unreach_host);
+        if (meta(m).iface_in < interfaces.size() && interfaces[meta(m).iface_in].uid == meta(m).in_uid)
+          icmp_error(w, m, icmp_dest_unreachable, unreach_host);
         drop(w, m, Drop::arp_timeout);
       } else {
         ask(w, *waiting, now);

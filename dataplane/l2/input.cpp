@@ -64,7 +64,7 @@ void l2_input(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n, rte_mbuf** 
 
   void* found[burst_size];
   uint64_t hits = 0;
-  rte_hash_lookup_bulk_data(t.interface_index, key_ptrs, n_parsed, &hits, found);
+  if (t.interface_index) rte_hash_lookup_bulk_data(t.interface_index.get(), key_ptrs, n_parsed, &hits, found);
 
   for (uint16_t i = 0; i < n_parsed; i++) {
     rte_mbuf* m = parsed[i];

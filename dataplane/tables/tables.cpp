@@ -59,8 +59,14 @@ rte_ether_addr NeighbourTable::mac_of(uint64_t word) {
   return mac;
 }
 
-Tables::~Tables() {
-  for (auto& t : tenants) rte_fib_free(t.fib);
-  rte_hash_free(interface_index);
-  neighbours.destroy();
+void NeighbourTable::remove(uint16_t interface, uint32_t address, std::vector<int32_t>& release_after_grace) {
+  NeighbourKey key{address, interface, 0};
+  int32_t pos = rte_hash_lookup(index_, &key);
+  if (pos < 0) return;
+  entries_[pos].store(0, std::memory_order_release);
+  if (rte_hash_del_key(index_, &key) >= 0) release_after_grace.push_back(pos);
+}
+
+void NeighbourTable::release(const std::vector<int32_t>& positions) {
+  for (int32_t pos : positions) rte_hash_free_key_with_position(index_, pos);
 }

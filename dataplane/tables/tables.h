@@ -9,6 +9,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -27,14 +28,15 @@ struct Subnet {
 struct PortEntry {
   uint16_t port_id = 0;  // the ethdev id
   uint16_t mtu = 1500;
+  bool live = false;        // a slot of a deleted port is not polled
+  bool admin_down = false;  // not polled, nothing sent
   rte_ether_addr mac{};
   std::string name;
-  std::string device;
-  bool promiscuous = false;
 };
 
 struct InterfaceEntry {
-  uint16_t port = 0;  // index into Tables::ports
+  uint32_t uid = 0;   // never reused, unlike the slot: tells a packet's interface is still the same one
+  uint16_t port = 0;  // slot in Tables::ports
   uint16_t tenant = 0;
   uint16_t outer_vlan = 0;
   uint16_t inner_vlan = 0;
@@ -73,7 +75,7 @@ struct Nexthop {
 };
 
 struct TenantEntry {
-  rte_fib* fib = nullptr;
+  rte_fib* fib = nullptr;  // the copy workers read in this generation
   std::string name;
 };
 
@@ -85,7 +87,7 @@ struct InterfaceKey {
   uint16_t zero;
 };
 
-// Neighbours: (interface, address) -> MAC. Workers read; only the main lcore writes.
+// Neighbours: (interface slot, address) -> MAC. Workers read; only the control side writes.
 // The MAC and flags share one 64-bit word so that readers see a whole entry or none.
 struct NeighbourKey {
   uint32_t address;
@@ -100,8 +102,12 @@ class NeighbourTable {
 
   bool init(const char* name, unsigned socket);
   void destroy();
-  // Main lcore only. Returns false when the table is full.
+  // Control side only. Returns false when the table is full.
   bool set(uint16_t interface, uint32_t address, const rte_ether_addr& mac, bool make_static);
+  // Control side only: readers see the entry gone at once; its slot is kept until release()
+  // after an RCU grace period (lock-free readers may still hold its position).
+  void remove(uint16_t interface, uint32_t address, std::vector<int32_t>& release_after_grace);
+  void release(const std::vector<int32_t>& positions);
   // Any lcore. Fills macs[i] (0 when unknown) for each key.
   void lookup_bulk(const NeighbourKey* keys, unsigned n, uint64_t* words) const;
   static rte_ether_addr mac_of(uint64_t word);
@@ -125,14 +131,15 @@ void NeighbourTable::for_each(F&& f) const {
   }
 }
 
+// One generation of what workers read. Immutable once published: the control side builds the
+// next one and swaps the pointer (tables/commit.cpp). The nexthop array and the neighbour
+// table are shared between generations and updated in ways readers tolerate (see there).
 struct Tables {
-  std::vector<PortEntry> ports;
-  std::vector<InterfaceEntry> interfaces;
-  std::vector<TenantEntry> tenants;
-  std::vector<Nexthop> nexthops;  // index 0: no route (every FIB's default)
-  rte_hash* interface_index = nullptr;
-  NeighbourTable neighbours;
-  std::vector<uint16_t> port_by_ethdev;  // ethdev id -> index in ports
-
-  ~Tables();
+  uint64_t version = 0;
+  std::vector<PortEntry> ports;            // by slot
+  std::vector<InterfaceEntry> interfaces;  // by slot; a slot with uid 0 is free
+  std::vector<TenantEntry> tenants;        // by slot; fib nullptr: free
+  const Nexthop* nexthops = nullptr;       // index 0: no route (every FIB's default)
+  std::shared_ptr<rte_hash> interface_index;
+  NeighbourTable* neighbours = nullptr;
 };

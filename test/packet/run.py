@@ -19,6 +19,14 @@ import tempfile
 import threading
 import time
 
+try:
+    import scapy  # noqa: F401
+except ImportError:  # e.g. a pyenv python3 first on PATH: use Debian's, which has scapy
+    if os.path.exists("/usr/bin/python3") and os.path.realpath(sys.executable) != \
+            os.path.realpath("/usr/bin/python3"):
+        os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
+    raise
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 CASES = os.path.join(HERE, "cases")
@@ -168,13 +176,23 @@ def describe(frame):
         return f"<{len(frame)} bytes, no dissection: {e}>"
 
 
-def hexdiff_text(a, b):
-    """A line-by-line hex dump of two frames with differing 16-byte rows marked."""
-    out = []
-    for off in range(0, max(len(a), len(b)), 16):
+def hexdiff_text(a, b, context=1, limit=16):
+    """Hex rows of two frames: the 16-byte rows that differ (marked !!) with `context` equal
+    rows around them, at most `limit` rows."""
+    rows = range(0, max(len(a), len(b)), 16)
+    differ = {off for off in rows if a[off:off + 16] != b[off:off + 16]}
+    show = [off for off in rows
+            if any(abs(off - d) <= 16 * context for d in differ)]
+    out, last = [], None
+    for off in show[:limit]:
+        if last is not None and off != last + 16:
+            out.append("         ...")
         ra, rb = a[off:off + 16], b[off:off + 16]
-        mark = "  " if ra == rb else "!!"
+        mark = "!!" if off in differ else "  "
         out.append(f"      {mark} {off:04x}  expected {ra.hex(' '):<47}  got {rb.hex(' ')}")
+        last = off
+    if len(show) > limit:
+        out.append(f"         ... ({len(differ)} differing rows in all)")
     return "\n".join(out)
 
 
@@ -190,7 +208,8 @@ def frame_diff(e, g):
     lines = [f"    expected: {describe(e)} [{len(e)} B]", f"    got:      {describe(g)} [{len(g)} B]",
              hexdiff_text(e, g)]
     fe, fg = show_fields(e).splitlines(), show_fields(g).splitlines()
-    diff = [f"      {x.strip():<40} | {y.strip()}" for x, y in zip(fe, fg) if x != y]
+    cut = lambda t: t if len(t) <= 60 else t[:57] + "..."
+    diff = [f"      {cut(x.strip()):<40} | {cut(y.strip())}" for x, y in zip(fe, fg) if x != y]
     if diff:
         lines.append("    fields that differ (expected | got):")
         lines.extend(diff[:20])
@@ -241,6 +260,8 @@ def compare_port(port, expected, got, streams=None):
         break
     else:
         missing = [(s, queues[s][h]) for s, h in heads.items() if h < len(queues[s])]
+        if not missing:
+            return None  # the same frames, streams interleaved differently: allowed
         lines.append(f"  {sum(len(queues[s]) - h for s, h in heads.items())} expected frames "
                      "never came, first: " + "; ".join(f"[{s}] {describe(f)}"
                                                         for s, f in missing)[:600])
@@ -325,7 +346,7 @@ def _run_case(case_dir, name, tmp, binary, verbose, seq):
         vdevs += ["--vdev", f"{dev},rx_pcap={rx},tx_pcap={tx}"]
 
     prefix = f"medix-pkt-{os.getpid()}-{seq}"
-    cmd = [binary, "--no-huge", "-m", "256", "--no-pci", "--file-prefix", prefix,
+    cmd = [binary, "--no-huge", "-m", "1024", "--no-pci", "--file-prefix", prefix,
            "-l", opts.get("lcores", "0,1")] + vdevs + ["--", "--config", config_path]
     dp = Dataplane(cmd, os.path.join(tmp, "medix-dp.log"))
     tel = None
@@ -383,8 +404,10 @@ def _run_case(case_dir, name, tmp, binary, verbose, seq):
             problems.append(d)
     problems += compare_counters("drop", load_json(os.path.join(tmp, "expect_drops.json"), {}),
                                  drops)
+    # events: those listed must match; medix-dp may report more than the case knows of
     problems += compare_counters("event",
-                                 load_json(os.path.join(tmp, "expect_events.json"), {}), events)
+                                 load_json(os.path.join(tmp, "expect_events.json"), {}), events,
+                                 strict_zero=False)
     if problems:
         raise Failure("\n".join(problems))
 

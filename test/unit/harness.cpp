@@ -6,9 +6,9 @@
 
 #include <stdexcept>
 
+#include <rte_ethdev.h>
+
 #include "config/text.h"
-#include "config/validate.h"
-#include "tables/build.h"
 
 namespace {
 rte_mempool* shared_pool(const char* name, uint16_t room) {
@@ -21,17 +21,23 @@ Harness::Harness(const std::string& config_json) {
   medix::dataplane::v1::Config config;
   if (!google::protobuf::util::JsonStringToMessage(config_json, &config).ok())
     throw std::runtime_error("test config is not valid JSON");
-  if (auto error = medix::config::validate(config)) throw std::runtime_error(error->to_string());
-  auto built = build_tables(config, 0);
-  if (auto* error = std::get_if<ConfigError>(&built)) throw std::runtime_error(error->to_string());
-  tables = std::move(std::get<std::unique_ptr<Tables>>(built));
 
   pool = shared_pool("unit_packets", 10240);
   indirect = shared_pool("unit_indirect", 0);
   learned = rte_ring_lookup("unit_learned");
   if (!learned) learned = rte_ring_create_elem("unit_learned", sizeof(LearnedNeighbour), 1024, 0, 0);
 
-  worker.tables = tables.get();
+  medix::control::Committer::Params params;
+  params.pool = pool;
+  params.max_mtu = 9600;
+  if (auto e = controller.init(params)) throw std::runtime_error(*e);
+  controller.set_device_check([](const std::string& device) {
+    uint16_t id;
+    return rte_eth_dev_get_port_by_name(device.c_str(), &id) == 0;
+  });
+  auto result = apply(medix::control::operations_from(config));
+  if (result.code != medix::control::Code::ok) throw std::runtime_error(result.message);
+
   worker.settings = settings_from(config.settings());
   worker.pool = pool;
   worker.indirect_pool = indirect;
@@ -44,7 +50,14 @@ Harness::Harness(const std::string& config_json) {
   worker.pending = static_cast<PendingQueue*>(rte_zmalloc("p", sizeof(PendingQueue), 64));
 }
 
+medix::control::ApplyResult Harness::apply(const std::vector<medix::control::Operation>& ops) {
+  auto result = controller.apply(ops);
+  tables = worker.tables = controller.published().load();
+  return result;
+}
+
 Harness::~Harness() {
+  controller.stop_ports();
   for (unsigned p = 0; p < max_ports; p++) sent(uint16_t(p));
   for (uint32_t i = 0; i < worker.pending->count; i++) rte_pktmbuf_free(worker.pending->pkts[i]);
   LearnedNeighbour drain[64];
@@ -88,7 +101,7 @@ void Harness::learn(const std::string& interface, const std::string& address, co
     uint64_t m = *parse_mac(mac);
     rte_ether_addr a;
     for (unsigned b = 0; b < 6; b++) a.addr_bytes[b] = uint8_t(m >> (8 * (5 - b)));
-    tables->neighbours.set(i, *parse_ipv4(address), a, false);
+    tables->neighbours->set(i, *parse_ipv4(address), a, false);
     return;
   }
   throw std::runtime_error("no interface " + interface);

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "control/controller.h"
 #include "infra/pipeline.h"
 
 struct Harness {
@@ -19,7 +20,11 @@ struct Harness {
   uint64_t total_drops() const;
   void learn(const std::string& interface, const std::string& address, const std::string& mac);
 
-  std::unique_ptr<Tables> tables;
+  // Applies a transaction (JSON of ApplyRequest's operations) and reloads the tables.
+  medix::control::ApplyResult apply(const std::vector<medix::control::Operation>& ops);
+
+  medix::control::Controller controller;
+  const Tables* tables = nullptr;
   Worker worker;
   rte_mempool* pool = nullptr;
   rte_mempool* indirect = nullptr;

@@ -65,7 +65,7 @@ TEST_CASE("TTL expiry, no route and blackholes answer ICMP from the ingress inte
   const uint8_t expected[][2] = {{11, 0}, {3, 0}, {3, 13}};
   for (size_t i = 0; i < 3; i++) {
     const uint8_t* ip = ip_of(out[i]);
-    CHECK(out[i][15] == 10);  // back out of a-lan
+    CHECK(out[i][15] == 10);         // back out of a-lan
     CHECK(be16(ip + 12) == 0x0a00);  // from 10.0.0.1
     CHECK(checksum_ok(ip));
     CHECK(ip[20] == expected[i][0]);

@@ -8,11 +8,10 @@ using namespace frame;
 TEST_CASE("l2_input classifies untagged, 802.1Q and QinQ frames to their interface") {
   Harness h(two_tenants);
   SECTION("untagged") {
-    h.receive(0, ether("02:00:00:00:00:0d", host_mac, 0x0800) +
-                     ipv4("100.64.0.7", "100.64.0.1", 1, icmp_echo(1, 1)));
+    h.receive(0, ether("02:00:00:00:00:0d", host_mac, 0x0800) + ipv4("100.64.0.7", "100.64.0.1", 1, icmp_echo(1, 1)));
     auto out = h.sent(0);
     REQUIRE(out.size() == 1);
-    CHECK(out[0][12] == 0x08);  // untagged reply
+    CHECK(out[0][12] == 0x08);    // untagged reply
     CHECK(out[0][14 + 20] == 0);  // echo reply
   }
   SECTION("802.1Q") {

@@ -13,8 +13,9 @@ A generator builds what goes into each port (send) and what must come out of eac
     c.write()
 
 Conventions the expectations rely on where forwarding.md leaves a field open (see README.md):
-packets medix-dp originates (ICMP errors, echo replies, ARP) carry IPv4 ID 0, TOS 0, no DF,
-no Ethernet padding; VLAN tags it writes have PCP 0 and DEI 0.
+packets medix-dp originates carry IPv4 ID 0 and no DF; ICMP errors TOS 0xc0 (RFC 1812
+4.3.2.5), echo replies TOS 0; no Ethernet padding; VLAN tags it writes have PCP 0 and DEI 0.
+The event icmp_sent counts ICMP errors, not echo replies.
 """
 
 import json
@@ -137,14 +138,15 @@ def forwarded(ip, ttl_dec=1):
 def icmp_error(src, dst, icmp_type, code, offending, rest=0):
     """An ICMP error from `src` to `dst` quoting the offending IPv4 packet (its header with
     options and the first 8 bytes of its payload). `rest` is the 32-bit word after the
-    checksum (the next-hop MTU for type 3 code 4). IP: TTL 64, ID 0, TOS 0, no DF."""
+    checksum (the next-hop MTU for type 3 code 4). IP: TTL 64, ID 0, no DF, TOS 0xc0:
+    precedence 6, internetwork control, as RFC 1812 4.3.2.5 says for ICMP errors."""
     off = bytes(offending)
     ihl = (off[0] & 0x0F) * 4
     tot = struct.unpack("!H", off[2:4])[0]
     quoted = off[:min(tot, ihl + 8)]
     body = struct.pack("!BBHI", icmp_type, code, 0, rest) + quoted
     body = body[:2] + struct.pack("!H", checksum(body)) + body[4:]
-    pkt = IP(src=src, dst=dst, ttl=64, id=0, tos=0, flags=0, proto=1) / Raw(body)
+    pkt = IP(src=src, dst=dst, ttl=64, id=0, tos=0xC0, flags=0, proto=1) / Raw(body)
     return bytes(pkt)
 
 
@@ -179,7 +181,7 @@ class Case:
         self.sends = defaultdict(list)
         self.expects = defaultdict(list)
         self.streams = defaultdict(list)  # per expected frame: its ordering stream
-        self.last_in = None               # port of the latest send, the default stream
+        self.last_in = None               # interface (or port) of the latest send
         self.drops = Counter()
         # Every event is checked; those a case never mentions must stay 0.
         self.events = Counter({e: 0 for e in EVENTS})
@@ -216,6 +218,7 @@ class Case:
         """Feeds `payload` (IPv4 or ARP; raw bytes need ethertype=) into interface `iface`
         from `src_mac`."""
         self.send_raw(self.port_of(iface), self.frame_in(iface, src_mac, payload, **kw))
+        self.last_in = iface
 
     def send_raw(self, port, frame):
         self.sends[port].append(bytes(frame))
@@ -223,9 +226,10 @@ class Case:
 
     def expect(self, iface, dst_mac, payload, ethertype=None, stream="fwd"):
         """Expects a frame out of `iface`. Order is checked within a stream: frames caused
-        by packets from one input port (the port of the latest send) of one kind ("fwd" for
-        forwarded, "icmp", "echo", "arp"...). Different streams may interleave, since
-        forwarding.md orders neither ports nor stages against each other."""
+        by packets from one ingress interface (that of the latest send; the port for
+        send_raw) of one kind ("fwd" for forwarded, "icmp", "echo", "arp"...). Different
+        streams may interleave: forwarding.md orders neither ports, nor interfaces (tenants)
+        of a burst, nor stages against each other; a router keeps order within a flow only."""
         self.expect_raw(self.port_of(iface), self.frame_out(iface, dst_mac, payload, ethertype),
                         stream)
 

@@ -24,6 +24,11 @@ expired("u0", H1, U(ttl=1, id=6, options=[IPOption_Router_Alert()]) / UDP(sport=
 expired("u0", H1, U(ttl=1, id=7, flags="MF", frag=0) / UDP(sport=1, dport=2, len=1008) / Raw(b"f" * 40))  # first fragment
 expired("u0", H1, IP(src="10.1.0.5", dst="10.2.0.7", ttl=1, id=8) / UDP(sport=1, dport=2))  # to a connected host
 expired("v0", H2, IP(src="10.5.0.5", dst="10.20.0.9", ttl=1, id=9) / UDP(sport=1, dport=2))  # tagged ingress
+# padded to the 60-byte minimum frame: the quote stops at the IP total length (23 bytes)
+p = U(ttl=1, id=13, proto=253) / Raw(b"xyz")
+c.send_raw("p0", padded(c.frame_in("u0", H1, p), 60))
+c.drop("ttl_expired")
+c.expect_icmp_error("u0", H1, p, 11, 0)
 # no ICMP error for these
 expired("u0", H1, U(ttl=1, id=10, frag=100) / Raw(b"g" * 40), icmp=False)            # non-first fragment
 expired("u0", H1, U(ttl=1, id=11, flags="MF", frag=5) / Raw(b"h" * 40), icmp=False)   # middle fragment

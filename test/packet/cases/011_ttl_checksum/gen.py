@@ -25,14 +25,20 @@ def rand_ip(**kw):
 for i in range(64):
     fwd(rand_ip() / UDP(sport=rnd.randrange(65536), dport=rnd.randrange(65536)) / Raw(bytes(rnd.randrange(256) for _ in range(rnd.randrange(0, 64)))))
 
-def with_checksum(want_in=None, want_out=None, ttl=None):
-    """A header whose incoming and/or outgoing checksum has a given value (search over ID)."""
+def with_checksum(want_in=None, want_out=None, ttl=64):
+    """A header whose incoming and/or outgoing checksum has a given value (search over ID,
+    on bytes; the packet itself is then built by scapy and checked)."""
+    base = bytearray(bytes(IP(src="10.1.0.5", dst="10.20.7.7", ttl=ttl, id=0, proto=17) / UDP(sport=7, dport=7)))
     for ident in range(65536):
-        p = IP(src="10.1.0.5", dst="10.20.7.7", ttl=ttl or 64, id=ident, proto=17) / UDP(sport=7, dport=7)
-        h = bytes(p)
-        cin = struct.unpack("!H", h[10:12])[0]
-        cout = struct.unpack("!H", forwarded(h)[10:12])[0]
+        base[4:6] = struct.pack("!H", ident)
+        cin = ip_header_checksum(bytes(base[:20]))
+        base[8] -= 1
+        cout = ip_header_checksum(bytes(base[:20]))
+        base[8] += 1
         if (want_in is None or cin == want_in) and (want_out is None or cout == want_out):
+            p = IP(src="10.1.0.5", dst="10.20.7.7", ttl=ttl, id=ident, proto=17) / UDP(sport=7, dport=7)
+            assert struct.unpack("!H", bytes(p)[10:12])[0] == cin
+            assert struct.unpack("!H", forwarded(p)[10:12])[0] == cout
             return p
     raise SystemExit("no header found")
 
@@ -41,7 +47,7 @@ fwd(with_checksum(want_in=0x0000))                # incoming 0x0000 (valid)
 fwd(with_checksum(want_out=0x0000, ttl=200))
 fwd(with_checksum(want_in=0x0000, ttl=3))
 fwd(with_checksum(want_out=0x0100))               # carry out of the TTL byte
-fwd(with_checksum(want_in=0xfeff, ttl=2))
+fwd(with_checksum(want_in=0xfeff, ttl=2))               # TTL 2 -> 1
 fwd(rand_ip(ttl=255) / ICMP(type=8, id=1, seq=2))
 fwd(rand_ip(ttl=2) / TCP(sport=1, dport=2, flags="PA") / Raw(b"x" * 100))
 

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""No route: no_route and ICMP net unreachable (3/0) from the ingress interface's first
-address, back to the sender's MAC with the ingress tags. The lookup comes before the TTL
+"""No route: no_route and ICMP net unreachable (3/0) from the ingress interface's address on
+the sender's subnet (else its first address), back to the sender's MAC with the ingress tags. The lookup comes before the TTL
 check, so TTL 1 without a route is no_route too. No ICMP error about an ICMP error or a
 non-first fragment."""
 import os, sys
@@ -9,14 +9,15 @@ from medixpkt import *
 
 c = Case(__file__)
 
-def noroute(iface, mac, p, icmp=True):
+def noroute(iface, mac, p, icmp=True, src=None):
     c.send(iface, mac, p)
     c.drop("no_route")
     if icmp:
-        c.expect_icmp_error(iface, mac, p, 3, 0)
+        c.expect_icmp_error(iface, mac, p, 3, 0, src=src)
 
 noroute("u0", H1, IP(src="10.1.0.5", dst="192.0.2.1", id=1) / UDP(sport=1, dport=2) / Raw(b"nowhere at all"))
-noroute("u0", H1, IP(src="10.1.9.5", dst="10.21.0.1", id=2) / TCP(sport=3, dport=4, flags="S"))  # just outside 10.20/16
+# From u0's second subnet: answered from u0's address there, 10.1.9.1.
+noroute("u0", H1, IP(src="10.1.9.5", dst="10.21.0.1", id=2) / TCP(sport=3, dport=4, flags="S"), src="10.1.9.1")
 noroute("u0", H1, IP(src="10.1.0.5", dst="8.8.8.8", id=3, ttl=1) / UDP(sport=1, dport=53))       # TTL 1: lookup first
 noroute("q0", H2, IP(src="10.7.0.5", dst="192.0.2.2", id=4) / ICMP(type=8, id=1, seq=1) / Raw(b"ping"))
 noroute("u1", GW2, IP(src="10.20.0.5", dst="203.0.113.1", id=5) / UDP(sport=1, dport=2))

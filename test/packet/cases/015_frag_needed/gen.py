@@ -3,8 +3,8 @@
 (3/4) with the next-hop MTU in the low 16 bits of the second ICMP word. Exactly the MTU
 passes. The MTU is the interface's (1300 on u1) or else the port's (1500 on v1).
 
-The quoted header is the one the packet had when ip_output found the error, i.e. with the
-TTL already decremented (RFC 1812 4.3.2.3 allows not undoing it)."""
+The quoted header is the one received (TTL not decremented), the baseline of RFC 1812
+4.3.2.3 (a router may also quote it with the TTL decremented: forwarding.md does not say)."""
 import os, sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
 from medixpkt import *
@@ -17,7 +17,7 @@ def udp(dst, total, i, **kw):
 def too_big(p, mtu):
     c.send("u0", H1, p)
     c.drop("mtu_exceeded")
-    c.expect_icmp_error("u0", H1, forwarded(p), 3, 4, rest=mtu)
+    c.expect_icmp_error("u0", H1, p, 3, 4, rest=mtu)
 
 def fwd(p, out_if, mac):
     c.send("u0", H1, p)

@@ -2,7 +2,8 @@
 """ip_input's RFC 1812 checks, each with its reason, in order: ip_truncated, ip_bad_version,
 ip_bad_ihl, ip_bad_total_length (too small and beyond the frame), ip_bad_checksum. Every
 other field is right (the checksum matches unless it is the point), so only the intended
-check can fire. A good packet passes after them."""
+check can fire. A good packet passes after them. (A header longer than the whole frame is
+case 024.)"""
 import os, struct, sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
 from medixpkt import *
@@ -38,7 +39,7 @@ bad("ip_bad_ihl", hdr(ihl=0, payload=udp8))
 bad("ip_bad_total_length", hdr(total=19, payload=udp8))                 # < 20
 bad("ip_bad_total_length", hdr(total=0, payload=udp8))
 bad("ip_bad_total_length", hdr(ihl=6, total=22, opts=b"\x01\x01\x01\x00", payload=udp8))  # < IHL*4
-bad("ip_bad_total_length", hdr(ihl=15, total=40, payload=bytes(20)))    # IHL 60 bytes, total 40
+bad("ip_bad_total_length", hdr(ihl=15, total=40, payload=bytes(40))[:60] + bytes(20))  # IHL 60 > total 40, frame 80
 bad("ip_bad_total_length", hdr(total=29, payload=udp8))                 # one beyond the frame
 bad("ip_bad_total_length", hdr(total=1500, payload=udp8))
 bad("ip_bad_total_length", hdr(ihl=6, total=48, opts=b"\x01\x01\x01\x00", payload=udp8), iface="q0", mac=H2)

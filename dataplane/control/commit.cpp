@@ -1,0 +1,507 @@
+#include "control/commit.h"
+
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_jhash.h>
+#include <rte_malloc.h>
+
+#include <set>
+
+namespace medix::control {
+namespace {
+
+rte_ether_addr mac_from(uint64_t mac) {
+  rte_ether_addr out;
+  for (unsigned i = 0; i < RTE_ETHER_ADDR_LEN; i++) out.addr_bytes[i] = uint8_t(mac >> (8 * (5 - i)));
+  return out;
+}
+
+constexpr uint16_t rx_descriptors = 1024;
+constexpr uint16_t tx_descriptors = 1024;
+
+}  // namespace
+
+Committer::~Committer() {
+  delete current();
+  for (auto& t : tenants_) free_tenant(t);
+  neighbours_.destroy();
+  rte_free(nexthops_);
+  rte_free(bases_);
+}
+
+std::optional<std::string> Committer::init(const Params& params) {
+  params_ = params;
+  nexthops_ = static_cast<Nexthop*>(rte_zmalloc("nexthops", sizeof(Nexthop) * (max_nexthops + 1), RTE_CACHE_LINE_SIZE));
+  bases_ = static_cast<Counters*>(rte_zmalloc("bases", sizeof(Counters), RTE_CACHE_LINE_SIZE));
+  if (!nexthops_ || !bases_ || !neighbours_.init("neighbours", params.socket)) return "cannot allocate the tables";
+  nexthop_refs_.assign(max_nexthops + 1, 0);
+  for (uint16_t id = max_nexthops; id >= 1; id--) free_nexthops_.push_back(id);  // 0 is "no route"
+  auto* empty = new Tables();
+  empty->nexthops = nexthops_;
+  empty->neighbours = &neighbours_;
+  current_.store(empty, std::memory_order_release);
+  return std::nullopt;
+}
+
+uint16_t Committer::intern(const Nexthop& nh) {
+  auto key = std::make_tuple(int(nh.kind), nh.interface, nh.tenant, nh.gateway);
+  auto it = nexthop_ids_.find(key);
+  uint16_t id;
+  if (it != nexthop_ids_.end()) {
+    id = it->second;
+  } else {
+    if (free_nexthops_.empty()) return 0;
+    id = free_nexthops_.back();
+    free_nexthops_.pop_back();
+    nexthops_[id] = nh;  // no FIB copy points at a free id: safe to write under readers
+    nexthop_ids_[key] = id;
+  }
+  nexthop_refs_[id]++;
+  return id;
+}
+
+void Committer::unref(uint16_t id) {
+  if (id == 0 || --nexthop_refs_[id] > 0) return;
+  const Nexthop& nh = nexthops_[id];
+  nexthop_ids_.erase(std::make_tuple(int(nh.kind), nh.interface, nh.tenant, nh.gateway));
+  free_nexthops_.push_back(id);
+}
+
+bool Committer::apply_fib(rte_fib* fib, const FibOp& op, bool forward) {
+  uint16_t nh = forward ? op.after : op.before;
+  int rc = nh ? rte_fib_add(fib, op.address, op.length, nh) : rte_fib_delete(fib, op.address, op.length);
+  return rc == 0 || (!nh && rc == -ENOENT);
+}
+
+void Committer::free_tenant(TenantSlot& t) {
+  rte_fib_free(t.fib[0]);
+  rte_fib_free(t.fib[1]);
+  t = TenantSlot{};
+}
+
+std::optional<std::string> Committer::setup_port(uint16_t port_id, const v1::Port& p) {
+  uint16_t queues = params_.queues;
+  uint16_t mtu = uint16_t(p.mtu() ? p.mtu() : 1500);
+  rte_eth_dev_info info{};
+  if (int rc = rte_eth_dev_info_get(port_id, &info); rc != 0) return rte_strerror(-rc);
+  if (info.max_rx_queues < queues || info.max_tx_queues < queues)
+    return "offers " + std::to_string(std::min(info.max_rx_queues, info.max_tx_queues)) +
+           " queue pairs; medix-dp needs one per worker (" + std::to_string(queues) + ")";
+  if (mtu > info.max_mtu)
+    return "MTU " + std::to_string(mtu) + " is above the device's " + std::to_string(info.max_mtu);
+  if (mtu > params_.max_mtu)
+    return "MTU " + std::to_string(mtu) + " is above what medix-dp's packet buffers hold (" +
+           std::to_string(params_.max_mtu) + "; set by the largest port MTU in the startup config)";
+  rte_eth_conf conf{};
+  conf.rxmode.mtu = mtu;
+  if (queues > 1) {
+    conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+    conf.rx_adv_conf.rss_conf.rss_hf =
+        (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP) & info.flow_type_rss_offloads;
+  }
+  if (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MULTI_SEGS) conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
+  if (int rc = rte_eth_dev_configure(port_id, queues, queues, &conf); rc != 0)
+    return std::string("cannot configure: ") + rte_strerror(-rc);
+  uint16_t rxd = rx_descriptors, txd = tx_descriptors;
+  rte_eth_dev_adjust_nb_rx_tx_desc(port_id, &rxd, &txd);
+  int socket = rte_eth_dev_socket_id(port_id);
+  unsigned on = socket < 0 ? params_.socket : unsigned(socket);
+  for (uint16_t q = 0; q < queues; q++) {
+    if (int rc = rte_eth_rx_queue_setup(port_id, q, rxd, on, nullptr, params_.pool); rc != 0)
+      return "rx queue " + std::to_string(q) + ": " + rte_strerror(-rc);
+    if (int rc = rte_eth_tx_queue_setup(port_id, q, txd, on, nullptr); rc != 0)
+      return "tx queue " + std::to_string(q) + ": " + rte_strerror(-rc);
+  }
+  if (p.promiscuous()) rte_eth_promiscuous_enable(port_id);
+  if (int rc = rte_eth_dev_start(port_id); rc != 0) return std::string("cannot start: ") + rte_strerror(-rc);
+  return std::nullopt;
+}
+
+void Committer::learn(const LearnedNeighbour& learned) {
+  const Tables* t = current();
+  // The worker may have learned it on an interface that is gone or whose slot was reused.
+  if (learned.interface >= t->interfaces.size() || t->interfaces[learned.interface].uid != learned.uid) return;
+  rte_ether_addr mac;
+  memcpy(mac.addr_bytes, learned.mac, 6);
+  neighbours_.set(learned.interface, learned.address, mac, false);
+}
+
+void Committer::stop_ports() {
+  for (auto& p : ports_)
+    if (p.configured) {
+      rte_eth_dev_stop(p.port_id);
+      p.configured = false;
+    }
+}
+
+std::optional<Error> Committer::commit(const Diff& diff, const Intent& intent, uint64_t version) {
+  const Tables& old = *current();
+  auto next = std::make_unique<Tables>(old);
+  next->version = version;
+  // What to undo if a later step fails before anything is published.
+  std::vector<std::function<void()>> undo;
+  auto fail = [&](Code code, std::string message) {
+    for (auto it = undo.rbegin(); it != undo.rend(); ++it) (*it)();
+    return Error{code, std::move(message)};
+  };
+  Counters totals{};
+  bool need_totals = false;
+  auto take = [](std::vector<uint16_t>& free_list, auto& slots, size_t limit) -> std::optional<uint16_t> {
+    if (!free_list.empty()) {
+      uint16_t s = free_list.back();
+      free_list.pop_back();
+      return s;
+    }
+    if (slots.size() >= limit) return std::nullopt;
+    slots.emplace_back();
+    return uint16_t(slots.size() - 1);
+  };
+  std::vector<uint16_t> new_port_slots, new_tenant_slots, new_interface_slots;
+  std::vector<uint16_t> dead_ports, dead_tenants, dead_interfaces;
+
+  // --- Ports ---
+  for (const auto& [name, change] : diff.ports) {
+    if (!change.after) {
+      uint16_t slot = port_slot_.at(name);
+      next->ports[slot].live = false;
+      dead_ports.push_back(slot);
+      continue;
+    }
+    const v1::Port& p = change.after->port();
+    if (!change.before) {
+      uint16_t port_id;
+      if (rte_eth_dev_get_port_by_name(p.device().c_str(), &port_id) != 0)
+        return fail(Code::invalid_argument, "port " + name + ": no DPDK port named \"" + p.device() + "\"");
+      auto slot = take(free_ports_, ports_, max_ports);
+      if (!slot) return fail(Code::resource_exhausted, "port " + name + ": no free port slot");
+      if (auto e = setup_port(port_id, p)) {
+        rte_eth_dev_stop(port_id);
+        free_ports_.push_back(*slot);
+        return fail(Code::failed_precondition, "port \"" + name + "\" (" + p.device() + "): " + *e);
+      }
+      ports_[*slot] = PortSlot{name, port_id, true};
+      undo.push_back([this, slot = *slot, port_id] {
+        rte_eth_dev_stop(port_id);
+        ports_[slot] = PortSlot{};
+        free_ports_.push_back(slot);
+      });
+      if (next->ports.size() <= *slot) next->ports.resize(*slot + 1);
+      PortEntry& e = next->ports[*slot];
+      e = PortEntry{};
+      e.port_id = port_id;
+      rte_eth_macaddr_get(port_id, &e.mac);
+      new_port_slots.push_back(*slot);
+      need_totals = true;
+    }
+    uint16_t slot = change.before ? port_slot_.at(name) : new_port_slots.back();
+    PortEntry& e = next->ports[slot];
+    if (change.before) {
+      const v1::Port& was = change.before->port();
+      if (was.mtu() != p.mtu()) {
+        uint16_t mtu = uint16_t(p.mtu() ? p.mtu() : 1500);
+        if (int rc = rte_eth_dev_set_mtu(e.port_id, mtu); rc != 0 && rc != -ENOTSUP)
+          return fail(Code::failed_precondition,
+                      "port \"" + name + "\": cannot set MTU " + std::to_string(mtu) + ": " + rte_strerror(-rc));
+        uint16_t old_mtu = uint16_t(was.mtu() ? was.mtu() : 1500);
+        undo.push_back([id = e.port_id, old_mtu] { rte_eth_dev_set_mtu(id, old_mtu); });
+      }
+      if (was.promiscuous() != p.promiscuous())
+        p.promiscuous() ? rte_eth_promiscuous_enable(e.port_id) : rte_eth_promiscuous_disable(e.port_id);
+      if (was.admin_down() != p.admin_down())
+        p.admin_down() ? rte_eth_dev_set_link_down(e.port_id) : rte_eth_dev_set_link_up(e.port_id);
+    }
+    e.name = name;
+    e.mtu = uint16_t(p.mtu() ? p.mtu() : 1500);
+    e.live = true;
+    e.admin_down = p.admin_down();
+  }
+
+  // --- Tenants ---
+  for (const auto& [name, change] : diff.tenants) {
+    if (!change.after) {
+      uint16_t slot = tenant_slot_.at(name);
+      next->tenants[slot] = TenantEntry{};
+      dead_tenants.push_back(slot);
+      continue;
+    }
+    if (change.before) continue;  // only the description changed
+    auto slot = take(free_tenants_, tenants_, max_tenants);
+    if (!slot) return fail(Code::resource_exhausted, "tenant " + name + ": no free tenant slot");
+    uint32_t max_routes = change.after->tenant().max_routes() ? change.after->tenant().max_routes() : 65536;
+    rte_fib_conf conf{};
+    conf.type = RTE_FIB_DIR24_8;
+    conf.default_nh = 0;
+    conf.max_routes = int(max_routes + 2 * max_addresses_per_interface * 64);
+    conf.dir24_8.nh_sz = RTE_FIB_DIR24_8_2B;
+    conf.dir24_8.num_tbl8 = std::min<uint32_t>(32767, std::max<uint32_t>(1024, max_routes / 8));
+    TenantSlot& t = tenants_[*slot];
+    t = TenantSlot{};
+    t.name = name;
+    for (int i = 0; i < 2; i++) {
+      std::string fib_name = "fib" + std::to_string(fib_serial_++);
+      t.fib[i] = rte_fib_create(fib_name.c_str(), int(params_.socket), &conf);
+    }
+    if (!t.fib[0] || !t.fib[1]) {
+      free_tenant(t);
+      free_tenants_.push_back(*slot);
+      return fail(Code::resource_exhausted, "tenant \"" + name + "\": cannot allocate its FIB for " +
+                                                std::to_string(max_routes) + " routes: " + rte_strerror(rte_errno) +
+                                                " (give EAL more memory with -m)");
+    }
+    undo.push_back([this, slot = *slot] {
+      free_tenant(tenants_[slot]);
+      free_tenants_.push_back(slot);
+    });
+    if (next->tenants.size() <= *slot) next->tenants.resize(*slot + 1);
+    next->tenants[*slot].name = name;
+    new_tenant_slots.push_back(*slot);
+    need_totals = true;
+  }
+  // Name -> slot as this transaction leaves it (new names are not in tenant_slot_ yet).
+  auto tenant_of = [&](const std::string& name) -> uint16_t {
+    for (uint16_t s : new_tenant_slots)
+      if (tenants_[s].name == name) return s;
+    return tenant_slot_.at(name);
+  };
+
+  // --- Interfaces ---
+  // Routes from interface addresses change with them: (tenant slot, prefix) to recompute.
+  std::set<std::tuple<uint16_t, uint32_t, uint8_t>> affected;
+  std::vector<std::function<void()>> automatic_changes;  // applied to TenantSlot::automatic at once
+  std::map<std::string, uint16_t> interface_of;
+  auto contribute = [&](const v1::Interface& f, uint16_t slot, bool add) {
+    uint16_t t = tenant_of(f.tenant());
+    for (const auto& a : f.addresses()) {
+      auto p = *parse_prefix(a);
+      uint32_t mask = ~uint32_t(0) << (32 - p.length);
+      std::pair<uint32_t, uint8_t> subnet{p.address & mask, p.length}, host{p.address, 32};
+      std::pair<int, uint16_t> connected{1, slot}, local{0, uint16_t(UINT16_MAX)};
+      for (auto [prefix, entry] : {std::pair{subnet, connected}, std::pair{host, local}}) {
+        auto& list = tenants_[t].automatic[prefix];
+        if (add) {
+          list.push_back(entry);
+          std::stable_sort(list.begin(), list.end(), [](auto& x, auto& y) { return x.first < y.first; });
+        } else {
+          auto it = std::find(list.begin(), list.end(), entry);
+          if (it != list.end()) list.erase(it);
+          if (list.empty()) tenants_[t].automatic.erase(prefix);
+        }
+        affected.insert({t, prefix.first, prefix.second});
+      }
+    }
+  };
+  std::vector<std::pair<const v1::Interface*, uint16_t>> removed_contributions, added_contributions;
+  for (const auto& [name, change] : diff.interfaces) {
+    uint16_t slot;
+    if (change.before) {
+      slot = interface_slot_.at(name);
+      removed_contributions.push_back({&change.before->interface(), slot});
+    }
+    if (!change.after) {
+      next->interfaces[slot] = InterfaceEntry{};
+      dead_interfaces.push_back(slot);
+      continue;
+    }
+    if (!change.before) {
+      auto s = take(free_interfaces_, next->interfaces, max_interfaces);
+      if (!s) return fail(Code::resource_exhausted, "interface " + name + ": no free interface slot");
+      slot = *s;
+      if (next->interfaces.size() <= slot) next->interfaces.resize(slot + 1);
+      undo.push_back([this, slot] { free_interfaces_.push_back(slot); });
+      new_interface_slots.push_back(slot);
+      need_totals = true;
+    }
+    interface_of[name] = slot;
+    const v1::Interface& f = change.after->interface();
+    InterfaceEntry& e = next->interfaces[slot];
+    uint32_t keep_uid = change.before ? e.uid : uint32_t(next_uid_++);
+    e = InterfaceEntry{};
+    e.uid = keep_uid;
+    e.name = name;
+    e.port = port_slot_.count(f.port()) ? port_slot_.at(f.port()) : 0;
+    for (uint16_t s : new_port_slots)
+      if (ports_[s].name == f.port()) e.port = s;
+    e.tenant = tenant_of(f.tenant());
+    e.outer_vlan = uint16_t(f.vlan());
+    e.inner_vlan = uint16_t(f.inner_vlan());
+    e.mtu = uint16_t(f.mtu() ? f.mtu() : next->ports[e.port].mtu);
+    e.mac = f.mac().empty() ? next->ports[e.port].mac : mac_from(*parse_mac(f.mac()));
+    for (const auto& a : f.addresses()) {
+      auto p = *parse_prefix(a);
+      e.subnets[e.subnet_count++] = Subnet{p.address, p.length};
+    }
+    added_contributions.push_back({&f, slot});
+  }
+  for (auto [f, slot] : removed_contributions) contribute(*f, slot, false);
+  for (auto [f, slot] : added_contributions) contribute(*f, slot, true);
+  undo.push_back([&, this] {
+    for (auto [f, slot] : added_contributions) contribute(*f, slot, false);
+    for (auto [f, slot] : removed_contributions) contribute(*f, slot, true);
+  });
+  auto interface_slot_of = [&](const std::string& name) {
+    auto it = interface_of.find(name);
+    return it != interface_of.end() ? it->second : interface_slot_.at(name);
+  };
+
+  // --- Routes: what each affected prefix resolves to now ---
+  for (const auto& [key, change] : diff.routes) affected.insert({tenant_of(key.tenant), key.address, key.length});
+  std::vector<FibOp> ops;
+  for (auto [t, address, length] : affected) {
+    TenantSlot& slot = tenants_[t];
+    Nexthop nh;
+    bool has = false;
+    auto explicit_route = intent.routes.find(RouteKey{slot.name, address, length});
+    if (explicit_route != intent.routes.end()) {
+      const v1::Route& r = explicit_route->second;
+      has = true;
+      switch (r.target_case()) {
+        case v1::Route::kVia:
+          nh = {NexthopKind::via, interface_slot_of(r.via().interface()), 0,
+                r.via().address().empty() ? 0 : *parse_ipv4(r.via().address())};
+          break;
+        case v1::Route::kNextTenant:
+          nh = {NexthopKind::leak, 0, tenant_of(r.next_tenant()), 0};
+          break;
+        case v1::Route::kLocal:
+          nh = {NexthopKind::local, 0, 0, 0};
+          break;
+        default:
+          nh = {r.blackhole().unreachable() ? NexthopKind::unreachable : NexthopKind::blackhole, 0, 0, 0};
+      }
+    } else if (auto a = slot.automatic.find({address, length}); a != slot.automatic.end() && !a->second.empty()) {
+      has = true;
+      auto [priority, iface] = a->second.front();
+      nh = priority == 0 ? Nexthop{NexthopKind::local, 0, 0, 0} : Nexthop{NexthopKind::via, iface, 0, 0};
+    }
+    uint16_t after = 0;
+    if (has) {
+      after = intern(nh);
+      if (!after) {
+        for (const auto& op : ops) unref(op.after);
+        return fail(Code::resource_exhausted, "more than " + std::to_string(max_nexthops) + " distinct next hops");
+      }
+    }
+    auto e = slot.effective.find({address, length});
+    uint16_t before = e == slot.effective.end() ? 0 : e->second;
+    if (before == after) {
+      unref(after);
+      continue;
+    }
+    ops.push_back({t, address, length, before, after});
+  }
+  // The standby copies first; nobody reads them.
+  for (size_t i = 0; i < ops.size(); i++) {
+    TenantSlot& t = tenants_[ops[i].tenant];
+    if (!apply_fib(t.fib[1 - t.active], ops[i], true)) {
+      for (size_t j = i; j-- > 0;)
+        apply_fib(tenants_[ops[j].tenant].fib[1 - tenants_[ops[j].tenant].active], ops[j], false);
+      for (const auto& op : ops) unref(op.after);
+      return fail(Code::resource_exhausted, "tenant \"" + t.name + "\": its FIB is full (tbl8 groups or max_routes)");
+    }
+  }
+  std::set<uint16_t> switched;
+  for (const auto& op : ops) switched.insert(op.tenant);
+  for (uint16_t t : new_tenant_slots) switched.insert(t);
+  for (uint16_t t : dead_tenants) switched.erase(t);
+  for (uint16_t t : switched) next->tenants[t].fib = tenants_[t].fib[1 - tenants_[t].active];
+
+  // --- Neighbours: what goes away goes before the grace period ---
+  std::vector<int32_t> release;
+  std::set<uint16_t> dead_set(dead_interfaces.begin(), dead_interfaces.end());
+  if (!dead_set.empty()) {
+    std::vector<std::pair<uint16_t, uint32_t>> purge;
+    neighbours_.for_each([&](const ::NeighbourKey& k, const rte_ether_addr&, bool) {
+      if (dead_set.count(k.interface)) purge.push_back({k.interface, k.address});
+    });
+    for (auto [i, a] : purge) neighbours_.remove(i, a, release);
+  }
+  auto interface_dies = [&](const std::string& name) {
+    auto it = diff.interfaces.find(name);
+    return it != diff.interfaces.end() && !it->second.after;
+  };
+  for (const auto& [key, change] : diff.neighbours)
+    if (!change.after && !interface_dies(key.interface))
+      neighbours_.remove(interface_slot_of(key.interface), key.address, release);
+
+  // --- The interface index, rebuilt when interfaces come, go or move ---
+  if (!diff.interfaces.empty()) {
+    rte_hash_parameters hp{};
+    std::string name = "ifindex" + std::to_string(index_serial_++);
+    hp.name = name.c_str();
+    hp.entries = max_interfaces * 2;
+    hp.key_len = sizeof(InterfaceKey);
+    hp.hash_func = rte_jhash;
+    hp.socket_id = int(params_.socket);
+    rte_hash* index = rte_hash_create(&hp);
+    if (!index) {
+      for (size_t j = ops.size(); j-- > 0;)
+        apply_fib(tenants_[ops[j].tenant].fib[1 - tenants_[ops[j].tenant].active], ops[j], false);
+      for (const auto& op : ops) unref(op.after);
+      neighbours_.release(release);
+      return fail(Code::resource_exhausted, "cannot allocate the interface index");
+    }
+    for (uint16_t slot = 0; slot < next->interfaces.size(); slot++) {
+      const InterfaceEntry& e = next->interfaces[slot];
+      if (!e.uid) continue;
+      InterfaceKey key{e.port, e.outer_vlan, e.inner_vlan, 0};
+      rte_hash_add_key_data(index, &key, reinterpret_cast<void*>(uintptr_t(slot)));
+    }
+    next->interface_index = std::shared_ptr<rte_hash>(index, rte_hash_free);
+  }
+
+  // Counter bases for slots given to new objects: their counters start at zero.
+  if (need_totals && params_.totals) totals = params_.totals();
+  for (uint16_t s : new_port_slots) bases_->ports[s] = totals.ports[s];
+  for (uint16_t s : new_tenant_slots) bases_->tenants[s] = totals.tenants[s];
+  for (uint16_t s : new_interface_slots) bases_->interfaces[s] = totals.interfaces[s];
+
+  // Static neighbours are in place before the interfaces that use them appear: a new entry
+  // (or a new MAC in an entry) is one atomic word, safe under readers.
+  for (const auto& [key, change] : diff.neighbours) {
+    if (!change.after) continue;
+    const v1::Neighbour& n = change.after->neighbour();
+    neighbours_.set(interface_slot_of(n.interface()), key.address, mac_from(*parse_mac(n.mac())), true);
+  }
+
+  // --- Publish, wait for every worker to have let go of the old generation, reclaim ---
+  const Tables* previous = current();
+  current_.store(next.release(), std::memory_order_release);
+  if (params_.rcu) rte_rcu_qsbr_synchronize(params_.rcu, RTE_QSBR_THRID_INVALID);
+
+  for (const auto& op : ops) {
+    TenantSlot& t = tenants_[op.tenant];
+    apply_fib(t.fib[t.active], op, true);  // the copy nobody reads any more
+    if (op.after)
+      t.effective[{op.address, op.length}] = op.after;
+    else
+      t.effective.erase({op.address, op.length});
+    unref(op.before);
+  }
+  for (uint16_t t : switched) tenants_[t].active = 1 - tenants_[t].active;
+  neighbours_.release(release);
+  for (uint16_t s : dead_tenants) {
+    tenant_slot_.erase(tenants_[s].name);
+    free_tenant(tenants_[s]);
+    free_tenants_.push_back(s);
+  }
+  for (uint16_t s : new_tenant_slots) tenant_slot_[tenants_[s].name] = s;
+  for (uint16_t s : dead_ports) {
+    rte_eth_dev_stop(ports_[s].port_id);
+    port_slot_.erase(ports_[s].name);
+    ports_[s] = PortSlot{};
+    free_ports_.push_back(s);
+  }
+  for (uint16_t s : new_port_slots) port_slot_[ports_[s].name] = s;
+  for (const auto& [name, change] : diff.interfaces) {
+    if (!change.after) {
+      free_interfaces_.push_back(interface_slot_.at(name));
+      interface_slot_.erase(name);
+    } else {
+      interface_slot_[name] = interface_of.at(name);
+    }
+  }
+  delete previous;
+  return std::nullopt;
+}
+
+}  // namespace medix::control

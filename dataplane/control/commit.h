@@ -1,0 +1,97 @@
+#pragma once
+// Turns an accepted transaction (a Diff of the intent) into what workers read, without ever
+// stopping them: build the next generation of tables, publish it with one atomic store, wait
+// for an RCU grace period, then reclaim what the old generation used.
+//
+// Routes are applied to two copies of each tenant's FIB (left-right): the standby copy first,
+// then the generation that reads it is published, and after the grace period the same changes
+// go to the copy nobody reads any more. rte_fib's DIR24_8 is not safe to change under readers
+// (tbl8 groups are freed and reused), but no reader ever sees a copy being written.
+#include <rte_mempool.h>
+#include <rte_rcu_qsbr.h>
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "control/intent.h"
+#include "infra/worker.h"
+#include "tables/tables.h"
+
+namespace medix::control {
+
+class Committer {
+ public:
+  struct Params {
+    rte_rcu_qsbr* rcu = nullptr;  // nullptr: no reader threads (unit tests)
+    uint16_t queues = 1;          // rx/tx queue pairs per port: one per worker
+    rte_mempool* pool = nullptr;
+    unsigned socket = 0;
+    uint32_t max_mtu = 1500;           // what the pool's buffers hold
+    std::function<Counters()> totals;  // for counter bases of reused slots
+  };
+
+  ~Committer();
+  std::optional<std::string> init(const Params& params);
+  // Applies a diff the intent accepted; on error nothing changed in the dataplane.
+  std::optional<Error> commit(const Diff& diff, const Intent& intent, uint64_t version);
+  // A neighbour a worker learned from ARP (control side, under the controller's lock).
+  void learn(const LearnedNeighbour& learned);
+  // Stops every port (at exit).
+  void stop_ports();
+
+  const Tables* current() const { return current_.load(std::memory_order_acquire); }
+  const std::atomic<const Tables*>& published() const { return current_; }
+  // Counters as they were when the slot was given to its present object.
+  const Counters& bases() const { return *bases_; }
+
+ private:
+  struct PortSlot {
+    std::string name;
+    uint16_t port_id = 0;
+    bool configured = false;
+  };
+  struct TenantSlot {
+    std::string name;
+    rte_fib* fib[2] = {nullptr, nullptr};
+    int active = 0;
+    std::map<std::pair<uint32_t, uint8_t>, uint16_t> effective;  // what both copies hold, once settled
+    // Routes from interface addresses: (prefix) -> next hops, local ones first.
+    std::map<std::pair<uint32_t, uint8_t>, std::vector<std::pair<int, uint16_t>>> automatic;
+  };
+  struct FibOp {
+    uint16_t tenant;
+    uint32_t address;
+    uint8_t length;
+    uint16_t before, after;  // next hop ids; 0: no route
+  };
+
+  uint16_t intern(const Nexthop& nh);
+  void unref(uint16_t id);
+  bool apply_fib(rte_fib* fib, const FibOp& op, bool forward);
+  void free_tenant(TenantSlot& t);
+  std::optional<std::string> setup_port(uint16_t port_id, const v1::Port& p);
+
+  Params params_;
+  std::atomic<const Tables*> current_{nullptr};
+  uint64_t next_uid_ = 1;
+  uint32_t fib_serial_ = 0;
+  uint32_t index_serial_ = 0;
+
+  std::vector<PortSlot> ports_;
+  std::vector<TenantSlot> tenants_;
+  std::map<std::string, uint16_t> port_slot_, tenant_slot_, interface_slot_;
+  std::vector<uint16_t> free_ports_, free_tenants_, free_interfaces_;  // reusable in a later transaction
+
+  Nexthop* nexthops_ = nullptr;  // shared by all generations
+  std::map<std::tuple<int, uint16_t, uint16_t, uint32_t>, uint16_t> nexthop_ids_;
+  std::vector<uint32_t> nexthop_refs_;
+  std::vector<uint16_t> free_nexthops_;
+  NeighbourTable neighbours_;
+  Counters* bases_ = nullptr;
+};
+
+}  // namespace medix::control

@@ -1,0 +1,42 @@
+#pragma once
+// The single writer of medix-dp's state: the intent (validation) and the committer (what
+// workers read), behind one lock that only control threads (gRPC, telemetry, the main lcore)
+// ever take. Workers never see it.
+#include <mutex>
+
+#include "control/commit.h"
+#include "control/intent.h"
+
+namespace medix::control {
+
+struct ApplyResult {
+  Code code = Code::ok;
+  std::string message;
+  uint64_t version = 0;  // the version running after the call
+  uint32_t changed = 0;  // objects changed
+};
+
+class Controller {
+ public:
+  std::optional<std::string> init(const Committer::Params& params);
+  // One transaction: validated whole, applied whole, or rejected leaving state and version.
+  ApplyResult apply(const std::vector<Operation>& ops, uint64_t expected_version = 0);
+  // Runs `f(intent, committer, version)` under the lock: a consistent read.
+  template <typename F>
+  auto read(F&& f) {
+    std::lock_guard lock(mutex_);
+    return f(static_cast<const Intent&>(intent_), static_cast<const Committer&>(committer_), version_);
+  }
+  void learn(const LearnedNeighbour* learned, unsigned n);
+  void stop_ports();
+  const std::atomic<const Tables*>& published() const { return committer_.published(); }
+  void set_device_check(std::function<bool(const std::string&)> f) { intent_.device_exists = std::move(f); }
+
+ private:
+  std::mutex mutex_;
+  Intent intent_;
+  Committer committer_;
+  uint64_t version_ = 0;
+};
+
+}  // namespace medix::control

@@ -1,0 +1,522 @@
+#include "control/intent.h"
+
+#include <google/protobuf/util/message_differencer.h>
+
+#include "infra/limits.h"
+
+namespace medix::control {
+namespace {
+
+using Kind = v1::Object::KindCase;
+
+Error invalid(const std::string& path, const std::string& reason) {
+  return {Code::invalid_argument, path + ": " + reason};
+}
+
+std::string quoted(const std::string& s) { return "\"" + s + "\""; }
+
+bool same(const v1::Object& a, const v1::Object& b) { return google::protobuf::util::MessageDifferencer::Equals(a, b); }
+
+std::optional<Error> range(const std::string& path, uint64_t value, uint64_t lo, uint64_t hi) {
+  if (value >= lo && value <= hi) return std::nullopt;
+  return invalid(path, std::to_string(value) + " is out of range " + std::to_string(lo) + ".." + std::to_string(hi));
+}
+
+std::optional<Error> name(const std::string& path, const std::string& value) {
+  if (value.empty()) return invalid(path, "is required");
+  if (value.size() > 63) return invalid(path, "is longer than 63 characters");
+  for (char c : value)
+    if (c <= ' ' || c == '"' || c == '\\' || c == 0x7f)
+      return invalid(path, quoted(value) + " has a space, quote or control character");
+  return std::nullopt;
+}
+
+std::optional<Error> mac(const std::string& path, const std::string& value) {
+  auto m = parse_mac(value);
+  if (!m) return invalid(path, quoted(value) + " is not a MAC address like 02:00:00:00:00:01");
+  if ((*m >> 40) & 1) return invalid(path, "is a multicast MAC");
+  if (*m == 0) return invalid(path, "is the zero MAC");
+  return std::nullopt;
+}
+
+}  // namespace
+
+const char* kind_name(v1::Object::KindCase kind) {
+  switch (kind) {
+    case Kind::kPort:
+      return "port";
+    case Kind::kTenant:
+      return "tenant";
+    case Kind::kInterface:
+      return "interface";
+    case Kind::kRoute:
+      return "route";
+    case Kind::kNeighbour:
+      return "neighbour";
+    case Kind::kTunnel:
+      return "tunnel";
+    case Kind::kSa:
+      return "sa";
+    case Kind::kStaticMapping:
+      return "static_mapping";
+    case Kind::kNaptPool:
+      return "napt_pool";
+    case Kind::kPolicyRule:
+      return "policy_rule";
+    default:
+      return "object";
+  }
+}
+
+std::optional<RouteKey> route_key(const v1::Route& r) {
+  auto p = parse_prefix(r.prefix());
+  if (!p) return std::nullopt;
+  return RouteKey{r.tenant(), p->address, p->length};
+}
+
+std::optional<NeighbourKey> neighbour_key(const v1::Neighbour& n) {
+  auto a = parse_ipv4(n.address());
+  if (!a) return std::nullopt;
+  return NeighbourKey{n.interface(), *a};
+}
+
+std::vector<Operation> operations_from(const v1::Config& config) {
+  std::vector<Operation> ops;
+  auto add = [&ops](const char* list, int i, auto setter) {
+    Operation op{v1::Operation::CREATE, {}, std::string(list) + "[" + std::to_string(i) + "]"};
+    setter(op.object);
+    ops.push_back(std::move(op));
+  };
+  for (int i = 0; i < config.ports_size(); i++)
+    add("ports", i, [&](v1::Object& o) { *o.mutable_port() = config.ports(i); });
+  for (int i = 0; i < config.tenants_size(); i++)
+    add("tenants", i, [&](v1::Object& o) { *o.mutable_tenant() = config.tenants(i); });
+  for (int i = 0; i < config.interfaces_size(); i++)
+    add("interfaces", i, [&](v1::Object& o) { *o.mutable_interface() = config.interfaces(i); });
+  for (int i = 0; i < config.routes_size(); i++)
+    add("routes", i, [&](v1::Object& o) { *o.mutable_route() = config.routes(i); });
+  for (int i = 0; i < config.neighbours_size(); i++)
+    add("neighbours", i, [&](v1::Object& o) { *o.mutable_neighbour() = config.neighbours(i); });
+  for (int i = 0; i < config.tunnels_size(); i++)
+    add("tunnels", i, [&](v1::Object& o) { *o.mutable_tunnel() = config.tunnels(i); });
+  for (int i = 0; i < config.sas_size(); i++) add("sas", i, [&](v1::Object& o) { *o.mutable_sa() = config.sas(i); });
+  for (int i = 0; i < config.static_mappings_size(); i++)
+    add("static_mappings", i, [&](v1::Object& o) { *o.mutable_static_mapping() = config.static_mappings(i); });
+  for (int i = 0; i < config.napt_pools_size(); i++)
+    add("napt_pools", i, [&](v1::Object& o) { *o.mutable_napt_pool() = config.napt_pools(i); });
+  for (int i = 0; i < config.policy_rules_size(); i++)
+    add("policy_rules", i, [&](v1::Object& o) { *o.mutable_policy_rule() = config.policy_rules(i); });
+  return ops;
+}
+
+size_t Intent::routes_in(const std::string& tenant) const {
+  auto it = tenant_routes_.find(tenant);
+  return it == tenant_routes_.end() ? 0 : it->second;
+}
+
+// --- Lookup by key --------------------------------------------------------------------------
+
+namespace {
+
+template <typename Map, typename Key, typename Set>
+std::optional<v1::Object> find_in(const Map& map, const Key& key, Set set) {
+  auto it = map.find(key);
+  if (it == map.end()) return std::nullopt;
+  v1::Object o;
+  set(o, it->second);
+  return o;
+}
+
+}  // namespace
+
+// --- Index maintenance ----------------------------------------------------------------------
+
+void Intent::put(const v1::Object& o) {
+  switch (o.kind_case()) {
+    case Kind::kPort:
+      ports[o.port().name()] = o.port();
+      break;
+    case Kind::kTenant:
+      tenants[o.tenant().name()] = o.tenant();
+      break;
+    case Kind::kInterface: {
+      const auto& f = o.interface();
+      interfaces[f.name()] = f;
+      attachments_[{f.port(), f.vlan(), f.inner_vlan()}] = f.name();
+      for (const auto& a : f.addresses()) tenant_addresses_[{f.tenant(), parse_prefix(a)->address}] = f.name();
+      users_["port:" + f.port()]++;
+      users_["tenant:" + f.tenant()]++;
+      break;
+    }
+    case Kind::kRoute: {
+      const auto& r = o.route();
+      routes[*route_key(r)] = r;
+      tenant_routes_[r.tenant()]++;
+      users_["tenant:" + r.tenant()]++;
+      if (r.has_via()) users_["interface:" + r.via().interface()]++;
+      if (!r.next_tenant().empty()) users_["tenant:" + r.next_tenant()]++;
+      break;
+    }
+    case Kind::kNeighbour:
+      neighbours[*neighbour_key(o.neighbour())] = o.neighbour();
+      users_["interface:" + o.neighbour().interface()]++;
+      break;
+    default:
+      break;
+  }
+}
+
+void Intent::erase(const v1::Object& o) {
+  switch (o.kind_case()) {
+    case Kind::kPort:
+      ports.erase(o.port().name());
+      break;
+    case Kind::kTenant:
+      tenants.erase(o.tenant().name());
+      break;
+    case Kind::kInterface: {
+      const auto& f = o.interface();
+      interfaces.erase(f.name());
+      attachments_.erase({f.port(), f.vlan(), f.inner_vlan()});
+      for (const auto& a : f.addresses()) tenant_addresses_.erase({f.tenant(), parse_prefix(a)->address});
+      users_["port:" + f.port()]--;
+      users_["tenant:" + f.tenant()]--;
+      break;
+    }
+    case Kind::kRoute: {
+      const auto& r = o.route();
+      routes.erase(*route_key(r));
+      tenant_routes_[r.tenant()]--;
+      users_["tenant:" + r.tenant()]--;
+      if (r.has_via()) users_["interface:" + r.via().interface()]--;
+      if (!r.next_tenant().empty()) users_["tenant:" + r.next_tenant()]--;
+      break;
+    }
+    case Kind::kNeighbour:
+      neighbours.erase(*neighbour_key(o.neighbour()));
+      users_["interface:" + o.neighbour().interface()]--;
+      break;
+    default:
+      break;
+  }
+}
+
+namespace {
+
+// The current object with the same key as `o` (whose key fields are valid).
+std::optional<v1::Object> current(const Intent& in, const v1::Object& o) {
+  switch (o.kind_case()) {
+    case Kind::kPort:
+      return find_in(in.ports, o.port().name(), [](v1::Object& x, const v1::Port& v) { *x.mutable_port() = v; });
+    case Kind::kTenant:
+      return find_in(in.tenants, o.tenant().name(),
+                     [](v1::Object& x, const v1::Tenant& v) { *x.mutable_tenant() = v; });
+    case Kind::kInterface:
+      return find_in(in.interfaces, o.interface().name(),
+                     [](v1::Object& x, const v1::Interface& v) { *x.mutable_interface() = v; });
+    case Kind::kRoute:
+      return find_in(in.routes, *route_key(o.route()),
+                     [](v1::Object& x, const v1::Route& v) { *x.mutable_route() = v; });
+    case Kind::kNeighbour:
+      return find_in(in.neighbours, *neighbour_key(o.neighbour()),
+                     [](v1::Object& x, const v1::Neighbour& v) { *x.mutable_neighbour() = v; });
+    default:
+      return std::nullopt;
+  }
+}
+
+}  // namespace
+
+void Intent::record(const v1::Object& key_object) {
+  log_.push_back({key_object.kind_case(), key_object, current(*this, key_object)});
+}
+
+void Intent::undo(std::vector<Undo>& log) {
+  for (auto it = log.rbegin(); it != log.rend(); ++it) {
+    if (auto now = current(*this, it->key)) erase(*now);
+    if (it->before) put(*it->before);
+  }
+  log.clear();
+}
+
+void Intent::rollback_last() { undo(last_); }
+
+// --- Validation -----------------------------------------------------------------------------
+
+std::optional<Error> Intent::check_port(const v1::Port& p, const std::string& path) {
+  if (auto e = name(path + ".device", p.device())) return e;
+  for (const auto& [other, q] : ports)
+    if (q.device() == p.device() && other != p.name())
+      return invalid(path + ".device", "device " + quoted(p.device()) + " is already port " + quoted(other));
+  if (device_exists && !device_exists(p.device()))
+    return invalid(path + ".device",
+                   "no DPDK port named " + quoted(p.device()) + " (give it to EAL with -a or --vdev)");
+  if (p.mtu())
+    if (auto e = range(path + ".mtu", p.mtu(), 68, 9600)) return e;
+  if (ports.size() >= max_ports)
+    return Error{Code::resource_exhausted, path + ": more than " + std::to_string(max_ports) + " ports"};
+  return std::nullopt;
+}
+
+std::optional<Error> Intent::check_tenant(const v1::Tenant& t, const std::string& path) {
+  if (auto e = range(path + ".max_routes", t.max_routes(), 0, 1u << 24)) return e;
+  if (tenants.size() >= max_tenants)
+    return Error{Code::resource_exhausted, path + ": more than " + std::to_string(max_tenants) + " tenants"};
+  return std::nullopt;
+}
+
+std::optional<Error> Intent::check_interface(const v1::Interface& f, const std::string& path) {
+  if (f.tenant().empty()) return invalid(path + ".tenant", "is required");
+  if (!tenants.count(f.tenant())) return invalid(path + ".tenant", "no tenant named " + quoted(f.tenant()));
+  if (f.port().empty()) return invalid(path + ".port", "is required");
+  auto port = ports.find(f.port());
+  if (port == ports.end()) return invalid(path + ".port", "no port named " + quoted(f.port()));
+  if (auto e = range(path + ".vlan", f.vlan(), 0, 4094)) return e;
+  if (auto e = range(path + ".inner_vlan", f.inner_vlan(), 0, 4094)) return e;
+  if (f.inner_vlan() && !f.vlan()) return invalid(path + ".inner_vlan", "needs an outer vlan (QinQ)");
+  if (auto it = attachments_.find({f.port(), f.vlan(), f.inner_vlan()}); it != attachments_.end())
+    return invalid(path + ".vlan", "port " + quoted(f.port()) + " already has an interface with these VLAN tags (" +
+                                       quoted(it->second) + ")");
+  uint32_t port_mtu = port->second.mtu() ? port->second.mtu() : 1500;
+  if (f.mtu()) {
+    if (auto e = range(path + ".mtu", f.mtu(), 68, 9600)) return e;
+    if (f.mtu() > port_mtu) return invalid(path + ".mtu", "is larger than the port's MTU " + std::to_string(port_mtu));
+  }
+  if (!f.mac().empty())
+    if (auto e = mac(path + ".mac", f.mac())) return e;
+  if (f.addresses_size() > int(max_addresses_per_interface))
+    return invalid(path + ".addresses", "more than " + std::to_string(max_addresses_per_interface));
+  std::set<uint32_t> seen;
+  for (int a = 0; a < f.addresses_size(); a++) {
+    std::string apath = path + ".addresses[" + std::to_string(a) + "]";
+    auto p = parse_prefix(f.addresses(a));
+    if (!p) return invalid(apath, quoted(f.addresses(a)) + " is not an address with prefix length like 10.0.0.1/24");
+    if (p->length == 0) return invalid(apath, "prefix length 0 is not an interface address");
+    auto it = tenant_addresses_.find({f.tenant(), p->address});
+    if (it != tenant_addresses_.end() || !seen.insert(p->address).second)
+      return invalid(apath, "address " + format_ipv4(p->address) + " is already used in tenant " + quoted(f.tenant()) +
+                                (it != tenant_addresses_.end() ? " by " + quoted(it->second) : ""));
+  }
+  if (interfaces.size() >= max_interfaces)
+    return Error{Code::resource_exhausted, path + ": more than " + std::to_string(max_interfaces) + " interfaces"};
+  return std::nullopt;
+}
+
+std::optional<Error> Intent::check_route(const v1::Route& r, const std::string& path) {
+  if (r.tenant().empty()) return invalid(path + ".tenant", "is required");
+  auto tenant = tenants.find(r.tenant());
+  if (tenant == tenants.end()) return invalid(path + ".tenant", "no tenant named " + quoted(r.tenant()));
+  auto key = *route_key(r);
+  uint32_t mask = key.length == 0 ? 0 : ~uint32_t(0) << (32 - key.length);
+  if (key.address & ~mask)
+    return invalid(path + ".prefix", quoted(r.prefix()) + " has host bits set (did you mean " +
+                                         format_ipv4(key.address & mask) + "/" + std::to_string(key.length) + "?)");
+  switch (r.target_case()) {
+    case v1::Route::kVia: {
+      const auto& via = r.via();
+      if (via.interface().empty()) return invalid(path + ".via.interface", "is required");
+      auto f = interfaces.find(via.interface());
+      if (f == interfaces.end())
+        return invalid(path + ".via.interface", "no interface named " + quoted(via.interface()));
+      if (f->second.tenant() != r.tenant())
+        return invalid(path + ".via.interface", "interface " + quoted(via.interface()) + " is in tenant " +
+                                                    quoted(f->second.tenant()) + ", not " + quoted(r.tenant()) +
+                                                    " (use next_tenant to leak)");
+      if (!via.address().empty() && !parse_ipv4(via.address()))
+        return invalid(path + ".via.address", quoted(via.address()) + " is not an IPv4 address");
+      break;
+    }
+    case v1::Route::kNextTenant:
+      if (!tenants.count(r.next_tenant()))
+        return invalid(path + ".next_tenant", "no tenant named " + quoted(r.next_tenant()));
+      if (r.next_tenant() == r.tenant()) return invalid(path + ".next_tenant", "is the route's own tenant");
+      break;
+    case v1::Route::kLocal:
+    case v1::Route::kBlackhole:
+      break;
+    default:
+      return invalid(path + ".target", "is required: one of via, next_tenant, local, blackhole");
+  }
+  uint32_t max_routes = tenant->second.max_routes() ? tenant->second.max_routes() : 65536;
+  if (routes_in(r.tenant()) >= max_routes)
+    return Error{Code::resource_exhausted, path + ": tenant " + quoted(r.tenant()) + " already has its max_routes (" +
+                                               std::to_string(max_routes) + ") routes"};
+  return std::nullopt;
+}
+
+std::optional<Error> Intent::check_neighbour(const v1::Neighbour& n, const std::string& path) {
+  if (n.interface().empty()) return invalid(path + ".interface", "is required");
+  if (!interfaces.count(n.interface()))
+    return invalid(path + ".interface", "no interface named " + quoted(n.interface()));
+  return mac(path + ".mac", n.mac());
+}
+
+std::optional<Error> Intent::check_delete(const v1::Object& o, const std::string& path) {
+  std::string key;
+  switch (o.kind_case()) {
+    case Kind::kPort:
+      key = "port:" + o.port().name();
+      break;
+    case Kind::kTenant:
+      key = "tenant:" + o.tenant().name();
+      break;
+    case Kind::kInterface:
+      key = "interface:" + o.interface().name();
+      break;
+    default:
+      return std::nullopt;
+  }
+  if (size_t n = users_[key])
+    return Error{Code::failed_precondition, path + ": " + kind_name(o.kind_case()) + " " +
+                                                quoted(key.substr(key.find(':') + 1)) + " is still used by " +
+                                                std::to_string(n) + (n == 1 ? " object" : " objects") +
+                                                " (interfaces, routes or neighbours)"};
+  return std::nullopt;
+}
+
+std::optional<Error> Intent::apply_one(const Operation& op, size_t) {
+  v1::Object object = op.object;
+  const std::string& path = op.path;
+  // Output-only fields are ignored, so that what Get returns can be sent back.
+  if (object.has_port()) object.mutable_port()->clear_mac();
+  if (object.has_neighbour()) object.mutable_neighbour()->clear_learned();
+
+  // Key fields first: without them nothing can be looked up.
+  switch (object.kind_case()) {
+    case Kind::kPort:
+      if (auto e = name(path + ".name", object.port().name())) return e;
+      break;
+    case Kind::kTenant:
+      if (auto e = name(path + ".name", object.tenant().name())) return e;
+      break;
+    case Kind::kInterface:
+      if (auto e = name(path + ".name", object.interface().name())) return e;
+      break;
+    case Kind::kRoute:
+      if (!route_key(object.route()))
+        return invalid(path + ".prefix", quoted(object.route().prefix()) + " is not a prefix like 10.1.0.0/16");
+      break;
+    case Kind::kNeighbour:
+      if (!neighbour_key(object.neighbour()))
+        return invalid(path + ".address", quoted(object.neighbour().address()) + " is not an IPv4 address");
+      break;
+    case Kind::KIND_NOT_SET:
+      return invalid(path, "an object is required (port, tenant, interface, route, neighbour, ...)");
+    default:
+      return Error{Code::unimplemented,
+                   path + ": " + kind_name(object.kind_case()) + " objects are not supported by this medix-dp yet"};
+  }
+
+  auto existing = current(*this, object);
+  std::string what = std::string(kind_name(object.kind_case()));
+  switch (op.op) {
+    case v1::Operation::CREATE:
+      if (existing) {
+        if (same(*existing, object)) return std::nullopt;  // idempotent replay
+        return Error{Code::already_exists, path + ": the " + what + " already exists and differs (use UPDATE)"};
+      }
+      break;
+    case v1::Operation::UPDATE:
+      if (!existing) return Error{Code::not_found, path + ": no such " + what};
+      if (same(*existing, object)) return std::nullopt;
+      if (object.has_port() && object.port().device() != existing->port().device())
+        return invalid(path + ".device", "cannot change (delete the port and create it again)");
+      if (object.has_tenant() && object.tenant().max_routes() != existing->tenant().max_routes())
+        return invalid(path + ".max_routes", "cannot change (its FIB is sized at creation)");
+      if (object.has_interface() && object.interface().tenant() != existing->interface().tenant() &&
+          users_["interface:" + object.interface().name()])
+        return Error{Code::failed_precondition,
+                     path + ".tenant: cannot change while routes or neighbours use the interface"};
+      break;
+    case v1::Operation::DELETE:
+      if (!existing) return Error{Code::not_found, path + ": no such " + what};
+      if (auto e = check_delete(*existing, path)) return e;
+      record(*existing);
+      erase(*existing);
+      return std::nullopt;
+    default:
+      return invalid(path, "op is required: CREATE, UPDATE or DELETE");
+  }
+
+  record(object);
+  if (existing) erase(*existing);  // so that it does not conflict with itself
+  std::optional<Error> e;
+  switch (object.kind_case()) {
+    case Kind::kPort:
+      e = check_port(object.port(), path);
+      break;
+    case Kind::kTenant:
+      e = check_tenant(object.tenant(), path);
+      break;
+    case Kind::kInterface:
+      e = check_interface(object.interface(), path);
+      break;
+    case Kind::kRoute:
+      e = check_route(object.route(), path);
+      break;
+    case Kind::kNeighbour:
+      e = check_neighbour(object.neighbour(), path);
+      break;
+    default:
+      break;
+  }
+  if (e) return e;  // the caller's undo puts `existing` back
+  put(object);
+  return std::nullopt;
+}
+
+std::optional<Error> Intent::apply(const std::vector<Operation>& ops, Diff& diff) {
+  log_.clear();
+  if (ops.size() > max_operations)
+    return Error{Code::invalid_argument, "operations: " + std::to_string(ops.size()) + " operations, more than " +
+                                             std::to_string(max_operations) + " in one transaction"};
+  for (size_t i = 0; i < ops.size(); i++) {
+    if (auto e = apply_one(ops[i], i)) {
+      undo(log_);
+      return e;
+    }
+  }
+  // The diff: each key's state before its first change and now.
+  diff = Diff{};
+  std::set<std::string> seen;
+  for (const auto& u : log_) {
+    auto now = current(*this, u.key);
+    Change change{u.before, now};
+    switch (u.kind) {
+      case Kind::kPort:
+        diff.ports.try_emplace(u.key.port().name(), change);
+        break;
+      case Kind::kTenant:
+        diff.tenants.try_emplace(u.key.tenant().name(), change);
+        break;
+      case Kind::kInterface:
+        diff.interfaces.try_emplace(u.key.interface().name(), change);
+        break;
+      case Kind::kRoute:
+        diff.routes.try_emplace(*route_key(u.key.route()), change);
+        break;
+      case Kind::kNeighbour:
+        diff.neighbours.try_emplace(*neighbour_key(u.key.neighbour()), change);
+        break;
+      default:
+        break;
+    }
+  }
+  auto prune = [](auto& map) {
+    for (auto it = map.begin(); it != map.end();) {
+      const Change& c = it->second;
+      bool unchanged = (!c.before && !c.after) || (c.before && c.after && same(*c.before, *c.after));
+      it = unchanged ? map.erase(it) : std::next(it);
+    }
+  };
+  prune(diff.ports);
+  prune(diff.tenants);
+  prune(diff.interfaces);
+  prune(diff.routes);
+  prune(diff.neighbours);
+  last_ = std::move(log_);
+  log_.clear();
+  return std::nullopt;
+}
+
+}  // namespace medix::control

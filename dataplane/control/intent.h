@@ -1,0 +1,130 @@
+#pragma once
+// The intent: every object medix-dp has been told about, indexed for validation, and the
+// validation of a transaction's operations against it. No DPDK here, so `--check` and unit
+// tests use the very same rules as the API.
+//
+// A transaction's operations are applied to the intent one by one, each validated against the
+// state the previous ones left (create a tenant, then an interface in it); every change is
+// recorded in an undo log, so a failed transaction is rolled back whole.
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "config/text.h"
+#include "medix/dataplane/v1/dataplane.pb.h"
+
+namespace medix::control {
+namespace v1 = medix::dataplane::v1;
+
+enum class Code {
+  ok,
+  invalid_argument,
+  not_found,
+  already_exists,
+  failed_precondition,
+  resource_exhausted,
+  unimplemented
+};
+
+struct Error {
+  Code code = Code::ok;
+  std::string message;  // "operations[3].interface.vlan: 5000 is out of range 0..4094"
+};
+
+struct Operation {
+  v1::Operation::Op op;
+  v1::Object object;
+  std::string path;  // where the object is in the request: "operations[3].interface", "interfaces[2]"
+};
+
+inline constexpr size_t max_operations = 1'000'000;
+
+struct RouteKey {
+  std::string tenant;
+  uint32_t address;
+  uint8_t length;
+  auto operator<=>(const RouteKey&) const = default;
+};
+
+struct NeighbourKey {
+  std::string interface;
+  uint32_t address;
+  auto operator<=>(const NeighbourKey&) const = default;
+};
+
+// One object's change over a transaction: what it was before, what it is now.
+struct Change {
+  std::optional<v1::Object> before, after;
+};
+
+// Every changed object of a transaction, by kind, in key order (for deterministic plans).
+struct Diff {
+  std::map<std::string, Change> ports, tenants, interfaces;
+  std::map<RouteKey, Change> routes;
+  std::map<NeighbourKey, Change> neighbours;
+  size_t size() const { return ports.size() + tenants.size() + interfaces.size() + routes.size() + neighbours.size(); }
+};
+
+class Intent {
+ public:
+  // Optional: tells whether EAL has a device of that name (not set for `--check`).
+  std::function<bool(const std::string&)> device_exists;
+
+  // Applies the operations; on error the intent is as before. On success returns the changes
+  // (identical re-sends and changes undone within the batch do not appear).
+  std::optional<Error> apply(const std::vector<Operation>& ops, Diff& diff);
+  // Undoes the last successful apply (when the dataplane could not follow it).
+  void rollback_last();
+
+  std::map<std::string, v1::Port> ports;
+  std::map<std::string, v1::Tenant> tenants;
+  std::map<std::string, v1::Interface> interfaces;
+  std::map<RouteKey, v1::Route> routes;
+  std::map<NeighbourKey, v1::Neighbour> neighbours;
+  v1::Settings settings;
+
+  size_t routes_in(const std::string& tenant) const;
+
+ private:
+  struct Undo {
+    int kind;  // v1::Object::KindCase
+    v1::Object key;
+    std::optional<v1::Object> before;
+  };
+
+  std::optional<Error> apply_one(const Operation& op, size_t index);
+  std::optional<Error> check_port(const v1::Port& p, const std::string& path);
+  std::optional<Error> check_tenant(const v1::Tenant& t, const std::string& path);
+  std::optional<Error> check_interface(const v1::Interface& f, const std::string& path);
+  std::optional<Error> check_route(const v1::Route& r, const std::string& path);
+  std::optional<Error> check_neighbour(const v1::Neighbour& n, const std::string& path);
+  std::optional<Error> check_delete(const v1::Object& existing, const std::string& path);
+
+  // The only two ways objects enter or leave the maps; they keep the indexes right.
+  void put(const v1::Object& object);
+  void erase(const v1::Object& object);
+  void record(const v1::Object& key_object);
+  void undo(std::vector<Undo>& log);
+
+  std::vector<Undo> log_;
+  std::vector<Undo> last_;  // the last successful transaction's log
+  // Indexes.
+  std::map<std::tuple<std::string, uint32_t, uint32_t>, std::string> attachments_;  // (port, vlan, inner) -> interface
+  std::map<std::pair<std::string, uint32_t>, std::string> tenant_addresses_;        // (tenant, address) -> interface
+  std::map<std::string, size_t> users_;          // "tenant:x", "interface:y", "port:z" -> objects referring to it
+  std::map<std::string, size_t> tenant_routes_;  // routes per tenant
+};
+
+// The object's kind name as the API and config spell it ("interface").
+const char* kind_name(v1::Object::KindCase kind);
+// Turns a config file's objects into CREATE operations whose paths are "interfaces[2]".
+std::vector<Operation> operations_from(const v1::Config& config);
+std::optional<RouteKey> route_key(const v1::Route& r);
+std::optional<NeighbourKey> neighbour_key(const v1::Neighbour& n);
+
+}  // namespace medix::control

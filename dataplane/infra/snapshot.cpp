@@ -1,0 +1,40 @@
+#include "infra/snapshot.h"
+
+#include "config/text.h"
+
+namespace {
+template <typename T>
+T minus(const T& a, const T& b) {
+  static_assert(sizeof(T) % sizeof(uint64_t) == 0);
+  T out;
+  auto* o = reinterpret_cast<uint64_t*>(&out);
+  auto* x = reinterpret_cast<const uint64_t*>(&a);
+  auto* y = reinterpret_cast<const uint64_t*>(&b);
+  for (size_t i = 0; i < sizeof(T) / sizeof(uint64_t); i++) o[i] = x[i] - y[i];
+  return out;
+}
+}  // namespace
+
+CounterSnapshot take_snapshot(Dataplane& dp, bool with_neighbours) {
+  CounterSnapshot s;
+  s.totals = dp.totals();
+  dp.controller.read([&](const medix::control::Intent&, const medix::control::Committer& committer, uint64_t version) {
+    const Tables& t = *committer.current();
+    const Counters& base = committer.bases();
+    s.version = version;
+    for (size_t i = 0; i < t.ports.size(); i++)
+      if (t.ports[i].live) s.ports.push_back({t.ports[i].name, minus(s.totals.ports[i], base.ports[i])});
+    for (size_t i = 0; i < t.interfaces.size(); i++)
+      if (t.interfaces[i].uid)
+        s.interfaces.push_back({t.interfaces[i].name, minus(s.totals.interfaces[i], base.interfaces[i])});
+    for (size_t i = 0; i < t.tenants.size(); i++)
+      if (t.tenants[i].fib) s.tenants.push_back({t.tenants[i].name, minus(s.totals.tenants[i], base.tenants[i])});
+    if (with_neighbours)
+      t.neighbours->for_each([&](const NeighbourKey& key, const rte_ether_addr& mac, bool is_static) {
+        char text[RTE_ETHER_ADDR_FMT_SIZE];
+        rte_ether_format_addr(text, sizeof text, &mac);
+        s.neighbours.push_back({t.interfaces[key.interface].name, format_ipv4(key.address), text, is_static});
+      });
+  });
+  return s;
+}

@@ -1,0 +1,1118 @@
+#!/usr/bin/python3
+"""API tests: a real gRPC client against a real medix-dp (service medix.dataplane.v1.Dataplane).
+
+    /usr/bin/python3 test/api/run.py [--binary PATH] [--keep] [-k SUBSTRING ...]
+
+Checks what proto/medix/dataplane/v1/dataplane.proto promises: every implemented object kind
+round-trips through Apply/Get/List; identical re-creates and a replay of the whole state are
+no-ops that leave the version unchanged; every kind of bad request is rejected whole with the
+right status and a message naming `operations[i].<field path>`, leaving the running state and
+the version as they were; expected_version; deleting what is still used; concurrent clients;
+unimplemented kinds; counters, runtime and the counters stream; the unix socket's mode; TCP
+with mutual TLS (client certificates from the configured CA only); a clean exit on SIGTERM.
+
+medix-dp runs on virtual ports only (net_null), `-l 0,1 --no-huge -m 1024`. Prints PASS/FAIL
+lines and, last, `api: N passed, M failed`; exit status 1 on any failure. Every process it
+starts is killed on exit; --keep keeps the temp dir (config, certificates, medix-dp logs).
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+if os.path.realpath(sys.executable) != os.path.realpath("/usr/bin/python3") and \
+        os.path.exists("/usr/bin/python3"):
+    os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)  # Debian's grpcio
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import grpc  # noqa: E402
+from google.protobuf import json_format  # noqa: E402
+
+import medixapi as api  # noqa: E402
+from medixapi import pb, dp, create, update, delete, route_via, route_leak, rpc, code_name  # noqa: E402
+
+ROOT = api.ROOT
+TOTAL_TIMEOUT = 420          # s: the whole run; a watchdog fails it and cleans up after that
+READY_TIMEOUT = 60           # s: medix-dp ready and its API socket present
+C = grpc.StatusCode
+
+CONFIG = {
+    "schema_version": 1,
+    "ports": [
+        {"name": "p0", "device": "net_null0", "promiscuous": True},
+        {"name": "p1", "device": "net_null1"},
+    ],
+    "tenants": [
+        {"name": "hosp-a", "description": "Hospital A", "max_routes": 4096},
+        {"name": "core", "description": "IX core", "max_routes": 4096},
+    ],
+    "interfaces": [
+        {"name": "a-lan", "tenant": "hosp-a", "port": "p0", "vlan": 10, "addresses": ["10.0.0.1/24"]},
+        {"name": "core-1", "tenant": "core", "port": "p1", "vlan": 200, "inner_vlan": 7,
+         "addresses": ["100.100.2.1/24"]},
+    ],
+    "routes": [
+        {"tenant": "hosp-a", "prefix": "100.100.0.0/16", "next_tenant": "core"},
+        {"tenant": "core", "prefix": "100.100.9.0/24", "via": {"interface": "core-1", "address": "100.100.2.2"}},
+    ],
+    "neighbours": [{"interface": "core-1", "address": "100.100.2.2", "mac": "02:00:00:00:00:22"}],
+}
+# net_null0 generates frames (counters move); net_null1 is quiet; net_null2 is in no config
+# (a port the API may add).
+VDEVS = ["net_null0", "net_null1,no-rx=1", "net_null2,no-rx=1"]
+
+
+# --- results --------------------------------------------------------------------------------
+
+class Results:
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+        self.lock = threading.Lock()
+
+    def check(self, ok, name, detail=""):
+        with self.lock:
+            if ok:
+                self.passed += 1
+                print("PASS " + name, flush=True)
+            else:
+                self.failed += 1
+                print("FAIL " + name + (": " + detail if detail else ""), flush=True)
+        return ok
+
+    def info(self, text):
+        print("     " + text, flush=True)
+
+
+R = Results()
+
+
+def short(err):
+    if err is None:
+        return "OK"
+    return "%s %r" % (err.code().name, err.details())
+
+
+def drop_reasons_from_source():
+    """The drop reasons of dataplane/infra/drop.h, in order."""
+    with open(os.path.join(ROOT, "dataplane/infra/drop.h")) as f:
+        return re.findall(r"^\s*X\((\w+),", f.read(), re.M)
+
+
+# --- the fixture ---------------------------------------------------------------------------
+
+class Fixture:
+    def __init__(self, args):
+        self.args = args
+        self.tmp = tempfile.mkdtemp(prefix="medix-api-test.")
+        self.seq = 0
+
+    def eal(self, cpus="0,1"):
+        self.seq += 1
+        prefix = "medix-api-%d-%d" % (os.getpid(), self.seq)
+        eal = ["--no-huge", "-m", "1024", "--no-pci", "--file-prefix", prefix, "-l", cpus,
+               "--log-level=error"]
+        for v in VDEVS:
+            eal += ["--vdev", v]
+        return eal
+
+    def start(self, extra=(), config=None):
+        path = os.path.join(self.tmp, "config-%d.json" % (self.seq + 1))
+        with open(path, "w") as f:
+            json.dump(config or CONFIG, f, indent=1)
+        eal = self.eal()
+        d = api.Dataplane(self.args.binary, eal, ["--config", path] + list(extra),
+                          os.path.join(self.tmp, "medix-dp-%d.log" % self.seq))
+        d.wait_ready(READY_TIMEOUT)
+        return d
+
+    def close(self):
+        api.kill_all()
+        if self.args.keep:
+            print("kept %s" % self.tmp)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def config_objects():
+    """The startup config's objects as messages, in dependency order."""
+    c = json_format.ParseDict(CONFIG, pb.Config())
+    return list(c.ports) + list(c.tenants) + list(c.interfaces) + list(c.routes) + list(c.neighbours)
+
+
+class State:
+    """What a client can see of the running state: every object of every implemented kind,
+    the names GetCounters reports, and the version (which every read must agree on)."""
+
+    def __init__(self, client):
+        self.objects = {}
+        versions = set()
+        for kind in api.IMPLEMENTED_KINDS:
+            objs, vs = client.list_all(kind)
+            versions.update(vs)
+            self.objects[kind] = sorted(o.SerializeToString(deterministic=True) for o in objs)
+        c = client.counters()
+        versions.add(c.version)
+        self.running = (sorted(p.name for p in c.ports), sorted(i.name for i in c.interfaces),
+                        sorted(t.name for t in c.tenants))
+        self.versions = versions
+        self.version = max(versions)
+
+    def diff(self, other):
+        out = []
+        if self.version != other.version or len(other.versions) > 1:
+            out.append("version %s -> %s" % (sorted(self.versions), sorted(other.versions)))
+        for kind in self.objects:
+            a, b = set(self.objects[kind]), set(other.objects[kind])
+            if a != b:
+                out.append("%s: %d added, %d removed" % (kind, len(b - a), len(a - b)))
+        if self.running != other.running:
+            out.append("GetCounters names %s -> %s" % (self.running, other.running))
+        return "; ".join(out)
+
+
+# --- the tests -----------------------------------------------------------------------------
+
+TESTS = []
+
+
+def test(fn):
+    TESTS.append(fn)
+    return fn
+
+
+def expect_rejected(c, name, ops, codes, path, expected_version=0, timeout=30, raw=None):
+    """Apply `ops` (or the serialized request `raw`): must fail with one of `codes`, a message
+    containing `path` (a string, or a list of acceptable ones), and leave the state as it was."""
+    if isinstance(codes, C):
+        codes = (codes,)
+    paths = [path] if isinstance(path, str) else list(path)
+    before = State(c)
+    if raw is not None:
+        err, res = rpc(c.raw_apply, raw, timeout=timeout)
+    else:
+        err, res = rpc(c.apply, ops, expected_version, timeout)
+    after = State(c)
+    changed = before.diff(after)
+    ok_code = err is not None and err.code() in codes
+    ok_path = err is not None and any(p in (err.details() or "") for p in paths)
+    detail = []
+    if not ok_code:
+        detail.append("got %s, want %s" % (short(err) if err else "OK (%s)" % str(res).strip(),
+                                           "/".join(x.name for x in codes)))
+    elif not ok_path:
+        detail.append("message %r does not name %s" % (err.details(), " or ".join(paths)))
+    if changed:
+        detail.append("state changed: " + changed)
+    R.check(not detail, "%s -> %s naming %s, state and version unchanged" %
+            (name, "/".join(x.name for x in codes), paths[0]), "; ".join(detail))
+    if err is None and res is not None and res.changed:
+        # Something was applied: put the startup state back as well as we can.
+        restore(c, before)
+    return err
+
+
+def restore(c, before):
+    """Best effort after a failed check: remove objects that were added."""
+    after = State(c)
+    for kind in reversed(api.IMPLEMENTED_KINDS):
+        cls = {"port": pb.Port, "tenant": pb.Tenant, "interface": pb.Interface, "route": pb.Route,
+               "neighbour": pb.Neighbour}[kind]
+        for blob in set(after.objects[kind]) - set(before.objects[kind]):
+            rpc(c.apply, [delete(cls.FromString(blob))])
+
+
+@test
+def socket_mode(f, d, c):
+    st = os.stat(d.socket_path)
+    R.check(stat.S_ISSOCK(st.st_mode), "API socket %s is a unix socket" % d.socket_path)
+    R.check(stat.S_IMODE(st.st_mode) == 0o600, "API socket has mode 0600",
+            "mode is %o" % stat.S_IMODE(st.st_mode))
+
+
+@test
+def startup_state_readable(f, d, c):
+    s = State(c)
+    R.check(len(s.versions) == 1 and s.version > 0,
+            "every read (List of each kind, GetCounters) reports one version > 0",
+            "versions %s" % sorted(s.versions))
+    for m in config_objects():
+        err, got = rpc(c.get, m)
+        kind = api.FIELD_OF[type(m)]
+        key = getattr(m, "name", "") or "%s %s" % (getattr(m, "tenant", getattr(m, "interface", "")),
+                                                   getattr(m, "prefix", getattr(m, "address", "")))
+        if err:
+            R.check(False, "Get %s %s from the startup config" % (kind, key), short(err))
+            continue
+        g = api.inner(got.object)
+        want = type(m)()
+        want.CopyFrom(m)
+        if kind == "port":
+            R.check(bool(g.mac), "Get port %s fills the output-only mac" % key, "mac empty")
+            g.mac = ""
+        if kind == "neighbour":
+            R.check(not g.learned, "Get static neighbour %s: learned is false" % key)
+        R.check(g == want and got.version == s.version,
+                "Get %s %s returns the configured object and the version" % (kind, key),
+                "got %s (version %d), want %s (version %d)" % (
+                    json_format.MessageToDict(g), got.version, json_format.MessageToDict(want), s.version))
+
+
+@test
+def replay_is_noop(f, d, c):
+    """A controller replays its whole state after a restart: identical creates change nothing."""
+    v0 = c.version()
+    ops = [create(m) for m in config_objects()]
+    err, res = rpc(c.apply, ops)
+    R.check(err is None and res.changed == 0 and res.version == v0 and c.version() == v0,
+            "replaying the whole startup config as CREATEs is a no-op (changed 0, version unchanged)",
+            short(err) if err else "changed %d, version %d -> %d" % (res.changed, v0, res.version))
+    ops = [update(m) for m in config_objects()]
+    err, res = rpc(c.apply, ops)
+    R.check(err is None and res.changed == 0 and res.version == v0,
+            "identical UPDATEs of every object are no-ops",
+            short(err) if err else "changed %d, version %d -> %d" % (res.changed, v0, res.version))
+    # What List returns (output-only fields filled in) sent back as CREATEs: still a no-op.
+    ops = [create(o) for kind in api.IMPLEMENTED_KINDS for o in c.list_all(kind)[0]]
+    err, res = rpc(c.apply, ops)
+    R.check(err is None and res.changed == 0 and res.version == v0,
+            "re-CREATE of everything List returns (with output-only fields) is a no-op",
+            short(err) if err else "changed %d, version %d -> %d" % (res.changed, v0, res.version))
+
+
+def round_trip(c, kind, first, second, key_only, name):
+    """create first -> get/list; identical re-create no-op; update to second; delete by key."""
+    v0 = c.version()
+    err, res = rpc(c.apply, [create(first)])
+    if not R.check(err is None and res.changed == 1 and res.version > v0,
+                   "%s: CREATE applies (changed 1, version up)" % name,
+                   short(err) if err else "changed %d, version %d -> %d" % (res.changed, v0, res.version)):
+        return
+    v1 = res.version
+    err, got = rpc(c.get, key_only)
+    g = api.inner(got.object) if got else None
+    if g is not None and kind == "port":
+        g.mac = ""
+    R.check(err is None and g == first and got.version == v1,
+            "%s: Get returns it with the new version" % name,
+            short(err) if err else "got %s v%d, want %s v%d" % (json_format.MessageToDict(g), got.version,
+                                                               json_format.MessageToDict(first), v1))
+    tenant = getattr(first, "tenant", "") if kind in ("route",) else ""
+    objs, versions = c.list_all(kind, tenant=tenant)
+    listed = [o for o in objs if o == first or (kind == "port" and o.name == first.name)]
+    R.check(len(listed) == 1 and set(versions) == {v1}, "%s: List shows it once, with the version" % name,
+            "found %d times, versions %s" % (len(listed), versions))
+    err, res = rpc(c.apply, [create(first)])
+    R.check(err is None and res.changed == 0 and res.version == v1 and c.version() == v1,
+            "%s: identical re-CREATE is a no-op, version unchanged" % name,
+            short(err) if err else "changed %d version %d -> %d" % (res.changed, v1, res.version))
+    if second is not None:
+        err, res = rpc(c.apply, [create(second)])
+        R.check(err is not None and err.code() == C.ALREADY_EXISTS and "operations[0]" in err.details()
+                and c.version() == v1,
+                "%s: CREATE of a different object with the same key -> ALREADY_EXISTS" % name, short(err))
+        err, res = rpc(c.apply, [update(second)])
+        R.check(err is None and res.changed == 1 and res.version > v1,
+                "%s: UPDATE applies (changed 1, version up)" % name,
+                short(err) if err else "changed %d version %d -> %d" % (res.changed, v1, res.version))
+        v2 = res.version if res else c.version()
+        err, got = rpc(c.get, key_only)
+        g = api.inner(got.object) if got else None
+        if g is not None and kind == "port":
+            g.mac = ""
+        R.check(err is None and g == second and got.version == v2,
+                "%s: Get shows the update" % name,
+                short(err) if err else "got %s" % json_format.MessageToDict(g))
+        err, res = rpc(c.apply, [update(second)])
+        R.check(err is None and res.changed == 0 and res.version == v2,
+                "%s: identical UPDATE is a no-op" % name,
+                short(err) if err else "changed %d" % res.changed)
+    v2 = c.version()
+    err, res = rpc(c.apply, [delete(key_only)])
+    R.check(err is None and res.changed == 1 and res.version > v2,
+            "%s: DELETE with only the key fields applies" % name, short(err))
+    err, got = rpc(c.get, key_only)
+    R.check(err is not None and err.code() == C.NOT_FOUND, "%s: Get after DELETE -> NOT_FOUND" % name,
+            short(err))
+    objs, _ = c.list_all(kind, tenant=tenant)
+    R.check(not any(o == first or o == second for o in objs if o is not None),
+            "%s: List no longer shows it" % name)
+    v3 = c.version()
+    err, _ = rpc(c.apply, [delete(key_only)])
+    R.check(err is not None and err.code() == C.NOT_FOUND and "operations[0]" in err.details()
+            and c.version() == v3, "%s: DELETE of an absent one -> NOT_FOUND" % name, short(err))
+    err, _ = rpc(c.apply, [update(first)])
+    R.check(err is not None and err.code() == C.NOT_FOUND and "operations[0]" in err.details()
+            and c.version() == v3, "%s: UPDATE of an absent one -> NOT_FOUND" % name, short(err))
+
+
+@test
+def tenant_round_trip(f, d, c):
+    round_trip(c, "tenant", pb.Tenant(name="rt-tenant", description="round trip", max_routes=1024),
+               pb.Tenant(name="rt-tenant", description="round trip, updated", max_routes=1024),
+               pb.Tenant(name="rt-tenant"), "tenant")
+
+
+@test
+def interface_round_trip(f, d, c):
+    round_trip(c, "interface",
+               pb.Interface(name="rt-if", tenant="hosp-a", port="p1", vlan=300, inner_vlan=9,
+                            addresses=["10.9.0.1/24", "10.9.1.1/24"], mtu=1400, mac="02:00:00:00:09:01"),
+               pb.Interface(name="rt-if", tenant="hosp-a", port="p1", vlan=300, inner_vlan=9,
+                            addresses=["10.9.0.1/24"], mtu=1300, mac="02:00:00:00:09:02"),
+               pb.Interface(name="rt-if"), "interface")
+
+
+@test
+def route_round_trips(f, d, c):
+    key = pb.Route(tenant="hosp-a", prefix="172.16.0.0/12")
+    round_trip(c, "route", route_via("hosp-a", "172.16.0.0/12", "a-lan", "10.0.0.2"),
+               route_leak("hosp-a", "172.16.0.0/12", "core"), key, "route via->next_tenant")
+    round_trip(c, "route", pb.Route(tenant="core", prefix="192.0.2.0/24", local=pb.Local()),
+               pb.Route(tenant="core", prefix="192.0.2.0/24", blackhole=pb.Blackhole(unreachable=True)),
+               pb.Route(tenant="core", prefix="192.0.2.0/24"), "route local->blackhole")
+    round_trip(c, "route", route_via("core", "0.0.0.0/0", "core-1", ""),
+               route_via("core", "0.0.0.0/0", "core-1", "100.100.2.254"),
+               pb.Route(tenant="core", prefix="0.0.0.0/0"), "default route connected->gateway")
+
+
+@test
+def neighbour_round_trip(f, d, c):
+    round_trip(c, "neighbour",
+               pb.Neighbour(interface="a-lan", address="10.0.0.77", mac="02:00:00:00:77:01"),
+               pb.Neighbour(interface="a-lan", address="10.0.0.77", mac="02:00:00:00:77:02"),
+               pb.Neighbour(interface="a-lan", address="10.0.0.77"), "neighbour")
+
+
+@test
+def port_round_trip(f, d, c):
+    # A configured port: UPDATE (promiscuous, admin_down), then back.
+    err, got = rpc(c.get, pb.Port(name="p1"))
+    if not R.check(err is None, "port: Get p1", short(err)):
+        return
+    orig = api.inner(got.object)
+    orig.mac = ""
+    for field, value in (("promiscuous", True), ("admin_down", True)):
+        m = pb.Port()
+        m.CopyFrom(orig)
+        setattr(m, field, value)
+        v0 = c.version()
+        err, res = rpc(c.apply, [update(m)])
+        err2, got = rpc(c.get, pb.Port(name="p1"))
+        g = api.inner(got.object) if got else None
+        R.check(err is None and res.changed == 1 and res.version > v0 and g is not None
+                and getattr(g, field) == value, "port: UPDATE p1 %s=%s applies" % (field, value),
+                short(err or err2))
+        err, res = rpc(c.apply, [update(orig)])
+        R.check(err is None and res.changed == 1, "port: UPDATE p1 back to %s=false" % field, short(err))
+    # A port the config does not name, on an ethdev EAL has (net_null2).
+    round_trip(c, "port", pb.Port(name="p9", device="net_null2", mtu=1500),
+               pb.Port(name="p9", device="net_null2", mtu=1500, promiscuous=True),
+               pb.Port(name="p9"), "port on a spare ethdev")
+
+
+@test
+def batch_semantics(f, d, c):
+    # Dependent objects in one batch, in order.
+    v0 = c.version()
+    objs = [pb.Tenant(name="batch-t", max_routes=1024),
+            pb.Interface(name="batch-if", tenant="batch-t", port="p1", vlan=400, addresses=["10.40.0.1/24"]),
+            route_via("batch-t", "10.41.0.0/16", "batch-if", "10.40.0.2"),
+            pb.Neighbour(interface="batch-if", address="10.40.0.2", mac="02:00:00:00:40:02"),
+            route_leak("hosp-a", "10.40.0.0/16", "batch-t")]
+    err, res = rpc(c.apply, [create(m) for m in objs])
+    R.check(err is None and res.changed == len(objs) and res.version > v0,
+            "a batch creating tenant, interface, route, neighbour and a leak into it applies",
+            short(err) if err else "changed %d" % res.changed)
+    if err:
+        return
+    cn = c.counters()
+    R.check("batch-t" in {t.name for t in cn.tenants} and "batch-if" in {i.name for i in cn.interfaces},
+            "GetCounters lists the tenant and interface created by the API")
+    # Mixed no-op and change: changed counts only the change.
+    v1 = c.version()
+    err, res = rpc(c.apply, [create(objs[0]), create(objs[2]),
+                             create(route_via("batch-t", "10.42.0.0/16", "batch-if", "10.40.0.2"))])
+    R.check(err is None and res.changed == 1 and res.version > v1,
+            "a batch of two identical creates and one new route reports changed 1",
+            short(err) if err else "changed %d" % res.changed)
+    # Deleting the tenant while used: FAILED_PRECONDITION, nothing changes.
+    expect_rejected(c, "DELETE of a tenant that interfaces and routes still use",
+                    [delete(pb.Tenant(name="batch-t"))], C.FAILED_PRECONDITION, "operations[0]")
+    expect_rejected(c, "DELETE of a tenant another tenant's route leaks into (its own objects deleted first)",
+                    [delete(pb.Neighbour(interface="batch-if", address="10.40.0.2")),
+                     delete(pb.Route(tenant="batch-t", prefix="10.41.0.0/16")),
+                     delete(pb.Route(tenant="batch-t", prefix="10.42.0.0/16")),
+                     delete(pb.Interface(name="batch-if")),
+                     delete(pb.Tenant(name="batch-t"))], C.FAILED_PRECONDITION, "operations[4]")
+    # An interface still used by a route or a neighbour: refused, or (if the server cascades)
+    # every route/neighbour through it must go with it. Dangling references are a bug.
+    before = State(c)
+    err, res = rpc(c.apply, [delete(pb.Interface(name="batch-if"))])
+    if err is not None:
+        R.check(err.code() == C.FAILED_PRECONDITION and "operations[0]" in err.details()
+                and not before.diff(State(c)),
+                "DELETE of an interface routes and a neighbour use -> FAILED_PRECONDITION, nothing changes",
+                short(err))
+    else:
+        routes, _ = c.list_all("route", tenant="batch-t")
+        neigh, _ = c.list_all("neighbour")
+        dangling = [r.prefix for r in routes if r.WhichOneof("target") == "via" and r.via.interface == "batch-if"]
+        dangling += [n.address for n in neigh if n.interface == "batch-if"]
+        R.check(not dangling, "DELETE of a used interface was accepted: nothing may still refer to it",
+                "still referring: %s" % dangling)
+    # Users deleted before the tenant in the same batch: applies.
+    v2 = c.version()
+    ops = [delete(pb.Route(tenant="hosp-a", prefix="10.40.0.0/16")),
+           delete(pb.Neighbour(interface="batch-if", address="10.40.0.2")),
+           delete(pb.Route(tenant="batch-t", prefix="10.41.0.0/16")),
+           delete(pb.Route(tenant="batch-t", prefix="10.42.0.0/16")),
+           delete(pb.Interface(name="batch-if")),
+           delete(pb.Tenant(name="batch-t"))]
+    if err is None:  # the interface (and whatever cascaded) is already gone
+        ops = [o for o in ops if rpc(c.get, api.inner(o.object))[0] is None]
+    err, res = rpc(c.apply, ops)
+    R.check(err is None and res.version > v2 and rpc(c.get, pb.Tenant(name="batch-t"))[0] is not None,
+            "one batch deleting a tenant's users, then the tenant, applies", short(err))
+    cn = c.counters()
+    R.check("batch-t" not in {t.name for t in cn.tenants} and "batch-if" not in {i.name for i in cn.interfaces},
+            "GetCounters no longer lists the deleted tenant and interface")
+
+
+@test
+def bad_requests(f, d, c):
+    IA, FP, NF, AE = C.INVALID_ARGUMENT, C.FAILED_PRECONDITION, C.NOT_FOUND, C.ALREADY_EXISTS
+    ok_tenant = create(pb.Tenant(name="bad-t1", max_routes=1024))
+    ok_route = create(route_via("hosp-a", "10.77.0.0/16", "a-lan", "10.0.0.2"))
+    ok_neigh = create(pb.Neighbour(interface="a-lan", address="10.0.0.99", mac="02:00:00:00:99:01"))
+    # References to objects that do not exist.
+    ref = (IA, FP, NF)
+    expect_rejected(c, "interface in an unknown tenant",
+                    [create(pb.Interface(name="x-if", tenant="nope", port="p1", vlan=500))],
+                    ref, "operations[0].interface.tenant")
+    expect_rejected(c, "route in an unknown tenant", [ok_tenant, create(route_leak("nope", "10.0.0.0/8", "core"))],
+                    ref, "operations[1].route.tenant")
+    expect_rejected(c, "route leaking to an unknown tenant", [create(route_leak("hosp-a", "10.0.0.0/8", "nope"))],
+                    ref, "operations[0].route.next_tenant")
+    expect_rejected(c, "route via an unknown interface",
+                    [create(route_via("hosp-a", "10.1.0.0/16", "nope", "10.0.0.2"))],
+                    ref, "operations[0].route.via.interface")
+    expect_rejected(c, "interface on an unknown port",
+                    [create(pb.Interface(name="x-if", tenant="hosp-a", port="nope", vlan=500))],
+                    ref, "operations[0].interface.port")
+    expect_rejected(c, "neighbour on an unknown interface",
+                    [create(pb.Neighbour(interface="nope", address="10.0.0.5", mac="02:00:00:00:00:05"))],
+                    ref, "operations[0].neighbour.interface")
+    # Overlapping interfaces: same port and VLAN tags as an existing one, or as another in the batch.
+    overlap = ["operations[0].interface.vlan", "operations[0].interface.port", "operations[0].interface.inner_vlan"]
+    expect_rejected(c, "interface with the port and VLAN of an existing one",
+                    [create(pb.Interface(name="x-if", tenant="core", port="p0", vlan=10))],
+                    (IA, FP, AE), overlap)
+    expect_rejected(c, "QinQ interface with the port and VLANs of an existing one",
+                    [create(pb.Interface(name="x-if", tenant="hosp-a", port="p1", vlan=200, inner_vlan=7))],
+                    (IA, FP, AE), overlap)
+    expect_rejected(c, "two new interfaces with the same port and VLAN in one batch",
+                    [create(pb.Interface(name="x-if1", tenant="core", port="p1", vlan=600)),
+                     create(pb.Interface(name="x-if2", tenant="hosp-a", port="p1", vlan=600))],
+                    (IA, FP, AE), [p.replace("[0]", "[1]") for p in overlap])
+    expect_rejected(c, "UPDATE moving an interface onto another's port and VLAN",
+                    [update(pb.Interface(name="a-lan", tenant="hosp-a", port="p1", vlan=200, inner_vlan=7,
+                                         addresses=["10.0.0.1/24"]))],
+                    (IA, FP, AE), overlap)
+    # Invalid values.
+    for bad in ("10.1.0.0/33", "10.1.0.1/16", "10.1.0/16", "banana", "300.1.0.0/16", ""):
+        expect_rejected(c, "route prefix %r" % bad, [ok_tenant, ok_route,
+                                                     create(pb.Route(tenant="hosp-a", prefix=bad, local=pb.Local()))],
+                        IA, "operations[2].route.prefix")
+    for field, value in (("vlan", 4095), ("vlan", 5000), ("inner_vlan", 4095), ("inner_vlan", 70000)):
+        m = pb.Interface(name="x-if", tenant="hosp-a", port="p1", vlan=700)
+        setattr(m, field, value)
+        expect_rejected(c, "interface %s %d" % (field, value), [ok_tenant, create(m)], IA,
+                        "operations[1].interface.%s" % field)
+    expect_rejected(c, "QinQ inner_vlan without an outer vlan",
+                    [create(pb.Interface(name="x-if", tenant="hosp-a", port="p1", vlan=0, inner_vlan=5))],
+                    IA, "operations[0].interface.inner_vlan")
+    expect_rejected(c, "interface address without a prefix length",
+                    [create(pb.Interface(name="x-if", tenant="hosp-a", port="p1", vlan=701, addresses=["10.70.0.1"]))],
+                    IA, "operations[0].interface.addresses[0]")
+    expect_rejected(c, "interface mac 'zz'",
+                    [create(pb.Interface(name="x-if", tenant="hosp-a", port="p1", vlan=702, mac="zz"))],
+                    IA, "operations[0].interface.mac")
+    expect_rejected(c, "neighbour mac that is multicast",
+                    [create(pb.Neighbour(interface="a-lan", address="10.0.0.6", mac="01:00:5e:00:00:01"))],
+                    IA, "operations[0].neighbour.mac")
+    expect_rejected(c, "neighbour address '10.0.0'",
+                    [create(pb.Neighbour(interface="a-lan", address="10.0.0", mac="02:00:00:00:00:06"))],
+                    IA, "operations[0].neighbour.address")
+    expect_rejected(c, "route via an interface of another tenant",
+                    [create(route_via("hosp-a", "10.2.0.0/16", "core-1", "100.100.2.2"))],
+                    (IA, FP), "operations[0].route.via.interface")
+    expect_rejected(c, "route leaking into its own tenant",
+                    [create(route_leak("hosp-a", "10.3.0.0/16", "hosp-a"))], IA, "operations[0].route.next_tenant")
+    expect_rejected(c, "tenant max_routes beyond 2^24",
+                    [create(pb.Tenant(name="x-t", max_routes=(1 << 24) + 1))], IA, "operations[0].tenant.max_routes")
+    # Missing required fields.
+    expect_rejected(c, "tenant without a name", [create(pb.Tenant(description="x"))], IA, "operations[0].tenant.name")
+    expect_rejected(c, "interface without a name",
+                    [create(pb.Interface(tenant="hosp-a", port="p1", vlan=703))], IA, "operations[0].interface.name")
+    expect_rejected(c, "interface without a tenant",
+                    [create(pb.Interface(name="x-if", port="p1", vlan=703))], IA, "operations[0].interface.tenant")
+    expect_rejected(c, "interface without a port",
+                    [create(pb.Interface(name="x-if", tenant="hosp-a", vlan=703))], IA, "operations[0].interface.port")
+    expect_rejected(c, "route without a tenant", [create(pb.Route(prefix="10.4.0.0/16", local=pb.Local()))],
+                    IA, "operations[0].route.tenant")
+    expect_rejected(c, "route without a target", [ok_tenant, create(pb.Route(tenant="hosp-a", prefix="10.4.0.0/16"))],
+                    IA, "operations[1].route.target")
+    expect_rejected(c, "neighbour without a mac",
+                    [create(pb.Neighbour(interface="a-lan", address="10.0.0.7"))], IA, "operations[0].neighbour.mac")
+    expect_rejected(c, "operation without an op (OP_UNSPECIFIED)",
+                    [ok_tenant, dp.Operation(object=api.obj(pb.Tenant(name="x-t")))], IA, "operations[1].op")
+    expect_rejected(c, "operation without an object", [ok_tenant, dp.Operation(op=dp.Operation.CREATE)],
+                    IA, "operations[1].object")
+    expect_rejected(c, "DELETE without the key fields", [delete(pb.Route(tenant="hosp-a"))],
+                    (IA, NF), "operations[0].route")
+    # Within one batch: the same key created twice, differently.
+    expect_rejected(c, "one batch creating the same route twice with different targets",
+                    [create(route_leak("hosp-a", "10.5.0.0/16", "core")),
+                     create(pb.Route(tenant="hosp-a", prefix="10.5.0.0/16", local=pb.Local()))],
+                    (IA, AE), "operations[1]")
+    # State conflicts.
+    expect_rejected(c, "CREATE of a different tenant under an existing name",
+                    [ok_tenant, create(pb.Tenant(name="core", description="other"))], AE, "operations[1]")
+    expect_rejected(c, "UPDATE of an absent route", [ok_tenant, update(route_leak("hosp-a", "10.6.0.0/16", "core"))],
+                    NF, "operations[1]")
+    expect_rejected(c, "DELETE of an absent neighbour", [ok_neigh, delete(pb.Neighbour(interface="a-lan",
+                                                                                        address="10.0.0.200"))],
+                    NF, "operations[1]")
+    # A long batch whose LAST operation is bad: nothing of it applies.
+    good = [ok_tenant, create(pb.Interface(name="bad-if1", tenant="bad-t1", port="p1", vlan=800,
+                                           addresses=["10.80.0.1/24"]))]
+    good += [create(route_via("bad-t1", "10.%d.%d.0/24" % (81 + i // 256, i % 256), "bad-if1", "10.80.0.2"))
+             for i in range(2000)]
+    good.append(ok_neigh)
+    n = len(good)
+    expect_rejected(c, "a batch of %d good operations whose last one has VLAN 4095" % n,
+                    good + [create(pb.Interface(name="bad-if2", tenant="bad-t1", port="p1", vlan=4095))],
+                    IA, "operations[%d].interface.vlan" % n)
+    expect_rejected(c, "a batch of %d good operations whose last one deletes an absent route" % n,
+                    good + [delete(pb.Route(tenant="bad-t1", prefix="10.99.0.0/16"))], NF, "operations[%d]" % n)
+    # expected_version.
+    v = c.version()
+    for ev in (v + 1, v - 1 if v > 1 else v + 7, v + 1000):
+        expect_rejected(c, "expected_version %d while %d runs" % (ev, v), [ok_tenant], FP, "version",
+                        expected_version=ev)
+    err, res = rpc(c.apply, [ok_tenant], v)
+    R.check(err is None and res.changed == 1 and res.version > v,
+            "expected_version equal to the running version applies", short(err))
+    err, res2 = rpc(c.apply, [delete(pb.Tenant(name="bad-t1"))], res.version if res else 0)
+    R.check(err is None and res2.changed == 1, "expected_version from the last ApplyResponse applies", short(err))
+
+
+@test
+def resource_limits(f, d, c):
+    """Limits that only the apply (not the message) can find: still all or nothing."""
+    err, res = rpc(c.apply, [create(pb.Tenant(name="small-t", max_routes=16))] +
+                   [create(pb.Route(tenant="small-t", prefix="10.%d.0.0/16" % i, blackhole=pb.Blackhole()))
+                    for i in range(16)])
+    if R.check(err is None and res.changed == 17, "a tenant with max_routes 16 takes 16 routes", short(err)):
+        expect_rejected(c, "a batch whose 17th route exceeds the tenant's max_routes (16)",
+                        [create(route_leak("hosp-a", "10.250.0.0/16", "core"))] +
+                        [create(pb.Route(tenant="small-t", prefix="10.%d.0.0/16" % i, blackhole=pb.Blackhole()))
+                         for i in range(100, 101)],
+                        (C.RESOURCE_EXHAUSTED, C.FAILED_PRECONDITION, C.INVALID_ARGUMENT), "operations[1]")
+        err, _ = rpc(c.apply, [delete(pb.Route(tenant="small-t", prefix="10.%d.0.0/16" % i)) for i in range(16)] +
+                     [delete(pb.Tenant(name="small-t"))])
+        R.check(err is None, "deleting it again", short(err))
+    expect_rejected(c, "a port on a device EAL does not have",
+                    [create(pb.Port(name="p8", device="net_null7"))],
+                    (C.INVALID_ARGUMENT, C.FAILED_PRECONDITION, C.NOT_FOUND), "operations[0].port.device")
+    # More tenants (each a FIB of 2^24 entries, ~34 MB, maybe twice) than -m 1024 holds: the
+    # commit runs out of memory midway and must undo everything, and give the memory back.
+    rss0 = d.rss_kb()
+    expect_rejected(c, "a batch of 64 tenants, more than medix-dp's memory holds",
+                    [create(pb.Tenant(name="mem-%02d" % i, max_routes=1024)) for i in range(64)],
+                    (C.RESOURCE_EXHAUSTED,), "operations[", timeout=120)
+    R.info("(VmRSS %d MB before, %d MB after)" % (rss0 // 1024, d.rss_kb() // 1024))
+    ops = [create(pb.Tenant(name="mem-%02d" % i, max_routes=1024)) for i in range(4)]
+    err, res = rpc(c.apply, ops, 0, 60)
+    R.check(err is None and res.changed == 4, "after that, 4 tenants can still be created (memory given back)",
+            short(err))
+    if err is None:
+        rpc(c.apply, [delete(pb.Tenant(name="mem-%02d" % i)) for i in range(4)], 0, 60)
+
+
+@test
+def oversized_batch(f, d, c):
+    """proto: `operations` holds at most 1,000,000. 1,000,001 identical route CREATEs (hand-
+    encoded, ~36 MB) must be refused as a whole; exactly 1,000,000 are accepted (identical
+    creates: one change, the rest no-ops)."""
+    one = create(pb.Route(tenant="hosp-a", prefix="198.51.100.0/24",
+                          blackhole=pb.Blackhole())).SerializeToString()
+    t = time.monotonic()
+    raw = api.encode_apply([one] * 1000001)
+    err = expect_rejected(c, "a batch of 1,000,001 operations", None, (C.INVALID_ARGUMENT,),
+                          ["operations: ", "1000000", "1,000,000"], raw=raw, timeout=120)
+    R.info("(oversized batch answered in %.1f s: %s)" % (time.monotonic() - t, short(err)))
+    v0 = c.version()
+    t = time.monotonic()
+    err, res = rpc(c.raw_apply, api.encode_apply([one] * 1000000), timeout=120)
+    R.check(err is None and res.changed == 1 and res.version > v0,
+            "a batch of exactly 1,000,000 identical route CREATEs applies (changed 1)",
+            short(err) if err else "changed %d version %d -> %d" % (res.changed, v0, res.version))
+    R.info("(1,000,000-operation batch answered in %.1f s)" % (time.monotonic() - t))
+    rpc(c.apply, [delete(pb.Route(tenant="hosp-a", prefix="198.51.100.0/24"))])
+
+
+@test
+def unimplemented_kinds(f, d, c):
+    samples = [
+        pb.Tunnel(name="tun0", tenant="hosp-a", underlay_tenant="core", local_address="100.100.2.1",
+                  remote_address="100.100.2.9", encap_udp_port=4500, mtu=1400,
+                  local_selectors=["10.0.0.0/24"], remote_selectors=["10.9.0.0/24"]),
+        pb.SecurityAssociation(spi=0x1000, tunnel="tun0", inbound=True, cipher=pb.AES_GCM_128,
+                               cipher_key=bytes(20), replay_window=64),
+        pb.StaticMapping(tenant="hosp-a", tenant_prefix="10.0.0.0/16", core_prefix="100.64.1.0/16"),
+        pb.NaptPool(tenant="hosp-a", addresses=["100.64.9.1"], session_limit=1000),
+        pb.PolicyRule(name="allow-pacs", priority=10, from_tenant="hosp-a", to_tenant="core",
+                      destination_prefix="100.100.2.0/24", protocol=6, port_low=104, port_high=104, permit=True),
+    ]
+    for m in samples:
+        kind = api.FIELD_OF[type(m)]
+        expect_rejected(c, "CREATE %s (after a good op)" % kind,
+                        [create(pb.Tenant(name="unimpl-t", max_routes=1024)), create(m)],
+                        C.UNIMPLEMENTED, "operations[1]")
+        err, res = rpc(c.list_page, api.KIND_OF[kind])
+        R.check(err is None and not res.objects or err is not None and err.code() == C.UNIMPLEMENTED,
+                "List %s: empty or UNIMPLEMENTED" % kind, short(err))
+    err, _ = rpc(c.list_page, dp.KIND_UNSPECIFIED)
+    R.check(err is not None and err.code() == C.INVALID_ARGUMENT, "List KIND_UNSPECIFIED -> INVALID_ARGUMENT",
+            short(err))
+    err, _ = rpc(c.stub.Get, dp.GetRequest(), timeout=10)
+    R.check(err is not None and err.code() == C.INVALID_ARGUMENT, "Get without a key -> INVALID_ARGUMENT",
+            short(err))
+
+
+@test
+def list_paging(f, d, c):
+    n = 2500
+    routes = [route_via("core", "203.0.%d.%d/32" % (i // 256, i % 256), "core-1", "100.100.2.2") for i in range(n)]
+    err, res = rpc(c.apply, [create(r) for r in routes])
+    if not R.check(err is None and res.changed == n, "a batch of %d routes applies" % n, short(err)):
+        return
+    v = res.version
+    pages, token, got = 0, "", []
+    while True:
+        r = c.list_page("route", tenant="core", page_size=1000, page_token=token)
+        pages += 1
+        got.extend(r.objects)
+        if not r.next_page_token or pages > 10:
+            break
+        token = r.next_page_token
+    want = {x.SerializeToString(deterministic=True) for x in routes}
+    have = [api.inner(o).SerializeToString(deterministic=True) for o in got]
+    R.check(pages == 3 and want <= set(have) and len(have) == len(set(have)) == n + 1,
+            "List route tenant=core page_size=1000: 3 pages, every route once (2,500 + 1 configured)",
+            "%d pages, %d objects (%d distinct), %d of ours" % (pages, len(have), len(set(have)),
+                                                               len(want & set(have))))
+    objs, versions = c.list_all("route", tenant="hosp-a")
+    R.check(all(o.tenant == "hosp-a" for o in objs) and len(objs) == 1 and set(versions) == {v},
+            "List route tenant=hosp-a shows only hosp-a's route", "%d objects" % len(objs))
+    objs, _ = c.list_all("route", page_size=100000)
+    R.check(len(objs) == n + 2, "List route (every tenant) page_size=100000", "%d objects" % len(objs))
+    err, r = rpc(c.list_page, "route", "", 200000)
+    R.check(err is not None and err.code() == C.INVALID_ARGUMENT or err is None and len(r.objects) <= 100000,
+            "List page_size 200000: INVALID_ARGUMENT or at most 100,000 objects", short(err))
+    err, res = rpc(c.apply, [delete(r) for r in routes])
+    R.check(err is None and res.changed == n, "a batch deleting them applies", short(err))
+
+
+@test
+def concurrent_clients(f, d, c):
+    """Two clients, each on its own connection, applying 40 transactions at the same time."""
+    target = d.unix_target
+    results = {0: [], 1: []}
+    errors = []
+    barrier = threading.Barrier(2)
+
+    def worker(w):
+        cl = api.Client(target)
+        try:
+            barrier.wait(10)
+            for t in range(40):
+                ops = [create(route_via("core", "198.18.%d.%d/32" % (w * 100 + t, k), "core-1", "100.100.2.2"))
+                       for k in range(25)]
+                err, res = rpc(cl.apply, ops, 0, 30)
+                if err:
+                    errors.append((w, t, short(err)))
+                else:
+                    results[w].append(res)
+        finally:
+            cl.close()
+
+    v0 = c.version()
+    threads = [threading.Thread(target=worker, args=(w,)) for w in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    R.check(not errors and all(len(results[w]) == 40 for w in (0, 1)),
+            "two clients, 40 concurrent transactions each: all succeed", "errors %s" % errors[:3])
+    for w in (0, 1):
+        vs = [r.version for r in results[w]]
+        R.check(all(a < b for a, b in zip(vs, vs[1:])) and all(r.changed == 25 for r in results[w]),
+                "client %d: its versions strictly increase, every transaction changed 25" % w, str(vs[:10]))
+    allv = [r.version for w in (0, 1) for r in results[w]]
+    R.check(len(allv) == len(set(allv)) and min(allv or [0]) > v0,
+            "no two changing transactions got the same version", "%d versions, %d distinct" % (len(allv),
+                                                                                             len(set(allv))))
+    objs, versions = c.list_all("route", tenant="core")
+    ours = {o.prefix for o in objs if o.prefix.startswith("198.18.")}
+    R.check(len(ours) == 2000 and set(versions) == {max(allv or [0])} and c.version() == max(allv or [0]),
+            "final state: all 2,000 routes present, version = the last one returned",
+            "%d routes, list versions %s, last %s" % (len(ours), set(versions), max(allv or [0])))
+
+    # Compare-and-set: both read the version, both apply with expected_version = it.
+    outcomes = []
+    for rnd in range(15):
+        v = c.version()
+        got = {}
+
+        def racer(w):
+            cl = clients[w]
+            barrier.wait(10)
+            got[w] = rpc(cl.apply, [create(route_via("core", "198.19.%d.%d/32" % (rnd, w), "core-1", ""))], v, 30)
+
+        clients = [api.Client(target), api.Client(target)]
+        for cl in clients:
+            cl.wait_ready(10)
+        ts = [threading.Thread(target=racer, args=(w,)) for w in (0, 1)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(60)
+        for cl in clients:
+            cl.close()
+        oks = [w for w in (0, 1) if got.get(w, (1, None))[0] is None]
+        fps = [w for w in (0, 1) if got.get(w, (None, None))[0] is not None
+               and got[w][0].code() == C.FAILED_PRECONDITION]
+        present = {w for w in (0, 1) if rpc(c.get, pb.Route(tenant="core", prefix="198.19.%d.%d/32" % (rnd, w)))[0]
+                   is None}
+        outcomes.append((len(oks) == 1 and len(fps) == 1 and present == set(oks),
+                         [short(got.get(w, (None, None))[0]) for w in (0, 1)], sorted(present)))
+    bad = [o for o in outcomes if not o[0]]
+    R.check(not bad, "15 races of two clients with the same expected_version: exactly one applies, the other "
+            "gets FAILED_PRECONDITION", str(bad[:3]))
+    ops = [delete(pb.Route(tenant="core", prefix=p)) for p in sorted(
+        {o.prefix for o in c.list_all("route", tenant="core")[0] if o.prefix.startswith(("198.18.", "198.19."))})]
+    err, _ = rpc(c.apply, ops, 0, 60)
+    R.check(err is None, "deleting the %d race routes in one batch" % len(ops), short(err))
+
+
+@test
+def counters_and_runtime(f, d, c):
+    reasons = drop_reasons_from_source()
+    v = c.version()
+    c1 = c.counters()
+    now = time.time()
+    R.check(c1.version == v, "GetCounters reports the running version", "%d vs %d" % (c1.version, v))
+    R.check(abs(c1.timestamp_ns / 1e9 - now) < 5, "GetCounters timestamp_ns is CLOCK_REALTIME now",
+            "%.3f vs %.3f" % (c1.timestamp_ns / 1e9, now))
+    R.check(sorted(p.name for p in c1.ports) == ["p0", "p1"], "GetCounters lists the ports p0, p1",
+            str([p.name for p in c1.ports]))
+    R.check({"a-lan", "core-1"} <= {i.name for i in c1.interfaces}
+            and {"hosp-a", "core"} <= {t.name for t in c1.tenants},
+            "GetCounters lists every interface and tenant")
+    R.check([x.reason for x in c1.drops] == reasons and all(x.description for x in c1.drops),
+            "GetCounters drops: every reason of drop.h, in order, with descriptions",
+            str([x.reason for x in c1.drops]))
+    R.check([l.lcore for l in c1.lcores] == [1] and [x.reason for x in c1.lcores[0].drops] == reasons,
+            "GetCounters lcores: worker lcore 1 with every reason",
+            str([(l.lcore, len(l.drops)) for l in c1.lcores]))
+    time.sleep(0.3)
+    c2 = c.counters()
+    p0a = next((p for p in c1.ports if p.name == "p0"), None)
+    p0b = next((p for p in c2.ports if p.name == "p0"), None)
+    R.check(p0a and p0b and p0b.rx_packets > p0a.rx_packets > 0 and p0b.rx_bytes > p0a.rx_bytes,
+            "port p0 (net_null rx) rx_packets and rx_bytes grow between two GetCounters",
+            "%s -> %s" % (p0a and p0a.rx_packets, p0b and p0b.rx_packets))
+    total = sum(x.packets for x in c2.drops)
+    per = sum(x.packets for l in c2.lcores for x in l.drops)
+    R.check(abs(total - per) <= 0.01 * total and total <= 1.01 * p0b.rx_packets and total > 0,
+            "drops summed over lcores match the per-lcore drops (1%); net_null's junk frames are dropped",
+            "sum %d, per-lcore %d, p0 rx %d" % (total, per, p0b.rx_packets))
+    R.check(c2.timestamp_ns > c1.timestamp_ns and c2.events.icmp_sent >= c1.events.icmp_sent,
+            "timestamps and event counters never go back")
+
+    r1 = c.runtime()
+    time.sleep(0.3)
+    r2 = c.runtime()
+    R.check(abs(r1.tsc_hz - 2.6e9) < 2e9 and r1.tsc_hz > 5e8, "GetRuntime tsc_hz is plausible (%d)" % r1.tsc_hz)
+    names = [s.stage for s in r2.stages]
+    R.check("rx" in names and len(names) >= 3 and len(set(names)) == len(names),
+            "GetRuntime lists the stages (%s)" % ",".join(names))
+    s1 = {s.stage: s for s in r1.stages}
+    s2 = {s.stage: s for s in r2.stages}
+    R.check(s2["rx"].calls > s1["rx"].calls and s2["rx"].cycles > s1["rx"].cycles if "rx" in s1 else False,
+            "GetRuntime rx calls and cycles grow (the worker polls)")
+    bad = [s.stage for s in r2.stages if s.packets and abs(s.cycles_per_packet - s.cycles / s.packets) >
+           max(1.0, 0.01 * s.cycles_per_packet)]
+    R.check(not bad, "cycles_per_packet = cycles / packets for every stage", str(bad))
+    R.check([l.lcore for l in r2.lcores] == [1], "GetRuntime lcores: worker lcore 1",
+            str([l.lcore for l in r2.lcores]))
+    if r2.lcores:
+        per = {s.stage: s.cycles for s in r2.lcores[0].stages}
+        R.check(all(per.get(s.stage) == s.cycles for s in r2.stages),
+                "GetRuntime: summed stages equal lcore 1's with one worker")
+
+
+@test
+def watch_counters(f, d, c):
+    def collect(interval_ms, count, timeout):
+        call = c.stub.WatchCounters(dp.WatchCountersRequest(interval_ms=interval_ms), timeout=timeout)
+        snaps, t0 = [], time.monotonic()
+        err = None
+        try:
+            for s in call:
+                snaps.append((time.monotonic() - t0, s))
+                if len(snaps) >= count:
+                    break
+        except grpc.RpcError as e:
+            err = e
+        call.cancel()
+        return snaps, err
+
+    snaps, err = collect(200, 4, 10)
+    gaps = [(b[1].timestamp_ns - a[1].timestamp_ns) / 1e6 for a, b in zip(snaps, snaps[1:])]
+    R.check(len(snaps) >= 4 and all(120 <= g <= 600 for g in gaps),
+            "WatchCounters interval 200 ms: 4 snapshots, ~200 ms apart", "%s, gaps %s ms" % (short(err),
+                                                                                           [round(g) for g in gaps]))
+    if len(snaps) >= 2:
+        a, b = snaps[0][1], snaps[-1][1]
+        p0 = lambda s: next((p.rx_packets for p in s.ports if p.name == "p0"), 0)  # noqa: E731
+        R.check(p0(b) > p0(a) and b.version == c.version() and len(b.drops) == len(a.drops) > 0,
+                "WatchCounters snapshots carry growing counters, the version and every drop reason")
+    snaps, err = collect(0, 2, 10)
+    gaps = [(b[1].timestamp_ns - a[1].timestamp_ns) / 1e6 for a, b in zip(snaps, snaps[1:])]
+    R.check(len(snaps) >= 2 and all(800 <= g <= 1500 for g in gaps),
+            "WatchCounters interval 0: the default, 1000 ms", "%s, gaps %s" % (short(err), [round(g) for g in gaps]))
+    snaps, err = collect(10, 3, 10)
+    gaps = [(b[1].timestamp_ns - a[1].timestamp_ns) / 1e6 for a, b in zip(snaps, snaps[1:])]
+    R.check(err is not None and err.code() == C.INVALID_ARGUMENT or len(snaps) >= 3 and all(g >= 90 for g in gaps),
+            "WatchCounters interval 10 ms: INVALID_ARGUMENT or at least 100 ms apart",
+            "%s, gaps %s" % (short(err), [round(g) for g in gaps]))
+    # Clients that vanish mid-stream: the server goes on.
+    threads0 = d.threads()
+    for _ in range(10):
+        cl = api.Client(d.unix_target)
+        it = cl.stub.WatchCounters(dp.WatchCountersRequest(interval_ms=100), timeout=10)
+        next(it)
+        cl.close()
+    time.sleep(1)
+    err, _ = rpc(c.runtime)
+    R.check(err is None and d.alive(), "after 10 watchers closed their connections mid-stream, the server answers",
+            short(err))
+    R.info("(medix-dp threads: %s before the watchers, %s after)" % (threads0, d.threads()))
+
+
+def make_certs(tmp):
+    """Two CAs; a server certificate (localhost, 127.0.0.1) and a client certificate from CA 1;
+    a client certificate from CA 2."""
+    def run(*a):
+        subprocess.run(["openssl"] + list(a), check=True, capture_output=True, cwd=tmp, timeout=60)
+
+    def key(name):
+        run("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-out", name + ".key")
+
+    def ca(name):
+        key(name)
+        run("req", "-x509", "-new", "-key", name + ".key", "-out", name + ".crt", "-days", "2",
+            "-subj", "/CN=medix test " + name, "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+
+    def leaf(name, ca_name, cn, ext):
+        key(name)
+        run("req", "-new", "-key", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + cn)
+        with open(os.path.join(tmp, name + ".ext"), "w") as fh:
+            fh.write(ext)
+        run("x509", "-req", "-in", name + ".csr", "-CA", ca_name + ".crt", "-CAkey", ca_name + ".key",
+            "-CAcreateserial", "-out", name + ".crt", "-days", "2", "-extfile", name + ".ext")
+
+    ca("ca1")
+    ca("ca2")
+    leaf("server", "ca1", "localhost", "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    leaf("client1", "ca1", "medixctl", "extendedKeyUsage=clientAuth\n")
+    leaf("client2", "ca2", "intruder", "extendedKeyUsage=clientAuth\n")
+    return {n: open(os.path.join(tmp, n), "rb").read() for n in os.listdir(tmp) if n.endswith((".crt", ".key"))}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tls_tests(f):
+    certs_dir = os.path.join(f.tmp, "certs")
+    os.makedirs(certs_dir)
+    try:
+        certs = make_certs(certs_dir)
+    except Exception as e:  # noqa: BLE001
+        R.check(False, "make the test CA and certificates with openssl", str(e))
+        return
+    port = free_port()
+    p = lambda n: os.path.join(certs_dir, n)  # noqa: E731
+    try:
+        d = f.start(["--api-listen", "127.0.0.1:%d" % port, "--tls-cert", p("server.crt"),
+                     "--tls-key", p("server.key"), "--tls-client-ca", p("ca1.crt")])
+    except Exception as e:  # noqa: BLE001
+        R.check(False, "medix-dp starts with --api-listen 127.0.0.1:%d and mTLS options" % port, str(e))
+        return
+    R.check(True, "medix-dp starts with --api-listen 127.0.0.1:%d and mTLS options" % port)
+    target = "127.0.0.1:%d" % port
+    override = [("grpc.ssl_target_name_override", "localhost")]
+
+    def attempt(creds, secure=True):
+        cl = api.Client(target, creds, override) if secure else api.Client(target)
+        try:
+            return rpc(cl.runtime, 5)
+        finally:
+            cl.close()
+
+    good = grpc.ssl_channel_credentials(certs["ca1.crt"], certs["client1.key"], certs["client1.crt"])
+    err, res = attempt(good)
+    R.check(err is None and res.tsc_hz > 0, "TCP+mTLS: a client with a certificate from the configured CA is served",
+            short(err))
+    err, res = attempt(grpc.ssl_channel_credentials(certs["ca1.crt"]))
+    R.check(err is not None and res is None, "TCP+mTLS: a client without a certificate gets nothing",
+            "it was served" if err is None else "")
+    R.info("(no certificate: %s)" % short(err))
+    err, res = attempt(grpc.ssl_channel_credentials(certs["ca1.crt"], certs["client2.key"], certs["client2.crt"]))
+    R.check(err is not None and res is None,
+            "TCP+mTLS: a client with a certificate from another CA gets nothing",
+            "it was served" if err is None else "")
+    R.info("(other CA: %s)" % short(err))
+    # A client presenting CA 1's own self-signed CA certificate (not a leaf) with its key.
+    err, res = attempt(None, secure=False)
+    R.check(err is not None and res is None, "TCP+mTLS: a plaintext client gets nothing")
+    # Applying over TLS, and the unix socket still there.
+    cl = api.Client(target, good, override)
+    err, res = rpc(cl.apply, [create(pb.Tenant(name="tls-t", max_routes=1024))], 0, 10)
+    cl.close()
+    u = api.Client(d.unix_target)
+    err2, got = rpc(u.get, pb.Tenant(name="tls-t"))
+    u.close()
+    R.check(err is None and err2 is None, "TCP+mTLS: Apply works; the unix socket serves too and sees it",
+            short(err or err2))
+    st = os.stat(d.socket_path)
+    R.check(stat.S_IMODE(st.st_mode) == 0o600, "API socket has mode 0600 with --api-listen too")
+    rc, killed = d.stop()
+    R.check(rc == 0 and not killed, "medix-dp (TLS) exits 0 on SIGTERM", "status %s%s" % (rc, ", killed" if killed else ""))
+
+
+def shutdown_with_stream(f, d, c):
+    """SIGTERM while a WatchCounters stream is open: medix-dp must still exit 0 promptly."""
+    call = c.stub.WatchCounters(dp.WatchCountersRequest(interval_ms=100), timeout=60)
+    got = []
+
+    def reader():
+        try:
+            for s in call:
+                got.append(s)
+        except grpc.RpcError:
+            pass
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    rc, killed = d.stop(timeout=15)
+    R.check(rc == 0 and not killed, "medix-dp exits 0 on SIGTERM with a WatchCounters stream open",
+            "status %s%s after %.1f s" % (rc, ", had to be killed" if killed else "", time.monotonic() - t0))
+    R.info("(API socket left behind after exit: %s)" % d.socket_left)
+    t.join(5)
+    call.cancel()
+
+
+# --- main ----------------------------------------------------------------------------------
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--binary", default=os.environ.get("MEDIX_DP", os.path.join(ROOT, "build/dataplane/medix-dp")))
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    ap.add_argument("-k", action="append", default=[], help="run only tests whose name contains this")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("api: must run as root (DPDK)")
+        print("api: 0 passed, 1 failed")
+        return 1
+    api.self_test()
+
+    def on_alarm(signum, frame):
+        raise TimeoutError("the whole run took longer than %d s" % TOTAL_TIMEOUT)
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.signal(signal.SIGTERM, lambda s, fr: (_ for _ in ()).throw(KeyboardInterrupt("SIGTERM")))
+    signal.alarm(TOTAL_TIMEOUT)
+
+    f = Fixture(args)
+    d = c = None
+    try:
+        try:
+            d = f.start()
+            c = api.Client(d.unix_target)
+            c.wait_ready(10)
+            R.check(True, "medix-dp ready; the API answers on %s" % d.socket_path)
+        except Exception as e:  # noqa: BLE001
+            R.check(False, "medix-dp ready; the API answers on its unix socket", str(e))
+            return finish(f)
+        for t in TESTS:
+            if args.k and not any(k in t.__name__ for k in args.k):
+                continue
+            print("--- %s" % t.__name__, flush=True)
+            try:
+                t(f, d, c)
+            except grpc.RpcError as e:
+                R.check(False, "%s: unexpected RPC error" % t.__name__, short(e))
+            except (TimeoutError, KeyboardInterrupt):
+                raise
+            except Exception as e:  # noqa: BLE001
+                R.check(False, "%s: %s" % (t.__name__, type(e).__name__), "%s\n%s" % (e, traceback.format_exc()))
+            if not d.alive():
+                R.check(False, "medix-dp still running after %s" % t.__name__,
+                        "exit status %s:\n%s" % (d.proc.returncode, d.tail()))
+                return finish(f)
+        if not args.k or any(k in "shutdown_with_stream" for k in args.k):
+            print("--- shutdown_with_stream", flush=True)
+            shutdown_with_stream(f, d, c)
+        c.close()
+        if not args.k or any(k in "tls" for k in args.k):
+            print("--- tls", flush=True)
+            tls_tests(f)
+    except (TimeoutError, KeyboardInterrupt) as e:
+        R.check(False, "run interrupted", str(e))
+    return finish(f)
+
+
+def finish(f):
+    signal.alarm(0)
+    if R.failed:
+        for p in list(api._processes):
+            print("--- last lines of %s:" % p.log_path)
+            print(p.tail(15))
+        f.args.keep = True
+    f.close()
+    print("api: %d passed, %d failed" % (R.passed, R.failed), flush=True)
+    return 1 if R.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

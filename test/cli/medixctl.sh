@@ -1,0 +1,302 @@
+#!/usr/bin/env bash
+# medixctl against a running medix-dp on two net_null ports: every command in table and JSON
+# form, set/delete round trips, apply as one transaction, and server errors passed through with
+# their field path. Ends with "medixctl: N passed, M failed"; exits non-zero on a failure.
+#
+# MEDIX_DP and MEDIXCTL override the binaries (default: build/dataplane/medix-dp, build/cli/medixctl).
+set -u
+cd "$(dirname "$0")/../.."
+dp=${MEDIX_DP:-build/dataplane/medix-dp}
+ctl=${MEDIXCTL:-build/cli/medixctl}
+py=/usr/bin/python3
+prefix=medixctl-test-$$
+tmp=$(mktemp -d /tmp/medixctl-test.XXXXXX)
+passed=0 failed=0
+dp_pid=
+
+cleanup() {
+  if [ -n "$dp_pid" ]; then kill -TERM "$dp_pid" 2>/dev/null; wait "$dp_pid" 2>/dev/null; fi
+  rm -rf "$tmp" "/var/run/dpdk/$prefix"
+}
+trap cleanup EXIT
+
+pass() { echo "PASS $1"; passed=$((passed + 1)); }
+fail() {
+  echo "FAIL $1"
+  [ -n "${2:-}" ] && sed 's/^/  | /' <<<"$2" | tail -12
+  failed=$((failed + 1))
+}
+
+# Runs medixctl (-p PREFIX and the arguments); sets $out (stdout and stderr) and $rc.
+run() {
+  out=$(timeout 60 "$ctl" -p "$prefix" "$@" 2>&1)
+  rc=$?
+}
+
+# expect NAME STATUS PATTERN -- ARGS...: medixctl's exit status, and an extended regex one of
+# its output lines matches.
+expect() {
+  local name=$1 status=$2 pattern=$3
+  shift 4
+  run "$@"
+  if [ "$rc" -eq "$status" ] && grep -qE -- "$pattern" <<<"$out"; then
+    pass "$name"
+  else
+    fail "$name: exit $rc (want $status), no line matches /$pattern/; medixctl $*" "$out"
+  fi
+}
+
+# expect_not NAME PATTERN -- ARGS...: exit status 0 and no line matches.
+expect_not() {
+  local name=$1 pattern=$2
+  shift 3
+  run "$@"
+  if [ "$rc" -eq 0 ] && ! grep -qE -- "$pattern" <<<"$out"; then
+    pass "$name"
+  else
+    fail "$name: exit $rc, or a line matches /$pattern/; medixctl $*" "$out"
+  fi
+}
+
+# expect_json NAME PYTHON -- ARGS...: medixctl -o json exits 0 and prints JSON for which the
+# Python expression (over `d`, the parsed document) is true.
+expect_json() {
+  local name=$1 expression=$2
+  shift 3
+  out=$(timeout 60 "$ctl" -p "$prefix" -o json "$@" 2>"$tmp/stderr")
+  rc=$?
+  if [ "$rc" -eq 0 ] && $py -c "import json, sys
+d = json.loads(sys.stdin.read())
+sys.exit(0 if ($expression) else 1)" <<<"$out" 2>>"$tmp/stderr"; then
+    pass "$name"
+  else
+    fail "$name: exit $rc, or not JSON, or not ($expression); medixctl -o json $*" "$out$(cat "$tmp/stderr")"
+  fi
+}
+
+# The version a change printed: "version 7 (1 changed)".
+version_of() { sed -nE 's/^version ([0-9]+) \(([0-9]+) changed\)$/\1/p' <<<"$1"; }
+
+cat >"$tmp/ix.json" <<'JSON'
+{"schema_version": 1,
+ "ports": [{"name": "p0", "device": "net_null0"}, {"name": "p1", "device": "net_null1", "promiscuous": true}],
+ "tenants": [{"name": "a", "description": "Hospital A"}, {"name": "b"}, {"name": "core", "max_routes": 1024}],
+ "interfaces": [
+   {"name": "a-lan", "tenant": "a", "port": "p0", "vlan": 10, "addresses": ["10.0.0.1/24"]},
+   {"name": "b-lan", "tenant": "b", "port": "p0", "vlan": 20, "addresses": ["10.0.0.1/24"]},
+   {"name": "core0", "tenant": "core", "port": "p1", "vlan": 100, "inner_vlan": 7, "addresses": ["100.64.0.1/24"]}],
+ "routes": [
+   {"tenant": "a", "prefix": "100.64.0.0/16", "next_tenant": "core"},
+   {"tenant": "a", "prefix": "0.0.0.0/0", "via": {"interface": "a-lan", "address": "10.0.0.254"}},
+   {"tenant": "b", "prefix": "192.0.2.0/24", "blackhole": {"unreachable": true}}],
+ "neighbours": [{"interface": "a-lan", "address": "10.0.0.254", "mac": "02:00:00:00:00:fe"}]}
+JSON
+
+for binary in "$dp" "$ctl"; do
+  if [ ! -x "$binary" ]; then
+    echo "FAIL $binary is not built"
+    echo "medixctl: 0 passed, 1 failed"
+    exit 1
+  fi
+done
+
+"$dp" --no-huge -m 512 --no-pci --file-prefix "$prefix" -l 0,1 --vdev net_null0 --vdev net_null1 \
+  --log-level=error -- --config "$tmp/ix.json" >"$tmp/dp.log" 2>&1 &
+dp_pid=$!
+for _ in $(seq 300); do
+  grep -q "^medix-dp: ready" "$tmp/dp.log" && break
+  kill -0 "$dp_pid" 2>/dev/null || break
+  sleep 0.1
+done
+if ! grep -q "^medix-dp: ready" "$tmp/dp.log"; then
+  fail "medix-dp starts" "$(cat "$tmp/dp.log")"
+  echo "medixctl: $passed passed, $failed failed"
+  exit 1
+fi
+pass "medix-dp starts"
+
+# --- show: a list of every kind, one object of each
+expect "show ports" 0 '^p0 +net_null0 +1500 +up +off ' -- show ports
+expect "show ports: promiscuous p1" 0 '^p1 +net_null1 +1500 +up +on ' -- show ports
+expect "show tenants" 0 '^a +65536 +Hospital A$' -- show tenants
+expect "show tenants: max_routes" 0 '^core +1024 +-$' -- show tenants
+expect "show interfaces" 0 '^a-lan +a +p0 +10 +- +port +port +10\.0\.0\.1/24$' -- show interfaces
+expect "show interfaces: QinQ" 0 '^core0 +core +p1 +100 +7 +port +port +100\.64\.0\.1/24$' -- show interfaces
+expect "show routes: leak" 0 '^a +100\.64\.0\.0/16 +tenant core$' -- show routes
+expect "show routes: via" 0 '^a +0\.0\.0\.0/0 +via a-lan 10\.0\.0\.254$' -- show routes
+expect "show routes: blackhole" 0 '^b +192\.0\.2\.0/24 +blackhole unreachable$' -- show routes
+expect "show routes --tenant b" 0 '^b +192\.0\.2\.0/24 ' -- show routes --tenant b
+expect_not "show routes --tenant b: no other tenant" '^(a|core) ' -- show routes --tenant b
+expect "show neighbours" 0 '^a-lan +10\.0\.0\.254 +02:00:00:00:00:fe +static$' -- show neighbours
+# Kinds this medix-dp does not implement yet: an empty table, or the server's UNIMPLEMENTED.
+for kind in tunnels sas static-mappings napt-pools policy-rules; do
+  run show $kind
+  if { [ $rc -eq 0 ] && [ "$(wc -l <<<"$out")" -eq 1 ]; } || { [ $rc -eq 1 ] && grep -q '^medixctl: UNIMPLEMENTED: ' <<<"$out"; }; then
+    pass "show $kind"
+  else
+    fail "show $kind: exit $rc" "$out"
+  fi
+done
+expect "show port p0" 0 '^p0 +net_null0 ' -- show port p0
+expect "show tenant a" 0 '^a +65536 +Hospital A$' -- show tenant a
+expect "show interface b-lan" 0 '^b-lan +b +p0 +20 ' -- show interface b-lan
+expect "show route a 100.64.0.0/16" 0 '^a +100\.64\.0\.0/16 +tenant core$' -- show route a 100.64.0.0/16
+expect "show neighbour a-lan 10.0.0.254" 0 '^a-lan +10\.0\.0\.254 +02:00:00:00:00:fe +static$' -- \
+  show neighbour a-lan 10.0.0.254
+expect "show a missing tenant: NOT_FOUND" 1 '^medixctl: NOT_FOUND: ' -- show tenant nope
+
+# --- counters, drops, runtime (net_null ports receive all the time)
+expect "counters: ports" 0 '^p0 +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+$' -- counters
+expect "counters: interfaces" 0 '^a-lan +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+$' -- counters
+expect "counters: tenants" 0 '^core +[0-9]+ +[0-9]+ +[0-9]+$' -- counters
+expect "counters: events" 0 '^arp_requests_sent +[0-9]+$' -- counters
+expect_json "counters -o json" \
+  '{p["name"] for p in d["ports"]} == {"p0", "p1"} and int(d["ports"][0]["rx_packets"]) > 0 and len(d["drops"]) > 0' \
+  -- counters
+expect "drops: header" 0 '^REASON +PACKETS +DESCRIPTION$' -- drops
+expect_not "drops: no zero rows" '^[a-z0-9_]+ +0 ' -- drops
+expect "drops: net_null frames are dropped for a reason" 0 '^[a-z0-9_]+ +[1-9][0-9]* +[A-Za-z]' -- drops
+expect "drops --all: zeros too" 0 '^[a-z0-9_]+ +0 +[A-Za-z]' -- drops --all
+expect_json "drops --all -o json: every reason with a description" \
+  'len(d["drops"]) >= 5 and all(x["description"] for x in d["drops"])' -- drops --all
+expect "drops --lcore" 0 '^ +1 +[a-z0-9_]+ +[1-9][0-9]* ' -- drops --lcore
+expect "runtime: TSC" 0 '^TSC [0-9.]+ GHz$' -- runtime
+expect "runtime: stages" 0 '^[a-z0-9_]+ +[1-9][0-9]* +[0-9]+ +[0-9]+ +[0-9.]+ +[0-9.]+$' -- runtime
+expect "runtime --lcore" 0 '^ +1 +[a-z0-9_]+ +[1-9][0-9]* ' -- runtime --lcore
+expect_json "runtime -o json" 'int(d["tsc_hz"]) > 0 and len(d["stages"]) > 0 and "cycles_per_packet" in d["stages"][0]' \
+  -- runtime
+
+# --- watch counters: two intervals of 200 ms
+run watch counters --interval 200 --count 2
+if [ $rc -eq 0 ] && [ "$(grep -c 'per second over' <<<"$out")" -eq 2 ] && grep -qE '^p0 +[0-9.]+[kMG]? ' <<<"$out"; then
+  pass "watch counters --count 2"
+else
+  fail "watch counters --count 2: exit $rc" "$out"
+fi
+out=$(timeout 60 "$ctl" -p "$prefix" -o json watch counters --interval 200 --count 2 2>&1)
+rc=$?
+if [ $rc -eq 0 ] && $py -c 'import json, sys
+s = [json.loads(line) for line in sys.stdin.read().splitlines()]
+t = [int(x["timestamp_ns"]) for x in s]
+sys.exit(0 if len(s) == 3 and t[0] < t[1] < t[2] else 1)' <<<"$out"; then
+  pass "watch counters -o json: a snapshot per line"
+else
+  fail "watch counters -o json: exit $rc" "$out"
+fi
+
+# --- -o json of objects: the proto's field names
+expect_json "show tenants -o json" '{o["tenant"]["name"] for o in d["objects"]} == {"a", "b", "core"} and int(d["version"]) > 0' \
+  -- show tenants
+expect_json "show interfaces -o json: snake_case" \
+  '[o["interface"]["inner_vlan"] for o in d["objects"] if o["interface"]["name"] == "core0"] == [7]' -- show interfaces
+expect_json "show route -o json" 'd["object"]["route"]["via"] == {"interface": "a-lan", "address": "10.0.0.254"}' \
+  -- show route a 0.0.0.0/0
+
+# --- set and delete round trips
+expect "set tenant: create" 0 '^version [0-9]+ \(1 changed\)$' -- set tenant d description Dental max-routes 2048
+v1=$(version_of "$out")
+expect "show the new tenant" 0 '^d +2048 +Dental$' -- show tenant d
+expect "set tenant: update one field" 0 '^version [0-9]+ \(1 changed\)$' -- set tenant d description "Dental care"
+v2=$(version_of "$out")
+if [ -n "$v1" ] && [ -n "$v2" ] && [ "$v2" -gt "$v1" ]; then pass "a change moves the version on"; else fail "version $v1 then $v2"; fi
+expect "set changes only the fields given" 0 '^d +2048 +Dental care$' -- show tenant d
+expect "set an identical tenant: no-op" 0 "^version $v2 \\(0 changed\\)\$" -- set tenant d description "Dental care"
+expect "set interface: create" 0 '^version [0-9]+ \(1 changed\)$' -- \
+  set interface d-lan tenant d port p1 vlan 40 address 10.4.0.1/24 address 10.5.0.1/24
+expect "show the new interface" 0 '^d-lan +d +p1 +40 +- +port +port +10\.4\.0\.1/24,10\.5\.0\.1/24$' -- show interface d-lan
+expect "set interface mtu keeps the rest" 0 '^version ' -- set interface d-lan mtu 1400
+expect "show interface after mtu" 0 '^d-lan +d +p1 +40 +- +1400 +port +10\.4\.0\.1/24,10\.5\.0\.1/24$' -- show interface d-lan
+expect "set interface: QinQ and MAC" 0 '^version ' -- set interface d-lan inner-vlan 41 mac 02:00:00:00:0d:01
+expect "show interface after QinQ" 0 '^d-lan +d +p1 +40 +41 +1400 +02:00:00:00:0d:01 ' -- show interface d-lan
+expect "set route via" 0 '^version [0-9]+ \(1 changed\)$' -- set route d 10.9.0.0/16 via d-lan 10.4.0.254
+expect "show route via" 0 '^d +10\.9\.0\.0/16 +via d-lan 10\.4\.0\.254$' -- show route d 10.9.0.0/16
+expect "set route via, connected" 0 '^version ' -- set route d 10.9.0.0/16 via d-lan
+expect "show route connected" 0 '^d +10\.9\.0\.0/16 +via d-lan$' -- show route d 10.9.0.0/16
+expect "set route tenant" 0 '^version ' -- set route d 10.9.0.0/16 tenant core
+expect "show route tenant" 0 '^d +10\.9\.0\.0/16 +tenant core$' -- show route d 10.9.0.0/16
+expect "set route blackhole unreachable" 0 '^version ' -- set route d 10.9.0.0/16 blackhole unreachable
+expect "show route blackhole" 0 '^d +10\.9\.0\.0/16 +blackhole unreachable$' -- show route d 10.9.0.0/16
+expect "set route local" 0 '^version ' -- set route d 10.4.0.9/32 local
+expect "show route local" 0 '^d +10\.4\.0\.9/32 +local$' -- show routes --tenant d
+expect "set neighbour" 0 '^version [0-9]+ \(1 changed\)$' -- set neighbour d-lan 10.4.0.254 02:00:00:00:00:77
+expect "show neighbour" 0 '^d-lan +10\.4\.0\.254 +02:00:00:00:00:77 +static$' -- show neighbour d-lan 10.4.0.254
+expect "set neighbour: new MAC" 0 '^version [0-9]+ \(1 changed\)$' -- set neighbour d-lan 10.4.0.254 02:00:00:00:00:78
+expect "show neighbour: new MAC" 0 '^d-lan +10\.4\.0\.254 +02:00:00:00:00:78 +static$' -- show neighbours
+expect "set port mtu" 0 '^version [0-9]+ \(1 changed\)$' -- set port p1 mtu 9000
+expect "show port mtu" 0 '^p1 +net_null1 +9000 +up +on ' -- show port p1
+expect "set port down, promiscuous off" 0 '^version ' -- set port p1 down promiscuous off
+expect "show port down" 0 '^p1 +net_null1 +9000 +down +off ' -- show port p1
+expect "set port up" 0 '^version ' -- set port p1 up mtu 1500 promiscuous on
+expect "show port up" 0 '^p1 +net_null1 +1500 +up +on ' -- show port p1
+expect_json "set -o json" 'int(d["version"]) > 0 and d["changed"] == 1' -- set tenant d max-routes 4096
+expect "delete neighbour" 0 '^version [0-9]+ \(1 changed\)$' -- delete neighbour d-lan 10.4.0.254
+expect "deleted neighbour is gone" 1 '^medixctl: NOT_FOUND: ' -- show neighbour d-lan 10.4.0.254
+expect "delete route" 0 '^version [0-9]+ \(1 changed\)$' -- delete route d 10.9.0.0/16
+expect "delete route local" 0 '^version ' -- delete route d 10.4.0.9/32
+expect "deleted route is gone" 1 '^medixctl: NOT_FOUND: ' -- show route d 10.9.0.0/16
+expect "delete interface" 0 '^version [0-9]+ \(1 changed\)$' -- delete interface d-lan
+expect "delete tenant" 0 '^version [0-9]+ \(1 changed\)$' -- delete tenant d
+expect "deleted tenant is gone" 1 '^medixctl: NOT_FOUND: ' -- show tenant d
+expect "delete a missing tenant: NOT_FOUND" 1 '^medixctl: NOT_FOUND: ' -- delete tenant d
+expect "delete a tenant still in use is refused" 1 '^medixctl: [A-Z_]+: ' -- delete tenant a
+
+# --- apply: one transaction of CREATE (absent) and UPDATE (present)
+cat >"$tmp/apply.json" <<'JSON'
+{"schema_version": 1,
+ "tenants": [{"name": "a", "description": "Hospital A, north"}, {"name": "c", "description": "Clinic C"}],
+ "interfaces": [{"name": "c-lan", "tenant": "c", "port": "p1", "vlan": 30, "addresses": ["10.3.0.1/24"]}],
+ "routes": [{"tenant": "c", "prefix": "100.64.0.0/16", "next_tenant": "core"},
+            {"tenant": "a", "prefix": "100.64.0.0/16", "next_tenant": "core"}]}
+JSON
+expect "apply: creates and updates" 0 '^version [0-9]+ \(4 changed\)$' -- apply "$tmp/apply.json"
+v1=$(version_of "$out")
+expect "apply: the update" 0 '^a +65536 +Hospital A, north$' -- show tenant a
+expect "apply: the creates" 0 '^c +100\.64\.0\.0/16 +tenant core$' -- show routes --tenant c
+expect "apply again: nothing changes" 0 "^version $v1 \\(0 changed\\)\$" -- apply "$tmp/apply.json"
+expect_json "apply -o json" "int(d['version']) == $v1 and d['changed'] == 0" -- apply "$tmp/apply.json"
+
+# A bad object anywhere rejects the whole file, with the server's field path and its place in the file.
+cat >"$tmp/bad.json" <<'JSON'
+{"schema_version": 1,
+ "tenants": [{"name": "e"}],
+ "interfaces": [{"name": "e-lan", "tenant": "e", "port": "p1", "vlan": 50},
+                {"name": "e-wan", "tenant": "e", "port": "p1", "vlan": 5000}]}
+JSON
+expect "apply a bad file: the field path" 1 \
+  '^medixctl: INVALID_ARGUMENT: operations\[2\]\.interface\.vlan: 5000 is out of range 0\.\.4094$' -- apply "$tmp/bad.json"
+expect "apply a bad file: its place in the file" 1 '^medixctl: operations\[2\] is interfaces\[1\] in ' -- apply "$tmp/bad.json"
+expect "apply a bad file: nothing applied" 1 '^medixctl: NOT_FOUND: ' -- show tenant e
+expect "apply a bad file: the version stays" 0 "^version $v1 \\(0 changed\\)\$" -- apply "$tmp/apply.json"
+echo '{"schema_version": 1, "tenantz": []}' >"$tmp/typo.json"
+expect "apply: an unknown field in the file" 1 "^medixctl: $tmp/typo.json: .*tenantz" -- apply "$tmp/typo.json"
+expect "apply: a missing file" 1 "^medixctl: $tmp/none.json: cannot read the file$" -- apply "$tmp/none.json"
+
+# --- server errors are printed as they come, exit status 1
+expect "bad vlan: the server's field path" 1 \
+  '^medixctl: INVALID_ARGUMENT: operations\[0\]\.interface\.vlan: 5000 is out of range 0\.\.4094$' -- \
+  set interface x tenant a port p0 vlan 5000
+expect "bad prefix: the server's field path" 1 '^medixctl: INVALID_ARGUMENT: operations\[0\]\.route\.prefix: ' -- \
+  set route a 10.0.0.0/33 local
+expect "an interface in a missing tenant" 1 '^medixctl: [A-Z_]+: operations\[0\]\.interface\.tenant: ' -- \
+  set interface x tenant nope port p0 vlan 77
+
+# --- usage errors exit 2
+expect "no command" 2 '^medixctl: missing a command$' --
+expect "unknown command" 2 '^medixctl: unknown command "frobnicate"$' -- frobnicate
+expect "unknown kind" 2 '^medixctl: "widgets" is not a kind of object$' -- show widgets
+expect "set route without a target" 2 '^medixctl: set route: missing the target' -- set route a 10.0.0.0/8
+expect "a number that is not" 2 '^medixctl: vlan: "ten" is not a number' -- set interface x vlan ten
+expect "a key too short" 2 '^medixctl: missing the route.s prefix$' -- delete route a
+out=$(timeout 10 "$ctl" --dp unix:///nonexistent -p x show tenants 2>&1)
+rc=$?
+if [ $rc -eq 2 ]; then pass "--dp and -p together"; else fail "--dp and -p together: exit $rc" "$out"; fi
+out=$(timeout 30 "$ctl" -p "$prefix-absent" show tenants 2>&1)
+rc=$?
+if [ $rc -eq 1 ] && grep -q '^medixctl: UNAVAILABLE: ' <<<"$out"; then
+  pass "no medix-dp: UNAVAILABLE"
+else
+  fail "no medix-dp: exit $rc" "$out"
+fi
+
+echo "medixctl: $passed passed, $failed failed"
+[ $failed -eq 0 ]

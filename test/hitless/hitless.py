@@ -1,0 +1,375 @@
+#!/usr/bin/python3
+"""The API side of the hitless test (test/hitless/run.sh): medix-dp's gRPC client.
+
+  hitless.py setup  --target T --dst-mac M --other-mac M     static neighbours for the hosts
+  hitless.py state  --target T --out FILE                    objects + counters as JSON
+  hitless.py churn  --target T --out FILE [--budget S] [--min-seconds S]
+  hitless.py check  --dir DIR                                PASS/FAIL lines from the results
+
+The churn: 10,000 route changes (4,000 routes created in batches of 100, 1,000 of them updated,
+500 single-route create + delete transactions, the 4,000 deleted in batches of 100) in tenants
+`hosp` and `core`, none covering the traffic's destination; interleaved with them, tenants and
+interfaces the traffic does not use are added and removed (also on the traffic's own ports), and
+the routes the traffic does use are replaced by equivalent ones, in a 7-step cycle:
+
+  S0   hosp 198.18.0.0/16 -> next_tenant core; core 198.18.5.0/24 via dst-lan 100.100.2.10
+  a    UPDATE core 198.18.5.0/24 via 100.100.2.11 (the same host, its second address)
+  b,c  CREATE hosp 198.18.5.0/24 -> core; DELETE hosp 198.18.0.0/16       (make before break)
+  d,e  CREATE core 198.18.5.0/25 via .10; DELETE core 198.18.5.0/24        (more specific first)
+  f    one transaction: DELETE core 198.18.5.0/25 + CREATE core 198.18.5.0/24 via .10
+  g    one transaction: CREATE hosp 198.18.0.0/16 -> core + DELETE hosp 198.18.5.0/24  (= S0)
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "api"))
+from google.protobuf import json_format  # noqa: E402
+
+import medixapi as api  # noqa: E402
+from medixapi import pb, create, update, delete, route_via, route_leak, rpc  # noqa: E402
+
+DST_GW, DST_GW2, OTHER_GW = "100.100.2.10", "100.100.2.11", "100.100.3.10"
+
+
+def connect(target):
+    c = api.Client(target)
+    c.wait_ready(10)
+    return c
+
+
+def cmd_setup(args):
+    c = connect(args.target)
+    r = c.apply([create(pb.Neighbour(interface="dst-lan", address=DST_GW, mac=args.dst_mac)),
+                 create(pb.Neighbour(interface="dst-lan", address=DST_GW2, mac=args.dst_mac)),
+                 create(pb.Neighbour(interface="other-lan", address=OTHER_GW, mac=args.other_mac))])
+    print("setup: 3 static neighbours, version %d" % r.version)
+    return 0
+
+
+def cmd_state(args):
+    c = connect(args.target)
+    out = {"objects": {}}
+    versions = set()
+    for kind in api.IMPLEMENTED_KINDS:
+        objs, vs = c.list_all(kind)
+        versions.update(vs)
+        out["objects"][kind] = sorted(json.dumps(json_format.MessageToDict(o), sort_keys=True) for o in objs)
+    cn = c.counters()
+    out["counters"] = json_format.MessageToDict(cn, preserving_proto_field_name=True)
+    out["version"] = cn.version
+    out["list_versions"] = sorted(versions)
+    with open(args.out, "w") as f:
+        json.dump(out, f)
+    return 0
+
+
+def swap_steps():
+    """One cycle of replacements of the routes the traffic uses; each item: (label, ops)."""
+    core, hosp = "core", "hosp"
+    return [
+        ("a: core /24 re-pointed to the equivalent next hop",
+         [update(route_via(core, "198.18.5.0/24", "dst-lan", DST_GW2))]),
+        ("b: hosp /24 leak added under the /16", [create(route_leak(hosp, "198.18.5.0/24", core))]),
+        ("c: hosp /16 leak removed", [delete(pb.Route(tenant=hosp, prefix="198.18.0.0/16"))]),
+        ("d: core /25 added under the /24", [create(route_via(core, "198.18.5.0/25", "dst-lan", DST_GW))]),
+        ("e: core /24 removed", [delete(pb.Route(tenant=core, prefix="198.18.5.0/24"))]),
+        ("f: core /25 replaced by /24 in one transaction",
+         [delete(pb.Route(tenant=core, prefix="198.18.5.0/25")),
+          create(route_via(core, "198.18.5.0/24", "dst-lan", DST_GW))]),
+        ("g: hosp /24 replaced by /16 in one transaction",
+         [create(route_leak(hosp, "198.18.0.0/16", core)),
+          delete(pb.Route(tenant=hosp, prefix="198.18.5.0/24"))]),
+    ]
+
+
+def side_steps(k):
+    """One cycle of tenants and interfaces the traffic does not use (k: cycle number)."""
+    t = "spare-%d" % k
+    return [
+        ("tenant %s with an interface on p2 and a default route" % t,
+         [create(pb.Tenant(name=t, description="hitless spare", max_routes=1024)),
+          create(pb.Interface(name=t + "-if", tenant=t, port="p2", vlan=100 + k, addresses=["10.200.%d.1/24" % k])),
+          create(route_via(t, "0.0.0.0/0", t + "-if", "10.200.%d.2" % k))]),
+        ("VLAN interfaces on the traffic's ports p0 (hosp) and p1 (core)",
+         [create(pb.Interface(name="hosp-x%d" % k, tenant="hosp", port="p0", vlan=400 + k,
+                              addresses=["10.201.%d.1/24" % k])),
+          create(pb.Interface(name="core-x%d" % k, tenant="core", port="p1", vlan=300 + k, inner_vlan=7,
+                              addresses=["100.101.%d.1/24" % k]))]),
+        ("a leak from hosp into %s; its description updated" % t,
+         [create(route_leak("hosp", "10.202.%d.0/24" % k, t)),
+          update(pb.Tenant(name=t, description="hitless spare, updated", max_routes=1024))]),
+        ("the leak and the VLAN interfaces removed",
+         [delete(pb.Route(tenant="hosp", prefix="10.202.%d.0/24" % k)),
+          delete(pb.Interface(name="hosp-x%d" % k)), delete(pb.Interface(name="core-x%d" % k))]),
+        ("%s's route and interface removed" % t,
+         [delete(pb.Route(tenant=t, prefix="0.0.0.0/0")), delete(pb.Interface(name=t + "-if"))]),
+        ("tenant %s removed" % t, [delete(pb.Tenant(name=t))]),
+    ]
+
+
+def churn_route(i):
+    prefix = "20.%d.%d.0/24" % (i >> 8, i & 255)
+    if i % 2 == 0:
+        return route_via("core", prefix, "other-lan", OTHER_GW)
+    return route_leak("hosp", prefix, "core")
+
+
+def churn_route_updated(i):
+    prefix = "20.%d.%d.0/24" % (i >> 8, i & 255)
+    if i % 2 == 0:
+        return pb.Route(tenant="core", prefix=prefix, blackhole=pb.Blackhole())
+    return pb.Route(tenant="hosp", prefix=prefix, blackhole=pb.Blackhole(unreachable=True))
+
+
+def route_plan():
+    """(route changes, ops) per transaction: 10,000 route changes in all."""
+    n, b = 4000, 100
+    for s in range(0, n, b):
+        yield [create(churn_route(i)) for i in range(s, s + b)]
+    for s in range(0, 1000, b):
+        yield [update(churn_route_updated(i)) for i in range(s, s + b)]
+    for j in range(500):
+        r = route_via("core", "21.%d.%d.0/24" % (j >> 8, j & 255), "other-lan", OTHER_GW)
+        yield [create(r)]
+        yield [delete(pb.Route(tenant="core", prefix=r.prefix))]
+    for s in range(0, n, b):
+        yield [delete(pb.Route(tenant=churn_route(i).tenant, prefix=churn_route(i).prefix))
+               for i in range(s, s + b)]
+
+
+def cmd_churn(args):
+    c = connect(args.target)
+    t0 = time.monotonic()
+    log = {"route_changes": 0, "route_transactions": 0, "swaps": 0, "swap_cycles": 0, "side_steps": 0,
+           "side_cycles": 0, "errors": [], "versions_increase": True, "latencies_ms": [],
+           "swap_latencies_ms": [], "completed": False}
+    last_version = [c.version()]
+    log["version_before"] = last_version[0]
+
+    def do(label, ops, kind):
+        t = time.monotonic()
+        err, res = rpc(c.apply, ops, 0, 60)
+        ms = (time.monotonic() - t) * 1000
+        if err is not None:
+            log["errors"].append("%s: %s %s" % (label, err.code().name, err.details()))
+            return False
+        if res.changed != len(ops):
+            log["errors"].append("%s: changed %d of %d" % (label, res.changed, len(ops)))
+        if res.version <= last_version[0]:
+            log["versions_increase"] = False
+            log["errors"].append("%s: version %d after %d" % (label, res.version, last_version[0]))
+        last_version[0] = res.version
+        if kind == "route":
+            log["latencies_ms"].append(round(ms, 2))
+        elif kind == "swap":
+            log["swap_latencies_ms"].append(round(ms, 2))
+        return True
+
+    swaps = swap_steps()
+    swap_i = 0
+    side_k, side_i = 0, 0
+    sides = side_steps(0)
+    every = args.every
+
+    def side_step():
+        nonlocal swap_i, side_k, side_i, sides
+        # Alternate: a replacement of the traffic's route, then a tenant/interface step.
+        if (log["swaps"] + log["side_steps"]) % 2 == 0:
+            label, ops = swaps[swap_i]
+            if not do("swap " + label, ops, "swap"):
+                return False
+            log["swaps"] += 1
+            swap_i = (swap_i + 1) % len(swaps)
+            if swap_i == 0:
+                log["swap_cycles"] += 1
+        else:
+            label, ops = sides[side_i]
+            if not do("side " + label, ops, "side"):
+                return False
+            log["side_steps"] += 1
+            side_i += 1
+            if side_i == len(sides):
+                side_i = 0
+                side_k += 1
+                log["side_cycles"] += 1
+                sides = side_steps(side_k)
+        return True
+
+    ok = True
+    for n, ops in enumerate(route_plan()):
+        if time.monotonic() - t0 > args.budget:
+            log["errors"].append("budget of %d s spent after %d route changes" % (args.budget, log["route_changes"]))
+            ok = False
+            break
+        if not do("route transaction %d" % n, ops, "route"):
+            ok = False
+            break
+        log["route_changes"] += len(ops)
+        log["route_transactions"] += 1
+        if n % every == every - 1 and not side_step():
+            ok = False
+            break
+    # Keep replacing the traffic's route (and churning spares) until min-seconds, then finish
+    # the open cycles so that the end state is the start state.
+    while ok and time.monotonic() - t0 < args.min_seconds:
+        if not side_step():
+            ok = False
+        time.sleep(0.05)
+    while ok and (swap_i != 0 or side_i != 0):
+        if swap_i != 0:
+            label, ops = swaps[swap_i]
+            ok = do("swap " + label, ops, "swap")
+            log["swaps"] += 1
+            swap_i = (swap_i + 1) % len(swaps)
+            if swap_i == 0:
+                log["swap_cycles"] += 1
+        else:
+            label, ops = sides[side_i]
+            ok = do("side " + label, ops, "side")
+            log["side_steps"] += 1
+            side_i = (side_i + 1) % len(sides)
+            if side_i == 0:
+                log["side_cycles"] += 1
+    log["completed"] = ok and log["route_changes"] == 10000
+    log["seconds"] = round(time.monotonic() - t0, 2)
+    log["version_after"] = last_version[0]
+    with open(args.out, "w") as f:
+        json.dump(log, f)
+    print("churn: %d route changes in %d transactions, %d swaps, %d side steps, %.1f s, %d errors"
+          % (log["route_changes"], log["route_transactions"], log["swaps"], log["side_steps"], log["seconds"],
+             len(log["errors"])))
+    return 0 if ok else 1
+
+
+def pct(values, p):
+    if not values:
+        return None
+    v = sorted(values)
+    return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
+
+
+def load(d, name):
+    try:
+        with open(os.path.join(d, name)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def cmd_check(args):
+    d = args.dir
+    sent, dst, other = load(d, "sent.json"), load(d, "recv-dst.json"), load(d, "recv-other.json")
+    churn, before, after = load(d, "churn.json"), load(d, "state-before.json"), load(d, "state-after.json")
+    kern = load(d, "kernel.json") or {}
+    out = []
+
+    def check(ok, name, detail=""):
+        out.append(("PASS " if ok else "FAIL ") + name + ("" if ok or not detail else ": " + detail))
+
+    if churn:
+        lat = churn["latencies_ms"]
+        check(churn["completed"] and not churn["errors"],
+              "churn: %d route changes in %d transactions (+%d replacements of the traffic's routes, "
+              "%d tenant/interface steps) in %.1f s"
+              % (churn["route_changes"], churn["route_transactions"], churn["swaps"], churn["side_steps"],
+                 churn["seconds"]), "; ".join(churn["errors"][:5]))
+        check(churn["swaps"] >= 7 and churn["side_steps"] >= 6,
+              "churn: at least one full cycle of route replacements (%d cycles) and of tenant/interface "
+              "changes (%d cycles)" % (churn["swap_cycles"], churn["side_cycles"]))
+        check(churn["versions_increase"], "every change returned a higher version (%d -> %d)"
+              % (churn["version_before"], churn["version_after"]))
+        print("     transaction latency: routes p50 %s ms, p99 %s ms, max %s ms; route replacements p50 %s ms, "
+              "max %s ms" % (pct(lat, 50), pct(lat, 99), max(lat) if lat else None,
+                             pct(churn["swap_latencies_ms"], 50), max(churn["swap_latencies_ms"] or [0])))
+    else:
+        check(False, "churn results", "no churn.json")
+    if before and after:
+        same = before["objects"] == after["objects"]
+        diff = []
+        for k in before["objects"]:
+            a, b = set(before["objects"][k]), set(after["objects"][k])
+            if a != b:
+                diff.append("%s: +%s -%s" % (k, sorted(b - a)[:3], sorted(a - b)[:3]))
+        check(same, "after the churn every object is as before (%s)" %
+              ", ".join("%d %ss" % (len(v), k) for k, v in before["objects"].items()), "; ".join(diff))
+        check(len(after["list_versions"]) == 1 and after["version"] == after["list_versions"][0]
+              and (not churn or after["version"] == churn["version_after"]),
+              "reads agree on the final version (%d)" % after["version"])
+    else:
+        check(False, "state before and after the churn", "missing state-before/after.json")
+    if not (sent and dst and other):
+        check(False, "traffic results", "missing sent/recv-dst/recv-other.json")
+        return report(out)
+    print("     traffic: %d sent in %.1f s (%d pps); received at dst %d (%d distinct), at the other host %d"
+          % (sent["sent"], sent["seconds"], sent["pps"], dst["received"], dst["distinct"], other["received"]))
+    check(sent["sent"] > 0 and sent["pps"] >= 0.9 * sent["target_pps"],
+          "the sender kept its rate (%d of %d pps)" % (sent["pps"], sent["target_pps"]))
+    lost = dst.get("missing_count")
+    lost_str = "lost %s: first missing %s" % (lost, dst.get("missing", [])[:20])
+    check(lost == 0 and dst["distinct"] == sent["sent"],
+          "every one of the %d sequence numbers arrived at dst (0 lost)" % sent["sent"],
+          lost_str + "; " + diagnose(kern, sent, dst))
+    check(dst["duplicates"] == 0 and dst.get("beyond_expect", 0) == 0,
+          "no sequence number arrived twice (%d duplicates)" % dst["duplicates"])
+    check(other["received"] == 0 and other["foreign"] == 0 and dst["foreign"] == 0,
+          "nothing misrouted: the other host got %d, foreign datagrams at dst %d" % (other["received"],
+                                                                                       dst["foreign"]))
+    if dst["reordered"]:
+        print("     (%d datagrams arrived after a higher sequence number)" % dst["reordered"])
+    if after:
+        cn = after["counters"]
+        drops = {x["reason"]: int(x.get("packets", 0)) for x in cn.get("drops", [])}
+        nz = {k: v for k, v in drops.items() if v}
+        check(drops and not nz, "medix-dp drops all zero (%d reasons)" % len(drops), str(nz))
+        txd = {p["name"]: int(p.get("tx_dropped", 0)) for p in cn.get("ports", [])}
+        check(not any(txd.values()), "medix-dp ports tx_dropped all zero", str(txd))
+        ports = {p["name"]: p for p in cn.get("ports", [])}
+        p0rx = int(ports.get("p0", {}).get("rx_packets", 0))
+        p1tx = int(ports.get("p1", {}).get("tx_packets", 0))
+        print("     medix-dp: p0 rx %d, p1 tx %d, p2 tx %s; host src eth0 tx %s, dst eth0 rx %s"
+              % (p0rx, p1tx, ports.get("p2", {}).get("tx_packets", 0), kern.get("src_tx"), kern.get("dst_rx")))
+    return report(out)
+
+
+def diagnose(kern, sent, dst):
+    """Where along the path the difference appears (kernel and medix-dp counters)."""
+    return ("src eth0 tx %s -> root veth rx %s -> medix-dp p0 rx %s -> p1 tx %s -> dst eth0 rx %s -> "
+            "socket %d (UDP RcvbufErrors %s)" % (kern.get("src_tx"), kern.get("src_peer_rx"), kern.get("p0_rx"),
+                                                 kern.get("p1_tx"), kern.get("dst_rx"), dst["received"],
+                                                 kern.get("dst_rcvbuf_errors")))
+
+
+def report(lines):
+    for line in lines:
+        print(line)
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("setup")
+    a.add_argument("--target", required=True)
+    a.add_argument("--dst-mac", required=True)
+    a.add_argument("--other-mac", required=True)
+    a = sub.add_parser("state")
+    a.add_argument("--target", required=True)
+    a.add_argument("--out", required=True)
+    a = sub.add_parser("churn")
+    a.add_argument("--target", required=True)
+    a.add_argument("--out", required=True)
+    a.add_argument("--budget", type=float, default=80, help="give up the route plan after S seconds")
+    a.add_argument("--min-seconds", type=float, default=15, help="keep replacing routes until S seconds")
+    a.add_argument("--every", type=int, default=15, help="a replacement or tenant step every N route txns")
+    a = sub.add_parser("check")
+    a.add_argument("--dir", required=True)
+    args = ap.parse_args()
+    return {"setup": cmd_setup, "state": cmd_state, "churn": cmd_churn, "check": cmd_check}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Hitless updates: traffic keeps flowing through medix-dp, with not one packet lost, duplicated or
+# misrouted, while a gRPC client changes its tables underneath.
+#
+#   src-lan    10.0.0.10 ── p0 ─┐                ┌─ p1 ── 100.100.2.10, .11  dst-lan (tenant core)
+#   (tenant hosp)               ├── medix-dp ────┤        198.18.5.10 on lo: the traffic's target
+#                               │                └─ p2 ── 100.100.3.10       other-lan (tenant core)
+#
+# src sends UDP with sequence numbers to 198.18.5.10 at HITLESS_PPS (default 20,000/s): hosp
+# leaks 198.18.0.0/16 to core, core routes 198.18.5.0/24 via dst (static neighbours). dst counts
+# every sequence number; other-lan listens too and must get nothing. Meanwhile
+# test/hitless/hitless.py applies 10,000 route changes (routes via other-lan, or blackholes,
+# none covering 198.18.5.10), adds and removes tenants and interfaces (also VLAN interfaces on
+# p0 and p1), and replaces the routes the traffic uses with equivalent ones (re-pointed next
+# hop, more-specific first, delete+create in one transaction) in both tenants, over and over.
+#
+# Checks: sent == received at dst, every sequence number once, none at other-lan, medix-dp's
+# drop counters and tx_dropped all zero, every object back as it was, versions increasing,
+# a clean exit 0 on SIGTERM. Prints PASS/FAIL lines and "hitless: N passed, M failed".
+#
+# Usage: test/hitless/run.sh   (root; medix-dp from build/, or MEDIX_DP=path)
+# Env: HITLESS_PPS (20000), HITLESS_BUDGET (route plan time limit, 80 s), HITLESS_MIN (keep
+# replacing routes at least this long, 15 s); MX_KEEP_TMP=1 keeps the temp dir.
+set -uo pipefail
+HL_DIR=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=test/netns/lib.sh
+source "$HL_DIR/../netns/lib.sh"
+
+PPS=${HITLESS_PPS:-20000}
+BUDGET=${HITLESS_BUDGET:-80}
+MIN_SECONDS=${HITLESS_MIN:-15}
+PORT=5555
+
+passed=0 failed=0
+pass() { echo "PASS $*"; passed=$((passed + 1)); }
+fail() { echo "FAIL $*"; failed=$((failed + 1)); }
+tally() {
+  local line
+  while IFS= read -r line; do
+    case $line in
+      PASS\ *) pass "${line#PASS }" ;;
+      FAIL\ *) fail "${line#FAIL }" ;;
+      *) echo "$line" ;;
+    esac
+  done
+}
+finish() {
+  if [ "$failed" -gt 0 ] && [ -s "${MX_DP_LOG:-}" ]; then
+    echo "--- last lines of the medix-dp log:"
+    tail -n 25 "$MX_DP_LOG" | sed 's/^/  | /'
+    MX_KEEP_TMP=1
+    echo "--- config, logs and results kept in $MX_TMP"
+  fi
+  echo "hitless: $passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+  exit
+}
+# Helpers run on CPU 0 with the main lcore, away from the worker's CPU 1.
+cpu0() { if command -v taskset >/dev/null; then taskset -c 0 "$@"; else "$@"; fi; }
+py() { cpu0 "$MX_PY" "$HL_DIR/hitless.py" "$@"; }
+# stat_of NAMESPACE|"" IFACE COUNTER
+stat_of() {
+  if [ -n "$1" ]; then ip netns exec "$1" cat "/sys/class/net/$2/statistics/$3"; else cat "/sys/class/net/$2/statistics/$3"; fi
+}
+
+mx_init
+mx_need_binary
+MX_TENANT_DESC["hosp"]="sender's hospital"
+MX_TENANT_DESC["core"]="IX core"
+mx_attach src-lan   hosp 10.0.0.10/24    10.0.0.1/24
+mx_attach dst-lan   core 100.100.2.10/24 100.100.2.1/24
+mx_attach other-lan core 100.100.3.10/24 100.100.3.1/24
+MX_ROUTES_JSON='
+    {"tenant": "hosp", "prefix": "198.18.0.0/16", "next_tenant": "core"},
+    {"tenant": "core", "prefix": "198.18.5.0/24", "via": {"interface": "dst-lan", "address": "100.100.2.10"}}'
+config=$MX_TMP/config.json
+mx_write_config "$config"
+res=$MX_TMP/results
+mkdir -p "$res"
+
+if mx_start_dp "$config"; then
+  pass "medix-dp ready: $(grep -m1 'medix-dp: ready' "$MX_DP_LOG")"
+else
+  fail "medix-dp did not start"
+  finish
+fi
+target=unix:/var/run/dpdk/$MX_PREFIX/api.sock
+for _ in $(seq 100); do [ -S "/var/run/dpdk/$MX_PREFIX/api.sock" ] && break; sleep 0.1; done
+
+# Hosts: dst's second address and the service address; src's gateway MAC pinned (no ARP
+# during the run); every neighbour of medix-dp static, through the API.
+mx_in dst-lan ip addr add 100.100.2.11/24 dev eth0
+mx_in dst-lan ip addr add 198.18.5.10/32 dev lo
+mx_in src-lan ip neigh replace 10.0.0.1 lladdr "$(mx_port_mac src-lan)" dev eth0 nud permanent
+if out=$(py setup --target "$target" --dst-mac "$(mx_host_mac dst-lan)" --other-mac "$(mx_host_mac other-lan)" 2>&1); then
+  pass "API: static neighbours for dst (two addresses) and other-lan ($out)"
+else
+  fail "API: static neighbours: $out"
+  finish
+fi
+if mx_in src-lan ping -c1 -W2 10.0.0.1 >/dev/null; then pass "src pings its gateway 10.0.0.1"; else fail "src cannot ping 10.0.0.1"; fi
+py state --target "$target" --out "$res/state-before.json" || fail "API: could not read the state"
+
+# --- traffic ---------------------------------------------------------------------------------
+for h in dst-lan other-lan; do
+  mx_bg "$h" taskset -c 0 "$MX_PY" "$HL_DIR/traffic.py" receive $PORT --out "$res/recv-${h%-lan}.json" \
+    --sent-file "$res/sent.json" --ready "$res/ready-$h"
+  eval "recv_${h%-lan}=$MX_LAST_PID"
+done
+for _ in $(seq 50); do [ -e "$res/ready-dst-lan" ] && [ -e "$res/ready-other-lan" ] && break; sleep 0.1; done
+src_tx0=$(stat_of "$(mx_ns src-lan)" eth0 tx_packets)
+mx_bg src-lan taskset -c 0 "$MX_PY" "$HL_DIR/traffic.py" send 198.18.5.10 $PORT --pps "$PPS" \
+  --max-seconds $((BUDGET + MIN_SECONDS + 60)) --out "$res/sent.json"
+sender=$MX_LAST_PID
+dst_rx0=$(stat_of "$(mx_ns dst-lan)" eth0 rx_packets)
+sleep 2
+dst_rx1=$(stat_of "$(mx_ns dst-lan)" eth0 rx_packets)
+if [ $((dst_rx1 - dst_rx0)) -gt $((PPS / 2)) ]; then
+  pass "traffic flows before the churn ($((dst_rx1 - dst_rx0)) packets at dst in 2 s)"
+else
+  fail "traffic does not flow: $((dst_rx1 - dst_rx0)) packets at dst in 2 s"
+fi
+
+# --- the churn, under traffic ----------------------------------------------------------------
+py churn --target "$target" --out "$res/churn.json" --budget "$BUDGET" --min-seconds "$MIN_SECONDS"
+churn_rc=$?
+sleep 1
+kill -TERM "$sender" 2>/dev/null
+wait "$sender"
+sleep 1.5  # what is in flight drains
+# shellcheck disable=SC2154
+kill -TERM "$recv_dst" "$recv_other" 2>/dev/null
+wait "$recv_dst" "$recv_other"
+[ $churn_rc -eq 0 ] || echo "     (the churn client exited with status $churn_rc)"
+
+py state --target "$target" --out "$res/state-after.json" || fail "API: could not read the state after"
+src_peer=${MX_RIF[src-lan]}
+cat >"$res/kernel.json" <<EOF
+{"src_tx": $(($(stat_of "$(mx_ns src-lan)" eth0 tx_packets) - src_tx0)),
+ "src_peer_rx": $(stat_of "" "$src_peer" rx_packets),
+ "dst_rx": $(($(stat_of "$(mx_ns dst-lan)" eth0 rx_packets) - dst_rx0)),
+ "dst_rcvbuf_errors": $(mx_in dst-lan awk '/^Udp:/ {n++; if (n == 1) for (i = 1; i <= NF; i++) h[i] = $i; else for (i = 1; i <= NF; i++) if (h[i] == "RcvbufErrors") print $i}' /proc/net/snmp),
+ "p0_rx": $(mx_json "$res/state-after.json" 'int([p for p in d["counters"]["ports"] if p["name"] == "p0"][0].get("rx_packets", 0))'),
+ "p1_tx": $(mx_json "$res/state-after.json" 'int([p for p in d["counters"]["ports"] if p["name"] == "p1"][0].get("tx_packets", 0))')}
+EOF
+py check --dir "$res" | tally
+
+if mx_stop_dp; then pass "medix-dp exits 0 on SIGTERM"; else fail "medix-dp exit status $?"; fi
+finish
