@@ -12,6 +12,7 @@
 
 #include <rte_ethdev.h>
 
+#include "api/server.h"
 #include "config/load.h"
 #include "control/intent.h"
 #include "infra/dataplane.h"
@@ -26,13 +27,17 @@ struct Options {
   std::string config;
   bool check = false;
   unsigned stats_interval = 0;
+  ApiOptions api;
 };
 
 const char usage[] =
-    "usage: medix-dp [EAL options] -- --config FILE [--check] [--stats-interval SECONDS]\n"
-    "  --config FILE         startup config: JSON of medix.dataplane.v1.Config\n"
-    "  --check               validate the config and exit\n"
-    "  --stats-interval S    print counters every S seconds\n";
+    "usage: medix-dp [EAL options] -- --config FILE [options]\n"
+    "  --config FILE           startup config: JSON of medix.dataplane.v1.Config\n"
+    "  --check                 validate the config and exit\n"
+    "  --stats-interval S      print counters every S seconds\n"
+    "  --api-socket PATH       the gRPC API's unix socket (default: EAL runtime dir/api.sock)\n"
+    "  --api-listen HOST:PORT  also serve the API over TCP, TLS with client certificates only:\n"
+    "  --tls-cert FILE --tls-key FILE --tls-client-ca FILE\n";
 
 // Our options are those after "--" (DPDK's convention); EAL never sees them.
 bool parse_options(int argc, char** argv, Options& o) {
@@ -53,8 +58,15 @@ bool parse_options(int argc, char** argv, Options& o) {
       return false;
     }
   }
-  if (o.config.empty()) fprintf(stderr, "medix-dp: --config FILE is required\n");
-  return !o.config.empty();
+  if (o.config.empty()) {
+    fprintf(stderr, "medix-dp: --config FILE is required\n");
+    return false;
+  }
+  if (!o.api.listen.empty() && (o.api.tls_cert.empty() || o.api.tls_key.empty() || o.api.tls_client_ca.empty())) {
+    fprintf(stderr, "medix-dp: --api-listen needs --tls-cert, --tls-key and --tls-client-ca (no plaintext TCP)\n");
+    return false;
+  }
+  return true;
 }
 
 }  // namespace
@@ -108,6 +120,8 @@ int main(int argc, char** argv) {
   int status = 0;
   {
     Dataplane dp;
+    ApiServer api;
+    if (options.api.socket_path.empty()) options.api.socket_path = std::string(rte_eal_get_runtime_dir()) + "/api.sock";
     dp.controller.set_device_check([](const std::string& device) {
       uint16_t id;
       return rte_eth_dev_get_port_by_name(device.c_str(), &id) == 0;
@@ -117,6 +131,9 @@ int main(int argc, char** argv) {
       status = 2;
     } else if (auto result = dp.controller.apply(operations); result.code != medix::control::Code::ok) {
       fprintf(stderr, "medix-dp: %s: %s\n", options.config.c_str(), result.message.c_str());
+      status = 2;
+    } else if (auto error = api.start(dp, options.api)) {
+      fprintf(stderr, "medix-dp: API: %s\n", error->c_str());
       status = 2;
     } else {
       register_telemetry(dp);
@@ -133,6 +150,7 @@ int main(int argc, char** argv) {
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
       }
     }
+    api.stop();
     dp.stop();
     if (status == 0) {
       printf("medix-dp: stopping; final counters:\n");

@@ -1,0 +1,402 @@
+#include "api/server.h"
+
+#include <grpcpp/grpcpp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "config/text.h"
+#include "infra/snapshot.h"
+#include "medix/dataplane/v1/dataplane.grpc.pb.h"
+
+namespace v1 = medix::dataplane::v1;
+using medix::control::Code;
+using medix::control::Intent;
+using Kind = v1::Object::KindCase;
+
+namespace {
+
+grpc::StatusCode status_code(Code code) {
+  switch (code) {
+    case Code::ok:
+      return grpc::StatusCode::OK;
+    case Code::invalid_argument:
+      return grpc::StatusCode::INVALID_ARGUMENT;
+    case Code::not_found:
+      return grpc::StatusCode::NOT_FOUND;
+    case Code::already_exists:
+      return grpc::StatusCode::ALREADY_EXISTS;
+    case Code::failed_precondition:
+      return grpc::StatusCode::FAILED_PRECONDITION;
+    case Code::resource_exhausted:
+      return grpc::StatusCode::RESOURCE_EXHAUSTED;
+    case Code::unimplemented:
+      return grpc::StatusCode::UNIMPLEMENTED;
+  }
+  return grpc::StatusCode::INTERNAL;
+}
+
+// Listing order and page tokens: each kind's key as text.
+std::string route_token(const medix::control::RouteKey& k) {
+  return k.tenant + "|" + std::to_string(k.address) + "|" + std::to_string(k.length);
+}
+
+void fill_drops(google::protobuf::RepeatedPtrField<v1::DropCounter>* out, const uint64_t* drops) {
+  for (unsigned r = 0; r < drop_reason_count; r++) {
+    auto* d = out->Add();
+    d->set_reason(drop_reasons[r].name);
+    d->set_description(drop_reasons[r].description);
+    d->set_packets(drops[r]);
+  }
+}
+
+void fill_stages(google::protobuf::RepeatedPtrField<v1::StageRuntime>* out, const StageStats* stages) {
+  for (unsigned s = 0; s < unsigned(Stage::count); s++) {
+    auto* st = out->Add();
+    st->set_stage(stage_names[s]);
+    st->set_calls(stages[s].calls);
+    st->set_packets(stages[s].packets);
+    st->set_cycles(stages[s].cycles);
+    st->set_cycles_per_packet(stages[s].packets ? double(stages[s].cycles) / double(stages[s].packets) : 0);
+  }
+}
+
+class Service final : public v1::Dataplane::Service {
+ public:
+  Service(::Dataplane& dp, std::atomic<bool>& stopping) : dp_(dp), stopping_(stopping) {}
+
+  grpc::Status Apply(grpc::ServerContext*, const v1::ApplyRequest* request, v1::ApplyResponse* response) override {
+    std::vector<medix::control::Operation> ops;
+    ops.reserve(request->operations_size());
+    if (size_t(request->operations_size()) > medix::control::max_operations)
+      return {grpc::StatusCode::INVALID_ARGUMENT,
+              "operations: " + std::to_string(request->operations_size()) + " operations, more than " +
+                  std::to_string(medix::control::max_operations) + " in one transaction"};
+    for (int i = 0; i < request->operations_size(); i++) {
+      const auto& op = request->operations(i);
+      std::string at = "operations[" + std::to_string(i) + "]";
+      if (op.op() == v1::Operation::OP_UNSPECIFIED)
+        return {grpc::StatusCode::INVALID_ARGUMENT, at + ".op: is required (CREATE, UPDATE or DELETE)"};
+      if (op.object().kind_case() == Kind::KIND_NOT_SET)
+        return {grpc::StatusCode::INVALID_ARGUMENT,
+                at + ".object: is required (one of port, tenant, interface, route, neighbour, ...)"};
+      ops.push_back({op.op(), op.object(), at + "." + medix::control::kind_name(op.object().kind_case())});
+    }
+    auto result = dp_.controller.apply(ops, request->expected_version());
+    if (result.code != Code::ok) return {status_code(result.code), result.message};
+    response->set_version(result.version);
+    response->set_changed(result.changed);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Get(grpc::ServerContext*, const v1::GetRequest* request, v1::GetResponse* response) override {
+    const v1::Object& key = request->key();
+    return dp_.controller.read([&](const Intent& in, const medix::control::Committer& c,
+                                   uint64_t version) -> grpc::Status {
+      response->set_version(version);
+      auto* o = response->mutable_object();
+      switch (key.kind_case()) {
+        case Kind::kPort:
+          if (auto it = in.ports.find(key.port().name()); it != in.ports.end()) {
+            *o->mutable_port() = it->second;
+            o->mutable_port()->set_mac(port_mac(c, it->first));
+            return grpc::Status::OK;
+          }
+          break;
+        case Kind::kTenant:
+          if (auto it = in.tenants.find(key.tenant().name()); it != in.tenants.end()) {
+            *o->mutable_tenant() = it->second;
+            return grpc::Status::OK;
+          }
+          break;
+        case Kind::kInterface:
+          if (auto it = in.interfaces.find(key.interface().name()); it != in.interfaces.end()) {
+            *o->mutable_interface() = it->second;
+            return grpc::Status::OK;
+          }
+          break;
+        case Kind::kRoute: {
+          auto k = medix::control::route_key(key.route());
+          if (!k)
+            return {grpc::StatusCode::INVALID_ARGUMENT,
+                    "key.route.prefix: \"" + key.route().prefix() + "\" is not a prefix"};
+          if (auto it = in.routes.find(*k); it != in.routes.end()) {
+            *o->mutable_route() = it->second;
+            return grpc::Status::OK;
+          }
+          break;
+        }
+        case Kind::kNeighbour: {
+          auto k = medix::control::neighbour_key(key.neighbour());
+          if (!k) return {grpc::StatusCode::INVALID_ARGUMENT, "key.neighbour.address: is not an IPv4 address"};
+          for (const auto& n : neighbours(in, c))
+            if (n.interface() == key.neighbour().interface() && parse_ipv4(n.address()) == k->address) {
+              *o->mutable_neighbour() = n;
+              return grpc::Status::OK;
+            }
+          break;
+        }
+        case Kind::KIND_NOT_SET:
+          return {grpc::StatusCode::INVALID_ARGUMENT, "key: an object with its key fields is required"};
+        default:
+          return {grpc::StatusCode::UNIMPLEMENTED, std::string("key: ") + medix::control::kind_name(key.kind_case()) +
+                                                       " objects are not supported by this medix-dp yet"};
+      }
+      return {grpc::StatusCode::NOT_FOUND, std::string("no such ") + medix::control::kind_name(key.kind_case())};
+    });
+  }
+
+  grpc::Status List(grpc::ServerContext*, const v1::ListRequest* request, v1::ListResponse* response) override {
+    uint32_t page = request->page_size() ? request->page_size() : 1000;
+    if (page > 100000)
+      return {grpc::StatusCode::INVALID_ARGUMENT, "page_size: " + std::to_string(page) + " is above 100000"};
+    const std::string& token = request->page_token();
+    const std::string& tenant = request->tenant();
+    return dp_.controller.read(
+        [&](const Intent& in, const medix::control::Committer& c, uint64_t version) -> grpc::Status {
+          response->set_version(version);
+          auto full = [&] { return uint32_t(response->objects_size()) >= page; };
+          std::string last;
+          switch (request->kind()) {
+            case v1::PORT:
+              for (auto it = in.ports.upper_bound(token); it != in.ports.end() && !full(); ++it) {
+                auto* p = response->add_objects()->mutable_port();
+                *p = it->second;
+                p->set_mac(port_mac(c, it->first));
+                last = it->first;
+              }
+              if (!last.empty() && in.ports.upper_bound(last) != in.ports.end()) response->set_next_page_token(last);
+              break;
+            case v1::TENANT:
+              for (auto it = in.tenants.upper_bound(token); it != in.tenants.end() && !full(); ++it) {
+                *response->add_objects()->mutable_tenant() = it->second;
+                last = it->first;
+              }
+              if (!last.empty() && in.tenants.upper_bound(last) != in.tenants.end())
+                response->set_next_page_token(last);
+              break;
+            case v1::INTERFACE: {
+              auto it = in.interfaces.upper_bound(token);
+              for (; it != in.interfaces.end() && !full(); ++it) {
+                if (!tenant.empty() && it->second.tenant() != tenant) continue;
+                *response->add_objects()->mutable_interface() = it->second;
+                last = it->first;
+              }
+              if (full() && it != in.interfaces.end()) response->set_next_page_token(last);
+              break;
+            }
+            case v1::ROUTE: {
+              auto it = in.routes.begin();
+              if (!token.empty()) {
+                // token: "tenant|address|length" of the last route sent.
+                auto a = token.find('|'), b = token.rfind('|');
+                if (a == std::string::npos || a == b)
+                  return {grpc::StatusCode::INVALID_ARGUMENT, "page_token: not one of ours"};
+                medix::control::RouteKey k{token.substr(0, a), uint32_t(std::stoul(token.substr(a + 1, b - a - 1))),
+                                           uint8_t(std::stoul(token.substr(b + 1)))};
+                it = in.routes.upper_bound(k);
+              } else if (!tenant.empty()) {
+                it = in.routes.lower_bound({tenant, 0, 0});
+              }
+              for (; it != in.routes.end() && !full(); ++it) {
+                if (!tenant.empty() && it->first.tenant != tenant) break;
+                *response->add_objects()->mutable_route() = it->second;
+                last = route_token(it->first);
+              }
+              if (full() && it != in.routes.end() && (tenant.empty() || it->first.tenant == tenant))
+                response->set_next_page_token(last);
+              break;
+            }
+            case v1::NEIGHBOUR: {
+              auto all = neighbours(in, c);
+              size_t start = token.empty() ? 0 : std::stoul(token);
+              size_t i = start;
+              for (; i < all.size() && !full(); i++) *response->add_objects()->mutable_neighbour() = all[i];
+              if (i < all.size()) response->set_next_page_token(std::to_string(i));
+              break;
+            }
+            case v1::KIND_UNSPECIFIED:
+              return {grpc::StatusCode::INVALID_ARGUMENT, "kind: is required"};
+            default:
+              break;  // kinds this medix-dp does not support yet: none exist
+          }
+          return grpc::Status::OK;
+        });
+  }
+
+  grpc::Status GetCounters(grpc::ServerContext*, const v1::GetCountersRequest*,
+                           v1::CountersSnapshot* response) override {
+    fill_counters(*response);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status WatchCounters(grpc::ServerContext* context, const v1::WatchCountersRequest* request,
+                             grpc::ServerWriter<v1::CountersSnapshot>* writer) override {
+    auto interval = std::chrono::milliseconds(request->interval_ms() ? std::max(100u, request->interval_ms()) : 1000);
+    auto next = std::chrono::steady_clock::now();
+    while (!context->IsCancelled() && !stopping_.load()) {
+      v1::CountersSnapshot snapshot;
+      fill_counters(snapshot);
+      if (!writer->Write(snapshot)) break;
+      next += interval;
+      while (std::chrono::steady_clock::now() < next && !context->IsCancelled() && !stopping_.load())
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetRuntime(grpc::ServerContext*, const v1::GetRuntimeRequest*, v1::Runtime* response) override {
+    response->set_tsc_hz(dp_.tsc_hz);
+    Counters totals = dp_.totals();
+    fill_stages(response->mutable_stages(), totals.stages);
+    for (const auto* w : dp_.workers) {
+      auto* l = response->add_lcores();
+      l->set_lcore(w->lcore);
+      StageStats stages[unsigned(Stage::count)];
+      for (unsigned s = 0; s < unsigned(Stage::count); s++)
+        stages[s] = {read(w->counters->stages[s].calls), read(w->counters->stages[s].packets),
+                     read(w->counters->stages[s].cycles)};
+      fill_stages(l->mutable_stages(), stages);
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  static std::string port_mac(const medix::control::Committer& c, const std::string& name) {
+    for (const auto& p : c.current()->ports)
+      if (p.live && p.name == name) {
+        char text[RTE_ETHER_ADDR_FMT_SIZE];
+        rte_ether_format_addr(text, sizeof text, &p.mac);
+        return text;
+      }
+    return "";
+  }
+
+  // Static neighbours from the intent and learned ones from the table, in key order.
+  static std::vector<v1::Neighbour> neighbours(const Intent& in, const medix::control::Committer& c) {
+    std::map<std::pair<std::string, uint32_t>, v1::Neighbour> all;
+    for (const auto& [k, n] : in.neighbours) all[{k.interface, k.address}] = n;
+    const Tables& t = *c.current();
+    t.neighbours->for_each([&](const ::NeighbourKey& k, const rte_ether_addr& mac, bool is_static) {
+      if (is_static || k.interface >= t.interfaces.size()) return;
+      v1::Neighbour n;
+      n.set_interface(t.interfaces[k.interface].name);
+      n.set_address(format_ipv4(k.address));
+      char text[RTE_ETHER_ADDR_FMT_SIZE];
+      rte_ether_format_addr(text, sizeof text, &mac);
+      n.set_mac(text);
+      n.set_learned(true);
+      all.try_emplace({n.interface(), k.address}, n);
+    });
+    std::vector<v1::Neighbour> out;
+    for (auto& [k, n] : all) out.push_back(std::move(n));
+    return out;
+  }
+
+  void fill_counters(v1::CountersSnapshot& out) {
+    CounterSnapshot s = take_snapshot(dp_);
+    out.set_version(s.version);
+    out.set_timestamp_ns(uint64_t(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count()));
+    for (const auto& [name, p] : s.ports) {
+      auto* x = out.add_ports();
+      x->set_name(name);
+      x->set_rx_packets(p.rx_packets);
+      x->set_rx_bytes(p.rx_bytes);
+      x->set_tx_packets(p.tx_packets);
+      x->set_tx_bytes(p.tx_bytes);
+      x->set_tx_dropped(p.tx_dropped);
+    }
+    for (const auto& [name, f] : s.interfaces) {
+      auto* x = out.add_interfaces();
+      x->set_name(name);
+      x->set_rx_packets(f.rx_packets);
+      x->set_rx_bytes(f.rx_bytes);
+      x->set_tx_packets(f.tx_packets);
+      x->set_tx_bytes(f.tx_bytes);
+    }
+    for (const auto& [name, t] : s.tenants) {
+      auto* x = out.add_tenants();
+      x->set_name(name);
+      x->set_rx_packets(t.rx_packets);
+      x->set_tx_packets(t.tx_packets);
+      x->set_drops(t.drops);
+    }
+    fill_drops(out.mutable_drops(), s.totals.drops);
+    for (const auto* w : dp_.workers) {
+      auto* l = out.add_lcores();
+      l->set_lcore(w->lcore);
+      uint64_t drops[drop_reason_count];
+      for (unsigned r = 0; r < drop_reason_count; r++) drops[r] = read(w->counters->drops[r]);
+      fill_drops(l->mutable_drops(), drops);
+    }
+    auto* e = out.mutable_events();
+    e->set_icmp_sent(s.totals.icmp_sent);
+    e->set_icmp_rate_limited(s.totals.icmp_rate_limited);
+    e->set_arp_requests_sent(s.totals.arp_requests_sent);
+    e->set_arp_replies_sent(s.totals.arp_replies_sent);
+    e->set_arp_replies_received(s.totals.arp_replies_received);
+  }
+
+  ::Dataplane& dp_;
+  std::atomic<bool>& stopping_;
+};
+
+std::optional<std::string> read_file(const std::string& path, std::string& out) {
+  std::ifstream in(path);
+  if (!in) return path + ": cannot open the file";
+  std::stringstream s;
+  s << in.rdbuf();
+  out = s.str();
+  return std::nullopt;
+}
+
+}  // namespace
+
+struct ApiServer::Impl {
+  std::atomic<bool> stopping{false};
+  std::unique_ptr<Service> service;
+  std::unique_ptr<grpc::Server> server;
+};
+
+ApiServer::ApiServer() : impl_(std::make_unique<Impl>()) {}
+ApiServer::~ApiServer() { stop(); }
+
+std::optional<std::string> ApiServer::start(Dataplane& dp, const ApiOptions& options) {
+  impl_->service = std::make_unique<Service>(dp, impl_->stopping);
+  grpc::ServerBuilder builder;
+  builder.SetMaxReceiveMessageSize(1 << 30);  // a transaction of a million routes
+  builder.SetMaxSendMessageSize(256 << 20);
+  builder.RegisterService(impl_->service.get());
+  unlink(options.socket_path.c_str());
+  builder.AddListeningPort("unix:" + options.socket_path, grpc::InsecureServerCredentials());
+  if (!options.listen.empty()) {
+    grpc::SslServerCredentialsOptions tls(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+    if (auto e = read_file(options.tls_key, pair.private_key)) return "--tls-key " + *e;
+    if (auto e = read_file(options.tls_cert, pair.cert_chain)) return "--tls-cert " + *e;
+    if (auto e = read_file(options.tls_client_ca, tls.pem_root_certs)) return "--tls-client-ca " + *e;
+    tls.pem_key_cert_pairs.push_back(pair);
+    builder.AddListeningPort(options.listen, grpc::SslServerCredentials(tls));
+  }
+  // The socket is created 0600 (only root may program the dataplane), not chmod-ed later.
+  mode_t old_mask = umask(0177);
+  impl_->server = builder.BuildAndStart();
+  umask(old_mask);
+  if (!impl_->server)
+    return "cannot listen on unix:" + options.socket_path + (options.listen.empty() ? "" : " and " + options.listen);
+  return std::nullopt;
+}
+
+void ApiServer::stop() {
+  if (!impl_->server) return;
+  impl_->stopping.store(true);
+  impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  impl_->server.reset();
+}
