@@ -133,7 +133,7 @@ mx_write_config() {
 
 # The EAL arguments: no hugepages, no PCI, our own file prefix, one af_packet vdev per host.
 mx_eal_args() {
-  MX_EAL=(--no-huge -m 512 --no-pci --file-prefix "$MX_PREFIX" -l "$MX_LCORES")
+  MX_EAL=(--no-huge -m 1024 --no-pci --file-prefix "$MX_PREFIX" --lcores "$MX_LCORES")
   local i
   for i in "${!MX_HOSTS[@]}"; do
     MX_EAL+=(--vdev "net_af_packet$i,iface=${MX_RIF[${MX_HOSTS[$i]}]}$MX_AF_PACKET_ARGS")
