@@ -83,9 +83,12 @@ int main(int argc, char** argv) {
     fprintf(stderr, "medix-dp: %s\n", error->c_str());
     return 2;
   }
-  const auto& config = std::get<medix::dataplane::v1::Config>(loaded);
+  auto& config = std::get<medix::dataplane::v1::Config>(loaded);
+  uint32_t max_mtu = 1500;
+  for (const auto& p : config.ports()) max_mtu = std::max(max_mtu, p.mtu());
+  Settings settings = settings_from(config.settings());
   // The file's objects are the first transaction, validated like any API request.
-  auto operations = medix::control::operations_from(config);
+  auto operations = medix::control::operations_from(std::move(config));
   if (options.check) {
     medix::control::Intent intent;
     medix::control::Diff diff;
@@ -96,8 +99,6 @@ int main(int argc, char** argv) {
     printf("%s: ok\n", options.config.c_str());
     return 0;
   }
-  uint32_t max_mtu = 1500;
-  for (const auto& p : config.ports()) max_mtu = std::max(max_mtu, p.mtu());
 
   int eal_args = 0;
   while (eal_args < argc && strcmp(argv[eal_args], "--") != 0) eal_args++;
@@ -126,10 +127,11 @@ int main(int argc, char** argv) {
       uint16_t id;
       return rte_eth_dev_get_port_by_name(device.c_str(), &id) == 0;
     });
-    if (auto error = dp.start(settings_from(config.settings()), max_mtu, workers)) {
+    if (auto error = dp.start(settings, max_mtu, workers)) {
       fprintf(stderr, "medix-dp: %s\n", error->c_str());
       status = 2;
-    } else if (auto result = dp.controller.apply(operations); result.code != medix::control::Code::ok) {
+    } else if (auto result = dp.controller.apply(std::exchange(operations, {}));
+               result.code != medix::control::Code::ok) {
       fprintf(stderr, "medix-dp: %s: %s\n", options.config.c_str(), result.message.c_str());
       status = 2;
     } else if (auto error = api.start(dp, options.api)) {

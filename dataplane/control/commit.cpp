@@ -344,7 +344,7 @@ std::optional<Error> Committer::commit(const Diff& diff, const Intent& intent, u
   };
 
   // --- Routes: what each affected prefix resolves to now ---
-  for (const auto& [key, change] : diff.routes) affected.insert({tenant_of(key.tenant), key.address, key.length});
+  for (const auto& key : diff.routes) affected.insert({tenant_of(key.tenant), key.address, key.length});
   std::vector<FibOp> ops;
   for (auto [t, address, length] : affected) {
     TenantSlot& slot = tenants_[t];

@@ -18,6 +18,7 @@ ApplyResult Controller::apply(const std::vector<Operation>& ops, uint64_t expect
     intent_.rollback_last();
     return {e->code, e->message, version_, 0};
   }
+  intent_.forget_last();
   version_++;
   return {Code::ok, "", version_, uint32_t(diff.size())};
 }

@@ -80,32 +80,37 @@ std::optional<NeighbourKey> neighbour_key(const v1::Neighbour& n) {
   return NeighbourKey{n.interface(), *a};
 }
 
-std::vector<Operation> operations_from(const v1::Config& config) {
+std::vector<Operation> operations_from(v1::Config config) {
   std::vector<Operation> ops;
+  ops.reserve(size_t(config.ports_size() + config.tenants_size() + config.interfaces_size() + config.routes_size() +
+                     config.neighbours_size()));
   auto add = [&ops](const char* list, int i, auto setter) {
     Operation op{v1::Operation::CREATE, {}, std::string(list) + "[" + std::to_string(i) + "]"};
     setter(op.object);
     ops.push_back(std::move(op));
   };
   for (int i = 0; i < config.ports_size(); i++)
-    add("ports", i, [&](v1::Object& o) { *o.mutable_port() = config.ports(i); });
+    add("ports", i, [&](v1::Object& o) { *o.mutable_port() = std::move(*config.mutable_ports(i)); });
   for (int i = 0; i < config.tenants_size(); i++)
-    add("tenants", i, [&](v1::Object& o) { *o.mutable_tenant() = config.tenants(i); });
+    add("tenants", i, [&](v1::Object& o) { *o.mutable_tenant() = std::move(*config.mutable_tenants(i)); });
   for (int i = 0; i < config.interfaces_size(); i++)
-    add("interfaces", i, [&](v1::Object& o) { *o.mutable_interface() = config.interfaces(i); });
+    add("interfaces", i, [&](v1::Object& o) { *o.mutable_interface() = std::move(*config.mutable_interfaces(i)); });
   for (int i = 0; i < config.routes_size(); i++)
-    add("routes", i, [&](v1::Object& o) { *o.mutable_route() = config.routes(i); });
+    add("routes", i, [&](v1::Object& o) { *o.mutable_route() = std::move(*config.mutable_routes(i)); });
   for (int i = 0; i < config.neighbours_size(); i++)
-    add("neighbours", i, [&](v1::Object& o) { *o.mutable_neighbour() = config.neighbours(i); });
+    add("neighbours", i, [&](v1::Object& o) { *o.mutable_neighbour() = std::move(*config.mutable_neighbours(i)); });
   for (int i = 0; i < config.tunnels_size(); i++)
-    add("tunnels", i, [&](v1::Object& o) { *o.mutable_tunnel() = config.tunnels(i); });
-  for (int i = 0; i < config.sas_size(); i++) add("sas", i, [&](v1::Object& o) { *o.mutable_sa() = config.sas(i); });
+    add("tunnels", i, [&](v1::Object& o) { *o.mutable_tunnel() = std::move(*config.mutable_tunnels(i)); });
+  for (int i = 0; i < config.sas_size(); i++)
+    add("sas", i, [&](v1::Object& o) { *o.mutable_sa() = std::move(*config.mutable_sas(i)); });
   for (int i = 0; i < config.static_mappings_size(); i++)
-    add("static_mappings", i, [&](v1::Object& o) { *o.mutable_static_mapping() = config.static_mappings(i); });
+    add("static_mappings", i,
+        [&](v1::Object& o) { *o.mutable_static_mapping() = std::move(*config.mutable_static_mappings(i)); });
   for (int i = 0; i < config.napt_pools_size(); i++)
-    add("napt_pools", i, [&](v1::Object& o) { *o.mutable_napt_pool() = config.napt_pools(i); });
+    add("napt_pools", i, [&](v1::Object& o) { *o.mutable_napt_pool() = std::move(*config.mutable_napt_pools(i)); });
   for (int i = 0; i < config.policy_rules_size(); i++)
-    add("policy_rules", i, [&](v1::Object& o) { *o.mutable_policy_rule() = config.policy_rules(i); });
+    add("policy_rules", i,
+        [&](v1::Object& o) { *o.mutable_policy_rule() = std::move(*config.mutable_policy_rules(i)); });
   return ops;
 }
 
@@ -131,6 +136,17 @@ std::optional<v1::Object> find_in(const Map& map, const Key& key, Set set) {
 
 // --- Index maintenance ----------------------------------------------------------------------
 
+void Intent::count(std::unordered_map<std::string, size_t>& users, const std::string& name, int delta) {
+  auto it = users.find(name);
+  if (it == users.end()) it = users.emplace(name, 0).first;
+  it->second += delta;
+}
+
+size_t Intent::users(const std::unordered_map<std::string, size_t>& users, const std::string& name) {
+  auto it = users.find(name);
+  return it == users.end() ? 0 : it->second;
+}
+
 void Intent::put(const v1::Object& o) {
   switch (o.kind_case()) {
     case Kind::kPort:
@@ -144,22 +160,22 @@ void Intent::put(const v1::Object& o) {
       interfaces[f.name()] = f;
       attachments_[{f.port(), f.vlan(), f.inner_vlan()}] = f.name();
       for (const auto& a : f.addresses()) tenant_addresses_[{f.tenant(), parse_prefix(a)->address}] = f.name();
-      users_["port:" + f.port()]++;
-      users_["tenant:" + f.tenant()]++;
+      count(port_users_, f.port(), 1);
+      count(tenant_users_, f.tenant(), 1);
       break;
     }
     case Kind::kRoute: {
       const auto& r = o.route();
       routes[*route_key(r)] = r;
       tenant_routes_[r.tenant()]++;
-      users_["tenant:" + r.tenant()]++;
-      if (r.has_via()) users_["interface:" + r.via().interface()]++;
-      if (!r.next_tenant().empty()) users_["tenant:" + r.next_tenant()]++;
+      count(tenant_users_, r.tenant(), 1);
+      if (r.has_via()) count(interface_users_, r.via().interface(), 1);
+      if (!r.next_tenant().empty()) count(tenant_users_, r.next_tenant(), 1);
       break;
     }
     case Kind::kNeighbour:
       neighbours[*neighbour_key(o.neighbour())] = o.neighbour();
-      users_["interface:" + o.neighbour().interface()]++;
+      count(interface_users_, o.neighbour().interface(), 1);
       break;
     default:
       break;
@@ -179,61 +195,76 @@ void Intent::erase(const v1::Object& o) {
       interfaces.erase(f.name());
       attachments_.erase({f.port(), f.vlan(), f.inner_vlan()});
       for (const auto& a : f.addresses()) tenant_addresses_.erase({f.tenant(), parse_prefix(a)->address});
-      users_["port:" + f.port()]--;
-      users_["tenant:" + f.tenant()]--;
+      count(port_users_, f.port(), -1);
+      count(tenant_users_, f.tenant(), -1);
       break;
     }
     case Kind::kRoute: {
       const auto& r = o.route();
       routes.erase(*route_key(r));
       tenant_routes_[r.tenant()]--;
-      users_["tenant:" + r.tenant()]--;
-      if (r.has_via()) users_["interface:" + r.via().interface()]--;
-      if (!r.next_tenant().empty()) users_["tenant:" + r.next_tenant()]--;
+      count(tenant_users_, r.tenant(), -1);
+      if (r.has_via()) count(interface_users_, r.via().interface(), -1);
+      if (!r.next_tenant().empty()) count(tenant_users_, r.next_tenant(), -1);
       break;
     }
     case Kind::kNeighbour:
       neighbours.erase(*neighbour_key(o.neighbour()));
-      users_["interface:" + o.neighbour().interface()]--;
+      count(interface_users_, o.neighbour().interface(), -1);
       break;
     default:
       break;
   }
 }
 
-namespace {
-
-// The current object with the same key as `o` (whose key fields are valid).
-std::optional<v1::Object> current(const Intent& in, const v1::Object& o) {
+Intent::Key Intent::key_of(const v1::Object& o) {
+  Key k{o.kind_case(), "", {}, {}};
   switch (o.kind_case()) {
     case Kind::kPort:
-      return find_in(in.ports, o.port().name(), [](v1::Object& x, const v1::Port& v) { *x.mutable_port() = v; });
+      k.name = o.port().name();
+      break;
     case Kind::kTenant:
-      return find_in(in.tenants, o.tenant().name(),
-                     [](v1::Object& x, const v1::Tenant& v) { *x.mutable_tenant() = v; });
+      k.name = o.tenant().name();
+      break;
     case Kind::kInterface:
-      return find_in(in.interfaces, o.interface().name(),
-                     [](v1::Object& x, const v1::Interface& v) { *x.mutable_interface() = v; });
+      k.name = o.interface().name();
+      break;
     case Kind::kRoute:
-      return find_in(in.routes, *route_key(o.route()),
-                     [](v1::Object& x, const v1::Route& v) { *x.mutable_route() = v; });
+      k.route = *route_key(o.route());
+      break;
     case Kind::kNeighbour:
-      return find_in(in.neighbours, *neighbour_key(o.neighbour()),
+      k.neighbour = *neighbour_key(o.neighbour());
+      break;
+    default:
+      break;
+  }
+  return k;
+}
+
+// The current object with that key.
+std::optional<v1::Object> Intent::find(const Key& k) const {
+  switch (k.kind) {
+    case Kind::kPort:
+      return find_in(ports, k.name, [](v1::Object& x, const v1::Port& v) { *x.mutable_port() = v; });
+    case Kind::kTenant:
+      return find_in(tenants, k.name, [](v1::Object& x, const v1::Tenant& v) { *x.mutable_tenant() = v; });
+    case Kind::kInterface:
+      return find_in(interfaces, k.name, [](v1::Object& x, const v1::Interface& v) { *x.mutable_interface() = v; });
+    case Kind::kRoute:
+      return find_in(routes, k.route, [](v1::Object& x, const v1::Route& v) { *x.mutable_route() = v; });
+    case Kind::kNeighbour:
+      return find_in(neighbours, k.neighbour,
                      [](v1::Object& x, const v1::Neighbour& v) { *x.mutable_neighbour() = v; });
     default:
       return std::nullopt;
   }
 }
 
-}  // namespace
-
-void Intent::record(const v1::Object& key_object) {
-  log_.push_back({key_object.kind_case(), key_object, current(*this, key_object)});
-}
+void Intent::record(const Key& key) { log_.push_back({key, find(key)}); }
 
 void Intent::undo(std::vector<Undo>& log) {
   for (auto it = log.rbegin(); it != log.rend(); ++it) {
-    if (auto now = current(*this, it->key)) erase(*now);
+    if (auto now = find(it->key)) erase(*now);
     if (it->before) put(*it->before);
   }
   log.clear();
@@ -352,25 +383,25 @@ std::optional<Error> Intent::check_neighbour(const v1::Neighbour& n, const std::
 }
 
 std::optional<Error> Intent::check_delete(const v1::Object& o, const std::string& path) {
-  std::string key;
+  std::string name;
+  size_t n = 0;
   switch (o.kind_case()) {
     case Kind::kPort:
-      key = "port:" + o.port().name();
+      n = users(port_users_, name = o.port().name());
       break;
     case Kind::kTenant:
-      key = "tenant:" + o.tenant().name();
+      n = users(tenant_users_, name = o.tenant().name());
       break;
     case Kind::kInterface:
-      key = "interface:" + o.interface().name();
+      n = users(interface_users_, name = o.interface().name());
       break;
     default:
       return std::nullopt;
   }
-  if (size_t n = users_[key])
-    return Error{Code::failed_precondition, path + ": " + kind_name(o.kind_case()) + " " +
-                                                quoted(key.substr(key.find(':') + 1)) + " is still used by " +
-                                                std::to_string(n) + (n == 1 ? " object" : " objects") +
-                                                " (interfaces, routes or neighbours)"};
+  if (n)
+    return Error{Code::failed_precondition,
+                 path + ": " + kind_name(o.kind_case()) + " " + quoted(name) + " is still used by " +
+                     std::to_string(n) + (n == 1 ? " object" : " objects") + " (interfaces, routes or neighbours)"};
   return std::nullopt;
 }
 
@@ -407,7 +438,8 @@ std::optional<Error> Intent::apply_one(const Operation& op, size_t) {
                    path + ": " + kind_name(object.kind_case()) + " objects are not supported by this medix-dp yet"};
   }
 
-  auto existing = current(*this, object);
+  Key key = key_of(object);
+  auto existing = find(key);
   std::string what = std::string(kind_name(object.kind_case()));
   switch (op.op) {
     case v1::Operation::CREATE:
@@ -424,21 +456,21 @@ std::optional<Error> Intent::apply_one(const Operation& op, size_t) {
       if (object.has_tenant() && object.tenant().max_routes() != existing->tenant().max_routes())
         return invalid(path + ".max_routes", "cannot change (its FIB is sized at creation)");
       if (object.has_interface() && object.interface().tenant() != existing->interface().tenant() &&
-          users_["interface:" + object.interface().name()])
+          users(interface_users_, object.interface().name()))
         return Error{Code::failed_precondition,
                      path + ".tenant: cannot change while routes or neighbours use the interface"};
       break;
     case v1::Operation::DELETE:
       if (!existing) return Error{Code::not_found, path + ": no such " + what};
       if (auto e = check_delete(*existing, path)) return e;
-      record(*existing);
+      record(key);
       erase(*existing);
       return std::nullopt;
     default:
       return invalid(path, "op is required: CREATE, UPDATE or DELETE");
   }
 
-  record(object);
+  record(key);
   if (existing) erase(*existing);  // so that it does not conflict with itself
   std::optional<Error> e;
   switch (object.kind_case()) {
@@ -467,36 +499,32 @@ std::optional<Error> Intent::apply_one(const Operation& op, size_t) {
 
 std::optional<Error> Intent::apply(const std::vector<Operation>& ops, Diff& diff) {
   log_.clear();
-  if (ops.size() > max_operations)
-    return Error{Code::invalid_argument, "operations: " + std::to_string(ops.size()) + " operations, more than " +
-                                             std::to_string(max_operations) + " in one transaction"};
   for (size_t i = 0; i < ops.size(); i++) {
     if (auto e = apply_one(ops[i], i)) {
       undo(log_);
       return e;
     }
   }
-  // The diff: each key's state before its first change and now.
+  // The diff: each key's state before its first change, and now.
   diff = Diff{};
-  std::set<std::string> seen;
   for (const auto& u : log_) {
-    auto now = current(*this, u.key);
-    Change change{u.before, now};
-    switch (u.kind) {
+    if (u.key.kind == Kind::kRoute) {
+      diff.routes.insert(u.key.route);
+      continue;
+    }
+    auto change = [&] { return Change{u.before, find(u.key)}; };
+    switch (u.key.kind) {
       case Kind::kPort:
-        diff.ports.try_emplace(u.key.port().name(), change);
+        diff.ports.try_emplace(u.key.name, change());
         break;
       case Kind::kTenant:
-        diff.tenants.try_emplace(u.key.tenant().name(), change);
+        diff.tenants.try_emplace(u.key.name, change());
         break;
       case Kind::kInterface:
-        diff.interfaces.try_emplace(u.key.interface().name(), change);
-        break;
-      case Kind::kRoute:
-        diff.routes.try_emplace(*route_key(u.key.route()), change);
+        diff.interfaces.try_emplace(u.key.name, change());
         break;
       case Kind::kNeighbour:
-        diff.neighbours.try_emplace(*neighbour_key(u.key.neighbour()), change);
+        diff.neighbours.try_emplace(u.key.neighbour, change());
         break;
       default:
         break;
@@ -512,7 +540,6 @@ std::optional<Error> Intent::apply(const std::vector<Operation>& ops, Diff& diff
   prune(diff.ports);
   prune(diff.tenants);
   prune(diff.interfaces);
-  prune(diff.routes);
   prune(diff.neighbours);
   last_ = std::move(log_);
   log_.clear();

@@ -13,6 +13,7 @@
 #include <set>
 #include <string>
 #include <tuple>
+#include <unordered_map>
 #include <vector>
 
 #include "config/text.h"
@@ -42,6 +43,7 @@ struct Operation {
   std::string path;  // where the object is in the request: "operations[3].interface", "interfaces[2]"
 };
 
+// The most operations one API request may carry (the startup file has no such limit).
 inline constexpr size_t max_operations = 1'000'000;
 
 struct RouteKey {
@@ -63,9 +65,10 @@ struct Change {
 };
 
 // Every changed object of a transaction, by kind, in key order (for deterministic plans).
+// Routes are only keys: there may be millions, and the committer reads them from the intent.
 struct Diff {
   std::map<std::string, Change> ports, tenants, interfaces;
-  std::map<RouteKey, Change> routes;
+  std::set<RouteKey> routes;
   std::map<NeighbourKey, Change> neighbours;
   size_t size() const { return ports.size() + tenants.size() + interfaces.size() + routes.size() + neighbours.size(); }
 };
@@ -78,8 +81,10 @@ class Intent {
   // Applies the operations; on error the intent is as before. On success returns the changes
   // (identical re-sends and changes undone within the batch do not appear).
   std::optional<Error> apply(const std::vector<Operation>& ops, Diff& diff);
-  // Undoes the last successful apply (when the dataplane could not follow it).
+  // Undoes the last successful apply (when the dataplane could not follow it), or forgets
+  // how to (once the dataplane has it).
   void rollback_last();
+  void forget_last() { std::vector<Undo>().swap(last_); }
 
   std::map<std::string, v1::Port> ports;
   std::map<std::string, v1::Tenant> tenants;
@@ -91,9 +96,15 @@ class Intent {
   size_t routes_in(const std::string& tenant) const;
 
  private:
-  struct Undo {
+  // An object's identity: its kind and key fields.
+  struct Key {
     int kind;  // v1::Object::KindCase
-    v1::Object key;
+    std::string name;
+    RouteKey route{};
+    NeighbourKey neighbour{};
+  };
+  struct Undo {
+    Key key;
     std::optional<v1::Object> before;
   };
 
@@ -108,7 +119,9 @@ class Intent {
   // The only two ways objects enter or leave the maps; they keep the indexes right.
   void put(const v1::Object& object);
   void erase(const v1::Object& object);
-  void record(const v1::Object& key_object);
+  static Key key_of(const v1::Object& object);
+  std::optional<v1::Object> find(const Key& key) const;
+  void record(const Key& key);
   void undo(std::vector<Undo>& log);
 
   std::vector<Undo> log_;
@@ -116,14 +129,17 @@ class Intent {
   // Indexes.
   std::map<std::tuple<std::string, uint32_t, uint32_t>, std::string> attachments_;  // (port, vlan, inner) -> interface
   std::map<std::pair<std::string, uint32_t>, std::string> tenant_addresses_;        // (tenant, address) -> interface
-  std::map<std::string, size_t> users_;          // "tenant:x", "interface:y", "port:z" -> objects referring to it
+  // Objects referring to each tenant, interface, port by name.
+  std::unordered_map<std::string, size_t> tenant_users_, interface_users_, port_users_;
+  static void count(std::unordered_map<std::string, size_t>& users, const std::string& name, int delta);
+  static size_t users(const std::unordered_map<std::string, size_t>& users, const std::string& name);
   std::map<std::string, size_t> tenant_routes_;  // routes per tenant
 };
 
 // The object's kind name as the API and config spell it ("interface").
 const char* kind_name(v1::Object::KindCase kind);
 // Turns a config file's objects into CREATE operations whose paths are "interfaces[2]".
-std::vector<Operation> operations_from(const v1::Config& config);
+std::vector<Operation> operations_from(v1::Config config);
 std::optional<RouteKey> route_key(const v1::Route& r);
 std::optional<NeighbourKey> neighbour_key(const v1::Neighbour& n);
 
