@@ -56,15 +56,27 @@ void l2_input(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n, rte_mbuf** 
     }
     meta(m).l2_len = uint8_t(off);
     keys[n_parsed] = InterfaceKey{port, outer, inner, 0};
-    key_ptrs[n_parsed] = &keys[n_parsed];
     ethertypes[n_parsed] = type;
     parsed[n_parsed++] = m;
   }
   if (n_parsed == 0) return;
 
+  // Frames of a burst mostly share their VLAN: look each run of equal keys up once.
+  uint16_t lookup_of[burst_size];
+  uint16_t n_lookups = 0;
+  for (uint16_t i = 0; i < n_parsed; i++) {
+    if (i == 0 || memcmp(&keys[i], &keys[i - 1], sizeof(InterfaceKey)) != 0) key_ptrs[n_lookups++] = &keys[i];
+    lookup_of[i] = uint16_t(n_lookups - 1);
+  }
+  void* results[burst_size];
+  uint64_t result_hits = 0;
+  if (t.interface_index) rte_hash_lookup_bulk_data(t.interface_index.get(), key_ptrs, n_lookups, &result_hits, results);
   void* found[burst_size];
   uint64_t hits = 0;
-  if (t.interface_index) rte_hash_lookup_bulk_data(t.interface_index.get(), key_ptrs, n_parsed, &hits, found);
+  for (uint16_t i = 0; i < n_parsed; i++) {
+    found[i] = results[lookup_of[i]];
+    hits |= ((result_hits >> lookup_of[i]) & 1) << i;
+  }
 
   for (uint16_t i = 0; i < n_parsed; i++) {
     rte_mbuf* m = parsed[i];

@@ -41,14 +41,23 @@ bool NeighbourTable::set(uint16_t interface, uint32_t address, const rte_ether_a
 }
 
 void NeighbourTable::lookup_bulk(const NeighbourKey* keys, unsigned n, uint64_t* words) const {
+  // Packets of a burst mostly go to one next hop: look each run of equal keys up once.
   const void* key_ptrs[RTE_HASH_LOOKUP_BULK_MAX];
   int32_t positions[RTE_HASH_LOOKUP_BULK_MAX];
+  unsigned lookup_of[RTE_HASH_LOOKUP_BULK_MAX];
   for (unsigned done = 0; done < n;) {
     unsigned count = std::min<unsigned>(n - done, RTE_HASH_LOOKUP_BULK_MAX);
-    for (unsigned i = 0; i < count; i++) key_ptrs[i] = &keys[done + i];
-    rte_hash_lookup_bulk(index_, key_ptrs, count, positions);
-    for (unsigned i = 0; i < count; i++)
-      words[done + i] = positions[i] >= 0 ? entries_[positions[i]].load(std::memory_order_acquire) : 0;
+    unsigned lookups = 0;
+    for (unsigned i = 0; i < count; i++) {
+      if (i == 0 || memcmp(&keys[done + i], &keys[done + i - 1], sizeof(NeighbourKey)) != 0)
+        key_ptrs[lookups++] = &keys[done + i];
+      lookup_of[i] = lookups - 1;
+    }
+    rte_hash_lookup_bulk(index_, key_ptrs, lookups, positions);
+    for (unsigned i = 0; i < count; i++) {
+      int32_t pos = positions[lookup_of[i]];
+      words[done + i] = pos >= 0 ? entries_[pos].load(std::memory_order_acquire) : 0;
+    }
     done += count;
   }
 }
