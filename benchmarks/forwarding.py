@@ -407,6 +407,19 @@ def run_medix(args, pcap, config, mem_mb):
 # Results
 
 
+def git_state():
+    """The commit the tree is at, '+dirty' when tracked files changed (the binary under test
+    may be built from either; --binary may name any build)."""
+    try:
+        head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "-uno"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return head + ("+dirty" if dirty else "") if head else None
+    except Exception:  # noqa: BLE001
+        return None
+
+
 def cpu_model():
     with open("/proc/cpuinfo") as f:
         for line in f:
@@ -671,6 +684,9 @@ def main():
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "cpu_model": cpu_model(),
         "kernel": platform.release(),
+        "binary": os.path.relpath(args.binary, ROOT) if args.binary.startswith(ROOT + "/")
+        else args.binary,
+        "git": git_state(),
         "tsc_hz": tsc_hz,
         "tsc_hz_source": tsc_src,
         "dpdk_tsc_hz": dpdk_tsc_hz,
