@@ -152,15 +152,9 @@ const KindInfo& kind_of(const v1::Object& object) {
 v1::Object key_object(const KindInfo& kind, Args& args) {
   v1::Object object;
   switch (kind.oneof) {
-    case Case::kPort:
-      object.mutable_port()->set_name(args.next("a port name"));
-      break;
-    case Case::kTenant:
-      object.mutable_tenant()->set_name(args.next("a tenant name"));
-      break;
-    case Case::kInterface:
-      object.mutable_interface()->set_name(args.next("an interface name"));
-      break;
+    case Case::kPort: object.mutable_port()->set_name(args.next("a port name")); break;
+    case Case::kTenant: object.mutable_tenant()->set_name(args.next("a tenant name")); break;
+    case Case::kInterface: object.mutable_interface()->set_name(args.next("an interface name")); break;
     case Case::kRoute:
       object.mutable_route()->set_tenant(args.next("the route's tenant"));
       object.mutable_route()->set_prefix(args.next("the route's prefix"));
@@ -169,23 +163,12 @@ v1::Object key_object(const KindInfo& kind, Args& args) {
       object.mutable_neighbour()->set_interface(args.next("the neighbour's interface"));
       object.mutable_neighbour()->set_address(args.next("the neighbour's address"));
       break;
-    case Case::kTunnel:
-      object.mutable_tunnel()->set_name(args.next("a tunnel name"));
-      break;
-    case Case::kSa:
-      object.mutable_sa()->set_spi(args.next_u32("SPI"));
-      break;
-    case Case::kStaticMapping:
-      object.mutable_static_mapping()->set_tenant(args.next("a tenant name"));
-      break;
-    case Case::kNaptPool:
-      object.mutable_napt_pool()->set_tenant(args.next("a tenant name"));
-      break;
-    case Case::kPolicyRule:
-      object.mutable_policy_rule()->set_name(args.next("a rule name"));
-      break;
-    case Case::KIND_NOT_SET:
-      throw std::logic_error("key_object: no kind");
+    case Case::kTunnel: object.mutable_tunnel()->set_name(args.next("a tunnel name")); break;
+    case Case::kSa: object.mutable_sa()->set_spi(args.next_u32("SPI")); break;
+    case Case::kStaticMapping: object.mutable_static_mapping()->set_tenant(args.next("a tenant name")); break;
+    case Case::kNaptPool: object.mutable_napt_pool()->set_tenant(args.next("a tenant name")); break;
+    case Case::kPolicyRule: object.mutable_policy_rule()->set_name(args.next("a rule name")); break;
+    case Case::KIND_NOT_SET: throw std::logic_error("key_object: no kind");
   }
   return object;
 }
@@ -193,28 +176,18 @@ v1::Object key_object(const KindInfo& kind, Args& args) {
 std::string key_string(const v1::Object& object) {
   std::string kind = kind_of(object).singular + "/";
   switch (object.kind_case()) {
-    case Case::kPort:
-      return kind + object.port().name();
-    case Case::kTenant:
-      return kind + object.tenant().name();
-    case Case::kInterface:
-      return kind + object.interface().name();
-    case Case::kRoute:
-      return kind + object.route().tenant() + "/" + canonical_prefix(object.route().prefix());
+    case Case::kPort: return kind + object.port().name();
+    case Case::kTenant: return kind + object.tenant().name();
+    case Case::kInterface: return kind + object.interface().name();
+    case Case::kRoute: return kind + object.route().tenant() + "/" + canonical_prefix(object.route().prefix());
     case Case::kNeighbour:
       return kind + object.neighbour().interface() + "/" + canonical_address(object.neighbour().address());
-    case Case::kTunnel:
-      return kind + object.tunnel().name();
-    case Case::kSa:
-      return kind + std::to_string(object.sa().spi());
-    case Case::kStaticMapping:
-      return kind + object.static_mapping().tenant();
-    case Case::kNaptPool:
-      return kind + object.napt_pool().tenant();
-    case Case::kPolicyRule:
-      return kind + object.policy_rule().name();
-    case Case::KIND_NOT_SET:
-      break;
+    case Case::kTunnel: return kind + object.tunnel().name();
+    case Case::kSa: return kind + std::to_string(object.sa().spi());
+    case Case::kStaticMapping: return kind + object.static_mapping().tenant();
+    case Case::kNaptPool: return kind + object.napt_pool().tenant();
+    case Case::kPolicyRule: return kind + object.policy_rule().name();
+    case Case::KIND_NOT_SET: break;
   }
   throw std::logic_error("key_string: no kind");
 }
@@ -226,18 +199,10 @@ void clear_output_only(v1::Object& object) {
 
 void apply_set_words(v1::Object& object, Args& args) {
   switch (object.kind_case()) {
-    case Case::kPort:
-      set_port(*object.mutable_port(), args);
-      break;
-    case Case::kTenant:
-      set_tenant(*object.mutable_tenant(), args);
-      break;
-    case Case::kInterface:
-      set_interface(*object.mutable_interface(), args);
-      break;
-    case Case::kRoute:
-      set_route(*object.mutable_route(), args);
-      break;
+    case Case::kPort: set_port(*object.mutable_port(), args); break;
+    case Case::kTenant: set_tenant(*object.mutable_tenant(), args); break;
+    case Case::kInterface: set_interface(*object.mutable_interface(), args); break;
+    case Case::kRoute: set_route(*object.mutable_route(), args); break;
     case Case::kNeighbour:
       object.mutable_neighbour()->set_mac(args.next("a MAC address"));
       args.expect_done();

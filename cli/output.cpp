@@ -44,14 +44,10 @@ std::string route_target(const v1::Route& route) {
   switch (route.target_case()) {
     case v1::Route::kVia:
       return "via " + route.via().interface() + (route.via().address().empty() ? "" : " " + route.via().address());
-    case v1::Route::kNextTenant:
-      return "tenant " + route.next_tenant();
-    case v1::Route::kLocal:
-      return "local";
-    case v1::Route::kBlackhole:
-      return route.blackhole().unreachable() ? "blackhole unreachable" : "blackhole";
-    case v1::Route::TARGET_NOT_SET:
-      break;
+    case v1::Route::kNextTenant: return "tenant " + route.next_tenant();
+    case v1::Route::kLocal: return "local";
+    case v1::Route::kBlackhole: return route.blackhole().unreachable() ? "blackhole unreachable" : "blackhole";
+    case v1::Route::TARGET_NOT_SET: break;
   }
   return "";
 }
@@ -224,28 +220,17 @@ std::string to_json(const google::protobuf::Message& message, bool pretty) {
 
 void print_objects(std::ostream& out, const KindInfo& kind, const Objects& objects) {
   switch (kind.oneof) {
-    case v1::Object::kPort:
-      return print_ports(out, objects);
-    case v1::Object::kTenant:
-      return print_tenants(out, objects);
-    case v1::Object::kInterface:
-      return print_interfaces(out, objects);
-    case v1::Object::kRoute:
-      return print_routes(out, objects);
-    case v1::Object::kNeighbour:
-      return print_neighbours(out, objects);
-    case v1::Object::kTunnel:
-      return print_tunnels(out, objects);
-    case v1::Object::kSa:
-      return print_sas(out, objects);
-    case v1::Object::kStaticMapping:
-      return print_static_mappings(out, objects);
-    case v1::Object::kNaptPool:
-      return print_napt_pools(out, objects);
-    case v1::Object::kPolicyRule:
-      return print_policy_rules(out, objects);
-    case v1::Object::KIND_NOT_SET:
-      break;
+    case v1::Object::kPort: return print_ports(out, objects);
+    case v1::Object::kTenant: return print_tenants(out, objects);
+    case v1::Object::kInterface: return print_interfaces(out, objects);
+    case v1::Object::kRoute: return print_routes(out, objects);
+    case v1::Object::kNeighbour: return print_neighbours(out, objects);
+    case v1::Object::kTunnel: return print_tunnels(out, objects);
+    case v1::Object::kSa: return print_sas(out, objects);
+    case v1::Object::kStaticMapping: return print_static_mappings(out, objects);
+    case v1::Object::kNaptPool: return print_napt_pools(out, objects);
+    case v1::Object::kPolicyRule: return print_policy_rules(out, objects);
+    case v1::Object::KIND_NOT_SET: break;
   }
 }
 

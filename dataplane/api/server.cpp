@@ -23,20 +23,13 @@ namespace {
 
 grpc::StatusCode status_code(Code code) {
   switch (code) {
-    case Code::ok:
-      return grpc::StatusCode::OK;
-    case Code::invalid_argument:
-      return grpc::StatusCode::INVALID_ARGUMENT;
-    case Code::not_found:
-      return grpc::StatusCode::NOT_FOUND;
-    case Code::already_exists:
-      return grpc::StatusCode::ALREADY_EXISTS;
-    case Code::failed_precondition:
-      return grpc::StatusCode::FAILED_PRECONDITION;
-    case Code::resource_exhausted:
-      return grpc::StatusCode::RESOURCE_EXHAUSTED;
-    case Code::unimplemented:
-      return grpc::StatusCode::UNIMPLEMENTED;
+    case Code::ok: return grpc::StatusCode::OK;
+    case Code::invalid_argument: return grpc::StatusCode::INVALID_ARGUMENT;
+    case Code::not_found: return grpc::StatusCode::NOT_FOUND;
+    case Code::already_exists: return grpc::StatusCode::ALREADY_EXISTS;
+    case Code::failed_precondition: return grpc::StatusCode::FAILED_PRECONDITION;
+    case Code::resource_exhausted: return grpc::StatusCode::RESOURCE_EXHAUSTED;
+    case Code::unimplemented: return grpc::StatusCode::UNIMPLEMENTED;
   }
   return grpc::StatusCode::INTERNAL;
 }
@@ -141,6 +134,18 @@ class Service final : public v1::Dataplane::Service {
             }
           break;
         }
+        case Kind::kTunnel:
+          if (auto it = in.tunnels.find(key.tunnel().name()); it != in.tunnels.end()) {
+            *o->mutable_tunnel() = it->second;
+            return grpc::Status::OK;
+          }
+          break;
+        case Kind::kSa:
+          if (auto it = in.sas.find(medix::control::sa_key(key.sa())); it != in.sas.end()) {
+            *o->mutable_sa() = without_keys(it->second);
+            return grpc::Status::OK;
+          }
+          break;
         case Kind::KIND_NOT_SET:
           return {grpc::StatusCode::INVALID_ARGUMENT, "key: an object with its key fields is required"};
         default:
@@ -220,10 +225,8 @@ class Service final : public v1::Dataplane::Service {
               if (i < all.size()) response->set_next_page_token(std::to_string(i));
               break;
             }
-            case v1::KIND_UNSPECIFIED:
-              return {grpc::StatusCode::INVALID_ARGUMENT, "kind: is required"};
-            default:
-              break;  // kinds this medix-dp does not support yet: none exist
+            case v1::KIND_UNSPECIFIED: return {grpc::StatusCode::INVALID_ARGUMENT, "kind: is required"};
+            default: break;  // kinds this medix-dp does not support yet: none exist
           }
           return grpc::Status::OK;
         });
@@ -250,6 +253,25 @@ class Service final : public v1::Dataplane::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status WatchSaEvents(grpc::ServerContext* context, const v1::WatchSaEventsRequest*,
+                             grpc::ServerWriter<v1::SaEvent>* writer) override {
+    uint64_t cursor = dp_.controller.sa_event_count();  // only what happens from now on
+    while (!context->IsCancelled() && !stopping_.load()) {
+      for (const auto& e : dp_.controller.wait_sa_events(cursor, std::chrono::milliseconds(200))) {
+        v1::SaEvent out;
+        out.set_kind(v1::SaEvent::Kind(e.kind));
+        out.set_spi(e.spi);
+        out.set_tunnel(e.tunnel);
+        out.set_inbound(e.inbound);
+        out.set_packets(e.packets);
+        out.set_bytes(e.bytes);
+        out.set_timestamp_ns(e.timestamp_ns);
+        if (!writer->Write(out)) return grpc::Status::OK;
+      }
+    }
+    return grpc::Status::OK;
+  }
+
   grpc::Status GetRuntime(grpc::ServerContext*, const v1::GetRuntimeRequest*, v1::Runtime* response) override {
     response->set_tsc_hz(dp_.tsc_hz);
     Counters totals = dp_.totals();
@@ -267,6 +289,13 @@ class Service final : public v1::Dataplane::Service {
   }
 
  private:
+  // Keys are write-only: nothing that reads the API learns them.
+  static v1::SecurityAssociation without_keys(v1::SecurityAssociation sa) {
+    sa.clear_cipher_key();
+    sa.clear_integrity_key();
+    return sa;
+  }
+
   static std::string port_mac(const medix::control::Committer& c, const std::string& name) {
     for (const auto& p : c.current()->ports)
       if (p.live && p.name == name) {
@@ -335,6 +364,30 @@ class Service final : public v1::Dataplane::Service {
       uint64_t drops[drop_reason_count];
       for (unsigned r = 0; r < drop_reason_count; r++) drops[r] = read(w->counters->drops[r]);
       fill_drops(l->mutable_drops(), drops);
+    }
+    for (const auto& x : s.tunnels) {
+      auto* c = out.add_tunnels();
+      c->set_name(x.name);
+      c->set_rx_packets(x.counters.rx_packets);
+      c->set_rx_bytes(x.counters.rx_bytes);
+      c->set_tx_packets(x.counters.tx_packets);
+      c->set_tx_bytes(x.counters.tx_bytes);
+    }
+    for (const auto& x : s.sas) {
+      auto* c = out.add_sas();
+      c->set_spi(x.spi);
+      c->set_tunnel(x.tunnel);
+      c->set_inbound(x.inbound);
+      c->set_state(v1::SaState(x.life));
+      c->set_packets(x.packets);
+      c->set_bytes(x.bytes);
+      c->set_last_used_ns(x.last_used_ns);
+      c->set_sequence(x.sequence);
+      for (unsigned r = 0; r < std::size(x.drops); r++) {
+        auto* d = c->add_drops();
+        d->set_reason(sa_drop_names[r]);
+        d->set_packets(x.drops[r]);
+      }
     }
     auto* e = out.mutable_events();
     e->set_icmp_sent(s.totals.icmp_sent);

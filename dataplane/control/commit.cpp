@@ -7,6 +7,8 @@
 
 #include <set>
 
+#include "ipsec/keys.h"
+
 namespace medix::control {
 namespace {
 
@@ -23,6 +25,9 @@ constexpr uint16_t tx_descriptors = 1024;
 
 Committer::~Committer() {
   delete current();
+  for (SaState* sa : sas_) rte_free(sa);
+  rte_hash_free(sa_index_);
+  if (mgr_) free_mb_mgr(mgr_);
   for (auto& t : tenants_) free_tenant(t);
   neighbours_.destroy();
   rte_free(nexthops_);
@@ -36,9 +41,25 @@ std::optional<std::string> Committer::init(const Params& params) {
   if (!nexthops_ || !bases_ || !neighbours_.init("neighbours", params.socket)) return "cannot allocate the tables";
   nexthop_refs_.assign(max_nexthops + 1, 0);
   for (uint16_t id = max_nexthops; id >= 1; id--) free_nexthops_.push_back(id);  // 0 is "no route"
+  mgr_ = alloc_mb_mgr(0);
+  if (!mgr_) return "cannot allocate Intel IPsec-MB state";
+  init_mb_mgr_auto(mgr_, nullptr);
+  sas_.assign(max_sas, nullptr);
+  for (uint16_t slot = max_sas - 1; slot >= 1; slot--) free_sas_.push_back(slot);
+  rte_hash_parameters hp{};
+  hp.name = "sa_index";
+  hp.entries = max_sas;
+  hp.key_len = sizeof(uint32_t);
+  hp.hash_func = rte_jhash;
+  hp.socket_id = int(params.socket);
+  hp.extra_flag = RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF;
+  sa_index_ = rte_hash_create(&hp);
+  if (!sa_index_) return "cannot allocate the SA index";
   auto* empty = new Tables();
   empty->nexthops = nexthops_;
   empty->neighbours = &neighbours_;
+  empty->sas = sas_.data();
+  empty->sa_index = sa_index_;
   current_.store(empty, std::memory_order_release);
   return std::nullopt;
 }
@@ -332,6 +353,56 @@ std::optional<Error> Committer::commit(const Diff& diff, const Intent& intent, u
     }
     added_contributions.push_back({&f, slot});
   }
+  // --- Tunnels: interfaces without a port, in the same name space and slots ---
+  for (const auto& [name, change] : diff.tunnels) {
+    uint16_t slot;
+    if (!change.after) {
+      slot = interface_slot_.at(name);
+      next->interfaces[slot] = InterfaceEntry{};
+      dead_interfaces.push_back(slot);
+      outbound_.erase(name);
+      continue;
+    }
+    if (change.before) {
+      slot = interface_slot_.at(name);
+    } else {
+      auto s = take(free_interfaces_, next->interfaces, max_interfaces);
+      if (!s) return fail(Code::resource_exhausted, "tunnel " + name + ": no free interface slot");
+      slot = *s;
+      if (next->interfaces.size() <= slot) next->interfaces.resize(slot + 1);
+      undo.push_back([this, slot] { free_interfaces_.push_back(slot); });
+      new_interface_slots.push_back(slot);
+      need_totals = true;
+    }
+    interface_of[name] = slot;
+    const v1::Tunnel& tu = change.after->tunnel();
+    InterfaceEntry& e = next->interfaces[slot];
+    uint32_t keep_uid = change.before ? e.uid : uint32_t(next_uid_++);
+    uint16_t keep_sa = change.before ? e.outbound_sa : 0;
+    e = InterfaceEntry{};
+    e.uid = keep_uid;
+    e.name = name;
+    e.tunnel = true;
+    e.tenant = tenant_of(tu.tenant());
+    e.underlay = tenant_of(tu.underlay_tenant());
+    e.local = *parse_ipv4(tu.local_address());
+    e.remote = *parse_ipv4(tu.remote_address());
+    e.remote_port = uint16_t(tu.encap_udp_port());
+    e.mtu = uint16_t(tu.mtu() ? tu.mtu() : 1400);
+    e.ttl = uint8_t(tu.ttl() ? tu.ttl() : 64);
+    e.df_mode = uint8_t(tu.df());
+    e.mss_clamp = uint16_t(tu.tcp_mss_clamp());
+    e.outbound_sa = keep_sa;
+    for (const auto& sel : tu.local_selectors()) {
+      auto p = *parse_prefix(sel);
+      e.local_selectors[e.n_local_selectors++] = Subnet{p.address, p.length};
+    }
+    for (const auto& sel : tu.remote_selectors()) {
+      auto p = *parse_prefix(sel);
+      e.remote_selectors[e.n_remote_selectors++] = Subnet{p.address, p.length};
+    }
+  }
+
   for (auto [f, slot] : removed_contributions) contribute(*f, slot, false);
   for (auto [f, slot] : added_contributions) contribute(*f, slot, true);
   undo.push_back([&, this] {
@@ -359,14 +430,9 @@ std::optional<Error> Committer::commit(const Diff& diff, const Intent& intent, u
           nh = {NexthopKind::via, interface_slot_of(r.via().interface()), 0,
                 r.via().address().empty() ? 0 : *parse_ipv4(r.via().address())};
           break;
-        case v1::Route::kNextTenant:
-          nh = {NexthopKind::leak, 0, tenant_of(r.next_tenant()), 0};
-          break;
-        case v1::Route::kLocal:
-          nh = {NexthopKind::local, 0, 0, 0};
-          break;
-        default:
-          nh = {r.blackhole().unreachable() ? NexthopKind::unreachable : NexthopKind::blackhole, 0, 0, 0};
+        case v1::Route::kNextTenant: nh = {NexthopKind::leak, 0, tenant_of(r.next_tenant()), 0}; break;
+        case v1::Route::kLocal: nh = {NexthopKind::local, 0, 0, 0}; break;
+        default: nh = {r.blackhole().unreachable() ? NexthopKind::unreachable : NexthopKind::blackhole, 0, 0, 0};
       }
     } else if (auto a = slot.automatic.find({address, length}); a != slot.automatic.end() && !a->second.empty()) {
       has = true;
@@ -442,11 +508,80 @@ std::optional<Error> Committer::commit(const Diff& diff, const Intent& intent, u
     }
     for (uint16_t slot = 0; slot < next->interfaces.size(); slot++) {
       const InterfaceEntry& e = next->interfaces[slot];
-      if (!e.uid) continue;
+      if (!e.uid || e.tunnel) continue;
       InterfaceKey key{e.port, e.outer_vlan, e.inner_vlan, 0};
       rte_hash_add_key_data(index, &key, reinterpret_cast<void*>(uintptr_t(slot)));
     }
     next->interface_index = std::shared_ptr<rte_hash>(index, rte_hash_free);
+  }
+
+  // --- SAs: new ones are complete before anything can find them; the old go after the grace ---
+  std::vector<uint16_t> dead_sas;
+  std::vector<int32_t> sa_release;
+  std::set<std::string> sa_tunnels;
+  std::vector<std::pair<SaKey, uint16_t>> new_sas;
+  for (const auto& [key, change] : diff.sas) {
+    sa_tunnels.insert(key.tunnel);
+    if (!change.after) {
+      uint16_t slot = sa_slot_.at(key);
+      if (key.inbound) {
+        int32_t pos = rte_hash_del_key(sa_index_, &key.spi);
+        if (pos >= 0) sa_release.push_back(pos);
+      } else {
+        auto& list = outbound_[key.tunnel];
+        list.erase(std::remove(list.begin(), list.end(), slot), list.end());
+      }
+      dead_sas.push_back(slot);
+      continue;
+    }
+    const v1::SecurityAssociation& o = change.after->sa();
+    auto* sa =
+        static_cast<SaState*>(rte_zmalloc_socket("sa", sizeof(SaState), RTE_CACHE_LINE_SIZE, int(params_.socket)));
+    bool ok = sa && !free_sas_.empty();
+    uint16_t slot = 0;
+    if (ok) {
+      new (sa) SaState();
+      sa_setup(*sa, o, mgr_);
+      sa->tunnel = interface_slot_of(key.tunnel);
+      sa->owner = uint16_t(key.spi % params_.queues);
+      slot = free_sas_.back();
+      free_sas_.pop_back();
+      sas_[slot] = sa;
+      if (key.inbound)
+        ok = rte_hash_add_key_data(sa_index_, &key.spi, reinterpret_cast<void*>(uintptr_t(slot))) == 0;
+      else
+        outbound_[key.tunnel].push_back(slot);
+    }
+    if (!ok) {
+      for (auto [k, s] : new_sas) {
+        if (k.inbound)
+          rte_hash_del_key(sa_index_, &k.spi);
+        else
+          outbound_[k.tunnel].pop_back();
+        rte_free(sas_[s]);
+        sas_[s] = nullptr;
+        free_sas_.push_back(s);
+      }
+      if (slot) {
+        sas_[slot] = nullptr;
+        free_sas_.push_back(slot);
+      }
+      rte_free(sa);
+      for (size_t j = ops.size(); j-- > 0;)
+        apply_fib(tenants_[ops[j].tenant].fib[1 - tenants_[ops[j].tenant].active], ops[j], false);
+      for (const auto& op : ops) unref(op.after);
+      neighbours_.release(release);
+      return fail(Code::resource_exhausted, "SA " + std::to_string(key.spi) + ": cannot allocate it");
+    }
+    new_sas.push_back({key, slot});
+  }
+  for (const auto& name : sa_tunnels) {
+    auto it = interface_of.find(name);
+    uint16_t slot =
+        it != interface_of.end() ? it->second : (interface_slot_.count(name) ? interface_slot_.at(name) : 0);
+    if (!slot && !interface_slot_.count(name)) continue;  // the tunnel goes in this transaction
+    const auto& list = outbound_[name];
+    next->interfaces[slot].outbound_sa = list.empty() ? 0 : list.back();
   }
 
   // Counter bases for slots given to new objects: their counters start at zero.
@@ -479,6 +614,15 @@ std::optional<Error> Committer::commit(const Diff& diff, const Intent& intent, u
   }
   for (uint16_t t : switched) tenants_[t].active = 1 - tenants_[t].active;
   neighbours_.release(release);
+  for (int32_t pos : sa_release) rte_hash_free_key_with_position(sa_index_, pos);
+  for (uint16_t slot : dead_sas) {
+    rte_free(sas_[slot]);
+    sas_[slot] = nullptr;
+    free_sas_.push_back(slot);
+  }
+  for (const auto& [key, change] : diff.sas)
+    if (!change.after) sa_slot_.erase(key);
+  for (auto [key, slot] : new_sas) sa_slot_[key] = slot;
   for (uint16_t s : dead_tenants) {
     tenant_slot_.erase(tenants_[s].name);
     free_tenant(tenants_[s]);
@@ -492,14 +636,15 @@ std::optional<Error> Committer::commit(const Diff& diff, const Intent& intent, u
     free_ports_.push_back(s);
   }
   for (uint16_t s : new_port_slots) port_slot_[ports_[s].name] = s;
-  for (const auto& [name, change] : diff.interfaces) {
-    if (!change.after) {
-      free_interfaces_.push_back(interface_slot_.at(name));
-      interface_slot_.erase(name);
-    } else {
-      interface_slot_[name] = interface_of.at(name);
+  for (const auto* named : {&diff.interfaces, &diff.tunnels})
+    for (const auto& [name, change] : *named) {
+      if (!change.after) {
+        free_interfaces_.push_back(interface_slot_.at(name));
+        interface_slot_.erase(name);
+      } else {
+        interface_slot_[name] = interface_of.at(name);
+      }
     }
-  }
   delete previous;
   return std::nullopt;
 }

@@ -19,6 +19,7 @@
 
 #include "control/intent.h"
 #include "infra/worker.h"
+#include "ipsec/sa.h"
 #include "tables/tables.h"
 
 namespace medix::control {
@@ -47,6 +48,11 @@ class Committer {
   const std::atomic<const Tables*>& published() const { return current_; }
   // Counters as they were when the slot was given to its present object.
   const Counters& bases() const { return *bases_; }
+  // Every SA with its key (control side, under the controller's lock).
+  template <typename F>
+  void for_each_sa(F&& f) const {
+    for (const auto& [key, slot] : sa_slot_) f(key, *sas_[slot]);
+  }
 
  private:
   struct PortSlot {
@@ -92,6 +98,15 @@ class Committer {
   std::vector<uint16_t> free_nexthops_;
   NeighbourTable neighbours_;
   Counters* bases_ = nullptr;
+
+  // IPsec: SA states by slot (shared with workers), inbound SPI -> slot, the newest outbound
+  // SA of each tunnel last.
+  IMB_MGR* mgr_ = nullptr;
+  std::vector<SaState*> sas_;
+  std::vector<uint16_t> free_sas_;
+  rte_hash* sa_index_ = nullptr;
+  std::map<SaKey, uint16_t> sa_slot_;
+  std::map<std::string, std::vector<uint16_t>> outbound_;
 };
 
 }  // namespace medix::control

@@ -1,5 +1,7 @@
 #include "control/controller.h"
 
+#include <rte_cycles.h>
+
 namespace medix::control {
 
 std::optional<std::string> Controller::init(const Committer::Params& params) { return committer_.init(params); }
@@ -31,6 +33,40 @@ void Controller::learn(const LearnedNeighbour* learned, unsigned n) {
 void Controller::stop_ports() {
   std::lock_guard lock(mutex_);
   committer_.stop_ports();
+}
+
+}  // namespace medix::control
+
+namespace medix::control {
+
+void Controller::sa_events(const SaEventMessage* events, unsigned n, uint64_t tsc_hz) {
+  {
+    std::lock_guard lock(mutex_);
+    const Tables& t = *committer_.current();
+    auto now_ns = uint64_t(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count());
+    uint64_t now_tsc = rte_rdtsc();
+    for (unsigned i = 0; i < n; i++) {
+      const auto& e = events[i];
+      uint64_t age_ns = now_tsc > e.tsc ? (now_tsc - e.tsc) * 1000000000 / tsc_hz : 0;
+      std::string tunnel = e.tunnel < t.interfaces.size() ? t.interfaces[e.tunnel].name : "";
+      events_.push_back({SaEventKind(e.kind), e.spi, tunnel, e.inbound, e.packets, e.bytes, now_ns - age_ns});
+      if (events_.size() > 4096) events_.pop_front();
+      events_total_++;
+    }
+  }
+  events_changed_.notify_all();
+}
+
+std::vector<Controller::SaEvent> Controller::wait_sa_events(uint64_t& cursor, std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  events_changed_.wait_for(lock, timeout, [&] { return events_total_ > cursor; });
+  std::vector<SaEvent> out;
+  uint64_t first = events_total_ - events_.size();
+  for (uint64_t i = std::max(cursor, first); i < events_total_; i++) out.push_back(events_[i - first]);
+  cursor = events_total_;
+  return out;
 }
 
 }  // namespace medix::control

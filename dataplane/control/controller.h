@@ -2,6 +2,9 @@
 // The single writer of medix-dp's state: the intent (validation) and the committer (what
 // workers read), behind one lock that only control threads (gRPC, telemetry, the main lcore)
 // ever take. Workers never see it.
+#include <chrono>
+#include <condition_variable>
+#include <deque>
 #include <mutex>
 
 #include "control/commit.h"
@@ -28,12 +31,31 @@ class Controller {
     return f(static_cast<const Intent&>(intent_), static_cast<const Committer&>(committer_), version_);
   }
   void learn(const LearnedNeighbour* learned, unsigned n);
+
+  // SA lifetime events: workers' messages in, API streams out.
+  struct SaEvent {
+    SaEventKind kind;
+    uint32_t spi;
+    std::string tunnel;
+    bool inbound;
+    uint64_t packets, bytes, timestamp_ns;
+  };
+  void sa_events(const SaEventMessage* events, unsigned n, uint64_t tsc_hz);
+  // Waits up to `timeout` for events after `cursor` (an event count); returns them and moves it.
+  std::vector<SaEvent> wait_sa_events(uint64_t& cursor, std::chrono::milliseconds timeout);
+  uint64_t sa_event_count() {
+    std::lock_guard lock(mutex_);
+    return events_total_;
+  }
   void stop_ports();
   const std::atomic<const Tables*>& published() const { return committer_.published(); }
   void set_device_check(std::function<bool(const std::string&)> f) { intent_.device_exists = std::move(f); }
 
  private:
   std::mutex mutex_;
+  std::condition_variable events_changed_;
+  std::deque<SaEvent> events_;  // the last 4096
+  uint64_t events_total_ = 0;
   Intent intent_;
   Committer committer_;
   uint64_t version_ = 0;

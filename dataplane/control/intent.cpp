@@ -43,28 +43,17 @@ std::optional<Error> mac(const std::string& path, const std::string& value) {
 
 const char* kind_name(v1::Object::KindCase kind) {
   switch (kind) {
-    case Kind::kPort:
-      return "port";
-    case Kind::kTenant:
-      return "tenant";
-    case Kind::kInterface:
-      return "interface";
-    case Kind::kRoute:
-      return "route";
-    case Kind::kNeighbour:
-      return "neighbour";
-    case Kind::kTunnel:
-      return "tunnel";
-    case Kind::kSa:
-      return "sa";
-    case Kind::kStaticMapping:
-      return "static_mapping";
-    case Kind::kNaptPool:
-      return "napt_pool";
-    case Kind::kPolicyRule:
-      return "policy_rule";
-    default:
-      return "object";
+    case Kind::kPort: return "port";
+    case Kind::kTenant: return "tenant";
+    case Kind::kInterface: return "interface";
+    case Kind::kRoute: return "route";
+    case Kind::kNeighbour: return "neighbour";
+    case Kind::kTunnel: return "tunnel";
+    case Kind::kSa: return "sa";
+    case Kind::kStaticMapping: return "static_mapping";
+    case Kind::kNaptPool: return "napt_pool";
+    case Kind::kPolicyRule: return "policy_rule";
+    default: return "object";
   }
 }
 
@@ -149,12 +138,8 @@ size_t Intent::users(const std::unordered_map<std::string, size_t>& users, const
 
 void Intent::put(const v1::Object& o) {
   switch (o.kind_case()) {
-    case Kind::kPort:
-      ports[o.port().name()] = o.port();
-      break;
-    case Kind::kTenant:
-      tenants[o.tenant().name()] = o.tenant();
-      break;
+    case Kind::kPort: ports[o.port().name()] = o.port(); break;
+    case Kind::kTenant: tenants[o.tenant().name()] = o.tenant(); break;
     case Kind::kInterface: {
       const auto& f = o.interface();
       interfaces[f.name()] = f;
@@ -177,19 +162,24 @@ void Intent::put(const v1::Object& o) {
       neighbours[*neighbour_key(o.neighbour())] = o.neighbour();
       count(interface_users_, o.neighbour().interface(), 1);
       break;
-    default:
+    case Kind::kTunnel:
+      tunnels[o.tunnel().name()] = o.tunnel();
+      count(tenant_users_, o.tunnel().tenant(), 1);
+      count(tenant_users_, o.tunnel().underlay_tenant(), 1);
       break;
+    case Kind::kSa:
+      sas[sa_key(o.sa())] = o.sa();
+      count(interface_users_, o.sa().tunnel(), 1);
+      if (o.sa().inbound()) inbound_spis_.insert(o.sa().spi());
+      break;
+    default: break;
   }
 }
 
 void Intent::erase(const v1::Object& o) {
   switch (o.kind_case()) {
-    case Kind::kPort:
-      ports.erase(o.port().name());
-      break;
-    case Kind::kTenant:
-      tenants.erase(o.tenant().name());
-      break;
+    case Kind::kPort: ports.erase(o.port().name()); break;
+    case Kind::kTenant: tenants.erase(o.tenant().name()); break;
     case Kind::kInterface: {
       const auto& f = o.interface();
       interfaces.erase(f.name());
@@ -212,31 +202,31 @@ void Intent::erase(const v1::Object& o) {
       neighbours.erase(*neighbour_key(o.neighbour()));
       count(interface_users_, o.neighbour().interface(), -1);
       break;
-    default:
+    case Kind::kTunnel:
+      tunnels.erase(o.tunnel().name());
+      count(tenant_users_, o.tunnel().tenant(), -1);
+      count(tenant_users_, o.tunnel().underlay_tenant(), -1);
       break;
+    case Kind::kSa:
+      sas.erase(sa_key(o.sa()));
+      count(interface_users_, o.sa().tunnel(), -1);
+      if (o.sa().inbound()) inbound_spis_.erase(o.sa().spi());
+      break;
+    default: break;
   }
 }
 
 Intent::Key Intent::key_of(const v1::Object& o) {
   Key k{o.kind_case(), "", {}, {}};
   switch (o.kind_case()) {
-    case Kind::kPort:
-      k.name = o.port().name();
-      break;
-    case Kind::kTenant:
-      k.name = o.tenant().name();
-      break;
-    case Kind::kInterface:
-      k.name = o.interface().name();
-      break;
-    case Kind::kRoute:
-      k.route = *route_key(o.route());
-      break;
-    case Kind::kNeighbour:
-      k.neighbour = *neighbour_key(o.neighbour());
-      break;
-    default:
-      break;
+    case Kind::kPort: k.name = o.port().name(); break;
+    case Kind::kTenant: k.name = o.tenant().name(); break;
+    case Kind::kInterface: k.name = o.interface().name(); break;
+    case Kind::kRoute: k.route = *route_key(o.route()); break;
+    case Kind::kNeighbour: k.neighbour = *neighbour_key(o.neighbour()); break;
+    case Kind::kTunnel: k.name = o.tunnel().name(); break;
+    case Kind::kSa: k.sa = sa_key(o.sa()); break;
+    default: break;
   }
   return k;
 }
@@ -244,8 +234,7 @@ Intent::Key Intent::key_of(const v1::Object& o) {
 // The current object with that key.
 std::optional<v1::Object> Intent::find(const Key& k) const {
   switch (k.kind) {
-    case Kind::kPort:
-      return find_in(ports, k.name, [](v1::Object& x, const v1::Port& v) { *x.mutable_port() = v; });
+    case Kind::kPort: return find_in(ports, k.name, [](v1::Object& x, const v1::Port& v) { *x.mutable_port() = v; });
     case Kind::kTenant:
       return find_in(tenants, k.name, [](v1::Object& x, const v1::Tenant& v) { *x.mutable_tenant() = v; });
     case Kind::kInterface:
@@ -255,8 +244,11 @@ std::optional<v1::Object> Intent::find(const Key& k) const {
     case Kind::kNeighbour:
       return find_in(neighbours, k.neighbour,
                      [](v1::Object& x, const v1::Neighbour& v) { *x.mutable_neighbour() = v; });
-    default:
-      return std::nullopt;
+    case Kind::kTunnel:
+      return find_in(tunnels, k.name, [](v1::Object& x, const v1::Tunnel& v) { *x.mutable_tunnel() = v; });
+    case Kind::kSa:
+      return find_in(sas, k.sa, [](v1::Object& x, const v1::SecurityAssociation& v) { *x.mutable_sa() = v; });
+    default: return std::nullopt;
   }
 }
 
@@ -297,6 +289,7 @@ std::optional<Error> Intent::check_tenant(const v1::Tenant& t, const std::string
 }
 
 std::optional<Error> Intent::check_interface(const v1::Interface& f, const std::string& path) {
+  if (tunnels.count(f.name())) return invalid(path + ".name", "a tunnel is named " + quoted(f.name()));
   if (f.tenant().empty()) return invalid(path + ".tenant", "is required");
   if (!tenants.count(f.tenant())) return invalid(path + ".tenant", "no tenant named " + quoted(f.tenant()));
   if (f.port().empty()) return invalid(path + ".port", "is required");
@@ -363,10 +356,8 @@ std::optional<Error> Intent::check_route(const v1::Route& r, const std::string& 
       if (r.next_tenant() == r.tenant()) return invalid(path + ".next_tenant", "is the route's own tenant");
       break;
     case v1::Route::kLocal:
-    case v1::Route::kBlackhole:
-      break;
-    default:
-      return invalid(path + ".target", "is required: one of via, next_tenant, local, blackhole");
+    case v1::Route::kBlackhole: break;
+    default: return invalid(path + ".target", "is required: one of via, next_tenant, local, blackhole");
   }
   uint32_t max_routes = tenant->second.max_routes() ? tenant->second.max_routes() : 65536;
   if (routes_in(r.tenant()) >= max_routes)
@@ -382,21 +373,99 @@ std::optional<Error> Intent::check_neighbour(const v1::Neighbour& n, const std::
   return mac(path + ".mac", n.mac());
 }
 
+namespace {
+std::optional<Error> selectors(const std::string& path, const google::protobuf::RepeatedPtrField<std::string>& list) {
+  if (list.size() > 8) return invalid(path, "more than 8 selectors");
+  for (int i = 0; i < list.size(); i++) {
+    auto p = parse_prefix(list.Get(i));
+    std::string at = path + "[" + std::to_string(i) + "]";
+    if (!p) return invalid(at, quoted(list.Get(i)) + " is not a prefix like 10.1.0.0/16");
+    uint32_t mask = p->length == 0 ? 0 : ~uint32_t(0) << (32 - p->length);
+    if (p->address & ~mask) return invalid(at, quoted(list.Get(i)) + " has host bits set");
+  }
+  return std::nullopt;
+}
+}  // namespace
+
+std::optional<Error> Intent::check_tunnel(const v1::Tunnel& t, const std::string& path) {
+  if (interfaces.count(t.name())) return invalid(path + ".name", "an interface is named " + quoted(t.name()));
+  if (t.tenant().empty()) return invalid(path + ".tenant", "is required");
+  if (!tenants.count(t.tenant())) return invalid(path + ".tenant", "no tenant named " + quoted(t.tenant()));
+  if (t.underlay_tenant().empty()) return invalid(path + ".underlay_tenant", "is required");
+  if (!tenants.count(t.underlay_tenant()))
+    return invalid(path + ".underlay_tenant", "no tenant named " + quoted(t.underlay_tenant()));
+  if (!parse_ipv4(t.local_address()))
+    return invalid(path + ".local_address", quoted(t.local_address()) + " is not an IPv4 address");
+  if (!parse_ipv4(t.remote_address()))
+    return invalid(path + ".remote_address", quoted(t.remote_address()) + " is not an IPv4 address");
+  if (auto e = range(path + ".encap_udp_port", t.encap_udp_port(), 0, 65535)) return e;
+  if (t.mtu())
+    if (auto e = range(path + ".mtu", t.mtu(), 576, 9000)) return e;
+  if (t.tcp_mss_clamp())
+    if (auto e = range(path + ".tcp_mss_clamp", t.tcp_mss_clamp(), 536, 9000)) return e;
+  if (auto e = range(path + ".ttl", t.ttl(), 0, 255)) return e;
+  if (auto e = selectors(path + ".local_selectors", t.local_selectors())) return e;
+  if (auto e = selectors(path + ".remote_selectors", t.remote_selectors())) return e;
+  for (const auto& [name, other] : tunnels)
+    if (other.local_address() == t.local_address() && other.remote_address() == t.remote_address() &&
+        other.underlay_tenant() == t.underlay_tenant() && other.encap_udp_port() == t.encap_udp_port())
+      return invalid(path + ".remote_address", "tunnel " + quoted(name) + " has the same endpoints");
+  if (interfaces.size() + tunnels.size() >= max_interfaces)
+    return Error{Code::resource_exhausted,
+                 path + ": more than " + std::to_string(max_interfaces) + " interfaces and tunnels"};
+  return std::nullopt;
+}
+
+std::optional<Error> Intent::check_sa(const v1::SecurityAssociation& sa, const std::string& path) {
+  if (!tunnels.count(sa.tunnel())) return invalid(path + ".tunnel", "no tunnel named " + quoted(sa.tunnel()));
+  if (sa.inbound() && inbound_spis_.count(sa.spi()))
+    return invalid(path + ".spi",
+                   "inbound SPI " + std::to_string(sa.spi()) + " is already used (inbound SAs are found by SPI)");
+  size_t key_len = 0, auth_len = 0;
+  switch (sa.cipher()) {
+    case v1::AES_GCM_128: key_len = 16 + 4; break;
+    case v1::AES_GCM_256: key_len = 32 + 4; break;
+    case v1::AES_CBC_128: key_len = 16; break;
+    case v1::AES_CBC_256: key_len = 32; break;
+    default: return invalid(path + ".cipher", "is required: AES_GCM_128, AES_GCM_256, AES_CBC_128 or AES_CBC_256");
+  }
+  bool gcm = sa.cipher() == v1::AES_GCM_128 || sa.cipher() == v1::AES_GCM_256;
+  if (sa.cipher_key().size() != key_len)
+    return invalid(path + ".cipher_key", std::to_string(sa.cipher_key().size()) + " bytes; " +
+                                             v1::Cipher_Name(sa.cipher()) + " takes " + std::to_string(key_len) +
+                                             (gcm ? " (key and 4-byte salt)" : ""));
+  switch (sa.integrity()) {
+    case v1::INTEGRITY_UNSPECIFIED:
+      if (!gcm) return invalid(path + ".integrity", "is required with AES-CBC: HMAC_SHA256_128 or HMAC_SHA1_96");
+      break;
+    case v1::HMAC_SHA256_128: auth_len = 32; break;
+    case v1::HMAC_SHA1_96: auth_len = 20; break;
+    default: return invalid(path + ".integrity", "is not known");
+  }
+  if (gcm && sa.integrity() != v1::INTEGRITY_UNSPECIFIED)
+    return invalid(path + ".integrity", "must be unset with AES-GCM (it authenticates itself)");
+  if (!gcm && sa.integrity_key().size() != auth_len)
+    return invalid(path + ".integrity_key", std::to_string(sa.integrity_key().size()) + " bytes; " +
+                                                v1::Integrity_Name(sa.integrity()) + " takes " +
+                                                std::to_string(auth_len));
+  if (auto e = range(path + ".replay_window", sa.replay_window(), 0, 4096)) return e;
+  if (sa.soft_bytes() && sa.hard_bytes() && sa.soft_bytes() > sa.hard_bytes())
+    return invalid(path + ".soft_bytes", "is above hard_bytes");
+  if (sa.soft_packets() && sa.hard_packets() && sa.soft_packets() > sa.hard_packets())
+    return invalid(path + ".soft_packets", "is above hard_packets");
+  if (sas.size() >= 8192) return Error{Code::resource_exhausted, path + ": more than 8192 SAs"};
+  return std::nullopt;
+}
+
 std::optional<Error> Intent::check_delete(const v1::Object& o, const std::string& path) {
   std::string name;
   size_t n = 0;
   switch (o.kind_case()) {
-    case Kind::kPort:
-      n = users(port_users_, name = o.port().name());
-      break;
-    case Kind::kTenant:
-      n = users(tenant_users_, name = o.tenant().name());
-      break;
-    case Kind::kInterface:
-      n = users(interface_users_, name = o.interface().name());
-      break;
-    default:
-      return std::nullopt;
+    case Kind::kPort: n = users(port_users_, name = o.port().name()); break;
+    case Kind::kTenant: n = users(tenant_users_, name = o.tenant().name()); break;
+    case Kind::kInterface: n = users(interface_users_, name = o.interface().name()); break;
+    case Kind::kTunnel: n = users(interface_users_, name = o.tunnel().name()); break;
+    default: return std::nullopt;
   }
   if (n)
     return Error{Code::failed_precondition,
@@ -431,6 +500,14 @@ std::optional<Error> Intent::apply_one(const Operation& op, size_t) {
       if (!neighbour_key(object.neighbour()))
         return invalid(path + ".address", quoted(object.neighbour().address()) + " is not an IPv4 address");
       break;
+    case Kind::kTunnel:
+      if (auto e = name(path + ".name", object.tunnel().name())) return e;
+      break;
+    case Kind::kSa:
+      if (object.sa().spi() < 256)
+        return invalid(path + ".spi", std::to_string(object.sa().spi()) + " is reserved (0..255)");
+      if (object.sa().tunnel().empty()) return invalid(path + ".tunnel", "is required");
+      break;
     case Kind::KIND_NOT_SET:
       return invalid(path, "an object is required (port, tenant, interface, route, neighbour, ...)");
     default:
@@ -455,6 +532,12 @@ std::optional<Error> Intent::apply_one(const Operation& op, size_t) {
         return invalid(path + ".device", "cannot change (delete the port and create it again)");
       if (object.has_tenant() && object.tenant().max_routes() != existing->tenant().max_routes())
         return invalid(path + ".max_routes", "cannot change (its FIB is sized at creation)");
+      if (object.has_sa()) return invalid(path, "an SA cannot change: create the new one (a rekey) and delete the old");
+      if (object.has_tunnel() &&
+          (object.tunnel().tenant() != existing->tunnel().tenant() ||
+           object.tunnel().underlay_tenant() != existing->tunnel().underlay_tenant()) &&
+          users(interface_users_, object.tunnel().name()))
+        return Error{Code::failed_precondition, path + ": tenants cannot change while routes or SAs use the tunnel"};
       if (object.has_interface() && object.interface().tenant() != existing->interface().tenant() &&
           users(interface_users_, object.interface().name()))
         return Error{Code::failed_precondition,
@@ -466,31 +549,21 @@ std::optional<Error> Intent::apply_one(const Operation& op, size_t) {
       record(key);
       erase(*existing);
       return std::nullopt;
-    default:
-      return invalid(path, "op is required: CREATE, UPDATE or DELETE");
+    default: return invalid(path, "op is required: CREATE, UPDATE or DELETE");
   }
 
   record(key);
   if (existing) erase(*existing);  // so that it does not conflict with itself
   std::optional<Error> e;
   switch (object.kind_case()) {
-    case Kind::kPort:
-      e = check_port(object.port(), path);
-      break;
-    case Kind::kTenant:
-      e = check_tenant(object.tenant(), path);
-      break;
-    case Kind::kInterface:
-      e = check_interface(object.interface(), path);
-      break;
-    case Kind::kRoute:
-      e = check_route(object.route(), path);
-      break;
-    case Kind::kNeighbour:
-      e = check_neighbour(object.neighbour(), path);
-      break;
-    default:
-      break;
+    case Kind::kPort: e = check_port(object.port(), path); break;
+    case Kind::kTenant: e = check_tenant(object.tenant(), path); break;
+    case Kind::kInterface: e = check_interface(object.interface(), path); break;
+    case Kind::kTunnel: e = check_tunnel(object.tunnel(), path); break;
+    case Kind::kSa: e = check_sa(object.sa(), path); break;
+    case Kind::kRoute: e = check_route(object.route(), path); break;
+    case Kind::kNeighbour: e = check_neighbour(object.neighbour(), path); break;
+    default: break;
   }
   if (e) return e;  // the caller's undo puts `existing` back
   put(object);
@@ -514,20 +587,13 @@ std::optional<Error> Intent::apply(const std::vector<Operation>& ops, Diff& diff
     }
     auto change = [&] { return Change{u.before, find(u.key)}; };
     switch (u.key.kind) {
-      case Kind::kPort:
-        diff.ports.try_emplace(u.key.name, change());
-        break;
-      case Kind::kTenant:
-        diff.tenants.try_emplace(u.key.name, change());
-        break;
-      case Kind::kInterface:
-        diff.interfaces.try_emplace(u.key.name, change());
-        break;
-      case Kind::kNeighbour:
-        diff.neighbours.try_emplace(u.key.neighbour, change());
-        break;
-      default:
-        break;
+      case Kind::kPort: diff.ports.try_emplace(u.key.name, change()); break;
+      case Kind::kTenant: diff.tenants.try_emplace(u.key.name, change()); break;
+      case Kind::kInterface: diff.interfaces.try_emplace(u.key.name, change()); break;
+      case Kind::kNeighbour: diff.neighbours.try_emplace(u.key.neighbour, change()); break;
+      case Kind::kTunnel: diff.tunnels.try_emplace(u.key.name, change()); break;
+      case Kind::kSa: diff.sas.try_emplace(u.key.sa, change()); break;
+      default: break;
     }
   }
   auto prune = [](auto& map) {
@@ -541,6 +607,8 @@ std::optional<Error> Intent::apply(const std::vector<Operation>& ops, Diff& diff
   prune(diff.tenants);
   prune(diff.interfaces);
   prune(diff.neighbours);
+  prune(diff.tunnels);
+  prune(diff.sas);
   last_ = std::move(log_);
   log_.clear();
   return std::nullopt;

@@ -59,6 +59,13 @@ struct NeighbourKey {
   auto operator<=>(const NeighbourKey&) const = default;
 };
 
+struct SaKey {
+  std::string tunnel;
+  uint32_t spi;
+  bool inbound;
+  auto operator<=>(const SaKey&) const = default;
+};
+
 // One object's change over a transaction: what it was before, what it is now.
 struct Change {
   std::optional<v1::Object> before, after;
@@ -67,10 +74,14 @@ struct Change {
 // Every changed object of a transaction, by kind, in key order (for deterministic plans).
 // Routes are only keys: there may be millions, and the committer reads them from the intent.
 struct Diff {
-  std::map<std::string, Change> ports, tenants, interfaces;
+  std::map<std::string, Change> ports, tenants, interfaces, tunnels;
   std::set<RouteKey> routes;
   std::map<NeighbourKey, Change> neighbours;
-  size_t size() const { return ports.size() + tenants.size() + interfaces.size() + routes.size() + neighbours.size(); }
+  std::map<SaKey, Change> sas;
+  size_t size() const {
+    return ports.size() + tenants.size() + interfaces.size() + tunnels.size() + routes.size() + neighbours.size() +
+           sas.size();
+  }
 };
 
 class Intent {
@@ -91,6 +102,8 @@ class Intent {
   std::map<std::string, v1::Interface> interfaces;
   std::map<RouteKey, v1::Route> routes;
   std::map<NeighbourKey, v1::Neighbour> neighbours;
+  std::map<std::string, v1::Tunnel> tunnels;
+  std::map<SaKey, v1::SecurityAssociation> sas;
   v1::Settings settings;
 
   size_t routes_in(const std::string& tenant) const;
@@ -102,6 +115,7 @@ class Intent {
     std::string name;
     RouteKey route{};
     NeighbourKey neighbour{};
+    SaKey sa{};
   };
   struct Undo {
     Key key;
@@ -114,6 +128,8 @@ class Intent {
   std::optional<Error> check_interface(const v1::Interface& f, const std::string& path);
   std::optional<Error> check_route(const v1::Route& r, const std::string& path);
   std::optional<Error> check_neighbour(const v1::Neighbour& n, const std::string& path);
+  std::optional<Error> check_tunnel(const v1::Tunnel& t, const std::string& path);
+  std::optional<Error> check_sa(const v1::SecurityAssociation& sa, const std::string& path);
   std::optional<Error> check_delete(const v1::Object& existing, const std::string& path);
 
   // The only two ways objects enter or leave the maps; they keep the indexes right.
@@ -134,6 +150,7 @@ class Intent {
   static void count(std::unordered_map<std::string, size_t>& users, const std::string& name, int delta);
   static size_t users(const std::unordered_map<std::string, size_t>& users, const std::string& name);
   std::map<std::string, size_t> tenant_routes_;  // routes per tenant
+  std::set<uint32_t> inbound_spis_;              // inbound SAs are found by SPI alone
 };
 
 // The object's kind name as the API and config spell it ("interface").
@@ -142,5 +159,6 @@ const char* kind_name(v1::Object::KindCase kind);
 std::vector<Operation> operations_from(v1::Config config);
 std::optional<RouteKey> route_key(const v1::Route& r);
 std::optional<NeighbourKey> neighbour_key(const v1::Neighbour& n);
+inline SaKey sa_key(const v1::SecurityAssociation& sa) { return SaKey{sa.tunnel(), sa.spi(), sa.inbound()}; }
 
 }  // namespace medix::control

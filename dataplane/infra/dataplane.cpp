@@ -19,6 +19,7 @@ int worker_main(void* arg) {
   auto& w = *static_cast<Worker*>(arg);
   rte_rcu_qsbr_thread_online(w.rcu, w.queue);
   rte_mbuf* pkts[burst_size];
+  unsigned n_handoff;
   while (!w.stopping->load(std::memory_order_relaxed)) {
     w.tables = w.published->load(std::memory_order_acquire);
     for (uint16_t port = 0; port < w.tables->ports.size(); port++) {
@@ -38,6 +39,9 @@ int worker_main(void* arg) {
       bump(s.cycles, rte_rdtsc() - start);
       process_burst(w, port, pkts, n);
     }
+    if (n_handoff = rte_ring_sc_dequeue_burst(w.handoff[w.queue], reinterpret_cast<void**>(pkts), burst_size, nullptr);
+        n_handoff)
+      process_handoff(w, pkts, uint16_t(n_handoff));
     if (w.pending->count) {
       uint64_t start = rte_rdtsc();
       service_pending(w);
@@ -61,6 +65,9 @@ int worker_main(void* arg) {
   }
   for (uint32_t i = 0; i < w.pending->count; i++) rte_pktmbuf_free(w.pending->pkts[i]);
   w.pending->count = 0;
+  while (
+      (n_handoff = rte_ring_sc_dequeue_burst(w.handoff[w.queue], reinterpret_cast<void**>(pkts), burst_size, nullptr)))
+    rte_pktmbuf_free_bulk(pkts, n_handoff);
   rte_rcu_qsbr_thread_offline(w.rcu, w.queue);
   return 0;
 }
@@ -102,6 +109,11 @@ std::optional<std::string> Dataplane::start(const Settings& s, uint32_t mtu,
   if (auto e = controller.init(params)) return e;
 
   for (uint16_t q = 0; q < queues; q++) {
+    std::string name = "handoff" + std::to_string(q);
+    handoff.push_back(rte_ring_create(name.c_str(), 4096, int(socket), RING_F_SC_DEQ));
+    if (!handoff.back()) return "cannot allocate the hand-off rings";
+  }
+  for (uint16_t q = 0; q < queues; q++) {
     unsigned lcore = worker_lcores[q];
     int wsocket = int(rte_lcore_to_socket_id(lcore));
     auto* w = new (rte_zmalloc_socket("worker", sizeof(Worker), RTE_CACHE_LINE_SIZE, wsocket)) Worker();
@@ -124,7 +136,15 @@ std::optional<std::string> Dataplane::start(const Settings& s, uint32_t mtu,
         static_cast<TxBuffer*>(rte_zmalloc_socket("tx", sizeof(TxBuffer) * max_ports, RTE_CACHE_LINE_SIZE, wsocket));
     w->pending =
         static_cast<PendingQueue*>(rte_zmalloc_socket("pending", sizeof(PendingQueue), RTE_CACHE_LINE_SIZE, wsocket));
-    if (!w->counters || !w->tx || !w->pending) return "cannot allocate worker state";
+    w->originated = static_cast<Batch*>(rte_zmalloc_socket("originated", sizeof(Batch), RTE_CACHE_LINE_SIZE, wsocket));
+    w->handoff = handoff.data();
+    std::string events = "sa_events" + std::to_string(q);
+    w->sa_events =
+        rte_ring_create_elem(events.c_str(), sizeof(SaEventMessage), 4096, wsocket, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    w->mgr = alloc_mb_mgr(0);
+    if (w->mgr) init_mb_mgr_auto(w->mgr, nullptr);
+    if (!w->counters || !w->tx || !w->pending || !w->originated || !w->sa_events || !w->mgr)
+      return "cannot allocate worker state";
     rte_rcu_qsbr_thread_register(rcu, q);
     workers.push_back(w);
   }
@@ -142,6 +162,12 @@ unsigned Dataplane::run_control() {
     controller.learn(batch, n);
     total += n;
   }
+  SaEventMessage events[64];
+  for (auto* w : workers)
+    while ((n = rte_ring_sc_dequeue_burst_elem(w->sa_events, events, sizeof(SaEventMessage), 64, nullptr)) > 0) {
+      controller.sa_events(events, n, tsc_hz);
+      total += n;
+    }
   return total;
 }
 

@@ -19,6 +19,7 @@ struct Dataplane {
   rte_ring* learned = nullptr;
   rte_rcu_qsbr* rcu = nullptr;
   std::vector<Worker*> workers;
+  std::vector<rte_ring*> handoff;  // by worker queue: packets of the SAs it owns
   uint64_t tsc_hz = 0;
   uint32_t max_mtu = 1500;  // the largest MTU the packet buffers hold
   medix::control::Controller controller;
@@ -26,7 +27,7 @@ struct Dataplane {
   // Pools, controller and workers, polling an empty set of ports until the first transaction.
   std::optional<std::string> start(const Settings& settings, uint32_t max_mtu,
                                    const std::vector<unsigned>& worker_lcores);
-  // Main lcore: hands what workers learned to the controller. Returns how many.
+  // Main lcore: hands what workers learned and SA events to the controller. Returns how many.
   unsigned run_control();
   void stop();  // workers finish their burst and return; ports are stopped
 

@@ -26,6 +26,21 @@
   X(mtu_exceeded, "larger than the egress MTU with DF set (ICMP fragmentation needed sent)") \
   X(fragmentation_failed, "could not fragment (no buffers, or too many fragments)")          \
   X(no_buffer, "mbuf pool empty while building a packet")                                    \
+  X(esp_truncated, "ESP shorter than its header, IV, a block and the ICV")                   \
+  X(esp_unknown_spi, "no inbound SA with this SPI for this tunnel endpoint and underlay")    \
+  X(esp_bad_icv, "ESP integrity check failed")                                               \
+  X(esp_replayed, "ESP sequence number already seen (anti-replay)")                          \
+  X(esp_too_old, "ESP sequence number left of the anti-replay window")                       \
+  X(esp_bad_padding, "ESP padding is not 1, 2, 3, ... or longer than the payload")           \
+  X(esp_bad_next_header, "ESP next header is not IPv4")                                      \
+  X(esp_selector_mismatch, "decrypted packet outside the tunnel's traffic selectors")        \
+  X(esp_ecn, "outer header CE on a packet whose inner header is not ECN-capable (RFC 6040)") \
+  X(sa_expired, "the SA reached its hard lifetime")                                          \
+  X(sa_seq_overflow, "the SA's sequence numbers are used up (rekey needed)")                 \
+  X(tunnel_no_sa, "route to a tunnel that has no outbound SA")                               \
+  X(handoff_full, "the SA's owner worker did not take the packet")                           \
+  X(nat_keepalive, "NAT-T keepalive (RFC 3948), dropped quietly")                            \
+  X(ike_no_listener, "IKE packet with no exception interface to take it")                    \
   X(interface_gone, "egress interface deleted while the packet waited for ARP")              \
   X(port_down, "egress port is administratively down or deleted")                            \
   X(tx_full, "the port's tx queue did not take the packet")

@@ -1,5 +1,9 @@
 #include "infra/snapshot.h"
 
+#include <rte_cycles.h>
+
+#include <chrono>
+
 #include "config/text.h"
 
 namespace {

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "infra/dataplane.h"
+#include "ipsec/sa.h"
 
 struct CounterSnapshot {
   uint64_t version = 0;
@@ -16,6 +17,26 @@ struct CounterSnapshot {
     bool is_static;
   };
   std::vector<Neighbour> neighbours;  // filled only when asked
+  struct Tunnel {
+    std::string name;
+    Counters::Interface counters;
+  };
+  std::vector<Tunnel> tunnels;
+  struct Sa {
+    uint32_t spi;
+    std::string tunnel;
+    bool inbound;
+    uint8_t life;
+    uint64_t packets, bytes, last_used_ns, sequence;
+    uint64_t drops[unsigned(SaDrop::count)];
+  };
+  std::vector<Sa> sas;
+};
+
+inline constexpr const char* sa_drop_names[] = {
+#define MEDIX_SA_DROP_NAME(name) #name,
+    MEDIX_SA_DROPS(MEDIX_SA_DROP_NAME)
+#undef MEDIX_SA_DROP_NAME
 };
 
 // Live objects only; each counter minus its slot's base, so a reused slot starts at zero.

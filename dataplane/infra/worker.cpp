@@ -6,6 +6,7 @@
 #include <rte_ethdev.h>
 
 #include "infra/pipeline.h"
+#include "ipsec/esp.h"
 
 void drop(Worker& w, rte_mbuf* m, Drop reason) {
   bump(w.counters->drops[unsigned(reason)]);
@@ -71,10 +72,110 @@ inline uint64_t account(Worker& w, Stage stage, uint64_t start, uint16_t packets
 
 }  // namespace
 
+void originate(Worker& w, rte_mbuf* m) {
+  Batch& b = *w.originated;
+  if (b.full()) {
+    drop(w, m, Drop::no_buffer);
+    return;
+  }
+  b.pkts[b.n++] = m;
+}
+
+namespace {
+
+void append(Worker& w, Batch& to, rte_mbuf** pkts, uint16_t n) {
+  for (uint16_t i = 0; i < n; i++) {
+    if (to.full())
+      drop(w, pkts[i], Drop::no_buffer);
+    else
+      to.pkts[to.n++] = pkts[i];
+  }
+}
+
+// Runs `stage(chunk, count)` over a batch a burst at a time (stages size their arrays by it).
+template <typename F>
+void in_bursts(Batch& b, F&& stage) {
+  for (uint16_t first = 0; first < b.n; first += burst_size)
+    stage(b.pkts + first, uint16_t(std::min<int>(burst_size, b.n - first)));
+}
+
+// The IP part of the pipeline. Decrypted packets come back for another pass (in their
+// tunnel's tenant), and so do encrypted ones (routed in the underlay) and packets medix-dp
+// made; a few passes cover tunnel to tunnel.
+void run_ip(Worker& w, uint64_t t, Batch& to_check, Batch& ours) {
+  for (unsigned pass = 0; pass < 4; pass++) {
+    if (!to_check.n && !ours.n && !w.originated->n) return;
+    Batch lookup;
+    uint16_t valid = to_check.n ? ip_input(w, to_check.pkts, to_check.n) : 0;
+    if (to_check.n) t = account(w, Stage::ip_input, t, to_check.n);
+    append(w, lookup, to_check.pkts, valid);
+    append(w, lookup, ours.pkts, ours.n);
+    append(w, lookup, w.originated->pkts, w.originated->n);
+    to_check.n = ours.n = w.originated->n = 0;
+
+    Batch fwd, local;
+    in_bursts(lookup, [&](rte_mbuf** p, uint16_t n) {
+      rte_mbuf *f[burst_size], *l[burst_size];
+      uint16_t nf = 0, nl = 0;
+      ip_lookup(w, p, n, f, nf, l, nl);
+      append(w, fwd, f, nf);
+      append(w, local, l, nl);
+    });
+    if (lookup.n) t = account(w, Stage::ip_lookup, t, lookup.n);
+
+    Batch esp_in;
+    if (local.n) {
+      in_bursts(local, [&](rte_mbuf** p, uint16_t n) {
+        rte_mbuf* e[burst_size];
+        uint16_t ne = 0;
+        local_input(w, p, n, e, ne);
+        append(w, esp_in, e, ne);
+      });
+      t = account(w, Stage::local, t, local.n);
+    }
+
+    Batch eth, tunnel;
+    for (uint16_t i = 0; i < fwd.n; i++) {
+      rte_mbuf* m = fwd.pkts[i];
+      Batch& to = w.tables->interfaces[meta(m).iface_out].tunnel ? tunnel : eth;
+      to.pkts[to.n++] = m;
+    }
+    if (eth.n) {
+      in_bursts(eth, [&](rte_mbuf** p, uint16_t n) { ip_output(w, p, n); });
+      t = account(w, Stage::ip_output, t, eth.n);
+    }
+    if (tunnel.n) {
+      in_bursts(tunnel, [&](rte_mbuf** p, uint16_t n) {
+        rte_mbuf* o[2 * burst_size];
+        uint16_t no = 0;
+        esp_output(w, p, n, o, no);
+        append(w, ours, o, no);
+      });
+      t = account(w, Stage::esp_output, t, tunnel.n);
+    }
+    if (esp_in.n) {
+      in_bursts(esp_in, [&](rte_mbuf** p, uint16_t n) {
+        rte_mbuf* in[burst_size];
+        uint16_t ni = 0;
+        esp_input(w, p, n, in, ni);
+        append(w, to_check, in, ni);
+      });
+      t = account(w, Stage::esp_input, t, esp_in.n);
+    }
+  }
+  // Still more after the last pass: a routing loop through tunnels.
+  for (Batch* b : {&to_check, &ours, w.originated}) {
+    for (uint16_t i = 0; i < b->n; i++) drop(w, b->pkts[i], Drop::leak_loop);
+    b->n = 0;
+  }
+}
+
+}  // namespace
+
 void process_burst(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n) {
   uint64_t t = rte_rdtsc();
-  rte_mbuf *ip[burst_size], *arp[burst_size], *fwd[burst_size], *local[burst_size];
-  uint16_t n_ip = 0, n_arp = 0, n_fwd = 0, n_local = 0;
+  rte_mbuf *ip[burst_size], *arp[burst_size];
+  uint16_t n_ip = 0, n_arp = 0;
 
   l2_input(w, port, pkts, n, ip, n_ip, arp, n_arp);
   t = account(w, Stage::l2_input, t, n);
@@ -82,18 +183,38 @@ void process_burst(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n) {
     arp_input(w, arp, n_arp);
     t = account(w, Stage::arp, t, n_arp);
   }
-  if (n_ip) {
-    uint16_t valid = ip_input(w, ip, n_ip);
-    t = account(w, Stage::ip_input, t, n_ip);
-    ip_lookup(w, ip, valid, fwd, n_fwd, local, n_local);
-    t = account(w, Stage::ip_lookup, t, valid);
+  Batch to_check, ours;
+  append(w, to_check, ip, n_ip);
+  run_ip(w, t, to_check, ours);
+}
+
+void process_handoff(Worker& w, rte_mbuf** pkts, uint16_t n) {
+  uint64_t t = rte_rdtsc();
+  Batch to_check, ours;
+  rte_mbuf *in[burst_size], *out[burst_size];
+  uint16_t n_in = 0, n_out = 0;
+  for (uint16_t i = 0; i < n; i++) {
+    rte_mbuf* m = pkts[i];
+    uint8_t direction = meta(m).flags & (meta_handoff_in | meta_handoff_out);
+    meta(m).flags &= uint8_t(~(meta_handoff_in | meta_handoff_out));
+    if (direction == meta_handoff_in)
+      in[n_in++] = m;
+    else
+      out[n_out++] = m;
   }
-  if (n_local) {
-    local_input(w, local, n_local);
-    t = account(w, Stage::local, t, n_local);
+  if (n_in) {
+    rte_mbuf* inner[burst_size];
+    uint16_t n_inner = 0;
+    esp_input(w, in, n_in, inner, n_inner);
+    append(w, to_check, inner, n_inner);
+    t = account(w, Stage::esp_input, t, n_in);
   }
-  if (n_fwd) {
-    ip_output(w, fwd, n_fwd);
-    t = account(w, Stage::ip_output, t, n_fwd);
+  if (n_out) {
+    rte_mbuf* outer[2 * burst_size];
+    uint16_t n_outer = 0;
+    esp_output(w, out, n_out, outer, n_outer);
+    append(w, ours, outer, n_outer);
+    t = account(w, Stage::esp_output, t, n_out);
   }
+  run_ip(w, t, to_check, ours);
 }

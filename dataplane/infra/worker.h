@@ -9,6 +9,9 @@
 #include <atomic>
 #include <cstdint>
 
+#define NO_COMPAT_IMB_API_053
+#include <intel-ipsec-mb.h>
+
 #include "infra/drop.h"
 #include "infra/limits.h"
 #include "infra/settings.h"
@@ -29,12 +32,17 @@ struct PacketMeta {
 };
 static_assert(sizeof(PacketMeta) % RTE_MBUF_PRIV_ALIGN == 0);
 inline constexpr uint16_t no_tenant = UINT16_MAX;
-inline constexpr uint8_t meta_fragment = 1;  // larger than the egress MTU, DF clear
+inline constexpr uint8_t meta_fragment = 1;     // larger than the egress MTU, DF clear
+inline constexpr uint8_t meta_local = 2;        // made by medix-dp (ESP outer, ICMP): no TTL, no ICMP about it
+inline constexpr uint8_t meta_handoff_in = 4;   // handed to the SA's owner for decryption
+inline constexpr uint8_t meta_handoff_out = 8;  // handed to the SA's owner for encryption
 
 inline PacketMeta& meta(rte_mbuf* m) { return *static_cast<PacketMeta*>(rte_mbuf_to_priv(m)); }
 
 // Stages of the pipeline, for per-stage cycle accounting (VPP's `show runtime`).
-#define MEDIX_STAGES(X) X(rx) X(l2_input) X(arp) X(ip_input) X(ip_lookup) X(local) X(ip_output) X(arp_pending) X(tx)
+#define MEDIX_STAGES(X) \
+  X(rx)                 \
+  X(l2_input) X(arp) X(ip_input) X(ip_lookup) X(local) X(esp_input) X(esp_output) X(ip_output) X(arp_pending) X(tx)
 enum class Stage : uint8_t {
 #define MEDIX_STAGE_ENUM(name) name,
   MEDIX_STAGES(MEDIX_STAGE_ENUM)
@@ -80,6 +88,24 @@ struct LearnedNeighbour {
 };
 static_assert(sizeof(LearnedNeighbour) == 16);
 
+enum class SaEventKind : uint8_t { soft_expired = 1, hard_expired = 2, sequence_overflow = 3 };
+
+// What a worker tells the control side about an SA's lifetime.
+struct SaEventMessage {
+  uint32_t spi;
+  uint16_t tunnel;  // interface slot
+  uint8_t kind;     // SaEventKind
+  bool inbound;
+  uint64_t packets, bytes, tsc;
+};
+
+// Packets between stages when one stage may emit more than a burst (fragments, hand-offs).
+struct Batch {
+  uint16_t n = 0;
+  rte_mbuf* pkts[2 * burst_size];
+  bool full() const { return n == std::size(pkts); }
+};
+
 struct TxBuffer {
   uint16_t count;
   rte_mbuf* pkts[2 * burst_size];
@@ -117,6 +143,15 @@ struct alignas(RTE_CACHE_LINE_SIZE) Worker {
   Counters* counters = nullptr;
   TxBuffer* tx = nullptr;  // one per port
   PendingQueue* pending = nullptr;
+  // ESP: this worker's crypto state, every worker's hand-off ring (indexed by queue) and the
+  // ring of SA lifetime events to the control side.
+  IMB_MGR* mgr = nullptr;
+  rte_ring* const* handoff = nullptr;
+  rte_ring* sa_events = nullptr;
+  uint16_t ip_id = 0;
+  // Packets medix-dp made (ICMP about tunnel traffic, replies into tunnels) that still need a
+  // route; the pipeline's next pass takes them.
+  Batch* originated = nullptr;
 };
 
 // Everything the pipeline stages do to one burst; defined across l2/, arp/, ip/.
@@ -124,4 +159,8 @@ void drop(Worker& w, rte_mbuf* m, Drop reason);
 void send(Worker& w, uint16_t port, rte_mbuf* m);
 void flush_tx(Worker& w);
 void process_burst(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n);
+// Packets other workers handed to this one because it owns their SA.
+void process_handoff(Worker& w, rte_mbuf** pkts, uint16_t n);
+// Queues a packet medix-dp made for routing in the pipeline's next pass.
+void originate(Worker& w, rte_mbuf* m);
 void service_pending(Worker& w);

@@ -3,6 +3,7 @@
 #include <rte_icmp.h>
 #include <rte_ip.h>
 #include <rte_ip_frag.h>
+#include <rte_udp.h>
 
 #include "infra/pipeline.h"
 #include "ip/checksum.h"
@@ -33,6 +34,7 @@ bool take_token(Worker& w) {
 
 void icmp_error(Worker& w, rte_mbuf* orig, uint8_t type, uint8_t code, uint16_t mtu) {
   const PacketMeta& pm = meta(orig);
+  if (pm.flags & meta_local) return;  // never about our own packets
   const auto* ip = rte_pktmbuf_mtod_offset(orig, const rte_ipv4_hdr*, pm.l2_len);
   uint32_t available = rte_pktmbuf_data_len(orig) - pm.l2_len;
   uint32_t dst = rte_be_to_cpu_32(ip->src_addr);
@@ -54,11 +56,11 @@ void icmp_error(Worker& w, rte_mbuf* orig, uint8_t type, uint8_t code, uint16_t 
   }
   uint32_t quote = std::min<uint32_t>(uint32_t(ip->version_ihl & 0xf) * 4 + 8,
                                       std::min<uint32_t>(rte_be_to_cpu_16(ip->total_length), available));
-  uint8_t l2 = l2_len_of(f);
+  // Back out of an Ethernet interface to the sender's MAC; back into a tunnel by routing.
+  uint8_t l2 = f.tunnel ? 0 : l2_len_of(f);
   uint16_t total = uint16_t(sizeof(rte_ipv4_hdr) + sizeof(rte_icmp_hdr) + quote);
   auto* at = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, uint16_t(l2 + total)));
-  const auto* orig_eth = rte_pktmbuf_mtod(orig, const rte_ether_hdr*);
-  write_l2(at, f, orig_eth->src_addr, RTE_ETHER_TYPE_IPV4);
+  if (!f.tunnel) write_l2(at, f, rte_pktmbuf_mtod(orig, const rte_ether_hdr*)->src_addr, RTE_ETHER_TYPE_IPV4);
 
   auto* out = reinterpret_cast<rte_ipv4_hdr*>(at + l2);
   out->version_ihl = RTE_IPV4_VHL_DEF;
@@ -83,12 +85,21 @@ void icmp_error(Worker& w, rte_mbuf* orig, uint8_t type, uint8_t code, uint16_t 
   icmp->icmp_cksum = uint16_t(~rte_raw_cksum(icmp, sizeof(rte_icmp_hdr) + quote));
 
   bump(w.counters->icmp_sent);
+  if (f.tunnel) {
+    PacketMeta& mm = meta(m);
+    mm = PacketMeta{};
+    mm.iface_in = pm.iface_in;
+    mm.tenant = f.tenant;
+    mm.flags = meta_local;
+    originate(w, m);
+    return;
+  }
   bump(w.counters->interfaces[pm.iface_in].tx_packets);
   bump(w.counters->interfaces[pm.iface_in].tx_bytes, rte_pktmbuf_pkt_len(m));
   send(w, f.port, m);
 }
 
-void local_input(Worker& w, rte_mbuf** pkts, uint16_t n) {
+void local_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** esp, uint16_t& n_esp) {
   const Tables& t = *w.tables;
   for (uint16_t i = 0; i < n; i++) {
     rte_mbuf* m = pkts[i];
@@ -100,6 +111,31 @@ void local_input(Worker& w, rte_mbuf** pkts, uint16_t n) {
     }
     uint32_t header = uint32_t(ip->version_ihl & 0xf) * 4;
     uint32_t payload = rte_be_to_cpu_16(ip->total_length) - header;
+    if (ip->next_proto_id == IPPROTO_ESP) {
+      esp[n_esp++] = m;
+      continue;
+    }
+    if (ip->next_proto_id == IPPROTO_UDP && payload >= sizeof(rte_udp_hdr) &&
+        rte_pktmbuf_data_len(m) >= pm.l2_len + header + sizeof(rte_udp_hdr) + 1) {
+      const auto* udp = rte_pktmbuf_mtod_offset(m, const rte_udp_hdr*, pm.l2_len + header);
+      const uint8_t* body = reinterpret_cast<const uint8_t*>(udp + 1);
+      uint32_t body_len = payload - sizeof(rte_udp_hdr);
+      uint16_t port = rte_be_to_cpu_16(udp->dst_port);
+      if (port == 4500 && body_len == 1 && body[0] == 0xff) {
+        drop(w, m, Drop::nat_keepalive);  // RFC 3948 2.3
+        continue;
+      }
+      bool non_esp_marker = body_len >= 4 && rte_pktmbuf_data_len(m) >= pm.l2_len + header + 8 + 4 && !body[0] &&
+                            !body[1] && !body[2] && !body[3];
+      if (port == 4500 && !non_esp_marker && body_len >= 8) {
+        esp[n_esp++] = m;
+        continue;
+      }
+      if (port == 500 || port == 4500) {
+        drop(w, m, Drop::ike_no_listener);
+        continue;
+      }
+    }
     auto* icmp = rte_pktmbuf_mtod_offset(m, rte_icmp_hdr*, pm.l2_len + header);
     bool echo = ip->next_proto_id == IPPROTO_ICMP && payload >= sizeof(rte_icmp_hdr) &&
                 rte_pktmbuf_data_len(m) >= pm.l2_len + header + sizeof(rte_icmp_hdr) &&
@@ -120,6 +156,12 @@ void local_input(Worker& w, rte_mbuf** pkts, uint16_t n) {
     icmp->icmp_cksum = checksum_replace16(icmp->icmp_cksum, old_word, load16(&icmp->icmp_type));
 
     const InterfaceEntry& f = t.interfaces[pm.iface_in];
+    if (f.tunnel) {  // back through the tunnel: routed like any packet of ours
+      pm.tenant = f.tenant;
+      pm.flags = meta_local;
+      originate(w, m);
+      continue;
+    }
     auto* eth = rte_pktmbuf_mtod(m, rte_ether_hdr*);
     eth->dst_addr = eth->src_addr;
     eth->src_addr = f.mac;

@@ -53,22 +53,18 @@ bool forward_decision(Worker& w, rte_mbuf* m, const Nexthop& nh, rte_mbuf** loca
       icmp_error(w, m, icmp_dest_unreachable, unreach_net);
       drop(w, m, Drop::no_route);
       return false;
-    case NexthopKind::blackhole:
-      drop(w, m, Drop::blackhole);
-      return false;
+    case NexthopKind::blackhole: drop(w, m, Drop::blackhole); return false;
     case NexthopKind::unreachable:
       icmp_error(w, m, icmp_dest_unreachable, unreach_admin);
       drop(w, m, Drop::blackhole);
       return false;
-    case NexthopKind::local:
-      local[n_local++] = m;
-      return false;
+    case NexthopKind::local: local[n_local++] = m; return false;
     case NexthopKind::leak:  // resolved by the caller
-    case NexthopKind::via:
-      break;
+    case NexthopKind::via: break;
   }
   rte_ipv4_hdr* ip = ipv4(m);
-  if (ip->time_to_live <= 1) {
+  bool ours = meta(m).flags & meta_local;
+  if (!ours && ip->time_to_live <= 1) {
     icmp_error(w, m, icmp_time_exceeded, 0);
     drop(w, m, Drop::ttl_expired);
     return false;
@@ -82,9 +78,11 @@ bool forward_decision(Worker& w, rte_mbuf* m, const Nexthop& nh, rte_mbuf** loca
     }
     meta(m).flags |= meta_fragment;
   }
-  uint16_t old_word = load16(&ip->time_to_live);
-  ip->time_to_live--;
-  ip->hdr_checksum = checksum_replace16(ip->hdr_checksum, old_word, load16(&ip->time_to_live));
+  if (!ours) {
+    uint16_t old_word = load16(&ip->time_to_live);
+    ip->time_to_live--;
+    ip->hdr_checksum = checksum_replace16(ip->hdr_checksum, old_word, load16(&ip->time_to_live));
+  }
   meta(m).iface_out = nh.interface;
   meta(m).neighbour = nh.gateway ? nh.gateway : rte_be_to_cpu_32(ip->dst_addr);
   return true;

@@ -15,6 +15,8 @@
 
 #include "infra/limits.h"
 
+struct SaState;
+
 // Addresses are kept in host byte order everywhere but on the wire.
 struct Subnet {
   uint32_t address = 0;  // the interface's own address
@@ -45,6 +47,18 @@ struct InterfaceEntry {
   uint8_t subnet_count = 0;
   std::array<Subnet, max_addresses_per_interface> subnets{};
   std::string name;
+
+  // Tunnels (route-based IPsec) only.
+  bool tunnel = false;
+  uint16_t underlay = 0;           // tenant slot of the outer packets
+  uint32_t local = 0, remote = 0;  // outer addresses
+  uint16_t remote_port = 0;        // ESP in UDP to this port; 0: raw ESP
+  uint8_t ttl = 64;
+  uint8_t df_mode = 0;  // v1::DfMode
+  uint16_t mss_clamp = 0;
+  uint16_t outbound_sa = 0;  // SA slot; 0: none
+  uint8_t n_local_selectors = 0, n_remote_selectors = 0;
+  std::array<Subnet, 8> local_selectors{}, remote_selectors{};
 
   // Our address on the subnet of `ip`, else the first address, else 0.
   uint32_t source_for(uint32_t ip) const {
@@ -142,4 +156,6 @@ struct Tables {
   const Nexthop* nexthops = nullptr;       // index 0: no route (every FIB's default)
   std::shared_ptr<rte_hash> interface_index;
   NeighbourTable* neighbours = nullptr;
+  SaState* const* sas = nullptr;  // by slot, shared; 0 is never used
+  rte_hash* sa_index = nullptr;   // inbound SPI -> slot, lock-free readers
 };

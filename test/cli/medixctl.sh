@@ -104,7 +104,7 @@ done
   --log-level=error -- --config "$tmp/ix.json" >"$tmp/dp.log" 2>&1 &
 dp_pid=$!
 for _ in $(seq 300); do
-  grep -q "^medix-dp: ready" "$tmp/dp.log" && break
+  grep -qs "^medix-dp: ready" "$tmp/dp.log" && break
   kill -0 "$dp_pid" 2>/dev/null || break
   sleep 0.1
 done
@@ -228,7 +228,9 @@ expect "set port down, promiscuous off" 0 '^version ' -- set port p1 down promis
 expect "show port down" 0 '^p1 +net_null1 +9000 +down +off ' -- show port p1
 expect "set port up" 0 '^version ' -- set port p1 up mtu 1500 promiscuous on
 expect "show port up" 0 '^p1 +net_null1 +1500 +up +on ' -- show port p1
-expect_json "set -o json" 'int(d["version"]) > 0 and d["changed"] == 1' -- set tenant d max-routes 4096
+expect_json "set -o json" 'int(d["version"]) > 0 and d["changed"] == 1' -- set tenant d description Dentistry
+expect "a change the server refuses: its field path" 1 '^medixctl: INVALID_ARGUMENT: operations\[0\]\.tenant\.max_routes: ' -- \
+  set tenant d max-routes 4096
 expect "delete neighbour" 0 '^version [0-9]+ \(1 changed\)$' -- delete neighbour d-lan 10.4.0.254
 expect "deleted neighbour is gone" 1 '^medixctl: NOT_FOUND: ' -- show neighbour d-lan 10.4.0.254
 expect "delete route" 0 '^version [0-9]+ \(1 changed\)$' -- delete route d 10.9.0.0/16
@@ -240,10 +242,11 @@ expect "deleted tenant is gone" 1 '^medixctl: NOT_FOUND: ' -- show tenant d
 expect "delete a missing tenant: NOT_FOUND" 1 '^medixctl: NOT_FOUND: ' -- delete tenant d
 expect "delete a tenant still in use is refused" 1 '^medixctl: [A-Z_]+: ' -- delete tenant a
 
-# --- apply: one transaction of CREATE (absent) and UPDATE (present)
+# --- apply: one transaction of CREATE (absent) and UPDATE (present). New tenants are given a
+# small FIB: -m 512 holds only two of the default 65536 routes.
 cat >"$tmp/apply.json" <<'JSON'
 {"schema_version": 1,
- "tenants": [{"name": "a", "description": "Hospital A, north"}, {"name": "c", "description": "Clinic C"}],
+ "tenants": [{"name": "a", "description": "Hospital A, north"}, {"name": "c", "description": "Clinic C", "max_routes": 1024}],
  "interfaces": [{"name": "c-lan", "tenant": "c", "port": "p1", "vlan": 30, "addresses": ["10.3.0.1/24"]}],
  "routes": [{"tenant": "c", "prefix": "100.64.0.0/16", "next_tenant": "core"},
             {"tenant": "a", "prefix": "100.64.0.0/16", "next_tenant": "core"}]}
@@ -254,6 +257,17 @@ expect "apply: the update" 0 '^a +65536 +Hospital A, north$' -- show tenant a
 expect "apply: the creates" 0 '^c +100\.64\.0\.0/16 +tenant core$' -- show routes --tenant c
 expect "apply again: nothing changes" 0 "^version $v1 \\(0 changed\\)\$" -- apply "$tmp/apply.json"
 expect_json "apply -o json" "int(d['version']) == $v1 and d['changed'] == 0" -- apply "$tmp/apply.json"
+
+# 2,500 routes: one transaction, and listed over three pages (1000 a page by default).
+$py -c 'import json
+routes = [{"tenant": "a", "prefix": "20.%d.%d.0/24" % (i // 256, i % 256), "blackhole": {}} for i in range(2500)]
+print(json.dumps({"schema_version": 1, "routes": routes}))' >"$tmp/routes.json"
+expect "apply 2500 routes" 0 '^version [0-9]+ \(2500 changed\)$' -- apply "$tmp/routes.json"
+v1=$(version_of "$out")
+run show routes --tenant a
+n=$(grep -cE '^a +20\.[0-9]+\.[0-9]+\.0/24 +blackhole$' <<<"$out")
+if [ $rc -eq 0 ] && [ "$n" -eq 2500 ]; then pass "show routes over pages"; else fail "show routes over pages: exit $rc, $n of 2500 routes"; fi
+expect_json "show routes -o json over pages" 'len(d["objects"]) == 2502 and d["next_page_token"] == ""' -- show routes --tenant a
 
 # A bad object anywhere rejects the whole file, with the server's field path and its place in the file.
 cat >"$tmp/bad.json" <<'JSON'

@@ -46,6 +46,15 @@ Harness::Harness(const std::string& config_json) {
   worker.icmp_tokens = worker.settings.icmp_burst;
   worker.icmp_tokens_at = rte_rdtsc();
   worker.counters = static_cast<Counters*>(rte_zmalloc("c", sizeof(Counters), 64));
+  worker.originated = static_cast<Batch*>(rte_zmalloc("o", sizeof(Batch), 64));
+  worker.mgr = alloc_mb_mgr(0);
+  init_mb_mgr_auto(worker.mgr, nullptr);
+  handoff_ = rte_ring_lookup("unit_handoff");
+  if (!handoff_) handoff_ = rte_ring_create("unit_handoff", 1024, 0, 0);
+  worker.handoff = &handoff_;
+  events_ = rte_ring_lookup("unit_sa_events");
+  if (!events_) events_ = rte_ring_create_elem("unit_sa_events", sizeof(SaEventMessage), 1024, 0, 0);
+  worker.sa_events = events_;
   worker.tx = static_cast<TxBuffer*>(rte_zmalloc("t", sizeof(TxBuffer) * max_ports, 64));
   worker.pending = static_cast<PendingQueue*>(rte_zmalloc("p", sizeof(PendingQueue), 64));
 }
@@ -64,6 +73,11 @@ Harness::~Harness() {
   while (rte_ring_dequeue_burst_elem(learned, drain, sizeof(LearnedNeighbour), 64, nullptr)) {
   }
   rte_free(worker.counters);
+  rte_free(worker.originated);
+  free_mb_mgr(worker.mgr);
+  SaEventMessage events[64];
+  while (rte_ring_dequeue_burst_elem(events_, events, sizeof(SaEventMessage), 64, nullptr)) {
+  }
   rte_free(worker.tx);
   rte_free(worker.pending);
 }

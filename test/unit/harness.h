@@ -29,6 +29,10 @@ struct Harness {
   rte_mempool* pool = nullptr;
   rte_mempool* indirect = nullptr;
   rte_ring* learned = nullptr;
+
+ private:
+  rte_ring* handoff_ = nullptr;
+  rte_ring* events_ = nullptr;
 };
 
 // Frame building, in the spirit of scapy: bytes in network order.

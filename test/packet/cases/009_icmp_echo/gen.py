@@ -27,9 +27,12 @@ echo("u0", H1, "10.1.0.5", "10.1.0.1", ttl=1)              # TTL 1 to a local ad
 echo("u0", H1, "10.1.0.5", "10.1.0.1", data=b"")           # no data
 echo("u0", H1, "10.1.0.5", "10.1.0.1", data=bytes(range(256)) * 5 + b"odd")  # 1283 bytes of data
 
+# IKE with no exception interface configured: ike_no_listener, nothing sent
+c.send("u0", H1, IP(src="10.1.0.5", dst="10.1.0.1", id=0) / UDP(sport=500, dport=500) / Raw(b"ike"))
+c.drop("ike_no_listener")
+
 # not echo requests: local_unsupported, nothing sent
-for p in (IP(src="10.1.0.5", dst="10.1.0.1", id=0) / UDP(sport=500, dport=500) / Raw(b"ike"),
-          IP(src="10.1.0.5", dst="10.1.0.1", id=0) / TCP(sport=1, dport=179, flags="S"),
+for p in (IP(src="10.1.0.5", dst="10.1.0.1", id=0) / TCP(sport=1, dport=179, flags="S"),
           IP(src="10.1.0.5", dst="10.1.0.1", id=0) / ICMP(type=0, id=1, seq=1),          # echo reply
           IP(src="10.1.0.5", dst="10.1.0.1", id=0) / ICMP(type=13),                        # timestamp
           IP(src="10.1.0.5", dst="10.99.0.1", id=0) / UDP(sport=1, dport=7)):

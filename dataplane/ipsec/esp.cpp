@@ -1,0 +1,477 @@
+#include "ipsec/esp.h"
+
+#include <rte_cycles.h>
+#include <rte_hash.h>
+#include <rte_ip.h>
+#include <rte_ip_frag.h>
+#include <rte_ring_elem.h>
+#include <rte_tcp.h>
+#include <rte_udp.h>
+
+#include "infra/pipeline.h"
+#include "ip/checksum.h"
+#include "ipsec/sa.h"
+
+namespace {
+
+constexpr uint16_t esp_header = 8;  // SPI, sequence number
+constexpr uint16_t ike_port = 4500;
+
+inline uint32_t be32_at(const uint8_t* p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return rte_be_to_cpu_32(v);
+}
+inline void put_be32(uint8_t* p, uint32_t v) {
+  v = rte_cpu_to_be_32(v);
+  memcpy(p, &v, 4);
+}
+
+// Constant time, so that a forger learns nothing from how long a wrong ICV took.
+bool same_icv(const uint8_t* a, const uint8_t* b, unsigned n) {
+  uint8_t diff = 0;
+  for (unsigned i = 0; i < n; i++) diff |= uint8_t(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+void sa_drop(Worker& w, SaState& sa, rte_mbuf* m, SaDrop sa_reason, Drop reason) {
+  bump(sa.drops[unsigned(sa_reason)]);
+  drop(w, m, reason);
+}
+
+void sa_event(Worker& w, const SaState& sa, SaEventKind kind) {
+  SaEventMessage e{sa.spi, sa.tunnel, uint8_t(kind), sa.inbound, sa.packets, sa.bytes, rte_rdtsc()};
+  rte_ring_sp_enqueue_elem(w.sa_events, &e, sizeof e);  // full: the control side is far behind; it reads state too
+}
+
+// Counts a packet against the SA's lifetimes; true if it may still be used.
+bool account(Worker& w, SaState& sa, uint32_t bytes) {
+  bump(sa.packets);
+  bump(sa.bytes, bytes);
+  sa.last_used_tsc = rte_rdtsc();
+  if (sa.life == SaLife::active &&
+      ((sa.soft_bytes && sa.bytes >= sa.soft_bytes) || (sa.soft_packets && sa.packets >= sa.soft_packets))) {
+    sa.life = SaLife::soft_expired;
+    sa_event(w, sa, SaEventKind::soft_expired);
+  }
+  if (sa.life != SaLife::hard_expired &&
+      ((sa.hard_bytes && sa.bytes >= sa.hard_bytes) || (sa.hard_packets && sa.packets >= sa.hard_packets))) {
+    sa.life = SaLife::hard_expired;
+    sa_event(w, sa, SaEventKind::hard_expired);
+  }
+  return true;
+}
+
+void handoff(Worker& w, const SaState& sa, rte_mbuf* m, uint8_t direction) {
+  meta(m).flags |= direction;
+  if (rte_ring_mp_enqueue(w.handoff[sa.owner], m) != 0) drop(w, m, Drop::handoff_full);
+}
+
+bool gcm(const SaState& sa) { return sa.cipher == CipherKind::aes_gcm; }
+
+void gcm_crypt(Worker& w, const SaState& sa, bool encrypt, uint8_t* data, uint64_t len, const uint8_t* iv8,
+               const uint8_t* aad, uint64_t aad_len, uint8_t* tag) {
+  alignas(16) uint8_t nonce[12];
+  memcpy(nonce, sa.salt, 4);
+  memcpy(nonce + 4, iv8, 8);
+  gcm_context_data ctx;
+  if (sa.key_len == 16) {
+    if (encrypt)
+      IMB_AES128_GCM_ENC(w.mgr, &sa.gcm, &ctx, data, data, len, nonce, aad, aad_len, tag, 16);
+    else
+      IMB_AES128_GCM_DEC(w.mgr, &sa.gcm, &ctx, data, data, len, nonce, aad, aad_len, tag, 16);
+  } else {
+    if (encrypt)
+      IMB_AES256_GCM_ENC(w.mgr, &sa.gcm, &ctx, data, data, len, nonce, aad, aad_len, tag, 16);
+    else
+      IMB_AES256_GCM_DEC(w.mgr, &sa.gcm, &ctx, data, data, len, nonce, aad, aad_len, tag, 16);
+  }
+}
+
+// AES-CBC and HMAC through the job API; one job, completed before returning.
+void cbc_hmac(Worker& w, const SaState& sa, bool encrypt, uint8_t* esp, uint64_t cipher_offset, uint64_t cipher_len,
+              uint64_t hash_len, const uint8_t* iv, uint8_t* tag_out, bool cipher) {
+  IMB_JOB* job = IMB_GET_NEXT_JOB(w.mgr);
+  job->chain_order = encrypt ? IMB_ORDER_CIPHER_HASH : IMB_ORDER_HASH_CIPHER;
+  job->cipher_direction = encrypt ? IMB_DIR_ENCRYPT : IMB_DIR_DECRYPT;
+  job->cipher_mode = cipher ? IMB_CIPHER_CBC : IMB_CIPHER_NULL;
+  job->enc_keys = sa.enc_keys;
+  job->dec_keys = sa.dec_keys;
+  job->key_len_in_bytes = sa.key_len;
+  job->src = esp;
+  job->dst = esp + cipher_offset;
+  job->cipher_start_src_offset_in_bytes = cipher_offset;
+  job->msg_len_to_cipher_in_bytes = cipher ? cipher_len : 0;
+  job->iv = iv;
+  job->iv_len_in_bytes = 16;
+  job->hash_alg = sa.auth == AuthKind::hmac_sha256_128 ? IMB_AUTH_HMAC_SHA_256 : IMB_AUTH_HMAC_SHA_1;
+  job->hash_start_src_offset_in_bytes = 0;
+  job->msg_len_to_hash_in_bytes = tag_out ? hash_len : 0;
+  job->u.HMAC._hashed_auth_key_xor_ipad = sa.ipad;
+  job->u.HMAC._hashed_auth_key_xor_opad = sa.opad;
+  job->auth_tag_output = tag_out;
+  job->auth_tag_output_len_in_bytes = sa.icv_len;
+  if (!tag_out) job->hash_alg = IMB_AUTH_NULL;
+  IMB_SUBMIT_JOB(w.mgr);
+  while (IMB_FLUSH_JOB(w.mgr)) {
+  }
+}
+
+bool in_selectors(const std::array<Subnet, 8>& list, uint8_t n, uint32_t address) {
+  if (n == 0) return true;
+  for (unsigned i = 0; i < n; i++)
+    if (list[i].contains(address)) return true;
+  return false;
+}
+
+}  // namespace
+
+void clamp_mss(rte_mbuf* m, uint16_t l3, uint16_t mss) {
+  auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, l3);
+  if (ip->next_proto_id != IPPROTO_TCP || rte_ipv4_frag_pkt_is_fragmented(ip)) return;
+  uint16_t ihl = uint16_t((ip->version_ihl & 0xf) * 4);
+  if (rte_pktmbuf_data_len(m) < l3 + ihl + sizeof(rte_tcp_hdr)) return;
+  auto* tcp = reinterpret_cast<rte_tcp_hdr*>(reinterpret_cast<uint8_t*>(ip) + ihl);
+  if (!(tcp->tcp_flags & RTE_TCP_SYN_FLAG)) return;
+  uint16_t header = uint16_t((tcp->data_off >> 4) * 4);
+  if (header < sizeof(rte_tcp_hdr) || rte_pktmbuf_data_len(m) < l3 + ihl + header) return;
+  uint8_t* opt = reinterpret_cast<uint8_t*>(tcp) + sizeof(rte_tcp_hdr);
+  uint8_t* end = reinterpret_cast<uint8_t*>(tcp) + header;
+  while (opt < end) {
+    if (*opt == 0) break;
+    if (*opt == 1) {
+      opt++;
+      continue;
+    }
+    if (opt + 1 >= end || opt[1] < 2 || opt + opt[1] > end) break;
+    if (opt[0] == 2 && opt[1] == 4) {
+      uint16_t old = load16(opt + 2);
+      if (rte_be_to_cpu_16(old) > mss) {
+        uint16_t now = rte_cpu_to_be_16(mss);
+        memcpy(opt + 2, &now, 2);
+        tcp->cksum = checksum_replace16(tcp->cksum, old, now);
+      }
+      break;
+    }
+    opt += opt[1];
+  }
+}
+
+void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_t& n_inner) {
+  const Tables& t = *w.tables;
+  uint32_t spis[burst_size];
+  const void* keys[burst_size];
+  int32_t slots[burst_size];
+  rte_mbuf* kept[burst_size];
+  uint16_t n_kept = 0;
+  for (uint16_t i = 0; i < n; i++) {
+    rte_mbuf* m = pkts[i];
+    if (meta(m).l2_len) {
+      rte_pktmbuf_adj(m, meta(m).l2_len);
+      meta(m).l2_len = 0;
+    }
+    if (m->nb_segs > 1 && rte_pktmbuf_linearize(m) != 0) {
+      drop(w, m, Drop::no_buffer);
+      continue;
+    }
+    auto* ip = rte_pktmbuf_mtod(m, rte_ipv4_hdr*);
+    uint16_t esp_off = uint16_t((ip->version_ihl & 0xf) * 4 + (ip->next_proto_id == IPPROTO_UDP ? 8 : 0));
+    if (rte_pktmbuf_data_len(m) < esp_off + esp_header) {
+      drop(w, m, Drop::esp_truncated);
+      continue;
+    }
+    spis[n_kept] = be32_at(rte_pktmbuf_mtod_offset(m, uint8_t*, esp_off));
+    keys[n_kept] = &spis[n_kept];
+    kept[n_kept++] = m;
+  }
+  if (!n_kept) return;
+  void* found[burst_size];
+  uint64_t hits = 0;
+  if (t.sa_index) rte_hash_lookup_bulk_data(t.sa_index, keys, n_kept, &hits, found);
+  for (uint16_t i = 0; i < n_kept; i++)
+    slots[i] = (hits >> i) & 1 ? int32_t(reinterpret_cast<uintptr_t>(found[i])) : -1;
+
+  for (uint16_t i = 0; i < n_kept; i++) {
+    rte_mbuf* m = kept[i];
+    auto* ip = rte_pktmbuf_mtod(m, rte_ipv4_hdr*);
+    SaState* sa = slots[i] >= 0 ? t.sas[slots[i]] : nullptr;
+    const InterfaceEntry* tunnel = sa ? &t.interfaces[sa->tunnel] : nullptr;
+    // The SPI must be ours for this endpoint, in this underlay.
+    if (!sa || !sa->inbound || tunnel->local != rte_be_to_cpu_32(ip->dst_addr) || tunnel->underlay != meta(m).tenant) {
+      drop(w, m, Drop::esp_unknown_spi);
+      continue;
+    }
+    if (sa->owner != w.queue) {
+      handoff(w, *sa, m, meta_handoff_in);
+      continue;
+    }
+    uint16_t ihl = uint16_t((ip->version_ihl & 0xf) * 4);
+    uint16_t esp_off = uint16_t(ihl + (ip->next_proto_id == IPPROTO_UDP ? 8 : 0));
+    uint8_t* esp = rte_pktmbuf_mtod_offset(m, uint8_t*, esp_off);
+    int32_t esp_len = int32_t(rte_be_to_cpu_16(ip->total_length)) - esp_off;
+    int32_t cipher_len = esp_len - esp_header - sa->iv_len - sa->icv_len;
+    if (cipher_len < 2 || cipher_len % sa->block) {
+      sa_drop(w, *sa, m, SaDrop::bad_trailer, Drop::esp_truncated);
+      continue;
+    }
+    if (sa->life == SaLife::hard_expired) {
+      sa_drop(w, *sa, m, SaDrop::expired, Drop::sa_expired);
+      continue;
+    }
+    uint32_t seq_low = be32_at(esp + 4);
+    uint64_t seq = sa->esn ? sa->replay.infer_esn(seq_low) : seq_low;
+    auto verdict = seq == 0 ? ReplayWindow::too_old : sa->replay.check(seq);
+    if (verdict != ReplayWindow::accept) {
+      if (verdict == ReplayWindow::replayed)
+        sa_drop(w, *sa, m, SaDrop::replayed, Drop::esp_replayed);
+      else
+        sa_drop(w, *sa, m, SaDrop::too_old, Drop::esp_too_old);
+      continue;
+    }
+    uint8_t* iv = esp + esp_header;
+    uint8_t* payload = iv + sa->iv_len;
+    uint8_t* icv = payload + cipher_len;
+    uint8_t tag[32];
+    uint8_t received[32];
+    memcpy(received, icv, sa->icv_len);
+    if (gcm(*sa)) {
+      uint8_t aad[12];
+      memcpy(aad, esp, 4);
+      unsigned aad_len = 8;
+      if (sa->esn) {
+        put_be32(aad + 4, uint32_t(seq >> 32));
+        memcpy(aad + 8, esp + 4, 4);
+        aad_len = 12;
+      } else {
+        memcpy(aad + 4, esp + 4, 4);
+      }
+      gcm_crypt(w, *sa, false, payload, uint64_t(cipher_len), iv, aad, aad_len, tag);
+    } else {
+      // The ICV covers the ESP header, IV and ciphertext, and with ESN the high sequence bits
+      // appended (RFC 4303 2.2.1), which take the ICV's place while hashing.
+      uint64_t hashed = esp_header + sa->iv_len + uint64_t(cipher_len);
+      if (sa->esn) {
+        put_be32(icv, uint32_t(seq >> 32));
+        hashed += 4;
+      }
+      cbc_hmac(w, *sa, false, esp, 0, 0, hashed, nullptr, tag, false);
+      if (same_icv(tag, received, sa->icv_len))
+        cbc_hmac(w, *sa, false, esp, esp_header + 16, uint64_t(cipher_len), 0, iv, nullptr, true);
+    }
+    if (!same_icv(tag, received, sa->icv_len)) {
+      sa_drop(w, *sa, m, SaDrop::bad_icv, Drop::esp_bad_icv);
+      continue;
+    }
+    sa->replay.update(seq);
+    uint8_t next_header = payload[cipher_len - 1];
+    uint8_t pad = payload[cipher_len - 2];
+    bool pad_ok = pad + 2 <= cipher_len;
+    for (unsigned k = 0; pad_ok && k < pad; k++) pad_ok = payload[cipher_len - 2 - pad + k] == k + 1;
+    if (!pad_ok) {
+      sa_drop(w, *sa, m, SaDrop::bad_trailer, Drop::esp_bad_padding);
+      continue;
+    }
+    if (next_header != IPPROTO_IPIP) {
+      sa_drop(w, *sa, m, SaDrop::bad_trailer, Drop::esp_bad_next_header);
+      continue;
+    }
+    uint32_t inner_len = uint32_t(cipher_len - pad - 2);
+    if (inner_len < sizeof(rte_ipv4_hdr) || (payload[0] >> 4) != 4) {
+      sa_drop(w, *sa, m, SaDrop::bad_trailer, Drop::esp_bad_next_header);
+      continue;
+    }
+    auto* in = reinterpret_cast<rte_ipv4_hdr*>(payload);
+    if (!in_selectors(tunnel->remote_selectors, tunnel->n_remote_selectors, rte_be_to_cpu_32(in->src_addr)) ||
+        !in_selectors(tunnel->local_selectors, tunnel->n_local_selectors, rte_be_to_cpu_32(in->dst_addr))) {
+      sa_drop(w, *sa, m, SaDrop::selector, Drop::esp_selector_mismatch);
+      continue;
+    }
+    // RFC 6040 decapsulation: CE on the outside marks an ECN-capable inside; a not-ECT inside
+    // cannot carry it and is dropped.
+    if ((ip->type_of_service & 3) == 3 && (in->type_of_service & 3) != 3) {
+      if ((in->type_of_service & 3) == 0) {
+        sa_drop(w, *sa, m, SaDrop::bad_trailer, Drop::esp_ecn);
+        continue;
+      }
+      uint16_t old = load16(&in->version_ihl);
+      in->type_of_service |= 3;
+      in->hdr_checksum = checksum_replace16(in->hdr_checksum, old, load16(&in->version_ihl));
+    }
+    account(w, *sa, inner_len);
+    rte_pktmbuf_adj(m, uint16_t(payload - rte_pktmbuf_mtod(m, uint8_t*)));
+    rte_pktmbuf_trim(m, uint16_t(rte_pktmbuf_pkt_len(m) - inner_len));
+    PacketMeta& pm = meta(m);
+    pm.iface_in = sa->tunnel;
+    pm.tenant = tunnel->tenant;
+    pm.l2_len = 0;
+    pm.flags = 0;
+    if (tunnel->mss_clamp) clamp_mss(m, 0, tunnel->mss_clamp);
+    bump(w.counters->interfaces[sa->tunnel].rx_packets);
+    bump(w.counters->interfaces[sa->tunnel].rx_bytes, inner_len);
+    bump(w.counters->tenants[tunnel->tenant].rx_packets);
+    inner[n_inner++] = m;
+  }
+}
+
+namespace {
+
+// Encrypts one packet that starts at its inner IPv4 header; false if it was dropped.
+bool encapsulate(Worker& w, SaState& sa, const InterfaceEntry& tunnel, rte_mbuf* m) {
+  if (m->nb_segs > 1 && rte_pktmbuf_linearize(m) != 0) {
+    drop(w, m, Drop::no_buffer);
+    return false;
+  }
+  if (sa.life == SaLife::hard_expired) {
+    sa_drop(w, sa, m, SaDrop::expired, Drop::sa_expired);
+    return false;
+  }
+  uint64_t seq = sa.seq + 1;
+  if (!sa.esn && seq > UINT32_MAX) {  // RFC 4303 3.3.3: never cycle; IKE must rekey
+    if (sa.life != SaLife::hard_expired) {
+      sa.life = SaLife::hard_expired;
+      sa_event(w, sa, SaEventKind::sequence_overflow);
+    }
+    sa_drop(w, sa, m, SaDrop::seq_overflow, Drop::sa_seq_overflow);
+    return false;
+  }
+  if (tunnel.mss_clamp) clamp_mss(m, 0, tunnel.mss_clamp);
+  const auto* inner_ip = rte_pktmbuf_mtod(m, const rte_ipv4_hdr*);
+  uint8_t tos = inner_ip->type_of_service;
+  bool inner_df = inner_ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG);
+  uint32_t inner_len = rte_pktmbuf_pkt_len(m);
+  uint32_t padded = RTE_ALIGN_CEIL(inner_len + 2, sa.block);
+  uint32_t pad = padded - inner_len - 2;
+  bool udp = tunnel.remote_port != 0;
+  uint16_t outer = uint16_t(sizeof(rte_ipv4_hdr) + (udp ? sizeof(rte_udp_hdr) : 0));
+  auto* tail = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, uint16_t(pad + 2 + sa.icv_len)));
+  auto* head = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, uint16_t(outer + esp_header + sa.iv_len)));
+  if (!tail || !head) {
+    drop(w, m, Drop::no_buffer);
+    return false;
+  }
+  for (uint32_t k = 0; k < pad; k++) tail[k] = uint8_t(k + 1);
+  tail[pad] = uint8_t(pad);
+  tail[pad + 1] = IPPROTO_IPIP;
+  uint8_t* esp = head + outer;
+  put_be32(esp, sa.spi);
+  put_be32(esp + 4, uint32_t(seq));
+  uint8_t* iv = esp + esp_header;
+  uint8_t* payload = iv + sa.iv_len;
+  uint8_t* icv = payload + padded;
+  if (gcm(sa)) {
+    // RFC 4106: the IV must never repeat under a key; the sequence number never does.
+    uint64_t iv_value = rte_cpu_to_be_64(seq);
+    memcpy(iv, &iv_value, 8);
+    uint8_t aad[12];
+    memcpy(aad, esp, 4);
+    unsigned aad_len = 8;
+    if (sa.esn) {
+      put_be32(aad + 4, uint32_t(seq >> 32));
+      memcpy(aad + 8, esp + 4, 4);
+      aad_len = 12;
+    } else {
+      memcpy(aad + 4, esp + 4, 4);
+    }
+    gcm_crypt(w, sa, true, payload, padded, iv, aad, aad_len, icv);
+  } else {
+    // CBC needs an unpredictable IV: the sequence number under a key of the SA's own.
+    alignas(16) uint8_t counter[16] = {};
+    uint64_t s = rte_cpu_to_be_64(seq);
+    memcpy(counter, &s, 8);
+    memcpy(counter + 8, esp, 4);
+    alignas(16) uint8_t zero[16] = {};
+    IMB_AES128_CFB_ONE(w.mgr, iv, zero, counter, sa.iv_keys, 16);
+    uint64_t hashed = esp_header + sa.iv_len + padded;
+    uint8_t tag[32];
+    if (sa.esn) {
+      put_be32(icv, uint32_t(seq >> 32));
+      hashed += 4;
+    }
+    cbc_hmac(w, sa, true, esp, esp_header + 16, padded, hashed, iv, tag, true);
+    memcpy(icv, tag, sa.icv_len);
+  }
+  sa.seq = seq;
+
+  auto* ip = reinterpret_cast<rte_ipv4_hdr*>(head);
+  ip->version_ihl = RTE_IPV4_VHL_DEF;
+  ip->type_of_service = tos;  // DSCP and ECN copied (RFC 6040 normal mode)
+  ip->total_length = rte_cpu_to_be_16(uint16_t(rte_pktmbuf_pkt_len(m)));
+  ip->packet_id = rte_cpu_to_be_16(w.ip_id++);
+  bool df = tunnel.df_mode == 2 || ((tunnel.df_mode == 0 || tunnel.df_mode == 1) && inner_df);
+  ip->fragment_offset = df ? rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG) : 0;
+  ip->time_to_live = tunnel.ttl;
+  ip->next_proto_id = udp ? IPPROTO_UDP : IPPROTO_ESP;
+  ip->src_addr = rte_cpu_to_be_32(tunnel.local);
+  ip->dst_addr = rte_cpu_to_be_32(tunnel.remote);
+  ip->hdr_checksum = 0;
+  ip->hdr_checksum = rte_ipv4_cksum(ip);
+  if (udp) {
+    auto* u = reinterpret_cast<rte_udp_hdr*>(ip + 1);
+    u->src_port = rte_cpu_to_be_16(ike_port);
+    u->dst_port = rte_cpu_to_be_16(tunnel.remote_port);
+    u->dgram_len = rte_cpu_to_be_16(uint16_t(rte_pktmbuf_pkt_len(m) - sizeof(rte_ipv4_hdr)));
+    u->dgram_cksum = 0;  // RFC 3948: zero for ESP in UDP over IPv4
+  }
+  account(w, sa, inner_len);
+  return true;
+}
+
+}  // namespace
+
+void esp_output(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** outer, uint16_t& n_outer) {
+  const Tables& t = *w.tables;
+  for (uint16_t i = 0; i < n; i++) {
+    rte_mbuf* m = pkts[i];
+    PacketMeta& pm = meta(m);
+    uint16_t slot = pm.iface_out;
+    const InterfaceEntry& tunnel = t.interfaces[slot];
+    SaState* sa = tunnel.outbound_sa ? t.sas[tunnel.outbound_sa] : nullptr;
+    if (!sa) {
+      drop(w, m, Drop::tunnel_no_sa);
+      continue;
+    }
+    if (sa->owner != w.queue) {
+      handoff(w, *sa, m, meta_handoff_out);
+      continue;
+    }
+    if (pm.l2_len) {
+      rte_pktmbuf_adj(m, pm.l2_len);
+      pm.l2_len = 0;
+    }
+    // Too big for the tunnel with DF clear: fragment the inner packet, then encrypt each.
+    rte_mbuf* parts[burst_size];
+    int32_t n_parts = 1;
+    parts[0] = m;
+    if (pm.flags & meta_fragment) {
+      PacketMeta saved = pm;
+      n_parts = rte_ipv4_fragment_packet(m, parts, burst_size, tunnel.mtu, w.pool, w.indirect_pool);
+      if (n_parts < 0) {
+        drop(w, m, Drop::fragmentation_failed);
+        continue;
+      }
+      rte_pktmbuf_free(m);
+      for (int32_t k = 0; k < n_parts; k++) {
+        auto* fip = rte_pktmbuf_mtod(parts[k], rte_ipv4_hdr*);
+        fip->hdr_checksum = 0;
+        fip->hdr_checksum = rte_ipv4_cksum(fip);
+        meta(parts[k]) = saved;
+      }
+    }
+    for (int32_t k = 0; k < n_parts; k++) {
+      rte_mbuf* p = parts[k];
+      uint32_t bytes = rte_pktmbuf_pkt_len(p);
+      if (!encapsulate(w, *sa, tunnel, p)) continue;
+      bump(w.counters->interfaces[slot].tx_packets);
+      bump(w.counters->interfaces[slot].tx_bytes, bytes);
+      bump(w.counters->tenants[tunnel.tenant].tx_packets);
+      PacketMeta& om = meta(p);
+      om.tenant = tunnel.underlay;
+      om.flags = meta_local;
+      om.l2_len = 0;
+      if (n_outer < 2 * burst_size)
+        outer[n_outer++] = p;
+      else
+        drop(w, p, Drop::no_buffer);
+    }
+  }
+}

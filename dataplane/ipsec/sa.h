@@ -1,0 +1,56 @@
+#pragma once
+// A security association as workers use it. Created and destroyed by the control side; its
+// mutable part (sequence number, replay window, counters, lifetime state) is written only by
+// the worker that owns the SA (packets of an SA that arrive elsewhere are handed to it, as
+// VPP does), so none of it needs atomics or locks.
+// Without the pre-0.53 names (CBC, SHA1, ENCRYPT...) that would clash with ours.
+#define NO_COMPAT_IMB_API_053
+#include <intel-ipsec-mb.h>
+#include <rte_common.h>
+
+#include <cstdint>
+
+#include "ipsec/replay.h"
+
+enum class CipherKind : uint8_t { aes_gcm, aes_cbc };
+enum class AuthKind : uint8_t { none, hmac_sha256_128, hmac_sha1_96 };
+enum class SaLife : uint8_t { active = 1, soft_expired = 2, hard_expired = 3 };
+
+// Drops that count against an SA as well as against the worker.
+#define MEDIX_SA_DROPS(X) X(bad_icv) X(replayed) X(too_old) X(bad_trailer) X(selector) X(expired) X(seq_overflow)
+enum class SaDrop : uint8_t {
+#define MEDIX_SA_DROP_ENUM(name) name,
+  MEDIX_SA_DROPS(MEDIX_SA_DROP_ENUM)
+#undef MEDIX_SA_DROP_ENUM
+      count
+};
+
+struct alignas(64) SaState {
+  // --- Set by the control side before the SA is published; read-only afterwards.
+  uint32_t spi = 0;
+  uint16_t tunnel = 0;  // interface slot of the tunnel
+  uint16_t owner = 0;   // the worker (queue index) that processes it
+  bool inbound = false;
+  bool esn = false;
+  CipherKind cipher = CipherKind::aes_gcm;
+  AuthKind auth = AuthKind::none;
+  uint8_t key_len = 16;  // AES key bytes
+  uint8_t iv_len = 8;    // explicit IV on the wire
+  uint8_t icv_len = 16;
+  uint8_t block = 4;                                                            // payload + trailer align to this
+  uint8_t salt[4] = {};                                                         // GCM nonce = salt || explicit IV
+  uint64_t soft_bytes = 0, hard_bytes = 0, soft_packets = 0, hard_packets = 0;  // 0: none
+  alignas(16) gcm_key_data gcm;                                                 // AES-GCM
+  alignas(16) uint8_t enc_keys[16 * 15] = {};                                   // AES-CBC, expanded
+  alignas(16) uint8_t dec_keys[16 * 15] = {};
+  alignas(16) uint8_t iv_keys[16 * 15] = {};         // CBC IVs: AES of the sequence number under a key of its own
+  alignas(16) uint8_t ipad[32] = {}, opad[32] = {};  // HMAC, hashed once
+
+  // --- Owned by the owner worker.
+  alignas(64) uint64_t seq = 0;  // outbound: last sent
+  uint64_t packets = 0, bytes = 0;
+  uint64_t last_used_tsc = 0;
+  SaLife life = SaLife::active;
+  uint64_t drops[unsigned(SaDrop::count)] = {};
+  ReplayWindow replay;  // inbound
+};
