@@ -84,12 +84,13 @@ std::vector<Operation> operations_from(v1::Config config) {
     add("tenants", i, [&](v1::Object& o) { *o.mutable_tenant() = std::move(*config.mutable_tenants(i)); });
   for (int i = 0; i < config.interfaces_size(); i++)
     add("interfaces", i, [&](v1::Object& o) { *o.mutable_interface() = std::move(*config.mutable_interfaces(i)); });
+  // Tunnels before routes: routes point at them.
+  for (int i = 0; i < config.tunnels_size(); i++)
+    add("tunnels", i, [&](v1::Object& o) { *o.mutable_tunnel() = std::move(*config.mutable_tunnels(i)); });
   for (int i = 0; i < config.routes_size(); i++)
     add("routes", i, [&](v1::Object& o) { *o.mutable_route() = std::move(*config.mutable_routes(i)); });
   for (int i = 0; i < config.neighbours_size(); i++)
     add("neighbours", i, [&](v1::Object& o) { *o.mutable_neighbour() = std::move(*config.mutable_neighbours(i)); });
-  for (int i = 0; i < config.tunnels_size(); i++)
-    add("tunnels", i, [&](v1::Object& o) { *o.mutable_tunnel() = std::move(*config.mutable_tunnels(i)); });
   for (int i = 0; i < config.sas_size(); i++)
     add("sas", i, [&](v1::Object& o) { *o.mutable_sa() = std::move(*config.mutable_sas(i)); });
   for (int i = 0; i < config.static_mappings_size(); i++)
@@ -340,11 +341,13 @@ std::optional<Error> Intent::check_route(const v1::Route& r, const std::string& 
       const auto& via = r.via();
       if (via.interface().empty()) return invalid(path + ".via.interface", "is required");
       auto f = interfaces.find(via.interface());
-      if (f == interfaces.end())
-        return invalid(path + ".via.interface", "no interface named " + quoted(via.interface()));
-      if (f->second.tenant() != r.tenant())
+      auto t = tunnels.find(via.interface());
+      if (f == interfaces.end() && t == tunnels.end())
+        return invalid(path + ".via.interface", "no interface or tunnel named " + quoted(via.interface()));
+      const std::string& its = f != interfaces.end() ? f->second.tenant() : t->second.tenant();
+      if (its != r.tenant())
         return invalid(path + ".via.interface", "interface " + quoted(via.interface()) + " is in tenant " +
-                                                    quoted(f->second.tenant()) + ", not " + quoted(r.tenant()) +
+                                                    quoted(its) + ", not " + quoted(r.tenant()) +
                                                     " (use next_tenant to leak)");
       if (!via.address().empty() && !parse_ipv4(via.address()))
         return invalid(path + ".via.address", quoted(via.address()) + " is not an IPv4 address");
