@@ -51,6 +51,16 @@ bool parse_options(int argc, char** argv, Options& o) {
       o.check = true;
     else if (a == "--stats-interval" && i + 1 < argc)
       o.stats_interval = unsigned(std::stoul(argv[++i]));
+    else if (a == "--api-socket" && i + 1 < argc)
+      o.api.socket_path = argv[++i];
+    else if (a == "--api-listen" && i + 1 < argc)
+      o.api.listen = argv[++i];
+    else if (a == "--tls-cert" && i + 1 < argc)
+      o.api.tls_cert = argv[++i];
+    else if (a == "--tls-key" && i + 1 < argc)
+      o.api.tls_key = argv[++i];
+    else if (a == "--tls-client-ca" && i + 1 < argc)
+      o.api.tls_client_ca = argv[++i];
     else if (a == "-h" || a == "--help")
       return false;
     else {

@@ -99,6 +99,9 @@ std::optional<std::string> Dataplane::start(const Settings& s, uint32_t mtu,
   rcu = static_cast<rte_rcu_qsbr*>(rte_zmalloc("rcu", rcu_size, RTE_CACHE_LINE_SIZE));
   if (!learned || !rcu || rte_rcu_qsbr_init(rcu, queues) != 0) return "cannot allocate the control rings";
 
+  if (!settings.exception_interface.empty())
+    if (auto e = exception.open(settings.exception_interface, socket)) return e;
+
   medix::control::Committer::Params params;
   params.rcu = rcu;
   params.queues = queues;
@@ -138,6 +141,7 @@ std::optional<std::string> Dataplane::start(const Settings& s, uint32_t mtu,
         static_cast<PendingQueue*>(rte_zmalloc_socket("pending", sizeof(PendingQueue), RTE_CACHE_LINE_SIZE, wsocket));
     w->originated = static_cast<Batch*>(rte_zmalloc_socket("originated", sizeof(Batch), RTE_CACHE_LINE_SIZE, wsocket));
     w->handoff = handoff.data();
+    w->punt = exception.is_open() ? exception.from_workers() : nullptr;
     std::string events = "sa_events" + std::to_string(q);
     w->sa_events =
         rte_ring_create_elem(events.c_str(), sizeof(SaEventMessage), 4096, wsocket, RING_F_SP_ENQ | RING_F_SC_DEQ);
@@ -162,6 +166,9 @@ unsigned Dataplane::run_control() {
     controller.learn(batch, n);
     total += n;
   }
+  if (exception.is_open())
+    total += controller.read(
+        [&](auto&, auto& committer, uint64_t) { return exception.poll(*committer.current(), pool, handoff[0]); });
   SaEventMessage events[64];
   for (auto* w : workers)
     while ((n = rte_ring_sc_dequeue_burst_elem(w->sa_events, events, sizeof(SaEventMessage), 64, nullptr)) > 0) {

@@ -10,6 +10,7 @@
 
 #include "control/controller.h"
 #include "infra/worker.h"
+#include "punt/exception.h"
 
 struct Dataplane {
   std::atomic<bool> stopping{false};
@@ -23,6 +24,7 @@ struct Dataplane {
   uint64_t tsc_hz = 0;
   uint32_t max_mtu = 1500;  // the largest MTU the packet buffers hold
   medix::control::Controller controller;
+  ExceptionPort exception;
 
   // Pools, controller and workers, polling an empty set of ports until the first transaction.
   std::optional<std::string> start(const Settings& settings, uint32_t max_mtu,

@@ -41,6 +41,7 @@
   X(handoff_full, "the SA's owner worker did not take the packet")                           \
   X(nat_keepalive, "NAT-T keepalive (RFC 3948), dropped quietly")                            \
   X(ike_no_listener, "IKE packet with no exception interface to take it")                    \
+  X(punt_full, "the exception interface's ring is full")                                     \
   X(interface_gone, "egress interface deleted while the packet waited for ARP")              \
   X(port_down, "egress port is administratively down or deleted")                            \
   X(tx_full, "the port's tx queue did not take the packet")

@@ -142,6 +142,7 @@ int events_cmd(const char*, const char*, rte_tel_data* d) {
   rte_tel_data_add_dict_u64(d, "arp_requests_sent", c.arp_requests_sent);
   rte_tel_data_add_dict_u64(d, "arp_replies_sent", c.arp_replies_sent);
   rte_tel_data_add_dict_u64(d, "arp_replies_received", c.arp_replies_received);
+  rte_tel_data_add_dict_u64(d, "ike_punted", c.ike_punted);
   return 0;
 }
 

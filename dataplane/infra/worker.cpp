@@ -197,10 +197,14 @@ void process_handoff(Worker& w, rte_mbuf** pkts, uint16_t n) {
     rte_mbuf* m = pkts[i];
     uint8_t direction = meta(m).flags & (meta_handoff_in | meta_handoff_out);
     meta(m).flags &= uint8_t(~(meta_handoff_in | meta_handoff_out));
-    if (direction == meta_handoff_in)
+    if (meta(m).flags & meta_inject) {
+      meta(m).flags &= uint8_t(~meta_inject);
+      append(w, ours, &m, 1);
+    } else if (direction == meta_handoff_in) {
       in[n_in++] = m;
-    else
+    } else {
       out[n_out++] = m;
+    }
   }
   if (n_in) {
     rte_mbuf* inner[burst_size];

@@ -36,6 +36,7 @@ inline constexpr uint8_t meta_fragment = 1;     // larger than the egress MTU, D
 inline constexpr uint8_t meta_local = 2;        // made by medix-dp (ESP outer, ICMP): no TTL, no ICMP about it
 inline constexpr uint8_t meta_handoff_in = 4;   // handed to the SA's owner for decryption
 inline constexpr uint8_t meta_handoff_out = 8;  // handed to the SA's owner for encryption
+inline constexpr uint8_t meta_inject = 16;      // from the exception port: route it
 
 inline PacketMeta& meta(rte_mbuf* m) { return *static_cast<PacketMeta*>(rte_mbuf_to_priv(m)); }
 
@@ -72,7 +73,7 @@ struct Counters {
     uint64_t rx_packets, tx_packets, drops;
   } tenants[max_tenants];
   uint64_t drops[drop_reason_count];
-  uint64_t icmp_sent, icmp_rate_limited, arp_requests_sent, arp_replies_sent, arp_replies_received;
+  uint64_t icmp_sent, icmp_rate_limited, arp_requests_sent, arp_replies_sent, arp_replies_received, ike_punted;
   StageStats stages[unsigned(Stage::count)];
 };
 
@@ -152,6 +153,7 @@ struct alignas(RTE_CACHE_LINE_SIZE) Worker {
   // Packets medix-dp made (ICMP about tunnel traffic, replies into tunnels) that still need a
   // route; the pipeline's next pass takes them.
   Batch* originated = nullptr;
+  rte_ring* punt = nullptr;  // IKE to the exception port; nullptr: none configured
 };
 
 // Everything the pipeline stages do to one burst; defined across l2/, arp/, ip/.

@@ -132,7 +132,12 @@ void local_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** esp, uint16_
         continue;
       }
       if (port == 500 || port == 4500) {
-        drop(w, m, Drop::ike_no_listener);
+        if (!w.punt)
+          drop(w, m, Drop::ike_no_listener);
+        else if (rte_ring_mp_enqueue(w.punt, m) != 0)
+          drop(w, m, Drop::punt_full);
+        else
+          bump(w.counters->ike_punted);
         continue;
       }
     }

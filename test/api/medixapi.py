@@ -244,6 +244,9 @@ class Dataplane:
 
     @property
     def socket_path(self):
+        opts = self.cmd[self.cmd.index("--") + 1:]
+        if "--api-socket" in opts:
+            return opts[opts.index("--api-socket") + 1]
         return "/var/run/dpdk/%s/api.sock" % self.prefix
 
     @property

@@ -4,6 +4,9 @@
   hitless.py setup  --target T --dst-mac M --other-mac M     static neighbours for the hosts
   hitless.py state  --target T --out FILE                    objects + counters as JSON
   hitless.py churn  --target T --out FILE [--budget S] [--min-seconds S]
+  hitless.py probe-setup --target T --out FILE               routes for the probes (see below)
+  hitless.py touch  --target T [--n N]                       one unrelated changing transaction
+  hitless.py ops    --target T --json '[OPERATION, ...]'     one transaction, Operations as JSON
   hitless.py check  --dir DIR                                PASS/FAIL lines from the results
 
 The churn: 10,000 route changes (4,000 routes created in batches of 100, 1,000 of them updated,
@@ -67,10 +70,14 @@ def cmd_state(args):
     return 0
 
 
-def swap_steps():
-    """One cycle of replacements of the routes the traffic uses; each item: (label, ops)."""
+def swap_steps(broken=False):
+    """One cycle of replacements of the routes the traffic uses; each item: (label, ops).
+    `broken` adds a step that is NOT equivalent (the route gone for one transaction), to check
+    that the test notices (HITLESS_BREAK=1 test/hitless/run.sh must fail)."""
     core, hosp = "core", "hosp"
-    return [
+    extra = [("x: core /24 deleted (not hitless: self-check)", [delete(pb.Route(tenant=core, prefix="198.18.5.0/24"))]),
+             ("y: core /24 created again", [create(route_via(core, "198.18.5.0/24", "dst-lan", DST_GW))])]
+    return (extra if broken else []) + [
         ("a: core /24 re-pointed to the equivalent next hop",
          [update(route_via(core, "198.18.5.0/24", "dst-lan", DST_GW2))]),
         ("b: hosp /24 leak added under the /16", [create(route_leak(hosp, "198.18.5.0/24", core))]),
@@ -87,7 +94,9 @@ def swap_steps():
 
 
 def side_steps(k):
-    """One cycle of tenants and interfaces the traffic does not use (k: cycle number)."""
+    """One cycle of tenants and interfaces the traffic does not use (k: cycle number; the
+    previous cycle removed everything, so numbers, VLANs and addresses are reused mod 250)."""
+    k %= 250
     t = "spare-%d" % k
     return [
         ("tenant %s with an interface on p2 and a default route" % t,
@@ -109,6 +118,81 @@ def side_steps(k):
          [delete(pb.Route(tenant=t, prefix="0.0.0.0/0")), delete(pb.Interface(name=t + "-if"))]),
         ("tenant %s removed" % t, [delete(pb.Tenant(name=t))]),
     ]
+
+
+PROBES = 40
+
+
+def cmd_probe_setup(args):
+    """Routes 22.0.K.0/24 (K < 40) in core, each pointed at dst or other-lan and re-pointed by
+    many separate transactions (every one publishes the other copy of a left-right FIB), so that
+    a copy that missed a change sends a probe to the wrong host. Writes {K: host} and the
+    probe destinations 22.0.K.1 (both hosts accept 22.0.0.0/16 on lo)."""
+    c = connect(args.target)
+    where = {}
+    txns = [0]
+    apply = c.apply
+
+    def counted(ops):
+        txns[0] += 1
+        return apply(ops)
+    c.apply = counted
+
+    def point(k, host):
+        gw = (DST_GW if k % 4 else DST_GW2) if host == "dst" else OTHER_GW
+        where[k] = host
+        return route_via("core", "22.0.%d.0/24" % k, host + "-lan", gw)
+
+    c.apply([create(route_leak("hosp", "22.0.0.0/16", "core"))])
+    for k in range(PROBES):
+        c.apply([create(point(k, "dst" if k % 2 == 0 else "other"))])
+    for k in range(0, PROBES, 3):
+        c.apply([update(point(k, "other" if where[k] == "dst" else "dst"))])
+    for k in range(0, PROBES, 5):
+        c.apply([delete(pb.Route(tenant="core", prefix="22.0.%d.0/24" % k))])
+        c.apply([create(point(k, "dst"))])
+    c.apply([update(point(k, "other" if where[k] == "dst" else "dst")) for k in range(30, PROBES)])
+    for k in range(1, PROBES, 7):
+        c.apply([update(point(k, "other" if where[k] == "dst" else "dst"))])
+        c.apply([create(route_via("core", "23.0.%d.0/24" % k, "other-lan", OTHER_GW))])
+    # A transaction that fails in the commit, not in validation: it first re-points every probe
+    # route's /25 at the wrong host, then needs more distinct next hops (33,000 gateways in a
+    # new tenant) than the FIBs hold. Rejected whole, it must leave no trace in either FIB copy:
+    # the probes tell.
+    v = c.version()
+    poison = [create(route_via("core", "22.0.%d.0/25" % k, ("other" if h == "dst" else "dst") + "-lan",
+                               OTHER_GW if h == "dst" else DST_GW)) for k, h in where.items()]
+    poison += [create(pb.Tenant(name="poison", max_routes=40000)),
+               create(pb.Interface(name="poison-if", tenant="poison", port="p2", vlan=999, addresses=["10.0.0.1/8"]))]
+    poison += [create(route_via("poison", "60.%d.%d.0/24" % (i >> 8, i & 255), "poison-if",
+                                "10.1.%d.%d" % (i // 250, i % 250 + 2))) for i in range(33000)]
+    err, res = rpc(apply, poison, 0, 120)
+    rejected = {"code": err.code().name if err else "OK", "message": err.details() if err else "",
+                "version_unchanged": c.version() == v}
+    with open(args.out, "w") as f:
+        json.dump({"where": where, "dests": ["22.0.%d.1" % k for k in range(PROBES)], "transactions": txns[0],
+                   "rounds": args.rounds, "count": args.count, "poison": rejected}, f)
+    print(",".join("22.0.%d.1" % k for k in range(PROBES)))
+    return 0
+
+
+def cmd_ops(args):
+    """One transaction from JSON: a list of medix.dataplane.v1.Operation in their JSON mapping."""
+    c = connect(args.target)
+    ops = [json_format.ParseDict(o, api.dp.Operation()) for o in json.loads(args.json)]
+    err, res = rpc(c.apply, ops, 0, 30)
+    if err is not None:
+        print("%s %s" % (err.code().name, err.details()))
+        return 1
+    print("changed %d, version %d" % (res.changed, res.version))
+    return 0
+
+
+def cmd_touch(args):
+    """One changing transaction unrelated to any traffic (publishes the other FIB copy)."""
+    c = connect(args.target)
+    c.apply([create(route_via("core", "23.1.%d.0/24" % args.n, "other-lan", OTHER_GW))])
+    return 0
 
 
 def churn_route(i):
@@ -169,7 +253,7 @@ def cmd_churn(args):
             log["swap_latencies_ms"].append(round(ms, 2))
         return True
 
-    swaps = swap_steps()
+    swaps = swap_steps(args.broken)
     swap_i = 0
     side_k, side_i = 0, 0
     sides = side_steps(0)
@@ -318,10 +402,31 @@ def cmd_check(args):
     check(other["received"] == 0 and other["foreign"] == 0 and dst["foreign"] == 0,
           "nothing misrouted: the other host got %d, foreign datagrams at dst %d" % (other["received"],
                                                                                        dst["foreign"]))
+    probes = load(d, "probes.json")
+    if probes:
+        rounds = probes.get("rounds", 2) * probes.get("count", 3)
+        wrong = []
+        for k, host in probes["where"].items():
+            at_dst = dst.get("probes", {}).get(str(k), 0)
+            at_other = other.get("probes", {}).get(str(k), 0)
+            want = (rounds, 0) if host == "dst" else (0, rounds)
+            if (at_dst, at_other) != want:
+                wrong.append("22.0.%s.1 -> %s: dst got %d, other-lan %d" % (k, host, at_dst, at_other))
+        p = probes.get("poison", {})
+        check(p.get("code") not in (None, "OK") and p.get("version_unchanged"),
+              "a transaction re-pointing every probe route's /25 that then runs out of next hops (33,000 "
+              "gateways) is rejected (%s), version unchanged" % p.get("code"), str(p))
+        print("     (its message: %r)" % p.get("message"))
+        check(not wrong, "probes after %d separate transactions re-pointing their routes: each of %d destinations "
+              "reached only the host its route names (%d probes each, over both FIB copies)"
+              % (probes.get("transactions", 0), len(probes["where"]), rounds), "; ".join(wrong[:6]))
+    else:
+        check(False, "probe results", "no probes.json")
     if dst["reordered"]:
         print("     (%d datagrams arrived after a higher sequence number)" % dst["reordered"])
-    if after:
-        cn = after["counters"]
+    final = load(d, "state-final.json") or after
+    if final:
+        cn = final["counters"]
         drops = {x["reason"]: int(x.get("packets", 0)) for x in cn.get("drops", [])}
         nz = {k: v for k, v in drops.items() if v}
         check(drops and not nz, "medix-dp drops all zero (%d reasons)" % len(drops), str(nz))
@@ -365,10 +470,23 @@ def main():
     a.add_argument("--budget", type=float, default=80, help="give up the route plan after S seconds")
     a.add_argument("--min-seconds", type=float, default=15, help="keep replacing routes until S seconds")
     a.add_argument("--every", type=int, default=15, help="a replacement or tenant step every N route txns")
+    a.add_argument("--broken", action="store_true", help="add a replacement that is not hitless (self-check)")
+    a = sub.add_parser("probe-setup")
+    a.add_argument("--target", required=True)
+    a.add_argument("--out", required=True)
+    a.add_argument("--rounds", type=int, default=2, help="(recorded) probe rounds run.sh sends")
+    a.add_argument("--count", type=int, default=3, help="(recorded) probes per destination and round")
+    a = sub.add_parser("ops")
+    a.add_argument("--target", required=True)
+    a.add_argument("--json", required=True, help='[{"op": "UPDATE", "object": {"port": {...}}}, ...]')
+    a = sub.add_parser("touch")
+    a.add_argument("--target", required=True)
+    a.add_argument("--n", type=int, default=0)
     a = sub.add_parser("check")
     a.add_argument("--dir", required=True)
     args = ap.parse_args()
-    return {"setup": cmd_setup, "state": cmd_state, "churn": cmd_churn, "check": cmd_check}[args.cmd](args)
+    return {"setup": cmd_setup, "state": cmd_state, "churn": cmd_churn, "check": cmd_check,
+            "probe-setup": cmd_probe_setup, "touch": cmd_touch, "ops": cmd_ops}[args.cmd](args)
 
 
 if __name__ == "__main__":

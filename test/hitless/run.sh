@@ -16,11 +16,15 @@
 #
 # Checks: sent == received at dst, every sequence number once, none at other-lan, medix-dp's
 # drop counters and tx_dropped all zero, every object back as it was, versions increasing,
-# a clean exit 0 on SIGTERM. Prints PASS/FAIL lines and "hitless: N passed, M failed".
+# a clean exit 0 on SIGTERM. Then probes: 40 routes re-pointed between dst and other-lan in
+# ~70 separate transactions; probes to each (before and after one more transaction, so both
+# copies of a left-right FIB serve) must reach exactly the host the route names. Prints PASS/FAIL lines and "hitless: N passed, M failed".
 #
 # Usage: test/hitless/run.sh   (root; medix-dp from build/, or MEDIX_DP=path)
 # Env: HITLESS_PPS (20000), HITLESS_BUDGET (route plan time limit, 80 s), HITLESS_MIN (keep
-# replacing routes at least this long, 15 s); MX_KEEP_TMP=1 keeps the temp dir.
+# replacing routes at least this long, 30 s); MX_KEEP_TMP=1 keeps the temp dir.
+# HITLESS_BREAK=1 adds a replacement that is not hitless (route deleted, then re-created in the
+# next transaction): the test must then FAIL (lost packets, no_route drops); a self-check.
 set -uo pipefail
 HL_DIR=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=test/netns/lib.sh
@@ -28,7 +32,7 @@ source "$HL_DIR/../netns/lib.sh"
 
 PPS=${HITLESS_PPS:-20000}
 BUDGET=${HITLESS_BUDGET:-80}
-MIN_SECONDS=${HITLESS_MIN:-15}
+MIN_SECONDS=${HITLESS_MIN:-30}
 PORT=5555
 
 passed=0 failed=0
@@ -109,41 +113,94 @@ for h in dst-lan other-lan; do
 done
 for _ in $(seq 50); do [ -e "$res/ready-dst-lan" ] && [ -e "$res/ready-other-lan" ] && break; sleep 0.1; done
 src_tx0=$(stat_of "$(mx_ns src-lan)" eth0 tx_packets)
+dst_rx0=$(stat_of "$(mx_ns dst-lan)" eth0 rx_packets)
 mx_bg src-lan taskset -c 0 "$MX_PY" "$HL_DIR/traffic.py" send 198.18.5.10 $PORT --pps "$PPS" \
   --max-seconds $((BUDGET + MIN_SECONDS + 60)) --out "$res/sent.json"
 sender=$MX_LAST_PID
-dst_rx0=$(stat_of "$(mx_ns dst-lan)" eth0 rx_packets)
 sleep 2
 dst_rx1=$(stat_of "$(mx_ns dst-lan)" eth0 rx_packets)
 if [ $((dst_rx1 - dst_rx0)) -gt $((PPS / 2)) ]; then
-  pass "traffic flows before the churn ($((dst_rx1 - dst_rx0)) packets at dst in 2 s)"
+  pass "traffic flows before the churn ($((dst_rx1 - dst_rx0)) packets at dst in the first 2 s)"
 else
-  fail "traffic does not flow: $((dst_rx1 - dst_rx0)) packets at dst in 2 s"
+  fail "traffic does not flow: $((dst_rx1 - dst_rx0)) packets at dst in the first 2 s"
 fi
 
 # --- the churn, under traffic ----------------------------------------------------------------
-py churn --target "$target" --out "$res/churn.json" --budget "$BUDGET" --min-seconds "$MIN_SECONDS"
+py churn --target "$target" --out "$res/churn.json" --budget "$BUDGET" --min-seconds "$MIN_SECONDS" \
+  ${HITLESS_BREAK:+--broken}
 churn_rc=$?
 sleep 1
 kill -TERM "$sender" 2>/dev/null
 wait "$sender"
 sleep 1.5  # what is in flight drains
+[ $churn_rc -eq 0 ] || echo "     (the churn client exited with status $churn_rc)"
+py state --target "$target" --out "$res/state-after.json" || fail "API: could not read the state after"
+
+# --- probes: does what forwards match the intent, in both copies of the FIBs? -----------------
+# Both hosts accept 22.0.0.0/16; routes 22.0.K.0/24 are pointed at one or the other, re-pointed
+# in many separate transactions; 3 probes per destination, then one unrelated transaction (the
+# other FIB copy is published), then 3 more.
+mx_in dst-lan ip route add local 22.0.0.0/16 dev lo
+mx_in other-lan ip route add local 22.0.0.0/16 dev lo
+if dests=$(py probe-setup --target "$target" --out "$res/probes.json" --rounds 2 --count 3); then
+  mx_in src-lan "$MX_PY" "$HL_DIR/traffic.py" probe $PORT --dests "$dests" --count 3
+  py touch --target "$target" --n 1
+  mx_in src-lan "$MX_PY" "$HL_DIR/traffic.py" probe $PORT --dests "$dests" --count 3
+else
+  fail "API: probe routes: $dests"
+fi
+sleep 1
 # shellcheck disable=SC2154
 kill -TERM "$recv_dst" "$recv_other" 2>/dev/null
 wait "$recv_dst" "$recv_other"
-[ $churn_rc -eq 0 ] || echo "     (the churn client exited with status $churn_rc)"
-
-py state --target "$target" --out "$res/state-after.json" || fail "API: could not read the state after"
+py state --target "$target" --out "$res/state-final.json" || fail "API: could not read the final state"
 src_peer=${MX_RIF[src-lan]}
 cat >"$res/kernel.json" <<EOF
 {"src_tx": $(($(stat_of "$(mx_ns src-lan)" eth0 tx_packets) - src_tx0)),
  "src_peer_rx": $(stat_of "" "$src_peer" rx_packets),
  "dst_rx": $(($(stat_of "$(mx_ns dst-lan)" eth0 rx_packets) - dst_rx0)),
- "dst_rcvbuf_errors": $(mx_in dst-lan awk '/^Udp:/ {n++; if (n == 1) for (i = 1; i <= NF; i++) h[i] = $i; else for (i = 1; i <= NF; i++) if (h[i] == "RcvbufErrors") print $i}' /proc/net/snmp),
+ "dst_rcvbuf_errors": $(# shellcheck disable=SC2016
+   mx_in dst-lan awk '/^Udp:/ {n++; if (n == 1) for (i = 1; i <= NF; i++) h[i] = $i; else for (i = 1; i <= NF; i++) if (h[i] == "RcvbufErrors") print $i}' /proc/net/snmp),
  "p0_rx": $(mx_json "$res/state-after.json" 'int([p for p in d["counters"]["ports"] if p["name"] == "p0"][0].get("rx_packets", 0))'),
  "p1_tx": $(mx_json "$res/state-after.json" 'int([p for p in d["counters"]["ports"] if p["name"] == "p1"][0].get("tx_packets", 0))')}
 EOF
-py check --dir "$res" | tally
+tally < <(py check --dir "$res")
+
+# --- live updates of what the hosts do use (after the counters were checked) -------------------
+# An address added to src-lan by UPDATE answers ping; removed again, it does not.
+ops() { py ops --target "$target" --json "$1"; }
+if_json() {
+  printf '[{"op": "UPDATE", "object": {"interface": {"name": "src-lan", "tenant": "hosp", "port": "p0", "addresses": [%s]}}}]' "$1"
+}
+out=$(ops "$(if_json '"10.0.0.1/24", "10.0.0.2/24"')")
+if mx_in src-lan ping -c1 -W2 10.0.0.2 >/dev/null; then
+  pass "UPDATE src-lan with a second address 10.0.0.2/24 ($out): src pings it"
+else
+  fail "UPDATE src-lan with a second address 10.0.0.2/24 ($out): src cannot ping it"
+fi
+out=$(ops "$(if_json '"10.0.0.1/24"')")
+if ! mx_in src-lan ping -c1 -W1 10.0.0.2 >/dev/null && mx_in src-lan ping -c1 -W2 10.0.0.1 >/dev/null; then
+  pass "UPDATE src-lan back to 10.0.0.1/24 only ($out): 10.0.0.2 no longer answers, 10.0.0.1 does"
+else
+  fail "UPDATE src-lan back to 10.0.0.1/24 only ($out): 10.0.0.2 still answers or 10.0.0.1 does not"
+fi
+# Port p2 (other-lan) set admin_down and up again.
+port_json() { printf '[{"op": "UPDATE", "object": {"port": {"name": "p2", "device": "net_af_packet2", "promiscuous": true, "admin_down": %s}}}]' "$1"; }
+mx_in other-lan ping -c1 -W2 100.100.3.1 >/dev/null || echo "     (other-lan cannot ping its gateway before admin_down)"
+out=$(ops "$(port_json true)")
+if ! mx_in other-lan ping -c1 -W1 100.100.3.1 >/dev/null; then
+  pass "UPDATE port p2 admin_down ($out): other-lan's gateway no longer answers"
+else
+  fail "UPDATE port p2 admin_down ($out): other-lan's gateway still answers"
+fi
+out=$(ops "$(port_json false)")
+up=0
+for _ in 1 2 3; do mx_in other-lan ping -c1 -W1 100.100.3.1 >/dev/null && { up=1; break; }; done
+if [ $up -eq 1 ]; then
+  pass "UPDATE port p2 up again ($out): other-lan pings its gateway"
+else
+  fail "UPDATE port p2 up again ($out): other-lan cannot ping its gateway"
+fi
 
 if mx_stop_dp; then pass "medix-dp exits 0 on SIGTERM"; else fail "medix-dp exit status $?"; fi
 finish

@@ -5,11 +5,13 @@
       Sends 64-byte UDP payloads (magic, run id, sequence number) at N packets per second
       until SIGTERM/SIGINT or S seconds; writes {"sent": ..., ...} to FILE. A sequence number
       counts as sent when sendto() accepted it; a refused one is retried with the same number.
+  traffic.py probe PORT --dests A,B,... [--count N]
+      Sends N probe datagrams (magic b"MXPR", probe number = index of the destination) to each.
   traffic.py receive PORT --out FILE [--run-id ID]
       Counts every datagram on PORT (any local address) until SIGTERM/SIGINT; writes to FILE:
       received, distinct sequence numbers, duplicates, foreign datagrams, reorderings, the
       first/last sequence number, and (with --sent-file, the sender's result, read at exit)
-      the missing sequence numbers (up to 1000 listed).
+      the missing sequence numbers (up to 1000 listed); probes counted by probe number.
 
 The payload is b"MXHL" + run id (u32) + sequence (u64) + padding, big-endian.
 """
@@ -24,6 +26,7 @@ import sys
 import time
 
 MAGIC = b"MXHL"
+PROBE = b"MXPR"  # probes: run id, probe number (test/hitless/hitless.py probe-setup)
 HEAD = struct.Struct("!4sIQ")
 PAYLOAD = 64
 
@@ -74,6 +77,18 @@ def send(args):
     return 0
 
 
+def probe(args):
+    """`count` probe datagrams to each destination, probe number = its index in the list."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    pad = bytes(PAYLOAD - HEAD.size)
+    dests = args.dests.split(",")
+    for _ in range(args.count):
+        for i, d in enumerate(dests):
+            s.sendto(HEAD.pack(PROBE, args.run_id, i) + pad, (d, args.port))
+        time.sleep(0.01)
+    return 0
+
+
 def receive(args):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
@@ -88,6 +103,7 @@ def receive(args):
     highest = -1
     buf = bytearray(2048)
     t_first = t_last = None
+    probes = {}
     if args.ready:
         open(args.ready, "w").close()
     while not stop:
@@ -101,6 +117,9 @@ def receive(args):
             foreign += 1
             continue
         magic, run_id, seq = HEAD.unpack_from(buf)
+        if magic == PROBE and run_id == args.run_id:
+            probes[seq] = probes.get(seq, 0) + 1
+            continue
         if magic != MAGIC or run_id != args.run_id or seq > 100_000_000:
             foreign += 1
             continue
@@ -122,7 +141,7 @@ def receive(args):
     distinct = len(seen) - seen.count(0)
     out = {"received": received, "distinct": distinct, "duplicates": dup, "foreign": foreign,
            "reordered": reordered, "first": first, "last": last, "highest": highest,
-           "seconds": round((t_last - t_first) if t_first else 0, 3)}
+           "seconds": round((t_last - t_first) if t_first else 0, 3), "probes": probes}
     expect = None
     if args.sent_file and os.path.exists(args.sent_file):
         with open(args.sent_file) as f:
@@ -150,6 +169,11 @@ def main():
     a.add_argument("--max-seconds", type=float, default=120)
     a.add_argument("--run-id", type=int, default=1)
     a.add_argument("--out", required=True)
+    p = sub.add_parser("probe")
+    p.add_argument("port", type=int)
+    p.add_argument("--dests", required=True, help="comma-separated addresses")
+    p.add_argument("--count", type=int, default=5)
+    p.add_argument("--run-id", type=int, default=1)
     b = sub.add_parser("receive")
     b.add_argument("port", type=int)
     b.add_argument("--run-id", type=int, default=1)
@@ -162,6 +186,8 @@ def main():
     signal.signal(signal.SIGINT, on_signal)
     if args.cmd == "send":
         return send(args)
+    if args.cmd == "probe":
+        return probe(args)
     return receive(args)
 
 
