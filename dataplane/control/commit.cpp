@@ -161,9 +161,9 @@ std::optional<Error> Committer::commit(const Diff& diff, const Intent& intent, u
   next->version = version;
   // What to undo if a later step fails before anything is published.
   std::vector<std::function<void()>> undo;
-  auto fail = [&](Code code, std::string message) {
+  auto fail = [&](Code code, std::string message, int kind, std::string about) {
     for (auto it = undo.rbegin(); it != undo.rend(); ++it) (*it)();
-    return Error{code, std::move(message)};
+    return Error{code, std::move(message), kind, std::move(about)};
   };
   Counters totals{};
   bool need_totals = false;
@@ -192,13 +192,17 @@ std::optional<Error> Committer::commit(const Diff& diff, const Intent& intent, u
     if (!change.before) {
       uint16_t port_id;
       if (rte_eth_dev_get_port_by_name(p.device().c_str(), &port_id) != 0)
-        return fail(Code::invalid_argument, "port " + name + ": no DPDK port named \"" + p.device() + "\"");
+        return fail(Code::invalid_argument, "port " + name + ": no DPDK port named \"" + p.device() + "\"",
+                    v1::Object::KindCase::kPort, name);
       auto slot = take(free_ports_, ports_, max_ports);
-      if (!slot) return fail(Code::resource_exhausted, "port " + name + ": no free port slot");
+      if (!slot)
+        return fail(Code::resource_exhausted, "port " + name + ": no free port slot", v1::Object::KindCase::kPort,
+                    name);
       if (auto e = setup_port(port_id, p)) {
         rte_eth_dev_stop(port_id);
         free_ports_.push_back(*slot);
-        return fail(Code::failed_precondition, "port \"" + name + "\" (" + p.device() + "): " + *e);
+        return fail(Code::failed_precondition, "port \"" + name + "\" (" + p.device() + "): " + *e,
+                    v1::Object::KindCase::kPort, name);
       }
       ports_[*slot] = PortSlot{name, port_id, true};
       undo.push_back([this, slot = *slot, port_id] {
@@ -222,7 +226,8 @@ std::optional<Error> Committer::commit(const Diff& diff, const Intent& intent, u
         uint16_t mtu = uint16_t(p.mtu() ? p.mtu() : 1500);
         if (int rc = rte_eth_dev_set_mtu(e.port_id, mtu); rc != 0 && rc != -ENOTSUP)
           return fail(Code::failed_precondition,
-                      "port \"" + name + "\": cannot set MTU " + std::to_string(mtu) + ": " + rte_strerror(-rc));
+                      "port \"" + name + "\": cannot set MTU " + std::to_string(mtu) + ": " + rte_strerror(-rc),
+                      v1::Object::KindCase::kPort, name);
         uint16_t old_mtu = uint16_t(was.mtu() ? was.mtu() : 1500);
         undo.push_back([id = e.port_id, old_mtu] { rte_eth_dev_set_mtu(id, old_mtu); });
       }
@@ -247,7 +252,9 @@ std::optional<Error> Committer::commit(const Diff& diff, const Intent& intent, u
     }
     if (change.before) continue;  // only the description changed
     auto slot = take(free_tenants_, tenants_, max_tenants);
-    if (!slot) return fail(Code::resource_exhausted, "tenant " + name + ": no free tenant slot");
+    if (!slot)
+      return fail(Code::resource_exhausted, "tenant " + name + ": no free tenant slot", v1::Object::KindCase::kTenant,
+                  name);
     uint32_t max_routes = change.after->tenant().max_routes() ? change.after->tenant().max_routes() : 65536;
     rte_fib_conf conf{};
     conf.type = RTE_FIB_DIR24_8;
@@ -265,9 +272,10 @@ std::optional<Error> Committer::commit(const Diff& diff, const Intent& intent, u
     if (!t.fib[0] || !t.fib[1]) {
       free_tenant(t);
       free_tenants_.push_back(*slot);
-      return fail(Code::resource_exhausted, "tenant \"" + name + "\": cannot allocate its FIB for " +
-                                                std::to_string(max_routes) + " routes: " + rte_strerror(rte_errno) +
-                                                " (give EAL more memory with -m)");
+      return fail(Code::resource_exhausted,
+                  "tenant \"" + name + "\": cannot allocate its FIB for " + std::to_string(max_routes) +
+                      " routes: " + rte_strerror(rte_errno) + " (give EAL more memory with -m)",
+                  v1::Object::KindCase::kTenant, name);
     }
     undo.push_back([this, slot = *slot] {
       free_tenant(tenants_[slot]);
@@ -325,7 +333,9 @@ std::optional<Error> Committer::commit(const Diff& diff, const Intent& intent, u
     }
     if (!change.before) {
       auto s = take(free_interfaces_, next->interfaces, max_interfaces);
-      if (!s) return fail(Code::resource_exhausted, "interface " + name + ": no free interface slot");
+      if (!s)
+        return fail(Code::resource_exhausted, "interface " + name + ": no free interface slot",
+                    v1::Object::KindCase::kInterface, name);
       slot = *s;
       if (next->interfaces.size() <= slot) next->interfaces.resize(slot + 1);
       undo.push_back([this, slot] { free_interfaces_.push_back(slot); });
@@ -367,7 +377,9 @@ std::optional<Error> Committer::commit(const Diff& diff, const Intent& intent, u
       slot = interface_slot_.at(name);
     } else {
       auto s = take(free_interfaces_, next->interfaces, max_interfaces);
-      if (!s) return fail(Code::resource_exhausted, "tunnel " + name + ": no free interface slot");
+      if (!s)
+        return fail(Code::resource_exhausted, "tunnel " + name + ": no free interface slot",
+                    v1::Object::KindCase::kTunnel, name);
       slot = *s;
       if (next->interfaces.size() <= slot) next->interfaces.resize(slot + 1);
       undo.push_back([this, slot] { free_interfaces_.push_back(slot); });
@@ -444,7 +456,8 @@ std::optional<Error> Committer::commit(const Diff& diff, const Intent& intent, u
       after = intern(nh);
       if (!after) {
         for (const auto& op : ops) unref(op.after);
-        return fail(Code::resource_exhausted, "more than " + std::to_string(max_nexthops) + " distinct next hops");
+        return fail(Code::resource_exhausted, "more than " + std::to_string(max_nexthops) + " distinct next hops",
+                    v1::Object::KindCase::kRoute, slot.name);
       }
     }
     auto e = slot.effective.find({address, length});
@@ -462,7 +475,8 @@ std::optional<Error> Committer::commit(const Diff& diff, const Intent& intent, u
       for (size_t j = i; j-- > 0;)
         apply_fib(tenants_[ops[j].tenant].fib[1 - tenants_[ops[j].tenant].active], ops[j], false);
       for (const auto& op : ops) unref(op.after);
-      return fail(Code::resource_exhausted, "tenant \"" + t.name + "\": its FIB is full (tbl8 groups or max_routes)");
+      return fail(Code::resource_exhausted, "tenant \"" + t.name + "\": its FIB is full (tbl8 groups or max_routes)",
+                  v1::Object::KindCase::kRoute, t.name);
     }
   }
   std::set<uint16_t> switched;
@@ -504,7 +518,8 @@ std::optional<Error> Committer::commit(const Diff& diff, const Intent& intent, u
         apply_fib(tenants_[ops[j].tenant].fib[1 - tenants_[ops[j].tenant].active], ops[j], false);
       for (const auto& op : ops) unref(op.after);
       neighbours_.release(release);
-      return fail(Code::resource_exhausted, "cannot allocate the interface index");
+      return fail(Code::resource_exhausted, "cannot allocate the interface index", v1::Object::KindCase::kInterface,
+                  "");
     }
     for (uint16_t slot = 0; slot < next->interfaces.size(); slot++) {
       const InterfaceEntry& e = next->interfaces[slot];
@@ -571,7 +586,8 @@ std::optional<Error> Committer::commit(const Diff& diff, const Intent& intent, u
         apply_fib(tenants_[ops[j].tenant].fib[1 - tenants_[ops[j].tenant].active], ops[j], false);
       for (const auto& op : ops) unref(op.after);
       neighbours_.release(release);
-      return fail(Code::resource_exhausted, "SA " + std::to_string(key.spi) + ": cannot allocate it");
+      return fail(Code::resource_exhausted, "SA " + std::to_string(key.spi) + ": cannot allocate it",
+                  v1::Object::KindCase::kSa, std::to_string(key.spi));
     }
     new_sas.push_back({key, slot});
   }

@@ -6,6 +6,31 @@ namespace medix::control {
 
 std::optional<std::string> Controller::init(const Committer::Params& params) { return committer_.init(params); }
 
+namespace {
+
+// The path of the operation a commit error is about, with ": ", or nothing.
+std::string path_of(const std::vector<Operation>& ops, const Error& e) {
+  using Kind = v1::Object::KindCase;
+  for (const auto& op : ops) {
+    const v1::Object& o = op.object;
+    if (o.kind_case() != e.kind) continue;
+    std::string name;
+    switch (o.kind_case()) {
+      case Kind::kPort: name = o.port().name(); break;
+      case Kind::kTenant: name = o.tenant().name(); break;
+      case Kind::kInterface: name = o.interface().name(); break;
+      case Kind::kTunnel: name = o.tunnel().name(); break;
+      case Kind::kRoute: name = o.route().tenant(); break;
+      case Kind::kSa: name = std::to_string(o.sa().spi()); break;
+      default: break;
+    }
+    if (e.name.empty() || name == e.name) return op.path + ": ";
+  }
+  return "";
+}
+
+}  // namespace
+
 ApplyResult Controller::apply(const std::vector<Operation>& ops, uint64_t expected_version) {
   std::lock_guard lock(mutex_);
   if (expected_version && expected_version != version_)
@@ -18,7 +43,7 @@ ApplyResult Controller::apply(const std::vector<Operation>& ops, uint64_t expect
   if (diff.size() == 0) return {Code::ok, "", version_, 0};
   if (auto e = committer_.commit(diff, intent_, version_ + 1)) {
     intent_.rollback_last();
-    return {e->code, e->message, version_, 0};
+    return {e->code, path_of(ops, *e) + e->message, version_, 0};
   }
   intent_.forget_last();
   version_++;

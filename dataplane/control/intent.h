@@ -33,8 +33,15 @@ enum class Code {
 };
 
 struct Error {
+  Error() = default;
+  Error(Code c, std::string m, int k = 0, std::string n = {})
+      : code(c), message(std::move(m)), kind(k), name(std::move(n)) {}
   Code code = Code::ok;
   std::string message;  // "operations[3].interface.vlan: 5000 is out of range 0..4094"
+  // For errors found when committing (no path yet): the object they are about, by kind and
+  // name (a route's: its tenant; an SA's: its SPI), so the caller can name the operation.
+  int kind = 0;
+  std::string name;
 };
 
 struct Operation {
