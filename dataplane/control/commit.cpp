@@ -562,17 +562,11 @@ std::optional<Error> Committer::commit(const Diff& diff, const Intent& intent, u
       slot = free_sas_.back();
       free_sas_.pop_back();
       sas_[slot] = sa;
-      if (key.inbound)
-        ok = rte_hash_add_key_data(sa_index_, &key.spi, reinterpret_cast<void*>(uintptr_t(slot))) == 0;
-      else
-        outbound_[key.tunnel].push_back(slot);
+      if (key.inbound) ok = rte_hash_add_key_data(sa_index_, &key.spi, reinterpret_cast<void*>(uintptr_t(slot))) == 0;
     }
     if (!ok) {
       for (auto [k, s] : new_sas) {
-        if (k.inbound)
-          rte_hash_del_key(sa_index_, &k.spi);
-        else
-          outbound_[k.tunnel].pop_back();
+        if (k.inbound) rte_hash_del_key(sa_index_, &k.spi);
         rte_free(sas_[s]);
         sas_[s] = nullptr;
         free_sas_.push_back(s);
@@ -591,6 +585,12 @@ std::optional<Error> Committer::commit(const Diff& diff, const Intent& intent, u
     }
     new_sas.push_back({key, slot});
   }
+  // New outbound SAs join their tunnel in the order they were created: the newest is used.
+  std::vector<std::tuple<uint64_t, std::string, uint16_t>> outbound_order;
+  for (auto [key, slot] : new_sas)
+    if (!key.inbound) outbound_order.push_back({intent.sa_serial.at(key), key.tunnel, slot});
+  std::sort(outbound_order.begin(), outbound_order.end());
+  for (const auto& [serial, tunnel, slot] : outbound_order) outbound_[tunnel].push_back(slot);
   for (const auto& name : sa_tunnels) {
     auto it = interface_of.find(name);
     uint16_t slot =

@@ -557,6 +557,7 @@ std::optional<Error> Intent::apply_one(const Operation& op, size_t) {
 
   record(key);
   if (existing) erase(*existing);  // so that it does not conflict with itself
+  if (object.has_sa()) sa_serial[key.sa] = ++sa_serials_;
   std::optional<Error> e;
   switch (object.kind_case()) {
     case Kind::kPort: e = check_port(object.port(), path); break;

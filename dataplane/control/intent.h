@@ -111,6 +111,7 @@ class Intent {
   std::map<NeighbourKey, v1::Neighbour> neighbours;
   std::map<std::string, v1::Tunnel> tunnels;
   std::map<SaKey, v1::SecurityAssociation> sas;
+  std::map<SaKey, uint64_t> sa_serial;  // creation order: a tunnel's newest outbound SA is used
   v1::Settings settings;
 
   size_t routes_in(const std::string& tenant) const;
@@ -158,6 +159,7 @@ class Intent {
   static size_t users(const std::unordered_map<std::string, size_t>& users, const std::string& name);
   std::map<std::string, size_t> tenant_routes_;  // routes per tenant
   std::set<uint32_t> inbound_spis_;              // inbound SAs are found by SPI alone
+  uint64_t sa_serials_ = 0;
 };
 
 // The object's kind name as the API and config spell it ("interface").

@@ -19,6 +19,13 @@ bool is_icmp_error(const rte_ipv4_hdr* ip, uint32_t available) {
   return type == 3 || type == 4 || type == 5 || type == 11 || type == 12;
 }
 
+// An address of the tenant's to send ICMP from where the interface has none (a tunnel).
+uint32_t tenant_address(const Tables& t, uint16_t tenant) {
+  for (const auto& f : t.interfaces)
+    if (f.uid && !f.tunnel && f.tenant == tenant && f.subnet_count) return f.subnets[0].address;
+  return 0;
+}
+
 bool take_token(Worker& w) {
   uint64_t now = rte_rdtsc();
   double rate = w.settings.icmp_rate_per_second;
@@ -44,6 +51,7 @@ void icmp_error(Worker& w, rte_mbuf* orig, uint8_t type, uint8_t code, uint16_t 
     return;
   const InterfaceEntry& f = w.tables->interfaces[pm.iface_in];
   uint32_t src = f.source_for(dst);
+  if (src == 0 && f.tunnel) src = tenant_address(*w.tables, f.tenant);  // tunnels are unnumbered
   if (src == 0) return;
   if (!take_token(w)) {
     bump(w.counters->icmp_rate_limited);

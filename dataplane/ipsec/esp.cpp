@@ -149,7 +149,11 @@ void clamp_mss(rte_mbuf* m, uint16_t l3, uint16_t mss) {
       if (rte_be_to_cpu_16(old) > mss) {
         uint16_t now = rte_cpu_to_be_16(mss);
         memcpy(opt + 2, &now, 2);
-        tcp->cksum = checksum_replace16(tcp->cksum, old, now);
+        // At an odd offset from the header the value straddles two checksum words: in the
+        // ones' complement sum that is the same as the byte-swapped value in one.
+        bool odd = (opt + 2 - reinterpret_cast<uint8_t*>(tcp)) & 1;
+        tcp->cksum = odd ? checksum_replace16(tcp->cksum, rte_bswap16(old), rte_bswap16(now))
+                         : checksum_replace16(tcp->cksum, old, now);
       }
       break;
     }
@@ -286,15 +290,21 @@ void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_
       sa_drop(w, *sa, m, SaDrop::selector, Drop::esp_selector_mismatch);
       continue;
     }
-    // RFC 6040 decapsulation: CE on the outside marks an ECN-capable inside; a not-ECT inside
-    // cannot carry it and is dropped.
-    if ((ip->type_of_service & 3) == 3 && (in->type_of_service & 3) != 3) {
-      if ((in->type_of_service & 3) == 0) {
-        sa_drop(w, *sa, m, SaDrop::bad_trailer, Drop::esp_ecn);
-        continue;
-      }
+    // RFC 6040 decapsulation (section 4.2): CE outside marks an ECN-capable inside CE, and
+    // is dropped over a not-ECT inside; ECT(1) outside over ECT(0) inside becomes ECT(1).
+    uint8_t outer_ecn = ip->type_of_service & 3, inner_ecn = in->type_of_service & 3;
+    uint8_t ecn = inner_ecn;
+    if (inner_ecn != 0 && outer_ecn == 3)
+      ecn = 3;
+    else if (inner_ecn == 2 && outer_ecn == 1)
+      ecn = 1;
+    if (inner_ecn == 0 && outer_ecn == 3) {
+      sa_drop(w, *sa, m, SaDrop::bad_trailer, Drop::esp_ecn);
+      continue;
+    }
+    if (ecn != inner_ecn) {
       uint16_t old = load16(&in->version_ihl);
-      in->type_of_service |= 3;
+      in->type_of_service = uint8_t((in->type_of_service & ~3) | ecn);
       in->hdr_checksum = checksum_replace16(in->hdr_checksum, old, load16(&in->version_ihl));
     }
     account(w, *sa, inner_len);

@@ -10,10 +10,11 @@ inline constexpr uint32_t max_replay_window = 4096;
 
 struct ReplayWindow {
   uint64_t top = 0;   // highest sequence number accepted (64-bit with ESN)
-  uint32_t size = 0;  // bits; 0: no replay protection
-  uint64_t bits[max_replay_window / 64 + 1] = {};
+  uint32_t size = 0;  // the window, in packets; 0: no replay protection
+  uint64_t bits[max_replay_window / 64 + 2] = {};
 
-  static constexpr unsigned words_for(uint32_t size) { return size / 64 + 1; }
+  // The bitmap holds the window rounded up to whole words, and one spare word.
+  static constexpr unsigned words_for(uint32_t size) { return (size + 63) / 64 + 1; }
 
   enum Verdict { accept, replayed, too_old };
 

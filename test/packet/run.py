@@ -33,6 +33,7 @@ CASES = os.path.join(HERE, "cases")
 sys.path.insert(0, os.path.join(HERE, "lib"))
 
 from medixpkt import read_pcap, write_pcap  # noqa: E402
+import medixesp  # noqa: E402
 
 GEN_TIMEOUT = 60          # s, gen.py
 READY_TIMEOUT = 30        # s, from exec to "medix-dp: ready"
@@ -390,6 +391,9 @@ def _run_case(case_dir, name, tmp, binary, verbose, seq):
 
     problems = []
     streams = load_json(os.path.join(tmp, "expect_streams.json"), {})
+    # ESP cases: outbound ESP frames are decrypted and compared in plain form (lib/medixesp.py)
+    esp_spec = load_json(os.path.join(tmp, "expect_esp.json"), None)
+    esp = medixesp.Checker(esp_spec) if esp_spec is not None else None
     for p in ports:
         pname = p["name"]
         exp_path = os.path.join(tmp, f"expect_{pname}.pcap")
@@ -399,6 +403,17 @@ def _run_case(case_dir, name, tmp, binary, verbose, seq):
             problems.append(f"port {pname}: medix-dp wrote no {out_path}")
             continue
         got = read_pcap(out_path)
+        if esp:
+            plain, got, why = esp.normalize(pname, got)
+            problems += why
+            write_pcap(os.path.join(tmp, f"out_esp_{pname}.pcap"), plain)
+            exp_esp = read_pcap(os.path.join(tmp, f"expect_esp_{pname}.pcap"))
+            d = compare_port(f"{pname} (ESP frames, decrypted: outer header with ID 0, SPI and "
+                             "sequence number, inner packet)", exp_esp, plain,
+                             esp_spec["streams"].get(pname))
+            if d:
+                problems.append(d)
+            problems += medixesp.tshark_problems(out_path, pname, esp_spec)
         d = compare_port(pname, expected, got, streams.get(pname))
         if d:
             problems.append(d)
