@@ -225,8 +225,30 @@ class Service final : public v1::Dataplane::Service {
               if (i < all.size()) response->set_next_page_token(std::to_string(i));
               break;
             }
+            case v1::TUNNEL: {
+              auto it = in.tunnels.upper_bound(token);
+              for (; it != in.tunnels.end() && !full(); ++it) {
+                if (!tenant.empty() && it->second.tenant() != tenant && it->second.underlay_tenant() != tenant)
+                  continue;
+                *response->add_objects()->mutable_tunnel() = it->second;
+                last = it->first;
+              }
+              if (full() && it != in.tunnels.end()) response->set_next_page_token(last);
+              break;
+            }
+            case v1::SA: {
+              // token: how many SAs earlier pages held (SAs are few; their order is the key's).
+              size_t start = token.empty() ? 0 : std::stoul(token), i = 0;
+              for (auto it = in.sas.begin(); it != in.sas.end() && !full(); ++it, ++i)
+                if (i >= start) *response->add_objects()->mutable_sa() = without_keys(it->second);
+              if (start + size_t(response->objects_size()) < in.sas.size())
+                response->set_next_page_token(std::to_string(start + response->objects_size()));
+              break;
+            }
             case v1::KIND_UNSPECIFIED: return {grpc::StatusCode::INVALID_ARGUMENT, "kind: is required"};
-            default: break;  // kinds this medix-dp does not support yet: none exist
+            default:
+              return {grpc::StatusCode::UNIMPLEMENTED,
+                      "kind: " + v1::Kind_Name(request->kind()) + " objects are not supported by this medix-dp yet"};
           }
           return grpc::Status::OK;
         });

@@ -4,6 +4,10 @@
 
 #include <chrono>
 
+#include <rte_cycles.h>
+
+#include <chrono>
+
 #include "config/text.h"
 
 namespace {
@@ -28,9 +32,33 @@ CounterSnapshot take_snapshot(Dataplane& dp, bool with_neighbours) {
     s.version = version;
     for (size_t i = 0; i < t.ports.size(); i++)
       if (t.ports[i].live) s.ports.push_back({t.ports[i].name, minus(s.totals.ports[i], base.ports[i])});
-    for (size_t i = 0; i < t.interfaces.size(); i++)
-      if (t.interfaces[i].uid)
-        s.interfaces.push_back({t.interfaces[i].name, minus(s.totals.interfaces[i], base.interfaces[i])});
+    for (size_t i = 0; i < t.interfaces.size(); i++) {
+      if (!t.interfaces[i].uid) continue;
+      auto c = minus(s.totals.interfaces[i], base.interfaces[i]);
+      if (t.interfaces[i].tunnel)
+        s.tunnels.push_back({t.interfaces[i].name, c});
+      else
+        s.interfaces.push_back({t.interfaces[i].name, c});
+    }
+    uint64_t now_tsc = rte_rdtsc();
+    auto now_ns = uint64_t(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count());
+    committer.for_each_sa([&](const medix::control::SaKey& key, const SaState& sa) {
+      CounterSnapshot::Sa x{key.spi,
+                            key.tunnel,
+                            key.inbound,
+                            uint8_t(sa.life),
+                            read(sa.packets),
+                            read(sa.bytes),
+                            0,
+                            sa.inbound ? sa.replay.top : sa.seq,
+                            {}};
+      uint64_t used = sa.last_used_tsc;
+      if (used) x.last_used_ns = now_ns - (now_tsc > used ? (now_tsc - used) * 1000000000 / dp.tsc_hz : 0);
+      for (unsigned r = 0; r < unsigned(SaDrop::count); r++) x.drops[r] = read(sa.drops[r]);
+      s.sas.push_back(x);
+    });
     for (size_t i = 0; i < t.tenants.size(); i++)
       if (t.tenants[i].fib) s.tenants.push_back({t.tenants[i].name, minus(s.totals.tenants[i], base.tenants[i])});
     if (with_neighbours)
