@@ -256,6 +256,32 @@ void print_counters(std::ostream& out, const v1::CountersSnapshot& snapshot) {
     tenants.row({t.name(), num(t.rx_packets()), num(t.tx_packets()), num(t.drops())});
   tenants.print(out);
   out << '\n';
+  if (snapshot.tunnels_size()) {
+    Table tunnels({{"TUNNEL"}, {"RX-PACKETS", true}, {"RX-BYTES", true}, {"TX-PACKETS", true}, {"TX-BYTES", true}});
+    for (const auto& t : snapshot.tunnels())
+      tunnels.row({t.name(), num(t.rx_packets()), num(t.rx_bytes()), num(t.tx_packets()), num(t.tx_bytes())});
+    tunnels.print(out);
+    out << '\n';
+  }
+  if (snapshot.sas_size()) {
+    Table sas({{"SPI", true},
+               {"TUNNEL"},
+               {"DIR"},
+               {"STATE"},
+               {"PACKETS", true},
+               {"BYTES", true},
+               {"SEQUENCE", true},
+               {"DROPS", true}});
+    for (const auto& s : snapshot.sas()) {
+      uint64_t drops = 0;
+      for (const auto& d : s.drops()) drops += d.packets();
+      std::string state = v1::SaState_Name(s.state());
+      sas.row({num(s.spi()), s.tunnel(), s.inbound() ? "in" : "out", state.substr(state.find('_') + 1),
+               num(s.packets()), num(s.bytes()), num(s.sequence()), num(drops)});
+    }
+    sas.print(out);
+    out << '\n';
+  }
   const auto& e = snapshot.events();
   Table events({{"EVENT"}, {"COUNT", true}});
   events.row({"icmp_sent", num(e.icmp_sent())});
