@@ -89,6 +89,8 @@ void gcm_crypt(Worker& w, const SaState& sa, bool encrypt, uint8_t* data, uint64
 }
 
 // AES-CBC and HMAC through the job API; one job, completed before returning.
+// Submitted only: the multi-buffer manager runs jobs in parallel lanes, and completes them when
+// lanes fill or at flush_jobs(), once per burst (a flush per packet costs ten times as much).
 void cbc_hmac(Worker& w, const SaState& sa, bool encrypt, uint8_t* esp, uint64_t cipher_offset, uint64_t cipher_len,
               uint64_t hash_len, const uint8_t* iv, uint8_t* tag_out, bool cipher) {
   IMB_JOB* job = IMB_GET_NEXT_JOB(w.mgr);
@@ -113,6 +115,9 @@ void cbc_hmac(Worker& w, const SaState& sa, bool encrypt, uint8_t* esp, uint64_t
   job->auth_tag_output_len_in_bytes = sa.icv_len;
   if (!tag_out) job->hash_alg = IMB_AUTH_NULL;
   IMB_SUBMIT_JOB(w.mgr);
+}
+
+void flush_jobs(Worker& w) {
   while (IMB_FLUSH_JOB(w.mgr)) {
   }
 }
@@ -195,6 +200,26 @@ void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_
   for (uint16_t i = 0; i < n_kept; i++)
     slots[i] = (hits >> i) & 1 ? int32_t(reinterpret_cast<uintptr_t>(found[i])) : -1;
 
+  // Two passes: checks and crypto for every packet (CBC jobs complete together), then the
+  // verdicts.
+  struct Decrypting {
+    rte_mbuf* m;
+    SaState* sa;
+    const InterfaceEntry* tunnel;
+    rte_ipv4_hdr* ip;
+    uint8_t* payload;
+    int32_t cipher_len;
+    uint64_t seq;
+    uint8_t tag[32];
+    uint8_t received[32];
+  };
+  Decrypting decrypting[burst_size];
+  uint16_t n_decrypting = 0;
+  struct {
+    const SaState* sa;
+    uint64_t top;
+  } tops[burst_size];
+  uint16_t n_tops = 0;
   for (uint16_t i = 0; i < n_kept; i++) {
     rte_mbuf* m = kept[i];
     auto* ip = rte_pktmbuf_mtod(m, rte_ipv4_hdr*);
@@ -223,7 +248,16 @@ void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_
       continue;
     }
     uint32_t seq_low = be32_at(esp + 4);
-    uint64_t seq = sa->esn ? sa->replay.infer_esn(seq_low) : seq_low;
+    // Verdicts come after the whole burst's crypto: infer ESN from the highest number this
+    // burst has seen so far for the SA, as if the packets before were accepted.
+    uint64_t* burst_top = nullptr;
+    for (uint16_t k = 0; k < n_tops && !burst_top; k++)
+      if (tops[k].sa == sa) burst_top = &tops[k].top;
+    if (!burst_top) {
+      tops[n_tops] = {sa, sa->replay.top};
+      burst_top = &tops[n_tops++].top;
+    }
+    uint64_t seq = sa->esn ? sa->replay.infer_esn(*burst_top, seq_low) : seq_low;
     auto verdict = seq == 0 ? ReplayWindow::too_old : sa->replay.check(seq);
     if (verdict != ReplayWindow::accept) {
       if (verdict == ReplayWindow::replayed)
@@ -235,9 +269,11 @@ void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_
     uint8_t* iv = esp + esp_header;
     uint8_t* payload = iv + sa->iv_len;
     uint8_t* icv = payload + cipher_len;
-    uint8_t tag[32];
-    uint8_t received[32];
-    memcpy(received, icv, sa->icv_len);
+    if (seq > *burst_top) *burst_top = seq;
+    Decrypting& d = decrypting[n_decrypting++];
+    d = Decrypting{m, sa, tunnel, ip, payload, cipher_len, seq, {}, {}};
+    uint8_t* tag = d.tag;
+    memcpy(d.received, icv, sa->icv_len);
     if (gcm(*sa)) {
       uint8_t aad[12];
       memcpy(aad, esp, 4);
@@ -258,12 +294,28 @@ void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_
         put_be32(icv, uint32_t(seq >> 32));
         hashed += 4;
       }
-      cbc_hmac(w, *sa, false, esp, 0, 0, hashed, nullptr, tag, false);
-      if (same_icv(tag, received, sa->icv_len))
-        cbc_hmac(w, *sa, false, esp, esp_header + 16, uint64_t(cipher_len), 0, iv, nullptr, true);
+      // Hash, then decrypt, in one job; a forged packet is decrypted for nothing and dropped.
+      cbc_hmac(w, *sa, false, esp, esp_header + 16, uint64_t(cipher_len), hashed, iv, tag, true);
     }
+  }
+  flush_jobs(w);
+
+  for (uint16_t i = 0; i < n_decrypting; i++) {
+    auto [m, sa, tunnel, ip, payload, cipher_len, seq, tag, received] = decrypting[i];
     if (!same_icv(tag, received, sa->icv_len)) {
       sa_drop(w, *sa, m, SaDrop::bad_icv, Drop::esp_bad_icv);
+      continue;
+    }
+    if (sa->life == SaLife::hard_expired) {  // an earlier packet of this burst used it up
+      sa_drop(w, *sa, m, SaDrop::expired, Drop::sa_expired);
+      continue;
+    }
+    // Checked again: earlier packets of this burst have moved the window since.
+    if (auto again = sa->replay.check(seq); again != ReplayWindow::accept) {
+      if (again == ReplayWindow::replayed)
+        sa_drop(w, *sa, m, SaDrop::replayed, Drop::esp_replayed);
+      else
+        sa_drop(w, *sa, m, SaDrop::too_old, Drop::esp_too_old);
       continue;
     }
     sa->replay.update(seq);
@@ -325,8 +377,23 @@ void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_
 
 namespace {
 
+// ICVs of CBC packets whose jobs are submitted but maybe not complete: copied into place
+// once the jobs are flushed.
+struct PendingIcvs {
+  uint16_t n = 0;
+  uint8_t* icv[2 * burst_size];
+  uint8_t len[2 * burst_size];
+  uint8_t tag[2 * burst_size][32];
+
+  void complete(Worker& w) {
+    flush_jobs(w);
+    for (uint16_t i = 0; i < n; i++) memcpy(icv[i], tag[i], len[i]);
+    n = 0;
+  }
+};
+
 // Encrypts one packet that starts at its inner IPv4 header; false if it was dropped.
-bool encapsulate(Worker& w, SaState& sa, const InterfaceEntry& tunnel, rte_mbuf* m) {
+bool encapsulate(Worker& w, SaState& sa, const InterfaceEntry& tunnel, rte_mbuf* m, PendingIcvs& pending) {
   if (m->nb_segs > 1 && rte_pktmbuf_linearize(m) != 0) {
     drop(w, m, Drop::no_buffer);
     return false;
@@ -392,13 +459,15 @@ bool encapsulate(Worker& w, SaState& sa, const InterfaceEntry& tunnel, rte_mbuf*
     alignas(16) uint8_t zero[16] = {};
     IMB_AES128_CFB_ONE(w.mgr, iv, zero, counter, sa.iv_keys, 16);
     uint64_t hashed = esp_header + sa.iv_len + padded;
-    uint8_t tag[32];
     if (sa.esn) {
       put_be32(icv, uint32_t(seq >> 32));
       hashed += 4;
     }
-    cbc_hmac(w, sa, true, esp, esp_header + 16, padded, hashed, iv, tag, true);
-    memcpy(icv, tag, sa.icv_len);
+    if (pending.n == std::size(pending.icv)) pending.complete(w);
+    uint16_t k = pending.n++;
+    pending.icv[k] = icv;
+    pending.len[k] = sa.icv_len;
+    cbc_hmac(w, sa, true, esp, esp_header + 16, padded, hashed, iv, pending.tag[k], true);
   }
   sa.seq = seq;
 
@@ -430,6 +499,7 @@ bool encapsulate(Worker& w, SaState& sa, const InterfaceEntry& tunnel, rte_mbuf*
 
 void esp_output(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** outer, uint16_t& n_outer) {
   const Tables& t = *w.tables;
+  PendingIcvs pending;
   for (uint16_t i = 0; i < n; i++) {
     rte_mbuf* m = pkts[i];
     PacketMeta& pm = meta(m);
@@ -470,7 +540,7 @@ void esp_output(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** outer, uint16
     for (int32_t k = 0; k < n_parts; k++) {
       rte_mbuf* p = parts[k];
       uint32_t bytes = rte_pktmbuf_pkt_len(p);
-      if (!encapsulate(w, *sa, tunnel, p)) continue;
+      if (!encapsulate(w, *sa, tunnel, p, pending)) continue;
       bump(w.counters->interfaces[slot].tx_packets);
       bump(w.counters->interfaces[slot].tx_bytes, bytes);
       bump(w.counters->tenants[tunnel.tenant].tx_packets);
@@ -480,8 +550,11 @@ void esp_output(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** outer, uint16
       om.l2_len = 0;
       if (n_outer < 2 * burst_size)
         outer[n_outer++] = p;
-      else
+      else {
+        pending.complete(w);  // its job may still write into it
         drop(w, p, Drop::no_buffer);
+      }
     }
   }
+  pending.complete(w);
 }

@@ -44,7 +44,9 @@ struct ReplayWindow {
   }
 
   // The 64-bit sequence number a 32-bit one on the wire stands for (RFC 4303 A2.2).
-  uint64_t infer_esn(uint32_t low) const {
+  uint64_t infer_esn(uint32_t low) const { return infer_esn(top, low); }
+  // The same, against a given highest sequence number.
+  uint64_t infer_esn(uint64_t top, uint32_t low) const {
     uint32_t window = size ? size : 64;
     uint32_t top_low = uint32_t(top), top_high = uint32_t(top >> 32);
     uint32_t high;
