@@ -634,19 +634,5 @@ def print_summary(r):
                   fu["updating"]["worker_cpu_share_median_all_windows"]))
 
 
-def on_signal(signum, _frame):
-    raise KeyboardInterrupt("signal %d" % signum)
-
-
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
-    rc = 1
-    try:
-        rc = main()
-    except KeyboardInterrupt as e:
-        log("interrupted (%s); cleaning up" % (e or "SIGINT"))
-        rc = 130
-    finally:
-        fwd.cleanup()
-    sys.exit(rc)
+    fwd.run(main)

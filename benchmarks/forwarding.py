@@ -787,7 +787,9 @@ def on_signal(signum, _frame):
     raise KeyboardInterrupt("signal %d" % signum)
 
 
-if __name__ == "__main__":
+def run(main):
+    """Runs a benchmark's main(): SIGTERM and SIGHUP stop it like Ctrl-C, and whatever it
+    started is killed and its files removed however it ends. Exits with main's status."""
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     rc = 1
@@ -799,3 +801,7 @@ if __name__ == "__main__":
     finally:
         cleanup()
     sys.exit(rc)
+
+
+if __name__ == "__main__":
+    run(main)

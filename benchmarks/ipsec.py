@@ -953,19 +953,5 @@ def main():
     return 1 if errors else 0
 
 
-def on_signal(signum, _frame):
-    raise KeyboardInterrupt("signal %d" % signum)
-
-
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
-    rc = 1
-    try:
-        rc = main()
-    except KeyboardInterrupt as e:
-        log("interrupted (%s); cleaning up" % (e or "SIGINT"))
-        rc = 130
-    finally:
-        fwd.cleanup()  # kills what is left (forwarding's children list), removes workdir
-    sys.exit(rc)
+    fwd.run(main)

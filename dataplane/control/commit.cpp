@@ -298,6 +298,16 @@ std::optional<Error> Committer::commit(const Diff& diff, const Intent& intent, u
   std::set<std::tuple<uint16_t, uint32_t, uint8_t>> affected;
   std::vector<std::function<void()>> automatic_changes;  // applied to TenantSlot::automatic at once
   std::map<std::string, uint16_t> interface_of;
+  // A slot for a new interface or tunnel (they share slots and names), given back on failure.
+  auto new_interface_slot = [&]() -> std::optional<uint16_t> {
+    auto s = take(free_interfaces_, next->interfaces, max_interfaces);
+    if (!s) return std::nullopt;
+    if (next->interfaces.size() <= *s) next->interfaces.resize(*s + 1);
+    undo.push_back([this, slot = *s] { free_interfaces_.push_back(slot); });
+    new_interface_slots.push_back(*s);
+    need_totals = true;
+    return s;
+  };
   auto contribute = [&](const v1::Interface& f, uint16_t slot, bool add) {
     uint16_t t = tenant_of(f.tenant());
     for (const auto& a : f.addresses()) {
@@ -332,15 +342,11 @@ std::optional<Error> Committer::commit(const Diff& diff, const Intent& intent, u
       continue;
     }
     if (!change.before) {
-      auto s = take(free_interfaces_, next->interfaces, max_interfaces);
+      auto s = new_interface_slot();
       if (!s)
         return fail(Code::resource_exhausted, "interface " + name + ": no free interface slot",
                     v1::Object::KindCase::kInterface, name);
       slot = *s;
-      if (next->interfaces.size() <= slot) next->interfaces.resize(slot + 1);
-      undo.push_back([this, slot] { free_interfaces_.push_back(slot); });
-      new_interface_slots.push_back(slot);
-      need_totals = true;
     }
     interface_of[name] = slot;
     const v1::Interface& f = change.after->interface();
@@ -376,15 +382,11 @@ std::optional<Error> Committer::commit(const Diff& diff, const Intent& intent, u
     if (change.before) {
       slot = interface_slot_.at(name);
     } else {
-      auto s = take(free_interfaces_, next->interfaces, max_interfaces);
+      auto s = new_interface_slot();
       if (!s)
         return fail(Code::resource_exhausted, "tunnel " + name + ": no free interface slot",
                     v1::Object::KindCase::kTunnel, name);
       slot = *s;
-      if (next->interfaces.size() <= slot) next->interfaces.resize(slot + 1);
-      undo.push_back([this, slot] { free_interfaces_.push_back(slot); });
-      new_interface_slots.push_back(slot);
-      need_totals = true;
     }
     interface_of[name] = slot;
     const v1::Tunnel& tu = change.after->tunnel();
