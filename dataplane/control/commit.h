@@ -33,6 +33,7 @@ class Committer {
     unsigned socket = 0;
     uint32_t max_mtu = 1500;           // what the pool's buffers hold
     std::function<Counters()> totals;  // for counter bases of reused slots
+    uint32_t max_sessions = 1u << 20;  // crossing the core, all workers together
   };
 
   ~Committer();
@@ -80,6 +81,11 @@ class Committer {
   bool apply_fib(rte_fib* fib, const FibOp& op, bool forward);
   void free_tenant(TenantSlot& t);
   std::optional<std::string> setup_port(uint16_t port_id, const v1::Port& p);
+  // The core tenant, translations, policy rules and session tables of the next generation.
+  std::optional<Error> build_crossing(const Diff& diff, const Intent& intent, Tables& next,
+                                      const std::function<uint16_t(const std::string&)>& tenant_of,
+                                      const std::vector<uint16_t>& new_tenant_slots,
+                                      std::vector<uint16_t>& new_rule_slots);
 
   Params params_;
   std::atomic<const Tables*> current_{nullptr};
@@ -107,6 +113,14 @@ class Committer {
   rte_hash* sa_index_ = nullptr;
   std::map<SaKey, uint16_t> sa_slot_;
   std::map<std::string, std::vector<uint16_t>> outbound_;
+
+  // Crossing the core: per-worker session tables (made when a core first appears, kept),
+  // counter slots of policy rules, and the serial translation epochs are drawn from.
+  std::vector<NatWorker*> nat_;
+  std::map<std::string, uint16_t> rule_slot_;
+  std::vector<uint16_t> free_rules_;
+  uint32_t epochs_ = 0;
+  uint32_t policy_epoch_ = 0;
 };
 
 }  // namespace medix::control

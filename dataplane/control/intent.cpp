@@ -173,6 +173,19 @@ void Intent::put(const v1::Object& o) {
       count(interface_users_, o.sa().tunnel(), 1);
       if (o.sa().inbound()) inbound_spis_.insert(o.sa().spi());
       break;
+    case Kind::kStaticMapping:
+      static_mappings[*mapping_key(o.static_mapping())] = o.static_mapping();
+      count(tenant_users_, o.static_mapping().tenant(), 1);
+      break;
+    case Kind::kNaptPool:
+      napt_pools[o.napt_pool().tenant()] = o.napt_pool();
+      count(tenant_users_, o.napt_pool().tenant(), 1);
+      break;
+    case Kind::kPolicyRule:
+      policy_rules[o.policy_rule().name()] = o.policy_rule();
+      if (!o.policy_rule().from_tenant().empty()) count(tenant_users_, o.policy_rule().from_tenant(), 1);
+      if (!o.policy_rule().to_tenant().empty()) count(tenant_users_, o.policy_rule().to_tenant(), 1);
+      break;
     default: break;
   }
 }
@@ -213,6 +226,19 @@ void Intent::erase(const v1::Object& o) {
       count(interface_users_, o.sa().tunnel(), -1);
       if (o.sa().inbound()) inbound_spis_.erase(o.sa().spi());
       break;
+    case Kind::kStaticMapping:
+      static_mappings.erase(*mapping_key(o.static_mapping()));
+      count(tenant_users_, o.static_mapping().tenant(), -1);
+      break;
+    case Kind::kNaptPool:
+      napt_pools.erase(o.napt_pool().tenant());
+      count(tenant_users_, o.napt_pool().tenant(), -1);
+      break;
+    case Kind::kPolicyRule:
+      policy_rules.erase(o.policy_rule().name());
+      if (!o.policy_rule().from_tenant().empty()) count(tenant_users_, o.policy_rule().from_tenant(), -1);
+      if (!o.policy_rule().to_tenant().empty()) count(tenant_users_, o.policy_rule().to_tenant(), -1);
+      break;
     default: break;
   }
 }
@@ -227,6 +253,9 @@ Intent::Key Intent::key_of(const v1::Object& o) {
     case Kind::kNeighbour: k.neighbour = *neighbour_key(o.neighbour()); break;
     case Kind::kTunnel: k.name = o.tunnel().name(); break;
     case Kind::kSa: k.sa = sa_key(o.sa()); break;
+    case Kind::kStaticMapping: k.mapping = *mapping_key(o.static_mapping()); break;
+    case Kind::kNaptPool: k.name = o.napt_pool().tenant(); break;
+    case Kind::kPolicyRule: k.name = o.policy_rule().name(); break;
     default: break;
   }
   return k;
@@ -249,6 +278,14 @@ std::optional<v1::Object> Intent::find(const Key& k) const {
       return find_in(tunnels, k.name, [](v1::Object& x, const v1::Tunnel& v) { *x.mutable_tunnel() = v; });
     case Kind::kSa:
       return find_in(sas, k.sa, [](v1::Object& x, const v1::SecurityAssociation& v) { *x.mutable_sa() = v; });
+    case Kind::kStaticMapping:
+      return find_in(static_mappings, k.mapping,
+                     [](v1::Object& x, const v1::StaticMapping& v) { *x.mutable_static_mapping() = v; });
+    case Kind::kNaptPool:
+      return find_in(napt_pools, k.name, [](v1::Object& x, const v1::NaptPool& v) { *x.mutable_napt_pool() = v; });
+    case Kind::kPolicyRule:
+      return find_in(policy_rules, k.name,
+                     [](v1::Object& x, const v1::PolicyRule& v) { *x.mutable_policy_rule() = v; });
     default: return std::nullopt;
   }
 }
@@ -284,6 +321,14 @@ std::optional<Error> Intent::check_port(const v1::Port& p, const std::string& pa
 
 std::optional<Error> Intent::check_tenant(const v1::Tenant& t, const std::string& path) {
   if (auto e = range(path + ".max_routes", t.max_routes(), 0, 1u << 24)) return e;
+  if (t.core()) {
+    for (const auto& [other, o] : tenants)
+      if (o.core() && other != t.name())
+        return invalid(path + ".core", "tenant " + quoted(other) + " is already the core (there is one)");
+    if (napt_pools.count(t.name())) return invalid(path + ".core", "the tenant has a NAPT pool; the core has none");
+    for (const auto& [key, m] : static_mappings)
+      if (key.tenant == t.name()) return invalid(path + ".core", "the tenant has static mappings; the core has none");
+  }
   if (tenants.size() >= max_tenants)
     return Error{Code::resource_exhausted, path + ": more than " + std::to_string(max_tenants) + " tenants"};
   return std::nullopt;
@@ -460,6 +505,145 @@ std::optional<Error> Intent::check_sa(const v1::SecurityAssociation& sa, const s
   return std::nullopt;
 }
 
+std::optional<MappingKey> mapping_key(const v1::StaticMapping& m) {
+  auto p = parse_prefix(m.tenant_prefix());
+  if (!p) return std::nullopt;
+  return MappingKey{m.tenant(), p->address, p->length};
+}
+
+std::optional<std::vector<Prefix>> pool_prefixes(const v1::NaptPool& pool) {
+  std::vector<Prefix> out;
+  for (const auto& a : pool.addresses()) {
+    if (auto ip = parse_ipv4(a)) {
+      out.push_back({*ip, 32});
+    } else if (auto p = parse_prefix(a)) {
+      out.push_back(*p);
+    } else {
+      return std::nullopt;
+    }
+  }
+  return out;
+}
+
+namespace {
+
+uint32_t mask_of(uint8_t length) { return length == 0 ? 0 : ~uint32_t(0) << (32 - length); }
+
+bool overlap(uint32_t a, uint8_t la, uint32_t b, uint8_t lb) {
+  uint32_t m = mask_of(std::min(la, lb));
+  return (a & m) == (b & m);
+}
+
+std::string cidr(uint32_t address, uint8_t length) { return format_ipv4(address) + "/" + std::to_string(length); }
+
+// A prefix whose host bits are zero, or the error naming the field.
+std::optional<Error> network(const std::string& path, const std::string& text, Prefix& out) {
+  auto p = parse_prefix(text);
+  if (!p) return invalid(path, quoted(text) + " is not a prefix like 10.1.0.0/16");
+  if (p->address & ~mask_of(p->length))
+    return invalid(path, quoted(text) + " has host bits set (did you mean " +
+                             cidr(p->address & mask_of(p->length), p->length) + "?)");
+  out = *p;
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<std::string> Intent::core_clash(uint32_t address, uint8_t length, const std::string& except_tenant,
+                                              std::optional<MappingKey> except_mapping) const {
+  for (const auto& [key, m] : static_mappings) {
+    if (except_mapping && key == *except_mapping) continue;
+    auto c = parse_prefix(m.core_prefix());
+    if (overlap(address, length, c->address, c->length))
+      return "static mapping " + quoted(m.tenant()) + " " + m.tenant_prefix() + " -> " + m.core_prefix();
+  }
+  for (const auto& [tenant, pool] : napt_pools) {
+    if (tenant == except_tenant) continue;
+    auto prefixes = pool_prefixes(pool);
+    for (const auto& p : *prefixes)
+      if (overlap(address, length, p.address, p.length)) return "the NAPT pool of " + quoted(tenant);
+  }
+  return std::nullopt;
+}
+
+std::optional<Error> Intent::check_static_mapping(const v1::StaticMapping& m, const std::string& path) {
+  if (m.tenant().empty()) return invalid(path + ".tenant", "is required");
+  auto t = tenants.find(m.tenant());
+  if (t == tenants.end()) return invalid(path + ".tenant", "no tenant named " + quoted(m.tenant()));
+  if (t->second.core()) return invalid(path + ".tenant", quoted(m.tenant()) + " is the core: it is not translated");
+  Prefix inside, core;
+  if (auto e = network(path + ".tenant_prefix", m.tenant_prefix(), inside)) return e;
+  if (auto e = network(path + ".core_prefix", m.core_prefix(), core)) return e;
+  if (inside.length != core.length)
+    return invalid(path + ".core_prefix", "is a /" + std::to_string(core.length) + "; tenant_prefix is a /" +
+                                              std::to_string(inside.length) + " (a 1:1 mapping needs the same length)");
+  for (const auto& [key, other] : static_mappings)
+    if (key.tenant == m.tenant() && overlap(inside.address, inside.length, key.address, key.length))
+      return invalid(path + ".tenant_prefix", "overlaps the tenant's mapping of " + other.tenant_prefix());
+  if (auto clash = core_clash(core.address, core.length, "", std::nullopt))
+    return invalid(path + ".core_prefix", "overlaps " + *clash + " (core addresses must be unique)");
+  return std::nullopt;
+}
+
+std::optional<Error> Intent::check_napt_pool(const v1::NaptPool& p, const std::string& path) {
+  auto t = tenants.find(p.tenant());
+  if (t == tenants.end()) return invalid(path + ".tenant", "no tenant named " + quoted(p.tenant()));
+  if (t->second.core()) return invalid(path + ".tenant", quoted(p.tenant()) + " is the core: it is not translated");
+  if (p.addresses().empty()) return invalid(path + ".addresses", "at least one core address is required");
+  uint64_t count = 0;
+  std::vector<Prefix> seen;
+  for (int i = 0; i < p.addresses_size(); i++) {
+    std::string at = path + ".addresses[" + std::to_string(i) + "]";
+    Prefix prefix{};
+    if (auto ip = parse_ipv4(p.addresses(i))) {
+      prefix = {*ip, 32};
+    } else if (auto e = network(at, p.addresses(i), prefix)) {
+      return invalid(at, quoted(p.addresses(i)) + " is not an address or a prefix like 100.64.9.0/30");
+    }
+    if (prefix.length < 20) return invalid(at, "is larger than a /20");
+    for (const auto& s : seen)
+      if (overlap(prefix.address, prefix.length, s.address, s.length))
+        return invalid(at, "overlaps another address of the pool");
+    if (auto clash = core_clash(prefix.address, prefix.length, p.tenant(), std::nullopt))
+      return invalid(at, "overlaps " + *clash + " (core addresses must be unique)");
+    seen.push_back(prefix);
+    count += uint64_t(1) << (32 - prefix.length);
+  }
+  if (count > max_pool_addresses)
+    return invalid(path + ".addresses",
+                   std::to_string(count) + " addresses; at most " + std::to_string(max_pool_addresses));
+  if (auto e = range(path + ".port_low", p.port_low(), 0, 65535)) return e;
+  if (auto e = range(path + ".port_high", p.port_high(), 0, 65535)) return e;
+  uint32_t low = p.port_low() ? p.port_low() : 1024, high = p.port_high() ? p.port_high() : 65535;
+  if (low > high)
+    return invalid(path + ".port_low", std::to_string(low) + " is above port_high " + std::to_string(high));
+  return std::nullopt;
+}
+
+std::optional<Error> Intent::check_policy_rule(const v1::PolicyRule& r, const std::string& path) {
+  if (!r.from_tenant().empty() && !tenants.count(r.from_tenant()))
+    return invalid(path + ".from_tenant", "no tenant named " + quoted(r.from_tenant()));
+  if (!r.to_tenant().empty() && !tenants.count(r.to_tenant()))
+    return invalid(path + ".to_tenant", "no tenant named " + quoted(r.to_tenant()));
+  if (!r.destination_prefix().empty()) {
+    Prefix p;
+    if (auto e = network(path + ".destination_prefix", r.destination_prefix(), p)) return e;
+  }
+  if (auto e = range(path + ".protocol", r.protocol(), 0, 255)) return e;
+  if (auto e = range(path + ".port_low", r.port_low(), 0, 65535)) return e;
+  if (auto e = range(path + ".port_high", r.port_high(), 0, 65535)) return e;
+  if (r.port_low() || r.port_high()) {
+    if (r.protocol() != 6 && r.protocol() != 17)
+      return invalid(path + ".port_low", "ports need protocol 6 (TCP) or 17 (UDP)");
+    if (r.port_low() > r.port_high())
+      return invalid(path + ".port_low",
+                     std::to_string(r.port_low()) + " is above port_high " + std::to_string(r.port_high()));
+  }
+  if (policy_rules.size() >= max_policy_rules)
+    return Error{Code::resource_exhausted, path + ": more than " + std::to_string(max_policy_rules) + " policy rules"};
+  return std::nullopt;
+}
+
 std::optional<Error> Intent::check_delete(const v1::Object& o, const std::string& path) {
   std::string name;
   size_t n = 0;
@@ -471,9 +655,10 @@ std::optional<Error> Intent::check_delete(const v1::Object& o, const std::string
     default: return std::nullopt;
   }
   if (n)
-    return Error{Code::failed_precondition,
-                 path + ": " + kind_name(o.kind_case()) + " " + quoted(name) + " is still used by " +
-                     std::to_string(n) + (n == 1 ? " object" : " objects") + " (interfaces, routes or neighbours)"};
+    return Error{Code::failed_precondition, path + ": " + kind_name(o.kind_case()) + " " + quoted(name) +
+                                                " is still used by " + std::to_string(n) +
+                                                (n == 1 ? " object" : " objects") +
+                                                " (interfaces, routes, neighbours, mappings, pools or rules)"};
   return std::nullopt;
 }
 
@@ -511,11 +696,20 @@ std::optional<Error> Intent::apply_one(const Operation& op, size_t) {
         return invalid(path + ".spi", std::to_string(object.sa().spi()) + " is reserved (0..255)");
       if (object.sa().tunnel().empty()) return invalid(path + ".tunnel", "is required");
       break;
+    case Kind::kStaticMapping:
+      if (object.static_mapping().tenant().empty()) return invalid(path + ".tenant", "is required");
+      if (!mapping_key(object.static_mapping()))
+        return invalid(path + ".tenant_prefix",
+                       quoted(object.static_mapping().tenant_prefix()) + " is not a prefix like 10.1.0.0/16");
+      break;
+    case Kind::kNaptPool:
+      if (auto e = name(path + ".tenant", object.napt_pool().tenant())) return e;
+      break;
+    case Kind::kPolicyRule:
+      if (auto e = name(path + ".name", object.policy_rule().name())) return e;
+      break;
     case Kind::KIND_NOT_SET:
-      return invalid(path, "an object is required (port, tenant, interface, route, neighbour, ...)");
-    default:
-      return Error{Code::unimplemented,
-                   path + ": " + kind_name(object.kind_case()) + " objects are not supported by this medix-dp yet"};
+    default: return invalid(path, "an object is required (port, tenant, interface, route, neighbour, ...)");
   }
 
   Key key = key_of(object);
@@ -567,6 +761,9 @@ std::optional<Error> Intent::apply_one(const Operation& op, size_t) {
     case Kind::kSa: e = check_sa(object.sa(), path); break;
     case Kind::kRoute: e = check_route(object.route(), path); break;
     case Kind::kNeighbour: e = check_neighbour(object.neighbour(), path); break;
+    case Kind::kStaticMapping: e = check_static_mapping(object.static_mapping(), path); break;
+    case Kind::kNaptPool: e = check_napt_pool(object.napt_pool(), path); break;
+    case Kind::kPolicyRule: e = check_policy_rule(object.policy_rule(), path); break;
     default: break;
   }
   if (e) return e;  // the caller's undo puts `existing` back
@@ -597,6 +794,9 @@ std::optional<Error> Intent::apply(const std::vector<Operation>& ops, Diff& diff
       case Kind::kNeighbour: diff.neighbours.try_emplace(u.key.neighbour, change()); break;
       case Kind::kTunnel: diff.tunnels.try_emplace(u.key.name, change()); break;
       case Kind::kSa: diff.sas.try_emplace(u.key.sa, change()); break;
+      case Kind::kStaticMapping: diff.translation_changed.insert(u.key.mapping.tenant); break;
+      case Kind::kNaptPool: diff.translation_changed.insert(u.key.name); break;
+      case Kind::kPolicyRule: diff.policy_changed = true; break;
       default: break;
     }
   }

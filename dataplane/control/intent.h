@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "config/text.h"
+#include "infra/limits.h"
 #include "medix/dataplane/v1/dataplane.pb.h"
 
 namespace medix::control {
@@ -73,6 +74,13 @@ struct SaKey {
   auto operator<=>(const SaKey&) const = default;
 };
 
+struct MappingKey {
+  std::string tenant;
+  uint32_t address;
+  uint8_t length;
+  auto operator<=>(const MappingKey&) const = default;
+};
+
 // One object's change over a transaction: what it was before, what it is now.
 struct Change {
   std::optional<v1::Object> before, after;
@@ -85,9 +93,13 @@ struct Diff {
   std::set<RouteKey> routes;
   std::map<NeighbourKey, Change> neighbours;
   std::map<SaKey, Change> sas;
+  // Address translation and policy are small: the committer rebuilds them whole. The tenants
+  // whose translation changed (their sessions end) and whether any policy rule changed.
+  std::set<std::string> translation_changed;
+  bool policy_changed = false;
   size_t size() const {
     return ports.size() + tenants.size() + interfaces.size() + tunnels.size() + routes.size() + neighbours.size() +
-           sas.size();
+           sas.size() + translation_changed.size() + policy_changed;
   }
 };
 
@@ -112,6 +124,9 @@ class Intent {
   std::map<std::string, v1::Tunnel> tunnels;
   std::map<SaKey, v1::SecurityAssociation> sas;
   std::map<SaKey, uint64_t> sa_serial;  // creation order: a tunnel's newest outbound SA is used
+  std::map<MappingKey, v1::StaticMapping> static_mappings;
+  std::map<std::string, v1::NaptPool> napt_pools;
+  std::map<std::string, v1::PolicyRule> policy_rules;
   v1::Settings settings;
 
   size_t routes_in(const std::string& tenant) const;
@@ -124,6 +139,7 @@ class Intent {
     RouteKey route{};
     NeighbourKey neighbour{};
     SaKey sa{};
+    MappingKey mapping{};
   };
   struct Undo {
     Key key;
@@ -138,6 +154,12 @@ class Intent {
   std::optional<Error> check_neighbour(const v1::Neighbour& n, const std::string& path);
   std::optional<Error> check_tunnel(const v1::Tunnel& t, const std::string& path);
   std::optional<Error> check_sa(const v1::SecurityAssociation& sa, const std::string& path);
+  std::optional<Error> check_static_mapping(const v1::StaticMapping& m, const std::string& path);
+  std::optional<Error> check_napt_pool(const v1::NaptPool& p, const std::string& path);
+  std::optional<Error> check_policy_rule(const v1::PolicyRule& r, const std::string& path);
+  // Whether a core prefix clashes with another mapping's or pool's; names the other.
+  std::optional<std::string> core_clash(uint32_t address, uint8_t length, const std::string& except_tenant,
+                                        std::optional<MappingKey> except_mapping) const;
   std::optional<Error> check_delete(const v1::Object& existing, const std::string& path);
 
   // The only two ways objects enter or leave the maps; they keep the indexes right.
@@ -169,5 +191,10 @@ std::vector<Operation> operations_from(v1::Config config);
 std::optional<RouteKey> route_key(const v1::Route& r);
 std::optional<NeighbourKey> neighbour_key(const v1::Neighbour& n);
 inline SaKey sa_key(const v1::SecurityAssociation& sa) { return SaKey{sa.tunnel(), sa.spi(), sa.inbound()}; }
+std::optional<MappingKey> mapping_key(const v1::StaticMapping& m);
+// A pool's addresses ("100.64.9.1" or "100.64.9.0/30") as prefixes; nullopt if one is bad.
+std::optional<std::vector<Prefix>> pool_prefixes(const v1::NaptPool& p);
+// The most core addresses one pool may have (prefixes expanded).
+inline constexpr uint32_t max_pool_addresses = 4096;
 
 }  // namespace medix::control

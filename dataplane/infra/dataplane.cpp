@@ -7,6 +7,7 @@
 #include <rte_ring_elem.h>
 
 #include "infra/pipeline.h"
+#include "nat/nat.h"
 
 namespace {
 constexpr unsigned rx_descriptors = 1024;
@@ -22,6 +23,8 @@ int worker_main(void* arg) {
   unsigned n_handoff;
   while (!w.stopping->load(std::memory_order_relaxed)) {
     w.tables = w.published->load(std::memory_order_acquire);
+    w.now = rte_rdtsc();
+    nat_sweep(w);
     for (uint16_t port = 0; port < w.tables->ports.size(); port++) {
       const PortEntry& p = w.tables->ports[port];
       if (!p.live || p.admin_down) continue;
@@ -109,6 +112,7 @@ std::optional<std::string> Dataplane::start(const Settings& s, uint32_t mtu,
   params.socket = socket;
   params.max_mtu = max_mtu;
   params.totals = [this] { return totals(); };
+  params.max_sessions = settings.max_sessions;
   if (auto e = controller.init(params)) return e;
 
   for (uint16_t q = 0; q < queues; q++) {
@@ -132,6 +136,11 @@ std::optional<std::string> Dataplane::start(const Settings& s, uint32_t mtu,
     w->learned = learned;
     w->tsc_hz = tsc_hz;
     w->icmp_tokens = settings.icmp_burst;
+    w->timeouts[timeout_tcp_established] = tsc_hz * settings.tcp_established_timeout_s;
+    w->timeouts[timeout_tcp_transitory] = tsc_hz * settings.tcp_transitory_timeout_s;
+    w->timeouts[timeout_udp] = tsc_hz * settings.udp_timeout_s;
+    w->timeouts[timeout_icmp] = tsc_hz * settings.icmp_timeout_s;
+    w->timeouts[timeout_other] = tsc_hz * settings.other_timeout_s;
     w->icmp_tokens_at = rte_rdtsc();
     w->counters =
         static_cast<Counters*>(rte_zmalloc_socket("counters", sizeof(Counters), RTE_CACHE_LINE_SIZE, wsocket));

@@ -40,6 +40,15 @@
   X(tunnel_no_sa, "route to a tunnel that has no outbound SA")                               \
   X(handoff_full, "the SA's owner worker did not take the packet")                           \
   X(nat_keepalive, "NAT-T keepalive (RFC 3948), dropped quietly")                            \
+  X(nat_truncated, "crossing the core: L4 header missing or cut short")                      \
+  X(nat_unsupported, "crossing the core: ICMP type or protocol that cannot be translated")   \
+  X(nat_no_mapping, "crossing the core: no static mapping or pool covers the address")       \
+  X(nat_no_session, "crossing the core: reply, error or NAPT address with no session")       \
+  X(nat_pool_exhausted, "crossing the core: no free port in the tenant's NAPT pool")         \
+  X(nat_session_limit, "crossing the core: the tenant holds its session limit")              \
+  X(nat_sessions_full, "crossing the core: the worker's session table is full")              \
+  X(nat_conflict, "crossing the core: another session already has this flow's reply tuple")  \
+  X(policy_denied, "crossing the core: no policy rule permits the flow (default deny)")      \
   X(ike_no_listener, "IKE packet with no exception interface to take it")                    \
   X(punt_full, "the exception interface's ring is full")                                     \
   X(interface_gone, "egress interface deleted while the packet waited for ARP")              \

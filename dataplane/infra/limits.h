@@ -14,3 +14,4 @@ inline constexpr unsigned burst_size = 32;
 inline constexpr unsigned max_pending = 4096;
 inline constexpr unsigned max_leak_hops = 4;
 inline constexpr unsigned max_sas = 8192;  // slot 0 unused
+inline constexpr unsigned max_policy_rules = 4096;

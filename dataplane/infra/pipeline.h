@@ -9,6 +9,8 @@ void arp_input(Worker& w, rte_mbuf** pkts, uint16_t n);
 uint16_t ip_input(Worker& w, rte_mbuf** pkts, uint16_t n);
 void ip_lookup(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** fwd, uint16_t& n_fwd, rte_mbuf** local,
                uint16_t& n_local);
+// A packet that crossed the core on its owner worker goes on in `exit` (nat/).
+void nat_crossed(Worker& w, rte_mbuf* m, uint16_t exit);
 // Our own addresses: ICMP echo answered; ESP and ESP-in-UDP handed on (to esp_input).
 void local_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** esp, uint16_t& n_esp);
 void ip_output(Worker& w, rte_mbuf** pkts, uint16_t n);

@@ -7,6 +7,7 @@
 
 #include "infra/pipeline.h"
 #include "ipsec/esp.h"
+#include "nat/nat.h"
 
 void drop(Worker& w, rte_mbuf* m, Drop reason) {
   bump(w.counters->drops[unsigned(reason)]);
@@ -121,7 +122,19 @@ void run_ip(Worker& w, uint64_t t, Batch& to_check, Batch& ours) {
       append(w, fwd, f, nf);
       append(w, local, l, nl);
     });
-    if (lookup.n) t = account(w, Stage::ip_lookup, t, lookup.n);
+    if (lookup.n) {
+      // Crossing the core happens inside the lookup; its cycles are its own stage.
+      uint64_t nat = w.nat_cycles;
+      w.nat_cycles = 0;
+      t = account(w, Stage::ip_lookup, t + nat, lookup.n);
+      if (nat) {
+        StageStats& s = w.counters->stages[unsigned(Stage::nat)];
+        bump(s.calls);
+        bump(s.packets, w.nat_packets);
+        bump(s.cycles, nat);
+      }
+      w.nat_packets = 0;
+    }
 
     Batch esp_in;
     if (local.n) {
@@ -200,6 +213,18 @@ void process_handoff(Worker& w, rte_mbuf** pkts, uint16_t n) {
     if (meta(m).flags & meta_inject) {
       meta(m).flags &= uint8_t(~meta_inject);
       append(w, ours, &m, 1);
+    } else if (meta(m).flags & meta_handoff_nat) {
+      meta(m).flags &= uint8_t(~meta_handoff_nat);
+      uint64_t start = rte_rdtsc();
+      uint16_t exit = meta(m).exit;
+      if (nat_cross(w, m, uint16_t(meta(m).origin - 1), exit, true)) {
+        nat_crossed(w, m, exit);
+        append(w, ours, &m, 1);
+      }
+      StageStats& s = w.counters->stages[unsigned(Stage::nat)];
+      bump(s.calls);
+      bump(s.packets);
+      bump(s.cycles, rte_rdtsc() - start);
     } else if (direction == meta_handoff_in) {
       in[n_in++] = m;
     } else {

@@ -29,21 +29,28 @@ struct PacketMeta {
   // and when ARP gives up (TSC).
   uint32_t in_uid, out_uid;
   uint64_t deadline;
+  // Crossing the core: the slot + 1 of the tenant the packet entered the core from (0: not
+  // crossing, or it arrived on a core interface), and where it leaves to (for the owner worker).
+  uint16_t origin;
+  uint16_t exit;
 };
 static_assert(sizeof(PacketMeta) % RTE_MBUF_PRIV_ALIGN == 0);
 inline constexpr uint16_t no_tenant = UINT16_MAX;
-inline constexpr uint8_t meta_fragment = 1;     // larger than the egress MTU, DF clear
-inline constexpr uint8_t meta_local = 2;        // made by medix-dp (ESP outer, ICMP): no TTL, no ICMP about it
-inline constexpr uint8_t meta_handoff_in = 4;   // handed to the SA's owner for decryption
-inline constexpr uint8_t meta_handoff_out = 8;  // handed to the SA's owner for encryption
-inline constexpr uint8_t meta_inject = 16;      // from the exception port: route it
+inline constexpr uint8_t meta_fragment = 1;      // larger than the egress MTU, DF clear
+inline constexpr uint8_t meta_local = 2;         // made by medix-dp (ESP outer, ICMP): no TTL, no ICMP about it
+inline constexpr uint8_t meta_handoff_in = 4;    // handed to the SA's owner for decryption
+inline constexpr uint8_t meta_handoff_out = 8;   // handed to the SA's owner for encryption
+inline constexpr uint8_t meta_inject = 16;       // from the exception port: route it
+inline constexpr uint8_t meta_handoff_nat = 32;  // handed to its session's owner to cross the core
+inline constexpr uint8_t meta_crossed = 64;      // crossed the core already: route it in the core
 
 inline PacketMeta& meta(rte_mbuf* m) { return *static_cast<PacketMeta*>(rte_mbuf_to_priv(m)); }
 
 // Stages of the pipeline, for per-stage cycle accounting (VPP's `show runtime`).
 #define MEDIX_STAGES(X) \
   X(rx)                 \
-  X(l2_input) X(arp) X(ip_input) X(ip_lookup) X(local) X(esp_input) X(esp_output) X(ip_output) X(arp_pending) X(tx)
+  X(l2_input)           \
+  X(arp) X(ip_input) X(ip_lookup) X(local) X(nat) X(esp_input) X(esp_output) X(ip_output) X(arp_pending) X(tx)
 enum class Stage : uint8_t {
 #define MEDIX_STAGE_ENUM(name) name,
   MEDIX_STAGES(MEDIX_STAGE_ENUM)
@@ -74,6 +81,12 @@ struct Counters {
   } tenants[max_tenants];
   uint64_t drops[drop_reason_count];
   uint64_t icmp_sent, icmp_rate_limited, arp_requests_sent, arp_replies_sent, arp_replies_received, ike_punted;
+  // Crossing the core, by the tenant flows start in (the origin).
+  struct Nat {
+    uint64_t sessions_created, sessions_ended, translated, mappings_created, mappings_ended, pool_exhausted,
+        session_limit, no_mapping, policy_denied;
+  } nat[max_tenants];
+  uint64_t rule_matched[max_policy_rules];
   StageStats stages[unsigned(Stage::count)];
 };
 
@@ -153,8 +166,14 @@ struct alignas(RTE_CACHE_LINE_SIZE) Worker {
   // Packets medix-dp made (ICMP about tunnel traffic, replies into tunnels) that still need a
   // route; the pipeline's next pass takes them.
   Batch* originated = nullptr;
-  rte_ring* punt = nullptr;  // IKE to the exception port; nullptr: none configured
+  rte_ring* punt = nullptr;   // IKE to the exception port; nullptr: none configured
+  uint64_t now = 0;           // TSC at the start of this burst
+  uint64_t timeouts[5] = {};  // sessions, in TSC: SessionTimeout
+  uint64_t nat_cycles = 0;    // spent crossing the core in this ip_lookup call
+  uint32_t nat_packets = 0;   // and how many crossed
 };
+
+enum SessionTimeout { timeout_tcp_established, timeout_tcp_transitory, timeout_udp, timeout_icmp, timeout_other };
 
 // Everything the pipeline stages do to one burst; defined across l2/, arp/, ip/.
 void drop(Worker& w, rte_mbuf* m, Drop reason);

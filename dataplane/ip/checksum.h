@@ -17,3 +17,9 @@ inline uint16_t load16(const void* at) {
   std::memcpy(&v, at, 2);
   return v;
 }
+
+// A 32-bit word (an address, as it lies in memory) changed under a checksum.
+inline uint16_t checksum_replace32(uint16_t checksum, uint32_t old_word, uint32_t new_word) {
+  checksum = checksum_replace16(checksum, uint16_t(old_word), uint16_t(new_word));
+  return checksum_replace16(checksum, uint16_t(old_word >> 16), uint16_t(new_word >> 16));
+}

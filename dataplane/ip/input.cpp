@@ -1,10 +1,12 @@
 // ip_input: the RFC 1812 header checks. ip_lookup: the per-tenant FIB walk, route leaks
 // between tenants, TTL and MTU decisions.
+#include <rte_cycles.h>
 #include <rte_fib.h>
 #include <rte_ip.h>
 
 #include "infra/pipeline.h"
 #include "ip/checksum.h"
+#include "nat/nat.h"
 
 uint16_t ip_input(Worker& w, rte_mbuf** pkts, uint16_t n) {
   uint16_t kept = 0;
@@ -88,7 +90,31 @@ bool forward_decision(Worker& w, rte_mbuf* m, const Nexthop& nh, rte_mbuf** loca
   return true;
 }
 
+// Whether a packet the core's FIB routed with `nh` crosses the core now; sets origin and exit.
+bool crosses(const Tables& t, rte_mbuf* m, const Nexthop& nh, uint16_t& origin, uint16_t& exit) {
+  PacketMeta& pm = meta(m);
+  if (pm.flags & meta_crossed) {  // crossed on its owner worker; now routed in the core
+    pm.flags &= uint8_t(~meta_crossed);
+    return false;
+  }
+  switch (nh.kind) {
+    case NexthopKind::leak: exit = nh.tenant; break;
+    case NexthopKind::via:
+    case NexthopKind::local: exit = t.core; break;
+    default: return false;  // dropped in the core
+  }
+  origin = pm.origin ? uint16_t(pm.origin - 1) : t.core;
+  return origin != t.core || exit != t.core;
+}
+
 }  // namespace
+
+void nat_crossed(Worker& w, rte_mbuf* m, uint16_t exit) {
+  PacketMeta& pm = meta(m);
+  pm.origin = 0;
+  pm.tenant = exit;
+  if (exit == w.tables->core) pm.flags |= meta_crossed;
+}
 
 void ip_lookup(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** fwd, uint16_t& n_fwd, rte_mbuf** local,
                uint16_t& n_local) {
@@ -120,9 +146,23 @@ void ip_lookup(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** fwd, uint16_t&
         ips[count++] = rte_be_to_cpu_32(ipv4(todo[i])->dst_addr);
       }
       rte_fib_lookup_bulk(t.tenants[tenant].fib, ips, hops, count);
+      uint64_t cross_start = 0;
       for (uint16_t k = 0; k < count; k++) {
         rte_mbuf* m = todo[idx[k]];
         const Nexthop& nh = t.nexthops[hops[k]];
+        uint16_t origin, exit;
+        if (tenant == t.core && crosses(t, m, nh, origin, exit)) {
+          if (!cross_start) cross_start = rte_rdtsc();
+          w.nat_packets++;
+          if (!nat_cross(w, m, origin, exit, false)) continue;  // consumed
+          meta(m).origin = 0;
+          if (nh.kind != NexthopKind::leak) {
+            if (forward_decision(w, m, nh, local, n_local)) fwd[n_fwd++] = m;
+            continue;
+          }
+        } else if (nh.kind == NexthopKind::leak && nh.tenant == t.core && tenant != t.core) {
+          meta(m).origin = uint16_t(tenant + 1);  // enters the core from here
+        }
         if (nh.kind == NexthopKind::leak) {
           meta(m).tenant = nh.tenant;
           next[n_next++] = m;
@@ -130,6 +170,7 @@ void ip_lookup(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** fwd, uint16_t&
           fwd[n_fwd++] = m;
         }
       }
+      if (cross_start) w.nat_cycles += rte_rdtsc() - cross_start;
     }
     std::memcpy(todo, next, n_next * sizeof(rte_mbuf*));
     n_todo = n_next;

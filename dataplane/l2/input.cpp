@@ -89,6 +89,7 @@ void l2_input(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n, rte_mbuf** 
     meta(m).iface_in = id;
     meta(m).tenant = f.tenant;
     meta(m).flags = 0;
+    meta(m).origin = 0;
     bump(w.counters->interfaces[id].rx_packets);
     bump(w.counters->interfaces[id].rx_bytes, rte_pktmbuf_pkt_len(m));
     bump(w.counters->tenants[f.tenant].rx_packets);

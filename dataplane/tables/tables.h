@@ -88,10 +88,56 @@ struct Nexthop {
   bool operator==(const Nexthop&) const = default;
 };
 
+// Translation of a tenant's addresses into the core (nat/): static prefix mappings and a
+// NAPT pool. Empty for the core and for tenants whose addresses are unique already.
+struct StaticMap {
+  uint32_t inside, core, mask;
+};
+struct PoolRange {
+  uint32_t first, count;
+};
+struct Translation {
+  std::vector<StaticMap> maps;
+  std::vector<PoolRange> pool;
+  uint32_t pool_size = 0;  // addresses
+  uint16_t port_low = 1024, port_high = 65535;
+  uint32_t session_limit = 0;  // per worker; 0: none
+  uint32_t epoch = 0;          // changes whenever the translation does: older sessions end
+  bool any() const { return !maps.empty() || pool_size; }
+  bool in_pool(uint32_t ip) const {
+    for (const auto& r : pool)
+      if (ip - r.first < r.count) return true;
+    return false;
+  }
+  uint32_t pool_address(uint32_t index) const {
+    for (const auto& r : pool) {
+      if (index < r.count) return r.first + index;
+      index -= r.count;
+    }
+    return 0;
+  }
+};
+
 struct TenantEntry {
   rte_fib* fib = nullptr;  // the copy workers read in this generation
   std::string name;
+  bool core = false;
+  Translation nat;
 };
+
+inline constexpr uint16_t any_tenant = UINT16_MAX;
+
+struct PolicyRuleEntry {
+  uint16_t slot = 0;  // for counters
+  uint16_t from = any_tenant, to = any_tenant;
+  uint32_t prefix = 0, mask = 0;
+  uint8_t protocol = 0;  // 0: any
+  uint16_t port_low = 0, port_high = 65535;
+  bool permit = false;
+  std::string name;
+};
+
+struct NatWorker;
 
 // Key of the interface index: which interface a frame arrived on.
 struct InterfaceKey {
@@ -158,4 +204,11 @@ struct Tables {
   NeighbourTable* neighbours = nullptr;
   SaState* const* sas = nullptr;  // by slot, shared; 0 is never used
   rte_hash* sa_index = nullptr;   // inbound SPI -> slot, lock-free readers
+  // Crossing the core: the core tenant's slot, the rules in the order they are tried, and
+  // every worker's session tables (nullptr until a core tenant exists).
+  uint16_t core = UINT16_MAX;
+  std::vector<PolicyRuleEntry> rules;
+  uint32_t policy_epoch = 0;
+  NatWorker* const* nat = nullptr;
+  uint16_t workers = 1;
 };

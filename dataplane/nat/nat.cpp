@@ -1,0 +1,621 @@
+// Crossing the IX core: find or make the flow's session (policy on creation), translate.
+#include "nat/nat.h"
+
+#include <rte_cycles.h>
+#include <rte_hash_crc.h>
+#include <rte_icmp.h>
+#include <rte_ip.h>
+#include <rte_malloc.h>
+#include <rte_tcp.h>
+#include <rte_udp.h>
+
+#include <new>
+#include <optional>
+#include <string>
+
+#include "infra/pipeline.h"
+#include "ip/checksum.h"
+
+namespace {
+
+uint32_t flow_hash(const void* key, uint32_t, uint32_t init) {
+  uint64_t words[2];
+  std::memcpy(words, key, sizeof words);
+  return rte_hash_crc_8byte(words[1], rte_hash_crc_8byte(words[0], init));
+}
+
+}  // namespace
+
+NatWorker* nat_worker_create(unsigned queue, uint32_t capacity, unsigned socket) {
+  capacity = std::max<uint32_t>(capacity, 64);
+  void* at = rte_zmalloc_socket("nat", sizeof(NatWorker), RTE_CACHE_LINE_SIZE, int(socket));
+  if (!at) return nullptr;
+  auto* n = new (at) NatWorker();
+  std::string name = "nat_index" + std::to_string(queue);
+  rte_hash_parameters hp{};
+  hp.name = name.c_str();
+  // Two keys per session and per mapping; mappings are fewer than sessions.
+  hp.entries = 3 * capacity;
+  hp.key_len = sizeof(FlowKey);
+  hp.hash_func = flow_hash;
+  hp.socket_id = int(socket);
+  hp.extra_flag = RTE_HASH_EXTRA_FLAGS_EXT_TABLE;
+  n->index = rte_hash_create(&hp);
+  n->capacity = capacity;
+  n->sessions = static_cast<Session*>(
+      rte_zmalloc_socket("sessions", sizeof(Session) * capacity, RTE_CACHE_LINE_SIZE, int(socket)));
+  n->mappings = static_cast<Mapping*>(
+      rte_zmalloc_socket("mappings", sizeof(Mapping) * capacity, RTE_CACHE_LINE_SIZE, int(socket)));
+  n->free_sessions = static_cast<uint32_t*>(rte_malloc_socket("free_sessions", 4 * capacity, 0, int(socket)));
+  n->free_mappings = static_cast<uint32_t*>(rte_malloc_socket("free_mappings", 4 * capacity, 0, int(socket)));
+  n->sessions_of = static_cast<uint32_t*>(rte_zmalloc_socket("sessions_of", 4 * max_tenants, 0, int(socket)));
+  // Packets of up to RTE_LIBRTE_IP_FRAG_MAX_FRAG fragments, given 2 s to complete.
+  n->fragments = rte_ip_frag_table_create(1024, 16, 4096, rte_get_tsc_hz() * 2, int(socket));
+  if (!n->index || !n->sessions || !n->mappings || !n->free_sessions || !n->free_mappings || !n->sessions_of ||
+      !n->fragments)
+    return nullptr;  // EAL memory is gone with the process; nothing to unwind for a failed start
+  for (uint32_t i = 0; i < capacity; i++) {
+    n->free_sessions[i] = capacity - 1 - i;
+    n->free_mappings[i] = capacity - 1 - i;
+  }
+  n->n_free_sessions = n->n_free_mappings = capacity;
+  return n;
+}
+
+namespace {
+
+// What crossing needs of a packet's headers.
+struct Flow {
+  rte_ipv4_hdr* ip;
+  uint8_t* l4;       // nullptr: a protocol without ports
+  uint8_t protocol;  // of the packet, or of the packet an ICMP error quotes
+  uint16_t sport, dport;
+  uint8_t tcp_flags;
+  bool creates;          // may start a session
+  rte_ipv4_hdr* quoted;  // ICMP errors: the packet they are about
+  uint8_t* quoted_l4;
+};
+
+inline uint32_t ipv4_src(const rte_ipv4_hdr* ip) { return rte_be_to_cpu_32(ip->src_addr); }
+inline uint32_t ipv4_dst(const rte_ipv4_hdr* ip) { return rte_be_to_cpu_32(ip->dst_addr); }
+
+// Ports of a TCP/UDP header, or the identifier of an ICMP echo (in both).
+bool ports_of(uint8_t protocol, const uint8_t* l4, uint16_t& sport, uint16_t& dport, bool& echo_request) {
+  echo_request = false;
+  switch (protocol) {
+    case IPPROTO_TCP:
+    case IPPROTO_UDP:
+      sport = rte_be_to_cpu_16(load16(l4));
+      dport = rte_be_to_cpu_16(load16(l4 + 2));
+      return true;
+    case IPPROTO_ICMP: {
+      uint8_t type = l4[0];
+      if (type != RTE_IP_ICMP_ECHO_REQUEST && type != RTE_IP_ICMP_ECHO_REPLY) return false;
+      echo_request = type == RTE_IP_ICMP_ECHO_REQUEST;
+      sport = dport = rte_be_to_cpu_16(load16(l4 + 4));
+      return true;
+    }
+    default: sport = dport = 0; return true;
+  }
+}
+
+// Parses what crossing needs; on failure names the drop reason.
+std::optional<Drop> parse(rte_mbuf* m, Flow& f) {
+  uint8_t l2 = meta(m).l2_len;
+  f = Flow{};
+  f.ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, l2);
+  uint32_t ihl = uint32_t(f.ip->version_ihl & 0xf) * 4;
+  uint32_t in_first = rte_pktmbuf_data_len(m) - l2 - ihl;  // L4 bytes in the first segment
+  uint32_t l4_len = rte_be_to_cpu_16(f.ip->total_length) - ihl;
+  f.protocol = f.ip->next_proto_id;
+  uint8_t* l4 = reinterpret_cast<uint8_t*>(f.ip) + ihl;
+  uint32_t need = f.protocol == IPPROTO_TCP    ? sizeof(rte_tcp_hdr)
+                  : f.protocol == IPPROTO_UDP  ? 8
+                  : f.protocol == IPPROTO_ICMP ? 8
+                                               : 0;
+  if (l4_len < need || in_first < need) return Drop::nat_truncated;
+  if (!need) {
+    f.creates = true;
+    return std::nullopt;
+  }
+  f.l4 = l4;
+  if (f.protocol == IPPROTO_ICMP) {
+    uint8_t type = l4[0];
+    if (type == 3 /* unreachable */ || type == 11 /* time exceeded */ || type == 12 /* parameter problem */) {
+      // The quoted packet: its header and at least 8 bytes of its L4 (RFC 792).
+      if (l4_len < 8 + sizeof(rte_ipv4_hdr) || in_first < 8 + sizeof(rte_ipv4_hdr)) return Drop::nat_truncated;
+      f.quoted = reinterpret_cast<rte_ipv4_hdr*>(l4 + 8);
+      uint32_t qihl = uint32_t(f.quoted->version_ihl & 0xf) * 4;
+      if (qihl < sizeof(rte_ipv4_hdr) || 8 + qihl + 8 > std::min(l4_len, in_first)) return Drop::nat_truncated;
+      f.quoted_l4 = l4 + 8 + qihl;
+      bool request;
+      if (!ports_of(f.quoted->next_proto_id, f.quoted_l4, f.sport, f.dport, request)) return Drop::nat_unsupported;
+      f.protocol = f.quoted->next_proto_id;
+      return std::nullopt;
+    }
+  }
+  bool request = false;
+  if (!ports_of(f.protocol, l4, f.sport, f.dport, request)) return Drop::nat_unsupported;
+  if (f.protocol == IPPROTO_TCP) {
+    f.tcp_flags = reinterpret_cast<rte_tcp_hdr*>(l4)->tcp_flags;
+    f.creates = !(f.tcp_flags & RTE_TCP_RST_FLAG);
+  } else {
+    f.creates = f.protocol == IPPROTO_UDP || request;
+  }
+  return std::nullopt;
+}
+
+// Rewrites addresses and ports (host order), checksums updated incrementally (RFC 1624).
+void rewrite(const Flow& f, uint32_t src, uint32_t dst, uint16_t sport, uint16_t dport) {
+  rte_ipv4_hdr* ip = f.ip;
+  uint32_t old_src = ip->src_addr, old_dst = ip->dst_addr;
+  uint32_t new_src = rte_cpu_to_be_32(src), new_dst = rte_cpu_to_be_32(dst);
+  ip->src_addr = new_src;
+  ip->dst_addr = new_dst;
+  ip->hdr_checksum = checksum_replace32(checksum_replace32(ip->hdr_checksum, old_src, new_src), old_dst, new_dst);
+  if (!f.l4) return;
+  switch (f.protocol) {
+    case IPPROTO_TCP:
+    case IPPROTO_UDP: {
+      uint16_t old_sport = load16(f.l4), old_dport = load16(f.l4 + 2);
+      uint16_t new_sport = rte_cpu_to_be_16(sport), new_dport = rte_cpu_to_be_16(dport);
+      std::memcpy(f.l4, &new_sport, 2);
+      std::memcpy(f.l4 + 2, &new_dport, 2);
+      uint8_t* sum =
+          f.l4 + (f.protocol == IPPROTO_TCP ? offsetof(rte_tcp_hdr, cksum) : offsetof(rte_udp_hdr, dgram_cksum));
+      if (f.protocol == IPPROTO_UDP && load16(sum) == 0) return;  // no checksum: stays so (RFC 768)
+      uint16_t c = checksum_replace32(checksum_replace32(load16(sum), old_src, new_src), old_dst, new_dst);
+      c = checksum_replace16(checksum_replace16(c, old_sport, new_sport), old_dport, new_dport);
+      if (f.protocol == IPPROTO_UDP && c == 0) c = 0xffff;
+      std::memcpy(sum, &c, 2);
+      return;
+    }
+    case IPPROTO_ICMP: {
+      auto* icmp = reinterpret_cast<rte_icmp_hdr*>(f.l4);
+      uint16_t old_id = icmp->icmp_ident, new_id = rte_cpu_to_be_16(sport);
+      icmp->icmp_ident = new_id;
+      icmp->icmp_cksum = checksum_replace16(icmp->icmp_cksum, old_id, new_id);
+      return;
+    }
+    default: return;
+  }
+}
+
+// An ICMP error about a packet of the session's other direction: the outer header goes as a
+// packet of this direction would, the quoted packet back to how it looked before it crossed
+// (RFC 5508). `to` is the session's key of the quoted packet's direction.
+void rewrite_error(rte_mbuf* m, const Flow& f, const FlowKey& to, uint32_t outer_src) {
+  rte_ipv4_hdr* q = f.quoted;
+  uint32_t old_src = q->src_addr, old_dst = q->dst_addr;
+  uint32_t new_src = rte_cpu_to_be_32(to.src), new_dst = rte_cpu_to_be_32(to.dst);
+  q->src_addr = new_src;
+  q->dst_addr = new_dst;
+  q->hdr_checksum = 0;
+  q->hdr_checksum = rte_ipv4_cksum(q);
+  uint8_t* l4 = f.quoted_l4;
+  uint8_t* end = reinterpret_cast<uint8_t*>(f.ip) + rte_be_to_cpu_16(f.ip->total_length);
+  switch (f.protocol) {
+    case IPPROTO_TCP:
+    case IPPROTO_UDP: {
+      uint16_t old_sport = load16(l4), old_dport = load16(l4 + 2);
+      uint16_t new_sport = rte_cpu_to_be_16(to.sport), new_dport = rte_cpu_to_be_16(to.dport);
+      std::memcpy(l4, &new_sport, 2);
+      std::memcpy(l4 + 2, &new_dport, 2);
+      // The quoted L4 checksum, where the quote reaches it.
+      uint8_t* sum = l4 + (f.protocol == IPPROTO_TCP ? 16 : 6);
+      if (sum + 2 <= end && !(f.protocol == IPPROTO_UDP && load16(sum) == 0)) {
+        uint16_t c = checksum_replace32(checksum_replace32(load16(sum), old_src, new_src), old_dst, new_dst);
+        c = checksum_replace16(checksum_replace16(c, old_sport, new_sport), old_dport, new_dport);
+        std::memcpy(sum, &c, 2);
+      }
+      break;
+    }
+    case IPPROTO_ICMP: {
+      uint16_t old_id = load16(l4 + 4), new_id = rte_cpu_to_be_16(to.sport);
+      std::memcpy(l4 + 4, &new_id, 2);
+      uint16_t c = checksum_replace16(load16(l4 + 2), old_id, new_id);
+      std::memcpy(l4 + 2, &c, 2);
+      break;
+    }
+    default: break;
+  }
+  // Outer: addresses, then the ICMP checksum over the whole (small) message.
+  rte_ipv4_hdr* ip = f.ip;
+  ip->src_addr = rte_cpu_to_be_32(outer_src);
+  ip->dst_addr = rte_cpu_to_be_32(to.src);
+  ip->hdr_checksum = 0;
+  ip->hdr_checksum = rte_ipv4_cksum(ip);
+  auto* icmp = reinterpret_cast<rte_icmp_hdr*>(f.l4);
+  icmp->icmp_cksum = 0;
+  icmp->icmp_cksum = uint16_t(~rte_raw_cksum(icmp, size_t(end - f.l4)));
+  (void)m;
+}
+
+const Translation* translation_of(const Tables& t, uint16_t tenant) {
+  if (tenant == t.core || tenant >= t.tenants.size()) return nullptr;
+  const Translation& x = t.tenants[tenant].nat;
+  return x.any() ? &x : nullptr;
+}
+
+// The static mapping of `ip` into the core, or of a core address into the tenant.
+std::optional<uint32_t> map_out(const Translation& x, uint32_t ip) {
+  for (const auto& s : x.maps)
+    if ((ip & s.mask) == s.inside) return s.core | (ip & ~s.mask);
+  return std::nullopt;
+}
+std::optional<uint32_t> map_in(const Translation& x, uint32_t ip) {
+  for (const auto& s : x.maps)
+    if ((ip & s.mask) == s.core) return s.inside | (ip & ~s.mask);
+  return std::nullopt;
+}
+
+uint64_t timeout_of(const Worker& w, const Session& s) {
+  switch (s.key[0].protocol) {
+    case IPPROTO_TCP: {
+      uint8_t b = s.tcp;
+      bool closing = (b & tcp_rst) || ((b & tcp_fin_forward) && (b & tcp_fin_reverse));
+      bool established = (b & tcp_syn_forward) ? (b & tcp_syn_reverse) : (b & tcp_seen_reverse);
+      return w.timeouts[!closing && established ? timeout_tcp_established : timeout_tcp_transitory];
+    }
+    case IPPROTO_UDP: return w.timeouts[timeout_udp];
+    case IPPROTO_ICMP: return w.timeouts[timeout_icmp];
+    default: return w.timeouts[timeout_other];
+  }
+}
+
+bool stale(const Tables& t, const Session& s) {
+  for (int d = 0; d < 2; d++) {
+    uint16_t tenant = s.key[d].tenant;
+    uint32_t now = tenant < t.tenants.size() && t.tenants[tenant].fib ? t.tenants[tenant].nat.epoch : 0;
+    if (s.epoch[d] != now) return true;
+  }
+  return false;
+}
+
+void release_mapping(Worker& w, NatWorker& nw, uint32_t index) {
+  Mapping& mp = nw.mappings[index];
+  if (--mp.refs) return;
+  rte_hash_del_key(nw.index, &mp.inside);
+  rte_hash_del_key(nw.index, &mp.outside);
+  bump(w.counters->nat[mp.inside.tenant].mappings_ended);
+  nw.free_mappings[nw.n_free_mappings++] = index;
+}
+
+void end_session(Worker& w, NatWorker& nw, uint32_t index) {
+  Session& s = nw.sessions[index];
+  uint32_t seq = s.seq.load(std::memory_order_relaxed);
+  s.seq.store(seq + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  rte_hash_del_key(nw.index, &s.key[0]);
+  rte_hash_del_key(nw.index, &s.key[1]);
+  if (s.mapping) release_mapping(w, nw, s.mapping - 1);
+  uint16_t origin = s.key[0].tenant;
+  if (nw.sessions_of[origin]) nw.sessions_of[origin]--;
+  bump(w.counters->nat[origin].sessions_ended);
+  s.live = 0;
+  s.mapping = 0;
+  s.seq.store(seq + 2, std::memory_order_release);
+  nw.free_sessions[nw.n_free_sessions++] = index;
+}
+
+// The first rule that matches decides; none: deny.
+const PolicyRuleEntry* decide(const Tables& t, uint16_t from, uint16_t to, uint32_t dst, uint8_t protocol,
+                              uint16_t dport) {
+  for (const auto& r : t.rules) {
+    if (r.from != any_tenant && r.from != from) continue;
+    if (r.to != any_tenant && r.to != to) continue;
+    if ((dst & r.mask) != r.prefix) continue;
+    if (r.protocol && r.protocol != protocol) continue;
+    if (dport < r.port_low || dport > r.port_high) continue;
+    return &r;
+  }
+  return nullptr;
+}
+
+// A NAPT mapping for (tenant, inside address and port): the existing one (endpoint-independent
+// mapping), or a new one on the pool address paired with the inside address and a free port
+// of this worker's share of the range. Returns the mapping index, or nullopt with the reason.
+std::optional<uint32_t> napt_mapping(Worker& w, NatWorker& nw, const Translation& x, uint16_t tenant, uint32_t ip,
+                                     uint16_t port, uint8_t protocol, Drop& why) {
+  FlowKey inside{ip, 0, port, 0, tenant, protocol, mapping_inside};
+  void* data;
+  if (rte_hash_lookup_data(nw.index, &inside, &data) >= 0) {
+    uint32_t index = uint32_t(reinterpret_cast<uintptr_t>(data));
+    if (nw.mappings[index].epoch == x.epoch) return index;
+    // Made under a pool that changed: let its sessions (stale too) end without it in the way.
+    rte_hash_del_key(nw.index, &nw.mappings[index].inside);
+    rte_hash_del_key(nw.index, &nw.mappings[index].outside);
+    nw.mappings[index].inside.kind = nw.mappings[index].outside.kind = 0xff;
+  }
+  if (!nw.n_free_mappings) {
+    why = Drop::nat_sessions_full;
+    return std::nullopt;
+  }
+  uint32_t address = x.pool_address(rte_hash_crc_4byte(ip, tenant) % x.pool_size);
+  // Ports port_low + queue + k * workers are this worker's: the owner of a reply is then
+  // known from its destination port alone.
+  uint32_t workers = w.tables->workers, queue = w.queue;
+  uint32_t span = uint32_t(x.port_high - x.port_low) + 1;
+  uint32_t mine = span > queue ? (span - queue + workers - 1) / workers : 0;
+  uint32_t tries = std::min<uint32_t>(mine, 256);
+  FlowKey outside{address, 0, 0, 0, tenant, protocol, mapping_outside};
+  for (uint32_t k = 0; k < tries; k++) {
+    uint32_t slot = (nw.port_cursor + k) % mine;
+    outside.sport = uint16_t(x.port_low + queue + slot * workers);
+    if (rte_hash_lookup(nw.index, &outside) >= 0) continue;
+    nw.port_cursor = slot + 1;
+    uint32_t index = nw.free_mappings[--nw.n_free_mappings];
+    if (rte_hash_add_key_data(nw.index, &inside, reinterpret_cast<void*>(uintptr_t(index))) < 0 ||
+        rte_hash_add_key_data(nw.index, &outside, reinterpret_cast<void*>(uintptr_t(index))) < 0) {
+      rte_hash_del_key(nw.index, &inside);
+      nw.free_mappings[nw.n_free_mappings++] = index;
+      why = Drop::nat_sessions_full;
+      return std::nullopt;
+    }
+    nw.mappings[index] = Mapping{inside, outside, 0, x.epoch};
+    bump(w.counters->nat[tenant].mappings_created);
+    return index;
+  }
+  why = Drop::nat_pool_exhausted;
+  bump(w.counters->nat[tenant].pool_exhausted);
+  return std::nullopt;
+}
+
+// A new flow's session: translation of both ends, the policy, the limits.
+std::optional<uint32_t> create_session(Worker& w, NatWorker& nw, const Flow& f, const FlowKey& key, uint16_t origin,
+                                       uint16_t exit, Drop& why) {
+  const Tables& t = *w.tables;
+  auto& counters = w.counters->nat[origin];
+  const Translation* from = translation_of(t, origin);
+  const Translation* to = translation_of(t, exit);
+  uint32_t src = key.src, dst = key.dst;
+  uint16_t sport = key.sport, dport = key.dport;
+  bool napt = false;
+  if (from) {
+    if (auto mapped = map_out(*from, key.src)) {
+      src = *mapped;
+    } else if (from->pool_size && f.l4) {
+      napt = true;
+    } else {
+      bump(counters.no_mapping);
+      why = f.l4 || !from->pool_size ? Drop::nat_no_mapping : Drop::nat_unsupported;
+      return std::nullopt;
+    }
+  }
+  std::optional<uint32_t> inbound_mapping;  // to a NAPT tenant's pool address
+  if (to) {
+    if (auto mapped = map_in(*to, key.dst)) {
+      dst = *mapped;
+    } else if (to->in_pool(key.dst) && f.l4) {
+      FlowKey outside{key.dst, 0, key.dport, 0, exit, key.protocol, mapping_outside};
+      void* data;
+      if (rte_hash_lookup_data(nw.index, &outside, &data) < 0) {
+        why = Drop::nat_no_session;
+        return std::nullopt;
+      }
+      inbound_mapping = uint32_t(reinterpret_cast<uintptr_t>(data));
+      const Mapping& mp = nw.mappings[*inbound_mapping];
+      dst = mp.inside.src;
+      dport = mp.inside.sport;
+    } else {
+      bump(counters.no_mapping);
+      why = Drop::nat_no_mapping;
+      return std::nullopt;
+    }
+  }
+  // Policy on the core-side destination, before it is translated into the exit tenant.
+  const PolicyRuleEntry* rule = decide(t, origin, exit, key.dst, key.protocol, key.dport);
+  if (rule) bump(w.counters->rule_matched[rule->slot]);
+  if (!rule || !rule->permit) {
+    bump(counters.policy_denied);
+    why = Drop::policy_denied;
+    return std::nullopt;
+  }
+  if (from && from->session_limit && nw.sessions_of[origin] >= from->session_limit) {
+    bump(counters.session_limit);
+    why = Drop::nat_session_limit;
+    return std::nullopt;
+  }
+  if (!nw.n_free_sessions) {
+    why = Drop::nat_sessions_full;
+    return std::nullopt;
+  }
+  std::optional<uint32_t> mapping = inbound_mapping;
+  if (napt) {
+    mapping = napt_mapping(w, nw, *from, origin, key.src, key.sport, key.protocol, why);
+    if (!mapping) return std::nullopt;
+    src = nw.mappings[*mapping].outside.src;
+    sport = nw.mappings[*mapping].outside.sport;
+  }
+  FlowKey reverse{dst, src, dport, sport, exit, key.protocol, flow_session};
+  if (key.protocol == IPPROTO_ICMP) {
+    // Echo replies carry one identifier: the one the request left with.
+    uint16_t id = sport != key.sport ? sport : dport;
+    reverse.sport = reverse.dport = id;
+  }
+  uint32_t index = nw.free_sessions[nw.n_free_sessions - 1];
+  auto value = [&](int d) { return reinterpret_cast<void*>(uintptr_t(index) * 2 + d); };
+  if (rte_hash_add_key_data(nw.index, &key, value(0)) < 0) {
+    why = Drop::nat_sessions_full;
+    return std::nullopt;
+  }
+  if (rte_hash_lookup(nw.index, &reverse) >= 0 || rte_hash_add_key_data(nw.index, &reverse, value(1)) < 0) {
+    // Another flow already looks like this one's replies (overlapping translations).
+    rte_hash_del_key(nw.index, &key);
+    why = Drop::nat_conflict;
+    return std::nullopt;
+  }
+  nw.n_free_sessions--;
+  Session& s = nw.sessions[index];
+  uint32_t seq = s.seq.load(std::memory_order_relaxed);
+  s.seq.store(seq + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  s.live = 1;
+  s.tcp = 0;
+  s.rule = rule->slot;
+  s.key[0] = key;
+  s.key[1] = reverse;
+  s.last_seen = w.now;
+  s.epoch[0] = t.tenants[origin].nat.epoch;
+  s.epoch[1] = t.tenants[exit].nat.epoch;
+  s.policy_epoch = t.policy_epoch;
+  s.mapping = mapping ? *mapping + 1 : 0;
+  if (mapping) nw.mappings[*mapping].refs++;
+  s.seq.store(seq + 2, std::memory_order_release);
+  nw.sessions_of[origin]++;
+  bump(counters.sessions_created);
+  return index;
+}
+
+inline uint32_t symmetric_hash(uint32_t a, uint16_t pa, uint32_t b, uint16_t pb, uint8_t protocol) {
+  uint64_t x = (uint64_t(a) << 16) | pa, y = (uint64_t(b) << 16) | pb;
+  if (x > y) std::swap(x, y);
+  return rte_hash_crc_8byte(y, rte_hash_crc_8byte(x, protocol));
+}
+
+bool reassemble(Worker& w, NatWorker& nw, rte_mbuf*& m) {
+  uint8_t l2 = meta(m).l2_len;
+  auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, l2);
+  m->l2_len = l2;
+  m->l3_len = uint32_t(ip->version_ihl & 0xf) * 4;
+  rte_mbuf* whole = rte_ipv4_frag_reassemble_packet(nw.fragments, &nw.death_row, m, w.now, ip);
+  if (!whole) return false;  // held until the rest arrives (or freed on timeout)
+  m = whole;
+  ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, l2);
+  ip->total_length = rte_cpu_to_be_16(uint16_t(rte_pktmbuf_pkt_len(m) - l2));
+  ip->fragment_offset = 0;
+  ip->hdr_checksum = 0;
+  ip->hdr_checksum = rte_ipv4_cksum(ip);
+  return true;
+}
+
+}  // namespace
+
+uint16_t nat_owner(const Worker& w, rte_mbuf* m, uint16_t origin, uint16_t exit) {
+  const Tables& t = *w.tables;
+  Flow f;
+  if (parse(m, f)) return w.queue;  // dropped where it is
+  uint32_t src = ipv4_src(f.ip), dst = ipv4_dst(f.ip);
+  uint16_t sport = f.sport, dport = f.dport;
+  if (f.quoted) {  // an error about the flow's packet the other way: as if it were a reply
+    src = ipv4_dst(f.quoted);
+    dst = ipv4_src(f.quoted);
+    std::swap(sport, dport);
+  }
+  const Translation* from = translation_of(t, origin);
+  const Translation* to = translation_of(t, exit);
+  std::optional<uint32_t> core_src = from ? map_out(*from, src) : src;
+  if (from && !core_src && from->pool_size)
+    return uint16_t(rte_hash_crc_4byte(src, origin) % t.workers);  // NAPT: the mapping's owner
+  if (to && to->in_pool(dst) && dport >= to->port_low) return uint16_t((dport - to->port_low) % t.workers);
+  return uint16_t(symmetric_hash(core_src.value_or(src), sport, dst, dport, f.protocol) % t.workers);
+}
+
+bool nat_cross(Worker& w, rte_mbuf*& m, uint16_t origin, uint16_t exit, bool owner_known) {
+  const Tables& t = *w.tables;
+  NatWorker& nw = *t.nat[w.queue];
+  auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, meta(m).l2_len);
+  if (rte_ipv4_frag_pkt_is_fragmented(ip) && !reassemble(w, nw, m)) return false;
+  if (!owner_known && t.workers > 1) {
+    uint16_t owner = nat_owner(w, m, origin, exit);
+    if (owner != w.queue) {
+      meta(m).origin = uint16_t(origin + 1);
+      meta(m).exit = exit;
+      meta(m).flags |= meta_handoff_nat;
+      if (rte_ring_mp_enqueue(w.handoff[owner], m) != 0) drop(w, m, Drop::handoff_full);
+      return false;
+    }
+  }
+  Flow f;
+  if (auto why = parse(m, f)) {
+    drop(w, m, *why);
+    return false;
+  }
+  FlowKey key{ipv4_src(f.ip), ipv4_dst(f.ip), f.sport, f.dport, origin, f.protocol, flow_session};
+  if (f.quoted)
+    key = FlowKey{ipv4_dst(f.quoted), ipv4_src(f.quoted), f.dport, f.sport, origin, f.protocol, flow_session};
+
+  void* data;
+  std::optional<uint32_t> index;
+  int direction = 0;
+  if (rte_hash_lookup_data(nw.index, &key, &data) >= 0) {
+    uint64_t v = reinterpret_cast<uintptr_t>(data);
+    index = uint32_t(v / 2);
+    direction = int(v % 2);
+    Session& s = nw.sessions[*index];
+    if (s.key[1 - direction].tenant != exit || stale(t, s) || w.now - s.last_seen > timeout_of(w, s)) {
+      // Routed elsewhere now, translated differently, or idle too long: start afresh.
+      end_session(w, nw, *index);
+      index.reset();
+      direction = 0;
+    } else if (s.policy_epoch != t.policy_epoch) {
+      // The rules changed since the session was made: does its flow still pass?
+      const FlowKey& k = s.key[0];
+      const PolicyRuleEntry* rule = decide(t, k.tenant, s.key[1].tenant, k.dst, k.protocol, k.dport);
+      if (!rule || !rule->permit) {
+        bump(w.counters->nat[k.tenant].policy_denied);
+        end_session(w, nw, *index);
+        drop(w, m, Drop::policy_denied);
+        return false;
+      }
+      s.rule = rule->slot;
+      s.policy_epoch = t.policy_epoch;
+    }
+  }
+  if (f.quoted) {
+    if (!index) {
+      drop(w, m, Drop::nat_no_session);
+      return false;
+    }
+    const Session& s = nw.sessions[*index];
+    const FlowKey& to = s.key[1 - direction];
+    // The error's source: the quoted packet's destination itself, or a router on the way (its
+    // own mapping if it has one, else it speaks for the destination).
+    uint32_t outer = ipv4_src(f.ip), outer_src = to.dst;
+    if (outer != key.src)
+      if (const Translation* x = translation_of(t, origin))
+        if (auto mapped = map_out(*x, outer)) outer_src = *mapped;
+    rewrite_error(m, f, to, outer_src);
+    bump(w.counters->nat[origin].translated);
+    return true;
+  }
+  if (!index) {
+    if (!f.creates) {
+      drop(w, m, Drop::nat_no_session);
+      return false;
+    }
+    Drop why = Drop::nat_no_session;
+    index = create_session(w, nw, f, key, origin, exit, why);
+    if (!index) {
+      drop(w, m, why);
+      return false;
+    }
+  }
+  Session& s = nw.sessions[*index];
+  s.last_seen = w.now;
+  if (f.protocol == IPPROTO_TCP) {
+    uint8_t bits = direction ? tcp_seen_reverse : 0;
+    if (f.tcp_flags & RTE_TCP_SYN_FLAG) bits |= direction ? tcp_syn_reverse : tcp_syn_forward;
+    if (f.tcp_flags & RTE_TCP_FIN_FLAG) bits |= direction ? tcp_fin_reverse : tcp_fin_forward;
+    if (f.tcp_flags & RTE_TCP_RST_FLAG) bits |= tcp_rst;
+    s.tcp |= bits;
+  }
+  const FlowKey& o = s.key[1 - direction];
+  rewrite(f, o.dst, o.src, o.dport, o.sport);
+  bump(w.counters->nat[origin].translated);
+  return true;
+}
+
+void nat_sweep(Worker& w) {
+  const Tables& t = *w.tables;
+  if (!t.nat) return;
+  NatWorker& nw = *t.nat[w.queue];
+  rte_ip_frag_free_death_row(&nw.death_row, 3);
+  if (nw.n_free_sessions == nw.capacity) return;
+  for (unsigned k = 0; k < 16; k++) {
+    uint32_t i = nw.sweep;
+    nw.sweep = i + 1 == nw.capacity ? 0 : i + 1;
+    Session& s = nw.sessions[i];
+    if (s.live && (stale(t, s) || w.now - s.last_seen > timeout_of(w, s))) end_session(w, nw, i);
+  }
+}

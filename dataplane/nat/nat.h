@@ -1,0 +1,100 @@
+#pragma once
+// Crossing the IX core: policy, sessions and address translation (docs/nat.md).
+//
+// A packet crosses the core when a route leaks it from a tenant into the core and the core
+// sends it on to another tenant (or out of a core interface, or to the core's own address).
+// At that moment medix knows where the flow comes from (origin) and where it goes (exit), so
+// one step does it all: find the flow's session, or create it if the policy permits, and
+// rewrite source (the origin's static mapping or NAPT pool) and destination (the exit's).
+//
+// Sessions belong to one worker and live in its own tables: no locks, no atomics on the hot
+// path. With several workers a flow is owned by the worker a hash of its core-side
+// endpoints picks (NAPT flows: the worker whose port range holds the flow's pool port), and
+// packets arriving elsewhere are handed to the owner, as for SAs.
+#include <rte_hash.h>
+#include <rte_ip_frag.h>
+
+#include <atomic>
+#include <cstdint>
+
+struct Worker;
+struct rte_mbuf;
+
+// The 16 bytes sessions and NAPT mappings are found by.
+struct FlowKey {
+  uint32_t src, dst;      // host byte order
+  uint16_t sport, dport;  // ICMP echo: the identifier in both
+  uint16_t tenant;        // where the packet comes from
+  uint8_t protocol;
+  uint8_t kind;  // FlowKind
+  bool operator==(const FlowKey&) const = default;
+};
+static_assert(sizeof(FlowKey) == 16);
+
+enum FlowKind : uint8_t {
+  flow_session = 0,
+  mapping_inside = 1,   // NAPT: (tenant, inside address, port, protocol)
+  mapping_outside = 2,  // NAPT: (pool address, port, protocol)
+};
+
+// TCP progress of a session (RFC 7857 timeouts follow from it).
+enum TcpBits : uint8_t {
+  tcp_syn_forward = 1,
+  tcp_syn_reverse = 2,
+  tcp_fin_forward = 4,
+  tcp_fin_reverse = 8,
+  tcp_rst = 16,
+  tcp_seen_reverse = 32,  // any packet the other way
+};
+
+// One flow across the core. key[0]: its packets as they reach the core from the side that
+// started it; key[1]: the replies as they reach the core from the other side. A packet matching
+// key[d] is rewritten to look like the reverse of key[1 - d].
+struct Session {
+  // Odd while the owner writes; readers on other threads (listing) retry or skip.
+  std::atomic<uint32_t> seq;
+  uint8_t live;
+  uint8_t tcp;    // TcpBits
+  uint16_t rule;  // policy rule slot that permitted it
+  FlowKey key[2];
+  uint64_t last_seen;  // TSC
+  uint32_t epoch[2];   // of key[d].tenant's translation when it was made
+  uint32_t policy_epoch;
+  uint32_t mapping;  // NAPT mapping index + 1; 0: none
+};
+
+struct Mapping {
+  FlowKey inside, outside;
+  uint32_t refs;  // sessions using it
+  uint32_t epoch;
+};
+
+struct NatWorker {
+  rte_hash* index = nullptr;  // FlowKey -> session index * 2 + direction, or mapping index
+  Session* sessions = nullptr;
+  Mapping* mappings = nullptr;
+  uint32_t capacity = 0;  // sessions (and mappings)
+  uint32_t* free_sessions = nullptr;
+  uint32_t n_free_sessions = 0;
+  uint32_t* free_mappings = nullptr;
+  uint32_t n_free_mappings = 0;
+  uint32_t sweep = 0;               // the next session the expiry sweep looks at
+  uint32_t port_cursor = 0;         // where the NAPT port search starts
+  uint32_t* sessions_of = nullptr;  // live sessions by origin tenant slot
+  rte_ip_frag_tbl* fragments = nullptr;
+  rte_ip_frag_death_row death_row{};
+};
+
+// Allocates one worker's tables (control side, before workers see them); nullptr on failure.
+NatWorker* nat_worker_create(unsigned queue, uint32_t capacity, unsigned socket);
+
+// The packet in `m` (IPv4 header at meta.l2_len) crosses the core from tenant `origin` to
+// tenant `exit`. True: translated, go on; false: consumed (dropped and counted, held for
+// reassembly, or handed to the owner worker). `m` may change (a reassembled packet).
+bool nat_cross(Worker& w, rte_mbuf*& m, uint16_t origin, uint16_t exit, bool owner_known);
+
+// A worker's housekeeping between bursts: ends a few idle sessions, frees fragments.
+void nat_sweep(Worker& w);
+
+// Which worker owns the session of this packet (its queue).
+uint16_t nat_owner(const Worker& w, rte_mbuf* m, uint16_t origin, uint16_t exit);
