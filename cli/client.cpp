@@ -129,6 +129,23 @@ v1::CountersSnapshot Client::counters() {
   return response;
 }
 
+v1::ListSessionsResponse Client::sessions(const v1::ListSessionsRequest& request) {
+  grpc::ClientContext context;
+  set_deadline(context, read_deadline);
+  v1::ListSessionsResponse response;
+  check(stub_->ListSessions(&context, request, &response));
+  return response;
+}
+
+void Client::clear_sessions(const std::string& tenant) {
+  grpc::ClientContext context;
+  set_deadline(context, read_deadline);
+  v1::ClearSessionsRequest request;
+  request.set_tenant(tenant);
+  v1::ClearSessionsResponse response;
+  check(stub_->ClearSessions(&context, request, &response));
+}
+
 v1::Runtime Client::runtime() {
   grpc::ClientContext context;
   set_deadline(context, read_deadline);

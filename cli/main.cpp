@@ -29,6 +29,9 @@ constexpr const char* usage_text =
   counters                            ports, interfaces, tenants and events
   drops [--lcore] [--all]             drop reasons that counted something (--all: every reason)
   runtime [--lcore]                   calls, packets and cycles per packet of every stage
+  sessions [TENANT] [--address A] [--port P] [--protocol N] [--limit N]
+                                      flows crossing the IX core, as they entered and left it
+  sessions clear TENANT               end every session the tenant takes part in
   watch counters [--interval MS] [--count N]
                                       rates over each interval (default 1000 ms), N intervals
   apply FILE                          a config file (JSON of medix.dataplane.v1.Config) as one
@@ -41,7 +44,7 @@ constexpr const char* usage_text =
   delete KIND KEY...
 
 KIND and KEY: port NAME, tenant NAME, interface NAME, route TENANT PREFIX,
-  neighbour INTERFACE ADDRESS, tunnel NAME, sa SPI, static-mapping TENANT, napt-pool TENANT,
+  neighbour INTERFACE ADDRESS, tunnel NAME, sa SPI, static-mapping TENANT PREFIX, napt-pool TENANT,
   policy-rule NAME (the plural is accepted too: show routes).
 set creates the object or changes only the fields given (addresses given replace the old ones).
 
@@ -143,6 +146,37 @@ int drops(const Context& c, Args& args) {
     std::cout << to_json(selected, true);
   else
     print_drops(std::cout, selected, by_lcore);
+  return 0;
+}
+
+int sessions(const Context& c, Args& args) {
+  if (args.take("clear")) {
+    std::string tenant = args.next("a tenant name");
+    args.expect_done();
+    c.client.clear_sessions(tenant);
+    if (!c.json) std::cout << "sessions of " << tenant << " cleared\n";
+    return 0;
+  }
+  v1::ListSessionsRequest request;
+  while (!args.done()) {
+    if (args.take("--address"))
+      request.set_address(args.next("an address"));
+    else if (args.take("--port"))
+      request.set_port(args.next_u32("port"));
+    else if (args.take("--protocol"))
+      request.set_protocol(args.next_u32("protocol"));
+    else if (args.take("--limit"))
+      request.set_limit(args.next_u32("limit"));
+    else if (request.tenant().empty() && !args.peek().starts_with("-"))
+      request.set_tenant(args.next("a tenant name"));
+    else
+      throw UsageError("sessions: unknown option " + args.peek());
+  }
+  auto response = c.client.sessions(request);
+  if (c.json)
+    std::cout << to_json(response, true);
+  else
+    print_sessions(std::cout, response);
   return 0;
 }
 
@@ -381,7 +415,7 @@ int run(int argc, char** argv) {
   }
   using Command = int (*)(const Context&, Args&);
   const std::vector<std::pair<std::string, Command>> commands = {
-      {"show", show},   {"counters", counters}, {"drops", drops}, {"runtime", runtime},
+      {"show", show},   {"counters", counters}, {"drops", drops}, {"runtime", runtime}, {"sessions", sessions},
       {"watch", watch}, {"apply", apply},       {"set", set},     {"delete", remove},
   };
   for (const auto& [name, function] : commands) {

@@ -130,7 +130,8 @@ const std::vector<KindInfo>& kinds() {
       {"neighbour", "neighbours", "neighbours", v1::NEIGHBOUR, Case::kNeighbour, "INTERFACE ADDRESS"},
       {"tunnel", "tunnels", "tunnels", v1::TUNNEL, Case::kTunnel, "NAME"},
       {"sa", "sas", "sas", v1::SA, Case::kSa, "SPI"},
-      {"static-mapping", "static-mappings", "static_mappings", v1::STATIC_MAPPING, Case::kStaticMapping, "TENANT"},
+      {"static-mapping", "static-mappings", "static_mappings", v1::STATIC_MAPPING, Case::kStaticMapping,
+       "TENANT PREFIX"},
       {"napt-pool", "napt-pools", "napt_pools", v1::NAPT_POOL, Case::kNaptPool, "TENANT"},
       {"policy-rule", "policy-rules", "policy_rules", v1::POLICY_RULE, Case::kPolicyRule, "NAME"},
   };
@@ -165,7 +166,10 @@ v1::Object key_object(const KindInfo& kind, Args& args) {
       break;
     case Case::kTunnel: object.mutable_tunnel()->set_name(args.next("a tunnel name")); break;
     case Case::kSa: object.mutable_sa()->set_spi(args.next_u32("SPI")); break;
-    case Case::kStaticMapping: object.mutable_static_mapping()->set_tenant(args.next("a tenant name")); break;
+    case Case::kStaticMapping:
+      object.mutable_static_mapping()->set_tenant(args.next("a tenant name"));
+      object.mutable_static_mapping()->set_tenant_prefix(args.next("the mapping's tenant prefix"));
+      break;
     case Case::kNaptPool: object.mutable_napt_pool()->set_tenant(args.next("a tenant name")); break;
     case Case::kPolicyRule: object.mutable_policy_rule()->set_name(args.next("a rule name")); break;
     case Case::KIND_NOT_SET: throw std::logic_error("key_object: no kind");
@@ -184,7 +188,8 @@ std::string key_string(const v1::Object& object) {
       return kind + object.neighbour().interface() + "/" + canonical_address(object.neighbour().address());
     case Case::kTunnel: return kind + object.tunnel().name();
     case Case::kSa: return kind + std::to_string(object.sa().spi());
-    case Case::kStaticMapping: return kind + object.static_mapping().tenant();
+    case Case::kStaticMapping:
+      return kind + object.static_mapping().tenant() + "/" + canonical_prefix(object.static_mapping().tenant_prefix());
     case Case::kNaptPool: return kind + object.napt_pool().tenant();
     case Case::kPolicyRule: return kind + object.policy_rule().name();
     case Case::KIND_NOT_SET: break;

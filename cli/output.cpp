@@ -282,6 +282,29 @@ void print_counters(std::ostream& out, const v1::CountersSnapshot& snapshot) {
     sas.print(out);
     out << '\n';
   }
+  if (snapshot.nat_size()) {
+    Table nat({{"TENANT"},
+               {"SESSIONS", true},
+               {"CREATED", true},
+               {"TRANSLATED", true},
+               {"NAPT-MAPPINGS", true},
+               {"POOL-EXHAUSTED", true},
+               {"LIMIT-HITS", true},
+               {"NO-MAPPING", true},
+               {"DENIED", true}});
+    for (const auto& n : snapshot.nat())
+      nat.row({n.tenant(), num(n.sessions()), num(n.sessions_created()), num(n.translated()), num(n.napt_mappings()),
+               num(n.pool_exhausted()), num(n.session_limit()), num(n.no_mapping()), num(n.policy_denied())});
+    nat.print(out);
+    out << '\n';
+  }
+  if (snapshot.policy_rules_size()) {
+    Table rules({{"RULE"}, {"ACTION"}, {"MATCHED", true}});
+    for (const auto& r : snapshot.policy_rules())
+      rules.row({r.name(), r.permit() ? "permit" : "deny", num(r.matched())});
+    rules.print(out);
+    out << '\n';
+  }
   const auto& e = snapshot.events();
   Table events({{"EVENT"}, {"COUNT", true}});
   events.row({"icmp_sent", num(e.icmp_sent())});
@@ -290,6 +313,28 @@ void print_counters(std::ostream& out, const v1::CountersSnapshot& snapshot) {
   events.row({"arp_replies_sent", num(e.arp_replies_sent())});
   events.row({"arp_replies_received", num(e.arp_replies_received())});
   events.print(out);
+}
+
+void print_sessions(std::ostream& out, const v1::ListSessionsResponse& sessions) {
+  Table table({{"PROTO", true},
+               {"TENANT"},
+               {"SOURCE"},
+               {"DESTINATION"},
+               {"PEER-TENANT"},
+               {"AS-SOURCE"},
+               {"AS-DESTINATION"},
+               {"STATE"},
+               {"IDLE-MS", true},
+               {"EXPIRES-MS", true},
+               {"LCORE", true},
+               {"RULE"}});
+  for (const auto& s : sessions.sessions())
+    table.row({num(s.protocol()), s.tenant(), s.source(), s.destination(), s.peer_tenant(), s.translated_source(),
+               s.translated_destination(), s.state(), num(s.idle_ms()), num(s.expires_in_ms()), num(s.lcore()),
+               s.rule()});
+  table.print(out);
+  if (uint64_t(sessions.sessions_size()) < sessions.total())
+    out << sessions.sessions_size() << " of " << sessions.total() << " sessions shown (--limit N for more)\n";
 }
 
 v1::CountersSnapshot select_drops(const v1::CountersSnapshot& snapshot, bool by_lcore, bool all) {

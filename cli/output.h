@@ -37,6 +37,7 @@ std::string to_json(const google::protobuf::Message& message, bool pretty);
 void print_objects(std::ostream& out, const KindInfo& kind,
                    const google::protobuf::RepeatedPtrField<v1::Object>& objects);
 // Ports, interfaces, tenants and events.
+void print_sessions(std::ostream& out, const v1::ListSessionsResponse& sessions);
 void print_counters(std::ostream& out, const v1::CountersSnapshot& snapshot);
 // The drop reasons (summed, or each lcore's) that are not zero, or all of them.
 v1::CountersSnapshot select_drops(const v1::CountersSnapshot& snapshot, bool by_lcore, bool all);

@@ -1,6 +1,7 @@
 #include "api/server.h"
 
 #include <grpcpp/grpcpp.h>
+#include <rte_cycles.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include "config/text.h"
 #include "infra/snapshot.h"
 #include "medix/dataplane/v1/dataplane.grpc.pb.h"
+#include "nat/nat.h"
 
 namespace v1 = medix::dataplane::v1;
 using medix::control::Code;
@@ -146,11 +148,32 @@ class Service final : public v1::Dataplane::Service {
             return grpc::Status::OK;
           }
           break;
+        case Kind::kStaticMapping: {
+          auto k = medix::control::mapping_key(key.static_mapping());
+          if (!k)
+            return {
+                grpc::StatusCode::INVALID_ARGUMENT,
+                "key.static_mapping.tenant_prefix: \"" + key.static_mapping().tenant_prefix() + "\" is not a prefix"};
+          if (auto it = in.static_mappings.find(*k); it != in.static_mappings.end()) {
+            *o->mutable_static_mapping() = it->second;
+            return grpc::Status::OK;
+          }
+          break;
+        }
+        case Kind::kNaptPool:
+          if (auto it = in.napt_pools.find(key.napt_pool().tenant()); it != in.napt_pools.end()) {
+            *o->mutable_napt_pool() = it->second;
+            return grpc::Status::OK;
+          }
+          break;
+        case Kind::kPolicyRule:
+          if (auto it = in.policy_rules.find(key.policy_rule().name()); it != in.policy_rules.end()) {
+            *o->mutable_policy_rule() = it->second;
+            return grpc::Status::OK;
+          }
+          break;
         case Kind::KIND_NOT_SET:
-          return {grpc::StatusCode::INVALID_ARGUMENT, "key: an object with its key fields is required"};
-        default:
-          return {grpc::StatusCode::UNIMPLEMENTED, std::string("key: ") + medix::control::kind_name(key.kind_case()) +
-                                                       " objects are not supported by this medix-dp yet"};
+        default: return {grpc::StatusCode::INVALID_ARGUMENT, "key: an object with its key fields is required"};
       }
       return {grpc::StatusCode::NOT_FOUND, std::string("no such ") + medix::control::kind_name(key.kind_case())};
     });
@@ -245,10 +268,31 @@ class Service final : public v1::Dataplane::Service {
                 response->set_next_page_token(std::to_string(start + response->objects_size()));
               break;
             }
-            case v1::KIND_UNSPECIFIED: return {grpc::StatusCode::INVALID_ARGUMENT, "kind: is required"};
-            default:
-              return {grpc::StatusCode::UNIMPLEMENTED,
-                      "kind: " + v1::Kind_Name(request->kind()) + " objects are not supported by this medix-dp yet"};
+            case v1::STATIC_MAPPING:
+            case v1::NAPT_POOL:
+            case v1::POLICY_RULE: {
+              // Few: the token is how many earlier pages held, in key order.
+              size_t start = token.empty() ? 0 : std::stoul(token), i = 0, total = 0;
+              auto add = [&](const std::string& of, auto set) {
+                if (!tenant.empty() && of != tenant) return;
+                if (total++ >= start && !full()) set(response->add_objects());
+                i++;
+              };
+              if (request->kind() == v1::STATIC_MAPPING)
+                for (const auto& [k, m] : in.static_mappings)
+                  add(k.tenant, [&](v1::Object* o) { *o->mutable_static_mapping() = m; });
+              if (request->kind() == v1::NAPT_POOL)
+                for (const auto& [k, p] : in.napt_pools) add(k, [&](v1::Object* o) { *o->mutable_napt_pool() = p; });
+              if (request->kind() == v1::POLICY_RULE)
+                for (const auto& [k, r] : in.policy_rules)
+                  add(tenant.empty() || r.from_tenant() == tenant ? tenant : r.to_tenant(),
+                      [&](v1::Object* o) { *o->mutable_policy_rule() = r; });
+              if (start + size_t(response->objects_size()) < total)
+                response->set_next_page_token(std::to_string(start + response->objects_size()));
+              break;
+            }
+            case v1::KIND_UNSPECIFIED:
+            default: return {grpc::StatusCode::INVALID_ARGUMENT, "kind: is required"};
           }
           return grpc::Status::OK;
         });
@@ -291,6 +335,84 @@ class Service final : public v1::Dataplane::Service {
         if (!writer->Write(out)) return grpc::Status::OK;
       }
     }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ListSessions(grpc::ServerContext*, const v1::ListSessionsRequest* request,
+                            v1::ListSessionsResponse* response) override {
+    std::optional<uint32_t> address;
+    if (!request->address().empty()) {
+      address = parse_ipv4(request->address());
+      if (!address)
+        return {grpc::StatusCode::INVALID_ARGUMENT, "address: \"" + request->address() + "\" is not an IPv4 address"};
+    }
+    if (request->port() > 65535)
+      return {grpc::StatusCode::INVALID_ARGUMENT,
+              "port: " + std::to_string(request->port()) + " is out of range 0..65535"};
+    if (request->protocol() > 255)
+      return {grpc::StatusCode::INVALID_ARGUMENT,
+              "protocol: " + std::to_string(request->protocol()) + " is out of range 0..255"};
+    if (request->limit() > 1000000) return {grpc::StatusCode::INVALID_ARGUMENT, "limit: at most 1000000"};
+    uint32_t limit = request->limit() ? request->limit() : 1000;
+    const uint64_t* timeouts = dp_.workers.front()->timeouts;
+    uint64_t now = rte_rdtsc(), hz = dp_.tsc_hz;
+    return dp_.controller.read([&](const Intent& in, const medix::control::Committer& c, uint64_t) -> grpc::Status {
+      const Tables& t = *c.current();
+      std::optional<uint16_t> tenant;
+      if (!request->tenant().empty()) {
+        if (!in.tenants.count(request->tenant()))
+          return {grpc::StatusCode::NOT_FOUND, "tenant: no tenant named \"" + request->tenant() + "\""};
+        for (uint16_t i = 0; i < t.tenants.size(); i++)
+          if (t.tenants[i].fib && t.tenants[i].name == request->tenant()) tenant = i;
+      }
+      auto endpoint = [](uint32_t a, uint16_t p) { return format_ipv4(a) + ":" + std::to_string(p); };
+      uint64_t total = 0;
+      for_each_session(t.nat, t.workers, [&](uint16_t q, const SessionView& v) {
+        for (int d = 0; d < 2; d++) {  // ended lazily (tenant cleared or translation changed)
+          uint16_t slot = v.key[d].tenant;
+          if (slot >= t.tenants.size() || !t.tenants[slot].fib || t.tenants[slot].nat.epoch != v.epoch[d]) return;
+        }
+        const FlowKey &a = v.key[0], &b = v.key[1];
+        uint64_t idle = now > v.last_seen ? now - v.last_seen : 0;
+        uint64_t timeout = session_timeout(timeouts, a.protocol, v.tcp);
+        if (idle > timeout) return;
+        if (tenant && a.tenant != *tenant && b.tenant != *tenant) return;
+        if (request->protocol() && a.protocol != request->protocol()) return;
+        if (address && a.src != *address && a.dst != *address && b.src != *address && b.dst != *address) return;
+        uint16_t port = uint16_t(request->port());
+        if (port && a.sport != port && a.dport != port && b.sport != port && b.dport != port) return;
+        if (total++ >= limit) return;
+        auto* s = response->add_sessions();
+        s->set_protocol(a.protocol);
+        s->set_tenant(t.tenants[a.tenant].name);
+        s->set_source(endpoint(a.src, a.sport));
+        s->set_destination(endpoint(a.dst, a.dport));
+        s->set_peer_tenant(t.tenants[b.tenant].name);
+        s->set_translated_source(endpoint(b.dst, b.dport));
+        s->set_translated_destination(endpoint(b.src, b.sport));
+        if (a.protocol == 6) {
+          bool closing = (v.tcp & tcp_rst) || ((v.tcp & tcp_fin_forward) && (v.tcp & tcp_fin_reverse));
+          bool established = (v.tcp & tcp_syn_forward) ? (v.tcp & tcp_syn_reverse) : (v.tcp & tcp_seen_reverse);
+          s->set_state(closing ? "closing" : established ? "established" : "syn");
+        } else {
+          s->set_state("active");
+        }
+        s->set_idle_ms(idle * 1000 / hz);
+        s->set_expires_in_ms((timeout - idle) * 1000 / hz);
+        s->set_lcore(dp_.workers[q]->lcore);
+        for (const auto& r : t.rules)
+          if (r.slot == v.rule) s->set_rule(r.name);
+      });
+      response->set_total(total);
+      return grpc::Status::OK;
+    });
+  }
+
+  grpc::Status ClearSessions(grpc::ServerContext*, const v1::ClearSessionsRequest* request,
+                             v1::ClearSessionsResponse*) override {
+    if (request->tenant().empty()) return {grpc::StatusCode::INVALID_ARGUMENT, "tenant: is required"};
+    if (!dp_.controller.clear_sessions(request->tenant()))
+      return {grpc::StatusCode::NOT_FOUND, "tenant: no tenant named \"" + request->tenant() + "\""};
     return grpc::Status::OK;
   }
 
@@ -410,6 +532,24 @@ class Service final : public v1::Dataplane::Service {
         d->set_reason(sa_drop_names[r]);
         d->set_packets(x.drops[r]);
       }
+    }
+    for (const auto& [name, n] : s.nat) {
+      auto* x = out.add_nat();
+      x->set_tenant(name);
+      x->set_sessions(n.sessions_created > n.sessions_ended ? n.sessions_created - n.sessions_ended : 0);
+      x->set_sessions_created(n.sessions_created);
+      x->set_translated(n.translated);
+      x->set_napt_mappings(n.mappings_created > n.mappings_ended ? n.mappings_created - n.mappings_ended : 0);
+      x->set_pool_exhausted(n.pool_exhausted);
+      x->set_session_limit(n.session_limit);
+      x->set_no_mapping(n.no_mapping);
+      x->set_policy_denied(n.policy_denied);
+    }
+    for (const auto& r : s.rules) {
+      auto* x = out.add_policy_rules();
+      x->set_name(r.name);
+      x->set_matched(r.matched);
+      x->set_permit(r.permit);
     }
     auto* e = out.mutable_events();
     e->set_icmp_sent(s.totals.icmp_sent);

@@ -26,6 +26,7 @@ constexpr uint16_t tx_descriptors = 1024;
 
 Committer::~Committer() {
   delete current();
+  for (NatWorker* n : nat_) nat_worker_free(n);
   for (SaState* sa : sas_) rte_free(sa);
   rte_hash_free(sa_index_);
   if (mgr_) free_mb_mgr(mgr_);
@@ -146,6 +147,18 @@ void Committer::learn(const LearnedNeighbour& learned) {
   rte_ether_addr mac;
   memcpy(mac.addr_bytes, learned.mac, 6);
   neighbours_.set(learned.interface, learned.address, mac, false);
+}
+
+bool Committer::clear_sessions(const std::string& tenant) {
+  auto slot = tenant_slot_.find(tenant);
+  if (slot == tenant_slot_.end()) return false;
+  auto next = std::make_unique<Tables>(*current());
+  next->tenants[slot->second].nat.epoch = ++epochs_;
+  const Tables* previous = current();
+  current_.store(next.release(), std::memory_order_release);
+  if (params_.rcu) rte_rcu_qsbr_synchronize(params_.rcu, RTE_QSBR_THRID_INVALID);
+  delete previous;
+  return true;
 }
 
 void Committer::stop_ports() {
@@ -688,12 +701,15 @@ std::optional<Error> Committer::build_crossing(const Diff& diff, const Intent& i
     uint32_t per_worker = std::max<uint32_t>(64, params_.max_sessions / params_.queues);
     for (uint16_t q = 0; q < params_.queues; q++) {
       NatWorker* n = nat_worker_create(q, per_worker, params_.socket);
-      if (!n)
+      if (!n) {
+        for (NatWorker* made : nat_) nat_worker_free(made);
+        nat_.clear();
         return Error{Code::resource_exhausted,
                      "cannot allocate the session tables (" + std::to_string(params_.max_sessions) +
                          " sessions, about 200 bytes each): give EAL more memory with -m, or lower "
                          "settings.max_sessions",
                      v1::Object::KindCase::kTenant, ""};
+      }
       nat_.push_back(n);
     }
   }

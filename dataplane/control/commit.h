@@ -42,6 +42,9 @@ class Committer {
   std::optional<Error> commit(const Diff& diff, const Intent& intent, uint64_t version);
   // A neighbour a worker learned from ARP (control side, under the controller's lock).
   void learn(const LearnedNeighbour& learned);
+  // Ends every session the tenant takes part in: its translation epoch changes, and workers
+  // end such sessions on their next packet or sweep. False if there is no such tenant.
+  bool clear_sessions(const std::string& tenant);
   // Stops every port (at exit).
   void stop_ports();
 

@@ -48,6 +48,10 @@ class Controller {
     return events_total_;
   }
   void stop_ports();
+  bool clear_sessions(const std::string& tenant) {
+    std::lock_guard lock(mutex_);
+    return committer_.clear_sessions(tenant);
+  }
   const std::atomic<const Tables*>& published() const { return committer_.published(); }
   void set_device_check(std::function<bool(const std::string&)> f) { intent_.device_exists = std::move(f); }
 

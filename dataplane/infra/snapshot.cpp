@@ -61,6 +61,11 @@ CounterSnapshot take_snapshot(Dataplane& dp, bool with_neighbours) {
     });
     for (size_t i = 0; i < t.tenants.size(); i++)
       if (t.tenants[i].fib) s.tenants.push_back({t.tenants[i].name, minus(s.totals.tenants[i], base.tenants[i])});
+    if (t.nat)
+      for (size_t i = 0; i < t.tenants.size(); i++)
+        if (t.tenants[i].fib) s.nat.push_back({t.tenants[i].name, minus(s.totals.nat[i], base.nat[i])});
+    for (const auto& r : t.rules)
+      s.rules.push_back({r.name, s.totals.rule_matched[r.slot] - base.rule_matched[r.slot], r.permit});
     if (with_neighbours)
       t.neighbours->for_each([&](const NeighbourKey& key, const rte_ether_addr& mac, bool is_static) {
         char text[RTE_ETHER_ADDR_FMT_SIZE];

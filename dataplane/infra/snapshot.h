@@ -31,6 +31,14 @@ struct CounterSnapshot {
     uint64_t drops[unsigned(SaDrop::count)];
   };
   std::vector<Sa> sas;
+  // Crossing the core (when a core tenant exists): by origin tenant, and by rule.
+  std::vector<std::pair<std::string, Counters::Nat>> nat;
+  struct Rule {
+    std::string name;
+    uint64_t matched;
+    bool permit;
+  };
+  std::vector<Rule> rules;
 };
 
 inline constexpr const char* sa_drop_names[] = {

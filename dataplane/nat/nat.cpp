@@ -31,7 +31,8 @@ NatWorker* nat_worker_create(unsigned queue, uint32_t capacity, unsigned socket)
   void* at = rte_zmalloc_socket("nat", sizeof(NatWorker), RTE_CACHE_LINE_SIZE, int(socket));
   if (!at) return nullptr;
   auto* n = new (at) NatWorker();
-  std::string name = "nat_index" + std::to_string(queue);
+  static std::atomic<unsigned> serial{0};  // EAL object names are unique per process
+  std::string name = "nat_index" + std::to_string(queue) + "_" + std::to_string(serial++);
   rte_hash_parameters hp{};
   hp.name = name.c_str();
   // Two keys per session and per mapping; mappings are fewer than sessions.
@@ -52,14 +53,32 @@ NatWorker* nat_worker_create(unsigned queue, uint32_t capacity, unsigned socket)
   // Packets of up to RTE_LIBRTE_IP_FRAG_MAX_FRAG fragments, given 2 s to complete.
   n->fragments = rte_ip_frag_table_create(1024, 16, 4096, rte_get_tsc_hz() * 2, int(socket));
   if (!n->index || !n->sessions || !n->mappings || !n->free_sessions || !n->free_mappings || !n->sessions_of ||
-      !n->fragments)
-    return nullptr;  // EAL memory is gone with the process; nothing to unwind for a failed start
+      !n->fragments) {
+    nat_worker_free(n);
+    return nullptr;
+  }
   for (uint32_t i = 0; i < capacity; i++) {
     n->free_sessions[i] = capacity - 1 - i;
     n->free_mappings[i] = capacity - 1 - i;
   }
   n->n_free_sessions = n->n_free_mappings = capacity;
   return n;
+}
+
+void nat_worker_free(NatWorker* n) {
+  if (!n) return;
+  rte_hash_free(n->index);
+  rte_free(n->sessions);
+  rte_free(n->mappings);
+  rte_free(n->free_sessions);
+  rte_free(n->free_mappings);
+  rte_free(n->sessions_of);
+  if (n->fragments) {
+    rte_ip_frag_free_death_row(&n->death_row, 0);
+    rte_ip_frag_table_destroy(n->fragments);
+  }
+  n->~NatWorker();
+  rte_free(n);
 }
 
 namespace {
@@ -249,19 +268,7 @@ std::optional<uint32_t> map_in(const Translation& x, uint32_t ip) {
   return std::nullopt;
 }
 
-uint64_t timeout_of(const Worker& w, const Session& s) {
-  switch (s.key[0].protocol) {
-    case IPPROTO_TCP: {
-      uint8_t b = s.tcp;
-      bool closing = (b & tcp_rst) || ((b & tcp_fin_forward) && (b & tcp_fin_reverse));
-      bool established = (b & tcp_syn_forward) ? (b & tcp_syn_reverse) : (b & tcp_seen_reverse);
-      return w.timeouts[!closing && established ? timeout_tcp_established : timeout_tcp_transitory];
-    }
-    case IPPROTO_UDP: return w.timeouts[timeout_udp];
-    case IPPROTO_ICMP: return w.timeouts[timeout_icmp];
-    default: return w.timeouts[timeout_other];
-  }
-}
+uint64_t timeout_of(const Worker& w, const Session& s) { return session_timeout(w.timeouts, s.key[0].protocol, s.tcp); }
 
 bool stale(const Tables& t, const Session& s) {
   for (int d = 0; d < 2; d++) {

@@ -87,6 +87,7 @@ struct NatWorker {
 
 // Allocates one worker's tables (control side, before workers see them); nullptr on failure.
 NatWorker* nat_worker_create(unsigned queue, uint32_t capacity, unsigned socket);
+void nat_worker_free(NatWorker* n);  // nullptr: nothing
 
 // The packet in `m` (IPv4 header at meta.l2_len) crosses the core from tenant `origin` to
 // tenant `exit`. True: translated, go on; false: consumed (dropped and counted, held for
@@ -98,3 +99,45 @@ void nat_sweep(Worker& w);
 
 // Which worker owns the session of this packet (its queue).
 uint16_t nat_owner(const Worker& w, rte_mbuf* m, uint16_t origin, uint16_t exit);
+
+// What a session looks like to a reader on another thread (the API).
+struct SessionView {
+  FlowKey key[2];
+  uint8_t tcp;
+  uint16_t rule;
+  uint64_t last_seen;
+  uint32_t epoch[2];
+};
+
+// Idle timeout of a session, in TSC (RFC 7857: TCP by its progress).
+inline uint64_t session_timeout(const uint64_t* timeouts, uint8_t protocol, uint8_t tcp) {
+  switch (protocol) {
+    case 6: {
+      bool closing = (tcp & tcp_rst) || ((tcp & tcp_fin_forward) && (tcp & tcp_fin_reverse));
+      bool established = (tcp & tcp_syn_forward) ? (tcp & tcp_syn_reverse) : (tcp & tcp_seen_reverse);
+      return timeouts[!closing && established ? 0 : 1];  // SessionTimeout order
+    }
+    case 17: return timeouts[2];
+    case 1: return timeouts[3];
+    default: return timeouts[4];
+  }
+}
+
+// Every live session of every worker, read lock-free while workers run; a session that
+// changes under the reader is skipped (it was being made or ended).
+template <typename F>
+void for_each_session(NatWorker* const* workers, uint16_t n, F&& f) {
+  if (!workers) return;
+  for (uint16_t q = 0; q < n; q++) {
+    const NatWorker& nw = *workers[q];
+    for (uint32_t i = 0; i < nw.capacity; i++) {
+      const Session& s = nw.sessions[i];
+      uint32_t before = s.seq.load(std::memory_order_acquire);
+      if ((before & 1) || !s.live) continue;
+      SessionView v{{s.key[0], s.key[1]}, s.tcp, s.rule, s.last_seen, {s.epoch[0], s.epoch[1]}};
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (s.seq.load(std::memory_order_relaxed) != before) continue;
+      f(q, v);
+    }
+  }
+}

@@ -755,21 +755,21 @@ def oversized_batch(f, d, c):
 
 
 @test
-def unimplemented_kinds(f, d, c):
+def ipsec_and_nat_kinds(f, d, c):
     samples = [
         pb.Tunnel(name="tun0", tenant="hosp-a", underlay_tenant="core", local_address="100.100.2.1",
                   remote_address="100.100.2.9", encap_udp_port=4500, mtu=1400,
                   local_selectors=["10.0.0.0/24"], remote_selectors=["10.9.0.0/24"]),
         pb.SecurityAssociation(spi=0x1000, tunnel="tun0", inbound=True, cipher=pb.AES_GCM_128,
                                cipher_key=bytes(20), replay_window=64),
-        pb.StaticMapping(tenant="hosp-a", tenant_prefix="10.0.0.0/16", core_prefix="100.64.1.0/16"),
+        pb.StaticMapping(tenant="hosp-a", tenant_prefix="10.0.0.0/16", core_prefix="100.65.0.0/16"),
         pb.NaptPool(tenant="hosp-a", addresses=["100.64.9.1"], session_limit=1000),
         pb.PolicyRule(name="allow-pacs", priority=10, from_tenant="hosp-a", to_tenant="core",
                       destination_prefix="100.100.2.0/24", protocol=6, port_low=104, port_high=104, permit=True),
     ]
-    # The ESP work (tunnels, SAs) may have landed: such a kind must then round-trip instead.
-    # NAT (static_mapping, napt_pool) and policy are UNIMPLEMENTED.
-    may_exist = ("tunnel", "sa")
+    # Every kind is implemented now: each must round-trip (the UNIMPLEMENTED branch stays for
+    # a medix-dp built without some of them).
+    may_exist = ("tunnel", "sa", "static_mapping", "napt_pool", "policy_rule")
     created = []
     for m in samples:
         kind = api.FIELD_OF[type(m)]

@@ -30,6 +30,7 @@ Harness::Harness(const std::string& config_json) {
   medix::control::Committer::Params params;
   params.pool = pool;
   params.max_mtu = 9600;
+  params.max_sessions = settings_from(config.settings()).max_sessions;
   if (auto e = controller.init(params)) throw std::runtime_error(*e);
   controller.set_device_check([](const std::string& device) {
     uint16_t id;

@@ -88,8 +88,9 @@ TEST_CASE("identical re-sends are no-ops; conflicts and missing objects are name
   auto busy = h.apply(ops(R"([{"op": "DELETE", "object": {"interface": {"name": "a-svc"}}}])"));
   CHECK(busy.code == Code::failed_precondition);
   CHECK(busy.message.find("operations[0].interface: interface \"a-svc\" is still used by 1 object") == 0);
-  CHECK(h.apply(ops(R"([{"op": "CREATE", "object": {"static_mapping": {"tenant": "a"}}}])")).code ==
-        Code::unimplemented);
+  auto mapping = h.apply(ops(R"([{"op": "CREATE", "object": {"static_mapping": {"tenant": "a"}}}])"));
+  CHECK(mapping.code == Code::invalid_argument);
+  CHECK(mapping.message.find("operations[0].static_mapping.tenant_prefix: ") == 0);
 }
 
 TEST_CASE("an explicit route over a connected prefix, removed, gives the connected route back") {
