@@ -76,6 +76,21 @@ int tenants_cmd(const char*, const char* params, rte_tel_data* d) {
   });
 }
 
+int nat_cmd(const char*, const char* params, rte_tel_data* d) {
+  return named(d, params, take_snapshot(*telemetry_dp).nat, [](rte_tel_data* e, const Counters::Nat& n) {
+    rte_tel_data_add_dict_u64(e, "sessions",
+                              n.sessions_created > n.sessions_ended ? n.sessions_created - n.sessions_ended : 0);
+    rte_tel_data_add_dict_u64(e, "sessions_created", n.sessions_created);
+    rte_tel_data_add_dict_u64(e, "translated", n.translated);
+    rte_tel_data_add_dict_u64(e, "napt_mappings",
+                              n.mappings_created > n.mappings_ended ? n.mappings_created - n.mappings_ended : 0);
+    rte_tel_data_add_dict_u64(e, "pool_exhausted", n.pool_exhausted);
+    rte_tel_data_add_dict_u64(e, "session_limit", n.session_limit);
+    rte_tel_data_add_dict_u64(e, "no_mapping", n.no_mapping);
+    rte_tel_data_add_dict_u64(e, "policy_denied", n.policy_denied);
+  });
+}
+
 void add_drops(rte_tel_data* d, const uint64_t* drops) {
   for (unsigned r = 0; r < drop_reason_count; r++) rte_tel_data_add_dict_u64(d, drop_reasons[r].name, drops[r]);
 }
@@ -154,6 +169,7 @@ void register_telemetry(Dataplane& dp) {
   rte_telemetry_register_cmd("/medix/interfaces", interfaces_cmd, "Interface counters. Parameter: a name");
   rte_telemetry_register_cmd("/medix/tenants", tenants_cmd, "Tenant counters. Parameter: a tenant name");
   rte_telemetry_register_cmd("/medix/drops", drops_cmd, "Dropped packets by reason, all workers");
+  rte_telemetry_register_cmd("/medix/nat", nat_cmd, "Crossing the core, by origin tenant. Parameter: a tenant name");
   rte_telemetry_register_cmd("/medix/drops_by_lcore", drops_by_lcore_cmd, "Dropped packets by lcore and reason");
   rte_telemetry_register_cmd("/medix/drop_reasons", drop_reasons_cmd, "What each drop reason means");
   rte_telemetry_register_cmd("/medix/runtime", runtime_cmd, "TSC cycles per packet per pipeline stage");

@@ -17,6 +17,7 @@ struct Settings {
   uint32_t udp_timeout_s = 300;
   uint32_t icmp_timeout_s = 60;
   uint32_t other_timeout_s = 300;
+  uint32_t packet_buffers = 0;
 };
 
 inline Settings settings_from(const medix::dataplane::v1::Settings& s) {
@@ -32,5 +33,6 @@ inline Settings settings_from(const medix::dataplane::v1::Settings& s) {
   if (s.udp_timeout_s()) out.udp_timeout_s = s.udp_timeout_s();
   if (s.icmp_timeout_s()) out.icmp_timeout_s = s.icmp_timeout_s();
   if (s.other_timeout_s()) out.other_timeout_s = s.other_timeout_s();
+  out.packet_buffers = s.packet_buffers();
   return out;
 }

@@ -35,8 +35,8 @@ NatWorker* nat_worker_create(unsigned queue, uint32_t capacity, unsigned socket)
   std::string name = "nat_index" + std::to_string(queue) + "_" + std::to_string(serial++);
   rte_hash_parameters hp{};
   hp.name = name.c_str();
-  // Two keys per session and per mapping; mappings are fewer than sessions.
-  hp.entries = 3 * capacity;
+  // Two keys per session and two per NAPT mapping (at most one mapping per session).
+  hp.entries = 4 * capacity;
   hp.key_len = sizeof(FlowKey);
   hp.hash_func = flow_hash;
   hp.socket_id = int(socket);
@@ -246,8 +246,11 @@ void rewrite_error(rte_mbuf* m, const Flow& f, const FlowKey& to, uint32_t outer
   ip->hdr_checksum = rte_ipv4_cksum(ip);
   auto* icmp = reinterpret_cast<rte_icmp_hdr*>(f.l4);
   icmp->icmp_cksum = 0;
-  icmp->icmp_cksum = uint16_t(~rte_raw_cksum(icmp, size_t(end - f.l4)));
-  (void)m;
+  // Over every segment: a reassembled error is a chain.
+  uint16_t sum = 0;
+  uint32_t l4_off = uint32_t(f.l4 - rte_pktmbuf_mtod(m, uint8_t*));
+  rte_raw_cksum_mbuf(m, l4_off, uint32_t(end - f.l4), &sum);
+  icmp->icmp_cksum = uint16_t(~sum);
 }
 
 const Translation* translation_of(const Tables& t, uint16_t tenant) {
@@ -480,6 +483,30 @@ inline uint32_t symmetric_hash(uint32_t a, uint16_t pa, uint32_t b, uint16_t pb,
   return rte_hash_crc_8byte(y, rte_hash_crc_8byte(x, protocol));
 }
 
+// Makes the first `len` bytes of a chain contiguous in its first segment (moved there from the
+// next segments), so that parsing sees whole L4 headers, quoted ones included, even when a
+// fragment cut them (RFC 1858's tiny fragments). False if there is no room.
+bool pull_up(rte_mbuf* m, uint32_t len) {
+  len = std::min(len, rte_pktmbuf_pkt_len(m));
+  while (rte_pktmbuf_data_len(m) < len && m->next) {
+    rte_mbuf* n = m->next;
+    uint16_t take = uint16_t(std::min<uint32_t>(len - rte_pktmbuf_data_len(m), rte_pktmbuf_data_len(n)));
+    if (rte_pktmbuf_tailroom(m) < take) return false;
+    std::memcpy(rte_pktmbuf_mtod_offset(m, uint8_t*, rte_pktmbuf_data_len(m)), rte_pktmbuf_mtod(n, uint8_t*), take);
+    m->data_len = uint16_t(m->data_len + take);
+    n->data_off = uint16_t(n->data_off + take);
+    n->data_len = uint16_t(n->data_len - take);
+    if (n->data_len == 0) {
+      m->next = n->next;
+      m->nb_segs--;
+      n->next = nullptr;
+      n->nb_segs = 1;
+      rte_pktmbuf_free_seg(n);
+    }
+  }
+  return rte_pktmbuf_data_len(m) >= len;
+}
+
 bool reassemble(Worker& w, NatWorker& nw, rte_mbuf*& m) {
   uint8_t l2 = meta(m).l2_len;
   auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, l2);
@@ -493,6 +520,9 @@ bool reassemble(Worker& w, NatWorker& nw, rte_mbuf*& m) {
   ip->fragment_offset = 0;
   ip->hdr_checksum = 0;
   ip->hdr_checksum = rte_ipv4_cksum(ip);
+  // The headers crossing reads or writes: L4 (TCP 20), or an ICMP error's 8 bytes, the quoted
+  // header (up to 60) and the quoted TCP header.
+  pull_up(m, l2 + uint32_t(ip->version_ihl & 0xf) * 4 + 8 + 60 + 20);
   return true;
 }
 

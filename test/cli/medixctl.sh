@@ -89,7 +89,8 @@ cat >"$tmp/ix.json" <<'JSON'
    {"tenant": "a", "prefix": "100.64.0.0/16", "next_tenant": "core"},
    {"tenant": "a", "prefix": "0.0.0.0/0", "via": {"interface": "a-lan", "address": "10.0.0.254"}},
    {"tenant": "b", "prefix": "192.0.2.0/24", "blackhole": {"unreachable": true}}],
- "neighbours": [{"interface": "a-lan", "address": "10.0.0.254", "mac": "02:00:00:00:00:fe"}]}
+ "neighbours": [{"interface": "a-lan", "address": "10.0.0.254", "mac": "02:00:00:00:00:fe"}],
+ "settings": {"max_sessions": 4096}}
 JSON
 
 for binary in "$dp" "$ctl"; do
@@ -100,7 +101,7 @@ for binary in "$dp" "$ctl"; do
   fi
 done
 
-"$dp" --no-huge -m 512 --no-pci --file-prefix "$prefix" -l 0,1 --vdev net_null0 --vdev net_null1 \
+"$dp" --no-huge -m 1024 --no-pci --file-prefix "$prefix" -l 0,1 --vdev net_null0 --vdev net_null1 \
   --log-level=error -- --config "$tmp/ix.json" >"$tmp/dp.log" 2>&1 &
 dp_pid=$!
 for _ in $(seq 300); do
@@ -284,6 +285,42 @@ expect "apply a bad file: the version stays" 0 "^version $v1 \\(0 changed\\)\$" 
 echo '{"schema_version": 1, "tenantz": []}' >"$tmp/typo.json"
 expect "apply: an unknown field in the file" 1 "^medixctl: $tmp/typo.json: .*tenantz" -- apply "$tmp/typo.json"
 expect "apply: a missing file" 1 "^medixctl: $tmp/none.json: cannot read the file$" -- apply "$tmp/none.json"
+
+# --- crossing the core: translation and policy objects, sessions, NAT counters
+cat >"$tmp/nat.json" <<'JSON'
+{"schema_version": 1,
+ "tenants": [{"name": "ix", "core": true, "max_routes": 1024}],
+ "static_mappings": [{"tenant": "a", "tenant_prefix": "10.0.0.0/24", "core_prefix": "100.65.1.0/24"}],
+ "napt_pools": [{"tenant": "b", "addresses": ["100.65.9.0/30"], "session_limit": 100, "port_low": 2000}],
+ "policy_rules": [{"name": "a-to-b", "priority": 5, "from_tenant": "a", "to_tenant": "b", "protocol": 6,
+                   "port_low": 104, "port_high": 104, "permit": true}]}
+JSON
+cat >"$tmp/clash.json" <<'JSON'
+{"schema_version": 1,
+ "static_mappings": [{"tenant": "b", "tenant_prefix": "10.0.0.0/24", "core_prefix": "100.65.1.0/24"}]}
+JSON
+expect "apply translation and policy" 0 '^version [0-9]+ \(4 changed\)$' -- apply "$tmp/nat.json"
+expect "show static-mappings" 0 '^a +10\.0\.0\.0/24 +100\.65\.1\.0/24$' -- show static-mappings
+expect "show static-mapping TENANT PREFIX" 0 '^a +10\.0\.0\.0/24 +100\.65\.1\.0/24$' -- \
+  show static-mapping a 10.0.0.0/24
+expect "show napt-pools" 0 '^b +100 +100\.65\.9\.0/30$' -- show napt-pools
+expect "show policy-rules" 0 '^ *5 +a-to-b +a +b +- +6 +104 +permit$' -- show policy-rules
+expect "sessions: none yet" 0 '^PROTO +TENANT +SOURCE +DESTINATION ' -- sessions
+expect "sessions with filters" 0 '^PROTO ' -- sessions a --port 104 --protocol 6 --address 100.65.1.5
+expect_json "sessions -o json: total 0" 'int(d.get("total", 0)) == 0' -- sessions
+expect "sessions clear" 0 '^sessions of a cleared$' -- sessions clear a
+expect "sessions clear: no such tenant" 1 '^medixctl: NOT_FOUND: tenant: no tenant named "nope"$' -- sessions clear nope
+expect "sessions: a bad address" 1 '^medixctl: INVALID_ARGUMENT: address: "bogus" is not an IPv4 address$' -- \
+  sessions --address bogus
+expect "counters: NAT per tenant" 0 '^b +0 +0 +0 +0 +0 +0 +0 +0$' -- counters
+expect "counters: policy rules" 0 '^a-to-b +permit +0$' -- counters
+expect_json "counters -o json: nat and policy_rules" \
+  'any(n["tenant"] == "a" for n in d["nat"]) and d["policy_rules"][0]["name"] == "a-to-b"' -- counters
+expect "a mapping that clashes in the core" 1 \
+  '^medixctl: INVALID_ARGUMENT: operations\[0\]\.static_mapping\.core_prefix: overlaps ' -- \
+  apply "$tmp/clash.json"
+expect "delete static-mapping" 0 '^version [0-9]+ \(1 changed\)$' -- delete static-mapping a 10.0.0.0/24
+expect_not "deleted mapping gone" '^a +10\.0\.0\.0/24' -- show static-mappings
 
 # --- server errors are printed as they come, exit status 1
 expect "bad vlan: the server's field path" 1 \

@@ -16,6 +16,7 @@
 # Prints PASS/FAIL lines and "netns: N passed, M failed"; exit status 1 on any failure.
 # MX_KEEP_TMP=1 keeps the temp dir (config, medix-dp log, transfer logs) for a post-mortem.
 set -uo pipefail
+shopt -s lastpipe  # tally runs in this shell, so the counts it makes are kept
 # shellcheck source=test/netns/lib.sh
 source "$(dirname "$0")/lib.sh"
 
