@@ -51,6 +51,7 @@ int worker_main(void* arg) {
       StageStats& s = w.counters->stages[unsigned(Stage::arp_pending)];
       bump(s.calls);
       bump(s.cycles, rte_rdtsc() - start);
+      process_originated(w);
     }
     uint64_t start = rte_rdtsc();
     unsigned queued = 0;

@@ -201,6 +201,12 @@ void process_burst(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n) {
   run_ip(w, t, to_check, ours);
 }
 
+void process_originated(Worker& w) {
+  if (!w.originated->n) return;
+  Batch to_check, ours;
+  run_ip(w, rte_rdtsc(), to_check, ours);
+}
+
 void process_handoff(Worker& w, rte_mbuf** pkts, uint16_t n) {
   uint64_t t = rte_rdtsc();
   Batch to_check, ours;

@@ -43,6 +43,7 @@ inline constexpr uint8_t meta_handoff_out = 8;   // handed to the SA's owner for
 inline constexpr uint8_t meta_inject = 16;       // from the exception port: route it
 inline constexpr uint8_t meta_handoff_nat = 32;  // handed to its session's owner to cross the core
 inline constexpr uint8_t meta_crossed = 64;      // crossed the core already: route it in the core
+inline constexpr uint8_t meta_translated = 128;  // rewritten by crossing: answers to it are routed back
 
 inline PacketMeta& meta(rte_mbuf* m) { return *static_cast<PacketMeta*>(rte_mbuf_to_priv(m)); }
 
@@ -184,4 +185,6 @@ void process_burst(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n);
 void process_handoff(Worker& w, rte_mbuf** pkts, uint16_t n);
 // Queues a packet medix-dp made for routing in the pipeline's next pass.
 void originate(Worker& w, rte_mbuf* m);
+// Routes what was originated outside a burst (ICMP errors of the ARP pending queue).
+void process_originated(Worker& w);
 void service_pending(Worker& w);

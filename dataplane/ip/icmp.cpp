@@ -49,9 +49,21 @@ void icmp_error(Worker& w, rte_mbuf* orig, uint8_t type, uint8_t code, uint16_t 
   if (is_icmp_error(ip, available) || (ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_OFFSET_MASK)) || dst == 0 ||
       dst >= 0xe0000000 || (dst >> 24) == 127)
     return;
-  const InterfaceEntry& f = w.tables->interfaces[pm.iface_in];
-  uint32_t src = f.source_for(dst);
-  if (src == 0 && f.tunnel) src = tenant_address(*w.tables, f.tenant);  // tunnels are unnumbered
+  const Tables& t = *w.tables;
+  const InterfaceEntry& f = t.interfaces[pm.iface_in];
+  // A packet that crossed the core is in another tenant now, with translated addresses: the
+  // error goes from that tenant, routed, and crosses back (translated as RFC 5508 says).
+  bool translated = pm.flags & meta_translated;
+  bool routed = f.tunnel || translated;
+  uint16_t tenant = translated ? pm.tenant : f.tenant;
+  uint32_t src = 0;
+  if (!translated) {
+    src = f.source_for(dst);
+  } else if (pm.iface_out < t.interfaces.size()) {
+    const InterfaceEntry& out = t.interfaces[pm.iface_out];
+    if (out.uid && !out.tunnel && out.tenant == tenant) src = out.source_for(dst);
+  }
+  if (src == 0 && routed) src = tenant_address(t, tenant);  // tunnels are unnumbered
   if (src == 0) return;
   if (!take_token(w)) {
     bump(w.counters->icmp_rate_limited);
@@ -64,11 +76,12 @@ void icmp_error(Worker& w, rte_mbuf* orig, uint8_t type, uint8_t code, uint16_t 
   }
   uint32_t quote = std::min<uint32_t>(uint32_t(ip->version_ihl & 0xf) * 4 + 8,
                                       std::min<uint32_t>(rte_be_to_cpu_16(ip->total_length), available));
-  // Back out of an Ethernet interface to the sender's MAC; back into a tunnel by routing.
-  uint8_t l2 = f.tunnel ? 0 : l2_len_of(f);
+  // Back out of an Ethernet interface to the sender's MAC; into a tunnel or back across the
+  // core by routing.
+  uint8_t l2 = routed ? 0 : l2_len_of(f);
   uint16_t total = uint16_t(sizeof(rte_ipv4_hdr) + sizeof(rte_icmp_hdr) + quote);
   auto* at = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, uint16_t(l2 + total)));
-  if (!f.tunnel) write_l2(at, f, rte_pktmbuf_mtod(orig, const rte_ether_hdr*)->src_addr, RTE_ETHER_TYPE_IPV4);
+  if (!routed) write_l2(at, f, rte_pktmbuf_mtod(orig, const rte_ether_hdr*)->src_addr, RTE_ETHER_TYPE_IPV4);
 
   auto* out = reinterpret_cast<rte_ipv4_hdr*>(at + l2);
   out->version_ihl = RTE_IPV4_VHL_DEF;
@@ -93,11 +106,11 @@ void icmp_error(Worker& w, rte_mbuf* orig, uint8_t type, uint8_t code, uint16_t 
   icmp->icmp_cksum = uint16_t(~rte_raw_cksum(icmp, sizeof(rte_icmp_hdr) + quote));
 
   bump(w.counters->icmp_sent);
-  if (f.tunnel) {
+  if (routed) {
     PacketMeta& mm = meta(m);
     mm = PacketMeta{};
     mm.iface_in = pm.iface_in;
-    mm.tenant = f.tenant;
+    mm.tenant = tenant;
     mm.flags = meta_local;
     originate(w, m);
     return;
@@ -169,9 +182,11 @@ void local_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** esp, uint16_
     icmp->icmp_cksum = checksum_replace16(icmp->icmp_cksum, old_word, load16(&icmp->icmp_type));
 
     const InterfaceEntry& f = t.interfaces[pm.iface_in];
-    if (f.tunnel) {  // back through the tunnel: routed like any packet of ours
-      pm.tenant = f.tenant;
+    if (f.tunnel || (pm.flags & meta_translated)) {
+      // Back through the tunnel, or back across the core: routed like any packet of ours.
+      if (f.tunnel && !(pm.flags & meta_translated)) pm.tenant = f.tenant;
       pm.flags = meta_local;
+      pm.origin = 0;
       originate(w, m);
       continue;
     }

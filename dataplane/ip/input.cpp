@@ -152,6 +152,13 @@ void ip_lookup(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** fwd, uint16_t&
         const Nexthop& nh = t.nexthops[hops[k]];
         uint16_t origin, exit;
         if (tenant == t.core && crosses(t, m, nh, origin, exit)) {
+          // TTL first, as any router would on the way in: the error quotes the packet as its
+          // sender knows it and comes from the ingress gateway, not across the core.
+          if (!(meta(m).flags & meta_local) && ipv4(m)->time_to_live <= 1) {
+            icmp_error(w, m, icmp_time_exceeded, 0);
+            drop(w, m, Drop::ttl_expired);
+            continue;
+          }
           if (!cross_start) cross_start = rte_rdtsc();
           w.nat_packets++;
           if (!nat_cross(w, m, origin, exit, false)) continue;  // consumed

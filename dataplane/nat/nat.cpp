@@ -614,6 +614,7 @@ bool nat_cross(Worker& w, rte_mbuf*& m, uint16_t origin, uint16_t exit, bool own
         if (auto mapped = map_out(*x, outer)) outer_src = *mapped;
     rewrite_error(m, f, to, outer_src);
     bump(w.counters->nat[origin].translated);
+    meta(m).flags |= meta_translated;
     return true;
   }
   if (!index) {
@@ -640,6 +641,7 @@ bool nat_cross(Worker& w, rte_mbuf*& m, uint16_t origin, uint16_t exit, bool own
   const FlowKey& o = s.key[1 - direction];
   rewrite(f, o.dst, o.src, o.dport, o.sport);
   bump(w.counters->nat[origin].translated);
+  meta(m).flags |= meta_translated;
   return true;
 }
 
@@ -647,7 +649,13 @@ void nat_sweep(Worker& w) {
   const Tables& t = *w.tables;
   if (!t.nat) return;
   NatWorker& nw = *t.nat[w.queue];
-  rte_ip_frag_free_death_row(&nw.death_row, 3);
+  // Fragments that will never make a packet (timed out, overlapping, too many) end up on the
+  // death row: counted as dropped when freed.
+  rte_ip_frag_table_del_expired_entries(nw.fragments, &nw.death_row, w.now);
+  if (nw.death_row.cnt) {
+    bump(w.counters->drops[unsigned(Drop::nat_reassembly_failed)], nw.death_row.cnt);
+    rte_ip_frag_free_death_row(&nw.death_row, 3);
+  }
   if (nw.n_free_sessions == nw.capacity) return;
   for (unsigned k = 0; k < 16; k++) {
     uint32_t i = nw.sweep;

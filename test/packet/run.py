@@ -286,6 +286,77 @@ def compare_counters(kind, expected, got, strict_zero=True):
     return problems
 
 
+# --- timed phases: ports fed through veth pairs --------------------------------------------------
+
+class Veths:
+    """Timed phases (phases.json from gen.py, see README.md): each port reads a veth
+    (net_pcap rx_iface_in) whose peer run.py writes the frames into, phase by phase, so that
+    a phase can wait (seconds) after the previous one was received. IPv6 is off on both ends
+    and they have no address: the kernel sends nothing of its own."""
+
+    def __init__(self, ports, tag):
+        self.pairs = {p["name"]: (f"mx{tag}p{i}a", f"mx{tag}p{i}b") for i, p in enumerate(ports)}
+        self.socks = {}
+
+    def start(self):
+        try:
+            for a, b in self.pairs.values():
+                self._ip("link", "add", a, "mtu", "9000", "type", "veth", "peer", "name", b, "mtu", "9000")
+                for x in (a, b):
+                    with open(f"/proc/sys/net/ipv6/conf/{x}/disable_ipv6", "w") as f:
+                        f.write("1")
+                    self._ip("link", "set", x, "up")
+            for name, (a, b) in self.pairs.items():
+                so = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+                so.bind((b, 0))
+                self.socks[name] = so
+        except Exception:
+            self.close()
+            raise
+
+    @staticmethod
+    def _ip(*args):
+        r = subprocess.run(["ip"] + list(args), capture_output=True, text=True)
+        if r.returncode != 0:
+            raise Failure(f"ip {' '.join(args)}: {r.stderr.strip()}")
+
+    def rx_dev(self, port):
+        return self.pairs[port][0]
+
+    def send(self, port, frames):
+        for fr in frames:
+            self.socks[port].send(fr)
+
+    def close(self):
+        for so in self.socks.values():
+            so.close()
+        self.socks = {}
+        for a, _ in self.pairs.values():
+            if os.path.exists(f"/sys/class/net/{a}"):
+                subprocess.run(["ip", "link", "del", a], capture_output=True)
+
+
+def wait_rx(tel, dp, target):
+    """Polls /medix/ports until the ports' rx_packets add up to `target`; returns the sum."""
+    deadline = time.monotonic() + RX_TIMEOUT
+    while True:
+        stats = tel.get("/medix/ports")
+        rx = sum(int(s.get("rx_packets", 0)) for s in stats.values())
+        if rx >= target:
+            break
+        if dp.proc.poll() is not None:
+            raise Failure(f"medix-dp exited with status {dp.proc.returncode} while "
+                          f"receiving:\n{dp.tail()}")
+        if time.monotonic() > deadline:
+            raise Failure(f"only {rx} of {target} sent frames were received within "
+                          f"{RX_TIMEOUT} s; /medix/ports: {json.dumps(stats)}")
+        time.sleep(0.05)
+    if rx != target:
+        raise Failure(f"received {rx} frames, but {target} were sent; "
+                      f"/medix/ports: {json.dumps(stats)}")
+    return rx
+
+
 # --- one case ---------------------------------------------------------------------------------
 
 def load_json(path, default):
@@ -333,8 +404,13 @@ def _run_case(case_dir, name, tmp, binary, verbose, seq):
     ports = config.get("ports", [])
     if not ports:
         raise Failure("config.json has no ports")
+    # Timed phases (README.md): phase k > 0 of a port is send_<port>.phase<k>.pcap, fed
+    # phases[k-1]["wait_s"] after every frame of the phases before it was received.
+    phases = load_json(os.path.join(tmp, "phases.json"), {}).get("phases", [])
+    veths = Veths(ports, f"{os.getpid() % 10000}{seq % 100}") if phases else None
     sent_total = 0
     vdevs = []
+    feeds = [{} for _ in range(len(phases) + 1)]  # per phase: {port: frames}
     for p in ports:
         pname, dev = p["name"], p["device"]
         if not dev.startswith("net_pcap"):
@@ -344,32 +420,42 @@ def _run_case(case_dir, name, tmp, binary, verbose, seq):
             write_pcap(rx, [])
         sent_total += len(read_pcap(rx))
         tx = os.path.join(tmp, f"out_{pname}.pcap")
-        vdevs += ["--vdev", f"{dev},rx_pcap={rx},tx_pcap={tx}"]
+        if veths:
+            feeds[0][pname] = read_pcap(rx)
+            for k in range(1, len(phases) + 1):
+                f = os.path.join(tmp, f"send_{pname}.phase{k}.pcap")
+                feeds[k][pname] = read_pcap(f) if os.path.exists(f) else []
+                sent_total += len(feeds[k][pname])
+            vdevs += ["--vdev", f"{dev},rx_iface_in={veths.rx_dev(pname)},tx_pcap={tx}"]
+        else:
+            vdevs += ["--vdev", f"{dev},rx_pcap={rx},tx_pcap={tx}"]
 
     prefix = f"medix-pkt-{os.getpid()}-{seq}"
     cmd = [binary, "--no-huge", "-m", "1024", "--no-pci", "--file-prefix", prefix,
            "-l", opts.get("lcores", "0,1")] + vdevs + ["--", "--config", config_path]
-    dp = Dataplane(cmd, os.path.join(tmp, "medix-dp.log"))
     tel = None
+    try:
+        if veths:
+            veths.start()
+        dp = Dataplane(cmd, os.path.join(tmp, "medix-dp.log"))
+    except Exception:
+        if veths:
+            veths.close()
+        raise
     try:
         dp.wait_ready(READY_TIMEOUT)
         tel = Telemetry(prefix, dp)
-        deadline = time.monotonic() + RX_TIMEOUT
-        while True:
-            stats = tel.get("/medix/ports")
-            rx = sum(int(s.get("rx_packets", 0)) for s in stats.values())
-            if rx >= sent_total:
-                break
-            if dp.proc.poll() is not None:
-                raise Failure(f"medix-dp exited with status {dp.proc.returncode} while "
-                              f"receiving:\n{dp.tail()}")
-            if time.monotonic() > deadline:
-                raise Failure(f"only {rx} of {sent_total} sent frames were received within "
-                              f"{RX_TIMEOUT} s; /medix/ports: {json.dumps(stats)}")
-            time.sleep(0.05)
-        if rx != sent_total:
-            raise Failure(f"received {rx} frames, but {sent_total} were sent; "
-                          f"/medix/ports: {json.dumps(stats)}")
+        if veths:
+            fed = 0
+            for k, feed in enumerate(feeds):
+                if k:
+                    time.sleep(max(float(phases[k - 1].get("wait_s", 0)), DEFAULT_SETTLE))
+                for pname, frames in feed.items():
+                    veths.send(pname, frames)
+                    fed += len(frames)
+                wait_rx(tel, dp, fed)
+        else:
+            wait_rx(tel, dp, sent_total)
         time.sleep(settle)
         drops = tel.get("/medix/drops")
         events = tel.get("/medix/events")
@@ -385,6 +471,8 @@ def _run_case(case_dir, name, tmp, binary, verbose, seq):
         if tel:
             tel.close()
         dp.close()
+        if veths:
+            veths.close()
         shutil.rmtree(runtime_dir(prefix), ignore_errors=True)
     if verbose:
         print(dp.tail(200))
