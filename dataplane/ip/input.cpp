@@ -146,7 +146,10 @@ void ip_lookup(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** fwd, uint16_t&
         ips[count++] = rte_be_to_cpu_32(ipv4(todo[i])->dst_addr);
       }
       rte_fib_lookup_bulk(t.tenants[tenant].fib, ips, hops, count);
-      uint64_t cross_start = 0;
+      // Packets that cross the core here, done together after the others (nat/).
+      rte_mbuf* cross[burst_size];
+      const Nexthop* cross_nh[burst_size];
+      uint16_t cross_origin[burst_size], cross_exit[burst_size], n_cross = 0;
       for (uint16_t k = 0; k < count; k++) {
         rte_mbuf* m = todo[idx[k]];
         const Nexthop& nh = t.nexthops[hops[k]];
@@ -159,14 +162,11 @@ void ip_lookup(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** fwd, uint16_t&
             drop(w, m, Drop::ttl_expired);
             continue;
           }
-          if (!cross_start) cross_start = rte_rdtsc();
-          w.nat_packets++;
-          if (!nat_cross(w, m, origin, exit, false)) continue;  // consumed
-          meta(m).origin = 0;
-          if (nh.kind != NexthopKind::leak) {
-            if (forward_decision(w, m, nh, local, n_local)) fwd[n_fwd++] = m;
-            continue;
-          }
+          cross[n_cross] = m;
+          cross_nh[n_cross] = &nh;
+          cross_origin[n_cross] = origin;
+          cross_exit[n_cross++] = exit;
+          continue;
         } else if (nh.kind == NexthopKind::leak && nh.tenant == t.core && tenant != t.core) {
           meta(m).origin = uint16_t(tenant + 1);  // enters the core from here
         }
@@ -177,7 +177,25 @@ void ip_lookup(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** fwd, uint16_t&
           fwd[n_fwd++] = m;
         }
       }
-      if (cross_start) w.nat_cycles += rte_rdtsc() - cross_start;
+      if (n_cross) {
+        uint64_t start = rte_rdtsc();
+        bool crossed[burst_size];
+        nat_cross_burst(w, cross, n_cross, cross_origin, cross_exit, false, crossed);
+        w.nat_packets += n_cross;
+        w.nat_cycles += rte_rdtsc() - start;
+        for (uint16_t k = 0; k < n_cross; k++) {
+          if (!crossed[k]) continue;  // consumed
+          rte_mbuf* m = cross[k];
+          const Nexthop& nh = *cross_nh[k];
+          meta(m).origin = 0;
+          if (nh.kind == NexthopKind::leak) {
+            meta(m).tenant = nh.tenant;
+            next[n_next++] = m;
+          } else if (forward_decision(w, m, nh, local, n_local)) {
+            fwd[n_fwd++] = m;
+          }
+        }
+      }
     }
     std::memcpy(todo, next, n_next * sizeof(rte_mbuf*));
     n_todo = n_next;

@@ -6,6 +6,7 @@
 #include <rte_icmp.h>
 #include <rte_ip.h>
 #include <rte_malloc.h>
+#include <rte_prefetch.h>
 #include <rte_tcp.h>
 #include <rte_udp.h>
 
@@ -548,9 +549,12 @@ uint16_t nat_owner(const Worker& w, rte_mbuf* m, uint16_t origin, uint16_t exit)
   return uint16_t(symmetric_hash(core_src.value_or(src), sport, dst, dport, f.protocol) % t.workers);
 }
 
-bool nat_cross(Worker& w, rte_mbuf*& m, uint16_t origin, uint16_t exit, bool owner_known) {
+namespace {
+
+// Up to the lookup: reassembly, the owner worker, parsing. False: consumed.
+bool prepare(Worker& w, NatWorker& nw, rte_mbuf*& m, uint16_t origin, uint16_t exit, bool owner_known, Flow& f,
+             FlowKey& key) {
   const Tables& t = *w.tables;
-  NatWorker& nw = *t.nat[w.queue];
   auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, meta(m).l2_len);
   if (rte_ipv4_frag_pkt_is_fragmented(ip) && !reassemble(w, nw, m)) return false;
   if (!owner_known && t.workers > 1) {
@@ -563,22 +567,32 @@ bool nat_cross(Worker& w, rte_mbuf*& m, uint16_t origin, uint16_t exit, bool own
       return false;
     }
   }
-  Flow f;
   if (auto why = parse(m, f)) {
     drop(w, m, *why);
     return false;
   }
-  FlowKey key{ipv4_src(f.ip), ipv4_dst(f.ip), f.sport, f.dport, origin, f.protocol, flow_session};
+  key = FlowKey{ipv4_src(f.ip), ipv4_dst(f.ip), f.sport, f.dport, origin, f.protocol, flow_session};
   if (f.quoted)
     key = FlowKey{ipv4_dst(f.quoted), ipv4_src(f.quoted), f.dport, f.sport, origin, f.protocol, flow_session};
+  return true;
+}
 
-  void* data;
+// After the lookup (`data`: what the index holds for `key`, or nullopt): the session's checks,
+// or a new session, and the rewrite. False: dropped.
+bool finish(Worker& w, NatWorker& nw, rte_mbuf* m, const Flow& f, const FlowKey& key, uint16_t origin, uint16_t exit,
+            std::optional<uint64_t> found) {
+  const Tables& t = *w.tables;
   std::optional<uint32_t> index;
   int direction = 0;
-  if (rte_hash_lookup_data(nw.index, &key, &data) >= 0) {
-    uint64_t v = reinterpret_cast<uintptr_t>(data);
-    index = uint32_t(v / 2);
-    direction = int(v % 2);
+  // An earlier packet of this burst may have ended the session found, or made the one missed.
+  if (found && !(nw.sessions[*found / 2].live && nw.sessions[*found / 2].key[*found % 2] == key)) found.reset();
+  if (!found) {
+    void* data;
+    if (rte_hash_lookup_data(nw.index, &key, &data) >= 0) found = reinterpret_cast<uintptr_t>(data);
+  }
+  if (found) {
+    index = uint32_t(*found / 2);
+    direction = int(*found % 2);
     Session& s = nw.sessions[*index];
     if (s.key[1 - direction].tenant != exit || stale(t, s) || w.now - s.last_seen > timeout_of(w, s)) {
       // Routed elsewhere now, translated differently, or idle too long: start afresh.
@@ -643,6 +657,43 @@ bool nat_cross(Worker& w, rte_mbuf*& m, uint16_t origin, uint16_t exit, bool own
   bump(w.counters->nat[origin].translated);
   meta(m).flags |= meta_translated;
   return true;
+}
+
+}  // namespace
+
+void nat_cross_burst(Worker& w, rte_mbuf** pkts, uint16_t n, const uint16_t* origin, const uint16_t* exit,
+                     bool owner_known, bool* crossed) {
+  NatWorker& nw = *w.tables->nat[w.queue];
+  Flow flows[burst_size];
+  FlowKey keys[burst_size];
+  const void* key_ptrs[burst_size];
+  uint16_t at[burst_size], count = 0;
+  for (uint16_t i = 0; i < n; i++) {
+    crossed[i] = false;
+    if (!prepare(w, nw, pkts[i], origin[i], exit[i], owner_known, flows[count], keys[count])) continue;
+    key_ptrs[count] = &keys[count];
+    at[count++] = i;
+  }
+  if (!count) return;
+  // One bulk lookup for the burst (DPDK pipelines the bucket reads), then the sessions found
+  // are prefetched before they are read.
+  void* data[burst_size];
+  uint64_t hits = 0;
+  rte_hash_lookup_bulk_data(nw.index, key_ptrs, count, &hits, data);
+  for (uint16_t k = 0; k < count; k++)
+    if (hits & (uint64_t(1) << k)) rte_prefetch0(&nw.sessions[reinterpret_cast<uintptr_t>(data[k]) / 2]);
+  for (uint16_t k = 0; k < count; k++) {
+    std::optional<uint64_t> found;
+    if (hits & (uint64_t(1) << k)) found = reinterpret_cast<uintptr_t>(data[k]);
+    uint16_t i = at[k];
+    crossed[i] = finish(w, nw, pkts[i], flows[k], keys[k], origin[i], exit[i], found);
+  }
+}
+
+bool nat_cross(Worker& w, rte_mbuf*& m, uint16_t origin, uint16_t exit, bool owner_known) {
+  bool crossed;
+  nat_cross_burst(w, &m, 1, &origin, &exit, owner_known, &crossed);
+  return crossed;
 }
 
 void nat_sweep(Worker& w) {

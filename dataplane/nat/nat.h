@@ -93,6 +93,10 @@ void nat_worker_free(NatWorker* n);  // nullptr: nothing
 // tenant `exit`. True: translated, go on; false: consumed (dropped and counted, held for
 // reassembly, or handed to the owner worker). `m` may change (a reassembled packet).
 bool nat_cross(Worker& w, rte_mbuf*& m, uint16_t origin, uint16_t exit, bool owner_known);
+// The same for a burst (one bulk lookup): crossed[i] tells whether pkts[i] (which may change)
+// goes on.
+void nat_cross_burst(Worker& w, rte_mbuf** pkts, uint16_t n, const uint16_t* origin, const uint16_t* exit,
+                     bool owner_known, bool* crossed);
 
 // A worker's housekeeping between bursts: ends a few idle sessions, frees fragments.
 void nat_sweep(Worker& w);
