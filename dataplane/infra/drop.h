@@ -29,6 +29,7 @@
   X(esp_truncated, "ESP shorter than its header, IV, a block and the ICV")                    \
   X(esp_unknown_spi, "no inbound SA with this SPI for this tunnel endpoint and underlay")     \
   X(esp_bad_icv, "ESP integrity check failed")                                                \
+  X(esp_crypto_failed, "IPsec-MB did not complete the packet's job (status not COMPLETED)")   \
   X(esp_replayed, "ESP sequence number already seen (anti-replay)")                           \
   X(esp_too_old, "ESP sequence number left of the anti-replay window")                        \
   X(esp_bad_padding, "ESP padding is not 1, 2, 3, ... or longer than the payload")            \

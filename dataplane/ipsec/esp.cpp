@@ -91,9 +91,17 @@ void gcm_crypt(Worker& w, const SaState& sa, bool encrypt, uint8_t* data, uint64
 // AES-CBC and HMAC through the job API; one job, completed before returning.
 // Submitted only: the multi-buffer manager runs jobs in parallel lanes, and completes them when
 // lanes fill or at flush_jobs(), once per burst (a flush per packet costs ten times as much).
+// A job the manager hands back: one whose status is not COMPLETED marks its packet failed (its
+// output was not written: nothing of it may leave).
+inline void check_job(const IMB_JOB* job) {
+  if (job && job->status != IMB_STATUS_COMPLETED && job->user_data) *static_cast<uint8_t*>(job->user_data) = 1;
+}
+
 void cbc_hmac(Worker& w, const SaState& sa, bool encrypt, uint8_t* esp, uint64_t cipher_offset, uint64_t cipher_len,
-              uint64_t hash_len, const uint8_t* iv, uint8_t* tag_out, bool cipher) {
+              uint64_t hash_len, const uint8_t* iv, uint8_t* tag_out, bool cipher, uint8_t* failed) {
+  *failed = 0;
   IMB_JOB* job = IMB_GET_NEXT_JOB(w.mgr);
+  job->user_data = failed;
   job->chain_order = encrypt ? IMB_ORDER_CIPHER_HASH : IMB_ORDER_HASH_CIPHER;
   job->cipher_direction = encrypt ? IMB_DIR_ENCRYPT : IMB_DIR_DECRYPT;
   job->cipher_mode = cipher ? IMB_CIPHER_CBC : IMB_CIPHER_NULL;
@@ -114,12 +122,11 @@ void cbc_hmac(Worker& w, const SaState& sa, bool encrypt, uint8_t* esp, uint64_t
   job->auth_tag_output = tag_out;
   job->auth_tag_output_len_in_bytes = sa.icv_len;
   if (!tag_out) job->hash_alg = IMB_AUTH_NULL;
-  IMB_SUBMIT_JOB(w.mgr);
+  check_job(IMB_SUBMIT_JOB(w.mgr));
 }
 
 void flush_jobs(Worker& w) {
-  while (IMB_FLUSH_JOB(w.mgr)) {
-  }
+  while (IMB_JOB* job = IMB_FLUSH_JOB(w.mgr)) check_job(job);
 }
 
 bool in_selectors(const std::array<Subnet, 8>& list, uint8_t n, uint32_t address) {
@@ -212,6 +219,7 @@ void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_
     uint64_t seq;
     uint8_t tag[32];
     uint8_t received[32];
+    uint8_t failed;  // the crypto job did not complete
   };
   Decrypting decrypting[burst_size];
   uint16_t n_decrypting = 0;
@@ -271,7 +279,7 @@ void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_
     uint8_t* icv = payload + cipher_len;
     if (seq > *burst_top) *burst_top = seq;
     Decrypting& d = decrypting[n_decrypting++];
-    d = Decrypting{m, sa, tunnel, ip, payload, cipher_len, seq, {}, {}};
+    d = Decrypting{m, sa, tunnel, ip, payload, cipher_len, seq, {}, {}, 0};
     uint8_t* tag = d.tag;
     memcpy(d.received, icv, sa->icv_len);
     if (gcm(*sa)) {
@@ -295,13 +303,17 @@ void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_
         hashed += 4;
       }
       // Hash, then decrypt, in one job; a forged packet is decrypted for nothing and dropped.
-      cbc_hmac(w, *sa, false, esp, esp_header + 16, uint64_t(cipher_len), hashed, iv, tag, true);
+      cbc_hmac(w, *sa, false, esp, esp_header + 16, uint64_t(cipher_len), hashed, iv, tag, true, &d.failed);
     }
   }
   flush_jobs(w);
 
   for (uint16_t i = 0; i < n_decrypting; i++) {
-    auto [m, sa, tunnel, ip, payload, cipher_len, seq, tag, received] = decrypting[i];
+    auto [m, sa, tunnel, ip, payload, cipher_len, seq, tag, received, failed] = decrypting[i];
+    if (failed) {
+      sa_drop(w, *sa, m, SaDrop::crypto_failed, Drop::esp_crypto_failed);
+      continue;
+    }
     if (!same_icv(tag, received, sa->icv_len)) {
       sa_drop(w, *sa, m, SaDrop::bad_icv, Drop::esp_bad_icv);
       continue;
@@ -384,11 +396,24 @@ struct PendingIcvs {
   uint8_t* icv[2 * burst_size];
   uint8_t len[2 * burst_size];
   uint8_t tag[2 * burst_size][32];
+  uint8_t failed[2 * burst_size];
+  rte_mbuf* pkt[2 * burst_size];
+  // Packets whose job failed, over the whole call: taken out before anything leaves.
+  uint16_t n_failed = 0;
+  rte_mbuf* failed_pkts[2 * burst_size];
 
   void complete(Worker& w) {
     flush_jobs(w);
-    for (uint16_t i = 0; i < n; i++) memcpy(icv[i], tag[i], len[i]);
+    for (uint16_t i = 0; i < n; i++) {
+      memcpy(icv[i], tag[i], len[i]);
+      if (failed[i] && n_failed < std::size(failed_pkts)) failed_pkts[n_failed++] = pkt[i];
+    }
     n = 0;
+  }
+  bool failed_packet(const rte_mbuf* m) const {
+    for (uint16_t i = 0; i < n_failed; i++)
+      if (failed_pkts[i] == m) return true;
+    return false;
   }
 };
 
@@ -467,7 +492,8 @@ bool encapsulate(Worker& w, SaState& sa, const InterfaceEntry& tunnel, rte_mbuf*
     uint16_t k = pending.n++;
     pending.icv[k] = icv;
     pending.len[k] = sa.icv_len;
-    cbc_hmac(w, sa, true, esp, esp_header + 16, padded, hashed, iv, pending.tag[k], true);
+    pending.pkt[k] = m;
+    cbc_hmac(w, sa, true, esp, esp_header + 16, padded, hashed, iv, pending.tag[k], true, &pending.failed[k]);
   }
   sa.seq = seq;
 
@@ -557,4 +583,14 @@ void esp_output(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** outer, uint16
     }
   }
   pending.complete(w);
+  if (pending.n_failed) {
+    uint16_t kept = 0;
+    for (uint16_t i = 0; i < n_outer; i++) {
+      if (pending.failed_packet(outer[i]))
+        drop(w, outer[i], Drop::esp_crypto_failed);
+      else
+        outer[kept++] = outer[i];
+    }
+    n_outer = kept;
+  }
 }

@@ -17,7 +17,8 @@ enum class AuthKind : uint8_t { none, hmac_sha256_128, hmac_sha1_96 };
 enum class SaLife : uint8_t { active = 1, soft_expired = 2, hard_expired = 3 };
 
 // Drops that count against an SA as well as against the worker.
-#define MEDIX_SA_DROPS(X) X(bad_icv) X(replayed) X(too_old) X(bad_trailer) X(selector) X(expired) X(seq_overflow)
+#define MEDIX_SA_DROPS(X) \
+  X(bad_icv) X(replayed) X(too_old) X(bad_trailer) X(selector) X(expired) X(seq_overflow) X(crypto_failed)
 enum class SaDrop : uint8_t {
 #define MEDIX_SA_DROP_ENUM(name) name,
   MEDIX_SA_DROPS(MEDIX_SA_DROP_ENUM)
