@@ -616,6 +616,24 @@ std::optional<Error> Committer::commit(const Diff& diff, const Intent& intent, u
     next->interfaces[slot].outbound_sa = list.empty() ? 0 : list.back();
   }
 
+  // A tunnel's inner MTU leaves room for ESP's worst case in its underlay: packets that would
+  // not fit get ICMP "fragmentation needed" (DF) or are fragmented before encryption, instead
+  // of outer packets dropped for being too large. Redone whenever interfaces or ports change.
+  if (!diff.tunnels.empty() || !diff.interfaces.empty() || !diff.ports.empty()) {
+    for (auto& e : next->interfaces) {
+      if (!e.uid || !e.tunnel) continue;
+      auto it = intent.tunnels.find(e.name);
+      if (it == intent.tunnels.end()) continue;
+      uint32_t mtu = it->second.mtu() ? it->second.mtu() : 1400;
+      // outer IPv4 20, UDP 8 (NAT-T), ESP 8, IV 16, padding and trailer 17, ICV 16
+      uint32_t overhead = 20 + (e.remote_port ? 8 : 0) + 8 + 16 + 17 + 16;
+      for (const auto& u : next->interfaces)
+        if (u.uid && !u.tunnel && u.tenant == e.underlay && u.mtu > overhead + 576)
+          mtu = std::min<uint32_t>(mtu, u.mtu - overhead);
+      e.mtu = uint16_t(mtu);
+    }
+  }
+
   std::vector<uint16_t> new_rule_slots;
   if (!diff.tenants.empty() || !diff.translation_changed.empty() || diff.policy_changed)
     if (auto e = build_crossing(diff, intent, *next, tenant_of, new_tenant_slots, new_rule_slots)) {

@@ -133,3 +133,27 @@ TEST_CASE("interfaces come and go; their neighbours go with them") {
   CHECK(egress_of(h, "10.70.0.6") == -1);  // parked for ARP, not sent to the old MAC
   CHECK(h.worker.pending->count == 1);
 }
+
+TEST_CASE("a tunnel's inner MTU leaves room for ESP in its underlay") {
+  Harness h(two_tenants);
+  auto mtu_of = [&](const std::string& name) {
+    return h.controller.read([&](auto&, auto& c, uint64_t) {
+      for (const auto& e : c.current()->interfaces)
+        if (e.uid && e.name == name) return int(e.mtu);
+      return -1;
+    });
+  };
+  REQUIRE(h.apply(ops(R"([{"op": "CREATE", "object": {"tunnel": {"name": "t1", "tenant": "a", "underlay_tenant": "core",
+            "local_address": "100.64.0.1", "remote_address": "100.64.0.50", "encap_udp_port": 4500, "mtu": 1500}}},
+          {"op": "CREATE", "object": {"tunnel": {"name": "t2", "tenant": "b", "underlay_tenant": "core",
+            "local_address": "100.64.0.1", "remote_address": "100.64.0.51", "mtu": 1300}}}])"))
+              .code == Code::ok);
+  CHECK(mtu_of("t1") == 1500 - (20 + 8 + 8 + 16 + 17 + 16));  // u-lan's 1500 less the worst case
+  CHECK(mtu_of("t2") == 1300);                                // fits as configured
+  // The underlay's MTU shrinks: the tunnel follows.
+  REQUIRE(h.apply(ops(R"([{"op": "UPDATE", "object": {"interface": {"name": "u-lan", "tenant": "core", "port": "p0",
+            "addresses": ["100.64.0.1/24"], "mac": "02:00:00:00:00:0d", "mtu": 1280}}}])"))
+              .code == Code::ok);
+  CHECK(mtu_of("t1") == 1280 - 85);
+  CHECK(mtu_of("t2") == 1280 - 77);
+}
