@@ -1,0 +1,87 @@
+#include "intent.h"
+
+#include <arpa/inet.h>
+#include <google/protobuf/util/json_util.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace medixcp {
+
+namespace {
+
+bool is_ipv4(const std::string& s) {
+  in_addr a;
+  return inet_pton(AF_INET, s.c_str(), &a) == 1;
+}
+
+bool is_prefix(const std::string& s) {
+  auto slash = s.find('/');
+  if (slash == std::string::npos || !is_ipv4(s.substr(0, slash))) return false;
+  const std::string len = s.substr(slash + 1);
+  if (len.empty() || len.size() > 2 || len.find_first_not_of("0123456789") != std::string::npos) return false;
+  return std::stoi(len) <= 32;
+}
+
+bool is_name(const std::string& s) {
+  if (s.empty() || s.size() > 64) return false;
+  for (char c : s)
+    if (!isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') return false;
+  return true;
+}
+
+}  // namespace
+
+std::string validate_intent(c1::Intent& intent) {
+  if (intent.schema_version() != 1) return "schema_version: must be 1";
+  std::set<std::string> names, tunnels, endpoints;
+  for (int i = 0; i < intent.peers_size(); i++) {
+    c1::Peer& p = *intent.mutable_peers(i);
+    const std::string at = "peers[" + std::to_string(i) + "].";
+    if (!is_name(p.name())) return at + "name: '" + p.name() + "' is not a name (letters, digits, - _ .)";
+    if (!names.insert(p.name()).second) return at + "name: another peer is named '" + p.name() + "'";
+    if (p.tunnel().empty()) p.set_tunnel(p.name());
+    if (!is_name(p.tunnel())) return at + "tunnel: '" + p.tunnel() + "' is not a name";
+    if (!tunnels.insert(p.tunnel()).second) return at + "tunnel: another peer uses tunnel '" + p.tunnel() + "'";
+    if (p.tenant().empty()) return at + "tenant: is required";
+    if (p.underlay_tenant().empty()) return at + "underlay_tenant: is required";
+    if (!is_ipv4(p.local_address())) return at + "local_address: '" + p.local_address() + "' is not an IPv4 address";
+    if (!is_ipv4(p.remote_address())) return at + "remote_address: '" + p.remote_address() + "' is not an IPv4 address";
+    // SAs are matched to their peer by their endpoints.
+    if (!endpoints.insert(p.local_address() + " " + p.remote_address()).second)
+      return at + "remote_address: another peer has the same local and remote addresses";
+    if (p.local_id().empty()) p.set_local_id(p.local_address());
+    if (p.remote_id().empty()) p.set_remote_id(p.remote_address());
+    if (p.psk().empty()) return at + "psk: is required (certificates are not supported yet)";
+    if (p.psk().size() < 8) return at + "psk: at least 8 characters";
+    if (p.ike_proposals().empty()) return at + "ike_proposals: at least one is required";
+    if (p.esp_proposals().empty()) return at + "esp_proposals: at least one is required";
+    if (p.local_selectors().empty()) return at + "local_selectors: at least one prefix is required";
+    if (p.remote_selectors().empty()) return at + "remote_selectors: at least one prefix is required";
+    for (int j = 0; j < p.local_selectors_size(); j++)
+      if (!is_prefix(p.local_selectors(j)))
+        return at + "local_selectors[" + std::to_string(j) + "]: '" + p.local_selectors(j) + "' is not a prefix";
+    for (int j = 0; j < p.remote_selectors_size(); j++)
+      if (!is_prefix(p.remote_selectors(j)))
+        return at + "remote_selectors[" + std::to_string(j) + "]: '" + p.remote_selectors(j) + "' is not a prefix";
+    if (p.child_life_seconds() && p.child_rekey_seconds() && p.child_life_seconds() <= p.child_rekey_seconds())
+      return at + "child_life_seconds: must be above child_rekey_seconds";
+  }
+  return "";
+}
+
+std::optional<std::string> load_intent(const std::string& path, c1::Intent& intent) {
+  std::ifstream in(path);
+  std::stringstream text;
+  if (!in || !(text << in.rdbuf())) return path + ": cannot read the file";
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;
+  auto status = google::protobuf::util::JsonStringToMessage(text.str(), &intent, options);
+  if (!status.ok()) return path + ": " + std::string(status.message());
+  std::string error = validate_intent(intent);
+  if (!error.empty()) return path + ": " + error;
+  return std::nullopt;
+}
+
+}  // namespace medixcp

@@ -1,0 +1,158 @@
+// medix-cp: the control plane. Embeds strongSwan's libcharon for IKEv2 with carriers' gateways
+// and pushes the resulting tunnels, SAs and routes into medix-dp over its gRPC API.
+//
+//   medix-cp --intent FILE (--dp unix:///path/api.sock | -p PREFIX) [--strongswan-conf FILE]
+//            [--plugins "LIST"] [--log-level N]
+//   medix-cp --abi-check     checks our view of libcharon's structures against the library
+//
+// IKE reaches charon through medix-dp's exception TAP (settings.exception_interface): run
+// medix-cp where that TAP is, with the peers' local addresses on it.
+#include <signal.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <thread>
+
+#include "charon/glue.h"
+#include "dataplane.h"
+#include "intent.h"
+
+namespace {
+
+void usage() {
+  fprintf(stderr,
+          "usage: medix-cp --intent FILE (--dp TARGET | -p PREFIX) [--strongswan-conf FILE]\n"
+          "                [--plugins LIST] [--log-level -1..4]\n"
+          "       medix-cp --abi-check\n");
+  exit(2);
+}
+
+std::string join(const google::protobuf::RepeatedPtrField<std::string>& items) {
+  std::string out;
+  for (const auto& s : items) out += (out.empty() ? "" : ",") + s;
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string intent_path, target, strongswan_conf, plugins;
+  int log_level = 1;
+  bool abi_check = false;
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) usage();
+      return argv[++i];
+    };
+    if (a == "--intent")
+      intent_path = value();
+    else if (a == "--dp")
+      target = value();
+    else if (a == "-p" || a == "--prefix")
+      target = "unix:///var/run/dpdk/" + value() + "/api.sock";
+    else if (a == "--strongswan-conf")
+      strongswan_conf = value();
+    else if (a == "--plugins")
+      plugins = value();
+    else if (a == "--log-level")
+      log_level = std::stoi(value());
+    else if (a == "--abi-check")
+      abi_check = true;
+    else
+      usage();
+  }
+
+  char err[512];
+  if (abi_check) {
+    // Only what libcharon needs to start (its IKE sockets on random ports, so that this runs
+    // beside any charon).
+    if (cp_charon_start(nullptr, "medix-cp {\n port = 0\n port_nat_t = 0\n}\n",
+                        "random nonce openssl socket-default kernel-netlink", -1, err, sizeof(err)) != 0 ||
+        cp_charon_abi_check(err, sizeof(err)) != 0) {
+      fprintf(stderr, "medix-cp: ABI check failed: %s\n", err);
+      return 1;
+    }
+    cp_charon_stop();
+    printf("medix-cp: ABI check passed (libcharon's structures match our build)\n");
+    return 0;
+  }
+  if (intent_path.empty() || target.empty()) usage();
+
+  medixcp::c1::Intent intent;
+  if (auto error = medixcp::load_intent(intent_path, intent)) {
+    fprintf(stderr, "%s\n", error->c_str());
+    return 2;
+  }
+
+  // Signals are taken by sigwait below: block them before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  medixcp::Dataplane dataplane(target, intent);
+  medixcp::set_glue_dataplane(&dataplane);
+  // medix-dp may still be starting: try for a while.
+  std::string error;
+  for (int attempt = 0; attempt < 60; attempt++) {
+    error = dataplane.prepare();
+    if (error.empty()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  if (!error.empty()) {
+    fprintf(stderr, "medix-cp: cannot bring medix-dp (%s) to the intent: %s\n", target.c_str(), error.c_str());
+    return 1;
+  }
+
+  if (cp_charon_start(strongswan_conf.empty() ? nullptr : strongswan_conf.c_str(), nullptr,
+                      plugins.empty() ? nullptr : plugins.c_str(), log_level, err, sizeof(err)) != 0) {
+    fprintf(stderr, "medix-cp: %s\n", err);
+    return 1;
+  }
+  dataplane.start();
+
+  int rc = 0;
+  for (const auto& p : intent.peers()) {
+    const std::string ike = join(p.ike_proposals()), esp = join(p.esp_proposals());
+    const std::string lts = join(p.local_selectors()), rts = join(p.remote_selectors());
+    cp_peer peer = {
+        .name = p.name().c_str(),
+        .local_address = p.local_address().c_str(),
+        .remote_address = p.remote_address().c_str(),
+        .local_id = p.local_id().c_str(),
+        .remote_id = p.remote_id().c_str(),
+        .psk = p.psk().c_str(),
+        .ike_proposals = ike.c_str(),
+        .esp_proposals = esp.c_str(),
+        .local_ts = lts.c_str(),
+        .remote_ts = rts.c_str(),
+        .ike_rekey_s = p.ike_rekey_seconds(),
+        .child_rekey_s = p.child_rekey_seconds(),
+        .child_life_s = p.child_life_seconds(),
+        .child_rekey_bytes = p.child_rekey_bytes(),
+        .child_rekey_packets = p.child_rekey_packets(),
+        .dpd_s = p.dpd_seconds(),
+    };
+    if (cp_charon_add_peer(&peer, err, sizeof(err)) != 0) {
+      fprintf(stderr, "medix-cp: %s: %s\n", intent_path.c_str(), err);
+      rc = 2;
+      break;
+    }
+  }
+  if (rc == 0) {
+    for (const auto& p : intent.peers())
+      if (p.initiate()) cp_charon_initiate(p.name().c_str());
+    fprintf(stderr, "medix-cp: ready (%d peers)\n", intent.peers_size());
+    int sig = 0;
+    sigwait(&signals, &sig);
+    fprintf(stderr, "medix-cp: signal %d, stopping\n", sig);
+  }
+  cp_charon_stop();  // deletes the IKE_SAs, and so their SAs and routes in medix-dp
+  dataplane.stop();
+  return rc;
+}
