@@ -67,6 +67,10 @@ std::string validate_intent(c1::Intent& intent) {
         return at + "remote_selectors[" + std::to_string(j) + "]: '" + p.remote_selectors(j) + "' is not a prefix";
     if (p.child_life_seconds() && p.child_rekey_seconds() && p.child_life_seconds() <= p.child_rekey_seconds())
       return at + "child_life_seconds: must be above child_rekey_seconds";
+    if (p.child_life_bytes() && p.child_life_bytes() <= p.child_rekey_bytes())
+      return at + "child_life_bytes: must be above child_rekey_bytes";
+    if (p.child_life_packets() && p.child_life_packets() <= p.child_rekey_packets())
+      return at + "child_life_packets: must be above child_rekey_packets";
   }
   return "";
 }

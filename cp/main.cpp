@@ -135,7 +135,9 @@ int main(int argc, char** argv) {
         .child_rekey_s = p.child_rekey_seconds(),
         .child_life_s = p.child_life_seconds(),
         .child_rekey_bytes = p.child_rekey_bytes(),
+        .child_life_bytes = p.child_life_bytes(),
         .child_rekey_packets = p.child_rekey_packets(),
+        .child_life_packets = p.child_life_packets(),
         .dpd_s = p.dpd_seconds(),
     };
     if (cp_charon_add_peer(&peer, err, sizeof(err)) != 0) {

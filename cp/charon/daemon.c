@@ -94,7 +94,6 @@ int cp_charon_start(const char* settings_file, const char* settings_text, const 
       PLUGIN_PROVIDE(CUSTOM, "kernel-ipsec"),
       PLUGIN_DEPENDS(RNG, RNG_WEAK),
   };
-  level_t levels[DBG_MAX];
 
   /* Our settings, never /etc/strongswan.conf (whose load_modular would bring Debian's plugin
    * list): an empty file (library_init insists on a regular one), then the one given, under
@@ -113,6 +112,11 @@ int cp_charon_start(const char* settings_file, const char* settings_text, const 
     err_set(err, err_len, "libstrongswan failed to initialize");
     return -1;
   }
+  /* Log to stderr, a line at a time (charon's default would be stdout, block-buffered, and
+   * syslog); a settings file may say otherwise. */
+  lib->settings->set_int(lib->settings, "%s.filelog.stderr.default", log_level, lib->ns);
+  lib->settings->set_bool(lib->settings, "%s.filelog.stderr.flush_line", TRUE, lib->ns);
+  lib->settings->set_bool(lib->settings, "%s.filelog.stderr.ike_name", TRUE, lib->ns);
   if (settings_file && !lib->settings->load_files(lib->settings, (char*)settings_file, TRUE)) {
     library_deinit();
     err_set(err, err_len, "%s: not a valid strongswan.conf", settings_file);
@@ -138,8 +142,6 @@ int cp_charon_start(const char* settings_file, const char* settings_text, const 
     library_deinit();
     return -1;
   }
-  for (int group = 0; group < DBG_MAX; group++) levels[group] = log_level;
-  charon->set_default_loggers(charon, levels, TRUE);
   charon->load_loggers(charon);
 
   /* Registered before initialize(): the first kernel-ipsec wins over kernel-netlink's. */
@@ -240,14 +242,30 @@ static auth_cfg_t* psk_auth(const char* id) {
   return auth;
 }
 
+/* Child SA lifetimes as swanctl would make them: a hard limit 10 % above the soft one unless
+ * given; charon rekeys at the soft limit less a random jitter (time: up to the gap between the
+ * two, as swanctl; volume: at most 10 % of the soft limit, so that a large hard limit does not
+ * make the rekey come at once). */
+static lifetime_cfg_t child_lifetime(const struct cp_peer* p) {
+  lifetime_cfg_t l = {0};
+  l.time.rekey = p->child_rekey_s ? p->child_rekey_s : 3600;
+  l.time.life = p->child_life_s ? p->child_life_s : l.time.rekey * 110 / 100;
+  l.time.jitter = l.time.life - l.time.rekey;
+  l.bytes.rekey = p->child_rekey_bytes;
+  l.bytes.life = p->child_life_bytes ? p->child_life_bytes : l.bytes.rekey * 110 / 100;
+  l.bytes.jitter = min(l.bytes.life - l.bytes.rekey, l.bytes.rekey / 10);
+  l.packets.rekey = p->child_rekey_packets;
+  l.packets.life = p->child_life_packets ? p->child_life_packets : l.packets.rekey * 110 / 100;
+  l.packets.jitter = min(l.packets.life - l.packets.rekey, l.packets.rekey / 10);
+  return l;
+}
+
 int cp_charon_add_peer(const struct cp_peer* p, char* err, size_t err_len) {
   ike_cfg_t* ike;
   peer_cfg_t *peer, *old;
   child_cfg_t* child;
   linked_list_t* owners;
   uint32_t ike_rekey = p->ike_rekey_s ? p->ike_rekey_s : 4 * 3600;
-  uint64_t rekey = p->child_rekey_s ? p->child_rekey_s : 3600;
-  uint64_t life = p->child_life_s ? p->child_life_s : rekey * 110 / 100;
 
   if (!p->psk || !*p->psk) {
     err_set(err, err_len, "peer %s: only PSK authentication is implemented", p->name);
@@ -282,22 +300,7 @@ int cp_charon_add_peer(const struct cp_peer* p, char* err, size_t err_len) {
 
   child = child_cfg_create((char*)p->name, &(child_cfg_create_t){
                                                .mode = MODE_TUNNEL,
-                                               .lifetime =
-                                                   {
-                                                       .time = {.rekey = rekey, .life = life, .jitter = life - rekey},
-                                                       .bytes =
-                                                           {
-                                                               .rekey = p->child_rekey_bytes,
-                                                               .life = p->child_rekey_bytes * 110 / 100,
-                                                               .jitter = p->child_rekey_bytes / 10,
-                                                           },
-                                                       .packets =
-                                                           {
-                                                               .rekey = p->child_rekey_packets,
-                                                               .life = p->child_rekey_packets * 110 / 100,
-                                                               .jitter = p->child_rekey_packets / 10,
-                                                           },
-                                                   },
+                                               .lifetime = child_lifetime(p),
                                                .dpd_action = ACTION_START,
                                                .close_action = ACTION_NONE,
                                            });

@@ -36,7 +36,9 @@ struct cp_peer {
   uint32_t child_rekey_s;       /* 0: 1 h */
   uint32_t child_life_s;        /* 0: rekey + 10 % */
   uint64_t child_rekey_bytes;   /* 0: none */
+  uint64_t child_life_bytes;    /* 0: rekey + 10 % */
   uint64_t child_rekey_packets; /* 0: none */
+  uint64_t child_life_packets;  /* 0: rekey + 10 % */
   uint32_t dpd_s;               /* 0: no DPD */
 };
 

@@ -49,6 +49,7 @@ gw_pid=
 ike_cleanup() {
   local rc=$? pid
   set +e
+  trap - EXIT
   [ -n "$cp_pid" ] && kill -TERM "$cp_pid" 2>/dev/null && sleep 0.5 && kill -KILL "$cp_pid" 2>/dev/null
   [ -n "$gw_pid" ] && kill -KILL "$gw_pid" 2>/dev/null
   if [ -n "${MX_ID:-}" ]; then
@@ -154,12 +155,14 @@ EOF
 ip netns exec "$NS_GW" sh -c "mount --bind '$GW/run' /run && exec env STRONGSWAN_CONF='$GW/strongswan.conf' /usr/lib/ipsec/charon" \
   >"$GW/charon.log" 2>&1 &
 gw_pid=$!
+disown # killed at exit, without a job notice
 swan() { ip netns exec "$NS_GW" env STRONGSWAN_CONF="$GW/strongswan.conf" SWANCTL_DIR="$GW/swanctl" swanctl "$@"; }
 for ((i = 0; i < 100; i++)); do [ -S "$GW/charon.vici" ] && break; sleep 0.1; done
 [ -S "$GW/charon.vici" ] || mx_die "the gateway's charon did not start: $(tail -5 "$GW/charon.log")"
 
 # --- helpers for the rounds --------------------------------------------------------------------
-# gw_conf IKE_PROPOSAL ESP_PROPOSAL: the gateway's swanctl.conf (one key = value per line).
+# gw_conf IKE_PROPOSAL ESP_PROPOSAL [CHILD_LINES [PSK]]: the gateway's swanctl.conf (one
+# key = value per line) and its loading.
 gw_conf() {
   cat >"$GW/swanctl/swanctl.conf" <<EOF
 connections {
@@ -181,6 +184,7 @@ connections {
         local_ts = 10.0.1.0/24
         remote_ts = 192.168.1.0/24
         esp_proposals = $2
+${3:-}
       }
     }
   }
@@ -189,25 +193,26 @@ secrets {
   ike-ix {
     id-1 = $GW_ID
     id-2 = $IX_ID
-    secret = "$PSK"
+    secret = "${4:-$PSK}"
   }
 }
 EOF
   swan --load-all >"$GW/load.log" 2>&1
 }
 
-# cp_start INTENT_FILE: medix-cp in the TAP's namespace; waits for its ready line.
+# cp_start INTENT_FILE: medix-cp in the TAP's namespace; waits for its ready line. Its log is
+# $MX_TMP/medix-cp-$label.log.
 cp_start() {
-  local log=$MX_TMP/medix-cp.log
-  : >"$log"
-  ip netns exec "$NS_CP" "$MX_CP" --intent "$1" -p "$MX_PREFIX" --log-level 1 >"$log" 2>&1 &
+  CP_LOG=$MX_TMP/medix-cp-$label.log
+  : >"$CP_LOG"
+  ip netns exec "$NS_CP" "$MX_CP" --intent "$1" -p "$MX_PREFIX" --log-level 1 >"$CP_LOG" 2>&1 &
   cp_pid=$!
   for ((i = 0; i < 100; i++)); do
-    grep -q 'medix-cp: ready' "$log" && return 0
+    grep -q 'medix-cp: ready' "$CP_LOG" && return 0
     mx_alive "$cp_pid" || break
     sleep 0.1
   done
-  tail -20 "$log" | sed 's/^/  | /'
+  tail -20 "$CP_LOG" | sed 's/^/  | /'
   return 1
 }
 
@@ -223,21 +228,20 @@ cp_stop() {
   return $rc
 }
 
-# intent ESP_PROPOSALS...: medix-cp's intent for carrier B.
+# intent ESP_PROPOSAL [EXTRA_JSON [PSK]]: medix-cp's intent for carrier B; EXTRA_JSON are more
+# fields of the peer (', "initiate": true').
 intent() {
-  local esp
-  esp=$(printf '"%s",' "$@")
   cat <<EOF
 {
   "schema_version": 1,
   "peers": [{
     "name": "carrier-b", "tenant": "hosp-a", "underlay_tenant": "carrier-b", "tunnel": "t-carrier-b",
     "local_address": "192.0.2.1", "remote_address": "192.0.2.2",
-    "local_id": "$IX_ID", "remote_id": "$GW_ID", "psk": "$PSK",
+    "local_id": "$IX_ID", "remote_id": "$GW_ID", "psk": "${3:-$PSK}",
     "ike_proposals": ["aes128gcm16-prfsha256-x25519", "aes256-sha256-modp2048"],
-    "esp_proposals": [${esp%,}],
+    "esp_proposals": ["$1"],
     "local_selectors": ["192.168.1.0/24"], "remote_selectors": ["10.0.1.0/24"],
-    "tcp_mss_clamp": 1300
+    "tcp_mss_clamp": 1300${2:-}
   }]
 }
 EOF
@@ -245,8 +249,10 @@ EOF
 
 # dp_json KIND EXPR: EXPR over `d`, the list of medix-dp's objects of KIND (medixctl -o json).
 dp_json() { ctl -o json show "$1" | mx_json - "(lambda d: $2)([list(o.values())[0] for o in d['objects']])"; }
+dp_sas() { dp_json sas 'len([s for s in d if s["tunnel"] == "t-carrier-b"])'; }
+dp_route() { dp_json routes 'len([r for r in d if r["tenant"] == "hosp-a" and r["prefix"] == "10.0.1.0/24"])'; }
 
-# transfer FROM TO_ADDR TO TAG: xfer.py from one host to another's server, sha256 compared.
+# transfer FROM_NS TO_ADDR TAG: xfer.py to the other host's server, sha256 compared.
 transfer() {
   local from_ns=$1 addr=$2 tag=$3 out=$MX_TMP/xfer-$3.json
   ip netns exec "$from_ns" timeout 60 "$MX_PY" "$MX_LIB_DIR/xfer.py" send "$addr" 5001 "$tag" "$TCP_MIB" >"$out" 2>&1
@@ -255,93 +261,199 @@ transfer() {
   [ $rc -eq 0 ] && mx_json "$out" 'd["sha256"] == d["server_sha256"] and d["bytes"] > 0' | grep -q True
 }
 
+# first_ping T0_MS: pings hospital -> archive until one answers (20 s at most); PASS with the
+# time since T0_MS.
+first_ping() {
+  local t0=$1 i
+  for ((i = 0; i < 100; i++)); do
+    if ip netns exec "$NS_HOSP" ping -c1 -W0.2 -q 192.168.1.10 >/dev/null 2>&1; then
+      pass "$label: first ping hospital -> archive through the tunnel $(($(now_ms) - t0)) ms after initiate"
+      return 0
+    fi
+  done
+  fail "$label: no ping from the hospital to the archive within 20 s"
+  return 1
+}
+
+# json_true FILE EXPR: the expression over the JSON file is true.
+json_true() { mx_json "$1" "$2" | grep -q '^True$'; }
+
 # Servers on both hosts for the whole run.
 : >"$MX_TMP/serve-archive.log" >"$MX_TMP/serve-hosp.log"
 mx_bg archive "$MX_PY" "$MX_LIB_DIR/xfer.py" serve 192.168.1.10 5001 "$MX_TMP/serve-archive.log"
 ip netns exec "$NS_HOSP" "$MX_PY" "$MX_LIB_DIR/xfer.py" serve 10.0.1.5 5001 "$MX_TMP/serve-hosp.log" &
 disown # killed with its namespace at exit, without a job notice
 
-# round LABEL IKE_PROPOSAL ESP_PROPOSAL CIPHER_NAME
-round() {
-  local label=$1 ike=$2 esp=$3 cipher=$4
+# begin LABEL IKE ESP [INTENT_EXTRA [GW_CHILD_LINES]]: medix-cp with its intent, the gateway
+# with its config. Returns 1 (after a FAIL) if either could not start.
+begin() {
+  label=$1
   echo "== $label"
-  intent "$esp" >"$MX_TMP/intent.json"
-  if ! cp_start "$MX_TMP/intent.json"; then
+  intent "$3" "${4:-}" >"$MX_TMP/intent-$label.json"
+  if ! cp_start "$MX_TMP/intent-$label.json"; then
     fail "$label: medix-cp started"
-    return
+    return 1
   fi
   pass "$label: medix-cp started and brought medix-dp to its intent (tunnel t-carrier-b)"
-  local tunnels
-  tunnels=$(dp_json tunnels '[t["name"] for t in d]')
-  check "$label: medix-dp has tunnel t-carrier-b ($tunnels)" grep -q t-carrier-b <<<"$tunnels"
-  if ! gw_conf "$ike" "$esp"; then
+  if ! gw_conf "$2" "$3" "${5:-}"; then
     fail "$label: the gateway loaded its config: $(cat "$GW/load.log")"
     cp_stop
-    return
+    return 1
   fi
+}
 
-  local t0 t_up t_first i
+# gw_initiate: the gateway starts IKE; PASS with the time to CHILD_SA up, then first_ping.
+gw_initiate() {
+  local t0
   t0=$(now_ms)
   if swan --initiate --child hosp --timeout 15 >"$MX_TMP/initiate-$label.log" 2>&1; then
-    t_up=$(now_ms)
-    pass "$label: the gateway initiated; CHILD_SA up in $((t_up - t0)) ms"
+    pass "$label: the gateway initiated; CHILD_SA up in $(($(now_ms) - t0)) ms"
   else
-    fail "$label: the gateway's initiate failed: $(tail -3 "$MX_TMP/initiate-$label.log")"
-    tail -15 "$MX_TMP/medix-cp.log" | sed 's/^/  | /'
+    fail "$label: the gateway's initiate failed: $(grep -v '^\[' "$MX_TMP/initiate-$label.log" | tail -2)"
+    tail -15 "$CP_LOG" | sed 's/^/  | /'
+    return 1
+  fi
+  first_ping "$t0"
+}
+
+# finish: the gateway closes the IKE_SA; no SA nor route of it stays in medix-dp; medix-cp
+# stops cleanly.
+finish() {
+  local left= i
+  swan --terminate --ike ix --timeout 10 >"$MX_TMP/terminate-$label.log" 2>&1
+  for ((i = 0; i < 50; i++)); do
+    left=$(dp_sas)
+    [ "$left" = 0 ] && break
+    sleep 0.1
+  done
+  check "$label: after the gateway's DELETE, medix-dp has no SA on t-carrier-b ($left left)" test "$left" = 0
+  check "$label: ... and no route to 10.0.1.0/24 in hosp-a" test "$(dp_route)" = 0
+  check "$label: medix-cp stops cleanly on SIGTERM" cp_stop
+}
+
+# --- 1. PSK, the gateway initiates: AES-GCM-128 and AES-CBC-256+HMAC-SHA-256 -----------------
+# cipher_round LABEL IKE ESP CIPHER_NAME
+cipher_round() {
+  local cipher=$4 tunnels sas route port dp_bytes
+  begin "$1" "$2" "$3" || return
+  tunnels=$(dp_json tunnels '[t["name"] for t in d]')
+  check "$label: medix-dp has tunnel t-carrier-b ($tunnels)" grep -q t-carrier-b <<<"$tunnels"
+  if ! gw_initiate; then
     cp_stop
     return
   fi
-  t_first=
-  for ((i = 0; i < 100; i++)); do
-    if ip netns exec "$NS_HOSP" ping -c1 -W0.2 -q 192.168.1.10 >/dev/null 2>&1; then
-      t_first=$(now_ms)
-      break
-    fi
-  done
-  if [ -n "$t_first" ]; then
-    pass "$label: first ping hospital -> archive through the tunnel $((t_first - t0)) ms after initiate"
-  else
-    fail "$label: no ping from the hospital to the archive within 20 s"
-  fi
-
-  local sas
   sas=$(dp_json sas '" ".join(sorted("%s:%s" % ("in" if s.get("inbound") else "out", s.get("cipher")) for s in d if s["tunnel"] == "t-carrier-b"))')
   check "$label: medix-dp has one inbound and one outbound $cipher SA on t-carrier-b ($sas)" \
     test "$sas" = "in:$cipher out:$cipher"
-  local route
   route=$(dp_json routes '[r["via"]["interface"] for r in d if r["tenant"] == "hosp-a" and r["prefix"] == "10.0.1.0/24" and "via" in r]')
   check "$label: route hosp-a 10.0.1.0/24 via t-carrier-b ($route)" test "$route" = '["t-carrier-b"]'
-  local port
   port=$(dp_json tunnels '[t.get("encap_udp_port", 0) for t in d if t["name"] == "t-carrier-b"]')
   check "$label: the tunnel carries ESP in UDP to the gateway's port 4500 ($port)" test "$port" = "[4500]"
 
   check "$label: TCP $TCP_MIB MiB hospital -> archive (tenant archive), byte-identical" \
     transfer "$NS_HOSP" 192.168.1.10 "$label-up"
   check "$label: TCP $TCP_MIB MiB archive -> hospital, byte-identical" transfer "$NS_AR" 10.0.1.5 "$label-down"
-
-  # Counters: charon's view (query_sa -> medix-dp GetCounters), as swanctl shows them.
-  swan --list-sas >"$MX_TMP/list-sas-$label.log" 2>&1
-  local dp_bytes
   dp_bytes=$(ctl -o json counters | mx_json - 'sum(int(s.get("bytes", 0)) for s in d.get("sas", []) if s.get("tunnel") == "t-carrier-b")')
   check "$label: medix-dp counted the transfers on the SAs ($dp_bytes bytes)" \
     test "${dp_bytes:-0}" -gt $((2 * TCP_MIB * 1024 * 1024))
-
-  # The gateway closes: charon deletes the CHILD_SA, medix-cp the SAs and the route.
-  swan --terminate --ike ix --timeout 10 >"$MX_TMP/terminate-$label.log" 2>&1
-  local left=
-  for ((i = 0; i < 50; i++)); do
-    left=$(dp_json sas 'len([s for s in d if s["tunnel"] == "t-carrier-b"])')
-    [ "$left" = 0 ] && break
-    sleep 0.1
-  done
-  check "$label: after the gateway's DELETE, medix-dp has no SA on t-carrier-b ($left left)" test "$left" = 0
-  route=$(dp_json routes 'len([r for r in d if r["tenant"] == "hosp-a" and r["prefix"] == "10.0.1.0/24"])')
-  check "$label: ... and no route to 10.0.1.0/24 in hosp-a" test "$route" = 0
-  check "$label: medix-cp stops cleanly on SIGTERM" cp_stop
+  finish
 }
 
-round gcm "aes128gcm16-prfsha256-x25519" "aes128gcm16" AES_GCM_128
-round cbc "aes256-sha256-modp2048" "aes256-sha256" AES_CBC_256
+cipher_round gcm "aes128gcm16-prfsha256-x25519" "aes128gcm16" AES_GCM_128
+cipher_round cbc "aes256-sha256-modp2048" "aes256-sha256" AES_CBC_256
+
+# --- 2. medix-cp initiates ----------------------------------------------------------------------
+if begin cp-initiates "aes128gcm16-prfsha256-x25519" "aes128gcm16"; then
+  # Again, with "initiate": the gateway's config is loaded now.
+  cp_stop
+  intent aes128gcm16 ', "initiate": true' >"$MX_TMP/intent-$label.json"
+  t0=$(now_ms)
+  if cp_start "$MX_TMP/intent-$label.json"; then
+    first_ping "$t0" && check "$label: TCP $TCP_MIB MiB hospital -> archive, byte-identical" \
+      transfer "$NS_HOSP" 192.168.1.10 "$label-up"
+    check "$label: medix-cp's IKE_SA_INIT went out through medix-dp" \
+      grep -q 'generating IKE_SA_INIT request' "$CP_LOG"
+    finish
+  else
+    fail "$label: medix-cp restarted with initiate"
+  fi
+fi
+
+# --- 3. rekeys on time from both sides under traffic ----------------------------------------
+# Both ends rekey the CHILD_SA every 3-5 s (medix-cp from its lifetime timers, the gateway from
+# its own) for REKEY_S seconds under two sequenced UDP streams: nothing may be lost.
+REKEY_S=${IKE_REKEY_SECONDS:-20}
+if begin rekey "aes128gcm16-prfsha256-x25519" "aes128gcm16" ', "child_rekey_seconds": 5, "child_life_seconds": 7' \
+  "$(printf '        rekey_time = 5s\n        life_time = 7s\n        rand_time = 2s')"; then
+  if gw_initiate; then
+    T=$MX_REPO/test/hitless/traffic.py
+    rm -f "$MX_TMP"/ready-*
+    ip netns exec "$NS_AR" "$MX_PY" "$T" receive 6000 --out "$MX_TMP/recv-up.json" \
+      --sent-file "$MX_TMP/sent-up.json" --ready "$MX_TMP/ready-up" &
+    r1=$!
+    ip netns exec "$NS_HOSP" "$MX_PY" "$T" receive 6000 --out "$MX_TMP/recv-down.json" \
+      --sent-file "$MX_TMP/sent-down.json" --ready "$MX_TMP/ready-down" &
+    r2=$!
+    for ((i = 0; i < 50; i++)); do [ -e "$MX_TMP/ready-up" ] && [ -e "$MX_TMP/ready-down" ] && break; sleep 0.1; done
+    ip netns exec "$NS_HOSP" "$MX_PY" "$T" send 192.168.1.10 6000 --pps 500 --max-seconds "$REKEY_S" \
+      --out "$MX_TMP/sent-up.json" &
+    s1=$!
+    ip netns exec "$NS_AR" "$MX_PY" "$T" send 10.0.1.5 6000 --pps 500 --max-seconds "$REKEY_S" \
+      --out "$MX_TMP/sent-down.json" &
+    s2=$!
+    wait $s1 $s2
+    sleep 1 # the last datagrams in flight
+    kill -TERM $r1 $r2 2>/dev/null
+    wait $r1 $r2 2>/dev/null
+    for dir in up down; do
+      info "$dir: $(mx_json "$MX_TMP/recv-$dir.json" '{k: d.get(k) for k in ("expect", "received", "missing_count", "duplicates", "foreign")}')"
+      check "$label: UDP $dir at 500/s for ${REKEY_S} s across the rekeys: nothing lost or duplicated" \
+        json_true "$MX_TMP/recv-$dir.json" 'd["missing_count"] == 0 and d["duplicates"] == 0 and d["expect"] > 0'
+    done
+    ours=$(grep -c 'generating CREATE_CHILD_SA request' "$CP_LOG")
+    theirs=$(grep -c 'parsed CREATE_CHILD_SA request' "$CP_LOG")
+    check "$label: CHILD_SA rekeys started by medix-cp ($ours) and by the gateway ($theirs)" \
+      test "$ours" -ge 1 -a "$theirs" -ge 1
+    ike_sas=$(grep -c 'IKE_SA carrier-b\[[0-9]*\] established' "$CP_LOG")
+    check "$label: one IKE_SA all along ($ike_sas established)" test "$ike_sas" = 1
+    # (Rekeyed inbound SAs stay for charon's delete_rekeyed_delay, 5 s: several at a time here.
+    # That none is left behind is checked when the gateway closes, below.)
+    info "SAs in medix-dp now: $(dp_sas)"
+  fi
+  finish
+fi
+
+# --- 4. rekeys on volume: medix-dp's SOFT_EXPIRED events ------------------------------------
+if begin volume "aes128gcm16-prfsha256-x25519" "aes128gcm16" \
+  ', "child_rekey_bytes": "1000000", "child_life_bytes": "100000000"'; then
+  if gw_initiate; then
+    check "$label: TCP $TCP_MIB MiB hospital -> archive across rekeys, byte-identical" \
+      transfer "$NS_HOSP" 192.168.1.10 "$label-up"
+    check "$label: TCP $TCP_MIB MiB archive -> hospital across rekeys, byte-identical" \
+      transfer "$NS_AR" 10.0.1.5 "$label-down"
+    sleep 1
+    events=$(grep -c 'SOFT_EXPIRED after' "$CP_LOG")
+    rekeys=$(grep -c 'generating CREATE_CHILD_SA request' "$CP_LOG")
+    check "$label: medix-dp's SOFT_EXPIRED events ($events) made medix-cp rekey ($rekeys)" \
+      test "$events" -ge 1 -a "$rekeys" -ge 1
+  fi
+  finish
+fi
+
+# --- 5. a wrong PSK is refused, and nothing reaches medix-dp --------------------------------
+if begin wrong-psk "aes128gcm16-prfsha256-x25519" "aes128gcm16"; then
+  gw_conf "aes128gcm16-prfsha256-x25519" "aes128gcm16" "" "not-the-right-psk-at-all"
+  if swan --initiate --child hosp --timeout 10 >"$MX_TMP/initiate-$label.log" 2>&1; then
+    fail "$label: the gateway with a wrong PSK got a tunnel"
+  else
+    pass "$label: the gateway with a wrong PSK is refused"
+  fi
+  reason=$(grep -m1 -E 'MAC mismatched|pre-shared key failed|AUTHENTICATION_FAILED' "$CP_LOG" | sed -E 's/^[0-9]+\[[A-Z]+\] (<[^>]*> )?//')
+  check "$label: medix-cp logs why (${reason:-nothing})" test -n "$reason"
+  check "$label: no SA in medix-dp" test "$(dp_sas)" = 0
+  check "$label: no route in medix-dp" test "$(dp_route)" = 0
+  check "$label: medix-cp stops cleanly on SIGTERM" cp_stop
+fi
 
 check "medix-dp is still running" mx_alive "$MX_DP_PID"
 echo "ike: $passed passed, $failed failed"
