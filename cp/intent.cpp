@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <google/protobuf/util/json_util.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <set>
@@ -53,8 +54,19 @@ std::string validate_intent(c1::Intent& intent) {
       return at + "remote_address: another peer has the same local and remote addresses";
     if (p.local_id().empty()) p.set_local_id(p.local_address());
     if (p.remote_id().empty()) p.set_remote_id(p.remote_address());
-    if (p.psk().empty()) return at + "psk: is required (certificates are not supported yet)";
-    if (p.psk().size() < 8) return at + "psk: at least 8 characters";
+    const bool x509 = !p.certificate().empty() || !p.private_key().empty() || !p.ca_certificate().empty();
+    if (x509 && !p.psk().empty()) return at + "psk: either a PSK or certificates, not both";
+    if (x509) {
+      for (auto [field, path] : {std::pair{"certificate", &p.certificate()},
+                                 {"private_key", &p.private_key()},
+                                 {"ca_certificate", &p.ca_certificate()}}) {
+        if (path->empty()) return at + field + ": is required with X.509 authentication";
+        if (access(path->c_str(), R_OK) != 0) return at + field + ": cannot read " + *path;
+      }
+    } else {
+      if (p.psk().empty()) return at + "psk: is required (or certificate, private_key and ca_certificate)";
+      if (p.psk().size() < 8) return at + "psk: at least 8 characters";
+    }
     if (p.ike_proposals().empty()) return at + "ike_proposals: at least one is required";
     if (p.esp_proposals().empty()) return at + "esp_proposals: at least one is required";
     if (p.local_selectors().empty()) return at + "local_selectors: at least one prefix is required";

@@ -19,7 +19,7 @@
 
 /* The smallest set that does IKEv2 with PSK and X.509 (kdf: PRF_HMAC_SHA2_256 for the KDF;
  * kernel-netlink: addresses and routes of the exception TAP, its kernel-ipsec loses to ours). */
-#define DEFAULT_PLUGINS "random nonce openssl kdf socket-default kernel-netlink pem pkcs1 x509 pubkey constraints"
+#define DEFAULT_PLUGINS "random nonce openssl kdf socket-default kernel-netlink pem pkcs1 pkcs8 x509 pubkey constraints"
 
 /* Peers as a backend_t: a list of peer_cfg_t, replaced whole per name. */
 typedef struct {
@@ -242,6 +242,45 @@ static auth_cfg_t* psk_auth(const char* id) {
   return auth;
 }
 
+/* X.509: our side proves itself with `cert` (and its key, in the credential set); the peer must
+ * present a certificate for `id` that `ca` issued. */
+static auth_cfg_t* pubkey_auth(const char* id, certificate_t* cert, certificate_t* ca) {
+  auth_cfg_t* auth = auth_cfg_create();
+  auth->add(auth, AUTH_RULE_AUTH_CLASS, AUTH_CLASS_PUBKEY);
+  auth->add(auth, AUTH_RULE_IDENTITY, identification_create_from_string((char*)id));
+  if (cert) auth->add(auth, AUTH_RULE_SUBJECT_CERT, cert->get_ref(cert));
+  if (ca) auth->add(auth, AUTH_RULE_CA_CERT, ca->get_ref(ca));
+  return auth;
+}
+
+/* Loads the peer's certificate, key and CA into our credential set. FALSE with a reason. */
+static bool load_x509(const struct cp_peer* p, certificate_t** cert, certificate_t** ca, char* err, size_t err_len) {
+  private_key_t* key;
+  *cert = lib->creds->create(lib->creds, CRED_CERTIFICATE, CERT_X509, BUILD_FROM_FILE, p->certificate, BUILD_END);
+  if (!*cert) {
+    err_set(err, err_len, "peer %s: %s is not an X.509 certificate", p->name, p->certificate);
+    return FALSE;
+  }
+  *ca = lib->creds->create(lib->creds, CRED_CERTIFICATE, CERT_X509, BUILD_FROM_FILE, p->ca_certificate, BUILD_END);
+  if (!*ca) {
+    (*cert)->destroy(*cert);
+    err_set(err, err_len, "peer %s: %s is not an X.509 certificate", p->name, p->ca_certificate);
+    return FALSE;
+  }
+  key = lib->creds->create(lib->creds, CRED_PRIVATE_KEY, KEY_ANY, BUILD_FROM_FILE, p->private_key, BUILD_END);
+  if (!key) {
+    (*cert)->destroy(*cert);
+    (*ca)->destroy(*ca);
+    err_set(err, err_len, "peer %s: %s is not a private key", p->name, p->private_key);
+    return FALSE;
+  }
+  /* The set owns what it is given; we keep references for the auth rules. */
+  *cert = creds->add_cert_ref(creds, FALSE, *cert);
+  *ca = creds->add_cert_ref(creds, TRUE, *ca);
+  creds->add_key(creds, key);
+  return TRUE;
+}
+
 /* Child SA lifetimes as swanctl would make them: a hard limit 10 % above the soft one unless
  * given; charon rekeys at the soft limit less a random jitter (time: up to the gap between the
  * two, as swanctl; volume: at most 10 % of the soft limit, so that a large hard limit does not
@@ -266,11 +305,9 @@ int cp_charon_add_peer(const struct cp_peer* p, char* err, size_t err_len) {
   child_cfg_t* child;
   linked_list_t* owners;
   uint32_t ike_rekey = p->ike_rekey_s ? p->ike_rekey_s : 4 * 3600;
+  certificate_t *cert = NULL, *ca = NULL;
+  bool psk = p->psk && *p->psk;
 
-  if (!p->psk || !*p->psk) {
-    err_set(err, err_len, "peer %s: only PSK authentication is implemented", p->name);
-    return -1;
-  }
   ike = ike_cfg_create(&(ike_cfg_create_t){
       .version = IKEV2,
       .local = (char*)p->local_address,
@@ -279,7 +316,8 @@ int cp_charon_add_peer(const struct cp_peer* p, char* err, size_t err_len) {
       .remote_port = IKEV2_UDP_PORT,
       .fragmentation = FRAGMENTATION_YES,
   });
-  if (!add_proposals(p->ike_proposals, PROTO_IKE, add_ike_proposal, ike, err, err_len)) {
+  if (!add_proposals(p->ike_proposals, PROTO_IKE, add_ike_proposal, ike, err, err_len) ||
+      (!psk && !load_x509(p, &cert, &ca, err, err_len))) {
     ike->destroy(ike);
     return -1;
   }
@@ -295,8 +333,15 @@ int cp_charon_add_peer(const struct cp_peer* p, char* err, size_t err_len) {
                              .no_mobike = FALSE,
                              .dpd = p->dpd_s,
                          });
-  peer->add_auth_cfg(peer, psk_auth(p->local_id), TRUE);
-  peer->add_auth_cfg(peer, psk_auth(p->remote_id), FALSE);
+  if (psk) {
+    peer->add_auth_cfg(peer, psk_auth(p->local_id), TRUE);
+    peer->add_auth_cfg(peer, psk_auth(p->remote_id), FALSE);
+  } else {
+    peer->add_auth_cfg(peer, pubkey_auth(p->local_id, cert, NULL), TRUE);
+    peer->add_auth_cfg(peer, pubkey_auth(p->remote_id, NULL, ca), FALSE);
+    cert->destroy(cert);
+    ca->destroy(ca);
+  }
 
   child = child_cfg_create((char*)p->name, &(child_cfg_create_t){
                                                .mode = MODE_TUNNEL,
@@ -312,12 +357,14 @@ int cp_charon_add_peer(const struct cp_peer* p, char* err, size_t err_len) {
     return -1;
   }
 
-  /* The PSK, for this pair of identities, under the peer's name (replaced with it). */
-  owners = linked_list_create();
-  owners->insert_last(owners, identification_create_from_string((char*)p->local_id));
-  owners->insert_last(owners, identification_create_from_string((char*)p->remote_id));
-  creds->add_shared_unique(creds, (char*)p->name,
-                           shared_key_create(SHARED_IKE, chunk_clone(chunk_from_str((char*)p->psk))), owners);
+  if (psk) {
+    /* The PSK, for this pair of identities, under the peer's name (replaced with it). */
+    owners = linked_list_create();
+    owners->insert_last(owners, identification_create_from_string((char*)p->local_id));
+    owners->insert_last(owners, identification_create_from_string((char*)p->remote_id));
+    creds->add_shared_unique(creds, (char*)p->name,
+                             shared_key_create(SHARED_IKE, chunk_clone(chunk_from_str((char*)p->psk))), owners);
+  }
 
   peers->lock->write_lock(peers->lock);
   old = find_peer(p->name);

@@ -27,7 +27,10 @@ struct cp_peer {
   const char* remote_address;
   const char* local_id;
   const char* remote_id;
-  const char* psk;
+  const char* psk;         /* "": X.509 with the three files below */
+  const char* certificate; /* PEM files */
+  const char* private_key;
+  const char* ca_certificate;
   const char* ike_proposals; /* "aes128gcm16-prfsha256-x25519,aes256-sha256-modp2048" */
   const char* esp_proposals; /* "aes128gcm16,aes256-sha256" */
   const char* local_ts;      /* "192.168.1.0/24" */

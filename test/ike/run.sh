@@ -141,7 +141,7 @@ GW=$MX_TMP/gw
 mkdir -p "$GW/run" "$GW/swanctl"
 cat >"$GW/strongswan.conf" <<EOF
 charon {
-  load = random nonce openssl kdf kernel-libipsec kernel-netlink socket-default vici
+  load = random nonce openssl kdf pem pkcs1 pkcs8 x509 pubkey constraints kernel-libipsec kernel-netlink socket-default vici
   plugins {
     vici {
       socket = unix://$GW/charon.vici
@@ -160,6 +160,41 @@ swan() { ip netns exec "$NS_GW" env STRONGSWAN_CONF="$GW/strongswan.conf" SWANCT
 for ((i = 0; i < 100; i++)); do [ -S "$GW/charon.vici" ] && break; sleep 0.1; done
 [ -S "$GW/charon.vici" ] || mx_die "the gateway's charon did not start: $(tail -5 "$GW/charon.log")"
 
+# --- a test PKI (strongSwan's pki): the IX's CA with certificates for medix-cp and the gateway;
+# another CA (foreign) and an expired certificate for the refusals --------------------------------
+PKI=$MX_TMP/pki
+mkdir -p "$PKI"
+# mk_cert NAME CN CA [PKI_ISSUE_OPTIONS...]: NAME.key and NAME.pem issued by CA (ECDSA P-256).
+mk_cert() {
+  local name=$1 cn=$2 ca=$3; shift 3
+  pki --gen --type ecdsa --size 256 --outform pem >"$PKI/$name.key" &&
+    pki --pub --in "$PKI/$name.key" --type ecdsa |
+    pki --issue --cacert "$PKI/$ca.pem" --cakey "$PKI/$ca.key" --dn "O=medix test, CN=$cn" --san "$cn" \
+      --outform pem "$@" >"$PKI/$name.pem"
+}
+(
+  set -e
+  for ca in ca foreign-ca; do
+    pki --gen --type ecdsa --size 256 --outform pem >"$PKI/$ca.key"
+    pki --self --ca --lifetime 30 --in "$PKI/$ca.key" --type ecdsa --dn "O=medix test, CN=$ca" \
+      --outform pem >"$PKI/$ca.pem"
+  done
+  mk_cert ix "$IX_ID" ca --lifetime 30
+  mk_cert gw "$GW_ID" ca --lifetime 30
+  mk_cert gw-foreign "$GW_ID" foreign-ca --lifetime 30
+  mk_cert gw-expired "$GW_ID" ca --not-before "01.01.20 00:00:00" --not-after "02.01.20 00:00:00"
+) 2>"$PKI/pki.log"
+[ $? -eq 0 ] || mx_die "pki failed: $(tail -3 "$PKI/pki.log")"
+mkdir -p "$GW/swanctl/x509" "$GW/swanctl/x509ca" "$GW/swanctl/private"
+cp "$PKI/ca.pem" "$GW/swanctl/x509ca/"
+# gw_cert NAME: the gateway presents NAME.pem (gw, gw-foreign, gw-expired).
+gw_cert() {
+  cp "$PKI/$1.pem" "$GW/swanctl/x509/gw.pem"
+  cp "$PKI/$1.key" "$GW/swanctl/private/gw.key"
+}
+gw_cert gw
+AUTH=psk
+
 # --- helpers for the rounds --------------------------------------------------------------------
 # gw_conf IKE_PROPOSAL ESP_PROPOSAL [CHILD_LINES [PSK]]: the gateway's swanctl.conf (one
 # key = value per line) and its loading.
@@ -172,11 +207,12 @@ connections {
     remote_addrs = 192.0.2.1
     proposals = $1
     local {
-      auth = psk
+      auth = $GW_AUTH
       id = $GW_ID
+$GW_CERTS
     }
     remote {
-      auth = psk
+      auth = $GW_AUTH
       id = $IX_ID
     }
     children {
@@ -197,7 +233,7 @@ secrets {
   }
 }
 EOF
-  swan --load-all >"$GW/load.log" 2>&1
+  swan --load-all --clear >"$GW/load.log" 2>&1
 }
 
 # cp_start INTENT_FILE: medix-cp in the TAP's namespace; waits for its ready line. Its log is
@@ -237,7 +273,7 @@ intent() {
   "peers": [{
     "name": "carrier-b", "tenant": "hosp-a", "underlay_tenant": "carrier-b", "tunnel": "t-carrier-b",
     "local_address": "192.0.2.1", "remote_address": "192.0.2.2",
-    "local_id": "$IX_ID", "remote_id": "$GW_ID", "psk": "${3:-$PSK}",
+    "local_id": "$IX_ID", "remote_id": "$GW_ID", "psk": "${3-$PSK}",$CP_X509
     "ike_proposals": ["aes128gcm16-prfsha256-x25519", "aes256-sha256-modp2048"],
     "esp_proposals": ["$1"],
     "local_selectors": ["192.168.1.0/24"], "remote_selectors": ["10.0.1.0/24"],
@@ -288,8 +324,15 @@ disown # killed with its namespace at exit, without a job notice
 # with its config. Returns 1 (after a FAIL) if either could not start.
 begin() {
   label=$1
-  echo "== $label"
-  intent "$3" "${4:-}" >"$MX_TMP/intent-$label.json"
+  echo "== $label ($AUTH)"
+  if [ "$AUTH" = x509 ]; then
+    GW_AUTH=pubkey GW_CERTS="      certs = gw.pem"
+    CP_X509=" \"certificate\": \"$PKI/ix.pem\", \"private_key\": \"$PKI/ix.key\", \"ca_certificate\": \"$PKI/ca.pem\","
+    intent "$3" "${4:-}" "" >"$MX_TMP/intent-$label.json"
+  else
+    GW_AUTH=psk GW_CERTS= CP_X509=
+    intent "$3" "${4:-}" >"$MX_TMP/intent-$label.json"
+  fi
   if ! cp_start "$MX_TMP/intent-$label.json"; then
     fail "$label: medix-cp started"
     return 1
@@ -361,6 +404,37 @@ cipher_round() {
 
 cipher_round gcm "aes128gcm16-prfsha256-x25519" "aes128gcm16" AES_GCM_128
 cipher_round cbc "aes256-sha256-modp2048" "aes256-sha256" AES_CBC_256
+AUTH=x509
+cipher_round x509-gcm "aes128gcm16-prfsha256-x25519" "aes128gcm16" AES_GCM_128
+cipher_round x509-cbc "aes256-sha256-modp2048" "aes256-sha256" AES_CBC_256
+
+# refused LABEL WHAT REASON_REGEX: the gateway's initiate fails, medix-cp logs a reason matching
+# REASON_REGEX, nothing reaches medix-dp; medix-cp stops.
+refused() {
+  local what=$2 reason
+  if swan --initiate --child hosp --timeout 10 >"$MX_TMP/initiate-$label.log" 2>&1; then
+    fail "$label: the gateway with $what got a tunnel"
+  else
+    pass "$label: the gateway with $what is refused"
+  fi
+  reason=$(grep -m1 -E "$3" "$CP_LOG" | sed -E 's/^[0-9]+\[[A-Z]+\] (<[^>]*> )?//')
+  check "$label: medix-cp logs why (${reason:-nothing matching '$3'})" test -n "$reason"
+  check "$label: no SA in medix-dp" test "$(dp_sas)" = 0
+  check "$label: no route in medix-dp" test "$(dp_route)" = 0
+  check "$label: medix-cp stops cleanly on SIGTERM" cp_stop
+}
+
+# --- X.509 refusals: a certificate of another CA, an expired one ---------------------------
+gw_cert gw-foreign
+if begin x509-foreign-ca "aes128gcm16-prfsha256-x25519" "aes128gcm16"; then
+  refused x509-foreign-ca "a certificate from another CA" 'no trusted .* public key found|constraint check failed|not trusted'
+fi
+gw_cert gw-expired
+if begin x509-expired "aes128gcm16-prfsha256-x25519" "aes128gcm16"; then
+  refused x509-expired "an expired certificate" 'certificate invalid \(valid from'
+fi
+gw_cert gw
+AUTH=psk
 
 # --- 2. medix-cp initiates ----------------------------------------------------------------------
 if begin cp-initiates "aes128gcm16-prfsha256-x25519" "aes128gcm16"; then
@@ -440,19 +514,18 @@ if begin volume "aes128gcm16-prfsha256-x25519" "aes128gcm16" \
   finish
 fi
 
-# --- 5. a wrong PSK is refused, and nothing reaches medix-dp --------------------------------
+# --- 5. a wrong PSK, proposals that do not match: refused, nothing reaches medix-dp ---------
 if begin wrong-psk "aes128gcm16-prfsha256-x25519" "aes128gcm16"; then
   gw_conf "aes128gcm16-prfsha256-x25519" "aes128gcm16" "" "not-the-right-psk-at-all"
-  if swan --initiate --child hosp --timeout 10 >"$MX_TMP/initiate-$label.log" 2>&1; then
-    fail "$label: the gateway with a wrong PSK got a tunnel"
-  else
-    pass "$label: the gateway with a wrong PSK is refused"
-  fi
-  reason=$(grep -m1 -E 'MAC mismatched|pre-shared key failed|AUTHENTICATION_FAILED' "$CP_LOG" | sed -E 's/^[0-9]+\[[A-Z]+\] (<[^>]*> )?//')
-  check "$label: medix-cp logs why (${reason:-nothing})" test -n "$reason"
-  check "$label: no SA in medix-dp" test "$(dp_sas)" = 0
-  check "$label: no route in medix-dp" test "$(dp_route)" = 0
-  check "$label: medix-cp stops cleanly on SIGTERM" cp_stop
+  refused wrong-psk "a wrong PSK" 'MAC mismatched|pre-shared key failed'
+fi
+if begin no-proposal "aes128gcm16-prfsha256-x25519" "aes128gcm16"; then
+  gw_conf "aes256gcm16-prfsha384-ecp384" "aes256gcm16"
+  refused no-proposal "IKE proposals medix-cp does not accept" 'received proposals unacceptable'
+fi
+if begin no-esp-proposal "aes128gcm16-prfsha256-x25519" "aes128gcm16"; then
+  gw_conf "aes128gcm16-prfsha256-x25519" "aes256gcm16"
+  refused no-esp-proposal "ESP proposals medix-cp does not accept" 'no acceptable proposal found'
 fi
 
 check "medix-dp is still running" mx_alive "$MX_DP_PID"
