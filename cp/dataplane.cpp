@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 
 namespace medixcp {
 
@@ -49,7 +50,16 @@ bool same(const google::protobuf::Message& a, const google::protobuf::Message& b
   return a.SerializeAsString() == b.SerializeAsString();
 }
 
-void log(const std::string& line) { fprintf(stderr, "medix-cp: %s\n", line.c_str()); }
+// As charon's lines (time_format %T with milliseconds), so that the two interleave readably.
+void log(const std::string& line) {
+  timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  tm local;
+  localtime_r(&now.tv_sec, &local);
+  char stamp[32];
+  strftime(stamp, sizeof(stamp), "%T", &local);
+  fprintf(stderr, "%s.%03ld medix-cp: %s\n", stamp, now.tv_nsec / 1000000, line.c_str());
+}
 
 std::string hex(uint32_t spi) {
   char buf[16];
@@ -59,10 +69,21 @@ std::string hex(uint32_t spi) {
 
 }  // namespace
 
-Dataplane::Dataplane(const std::string& target, const c1::Intent& intent) : intent_(intent) {
+Dataplane::Dataplane(const std::string& target, const c1::Intent& intent) : target_(target), intent_(intent) {
+  reconnect();
+}
+
+void Dataplane::reconnect() {
   grpc::ChannelArguments arguments;
   arguments.SetMaxReceiveMessageSize(-1);  // a counters snapshot of a large IX exceeds 4 MB
-  stub_ = v1::Dataplane::NewStub(grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), arguments));
+  auto stub = v1::Dataplane::NewStub(grpc::CreateCustomChannel(target_, grpc::InsecureChannelCredentials(), arguments));
+  std::lock_guard lock(stub_mu_);
+  stub_ = std::move(stub);
+}
+
+std::shared_ptr<v1::Dataplane::Stub> Dataplane::stub() {
+  std::lock_guard lock(stub_mu_);
+  return stub_;
 }
 
 Dataplane::~Dataplane() { stop(); }
@@ -95,7 +116,7 @@ std::string Dataplane::apply(const std::vector<v1::Operation>& ops) {
   v1::ApplyResponse response;
   grpc::ClientContext context;
   set_deadline(context);
-  auto status = stub_->Apply(&context, request, &response);
+  auto status = stub()->Apply(&context, request, &response);
   return status.ok() ? "" : status_text(status);
 }
 
@@ -111,7 +132,7 @@ std::string Dataplane::prepare() {
     v1::GetResponse got;
     grpc::ClientContext context;
     set_deadline(context);
-    auto status = stub_->Get(&context, get, &got);
+    auto status = stub()->Get(&context, get, &got);
     if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
       ops.push_back(op(v1::Operation::CREATE, object_of(t)));
     } else if (!status.ok()) {
@@ -131,7 +152,7 @@ std::string Dataplane::prepare() {
       v1::ListResponse listed;
       grpc::ClientContext context;
       set_deadline(context);
-      auto status = stub_->List(&context, list, &listed);
+      auto status = stub()->List(&context, list, &listed);
       if (!status.ok()) return status_text(status);
       for (const auto& o : listed.objects()) {
         if ((o.has_sa() && ours.count(o.sa().tunnel())) ||
@@ -189,7 +210,7 @@ std::string Dataplane::add_sa(const cp_sa& in) {
   tunnels_[peer->tunnel()] = wanted;
 
   Sa& entry = sas_[{in.id.spi, dst}];
-  entry = Sa{in.id.spi, in.inbound, src, dst, peer->tunnel(), ++generation_};
+  entry = Sa{in.id.spi, in.inbound, src, dst, peer->tunnel(), ++generation_, sa};
   if (in.inbound) spis_.insert(in.id.spi);
   // charon expects the kernel to raise soft then hard expiry at these times (from now).
   if (in.soft_s) schedule(in.id.spi, dst, in.soft_s, false, entry.generation);
@@ -235,7 +256,7 @@ std::string Dataplane::query_sa(const cp_sa_id& id, uint64_t& bytes, uint64_t& p
   v1::CountersSnapshot snapshot;
   grpc::ClientContext context;
   set_deadline(context);
-  auto status = stub_->GetCounters(&context, v1::GetCountersRequest(), &snapshot);
+  auto status = stub()->GetCounters(&context, v1::GetCountersRequest(), &snapshot);
   if (!status.ok()) return status_text(status);
   for (const auto& c : snapshot.sas()) {
     if (c.spi() == id.spi && c.tunnel() == tunnel && c.inbound() == inbound) {
@@ -360,15 +381,74 @@ void Dataplane::run_timers() {
   }
 }
 
-// SA events from medix-dp (byte and packet lifetimes, sequence number overflow).
+int Dataplane::replay() {
+  reconnect();
+  std::lock_guard lock(mu_);
+  std::vector<v1::Operation> ops;
+  for (const auto& [name, t] : tunnels_) {
+    v1::GetRequest get;
+    *get.mutable_key() = object_of(t);
+    v1::GetResponse got;
+    grpc::ClientContext context;
+    set_deadline(context);
+    auto status = stub()->Get(&context, get, &got);
+    if (status.error_code() == grpc::StatusCode::NOT_FOUND)
+      ops.push_back(op(v1::Operation::CREATE, object_of(t)));
+    else if (!status.ok())
+      return -1;
+    else if (!same(got.object().tunnel(), t))
+      ops.push_back(op(v1::Operation::UPDATE, object_of(t)));
+  }
+  for (const auto& [key, sa] : sas_) ops.push_back(op(v1::Operation::CREATE, object_of(sa.object)));
+  for (const auto& [key, r] : routes_) ops.push_back(op(v1::Operation::CREATE, object_of(r.object)));
+  if (ops.empty()) return 0;
+  v1::ApplyRequest request;
+  for (const auto& o : ops) *request.add_operations() = o;
+  v1::ApplyResponse response;
+  grpc::ClientContext context;
+  set_deadline(context);
+  auto status = stub()->Apply(&context, request, &response);
+  if (!status.ok()) {
+    log("replay refused: " + status_text(status));
+    return -1;
+  }
+  return static_cast<int>(response.changed());
+}
+
+// SA events from medix-dp (byte and packet lifetimes, sequence number overflow); when the
+// stream breaks, medix-dp may have restarted: replay.
 void Dataplane::watch_events() {
+  bool broken = false;
   for (;;) {
+    if (broken) {
+      int changed = replay();
+      if (changed < 0) {  // not back yet
+        std::unique_lock lock(mu_);
+        if (stopping_) return;
+        timers_cv_.wait_for(lock, std::chrono::milliseconds(200));
+        continue;
+      }
+      if (changed > 0) {
+        // A new medix-dp: its outbound sequence numbers restarted, so rekey every CHILD_SA.
+        std::vector<std::pair<uint32_t, std::string>> outbound;
+        {
+          std::lock_guard lock(mu_);
+          for (const auto& [key, sa] : sas_)
+            if (!sa.inbound) outbound.emplace_back(sa.spi, sa.dst);
+        }
+        log("medix-dp restarted: replayed " + std::to_string(changed) + " objects; rekeying " +
+            std::to_string(outbound.size()) + " CHILD_SAs");
+        for (const auto& [spi, dst] : outbound) cp_charon_expire(spi, dst.c_str(), false);
+      }
+      broken = false;
+    }
     {
       std::lock_guard lock(mu_);
       if (stopping_) return;
       watch_context_ = std::make_unique<grpc::ClientContext>();
     }
-    auto reader = stub_->WatchSaEvents(watch_context_.get(), v1::WatchSaEventsRequest());
+    auto stub = this->stub();  // the reader uses its channel as long as it lives
+    auto reader = stub->WatchSaEvents(watch_context_.get(), v1::WatchSaEventsRequest());
     v1::SaEvent event;
     while (reader->Read(&event)) {
       std::string dst;
@@ -384,11 +464,12 @@ void Dataplane::watch_events() {
           std::to_string(event.packets()) + " packets, " + std::to_string(event.bytes()) + " bytes");
       cp_charon_expire(event.spi(), dst.c_str(), hard);
     }
-    reader->Finish();
+    auto finished = reader->Finish();
+    log("WatchSaEvents ended: " + status_text(finished));
+    broken = true;
     std::unique_lock lock(mu_);
     if (stopping_) return;
-    // medix-dp went away (restart) or refused: try again shortly.
-    timers_cv_.wait_for(lock, std::chrono::seconds(1));
+    timers_cv_.wait_for(lock, std::chrono::milliseconds(200));
   }
 }
 

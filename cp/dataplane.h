@@ -10,6 +10,11 @@
 // and what charon does not do itself for a userspace backend: time lifetimes (timers) and
 // byte/packet lifetimes (medix-dp's WatchSaEvents) become charon expires (rekey, delete).
 //
+// When medix-dp restarts (its WatchSaEvents stream breaks), everything is replayed into it, SAs
+// included, and each CHILD_SA is then rekeyed (a soft expire): the new medix-dp's outbound
+// sequence numbers start again at 1, which the gateway's anti-replay window would refuse. The
+// IKE_SA is kept: traffic resumes after one CREATE_CHILD_SA exchange.
+//
 // SAs are matched to their peer (and so tunnel and tenant) by their endpoints: the intent
 // allows one peer per (local, remote) address pair.
 
@@ -63,7 +68,8 @@ class Dataplane {
     bool inbound = false;
     std::string src, dst;
     std::string tunnel;
-    uint64_t generation = 0;  // timers of an SA since deleted (or re-added) are ignored
+    uint64_t generation = 0;         // timers of an SA since deleted (or re-added) are ignored
+    v1::SecurityAssociation object;  // with its keys: replayed into a restarted medix-dp
   };
   struct Policy {
     int refs = 0;
@@ -87,8 +93,18 @@ class Dataplane {
   void schedule(uint32_t spi, const std::string& dst, uint64_t seconds, bool hard, uint64_t generation);
   void run_timers();
   void watch_events();
+  // Re-creates every tunnel, SA and route we hold (a no-op where medix-dp still has them).
+  // Returns the operations that changed something, or -1 if medix-dp did not answer.
+  int replay();
 
-  std::unique_ptr<v1::Dataplane::Stub> stub_;
+  // A fresh channel (after a medix-dp restart gRPC's reconnection backoff would keep an old one
+  // failing for seconds); stub() is the current one.
+  void reconnect();
+  std::shared_ptr<v1::Dataplane::Stub> stub();
+
+  std::string target_;
+  std::mutex stub_mu_;  // stub_ only (taken inside mu_, never the other way)
+  std::shared_ptr<v1::Dataplane::Stub> stub_;
   c1::Intent intent_;
 
   std::mutex mu_;  // everything below; charon calls from several threads

@@ -117,6 +117,8 @@ int cp_charon_start(const char* settings_file, const char* settings_text, const 
   lib->settings->set_int(lib->settings, "%s.filelog.stderr.default", log_level, lib->ns);
   lib->settings->set_bool(lib->settings, "%s.filelog.stderr.flush_line", TRUE, lib->ns);
   lib->settings->set_bool(lib->settings, "%s.filelog.stderr.ike_name", TRUE, lib->ns);
+  lib->settings->set_str(lib->settings, "%s.filelog.stderr.time_format", "%T", lib->ns);
+  lib->settings->set_bool(lib->settings, "%s.filelog.stderr.time_add_ms", TRUE, lib->ns);
   if (settings_file && !lib->settings->load_files(lib->settings, (char*)settings_file, TRUE)) {
     library_deinit();
     err_set(err, err_len, "%s: not a valid strongswan.conf", settings_file);

@@ -19,7 +19,8 @@
 # counters; the gateway terminates: SAs and route gone from medix-dp; medix-cp stops cleanly.
 #
 # Usage: test/ike/run.sh   (root; binaries from build/, or MEDIX_DP, MEDIX_CP, MEDIXCTL)
-# Env: IKE_TCP_MIB (2), MX_KEEP_TMP=1 keeps the temp dir (configs and logs).
+# Env: IKE_ONLY="gcm rekey ..." runs only these rounds, IKE_TCP_MIB (2), IKE_REKEY_SECONDS (20),
+# MX_KEEP_TMP=1 keeps the temp dir (configs and logs).
 # Ends with "ike: N passed, M failed"; exit status 1 on any failure.
 set -uo pipefail
 IKE_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -128,13 +129,13 @@ cat >"$MX_TMP/dp.json" <<EOF
 EOF
 mx_start_dp "$MX_TMP/dp.json" || mx_die "medix-dp did not start"
 ctl() { "$MX_CTL" -p "$MX_PREFIX" "$@"; }
-(
-  set -e
-  ip link set "$TAP" netns "$NS_CP"
-  ip -n "$NS_CP" addr add 192.0.2.1/24 dev "$TAP"
-  ip -n "$NS_CP" link set "$TAP" up
-)
-[ $? -eq 0 ] || mx_die "could not move the exception TAP $TAP into $NS_CP"
+# attach_tap: medix-dp's exception TAP into medix-cp's namespace, with the tunnel endpoint.
+attach_tap() {
+  ip link set "$TAP" netns "$NS_CP" &&
+    ip -n "$NS_CP" addr add 192.0.2.1/24 dev "$TAP" &&
+    ip -n "$NS_CP" link set "$TAP" up
+}
+attach_tap || mx_die "could not move the exception TAP $TAP into $NS_CP"
 
 # --- the carrier's gateway: stock charon with kernel-libipsec ----------------------------------
 GW=$MX_TMP/gw
@@ -324,6 +325,7 @@ disown # killed with its namespace at exit, without a job notice
 # with its config. Returns 1 (after a FAIL) if either could not start.
 begin() {
   label=$1
+  case " ${IKE_ONLY:-$1} " in *" $1 "*) ;; *) return 1 ;; esac
   echo "== $label ($AUTH)"
   if [ "$AUTH" = x509 ]; then
     GW_AUTH=pubkey GW_CERTS="      certs = gw.pem"
@@ -493,6 +495,46 @@ if begin rekey "aes128gcm16-prfsha256-x25519" "aes128gcm16" ', "child_rekey_seco
     # (Rekeyed inbound SAs stay for charon's delete_rekeyed_delay, 5 s: several at a time here.
     # That none is left behind is checked when the gateway closes, below.)
     info "SAs in medix-dp now: $(dp_sas)"
+  fi
+  finish
+fi
+
+# --- medix-dp restarts under traffic: medix-cp replays tunnel, SAs and route, and rekeys the
+# CHILD_SA (the new medix-dp's sequence numbers start again); the IKE_SA stays ------------------
+if begin dp-restart "aes128gcm16-prfsha256-x25519" "aes128gcm16"; then
+  if gw_initiate; then
+    T=$MX_REPO/test/hitless/traffic.py
+    rm -f "$MX_TMP"/ready-*
+    ip netns exec "$NS_AR" "$MX_PY" "$T" receive 6001 --out "$MX_TMP/recv-restart.json" \
+      --sent-file "$MX_TMP/sent-restart.json" --ready "$MX_TMP/ready-restart" &
+    r1=$!
+    for ((i = 0; i < 50; i++)); do [ -e "$MX_TMP/ready-restart" ] && break; sleep 0.1; done
+    ip netns exec "$NS_HOSP" "$MX_PY" "$T" send 192.168.1.10 6001 --pps 200 --max-seconds 15 \
+      --out "$MX_TMP/sent-restart.json" &
+    s1=$!
+    sleep 3
+    t0=$(now_ms)
+    mx_stop_dp 10
+    if mx_start_dp "$MX_TMP/dp.json" && attach_tap; then
+      pass "$label: medix-dp restarted ($(($(now_ms) - t0)) ms) and its new TAP moved to medix-cp"
+      first_ping "$t0"
+    else
+      fail "$label: medix-dp restarted"
+    fi
+    wait $s1
+    sleep 1
+    kill -TERM $r1 2>/dev/null
+    wait $r1 2>/dev/null
+    info "UDP hospital -> archive at 200/s: $(mx_json "$MX_TMP/recv-restart.json" '{k: d.get(k) for k in ("expect", "received", "missing_count", "last")}')"
+    check "$label: the UDP stream resumed after the restart (its last datagrams arrived)" \
+      json_true "$MX_TMP/recv-restart.json" 'd["last"] is not None and d["last"] >= d["expect"] - 20'
+    check "$label: medix-cp replayed its state into the new medix-dp" grep -q 'medix-dp restarted: replayed' "$CP_LOG"
+    ike_sas=$(grep -c 'IKE_SA carrier-b\[[0-9]*\] established' "$CP_LOG")
+    check "$label: no new IKE_SA ($ike_sas established in all)" test "$ike_sas" = 1
+    check "$label: TCP $TCP_MIB MiB hospital -> archive after the restart, byte-identical" \
+      transfer "$NS_HOSP" 192.168.1.10 "$label-up"
+    check "$label: TCP $TCP_MIB MiB archive -> hospital after the restart, byte-identical" \
+      transfer "$NS_AR" 10.0.1.5 "$label-down"
   fi
   finish
 fi
