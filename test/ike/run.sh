@@ -539,6 +539,32 @@ if begin dp-restart "aes128gcm16-prfsha256-x25519" "aes128gcm16"; then
   finish
 fi
 
+# --- medix-cp killed and started again: it removes what its predecessor left in medix-dp and
+# brings the tunnel back (it initiates; the gateway replaces its old IKE_SA) --------------------
+if begin cp-restart "aes128gcm16-prfsha256-x25519" "aes128gcm16" ', "initiate": true'; then
+  # (The gateway had no config yet when this medix-cp initiated: once more.)
+  cp_stop
+  if cp_start "$MX_TMP/intent-$label.json" && first_ping "$(now_ms)"; then
+    old=$(dp_json sas '" ".join(sorted("%x" % s["spi"] for s in d if s["tunnel"] == "t-carrier-b"))')
+    kill -KILL "$cp_pid"
+    wait "$cp_pid" 2>/dev/null
+    cp_pid=
+    check "$label: medix-cp killed: its SAs stay in medix-dp ($old)" test -n "$old"
+    t0=$(now_ms)
+    if cp_start "$MX_TMP/intent-$label.json"; then
+      grep -m1 'medix-dp prepared' "$CP_LOG" | sed 's/^/  /'
+      first_ping "$t0"
+      new=$(dp_json sas '" ".join(sorted("%x" % s["spi"] for s in d if s["tunnel"] == "t-carrier-b"))')
+      check "$label: medix-dp holds only the new SAs ($new; the old ones were $old)" \
+        test -n "$new" -a "$(comm -12 <(tr ' ' '\n' <<<"$old" | sort) <(tr ' ' '\n' <<<"$new" | sort))" = ""
+      check "$label: TCP $TCP_MIB MiB hospital -> archive, byte-identical" transfer "$NS_HOSP" 192.168.1.10 "$label-up"
+    else
+      fail "$label: medix-cp started again"
+    fi
+  fi
+  finish
+fi
+
 # --- 4. rekeys on volume: medix-dp's SOFT_EXPIRED events ------------------------------------
 if begin volume "aes128gcm16-prfsha256-x25519" "aes128gcm16" \
   ', "child_rekey_bytes": "1000000", "child_life_bytes": "100000000"'; then
