@@ -1,13 +1,20 @@
 // medix-cp: the control plane. Embeds strongSwan's libcharon for IKEv2 with carriers' gateways
 // and pushes the resulting tunnels, SAs and routes into medix-dp over its gRPC API.
 //
-//   medix-cp --intent FILE (--dp unix:///path/api.sock | -p PREFIX) [--strongswan-conf FILE]
-//            [--plugins "LIST"] [--log-level N]
+//   medix-cp --intent FILE (--dp unix:///path/api.sock | -p PREFIX) [--listen unix:///path]
+//            [--strongswan-conf FILE] [--plugins "LIST"] [--log-level N]
+//
+// It serves medix.controller.v1.Controller (medixctl peers) on --listen, by default
+// unix:///var/run/dpdk/PREFIX/cp.sock with -p PREFIX (beside medix-dp's api.sock), else
+// unix:///var/run/medix-cp.sock; mode 0600.
 //   medix-cp --abi-check     checks our view of libcharon's structures against the library
 //
 // IKE reaches charon through medix-dp's exception TAP (settings.exception_interface): run
 // medix-cp where that TAP is, with the peers' local addresses on it.
+#include <grpcpp/grpcpp.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -16,6 +23,7 @@
 #include <thread>
 
 #include "charon/glue.h"
+#include "controller.h"
 #include "dataplane.h"
 #include "intent.h"
 
@@ -23,8 +31,8 @@ namespace {
 
 void usage() {
   fprintf(stderr,
-          "usage: medix-cp --intent FILE (--dp TARGET | -p PREFIX) [--strongswan-conf FILE]\n"
-          "                [--plugins LIST] [--log-level -1..4]\n"
+          "usage: medix-cp --intent FILE (--dp TARGET | -p PREFIX) [--listen unix:///PATH]\n"
+          "                [--strongswan-conf FILE] [--plugins LIST] [--log-level -1..4]\n"
           "       medix-cp --abi-check\n");
   exit(2);
 }
@@ -38,7 +46,7 @@ std::string join(const google::protobuf::RepeatedPtrField<std::string>& items) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string intent_path, target, strongswan_conf, plugins;
+  std::string intent_path, target, listen, strongswan_conf, plugins;
   int log_level = 1;
   bool abi_check = false;
   for (int i = 1; i < argc; i++) {
@@ -51,8 +59,12 @@ int main(int argc, char** argv) {
       intent_path = value();
     else if (a == "--dp")
       target = value();
-    else if (a == "-p" || a == "--prefix")
-      target = "unix:///var/run/dpdk/" + value() + "/api.sock";
+    else if (a == "-p" || a == "--prefix") {
+      std::string prefix = value();
+      target = "unix:///var/run/dpdk/" + prefix + "/api.sock";
+      if (listen.empty()) listen = "unix:///var/run/dpdk/" + prefix + "/cp.sock";
+    } else if (a == "--listen")
+      listen = value();
     else if (a == "--strongswan-conf")
       strongswan_conf = value();
     else if (a == "--plugins")
@@ -80,6 +92,11 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (intent_path.empty() || target.empty()) usage();
+  if (listen.empty()) listen = "unix:///var/run/medix-cp.sock";
+  if (!listen.starts_with("unix://")) {
+    fprintf(stderr, "medix-cp: --listen takes unix:///PATH\n");
+    return 2;
+  }
 
   medixcp::c1::Intent intent;
   if (auto error = medixcp::load_intent(intent_path, intent)) {
@@ -115,6 +132,23 @@ int main(int argc, char** argv) {
     return 1;
   }
   dataplane.start();
+
+  // The Controller service; the socket is ours alone (0600), as medix-dp's.
+  const std::string socket_path = listen.substr(strlen("unix://"));
+  unlink(socket_path.c_str());
+  medixcp::ControllerService controller(intent);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials());
+  builder.RegisterService(&controller);
+  mode_t old_umask = umask(0077);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  umask(old_umask);
+  if (!server) {
+    fprintf(stderr, "medix-cp: cannot serve on %s\n", listen.c_str());
+    cp_charon_stop();
+    dataplane.stop();
+    return 1;
+  }
 
   int rc = 0;
   for (const auto& p : intent.peers()) {
@@ -157,6 +191,8 @@ int main(int argc, char** argv) {
     sigwait(&signals, &sig);
     fprintf(stderr, "medix-cp: signal %d, stopping\n", sig);
   }
+  server->Shutdown();
+  unlink(socket_path.c_str());
   cp_charon_stop();  // deletes the IKE_SAs, and so their SAs and routes in medix-dp
   dataplane.stop();
   return rc;

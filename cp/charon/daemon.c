@@ -16,6 +16,7 @@
 
 #include "glue.h"
 #include "kernel_ipsec.h"
+#include "status.h"
 
 /* The smallest set that does IKEv2 with PSK and X.509 (kdf: PRF_HMAC_SHA2_256 for the KDF;
  * kernel-netlink: addresses and routes of the exception TAP, its kernel-ipsec loses to ours). */
@@ -167,6 +168,7 @@ int cp_charon_start(const char* settings_file, const char* settings_text, const 
   creds = mem_cred_create();
   lib->credmgr->add_set(lib->credmgr, &creds->set);
 
+  medix_status_start();
   charon->start(charon);
   started = true;
   return 0;
@@ -178,6 +180,7 @@ void cp_charon_stop(void) {
   /* libcharon_deinit deletes the IKE_SAs (and so our SAs and policies, through the backend). */
   charon->backends->remove_backend(charon->backends, &peers->public);
   lib->credmgr->remove_set(lib->credmgr, &creds->set);
+  medix_status_stop();
   libcharon_deinit();
   peers->peers->destroy_offset(peers->peers, offsetof(peer_cfg_t, destroy));
   peers->lock->destroy(peers->lock);

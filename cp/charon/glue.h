@@ -60,6 +60,53 @@ int cp_charon_initiate(const char* name);
 /* Tells charon an SA reached a soft or hard lifetime (time, bytes or packets): it rekeys
  * (soft) or deletes (hard) the CHILD_SA. `dst` is the SA's destination address. */
 void cp_charon_expire(uint32_t spi, const char* dst, bool hard);
+/* An IKE_SA and its CHILD_SAs as medixctl shows them (strings valid during the callback). */
+struct cp_child_info {
+  uint32_t unique_id;
+  const char* name;
+  const char* state;
+  uint32_t spi_in, spi_out;
+  const char* proposal;
+  const char* local_ts; /* comma-separated */
+  const char* remote_ts;
+  uint64_t bytes_in, packets_in, bytes_out, packets_out; /* medix-dp's, through query_sa */
+  int64_t installed_s;                                   /* seconds since installed */
+  int64_t rekey_in_s;                                    /* seconds until the rekey; -1: none */
+};
+struct cp_ike_info {
+  const char* peer; /* the peer's name; "" before a config is selected */
+  uint32_t unique_id;
+  const char* state;
+  const char* local; /* address[port] */
+  const char* remote;
+  const char* local_id;
+  const char* remote_id;
+  bool initiator;
+  const char* proposal;
+  int64_t established_s; /* -1: not yet */
+  int64_t rekey_in_s;    /* -1: none */
+  size_t n_children;
+  const struct cp_child_info* children;
+};
+typedef void (*cp_ike_cb)(void* ctx, const struct cp_ike_info* info);
+/* Calls `cb` for every IKE_SA (each checked out meanwhile: do not call into charon from it). */
+void cp_charon_list_ike_sas(cp_ike_cb cb, void* ctx);
+/* Deletes a peer's IKE_SAs / rekeys its CHILD_SAs (asynchronously); returns how many. */
+int cp_charon_terminate(const char* peer);
+int cp_charon_rekey(const char* peer);
+
+/* Why IKE failed: charon's alert in words, and the log line of that IKE_SA before it. */
+struct cp_error {
+  int64_t time;     /* seconds since the epoch */
+  const char* peer; /* "" if no peer config was selected yet: match by `remote` */
+  const char* remote;
+  const char* what;
+  const char* reason;
+};
+typedef void (*cp_error_cb)(void* ctx, const struct cp_error* error);
+/* The last errors (at most 64), oldest first. */
+void cp_charon_list_errors(cp_error_cb cb, void* ctx);
+
 /* Checks that the structures we share with libcharon have the layout the library was built
  * with (see config.h); cp_charon_start runs it first. 0, or -1 with the first mismatch in err. */
 int cp_charon_abi_check(char* err, size_t err_len);

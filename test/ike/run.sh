@@ -401,6 +401,13 @@ cipher_round() {
   dp_bytes=$(ctl -o json counters | mx_json - 'sum(int(s.get("bytes", 0)) for s in d.get("sas", []) if s.get("tunnel") == "t-carrier-b")')
   check "$label: medix-dp counted the transfers on the SAs ($dp_bytes bytes)" \
     test "${dp_bytes:-0}" -gt $((2 * TCP_MIB * 1024 * 1024))
+  # medixctl's views, from medix-cp: the CHILD_SA with medix-dp's counters (through query_sa).
+  ctl peers >"$MX_TMP/peers-$label.txt" 2>&1
+  sed 's/^/  | /' "$MX_TMP/peers-$label.txt"
+  ctl -o json peer carrier-b >"$MX_TMP/peer-$label.json" 2>&1
+  check "$label: medixctl peer: IKE_SA ESTABLISHED, CHILD_SA INSTALLED with medix-dp's byte counts" \
+    json_true "$MX_TMP/peer-$label.json" \
+    'any(i["state"] == "ESTABLISHED" and any(c["state"] == "INSTALLED" and int(c["bytes_in"]) > 0 and int(c["bytes_out"]) > 0 for c in i["child_sas"]) for i in d["peers"][0]["ike_sas"])'
   finish
 }
 
@@ -419,8 +426,11 @@ refused() {
   else
     pass "$label: the gateway with $what is refused"
   fi
-  reason=$(grep -m1 -E "$3" "$CP_LOG" | sed -E 's/^[0-9]+\[[A-Z]+\] (<[^>]*> )?//')
+  reason=$(grep -m1 -E "$3" "$CP_LOG" | sed -E 's/^[0-9:.]+ [0-9]+\[[A-Z]+\] (<[^>]*> )?//')
   check "$label: medix-cp logs why (${reason:-nothing matching '$3'})" test -n "$reason"
+  ctl peer carrier-b errors >"$MX_TMP/errors-$label.txt" 2>&1
+  sed 's/^/  | /' "$MX_TMP/errors-$label.txt"
+  check "$label: medixctl peer carrier-b errors shows it" grep -qE "$3" "$MX_TMP/errors-$label.txt"
   check "$label: no SA in medix-dp" test "$(dp_sas)" = 0
   check "$label: no route in medix-dp" test "$(dp_route)" = 0
   check "$label: medix-cp stops cleanly on SIGTERM" cp_stop
@@ -565,6 +575,28 @@ if begin cp-restart "aes128gcm16-prfsha256-x25519" "aes128gcm16" ', "initiate": 
   finish
 fi
 
+# --- medixctl drives a peer: initiate, rekey, terminate -----------------------------------------
+if begin medixctl "aes128gcm16-prfsha256-x25519" "aes128gcm16"; then
+  t0=$(now_ms)
+  check "$label: medixctl peer carrier-b initiate" ctl peer carrier-b initiate
+  if first_ping "$t0"; then
+    spi0=$(ctl -o json peer carrier-b | mx_json - '[c["spi_out"] for i in d["peers"][0]["ike_sas"] for c in i["child_sas"] if c["state"] == "INSTALLED"]')
+    check "$label: medixctl peer carrier-b rekey" ctl peer carrier-b rekey
+    spi1=$spi0
+    for ((i = 0; i < 50; i++)); do
+      spi1=$(ctl -o json peer carrier-b | mx_json - '[c["spi_out"] for i in d["peers"][0]["ike_sas"] for c in i["child_sas"] if c["state"] == "INSTALLED"]')
+      [ "$spi1" != "$spi0" ] && break
+      sleep 0.1
+    done
+    check "$label: ... the CHILD_SA was rekeyed (outbound SPI $spi0 -> $spi1)" test "$spi1" != "$spi0"
+    check "$label: traffic after the rekey" ip netns exec "$NS_HOSP" ping -c1 -W1 -q 192.168.1.10
+    check "$label: medixctl peer carrier-b terminate" ctl peer carrier-b terminate
+    for ((i = 0; i < 50; i++)); do [ "$(dp_sas)" = 0 ] && break; sleep 0.1; done
+    check "$label: ... no SA left in medix-dp" test "$(dp_sas)" = 0
+  fi
+  finish
+fi
+
 # --- 4. rekeys on volume: medix-dp's SOFT_EXPIRED events ------------------------------------
 if begin volume "aes128gcm16-prfsha256-x25519" "aes128gcm16" \
   ', "child_rekey_bytes": "1000000", "child_life_bytes": "100000000"'; then
@@ -589,7 +621,7 @@ if begin wrong-psk "aes128gcm16-prfsha256-x25519" "aes128gcm16"; then
 fi
 if begin no-proposal "aes128gcm16-prfsha256-x25519" "aes128gcm16"; then
   gw_conf "aes256gcm16-prfsha384-ecp384" "aes256gcm16"
-  refused no-proposal "IKE proposals medix-cp does not accept" 'received proposals unacceptable'
+  refused no-proposal "IKE proposals medix-cp does not accept" 'received proposals'
 fi
 if begin no-esp-proposal "aes128gcm16-prfsha256-x25519" "aes128gcm16"; then
   gw_conf "aes128gcm16-prfsha256-x25519" "aes256gcm16"
