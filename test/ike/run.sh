@@ -14,9 +14,19 @@
 # archive; route leaks hosp-a 192.168.1.0/24 -> archive, archive 10.0.1.0/24 ->
 # hosp-a; medix-cp adds hosp-a 10.0.1.0/24 via the tunnel when the CHILD_SA is up.
 #
-# Rounds (PSK): AES-GCM-128 and AES-CBC-256+HMAC-SHA-256-128, each: the gateway initiates;
-# tunnel up, time to first packet through, SAs and route in medix-dp, TCP both ways, SA
-# counters; the gateway terminates: SAs and route gone from medix-dp; medix-cp stops cleanly.
+# Rounds (docs/cp.md has the table):
+#   gcm, cbc, x509-gcm, x509-cbc   PSK and X.509 (a CA made with pki), AES-GCM-128 and
+#        AES-CBC-256+HMAC-SHA-256: the gateway initiates; time to CHILD_SA up and to the first
+#        ping; SAs, route and encapsulation in medix-dp; TCP both ways; counters in medixctl;
+#        after the gateway's DELETE nothing is left in medix-dp; medix-cp stops cleanly
+#   x509-foreign-ca, x509-expired, wrong-psk, no-proposal, no-esp-proposal   refused, the
+#        reason in medix-cp's log and in `medixctl peer NAME errors`, nothing in medix-dp
+#   cp-initiates   medix-cp starts IKE
+#   rekey          both ends rekey every 3-5 s under two UDP streams: nothing lost, one IKE_SA
+#   dp-restart     medix-dp restarted under traffic: replay, rekey, no new IKE_SA
+#   cp-restart     medix-cp killed and restarted: old SAs removed, tunnel back
+#   medixctl       medixctl peer NAME initiate / rekey / terminate
+#   volume         rekeys on bytes (medix-dp's SOFT_EXPIRED events) during TCP transfers
 #
 # Usage: test/ike/run.sh   (root; binaries from build/, or MEDIX_DP, MEDIX_CP, MEDIXCTL)
 # Env: IKE_ONLY="gcm rekey ..." runs only these rounds, IKE_TCP_MIB (2), IKE_REKEY_SECONDS (20),
@@ -43,6 +53,7 @@ check() { # check DESCRIPTION COMMAND...: PASS if the command succeeds
   if "$@"; then pass "$what"; else fail "$what"; fi
 }
 info() { echo "  $*"; }
+quiet() { "$@" >/dev/null 2>&1; }
 now_ms() { date +%s%3N; }
 
 cp_pid=
@@ -578,10 +589,10 @@ fi
 # --- medixctl drives a peer: initiate, rekey, terminate -----------------------------------------
 if begin medixctl "aes128gcm16-prfsha256-x25519" "aes128gcm16"; then
   t0=$(now_ms)
-  check "$label: medixctl peer carrier-b initiate" ctl peer carrier-b initiate
+  check "$label: medixctl peer carrier-b initiate" quiet ctl peer carrier-b initiate
   if first_ping "$t0"; then
     spi0=$(ctl -o json peer carrier-b | mx_json - '[c["spi_out"] for i in d["peers"][0]["ike_sas"] for c in i["child_sas"] if c["state"] == "INSTALLED"]')
-    check "$label: medixctl peer carrier-b rekey" ctl peer carrier-b rekey
+    check "$label: medixctl peer carrier-b rekey" quiet ctl peer carrier-b rekey
     spi1=$spi0
     for ((i = 0; i < 50; i++)); do
       spi1=$(ctl -o json peer carrier-b | mx_json - '[c["spi_out"] for i in d["peers"][0]["ike_sas"] for c in i["child_sas"] if c["state"] == "INSTALLED"]')
@@ -589,8 +600,8 @@ if begin medixctl "aes128gcm16-prfsha256-x25519" "aes128gcm16"; then
       sleep 0.1
     done
     check "$label: ... the CHILD_SA was rekeyed (outbound SPI $spi0 -> $spi1)" test "$spi1" != "$spi0"
-    check "$label: traffic after the rekey" ip netns exec "$NS_HOSP" ping -c1 -W1 -q 192.168.1.10
-    check "$label: medixctl peer carrier-b terminate" ctl peer carrier-b terminate
+    check "$label: traffic after the rekey" quiet ip netns exec "$NS_HOSP" ping -c1 -W1 -q 192.168.1.10
+    check "$label: medixctl peer carrier-b terminate" quiet ctl peer carrier-b terminate
     for ((i = 0; i < 50; i++)); do [ "$(dp_sas)" = 0 ] && break; sleep 0.1; done
     check "$label: ... no SA left in medix-dp" test "$(dp_sas)" = 0
   fi
