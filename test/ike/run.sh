@@ -17,7 +17,8 @@
 # Rounds (docs/cp.md has the table):
 #   gcm, cbc, x509-gcm, x509-cbc   PSK and X.509 (a CA made with pki), AES-GCM-128 and
 #        AES-CBC-256+HMAC-SHA-256: the gateway initiates; time to CHILD_SA up and to the first
-#        ping; SAs, route and encapsulation in medix-dp; TCP both ways; counters in medixctl;
+#        ping; SAs, route and encapsulation in medix-dp; TCP both ways; a DICOM study with
+#        dcmtk, byte-identical; counters in medixctl;
 #        after the gateway's DELETE nothing is left in medix-dp; medix-cp stops cleanly
 #   x509-foreign-ca, x509-expired, wrong-psk, no-proposal, no-esp-proposal   refused, the
 #        reason in medix-cp's log and in `medixctl peer NAME errors`, nothing in medix-dp
@@ -326,6 +327,27 @@ first_ping() {
 # json_true FILE EXPR: the expression over the JSON file is true.
 json_true() { mx_json "$1" "$2" | grep -q '^True$'; }
 
+# A DICOM study (pydicom), sent by dcmtk's storescu from the hospital to storescp on the archive.
+DICOM_IMAGES=${IKE_DICOM_IMAGES:-40}
+"$MX_PY" "$IKE_DIR/dicom.py" make "$MX_TMP/study" "$DICOM_IMAGES" || mx_die "could not make the DICOM study"
+dicom_send() {
+  local dir=$MX_TMP/archive-$1 out=$MX_TMP/dicom-$1.json t0 rc
+  mkdir -p "$dir"
+  ip netns exec "$NS_AR" storescp -aet ARCHIVE -od "$dir" -B 11112 >"$MX_TMP/storescp-$1.log" 2>&1 &
+  local scp=$!
+  sleep 0.3
+  t0=$(now_ms)
+  ip netns exec "$NS_HOSP" timeout 60 storescu -aet HOSPITAL-A -aec ARCHIVE +sd 192.168.1.10 11112 "$MX_TMP/study" \
+    >"$MX_TMP/storescu-$1.log" 2>&1
+  rc=$?
+  local ms=$(($(now_ms) - t0))
+  kill $scp 2>/dev/null
+  wait $scp 2>/dev/null
+  "$MX_PY" "$IKE_DIR/dicom.py" compare "$MX_TMP/study" "$dir" >"$out"
+  info "storescu exit $rc in $ms ms; $(cat "$out")"
+  [ $rc -eq 0 ] && json_true "$out" 'd["identical"] == d["sent"] > 0'
+}
+
 # Servers on both hosts for the whole run.
 : >"$MX_TMP/serve-archive.log" >"$MX_TMP/serve-hosp.log"
 mx_bg archive "$MX_PY" "$MX_LIB_DIR/xfer.py" serve 192.168.1.10 5001 "$MX_TMP/serve-archive.log"
@@ -412,6 +434,8 @@ cipher_round() {
   dp_bytes=$(ctl -o json counters | mx_json - 'sum(int(s.get("bytes", 0)) for s in d.get("sas", []) if s.get("tunnel") == "t-carrier-b")')
   check "$label: medix-dp counted the transfers on the SAs ($dp_bytes bytes)" \
     test "${dp_bytes:-0}" -gt $((2 * TCP_MIB * 1024 * 1024))
+  check "$label: DICOM study ($DICOM_IMAGES CT images) hospital -> archive with dcmtk, complete and byte-identical" \
+    dicom_send "$label"
   # medixctl's views, from medix-cp: the CHILD_SA with medix-dp's counters (through query_sa).
   ctl peers >"$MX_TMP/peers-$label.txt" 2>&1
   sed 's/^/  | /' "$MX_TMP/peers-$label.txt"
@@ -498,8 +522,20 @@ if begin rekey "aes128gcm16-prfsha256-x25519" "aes128gcm16" ', "child_rekey_seco
     ip netns exec "$NS_AR" "$MX_PY" "$T" send 10.0.1.5 6000 --pps 500 --max-seconds "$REKEY_S" \
       --out "$MX_TMP/sent-down.json" &
     s2=$!
-    wait $s1 $s2
+    # And DICOM studies, one after the other, while the streams and the rekeys go on.
+    (
+      n=0 ok=0
+      while [ $n -lt 8 ] && mx_alive $s1; do
+        n=$((n + 1))
+        dicom_send "$label-$n" && ok=$((ok + 1))
+      done
+      echo "$ok/$n" >"$MX_TMP/dicom-rekey.txt"
+    ) &
+    d1=$!
+    wait $s1 $s2 $d1
     sleep 1 # the last datagrams in flight
+    check "$label: DICOM studies sent during the rekeys all byte-identical ($(cat "$MX_TMP/dicom-rekey.txt"))" \
+      grep -qE '^([1-9][0-9]*)/\1$' "$MX_TMP/dicom-rekey.txt"
     kill -TERM $r1 $r2 2>/dev/null
     wait $r1 $r2 2>/dev/null
     for dir in up down; do
