@@ -112,45 +112,17 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  // Order matters: charon is configured first (the peers' proposals, selectors and
+  // certificates are checked there: a bad intent changes nothing in medix-dp), then medix-dp is
+  // brought to the intent, and only then does charon start handling IKE (so that no SA it
+  // installs is taken for a leftover).
   medixcp::Dataplane dataplane(target, intent);
   medixcp::set_glue_dataplane(&dataplane);
-  // medix-dp may still be starting: try for a while.
-  std::string error;
-  for (int attempt = 0; attempt < 60; attempt++) {
-    error = dataplane.prepare();
-    if (error.empty()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  }
-  if (!error.empty()) {
-    fprintf(stderr, "medix-cp: cannot bring medix-dp (%s) to the intent: %s\n", target.c_str(), error.c_str());
-    return 1;
-  }
-
   if (cp_charon_start(strongswan_conf.empty() ? nullptr : strongswan_conf.c_str(), nullptr,
                       plugins.empty() ? nullptr : plugins.c_str(), log_level, err, sizeof(err)) != 0) {
     fprintf(stderr, "medix-cp: %s\n", err);
     return 1;
   }
-  dataplane.start();
-
-  // The Controller service; the socket is ours alone (0600), as medix-dp's.
-  const std::string socket_path = listen.substr(strlen("unix://"));
-  unlink(socket_path.c_str());
-  medixcp::ControllerService controller(intent);
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials());
-  builder.RegisterService(&controller);
-  mode_t old_umask = umask(0077);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  umask(old_umask);
-  if (!server) {
-    fprintf(stderr, "medix-cp: cannot serve on %s\n", listen.c_str());
-    cp_charon_stop();
-    dataplane.stop();
-    return 1;
-  }
-
-  int rc = 0;
   for (const auto& p : intent.peers()) {
     const std::string ike = join(p.ike_proposals()), esp = join(p.esp_proposals());
     const std::string lts = join(p.local_selectors()), rts = join(p.remote_selectors());
@@ -178,22 +150,54 @@ int main(int argc, char** argv) {
         .dpd_s = p.dpd_seconds(),
     };
     if (cp_charon_add_peer(&peer, err, sizeof(err)) != 0) {
-      fprintf(stderr, "medix-cp: %s: %s\n", intent_path.c_str(), err);
-      rc = 2;
-      break;
+      fprintf(stderr, "%s: peers[%d] (%s): %s\n", intent_path.c_str(), static_cast<int>(&p - &intent.peers()[0]),
+              p.name().c_str(), err);
+      cp_charon_stop();
+      return 2;
     }
   }
-  if (rc == 0) {
-    for (const auto& p : intent.peers())
-      if (p.initiate()) cp_charon_initiate(p.name().c_str());
-    fprintf(stderr, "medix-cp: ready (%d peers)\n", intent.peers_size());
-    int sig = 0;
-    sigwait(&signals, &sig);
-    fprintf(stderr, "medix-cp: signal %d, stopping\n", sig);
+
+  // medix-dp may still be starting: try for a while.
+  std::string error;
+  for (int attempt = 0; attempt < 60; attempt++) {
+    error = dataplane.prepare();
+    if (error.empty()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
+  if (!error.empty()) {
+    fprintf(stderr, "medix-cp: cannot bring medix-dp (%s) to the intent: %s\n", target.c_str(), error.c_str());
+    cp_charon_stop();
+    return 1;
+  }
+  dataplane.start();
+  cp_charon_run();
+
+  // The Controller service; the socket is ours alone (0600), as medix-dp's.
+  const std::string socket_path = listen.substr(strlen("unix://"));
+  unlink(socket_path.c_str());
+  medixcp::ControllerService controller(intent);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials());
+  builder.RegisterService(&controller);
+  mode_t old_umask = umask(0077);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  umask(old_umask);
+  if (!server) {
+    fprintf(stderr, "medix-cp: cannot serve on %s\n", listen.c_str());
+    cp_charon_stop();
+    dataplane.stop();
+    return 1;
+  }
+
+  for (const auto& p : intent.peers())
+    if (p.initiate()) cp_charon_initiate(p.name().c_str());
+  fprintf(stderr, "medix-cp: ready (%d peers)\n", intent.peers_size());
+  int sig = 0;
+  sigwait(&signals, &sig);
+  fprintf(stderr, "medix-cp: signal %d, stopping\n", sig);
   server->Shutdown();
   unlink(socket_path.c_str());
   cp_charon_stop();  // deletes the IKE_SAs, and so their SAs and routes in medix-dp
   dataplane.stop();
-  return rc;
+  return 0;
 }

@@ -169,10 +169,11 @@ int cp_charon_start(const char* settings_file, const char* settings_text, const 
   lib->credmgr->add_set(lib->credmgr, &creds->set);
 
   medix_status_start();
-  charon->start(charon);
   started = true;
   return 0;
 }
+
+void cp_charon_run(void) { charon->start(charon); }
 
 void cp_charon_stop(void) {
   if (!started) return;

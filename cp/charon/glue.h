@@ -45,12 +45,14 @@ struct cp_peer {
   uint32_t dpd_s;               /* 0: no DPD */
 };
 
-/* Starts libcharon: settings from `settings_file` (NULL: none, all defaults) then from
- * `settings_text` (strongswan.conf syntax; NULL: none), our kernel-ipsec backend, the plugins in
- * `plugins` (NULL: the default list), loggers at `log_level` (-1..4) to stderr. Returns 0, or
- * -1 with a reason in err. */
+/* Initializes libcharon (its threads start with cp_charon_run): settings from `settings_file`
+ * (NULL: none, all defaults) then from `settings_text` (strongswan.conf syntax; NULL: none), our
+ * kernel-ipsec backend, the plugins in `plugins` (NULL: the default list), loggers at
+ * `log_level` (-1..4) to stderr. Returns 0, or -1 with a reason in err. */
 int cp_charon_start(const char* settings_file, const char* settings_text, const char* plugins, int log_level, char* err,
                     size_t err_len);
+/* Starts charon's threads: IKE is handled from now on (peers may be added before). */
+void cp_charon_run(void);
 /* Stops libcharon (SAs are deleted through the backend first). */
 void cp_charon_stop(void);
 /* Adds or replaces a peer (its config and PSK). 0, or -1 with a reason in err. */

@@ -409,6 +409,33 @@ finish() {
   check "$label: medix-cp stops cleanly on SIGTERM" cp_stop
 }
 
+# --- a bad intent is refused with the field and reason, before medix-dp is touched -----------
+# bad_intent DESCRIPTION PYTHON_EDIT EXPECTED_REGEX: the good intent edited (`d` is its JSON);
+# medix-cp (in medix-cp's namespace, pointed at no medix-dp) must exit 2 saying EXPECTED_REGEX.
+bad_intent() {
+  local out=$MX_TMP/bad-intent.out rc
+  CP_X509= intent aes128gcm16 | "$MX_PY" -c 'import json, sys; d = json.load(sys.stdin); exec(sys.argv[1]); print(json.dumps(d))' "$2" \
+    >"$MX_TMP/bad-intent.json"
+  ip netns exec "$NS_CP" timeout 20 "$MX_CP" --intent "$MX_TMP/bad-intent.json" --dp unix:///nonexistent/api.sock \
+    --listen "unix://$MX_TMP/bad-cp.sock" >"$out" 2>&1
+  rc=$?
+  check "bad intent, $1: exit 2 with \"$(grep -v '^[0-9:.]* [0-9][0-9]\[' "$out" | tail -1 | sed "s|$MX_TMP/||")\"" \
+    exited_saying "$rc" 2 "$out" "$3"
+}
+# exited_saying RC EXPECTED_RC FILE REGEX
+exited_saying() { [ "$1" -eq "$2" ] && grep -qE -- "$4" "$3"; }
+bad_intent "no PSK nor certificate" 'd["peers"][0]["psk"] = ""' 'peers\[0\]\.psk: is required'
+bad_intent "a selector that is no prefix" 'd["peers"][0]["remote_selectors"] = ["10.0.1.0/33"]' \
+  'peers\[0\]\.remote_selectors\[0\]'
+bad_intent "an unknown field" 'd["peers"][0]["pks"] = "x"' 'pks'
+bad_intent "an IKE proposal charon does not know" 'd["peers"][0]["ike_proposals"] = ["aes128-nonsense"]' \
+  "invalid IKE proposal 'aes128-nonsense'"
+bad_intent "a certificate file that is not there" \
+  'd["peers"][0].update(psk="", certificate="/nonexistent.pem", private_key="/x", ca_certificate="/y")' \
+  'peers\[0\]\.certificate: cannot read'
+bad_intent "two peers with the same endpoints" 'd["peers"].append(dict(d["peers"][0], name="other", tunnel="t-other"))' \
+  'peers\[1\]\.remote_address: another peer has the same'
+
 # --- 1. PSK, the gateway initiates: AES-GCM-128 and AES-CBC-256+HMAC-SHA-256 -----------------
 # cipher_round LABEL IKE ESP CIPHER_NAME
 cipher_round() {
