@@ -23,7 +23,8 @@
 #   x509-foreign-ca, x509-expired, wrong-psk, no-proposal, no-esp-proposal   refused, the
 #        reason in medix-cp's log and in `medixctl peer NAME errors`, nothing in medix-dp
 #   cp-initiates   medix-cp starts IKE
-#   rekey          both ends rekey every 3-5 s under two UDP streams: nothing lost, one IKE_SA
+#   rekey          rekeys every 3-4 s by medix-cp's timers and some by the gateway, under UDP
+#                  streams and DICOM studies: nothing lost, one IKE_SA
 #   dp-restart     medix-dp restarted under traffic: replay, rekey, no new IKE_SA
 #   cp-restart     medix-cp killed and restarted: old SAs removed, tunnel back
 #   medixctl       medixctl peer NAME initiate / rekey / terminate
@@ -528,11 +529,12 @@ if begin cp-initiates "aes128gcm16-prfsha256-x25519" "aes128gcm16"; then
 fi
 
 # --- 3. rekeys on time from both sides under traffic ----------------------------------------
-# Both ends rekey the CHILD_SA every 3-5 s (medix-cp from its lifetime timers, the gateway from
-# its own) for REKEY_S seconds under two sequenced UDP streams: nothing may be lost.
+# For REKEY_S seconds, under two sequenced UDP streams and DICOM studies, the CHILD_SA is rekeyed
+# every 3-4 s by medix-cp's lifetime timers (soft expiry; the gateway's own 6 s never come), and
+# the gateway starts rekeys too (swanctl --rekey, twice): nothing may be lost.
 REKEY_S=${IKE_REKEY_SECONDS:-20}
-if begin rekey "aes128gcm16-prfsha256-x25519" "aes128gcm16" ', "child_rekey_seconds": 5, "child_life_seconds": 7' \
-  "$(printf '        rekey_time = 5s\n        life_time = 7s\n        rand_time = 2s')"; then
+if begin rekey "aes128gcm16-prfsha256-x25519" "aes128gcm16" ', "child_rekey_seconds": 4, "child_life_seconds": 5' \
+  "$(printf '        rekey_time = 6s\n        life_time = 8s\n        rand_time = 0s')"; then
   if gw_initiate; then
     T=$MX_REPO/test/hitless/traffic.py
     rm -f "$MX_TMP"/ready-*
@@ -559,7 +561,15 @@ if begin rekey "aes128gcm16-prfsha256-x25519" "aes128gcm16" ', "child_rekey_seco
       echo "$ok/$n" >"$MX_TMP/dicom-rekey.txt"
     ) &
     d1=$!
-    wait $s1 $s2 $d1
+    # The gateway rekeys too, between medix-cp's timers.
+    (
+      for _ in 1 2; do
+        sleep 3.5
+        swan --rekey --child hosp >>"$MX_TMP/gw-rekey.log" 2>&1
+      done
+    ) &
+    g1=$!
+    wait $s1 $s2 $d1 $g1
     sleep 1 # the last datagrams in flight
     check "$label: DICOM studies sent during the rekeys all byte-identical ($(cat "$MX_TMP/dicom-rekey.txt"))" \
       grep -qE '^([1-9][0-9]*)/\1$' "$MX_TMP/dicom-rekey.txt"
@@ -570,10 +580,12 @@ if begin rekey "aes128gcm16-prfsha256-x25519" "aes128gcm16" ', "child_rekey_seco
       check "$label: UDP $dir at 500/s for ${REKEY_S} s across the rekeys: nothing lost or duplicated" \
         json_true "$MX_TMP/recv-$dir.json" 'd["missing_count"] == 0 and d["duplicates"] == 0 and d["expect"] > 0'
     done
+    timers=$(grep -c 'soft time lifetime reached' "$CP_LOG")
     ours=$(grep -c 'generating CREATE_CHILD_SA request' "$CP_LOG")
     theirs=$(grep -c 'parsed CREATE_CHILD_SA request' "$CP_LOG")
-    check "$label: CHILD_SA rekeys started by medix-cp ($ours) and by the gateway ($theirs)" \
-      test "$ours" -ge 1 -a "$theirs" -ge 1
+    check "$label: CHILD_SA rekeys started by medix-cp's timers ($timers soft expiries, $ours rekeys)" \
+      test "$timers" -ge 3 -a "$ours" -ge 3
+    check "$label: ... and by the gateway ($theirs)" test "$theirs" -ge 2
     ike_sas=$(grep -c 'IKE_SA carrier-b\[[0-9]*\] established' "$CP_LOG")
     check "$label: one IKE_SA all along ($ike_sas established)" test "$ike_sas" = 1
     # (Rekeyed inbound SAs stay for charon's delete_rekeyed_delay, 5 s: several at a time here.
