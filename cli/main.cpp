@@ -46,6 +46,10 @@ constexpr const char* usage_text =
   peer NAME                           one peer: its IKE and CHILD SAs, counters, last errors
   peer NAME errors                    why IKE with it failed (charon's alert and reason)
   peer NAME initiate|terminate|rekey
+  intent show                         medix-cp's intent (PSKs left out)
+  intent apply FILE                   replace it (JSON of medix.controller.v1.Intent): validated
+                                      whole, kept in medix-cp's intent file, applied to IKE and
+                                      medix-dp; refused, nothing changes
 
 KIND and KEY: port NAME, tenant NAME, interface NAME, route TENANT PREFIX,
   neighbour INTERFACE ADDRESS, tunnel NAME, sa SPI, static-mapping TENANT, napt-pool TENANT,
@@ -55,7 +59,7 @@ set creates the object or changes only the fields given (addresses given replace
 TARGET: unix:///PATH or HOST:PORT (TLS with --tls-*: client certificate and key for mTLS, and
   the CA to check the server). Default unix:///var/run/dpdk/rte/api.sock; -p PREFIX is
   unix:///var/run/dpdk/PREFIX/api.sock, the socket of medix-dp started with --file-prefix PREFIX.
-  medix-cp (peers, peer): --cp TARGET, or with -p PREFIX unix:///var/run/dpdk/PREFIX/cp.sock,
+  medix-cp (peers, peer, intent): --cp TARGET, or with -p PREFIX unix:///var/run/dpdk/PREFIX/cp.sock,
   else unix:///var/run/medix-cp.sock.
 -o json prints the protobuf JSON mapping of the reply (proto field names, zeros included);
   watch prints one snapshot per line.
@@ -391,7 +395,8 @@ int run(int argc, char** argv) {
     std::cout << usage_text;
     return 0;
   }
-  if (command == "peers" || command == "peer") return peers_command(cp_target, output == "json", command, args);
+  if (command == "peers" || command == "peer" || command == "intent")
+    return peers_command(cp_target, output == "json", command, args);
   using Command = int (*)(const Context&, Args&);
   const std::vector<std::pair<std::string, Command>> commands = {
       {"show", show},   {"counters", counters}, {"drops", drops}, {"runtime", runtime},

@@ -1,9 +1,11 @@
 #include "peers.h"
 
+#include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
 #include <ctime>
+#include <fstream>
 #include <iostream>
 #include <sstream>
 
@@ -124,6 +126,35 @@ int peers_command(const std::string& target, bool json, const std::string& comma
       std::cout << to_json(response, true);
     else
       print_list(response);
+    return 0;
+  }
+  if (command == "intent") {
+    std::string action = args.next("show or apply");
+    if (action == "show") {
+      args.expect_done();
+      c1::Intent intent;
+      check(stub->GetIntent(context().get(), c1::GetIntentRequest(), &intent));
+      std::cout << to_json(intent, true);
+      return 0;
+    }
+    if (action != "apply") throw UsageError("intent: \"" + action + "\" is neither show nor apply");
+    std::string path = args.next("an intent file");
+    args.expect_done();
+    std::ifstream in(path);
+    std::stringstream text;
+    if (!in || !(text << in.rdbuf())) throw Failure(path + ": cannot read the file");
+    c1::ApplyIntentRequest request;
+    auto status = google::protobuf::util::JsonStringToMessage(text.str(), request.mutable_intent());
+    if (!status.ok()) throw Failure(path + ": " + std::string(status.message()));
+    c1::ApplyIntentResponse response;
+    check(stub->ApplyIntent(context().get(), request, &response));
+    if (json) {
+      std::cout << to_json(response, true);
+    } else {
+      auto names = [](const google::protobuf::RepeatedPtrField<std::string>& n) { return n.empty() ? "-" : join(n); };
+      std::cout << "intent applied: added " << names(response.added()) << "; changed " << names(response.changed())
+                << "; removed " << names(response.removed()) << "\n";
+    }
     return 0;
   }
   // peer NAME [errors | initiate | terminate | rekey]

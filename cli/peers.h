@@ -4,6 +4,7 @@
 //   peer NAME                               one peer in full: its SAs, selectors, counters, errors
 //   peer NAME errors                        why IKE with it failed, oldest first
 //   peer NAME initiate|terminate|rekey
+//   intent show | intent apply FILE          medix-cp's intent, read or replaced whole
 #include <string>
 
 #include "args.h"

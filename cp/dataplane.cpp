@@ -18,7 +18,14 @@ void set_deadline(grpc::ClientContext& context) {
 }
 
 std::string status_text(const grpc::Status& s) {
-  return "medix-dp: " + std::to_string(static_cast<int>(s.error_code())) + " " + s.error_message();
+  static const char* names[] = {
+      "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
+      "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+      "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
+      "DATA_LOSS", "UNAUTHENTICATED"};
+  size_t code = static_cast<size_t>(s.error_code());
+  return std::string("medix-dp: ") + (code < std::size(names) ? names[code] : "CODE_" + std::to_string(code)) + ": " +
+         s.error_message();
 }
 
 v1::Operation op(v1::Operation::Op kind, v1::Object object) {
@@ -120,27 +127,32 @@ std::string Dataplane::apply(const std::vector<v1::Operation>& ops) {
   return status.ok() ? "" : status_text(status);
 }
 
+std::string Dataplane::tunnel_op(const v1::Tunnel& t, std::vector<v1::Operation>& ops) {
+  v1::GetRequest get;
+  *get.mutable_key() = object_of(t);
+  v1::GetResponse got;
+  grpc::ClientContext context;
+  set_deadline(context);
+  auto status = stub()->Get(&context, get, &got);
+  if (status.error_code() == grpc::StatusCode::NOT_FOUND)
+    ops.push_back(op(v1::Operation::CREATE, object_of(t)));
+  else if (!status.ok())
+    return status_text(status);
+  else if (!same(got.object().tunnel(), t))
+    ops.push_back(op(v1::Operation::UPDATE, object_of(t)));
+  return "";
+}
+
 std::string Dataplane::prepare() {
   std::lock_guard lock(mu_);
   std::set<std::string> ours;
   std::vector<v1::Operation> ops;
+  std::map<std::string, v1::Tunnel> tunnels;
   for (const auto& p : intent_.peers()) {
     v1::Tunnel t = tunnel_of(p);
     ours.insert(t.name());
-    v1::GetRequest get;
-    *get.mutable_key() = object_of(t);
-    v1::GetResponse got;
-    grpc::ClientContext context;
-    set_deadline(context);
-    auto status = stub()->Get(&context, get, &got);
-    if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
-      ops.push_back(op(v1::Operation::CREATE, object_of(t)));
-    } else if (!status.ok()) {
-      return status_text(status);
-    } else if (!same(got.object().tunnel(), t)) {
-      ops.push_back(op(v1::Operation::UPDATE, object_of(t)));
-    }
-    tunnels_[t.name()] = t;
+    if (std::string error = tunnel_op(t, ops); !error.empty()) return error;
+    tunnels[t.name()] = t;
   }
   // What an earlier medix-cp left on our tunnels: its SAs and routes (IKE starts afresh).
   for (auto kind : {v1::SA, v1::ROUTE}) {
@@ -163,8 +175,54 @@ std::string Dataplane::prepare() {
     } while (!token.empty());
   }
   std::string error = apply(ops);
-  if (error.empty()) log("medix-dp prepared: " + std::to_string(ops.size()) + " operations");
-  return error;
+  if (!error.empty()) return error;
+  tunnels_ = tunnels;
+  log("medix-dp prepared: " + std::to_string(ops.size()) + " operations");
+  return "";
+}
+
+std::string Dataplane::update_intent(const c1::Intent& next, const std::set<std::string>& touched) {
+  std::lock_guard lock(mu_);
+  std::vector<v1::Operation> ops;
+  std::map<std::string, v1::Tunnel> tunnels;
+  for (const auto& p : next.peers()) {
+    if (!touched.count(p.name())) continue;
+    v1::Tunnel t = tunnel_of(p);
+    if (std::string error = tunnel_op(t, ops); !error.empty()) return error;
+    tunnels[t.name()] = t;
+  }
+  if (std::string error = apply(ops); !error.empty()) return error;
+  for (auto& [name, t] : tunnels) tunnels_[name] = t;
+  intent_ = next;
+  return "";
+}
+
+std::string Dataplane::remove_tunnel(const std::string& name) {
+  std::lock_guard lock(mu_);
+  std::vector<v1::Operation> ops;
+  // What charon did not delete (it should have: the peer's IKE_SAs were terminated first).
+  for (auto it = routes_.begin(); it != routes_.end();) {
+    if (it->second.object.via().interface() != name) {
+      ++it;
+      continue;
+    }
+    ops.push_back(op(v1::Operation::DELETE, object_of(it->second.object)));
+    it = routes_.erase(it);
+  }
+  for (auto it = sas_.begin(); it != sas_.end();) {
+    if (it->second.tunnel != name) {
+      ++it;
+      continue;
+    }
+    ops.push_back(op(v1::Operation::DELETE, object_of(it->second.object)));
+    it = sas_.erase(it);
+  }
+  v1::Tunnel t;
+  t.set_name(name);
+  ops.push_back(op(v1::Operation::DELETE, object_of(t)));
+  tunnels_.erase(name);
+  log("tunnel " + name + " removed");
+  return apply(ops);
 }
 
 std::string Dataplane::get_spi(const std::string&, const std::string&, uint32_t& spi) {

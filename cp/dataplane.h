@@ -47,6 +47,11 @@ class Dataplane {
   // Brings medix-dp to the intent before IKE starts: every peer's tunnel exists; SAs and
   // routes left on them by an earlier medix-cp are removed. "" or the error.
   std::string prepare();
+  // A new intent (validated): the tunnels of the `touched` peers are created or updated in one
+  // transaction; if medix-dp refuses it, nothing changes. "" or the error.
+  std::string update_intent(const c1::Intent& next, const std::set<std::string>& touched);
+  // Deletes a tunnel (and whatever SA or route of ours is still on it).
+  std::string remove_tunnel(const std::string& name);
   // Starts the lifetime timer thread and the WatchSaEvents reader.
   void start();
   void stop();
@@ -90,6 +95,8 @@ class Dataplane {
   const c1::Peer* peer_of(const std::string& local, const std::string& remote) const;
   v1::Tunnel tunnel_of(const c1::Peer& peer) const;
   std::string apply(const std::vector<v1::Operation>& ops);
+  // Appends the CREATE or UPDATE that brings medix-dp's tunnel to `t`, if any.
+  std::string tunnel_op(const v1::Tunnel& t, std::vector<v1::Operation>& ops);
   void schedule(uint32_t spi, const std::string& dst, uint64_t seconds, bool hard, uint64_t generation);
   void run_timers();
   void watch_events();

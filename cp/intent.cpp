@@ -1,9 +1,12 @@
 #include "intent.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <google/protobuf/util/json_util.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -85,6 +88,67 @@ std::string validate_intent(c1::Intent& intent) {
       return at + "child_life_packets: must be above child_rekey_packets";
   }
   return "";
+}
+
+std::string save_intent(const std::string& path, const c1::Intent& intent) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.preserve_proto_field_names = true;
+  std::string text;
+  auto status = google::protobuf::util::MessageToJsonString(intent, &text, options);
+  if (!status.ok()) return std::string(status.message());
+  const std::string tmp = path + ".tmp";
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);  // PSKs inside
+  if (fd < 0) return tmp + ": " + strerror(errno);
+  bool ok = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && fsync(fd) == 0;
+  int saved = errno;
+  close(fd);
+  if (!ok || rename(tmp.c_str(), path.c_str()) != 0) {
+    if (ok) saved = errno;
+    unlink(tmp.c_str());
+    return path + ": " + strerror(saved);
+  }
+  return "";
+}
+
+namespace {
+
+std::string join(const google::protobuf::RepeatedPtrField<std::string>& items) {
+  std::string out;
+  for (const auto& s : items) out += (out.empty() ? "" : ",") + s;
+  return out;
+}
+
+}  // namespace
+
+GluePeer::GluePeer(const c1::Peer& p)
+    : ike(join(p.ike_proposals())),
+      esp(join(p.esp_proposals())),
+      local_ts(join(p.local_selectors())),
+      remote_ts(join(p.remote_selectors())) {
+  c = cp_peer{
+      .name = p.name().c_str(),
+      .local_address = p.local_address().c_str(),
+      .remote_address = p.remote_address().c_str(),
+      .local_id = p.local_id().c_str(),
+      .remote_id = p.remote_id().c_str(),
+      .psk = p.psk().c_str(),
+      .certificate = p.certificate().c_str(),
+      .private_key = p.private_key().c_str(),
+      .ca_certificate = p.ca_certificate().c_str(),
+      .ike_proposals = ike.c_str(),
+      .esp_proposals = esp.c_str(),
+      .local_ts = local_ts.c_str(),
+      .remote_ts = remote_ts.c_str(),
+      .ike_rekey_s = p.ike_rekey_seconds(),
+      .child_rekey_s = p.child_rekey_seconds(),
+      .child_life_s = p.child_life_seconds(),
+      .child_rekey_bytes = p.child_rekey_bytes(),
+      .child_life_bytes = p.child_life_bytes(),
+      .child_rekey_packets = p.child_rekey_packets(),
+      .child_life_packets = p.child_life_packets(),
+      .dpd_s = p.dpd_seconds(),
+  };
 }
 
 std::optional<std::string> load_intent(const std::string& path, c1::Intent& intent) {

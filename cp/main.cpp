@@ -37,12 +37,6 @@ void usage() {
   exit(2);
 }
 
-std::string join(const google::protobuf::RepeatedPtrField<std::string>& items) {
-  std::string out;
-  for (const auto& s : items) out += (out.empty() ? "" : ",") + s;
-  return out;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -124,32 +118,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   for (const auto& p : intent.peers()) {
-    const std::string ike = join(p.ike_proposals()), esp = join(p.esp_proposals());
-    const std::string lts = join(p.local_selectors()), rts = join(p.remote_selectors());
-    cp_peer peer = {
-        .name = p.name().c_str(),
-        .local_address = p.local_address().c_str(),
-        .remote_address = p.remote_address().c_str(),
-        .local_id = p.local_id().c_str(),
-        .remote_id = p.remote_id().c_str(),
-        .psk = p.psk().c_str(),
-        .certificate = p.certificate().c_str(),
-        .private_key = p.private_key().c_str(),
-        .ca_certificate = p.ca_certificate().c_str(),
-        .ike_proposals = ike.c_str(),
-        .esp_proposals = esp.c_str(),
-        .local_ts = lts.c_str(),
-        .remote_ts = rts.c_str(),
-        .ike_rekey_s = p.ike_rekey_seconds(),
-        .child_rekey_s = p.child_rekey_seconds(),
-        .child_life_s = p.child_life_seconds(),
-        .child_rekey_bytes = p.child_rekey_bytes(),
-        .child_life_bytes = p.child_life_bytes(),
-        .child_rekey_packets = p.child_rekey_packets(),
-        .child_life_packets = p.child_life_packets(),
-        .dpd_s = p.dpd_seconds(),
-    };
-    if (cp_charon_add_peer(&peer, err, sizeof(err)) != 0) {
+    medixcp::GluePeer peer(p);
+    if (cp_charon_add_peer(&peer.c, false, err, sizeof(err)) != 0) {
       fprintf(stderr, "%s: peers[%d] (%s): %s\n", intent_path.c_str(), static_cast<int>(&p - &intent.peers()[0]),
               p.name().c_str(), err);
       cp_charon_stop();
@@ -175,7 +145,7 @@ int main(int argc, char** argv) {
   // The Controller service; the socket is ours alone (0600), as medix-dp's.
   const std::string socket_path = listen.substr(strlen("unix://"));
   unlink(socket_path.c_str());
-  medixcp::ControllerService controller(intent);
+  medixcp::ControllerService controller(intent, intent_path, dataplane);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials());
   builder.RegisterService(&controller);

@@ -260,7 +260,8 @@ static auth_cfg_t* pubkey_auth(const char* id, certificate_t* cert, certificate_
 }
 
 /* Loads the peer's certificate, key and CA into our credential set. FALSE with a reason. */
-static bool load_x509(const struct cp_peer* p, certificate_t** cert, certificate_t** ca, char* err, size_t err_len) {
+static bool load_x509(const struct cp_peer* p, bool dry_run, certificate_t** cert, certificate_t** ca, char* err,
+                      size_t err_len) {
   private_key_t* key;
   *cert = lib->creds->create(lib->creds, CRED_CERTIFICATE, CERT_X509, BUILD_FROM_FILE, p->certificate, BUILD_END);
   if (!*cert) {
@@ -279,6 +280,10 @@ static bool load_x509(const struct cp_peer* p, certificate_t** cert, certificate
     (*ca)->destroy(*ca);
     err_set(err, err_len, "peer %s: %s is not a private key", p->name, p->private_key);
     return FALSE;
+  }
+  if (dry_run) {
+    key->destroy(key);
+    return TRUE;
   }
   /* The set owns what it is given; we keep references for the auth rules. */
   *cert = creds->add_cert_ref(creds, FALSE, *cert);
@@ -305,7 +310,7 @@ static lifetime_cfg_t child_lifetime(const struct cp_peer* p) {
   return l;
 }
 
-int cp_charon_add_peer(const struct cp_peer* p, char* err, size_t err_len) {
+int cp_charon_add_peer(const struct cp_peer* p, bool dry_run, char* err, size_t err_len) {
   ike_cfg_t* ike;
   peer_cfg_t *peer, *old;
   child_cfg_t* child;
@@ -323,7 +328,7 @@ int cp_charon_add_peer(const struct cp_peer* p, char* err, size_t err_len) {
       .fragmentation = FRAGMENTATION_YES,
   });
   if (!add_proposals(p->ike_proposals, PROTO_IKE, add_ike_proposal, ike, err, err_len) ||
-      (!psk && !load_x509(p, &cert, &ca, err, err_len))) {
+      (!psk && !load_x509(p, dry_run, &cert, &ca, err, err_len))) {
     ike->destroy(ike);
     return -1;
   }
@@ -363,6 +368,10 @@ int cp_charon_add_peer(const struct cp_peer* p, char* err, size_t err_len) {
     return -1;
   }
 
+  if (dry_run) {
+    peer->destroy(peer);
+    return 0;
+  }
   if (psk) {
     /* The PSK, for this pair of identities, under the peer's name (replaced with it). */
     owners = linked_list_create();
@@ -379,6 +388,19 @@ int cp_charon_add_peer(const struct cp_peer* p, char* err, size_t err_len) {
   peers->lock->unlock(peers->lock);
   DESTROY_IF(old);
   DBG1(DBG_CFG, "medix: peer '%s' %s <-> %s loaded", p->name, p->local_address, p->remote_address);
+  return 0;
+}
+
+int cp_charon_remove_peer(const char* name) {
+  peer_cfg_t* old;
+  peers->lock->write_lock(peers->lock);
+  old = find_peer(name);
+  if (old) peers->peers->remove(peers->peers, old, NULL);
+  peers->lock->unlock(peers->lock);
+  creds->remove_shared_unique(creds, (char*)name);
+  if (!old) return -1;
+  old->destroy(old);
+  DBG1(DBG_CFG, "medix: peer '%s' removed", name);
   return 0;
 }
 

@@ -55,8 +55,11 @@ int cp_charon_start(const char* settings_file, const char* settings_text, const 
 void cp_charon_run(void);
 /* Stops libcharon (SAs are deleted through the backend first). */
 void cp_charon_stop(void);
-/* Adds or replaces a peer (its config and PSK). 0, or -1 with a reason in err. */
-int cp_charon_add_peer(const struct cp_peer* peer, char* err, size_t err_len);
+/* Adds or replaces a peer (its config and PSK or certificates); with dry_run, only checks that
+ * it would be accepted (proposals, selectors, certificate files). 0, or -1 with a reason. */
+int cp_charon_add_peer(const struct cp_peer* peer, bool dry_run, char* err, size_t err_len);
+/* Forgets a peer's config and PSK (terminate its IKE_SAs first). 0, or -1 if unknown. */
+int cp_charon_remove_peer(const char* name);
 /* Starts IKE with a peer (asynchronous). 0, or -1 if unknown. */
 int cp_charon_initiate(const char* name);
 /* Tells charon an SA reached a soft or hard lifetime (time, bytes or packets): it rekeys
@@ -93,8 +96,9 @@ struct cp_ike_info {
 typedef void (*cp_ike_cb)(void* ctx, const struct cp_ike_info* info);
 /* Calls `cb` for every IKE_SA (each checked out meanwhile: do not call into charon from it). */
 void cp_charon_list_ike_sas(cp_ike_cb cb, void* ctx);
-/* Deletes a peer's IKE_SAs / rekeys its CHILD_SAs (asynchronously); returns how many. */
-int cp_charon_terminate(const char* peer);
+/* Deletes a peer's IKE_SAs (with `wait`, returns once they are gone, at most 5 s each) / rekeys
+ * its CHILD_SAs (asynchronously); returns how many. */
+int cp_charon_terminate(const char* peer, bool wait);
 int cp_charon_rekey(const char* peer);
 
 /* Why IKE failed: charon's alert in words, and the log line of that IKE_SA before it. */

@@ -290,11 +290,15 @@ static void collect(const char* peer, peer_sas_t* out) {
   e->destroy(e);
 }
 
-int cp_charon_terminate(const char* peer) {
+/* A callback makes terminate_ike wait for the IKE_SA to be gone. */
+static bool quiet_cb(void* param, debug_t group, level_t level, ike_sa_t* ike_sa, const char* message) { return TRUE; }
+
+int cp_charon_terminate(const char* peer, bool wait) {
   peer_sas_t sas;
   collect(peer, &sas);
   for (int i = 0; i < sas.n_ids; i++)
-    charon->controller->terminate_ike(charon->controller, sas.ids[i], FALSE, NULL, NULL, 0);
+    charon->controller->terminate_ike(charon->controller, sas.ids[i], FALSE, wait ? quiet_cb : NULL, NULL,
+                                      wait ? 5000 : 0);
   return sas.n_ids;
 }
 

@@ -28,6 +28,8 @@
 #   dp-restart     medix-dp restarted under traffic: replay, rekey, no new IKE_SA
 #   cp-restart     medix-cp killed and restarted: old SAs removed, tunnel back
 #   medixctl       medixctl peer NAME initiate / rekey / terminate
+#   intent-api     medixctl intent apply: refused (validation, medix-dp) changes nothing, a
+#                  changed peer reconnects with its new proposal, a removed one is cleaned up
 #   volume         rekeys on bytes (medix-dp's SOFT_EXPIRED events) during TCP transfers
 #
 # Usage: test/ike/run.sh   (root; binaries from build/, or MEDIX_DP, MEDIX_CP, MEDIXCTL)
@@ -679,6 +681,43 @@ if begin medixctl "aes128gcm16-prfsha256-x25519" "aes128gcm16"; then
     check "$label: medixctl peer carrier-b terminate" quiet ctl peer carrier-b terminate
     for ((i = 0; i < 50; i++)); do [ "$(dp_sas)" = 0 ] && break; sleep 0.1; done
     check "$label: ... no SA left in medix-dp" test "$(dp_sas)" = 0
+  fi
+  finish
+fi
+
+# --- the intent replaced through medix-cp's API (medixctl intent apply) ----------------------
+# edited_intent ESP PYTHON_EDIT: the intent for ESP, edited (`d` is its JSON).
+edited_intent() {
+  intent "$1" | "$MX_PY" -c 'import json, sys; d = json.load(sys.stdin); exec(sys.argv[1]); print(json.dumps(d))' "$2"
+}
+if begin intent-api "aes128gcm16-prfsha256-x25519" "aes128gcm16"; then
+  if gw_initiate; then
+    file=$MX_TMP/intent-$label.json
+    cp "$file" "$MX_TMP/intent-before.json"
+    # Refused by validation, and by medix-dp (no such tenant): nothing changes, file included.
+    edited_intent aes128gcm16 'd["peers"][0]["remote_selectors"] = ["10.0.1.0/40"]' >"$MX_TMP/bad1.json"
+    edited_intent aes128gcm16 'd["peers"][0]["tenant"] = "no-such-tenant"' >"$MX_TMP/bad2.json"
+    for bad in bad1 bad2; do
+      ctl intent apply "$MX_TMP/$bad.json" >"$MX_TMP/$bad.out" 2>&1
+      rc=$?
+      check "$label: medixctl intent apply $bad refused: $(tail -1 "$MX_TMP/$bad.out")" test $rc -eq 1
+      check "$label: ... the intent file is unchanged" cmp -s "$file" "$MX_TMP/intent-before.json"
+      check "$label: ... the tunnel still carries traffic" quiet ip netns exec "$NS_HOSP" ping -c1 -W1 192.168.1.10
+    done
+    # Changed (ESP proposal): medix-cp closes the old IKE_SA; the gateway, reconfigured, comes back.
+    gw_conf "aes128gcm16-prfsha256-x25519" "aes256-sha256"
+    intent aes256-sha256 >"$MX_TMP/changed.json"
+    check "$label: medixctl intent apply: $(ctl intent apply "$MX_TMP/changed.json" 2>&1)" \
+      grep -q '"aes256-sha256"' "$file"
+    gw_initiate
+    sas=$(dp_json sas '" ".join(sorted(s.get("cipher") for s in d if s["tunnel"] == "t-carrier-b"))')
+    check "$label: the new SAs are AES-CBC-256 ($sas)" test "$sas" = "AES_CBC_256 AES_CBC_256"
+    # Removed: its IKE_SA closed, its tunnel deleted from medix-dp.
+    echo '{"schema_version": 1}' >"$MX_TMP/empty.json"
+    check "$label: medixctl intent apply (no peer): $(ctl intent apply "$MX_TMP/empty.json" 2>&1)" \
+      test "$(dp_json tunnels 'len([t for t in d if t["name"] == "t-carrier-b"])')" = 0
+    check "$label: ... no SA and no route left" test "$(dp_sas)" = 0 -a "$(dp_route)" = 0
+    check "$label: ... medixctl peers lists none" test -z "$(ctl -o json peers | mx_json - 'd.get("peers", [])' | tr -d '[]')"
   fi
   finish
 fi
