@@ -225,12 +225,21 @@ std::string Dataplane::remove_tunnel(const std::string& name) {
   return apply(ops);
 }
 
+bool Dataplane::inbound_spi_in_use(uint32_t spi) const {
+  for (const auto& [key, sa] : sas_)
+    if (sa.inbound && sa.spi == spi) return true;
+  return false;
+}
+
 std::string Dataplane::get_spi(const std::string&, const std::string&, uint32_t& spi) {
   std::lock_guard lock(mu_);
   std::uniform_int_distribution<uint32_t> pick(spi_min, spi_max);
+  // SPIs given out for negotiations that never installed their SA are free again after a while.
+  const auto now = std::chrono::steady_clock::now();
+  std::erase_if(reserved_, [&](const auto& r) { return now - r.second > std::chrono::minutes(2); });
   do spi = pick(random_);
-  while (spis_.count(spi));
-  spis_.insert(spi);
+  while (reserved_.count(spi) || inbound_spi_in_use(spi));
+  reserved_[spi] = now;
   return "";
 }
 
@@ -269,7 +278,7 @@ std::string Dataplane::add_sa(const cp_sa& in) {
 
   Sa& entry = sas_[{in.id.spi, dst}];
   entry = Sa{in.id.spi, in.inbound, src, dst, peer->tunnel(), ++generation_, sa};
-  if (in.inbound) spis_.insert(in.id.spi);
+  if (in.inbound) reserved_.erase(in.id.spi);
   // charon expects the kernel to raise soft then hard expiry at these times (from now).
   if (in.soft_s) schedule(in.id.spi, dst, in.soft_s, false, entry.generation);
   if (in.hard_s) schedule(in.id.spi, dst, in.hard_s, true, entry.generation);
@@ -335,7 +344,6 @@ std::string Dataplane::del_sa(const cp_sa_id& id) {
   sa.set_spi(id.spi);
   sa.set_tunnel(it->second.tunnel);
   sa.set_inbound(it->second.inbound);
-  if (it->second.inbound) spis_.erase(id.spi);
   log("SA " + hex(id.spi) + (it->second.inbound ? " in" : " out") + " deleted");
   sas_.erase(it);  // its timers find no SA of their generation and do nothing
   return apply({op(v1::Operation::DELETE, object_of(sa))});

@@ -97,6 +97,7 @@ class Dataplane {
   std::string apply(const std::vector<v1::Operation>& ops);
   // Appends the CREATE or UPDATE that brings medix-dp's tunnel to `t`, if any.
   std::string tunnel_op(const v1::Tunnel& t, std::vector<v1::Operation>& ops);
+  bool inbound_spi_in_use(uint32_t spi) const;  // with mu_ held
   void schedule(uint32_t spi, const std::string& dst, uint64_t seconds, bool hard, uint64_t generation);
   void run_timers();
   void watch_events();
@@ -116,7 +117,8 @@ class Dataplane {
 
   std::mutex mu_;  // everything below; charon calls from several threads
   std::map<SaKey, Sa> sas_;
-  std::set<uint32_t> spis_;  // inbound SPIs given out by get_spi or in use
+  // Inbound SPIs given out by get_spi whose SA is not installed yet, and when.
+  std::map<uint32_t, std::chrono::steady_clock::time_point> reserved_;
   std::map<std::string, Policy> policies_;
   std::map<std::string, Route> routes_;
   std::map<std::string, v1::Tunnel> tunnels_;  // as last applied
