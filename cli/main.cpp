@@ -1,4 +1,5 @@
-// medixctl: the engineer's CLI of medix-dp, over its gRPC API (medix.dataplane.v1.Dataplane).
+// medixctl: the engineer's CLI of medix-dp, over its gRPC API (medix.dataplane.v1.Dataplane), and
+// of medix-cp's IKE peers (medix.controller.v1.Controller).
 // Exit status 0: done; 1: the server refused or the call failed; 2: a wrong command line.
 #include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/message_differencer.h>
@@ -16,13 +17,14 @@
 #include "client.h"
 #include "objects.h"
 #include "output.h"
+#include "peers.h"
 
 namespace medixctl {
 namespace {
 
 constexpr const char* usage_text =
-    R"(usage: medixctl [--dp TARGET | -p FILE_PREFIX] [--tls-cert FILE --tls-key FILE] [--tls-ca FILE]
-                [-o table|json] COMMAND ...
+    R"(usage: medixctl [--dp TARGET | -p FILE_PREFIX] [--cp TARGET] [--tls-cert FILE --tls-key FILE]
+                [--tls-ca FILE] [-o table|json] COMMAND ...
 
   show KIND [--tenant T]              every object of a kind
   show KIND KEY...                    one object
@@ -43,6 +45,15 @@ constexpr const char* usage_text =
   set neighbour INTERFACE ADDRESS MAC
   delete KIND KEY...
 
+  peers                               medix-cp's IKE peers: IKE/CHILD SA state, last error
+  peer NAME                           one peer: its IKE and CHILD SAs, counters, last errors
+  peer NAME errors                    why IKE with it failed (charon's alert and reason)
+  peer NAME initiate|terminate|rekey
+  intent show                         medix-cp's intent (PSKs left out)
+  intent apply FILE                   replace it (JSON of medix.controller.v1.Intent): validated
+                                      whole, kept in medix-cp's intent file, applied to IKE and
+                                      medix-dp; refused, nothing changes
+
 KIND and KEY: port NAME, tenant NAME, interface NAME, route TENANT PREFIX,
   neighbour INTERFACE ADDRESS, tunnel NAME, sa SPI, static-mapping TENANT PREFIX, napt-pool TENANT,
   policy-rule NAME (the plural is accepted too: show routes).
@@ -51,6 +62,8 @@ set creates the object or changes only the fields given (addresses given replace
 TARGET: unix:///PATH or HOST:PORT (TLS with --tls-*: client certificate and key for mTLS, and
   the CA to check the server). Default unix:///var/run/dpdk/rte/api.sock; -p PREFIX is
   unix:///var/run/dpdk/PREFIX/api.sock, the socket of medix-dp started with --file-prefix PREFIX.
+  medix-cp (peers, peer, intent): --cp TARGET, or with -p PREFIX unix:///var/run/dpdk/PREFIX/cp.sock,
+  else unix:///var/run/medix-cp.sock.
 -o json prints the protobuf JSON mapping of the reply (proto field names, zeros included);
   watch prints one snapshot per line.
 )";
@@ -373,7 +386,7 @@ int remove(const Context& c, Args& args) {
 }
 
 int run(int argc, char** argv) {
-  std::string target, prefix, output = "table";
+  std::string target, prefix, cp_target, output = "table";
   Tls tls;
   int i = 1;
   // "--dp X" and "--dp=X"
@@ -396,14 +409,17 @@ int run(int argc, char** argv) {
       std::cout << usage_text;
       return 0;
     }
-    if (!value("--dp", target) && !value("-p", prefix) && !value("-o", output) && !value("--output", output) &&
-        !value("--tls-cert", tls.cert) && !value("--tls-key", tls.key) && !value("--tls-ca", tls.ca))
+    if (!value("--dp", target) && !value("-p", prefix) && !value("--cp", cp_target) && !value("-o", output) &&
+        !value("--output", output) && !value("--tls-cert", tls.cert) && !value("--tls-key", tls.key) &&
+        !value("--tls-ca", tls.ca))
       throw UsageError("unknown option " + word);
   }
   if (!target.empty() && !prefix.empty()) throw UsageError("--dp and -p both name the server: give one");
   if (output != "table" && output != "json") throw UsageError("-o: \"" + output + "\" is neither table nor json");
   if (tls.cert.empty() != tls.key.empty()) throw UsageError("--tls-cert and --tls-key go together");
   if (!prefix.empty()) target = "unix:///var/run/dpdk/" + prefix + "/api.sock";
+  if (cp_target.empty())
+    cp_target = prefix.empty() ? "unix:///var/run/medix-cp.sock" : "unix:///var/run/dpdk/" + prefix + "/cp.sock";
   if (target.empty()) target = "unix:///var/run/dpdk/rte/api.sock";
   if (i == argc) throw UsageError("missing a command");
 
@@ -413,6 +429,8 @@ int run(int argc, char** argv) {
     std::cout << usage_text;
     return 0;
   }
+  if (command == "peers" || command == "peer" || command == "intent")
+    return peers_command(cp_target, output == "json", command, args);
   using Command = int (*)(const Context&, Args&);
   const std::vector<std::pair<std::string, Command>> commands = {
       {"show", show},   {"counters", counters}, {"drops", drops}, {"runtime", runtime}, {"sessions", sessions},

@@ -1,0 +1,39 @@
+#pragma once
+// medix-cp's Controller service (proto/medix/controller/v1/controller.proto): the peers of the
+// intent with their IKE and CHILD SAs and last errors, initiate/terminate/rekey, and the intent
+// itself (read, replaced whole). It owns the running intent; charon's state is read through the
+// glue.
+
+#include <mutex>
+
+#include "dataplane.h"
+#include "intent.h"
+#include "medix/controller/v1/controller.grpc.pb.h"
+
+namespace medixcp {
+
+class ControllerService final : public c1::Controller::Service {
+ public:
+  // `path`: where an accepted intent is written.
+  ControllerService(const c1::Intent& intent, const std::string& path, Dataplane& dataplane)
+      : intent_(intent), path_(path), dataplane_(dataplane) {}
+
+  grpc::Status ListPeers(grpc::ServerContext*, const c1::ListPeersRequest*, c1::ListPeersResponse*) override;
+  grpc::Status Initiate(grpc::ServerContext*, const c1::PeerRequest*, c1::PeerActionResponse*) override;
+  grpc::Status Terminate(grpc::ServerContext*, const c1::PeerRequest*, c1::PeerActionResponse*) override;
+  grpc::Status Rekey(grpc::ServerContext*, const c1::PeerRequest*, c1::PeerActionResponse*) override;
+  grpc::Status GetIntent(grpc::ServerContext*, const c1::GetIntentRequest*, c1::Intent*) override;
+  grpc::Status ApplyIntent(grpc::ServerContext*, const c1::ApplyIntentRequest*, c1::ApplyIntentResponse*) override;
+
+ private:
+  bool known(const std::string& name);
+  c1::Intent intent();  // a copy of the running one
+
+  std::mutex mu_;        // intent_
+  std::mutex apply_mu_;  // ApplyIntent calls, one at a time
+  c1::Intent intent_;
+  const std::string path_;
+  Dataplane& dataplane_;
+};
+
+}  // namespace medixcp

@@ -1,0 +1,31 @@
+#pragma once
+// medix-cp's intent (proto/medix/controller/v1/intent.proto): loading, defaults, validation.
+
+#include <optional>
+#include <string>
+
+#include "charon/glue.h"
+#include "medix/controller/v1/intent.pb.h"
+
+namespace medixcp {
+
+namespace c1 = medix::controller::v1;
+
+// Reads a JSON intent file; fills defaults (tunnel name, identities) and validates it.
+// Returns an error "FILE: field.path: reason", or nothing with `intent` filled.
+std::optional<std::string> load_intent(const std::string& path, c1::Intent& intent);
+
+// Defaults filled and every field checked; "" if valid, else "peers[2].psk: is required".
+std::string validate_intent(c1::Intent& intent);
+
+// Writes the intent as JSON, atomically (a temporary file renamed over it). "" or the error.
+std::string save_intent(const std::string& path, const c1::Intent& intent);
+
+// A peer as the glue takes it (cp_peer), with the strings it points into.
+struct GluePeer {
+  explicit GluePeer(const c1::Peer& p);
+  std::string ike, esp, local_ts, remote_ts;
+  cp_peer c;
+};
+
+}  // namespace medixcp
