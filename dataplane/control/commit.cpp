@@ -724,7 +724,7 @@ std::optional<Error> Committer::build_crossing(const Diff& diff, const Intent& i
         nat_.clear();
         return Error{Code::resource_exhausted,
                      "cannot allocate the session tables (" + std::to_string(params_.max_sessions) +
-                         " sessions, about 200 bytes each): give EAL more memory with -m, or lower "
+                         " sessions, about 340 bytes each): give EAL more memory with -m, or lower "
                          "settings.max_sessions",
                      v1::Object::KindCase::kTenant, ""};
       }
