@@ -219,3 +219,15 @@ Bytes arp(uint16_t op, const std::string& sha, const std::string& spa, const std
 }
 
 }  // namespace frame
+
+std::vector<medix::control::Operation> ops(const std::string& json) {
+  medix::dataplane::v1::ApplyRequest request;
+  if (!google::protobuf::util::JsonStringToMessage("{\"operations\": " + json + "}", &request).ok())
+    throw std::runtime_error("test operations are not valid JSON: " + json);
+  std::vector<medix::control::Operation> out;
+  for (int i = 0; i < request.operations_size(); i++)
+    out.push_back({request.operations(i).op(), request.operations(i).object(),
+                   "operations[" + std::to_string(i) + "]." +
+                       medix::control::kind_name(request.operations(i).object().kind_case())});
+  return out;
+}

@@ -8,6 +8,10 @@
 #include "control/controller.h"
 #include "infra/pipeline.h"
 
+// Operations from the JSON of ApplyRequest.operations: [{"op": "CREATE", "object": {...}}, ...],
+// with the paths the API gives them ("operations[0].route").
+std::vector<medix::control::Operation> ops(const std::string& json);
+
 struct Harness {
   explicit Harness(const std::string& config_json);
   ~Harness();

@@ -12,20 +12,9 @@ namespace v1 = medix::dataplane::v1;
 
 namespace {
 
-std::vector<medix::control::Operation> nat_ops(const std::string& json) {
-  v1::ApplyRequest request;
-  REQUIRE(google::protobuf::util::JsonStringToMessage("{\"operations\": " + json + "}", &request).ok());
-  std::vector<medix::control::Operation> out;
-  for (int i = 0; i < request.operations_size(); i++)
-    out.push_back({request.operations(i).op(), request.operations(i).object(),
-                   "operations[" + std::to_string(i) + "]." +
-                       medix::control::kind_name(request.operations(i).object().kind_case())});
-  return out;
-}
-
 // The error message of applying one CREATE of `object` (JSON), or "" if it applied.
 std::string refusal(Harness& h, const std::string& object) {
-  auto r = h.apply(nat_ops(R"([{"op": "CREATE", "object": )" + object + "}]"));
+  auto r = h.apply(ops(R"([{"op": "CREATE", "object": )" + object + "}]"));
   return r.code == Code::ok ? "" : r.message;
 }
 
@@ -35,8 +24,7 @@ TEST_CASE("translation and policy objects are validated field by field") {
   std::string config = two_tenants;
   config.replace(config.find("\"icmp_burst\""), 0, "\"max_sessions\": 1024, ");
   Harness h(config);
-  REQUIRE(h.apply(nat_ops(R"([{"op": "UPDATE", "object": {"tenant": {"name": "core", "core": true}}}])")).code ==
-          Code::ok);
+  REQUIRE(h.apply(ops(R"([{"op": "UPDATE", "object": {"tenant": {"name": "core", "core": true}}}])")).code == Code::ok);
   CHECK(refusal(h, R"({"tenant": {"name": "core2", "core": true}})") ==
         "operations[0].tenant.core: tenant \"core\" is already the core (there is one)");
   CHECK(
@@ -89,12 +77,12 @@ TEST_CASE("translation and policy objects are validated field by field") {
           R"({"policy_rule": {"name": "r", "from_tenant": "a", "to_tenant": "b", "protocol": 6, "port_low": 104, "port_high": 104, "permit": true}})")
           .empty());
   // Objects that name a tenant keep it from being deleted.
-  auto busy = h.apply(nat_ops(R"([{"op": "DELETE", "object": {"tenant": {"name": "b"}}}])"));
+  auto busy = h.apply(ops(R"([{"op": "DELETE", "object": {"tenant": {"name": "b"}}}])"));
   CHECK(busy.code == Code::failed_precondition);
   // And the core flag cannot move onto a translated tenant.
   CHECK(refusal(h, R"({"tenant": {"name": "a", "core": true}})") ==
         "operations[0].tenant: the tenant already exists and differs (use UPDATE)");
-  auto move = h.apply(nat_ops(R"([{"op": "UPDATE", "object": {"tenant": {"name": "a", "core": true}}}])"));
+  auto move = h.apply(ops(R"([{"op": "UPDATE", "object": {"tenant": {"name": "a", "core": true}}}])"));
   CHECK(move.code == Code::invalid_argument);
   CHECK(move.message == "operations[0].tenant.core: tenant \"core\" is already the core (there is one)");
 }

@@ -12,18 +12,6 @@ namespace v1 = medix::dataplane::v1;
 
 namespace {
 
-// Operations from JSON: [{"op": "CREATE", "object": {"route": {...}}}, ...]
-std::vector<medix::control::Operation> ops(const std::string& json) {
-  v1::ApplyRequest request;
-  REQUIRE(google::protobuf::util::JsonStringToMessage("{\"operations\": " + json + "}", &request).ok());
-  std::vector<medix::control::Operation> out;
-  for (int i = 0; i < request.operations_size(); i++)
-    out.push_back({request.operations(i).op(), request.operations(i).object(),
-                   "operations[" + std::to_string(i) + "]." +
-                       medix::control::kind_name(request.operations(i).object().kind_case())});
-  return out;
-}
-
 // Where a packet from a-lan to `dst` is forwarded: the neighbour MAC's last byte, or -1
 // (dropped, parked for ARP, or answered with an ICMP error).
 int egress_of(Harness& h, const std::string& dst) {
