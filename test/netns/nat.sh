@@ -343,9 +343,43 @@ for i in $(seq "$CONNS"); do
     send "$t-lan" "$t-$i"; pids+=("$MX_LAST_PID")
   done
 done
+# Meanwhile the policy keeps changing (rules that do not concern these flows): each change makes
+# every session be checked again on its next packet; none may be lost or made anew.
+PYTHONDONTWRITEBYTECODE=1 "$MX_PY" - "$MX_REPO/test/api" "unix:/var/run/dpdk/$MX_PREFIX/api.sock" \
+  "$MX_TMP/churn.stop" >"$MX_TMP/churn.json" 2>"$MX_TMP/churn.err" <<'EOF' &
+import json, os, sys, time
+sys.path.insert(0, sys.argv[1])
+import medixapi as api
+from medixapi import pb, create, delete
+c = api.Client(sys.argv[2])
+n, errors, t_end = 0, [], time.monotonic() + 20
+while not os.path.exists(sys.argv[3]) and time.monotonic() < t_end:
+    rule = pb.PolicyRule(name="churn-%d" % n, priority=500 + n % 50, from_tenant="hosp-c", to_tenant="archive",
+                         permit=False)
+    for ops in ([create(rule)], [delete(rule)]):
+        try:
+            c.apply(ops)
+            n += 1
+        except Exception as e:  # noqa: BLE001
+            errors.append(str(e))
+print(json.dumps({"transactions": n, "errors": errors[:3]}))
+EOF
+churn_pid=$!
 for p in "${pids[@]}"; do wait "$p"; done
 t1=$(date +%s.%N)
+touch "$MX_TMP/churn.stop"
+wait "$churn_pid"
 echo "    $((2 * CONNS)) echo transfers of $MIB MiB (each way) took $(elapsed "$t0" "$t1") s"
+"$MX_PY" - "$MX_TMP/churn.json" <<'EOF' | tally
+import json, sys
+try:
+    d = json.load(open(sys.argv[1]))
+except (OSError, ValueError) as e:
+    d = {"transactions": 0, "errors": [str(e)]}
+ok = d["transactions"] >= 10 and not d["errors"]
+print(("PASS " if ok else "FAIL ") + "%d policy transactions applied during the transfers%s"
+      % (d["transactions"], "" if ok else ": %s" % d["errors"]))
+EOF
 sleep 0.5
 
 "$MX_PY" - "$MX_TMP" "$CONNS" <<'EOF' | tally
