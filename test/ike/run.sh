@@ -774,13 +774,13 @@ if begin intent-api "aes128gcm16-prfsha256-x25519" "aes128gcm16"; then
     left=$(for k in tenants interfaces routes static-mappings policy-rules; do dp_json $k 'len(d)'; done | tr '\n' ' ')
     check "$label: ... nor tenants, interfaces, routes, mappings, rules medix-cp had made ($left)" \
       test "$left" = "0 0 0 0 0 "
+    check "$label: ... medixctl peers lists none" test -z "$(ctl -o json peers | mx_json - 'd.get("peers", [])' | tr -d '[]')"
     # And back: the whole intent again, the static part recreated, the tunnel comes up.
     intent aes128gcm16 >"$MX_TMP/again.json"
     check "$label: medixctl intent apply (all again): $(ctl intent apply "$MX_TMP/again.json" 2>&1)" \
       test "$(dp_json tenants 'len(d)')" = 4
     gw_conf "aes128gcm16-prfsha256-x25519" "aes128gcm16"
     gw_initiate
-    check "$label: ... medixctl peers lists none" test -z "$(ctl -o json peers | mx_json - 'd.get("peers", [])' | tr -d '[]')"
   fi
   finish
 fi
