@@ -694,9 +694,15 @@ if begin cp-restart "aes128gcm16-prfsha256-x25519" "aes128gcm16" ', "initiate": 
     wait "$cp_pid" 2>/dev/null
     cp_pid=
     check "$label: medix-cp killed: its SAs stay in medix-dp ($old)" test -n "$old"
+    # While it is down its intent loses a policy rule: the new medix-cp deletes it from medix-dp.
+    "$MX_PY" -c 'import json, sys; d = json.load(open(sys.argv[1])); d["policy_rules"] = d["policy_rules"][:1]; json.dump(d, open(sys.argv[1], "w"))' \
+      "$MX_TMP/intent-$label.json"
     t0=$(now_ms)
     if cp_start "$MX_TMP/intent-$label.json"; then
       grep -m1 'medix-dp prepared' "$CP_LOG" | sed 's/^/  /'
+      grep -m1 'no longer in the intent' "$CP_LOG" | sed 's/^/  /'
+      rules=$(dp_json policy-rules '" ".join(r["name"] for r in d)')
+      check "$label: the rule it no longer has is gone from medix-dp ($rules)" test "$rules" = hosp-a-to-archive
       first_ping "$t0"
       new=$(dp_json sas '" ".join(sorted("%x" % s["spi"] for s in d if s["tunnel"] == "t-carrier-b"))')
       check "$label: medix-dp holds only the new SAs ($new; the old ones were $old)" \
