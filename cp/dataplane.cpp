@@ -161,10 +161,10 @@ std::vector<IntentObject> Dataplane::desired(const c1::Intent& intent, const std
   std::vector<IntentObject> want = static_objects(intent);
   for (int i = 0; i < intent.peers_size(); i++) {
     const c1::Peer& p = intent.peers(i);
-    if (touched && !touched->count(p.name())) continue;
     auto known = tunnels_.find(p.tunnel());
     // A tunnel as last applied keeps the encapsulation its SAs gave it, unless its peer changed.
-    v1::Tunnel t = known != tunnels_.end() && !touched ? known->second : tunnel_of(p);
+    const bool changed = touched && touched->count(p.name());
+    v1::Tunnel t = known != tunnels_.end() && !changed ? known->second : tunnel_of(p);
     want.push_back({object_of(t), "peers[" + std::to_string(i) + "] (" + p.name() + ", its tunnel)"});
   }
   std::stable_sort(want.begin(), want.end(),

@@ -51,9 +51,9 @@ class Dataplane {
   // and every peer's tunnel is created or updated; SAs and routes left on our tunnels by an
   // earlier medix-cp are removed. "" or the error. prune() then deletes what no longer belongs.
   std::string prepare();
-  // A new intent (validated): its static objects and the tunnels of the `touched` peers are
-  // created or updated in one transaction (`changed` of them); if medix-dp refuses it
-  // (`refused`, the error naming the intent's field), nothing changes. "" or the error.
+  // A new intent (validated): its static objects and its peers' tunnels (the `touched` ones as
+  // their peers now say) are created or updated in one transaction (`changed` of them); if
+  // medix-dp refuses it (`refused`, the error naming the intent's field), nothing changes.
   std::string update_intent(const c1::Intent& next, const std::set<std::string>& touched, uint32_t& changed,
                             bool& refused);
   // Deletes what medix-cp created in medix-dp that is no longer in the intent (after the
@@ -106,8 +106,8 @@ class Dataplane {
   std::string apply(const std::vector<v1::Operation>& ops, v1::ApplyResponse* response = nullptr);
   // medix-dp's objects of the static kinds, tunnels and SAs (learned neighbours left out), by key.
   std::string list(std::map<std::string, v1::Object>& out);
-  // The intent's static objects and its peers' tunnels (only the `touched` ones' if given), in
-  // creation order.
+  // The intent's static objects and its peers' tunnels, in creation order: a tunnel as last
+  // applied (its encapsulation), or as its peer says if the peer is new or `touched` (changed).
   std::vector<IntentObject> desired(const c1::Intent& intent, const std::set<std::string>* touched) const;
   // The CREATE or UPDATE of each wanted object that medix-dp lacks or has otherwise; `fields`
   // gets the intent field of each operation ("" for others), for medix-dp's errors.
