@@ -296,10 +296,11 @@ std::string Dataplane::update_intent(const c1::Intent& next, const std::set<std:
   if (std::string error = apply(ops, &response); !error.empty()) {
     owned_ = owned_before;
     save_owned();
-    refused = true;
+    // Refused by medix-dp (the intent is wrong), or medix-dp did not answer.
+    refused = !error.starts_with("medix-dp: UNAVAILABLE") && !error.starts_with("medix-dp: DEADLINE_EXCEEDED");
     return name_fields(error, fields);
   }
-  changed = response.changed();
+  changed = static_cast<uint32_t>(ops.size());  // objects that differed (medix-dp counts its own way)
   for (const auto& w : want)
     if (w.object.has_tunnel()) tunnels_[w.object.tunnel().name()] = w.object.tunnel();
   intent_ = next;
@@ -335,7 +336,7 @@ std::string Dataplane::prune(uint32_t& removed) {
   v1::ApplyResponse response;
   if (!ops.empty()) error = apply(ops, &response);
   if (error.empty()) {
-    removed = response.changed();
+    removed = static_cast<uint32_t>(ops.size());
     for (const auto& o : gone) owned_.erase(key_of(o));
   } else {
     // One at a time, then: what medix-dp refuses (still in use by objects not ours) stays owned,

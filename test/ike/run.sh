@@ -278,7 +278,8 @@ cp_stop() {
 
 # The rest of the IX, in medix-cp's intent (medix-dp's own config holds only its ports and
 # settings): the tenants, the underlay and archive interfaces, the IX core with the hospital's
-# and the archive's static mappings, the leaks into and out of the core, and the policy.
+# and the archive's static mappings, the leaks into and out of the core, and the policy; a NAPT
+# pool for the hospital's other sources (none here) and the archive's MAC as a static neighbour.
 STATIC_INTENT='  "tenants": [{"name": "carrier-b", "description": "carrier B underlay"},
               {"name": "hosp-a", "description": "hospital A, behind carrier B IPsec"},
               {"name": "archive", "description": "imaging archive"},
@@ -296,7 +297,9 @@ STATIC_INTENT='  "tenants": [{"name": "carrier-b", "description": "carrier B und
     {"tenant": "archive", "tenant_prefix": "192.168.1.0/24", "core_prefix": "100.100.1.0/24"}],
   "policy_rules": [
     {"name": "hosp-a-to-archive", "priority": 10, "from_tenant": "hosp-a", "to_tenant": "archive", "permit": true},
-    {"name": "archive-to-hosp-a", "priority": 20, "from_tenant": "archive", "to_tenant": "hosp-a", "permit": true}]'
+    {"name": "archive-to-hosp-a", "priority": 20, "from_tenant": "archive", "to_tenant": "hosp-a", "permit": true}],
+  "napt_pools": [{"tenant": "hosp-a", "addresses": ["100.64.9.1"]}],
+  "neighbours": [{"interface": "archive-lan", "address": "192.168.1.10", "mac": "'"$(mx_host_mac archive)"'"}]'
 # Each side reaches the other at its core address.
 AR_CORE=100.100.1.10
 HOSP_CORE=100.64.1.5
@@ -777,9 +780,10 @@ if begin intent-api "aes128gcm16-prfsha256-x25519" "aes128gcm16"; then
     check "$label: medixctl intent apply (no peer): $(ctl intent apply "$MX_TMP/empty.json" 2>&1)" \
       test "$(dp_json tunnels 'len([t for t in d if t["name"] == "t-carrier-b"])')" = 0
     check "$label: ... no SA and no route left" test "$(dp_sas)" = 0 -a "$(dp_route)" = 0
-    left=$(for k in tenants interfaces routes static-mappings policy-rules; do dp_json $k 'len(d)'; done | tr '\n' ' ')
-    check "$label: ... nor tenants, interfaces, routes, mappings, rules medix-cp had made ($left)" \
-      test "$left" = "0 0 0 0 0 "
+    left=$(for k in tenants interfaces routes static-mappings napt-pools policy-rules; do dp_json $k 'len(d)'; done | tr '\n' ' ')
+    left+=$(dp_json neighbours 'len([n for n in d if not n.get("learned")])')
+    check "$label: ... nor tenants, interfaces, routes, mappings, pools, rules, neighbours medix-cp had made ($left)" \
+      test "$left" = "0 0 0 0 0 0 0"
     check "$label: ... medixctl peers lists none" test -z "$(ctl -o json peers | mx_json - 'd.get("peers", [])' | tr -d '[]')"
     # And back: the whole intent again, the static part recreated, the tunnel comes up.
     intent aes128gcm16 >"$MX_TMP/again.json"
