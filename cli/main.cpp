@@ -49,10 +49,13 @@ constexpr const char* usage_text =
   peer NAME                           one peer: its IKE and CHILD SAs, counters, last errors
   peer NAME errors                    why IKE with it failed (charon's alert and reason)
   peer NAME initiate|terminate|rekey
-  intent show                         medix-cp's intent (PSKs left out)
+  intent show                         medix-cp's intent: peers, tenants, ports, interfaces, routes,
+                                      neighbours, static mappings, NAPT pools, policy rules (PSKs
+                                      left out)
   intent apply FILE                   replace it (JSON of medix.controller.v1.Intent): validated
                                       whole, kept in medix-cp's intent file, applied to IKE and
-                                      medix-dp; refused, nothing changes
+                                      medix-dp (what left the intent deleted there); refused,
+                                      nothing changes
 
 KIND and KEY: port NAME, tenant NAME, interface NAME, route TENANT PREFIX,
   neighbour INTERFACE ADDRESS, tunnel NAME, sa SPI, static-mapping TENANT PREFIX, napt-pool TENANT,

@@ -153,7 +153,8 @@ int peers_command(const std::string& target, bool json, const std::string& comma
     } else {
       auto names = [](const google::protobuf::RepeatedPtrField<std::string>& n) { return n.empty() ? "-" : join(n); };
       std::cout << "intent applied: added " << names(response.added()) << "; changed " << names(response.changed())
-                << "; removed " << names(response.removed()) << "\n";
+                << "; removed " << names(response.removed()) << "; medix-dp objects: " << response.objects_changed()
+                << " created or updated, " << response.objects_removed() << " deleted\n";
     }
     return 0;
   }

@@ -169,9 +169,13 @@ grpc::Status ControllerService::ApplyIntent(grpc::ServerContext*, const c1::Appl
   for (const auto& [name, p] : before)
     if (!after.count(name)) response->add_removed(name);
 
-  // 2. medix-dp's tunnels, in one transaction: refused, nothing changes.
-  error = dataplane_.update_intent(next, touched);
-  if (!error.empty()) return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, error);
+  // 2. medix-dp's static objects and tunnels, in one transaction: refused, nothing changes.
+  uint32_t changed = 0;
+  bool refused = false;
+  error = dataplane_.update_intent(next, touched, changed, refused);
+  if (!error.empty())
+    return grpc::Status(refused ? grpc::StatusCode::INVALID_ARGUMENT : grpc::StatusCode::UNAVAILABLE, error);
+  response->set_objects_changed(changed);
   // 3. Kept: the file is the intent from now on.
   error = save_intent(path_, next);
   if (!error.empty()) return grpc::Status(grpc::StatusCode::INTERNAL, "medix-dp changed, but " + error);
@@ -194,8 +198,14 @@ grpc::Status ControllerService::ApplyIntent(grpc::ServerContext*, const c1::Appl
       return grpc::Status(grpc::StatusCode::INTERNAL, name + ": " + err);
     if (after[name]->initiate()) cp_charon_initiate(name.c_str());
   }
-  fprintf(stderr, "medix-cp: intent applied: %d added, %d changed, %d removed\n", response->added_size(),
-          response->changed_size(), response->removed_size());
+  // 5. What medix-cp created in medix-dp and the intent no longer has (the removed peers' tunnels
+  // are gone by now, so what they used can go).
+  uint32_t removed = 0;
+  if (std::string e = dataplane_.prune(removed); !e.empty()) fprintf(stderr, "medix-cp: %s\n", e.c_str());
+  response->set_objects_removed(removed);
+  fprintf(stderr,
+          "medix-cp: intent applied: peers %d added, %d changed, %d removed; medix-dp objects %u changed, %u removed\n",
+          response->added_size(), response->changed_size(), response->removed_size(), changed, removed);
   return grpc::Status::OK;
 }
 

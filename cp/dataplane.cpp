@@ -5,6 +5,10 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <fstream>
+#include <sstream>
+
+#include <google/protobuf/util/json_util.h>
 
 namespace medixcp {
 
@@ -76,7 +80,8 @@ std::string hex(uint32_t spi) {
 
 }  // namespace
 
-Dataplane::Dataplane(const std::string& target, const c1::Intent& intent) : target_(target), intent_(intent) {
+Dataplane::Dataplane(const std::string& target, const c1::Intent& intent, const std::string& owned_path)
+    : target_(target), owned_path_(owned_path), intent_(intent) {
   reconnect();
 }
 
@@ -116,7 +121,7 @@ v1::Tunnel Dataplane::tunnel_of(const c1::Peer& p) const {
   return t;
 }
 
-std::string Dataplane::apply(const std::vector<v1::Operation>& ops) {
+std::string Dataplane::apply(const std::vector<v1::Operation>& ops, v1::ApplyResponse* out) {
   if (ops.empty()) return "";
   v1::ApplyRequest request;
   for (const auto& o : ops) *request.add_operations() = o;
@@ -124,38 +129,14 @@ std::string Dataplane::apply(const std::vector<v1::Operation>& ops) {
   grpc::ClientContext context;
   set_deadline(context);
   auto status = stub()->Apply(&context, request, &response);
+  if (out) *out = response;
   return status.ok() ? "" : status_text(status);
 }
 
-std::string Dataplane::tunnel_op(const v1::Tunnel& t, std::vector<v1::Operation>& ops) {
-  v1::GetRequest get;
-  *get.mutable_key() = object_of(t);
-  v1::GetResponse got;
-  grpc::ClientContext context;
-  set_deadline(context);
-  auto status = stub()->Get(&context, get, &got);
-  if (status.error_code() == grpc::StatusCode::NOT_FOUND)
-    ops.push_back(op(v1::Operation::CREATE, object_of(t)));
-  else if (!status.ok())
-    return status_text(status);
-  else if (!same(got.object().tunnel(), t))
-    ops.push_back(op(v1::Operation::UPDATE, object_of(t)));
-  return "";
-}
-
-std::string Dataplane::prepare() {
-  std::lock_guard lock(mu_);
-  std::set<std::string> ours;
-  std::vector<v1::Operation> ops;
-  std::map<std::string, v1::Tunnel> tunnels;
-  for (const auto& p : intent_.peers()) {
-    v1::Tunnel t = tunnel_of(p);
-    ours.insert(t.name());
-    if (std::string error = tunnel_op(t, ops); !error.empty()) return error;
-    tunnels[t.name()] = t;
-  }
-  // What an earlier medix-cp left on our tunnels: its SAs and routes (IKE starts afresh).
-  for (auto kind : {v1::SA, v1::ROUTE}) {
+std::string Dataplane::list(std::map<std::string, v1::Object>& out) {
+  std::vector<v1::Kind> kinds = static_kinds();
+  kinds.push_back(v1::SA);
+  for (auto kind : kinds) {
     std::string token;
     do {
       v1::ListRequest list;
@@ -167,33 +148,211 @@ std::string Dataplane::prepare() {
       auto status = stub()->List(&context, list, &listed);
       if (!status.ok()) return status_text(status);
       for (const auto& o : listed.objects()) {
-        if ((o.has_sa() && ours.count(o.sa().tunnel())) ||
-            (o.has_route() && o.route().has_via() && ours.count(o.route().via().interface())))
-          ops.push_back(op(v1::Operation::DELETE, o));
+        if (o.has_neighbour() && o.neighbour().learned()) continue;  // ARP's, not anyone's intent
+        out[key_of(o)] = comparable(o);
       }
       token = listed.next_page_token();
     } while (!token.empty());
   }
-  std::string error = apply(ops);
-  if (!error.empty()) return error;
-  tunnels_ = tunnels;
+  return "";
+}
+
+std::vector<IntentObject> Dataplane::desired(const c1::Intent& intent, const std::set<std::string>* touched) const {
+  std::vector<IntentObject> want = static_objects(intent);
+  for (int i = 0; i < intent.peers_size(); i++) {
+    const c1::Peer& p = intent.peers(i);
+    auto known = tunnels_.find(p.tunnel());
+    // A tunnel as last applied keeps the encapsulation its SAs gave it, unless its peer changed.
+    const bool changed = touched && touched->count(p.name());
+    v1::Tunnel t = known != tunnels_.end() && !changed ? known->second : tunnel_of(p);
+    want.push_back({object_of(t), "peers[" + std::to_string(i) + "] (" + p.name() + ", its tunnel)"});
+  }
+  std::stable_sort(want.begin(), want.end(),
+                   [](const IntentObject& a, const IntentObject& b) { return rank_of(a.object) < rank_of(b.object); });
+  return want;
+}
+
+void Dataplane::upserts(const std::vector<IntentObject>& want, const std::map<std::string, v1::Object>& have,
+                        std::vector<v1::Operation>& ops, std::vector<std::string>& fields) {
+  for (const auto& w : want) {
+    auto it = have.find(key_of(w.object));
+    if (it == have.end())
+      ops.push_back(op(v1::Operation::CREATE, w.object));
+    else if (!same(it->second, comparable(w.object)))
+      ops.push_back(op(v1::Operation::UPDATE, w.object));
+    else
+      continue;
+    fields.resize(ops.size());
+    fields.back() = w.field;
+  }
+}
+
+std::string Dataplane::load_owned() {
+  owned_.clear();
+  std::ifstream in(owned_path_);
+  if (!in) return "";  // none yet: medix-cp never created anything with this intent file
+  std::stringstream text;
+  text << in.rdbuf();
+  v1::Config config;
+  auto status = google::protobuf::util::JsonStringToMessage(text.str(), &config);
+  if (!status.ok()) return owned_path_ + ": " + std::string(status.message());
+  auto add = [&](const auto& items, auto mutable_field) {
+    for (const auto& item : items) {
+      v1::Object o;
+      *(o.*mutable_field)() = item;
+      owned_[key_of(o)] = o;
+    }
+  };
+  add(config.ports(), &v1::Object::mutable_port);
+  add(config.tenants(), &v1::Object::mutable_tenant);
+  add(config.interfaces(), &v1::Object::mutable_interface);
+  add(config.routes(), &v1::Object::mutable_route);
+  add(config.neighbours(), &v1::Object::mutable_neighbour);
+  add(config.tunnels(), &v1::Object::mutable_tunnel);
+  add(config.static_mappings(), &v1::Object::mutable_static_mapping);
+  add(config.napt_pools(), &v1::Object::mutable_napt_pool);
+  add(config.policy_rules(), &v1::Object::mutable_policy_rule);
+  return "";
+}
+
+std::string Dataplane::save_owned() {
+  v1::Config config;
+  config.set_schema_version(1);
+  for (const auto& [key, o] : owned_) {
+    switch (o.kind_case()) {
+      case v1::Object::kPort: *config.add_ports() = o.port(); break;
+      case v1::Object::kTenant: *config.add_tenants() = o.tenant(); break;
+      case v1::Object::kInterface: *config.add_interfaces() = o.interface(); break;
+      case v1::Object::kRoute: *config.add_routes() = o.route(); break;
+      case v1::Object::kNeighbour: *config.add_neighbours() = o.neighbour(); break;
+      case v1::Object::kTunnel: *config.add_tunnels() = o.tunnel(); break;
+      case v1::Object::kStaticMapping: *config.add_static_mappings() = o.static_mapping(); break;
+      case v1::Object::kNaptPool: *config.add_napt_pools() = o.napt_pool(); break;
+      case v1::Object::kPolicyRule: *config.add_policy_rules() = o.policy_rule(); break;
+      default: break;
+    }
+  }
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.preserve_proto_field_names = true;
+  std::string text;
+  auto status = google::protobuf::util::MessageToJsonString(config, &text, options);
+  if (!status.ok()) return std::string(status.message());
+  return write_atomically(owned_path_, text, 0600);
+}
+
+std::string Dataplane::prepare() {
+  std::lock_guard lock(mu_);
+  if (std::string error = load_owned(); !error.empty()) return error;
+  std::map<std::string, v1::Object> have;
+  if (std::string error = list(have); !error.empty()) return error;
+  std::vector<IntentObject> want = desired(intent_, nullptr);
+  std::set<std::string> wanted, ours;  // keys; our tunnels' names (now, and left by an earlier run)
+  for (const auto& w : want) {
+    wanted.insert(key_of(w.object));
+    if (w.object.has_tunnel()) ours.insert(w.object.tunnel().name());
+  }
+  for (const auto& [key, o] : owned_)
+    if (o.has_tunnel()) ours.insert(o.tunnel().name());
+  std::vector<v1::Operation> ops;
+  std::vector<std::string> fields;
+  // What an earlier medix-cp left on our tunnels: its SAs and routes (IKE starts afresh). Static
+  // routes of the intent through a tunnel stay.
+  for (const auto& [key, o] : have) {
+    if ((o.has_sa() && ours.count(o.sa().tunnel())) ||
+        (o.has_route() && o.route().has_via() && ours.count(o.route().via().interface()) && !wanted.count(key)))
+      ops.push_back(op(v1::Operation::DELETE, o));
+  }
+  fields.resize(ops.size());
+  upserts(want, have, ops, fields);
+  // Owned from now on: recorded before medix-dp is changed, so that a crash leaves nothing unknown.
+  for (const auto& w : want) owned_[key_of(w.object)] = w.object;
+  if (std::string error = save_owned(); !error.empty()) return error;
+  if (std::string error = apply(ops); !error.empty()) return name_fields(error, fields);
+  tunnels_.clear();
+  for (const auto& w : want)
+    if (w.object.has_tunnel()) tunnels_[w.object.tunnel().name()] = w.object.tunnel();
   log("medix-dp prepared: " + std::to_string(ops.size()) + " operations");
   return "";
 }
 
-std::string Dataplane::update_intent(const c1::Intent& next, const std::set<std::string>& touched) {
+std::string Dataplane::update_intent(const c1::Intent& next, const std::set<std::string>& touched, uint32_t& changed,
+                                     bool& refused) {
   std::lock_guard lock(mu_);
+  refused = false;
+  std::map<std::string, v1::Object> have;
+  if (std::string error = list(have); !error.empty()) return error;
+  std::vector<IntentObject> want = desired(next, &touched);
   std::vector<v1::Operation> ops;
-  std::map<std::string, v1::Tunnel> tunnels;
-  for (const auto& p : next.peers()) {
-    if (!touched.count(p.name())) continue;
-    v1::Tunnel t = tunnel_of(p);
-    if (std::string error = tunnel_op(t, ops); !error.empty()) return error;
-    tunnels[t.name()] = t;
+  std::vector<std::string> fields;
+  upserts(want, have, ops, fields);
+  const auto owned_before = owned_;
+  for (const auto& w : want) owned_[key_of(w.object)] = w.object;
+  if (std::string error = save_owned(); !error.empty()) {
+    owned_ = owned_before;
+    return error;
   }
-  if (std::string error = apply(ops); !error.empty()) return error;
-  for (auto& [name, t] : tunnels) tunnels_[name] = t;
+  v1::ApplyResponse response;
+  if (std::string error = apply(ops, &response); !error.empty()) {
+    owned_ = owned_before;
+    save_owned();
+    // Refused by medix-dp (the intent is wrong), or medix-dp did not answer.
+    refused = !error.starts_with("medix-dp: UNAVAILABLE") && !error.starts_with("medix-dp: DEADLINE_EXCEEDED");
+    return name_fields(error, fields);
+  }
+  changed = static_cast<uint32_t>(ops.size());  // objects that differed (medix-dp counts its own way)
+  for (const auto& w : want)
+    if (w.object.has_tunnel()) tunnels_[w.object.tunnel().name()] = w.object.tunnel();
   intent_ = next;
+  return "";
+}
+
+std::string Dataplane::prune(uint32_t& removed) {
+  std::lock_guard lock(mu_);
+  removed = 0;
+  std::set<std::string> wanted;
+  for (const auto& w : desired(intent_, nullptr)) wanted.insert(key_of(w.object));
+  std::vector<v1::Object> gone;  // owned, no longer wanted
+  for (const auto& [key, o] : owned_)
+    if (!wanted.count(key)) gone.push_back(o);
+  if (gone.empty()) return "";
+  std::map<std::string, v1::Object> have;
+  if (std::string error = list(have); !error.empty()) return error;
+  std::stable_sort(gone.begin(), gone.end(),
+                   [](const v1::Object& a, const v1::Object& b) { return rank_of(a) > rank_of(b); });
+  std::vector<v1::Operation> ops;
+  for (const auto& o : gone) {
+    if (!have.count(key_of(o))) continue;  // gone already
+    if (o.has_tunnel()) {                  // a tunnel of a peer removed while medix-cp was not running
+      for (const auto& [key, h] : have)
+        if ((h.has_sa() && h.sa().tunnel() == o.tunnel().name()) ||
+            (h.has_route() && h.route().has_via() && h.route().via().interface() == o.tunnel().name() &&
+             !wanted.count(key)))
+          ops.push_back(op(v1::Operation::DELETE, h));
+    }
+    ops.push_back(op(v1::Operation::DELETE, o));
+  }
+  std::string error;
+  v1::ApplyResponse response;
+  if (!ops.empty()) error = apply(ops, &response);
+  if (error.empty()) {
+    removed = static_cast<uint32_t>(ops.size());
+    for (const auto& o : gone) owned_.erase(key_of(o));
+  } else {
+    // One at a time, then: what medix-dp refuses (still in use by objects not ours) stays owned,
+    // to be deleted by a later reconciliation.
+    for (const auto& o : ops) {
+      if (apply({o}).empty()) {
+        removed++;
+        owned_.erase(key_of(o.object()));
+      }
+    }
+    for (const auto& o : gone)
+      if (!have.count(key_of(o))) owned_.erase(key_of(o));
+  }
+  if (removed) log("removed " + std::to_string(removed) + " objects no longer in the intent");
+  if (std::string e = save_owned(); !e.empty()) return e;
+  if (!error.empty()) return "deleting what is no longer in the intent: " + error;
   return "";
 }
 
@@ -222,7 +381,12 @@ std::string Dataplane::remove_tunnel(const std::string& name) {
   ops.push_back(op(v1::Operation::DELETE, object_of(t)));
   tunnels_.erase(name);
   log("tunnel " + name + " removed");
-  return apply(ops);
+  std::string error = apply(ops);
+  if (error.empty()) {
+    owned_.erase(key_of(object_of(t)));
+    save_owned();
+  }
+  return error;
 }
 
 bool Dataplane::inbound_spi_in_use(uint32_t spi) const {
@@ -450,21 +614,12 @@ void Dataplane::run_timers() {
 int Dataplane::replay() {
   reconnect();
   std::lock_guard lock(mu_);
+  std::map<std::string, v1::Object> have;
+  if (!list(have).empty()) return -1;
+  // The static objects and tunnels (as last applied), then the SAs and routes IKE made.
   std::vector<v1::Operation> ops;
-  for (const auto& [name, t] : tunnels_) {
-    v1::GetRequest get;
-    *get.mutable_key() = object_of(t);
-    v1::GetResponse got;
-    grpc::ClientContext context;
-    set_deadline(context);
-    auto status = stub()->Get(&context, get, &got);
-    if (status.error_code() == grpc::StatusCode::NOT_FOUND)
-      ops.push_back(op(v1::Operation::CREATE, object_of(t)));
-    else if (!status.ok())
-      return -1;
-    else if (!same(got.object().tunnel(), t))
-      ops.push_back(op(v1::Operation::UPDATE, object_of(t)));
-  }
+  std::vector<std::string> fields;
+  upserts(desired(intent_, nullptr), have, ops, fields);
   for (const auto& [key, sa] : sas_) ops.push_back(op(v1::Operation::CREATE, object_of(sa.object)));
   for (const auto& [key, r] : routes_) ops.push_back(op(v1::Operation::CREATE, object_of(r.object)));
   if (ops.empty()) return 0;
@@ -475,7 +630,7 @@ int Dataplane::replay() {
   set_deadline(context);
   auto status = stub()->Apply(&context, request, &response);
   if (!status.ok()) {
-    log("replay refused: " + status_text(status));
+    log("replay refused: " + name_fields(status_text(status), fields));
     return -1;
   }
   return static_cast<int>(response.changed());

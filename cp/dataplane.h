@@ -34,6 +34,7 @@
 #include "charon/glue.h"
 #include "intent.h"
 #include "medix/dataplane/v1/dataplane.grpc.pb.h"
+#include "objects.h"
 
 namespace medixcp {
 
@@ -41,15 +42,23 @@ namespace v1 = medix::dataplane::v1;
 
 class Dataplane {
  public:
-  Dataplane(const std::string& target, const c1::Intent& intent);
+  // `owned_path`: where medix-cp records what it created in medix-dp (the objects of its intent,
+  // tunnels included), so that what leaves the intent is deleted, even across restarts.
+  Dataplane(const std::string& target, const c1::Intent& intent, const std::string& owned_path);
   ~Dataplane();
 
-  // Brings medix-dp to the intent before IKE starts: every peer's tunnel exists; SAs and
-  // routes left on them by an earlier medix-cp are removed. "" or the error.
+  // Brings medix-dp to the intent before IKE starts, in one transaction: every static object
+  // and every peer's tunnel is created or updated; SAs and routes left on our tunnels by an
+  // earlier medix-cp are removed. "" or the error. prune() then deletes what no longer belongs.
   std::string prepare();
-  // A new intent (validated): the tunnels of the `touched` peers are created or updated in one
-  // transaction; if medix-dp refuses it, nothing changes. "" or the error.
-  std::string update_intent(const c1::Intent& next, const std::set<std::string>& touched);
+  // A new intent (validated): its static objects and its peers' tunnels (the `touched` ones as
+  // their peers now say) are created or updated in one transaction (`changed` of them); if
+  // medix-dp refuses it (`refused`, the error naming the intent's field), nothing changes.
+  std::string update_intent(const c1::Intent& next, const std::set<std::string>& touched, uint32_t& changed,
+                            bool& refused);
+  // Deletes what medix-cp created in medix-dp that is no longer in the intent (after the
+  // removed peers' tunnels are gone); `removed` of them. "" or the error.
+  std::string prune(uint32_t& removed);
   // Deletes a tunnel (and whatever SA or route of ours is still on it).
   std::string remove_tunnel(const std::string& name);
   // Starts the lifetime timer thread and the WatchSaEvents reader.
@@ -94,9 +103,18 @@ class Dataplane {
 
   const c1::Peer* peer_of(const std::string& local, const std::string& remote) const;
   v1::Tunnel tunnel_of(const c1::Peer& peer) const;
-  std::string apply(const std::vector<v1::Operation>& ops);
-  // Appends the CREATE or UPDATE that brings medix-dp's tunnel to `t`, if any.
-  std::string tunnel_op(const v1::Tunnel& t, std::vector<v1::Operation>& ops);
+  std::string apply(const std::vector<v1::Operation>& ops, v1::ApplyResponse* response = nullptr);
+  // medix-dp's objects of the static kinds, tunnels and SAs (learned neighbours left out), by key.
+  std::string list(std::map<std::string, v1::Object>& out);
+  // The intent's static objects and its peers' tunnels, in creation order: a tunnel as last
+  // applied (its encapsulation), or as its peer says if the peer is new or `touched` (changed).
+  std::vector<IntentObject> desired(const c1::Intent& intent, const std::set<std::string>* touched) const;
+  // The CREATE or UPDATE of each wanted object that medix-dp lacks or has otherwise; `fields`
+  // gets the intent field of each operation ("" for others), for medix-dp's errors.
+  void upserts(const std::vector<IntentObject>& want, const std::map<std::string, v1::Object>& have,
+               std::vector<v1::Operation>& ops, std::vector<std::string>& fields);
+  std::string load_owned();
+  std::string save_owned();
   bool inbound_spi_in_use(uint32_t spi) const;  // with mu_ held
   void schedule(uint32_t spi, const std::string& dst, uint64_t seconds, bool hard, uint64_t generation);
   void run_timers();
@@ -111,6 +129,7 @@ class Dataplane {
   std::shared_ptr<v1::Dataplane::Stub> stub();
 
   std::string target_;
+  std::string owned_path_;
   std::mutex stub_mu_;  // stub_ only (taken inside mu_, never the other way)
   std::shared_ptr<v1::Dataplane::Stub> stub_;
   c1::Intent intent_;
@@ -122,6 +141,7 @@ class Dataplane {
   std::map<std::string, Policy> policies_;
   std::map<std::string, Route> routes_;
   std::map<std::string, v1::Tunnel> tunnels_;  // as last applied
+  std::map<std::string, v1::Object> owned_;    // what we created in medix-dp, by key (owned_path_)
   uint64_t generation_ = 0;
   std::mt19937 random_{std::random_device{}()};
 

@@ -11,6 +11,8 @@
 #include <set>
 #include <sstream>
 
+#include "objects.h"
+
 namespace medixcp {
 
 namespace {
@@ -87,7 +89,7 @@ std::string validate_intent(c1::Intent& intent) {
     if (p.child_life_packets() && p.child_life_packets() <= p.child_rekey_packets())
       return at + "child_life_packets: must be above child_rekey_packets";
   }
-  return "";
+  return validate_static(intent);
 }
 
 std::string save_intent(const std::string& path, const c1::Intent& intent) {
@@ -97,8 +99,12 @@ std::string save_intent(const std::string& path, const c1::Intent& intent) {
   std::string text;
   auto status = google::protobuf::util::MessageToJsonString(intent, &text, options);
   if (!status.ok()) return std::string(status.message());
+  return write_atomically(path, text, 0600);  // PSKs inside
+}
+
+std::string write_atomically(const std::string& path, const std::string& text, mode_t mode) {
   const std::string tmp = path + ".tmp";
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);  // PSKs inside
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, mode);
   if (fd < 0) return tmp + ": " + strerror(errno);
   bool ok = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && fsync(fd) == 0;
   int saved = errno;

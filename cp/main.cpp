@@ -110,7 +110,7 @@ int main(int argc, char** argv) {
   // certificates are checked there: a bad intent changes nothing in medix-dp), then medix-dp is
   // brought to the intent, and only then does charon start handling IKE (so that no SA it
   // installs is taken for a leftover).
-  medixcp::Dataplane dataplane(target, intent);
+  medixcp::Dataplane dataplane(target, intent, intent_path + ".owned");
   medixcp::set_glue_dataplane(&dataplane);
   if (cp_charon_start(strongswan_conf.empty() ? nullptr : strongswan_conf.c_str(), nullptr,
                       plugins.empty() ? nullptr : plugins.c_str(), log_level, err, sizeof(err)) != 0) {
@@ -139,6 +139,8 @@ int main(int argc, char** argv) {
     cp_charon_stop();
     return 1;
   }
+  uint32_t removed = 0;
+  if (std::string e = dataplane.prune(removed); !e.empty()) fprintf(stderr, "medix-cp: %s\n", e.c_str());
   dataplane.start();
   cp_charon_run();
 

@@ -10,9 +10,14 @@
 #                                                                      │ 192.0.2.1      192.168.1.1   192.168.1.10
 #                           exception TAP (namespace cp): 192.0.2.1 ───┘ medix-cp there
 #
-# medix-dp tenants: carrier-b (underlay, 192.0.2.1/24), hosp-a (the tunnel's inner side),
-# archive; route leaks hosp-a 192.168.1.0/24 -> archive, archive 10.0.1.0/24 ->
-# hosp-a; medix-cp adds hosp-a 10.0.1.0/24 via the tunnel when the CHILD_SA is up.
+# medix-dp's config file holds only its ports and settings; the rest comes from medix-cp's
+# intent: tenants carrier-b (underlay, 192.0.2.1/24), hosp-a (the tunnel's inner side), archive
+# and ix (the IX core); static mappings hosp-a 10.0.1.0/24 <-> 100.64.1.0/24 and archive
+# 192.168.1.0/24 <-> 100.100.1.0/24; leaks hosp-a and archive 100.64.0.0/10 -> ix, ix
+# 100.64.1.0/24 -> hosp-a, 100.100.1.0/24 -> archive; policy rules permitting hosp-a <-> archive.
+# The hospital reaches the archive at 100.100.1.10 (the CHILD_SA's selectors: 10.0.1.0/24 ===
+# 100.100.1.0/24), the archive sees it as 100.64.1.5: ESP decryption, translation and the core.
+# medix-cp adds hosp-a 10.0.1.0/24 via the tunnel when the CHILD_SA is up.
 #
 # Rounds (docs/cp.md has the table):
 #   gcm, cbc, x509-gcm, x509-cbc   PSK and X.509 (a CA made with pki), AES-GCM-128 and
@@ -130,16 +135,7 @@ cat >"$MX_TMP/dp.json" <<EOF
   "schema_version": 1,
   "ports": [{"name": "p0", "device": "net_af_packet0", "promiscuous": true},
             {"name": "p1", "device": "net_af_packet1", "promiscuous": true}],
-  "tenants": [{"name": "carrier-b", "description": "carrier B's underlay"},
-              {"name": "hosp-a", "description": "hospital A, behind carrier B's IPsec"},
-              {"name": "archive", "description": "imaging archive"}],
-  "interfaces": [
-    {"name": "carrier-b", "tenant": "carrier-b", "port": "p0", "addresses": ["192.0.2.1/24"]},
-    {"name": "archive-lan", "tenant": "archive", "port": "p1", "addresses": ["192.168.1.1/24"]}],
-  "routes": [
-    {"tenant": "hosp-a", "prefix": "192.168.1.0/24", "next_tenant": "archive"},
-    {"tenant": "archive", "prefix": "10.0.1.0/24", "next_tenant": "hosp-a"}],
-  "settings": {"exception_interface": "$TAP"}
+  "settings": {"exception_interface": "$TAP", "max_sessions": 65536}
 }
 EOF
 mx_start_dp "$MX_TMP/dp.json" || mx_die "medix-dp did not start"
@@ -234,7 +230,7 @@ $GW_CERTS
     children {
       hosp {
         local_ts = 10.0.1.0/24
-        remote_ts = 192.168.1.0/24
+        remote_ts = 100.100.1.0/24
         esp_proposals = $2
 ${3:-}
       }
@@ -280,8 +276,36 @@ cp_stop() {
   return $rc
 }
 
-# intent ESP_PROPOSAL [EXTRA_JSON [PSK]]: medix-cp's intent for carrier B; EXTRA_JSON are more
-# fields of the peer (', "initiate": true').
+# The rest of the IX, in medix-cp's intent (medix-dp's own config holds only its ports and
+# settings): the tenants, the underlay and archive interfaces, the IX core with the hospital's
+# and the archive's static mappings, the leaks into and out of the core, and the policy; a NAPT
+# pool for the hospital's other sources (none here) and the archive's MAC as a static neighbour.
+STATIC_INTENT='  "tenants": [{"name": "carrier-b", "description": "carrier B underlay"},
+              {"name": "hosp-a", "description": "hospital A, behind carrier B IPsec"},
+              {"name": "archive", "description": "imaging archive"},
+              {"name": "ix", "description": "the IX core", "core": true}],
+  "interfaces": [
+    {"name": "carrier-b", "tenant": "carrier-b", "port": "p0", "addresses": ["192.0.2.1/24"]},
+    {"name": "archive-lan", "tenant": "archive", "port": "p1", "addresses": ["192.168.1.1/24"]}],
+  "routes": [
+    {"tenant": "hosp-a", "prefix": "100.64.0.0/10", "next_tenant": "ix"},
+    {"tenant": "archive", "prefix": "100.64.0.0/10", "next_tenant": "ix"},
+    {"tenant": "ix", "prefix": "100.64.1.0/24", "next_tenant": "hosp-a"},
+    {"tenant": "ix", "prefix": "100.100.1.0/24", "next_tenant": "archive"}],
+  "static_mappings": [
+    {"tenant": "hosp-a", "tenant_prefix": "10.0.1.0/24", "core_prefix": "100.64.1.0/24"},
+    {"tenant": "archive", "tenant_prefix": "192.168.1.0/24", "core_prefix": "100.100.1.0/24"}],
+  "policy_rules": [
+    {"name": "hosp-a-to-archive", "priority": 10, "from_tenant": "hosp-a", "to_tenant": "archive", "permit": true},
+    {"name": "archive-to-hosp-a", "priority": 20, "from_tenant": "archive", "to_tenant": "hosp-a", "permit": true}],
+  "napt_pools": [{"tenant": "hosp-a", "addresses": ["100.64.9.1"]}],
+  "neighbours": [{"interface": "archive-lan", "address": "192.168.1.10", "mac": "'"$(mx_host_mac archive)"'"}]'
+# Each side reaches the other at its core address.
+AR_CORE=100.100.1.10
+HOSP_CORE=100.64.1.5
+
+# intent ESP_PROPOSAL [EXTRA_JSON [PSK]]: medix-cp's intent for carrier B and the rest of the IX;
+# EXTRA_JSON are more fields of the peer (', "initiate": true').
 intent() {
   cat <<EOF
 {
@@ -292,9 +316,10 @@ intent() {
     "local_id": "$IX_ID", "remote_id": "$GW_ID", "psk": "${3-$PSK}",$CP_X509
     "ike_proposals": ["aes128gcm16-prfsha256-x25519", "aes256-sha256-modp2048"],
     "esp_proposals": ["$1"],
-    "local_selectors": ["192.168.1.0/24"], "remote_selectors": ["10.0.1.0/24"],
+    "local_selectors": ["100.100.1.0/24"], "remote_selectors": ["10.0.1.0/24"],
     "tcp_mss_clamp": 1300${2:-}
-  }]
+  }],
+$STATIC_INTENT
 }
 EOF
 }
@@ -318,13 +343,25 @@ transfer() {
 first_ping() {
   local t0=$1 i
   for ((i = 0; i < 100; i++)); do
-    if ip netns exec "$NS_HOSP" ping -c1 -W0.2 -q 192.168.1.10 >/dev/null 2>&1; then
+    if ip netns exec "$NS_HOSP" ping -c1 -W0.2 -q $AR_CORE >/dev/null 2>&1; then
       pass "$label: first ping hospital -> archive through the tunnel $(($(now_ms) - t0)) ms after initiate"
       return 0
     fi
   done
   fail "$label: no ping from the hospital to the archive within 20 s"
   return 1
+}
+
+# peer_seen archive|hosp TAG: the address the transfer TAG to that host's server came from (the
+# server logs it just after answering).
+peer_seen() {
+  local i seen=
+  for ((i = 0; i < 20; i++)); do
+    seen=$(mx_json "$MX_TMP/serve-$1.log" '" ".join(l["peer"].rsplit(":", 1)[0] for l in lines if l["tag"] == "'"$2"'")')
+    [ -n "$seen" ] && break
+    sleep 0.1
+  done
+  echo "$seen"
 }
 
 # json_true FILE EXPR: the expression over the JSON file is true.
@@ -340,7 +377,7 @@ dicom_send() {
   local scp=$!
   sleep 0.3
   t0=$(now_ms)
-  ip netns exec "$NS_HOSP" timeout 60 storescu -aet HOSPITAL-A -aec ARCHIVE +sd 192.168.1.10 11112 "$MX_TMP/study" \
+  ip netns exec "$NS_HOSP" timeout 60 storescu -aet HOSPITAL-A -aec ARCHIVE +sd $AR_CORE 11112 "$MX_TMP/study" \
     >"$MX_TMP/storescu-$1.log" 2>&1
   rc=$?
   local ms=$(($(now_ms) - t0))
@@ -436,13 +473,18 @@ bad_intent "an IKE proposal charon does not know" 'd["peers"][0]["ike_proposals"
 bad_intent "a certificate file that is not there" \
   'd["peers"][0].update(psk="", certificate="/nonexistent.pem", private_key="/x", ca_certificate="/y")' \
   'peers\[0\]\.certificate: cannot read'
+bad_intent "a static mapping with two prefix lengths" 'd["static_mappings"][0]["core_prefix"] = "100.64.0.0/16"' \
+  'static_mappings\[0\]\.core_prefix: must be as long as tenant_prefix'
+bad_intent "a static route that is a peer's remote selector" \
+  'd["routes"].append({"tenant": "hosp-a", "prefix": "10.0.1.0/24", "blackhole": {}})' \
+  'routes\[4\]\.prefix: a peer'
 bad_intent "two peers with the same endpoints" 'd["peers"].append(dict(d["peers"][0], name="other", tunnel="t-other"))' \
   'peers\[1\]\.remote_address: another peer has the same'
 
 # --- 1. PSK, the gateway initiates: AES-GCM-128 and AES-CBC-256+HMAC-SHA-256 -----------------
 # cipher_round LABEL IKE ESP CIPHER_NAME
 cipher_round() {
-  local cipher=$4 tunnels sas route port dp_bytes
+  local cipher=$4 tunnels sas route port dp_bytes seen rules
   begin "$1" "$2" "$3" || return
   tunnels=$(dp_json tunnels '[t["name"] for t in d]')
   check "$label: medix-dp has tunnel t-carrier-b ($tunnels)" grep -q t-carrier-b <<<"$tunnels"
@@ -459,8 +501,15 @@ cipher_round() {
   check "$label: the tunnel carries ESP in UDP to the gateway's port 4500 ($port)" test "$port" = "[4500]"
 
   check "$label: TCP $TCP_MIB MiB hospital -> archive (tenant archive), byte-identical" \
-    transfer "$NS_HOSP" 192.168.1.10 "$label-up"
-  check "$label: TCP $TCP_MIB MiB archive -> hospital, byte-identical" transfer "$NS_AR" 10.0.1.5 "$label-down"
+    transfer "$NS_HOSP" $AR_CORE "$label-up"
+  seen=$(peer_seen archive "$label-up")
+  check "$label: the archive saw the hospital as its core address ($seen)" test "$seen" = "$HOSP_CORE"
+  check "$label: TCP $TCP_MIB MiB archive -> hospital, byte-identical" transfer "$NS_AR" $HOSP_CORE "$label-down"
+  seen=$(peer_seen hosp "$label-down")
+  check "$label: the hospital saw the archive as its core address ($seen)" test "$seen" = "$AR_CORE"
+  rules=$(ctl -o json counters | mx_json - '" ".join("%s:%s" % (r["name"], r.get("matched", 0)) for r in d.get("policy_rules", []))')
+  check "$label: the flows crossed the core under both policy rules ($rules)" \
+    grep -qE 'hosp-a-to-archive:[1-9].*archive-to-hosp-a:[1-9]|archive-to-hosp-a:[1-9].*hosp-a-to-archive:[1-9]' <<<"$rules"
   dp_bytes=$(ctl -o json counters | mx_json - 'sum(int(s.get("bytes", 0)) for s in d.get("sas", []) if s.get("tunnel") == "t-carrier-b")')
   check "$label: medix-dp counted the transfers on the SAs ($dp_bytes bytes)" \
     test "${dp_bytes:-0}" -gt $((2 * TCP_MIB * 1024 * 1024))
@@ -521,7 +570,7 @@ if begin cp-initiates "aes128gcm16-prfsha256-x25519" "aes128gcm16"; then
   t0=$(now_ms)
   if cp_start "$MX_TMP/intent-$label.json"; then
     first_ping "$t0" && check "$label: TCP $TCP_MIB MiB hospital -> archive, byte-identical" \
-      transfer "$NS_HOSP" 192.168.1.10 "$label-up"
+      transfer "$NS_HOSP" $AR_CORE "$label-up"
     check "$label: medix-cp's IKE_SA_INIT went out through medix-dp" \
       grep -q 'generating IKE_SA_INIT request' "$CP_LOG"
     finish
@@ -547,10 +596,10 @@ if begin rekey "aes128gcm16-prfsha256-x25519" "aes128gcm16" ', "child_rekey_seco
       --sent-file "$MX_TMP/sent-down.json" --ready "$MX_TMP/ready-down" &
     r2=$!
     for ((i = 0; i < 50; i++)); do [ -e "$MX_TMP/ready-up" ] && [ -e "$MX_TMP/ready-down" ] && break; sleep 0.1; done
-    ip netns exec "$NS_HOSP" "$MX_PY" "$T" send 192.168.1.10 6000 --pps 500 --max-seconds "$REKEY_S" \
+    ip netns exec "$NS_HOSP" "$MX_PY" "$T" send $AR_CORE 6000 --pps 500 --max-seconds "$REKEY_S" \
       --out "$MX_TMP/sent-up.json" &
     s1=$!
-    ip netns exec "$NS_AR" "$MX_PY" "$T" send 10.0.1.5 6000 --pps 500 --max-seconds "$REKEY_S" \
+    ip netns exec "$NS_AR" "$MX_PY" "$T" send $HOSP_CORE 6000 --pps 500 --max-seconds "$REKEY_S" \
       --out "$MX_TMP/sent-down.json" &
     s2=$!
     # And DICOM studies, one after the other, while the streams and the rekeys go on.
@@ -607,7 +656,7 @@ if begin dp-restart "aes128gcm16-prfsha256-x25519" "aes128gcm16"; then
       --sent-file "$MX_TMP/sent-restart.json" --ready "$MX_TMP/ready-restart" &
     r1=$!
     for ((i = 0; i < 50; i++)); do [ -e "$MX_TMP/ready-restart" ] && break; sleep 0.1; done
-    ip netns exec "$NS_HOSP" "$MX_PY" "$T" send 192.168.1.10 6001 --pps 200 --max-seconds 15 \
+    ip netns exec "$NS_HOSP" "$MX_PY" "$T" send $AR_CORE 6001 --pps 200 --max-seconds 15 \
       --out "$MX_TMP/sent-restart.json" &
     s1=$!
     sleep 3
@@ -630,9 +679,9 @@ if begin dp-restart "aes128gcm16-prfsha256-x25519" "aes128gcm16"; then
     ike_sas=$(grep -c 'IKE_SA carrier-b\[[0-9]*\] established' "$CP_LOG")
     check "$label: no new IKE_SA ($ike_sas established in all)" test "$ike_sas" = 1
     check "$label: TCP $TCP_MIB MiB hospital -> archive after the restart, byte-identical" \
-      transfer "$NS_HOSP" 192.168.1.10 "$label-up"
+      transfer "$NS_HOSP" $AR_CORE "$label-up"
     check "$label: TCP $TCP_MIB MiB archive -> hospital after the restart, byte-identical" \
-      transfer "$NS_AR" 10.0.1.5 "$label-down"
+      transfer "$NS_AR" $HOSP_CORE "$label-down"
   fi
   finish
 fi
@@ -648,14 +697,20 @@ if begin cp-restart "aes128gcm16-prfsha256-x25519" "aes128gcm16" ', "initiate": 
     wait "$cp_pid" 2>/dev/null
     cp_pid=
     check "$label: medix-cp killed: its SAs stay in medix-dp ($old)" test -n "$old"
+    # While it is down its intent loses a policy rule: the new medix-cp deletes it from medix-dp.
+    "$MX_PY" -c 'import json, sys; d = json.load(open(sys.argv[1])); d["policy_rules"] = d["policy_rules"][:1]; json.dump(d, open(sys.argv[1], "w"))' \
+      "$MX_TMP/intent-$label.json"
     t0=$(now_ms)
     if cp_start "$MX_TMP/intent-$label.json"; then
       grep -m1 'medix-dp prepared' "$CP_LOG" | sed 's/^/  /'
+      grep -m1 'no longer in the intent' "$CP_LOG" | sed 's/^/  /'
+      rules=$(dp_json policy-rules '" ".join(r["name"] for r in d)')
+      check "$label: the rule it no longer has is gone from medix-dp ($rules)" test "$rules" = hosp-a-to-archive
       first_ping "$t0"
       new=$(dp_json sas '" ".join(sorted("%x" % s["spi"] for s in d if s["tunnel"] == "t-carrier-b"))')
       check "$label: medix-dp holds only the new SAs ($new; the old ones were $old)" \
         test -n "$new" -a "$(comm -12 <(tr ' ' '\n' <<<"$old" | sort) <(tr ' ' '\n' <<<"$new" | sort))" = ""
-      check "$label: TCP $TCP_MIB MiB hospital -> archive, byte-identical" transfer "$NS_HOSP" 192.168.1.10 "$label-up"
+      check "$label: TCP $TCP_MIB MiB hospital -> archive, byte-identical" transfer "$NS_HOSP" $AR_CORE "$label-up"
     else
       fail "$label: medix-cp started again"
     fi
@@ -677,7 +732,7 @@ if begin medixctl "aes128gcm16-prfsha256-x25519" "aes128gcm16"; then
       sleep 0.1
     done
     check "$label: ... the CHILD_SA was rekeyed (outbound SPI $spi0 -> $spi1)" test "$spi1" != "$spi0"
-    check "$label: traffic after the rekey" quiet ip netns exec "$NS_HOSP" ping -c1 -W1 -q 192.168.1.10
+    check "$label: traffic after the rekey" quiet ip netns exec "$NS_HOSP" ping -c1 -W1 -q $AR_CORE
     check "$label: medixctl peer carrier-b terminate" quiet ctl peer carrier-b terminate
     for ((i = 0; i < 50; i++)); do [ "$(dp_sas)" = 0 ] && break; sleep 0.1; done
     check "$label: ... no SA left in medix-dp" test "$(dp_sas)" = 0
@@ -697,12 +752,20 @@ if begin intent-api "aes128gcm16-prfsha256-x25519" "aes128gcm16"; then
     # Refused by validation, and by medix-dp (no such tenant): nothing changes, file included.
     edited_intent aes128gcm16 'd["peers"][0]["remote_selectors"] = ["10.0.1.0/40"]' >"$MX_TMP/bad1.json"
     edited_intent aes128gcm16 'd["peers"][0]["tenant"] = "no-such-tenant"' >"$MX_TMP/bad2.json"
-    for bad in bad1 bad2; do
+    # The rest of the IX: a route into a tenant medix-dp does not have (refused by medix-dp,
+    # named by the intent's field), a static mapping of two lengths (refused by medix-cp).
+    edited_intent aes128gcm16 'd["routes"].append({"tenant": "ix", "prefix": "100.99.0.0/16", "next_tenant": "nowhere"})' \
+      >"$MX_TMP/bad3.json"
+    edited_intent aes128gcm16 'd["static_mappings"][1]["core_prefix"] = "100.100.1.0/25"' >"$MX_TMP/bad4.json"
+    declare -A bad_says=([bad1]='peers\[0\]\.remote_selectors' [bad2]='peers\[0\]' [bad3]='routes\[4\]'
+      [bad4]='static_mappings\[1\]\.core_prefix')
+    for bad in bad1 bad2 bad3 bad4; do
       ctl intent apply "$MX_TMP/$bad.json" >"$MX_TMP/$bad.out" 2>&1
       rc=$?
-      check "$label: medixctl intent apply $bad refused: $(tail -1 "$MX_TMP/$bad.out")" test $rc -eq 1
+      check "$label: medixctl intent apply $bad refused: $(tail -1 "$MX_TMP/$bad.out")" \
+        exited_saying $rc 1 "$MX_TMP/$bad.out" "INVALID_ARGUMENT.*${bad_says[$bad]}"
       check "$label: ... the intent file is unchanged" cmp -s "$file" "$MX_TMP/intent-before.json"
-      check "$label: ... the tunnel still carries traffic" quiet ip netns exec "$NS_HOSP" ping -c1 -W1 192.168.1.10
+      check "$label: ... the tunnel still carries traffic" quiet ip netns exec "$NS_HOSP" ping -c1 -W1 $AR_CORE
     done
     # Changed (ESP proposal): medix-cp closes the old IKE_SA; the gateway, reconfigured, comes back.
     gw_conf "aes128gcm16-prfsha256-x25519" "aes256-sha256"
@@ -717,7 +780,17 @@ if begin intent-api "aes128gcm16-prfsha256-x25519" "aes128gcm16"; then
     check "$label: medixctl intent apply (no peer): $(ctl intent apply "$MX_TMP/empty.json" 2>&1)" \
       test "$(dp_json tunnels 'len([t for t in d if t["name"] == "t-carrier-b"])')" = 0
     check "$label: ... no SA and no route left" test "$(dp_sas)" = 0 -a "$(dp_route)" = 0
+    left=$(for k in tenants interfaces routes static-mappings napt-pools policy-rules; do dp_json $k 'len(d)'; done | tr '\n' ' ')
+    left+=$(dp_json neighbours 'len([n for n in d if not n.get("learned")])')
+    check "$label: ... nor tenants, interfaces, routes, mappings, pools, rules, neighbours medix-cp had made ($left)" \
+      test "$left" = "0 0 0 0 0 0 0"
     check "$label: ... medixctl peers lists none" test -z "$(ctl -o json peers | mx_json - 'd.get("peers", [])' | tr -d '[]')"
+    # And back: the whole intent again, the static part recreated, the tunnel comes up.
+    intent aes128gcm16 >"$MX_TMP/again.json"
+    check "$label: medixctl intent apply (all again): $(ctl intent apply "$MX_TMP/again.json" 2>&1)" \
+      test "$(dp_json tenants 'len(d)')" = 4
+    gw_conf "aes128gcm16-prfsha256-x25519" "aes128gcm16"
+    gw_initiate
   fi
   finish
 fi
@@ -727,9 +800,9 @@ if begin volume "aes128gcm16-prfsha256-x25519" "aes128gcm16" \
   ', "child_rekey_bytes": "1000000", "child_life_bytes": "100000000"'; then
   if gw_initiate; then
     check "$label: TCP $TCP_MIB MiB hospital -> archive across rekeys, byte-identical" \
-      transfer "$NS_HOSP" 192.168.1.10 "$label-up"
+      transfer "$NS_HOSP" $AR_CORE "$label-up"
     check "$label: TCP $TCP_MIB MiB archive -> hospital across rekeys, byte-identical" \
-      transfer "$NS_AR" 10.0.1.5 "$label-down"
+      transfer "$NS_AR" $HOSP_CORE "$label-down"
     sleep 1
     events=$(grep -c 'SOFT_EXPIRED after' "$CP_LOG")
     rekeys=$(grep -c 'generating CREATE_CHILD_SA request' "$CP_LOG")
