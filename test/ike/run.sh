@@ -25,7 +25,7 @@
 #        ping; SAs, route and encapsulation in medix-dp; TCP both ways; a DICOM study with
 #        dcmtk, byte-identical; counters in medixctl;
 #        after the gateway's DELETE nothing is left in medix-dp; medix-cp stops cleanly
-#   x509-foreign-ca, x509-expired, wrong-psk, no-proposal, no-esp-proposal   refused, the
+#   x509-foreign-ca, x509-expired, wrong-psk, unknown-id, no-proposal, no-esp-proposal   refused, the
 #        reason in medix-cp's log and in `medixctl peer NAME errors`, nothing in medix-dp
 #   cp-initiates   medix-cp starts IKE
 #   rekey          rekeys every 3-4 s by medix-cp's timers and some by the gateway, under UDP
@@ -816,6 +816,14 @@ fi
 if begin wrong-psk "aes128gcm16-prfsha256-x25519" "aes128gcm16"; then
   gw_conf "aes128gcm16-prfsha256-x25519" "aes128gcm16" "" "not-the-right-psk-at-all"
   refused wrong-psk "a wrong PSK" 'MAC mismatched|pre-shared key failed'
+fi
+if begin unknown-id "aes128gcm16-prfsha256-x25519" "aes128gcm16"; then
+  # The gateway says it is someone no peer of the intent is: no peer config matches it.
+  saved_id=$GW_ID
+  GW_ID=gw.unknown.example
+  gw_conf "aes128gcm16-prfsha256-x25519" "aes128gcm16"
+  GW_ID=$saved_id
+  refused unknown-id "an identity no peer has" 'no matching peer config'
 fi
 if begin no-proposal "aes128gcm16-prfsha256-x25519" "aes128gcm16"; then
   gw_conf "aes256gcm16-prfsha384-ecp384" "aes256gcm16"
