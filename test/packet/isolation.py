@@ -422,31 +422,7 @@ def run(args, ck, tmp):
     if not os.access(args.binary, os.X_OK):
         ck.check("medix-dp runs", [f"no executable {args.binary} (run scripts/build)"])
         return False
-    prefix = f"medix-iso-{os.getpid()}"
-    cmd = [args.binary, "--no-huge", "-m", "1024", "--no-pci", "--file-prefix", prefix,
-           "-l", "0,1"] + vdevs + ["--", "--config", cfg_path]
-    dp = harness.Dataplane(cmd, os.path.join(tmp, "medix-dp.log"))
-    tel = None
-    problems = []
-    try:
-        dp.wait_ready(harness.READY_TIMEOUT)
-        tel = harness.Telemetry(prefix, dp)
-        harness.wait_rx(tel, dp, total)
-        time.sleep(SETTLE)
-        drops = tel.get("/medix/drops")
-        events = tel.get("/medix/events")
-        tel.close()
-        tel = None
-        rc = dp.stop(harness.EXIT_TIMEOUT)
-        if rc != 0:
-            problems.append(f"medix-dp exit status {rc}:\n{dp.tail()}")
-    except harness.Failure as e:
-        problems.append(str(e))
-    finally:
-        if tel:
-            tel.close()
-        dp.close()
-        shutil.rmtree(harness.runtime_dir(prefix), ignore_errors=True)
+    problems, drops, events, dp = run_dataplane(args, tmp, cfg_path, vdevs, total, "", "medix-dp.log", SETTLE)
     ck.check(f"medix-dp took all {total} frames and exited 0", problems)
     if problems:
         return False
@@ -573,6 +549,37 @@ def run(args, ck, tmp):
     return True
 
 
+def run_dataplane(args, tmp, cfg_path, vdevs, total, tag, log_name, settle):
+    """Runs medix-dp over the pcaps until it took `total` frames, waits `settle` seconds, reads
+    the drops and events, stops it. Returns (problems, drops, events, the Dataplane)."""
+    prefix = f"medix-iso-{tag}{os.getpid()}"
+    cmd = [args.binary, "--no-huge", "-m", "1024", "--no-pci", "--file-prefix", prefix,
+           "-l", "0,1"] + vdevs + ["--", "--config", cfg_path]
+    dp = harness.Dataplane(cmd, os.path.join(tmp, log_name))
+    tel = None
+    problems, drops, events = [], None, None
+    try:
+        dp.wait_ready(harness.READY_TIMEOUT)
+        tel = harness.Telemetry(prefix, dp)
+        harness.wait_rx(tel, dp, total)
+        time.sleep(settle)
+        drops = tel.get("/medix/drops")
+        events = tel.get("/medix/events")
+        tel.close()
+        tel = None
+        rc = dp.stop(harness.EXIT_TIMEOUT)
+        if rc != 0:
+            problems.append(f"medix-dp exit status {rc}:\n{dp.tail()}")
+    except harness.Failure as e:
+        problems.append(str(e))
+    finally:
+        if tel:
+            tel.close()
+        dp.close()
+        shutil.rmtree(harness.runtime_dir(prefix), ignore_errors=True)
+    return problems, drops, events, dp
+
+
 def run_fragments(args, ck, tmp):
     """The same traffic with lone fragments among it (first fragments without the rest, later
     fragments without the first): crossing holds them for reassembly (docs/nat.md: 2 s); when
@@ -593,31 +600,9 @@ def run_fragments(args, ck, tmp):
         rx, tx = os.path.join(tmp, f"fsend_{p['name']}.pcap"), os.path.join(tmp, f"fout_{p['name']}.pcap")
         write_pcap(rx, frames[p["name"]])
         vdevs += ["--vdev", f"{p['device']},rx_pcap={rx},tx_pcap={tx}"]
-    prefix = f"medix-iso-f-{os.getpid()}"
-    cmd = [args.binary, "--no-huge", "-m", "1024", "--no-pci", "--file-prefix", prefix,
-           "-l", "0,1"] + vdevs + ["--", "--config", cfg_path]
-    dp = harness.Dataplane(cmd, os.path.join(tmp, "medix-dp-fragments.log"))
-    tel = None
-    problems = []
-    try:
-        dp.wait_ready(harness.READY_TIMEOUT)
-        tel = harness.Telemetry(prefix, dp)
-        harness.wait_rx(tel, dp, total)
-        time.sleep(SETTLE + 1.0)  # past the 2 s reassembly timeout
-        drops = tel.get("/medix/drops")
-        events = tel.get("/medix/events")
-        tel.close()
-        tel = None
-        rc = dp.stop(harness.EXIT_TIMEOUT)
-        if rc != 0:
-            problems.append(f"medix-dp exit status {rc}:\n{dp.tail()}")
-    except harness.Failure as e:
-        problems.append(str(e))
-    finally:
-        if tel:
-            tel.close()
-        dp.close()
-        shutil.rmtree(harness.runtime_dir(prefix), ignore_errors=True)
+    problems, drops, events, dp = run_dataplane(args, tmp, cfg_path, vdevs, total, "f-",
+                                                "medix-dp-fragments.log",
+                                                SETTLE + 1.0)  # past the 2 s reassembly timeout
     if not problems:
         out = 0
         for p in cfg["ports"]:
