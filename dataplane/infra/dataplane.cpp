@@ -93,7 +93,10 @@ std::optional<std::string> Dataplane::start(const Settings& s, uint32_t mtu,
   // Enough for every descriptor of 8 ports, the pending queue and bursts in flight.
   unsigned per_worker = 8 * (rx_descriptors + tx_descriptors + 2 * burst_size) + max_pending + 4 * burst_size;
   unsigned mbufs = std::max({8191u, per_worker * queues + 2048, settings.packet_buffers});
-  pool = rte_pktmbuf_pool_create("packets", mbufs, 256, sizeof(PacketMeta), uint16_t(data_room), int(socket));
+  // The private area rounded to a cache line puts frames on a cache line boundary, so that
+  // Ethernet, IPv4 and UDP or ESP headers share one line.
+  pool = rte_pktmbuf_pool_create("packets", mbufs, 256, RTE_CACHE_LINE_ROUNDUP(sizeof(PacketMeta)), uint16_t(data_room),
+                                 int(socket));
   indirect_pool = rte_pktmbuf_pool_create("indirect", 4095, 256, sizeof(PacketMeta), 0, int(socket));
   if (!pool || !indirect_pool)
     return "cannot allocate " + std::to_string(mbufs) + " packet buffers of " + std::to_string(data_room) +

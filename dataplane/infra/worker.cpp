@@ -85,12 +85,10 @@ void originate(Worker& w, rte_mbuf* m) {
 namespace {
 
 void append(Worker& w, Batch& to, rte_mbuf** pkts, uint16_t n) {
-  for (uint16_t i = 0; i < n; i++) {
-    if (to.full())
-      drop(w, pkts[i], Drop::no_buffer);
-    else
-      to.pkts[to.n++] = pkts[i];
-  }
+  uint16_t fit = std::min<uint16_t>(n, uint16_t(std::size(to.pkts) - to.n));
+  memcpy(to.pkts + to.n, pkts, fit * sizeof(rte_mbuf*));
+  to.n = uint16_t(to.n + fit);
+  for (uint16_t i = fit; i < n; i++) drop(w, pkts[i], Drop::no_buffer);
 }
 
 // Runs `stage(chunk, count)` over a batch a burst at a time (stages size their arrays by it).
@@ -103,12 +101,45 @@ void in_bursts(Batch& b, F&& stage) {
 // The IP part of the pipeline. Decrypted packets come back for another pass (in their
 // tunnel's tenant), and so do encrypted ones (routed in the underlay) and packets medix-dp
 // made; a few passes cover tunnel to tunnel.
+// ESP to one of our tunnel endpoints goes straight to decryption: its SA proves that the
+// destination is ours (a tunnel's local address is a local address of its underlay), so the
+// FIB and local delivery have nothing to add. Other ESP (transit, unknown SPIs) is routed as
+// usual. Returns how many of `pkts` are left for the lookup; decrypted packets go to `inner`.
+uint16_t esp_early(Worker& w, rte_mbuf** pkts, uint16_t n, Batch& inner) {
+  rte_mbuf* esp[burst_size];
+  uint16_t n_esp = 0, left = 0;
+  for (uint16_t i = 0; i < n; i++) {
+    if (esp_candidate(pkts[i]))
+      esp[n_esp++] = pkts[i];
+    else
+      pkts[left++] = pkts[i];
+  }
+  if (n_esp) {
+    rte_mbuf* decrypted[burst_size];
+    uint16_t n_decrypted = 0;
+    esp_input(w, esp, n_esp, decrypted, n_decrypted, pkts, &left);  // strangers after the others
+    append(w, inner, decrypted, n_decrypted);
+  }
+  return left;
+}
+
 void run_ip(Worker& w, uint64_t t, Batch& to_check, Batch& ours) {
   for (unsigned pass = 0; pass < 4; pass++) {
     if (!to_check.n && !ours.n && !w.originated->n) return;
-    Batch lookup;
+    Batch lookup, decrypted;
     uint16_t valid = to_check.n ? ip_input(w, to_check.pkts, to_check.n) : 0;
     if (to_check.n) t = account(w, Stage::ip_input, t, to_check.n);
+    if (valid) {
+      uint16_t left = 0;
+      for (uint16_t first = 0; first < valid; first += burst_size) {
+        uint16_t count = uint16_t(std::min<int>(burst_size, valid - first));
+        uint16_t kept = esp_early(w, to_check.pkts + first, count, decrypted);
+        memmove(to_check.pkts + left, to_check.pkts + first, kept * sizeof(rte_mbuf*));
+        left = uint16_t(left + kept);
+      }
+      if (left != valid) t = account(w, Stage::esp_input, t, uint16_t(valid - left));
+      valid = left;
+    }
     append(w, lookup, to_check.pkts, valid);
     append(w, lookup, ours.pkts, ours.n);
     append(w, lookup, w.originated->pkts, w.originated->n);
@@ -175,6 +206,7 @@ void run_ip(Worker& w, uint64_t t, Batch& to_check, Batch& ours) {
       });
       t = account(w, Stage::esp_input, t, esp_in.n);
     }
+    append(w, to_check, decrypted.pkts, decrypted.n);
   }
   // Still more after the last pass: a routing loop through tunnels.
   for (Batch* b : {&to_check, &ours, w.originated}) {

@@ -34,7 +34,7 @@ uint16_t ip_input(Worker& w, rte_mbuf** pkts, uint16_t n) {
       drop(w, m, Drop::ip_bad_total_length);
       continue;
     }
-    if (rte_raw_cksum(ip, header) != 0xffff) {
+    if (ipv4_header_sum(ip, header) != 0xffff) {
       drop(w, m, Drop::ip_bad_checksum);
       continue;
     }
@@ -81,9 +81,7 @@ bool forward_decision(Worker& w, rte_mbuf* m, const Nexthop& nh, rte_mbuf** loca
     meta(m).flags |= meta_fragment;
   }
   if (!ours) {
-    uint16_t old_word = load16(&ip->time_to_live);
-    ip->time_to_live--;
-    ip->hdr_checksum = checksum_replace16(ip->hdr_checksum, old_word, load16(&ip->time_to_live));
+    decrement_ttl(ip);
   }
   meta(m).iface_out = nh.interface;
   meta(m).neighbour = nh.gateway ? nh.gateway : rte_be_to_cpu_32(ip->dst_addr);

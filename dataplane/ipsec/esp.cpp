@@ -27,10 +27,18 @@ inline void put_be32(uint8_t* p, uint32_t v) {
   memcpy(p, &v, 4);
 }
 
-// Constant time, so that a forger learns nothing from how long a wrong ICV took.
+// Constant time, so that a forger learns nothing from how long a wrong ICV took; a word at a
+// time (ICVs are 12 or 16 bytes).
 bool same_icv(const uint8_t* a, const uint8_t* b, unsigned n) {
-  uint8_t diff = 0;
-  for (unsigned i = 0; i < n; i++) diff |= uint8_t(a[i] ^ b[i]);
+  uint64_t diff = 0;
+  unsigned i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t x, y;
+    memcpy(&x, a + i, 8);
+    memcpy(&y, b + i, 8);
+    diff |= x ^ y;
+  }
+  for (; i < n; i++) diff |= uint8_t(a[i] ^ b[i]);
   return diff == 0;
 }
 
@@ -48,7 +56,7 @@ void sa_event(Worker& w, const SaState& sa, SaEventKind kind) {
 bool account(Worker& w, SaState& sa, uint32_t bytes) {
   bump(sa.packets);
   bump(sa.bytes, bytes);
-  sa.last_used_tsc = rte_rdtsc();
+  sa.last_used_tsc = w.now;  // the burst's time: an rdtsc per packet costs ~30 cycles
   if (sa.life == SaLife::active &&
       ((sa.soft_bytes && sa.bytes >= sa.soft_bytes) || (sa.soft_packets && sa.packets >= sa.soft_packets))) {
     sa.life = SaLife::soft_expired;
@@ -173,8 +181,33 @@ void clamp_mss(rte_mbuf* m, uint16_t l3, uint16_t mss) {
   }
 }
 
-void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_t& n_inner) {
+bool esp_candidate(rte_mbuf* m) {
+  uint16_t l2 = meta(m).l2_len;
+  const auto* ip = rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, l2);
+  if (rte_ipv4_frag_pkt_is_fragmented(ip)) return false;  // local_input counts them
+  if (ip->next_proto_id == IPPROTO_ESP) return true;
+  if (ip->next_proto_id != IPPROTO_UDP) return false;
+  // ESP in UDP as local_input tells it: port 4500, not a keepalive, no non-ESP marker (IKE).
+  uint16_t ihl = uint16_t((ip->version_ihl & 0xf) * 4);
+  if (rte_pktmbuf_data_len(m) < l2 + ihl + sizeof(rte_udp_hdr) + esp_header ||
+      rte_be_to_cpu_16(ip->total_length) < ihl + sizeof(rte_udp_hdr) + esp_header)
+    return false;
+  const auto* udp = rte_pktmbuf_mtod_offset(m, const rte_udp_hdr*, l2 + ihl);
+  uint32_t marker;
+  memcpy(&marker, udp + 1, 4);
+  return udp->dst_port == rte_cpu_to_be_16(ike_port) && marker != 0;
+}
+
+void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_t& n_inner, rte_mbuf** not_ours,
+               uint16_t* n_not_ours) {
   const Tables& t = *w.tables;
+  // Not ESP to one of our tunnel endpoints: handed back as it came, or dropped.
+  auto stranger = [&](rte_mbuf* m, Drop reason) {
+    if (not_ours)
+      not_ours[(*n_not_ours)++] = m;
+    else
+      drop(w, m, reason);
+  };
   uint32_t spis[burst_size];
   const void* keys[burst_size];
   int32_t slots[burst_size];
@@ -182,30 +215,33 @@ void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_
   uint16_t n_kept = 0;
   for (uint16_t i = 0; i < n; i++) {
     rte_mbuf* m = pkts[i];
-    if (meta(m).l2_len) {
-      rte_pktmbuf_adj(m, meta(m).l2_len);
-      meta(m).l2_len = 0;
-    }
     if (m->nb_segs > 1 && rte_pktmbuf_linearize(m) != 0) {
       drop(w, m, Drop::no_buffer);
       continue;
     }
-    auto* ip = rte_pktmbuf_mtod(m, rte_ipv4_hdr*);
-    uint16_t esp_off = uint16_t((ip->version_ihl & 0xf) * 4 + (ip->next_proto_id == IPPROTO_UDP ? 8 : 0));
+    uint16_t l2 = meta(m).l2_len;
+    auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, l2);
+    uint16_t esp_off = uint16_t(l2 + (ip->version_ihl & 0xf) * 4 + (ip->next_proto_id == IPPROTO_UDP ? 8 : 0));
     if (rte_pktmbuf_data_len(m) < esp_off + esp_header) {
-      drop(w, m, Drop::esp_truncated);
+      stranger(m, Drop::esp_truncated);
       continue;
     }
     spis[n_kept] = be32_at(rte_pktmbuf_mtod_offset(m, uint8_t*, esp_off));
-    keys[n_kept] = &spis[n_kept];
     kept[n_kept++] = m;
   }
   if (!n_kept) return;
+  // A burst from one carrier mostly carries one SPI: look each run of equal SPIs up once.
+  uint16_t lookup_of[burst_size];
+  uint16_t n_lookups = 0;
+  for (uint16_t i = 0; i < n_kept; i++) {
+    if (i == 0 || spis[i] != spis[i - 1]) keys[n_lookups++] = &spis[i];
+    lookup_of[i] = uint16_t(n_lookups - 1);
+  }
   void* found[burst_size];
   uint64_t hits = 0;
-  if (t.sa_index) rte_hash_lookup_bulk_data(t.sa_index, keys, n_kept, &hits, found);
+  if (t.sa_index) rte_hash_lookup_bulk_data(t.sa_index, keys, n_lookups, &hits, found);
   for (uint16_t i = 0; i < n_kept; i++)
-    slots[i] = (hits >> i) & 1 ? int32_t(reinterpret_cast<uintptr_t>(found[i])) : -1;
+    slots[i] = (hits >> lookup_of[i]) & 1 ? int32_t(reinterpret_cast<uintptr_t>(found[lookup_of[i]])) : -1;
 
   // Two passes: checks and crypto for every packet (CBC jobs complete together), then the
   // verdicts.
@@ -230,13 +266,17 @@ void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_
   uint16_t n_tops = 0;
   for (uint16_t i = 0; i < n_kept; i++) {
     rte_mbuf* m = kept[i];
-    auto* ip = rte_pktmbuf_mtod(m, rte_ipv4_hdr*);
+    auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, meta(m).l2_len);
     SaState* sa = slots[i] >= 0 ? t.sas[slots[i]] : nullptr;
     const InterfaceEntry* tunnel = sa ? &t.interfaces[sa->tunnel] : nullptr;
     // The SPI must be ours for this endpoint, in this underlay.
     if (!sa || !sa->inbound || tunnel->local != rte_be_to_cpu_32(ip->dst_addr) || tunnel->underlay != meta(m).tenant) {
-      drop(w, m, Drop::esp_unknown_spi);
+      stranger(m, Drop::esp_unknown_spi);
       continue;
+    }
+    if (meta(m).l2_len) {
+      ip = reinterpret_cast<rte_ipv4_hdr*>(rte_pktmbuf_adj(m, meta(m).l2_len));
+      meta(m).l2_len = 0;
     }
     if (sa->owner != w.queue) {
       handoff(w, *sa, m, meta_handoff_in);
@@ -247,7 +287,7 @@ void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_
     uint8_t* esp = rte_pktmbuf_mtod_offset(m, uint8_t*, esp_off);
     int32_t esp_len = int32_t(rte_be_to_cpu_16(ip->total_length)) - esp_off;
     int32_t cipher_len = esp_len - esp_header - sa->iv_len - sa->icv_len;
-    if (cipher_len < 2 || cipher_len % sa->block) {
+    if (cipher_len < 2 || (cipher_len & (sa->block - 1))) {  // blocks are powers of two
       sa_drop(w, *sa, m, SaDrop::bad_trailer, Drop::esp_truncated);
       continue;
     }
@@ -279,7 +319,14 @@ void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_
     uint8_t* icv = payload + cipher_len;
     if (seq > *burst_top) *burst_top = seq;
     Decrypting& d = decrypting[n_decrypting++];
-    d = Decrypting{m, sa, tunnel, ip, payload, cipher_len, seq, {}, {}, 0};
+    d.m = m;
+    d.sa = sa;
+    d.tunnel = tunnel;
+    d.ip = ip;
+    d.payload = payload;
+    d.cipher_len = cipher_len;
+    d.seq = seq;
+    d.failed = 0;
     uint8_t* tag = d.tag;
     memcpy(d.received, icv, sa->icv_len);
     if (gcm(*sa)) {
@@ -309,7 +356,7 @@ void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_
   flush_jobs(w);
 
   for (uint16_t i = 0; i < n_decrypting; i++) {
-    auto [m, sa, tunnel, ip, payload, cipher_len, seq, tag, received, failed] = decrypting[i];
+    auto& [m, sa, tunnel, ip, payload, cipher_len, seq, tag, received, failed] = decrypting[i];
     if (failed) {
       sa_drop(w, *sa, m, SaDrop::crypto_failed, Drop::esp_crypto_failed);
       continue;
@@ -497,19 +544,29 @@ bool encapsulate(Worker& w, SaState& sa, const InterfaceEntry& tunnel, rte_mbuf*
   }
   sa.seq = seq;
 
-  auto* ip = reinterpret_cast<rte_ipv4_hdr*>(head);
-  ip->version_ihl = RTE_IPV4_VHL_DEF;
-  ip->type_of_service = tos;  // DSCP and ECN copied (RFC 6040 normal mode)
-  ip->total_length = rte_cpu_to_be_16(uint16_t(rte_pktmbuf_pkt_len(m)));
-  ip->packet_id = rte_cpu_to_be_16(w.ip_id++);
+  // The outer header is built in registers and its checksum summed from the same values:
+  // summing it back from memory would wait for the narrow stores just made.
   bool df = tunnel.df_mode == 2 || ((tunnel.df_mode == 0 || tunnel.df_mode == 1) && inner_df);
-  ip->fragment_offset = df ? rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG) : 0;
-  ip->time_to_live = tunnel.ttl;
-  ip->next_proto_id = udp ? IPPROTO_UDP : IPPROTO_ESP;
-  ip->src_addr = rte_cpu_to_be_32(tunnel.local);
-  ip->dst_addr = rte_cpu_to_be_32(tunnel.remote);
-  ip->hdr_checksum = 0;
-  ip->hdr_checksum = rte_ipv4_cksum(ip);
+  uint16_t total = uint16_t(rte_pktmbuf_pkt_len(m)), id = w.ip_id++;
+  uint16_t fragment = df ? RTE_IPV4_HDR_DF_FLAG : 0;
+  uint8_t proto = udp ? IPPROTO_UDP : IPPROTO_ESP;
+  uint32_t sum = (uint32_t(RTE_IPV4_VHL_DEF) << 8 | tos) + total + id + fragment + (uint32_t(tunnel.ttl) << 8 | proto) +
+                 (tunnel.local >> 16) + (tunnel.local & 0xffff) + (tunnel.remote >> 16) + (tunnel.remote & 0xffff);
+  sum = (sum & 0xffff) + (sum >> 16);
+  sum = (sum & 0xffff) + (sum >> 16);
+  rte_ipv4_hdr outer_ip;
+  outer_ip.version_ihl = RTE_IPV4_VHL_DEF;
+  outer_ip.type_of_service = tos;  // DSCP and ECN copied (RFC 6040 normal mode)
+  outer_ip.total_length = rte_cpu_to_be_16(total);
+  outer_ip.packet_id = rte_cpu_to_be_16(id);
+  outer_ip.fragment_offset = rte_cpu_to_be_16(fragment);
+  outer_ip.time_to_live = tunnel.ttl;
+  outer_ip.next_proto_id = proto;
+  outer_ip.hdr_checksum = rte_cpu_to_be_16(uint16_t(~sum));
+  outer_ip.src_addr = rte_cpu_to_be_32(tunnel.local);
+  outer_ip.dst_addr = rte_cpu_to_be_32(tunnel.remote);
+  auto* ip = reinterpret_cast<rte_ipv4_hdr*>(head);
+  memcpy(ip, &outer_ip, sizeof outer_ip);
   if (udp) {
     auto* u = reinterpret_cast<rte_udp_hdr*>(ip + 1);
     u->src_port = rte_cpu_to_be_16(ike_port);
@@ -559,7 +616,7 @@ void esp_output(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** outer, uint16
       for (int32_t k = 0; k < n_parts; k++) {
         auto* fip = rte_pktmbuf_mtod(parts[k], rte_ipv4_hdr*);
         fip->hdr_checksum = 0;
-        fip->hdr_checksum = rte_ipv4_cksum(fip);
+        fip->hdr_checksum = uint16_t(~ipv4_header_sum(fip, rte_ipv4_hdr_len(fip)));
         meta(parts[k]) = saved;
       }
     }
