@@ -7,6 +7,8 @@ void l2_input(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n, rte_mbuf** 
               uint16_t& n_arp);
 void arp_input(Worker& w, rte_mbuf** pkts, uint16_t n);
 uint16_t ip_input(Worker& w, rte_mbuf** pkts, uint16_t n);
+// ip_input's checks of one packet (IPv4 after meta(m).l2_len bytes); false: dropped.
+bool ip_check(Worker& w, rte_mbuf* m);
 void ip_lookup(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** fwd, uint16_t& n_fwd, rte_mbuf** local,
                uint16_t& n_local);
 // A packet that crossed the core on its owner worker goes on in `exit` (nat/).

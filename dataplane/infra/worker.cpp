@@ -98,9 +98,6 @@ void in_bursts(Batch& b, F&& stage) {
     stage(b.pkts + first, uint16_t(std::min<int>(burst_size, b.n - first)));
 }
 
-// The IP part of the pipeline. Decrypted packets come back for another pass (in their
-// tunnel's tenant), and so do encrypted ones (routed in the underlay) and packets medix-dp
-// made; a few passes cover tunnel to tunnel.
 // ESP to one of our tunnel endpoints goes straight to decryption: its SA proves that the
 // destination is ours (a tunnel's local address is a local address of its underlay), so the
 // FIB and local delivery have nothing to add. Other ESP (transit, unknown SPIs) is routed as
@@ -123,27 +120,38 @@ uint16_t esp_early(Worker& w, rte_mbuf** pkts, uint16_t n, Batch& inner) {
   return left;
 }
 
-void run_ip(Worker& w, uint64_t t, Batch& to_check, Batch& ours) {
+// What the IP part of the pipeline takes: packets whose IPv4 header is still to be checked
+// (from the wire), packets checked already (decrypted: esp_input checks the inner header),
+// and packets of our own making (encrypted, replies, injected: no TTL, no ICMP about them).
+struct IpInput {
+  Batch to_check, checked, ours;
+};
+
+// The IP part of the pipeline. Decrypted packets come back for another pass (in their
+// tunnel's tenant), and so do encrypted ones (routed in the underlay) and packets medix-dp
+// made; a few passes cover tunnel to tunnel.
+void run_ip(Worker& w, uint64_t t, IpInput& in) {
   for (unsigned pass = 0; pass < 4; pass++) {
-    if (!to_check.n && !ours.n && !w.originated->n) return;
-    Batch lookup, decrypted;
-    uint16_t valid = to_check.n ? ip_input(w, to_check.pkts, to_check.n) : 0;
-    if (to_check.n) t = account(w, Stage::ip_input, t, to_check.n);
-    if (valid) {
-      uint16_t left = 0;
-      for (uint16_t first = 0; first < valid; first += burst_size) {
-        uint16_t count = uint16_t(std::min<int>(burst_size, valid - first));
-        uint16_t kept = esp_early(w, to_check.pkts + first, count, decrypted);
-        memmove(to_check.pkts + left, to_check.pkts + first, kept * sizeof(rte_mbuf*));
-        left = uint16_t(left + kept);
-      }
-      if (left != valid) t = account(w, Stage::esp_input, t, uint16_t(valid - left));
-      valid = left;
+    if (!in.to_check.n && !in.checked.n && !in.ours.n && !w.originated->n) return;
+    Batch arrived, decrypted, lookup;
+    if (in.to_check.n) {
+      uint16_t valid = ip_input(w, in.to_check.pkts, in.to_check.n);
+      t = account(w, Stage::ip_input, t, in.to_check.n);
+      append(w, arrived, in.to_check.pkts, valid);
     }
-    append(w, lookup, to_check.pkts, valid);
-    append(w, lookup, ours.pkts, ours.n);
+    append(w, arrived, in.checked.pkts, in.checked.n);
+    if (arrived.n) {
+      uint16_t esp = 0;
+      in_bursts(arrived, [&](rte_mbuf** p, uint16_t n) {
+        uint16_t left = esp_early(w, p, n, decrypted);
+        esp = uint16_t(esp + n - left);
+        append(w, lookup, p, left);
+      });
+      if (esp) t = account(w, Stage::esp_input, t, esp);
+    }
+    append(w, lookup, in.ours.pkts, in.ours.n);
     append(w, lookup, w.originated->pkts, w.originated->n);
-    to_check.n = ours.n = w.originated->n = 0;
+    in.to_check.n = in.checked.n = in.ours.n = w.originated->n = 0;
 
     Batch fwd, local;
     in_bursts(lookup, [&](rte_mbuf** p, uint16_t n) {
@@ -193,23 +201,23 @@ void run_ip(Worker& w, uint64_t t, Batch& to_check, Batch& ours) {
         rte_mbuf* o[2 * burst_size];
         uint16_t no = 0;
         esp_output(w, p, n, o, no);
-        append(w, ours, o, no);
+        append(w, in.ours, o, no);
       });
       t = account(w, Stage::esp_output, t, tunnel.n);
     }
     if (esp_in.n) {
       in_bursts(esp_in, [&](rte_mbuf** p, uint16_t n) {
-        rte_mbuf* in[burst_size];
+        rte_mbuf* inner[burst_size];
         uint16_t ni = 0;
-        esp_input(w, p, n, in, ni);
-        append(w, to_check, in, ni);
+        esp_input(w, p, n, inner, ni);
+        append(w, in.checked, inner, ni);
       });
       t = account(w, Stage::esp_input, t, esp_in.n);
     }
-    append(w, to_check, decrypted.pkts, decrypted.n);
+    append(w, in.checked, decrypted.pkts, decrypted.n);
   }
   // Still more after the last pass: a routing loop through tunnels.
-  for (Batch* b : {&to_check, &ours, w.originated}) {
+  for (Batch* b : {&in.to_check, &in.checked, &in.ours, w.originated}) {
     for (uint16_t i = 0; i < b->n; i++) drop(w, b->pkts[i], Drop::leak_loop);
     b->n = 0;
   }
@@ -228,20 +236,20 @@ void process_burst(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n) {
     arp_input(w, arp, n_arp);
     t = account(w, Stage::arp, t, n_arp);
   }
-  Batch to_check, ours;
-  append(w, to_check, ip, n_ip);
-  run_ip(w, t, to_check, ours);
+  IpInput in;
+  append(w, in.to_check, ip, n_ip);
+  run_ip(w, t, in);
 }
 
 void process_originated(Worker& w) {
   if (!w.originated->n) return;
-  Batch to_check, ours;
-  run_ip(w, rte_rdtsc(), to_check, ours);
+  IpInput in;
+  run_ip(w, rte_rdtsc(), in);
 }
 
 void process_handoff(Worker& w, rte_mbuf** pkts, uint16_t n) {
   uint64_t t = rte_rdtsc();
-  Batch to_check, ours;
+  IpInput ip;
   rte_mbuf *in[burst_size], *out[burst_size];
   uint16_t n_in = 0, n_out = 0;
   for (uint16_t i = 0; i < n; i++) {
@@ -250,14 +258,14 @@ void process_handoff(Worker& w, rte_mbuf** pkts, uint16_t n) {
     meta(m).flags &= uint8_t(~(meta_handoff_in | meta_handoff_out));
     if (meta(m).flags & meta_inject) {
       meta(m).flags &= uint8_t(~meta_inject);
-      append(w, ours, &m, 1);
+      append(w, ip.ours, &m, 1);
     } else if (meta(m).flags & meta_handoff_nat) {
       meta(m).flags &= uint8_t(~meta_handoff_nat);
       uint64_t start = rte_rdtsc();
       uint16_t exit = meta(m).exit;
       if (nat_cross(w, m, uint16_t(meta(m).origin - 1), exit, true)) {
         nat_crossed(w, m, exit);
-        append(w, ours, &m, 1);
+        append(w, ip.ours, &m, 1);
       }
       StageStats& s = w.counters->stages[unsigned(Stage::nat)];
       bump(s.calls);
@@ -273,15 +281,15 @@ void process_handoff(Worker& w, rte_mbuf** pkts, uint16_t n) {
     rte_mbuf* inner[burst_size];
     uint16_t n_inner = 0;
     esp_input(w, in, n_in, inner, n_inner);
-    append(w, to_check, inner, n_inner);
+    append(w, ip.checked, inner, n_inner);
     t = account(w, Stage::esp_input, t, n_in);
   }
   if (n_out) {
     rte_mbuf* outer[2 * burst_size];
     uint16_t n_outer = 0;
     esp_output(w, out, n_out, outer, n_outer);
-    append(w, ours, outer, n_outer);
+    append(w, ip.ours, outer, n_outer);
     t = account(w, Stage::esp_output, t, n_out);
   }
-  run_ip(w, t, to_check, ours);
+  run_ip(w, t, ip);
 }

@@ -8,39 +8,41 @@
 #include "ip/checksum.h"
 #include "nat/nat.h"
 
+bool ip_check(Worker& w, rte_mbuf* m) {
+  uint8_t l2 = meta(m).l2_len;
+  uint32_t first_seg = rte_pktmbuf_data_len(m) - l2;
+  uint32_t frame = rte_pktmbuf_pkt_len(m) - l2;
+  if (first_seg < sizeof(rte_ipv4_hdr)) {
+    drop(w, m, Drop::ip_truncated);
+    return false;
+  }
+  auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, l2);
+  if ((ip->version_ihl >> 4) != 4) {
+    drop(w, m, Drop::ip_bad_version);
+    return false;
+  }
+  uint32_t header = uint32_t(ip->version_ihl & 0xf) * 4;
+  if (header < sizeof(rte_ipv4_hdr) || header > first_seg) {
+    drop(w, m, Drop::ip_bad_ihl);
+    return false;
+  }
+  uint32_t total = rte_be_to_cpu_16(ip->total_length);
+  if (total < header || total > frame) {
+    drop(w, m, Drop::ip_bad_total_length);
+    return false;
+  }
+  if (ipv4_header_sum(ip, header) != 0xffff) {
+    drop(w, m, Drop::ip_bad_checksum);
+    return false;
+  }
+  if (frame > total) rte_pktmbuf_trim(m, uint16_t(frame - total));  // Ethernet padding
+  return true;
+}
+
 uint16_t ip_input(Worker& w, rte_mbuf** pkts, uint16_t n) {
   uint16_t kept = 0;
-  for (uint16_t i = 0; i < n; i++) {
-    rte_mbuf* m = pkts[i];
-    uint8_t l2 = meta(m).l2_len;
-    uint32_t first_seg = rte_pktmbuf_data_len(m) - l2;
-    uint32_t frame = rte_pktmbuf_pkt_len(m) - l2;
-    if (first_seg < sizeof(rte_ipv4_hdr)) {
-      drop(w, m, Drop::ip_truncated);
-      continue;
-    }
-    auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, l2);
-    if ((ip->version_ihl >> 4) != 4) {
-      drop(w, m, Drop::ip_bad_version);
-      continue;
-    }
-    uint32_t header = uint32_t(ip->version_ihl & 0xf) * 4;
-    if (header < sizeof(rte_ipv4_hdr) || header > first_seg) {
-      drop(w, m, Drop::ip_bad_ihl);
-      continue;
-    }
-    uint32_t total = rte_be_to_cpu_16(ip->total_length);
-    if (total < header || total > frame) {
-      drop(w, m, Drop::ip_bad_total_length);
-      continue;
-    }
-    if (ipv4_header_sum(ip, header) != 0xffff) {
-      drop(w, m, Drop::ip_bad_checksum);
-      continue;
-    }
-    if (frame > total) rte_pktmbuf_trim(m, uint16_t(frame - total));  // Ethernet padding
-    pkts[kept++] = m;
-  }
+  for (uint16_t i = 0; i < n; i++)
+    if (ip_check(w, pkts[i])) pkts[kept++] = pkts[i];
   return kept;
 }
 

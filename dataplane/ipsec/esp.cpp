@@ -430,7 +430,8 @@ void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_
     bump(w.counters->interfaces[sa->tunnel].rx_packets);
     bump(w.counters->interfaces[sa->tunnel].rx_bytes, inner_len);
     bump(w.counters->tenants[tunnel->tenant].rx_packets);
-    inner[n_inner++] = m;
+    // The inner header is checked here while it is in cache; the pipeline does not again.
+    if (ip_check(w, m)) inner[n_inner++] = m;
   }
 }
 

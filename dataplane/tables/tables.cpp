@@ -49,7 +49,9 @@ void NeighbourTable::lookup_bulk(const NeighbourKey* keys, unsigned n, uint64_t*
     unsigned count = std::min<unsigned>(n - done, RTE_HASH_LOOKUP_BULK_MAX);
     unsigned lookups = 0;
     for (unsigned i = 0; i < count; i++) {
-      if (i == 0 || memcmp(&keys[done + i], &keys[done + i - 1], sizeof(NeighbourKey)) != 0)
+      // Field by field: a whole-key load just after the stores that built it would wait.
+      if (i == 0 || keys[done + i].address != keys[done + i - 1].address ||
+          keys[done + i].interface != keys[done + i - 1].interface)
         key_ptrs[lookups++] = &keys[done + i];
       lookup_of[i] = lookups - 1;
     }
