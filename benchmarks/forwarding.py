@@ -275,12 +275,13 @@ def sched_sample(task):
     return on, wait, steal
 
 
-def measure(pid, counter, warmup, window, sample=None):
+def measure(pid, counter, warmup, window, sample=None, task_of=None):
     """Packets per second of `counter()` (a cumulative packet count) over `window` seconds
     after `warmup` seconds, and how much of the window the worker thread really had its CPU
-    (schedstat: other processes on CPU 1 take it away; steal: the hypervisor does)."""
+    (schedstat: other processes on CPU 1 take it away; steal: the hypervisor does).
+    `task_of(pid)` finds the thread that forwards (default: lcore 1's worker thread)."""
     time.sleep(warmup)
-    task = worker_thread(pid)
+    task = (task_of or worker_thread)(pid)
     s0 = sched_sample(task)
     t0, c0 = time.monotonic(), counter()
     x0 = sample() if sample else None

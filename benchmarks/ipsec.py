@@ -16,6 +16,9 @@ IMIX 7:4:1 of 64/576/1400), the same pcap goes through:
   - ipsec-secgw from /usr/share/dpdk/examples, built into the temp folder with two patches for
     virtual ports (see patch_secgw), legacy path, lookaside-none via crypto_aesni_gcm (GCM) or
     crypto_aesni_mb (CBC+HMAC) (--secgw-cpu-crypto: librte_ipsec with cpu-crypto instead).
+Per size, DPDK's l3fwd (LPM, from the same examples) routes the plain inner packets on the same
+harness: what routing one packet costs the leanest router at hand, which any ESP gateway pays
+on top of its crypto (the bar's section compares it with what the 0.75x bar leaves).
 Best of --runs; the rounds interleave all points. Raw crypto: a small C program against
 libIPSec_MB (gcc -O2), TSC via __rdtsc, best of 5.
 """
@@ -222,16 +225,34 @@ def patch_secgw(src):
         f.write(s)
 
 
-def start_secgw_build(examples):
-    dst = os.path.join(workdir, "secgw")
+def patch_l3fwd(src):
+    """One change, not on the packet path: no RX checksum offload request (as for ipsec-secgw).
+    It runs with one lcore (-l 1), which is its main lcore: one TX queue, nothing spinning."""
+    path = os.path.join(src, "main.c")
+    with open(path) as f:
+        s = f.read()
+    a = "\t\t.offloads = RTE_ETH_RX_OFFLOAD_CHECKSUM,\n"
+    if s.count(a) != 1:
+        raise RuntimeError("l3fwd main.c changed; patch does not apply: %r" % a)
+    with open(path, "w") as f:
+        f.write(s.replace(a, "\t\t.offloads = 0, /* medix bench: no RX checksum offload */\n"))
+
+
+def start_builds(examples):
+    """ipsec-secgw and l3fwd, copied from DPDK's examples, patched, built with their Makefiles
+    (one after the other, in the background). Returns the build process and both programs."""
+    dst = os.path.join(workdir, "examples")
     os.makedirs(dst)
-    shutil.copytree(os.path.join(examples, "ipsec-secgw"), os.path.join(dst, "ipsec-secgw"))
-    if os.path.isdir(os.path.join(examples, "common")):
-        shutil.copytree(os.path.join(examples, "common"), os.path.join(dst, "common"))
+    for name in ("ipsec-secgw", "l3fwd", "common"):
+        if os.path.isdir(os.path.join(examples, name)):
+            shutil.copytree(os.path.join(examples, name), os.path.join(dst, name))
     patch_secgw(os.path.join(dst, "ipsec-secgw"))
-    proc = fwd.start(["make", "-s", "-C", os.path.join(dst, "ipsec-secgw")],
-                     os.path.join(workdir, "secgw-build.log"))
-    return proc, os.path.join(dst, "ipsec-secgw", "build", "ipsec-secgw")
+    patch_l3fwd(os.path.join(dst, "l3fwd"))
+    proc = fwd.start(["sh", "-c", "make -s -C %s && make -s -C %s" % (
+        os.path.join(dst, "ipsec-secgw"), os.path.join(dst, "l3fwd"))],
+        os.path.join(workdir, "examples-build.log"))
+    return (proc, os.path.join(dst, "ipsec-secgw", "build", "ipsec-secgw"),
+            os.path.join(dst, "l3fwd", "build", "l3fwd"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -525,6 +546,41 @@ def run_secgw(args, exe, pcap, cfg, direction, alg):
     return res
 
 
+def run_router(args, exe, pcap):
+    """l3fwd (LPM) on the plain frames: 10.0.0.0/24 out of port 1, as medix-dp routes them."""
+    prefix = fwd.new_prefix()
+    rules4, rules6 = os.path.join(workdir, "l3fwd-v4.cfg"), os.path.join(workdir, "l3fwd-v6.cfg")
+    if not os.path.exists(rules4):
+        with open(rules4, "w") as f:
+            f.write("R%s 1\nR10.0.1.0/24 0\n" % REMOTE_NET)
+        with open(rules6, "w") as f:
+            f.write("R2001:db8::/32 1\n")
+    eal = fwd.eal_args(prefix, 512, pcap)
+    eal[eal.index("-l") + 1] = "1"
+    cmd = [exe] + eal + ["--", "-p", "0x3", "-P", "--config", "(0,0,1),(1,0,1)",
+                         "--parse-ptype", "--rule_ipv4", rules4, "--rule_ipv6", rules6]
+    p = fwd.start(cmd, os.path.join(workdir, prefix + ".log"))
+    try:
+        t_start = time.monotonic()
+        tel = fwd.wait_for(p, prefix, r"entering main loop on lcore 1", args.start_timeout)
+        startup_s = time.monotonic() - t_start
+        try:
+            res = fwd.measure(p.pid, lambda: tel("/ethdev/stats,1")["opackets"], args.warmup,
+                              args.window, lambda: (tel("/ethdev/stats,0")["ipackets"],
+                                                    tel("/ethdev/stats,1")["opackets"]),
+                              task_of=lambda pid: "/proc/%d/task/%d" % (pid, pid))
+            (rx0, tx0), (rx1, tx1) = res.pop("samples")
+        finally:
+            tel.close()
+    finally:
+        fwd.stop(p)
+        fwd.cleanup_runtime_dir(prefix)
+    rx = rx1 - rx0
+    res.update({"startup_s": startup_s,
+                "forwarded_share": round((tx1 - tx0) / rx, 4) if rx else None})
+    return res
+
+
 def verify(args, secgw_exe):
     """--verify: 8 packets of 512 B per (direction, alg) through medix-dp and ipsec-secgw with
     a pcap on the egress port instead of net_null, checked with scapy (inbound: the inner
@@ -605,8 +661,9 @@ def plot(results, path):
                              squeeze=False)
     series = [("testpmd io (ceiling)", "ceiling", "#9e9e9e"),
               ("ceiling + raw IPsec-MB", "floor", "#cfcfcf"),
+              ("l3fwd, plain packets", "router", "#2ca02c"),
               ("medix-dp", "medix", "#1f77b4"), ("ipsec-secgw", "secgw", "#ff7f0e")]
-    width = 0.2
+    width = 0.16
     for ax, d in zip(axes[:, 0], dirs):
         pts = [p for p in results["points"] if p["direction"] == d]
         groups = []
@@ -621,13 +678,16 @@ def plot(results, path):
                     y, t = p.get("ceiling_cycles_per_packet"), None
                 elif key == "floor":
                     y, t = p.get("floor_cycles_per_packet"), None
+                elif key == "router":
+                    y, t = (results.get("router", {}).get(p["size"]) or {}).get(
+                        "cycles_per_packet"), None
                 else:
                     m = p.get(key) or {}
                     y = m.get("cycles_per_packet")
                     t = "%.1f" % m["gbps_inner"] if m.get("gbps_inner") else None
                 if not y:
                     continue
-                xs.append(j + (i - 1.5) * width)
+                xs.append(j + (i - 2) * width)
                 ys.append(y)
                 texts.append(t)
             bars = ax.bar(xs, ys, width, label=label, color=color)
@@ -642,7 +702,7 @@ def plot(results, path):
         ax.set_ylabel("TSC cycles/pkt", fontsize=8)
         ax.set_title("%s; labels: Gbit/s of inner packets" % DIRS[d], fontsize=8)
         ax.tick_params(axis="y", labelsize=7)
-    axes[0, 0].legend(fontsize=6, loc="upper left", ncol=4)
+    axes[0, 0].legend(fontsize=6, loc="upper left", ncol=5)
     fig.suptitle("ESP on one worker core, %s, TSC %.0f MHz"
                  % (results["cpu_model"], results["tsc_hz"] / 1e6), fontsize=8)
     fig.tight_layout()
@@ -668,12 +728,20 @@ def print_table(results):
             f(s.get("cycles_per_packet")), f(s.get("gbps_inner"), "%9.2f"),
             f(p.get("medix_to_secgw"), "%8.3f"), f(s.get("cycles_over_floor"), "%7.0f"),
             "%.0f" % esp if esp else "-"))
+    for size, r in results.get("router", {}).items():
+        print("l3fwd %-5s routing plain packets: %.0f cycles/pkt, %.0f over its ceiling"
+              % (size, r["cycles_per_packet"], r["cycles_over_ceiling"]))
     for b in results.get("bar", []):
         print("bar %s %s 1400 B: medix/secgw %s (<= 0.75: %s); medix over ceiling+raw %s "
               "(<= 150: %s) -> %s" % (
                   b["direction"], b["alg"], b.get("medix_to_secgw"), b.get("ratio_met"),
                   b.get("medix_over_floor"), b.get("over_met"),
                   "MET" if b.get("met") else "NOT MET"))
+        if b.get("ratio_budget_over_floor") is not None:
+            print("    0.75 x secgw leaves %s cycles over ceiling+raw (secgw itself uses %s); "
+                  "l3fwd alone spends %s over its ceiling routing the plain packet"
+                  % (b["ratio_budget_over_floor"], b.get("secgw_over_floor"),
+                     b.get("router_over_ceiling")))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -701,6 +769,7 @@ def main():
     ap.add_argument("--budget", type=float, default=420.0,
                     help="no extra runs for disturbed points after this many seconds")
     ap.add_argument("--skip-secgw", action="store_true")
+    ap.add_argument("--skip-router", action="store_true", help="no l3fwd reference")
     ap.add_argument("--secgw-cpu-crypto", action="store_true",
                     help="ipsec-secgw with librte_ipsec (-l) and SAs of type cpu-crypto")
     ap.add_argument("--verify", action="store_true",
@@ -728,9 +797,10 @@ def main():
         os.stat(args.binary).st_mtime, datetime.timezone.utc).isoformat(timespec="seconds")}
     args.binary = shutil.copy2(args.binary, os.path.join(workdir, "medix-dp"))
 
-    build = exe = None
-    if not args.skip_secgw:
-        build, exe = start_secgw_build(args.examples)  # compiles on CPU 1 while scapy works
+    build = exe = router_exe = None
+    if not (args.skip_secgw and args.skip_router):
+        # Compiles on CPU 1 while scapy works.
+        build, exe, router_exe = start_builds(args.examples)
     if 0 in fwd.ALL_CPUS and len(fwd.ALL_CPUS) > 1:
         os.sched_setaffinity(0, {0})
 
@@ -749,15 +819,23 @@ def main():
                         d, a, s, args.packets, args.seed * 100 + len(pcaps))
                     if d == "in" and s == args.sizes[0]:
                         check_inbound_pcap(pcaps[key], a)
+    if not args.skip_router:  # l3fwd routes the plain frames
+        for s in args.sizes:
+            key = ("out", "plain", s)
+            if key not in pcaps:
+                pcaps[key], frame_bytes[key] = make_pcaps("out", None, s, args.packets,
+                                                          args.seed * 100 + len(pcaps))
     log("pcaps ready in %.1f s" % (time.monotonic() - t_begin))
 
     raw_exe = build_raw()
     raw_passes = []
     if build:
-        if build.wait(180) != 0 or not os.access(exe, os.X_OK):
-            raise RuntimeError("ipsec-secgw build failed:\n" + fwd.log_tail(build, 30))
+        if build.wait(240) != 0 or not os.access(exe, os.X_OK) or not os.access(router_exe, os.X_OK):
+            raise RuntimeError("ipsec-secgw or l3fwd build failed:\n" + fwd.log_tail(build, 30))
         fwd.stop(build)
-        log("ipsec-secgw built (%.0f s in)" % (time.monotonic() - t_begin))
+        log("ipsec-secgw and l3fwd built (%.0f s in)" % (time.monotonic() - t_begin))
+    if args.skip_secgw:
+        exe = None
     verified = None
     if args.verify:
         verified = verify(args, exe)
@@ -775,6 +853,11 @@ def main():
                 points.append(("medix", (d, a, s)))
                 if not args.skip_secgw:
                     points.append(("secgw", (d, a, s)))
+    if not args.skip_router:
+        for s in args.sizes:
+            if ("testpmd", ("out", "plain", s)) not in points:
+                points.append(("testpmd", ("out", "plain", s)))
+            points.append(("router", ("out", "plain", s)))
     runs = {pt: [] for pt in points}
     errors = {}
 
@@ -787,6 +870,8 @@ def main():
             elif kind == "medix":
                 res = fwd.run_medix(args, pcaps[d, a if d == "in" else "plain", s],
                                     configs[d, a], 512)
+            elif kind == "router":
+                res = run_router(args, router_exe, pcaps[d, a, s])
             else:
                 res = run_secgw(args, exe, pcaps[d, a if d == "in" else "plain", s],
                                 sgw_configs[d, a], d, a)
@@ -884,12 +969,26 @@ def main():
                          "librte_ipsec (-l), cpu-crypto" if args.secgw_cpu_crypto
                          else "legacy path, lookaside-none (cryptodev aesni_gcm / aesni_mb)"),
             "medix_sa": "replay_window 0 (the pcap repeats its sequence numbers), no ESN",
+            "router": "DPDK examples/l3fwd, LPM, --parse-ptype, one lcore (-l 1), RX checksum "
+                      "offload request dropped; routes the plain inner frames (the outbound "
+                      "pcap) out of the null port: what routing a packet costs on this harness",
+            "ratio_budget_over_floor": "0.75 x ipsec-secgw's cycles - (ceiling + raw): what the "
+                                       "0.75 bar leaves for everything but the harness and the "
+                                       "crypto (parsing, SA lookup, checks, routing, rewrite)",
         },
         "raw": raw,
+        "router": {},
         "frame_bytes": {"%s-%s-%s" % k: round(v, 1) for k, v in frame_bytes.items()},
         "points": [],
         "bar": [],
     }
+    for s in args.sizes:
+        r = best_of(runs.get(("router", ("out", "plain", s))), mean_inner(s))
+        c = best_of(runs.get(("testpmd", ("out", "plain", s))), mean_inner(s))
+        if r and c:
+            r["ceiling_cycles_per_packet"] = c["cycles_per_packet"]
+            r["cycles_over_ceiling"] = round(r["cycles_per_packet"] - c["cycles_per_packet"], 1)
+            results["router"][s] = r
     for d in args.dirs:
         for a in args.algs:
             for s in args.sizes:
@@ -925,6 +1024,9 @@ def main():
                 esp = st.get("esp_input" if d == "in" else "esp_output")
                 if esp:
                     p["medix_esp_stage_over_raw"] = round(esp - rawc, 1)
+                router = results["router"].get(s, {}).get("cycles_over_ceiling")
+                if router is not None:
+                    p["router_over_ceiling"] = router
                 results["points"].append(p)
                 if s == "1400" and mc:
                     b = {"direction": d, "alg": a, "medix_cycles": mc, "secgw_cycles": sc,
@@ -936,6 +1038,12 @@ def main():
                     b["over_met"] = b["medix_over_floor"] is not None and \
                         b["medix_over_floor"] <= 150
                     b["met"] = b["ratio_met"] and b["over_met"]
+                    if sc and b["floor"]:
+                        # Cycles the ratio bar leaves beyond the harness and the crypto, against
+                        # what l3fwd alone spends routing the plain packet on this harness.
+                        b["ratio_budget_over_floor"] = round(0.75 * sc - b["floor"], 1)
+                        b["router_over_ceiling"] = p.get("router_over_ceiling")
+                        b["secgw_over_floor"] = (p["secgw"] or {}).get("cycles_over_floor")
                     results["bar"].append(b)
     results["verified"] = verified
     if errors:

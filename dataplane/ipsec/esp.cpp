@@ -446,6 +446,7 @@ struct PendingIcvs {
   uint8_t tag[2 * burst_size][32];
   uint8_t failed[2 * burst_size];
   rte_mbuf* pkt[2 * burst_size];
+  SaState* sa[2 * burst_size];
   // Packets whose job failed, over the whole call: taken out before anything leaves.
   uint16_t n_failed = 0;
   rte_mbuf* failed_pkts[2 * burst_size];
@@ -454,7 +455,10 @@ struct PendingIcvs {
     flush_jobs(w);
     for (uint16_t i = 0; i < n; i++) {
       memcpy(icv[i], tag[i], len[i]);
-      if (failed[i] && n_failed < std::size(failed_pkts)) failed_pkts[n_failed++] = pkt[i];
+      if (failed[i] && n_failed < std::size(failed_pkts)) {
+        failed_pkts[n_failed++] = pkt[i];
+        bump(sa[i]->drops[unsigned(SaDrop::crypto_failed)]);
+      }
     }
     n = 0;
   }
@@ -541,6 +545,7 @@ bool encapsulate(Worker& w, SaState& sa, const InterfaceEntry& tunnel, rte_mbuf*
     pending.icv[k] = icv;
     pending.len[k] = sa.icv_len;
     pending.pkt[k] = m;
+    pending.sa[k] = &sa;
     cbc_hmac(w, sa, true, esp, esp_header + 16, padded, hashed, iv, pending.tag[k], true, &pending.failed[k]);
   }
   sa.seq = seq;
