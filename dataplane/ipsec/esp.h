@@ -8,9 +8,9 @@
 // esp_input may take before any route lookup.
 bool esp_candidate(rte_mbuf* m);
 // ESP packets (L2 still on). Decrypted inner packets come out with no L2, in the tunnel's
-// tenant, as if received on the tunnel interface, their headers checked as ip_input does. Packets whose SPI is not an inbound SA of a
-// tunnel with this destination as its local address in this underlay are handed back as they
-// came in `not_ours` when it is given (they are someone else's ESP: route them), else dropped.
+// tenant, as if received on the tunnel interface, their headers checked as ip_input does. Packets whose SPI is not an
+// inbound SA of a tunnel with this destination as its local address in this underlay are handed back as they came in
+// `not_ours` when it is given (they are someone else's ESP: route them), else dropped.
 void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_t& n_inner,
                rte_mbuf** not_ours = nullptr, uint16_t* n_not_ours = nullptr);
 // Packets routed to a tunnel (L2 still on, TTL done). Encrypted outer packets come out with
