@@ -336,23 +336,17 @@ done
 
 # --- hosp-a and hosp-b at the same time: same inside address, two core addresses ----------------
 drops0=$(mx_tele /medix/drops)
-pids=()
-t0=$(date +%s.%N)
-for i in $(seq "$CONNS"); do
-  for t in hosp-a hosp-b; do
-    send "$t-lan" "$t-$i"; pids+=("$MX_LAST_PID")
-  done
-done
 # Meanwhile the policy keeps changing (rules that do not concern these flows): each change makes
-# every session be checked again on its next packet; none may be lost or made anew.
+# every session be checked again on its next packet; none may be lost or made anew. The churn
+# is running (its first change applied) before the transfers start, and until they end.
 PYTHONDONTWRITEBYTECODE=1 "$MX_PY" - "$MX_REPO/test/api" "unix:/var/run/dpdk/$MX_PREFIX/api.sock" \
-  "$MX_TMP/churn.stop" >"$MX_TMP/churn.json" 2>"$MX_TMP/churn.err" <<'EOF' &
+  "$MX_TMP/churn.stop" "$MX_TMP/churn.ready" >"$MX_TMP/churn.json" 2>"$MX_TMP/churn.err" <<'EOF' &
 import json, os, sys, time
 sys.path.insert(0, sys.argv[1])
 import medixapi as api
 from medixapi import pb, create, delete
 c = api.Client(sys.argv[2])
-n, errors, t_end = 0, [], time.monotonic() + 20
+n, errors, t_end = 0, [], time.monotonic() + 60
 while not os.path.exists(sys.argv[3]) and time.monotonic() < t_end:
     rule = pb.PolicyRule(name="churn-%d" % n, priority=500 + n % 50, from_tenant="hosp-c", to_tenant="archive",
                          permit=False)
@@ -362,9 +356,22 @@ while not os.path.exists(sys.argv[3]) and time.monotonic() < t_end:
             n += 1
         except Exception as e:  # noqa: BLE001
             errors.append(str(e))
+    if n == 2:
+        open(sys.argv[4], "w").close()
 print(json.dumps({"transactions": n, "errors": errors[:3]}))
 EOF
 churn_pid=$!
+for _ in $(seq 200); do
+  if [ -e "$MX_TMP/churn.ready" ] || ! kill -0 "$churn_pid" 2>/dev/null; then break; fi
+  sleep 0.1
+done
+pids=()
+t0=$(date +%s.%N)
+for i in $(seq "$CONNS"); do
+  for t in hosp-a hosp-b; do
+    send "$t-lan" "$t-$i"; pids+=("$MX_LAST_PID")
+  done
+done
 for p in "${pids[@]}"; do wait "$p"; done
 t1=$(date +%s.%N)
 touch "$MX_TMP/churn.stop"
