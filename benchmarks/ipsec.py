@@ -515,16 +515,9 @@ def raw_keys(direction, alg):
 # ipsec-secgw runs
 
 
-def run_secgw(args, exe, pcap, cfg, direction, alg):
-    prefix = fwd.new_prefix()
-    cdev = "crypto_aesni_gcm0" if alg == "gcm" else "crypto_aesni_mb0"
-    cmd = [exe] + fwd.eal_args(prefix, 512, pcap) + ["--vdev", cdev, "--",
-                                                     "-p", "0x3",
-                                                     "-u", "0x1" if direction == "in" else "0x2",
-                                                     "-f", cfg,
-                                                     "--config", "(0,0,1),(1,0,1)"]
-    if args.secgw_cpu_crypto:
-        cmd.append("-l")
+def run_example(args, cmd, prefix, task_of=None):
+    """Runs one of DPDK's examples until its main loop starts, then counts what it forwards:
+    port 1's tx over port 0's rx."""
     p = fwd.start(cmd, os.path.join(workdir, prefix + ".log"))
     try:
         t_start = time.monotonic()
@@ -533,7 +526,8 @@ def run_secgw(args, exe, pcap, cfg, direction, alg):
         try:
             res = fwd.measure(p.pid, lambda: tel("/ethdev/stats,1")["opackets"], args.warmup,
                               args.window, lambda: (tel("/ethdev/stats,0")["ipackets"],
-                                                    tel("/ethdev/stats,1")["opackets"]))
+                                                    tel("/ethdev/stats,1")["opackets"]),
+                              task_of=task_of)
             (rx0, tx0), (rx1, tx1) = res.pop("samples")
         finally:
             tel.close()
@@ -544,6 +538,19 @@ def run_secgw(args, exe, pcap, cfg, direction, alg):
     res.update({"startup_s": startup_s,
                 "forwarded_share": round((tx1 - tx0) / rx, 4) if rx else None})
     return res
+
+
+def run_secgw(args, exe, pcap, cfg, direction, alg):
+    prefix = fwd.new_prefix()
+    cdev = "crypto_aesni_gcm0" if alg == "gcm" else "crypto_aesni_mb0"
+    cmd = [exe] + fwd.eal_args(prefix, 512, pcap) + ["--vdev", cdev, "--",
+                                                     "-p", "0x3",
+                                                     "-u", "0x1" if direction == "in" else "0x2",
+                                                     "-f", cfg,
+                                                     "--config", "(0,0,1),(1,0,1)"]
+    if args.secgw_cpu_crypto:
+        cmd.append("-l")
+    return run_example(args, cmd, prefix)
 
 
 def run_router(args, exe, pcap):
@@ -556,29 +563,10 @@ def run_router(args, exe, pcap):
         with open(rules6, "w") as f:
             f.write("R2001:db8::/32 1\n")
     eal = fwd.eal_args(prefix, 512, pcap)
-    eal[eal.index("-l") + 1] = "1"
+    eal[eal.index("-l") + 1] = "1"  # its main lcore forwards: the process's main thread
     cmd = [exe] + eal + ["--", "-p", "0x3", "-P", "--config", "(0,0,1),(1,0,1)",
                          "--parse-ptype", "--rule_ipv4", rules4, "--rule_ipv6", rules6]
-    p = fwd.start(cmd, os.path.join(workdir, prefix + ".log"))
-    try:
-        t_start = time.monotonic()
-        tel = fwd.wait_for(p, prefix, r"entering main loop on lcore 1", args.start_timeout)
-        startup_s = time.monotonic() - t_start
-        try:
-            res = fwd.measure(p.pid, lambda: tel("/ethdev/stats,1")["opackets"], args.warmup,
-                              args.window, lambda: (tel("/ethdev/stats,0")["ipackets"],
-                                                    tel("/ethdev/stats,1")["opackets"]),
-                              task_of=lambda pid: "/proc/%d/task/%d" % (pid, pid))
-            (rx0, tx0), (rx1, tx1) = res.pop("samples")
-        finally:
-            tel.close()
-    finally:
-        fwd.stop(p)
-        fwd.cleanup_runtime_dir(prefix)
-    rx = rx1 - rx0
-    res.update({"startup_s": startup_s,
-                "forwarded_share": round((tx1 - tx0) / rx, 4) if rx else None})
-    return res
+    return run_example(args, cmd, prefix, task_of=lambda pid: "/proc/%d/task/%d" % (pid, pid))
 
 
 def verify(args, secgw_exe):
