@@ -14,8 +14,9 @@
 
 #include "api/server.h"
 #include "config/load.h"
+#include "config/settings.h"
 #include "control/intent.h"
-#include "infra/dataplane.h"
+#include "runtime/dataplane.h"
 
 namespace {
 

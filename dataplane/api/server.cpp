@@ -12,9 +12,9 @@
 #include <thread>
 
 #include "config/text.h"
-#include "infra/snapshot.h"
 #include "medix/dataplane/v1/dataplane.grpc.pb.h"
 #include "nat/nat.h"
+#include "runtime/snapshot.h"
 
 namespace v1 = medix::dataplane::v1;
 using medix::control::Code;
@@ -425,8 +425,8 @@ class Service final : public v1::Dataplane::Service {
       l->set_lcore(w->lcore);
       StageStats stages[unsigned(Stage::count)];
       for (unsigned s = 0; s < unsigned(Stage::count); s++)
-        stages[s] = {read(w->counters->stages[s].calls), read(w->counters->stages[s].packets),
-                     read(w->counters->stages[s].cycles)};
+        stages[s] = {load_counter(w->counters->stages[s].calls), load_counter(w->counters->stages[s].packets),
+                     load_counter(w->counters->stages[s].cycles)};
       fill_stages(l->mutable_stages(), stages);
     }
     return grpc::Status::OK;
@@ -506,7 +506,7 @@ class Service final : public v1::Dataplane::Service {
       auto* l = out.add_lcores();
       l->set_lcore(w->lcore);
       uint64_t drops[drop_reason_count];
-      for (unsigned r = 0; r < drop_reason_count; r++) drops[r] = read(w->counters->drops[r]);
+      for (unsigned r = 0; r < drop_reason_count; r++) drops[r] = load_counter(w->counters->drops[r]);
       fill_drops(l->mutable_drops(), drops);
     }
     for (const auto& x : s.tunnels) {
@@ -529,7 +529,7 @@ class Service final : public v1::Dataplane::Service {
       c->set_sequence(x.sequence);
       for (unsigned r = 0; r < std::size(x.drops); r++) {
         auto* d = c->add_drops();
-        d->set_reason(sa_drop_names[r]);
+        d->set_reason(drop_reasons[unsigned(first_sa_drop) + r].name);
         d->set_packets(x.drops[r]);
       }
     }

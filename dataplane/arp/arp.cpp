@@ -3,7 +3,7 @@
 #include <rte_arp.h>
 #include <rte_ring_elem.h>
 
-#include "infra/pipeline.h"
+#include "arp/arp.h"
 #include "l2/l2.h"
 
 void arp_input(Worker& w, rte_mbuf** pkts, uint16_t n) {

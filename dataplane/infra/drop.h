@@ -1,6 +1,7 @@
 #pragma once
 // Every reason a packet can be dropped, with the description the API and CLI print.
-// One table; a drop anywhere goes through count_drop() with one of these.
+// One table; a drop anywhere goes through drop() (infra/worker.h) with one of these, and the
+// reasons from esp_truncated to sa_seq_overflow count against the packet's SA too.
 #include <cstdint>
 
 #define MEDIX_DROP_REASONS(X)                                                                 \
@@ -26,8 +27,8 @@
   X(mtu_exceeded, "larger than the egress MTU with DF set (ICMP fragmentation needed sent)")  \
   X(fragmentation_failed, "could not fragment (no buffers, or too many fragments)")           \
   X(no_buffer, "mbuf pool empty while building a packet")                                     \
-  X(esp_truncated, "ESP shorter than its header, IV, a block and the ICV")                    \
   X(esp_unknown_spi, "no inbound SA with this SPI for this tunnel endpoint and underlay")     \
+  X(esp_truncated, "ESP shorter than its header, IV, a block and the ICV")                    \
   X(esp_bad_icv, "ESP integrity check failed")                                                \
   X(esp_crypto_failed, "IPsec-MB did not complete the packet's job (status not COMPLETED)")   \
   X(esp_replayed, "ESP sequence number already seen (anti-replay)")                           \
@@ -65,6 +66,12 @@ enum class Drop : uint16_t {
 };
 
 inline constexpr unsigned drop_reason_count = static_cast<unsigned>(Drop::count);
+
+// The reasons an SA counts as well (SaState::drops), one range of the table.
+inline constexpr Drop first_sa_drop = Drop::esp_truncated;
+inline constexpr Drop last_sa_drop = Drop::sa_seq_overflow;
+inline constexpr unsigned sa_drop_count = unsigned(last_sa_drop) - unsigned(first_sa_drop) + 1;
+inline constexpr bool counts_against_sa(Drop reason) { return reason >= first_sa_drop && reason <= last_sa_drop; }
 
 struct DropReasonInfo {
   const char* name;

@@ -1,6 +1,9 @@
 #pragma once
-// A worker lcore's whole world: what it reads (tables, settings), what it owns (counters,
-// tx buffers, pending queue, ICMP bucket) and the per-packet metadata its stages share.
+// The ground floor: a worker lcore's whole world — what it reads (tables, settings), what it
+// owns (counters, tx buffers, pending queue, ICMP bucket), the per-packet metadata its stages
+// share — and the few things every stage does (drop, send, originate). It calls no feature:
+// stages live in their feature folders, and pipeline/ alone knows them all.
+#include <rte_cycles.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 #include <rte_rcu_qsbr.h>
@@ -17,6 +20,15 @@
 #include "infra/settings.h"
 #include "tables/tables.h"
 
+// Why a packet travels to another worker over its hand-off ring (set by hand_off(), read
+// only off the ring, in one switch: pipeline/pipeline.cpp).
+enum class Handoff : uint8_t {
+  esp_decrypt,  // to the owner of its inbound SA
+  esp_encrypt,  // to the owner of its outbound SA
+  nat,          // to the owner of its session, to cross the core
+  inject,       // from the exception port (IKE from the kernel): route it
+};
+
 // Stored in each mbuf's private area (our pools reserve it).
 struct PacketMeta {
   uint16_t iface_in;
@@ -28,22 +40,21 @@ struct PacketMeta {
   // Pending queue only: the interfaces' uids (a slot may be reused while the packet waits)
   // and when ARP gives up (TSC).
   uint32_t in_uid, out_uid;
+  Handoff handoff;
   uint64_t deadline;
   // Crossing the core: the slot + 1 of the tenant the packet entered the core from (0: not
-  // crossing, or it arrived on a core interface), and where it leaves to (for the owner worker).
+  // crossing, or it arrived on a core interface), where it leaves to, and the core's route
+  // for it (a next hop id of this burst's generation).
   uint16_t origin;
   uint16_t exit;
+  uint16_t nexthop;
 };
 static_assert(sizeof(PacketMeta) % RTE_MBUF_PRIV_ALIGN == 0);
 inline constexpr uint16_t no_tenant = UINT16_MAX;
-inline constexpr uint8_t meta_fragment = 1;      // larger than the egress MTU, DF clear
-inline constexpr uint8_t meta_local = 2;         // made by medix-dp (ESP outer, ICMP): no TTL, no ICMP about it
-inline constexpr uint8_t meta_handoff_in = 4;    // handed to the SA's owner for decryption
-inline constexpr uint8_t meta_handoff_out = 8;   // handed to the SA's owner for encryption
-inline constexpr uint8_t meta_inject = 16;       // from the exception port: route it
-inline constexpr uint8_t meta_handoff_nat = 32;  // handed to its session's owner to cross the core
-inline constexpr uint8_t meta_crossed = 64;      // crossed the core already: route it in the core
-inline constexpr uint8_t meta_translated = 128;  // rewritten by crossing: answers to it are routed back
+inline constexpr uint8_t meta_fragment = 1;    // larger than the egress MTU, DF clear
+inline constexpr uint8_t meta_local = 2;       // made by medix-dp (ESP outer, ICMP): no TTL, no ICMP about it
+inline constexpr uint8_t meta_crossed = 4;     // crossed the core already: route it in the core
+inline constexpr uint8_t meta_translated = 8;  // rewritten by crossing: answers to it are routed back
 
 inline PacketMeta& meta(rte_mbuf* m) { return *static_cast<PacketMeta*>(rte_mbuf_to_priv(m)); }
 
@@ -92,7 +103,7 @@ struct Counters {
 };
 
 inline void bump(uint64_t& counter, uint64_t n = 1) { __atomic_store_n(&counter, counter + n, __ATOMIC_RELAXED); }
-inline uint64_t read(const uint64_t& counter) { return __atomic_load_n(&counter, __ATOMIC_RELAXED); }
+inline uint64_t load_counter(const uint64_t& counter) { return __atomic_load_n(&counter, __ATOMIC_RELAXED); }
 
 // What a worker tells the main lcore it learned from ARP.
 struct LearnedNeighbour {
@@ -170,21 +181,26 @@ struct alignas(RTE_CACHE_LINE_SIZE) Worker {
   rte_ring* punt = nullptr;   // IKE to the exception port; nullptr: none configured
   uint64_t now = 0;           // TSC at the start of this burst
   uint64_t timeouts[5] = {};  // sessions, in TSC: SessionTimeout
-  uint64_t nat_cycles = 0;    // spent crossing the core in this ip_lookup call
-  uint32_t nat_packets = 0;   // and how many crossed
 };
 
 enum SessionTimeout { timeout_tcp_established, timeout_tcp_transitory, timeout_udp, timeout_icmp, timeout_other };
 
-// Everything the pipeline stages do to one burst; defined across l2/, arp/, ip/.
+// Adds the cycles since `start` to a stage's runtime counters; returns now, the next stage's start.
+inline uint64_t account(Worker& w, Stage stage, uint64_t start, uint64_t packets) {
+  uint64_t now = rte_rdtsc();
+  StageStats& s = w.counters->stages[unsigned(stage)];
+  bump(s.calls);
+  bump(s.packets, packets);
+  bump(s.cycles, now - start);
+  return now;
+}
+
+// The one way a packet is dropped: counted by reason, and against its tenant.
 void drop(Worker& w, rte_mbuf* m, Drop reason);
+// Buffers a packet for a port's tx queue (flushed at the end of the loop, or when full).
 void send(Worker& w, uint16_t port, rte_mbuf* m);
 void flush_tx(Worker& w);
-void process_burst(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n);
-// Packets other workers handed to this one because it owns their SA.
-void process_handoff(Worker& w, rte_mbuf** pkts, uint16_t n);
 // Queues a packet medix-dp made for routing in the pipeline's next pass.
 void originate(Worker& w, rte_mbuf* m);
-// Routes what was originated outside a burst (ICMP errors of the ARP pending queue).
-void process_originated(Worker& w);
-void service_pending(Worker& w);
+// Hands a packet to another worker's ring (the owner of its SA or session).
+void hand_off(Worker& w, uint16_t queue, rte_mbuf* m, Handoff why);

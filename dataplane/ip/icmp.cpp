@@ -5,8 +5,8 @@
 #include <rte_ip_frag.h>
 #include <rte_udp.h>
 
-#include "infra/pipeline.h"
 #include "ip/checksum.h"
+#include "ip/ip.h"
 #include "l2/l2.h"
 
 namespace {

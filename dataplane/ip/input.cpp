@@ -1,12 +1,10 @@
 // ip_input: the RFC 1812 header checks. ip_lookup: the per-tenant FIB walk, route leaks
 // between tenants, TTL and MTU decisions.
-#include <rte_cycles.h>
 #include <rte_fib.h>
 #include <rte_ip.h>
 
-#include "infra/pipeline.h"
 #include "ip/checksum.h"
-#include "nat/nat.h"
+#include "ip/ip.h"
 
 bool ip_check(Worker& w, rte_mbuf* m) {
   uint8_t l2 = meta(m).l2_len;
@@ -107,97 +105,65 @@ bool crosses(const Tables& t, rte_mbuf* m, const Nexthop& nh, uint16_t& origin, 
   return origin != t.core || exit != t.core;
 }
 
-}  // namespace
-
-void nat_crossed(Worker& w, rte_mbuf* m, uint16_t exit) {
-  PacketMeta& pm = meta(m);
-  pm.origin = 0;
-  pm.tenant = exit;
-  if (exit == w.tables->core) pm.flags |= meta_crossed;
+// Where a packet goes by its route, unless it crosses the core.
+void route(Worker& w, rte_mbuf* m, const Nexthop& nh, Routed& out) {
+  if (nh.kind == NexthopKind::leak) {
+    meta(m).tenant = nh.tenant;
+    out.leaked[out.n_leaked++] = m;
+  } else if (forward_decision(w, m, nh, out.local, out.n_local)) {
+    out.fwd[out.n_fwd++] = m;
+  }
 }
 
-void ip_lookup(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** fwd, uint16_t& n_fwd, rte_mbuf** local,
-               uint16_t& n_local) {
-  const Tables& t = *w.tables;
-  // Packets still looking for a route; a leak sends a packet round again in another tenant.
-  rte_mbuf* todo[burst_size];
-  uint16_t n_todo = n;
-  std::memcpy(todo, pkts, n * sizeof(rte_mbuf*));
+}  // namespace
 
-  for (unsigned round = 0; n_todo > 0; round++) {
-    if (round > max_leak_hops) {
-      for (uint16_t i = 0; i < n_todo; i++) drop(w, todo[i], Drop::leak_loop);
-      return;
+uint16_t ip_lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Routed& out) {
+  const Tables& t = *w.tables;
+  uint16_t tenant = meta(pkts[0]).tenant;
+  rte_mbuf* group[burst_size];
+  uint32_t ips[burst_size];
+  uint64_t hops[burst_size];
+  uint16_t count = 0, left = 0;
+  for (uint16_t i = 0; i < n; i++) {
+    rte_mbuf* m = pkts[i];
+    if (meta(m).tenant != tenant) {
+      pkts[left++] = m;
+      continue;
     }
-    rte_mbuf* next[burst_size];
-    uint16_t n_next = 0;
-    // One bulk lookup per tenant present in the burst (usually one or two).
-    bool done[burst_size] = {};
-    for (uint16_t first = 0; first < n_todo; first++) {
-      if (done[first]) continue;
-      uint16_t tenant = meta(todo[first]).tenant;
-      uint32_t ips[burst_size];
-      uint64_t hops[burst_size];
-      uint16_t idx[burst_size], count = 0;
-      for (uint16_t i = first; i < n_todo; i++) {
-        if (done[i] || meta(todo[i]).tenant != tenant) continue;
-        done[i] = true;
-        idx[count] = i;
-        ips[count++] = rte_be_to_cpu_32(ipv4(todo[i])->dst_addr);
+    group[count] = m;
+    ips[count++] = rte_be_to_cpu_32(ipv4(m)->dst_addr);
+  }
+  rte_fib_lookup_bulk(t.tenants[tenant].fib, ips, hops, count);
+  for (uint16_t k = 0; k < count; k++) {
+    rte_mbuf* m = group[k];
+    const Nexthop& nh = t.nexthops[hops[k]];
+    uint16_t origin, exit;
+    if (tenant == t.core && crosses(t, m, nh, origin, exit)) {
+      // TTL first, as any router would on the way in: the error quotes the packet as its
+      // sender knows it and comes from the ingress gateway, not across the core.
+      if (!(meta(m).flags & meta_local) && ipv4(m)->time_to_live <= 1) {
+        icmp_error(w, m, icmp_time_exceeded, 0);
+        drop(w, m, Drop::ttl_expired);
+        continue;
       }
-      rte_fib_lookup_bulk(t.tenants[tenant].fib, ips, hops, count);
-      // Packets that cross the core here, done together after the others (nat/).
-      rte_mbuf* cross[burst_size];
-      const Nexthop* cross_nh[burst_size];
-      uint16_t cross_origin[burst_size], cross_exit[burst_size], n_cross = 0;
-      for (uint16_t k = 0; k < count; k++) {
-        rte_mbuf* m = todo[idx[k]];
-        const Nexthop& nh = t.nexthops[hops[k]];
-        uint16_t origin, exit;
-        if (tenant == t.core && crosses(t, m, nh, origin, exit)) {
-          // TTL first, as any router would on the way in: the error quotes the packet as its
-          // sender knows it and comes from the ingress gateway, not across the core.
-          if (!(meta(m).flags & meta_local) && ipv4(m)->time_to_live <= 1) {
-            icmp_error(w, m, icmp_time_exceeded, 0);
-            drop(w, m, Drop::ttl_expired);
-            continue;
-          }
-          cross[n_cross] = m;
-          cross_nh[n_cross] = &nh;
-          cross_origin[n_cross] = origin;
-          cross_exit[n_cross++] = exit;
-          continue;
-        } else if (nh.kind == NexthopKind::leak && nh.tenant == t.core && tenant != t.core) {
-          meta(m).origin = uint16_t(tenant + 1);  // enters the core from here
-        }
-        if (nh.kind == NexthopKind::leak) {
-          meta(m).tenant = nh.tenant;
-          next[n_next++] = m;
-        } else if (forward_decision(w, m, nh, local, n_local)) {
-          fwd[n_fwd++] = m;
-        }
-      }
-      if (n_cross) {
-        uint64_t start = rte_rdtsc();
-        bool crossed[burst_size];
-        nat_cross_burst(w, cross, n_cross, cross_origin, cross_exit, false, crossed);
-        w.nat_packets += n_cross;
-        w.nat_cycles += rte_rdtsc() - start;
-        for (uint16_t k = 0; k < n_cross; k++) {
-          if (!crossed[k]) continue;  // consumed
-          rte_mbuf* m = cross[k];
-          const Nexthop& nh = *cross_nh[k];
-          meta(m).origin = 0;
-          if (nh.kind == NexthopKind::leak) {
-            meta(m).tenant = nh.tenant;
-            next[n_next++] = m;
-          } else if (forward_decision(w, m, nh, local, n_local)) {
-            fwd[n_fwd++] = m;
-          }
-        }
-      }
+      PacketMeta& pm = meta(m);
+      pm.origin = uint16_t(origin + 1);
+      pm.exit = exit;
+      pm.nexthop = uint16_t(hops[k]);
+      out.cross[out.n_cross++] = m;
+      continue;
     }
-    std::memcpy(todo, next, n_next * sizeof(rte_mbuf*));
-    n_todo = n_next;
+    if (nh.kind == NexthopKind::leak && nh.tenant == t.core && tenant != t.core)
+      meta(m).origin = uint16_t(tenant + 1);  // enters the core from here
+    route(w, m, nh, out);
+  }
+  return left;
+}
+
+void ip_route_crossed(Worker& w, rte_mbuf** pkts, uint16_t n, Routed& out) {
+  for (uint16_t i = 0; i < n; i++) {
+    rte_mbuf* m = pkts[i];
+    meta(m).origin = 0;
+    route(w, m, w.tables->nexthops[meta(m).nexthop], out);
   }
 }

@@ -4,7 +4,8 @@
 #include <rte_ip.h>
 #include <rte_ip_frag.h>
 
-#include "infra/pipeline.h"
+#include "arp/arp.h"
+#include "ip/ip.h"
 #include "l2/l2.h"
 
 namespace {

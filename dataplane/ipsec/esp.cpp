@@ -8,8 +8,8 @@
 #include <rte_tcp.h>
 #include <rte_udp.h>
 
-#include "infra/pipeline.h"
 #include "ip/checksum.h"
+#include "ip/ip.h"
 #include "ipsec/sa.h"
 
 namespace {
@@ -42,8 +42,10 @@ bool same_icv(const uint8_t* a, const uint8_t* b, unsigned n) {
   return diff == 0;
 }
 
-void sa_drop(Worker& w, SaState& sa, rte_mbuf* m, SaDrop sa_reason, Drop reason) {
-  bump(sa.drops[unsigned(sa_reason)]);
+// A drop that counts against the SA too, by the same reason.
+void sa_drop(Worker& w, SaState& sa, rte_mbuf* m, Drop reason) {
+  static_assert(counts_against_sa(Drop::esp_truncated) && counts_against_sa(Drop::sa_seq_overflow));
+  bump(sa.drops_of(reason));
   drop(w, m, reason);
 }
 
@@ -68,11 +70,6 @@ bool account(Worker& w, SaState& sa, uint32_t bytes) {
     sa_event(w, sa, SaEventKind::hard_expired);
   }
   return true;
-}
-
-void handoff(Worker& w, const SaState& sa, rte_mbuf* m, uint8_t direction) {
-  meta(m).flags |= direction;
-  if (rte_ring_mp_enqueue(w.handoff[sa.owner], m) != 0) drop(w, m, Drop::handoff_full);
 }
 
 bool gcm(const SaState& sa) { return sa.cipher == CipherKind::aes_gcm; }
@@ -279,7 +276,7 @@ void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_
       meta(m).l2_len = 0;
     }
     if (sa->owner != w.queue) {
-      handoff(w, *sa, m, meta_handoff_in);
+      hand_off(w, sa->owner, m, Handoff::esp_decrypt);
       continue;
     }
     uint16_t ihl = uint16_t((ip->version_ihl & 0xf) * 4);
@@ -288,11 +285,11 @@ void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_
     int32_t esp_len = int32_t(rte_be_to_cpu_16(ip->total_length)) - esp_off;
     int32_t cipher_len = esp_len - esp_header - sa->iv_len - sa->icv_len;
     if (cipher_len < 2 || (cipher_len & (sa->block - 1))) {  // blocks are powers of two
-      sa_drop(w, *sa, m, SaDrop::bad_trailer, Drop::esp_truncated);
+      sa_drop(w, *sa, m, Drop::esp_truncated);
       continue;
     }
     if (sa->life == SaLife::hard_expired) {
-      sa_drop(w, *sa, m, SaDrop::expired, Drop::sa_expired);
+      sa_drop(w, *sa, m, Drop::sa_expired);
       continue;
     }
     uint32_t seq_low = be32_at(esp + 4);
@@ -309,9 +306,9 @@ void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_
     auto verdict = seq == 0 ? ReplayWindow::too_old : sa->replay.check(seq);
     if (verdict != ReplayWindow::accept) {
       if (verdict == ReplayWindow::replayed)
-        sa_drop(w, *sa, m, SaDrop::replayed, Drop::esp_replayed);
+        sa_drop(w, *sa, m, Drop::esp_replayed);
       else
-        sa_drop(w, *sa, m, SaDrop::too_old, Drop::esp_too_old);
+        sa_drop(w, *sa, m, Drop::esp_too_old);
       continue;
     }
     uint8_t* iv = esp + esp_header;
@@ -358,23 +355,23 @@ void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_
   for (uint16_t i = 0; i < n_decrypting; i++) {
     auto& [m, sa, tunnel, ip, payload, cipher_len, seq, tag, received, failed] = decrypting[i];
     if (failed) {
-      sa_drop(w, *sa, m, SaDrop::crypto_failed, Drop::esp_crypto_failed);
+      sa_drop(w, *sa, m, Drop::esp_crypto_failed);
       continue;
     }
     if (!same_icv(tag, received, sa->icv_len)) {
-      sa_drop(w, *sa, m, SaDrop::bad_icv, Drop::esp_bad_icv);
+      sa_drop(w, *sa, m, Drop::esp_bad_icv);
       continue;
     }
     if (sa->life == SaLife::hard_expired) {  // an earlier packet of this burst used it up
-      sa_drop(w, *sa, m, SaDrop::expired, Drop::sa_expired);
+      sa_drop(w, *sa, m, Drop::sa_expired);
       continue;
     }
     // Checked again: earlier packets of this burst have moved the window since.
     if (auto again = sa->replay.check(seq); again != ReplayWindow::accept) {
       if (again == ReplayWindow::replayed)
-        sa_drop(w, *sa, m, SaDrop::replayed, Drop::esp_replayed);
+        sa_drop(w, *sa, m, Drop::esp_replayed);
       else
-        sa_drop(w, *sa, m, SaDrop::too_old, Drop::esp_too_old);
+        sa_drop(w, *sa, m, Drop::esp_too_old);
       continue;
     }
     sa->replay.update(seq);
@@ -383,22 +380,22 @@ void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_
     bool pad_ok = pad + 2 <= cipher_len;
     for (unsigned k = 0; pad_ok && k < pad; k++) pad_ok = payload[cipher_len - 2 - pad + k] == k + 1;
     if (!pad_ok) {
-      sa_drop(w, *sa, m, SaDrop::bad_trailer, Drop::esp_bad_padding);
+      sa_drop(w, *sa, m, Drop::esp_bad_padding);
       continue;
     }
     if (next_header != IPPROTO_IPIP) {
-      sa_drop(w, *sa, m, SaDrop::bad_trailer, Drop::esp_bad_next_header);
+      sa_drop(w, *sa, m, Drop::esp_bad_next_header);
       continue;
     }
     uint32_t inner_len = uint32_t(cipher_len - pad - 2);
     if (inner_len < sizeof(rte_ipv4_hdr) || (payload[0] >> 4) != 4) {
-      sa_drop(w, *sa, m, SaDrop::bad_trailer, Drop::esp_bad_next_header);
+      sa_drop(w, *sa, m, Drop::esp_bad_next_header);
       continue;
     }
     auto* in = reinterpret_cast<rte_ipv4_hdr*>(payload);
     if (!in_selectors(tunnel->remote_selectors, tunnel->n_remote_selectors, rte_be_to_cpu_32(in->src_addr)) ||
         !in_selectors(tunnel->local_selectors, tunnel->n_local_selectors, rte_be_to_cpu_32(in->dst_addr))) {
-      sa_drop(w, *sa, m, SaDrop::selector, Drop::esp_selector_mismatch);
+      sa_drop(w, *sa, m, Drop::esp_selector_mismatch);
       continue;
     }
     // RFC 6040 decapsulation (section 4.2): CE outside marks an ECN-capable inside CE, and
@@ -410,7 +407,7 @@ void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_
     else if (inner_ecn == 2 && outer_ecn == 1)
       ecn = 1;
     if (inner_ecn == 0 && outer_ecn == 3) {
-      sa_drop(w, *sa, m, SaDrop::bad_trailer, Drop::esp_ecn);
+      sa_drop(w, *sa, m, Drop::esp_ecn);
       continue;
     }
     if (ecn != inner_ecn) {
@@ -505,7 +502,7 @@ struct CbcBatch {
       memcpy(p.icv, tags[i], p.sa->icv_len);
       if (p.failed && n_failed < std::size(failed_pkts)) {
         failed_pkts[n_failed++] = p.m;
-        bump(p.sa->drops[unsigned(SaDrop::crypto_failed)]);
+        bump(p.sa->drops_of(Drop::esp_crypto_failed));
       }
     }
     n = 0;
@@ -524,7 +521,7 @@ bool encapsulate(Worker& w, SaState& sa, const InterfaceEntry& tunnel, rte_mbuf*
     return false;
   }
   if (sa.life == SaLife::hard_expired) {
-    sa_drop(w, sa, m, SaDrop::expired, Drop::sa_expired);
+    sa_drop(w, sa, m, Drop::sa_expired);
     return false;
   }
   uint64_t seq = sa.seq + 1;
@@ -533,7 +530,7 @@ bool encapsulate(Worker& w, SaState& sa, const InterfaceEntry& tunnel, rte_mbuf*
       sa.life = SaLife::hard_expired;
       sa_event(w, sa, SaEventKind::sequence_overflow);
     }
-    sa_drop(w, sa, m, SaDrop::seq_overflow, Drop::sa_seq_overflow);
+    sa_drop(w, sa, m, Drop::sa_seq_overflow);
     return false;
   }
   if (tunnel.mss_clamp) clamp_mss(m, 0, tunnel.mss_clamp);
@@ -635,7 +632,7 @@ void esp_output(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** outer, uint16
       continue;
     }
     if (sa->owner != w.queue) {
-      handoff(w, *sa, m, meta_handoff_out);
+      hand_off(w, sa->owner, m, Handoff::esp_encrypt);
       continue;
     }
     if (pm.l2_len) {

@@ -10,21 +10,12 @@
 
 #include <cstdint>
 
+#include "infra/drop.h"
 #include "ipsec/replay.h"
 
 enum class CipherKind : uint8_t { aes_gcm, aes_cbc };
 enum class AuthKind : uint8_t { none, hmac_sha256_128, hmac_sha1_96 };
 enum class SaLife : uint8_t { active = 1, soft_expired = 2, hard_expired = 3 };
-
-// Drops that count against an SA as well as against the worker.
-#define MEDIX_SA_DROPS(X) \
-  X(bad_icv) X(replayed) X(too_old) X(bad_trailer) X(selector) X(expired) X(seq_overflow) X(crypto_failed)
-enum class SaDrop : uint8_t {
-#define MEDIX_SA_DROP_ENUM(name) name,
-  MEDIX_SA_DROPS(MEDIX_SA_DROP_ENUM)
-#undef MEDIX_SA_DROP_ENUM
-      count
-};
 
 struct alignas(64) SaState {
   // --- Set by the control side before the SA is published; read-only afterwards.
@@ -52,6 +43,7 @@ struct alignas(64) SaState {
   uint64_t packets = 0, bytes = 0;
   uint64_t last_used_tsc = 0;
   SaLife life = SaLife::active;
-  uint64_t drops[unsigned(SaDrop::count)] = {};
+  uint64_t drops[sa_drop_count] = {};  // by reason - first_sa_drop (infra/drop.h)
+  uint64_t& drops_of(Drop reason) { return drops[unsigned(reason) - unsigned(first_sa_drop)]; }
   ReplayWindow replay;  // inbound
 };

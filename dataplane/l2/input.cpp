@@ -6,7 +6,7 @@
 
 #include <algorithm>
 
-#include "infra/pipeline.h"
+#include "l2/l2.h"
 
 void l2_input(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n, rte_mbuf** ip, uint16_t& n_ip, rte_mbuf** arp,
               uint16_t& n_arp) {

@@ -1,11 +1,18 @@
 #pragma once
-// Ethernet and VLAN header writing for an interface's attachment (untagged, 802.1Q, QinQ).
+// Ethernet and VLAN: classifying received frames to their interface, and writing the header
+// of an interface's attachment (untagged, 802.1Q, QinQ).
 #include <rte_ether.h>
 #include <rte_mbuf.h>
 
 #include <cstring>
 
+#include "infra/worker.h"
 #include "tables/tables.h"
+
+// Classifies a burst received on `port`: IPv4 to `ip`, ARP to `arp` (meta iface_in, tenant,
+// l2_len set); the rest dropped by reason.
+void l2_input(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n, rte_mbuf** ip, uint16_t& n_ip, rte_mbuf** arp,
+              uint16_t& n_arp);
 
 inline uint8_t l2_len_of(const InterfaceEntry& f) {
   return uint8_t(sizeof(rte_ether_hdr) + (f.outer_vlan ? 4 : 0) + (f.inner_vlan ? 4 : 0));

@@ -14,8 +14,8 @@
 #include <optional>
 #include <string>
 
-#include "infra/pipeline.h"
 #include "ip/checksum.h"
+#include "ip/ip.h"
 
 namespace {
 
@@ -560,10 +560,7 @@ bool prepare(Worker& w, NatWorker& nw, rte_mbuf*& m, uint16_t origin, uint16_t e
   if (!owner_known && t.workers > 1) {
     uint16_t owner = nat_owner(w, m, origin, exit);
     if (owner != w.queue) {
-      meta(m).origin = uint16_t(origin + 1);
-      meta(m).exit = exit;
-      meta(m).flags |= meta_handoff_nat;
-      if (rte_ring_mp_enqueue(w.handoff[owner], m) != 0) drop(w, m, Drop::handoff_full);
+      hand_off(w, owner, m, Handoff::nat);
       return false;
     }
   }
@@ -659,10 +656,10 @@ bool finish(Worker& w, NatWorker& nw, rte_mbuf* m, const Flow& f, const FlowKey&
   return true;
 }
 
-}  // namespace
-
-void nat_cross_burst(Worker& w, rte_mbuf** pkts, uint16_t n, const uint16_t* origin, const uint16_t* exit,
-                     bool owner_known, bool* crossed) {
+// One bulk session lookup for the burst: crossed[i] tells whether pkts[i] (which may change)
+// goes on.
+void cross_burst(Worker& w, rte_mbuf** pkts, uint16_t n, const uint16_t* origin, const uint16_t* exit, bool owner_known,
+                 bool* crossed) {
   NatWorker& nw = *w.tables->nat[w.queue];
   Flow flows[burst_size];
   FlowKey keys[burst_size];
@@ -690,10 +687,27 @@ void nat_cross_burst(Worker& w, rte_mbuf** pkts, uint16_t n, const uint16_t* ori
   }
 }
 
-bool nat_cross(Worker& w, rte_mbuf*& m, uint16_t origin, uint16_t exit, bool owner_known) {
-  bool crossed;
-  nat_cross_burst(w, &m, 1, &origin, &exit, owner_known, &crossed);
-  return crossed;
+}  // namespace
+
+void nat_input(Worker& w, rte_mbuf** pkts, uint16_t n, bool handed_off, rte_mbuf** out, uint16_t& n_out) {
+  uint16_t origin[burst_size] = {}, exit[burst_size] = {};  // zeroed: GCC cannot see that n <= burst_size
+  bool crossed[burst_size];
+  for (uint16_t i = 0; i < n; i++) {
+    origin[i] = uint16_t(meta(pkts[i]).origin - 1);
+    exit[i] = meta(pkts[i]).exit;
+  }
+  cross_burst(w, pkts, n, origin, exit, handed_off, crossed);
+  for (uint16_t i = 0; i < n; i++) {
+    if (!crossed[i]) continue;
+    rte_mbuf* m = pkts[i];
+    if (handed_off) {
+      PacketMeta& pm = meta(m);
+      pm.origin = 0;
+      pm.tenant = exit[i];
+      if (exit[i] == w.tables->core) pm.flags |= meta_crossed;
+    }
+    out[n_out++] = m;
+  }
 }
 
 void nat_sweep(Worker& w) {

@@ -89,14 +89,13 @@ struct NatWorker {
 NatWorker* nat_worker_create(unsigned queue, uint32_t capacity, unsigned socket);
 void nat_worker_free(NatWorker* n);  // nullptr: nothing
 
-// The packet in `m` (IPv4 header at meta.l2_len) crosses the core from tenant `origin` to
-// tenant `exit`. True: translated, go on; false: consumed (dropped and counted, held for
-// reassembly, or handed to the owner worker). `m` may change (a reassembled packet).
-bool nat_cross(Worker& w, rte_mbuf*& m, uint16_t origin, uint16_t exit, bool owner_known);
-// The same for a burst (one bulk lookup): crossed[i] tells whether pkts[i] (which may change)
-// goes on.
-void nat_cross_burst(Worker& w, rte_mbuf** pkts, uint16_t n, const uint16_t* origin, const uint16_t* exit,
-                     bool owner_known, bool* crossed);
+// The stage: packets that cross the core now, from tenant meta.origin - 1 to meta.exit (IPv4
+// header at meta.l2_len). Those translated come out in `out` (a packet may have changed: a
+// reassembled one); the others were consumed: dropped and counted, held for reassembly, or
+// handed to the worker that owns their session. Packets handed to this worker
+// (`handed_off`) were routed in another generation of the tables: they come out in their exit
+// tenant, to be looked up again (in the core: marked meta_crossed).
+void nat_input(Worker& w, rte_mbuf** pkts, uint16_t n, bool handed_off, rte_mbuf** out, uint16_t& n_out);
 
 // A worker's housekeeping between bursts: ends a few idle sessions, frees fragments.
 void nat_sweep(Worker& w);

@@ -117,7 +117,8 @@ unsigned ExceptionPort::poll(const Tables& tables, rte_mempool* pool, rte_ring* 
     PacketMeta& pm = meta(m);
     pm = PacketMeta{};
     pm.tenant = tunnel->underlay;
-    pm.flags = meta_local | meta_inject;
+    pm.flags = meta_local;
+    pm.handoff = Handoff::inject;
     if (rte_ring_mp_enqueue(to_worker, m) != 0)
       rte_pktmbuf_free(m);
     else

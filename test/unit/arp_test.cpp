@@ -5,6 +5,7 @@
 
 #include "fixture.h"
 #include "harness.h"
+#include "ip/ip.h"
 
 using namespace frame;
 

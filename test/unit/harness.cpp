@@ -8,6 +8,7 @@
 
 #include <rte_ethdev.h>
 
+#include "config/settings.h"
 #include "config/text.h"
 
 namespace {

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "control/controller.h"
-#include "infra/pipeline.h"
+#include "pipeline/pipeline.h"
 
 // Operations from the JSON of ApplyRequest.operations: [{"op": "CREATE", "object": {...}}, ...],
 // with the paths the API gives them ("operations[0].route").

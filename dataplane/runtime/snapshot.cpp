@@ -1,4 +1,4 @@
-#include "infra/snapshot.h"
+#include "runtime/snapshot.h"
 
 #include <rte_cycles.h>
 
@@ -49,14 +49,14 @@ CounterSnapshot take_snapshot(Dataplane& dp, bool with_neighbours) {
                             key.tunnel,
                             key.inbound,
                             uint8_t(sa.life),
-                            read(sa.packets),
-                            read(sa.bytes),
+                            load_counter(sa.packets),
+                            load_counter(sa.bytes),
                             0,
                             sa.inbound ? sa.replay.top : sa.seq,
                             {}};
       uint64_t used = sa.last_used_tsc;
       if (used) x.last_used_ns = now_ns - (now_tsc > used ? (now_tsc - used) * 1000000000 / dp.tsc_hz : 0);
-      for (unsigned r = 0; r < unsigned(SaDrop::count); r++) x.drops[r] = read(sa.drops[r]);
+      for (unsigned r = 0; r < sa_drop_count; r++) x.drops[r] = load_counter(sa.drops[r]);
       s.sas.push_back(x);
     });
     for (size_t i = 0; i < t.tenants.size(); i++)

@@ -1,4 +1,4 @@
-#include "infra/dataplane.h"
+#include "runtime/dataplane.h"
 
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
@@ -6,8 +6,9 @@
 #include <rte_malloc.h>
 #include <rte_ring_elem.h>
 
-#include "infra/pipeline.h"
+#include "ip/ip.h"
 #include "nat/nat.h"
+#include "pipeline/pipeline.h"
 
 namespace {
 constexpr unsigned rx_descriptors = 1024;
@@ -201,7 +202,7 @@ void Dataplane::stop() {
 Counters Dataplane::totals() const {
   Counters sum{};
   auto add = [](uint64_t* to, const uint64_t* from, size_t count) {
-    for (size_t i = 0; i < count; i++) to[i] += read(from[i]);
+    for (size_t i = 0; i < count; i++) to[i] += load_counter(from[i]);
   };
   for (const auto* w : workers) {
     // Counters is made of uint64_t only: sum it word by word.

@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <set>
 
-#include "infra/snapshot.h"
+#include "runtime/snapshot.h"
 
 namespace {
 
@@ -106,7 +106,7 @@ int drops_by_lcore_cmd(const char*, const char*, rte_tel_data* d) {
   for (const auto* w : telemetry_dp->workers) {
     rte_tel_data* e = dict();
     uint64_t drops[drop_reason_count];
-    for (unsigned r = 0; r < drop_reason_count; r++) drops[r] = read(w->counters->drops[r]);
+    for (unsigned r = 0; r < drop_reason_count; r++) drops[r] = load_counter(w->counters->drops[r]);
     add_drops(e, drops);
     rte_tel_data_add_dict_container(d, std::to_string(w->lcore).c_str(), e, 0);
   }

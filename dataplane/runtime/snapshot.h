@@ -3,8 +3,8 @@
 #include <string>
 #include <vector>
 
-#include "infra/dataplane.h"
 #include "ipsec/sa.h"
+#include "runtime/dataplane.h"
 
 struct CounterSnapshot {
   uint64_t version = 0;
@@ -28,7 +28,7 @@ struct CounterSnapshot {
     bool inbound;
     uint8_t life;
     uint64_t packets, bytes, last_used_ns, sequence;
-    uint64_t drops[unsigned(SaDrop::count)];
+    uint64_t drops[sa_drop_count];  // by reason - first_sa_drop
   };
   std::vector<Sa> sas;
   // Crossing the core (when a core tenant exists): by origin tenant, and by rule.
@@ -39,12 +39,6 @@ struct CounterSnapshot {
     bool permit;
   };
   std::vector<Rule> rules;
-};
-
-inline constexpr const char* sa_drop_names[] = {
-#define MEDIX_SA_DROP_NAME(name) #name,
-    MEDIX_SA_DROPS(MEDIX_SA_DROP_NAME)
-#undef MEDIX_SA_DROP_NAME
 };
 
 // Live objects only; each counter minus its slot's base, so a reused slot starts at zero.

@@ -1,0 +1,42 @@
+#pragma once
+// IPv4: header checks (RFC 1812), the per-tenant lookup with route leaks, local delivery and
+// ICMP, output through ARP resolution and fragmentation.
+#include "infra/worker.h"
+
+// ip_input's checks of one packet (IPv4 after meta(m).l2_len bytes); false: dropped.
+bool ip_check(Worker& w, rte_mbuf* m);
+// Checks each packet's header; compacts the good ones to the front and returns how many.
+uint16_t ip_input(Worker& w, rte_mbuf** pkts, uint16_t n);
+
+// Where the lookup sends each packet. Every packet lands in exactly one array.
+struct Routed {
+  rte_mbuf* fwd[burst_size];     // out of an interface or tunnel (iface_out, neighbour set, TTL done)
+  rte_mbuf* local[burst_size];   // to one of our addresses
+  rte_mbuf* cross[burst_size];   // crosses the core now (meta origin, exit and nexthop set): to nat_input
+  rte_mbuf* leaked[burst_size];  // leaked into another tenant: to be looked up again there
+  uint16_t n_fwd = 0, n_local = 0, n_cross = 0, n_leaked = 0;
+};
+// Looks up the packets that are in the tenant of pkts[0] (one bulk FIB lookup) and takes them
+// out of `pkts`; the others keep their order. Returns how many are left.
+uint16_t ip_lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Routed& out);
+// Packets that crossed the core in this burst go on by the core route found for them before
+// crossing (meta.nexthop): out, local, or leaked into their exit tenant.
+void ip_route_crossed(Worker& w, rte_mbuf** pkts, uint16_t n, Routed& out);
+
+// Our own addresses: ICMP echo answered; ESP and ESP-in-UDP handed on (to esp_input).
+void local_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** esp, uint16_t& n_esp);
+// Resolves next hops (parking packets while ARP asks), fragments, writes L2, sends.
+void ip_output(Worker& w, rte_mbuf** pkts, uint16_t n);
+// Between bursts: sends what ARP resolved, asks again, gives up on what timed out.
+void service_pending(Worker& w);
+
+// ICMP errors medix-dp sends (rate-limited).
+enum : uint8_t {
+  icmp_dest_unreachable = 3,
+  icmp_time_exceeded = 11,
+  unreach_net = 0,
+  unreach_host = 1,
+  unreach_needfrag = 4,
+  unreach_admin = 13,
+};
+void icmp_error(Worker& w, rte_mbuf* orig, uint8_t type, uint8_t code, uint16_t mtu = 0);

@@ -1,0 +1,251 @@
+// The pipeline: every stage and every edge between them, and nowhere else.
+//
+//   rx ─ l2_input ─┬─ arp_input
+//                  └─ ip_input ─ esp_early ─┬─ (decrypted) ───────────────┐
+//                                           └─ lookup ─┬─ fwd ─┬─ ip_output ─ tx
+//   handoff ring ─ esp_input / esp_output / nat_input ─┘       └─ esp_output ─┐
+//                                                      └─ local ─ local_input ─ esp_input
+//   lookup, per tenant present:  ip_lookup ─┬─ fwd / local
+//                                           ├─ cross ─ nat_input ─ ip_route_crossed ─ fwd / local / leaked
+//                                           └─ leaked: the next round, in its new tenant
+//
+// run_ip passes: what a pass decrypts, encrypts or originates goes round again (decrypted: in
+// its tunnel's tenant; encrypted: in the underlay; originated: ICMP, replies), so a few passes
+// cover tunnel to tunnel; what is left after the last pass is a routing loop.
+#include "pipeline/pipeline.h"
+
+#include <rte_cycles.h>
+
+#include "arp/arp.h"
+#include "ip/ip.h"
+#include "ipsec/esp.h"
+#include "l2/l2.h"
+#include "nat/nat.h"
+
+namespace {
+
+constexpr unsigned max_passes = 4;
+
+void append(Worker& w, Batch& to, rte_mbuf** pkts, uint16_t n) {
+  uint16_t fit = std::min<uint16_t>(n, uint16_t(std::size(to.pkts) - to.n));
+  memcpy(to.pkts + to.n, pkts, fit * sizeof(rte_mbuf*));
+  to.n = uint16_t(to.n + fit);
+  for (uint16_t i = fit; i < n; i++) drop(w, pkts[i], Drop::no_buffer);
+}
+
+// Runs `stage(chunk, count)` over a batch a burst at a time (stages size their arrays by it).
+template <typename F>
+void in_bursts(Batch& b, F&& stage) {
+  for (uint16_t first = 0; first < b.n; first += burst_size)
+    stage(b.pkts + first, uint16_t(std::min<int>(burst_size, b.n - first)));
+}
+
+// ESP to one of our tunnel endpoints goes straight to decryption: its SA proves that the
+// destination is ours (a tunnel's local address is a local address of its underlay), so the
+// FIB and local delivery have nothing to add. Other ESP (transit, unknown SPIs) is routed as
+// usual. Returns how many of `pkts` are left for the lookup; decrypted packets go to `inner`.
+uint16_t esp_early(Worker& w, rte_mbuf** pkts, uint16_t n, Batch& inner) {
+  rte_mbuf* esp[burst_size];
+  uint16_t n_esp = 0, left = 0;
+  for (uint16_t i = 0; i < n; i++) {
+    if (esp_candidate(pkts[i]))
+      esp[n_esp++] = pkts[i];
+    else
+      pkts[left++] = pkts[i];
+  }
+  if (n_esp) {
+    rte_mbuf* decrypted[burst_size];
+    uint16_t n_decrypted = 0;
+    esp_input(w, esp, n_esp, decrypted, n_decrypted, pkts, &left);  // strangers after the others
+    append(w, inner, decrypted, n_decrypted);
+  }
+  return left;
+}
+
+// Cycles and packets of the NAT stage, which runs between lookups.
+struct StageTime {
+  uint64_t cycles = 0, packets = 0;
+};
+
+// The lookup of a burst: tenant by tenant, crossing the core where it happens, route leaks
+// round again in their new tenant (at most max_leak_hops times).
+void lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Batch& fwd, Batch& local, StageTime& nat) {
+  rte_mbuf* todo[burst_size];
+  memcpy(todo, pkts, n * sizeof(rte_mbuf*));
+  for (unsigned round = 0; n > 0; round++) {
+    if (round > max_leak_hops) {
+      for (uint16_t i = 0; i < n; i++) drop(w, todo[i], Drop::leak_loop);
+      return;
+    }
+    Routed r;
+    while (n) {
+      n = ip_lookup(w, todo, n, r);
+      if (!r.n_cross) continue;
+      uint64_t start = rte_rdtsc();
+      rte_mbuf* crossed[burst_size];
+      uint16_t n_crossed = 0;
+      nat_input(w, r.cross, r.n_cross, false, crossed, n_crossed);
+      nat.packets += r.n_cross;
+      nat.cycles += rte_rdtsc() - start;
+      r.n_cross = 0;
+      ip_route_crossed(w, crossed, n_crossed, r);
+    }
+    append(w, fwd, r.fwd, r.n_fwd);
+    append(w, local, r.local, r.n_local);
+    memcpy(todo, r.leaked, r.n_leaked * sizeof(rte_mbuf*));
+    n = r.n_leaked;
+  }
+}
+
+// What the IP part of the pipeline takes: packets whose IPv4 header is still to be checked
+// (from the wire), packets checked already (decrypted: esp_input checks the inner header),
+// and packets of our own making (encrypted, replies, injected: no TTL, no ICMP about them).
+struct IpInput {
+  Batch to_check, checked, ours;
+};
+
+void run_ip(Worker& w, uint64_t t, IpInput& in) {
+  for (unsigned pass = 0; pass < max_passes; pass++) {
+    if (!in.to_check.n && !in.checked.n && !in.ours.n && !w.originated->n) return;
+    Batch arrived, decrypted, to_route;
+    if (in.to_check.n) {
+      uint16_t valid = ip_input(w, in.to_check.pkts, in.to_check.n);
+      t = account(w, Stage::ip_input, t, in.to_check.n);
+      append(w, arrived, in.to_check.pkts, valid);
+    }
+    append(w, arrived, in.checked.pkts, in.checked.n);
+    if (arrived.n) {
+      uint16_t esp = 0;
+      in_bursts(arrived, [&](rte_mbuf** p, uint16_t n) {
+        uint16_t left = esp_early(w, p, n, decrypted);
+        esp = uint16_t(esp + n - left);
+        append(w, to_route, p, left);
+      });
+      if (esp) t = account(w, Stage::esp_input, t, esp);
+    }
+    append(w, to_route, in.ours.pkts, in.ours.n);
+    append(w, to_route, w.originated->pkts, w.originated->n);
+    in.to_check.n = in.checked.n = in.ours.n = w.originated->n = 0;
+
+    Batch fwd, local;
+    StageTime nat;
+    in_bursts(to_route, [&](rte_mbuf** p, uint16_t n) { lookup(w, p, n, fwd, local, nat); });
+    if (to_route.n) {
+      t = account(w, Stage::ip_lookup, t + nat.cycles, to_route.n);
+      if (nat.packets) {
+        StageStats& s = w.counters->stages[unsigned(Stage::nat)];
+        bump(s.calls);
+        bump(s.packets, nat.packets);
+        bump(s.cycles, nat.cycles);
+      }
+    }
+
+    Batch esp_in;
+    if (local.n) {
+      in_bursts(local, [&](rte_mbuf** p, uint16_t n) {
+        rte_mbuf* e[burst_size];
+        uint16_t ne = 0;
+        local_input(w, p, n, e, ne);
+        append(w, esp_in, e, ne);
+      });
+      t = account(w, Stage::local, t, local.n);
+    }
+
+    Batch eth, tunnel;
+    for (uint16_t i = 0; i < fwd.n; i++) {
+      rte_mbuf* m = fwd.pkts[i];
+      Batch& to = w.tables->interfaces[meta(m).iface_out].tunnel ? tunnel : eth;
+      to.pkts[to.n++] = m;
+    }
+    if (eth.n) {
+      in_bursts(eth, [&](rte_mbuf** p, uint16_t n) { ip_output(w, p, n); });
+      t = account(w, Stage::ip_output, t, eth.n);
+    }
+    if (tunnel.n) {
+      in_bursts(tunnel, [&](rte_mbuf** p, uint16_t n) {
+        rte_mbuf* o[2 * burst_size];
+        uint16_t no = 0;
+        esp_output(w, p, n, o, no);
+        append(w, in.ours, o, no);
+      });
+      t = account(w, Stage::esp_output, t, tunnel.n);
+    }
+    if (esp_in.n) {
+      in_bursts(esp_in, [&](rte_mbuf** p, uint16_t n) {
+        rte_mbuf* inner[burst_size];
+        uint16_t ni = 0;
+        esp_input(w, p, n, inner, ni);
+        append(w, in.checked, inner, ni);
+      });
+      t = account(w, Stage::esp_input, t, esp_in.n);
+    }
+    append(w, in.checked, decrypted.pkts, decrypted.n);
+  }
+  // Still more after the last pass: a routing loop through tunnels.
+  for (Batch* b : {&in.to_check, &in.checked, &in.ours, w.originated}) {
+    for (uint16_t i = 0; i < b->n; i++) drop(w, b->pkts[i], Drop::leak_loop);
+    b->n = 0;
+  }
+}
+
+}  // namespace
+
+void process_burst(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n) {
+  uint64_t t = rte_rdtsc();
+  rte_mbuf *ip[burst_size], *arp[burst_size];
+  uint16_t n_ip = 0, n_arp = 0;
+
+  l2_input(w, port, pkts, n, ip, n_ip, arp, n_arp);
+  t = account(w, Stage::l2_input, t, n);
+  if (n_arp) {
+    arp_input(w, arp, n_arp);
+    t = account(w, Stage::arp, t, n_arp);
+  }
+  IpInput in;
+  append(w, in.to_check, ip, n_ip);
+  run_ip(w, t, in);
+}
+
+void process_originated(Worker& w) {
+  if (!w.originated->n) return;
+  IpInput in;
+  run_ip(w, rte_rdtsc(), in);
+}
+
+void process_handoff(Worker& w, rte_mbuf** pkts, uint16_t n) {
+  uint64_t t = rte_rdtsc();
+  IpInput ip;
+  rte_mbuf *decrypt[burst_size], *encrypt[burst_size], *cross[burst_size];
+  uint16_t n_decrypt = 0, n_encrypt = 0, n_cross = 0;
+  for (uint16_t i = 0; i < n; i++) {
+    rte_mbuf* m = pkts[i];
+    switch (meta(m).handoff) {
+      case Handoff::esp_decrypt: decrypt[n_decrypt++] = m; break;
+      case Handoff::esp_encrypt: encrypt[n_encrypt++] = m; break;
+      case Handoff::nat: cross[n_cross++] = m; break;
+      case Handoff::inject: append(w, ip.ours, &m, 1); break;
+    }
+  }
+  if (n_cross) {
+    rte_mbuf* crossed[burst_size];
+    uint16_t n_crossed = 0;
+    nat_input(w, cross, n_cross, true, crossed, n_crossed);
+    append(w, ip.ours, crossed, n_crossed);
+    t = account(w, Stage::nat, t, n_cross);
+  }
+  if (n_decrypt) {
+    rte_mbuf* inner[burst_size];
+    uint16_t n_inner = 0;
+    esp_input(w, decrypt, n_decrypt, inner, n_inner);
+    append(w, ip.checked, inner, n_inner);
+    t = account(w, Stage::esp_input, t, n_decrypt);
+  }
+  if (n_encrypt) {
+    rte_mbuf* outer[2 * burst_size];
+    uint16_t n_outer = 0;
+    esp_output(w, encrypt, n_encrypt, outer, n_outer);
+    append(w, ip.ours, outer, n_outer);
+    t = account(w, Stage::esp_output, t, n_encrypt);
+  }
+  run_ip(w, t, ip);
+}
