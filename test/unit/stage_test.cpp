@@ -101,27 +101,16 @@ bool ip_checksum_ok(const uint8_t* ip) { return rte_ipv4_cksum(reinterpret_cast<
 
 // A TCP header without options, then `payload_len` bytes.
 Bytes tcp(uint16_t sport, uint16_t dport, uint8_t flags, size_t payload_len = 0) {
-  Bytes b = {uint8_t(sport >> 8),
-             uint8_t(sport),
-             uint8_t(dport >> 8),
-             uint8_t(dport),
-             0,
-             0,
-             0,
-             1,
-             0,
-             0,
-             0,
-             0,
-             0x50,
-             flags,
-             0xff,
-             0xff,
-             0,
-             0,
-             0,
-             0};
-  b.resize(20 + payload_len, 0xcd);
+  Bytes b(20 + payload_len, 0xcd);
+  std::fill(b.begin(), b.begin() + 20, 0);
+  b[0] = uint8_t(sport >> 8);
+  b[1] = uint8_t(sport);
+  b[2] = uint8_t(dport >> 8);
+  b[3] = uint8_t(dport);
+  b[7] = 1;      // sequence number
+  b[12] = 0x50;  // 5 words: no options
+  b[13] = flags;
+  b[14] = b[15] = 0xff;  // window
   return b;
 }
 
@@ -311,7 +300,8 @@ TEST_CASE("ip_lookup stage: two tenants with one plan, a leak, local addresses a
 
 namespace {
 
-// One end of tunnel t1 between 198.51.100.1 and .2, over tenant carrier, for tenant hosp.
+// One end of tunnel t1 between 198.51.100.1 and .2, over tenant carrier, for tenant hosp;
+// anti-replay on (it is off unless a window is given).
 std::string tunnel_end(const std::string& local, const std::string& remote, uint32_t in_spi, uint32_t out_spi,
                        const std::string& crypto) {
   return R"({
@@ -326,7 +316,7 @@ std::string tunnel_end(const std::string& local, const std::string& remote, uint
   "tunnels": [{"name": "t1", "tenant": "hosp", "underlay_tenant": "carrier", "local_address": ")" +
          local + R"(", "remote_address": ")" + remote + R"("}],
   "sas": [{"spi": )" +
-         std::to_string(in_spi) + R"(, "tunnel": "t1", "inbound": true, )" + crypto + R"(},
+         std::to_string(in_spi) + R"(, "tunnel": "t1", "inbound": true, "replay_window": 64, )" + crypto + R"(},
           {"spi": )" +
          std::to_string(out_spi) + R"(, "tunnel": "t1", "inbound": false, )" + crypto + R"(}]
 })";
@@ -334,7 +324,8 @@ std::string tunnel_end(const std::string& local, const std::string& remote, uint
 
 }  // namespace
 
-TEST_CASE("esp_output then esp_input stages: a burst into a tunnel and back out at its peer") {
+TEST_CASE(
+    "esp_output then esp_input stages: a burst into a tunnel and back out at its peer, less a forgery and a replay") {
   auto crypto =
       GENERATE(as<std::string>{},
                R"("cipher": "AES_CBC_128", "cipher_key": "AAECAwQFBgcICQoLDA0ODw==", "integrity": "HMAC_SHA256_128", )"
@@ -387,6 +378,7 @@ TEST_CASE("esp_output then esp_input stages: a burst into a tunnel and back out 
   for (const auto& ip : wire) frames.push_back({"c0", ether("02:00:00:00:00:01", "02:00:00:00:00:02", 0x0800) + ip});
   const size_t tampered = 2;
   frames[tampered].second[14 + 20 + 8 + 16 + 4] ^= 1;  // a ciphertext byte (either IV length)
+  frames.push_back(frames[0]);                         // and the first again: a replay in the same burst
   auto pkts = arrived(far, frames);
   auto expected = pkts;
 
@@ -394,7 +386,8 @@ TEST_CASE("esp_output then esp_input stages: a burst into a tunnel and back out 
 
   REQUIRE(out.size() == inner.size() - 1);
   CHECK(far.drops(Drop::esp_bad_icv) == 1);
-  CHECK(far.total_drops() == 1);
+  CHECK(far.drops(Drop::esp_replayed) == 1);
+  CHECK(far.total_drops() == 2);
   for (size_t i = 0, k = 0; i < inner.size(); i++) {
     if (i == tampered) continue;
     INFO("packet " << i);
@@ -412,6 +405,7 @@ TEST_CASE("esp_output then esp_input stages: a burst into a tunnel and back out 
   const SaState& sa = *far.tables->sas[reinterpret_cast<uintptr_t>(slot)];
   CHECK(sa.packets == inner.size() - 1);
   CHECK(sa.drops[unsigned(SaDrop::bad_icv)] == 1);
+  CHECK(sa.drops[unsigned(SaDrop::replayed)] == 1);
   free_all(out);
 }
 
