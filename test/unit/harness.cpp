@@ -92,7 +92,11 @@ std::vector<rte_mbuf*> Harness::burst(const std::vector<std::vector<uint8_t>>& f
   for (const auto& bytes : frames) {
     rte_mbuf* m = rte_pktmbuf_alloc(pool);
     auto* at = m ? rte_pktmbuf_append(m, uint16_t(bytes.size())) : nullptr;
-    if (!at) throw std::runtime_error("no mbuf for a test frame");
+    if (!at) {
+      rte_pktmbuf_free(m);
+      for (rte_mbuf* p : pkts) rte_pktmbuf_free(p);
+      throw std::runtime_error("no mbuf for a test frame");
+    }
     memcpy(at, bytes.data(), bytes.size());
     pkts.push_back(m);
   }
