@@ -85,20 +85,49 @@ Harness::~Harness() {
 }
 
 void Harness::receive(uint16_t port, const std::vector<uint8_t>& bytes) {
-  rte_mbuf* m = rte_pktmbuf_alloc(pool);
-  auto* at = rte_pktmbuf_append(m, uint16_t(bytes.size()));
-  memcpy(at, bytes.data(), bytes.size());
-  process_burst(worker, port, &m, 1);
+  process_burst(worker, port, burst({bytes}).data(), 1);
+}
+
+std::vector<rte_mbuf*> Harness::burst(const std::vector<std::vector<uint8_t>>& frames) {
+  std::vector<rte_mbuf*> pkts;
+  for (const auto& bytes : frames) {
+    rte_mbuf* m = rte_pktmbuf_alloc(pool);
+    auto* at = m ? rte_pktmbuf_append(m, uint16_t(bytes.size())) : nullptr;
+    if (!at) {
+      rte_pktmbuf_free(m);
+      for (rte_mbuf* p : pkts) rte_pktmbuf_free(p);
+      throw std::runtime_error("no mbuf for a test frame");
+    }
+    memcpy(at, bytes.data(), bytes.size());
+    pkts.push_back(m);
+  }
+  return pkts;
+}
+
+uint16_t Harness::interface(const std::string& name) const {
+  for (uint16_t i = 0; i < tables->interfaces.size(); i++)
+    if (tables->interfaces[i].uid && tables->interfaces[i].name == name) return i;
+  throw std::runtime_error("no interface " + name);
+}
+
+uint16_t Harness::tenant(const std::string& name) const {
+  for (uint16_t i = 0; i < tables->tenants.size(); i++)
+    if (tables->tenants[i].fib && tables->tenants[i].name == name) return i;
+  throw std::runtime_error("no tenant " + name);
+}
+
+std::vector<uint8_t> bytes_of(const rte_mbuf* m) {
+  std::vector<uint8_t> bytes(rte_pktmbuf_pkt_len(m));
+  auto* data = static_cast<const uint8_t*>(rte_pktmbuf_read(m, 0, uint32_t(bytes.size()), bytes.data()));
+  if (data != bytes.data()) memcpy(bytes.data(), data, bytes.size());
+  return bytes;
 }
 
 std::vector<std::vector<uint8_t>> Harness::sent(uint16_t port) {
   std::vector<std::vector<uint8_t>> out;
   TxBuffer& b = worker.tx[port];
   for (uint16_t i = 0; i < b.count; i++) {
-    std::vector<uint8_t> bytes(rte_pktmbuf_pkt_len(b.pkts[i]));
-    auto* data = static_cast<const uint8_t*>(rte_pktmbuf_read(b.pkts[i], 0, uint32_t(bytes.size()), bytes.data()));
-    if (data != bytes.data()) memcpy(bytes.data(), data, bytes.size());
-    out.push_back(std::move(bytes));
+    out.push_back(bytes_of(b.pkts[i]));
     rte_pktmbuf_free(b.pkts[i]);
   }
   b.count = 0;

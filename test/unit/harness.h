@@ -24,6 +24,13 @@ struct Harness {
   uint64_t total_drops() const;
   void learn(const std::string& interface, const std::string& address, const std::string& mac);
 
+  // Mbufs holding `frames`, as a port hands them to the pipeline (metadata not set); for
+  // tests that call one stage. The caller frees what the stage passes on.
+  std::vector<rte_mbuf*> burst(const std::vector<std::vector<uint8_t>>& frames);
+  // Slots by name, as the stages see them.
+  uint16_t interface(const std::string& name) const;
+  uint16_t tenant(const std::string& name) const;
+
   // Applies a transaction (JSON of ApplyRequest's operations) and reloads the tables.
   medix::control::ApplyResult apply(const std::vector<medix::control::Operation>& ops);
 
@@ -38,6 +45,9 @@ struct Harness {
   rte_ring* handoff_ = nullptr;
   rte_ring* events_ = nullptr;
 };
+
+// A packet's bytes, every segment.
+std::vector<uint8_t> bytes_of(const rte_mbuf* m);
 
 // Frame building, in the spirit of scapy: bytes in network order.
 namespace frame {

@@ -1,0 +1,515 @@
+// One stage at a time, VPP/grout style: a burst built here goes through a single stage
+// function, and the test reads exactly what that stage did (which output each packet went to,
+// the metadata it set, the bytes it rewrote, the drops it counted), with no other stage
+// involved. The whole-pipeline tests are in the other files.
+#include <rte_ip.h>
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+
+#include "fixture.h"
+#include "harness.h"
+#include "infra/pipeline.h"
+#include "ipsec/esp.h"
+#include "ipsec/sa.h"
+#include "l2/l2.h"
+#include "nat/nat.h"
+
+using namespace frame;
+
+namespace {
+
+// Each stage is called through one of these, so that a change of a stage's signature is a
+// change here only. Output vectors are in the order the stage filled its arrays.
+
+struct L2Out {
+  std::vector<rte_mbuf*> ip, arp;
+};
+L2Out l2_stage(Harness& h, uint16_t port, std::vector<rte_mbuf*> pkts) {
+  rte_mbuf *ip[burst_size], *arp[burst_size];
+  uint16_t n_ip = 0, n_arp = 0;
+  l2_input(h.worker, port, pkts.data(), uint16_t(pkts.size()), ip, n_ip, arp, n_arp);
+  return {{ip, ip + n_ip}, {arp, arp + n_arp}};
+}
+
+std::vector<rte_mbuf*> ip_input_stage(Harness& h, std::vector<rte_mbuf*> pkts) {
+  pkts.resize(ip_input(h.worker, pkts.data(), uint16_t(pkts.size())));
+  return pkts;
+}
+
+struct LookupOut {
+  std::vector<rte_mbuf*> fwd, local;
+};
+LookupOut ip_lookup_stage(Harness& h, std::vector<rte_mbuf*> pkts) {
+  rte_mbuf *fwd[burst_size], *local[burst_size];
+  uint16_t n_fwd = 0, n_local = 0;
+  ip_lookup(h.worker, pkts.data(), uint16_t(pkts.size()), fwd, n_fwd, local, n_local);
+  return {{fwd, fwd + n_fwd}, {local, local + n_local}};
+}
+
+std::vector<rte_mbuf*> esp_output_stage(Harness& h, std::vector<rte_mbuf*> pkts) {
+  rte_mbuf* outer[2 * burst_size];
+  uint16_t n_outer = 0;
+  esp_output(h.worker, pkts.data(), uint16_t(pkts.size()), outer, n_outer);
+  return {outer, outer + n_outer};
+}
+
+std::vector<rte_mbuf*> esp_input_stage(Harness& h, std::vector<rte_mbuf*> pkts) {
+  rte_mbuf* inner[burst_size];
+  uint16_t n_inner = 0;
+  esp_input(h.worker, pkts.data(), uint16_t(pkts.size()), inner, n_inner);
+  return {inner, inner + n_inner};
+}
+
+// Crossing the core from tenant origin[i] to exit[i]: each packet that goes on, in its place;
+// nullptr where the stage consumed it.
+std::vector<rte_mbuf*> nat_stage(Harness& h, std::vector<rte_mbuf*> pkts, const std::vector<uint16_t>& origin,
+                                 const std::vector<uint16_t>& exit) {
+  bool crossed[burst_size];
+  nat_cross_burst(h.worker, pkts.data(), uint16_t(pkts.size()), origin.data(), exit.data(), false, crossed);
+  for (size_t i = 0; i < pkts.size(); i++)
+    if (!crossed[i]) pkts[i] = nullptr;
+  return pkts;
+}
+
+// Packets as l2_input hands them on: received on an interface, L2 still on.
+std::vector<rte_mbuf*> arrived(Harness& h, const std::vector<std::pair<std::string, Bytes>>& frames) {
+  std::vector<rte_mbuf*> pkts;
+  for (const auto& [interface, bytes] : frames) {
+    rte_mbuf* m = h.burst({bytes})[0];
+    const InterfaceEntry& f = h.tables->interfaces[h.interface(interface)];
+    meta(m) = PacketMeta{};
+    meta(m).iface_in = h.interface(interface);
+    meta(m).tenant = f.tenant;
+    meta(m).l2_len = l2_len_of(f);
+    pkts.push_back(m);
+  }
+  return pkts;
+}
+
+void free_all(const std::vector<rte_mbuf*>& pkts) {
+  for (rte_mbuf* m : pkts) rte_pktmbuf_free(m);  // nullptr: nothing
+}
+
+bool has(const std::vector<rte_mbuf*>& pkts, const rte_mbuf* m) { return std::count(pkts.begin(), pkts.end(), m) == 1; }
+
+uint32_t be32(const uint8_t* p) { return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3]; }
+
+// Whether an IPv4 header's checksum is right, by DPDK's own sum (0: the sum over it is 0xffff).
+bool ip_checksum_ok(const uint8_t* ip) { return rte_ipv4_cksum(reinterpret_cast<const rte_ipv4_hdr*>(ip)) == 0; }
+
+// A TCP header without options, then `payload_len` bytes.
+Bytes tcp(uint16_t sport, uint16_t dport, uint8_t flags, size_t payload_len = 0) {
+  Bytes b(20 + payload_len, 0xcd);
+  std::fill(b.begin(), b.begin() + 20, 0);
+  b[0] = uint8_t(sport >> 8);
+  b[1] = uint8_t(sport);
+  b[2] = uint8_t(dport >> 8);
+  b[3] = uint8_t(dport);
+  b[7] = 1;      // sequence number
+  b[12] = 0x50;  // 5 words: no options
+  b[13] = flags;
+  b[14] = b[15] = 0xff;  // window
+  return b;
+}
+
+// An IPv4 packet with its TCP or UDP checksum filled in by DPDK, as its sender would.
+Bytes with_l4_checksum(Bytes ip) {
+  size_t ihl = (ip[0] & 0xf) * 4u;
+  size_t at = ihl + (ip[9] == IPPROTO_TCP ? 16 : 6);
+  ip[at] = ip[at + 1] = 0;
+  uint16_t sum = rte_ipv4_udptcp_cksum(reinterpret_cast<const rte_ipv4_hdr*>(ip.data()), ip.data() + ihl);
+  memcpy(&ip[at], &sum, 2);
+  return ip;
+}
+
+// Whether a packet's IPv4 header and TCP/UDP checksums are what DPDK computes afresh.
+bool checksums_ok(const Bytes& frame, size_t l2) {
+  Bytes ip(frame.begin() + long(l2), frame.end());
+  return ip_checksum_ok(ip.data()) && with_l4_checksum(ip) == ip;
+}
+
+Bytes from_a(const Bytes& ip) { return ether("02:00:00:00:00:0a", host_mac, 0x8100) + vlan(0x0800, 10) + ip; }
+Bytes from_b(const Bytes& ip) { return ether("02:00:00:00:00:0b", host_mac, 0x8100) + vlan(0x0800, 20) + ip; }
+
+}  // namespace
+
+TEST_CASE("l2_input stage: a mixed burst sorted into IPv4, ARP and drops, with metadata") {
+  Harness h(two_tenants);
+  const Bytes ping = ipv4("10.0.0.7", "10.0.0.1", 1, icmp_echo(1, 1));
+  const Bytes who_has = arp(1, host_mac, "10.0.0.7", "00:00:00:00:00:00", "10.0.0.1");
+  auto pkts = h.burst({
+      ether("02:00:00:00:00:0d", host_mac, 0x0800) + ping,                                         // 0 untagged
+      from_a(ping),                                                                                // 1 802.1Q
+      ether("02:00:00:00:00:0c", host_mac, 0x88a8) + vlan(0x8100, 100) + vlan(0x0800, 30) + ping,  // 2 QinQ
+      ether("ff:ff:ff:ff:ff:ff", host_mac, 0x8100) + vlan(0x0806, 20) + who_has,                   // 3 ARP broadcast
+      ether("02:00:00:00:00:0a", host_mac, 0x8100) + vlan(0x0800, 11) + ping,                      // 4 unknown VLAN
+      ether("02:00:00:00:00:77", host_mac, 0x8100) + vlan(0x0800, 10) + ping,                      // 5 wrong MAC
+      Bytes(10, 0),                                                                                // 6 truncated
+      ether("02:00:00:00:00:0a", host_mac, 0x8100) + Bytes{0},                                     // 7 tag cut short
+      ether("02:00:00:00:00:0a", host_mac, 0x8100) + vlan(0x86dd, 10) + Bytes(40, 0),              // 8 IPv6
+      from_b(ping),                                                                                // 9 802.1Q
+      ether("02:00:00:00:00:0d", host_mac, 0x0806) + who_has,                                      // 10 ARP unicast
+      ether("02:00:00:00:00:77", host_mac, 0x0806) + who_has,                                      // 11 ARP elsewhere
+      ether("02:00:00:00:00:0a", host_mac, 0x0800) + ping,  // 12 tag stripped by the NIC
+  });
+  pkts[12]->ol_flags |= RTE_MBUF_F_RX_VLAN_STRIPPED;
+  pkts[12]->vlan_tci = 10;
+  auto expected = pkts;  // the stage may free some; only their addresses are compared
+  unsigned before = rte_mempool_avail_count(h.pool);
+
+  auto out = l2_stage(h, 0, pkts);
+
+  CHECK(out.ip == std::vector<rte_mbuf*>{expected[0], expected[1], expected[2], expected[9], expected[12]});
+  CHECK(out.arp == std::vector<rte_mbuf*>{expected[3], expected[10]});
+  CHECK(h.drops(Drop::l2_truncated) == 2);
+  CHECK(h.drops(Drop::unknown_vlan) == 1);
+  CHECK(h.drops(Drop::l2_not_for_us) == 2);
+  CHECK(h.drops(Drop::unsupported_ethertype) == 1);
+  CHECK(h.total_drops() == 6);
+  CHECK(rte_mempool_avail_count(h.pool) == before + 6);  // the dropped were freed
+
+  struct Seen {
+    rte_mbuf* m;
+    const char* interface;
+    const char* tenant;
+    uint8_t l2_len;
+  };
+  for (auto [m, interface, tenant, l2_len] :
+       {Seen{expected[0], "u-lan", "core", 14}, Seen{expected[1], "a-lan", "a", 18},
+        Seen{expected[2], "q-lan", "a", 22}, Seen{expected[3], "b-lan", "b", 18}, Seen{expected[9], "b-lan", "b", 18},
+        Seen{expected[10], "u-lan", "core", 14}, Seen{expected[12], "a-lan", "a", 14}}) {
+    INFO(interface);
+    CHECK(meta(m).iface_in == h.interface(interface));
+    CHECK(meta(m).tenant == h.tenant(tenant));
+    CHECK(meta(m).l2_len == l2_len);
+    CHECK(meta(m).flags == 0);
+    CHECK(meta(m).origin == 0);
+  }
+  // Counted as received on their interface, the wrong MAC and IPv6 ones too.
+  CHECK(h.worker.counters->interfaces[h.interface("a-lan")].rx_packets == 4);
+  CHECK(h.worker.counters->interfaces[h.interface("u-lan")].rx_packets == 3);
+  CHECK(h.worker.counters->tenants[h.tenant("b")].rx_packets == 2);
+  // Nothing is sent by this stage.
+  CHECK(h.sent(0).empty());
+  free_all(out.ip);
+  free_all(out.arp);
+}
+
+TEST_CASE("ip_input stage: header checks keep the good packets in order and trim padding") {
+  Harness h(two_tenants);
+  const Bytes good = ipv4("10.0.0.7", "10.1.0.10", 17, udp(1, 2, 8));
+  Bytes bad_version = good, bad_ihl = good, too_long = good, bad_sum = good;
+  bad_version[0] = 0x65;
+  bad_ihl[0] = 0x44;
+  too_long[3] = uint8_t(good.size() + 1);
+  bad_sum[10] ^= 0xff;
+  auto pkts = arrived(h, {{"a-lan", from_a(good)},
+                          {"a-lan", from_a(Bytes(good.begin(), good.begin() + 19))},
+                          {"a-lan", from_a(bad_version)},
+                          {"a-lan", from_a(bad_ihl)},
+                          {"a-lan", from_a(too_long)},
+                          {"b-lan", from_b(bad_sum)},
+                          {"b-lan", from_b(good) + Bytes(10, 0)}});
+  auto expected = pkts;
+
+  auto kept = ip_input_stage(h, pkts);
+
+  CHECK(kept == std::vector<rte_mbuf*>{expected[0], expected[6]});
+  CHECK(h.drops(Drop::ip_truncated) == 1);
+  CHECK(h.drops(Drop::ip_bad_version) == 1);
+  CHECK(h.drops(Drop::ip_bad_ihl) == 1);
+  CHECK(h.drops(Drop::ip_bad_total_length) == 1);
+  CHECK(h.drops(Drop::ip_bad_checksum) == 1);
+  CHECK(h.total_drops() == 5);
+  CHECK(h.worker.counters->tenants[h.tenant("a")].drops == 4);
+  CHECK(h.worker.counters->tenants[h.tenant("b")].drops == 1);
+  CHECK(bytes_of(kept[0]) == from_a(good));
+  CHECK(bytes_of(kept[1]) == from_b(good));  // the Ethernet padding is gone
+  free_all(kept);
+}
+
+TEST_CASE("ip_lookup stage: two tenants with one plan, a leak, local addresses and drops") {
+  Harness h(two_tenants);
+  auto to = [](const std::string& dst, uint8_t ttl = 64, size_t size = 8, uint16_t frag = 0) {
+    return ipv4("10.0.0.7", dst, 17, udp(1000, 2000, size), ttl, frag);
+  };
+  auto pkts = arrived(h, {{"a-lan", from_a(to("10.1.0.10"))},                      // 0 forwarded in a
+                          {"b-lan", from_b(to("10.1.0.10"))},                      // 1 the same in b
+                          {"a-lan", from_a(to("10.0.0.1"))},                       // 2 local in a
+                          {"b-lan", from_b(to("10.0.0.1"))},                       // 3 local in b
+                          {"a-lan", from_a(to("192.168.1.5"))},                    // 4 leaked to core
+                          {"a-lan", from_a(to("8.8.8.8"))},                        // 5 no route
+                          {"a-lan", from_a(to("172.32.5.5"))},                     // 6 blackhole
+                          {"a-lan", from_a(to("10.99.1.1"))},                      // 7 leaks a -> b -> a ...
+                          {"a-lan", from_a(to("10.1.0.10", 1))},                   // 8 TTL 1
+                          {"a-lan", from_a(to("10.1.0.10", 64, 1200))},            // 9 over a-svc's MTU 1000
+                          {"a-lan", from_a(to("10.1.0.10", 64, 1200, 0x4000))}});  // 10 the same with DF
+  auto expected = pkts;
+
+  auto out = ip_lookup_stage(h, pkts);
+
+  REQUIRE(out.fwd.size() == 4);
+  REQUIRE(out.local.size() == 2);
+  CHECK(has(out.fwd, expected[0]));
+  CHECK(has(out.fwd, expected[1]));
+  CHECK(has(out.fwd, expected[4]));
+  CHECK(has(out.fwd, expected[9]));
+  CHECK(has(out.local, expected[2]));
+  CHECK(has(out.local, expected[3]));
+  CHECK(h.drops(Drop::no_route) == 1);
+  CHECK(h.drops(Drop::blackhole) == 1);
+  CHECK(h.drops(Drop::leak_loop) == 1);
+  CHECK(h.drops(Drop::ttl_expired) == 1);
+  CHECK(h.drops(Drop::mtu_exceeded) == 1);
+  CHECK(h.total_drops() == 5);
+  // No route, TTL and DF each answered with an ICMP error out of a-lan.
+  CHECK(h.sent(0).size() == 3);
+
+  struct Routed {
+    rte_mbuf* m;
+    Bytes leaves;  // TTL down by one, header checksum redone
+    const char* tenant;
+    const char* out;
+    const char* neighbour;
+  };
+  for (auto& [m, leaves, tenant, out_interface, neighbour] :
+       {Routed{expected[0], from_a(to("10.1.0.10", 63)), "a", "a-svc", "10.1.0.10"},
+        Routed{expected[1], from_b(to("10.1.0.10", 63)), "b", "b-svc", "10.1.0.10"},
+        Routed{expected[4], from_a(to("192.168.1.5", 63)), "core", "u-lan", "100.64.0.9"},
+        Routed{expected[9], from_a(to("10.1.0.10", 63, 1200)), "a", "a-svc", "10.1.0.10"}}) {
+    INFO(out_interface);
+    Bytes seen = bytes_of(m);
+    CHECK(seen == leaves);
+    CHECK(ip_checksum_ok(seen.data() + 18));
+    CHECK(meta(m).tenant == h.tenant(tenant));
+    CHECK(meta(m).iface_out == h.interface(out_interface));
+    CHECK(meta(m).neighbour == *parse_ipv4(neighbour));
+    CHECK(meta(m).l2_len == 18);
+  }
+  CHECK(meta(expected[0]).flags == 0);
+  CHECK(meta(expected[9]).flags == meta_fragment);  // ip_output will fragment it
+  for (rte_mbuf* m : out.local) {
+    CHECK(bytes_of(m)[18 + 8] == 64);  // for us: TTL untouched
+    CHECK(meta(m).tenant == (m == expected[2] ? h.tenant("a") : h.tenant("b")));
+  }
+  free_all(out.fwd);
+  free_all(out.local);
+}
+
+namespace {
+
+// One end of tunnel t1 between 198.51.100.1 and .2, over tenant carrier, for tenant hosp;
+// anti-replay on (it is off unless a window is given).
+std::string tunnel_end(const std::string& local, const std::string& remote, uint32_t in_spi, uint32_t out_spi,
+                       const std::string& crypto) {
+  return R"({
+  "schema_version": 1,
+  "ports": [{"name": "p0", "device": "net_null0"}, {"name": "p1", "device": "net_null1"}],
+  "tenants": [{"name": "carrier"}, {"name": "hosp"}],
+  "interfaces": [
+    {"name": "c0", "tenant": "carrier", "port": "p0", "addresses": [")" +
+         local + R"(/24"], "mac": "02:00:00:00:00:01"},
+    {"name": "h0", "tenant": "hosp", "port": "p1", "addresses": ["10.9.9.1/24"], "mac": "02:00:00:00:01:01"}
+  ],
+  "tunnels": [{"name": "t1", "tenant": "hosp", "underlay_tenant": "carrier", "local_address": ")" +
+         local + R"(", "remote_address": ")" + remote + R"("}],
+  "sas": [{"spi": )" +
+         std::to_string(in_spi) + R"(, "tunnel": "t1", "inbound": true, "replay_window": 64, )" + crypto + R"(},
+          {"spi": )" +
+         std::to_string(out_spi) + R"(, "tunnel": "t1", "inbound": false, )" + crypto + R"(}]
+})";
+}
+
+}  // namespace
+
+TEST_CASE(
+    "esp_output then esp_input stages: a burst into a tunnel and back out at its peer, less a forgery and a replay") {
+  auto crypto =
+      GENERATE(as<std::string>{},
+               R"("cipher": "AES_CBC_128", "cipher_key": "AAECAwQFBgcICQoLDA0ODw==", "integrity": "HMAC_SHA256_128", )"
+               R"("integrity_key": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")",
+               R"("cipher": "AES_GCM_128", "cipher_key": "EZ4XvSP957YoWC803fgbkd4OW34=")");
+  INFO(crypto);
+  // Inner packets of several sizes (so several paddings), as routed to the tunnel: L2 on.
+  std::vector<Bytes> inner;
+  for (size_t size : {0, 1, 13, 14, 100, 1000})
+    inner.push_back(ipv4("10.0.1.10", "10.0.0.5", 17, udp(uint16_t(1000 + size), 9, size), 63));
+  std::vector<Bytes> wire;  // the outer packets, no L2
+
+  {
+    Harness near(tunnel_end("198.51.100.1", "198.51.100.2", 4097, 8193, crypto));
+    std::vector<std::pair<std::string, Bytes>> frames;
+    for (const auto& ip : inner) frames.push_back({"h0", ether("02:00:00:00:01:01", host_mac, 0x0800) + ip});
+    auto pkts = arrived(near, frames);
+    for (rte_mbuf* m : pkts) meta(m).iface_out = near.interface("t1");
+    const SaState& sa = *near.tables->sas[near.tables->interfaces[near.interface("t1")].outbound_sa];
+
+    auto outer = esp_output_stage(near, pkts);
+
+    REQUIRE(outer.size() == inner.size());
+    CHECK(near.total_drops() == 0);
+    for (size_t i = 0; i < outer.size(); i++) {
+      INFO("packet " << i);
+      Bytes b = bytes_of(outer[i]);
+      size_t padded = RTE_ALIGN_CEIL(inner[i].size() + 2, sa.block);
+      REQUIRE(b.size() == 20 + 8 + sa.iv_len + padded + sa.icv_len);
+      CHECK(b[0] == 0x45);
+      CHECK(b[9] == IPPROTO_ESP);
+      CHECK(size_t(b[2] << 8 | b[3]) == b.size());
+      CHECK(ip_checksum_ok(b.data()));
+      CHECK(be32(&b[12]) == *parse_ipv4("198.51.100.1"));
+      CHECK(be32(&b[16]) == *parse_ipv4("198.51.100.2"));
+      CHECK(be32(&b[20]) == 8193);   // the outbound SA's SPI
+      CHECK(be32(&b[24]) == i + 1);  // sequence numbers from 1, in burst order
+      CHECK(std::search(b.begin(), b.end(), inner[i].begin() + 20, inner[i].end()) == b.end());  // not in clear
+      CHECK(meta(outer[i]).tenant == near.tenant("carrier"));
+      CHECK(meta(outer[i]).flags == meta_local);
+      CHECK(meta(outer[i]).l2_len == 0);
+      wire.push_back(b);
+    }
+    CHECK(sa.seq == inner.size());
+    free_all(outer);
+  }
+
+  Harness far(tunnel_end("198.51.100.2", "198.51.100.1", 8193, 4097, crypto));
+  std::vector<std::pair<std::string, Bytes>> frames;
+  for (const auto& ip : wire) frames.push_back({"c0", ether("02:00:00:00:00:01", "02:00:00:00:00:02", 0x0800) + ip});
+  const size_t tampered = 2;
+  frames[tampered].second[14 + 20 + 8 + 16 + 4] ^= 1;  // a ciphertext byte (either IV length)
+  frames.push_back(frames[0]);                         // and the first again: a replay in the same burst
+  auto pkts = arrived(far, frames);
+  auto expected = pkts;
+
+  auto out = esp_input_stage(far, pkts);
+
+  REQUIRE(out.size() == inner.size() - 1);
+  CHECK(far.drops(Drop::esp_bad_icv) == 1);
+  CHECK(far.drops(Drop::esp_replayed) == 1);
+  CHECK(far.total_drops() == 2);
+  for (size_t i = 0, k = 0; i < inner.size(); i++) {
+    if (i == tampered) continue;
+    INFO("packet " << i);
+    CHECK(out[k] == expected[i]);
+    CHECK(bytes_of(out[k]) == inner[i]);  // no L2, byte for byte what went in
+    CHECK(meta(out[k]).iface_in == far.interface("t1"));
+    CHECK(meta(out[k]).tenant == far.tenant("hosp"));
+    CHECK(meta(out[k]).l2_len == 0);
+    CHECK(meta(out[k]).flags == 0);
+    k++;
+  }
+  uint32_t spi = 8193;
+  void* slot = nullptr;
+  REQUIRE(rte_hash_lookup_data(far.tables->sa_index, &spi, &slot) >= 0);
+  const SaState& sa = *far.tables->sas[reinterpret_cast<uintptr_t>(slot)];
+  CHECK(sa.packets == inner.size() - 1);
+  CHECK(sa.drops[unsigned(SaDrop::bad_icv)] == 1);
+  CHECK(sa.drops[unsigned(SaDrop::replayed)] == 1);
+  free_all(out);
+}
+
+namespace {
+
+// Tenants behind a static mapping each (hosp-a, archive), one behind a NAPT pool (clinic), the
+// core ix between them; hosp-a may reach the archive on TCP 104 only, the clinic on anything.
+// Small FIBs: four of the default size do not fit in the unit tests' 512 MB.
+const std::string nat_config = R"({
+  "schema_version": 1,
+  "ports": [{"name": "p0", "device": "net_null0"}, {"name": "p1", "device": "net_null1"}],
+  "tenants": [{"name": "hosp-a", "max_routes": 64}, {"name": "clinic", "max_routes": 64}, {"name": "archive", "max_routes": 64},
+              {"name": "ix", "core": true, "max_routes": 64}],
+  "interfaces": [
+    {"name": "a0", "tenant": "hosp-a", "port": "p0", "vlan": 10, "addresses": ["10.0.0.1/24"], "mac": "02:00:00:00:00:0a"},
+    {"name": "c0", "tenant": "clinic", "port": "p0", "vlan": 30, "addresses": ["10.0.0.1/24"], "mac": "02:00:00:00:00:0c"},
+    {"name": "r0", "tenant": "archive", "port": "p1", "vlan": 200, "addresses": ["192.168.1.1/24"], "mac": "02:00:00:00:01:c8"}
+  ],
+  "static_mappings": [
+    {"tenant": "hosp-a", "tenant_prefix": "10.0.0.0/24", "core_prefix": "100.64.1.0/24"},
+    {"tenant": "archive", "tenant_prefix": "192.168.1.0/24", "core_prefix": "100.100.2.0/24"}
+  ],
+  "napt_pools": [{"tenant": "clinic", "addresses": ["100.64.9.1"], "port_low": 20000, "port_high": 65535}],
+  "policy_rules": [
+    {"name": "a-dicom", "priority": 10, "from_tenant": "hosp-a", "to_tenant": "archive", "protocol": 6, "port_low": 104, "port_high": 104, "permit": true},
+    {"name": "clinic-archive", "priority": 20, "from_tenant": "clinic", "to_tenant": "archive", "permit": true}
+  ],
+  "settings": {"max_sessions": 1024}
+})";
+
+// A frame on one of the VLANs above (the core sees it with its L2 still on).
+Bytes on_vlan(uint16_t vid, const Bytes& ip) {
+  return ether("02:00:00:00:00:01", host_mac, 0x8100) + vlan(0x0800, vid) + with_l4_checksum(ip);
+}
+
+// Packets as ip_lookup gives them to crossing: leaked into the core from their tenant.
+std::vector<rte_mbuf*> in_core(Harness& h, const std::vector<std::pair<std::string, Bytes>>& frames) {
+  auto pkts = arrived(h, frames);
+  for (rte_mbuf* m : pkts) {
+    meta(m).origin = uint16_t(meta(m).tenant + 1);
+    meta(m).tenant = h.tenant("ix");
+  }
+  return pkts;
+}
+
+uint16_t be16(const Bytes& b, size_t at) { return uint16_t(b[at] << 8 | b[at + 1]); }
+
+}  // namespace
+
+TEST_CASE("nat stage: static mapping and NAPT out of tenants, replies back, a denied flow dropped") {
+  Harness h(nat_config);
+  const uint16_t a = h.tenant("hosp-a"), clinic = h.tenant("clinic"), archive = h.tenant("archive");
+  constexpr size_t l2 = 18;
+  const NatWorker& nw = *h.tables->nat[0];
+
+  // Out: hosp-a by its static mapping, the clinic by its pool, hosp-a to a port no rule permits.
+  const Bytes syn = tcp(40000, 104, 0x02, 10);
+  auto pkts = in_core(h, {{"a0", on_vlan(10, ipv4("10.0.0.5", "100.100.2.10", 6, syn))},
+                          {"c0", on_vlan(30, ipv4("10.0.0.5", "100.100.2.10", 17, udp(5000, 9, 20)))},
+                          {"a0", on_vlan(10, ipv4("10.0.0.6", "100.100.2.10", 6, tcp(40000, 80, 0x02)))}});
+  auto out = nat_stage(h, pkts, {a, clinic, a}, {archive, archive, archive});
+
+  REQUIRE(out[0]);
+  REQUIRE(out[1]);
+  CHECK(!out[2]);
+  CHECK(h.drops(Drop::policy_denied) == 1);
+  CHECK(h.worker.counters->nat[a].policy_denied == 1);
+  CHECK(h.total_drops() == 1);
+  // Source to the mapped address, destination to the archive's inside address; nothing else
+  // changes but the checksums, which are right.
+  Bytes seen = bytes_of(out[0]);
+  CHECK(seen == on_vlan(10, ipv4("100.64.1.5", "192.168.1.10", 6, syn)));
+  CHECK(checksums_ok(seen, l2));
+  seen = bytes_of(out[1]);
+  uint16_t pool_port = be16(seen, l2 + 20);
+  CHECK(pool_port >= 20000);
+  CHECK(seen == on_vlan(30, ipv4("100.64.9.1", "192.168.1.10", 17, udp(pool_port, 9, 20))));
+  CHECK(checksums_ok(seen, l2));
+  for (rte_mbuf* m : {out[0], out[1]}) CHECK((meta(m).flags & meta_translated) != 0);
+  CHECK(h.worker.counters->nat[a].sessions_created == 1);
+  CHECK(h.worker.counters->nat[clinic].sessions_created == 1);
+  CHECK(h.worker.counters->nat[clinic].mappings_created == 1);
+  CHECK(nw.capacity - nw.n_free_sessions == 2);
+  free_all(out);
+
+  // Back: the replies find their sessions and are rewritten to the original flows' reverse;
+  // a packet to a pool port nobody holds is not let in.
+  const Bytes syn_ack = tcp(104, 40000, 0x12, 0);
+  pkts = in_core(h, {{"r0", on_vlan(200, ipv4("192.168.1.10", "100.64.1.5", 6, syn_ack))},
+                     {"r0", on_vlan(200, ipv4("192.168.1.10", "100.64.9.1", 17, udp(9, pool_port, 4)))},
+                     {"r0", on_vlan(200, ipv4("192.168.1.10", "100.64.9.1", 17, udp(9, uint16_t(pool_port + 1), 4)))}});
+  out = nat_stage(h, pkts, {archive, archive, archive}, {a, clinic, clinic});
+
+  REQUIRE(out[0]);
+  REQUIRE(out[1]);
+  CHECK(!out[2]);
+  CHECK(h.drops(Drop::nat_no_session) == 1);
+  seen = bytes_of(out[0]);
+  CHECK(seen == on_vlan(200, ipv4("100.100.2.10", "10.0.0.5", 6, syn_ack)));
+  CHECK(checksums_ok(seen, l2));
+  seen = bytes_of(out[1]);
+  CHECK(seen == on_vlan(200, ipv4("100.100.2.10", "10.0.0.5", 17, udp(9, 5000, 4))));
+  CHECK(checksums_ok(seen, l2));
+  CHECK(h.worker.counters->nat[archive].sessions_created == 0);  // replies make none
+  CHECK(nw.capacity - nw.n_free_sessions == 2);
+  free_all(out);
+}
