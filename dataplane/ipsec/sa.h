@@ -45,5 +45,6 @@ struct alignas(64) SaState {
   SaLife life = SaLife::active;
   uint64_t drops[sa_drop_count] = {};  // by reason - first_sa_drop (infra/drop.h)
   uint64_t& drops_of(Drop reason) { return drops[unsigned(reason) - unsigned(first_sa_drop)]; }
+  uint64_t drops_of(Drop reason) const { return drops[unsigned(reason) - unsigned(first_sa_drop)]; }
   ReplayWindow replay;  // inbound
 };
