@@ -7,7 +7,7 @@
 
 #include <set>
 
-#include "ipsec/keys.h"
+#include "ipsec/control_sa.h"
 #include "nat/nat.h"
 
 namespace medix::control {

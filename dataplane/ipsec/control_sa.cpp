@@ -1,4 +1,4 @@
-#include "ipsec/keys.h"
+#include "ipsec/control_sa.h"
 
 #include <sys/random.h>
 
