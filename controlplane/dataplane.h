@@ -1,5 +1,5 @@
 #pragma once
-// What libcharon's kernel-ipsec backend asks (cp/charon/kernel_ipsec.c -> glue.h cp_dp_*), done
+// What libcharon's kernel-ipsec backend asks (controlplane/charon/kernel_ipsec.c -> glue.h cp_dp_*), done
 // on medix-dp through its gRPC API:
 //   add_sa      -> Apply [tunnel UPDATE if its peer port/encapsulation changed, SA CREATE]
 //   del_sa      -> Apply [SA DELETE]

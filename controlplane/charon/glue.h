@@ -1,11 +1,11 @@
 /* The plain-C boundary between medix-cp's two halves. strongSwan's headers are C only (members
- * named `this`, `new`, `private`), so the C side (the C files in cp/charon) owns everything that touches
+ * named `this`, `new`, `private`), so the C side (the C files in controlplane/charon) owns everything that touches
  * libcharon and the C++ side (the C++ files in cp) owns medix-dp's gRPC API; this header is all they
  * share. Strings are NUL-terminated and only valid during the call.
  *
  *   C++ -> C   cp_charon_*: start libcharon, load peers, initiate, raise expires.
  *   C -> C++   cp_dp_*:     what libcharon asks of its kernel-ipsec backend, as medix-dp
- *                           transactions (implemented in cp/dataplane.cpp).
+ *                           transactions (implemented in controlplane/dataplane.cpp).
  */
 #ifndef MEDIX_CP_CHARON_GLUE_H
 #define MEDIX_CP_CHARON_GLUE_H
