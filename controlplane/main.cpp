@@ -23,9 +23,9 @@
 #include <thread>
 
 #include "charon/glue.h"
-#include "controller.h"
-#include "dataplane.h"
-#include "intent.h"
+#include "control_service.h"
+#include "dataplane_client.h"
+#include "intent_file.h"
 
 namespace {
 
@@ -92,8 +92,8 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  medixcp::c1::Intent intent;
-  if (auto error = medixcp::load_intent(intent_path, intent)) {
+  medix::cp::c1::Intent intent;
+  if (auto error = medix::cp::load_intent(intent_path, intent)) {
     fprintf(stderr, "%s\n", error->c_str());
     return 2;
   }
@@ -110,15 +110,15 @@ int main(int argc, char** argv) {
   // certificates are checked there: a bad intent changes nothing in medix-dp), then medix-dp is
   // brought to the intent, and only then does charon start handling IKE (so that no SA it
   // installs is taken for a leftover).
-  medixcp::Dataplane dataplane(target, intent, intent_path + ".owned");
-  medixcp::set_glue_dataplane(&dataplane);
+  medix::cp::DataplaneClient dataplane(target, intent, intent_path + ".owned");
+  medix::cp::set_glue_client(&dataplane);
   if (cp_charon_start(strongswan_conf.empty() ? nullptr : strongswan_conf.c_str(), nullptr,
                       plugins.empty() ? nullptr : plugins.c_str(), log_level, err, sizeof(err)) != 0) {
     fprintf(stderr, "medix-cp: %s\n", err);
     return 1;
   }
   for (const auto& p : intent.peers()) {
-    medixcp::GluePeer peer(p);
+    medix::cp::GluePeer peer(p);
     if (cp_charon_add_peer(&peer.c, false, err, sizeof(err)) != 0) {
       fprintf(stderr, "%s: peers[%d] (%s): %s\n", intent_path.c_str(), static_cast<int>(&p - &intent.peers()[0]),
               p.name().c_str(), err);
@@ -147,10 +147,10 @@ int main(int argc, char** argv) {
   // The Controller service; the socket is ours alone (0600), as medix-dp's.
   const std::string socket_path = listen.substr(strlen("unix://"));
   unlink(socket_path.c_str());
-  medixcp::ControllerService controller(intent, intent_path, dataplane);
+  medix::cp::ControlService service(intent, intent_path, dataplane);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials());
-  builder.RegisterService(&controller);
+  builder.RegisterService(&service);
   mode_t old_umask = umask(0077);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   umask(old_umask);

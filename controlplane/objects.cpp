@@ -5,7 +5,7 @@
 #include <regex>
 #include <set>
 
-namespace medixcp {
+namespace medix::cp {
 
 namespace {
 
@@ -189,4 +189,4 @@ v1::Object comparable(v1::Object o) {
   return o;
 }
 
-}  // namespace medixcp
+}  // namespace medix::cp

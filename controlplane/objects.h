@@ -10,7 +10,7 @@
 #include "medix/controller/v1/intent.pb.h"
 #include "medix/dataplane/v1/dataplane.pb.h"
 
-namespace medixcp {
+namespace medix::cp {
 
 namespace c1 = medix::controller::v1;
 namespace v1 = medix::dataplane::v1;
@@ -43,4 +43,4 @@ std::string name_fields(const std::string& message, const std::vector<std::strin
 // A copy that compares with what medix-dp lists: output-only fields cleared.
 v1::Object comparable(v1::Object o);
 
-}  // namespace medixcp
+}  // namespace medix::cp

@@ -5,7 +5,7 @@
  *
  *   C++ -> C   cp_charon_*: start libcharon, load peers, initiate, raise expires.
  *   C -> C++   cp_dp_*:     what libcharon asks of its kernel-ipsec backend, as medix-dp
- *                           transactions (implemented in controlplane/dataplane.cpp).
+ *                           transactions (implemented in controlplane/dataplane_client.cpp).
  */
 #ifndef MEDIX_CP_CHARON_GLUE_H
 #define MEDIX_CP_CHARON_GLUE_H

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-namespace medixctl {
+namespace medix::ctl {
 
 // Exit status 2: the command line is wrong.
 struct UsageError : std::runtime_error {
@@ -68,4 +68,4 @@ class Args {
   size_t next_ = 0;
 };
 
-}  // namespace medixctl
+}  // namespace medix::ctl

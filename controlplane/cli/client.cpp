@@ -6,7 +6,7 @@
 #include <fstream>
 #include <sstream>
 
-namespace medixctl {
+namespace medix::ctl {
 
 namespace {
 
@@ -174,4 +174,4 @@ void Client::watch_counters(uint32_t interval_ms, const std::function<bool(const
   throw Failure("WatchCounters: the server ended the stream");
 }
 
-}  // namespace medixctl
+}  // namespace medix::ctl

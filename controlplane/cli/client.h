@@ -9,7 +9,7 @@
 #include "args.h"
 #include "medix/dataplane/v1/dataplane.grpc.pb.h"
 
-namespace medixctl {
+namespace medix::ctl {
 namespace v1 = medix::dataplane::v1;
 
 struct ServerError : Failure {
@@ -47,4 +47,4 @@ class Client {
   std::unique_ptr<v1::Dataplane::Stub> stub_;
 };
 
-}  // namespace medixctl
+}  // namespace medix::ctl

@@ -19,7 +19,7 @@
 #include "output.h"
 #include "peers.h"
 
-namespace medixctl {
+namespace medix::ctl {
 namespace {
 
 constexpr const char* usage_text =
@@ -449,15 +449,15 @@ int run(int argc, char** argv) {
 }
 
 }  // namespace
-}  // namespace medixctl
+}  // namespace medix::ctl
 
 int main(int argc, char** argv) {
   try {
-    return medixctl::run(argc, argv);
-  } catch (const medixctl::UsageError& e) {
+    return medix::ctl::run(argc, argv);
+  } catch (const medix::ctl::UsageError& e) {
     std::cerr << "medixctl: " << e.what() << "\n(medixctl --help shows the commands)\n";
     return 2;
-  } catch (const medixctl::Failure& e) {
+  } catch (const medix::ctl::Failure& e) {
     std::cerr << "medixctl: " << e.what() << '\n';
     if (!e.note.empty()) std::cerr << "medixctl: " << e.note << '\n';
     return 1;

@@ -4,7 +4,7 @@
 
 #include <stdexcept>
 
-namespace medixctl {
+namespace medix::ctl {
 
 namespace {
 
@@ -219,4 +219,4 @@ void apply_set_words(v1::Object& object, Args& args) {
   }
 }
 
-}  // namespace medixctl
+}  // namespace medix::ctl

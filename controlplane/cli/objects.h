@@ -6,7 +6,7 @@
 #include "args.h"
 #include "medix/dataplane/v1/dataplane.pb.h"
 
-namespace medixctl {
+namespace medix::ctl {
 namespace v1 = medix::dataplane::v1;
 
 struct KindInfo {
@@ -34,4 +34,4 @@ void clear_output_only(v1::Object& object);
 // and, if the object exists, its current fields: the fields named change, the others stay.
 void apply_set_words(v1::Object& object, Args& args);
 
-}  // namespace medixctl
+}  // namespace medix::ctl

@@ -8,7 +8,7 @@
 #include <ctime>
 #include <map>
 
-namespace medixctl {
+namespace medix::ctl {
 
 namespace {
 
@@ -466,4 +466,4 @@ void print_rates(std::ostream& out, const v1::CountersSnapshot& before, const v1
   out << '\n';
 }
 
-}  // namespace medixctl
+}  // namespace medix::ctl

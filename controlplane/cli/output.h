@@ -10,7 +10,7 @@
 #include "medix/dataplane/v1/dataplane.pb.h"
 #include "objects.h"
 
-namespace medixctl {
+namespace medix::ctl {
 namespace v1 = medix::dataplane::v1;
 
 // Columns padded to their widest cell, two spaces apart; an empty cell prints as "-".
@@ -47,4 +47,4 @@ void print_runtime(std::ostream& out, const v1::Runtime& runtime, bool by_lcore)
 void print_rates(std::ostream& out, const v1::CountersSnapshot& before, const v1::CountersSnapshot& after,
                  uint32_t interval_ms);
 
-}  // namespace medixctl
+}  // namespace medix::ctl

@@ -13,7 +13,7 @@
 #include "medix/controller/v1/controller.grpc.pb.h"
 #include "output.h"
 
-namespace medixctl {
+namespace medix::ctl {
 
 namespace {
 
@@ -201,4 +201,4 @@ int peers_command(const std::string& target, bool json, const std::string& comma
   return 0;
 }
 
-}  // namespace medixctl
+}  // namespace medix::ctl

@@ -9,8 +9,8 @@
 
 #include "args.h"
 
-namespace medixctl {
+namespace medix::ctl {
 
 int peers_command(const std::string& target, bool json, const std::string& command, Args& args);
 
-}  // namespace medixctl
+}  // namespace medix::ctl

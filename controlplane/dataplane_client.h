@@ -32,20 +32,20 @@
 #include <vector>
 
 #include "charon/glue.h"
-#include "intent.h"
+#include "intent_file.h"
 #include "medix/dataplane/v1/dataplane.grpc.pb.h"
 #include "objects.h"
 
-namespace medixcp {
+namespace medix::cp {
 
 namespace v1 = medix::dataplane::v1;
 
-class Dataplane {
+class DataplaneClient {
  public:
   // `owned_path`: where medix-cp records what it created in medix-dp (the objects of its intent,
   // tunnels included), so that what leaves the intent is deleted, even across restarts.
-  Dataplane(const std::string& target, const c1::Intent& intent, const std::string& owned_path);
-  ~Dataplane();
+  DataplaneClient(const std::string& target, const c1::Intent& intent, const std::string& owned_path);
+  ~DataplaneClient();
 
   // Brings medix-dp to the intent before IKE starts, in one transaction: every static object
   // and every peer's tunnel is created or updated; SAs and routes left on our tunnels by an
@@ -153,6 +153,6 @@ class Dataplane {
 };
 
 // The instance the glue's cp_dp_* calls reach (one per process).
-void set_glue_dataplane(Dataplane* dp);
+void set_glue_client(DataplaneClient* dp);
 
-}  // namespace medixcp
+}  // namespace medix::cp

@@ -9,7 +9,7 @@
 #include "charon/glue.h"
 #include "medix/controller/v1/intent.pb.h"
 
-namespace medixcp {
+namespace medix::cp {
 
 namespace c1 = medix::controller::v1;
 
@@ -34,4 +34,4 @@ struct GluePeer {
   cp_peer c;
 };
 
-}  // namespace medixcp
+}  // namespace medix::cp

@@ -1,4 +1,4 @@
-#include "dataplane.h"
+#include "dataplane_client.h"
 
 #include <algorithm>
 #include <chrono>
@@ -10,7 +10,7 @@
 
 #include <google/protobuf/util/json_util.h>
 
-namespace medixcp {
+namespace medix::cp {
 
 namespace {
 
@@ -80,12 +80,12 @@ std::string hex(uint32_t spi) {
 
 }  // namespace
 
-Dataplane::Dataplane(const std::string& target, const c1::Intent& intent, const std::string& owned_path)
+DataplaneClient::DataplaneClient(const std::string& target, const c1::Intent& intent, const std::string& owned_path)
     : target_(target), owned_path_(owned_path), intent_(intent) {
   reconnect();
 }
 
-void Dataplane::reconnect() {
+void DataplaneClient::reconnect() {
   grpc::ChannelArguments arguments;
   arguments.SetMaxReceiveMessageSize(-1);  // a counters snapshot of a large IX exceeds 4 MB
   auto stub = v1::Dataplane::NewStub(grpc::CreateCustomChannel(target_, grpc::InsecureChannelCredentials(), arguments));
@@ -93,20 +93,20 @@ void Dataplane::reconnect() {
   stub_ = std::move(stub);
 }
 
-std::shared_ptr<v1::Dataplane::Stub> Dataplane::stub() {
+std::shared_ptr<v1::Dataplane::Stub> DataplaneClient::stub() {
   std::lock_guard lock(stub_mu_);
   return stub_;
 }
 
-Dataplane::~Dataplane() { stop(); }
+DataplaneClient::~DataplaneClient() { stop(); }
 
-const c1::Peer* Dataplane::peer_of(const std::string& local, const std::string& remote) const {
+const c1::Peer* DataplaneClient::peer_of(const std::string& local, const std::string& remote) const {
   for (const auto& p : intent_.peers())
     if (p.local_address() == local && p.remote_address() == remote) return &p;
   return nullptr;
 }
 
-v1::Tunnel Dataplane::tunnel_of(const c1::Peer& p) const {
+v1::Tunnel DataplaneClient::tunnel_of(const c1::Peer& p) const {
   v1::Tunnel t;
   t.set_name(p.tunnel());
   t.set_tenant(p.tenant());
@@ -121,7 +121,7 @@ v1::Tunnel Dataplane::tunnel_of(const c1::Peer& p) const {
   return t;
 }
 
-std::string Dataplane::apply(const std::vector<v1::Operation>& ops, v1::ApplyResponse* out) {
+std::string DataplaneClient::apply(const std::vector<v1::Operation>& ops, v1::ApplyResponse* out) {
   if (ops.empty()) return "";
   v1::ApplyRequest request;
   for (const auto& o : ops) *request.add_operations() = o;
@@ -133,7 +133,7 @@ std::string Dataplane::apply(const std::vector<v1::Operation>& ops, v1::ApplyRes
   return status.ok() ? "" : status_text(status);
 }
 
-std::string Dataplane::list(std::map<std::string, v1::Object>& out) {
+std::string DataplaneClient::list(std::map<std::string, v1::Object>& out) {
   std::vector<v1::Kind> kinds = static_kinds();
   kinds.push_back(v1::SA);
   for (auto kind : kinds) {
@@ -157,7 +157,8 @@ std::string Dataplane::list(std::map<std::string, v1::Object>& out) {
   return "";
 }
 
-std::vector<IntentObject> Dataplane::desired(const c1::Intent& intent, const std::set<std::string>* touched) const {
+std::vector<IntentObject> DataplaneClient::desired(const c1::Intent& intent,
+                                                   const std::set<std::string>* touched) const {
   std::vector<IntentObject> want = static_objects(intent);
   for (int i = 0; i < intent.peers_size(); i++) {
     const c1::Peer& p = intent.peers(i);
@@ -172,8 +173,8 @@ std::vector<IntentObject> Dataplane::desired(const c1::Intent& intent, const std
   return want;
 }
 
-void Dataplane::upserts(const std::vector<IntentObject>& want, const std::map<std::string, v1::Object>& have,
-                        std::vector<v1::Operation>& ops, std::vector<std::string>& fields) {
+void DataplaneClient::upserts(const std::vector<IntentObject>& want, const std::map<std::string, v1::Object>& have,
+                              std::vector<v1::Operation>& ops, std::vector<std::string>& fields) {
   for (const auto& w : want) {
     auto it = have.find(key_of(w.object));
     if (it == have.end())
@@ -187,7 +188,7 @@ void Dataplane::upserts(const std::vector<IntentObject>& want, const std::map<st
   }
 }
 
-std::string Dataplane::load_owned() {
+std::string DataplaneClient::load_owned() {
   owned_.clear();
   std::ifstream in(owned_path_);
   if (!in) return "";  // none yet: medix-cp never created anything with this intent file
@@ -215,7 +216,7 @@ std::string Dataplane::load_owned() {
   return "";
 }
 
-std::string Dataplane::save_owned() {
+std::string DataplaneClient::save_owned() {
   v1::Config config;
   config.set_schema_version(1);
   for (const auto& [key, o] : owned_) {
@@ -241,7 +242,7 @@ std::string Dataplane::save_owned() {
   return write_atomically(owned_path_, text, 0600);
 }
 
-std::string Dataplane::prepare() {
+std::string DataplaneClient::prepare() {
   std::lock_guard lock(mu_);
   if (std::string error = load_owned(); !error.empty()) return error;
   std::map<std::string, v1::Object> have;
@@ -276,8 +277,8 @@ std::string Dataplane::prepare() {
   return "";
 }
 
-std::string Dataplane::update_intent(const c1::Intent& next, const std::set<std::string>& touched, uint32_t& changed,
-                                     bool& refused) {
+std::string DataplaneClient::update_intent(const c1::Intent& next, const std::set<std::string>& touched,
+                                           uint32_t& changed, bool& refused) {
   std::lock_guard lock(mu_);
   refused = false;
   std::map<std::string, v1::Object> have;
@@ -307,7 +308,7 @@ std::string Dataplane::update_intent(const c1::Intent& next, const std::set<std:
   return "";
 }
 
-std::string Dataplane::prune(uint32_t& removed) {
+std::string DataplaneClient::prune(uint32_t& removed) {
   std::lock_guard lock(mu_);
   removed = 0;
   std::set<std::string> wanted;
@@ -356,7 +357,7 @@ std::string Dataplane::prune(uint32_t& removed) {
   return "";
 }
 
-std::string Dataplane::remove_tunnel(const std::string& name) {
+std::string DataplaneClient::remove_tunnel(const std::string& name) {
   std::lock_guard lock(mu_);
   std::vector<v1::Operation> ops;
   // What charon did not delete (it should have: the peer's IKE_SAs were terminated first).
@@ -389,13 +390,13 @@ std::string Dataplane::remove_tunnel(const std::string& name) {
   return error;
 }
 
-bool Dataplane::inbound_spi_in_use(uint32_t spi) const {
+bool DataplaneClient::inbound_spi_in_use(uint32_t spi) const {
   for (const auto& [key, sa] : sas_)
     if (sa.inbound && sa.spi == spi) return true;
   return false;
 }
 
-std::string Dataplane::get_spi(const std::string&, const std::string&, uint32_t& spi) {
+std::string DataplaneClient::get_spi(const std::string&, const std::string&, uint32_t& spi) {
   std::lock_guard lock(mu_);
   std::uniform_int_distribution<uint32_t> pick(spi_min, spi_max);
   // SPIs given out for negotiations that never installed their SA are free again after a while.
@@ -407,7 +408,7 @@ std::string Dataplane::get_spi(const std::string&, const std::string&, uint32_t&
   return "";
 }
 
-std::string Dataplane::add_sa(const cp_sa& in) {
+std::string DataplaneClient::add_sa(const cp_sa& in) {
   std::lock_guard lock(mu_);
   const std::string src = in.id.src, dst = in.id.dst;
   const c1::Peer* peer = in.inbound ? peer_of(dst, src) : peer_of(src, dst);
@@ -451,8 +452,8 @@ std::string Dataplane::add_sa(const cp_sa& in) {
   return "";
 }
 
-std::string Dataplane::update_sa(const cp_sa_id& id, const std::string& new_src, const std::string& new_dst,
-                                 uint16_t new_src_port, uint16_t new_dst_port, bool new_encap) {
+std::string DataplaneClient::update_sa(const cp_sa_id& id, const std::string& new_src, const std::string& new_dst,
+                                       uint16_t new_src_port, uint16_t new_dst_port, bool new_encap) {
   std::lock_guard lock(mu_);
   auto it = sas_.find({id.spi, id.dst});
   if (it == sas_.end()) return "no SA " + hex(id.spi) + " to " + id.dst;
@@ -474,7 +475,7 @@ std::string Dataplane::update_sa(const cp_sa_id& id, const std::string& new_src,
   return "";
 }
 
-std::string Dataplane::query_sa(const cp_sa_id& id, uint64_t& bytes, uint64_t& packets, uint64_t& last_used_ns) {
+std::string DataplaneClient::query_sa(const cp_sa_id& id, uint64_t& bytes, uint64_t& packets, uint64_t& last_used_ns) {
   std::string tunnel;
   bool inbound;
   {
@@ -500,7 +501,7 @@ std::string Dataplane::query_sa(const cp_sa_id& id, uint64_t& bytes, uint64_t& p
   return "medix-dp has no counters for SA " + hex(id.spi);
 }
 
-std::string Dataplane::del_sa(const cp_sa_id& id) {
+std::string DataplaneClient::del_sa(const cp_sa_id& id) {
   std::lock_guard lock(mu_);
   auto it = sas_.find({id.spi, id.dst});
   if (it == sas_.end()) return "no SA " + hex(id.spi) + " to " + id.dst;
@@ -513,7 +514,7 @@ std::string Dataplane::del_sa(const cp_sa_id& id) {
   return apply({op(v1::Operation::DELETE, object_of(sa))});
 }
 
-std::string Dataplane::add_policy(const cp_policy& p) {
+std::string DataplaneClient::add_policy(const cp_policy& p) {
   std::lock_guard lock(mu_);
   Policy& policy = policies_[p.key];
   if (policy.refs++ > 0) return "";       // the same selectors again (a rekey): one more reference
@@ -549,7 +550,7 @@ std::string Dataplane::add_policy(const cp_policy& p) {
   return "";
 }
 
-std::string Dataplane::del_policy(const cp_policy& p) {
+std::string DataplaneClient::del_policy(const cp_policy& p) {
   std::lock_guard lock(mu_);
   auto it = policies_.find(p.key);
   if (it == policies_.end()) return std::string("no policy ") + p.key;
@@ -565,7 +566,7 @@ std::string Dataplane::del_policy(const cp_policy& p) {
   return apply({op(v1::Operation::DELETE, object_of(route))});
 }
 
-std::string Dataplane::flush() {
+std::string DataplaneClient::flush() {
   std::lock_guard lock(mu_);
   std::vector<v1::Operation> ops;
   for (const auto& [key, sa] : sas_) {
@@ -584,12 +585,12 @@ std::string Dataplane::flush() {
 
 // --- lifetimes ---------------------------------------------------------------------------------
 
-void Dataplane::schedule(uint32_t spi, const std::string& dst, uint64_t seconds, bool hard, uint64_t generation) {
+void DataplaneClient::schedule(uint32_t spi, const std::string& dst, uint64_t seconds, bool hard, uint64_t generation) {
   timers_.emplace(std::chrono::steady_clock::now() + std::chrono::seconds(seconds), Timer{spi, dst, hard, generation});
   timers_cv_.notify_all();
 }
 
-void Dataplane::run_timers() {
+void DataplaneClient::run_timers() {
   std::unique_lock lock(mu_);
   while (!stopping_) {
     if (timers_.empty()) {
@@ -611,7 +612,7 @@ void Dataplane::run_timers() {
   }
 }
 
-int Dataplane::replay() {
+int DataplaneClient::replay() {
   reconnect();
   std::lock_guard lock(mu_);
   std::map<std::string, v1::Object> have;
@@ -638,7 +639,7 @@ int Dataplane::replay() {
 
 // SA events from medix-dp (byte and packet lifetimes, sequence number overflow); when the
 // stream breaks, medix-dp may have restarted: replay.
-void Dataplane::watch_events() {
+void DataplaneClient::watch_events() {
   bool broken = false;
   for (;;) {
     if (broken) {
@@ -694,12 +695,12 @@ void Dataplane::watch_events() {
   }
 }
 
-void Dataplane::start() {
+void DataplaneClient::start() {
   timer_thread_ = std::thread([this] { run_timers(); });
   event_thread_ = std::thread([this] { watch_events(); });
 }
 
-void Dataplane::stop() {
+void DataplaneClient::stop() {
   {
     std::lock_guard lock(mu_);
     if (stopping_) return;
@@ -711,13 +712,13 @@ void Dataplane::stop() {
   if (event_thread_.joinable()) event_thread_.join();
 }
 
-}  // namespace medixcp
+}  // namespace medix::cp
 
 // --- the glue: charon's backend calls, on charon's threads -------------------------------------
 
 namespace {
 
-medixcp::Dataplane* dataplane;
+medix::cp::DataplaneClient* client;
 
 int result(const std::string& error, char* err, size_t len) {
   if (error.empty()) return 0;
@@ -727,38 +728,38 @@ int result(const std::string& error, char* err, size_t len) {
 
 }  // namespace
 
-namespace medixcp {
-void set_glue_dataplane(Dataplane* dp) { dataplane = dp; }
-}  // namespace medixcp
+namespace medix::cp {
+void set_glue_client(DataplaneClient* dp) { client = dp; }
+}  // namespace medix::cp
 
 extern "C" {
 
 int cp_dp_get_spi(const char* src, const char* dst, uint32_t* spi, char* err, size_t len) {
-  return result(dataplane->get_spi(src, dst, *spi), err, len);
+  return result(client->get_spi(src, dst, *spi), err, len);
 }
 
-int cp_dp_add_sa(const struct cp_sa* sa, char* err, size_t len) { return result(dataplane->add_sa(*sa), err, len); }
+int cp_dp_add_sa(const struct cp_sa* sa, char* err, size_t len) { return result(client->add_sa(*sa), err, len); }
 
 int cp_dp_update_sa(const struct cp_sa_id* id, const char* new_src, const char* new_dst, uint16_t new_src_port,
                     uint16_t new_dst_port, bool new_encap, char* err, size_t len) {
-  return result(dataplane->update_sa(*id, new_src, new_dst, new_src_port, new_dst_port, new_encap), err, len);
+  return result(client->update_sa(*id, new_src, new_dst, new_src_port, new_dst_port, new_encap), err, len);
 }
 
 int cp_dp_query_sa(const struct cp_sa_id* id, uint64_t* bytes, uint64_t* packets, uint64_t* last_used_ns, char* err,
                    size_t len) {
-  return result(dataplane->query_sa(*id, *bytes, *packets, *last_used_ns), err, len);
+  return result(client->query_sa(*id, *bytes, *packets, *last_used_ns), err, len);
 }
 
-int cp_dp_del_sa(const struct cp_sa_id* id, char* err, size_t len) { return result(dataplane->del_sa(*id), err, len); }
+int cp_dp_del_sa(const struct cp_sa_id* id, char* err, size_t len) { return result(client->del_sa(*id), err, len); }
 
 int cp_dp_add_policy(const struct cp_policy* policy, char* err, size_t len) {
-  return result(dataplane->add_policy(*policy), err, len);
+  return result(client->add_policy(*policy), err, len);
 }
 
 int cp_dp_del_policy(const struct cp_policy* policy, char* err, size_t len) {
-  return result(dataplane->del_policy(*policy), err, len);
+  return result(client->del_policy(*policy), err, len);
 }
 
-int cp_dp_flush(char* err, size_t len) { return result(dataplane->flush(), err, len); }
+int cp_dp_flush(char* err, size_t len) { return result(client->flush(), err, len); }
 
 }  // extern "C"

@@ -1,4 +1,4 @@
-#include "controller.h"
+#include "control_service.h"
 
 #include <map>
 #include <set>
@@ -6,7 +6,7 @@
 
 #include "charon/glue.h"
 
-namespace medixcp {
+namespace medix::cp {
 
 namespace {
 
@@ -73,20 +73,20 @@ grpc::Status no_peer(const std::string& name) {
 
 }  // namespace
 
-c1::Intent ControllerService::intent() {
+c1::Intent ControlService::intent() {
   std::lock_guard lock(mu_);
   return intent_;
 }
 
-bool ControllerService::known(const std::string& name) {
+bool ControlService::known(const std::string& name) {
   std::lock_guard lock(mu_);
   for (const auto& p : intent_.peers())
     if (p.name() == name) return true;
   return false;
 }
 
-grpc::Status ControllerService::ListPeers(grpc::ServerContext*, const c1::ListPeersRequest* request,
-                                          c1::ListPeersResponse* response) {
+grpc::Status ControlService::ListPeers(grpc::ServerContext*, const c1::ListPeersRequest* request,
+                                       c1::ListPeersResponse* response) {
   if (!request->name().empty() && !known(request->name())) return no_peer(request->name());
   const c1::Intent intent_ = intent();
   std::vector<std::pair<std::string, c1::IkeSa>> ike_sas;
@@ -107,8 +107,8 @@ grpc::Status ControllerService::ListPeers(grpc::ServerContext*, const c1::ListPe
   return grpc::Status::OK;
 }
 
-grpc::Status ControllerService::Initiate(grpc::ServerContext*, const c1::PeerRequest* request,
-                                         c1::PeerActionResponse* response) {
+grpc::Status ControlService::Initiate(grpc::ServerContext*, const c1::PeerRequest* request,
+                                      c1::PeerActionResponse* response) {
   if (!known(request->name())) return no_peer(request->name());
   if (cp_charon_initiate(request->name().c_str()) != 0)
     return grpc::Status(grpc::StatusCode::INTERNAL, "charon has no config for '" + request->name() + "'");
@@ -116,28 +116,28 @@ grpc::Status ControllerService::Initiate(grpc::ServerContext*, const c1::PeerReq
   return grpc::Status::OK;
 }
 
-grpc::Status ControllerService::Terminate(grpc::ServerContext*, const c1::PeerRequest* request,
-                                          c1::PeerActionResponse* response) {
+grpc::Status ControlService::Terminate(grpc::ServerContext*, const c1::PeerRequest* request,
+                                       c1::PeerActionResponse* response) {
   if (!known(request->name())) return no_peer(request->name());
   response->set_count(cp_charon_terminate(request->name().c_str(), false));
   return grpc::Status::OK;
 }
 
-grpc::Status ControllerService::Rekey(grpc::ServerContext*, const c1::PeerRequest* request,
-                                      c1::PeerActionResponse* response) {
+grpc::Status ControlService::Rekey(grpc::ServerContext*, const c1::PeerRequest* request,
+                                   c1::PeerActionResponse* response) {
   if (!known(request->name())) return no_peer(request->name());
   response->set_count(cp_charon_rekey(request->name().c_str()));
   return grpc::Status::OK;
 }
 
-grpc::Status ControllerService::GetIntent(grpc::ServerContext*, const c1::GetIntentRequest*, c1::Intent* response) {
+grpc::Status ControlService::GetIntent(grpc::ServerContext*, const c1::GetIntentRequest*, c1::Intent* response) {
   *response = intent();
   for (auto& p : *response->mutable_peers()) p.clear_psk();
   return grpc::Status::OK;
 }
 
-grpc::Status ControllerService::ApplyIntent(grpc::ServerContext*, const c1::ApplyIntentRequest* request,
-                                            c1::ApplyIntentResponse* response) {
+grpc::Status ControlService::ApplyIntent(grpc::ServerContext*, const c1::ApplyIntentRequest* request,
+                                         c1::ApplyIntentResponse* response) {
   std::lock_guard serial(apply_mu_);
   c1::Intent next = request->intent();
   if (next.schema_version() == 0) next.set_schema_version(1);
@@ -209,4 +209,4 @@ grpc::Status ControllerService::ApplyIntent(grpc::ServerContext*, const c1::Appl
   return grpc::Status::OK;
 }
 
-}  // namespace medixcp
+}  // namespace medix::cp

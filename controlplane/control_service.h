@@ -6,16 +6,16 @@
 
 #include <mutex>
 
-#include "dataplane.h"
-#include "intent.h"
+#include "dataplane_client.h"
+#include "intent_file.h"
 #include "medix/controller/v1/controller.grpc.pb.h"
 
-namespace medixcp {
+namespace medix::cp {
 
-class ControllerService final : public c1::Controller::Service {
+class ControlService final : public c1::Controller::Service {
  public:
   // `path`: where an accepted intent is written.
-  ControllerService(const c1::Intent& intent, const std::string& path, Dataplane& dataplane)
+  ControlService(const c1::Intent& intent, const std::string& path, DataplaneClient& dataplane)
       : intent_(intent), path_(path), dataplane_(dataplane) {}
 
   grpc::Status ListPeers(grpc::ServerContext*, const c1::ListPeersRequest*, c1::ListPeersResponse*) override;
@@ -33,7 +33,7 @@ class ControllerService final : public c1::Controller::Service {
   std::mutex apply_mu_;  // ApplyIntent calls, one at a time
   c1::Intent intent_;
   const std::string path_;
-  Dataplane& dataplane_;
+  DataplaneClient& dataplane_;
 };
 
-}  // namespace medixcp
+}  // namespace medix::cp

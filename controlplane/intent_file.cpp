@@ -1,4 +1,4 @@
-#include "intent.h"
+#include "intent_file.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -13,7 +13,7 @@
 
 #include "objects.h"
 
-namespace medixcp {
+namespace medix::cp {
 
 namespace {
 
@@ -170,4 +170,4 @@ std::optional<std::string> load_intent(const std::string& path, c1::Intent& inte
   return std::nullopt;
 }
 
-}  // namespace medixcp
+}  // namespace medix::cp
