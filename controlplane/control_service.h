@@ -1,5 +1,5 @@
 #pragma once
-// medix-cp's Controller service (proto/medix/controller/v1/controller.proto): the peers of the
+// medix-cp's ControlPlane service (proto/medix/controlplane/v1/controlplane.proto): the peers of the
 // intent with their IKE and CHILD SAs and last errors, initiate/terminate/rekey, and the intent
 // itself (read, replaced whole). It owns the running intent; charon's state is read through the
 // glue.
@@ -8,11 +8,11 @@
 
 #include "dataplane_client.h"
 #include "intent_file.h"
-#include "medix/controller/v1/controller.grpc.pb.h"
+#include "medix/controlplane/v1/controlplane.grpc.pb.h"
 
 namespace medix::cp {
 
-class ControlService final : public c1::Controller::Service {
+class ControlService final : public c1::ControlPlane::Service {
  public:
   // `path`: where an accepted intent is written.
   ControlService(const c1::Intent& intent, const std::string& path, DataplaneClient& dataplane)

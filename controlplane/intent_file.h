@@ -1,5 +1,5 @@
 #pragma once
-// medix-cp's intent (proto/medix/controller/v1/intent.proto): loading, defaults, validation.
+// medix-cp's intent (proto/medix/controlplane/v1/intent.proto): loading, defaults, validation.
 
 #include <sys/types.h>
 
@@ -7,11 +7,11 @@
 #include <string>
 
 #include "charon/glue.h"
-#include "medix/controller/v1/intent.pb.h"
+#include "medix/controlplane/v1/intent.pb.h"
 
 namespace medix::cp {
 
-namespace c1 = medix::controller::v1;
+namespace c1 = medix::controlplane::v1;
 
 // Reads a JSON intent file; fills defaults (tunnel name, identities) and validates it.
 // Returns an error "FILE: field.path: reason", or nothing with `intent` filled.

@@ -4,7 +4,7 @@
 //   medix-cp --intent FILE (--dp unix:///path/api.sock | -p PREFIX) [--listen unix:///path]
 //            [--strongswan-conf FILE] [--plugins "LIST"] [--log-level N]
 //
-// It serves medix.controller.v1.Controller (medixctl peers) on --listen, by default
+// It serves medix.controlplane.v1.ControlPlane (medixctl peers) on --listen, by default
 // unix:///var/run/dpdk/PREFIX/cp.sock with -p PREFIX (beside medix-dp's api.sock), else
 // unix:///var/run/medix-cp.sock; mode 0600.
 //   medix-cp --abi-check     checks our view of libcharon's structures against the library
@@ -144,7 +144,7 @@ int main(int argc, char** argv) {
   dataplane.start();
   cp_charon_run();
 
-  // The Controller service; the socket is ours alone (0600), as medix-dp's.
+  // The ControlPlane service; the socket is ours alone (0600), as medix-dp's.
   const std::string socket_path = listen.substr(strlen("unix://"));
   unlink(socket_path.c_str());
   medix::cp::ControlService service(intent, intent_path, dataplane);

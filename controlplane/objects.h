@@ -7,12 +7,12 @@
 #include <string>
 #include <vector>
 
-#include "medix/controller/v1/intent.pb.h"
+#include "medix/controlplane/v1/intent.pb.h"
 #include "medix/dataplane/v1/dataplane.pb.h"
 
 namespace medix::cp {
 
-namespace c1 = medix::controller::v1;
+namespace c1 = medix::controlplane::v1;
 namespace v1 = medix::dataplane::v1;
 
 // An object of the intent and where it is ("routes[3]").

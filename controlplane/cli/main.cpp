@@ -1,5 +1,5 @@
 // medixctl: the engineer's CLI of medix-dp, over its gRPC API (medix.dataplane.v1.Dataplane), and
-// of medix-cp's IKE peers (medix.controller.v1.Controller).
+// of medix-cp's IKE peers (medix.controlplane.v1.ControlPlane).
 // Exit status 0: done; 1: the server refused or the call failed; 2: a wrong command line.
 #include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/message_differencer.h>
@@ -52,7 +52,7 @@ constexpr const char* usage_text =
   intent show                         medix-cp's intent: peers, tenants, ports, interfaces, routes,
                                       neighbours, static mappings, NAPT pools, policy rules (PSKs
                                       left out)
-  intent apply FILE                   replace it (JSON of medix.controller.v1.Intent): validated
+  intent apply FILE                   replace it (JSON of medix.controlplane.v1.Intent): validated
                                       whole, kept in medix-cp's intent file, applied to IKE and
                                       medix-dp (what left the intent deleted there); refused,
                                       nothing changes

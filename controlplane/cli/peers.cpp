@@ -10,14 +10,14 @@
 #include <sstream>
 
 #include "client.h"
-#include "medix/controller/v1/controller.grpc.pb.h"
+#include "medix/controlplane/v1/controlplane.grpc.pb.h"
 #include "output.h"
 
 namespace medix::ctl {
 
 namespace {
 
-namespace c1 = medix::controller::v1;
+namespace c1 = medix::controlplane::v1;
 
 void check(const grpc::Status& status) {
   if (!status.ok()) throw ServerError(status.error_code(), status.error_message());
@@ -117,7 +117,8 @@ void print_peer(const c1::PeerStatus& s) {
 int peers_command(const std::string& target, bool json, const std::string& command, Args& args) {
   grpc::ChannelArguments arguments;
   arguments.SetMaxReceiveMessageSize(-1);
-  auto stub = c1::Controller::NewStub(grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), arguments));
+  auto stub =
+      c1::ControlPlane::NewStub(grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), arguments));
   if (command == "peers") {
     args.expect_done();
     c1::ListPeersResponse response;

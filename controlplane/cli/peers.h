@@ -1,5 +1,5 @@
 #pragma once
-// medixctl's IKE views, from medix-cp's Controller service (proto/medix/controller/v1):
+// medixctl's IKE views, from medix-cp's ControlPlane service (proto/medix/controlplane/v1):
 //   peers                                   every peer: IKE and CHILD SA state, last error
 //   peer NAME                               one peer in full: its SAs, selectors, counters, errors
 //   peer NAME errors                        why IKE with it failed, oldest first
