@@ -1,6 +1,5 @@
 #include "intent_file.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <google/protobuf/util/json_util.h>
 #include <unistd.h>
@@ -11,24 +10,15 @@
 #include <set>
 #include <sstream>
 
+#include "common/address.h"
 #include "objects.h"
 
 namespace medix::cp {
 
 namespace {
 
-bool is_ipv4(const std::string& s) {
-  in_addr a;
-  return inet_pton(AF_INET, s.c_str(), &a) == 1;
-}
-
-bool is_prefix(const std::string& s) {
-  auto slash = s.find('/');
-  if (slash == std::string::npos || !is_ipv4(s.substr(0, slash))) return false;
-  const std::string len = s.substr(slash + 1);
-  if (len.empty() || len.size() > 2 || len.find_first_not_of("0123456789") != std::string::npos) return false;
-  return std::stoi(len) <= 32;
-}
+using common::parse_ipv4;
+using common::parse_prefix;
 
 bool is_name(const std::string& s) {
   if (s.empty() || s.size() > 64) return false;
@@ -52,8 +42,9 @@ std::string validate_intent(c1::Intent& intent) {
     if (!tunnels.insert(p.tunnel()).second) return at + "tunnel: another peer uses tunnel '" + p.tunnel() + "'";
     if (p.tenant().empty()) return at + "tenant: is required";
     if (p.underlay_tenant().empty()) return at + "underlay_tenant: is required";
-    if (!is_ipv4(p.local_address())) return at + "local_address: '" + p.local_address() + "' is not an IPv4 address";
-    if (!is_ipv4(p.remote_address())) return at + "remote_address: '" + p.remote_address() + "' is not an IPv4 address";
+    if (!parse_ipv4(p.local_address())) return at + "local_address: '" + p.local_address() + "' is not an IPv4 address";
+    if (!parse_ipv4(p.remote_address()))
+      return at + "remote_address: '" + p.remote_address() + "' is not an IPv4 address";
     // SAs are matched to their peer by their endpoints.
     if (!endpoints.insert(p.local_address() + " " + p.remote_address()).second)
       return at + "remote_address: another peer has the same local and remote addresses";
@@ -77,10 +68,10 @@ std::string validate_intent(c1::Intent& intent) {
     if (p.local_selectors().empty()) return at + "local_selectors: at least one prefix is required";
     if (p.remote_selectors().empty()) return at + "remote_selectors: at least one prefix is required";
     for (int j = 0; j < p.local_selectors_size(); j++)
-      if (!is_prefix(p.local_selectors(j)))
+      if (!parse_prefix(p.local_selectors(j)))
         return at + "local_selectors[" + std::to_string(j) + "]: '" + p.local_selectors(j) + "' is not a prefix";
     for (int j = 0; j < p.remote_selectors_size(); j++)
-      if (!is_prefix(p.remote_selectors(j)))
+      if (!parse_prefix(p.remote_selectors(j)))
         return at + "remote_selectors[" + std::to_string(j) + "]: '" + p.remote_selectors(j) + "' is not a prefix";
     if (p.child_life_seconds() && p.child_rekey_seconds() && p.child_life_seconds() <= p.child_rekey_seconds())
       return at + "child_life_seconds: must be above child_rekey_seconds";

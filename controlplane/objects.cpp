@@ -1,28 +1,17 @@
 #include "objects.h"
 
-#include <arpa/inet.h>
-
 #include <regex>
 #include <set>
+
+#include "common/address.h"
+#include "common/keys.h"
 
 namespace medix::cp {
 
 namespace {
 
-bool is_ipv4(const std::string& s) {
-  in_addr a;
-  return inet_pton(AF_INET, s.c_str(), &a) == 1;
-}
-
-// "10.0.0.0/24"; with `host_bits`, "10.0.0.1/24" too (an interface address).
-int prefix_length(const std::string& s) {
-  auto slash = s.find('/');
-  if (slash == std::string::npos || !is_ipv4(s.substr(0, slash))) return -1;
-  const std::string len = s.substr(slash + 1);
-  if (len.empty() || len.size() > 2 || len.find_first_not_of("0123456789") != std::string::npos) return -1;
-  int n = std::stoi(len);
-  return n <= 32 ? n : -1;
-}
+using common::parse_ipv4;
+using common::parse_prefix;
 
 bool is_name(const std::string& s) {
   if (s.empty() || s.size() > 64) return false;
@@ -40,18 +29,33 @@ v1::Object wrap(const T& item, T* (v1::Object::*mutable_field)()) {
 
 }  // namespace
 
+// Addresses and prefixes as medix-dp keys them (numbers, common/keys.h); text that does not
+// parse as written.
 std::string key_of(const v1::Object& o) {
   switch (o.kind_case()) {
     case v1::Object::kPort: return "port " + o.port().name();
     case v1::Object::kTenant: return "tenant " + o.tenant().name();
     case v1::Object::kInterface: return "interface " + o.interface().name();
-    case v1::Object::kRoute: return "route " + o.route().tenant() + " " + o.route().prefix();
-    case v1::Object::kNeighbour: return "neighbour " + o.neighbour().interface() + " " + o.neighbour().address();
+    case v1::Object::kRoute: {
+      auto k = common::route_key(o.route());
+      return "route " + o.route().tenant() + " " +
+             (k ? common::format_prefix({k->address, k->length}) : o.route().prefix());
+    }
+    case v1::Object::kNeighbour: {
+      auto k = common::neighbour_key(o.neighbour());
+      return "neighbour " + o.neighbour().interface() + " " +
+             (k ? common::format_ipv4(k->address) : o.neighbour().address());
+    }
     case v1::Object::kTunnel: return "tunnel " + o.tunnel().name();
-    case v1::Object::kSa:
-      return "sa " + o.sa().tunnel() + " " + std::to_string(o.sa().spi()) + (o.sa().inbound() ? " in" : " out");
-    case v1::Object::kStaticMapping:
-      return "static_mapping " + o.static_mapping().tenant() + " " + o.static_mapping().tenant_prefix();
+    case v1::Object::kSa: {
+      auto k = common::sa_key(o.sa());
+      return "sa " + k.tunnel + " " + std::to_string(k.spi) + (k.inbound ? " in" : " out");
+    }
+    case v1::Object::kStaticMapping: {
+      auto k = common::mapping_key(o.static_mapping());
+      return "static_mapping " + o.static_mapping().tenant() + " " +
+             (k ? common::format_prefix({k->address, k->length}) : o.static_mapping().tenant_prefix());
+    }
     case v1::Object::kNaptPool: return "napt_pool " + o.napt_pool().tenant();
     case v1::Object::kPolicyRule: return "policy_rule " + o.policy_rule().name();
     default: return "?";
@@ -126,18 +130,18 @@ std::string validate_static(const c1::Intent& in) {
     if (f.tenant().empty()) return at("interfaces", i) + "tenant: is required";
     if (f.port().empty()) return at("interfaces", i) + "port: is required";
     for (int j = 0; j < f.addresses_size(); j++)
-      if (prefix_length(f.addresses(j)) < 0)
+      if (!parse_prefix(f.addresses(j)))
         return at("interfaces", i) + "addresses[" + std::to_string(j) + "]: '" + f.addresses(j) +
                "' is not an address with its prefix length (10.0.0.1/24)";
   }
   for (int i = 0; i < in.routes_size(); i++) {
     const auto& r = in.routes(i);
     if (r.tenant().empty()) return at("routes", i) + "tenant: is required";
-    if (prefix_length(r.prefix()) < 0) return at("routes", i) + "prefix: '" + r.prefix() + "' is not a prefix";
+    if (!parse_prefix(r.prefix())) return at("routes", i) + "prefix: '" + r.prefix() + "' is not a prefix";
     if (r.target_case() == v1::Route::TARGET_NOT_SET)
       return at("routes", i) + "via: a target is required (via, next_tenant, local or blackhole)";
     if (r.has_via() && r.via().interface().empty()) return at("routes", i) + "via.interface: is required";
-    if (r.has_via() && !r.via().address().empty() && !is_ipv4(r.via().address()))
+    if (r.has_via() && !r.via().address().empty() && !parse_ipv4(r.via().address()))
       return at("routes", i) + "via.address: '" + r.via().address() + "' is not an IPv4 address";
     if (peer_routes.count(r.tenant() + " " + r.prefix()))
       return at("routes", i) + "prefix: a peer's remote selector: IKE routes it to the peer's tunnel";
@@ -145,31 +149,31 @@ std::string validate_static(const c1::Intent& in) {
   for (int i = 0; i < in.neighbours_size(); i++) {
     const auto& n = in.neighbours(i);
     if (n.interface().empty()) return at("neighbours", i) + "interface: is required";
-    if (!is_ipv4(n.address())) return at("neighbours", i) + "address: '" + n.address() + "' is not an IPv4 address";
+    if (!parse_ipv4(n.address())) return at("neighbours", i) + "address: '" + n.address() + "' is not an IPv4 address";
     if (n.mac().empty()) return at("neighbours", i) + "mac: is required";
     if (n.learned()) return at("neighbours", i) + "learned: is output only";
   }
   for (int i = 0; i < in.static_mappings_size(); i++) {
     const auto& m = in.static_mappings(i);
     if (m.tenant().empty()) return at("static_mappings", i) + "tenant: is required";
-    int a = prefix_length(m.tenant_prefix()), b = prefix_length(m.core_prefix());
-    if (a < 0) return at("static_mappings", i) + "tenant_prefix: '" + m.tenant_prefix() + "' is not a prefix";
-    if (b < 0) return at("static_mappings", i) + "core_prefix: '" + m.core_prefix() + "' is not a prefix";
-    if (a != b) return at("static_mappings", i) + "core_prefix: must be as long as tenant_prefix";
+    auto a = parse_prefix(m.tenant_prefix()), b = parse_prefix(m.core_prefix());
+    if (!a) return at("static_mappings", i) + "tenant_prefix: '" + m.tenant_prefix() + "' is not a prefix";
+    if (!b) return at("static_mappings", i) + "core_prefix: '" + m.core_prefix() + "' is not a prefix";
+    if (a->length != b->length) return at("static_mappings", i) + "core_prefix: must be as long as tenant_prefix";
   }
   for (int i = 0; i < in.napt_pools_size(); i++) {
     const auto& p = in.napt_pools(i);
     if (p.tenant().empty()) return at("napt_pools", i) + "tenant: is required";
     if (p.addresses().empty()) return at("napt_pools", i) + "addresses: at least one is required";
     for (int j = 0; j < p.addresses_size(); j++)
-      if (!is_ipv4(p.addresses(j)) && prefix_length(p.addresses(j)) < 0)
+      if (!parse_ipv4(p.addresses(j)) && !parse_prefix(p.addresses(j)))
         return at("napt_pools", i) + "addresses[" + std::to_string(j) + "]: '" + p.addresses(j) +
                "' is neither an address nor a prefix";
   }
   for (int i = 0; i < in.policy_rules_size(); i++) {
     const auto& r = in.policy_rules(i);
     if (!is_name(r.name())) return at("policy_rules", i) + "name: '" + r.name() + "' is not a name";
-    if (!r.destination_prefix().empty() && prefix_length(r.destination_prefix()) < 0)
+    if (!r.destination_prefix().empty() && !parse_prefix(r.destination_prefix()))
       return at("policy_rules", i) + "destination_prefix: '" + r.destination_prefix() + "' is not a prefix";
   }
   return "";

@@ -1,8 +1,8 @@
 #include "objects.h"
 
-#include <arpa/inet.h>
-
 #include <stdexcept>
+
+#include "common/address.h"
 
 namespace medix::ctl {
 
@@ -13,29 +13,13 @@ using Case = v1::Object::KindCase;
 // "10.1.2.3/16" as "10.1.0.0/16"; anything that is not a prefix stays as written (the server
 // names the error).
 std::string canonical_prefix(const std::string& text) {
-  auto slash = text.find('/');
-  in_addr address{};
-  if (slash == std::string::npos || inet_pton(AF_INET, text.substr(0, slash).c_str(), &address) != 1) return text;
-  uint32_t length = 0;
-  try {
-    length = Args::to_u32(text.substr(slash + 1), "length");
-  } catch (const UsageError&) {
-    return text;
-  }
-  if (length > 32) return text;
-  uint32_t mask = length == 0 ? 0 : ~uint32_t{0} << (32 - length);
-  address.s_addr = htonl(ntohl(address.s_addr) & mask);
-  char out[INET_ADDRSTRLEN];
-  inet_ntop(AF_INET, &address, out, sizeof out);
-  return std::string(out) + "/" + std::to_string(length);
+  auto prefix = common::parse_prefix(text);
+  return prefix ? common::format_network(*prefix) : text;
 }
 
 std::string canonical_address(const std::string& text) {
-  in_addr address{};
-  if (inet_pton(AF_INET, text.c_str(), &address) != 1) return text;
-  char out[INET_ADDRSTRLEN];
-  inet_ntop(AF_INET, &address, out, sizeof out);
-  return out;
+  auto address = common::parse_ipv4(text);
+  return address ? common::format_ipv4(*address) : text;
 }
 
 bool on_off(Args& args, const std::string& what) {

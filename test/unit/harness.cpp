@@ -8,7 +8,10 @@
 
 #include <rte_ethdev.h>
 
-#include "config/text.h"
+#include "common/address.h"
+
+using medix::common::parse_ipv4;
+using medix::common::parse_mac;
 
 namespace {
 rte_mempool* shared_pool(const char* name, uint16_t room) {

@@ -1,9 +1,11 @@
-#include "config/text.h"
+#include "common/address.h"
 
 #include <arpa/inet.h>
 
 #include <charconv>
 #include <string>
+
+namespace medix::common {
 
 std::optional<uint32_t> parse_ipv4(std::string_view text) {
   std::string s(text);
@@ -43,3 +45,12 @@ std::string format_ipv4(uint32_t address) {
   inet_ntop(AF_INET, &a, buf, sizeof buf);
   return buf;
 }
+
+std::string format_prefix(Prefix prefix) { return format_ipv4(prefix.address) + "/" + std::to_string(prefix.length); }
+
+std::string format_network(Prefix prefix) {
+  uint32_t mask = prefix.length == 0 ? 0 : ~uint32_t{0} << (32 - prefix.length);
+  return format_prefix({prefix.address & mask, prefix.length});
+}
+
+}  // namespace medix::common
