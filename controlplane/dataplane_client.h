@@ -99,7 +99,7 @@ class DataplaneClient {
     bool hard;
     uint64_t generation;
   };
-  using SaKey = std::pair<uint32_t, std::string>;  // (spi, dst), as the kernel keys SAs
+  using KernelSaKey = std::pair<uint32_t, std::string>;  // (spi, dst), as the kernel keys SAs (not medix-dp's SaKey)
 
   const c1::Peer* peer_of(const std::string& local, const std::string& remote) const;
   v1::Tunnel tunnel_of(const c1::Peer& peer) const;
@@ -135,7 +135,7 @@ class DataplaneClient {
   c1::Intent intent_;
 
   std::mutex mu_;  // everything below; charon calls from several threads
-  std::map<SaKey, Sa> sas_;
+  std::map<KernelSaKey, Sa> sas_;
   // Inbound SPIs given out by get_spi whose SA is not installed yet, and when.
   std::map<uint32_t, std::chrono::steady_clock::time_point> reserved_;
   std::map<std::string, Policy> policies_;
