@@ -11,12 +11,14 @@
 #include <sstream>
 #include <thread>
 
-#include "config/text.h"
+#include "common/address.h"
 #include "medix/dataplane/v1/dataplane.grpc.pb.h"
 #include "nat/nat.h"
 #include "runtime/snapshot.h"
 
 namespace v1 = medix::dataplane::v1;
+using medix::common::format_ipv4;
+using medix::common::parse_ipv4;
 using medix::control::Code;
 using medix::control::Intent;
 using Kind = v1::Object::KindCase;

@@ -57,18 +57,6 @@ const char* kind_name(v1::Object::KindCase kind) {
   }
 }
 
-std::optional<RouteKey> route_key(const v1::Route& r) {
-  auto p = parse_prefix(r.prefix());
-  if (!p) return std::nullopt;
-  return RouteKey{r.tenant(), p->address, p->length};
-}
-
-std::optional<NeighbourKey> neighbour_key(const v1::Neighbour& n) {
-  auto a = parse_ipv4(n.address());
-  if (!a) return std::nullopt;
-  return NeighbourKey{n.interface(), *a};
-}
-
 std::vector<Operation> operations_from(v1::Config config) {
   std::vector<Operation> ops;
   ops.reserve(size_t(config.ports_size() + config.tenants_size() + config.interfaces_size() + config.routes_size() +
@@ -503,12 +491,6 @@ std::optional<Error> Intent::check_sa(const v1::SecurityAssociation& sa, const s
     return invalid(path + ".soft_packets", "is above hard_packets");
   if (sas.size() >= 8192) return Error{Code::resource_exhausted, path + ": more than 8192 SAs"};
   return std::nullopt;
-}
-
-std::optional<MappingKey> mapping_key(const v1::StaticMapping& m) {
-  auto p = parse_prefix(m.tenant_prefix());
-  if (!p) return std::nullopt;
-  return MappingKey{m.tenant(), p->address, p->length};
 }
 
 std::optional<std::vector<Prefix>> pool_prefixes(const v1::NaptPool& pool) {

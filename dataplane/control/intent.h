@@ -16,7 +16,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "config/text.h"
+#include "common/address.h"
+#include "common/keys.h"
 #include "infra/limits.h"
 #include "medix/dataplane/v1/dataplane.pb.h"
 
@@ -54,32 +55,16 @@ struct Operation {
 // The most operations one API request may carry (the startup file has no such limit).
 inline constexpr size_t max_operations = 1'000'000;
 
-struct RouteKey {
-  std::string tenant;
-  uint32_t address;
-  uint8_t length;
-  auto operator<=>(const RouteKey&) const = default;
-};
-
-struct NeighbourKey {
-  std::string interface;
-  uint32_t address;
-  auto operator<=>(const NeighbourKey&) const = default;
-};
-
-struct SaKey {
-  std::string tunnel;
-  uint32_t spi;
-  bool inbound;
-  auto operator<=>(const SaKey&) const = default;
-};
-
-struct MappingKey {
-  std::string tenant;
-  uint32_t address;
-  uint8_t length;
-  auto operator<=>(const MappingKey&) const = default;
-};
+// Keys and address parsing shared with medix-cp and medixctl (proto/common).
+using RouteKey = medix::common::RouteKey;
+using NeighbourKey = medix::common::NeighbourKey;
+using SaKey = medix::common::SaKey;
+using MappingKey = medix::common::MappingKey;
+using medix::common::format_ipv4;
+using medix::common::parse_ipv4;
+using medix::common::parse_mac;
+using medix::common::parse_prefix;
+using medix::common::Prefix;
 
 // One object's change over a transaction: what it was before, what it is now.
 struct Change {
@@ -188,10 +173,10 @@ class Intent {
 const char* kind_name(v1::Object::KindCase kind);
 // Turns a config file's objects into CREATE operations whose paths are "interfaces[2]".
 std::vector<Operation> operations_from(v1::Config config);
-std::optional<RouteKey> route_key(const v1::Route& r);
-std::optional<NeighbourKey> neighbour_key(const v1::Neighbour& n);
-inline SaKey sa_key(const v1::SecurityAssociation& sa) { return SaKey{sa.tunnel(), sa.spi(), sa.inbound()}; }
-std::optional<MappingKey> mapping_key(const v1::StaticMapping& m);
+using medix::common::mapping_key;
+using medix::common::neighbour_key;
+using medix::common::route_key;
+using medix::common::sa_key;
 // A pool's addresses ("100.64.9.1" or "100.64.9.0/30") as prefixes; nullopt if one is bad.
 std::optional<std::vector<Prefix>> pool_prefixes(const v1::NaptPool& p);
 // The most core addresses one pool may have (prefixes expanded).

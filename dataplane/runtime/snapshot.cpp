@@ -8,7 +8,9 @@
 
 #include <chrono>
 
-#include "config/text.h"
+#include "common/address.h"
+
+using medix::common::format_ipv4;
 
 namespace {
 template <typename T>

@@ -3,11 +3,11 @@
 # form, set/delete round trips, apply as one transaction, and server errors passed through with
 # their field path. Ends with "medixctl: N passed, M failed"; exits non-zero on a failure.
 #
-# MEDIX_DP and MEDIXCTL override the binaries (default: build/dataplane/medix-dp, build/cli/medixctl).
+# MEDIX_DP and MEDIXCTL override the binaries (default: build/dataplane/medix-dp, build/controlplane/cli/medixctl).
 set -u
 cd "$(dirname "$0")/../.."
 dp=${MEDIX_DP:-build/dataplane/medix-dp}
-ctl=${MEDIXCTL:-build/cli/medixctl}
+ctl=${MEDIXCTL:-build/controlplane/cli/medixctl}
 py=/usr/bin/python3
 prefix=medixctl-test-$$
 tmp=$(mktemp -d /tmp/medixctl-test.XXXXXX)

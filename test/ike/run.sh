@@ -46,8 +46,8 @@ IKE_DIR=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=test/netns/lib.sh
 source "$IKE_DIR/../netns/lib.sh"
 
-MX_CP=${MEDIX_CP:-$MX_REPO/build/cp/medix-cp}
-MX_CTL=${MEDIXCTL:-$MX_REPO/build/cli/medixctl}
+MX_CP=${MEDIX_CP:-$MX_REPO/build/controlplane/medix-cp}
+MX_CTL=${MEDIXCTL:-$MX_REPO/build/controlplane/cli/medixctl}
 TCP_MIB=${IKE_TCP_MIB:-2}
 PSK="medix-ike-test-psk-0123456789"
 GW_ID=gw.carrier-b.example

@@ -39,7 +39,7 @@ shopt -s lastpipe   # `... | tally` counts into this shell's totals
 # shellcheck source=test/netns/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-CTL=${MEDIXCTL:-$MX_REPO/build/cli/medixctl}
+CTL=${MEDIXCTL:-$MX_REPO/build/controlplane/cli/medixctl}
 MIB=${NAT_MIB:-4}
 CONNS=${NAT_CONNS:-3}
 PORT=5001

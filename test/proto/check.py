@@ -1,19 +1,29 @@
 #!/usr/bin/python3
-"""Protects the v1 API: compiles proto/ and compares it with the released v1 summary
-(proto/medix/dataplane/v1/released.json). Removing or changing a field, enum value, message,
-method or service is a breaking change and fails; additions pass. Also lints: enums start with
+"""Protects the v1 APIs: compiles proto/ and compares each package with its released summary
+(proto/medix/NAME/v1/released.json holds medix.NAME.v1: dataplane, controlplane). Removing or
+changing a field, enum value, message, method or service is a breaking change and fails;
+additions pass. Every package must have its summary. Also lints: enums start with
 *_UNSPECIFIED = 0, field names are snake_case.
 
   check.py            check (ends with "proto: N passed, M failed")
-  check.py --update   write the summary of the current protos as the released one
+  check.py --update   write the summary of the current protos as the released ones
 """
-import json, os, re, subprocess, sys, tempfile
+import glob, json, os, re, subprocess, sys, tempfile
 
 from google.protobuf import descriptor_pb2
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROTO = os.path.join(ROOT, "proto")
-RELEASED = os.path.join(PROTO, "medix", "dataplane", "v1", "released.json")
+
+
+def packages():
+    """{package: its released.json}, for every folder of proto/medix/ holding .proto files."""
+    dirs = sorted({os.path.dirname(p) for p in glob.glob(os.path.join(PROTO, "medix", "*", "v1", "*.proto"))})
+    return {".".join(os.path.relpath(d, PROTO).split(os.sep)): os.path.join(d, "released.json") for d in dirs}
+
+
+def of_package(summary, package):
+    return {name: entries for name, entries in summary.items() if name.split()[1].startswith(package + ".")}
 
 
 def summary():
@@ -45,20 +55,25 @@ def summary():
 def main():
     current = summary()
     if "--update" in sys.argv:
-        json.dump(current, open(RELEASED, "w"), indent=1, sort_keys=True)
-        print(f"wrote {RELEASED}")
+        for package, path in packages().items():
+            json.dump(of_package(current, package), open(path, "w"), indent=1, sort_keys=True)
+            print(f"wrote {path}")
         return 0
-    released = json.load(open(RELEASED))
-    problems = {"no breaking change against the released v1": [], "enums start with *_UNSPECIFIED = 0": [],
-                "field names are snake_case": []}
-    breaking, enums, names = problems.values()
-    for name, entries in released.items():
-        if name not in current:
-            breaking.append(f"{name} was removed")
-        for key, value in entries.items():
-            now = current.get(name, {}).get(key)
-            if now != value:
-                breaking.append(f"{name} {key}: was '{value}', now '{now}'")
+    problems = {}
+    for package, path in packages().items():
+        breaking = problems[f"no breaking change against the released {package}"] = []
+        if not os.path.exists(path):
+            breaking.append(f"{os.path.relpath(path, ROOT)} is missing (check.py --update writes it)")
+            continue
+        for name, entries in json.load(open(path)).items():
+            if name not in current:
+                breaking.append(f"{name} was removed")
+            for key, value in entries.items():
+                now = current.get(name, {}).get(key)
+                if now != value:
+                    breaking.append(f"{name} {key}: was '{value}', now '{now}'")
+    enums = problems["enums start with *_UNSPECIFIED = 0"] = []
+    names = problems["field names are snake_case"] = []
     for name, entries in current.items():
         if name.startswith("enum ") and not entries.get("0", "").endswith("UNSPECIFIED"):
             enums.append(f"{name}: value 0 must be *_UNSPECIFIED")

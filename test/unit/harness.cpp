@@ -8,8 +8,11 @@
 
 #include <rte_ethdev.h>
 
+#include "common/address.h"
 #include "config/settings.h"
-#include "config/text.h"
+
+using medix::common::parse_ipv4;
+using medix::common::parse_mac;
 
 namespace {
 rte_mempool* shared_pool(const char* name, uint16_t room) {

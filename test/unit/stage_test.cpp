@@ -8,6 +8,7 @@
 
 #include <algorithm>
 
+#include "common/address.h"
 #include "fixture.h"
 #include "harness.h"
 #include "ip/ip.h"
@@ -17,6 +18,7 @@
 #include "nat/nat.h"
 
 using namespace frame;
+using medix::common::parse_ipv4;
 
 namespace {
 

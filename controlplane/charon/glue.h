@@ -1,0 +1,185 @@
+/* The plain-C boundary between medix-cp's two halves. strongSwan's headers are C only (members
+ * named `this`, `new`, `private`), so the C side (the C files in controlplane/charon) owns everything that touches
+ * libcharon and the C++ side (the C++ files in cp) owns medix-dp's gRPC API; this header is all they
+ * share. Strings are NUL-terminated and only valid during the call.
+ *
+ *   C++ -> C   cp_charon_*: start libcharon, load peers, initiate, raise expires.
+ *   C -> C++   cp_dp_*:     what libcharon asks of its kernel-ipsec backend, as medix-dp
+ *                           transactions (implemented in controlplane/dataplane_client.cpp).
+ */
+#ifndef MEDIX_CP_CHARON_GLUE_H
+#define MEDIX_CP_CHARON_GLUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- C++ -> C ----------------------------------------------------------------------------- */
+
+/* A peer (a carrier's gateway) as libcharon needs it. Lists are comma-separated. */
+struct cp_peer {
+  const char* name;
+  const char* local_address;
+  const char* remote_address;
+  const char* local_id;
+  const char* remote_id;
+  const char* psk;         /* "": X.509 with the three files below */
+  const char* certificate; /* PEM files */
+  const char* private_key;
+  const char* ca_certificate;
+  const char* ike_proposals; /* "aes128gcm16-prfsha256-x25519,aes256-sha256-modp2048" */
+  const char* esp_proposals; /* "aes128gcm16,aes256-sha256" */
+  const char* local_ts;      /* "192.168.1.0/24" */
+  const char* remote_ts;
+  uint32_t ike_rekey_s;         /* 0: 4 h */
+  uint32_t child_rekey_s;       /* 0: 1 h */
+  uint32_t child_life_s;        /* 0: rekey + 10 % */
+  uint64_t child_rekey_bytes;   /* 0: none */
+  uint64_t child_life_bytes;    /* 0: rekey + 10 % */
+  uint64_t child_rekey_packets; /* 0: none */
+  uint64_t child_life_packets;  /* 0: rekey + 10 % */
+  uint32_t dpd_s;               /* 0: no DPD */
+};
+
+/* Initializes libcharon (its threads start with cp_charon_run): settings from `settings_file`
+ * (NULL: none, all defaults) then from `settings_text` (strongswan.conf syntax; NULL: none), our
+ * kernel-ipsec backend, the plugins in `plugins` (NULL: the default list), loggers at
+ * `log_level` (-1..4) to stderr. Returns 0, or -1 with a reason in err. */
+int cp_charon_start(const char* settings_file, const char* settings_text, const char* plugins, int log_level, char* err,
+                    size_t err_len);
+/* Starts charon's threads: IKE is handled from now on (peers may be added before). */
+void cp_charon_run(void);
+/* Stops libcharon (SAs are deleted through the backend first). */
+void cp_charon_stop(void);
+/* Adds or replaces a peer (its config and PSK or certificates); with dry_run, only checks that
+ * it would be accepted (proposals, selectors, certificate files). 0, or -1 with a reason. */
+int cp_charon_add_peer(const struct cp_peer* peer, bool dry_run, char* err, size_t err_len);
+/* Forgets a peer's config and PSK (terminate its IKE_SAs first). 0, or -1 if unknown. */
+int cp_charon_remove_peer(const char* name);
+/* Starts IKE with a peer (asynchronous). 0, or -1 if unknown. */
+int cp_charon_initiate(const char* name);
+/* Tells charon an SA reached a soft or hard lifetime (time, bytes or packets): it rekeys
+ * (soft) or deletes (hard) the CHILD_SA. `dst` is the SA's destination address. */
+void cp_charon_expire(uint32_t spi, const char* dst, bool hard);
+/* An IKE_SA and its CHILD_SAs as medixctl shows them (strings valid during the callback). */
+struct cp_child_info {
+  uint32_t unique_id;
+  const char* name;
+  const char* state;
+  uint32_t spi_in, spi_out;
+  const char* proposal;
+  const char* local_ts; /* comma-separated */
+  const char* remote_ts;
+  uint64_t bytes_in, packets_in, bytes_out, packets_out; /* medix-dp's, through query_sa */
+  int64_t installed_s;                                   /* seconds since installed */
+  int64_t rekey_in_s;                                    /* seconds until the rekey; -1: none */
+};
+struct cp_ike_info {
+  const char* peer; /* the peer's name; "" before a config is selected */
+  uint32_t unique_id;
+  const char* state;
+  const char* local; /* address[port] */
+  const char* remote;
+  const char* local_id;
+  const char* remote_id;
+  bool initiator;
+  const char* proposal;
+  int64_t established_s; /* -1: not yet */
+  int64_t rekey_in_s;    /* -1: none */
+  size_t n_children;
+  const struct cp_child_info* children;
+};
+typedef void (*cp_ike_cb)(void* ctx, const struct cp_ike_info* info);
+/* Calls `cb` for every IKE_SA (each checked out meanwhile: do not call into charon from it). */
+void cp_charon_list_ike_sas(cp_ike_cb cb, void* ctx);
+/* Deletes a peer's IKE_SAs (with `wait`, returns once they are gone, at most 5 s each) / rekeys
+ * its CHILD_SAs (asynchronously); returns how many. */
+int cp_charon_terminate(const char* peer, bool wait);
+int cp_charon_rekey(const char* peer);
+
+/* Why IKE failed: charon's alert in words, and the log line of that IKE_SA before it. */
+struct cp_error {
+  int64_t time;     /* seconds since the epoch */
+  const char* peer; /* "" if no peer config was selected yet: match by `remote` */
+  const char* remote;
+  const char* what;
+  const char* reason;
+};
+typedef void (*cp_error_cb)(void* ctx, const struct cp_error* error);
+/* The last errors (at most 64), oldest first. */
+void cp_charon_list_errors(cp_error_cb cb, void* ctx);
+
+/* Checks that the structures we share with libcharon have the layout the library was built
+ * with (see config.h); cp_charon_start runs it first. 0, or -1 with the first mismatch in err. */
+int cp_charon_abi_check(char* err, size_t err_len);
+
+/* ---- C -> C++ ----------------------------------------------------------------------------- */
+
+/* Values as medix.dataplane.v1.Cipher / Integrity. */
+enum cp_cipher { CP_AES_GCM_128 = 1, CP_AES_GCM_256 = 2, CP_AES_CBC_128 = 3, CP_AES_CBC_256 = 4 };
+enum cp_integrity { CP_INTEGRITY_NONE = 0, CP_HMAC_SHA256_128 = 1, CP_HMAC_SHA1_96 = 2 };
+
+/* Identifies an SA as the kernel does: SPI and destination (plus, here, its source). */
+struct cp_sa_id {
+  uint32_t spi;
+  const char* src;
+  const char* dst;
+};
+
+struct cp_sa {
+  struct cp_sa_id id;
+  uint16_t src_port; /* with encap: the UDP ports (4500, or what a NAT made of them) */
+  uint16_t dst_port;
+  bool encap;
+  bool inbound;
+  uint32_t reqid;
+  int cipher; /* enum cp_cipher */
+  const uint8_t* cipher_key;
+  size_t cipher_key_len;
+  int integrity; /* enum cp_integrity */
+  const uint8_t* integrity_key;
+  size_t integrity_key_len;
+  bool esn;
+  uint32_t replay_window;
+  /* Lifetimes as charon gives them (jitter applied); 0: none. Time is relative to now. */
+  uint64_t soft_s, hard_s;
+  uint64_t soft_bytes, hard_bytes;
+  uint64_t soft_packets, hard_packets;
+};
+
+enum cp_policy_dir { CP_POLICY_IN = 0, CP_POLICY_OUT = 1, CP_POLICY_FWD = 2 };
+
+struct cp_policy {
+  int dir;         /* enum cp_policy_dir */
+  const char* key; /* selectors, direction, mark, if_id as text: equal keys are one policy */
+  /* The selectors as prefixes ("" if one is not a single prefix) and the SA's endpoints. */
+  const char* src_ts;
+  const char* dst_ts;
+  const char* src;
+  const char* dst;
+};
+
+/* Each returns 0 on success, or -1 with a reason in err (logged by the caller). */
+int cp_dp_get_spi(const char* src, const char* dst, uint32_t* spi, char* err, size_t err_len);
+int cp_dp_add_sa(const struct cp_sa* sa, char* err, size_t err_len);
+/* The SA's endpoints moved (MOBIKE, NAT port float). */
+int cp_dp_update_sa(const struct cp_sa_id* id, const char* new_src, const char* new_dst, uint16_t new_src_port,
+                    uint16_t new_dst_port, bool new_encap, char* err, size_t err_len);
+/* Counters from medix-dp; last_used_ns is CLOCK_REALTIME, 0 if never used. */
+int cp_dp_query_sa(const struct cp_sa_id* id, uint64_t* bytes, uint64_t* packets, uint64_t* last_used_ns, char* err,
+                   size_t err_len);
+int cp_dp_del_sa(const struct cp_sa_id* id, char* err, size_t err_len);
+int cp_dp_add_policy(const struct cp_policy* policy, char* err, size_t err_len);
+int cp_dp_del_policy(const struct cp_policy* policy, char* err, size_t err_len);
+/* Every SA and policy we installed is to go (charon's flush). */
+int cp_dp_flush(char* err, size_t err_len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

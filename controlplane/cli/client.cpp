@@ -1,0 +1,177 @@
+#include "client.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+
+namespace medix::ctl {
+
+namespace {
+
+// Reads answer within this; an Apply of a large config may take much longer to validate.
+constexpr auto read_deadline = std::chrono::seconds(60);
+constexpr auto apply_deadline = std::chrono::seconds(600);
+constexpr int list_attempts = 3;
+
+std::string read_pem(const std::string& path) {
+  if (path.empty()) return {};
+  std::ifstream in(path);
+  std::stringstream text;
+  if (!in || !(text << in.rdbuf())) throw Failure(path + ": cannot read the file");
+  return text.str();
+}
+
+void set_deadline(grpc::ClientContext& context, std::chrono::seconds after) {
+  context.set_deadline(std::chrono::system_clock::now() + after);
+}
+
+void check(const grpc::Status& status) {
+  if (!status.ok()) throw ServerError(status.error_code(), status.error_message());
+}
+
+}  // namespace
+
+std::string code_name(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK: return "OK";
+    case grpc::StatusCode::CANCELLED: return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED: return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL: return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
+    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
+    default: return "CODE_" + std::to_string(static_cast<int>(code));
+  }
+}
+
+ServerError::ServerError(grpc::StatusCode code_, const std::string& message_)
+    : Failure(code_name(code_) + ": " + message_), code(code_), message(message_) {}
+
+Client::Client(const std::string& target, const Tls& tls) {
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  if (tls.enabled()) {
+    grpc::SslCredentialsOptions options;
+    options.pem_root_certs = read_pem(tls.ca);
+    options.pem_private_key = read_pem(tls.key);
+    options.pem_cert_chain = read_pem(tls.cert);
+    credentials = grpc::SslCredentials(options);
+  } else {
+    credentials = grpc::InsecureChannelCredentials();
+  }
+  grpc::ChannelArguments arguments;
+  arguments.SetMaxReceiveMessageSize(-1);  // a counters snapshot of a large IX exceeds 4 MB
+  arguments.SetMaxSendMessageSize(-1);
+  stub_ = v1::Dataplane::NewStub(grpc::CreateCustomChannel(target, credentials, arguments));
+}
+
+v1::ListResponse Client::list(v1::Kind kind, const std::string& tenant) {
+  for (int attempt = 1;; attempt++) {
+    v1::ListResponse all;
+    v1::ListRequest request;
+    request.set_kind(kind);
+    request.set_tenant(tenant);
+    bool consistent = true;
+    for (bool first = true; first || !request.page_token().empty(); first = false) {
+      grpc::ClientContext context;
+      set_deadline(context, read_deadline);
+      v1::ListResponse page;
+      check(stub_->List(&context, request, &page));
+      if (!first && page.version() != all.version()) {
+        consistent = false;
+        break;
+      }
+      if (!page.next_page_token().empty() && page.next_page_token() == request.page_token())
+        throw Failure("List: the server returned the same page token twice");
+      all.set_version(page.version());
+      for (auto& object : *page.mutable_objects()) all.add_objects()->Swap(&object);
+      request.set_page_token(page.next_page_token());
+    }
+    if (consistent) return all;
+    if (attempt == list_attempts) throw Failure("List: the configuration kept changing while it was read");
+  }
+}
+
+v1::GetResponse Client::get(const v1::Object& key) {
+  grpc::ClientContext context;
+  set_deadline(context, read_deadline);
+  v1::GetRequest request;
+  *request.mutable_key() = key;
+  v1::GetResponse response;
+  check(stub_->Get(&context, request, &response));
+  return response;
+}
+
+v1::ApplyResponse Client::apply(const v1::ApplyRequest& request) {
+  grpc::ClientContext context;
+  set_deadline(context, apply_deadline);
+  v1::ApplyResponse response;
+  check(stub_->Apply(&context, request, &response));
+  return response;
+}
+
+v1::CountersSnapshot Client::counters() {
+  grpc::ClientContext context;
+  set_deadline(context, read_deadline);
+  v1::CountersSnapshot response;
+  check(stub_->GetCounters(&context, v1::GetCountersRequest(), &response));
+  return response;
+}
+
+v1::ListSessionsResponse Client::sessions(const v1::ListSessionsRequest& request) {
+  grpc::ClientContext context;
+  set_deadline(context, read_deadline);
+  v1::ListSessionsResponse response;
+  check(stub_->ListSessions(&context, request, &response));
+  return response;
+}
+
+void Client::clear_sessions(const std::string& tenant) {
+  grpc::ClientContext context;
+  set_deadline(context, read_deadline);
+  v1::ClearSessionsRequest request;
+  request.set_tenant(tenant);
+  v1::ClearSessionsResponse response;
+  check(stub_->ClearSessions(&context, request, &response));
+}
+
+v1::Runtime Client::runtime() {
+  grpc::ClientContext context;
+  set_deadline(context, read_deadline);
+  v1::Runtime response;
+  check(stub_->GetRuntime(&context, v1::GetRuntimeRequest(), &response));
+  return response;
+}
+
+void Client::watch_counters(uint32_t interval_ms, const std::function<bool(const v1::CountersSnapshot&)>& each) {
+  grpc::ClientContext context;  // no deadline: it runs until `each` says stop
+  v1::WatchCountersRequest request;
+  request.set_interval_ms(interval_ms);
+  auto reader = stub_->WatchCounters(&context, request);
+  v1::CountersSnapshot snapshot;
+  bool stopped = false;
+  while (reader->Read(&snapshot)) {
+    if (!each(snapshot)) {
+      stopped = true;
+      context.TryCancel();
+      break;
+    }
+  }
+  auto status = reader->Finish();
+  if (stopped) return;
+  check(status);
+  throw Failure("WatchCounters: the server ended the stream");
+}
+
+}  // namespace medix::ctl

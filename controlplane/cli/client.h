@@ -1,0 +1,50 @@
+#pragma once
+// medix-dp's gRPC API as medixctl calls it: every call either returns what the server sent or
+// throws ServerError ("CODE: message", the server's message untouched).
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "args.h"
+#include "medix/dataplane/v1/dataplane.grpc.pb.h"
+
+namespace medix::ctl {
+namespace v1 = medix::dataplane::v1;
+
+struct ServerError : Failure {
+  ServerError(grpc::StatusCode code_, const std::string& message);
+  grpc::StatusCode code;
+  std::string message;  // the server's, without the code
+};
+
+// "INVALID_ARGUMENT"
+std::string code_name(grpc::StatusCode code);
+
+// Files holding PEM; TLS is used when any is given.
+struct Tls {
+  std::string cert, key, ca;
+  bool enabled() const { return !cert.empty() || !key.empty() || !ca.empty(); }
+};
+
+class Client {
+ public:
+  Client(const std::string& target, const Tls& tls);
+
+  // Every object of `kind` (of `tenant`, if not empty) over all pages, with the version they
+  // were read at; listing starts over (a few times) if the version changes between pages.
+  v1::ListResponse list(v1::Kind kind, const std::string& tenant);
+  v1::GetResponse get(const v1::Object& key);
+  v1::ApplyResponse apply(const v1::ApplyRequest& request);
+  v1::CountersSnapshot counters();
+  v1::Runtime runtime();
+  v1::ListSessionsResponse sessions(const v1::ListSessionsRequest& request);
+  void clear_sessions(const std::string& tenant);
+  // Calls `each` for every snapshot pushed until it returns false, then ends the stream.
+  void watch_counters(uint32_t interval_ms, const std::function<bool(const v1::CountersSnapshot&)>& each);
+
+ private:
+  std::unique_ptr<v1::Dataplane::Stub> stub_;
+};
+
+}  // namespace medix::ctl

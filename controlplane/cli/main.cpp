@@ -1,0 +1,468 @@
+// medixctl: the engineer's CLI of medix-dp, over its gRPC API (medix.dataplane.v1.Dataplane), and
+// of medix-cp's IKE peers (medix.controlplane.v1.ControlPlane).
+// Exit status 0: done; 1: the server refused or the call failed; 2: a wrong command line.
+#include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/message_differencer.h>
+
+#include <cctype>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "args.h"
+#include "client.h"
+#include "objects.h"
+#include "output.h"
+#include "peers.h"
+
+namespace medix::ctl {
+namespace {
+
+constexpr const char* usage_text =
+    R"(usage: medixctl [--dp TARGET | -p FILE_PREFIX] [--cp TARGET] [--tls-cert FILE --tls-key FILE]
+                [--tls-ca FILE] [-o table|json] COMMAND ...
+
+  show KIND [--tenant T]              every object of a kind
+  show KIND KEY...                    one object
+  counters                            ports, interfaces, tenants and events
+  drops [--lcore] [--all]             drop reasons that counted something (--all: every reason)
+  runtime [--lcore]                   calls, packets and cycles per packet of every stage
+  sessions [TENANT] [--address A] [--port P] [--protocol N] [--limit N]
+                                      flows crossing the IX core, as they entered and left it
+  sessions clear TENANT               end every session the tenant takes part in
+  watch counters [--interval MS] [--count N]
+                                      rates over each interval (default 1000 ms), N intervals
+  apply FILE                          a config file (JSON of medix.dataplane.v1.Config) as one
+                                      transaction: each object created, or updated if it exists
+  set port NAME [mtu M] [up|down] [promiscuous on|off] [device D]
+  set tenant NAME [description D] [max-routes N]
+  set interface NAME [tenant T] [port P] [vlan V] [inner-vlan V] [address A/L]... [mtu M] [mac M]
+  set route TENANT PREFIX (via INTERFACE [GATEWAY] | tenant T | local | blackhole [unreachable])
+  set neighbour INTERFACE ADDRESS MAC
+  delete KIND KEY...
+
+  peers                               medix-cp's IKE peers: IKE/CHILD SA state, last error
+  peer NAME                           one peer: its IKE and CHILD SAs, counters, last errors
+  peer NAME errors                    why IKE with it failed (charon's alert and reason)
+  peer NAME initiate|terminate|rekey
+  intent show                         medix-cp's intent: peers, tenants, ports, interfaces, routes,
+                                      neighbours, static mappings, NAPT pools, policy rules (PSKs
+                                      left out)
+  intent apply FILE                   replace it (JSON of medix.controlplane.v1.Intent): validated
+                                      whole, kept in medix-cp's intent file, applied to IKE and
+                                      medix-dp (what left the intent deleted there); refused,
+                                      nothing changes
+
+KIND and KEY: port NAME, tenant NAME, interface NAME, route TENANT PREFIX,
+  neighbour INTERFACE ADDRESS, tunnel NAME, sa SPI, static-mapping TENANT PREFIX, napt-pool TENANT,
+  policy-rule NAME (the plural is accepted too: show routes).
+set creates the object or changes only the fields given (addresses given replace the old ones).
+
+TARGET: unix:///PATH or HOST:PORT (TLS with --tls-*: client certificate and key for mTLS, and
+  the CA to check the server). Default unix:///var/run/dpdk/rte/api.sock; -p PREFIX is
+  unix:///var/run/dpdk/PREFIX/api.sock, the socket of medix-dp started with --file-prefix PREFIX.
+  medix-cp (peers, peer, intent): --cp TARGET, or with -p PREFIX unix:///var/run/dpdk/PREFIX/cp.sock,
+  else unix:///var/run/medix-cp.sock.
+-o json prints the protobuf JSON mapping of the reply (proto field names, zeros included);
+  watch prints one snapshot per line.
+)";
+
+struct Context {
+  Client& client;
+  bool json;
+};
+
+void print_applied(const Context& c, const v1::ApplyResponse& response) {
+  if (c.json)
+    std::cout << to_json(response, true);
+  else
+    std::cout << "version " << response.version() << " (" << response.changed() << " changed)\n";
+}
+
+// The running version (the answer of the smallest List).
+uint64_t running_version(Client& client) { return client.list(v1::TENANT, "").version(); }
+
+// nullopt if the object does not exist (a learned neighbour does not: only static ones can be set).
+// A key the server finds invalid cannot exist either: the CREATE then gets the error, with the
+// path of the field in the transaction ("operations[0].route.prefix").
+std::optional<v1::GetResponse> find(Client& client, const v1::Object& key) {
+  try {
+    auto found = client.get(key);
+    if (found.object().has_neighbour() && found.object().neighbour().learned()) return std::nullopt;
+    return found;
+  } catch (const ServerError& e) {
+    if (e.code == grpc::StatusCode::NOT_FOUND || e.code == grpc::StatusCode::INVALID_ARGUMENT) return std::nullopt;
+    throw;
+  }
+}
+
+const KindInfo& kind_word(Args& args) {
+  auto word = args.next("a kind (ports, tenants, interfaces, routes, ...)");
+  const auto* kind = find_kind(word);
+  if (!kind) throw UsageError("\"" + word + "\" is not a kind of object");
+  return *kind;
+}
+
+int show(const Context& c, Args& args) {
+  const auto& kind = kind_word(args);
+  if (args.done() || args.peek().starts_with("--")) {
+    std::string tenant;
+    while (!args.done()) {
+      if (args.take("--tenant"))
+        tenant = args.next("a tenant name after --tenant");
+      else
+        throw UsageError("show " + kind.plural + ": unknown option " + args.peek());
+    }
+    auto response = c.client.list(kind.kind, tenant);
+    if (c.json)
+      std::cout << to_json(response, true);
+    else
+      print_objects(std::cout, kind, response.objects());
+    return 0;
+  }
+  auto key = key_object(kind, args);
+  args.expect_done();
+  auto response = c.client.get(key);
+  if (c.json) {
+    std::cout << to_json(response, true);
+  } else {
+    google::protobuf::RepeatedPtrField<v1::Object> one;
+    *one.Add() = response.object();
+    print_objects(std::cout, kind, one);
+  }
+  return 0;
+}
+
+int counters(const Context& c, Args& args) {
+  args.expect_done();
+  auto snapshot = c.client.counters();
+  if (c.json)
+    std::cout << to_json(snapshot, true);
+  else
+    print_counters(std::cout, snapshot);
+  return 0;
+}
+
+int drops(const Context& c, Args& args) {
+  bool by_lcore = false, all = false;
+  while (!args.done()) {
+    if (args.take("--lcore"))
+      by_lcore = true;
+    else if (args.take("--all"))
+      all = true;
+    else
+      throw UsageError("drops: unknown option " + args.peek());
+  }
+  auto selected = select_drops(c.client.counters(), by_lcore, all);
+  if (c.json)
+    std::cout << to_json(selected, true);
+  else
+    print_drops(std::cout, selected, by_lcore);
+  return 0;
+}
+
+int sessions(const Context& c, Args& args) {
+  if (args.take("clear")) {
+    std::string tenant = args.next("a tenant name");
+    args.expect_done();
+    c.client.clear_sessions(tenant);
+    if (!c.json) std::cout << "sessions of " << tenant << " cleared\n";
+    return 0;
+  }
+  v1::ListSessionsRequest request;
+  while (!args.done()) {
+    if (args.take("--address"))
+      request.set_address(args.next("an address"));
+    else if (args.take("--port"))
+      request.set_port(args.next_u32("port"));
+    else if (args.take("--protocol"))
+      request.set_protocol(args.next_u32("protocol"));
+    else if (args.take("--limit"))
+      request.set_limit(args.next_u32("limit"));
+    else if (request.tenant().empty() && !args.peek().starts_with("-"))
+      request.set_tenant(args.next("a tenant name"));
+    else
+      throw UsageError("sessions: unknown option " + args.peek());
+  }
+  auto response = c.client.sessions(request);
+  if (c.json)
+    std::cout << to_json(response, true);
+  else
+    print_sessions(std::cout, response);
+  return 0;
+}
+
+int runtime(const Context& c, Args& args) {
+  bool by_lcore = args.take("--lcore");
+  args.expect_done();
+  auto runtime = c.client.runtime();
+  if (c.json)
+    std::cout << to_json(runtime, true);
+  else
+    print_runtime(std::cout, runtime, by_lcore);
+  return 0;
+}
+
+int watch(const Context& c, Args& args) {
+  if (!args.take("counters")) throw UsageError("watch: only \"watch counters\" is known");
+  uint32_t interval_ms = 1000, count = 0;
+  while (!args.done()) {
+    if (args.take("--interval"))
+      interval_ms = args.next_u32("--interval");
+    else if (args.take("--count"))
+      count = args.next_u32("--count");
+    else
+      throw UsageError("watch counters: unknown option " + args.peek());
+  }
+  // The first snapshot is the baseline; each next one ends an interval.
+  std::optional<v1::CountersSnapshot> before;
+  uint32_t intervals = 0;
+  c.client.watch_counters(interval_ms, [&](const v1::CountersSnapshot& snapshot) {
+    if (c.json)
+      std::cout << to_json(snapshot, false);
+    else if (before)
+      print_rates(std::cout, *before, snapshot, interval_ms);
+    std::cout.flush();
+    if (before) intervals++;
+    before = snapshot;
+    return count == 0 || intervals < count;
+  });
+  return 0;
+}
+
+// One object of a config file and where it is there ("interfaces[2]").
+struct Entry {
+  v1::Object object;
+  std::string where;
+};
+
+template <typename T, typename Field>
+void add_entries(std::vector<Entry>& entries, const google::protobuf::RepeatedPtrField<T>& items,
+                 const std::string& name, Field field) {
+  for (int i = 0; i < items.size(); i++) {
+    Entry entry;
+    *field(entry.object) = items[i];
+    entry.where = name + "[" + std::to_string(i) + "]";
+    entries.push_back(std::move(entry));
+  }
+}
+
+v1::Config read_config(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  if (!in || !(text << in.rdbuf())) throw Failure(path + ": cannot read the file");
+  v1::Config config;
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;
+  auto status = google::protobuf::util::JsonStringToMessage(text.str(), &config, options);
+  if (!status.ok()) throw Failure(path + ": " + std::string(status.message()));
+  if (config.schema_version() != 1)
+    throw Failure(path + ": schema_version: " + std::to_string(config.schema_version()) +
+                  " is not supported (expected 1)");
+  return config;
+}
+
+// "operations[7].interface.vlan: ..." names the file entry the operation came from.
+std::string where_in_file(const std::string& message, const std::vector<Entry>& entries, const std::string& path) {
+  const std::string prefix = "operations[";
+  if (!message.starts_with(prefix)) return {};
+  size_t index = 0, i = prefix.size();
+  for (; i < message.size() && std::isdigit(static_cast<unsigned char>(message[i])); i++)
+    index = index * 10 + (message[i] - '0');
+  if (i == prefix.size() || i >= message.size() || message[i] != ']' || index >= entries.size()) return {};
+  return message.substr(0, i + 1) + " is " + entries[index].where + " in " + path;
+}
+
+// The config as one transaction: objects whose key exists are UPDATEd, the others CREATEd (both
+// are no-ops for identical objects), in the file's order, at the version the keys were read at;
+// if that version has moved on by the time it applies, it is read and sent again.
+int apply(const Context& c, Args& args) {
+  auto path = args.next("a config file");
+  args.expect_done();
+  auto config = read_config(path);
+  if (config.has_settings() && !google::protobuf::util::MessageDifferencer::Equals(config.settings(), v1::Settings()))
+    std::cerr << "medixctl: " << path << ": settings are read at start-up only; they are not applied\n";
+
+  std::vector<Entry> entries;
+  add_entries(entries, config.ports(), "ports", [](v1::Object& o) { return o.mutable_port(); });
+  add_entries(entries, config.tenants(), "tenants", [](v1::Object& o) { return o.mutable_tenant(); });
+  add_entries(entries, config.interfaces(), "interfaces", [](v1::Object& o) { return o.mutable_interface(); });
+  add_entries(entries, config.routes(), "routes", [](v1::Object& o) { return o.mutable_route(); });
+  add_entries(entries, config.neighbours(), "neighbours", [](v1::Object& o) { return o.mutable_neighbour(); });
+  add_entries(entries, config.tunnels(), "tunnels", [](v1::Object& o) { return o.mutable_tunnel(); });
+  add_entries(entries, config.sas(), "sas", [](v1::Object& o) { return o.mutable_sa(); });
+  add_entries(entries, config.static_mappings(), "static_mappings",
+              [](v1::Object& o) { return o.mutable_static_mapping(); });
+  add_entries(entries, config.napt_pools(), "napt_pools", [](v1::Object& o) { return o.mutable_napt_pool(); });
+  add_entries(entries, config.policy_rules(), "policy_rules", [](v1::Object& o) { return o.mutable_policy_rule(); });
+  std::set<v1::Kind> kinds_in_file;
+  for (const auto& entry : entries) kinds_in_file.insert(kind_of(entry.object).kind);
+
+  constexpr int attempts = 3;
+  for (int attempt = 1;; attempt++) {
+    // The keys that exist, all read at one version.
+    std::set<std::string> existing;
+    std::optional<uint64_t> version;
+    bool consistent = true;
+    for (auto kind : kinds_in_file) {
+      v1::ListResponse listed;
+      try {
+        listed = c.client.list(kind, "");
+      } catch (const ServerError& e) {
+        if (e.code == grpc::StatusCode::UNIMPLEMENTED) continue;  // its CREATEs get the server's answer
+        throw;
+      }
+      if (version && *version != listed.version()) consistent = false;
+      version = listed.version();
+      for (const auto& object : listed.objects())
+        if (!(object.has_neighbour() && object.neighbour().learned())) existing.insert(key_string(object));
+    }
+    if (!consistent) {
+      if (attempt == attempts) throw Failure("the configuration kept changing while it was read");
+      continue;
+    }
+
+    v1::ApplyRequest request;
+    if (version) request.set_expected_version(*version);
+    for (const auto& entry : entries) {
+      auto* operation = request.add_operations();
+      operation->set_op(existing.contains(key_string(entry.object)) ? v1::Operation::UPDATE : v1::Operation::CREATE);
+      *operation->mutable_object() = entry.object;
+    }
+    try {
+      print_applied(c, c.client.apply(request));
+      return 0;
+    } catch (const ServerError& e) {
+      bool moved_on = e.code == grpc::StatusCode::FAILED_PRECONDITION && version && attempt < attempts &&
+                      running_version(c.client) != *version;
+      if (moved_on) continue;
+      throw Failure(e.what(), where_in_file(e.message, entries, path));
+    }
+  }
+}
+
+// CREATE if absent, else UPDATE of the fields named, at the version read (read again if it moved).
+int set(const Context& c, Args& args) {
+  const auto& kind = kind_word(args);
+  auto key = key_object(kind, args);
+  {
+    auto scratch = key;  // the words are checked before anything is asked
+    Args words = args;
+    apply_set_words(scratch, words);
+  }
+  constexpr int attempts = 3;
+  for (int attempt = 1;; attempt++) {
+    auto found = find(c.client, key);
+    auto object = found ? found->object() : key;
+    clear_output_only(object);
+    Args words = args;
+    apply_set_words(object, words);
+    v1::ApplyRequest request;
+    if (found) request.set_expected_version(found->version());
+    auto* operation = request.add_operations();
+    operation->set_op(found ? v1::Operation::UPDATE : v1::Operation::CREATE);
+    *operation->mutable_object() = object;
+    try {
+      print_applied(c, c.client.apply(request));
+      return 0;
+    } catch (const ServerError& e) {
+      bool moved_on = e.code == grpc::StatusCode::FAILED_PRECONDITION && found && attempt < attempts &&
+                      running_version(c.client) != found->version();
+      if (!moved_on) throw;
+    }
+  }
+}
+
+int remove(const Context& c, Args& args) {
+  const auto& kind = kind_word(args);
+  v1::ApplyRequest request;
+  auto* operation = request.add_operations();
+  operation->set_op(v1::Operation::DELETE);
+  *operation->mutable_object() = key_object(kind, args);
+  args.expect_done();
+  print_applied(c, c.client.apply(request));
+  return 0;
+}
+
+int run(int argc, char** argv) {
+  std::string target, prefix, cp_target, output = "table";
+  Tls tls;
+  int i = 1;
+  // "--dp X" and "--dp=X"
+  auto value = [&](const std::string& option, std::string& into) {
+    std::string word = argv[i];
+    if (word == option) {
+      if (i + 1 >= argc) throw UsageError(option + " needs a value");
+      into = argv[++i];
+      return true;
+    }
+    if (option.starts_with("--") && word.starts_with(option + "=")) {
+      into = word.substr(option.size() + 1);
+      return true;
+    }
+    return false;
+  };
+  for (; i < argc && argv[i][0] == '-'; i++) {
+    std::string word = argv[i];
+    if (word == "-h" || word == "--help") {
+      std::cout << usage_text;
+      return 0;
+    }
+    if (!value("--dp", target) && !value("-p", prefix) && !value("--cp", cp_target) && !value("-o", output) &&
+        !value("--output", output) && !value("--tls-cert", tls.cert) && !value("--tls-key", tls.key) &&
+        !value("--tls-ca", tls.ca))
+      throw UsageError("unknown option " + word);
+  }
+  if (!target.empty() && !prefix.empty()) throw UsageError("--dp and -p both name the server: give one");
+  if (output != "table" && output != "json") throw UsageError("-o: \"" + output + "\" is neither table nor json");
+  if (tls.cert.empty() != tls.key.empty()) throw UsageError("--tls-cert and --tls-key go together");
+  if (!prefix.empty()) target = "unix:///var/run/dpdk/" + prefix + "/api.sock";
+  if (cp_target.empty())
+    cp_target = prefix.empty() ? "unix:///var/run/medix-cp.sock" : "unix:///var/run/dpdk/" + prefix + "/cp.sock";
+  if (target.empty()) target = "unix:///var/run/dpdk/rte/api.sock";
+  if (i == argc) throw UsageError("missing a command");
+
+  std::string command = argv[i++];
+  Args args(std::vector<std::string>(argv + i, argv + argc));
+  if (command == "help") {
+    std::cout << usage_text;
+    return 0;
+  }
+  if (command == "peers" || command == "peer" || command == "intent")
+    return peers_command(cp_target, output == "json", command, args);
+  using Command = int (*)(const Context&, Args&);
+  const std::vector<std::pair<std::string, Command>> commands = {
+      {"show", show},   {"counters", counters}, {"drops", drops}, {"runtime", runtime}, {"sessions", sessions},
+      {"watch", watch}, {"apply", apply},       {"set", set},     {"delete", remove},
+  };
+  for (const auto& [name, function] : commands) {
+    if (name != command) continue;
+    Client client(target, tls);
+    Context context{client, output == "json"};
+    return function(context, args);
+  }
+  throw UsageError("unknown command \"" + command + "\"");
+}
+
+}  // namespace
+}  // namespace medix::ctl
+
+int main(int argc, char** argv) {
+  try {
+    return medix::ctl::run(argc, argv);
+  } catch (const medix::ctl::UsageError& e) {
+    std::cerr << "medixctl: " << e.what() << "\n(medixctl --help shows the commands)\n";
+    return 2;
+  } catch (const medix::ctl::Failure& e) {
+    std::cerr << "medixctl: " << e.what() << '\n';
+    if (!e.note.empty()) std::cerr << "medixctl: " << e.note << '\n';
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "medixctl: " << e.what() << '\n';
+    return 1;
+  }
+}

@@ -1,0 +1,469 @@
+#include "output.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <map>
+
+namespace medix::ctl {
+
+namespace {
+
+using Objects = google::protobuf::RepeatedPtrField<v1::Object>;
+
+std::string num(uint64_t value) { return std::to_string(value); }
+
+std::string fixed(double value, int digits) {
+  char text[64];
+  std::snprintf(text, sizeof text, "%.*f", digits, value);
+  return text;
+}
+
+// 950, 1.23k, 45.6M, 1.00G: three significant digits for rates.
+std::string si(double value) {
+  static const char* const units[] = {"", "k", "M", "G", "T"};
+  int unit = 0;
+  while (std::fabs(value) >= 999.5 && unit < 4) {
+    value /= 1000;
+    unit++;
+  }
+  if (unit == 0) return fixed(value, value == std::floor(value) ? 0 : 1);
+  return fixed(value, std::fabs(value) < 9.995 ? 2 : std::fabs(value) < 99.95 ? 1 : 0) + units[unit];
+}
+
+std::string join(const google::protobuf::RepeatedPtrField<std::string>& items, const char* separator = ",") {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : separator) + item;
+  return out;
+}
+
+std::string route_target(const v1::Route& route) {
+  switch (route.target_case()) {
+    case v1::Route::kVia:
+      return "via " + route.via().interface() + (route.via().address().empty() ? "" : " " + route.via().address());
+    case v1::Route::kNextTenant: return "tenant " + route.next_tenant();
+    case v1::Route::kLocal: return "local";
+    case v1::Route::kBlackhole: return route.blackhole().unreachable() ? "blackhole unreachable" : "blackhole";
+    case v1::Route::TARGET_NOT_SET: break;
+  }
+  return "";
+}
+
+void print_ports(std::ostream& out, const Objects& objects) {
+  Table table({{"NAME"}, {"DEVICE"}, {"MTU", true}, {"STATE"}, {"PROMISCUOUS"}, {"MAC"}});
+  for (const auto& object : objects) {
+    const auto& p = object.port();
+    table.row({p.name(), p.device(), p.mtu() ? num(p.mtu()) : "1500", p.admin_down() ? "down" : "up",
+               p.promiscuous() ? "on" : "off", p.mac()});
+  }
+  table.print(out);
+}
+
+void print_tenants(std::ostream& out, const Objects& objects) {
+  Table table({{"NAME"}, {"MAX-ROUTES", true}, {"DESCRIPTION"}});
+  for (const auto& object : objects) {
+    const auto& t = object.tenant();
+    table.row({t.name(), t.max_routes() ? num(t.max_routes()) : "65536", t.description()});
+  }
+  table.print(out);
+}
+
+void print_interfaces(std::ostream& out, const Objects& objects) {
+  Table table({{"NAME"}, {"TENANT"}, {"PORT"}, {"VLAN", true}, {"INNER", true}, {"MTU"}, {"MAC"}, {"ADDRESSES"}});
+  for (const auto& object : objects) {
+    const auto& f = object.interface();
+    table.row({f.name(), f.tenant(), f.port(), f.vlan() ? num(f.vlan()) : "", f.inner_vlan() ? num(f.inner_vlan()) : "",
+               f.mtu() ? num(f.mtu()) : "port", f.mac().empty() ? "port" : f.mac(), join(f.addresses())});
+  }
+  table.print(out);
+}
+
+void print_routes(std::ostream& out, const Objects& objects) {
+  Table table({{"TENANT"}, {"PREFIX"}, {"TARGET"}});
+  for (const auto& object : objects) {
+    const auto& r = object.route();
+    table.row({r.tenant(), r.prefix(), route_target(r)});
+  }
+  table.print(out);
+}
+
+void print_neighbours(std::ostream& out, const Objects& objects) {
+  Table table({{"INTERFACE"}, {"ADDRESS"}, {"MAC"}, {"TYPE"}});
+  for (const auto& object : objects) {
+    const auto& n = object.neighbour();
+    table.row({n.interface(), n.address(), n.mac(), n.learned() ? "learned" : "static"});
+  }
+  table.print(out);
+}
+
+void print_tunnels(std::ostream& out, const Objects& objects) {
+  Table table({{"NAME"},
+               {"TENANT"},
+               {"UNDERLAY"},
+               {"LOCAL"},
+               {"REMOTE"},
+               {"ENCAP"},
+               {"MTU", true},
+               {"MSS-CLAMP", true},
+               {"SELECTORS"}});
+  for (const auto& object : objects) {
+    const auto& t = object.tunnel();
+    table.row({t.name(), t.tenant(), t.underlay_tenant(), t.local_address(), t.remote_address(),
+               t.encap_udp_port() ? "udp/" + num(t.encap_udp_port()) : "esp", t.mtu() ? num(t.mtu()) : "",
+               t.tcp_mss_clamp() ? num(t.tcp_mss_clamp()) : "",
+               join(t.local_selectors()) + " <-> " + join(t.remote_selectors())});
+  }
+  table.print(out);
+}
+
+void print_sas(std::ostream& out, const Objects& objects) {
+  // Keys are never printed in a table.
+  Table table({{"SPI"}, {"TUNNEL"}, {"DIRECTION"}, {"CIPHER"}, {"INTEGRITY"}, {"ESN"}, {"REPLAY-WINDOW", true}});
+  for (const auto& object : objects) {
+    const auto& s = object.sa();
+    char spi[16];
+    std::snprintf(spi, sizeof spi, "0x%08x", s.spi());
+    table.row({spi, s.tunnel(), s.inbound() ? "in" : "out", v1::Cipher_Name(s.cipher()),
+               v1::Integrity_Name(s.integrity()), s.esn() ? "on" : "off", num(s.replay_window())});
+  }
+  table.print(out);
+}
+
+void print_static_mappings(std::ostream& out, const Objects& objects) {
+  Table table({{"TENANT"}, {"TENANT-PREFIX"}, {"CORE-PREFIX"}});
+  for (const auto& object : objects) {
+    const auto& m = object.static_mapping();
+    table.row({m.tenant(), m.tenant_prefix(), m.core_prefix()});
+  }
+  table.print(out);
+}
+
+void print_napt_pools(std::ostream& out, const Objects& objects) {
+  Table table({{"TENANT"}, {"SESSION-LIMIT", true}, {"ADDRESSES"}});
+  for (const auto& object : objects) {
+    const auto& p = object.napt_pool();
+    table.row({p.tenant(), p.session_limit() ? num(p.session_limit()) : "", join(p.addresses())});
+  }
+  table.print(out);
+}
+
+void print_policy_rules(std::ostream& out, const Objects& objects) {
+  Table table({{"PRIORITY", true}, {"NAME"}, {"FROM"}, {"TO"}, {"DESTINATION"}, {"PROTOCOL"}, {"PORTS"}, {"ACTION"}});
+  for (const auto& object : objects) {
+    const auto& r = object.policy_rule();
+    std::string ports;
+    if (r.port_low() || r.port_high())
+      ports = r.port_high() && r.port_high() != r.port_low() ? num(r.port_low()) + "-" + num(r.port_high())
+                                                             : num(r.port_low());
+    table.row({num(r.priority()), r.name(), r.from_tenant(), r.to_tenant(), r.destination_prefix(),
+               r.protocol() ? num(r.protocol()) : "any", ports, r.permit() ? "permit" : "deny"});
+  }
+  table.print(out);
+}
+
+// Counters of objects that went away or were recreated (and so restarted) give no rate.
+double rate(uint64_t before, uint64_t after, double seconds) {
+  return after >= before ? static_cast<double>(after - before) / seconds : 0.0;
+}
+
+template <typename T>
+std::map<std::string, const T*> by_name(const google::protobuf::RepeatedPtrField<T>& items) {
+  std::map<std::string, const T*> out;
+  for (const auto& item : items) out[item.name()] = &item;
+  return out;
+}
+
+}  // namespace
+
+void Table::row(std::vector<std::string> cells) {
+  cells.resize(columns_.size());
+  for (auto& cell : cells)
+    if (cell.empty()) cell = "-";
+  rows_.push_back(std::move(cells));
+}
+
+void Table::print(std::ostream& out) const {
+  std::vector<size_t> widths;
+  for (const auto& column : columns_) widths.push_back(column.title.size());
+  for (const auto& row : rows_)
+    for (size_t i = 0; i < row.size(); i++) widths[i] = std::max(widths[i], row[i].size());
+  auto line = [&](const std::vector<std::string>& cells) {
+    std::string text;
+    for (size_t i = 0; i < cells.size(); i++) {
+      std::string pad(widths[i] - cells[i].size(), ' ');
+      if (i > 0) text += "  ";
+      text += columns_[i].right ? pad + cells[i] : cells[i] + pad;
+    }
+    text.erase(text.find_last_not_of(' ') + 1);
+    out << text << '\n';
+  };
+  std::vector<std::string> titles;
+  for (const auto& column : columns_) titles.push_back(column.title);
+  line(titles);
+  for (const auto& row : rows_) line(row);
+}
+
+std::string to_json(const google::protobuf::Message& message, bool pretty) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = pretty;
+  options.always_print_primitive_fields = true;
+  options.preserve_proto_field_names = true;
+  std::string text;
+  auto status = google::protobuf::util::MessageToJsonString(message, &text, options);
+  if (!status.ok()) throw Failure("cannot print JSON: " + std::string(status.message()));
+  if (!pretty) text += '\n';  // add_whitespace ends with a newline, a single line does not
+  return text;
+}
+
+void print_objects(std::ostream& out, const KindInfo& kind, const Objects& objects) {
+  switch (kind.oneof) {
+    case v1::Object::kPort: return print_ports(out, objects);
+    case v1::Object::kTenant: return print_tenants(out, objects);
+    case v1::Object::kInterface: return print_interfaces(out, objects);
+    case v1::Object::kRoute: return print_routes(out, objects);
+    case v1::Object::kNeighbour: return print_neighbours(out, objects);
+    case v1::Object::kTunnel: return print_tunnels(out, objects);
+    case v1::Object::kSa: return print_sas(out, objects);
+    case v1::Object::kStaticMapping: return print_static_mappings(out, objects);
+    case v1::Object::kNaptPool: return print_napt_pools(out, objects);
+    case v1::Object::kPolicyRule: return print_policy_rules(out, objects);
+    case v1::Object::KIND_NOT_SET: break;
+  }
+}
+
+void print_counters(std::ostream& out, const v1::CountersSnapshot& snapshot) {
+  Table ports({{"PORT"},
+               {"RX-PACKETS", true},
+               {"RX-BYTES", true},
+               {"TX-PACKETS", true},
+               {"TX-BYTES", true},
+               {"TX-DROPPED", true}});
+  for (const auto& p : snapshot.ports())
+    ports.row({p.name(), num(p.rx_packets()), num(p.rx_bytes()), num(p.tx_packets()), num(p.tx_bytes()),
+               num(p.tx_dropped())});
+  ports.print(out);
+  out << '\n';
+  Table interfaces({{"INTERFACE"}, {"RX-PACKETS", true}, {"RX-BYTES", true}, {"TX-PACKETS", true}, {"TX-BYTES", true}});
+  for (const auto& f : snapshot.interfaces())
+    interfaces.row({f.name(), num(f.rx_packets()), num(f.rx_bytes()), num(f.tx_packets()), num(f.tx_bytes())});
+  interfaces.print(out);
+  out << '\n';
+  Table tenants({{"TENANT"}, {"RX-PACKETS", true}, {"TX-PACKETS", true}, {"DROPS", true}});
+  for (const auto& t : snapshot.tenants())
+    tenants.row({t.name(), num(t.rx_packets()), num(t.tx_packets()), num(t.drops())});
+  tenants.print(out);
+  out << '\n';
+  if (snapshot.tunnels_size()) {
+    Table tunnels({{"TUNNEL"}, {"RX-PACKETS", true}, {"RX-BYTES", true}, {"TX-PACKETS", true}, {"TX-BYTES", true}});
+    for (const auto& t : snapshot.tunnels())
+      tunnels.row({t.name(), num(t.rx_packets()), num(t.rx_bytes()), num(t.tx_packets()), num(t.tx_bytes())});
+    tunnels.print(out);
+    out << '\n';
+  }
+  if (snapshot.sas_size()) {
+    Table sas({{"SPI", true},
+               {"TUNNEL"},
+               {"DIR"},
+               {"STATE"},
+               {"PACKETS", true},
+               {"BYTES", true},
+               {"SEQUENCE", true},
+               {"DROPS", true}});
+    for (const auto& s : snapshot.sas()) {
+      uint64_t drops = 0;
+      for (const auto& d : s.drops()) drops += d.packets();
+      std::string state = v1::SaState_Name(s.state());
+      sas.row({num(s.spi()), s.tunnel(), s.inbound() ? "in" : "out", state.substr(state.find('_') + 1),
+               num(s.packets()), num(s.bytes()), num(s.sequence()), num(drops)});
+    }
+    sas.print(out);
+    out << '\n';
+  }
+  if (snapshot.nat_size()) {
+    Table nat({{"TENANT"},
+               {"SESSIONS", true},
+               {"CREATED", true},
+               {"TRANSLATED", true},
+               {"NAPT-MAPPINGS", true},
+               {"POOL-EXHAUSTED", true},
+               {"LIMIT-HITS", true},
+               {"NO-MAPPING", true},
+               {"DENIED", true}});
+    for (const auto& n : snapshot.nat())
+      nat.row({n.tenant(), num(n.sessions()), num(n.sessions_created()), num(n.translated()), num(n.napt_mappings()),
+               num(n.pool_exhausted()), num(n.session_limit()), num(n.no_mapping()), num(n.policy_denied())});
+    nat.print(out);
+    out << '\n';
+  }
+  if (snapshot.policy_rules_size()) {
+    Table rules({{"RULE"}, {"ACTION"}, {"MATCHED", true}});
+    for (const auto& r : snapshot.policy_rules())
+      rules.row({r.name(), r.permit() ? "permit" : "deny", num(r.matched())});
+    rules.print(out);
+    out << '\n';
+  }
+  const auto& e = snapshot.events();
+  Table events({{"EVENT"}, {"COUNT", true}});
+  events.row({"icmp_sent", num(e.icmp_sent())});
+  events.row({"icmp_rate_limited", num(e.icmp_rate_limited())});
+  events.row({"arp_requests_sent", num(e.arp_requests_sent())});
+  events.row({"arp_replies_sent", num(e.arp_replies_sent())});
+  events.row({"arp_replies_received", num(e.arp_replies_received())});
+  events.print(out);
+}
+
+void print_sessions(std::ostream& out, const v1::ListSessionsResponse& sessions) {
+  Table table({{"PROTO", true},
+               {"TENANT"},
+               {"SOURCE"},
+               {"DESTINATION"},
+               {"PEER-TENANT"},
+               {"AS-SOURCE"},
+               {"AS-DESTINATION"},
+               {"STATE"},
+               {"IDLE-MS", true},
+               {"EXPIRES-MS", true},
+               {"LCORE", true},
+               {"RULE"}});
+  for (const auto& s : sessions.sessions())
+    table.row({num(s.protocol()), s.tenant(), s.source(), s.destination(), s.peer_tenant(), s.translated_source(),
+               s.translated_destination(), s.state(), num(s.idle_ms()), num(s.expires_in_ms()), num(s.lcore()),
+               s.rule()});
+  table.print(out);
+  if (uint64_t(sessions.sessions_size()) < sessions.total())
+    out << sessions.sessions_size() << " of " << sessions.total() << " sessions shown (--limit N for more)\n";
+}
+
+v1::CountersSnapshot select_drops(const v1::CountersSnapshot& snapshot, bool by_lcore, bool all) {
+  v1::CountersSnapshot selected;
+  selected.set_version(snapshot.version());
+  selected.set_timestamp_ns(snapshot.timestamp_ns());
+  std::map<std::string, std::string> descriptions;
+  for (const auto& drop : snapshot.drops()) {
+    descriptions[drop.reason()] = drop.description();
+    if (!by_lcore && (all || drop.packets())) *selected.add_drops() = drop;
+  }
+  if (!by_lcore) return selected;
+  for (const auto& lcore : snapshot.lcores()) {
+    auto* kept = selected.add_lcores();
+    kept->set_lcore(lcore.lcore());
+    for (const auto& drop : lcore.drops()) {
+      if (!all && !drop.packets()) continue;
+      auto* copy = kept->add_drops();
+      *copy = drop;
+      if (copy->description().empty()) copy->set_description(descriptions[drop.reason()]);
+    }
+  }
+  return selected;
+}
+
+void print_drops(std::ostream& out, const v1::CountersSnapshot& selected, bool by_lcore) {
+  if (!by_lcore) {
+    Table table({{"REASON"}, {"PACKETS", true}, {"DESCRIPTION"}});
+    for (const auto& drop : selected.drops()) table.row({drop.reason(), num(drop.packets()), drop.description()});
+    table.print(out);
+    return;
+  }
+  Table table({{"LCORE", true}, {"REASON"}, {"PACKETS", true}, {"DESCRIPTION"}});
+  for (const auto& lcore : selected.lcores())
+    for (const auto& drop : lcore.drops())
+      table.row({num(lcore.lcore()), drop.reason(), num(drop.packets()), drop.description()});
+  table.print(out);
+}
+
+void print_runtime(std::ostream& out, const v1::Runtime& runtime, bool by_lcore) {
+  out << "TSC " << fixed(static_cast<double>(runtime.tsc_hz()) / 1e9, 3) << " GHz\n\n";
+  auto row = [](const v1::StageRuntime& s) {
+    return std::vector<std::string>{
+        s.stage(),
+        num(s.calls()),
+        num(s.packets()),
+        num(s.cycles()),
+        fixed(s.cycles_per_packet(), 1),
+        s.calls() ? fixed(static_cast<double>(s.packets()) / static_cast<double>(s.calls()), 1) : "0.0"};
+  };
+  std::vector<Table::Column> columns = {{"STAGE"},        {"CALLS", true},         {"PACKETS", true},
+                                        {"CYCLES", true}, {"CYCLES/PACKET", true}, {"PACKETS/CALL", true}};
+  if (!by_lcore) {
+    Table table(columns);
+    for (const auto& stage : runtime.stages()) table.row(row(stage));
+    table.print(out);
+    return;
+  }
+  columns.insert(columns.begin(), {"LCORE", true});
+  Table table(columns);
+  for (const auto& lcore : runtime.lcores())
+    for (const auto& stage : lcore.stages()) {
+      auto cells = row(stage);
+      cells.insert(cells.begin(), num(lcore.lcore()));
+      table.row(cells);
+    }
+  table.print(out);
+}
+
+void print_rates(std::ostream& out, const v1::CountersSnapshot& before, const v1::CountersSnapshot& after,
+                 uint32_t interval_ms) {
+  double seconds = after.timestamp_ns() > before.timestamp_ns()
+                       ? static_cast<double>(after.timestamp_ns() - before.timestamp_ns()) / 1e9
+                       : interval_ms / 1000.0;
+  char when[32] = "";
+  std::time_t at = static_cast<std::time_t>(after.timestamp_ns() / 1'000'000'000);
+  std::tm local{};
+  if (after.timestamp_ns() && localtime_r(&at, &local)) std::strftime(when, sizeof when, "%H:%M:%S  ", &local);
+  out << when << "per second over " << fixed(seconds, 2) << " s  (version " << after.version() << ")\n";
+
+  auto old_ports = by_name(before.ports());
+  Table ports(
+      {{"PORT"}, {"RX-PKT/S", true}, {"RX-BIT/S", true}, {"TX-PKT/S", true}, {"TX-BIT/S", true}, {"TX-DROP/S", true}});
+  for (const auto& p : after.ports()) {
+    auto found = old_ports.find(p.name());
+    if (found == old_ports.end()) continue;
+    const auto& o = *found->second;
+    ports.row({p.name(), si(rate(o.rx_packets(), p.rx_packets(), seconds)),
+               si(8 * rate(o.rx_bytes(), p.rx_bytes(), seconds)), si(rate(o.tx_packets(), p.tx_packets(), seconds)),
+               si(8 * rate(o.tx_bytes(), p.tx_bytes(), seconds)), si(rate(o.tx_dropped(), p.tx_dropped(), seconds))});
+  }
+  ports.print(out);
+  out << '\n';
+
+  auto old_interfaces = by_name(before.interfaces());
+  Table interfaces({{"INTERFACE"}, {"RX-PKT/S", true}, {"RX-BIT/S", true}, {"TX-PKT/S", true}, {"TX-BIT/S", true}});
+  for (const auto& f : after.interfaces()) {
+    auto found = old_interfaces.find(f.name());
+    if (found == old_interfaces.end()) continue;
+    const auto& o = *found->second;
+    interfaces.row(
+        {f.name(), si(rate(o.rx_packets(), f.rx_packets(), seconds)), si(8 * rate(o.rx_bytes(), f.rx_bytes(), seconds)),
+         si(rate(o.tx_packets(), f.tx_packets(), seconds)), si(8 * rate(o.tx_bytes(), f.tx_bytes(), seconds))});
+  }
+  interfaces.print(out);
+  out << '\n';
+
+  auto old_tenants = by_name(before.tenants());
+  Table tenants({{"TENANT"}, {"RX-PKT/S", true}, {"TX-PKT/S", true}, {"DROP/S", true}});
+  for (const auto& t : after.tenants()) {
+    auto found = old_tenants.find(t.name());
+    if (found == old_tenants.end()) continue;
+    const auto& o = *found->second;
+    tenants.row({t.name(), si(rate(o.rx_packets(), t.rx_packets(), seconds)),
+                 si(rate(o.tx_packets(), t.tx_packets(), seconds)), si(rate(o.drops(), t.drops(), seconds))});
+  }
+  tenants.print(out);
+  out << '\n';
+
+  std::map<std::string, uint64_t> old_drops;
+  for (const auto& d : before.drops()) old_drops[d.reason()] = d.packets();
+  Table drops({{"DROP-REASON"}, {"PKT/S", true}});
+  for (const auto& d : after.drops()) {
+    auto found = old_drops.find(d.reason());
+    if (found == old_drops.end() || d.packets() <= found->second) continue;  // only the reasons that rose
+    drops.row({d.reason(), si(rate(found->second, d.packets(), seconds))});
+  }
+  drops.print(out);
+  out << '\n';
+}
+
+}  // namespace medix::ctl

@@ -1,0 +1,16 @@
+#pragma once
+// medixctl's IKE views, from medix-cp's ControlPlane service (proto/medix/controlplane/v1):
+//   peers                                   every peer: IKE and CHILD SA state, last error
+//   peer NAME                               one peer in full: its SAs, selectors, counters, errors
+//   peer NAME errors                        why IKE with it failed, oldest first
+//   peer NAME initiate|terminate|rekey
+//   intent show | intent apply FILE          medix-cp's intent, read or replaced whole
+#include <string>
+
+#include "args.h"
+
+namespace medix::ctl {
+
+int peers_command(const std::string& target, bool json, const std::string& command, Args& args);
+
+}  // namespace medix::ctl

@@ -1,0 +1,212 @@
+#include "control_service.h"
+
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "charon/glue.h"
+
+namespace medix::cp {
+
+namespace {
+
+void split(const char* list, google::protobuf::RepeatedPtrField<std::string>* out) {
+  std::stringstream in(list ? list : "");
+  std::string item;
+  while (std::getline(in, item, ','))
+    if (!item.empty()) *out->Add() = item;
+}
+
+// The glue's callbacks, into protobuf.
+void add_ike_sa(void* ctx, const cp_ike_info* info) {
+  auto* all = static_cast<std::vector<std::pair<std::string, c1::IkeSa>>*>(ctx);
+  c1::IkeSa sa;
+  sa.set_unique_id(info->unique_id);
+  sa.set_state(info->state);
+  sa.set_local(info->local);
+  sa.set_remote(info->remote);
+  sa.set_local_id(info->local_id);
+  sa.set_remote_id(info->remote_id);
+  sa.set_initiator(info->initiator);
+  sa.set_proposal(info->proposal);
+  sa.set_established_seconds(info->established_s);
+  sa.set_rekey_in_seconds(info->rekey_in_s);
+  for (size_t i = 0; i < info->n_children; i++) {
+    const cp_child_info& c = info->children[i];
+    c1::ChildSa* child = sa.add_child_sas();
+    child->set_unique_id(c.unique_id);
+    child->set_name(c.name);
+    child->set_state(c.state);
+    child->set_spi_in(c.spi_in);
+    child->set_spi_out(c.spi_out);
+    child->set_proposal(c.proposal);
+    split(c.local_ts, child->mutable_local_selectors());
+    split(c.remote_ts, child->mutable_remote_selectors());
+    child->set_bytes_in(c.bytes_in);
+    child->set_packets_in(c.packets_in);
+    child->set_bytes_out(c.bytes_out);
+    child->set_packets_out(c.packets_out);
+    child->set_installed_seconds(c.installed_s);
+    child->set_rekey_in_seconds(c.rekey_in_s);
+  }
+  all->emplace_back(info->peer, std::move(sa));
+}
+
+struct ErrorRecord {
+  std::string peer, remote;
+  c1::PeerError error;
+};
+
+void add_error(void* ctx, const cp_error* e) {
+  auto* all = static_cast<std::vector<ErrorRecord>*>(ctx);
+  ErrorRecord r{e->peer, e->remote, {}};
+  r.error.set_time_unix(e->time);
+  r.error.set_what(e->what);
+  r.error.set_reason(e->reason);
+  r.error.set_remote(e->remote);
+  all->push_back(std::move(r));
+}
+
+grpc::Status no_peer(const std::string& name) {
+  return grpc::Status(grpc::StatusCode::NOT_FOUND, "no peer named '" + name + "' in the intent");
+}
+
+}  // namespace
+
+c1::Intent ControlService::intent() {
+  std::lock_guard lock(mu_);
+  return intent_;
+}
+
+bool ControlService::known(const std::string& name) {
+  std::lock_guard lock(mu_);
+  for (const auto& p : intent_.peers())
+    if (p.name() == name) return true;
+  return false;
+}
+
+grpc::Status ControlService::ListPeers(grpc::ServerContext*, const c1::ListPeersRequest* request,
+                                       c1::ListPeersResponse* response) {
+  if (!request->name().empty() && !known(request->name())) return no_peer(request->name());
+  const c1::Intent intent_ = intent();
+  std::vector<std::pair<std::string, c1::IkeSa>> ike_sas;
+  cp_charon_list_ike_sas(add_ike_sa, &ike_sas);
+  std::vector<ErrorRecord> errors;
+  cp_charon_list_errors(add_error, &errors);
+  for (const auto& p : intent_.peers()) {
+    if (!request->name().empty() && p.name() != request->name()) continue;
+    c1::PeerStatus* status = response->add_peers();
+    *status->mutable_peer() = p;
+    status->mutable_peer()->clear_psk();  // secrets stay in medix-cp
+    for (const auto& [peer, sa] : ike_sas)
+      if (peer == p.name()) *status->add_ike_sas() = sa;
+    // Before a peer config is chosen (IKE_SA_INIT), only the address tells whose error it is.
+    for (const auto& e : errors)
+      if (e.peer == p.name() || (e.peer.empty() && e.remote == p.remote_address())) *status->add_errors() = e.error;
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status ControlService::Initiate(grpc::ServerContext*, const c1::PeerRequest* request,
+                                      c1::PeerActionResponse* response) {
+  if (!known(request->name())) return no_peer(request->name());
+  if (cp_charon_initiate(request->name().c_str()) != 0)
+    return grpc::Status(grpc::StatusCode::INTERNAL, "charon has no config for '" + request->name() + "'");
+  response->set_count(1);
+  return grpc::Status::OK;
+}
+
+grpc::Status ControlService::Terminate(grpc::ServerContext*, const c1::PeerRequest* request,
+                                       c1::PeerActionResponse* response) {
+  if (!known(request->name())) return no_peer(request->name());
+  response->set_count(cp_charon_terminate(request->name().c_str(), false));
+  return grpc::Status::OK;
+}
+
+grpc::Status ControlService::Rekey(grpc::ServerContext*, const c1::PeerRequest* request,
+                                   c1::PeerActionResponse* response) {
+  if (!known(request->name())) return no_peer(request->name());
+  response->set_count(cp_charon_rekey(request->name().c_str()));
+  return grpc::Status::OK;
+}
+
+grpc::Status ControlService::GetIntent(grpc::ServerContext*, const c1::GetIntentRequest*, c1::Intent* response) {
+  *response = intent();
+  for (auto& p : *response->mutable_peers()) p.clear_psk();
+  return grpc::Status::OK;
+}
+
+grpc::Status ControlService::ApplyIntent(grpc::ServerContext*, const c1::ApplyIntentRequest* request,
+                                         c1::ApplyIntentResponse* response) {
+  std::lock_guard serial(apply_mu_);
+  c1::Intent next = request->intent();
+  if (next.schema_version() == 0) next.set_schema_version(1);
+  // 1. Checked whole: fields, then what charon would make of each peer. Nothing changed yet.
+  std::string error = validate_intent(next);
+  if (!error.empty()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, error);
+  char err[512];
+  for (int i = 0; i < next.peers_size(); i++) {
+    GluePeer peer(next.peers(i));
+    if (cp_charon_add_peer(&peer.c, true, err, sizeof(err)) != 0)
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "peers[" + std::to_string(i) + "] (" + next.peers(i).name() + "): " + err);
+  }
+  const c1::Intent current = intent();
+  std::map<std::string, const c1::Peer*> before, after;
+  for (const auto& p : current.peers()) before[p.name()] = &p;
+  for (const auto& p : next.peers()) after[p.name()] = &p;
+  std::set<std::string> touched;  // added or changed
+  for (const auto& [name, p] : after) {
+    auto old = before.find(name);
+    if (old == before.end()) {
+      response->add_added(name);
+      touched.insert(name);
+    } else if (old->second->SerializeAsString() != p->SerializeAsString()) {
+      response->add_changed(name);
+      touched.insert(name);
+    }
+  }
+  for (const auto& [name, p] : before)
+    if (!after.count(name)) response->add_removed(name);
+
+  // 2. medix-dp's static objects and tunnels, in one transaction: refused, nothing changes.
+  uint32_t changed = 0;
+  bool refused = false;
+  error = dataplane_.update_intent(next, touched, changed, refused);
+  if (!error.empty())
+    return grpc::Status(refused ? grpc::StatusCode::INVALID_ARGUMENT : grpc::StatusCode::UNAVAILABLE, error);
+  response->set_objects_changed(changed);
+  // 3. Kept: the file is the intent from now on.
+  error = save_intent(path_, next);
+  if (!error.empty()) return grpc::Status(grpc::StatusCode::INTERNAL, "medix-dp changed, but " + error);
+  {
+    std::lock_guard lock(mu_);
+    intent_ = next;
+  }
+  // 4. charon: removed peers closed and forgotten (their tunnels deleted once their SAs are
+  // gone), changed ones reconnected with the new config, new ones loaded.
+  for (const auto& name : response->removed()) {
+    cp_charon_terminate(name.c_str(), true);
+    cp_charon_remove_peer(name.c_str());
+    if (std::string e = dataplane_.remove_tunnel(before[name]->tunnel()); !e.empty())
+      fprintf(stderr, "medix-cp: removing tunnel %s: %s\n", before[name]->tunnel().c_str(), e.c_str());
+  }
+  for (const auto& name : response->changed()) cp_charon_terminate(name.c_str(), true);
+  for (const auto& name : touched) {
+    GluePeer peer(*after[name]);
+    if (cp_charon_add_peer(&peer.c, false, err, sizeof(err)) != 0)  // checked above: should not happen
+      return grpc::Status(grpc::StatusCode::INTERNAL, name + ": " + err);
+    if (after[name]->initiate()) cp_charon_initiate(name.c_str());
+  }
+  // 5. What medix-cp created in medix-dp and the intent no longer has (the removed peers' tunnels
+  // are gone by now, so what they used can go).
+  uint32_t removed = 0;
+  if (std::string e = dataplane_.prune(removed); !e.empty()) fprintf(stderr, "medix-cp: %s\n", e.c_str());
+  response->set_objects_removed(removed);
+  fprintf(stderr,
+          "medix-cp: intent applied: peers %d added, %d changed, %d removed; medix-dp objects %u changed, %u removed\n",
+          response->added_size(), response->changed_size(), response->removed_size(), changed, removed);
+  return grpc::Status::OK;
+}
+
+}  // namespace medix::cp

@@ -1,0 +1,39 @@
+#pragma once
+// medix-cp's ControlPlane service (proto/medix/controlplane/v1/controlplane.proto): the peers of the
+// intent with their IKE and CHILD SAs and last errors, initiate/terminate/rekey, and the intent
+// itself (read, replaced whole). It owns the running intent; charon's state is read through the
+// glue.
+
+#include <mutex>
+
+#include "dataplane_client.h"
+#include "intent_file.h"
+#include "medix/controlplane/v1/controlplane.grpc.pb.h"
+
+namespace medix::cp {
+
+class ControlService final : public c1::ControlPlane::Service {
+ public:
+  // `path`: where an accepted intent is written.
+  ControlService(const c1::Intent& intent, const std::string& path, DataplaneClient& dataplane)
+      : intent_(intent), path_(path), dataplane_(dataplane) {}
+
+  grpc::Status ListPeers(grpc::ServerContext*, const c1::ListPeersRequest*, c1::ListPeersResponse*) override;
+  grpc::Status Initiate(grpc::ServerContext*, const c1::PeerRequest*, c1::PeerActionResponse*) override;
+  grpc::Status Terminate(grpc::ServerContext*, const c1::PeerRequest*, c1::PeerActionResponse*) override;
+  grpc::Status Rekey(grpc::ServerContext*, const c1::PeerRequest*, c1::PeerActionResponse*) override;
+  grpc::Status GetIntent(grpc::ServerContext*, const c1::GetIntentRequest*, c1::Intent*) override;
+  grpc::Status ApplyIntent(grpc::ServerContext*, const c1::ApplyIntentRequest*, c1::ApplyIntentResponse*) override;
+
+ private:
+  bool known(const std::string& name);
+  c1::Intent intent();  // a copy of the running one
+
+  std::mutex mu_;        // intent_
+  std::mutex apply_mu_;  // ApplyIntent calls, one at a time
+  c1::Intent intent_;
+  const std::string path_;
+  DataplaneClient& dataplane_;
+};
+
+}  // namespace medix::cp

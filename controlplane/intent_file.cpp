@@ -1,0 +1,164 @@
+#include "intent_file.h"
+
+#include <fcntl.h>
+#include <google/protobuf/util/json_util.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "common/address.h"
+#include "objects.h"
+
+namespace medix::cp {
+
+namespace {
+
+using common::parse_ipv4;
+using common::parse_prefix;
+
+bool is_name(const std::string& s) {
+  if (s.empty() || s.size() > 64) return false;
+  for (char c : s)
+    if (!isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') return false;
+  return true;
+}
+
+}  // namespace
+
+std::string validate_intent(c1::Intent& intent) {
+  if (intent.schema_version() != 1) return "schema_version: must be 1";
+  std::set<std::string> names, tunnels, endpoints;
+  for (int i = 0; i < intent.peers_size(); i++) {
+    c1::Peer& p = *intent.mutable_peers(i);
+    const std::string at = "peers[" + std::to_string(i) + "].";
+    if (!is_name(p.name())) return at + "name: '" + p.name() + "' is not a name (letters, digits, - _ .)";
+    if (!names.insert(p.name()).second) return at + "name: another peer is named '" + p.name() + "'";
+    if (p.tunnel().empty()) p.set_tunnel(p.name());
+    if (!is_name(p.tunnel())) return at + "tunnel: '" + p.tunnel() + "' is not a name";
+    if (!tunnels.insert(p.tunnel()).second) return at + "tunnel: another peer uses tunnel '" + p.tunnel() + "'";
+    if (p.tenant().empty()) return at + "tenant: is required";
+    if (p.underlay_tenant().empty()) return at + "underlay_tenant: is required";
+    if (!parse_ipv4(p.local_address())) return at + "local_address: '" + p.local_address() + "' is not an IPv4 address";
+    if (!parse_ipv4(p.remote_address()))
+      return at + "remote_address: '" + p.remote_address() + "' is not an IPv4 address";
+    // SAs are matched to their peer by their endpoints.
+    if (!endpoints.insert(p.local_address() + " " + p.remote_address()).second)
+      return at + "remote_address: another peer has the same local and remote addresses";
+    if (p.local_id().empty()) p.set_local_id(p.local_address());
+    if (p.remote_id().empty()) p.set_remote_id(p.remote_address());
+    const bool x509 = !p.certificate().empty() || !p.private_key().empty() || !p.ca_certificate().empty();
+    if (x509 && !p.psk().empty()) return at + "psk: either a PSK or certificates, not both";
+    if (x509) {
+      for (auto [field, path] : {std::pair{"certificate", &p.certificate()},
+                                 {"private_key", &p.private_key()},
+                                 {"ca_certificate", &p.ca_certificate()}}) {
+        if (path->empty()) return at + field + ": is required with X.509 authentication";
+        if (access(path->c_str(), R_OK) != 0) return at + field + ": cannot read " + *path;
+      }
+    } else {
+      if (p.psk().empty()) return at + "psk: is required (or certificate, private_key and ca_certificate)";
+      if (p.psk().size() < 8) return at + "psk: at least 8 characters";
+    }
+    if (p.ike_proposals().empty()) return at + "ike_proposals: at least one is required";
+    if (p.esp_proposals().empty()) return at + "esp_proposals: at least one is required";
+    if (p.local_selectors().empty()) return at + "local_selectors: at least one prefix is required";
+    if (p.remote_selectors().empty()) return at + "remote_selectors: at least one prefix is required";
+    for (int j = 0; j < p.local_selectors_size(); j++)
+      if (!parse_prefix(p.local_selectors(j)))
+        return at + "local_selectors[" + std::to_string(j) + "]: '" + p.local_selectors(j) + "' is not a prefix";
+    for (int j = 0; j < p.remote_selectors_size(); j++)
+      if (!parse_prefix(p.remote_selectors(j)))
+        return at + "remote_selectors[" + std::to_string(j) + "]: '" + p.remote_selectors(j) + "' is not a prefix";
+    if (p.child_life_seconds() && p.child_rekey_seconds() && p.child_life_seconds() <= p.child_rekey_seconds())
+      return at + "child_life_seconds: must be above child_rekey_seconds";
+    if (p.child_life_bytes() && p.child_life_bytes() <= p.child_rekey_bytes())
+      return at + "child_life_bytes: must be above child_rekey_bytes";
+    if (p.child_life_packets() && p.child_life_packets() <= p.child_rekey_packets())
+      return at + "child_life_packets: must be above child_rekey_packets";
+  }
+  return validate_static(intent);
+}
+
+std::string save_intent(const std::string& path, const c1::Intent& intent) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.preserve_proto_field_names = true;
+  std::string text;
+  auto status = google::protobuf::util::MessageToJsonString(intent, &text, options);
+  if (!status.ok()) return std::string(status.message());
+  return write_atomically(path, text, 0600);  // PSKs inside
+}
+
+std::string write_atomically(const std::string& path, const std::string& text, mode_t mode) {
+  const std::string tmp = path + ".tmp";
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, mode);
+  if (fd < 0) return tmp + ": " + strerror(errno);
+  bool ok = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && fsync(fd) == 0;
+  int saved = errno;
+  close(fd);
+  if (!ok || rename(tmp.c_str(), path.c_str()) != 0) {
+    if (ok) saved = errno;
+    unlink(tmp.c_str());
+    return path + ": " + strerror(saved);
+  }
+  return "";
+}
+
+namespace {
+
+std::string join(const google::protobuf::RepeatedPtrField<std::string>& items) {
+  std::string out;
+  for (const auto& s : items) out += (out.empty() ? "" : ",") + s;
+  return out;
+}
+
+}  // namespace
+
+GluePeer::GluePeer(const c1::Peer& p)
+    : ike(join(p.ike_proposals())),
+      esp(join(p.esp_proposals())),
+      local_ts(join(p.local_selectors())),
+      remote_ts(join(p.remote_selectors())) {
+  c = cp_peer{
+      .name = p.name().c_str(),
+      .local_address = p.local_address().c_str(),
+      .remote_address = p.remote_address().c_str(),
+      .local_id = p.local_id().c_str(),
+      .remote_id = p.remote_id().c_str(),
+      .psk = p.psk().c_str(),
+      .certificate = p.certificate().c_str(),
+      .private_key = p.private_key().c_str(),
+      .ca_certificate = p.ca_certificate().c_str(),
+      .ike_proposals = ike.c_str(),
+      .esp_proposals = esp.c_str(),
+      .local_ts = local_ts.c_str(),
+      .remote_ts = remote_ts.c_str(),
+      .ike_rekey_s = p.ike_rekey_seconds(),
+      .child_rekey_s = p.child_rekey_seconds(),
+      .child_life_s = p.child_life_seconds(),
+      .child_rekey_bytes = p.child_rekey_bytes(),
+      .child_life_bytes = p.child_life_bytes(),
+      .child_rekey_packets = p.child_rekey_packets(),
+      .child_life_packets = p.child_life_packets(),
+      .dpd_s = p.dpd_seconds(),
+  };
+}
+
+std::optional<std::string> load_intent(const std::string& path, c1::Intent& intent) {
+  std::ifstream in(path);
+  std::stringstream text;
+  if (!in || !(text << in.rdbuf())) return path + ": cannot read the file";
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;
+  auto status = google::protobuf::util::JsonStringToMessage(text.str(), &intent, options);
+  if (!status.ok()) return path + ": " + std::string(status.message());
+  std::string error = validate_intent(intent);
+  if (!error.empty()) return path + ": " + error;
+  return std::nullopt;
+}
+
+}  // namespace medix::cp

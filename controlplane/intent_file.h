@@ -1,0 +1,37 @@
+#pragma once
+// medix-cp's intent (proto/medix/controlplane/v1/intent.proto): loading, defaults, validation.
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+
+#include "charon/glue.h"
+#include "medix/controlplane/v1/intent.pb.h"
+
+namespace medix::cp {
+
+namespace c1 = medix::controlplane::v1;
+
+// Reads a JSON intent file; fills defaults (tunnel name, identities) and validates it.
+// Returns an error "FILE: field.path: reason", or nothing with `intent` filled.
+std::optional<std::string> load_intent(const std::string& path, c1::Intent& intent);
+
+// Defaults filled and every field checked (peers, then the static objects: objects.h); "" if
+// valid, else "peers[2].psk: is required".
+std::string validate_intent(c1::Intent& intent);
+
+// Writes the intent as JSON, atomically (a temporary file renamed over it). "" or the error.
+std::string save_intent(const std::string& path, const c1::Intent& intent);
+
+// Writes `text` to a temporary file renamed over `path`. "" or the error.
+std::string write_atomically(const std::string& path, const std::string& text, mode_t mode);
+
+// A peer as the glue takes it (cp_peer), with the strings it points into.
+struct GluePeer {
+  explicit GluePeer(const c1::Peer& p);
+  std::string ike, esp, local_ts, remote_ts;
+  cp_peer c;
+};
+
+}  // namespace medix::cp

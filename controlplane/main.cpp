@@ -1,0 +1,175 @@
+// medix-cp: the control plane. Embeds strongSwan's libcharon for IKEv2 with carriers' gateways
+// and pushes the resulting tunnels, SAs and routes into medix-dp over its gRPC API.
+//
+//   medix-cp --intent FILE (--dp unix:///path/api.sock | -p PREFIX) [--listen unix:///path]
+//            [--strongswan-conf FILE] [--plugins "LIST"] [--log-level N]
+//
+// It serves medix.controlplane.v1.ControlPlane (medixctl peers) on --listen, by default
+// unix:///var/run/dpdk/PREFIX/cp.sock with -p PREFIX (beside medix-dp's api.sock), else
+// unix:///var/run/medix-cp.sock; mode 0600.
+//   medix-cp --abi-check     checks our view of libcharon's structures against the library
+//
+// IKE reaches charon through medix-dp's exception TAP (settings.exception_interface): run
+// medix-cp where that TAP is, with the peers' local addresses on it.
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <thread>
+
+#include "charon/glue.h"
+#include "control_service.h"
+#include "dataplane_client.h"
+#include "intent_file.h"
+
+namespace {
+
+void usage() {
+  fprintf(stderr,
+          "usage: medix-cp --intent FILE (--dp TARGET | -p PREFIX) [--listen unix:///PATH]\n"
+          "                [--strongswan-conf FILE] [--plugins LIST] [--log-level -1..4]\n"
+          "       medix-cp --abi-check\n");
+  exit(2);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string intent_path, target, listen, strongswan_conf, plugins;
+  int log_level = 1;
+  bool abi_check = false;
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) usage();
+      return argv[++i];
+    };
+    if (a == "--intent")
+      intent_path = value();
+    else if (a == "--dp")
+      target = value();
+    else if (a == "-p" || a == "--prefix") {
+      std::string prefix = value();
+      target = "unix:///var/run/dpdk/" + prefix + "/api.sock";
+      if (listen.empty()) listen = "unix:///var/run/dpdk/" + prefix + "/cp.sock";
+    } else if (a == "--listen")
+      listen = value();
+    else if (a == "--strongswan-conf")
+      strongswan_conf = value();
+    else if (a == "--plugins")
+      plugins = value();
+    else if (a == "--log-level")
+      log_level = std::stoi(value());
+    else if (a == "--abi-check")
+      abi_check = true;
+    else
+      usage();
+  }
+
+  char err[512];
+  if (abi_check) {
+    // Only what libcharon needs to start (its IKE sockets on random ports, so that this runs
+    // beside any charon).
+    if (cp_charon_start(nullptr, "medix-cp {\n port = 0\n port_nat_t = 0\n}\n",
+                        "random nonce openssl socket-default kernel-netlink", -1, err, sizeof(err)) != 0 ||
+        cp_charon_abi_check(err, sizeof(err)) != 0) {
+      fprintf(stderr, "medix-cp: ABI check failed: %s\n", err);
+      return 1;
+    }
+    cp_charon_stop();
+    printf("medix-cp: ABI check passed (libcharon's structures match our build)\n");
+    return 0;
+  }
+  if (intent_path.empty() || target.empty()) usage();
+  if (listen.empty()) listen = "unix:///var/run/medix-cp.sock";
+  if (!listen.starts_with("unix://")) {
+    fprintf(stderr, "medix-cp: --listen takes unix:///PATH\n");
+    return 2;
+  }
+
+  medix::cp::c1::Intent intent;
+  if (auto error = medix::cp::load_intent(intent_path, intent)) {
+    fprintf(stderr, "%s\n", error->c_str());
+    return 2;
+  }
+
+  // Signals are taken by sigwait below: block them before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  // Order matters: charon is configured first (the peers' proposals, selectors and
+  // certificates are checked there: a bad intent changes nothing in medix-dp), then medix-dp is
+  // brought to the intent, and only then does charon start handling IKE (so that no SA it
+  // installs is taken for a leftover).
+  medix::cp::DataplaneClient dataplane(target, intent, intent_path + ".owned");
+  medix::cp::set_glue_client(&dataplane);
+  if (cp_charon_start(strongswan_conf.empty() ? nullptr : strongswan_conf.c_str(), nullptr,
+                      plugins.empty() ? nullptr : plugins.c_str(), log_level, err, sizeof(err)) != 0) {
+    fprintf(stderr, "medix-cp: %s\n", err);
+    return 1;
+  }
+  for (const auto& p : intent.peers()) {
+    medix::cp::GluePeer peer(p);
+    if (cp_charon_add_peer(&peer.c, false, err, sizeof(err)) != 0) {
+      fprintf(stderr, "%s: peers[%d] (%s): %s\n", intent_path.c_str(), static_cast<int>(&p - &intent.peers()[0]),
+              p.name().c_str(), err);
+      cp_charon_stop();
+      return 2;
+    }
+  }
+
+  // medix-dp may still be starting: try for a while.
+  std::string error;
+  for (int attempt = 0; attempt < 60; attempt++) {
+    error = dataplane.prepare();
+    if (error.empty()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  if (!error.empty()) {
+    fprintf(stderr, "medix-cp: cannot bring medix-dp (%s) to the intent: %s\n", target.c_str(), error.c_str());
+    cp_charon_stop();
+    return 1;
+  }
+  uint32_t removed = 0;
+  if (std::string e = dataplane.prune(removed); !e.empty()) fprintf(stderr, "medix-cp: %s\n", e.c_str());
+  dataplane.start();
+  cp_charon_run();
+
+  // The ControlPlane service; the socket is ours alone (0600), as medix-dp's.
+  const std::string socket_path = listen.substr(strlen("unix://"));
+  unlink(socket_path.c_str());
+  medix::cp::ControlService service(intent, intent_path, dataplane);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials());
+  builder.RegisterService(&service);
+  mode_t old_umask = umask(0077);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  umask(old_umask);
+  if (!server) {
+    fprintf(stderr, "medix-cp: cannot serve on %s\n", listen.c_str());
+    cp_charon_stop();
+    dataplane.stop();
+    return 1;
+  }
+
+  for (const auto& p : intent.peers())
+    if (p.initiate()) cp_charon_initiate(p.name().c_str());
+  fprintf(stderr, "medix-cp: ready (%d peers)\n", intent.peers_size());
+  int sig = 0;
+  sigwait(&signals, &sig);
+  fprintf(stderr, "medix-cp: signal %d, stopping\n", sig);
+  server->Shutdown();
+  unlink(socket_path.c_str());
+  cp_charon_stop();  // deletes the IKE_SAs, and so their SAs and routes in medix-dp
+  dataplane.stop();
+  return 0;
+}

@@ -1,0 +1,56 @@
+#include "common/address.h"
+
+#include <arpa/inet.h>
+
+#include <charconv>
+#include <string>
+
+namespace medix::common {
+
+std::optional<uint32_t> parse_ipv4(std::string_view text) {
+  std::string s(text);
+  in_addr a{};
+  if (s.empty() || inet_pton(AF_INET, s.c_str(), &a) != 1) return std::nullopt;
+  return ntohl(a.s_addr);
+}
+
+std::optional<Prefix> parse_prefix(std::string_view text) {
+  auto slash = text.find('/');
+  if (slash == std::string_view::npos) return std::nullopt;
+  auto address = parse_ipv4(text.substr(0, slash));
+  auto len_text = text.substr(slash + 1);
+  unsigned length = 0;
+  auto [end, ec] = std::from_chars(len_text.data(), len_text.data() + len_text.size(), length);
+  if (!address || ec != std::errc() || end != len_text.data() + len_text.size() || len_text.empty() || length > 32)
+    return std::nullopt;
+  return Prefix{*address, static_cast<uint8_t>(length)};
+}
+
+std::optional<uint64_t> parse_mac(std::string_view text) {
+  if (text.size() != 17) return std::nullopt;
+  uint64_t mac = 0;
+  for (unsigned i = 0; i < 6; i++) {
+    if (i > 0 && text[i * 3 - 1] != ':') return std::nullopt;
+    unsigned byte = 0;
+    auto [end, ec] = std::from_chars(text.data() + i * 3, text.data() + i * 3 + 2, byte, 16);
+    if (ec != std::errc() || end != text.data() + i * 3 + 2) return std::nullopt;
+    mac = (mac << 8) | byte;
+  }
+  return mac;
+}
+
+std::string format_ipv4(uint32_t address) {
+  char buf[INET_ADDRSTRLEN];
+  in_addr a{htonl(address)};
+  inet_ntop(AF_INET, &a, buf, sizeof buf);
+  return buf;
+}
+
+std::string format_prefix(Prefix prefix) { return format_ipv4(prefix.address) + "/" + std::to_string(prefix.length); }
+
+std::string format_network(Prefix prefix) {
+  uint32_t mask = prefix.length == 0 ? 0 : ~uint32_t{0} << (32 - prefix.length);
+  return format_prefix({prefix.address & mask, prefix.length});
+}
+
+}  // namespace medix::common

@@ -1,0 +1,61 @@
+#include <catch2/catch.hpp>
+
+#include "common/address.h"
+#include "common/keys.h"
+
+using namespace medix::common;
+namespace v1 = medix::dataplane::v1;
+
+TEST_CASE("addresses, prefixes and MACs parse strictly") {
+  CHECK(parse_ipv4("10.0.0.1") == 0x0a000001u);
+  CHECK(!parse_ipv4("10.0.0"));
+  CHECK(!parse_ipv4("10.0.0.256"));
+  CHECK(parse_prefix("10.1.0.0/16")->length == 16);
+  CHECK(!parse_prefix("10.1.0.0/33"));
+  CHECK(!parse_prefix("10.1.0.0/"));
+  CHECK(!parse_prefix("10.1.0.0/1x"));
+  CHECK(parse_mac("02:00:00:00:00:0a") == 0x02000000000aull);
+  CHECK(!parse_mac("02:00:00:00:00"));
+  CHECK(!parse_mac("02-00-00-00-00-0a"));
+}
+
+TEST_CASE("addresses and networks format back to one text") {
+  CHECK(format_ipv4(0x0a000001u) == "10.0.0.1");
+  CHECK(format_ipv4(*parse_ipv4("192.168.1.255")) == "192.168.1.255");
+  CHECK(parse_prefix("10.1.2.3/16")->address == 0x0a010203u);  // host bits kept (an interface address)
+  CHECK(format_network(*parse_prefix("10.1.2.3/16")) == "10.1.0.0/16");
+  CHECK(format_network(*parse_prefix("10.1.2.3/32")) == "10.1.2.3/32");
+  CHECK(format_network(*parse_prefix("10.1.2.3/0")) == "0.0.0.0/0");
+}
+
+TEST_CASE("object keys come from the v1 messages, addresses as numbers") {
+  v1::Route r;
+  r.set_tenant("a");
+  r.set_prefix("10.1.0.0/16");
+  auto k = route_key(r);
+  REQUIRE(k);
+  CHECK(*k == RouteKey{"a", 0x0a010000u, 16});
+  r.set_prefix("10.1.0.0/016");
+  CHECK(route_key(r) == k);
+  r.set_prefix("10.1.0.0");
+  CHECK(!route_key(r));
+
+  v1::Neighbour n;
+  n.set_interface("a-lan");
+  n.set_address("10.0.0.7");
+  CHECK(neighbour_key(n) == NeighbourKey{"a-lan", 0x0a000007u});
+  n.set_address("bogus");
+  CHECK(!neighbour_key(n));
+
+  v1::StaticMapping m;
+  m.set_tenant("a");
+  m.set_tenant_prefix("10.0.1.0/24");
+  CHECK(mapping_key(m) == MappingKey{"a", 0x0a000100u, 24});
+
+  v1::SecurityAssociation sa;
+  sa.set_tunnel("t");
+  sa.set_spi(0x1000);
+  sa.set_inbound(true);
+  CHECK(sa_key(sa) == SaKey{"t", 0x1000, true});
+  CHECK(sa_key(sa) != SaKey{"t", 0x1000, false});
+}
