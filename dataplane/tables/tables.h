@@ -1,7 +1,7 @@
 #pragma once
 // The compiled form of the config that workers read: flat arrays indexed by small ids, one
 // rte_fib per tenant, and rte_hash indexes with lock-free readers. Built by the main lcore
-// (tables/build.cpp); workers only read it.
+// (control/commit.cpp); workers only read it.
 #include <rte_ether.h>
 #include <rte_fib.h>
 #include <rte_hash.h>
@@ -192,7 +192,7 @@ void NeighbourTable::for_each(F&& f) const {
 }
 
 // One generation of what workers read. Immutable once published: the control side builds the
-// next one and swaps the pointer (tables/commit.cpp). The nexthop array and the neighbour
+// next one and swaps the pointer (control/commit.cpp). The nexthop array and the neighbour
 // table are shared between generations and updated in ways readers tolerate (see there).
 struct Tables {
   uint64_t version = 0;
