@@ -15,19 +15,8 @@
 
 namespace medix::cp {
 
-namespace {
-
 using common::parse_ipv4;
 using common::parse_prefix;
-
-bool is_name(const std::string& s) {
-  if (s.empty() || s.size() > 64) return false;
-  for (char c : s)
-    if (!isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') return false;
-  return true;
-}
-
-}  // namespace
 
 std::string validate_intent(c1::Intent& intent) {
   if (intent.schema_version() != 1) return "schema_version: must be 1";

@@ -13,13 +13,6 @@ namespace {
 using common::parse_ipv4;
 using common::parse_prefix;
 
-bool is_name(const std::string& s) {
-  if (s.empty() || s.size() > 64) return false;
-  for (char c : s)
-    if (!isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') return false;
-  return true;
-}
-
 template <typename T>
 v1::Object wrap(const T& item, T* (v1::Object::*mutable_field)()) {
   v1::Object o;
@@ -28,6 +21,13 @@ v1::Object wrap(const T& item, T* (v1::Object::*mutable_field)()) {
 }
 
 }  // namespace
+
+bool is_name(const std::string& s) {
+  if (s.empty() || s.size() > 64) return false;
+  for (char c : s)
+    if (!isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') return false;
+  return true;
+}
 
 // Addresses and prefixes as medix-dp keys them (numbers, common/keys.h); text that does not
 // parse as written.

@@ -23,6 +23,9 @@ struct IntentObject {
 
 // The object's key as one string: "tenant hosp-a", "route hosp-a 10.0.1.0/24", ...
 std::string key_of(const v1::Object& o);
+
+// A name in the intent: 1 to 64 letters, digits, '-', '_' or '.'.
+bool is_name(const std::string& s);
 // Creation order: ports, tenants, interfaces, neighbours, tunnels, routes, static mappings,
 // NAPT pools, policy rules, SAs (deletion goes the other way).
 int rank_of(const v1::Object& o);
