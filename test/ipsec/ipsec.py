@@ -912,7 +912,7 @@ def lifetimes(env, pair, spis):
                 "%s: SaCounters.state SA_HARD_EXPIRED" % what, state_name(st2))
         dropped = drop_delta(s1, s2).get("sa_expired", 0)
         sa_drop = s2.sa_drops(ab.spi, inbound) or {}
-        R.check(dropped == second - allowed and sa_drop.get("expired") == second - allowed,
+        R.check(dropped == second - allowed and sa_drop.get("sa_expired") == second - allowed,
                 "%s: the other %d dropped as sa_expired (node %s), counted on the SA too"
                 % (what, second - allowed, node.name), "sa_expired +%d, SA drops %s" % (dropped, sa_drop))
         # The peer's SA of the other direction is untouched.
