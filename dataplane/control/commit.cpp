@@ -5,8 +5,6 @@
 #include <rte_jhash.h>
 #include <rte_malloc.h>
 
-#include <set>
-
 #include "control/build.h"
 #include "ipsec/keys.h"
 #include "nat/nat.h"
