@@ -41,6 +41,9 @@ struct Kind {
                                        const std::string& path);
   // Whether other objects still use it (null: nothing refers to this kind).
   std::optional<Error> (*check_delete)(const Intent& intent, const v1::Object& existing, const std::string& path);
+  // The name a commit error gives such an object (Error::name: a route by its tenant, an SA
+  // by its SPI), so that the error gets the operation's path (null: errors name none).
+  std::string (*error_name)(const v1::Object& object);
   // Records a changed key in the Diff; `before` is its object before the transaction.
   void (*diff)(Diff& diff, const Intent& intent, const Intent::Key& key, const std::optional<v1::Object>& before);
 

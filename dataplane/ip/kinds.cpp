@@ -166,6 +166,7 @@ const Kind tenant_kind = {
         [](const Intent& in, const v1::Object& o, const std::string& path) {
           return in_use(path, "tenant", o.tenant().name(), users(in.tenant_users, o.tenant().name()));
         },
+    .error_name = [](const v1::Object& o) { return o.tenant().name(); },
     .diff =
         [](Diff& d, const Intent& in, const Intent::Key& k, const std::optional<v1::Object>& before) {
           record_change(d.tenants, k.name, tenant_kind, in, k, before);
@@ -202,6 +203,7 @@ const Kind route_kind = {
     .validate = check_route,
     .check_update = nullptr,
     .check_delete = nullptr,
+    .error_name = [](const v1::Object& o) { return o.route().tenant(); },
     // Only the key: there may be millions, and the committer reads them from the intent.
     .diff = [](Diff& d, const Intent&, const Intent::Key& k,
                const std::optional<v1::Object>&) { d.routes.insert(k.route); },

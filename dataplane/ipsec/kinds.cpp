@@ -178,6 +178,7 @@ const Kind tunnel_kind = {
         [](const Intent& in, const v1::Object& o, const std::string& path) {
           return in_use(path, "tunnel", o.tunnel().name(), users(in.interface_users, o.tunnel().name()));
         },
+    .error_name = [](const v1::Object& o) { return o.tunnel().name(); },
     .diff =
         [](Diff& d, const Intent& in, const Intent::Key& k, const std::optional<v1::Object>& before) {
           record_change(d.tunnels, k.name, tunnel_kind, in, k, before);
@@ -227,6 +228,7 @@ const Kind sa_kind = {
       return invalid(path, "an SA cannot change: create the new one (a rekey) and delete the old");
     },
     .check_delete = nullptr,
+    .error_name = [](const v1::Object& o) { return std::to_string(o.sa().spi()); },
     .diff = [](Diff& d, const Intent& in, const Intent::Key& k,
                const std::optional<v1::Object>& before) { record_change(d.sas, k.sa, sa_kind, in, k, before); },
     .get = [](const Intent& in, const Committer&, const v1::Object& key, v1::Object& out) -> std::optional<Error> {

@@ -163,6 +163,7 @@ const Kind port_kind = {
         [](const Intent& in, const v1::Object& o, const std::string& path) {
           return in_use(path, "port", o.port().name(), users(in.port_users, o.port().name()));
         },
+    .error_name = [](const v1::Object& o) { return o.port().name(); },
     .diff = [](Diff& d, const Intent& in, const Intent::Key& k,
                const std::optional<v1::Object>& before) { record_change(d.ports, k.name, port_kind, in, k, before); },
     .get = [](const Intent& in, const Committer& c, const v1::Object& key, v1::Object& out) -> std::optional<Error> {
@@ -204,6 +205,7 @@ const Kind interface_kind = {
         [](const Intent& in, const v1::Object& o, const std::string& path) {
           return in_use(path, "interface", o.interface().name(), users(in.interface_users, o.interface().name()));
         },
+    .error_name = [](const v1::Object& o) { return o.interface().name(); },
     .diff =
         [](Diff& d, const Intent& in, const Intent::Key& k, const std::optional<v1::Object>& before) {
           record_change(d.interfaces, k.name, interface_kind, in, k, before);
