@@ -75,7 +75,8 @@ std::optional<v1::Object> find_sa(const Intent& in, const Intent::Key& k) {
 
 std::optional<Error> check_sa(Intent& in, const v1::Object& o, const std::string& path) {
   const auto& sa = o.sa();
-  // Stamped whether or not it passes (a failed transaction's stamps are never read).
+  // Creation order picks a tunnel's outbound SA. Stamped before the checks, as it always was:
+  // a stamp left by a failed transaction is overwritten when that SA is created.
   in.sa_serial[sa_key(sa)] = ++in.sa_serials;
   if (!in.tunnels.count(sa.tunnel())) return invalid(path + ".tunnel", "no tunnel named " + quoted(sa.tunnel()));
   if (sa.inbound() && in.inbound_spis.count(sa.spi()))
