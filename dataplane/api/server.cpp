@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "common/address.h"
+#include "control/kinds.h"
 #include "medix/dataplane/v1/dataplane.grpc.pb.h"
 #include "nat/nat.h"
 #include "runtime/snapshot.h"
@@ -36,11 +37,6 @@ grpc::StatusCode status_code(Code code) {
     case Code::unimplemented: return grpc::StatusCode::UNIMPLEMENTED;
   }
   return grpc::StatusCode::INTERNAL;
-}
-
-// Listing order and page tokens: each kind's key as text.
-std::string route_token(const medix::control::RouteKey& k) {
-  return k.tenant + "|" + std::to_string(k.address) + "|" + std::to_string(k.length);
 }
 
 void fill_drops(google::protobuf::RepeatedPtrField<v1::DropCounter>* out, const uint64_t* drops) {
@@ -93,209 +89,29 @@ class Service final : public v1::Dataplane::Service {
 
   grpc::Status Get(grpc::ServerContext*, const v1::GetRequest* request, v1::GetResponse* response) override {
     const v1::Object& key = request->key();
-    return dp_.controller.read([&](const Intent& in, const medix::control::Committer& c,
-                                   uint64_t version) -> grpc::Status {
-      response->set_version(version);
-      auto* o = response->mutable_object();
-      switch (key.kind_case()) {
-        case Kind::kPort:
-          if (auto it = in.ports.find(key.port().name()); it != in.ports.end()) {
-            *o->mutable_port() = it->second;
-            o->mutable_port()->set_mac(port_mac(c, it->first));
-            return grpc::Status::OK;
-          }
-          break;
-        case Kind::kTenant:
-          if (auto it = in.tenants.find(key.tenant().name()); it != in.tenants.end()) {
-            *o->mutable_tenant() = it->second;
-            return grpc::Status::OK;
-          }
-          break;
-        case Kind::kInterface:
-          if (auto it = in.interfaces.find(key.interface().name()); it != in.interfaces.end()) {
-            *o->mutable_interface() = it->second;
-            return grpc::Status::OK;
-          }
-          break;
-        case Kind::kRoute: {
-          auto k = medix::control::route_key(key.route());
-          if (!k)
-            return {grpc::StatusCode::INVALID_ARGUMENT,
-                    "key.route.prefix: \"" + key.route().prefix() + "\" is not a prefix"};
-          if (auto it = in.routes.find(*k); it != in.routes.end()) {
-            *o->mutable_route() = it->second;
-            return grpc::Status::OK;
-          }
-          break;
-        }
-        case Kind::kNeighbour: {
-          auto k = medix::control::neighbour_key(key.neighbour());
-          if (!k) return {grpc::StatusCode::INVALID_ARGUMENT, "key.neighbour.address: is not an IPv4 address"};
-          for (const auto& n : neighbours(in, c))
-            if (n.interface() == key.neighbour().interface() && parse_ipv4(n.address()) == k->address) {
-              *o->mutable_neighbour() = n;
-              return grpc::Status::OK;
-            }
-          break;
-        }
-        case Kind::kTunnel:
-          if (auto it = in.tunnels.find(key.tunnel().name()); it != in.tunnels.end()) {
-            *o->mutable_tunnel() = it->second;
-            return grpc::Status::OK;
-          }
-          break;
-        case Kind::kSa:
-          if (auto it = in.sas.find(medix::control::sa_key(key.sa())); it != in.sas.end()) {
-            *o->mutable_sa() = without_keys(it->second);
-            return grpc::Status::OK;
-          }
-          break;
-        case Kind::kStaticMapping: {
-          auto k = medix::control::mapping_key(key.static_mapping());
-          if (!k)
-            return {
-                grpc::StatusCode::INVALID_ARGUMENT,
-                "key.static_mapping.tenant_prefix: \"" + key.static_mapping().tenant_prefix() + "\" is not a prefix"};
-          if (auto it = in.static_mappings.find(*k); it != in.static_mappings.end()) {
-            *o->mutable_static_mapping() = it->second;
-            return grpc::Status::OK;
-          }
-          break;
-        }
-        case Kind::kNaptPool:
-          if (auto it = in.napt_pools.find(key.napt_pool().tenant()); it != in.napt_pools.end()) {
-            *o->mutable_napt_pool() = it->second;
-            return grpc::Status::OK;
-          }
-          break;
-        case Kind::kPolicyRule:
-          if (auto it = in.policy_rules.find(key.policy_rule().name()); it != in.policy_rules.end()) {
-            *o->mutable_policy_rule() = it->second;
-            return grpc::Status::OK;
-          }
-          break;
-        case Kind::KIND_NOT_SET:
-        default: return {grpc::StatusCode::INVALID_ARGUMENT, "key: an object with its key fields is required"};
-      }
-      return {grpc::StatusCode::NOT_FOUND, std::string("no such ") + medix::control::kind_name(key.kind_case())};
-    });
+    const medix::control::Kind* kind = medix::control::kind_of(key.kind_case());
+    if (!kind) return {grpc::StatusCode::INVALID_ARGUMENT, "key: an object with its key fields is required"};
+    return dp_.controller.read(
+        [&](const Intent& in, const medix::control::Committer& c, uint64_t version) -> grpc::Status {
+          response->set_version(version);
+          auto* o = response->mutable_object();
+          if (auto e = kind->get(in, c, key, *o)) return {status_code(e->code), e->message};
+          if (o->kind_case() == Kind::KIND_NOT_SET)
+            return {grpc::StatusCode::NOT_FOUND, std::string("no such ") + kind->name};
+          return grpc::Status::OK;
+        });
   }
 
   grpc::Status List(grpc::ServerContext*, const v1::ListRequest* request, v1::ListResponse* response) override {
     uint32_t page = request->page_size() ? request->page_size() : 1000;
     if (page > 100000)
       return {grpc::StatusCode::INVALID_ARGUMENT, "page_size: " + std::to_string(page) + " is above 100000"};
-    const std::string& token = request->page_token();
-    const std::string& tenant = request->tenant();
+    const medix::control::Kind* kind = medix::control::kind_of(request->kind());
+    if (!kind) return {grpc::StatusCode::INVALID_ARGUMENT, "kind: is required"};
     return dp_.controller.read(
         [&](const Intent& in, const medix::control::Committer& c, uint64_t version) -> grpc::Status {
           response->set_version(version);
-          auto full = [&] { return uint32_t(response->objects_size()) >= page; };
-          std::string last;
-          switch (request->kind()) {
-            case v1::PORT:
-              for (auto it = in.ports.upper_bound(token); it != in.ports.end() && !full(); ++it) {
-                auto* p = response->add_objects()->mutable_port();
-                *p = it->second;
-                p->set_mac(port_mac(c, it->first));
-                last = it->first;
-              }
-              if (!last.empty() && in.ports.upper_bound(last) != in.ports.end()) response->set_next_page_token(last);
-              break;
-            case v1::TENANT:
-              for (auto it = in.tenants.upper_bound(token); it != in.tenants.end() && !full(); ++it) {
-                *response->add_objects()->mutable_tenant() = it->second;
-                last = it->first;
-              }
-              if (!last.empty() && in.tenants.upper_bound(last) != in.tenants.end())
-                response->set_next_page_token(last);
-              break;
-            case v1::INTERFACE: {
-              auto it = in.interfaces.upper_bound(token);
-              for (; it != in.interfaces.end() && !full(); ++it) {
-                if (!tenant.empty() && it->second.tenant() != tenant) continue;
-                *response->add_objects()->mutable_interface() = it->second;
-                last = it->first;
-              }
-              if (full() && it != in.interfaces.end()) response->set_next_page_token(last);
-              break;
-            }
-            case v1::ROUTE: {
-              auto it = in.routes.begin();
-              if (!token.empty()) {
-                // token: "tenant|address|length" of the last route sent.
-                auto a = token.find('|'), b = token.rfind('|');
-                if (a == std::string::npos || a == b)
-                  return {grpc::StatusCode::INVALID_ARGUMENT, "page_token: not one of ours"};
-                medix::control::RouteKey k{token.substr(0, a), uint32_t(std::stoul(token.substr(a + 1, b - a - 1))),
-                                           uint8_t(std::stoul(token.substr(b + 1)))};
-                it = in.routes.upper_bound(k);
-              } else if (!tenant.empty()) {
-                it = in.routes.lower_bound({tenant, 0, 0});
-              }
-              for (; it != in.routes.end() && !full(); ++it) {
-                if (!tenant.empty() && it->first.tenant != tenant) break;
-                *response->add_objects()->mutable_route() = it->second;
-                last = route_token(it->first);
-              }
-              if (full() && it != in.routes.end() && (tenant.empty() || it->first.tenant == tenant))
-                response->set_next_page_token(last);
-              break;
-            }
-            case v1::NEIGHBOUR: {
-              auto all = neighbours(in, c);
-              size_t start = token.empty() ? 0 : std::stoul(token);
-              size_t i = start;
-              for (; i < all.size() && !full(); i++) *response->add_objects()->mutable_neighbour() = all[i];
-              if (i < all.size()) response->set_next_page_token(std::to_string(i));
-              break;
-            }
-            case v1::TUNNEL: {
-              auto it = in.tunnels.upper_bound(token);
-              for (; it != in.tunnels.end() && !full(); ++it) {
-                if (!tenant.empty() && it->second.tenant() != tenant && it->second.underlay_tenant() != tenant)
-                  continue;
-                *response->add_objects()->mutable_tunnel() = it->second;
-                last = it->first;
-              }
-              if (full() && it != in.tunnels.end()) response->set_next_page_token(last);
-              break;
-            }
-            case v1::SA: {
-              // token: how many SAs earlier pages held (SAs are few; their order is the key's).
-              size_t start = token.empty() ? 0 : std::stoul(token), i = 0;
-              for (auto it = in.sas.begin(); it != in.sas.end() && !full(); ++it, ++i)
-                if (i >= start) *response->add_objects()->mutable_sa() = without_keys(it->second);
-              if (start + size_t(response->objects_size()) < in.sas.size())
-                response->set_next_page_token(std::to_string(start + response->objects_size()));
-              break;
-            }
-            case v1::STATIC_MAPPING:
-            case v1::NAPT_POOL:
-            case v1::POLICY_RULE: {
-              // Few: the token is how many earlier pages held, in key order.
-              size_t start = token.empty() ? 0 : std::stoul(token), i = 0, total = 0;
-              auto add = [&](const std::string& of, auto set) {
-                if (!tenant.empty() && of != tenant) return;
-                if (total++ >= start && !full()) set(response->add_objects());
-                i++;
-              };
-              if (request->kind() == v1::STATIC_MAPPING)
-                for (const auto& [k, m] : in.static_mappings)
-                  add(k.tenant, [&](v1::Object* o) { *o->mutable_static_mapping() = m; });
-              if (request->kind() == v1::NAPT_POOL)
-                for (const auto& [k, p] : in.napt_pools) add(k, [&](v1::Object* o) { *o->mutable_napt_pool() = p; });
-              if (request->kind() == v1::POLICY_RULE)
-                for (const auto& [k, r] : in.policy_rules)
-                  add(tenant.empty() || r.from_tenant() == tenant ? tenant : r.to_tenant(),
-                      [&](v1::Object* o) { *o->mutable_policy_rule() = r; });
-              if (start + size_t(response->objects_size()) < total)
-                response->set_next_page_token(std::to_string(start + response->objects_size()));
-              break;
-            }
-            case v1::KIND_UNSPECIFIED:
-            default: return {grpc::StatusCode::INVALID_ARGUMENT, "kind: is required"};
-          }
+          if (auto e = kind->list(in, c, *request, page, *response)) return {status_code(e->code), e->message};
           return grpc::Status::OK;
         });
   }
@@ -435,44 +251,6 @@ class Service final : public v1::Dataplane::Service {
   }
 
  private:
-  // Keys are write-only: nothing that reads the API learns them.
-  static v1::SecurityAssociation without_keys(v1::SecurityAssociation sa) {
-    sa.clear_cipher_key();
-    sa.clear_integrity_key();
-    return sa;
-  }
-
-  static std::string port_mac(const medix::control::Committer& c, const std::string& name) {
-    for (const auto& p : c.current()->ports)
-      if (p.live && p.name == name) {
-        char text[RTE_ETHER_ADDR_FMT_SIZE];
-        rte_ether_format_addr(text, sizeof text, &p.mac);
-        return text;
-      }
-    return "";
-  }
-
-  // Static neighbours from the intent and learned ones from the table, in key order.
-  static std::vector<v1::Neighbour> neighbours(const Intent& in, const medix::control::Committer& c) {
-    std::map<std::pair<std::string, uint32_t>, v1::Neighbour> all;
-    for (const auto& [k, n] : in.neighbours) all[{k.interface, k.address}] = n;
-    const Tables& t = *c.current();
-    t.neighbours->for_each([&](const ::NeighbourKey& k, const rte_ether_addr& mac, bool is_static) {
-      if (is_static || k.interface >= t.interfaces.size()) return;
-      v1::Neighbour n;
-      n.set_interface(t.interfaces[k.interface].name);
-      n.set_address(format_ipv4(k.address));
-      char text[RTE_ETHER_ADDR_FMT_SIZE];
-      rte_ether_format_addr(text, sizeof text, &mac);
-      n.set_mac(text);
-      n.set_learned(true);
-      all.try_emplace({n.interface(), k.address}, n);
-    });
-    std::vector<v1::Neighbour> out;
-    for (auto& [k, n] : all) out.push_back(std::move(n));
-    return out;
-  }
-
   void fill_counters(v1::CountersSnapshot& out) {
     CounterSnapshot s = take_snapshot(dp_);
     out.set_version(s.version);

@@ -84,6 +84,28 @@ class Committer {
   bool apply_fib(rte_fib* fib, const FibOp& op, bool forward);
   void free_tenant(TenantSlot& t);
   std::optional<std::string> setup_port(uint16_t port_id, const v1::Port& p);
+  // A commit's steps, in the order commit() runs them, each in its feature's folder. A build
+  // step writes the next generation (or undoes the steps before it and fails); a reclaim step
+  // runs after the grace period.
+  struct Build;
+  std::optional<Error> build_ports(Build& b);              // l2/commit.cpp
+  std::optional<Error> build_tenants(Build& b);            // ip/commit.cpp
+  std::optional<Error> build_interfaces(Build& b);         // l2/commit.cpp
+  std::optional<Error> build_tunnels(Build& b);            // ipsec/commit.cpp
+  std::optional<Error> build_routes(Build& b);             // ip/commit.cpp
+  std::optional<Error> build_neighbours(Build& b);         // arp/commit.cpp
+  std::optional<Error> build_interface_index(Build& b);    // l2/commit.cpp
+  std::optional<Error> build_sas(Build& b);                // ipsec/commit.cpp
+  std::optional<Error> build_tunnel_mtus(Build& b);        // ipsec/commit.cpp
+  std::optional<Error> build_translations(Build& b);       // nat/commit.cpp
+  std::optional<Error> build_counter_bases(Build& b);      // control/commit.cpp
+  std::optional<Error> build_static_neighbours(Build& b);  // arp/commit.cpp
+  void reclaim_routes(Build& b);
+  void reclaim_neighbours(Build& b);
+  void reclaim_sas(Build& b);
+  void reclaim_tenants(Build& b);
+  void reclaim_ports(Build& b);
+  void reclaim_interfaces(Build& b);
   // The core tenant, translations, policy rules and session tables of the next generation.
   std::optional<Error> build_crossing(const Diff& diff, const Intent& intent, Tables& next,
                                       const std::function<uint16_t(const std::string&)>& tenant_of,

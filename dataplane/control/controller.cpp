@@ -2,6 +2,8 @@
 
 #include <rte_cycles.h>
 
+#include "control/kinds.h"
+
 namespace medix::control {
 
 std::optional<std::string> Controller::init(const Committer::Params& params) { return committer_.init(params); }
@@ -10,20 +12,11 @@ namespace {
 
 // The path of the operation a commit error is about, with ": ", or nothing.
 std::string path_of(const std::vector<Operation>& ops, const Error& e) {
-  using Kind = v1::Object::KindCase;
   for (const auto& op : ops) {
     const v1::Object& o = op.object;
     if (o.kind_case() != e.kind) continue;
-    std::string name;
-    switch (o.kind_case()) {
-      case Kind::kPort: name = o.port().name(); break;
-      case Kind::kTenant: name = o.tenant().name(); break;
-      case Kind::kInterface: name = o.interface().name(); break;
-      case Kind::kTunnel: name = o.tunnel().name(); break;
-      case Kind::kRoute: name = o.route().tenant(); break;
-      case Kind::kSa: name = std::to_string(o.sa().spi()); break;
-      default: break;
-    }
+    const Kind* kind = kind_of(o.kind_case());
+    std::string name = kind && kind->error_name ? kind->error_name(o) : "";
     if (e.name.empty() || name == e.name) return op.path + ": ";
   }
   return "";

@@ -73,6 +73,7 @@ struct Change {
 
 // Every changed object of a transaction, by kind, in key order (for deterministic plans).
 // Routes are only keys: there may be millions, and the committer reads them from the intent.
+// Each kind's entry (control/kinds.h) says how its changes are recorded here.
 struct Diff {
   std::map<std::string, Change> ports, tenants, interfaces, tunnels;
   std::set<RouteKey> routes;
@@ -86,6 +87,8 @@ struct Diff {
     return ports.size() + tenants.size() + interfaces.size() + tunnels.size() + routes.size() + neighbours.size() +
            sas.size() + translation_changed.size() + policy_changed;
   }
+  // Drops the changes that left an object as it was (created and deleted, or changed back).
+  void prune();
 };
 
 class Intent {
@@ -101,6 +104,17 @@ class Intent {
   void rollback_last();
   void forget_last() { std::vector<Undo>().swap(last_); }
 
+  // An object's identity: its kind and key fields.
+  struct Key {
+    int kind;  // v1::Object::KindCase
+    std::string name;
+    RouteKey route{};
+    NeighbourKey neighbour{};
+    SaKey sa{};
+    MappingKey mapping{};
+  };
+
+  // The objects, entered and left only through their kinds' put and erase (control/kinds.h).
   std::map<std::string, v1::Port> ports;
   std::map<std::string, v1::Tenant> tenants;
   std::map<std::string, v1::Interface> interfaces;
@@ -114,59 +128,30 @@ class Intent {
   std::map<std::string, v1::PolicyRule> policy_rules;
   v1::Settings settings;
 
+  // Indexes, kept by the kinds' put and erase.
+  std::map<std::tuple<std::string, uint32_t, uint32_t>, std::string> attachments;  // (port, vlan, inner) -> interface
+  std::map<std::pair<std::string, uint32_t>, std::string> tenant_addresses;        // (tenant, address) -> interface
+  // Objects referring to each tenant, interface (or tunnel), port by name.
+  std::unordered_map<std::string, size_t> tenant_users, interface_users, port_users;
+  std::map<std::string, size_t> tenant_routes;  // routes per tenant
+  std::set<uint32_t> inbound_spis;              // inbound SAs are found by SPI alone
+  uint64_t sa_serials = 0;
+
   size_t routes_in(const std::string& tenant) const;
 
  private:
-  // An object's identity: its kind and key fields.
-  struct Key {
-    int kind;  // v1::Object::KindCase
-    std::string name;
-    RouteKey route{};
-    NeighbourKey neighbour{};
-    SaKey sa{};
-    MappingKey mapping{};
-  };
   struct Undo {
     Key key;
     std::optional<v1::Object> before;
   };
 
   std::optional<Error> apply_one(const Operation& op, size_t index);
-  std::optional<Error> check_port(const v1::Port& p, const std::string& path);
-  std::optional<Error> check_tenant(const v1::Tenant& t, const std::string& path);
-  std::optional<Error> check_interface(const v1::Interface& f, const std::string& path);
-  std::optional<Error> check_route(const v1::Route& r, const std::string& path);
-  std::optional<Error> check_neighbour(const v1::Neighbour& n, const std::string& path);
-  std::optional<Error> check_tunnel(const v1::Tunnel& t, const std::string& path);
-  std::optional<Error> check_sa(const v1::SecurityAssociation& sa, const std::string& path);
-  std::optional<Error> check_static_mapping(const v1::StaticMapping& m, const std::string& path);
-  std::optional<Error> check_napt_pool(const v1::NaptPool& p, const std::string& path);
-  std::optional<Error> check_policy_rule(const v1::PolicyRule& r, const std::string& path);
-  // Whether a core prefix clashes with another mapping's or pool's; names the other.
-  std::optional<std::string> core_clash(uint32_t address, uint8_t length, const std::string& except_tenant,
-                                        std::optional<MappingKey> except_mapping) const;
-  std::optional<Error> check_delete(const v1::Object& existing, const std::string& path);
-
-  // The only two ways objects enter or leave the maps; they keep the indexes right.
-  void put(const v1::Object& object);
-  void erase(const v1::Object& object);
-  static Key key_of(const v1::Object& object);
   std::optional<v1::Object> find(const Key& key) const;
   void record(const Key& key);
   void undo(std::vector<Undo>& log);
 
   std::vector<Undo> log_;
   std::vector<Undo> last_;  // the last successful transaction's log
-  // Indexes.
-  std::map<std::tuple<std::string, uint32_t, uint32_t>, std::string> attachments_;  // (port, vlan, inner) -> interface
-  std::map<std::pair<std::string, uint32_t>, std::string> tenant_addresses_;        // (tenant, address) -> interface
-  // Objects referring to each tenant, interface, port by name.
-  std::unordered_map<std::string, size_t> tenant_users_, interface_users_, port_users_;
-  static void count(std::unordered_map<std::string, size_t>& users, const std::string& name, int delta);
-  static size_t users(const std::unordered_map<std::string, size_t>& users, const std::string& name);
-  std::map<std::string, size_t> tenant_routes_;  // routes per tenant
-  std::set<uint32_t> inbound_spis_;              // inbound SAs are found by SPI alone
-  uint64_t sa_serials_ = 0;
 };
 
 // The object's kind name as the API and config spell it ("interface").

@@ -1,0 +1,38 @@
+#include "control/build.h"
+
+namespace medix::control {
+
+// Neighbours: what goes away goes before the grace period.
+std::optional<Error> Committer::build_neighbours(Build& b) {
+  std::set<uint16_t> dead_set(b.dead_interfaces.begin(), b.dead_interfaces.end());
+  if (!dead_set.empty()) {
+    std::vector<std::pair<uint16_t, uint32_t>> purge;
+    neighbours_.for_each([&](const ::NeighbourKey& k, const rte_ether_addr&, bool) {
+      if (dead_set.count(k.interface)) purge.push_back({k.interface, k.address});
+    });
+    for (auto [i, a] : purge) neighbours_.remove(i, a, b.release);
+  }
+  auto interface_dies = [&](const std::string& name) {
+    auto it = b.diff.interfaces.find(name);
+    return it != b.diff.interfaces.end() && !it->second.after;
+  };
+  for (const auto& [key, change] : b.diff.neighbours)
+    if (!change.after && !interface_dies(key.interface))
+      neighbours_.remove(b.interface_slot_of(key.interface), key.address, b.release);
+  return std::nullopt;
+}
+
+// Static neighbours are in place before the interfaces that use them appear: a new entry
+// (or a new MAC in an entry) is one atomic word, safe under readers.
+std::optional<Error> Committer::build_static_neighbours(Build& b) {
+  for (const auto& [key, change] : b.diff.neighbours) {
+    if (!change.after) continue;
+    const v1::Neighbour& n = change.after->neighbour();
+    neighbours_.set(b.interface_slot_of(n.interface()), key.address, mac_from(*parse_mac(n.mac())), true);
+  }
+  return std::nullopt;
+}
+
+void Committer::reclaim_neighbours(Build& b) { neighbours_.release(b.release); }
+
+}  // namespace medix::control

@@ -1,0 +1,9 @@
+#pragma once
+// Static neighbours (learned ones are the ARP stage's): their entries in the table of object kinds (control/kinds.cpp).
+#include "control/kinds.h"
+
+namespace medix::control {
+
+extern const Kind neighbour_kind;
+
+}  // namespace medix::control

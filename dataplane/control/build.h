@@ -1,0 +1,84 @@
+#pragma once
+// One transaction's build, shared by the committer's steps (each in its feature's folder):
+// the next generation, what to undo if a step fails before it is published, and what the
+// steps leave for later ones and for the reclaim after the grace period.
+#include <set>
+
+#include "control/commit.h"
+
+namespace medix::control {
+
+struct Committer::Build {
+  Build(Committer& committer, const Diff& d, const Intent& in, uint64_t version)
+      : c(committer), diff(d), intent(in), next(std::make_unique<Tables>(*committer.current())) {
+    next->version = version;
+  }
+  Committer& c;
+  const Diff& diff;
+  const Intent& intent;
+  std::unique_ptr<Tables> next;
+  // What to undo if a later step fails before anything is published.
+  std::vector<std::function<void()>> undo;
+  bool need_totals = false;  // slots were given to new objects: their counter bases are read
+  std::vector<uint16_t> new_port_slots, new_tenant_slots, new_interface_slots, new_rule_slots;
+  std::vector<uint16_t> dead_ports, dead_tenants, dead_interfaces;
+  // Interfaces and tunnels: name -> slot for those this transaction creates or changes.
+  std::map<std::string, uint16_t> interface_of;
+  // Routes from interface addresses change with them: (tenant slot, prefix) to recompute.
+  std::set<std::tuple<uint16_t, uint32_t, uint8_t>> affected;
+  std::vector<std::pair<const v1::Interface*, uint16_t>> removed_contributions, added_contributions;
+  std::vector<FibOp> ops;        // route changes, applied to the standby FIB copies
+  std::set<uint16_t> switched;   // tenants whose FIB copies swap roles
+  std::vector<int32_t> release;  // neighbour entries freed after the grace period
+  std::vector<uint16_t> dead_sas;
+  std::vector<int32_t> sa_release;
+  std::vector<std::pair<SaKey, uint16_t>> new_sas;
+
+  // Undoes what earlier steps did; the error to return.
+  Error fail(Code code, std::string message, int kind, std::string about) {
+    for (auto it = undo.rbegin(); it != undo.rend(); ++it) (*it)();
+    return Error{code, std::move(message), kind, std::move(about)};
+  }
+  // Name -> slot as this transaction leaves it (new names are not in tenant_slot_ yet).
+  uint16_t tenant_of(const std::string& name) const {
+    for (uint16_t s : new_tenant_slots)
+      if (c.tenants_[s].name == name) return s;
+    return c.tenant_slot_.at(name);
+  }
+  uint16_t interface_slot_of(const std::string& name) const {
+    auto it = interface_of.find(name);
+    return it != interface_of.end() ? it->second : c.interface_slot_.at(name);
+  }
+  // A slot for a new interface or tunnel (they share slots and names), given back on failure.
+  std::optional<uint16_t> new_interface_slot() {
+    auto s = take(c.free_interfaces_, next->interfaces, max_interfaces);
+    if (!s) return std::nullopt;
+    if (next->interfaces.size() <= *s) next->interfaces.resize(*s + 1);
+    undo.push_back([&c = c, slot = *s] { c.free_interfaces_.push_back(slot); });
+    new_interface_slots.push_back(*s);
+    need_totals = true;
+    return s;
+  }
+  // A free slot, or a new one below the limit.
+  template <typename Slots>
+  static std::optional<uint16_t> take(std::vector<uint16_t>& free_list, Slots& slots, size_t limit) {
+    if (!free_list.empty()) {
+      uint16_t s = free_list.back();
+      free_list.pop_back();
+      return s;
+    }
+    if (slots.size() >= limit) return std::nullopt;
+    slots.emplace_back();
+    return uint16_t(slots.size() - 1);
+  }
+  // Adds or removes the routes an interface's addresses make (l2/commit.cpp).
+  void contribute(const v1::Interface& f, uint16_t slot, bool add);
+};
+
+inline rte_ether_addr mac_from(uint64_t mac) {
+  rte_ether_addr out;
+  for (unsigned i = 0; i < RTE_ETHER_ADDR_LEN; i++) out.addr_bytes[i] = uint8_t(mac >> (8 * (5 - i)));
+  return out;
+}
+
+}  // namespace medix::control

@@ -1,0 +1,80 @@
+#pragma once
+// One table of object kinds. Each entry says, for one kind, everything the generic machinery
+// needs: how it is named and keyed, how it enters and leaves the intent (keeping the indexes
+// right), its checks, how it appears in a transaction's Diff, and how Get and List read it.
+// The entries are defined in their features' folders (l2/kinds.cpp, nat/kinds.cpp, ...) and
+// listed in control/kinds.cpp, in dependency order: a new kind is one entry and its folder.
+#include <optional>
+#include <span>
+#include <string>
+
+#include "control/intent.h"
+#include "medix/dataplane/v1/dataplane.pb.h"
+
+namespace medix::control {
+
+class Committer;
+
+struct Kind {
+  v1::Object::KindCase object;  // its case in an Object
+  v1::Kind list_kind;           // what a ListRequest names it
+  const char* name;             // "interface": in paths and messages
+  const char* plural;           // "interfaces": its list in a config file
+
+  // The config's objects of this kind: how many, and the i-th moved into an Object.
+  int (*config_size)(const v1::Config& config);
+  void (*take)(v1::Config& config, int i, v1::Object& out);
+
+  // Clears output-only fields, so that what Get returns can be sent back (null: none).
+  void (*clear_output)(v1::Object& object);
+  // Checks the key fields: without them nothing can be looked up.
+  std::optional<Error> (*check_key)(const v1::Object& object, const std::string& path);
+  Intent::Key (*key)(const v1::Object& object);
+  std::optional<v1::Object> (*find)(const Intent& intent, const Intent::Key& key);
+  // The only ways objects enter or leave the intent: they keep its indexes right.
+  void (*put)(Intent& intent, const v1::Object& object);
+  void (*erase)(Intent& intent, const v1::Object& object);
+  // The object against the intent without it (an UPDATE's old version is out while checked).
+  std::optional<Error> (*validate)(Intent& intent, const v1::Object& object, const std::string& path);
+  // What an UPDATE may not change (null: anything may).
+  std::optional<Error> (*check_update)(const Intent& intent, const v1::Object& existing, const v1::Object& object,
+                                       const std::string& path);
+  // Whether other objects still use it (null: nothing refers to this kind).
+  std::optional<Error> (*check_delete)(const Intent& intent, const v1::Object& existing, const std::string& path);
+  // The name a commit error gives such an object (Error::name: a route by its tenant, an SA
+  // by its SPI), so that the error gets the operation's path (null: errors name none).
+  std::string (*error_name)(const v1::Object& object);
+  // Records a changed key in the Diff; `before` is its object before the transaction.
+  void (*diff)(Diff& diff, const Intent& intent, const Intent::Key& key, const std::optional<v1::Object>& before);
+
+  // Get: the object with the key fields of `key` into `out` (left empty if there is none).
+  std::optional<Error> (*get)(const Intent& intent, const Committer& committer, const v1::Object& key, v1::Object& out);
+  // List: a page of at most `page` objects after the request's page token.
+  std::optional<Error> (*list)(const Intent& intent, const Committer& committer, const v1::ListRequest& request,
+                               uint32_t page, v1::ListResponse& out);
+};
+
+// Every kind, in dependency order (a config's lists become operations in this order).
+std::span<const Kind* const> kinds();
+const Kind* kind_of(v1::Object::KindCase object);
+const Kind* kind_of(v1::Kind list_kind);
+
+// For the entries: an object of the map's value type at `key`, if any.
+template <typename Map, typename K, typename Set>
+std::optional<v1::Object> find_in(const Map& map, const K& key, Set set) {
+  auto it = map.find(key);
+  if (it == map.end()) return std::nullopt;
+  v1::Object o;
+  set(o, it->second);
+  return o;
+}
+
+// For the entries whose changes the committer reads one by one: the first change of a key
+// holds its state before the transaction.
+template <typename Map, typename K>
+void record_change(Map& changes, const K& k, const Kind& kind, const Intent& intent, const Intent::Key& key,
+                   const std::optional<v1::Object>& before) {
+  if (!changes.count(k)) changes.emplace(k, Change{before, kind.find(intent, key)});
+}
+
+}  // namespace medix::control

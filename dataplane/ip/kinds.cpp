@@ -1,0 +1,220 @@
+#include "ip/kinds.h"
+
+#include "control/check.h"
+
+namespace medix::control {
+namespace {
+
+// --- Tenant ---------------------------------------------------------------------------------
+
+std::optional<v1::Object> find_tenant(const Intent& in, const Intent::Key& k) {
+  return find_in(in.tenants, k.name, [](v1::Object& x, const v1::Tenant& v) { *x.mutable_tenant() = v; });
+}
+
+std::optional<Error> check_tenant(Intent& in, const v1::Object& o, const std::string& path) {
+  const auto& t = o.tenant();
+  if (auto e = range(path + ".max_routes", t.max_routes(), 0, 1u << 24)) return e;
+  if (t.core()) {
+    for (const auto& [other, x] : in.tenants)
+      if (x.core() && other != t.name())
+        return invalid(path + ".core", "tenant " + quoted(other) + " is already the core (there is one)");
+    if (in.napt_pools.count(t.name())) return invalid(path + ".core", "the tenant has a NAPT pool; the core has none");
+    for (const auto& [key, m] : in.static_mappings)
+      if (key.tenant == t.name()) return invalid(path + ".core", "the tenant has static mappings; the core has none");
+  }
+  if (in.tenants.size() >= max_tenants)
+    return Error{Code::resource_exhausted, path + ": more than " + std::to_string(max_tenants) + " tenants"};
+  return std::nullopt;
+}
+
+std::optional<Error> list_tenants(const Intent& in, const Committer&, const v1::ListRequest& request, uint32_t page,
+                                  v1::ListResponse& out) {
+  std::string last;
+  for (auto it = in.tenants.upper_bound(request.page_token());
+       it != in.tenants.end() && uint32_t(out.objects_size()) < page; ++it) {
+    *out.add_objects()->mutable_tenant() = it->second;
+    last = it->first;
+  }
+  if (!last.empty() && in.tenants.upper_bound(last) != in.tenants.end()) out.set_next_page_token(last);
+  return std::nullopt;
+}
+
+// --- Route ----------------------------------------------------------------------------------
+
+std::optional<v1::Object> find_route(const Intent& in, const Intent::Key& k) {
+  return find_in(in.routes, k.route, [](v1::Object& x, const v1::Route& v) { *x.mutable_route() = v; });
+}
+
+void put_route(Intent& in, const v1::Object& o) {
+  const auto& r = o.route();
+  in.routes[*route_key(r)] = r;
+  in.tenant_routes[r.tenant()]++;
+  count(in.tenant_users, r.tenant(), 1);
+  if (r.has_via()) count(in.interface_users, r.via().interface(), 1);
+  if (!r.next_tenant().empty()) count(in.tenant_users, r.next_tenant(), 1);
+}
+
+void erase_route(Intent& in, const v1::Object& o) {
+  const auto& r = o.route();
+  in.routes.erase(*route_key(r));
+  in.tenant_routes[r.tenant()]--;
+  count(in.tenant_users, r.tenant(), -1);
+  if (r.has_via()) count(in.interface_users, r.via().interface(), -1);
+  if (!r.next_tenant().empty()) count(in.tenant_users, r.next_tenant(), -1);
+}
+
+std::optional<Error> check_route(Intent& in, const v1::Object& o, const std::string& path) {
+  const auto& r = o.route();
+  if (r.tenant().empty()) return invalid(path + ".tenant", "is required");
+  auto tenant = in.tenants.find(r.tenant());
+  if (tenant == in.tenants.end()) return invalid(path + ".tenant", "no tenant named " + quoted(r.tenant()));
+  auto key = *route_key(r);
+  uint32_t mask = key.length == 0 ? 0 : ~uint32_t(0) << (32 - key.length);
+  if (key.address & ~mask)
+    return invalid(path + ".prefix", quoted(r.prefix()) + " has host bits set (did you mean " +
+                                         format_ipv4(key.address & mask) + "/" + std::to_string(key.length) + "?)");
+  switch (r.target_case()) {
+    case v1::Route::kVia: {
+      const auto& via = r.via();
+      if (via.interface().empty()) return invalid(path + ".via.interface", "is required");
+      auto f = in.interfaces.find(via.interface());
+      auto t = in.tunnels.find(via.interface());
+      if (f == in.interfaces.end() && t == in.tunnels.end())
+        return invalid(path + ".via.interface", "no interface or tunnel named " + quoted(via.interface()));
+      const std::string& its = f != in.interfaces.end() ? f->second.tenant() : t->second.tenant();
+      if (its != r.tenant())
+        return invalid(path + ".via.interface", "interface " + quoted(via.interface()) + " is in tenant " +
+                                                    quoted(its) + ", not " + quoted(r.tenant()) +
+                                                    " (use next_tenant to leak)");
+      if (!via.address().empty() && !parse_ipv4(via.address()))
+        return invalid(path + ".via.address", quoted(via.address()) + " is not an IPv4 address");
+      break;
+    }
+    case v1::Route::kNextTenant:
+      if (!in.tenants.count(r.next_tenant()))
+        return invalid(path + ".next_tenant", "no tenant named " + quoted(r.next_tenant()));
+      if (r.next_tenant() == r.tenant()) return invalid(path + ".next_tenant", "is the route's own tenant");
+      break;
+    case v1::Route::kLocal:
+    case v1::Route::kBlackhole: break;
+    default: return invalid(path + ".target", "is required: one of via, next_tenant, local, blackhole");
+  }
+  uint32_t max_routes = tenant->second.max_routes() ? tenant->second.max_routes() : 65536;
+  if (in.routes_in(r.tenant()) >= max_routes)
+    return Error{Code::resource_exhausted, path + ": tenant " + quoted(r.tenant()) + " already has its max_routes (" +
+                                               std::to_string(max_routes) + ") routes"};
+  return std::nullopt;
+}
+
+// Listing order and page tokens: the route's key as text, "tenant|address|length".
+std::string route_token(const RouteKey& k) {
+  return k.tenant + "|" + std::to_string(k.address) + "|" + std::to_string(k.length);
+}
+
+std::optional<Error> list_routes(const Intent& in, const Committer&, const v1::ListRequest& request, uint32_t page,
+                                 v1::ListResponse& out) {
+  const std::string& token = request.page_token();
+  const std::string& tenant = request.tenant();
+  std::string last;
+  auto it = in.routes.begin();
+  if (!token.empty()) {
+    // token: "tenant|address|length" of the last route sent.
+    auto a = token.find('|'), b = token.rfind('|');
+    if (a == std::string::npos || a == b) return Error{Code::invalid_argument, "page_token: not one of ours"};
+    RouteKey k{token.substr(0, a), uint32_t(std::stoul(token.substr(a + 1, b - a - 1))),
+               uint8_t(std::stoul(token.substr(b + 1)))};
+    it = in.routes.upper_bound(k);
+  } else if (!tenant.empty()) {
+    it = in.routes.lower_bound({tenant, 0, 0});
+  }
+  for (; it != in.routes.end() && uint32_t(out.objects_size()) < page; ++it) {
+    if (!tenant.empty() && it->first.tenant != tenant) break;
+    *out.add_objects()->mutable_route() = it->second;
+    last = route_token(it->first);
+  }
+  if (uint32_t(out.objects_size()) >= page && it != in.routes.end() && (tenant.empty() || it->first.tenant == tenant))
+    out.set_next_page_token(last);
+  return std::nullopt;
+}
+
+}  // namespace
+
+const Kind tenant_kind = {
+    .object = v1::Object::kTenant,
+    .list_kind = v1::TENANT,
+    .name = "tenant",
+    .plural = "tenants",
+    .config_size = [](const v1::Config& c) { return c.tenants_size(); },
+    .take = [](v1::Config& c, int i, v1::Object& o) { *o.mutable_tenant() = std::move(*c.mutable_tenants(i)); },
+    .clear_output = nullptr,
+    .check_key = [](const v1::Object& o, const std::string& path) { return name(path + ".name", o.tenant().name()); },
+    .key =
+        [](const v1::Object& o) {
+          return Intent::Key{v1::Object::kTenant, o.tenant().name()};
+        },
+    .find = find_tenant,
+    .put = [](Intent& in, const v1::Object& o) { in.tenants[o.tenant().name()] = o.tenant(); },
+    .erase = [](Intent& in, const v1::Object& o) { in.tenants.erase(o.tenant().name()); },
+    .validate = check_tenant,
+    .check_update = [](const Intent&, const v1::Object& existing, const v1::Object& o,
+                       const std::string& path) -> std::optional<Error> {
+      if (o.tenant().max_routes() != existing.tenant().max_routes())
+        return invalid(path + ".max_routes", "cannot change (its FIB is sized at creation)");
+      return std::nullopt;
+    },
+    .check_delete =
+        [](const Intent& in, const v1::Object& o, const std::string& path) {
+          return in_use(path, "tenant", o.tenant().name(), users(in.tenant_users, o.tenant().name()));
+        },
+    .error_name = [](const v1::Object& o) { return o.tenant().name(); },
+    .diff =
+        [](Diff& d, const Intent& in, const Intent::Key& k, const std::optional<v1::Object>& before) {
+          record_change(d.tenants, k.name, tenant_kind, in, k, before);
+        },
+    .get = [](const Intent& in, const Committer&, const v1::Object& key, v1::Object& out) -> std::optional<Error> {
+      if (auto it = in.tenants.find(key.tenant().name()); it != in.tenants.end()) *out.mutable_tenant() = it->second;
+      return std::nullopt;
+    },
+    .list = list_tenants,
+};
+
+const Kind route_kind = {
+    .object = v1::Object::kRoute,
+    .list_kind = v1::ROUTE,
+    .name = "route",
+    .plural = "routes",
+    .config_size = [](const v1::Config& c) { return c.routes_size(); },
+    .take = [](v1::Config& c, int i, v1::Object& o) { *o.mutable_route() = std::move(*c.mutable_routes(i)); },
+    .clear_output = nullptr,
+    .check_key = [](const v1::Object& o, const std::string& path) -> std::optional<Error> {
+      if (!route_key(o.route()))
+        return invalid(path + ".prefix", quoted(o.route().prefix()) + " is not a prefix like 10.1.0.0/16");
+      return std::nullopt;
+    },
+    .key =
+        [](const v1::Object& o) {
+          Intent::Key k{v1::Object::kRoute, {}};
+          k.route = *route_key(o.route());
+          return k;
+        },
+    .find = find_route,
+    .put = put_route,
+    .erase = erase_route,
+    .validate = check_route,
+    .check_update = nullptr,
+    .check_delete = nullptr,
+    .error_name = [](const v1::Object& o) { return o.route().tenant(); },
+    // Only the key: there may be millions, and the committer reads them from the intent.
+    .diff = [](Diff& d, const Intent&, const Intent::Key& k,
+               const std::optional<v1::Object>&) { d.routes.insert(k.route); },
+    .get = [](const Intent& in, const Committer&, const v1::Object& key, v1::Object& out) -> std::optional<Error> {
+      auto k = route_key(key.route());
+      if (!k)
+        return Error{Code::invalid_argument, "key.route.prefix: \"" + key.route().prefix() + "\" is not a prefix"};
+      if (auto it = in.routes.find(*k); it != in.routes.end()) *out.mutable_route() = it->second;
+      return std::nullopt;
+    },
+    .list = list_routes,
+};
+
+}  // namespace medix::control

@@ -1,0 +1,229 @@
+#include <rte_hash.h>
+#include <rte_malloc.h>
+#include <sys/random.h>
+
+#include <cstring>
+
+#include "control/build.h"
+#include "ipsec/sa.h"
+
+namespace medix::control {
+
+namespace {
+
+// An SA object as workers use it: key schedules, HMAC pads and the CBC IV key.
+void sa_setup(SaState& sa, const v1::SecurityAssociation& o, IMB_MGR* mgr) {
+  const auto* key = reinterpret_cast<const uint8_t*>(o.cipher_key().data());
+  sa.spi = o.spi();
+  sa.inbound = o.inbound();
+  sa.esn = o.esn();
+  sa.soft_bytes = o.soft_bytes();
+  sa.hard_bytes = o.hard_bytes();
+  sa.soft_packets = o.soft_packets();
+  sa.hard_packets = o.hard_packets();
+  sa.replay.size = o.replay_window();
+  sa.life = SaLife::active;
+  if (o.cipher() == v1::AES_GCM_128 || o.cipher() == v1::AES_GCM_256) {
+    sa.cipher = CipherKind::aes_gcm;
+    sa.auth = AuthKind::none;
+    sa.key_len = uint8_t(o.cipher_key().size() - 4);
+    memcpy(sa.salt, key + sa.key_len, 4);
+    if (sa.key_len == 16)
+      IMB_AES128_GCM_PRE(mgr, key, &sa.gcm);
+    else
+      IMB_AES256_GCM_PRE(mgr, key, &sa.gcm);
+    sa.iv_len = 8;
+    sa.icv_len = 16;
+    sa.block = 4;
+    return;
+  }
+  sa.cipher = CipherKind::aes_cbc;
+  sa.key_len = uint8_t(o.cipher_key().size());
+  if (sa.key_len == 16)
+    IMB_AES_KEYEXP_128(mgr, key, sa.enc_keys, sa.dec_keys);
+  else
+    IMB_AES_KEYEXP_256(mgr, key, sa.enc_keys, sa.dec_keys);
+  sa.iv_len = 16;
+  sa.block = 16;
+  sa.auth = o.integrity() == v1::HMAC_SHA256_128 ? AuthKind::hmac_sha256_128 : AuthKind::hmac_sha1_96;
+  sa.icv_len = sa.auth == AuthKind::hmac_sha256_128 ? 16 : 12;
+  // HMAC (RFC 2104): the inner and outer keyed blocks are hashed once here.
+  alignas(16) uint8_t ipad[64], opad[64];
+  memset(ipad, 0x36, sizeof ipad);
+  memset(opad, 0x5c, sizeof opad);
+  const auto* auth = reinterpret_cast<const uint8_t*>(o.integrity_key().data());
+  for (size_t i = 0; i < o.integrity_key().size() && i < 64; i++) {
+    ipad[i] ^= auth[i];
+    opad[i] ^= auth[i];
+  }
+  if (sa.auth == AuthKind::hmac_sha256_128) {
+    IMB_SHA256_ONE_BLOCK(mgr, ipad, sa.ipad);
+    IMB_SHA256_ONE_BLOCK(mgr, opad, sa.opad);
+  } else {
+    IMB_SHA1_ONE_BLOCK(mgr, ipad, sa.ipad);
+    IMB_SHA1_ONE_BLOCK(mgr, opad, sa.opad);
+  }
+  alignas(16) uint8_t iv_key[16], unused[16 * 15];
+  if (getrandom(iv_key, sizeof iv_key, 0) != sizeof iv_key)
+    for (auto& b : iv_key) b = uint8_t(rand());  // getrandom does not fail for 16 bytes once booted
+  IMB_AES_KEYEXP_128(mgr, iv_key, sa.iv_keys, unused);
+}
+
+}  // namespace
+
+// Tunnels: interfaces without a port, in the same name space and slots.
+std::optional<Error> Committer::build_tunnels(Build& b) {
+  for (const auto& [name, change] : b.diff.tunnels) {
+    uint16_t slot;
+    if (!change.after) {
+      slot = interface_slot_.at(name);
+      b.next->interfaces[slot] = InterfaceEntry{};
+      b.dead_interfaces.push_back(slot);
+      outbound_.erase(name);
+      continue;
+    }
+    if (change.before) {
+      slot = interface_slot_.at(name);
+    } else {
+      auto s = b.new_interface_slot();
+      if (!s)
+        return b.fail(Code::resource_exhausted, "tunnel " + name + ": no free interface slot",
+                      v1::Object::KindCase::kTunnel, name);
+      slot = *s;
+    }
+    b.interface_of[name] = slot;
+    const v1::Tunnel& tu = change.after->tunnel();
+    InterfaceEntry& e = b.next->interfaces[slot];
+    uint32_t keep_uid = change.before ? e.uid : uint32_t(next_uid_++);
+    uint16_t keep_sa = change.before ? e.outbound_sa : 0;
+    e = InterfaceEntry{};
+    e.uid = keep_uid;
+    e.name = name;
+    e.tunnel = true;
+    e.tenant = b.tenant_of(tu.tenant());
+    e.underlay = b.tenant_of(tu.underlay_tenant());
+    e.local = *parse_ipv4(tu.local_address());
+    e.remote = *parse_ipv4(tu.remote_address());
+    e.remote_port = uint16_t(tu.encap_udp_port());
+    e.mtu = uint16_t(tu.mtu() ? tu.mtu() : 1400);
+    e.ttl = uint8_t(tu.ttl() ? tu.ttl() : 64);
+    e.df_mode = uint8_t(tu.df());
+    e.mss_clamp = uint16_t(tu.tcp_mss_clamp());
+    e.outbound_sa = keep_sa;
+    for (const auto& sel : tu.local_selectors()) {
+      auto p = *parse_prefix(sel);
+      e.local_selectors[e.n_local_selectors++] = Subnet{p.address, p.length};
+    }
+    for (const auto& sel : tu.remote_selectors()) {
+      auto p = *parse_prefix(sel);
+      e.remote_selectors[e.n_remote_selectors++] = Subnet{p.address, p.length};
+    }
+  }
+  return std::nullopt;
+}
+
+// SAs: new ones are complete before anything can find them; the old go after the grace
+// period.
+std::optional<Error> Committer::build_sas(Build& b) {
+  std::set<std::string> sa_tunnels;
+  for (const auto& [key, change] : b.diff.sas) {
+    sa_tunnels.insert(key.tunnel);
+    if (!change.after) {
+      uint16_t slot = sa_slot_.at(key);
+      if (key.inbound) {
+        int32_t pos = rte_hash_del_key(sa_index_, &key.spi);
+        if (pos >= 0) b.sa_release.push_back(pos);
+      } else {
+        auto& list = outbound_[key.tunnel];
+        list.erase(std::remove(list.begin(), list.end(), slot), list.end());
+      }
+      b.dead_sas.push_back(slot);
+      continue;
+    }
+    const v1::SecurityAssociation& o = change.after->sa();
+    auto* sa =
+        static_cast<SaState*>(rte_zmalloc_socket("sa", sizeof(SaState), RTE_CACHE_LINE_SIZE, int(params_.socket)));
+    bool ok = sa && !free_sas_.empty();
+    uint16_t slot = 0;
+    if (ok) {
+      new (sa) SaState();
+      sa_setup(*sa, o, mgr_);
+      sa->tunnel = b.interface_slot_of(key.tunnel);
+      sa->owner = uint16_t(key.spi % params_.queues);
+      slot = free_sas_.back();
+      free_sas_.pop_back();
+      sas_[slot] = sa;
+      if (key.inbound) ok = rte_hash_add_key_data(sa_index_, &key.spi, reinterpret_cast<void*>(uintptr_t(slot))) == 0;
+    }
+    if (!ok) {
+      for (auto [k, s] : b.new_sas) {
+        if (k.inbound) rte_hash_del_key(sa_index_, &k.spi);
+        rte_free(sas_[s]);
+        sas_[s] = nullptr;
+        free_sas_.push_back(s);
+      }
+      if (slot) {
+        sas_[slot] = nullptr;
+        free_sas_.push_back(slot);
+      }
+      rte_free(sa);
+      for (size_t j = b.ops.size(); j-- > 0;)
+        apply_fib(tenants_[b.ops[j].tenant].fib[1 - tenants_[b.ops[j].tenant].active], b.ops[j], false);
+      for (const auto& op : b.ops) unref(op.after);
+      neighbours_.release(b.release);
+      return b.fail(Code::resource_exhausted, "SA " + std::to_string(key.spi) + ": cannot allocate it",
+                    v1::Object::KindCase::kSa, std::to_string(key.spi));
+    }
+    b.new_sas.push_back({key, slot});
+  }
+  // New outbound SAs join their tunnel in the order they were created: the newest is used.
+  std::vector<std::tuple<uint64_t, std::string, uint16_t>> outbound_order;
+  for (auto [key, slot] : b.new_sas)
+    if (!key.inbound) outbound_order.push_back({b.intent.sa_serial.at(key), key.tunnel, slot});
+  std::sort(outbound_order.begin(), outbound_order.end());
+  for (const auto& [serial, tunnel, slot] : outbound_order) outbound_[tunnel].push_back(slot);
+  for (const auto& name : sa_tunnels) {
+    auto it = b.interface_of.find(name);
+    uint16_t slot =
+        it != b.interface_of.end() ? it->second : (interface_slot_.count(name) ? interface_slot_.at(name) : 0);
+    if (!slot && !interface_slot_.count(name)) continue;  // the tunnel goes in this transaction
+    const auto& list = outbound_[name];
+    b.next->interfaces[slot].outbound_sa = list.empty() ? 0 : list.back();
+  }
+  return std::nullopt;
+}
+
+// A tunnel's inner MTU leaves room for ESP's worst case in its underlay: packets that would
+// not fit get ICMP "fragmentation needed" (DF) or are fragmented before encryption, instead
+// of outer packets dropped for being too large. Redone whenever interfaces or ports change.
+std::optional<Error> Committer::build_tunnel_mtus(Build& b) {
+  if (!b.diff.tunnels.empty() || !b.diff.interfaces.empty() || !b.diff.ports.empty()) {
+    for (auto& e : b.next->interfaces) {
+      if (!e.uid || !e.tunnel) continue;
+      auto it = b.intent.tunnels.find(e.name);
+      if (it == b.intent.tunnels.end()) continue;
+      uint32_t mtu = it->second.mtu() ? it->second.mtu() : 1400;
+      // outer IPv4 20, UDP 8 (NAT-T), ESP 8, IV 16, padding and trailer 17, ICV 16
+      uint32_t overhead = 20 + (e.remote_port ? 8 : 0) + 8 + 16 + 17 + 16;
+      for (const auto& u : b.next->interfaces)
+        if (u.uid && !u.tunnel && u.tenant == e.underlay && u.mtu > overhead + 576)
+          mtu = std::min<uint32_t>(mtu, u.mtu - overhead);
+      e.mtu = uint16_t(mtu);
+    }
+  }
+  return std::nullopt;
+}
+
+void Committer::reclaim_sas(Build& b) {
+  for (int32_t pos : b.sa_release) rte_hash_free_key_with_position(sa_index_, pos);
+  for (uint16_t slot : b.dead_sas) {
+    rte_free(sas_[slot]);
+    sas_[slot] = nullptr;
+    free_sas_.push_back(slot);
+  }
+  for (const auto& [key, change] : b.diff.sas)
+    if (!change.after) sa_slot_.erase(key);
+  for (auto [key, slot] : b.new_sas) sa_slot_[key] = slot;
+}
+
+}  // namespace medix::control

@@ -1,0 +1,242 @@
+#include "ipsec/kinds.h"
+
+#include "control/check.h"
+
+namespace medix::control {
+namespace {
+
+// --- Tunnel ---------------------------------------------------------------------------------
+
+std::optional<v1::Object> find_tunnel(const Intent& in, const Intent::Key& k) {
+  return find_in(in.tunnels, k.name, [](v1::Object& x, const v1::Tunnel& v) { *x.mutable_tunnel() = v; });
+}
+
+std::optional<Error> selectors(const std::string& path, const google::protobuf::RepeatedPtrField<std::string>& list) {
+  if (list.size() > 8) return invalid(path, "more than 8 selectors");
+  for (int i = 0; i < list.size(); i++) {
+    auto p = parse_prefix(list.Get(i));
+    std::string at = path + "[" + std::to_string(i) + "]";
+    if (!p) return invalid(at, quoted(list.Get(i)) + " is not a prefix like 10.1.0.0/16");
+    uint32_t mask = p->length == 0 ? 0 : ~uint32_t(0) << (32 - p->length);
+    if (p->address & ~mask) return invalid(at, quoted(list.Get(i)) + " has host bits set");
+  }
+  return std::nullopt;
+}
+
+std::optional<Error> check_tunnel(Intent& in, const v1::Object& o, const std::string& path) {
+  const auto& t = o.tunnel();
+  if (in.interfaces.count(t.name())) return invalid(path + ".name", "an interface is named " + quoted(t.name()));
+  if (t.tenant().empty()) return invalid(path + ".tenant", "is required");
+  if (!in.tenants.count(t.tenant())) return invalid(path + ".tenant", "no tenant named " + quoted(t.tenant()));
+  if (t.underlay_tenant().empty()) return invalid(path + ".underlay_tenant", "is required");
+  if (!in.tenants.count(t.underlay_tenant()))
+    return invalid(path + ".underlay_tenant", "no tenant named " + quoted(t.underlay_tenant()));
+  if (!parse_ipv4(t.local_address()))
+    return invalid(path + ".local_address", quoted(t.local_address()) + " is not an IPv4 address");
+  if (!parse_ipv4(t.remote_address()))
+    return invalid(path + ".remote_address", quoted(t.remote_address()) + " is not an IPv4 address");
+  if (auto e = range(path + ".encap_udp_port", t.encap_udp_port(), 0, 65535)) return e;
+  if (t.mtu())
+    if (auto e = range(path + ".mtu", t.mtu(), 576, 9000)) return e;
+  if (t.tcp_mss_clamp())
+    if (auto e = range(path + ".tcp_mss_clamp", t.tcp_mss_clamp(), 536, 9000)) return e;
+  if (auto e = range(path + ".ttl", t.ttl(), 0, 255)) return e;
+  if (auto e = selectors(path + ".local_selectors", t.local_selectors())) return e;
+  if (auto e = selectors(path + ".remote_selectors", t.remote_selectors())) return e;
+  for (const auto& [name, other] : in.tunnels)
+    if (other.local_address() == t.local_address() && other.remote_address() == t.remote_address() &&
+        other.underlay_tenant() == t.underlay_tenant() && other.encap_udp_port() == t.encap_udp_port())
+      return invalid(path + ".remote_address", "tunnel " + quoted(name) + " has the same endpoints");
+  if (in.interfaces.size() + in.tunnels.size() >= max_interfaces)
+    return Error{Code::resource_exhausted,
+                 path + ": more than " + std::to_string(max_interfaces) + " interfaces and tunnels"};
+  return std::nullopt;
+}
+
+std::optional<Error> list_tunnels(const Intent& in, const Committer&, const v1::ListRequest& request, uint32_t page,
+                                  v1::ListResponse& out) {
+  const std::string& tenant = request.tenant();
+  std::string last;
+  auto it = in.tunnels.upper_bound(request.page_token());
+  for (; it != in.tunnels.end() && uint32_t(out.objects_size()) < page; ++it) {
+    if (!tenant.empty() && it->second.tenant() != tenant && it->second.underlay_tenant() != tenant) continue;
+    *out.add_objects()->mutable_tunnel() = it->second;
+    last = it->first;
+  }
+  if (uint32_t(out.objects_size()) >= page && it != in.tunnels.end()) out.set_next_page_token(last);
+  return std::nullopt;
+}
+
+// --- Security association -------------------------------------------------------------------
+
+std::optional<v1::Object> find_sa(const Intent& in, const Intent::Key& k) {
+  return find_in(in.sas, k.sa, [](v1::Object& x, const v1::SecurityAssociation& v) { *x.mutable_sa() = v; });
+}
+
+std::optional<Error> check_sa(Intent& in, const v1::Object& o, const std::string& path) {
+  const auto& sa = o.sa();
+  // Creation order picks a tunnel's outbound SA. Stamped before the checks, as it always was:
+  // a stamp left by a failed transaction is overwritten when that SA is created.
+  in.sa_serial[sa_key(sa)] = ++in.sa_serials;
+  if (!in.tunnels.count(sa.tunnel())) return invalid(path + ".tunnel", "no tunnel named " + quoted(sa.tunnel()));
+  if (sa.inbound() && in.inbound_spis.count(sa.spi()))
+    return invalid(path + ".spi",
+                   "inbound SPI " + std::to_string(sa.spi()) + " is already used (inbound SAs are found by SPI)");
+  size_t key_len = 0, auth_len = 0;
+  switch (sa.cipher()) {
+    case v1::AES_GCM_128: key_len = 16 + 4; break;
+    case v1::AES_GCM_256: key_len = 32 + 4; break;
+    case v1::AES_CBC_128: key_len = 16; break;
+    case v1::AES_CBC_256: key_len = 32; break;
+    default: return invalid(path + ".cipher", "is required: AES_GCM_128, AES_GCM_256, AES_CBC_128 or AES_CBC_256");
+  }
+  bool gcm = sa.cipher() == v1::AES_GCM_128 || sa.cipher() == v1::AES_GCM_256;
+  if (sa.cipher_key().size() != key_len)
+    return invalid(path + ".cipher_key", std::to_string(sa.cipher_key().size()) + " bytes; " +
+                                             v1::Cipher_Name(sa.cipher()) + " takes " + std::to_string(key_len) +
+                                             (gcm ? " (key and 4-byte salt)" : ""));
+  switch (sa.integrity()) {
+    case v1::INTEGRITY_UNSPECIFIED:
+      if (!gcm) return invalid(path + ".integrity", "is required with AES-CBC: HMAC_SHA256_128 or HMAC_SHA1_96");
+      break;
+    case v1::HMAC_SHA256_128: auth_len = 32; break;
+    case v1::HMAC_SHA1_96: auth_len = 20; break;
+    default: return invalid(path + ".integrity", "is not known");
+  }
+  if (gcm && sa.integrity() != v1::INTEGRITY_UNSPECIFIED)
+    return invalid(path + ".integrity", "must be unset with AES-GCM (it authenticates itself)");
+  if (!gcm && sa.integrity_key().size() != auth_len)
+    return invalid(path + ".integrity_key", std::to_string(sa.integrity_key().size()) + " bytes; " +
+                                                v1::Integrity_Name(sa.integrity()) + " takes " +
+                                                std::to_string(auth_len));
+  if (auto e = range(path + ".replay_window", sa.replay_window(), 0, 4096)) return e;
+  if (sa.soft_bytes() && sa.hard_bytes() && sa.soft_bytes() > sa.hard_bytes())
+    return invalid(path + ".soft_bytes", "is above hard_bytes");
+  if (sa.soft_packets() && sa.hard_packets() && sa.soft_packets() > sa.hard_packets())
+    return invalid(path + ".soft_packets", "is above hard_packets");
+  if (in.sas.size() >= 8192) return Error{Code::resource_exhausted, path + ": more than 8192 SAs"};
+  return std::nullopt;
+}
+
+// Keys are write-only: nothing that reads the API learns them.
+v1::SecurityAssociation without_keys(v1::SecurityAssociation sa) {
+  sa.clear_cipher_key();
+  sa.clear_integrity_key();
+  return sa;
+}
+
+std::optional<Error> list_sas(const Intent& in, const Committer&, const v1::ListRequest& request, uint32_t page,
+                              v1::ListResponse& out) {
+  // token: how many SAs earlier pages held (SAs are few; their order is the key's).
+  const std::string& token = request.page_token();
+  size_t start = token.empty() ? 0 : std::stoul(token), i = 0;
+  for (auto it = in.sas.begin(); it != in.sas.end() && uint32_t(out.objects_size()) < page; ++it, ++i)
+    if (i >= start) *out.add_objects()->mutable_sa() = without_keys(it->second);
+  if (start + size_t(out.objects_size()) < in.sas.size())
+    out.set_next_page_token(std::to_string(start + out.objects_size()));
+  return std::nullopt;
+}
+
+}  // namespace
+
+const Kind tunnel_kind = {
+    .object = v1::Object::kTunnel,
+    .list_kind = v1::TUNNEL,
+    .name = "tunnel",
+    .plural = "tunnels",
+    .config_size = [](const v1::Config& c) { return c.tunnels_size(); },
+    .take = [](v1::Config& c, int i, v1::Object& o) { *o.mutable_tunnel() = std::move(*c.mutable_tunnels(i)); },
+    .clear_output = nullptr,
+    .check_key = [](const v1::Object& o, const std::string& path) { return name(path + ".name", o.tunnel().name()); },
+    .key =
+        [](const v1::Object& o) {
+          return Intent::Key{v1::Object::kTunnel, o.tunnel().name()};
+        },
+    .find = find_tunnel,
+    .put =
+        [](Intent& in, const v1::Object& o) {
+          in.tunnels[o.tunnel().name()] = o.tunnel();
+          count(in.tenant_users, o.tunnel().tenant(), 1);
+          count(in.tenant_users, o.tunnel().underlay_tenant(), 1);
+        },
+    .erase =
+        [](Intent& in, const v1::Object& o) {
+          in.tunnels.erase(o.tunnel().name());
+          count(in.tenant_users, o.tunnel().tenant(), -1);
+          count(in.tenant_users, o.tunnel().underlay_tenant(), -1);
+        },
+    .validate = check_tunnel,
+    .check_update = [](const Intent& in, const v1::Object& existing, const v1::Object& o,
+                       const std::string& path) -> std::optional<Error> {
+      if ((o.tunnel().tenant() != existing.tunnel().tenant() ||
+           o.tunnel().underlay_tenant() != existing.tunnel().underlay_tenant()) &&
+          users(in.interface_users, o.tunnel().name()))
+        return Error{Code::failed_precondition, path + ": tenants cannot change while routes or SAs use the tunnel"};
+      return std::nullopt;
+    },
+    // Routes and SAs use a tunnel by name, as they would an interface.
+    .check_delete =
+        [](const Intent& in, const v1::Object& o, const std::string& path) {
+          return in_use(path, "tunnel", o.tunnel().name(), users(in.interface_users, o.tunnel().name()));
+        },
+    .error_name = [](const v1::Object& o) { return o.tunnel().name(); },
+    .diff =
+        [](Diff& d, const Intent& in, const Intent::Key& k, const std::optional<v1::Object>& before) {
+          record_change(d.tunnels, k.name, tunnel_kind, in, k, before);
+        },
+    .get = [](const Intent& in, const Committer&, const v1::Object& key, v1::Object& out) -> std::optional<Error> {
+      if (auto it = in.tunnels.find(key.tunnel().name()); it != in.tunnels.end()) *out.mutable_tunnel() = it->second;
+      return std::nullopt;
+    },
+    .list = list_tunnels,
+};
+
+const Kind sa_kind = {
+    .object = v1::Object::kSa,
+    .list_kind = v1::SA,
+    .name = "sa",
+    .plural = "sas",
+    .config_size = [](const v1::Config& c) { return c.sas_size(); },
+    .take = [](v1::Config& c, int i, v1::Object& o) { *o.mutable_sa() = std::move(*c.mutable_sas(i)); },
+    .clear_output = nullptr,
+    .check_key = [](const v1::Object& o, const std::string& path) -> std::optional<Error> {
+      if (o.sa().spi() < 256) return invalid(path + ".spi", std::to_string(o.sa().spi()) + " is reserved (0..255)");
+      if (o.sa().tunnel().empty()) return invalid(path + ".tunnel", "is required");
+      return std::nullopt;
+    },
+    .key =
+        [](const v1::Object& o) {
+          Intent::Key k{v1::Object::kSa, {}};
+          k.sa = sa_key(o.sa());
+          return k;
+        },
+    .find = find_sa,
+    .put =
+        [](Intent& in, const v1::Object& o) {
+          in.sas[sa_key(o.sa())] = o.sa();
+          count(in.interface_users, o.sa().tunnel(), 1);
+          if (o.sa().inbound()) in.inbound_spis.insert(o.sa().spi());
+        },
+    .erase =
+        [](Intent& in, const v1::Object& o) {
+          in.sas.erase(sa_key(o.sa()));
+          count(in.interface_users, o.sa().tunnel(), -1);
+          if (o.sa().inbound()) in.inbound_spis.erase(o.sa().spi());
+        },
+    .validate = check_sa,
+    .check_update = [](const Intent&, const v1::Object&, const v1::Object&,
+                       const std::string& path) -> std::optional<Error> {
+      return invalid(path, "an SA cannot change: create the new one (a rekey) and delete the old");
+    },
+    .check_delete = nullptr,
+    .error_name = [](const v1::Object& o) { return std::to_string(o.sa().spi()); },
+    .diff = [](Diff& d, const Intent& in, const Intent::Key& k,
+               const std::optional<v1::Object>& before) { record_change(d.sas, k.sa, sa_kind, in, k, before); },
+    .get = [](const Intent& in, const Committer&, const v1::Object& key, v1::Object& out) -> std::optional<Error> {
+      if (auto it = in.sas.find(sa_key(key.sa())); it != in.sas.end()) *out.mutable_sa() = without_keys(it->second);
+      return std::nullopt;
+    },
+    .list = list_sas,
+};
+
+}  // namespace medix::control

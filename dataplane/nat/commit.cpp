@@ -1,0 +1,123 @@
+#include "control/build.h"
+#include "nat/nat.h"
+
+namespace medix::control {
+
+// Translations and policy, rebuilt whole when tenants, mappings, pools or rules change.
+std::optional<Error> Committer::build_translations(Build& b) {
+  if (b.diff.tenants.empty() && b.diff.translation_changed.empty() && !b.diff.policy_changed) return std::nullopt;
+  auto tenant_of = [&b](const std::string& name) { return b.tenant_of(name); };
+  if (auto e = build_crossing(b.diff, b.intent, *b.next, tenant_of, b.new_tenant_slots, b.new_rule_slots))
+    return b.fail(e->code, e->message, e->kind, e->name);
+  return std::nullopt;
+}
+
+std::optional<Error> Committer::build_crossing(const Diff& diff, const Intent& intent, Tables& next,
+                                               const std::function<uint16_t(const std::string&)>& tenant_of,
+                                               const std::vector<uint16_t>& new_tenant_slots,
+                                               std::vector<uint16_t>& new_rule_slots) {
+  next.core = UINT16_MAX;
+  for (const auto& [name, t] : intent.tenants)
+    if (t.core()) next.core = tenant_of(name);
+  if (next.core != UINT16_MAX && nat_.empty()) {
+    uint32_t per_worker = std::max<uint32_t>(64, params_.max_sessions / params_.queues);
+    for (uint16_t q = 0; q < params_.queues; q++) {
+      NatWorker* n = nat_worker_create(q, per_worker, params_.socket);
+      if (!n) {
+        for (NatWorker* made : nat_) nat_worker_free(made);
+        nat_.clear();
+        return Error{Code::resource_exhausted,
+                     "cannot allocate the session tables (" + std::to_string(params_.max_sessions) +
+                         " sessions, about 340 bytes each): give EAL more memory with -m, or lower "
+                         "settings.max_sessions",
+                     v1::Object::KindCase::kTenant, ""};
+      }
+      nat_.push_back(n);
+    }
+  }
+  next.nat = nat_.empty() ? nullptr : nat_.data();
+  next.workers = params_.queues;
+
+  // Translations, rebuilt whole; the epoch changes where the translation did.
+  for (uint16_t slot = 0; slot < next.tenants.size(); slot++) {
+    TenantEntry& e = next.tenants[slot];
+    if (!e.fib) continue;
+    bool fresh = std::find(new_tenant_slots.begin(), new_tenant_slots.end(), slot) != new_tenant_slots.end();
+    uint32_t epoch = e.nat.epoch;
+    Translation x;
+    e.core = slot == next.core;
+    for (auto it = intent.static_mappings.lower_bound(MappingKey{e.name, 0, 0});
+         it != intent.static_mappings.end() && it->first.tenant == e.name; ++it) {
+      auto core = parse_prefix(it->second.core_prefix());
+      uint32_t mask = it->first.length ? ~uint32_t(0) << (32 - it->first.length) : 0;
+      x.maps.push_back({it->first.address, core->address & mask, mask});
+    }
+    // Longest first, so that a more specific mapping wins.
+    std::stable_sort(x.maps.begin(), x.maps.end(),
+                     [](const StaticMap& a, const StaticMap& b) { return a.mask > b.mask; });
+    if (auto pool = intent.napt_pools.find(e.name); pool != intent.napt_pools.end()) {
+      auto prefixes = pool_prefixes(pool->second);
+      for (const auto& p : *prefixes) {
+        uint32_t count = uint32_t(uint64_t(1) << (32 - p.length));
+        x.pool.push_back({p.address, count});
+        x.pool_size += count;
+      }
+      if (pool->second.port_low()) x.port_low = uint16_t(pool->second.port_low());
+      if (pool->second.port_high()) x.port_high = uint16_t(pool->second.port_high());
+      if (uint32_t limit = pool->second.session_limit())
+        x.session_limit = std::max<uint32_t>(1, (limit + params_.queues - 1) / params_.queues);
+    }
+    x.epoch = fresh || !epoch || diff.translation_changed.count(e.name) ? ++epochs_ : epoch;
+    e.nat = std::move(x);
+  }
+
+  // Policy rules in the order they are tried, each with a counter slot.
+  if (diff.policy_changed) {
+    for (auto it = rule_slot_.begin(); it != rule_slot_.end();) {
+      if (intent.policy_rules.count(it->first)) {
+        ++it;
+      } else {
+        free_rules_.push_back(it->second);
+        it = rule_slot_.erase(it);
+      }
+    }
+    policy_epoch_++;
+  }
+  next.rules.clear();
+  for (const auto& [name, r] : intent.policy_rules) {
+    PolicyRuleEntry e;
+    e.name = name;
+    auto slot = rule_slot_.find(name);
+    if (slot == rule_slot_.end()) {
+      uint16_t s = uint16_t(rule_slot_.size());
+      if (!free_rules_.empty()) {
+        s = free_rules_.back();
+        free_rules_.pop_back();
+      }
+      slot = rule_slot_.emplace(name, s).first;
+      new_rule_slots.push_back(s);
+    }
+    e.slot = slot->second;
+    if (!r.from_tenant().empty()) e.from = tenant_of(r.from_tenant());
+    if (!r.to_tenant().empty()) e.to = tenant_of(r.to_tenant());
+    if (!r.destination_prefix().empty()) {
+      auto p = parse_prefix(r.destination_prefix());
+      e.mask = p->length ? ~uint32_t(0) << (32 - p->length) : 0;
+      e.prefix = p->address & e.mask;
+    }
+    e.protocol = uint8_t(r.protocol());
+    if (r.port_low() || r.port_high()) {
+      e.port_low = uint16_t(r.port_low());
+      e.port_high = uint16_t(r.port_high());
+    }
+    e.permit = r.permit();
+    next.rules.push_back(std::move(e));
+  }
+  std::stable_sort(next.rules.begin(), next.rules.end(), [&](const PolicyRuleEntry& a, const PolicyRuleEntry& b) {
+    return intent.policy_rules.at(a.name).priority() < intent.policy_rules.at(b.name).priority();
+  });
+  next.policy_epoch = policy_epoch_;
+  return std::nullopt;
+}
+
+}  // namespace medix::control

@@ -1,0 +1,56 @@
+#include <catch2/catch.hpp>
+#include <set>
+
+#include "control/kinds.h"
+
+namespace v1 = medix::dataplane::v1;
+using medix::control::Kind;
+using medix::control::kinds;
+
+// The table must name every kind the proto has, once, by its proto names: a kind left out
+// would be refused by Apply and missing from Get, List and config files.
+TEST_CASE("the table of kinds has every object kind once, named as the proto names it") {
+  const auto* oneof = v1::Object::descriptor()->FindOneofByName("kind");
+  REQUIRE(oneof);
+  CHECK(kinds().size() == size_t(oneof->field_count()));
+  std::set<int> cases, list_kinds;
+  for (const Kind* k : kinds()) {
+    CHECK(cases.insert(k->object).second);
+    CHECK(list_kinds.insert(k->list_kind).second);
+    const auto* field = v1::Object::descriptor()->FindFieldByNumber(k->object);
+    REQUIRE(field);
+    CHECK(field->containing_oneof() == oneof);
+    CHECK(field->name() == k->name);
+    const auto* list = v1::Config::descriptor()->FindFieldByName(k->plural);
+    REQUIRE(list);
+    CHECK(list->is_repeated());
+    CHECK(list->message_type() == field->message_type());
+    CHECK(medix::control::kind_of(k->object) == k);
+    CHECK(medix::control::kind_of(k->list_kind) == k);
+    // The hooks every kind needs (clear_output, check_update, check_delete may be null).
+    CHECK((k->config_size && k->take && k->check_key && k->key && k->find && k->put && k->erase && k->validate &&
+           k->diff && k->get && k->list));
+  }
+  CHECK(list_kinds.size() == size_t(v1::Kind_descriptor()->value_count() - 1));  // less KIND_UNSPECIFIED
+  CHECK(!medix::control::kind_of(v1::Object::KIND_NOT_SET));
+  CHECK(!medix::control::kind_of(v1::KIND_UNSPECIFIED));
+  CHECK(std::string(medix::control::kind_name(v1::Object::KIND_NOT_SET)) == "object");
+}
+
+TEST_CASE("a config's lists become operations in the table's (dependency) order") {
+  v1::Config config;
+  for (int i = int(kinds().size()); i-- > 0;) {
+    v1::Object o;
+    const auto* field = v1::Object::descriptor()->FindFieldByNumber(kinds()[i]->object);
+    o.GetReflection()->MutableMessage(&o, field);  // an empty object of that kind
+    const auto* list = v1::Config::descriptor()->FindFieldByName(kinds()[i]->plural);
+    config.GetReflection()->AddMessage(&config, list)->CopyFrom(o.GetReflection()->GetMessage(o, field));
+  }
+  auto ops = medix::control::operations_from(config);
+  REQUIRE(ops.size() == kinds().size());
+  for (size_t i = 0; i < ops.size(); i++) {
+    CHECK(ops[i].object.kind_case() == kinds()[i]->object);
+    CHECK(ops[i].path == std::string(kinds()[i]->plural) + "[0]");
+    CHECK(ops[i].op == v1::Operation::CREATE);
+  }
+}
