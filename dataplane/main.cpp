@@ -18,6 +18,8 @@
 #include "control/intent.h"
 #include "runtime/dataplane.h"
 
+using namespace medix::dp;
+
 namespace {
 
 std::atomic<bool> stop_requested{false};
@@ -89,7 +91,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   // The file is checked before EAL starts, so that a typo costs no start-up time.
-  auto loaded = medix::config::load_file(options.config);
+  auto loaded = medix::dp::load_file(options.config);
   if (auto* error = std::get_if<std::string>(&loaded)) {
     fprintf(stderr, "medix-dp: %s\n", error->c_str());
     return 2;
@@ -99,10 +101,10 @@ int main(int argc, char** argv) {
   for (const auto& p : config.ports()) max_mtu = std::max(max_mtu, p.mtu());
   Settings settings = settings_from(config.settings());
   // The file's objects are the first transaction, validated like any API request.
-  auto operations = medix::control::operations_from(std::move(config));
+  auto operations = medix::dp::operations_from(std::move(config));
   if (options.check) {
-    medix::control::Intent intent;
-    medix::control::Diff diff;
+    medix::dp::Intent intent;
+    medix::dp::Diff diff;
     if (auto e = intent.apply(operations, diff)) {
       fprintf(stderr, "medix-dp: %s: %s\n", options.config.c_str(), e->message.c_str());
       return 2;
@@ -141,8 +143,7 @@ int main(int argc, char** argv) {
     if (auto error = dp.start(settings, max_mtu, workers)) {
       fprintf(stderr, "medix-dp: %s\n", error->c_str());
       status = 2;
-    } else if (auto result = dp.controller.apply(std::exchange(operations, {}));
-               result.code != medix::control::Code::ok) {
+    } else if (auto result = dp.controller.apply(std::exchange(operations, {})); result.code != medix::dp::Code::ok) {
       fprintf(stderr, "medix-dp: %s: %s\n", options.config.c_str(), result.message.c_str());
       status = 2;
     } else if (auto error = api.start(dp, options.api)) {

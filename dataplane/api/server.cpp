@@ -17,12 +17,12 @@
 #include "nat/nat.h"
 #include "runtime/snapshot.h"
 
+namespace medix::dp {
+
 namespace v1 = medix::dataplane::v1;
 using medix::common::format_ipv4;
 using medix::common::parse_ipv4;
-using medix::control::Code;
-using medix::control::Intent;
-using Kind = v1::Object::KindCase;
+using KindCase = v1::Object::KindCase;
 
 namespace {
 
@@ -61,24 +61,24 @@ void fill_stages(google::protobuf::RepeatedPtrField<v1::StageRuntime>* out, cons
 
 class Service final : public v1::Dataplane::Service {
  public:
-  Service(::Dataplane& dp, std::atomic<bool>& stopping) : dp_(dp), stopping_(stopping) {}
+  Service(Dataplane& dp, std::atomic<bool>& stopping) : dp_(dp), stopping_(stopping) {}
 
   grpc::Status Apply(grpc::ServerContext*, const v1::ApplyRequest* request, v1::ApplyResponse* response) override {
-    std::vector<medix::control::Operation> ops;
+    std::vector<Operation> ops;
     ops.reserve(request->operations_size());
-    if (size_t(request->operations_size()) > medix::control::max_operations)
-      return {grpc::StatusCode::INVALID_ARGUMENT,
-              "operations: " + std::to_string(request->operations_size()) + " operations, more than " +
-                  std::to_string(medix::control::max_operations) + " in one transaction"};
+    if (size_t(request->operations_size()) > max_operations)
+      return {grpc::StatusCode::INVALID_ARGUMENT, "operations: " + std::to_string(request->operations_size()) +
+                                                      " operations, more than " + std::to_string(max_operations) +
+                                                      " in one transaction"};
     for (int i = 0; i < request->operations_size(); i++) {
       const auto& op = request->operations(i);
       std::string at = "operations[" + std::to_string(i) + "]";
       if (op.op() == v1::Operation::OP_UNSPECIFIED)
         return {grpc::StatusCode::INVALID_ARGUMENT, at + ".op: is required (CREATE, UPDATE or DELETE)"};
-      if (op.object().kind_case() == Kind::KIND_NOT_SET)
+      if (op.object().kind_case() == KindCase::KIND_NOT_SET)
         return {grpc::StatusCode::INVALID_ARGUMENT,
                 at + ".object: is required (one of port, tenant, interface, route, neighbour, ...)"};
-      ops.push_back({op.op(), op.object(), at + "." + medix::control::kind_name(op.object().kind_case())});
+      ops.push_back({op.op(), op.object(), at + "." + kind_name(op.object().kind_case())});
     }
     auto result = dp_.controller.apply(ops, request->expected_version());
     if (result.code != Code::ok) return {status_code(result.code), result.message};
@@ -89,31 +89,29 @@ class Service final : public v1::Dataplane::Service {
 
   grpc::Status Get(grpc::ServerContext*, const v1::GetRequest* request, v1::GetResponse* response) override {
     const v1::Object& key = request->key();
-    const medix::control::Kind* kind = medix::control::kind_of(key.kind_case());
+    const Kind* kind = kind_of(key.kind_case());
     if (!kind) return {grpc::StatusCode::INVALID_ARGUMENT, "key: an object with its key fields is required"};
-    return dp_.controller.read(
-        [&](const Intent& in, const medix::control::Committer& c, uint64_t version) -> grpc::Status {
-          response->set_version(version);
-          auto* o = response->mutable_object();
-          if (auto e = kind->get(in, c, key, *o)) return {status_code(e->code), e->message};
-          if (o->kind_case() == Kind::KIND_NOT_SET)
-            return {grpc::StatusCode::NOT_FOUND, std::string("no such ") + kind->name};
-          return grpc::Status::OK;
-        });
+    return dp_.controller.read([&](const Intent& in, const Committer& c, uint64_t version) -> grpc::Status {
+      response->set_version(version);
+      auto* o = response->mutable_object();
+      if (auto e = kind->get(in, c, key, *o)) return {status_code(e->code), e->message};
+      if (o->kind_case() == KindCase::KIND_NOT_SET)
+        return {grpc::StatusCode::NOT_FOUND, std::string("no such ") + kind->name};
+      return grpc::Status::OK;
+    });
   }
 
   grpc::Status List(grpc::ServerContext*, const v1::ListRequest* request, v1::ListResponse* response) override {
     uint32_t page = request->page_size() ? request->page_size() : 1000;
     if (page > 100000)
       return {grpc::StatusCode::INVALID_ARGUMENT, "page_size: " + std::to_string(page) + " is above 100000"};
-    const medix::control::Kind* kind = medix::control::kind_of(request->kind());
+    const Kind* kind = kind_of(request->kind());
     if (!kind) return {grpc::StatusCode::INVALID_ARGUMENT, "kind: is required"};
-    return dp_.controller.read(
-        [&](const Intent& in, const medix::control::Committer& c, uint64_t version) -> grpc::Status {
-          response->set_version(version);
-          if (auto e = kind->list(in, c, *request, page, *response)) return {status_code(e->code), e->message};
-          return grpc::Status::OK;
-        });
+    return dp_.controller.read([&](const Intent& in, const Committer& c, uint64_t version) -> grpc::Status {
+      response->set_version(version);
+      if (auto e = kind->list(in, c, *request, page, *response)) return {status_code(e->code), e->message};
+      return grpc::Status::OK;
+    });
   }
 
   grpc::Status GetCounters(grpc::ServerContext*, const v1::GetCountersRequest*,
@@ -174,7 +172,7 @@ class Service final : public v1::Dataplane::Service {
     uint32_t limit = request->limit() ? request->limit() : 1000;
     const uint64_t* timeouts = dp_.workers.front()->timeouts;
     uint64_t now = rte_rdtsc(), hz = dp_.tsc_hz;
-    return dp_.controller.read([&](const Intent& in, const medix::control::Committer& c, uint64_t) -> grpc::Status {
+    return dp_.controller.read([&](const Intent& in, const Committer& c, uint64_t) -> grpc::Status {
       const Tables& t = *c.current();
       std::optional<uint16_t> tenant;
       if (!request->tenant().empty()) {
@@ -339,7 +337,7 @@ class Service final : public v1::Dataplane::Service {
     e->set_arp_replies_received(s.totals.arp_replies_received);
   }
 
-  ::Dataplane& dp_;
+  Dataplane& dp_;
   std::atomic<bool>& stopping_;
 };
 
@@ -395,3 +393,5 @@ void ApiServer::stop() {
   impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   impl_->server.reset();
 }
+
+}  // namespace medix::dp

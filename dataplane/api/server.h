@@ -6,6 +6,8 @@
 #include <optional>
 #include <string>
 
+namespace medix::dp {
+
 struct Dataplane;
 
 struct ApiOptions {
@@ -25,3 +27,5 @@ class ApiServer {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+}  // namespace medix::dp

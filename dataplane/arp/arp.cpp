@@ -6,6 +6,8 @@
 #include "arp/arp.h"
 #include "l2/l2.h"
 
+namespace medix::dp {
+
 void arp_input(Worker& w, rte_mbuf** pkts, uint16_t n) {
   const Tables& t = *w.tables;
   for (uint16_t i = 0; i < n; i++) {
@@ -84,3 +86,5 @@ void arp_request(Worker& w, uint16_t iface, uint32_t target) {
   bump(w.counters->interfaces[iface].tx_bytes, rte_pktmbuf_pkt_len(m));
   send(w, f.port, m);
 }
+
+}  // namespace medix::dp

@@ -1,13 +1,13 @@
 #include "control/build.h"
 
-namespace medix::control {
+namespace medix::dp {
 
 // Neighbours: what goes away goes before the grace period.
 std::optional<Error> Committer::build_neighbours(Build& b) {
   std::set<uint16_t> dead_set(b.dead_interfaces.begin(), b.dead_interfaces.end());
   if (!dead_set.empty()) {
     std::vector<std::pair<uint16_t, uint32_t>> purge;
-    neighbours_.for_each([&](const ::NeighbourKey& k, const rte_ether_addr&, bool) {
+    neighbours_.for_each([&](const NeighbourSlotKey& k, const rte_ether_addr&, bool) {
       if (dead_set.count(k.interface)) purge.push_back({k.interface, k.address});
     });
     for (auto [i, a] : purge) neighbours_.remove(i, a, b.release);
@@ -35,4 +35,4 @@ std::optional<Error> Committer::build_static_neighbours(Build& b) {
 
 void Committer::reclaim_neighbours(Build& b) { neighbours_.release(b.release); }
 
-}  // namespace medix::control
+}  // namespace medix::dp

@@ -5,7 +5,7 @@
 #include "control/check.h"
 #include "control/commit.h"
 
-namespace medix::control {
+namespace medix::dp {
 namespace {
 
 std::optional<v1::Object> find_neighbour(const Intent& in, const Intent::Key& k) {
@@ -25,7 +25,7 @@ std::vector<v1::Neighbour> neighbours(const Intent& in, const Committer& c) {
   std::map<std::pair<std::string, uint32_t>, v1::Neighbour> all;
   for (const auto& [k, n] : in.neighbours) all[{k.interface, k.address}] = n;
   const Tables& t = *c.current();
-  t.neighbours->for_each([&](const ::NeighbourKey& k, const rte_ether_addr& mac, bool is_static) {
+  t.neighbours->for_each([&](const NeighbourSlotKey& k, const rte_ether_addr& mac, bool is_static) {
     if (is_static || k.interface >= t.interfaces.size()) return;
     v1::Neighbour n;
     n.set_interface(t.interfaces[k.interface].name);
@@ -107,4 +107,4 @@ const Kind neighbour_kind = {
     .list = list_neighbours,
 };
 
-}  // namespace medix::control
+}  // namespace medix::dp

@@ -2,8 +2,8 @@
 // Static neighbours (learned ones are the ARP stage's): their entries in the table of object kinds (control/kinds.cpp).
 #include "control/kinds.h"
 
-namespace medix::control {
+namespace medix::dp {
 
 extern const Kind neighbour_kind;
 
-}  // namespace medix::control
+}  // namespace medix::dp

@@ -5,7 +5,7 @@
 #include <fstream>
 #include <sstream>
 
-namespace medix::config {
+namespace medix::dp {
 
 std::variant<medix::dataplane::v1::Config, std::string> load_file(const std::string& path) {
   std::ifstream in(path);
@@ -23,4 +23,4 @@ std::variant<medix::dataplane::v1::Config, std::string> load_file(const std::str
   return config;
 }
 
-}  // namespace medix::config
+}  // namespace medix::dp

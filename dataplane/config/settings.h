@@ -3,6 +3,8 @@
 #include "infra/settings.h"
 #include "medix/dataplane/v1/objects.pb.h"
 
+namespace medix::dp {
+
 inline Settings settings_from(const medix::dataplane::v1::Settings& s) {
   Settings out;
   if (s.icmp_rate_per_second()) out.icmp_rate_per_second = s.icmp_rate_per_second();
@@ -19,3 +21,5 @@ inline Settings settings_from(const medix::dataplane::v1::Settings& s) {
   out.packet_buffers = s.packet_buffers();
   return out;
 }
+
+}  // namespace medix::dp

@@ -6,7 +6,7 @@
 
 #include "control/commit.h"
 
-namespace medix::control {
+namespace medix::dp {
 
 struct Committer::Build {
   Build(Committer& committer, const Diff& d, const Intent& in, uint64_t version)
@@ -81,4 +81,4 @@ inline rte_ether_addr mac_from(uint64_t mac) {
   return out;
 }
 
-}  // namespace medix::control
+}  // namespace medix::dp

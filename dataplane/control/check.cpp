@@ -2,7 +2,7 @@
 
 #include <google/protobuf/util/message_differencer.h>
 
-namespace medix::control {
+namespace medix::dp {
 
 Error invalid(const std::string& path, const std::string& reason) {
   return {Code::invalid_argument, path + ": " + reason};
@@ -71,4 +71,4 @@ std::optional<Error> in_use(const std::string& path, const char* kind, const std
                                               " (interfaces, routes, neighbours, mappings, pools or rules)"};
 }
 
-}  // namespace medix::control
+}  // namespace medix::dp

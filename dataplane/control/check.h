@@ -8,7 +8,7 @@
 #include "common/address.h"
 #include "control/intent.h"
 
-namespace medix::control {
+namespace medix::dp {
 
 Error invalid(const std::string& path, const std::string& reason);
 std::string quoted(const std::string& s);
@@ -31,4 +31,4 @@ size_t users(const std::unordered_map<std::string, size_t>& users, const std::st
 // The DELETE of a `kind` that `n` objects still use.
 std::optional<Error> in_use(const std::string& path, const char* kind, const std::string& name, size_t n);
 
-}  // namespace medix::control
+}  // namespace medix::dp

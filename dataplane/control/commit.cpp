@@ -8,7 +8,7 @@
 #include "control/build.h"
 #include "nat/nat.h"
 
-namespace medix::control {
+namespace medix::dp {
 namespace {
 
 constexpr uint16_t rx_descriptors = 1024;
@@ -211,4 +211,4 @@ std::optional<Error> Committer::build_counter_bases(Build& b) {
   return std::nullopt;
 }
 
-}  // namespace medix::control
+}  // namespace medix::dp

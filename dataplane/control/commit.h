@@ -22,7 +22,7 @@
 #include "ipsec/sa.h"
 #include "tables/tables.h"
 
-namespace medix::control {
+namespace medix::dp {
 
 class Committer {
  public:
@@ -148,4 +148,4 @@ class Committer {
   uint32_t policy_epoch_ = 0;
 };
 
-}  // namespace medix::control
+}  // namespace medix::dp

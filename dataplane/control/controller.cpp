@@ -4,7 +4,7 @@
 
 #include "control/kinds.h"
 
-namespace medix::control {
+namespace medix::dp {
 
 std::optional<std::string> Controller::init(const Committer::Params& params) { return committer_.init(params); }
 
@@ -53,9 +53,9 @@ void Controller::stop_ports() {
   committer_.stop_ports();
 }
 
-}  // namespace medix::control
+}  // namespace medix::dp
 
-namespace medix::control {
+namespace medix::dp {
 
 void Controller::sa_events(const SaEventMessage* events, unsigned n, uint64_t tsc_hz) {
   {
@@ -87,4 +87,4 @@ std::vector<Controller::SaEvent> Controller::wait_sa_events(uint64_t& cursor, st
   return out;
 }
 
-}  // namespace medix::control
+}  // namespace medix::dp

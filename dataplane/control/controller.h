@@ -10,7 +10,7 @@
 #include "control/commit.h"
 #include "control/intent.h"
 
-namespace medix::control {
+namespace medix::dp {
 
 struct ApplyResult {
   Code code = Code::ok;
@@ -65,4 +65,4 @@ class Controller {
   uint64_t version_ = 0;
 };
 
-}  // namespace medix::control
+}  // namespace medix::dp

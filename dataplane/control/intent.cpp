@@ -3,7 +3,7 @@
 #include "control/check.h"
 #include "control/kinds.h"
 
-namespace medix::control {
+namespace medix::dp {
 
 const char* kind_name(v1::Object::KindCase kind) {
   const Kind* k = kind_of(kind);
@@ -138,4 +138,4 @@ std::optional<Error> Intent::apply(const std::vector<Operation>& ops, Diff& diff
   return std::nullopt;
 }
 
-}  // namespace medix::control
+}  // namespace medix::dp

@@ -21,7 +21,7 @@
 #include "infra/limits.h"
 #include "medix/dataplane/v1/dataplane.pb.h"
 
-namespace medix::control {
+namespace medix::dp {
 namespace v1 = medix::dataplane::v1;
 
 enum class Code {
@@ -167,4 +167,4 @@ std::optional<std::vector<Prefix>> pool_prefixes(const v1::NaptPool& p);
 // The most core addresses one pool may have (prefixes expanded).
 inline constexpr uint32_t max_pool_addresses = 4096;
 
-}  // namespace medix::control
+}  // namespace medix::dp

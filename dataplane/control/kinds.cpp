@@ -6,7 +6,7 @@
 #include "l2/kinds.h"
 #include "nat/kinds.h"
 
-namespace medix::control {
+namespace medix::dp {
 
 std::span<const Kind* const> kinds() {
   // Explicit: a kind exists because it is listed here. Tunnels before routes: routes use them.
@@ -37,4 +37,4 @@ const Kind* kind_of(v1::Kind list_kind) {
   return nullptr;
 }
 
-}  // namespace medix::control
+}  // namespace medix::dp

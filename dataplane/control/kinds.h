@@ -11,7 +11,7 @@
 #include "control/intent.h"
 #include "medix/dataplane/v1/dataplane.pb.h"
 
-namespace medix::control {
+namespace medix::dp {
 
 class Committer;
 
@@ -77,4 +77,4 @@ void record_change(Map& changes, const K& k, const Kind& kind, const Intent& int
   if (!changes.count(k)) changes.emplace(k, Change{before, kind.find(intent, key)});
 }
 
-}  // namespace medix::control
+}  // namespace medix::dp

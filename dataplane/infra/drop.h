@@ -4,6 +4,8 @@
 // reasons from esp_truncated to sa_seq_overflow count against the packet's SA too.
 #include <cstdint>
 
+namespace medix::dp {
+
 #define MEDIX_DROP_REASONS(X)                                                                 \
   X(l2_truncated, "frame shorter than its Ethernet and VLAN headers")                         \
   X(unknown_vlan, "no interface for this port and VLAN tags")                                 \
@@ -83,3 +85,5 @@ inline constexpr DropReasonInfo drop_reasons[] = {
     MEDIX_DROP_REASONS(MEDIX_DROP_INFO)
 #undef MEDIX_DROP_INFO
 };
+
+}  // namespace medix::dp

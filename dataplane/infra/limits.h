@@ -3,6 +3,8 @@
 // resized while workers run.
 #include <cstdint>
 
+namespace medix::dp {
+
 inline constexpr unsigned max_ports = 32;
 inline constexpr unsigned max_workers = 64;
 inline constexpr unsigned max_interfaces = 4096;
@@ -15,3 +17,5 @@ inline constexpr unsigned max_pending = 4096;
 inline constexpr unsigned max_leak_hops = 4;
 inline constexpr unsigned max_sas = 8192;  // slot 0 unused
 inline constexpr unsigned max_policy_rules = 4096;
+
+}  // namespace medix::dp

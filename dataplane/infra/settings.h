@@ -2,6 +2,8 @@
 #include <cstdint>
 #include <string>
 
+namespace medix::dp {
+
 // Dataplane knobs (the config file's `settings`; config/settings.h reads them).
 struct Settings {
   uint32_t icmp_rate_per_second = 100;
@@ -17,3 +19,5 @@ struct Settings {
   uint32_t other_timeout_s = 300;
   uint32_t packet_buffers = 0;
 };
+
+}  // namespace medix::dp

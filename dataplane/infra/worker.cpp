@@ -5,6 +5,8 @@
 
 #include <rte_ethdev.h>
 
+namespace medix::dp {
+
 void drop(Worker& w, rte_mbuf* m, Drop reason) {
   bump(w.counters->drops[unsigned(reason)]);
   uint16_t tenant = meta(m).tenant;
@@ -61,3 +63,5 @@ void hand_off(Worker& w, uint16_t queue, rte_mbuf* m, Handoff why) {
   meta(m).handoff = why;
   if (rte_ring_mp_enqueue(w.handoff[queue], m) != 0) drop(w, m, Drop::handoff_full);
 }
+
+}  // namespace medix::dp

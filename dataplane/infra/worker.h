@@ -20,6 +20,8 @@
 #include "infra/settings.h"
 #include "tables/tables.h"
 
+namespace medix::dp {
+
 // Why a packet travels to another worker over its hand-off ring (set by hand_off(), read
 // only off the ring, in one switch: pipeline/pipeline.cpp).
 enum class Handoff : uint8_t {
@@ -144,7 +146,7 @@ struct PendingQueue {
   // The next hops packets wait for: ARP is asked once per 100 ms each, and a packet for a
   // next hop that has packets waiting queues behind them so that a flow is never reordered.
   struct Waiting {
-    NeighbourKey key;
+    NeighbourSlotKey key;
     uint64_t asked_at;
     uint32_t packets;
   } waiting[64];
@@ -204,3 +206,5 @@ void flush_tx(Worker& w);
 void originate(Worker& w, rte_mbuf* m);
 // Hands a packet to another worker's ring (the owner of its SA or session).
 void hand_off(Worker& w, uint16_t queue, rte_mbuf* m, Handoff why);
+
+}  // namespace medix::dp

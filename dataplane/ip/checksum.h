@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <cstring>
 
+namespace medix::dp {
+
 inline uint16_t checksum_replace16(uint16_t checksum, uint16_t old_word, uint16_t new_word) {
   uint32_t sum = uint32_t(uint16_t(~checksum)) + uint16_t(~old_word) + new_word;
   sum = (sum & 0xffff) + (sum >> 16);
@@ -55,3 +57,5 @@ inline uint16_t ipv4_header_sum(const void* header, unsigned len) {
   sum = (sum & 0xffff) + (sum >> 16);
   return uint16_t(sum);
 }
+
+}  // namespace medix::dp

@@ -2,7 +2,7 @@
 
 #include "control/build.h"
 
-namespace medix::control {
+namespace medix::dp {
 
 // Tenants: a slot and two FIB copies for each new one.
 std::optional<Error> Committer::build_tenants(Build& b) {
@@ -142,4 +142,4 @@ void Committer::reclaim_tenants(Build& b) {
   for (uint16_t s : b.new_tenant_slots) tenant_slot_[tenants_[s].name] = s;
 }
 
-}  // namespace medix::control
+}  // namespace medix::dp

@@ -9,6 +9,8 @@
 #include "ip/ip.h"
 #include "l2/l2.h"
 
+namespace medix::dp {
+
 namespace {
 
 bool is_icmp_error(const rte_ipv4_hdr* ip, uint32_t available) {
@@ -198,3 +200,5 @@ void local_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** esp, uint16_
     send(w, f.port, m);
   }
 }
+
+}  // namespace medix::dp

@@ -6,6 +6,8 @@
 #include "ip/checksum.h"
 #include "ip/ip.h"
 
+namespace medix::dp {
+
 bool ip_check(Worker& w, rte_mbuf* m) {
   uint8_t l2 = meta(m).l2_len;
   uint32_t first_seg = rte_pktmbuf_data_len(m) - l2;
@@ -167,3 +169,5 @@ void ip_route_crossed(Worker& w, rte_mbuf** pkts, uint16_t n, Routed& out) {
     route(w, m, w.tables->nexthops[meta(m).nexthop], out);
   }
 }
+
+}  // namespace medix::dp

@@ -3,6 +3,8 @@
 // ICMP, output through ARP resolution and fragmentation.
 #include "infra/worker.h"
 
+namespace medix::dp {
+
 // ip_input's checks of one packet (IPv4 after meta(m).l2_len bytes); false: dropped.
 bool ip_check(Worker& w, rte_mbuf* m);
 // Checks each packet's header; compacts the good ones to the front and returns how many.
@@ -40,3 +42,5 @@ enum : uint8_t {
   unreach_admin = 13,
 };
 void icmp_error(Worker& w, rte_mbuf* orig, uint8_t type, uint8_t code, uint16_t mtu = 0);
+
+}  // namespace medix::dp

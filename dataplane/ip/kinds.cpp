@@ -2,7 +2,7 @@
 
 #include "control/check.h"
 
-namespace medix::control {
+namespace medix::dp {
 namespace {
 
 // --- Tenant ---------------------------------------------------------------------------------
@@ -217,4 +217,4 @@ const Kind route_kind = {
     .list = list_routes,
 };
 
-}  // namespace medix::control
+}  // namespace medix::dp

@@ -8,6 +8,8 @@
 #include "ip/ip.h"
 #include "l2/l2.h"
 
+namespace medix::dp {
+
 namespace {
 
 void count_tx(Worker& w, uint16_t iface, const InterfaceEntry& f, rte_mbuf* m) {
@@ -59,9 +61,9 @@ void emit(Worker& w, rte_mbuf* m, uint64_t neighbour_word) {
   }
 }
 
-NeighbourKey key_of(rte_mbuf* m) { return NeighbourKey{meta(m).neighbour, meta(m).iface_out, 0}; }
+NeighbourSlotKey key_of(rte_mbuf* m) { return NeighbourSlotKey{meta(m).neighbour, meta(m).iface_out, 0}; }
 
-PendingQueue::Waiting* find_waiting(PendingQueue& q, const NeighbourKey& key) {
+PendingQueue::Waiting* find_waiting(PendingQueue& q, const NeighbourSlotKey& key) {
   for (uint32_t i = 0; i < q.n_waiting; i++)
     if (q.waiting[i].key.address == key.address && q.waiting[i].key.interface == key.interface) return &q.waiting[i];
   return nullptr;
@@ -75,7 +77,7 @@ void ask(Worker& w, PendingQueue::Waiting& waiting, uint64_t now) {
 
 void park(Worker& w, rte_mbuf* m, uint64_t now) {
   PendingQueue& q = *w.pending;
-  NeighbourKey key = key_of(m);
+  NeighbourSlotKey key = key_of(m);
   auto* waiting = find_waiting(q, key);
   if (q.count >= w.settings.arp_pending_limit || (!waiting && q.n_waiting == std::size(q.waiting))) {
     drop(w, m, Drop::arp_pending_full);
@@ -96,7 +98,7 @@ void park(Worker& w, rte_mbuf* m, uint64_t now) {
 }  // namespace
 
 void ip_output(Worker& w, rte_mbuf** pkts, uint16_t n) {
-  NeighbourKey keys[burst_size] = {};
+  NeighbourSlotKey keys[burst_size] = {};
   uint64_t words[burst_size];
   for (uint16_t i = 0; i < n; i++) keys[i] = key_of(pkts[i]);
   w.tables->neighbours->lookup_bulk(keys, n, words);
@@ -121,7 +123,7 @@ void service_pending(Worker& w) {
   uint32_t kept = 0;
   for (uint32_t first = 0; first < q.count; first += burst_size) {
     uint32_t count = std::min<uint32_t>(burst_size, q.count - first);
-    NeighbourKey keys[burst_size];
+    NeighbourSlotKey keys[burst_size];
     uint64_t words[burst_size];
     for (uint32_t i = 0; i < count; i++) keys[i] = key_of(q.pkts[first + i]);
     w.tables->neighbours->lookup_bulk(keys, count, words);
@@ -152,3 +154,5 @@ void service_pending(Worker& w) {
     if (q.waiting[i].packets) q.waiting[still++] = q.waiting[i];
   q.n_waiting = still;
 }
+
+}  // namespace medix::dp

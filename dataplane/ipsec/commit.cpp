@@ -7,7 +7,7 @@
 #include "control/build.h"
 #include "ipsec/sa.h"
 
-namespace medix::control {
+namespace medix::dp {
 
 namespace {
 
@@ -226,4 +226,4 @@ void Committer::reclaim_sas(Build& b) {
   for (auto [key, slot] : b.new_sas) sa_slot_[key] = slot;
 }
 
-}  // namespace medix::control
+}  // namespace medix::dp

@@ -12,6 +12,8 @@
 #include "ip/ip.h"
 #include "ipsec/sa.h"
 
+namespace medix::dp {
+
 namespace {
 
 constexpr uint16_t esp_header = 8;  // SPI, sequence number
@@ -689,3 +691,5 @@ void esp_output(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** outer, uint16
     n_outer = kept;
   }
 }
+
+}  // namespace medix::dp

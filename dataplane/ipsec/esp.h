@@ -4,6 +4,8 @@
 // HMAC-SHA1-96 through its job API.
 #include "infra/worker.h"
 
+namespace medix::dp {
+
 // Whether a checked IPv4 packet (L2 still on) is ESP or ESP in UDP, unfragmented: what
 // esp_input may take before any route lookup.
 bool esp_candidate(rte_mbuf* m);
@@ -18,3 +20,5 @@ void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_
 void esp_output(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** outer, uint16_t& n_outer);
 // TCP MSS clamping (both directions of a tunnel): rewrites the MSS option of a SYN.
 void clamp_mss(rte_mbuf* m, uint16_t l3_offset, uint16_t mss);
+
+}  // namespace medix::dp

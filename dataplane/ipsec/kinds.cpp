@@ -2,7 +2,7 @@
 
 #include "control/check.h"
 
-namespace medix::control {
+namespace medix::dp {
 namespace {
 
 // --- Tunnel ---------------------------------------------------------------------------------
@@ -239,4 +239,4 @@ const Kind sa_kind = {
     .list = list_sas,
 };
 
-}  // namespace medix::control
+}  // namespace medix::dp

@@ -2,8 +2,8 @@
 // Tunnels and their security associations: their entries in the table of object kinds (control/kinds.cpp).
 #include "control/kinds.h"
 
-namespace medix::control {
+namespace medix::dp {
 
 extern const Kind tunnel_kind, sa_kind;
 
-}  // namespace medix::control
+}  // namespace medix::dp

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <cstring>
 
+namespace medix::dp {
+
 inline constexpr uint32_t max_replay_window = 4096;
 
 struct ReplayWindow {
@@ -59,3 +61,5 @@ struct ReplayWindow {
     return (uint64_t(high) << 32) | low;
   }
 };
+
+}  // namespace medix::dp

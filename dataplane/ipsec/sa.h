@@ -13,6 +13,8 @@
 #include "infra/drop.h"
 #include "ipsec/replay.h"
 
+namespace medix::dp {
+
 enum class CipherKind : uint8_t { aes_gcm, aes_cbc };
 enum class AuthKind : uint8_t { none, hmac_sha256_128, hmac_sha1_96 };
 enum class SaLife : uint8_t { active = 1, soft_expired = 2, hard_expired = 3 };
@@ -48,3 +50,5 @@ struct alignas(64) SaState {
   uint64_t drops_of(Drop reason) const { return drops[unsigned(reason) - unsigned(first_sa_drop)]; }
   ReplayWindow replay;  // inbound
 };
+
+}  // namespace medix::dp

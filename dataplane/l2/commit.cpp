@@ -3,7 +3,7 @@
 
 #include "control/build.h"
 
-namespace medix::control {
+namespace medix::dp {
 
 // The routes an interface's addresses make (its subnets, its own addresses), added or
 // removed; the prefixes are recomputed by build_routes.
@@ -191,4 +191,4 @@ void Committer::reclaim_interfaces(Build& b) {
     }
 }
 
-}  // namespace medix::control
+}  // namespace medix::dp

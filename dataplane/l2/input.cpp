@@ -8,6 +8,8 @@
 
 #include "l2/l2.h"
 
+namespace medix::dp {
+
 void l2_input(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n, rte_mbuf** ip, uint16_t& n_ip, rte_mbuf** arp,
               uint16_t& n_arp) {
   const Tables& t = *w.tables;
@@ -122,3 +124,5 @@ void l2_input(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n, rte_mbuf** 
     }
   }
 }
+
+}  // namespace medix::dp

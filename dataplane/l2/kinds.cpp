@@ -7,7 +7,7 @@
 #include "control/check.h"
 #include "control/commit.h"
 
-namespace medix::control {
+namespace medix::dp {
 namespace {
 
 // --- Port -----------------------------------------------------------------------------------
@@ -218,4 +218,4 @@ const Kind interface_kind = {
     .list = list_interfaces,
 };
 
-}  // namespace medix::control
+}  // namespace medix::dp

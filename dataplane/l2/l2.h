@@ -9,6 +9,8 @@
 #include "infra/worker.h"
 #include "tables/tables.h"
 
+namespace medix::dp {
+
 // Classifies a burst received on `port`: IPv4 to `ip`, ARP to `arp` (meta iface_in, tenant,
 // l2_len set); the rest dropped by reason.
 void l2_input(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n, rte_mbuf** ip, uint16_t& n_ip, rte_mbuf** arp,
@@ -53,3 +55,5 @@ inline bool rewrite_l2(rte_mbuf* m, uint8_t old_len, const InterfaceEntry& f, co
   write_l2(rte_pktmbuf_mtod(m, uint8_t*), f, dst, ethertype);
   return true;
 }
+
+}  // namespace medix::dp

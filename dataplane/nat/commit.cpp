@@ -1,7 +1,7 @@
 #include "control/build.h"
 #include "nat/nat.h"
 
-namespace medix::control {
+namespace medix::dp {
 
 // Translations and policy, rebuilt whole when tenants, mappings, pools or rules change.
 std::optional<Error> Committer::build_translations(Build& b) {
@@ -120,4 +120,4 @@ std::optional<Error> Committer::build_crossing(const Diff& diff, const Intent& i
   return std::nullopt;
 }
 
-}  // namespace medix::control
+}  // namespace medix::dp

@@ -2,7 +2,7 @@
 
 #include "control/check.h"
 
-namespace medix::control {
+namespace medix::dp {
 namespace {
 
 // Whether a core prefix clashes with another mapping's or pool's; names the other.
@@ -296,4 +296,4 @@ const Kind policy_rule_kind = {
     },
 };
 
-}  // namespace medix::control
+}  // namespace medix::dp

@@ -3,8 +3,8 @@
 // (control/kinds.cpp).
 #include "control/kinds.h"
 
-namespace medix::control {
+namespace medix::dp {
 
 extern const Kind static_mapping_kind, napt_pool_kind, policy_rule_kind;
 
-}  // namespace medix::control
+}  // namespace medix::dp

@@ -17,6 +17,8 @@
 #include "ip/checksum.h"
 #include "ip/ip.h"
 
+namespace medix::dp {
+
 namespace {
 
 uint32_t flow_hash(const void* key, uint32_t, uint32_t init) {
@@ -729,3 +731,5 @@ void nat_sweep(Worker& w) {
     if (s.live && (stale(t, s) || w.now - s.last_seen > timeout_of(w, s))) end_session(w, nw, i);
   }
 }
+
+}  // namespace medix::dp

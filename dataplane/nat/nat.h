@@ -17,8 +17,9 @@
 #include <atomic>
 #include <cstdint>
 
+namespace medix::dp {
+
 struct Worker;
-struct rte_mbuf;
 
 // The 16 bytes sessions and NAPT mappings are found by.
 struct FlowKey {
@@ -144,3 +145,5 @@ void for_each_session(NatWorker* const* workers, uint16_t n, F&& f) {
     }
   }
 }
+
+}  // namespace medix::dp

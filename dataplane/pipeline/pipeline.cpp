@@ -22,6 +22,8 @@
 #include "l2/l2.h"
 #include "nat/nat.h"
 
+namespace medix::dp {
+
 namespace {
 
 constexpr unsigned max_passes = 4;
@@ -249,3 +251,5 @@ void process_handoff(Worker& w, rte_mbuf** pkts, uint16_t n) {
   }
   run_ip(w, t, ip);
 }
+
+}  // namespace medix::dp

@@ -3,9 +3,13 @@
 // (pipeline.cpp). The runtime's worker loop calls these; stages live in their feature folders.
 #include "infra/worker.h"
 
+namespace medix::dp {
+
 // A burst received on a port (slot `port`).
 void process_burst(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n);
 // Packets other workers handed to this one (meta.handoff says why).
 void process_handoff(Worker& w, rte_mbuf** pkts, uint16_t n);
 // Routes what was originated outside a burst (ICMP errors of the ARP pending queue).
 void process_originated(Worker& w);
+
+}  // namespace medix::dp

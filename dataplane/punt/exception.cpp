@@ -14,6 +14,8 @@
 #include "infra/worker.h"
 #include "tables/tables.h"
 
+namespace medix::dp {
+
 namespace {
 // The MAC the kernel sees as every peer's: medix-dp answers all ARP on the TAP with it.
 const rte_ether_addr dataplane_mac = {{0x02, 0x6d, 0x78, 0x00, 0x00, 0x01}};
@@ -127,3 +129,5 @@ unsigned ExceptionPort::poll(const Tables& tables, rte_mempool* pool, rte_ring* 
   }
   return moved;
 }
+
+}  // namespace medix::dp

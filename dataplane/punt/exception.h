@@ -11,6 +11,8 @@
 #include <optional>
 #include <string>
 
+namespace medix::dp {
+
 struct Tables;
 
 class ExceptionPort {
@@ -31,3 +33,5 @@ class ExceptionPort {
   rte_ether_addr kernel_mac_{};
   uint64_t to_kernel_ = 0, from_kernel_ = 0;
 };
+
+}  // namespace medix::dp

@@ -10,6 +10,8 @@
 #include "nat/nat.h"
 #include "pipeline/pipeline.h"
 
+namespace medix::dp {
+
 namespace {
 constexpr unsigned rx_descriptors = 1024;
 constexpr unsigned tx_descriptors = 1024;
@@ -110,7 +112,7 @@ std::optional<std::string> Dataplane::start(const Settings& s, uint32_t mtu,
   if (!settings.exception_interface.empty())
     if (auto e = exception.open(settings.exception_interface, socket)) return e;
 
-  medix::control::Committer::Params params;
+  Committer::Params params;
   params.rcu = rcu;
   params.queues = queues;
   params.pool = pool;
@@ -212,3 +214,5 @@ Counters Dataplane::totals() const {
   }
   return sum;
 }
+
+}  // namespace medix::dp

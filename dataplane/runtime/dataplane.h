@@ -12,6 +12,8 @@
 #include "infra/worker.h"
 #include "punt/exception.h"
 
+namespace medix::dp {
+
 struct Dataplane {
   std::atomic<bool> stopping{false};
   Settings settings;
@@ -23,7 +25,7 @@ struct Dataplane {
   std::vector<rte_ring*> handoff;  // by worker queue: packets of the SAs it owns
   uint64_t tsc_hz = 0;
   uint32_t max_mtu = 1500;  // the largest MTU the packet buffers hold
-  medix::control::Controller controller;
+  Controller controller;
   ExceptionPort exception;
 
   // Pools, controller and workers, polling an empty set of ports until the first transaction.
@@ -40,3 +42,5 @@ struct Dataplane {
 // Telemetry commands (/medix/...) and the human report printed at exit.
 void register_telemetry(Dataplane& dp);
 void print_counters(Dataplane& dp, FILE* out);
+
+}  // namespace medix::dp

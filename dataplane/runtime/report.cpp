@@ -8,6 +8,8 @@
 
 #include "runtime/snapshot.h"
 
+namespace medix::dp {
+
 namespace {
 
 Dataplane* telemetry_dp = nullptr;
@@ -210,3 +212,5 @@ void print_counters(Dataplane& dp, FILE* out) {
   }
   fflush(out);
 }
+
+}  // namespace medix::dp

@@ -10,6 +10,8 @@
 
 #include "common/address.h"
 
+namespace medix::dp {
+
 using medix::common::format_ipv4;
 
 namespace {
@@ -28,7 +30,7 @@ T minus(const T& a, const T& b) {
 CounterSnapshot take_snapshot(Dataplane& dp, bool with_neighbours) {
   CounterSnapshot s;
   s.totals = dp.totals();
-  dp.controller.read([&](const medix::control::Intent&, const medix::control::Committer& committer, uint64_t version) {
+  dp.controller.read([&](const Intent&, const Committer& committer, uint64_t version) {
     const Tables& t = *committer.current();
     const Counters& base = committer.bases();
     s.version = version;
@@ -46,7 +48,7 @@ CounterSnapshot take_snapshot(Dataplane& dp, bool with_neighbours) {
     auto now_ns = uint64_t(
         std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
             .count());
-    committer.for_each_sa([&](const medix::control::SaKey& key, const SaState& sa) {
+    committer.for_each_sa([&](const SaKey& key, const SaState& sa) {
       CounterSnapshot::Sa x{key.spi,
                             key.tunnel,
                             key.inbound,
@@ -69,7 +71,7 @@ CounterSnapshot take_snapshot(Dataplane& dp, bool with_neighbours) {
     for (const auto& r : t.rules)
       s.rules.push_back({r.name, s.totals.rule_matched[r.slot] - base.rule_matched[r.slot], r.permit});
     if (with_neighbours)
-      t.neighbours->for_each([&](const NeighbourKey& key, const rte_ether_addr& mac, bool is_static) {
+      t.neighbours->for_each([&](const NeighbourSlotKey& key, const rte_ether_addr& mac, bool is_static) {
         char text[RTE_ETHER_ADDR_FMT_SIZE];
         rte_ether_format_addr(text, sizeof text, &mac);
         s.neighbours.push_back({t.interfaces[key.interface].name, format_ipv4(key.address), text, is_static});
@@ -77,3 +79,5 @@ CounterSnapshot take_snapshot(Dataplane& dp, bool with_neighbours) {
   });
   return s;
 }
+
+}  // namespace medix::dp

@@ -6,6 +6,8 @@
 #include "ipsec/sa.h"
 #include "runtime/dataplane.h"
 
+namespace medix::dp {
+
 struct CounterSnapshot {
   uint64_t version = 0;
   std::vector<std::pair<std::string, Counters::Port>> ports;
@@ -43,3 +45,5 @@ struct CounterSnapshot {
 
 // Live objects only; each counter minus its slot's base, so a reused slot starts at zero.
 CounterSnapshot take_snapshot(Dataplane& dp, bool with_neighbours = false);
+
+}  // namespace medix::dp

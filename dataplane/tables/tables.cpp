@@ -4,11 +4,13 @@
 #include <rte_jhash.h>
 #include <rte_malloc.h>
 
+namespace medix::dp {
+
 bool NeighbourTable::init(const char* name, unsigned socket) {
   rte_hash_parameters params{};
   params.name = name;
   params.entries = max_neighbours;
-  params.key_len = sizeof(NeighbourKey);
+  params.key_len = sizeof(NeighbourSlotKey);
   params.hash_func = rte_jhash;
   params.socket_id = int(socket);
   // Lock-free readers: workers look up while the main lcore adds.
@@ -28,7 +30,7 @@ void NeighbourTable::destroy() {
 }
 
 bool NeighbourTable::set(uint16_t interface, uint32_t address, const rte_ether_addr& mac, bool make_static) {
-  NeighbourKey key{address, interface, 0};
+  NeighbourSlotKey key{address, interface, 0};
   int32_t pos = rte_hash_lookup(index_, &key);
   if (pos < 0) pos = rte_hash_add_key(index_, &key);
   if (pos < 0) return false;
@@ -40,7 +42,7 @@ bool NeighbourTable::set(uint16_t interface, uint32_t address, const rte_ether_a
   return true;
 }
 
-void NeighbourTable::lookup_bulk(const NeighbourKey* keys, unsigned n, uint64_t* words) const {
+void NeighbourTable::lookup_bulk(const NeighbourSlotKey* keys, unsigned n, uint64_t* words) const {
   // Packets of a burst mostly go to one next hop: look each run of equal keys up once.
   const void* key_ptrs[RTE_HASH_LOOKUP_BULK_MAX];
   int32_t positions[RTE_HASH_LOOKUP_BULK_MAX];
@@ -71,7 +73,7 @@ rte_ether_addr NeighbourTable::mac_of(uint64_t word) {
 }
 
 void NeighbourTable::remove(uint16_t interface, uint32_t address, std::vector<int32_t>& release_after_grace) {
-  NeighbourKey key{address, interface, 0};
+  NeighbourSlotKey key{address, interface, 0};
   int32_t pos = rte_hash_lookup(index_, &key);
   if (pos < 0) return;
   entries_[pos].store(0, std::memory_order_release);
@@ -81,3 +83,5 @@ void NeighbourTable::remove(uint16_t interface, uint32_t address, std::vector<in
 void NeighbourTable::release(const std::vector<int32_t>& positions) {
   for (int32_t pos : positions) rte_hash_free_key_with_position(index_, pos);
 }
+
+}  // namespace medix::dp

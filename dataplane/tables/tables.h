@@ -15,6 +15,8 @@
 
 #include "infra/limits.h"
 
+namespace medix::dp {
+
 struct SaState;
 
 // Addresses are kept in host byte order everywhere but on the wire.
@@ -149,7 +151,7 @@ struct InterfaceKey {
 
 // Neighbours: (interface slot, address) -> MAC. Workers read; only the control side writes.
 // The MAC and flags share one 64-bit word so that readers see a whole entry or none.
-struct NeighbourKey {
+struct NeighbourSlotKey {
   uint32_t address;
   uint16_t interface;
   uint16_t zero;
@@ -169,7 +171,7 @@ class NeighbourTable {
   void remove(uint16_t interface, uint32_t address, std::vector<int32_t>& release_after_grace);
   void release(const std::vector<int32_t>& positions);
   // Any lcore. Fills macs[i] (0 when unknown) for each key.
-  void lookup_bulk(const NeighbourKey* keys, unsigned n, uint64_t* words) const;
+  void lookup_bulk(const NeighbourSlotKey* keys, unsigned n, uint64_t* words) const;
   static rte_ether_addr mac_of(uint64_t word);
   template <typename F>
   void for_each(F&& f) const;
@@ -187,7 +189,7 @@ void NeighbourTable::for_each(F&& f) const {
   int32_t pos;
   while ((pos = rte_hash_iterate(index_, &key, &data, &next)) >= 0) {
     uint64_t w = entries_[pos].load(std::memory_order_acquire);
-    if (w & valid) f(*static_cast<const NeighbourKey*>(key), mac_of(w), (w & is_static) != 0);
+    if (w & valid) f(*static_cast<const NeighbourSlotKey*>(key), mac_of(w), (w & is_static) != 0);
   }
 }
 
@@ -212,3 +214,5 @@ struct Tables {
   NatWorker* const* nat = nullptr;
   uint16_t workers = 1;
 };
+
+}  // namespace medix::dp

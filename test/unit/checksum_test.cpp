@@ -5,6 +5,8 @@
 
 #include "ip/checksum.h"
 
+using namespace medix::dp;
+
 TEST_CASE("incremental TTL checksum update equals a full recomputation (RFC 1624)") {
   std::mt19937 rng(42);
   for (int i = 0; i < 100000; i++) {

@@ -7,13 +7,15 @@
 #include "control/intent.h"
 #include "fixture.h"
 
+using namespace medix::dp;
+
 namespace {
 std::string error_of(const std::string& json) {
   medix::dataplane::v1::Config config;
   REQUIRE(google::protobuf::util::JsonStringToMessage(json, &config).ok());
-  medix::control::Intent intent;
-  medix::control::Diff diff;
-  auto error = intent.apply(medix::control::operations_from(config), diff);
+  medix::dp::Intent intent;
+  medix::dp::Diff diff;
+  auto error = intent.apply(medix::dp::operations_from(config), diff);
   return error ? error->message : "";
 }
 std::string with(std::string json, const std::string& from, const std::string& to) {
@@ -53,11 +55,11 @@ TEST_CASE("load_file reports the file name, unknown fields and JSON errors") {
     return std::string("/tmp/medix-unit-config.json");
   };
   auto error = [](auto result) { return std::get<std::string>(result); };
-  CHECK(error(medix::config::load_file("/nonexistent.json")) == "/nonexistent.json: cannot open the file");
-  auto unknown = error(medix::config::load_file(write(R"({"schema_version": 1, "portz": []})")));
+  CHECK(error(medix::dp::load_file("/nonexistent.json")) == "/nonexistent.json: cannot open the file");
+  auto unknown = error(medix::dp::load_file(write(R"({"schema_version": 1, "portz": []})")));
   CHECK(unknown.find("/tmp/medix-unit-config.json: ") == 0);
   CHECK(unknown.find("portz") != std::string::npos);
-  auto broken = error(medix::config::load_file(write(R"({"schema_version": 1,)")));
+  auto broken = error(medix::dp::load_file(write(R"({"schema_version": 1,)")));
   CHECK(broken.find("/tmp/medix-unit-config.json: ") == 0);
-  CHECK(std::holds_alternative<medix::dataplane::v1::Config>(medix::config::load_file(write(two_tenants))));
+  CHECK(std::holds_alternative<medix::dataplane::v1::Config>(medix::dp::load_file(write(two_tenants))));
 }

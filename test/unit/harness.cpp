@@ -31,7 +31,7 @@ Harness::Harness(const std::string& config_json) {
   learned = rte_ring_lookup("unit_learned");
   if (!learned) learned = rte_ring_create_elem("unit_learned", sizeof(LearnedNeighbour), 1024, 0, 0);
 
-  medix::control::Committer::Params params;
+  medix::dp::Committer::Params params;
   params.pool = pool;
   params.max_mtu = 9600;
   params.max_sessions = settings_from(config.settings()).max_sessions;
@@ -40,8 +40,8 @@ Harness::Harness(const std::string& config_json) {
     uint16_t id;
     return rte_eth_dev_get_port_by_name(device.c_str(), &id) == 0;
   });
-  auto result = apply(medix::control::operations_from(config));
-  if (result.code != medix::control::Code::ok) throw std::runtime_error(result.message);
+  auto result = apply(medix::dp::operations_from(config));
+  if (result.code != medix::dp::Code::ok) throw std::runtime_error(result.message);
 
   worker.settings = settings_from(config.settings());
   worker.pool = pool;
@@ -64,7 +64,7 @@ Harness::Harness(const std::string& config_json) {
   worker.pending = static_cast<PendingQueue*>(rte_zmalloc("p", sizeof(PendingQueue), 64));
 }
 
-medix::control::ApplyResult Harness::apply(const std::vector<medix::control::Operation>& ops) {
+medix::dp::ApplyResult Harness::apply(const std::vector<medix::dp::Operation>& ops) {
   auto result = controller.apply(ops);
   tables = worker.tables = controller.published().load();
   return result;
@@ -253,14 +253,14 @@ Bytes arp(uint16_t op, const std::string& sha, const std::string& spa, const std
 
 }  // namespace frame
 
-std::vector<medix::control::Operation> ops(const std::string& json) {
+std::vector<medix::dp::Operation> ops(const std::string& json) {
   medix::dataplane::v1::ApplyRequest request;
   if (!google::protobuf::util::JsonStringToMessage("{\"operations\": " + json + "}", &request).ok())
     throw std::runtime_error("test operations are not valid JSON: " + json);
-  std::vector<medix::control::Operation> out;
+  std::vector<medix::dp::Operation> out;
   for (int i = 0; i < request.operations_size(); i++)
-    out.push_back({request.operations(i).op(), request.operations(i).object(),
-                   "operations[" + std::to_string(i) + "]." +
-                       medix::control::kind_name(request.operations(i).object().kind_case())});
+    out.push_back(
+        {request.operations(i).op(), request.operations(i).object(),
+         "operations[" + std::to_string(i) + "]." + medix::dp::kind_name(request.operations(i).object().kind_case())});
   return out;
 }

@@ -8,9 +8,11 @@
 #include "control/controller.h"
 #include "pipeline/pipeline.h"
 
+using namespace medix::dp;
+
 // Operations from the JSON of ApplyRequest.operations: [{"op": "CREATE", "object": {...}}, ...],
 // with the paths the API gives them ("operations[0].route").
-std::vector<medix::control::Operation> ops(const std::string& json);
+std::vector<medix::dp::Operation> ops(const std::string& json);
 
 struct Harness {
   explicit Harness(const std::string& config_json);
@@ -32,9 +34,9 @@ struct Harness {
   uint16_t tenant(const std::string& name) const;
 
   // Applies a transaction (JSON of ApplyRequest's operations) and reloads the tables.
-  medix::control::ApplyResult apply(const std::vector<medix::control::Operation>& ops);
+  medix::dp::ApplyResult apply(const std::vector<medix::dp::Operation>& ops);
 
-  medix::control::Controller controller;
+  medix::dp::Controller controller;
   const Tables* tables = nullptr;
   Worker worker;
   rte_mempool* pool = nullptr;

@@ -3,9 +3,11 @@
 
 #include "control/kinds.h"
 
+using namespace medix::dp;
+
 namespace v1 = medix::dataplane::v1;
-using medix::control::Kind;
-using medix::control::kinds;
+using medix::dp::Kind;
+using medix::dp::kinds;
 
 // The table must name every kind the proto has, once, by its proto names: a kind left out
 // would be refused by Apply and missing from Get, List and config files.
@@ -25,16 +27,16 @@ TEST_CASE("the table of kinds has every object kind once, named as the proto nam
     REQUIRE(list);
     CHECK(list->is_repeated());
     CHECK(list->message_type() == field->message_type());
-    CHECK(medix::control::kind_of(k->object) == k);
-    CHECK(medix::control::kind_of(k->list_kind) == k);
+    CHECK(medix::dp::kind_of(k->object) == k);
+    CHECK(medix::dp::kind_of(k->list_kind) == k);
     // The hooks every kind needs (clear_output, check_update, check_delete may be null).
     CHECK((k->config_size && k->take && k->check_key && k->key && k->find && k->put && k->erase && k->validate &&
            k->diff && k->get && k->list));
   }
   CHECK(list_kinds.size() == size_t(v1::Kind_descriptor()->value_count() - 1));  // less KIND_UNSPECIFIED
-  CHECK(!medix::control::kind_of(v1::Object::KIND_NOT_SET));
-  CHECK(!medix::control::kind_of(v1::KIND_UNSPECIFIED));
-  CHECK(std::string(medix::control::kind_name(v1::Object::KIND_NOT_SET)) == "object");
+  CHECK(!medix::dp::kind_of(v1::Object::KIND_NOT_SET));
+  CHECK(!medix::dp::kind_of(v1::KIND_UNSPECIFIED));
+  CHECK(std::string(medix::dp::kind_name(v1::Object::KIND_NOT_SET)) == "object");
 }
 
 TEST_CASE("a config's lists become operations in the table's (dependency) order") {
@@ -46,7 +48,7 @@ TEST_CASE("a config's lists become operations in the table's (dependency) order"
     const auto* list = v1::Config::descriptor()->FindFieldByName(kinds()[i]->plural);
     config.GetReflection()->AddMessage(&config, list)->CopyFrom(o.GetReflection()->GetMessage(o, field));
   }
-  auto ops = medix::control::operations_from(config);
+  auto ops = medix::dp::operations_from(config);
   REQUIRE(ops.size() == kinds().size());
   for (size_t i = 0; i < ops.size(); i++) {
     CHECK(ops[i].object.kind_case() == kinds()[i]->object);

@@ -7,7 +7,7 @@
 #include "fixture.h"
 #include "harness.h"
 
-using medix::control::Code;
+using medix::dp::Code;
 namespace v1 = medix::dataplane::v1;
 
 namespace {

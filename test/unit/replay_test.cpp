@@ -2,6 +2,8 @@
 
 #include "ipsec/replay.h"
 
+using namespace medix::dp;
+
 TEST_CASE("anti-replay window: accept, replay, too old, sliding (RFC 4303 3.4.3, RFC 6479)") {
   ReplayWindow w;
   w.size = 64;

@@ -7,7 +7,7 @@
 #include "harness.h"
 
 using namespace frame;
-using medix::control::Code;
+using medix::dp::Code;
 namespace v1 = medix::dataplane::v1;
 
 namespace {
@@ -110,7 +110,7 @@ TEST_CASE("interfaces come and go; their neighbours go with them") {
   CHECK(egress_of(h, "10.70.0.6") == -1);
   size_t left = 0;
   h.tables->neighbours->for_each(
-      [&](const ::NeighbourKey& k, const rte_ether_addr&, bool) { left += (k.address >> 8) == 0x0a4600; });
+      [&](const NeighbourSlotKey& k, const rte_ether_addr&, bool) { left += (k.address >> 8) == 0x0a4600; });
   CHECK(left == 0);
   // The same name again: a fresh interface, nothing inherited.
   REQUIRE(
