@@ -1,4 +1,5 @@
 #include "dataplane_client.h"
+#include "common/json.h"
 
 #include <algorithm>
 #include <chrono>
@@ -195,8 +196,7 @@ std::string DataplaneClient::load_owned() {
   std::stringstream text;
   text << in.rdbuf();
   v1::Config config;
-  auto status = google::protobuf::util::JsonStringToMessage(text.str(), &config);
-  if (!status.ok()) return owned_path_ + ": " + std::string(status.message());
+  if (auto error = common::parse_json(text.str(), config)) return owned_path_ + ": " + *error;
   auto add = [&](const auto& items, auto mutable_field) {
     for (const auto& item : items) {
       v1::Object o;

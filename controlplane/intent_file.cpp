@@ -1,4 +1,5 @@
 #include "intent_file.h"
+#include "common/json.h"
 
 #include <fcntl.h>
 #include <google/protobuf/util/json_util.h>
@@ -141,10 +142,7 @@ std::optional<std::string> load_intent(const std::string& path, c1::Intent& inte
   std::ifstream in(path);
   std::stringstream text;
   if (!in || !(text << in.rdbuf())) return path + ": cannot read the file";
-  google::protobuf::util::JsonParseOptions options;
-  options.ignore_unknown_fields = false;
-  auto status = google::protobuf::util::JsonStringToMessage(text.str(), &intent, options);
-  if (!status.ok()) return path + ": " + std::string(status.message());
+  if (auto error = common::parse_json(text.str(), intent)) return path + ": " + *error;
   std::string error = validate_intent(intent);
   if (!error.empty()) return path + ": " + error;
   return std::nullopt;

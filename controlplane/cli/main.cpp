@@ -15,6 +15,7 @@
 
 #include "args.h"
 #include "client.h"
+#include "common/json.h"
 #include "objects.h"
 #include "output.h"
 #include "peers.h"
@@ -256,10 +257,7 @@ v1::Config read_config(const std::string& path) {
   std::stringstream text;
   if (!in || !(text << in.rdbuf())) throw Failure(path + ": cannot read the file");
   v1::Config config;
-  google::protobuf::util::JsonParseOptions options;
-  options.ignore_unknown_fields = false;
-  auto status = google::protobuf::util::JsonStringToMessage(text.str(), &config, options);
-  if (!status.ok()) throw Failure(path + ": " + std::string(status.message()));
+  if (auto error = common::parse_json(text.str(), config)) throw Failure(path + ": " + *error);
   if (config.schema_version() != 1)
     throw Failure(path + ": schema_version: " + std::to_string(config.schema_version()) +
                   " is not supported (expected 1)");

@@ -1,4 +1,5 @@
 #include "peers.h"
+#include "common/json.h"
 
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
@@ -145,8 +146,7 @@ int peers_command(const std::string& target, bool json, const std::string& comma
     std::stringstream text;
     if (!in || !(text << in.rdbuf())) throw Failure(path + ": cannot read the file");
     c1::ApplyIntentRequest request;
-    auto status = google::protobuf::util::JsonStringToMessage(text.str(), request.mutable_intent());
-    if (!status.ok()) throw Failure(path + ": " + std::string(status.message()));
+    if (auto error = common::parse_json(text.str(), *request.mutable_intent())) throw Failure(path + ": " + *error);
     c1::ApplyIntentResponse response;
     check(stub->ApplyIntent(context().get(), request, &response));
     if (json) {

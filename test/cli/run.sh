@@ -4,6 +4,7 @@
 set -u
 cd "$(dirname "$0")/../.."
 dp=build/dataplane/medix-dp
+ctl=build/controlplane/cli/medixctl
 tmp=$(mktemp -d /tmp/medix-cli.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 passed=0 failed=0
@@ -18,6 +19,21 @@ expect() {
     echo "PASS $name"; passed=$((passed + 1))
   else
     echo "FAIL $name: exit $rc (want $status), output:"; sed 's/^/  | /' <<<"$out" | tail -8
+    failed=$((failed + 1))
+  fi
+}
+
+# expect_hidden NAME STATUS PATTERN SECRET -- command...: as expect, and SECRET (key material in
+# the file) appears nowhere in the output.
+expect_hidden() {
+  local name=$1 status=$2 pattern=$3 secret=$4; shift 5
+  local out rc
+  out=$(timeout 60 "$@" 2>&1); rc=$?
+  if [ "$rc" -eq "$status" ] && grep -qF -- "$pattern" <<<"$out" && ! grep -qF -- "$secret" <<<"$out"; then
+    echo "PASS $name"; passed=$((passed + 1))
+  else
+    echo "FAIL $name: exit $rc (want $status, \"$pattern\" and no \"$secret\"), output:"
+    sed 's/^/  | /' <<<"$out" | tail -8
     failed=$((failed + 1))
   fi
 }
@@ -53,6 +69,24 @@ expect "a port EAL does not have" 2 "ports[0].device: no DPDK port named \"net_n
 expect "fewer queues than workers" 2 "needs one per worker (2)" -- \
   $dp --no-huge -m 256 --no-pci --log-level=error --lcores 0@0,1@1,2@1 --file-prefix "medix-cli-$$-2" \
   --vdev "net_pcap0,rx_pcap=$tmp/empty.pcap,tx_pcap=$tmp/out.pcap" -- --config "$tmp/pcap.json"
+
+# Key material never reaches the output: a key that is not base64, a key given as a number,
+# a syntax error right beside a key; medixctl reads the same files before it connects.
+sed 's/"routes"/"sas": [{"spi": 4096, "tunnel": "t", "cipher_key": "SECRETKEY-not*base64"}], "routes"/' \
+  "$tmp/good.json" >"$tmp/badkey.json"
+sed 's/"routes"/"sas": [{"spi": 4096, "integrity_key": 900123456789}], "routes"/' "$tmp/good.json" >"$tmp/numkey.json"
+sed 's/"routes"/"sas": [{"spi": 4096, "cipher_key": SECRETKEY}], "routes"/' "$tmp/good.json" >"$tmp/synkey.json"
+printf '{"schema_version": 1, "peers": [{"name": "c", "psk": 900123456789}]}' >"$tmp/numpsk.json"
+expect_hidden "a key that is not base64 is named, not shown" 2 "$tmp/badkey.json: sas[0].cipher_key: is not base64" \
+  SECRETKEY -- $dp -- --config "$tmp/badkey.json" --check
+expect_hidden "a key that is a number is named, not shown" 2 "sas[0].integrity_key: is not base64" 900123456789 -- \
+  $dp -- --config "$tmp/numkey.json" --check
+expect_hidden "a syntax error beside a key: line and column, not the text" 2 "Unexpected token at line 5, column" \
+  SECRETKEY -- $dp -- --config "$tmp/synkey.json" --check
+expect_hidden "medixctl apply: the key is named, not shown" 1 "sas[0].cipher_key: is not base64" SECRETKEY -- \
+  $ctl -p "medix-cli-none-$$" apply "$tmp/badkey.json"
+expect_hidden "medixctl intent apply: a PSK that does not parse is not shown" 1 "peers[0].psk: is not a valid STRING" \
+  900123456789 -- $ctl -p "medix-cli-none-$$" intent apply "$tmp/numpsk.json"
 
 # SIGTERM: a clean stop with the final counters.
 $dp "${eal[@]}" --file-prefix "medix-cli-$$-3" --vdev net_null0 -- --config "$tmp/good.json" >"$tmp/run.log" 2>&1 &

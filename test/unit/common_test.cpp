@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include "common/address.h"
+#include "common/json.h"
 #include "common/keys.h"
 
 using namespace medix::common;
@@ -58,4 +59,31 @@ TEST_CASE("object keys come from the v1 messages, addresses as numbers") {
   sa.set_inbound(true);
   CHECK(sa_key(sa) == SaKey{"t", 0x1000, true});
   CHECK(sa_key(sa) != SaKey{"t", 0x1000, false});
+}
+
+TEST_CASE("a JSON file that does not parse is refused without quoting its text") {
+  v1::Config config;
+  // A key that is not base64, one that is a number, and a syntax error beside a key: the
+  // field and the reason are said, the bytes are not.
+  auto bad_key = parse_json(R"({"sas": [{"spi": 1000, "cipher_key": "SECRET!!not-base64"}]})", config);
+  REQUIRE(bad_key);
+  CHECK(*bad_key == "sas[0].cipher_key: is not base64 (the value is not shown)");
+  auto number = parse_json(R"({"sas": [{"spi": 1000, "integrity_key": 123456789}]})", config);
+  REQUIRE(number);
+  CHECK(*number == "sas[0].integrity_key: is not base64 (the value is not shown)");
+  auto syntax = parse_json("{\"schema_version\": 1,\n \"sas\": [{\"cipher_key\": SECRETRAW}]}", config);
+  REQUIRE(syntax);
+  CHECK(syntax->find("SECRET") == std::string::npos);
+  CHECK(*syntax == "Unexpected token at line 2, column 25 (the text around it is not shown)");
+  // Other errors keep what they said (no value in them).
+  auto unknown = parse_json(R"({"tunnelz": []})", config);
+  REQUIRE(unknown);
+  CHECK(*unknown == "tunnelz: Cannot find field.");
+  CHECK(!parse_json(R"({"schema_version": 1, "sas": [{"cipher_key": "aGVsbG8="}]})", config));
+  CHECK(config.sas(0).cipher_key() == "hello");
+  // What protobuf says, and what is left of it.
+  CHECK(json_error("(sas[0].spi): invalid value \"abc\" for type TYPE_UINT32") ==
+        "sas[0].spi: is not a valid UINT32 (the value is not shown)");
+  CHECK(json_error("Unexpected token.\nkey\": SECRET,\n        ^") ==
+        "Unexpected token. (the text around it is not shown)");
 }

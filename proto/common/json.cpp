@@ -1,0 +1,65 @@
+#include "common/json.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <algorithm>
+#include <regex>
+
+namespace medix::common {
+
+std::string json_error(std::string_view protobuf_message) {
+  // A syntax error quotes the text around it on the lines after the first.
+  std::string first(protobuf_message.substr(0, protobuf_message.find('\n')));
+  bool quoted_text = first.size() < protobuf_message.size();
+  // "(sas[0].cipher_key): ..." -> "sas[0].cipher_key: ...", as medix's own errors name fields.
+  static const std::regex field(R"(^\(([^()]*)\): )");
+  first = std::regex_replace(first, field, "$1: ", std::regex_constants::format_first_only);
+  // "invalid value "..." for type TYPE_BYTES": a key is a bytes field.
+  static const std::regex value(R"(invalid value .* for type (TYPE_[A-Z0-9]+))");
+  std::smatch m;
+  if (std::regex_search(first, m, value)) {
+    std::string type = m[1].str();
+    std::string why = type == "TYPE_BYTES" ? "is not base64" : "is not a valid " + type.substr(5);
+    return m.prefix().str() + why + " (the value is not shown)";
+  }
+  return quoted_text ? first + " (the text around it is not shown)" : first;
+}
+
+namespace {
+
+// Where a syntax error is, from the excerpt protobuf quotes ("message\nexcerpt\n   ^"):
+// " at line L, column C", or nothing if the excerpt is not found in the text.
+std::string position(const std::string& text, std::string_view message) {
+  size_t first = message.find('\n');
+  size_t second = first == std::string_view::npos ? first : message.find('\n', first + 1);
+  if (second == std::string_view::npos) return "";
+  std::string excerpt(message.substr(first + 1, second - first - 1));
+  size_t caret = message.find('^', second + 1);
+  size_t at = text.find(excerpt);
+  if (excerpt.empty() || caret == std::string_view::npos || at == std::string::npos) return "";
+  size_t offset = at + (caret - second - 1);
+  size_t line = 1 + size_t(std::count(text.begin(), text.begin() + long(std::min(offset, text.size())), '\n'));
+  size_t line_start = text.rfind('\n', offset == 0 ? 0 : offset - 1);
+  size_t column = line_start == std::string::npos ? offset + 1 : offset - line_start;
+  return " at line " + std::to_string(line) + ", column " + std::to_string(column);
+}
+
+}  // namespace
+
+std::optional<std::string> parse_json(const std::string& text, google::protobuf::Message& out) {
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;  // a misspelt field is an error, not a silent default
+  auto status = google::protobuf::util::JsonStringToMessage(text, &out, options);
+  if (status.ok()) return std::nullopt;
+  std::string message(status.message());
+  std::string reason = json_error(message);
+  std::string where = position(text, message);
+  if (where.empty()) return reason;
+  // "Unexpected token. (the text around it is not shown)" -> "Unexpected token at line 3, ..."
+  size_t cut = reason.find(" (the text around it is not shown)");
+  std::string what = reason.substr(0, cut);
+  if (!what.empty() && what.back() == '.') what.pop_back();
+  return what + where + (cut == std::string::npos ? "" : reason.substr(cut));
+}
+
+}  // namespace medix::common

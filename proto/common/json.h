@@ -1,0 +1,20 @@
+#pragma once
+// Config and intent files are JSON of the v1 messages, and they hold keys and PSKs: a file that
+// does not parse is refused with the field and the reason, never with the text it holds.
+#include <google/protobuf/message.h>
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace medix::common {
+
+// Parses JSON text into `out` (a misspelt field is an error): nullopt, or the reason, which
+// quotes none of the text.
+std::optional<std::string> parse_json(const std::string& text, google::protobuf::Message& out);
+
+// protobuf's JSON parse error without what it quotes: the value of a field that does not parse
+// (a bytes field is said not to be base64) and the lines of text around a syntax error.
+std::string json_error(std::string_view protobuf_message);
+
+}  // namespace medix::common
