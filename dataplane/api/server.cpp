@@ -2,7 +2,9 @@
 
 #include <grpcpp/grpcpp.h>
 #include <rte_cycles.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -358,6 +360,28 @@ struct ApiServer::Impl {
   std::unique_ptr<grpc::Server> server;
 };
 
+namespace {
+
+// Only a stale socket may be replaced: a path that holds anything else, or a socket a live
+// server answers on, is refused (and left as it is).
+std::optional<std::string> claim_socket(const std::string& path) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0) return std::nullopt;  // nothing there
+  if (!S_ISSOCK(st.st_mode)) return path + ": exists and is not a socket (refusing to replace it)";
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) return path + ": longer than a unix socket path may be";
+  memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  bool live = fd >= 0 && connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  if (fd >= 0) close(fd);
+  if (live) return path + ": a running server listens on it (another medix-dp?)";
+  unlink(path.c_str());
+  return std::nullopt;
+}
+
+}  // namespace
+
 ApiServer::ApiServer() : impl_(std::make_unique<Impl>()) {}
 ApiServer::~ApiServer() { stop(); }
 
@@ -367,7 +391,7 @@ std::optional<std::string> ApiServer::start(Dataplane& dp, const ApiOptions& opt
   builder.SetMaxReceiveMessageSize(1 << 30);  // a transaction of a million routes
   builder.SetMaxSendMessageSize(256 << 20);
   builder.RegisterService(impl_->service.get());
-  unlink(options.socket_path.c_str());
+  if (auto e = claim_socket(options.socket_path)) return "--api-socket " + *e;
   builder.AddListeningPort("unix:" + options.socket_path, grpc::InsecureServerCredentials());
   if (!options.listen.empty()) {
     grpc::SslServerCredentialsOptions tls(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);

@@ -99,5 +99,26 @@ else
   echo "FAIL SIGTERM: exit $rc"; tail -5 "$tmp/run.log"; failed=$((failed + 1))
 fi
 
+# --api-socket replaces only a stale socket: a regular file there is refused and left as it
+# was, and so is a socket another medix-dp serves; a socket left by a killed one is taken over.
+echo "not a socket" >"$tmp/file.sock"
+expect "--api-socket: a regular file is refused" 2 "--api-socket $tmp/file.sock: exists and is not a socket" -- \
+  $dp "${eal[@]}" --file-prefix "medix-cli-$$-4" --vdev net_null0 -- --config "$tmp/good.json" --api-socket "$tmp/file.sock"
+if [ "$(cat "$tmp/file.sock")" = "not a socket" ]; then
+  echo "PASS --api-socket: the regular file is left as it was"; passed=$((passed + 1))
+else
+  echo "FAIL --api-socket: the regular file changed or is gone"; failed=$((failed + 1))
+fi
+/usr/bin/python3 -c 'import socket, sys; s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.close()' "$tmp/api.sock"
+$dp "${eal[@]}" --file-prefix "medix-cli-$$-5" --vdev net_null0 -- --config "$tmp/good.json" \
+  --api-socket "$tmp/api.sock" >"$tmp/first.log" 2>&1 &
+first=$!
+for _ in $(seq 100); do grep -q "ready" "$tmp/first.log" && break; sleep 0.1; done
+expect "--api-socket: a stale socket is taken over" 0 "p0    net_null0" -- $ctl --dp "unix://$tmp/api.sock" show ports
+expect "--api-socket: a socket a running medix-dp serves is refused" 2 "a running server listens on it" -- \
+  $dp "${eal[@]}" --file-prefix "medix-cli-$$-6" --vdev net_null0 -- --config "$tmp/good.json" --api-socket "$tmp/api.sock"
+expect "--api-socket: the first medix-dp still serves" 0 "p0    net_null0" -- $ctl --dp "unix://$tmp/api.sock" show ports
+kill -TERM $first; wait $first
+
 echo "cli: $passed passed, $failed failed"
 [ $failed -eq 0 ]
