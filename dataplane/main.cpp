@@ -3,6 +3,9 @@
 #include <rte_errno.h>
 #include <rte_lcore.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -43,6 +46,26 @@ const char usage[] =
     "  --tls-cert FILE --tls-key FILE --tls-client-ca FILE\n";
 
 // Our options are those after "--" (DPDK's convention); EAL never sees them.
+// Why rte_eal_init failed. EAL leaves rte_errno at 0 when another primary process holds the
+// lock on its runtime directory (same --file-prefix, or one killed a moment ago and not yet
+// gone): say so, with that process.
+std::string eal_failure() {
+  std::string config = std::string(rte_eal_get_runtime_dir()) + "/config";
+  int fd = open(config.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    struct flock lock {};
+    lock.l_type = F_WRLCK;
+    lock.l_whence = SEEK_SET;
+    bool held = fcntl(fd, F_GETLK, &lock) == 0 && lock.l_type != F_UNLCK;
+    close(fd);
+    if (held)
+      return "another primary process (pid " + std::to_string(lock.l_pid) + ") uses this --file-prefix (" +
+             rte_eal_get_runtime_dir() + " is locked): stop it, or give this one another --file-prefix";
+  }
+  if (rte_errno) return rte_strerror(rte_errno);
+  return "initialisation failed (EAL's messages above say why)";
+}
+
 bool parse_options(int argc, char** argv, Options& o) {
   int i = 0;
   while (i < argc && strcmp(argv[i], "--") != 0) i++;
@@ -116,7 +139,7 @@ int main(int argc, char** argv) {
   int eal_args = 0;
   while (eal_args < argc && strcmp(argv[eal_args], "--") != 0) eal_args++;
   if (rte_eal_init(eal_args, argv) < 0) {
-    fprintf(stderr, "medix-dp: EAL: %s\n", rte_strerror(rte_errno));
+    fprintf(stderr, "medix-dp: EAL: %s\n", eal_failure().c_str());
     return 1;
   }
   std::signal(SIGINT, on_signal);

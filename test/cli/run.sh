@@ -118,6 +118,9 @@ expect "--api-socket: a stale socket is taken over" 0 "p0    net_null0" -- $ctl 
 expect "--api-socket: a socket a running medix-dp serves is refused" 2 "a running server listens on it" -- \
   $dp "${eal[@]}" --file-prefix "medix-cli-$$-6" --vdev net_null0 -- --config "$tmp/good.json" --api-socket "$tmp/api.sock"
 expect "--api-socket: the first medix-dp still serves" 0 "p0    net_null0" -- $ctl --dp "unix://$tmp/api.sock" show ports
+# The same --file-prefix as a running medix-dp (or one killed a moment ago, not yet gone).
+expect "the same --file-prefix: which process holds it" 1 "another primary process (pid $first) uses this --file-prefix" -- \
+  $dp "${eal[@]}" --file-prefix "medix-cli-$$-5" --vdev net_null0 -- --config "$tmp/good.json" --api-socket "$tmp/other.sock"
 kill -TERM $first; wait $first
 
 echo "cli: $passed passed, $failed failed"
