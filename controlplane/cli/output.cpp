@@ -126,8 +126,13 @@ void print_sas(std::ostream& out, const Objects& objects) {
     const auto& s = object.sa();
     char spi[16];
     std::snprintf(spi, sizeof spi, "0x%08x", s.spi());
+    // Unset: medix-dp's default window (objects.proto); 0: replay protection off.
+    std::string window = !s.inbound()             ? "-"
+                         : !s.has_replay_window() ? "default"
+                         : s.replay_window() == 0 ? "off"
+                                                  : num(s.replay_window());
     table.row({spi, s.tunnel(), s.inbound() ? "in" : "out", v1::Cipher_Name(s.cipher()),
-               v1::Integrity_Name(s.integrity()), s.esn() ? "on" : "off", num(s.replay_window())});
+               v1::Integrity_Name(s.integrity()), s.esn() ? "on" : "off", window});
   }
   table.print(out);
 }

@@ -21,7 +21,7 @@ void sa_setup(SaState& sa, const v1::SecurityAssociation& o, IMB_MGR* mgr) {
   sa.hard_bytes = o.hard_bytes();
   sa.soft_packets = o.soft_packets();
   sa.hard_packets = o.hard_packets();
-  sa.replay.size = o.replay_window();
+  sa.replay.size = o.has_replay_window() ? o.replay_window() : default_replay_window;
   sa.life = SaLife::active;
   if (o.cipher() == v1::AES_GCM_128 || o.cipher() == v1::AES_GCM_256) {
     sa.cipher = CipherKind::aes_gcm;

@@ -9,6 +9,8 @@
 namespace medix::dp {
 
 inline constexpr uint32_t max_replay_window = 4096;
+// An inbound SA's window when its object does not say (RFC 4303: on unless both ends agree).
+inline constexpr uint32_t default_replay_window = 64;
 
 struct ReplayWindow {
   uint64_t top = 0;   // highest sequence number accepted (64-bit with ESN)

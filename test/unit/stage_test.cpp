@@ -320,9 +320,9 @@ TEST_CASE("ip_lookup stage: two tenants with one plan, a leak, local addresses a
 namespace {
 
 // One end of tunnel t1 between 198.51.100.1 and .2, over tenant carrier, for tenant hosp;
-// anti-replay on (it is off unless a window is given).
+// the inbound SA's replay_window as `window` says ("" leaves it unset: the default).
 std::string tunnel_end(const std::string& local, const std::string& remote, uint32_t in_spi, uint32_t out_spi,
-                       const std::string& crypto) {
+                       const std::string& crypto, const std::string& window = R"("replay_window": 64, )") {
   return R"({
   "schema_version": 1,
   "ports": [{"name": "p0", "device": "net_null0"}, {"name": "p1", "device": "net_null1"}],
@@ -335,7 +335,7 @@ std::string tunnel_end(const std::string& local, const std::string& remote, uint
   "tunnels": [{"name": "t1", "tenant": "hosp", "underlay_tenant": "carrier", "local_address": ")" +
          local + R"(", "remote_address": ")" + remote + R"("}],
   "sas": [{"spi": )" +
-         std::to_string(in_spi) + R"(, "tunnel": "t1", "inbound": true, "replay_window": 64, )" + crypto + R"(},
+         std::to_string(in_spi) + R"(, "tunnel": "t1", "inbound": true, )" + window + crypto + R"(},
           {"spi": )" +
          std::to_string(out_spi) + R"(, "tunnel": "t1", "inbound": false, )" + crypto + R"(}]
 })";
@@ -426,6 +426,44 @@ TEST_CASE(
   CHECK(sa.drops_of(Drop::esp_bad_icv) == 1);
   CHECK(sa.drops_of(Drop::esp_replayed) == 1);
   free_all(out);
+}
+
+TEST_CASE("anti-replay is on unless an SA says replay_window 0: a replayed packet is dropped by default") {
+  const std::string crypto = R"("cipher": "AES_GCM_128", "cipher_key": "EZ4XvSP957YoWC803fgbkd4OW34=")";
+  std::vector<Bytes> wire;
+  {
+    Harness near(tunnel_end("198.51.100.1", "198.51.100.2", 4097, 8193, crypto));
+    std::vector<std::pair<std::string, Bytes>> frames;
+    for (uint16_t port : {1, 2, 3})
+      frames.push_back({"h0", ether("02:00:00:00:01:01", host_mac, 0x0800) +
+                                  ipv4("10.0.1.10", "10.0.0.5", 17, udp(port, 9, 20), 63)});
+    auto pkts = arrived(near, frames);
+    for (rte_mbuf* m : pkts) meta(m).iface_out = near.interface("t1");
+    auto outer = esp_output_stage(near, pkts);
+    REQUIRE(outer.size() == 3);
+    for (rte_mbuf* m : outer) wire.push_back(bytes_of(m));
+    free_all(outer);
+  }
+  // Each packet, then the first again.
+  auto receive = [&](Harness& far) {
+    std::vector<std::pair<std::string, Bytes>> frames;
+    for (const auto& ip : wire) frames.push_back({"c0", ether("02:00:00:00:00:01", "02:00:00:00:00:02", 0x0800) + ip});
+    frames.push_back(frames[0]);
+    auto out = esp_input_stage(far, arrived(far, frames));
+    size_t n = out.size();
+    free_all(out);
+    return n;
+  };
+  SECTION("no replay_window: the default window") {
+    Harness far(tunnel_end("198.51.100.2", "198.51.100.1", 8193, 4097, crypto, ""));
+    CHECK(receive(far) == 3);
+    CHECK(far.drops(Drop::esp_replayed) == 1);
+  }
+  SECTION("replay_window 0: off, as chosen") {
+    Harness far(tunnel_end("198.51.100.2", "198.51.100.1", 8193, 4097, crypto, R"("replay_window": 0, )"));
+    CHECK(receive(far) == 4);
+    CHECK(far.total_drops() == 0);
+  }
 }
 
 namespace {
