@@ -95,7 +95,11 @@ std::optional<std::string> Dataplane::start(const Settings& s, uint32_t mtu,
       RTE_PKTMBUF_HEADROOM;
   // Enough for every descriptor of 8 ports, the pending queue and bursts in flight.
   unsigned per_worker = 8 * (rx_descriptors + tx_descriptors + 2 * burst_size) + max_pending + 4 * burst_size;
-  unsigned mbufs = std::max({8191u, per_worker * queues + 2048, settings.packet_buffers});
+  unsigned needed = std::max(8191u, per_worker * queues + 2048);
+  unsigned mbufs = std::max(needed, settings.packet_buffers);
+  if (settings.packet_buffers && settings.packet_buffers < needed)
+    fprintf(stderr, "medix-dp: settings.packet_buffers %u is below what %u worker(s) need (%u): using %u\n",
+            settings.packet_buffers, unsigned(queues), needed, needed);
   // The private area rounded to a cache line puts frames on a cache line boundary, so that
   // Ethernet, IPv4 and UDP or ESP headers share one line.
   pool = rte_pktmbuf_pool_create("packets", mbufs, 256, RTE_CACHE_LINE_ROUNDUP(sizeof(PacketMeta)), uint16_t(data_room),

@@ -118,6 +118,20 @@ expect "--api-socket: a stale socket is taken over" 0 "p0    net_null0" -- $ctl 
 expect "--api-socket: a socket a running medix-dp serves is refused" 2 "a running server listens on it" -- \
   $dp "${eal[@]}" --file-prefix "medix-cli-$$-6" --vdev net_null0 -- --config "$tmp/good.json" --api-socket "$tmp/api.sock"
 expect "--api-socket: the first medix-dp still serves" 0 "p0    net_null0" -- $ctl --dp "unix://$tmp/api.sock" show ports
+# packet_buffers below the minimum is raised, and said so.
+sed 's/"schema_version": 1/"schema_version": 1, "settings": {"packet_buffers": 100}/' "$tmp/good.json" >"$tmp/few.json"
+$dp "${eal[@]}" --file-prefix "medix-cli-$$-7" --vdev net_null0 -- --config "$tmp/few.json" \
+  --api-socket "$tmp/few.sock" >"$tmp/few.log" 2>&1 &
+few=$!
+for _ in $(seq 100); do grep -q "ready" "$tmp/few.log" && break; sleep 0.1; done
+kill -TERM $few; wait $few
+if grep -q "settings.packet_buffers 100 is below what 1 worker(s) need (.*): using" "$tmp/few.log" &&
+  grep -q "ready" "$tmp/few.log"; then
+  echo "PASS packet_buffers below the minimum: raised, and said so"; passed=$((passed + 1))
+else
+  echo "FAIL packet_buffers below the minimum:"; tail -5 "$tmp/few.log" | sed 's/^/  | /'; failed=$((failed + 1))
+fi
+
 # The same --file-prefix as a running medix-dp (or one killed a moment ago, not yet gone).
 expect "the same --file-prefix: which process holds it" 1 "another primary process (pid $first) uses this --file-prefix" -- \
   $dp "${eal[@]}" --file-prefix "medix-cli-$$-5" --vdev net_null0 -- --config "$tmp/good.json" --api-socket "$tmp/other.sock"
