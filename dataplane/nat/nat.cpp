@@ -692,16 +692,21 @@ void cross_burst(Worker& w, rte_mbuf** pkts, uint16_t n, const uint16_t* origin,
 }  // namespace
 
 void nat_input(Worker& w, rte_mbuf** pkts, uint16_t n, bool handed_off, rte_mbuf** out, uint16_t& n_out) {
-  uint16_t origin[burst_size] = {}, exit[burst_size] = {};  // zeroed: GCC cannot see that n <= burst_size
+  // Zeroed: GCC cannot see that n <= burst_size.
+  uint16_t origin[burst_size] = {}, exit[burst_size] = {}, nexthop[burst_size] = {};
   bool crossed[burst_size];
   for (uint16_t i = 0; i < n; i++) {
     origin[i] = uint16_t(meta(pkts[i]).origin - 1);
     exit[i] = meta(pkts[i]).exit;
+    nexthop[i] = meta(pkts[i]).nexthop;
   }
   cross_burst(w, pkts, n, origin, exit, handed_off, crossed);
   for (uint16_t i = 0; i < n; i++) {
     if (!crossed[i]) continue;
     rte_mbuf* m = pkts[i];
+    // A reassembled packet is headed by its first fragment, looked up in an earlier burst
+    // (maybe another generation): it goes on by the route of this burst's fragment.
+    meta(m).nexthop = nexthop[i];
     if (handed_off) {
       PacketMeta& pm = meta(m);
       pm.origin = 0;
