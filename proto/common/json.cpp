@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <regex>
+#include <sstream>
+#include <vector>
 
 namespace medix::common {
 
@@ -44,6 +46,47 @@ std::string position(const std::string& text, std::string_view message) {
   return " at line " + std::to_string(line) + ", column " + std::to_string(column);
 }
 
+// Edit distance between two field names (insertions, deletions, substitutions).
+size_t distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); j++) row[j] = j;
+  for (size_t i = 1; i <= a.size(); i++) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); j++) {
+      size_t next = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] != b[j - 1])});
+      diagonal = row[j];
+      row[j] = next;
+    }
+  }
+  return row[b.size()];
+}
+
+// "(interfaces[0]) vlna: Cannot find field." -> "interfaces[0].vlna: no such field (did you
+// mean "vlan"?)": the message at the path is walked to from `root`, and its closest field
+// name is suggested when it is close enough to be a typo.
+std::optional<std::string> unknown_field(const std::string& reason, const google::protobuf::Descriptor* root) {
+  static const std::regex unknown(R"(^(?:\(([^()]*)\) )?([^ :]+): Cannot find field\.$)");
+  std::smatch m;
+  if (!std::regex_match(reason, m, unknown)) return std::nullopt;
+  std::string path = m[1].str(), name = m[2].str();
+  const google::protobuf::Descriptor* at = root;
+  std::stringstream segments(path);
+  for (std::string segment; at && std::getline(segments, segment, '.');) {
+    const auto* f = at->FindFieldByName(segment.substr(0, segment.find('[')));
+    at = f ? f->message_type() : nullptr;
+  }
+  std::string out = (path.empty() ? "" : path + ".") + name + ": no such field";
+  if (!at) return out;
+  std::string best;
+  size_t best_distance = 3;  // a typo, not another word
+  for (int i = 0; i < at->field_count(); i++) {
+    size_t d = distance(name, at->field(i)->name());
+    if (d < best_distance) best_distance = d, best = at->field(i)->name();
+  }
+  return best.empty() ? out : out + " (did you mean \"" + best + "\"?)";
+}
+
 }  // namespace
 
 std::optional<std::string> parse_json(const std::string& text, google::protobuf::Message& out) {
@@ -52,6 +95,7 @@ std::optional<std::string> parse_json(const std::string& text, google::protobuf:
   auto status = google::protobuf::util::JsonStringToMessage(text, &out, options);
   if (status.ok()) return std::nullopt;
   std::string message(status.message());
+  if (auto unknown = unknown_field(message, out.GetDescriptor())) return unknown;
   std::string reason = json_error(message);
   std::string where = position(text, message);
   if (where.empty()) return reason;

@@ -61,7 +61,8 @@ TEST_CASE("object keys come from the v1 messages, addresses as numbers") {
   CHECK(sa_key(sa) != SaKey{"t", 0x1000, false});
 }
 
-TEST_CASE("a JSON file that does not parse is refused without quoting its text") {
+TEST_CASE(
+    "a JSON file that does not parse is refused by field and reason (a typo with a guess), never quoting its text") {
   v1::Config config;
   // A key that is not base64, one that is a number, and a syntax error beside a key: the
   // field and the reason are said, the bytes are not.
@@ -78,7 +79,17 @@ TEST_CASE("a JSON file that does not parse is refused without quoting its text")
   // Other errors keep what they said (no value in them).
   auto unknown = parse_json(R"({"tunnelz": []})", config);
   REQUIRE(unknown);
-  CHECK(*unknown == "tunnelz: Cannot find field.");
+  CHECK(*unknown == "tunnelz: no such field (did you mean \"tunnels\"?)");
+  // A misspelt field anywhere is named by its path, with the closest field of its message.
+  unknown = parse_json(R"({"interfaces": [{"name": "a", "vlna": 3}]})", config);
+  REQUIRE(unknown);
+  CHECK(*unknown == "interfaces[0].vlna: no such field (did you mean \"vlan\"?)");
+  unknown = parse_json(R"({"routes": [{"via": {"interfaec": "x"}}]})", config);
+  REQUIRE(unknown);
+  CHECK(*unknown == "routes[0].via.interfaec: no such field (did you mean \"interface\"?)");
+  unknown = parse_json(R"({"hospitals": []})", config);  // no field is close: no guess
+  REQUIRE(unknown);
+  CHECK(*unknown == "hospitals: no such field");
   CHECK(!parse_json(R"({"schema_version": 1, "sas": [{"cipher_key": "aGVsbG8="}]})", config));
   CHECK(config.sas(0).cipher_key() == "hello");
   // What protobuf says, and what is left of it.
