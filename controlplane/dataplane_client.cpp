@@ -624,14 +624,9 @@ int DataplaneClient::replay() {
   for (const auto& [key, sa] : sas_) ops.push_back(op(v1::Operation::CREATE, object_of(sa.object)));
   for (const auto& [key, r] : routes_) ops.push_back(op(v1::Operation::CREATE, object_of(r.object)));
   if (ops.empty()) return 0;
-  v1::ApplyRequest request;
-  for (const auto& o : ops) *request.add_operations() = o;
   v1::ApplyResponse response;
-  grpc::ClientContext context;
-  set_deadline(context);
-  auto status = stub()->Apply(&context, request, &response);
-  if (!status.ok()) {
-    log("replay refused: " + name_fields(status_text(status), fields));
+  if (std::string error = apply(ops, &response); !error.empty()) {
+    log("replay refused: " + name_fields(error, fields));
     return -1;
   }
   return static_cast<int>(response.changed());

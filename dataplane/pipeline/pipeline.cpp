@@ -72,16 +72,16 @@ struct StageTime {
 // The lookup of a burst: tenant by tenant, crossing the core where it happens, route leaks
 // round again in their new tenant (at most max_leak_hops times).
 void lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Batch& fwd, Batch& local, StageTime& nat) {
-  rte_mbuf* todo[burst_size];
-  memcpy(todo, pkts, n * sizeof(rte_mbuf*));
+  rte_mbuf* left[burst_size];  // still without a route (this round's tenants)
+  memcpy(left, pkts, n * sizeof(rte_mbuf*));
   for (unsigned round = 0; n > 0; round++) {
     if (round > max_leak_hops) {
-      for (uint16_t i = 0; i < n; i++) drop(w, todo[i], Drop::leak_loop);
+      for (uint16_t i = 0; i < n; i++) drop(w, left[i], Drop::leak_loop);
       return;
     }
     Routed r;
     while (n) {
-      n = ip_lookup(w, todo, n, r);
+      n = ip_lookup(w, left, n, r);
       if (!r.n_cross) continue;
       uint64_t start = rte_rdtsc();
       rte_mbuf* crossed[burst_size];
@@ -94,7 +94,7 @@ void lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Batch& fwd, Batch& local, St
     }
     append(w, fwd, r.fwd, r.n_fwd);
     append(w, local, r.local, r.n_local);
-    memcpy(todo, r.leaked, r.n_leaked * sizeof(rte_mbuf*));
+    memcpy(left, r.leaked, r.n_leaked * sizeof(rte_mbuf*));
     n = r.n_leaked;
   }
 }
