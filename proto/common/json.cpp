@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <vector>
 
@@ -87,13 +88,78 @@ std::optional<std::string> unknown_field(const std::string& reason, const google
   return best.empty() ? out : out + " (did you mean \"" + best + "\"?)";
 }
 
+// What protobuf's parser lets pass in text it accepted: a key given twice in one object (the
+// last would silently win) and a trailing comma. The reason names the path and the position.
+std::optional<std::string> strict(const std::string& text) {
+  struct Frame {
+    bool object;
+    std::string path;
+    std::set<std::string> keys;
+    int index = 0;
+  };
+  std::vector<Frame> stack;
+  std::string key;                        // the last key read in the innermost object
+  bool expect_key = false;                // the next string of an object is a key
+  size_t last_comma = std::string::npos;  // a comma with nothing significant after it yet
+  auto where = [&](size_t at) {
+    size_t line = 1 + size_t(std::count(text.begin(), text.begin() + long(at), '\n'));
+    size_t start = text.rfind('\n', at == 0 ? 0 : at - 1);
+    size_t column = start == std::string::npos ? at + 1 : at - start;
+    return " (line " + std::to_string(line) + ", column " + std::to_string(column) + ")";
+  };
+  auto child = [&]() -> std::string {
+    if (stack.empty()) return "";
+    const Frame& f = stack.back();
+    if (f.object) return f.path.empty() ? key : f.path + "." + key;
+    return f.path + "[" + std::to_string(f.index) + "]";
+  };
+  for (size_t i = 0; i < text.size(); i++) {
+    char c = text[i];
+    if (c == ' ' || c == '\t' || c == '\n' || c == '\r') continue;
+    if ((c == '}' || c == ']') && last_comma != std::string::npos)
+      return (stack.empty() || stack.back().path.empty() ? std::string("the top level") : stack.back().path) +
+             ": a trailing comma" + where(last_comma);
+    if (c != ',') last_comma = std::string::npos;
+    if (c == '"') {
+      size_t start = i;
+      std::string value;
+      for (i++; i < text.size() && text[i] != '"'; i++) {
+        if (text[i] == '\\')
+          i++;  // an escape: its next character is not the end
+        else
+          value += text[i];
+      }
+      if (expect_key && !stack.empty() && stack.back().object) {
+        key = value;
+        if (!stack.back().keys.insert(key).second) return child() + ": given twice" + where(start);
+        expect_key = false;
+      }
+    } else if (c == '{' || c == '[') {
+      std::string path = child();
+      stack.push_back({c == '{', path, {}, 0});
+      expect_key = c == '{';
+    } else if (c == '}' || c == ']') {
+      if (stack.empty()) return std::nullopt;  // protobuf took it: nothing more to say
+      stack.pop_back();
+      expect_key = false;
+    } else if (c == ',') {
+      last_comma = i;
+      if (!stack.empty()) {
+        stack.back().index++;
+        expect_key = stack.back().object;
+      }
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::optional<std::string> parse_json(const std::string& text, google::protobuf::Message& out) {
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = false;  // a misspelt field is an error, not a silent default
   auto status = google::protobuf::util::JsonStringToMessage(text, &out, options);
-  if (status.ok()) return std::nullopt;
+  if (status.ok()) return strict(text);
   std::string message(status.message());
   if (auto unknown = unknown_field(message, out.GetDescriptor())) return unknown;
   std::string reason = json_error(message);

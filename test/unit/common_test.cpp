@@ -92,6 +92,15 @@ TEST_CASE(
   CHECK(*unknown == "hospitals: no such field");
   CHECK(!parse_json(R"({"schema_version": 1, "sas": [{"cipher_key": "aGVsbG8="}]})", config));
   CHECK(config.sas(0).cipher_key() == "hello");
+  // What protobuf lets pass: a key given twice (the last would win) and a trailing comma.
+  auto twice = parse_json("{\"tenants\": [{\"name\": \"a\",\n  \"name\": \"b\"}]}", config);
+  REQUIRE(twice);
+  CHECK(*twice == "tenants[0].name: given twice (line 2, column 3)");
+  auto comma = parse_json("{\"tenants\": [{\"name\": \"a\"},\n]}", config);
+  REQUIRE(comma);
+  CHECK(*comma == "tenants: a trailing comma (line 1, column 27)");
+  // Commas, braces and escaped quotes inside strings are text, not structure.
+  CHECK(!parse_json(R"({"tenants": [{"name": "a\",}", "description": "x,]"}]})", config));
   // What protobuf says, and what is left of it.
   CHECK(json_error("(sas[0].spi): invalid value \"abc\" for type TYPE_UINT32") ==
         "sas[0].spi: is not a valid UINT32 (the value is not shown)");
