@@ -59,6 +59,25 @@ struct Committer::Build {
     need_totals = true;
     return s;
   }
+  // The entry of an interface or tunnel this transaction creates or changes (they share slots
+  // and names): its own slot when it existed, a new one otherwise (nullptr: none free). The
+  // entry is reset to its name; one that existed keeps its uid.
+  InterfaceEntry* claim_interface(const std::string& name, bool existed) {
+    uint16_t slot;
+    if (existed)
+      slot = c.interface_slot_.at(name);
+    else if (auto s = new_interface_slot())
+      slot = *s;
+    else
+      return nullptr;
+    interface_of[name] = slot;
+    InterfaceEntry& e = next->interfaces[slot];
+    uint32_t uid = existed ? e.uid : uint32_t(c.next_uid_++);
+    e = InterfaceEntry{};
+    e.uid = uid;
+    e.name = name;
+    return &e;
+  }
   // A free slot, or a new one below the limit.
   template <typename Slots>
   static std::optional<uint16_t> take(std::vector<uint16_t>& free_list, Slots& slots, size_t limit) {

@@ -74,31 +74,20 @@ void sa_setup(SaState& sa, const v1::SecurityAssociation& o, IMB_MGR* mgr) {
 // Tunnels: interfaces without a port, in the same name space and slots.
 std::optional<Error> Committer::build_tunnels(Build& b) {
   for (const auto& [name, change] : b.diff.tunnels) {
-    uint16_t slot;
     if (!change.after) {
-      slot = interface_slot_.at(name);
+      uint16_t slot = interface_slot_.at(name);
       b.next->interfaces[slot] = InterfaceEntry{};
       b.dead_interfaces.push_back(slot);
       outbound_.erase(name);
       continue;
     }
-    if (change.before) {
-      slot = interface_slot_.at(name);
-    } else {
-      auto s = b.new_interface_slot();
-      if (!s)
-        return b.fail(Code::resource_exhausted, "tunnel " + name + ": no free interface slot",
-                      v1::Object::KindCase::kTunnel, name);
-      slot = *s;
-    }
-    b.interface_of[name] = slot;
+    uint16_t keep_sa = change.before ? b.next->interfaces[interface_slot_.at(name)].outbound_sa : 0;
+    InterfaceEntry* entry = b.claim_interface(name, change.before.has_value());
+    if (!entry)
+      return b.fail(Code::resource_exhausted, "tunnel " + name + ": no free interface slot",
+                    v1::Object::KindCase::kTunnel, name);
     const v1::Tunnel& tu = change.after->tunnel();
-    InterfaceEntry& e = b.next->interfaces[slot];
-    uint32_t keep_uid = change.before ? e.uid : uint32_t(next_uid_++);
-    uint16_t keep_sa = change.before ? e.outbound_sa : 0;
-    e = InterfaceEntry{};
-    e.uid = keep_uid;
-    e.name = name;
+    InterfaceEntry& e = *entry;
     e.tunnel = true;
     e.tenant = b.tenant_of(tu.tenant());
     e.underlay = b.tenant_of(tu.underlay_tenant());

@@ -107,20 +107,13 @@ std::optional<Error> Committer::build_interfaces(Build& b) {
       b.dead_interfaces.push_back(slot);
       continue;
     }
-    if (!change.before) {
-      auto s = b.new_interface_slot();
-      if (!s)
-        return b.fail(Code::resource_exhausted, "interface " + name + ": no free interface slot",
-                      v1::Object::KindCase::kInterface, name);
-      slot = *s;
-    }
-    b.interface_of[name] = slot;
+    InterfaceEntry* entry = b.claim_interface(name, change.before.has_value());
+    if (!entry)
+      return b.fail(Code::resource_exhausted, "interface " + name + ": no free interface slot",
+                    v1::Object::KindCase::kInterface, name);
+    slot = b.interface_of.at(name);
     const v1::Interface& f = change.after->interface();
-    InterfaceEntry& e = b.next->interfaces[slot];
-    uint32_t keep_uid = change.before ? e.uid : uint32_t(next_uid_++);
-    e = InterfaceEntry{};
-    e.uid = keep_uid;
-    e.name = name;
+    InterfaceEntry& e = *entry;
     e.port = port_slot_.count(f.port()) ? port_slot_.at(f.port()) : 0;
     for (uint16_t s : b.new_port_slots)
       if (ports_[s].name == f.port()) e.port = s;
