@@ -98,6 +98,7 @@ const Kind neighbour_kind = {
     .validate = check_neighbour,
     .check_update = nullptr,
     .check_delete = nullptr,
+    .check_final = nullptr,
     .error_name = nullptr,
     .diff =
         [](Diff& d, const Intent& in, const Intent::Key& k, const std::optional<v1::Object>& before) {

@@ -49,7 +49,7 @@ std::optional<v1::Object> Intent::find(const Key& key) const {
   return k ? k->find(*this, key) : std::nullopt;
 }
 
-void Intent::record(const Key& key) { log_.push_back({key, find(key)}); }
+void Intent::record(const Key& key, size_t op) { log_.push_back({key, find(key), op}); }
 
 void Intent::undo(std::vector<Undo>& log) {
   for (auto it = log.rbegin(); it != log.rend(); ++it) {
@@ -62,7 +62,7 @@ void Intent::undo(std::vector<Undo>& log) {
 
 void Intent::rollback_last() { undo(last_); }
 
-std::optional<Error> Intent::apply_one(const Operation& op, size_t) {
+std::optional<Error> Intent::apply_one(const Operation& op, size_t index) {
   v1::Object object = op.object;
   const std::string& path = op.path;
   const Kind* kind = kind_of(object.kind_case());
@@ -92,13 +92,13 @@ std::optional<Error> Intent::apply_one(const Operation& op, size_t) {
       if (!existing) return Error{Code::not_found, path + ": no such " + what};
       if (kind->check_delete)
         if (auto e = kind->check_delete(*this, *existing, path)) return e;
-      record(key);
+      record(key, index);
       kind->erase(*this, *existing);
       return std::nullopt;
     default: return invalid(path, "op is required: CREATE, UPDATE or DELETE");
   }
 
-  record(key);
+  record(key, index);
   if (existing) kind->erase(*this, *existing);                 // so that it does not conflict with itself
   if (auto e = kind->validate(*this, object, path)) return e;  // the caller's undo puts `existing` back
   kind->put(*this, object);
@@ -125,6 +125,18 @@ std::optional<Error> Intent::apply(const std::vector<Operation>& ops, Diff& diff
   log_.clear();
   for (size_t i = 0; i < ops.size(); i++) {
     if (auto e = apply_one(ops[i], i)) {
+      undo(log_);
+      return e;
+    }
+  }
+  // Checks between objects, on the state the whole transaction left (the last change of an
+  // object names its operation).
+  for (auto it = log_.rbegin(); it != log_.rend(); ++it) {
+    const Kind* k = kind_of(v1::Object::KindCase(it->key.kind));
+    if (!k->check_final) continue;
+    auto now = k->find(*this, it->key);
+    if (!now) continue;
+    if (auto e = k->check_final(*this, *now, ops[it->op].path)) {
       undo(log_);
       return e;
     }

@@ -135,6 +135,11 @@ class Intent {
   std::unordered_map<std::string, size_t> tenant_users, interface_users, port_users;
   std::map<std::string, size_t> tenant_routes;  // routes per tenant
   std::set<uint32_t> inbound_spis;              // inbound SAs are found by SPI alone
+  // Each interface address's subnet: (tenant, network, length, interface); one tenant's
+  // subnets may not overlap across interfaces.
+  std::set<std::tuple<std::string, uint32_t, uint8_t, std::string>> tenant_subnets;
+  // Routes' next hops: (interface or tunnel, address) -> routes through it.
+  std::map<std::pair<std::string, uint32_t>, size_t> next_hops;
   uint64_t sa_serials = 0;
 
   size_t routes_in(const std::string& tenant) const;
@@ -143,11 +148,12 @@ class Intent {
   struct Undo {
     Key key;
     std::optional<v1::Object> before;
+    size_t op;  // the operation that made the change
   };
 
   std::optional<Error> apply_one(const Operation& op, size_t index);
   std::optional<v1::Object> find(const Key& key) const;
-  void record(const Key& key);
+  void record(const Key& key, size_t op);
   void undo(std::vector<Undo>& log);
 
   std::vector<Undo> log_;

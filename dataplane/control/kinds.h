@@ -41,6 +41,11 @@ struct Kind {
                                        const std::string& path);
   // Whether other objects still use it (null: nothing refers to this kind).
   std::optional<Error> (*check_delete)(const Intent& intent, const v1::Object& existing, const std::string& path);
+  // Checks that hold between objects and are judged once the whole transaction is in, so
+  // that changes which must go together (an interface's new subnet and the routes through
+  // it) can come in any order: called for each object the transaction left in place, with
+  // the path of the operation that last changed it (null: none).
+  std::optional<Error> (*check_final)(const Intent& intent, const v1::Object& object, const std::string& path);
   // The name a commit error gives such an object (Error::name: a route by its tenant, an SA
   // by its SPI), so that the error gets the operation's path (null: errors name none).
   std::string (*error_name)(const v1::Object& object);

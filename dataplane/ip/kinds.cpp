@@ -1,6 +1,7 @@
 #include "ip/kinds.h"
 
 #include "control/check.h"
+#include "l2/kinds.h"
 
 namespace medix::dp {
 namespace {
@@ -45,12 +46,21 @@ std::optional<v1::Object> find_route(const Intent& in, const Intent::Key& k) {
   return find_in(in.routes, k.route, [](v1::Object& x, const v1::Route& v) { *x.mutable_route() = v; });
 }
 
+// The route's (interface, next hop address), if it has a next hop.
+std::optional<std::pair<std::string, uint32_t>> next_hop(const v1::Route& r) {
+  if (!r.has_via() || r.via().address().empty()) return std::nullopt;
+  auto a = parse_ipv4(r.via().address());
+  if (!a) return std::nullopt;
+  return std::pair{r.via().interface(), *a};
+}
+
 void put_route(Intent& in, const v1::Object& o) {
   const auto& r = o.route();
   in.routes[*route_key(r)] = r;
   in.tenant_routes[r.tenant()]++;
   count(in.tenant_users, r.tenant(), 1);
   if (r.has_via()) count(in.interface_users, r.via().interface(), 1);
+  if (auto hop = next_hop(r)) in.next_hops[*hop]++;
   if (!r.next_tenant().empty()) count(in.tenant_users, r.next_tenant(), 1);
 }
 
@@ -60,6 +70,7 @@ void erase_route(Intent& in, const v1::Object& o) {
   in.tenant_routes[r.tenant()]--;
   count(in.tenant_users, r.tenant(), -1);
   if (r.has_via()) count(in.interface_users, r.via().interface(), -1);
+  if (auto hop = next_hop(r); hop && !--in.next_hops[*hop]) in.next_hops.erase(*hop);
   if (!r.next_tenant().empty()) count(in.tenant_users, r.next_tenant(), -1);
 }
 
@@ -104,6 +115,19 @@ std::optional<Error> check_route(Intent& in, const v1::Object& o, const std::str
     return Error{Code::resource_exhausted, path + ": tenant " + quoted(r.tenant()) + " already has its max_routes (" +
                                                std::to_string(max_routes) + ") routes"};
   return std::nullopt;
+}
+
+// A next hop off the interface's subnets is refused, as a kernel refuses a gateway off-link:
+// its ARP answer would never be learnt (arp_input learns only on-link senders). Judged on the
+// whole transaction, so an interface's new subnet and its routes' new next hops may come in
+// any order. A tunnel is point to point: any next hop.
+std::optional<Error> check_next_hop(const Intent& in, const v1::Object& o, const std::string& path) {
+  auto hop = next_hop(o.route());
+  if (!hop) return std::nullopt;
+  auto f = in.interfaces.find(hop->first);
+  if (f == in.interfaces.end() || on_subnet(f->second, hop->second)) return std::nullopt;
+  return invalid(path + ".via.address", format_ipv4(hop->second) + " is on no subnet of interface " +
+                                            quoted(hop->first) + " (" + subnets_of(f->second) + ")");
 }
 
 // Listing order and page tokens: the route's key as text, "tenant|address|length".
@@ -166,6 +190,7 @@ const Kind tenant_kind = {
         [](const Intent& in, const v1::Object& o, const std::string& path) {
           return in_use(path, "tenant", o.tenant().name(), users(in.tenant_users, o.tenant().name()));
         },
+    .check_final = nullptr,
     .error_name = [](const v1::Object& o) { return o.tenant().name(); },
     .diff =
         [](Diff& d, const Intent& in, const Intent::Key& k, const std::optional<v1::Object>& before) {
@@ -203,6 +228,7 @@ const Kind route_kind = {
     .validate = check_route,
     .check_update = nullptr,
     .check_delete = nullptr,
+    .check_final = check_next_hop,
     .error_name = [](const v1::Object& o) { return o.route().tenant(); },
     // Only the key: there may be millions, and the committer reads them from the intent.
     .diff = [](Diff& d, const Intent&, const Intent::Key& k,

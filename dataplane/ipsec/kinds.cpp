@@ -179,6 +179,7 @@ const Kind tunnel_kind = {
         [](const Intent& in, const v1::Object& o, const std::string& path) {
           return in_use(path, "tunnel", o.tunnel().name(), users(in.interface_users, o.tunnel().name()));
         },
+    .check_final = nullptr,
     .error_name = [](const v1::Object& o) { return o.tunnel().name(); },
     .diff =
         [](Diff& d, const Intent& in, const Intent::Key& k, const std::optional<v1::Object>& before) {
@@ -229,6 +230,7 @@ const Kind sa_kind = {
       return invalid(path, "an SA cannot change: create the new one (a rekey) and delete the old");
     },
     .check_delete = nullptr,
+    .check_final = nullptr,
     .error_name = [](const v1::Object& o) { return std::to_string(o.sa().spi()); },
     .diff = [](Diff& d, const Intent& in, const Intent::Key& k,
                const std::optional<v1::Object>& before) { record_change(d.sas, k.sa, sa_kind, in, k, before); },

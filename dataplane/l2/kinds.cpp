@@ -63,11 +63,20 @@ std::optional<v1::Object> find_interface(const Intent& in, const Intent::Key& k)
   return find_in(in.interfaces, k.name, [](v1::Object& x, const v1::Interface& v) { *x.mutable_interface() = v; });
 }
 
+// An interface address's entry in Intent::tenant_subnets.
+std::tuple<std::string, uint32_t, uint8_t, std::string> subnet_entry(const v1::Interface& f, const std::string& a) {
+  auto p = *parse_prefix(a);
+  return {f.tenant(), p.address & mask_of(p.length), p.length, f.name()};
+}
+
 void put_interface(Intent& in, const v1::Object& o) {
   const auto& f = o.interface();
   in.interfaces[f.name()] = f;
   in.attachments[{f.port(), f.vlan(), f.inner_vlan()}] = f.name();
-  for (const auto& a : f.addresses()) in.tenant_addresses[{f.tenant(), parse_prefix(a)->address}] = f.name();
+  for (const auto& a : f.addresses()) {
+    in.tenant_addresses[{f.tenant(), parse_prefix(a)->address}] = f.name();
+    in.tenant_subnets.insert(subnet_entry(f, a));
+  }
   count(in.port_users, f.port(), 1);
   count(in.tenant_users, f.tenant(), 1);
 }
@@ -76,9 +85,36 @@ void erase_interface(Intent& in, const v1::Object& o) {
   const auto& f = o.interface();
   in.interfaces.erase(f.name());
   in.attachments.erase({f.port(), f.vlan(), f.inner_vlan()});
-  for (const auto& a : f.addresses()) in.tenant_addresses.erase({f.tenant(), parse_prefix(a)->address});
+  for (const auto& a : f.addresses()) {
+    in.tenant_addresses.erase({f.tenant(), parse_prefix(a)->address});
+    in.tenant_subnets.erase(subnet_entry(f, a));
+  }
   count(in.port_users, f.port(), -1);
   count(in.tenant_users, f.tenant(), -1);
+}
+
+// A subnet of another interface of the tenant that overlaps `p` (contains it or lies in it).
+// Two steps instead of a scan of the tenant: the subnets containing p have p's network at
+// one of p.length + 1 lengths; those inside p sort right after p's network.
+std::optional<std::tuple<std::string, uint32_t, uint8_t, std::string>> overlapping_subnet(const Intent& in,
+                                                                                          const v1::Interface& f,
+                                                                                          const Prefix& p) {
+  const auto& subnets = in.tenant_subnets;
+  auto other = [&](auto it) { return it != subnets.end() && std::get<3>(*it) != f.name(); };
+  for (unsigned length = 0; length <= p.length; length++) {
+    uint32_t net = p.address & mask_of(uint8_t(length));
+    for (auto it = subnets.lower_bound({f.tenant(), net, uint8_t(length), ""});
+         it != subnets.end() && std::get<0>(*it) == f.tenant() && std::get<1>(*it) == net && std::get<2>(*it) == length;
+         ++it)
+      if (other(it)) return *it;
+  }
+  uint32_t first = p.address & mask_of(p.length), last = first | ~mask_of(p.length);
+  for (auto it = subnets.lower_bound({f.tenant(), first, 0, ""});
+       it != subnets.end() && std::get<0>(*it) == f.tenant() && std::get<1>(*it) <= last; ++it) {
+    if (other(it)) return *it;
+    if (std::get<1>(*it) == last) break;  // no wrap past 255.255.255.255
+  }
+  return std::nullopt;
 }
 
 std::optional<Error> check_interface(Intent& in, const v1::Object& o, const std::string& path) {
@@ -114,9 +150,28 @@ std::optional<Error> check_interface(Intent& in, const v1::Object& o, const std:
     if (it != in.tenant_addresses.end() || !seen.insert(p->address).second)
       return invalid(apath, "address " + format_ipv4(p->address) + " is already used in tenant " + quoted(f.tenant()) +
                                 (it != in.tenant_addresses.end() ? " by " + quoted(it->second) : ""));
+    if (auto other = overlapping_subnet(in, f, *p))
+      return invalid(apath, cidr(p->address, p->length) + " overlaps " +
+                                cidr(std::get<1>(*other), std::get<2>(*other)) + " of interface " +
+                                quoted(std::get<3>(*other)) + " in tenant " + quoted(f.tenant()) +
+                                " (one tenant's interfaces may not share a subnet: which one would a "
+                                "packet to it leave by?)");
   }
   if (in.interfaces.size() >= max_interfaces)
     return Error{Code::resource_exhausted, path + ": more than " + std::to_string(max_interfaces) + " interfaces"};
+  return std::nullopt;
+}
+
+// Routes through the interface keep a next hop on one of its subnets, whatever the
+// transaction changed (its addresses may change in the same transaction as the routes).
+std::optional<Error> check_next_hops(const Intent& in, const v1::Object& o, const std::string& path) {
+  const auto& f = o.interface();
+  for (auto it = in.next_hops.lower_bound({f.name(), 0}); it != in.next_hops.end() && it->first.first == f.name(); ++it)
+    if (it->second && !on_subnet(f, it->first.second))
+      return invalid(path + ".addresses", std::to_string(it->second) +
+                                              " route(s) through the interface have next hop " +
+                                              format_ipv4(it->first.second) + ", which is on none of its subnets (" +
+                                              subnets_of(f) + "): change them in the same transaction");
   return std::nullopt;
 }
 
@@ -135,6 +190,20 @@ std::optional<Error> list_interfaces(const Intent& in, const Committer&, const v
 }
 
 }  // namespace
+
+bool on_subnet(const v1::Interface& f, uint32_t address) {
+  for (const auto& a : f.addresses()) {
+    auto p = parse_prefix(a);
+    if (p && overlap(p->address, p->length, address, 32)) return true;
+  }
+  return false;
+}
+
+std::string subnets_of(const v1::Interface& f) {
+  std::string out;
+  for (const auto& a : f.addresses()) out += (out.empty() ? "" : ", ") + a;
+  return out.empty() ? "no address" : out;
+}
 
 const Kind port_kind = {
     .object = v1::Object::kPort,
@@ -163,6 +232,7 @@ const Kind port_kind = {
         [](const Intent& in, const v1::Object& o, const std::string& path) {
           return in_use(path, "port", o.port().name(), users(in.port_users, o.port().name()));
         },
+    .check_final = nullptr,
     .error_name = [](const v1::Object& o) { return o.port().name(); },
     .diff = [](Diff& d, const Intent& in, const Intent::Key& k,
                const std::optional<v1::Object>& before) { record_change(d.ports, k.name, port_kind, in, k, before); },
@@ -205,6 +275,7 @@ const Kind interface_kind = {
         [](const Intent& in, const v1::Object& o, const std::string& path) {
           return in_use(path, "interface", o.interface().name(), users(in.interface_users, o.interface().name()));
         },
+    .check_final = check_next_hops,
     .error_name = [](const v1::Object& o) { return o.interface().name(); },
     .diff =
         [](Diff& d, const Intent& in, const Intent::Key& k, const std::optional<v1::Object>& before) {

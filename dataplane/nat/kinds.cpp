@@ -178,6 +178,7 @@ const Kind static_mapping_kind = {
     .validate = check_static_mapping,
     .check_update = nullptr,
     .check_delete = nullptr,
+    .check_final = nullptr,
     .error_name = nullptr,
     // The committer rebuilds translation whole; the tenant's sessions end.
     .diff = [](Diff& d, const Intent&, const Intent::Key& k,
@@ -228,6 +229,7 @@ const Kind napt_pool_kind = {
     .validate = check_napt_pool,
     .check_update = nullptr,
     .check_delete = nullptr,
+    .check_final = nullptr,
     .error_name = nullptr,
     .diff = [](Diff& d, const Intent&, const Intent::Key& k,
                const std::optional<v1::Object>&) { d.translation_changed.insert(k.name); },
@@ -274,6 +276,7 @@ const Kind policy_rule_kind = {
     .validate = check_policy_rule,
     .check_update = nullptr,
     .check_delete = nullptr,
+    .check_final = nullptr,
     .error_name = nullptr,
     .diff = [](Diff& d, const Intent&, const Intent::Key&,
                const std::optional<v1::Object>&) { d.policy_changed = true; },

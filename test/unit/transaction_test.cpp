@@ -145,3 +145,59 @@ TEST_CASE("a tunnel's inner MTU leaves room for ESP in its underlay") {
   CHECK(mtu_of("t1") == 1280 - 85);
   CHECK(mtu_of("t2") == 1280 - 77);
 }
+
+TEST_CASE("one tenant's interfaces may not share a subnet; other tenants may") {
+  Harness h(two_tenants);
+  auto overlapping = h.apply(ops(R"([{"op": "CREATE", "object": {"interface": {"name": "a-x", "tenant": "a",
+      "port": "p1", "vlan": 300, "addresses": ["10.0.5.1/16"]}}}])"));
+  CHECK(overlapping.code == Code::invalid_argument);
+  CHECK(overlapping.message ==
+        "operations[0].interface.addresses[0]: 10.0.5.1/16 overlaps 10.0.0.0/24 of interface \"a-lan\" in tenant \"a\" "
+        "(one tenant's interfaces may not share a subnet: which one would a packet to it leave by?)");
+  // Inside another interface's subnet, named the other way round.
+  auto inside = h.apply(ops(R"([{"op": "CREATE", "object": {"interface": {"name": "a-x", "tenant": "a",
+      "port": "p1", "vlan": 300, "addresses": ["10.9.0.1/24", "10.1.0.130/25"]}}}])"));
+  CHECK(inside.message.find("operations[0].interface.addresses[1]: 10.1.0.130/25 overlaps 10.1.0.0/24 of interface "
+                            "\"a-svc\"") == 0);
+  // The same plan in another tenant (the fixture's a and b), and a second address in one
+  // interface's own subnet, are fine.
+  CHECK(h.apply(ops(R"([{"op": "CREATE", "object": {"interface": {"name": "b-x", "tenant": "b", "port": "p1",
+      "vlan": 300, "addresses": ["10.5.0.1/16", "10.5.0.2/16"]}}}])"))
+            .code == Code::ok);
+  // An interface's own update is not an overlap with itself.
+  CHECK(h.apply(ops(R"([{"op": "UPDATE", "object": {"interface": {"name": "b-x", "tenant": "b", "port": "p1",
+      "vlan": 300, "addresses": ["10.4.0.1/14"]}}}])"))
+            .code == Code::ok);
+}
+
+TEST_CASE("a next hop off its interface's subnets is refused, judged on the whole transaction") {
+  Harness h(two_tenants);
+  uint64_t version = h.controller.read([](auto&, auto&, uint64_t v) { return v; });
+  auto off = h.apply(ops(R"([{"op": "CREATE", "object": {"route": {"tenant": "a", "prefix": "10.50.0.0/16",
+      "via": {"interface": "a-svc", "address": "10.7.0.10"}}}}])"));
+  CHECK(off.code == Code::invalid_argument);
+  CHECK(off.message ==
+        "operations[0].route.via.address: 10.7.0.10 is on no subnet of interface \"a-svc\" (10.1.0.1/24)");
+  // Moving the interface away from its routes' next hops is refused, naming the interface.
+  auto stranded = h.apply(ops(R"([{"op": "UPDATE", "object": {"interface": {"name": "u-lan", "tenant": "core",
+      "port": "p0", "addresses": ["100.65.0.1/24"], "mac": "02:00:00:00:00:0d"}}}])"));
+  CHECK(stranded.code == Code::invalid_argument);
+  CHECK(stranded.message ==
+        "operations[0].interface.addresses: 1 route(s) through the interface have next hop 100.64.0.9, which is on "
+        "none of its subnets (100.65.0.1/24): change them in the same transaction");
+  CHECK(h.controller.read([](auto&, auto&, uint64_t v) { return v; }) == version);
+  // Renumbering an interface and its routes together works in either order.
+  for (bool route_first : {true, false}) {
+    std::string to = route_first ? "100.65.0" : "100.64.0";
+    std::string route = R"({"op": "UPDATE", "object": {"route": {"tenant": "core", "prefix": "192.168.1.0/24",
+        "via": {"interface": "u-lan", "address": ")" +
+                        to + R"(.9"}}}})";
+    std::string iface = R"({"op": "UPDATE", "object": {"interface": {"name": "u-lan", "tenant": "core", "port": "p0",
+        "addresses": [")" +
+                        to + R"(.1/24"], "mac": "02:00:00:00:00:0d"}}})";
+    auto r = h.apply(ops("[" + (route_first ? route + "," + iface : iface + "," + route) + "]"));
+    CHECK(r.code == Code::ok);
+    CHECK(r.message.empty());
+  }
+  // A tunnel is point to point: a next hop needs no subnet there (tested in esp_test's config).
+}
