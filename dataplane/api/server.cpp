@@ -181,14 +181,14 @@ class Service final : public v1::Dataplane::Service {
         if (!in.tenants.count(request->tenant()))
           return {grpc::StatusCode::NOT_FOUND, "tenant: no tenant named \"" + request->tenant() + "\""};
         for (uint16_t i = 0; i < t.tenants.size(); i++)
-          if (t.tenants[i].fib && t.tenants[i].name == request->tenant()) tenant = i;
+          if (t.tenants[i].live && t.tenants[i].name == request->tenant()) tenant = i;
       }
       auto endpoint = [](uint32_t a, uint16_t p) { return format_ipv4(a) + ":" + std::to_string(p); };
       uint64_t total = 0;
       for_each_session(t.nat, t.workers, [&](uint16_t q, const SessionView& v) {
         for (int d = 0; d < 2; d++) {  // ended lazily (tenant cleared or translation changed)
           uint16_t slot = v.key[d].tenant;
-          if (slot >= t.tenants.size() || !t.tenants[slot].fib || t.tenants[slot].nat.epoch != v.epoch[d]) return;
+          if (slot >= t.tenants.size() || !t.tenants[slot].live || t.tenants[slot].nat.epoch != v.epoch[d]) return;
         }
         const FlowKey &a = v.key[0], &b = v.key[1];
         uint64_t idle = now > v.last_seen ? now - v.last_seen : 0;

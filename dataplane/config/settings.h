@@ -19,6 +19,7 @@ inline Settings settings_from(const medix::dataplane::v1::Settings& s) {
   if (s.icmp_timeout_s()) out.icmp_timeout_s = s.icmp_timeout_s();
   if (s.other_timeout_s()) out.other_timeout_s = s.other_timeout_s();
   out.packet_buffers = s.packet_buffers();
+  out.fib_memory_mb = s.fib_memory_mb();
   return out;
 }
 

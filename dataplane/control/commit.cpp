@@ -33,6 +33,7 @@ std::optional<std::string> Committer::init(const Params& params) {
   nexthops_ = static_cast<Nexthop*>(rte_zmalloc("nexthops", sizeof(Nexthop) * (max_nexthops + 1), RTE_CACHE_LINE_SIZE));
   bases_ = static_cast<Counters*>(rte_zmalloc("bases", sizeof(Counters), RTE_CACHE_LINE_SIZE));
   if (!nexthops_ || !bases_ || !neighbours_.init("neighbours", params.socket)) return "cannot allocate the tables";
+  if (auto e = lpm_.init(std::max<uint32_t>(2, params.fib_plies))) return *e;
   nexthop_refs_.assign(max_nexthops + 1, 0);
   for (uint16_t id = max_nexthops; id >= 1; id--) free_nexthops_.push_back(id);  // 0 is "no route"
   mgr_ = alloc_mb_mgr(0);
@@ -51,6 +52,7 @@ std::optional<std::string> Committer::init(const Params& params) {
   if (!sa_index_) return "cannot allocate the SA index";
   auto* empty = new Tables();
   empty->nexthops = nexthops_;
+  empty->plies = lpm_.plies();
   empty->neighbours = &neighbours_;
   empty->sas = sas_.data();
   empty->sa_index = sa_index_;
@@ -83,6 +85,7 @@ void Committer::unref(uint16_t id) {
 }
 
 bool Committer::apply_fib(rte_fib* fib, const FibOp& op, bool forward) {
+  if (!fib) return true;
   uint16_t nh = forward ? op.after : op.before;
   int rc = nh ? rte_fib_add(fib, op.address, op.length, nh) : rte_fib_delete(fib, op.address, op.length);
   return rc == 0 || (!nh && rc == -ENOENT);
@@ -91,6 +94,7 @@ bool Committer::apply_fib(rte_fib* fib, const FibOp& op, bool forward) {
 void Committer::free_tenant(TenantSlot& t) {
   rte_fib_free(t.fib[0]);
   rte_fib_free(t.fib[1]);
+  if (!t.name.empty() && !t.dir24_8) lpm_.destroy(uint32_t(&t - tenants_.data()));
   t = TenantSlot{};
 }
 

@@ -3,10 +3,12 @@
 // stopping them: build the next generation of tables, publish it with one atomic store, wait
 // for an RCU grace period, then reclaim what the old generation used.
 //
-// Routes are applied to two copies of each tenant's FIB (left-right): the standby copy first,
-// then the generation that reads it is published, and after the grace period the same changes
-// go to the copy nobody reads any more. rte_fib's DIR24_8 is not safe to change under readers
-// (tbl8 groups are freed and reused), but no reader ever sees a copy being written.
+// A compact tenant's routes go to copies of the plies they touch (tables/lpm.h): the new root
+// is published with the generation, the plies the old one alone reached are freed after the
+// grace period. A DIR24_8 tenant's go to two copies of its FIB (left-right): the standby copy
+// first, then the generation that reads it is published, and after the grace period the same
+// changes go to the copy nobody reads any more. rte_fib's DIR24_8 is not safe to change under
+// readers (tbl8 groups are freed and reused), but no reader ever sees a copy being written.
 #include <rte_mempool.h>
 #include <rte_rcu_qsbr.h>
 
@@ -31,9 +33,10 @@ class Committer {
     uint16_t queues = 1;          // rx/tx queue pairs per port: one per worker
     rte_mempool* pool = nullptr;
     unsigned socket = 0;
-    uint32_t max_mtu = 1500;           // what the pool's buffers hold
-    std::function<Counters()> totals;  // for counter bases of reused slots
-    uint32_t max_sessions = 1u << 20;  // crossing the core, all workers together
+    uint32_t max_mtu = 1500;             // what the pool's buffers hold
+    std::function<Counters()> totals;    // for counter bases of reused slots
+    uint32_t max_sessions = 1u << 20;    // crossing the core, all workers together
+    uint32_t fib_plies = max_fib_plies;  // the compact FIBs' pool
   };
 
   ~Committer();
@@ -66,7 +69,8 @@ class Committer {
   };
   struct TenantSlot {
     std::string name;
-    rte_fib* fib[2] = {nullptr, nullptr};
+    bool dir24_8 = false;                  // else its FIB is the compact one of lpm_, table = slot
+    rte_fib* fib[2] = {nullptr, nullptr};  // DIR24_8: the two copies
     int active = 0;
     std::map<std::pair<uint32_t, uint8_t>, uint16_t> effective;  // what both copies hold, once settled
     // Routes from interface addresses: (prefix) -> next hops, local ones first.
@@ -81,8 +85,11 @@ class Committer {
 
   uint16_t intern(const Nexthop& nh);
   void unref(uint16_t id);
+  // A change to one copy of a DIR24_8 FIB; nothing for a compact tenant (fib nullptr: its
+  // changes are undone by lpm_.abort()).
   bool apply_fib(rte_fib* fib, const FibOp& op, bool forward);
   void free_tenant(TenantSlot& t);
+  std::string fibs_full() const;  // why a compact FIB could not grow
   std::optional<std::string> setup_port(uint16_t port_id, const v1::Port& p);
   // A commit's steps, in the order commit() runs them, each in its feature's folder. A build
   // step writes the next generation (or undoes the steps before it and fails); a reclaim step
@@ -123,6 +130,7 @@ class Committer {
   std::map<std::string, uint16_t> port_slot_, tenant_slot_, interface_slot_;
   std::vector<uint16_t> free_ports_, free_tenants_, free_interfaces_;  // reusable in a later transaction
 
+  Lpm lpm_;                      // every compact tenant's FIB (table id = tenant slot)
   Nexthop* nexthops_ = nullptr;  // shared by all generations
   std::map<std::tuple<int, uint16_t, uint16_t, uint32_t>, uint16_t> nexthop_ids_;
   std::vector<uint32_t> nexthop_refs_;

@@ -9,6 +9,12 @@ inline constexpr unsigned max_ports = 32;
 inline constexpr unsigned max_workers = 64;
 inline constexpr unsigned max_interfaces = 4096;
 inline constexpr unsigned max_tenants = 1024;
+// Routes of every tenant together (configured ones; connected and local ones not counted).
+inline constexpr unsigned max_routes_total = 1u << 22;
+// Compact FIBs (tables/lpm.h), every tenant's together: 1 KiB plies (1,284 bytes with what
+// only the writer reads). A tenant holding random /24s takes up to two plies a route; one
+// whose routes share their /16s far fewer (1M random /24s: ~57,000 plies).
+inline constexpr unsigned max_fib_plies = 1u << 20;
 inline constexpr unsigned max_nexthops = 32767;  // rte_fib DIR24_8 with 2-byte next hops
 inline constexpr unsigned max_neighbours = 65536;
 inline constexpr unsigned max_addresses_per_interface = 8;

@@ -18,6 +18,7 @@ struct Settings {
   uint32_t icmp_timeout_s = 60;
   uint32_t other_timeout_s = 300;
   uint32_t packet_buffers = 0;
+  uint32_t fib_memory_mb = 0;  // 0: max_fib_plies
 };
 
 }  // namespace medix::dp

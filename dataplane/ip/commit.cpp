@@ -3,13 +3,24 @@
 #include "control/build.h"
 
 namespace medix::dp {
+namespace {
 
-// Tenants: a slot and two FIB copies for each new one.
+// Whether a tenant's FIB is a DIR24_8 (else compact): asked for, or a declared large table.
+bool uses_dir24_8(const v1::Tenant& t) {
+  return t.fib() == v1::FIB_DIR24_8 || (t.fib() == v1::FIB_KIND_UNSPECIFIED && t.max_routes() > 65536);
+}
+
+}  // namespace
+
+// Tenants: a slot and an empty FIB for each new one: a root ply in the compact pool, or two
+// DIR24_8 copies.
 std::optional<Error> Committer::build_tenants(Build& b) {
+  b.undo.push_back([this] { lpm_.abort(); });  // last: every compact FIB as it was
   for (const auto& [name, change] : b.diff.tenants) {
     if (!change.after) {
       uint16_t slot = tenant_slot_.at(name);
       b.next->tenants[slot] = TenantEntry{};
+      b.next->fib_roots[slot] = 0;
       b.dead_tenants.push_back(slot);
       continue;
     }
@@ -18,38 +29,50 @@ std::optional<Error> Committer::build_tenants(Build& b) {
     if (!slot)
       return b.fail(Code::resource_exhausted, "tenant " + name + ": no free tenant slot", v1::Object::KindCase::kTenant,
                     name);
-    uint32_t max_routes = change.after->tenant().max_routes() ? change.after->tenant().max_routes() : 65536;
-    rte_fib_conf conf{};
-    conf.type = RTE_FIB_DIR24_8;
-    conf.default_nh = 0;
-    conf.max_routes = int(max_routes + 2 * max_addresses_per_interface * 64);
-    conf.dir24_8.nh_sz = RTE_FIB_DIR24_8_2B;
-    conf.dir24_8.num_tbl8 = std::min<uint32_t>(32767, std::max<uint32_t>(1024, max_routes / 8));
+    const v1::Tenant& tenant = change.after->tenant();
+    uint32_t max_routes = tenant.max_routes() ? tenant.max_routes() : 65536;
     TenantSlot& t = tenants_[*slot];
     t = TenantSlot{};
     t.name = name;
-    for (int i = 0; i < 2; i++) {
-      std::string fib_name = "fib" + std::to_string(fib_serial_++);
-      t.fib[i] = rte_fib_create(fib_name.c_str(), int(params_.socket), &conf);
+    t.dir24_8 = uses_dir24_8(tenant);
+    if (t.dir24_8) {
+      rte_fib_conf conf{};
+      conf.type = RTE_FIB_DIR24_8;
+      conf.default_nh = 0;
+      conf.max_routes = int(max_routes + 2 * max_addresses_per_interface * 64);
+      conf.dir24_8.nh_sz = RTE_FIB_DIR24_8_2B;
+      conf.dir24_8.num_tbl8 = std::min<uint32_t>(32767, std::max<uint32_t>(1024, max_routes / 8));
+      for (int i = 0; i < 2; i++) {
+        std::string fib_name = "fib" + std::to_string(fib_serial_++);
+        t.fib[i] = rte_fib_create(fib_name.c_str(), int(params_.socket), &conf);
+      }
     }
-    if (!t.fib[0] || !t.fib[1]) {
+    if (t.dir24_8 ? !t.fib[0] || !t.fib[1] : !lpm_.create(*slot)) {
+      std::string why = t.dir24_8 ? "cannot allocate its DIR24_8 FIB for " + std::to_string(max_routes) +
+                                        " routes: " + rte_strerror(rte_errno) + " (give EAL more memory with -m)"
+                                  : fibs_full();
       free_tenant(t);
       free_tenants_.push_back(*slot);
-      return b.fail(Code::resource_exhausted,
-                    "tenant \"" + name + "\": cannot allocate its FIB for " + std::to_string(max_routes) +
-                        " routes: " + rte_strerror(rte_errno) + " (give EAL more memory with -m)",
-                    v1::Object::KindCase::kTenant, name);
+      return b.fail(Code::resource_exhausted, "tenant \"" + name + "\": " + why, v1::Object::KindCase::kTenant, name);
     }
     b.undo.push_back([this, slot = *slot] {
       free_tenant(tenants_[slot]);
       free_tenants_.push_back(slot);
     });
-    if (b.next->tenants.size() <= *slot) b.next->tenants.resize(*slot + 1);
+    if (b.next->tenants.size() <= *slot) {
+      b.next->tenants.resize(*slot + 1);
+      b.next->fib_roots.resize(*slot + 1);
+    }
     b.next->tenants[*slot].name = name;
+    b.next->tenants[*slot].live = true;
     b.new_tenant_slots.push_back(*slot);
     b.need_totals = true;
   }
   return std::nullopt;
+}
+
+std::string Committer::fibs_full() const {
+  return "the compact FIBs are full (" + std::to_string(lpm_.max_plies()) + " plies of 1 KiB, every tenant's)";
 }
 
 // Routes: what each affected prefix resolves to now.
@@ -101,26 +124,36 @@ std::optional<Error> Committer::build_routes(Build& b) {
     }
     b.ops.push_back({t, address, length, before, after});
   }
-  // The standby copies first; nobody reads them.
+  // Compact FIBs: copies of the plies each change touches, reached only from new roots.
+  // DIR24_8: the standby copies first; nobody reads them.
   for (size_t i = 0; i < b.ops.size(); i++) {
     TenantSlot& t = tenants_[b.ops[i].tenant];
-    if (!apply_fib(t.fib[1 - t.active], b.ops[i], true)) {
+    const FibOp& op = b.ops[i];
+    if (t.dir24_8 ? !apply_fib(t.fib[1 - t.active], op, true) : !lpm_.set(op.tenant, op.address, op.length, op.after)) {
       for (size_t j = i; j-- > 0;)
         apply_fib(tenants_[b.ops[j].tenant].fib[1 - tenants_[b.ops[j].tenant].active], b.ops[j], false);
-      for (const auto& op : b.ops) unref(op.after);
-      return b.fail(Code::resource_exhausted, "tenant \"" + t.name + "\": its FIB is full (tbl8 groups or max_routes)",
-                    v1::Object::KindCase::kRoute, t.name);
+      for (const auto& o : b.ops) unref(o.after);
+      return b.fail(
+          Code::resource_exhausted,
+          "tenant \"" + t.name + "\": " + (t.dir24_8 ? "its FIB is full (tbl8 groups or max_routes)" : fibs_full()),
+          v1::Object::KindCase::kRoute, t.name);
     }
   }
   for (const auto& op : b.ops) b.switched.insert(op.tenant);
   for (uint16_t t : b.new_tenant_slots) b.switched.insert(t);
   for (uint16_t t : b.dead_tenants) b.switched.erase(t);
-  for (uint16_t t : b.switched) b.next->tenants[t].fib = tenants_[t].fib[1 - tenants_[t].active];
+  for (uint16_t t : b.switched) {
+    if (tenants_[t].dir24_8)
+      b.next->tenants[t].fib = tenants_[t].fib[1 - tenants_[t].active];
+    else
+      b.next->fib_roots[t] = lpm_.root(t);
+  }
   return std::nullopt;
 }
 
 void Committer::reclaim_routes(Build& b) {
-  // The copy nobody reads any more gets the same changes.
+  lpm_.commit();  // the plies only the old roots reached
+  // DIR24_8: the copy nobody reads any more gets the same changes.
   for (const auto& op : b.ops) {
     TenantSlot& t = tenants_[op.tenant];
     apply_fib(t.fib[t.active], op, true);  // the copy nobody reads any more
@@ -130,7 +163,8 @@ void Committer::reclaim_routes(Build& b) {
       t.effective.erase({op.address, op.length});
     unref(op.before);
   }
-  for (uint16_t t : b.switched) tenants_[t].active = 1 - tenants_[t].active;
+  for (uint16_t t : b.switched)
+    if (tenants_[t].dir24_8) tenants_[t].active = 1 - tenants_[t].active;
 }
 
 void Committer::reclaim_tenants(Build& b) {

@@ -1,5 +1,5 @@
-// ip_input: the RFC 1812 header checks. ip_lookup: the per-tenant FIB walk, route leaks
-// between tenants, TTL and MTU decisions.
+// ip_input: the RFC 1812 header checks. ip_lookup: the FIB lookup of a burst (every tenant
+// in it at once), route leaks between tenants, TTL and MTU decisions.
 #include <rte_fib.h>
 #include <rte_ip.h>
 
@@ -119,25 +119,55 @@ void route(Worker& w, rte_mbuf* m, const Nexthop& nh, Routed& out) {
 
 }  // namespace
 
+namespace {
+
+// The DIR24_8 tenants' packets of a burst (positions `at`): one bulk lookup per such tenant
+// present. Only tenants that asked for DIR24_8 (the core, a large carrier) are here, so this
+// loops over a few tenants, not over the thousand compact ones.
+void lookup_dir24_8(const Tables& t, rte_mbuf** pkts, const uint32_t* ips, uint8_t* at, uint16_t n, uint32_t* hops) {
+  while (n) {
+    uint16_t tenant = meta(pkts[at[0]]).tenant;
+    uint32_t group[burst_size];
+    uint64_t found[burst_size];
+    uint8_t where[burst_size];
+    uint16_t count = 0, left = 0;
+    for (uint16_t k = 0; k < n; k++) {
+      if (meta(pkts[at[k]]).tenant != tenant) {
+        at[left++] = at[k];
+        continue;
+      }
+      where[count] = at[k];
+      group[count++] = ips[at[k]];
+    }
+    rte_fib* fib = tenant < t.tenants.size() ? t.tenants[tenant].fib : nullptr;
+    if (fib)
+      rte_fib_lookup_bulk(fib, group, found, count);
+    else
+      memset(found, 0, count * sizeof(found[0]));  // a tenant gone in this generation: no route
+    for (uint16_t k = 0; k < count; k++) hops[where[k]] = uint32_t(found[k]);
+    n = left;
+  }
+}
+
+}  // namespace
+
 uint16_t ip_lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Routed& out) {
   const Tables& t = *w.tables;
-  uint16_t tenant = meta(pkts[0]).tenant;
-  rte_mbuf* group[burst_size];
-  uint32_t ips[burst_size];
-  uint64_t hops[burst_size];
-  uint16_t count = 0, left = 0;
+  uint32_t ips[burst_size], roots[burst_size], hops[burst_size];
+  uint8_t dir24_8[burst_size];
+  uint16_t n_dir24_8 = 0;
   for (uint16_t i = 0; i < n; i++) {
-    rte_mbuf* m = pkts[i];
-    if (meta(m).tenant != tenant) {
-      pkts[left++] = m;
-      continue;
-    }
-    group[count] = m;
-    ips[count++] = rte_be_to_cpu_32(ipv4(m)->dst_addr);
+    uint16_t tenant = meta(pkts[i]).tenant;
+    ips[i] = rte_be_to_cpu_32(ipv4(pkts[i])->dst_addr);
+    roots[i] = tenant < t.fib_roots.size() ? t.fib_roots[tenant] : 0;
+    if (!roots[i]) dir24_8[n_dir24_8++] = uint8_t(i);
   }
-  rte_fib_lookup_bulk(t.tenants[tenant].fib, ips, hops, count);
-  for (uint16_t k = 0; k < count; k++) {
-    rte_mbuf* m = group[k];
+  // Every compact tenant's packets in one bulk lookup (the others read the empty ply 0).
+  Lpm::lookup_bulk(t.plies, roots, ips, hops, n);
+  if (n_dir24_8) lookup_dir24_8(t, pkts, ips, dir24_8, n_dir24_8, hops);
+  for (uint16_t k = 0; k < n; k++) {
+    rte_mbuf* m = pkts[k];
+    uint16_t tenant = meta(m).tenant;
     const Nexthop& nh = t.nexthops[hops[k]];
     uint16_t origin, exit;
     if (tenant == t.core && crosses(t, m, nh, origin, exit)) {
@@ -159,7 +189,7 @@ uint16_t ip_lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Routed& out) {
       meta(m).origin = uint16_t(tenant + 1);  // enters the core from here
     route(w, m, nh, out);
   }
-  return left;
+  return 0;
 }
 
 void ip_route_crossed(Worker& w, rte_mbuf** pkts, uint16_t n, Routed& out) {

@@ -18,8 +18,9 @@ struct Routed {
   rte_mbuf* leaked[burst_size];  // leaked into another tenant: to be looked up again there
   uint16_t n_fwd = 0, n_local = 0, n_cross = 0, n_leaked = 0;
 };
-// Looks up the packets that are in the tenant of pkts[0] (one bulk FIB lookup) and takes them
-// out of `pkts`; the others keep their order. Returns how many are left.
+// Looks up every packet in its own tenant (one bulk lookup for all compact tenants, one per
+// DIR24_8 tenant present) and routes it; at most burst_size packets. Returns how many are
+// left in `pkts`: none (the pipeline's loop for stages that take one tenant a call).
 uint16_t ip_lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Routed& out);
 // Packets that crossed the core in this burst go on by the core route found for them before
 // crossing (meta.nexthop): out, local, or leaked into their exit tenant.

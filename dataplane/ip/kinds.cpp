@@ -15,6 +15,7 @@ std::optional<v1::Object> find_tenant(const Intent& in, const Intent::Key& k) {
 std::optional<Error> check_tenant(Intent& in, const v1::Object& o, const std::string& path) {
   const auto& t = o.tenant();
   if (auto e = range(path + ".max_routes", t.max_routes(), 0, 1u << 24)) return e;
+  if (!v1::FibKind_IsValid(t.fib())) return invalid(path + ".fib", "is not a FIB kind");
   if (t.core()) {
     for (const auto& [other, x] : in.tenants)
       if (x.core() && other != t.name())
@@ -114,6 +115,9 @@ std::optional<Error> check_route(Intent& in, const v1::Object& o, const std::str
   if (in.routes_in(r.tenant()) >= max_routes)
     return Error{Code::resource_exhausted, path + ": tenant " + quoted(r.tenant()) + " already has its max_routes (" +
                                                std::to_string(max_routes) + ") routes"};
+  if (in.routes.size() >= max_routes_total)
+    return Error{Code::resource_exhausted, path + ": medix-dp holds at most " + std::to_string(max_routes_total) +
+                                               " routes, every tenant's together"};
   return std::nullopt;
 }
 
@@ -184,6 +188,8 @@ const Kind tenant_kind = {
                        const std::string& path) -> std::optional<Error> {
       if (o.tenant().max_routes() != existing.tenant().max_routes())
         return invalid(path + ".max_routes", "cannot change (its FIB is sized at creation)");
+      if (o.tenant().fib() != existing.tenant().fib())
+        return invalid(path + ".fib", "cannot change (its FIB is made at creation)");
       return std::nullopt;
     },
     .check_delete =

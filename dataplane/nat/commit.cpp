@@ -41,7 +41,7 @@ std::optional<Error> Committer::build_crossing(const Diff& diff, const Intent& i
   // Translations, rebuilt whole; the epoch changes where the translation did.
   for (uint16_t slot = 0; slot < next.tenants.size(); slot++) {
     TenantEntry& e = next.tenants[slot];
-    if (!e.fib) continue;
+    if (!e.live) continue;
     bool fresh = std::find(new_tenant_slots.begin(), new_tenant_slots.end(), slot) != new_tenant_slots.end();
     uint32_t epoch = e.nat.epoch;
     Translation x;

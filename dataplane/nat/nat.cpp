@@ -279,7 +279,7 @@ uint64_t timeout_of(const Worker& w, const Session& s) { return session_timeout(
 bool stale(const Tables& t, const Session& s) {
   for (int d = 0; d < 2; d++) {
     uint16_t tenant = s.key[d].tenant;
-    uint32_t now = tenant < t.tenants.size() && t.tenants[tenant].fib ? t.tenants[tenant].nat.epoch : 0;
+    uint32_t now = tenant < t.tenants.size() && t.tenants[tenant].live ? t.tenants[tenant].nat.epoch : 0;
     if (s.epoch[d] != now) return true;
   }
   return false;

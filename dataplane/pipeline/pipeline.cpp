@@ -5,9 +5,9 @@
 //                                           └─ lookup ─┬─ fwd ─┬─ ip_output ─ tx
 //   handoff ring ─ esp_input / esp_output / nat_input ─┘       └─ esp_output ─┐
 //                                                      └─ local ─ local_input ─ esp_input
-//   lookup, per tenant present:  ip_lookup ─┬─ fwd / local
-//                                           ├─ cross ─ nat_input ─ ip_route_crossed ─ fwd / local / leaked
-//                                           └─ leaked: the next round, in its new tenant
+//   lookup, a burst of any tenants:  ip_lookup ─┬─ fwd / local
+//                                               ├─ cross ─ nat_input ─ ip_route_crossed ─ fwd / local / leaked
+//                                               └─ leaked: the next round, in its new tenant
 //
 // run_ip passes: what a pass decrypts, encrypts or originates goes round again (decrypted: in
 // its tunnel's tenant; encrypted: in the underlay; originated: ICMP, replies), so a few passes
@@ -69,8 +69,8 @@ struct StageTime {
   uint64_t cycles = 0, packets = 0;
 };
 
-// The lookup of a burst: tenant by tenant, crossing the core where it happens, route leaks
-// round again in their new tenant (at most max_leak_hops times).
+// The lookup of a burst: all its tenants at once, crossing the core where it happens, route
+// leaks round again in their new tenant (at most max_leak_hops times).
 void lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Batch& fwd, Batch& local, StageTime& nat) {
   rte_mbuf* left[burst_size];  // still without a route (this round's tenants)
   memcpy(left, pkts, n * sizeof(rte_mbuf*));

@@ -64,10 +64,10 @@ CounterSnapshot take_snapshot(Dataplane& dp, bool with_neighbours) {
       s.sas.push_back(x);
     });
     for (size_t i = 0; i < t.tenants.size(); i++)
-      if (t.tenants[i].fib) s.tenants.push_back({t.tenants[i].name, minus(s.totals.tenants[i], base.tenants[i])});
+      if (t.tenants[i].live) s.tenants.push_back({t.tenants[i].name, minus(s.totals.tenants[i], base.tenants[i])});
     if (t.nat)
       for (size_t i = 0; i < t.tenants.size(); i++)
-        if (t.tenants[i].fib) s.nat.push_back({t.tenants[i].name, minus(s.totals.nat[i], base.nat[i])});
+        if (t.tenants[i].live) s.nat.push_back({t.tenants[i].name, minus(s.totals.nat[i], base.nat[i])});
     for (const auto& r : t.rules)
       s.rules.push_back({r.name, s.totals.rule_matched[r.slot] - base.rule_matched[r.slot], r.permit});
     if (with_neighbours)

@@ -1,6 +1,7 @@
 #pragma once
-// The compiled form of the config that workers read: flat arrays indexed by small ids, one
-// rte_fib per tenant, and rte_hash indexes with lock-free readers. Built by the main lcore
+// The compiled form of the config that workers read: flat arrays indexed by small ids, a FIB
+// per tenant (a root in the compact LPM's pool, or an rte_fib DIR24_8), and rte_hash indexes
+// with lock-free readers. Built by the main lcore
 // (control/commit.cpp); workers only read it.
 #include <rte_ether.h>
 #include <rte_fib.h>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "infra/limits.h"
+#include "tables/lpm.h"
 
 namespace medix::dp {
 
@@ -121,7 +123,8 @@ struct Translation {
 };
 
 struct TenantEntry {
-  rte_fib* fib = nullptr;  // the copy workers read in this generation
+  bool live = false;       // a free slot is not
+  rte_fib* fib = nullptr;  // a DIR24_8 tenant's: the copy workers read in this generation
   std::string name;
   bool core = false;
   Translation nat;
@@ -200,8 +203,12 @@ struct Tables {
   uint64_t version = 0;
   std::vector<PortEntry> ports;            // by slot
   std::vector<InterfaceEntry> interfaces;  // by slot; a slot with uid 0 is free
-  std::vector<TenantEntry> tenants;        // by slot; fib nullptr: free
-  const Nexthop* nexthops = nullptr;       // index 0: no route (every FIB's default)
+  std::vector<TenantEntry> tenants;        // by slot; not live: free
+  // Compact FIBs (tables/lpm.h): each tenant's root ply by slot, 0 for a DIR24_8 tenant
+  // (tenants[slot].fib) or a free slot; the pool of plies every root is in.
+  std::vector<uint32_t> fib_roots;
+  const uint32_t* plies = nullptr;
+  const Nexthop* nexthops = nullptr;  // index 0: no route (every FIB's default)
   std::shared_ptr<rte_hash> interface_index;
   NeighbourTable* neighbours = nullptr;
   SaState* const* sas = nullptr;  // by slot, shared; 0 is never used

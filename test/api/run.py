@@ -717,14 +717,15 @@ def resource_limits(f, d, c):
     expect_rejected(c, "a port on a device EAL does not have",
                     [create(pb.Port(name="p8", device="net_null7"))],
                     (C.INVALID_ARGUMENT, C.FAILED_PRECONDITION, C.NOT_FOUND), "operations[0].port.device")
-    # More tenants (each a FIB of 2^24 entries, ~34 MB, maybe twice) than -m 1024 holds: the
+    # More DIR24_8 tenants (each a FIB of 2^24 entries, ~34 MB, twice) than -m 1024 holds: the
     # commit runs out of memory midway and must undo everything, and give the memory back.
+    # (Compact FIBs, the default, cost a kilobyte each: 64 of them fit.)
     rss0 = d.rss_kb()
     expect_rejected(c, "a batch of 64 tenants, more than medix-dp's memory holds",
-                    [create(pb.Tenant(name="mem-%02d" % i, max_routes=1024)) for i in range(64)],
+                    [create(pb.Tenant(name="mem-%02d" % i, max_routes=1024, fib=pb.FIB_DIR24_8)) for i in range(64)],
                     (C.RESOURCE_EXHAUSTED,), "operations[", timeout=120)
     R.info("(VmRSS %d MB before, %d MB after)" % (rss0 // 1024, d.rss_kb() // 1024))
-    ops = [create(pb.Tenant(name="mem-%02d" % i, max_routes=1024)) for i in range(4)]
+    ops = [create(pb.Tenant(name="mem-%02d" % i, max_routes=1024, fib=pb.FIB_DIR24_8)) for i in range(4)]
     err, res = rpc(c.apply, ops, 0, 60)
     R.check(err is None and res.changed == 4, "after that, 4 tenants can still be created (memory given back)",
             short(err))

@@ -115,7 +115,7 @@ uint16_t Harness::interface(const std::string& name) const {
 
 uint16_t Harness::tenant(const std::string& name) const {
   for (uint16_t i = 0; i < tables->tenants.size(); i++)
-    if (tables->tenants[i].fib && tables->tenants[i].name == name) return i;
+    if (tables->tenants[i].live && tables->tenants[i].name == name) return i;
   throw std::runtime_error("no tenant " + name);
 }
 
