@@ -137,6 +137,44 @@ v1::ListSessionsResponse Client::sessions(const v1::ListSessionsRequest& request
   return response;
 }
 
+v1::GetFibResponse Client::fib(const std::string& tenant) {
+  v1::GetFibResponse all;
+  v1::GetFibRequest request;
+  request.set_tenant(tenant);
+  request.set_page_size(100000);
+  // Pages of one version: a commit between two pages starts over (a few times).
+  for (int attempt = 0;; attempt++) {
+    all.Clear();
+    request.clear_page_token();
+    bool changed = false;
+    do {
+      grpc::ClientContext context;
+      set_deadline(context, read_deadline);
+      v1::GetFibResponse page;
+      check(stub_->GetFib(&context, request, &page));
+      if (all.entries_size() && page.version() != all.version()) changed = true;
+      auto entries = std::move(*page.mutable_entries());
+      page.clear_entries();
+      all.MergeFrom(page);
+      for (auto& e : entries) *all.add_entries() = std::move(e);
+      request.set_page_token(page.next_page_token());
+    } while (!request.page_token().empty() && !changed);
+    all.clear_next_page_token();
+    if (!changed || attempt == 3) return all;
+  }
+}
+
+v1::LookupResponse Client::lookup(const std::string& tenant, const std::string& address) {
+  grpc::ClientContext context;
+  set_deadline(context, read_deadline);
+  v1::LookupRequest request;
+  request.set_tenant(tenant);
+  request.set_address(address);
+  v1::LookupResponse response;
+  check(stub_->Lookup(&context, request, &response));
+  return response;
+}
+
 void Client::clear_sessions(const std::string& tenant) {
   grpc::ClientContext context;
   set_deadline(context, read_deadline);

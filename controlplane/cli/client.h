@@ -39,6 +39,9 @@ class Client {
   v1::CountersSnapshot counters();
   v1::Runtime runtime();
   v1::ListSessionsResponse sessions(const v1::ListSessionsRequest& request);
+  // A tenant's effective FIB, every page ("": the summary of all FIBs).
+  v1::GetFibResponse fib(const std::string& tenant);
+  v1::LookupResponse lookup(const std::string& tenant, const std::string& address);
   void clear_sessions(const std::string& tenant);
   // Calls `each` for every snapshot pushed until it returns false, then ends the stream.
   void watch_counters(uint32_t interval_ms, const std::function<bool(const v1::CountersSnapshot&)>& each);

@@ -29,6 +29,12 @@ constexpr const char* usage_text =
 
   show KIND [--tenant T]              every object of a kind
   show KIND KEY...                    one object
+  show fib [TENANT]                   a tenant's effective FIB: every prefix (connected, local,
+                                      configured), what it resolves to and where it came from;
+                                      without TENANT, what every FIB costs
+  lookup TENANT ADDRESS               where a packet to ADDRESS goes: the route it matches in
+                                      each FIB, across route leaks and the IX core (with its
+                                      translation), to the interface and next hop it leaves by
   counters                            ports, interfaces, tenants and events
   drops [--lcore] [--all]             drop reasons that counted something (--all: every reason)
   runtime [--lcore]                   calls, packets and cycles per packet of every stage
@@ -40,7 +46,7 @@ constexpr const char* usage_text =
   apply FILE                          a config file (JSON of medix.dataplane.v1.Config) as one
                                       transaction: each object created, or updated if it exists
   set port NAME [mtu M] [up|down] [promiscuous on|off] [device D]
-  set tenant NAME [description D] [max-routes N]
+  set tenant NAME [description D] [max-routes N] [fib compact|dir24_8]
   set interface NAME [tenant T] [port P] [vlan V] [inner-vlan V] [address A/L]... [mtu M] [mac M]
   set route TENANT PREFIX (via INTERFACE [GATEWAY] | tenant T | local | blackhole [unreachable])
   set neighbour INTERFACE ADDRESS MAC
@@ -108,7 +114,31 @@ const KindInfo& kind_word(Args& args) {
   return *kind;
 }
 
+int show_fib(const Context& c, Args& args) {
+  std::string tenant = args.done() ? "" : args.next("a tenant name");
+  args.expect_done();
+  auto response = c.client.fib(tenant);
+  if (c.json)
+    std::cout << to_json(response, true);
+  else
+    print_fib(std::cout, response);
+  return 0;
+}
+
+int lookup(const Context& c, Args& args) {
+  std::string tenant = args.next("a tenant name");
+  std::string address = args.next("an address");
+  args.expect_done();
+  auto response = c.client.lookup(tenant, address);
+  if (c.json)
+    std::cout << to_json(response, true);
+  else
+    print_lookup(std::cout, response);
+  return 0;
+}
+
 int show(const Context& c, Args& args) {
+  if (args.take("fib")) return show_fib(c, args);
   const auto& kind = kind_word(args);
   if (args.done() || args.peek().starts_with("--")) {
     std::string tenant;
@@ -435,7 +465,7 @@ int run(int argc, char** argv) {
   using Command = int (*)(const Context&, Args&);
   const std::vector<std::pair<std::string, Command>> commands = {
       {"show", show},   {"counters", counters}, {"drops", drops}, {"runtime", runtime}, {"sessions", sessions},
-      {"watch", watch}, {"apply", apply},       {"set", set},     {"delete", remove},
+      {"watch", watch}, {"apply", apply},       {"set", set},     {"delete", remove},   {"lookup", lookup},
   };
   for (const auto& [name, function] : commands) {
     if (name != command) continue;

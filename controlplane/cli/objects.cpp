@@ -53,8 +53,16 @@ void set_tenant(v1::Tenant& tenant, Args& args) {
       tenant.set_description(args.next("a description"));
     } else if (args.take("max-routes")) {
       tenant.set_max_routes(args.next_u32("max-routes"));
+    } else if (args.take("fib")) {
+      std::string kind = args.next("compact or dir24_8");
+      if (kind == "compact")
+        tenant.set_fib(v1::FIB_COMPACT);
+      else if (kind == "dir24_8")
+        tenant.set_fib(v1::FIB_DIR24_8);
+      else
+        throw UsageError("set tenant: fib \"" + kind + "\" is neither compact nor dir24_8");
     } else {
-      throw UsageError("set tenant: unknown \"" + args.peek() + "\" (description, max-routes)");
+      throw UsageError("set tenant: unknown \"" + args.peek() + "\" (description, max-routes, fib)");
     }
   }
 }

@@ -320,6 +320,94 @@ void print_counters(std::ostream& out, const v1::CountersSnapshot& snapshot) {
   events.print(out);
 }
 
+namespace {
+
+std::string megabytes(uint64_t bytes) {
+  char text[32];
+  if (bytes < 1000000)
+    snprintf(text, sizeof(text), "%.1f KB", double(bytes) / 1e3);
+  else
+    snprintf(text, sizeof(text), "%.1f MB", double(bytes) / 1e6);
+  return text;
+}
+
+const char* source_name(v1::FibSource s) {
+  switch (s) {
+    case v1::FIB_SOURCE_CONFIGURED: return "configured";
+    case v1::FIB_SOURCE_CONNECTED: return "connected";
+    case v1::FIB_SOURCE_LOCAL: return "local";
+    default: return "";
+  }
+}
+
+// What a FIB entry does: its kind ("via", "tunnel", "leak", ...) and its next hop.
+std::pair<std::string, std::string> target_of(const v1::FibEntry& e) {
+  if (!e.next_tenant().empty()) return {"leak", "tenant " + e.next_tenant()};
+  if (e.local()) return {"local", ""};
+  if (e.blackhole()) return {e.unreachable() ? "unreachable" : "blackhole", ""};
+  std::string hop = e.interface() + (e.gateway().empty() ? "" : " " + e.gateway());
+  return {e.tunnel() ? "tunnel" : "via", hop};
+}
+
+}  // namespace
+
+void print_fib(std::ostream& out, const v1::GetFibResponse& fib) {
+  const v1::FibMemory& m = fib.memory();
+  if (fib.tenant().empty()) {
+    out << "tenants " << m.tenants() << " (" << m.compact_tenants() << " compact, " << m.dir24_8_tenants()
+        << " DIR24_8), " << m.entries() << " prefixes\n";
+    out << "compact FIBs: " << m.compact_plies() << " plies in use of " << m.limit_plies() << ", "
+        << megabytes(m.compact_bytes()) << " with the routes the writer keeps\n";
+    out << "DIR24_8 FIBs: " << megabytes(m.dir24_8_bytes()) << " (both copies of each)\n";
+    return;
+  }
+  bool compact = fib.fib() == v1::FIB_COMPACT;
+  out << "tenant " << fib.tenant() << ": " << (compact ? "compact" : "DIR24_8") << " FIB, " << m.entries()
+      << " prefixes, "
+      << (compact ? std::to_string(m.compact_plies()) + " plies, " + megabytes(m.compact_bytes())
+                  : megabytes(m.dir24_8_bytes()))
+      << "\n";
+  Table table({{"PREFIX"}, {"SOURCE"}, {"TARGET"}, {"NEXT-HOP"}, {"ORIGIN"}});
+  for (const auto& e : fib.entries()) {
+    auto [kind, hop] = target_of(e);
+    table.row({e.prefix(), source_name(e.source()), kind, hop,
+               e.source() == v1::FIB_SOURCE_CONFIGURED ? "route" : e.origin()});
+  }
+  table.print(out);
+}
+
+void print_lookup(std::ostream& out, const v1::LookupResponse& lookup) {
+  Table table(
+      {{"STEP", true}, {"TENANT"}, {"ADDRESS"}, {"ROUTE"}, {"SOURCE"}, {"TARGET"}, {"NEXT-HOP"}, {"TRANSLATED"}});
+  int n = 0;
+  for (const auto& s : lookup.steps()) {
+    auto [kind, hop] = s.has_route() ? target_of(s.route()) : std::pair<std::string, std::string>{"", ""};
+    table.row({num(++n), s.tenant(), s.address(), s.has_route() ? s.route().prefix() : "(none)",
+               s.has_route() ? source_name(s.route().source()) : "", kind, hop, s.translated()});
+  }
+  table.print(out);
+  std::string crossing = lookup.crosses_core() ? "; crosses the IX core (policy and a session decide per flow)" : "";
+  switch (lookup.result()) {
+    case v1::LOOKUP_FORWARD:
+      out << "forward: out of " << lookup.interface() << " to " << lookup.next_hop() << " in tenant "
+          << lookup.tenant();
+      break;
+    case v1::LOOKUP_LOCAL: out << "local: to medix-dp itself, in tenant " << lookup.tenant(); break;
+    case v1::LOOKUP_NO_ROUTE: out << "dropped: no route in tenant " << lookup.tenant() << " (no_route)"; break;
+    case v1::LOOKUP_BLACKHOLE: out << "dropped: blackhole in tenant " << lookup.tenant(); break;
+    case v1::LOOKUP_LEAK_LOOP: out << "dropped: more route leaks than medix-dp follows (leak_loop)"; break;
+    case v1::LOOKUP_NO_MAPPING:
+      out << "dropped: tenant " << lookup.tenant()
+          << " translates, but has no mapping for the address (nat_no_mapping)";
+      break;
+    case v1::LOOKUP_NAPT:
+      out << "to a NAPT pool address of tenant " << lookup.tenant() << ": its session decides where";
+      break;
+    default: out << "?";
+  }
+  out << crossing << "\n";
+}
+
 void print_sessions(std::ostream& out, const v1::ListSessionsResponse& sessions) {
   Table table({{"PROTO", true},
                {"TENANT"},

@@ -39,6 +39,10 @@ void print_objects(std::ostream& out, const KindInfo& kind,
 // Ports, interfaces, tenants and events.
 void print_sessions(std::ostream& out, const v1::ListSessionsResponse& sessions);
 void print_counters(std::ostream& out, const v1::CountersSnapshot& snapshot);
+// A tenant's effective FIB, or (no tenant) what every FIB costs.
+void print_fib(std::ostream& out, const v1::GetFibResponse& fib);
+// Each FIB a lookup went through, and where it ends.
+void print_lookup(std::ostream& out, const v1::LookupResponse& lookup);
 // The drop reasons (summed, or each lcore's) that are not zero, or all of them.
 v1::CountersSnapshot select_drops(const v1::CountersSnapshot& snapshot, bool by_lcore, bool all);
 void print_drops(std::ostream& out, const v1::CountersSnapshot& selected, bool by_lcore);

@@ -15,6 +15,7 @@
 
 #include "common/address.h"
 #include "control/kinds.h"
+#include "ip/show.h"
 #include "medix/dataplane/v1/dataplane.grpc.pb.h"
 #include "nat/nat.h"
 #include "runtime/snapshot.h"
@@ -232,6 +233,23 @@ class Service final : public v1::Dataplane::Service {
     if (!dp_.controller.clear_sessions(request->tenant()))
       return {grpc::StatusCode::NOT_FOUND, "tenant: no tenant named \"" + request->tenant() + "\""};
     return grpc::Status::OK;
+  }
+
+  grpc::Status GetFib(grpc::ServerContext*, const v1::GetFibRequest* request, v1::GetFibResponse* response) override {
+    uint32_t page = request->page_size() ? request->page_size() : 1000;
+    if (page > 100000)
+      return {grpc::StatusCode::INVALID_ARGUMENT, "page_size: " + std::to_string(page) + " is above 100000"};
+    return dp_.controller.read([&](const Intent& in, const Committer& c, uint64_t) -> grpc::Status {
+      if (auto e = get_fib(in, c, *request, page, *response)) return {status_code(e->code), e->message};
+      return grpc::Status::OK;
+    });
+  }
+
+  grpc::Status Lookup(grpc::ServerContext*, const v1::LookupRequest* request, v1::LookupResponse* response) override {
+    return dp_.controller.read([&](const Intent& in, const Committer& c, uint64_t) -> grpc::Status {
+      if (auto e = lookup(in, c, *request, *response)) return {status_code(e->code), e->message};
+      return grpc::Status::OK;
+    });
   }
 
   grpc::Status GetRuntime(grpc::ServerContext*, const v1::GetRuntimeRequest*, v1::Runtime* response) override {

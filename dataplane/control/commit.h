@@ -55,6 +55,29 @@ class Committer {
   const std::atomic<const Tables*>& published() const { return current_; }
   // Counters as they were when the slot was given to its present object.
   const Counters& bases() const { return *bases_; }
+  // The FIBs as the control side knows them (under the controller's lock), for the API.
+  std::optional<uint16_t> tenant_slot(const std::string& name) const {
+    auto it = tenant_slot_.find(name);
+    return it == tenant_slot_.end() ? std::nullopt : std::optional<uint16_t>(it->second);
+  }
+  bool dir24_8(uint16_t tenant) const { return tenants_[tenant].dir24_8; }
+  // Every prefix of the tenant's FIB and its next hop id, by (address, length).
+  const std::map<std::pair<uint32_t, uint8_t>, uint16_t>& fib_entries(uint16_t tenant) const {
+    return tenants_[tenant].effective;
+  }
+  // The interface whose address makes a connected prefix (a local one: UINT16_MAX), and
+  // whether it is local.
+  std::optional<std::pair<uint16_t, bool>> address_route(uint16_t tenant, uint32_t address, uint8_t length) const;
+  const Nexthop& nexthop(uint16_t id) const { return nexthops_[id]; }
+  // What the workers' tables find for `address` in a tenant now: a next hop id (0: none).
+  uint16_t fib_lookup(uint16_t tenant, uint32_t address) const;
+  struct FibCost {
+    uint64_t entries = 0, compact_plies = 0, compact_bytes = 0, dir24_8_bytes = 0;
+  };
+  // One tenant's FIB, or every tenant's.
+  FibCost fib_cost(std::optional<uint16_t> tenant) const;
+  uint32_t fib_plies_limit() const { return lpm_.max_plies(); }
+
   // Every SA with its key (control side, under the controller's lock).
   template <typename F>
   void for_each_sa(F&& f) const {
@@ -71,6 +94,7 @@ class Committer {
     std::string name;
     bool dir24_8 = false;                  // else its FIB is the compact one of lpm_, table = slot
     rte_fib* fib[2] = {nullptr, nullptr};  // DIR24_8: the two copies
+    uint64_t dir24_8_bytes = 0;            // ... their tables (tbl24 and tbl8 groups)
     int active = 0;
     std::map<std::pair<uint32_t, uint8_t>, uint16_t> effective;  // what both copies hold, once settled
     // Routes from interface addresses: (prefix) -> next hops, local ones first.

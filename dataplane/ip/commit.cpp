@@ -46,6 +46,7 @@ std::optional<Error> Committer::build_tenants(Build& b) {
         std::string fib_name = "fib" + std::to_string(fib_serial_++);
         t.fib[i] = rte_fib_create(fib_name.c_str(), int(params_.socket), &conf);
       }
+      t.dir24_8_bytes = 2 * ((uint64_t(1) << 24) + uint64_t(conf.dir24_8.num_tbl8) * 256) * sizeof(uint16_t);
     }
     if (t.dir24_8 ? !t.fib[0] || !t.fib[1] : !lpm_.create(*slot)) {
       std::string why = t.dir24_8 ? "cannot allocate its DIR24_8 FIB for " + std::to_string(max_routes) +
@@ -69,6 +70,45 @@ std::optional<Error> Committer::build_tenants(Build& b) {
     b.need_totals = true;
   }
   return std::nullopt;
+}
+
+std::optional<std::pair<uint16_t, bool>> Committer::address_route(uint16_t tenant, uint32_t address,
+                                                                  uint8_t length) const {
+  const auto& automatic = tenants_[tenant].automatic;
+  auto a = automatic.find({address, length});
+  if (a == automatic.end() || a->second.empty()) return std::nullopt;
+  auto [priority, iface] = a->second.front();
+  return std::pair{iface, priority == 0};
+}
+
+uint16_t Committer::fib_lookup(uint16_t tenant, uint32_t address) const {
+  const Tables& t = *current();
+  if (tenant < t.fib_roots.size() && t.fib_roots[tenant])
+    return uint16_t(Lpm::lookup(t.plies, t.fib_roots[tenant], address));
+  if (tenant >= t.tenants.size() || !t.tenants[tenant].fib) return 0;
+  uint64_t nh = 0;
+  rte_fib_lookup_bulk(t.tenants[tenant].fib, &address, &nh, 1);
+  return uint16_t(nh);
+}
+
+Committer::FibCost Committer::fib_cost(std::optional<uint16_t> tenant) const {
+  // The writer keeps each compact FIB's routes in a hash map: ~40 bytes a route.
+  constexpr uint64_t rib_bytes_per_route = 40;
+  FibCost cost;
+  for (uint16_t s = 0; s < tenants_.size(); s++) {
+    const TenantSlot& t = tenants_[s];
+    if (t.name.empty() || (tenant && *tenant != s)) continue;
+    cost.entries += t.effective.size();
+    if (t.dir24_8) {
+      cost.dir24_8_bytes += t.dir24_8_bytes;
+    } else {
+      if (tenant) cost.compact_plies += lpm_.plies_of(s);
+      cost.compact_bytes += lpm_.routes(s) * rib_bytes_per_route;
+    }
+  }
+  if (!tenant) cost.compact_plies = lpm_.plies_in_use();
+  cost.compact_bytes += cost.compact_plies * Lpm::ply_bytes;
+  return cost;
 }
 
 std::string Committer::fibs_full() const {

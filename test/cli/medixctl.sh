@@ -322,6 +322,66 @@ expect "a mapping that clashes in the core" 1 \
 expect "delete static-mapping" 0 '^version [0-9]+ \(1 changed\)$' -- delete static-mapping a 10.0.0.0/24
 expect_not "deleted mapping gone" '^a +10\.0\.0\.0/24' -- show static-mappings
 
+# --- the effective FIB and lookups: a leak chain h1 -> h2 -> ix (the core) -> arch, translated
+# into arch by its static mapping; b's NAPT pool; a loop of leaks
+cat >"$tmp/fib.json" <<'JSON'
+{"schema_version": 1,
+ "tenants": [{"name": "h1"}, {"name": "h2"}, {"name": "arch"}],
+ "interfaces": [
+   {"name": "h1-lan", "tenant": "h1", "port": "p0", "vlan": 61, "addresses": ["10.0.0.1/24"]},
+   {"name": "arch-lan", "tenant": "arch", "port": "p0", "vlan": 63, "addresses": ["192.168.1.1/24"]}],
+ "routes": [
+   {"tenant": "h1", "prefix": "100.66.0.0/16", "next_tenant": "h2"},
+   {"tenant": "h2", "prefix": "100.66.0.0/16", "next_tenant": "ix"},
+   {"tenant": "ix", "prefix": "100.66.2.0/24", "next_tenant": "arch"},
+   {"tenant": "h1", "prefix": "100.65.0.0/16", "next_tenant": "ix"},
+   {"tenant": "ix", "prefix": "100.65.9.0/24", "next_tenant": "b"},
+   {"tenant": "h1", "prefix": "10.99.0.0/16", "next_tenant": "h2"},
+   {"tenant": "h2", "prefix": "10.99.0.0/16", "next_tenant": "h1"}],
+ "static_mappings": [{"tenant": "arch", "tenant_prefix": "192.168.1.0/24", "core_prefix": "100.66.2.0/24"}]}
+JSON
+expect "apply a leak chain" 0 '^version [0-9]+ \(13 changed\)$' -- apply "$tmp/fib.json"
+expect "show fib TENANT: its kind and size" 0 '^tenant h1: compact FIB, 5 prefixes, [0-9]+ plies, ' -- show fib h1
+expect "show fib TENANT: connected" 0 '^10\.0\.0\.0/24 +connected +via +h1-lan +h1-lan$' -- show fib h1
+expect "show fib TENANT: local" 0 '^10\.0\.0\.1/32 +local +local +- +h1-lan$' -- show fib h1
+expect "show fib TENANT: configured, leaked" 0 '^100\.66\.0\.0/16 +configured +leak +tenant h2 +route$' -- show fib h1
+expect "show fib TENANT: configured, via" 0 '^0\.0\.0\.0/0 +configured +via +a-lan 10\.0\.0\.254 +route$' -- show fib a
+expect "show fib TENANT: blackhole" 0 '^192\.0\.2\.0/24 +configured +unreachable +- +route$' -- show fib b
+expect "show fib: every FIB's cost" 0 '^tenants [0-9]+ \([0-9]+ compact, 0 DIR24_8\), [0-9]+ prefixes$' -- show fib
+expect "show fib: the compact pool" 0 '^compact FIBs: [0-9]+ plies in use of [0-9]+, ' -- show fib
+expect_json "show fib -o json" \
+  'd["fib"] == "FIB_COMPACT" and len(d["entries"]) == 5 and int(d["memory"]["compact_plies"]) > 0' -- show fib h1
+expect "show fib: no such tenant" 1 '^medixctl: NOT_FOUND: tenant: no tenant named "nope"$' -- show fib nope
+expect "lookup through a leak chain: each FIB" 0 '^ +3 +ix +100\.66\.2\.10 +100\.66\.2\.0/24 +configured +leak +tenant arch' -- \
+  lookup h1 100.66.2.10
+expect "lookup through the core: the destination translated" 0 \
+  '^ +4 +arch +192\.168\.1\.10 +192\.168\.1\.0/24 +connected +via +arch-lan +static mapping 100\.66\.2\.0/24 -> 192\.168\.1\.0/24 of tenant arch$' -- \
+  lookup h1 100.66.2.10
+expect "lookup through the core: where it ends" 0 \
+  '^forward: out of arch-lan to 192\.168\.1\.10 in tenant arch; crosses the IX core' -- lookup h1 100.66.2.10
+expect_json "lookup -o json" \
+  'd["result"] == "LOOKUP_FORWARD" and [s["tenant"] for s in d["steps"]] == ["h1", "h2", "ix", "arch"] and d["steps"][3]["address"] == "192.168.1.10" and d["crosses_core"] and d["interface"] == "arch-lan"' -- \
+  lookup h1 100.66.2.10
+expect "lookup: to a NAPT pool address" 0 '^to a NAPT pool address of tenant b: its session decides where' -- \
+  lookup h1 100.65.9.1
+expect "lookup: crossing into a tenant without a mapping for it" 0 '^dropped: tenant b translates, but has no mapping' -- \
+  lookup h1 100.65.9.200
+expect "lookup: a default route" 0 '^forward: out of a-lan to 10\.0\.0\.254 in tenant a$' -- lookup a 8.8.8.8
+expect "lookup: connected" 0 '^forward: out of a-lan to 10\.0\.0\.77 in tenant a$' -- lookup a 10.0.0.77
+expect "lookup: local" 0 '^local: to medix-dp itself, in tenant h1$' -- lookup h1 10.0.0.1
+expect "lookup: blackhole" 0 '^dropped: blackhole in tenant b$' -- lookup b 192.0.2.9
+expect "lookup: no route" 0 '^dropped: no route in tenant h2 \(no_route\)$' -- lookup h2 8.8.8.8
+expect "lookup: a loop of leaks" 0 '^dropped: more route leaks than medix-dp follows \(leak_loop\)$' -- lookup h1 10.99.1.1
+expect "lookup: no such tenant" 1 '^medixctl: NOT_FOUND: tenant: no tenant named "nope"$' -- lookup nope 10.0.0.1
+expect "lookup: not an address" 1 '^medixctl: INVALID_ARGUMENT: address: "bogus" is not an IPv4 address$' -- \
+  lookup h1 bogus
+expect "set tenant fib dir24_8" 0 '^version [0-9]+ \(1 changed\)$' -- set tenant big fib dir24_8
+expect "show fib: a DIR24_8 tenant" 0 '^tenant big: DIR24_8 FIB, 0 prefixes, [0-9.]+ MB$' -- show fib big
+expect "show fib: the DIR24_8 one counted" 0 '^tenants [0-9]+ \([0-9]+ compact, 1 DIR24_8\)' -- show fib
+expect "a tenant's FIB kind cannot change" 1 '^medixctl: INVALID_ARGUMENT: operations\[0\]\.tenant\.fib: cannot change' -- \
+  set tenant big fib compact
+expect "delete the DIR24_8 tenant" 0 '^version [0-9]+ \(1 changed\)$' -- delete tenant big
+
 # --- server errors are printed as they come, exit status 1
 expect "bad vlan: the server's field path" 1 \
   '^medixctl: INVALID_ARGUMENT: operations\[0\]\.interface\.vlan: 5000 is out of range 0\.\.4094$' -- \

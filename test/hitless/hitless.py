@@ -5,6 +5,7 @@
   hitless.py state  --target T --out FILE                    objects + counters as JSON
   hitless.py churn  --target T --out FILE [--budget S] [--min-seconds S]
   hitless.py probe-setup --target T --out FILE               routes for the probes (see below)
+  hitless.py tenants --target T --out FILE [--tenants N] [--cycles C]   tenant churn at scale (below)
   hitless.py touch  --target T [--n N]                       one unrelated changing transaction
   hitless.py ops    --target T --json '[OPERATION, ...]'     one transaction, Operations as JSON
   hitless.py check  --dir DIR                                PASS/FAIL lines from the results
@@ -21,6 +22,11 @@ the routes the traffic does use are replaced by equivalent ones, in a 7-step cyc
   d,e  CREATE core 198.18.5.0/25 via .10; DELETE core 198.18.5.0/24        (more specific first)
   f    one transaction: DELETE core 198.18.5.0/25 + CREATE core 198.18.5.0/24 via .10
   g    one transaction: CREATE hosp 198.18.0.0/16 -> core + DELETE hosp 198.18.5.0/24  (= S0)
+
+Tenant churn at scale (`tenants`, after the churn, under the same traffic): N tenants (1,000)
+are created in batches of 100, each with one plan (a VLAN interface on p2, 10.0.0.1/24, and
+10.9.0.0/16 via 10.0.0.2); then C times (200) one of them is deleted (tenant, interface and
+route in one transaction) and created again, each a transaction timed; then all are deleted.
 """
 import argparse
 import json
@@ -329,6 +335,57 @@ def cmd_churn(args):
     return 0 if ok else 1
 
 
+def scale_tenant(i):
+    """Tenant i of the churn at scale: its objects, in creation order."""
+    t = "scale-%04d" % i
+    return [pb.Tenant(name=t, description="tenant churn at scale"),
+            pb.Interface(name=t + "-if", tenant=t, port="p2", vlan=1000 + i, addresses=["10.0.0.1/24"]),
+            route_via(t, "10.9.0.0/16", t + "-if", "10.0.0.2")]
+
+
+def cmd_tenants(args):
+    c = connect(args.target)
+    log = {"tenants": args.tenants, "cycles": 0, "errors": [], "create_ms": [], "delete_ms": [],
+           "setup_s": None, "teardown_s": None}
+
+    def do(label, ops, into=None):
+        t = time.monotonic()
+        err, res = rpc(c.apply, ops, 0, 120)
+        ms = (time.monotonic() - t) * 1000
+        if err is not None:
+            log["errors"].append("%s: %s %s" % (label, err.code().name, err.details()))
+            return False
+        if res.changed != len(ops):
+            log["errors"].append("%s: changed %d of %d" % (label, res.changed, len(ops)))
+        if into is not None:
+            into.append(round(ms, 2))
+        return True
+
+    t0 = time.monotonic()
+    for first in range(0, args.tenants, 100):
+        objs = [o for i in range(first, min(args.tenants, first + 100)) for o in scale_tenant(i)]
+        if not do("create tenants %d.." % first, [create(o) for o in objs]):
+            break
+    log["setup_s"] = round(time.monotonic() - t0, 2)
+    for k in range(args.cycles if not log["errors"] else 0):
+        i = (k * 7) % args.tenants
+        objs = scale_tenant(i)
+        if not do("delete tenant %d" % i, [delete(o) for o in reversed(objs)], log["delete_ms"]):
+            break
+        if not do("create tenant %d" % i, [create(o) for o in objs], log["create_ms"]):
+            break
+        log["cycles"] += 1
+    t0 = time.monotonic()
+    for first in range(0, args.tenants, 100):
+        objs = [o for i in range(first, min(args.tenants, first + 100)) for o in scale_tenant(i)]
+        do("delete tenants %d.." % first, [delete(o) for o in reversed(objs)])
+    log["teardown_s"] = round(time.monotonic() - t0, 2)
+    log["version_after"] = c.version()
+    with open(args.out, "w") as f:
+        json.dump(log, f)
+    return 0
+
+
 def pct(values, p):
     if not values:
         return None
@@ -371,6 +428,19 @@ def cmd_check(args):
                              pct(churn["swap_latencies_ms"], 50), max(churn["swap_latencies_ms"] or [0])))
     else:
         check(False, "churn results", "no churn.json")
+    scale = load(d, "tenants.json")
+    if scale:
+        check(not scale["errors"] and scale["cycles"] > 0,
+              "tenant churn at scale under traffic: %d tenants present (created in %s s), %d deletes and %d "
+              "creates of one of them (tenant, VLAN interface and route in one transaction), all removed in %s s"
+              % (scale["tenants"], scale["setup_s"], scale["cycles"], scale["cycles"], scale["teardown_s"]),
+              "; ".join(scale["errors"][:5]))
+        print("     tenant transactions with %d present: create p50 %s ms, p99 %s ms, max %s ms; delete p50 %s ms, "
+              "p99 %s ms, max %s ms" % (scale["tenants"], pct(scale["create_ms"], 50), pct(scale["create_ms"], 99),
+                                        max(scale["create_ms"] or [0]), pct(scale["delete_ms"], 50),
+                                        pct(scale["delete_ms"], 99), max(scale["delete_ms"] or [0])))
+    else:
+        check(False, "tenant churn at scale", "no tenants.json")
     if before and after:
         same = before["objects"] == after["objects"]
         diff = []
@@ -381,7 +451,7 @@ def cmd_check(args):
         check(same, "after the churn every object is as before (%s)" %
               ", ".join("%d %ss" % (len(v), k) for k, v in before["objects"].items()), "; ".join(diff))
         check(len(after["list_versions"]) == 1 and after["version"] == after["list_versions"][0]
-              and (not churn or after["version"] == churn["version_after"]),
+              and (not churn or after["version"] == (scale or churn)["version_after"]),
               "reads agree on the final version (%d)" % after["version"])
     else:
         check(False, "state before and after the churn", "missing state-before/after.json")
@@ -482,11 +552,16 @@ def main():
     a = sub.add_parser("touch")
     a.add_argument("--target", required=True)
     a.add_argument("--n", type=int, default=0)
+    a = sub.add_parser("tenants")
+    a.add_argument("--target", required=True)
+    a.add_argument("--out", required=True)
+    a.add_argument("--tenants", type=int, default=1000)
+    a.add_argument("--cycles", type=int, default=200)
     a = sub.add_parser("check")
     a.add_argument("--dir", required=True)
     args = ap.parse_args()
     return {"setup": cmd_setup, "state": cmd_state, "churn": cmd_churn, "check": cmd_check,
-            "probe-setup": cmd_probe_setup, "touch": cmd_touch, "ops": cmd_ops}[args.cmd](args)
+            "probe-setup": cmd_probe_setup, "touch": cmd_touch, "ops": cmd_ops, "tenants": cmd_tenants}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@
 #
 # src sends UDP with sequence numbers to 198.18.5.10 at HITLESS_PPS (default 20,000/s): hosp
 # leaks 198.18.0.0/16 to core, core routes 198.18.5.0/24 via dst (static neighbours). dst counts
-# every sequence number; other-lan listens too and must get nothing. Meanwhile
+# every sequence number; other-lan listens too and must get nothing. hosp's FIB is compact, the
+# core's a DIR24_8. Meanwhile
 # test/hitless/hitless.py applies 10,000 route changes (routes via other-lan, or blackholes,
 # none covering 198.18.5.10), adds and removes tenants and interfaces (also VLAN interfaces on
 # p0 and p1), and replaces the routes the traffic uses with equivalent ones (re-pointed next
@@ -16,12 +17,14 @@
 #
 # Checks: sent == received at dst, every sequence number once, none at other-lan, medix-dp's
 # drop counters and tx_dropped all zero, every object back as it was, versions increasing,
-# a clean exit 0 on SIGTERM. Then probes: 40 routes re-pointed between dst and other-lan in
+# a clean exit 0 on SIGTERM. After the churn, still under traffic: 1,000 more tenants (each a VLAN
+# interface on p2 and a route, one plan for all), one of them deleted and created again 200
+# times, then all removed (hitless.py tenants). Then probes: 40 routes re-pointed between dst and other-lan in
 # ~70 separate transactions; probes to each (before and after one more transaction, so both
 # copies of a left-right FIB serve) must reach exactly the host the route names. Prints PASS/FAIL lines and "hitless: N passed, M failed".
 #
 # Usage: test/hitless/run.sh   (root; medix-dp from build/, or MEDIX_DP=path)
-# Env: HITLESS_PPS (20000), HITLESS_BUDGET (route plan time limit, 80 s), HITLESS_MIN (keep
+# Env: HITLESS_PPS (20000), HITLESS_TENANTS (1000), HITLESS_TENANT_CYCLES (200), HITLESS_BUDGET (route plan time limit, 80 s), HITLESS_MIN (keep
 # replacing routes at least this long, 30 s); MX_KEEP_TMP=1 keeps the temp dir.
 # HITLESS_BREAK=1 adds a replacement that is not hitless (route deleted, then re-created in the
 # next transaction): the test must then FAIL (lost packets, no_route drops); a self-check.
@@ -31,6 +34,8 @@ HL_DIR=$(cd "$(dirname "$0")" && pwd)
 source "$HL_DIR/../netns/lib.sh"
 
 PPS=${HITLESS_PPS:-20000}
+SCALE_TENANTS=${HITLESS_TENANTS:-1000}
+SCALE_CYCLES=${HITLESS_TENANT_CYCLES:-200}
 BUDGET=${HITLESS_BUDGET:-80}
 MIN_SECONDS=${HITLESS_MIN:-30}
 PORT=5555
@@ -71,6 +76,9 @@ mx_init
 mx_need_binary
 MX_TENANT_DESC["hosp"]="sender's hospital"
 MX_TENANT_DESC["core"]="IX core"
+# The core's FIB a DIR24_8 (two copies, left-right), the hospital's compact: the traffic
+# crosses both kinds while they change.
+MX_TENANT_FIB["core"]="FIB_DIR24_8"
 mx_attach src-lan   hosp 10.0.0.10/24    10.0.0.1/24
 mx_attach dst-lan   core 100.100.2.10/24 100.100.2.1/24
 mx_attach other-lan core 100.100.3.10/24 100.100.3.1/24
@@ -115,7 +123,7 @@ for _ in $(seq 50); do [ -e "$res/ready-dst-lan" ] && [ -e "$res/ready-other-lan
 src_tx0=$(stat_of "$(mx_ns src-lan)" eth0 tx_packets)
 dst_rx0=$(stat_of "$(mx_ns dst-lan)" eth0 rx_packets)
 mx_bg src-lan taskset -c 0 "$MX_PY" "$HL_DIR/traffic.py" send 198.18.5.10 $PORT --pps "$PPS" \
-  --max-seconds $((BUDGET + MIN_SECONDS + 60)) --out "$res/sent.json"
+  --max-seconds $((BUDGET + MIN_SECONDS + 180)) --out "$res/sent.json"
 sender=$MX_LAST_PID
 sleep 2
 dst_rx1=$(stat_of "$(mx_ns dst-lan)" eth0 rx_packets)
@@ -129,6 +137,9 @@ fi
 py churn --target "$target" --out "$res/churn.json" --budget "$BUDGET" --min-seconds "$MIN_SECONDS" \
   ${HITLESS_BREAK:+--broken}
 churn_rc=$?
+# Tenants by the thousand, created and deleted under the same traffic.
+py tenants --target "$target" --out "$res/tenants.json" --tenants "$SCALE_TENANTS" --cycles "$SCALE_CYCLES" ||
+  echo "     (the tenant churn client exited with status $?)"
 sleep 1
 kill -TERM "$sender" 2>/dev/null
 wait "$sender"

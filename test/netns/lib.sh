@@ -36,6 +36,7 @@ declare -A MX_TENANT=()     # interface -> tenant
 declare -A MX_HOST_ADDR=()  # interface -> host address/len
 declare -A MX_GW_ADDR=()    # interface -> IX gateway address/len
 declare -A MX_TENANT_DESC=()
+declare -A MX_TENANT_FIB=() # tenant -> its FIB kind ("FIB_DIR24_8"); unset: the default
 MX_TENANTS=()
 MX_PIDS=()                  # background processes to end on cleanup
 MX_DP_PID=
@@ -116,7 +117,8 @@ mx_write_config() {
     printf '\n  ],\n  "tenants": [\n'
     sep=
     for name in "${MX_TENANTS[@]}"; do
-      printf '%s    {"name": "%s", "description": "%s"}' "$sep" "$name" "${MX_TENANT_DESC[$name]:-}"
+      printf '%s    {"name": "%s", "description": "%s"%s}' "$sep" "$name" "${MX_TENANT_DESC[$name]:-}" \
+        "${MX_TENANT_FIB[$name]:+, \"fib\": \"${MX_TENANT_FIB[$name]}\"}"
       sep=$',\n'
     done
     printf '\n  ],\n  "interfaces": [\n'
