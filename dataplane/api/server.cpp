@@ -87,6 +87,8 @@ class Service final : public v1::Dataplane::Service {
     if (result.code != Code::ok) return {status_code(result.code), result.message};
     response->set_version(result.version);
     response->set_changed(result.changed);
+    response->set_apply_ns(result.nanoseconds);
+    response->set_grace_ns(result.grace_ns);
     return grpc::Status::OK;
   }
 

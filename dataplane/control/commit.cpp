@@ -5,6 +5,8 @@
 #include <rte_jhash.h>
 #include <rte_malloc.h>
 
+#include <chrono>
+
 #include "control/build.h"
 #include "nat/nat.h"
 
@@ -190,7 +192,10 @@ std::optional<Error> Committer::commit(const Diff& diff, const Intent& intent, u
   // Publish, wait for every worker to have let go of the old generation, reclaim.
   const Tables* previous = current();
   current_.store(b.next.release(), std::memory_order_release);
+  auto grace_start = std::chrono::steady_clock::now();
   if (params_.rcu) rte_rcu_qsbr_synchronize(params_.rcu, RTE_QSBR_THRID_INVALID);
+  last_grace_ns_ = uint64_t(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - grace_start).count());
   static constexpr void (Committer::*reclaim[])(Build&) = {
       &Committer::reclaim_routes,      // ip: the other FIB copies
       &Committer::reclaim_neighbours,  // arp

@@ -26,6 +26,14 @@ std::string path_of(const std::vector<Operation>& ops, const Error& e) {
 
 ApplyResult Controller::apply(const std::vector<Operation>& ops, uint64_t expected_version) {
   std::lock_guard lock(mutex_);
+  auto start = std::chrono::steady_clock::now();
+  ApplyResult result = apply_locked(ops, expected_version);
+  result.nanoseconds =
+      uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count());
+  return result;
+}
+
+ApplyResult Controller::apply_locked(const std::vector<Operation>& ops, uint64_t expected_version) {
   if (expected_version && expected_version != version_)
     return {Code::failed_precondition,
             "expected_version: " + std::to_string(expected_version) + " is not the running version " +
@@ -40,7 +48,9 @@ ApplyResult Controller::apply(const std::vector<Operation>& ops, uint64_t expect
   }
   intent_.forget_last();
   version_++;
-  return {Code::ok, "", version_, uint32_t(diff.size())};
+  ApplyResult result{Code::ok, "", version_, uint32_t(diff.size())};
+  result.grace_ns = committer_.last_grace_ns();
+  return result;
 }
 
 void Controller::learn(const LearnedNeighbour* learned, unsigned n) {

@@ -15,8 +15,10 @@ namespace medix::dp {
 struct ApplyResult {
   Code code = Code::ok;
   std::string message;
-  uint64_t version = 0;  // the version running after the call
-  uint32_t changed = 0;  // objects changed
+  uint64_t version = 0;      // the version running after the call
+  uint32_t changed = 0;      // objects changed
+  uint64_t nanoseconds = 0;  // the transaction's time under the lock
+  uint64_t grace_ns = 0;     // ... of which waiting for the workers (the grace period)
 };
 
 class Controller {
@@ -56,6 +58,8 @@ class Controller {
   void set_device_check(std::function<bool(const std::string&)> f) { intent_.device_exists = std::move(f); }
 
  private:
+  ApplyResult apply_locked(const std::vector<Operation>& ops, uint64_t expected_version);
+
   std::mutex mutex_;
   std::condition_variable events_changed_;
   std::deque<SaEvent> events_;  // the last 4096
