@@ -6,6 +6,7 @@
 #include <rte_malloc.h>
 
 #include "control/build.h"
+#include "control/kinds.h"
 #include "nat/nat.h"
 
 namespace medix::dp {
@@ -163,44 +164,29 @@ void Committer::stop_ports() {
 
 std::optional<Error> Committer::commit(const Diff& diff, const Intent& intent, uint64_t version) {
   Build b(*this, diff, intent, version);
-  // Each step builds its part of the next generation; one that fails undoes what the steps
-  // before it did. The order matters: slots before what refers to them, removals before the
-  // grace period, static neighbours before the interfaces that use them appear.
-  static constexpr std::optional<Error> (Committer::*build[])(Build&) = {
-      &Committer::build_ports,              // l2
-      &Committer::build_tenants,            // ip
-      &Committer::build_interfaces,         // l2
-      &Committer::build_tunnels,            // ipsec
-      &Committer::build_routes,             // ip: standby FIB copies
-      &Committer::build_neighbours,         // arp: what goes away
-      &Committer::build_interface_index,    // l2
-      &Committer::build_sas,                // ipsec
-      &Committer::build_tunnel_mtus,        // ipsec
-      &Committer::build_translations,       // nat
-      &Committer::build_counter_bases,      // here
-      &Committer::build_static_neighbours,  // arp
-  };
-  for (auto step : build)
-    if (auto e = (this->*step)(b)) return e;
+  // Each step builds its part of the next generation, phase by phase (slots before what
+  // refers to them, removals before the grace period); one that fails undoes what the steps
+  // before it did.
+  for (int phase = 0; phase <= int(Phase::last); phase++)
+    for (const Kind* k : kinds())
+      for (const auto& step : k->build)
+        if (step.run && int(step.phase) == phase)
+          if (auto e = (this->*step.run)(b)) return e;
+  build_counter_bases(b);
 
-  // Publish, wait for every worker to have let go of the old generation, reclaim.
+  // Publish, wait for every worker to have let go of the old generation, reclaim: in reverse
+  // table order, users before what they use (a dead tenant's routes before its FIB copies).
   const Tables* previous = current();
   current_.store(b.next.release(), std::memory_order_release);
   if (params_.rcu) rte_rcu_qsbr_synchronize(params_.rcu, RTE_QSBR_THRID_INVALID);
-  static constexpr void (Committer::*reclaim[])(Build&) = {
-      &Committer::reclaim_routes,      // ip: the other FIB copies
-      &Committer::reclaim_neighbours,  // arp
-      &Committer::reclaim_sas,         // ipsec
-      &Committer::reclaim_tenants,     // ip
-      &Committer::reclaim_ports,       // l2
-      &Committer::reclaim_interfaces,  // l2
-  };
-  for (auto step : reclaim) (this->*step)(b);
+  for (auto it = kinds().rbegin(); it != kinds().rend(); ++it)
+    if ((*it)->reclaim) (this->*(*it)->reclaim)(b);
   delete previous;
   return std::nullopt;
 }
 
-std::optional<Error> Committer::build_counter_bases(Build& b) {
+// Counters start from what the slot's previous objects left (new slots only).
+void Committer::build_counter_bases(Build& b) {
   Counters totals{};
   if ((b.need_totals || !b.new_rule_slots.empty()) && params_.totals) totals = params_.totals();
   for (uint16_t s : b.new_port_slots) bases_->ports[s] = totals.ports[s];
@@ -208,7 +194,6 @@ std::optional<Error> Committer::build_counter_bases(Build& b) {
   for (uint16_t s : b.new_interface_slots) bases_->interfaces[s] = totals.interfaces[s];
   for (uint16_t s : b.new_rule_slots) bases_->rule_matched[s] = totals.rule_matched[s];
   for (uint16_t s : b.new_tenant_slots) bases_->nat[s] = totals.nat[s];
-  return std::nullopt;
 }
 
 }  // namespace medix::dp

@@ -6,7 +6,8 @@ namespace medix::dp {
 
 // Tenants: a slot and two FIB copies for each new one.
 std::optional<Error> Committer::build_tenants(Build& b) {
-  for (const auto& [name, change] : b.diff.tenants) {
+  for (const auto& [key, change] : b.diff.of(v1::Object::kTenant)) {
+    const std::string& name = key.name;
     if (!change.after) {
       uint16_t slot = tenant_slot_.at(name);
       b.next->tenants[slot] = TenantEntry{};

@@ -192,10 +192,9 @@ const Kind tenant_kind = {
         },
     .check_final = nullptr,
     .error_name = [](const v1::Object& o) { return o.tenant().name(); },
-    .diff =
-        [](Diff& d, const Intent& in, const Intent::Key& k, const std::optional<v1::Object>& before) {
-          record_change(d.tenants, k.name, tenant_kind, in, k, before);
-        },
+    .build = {{Phase::slots, &Committer::build_tenants}},
+    .reclaim = &Committer::reclaim_tenants,
+    .diff = nullptr,
     .get = [](const Intent& in, const Committer&, const v1::Object& key, v1::Object& out) -> std::optional<Error> {
       if (auto it = in.tenants.find(key.tenant().name()); it != in.tenants.end()) *out.mutable_tenant() = it->second;
       return std::nullopt;
@@ -231,8 +230,9 @@ const Kind route_kind = {
     .check_final = check_next_hop,
     .error_name = [](const v1::Object& o) { return o.route().tenant(); },
     // Only the key: there may be millions, and the committer reads them from the intent.
-    .diff = [](Diff& d, const Intent&, const Intent::Key& k,
-               const std::optional<v1::Object>&) { d.routes.insert(k.route); },
+    .build = {{Phase::routes, &Committer::build_routes}},
+    .reclaim = &Committer::reclaim_routes,
+    .diff = [](Diff& d, const Intent::Key& k) { d.routes.insert(k.route); },
     .get = [](const Intent& in, const Committer&, const v1::Object& key, v1::Object& out) -> std::optional<Error> {
       auto k = route_key(key.route());
       if (!k)
