@@ -58,10 +58,11 @@ constexpr const char* usage_text =
                                       medix-dp (what left the intent deleted there); refused,
                                       nothing changes
 
-KIND and KEY: port NAME, tenant NAME, interface NAME, route TENANT PREFIX,
-  neighbour INTERFACE ADDRESS, tunnel NAME, sa SPI, static-mapping TENANT PREFIX, napt-pool TENANT,
-  policy-rule NAME (the plural is accepted too: show routes).
-set creates the object or changes only the fields given (addresses given replace the old ones).
+)";
+
+// After the kinds, which come from the proto (objects.h).
+constexpr const char* usage_tail =
+    R"(set creates the object or changes only the fields given (addresses given replace the old ones).
 
 TARGET: unix:///PATH or HOST:PORT (TLS with --tls-*: client certificate and key for mTLS, and
   the CA to check the server). Default unix:///var/run/dpdk/rte/api.sock; -p PREFIX is
@@ -71,6 +72,20 @@ TARGET: unix:///PATH or HOST:PORT (TLS with --tls-*: client certificate and key 
 -o json prints the protobuf JSON mapping of the reply (proto field names, zeros included);
   watch prints one snapshot per line.
 )";
+
+// KIND and KEY as the proto defines them, wrapped like the rest.
+void print_usage() {
+  std::string line = "KIND and KEY:", text;
+  for (const auto& k : kinds()) {
+    std::string item = " " + k.singular + " " + k.key_usage + (&k == &kinds().back() ? "" : ",");
+    if (line.size() + item.size() > 100) {
+      text += line + "\n";
+      line = " ";
+    }
+    line += item;
+  }
+  std::cout << usage_text << text << line << " (the plural is accepted too: show routes).\n" << usage_tail;
+}
 
 struct Context {
   Client& client;
@@ -407,7 +422,7 @@ int run(int argc, char** argv) {
   for (; i < argc && argv[i][0] == '-'; i++) {
     std::string word = argv[i];
     if (word == "-h" || word == "--help") {
-      std::cout << usage_text;
+      print_usage();
       return 0;
     }
     if (!value("--dp", target) && !value("-p", prefix) && !value("--cp", cp_target) && !value("-o", output) &&
@@ -427,7 +442,7 @@ int run(int argc, char** argv) {
   std::string command = argv[i++];
   Args args(std::vector<std::string>(argv + i, argv + argc));
   if (command == "help") {
-    std::cout << usage_text;
+    print_usage();
     return 0;
   }
   if (command == "peers" || command == "peer" || command == "intent")
