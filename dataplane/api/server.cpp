@@ -61,9 +61,14 @@ void fill_stages(google::protobuf::RepeatedPtrField<v1::StageRuntime>* out, cons
   }
 }
 
-class Service final : public v1::Dataplane::Service {
+// The two streams are served by callbacks (api/watch.h), the rest by gRPC's sync threads.
+using ServiceBase = v1::Dataplane::WithCallbackMethod_WatchCounters<
+    v1::Dataplane::WithCallbackMethod_WatchSaEvents<v1::Dataplane::Service>>;
+
+class Service final : public ServiceBase {
  public:
-  Service(Dataplane& dp, std::atomic<bool>& stopping) : dp_(dp), stopping_(stopping) {}
+  explicit Service(Dataplane& dp) : dp_(dp) {}
+  void serve_streams(Watches* watches) { watches_ = watches; }
 
   grpc::Status Apply(grpc::ServerContext*, const v1::ApplyRequest* request, v1::ApplyResponse* response) override {
     std::vector<Operation> ops;
@@ -122,38 +127,14 @@ class Service final : public v1::Dataplane::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status WatchCounters(grpc::ServerContext* context, const v1::WatchCountersRequest* request,
-                             grpc::ServerWriter<v1::CountersSnapshot>* writer) override {
-    auto interval = std::chrono::milliseconds(request->interval_ms() ? std::max(100u, request->interval_ms()) : 1000);
-    auto next = std::chrono::steady_clock::now();
-    while (!context->IsCancelled() && !stopping_.load()) {
-      v1::CountersSnapshot snapshot;
-      fill_counters(snapshot);
-      if (!writer->Write(snapshot)) break;
-      next += interval;
-      while (std::chrono::steady_clock::now() < next && !context->IsCancelled() && !stopping_.load())
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return grpc::Status::OK;
+  grpc::ServerWriteReactor<v1::CountersSnapshot>* WatchCounters(grpc::CallbackServerContext* context,
+                                                                const v1::WatchCountersRequest* request) override {
+    return watches_->counters(context, context->peer(), request->interval_ms());
   }
 
-  grpc::Status WatchSaEvents(grpc::ServerContext* context, const v1::WatchSaEventsRequest*,
-                             grpc::ServerWriter<v1::SaEvent>* writer) override {
-    uint64_t cursor = dp_.controller.sa_event_count();  // only what happens from now on
-    while (!context->IsCancelled() && !stopping_.load()) {
-      for (const auto& e : dp_.controller.wait_sa_events(cursor, std::chrono::milliseconds(200))) {
-        v1::SaEvent out;
-        out.set_kind(v1::SaEvent::Kind(e.kind));
-        out.set_spi(e.spi);
-        out.set_tunnel(e.tunnel);
-        out.set_inbound(e.inbound);
-        out.set_packets(e.packets);
-        out.set_bytes(e.bytes);
-        out.set_timestamp_ns(e.timestamp_ns);
-        if (!writer->Write(out)) return grpc::Status::OK;
-      }
-    }
-    return grpc::Status::OK;
+  grpc::ServerWriteReactor<v1::SaEvent>* WatchSaEvents(grpc::CallbackServerContext* context,
+                                                       const v1::WatchSaEventsRequest*) override {
+    return watches_->sa_events(context, context->peer());
   }
 
   grpc::Status ListSessions(grpc::ServerContext*, const v1::ListSessionsRequest* request,
@@ -250,7 +231,6 @@ class Service final : public v1::Dataplane::Service {
     return grpc::Status::OK;
   }
 
- private:
   void fill_counters(v1::CountersSnapshot& out) {
     CounterSnapshot s = take_snapshot(dp_);
     out.set_version(s.version);
@@ -339,8 +319,9 @@ class Service final : public v1::Dataplane::Service {
     e->set_arp_replies_received(s.totals.arp_replies_received);
   }
 
+ private:
   Dataplane& dp_;
-  std::atomic<bool>& stopping_;
+  Watches* watches_ = nullptr;
 };
 
 std::optional<std::string> read_file(const std::string& path, std::string& out) {
@@ -355,8 +336,8 @@ std::optional<std::string> read_file(const std::string& path, std::string& out) 
 }  // namespace
 
 struct ApiServer::Impl {
-  std::atomic<bool> stopping{false};
   std::unique_ptr<Service> service;
+  std::unique_ptr<Watches> watches;
   std::unique_ptr<grpc::Server> server;
 };
 
@@ -386,7 +367,11 @@ ApiServer::ApiServer() : impl_(std::make_unique<Impl>()) {}
 ApiServer::~ApiServer() { stop(); }
 
 std::optional<std::string> ApiServer::start(Dataplane& dp, const ApiOptions& options) {
-  impl_->service = std::make_unique<Service>(dp, impl_->stopping);
+  impl_->service = std::make_unique<Service>(dp);
+  impl_->watches = std::make_unique<Watches>(
+      dp.controller, [service = impl_->service.get()](v1::CountersSnapshot& out) { service->fill_counters(out); },
+      options.streams);
+  impl_->service->serve_streams(impl_->watches.get());
   grpc::ServerBuilder builder;
   builder.SetMaxReceiveMessageSize(1 << 30);  // a transaction of a million routes
   builder.SetMaxSendMessageSize(256 << 20);
@@ -411,11 +396,14 @@ std::optional<std::string> ApiServer::start(Dataplane& dp, const ApiOptions& opt
   return std::nullopt;
 }
 
+// Streams end first (a client that does not read holds nothing up), then what is in flight
+// has 2 s to finish before gRPC cancels it.
 void ApiServer::stop() {
-  if (!impl_->server) return;
-  impl_->stopping.store(true);
-  impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  if (impl_->watches) impl_->watches->stop();
+  if (impl_->server) impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  if (impl_->watches) impl_->watches->wait_done(std::chrono::seconds(2));
   impl_->server.reset();
+  impl_->watches.reset();
 }
 
 }  // namespace medix::dp

@@ -1,10 +1,12 @@
 #pragma once
 // The Dataplane gRPC service (proto/medix/dataplane/v1/dataplane.proto): transactions, reads,
 // counters. Served by gRPC's own threads; every change goes through the controller's lock,
-// never near a worker.
+// never near a worker. The streams are driven by one thread and capped (api/watch.h).
 #include <memory>
 #include <optional>
 #include <string>
+
+#include "api/watch.h"
 
 namespace medix::dp {
 
@@ -14,6 +16,7 @@ struct ApiOptions {
   std::string socket_path;  // unix socket, mode 0600
   std::string listen;       // optional "host:port", TLS with client certificates only
   std::string tls_cert, tls_key, tls_client_ca;
+  WatchLimits streams;
 };
 
 class ApiServer {

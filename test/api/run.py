@@ -8,8 +8,9 @@ round-trips through Apply/Get/List; identical re-creates and a replay of the who
 no-ops that leave the version unchanged; every kind of bad request is rejected whole with the
 right status and a message naming `operations[i].<field path>`, leaving the running state and
 the version as they were; expected_version; deleting what is still used; concurrent clients;
-unimplemented kinds; counters, runtime and the counters stream; the unix socket's mode; TCP
-with mutual TLS (client certificates from the configured CA only); a clean exit on SIGTERM.
+unimplemented kinds; counters, runtime and the counters stream; watch streams nobody reads
+(capped, ended when stalled, neither Apply nor SIGTERM waits on them); the unix socket's mode;
+TCP with mutual TLS (client certificates from the configured CA only); a clean exit on SIGTERM.
 
 medix-dp runs on virtual ports only (net_null), `-l 0,1 --no-huge -m 1024`. Prints PASS/FAIL
 lines and, last, `api: N passed, M failed`; exit status 1 on any failure. Every process it
@@ -1059,6 +1060,99 @@ def watch_counters(f, d, c):
     R.info("(medix-dp threads: %s before the watchers, %s after)" % (threads0, d.threads()))
 
 
+def unread_streams(f):
+    """Issue 12, item 3: watch streams nobody reads must not starve the API or hold shutdown.
+    Its own medix-dp with a cap of 12 streams and a stall timeout of 2 s."""
+    cap, stall_ms = 12, 2000
+    try:
+        d = f.start(["--api-max-streams", str(cap), "--api-max-streams-per-client", str(cap),
+                     "--api-stall-timeout", str(stall_ms)])
+    except Exception as e:  # noqa: BLE001
+        R.check(False, "medix-dp starts with --api-max-streams and --api-stall-timeout", str(e).splitlines()[0])
+        return
+    c = api.Client(d.unix_target)
+    # Four connections of their own, as separate clients would have.
+    own = [("grpc.use_local_subchannel_pool", 1)]
+    clients = [api.Client(d.unix_target, options=own) for _ in range(4)]
+    calls = [clients[i % 4].stub.WatchCounters(dp.WatchCountersRequest(interval_ms=100), timeout=60)
+             for i in range(3 * cap)]
+    calls += [clients[i % 4].stub.WatchSaEvents(dp.WatchSaEventsRequest(), timeout=60) for i in range(4)]
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and sum(x.done() for x in calls) < len(calls) - cap:
+        time.sleep(0.1)
+    time.sleep(0.5)  # no more should end
+    ended = [x for x in calls if x.done()]
+    open_calls = [x for x in calls if not x.done()]
+    bad = [short(x.exception()) for x in ended
+           if x.code() != C.RESOURCE_EXHAUSTED or "--api-max-streams %d" % cap not in (x.details() or "")]
+    R.check(len(open_calls) == cap and not bad,
+            "%d never-read streams opened (36 WatchCounters at 100 ms, 4 WatchSaEvents): %d served, the rest "
+            "RESOURCE_EXHAUSTED naming --api-max-streams %d" % (len(calls), cap, cap),
+            "%d open, %d ended; unexpected: %s" % (len(open_calls), len(ended), bad[:3]))
+    if ended:
+        R.info("(refused: %r)" % ended[0].details())
+    # The API goes on, promptly, with the cap of streams open and unread.
+    route = route_leak("hosp-a", "10.77.0.0/16", "core")
+    t0 = time.monotonic()
+    err, _ = rpc(c.apply, [create(route)], 0, 10)
+    t_apply = time.monotonic() - t0
+    t0 = time.monotonic()
+    err2, got = rpc(c.get, route, 10)
+    t_get = time.monotonic() - t0
+    R.check(err is None and err2 is None and t_apply < 2 and t_get < 2,
+            "with %d unread streams open: Apply and Get answer within 2 s" % cap,
+            "Apply %s in %.2f s, Get %s in %.2f s" % (short(err), t_apply, short(err2), t_get))
+    R.info("(Apply %.3f s, Get %.3f s; medix-dp threads %s, RSS %s kB)" % (t_apply, t_get, d.threads(), d.rss_kb()))
+    # A client that takes nothing (small flow-control windows: the server's write blocks) is
+    # ended after the stall timeout, with the reason after what was in flight; its slot frees.
+    open_calls[0].cancel()
+    time.sleep(0.3)
+    slow = api.Client(d.unix_target, options=own + [("grpc.http2.lookahead_bytes", 16384),
+                                                    ("grpc.http2.bdp_probe", 0)])
+    call = slow.stub.WatchCounters(dp.WatchCountersRequest(interval_ms=100), timeout=30)
+    time.sleep(0.5)
+    admitted = not call.done()
+    time.sleep(stall_ms / 1000 + 1)  # past the stall timeout, before it is cut off
+    got, err = 0, None
+    try:
+        for _ in call:
+            got += 1
+    except grpc.RpcError as e:
+        err = e
+    R.check(admitted and err is not None and err.code() == C.RESOURCE_EXHAUSTED
+            and "--api-stall-timeout" in (err.details() or "") and got >= 1,
+            "a stream its client does not read is ended after --api-stall-timeout %d: RESOURCE_EXHAUSTED after "
+            "what was in flight" % stall_ms,
+            "admitted %s, %d messages, then %s" % (admitted, got, short(err)))
+    time.sleep(0.3)
+    again = clients[0].stub.WatchCounters(dp.WatchCountersRequest(interval_ms=100), timeout=10)
+    try:
+        first = next(again)
+        R.check(first.version > 0, "its slot is free again: a new stream is served")
+    except grpc.RpcError as e:
+        R.check(False, "its slot is free again: a new stream is served", short(e))
+    slow.close()
+    # SIGTERM with the cap of streams open and unread: a prompt, clean exit.
+    runtime_dir = os.path.dirname(d.socket_path)
+    t0 = time.monotonic()
+    os.kill(d.pid, signal.SIGTERM)
+    try:
+        rc = d.proc.wait(10)
+    except subprocess.TimeoutExpired:
+        rc = None
+    took = time.monotonic() - t0
+    left = [p for p in (d.socket_path, runtime_dir) if os.path.exists(p)]
+    R.check(rc == 0 and took < 5 and not left,
+            "SIGTERM with %d unread streams: exit 0 within 5 s, no socket or runtime dir left" % cap,
+            "exit %s after %.1f s; left: %s" % (rc, took, left))
+    R.info("(stopped in %.2f s)" % took)
+    d.stop()
+    for x in calls + [again]:
+        x.cancel()
+    for cl in clients + [c]:
+        cl.close()
+
+
 def make_certs(tmp):
     """Two CAs; a server certificate (localhost, 127.0.0.1) and a client certificate from CA 1;
     a client certificate from CA 2."""
@@ -1251,6 +1345,9 @@ def main():
             print("--- shutdown_with_stream", flush=True)
             shutdown_with_stream(f, d, c)
         c.close()
+        if not args.k or any(k in "unread_streams" for k in args.k):
+            print("--- unread_streams", flush=True)
+            unread_streams(f)
         if not args.k or any(k in "tls" for k in args.k):
             print("--- tls", flush=True)
             tls_tests(f)
