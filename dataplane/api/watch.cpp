@@ -277,7 +277,11 @@ void Watches::run() {
     }
     perform(actions, &snapshot, mutex_, changed_);
     lock.lock();
-    if (!stopping_) changed_.wait_for(lock, std::chrono::milliseconds(20));
+    if (stopping_) break;
+    if (watches_.empty() && dead_.empty())
+      changed_.wait(lock);  // until a stream is admitted, or stop()
+    else
+      changed_.wait_for(lock, std::chrono::milliseconds(20));
   }
 }
 
