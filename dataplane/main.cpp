@@ -45,7 +45,8 @@ const char usage[] =
     "  --stats-interval S      print counters every S seconds\n"
     "  --api-socket PATH       the gRPC API's unix socket (default: EAL runtime dir/api.sock)\n"
     "  --api-listen HOST:PORT  also serve the API over TCP, TLS with client certificates only:\n"
-    "  --tls-cert FILE --tls-key FILE --tls-client-ca FILE\n"
+    "  --tls-cert FILE --tls-key FILE --tls-client-ca FILE --api-roles FILE\n"
+    "  --api-roles FILE        who may do what: {\"identities\": {\"CN=nms\": \"monitor\", ...}}\n"
     "  --api-max-streams N     watch streams open at once (default 64)\n"
     "  --api-max-streams-per-client N  of those, one identity's (default 16)\n"
     "  --api-stall-timeout MS  end a stream whose client took nothing for MS (default 10000)\n";
@@ -121,6 +122,8 @@ bool parse_options(int argc, char** argv, Options& o) {
       o.api.tls_key = argv[++i];
     else if (a == "--tls-client-ca" && i + 1 < argc)
       o.api.tls_client_ca = argv[++i];
+    else if (a == "--api-roles" && i + 1 < argc)
+      o.api.roles = argv[++i];
     else if (a == "--api-max-streams" && i + 1 < argc) {
       if (!number(a, argv[++i], 100000, o.api.streams.max_streams)) return false;
     } else if (a == "--api-max-streams-per-client" && i + 1 < argc) {
@@ -140,6 +143,12 @@ bool parse_options(int argc, char** argv, Options& o) {
   }
   if (!o.api.listen.empty() && (o.api.tls_cert.empty() || o.api.tls_key.empty() || o.api.tls_client_ca.empty())) {
     fprintf(stderr, "medix-dp: --api-listen needs --tls-cert, --tls-key and --tls-client-ca (no plaintext TCP)\n");
+    return false;
+  }
+  if (!o.api.listen.empty() && o.api.roles.empty()) {
+    fprintf(stderr,
+            "medix-dp: --api-listen needs --api-roles FILE: which client certificates may read (monitor), clear "
+            "sessions (operator) or change the dataplane (controller); see docs/running.md\n");
     return false;
   }
   return true;

@@ -13,6 +13,8 @@
 #include <sstream>
 #include <thread>
 
+#include "api/access.h"
+#include "api/listener.h"
 #include "common/address.h"
 #include "control/kinds.h"
 #include "medix/dataplane/v1/dataplane.grpc.pb.h"
@@ -67,10 +69,17 @@ using ServiceBase = v1::Dataplane::WithCallbackMethod_WatchCounters<
 
 class Service final : public ServiceBase {
  public:
-  explicit Service(Dataplane& dp) : dp_(dp) {}
+  Service(Dataplane& dp, const Access& access) : dp_(dp), access_(access) {}
   void serve_streams(Watches* watches) { watches_ = watches; }
 
-  grpc::Status Apply(grpc::ServerContext*, const v1::ApplyRequest* request, v1::ApplyResponse* response) override {
+  // Every method starts by asking whether its caller may call it (the table in access.cpp).
+  grpc::Status allowed(const grpc::ServerContextBase* context, const char* method) {
+    return access_.check(access_.identify(*context), method);
+  }
+
+  grpc::Status Apply(grpc::ServerContext* context, const v1::ApplyRequest* request,
+                     v1::ApplyResponse* response) override {
+    if (auto s = allowed(context, "Apply"); !s.ok()) return s;
     std::vector<Operation> ops;
     ops.reserve(request->operations_size());
     if (size_t(request->operations_size()) > max_operations)
@@ -94,7 +103,8 @@ class Service final : public ServiceBase {
     return grpc::Status::OK;
   }
 
-  grpc::Status Get(grpc::ServerContext*, const v1::GetRequest* request, v1::GetResponse* response) override {
+  grpc::Status Get(grpc::ServerContext* context, const v1::GetRequest* request, v1::GetResponse* response) override {
+    if (auto s = allowed(context, "Get"); !s.ok()) return s;
     const v1::Object& key = request->key();
     const Kind* kind = kind_of(key.kind_case());
     if (!kind) return {grpc::StatusCode::INVALID_ARGUMENT, "key: an object with its key fields is required"};
@@ -108,7 +118,8 @@ class Service final : public ServiceBase {
     });
   }
 
-  grpc::Status List(grpc::ServerContext*, const v1::ListRequest* request, v1::ListResponse* response) override {
+  grpc::Status List(grpc::ServerContext* context, const v1::ListRequest* request, v1::ListResponse* response) override {
+    if (auto s = allowed(context, "List"); !s.ok()) return s;
     uint32_t page = request->page_size() ? request->page_size() : 1000;
     if (page > 100000)
       return {grpc::StatusCode::INVALID_ARGUMENT, "page_size: " + std::to_string(page) + " is above 100000"};
@@ -121,24 +132,30 @@ class Service final : public ServiceBase {
     });
   }
 
-  grpc::Status GetCounters(grpc::ServerContext*, const v1::GetCountersRequest*,
+  grpc::Status GetCounters(grpc::ServerContext* context, const v1::GetCountersRequest*,
                            v1::CountersSnapshot* response) override {
+    if (auto s = allowed(context, "GetCounters"); !s.ok()) return s;
     fill_counters(*response);
     return grpc::Status::OK;
   }
 
   grpc::ServerWriteReactor<v1::CountersSnapshot>* WatchCounters(grpc::CallbackServerContext* context,
                                                                 const v1::WatchCountersRequest* request) override {
-    return watches_->counters(context, context->peer(), request->interval_ms());
+    Identity who = access_.identify(*context);
+    if (auto s = access_.check(who, "WatchCounters"); !s.ok()) return new RefusedStream<v1::CountersSnapshot>(s);
+    return watches_->counters(context, who.name, request->interval_ms());
   }
 
   grpc::ServerWriteReactor<v1::SaEvent>* WatchSaEvents(grpc::CallbackServerContext* context,
                                                        const v1::WatchSaEventsRequest*) override {
-    return watches_->sa_events(context, context->peer());
+    Identity who = access_.identify(*context);
+    if (auto s = access_.check(who, "WatchSaEvents"); !s.ok()) return new RefusedStream<v1::SaEvent>(s);
+    return watches_->sa_events(context, who.name);
   }
 
-  grpc::Status ListSessions(grpc::ServerContext*, const v1::ListSessionsRequest* request,
+  grpc::Status ListSessions(grpc::ServerContext* context, const v1::ListSessionsRequest* request,
                             v1::ListSessionsResponse* response) override {
+    if (auto s = allowed(context, "ListSessions"); !s.ok()) return s;
     std::optional<uint32_t> address;
     if (!request->address().empty()) {
       address = parse_ipv4(request->address());
@@ -207,15 +224,17 @@ class Service final : public ServiceBase {
     });
   }
 
-  grpc::Status ClearSessions(grpc::ServerContext*, const v1::ClearSessionsRequest* request,
+  grpc::Status ClearSessions(grpc::ServerContext* context, const v1::ClearSessionsRequest* request,
                              v1::ClearSessionsResponse*) override {
+    if (auto s = allowed(context, "ClearSessions"); !s.ok()) return s;
     if (request->tenant().empty()) return {grpc::StatusCode::INVALID_ARGUMENT, "tenant: is required"};
     if (!dp_.controller.clear_sessions(request->tenant()))
       return {grpc::StatusCode::NOT_FOUND, "tenant: no tenant named \"" + request->tenant() + "\""};
     return grpc::Status::OK;
   }
 
-  grpc::Status GetRuntime(grpc::ServerContext*, const v1::GetRuntimeRequest*, v1::Runtime* response) override {
+  grpc::Status GetRuntime(grpc::ServerContext* context, const v1::GetRuntimeRequest*, v1::Runtime* response) override {
+    if (auto s = allowed(context, "GetRuntime"); !s.ok()) return s;
     response->set_tsc_hz(dp_.tsc_hz);
     Counters totals = dp_.totals();
     fill_stages(response->mutable_stages(), totals.stages);
@@ -321,6 +340,7 @@ class Service final : public ServiceBase {
 
  private:
   Dataplane& dp_;
+  const Access& access_;
   Watches* watches_ = nullptr;
 };
 
@@ -336,8 +356,10 @@ std::optional<std::string> read_file(const std::string& path, std::string& out) 
 }  // namespace
 
 struct ApiServer::Impl {
+  Access access;
   std::unique_ptr<Service> service;
   std::unique_ptr<Watches> watches;
+  UnixListener listener;
   std::unique_ptr<grpc::Server> server;
 };
 
@@ -367,7 +389,11 @@ ApiServer::ApiServer() : impl_(std::make_unique<Impl>()) {}
 ApiServer::~ApiServer() { stop(); }
 
 std::optional<std::string> ApiServer::start(Dataplane& dp, const ApiOptions& options) {
-  impl_->service = std::make_unique<Service>(dp);
+  if (auto missing = Access::missing_methods(); !missing.empty())
+    return "no role may call " + missing + " (api/access.cpp's table misses it)";
+  if (auto e = impl_->access.load(options.roles)) return "--api-roles " + *e;
+  impl_->access.set_unix_default(geteuid());
+  impl_->service = std::make_unique<Service>(dp, impl_->access);
   impl_->watches = std::make_unique<Watches>(
       dp.controller, [service = impl_->service.get()](v1::CountersSnapshot& out) { service->fill_counters(out); },
       options.streams);
@@ -377,7 +403,7 @@ std::optional<std::string> ApiServer::start(Dataplane& dp, const ApiOptions& opt
   builder.SetMaxSendMessageSize(256 << 20);
   builder.RegisterService(impl_->service.get());
   if (auto e = claim_socket(options.socket_path)) return "--api-socket " + *e;
-  builder.AddListeningPort("unix:" + options.socket_path, grpc::InsecureServerCredentials());
+  if (auto e = impl_->listener.listen(options.socket_path)) return "--api-socket " + *e;
   if (!options.listen.empty()) {
     grpc::SslServerCredentialsOptions tls(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
     grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
@@ -387,18 +413,16 @@ std::optional<std::string> ApiServer::start(Dataplane& dp, const ApiOptions& opt
     tls.pem_key_cert_pairs.push_back(pair);
     builder.AddListeningPort(options.listen, grpc::SslServerCredentials(tls));
   }
-  // The socket is created 0600 (only root may program the dataplane), not chmod-ed later.
-  mode_t old_mask = umask(0177);
   impl_->server = builder.BuildAndStart();
-  umask(old_mask);
-  if (!impl_->server)
-    return "cannot listen on unix:" + options.socket_path + (options.listen.empty() ? "" : " and " + options.listen);
+  if (!impl_->server) return "cannot listen on " + options.listen;
+  impl_->listener.serve(impl_->server.get(), &impl_->access);
   return std::nullopt;
 }
 
 // Streams end first (a client that does not read holds nothing up), then what is in flight
 // has 2 s to finish before gRPC cancels it.
 void ApiServer::stop() {
+  impl_->listener.stop();
   if (impl_->watches) impl_->watches->stop();
   if (impl_->server) impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   if (impl_->watches) impl_->watches->wait_done(std::chrono::seconds(2));

@@ -1,7 +1,8 @@
 #pragma once
 // The Dataplane gRPC service (proto/medix/dataplane/v1/dataplane.proto): transactions, reads,
 // counters. Served by gRPC's own threads; every change goes through the controller's lock,
-// never near a worker. The streams are driven by one thread and capped (api/watch.h).
+// never near a worker. Every call is checked against its caller's role (api/access.h); the
+// streams are driven by one thread and capped (api/watch.h).
 #include <memory>
 #include <optional>
 #include <string>
@@ -16,6 +17,7 @@ struct ApiOptions {
   std::string socket_path;  // unix socket, mode 0600
   std::string listen;       // optional "host:port", TLS with client certificates only
   std::string tls_cert, tls_key, tls_client_ca;
+  std::string roles;  // --api-roles FILE: who may do what (required with `listen`)
   WatchLimits streams;
 };
 

@@ -10,7 +10,9 @@ right status and a message naming `operations[i].<field path>`, leaving the runn
 the version as they were; expected_version; deleting what is still used; concurrent clients;
 unimplemented kinds; counters, runtime and the counters stream; watch streams nobody reads
 (capped, ended when stalled, neither Apply nor SIGTERM waits on them); the unix socket's mode;
-TCP with mutual TLS (client certificates from the configured CA only); a clean exit on SIGTERM.
+TCP with mutual TLS (client certificates from the configured CA only); roles (--api-roles: each
+RPC for each role over TCP, by CN, DNS and URI names, an unnamed certificate refused, uid 0
+mapped to monitor on the unix socket, refusals logged); a clean exit on SIGTERM.
 
 medix-dp runs on virtual ports only (net_null), `-l 0,1 --no-huge -m 1024`. Prints PASS/FAIL
 lines and, last, `api: N passed, M failed`; exit status 1 on any failure. Every process it
@@ -1154,7 +1156,8 @@ def unread_streams(f):
 
 
 def make_certs(tmp):
-    """Two CAs; a server certificate (localhost, 127.0.0.1) and a client certificate from CA 1;
+    """Two CAs; a server certificate (localhost, 127.0.0.1) and client certificates from CA 1
+    (medixctl; nms with a DNS name, noc, remote-cp with a URI, stranger: for the roles file);
     a client certificate from CA 2."""
     def run(*a):
         subprocess.run(["openssl"] + list(a), check=True, capture_output=True, cwd=tmp, timeout=60)
@@ -1181,6 +1184,11 @@ def make_certs(tmp):
     leaf("server", "ca1", "localhost", "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
     leaf("client1", "ca1", "medixctl", "extendedKeyUsage=clientAuth\n")
     leaf("client2", "ca2", "intruder", "extendedKeyUsage=clientAuth\n")
+    leaf("monitor", "ca1", "nms", "subjectAltName=DNS:nms.hosp.example\nextendedKeyUsage=clientAuth\n")
+    leaf("operator", "ca1", "noc", "extendedKeyUsage=clientAuth\n")
+    leaf("controller", "ca1", "remote-cp",
+         "subjectAltName=URI:spiffe://ix.example/medix-cp\nextendedKeyUsage=clientAuth\n")
+    leaf("stranger", "ca1", "stranger", "extendedKeyUsage=clientAuth\n")
     return {n: open(os.path.join(tmp, n), "rb").read() for n in os.listdir(tmp) if n.endswith((".crt", ".key"))}
 
 
@@ -1223,13 +1231,35 @@ def tls_tests(f):
         d.stop()
     except Exception as e:  # noqa: BLE001
         R.check(False, "--api-socket PATH: the API answers there, mode 0600", str(e).splitlines()[0])
+    # Roles (issue 12, item 9): --api-listen without --api-roles is refused; so is a bad file.
+    tls_args = ["--api-listen", "127.0.0.1:%d" % port, "--tls-cert", p("server.crt"), "--tls-key", p("server.key"),
+                "--tls-client-ca", p("ca1.crt")]
+    r = subprocess.run([f.args.binary] + f.eal() + ["--", "--config", cfg] + tls_args,
+                       capture_output=True, text=True, timeout=60)
+    out = r.stdout + r.stderr
+    R.check(r.returncode == 2 and "--api-roles" in out and "unknown option" not in out,
+            "--api-listen without --api-roles: refused at start (exit 2, names the option)",
+            "exit %d: %s" % (r.returncode, [x for x in out.splitlines() if "medix-dp:" in x][:1]))
+    bad_roles = os.path.join(f.tmp, "bad-roles.json")
+    with open(bad_roles, "w") as fh:
+        json.dump({"identities": {"CN=nms": "admin"}}, fh)
+    r = subprocess.run([f.args.binary] + f.eal() + ["--", "--config", cfg, "--api-roles", bad_roles] + tls_args,
+                       capture_output=True, text=True, timeout=60)
+    out = r.stdout + r.stderr
+    R.check(r.returncode == 2 and 'identities["CN=nms"]' in out and "monitor" in out,
+            "a roles file with an unknown role: refused at start naming the identity and the roles",
+            "exit %d: %s" % (r.returncode, [x for x in out.splitlines() if "medix-dp:" in x][:1]))
+    roles = os.path.join(f.tmp, "roles.json")
+    with open(roles, "w") as fh:
+        json.dump({"identities": {"CN=medixctl": "controller", "DNS:nms.hosp.example": "monitor",
+                                  "CN=noc": "operator", "URI:spiffe://ix.example/medix-cp": "controller",
+                                  "uid:0": "monitor"}}, fh)
     try:
-        d = f.start(["--api-listen", "127.0.0.1:%d" % port, "--tls-cert", p("server.crt"),
-                     "--tls-key", p("server.key"), "--tls-client-ca", p("ca1.crt")])
+        d = f.start(tls_args + ["--api-roles", roles, "--api-max-streams-per-client", "2"])
     except Exception as e:  # noqa: BLE001
-        R.check(False, "medix-dp starts with --api-listen 127.0.0.1:%d and mTLS options" % port, str(e))
+        R.check(False, "medix-dp starts with --api-listen 127.0.0.1:%d, mTLS options and --api-roles" % port, str(e))
         return
-    R.check(True, "medix-dp starts with --api-listen 127.0.0.1:%d and mTLS options" % port)
+    R.check(True, "medix-dp starts with --api-listen 127.0.0.1:%d, mTLS options and --api-roles" % port)
     target = "127.0.0.1:%d" % port
     override = [("grpc.ssl_target_name_override", "localhost")]
 
@@ -1267,8 +1297,127 @@ def tls_tests(f):
             short(err or err2))
     st = os.stat(d.socket_path)
     R.check(stat.S_IMODE(st.st_mode) == 0o600, "API socket has mode 0600 with --api-listen too")
+    roles_tests(d, target, override, certs)
     rc, killed = d.stop()
     R.check(rc == 0 and not killed, "medix-dp (TLS) exits 0 on SIGTERM", "status %s%s" % (rc, ", killed" if killed else ""))
+
+
+# Each RPC and the least role that may call it (docs/running.md, "Who may do what"). A method
+# of the service missing here fails the test: a new RPC must be given a role.
+RPC_ROLES = {"Get": "monitor", "List": "monitor", "GetCounters": "monitor", "GetRuntime": "monitor",
+             "WatchCounters": "monitor", "WatchSaEvents": "monitor", "ListSessions": "monitor",
+             "ClearSessions": "operator", "Apply": "controller"}
+ROLE_ORDER = ["none", "monitor", "operator", "controller"]
+
+
+def call_method(cl, method, timeout=2):
+    """Calls `method` (a MethodDescriptor) with an empty request; for a stream, its first message.
+    Returns the error or None."""
+    req = getattr(dp, method.input_type.name)()
+    path = api.SERVICE + method.name
+    try:
+        if method.server_streaming:
+            it = cl.channel.unary_stream(path, request_serializer=type(req).SerializeToString)(req, timeout=timeout)
+            try:
+                next(it)
+            finally:
+                it.cancel()
+        else:
+            cl.channel.unary_unary(path, request_serializer=type(req).SerializeToString)(req, timeout=timeout)
+        return None
+    except grpc.RpcError as e:
+        return e
+
+
+def roles_tests(d, target, override, certs):
+    """Issue 12, item 9: who may do what, over TCP by certificate and on the unix socket by uid."""
+    def client(name):
+        return api.Client(target, grpc.ssl_channel_credentials(certs["ca1.crt"], certs[name + ".key"],
+                                                               certs[name + ".crt"]), override)
+    who = {"none": ("stranger", "CN=stranger"), "monitor": ("monitor", "DNS:nms.hosp.example"),
+           "operator": ("operator", "CN=noc"), "controller": ("controller", "URI:spiffe://ix.example/medix-cp")}
+    methods = dp.DESCRIPTOR.services_by_name["Dataplane"].methods
+    unknown = [m.name for m in methods if m.name not in RPC_ROLES]
+    R.check(not unknown, "every RPC of the service has a role in the test's table", "missing: %s" % unknown)
+    for role, (cert, identity) in who.items():
+        cl = client(cert)
+        wrong = []
+        for m in methods:
+            if m.name not in RPC_ROLES:
+                continue
+            may = ROLE_ORDER.index(role) >= ROLE_ORDER.index(RPC_ROLES[m.name])
+            err = call_method(cl, m)
+            denied = err is not None and err.code() == C.PERMISSION_DENIED
+            if denied == may:
+                wrong.append("%s: %s" % (m.name, short(err)))
+            elif denied and not all(x in (err.details() or "") for x in (m.name, identity, "role " + role)):
+                wrong.append("%s: the refusal %r does not name the RPC, %s and role %s" % (
+                    m.name, err.details(), identity, role))
+        cl.close()
+        R.check(not wrong, "TCP: %s (certificate %s) may call exactly what %s may; each refusal is "
+                "PERMISSION_DENIED naming the RPC, the identity and its role" % (role, identity, role),
+                "; ".join(wrong))
+    # The refusals themselves, as a client sees them.
+    cl = client("monitor")
+    err, res = rpc(cl.apply, [create(pb.Tenant(name="mon-t", max_routes=1024))], 0, 5)
+    R.info("(monitor's Apply: %s)" % short(err))
+    err2, _ = rpc(cl.list_page, "tenant")
+    R.check(err is not None and err.code() == C.PERMISSION_DENIED and err2 is None,
+            "TCP: a monitor certificate can List but its Apply is PERMISSION_DENIED", short(err or err2))
+    cl.close()
+    cl = client("controller")
+    err, res = rpc(cl.apply, [create(pb.Tenant(name="cp-t", max_routes=1024))], 0, 10)
+    R.check(err is None and res.changed == 1, "TCP: a controller certificate (by its URI) can Apply", short(err))
+    rpc(cl.apply, [delete(pb.Tenant(name="cp-t"))], 0, 10)
+    cl.close()
+    cl = client("stranger")
+    err, _ = rpc(cl.runtime, 5)
+    R.check(err is not None and err.code() == C.PERMISSION_DENIED and "CN=stranger" in err.details()
+            and "role none" in err.details(),
+            "TCP: a certificate of the CA that the roles file does not name is refused even GetRuntime",
+            short(err))
+    cl.close()
+    # The unix socket: this file maps uid 0 to monitor.
+    u = api.Client(d.unix_target)
+    err, _ = rpc(u.apply, [create(pb.Tenant(name="unix-t", max_routes=1024))], 0, 5)
+    err2, _ = rpc(u.get, pb.Tenant(name="hosp-a"))
+    R.check(err is not None and err.code() == C.PERMISSION_DENIED and "uid 0" in err.details()
+            and "role monitor" in err.details() and err2 is None,
+            "unix socket: uid 0, mapped to monitor by the roles file, can Get but its Apply is PERMISSION_DENIED",
+            "%s; Get %s" % (short(err), short(err2)))
+    u.close()
+    # Per-client stream cap (--api-max-streams-per-client 2): one client cannot take them all.
+    mon = client("monitor")
+    streams = [mon.stub.WatchCounters(dp.WatchCountersRequest(interval_ms=100), timeout=10) for _ in range(3)]
+
+    def first(x):
+        try:
+            next(x)
+            return None
+        except grpc.RpcError as e:
+            return e
+    errs = [first(x) for x in streams]  # the server may take them in any order
+    refused = [e for e in errs if e is not None]
+    ctl = client("controller")
+    other = ctl.stub.WatchCounters(dp.WatchCountersRequest(interval_ms=100), timeout=10)
+    err2 = first(other)
+    R.check(len(refused) == 1 and refused[0].code() == C.RESOURCE_EXHAUSTED
+            and "--api-max-streams-per-client 2" in (refused[0].details() or "") and err2 is None,
+            "a client's third stream is RESOURCE_EXHAUSTED naming --api-max-streams-per-client 2; "
+            "another client's is served", "%s; other client: %s" % ([short(e) for e in errs], short(err2)))
+    if refused:
+        R.info("(%s)" % refused[0].details())
+    for x in streams + [other]:
+        x.cancel()
+    mon.close()
+    ctl.close()
+    # Refusals are logged, one line each, naming who and what; never a key.
+    time.sleep(0.2)
+    log = "\n".join(d.lines)
+    R.check("refused Apply: CN=nms, DNS:nms.hosp.example (role monitor)" in log and "PRIVATE KEY" not in log
+            and "BEGIN" not in log,
+            "refusals are logged on medix-dp's stderr, one line naming the RPC, identity and role; no key",
+            "log: %s" % [x for x in d.lines if "refused" in x][:2])
 
 
 def shutdown_with_stream(f, d, c):
