@@ -12,7 +12,8 @@ unimplemented kinds; counters, runtime and the counters stream; watch streams no
 (capped, ended when stalled, neither Apply nor SIGTERM waits on them); the unix socket's mode;
 TCP with mutual TLS (client certificates from the configured CA only); roles (--api-roles: each
 RPC for each role over TCP, by CN, DNS and URI names, an unnamed certificate refused, uid 0
-mapped to monitor on the unix socket, refusals logged); a clean exit on SIGTERM.
+mapped to monitor on the unix socket, other uids (setpriv) by their mapping or refused,
+refusals logged); a clean exit on SIGTERM.
 
 medix-dp runs on virtual ports only (net_null), `-l 0,1 --no-huge -m 1024`. Prints PASS/FAIL
 lines and, last, `api: N passed, M failed`; exit status 1 on any failure. Every process it
@@ -1420,6 +1421,60 @@ def roles_tests(d, target, override, certs):
             "log: %s" % [x for x in d.lines if "refused" in x][:2])
 
 
+UID_CLIENT = """
+import sys
+sys.path.insert(0, %r)
+import medixapi as api
+from medixapi import pb, create, rpc
+c = api.Client("unix:" + sys.argv[1])
+for name, (err, _) in (("GetRuntime", rpc(c.runtime, 5)),
+                       ("Apply", rpc(c.apply, [create(pb.Tenant(name="uid-t", max_routes=1024))], 0, 5))):
+    print(name, api.code_name(err), err.details() if err else "")
+""" % HERE
+
+
+def unix_peer_roles(f):
+    """Issue 12, item 9, on the unix socket: other uids, by the peer's credentials. The socket is
+    made reachable (0666, in a folder of its own) so that the mode is not what refuses them."""
+    if not shutil.which("setpriv") or not os.path.exists("/etc/passwd"):
+        R.info("(no setpriv: the unix socket's uid roles are not tested)")
+        return
+    folder = tempfile.mkdtemp(prefix="medix-api-uid.")
+    os.chmod(folder, 0o755)
+    sock = os.path.join(folder, "api.sock")
+    roles = os.path.join(f.tmp, "uid-roles.json")
+    with open(roles, "w") as fh:
+        json.dump({"identities": {"uid:65534": "monitor"}}, fh)
+    try:
+        d = f.start(["--api-socket", sock, "--api-roles", roles])
+    except Exception as e:  # noqa: BLE001
+        R.check(False, "medix-dp starts with --api-roles mapping uid 65534", str(e).splitlines()[0])
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    os.chmod(sock, 0o666)
+
+    def as_uid(uid):
+        r = subprocess.run(["setpriv", "--reuid=%d" % uid, "--regid=%d" % uid, "--clear-groups",
+                           "/usr/bin/python3", "-c", UID_CLIENT, sock], capture_output=True, text=True, timeout=60)
+        out = dict(line.split(" ", 1) for line in r.stdout.splitlines() if " " in line)
+        return out, r.stderr.strip().splitlines()[-1:]
+    out, err = as_uid(65534)
+    R.check(out.get("GetRuntime", "").startswith("OK") and out.get("Apply", "").startswith("PERMISSION_DENIED")
+            and "uid 65534" in out.get("Apply", "") and "role monitor" in out.get("Apply", ""),
+            "unix socket: uid 65534, mapped to monitor, can GetRuntime; its Apply is PERMISSION_DENIED naming it",
+            "%s %s" % (out, err))
+    out, err = as_uid(65533)
+    R.check(out.get("GetRuntime", "").startswith("PERMISSION_DENIED") and "role none" in out.get("GetRuntime", ""),
+            "unix socket: a uid the roles file does not name (65533) may call nothing, the socket's mode aside",
+            "%s %s" % (out, err))
+    u = api.Client(d.unix_target)
+    e, res = rpc(u.apply, [create(pb.Tenant(name="root-t", max_routes=1024))], 0, 10)
+    u.close()
+    R.check(e is None and res.changed == 1, "unix socket: root, not in the file, is still a controller", short(e))
+    d.stop()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def shutdown_with_stream(f, d, c):
     """SIGTERM while a WatchCounters stream is open: medix-dp must still exit 0 promptly."""
     call = c.stub.WatchCounters(dp.WatchCountersRequest(interval_ms=100), timeout=60)
@@ -1500,6 +1555,9 @@ def main():
         if not args.k or any(k in "tls" for k in args.k):
             print("--- tls", flush=True)
             tls_tests(f)
+        if not args.k or any(k in "unix_peer_roles" for k in args.k):
+            print("--- unix_peer_roles", flush=True)
+            unix_peer_roles(f)
     except (TimeoutError, KeyboardInterrupt) as e:
         R.check(False, "run interrupted", str(e))
     return finish(f)
