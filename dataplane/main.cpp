@@ -3,9 +3,11 @@
 #include <rte_errno.h>
 #include <rte_lcore.h>
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -43,7 +45,24 @@ const char usage[] =
     "  --stats-interval S      print counters every S seconds\n"
     "  --api-socket PATH       the gRPC API's unix socket (default: EAL runtime dir/api.sock)\n"
     "  --api-listen HOST:PORT  also serve the API over TCP, TLS with client certificates only:\n"
-    "  --tls-cert FILE --tls-key FILE --tls-client-ca FILE\n";
+    "  --tls-cert FILE --tls-key FILE --tls-client-ca FILE --api-roles FILE\n"
+    "  --api-roles FILE        who may do what: {\"identities\": {\"CN=nms\": \"monitor\", ...}}\n"
+    "  --api-max-streams N     watch streams open at once (default 64)\n"
+    "  --api-max-streams-per-client N  of those, one identity's (default 16)\n"
+    "  --api-stall-timeout MS  end a stream whose client took nothing for MS (default 10000)\n";
+
+// `option`'s value: a whole number in 1..max, or false (said on stderr).
+bool number(const std::string& option, const char* text, unsigned max, unsigned& out) {
+  char* end = nullptr;
+  errno = 0;
+  unsigned long n = strtoul(text, &end, 10);
+  if (errno || end == text || *end || text[0] == '-' || n < 1 || n > max) {
+    fprintf(stderr, "medix-dp: %s %s: a whole number from 1 to %u\n", option.c_str(), text, max);
+    return false;
+  }
+  out = unsigned(n);
+  return true;
+}
 
 // Our options are those after "--" (DPDK's convention); EAL never sees them.
 // Why rte_eal_init failed. EAL leaves rte_errno at 0 when another primary process holds the
@@ -64,6 +83,22 @@ std::string eal_failure() {
   }
   if (rte_errno) return rte_strerror(rte_errno);
   return "initialisation failed (EAL's messages above say why)";
+}
+
+// EAL leaves its runtime directory behind (config, fbarray files); an exit after a successful
+// rte_eal_init removes it. The lock on `config` is still held, so no other primary of the same
+// prefix runs: every file goes, `config` last, then the folder (a primary starting in between
+// keeps its files: rmdir fails on them).
+void remove_runtime_dir(const std::string& dir) {
+  DIR* d = opendir(dir.c_str());
+  if (!d) return;
+  while (dirent* e = readdir(d)) {
+    std::string name = e->d_name;
+    if (name != "." && name != ".." && name != "config") unlinkat(dirfd(d), name.c_str(), 0);
+  }
+  closedir(d);
+  unlink((dir + "/config").c_str());
+  rmdir(dir.c_str());
 }
 
 bool parse_options(int argc, char** argv, Options& o) {
@@ -87,7 +122,15 @@ bool parse_options(int argc, char** argv, Options& o) {
       o.api.tls_key = argv[++i];
     else if (a == "--tls-client-ca" && i + 1 < argc)
       o.api.tls_client_ca = argv[++i];
-    else if (a == "-h" || a == "--help")
+    else if (a == "--api-roles" && i + 1 < argc)
+      o.api.roles = argv[++i];
+    else if (a == "--api-max-streams" && i + 1 < argc) {
+      if (!number(a, argv[++i], 100000, o.api.streams.max_streams)) return false;
+    } else if (a == "--api-max-streams-per-client" && i + 1 < argc) {
+      if (!number(a, argv[++i], 100000, o.api.streams.max_per_client)) return false;
+    } else if (a == "--api-stall-timeout" && i + 1 < argc) {
+      if (!number(a, argv[++i], 3600000, o.api.streams.stall_ms)) return false;
+    } else if (a == "-h" || a == "--help")
       return false;
     else {
       fprintf(stderr, "medix-dp: unknown option %s\n", a.c_str());
@@ -100,6 +143,12 @@ bool parse_options(int argc, char** argv, Options& o) {
   }
   if (!o.api.listen.empty() && (o.api.tls_cert.empty() || o.api.tls_key.empty() || o.api.tls_client_ca.empty())) {
     fprintf(stderr, "medix-dp: --api-listen needs --tls-cert, --tls-key and --tls-client-ca (no plaintext TCP)\n");
+    return false;
+  }
+  if (!o.api.listen.empty() && o.api.roles.empty()) {
+    fprintf(stderr,
+            "medix-dp: --api-listen needs --api-roles FILE: which client certificates may read (monitor), clear "
+            "sessions (operator) or change the dataplane (controller); see docs/running.md\n");
     return false;
   }
   return true;
@@ -150,7 +199,9 @@ int main(int argc, char** argv) {
   RTE_LCORE_FOREACH_WORKER(lcore) workers.push_back(lcore);
   if (workers.empty() || workers.size() > max_workers) {
     fprintf(stderr, "medix-dp: give 1..%u worker lcores besides the main one (e.g. -l 0,1)\n", max_workers);
+    std::string runtime_dir = rte_eal_get_runtime_dir();
     rte_eal_cleanup();
+    remove_runtime_dir(runtime_dir);
     return 2;
   }
 
@@ -194,6 +245,8 @@ int main(int argc, char** argv) {
       print_counters(dp, stdout);
     }
   }
+  std::string runtime_dir = rte_eal_get_runtime_dir();
   rte_eal_cleanup();
+  remove_runtime_dir(runtime_dir);
   return status;
 }
