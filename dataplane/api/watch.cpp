@@ -42,7 +42,7 @@ struct Watches::Watch {
   Clock::time_point next{};
   // WatchSaEvents: what happened from `cursor` (an event count) on, not yet written.
   uint64_t cursor = 0;
-  std::deque<Controller::SaEvent> queue;
+  std::deque<SaEvent> queue;
 };
 
 namespace {
@@ -107,7 +107,7 @@ grpc::ServerWriteReactor<v1::CountersSnapshot>* Watches::counters(grpc::Callback
 grpc::ServerWriteReactor<v1::SaEvent>* Watches::sa_events(grpc::CallbackServerContext* context,
                                                           const std::string& client) {
   auto* w = new Stream<v1::SaEvent>(*this, context, "WatchSaEvents", client);
-  w->cursor = controller_.sa_event_count();  // only what happens from now on
+  w->cursor = controller_.sa_event_log().count();  // only what happens from now on
   std::lock_guard lock(mutex_);
   if (auto refused = admit(w->method, client)) {
     delete w;
@@ -154,16 +154,6 @@ struct Action {
   grpc::Status status = grpc::Status::OK;
 };
 
-void fill(v1::SaEvent& out, const Controller::SaEvent& e) {
-  out.set_kind(v1::SaEvent::Kind(e.kind));
-  out.set_spi(e.spi);
-  out.set_tunnel(e.tunnel);
-  out.set_inbound(e.inbound);
-  out.set_packets(e.packets);
-  out.set_bytes(e.bytes);
-  out.set_timestamp_ns(e.timestamp_ns);
-}
-
 // Runs what was decided under the mutex; `mutex` is not held.
 void perform(std::vector<Action>& actions, const v1::CountersSnapshot* snapshot, std::mutex& mutex,
              std::condition_variable& changed) {
@@ -197,7 +187,7 @@ void Watches::run() {
   const auto stall = std::chrono::milliseconds(limits_.stall_ms);
   uint64_t sa_cursor = UINT64_MAX;  // events read up to here
   std::vector<Action> actions;
-  std::vector<Controller::SaEvent> events;
+  std::vector<SaEvent> events;
   v1::CountersSnapshot snapshot;
   std::unique_lock lock(mutex_);
   while (!stopping_) {
@@ -211,7 +201,7 @@ void Watches::run() {
     if (oldest != UINT64_MAX) {
       sa_cursor = std::min(sa_cursor, oldest);
       lock.unlock();
-      events = controller_.wait_sa_events(sa_cursor, std::chrono::milliseconds(0));
+      events = controller_.sa_event_log().wait(sa_cursor, std::chrono::milliseconds(0));
       lock.lock();
       if (stopping_) break;
     }
