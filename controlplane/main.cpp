@@ -97,6 +97,14 @@ int main(int argc, char** argv) {
     fprintf(stderr, "%s\n", error->c_str());
     return 2;
   }
+  // The intent file is always whole and what medix-dp is brought to; the one an interrupted
+  // ApplyIntent kept is of no use now.
+  medix::cp::forget_previous_intent(intent_path);
+  // A full or read-only disk is said now, not after medix-dp is waited for.
+  if (std::string error = medix::cp::check_writable(intent_path); !error.empty()) {
+    fprintf(stderr, "medix-cp: %s\n", error.c_str());
+    return 1;
+  }
 
   // Signals are taken by sigwait below: block them before any thread starts.
   sigset_t signals;
@@ -127,11 +135,11 @@ int main(int argc, char** argv) {
     }
   }
 
-  // medix-dp may still be starting: try for a while.
+  // medix-dp may still be starting: try for a while, as long as it does not answer.
   std::string error;
   for (int attempt = 0; attempt < 60; attempt++) {
     error = dataplane.prepare();
-    if (error.empty()) break;
+    if (error.empty() || !medix::cp::unreachable(error)) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
   if (!error.empty()) {

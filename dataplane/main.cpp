@@ -22,6 +22,7 @@
 #include "config/settings.h"
 #include "control/intent.h"
 #include "runtime/dataplane.h"
+#include "runtime/memory.h"
 
 using namespace medix::dp;
 
@@ -41,7 +42,7 @@ struct Options {
 const char usage[] =
     "usage: medix-dp [EAL options] -- --config FILE [options]\n"
     "  --config FILE           startup config: JSON of medix.dataplane.v1.Config\n"
-    "  --check                 validate the config and exit\n"
+    "  --check                 validate the config, estimate the memory it needs (-m) and exit\n"
     "  --stats-interval S      print counters every S seconds\n"
     "  --api-socket PATH       the gRPC API's unix socket (default: EAL runtime dir/api.sock)\n"
     "  --api-listen HOST:PORT  also serve the API over TCP, TLS with client certificates only:\n"
@@ -172,6 +173,9 @@ int main(int argc, char** argv) {
   uint32_t max_mtu = 1500;
   for (const auto& p : config.ports()) max_mtu = std::max(max_mtu, p.mtu());
   Settings settings = settings_from(config.settings());
+  // What EAL's memory must hold for it, for --check (before the config goes into operations).
+  const EalShape eal = options.check ? eal_shape(argc, argv) : EalShape{};
+  const MemoryEstimate memory = options.check ? estimate_memory(config, settings, eal, max_mtu) : MemoryEstimate{};
   // The file's objects are the first transaction, validated like any API request.
   auto operations = medix::dp::operations_from(std::move(config));
   if (options.check) {
@@ -182,6 +186,7 @@ int main(int argc, char** argv) {
       return 2;
     }
     printf("%s: ok\n", options.config.c_str());
+    print_estimate(stdout, memory, eal);
     return 0;
   }
 

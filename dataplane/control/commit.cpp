@@ -10,12 +10,6 @@
 #include "nat/nat.h"
 
 namespace medix::dp {
-namespace {
-
-constexpr uint16_t rx_descriptors = 1024;
-constexpr uint16_t tx_descriptors = 1024;
-
-}  // namespace
 
 Committer::~Committer() {
   delete current();
@@ -33,7 +27,8 @@ std::optional<std::string> Committer::init(const Params& params) {
   params_ = params;
   nexthops_ = static_cast<Nexthop*>(rte_zmalloc("nexthops", sizeof(Nexthop) * (max_nexthops + 1), RTE_CACHE_LINE_SIZE));
   bases_ = static_cast<Counters*>(rte_zmalloc("bases", sizeof(Counters), RTE_CACHE_LINE_SIZE));
-  if (!nexthops_ || !bases_ || !neighbours_.init("neighbours", params.socket)) return "cannot allocate the tables";
+  if (!nexthops_ || !bases_ || !neighbours_.init("neighbours", params.socket))
+    return std::string("cannot allocate the tables: ") + more_memory;
   nexthop_refs_.assign(max_nexthops + 1, 0);
   for (uint16_t id = max_nexthops; id >= 1; id--) free_nexthops_.push_back(id);  // 0 is "no route"
   mgr_ = alloc_mb_mgr(0);
@@ -41,15 +36,9 @@ std::optional<std::string> Committer::init(const Params& params) {
   init_mb_mgr_auto(mgr_, nullptr);
   sas_.assign(max_sas, nullptr);
   for (uint16_t slot = max_sas - 1; slot >= 1; slot--) free_sas_.push_back(slot);
-  rte_hash_parameters hp{};
-  hp.name = "sa_index";
-  hp.entries = max_sas;
-  hp.key_len = sizeof(uint32_t);
-  hp.hash_func = rte_jhash;
-  hp.socket_id = int(params.socket);
-  hp.extra_flag = RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF;
+  rte_hash_parameters hp = hash_parameters(sa_index_shape, "sa_index", rte_jhash, params.socket);
   sa_index_ = rte_hash_create(&hp);
-  if (!sa_index_) return "cannot allocate the SA index";
+  if (!sa_index_) return std::string("cannot allocate the SA index: ") + more_memory;
   auto* empty = new Tables();
   empty->nexthops = nexthops_;
   empty->neighbours = &neighbours_;
@@ -118,7 +107,7 @@ std::optional<std::string> Committer::setup_port(uint16_t port_id, const v1::Por
   if (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MULTI_SEGS) conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
   if (int rc = rte_eth_dev_configure(port_id, queues, queues, &conf); rc != 0)
     return std::string("cannot configure: ") + rte_strerror(-rc);
-  uint16_t rxd = rx_descriptors, txd = tx_descriptors;
+  uint16_t rxd = uint16_t(rx_descriptors), txd = uint16_t(tx_descriptors);
   rte_eth_dev_adjust_nb_rx_tx_desc(port_id, &rxd, &txd);
   int socket = rte_eth_dev_socket_id(port_id);
   unsigned on = socket < 0 ? params_.socket : unsigned(socket);

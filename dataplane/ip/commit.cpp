@@ -1,6 +1,7 @@
 #include <rte_errno.h>
 
 #include "control/build.h"
+#include "ip/kinds.h"
 
 namespace medix::dp {
 
@@ -19,13 +20,8 @@ std::optional<Error> Committer::build_tenants(Build& b) {
     if (!slot)
       return b.fail(Code::resource_exhausted, "tenant " + name + ": no free tenant slot", v1::Object::KindCase::kTenant,
                     name);
-    uint32_t max_routes = change.after->tenant().max_routes() ? change.after->tenant().max_routes() : 65536;
-    rte_fib_conf conf{};
-    conf.type = RTE_FIB_DIR24_8;
-    conf.default_nh = 0;
-    conf.max_routes = int(max_routes + 2 * max_addresses_per_interface * 64);
-    conf.dir24_8.nh_sz = RTE_FIB_DIR24_8_2B;
-    conf.dir24_8.num_tbl8 = std::min<uint32_t>(32767, std::max<uint32_t>(1024, max_routes / 8));
+    uint32_t max_routes = max_routes_of(change.after->tenant());
+    rte_fib_conf conf = tenant_fib_conf(max_routes);
     TenantSlot& t = tenants_[*slot];
     t = TenantSlot{};
     t.name = name;
@@ -38,7 +34,7 @@ std::optional<Error> Committer::build_tenants(Build& b) {
       free_tenants_.push_back(*slot);
       return b.fail(Code::resource_exhausted,
                     "tenant \"" + name + "\": cannot allocate its FIB for " + std::to_string(max_routes) +
-                        " routes: " + rte_strerror(rte_errno) + " (give EAL more memory with -m)",
+                        " routes: " + rte_strerror(rte_errno) + ": " + more_memory,
                     v1::Object::KindCase::kTenant, name);
     }
     b.undo.push_back([this, slot = *slot] {

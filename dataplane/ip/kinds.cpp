@@ -110,7 +110,7 @@ std::optional<Error> check_route(Intent& in, const v1::Object& o, const std::str
     case v1::Route::kBlackhole: break;
     default: return invalid(path + ".target", "is required: one of via, next_tenant, local, blackhole");
   }
-  uint32_t max_routes = tenant->second.max_routes() ? tenant->second.max_routes() : 65536;
+  uint32_t max_routes = max_routes_of(tenant->second);
   if (in.routes_in(r.tenant()) >= max_routes)
     return Error{Code::resource_exhausted, path + ": tenant " + quoted(r.tenant()) + " already has its max_routes (" +
                                                std::to_string(max_routes) + ") routes"};

@@ -6,4 +6,7 @@ namespace medix::dp {
 
 extern const Kind tenant_kind, route_kind;
 
+// A tenant's max_routes, or the default (default_max_routes) where it gives none.
+inline uint32_t max_routes_of(const v1::Tenant& t) { return t.max_routes() ? t.max_routes() : default_max_routes; }
+
 }  // namespace medix::dp

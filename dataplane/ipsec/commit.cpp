@@ -162,7 +162,7 @@ std::optional<Error> Committer::build_sas(Build& b) {
         apply_fib(tenants_[b.ops[j].tenant].fib[1 - tenants_[b.ops[j].tenant].active], b.ops[j], false);
       for (const auto& op : b.ops) unref(op.after);
       neighbours_.release(b.release);
-      return b.fail(Code::resource_exhausted, "SA " + std::to_string(key.spi) + ": cannot allocate it",
+      return b.fail(Code::resource_exhausted, "SA " + std::to_string(key.spi) + ": cannot allocate it: " + more_memory,
                     v1::Object::KindCase::kSa, std::to_string(key.spi));
     }
     b.new_sas.push_back({key, slot});

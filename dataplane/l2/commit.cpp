@@ -136,21 +136,16 @@ std::optional<Error> Committer::build_interfaces(Build& b) {
 // The interface index, rebuilt when interfaces come, go or move.
 std::optional<Error> Committer::build_interface_index(Build& b) {
   if (!b.diff.of(v1::Object::kInterface).empty()) {
-    rte_hash_parameters hp{};
     std::string name = "ifindex" + std::to_string(index_serial_++);
-    hp.name = name.c_str();
-    hp.entries = max_interfaces * 2;
-    hp.key_len = sizeof(InterfaceKey);
-    hp.hash_func = rte_jhash;
-    hp.socket_id = int(params_.socket);
+    rte_hash_parameters hp = hash_parameters(interface_index_shape, name.c_str(), rte_jhash, params_.socket);
     rte_hash* index = rte_hash_create(&hp);
     if (!index) {
       for (size_t j = b.ops.size(); j-- > 0;)
         apply_fib(tenants_[b.ops[j].tenant].fib[1 - tenants_[b.ops[j].tenant].active], b.ops[j], false);
       for (const auto& op : b.ops) unref(op.after);
       neighbours_.release(b.release);
-      return b.fail(Code::resource_exhausted, "cannot allocate the interface index", v1::Object::KindCase::kInterface,
-                    "");
+      return b.fail(Code::resource_exhausted, std::string("cannot allocate the interface index: ") + more_memory,
+                    v1::Object::KindCase::kInterface, "");
     }
     for (uint16_t slot = 0; slot < b.next->interfaces.size(); slot++) {
       const InterfaceEntry& e = b.next->interfaces[slot];

@@ -34,7 +34,7 @@ std::optional<Error> Committer::build_crossing(const Diff& diff, const Intent& i
   for (const auto& [name, t] : intent.tenants)
     if (t.core()) next.core = tenant_of(name);
   if (next.core != UINT16_MAX && nat_.empty()) {
-    uint32_t per_worker = std::max<uint32_t>(64, params_.max_sessions / params_.queues);
+    uint32_t per_worker = sessions_per_worker(params_.max_sessions, params_.queues);
     for (uint16_t q = 0; q < params_.queues; q++) {
       NatWorker* n = nat_worker_create(q, per_worker, params_.socket);
       if (!n) {
@@ -42,8 +42,7 @@ std::optional<Error> Committer::build_crossing(const Diff& diff, const Intent& i
         nat_.clear();
         return Error{Code::resource_exhausted,
                      "cannot allocate the session tables (" + std::to_string(params_.max_sessions) +
-                         " sessions, about 340 bytes each): give EAL more memory with -m, or lower "
-                         "settings.max_sessions",
+                         " sessions): " + more_memory + ", or lower settings.max_sessions",
                      v1::Object::KindCase::kTenant, ""};
       }
       nat_.push_back(n);
