@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "charon/glue.h"
+#include "common/version.h"
 
 namespace medix::cp {
 
@@ -83,6 +84,13 @@ bool ControlService::known(const std::string& name) {
   for (const auto& p : intent_.peers())
     if (p.name() == name) return true;
   return false;
+}
+
+grpc::Status ControlService::GetVersion(grpc::ServerContext*, const c1::GetVersionRequest*, c1::Version* response) {
+  response->set_version(medix::common::version());
+  response->set_strongswan(MEDIX_STRONGSWAN_VERSION);
+  response->set_started_unix_ns(medix::common::started_unix_ns());
+  return grpc::Status::OK;
 }
 
 grpc::Status ControlService::ListPeers(grpc::ServerContext*, const c1::ListPeersRequest* request,

@@ -1,7 +1,9 @@
 // medix-dp: the dataplane. `medix-dp [EAL options] -- --config FILE [--check] [--stats-interval S]`
+#include <intel-ipsec-mb.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_lcore.h>
+#include <rte_version.h>
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -18,6 +20,7 @@
 #include <rte_ethdev.h>
 
 #include "api/server.h"
+#include "common/version.h"
 #include "config/load.h"
 #include "config/settings.h"
 #include "control/intent.h"
@@ -29,8 +32,10 @@ using namespace medix::dp;
 namespace {
 
 std::atomic<bool> stop_requested{false};
+std::atomic<bool> hangup{false};
 
 void on_signal(int) { stop_requested.store(true); }
+void on_hangup(int) { hangup.store(true); }
 
 struct Options {
   std::string config;
@@ -41,6 +46,7 @@ struct Options {
 
 const char usage[] =
     "usage: medix-dp [EAL options] -- --config FILE [options]\n"
+    "       medix-dp --version | --help\n"
     "  --config FILE           startup config: JSON of medix.dataplane.v1.Config\n"
     "  --check                 validate the config, estimate the memory it needs (-m) and exit\n"
     "  --stats-interval S      print counters every S seconds\n"
@@ -158,6 +164,17 @@ bool parse_options(int argc, char** argv, Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before EAL, which would take them for its own: anywhere on the line.
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--version")) {
+      printf("medix-dp %s, %s, Intel IPsec-MB %s\n", medix::common::version(), rte_version(), imb_get_version_str());
+      return 0;
+    }
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+      fputs(usage, stdout);
+      return 0;
+    }
+  }
   Options options;
   if (!parse_options(argc, argv, options)) {
     fputs(usage, stderr);
@@ -198,6 +215,7 @@ int main(int argc, char** argv) {
   }
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
+  std::signal(SIGHUP, on_hangup);
 
   std::vector<unsigned> workers;
   unsigned lcore;
@@ -236,6 +254,11 @@ int main(int argc, char** argv) {
       auto next_stats = std::chrono::steady_clock::now() + std::chrono::seconds(options.stats_interval);
       while (!stop_requested.load()) {
         dp.run_control();
+        if (hangup.exchange(false)) {
+          // Daemons reload on SIGHUP; medix-dp's state changes only by transactions.
+          printf("medix-dp: SIGHUP: nothing to reload (change the running state through the API)\n");
+          fflush(stdout);
+        }
         if (options.stats_interval && std::chrono::steady_clock::now() >= next_stats) {
           print_counters(dp, stdout);
           next_stats += std::chrono::seconds(options.stats_interval);

@@ -38,6 +38,7 @@ class Client {
   v1::ApplyResponse apply(const v1::ApplyRequest& request);
   v1::CountersSnapshot counters();
   v1::Runtime runtime();
+  v1::Version version();
   v1::ListSessionsResponse sessions(const v1::ListSessionsRequest& request);
   void clear_sessions(const std::string& tenant);
   // Calls `each` for every snapshot pushed until it returns false, then ends the stream.

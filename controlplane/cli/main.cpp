@@ -5,6 +5,7 @@
 #include <google/protobuf/util/message_differencer.h>
 
 #include <cctype>
+#include <chrono>
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -16,6 +17,7 @@
 #include "args.h"
 #include "client.h"
 #include "common/json.h"
+#include "common/version.h"
 #include "objects.h"
 #include "output.h"
 #include "peers.h"
@@ -26,12 +28,14 @@ namespace {
 constexpr const char* usage_text =
     R"(usage: medixctl [--dp TARGET | -p FILE_PREFIX] [--cp TARGET] [--tls-cert FILE --tls-key FILE]
                 [--tls-ca FILE] [-o table|json] COMMAND ...
+       medixctl --version | --help
 
   show KIND [--tenant T]              every object of a kind
   show KIND KEY...                    one object
   counters                            ports, interfaces, tenants and events
   drops [--lcore] [--all]             drop reasons that counted something (--all: every reason)
   runtime [--lcore]                   calls, packets and cycles per packet of every stage
+  version                             medixctl's, medix-dp's and medix-cp's versions, uptimes
   sessions [TENANT] [--address A] [--port P] [--protocol N] [--limit N]
                                       flows crossing the IX core, as they entered and left it
   sessions clear TENANT               end every session the tenant takes part in
@@ -85,6 +89,53 @@ void print_usage() {
     line += item;
   }
   std::cout << usage_text << text << line << " (the plural is accepted too: show routes).\n" << usage_tail;
+}
+
+// "3d 4h", "2h 5m", "40s": how long since `started_unix_ns`.
+std::string uptime(uint64_t started_unix_ns) {
+  auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
+  int64_t s = now.count() - int64_t(started_unix_ns / 1000000000);
+  if (s < 0) s = 0;
+  if (s >= 86400) return std::to_string(s / 86400) + "d " + std::to_string(s % 86400 / 3600) + "h";
+  if (s >= 3600) return std::to_string(s / 3600) + "h " + std::to_string(s % 3600 / 60) + "m";
+  if (s >= 60) return std::to_string(s / 60) + "m " + std::to_string(s % 60) + "s";
+  return std::to_string(s) + "s";
+}
+
+// medixctl's version and both daemons': what runs, since when. A daemon that does not answer
+// is said, not fatal (medix-cp is optional).
+int version(Client& client, const std::string& cp_target, bool json) {
+  std::string dp_error, cp_error;
+  v1::Version dp;
+  medix::controlplane::v1::Version cp;
+  try {
+    dp = client.version();
+  } catch (const ServerError& e) {
+    dp_error = code_name(e.code) + ": " + e.message;
+  }
+  try {
+    cp = cp_version(cp_target);
+  } catch (const ServerError& e) {
+    cp_error = code_name(e.code) + ": " + e.message;
+  }
+  if (json) {
+    std::cout << "{\"medixctl\": {\"version\": \"" << common::version()
+              << "\"},\n \"medix_dp\": " << (dp_error.empty() ? to_json(dp, false) : "null")
+              << ",\n \"medix_cp\": " << (cp_error.empty() ? to_json(cp, false) : "null") << "}\n";
+  } else {
+    std::cout << "medixctl  " << common::version() << "\n";
+    if (dp_error.empty())
+      std::cout << "medix-dp  " << dp.version() << ", " << dp.dpdk() << ", Intel IPsec-MB " << dp.ipsec_mb() << "; up "
+                << uptime(dp.started_unix_ns()) << ", intent version " << dp.intent_version() << "\n";
+    else
+      std::cout << "medix-dp  not reachable: " << dp_error << "\n";
+    if (cp_error.empty())
+      std::cout << "medix-cp  " << cp.version() << ", strongSwan " << cp.strongswan() << "; up "
+                << uptime(cp.started_unix_ns()) << "\n";
+    else
+      std::cout << "medix-cp  not reachable: " << cp_error << "\n";
+  }
+  return dp_error.empty() ? 0 : 1;
 }
 
 struct Context {
@@ -421,6 +472,10 @@ int run(int argc, char** argv) {
   };
   for (; i < argc && argv[i][0] == '-'; i++) {
     std::string word = argv[i];
+    if (word == "--version") {
+      std::cout << "medixctl " << common::version() << "\n";
+      return 0;
+    }
     if (word == "-h" || word == "--help") {
       print_usage();
       return 0;
@@ -447,6 +502,11 @@ int run(int argc, char** argv) {
   }
   if (command == "peers" || command == "peer" || command == "intent")
     return peers_command(cp_target, output == "json", command, args);
+  if (command == "version") {
+    args.expect_done();
+    Client client(target, tls);
+    return version(client, cp_target, output == "json");
+  }
   using Command = int (*)(const Context&, Args&);
   const std::vector<std::pair<std::string, Command>> commands = {
       {"show", show},   {"counters", counters}, {"drops", drops}, {"runtime", runtime}, {"sessions", sessions},

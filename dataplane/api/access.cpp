@@ -33,6 +33,7 @@ constexpr Rule rules[] = {
     {"WatchCounters", Role::monitor},    //
     {"WatchSaEvents", Role::monitor},    //
     {"ListSessions", Role::monitor},     //
+    {"GetVersion", Role::monitor},       //
     {"ClearSessions", Role::operator_},  // ends flows: traffic's state, not the intent
     {"Apply", Role::controller},         // changes the intent
 };

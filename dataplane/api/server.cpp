@@ -1,7 +1,9 @@
 #include "api/server.h"
 
 #include <grpcpp/grpcpp.h>
+#include <intel-ipsec-mb.h>
 #include <rte_cycles.h>
+#include <rte_version.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -16,6 +18,7 @@
 #include "api/access.h"
 #include "api/listener.h"
 #include "common/address.h"
+#include "common/version.h"
 #include "control/kinds.h"
 #include "medix/dataplane/v1/dataplane.grpc.pb.h"
 #include "nat/nat.h"
@@ -230,6 +233,16 @@ class Service final : public ServiceBase {
     if (request->tenant().empty()) return {grpc::StatusCode::INVALID_ARGUMENT, "tenant: is required"};
     if (!dp_.controller.clear_sessions(request->tenant()))
       return {grpc::StatusCode::NOT_FOUND, "tenant: no tenant named \"" + request->tenant() + "\""};
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetVersion(grpc::ServerContext* context, const v1::GetVersionRequest*, v1::Version* response) override {
+    if (auto s = allowed(context, "GetVersion"); !s.ok()) return s;
+    response->set_version(medix::common::version());
+    response->set_dpdk(rte_version());
+    response->set_ipsec_mb(imb_get_version_str());
+    response->set_started_unix_ns(medix::common::started_unix_ns());
+    response->set_intent_version(dp_.controller.read([](auto&, auto&, uint64_t version) { return version; }));
     return grpc::Status::OK;
   }
 

@@ -1306,7 +1306,7 @@ def tls_tests(f):
 # Each RPC and the least role that may call it (docs/running.md, "Who may do what"). A method
 # of the service missing here fails the test: a new RPC must be given a role.
 RPC_ROLES = {"Get": "monitor", "List": "monitor", "GetCounters": "monitor", "GetRuntime": "monitor",
-             "WatchCounters": "monitor", "WatchSaEvents": "monitor", "ListSessions": "monitor",
+             "WatchCounters": "monitor", "WatchSaEvents": "monitor", "ListSessions": "monitor", "GetVersion": "monitor",
              "ClearSessions": "operator", "Apply": "controller"}
 ROLE_ORDER = ["none", "monitor", "operator", "controller"]
 

@@ -138,6 +138,12 @@ cp_stop
 check "medix-cp restarts" cp_start || finish
 check "after the restart: medix-dp still has the new tenant" has tenants '^added '
 check "after the restart: medix-dp still has the peer's tunnel" has tunnels '^t-gw '
+# medix-cp's version through its API, and SIGHUP: said, not fatal.
+check "medixctl version: medix-cp's, with strongSwan and uptime" \
+  grep -qE '^medix-cp  [0-9.]+ \(git [0-9a-f]+\+?\), strongSwan [0-9].*; up [0-9]+' <<<"$(ctl version)"
+kill -HUP "$cp_pid"
+sleep 0.3
+check "medix-cp lives through SIGHUP and says so" eval 'kill -0 $cp_pid && grep -q "SIGHUP: nothing to reload" "$tmp/cp.log"'
 cp_stop
 
 # 3. medix-cp started on a full disk says why at once (not after waiting for medix-dp).
