@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "charon/glue.h"
+#include "common/version.h"
 
 namespace medix::cp {
 
@@ -83,6 +84,13 @@ bool ControlService::known(const std::string& name) {
   for (const auto& p : intent_.peers())
     if (p.name() == name) return true;
   return false;
+}
+
+grpc::Status ControlService::GetVersion(grpc::ServerContext*, const c1::GetVersionRequest*, c1::Version* response) {
+  response->set_version(medix::common::version());
+  response->set_strongswan(MEDIX_STRONGSWAN_VERSION);
+  response->set_started_unix_ns(medix::common::started_unix_ns());
+  return grpc::Status::OK;
 }
 
 grpc::Status ControlService::ListPeers(grpc::ServerContext*, const c1::ListPeersRequest* request,
@@ -169,16 +177,24 @@ grpc::Status ControlService::ApplyIntent(grpc::ServerContext*, const c1::ApplyIn
   for (const auto& [name, p] : before)
     if (!after.count(name)) response->add_removed(name);
 
-  // 2. medix-dp's static objects and tunnels, in one transaction: refused, nothing changes.
-  uint32_t changed = 0;
-  bool refused = false;
-  error = dataplane_.update_intent(next, touched, changed, refused);
+  // 2. The intent file first, durably: medix-cp replays it when it starts, so it may be ahead of
+  // medix-dp (a crash before step 3 is through: the restart applies it) but never behind, which
+  // a restart would undo. Not written: nothing changed.
+  int write_error = 0;
+  error = replace_intent(path_, next, &write_error);
   if (!error.empty())
-    return grpc::Status(refused ? grpc::StatusCode::INVALID_ARGUMENT : grpc::StatusCode::UNAVAILABLE, error);
+    return grpc::Status(write_failure_code(write_error), "the intent file was not written, nothing changed: " + error);
+  // 3. medix-dp's static objects and tunnels, in one transaction. Refused, not answered, or
+  // FILE.owned not written: medix-dp did not change, and the previous file goes back.
+  uint32_t changed = 0;
+  grpc::StatusCode code;
+  error = dataplane_.update_intent(next, touched, changed, code);
+  if (!error.empty()) {
+    if (std::string e = restore_intent(path_); !e.empty()) error += "; the previous intent file was not put back: " + e;
+    return grpc::Status(code, error);
+  }
+  forget_previous_intent(path_);
   response->set_objects_changed(changed);
-  // 3. Kept: the file is the intent from now on.
-  error = save_intent(path_, next);
-  if (!error.empty()) return grpc::Status(grpc::StatusCode::INTERNAL, "medix-dp changed, but " + error);
   {
     std::lock_guard lock(mu_);
     intent_ = next;

@@ -19,6 +19,7 @@ class ControlService final : public c1::ControlPlane::Service {
       : intent_(intent), path_(path), dataplane_(dataplane) {}
 
   grpc::Status ListPeers(grpc::ServerContext*, const c1::ListPeersRequest*, c1::ListPeersResponse*) override;
+  grpc::Status GetVersion(grpc::ServerContext*, const c1::GetVersionRequest*, c1::Version*) override;
   grpc::Status Initiate(grpc::ServerContext*, const c1::PeerRequest*, c1::PeerActionResponse*) override;
   grpc::Status Terminate(grpc::ServerContext*, const c1::PeerRequest*, c1::PeerActionResponse*) override;
   grpc::Status Rekey(grpc::ServerContext*, const c1::PeerRequest*, c1::PeerActionResponse*) override;

@@ -2,6 +2,7 @@
 #include "common/json.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -216,7 +217,15 @@ std::string DataplaneClient::load_owned() {
   return "";
 }
 
-std::string DataplaneClient::save_owned() {
+bool unreachable(const std::string& error) {
+  return error.starts_with("medix-dp: UNAVAILABLE") || error.starts_with("medix-dp: DEADLINE_EXCEEDED");
+}
+
+grpc::StatusCode write_failure_code(int error) {
+  return error == ENOSPC || error == EDQUOT ? grpc::StatusCode::RESOURCE_EXHAUSTED : grpc::StatusCode::INTERNAL;
+}
+
+std::string DataplaneClient::save_owned(int* error) {
   v1::Config config;
   config.set_schema_version(1);
   for (const auto& [key, o] : owned_) {
@@ -238,8 +247,11 @@ std::string DataplaneClient::save_owned() {
   options.preserve_proto_field_names = true;
   std::string text;
   auto status = google::protobuf::util::MessageToJsonString(config, &text, options);
-  if (!status.ok()) return std::string(status.message());
-  return write_atomically(owned_path_, text, 0600);
+  if (!status.ok()) {
+    if (error) *error = EINVAL;
+    return std::string(status.message());
+  }
+  return write_atomically(owned_path_, text, 0600, error);
 }
 
 std::string DataplaneClient::prepare() {
@@ -278,9 +290,9 @@ std::string DataplaneClient::prepare() {
 }
 
 std::string DataplaneClient::update_intent(const c1::Intent& next, const std::set<std::string>& touched,
-                                           uint32_t& changed, bool& refused) {
+                                           uint32_t& changed, grpc::StatusCode& code) {
   std::lock_guard lock(mu_);
-  refused = false;
+  code = grpc::StatusCode::UNAVAILABLE;
   std::map<std::string, v1::Object> have;
   if (std::string error = list(have); !error.empty()) return error;
   std::vector<IntentObject> want = desired(next, &touched);
@@ -289,16 +301,18 @@ std::string DataplaneClient::update_intent(const c1::Intent& next, const std::se
   upserts(want, have, ops, fields);
   const auto owned_before = owned_;
   for (const auto& w : want) owned_[key_of(w.object)] = w.object;
-  if (std::string error = save_owned(); !error.empty()) {
+  int write_error = 0;
+  if (std::string error = save_owned(&write_error); !error.empty()) {
     owned_ = owned_before;
-    return error;
+    code = write_failure_code(write_error);
+    return "medix-dp not changed: " + error;
   }
   v1::ApplyResponse response;
   if (std::string error = apply(ops, &response); !error.empty()) {
     owned_ = owned_before;
     save_owned();
     // Refused by medix-dp (the intent is wrong), or medix-dp did not answer.
-    refused = !error.starts_with("medix-dp: UNAVAILABLE") && !error.starts_with("medix-dp: DEADLINE_EXCEEDED");
+    code = unreachable(error) ? grpc::StatusCode::UNAVAILABLE : grpc::StatusCode::INVALID_ARGUMENT;
     return name_fields(error, fields);
   }
   changed = static_cast<uint32_t>(ops.size());  // objects that differed (medix-dp counts its own way)

@@ -52,10 +52,11 @@ class DataplaneClient {
   // earlier medix-cp are removed. "" or the error. prune() then deletes what no longer belongs.
   std::string prepare();
   // A new intent (validated): its static objects and its peers' tunnels (the `touched` ones as
-  // their peers now say) are created or updated in one transaction (`changed` of them); if
-  // medix-dp refuses it (`refused`, the error naming the intent's field), nothing changes.
+  // their peers now say) are created or updated in one transaction (`changed` of them). On an
+  // error nothing changes; `code` says whose: INVALID_ARGUMENT medix-dp refused it (the error
+  // naming the intent's field), UNAVAILABLE it did not answer, else FILE.owned was not written.
   std::string update_intent(const c1::Intent& next, const std::set<std::string>& touched, uint32_t& changed,
-                            bool& refused);
+                            grpc::StatusCode& code);
   // Deletes what medix-cp created in medix-dp that is no longer in the intent (after the
   // removed peers' tunnels are gone); `removed` of them. "" or the error.
   std::string prune(uint32_t& removed);
@@ -114,7 +115,7 @@ class DataplaneClient {
   void upserts(const std::vector<IntentObject>& want, const std::map<std::string, v1::Object>& have,
                std::vector<v1::Operation>& ops, std::vector<std::string>& fields);
   std::string load_owned();
-  std::string save_owned();
+  std::string save_owned(int* error = nullptr);
   bool inbound_spi_in_use(uint32_t spi) const;  // with mu_ held
   void schedule(uint32_t spi, const std::string& dst, uint64_t seconds, bool hard, uint64_t generation);
   void run_timers();
@@ -151,6 +152,14 @@ class DataplaneClient {
   std::thread timer_thread_, event_thread_;
   std::unique_ptr<grpc::ClientContext> watch_context_;
 };
+
+// Whether an error of DataplaneClient's says medix-dp did not answer (not running yet, or too
+// slow), rather than that it refused or that a file could not be written.
+bool unreachable(const std::string& error);
+
+// The status for a file medix-cp could not write: RESOURCE_EXHAUSTED for a full disk or quota
+// (gRPC's meaning of it), else INTERNAL.
+grpc::StatusCode write_failure_code(int error);
 
 // The instance the glue's cp_dp_* calls reach (one per process).
 void set_glue_client(DataplaneClient* dp);

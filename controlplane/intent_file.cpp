@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <google/protobuf/util/json_util.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -73,28 +74,112 @@ std::string validate_intent(c1::Intent& intent) {
   return validate_static(intent);
 }
 
-std::string save_intent(const std::string& path, const c1::Intent& intent) {
+std::string save_intent(const std::string& path, const c1::Intent& intent, int* error) {
   google::protobuf::util::JsonPrintOptions options;
   options.add_whitespace = true;
   options.preserve_proto_field_names = true;
   std::string text;
   auto status = google::protobuf::util::MessageToJsonString(intent, &text, options);
-  if (!status.ok()) return std::string(status.message());
-  return write_atomically(path, text, 0600);  // PSKs inside
+  if (!status.ok()) {
+    if (error) *error = EINVAL;
+    return std::string(status.message());
+  }
+  return write_atomically(path, text, 0600, error);  // PSKs inside
 }
 
-std::string write_atomically(const std::string& path, const std::string& text, mode_t mode) {
-  const std::string tmp = path + ".tmp";
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, mode);
-  if (fd < 0) return tmp + ": " + strerror(errno);
-  bool ok = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && fsync(fd) == 0;
+namespace {
+
+// Every byte: write() may write less than asked (a disk filling up) and then sets no errno; only
+// the next call, writing nothing, says why.
+bool write_all(int fd, const std::string& text) {
+  size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return false;
+    done += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// A rename is durable once the directory that holds both names is synced.
+bool sync_directory_of(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool ok = fsync(fd) == 0;
   int saved = errno;
   close(fd);
-  if (!ok || rename(tmp.c_str(), path.c_str()) != 0) {
-    if (ok) saved = errno;
+  errno = saved;
+  return ok;
+}
+
+std::string failed(const std::string& path, int* error) {
+  const int saved = errno;
+  if (error) *error = saved;
+  return path + ": " + strerror(saved);
+}
+
+}  // namespace
+
+std::string write_atomically(const std::string& path, const std::string& text, mode_t mode, int* error) {
+  const std::string tmp = path + ".tmp";
+  unlink(tmp.c_str());  // one a crash left, perhaps with another mode
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+  if (fd < 0) return failed(tmp, error);
+  if (!write_all(fd, text) || fsync(fd) != 0) {
+    std::string e = failed(path, error);
+    close(fd);
     unlink(tmp.c_str());
-    return path + ": " + strerror(saved);
+    return e;
   }
+  if (close(fd) != 0 || rename(tmp.c_str(), path.c_str()) != 0) {
+    std::string e = failed(path, error);
+    unlink(tmp.c_str());
+    return e;
+  }
+  if (!sync_directory_of(path)) return failed(path, error);
+  return "";
+}
+
+std::string replace_intent(const std::string& path, const c1::Intent& intent, int* error) {
+  const std::string previous = path + ".prev";
+  unlink(previous.c_str());  // one a crash left
+  if (link(path.c_str(), previous.c_str()) != 0 && errno != ENOENT) return failed(previous, error);
+  std::string e = save_intent(path, intent, error);
+  if (!e.empty()) {
+    // Renamed in before the directory's fsync failed: the old file back. Not renamed: both names
+    // are the old file, the rename does nothing and only PATH.prev goes.
+    rename(previous.c_str(), path.c_str());
+    unlink(previous.c_str());
+  }
+  return e;
+}
+
+std::string restore_intent(const std::string& path) {
+  const std::string previous = path + ".prev";
+  if (rename(previous.c_str(), path.c_str()) != 0) {
+    if (errno != ENOENT) return failed(path, nullptr);
+    unlink(path.c_str());  // there was none before
+  }
+  if (!sync_directory_of(path)) return failed(path, nullptr);
+  return "";
+}
+
+void forget_previous_intent(const std::string& path) { unlink((path + ".prev").c_str()); }
+
+std::string check_writable(const std::string& path) {
+  struct stat st;
+  off_t size = 4096;
+  for (const std::string& file : {path, path + ".owned"})
+    if (stat(file.c_str(), &st) == 0) size += st.st_size;
+  const std::string probe = path + ".probe";
+  std::string e = write_atomically(probe, std::string(static_cast<size_t>(size), '\n'), 0600);
+  unlink(probe.c_str());
+  if (!e.empty())
+    return "cannot write beside the intent file (" + std::to_string(size) + " bytes, to rewrite it and " + path +
+           ".owned): " + e;
   return "";
 }
 

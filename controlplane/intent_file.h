@@ -21,11 +21,26 @@ std::optional<std::string> load_intent(const std::string& path, c1::Intent& inte
 // valid, else "peers[2].psk: is required".
 std::string validate_intent(c1::Intent& intent);
 
-// Writes the intent as JSON, atomically (a temporary file renamed over it). "" or the error.
-std::string save_intent(const std::string& path, const c1::Intent& intent);
+// Writes the intent as JSON with write_atomically. "" or the error ("PATH: reason").
+std::string save_intent(const std::string& path, const c1::Intent& intent, int* error = nullptr);
 
-// Writes `text` to a temporary file renamed over `path`. "" or the error.
-std::string write_atomically(const std::string& path, const std::string& text, mode_t mode);
+// Writes `text` durably: every byte into PATH.tmp (a short write goes on; the call that fails says
+// why: "No space left on device"), fsync, renamed over `path`, the directory fsynced. A crash
+// leaves the old file or the new one, whole. "" or "PATH: strerror"; `error` gets the errno.
+std::string write_atomically(const std::string& path, const std::string& text, mode_t mode, int* error = nullptr);
+
+// Replaces the intent file as save_intent does, keeping the file it replaces as PATH.prev (a hard
+// link: putting it back needs no space on the disk) until restore_intent or forget_previous_intent.
+// On error nothing changed. "" or "PATH: strerror"; `error` gets the errno.
+std::string replace_intent(const std::string& path, const c1::Intent& intent, int* error);
+// The file replace_intent replaced, back in place, durably. "" or the error.
+std::string restore_intent(const std::string& path);
+void forget_previous_intent(const std::string& path);
+
+// Whether the intent file's directory takes the files medix-cp rewrites there (the intent file and
+// PATH.owned): a file of their size written, synced and removed. "" or the reason (a full or
+// read-only disk), so that medix-cp says so at once.
+std::string check_writable(const std::string& path);
 
 // A peer as the glue takes it (cp_peer), with the strings it points into.
 struct GluePeer {

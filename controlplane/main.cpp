@@ -23,17 +23,20 @@
 #include <thread>
 
 #include "charon/glue.h"
+#include "common/version.h"
 #include "control_service.h"
 #include "dataplane_client.h"
 #include "intent_file.h"
 
 namespace {
 
+constexpr const char* usage_text =
+    "usage: medix-cp --intent FILE (--dp TARGET | -p PREFIX) [--listen unix:///PATH]\n"
+    "                [--strongswan-conf FILE] [--plugins LIST] [--log-level -1..4]\n"
+    "       medix-cp --abi-check | --version | --help\n";
+
 void usage() {
-  fprintf(stderr,
-          "usage: medix-cp --intent FILE (--dp TARGET | -p PREFIX) [--listen unix:///PATH]\n"
-          "                [--strongswan-conf FILE] [--plugins LIST] [--log-level -1..4]\n"
-          "       medix-cp --abi-check\n");
+  fputs(usage_text, stderr);
   exit(2);
 }
 
@@ -67,7 +70,13 @@ int main(int argc, char** argv) {
       log_level = std::stoi(value());
     else if (a == "--abi-check")
       abi_check = true;
-    else
+    else if (a == "--version") {
+      printf("medix-cp %s, strongSwan %s\n", medix::common::version(), MEDIX_STRONGSWAN_VERSION);
+      return 0;
+    } else if (a == "--help" || a == "-h") {
+      fputs(usage_text, stdout);
+      return 0;
+    } else
       usage();
   }
 
@@ -96,6 +105,14 @@ int main(int argc, char** argv) {
   if (auto error = medix::cp::load_intent(intent_path, intent)) {
     fprintf(stderr, "%s\n", error->c_str());
     return 2;
+  }
+  // The intent file is always whole and what medix-dp is brought to; the one an interrupted
+  // ApplyIntent kept is of no use now.
+  medix::cp::forget_previous_intent(intent_path);
+  // A full or read-only disk is said now, not after medix-dp is waited for.
+  if (std::string error = medix::cp::check_writable(intent_path); !error.empty()) {
+    fprintf(stderr, "medix-cp: %s\n", error.c_str());
+    return 1;
   }
 
   // Signals are taken by sigwait below: block them before any thread starts.
@@ -127,11 +144,11 @@ int main(int argc, char** argv) {
     }
   }
 
-  // medix-dp may still be starting: try for a while.
+  // medix-dp may still be starting: try for a while, as long as it does not answer.
   std::string error;
   for (int attempt = 0; attempt < 60; attempt++) {
     error = dataplane.prepare();
-    if (error.empty()) break;
+    if (error.empty() || !medix::cp::unreachable(error)) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
   if (!error.empty()) {
@@ -165,7 +182,10 @@ int main(int argc, char** argv) {
     if (p.initiate()) cp_charon_initiate(p.name().c_str());
   fprintf(stderr, "medix-cp: ready (%d peers)\n", intent.peers_size());
   int sig = 0;
-  sigwait(&signals, &sig);
+  // SIGHUP asks daemons to reload: medix-cp's intent changes only through ApplyIntent, so there
+  // is nothing to reread; it is said, not fatal.
+  while (sigwait(&signals, &sig) == 0 && sig == SIGHUP)
+    fprintf(stderr, "medix-cp: SIGHUP: nothing to reload (the intent changes through ApplyIntent)\n");
   fprintf(stderr, "medix-cp: signal %d, stopping\n", sig);
   server->Shutdown();
   unlink(socket_path.c_str());

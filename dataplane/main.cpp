@@ -1,11 +1,15 @@
 // medix-dp: the dataplane. `medix-dp [EAL options] -- --config FILE [--check] [--stats-interval S]`
+#include <intel-ipsec-mb.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_lcore.h>
+#include <rte_version.h>
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -16,18 +20,22 @@
 #include <rte_ethdev.h>
 
 #include "api/server.h"
+#include "common/version.h"
 #include "config/load.h"
 #include "config/settings.h"
 #include "control/intent.h"
 #include "runtime/dataplane.h"
+#include "runtime/memory.h"
 
 using namespace medix::dp;
 
 namespace {
 
 std::atomic<bool> stop_requested{false};
+std::atomic<bool> hangup{false};
 
 void on_signal(int) { stop_requested.store(true); }
+void on_hangup(int) { hangup.store(true); }
 
 struct Options {
   std::string config;
@@ -38,12 +46,30 @@ struct Options {
 
 const char usage[] =
     "usage: medix-dp [EAL options] -- --config FILE [options]\n"
+    "       medix-dp --version | --help\n"
     "  --config FILE           startup config: JSON of medix.dataplane.v1.Config\n"
-    "  --check                 validate the config and exit\n"
+    "  --check                 validate the config, estimate the memory it needs (-m) and exit\n"
     "  --stats-interval S      print counters every S seconds\n"
     "  --api-socket PATH       the gRPC API's unix socket (default: EAL runtime dir/api.sock)\n"
     "  --api-listen HOST:PORT  also serve the API over TCP, TLS with client certificates only:\n"
-    "  --tls-cert FILE --tls-key FILE --tls-client-ca FILE\n";
+    "  --tls-cert FILE --tls-key FILE --tls-client-ca FILE --api-roles FILE\n"
+    "  --api-roles FILE        who may do what: {\"identities\": {\"CN=nms\": \"monitor\", ...}}\n"
+    "  --api-max-streams N     watch streams open at once (default 64)\n"
+    "  --api-max-streams-per-client N  of those, one identity's (default 16)\n"
+    "  --api-stall-timeout MS  end a stream whose client took nothing for MS (default 10000)\n";
+
+// `option`'s value: a whole number in 1..max, or false (said on stderr).
+bool number(const std::string& option, const char* text, unsigned max, unsigned& out) {
+  char* end = nullptr;
+  errno = 0;
+  unsigned long n = strtoul(text, &end, 10);
+  if (errno || end == text || *end || text[0] == '-' || n < 1 || n > max) {
+    fprintf(stderr, "medix-dp: %s %s: a whole number from 1 to %u\n", option.c_str(), text, max);
+    return false;
+  }
+  out = unsigned(n);
+  return true;
+}
 
 // Our options are those after "--" (DPDK's convention); EAL never sees them.
 // Why rte_eal_init failed. EAL leaves rte_errno at 0 when another primary process holds the
@@ -64,6 +90,22 @@ std::string eal_failure() {
   }
   if (rte_errno) return rte_strerror(rte_errno);
   return "initialisation failed (EAL's messages above say why)";
+}
+
+// EAL leaves its runtime directory behind (config, fbarray files); an exit after a successful
+// rte_eal_init removes it. The lock on `config` is still held, so no other primary of the same
+// prefix runs: every file goes, `config` last, then the folder (a primary starting in between
+// keeps its files: rmdir fails on them).
+void remove_runtime_dir(const std::string& dir) {
+  DIR* d = opendir(dir.c_str());
+  if (!d) return;
+  while (dirent* e = readdir(d)) {
+    std::string name = e->d_name;
+    if (name != "." && name != ".." && name != "config") unlinkat(dirfd(d), name.c_str(), 0);
+  }
+  closedir(d);
+  unlink((dir + "/config").c_str());
+  rmdir(dir.c_str());
 }
 
 bool parse_options(int argc, char** argv, Options& o) {
@@ -87,7 +129,15 @@ bool parse_options(int argc, char** argv, Options& o) {
       o.api.tls_key = argv[++i];
     else if (a == "--tls-client-ca" && i + 1 < argc)
       o.api.tls_client_ca = argv[++i];
-    else if (a == "-h" || a == "--help")
+    else if (a == "--api-roles" && i + 1 < argc)
+      o.api.roles = argv[++i];
+    else if (a == "--api-max-streams" && i + 1 < argc) {
+      if (!number(a, argv[++i], 100000, o.api.streams.max_streams)) return false;
+    } else if (a == "--api-max-streams-per-client" && i + 1 < argc) {
+      if (!number(a, argv[++i], 100000, o.api.streams.max_per_client)) return false;
+    } else if (a == "--api-stall-timeout" && i + 1 < argc) {
+      if (!number(a, argv[++i], 3600000, o.api.streams.stall_ms)) return false;
+    } else if (a == "-h" || a == "--help")
       return false;
     else {
       fprintf(stderr, "medix-dp: unknown option %s\n", a.c_str());
@@ -102,12 +152,29 @@ bool parse_options(int argc, char** argv, Options& o) {
     fprintf(stderr, "medix-dp: --api-listen needs --tls-cert, --tls-key and --tls-client-ca (no plaintext TCP)\n");
     return false;
   }
+  if (!o.api.listen.empty() && o.api.roles.empty()) {
+    fprintf(stderr,
+            "medix-dp: --api-listen needs --api-roles FILE: which client certificates may read (monitor), clear "
+            "sessions (operator) or change the dataplane (controller); see docs/running.md\n");
+    return false;
+  }
   return true;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before EAL, which would take them for its own: anywhere on the line.
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--version")) {
+      printf("medix-dp %s, %s, Intel IPsec-MB %s\n", medix::common::version(), rte_version(), imb_get_version_str());
+      return 0;
+    }
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+      fputs(usage, stdout);
+      return 0;
+    }
+  }
   Options options;
   if (!parse_options(argc, argv, options)) {
     fputs(usage, stderr);
@@ -123,6 +190,9 @@ int main(int argc, char** argv) {
   uint32_t max_mtu = 1500;
   for (const auto& p : config.ports()) max_mtu = std::max(max_mtu, p.mtu());
   Settings settings = settings_from(config.settings());
+  // What EAL's memory must hold for it, for --check (before the config goes into operations).
+  const EalShape eal = options.check ? eal_shape(argc, argv) : EalShape{};
+  const MemoryEstimate memory = options.check ? estimate_memory(config, settings, eal, max_mtu) : MemoryEstimate{};
   // The file's objects are the first transaction, validated like any API request.
   auto operations = medix::dp::operations_from(std::move(config));
   if (options.check) {
@@ -133,6 +203,7 @@ int main(int argc, char** argv) {
       return 2;
     }
     printf("%s: ok\n", options.config.c_str());
+    print_estimate(stdout, memory, eal);
     return 0;
   }
 
@@ -144,13 +215,16 @@ int main(int argc, char** argv) {
   }
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
+  std::signal(SIGHUP, on_hangup);
 
   std::vector<unsigned> workers;
   unsigned lcore;
   RTE_LCORE_FOREACH_WORKER(lcore) workers.push_back(lcore);
   if (workers.empty() || workers.size() > max_workers) {
     fprintf(stderr, "medix-dp: give 1..%u worker lcores besides the main one (e.g. -l 0,1)\n", max_workers);
+    std::string runtime_dir = rte_eal_get_runtime_dir();
     rte_eal_cleanup();
+    remove_runtime_dir(runtime_dir);
     return 2;
   }
 
@@ -180,6 +254,11 @@ int main(int argc, char** argv) {
       auto next_stats = std::chrono::steady_clock::now() + std::chrono::seconds(options.stats_interval);
       while (!stop_requested.load()) {
         dp.run_control();
+        if (hangup.exchange(false)) {
+          // Daemons reload on SIGHUP; medix-dp's state changes only by transactions.
+          printf("medix-dp: SIGHUP: nothing to reload (change the running state through the API)\n");
+          fflush(stdout);
+        }
         if (options.stats_interval && std::chrono::steady_clock::now() >= next_stats) {
           print_counters(dp, stdout);
           next_stats += std::chrono::seconds(options.stats_interval);
@@ -194,6 +273,8 @@ int main(int argc, char** argv) {
       print_counters(dp, stdout);
     }
   }
+  std::string runtime_dir = rte_eal_get_runtime_dir();
   rte_eal_cleanup();
+  remove_runtime_dir(runtime_dir);
   return status;
 }

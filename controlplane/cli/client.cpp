@@ -184,6 +184,14 @@ void Client::clear_sessions(const std::string& tenant) {
   check(stub_->ClearSessions(&context, request, &response));
 }
 
+v1::Version Client::version() {
+  grpc::ClientContext context;
+  set_deadline(context, read_deadline);
+  v1::Version response;
+  check(stub_->GetVersion(&context, v1::GetVersionRequest(), &response));
+  return response;
+}
+
 v1::Runtime Client::runtime() {
   grpc::ClientContext context;
   set_deadline(context, read_deadline);

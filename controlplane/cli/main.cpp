@@ -5,6 +5,7 @@
 #include <google/protobuf/util/message_differencer.h>
 
 #include <cctype>
+#include <chrono>
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -16,6 +17,7 @@
 #include "args.h"
 #include "client.h"
 #include "common/json.h"
+#include "common/version.h"
 #include "objects.h"
 #include "output.h"
 #include "peers.h"
@@ -26,6 +28,7 @@ namespace {
 constexpr const char* usage_text =
     R"(usage: medixctl [--dp TARGET | -p FILE_PREFIX] [--cp TARGET] [--tls-cert FILE --tls-key FILE]
                 [--tls-ca FILE] [-o table|json] COMMAND ...
+       medixctl --version | --help
 
   show KIND [--tenant T]              every object of a kind
   show KIND KEY...                    one object
@@ -38,6 +41,7 @@ constexpr const char* usage_text =
   counters                            ports, interfaces, tenants and events
   drops [--lcore] [--all]             drop reasons that counted something (--all: every reason)
   runtime [--lcore]                   calls, packets and cycles per packet of every stage
+  version                             medixctl's, medix-dp's and medix-cp's versions, uptimes
   sessions [TENANT] [--address A] [--port P] [--protocol N] [--limit N]
                                       flows crossing the IX core, as they entered and left it
   sessions clear TENANT               end every session the tenant takes part in
@@ -64,10 +68,11 @@ constexpr const char* usage_text =
                                       medix-dp (what left the intent deleted there); refused,
                                       nothing changes
 
-KIND and KEY: port NAME, tenant NAME, interface NAME, route TENANT PREFIX,
-  neighbour INTERFACE ADDRESS, tunnel NAME, sa SPI, static-mapping TENANT PREFIX, napt-pool TENANT,
-  policy-rule NAME (the plural is accepted too: show routes).
-set creates the object or changes only the fields given (addresses given replace the old ones).
+)";
+
+// After the kinds, which come from the proto (objects.h).
+constexpr const char* usage_tail =
+    R"(set creates the object or changes only the fields given (addresses given replace the old ones).
 
 TARGET: unix:///PATH or HOST:PORT (TLS with --tls-*: client certificate and key for mTLS, and
   the CA to check the server). Default unix:///var/run/dpdk/rte/api.sock; -p PREFIX is
@@ -77,6 +82,67 @@ TARGET: unix:///PATH or HOST:PORT (TLS with --tls-*: client certificate and key 
 -o json prints the protobuf JSON mapping of the reply (proto field names, zeros included);
   watch prints one snapshot per line.
 )";
+
+// KIND and KEY as the proto defines them, wrapped like the rest.
+void print_usage() {
+  std::string line = "KIND and KEY:", text;
+  for (const auto& k : kinds()) {
+    std::string item = " " + k.singular + " " + k.key_usage + (&k == &kinds().back() ? "" : ",");
+    if (line.size() + item.size() > 100) {
+      text += line + "\n";
+      line = " ";
+    }
+    line += item;
+  }
+  std::cout << usage_text << text << line << " (the plural is accepted too: show routes).\n" << usage_tail;
+}
+
+// "3d 4h", "2h 5m", "40s": how long since `started_unix_ns`.
+std::string uptime(uint64_t started_unix_ns) {
+  auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
+  int64_t s = now.count() - int64_t(started_unix_ns / 1000000000);
+  if (s < 0) s = 0;
+  if (s >= 86400) return std::to_string(s / 86400) + "d " + std::to_string(s % 86400 / 3600) + "h";
+  if (s >= 3600) return std::to_string(s / 3600) + "h " + std::to_string(s % 3600 / 60) + "m";
+  if (s >= 60) return std::to_string(s / 60) + "m " + std::to_string(s % 60) + "s";
+  return std::to_string(s) + "s";
+}
+
+// medixctl's version and both daemons': what runs, since when. A daemon that does not answer
+// is said, not fatal (medix-cp is optional).
+int version(Client& client, const std::string& cp_target, bool json) {
+  std::string dp_error, cp_error;
+  v1::Version dp;
+  medix::controlplane::v1::Version cp;
+  try {
+    dp = client.version();
+  } catch (const ServerError& e) {
+    dp_error = code_name(e.code) + ": " + e.message;
+  }
+  try {
+    cp = cp_version(cp_target);
+  } catch (const ServerError& e) {
+    cp_error = code_name(e.code) + ": " + e.message;
+  }
+  if (json) {
+    std::cout << "{\"medixctl\": {\"version\": \"" << common::version()
+              << "\"},\n \"medix_dp\": " << (dp_error.empty() ? to_json(dp, false) : "null")
+              << ",\n \"medix_cp\": " << (cp_error.empty() ? to_json(cp, false) : "null") << "}\n";
+  } else {
+    std::cout << "medixctl  " << common::version() << "\n";
+    if (dp_error.empty())
+      std::cout << "medix-dp  " << dp.version() << ", " << dp.dpdk() << ", Intel IPsec-MB " << dp.ipsec_mb() << "; up "
+                << uptime(dp.started_unix_ns()) << ", intent version " << dp.intent_version() << "\n";
+    else
+      std::cout << "medix-dp  not reachable: " << dp_error << "\n";
+    if (cp_error.empty())
+      std::cout << "medix-cp  " << cp.version() << ", strongSwan " << cp.strongswan() << "; up "
+                << uptime(cp.started_unix_ns()) << "\n";
+    else
+      std::cout << "medix-cp  not reachable: " << cp_error << "\n";
+  }
+  return dp_error.empty() ? 0 : 1;
+}
 
 struct Context {
   Client& client;
@@ -436,8 +502,12 @@ int run(int argc, char** argv) {
   };
   for (; i < argc && argv[i][0] == '-'; i++) {
     std::string word = argv[i];
+    if (word == "--version") {
+      std::cout << "medixctl " << common::version() << "\n";
+      return 0;
+    }
     if (word == "-h" || word == "--help") {
-      std::cout << usage_text;
+      print_usage();
       return 0;
     }
     if (!value("--dp", target) && !value("-p", prefix) && !value("--cp", cp_target) && !value("-o", output) &&
@@ -457,11 +527,16 @@ int run(int argc, char** argv) {
   std::string command = argv[i++];
   Args args(std::vector<std::string>(argv + i, argv + argc));
   if (command == "help") {
-    std::cout << usage_text;
+    print_usage();
     return 0;
   }
   if (command == "peers" || command == "peer" || command == "intent")
     return peers_command(cp_target, output == "json", command, args);
+  if (command == "version") {
+    args.expect_done();
+    Client client(target, tls);
+    return version(client, cp_target, output == "json");
+  }
   using Command = int (*)(const Context&, Args&);
   const std::vector<std::pair<std::string, Command>> commands = {
       {"show", show},   {"counters", counters}, {"drops", drops}, {"runtime", runtime}, {"sessions", sessions},

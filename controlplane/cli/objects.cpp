@@ -1,5 +1,6 @@
 #include "objects.h"
 
+#include <cctype>
 #include <stdexcept>
 
 #include "common/address.h"
@@ -111,22 +112,60 @@ void set_route(v1::Route& route, Args& args) {
   args.expect_done();
 }
 
+namespace pb = google::protobuf;
+
+// "static_mapping" -> "static-mapping": medixctl's words.
+std::string word_of(const std::string& proto_name) {
+  std::string w = proto_name;
+  for (char& c : w)
+    if (c == '_') c = '-';
+  return w;
+}
+
+// The key fields of a kind's message, in field order (marked [(key) = ...] in objects.proto).
+std::vector<const pb::FieldDescriptor*> key_fields(const pb::Descriptor* message) {
+  std::vector<const pb::FieldDescriptor*> out;
+  for (int i = 0; i < message->field_count(); i++)
+    if (message->field(i)->options().GetExtension(v1::key) != v1::KEY_FIELD_UNSPECIFIED)
+      out.push_back(message->field(i));
+  return out;
+}
+
+const pb::FieldDescriptor* field_of(const KindInfo& kind) {
+  return v1::Object::descriptor()->FindFieldByNumber(kind.oneof);
+}
+
 }  // namespace
 
+// Every kind the API has, from the proto: Object's oneof names them (in its order), Config
+// holds their lists, the Kind enum lists them, and the key fields are marked. A new kind in
+// the proto is a kind here, with nothing to add.
 const std::vector<KindInfo>& kinds() {
-  static const std::vector<KindInfo> all = {
-      {"port", "ports", "ports", v1::PORT, Case::kPort, "NAME"},
-      {"tenant", "tenants", "tenants", v1::TENANT, Case::kTenant, "NAME"},
-      {"interface", "interfaces", "interfaces", v1::INTERFACE, Case::kInterface, "NAME"},
-      {"route", "routes", "routes", v1::ROUTE, Case::kRoute, "TENANT PREFIX"},
-      {"neighbour", "neighbours", "neighbours", v1::NEIGHBOUR, Case::kNeighbour, "INTERFACE ADDRESS"},
-      {"tunnel", "tunnels", "tunnels", v1::TUNNEL, Case::kTunnel, "NAME"},
-      {"sa", "sas", "sas", v1::SA, Case::kSa, "SPI"},
-      {"static-mapping", "static-mappings", "static_mappings", v1::STATIC_MAPPING, Case::kStaticMapping,
-       "TENANT PREFIX"},
-      {"napt-pool", "napt-pools", "napt_pools", v1::NAPT_POOL, Case::kNaptPool, "TENANT"},
-      {"policy-rule", "policy-rules", "policy_rules", v1::POLICY_RULE, Case::kPolicyRule, "NAME"},
-  };
+  static const std::vector<KindInfo> all = [] {
+    std::vector<KindInfo> out;
+    const auto* oneof = v1::Object::descriptor()->FindOneofByName("kind");
+    for (int i = 0; i < oneof->field_count(); i++) {
+      const auto* field = oneof->field(i);
+      KindInfo k;
+      k.singular = word_of(field->name());
+      for (int j = 0; j < v1::Config::descriptor()->field_count(); j++) {
+        const auto* list = v1::Config::descriptor()->field(j);
+        if (list->is_repeated() && list->message_type() == field->message_type()) k.config_field = list->name();
+      }
+      k.plural = word_of(k.config_field);
+      std::string upper = field->name();
+      for (char& c : upper) c = char(toupper(c));
+      v1::Kind_Parse(upper, &k.kind);
+      k.oneof = v1::Object::KindCase(field->number());
+      for (const auto* key : key_fields(field->message_type())) {
+        std::string usage = word_of(key->name());
+        for (char& c : usage) c = char(toupper(c));
+        k.key_usage += (k.key_usage.empty() ? "" : " ") + usage;
+      }
+      out.push_back(std::move(k));
+    }
+    return out;
+  }();
   return all;
 }
 
@@ -144,49 +183,33 @@ const KindInfo& kind_of(const v1::Object& object) {
 
 v1::Object key_object(const KindInfo& kind, Args& args) {
   v1::Object object;
-  switch (kind.oneof) {
-    case Case::kPort: object.mutable_port()->set_name(args.next("a port name")); break;
-    case Case::kTenant: object.mutable_tenant()->set_name(args.next("a tenant name")); break;
-    case Case::kInterface: object.mutable_interface()->set_name(args.next("an interface name")); break;
-    case Case::kRoute:
-      object.mutable_route()->set_tenant(args.next("the route's tenant"));
-      object.mutable_route()->set_prefix(args.next("the route's prefix"));
-      break;
-    case Case::kNeighbour:
-      object.mutable_neighbour()->set_interface(args.next("the neighbour's interface"));
-      object.mutable_neighbour()->set_address(args.next("the neighbour's address"));
-      break;
-    case Case::kTunnel: object.mutable_tunnel()->set_name(args.next("a tunnel name")); break;
-    case Case::kSa: object.mutable_sa()->set_spi(args.next_u32("SPI")); break;
-    case Case::kStaticMapping:
-      object.mutable_static_mapping()->set_tenant(args.next("a tenant name"));
-      object.mutable_static_mapping()->set_tenant_prefix(args.next("the mapping's tenant prefix"));
-      break;
-    case Case::kNaptPool: object.mutable_napt_pool()->set_tenant(args.next("a tenant name")); break;
-    case Case::kPolicyRule: object.mutable_policy_rule()->set_name(args.next("a rule name")); break;
-    case Case::KIND_NOT_SET: throw std::logic_error("key_object: no kind");
+  const auto* field = field_of(kind);
+  pb::Message* message = object.GetReflection()->MutableMessage(&object, field);
+  for (const auto* key : key_fields(field->message_type())) {
+    std::string what = "the " + kind.singular + "'s " + word_of(key->name());
+    if (key->cpp_type() == pb::FieldDescriptor::CPPTYPE_UINT32)
+      message->GetReflection()->SetUInt32(message, key, args.next_u32(what));
+    else
+      message->GetReflection()->SetString(message, key, args.next(what));
   }
   return object;
 }
 
 std::string key_string(const v1::Object& object) {
-  std::string kind = kind_of(object).singular + "/";
-  switch (object.kind_case()) {
-    case Case::kPort: return kind + object.port().name();
-    case Case::kTenant: return kind + object.tenant().name();
-    case Case::kInterface: return kind + object.interface().name();
-    case Case::kRoute: return kind + object.route().tenant() + "/" + canonical_prefix(object.route().prefix());
-    case Case::kNeighbour:
-      return kind + object.neighbour().interface() + "/" + canonical_address(object.neighbour().address());
-    case Case::kTunnel: return kind + object.tunnel().name();
-    case Case::kSa: return kind + std::to_string(object.sa().spi());
-    case Case::kStaticMapping:
-      return kind + object.static_mapping().tenant() + "/" + canonical_prefix(object.static_mapping().tenant_prefix());
-    case Case::kNaptPool: return kind + object.napt_pool().tenant();
-    case Case::kPolicyRule: return kind + object.policy_rule().name();
-    case Case::KIND_NOT_SET: break;
+  const KindInfo& kind = kind_of(object);
+  const auto* field = field_of(kind);
+  const pb::Message& message = object.GetReflection()->GetMessage(object, field);
+  std::string out = kind.singular;
+  for (const auto* key : key_fields(field->message_type())) {
+    const auto* r = message.GetReflection();
+    switch (key->options().GetExtension(v1::key)) {
+      case v1::KEY_NUMBER: out += "/" + std::to_string(r->GetUInt32(message, key)); break;
+      case v1::KEY_PREFIX: out += "/" + canonical_prefix(r->GetString(message, key)); break;
+      case v1::KEY_ADDRESS: out += "/" + canonical_address(r->GetString(message, key)); break;
+      default: out += "/" + r->GetString(message, key); break;
+    }
   }
-  throw std::logic_error("key_string: no kind");
+  return out;
 }
 
 void clear_output_only(v1::Object& object) {

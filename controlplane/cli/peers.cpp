@@ -115,6 +115,13 @@ void print_peer(const c1::PeerStatus& s) {
 
 }  // namespace
 
+c1::Version cp_version(const std::string& target) {
+  auto stub = c1::ControlPlane::NewStub(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+  c1::Version version;
+  check(stub->GetVersion(context().get(), c1::GetVersionRequest(), &version));
+  return version;
+}
+
 int peers_command(const std::string& target, bool json, const std::string& command, Args& args) {
   grpc::ChannelArguments arguments;
   arguments.SetMaxReceiveMessageSize(-1);

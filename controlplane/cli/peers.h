@@ -8,9 +8,12 @@
 #include <string>
 
 #include "args.h"
+#include "medix/controlplane/v1/controlplane.pb.h"
 
 namespace medix::ctl {
 
 int peers_command(const std::string& target, bool json, const std::string& command, Args& args);
+// medix-cp's version (throws ServerError if it does not answer).
+medix::controlplane::v1::Version cp_version(const std::string& target);
 
 }  // namespace medix::ctl

@@ -1,7 +1,9 @@
 #include "api/server.h"
 
 #include <grpcpp/grpcpp.h>
+#include <intel-ipsec-mb.h>
 #include <rte_cycles.h>
+#include <rte_version.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -13,7 +15,10 @@
 #include <sstream>
 #include <thread>
 
+#include "api/access.h"
+#include "api/listener.h"
 #include "common/address.h"
+#include "common/version.h"
 #include "control/kinds.h"
 #include "ip/show.h"
 #include "medix/dataplane/v1/dataplane.grpc.pb.h"
@@ -62,11 +67,23 @@ void fill_stages(google::protobuf::RepeatedPtrField<v1::StageRuntime>* out, cons
   }
 }
 
-class Service final : public v1::Dataplane::Service {
- public:
-  Service(Dataplane& dp, std::atomic<bool>& stopping) : dp_(dp), stopping_(stopping) {}
+// The two streams are served by callbacks (api/watch.h), the rest by gRPC's sync threads.
+using ServiceBase = v1::Dataplane::WithCallbackMethod_WatchCounters<
+    v1::Dataplane::WithCallbackMethod_WatchSaEvents<v1::Dataplane::Service>>;
 
-  grpc::Status Apply(grpc::ServerContext*, const v1::ApplyRequest* request, v1::ApplyResponse* response) override {
+class Service final : public ServiceBase {
+ public:
+  Service(Dataplane& dp, const Access& access) : dp_(dp), access_(access) {}
+  void serve_streams(Watches* watches) { watches_ = watches; }
+
+  // Every method starts by asking whether its caller may call it (the table in access.cpp).
+  grpc::Status allowed(const grpc::ServerContextBase* context, const char* method) {
+    return access_.check(access_.identify(*context), method);
+  }
+
+  grpc::Status Apply(grpc::ServerContext* context, const v1::ApplyRequest* request,
+                     v1::ApplyResponse* response) override {
+    if (auto s = allowed(context, "Apply"); !s.ok()) return s;
     std::vector<Operation> ops;
     ops.reserve(request->operations_size());
     if (size_t(request->operations_size()) > max_operations)
@@ -92,7 +109,8 @@ class Service final : public v1::Dataplane::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status Get(grpc::ServerContext*, const v1::GetRequest* request, v1::GetResponse* response) override {
+  grpc::Status Get(grpc::ServerContext* context, const v1::GetRequest* request, v1::GetResponse* response) override {
+    if (auto s = allowed(context, "Get"); !s.ok()) return s;
     const v1::Object& key = request->key();
     const Kind* kind = kind_of(key.kind_case());
     if (!kind) return {grpc::StatusCode::INVALID_ARGUMENT, "key: an object with its key fields is required"};
@@ -106,7 +124,8 @@ class Service final : public v1::Dataplane::Service {
     });
   }
 
-  grpc::Status List(grpc::ServerContext*, const v1::ListRequest* request, v1::ListResponse* response) override {
+  grpc::Status List(grpc::ServerContext* context, const v1::ListRequest* request, v1::ListResponse* response) override {
+    if (auto s = allowed(context, "List"); !s.ok()) return s;
     uint32_t page = request->page_size() ? request->page_size() : 1000;
     if (page > 100000)
       return {grpc::StatusCode::INVALID_ARGUMENT, "page_size: " + std::to_string(page) + " is above 100000"};
@@ -119,48 +138,30 @@ class Service final : public v1::Dataplane::Service {
     });
   }
 
-  grpc::Status GetCounters(grpc::ServerContext*, const v1::GetCountersRequest*,
+  grpc::Status GetCounters(grpc::ServerContext* context, const v1::GetCountersRequest*,
                            v1::CountersSnapshot* response) override {
+    if (auto s = allowed(context, "GetCounters"); !s.ok()) return s;
     fill_counters(*response);
     return grpc::Status::OK;
   }
 
-  grpc::Status WatchCounters(grpc::ServerContext* context, const v1::WatchCountersRequest* request,
-                             grpc::ServerWriter<v1::CountersSnapshot>* writer) override {
-    auto interval = std::chrono::milliseconds(request->interval_ms() ? std::max(100u, request->interval_ms()) : 1000);
-    auto next = std::chrono::steady_clock::now();
-    while (!context->IsCancelled() && !stopping_.load()) {
-      v1::CountersSnapshot snapshot;
-      fill_counters(snapshot);
-      if (!writer->Write(snapshot)) break;
-      next += interval;
-      while (std::chrono::steady_clock::now() < next && !context->IsCancelled() && !stopping_.load())
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return grpc::Status::OK;
+  grpc::ServerWriteReactor<v1::CountersSnapshot>* WatchCounters(grpc::CallbackServerContext* context,
+                                                                const v1::WatchCountersRequest* request) override {
+    Identity who = access_.identify(*context);
+    if (auto s = access_.check(who, "WatchCounters"); !s.ok()) return new RefusedStream<v1::CountersSnapshot>(s);
+    return watches_->counters(context, who.name, request->interval_ms());
   }
 
-  grpc::Status WatchSaEvents(grpc::ServerContext* context, const v1::WatchSaEventsRequest*,
-                             grpc::ServerWriter<v1::SaEvent>* writer) override {
-    uint64_t cursor = dp_.controller.sa_event_count();  // only what happens from now on
-    while (!context->IsCancelled() && !stopping_.load()) {
-      for (const auto& e : dp_.controller.wait_sa_events(cursor, std::chrono::milliseconds(200))) {
-        v1::SaEvent out;
-        out.set_kind(v1::SaEvent::Kind(e.kind));
-        out.set_spi(e.spi);
-        out.set_tunnel(e.tunnel);
-        out.set_inbound(e.inbound);
-        out.set_packets(e.packets);
-        out.set_bytes(e.bytes);
-        out.set_timestamp_ns(e.timestamp_ns);
-        if (!writer->Write(out)) return grpc::Status::OK;
-      }
-    }
-    return grpc::Status::OK;
+  grpc::ServerWriteReactor<v1::SaEvent>* WatchSaEvents(grpc::CallbackServerContext* context,
+                                                       const v1::WatchSaEventsRequest*) override {
+    Identity who = access_.identify(*context);
+    if (auto s = access_.check(who, "WatchSaEvents"); !s.ok()) return new RefusedStream<v1::SaEvent>(s);
+    return watches_->sa_events(context, who.name);
   }
 
-  grpc::Status ListSessions(grpc::ServerContext*, const v1::ListSessionsRequest* request,
+  grpc::Status ListSessions(grpc::ServerContext* context, const v1::ListSessionsRequest* request,
                             v1::ListSessionsResponse* response) override {
+    if (auto s = allowed(context, "ListSessions"); !s.ok()) return s;
     std::optional<uint32_t> address;
     if (!request->address().empty()) {
       address = parse_ipv4(request->address());
@@ -229,15 +230,18 @@ class Service final : public v1::Dataplane::Service {
     });
   }
 
-  grpc::Status ClearSessions(grpc::ServerContext*, const v1::ClearSessionsRequest* request,
+  grpc::Status ClearSessions(grpc::ServerContext* context, const v1::ClearSessionsRequest* request,
                              v1::ClearSessionsResponse*) override {
+    if (auto s = allowed(context, "ClearSessions"); !s.ok()) return s;
     if (request->tenant().empty()) return {grpc::StatusCode::INVALID_ARGUMENT, "tenant: is required"};
     if (!dp_.controller.clear_sessions(request->tenant()))
       return {grpc::StatusCode::NOT_FOUND, "tenant: no tenant named \"" + request->tenant() + "\""};
     return grpc::Status::OK;
   }
 
-  grpc::Status GetFib(grpc::ServerContext*, const v1::GetFibRequest* request, v1::GetFibResponse* response) override {
+  grpc::Status GetFib(grpc::ServerContext* context, const v1::GetFibRequest* request,
+                      v1::GetFibResponse* response) override {
+    if (auto s = allowed(context, "GetFib"); !s.ok()) return s;
     uint32_t page = request->page_size() ? request->page_size() : 1000;
     if (page > 100000)
       return {grpc::StatusCode::INVALID_ARGUMENT, "page_size: " + std::to_string(page) + " is above 100000"};
@@ -247,14 +251,27 @@ class Service final : public v1::Dataplane::Service {
     });
   }
 
-  grpc::Status Lookup(grpc::ServerContext*, const v1::LookupRequest* request, v1::LookupResponse* response) override {
+  grpc::Status Lookup(grpc::ServerContext* context, const v1::LookupRequest* request,
+                      v1::LookupResponse* response) override {
+    if (auto s = allowed(context, "Lookup"); !s.ok()) return s;
     return dp_.controller.read([&](const Intent& in, const Committer& c, uint64_t) -> grpc::Status {
       if (auto e = lookup(in, c, *request, *response)) return {status_code(e->code), e->message};
       return grpc::Status::OK;
     });
   }
 
-  grpc::Status GetRuntime(grpc::ServerContext*, const v1::GetRuntimeRequest*, v1::Runtime* response) override {
+  grpc::Status GetVersion(grpc::ServerContext* context, const v1::GetVersionRequest*, v1::Version* response) override {
+    if (auto s = allowed(context, "GetVersion"); !s.ok()) return s;
+    response->set_version(medix::common::version());
+    response->set_dpdk(rte_version());
+    response->set_ipsec_mb(imb_get_version_str());
+    response->set_started_unix_ns(medix::common::started_unix_ns());
+    response->set_intent_version(dp_.controller.read([](auto&, auto&, uint64_t version) { return version; }));
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetRuntime(grpc::ServerContext* context, const v1::GetRuntimeRequest*, v1::Runtime* response) override {
+    if (auto s = allowed(context, "GetRuntime"); !s.ok()) return s;
     response->set_tsc_hz(dp_.tsc_hz);
     Counters totals = dp_.totals();
     fill_stages(response->mutable_stages(), totals.stages);
@@ -270,7 +287,6 @@ class Service final : public v1::Dataplane::Service {
     return grpc::Status::OK;
   }
 
- private:
   void fill_counters(v1::CountersSnapshot& out) {
     CounterSnapshot s = take_snapshot(dp_);
     out.set_version(s.version);
@@ -359,8 +375,10 @@ class Service final : public v1::Dataplane::Service {
     e->set_arp_replies_received(s.totals.arp_replies_received);
   }
 
+ private:
   Dataplane& dp_;
-  std::atomic<bool>& stopping_;
+  const Access& access_;
+  Watches* watches_ = nullptr;
 };
 
 std::optional<std::string> read_file(const std::string& path, std::string& out) {
@@ -375,8 +393,10 @@ std::optional<std::string> read_file(const std::string& path, std::string& out) 
 }  // namespace
 
 struct ApiServer::Impl {
-  std::atomic<bool> stopping{false};
+  Access access;
   std::unique_ptr<Service> service;
+  std::unique_ptr<Watches> watches;
+  UnixListener listener;
   std::unique_ptr<grpc::Server> server;
 };
 
@@ -406,13 +426,21 @@ ApiServer::ApiServer() : impl_(std::make_unique<Impl>()) {}
 ApiServer::~ApiServer() { stop(); }
 
 std::optional<std::string> ApiServer::start(Dataplane& dp, const ApiOptions& options) {
-  impl_->service = std::make_unique<Service>(dp, impl_->stopping);
+  if (auto missing = Access::missing_methods(); !missing.empty())
+    return "no role may call " + missing + " (api/access.cpp's table misses it)";
+  if (auto e = impl_->access.load(options.roles)) return "--api-roles " + *e;
+  impl_->access.set_unix_default(geteuid());
+  impl_->service = std::make_unique<Service>(dp, impl_->access);
+  impl_->watches = std::make_unique<Watches>(
+      dp.controller, [service = impl_->service.get()](v1::CountersSnapshot& out) { service->fill_counters(out); },
+      options.streams);
+  impl_->service->serve_streams(impl_->watches.get());
   grpc::ServerBuilder builder;
   builder.SetMaxReceiveMessageSize(1 << 30);  // a transaction of a million routes
   builder.SetMaxSendMessageSize(256 << 20);
   builder.RegisterService(impl_->service.get());
   if (auto e = claim_socket(options.socket_path)) return "--api-socket " + *e;
-  builder.AddListeningPort("unix:" + options.socket_path, grpc::InsecureServerCredentials());
+  if (auto e = impl_->listener.listen(options.socket_path)) return "--api-socket " + *e;
   if (!options.listen.empty()) {
     grpc::SslServerCredentialsOptions tls(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
     grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
@@ -422,20 +450,21 @@ std::optional<std::string> ApiServer::start(Dataplane& dp, const ApiOptions& opt
     tls.pem_key_cert_pairs.push_back(pair);
     builder.AddListeningPort(options.listen, grpc::SslServerCredentials(tls));
   }
-  // The socket is created 0600 (only root may program the dataplane), not chmod-ed later.
-  mode_t old_mask = umask(0177);
   impl_->server = builder.BuildAndStart();
-  umask(old_mask);
-  if (!impl_->server)
-    return "cannot listen on unix:" + options.socket_path + (options.listen.empty() ? "" : " and " + options.listen);
+  if (!impl_->server) return "cannot listen on " + options.listen;
+  impl_->listener.serve(impl_->server.get(), &impl_->access);
   return std::nullopt;
 }
 
+// Streams end first (a client that does not read holds nothing up), then what is in flight
+// has 2 s to finish before gRPC cancels it.
 void ApiServer::stop() {
-  if (!impl_->server) return;
-  impl_->stopping.store(true);
-  impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  impl_->listener.stop();
+  if (impl_->watches) impl_->watches->stop();
+  if (impl_->server) impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  if (impl_->watches) impl_->watches->wait_done(std::chrono::seconds(2));
   impl_->server.reset();
+  impl_->watches.reset();
 }
 
 }  // namespace medix::dp

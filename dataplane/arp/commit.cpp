@@ -13,22 +13,23 @@ std::optional<Error> Committer::build_neighbours(Build& b) {
     for (auto [i, a] : purge) neighbours_.remove(i, a, b.release);
   }
   auto interface_dies = [&](const std::string& name) {
-    auto it = b.diff.interfaces.find(name);
-    return it != b.diff.interfaces.end() && !it->second.after;
+    const auto& interfaces = b.diff.of(v1::Object::kInterface);
+    auto it = interfaces.find({.kind = v1::Object::kInterface, .name = name});
+    return it != interfaces.end() && !it->second.after;
   };
-  for (const auto& [key, change] : b.diff.neighbours)
-    if (!change.after && !interface_dies(key.interface))
-      neighbours_.remove(b.interface_slot_of(key.interface), key.address, b.release);
+  for (const auto& [key, change] : b.diff.of(v1::Object::kNeighbour))
+    if (!change.after && !interface_dies(key.neighbour.interface))
+      neighbours_.remove(b.interface_slot_of(key.neighbour.interface), key.neighbour.address, b.release);
   return std::nullopt;
 }
 
 // Static neighbours are in place before the interfaces that use them appear: a new entry
 // (or a new MAC in an entry) is one atomic word, safe under readers.
 std::optional<Error> Committer::build_static_neighbours(Build& b) {
-  for (const auto& [key, change] : b.diff.neighbours) {
+  for (const auto& [key, change] : b.diff.of(v1::Object::kNeighbour)) {
     if (!change.after) continue;
     const v1::Neighbour& n = change.after->neighbour();
-    neighbours_.set(b.interface_slot_of(n.interface()), key.address, mac_from(*parse_mac(n.mac())), true);
+    neighbours_.set(b.interface_slot_of(n.interface()), key.neighbour.address, mac_from(*parse_mac(n.mac())), true);
   }
   return std::nullopt;
 }

@@ -100,10 +100,9 @@ const Kind neighbour_kind = {
     .check_delete = nullptr,
     .check_final = nullptr,
     .error_name = nullptr,
-    .diff =
-        [](Diff& d, const Intent& in, const Intent::Key& k, const std::optional<v1::Object>& before) {
-          record_change(d.neighbours, k.neighbour, neighbour_kind, in, k, before);
-        },
+    .build = {{Phase::removals, &Committer::build_neighbours}, {Phase::last, &Committer::build_static_neighbours}},
+    .reclaim = &Committer::reclaim_neighbours,
+    .diff = nullptr,
     .get = get_neighbour,
     .list = list_neighbours,
 };

@@ -8,15 +8,10 @@
 #include <chrono>
 
 #include "control/build.h"
+#include "control/kinds.h"
 #include "nat/nat.h"
 
 namespace medix::dp {
-namespace {
-
-constexpr uint16_t rx_descriptors = 1024;
-constexpr uint16_t tx_descriptors = 1024;
-
-}  // namespace
 
 Committer::~Committer() {
   delete current();
@@ -34,7 +29,8 @@ std::optional<std::string> Committer::init(const Params& params) {
   params_ = params;
   nexthops_ = static_cast<Nexthop*>(rte_zmalloc("nexthops", sizeof(Nexthop) * (max_nexthops + 1), RTE_CACHE_LINE_SIZE));
   bases_ = static_cast<Counters*>(rte_zmalloc("bases", sizeof(Counters), RTE_CACHE_LINE_SIZE));
-  if (!nexthops_ || !bases_ || !neighbours_.init("neighbours", params.socket)) return "cannot allocate the tables";
+  if (!nexthops_ || !bases_ || !neighbours_.init("neighbours", params.socket))
+    return std::string("cannot allocate the tables: ") + more_memory;
   if (auto e = lpm_.init(std::max<uint32_t>(2, params.fib_plies))) return *e;
   nexthop_refs_.assign(max_nexthops + 1, 0);
   for (uint16_t id = max_nexthops; id >= 1; id--) free_nexthops_.push_back(id);  // 0 is "no route"
@@ -43,15 +39,9 @@ std::optional<std::string> Committer::init(const Params& params) {
   init_mb_mgr_auto(mgr_, nullptr);
   sas_.assign(max_sas, nullptr);
   for (uint16_t slot = max_sas - 1; slot >= 1; slot--) free_sas_.push_back(slot);
-  rte_hash_parameters hp{};
-  hp.name = "sa_index";
-  hp.entries = max_sas;
-  hp.key_len = sizeof(uint32_t);
-  hp.hash_func = rte_jhash;
-  hp.socket_id = int(params.socket);
-  hp.extra_flag = RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF;
+  rte_hash_parameters hp = hash_parameters(sa_index_shape, "sa_index", rte_jhash, params.socket);
   sa_index_ = rte_hash_create(&hp);
-  if (!sa_index_) return "cannot allocate the SA index";
+  if (!sa_index_) return std::string("cannot allocate the SA index: ") + more_memory;
   auto* empty = new Tables();
   empty->nexthops = nexthops_;
   empty->plies = lpm_.plies();
@@ -123,7 +113,7 @@ std::optional<std::string> Committer::setup_port(uint16_t port_id, const v1::Por
   if (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MULTI_SEGS) conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
   if (int rc = rte_eth_dev_configure(port_id, queues, queues, &conf); rc != 0)
     return std::string("cannot configure: ") + rte_strerror(-rc);
-  uint16_t rxd = rx_descriptors, txd = tx_descriptors;
+  uint16_t rxd = uint16_t(rx_descriptors), txd = uint16_t(tx_descriptors);
   rte_eth_dev_adjust_nb_rx_tx_desc(port_id, &rxd, &txd);
   int socket = rte_eth_dev_socket_id(port_id);
   unsigned on = socket < 0 ? params_.socket : unsigned(socket);
@@ -169,47 +159,32 @@ void Committer::stop_ports() {
 
 std::optional<Error> Committer::commit(const Diff& diff, const Intent& intent, uint64_t version) {
   Build b(*this, diff, intent, version);
-  // Each step builds its part of the next generation; one that fails undoes what the steps
-  // before it did. The order matters: slots before what refers to them, removals before the
-  // grace period, static neighbours before the interfaces that use them appear.
-  static constexpr std::optional<Error> (Committer::*build[])(Build&) = {
-      &Committer::build_ports,              // l2
-      &Committer::build_tenants,            // ip
-      &Committer::build_interfaces,         // l2
-      &Committer::build_tunnels,            // ipsec
-      &Committer::build_routes,             // ip: standby FIB copies
-      &Committer::build_neighbours,         // arp: what goes away
-      &Committer::build_interface_index,    // l2
-      &Committer::build_sas,                // ipsec
-      &Committer::build_tunnel_mtus,        // ipsec
-      &Committer::build_translations,       // nat
-      &Committer::build_counter_bases,      // here
-      &Committer::build_static_neighbours,  // arp
-  };
-  for (auto step : build)
-    if (auto e = (this->*step)(b)) return e;
+  // Each step builds its part of the next generation, phase by phase (slots before what
+  // refers to them, removals before the grace period); one that fails undoes what the steps
+  // before it did.
+  for (int phase = 0; phase <= int(Phase::last); phase++)
+    for (const Kind* k : kinds())
+      for (const auto& step : k->build)
+        if (step.run && int(step.phase) == phase)
+          if (auto e = (this->*step.run)(b)) return e;
+  build_counter_bases(b);
 
-  // Publish, wait for every worker to have let go of the old generation, reclaim.
+  // Publish, wait for every worker to have let go of the old generation, reclaim: in reverse
+  // table order, users before what they use (a dead tenant's routes before its FIB copies).
   const Tables* previous = current();
   current_.store(b.next.release(), std::memory_order_release);
   auto grace_start = std::chrono::steady_clock::now();
   if (params_.rcu) rte_rcu_qsbr_synchronize(params_.rcu, RTE_QSBR_THRID_INVALID);
   last_grace_ns_ = uint64_t(
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - grace_start).count());
-  static constexpr void (Committer::*reclaim[])(Build&) = {
-      &Committer::reclaim_routes,      // ip: the other FIB copies
-      &Committer::reclaim_neighbours,  // arp
-      &Committer::reclaim_sas,         // ipsec
-      &Committer::reclaim_tenants,     // ip
-      &Committer::reclaim_ports,       // l2
-      &Committer::reclaim_interfaces,  // l2
-  };
-  for (auto step : reclaim) (this->*step)(b);
+  for (auto it = kinds().rbegin(); it != kinds().rend(); ++it)
+    if ((*it)->reclaim) (this->*(*it)->reclaim)(b);
   delete previous;
   return std::nullopt;
 }
 
-std::optional<Error> Committer::build_counter_bases(Build& b) {
+// Counters start from what the slot's previous objects left (new slots only).
+void Committer::build_counter_bases(Build& b) {
   Counters totals{};
   if ((b.need_totals || !b.new_rule_slots.empty()) && params_.totals) totals = params_.totals();
   for (uint16_t s : b.new_port_slots) bases_->ports[s] = totals.ports[s];
@@ -217,7 +192,6 @@ std::optional<Error> Committer::build_counter_bases(Build& b) {
   for (uint16_t s : b.new_interface_slots) bases_->interfaces[s] = totals.interfaces[s];
   for (uint16_t s : b.new_rule_slots) bases_->rule_matched[s] = totals.rule_matched[s];
   for (uint16_t s : b.new_tenant_slots) bases_->nat[s] = totals.nat[s];
-  return std::nullopt;
 }
 
 }  // namespace medix::dp

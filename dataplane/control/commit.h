@@ -26,6 +26,20 @@
 
 namespace medix::dp {
 
+// The phases of a commit, in order. Each build step of a kind (control/kinds.h) runs in one;
+// within a phase, steps run in the kinds table's order.
+enum class Phase {
+  slots,        // what others refer to by slot: ports, tenants
+  attachments,  // interfaces and tunnels
+  routes,       // the standby FIB copies
+  removals,     // what goes away with its object (neighbours)
+  indexes,      // lookups over the attachments
+  security,     // SAs
+  derived,      // what follows from several kinds (a tunnel's MTU from its SA and port)
+  crossing,     // the core's translations and policy
+  last,         // static neighbours, just before the interfaces that use them appear
+};
+
 class Committer {
  public:
   struct Params {
@@ -38,6 +52,31 @@ class Committer {
     uint32_t max_sessions = 1u << 20;    // crossing the core, all workers together
     uint32_t fib_plies = max_fib_plies;  // the compact FIBs' pool
   };
+
+  // A commit's steps, each in its feature's folder and named by its kind's entry in the kinds
+  // table (control/kinds.h), which is how commit() finds them. A build step writes the next
+  // generation (or undoes the steps before it and fails); a reclaim step runs after the grace
+  // period. Public only so that the entries can name them: nothing else calls them.
+  struct Build;
+  using BuildStep = std::optional<Error> (Committer::*)(Build& b);
+  using ReclaimStep = void (Committer::*)(Build& b);
+  std::optional<Error> build_ports(Build& b);              // l2/commit.cpp
+  std::optional<Error> build_tenants(Build& b);            // ip/commit.cpp
+  std::optional<Error> build_interfaces(Build& b);         // l2/commit.cpp
+  std::optional<Error> build_tunnels(Build& b);            // ipsec/commit.cpp
+  std::optional<Error> build_routes(Build& b);             // ip/commit.cpp
+  std::optional<Error> build_neighbours(Build& b);         // arp/commit.cpp
+  std::optional<Error> build_interface_index(Build& b);    // l2/commit.cpp
+  std::optional<Error> build_sas(Build& b);                // ipsec/commit.cpp
+  std::optional<Error> build_tunnel_mtus(Build& b);        // ipsec/commit.cpp
+  std::optional<Error> build_translations(Build& b);       // nat/commit.cpp
+  std::optional<Error> build_static_neighbours(Build& b);  // arp/commit.cpp
+  void reclaim_routes(Build& b);
+  void reclaim_neighbours(Build& b);
+  void reclaim_sas(Build& b);
+  void reclaim_tenants(Build& b);
+  void reclaim_ports(Build& b);
+  void reclaim_interfaces(Build& b);
 
   ~Committer();
   std::optional<std::string> init(const Params& params);
@@ -117,28 +156,7 @@ class Committer {
   void free_tenant(TenantSlot& t);
   std::string fibs_full() const;  // why a compact FIB could not grow
   std::optional<std::string> setup_port(uint16_t port_id, const v1::Port& p);
-  // A commit's steps, in the order commit() runs them, each in its feature's folder. A build
-  // step writes the next generation (or undoes the steps before it and fails); a reclaim step
-  // runs after the grace period.
-  struct Build;
-  std::optional<Error> build_ports(Build& b);              // l2/commit.cpp
-  std::optional<Error> build_tenants(Build& b);            // ip/commit.cpp
-  std::optional<Error> build_interfaces(Build& b);         // l2/commit.cpp
-  std::optional<Error> build_tunnels(Build& b);            // ipsec/commit.cpp
-  std::optional<Error> build_routes(Build& b);             // ip/commit.cpp
-  std::optional<Error> build_neighbours(Build& b);         // arp/commit.cpp
-  std::optional<Error> build_interface_index(Build& b);    // l2/commit.cpp
-  std::optional<Error> build_sas(Build& b);                // ipsec/commit.cpp
-  std::optional<Error> build_tunnel_mtus(Build& b);        // ipsec/commit.cpp
-  std::optional<Error> build_translations(Build& b);       // nat/commit.cpp
-  std::optional<Error> build_counter_bases(Build& b);      // control/commit.cpp
-  std::optional<Error> build_static_neighbours(Build& b);  // arp/commit.cpp
-  void reclaim_routes(Build& b);
-  void reclaim_neighbours(Build& b);
-  void reclaim_sas(Build& b);
-  void reclaim_tenants(Build& b);
-  void reclaim_ports(Build& b);
-  void reclaim_interfaces(Build& b);
+  void build_counter_bases(Build& b);
   // The core tenant, translations, policy rules and session tables of the next generation.
   std::optional<Error> build_crossing(const Diff& diff, const Intent& intent, Tables& next,
                                       const std::function<uint16_t(const std::string&)>& tenant_of,

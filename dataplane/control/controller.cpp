@@ -68,6 +68,7 @@ void Controller::stop_ports() {
 namespace medix::dp {
 
 void Controller::sa_events(const SaEventMessage* events, unsigned n, uint64_t tsc_hz) {
+  std::vector<SaEvent> named;
   {
     std::lock_guard lock(mutex_);
     const Tables& t = *committer_.current();
@@ -79,22 +80,10 @@ void Controller::sa_events(const SaEventMessage* events, unsigned n, uint64_t ts
       const auto& e = events[i];
       uint64_t age_ns = now_tsc > e.tsc ? (now_tsc - e.tsc) * 1000000000 / tsc_hz : 0;
       std::string tunnel = e.tunnel < t.interfaces.size() ? t.interfaces[e.tunnel].name : "";
-      events_.push_back({SaEventKind(e.kind), e.spi, tunnel, e.inbound, e.packets, e.bytes, now_ns - age_ns});
-      if (events_.size() > 4096) events_.pop_front();
-      events_total_++;
+      named.push_back({SaEventKind(e.kind), e.spi, tunnel, e.inbound, e.packets, e.bytes, now_ns - age_ns});
     }
   }
-  events_changed_.notify_all();
-}
-
-std::vector<Controller::SaEvent> Controller::wait_sa_events(uint64_t& cursor, std::chrono::milliseconds timeout) {
-  std::unique_lock lock(mutex_);
-  events_changed_.wait_for(lock, timeout, [&] { return events_total_ > cursor; });
-  std::vector<SaEvent> out;
-  uint64_t first = events_total_ - events_.size();
-  for (uint64_t i = std::max(cursor, first); i < events_total_; i++) out.push_back(events_[i - first]);
-  cursor = events_total_;
-  return out;
+  sa_events_.record(std::move(named));
 }
 
 }  // namespace medix::dp

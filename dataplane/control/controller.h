@@ -9,6 +9,7 @@
 
 #include "control/commit.h"
 #include "control/intent.h"
+#include "ipsec/events.h"
 
 namespace medix::dp {
 
@@ -34,21 +35,10 @@ class Controller {
   }
   void learn(const LearnedNeighbour* learned, unsigned n);
 
-  // SA lifetime events: workers' messages in, API streams out.
-  struct SaEvent {
-    SaEventKind kind;
-    uint32_t spi;
-    std::string tunnel;
-    bool inbound;
-    uint64_t packets, bytes, timestamp_ns;
-  };
+  // SA lifetime events from workers' rings: their tunnels named (under the lock, from the
+  // tables), then recorded in the log API streams read (ipsec/events.h).
   void sa_events(const SaEventMessage* events, unsigned n, uint64_t tsc_hz);
-  // Waits up to `timeout` for events after `cursor` (an event count); returns them and moves it.
-  std::vector<SaEvent> wait_sa_events(uint64_t& cursor, std::chrono::milliseconds timeout);
-  uint64_t sa_event_count() {
-    std::lock_guard lock(mutex_);
-    return events_total_;
-  }
+  SaEventLog& sa_event_log() { return sa_events_; }
   void stop_ports();
   bool clear_sessions(const std::string& tenant) {
     std::lock_guard lock(mutex_);
@@ -61,9 +51,7 @@ class Controller {
   ApplyResult apply_locked(const std::vector<Operation>& ops, uint64_t expected_version);
 
   std::mutex mutex_;
-  std::condition_variable events_changed_;
-  std::deque<SaEvent> events_;  // the last 4096
-  uint64_t events_total_ = 0;
+  SaEventLog sa_events_;
   Intent intent_;
   Committer committer_;
   uint64_t version_ = 0;

@@ -105,20 +105,26 @@ std::optional<Error> Intent::apply_one(const Operation& op, size_t index) {
   return std::nullopt;
 }
 
+const Diff::Changes& Diff::of(v1::Object::KindCase kind) const {
+  static const Changes none;
+  auto it = objects.find(kind);
+  return it == objects.end() ? none : it->second;
+}
+
+size_t Diff::size() const {
+  size_t n = routes.size();
+  for (const auto& [kind, changes] : objects) n += changes.size();
+  return n;
+}
+
 void Diff::prune() {
-  auto prune = [](auto& map) {
-    for (auto it = map.begin(); it != map.end();) {
+  for (auto& [kind, changes] : objects)
+    for (auto it = changes.begin(); it != changes.end();) {
       const Change& c = it->second;
       bool unchanged = (!c.before && !c.after) || (c.before && c.after && same(*c.before, *c.after));
-      it = unchanged ? map.erase(it) : std::next(it);
+      it = unchanged ? changes.erase(it) : std::next(it);
     }
-  };
-  prune(ports);
-  prune(tenants);
-  prune(interfaces);
-  prune(neighbours);
-  prune(tunnels);
-  prune(sas);
+  std::erase_if(objects, [](const auto& entry) { return entry.second.empty(); });
 }
 
 std::optional<Error> Intent::apply(const std::vector<Operation>& ops, Diff& diff) {
@@ -143,7 +149,13 @@ std::optional<Error> Intent::apply(const std::vector<Operation>& ops, Diff& diff
   }
   // The diff: each key's state before its first change, and now.
   diff = Diff{};
-  for (const auto& u : log_) kind_of(v1::Object::KindCase(u.key.kind))->diff(diff, *this, u.key, u.before);
+  for (const auto& u : log_) {
+    const Kind& k = *kind_of(v1::Object::KindCase(u.key.kind));
+    if (k.diff)
+      k.diff(diff, u.key);
+    else if (auto& changes = diff.objects[u.key.kind]; !changes.count(u.key))  // the first holds "before"
+      changes.emplace(u.key, Change{u.before, k.find(*this, u.key)});
+  }
   diff.prune();
   last_ = std::move(log_);
   log_.clear();

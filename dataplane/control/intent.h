@@ -66,27 +66,33 @@ using medix::common::parse_mac;
 using medix::common::parse_prefix;
 using medix::common::Prefix;
 
+// An object's identity: its kind and key fields (only its kind's are set).
+struct ObjectKey {
+  int kind;  // v1::Object::KindCase
+  std::string name;
+  RouteKey route{};
+  NeighbourKey neighbour{};
+  SaKey sa{};
+  MappingKey mapping{};
+  auto operator<=>(const ObjectKey&) const = default;
+};
+
 // One object's change over a transaction: what it was before, what it is now.
 struct Change {
   std::optional<v1::Object> before, after;
 };
 
-// Every changed object of a transaction, by kind, in key order (for deterministic plans).
-// Routes are only keys: there may be millions, and the committer reads them from the intent.
-// Each kind's entry (control/kinds.h) says how its changes are recorded here.
+// Every changed object of a transaction, by kind, in key order (for deterministic plans): the
+// committer's steps read their kinds' changes here. Routes are only keys: there may be
+// millions, and the committer reads them from the intent.
 struct Diff {
-  std::map<std::string, Change> ports, tenants, interfaces, tunnels;
+  using Changes = std::map<ObjectKey, Change>;
+  std::map<int, Changes> objects;  // kind -> its changes
   std::set<RouteKey> routes;
-  std::map<NeighbourKey, Change> neighbours;
-  std::map<SaKey, Change> sas;
-  // Address translation and policy are small: the committer rebuilds them whole. The tenants
-  // whose translation changed (their sessions end) and whether any policy rule changed.
-  std::set<std::string> translation_changed;
-  bool policy_changed = false;
-  size_t size() const {
-    return ports.size() + tenants.size() + interfaces.size() + tunnels.size() + routes.size() + neighbours.size() +
-           sas.size() + translation_changed.size() + policy_changed;
-  }
+
+  // The changes of one kind (empty if none).
+  const Changes& of(v1::Object::KindCase kind) const;
+  size_t size() const;
   // Drops the changes that left an object as it was (created and deleted, or changed back).
   void prune();
 };
@@ -104,15 +110,7 @@ class Intent {
   void rollback_last();
   void forget_last() { std::vector<Undo>().swap(last_); }
 
-  // An object's identity: its kind and key fields.
-  struct Key {
-    int kind;  // v1::Object::KindCase
-    std::string name;
-    RouteKey route{};
-    NeighbourKey neighbour{};
-    SaKey sa{};
-    MappingKey mapping{};
-  };
+  using Key = ObjectKey;
 
   // The objects, entered and left only through their kinds' put and erase (control/kinds.h).
   std::map<std::string, v1::Port> ports;

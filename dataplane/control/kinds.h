@@ -8,12 +8,11 @@
 #include <span>
 #include <string>
 
+#include "control/commit.h"
 #include "control/intent.h"
 #include "medix/dataplane/v1/dataplane.pb.h"
 
 namespace medix::dp {
-
-class Committer;
 
 struct Kind {
   v1::Object::KindCase object;  // its case in an Object
@@ -49,8 +48,18 @@ struct Kind {
   // The name a commit error gives such an object (Error::name: a route by its tenant, an SA
   // by its SPI), so that the error gets the operation's path (null: errors name none).
   std::string (*error_name)(const v1::Object& object);
-  // Records a changed key in the Diff; `before` is its object before the transaction.
-  void (*diff)(Diff& diff, const Intent& intent, const Intent::Key& key, const std::optional<v1::Object>& before);
+  // What the committer does with the kind's changes (control/commit.h): up to two build
+  // steps, each in its phase, and a reclaim after the grace period (null: none).
+  struct Step {
+    Phase phase;
+    Committer::BuildStep run;
+  };
+  Step build[2];
+  Committer::ReclaimStep reclaim;
+
+  // Records a changed key in the Diff (null: as its before and after objects, in
+  // Diff::objects; routes keep only their keys).
+  void (*diff)(Diff& diff, const Intent::Key& key);
 
   // Get: the object with the key fields of `key` into `out` (left empty if there is none).
   std::optional<Error> (*get)(const Intent& intent, const Committer& committer, const v1::Object& key, v1::Object& out);
@@ -72,14 +81,6 @@ std::optional<v1::Object> find_in(const Map& map, const K& key, Set set) {
   v1::Object o;
   set(o, it->second);
   return o;
-}
-
-// For the entries whose changes the committer reads one by one: the first change of a key
-// holds its state before the transaction.
-template <typename Map, typename K>
-void record_change(Map& changes, const K& k, const Kind& kind, const Intent& intent, const Intent::Key& key,
-                   const std::optional<v1::Object>& before) {
-  if (!changes.count(k)) changes.emplace(k, Change{before, kind.find(intent, key)});
 }
 
 }  // namespace medix::dp

@@ -24,4 +24,18 @@ inline constexpr unsigned max_leak_hops = 4;
 inline constexpr unsigned max_sas = 8192;  // slot 0 unused
 inline constexpr unsigned max_policy_rules = 4096;
 
+// What medix-dp allocates at start is sized by these (and the tables' shapes, tables/tables.h);
+// runtime/memory.cpp estimates it from them for `medix-dp --check`.
+inline constexpr unsigned rx_descriptors = 1024;  // per port and worker
+inline constexpr unsigned tx_descriptors = 1024;
+inline constexpr unsigned packet_pool_cache = 256;     // per lcore, in the packet pools
+inline constexpr unsigned indirect_buffers = 4095;     // clones (rte_pktmbuf_attach) without data
+inline constexpr unsigned learned_ring_size = 4096;    // ARP learning, workers to the main lcore
+inline constexpr unsigned handoff_ring_size = 4096;    // per worker: packets of what it owns
+inline constexpr unsigned sa_event_ring_size = 4096;   // per worker: SA lifetime events
+inline constexpr unsigned punt_ring_size = 1024;       // the exception TAP's, to workers
+inline constexpr uint32_t default_max_routes = 65536;  // a tenant's, unless it says
+// What an allocation EAL's memory refused says to do.
+inline constexpr char more_memory[] = "give EAL more memory with -m (medix-dp --check estimates what is needed)";
+
 }  // namespace medix::dp

@@ -1,22 +1,16 @@
 #include <rte_errno.h>
 
 #include "control/build.h"
+#include "ip/kinds.h"
 
 namespace medix::dp {
-namespace {
-
-// Whether a tenant's FIB is a DIR24_8 (else compact): asked for, or a declared large table.
-bool uses_dir24_8(const v1::Tenant& t) {
-  return t.fib() == v1::FIB_DIR24_8 || (t.fib() == v1::FIB_KIND_UNSPECIFIED && t.max_routes() > 65536);
-}
-
-}  // namespace
 
 // Tenants: a slot and an empty FIB for each new one: a root ply in the compact pool, or two
 // DIR24_8 copies.
 std::optional<Error> Committer::build_tenants(Build& b) {
   b.undo.push_back([this] { lpm_.abort(); });  // last: every compact FIB as it was
-  for (const auto& [name, change] : b.diff.tenants) {
+  for (const auto& [key, change] : b.diff.of(v1::Object::kTenant)) {
+    const std::string& name = key.name;
     if (!change.after) {
       uint16_t slot = tenant_slot_.at(name);
       b.next->tenants[slot] = TenantEntry{};
@@ -30,18 +24,13 @@ std::optional<Error> Committer::build_tenants(Build& b) {
       return b.fail(Code::resource_exhausted, "tenant " + name + ": no free tenant slot", v1::Object::KindCase::kTenant,
                     name);
     const v1::Tenant& tenant = change.after->tenant();
-    uint32_t max_routes = tenant.max_routes() ? tenant.max_routes() : 65536;
+    uint32_t max_routes = max_routes_of(tenant);
     TenantSlot& t = tenants_[*slot];
     t = TenantSlot{};
     t.name = name;
     t.dir24_8 = uses_dir24_8(tenant);
     if (t.dir24_8) {
-      rte_fib_conf conf{};
-      conf.type = RTE_FIB_DIR24_8;
-      conf.default_nh = 0;
-      conf.max_routes = int(max_routes + 2 * max_addresses_per_interface * 64);
-      conf.dir24_8.nh_sz = RTE_FIB_DIR24_8_2B;
-      conf.dir24_8.num_tbl8 = std::min<uint32_t>(32767, std::max<uint32_t>(1024, max_routes / 8));
+      rte_fib_conf conf = tenant_fib_conf(max_routes);
       for (int i = 0; i < 2; i++) {
         std::string fib_name = "fib" + std::to_string(fib_serial_++);
         t.fib[i] = rte_fib_create(fib_name.c_str(), int(params_.socket), &conf);
@@ -50,7 +39,7 @@ std::optional<Error> Committer::build_tenants(Build& b) {
     }
     if (t.dir24_8 ? !t.fib[0] || !t.fib[1] : !lpm_.create(*slot)) {
       std::string why = t.dir24_8 ? "cannot allocate its DIR24_8 FIB for " + std::to_string(max_routes) +
-                                        " routes: " + rte_strerror(rte_errno) + " (give EAL more memory with -m)"
+                                        " routes: " + rte_strerror(rte_errno) + ": " + more_memory
                                   : fibs_full();
       free_tenant(t);
       free_tenants_.push_back(*slot);

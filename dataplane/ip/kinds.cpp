@@ -111,7 +111,7 @@ std::optional<Error> check_route(Intent& in, const v1::Object& o, const std::str
     case v1::Route::kBlackhole: break;
     default: return invalid(path + ".target", "is required: one of via, next_tenant, local, blackhole");
   }
-  uint32_t max_routes = tenant->second.max_routes() ? tenant->second.max_routes() : 65536;
+  uint32_t max_routes = max_routes_of(tenant->second);
   if (in.routes_in(r.tenant()) >= max_routes)
     return Error{Code::resource_exhausted, path + ": tenant " + quoted(r.tenant()) + " already has its max_routes (" +
                                                std::to_string(max_routes) + ") routes"};
@@ -198,10 +198,9 @@ const Kind tenant_kind = {
         },
     .check_final = nullptr,
     .error_name = [](const v1::Object& o) { return o.tenant().name(); },
-    .diff =
-        [](Diff& d, const Intent& in, const Intent::Key& k, const std::optional<v1::Object>& before) {
-          record_change(d.tenants, k.name, tenant_kind, in, k, before);
-        },
+    .build = {{Phase::slots, &Committer::build_tenants}},
+    .reclaim = &Committer::reclaim_tenants,
+    .diff = nullptr,
     .get = [](const Intent& in, const Committer&, const v1::Object& key, v1::Object& out) -> std::optional<Error> {
       if (auto it = in.tenants.find(key.tenant().name()); it != in.tenants.end()) *out.mutable_tenant() = it->second;
       return std::nullopt;
@@ -237,8 +236,9 @@ const Kind route_kind = {
     .check_final = check_next_hop,
     .error_name = [](const v1::Object& o) { return o.route().tenant(); },
     // Only the key: there may be millions, and the committer reads them from the intent.
-    .diff = [](Diff& d, const Intent&, const Intent::Key& k,
-               const std::optional<v1::Object>&) { d.routes.insert(k.route); },
+    .build = {{Phase::routes, &Committer::build_routes}},
+    .reclaim = &Committer::reclaim_routes,
+    .diff = [](Diff& d, const Intent::Key& k) { d.routes.insert(k.route); },
     .get = [](const Intent& in, const Committer&, const v1::Object& key, v1::Object& out) -> std::optional<Error> {
       auto k = route_key(key.route());
       if (!k)

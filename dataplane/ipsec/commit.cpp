@@ -73,7 +73,8 @@ void sa_setup(SaState& sa, const v1::SecurityAssociation& o, IMB_MGR* mgr) {
 
 // Tunnels: interfaces without a port, in the same name space and slots.
 std::optional<Error> Committer::build_tunnels(Build& b) {
-  for (const auto& [name, change] : b.diff.tunnels) {
+  for (const auto& [k, change] : b.diff.of(v1::Object::kTunnel)) {
+    const std::string& name = k.name;
     if (!change.after) {
       uint16_t slot = interface_slot_.at(name);
       b.next->interfaces[slot] = InterfaceEntry{};
@@ -115,7 +116,8 @@ std::optional<Error> Committer::build_tunnels(Build& b) {
 // period.
 std::optional<Error> Committer::build_sas(Build& b) {
   std::set<std::string> sa_tunnels;
-  for (const auto& [key, change] : b.diff.sas) {
+  for (const auto& [k, change] : b.diff.of(v1::Object::kSa)) {
+    const SaKey& key = k.sa;
     sa_tunnels.insert(key.tunnel);
     if (!change.after) {
       uint16_t slot = sa_slot_.at(key);
@@ -160,7 +162,7 @@ std::optional<Error> Committer::build_sas(Build& b) {
         apply_fib(tenants_[b.ops[j].tenant].fib[1 - tenants_[b.ops[j].tenant].active], b.ops[j], false);
       for (const auto& op : b.ops) unref(op.after);
       neighbours_.release(b.release);
-      return b.fail(Code::resource_exhausted, "SA " + std::to_string(key.spi) + ": cannot allocate it",
+      return b.fail(Code::resource_exhausted, "SA " + std::to_string(key.spi) + ": cannot allocate it: " + more_memory,
                     v1::Object::KindCase::kSa, std::to_string(key.spi));
     }
     b.new_sas.push_back({key, slot});
@@ -186,7 +188,8 @@ std::optional<Error> Committer::build_sas(Build& b) {
 // not fit get ICMP "fragmentation needed" (DF) or are fragmented before encryption, instead
 // of outer packets dropped for being too large. Redone whenever interfaces or ports change.
 std::optional<Error> Committer::build_tunnel_mtus(Build& b) {
-  if (!b.diff.tunnels.empty() || !b.diff.interfaces.empty() || !b.diff.ports.empty()) {
+  if (!b.diff.of(v1::Object::kTunnel).empty() || !b.diff.of(v1::Object::kInterface).empty() ||
+      !b.diff.of(v1::Object::kPort).empty()) {
     for (auto& e : b.next->interfaces) {
       if (!e.uid || !e.tunnel) continue;
       auto it = b.intent.tunnels.find(e.name);
@@ -210,8 +213,8 @@ void Committer::reclaim_sas(Build& b) {
     sas_[slot] = nullptr;
     free_sas_.push_back(slot);
   }
-  for (const auto& [key, change] : b.diff.sas)
-    if (!change.after) sa_slot_.erase(key);
+  for (const auto& [key, change] : b.diff.of(v1::Object::kSa))
+    if (!change.after) sa_slot_.erase(key.sa);
   for (auto [key, slot] : b.new_sas) sa_slot_[key] = slot;
 }
 

@@ -181,10 +181,9 @@ const Kind tunnel_kind = {
         },
     .check_final = nullptr,
     .error_name = [](const v1::Object& o) { return o.tunnel().name(); },
-    .diff =
-        [](Diff& d, const Intent& in, const Intent::Key& k, const std::optional<v1::Object>& before) {
-          record_change(d.tunnels, k.name, tunnel_kind, in, k, before);
-        },
+    .build = {{Phase::attachments, &Committer::build_tunnels}, {Phase::derived, &Committer::build_tunnel_mtus}},
+    .reclaim = nullptr,
+    .diff = nullptr,
     .get = [](const Intent& in, const Committer&, const v1::Object& key, v1::Object& out) -> std::optional<Error> {
       if (auto it = in.tunnels.find(key.tunnel().name()); it != in.tunnels.end()) *out.mutable_tunnel() = it->second;
       return std::nullopt;
@@ -232,8 +231,9 @@ const Kind sa_kind = {
     .check_delete = nullptr,
     .check_final = nullptr,
     .error_name = [](const v1::Object& o) { return std::to_string(o.sa().spi()); },
-    .diff = [](Diff& d, const Intent& in, const Intent::Key& k,
-               const std::optional<v1::Object>& before) { record_change(d.sas, k.sa, sa_kind, in, k, before); },
+    .build = {{Phase::security, &Committer::build_sas}},
+    .reclaim = &Committer::reclaim_sas,
+    .diff = nullptr,
     .get = [](const Intent& in, const Committer&, const v1::Object& key, v1::Object& out) -> std::optional<Error> {
       if (auto it = in.sas.find(sa_key(key.sa())); it != in.sas.end()) *out.mutable_sa() = without_keys(it->second);
       return std::nullopt;

@@ -31,7 +31,8 @@ void Committer::Build::contribute(const v1::Interface& f, uint16_t slot, bool ad
 
 // Ports: new ones are set up and started before anything can use them.
 std::optional<Error> Committer::build_ports(Build& b) {
-  for (const auto& [name, change] : b.diff.ports) {
+  for (const auto& [key, change] : b.diff.of(v1::Object::kPort)) {
+    const std::string& name = key.name;
     if (!change.after) {
       uint16_t slot = port_slot_.at(name);
       b.next->ports[slot].live = false;
@@ -96,7 +97,8 @@ std::optional<Error> Committer::build_ports(Build& b) {
 
 // Interfaces: their entries in the next generation.
 std::optional<Error> Committer::build_interfaces(Build& b) {
-  for (const auto& [name, change] : b.diff.interfaces) {
+  for (const auto& [key, change] : b.diff.of(v1::Object::kInterface)) {
+    const std::string& name = key.name;
     uint16_t slot = 0;  // a change has a before, an after or both
     if (change.before) {
       slot = interface_slot_.at(name);
@@ -133,22 +135,17 @@ std::optional<Error> Committer::build_interfaces(Build& b) {
 
 // The interface index, rebuilt when interfaces come, go or move.
 std::optional<Error> Committer::build_interface_index(Build& b) {
-  if (!b.diff.interfaces.empty()) {
-    rte_hash_parameters hp{};
+  if (!b.diff.of(v1::Object::kInterface).empty()) {
     std::string name = "ifindex" + std::to_string(index_serial_++);
-    hp.name = name.c_str();
-    hp.entries = max_interfaces * 2;
-    hp.key_len = sizeof(InterfaceKey);
-    hp.hash_func = rte_jhash;
-    hp.socket_id = int(params_.socket);
+    rte_hash_parameters hp = hash_parameters(interface_index_shape, name.c_str(), rte_jhash, params_.socket);
     rte_hash* index = rte_hash_create(&hp);
     if (!index) {
       for (size_t j = b.ops.size(); j-- > 0;)
         apply_fib(tenants_[b.ops[j].tenant].fib[1 - tenants_[b.ops[j].tenant].active], b.ops[j], false);
       for (const auto& op : b.ops) unref(op.after);
       neighbours_.release(b.release);
-      return b.fail(Code::resource_exhausted, "cannot allocate the interface index", v1::Object::KindCase::kInterface,
-                    "");
+      return b.fail(Code::resource_exhausted, std::string("cannot allocate the interface index: ") + more_memory,
+                    v1::Object::KindCase::kInterface, "");
     }
     for (uint16_t slot = 0; slot < b.next->interfaces.size(); slot++) {
       const InterfaceEntry& e = b.next->interfaces[slot];
@@ -173,8 +170,9 @@ void Committer::reclaim_ports(Build& b) {
 
 // Interfaces and tunnels share slots and names.
 void Committer::reclaim_interfaces(Build& b) {
-  for (const auto* named : {&b.diff.interfaces, &b.diff.tunnels})
-    for (const auto& [name, change] : *named) {
+  for (auto kind : {v1::Object::kInterface, v1::Object::kTunnel})
+    for (const auto& [key, change] : b.diff.of(kind)) {
+      const std::string& name = key.name;
       if (!change.after) {
         free_interfaces_.push_back(interface_slot_.at(name));
         interface_slot_.erase(name);

@@ -234,8 +234,9 @@ const Kind port_kind = {
         },
     .check_final = nullptr,
     .error_name = [](const v1::Object& o) { return o.port().name(); },
-    .diff = [](Diff& d, const Intent& in, const Intent::Key& k,
-               const std::optional<v1::Object>& before) { record_change(d.ports, k.name, port_kind, in, k, before); },
+    .build = {{Phase::slots, &Committer::build_ports}},
+    .reclaim = &Committer::reclaim_ports,
+    .diff = nullptr,
     .get = [](const Intent& in, const Committer& c, const v1::Object& key, v1::Object& out) -> std::optional<Error> {
       if (auto it = in.ports.find(key.port().name()); it != in.ports.end()) {
         *out.mutable_port() = it->second;
@@ -277,10 +278,9 @@ const Kind interface_kind = {
         },
     .check_final = check_next_hops,
     .error_name = [](const v1::Object& o) { return o.interface().name(); },
-    .diff =
-        [](Diff& d, const Intent& in, const Intent::Key& k, const std::optional<v1::Object>& before) {
-          record_change(d.interfaces, k.name, interface_kind, in, k, before);
-        },
+    .build = {{Phase::attachments, &Committer::build_interfaces}, {Phase::indexes, &Committer::build_interface_index}},
+    .reclaim = &Committer::reclaim_interfaces,  // tunnels' slots too: they share them
+    .diff = nullptr,
     .get = [](const Intent& in, const Committer&, const v1::Object& key, v1::Object& out) -> std::optional<Error> {
       if (auto it = in.interfaces.find(key.interface().name()); it != in.interfaces.end())
         *out.mutable_interface() = it->second;

@@ -2,10 +2,23 @@
 #include "nat/nat.h"
 
 namespace medix::dp {
+namespace {
+
+// The tenants whose translation the transaction changed: their sessions end.
+std::set<std::string> translation_changed(const Diff& diff) {
+  std::set<std::string> tenants;
+  for (const auto& [key, change] : diff.of(v1::Object::kStaticMapping)) tenants.insert(key.mapping.tenant);
+  for (const auto& [key, change] : diff.of(v1::Object::kNaptPool)) tenants.insert(key.name);
+  return tenants;
+}
+
+}  // namespace
 
 // Translations and policy, rebuilt whole when tenants, mappings, pools or rules change.
 std::optional<Error> Committer::build_translations(Build& b) {
-  if (b.diff.tenants.empty() && b.diff.translation_changed.empty() && !b.diff.policy_changed) return std::nullopt;
+  if (b.diff.of(v1::Object::kTenant).empty() && b.diff.of(v1::Object::kStaticMapping).empty() &&
+      b.diff.of(v1::Object::kNaptPool).empty() && b.diff.of(v1::Object::kPolicyRule).empty())
+    return std::nullopt;
   auto tenant_of = [&b](const std::string& name) { return b.tenant_of(name); };
   if (auto e = build_crossing(b.diff, b.intent, *b.next, tenant_of, b.new_tenant_slots, b.new_rule_slots))
     return b.fail(e->code, e->message, e->kind, e->name);
@@ -16,11 +29,12 @@ std::optional<Error> Committer::build_crossing(const Diff& diff, const Intent& i
                                                const std::function<uint16_t(const std::string&)>& tenant_of,
                                                const std::vector<uint16_t>& new_tenant_slots,
                                                std::vector<uint16_t>& new_rule_slots) {
+  auto changed = translation_changed(diff);
   next.core = UINT16_MAX;
   for (const auto& [name, t] : intent.tenants)
     if (t.core()) next.core = tenant_of(name);
   if (next.core != UINT16_MAX && nat_.empty()) {
-    uint32_t per_worker = std::max<uint32_t>(64, params_.max_sessions / params_.queues);
+    uint32_t per_worker = sessions_per_worker(params_.max_sessions, params_.queues);
     for (uint16_t q = 0; q < params_.queues; q++) {
       NatWorker* n = nat_worker_create(q, per_worker, params_.socket);
       if (!n) {
@@ -28,8 +42,7 @@ std::optional<Error> Committer::build_crossing(const Diff& diff, const Intent& i
         nat_.clear();
         return Error{Code::resource_exhausted,
                      "cannot allocate the session tables (" + std::to_string(params_.max_sessions) +
-                         " sessions, about 340 bytes each): give EAL more memory with -m, or lower "
-                         "settings.max_sessions",
+                         " sessions): " + more_memory + ", or lower settings.max_sessions",
                      v1::Object::KindCase::kTenant, ""};
       }
       nat_.push_back(n);
@@ -67,12 +80,12 @@ std::optional<Error> Committer::build_crossing(const Diff& diff, const Intent& i
       if (uint32_t limit = pool->second.session_limit())
         x.session_limit = std::max<uint32_t>(1, (limit + params_.queues - 1) / params_.queues);
     }
-    x.epoch = fresh || !epoch || diff.translation_changed.count(e.name) ? ++epochs_ : epoch;
+    x.epoch = fresh || !epoch || changed.count(e.name) ? ++epochs_ : epoch;
     e.nat = std::move(x);
   }
 
   // Policy rules in the order they are tried, each with a counter slot.
-  if (diff.policy_changed) {
+  if (!diff.of(v1::Object::kPolicyRule).empty()) {
     for (auto it = rule_slot_.begin(); it != rule_slot_.end();) {
       if (intent.policy_rules.count(it->first)) {
         ++it;

@@ -180,9 +180,10 @@ const Kind static_mapping_kind = {
     .check_delete = nullptr,
     .check_final = nullptr,
     .error_name = nullptr,
-    // The committer rebuilds translation whole; the tenant's sessions end.
-    .diff = [](Diff& d, const Intent&, const Intent::Key& k,
-               const std::optional<v1::Object>&) { d.translation_changed.insert(k.mapping.tenant); },
+    // The core's translations and policy, rebuilt whole when tenants, mappings, pools or rules change.
+    .build = {{Phase::crossing, &Committer::build_translations}},
+    .reclaim = nullptr,
+    .diff = nullptr,
     .get = [](const Intent& in, const Committer&, const v1::Object& key, v1::Object& out) -> std::optional<Error> {
       auto k = mapping_key(key.static_mapping());
       if (!k)
@@ -231,8 +232,9 @@ const Kind napt_pool_kind = {
     .check_delete = nullptr,
     .check_final = nullptr,
     .error_name = nullptr,
-    .diff = [](Diff& d, const Intent&, const Intent::Key& k,
-               const std::optional<v1::Object>&) { d.translation_changed.insert(k.name); },
+    .build = {},
+    .reclaim = nullptr,
+    .diff = nullptr,
     .get = [](const Intent& in, const Committer&, const v1::Object& key, v1::Object& out) -> std::optional<Error> {
       if (auto it = in.napt_pools.find(key.napt_pool().tenant()); it != in.napt_pools.end())
         *out.mutable_napt_pool() = it->second;
@@ -278,8 +280,9 @@ const Kind policy_rule_kind = {
     .check_delete = nullptr,
     .check_final = nullptr,
     .error_name = nullptr,
-    .diff = [](Diff& d, const Intent&, const Intent::Key&,
-               const std::optional<v1::Object>&) { d.policy_changed = true; },
+    .build = {},
+    .reclaim = nullptr,
+    .diff = nullptr,
     .get = [](const Intent& in, const Committer&, const v1::Object& key, v1::Object& out) -> std::optional<Error> {
       if (auto it = in.policy_rules.find(key.policy_rule().name()); it != in.policy_rules.end())
         *out.mutable_policy_rule() = it->second;

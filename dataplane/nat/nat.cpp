@@ -30,20 +30,12 @@ uint32_t flow_hash(const void* key, uint32_t, uint32_t init) {
 }  // namespace
 
 NatWorker* nat_worker_create(unsigned queue, uint32_t capacity, unsigned socket) {
-  capacity = std::max<uint32_t>(capacity, 64);
   void* at = rte_zmalloc_socket("nat", sizeof(NatWorker), RTE_CACHE_LINE_SIZE, int(socket));
   if (!at) return nullptr;
   auto* n = new (at) NatWorker();
   static std::atomic<unsigned> serial{0};  // EAL object names are unique per process
   std::string name = "nat_index" + std::to_string(queue) + "_" + std::to_string(serial++);
-  rte_hash_parameters hp{};
-  hp.name = name.c_str();
-  // Two keys per session and two per NAPT mapping (at most one mapping per session).
-  hp.entries = 4 * capacity;
-  hp.key_len = sizeof(FlowKey);
-  hp.hash_func = flow_hash;
-  hp.socket_id = int(socket);
-  hp.extra_flag = RTE_HASH_EXTRA_FLAGS_EXT_TABLE;
+  rte_hash_parameters hp = hash_parameters(nat_index_shape(capacity), name.c_str(), flow_hash, socket);
   n->index = rte_hash_create(&hp);
   n->capacity = capacity;
   n->sessions = static_cast<Session*>(
@@ -54,7 +46,8 @@ NatWorker* nat_worker_create(unsigned queue, uint32_t capacity, unsigned socket)
   n->free_mappings = static_cast<uint32_t*>(rte_malloc_socket("free_mappings", 4 * capacity, 0, int(socket)));
   n->sessions_of = static_cast<uint32_t*>(rte_zmalloc_socket("sessions_of", 4 * max_tenants, 0, int(socket)));
   // Packets of up to RTE_LIBRTE_IP_FRAG_MAX_FRAG fragments, given 2 s to complete.
-  n->fragments = rte_ip_frag_table_create(1024, 16, 4096, rte_get_tsc_hz() * 2, int(socket));
+  n->fragments = rte_ip_frag_table_create(fragment_buckets, fragment_bucket_entries, fragment_max_entries,
+                                          rte_get_tsc_hz() * 2, int(socket));
   if (!n->index || !n->sessions || !n->mappings || !n->free_sessions || !n->free_mappings || !n->sessions_of ||
       !n->fragments) {
     nat_worker_free(n);

@@ -14,8 +14,11 @@
 #include <rte_hash.h>
 #include <rte_ip_frag.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
+
+#include "tables/tables.h"
 
 namespace medix::dp {
 
@@ -86,7 +89,20 @@ struct NatWorker {
   rte_ip_frag_death_row death_row{};
 };
 
-// Allocates one worker's tables (control side, before workers see them); nullptr on failure.
+// Each worker's share of settings.max_sessions (at least 64): its sessions and NAPT mappings.
+inline uint32_t sessions_per_worker(uint32_t max_sessions, unsigned workers) {
+  return std::max<uint32_t>(64, max_sessions / workers);
+}
+// A worker's index: two keys per session and two per NAPT mapping (at most one mapping per
+// session), its overflow in extendable buckets.
+inline HashShape nat_index_shape(uint32_t capacity) {
+  return HashShape{4 * capacity, sizeof(FlowKey), RTE_HASH_EXTRA_FLAGS_EXT_TABLE};
+}
+// A worker's reassembly table: buckets, entries per bucket, packets at once.
+inline constexpr uint32_t fragment_buckets = 1024, fragment_bucket_entries = 16, fragment_max_entries = 4096;
+
+// Allocates one worker's tables (control side, before workers see them) for `capacity` sessions
+// (sessions_per_worker); nullptr on failure.
 NatWorker* nat_worker_create(unsigned queue, uint32_t capacity, unsigned socket);
 void nat_worker_free(NatWorker* n);  // nullptr: nothing
 

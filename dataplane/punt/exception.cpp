@@ -46,8 +46,8 @@ std::optional<std::string> ExceptionPort::open(const std::string& name, unsigned
   if (s >= 0) close(s);
   if (!ok) return "exception_interface: cannot bring " + name + " up: " + strerror(errno);
   memcpy(kernel_mac_.addr_bytes, hw.ifr_hwaddr.sa_data, RTE_ETHER_ADDR_LEN);
-  punt_ = rte_ring_create("punt", 1024, int(socket), RING_F_SC_DEQ);
-  if (!punt_) return "exception_interface: cannot allocate its ring";
+  punt_ = rte_ring_create("punt", punt_ring_size, int(socket), RING_F_SC_DEQ);
+  if (!punt_) return std::string("exception_interface: cannot allocate its ring: ") + more_memory;
   return std::nullopt;
 }
 

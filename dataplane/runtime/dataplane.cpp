@@ -9,13 +9,9 @@
 #include "ip/ip.h"
 #include "nat/nat.h"
 #include "pipeline/pipeline.h"
+#include "runtime/memory.h"
 
 namespace medix::dp {
-
-namespace {
-constexpr unsigned rx_descriptors = 1024;
-constexpr unsigned tx_descriptors = 1024;
-}  // namespace
 
 namespace {
 
@@ -89,29 +85,21 @@ std::optional<std::string> Dataplane::start(const Settings& s, uint32_t mtu,
   auto queues = uint16_t(worker_lcores.size());
   unsigned socket = rte_socket_id();
 
-  // Room for a whole frame of the largest MTU, with two VLAN tags.
-  uint32_t data_room =
-      std::max<uint32_t>(RTE_MBUF_DEFAULT_DATAROOM, max_mtu + RTE_ETHER_HDR_LEN + 8 + RTE_ETHER_CRC_LEN) +
-      RTE_PKTMBUF_HEADROOM;
-  // Enough for every descriptor of 8 ports, the pending queue and bursts in flight.
-  unsigned per_worker = 8 * (rx_descriptors + tx_descriptors + 2 * burst_size) + max_pending + 4 * burst_size;
-  unsigned needed = std::max(8191u, per_worker * queues + 2048);
-  unsigned mbufs = std::max(needed, settings.packet_buffers);
-  if (settings.packet_buffers && settings.packet_buffers < needed)
+  const PacketPool p = packet_pool(settings, queues, max_mtu);
+  if (settings.packet_buffers && settings.packet_buffers < p.needed)
     fprintf(stderr, "medix-dp: settings.packet_buffers %u is below what %u worker(s) need (%u): using %u\n",
-            settings.packet_buffers, unsigned(queues), needed, needed);
-  // The private area rounded to a cache line puts frames on a cache line boundary, so that
-  // Ethernet, IPv4 and UDP or ESP headers share one line.
-  pool = rte_pktmbuf_pool_create("packets", mbufs, 256, RTE_CACHE_LINE_ROUNDUP(sizeof(PacketMeta)), uint16_t(data_room),
-                                 int(socket));
-  indirect_pool = rte_pktmbuf_pool_create("indirect", 4095, 256, sizeof(PacketMeta), 0, int(socket));
+            settings.packet_buffers, unsigned(queues), p.needed, p.needed);
+  pool = rte_pktmbuf_pool_create("packets", p.buffers, packet_pool_cache, p.priv_size, p.data_room, int(socket));
+  indirect_pool =
+      rte_pktmbuf_pool_create("indirect", indirect_buffers, packet_pool_cache, sizeof(PacketMeta), 0, int(socket));
   if (!pool || !indirect_pool)
-    return "cannot allocate " + std::to_string(mbufs) + " packet buffers of " + std::to_string(data_room) +
-           " bytes: " + rte_strerror(rte_errno) + " (give EAL more memory with -m)";
-  learned = rte_ring_create_elem("learned", sizeof(LearnedNeighbour), 4096, int(socket), RING_F_SC_DEQ);
+    return "cannot allocate " + std::to_string(p.buffers) + " packet buffers of " + std::to_string(p.data_room) +
+           " bytes: " + rte_strerror(rte_errno) + ": " + more_memory;
+  learned = rte_ring_create_elem("learned", sizeof(LearnedNeighbour), learned_ring_size, int(socket), RING_F_SC_DEQ);
   size_t rcu_size = rte_rcu_qsbr_get_memsize(queues);
   rcu = static_cast<rte_rcu_qsbr*>(rte_zmalloc("rcu", rcu_size, RTE_CACHE_LINE_SIZE));
-  if (!learned || !rcu || rte_rcu_qsbr_init(rcu, queues) != 0) return "cannot allocate the control rings";
+  if (!learned || !rcu || rte_rcu_qsbr_init(rcu, queues) != 0)
+    return std::string("cannot allocate the control rings: ") + more_memory;
 
   if (!settings.exception_interface.empty())
     if (auto e = exception.open(settings.exception_interface, socket)) return e;
@@ -131,8 +119,8 @@ std::optional<std::string> Dataplane::start(const Settings& s, uint32_t mtu,
 
   for (uint16_t q = 0; q < queues; q++) {
     std::string name = "handoff" + std::to_string(q);
-    handoff.push_back(rte_ring_create(name.c_str(), 4096, int(socket), RING_F_SC_DEQ));
-    if (!handoff.back()) return "cannot allocate the hand-off rings";
+    handoff.push_back(rte_ring_create(name.c_str(), handoff_ring_size, int(socket), RING_F_SC_DEQ));
+    if (!handoff.back()) return std::string("cannot allocate the hand-off rings: ") + more_memory;
   }
   for (uint16_t q = 0; q < queues; q++) {
     unsigned lcore = worker_lcores[q];
@@ -166,12 +154,12 @@ std::optional<std::string> Dataplane::start(const Settings& s, uint32_t mtu,
     w->handoff = handoff.data();
     w->punt = exception.is_open() ? exception.from_workers() : nullptr;
     std::string events = "sa_events" + std::to_string(q);
-    w->sa_events =
-        rte_ring_create_elem(events.c_str(), sizeof(SaEventMessage), 4096, wsocket, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    w->sa_events = rte_ring_create_elem(events.c_str(), sizeof(SaEventMessage), sa_event_ring_size, wsocket,
+                                        RING_F_SP_ENQ | RING_F_SC_DEQ);
     w->mgr = alloc_mb_mgr(0);
     if (w->mgr) init_mb_mgr_auto(w->mgr, nullptr);
     if (!w->counters || !w->tx || !w->pending || !w->originated || !w->sa_events || !w->mgr)
-      return "cannot allocate worker state";
+      return std::string("cannot allocate worker state: ") + more_memory;
     rte_rcu_qsbr_thread_register(rcu, q);
     workers.push_back(w);
   }

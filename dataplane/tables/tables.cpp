@@ -6,15 +6,19 @@
 
 namespace medix::dp {
 
-bool NeighbourTable::init(const char* name, unsigned socket) {
+rte_hash_parameters hash_parameters(const HashShape& shape, const char* name, rte_hash_function hash, unsigned socket) {
   rte_hash_parameters params{};
   params.name = name;
-  params.entries = max_neighbours;
-  params.key_len = sizeof(NeighbourSlotKey);
-  params.hash_func = rte_jhash;
+  params.entries = shape.entries;
+  params.key_len = shape.key_len;
+  params.hash_func = hash;
   params.socket_id = int(socket);
-  // Lock-free readers: workers look up while the main lcore adds.
-  params.extra_flag = RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF;
+  params.extra_flag = shape.extra_flag;
+  return params;
+}
+
+bool NeighbourTable::init(const char* name, unsigned socket) {
+  rte_hash_parameters params = hash_parameters(neighbour_index_shape, name, rte_jhash, socket);
   index_ = rte_hash_create(&params);
   if (!index_) return false;
   entries_ = static_cast<std::atomic<uint64_t>*>(

@@ -7,6 +7,7 @@
 #include <rte_fib.h>
 #include <rte_hash.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -144,6 +145,28 @@ struct PolicyRuleEntry {
 
 struct NatWorker;
 
+// The shape of an rte_hash: what sizes it. runtime/memory.cpp estimates the memory of each from
+// the same shape the runtime creates it with.
+struct HashShape {
+  uint32_t entries;
+  uint32_t key_len;
+  uint8_t extra_flag;  // RTE_HASH_EXTRA_FLAGS_*
+};
+rte_hash_parameters hash_parameters(const HashShape& shape, const char* name, rte_hash_function hash, unsigned socket);
+
+// Each of a tenant's two FIB copies (ip/commit.cpp): DIR24_8 with 2-byte next hops, room for its
+// routes and its interfaces' addresses, tbl8 groups (routes longer than /24) for one route in 8,
+// 1024 to 32767.
+inline rte_fib_conf tenant_fib_conf(uint32_t max_routes) {
+  rte_fib_conf conf{};
+  conf.type = RTE_FIB_DIR24_8;
+  conf.default_nh = 0;
+  conf.max_routes = int(max_routes + 2 * max_addresses_per_interface * 64);
+  conf.dir24_8.nh_sz = RTE_FIB_DIR24_8_2B;
+  conf.dir24_8.num_tbl8 = std::min<uint32_t>(32767, std::max<uint32_t>(1024, max_routes / 8));
+  return conf;
+}
+
 // Key of the interface index: which interface a frame arrived on.
 struct InterfaceKey {
   uint16_t port;
@@ -159,6 +182,14 @@ struct NeighbourSlotKey {
   uint16_t interface;
   uint16_t zero;
 };
+
+// The interface index (room for twice max_interfaces), rebuilt by each transaction that changes
+// interfaces; the neighbour table's index, read lock-free by workers while the main lcore adds;
+// the SA index (by SPI), likewise.
+inline constexpr HashShape interface_index_shape{max_interfaces * 2, sizeof(InterfaceKey), 0};
+inline constexpr HashShape neighbour_index_shape{max_neighbours, sizeof(NeighbourSlotKey),
+                                                 RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF};
+inline constexpr HashShape sa_index_shape{max_sas, sizeof(uint32_t), RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF};
 
 class NeighbourTable {
  public:

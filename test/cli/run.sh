@@ -132,6 +132,50 @@ else
   echo "FAIL packet_buffers below the minimum:"; tail -5 "$tmp/few.log" | sed 's/^/  | /'; failed=$((failed + 1))
 fi
 
+# --check estimates the EAL memory a config needs (runtime/memory.cpp): medix-dp starts with the
+# suggested -m, and with the total rounded up; with much less it is refused, saying to give more.
+cat >"$tmp/core.json" <<'JSON'
+{"schema_version": 1,
+ "ports": [{"name": "p0", "device": "net_null0"}],
+ "tenants": [{"name": "t"}, {"name": "ix", "core": true, "max_routes": 4096}],
+ "interfaces": [{"name": "i0", "tenant": "t", "port": "p0", "vlan": 10, "addresses": ["10.0.0.1/24"]}],
+ "settings": {"max_sessions": 65536}}
+JSON
+# starts NAME M CONFIG PATTERN: medix-dp with -m M prints a line matching PATTERN ("ready", or why not).
+starts() {
+  local name=$1 m=$2 config=$3 pattern=$4 n=$((++runs)) pid
+  $dp --no-huge -m "$m" --no-pci --log-level=error -l 0,1 --file-prefix "medix-cli-$$-m$n" --vdev net_null0 -- \
+    --config "$config" --api-socket "$tmp/m$n.sock" >"$tmp/m$n.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 200); do grep -q "ready" "$tmp/m$n.log" && break; kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+  kill -TERM $pid 2>/dev/null; wait $pid
+  if grep -qE -- "$pattern" "$tmp/m$n.log"; then
+    echo "PASS $name"; passed=$((passed + 1))
+  else
+    echo "FAIL $name: no line matches /$pattern/:"; grep -v '^EAL' "$tmp/m$n.log" | tail -4 | sed 's/^/  | /'
+    failed=$((failed + 1))
+  fi
+}
+runs=0
+for config in good core; do
+  out=$($dp "${eal[@]}" -- --config "$tmp/$config.json" --check 2>&1)
+  total=$(sed -nE 's/^  total +([0-9.]+) MiB$/\1/p' <<<"$out")
+  suggested=$(sed -nE 's/^suggested: -m ([0-9]+) .*/\1/p' <<<"$out")
+  if grep -q "^memory (EAL -m), with 1 worker and 4 KiB pages:" <<<"$out" && grep -qE "^  packet buffers +[0-9.]+ MiB" <<<"$out" &&
+    grep -qE "^  tenant FIBs +[0-9.]+ MiB  [12] tenants?: [0-9]+ DIR24_8 x 2 copies .*, [0-9]+ compact " <<<"$out" && [ -n "$total" ] && [ -n "$suggested" ]; then
+    echo "PASS --check $config.json: the memory it needs, by item ($total MiB; -m $suggested)"; passed=$((passed + 1))
+  else
+    echo "FAIL --check $config.json: no memory estimate:"; sed 's/^/  | /' <<<"$out" | tail -8; failed=$((failed + 1))
+    continue
+  fi
+  starts "$config.json starts with the suggested -m $suggested" "$suggested" "$tmp/$config.json" "^medix-dp: ready"
+  above=$(( ${total%.*} + 1 ))
+  starts "$config.json starts with -m $above, just above the estimate" "$above" "$tmp/$config.json" "^medix-dp: ready"
+  half=$(( ${total%.*} / 2 ))
+  [ "$config" = core ] && starts "$config.json with -m $half, half the estimate: refused, saying to give more" "$half" \
+    "$tmp/$config.json" "give EAL more memory with -m \(medix-dp --check estimates"
+done
+
 # The same --file-prefix as a running medix-dp (or one killed a moment ago, not yet gone).
 expect "the same --file-prefix: which process holds it" 1 "another primary process (pid $first) uses this --file-prefix" -- \
   $dp "${eal[@]}" --file-prefix "medix-cli-$$-5" --vdev net_null0 -- --config "$tmp/good.json" --api-socket "$tmp/other.sock"

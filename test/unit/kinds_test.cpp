@@ -29,9 +29,10 @@ TEST_CASE("the table of kinds has every object kind once, named as the proto nam
     CHECK(list->message_type() == field->message_type());
     CHECK(medix::dp::kind_of(k->object) == k);
     CHECK(medix::dp::kind_of(k->list_kind) == k);
-    // The hooks every kind needs (clear_output, check_update, check_delete may be null).
+    // The hooks every kind needs (clear_output, check_update, check_delete, check_final, the
+    // commit steps and diff may be null).
     CHECK((k->config_size && k->take && k->check_key && k->key && k->find && k->put && k->erase && k->validate &&
-           k->diff && k->get && k->list));
+           k->get && k->list));
   }
   CHECK(list_kinds.size() == size_t(v1::Kind_descriptor()->value_count() - 1));  // less KIND_UNSPECIFIED
   CHECK(!medix::dp::kind_of(v1::Object::KIND_NOT_SET));
@@ -55,4 +56,37 @@ TEST_CASE("a config's lists become operations in the table's (dependency) order"
     CHECK(ops[i].path == std::string(kinds()[i]->plural) + "[0]");
     CHECK(ops[i].op == v1::Operation::CREATE);
   }
+}
+
+// The committer runs the kinds' build steps phase by phase, in table order within a phase:
+// slots before what refers to them, the standby FIB copies before the neighbours that go,
+// the SAs before the tunnel MTUs that follow from them, static neighbours last.
+TEST_CASE("the kinds' commit steps run in the order the committer needs") {
+  using medix::dp::Committer;
+  using medix::dp::Phase;
+  std::vector<Committer::BuildStep> order;
+  for (int phase = 0; phase <= int(Phase::last); phase++)
+    for (const Kind* k : kinds())
+      for (const auto& step : k->build)
+        if (step.run && int(step.phase) == phase) order.push_back(step.run);
+  std::vector<Committer::BuildStep> expected = {&Committer::build_ports,
+                                                &Committer::build_tenants,
+                                                &Committer::build_interfaces,
+                                                &Committer::build_tunnels,
+                                                &Committer::build_routes,
+                                                &Committer::build_neighbours,
+                                                &Committer::build_interface_index,
+                                                &Committer::build_sas,
+                                                &Committer::build_tunnel_mtus,
+                                                &Committer::build_translations,
+                                                &Committer::build_static_neighbours};
+  CHECK(order == expected);
+  // Reclaims run in reverse table order: a dead tenant's routes before its FIB copies.
+  auto at = [](Committer::ReclaimStep step) {
+    for (size_t i = 0; i < kinds().size(); i++)
+      if (kinds()[i]->reclaim == step) return i;
+    return kinds().size();
+  };
+  CHECK(at(&Committer::reclaim_routes) > at(&Committer::reclaim_tenants));
+  CHECK(at(&Committer::reclaim_tenants) < kinds().size());
 }
