@@ -1308,6 +1308,7 @@ def tls_tests(f):
 # of the service missing here fails the test: a new RPC must be given a role.
 RPC_ROLES = {"Get": "monitor", "List": "monitor", "GetCounters": "monitor", "GetRuntime": "monitor",
              "WatchCounters": "monitor", "WatchSaEvents": "monitor", "ListSessions": "monitor", "GetVersion": "monitor",
+             "GetFib": "monitor", "Lookup": "monitor",
              "ClearSessions": "operator", "Apply": "controller"}
 ROLE_ORDER = ["none", "monitor", "operator", "controller"]
 
