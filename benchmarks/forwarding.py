@@ -61,18 +61,28 @@ def random_prefixes(count, rng):
     return out
 
 
-def make_config(path, prefixes):
+FIB_KINDS = {"dir24_8": "FIB_DIR24_8", "compact": "FIB_COMPACT"}
+
+
+def make_config(path, prefixes, fib=None, tenants=1):
     """The JSON mapping of medix.dataplane.v1.Config: one tenant, ingress VLAN 10 on the pcap
     port, egress VLAN 20 on the null port, a static neighbour for the egress gateway, and one
-    route per prefix via that gateway. Written by hand: 1M routes is ~100 MB."""
+    route per prefix via that gateway. Written by hand: 1M routes is ~100 MB. `fib` names the
+    tenants' FIB kind (None: medix-dp's default for the max_routes). With `tenants` > 1, tenant
+    i (t0, t1, ...) has in<i> on VLAN 100+i and out<i> on VLAN 2000+i, the same addresses and
+    gateway, and its own share of `prefixes` (len(prefixes) / tenants each)."""
+    if tenants > 1:
+        return make_tenants_config(path, prefixes, fib, tenants)
+    tenant = {"name": "bench", "description": "forwarding benchmark", "max_routes": len(prefixes) + 64}
+    if fib:
+        tenant["fib"] = FIB_KINDS[fib]
     head = {
         "schema_version": 1,
         "ports": [
             {"name": "in", "device": "net_pcap0"},
             {"name": "out", "device": "net_null0"},
         ],
-        "tenants": [{"name": "bench", "description": "forwarding benchmark",
-                     "max_routes": len(prefixes) + 64}],
+        "tenants": [tenant],
         "interfaces": [
             {"name": "in10", "tenant": "bench", "port": "in", "vlan": IN_VLAN,
              "addresses": [IN_ADDR], "mac": IN_MAC},
@@ -91,6 +101,38 @@ def make_config(path, prefixes):
         f.write("\n ]\n}\n")
 
 
+def tenant_vlans(i):
+    """Ingress and egress VLAN of tenant i of a many-tenant config."""
+    return 100 + i, 2000 + i
+
+
+def make_tenants_config(path, prefixes, fib, n):
+    per = len(prefixes) // n
+    tenants, interfaces, neighbours = [], [], []
+    for i in range(n):
+        t = {"name": "t%d" % i}
+        if fib:
+            t["fib"] = FIB_KINDS[fib]
+        tenants.append(t)
+        vin, vout = tenant_vlans(i)
+        interfaces.append({"name": "in%d" % i, "tenant": t["name"], "port": "in", "vlan": vin,
+                           "addresses": [IN_ADDR], "mac": IN_MAC})
+        interfaces.append({"name": "out%d" % i, "tenant": t["name"], "port": "out", "vlan": vout,
+                           "addresses": [OUT_ADDR], "mac": OUT_MAC})
+        neighbours.append({"interface": "out%d" % i, "address": GATEWAY, "mac": GATEWAY_MAC})
+    head = {"schema_version": 1,
+            "ports": [{"name": "in", "device": "net_pcap0"}, {"name": "out", "device": "net_null0"}],
+            "tenants": tenants, "interfaces": interfaces, "neighbours": neighbours}
+    text = json.dumps(head)[:-1]
+    route = '{"tenant":"t%d","prefix":"%d.%d.%d.0/24","via":{"interface":"out%d","address":"' + GATEWAY + '"}}'
+    with open(path, "w") as f:
+        f.write(text)
+        f.write(',\n "routes": [\n')
+        f.write(",\n".join(route % (i, p >> 16, (p >> 8) & 255, p & 255, i)
+                            for i in range(n) for p in prefixes[i * per:(i + 1) * per]))
+        f.write("\n ]\n}\n")
+
+
 def checksum(data):
     if len(data) % 2:
         data += b"\0"
@@ -104,8 +146,8 @@ def mac_bytes(mac):
     return bytes(int(x, 16) for x in mac.split(":"))
 
 
-def frame(dst_ip, sport, wire_size):
-    """An 802.1Q (VLAN 10) IPv4/UDP frame to the ingress interface's MAC whose length on the
+def frame(dst_ip, sport, wire_size, vlan=IN_VLAN):
+    """An 802.1Q (VLAN 10, or `vlan`) IPv4/UDP frame to the ingress interface's MAC whose length on the
     wire, FCS included, is `wire_size` (the pcap holds it without the 4-byte FCS)."""
     length = wire_size - 4
     ip_len = length - 18
@@ -113,7 +155,7 @@ def frame(dst_ip, sport, wire_size):
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, ip_len, 0, 0x4000, 64, 17, 0,
                      ipaddress.IPv4Address(SENDER).packed, dst_ip.to_bytes(4, "big"))
     ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
-    eth = mac_bytes(IN_MAC) + mac_bytes(SENDER_MAC) + struct.pack("!HHH", 0x8100, IN_VLAN, 0x0800)
+    eth = mac_bytes(IN_MAC) + mac_bytes(SENDER_MAC) + struct.pack("!HHH", 0x8100, vlan, 0x0800)
     payload = bytes((i * 7) & 0xFF for i in range(ip_len - 28))
     return eth + ip + udp + payload
 
@@ -487,34 +529,43 @@ def human_routes(n):
         "%dk" % (n // 1000) if n >= 1000 and n % 1000 == 0 else str(n)
 
 
+def point_label(p):
+    """"10 routes, dir24_8", "100 routes x 1000 tenants, compact"."""
+    n = p.get("tenants", 1)
+    return "%s routes%s%s" % (human_routes(p["routes"]), " x %d tenants" % n if n > 1 else "",
+                              ", " + p["fib"] if p.get("fib") and p["fib"] != "default" else "")
+
+
 def plot(results, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     sizes = sorted({p["frame_bytes"] for p in results["points"]})
-    routes = sorted({p["routes"] for p in results["points"]})
-    series = [("testpmd io (ceiling)", None)] + [("medix-dp, %s routes" % human_routes(r), r)
-                                                  for r in routes]
-    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=100)
+    labels = []
+    for p in results["points"]:
+        if point_label(p) not in labels:
+            labels.append(point_label(p))
+    series = [("testpmd io (ceiling)", None)] + [("medix-dp, " + label, label) for label in labels]
+    fig, ax = plt.subplots(figsize=(max(7, 1.2 * len(series) * len(sizes)), 4), dpi=100)
     width = 0.8 / len(series)
-    colors = ["#9e9e9e", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"]
-    for i, (label, r) in enumerate(series):
+    colors = ["#9e9e9e", "#1f77b4", "#aec7e8", "#ff7f0e", "#ffbb78", "#2ca02c", "#98df8a", "#d62728", "#9467bd",
+              "#8c564b", "#e377c2"]
+    for i, (label, key) in enumerate(series):
         xs, ys, texts = [], [], []
         for j, s in enumerate(sizes):
-            if r is None:
+            if key is None:
                 c = results["ceiling"].get(str(s))
                 if not c:
                     continue
                 y, t = c["cycles_per_packet"], "%.1f" % c["mpps"]
             else:
-                pt = next((p for p in results["points"]
-                           if p["frame_bytes"] == s and p["routes"] == r), None)
+                pt = next((p for p in results["points"] if p["frame_bytes"] == s and point_label(p) == key), None)
                 if not pt or not pt.get("mpps"):
                     continue
                 y = pt["cycles_per_packet"]
-                t = "%.1f" % pt["mpps"] + ("\n%.2fx" % pt["ratio_to_ceiling"]
-                                          if pt.get("ratio_to_ceiling") else "")
+                t = "%.1f" % pt["mpps"] + ("\n%.2fx" % pt["cycles_to_reference"]
+                                          if pt.get("cycles_to_reference") else "")
             xs.append(j + (i - (len(series) - 1) / 2) * width)
             ys.append(y)
             texts.append(t)
@@ -525,31 +576,29 @@ def plot(results, path):
     ax.set_xticks(range(len(sizes)))
     ax.set_xticklabels(["%d B frames" % s for s in sizes])
     ax.set_ylabel("TSC cycles / packet (lower is better)")
-    ax.set_title("One worker core, %s, TSC %.0f MHz (labels: Mpps, ratio to ceiling)"
+    ax.set_title("One worker core, %s, TSC %.0f MHz (labels: Mpps, cycles / the one-tenant DIR24_8's)"
                  % (results["cpu_model"], results["tsc_hz"] / 1e6), fontsize=9)
     ax.legend(fontsize=7, loc="upper left")
-    ax.margins(y=0.15)
+    ax.margins(y=0.2)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
 def print_table(results):
-    print("%6s %8s %8s %10s %10s %8s %10s  %s" % ("frame", "routes", "Mpps", "cyc/pkt",
-                                                   "ceil c/p", "ratio", "over ceil", "stages"))
+    print("%-36s %6s %8s %10s %10s %8s %10s %7s  %s" % ("point", "frame", "Mpps", "cyc/pkt", "ceil c/p", "ratio",
+                                                         "over ceil", "vs ref", "stages"))
     for s, c in sorted(results["ceiling"].items(), key=lambda kv: int(kv[0])):
-        print("%6s %8s %8.2f %10.1f %10s %8s %10s" % (s, "testpmd", c["mpps"],
-                                                      c["cycles_per_packet"], "-", "-", "-"))
+        print("%-36s %6s %8.2f %10.1f %10s %8s %10s" % ("testpmd", s, c["mpps"], c["cycles_per_packet"], "-", "-",
+                                                        "-"))
     for p in results["points"]:
         if not p.get("mpps"):
-            print("%6d %8s  failed: %s" % (p["frame_bytes"], human_routes(p["routes"]),
-                                           p.get("error", "?").splitlines()[0]))
+            print("%-36s %6d  failed: %s" % (point_label(p), p["frame_bytes"], p.get("error", "?").splitlines()[0]))
             continue
         st = " ".join("%s=%.0f" % kv for kv in p["stages"].items())
-        print("%6d %8s %8.2f %10.1f %10.1f %8.3f %10.1f  %s" % (
-            p["frame_bytes"], human_routes(p["routes"]), p["mpps"], p["cycles_per_packet"],
-            p["ceiling_cycles_per_packet"], p["ratio_to_ceiling"],
-            p["cycles_over_ceiling"], st))
+        print("%-36s %6d %8.2f %10.1f %10.1f %8.3f %10.1f %7s  %s" % (
+            point_label(p), p["frame_bytes"], p["mpps"], p["cycles_per_packet"], p["ceiling_cycles_per_packet"],
+            p["ratio_to_ceiling"], p["cycles_over_ceiling"], p.get("cycles_to_reference", "-"), st))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -561,7 +610,13 @@ def main():
     ap.add_argument("--binary", default=os.path.join(ROOT, "build/dataplane/medix-dp"))
     ap.add_argument("--testpmd", default=shutil.which("dpdk-testpmd") or "dpdk-testpmd")
     ap.add_argument("--sizes", default="64,1400", help="frame sizes on the wire, FCS included")
-    ap.add_argument("--routes", default="10,100000,1000000")
+    ap.add_argument("--routes", default="10,100000,1000000", help="routes of the one-tenant points")
+    ap.add_argument("--fibs", default="dir24_8,compact",
+                    help="FIB kinds of the one-tenant points (dir24_8, compact; empty: medix-dp's default)")
+    ap.add_argument("--tenants", default="1,1000",
+                    help="tenant counts: above 1, a point with that many tenants (compact FIBs, "
+                    "--tenant-routes routes each), flows spread over all of them")
+    ap.add_argument("--tenant-routes", type=int, default=100, help="routes per tenant of the many-tenant points")
     ap.add_argument("--flows", type=int, default=1024, help="distinct destinations in the pcap")
     ap.add_argument("--runs", type=int, default=3, help="best of N per point")
     ap.add_argument("--warmup", type=float, default=2.0)
@@ -585,6 +640,8 @@ def main():
 
     sizes = [int(s) for s in args.sizes.split(",")]
     route_counts = [int(r) for r in args.routes.split(",")]
+    fibs = [f or None for f in args.fibs.split(",")]  # "" (the default for the max_routes) -> None
+    many = [int(n) for n in args.tenants.split(",") if int(n) > 1]
     if not args.skip_medix and not os.access(args.binary, os.X_OK):
         sys.exit("bench: %s is missing (scripts/build did not produce it)" % args.binary)
     os.makedirs(args.results, exist_ok=True)
@@ -594,20 +651,33 @@ def main():
         os.sched_setaffinity(0, {0})
     t_begin = time.monotonic()
 
-    # Inputs: per route count a config and, per frame size, a pcap whose destinations fall in
-    # that config's routes.
+    # What is measured: (routes per tenant, tenants, FIB kind): one tenant with each route
+    # count and each FIB kind; then each many-tenant count with --tenant-routes routes each,
+    # in compact FIBs (1,000 DIR24_8 tenants would need ~70 GB).
+    setups = [(r, 1, f) for r in route_counts for f in fibs] + [(args.tenant_routes, n, "compact") for n in many]
+
+    # Inputs: per setup a config and, per frame size, a pcap whose destinations fall in that
+    # config's routes (many tenants: flow k in tenant k mod N, on its VLAN).
     rng = random.Random(args.seed)
-    all_prefixes = random_prefixes(max(route_counts), rng)
+    all_prefixes = random_prefixes(max([max(route_counts)] + [args.tenant_routes * n for n in many]), rng)
     configs, pcaps = {}, {}
-    for r in route_counts:
-        prefixes = all_prefixes[:r]
-        configs[r] = os.path.join(workdir, "routes-%d.json" % r)
-        make_config(configs[r], prefixes)
-        dests = flow_destinations(prefixes, args.flows, random.Random(args.seed * 1000 + r))
+    for r, n, f in setups:
+        prefixes = all_prefixes[:r * n]
+        configs[r, n, f] = os.path.join(workdir, "routes-%d-tenants-%d-%s.json" % (r, n, f or "default"))
+        make_config(configs[r, n, f], prefixes, f, n)
+        if (sizes[0], r, n) in pcaps:
+            continue
+        if n == 1:
+            dests = [(d, IN_VLAN) for d in flow_destinations(prefixes, args.flows, random.Random(args.seed * 1000 + r))]
+        else:
+            frng = random.Random(args.seed * 1000 + n)
+            dests = [((prefixes[(k % n) * r + frng.randrange(r)] << 8) | frng.randint(1, 254), tenant_vlans(k % n)[0])
+                     for k in range(args.flows)]
+            frng.shuffle(dests)
         for s in sizes:
-            pcaps[s, r] = os.path.join(workdir, "frames-%d-routes-%d.pcap" % (s, r))
-            write_pcap(pcaps[s, r], [frame(d, 1024 + i, s) for i, d in enumerate(dests)])
-    verify_pcap_with_scapy(pcaps[sizes[0], route_counts[0]], sizes[0])
+            pcaps[s, r, n] = os.path.join(workdir, "frames-%d-routes-%d-tenants-%d.pcap" % (s, r, n))
+            write_pcap(pcaps[s, r, n], [frame(d, 1024 + i, s, vlan) for i, (d, vlan) in enumerate(dests)])
+    verify_pcap_with_scapy(pcaps[sizes[0], route_counts[0], 1], sizes[0])
     log("inputs ready in %.1f s (%s)" % (time.monotonic() - t_begin, workdir))
 
     def mem_for(routes):
@@ -615,29 +685,33 @@ def main():
             return args.mem
         return 1024 if routes > 65536 else 512
 
-    # Every measured point: the ceiling per frame size, medix-dp per (frame size, routes).
+    def name_of(r, n, f):
+        return "%s routes%s%s" % (human_routes(r), " x %d tenants" % n if n > 1 else "", ", " + f if f else "")
+
+    # Every measured point: the ceiling per frame size, medix-dp per (frame size, setup).
     points = []
     for s in sizes:
         points.append(("testpmd", s, None))
         if not args.skip_medix:
-            points += [("medix", s, r) for r in route_counts]
+            points += [("medix", s, setup) for setup in setups]
     runs = {pt: [] for pt in points}
     errors = {}
 
     def run_point(pt, label):
-        kind, s, r = pt
+        kind, s, setup = pt
         wait_quiet()
         try:
             if kind == "testpmd":
                 # io-forward does not look at addresses: the first route count's pcap serves.
-                res = run_testpmd(args, pcaps[s, route_counts[0]], 512)
+                res = run_testpmd(args, pcaps[s, route_counts[0], 1], 512)
                 what = "testpmd io"
             else:
-                res = run_medix(args, pcaps[s, r], configs[r], mem_for(r))
-                what = "medix %4s routes" % human_routes(r)
+                r, n, f = setup
+                res = run_medix(args, pcaps[s, r, n], configs[setup], mem_for(r * n if f == "dir24_8" else r))
+                what = "medix %s" % name_of(*setup)
         except Exception as e:  # noqa: BLE001
             errors[pt] = "%s: %s" % (type(e).__name__, e)
-            log("%s %d B %s failed: %s" % (kind, s, human_routes(r) if r else "", e))
+            log("%s %d B %s failed: %s" % (kind, s, name_of(*setup) if setup else "", e))
             return
         res["disturbed"] = disturbed(res, args.disturbance)
         runs[pt].append(res)
@@ -666,7 +740,7 @@ def main():
                 break
             run_point(pt, "extra %d" % (extra + 1))
     ceiling = {s: runs["testpmd", s, None] for s in sizes}
-    medix = {(s, r): runs.get(("medix", s, r), []) for s in sizes for r in route_counts}
+    medix = {(s, setup): runs.get(("medix", s, setup), []) for s in sizes for setup in setups}
 
     # TSC rate: the kernel's calibration (to the kHz) where it has one; medix-dp's tsc_hz is
     # DPDK's, which on CPUs without a TSC-rate CPUID leaf (AMD) is estimated over a sleep and
@@ -681,7 +755,7 @@ def main():
         sys.exit("bench: cannot tell the TSC rate (no dmesg, no constant_tsc, no medix-dp run)")
 
     results = {
-        "benchmark": "medix-dp VLAN->VLAN forwarding, one tenant, one worker core",
+        "benchmark": "medix-dp VLAN->VLAN forwarding, one worker core",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "cpu_model": cpu_model(),
         "kernel": platform.release(),
@@ -712,12 +786,13 @@ def main():
                 "worker_cpu_share": best["cpu_share"], "steal": best["steal"],
                 "disturbed": best["disturbed"]}
     for s in sizes:
-        for r in route_counts:
-            pt = {"frame_bytes": s, "routes": r}
-            pruns = medix[s, r]
+        for setup in setups:
+            r, n, f = setup
+            pt = {"frame_bytes": s, "routes": r, "tenants": n, "fib": f or "default"}
+            pruns = medix[s, setup]
             if not pruns:
                 if not args.skip_medix:
-                    pt["error"] = errors.get(("medix", s, r), "no run")
+                    pt["error"] = errors.get(("medix", s, setup), "no run")
                     results["points"].append(pt)
                 continue
             best = max(pruns, key=lambda x: x["pps"])
@@ -744,12 +819,21 @@ def main():
                 "date": results["date"],
             })
             results["points"].append(pt)
-    # Relative to the smallest route count at the same frame size: what the FIB size costs.
+    # Relative to the smallest route count at the same frame size (one tenant, the same FIB
+    # kind): what the FIB size costs. And cycles per packet relative to the reference, one
+    # tenant in a DIR24_8 with the smallest route count (what every tenant had before compact
+    # FIBs): what compact FIBs and many tenants cost.
     for p in results["points"]:
         base = next((q for q in results["points"] if q["frame_bytes"] == p["frame_bytes"]
-                     and q["routes"] == min(route_counts) and q.get("mpps")), None)
-        if base and p.get("mpps"):
+                     and q["routes"] == min(route_counts) and q.get("tenants", 1) == 1
+                     and q.get("fib") == p.get("fib") and q.get("mpps")), None)
+        if base and p.get("mpps") and p.get("tenants", 1) == 1:
             p["ratio_to_min_routes"] = round(p["mpps"] / base["mpps"], 3)
+        ref = next((q for q in results["points"] if q["frame_bytes"] == p["frame_bytes"]
+                    and q["routes"] == min(route_counts) and q.get("tenants", 1) == 1
+                    and q.get("fib") == "dir24_8" and q.get("mpps")), None)
+        if ref and p.get("mpps"):
+            p["cycles_to_reference"] = round(p["cycles_per_packet"] / ref["cycles_per_packet"], 3)
     if errors:
         results["errors"] = {" ".join(str(x) for x in k if x): v for k, v in errors.items()}
     results["elapsed_s"] = round(time.monotonic() - t_begin, 1)

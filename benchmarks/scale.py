@@ -19,6 +19,13 @@ one more tenant `core` with that many random /24s (its FIB kind: --core-fib). Pe
    the worker to pass a quiescent state, which on a 2-core machine shared with builds is where
    the OS's scheduling shows: a worker thread off its CPU for a tick or more).
 
+Then medix-cp (--cp-tenants, default 1,000; 0: skip): an intent of that many tenants (the same
+objects: tenant, interface, neighbour, one route each) and no IKE peer; medix-dp starts with
+its ports only. Timed: medix-cp's start until medix-dp holds every tenant (the intent applied);
+`medixctl intent apply` of the same intent with every tenant's description changed (ApplyIntent:
+1,000 updates); medix-dp killed and started again until medix-cp has replayed every tenant
+into it (from the new medix-dp's `ready`).
+
 Results: benchmarks/results/scale.json and scale.png.
 """
 import argparse
@@ -181,6 +188,90 @@ def churn(client, n, cycles):
             "loadavg": open("/proc/loadavg").read().split()[:3]}
 
 
+def write_intent(path, n, description=""):
+    tenants = [{"name": "t%d" % i, "description": description} for i in range(n)]
+    interfaces = [{"name": "if%d" % i, "tenant": "t%d" % i, "port": "p0", "vlan": i + 1, "addresses": ["10.0.0.1/24"]}
+                  for i in range(n)]
+    neighbours = [{"interface": "if%d" % i, "address": "10.0.0.2", "mac": "02:00:00:00:%02x:%02x" % (i >> 8, i & 255)}
+                  for i in range(n)]
+    routes = [{"tenant": "t%d" % i, "prefix": "10.9.0.0/16", "via": {"interface": "if%d" % i, "address": "10.0.0.2"}}
+              for i in range(n)]
+    intent = {"schema_version": 1, "ports": [{"name": "p0", "device": "net_null0"},
+                                             {"name": "p1", "device": "net_null1"}],
+              "tenants": tenants, "interfaces": interfaces, "neighbours": neighbours, "routes": routes}
+    with open(path, "w") as f:
+        json.dump(intent, f)
+
+
+def wait_tenants(client, n, timeout):
+    """Seconds until medix-dp lists n tenants (polling every 50 ms), or None."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        try:
+            r = client.stub.List(dp.ListRequest(kind=dp.TENANT, page_size=100000), timeout=10)
+            if len(r.objects) >= n:
+                return time.monotonic() - t0
+        except Exception:  # noqa: BLE001
+            pass
+        time.sleep(0.05)
+    return None
+
+
+def cp_point(args, n):
+    """medix-cp with an intent of n tenants: apply at start, ApplyIntent, replay."""
+    import subprocess
+    cp_bin = os.path.join(ROOT, "build/controlplane/medix-cp")
+    ctl = os.path.join(ROOT, "build/controlplane/cli/medixctl")
+    ports = os.path.join(fwd.workdir, "ports.json")
+    write_config(ports, 0, 0, None, "compact")
+    intent = os.path.join(fwd.workdir, "intent-%d.json" % n)
+    write_intent(intent, n)
+    prefix = fwd.new_prefix()
+    cmd = [args.binary, "-l", "0,1", "--no-huge", "-m", str(args.mem), "--no-pci", "--file-prefix", prefix,
+           "--vdev", "net_null0", "--vdev", "net_null1", "--", "--config", ports]
+    out = {"tenants": n}
+    p = fwd.start(cmd, os.path.join(fwd.workdir, prefix + "-dp.log"))
+    tel = fwd.wait_for(p, prefix, r"medix-dp: ready", args.start_timeout)
+    tel.close()
+    sock = "/var/run/dpdk/%s/api.sock" % prefix
+    client = api.Client("unix:" + sock)
+    client.wait_ready(10)
+    cp_sock = "unix://" + os.path.join(fwd.workdir, "cp.sock")
+    t0 = time.monotonic()
+    cp = fwd.start([cp_bin, "--intent", intent, "-p", prefix, "--listen", cp_sock],
+                   os.path.join(fwd.workdir, prefix + "-cp.log"))
+    try:
+        waited = wait_tenants(client, n, 120)
+        out["start_apply_s"] = round(time.monotonic() - t0, 2) if waited is not None else None
+        changed = os.path.join(fwd.workdir, "intent-%d-changed.json" % n)
+        write_intent(changed, n, "changed")
+        t0 = time.monotonic()
+        r = subprocess.run([ctl, "--cp", cp_sock, "intent", "apply", changed], capture_output=True, text=True,
+                           timeout=300)
+        out["apply_intent_s"] = round(time.monotonic() - t0, 2)
+        out["apply_intent_output"] = (r.stdout + r.stderr).strip()[-300:]
+        # medix-dp restarts: medix-cp replays the intent into the new one.
+        client.close()
+        fwd.stop(p)
+        fwd.cleanup_runtime_dir(prefix)
+        p = fwd.start(cmd, os.path.join(fwd.workdir, prefix + "-dp2.log"))
+        tel = fwd.wait_for(p, prefix, r"medix-dp: ready", args.start_timeout)
+        tel.close()
+        t0 = time.monotonic()
+        client = api.Client("unix:" + sock)
+        client.wait_ready(10)
+        waited = wait_tenants(client, n, 120)
+        out["replay_s"] = round(time.monotonic() - t0, 2) if waited is not None else None
+        r = client.stub.List(dp.ListRequest(kind=dp.TENANT, page_size=100000), timeout=10)
+        out["replayed_descriptions_changed"] = all(t.tenant.description == "changed" for t in r.objects)
+    finally:
+        client.close()
+        fwd.stop(cp)
+        fwd.stop(p)
+        fwd.cleanup_runtime_dir(prefix)
+    return out
+
+
 def plot(results, path):
     import matplotlib
     matplotlib.use("Agg")
@@ -223,6 +314,7 @@ def main():
     ap.add_argument("--start-timeout", type=float, default=300)
     ap.add_argument("--results", default=os.path.join(ROOT, "benchmarks/results"))
     ap.add_argument("--name", default="scale", help="results file name (without .json)")
+    ap.add_argument("--cp-tenants", type=int, default=1000, help="medix-cp with an intent of this many tenants; 0: skip")
     args = ap.parse_args()
     fwd.workdir = tempfile.mkdtemp(prefix="medix-scale-")
     if 0 in fwd.ALL_CPUS and len(fwd.ALL_CPUS) > 1:
@@ -269,6 +361,10 @@ def main():
                    ch["server_create_ms_without_grace"]["p50"], ch["server_create_ms_without_grace"]["p99"],
                    ch["server_delete_ms_without_grace"]["p50"], ch["server_delete_ms_without_grace"]["p99"],
                    "; errors: %s" % ch["errors"] if ch["errors"] else ""))
+    if args.cp_tenants:
+        log("medix-cp with %d tenants" % args.cp_tenants)
+        results["cp"] = cp_point(args, args.cp_tenants)
+        log("  %s" % results["cp"])
     os.makedirs(args.results, exist_ok=True)
     with open(os.path.join(args.results, args.name + ".json"), "w") as f:
         json.dump(results, f, indent=1)
