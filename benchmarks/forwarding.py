@@ -802,6 +802,10 @@ def main():
                 "mpps": round(best["pps"] / 1e6, 3),
                 "gbps_l2": round(best["pps"] * s * 8 / 1e9, 2),
                 "cycles_per_packet": round(cpp, 1) if cpp else None,
+                # What a packet cost while the worker had its CPU (a shared machine takes it away
+                # now and then: schedstat): TSC Hz x on-CPU share / pps. Best run.
+                "cycles_per_packet_on_cpu": round(cpp * best["cpu_share"], 1)
+                if cpp and best.get("cpu_share") else None,
                 "ceiling_cycles_per_packet": ceil,
                 # ratio: medix-dp rate / ceiling rate = ceiling cycles / medix-dp cycles.
                 "ratio_to_ceiling": round(ceil / cpp, 3) if ceil and cpp else None,
@@ -834,6 +838,8 @@ def main():
                     and q.get("fib") == "dir24_8" and q.get("mpps")), None)
         if ref and p.get("mpps"):
             p["cycles_to_reference"] = round(p["cycles_per_packet"] / ref["cycles_per_packet"], 3)
+            if p.get("cycles_per_packet_on_cpu") and ref.get("cycles_per_packet_on_cpu"):
+                p["on_cpu_cycles_to_reference"] = round(p["cycles_per_packet_on_cpu"] / ref["cycles_per_packet_on_cpu"], 3)
     if errors:
         results["errors"] = {" ".join(str(x) for x in k if x): v for k, v in errors.items()}
     results["elapsed_s"] = round(time.monotonic() - t_begin, 1)

@@ -3,6 +3,7 @@
 #include <rte_cycles.h>
 #include <rte_ip.h>
 #include <rte_ip_frag.h>
+#include <rte_prefetch.h>
 
 #include "arp/arp.h"
 #include "ip/ip.h"
@@ -100,7 +101,12 @@ void park(Worker& w, rte_mbuf* m, uint64_t now) {
 void ip_output(Worker& w, rte_mbuf** pkts, uint16_t n) {
   NeighbourSlotKey keys[burst_size] = {};
   uint64_t words[burst_size];
-  for (uint16_t i = 0; i < n; i++) keys[i] = key_of(pkts[i]);
+  for (uint16_t i = 0; i < n; i++) {
+    keys[i] = key_of(pkts[i]);
+    // Packets to many interfaces: their entries and counters are lines of their own.
+    rte_prefetch0(&w.tables->interfaces[keys[i].interface]);
+    rte_prefetch0(&w.counters->interfaces[keys[i].interface]);
+  }
   w.tables->neighbours->lookup_bulk(keys, n, words);
   uint64_t now = 0;
   for (uint16_t i = 0; i < n; i++) {

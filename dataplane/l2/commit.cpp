@@ -147,13 +147,16 @@ std::optional<Error> Committer::build_interface_index(Build& b) {
       return b.fail(Code::resource_exhausted, std::string("cannot allocate the interface index: ") + more_memory,
                     v1::Object::KindCase::kInterface, "");
     }
+    std::shared_ptr<uint16_t[]> vlan_map(new uint16_t[size_t(max_ports) << 12]());
     for (uint16_t slot = 0; slot < b.next->interfaces.size(); slot++) {
       const InterfaceEntry& e = b.next->interfaces[slot];
       if (!e.uid || e.tunnel) continue;
       InterfaceKey key{e.port, e.outer_vlan, e.inner_vlan, 0};
       rte_hash_add_key_data(index, &key, reinterpret_cast<void*>(uintptr_t(slot)));
+      if (!e.inner_vlan && e.port < max_ports) vlan_map[size_t(e.port) << 12 | e.outer_vlan] = uint16_t(slot + 1);
     }
     b.next->interface_index = std::shared_ptr<rte_hash>(index, rte_hash_free);
+    b.next->vlan_map = std::move(vlan_map);
   }
   return std::nullopt;
 }

@@ -75,24 +75,46 @@ void l2_input(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n, rte_mbuf** 
   }
   if (n_parsed == 0) return;
 
-  // Frames of a burst mostly share their VLAN: look each run of equal keys up once.
+  // Frames without an inner tag: one read of the VLAN map. QinQ frames: the hash, where frames
+  // of a burst mostly share their tags: each run of equal keys looked up once.
+  void* found[burst_size];
+  uint64_t hits = 0;
   uint16_t lookup_of[burst_size];
   uint16_t n_lookups = 0;
-  // (Compared field by field: a whole-key load right after the narrow stores that built it
-  // would wait for them.)
+  const uint16_t* vlan_map = t.vlan_map.get();
   for (uint16_t i = 0; i < n_parsed; i++) {
-    if (i == 0 || keys[i].outer_vlan != keys[i - 1].outer_vlan || keys[i].inner_vlan != keys[i - 1].inner_vlan)
+    if (!keys[i].inner_vlan && vlan_map && port < max_ports) {
+      uint16_t slot = vlan_map[size_t(port) << 12 | keys[i].outer_vlan];
+      found[i] = reinterpret_cast<void*>(uintptr_t(slot - 1));
+      hits |= uint64_t(slot != 0) << i;
+      lookup_of[i] = UINT16_MAX;
+      continue;
+    }
+    // (Compared field by field: a whole-key load right after the narrow stores that built it
+    // would wait for them.)
+    if (n_lookups == 0 || keys[i].outer_vlan != static_cast<const InterfaceKey*>(key_ptrs[n_lookups - 1])->outer_vlan ||
+        keys[i].inner_vlan != static_cast<const InterfaceKey*>(key_ptrs[n_lookups - 1])->inner_vlan)
       key_ptrs[n_lookups++] = &keys[i];
     lookup_of[i] = uint16_t(n_lookups - 1);
   }
-  void* results[burst_size];
-  uint64_t result_hits = 0;
-  if (t.interface_index) rte_hash_lookup_bulk_data(t.interface_index.get(), key_ptrs, n_lookups, &result_hits, results);
-  void* found[burst_size];
-  uint64_t hits = 0;
+  if (n_lookups) {
+    void* results[burst_size];
+    uint64_t result_hits = 0;
+    if (t.interface_index)
+      rte_hash_lookup_bulk_data(t.interface_index.get(), key_ptrs, n_lookups, &result_hits, results);
+    for (uint16_t i = 0; i < n_parsed; i++) {
+      if (lookup_of[i] == UINT16_MAX) continue;
+      found[i] = results[lookup_of[i]];
+      hits |= ((result_hits >> lookup_of[i]) & 1) << i;
+    }
+  }
+  // Each frame's interface and its counters are in lines of their own when frames come from
+  // many interfaces: fetch them all before the first is needed.
   for (uint16_t i = 0; i < n_parsed; i++) {
-    found[i] = results[lookup_of[i]];
-    hits |= ((result_hits >> lookup_of[i]) & 1) << i;
+    if (!(hits & (uint64_t(1) << i))) continue;
+    auto id = uint16_t(reinterpret_cast<uintptr_t>(found[i]));
+    rte_prefetch0(&t.interfaces[id]);
+    rte_prefetch0(&w.counters->interfaces[id]);
   }
 
   for (uint16_t i = 0; i < n_parsed; i++) {

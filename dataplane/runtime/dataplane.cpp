@@ -112,9 +112,7 @@ std::optional<std::string> Dataplane::start(const Settings& s, uint32_t mtu,
   params.max_mtu = max_mtu;
   params.totals = [this] { return totals(); };
   params.max_sessions = settings.max_sessions;
-  if (settings.fib_memory_mb)
-    params.fib_plies =
-        uint32_t(std::min<uint64_t>((uint64_t(settings.fib_memory_mb) << 20) / Lpm::ply_bytes, Lpm::ply_flag >> 8));
+  if (settings.fib_memory_mb) params.fib_plies = Lpm::plies_in(settings.fib_memory_mb);
   if (auto e = controller.init(params)) return e;
 
   for (uint16_t q = 0; q < queues; q++) {

@@ -36,6 +36,11 @@ class Lpm {
   Lpm(const Lpm&) = delete;
   Lpm& operator=(const Lpm&) = delete;
 
+  // How many plies `mb` MiB hold (at least 2, at most what an entry can name).
+  static uint32_t plies_in(uint64_t mb) {
+    uint64_t n = (mb << 20) / ply_bytes;
+    return uint32_t(n < 2 ? 2 : n > (ply_flag >> 8) ? (ply_flag >> 8) : n);
+  }
   // Reserves address space for `max_plies` plies; memory is taken as plies are first used.
   std::optional<std::string> init(uint32_t max_plies);
 

@@ -241,6 +241,10 @@ struct Tables {
   const uint32_t* plies = nullptr;
   const Nexthop* nexthops = nullptr;  // index 0: no route (every FIB's default)
   std::shared_ptr<rte_hash> interface_index;
+  // The same for frames without an inner tag, by port and outer VLAN (port << 12 | vlan): the
+  // slot + 1, 0 for none. One read where the hash needs a bucket and a key (and 1,000 VLANs'
+  // entries fit in 32 cache lines). QinQ interfaces are in interface_index only.
+  std::shared_ptr<const uint16_t[]> vlan_map;
   NeighbourTable* neighbours = nullptr;
   SaState* const* sas = nullptr;  // by slot, shared; 0 is never used
   rte_hash* sa_index = nullptr;   // inbound SPI -> slot, lock-free readers

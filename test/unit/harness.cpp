@@ -35,6 +35,7 @@ Harness::Harness(const std::string& config_json) {
   params.pool = pool;
   params.max_mtu = 9600;
   params.max_sessions = settings_from(config.settings()).max_sessions;
+  if (uint32_t mb = settings_from(config.settings()).fib_memory_mb) params.fib_plies = Lpm::plies_in(mb);
   if (auto e = controller.init(params)) throw std::runtime_error(*e);
   controller.set_device_check([](const std::string& device) {
     uint16_t id;

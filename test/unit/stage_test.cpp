@@ -43,8 +43,8 @@ std::vector<rte_mbuf*> ip_input_stage(Harness& h, std::vector<rte_mbuf*> pkts) {
 struct LookupOut {
   std::vector<rte_mbuf*> fwd, local, looping;
 };
-// ip_lookup takes one tenant's packets a call; leaked packets go round again in their new
-// tenant, as the pipeline does. What still leaks after max_leak_hops rounds is `looping` (the
+// ip_lookup takes a burst of any tenants (it returns what it left: nothing); leaked packets go
+// round again in their new tenant, as the pipeline does. What still leaks after max_leak_hops rounds is `looping` (the
 // pipeline drops it as leak_loop).
 LookupOut ip_lookup_stage(Harness& h, std::vector<rte_mbuf*> pkts) {
   LookupOut out;
@@ -247,8 +247,11 @@ TEST_CASE("ip_input stage: header checks keep the good packets in order and trim
   free_all(kept);
 }
 
-TEST_CASE("ip_lookup stage: two tenants with one plan, a leak, local addresses and drops") {
-  Harness h(two_tenants);
+namespace {
+
+// The same packets through the same plan whatever FIB kinds the tenants have.
+void lookup_two_tenants(const std::string& config) {
+  Harness h(config);
   auto to = [](const std::string& dst, uint8_t ttl = 64, size_t size = 8, uint16_t frag = 0) {
     return ipv4("10.0.0.7", dst, 17, udp(1000, 2000, size), ttl, frag);
   };
@@ -315,6 +318,24 @@ TEST_CASE("ip_lookup stage: two tenants with one plan, a leak, local addresses a
   free_all(out.fwd);
   free_all(out.local);
   free_all(out.looping);
+}
+
+}  // namespace
+
+TEST_CASE("ip_lookup stage: two tenants with one plan, a leak, local addresses and drops") {
+  lookup_two_tenants(two_tenants);
+}
+
+TEST_CASE(
+    "ip_lookup stage: the same with b and the core in DIR24_8 FIBs, a compact one for a (one burst, both kinds)") {
+  std::string mixed = two_tenants;
+  for (const char* t : {"b", "core"}) {
+    std::string from = std::string("{\"name\": \"") + t + "\"}";
+    auto at = mixed.find(from);
+    REQUIRE(at != std::string::npos);
+    mixed.replace(at, from.size(), std::string("{\"name\": \"") + t + "\", \"fib\": \"FIB_DIR24_8\"}");
+  }
+  lookup_two_tenants(mixed);
 }
 
 namespace {

@@ -201,3 +201,28 @@ TEST_CASE("a next hop off its interface's subnets is refused, judged on the whol
   }
   // A tunnel is point to point: a next hop needs no subnet there (tested in esp_test's config).
 }
+
+TEST_CASE("compact FIBs: a transaction the pool cannot hold is refused whole, naming the limit") {
+  std::string config = two_tenants;
+  config.replace(config.find(R"("settings": {)"), 13, R"("settings": {"fib_memory_mb": 1, )");
+  Harness h(config);  // 1 MiB: 816 plies of 1,284 bytes
+  REQUIRE(egress_of(h, "10.1.0.10") == 0xaa);
+  // 700 /24s, each in a /16 of its own over 180 /8s: 880 plies, more than the pool holds.
+  std::string routes;
+  for (int i = 0; i < 700; i++)
+    routes += std::string(i ? "," : "") + R"({"op": "CREATE", "object": {"route": {"tenant": "a", "prefix": ")" +
+              std::to_string(20 + i % 180) + "." + std::to_string(i / 180) + R"(.7.0/24", "next_tenant": "core"}}})";
+  auto version = h.controller.read([](auto&, auto&, uint64_t v) { return v; });
+  auto r = h.apply(ops("[" + routes + "]"));
+  CHECK(r.code == Code::resource_exhausted);
+  CHECK(r.message.find("the compact FIBs are full (816 plies of 1 KiB, every tenant's)") != std::string::npos);
+  CHECK(r.message.find("tenant \"a\"") != std::string::npos);
+  CHECK(h.controller.read([](auto&, auto&, uint64_t v) { return v; }) == version);
+  // Nothing of it stayed: forwarding as before, and a smaller change fits.
+  CHECK(egress_of(h, "10.1.0.10") == 0xaa);
+  CHECK(egress_of(h, "20.0.7.1") == -1);
+  r = h.apply(ops(R"([{"op": "CREATE", "object": {"route": {"tenant": "a", "prefix": "20.0.7.0/24",
+                     "via": {"interface": "a-svc", "address": "10.1.0.10"}}}}])"));
+  REQUIRE(r.code == Code::ok);
+  CHECK(egress_of(h, "20.0.7.1") == 0xaa);
+}
