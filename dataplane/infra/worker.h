@@ -171,6 +171,7 @@ struct alignas(RTE_CACHE_LINE_SIZE) Worker {
   Counters* counters = nullptr;
   TxBuffer* tx = nullptr;  // one per port
   PendingQueue* pending = nullptr;
+  NeighbourCache* neighbour_cache = nullptr;  // nullptr: every lookup goes to the table
   // ESP: this worker's crypto state, every worker's hand-off ring (indexed by queue) and the
   // ring of SA lifetime events to the control side.
   IMB_MGR* mgr = nullptr;

@@ -42,29 +42,50 @@ bool NeighbourTable::set(uint16_t interface, uint32_t address, const rte_ether_a
   if ((old & is_static) && !make_static) return true;  // learning never overrides config
   uint64_t word = valid | (make_static ? is_static : 0);
   for (unsigned i = 0; i < RTE_ETHER_ADDR_LEN; i++) word |= uint64_t(mac.addr_bytes[i]) << (8 * (5 - i));
+  if (word == old) return true;  // learnt again, the same: workers' caches hold
   entries_[pos].store(word, std::memory_order_release);
+  epoch_.fetch_add(1, std::memory_order_release);
   return true;
 }
 
-void NeighbourTable::lookup_bulk(const NeighbourSlotKey* keys, unsigned n, uint64_t* words) const {
+void NeighbourTable::lookup_bulk(const NeighbourSlotKey* keys, unsigned n, uint64_t* words,
+                                 NeighbourCache* cache) const {
+  // The epoch first: entries cached in it hold what the table held then, or newer.
+  const uint64_t epoch = epoch_.load(std::memory_order_acquire);
   // Packets of a burst mostly go to one next hop: look each run of equal keys up once.
   const void* key_ptrs[RTE_HASH_LOOKUP_BULK_MAX];
   int32_t positions[RTE_HASH_LOOKUP_BULK_MAX];
   unsigned lookup_of[RTE_HASH_LOOKUP_BULK_MAX];
+  constexpr unsigned cached = UINT32_MAX;
   for (unsigned done = 0; done < n;) {
     unsigned count = std::min<unsigned>(n - done, RTE_HASH_LOOKUP_BULK_MAX);
     unsigned lookups = 0;
     for (unsigned i = 0; i < count; i++) {
+      const NeighbourSlotKey& k = keys[done + i];
+      if (cache) {
+        const NeighbourCache::Entry& e = cache->entries[NeighbourCache::index(k.address, k.interface)];
+        if (e.epoch == epoch && e.address == k.address && e.interface == k.interface) {
+          words[done + i] = e.word;
+          lookup_of[i] = cached;
+          continue;
+        }
+      }
       // Field by field: a whole-key load just after the stores that built it would wait.
-      if (i == 0 || keys[done + i].address != keys[done + i - 1].address ||
-          keys[done + i].interface != keys[done + i - 1].interface)
-        key_ptrs[lookups++] = &keys[done + i];
+      if (lookups == 0 || k.address != static_cast<const NeighbourSlotKey*>(key_ptrs[lookups - 1])->address ||
+          k.interface != static_cast<const NeighbourSlotKey*>(key_ptrs[lookups - 1])->interface)
+        key_ptrs[lookups++] = &k;
       lookup_of[i] = lookups - 1;
     }
-    rte_hash_lookup_bulk(index_, key_ptrs, lookups, positions);
+    if (lookups) rte_hash_lookup_bulk(index_, key_ptrs, lookups, positions);
     for (unsigned i = 0; i < count; i++) {
+      if (lookup_of[i] == cached) continue;
       int32_t pos = positions[lookup_of[i]];
-      words[done + i] = pos >= 0 ? entries_[pos].load(std::memory_order_acquire) : 0;
+      uint64_t word = pos >= 0 ? entries_[pos].load(std::memory_order_acquire) : 0;
+      words[done + i] = word;
+      if (cache && (word & valid)) {
+        const NeighbourSlotKey& k = keys[done + i];
+        cache->entries[NeighbourCache::index(k.address, k.interface)] = {word, k.address, k.interface, 0, epoch};
+      }
     }
     done += count;
   }
@@ -81,6 +102,7 @@ void NeighbourTable::remove(uint16_t interface, uint32_t address, std::vector<in
   int32_t pos = rte_hash_lookup(index_, &key);
   if (pos < 0) return;
   entries_[pos].store(0, std::memory_order_release);
+  epoch_.fetch_add(1, std::memory_order_release);
   if (rte_hash_del_key(index_, &key) >= 0) release_after_grace.push_back(pos);
 }
 

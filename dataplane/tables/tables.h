@@ -191,6 +191,25 @@ inline constexpr HashShape neighbour_index_shape{max_neighbours, sizeof(Neighbou
                                                  RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF};
 inline constexpr HashShape sa_index_shape{max_sas, sizeof(uint32_t), RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF};
 
+// A worker's memory of the neighbours it looked up (one per worker, its own): an entry holds
+// while the table's epoch is the one it was filled in, and the table changes its epoch with
+// every change of an entry. With traffic to many next hops (a thousand tenants' gateways) a
+// burst then reads one line a packet instead of a hash bucket and its key.
+struct NeighbourCache {
+  static constexpr unsigned size = 4096;
+  struct Entry {
+    uint64_t word;  // as the table holds it (MAC, valid, static)
+    uint32_t address;
+    uint16_t interface;
+    uint16_t zero;
+    uint64_t epoch;
+  } entries[size];
+  static unsigned index(uint32_t address, uint16_t interface) {  // Fibonacci hashing of the whole key
+    return unsigned(((uint64_t(interface) << 32 | address) * 0x9e3779b97f4a7c15ull) >> (64 - 12));
+  }
+  static_assert(size == 1u << 12);
+};
+
 class NeighbourTable {
  public:
   static constexpr uint64_t valid = uint64_t(1) << 48;
@@ -204,8 +223,8 @@ class NeighbourTable {
   // after an RCU grace period (lock-free readers may still hold its position).
   void remove(uint16_t interface, uint32_t address, std::vector<int32_t>& release_after_grace);
   void release(const std::vector<int32_t>& positions);
-  // Any lcore. Fills macs[i] (0 when unknown) for each key.
-  void lookup_bulk(const NeighbourSlotKey* keys, unsigned n, uint64_t* words) const;
+  // Any lcore. Fills words[i] (0 when unknown) for each key; a worker passes its cache.
+  void lookup_bulk(const NeighbourSlotKey* keys, unsigned n, uint64_t* words, NeighbourCache* cache = nullptr) const;
   static rte_ether_addr mac_of(uint64_t word);
   template <typename F>
   void for_each(F&& f) const;
@@ -213,6 +232,9 @@ class NeighbourTable {
  private:
   rte_hash* index_ = nullptr;
   std::atomic<uint64_t>* entries_ = nullptr;  // by hash position
+  // Changes after every entry's change (stored after the entry: a reader that sees an epoch
+  // sees the entries as they were when it was stored, or newer).
+  std::atomic<uint64_t> epoch_{1};
 };
 
 template <typename F>

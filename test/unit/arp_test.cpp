@@ -1,3 +1,4 @@
+#include <rte_malloc.h>
 #include <rte_ring_elem.h>
 
 #include <catch2/catch.hpp>
@@ -84,4 +85,39 @@ TEST_CASE("the pending queue is bounded") {
     h.receive(0, on_a("02:00:00:00:00:0a", ipv4("10.0.0.7", "10.1.0.20", 17, udp(i, 2, 8)), 0x0800));
   CHECK(h.worker.pending->count == 4);
   CHECK(h.drops(Drop::arp_pending_full) == 6);
+}
+
+TEST_CASE("neighbour table: a worker's cache answers as the table does, after every change") {
+  NeighbourTable table;
+  REQUIRE(table.init("neighbour_cache_test", 0));
+  auto* cache = static_cast<NeighbourCache*>(rte_zmalloc("neighbour_cache_test", sizeof(NeighbourCache), 64));
+  REQUIRE(cache);
+  const rte_ether_addr a{{2, 0, 0, 0, 0, 1}}, b{{2, 0, 0, 0, 0, 2}};  // told apart by their last byte
+  const NeighbourSlotKey keys[3] = {{0x0a000002, 3, 0}, {0x0a000003, 3, 0}, {0x0a000002, 4, 0}};
+  uint64_t words[3];
+  auto mac = [](uint64_t w) { return NeighbourTable::mac_of(w); };
+  REQUIRE(table.set(3, 0x0a000002, a, false));
+  for (int round = 0; round < 2; round++) {  // the second answered from the cache
+    table.lookup_bulk(keys, 3, words, cache);
+    CHECK((words[0] & NeighbourTable::valid));
+    CHECK(mac(words[0]).addr_bytes[5] == 1);
+    CHECK(words[1] == 0);
+    CHECK(words[2] == 0);  // the same address on another interface
+  }
+  REQUIRE(table.set(3, 0x0a000002, b, false));  // a new MAC: the cached one is stale
+  table.lookup_bulk(keys, 1, words, cache);
+  CHECK(mac(words[0]).addr_bytes[5] == 2);
+  REQUIRE(table.set(3, 0x0a000003, a, true));  // a new neighbour
+  table.lookup_bulk(keys, 3, words, cache);
+  CHECK(mac(words[0]).addr_bytes[5] == 2);
+  CHECK(mac(words[1]).addr_bytes[5] == 1);
+  CHECK((words[1] & NeighbourTable::is_static));
+  std::vector<int32_t> release;
+  table.remove(3, 0x0a000002, release);  // gone: the cached one is too
+  table.lookup_bulk(keys, 2, words, cache);
+  CHECK(words[0] == 0);
+  CHECK(mac(words[1]).addr_bytes[5] == 1);
+  table.release(release);
+  table.destroy();
+  rte_free(cache);
 }

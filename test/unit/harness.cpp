@@ -53,6 +53,7 @@ Harness::Harness(const std::string& config_json) {
   worker.icmp_tokens_at = rte_rdtsc();
   worker.counters = static_cast<Counters*>(rte_zmalloc("c", sizeof(Counters), 64));
   worker.originated = static_cast<Batch*>(rte_zmalloc("o", sizeof(Batch), 64));
+  worker.neighbour_cache = static_cast<NeighbourCache*>(rte_zmalloc("nc", sizeof(NeighbourCache), 64));
   worker.mgr = alloc_mb_mgr(0);
   init_mb_mgr_auto(worker.mgr, nullptr);
   handoff_ = rte_ring_lookup("unit_handoff");
@@ -80,6 +81,7 @@ Harness::~Harness() {
   }
   rte_free(worker.counters);
   rte_free(worker.originated);
+  rte_free(worker.neighbour_cache);
   free_mb_mgr(worker.mgr);
   SaEventMessage events[64];
   while (rte_ring_dequeue_burst_elem(events_, events, sizeof(SaEventMessage), 64, nullptr)) {
