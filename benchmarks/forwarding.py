@@ -547,7 +547,7 @@ def plot(results, path):
         if point_label(p) not in labels:
             labels.append(point_label(p))
     series = [("testpmd io (ceiling)", None)] + [("medix-dp, " + label, label) for label in labels]
-    fig, ax = plt.subplots(figsize=(max(7, 1.2 * len(series) * len(sizes)), 4), dpi=100)
+    fig, ax = plt.subplots(figsize=(max(7, 1.0 * len(series) * len(sizes)) + 3, 4), dpi=100)
     width = 0.8 / len(series)
     colors = ["#9e9e9e", "#1f77b4", "#aec7e8", "#ff7f0e", "#ffbb78", "#2ca02c", "#98df8a", "#d62728", "#9467bd",
               "#8c564b", "#e377c2"]
@@ -578,7 +578,7 @@ def plot(results, path):
     ax.set_ylabel("TSC cycles / packet (lower is better)")
     ax.set_title("One worker core, %s, TSC %.0f MHz (labels: Mpps, cycles / the one-tenant DIR24_8's)"
                  % (results["cpu_model"], results["tsc_hz"] / 1e6), fontsize=9)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.margins(y=0.2)
     fig.tight_layout()
     fig.savefig(path)
