@@ -84,21 +84,7 @@ class Service final : public ServiceBase {
                      v1::ApplyResponse* response) override {
     if (auto s = allowed(context, "Apply"); !s.ok()) return s;
     std::vector<Operation> ops;
-    ops.reserve(request->operations_size());
-    if (size_t(request->operations_size()) > max_operations)
-      return {grpc::StatusCode::INVALID_ARGUMENT, "operations: " + std::to_string(request->operations_size()) +
-                                                      " operations, more than " + std::to_string(max_operations) +
-                                                      " in one transaction"};
-    for (int i = 0; i < request->operations_size(); i++) {
-      const auto& op = request->operations(i);
-      std::string at = "operations[" + std::to_string(i) + "]";
-      if (op.op() == v1::Operation::OP_UNSPECIFIED)
-        return {grpc::StatusCode::INVALID_ARGUMENT, at + ".op: is required (CREATE, UPDATE or DELETE)"};
-      if (op.object().kind_case() == KindCase::KIND_NOT_SET)
-        return {grpc::StatusCode::INVALID_ARGUMENT,
-                at + ".object: is required (one of port, tenant, interface, route, neighbour, ...)"};
-      ops.push_back({op.op(), op.object(), at + "." + kind_name(op.object().kind_case())});
-    }
+    if (auto e = operations_from(*request, ops)) return {status_code(e->code), e->message};
     auto result = dp_.controller.apply(ops, request->expected_version());
     if (result.code != Code::ok) return {status_code(result.code), result.message};
     response->set_version(result.version);
