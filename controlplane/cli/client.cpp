@@ -146,6 +146,14 @@ void Client::clear_sessions(const std::string& tenant) {
   check(stub_->ClearSessions(&context, request, &response));
 }
 
+uint64_t Client::clear_counters() {
+  grpc::ClientContext context;
+  set_deadline(context, read_deadline);
+  v1::ClearCountersResponse response;
+  check(stub_->ClearCounters(&context, v1::ClearCountersRequest(), &response));
+  return response.since_ns();
+}
+
 v1::Runtime Client::runtime() {
   grpc::ClientContext context;
   set_deadline(context, read_deadline);
