@@ -110,8 +110,11 @@ CounterSnapshot take_snapshot(Dataplane& dp, bool with_neighbours) {
       auto c = s.totals.interfaces[i];
       if (t.interfaces[i].tunnel)
         s.tunnels.push_back({t.interfaces[i].name, c});
-      else
+      else {
         s.interfaces.push_back({t.interfaces[i].name, c});
+        uint16_t tenant = t.interfaces[i].tenant;
+        s.interface_tenants.push_back(tenant < t.tenants.size() ? t.tenants[tenant].name : "");
+      }
     }
     uint64_t now_tsc = rte_rdtsc();
     uint64_t now = now_ns();

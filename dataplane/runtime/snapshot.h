@@ -14,6 +14,7 @@ struct CounterSnapshot {
   std::vector<std::pair<std::string, Counters::Port>> ports;
   std::vector<NicStats> nics;  // by port, in the order of `ports`
   std::vector<std::pair<std::string, Counters::Interface>> interfaces;
+  std::vector<std::string> interface_tenants;  // each interface's tenant, in the same order
   std::vector<std::pair<std::string, Counters::Tenant>> tenants;
   Counters totals{};               // drops, events and stages summed over workers
   std::vector<LcoreStats> lcores;  // each worker's, read with the totals
