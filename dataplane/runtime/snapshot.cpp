@@ -69,8 +69,6 @@ LcoreStats Dataplane::lcore_stats(size_t queue) const {
 
 uint64_t Dataplane::clear_counters() {
   std::lock_guard lock(clear_mutex);
-  for (size_t q = 0; q < workers.size(); q++) cleared.lcores[q] = raw_lcore(*workers[q]);
-  *cleared.totals = totals();
   cleared.nics.clear();
   cleared.sas.clear();
   controller.read([&](const Intent&, const Committer& committer, uint64_t) {
@@ -81,6 +79,10 @@ uint64_t Dataplane::clear_counters() {
       cleared.sas[{key.tunnel, key.spi, key.inbound}] = sa_row(sa);
     });
   });
+  // The NICs first, the workers after (and the other way round in take_snapshot): a NIC counts
+  // a frame before a worker does, so its count since the clear is never below the worker's.
+  for (size_t q = 0; q < workers.size(); q++) cleared.lcores[q] = raw_lcore(*workers[q]);
+  *cleared.totals = totals();
   cleared.since_ns = now_ns();
   return cleared.since_ns;
 }
