@@ -35,6 +35,7 @@ constexpr Rule rules[] = {
     {"ListSessions", Role::monitor},     //
     {"GetVersion", Role::monitor},       //
     {"ClearSessions", Role::operator_},  // ends flows: traffic's state, not the intent
+    {"ClearCounters", Role::operator_},  // starts counters anew for every reader
     {"Apply", Role::controller},         // changes the intent
 };
 
