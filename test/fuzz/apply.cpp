@@ -134,7 +134,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string message = run(input, request);
   if (message.empty()) return 0;
   auto check = [&](size_t at, size_t len) { fuzz::check_not_quoted(message, input, at, len, message_of, "key"); };
-  fuzz::each_json_value(input, "_key", check);
+  // Keys as JSON text only in JSON: in the binary encoding such a pattern is other fields'
+  // bytes, and changing them changes the request (a false finding).
+  size_t first = input.find_first_not_of(" \t\r\n");
+  if (first != std::string::npos && input[first] == '{') fuzz::each_json_value(input, "_key", check);
   // In the binary encoding a key's bytes are in the input as they are: each place they are.
   for (const auto& op : request.operations())
     for (const std::string* key : {&op.object().sa().cipher_key(), &op.object().sa().integrity_key()})
