@@ -74,15 +74,22 @@ std::string validate_intent(c1::Intent& intent) {
   return validate_static(intent);
 }
 
-std::string save_intent(const std::string& path, const c1::Intent& intent, int* error) {
+std::string intent_json(const c1::Intent& intent, std::string& error) {
   google::protobuf::util::JsonPrintOptions options;
   options.add_whitespace = true;
   options.preserve_proto_field_names = true;
   std::string text;
   auto status = google::protobuf::util::MessageToJsonString(intent, &text, options);
-  if (!status.ok()) {
+  if (!status.ok()) error = std::string(status.message());
+  return text;
+}
+
+std::string save_intent(const std::string& path, const c1::Intent& intent, int* error) {
+  std::string reason;
+  std::string text = intent_json(intent, reason);
+  if (!reason.empty()) {
     if (error) *error = EINVAL;
-    return std::string(status.message());
+    return reason;
   }
   return write_atomically(path, text, 0600, error);  // PSKs inside
 }
@@ -227,9 +234,13 @@ std::optional<std::string> load_intent(const std::string& path, c1::Intent& inte
   std::ifstream in(path);
   std::stringstream text;
   if (!in || !(text << in.rdbuf())) return path + ": cannot read the file";
-  if (auto error = common::parse_json(text.str(), intent)) return path + ": " + *error;
+  return parse_intent(text.str(), path, intent);
+}
+
+std::optional<std::string> parse_intent(const std::string& text, const std::string& name, c1::Intent& intent) {
+  if (auto error = common::parse_json(text, intent)) return name + ": " + *error;
   std::string error = validate_intent(intent);
-  if (!error.empty()) return path + ": " + error;
+  if (!error.empty()) return name + ": " + error;
   return std::nullopt;
 }
 

@@ -16,10 +16,16 @@ namespace c1 = medix::controlplane::v1;
 // Reads a JSON intent file; fills defaults (tunnel name, identities) and validates it.
 // Returns an error "FILE: field.path: reason", or nothing with `intent` filled.
 std::optional<std::string> load_intent(const std::string& path, c1::Intent& intent);
+// The same on the file's text (`name` heads the errors): what load_intent does once it has
+// read the file, and what the intent fuzzer (test/fuzz/intent.cpp) feeds.
+std::optional<std::string> parse_intent(const std::string& text, const std::string& name, c1::Intent& intent);
 
 // Defaults filled and every field checked (peers, then the static objects: objects.h); "" if
 // valid, else "peers[2].psk: is required".
 std::string validate_intent(c1::Intent& intent);
+
+// The intent as the JSON save_intent writes; `error` set if protobuf cannot print it.
+std::string intent_json(const c1::Intent& intent, std::string& error);
 
 // Writes the intent as JSON with write_atomically. "" or the error ("PATH: reason").
 std::string save_intent(const std::string& path, const c1::Intent& intent, int* error = nullptr);

@@ -19,6 +19,7 @@
 
 #include <rte_ethdev.h>
 
+#include "api/metrics.h"
 #include "api/server.h"
 #include "common/version.h"
 #include "config/load.h"
@@ -42,6 +43,7 @@ struct Options {
   bool check = false;
   unsigned stats_interval = 0;
   ApiOptions api;
+  std::string metrics_listen;  // HOST:PORT of the Prometheus endpoint; empty: none
 };
 
 const char usage[] =
@@ -56,7 +58,8 @@ const char usage[] =
     "  --api-roles FILE        who may do what: {\"identities\": {\"CN=nms\": \"monitor\", ...}}\n"
     "  --api-max-streams N     watch streams open at once (default 64)\n"
     "  --api-max-streams-per-client N  of those, one identity's (default 16)\n"
-    "  --api-stall-timeout MS  end a stream whose client took nothing for MS (default 10000)\n";
+    "  --api-stall-timeout MS  end a stream whose client took nothing for MS (default 10000)\n"
+    "  --metrics-listen HOST:PORT  serve Prometheus metrics (GET /metrics, plain HTTP, read only)\n";
 
 // `option`'s value: a whole number in 1..max, or false (said on stderr).
 bool number(const std::string& option, const char* text, unsigned max, unsigned& out) {
@@ -129,6 +132,8 @@ bool parse_options(int argc, char** argv, Options& o) {
       o.api.tls_key = argv[++i];
     else if (a == "--tls-client-ca" && i + 1 < argc)
       o.api.tls_client_ca = argv[++i];
+    else if (a == "--metrics-listen" && i + 1 < argc)
+      o.metrics_listen = argv[++i];
     else if (a == "--api-roles" && i + 1 < argc)
       o.api.roles = argv[++i];
     else if (a == "--api-max-streams" && i + 1 < argc) {
@@ -232,6 +237,7 @@ int main(int argc, char** argv) {
   {
     Dataplane dp;
     ApiServer api;
+    MetricsServer metrics;
     if (options.api.socket_path.empty()) options.api.socket_path = std::string(rte_eal_get_runtime_dir()) + "/api.sock";
     dp.controller.set_device_check([](const std::string& device) {
       uint16_t id;
@@ -245,6 +251,9 @@ int main(int argc, char** argv) {
       status = 2;
     } else if (auto error = api.start(dp, options.api)) {
       fprintf(stderr, "medix-dp: API: %s\n", error->c_str());
+      status = 2;
+    } else if (auto error = options.metrics_listen.empty() ? std::nullopt : metrics.start(dp, options.metrics_listen)) {
+      fprintf(stderr, "medix-dp: --metrics-listen %s\n", error->c_str());
       status = 2;
     } else {
       register_telemetry(dp);
@@ -266,6 +275,7 @@ int main(int argc, char** argv) {
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
       }
     }
+    metrics.stop();
     api.stop();
     dp.stop();
     if (status == 0) {

@@ -192,6 +192,14 @@ v1::Version Client::version() {
   return response;
 }
 
+uint64_t Client::clear_counters() {
+  grpc::ClientContext context;
+  set_deadline(context, read_deadline);
+  v1::ClearCountersResponse response;
+  check(stub_->ClearCounters(&context, v1::ClearCountersRequest(), &response));
+  return response.since_ns();
+}
+
 v1::Runtime Client::runtime() {
   grpc::ClientContext context;
   set_deadline(context, read_deadline);

@@ -44,6 +44,8 @@ class Client {
   v1::GetFibResponse fib(const std::string& tenant);
   v1::LookupResponse lookup(const std::string& tenant, const std::string& address);
   void clear_sessions(const std::string& tenant);
+  // Counters start from zero for every reader; returns since when (CLOCK_REALTIME ns).
+  uint64_t clear_counters();
   // Calls `each` for every snapshot pushed until it returns false, then ends the stream.
   void watch_counters(uint32_t interval_ms, const std::function<bool(const v1::CountersSnapshot&)>& each);
 

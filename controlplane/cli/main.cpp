@@ -38,9 +38,13 @@ constexpr const char* usage_text =
   lookup TENANT ADDRESS               where a packet to ADDRESS goes: the route it matches in
                                       each FIB, across route leaks and the IX core (with its
                                       translation), to the interface and next hop it leaves by
-  counters                            ports, interfaces, tenants and events
-  drops [--lcore] [--all]             drop reasons that counted something (--all: every reason)
-  runtime [--lcore]                   calls, packets and cycles per packet of every stage
+  show ports                          ports with link state, speed and duplex (from the NIC)
+  counters                            ports (and their NICs), interfaces, tenants and events
+  drops [--lcore] [--all]             drop reasons that counted something (--all: every reason),
+                                      the NICs' own drops (imissed, ierrors, ...) per port
+  runtime [--lcore]                   each worker's loops, empty polls and busy share; calls,
+                                      packets and cycles per packet of every stage
+  clear counters                      every counter starts from zero (reads say since when)
   version                             medixctl's, medix-dp's and medix-cp's versions, uptimes
   sessions [TENANT] [--address A] [--port P] [--protocol N] [--limit N]
                                       flows crossing the IX core, as they entered and left it
@@ -217,6 +221,8 @@ int show(const Context& c, Args& args) {
     auto response = c.client.list(kind.kind, tenant);
     if (c.json)
       std::cout << to_json(response, true);
+    else if (kind.oneof == v1::Object::kPort)
+      print_ports(std::cout, response.objects(), c.client.counters());
     else
       print_objects(std::cout, kind, response.objects());
     return 0;
@@ -290,6 +296,17 @@ int sessions(const Context& c, Args& args) {
     std::cout << to_json(response, true);
   else
     print_sessions(std::cout, response);
+  return 0;
+}
+
+int clear(const Context& c, Args& args) {
+  if (!args.take("counters")) throw UsageError("clear: only \"clear counters\" is known");
+  args.expect_done();
+  uint64_t since = c.client.clear_counters();
+  if (c.json)
+    std::cout << "{\"since_ns\": \"" << since << "\"}\n";
+  else
+    std::cout << "counters cleared at " << format_time(since) << "\n";
   return 0;
 }
 
@@ -539,8 +556,9 @@ int run(int argc, char** argv) {
   }
   using Command = int (*)(const Context&, Args&);
   const std::vector<std::pair<std::string, Command>> commands = {
-      {"show", show},   {"counters", counters}, {"drops", drops}, {"runtime", runtime}, {"sessions", sessions},
-      {"watch", watch}, {"apply", apply},       {"set", set},     {"delete", remove},   {"lookup", lookup},
+      {"show", show},         {"counters", counters}, {"drops", drops},   {"runtime", runtime},
+      {"sessions", sessions}, {"watch", watch},       {"apply", apply},   {"set", set},
+      {"delete", remove},     {"clear", clear},       {"lookup", lookup},
   };
   for (const auto& [name, function] : commands) {
     if (name != command) continue;

@@ -62,6 +62,13 @@ void print_ports(std::ostream& out, const Objects& objects) {
   table.print(out);
 }
 
+// "1.2.3 Gbps"-style speed of a link, as NICs report it in Mbps.
+std::string speed(uint32_t mbps) {
+  if (!mbps) return "-";
+  if (mbps % 1000 == 0) return num(mbps / 1000) + "G";
+  return num(mbps) + "M";
+}
+
 void print_tenants(std::ostream& out, const Objects& objects) {
   Table table({{"NAME"}, {"MAX-ROUTES", true}, {"DESCRIPTION"}});
   for (const auto& object : objects) {
@@ -239,7 +246,43 @@ void print_objects(std::ostream& out, const KindInfo& kind, const Objects& objec
   }
 }
 
+std::string format_time(uint64_t ns) {
+  time_t at = time_t(ns / 1000000000);
+  tm utc;
+  char text[64] = "-";
+  if (ns && gmtime_r(&at, &utc)) std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S UTC", &utc);
+  return text;
+}
+
+void print_ports(std::ostream& out, const Objects& objects, const v1::CountersSnapshot& counters) {
+  auto nics = by_name(counters.ports());
+  Table table({{"NAME"},
+               {"DEVICE"},
+               {"MTU", true},
+               {"STATE"},
+               {"LINK"},
+               {"SPEED", true},
+               {"DUPLEX"},
+               {"PROMISCUOUS"},
+               {"MAC"}});
+  for (const auto& object : objects) {
+    const auto& p = object.port();
+    auto found = nics.find(p.name());
+    std::string link, rate, duplex;
+    if (found != nics.end()) {
+      const auto& nic = found->second->nic();
+      link = nic.link_up() ? "up" : "down";
+      rate = speed(nic.speed_mbps());
+      duplex = nic.link_up() ? (nic.full_duplex() ? "full" : "half") : "";
+    }
+    table.row({p.name(), p.device(), p.mtu() ? num(p.mtu()) : "1500", p.admin_down() ? "down" : "up", link, rate,
+               duplex, p.promiscuous() ? "on" : "off", p.mac()});
+  }
+  table.print(out);
+}
+
 void print_counters(std::ostream& out, const v1::CountersSnapshot& snapshot) {
+  out << "since " << format_time(snapshot.since_ns()) << "\n\n";
   Table ports({{"PORT"},
                {"RX-PACKETS", true},
                {"RX-BYTES", true},
@@ -251,6 +294,34 @@ void print_counters(std::ostream& out, const v1::CountersSnapshot& snapshot) {
                num(p.tx_dropped())});
   ports.print(out);
   out << '\n';
+  Table nics({{"PORT"},
+              {"LINK"},
+              {"SPEED", true},
+              {"NIC-RX-PACKETS", true},
+              {"NIC-TX-PACKETS", true},
+              {"RX-MISSED", true},
+              {"RX-ERRORS", true},
+              {"RX-NOMBUF", true},
+              {"TX-ERRORS", true}});
+  for (const auto& p : snapshot.ports()) {
+    const auto& n = p.nic();
+    nics.row({p.name(), n.link_up() ? "up" : "down", speed(n.speed_mbps()), num(n.rx_packets()), num(n.tx_packets()),
+              num(n.rx_missed()), num(n.rx_errors()), num(n.rx_nombuf()), num(n.tx_errors())});
+  }
+  nics.print(out);
+  out << '\n';
+  Table xstats({{"PORT"}, {"XSTAT"}, {"VALUE", true}});
+  bool any = false;
+  for (const auto& p : snapshot.ports())
+    for (const auto& x : p.nic().xstats())
+      if (x.value()) {
+        xstats.row({p.name(), x.name(), num(x.value())});
+        any = true;
+      }
+  if (any) {
+    xstats.print(out);
+    out << '\n';
+  }
   Table interfaces({{"INTERFACE"}, {"RX-PACKETS", true}, {"RX-BYTES", true}, {"TX-PACKETS", true}, {"TX-BYTES", true}});
   for (const auto& f : snapshot.interfaces())
     interfaces.row({f.name(), num(f.rx_packets()), num(f.rx_bytes()), num(f.tx_packets()), num(f.tx_bytes())});
@@ -439,6 +510,8 @@ v1::CountersSnapshot select_drops(const v1::CountersSnapshot& snapshot, bool by_
     descriptions[drop.reason()] = drop.description();
     if (!by_lcore && (all || drop.packets())) *selected.add_drops() = drop;
   }
+  for (const auto& drop : snapshot.nic_drops())
+    if (all || drop.packets()) *selected.add_nic_drops() = drop;
   if (!by_lcore) return selected;
   for (const auto& lcore : snapshot.lcores()) {
     auto* kept = selected.add_lcores();
@@ -454,10 +527,20 @@ v1::CountersSnapshot select_drops(const v1::CountersSnapshot& snapshot, bool by_
 }
 
 void print_drops(std::ostream& out, const v1::CountersSnapshot& selected, bool by_lcore) {
+  // The NICs' own drops: before any worker saw the packet (or after it was sent).
+  auto nic_drops = [&] {
+    if (!selected.nic_drops_size()) return;
+    out << '\n';
+    Table table({{"PORT"}, {"REASON"}, {"PACKETS", true}, {"DESCRIPTION"}});
+    for (const auto& drop : selected.nic_drops())
+      table.row({drop.port(), drop.reason(), num(drop.packets()), drop.description()});
+    table.print(out);
+  };
   if (!by_lcore) {
     Table table({{"REASON"}, {"PACKETS", true}, {"DESCRIPTION"}});
     for (const auto& drop : selected.drops()) table.row({drop.reason(), num(drop.packets()), drop.description()});
     table.print(out);
+    nic_drops();
     return;
   }
   Table table({{"LCORE", true}, {"REASON"}, {"PACKETS", true}, {"DESCRIPTION"}});
@@ -468,7 +551,13 @@ void print_drops(std::ostream& out, const v1::CountersSnapshot& selected, bool b
 }
 
 void print_runtime(std::ostream& out, const v1::Runtime& runtime, bool by_lcore) {
-  out << "TSC " << fixed(static_cast<double>(runtime.tsc_hz()) / 1e9, 3) << " GHz\n\n";
+  out << "TSC " << fixed(static_cast<double>(runtime.tsc_hz()) / 1e9, 3) << " GHz, since "
+      << format_time(runtime.since_ns()) << "\n\n";
+  Table workers({{"LCORE", true}, {"LOOPS", true}, {"EMPTY-POLLS", true}, {"BUSY", true}});
+  for (const auto& l : runtime.lcores())
+    workers.row({num(l.lcore()), num(l.loops()), num(l.empty_polls()), fixed(100 * l.busy_share(), 1) + "%"});
+  workers.print(out);
+  out << '\n';
   auto row = [](const v1::StageRuntime& s) {
     return std::vector<std::string>{
         s.stage(),

@@ -36,6 +36,11 @@ std::string to_json(const google::protobuf::Message& message, bool pretty);
 // One table of objects of one kind.
 void print_objects(std::ostream& out, const KindInfo& kind,
                    const google::protobuf::RepeatedPtrField<v1::Object>& objects);
+// Ports as configured, with their NICs' link (from the counters).
+void print_ports(std::ostream& out, const google::protobuf::RepeatedPtrField<v1::Object>& objects,
+                 const v1::CountersSnapshot& counters);
+// "2026-12-06 04:30:00 UTC"; "-" for 0.
+std::string format_time(uint64_t ns);
 // Ports, interfaces, tenants and events.
 void print_sessions(std::ostream& out, const v1::ListSessionsResponse& sessions);
 void print_counters(std::ostream& out, const v1::CountersSnapshot& snapshot);

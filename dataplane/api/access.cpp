@@ -37,6 +37,7 @@ constexpr Rule rules[] = {
     {"GetFib", Role::monitor},           //
     {"Lookup", Role::monitor},           //
     {"ClearSessions", Role::operator_},  // ends flows: traffic's state, not the intent
+    {"ClearCounters", Role::operator_},  // starts counters anew for every reader
     {"Apply", Role::controller},         // changes the intent
 };
 
@@ -112,7 +113,8 @@ std::optional<std::string> Access::load(const std::string& path) {
     std::string at = path + ": identities[\"" + identity + "\"]";
     auto role = value.has_string_value() ? role_from(value.string_value()) : std::nullopt;
     if (!role) return at + ": the role is one of \"monitor\", \"operator\", \"controller\", \"none\"";
-    auto prefixed = [&](const char* p) { return identity.rfind(p, 0) == 0 && identity.size() > strlen(p); };
+    // (A copy: clang 14 cannot capture a structured binding.)
+    auto prefixed = [&name = identity](const char* p) { return name.rfind(p, 0) == 0 && name.size() > strlen(p); };
     if (prefixed("CN=") || prefixed("URI:")) {
       names_[identity] = *role;
     } else if (prefixed("DNS:")) {

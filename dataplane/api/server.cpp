@@ -67,6 +67,57 @@ void fill_stages(google::protobuf::RepeatedPtrField<v1::StageRuntime>* out, cons
   }
 }
 
+void fill_nic(const NicStats& n, v1::NicCounters& out) {
+  out.set_link_up(n.link_up);
+  out.set_speed_mbps(n.speed_mbps);
+  out.set_full_duplex(n.full_duplex);
+  out.set_autoneg(n.autoneg);
+  out.set_rx_packets(n.rx_packets);
+  out.set_tx_packets(n.tx_packets);
+  out.set_rx_bytes(n.rx_bytes);
+  out.set_tx_bytes(n.tx_bytes);
+  out.set_rx_missed(n.rx_missed);
+  out.set_rx_errors(n.rx_errors);
+  out.set_tx_errors(n.tx_errors);
+  out.set_rx_nombuf(n.rx_nombuf);
+  for (const auto& [name, value] : n.xstats) {
+    auto* x = out.add_xstats();
+    x->set_name(name);
+    x->set_value(value);
+  }
+}
+
+// Stages summed and per worker, and each worker's loop: since the last clear.
+void fill_runtime(Dataplane& dp, v1::Runtime& out) {
+  out.set_tsc_hz(dp.tsc_hz);
+  {
+    std::lock_guard lock(dp.clear_mutex);
+    out.set_since_ns(dp.cleared.since_ns);
+  }
+  StageStats sum[unsigned(Stage::count)] = {};
+  std::vector<LcoreStats> lcores;
+  for (size_t q = 0; q < dp.workers.size(); q++) {
+    lcores.push_back(dp.lcore_stats(q));
+    for (unsigned s = 0; s < unsigned(Stage::count); s++) {
+      sum[s].calls += lcores.back().stages[s].calls;
+      sum[s].packets += lcores.back().stages[s].packets;
+      sum[s].cycles += lcores.back().stages[s].cycles;
+    }
+  }
+  fill_stages(out.mutable_stages(), sum);
+  for (size_t q = 0; q < dp.workers.size(); q++) {
+    const LcoreStats& x = lcores[q];
+    auto* l = out.add_lcores();
+    l->set_lcore(dp.workers[q]->lcore);
+    fill_stages(l->mutable_stages(), x.stages);
+    l->set_loops(x.loops);
+    l->set_empty_polls(x.empty_polls);
+    l->set_busy_cycles(x.busy_cycles);
+    l->set_cycles(x.loop_cycles);
+    l->set_busy_share(x.loop_cycles ? double(x.busy_cycles) / double(x.loop_cycles) : 0);
+  }
+}
+
 // The two streams are served by callbacks (api/watch.h), the rest by gRPC's sync threads.
 using ServiceBase = v1::Dataplane::WithCallbackMethod_WatchCounters<
     v1::Dataplane::WithCallbackMethod_WatchSaEvents<v1::Dataplane::Service>>;
@@ -85,21 +136,7 @@ class Service final : public ServiceBase {
                      v1::ApplyResponse* response) override {
     if (auto s = allowed(context, "Apply"); !s.ok()) return s;
     std::vector<Operation> ops;
-    ops.reserve(request->operations_size());
-    if (size_t(request->operations_size()) > max_operations)
-      return {grpc::StatusCode::INVALID_ARGUMENT, "operations: " + std::to_string(request->operations_size()) +
-                                                      " operations, more than " + std::to_string(max_operations) +
-                                                      " in one transaction"};
-    for (int i = 0; i < request->operations_size(); i++) {
-      const auto& op = request->operations(i);
-      std::string at = "operations[" + std::to_string(i) + "]";
-      if (op.op() == v1::Operation::OP_UNSPECIFIED)
-        return {grpc::StatusCode::INVALID_ARGUMENT, at + ".op: is required (CREATE, UPDATE or DELETE)"};
-      if (op.object().kind_case() == KindCase::KIND_NOT_SET)
-        return {grpc::StatusCode::INVALID_ARGUMENT,
-                at + ".object: is required (one of port, tenant, interface, route, neighbour, ...)"};
-      ops.push_back({op.op(), op.object(), at + "." + kind_name(op.object().kind_case())});
-    }
+    if (auto e = operations_from(*request, ops)) return {status_code(e->code), e->message};
     auto result = dp_.controller.apply(ops, request->expected_version());
     if (result.code != Code::ok) return {status_code(result.code), result.message};
     response->set_version(result.version);
@@ -272,29 +309,28 @@ class Service final : public ServiceBase {
 
   grpc::Status GetRuntime(grpc::ServerContext* context, const v1::GetRuntimeRequest*, v1::Runtime* response) override {
     if (auto s = allowed(context, "GetRuntime"); !s.ok()) return s;
-    response->set_tsc_hz(dp_.tsc_hz);
-    Counters totals = dp_.totals();
-    fill_stages(response->mutable_stages(), totals.stages);
-    for (const auto* w : dp_.workers) {
-      auto* l = response->add_lcores();
-      l->set_lcore(w->lcore);
-      StageStats stages[unsigned(Stage::count)];
-      for (unsigned s = 0; s < unsigned(Stage::count); s++)
-        stages[s] = {load_counter(w->counters->stages[s].calls), load_counter(w->counters->stages[s].packets),
-                     load_counter(w->counters->stages[s].cycles)};
-      fill_stages(l->mutable_stages(), stages);
-    }
+    fill_runtime(dp_, *response);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ClearCounters(grpc::ServerContext* context, const v1::ClearCountersRequest*,
+                             v1::ClearCountersResponse* response) override {
+    if (auto s = allowed(context, "ClearCounters"); !s.ok()) return s;
+    response->set_since_ns(dp_.clear_counters());
     return grpc::Status::OK;
   }
 
   void fill_counters(v1::CountersSnapshot& out) {
     CounterSnapshot s = take_snapshot(dp_);
     out.set_version(s.version);
+    out.set_since_ns(s.since_ns);
     out.set_timestamp_ns(uint64_t(
         std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
             .count()));
-    for (const auto& [name, p] : s.ports) {
+    for (size_t i = 0; i < s.ports.size(); i++) {
+      const auto& [name, p] = s.ports[i];
       auto* x = out.add_ports();
+      fill_nic(s.nics[i], *x->mutable_nic());
       x->set_name(name);
       x->set_rx_packets(p.rx_packets);
       x->set_rx_bytes(p.rx_bytes);
@@ -318,13 +354,19 @@ class Service final : public ServiceBase {
       x->set_drops(t.drops);
     }
     fill_drops(out.mutable_drops(), s.totals.drops);
-    for (const auto* w : dp_.workers) {
+    for (size_t q = 0; q < dp_.workers.size(); q++) {
       auto* l = out.add_lcores();
-      l->set_lcore(w->lcore);
-      uint64_t drops[drop_reason_count];
-      for (unsigned r = 0; r < drop_reason_count; r++) drops[r] = load_counter(w->counters->drops[r]);
-      fill_drops(l->mutable_drops(), drops);
+      l->set_lcore(dp_.workers[q]->lcore);
+      fill_drops(l->mutable_drops(), s.lcores[q].drops);
     }
+    for (size_t i = 0; i < s.ports.size(); i++)
+      for (const auto& drop : nic_drops) {
+        auto* d = out.add_nic_drops();
+        d->set_port(s.ports[i].first);
+        d->set_reason(drop.name);
+        d->set_description(drop.description);
+        d->set_packets(s.nics[i].*drop.field);
+      }
     for (const auto& x : s.tunnels) {
       auto* c = out.add_tunnels();
       c->set_name(x.name);
@@ -349,13 +391,14 @@ class Service final : public ServiceBase {
         d->set_packets(x.drops[r]);
       }
     }
-    for (const auto& [name, n] : s.nat) {
+    for (const auto& nat : s.nat) {
+      const Counters::Nat& n = nat.counters;
       auto* x = out.add_nat();
-      x->set_tenant(name);
-      x->set_sessions(n.sessions_created > n.sessions_ended ? n.sessions_created - n.sessions_ended : 0);
+      x->set_tenant(nat.tenant);
+      x->set_sessions(nat.sessions);
       x->set_sessions_created(n.sessions_created);
       x->set_translated(n.translated);
-      x->set_napt_mappings(n.mappings_created > n.mappings_ended ? n.mappings_created - n.mappings_ended : 0);
+      x->set_napt_mappings(nat.mappings);
       x->set_pool_exhausted(n.pool_exhausted);
       x->set_session_limit(n.session_limit);
       x->set_no_mapping(n.no_mapping);

@@ -11,4 +11,8 @@ namespace medix::dp {
 // transaction (control/intent.cpp), like any API request. Errors read "FILE: reason".
 std::variant<medix::dataplane::v1::Config, std::string> load_file(const std::string& path);
 
+// The same on a file's text (`name` heads the errors): what load_file does once it has read
+// the file, and what the config fuzzer (test/fuzz/config.cpp) feeds.
+std::variant<medix::dataplane::v1::Config, std::string> load_text(const std::string& text, const std::string& name);
+
 }  // namespace medix::dp

@@ -57,6 +57,10 @@ void count(std::unordered_map<std::string, size_t>& users, const std::string& na
   auto it = users.find(name);
   if (it == users.end()) it = users.emplace(name, 0).first;
   it->second += delta;
+  // A count of 0 goes: a name whose users all went (deleted, or undone with a refused
+  // transaction, whose intent must be as before) would otherwise stay in the index for ever.
+  // Found by fuzz-apply.
+  if (it->second == 0) users.erase(it);
 }
 
 size_t users(const std::unordered_map<std::string, size_t>& users, const std::string& name) {

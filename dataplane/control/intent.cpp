@@ -38,6 +38,25 @@ std::vector<Operation> operations_from(v1::Config config) {
   return ops;
 }
 
+std::optional<Error> operations_from(const v1::ApplyRequest& request, std::vector<Operation>& ops) {
+  if (size_t(request.operations_size()) > max_operations)
+    return Error{Code::invalid_argument, "operations: " + std::to_string(request.operations_size()) +
+                                             " operations, more than " + std::to_string(max_operations) +
+                                             " in one transaction"};
+  ops.reserve(size_t(request.operations_size()));
+  for (int i = 0; i < request.operations_size(); i++) {
+    const auto& op = request.operations(i);
+    std::string at = "operations[" + std::to_string(i) + "]";
+    if (op.op() == v1::Operation::OP_UNSPECIFIED)
+      return Error{Code::invalid_argument, at + ".op: is required (CREATE, UPDATE or DELETE)"};
+    if (op.object().kind_case() == v1::Object::KIND_NOT_SET)
+      return Error{Code::invalid_argument,
+                   at + ".object: is required (one of port, tenant, interface, route, neighbour, ...)"};
+    ops.push_back({op.op(), op.object(), at + "." + kind_name(op.object().kind_case())});
+  }
+  return std::nullopt;
+}
+
 size_t Intent::routes_in(const std::string& tenant) const {
   auto it = tenant_routes.find(tenant);
   return it == tenant_routes.end() ? 0 : it->second;

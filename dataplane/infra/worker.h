@@ -102,6 +102,9 @@ struct Counters {
   } nat[max_tenants];
   uint64_t rule_matched[max_policy_rules];
   StageStats stages[unsigned(Stage::count)];
+  // The worker loop itself: iterations, those that found nothing to do, and TSC cycles of the
+  // busy ones and of all (busy share = busy_cycles / loop_cycles; the rest is headroom).
+  uint64_t loops, empty_polls, busy_cycles, loop_cycles;
 };
 
 inline void bump(uint64_t& counter, uint64_t n = 1) { __atomic_store_n(&counter, counter + n, __ATOMIC_RELAXED); }

@@ -68,7 +68,7 @@ void put_route(Intent& in, const v1::Object& o) {
 void erase_route(Intent& in, const v1::Object& o) {
   const auto& r = o.route();
   in.routes.erase(*route_key(r));
-  in.tenant_routes[r.tenant()]--;
+  if (--in.tenant_routes[r.tenant()] == 0) in.tenant_routes.erase(r.tenant());  // as count() does
   count(in.tenant_users, r.tenant(), -1);
   if (r.has_via()) count(in.interface_users, r.via().interface(), -1);
   if (auto hop = next_hop(r); hop && !--in.next_hops[*hop]) in.next_hops.erase(*hop);

@@ -75,9 +75,6 @@ std::optional<v1::Object> find_sa(const Intent& in, const Intent::Key& k) {
 
 std::optional<Error> check_sa(Intent& in, const v1::Object& o, const std::string& path) {
   const auto& sa = o.sa();
-  // Creation order picks a tunnel's outbound SA. Stamped before the checks, as it always was:
-  // a stamp left by a failed transaction is overwritten when that SA is created.
-  in.sa_serial[sa_key(sa)] = ++in.sa_serials;
   if (!in.tunnels.count(sa.tunnel())) return invalid(path + ".tunnel", "no tunnel named " + quoted(sa.tunnel()));
   if (sa.inbound() && in.inbound_spis.count(sa.spi()))
     return invalid(path + ".spi",
@@ -211,15 +208,21 @@ const Kind sa_kind = {
           return k;
         },
     .find = find_sa,
+    // Creation order picks a tunnel's outbound SA: each SA is stamped when it enters the
+    // intent and its stamp goes with it. (It was stamped in check_sa, before the checks, and
+    // never erased: every refused SA and every SA deleted left its stamp behind, so a rejected
+    // transaction changed the intent and rekeys grew sa_serial for ever. Found by fuzz-apply.)
     .put =
         [](Intent& in, const v1::Object& o) {
           in.sas[sa_key(o.sa())] = o.sa();
+          in.sa_serial[sa_key(o.sa())] = ++in.sa_serials;
           count(in.interface_users, o.sa().tunnel(), 1);
           if (o.sa().inbound()) in.inbound_spis.insert(o.sa().spi());
         },
     .erase =
         [](Intent& in, const v1::Object& o) {
           in.sas.erase(sa_key(o.sa()));
+          in.sa_serial.erase(sa_key(o.sa()));
           count(in.interface_users, o.sa().tunnel(), -1);
           if (o.sa().inbound()) in.inbound_spis.erase(o.sa().spi());
         },

@@ -6,6 +6,8 @@
 #include <rte_malloc.h>
 #include <rte_ring_elem.h>
 
+#include <chrono>
+
 #include "ip/ip.h"
 #include "nat/nat.h"
 #include "pipeline/pipeline.h"
@@ -20,9 +22,11 @@ int worker_main(void* arg) {
   rte_rcu_qsbr_thread_online(w.rcu, w.queue);
   rte_mbuf* pkts[burst_size];
   unsigned n_handoff;
+  uint64_t loop_start = rte_rdtsc();
   while (!w.stopping->load(std::memory_order_relaxed)) {
     w.tables = w.published->load(std::memory_order_acquire);
-    w.now = rte_rdtsc();
+    w.now = loop_start;
+    bool work = false;  // anything received, handed over, waiting or sent this iteration
     nat_sweep(w);
     for (uint16_t port = 0; port < w.tables->ports.size(); port++) {
       const PortEntry& p = w.tables->ports[port];
@@ -30,6 +34,7 @@ int worker_main(void* arg) {
       uint64_t start = rte_rdtsc();
       uint16_t n = rte_eth_rx_burst(p.port_id, w.queue, pkts, burst_size);
       if (!n) continue;
+      work = true;
       uint64_t bytes = 0;
       for (uint16_t i = 0; i < n; i++) bytes += rte_pktmbuf_pkt_len(pkts[i]);
       auto& c = w.counters->ports[port];
@@ -42,9 +47,12 @@ int worker_main(void* arg) {
       process_burst(w, port, pkts, n);
     }
     if (n_handoff = rte_ring_sc_dequeue_burst(w.handoff[w.queue], reinterpret_cast<void**>(pkts), burst_size, nullptr);
-        n_handoff)
+        n_handoff) {
+      work = true;
       process_handoff(w, pkts, uint16_t(n_handoff));
+    }
     if (w.pending->count) {
+      work = true;
       uint64_t start = rte_rdtsc();
       service_pending(w);
       StageStats& s = w.counters->stages[unsigned(Stage::arp_pending)];
@@ -65,6 +73,16 @@ int worker_main(void* arg) {
     // Between bursts this worker holds no reference into the tables: a writer waiting for a
     // grace period may go on.
     rte_rcu_qsbr_quiescent(w.rcu, w.queue);
+    // One stamp a loop: this iteration's end is the next one's start.
+    uint64_t loop_end = rte_rdtsc();
+    Counters& c = *w.counters;
+    bump(c.loops);
+    bump(c.loop_cycles, loop_end - loop_start);
+    if (work || queued)
+      bump(c.busy_cycles, loop_end - loop_start);
+    else
+      bump(c.empty_polls);
+    loop_start = loop_end;
   }
   for (uint32_t i = 0; i < w.pending->count; i++) rte_pktmbuf_free(w.pending->pkts[i]);
   w.pending->count = 0;
@@ -80,6 +98,11 @@ int worker_main(void* arg) {
 std::optional<std::string> Dataplane::start(const Settings& s, uint32_t mtu,
                                             const std::vector<unsigned>& worker_lcores) {
   settings = s;
+  cleared.totals = std::make_unique<Counters>();
+  cleared.since_ns =
+      uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+                   .count());
+  cleared.lcores.assign(worker_lcores.size(), LcoreStats{});
   max_mtu = std::max<uint32_t>(1500, mtu);
   tsc_hz = rte_get_tsc_hz();
   auto queues = uint16_t(worker_lcores.size());

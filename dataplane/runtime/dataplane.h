@@ -4,15 +4,39 @@
 #include <rte_rcu_qsbr.h>
 
 #include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "control/controller.h"
 #include "infra/worker.h"
 #include "punt/exception.h"
+#include "runtime/nic.h"
 
 namespace medix::dp {
+
+// One worker's own counters: its drops, its stages and its loop (GetRuntime, `drops --lcore`).
+struct LcoreStats {
+  uint64_t drops[drop_reason_count];
+  StageStats stages[unsigned(Stage::count)];
+  uint64_t loops, empty_polls, busy_cycles, loop_cycles;
+};
+
+// What the last ClearCounters read: reads subtract it, so that neither workers nor NICs ever
+// reset anything (the committer's slot bases work the same way; a counter's base is the later
+// of the two, which, counters only growing, is the larger).
+struct Cleared {
+  uint64_t since_ns = 0;                 // CLOCK_REALTIME: the clear, or the start
+  std::unique_ptr<Counters> totals;      // all workers' sums (zero until a clear)
+  std::vector<LcoreStats> lcores;        // by worker
+  std::map<std::string, NicStats> nics;  // by port name
+  // By SA (tunnel, spi, inbound): packets, bytes, then its drops by reason.
+  std::map<std::tuple<std::string, uint32_t, bool>, std::vector<uint64_t>> sas;
+};
 
 struct Dataplane {
   std::atomic<bool> stopping{false};
@@ -37,6 +61,14 @@ struct Dataplane {
 
   // Sums of every worker's counters (not yet minus the bases of reused slots).
   Counters totals() const;
+
+  // ClearCounters: records what reads subtract from now on (runtime/snapshot.cpp); returns
+  // the new since_ns.
+  uint64_t clear_counters();
+  // A worker's counters since the last clear.
+  LcoreStats lcore_stats(size_t queue) const;
+  mutable std::mutex clear_mutex;  // taken before the controller's lock, never after
+  Cleared cleared;
 };
 
 // Telemetry commands (/medix/...) and the human report printed at exit.

@@ -52,13 +52,26 @@ int named(rte_tel_data* d, const char* filter, const std::vector<std::pair<std::
 }
 
 int ports_cmd(const char*, const char* params, rte_tel_data* d) {
-  return named(d, params, take_snapshot(*telemetry_dp).ports, [](rte_tel_data* e, const Counters::Port& p) {
+  rte_tel_data_start_dict(d);
+  std::set<std::string> used;
+  CounterSnapshot s = take_snapshot(*telemetry_dp);
+  for (size_t i = 0; i < s.ports.size(); i++) {
+    const auto& [name, p] = s.ports[i];
+    if (params && *params && name != params) continue;
+    const NicStats& nic = s.nics[i];
+    rte_tel_data* e = dict();
+    rte_tel_data_add_dict_string(e, "name", name.c_str());
     rte_tel_data_add_dict_u64(e, "rx_packets", p.rx_packets);
     rte_tel_data_add_dict_u64(e, "rx_bytes", p.rx_bytes);
     rte_tel_data_add_dict_u64(e, "tx_packets", p.tx_packets);
     rte_tel_data_add_dict_u64(e, "tx_bytes", p.tx_bytes);
     rte_tel_data_add_dict_u64(e, "tx_dropped", p.tx_dropped);
-  });
+    rte_tel_data_add_dict_int(e, "link_up", nic.link_up);
+    rte_tel_data_add_dict_u64(e, "speed_mbps", nic.speed_mbps);
+    for (const auto& drop : nic_drops) rte_tel_data_add_dict_u64(e, drop.name, nic.*drop.field);
+    add_entry(d, used, name, e);
+  }
+  return 0;
 }
 
 int interfaces_cmd(const char*, const char* params, rte_tel_data* d) {
@@ -79,18 +92,24 @@ int tenants_cmd(const char*, const char* params, rte_tel_data* d) {
 }
 
 int nat_cmd(const char*, const char* params, rte_tel_data* d) {
-  return named(d, params, take_snapshot(*telemetry_dp).nat, [](rte_tel_data* e, const Counters::Nat& n) {
-    rte_tel_data_add_dict_u64(e, "sessions",
-                              n.sessions_created > n.sessions_ended ? n.sessions_created - n.sessions_ended : 0);
+  rte_tel_data_start_dict(d);
+  std::set<std::string> used;
+  for (const auto& x : take_snapshot(*telemetry_dp).nat) {
+    if (params && *params && x.tenant != params) continue;
+    const Counters::Nat& n = x.counters;
+    rte_tel_data* e = dict();
+    rte_tel_data_add_dict_string(e, "name", x.tenant.c_str());
+    rte_tel_data_add_dict_u64(e, "sessions", x.sessions);
     rte_tel_data_add_dict_u64(e, "sessions_created", n.sessions_created);
     rte_tel_data_add_dict_u64(e, "translated", n.translated);
-    rte_tel_data_add_dict_u64(e, "napt_mappings",
-                              n.mappings_created > n.mappings_ended ? n.mappings_created - n.mappings_ended : 0);
+    rte_tel_data_add_dict_u64(e, "napt_mappings", x.mappings);
     rte_tel_data_add_dict_u64(e, "pool_exhausted", n.pool_exhausted);
     rte_tel_data_add_dict_u64(e, "session_limit", n.session_limit);
     rte_tel_data_add_dict_u64(e, "no_mapping", n.no_mapping);
     rte_tel_data_add_dict_u64(e, "policy_denied", n.policy_denied);
-  });
+    add_entry(d, used, x.tenant, e);
+  }
+  return 0;
 }
 
 void add_drops(rte_tel_data* d, const uint64_t* drops) {
@@ -99,18 +118,16 @@ void add_drops(rte_tel_data* d, const uint64_t* drops) {
 
 int drops_cmd(const char*, const char*, rte_tel_data* d) {
   rte_tel_data_start_dict(d);
-  add_drops(d, telemetry_dp->totals().drops);
+  add_drops(d, take_snapshot(*telemetry_dp).totals.drops);  // since the last clear
   return 0;
 }
 
 int drops_by_lcore_cmd(const char*, const char*, rte_tel_data* d) {
   rte_tel_data_start_dict(d);
-  for (const auto* w : telemetry_dp->workers) {
+  for (size_t q = 0; q < telemetry_dp->workers.size(); q++) {
     rte_tel_data* e = dict();
-    uint64_t drops[drop_reason_count];
-    for (unsigned r = 0; r < drop_reason_count; r++) drops[r] = load_counter(w->counters->drops[r]);
-    add_drops(e, drops);
-    rte_tel_data_add_dict_container(d, std::to_string(w->lcore).c_str(), e, 0);
+    add_drops(e, telemetry_dp->lcore_stats(q).drops);
+    rte_tel_data_add_dict_container(d, std::to_string(telemetry_dp->workers[q]->lcore).c_str(), e, 0);
   }
   return 0;
 }
@@ -123,11 +140,19 @@ int drop_reasons_cmd(const char*, const char*, rte_tel_data* d) {
 
 int runtime_cmd(const char*, const char*, rte_tel_data* d) {
   rte_tel_data_start_dict(d);
-  Counters c = telemetry_dp->totals();
+  StageStats stages[unsigned(Stage::count)] = {};  // since the last clear
+  for (size_t q = 0; q < telemetry_dp->workers.size(); q++) {
+    LcoreStats l = telemetry_dp->lcore_stats(q);
+    for (unsigned s = 0; s < unsigned(Stage::count); s++) {
+      stages[s].calls += l.stages[s].calls;
+      stages[s].packets += l.stages[s].packets;
+      stages[s].cycles += l.stages[s].cycles;
+    }
+  }
   rte_tel_data_add_dict_u64(d, "tsc_hz", telemetry_dp->tsc_hz);
   for (unsigned s = 0; s < unsigned(Stage::count); s++) {
     rte_tel_data* e = dict();
-    const StageStats& st = c.stages[s];
+    const StageStats& st = stages[s];
     rte_tel_data_add_dict_u64(e, "calls", st.calls);
     rte_tel_data_add_dict_u64(e, "packets", st.packets);
     rte_tel_data_add_dict_u64(e, "cycles", st.cycles);

@@ -2,11 +2,9 @@
 
 #include <rte_cycles.h>
 
+#include <algorithm>
 #include <chrono>
-
-#include <rte_cycles.h>
-
-#include <chrono>
+#include <memory>
 
 #include "common/address.h"
 
@@ -25,29 +23,103 @@ T minus(const T& a, const T& b) {
   for (size_t i = 0; i < sizeof(T) / sizeof(uint64_t); i++) o[i] = x[i] - y[i];
   return out;
 }
+
+// `raw` minus, word by word, the later (larger) of a slot's base and the clear's.
+void since_bases(const Counters& raw, const Counters& slots, const Counters& cleared, Counters& out) {
+  constexpr size_t words = sizeof(Counters) / sizeof(uint64_t);
+  auto* o = reinterpret_cast<uint64_t*>(&out);
+  auto* x = reinterpret_cast<const uint64_t*>(&raw);
+  auto* a = reinterpret_cast<const uint64_t*>(&slots);
+  auto* b = reinterpret_cast<const uint64_t*>(&cleared);
+  for (size_t i = 0; i < words; i++) o[i] = x[i] - std::max(a[i], b[i]);
+}
+
+uint64_t now_ns() {
+  return uint64_t(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+}
+
+LcoreStats raw_lcore(const Worker& w) {
+  LcoreStats l;
+  const Counters& c = *w.counters;
+  for (unsigned r = 0; r < drop_reason_count; r++) l.drops[r] = load_counter(c.drops[r]);
+  for (unsigned s = 0; s < unsigned(Stage::count); s++)
+    l.stages[s] = {load_counter(c.stages[s].calls), load_counter(c.stages[s].packets),
+                   load_counter(c.stages[s].cycles)};
+  l.loops = load_counter(c.loops);
+  l.empty_polls = load_counter(c.empty_polls);
+  l.busy_cycles = load_counter(c.busy_cycles);
+  l.loop_cycles = load_counter(c.loop_cycles);
+  return l;
+}
+
+// An SA's counters in one row: packets, bytes, drops by reason.
+std::vector<uint64_t> sa_row(const SaState& sa) {
+  std::vector<uint64_t> row{load_counter(sa.packets), load_counter(sa.bytes)};
+  for (unsigned r = 0; r < sa_drop_count; r++) row.push_back(load_counter(sa.drops[r]));
+  return row;
+}
 }  // namespace
+
+LcoreStats Dataplane::lcore_stats(size_t queue) const {
+  std::lock_guard lock(clear_mutex);
+  return minus(raw_lcore(*workers[queue]), cleared.lcores[queue]);
+}
+
+uint64_t Dataplane::clear_counters() {
+  std::lock_guard lock(clear_mutex);
+  cleared.nics.clear();
+  cleared.sas.clear();
+  controller.read([&](const Intent&, const Committer& committer, uint64_t) {
+    const Tables& t = *committer.current();
+    for (const auto& p : t.ports)
+      if (p.live) cleared.nics[p.name] = read_nic(p.port_id);
+    committer.for_each_sa([&](const SaKey& key, const SaState& sa) {
+      cleared.sas[{key.tunnel, key.spi, key.inbound}] = sa_row(sa);
+    });
+  });
+  // The NICs first, the workers after (and the other way round in take_snapshot): a NIC counts
+  // a frame before a worker does, so its count since the clear is never below the worker's.
+  for (size_t q = 0; q < workers.size(); q++) cleared.lcores[q] = raw_lcore(*workers[q]);
+  *cleared.totals = totals();
+  cleared.since_ns = now_ns();
+  return cleared.since_ns;
+}
 
 CounterSnapshot take_snapshot(Dataplane& dp, bool with_neighbours) {
   CounterSnapshot s;
-  s.totals = dp.totals();
+  std::lock_guard clear_lock(dp.clear_mutex);
+  const Cleared& cleared = dp.cleared;
+  s.since_ns = cleared.since_ns;
+  for (size_t q = 0; q < dp.workers.size(); q++)
+    s.lcores.push_back(minus(raw_lcore(*dp.workers[q]), cleared.lcores[q]));
+  auto raw = std::make_unique<Counters>(dp.totals());
   dp.controller.read([&](const Intent&, const Committer& committer, uint64_t version) {
     const Tables& t = *committer.current();
     const Counters& base = committer.bases();
+    since_bases(*raw, base, *cleared.totals, s.totals);
     s.version = version;
-    for (size_t i = 0; i < t.ports.size(); i++)
-      if (t.ports[i].live) s.ports.push_back({t.ports[i].name, minus(s.totals.ports[i], base.ports[i])});
+    for (size_t i = 0; i < t.ports.size(); i++) {
+      if (!t.ports[i].live) continue;
+      s.ports.push_back({t.ports[i].name, s.totals.ports[i]});
+      NicStats nic = read_nic(t.ports[i].port_id);
+      auto before = cleared.nics.find(t.ports[i].name);
+      s.nics.push_back(before == cleared.nics.end() ? nic : nic_since(nic, before->second));
+    }
     for (size_t i = 0; i < t.interfaces.size(); i++) {
       if (!t.interfaces[i].uid) continue;
-      auto c = minus(s.totals.interfaces[i], base.interfaces[i]);
+      auto c = s.totals.interfaces[i];
       if (t.interfaces[i].tunnel)
         s.tunnels.push_back({t.interfaces[i].name, c});
-      else
+      else {
         s.interfaces.push_back({t.interfaces[i].name, c});
+        uint16_t tenant = t.interfaces[i].tenant;
+        s.interface_tenants.push_back(tenant < t.tenants.size() ? t.tenants[tenant].name : "");
+      }
     }
     uint64_t now_tsc = rte_rdtsc();
-    auto now_ns = uint64_t(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
-            .count());
+    uint64_t now = now_ns();
     committer.for_each_sa([&](const SaKey& key, const SaState& sa) {
       CounterSnapshot::Sa x{key.spi,
                             key.tunnel,
@@ -59,17 +131,30 @@ CounterSnapshot take_snapshot(Dataplane& dp, bool with_neighbours) {
                             sa.inbound ? sa.replay.top : sa.seq,
                             {}};
       uint64_t used = sa.last_used_tsc;
-      if (used) x.last_used_ns = now_ns - (now_tsc > used ? (now_tsc - used) * 1000000000 / dp.tsc_hz : 0);
+      if (used) x.last_used_ns = now - (now_tsc > used ? (now_tsc - used) * 1000000000 / dp.tsc_hz : 0);
       for (unsigned r = 0; r < sa_drop_count; r++) x.drops[r] = load_counter(sa.drops[r]);
+      if (auto before = cleared.sas.find({key.tunnel, key.spi, key.inbound}); before != cleared.sas.end()) {
+        // Below its base, a counter belongs to a new SA of the same key: it counts from zero.
+        auto since = [](uint64_t a, uint64_t b) { return a >= b ? a - b : a; };
+        const auto& b = before->second;
+        x.packets = since(x.packets, b[0]);
+        x.bytes = since(x.bytes, b[1]);
+        for (unsigned r = 0; r < sa_drop_count; r++) x.drops[r] = since(x.drops[r], b[2 + r]);
+      }
       s.sas.push_back(x);
     });
     for (size_t i = 0; i < t.tenants.size(); i++)
-      if (t.tenants[i].live) s.tenants.push_back({t.tenants[i].name, minus(s.totals.tenants[i], base.tenants[i])});
+      if (t.tenants[i].live) s.tenants.push_back({t.tenants[i].name, s.totals.tenants[i]});
+    auto gauge = [](uint64_t up, uint64_t down) { return up > down ? up - down : 0; };
     if (t.nat)
-      for (size_t i = 0; i < t.tenants.size(); i++)
-        if (t.tenants[i].live) s.nat.push_back({t.tenants[i].name, minus(s.totals.nat[i], base.nat[i])});
-    for (const auto& r : t.rules)
-      s.rules.push_back({r.name, s.totals.rule_matched[r.slot] - base.rule_matched[r.slot], r.permit});
+      for (size_t i = 0; i < t.tenants.size(); i++) {
+        if (!t.tenants[i].live) continue;
+        // How many exist now is no counter: a clear does not change it, the slot's base does.
+        auto now = minus(raw->nat[i], base.nat[i]);
+        s.nat.push_back({t.tenants[i].name, s.totals.nat[i], gauge(now.sessions_created, now.sessions_ended),
+                         gauge(now.mappings_created, now.mappings_ended)});
+      }
+    for (const auto& r : t.rules) s.rules.push_back({r.name, s.totals.rule_matched[r.slot], r.permit});
     if (with_neighbours)
       t.neighbours->for_each([&](const NeighbourSlotKey& key, const rte_ether_addr& mac, bool is_static) {
         char text[RTE_ETHER_ADDR_FMT_SIZE];

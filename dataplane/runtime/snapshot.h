@@ -10,10 +10,14 @@ namespace medix::dp {
 
 struct CounterSnapshot {
   uint64_t version = 0;
+  uint64_t since_ns = 0;  // the last ClearCounters (or the start)
   std::vector<std::pair<std::string, Counters::Port>> ports;
+  std::vector<NicStats> nics;  // by port, in the order of `ports`
   std::vector<std::pair<std::string, Counters::Interface>> interfaces;
+  std::vector<std::string> interface_tenants;  // each interface's tenant, in the same order
   std::vector<std::pair<std::string, Counters::Tenant>> tenants;
-  Counters totals{};  // drops, events and stages summed over workers
+  Counters totals{};               // drops, events and stages summed over workers
+  std::vector<LcoreStats> lcores;  // each worker's, read with the totals
   struct Neighbour {
     std::string interface, address, mac;
     bool is_static;
@@ -33,8 +37,14 @@ struct CounterSnapshot {
     uint64_t drops[sa_drop_count];  // by reason - first_sa_drop
   };
   std::vector<Sa> sas;
-  // Crossing the core (when a core tenant exists): by origin tenant, and by rule.
-  std::vector<std::pair<std::string, Counters::Nat>> nat;
+  // Crossing the core (when a core tenant exists): by origin tenant, and by rule. Counters
+  // count since the clear; sessions and mappings are how many exist now.
+  struct Nat {
+    std::string tenant;
+    Counters::Nat counters;
+    uint64_t sessions, mappings;
+  };
+  std::vector<Nat> nat;
   struct Rule {
     std::string name;
     uint64_t matched;
@@ -43,7 +53,8 @@ struct CounterSnapshot {
   std::vector<Rule> rules;
 };
 
-// Live objects only; each counter minus its slot's base, so a reused slot starts at zero.
+// Live objects only; each counter minus its base (its slot's, or the last clear's, whichever
+// is later), so a reused slot starts at zero, and so does everything after ClearCounters.
 CounterSnapshot take_snapshot(Dataplane& dp, bool with_neighbours = false);
 
 }  // namespace medix::dp

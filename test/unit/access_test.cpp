@@ -31,6 +31,7 @@ TEST_CASE("every RPC of the service has a role; reads are a monitor's, Apply a c
   CHECK(Access::needs("Get") == Role::monitor);
   CHECK(Access::needs("WatchCounters") == Role::monitor);
   CHECK(Access::needs("ClearSessions") == Role::operator_);
+  CHECK(Access::needs("ClearCounters") == Role::operator_);
   CHECK(Access::needs("Apply") == Role::controller);
   CHECK(!Access::needs("Unheard"));
 }

@@ -21,7 +21,7 @@ rte_mempool* shared_pool(const char* name, uint16_t room) {
 }
 }  // namespace
 
-Harness::Harness(const std::string& config_json) {
+Harness::Harness(const std::string& config_json, uint16_t queues) {
   medix::dataplane::v1::Config config;
   if (!google::protobuf::util::JsonStringToMessage(config_json, &config).ok())
     throw std::runtime_error("test config is not valid JSON");
@@ -32,6 +32,7 @@ Harness::Harness(const std::string& config_json) {
   if (!learned) learned = rte_ring_create_elem("unit_learned", sizeof(LearnedNeighbour), 1024, 0, 0);
 
   medix::dp::Committer::Params params;
+  params.queues = queues;
   params.pool = pool;
   params.max_mtu = 9600;
   params.max_sessions = settings_from(config.settings()).max_sessions;
@@ -44,50 +45,80 @@ Harness::Harness(const std::string& config_json) {
   auto result = apply(medix::dp::operations_from(config));
   if (result.code != medix::dp::Code::ok) throw std::runtime_error(result.message);
 
-  worker.settings = settings_from(config.settings());
-  worker.pool = pool;
-  worker.indirect_pool = indirect;
-  worker.learned = learned;
-  worker.tsc_hz = rte_get_tsc_hz();
-  worker.icmp_tokens = worker.settings.icmp_burst;
-  worker.icmp_tokens_at = rte_rdtsc();
-  worker.counters = static_cast<Counters*>(rte_zmalloc("c", sizeof(Counters), 64));
-  worker.originated = static_cast<Batch*>(rte_zmalloc("o", sizeof(Batch), 64));
-  worker.neighbour_cache = static_cast<NeighbourCache*>(rte_zmalloc("nc", sizeof(NeighbourCache), 64));
-  worker.mgr = alloc_mb_mgr(0);
-  init_mb_mgr_auto(worker.mgr, nullptr);
-  handoff_ = rte_ring_lookup("unit_handoff");
-  if (!handoff_) handoff_ = rte_ring_create("unit_handoff", 1024, 0, 0);
-  worker.handoff = &handoff_;
-  events_ = rte_ring_lookup("unit_sa_events");
-  if (!events_) events_ = rte_ring_create_elem("unit_sa_events", sizeof(SaEventMessage), 1024, 0, 0);
-  worker.sa_events = events_;
-  worker.tx = static_cast<TxBuffer*>(rte_zmalloc("t", sizeof(TxBuffer) * max_ports, 64));
-  worker.pending = static_cast<PendingQueue*>(rte_zmalloc("p", sizeof(PendingQueue), 64));
+  for (uint16_t q = 0; q < queues; q++) {
+    std::string name = q ? "unit_handoff" + std::to_string(q) : "unit_handoff";
+    rte_ring* ring = rte_ring_lookup(name.c_str());
+    if (!ring) ring = rte_ring_create(name.c_str(), 1024, 0, 0);
+    if (!ring) throw std::runtime_error("cannot create the ring " + name);
+    handoff.push_back(ring);
+  }
+  events = rte_ring_lookup("unit_sa_events");
+  if (!events) events = rte_ring_create_elem("unit_sa_events", sizeof(SaEventMessage), 1024, 0, 0);
+  Settings settings = settings_from(config.settings());
+  init_worker(worker, 0, settings);
+  for (uint16_t q = 1; q < queues; q++) {
+    others.push_back(std::make_unique<Worker>());
+    init_worker(*others.back(), q, settings);
+  }
+}
+
+void Harness::init_worker(Worker& w, uint16_t queue, const Settings& settings) {
+  w.queue = queue;
+  w.tables = tables;
+  w.settings = settings;
+  w.pool = pool;
+  w.indirect_pool = indirect;
+  w.learned = learned;
+  w.tsc_hz = rte_get_tsc_hz();
+  w.icmp_tokens = w.settings.icmp_burst;
+  w.icmp_tokens_at = rte_rdtsc();
+  w.counters = static_cast<Counters*>(rte_zmalloc("c", sizeof(Counters), 64));
+  w.originated = static_cast<Batch*>(rte_zmalloc("o", sizeof(Batch), 64));
+  w.neighbour_cache = static_cast<NeighbourCache*>(rte_zmalloc("nc", sizeof(NeighbourCache), 64));
+  w.mgr = alloc_mb_mgr(0);
+  init_mb_mgr_auto(w.mgr, nullptr);
+  w.handoff = handoff.data();
+  w.sa_events = events;
+  w.tx = static_cast<TxBuffer*>(rte_zmalloc("t", sizeof(TxBuffer) * max_ports, 64));
+  w.pending = static_cast<PendingQueue*>(rte_zmalloc("p", sizeof(PendingQueue), 64));
+}
+
+void Harness::free_worker(Worker& w) {
+  for (unsigned p = 0; p < max_ports; p++) {
+    for (uint16_t i = 0; i < w.tx[p].count; i++) rte_pktmbuf_free(w.tx[p].pkts[i]);
+    w.tx[p].count = 0;
+  }
+  for (uint32_t i = 0; i < w.pending->count; i++) rte_pktmbuf_free(w.pending->pkts[i]);
+  for (uint16_t i = 0; i < w.originated->n; i++) rte_pktmbuf_free(w.originated->pkts[i]);
+  rte_free(w.counters);
+  rte_free(w.originated);
+  rte_free(w.neighbour_cache);
+  free_mb_mgr(w.mgr);
+  rte_free(w.tx);
+  rte_free(w.pending);
 }
 
 medix::dp::ApplyResult Harness::apply(const std::vector<medix::dp::Operation>& ops) {
   auto result = controller.apply(ops);
   tables = worker.tables = controller.published().load();
+  for (auto& w : others) w->tables = tables;
   return result;
 }
 
 Harness::~Harness() {
   controller.stop_ports();
-  for (unsigned p = 0; p < max_ports; p++) sent(uint16_t(p));
-  for (uint32_t i = 0; i < worker.pending->count; i++) rte_pktmbuf_free(worker.pending->pkts[i]);
+  free_worker(worker);
+  for (auto& w : others) free_worker(*w);
+  rte_mbuf* left[64];
+  for (rte_ring* ring : handoff)
+    while (unsigned n = rte_ring_dequeue_burst(ring, reinterpret_cast<void**>(left), 64, nullptr))
+      rte_pktmbuf_free_bulk(left, n);
   LearnedNeighbour drain[64];
   while (rte_ring_dequeue_burst_elem(learned, drain, sizeof(LearnedNeighbour), 64, nullptr)) {
   }
-  rte_free(worker.counters);
-  rte_free(worker.originated);
-  rte_free(worker.neighbour_cache);
-  free_mb_mgr(worker.mgr);
-  SaEventMessage events[64];
-  while (rte_ring_dequeue_burst_elem(events_, events, sizeof(SaEventMessage), 64, nullptr)) {
+  SaEventMessage drained[64];
+  while (rte_ring_dequeue_burst_elem(events, drained, sizeof(SaEventMessage), 64, nullptr)) {
   }
-  rte_free(worker.tx);
-  rte_free(worker.pending);
 }
 
 void Harness::receive(uint16_t port, const std::vector<uint8_t>& bytes) {

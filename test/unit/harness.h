@@ -15,7 +15,10 @@ using namespace medix::dp;
 std::vector<medix::dp::Operation> ops(const std::string& json);
 
 struct Harness {
-  explicit Harness(const std::string& config_json);
+  // With `queues` > 1 the tables are built for that many workers (SAs and sessions get owners
+  // among them) and `others` are workers 1.. with their hand-off rings: a test (or the
+  // pipeline fuzzer, test/fuzz) plays each by calling process_handoff on what its ring holds.
+  explicit Harness(const std::string& config_json, uint16_t queues = 1);
   ~Harness();
 
   // Runs a frame through the whole pipeline of one burst, as if received on port `port`.
@@ -38,14 +41,17 @@ struct Harness {
 
   medix::dp::Controller controller;
   const Tables* tables = nullptr;
-  Worker worker;
+  Worker worker;                                // queue 0
+  std::vector<std::unique_ptr<Worker>> others;  // queues 1 .. queues - 1
+  std::vector<rte_ring*> handoff;               // by queue
   rte_mempool* pool = nullptr;
   rte_mempool* indirect = nullptr;
   rte_ring* learned = nullptr;
+  rte_ring* events = nullptr;
 
  private:
-  rte_ring* handoff_ = nullptr;
-  rte_ring* events_ = nullptr;
+  void init_worker(Worker& w, uint16_t queue, const Settings& settings);
+  void free_worker(Worker& w);
 };
 
 // A packet's bytes, every segment.

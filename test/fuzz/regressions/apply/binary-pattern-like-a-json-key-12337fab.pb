@@ -1,0 +1,6 @@
+
+Åh.
+.
+h."privaMeÅh.
+.
+h."privaMe_key":"operations": 
