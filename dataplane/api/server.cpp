@@ -142,7 +142,7 @@ class Service final : public ServiceBase {
     response->set_version(result.version);
     response->set_changed(result.changed);
     response->set_apply_ns(result.nanoseconds);
-    response->set_grace_ns(result.grace_ns);
+    response->set_grace_ns(result.commit.grace_ns);
     return grpc::Status::OK;
   }
 

@@ -158,6 +158,11 @@ void Committer::stop_ports() {
 }
 
 std::optional<Error> Committer::commit(const Diff& diff, const Intent& intent, uint64_t version) {
+  using clock = std::chrono::steady_clock;
+  auto since = [](clock::time_point t) {
+    return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now() - t).count());
+  };
+  auto start = clock::now();
   Build b(*this, diff, intent, version);
   // Each step builds its part of the next generation, phase by phase (slots before what
   // refers to them, removals before the grace period); one that fails undoes what the steps
@@ -168,18 +173,20 @@ std::optional<Error> Committer::commit(const Diff& diff, const Intent& intent, u
         if (step.run && int(step.phase) == phase)
           if (auto e = (this->*step.run)(b)) return e;
   build_counter_bases(b);
+  last_timing_ = Timing{since(start)};
 
   // Publish, wait for every worker to have let go of the old generation, reclaim: in reverse
   // table order, users before what they use (a dead tenant's routes before its FIB copies).
   const Tables* previous = current();
   current_.store(b.next.release(), std::memory_order_release);
-  auto grace_start = std::chrono::steady_clock::now();
+  auto grace_start = clock::now();
   if (params_.rcu) rte_rcu_qsbr_synchronize(params_.rcu, RTE_QSBR_THRID_INVALID);
-  last_grace_ns_ = uint64_t(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - grace_start).count());
+  last_timing_.grace_ns = since(grace_start);
+  auto reclaim_start = clock::now();
   for (auto it = kinds().rbegin(); it != kinds().rend(); ++it)
     if ((*it)->reclaim) (this->*(*it)->reclaim)(b);
   delete previous;
+  last_timing_.reclaim_ns = since(reclaim_start);
   return std::nullopt;
 }
 

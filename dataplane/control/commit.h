@@ -91,8 +91,12 @@ class Committer {
   void stop_ports();
 
   const Tables* current() const { return current_.load(std::memory_order_acquire); }
-  // How long the last commit waited for every worker to let go of the old generation.
-  uint64_t last_grace_ns() const { return last_grace_ns_; }
+  // Where the last commit's time went: building the next generation, waiting for every
+  // worker to let go of the old one (the grace period), reclaiming it.
+  struct Timing {
+    uint64_t build_ns = 0, grace_ns = 0, reclaim_ns = 0;
+  };
+  const Timing& last_timing() const { return last_timing_; }
   const std::atomic<const Tables*>& published() const { return current_; }
   // Counters as they were when the slot was given to its present object.
   const Counters& bases() const { return *bases_; }
@@ -165,7 +169,7 @@ class Committer {
 
   Params params_;
   std::atomic<const Tables*> current_{nullptr};
-  uint64_t last_grace_ns_ = 0;
+  Timing last_timing_;
   uint64_t next_uid_ = 1;
   uint32_t fib_serial_ = 0;
   uint32_t index_serial_ = 0;

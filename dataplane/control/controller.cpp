@@ -40,7 +40,10 @@ ApplyResult Controller::apply_locked(const std::vector<Operation>& ops, uint64_t
                 std::to_string(version_),
             version_, 0};
   Diff diff;
+  auto start = std::chrono::steady_clock::now();
   if (auto e = intent_.apply(ops, diff)) return {e->code, e->message, version_, 0};
+  uint64_t check_ns =
+      uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count());
   if (diff.size() == 0) return {Code::ok, "", version_, 0};
   if (auto e = committer_.commit(diff, intent_, version_ + 1)) {
     intent_.rollback_last();
@@ -49,7 +52,8 @@ ApplyResult Controller::apply_locked(const std::vector<Operation>& ops, uint64_t
   intent_.forget_last();
   version_++;
   ApplyResult result{Code::ok, "", version_, uint32_t(diff.size())};
-  result.grace_ns = committer_.last_grace_ns();
+  result.check_ns = check_ns;
+  result.commit = committer_.last_timing();
   return result;
 }
 

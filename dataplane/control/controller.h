@@ -16,10 +16,11 @@ namespace medix::dp {
 struct ApplyResult {
   Code code = Code::ok;
   std::string message;
-  uint64_t version = 0;      // the version running after the call
-  uint32_t changed = 0;      // objects changed
-  uint64_t nanoseconds = 0;  // the transaction's time under the lock
-  uint64_t grace_ns = 0;     // ... of which waiting for the workers (the grace period)
+  uint64_t version = 0;           // the version running after the call
+  uint32_t changed = 0;           // objects changed
+  uint64_t nanoseconds = 0;       // the transaction's time under the lock, of which:
+  uint64_t check_ns = 0;          // checking it against the intent
+  Committer::Timing commit = {};  // building, the grace period, reclaiming
 };
 
 class Controller {

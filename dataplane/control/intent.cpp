@@ -29,12 +29,15 @@ std::vector<Operation> operations_from(v1::Config config) {
   size_t total = 0;
   for (const Kind* k : kinds()) total += size_t(k->config_size(config));
   ops.reserve(total);
-  for (const Kind* k : kinds())
+  for (const Kind* k : kinds()) {
+    size_t first = ops.size();
     for (int i = 0, n = k->config_size(config); i < n; i++) {
       Operation op{v1::Operation::CREATE, {}, std::string(k->plural) + "[" + std::to_string(i) + "]"};
       k->take(config, i, op.object);
       ops.push_back(std::move(op));
     }
+    if (k->order_config) k->order_config(std::span(ops).subspan(first));
+  }
   return ops;
 }
 
@@ -68,7 +71,9 @@ std::optional<v1::Object> Intent::find(const Key& key) const {
   return k ? k->find(*this, key) : std::nullopt;
 }
 
-void Intent::record(const Key& key, size_t op) { log_.push_back({key, find(key), op}); }
+void Intent::record(const Key& key, const std::optional<v1::Object>& before, size_t op) {
+  log_.push_back({key, before, op});
+}
 
 void Intent::undo(std::vector<Undo>& log) {
   for (auto it = log.rbegin(); it != log.rend(); ++it) {
@@ -82,12 +87,14 @@ void Intent::undo(std::vector<Undo>& log) {
 void Intent::rollback_last() { undo(last_); }
 
 std::optional<Error> Intent::apply_one(const Operation& op, size_t index) {
-  v1::Object object = op.object;
   const std::string& path = op.path;
-  const Kind* kind = kind_of(object.kind_case());
+  const Kind* kind = kind_of(op.object.kind_case());
   if (!kind) return invalid(path, "an object is required (port, tenant, interface, route, neighbour, ...)");
-  // Output-only fields are ignored, so that what Get returns can be sent back.
-  if (kind->clear_output) kind->clear_output(object);
+  // Output-only fields are ignored, so that what Get returns can be sent back (a copy only
+  // where there are some: a million routes are not copied for nothing).
+  std::optional<v1::Object> cleared;
+  if (kind->clear_output) kind->clear_output(cleared.emplace(op.object));
+  const v1::Object& object = cleared ? *cleared : op.object;
   // Key fields first: without them nothing can be looked up.
   if (auto e = kind->check_key(object, path)) return e;
 
@@ -111,13 +118,13 @@ std::optional<Error> Intent::apply_one(const Operation& op, size_t index) {
       if (!existing) return Error{Code::not_found, path + ": no such " + what};
       if (kind->check_delete)
         if (auto e = kind->check_delete(*this, *existing, path)) return e;
-      record(key, index);
+      record(key, existing, index);
       kind->erase(*this, *existing);
       return std::nullopt;
     default: return invalid(path, "op is required: CREATE, UPDATE or DELETE");
   }
 
-  record(key, index);
+  record(key, existing, index);
   if (existing) kind->erase(*this, *existing);                 // so that it does not conflict with itself
   if (auto e = kind->validate(*this, object, path)) return e;  // the caller's undo puts `existing` back
   kind->put(*this, object);
@@ -148,6 +155,7 @@ void Diff::prune() {
 
 std::optional<Error> Intent::apply(const std::vector<Operation>& ops, Diff& diff) {
   log_.clear();
+  log_.reserve(ops.size());  // a million routes' undo entries are not moved as it grows
   for (size_t i = 0; i < ops.size(); i++) {
     if (auto e = apply_one(ops[i], i)) {
       undo(log_);

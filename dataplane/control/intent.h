@@ -151,7 +151,7 @@ class Intent {
 
   std::optional<Error> apply_one(const Operation& op, size_t index);
   std::optional<v1::Object> find(const Key& key) const;
-  void record(const Key& key, size_t op);
+  void record(const Key& key, const std::optional<v1::Object>& before, size_t op);
   void undo(std::vector<Undo>& log);
 
   std::vector<Undo> log_;

@@ -1,5 +1,7 @@
 #include "ip/kinds.h"
 
+#include <algorithm>
+
 #include "control/check.h"
 #include "l2/kinds.h"
 
@@ -134,6 +136,23 @@ std::optional<Error> check_next_hop(const Intent& in, const v1::Object& o, const
                                             quoted(hop->first) + " (" + subnets_of(f->second) + ")");
 }
 
+// A config's routes in key order, those without a valid key first (their errors as the file
+// orders them); stable, so a key given twice keeps its order.
+void order_routes(std::span<Operation> ops) {
+  struct Entry {
+    std::optional<RouteKey> key;
+    size_t index;
+  };
+  std::vector<Entry> order;
+  order.reserve(ops.size());
+  for (size_t i = 0; i < ops.size(); i++) order.push_back({route_key(ops[i].object.route()), i});
+  std::stable_sort(order.begin(), order.end(), [](const Entry& a, const Entry& b) { return a.key < b.key; });
+  std::vector<Operation> sorted;
+  sorted.reserve(ops.size());
+  for (const Entry& e : order) sorted.push_back(std::move(ops[e.index]));
+  std::move(sorted.begin(), sorted.end(), ops.begin());
+}
+
 // Listing order and page tokens: the route's key as text, "tenant|address|length".
 std::string route_token(const RouteKey& k) {
   return k.tenant + "|" + std::to_string(k.address) + "|" + std::to_string(k.length);
@@ -215,6 +234,7 @@ const Kind route_kind = {
     .plural = "routes",
     .config_size = [](const v1::Config& c) { return c.routes_size(); },
     .take = [](v1::Config& c, int i, v1::Object& o) { *o.mutable_route() = std::move(*c.mutable_routes(i)); },
+    .order_config = order_routes,
     .clear_output = nullptr,
     .check_key = [](const v1::Object& o, const std::string& path) -> std::optional<Error> {
       if (!route_key(o.route()))

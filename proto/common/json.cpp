@@ -156,6 +156,8 @@ std::optional<std::string> strict(const std::string& text) {
 }  // namespace
 
 std::optional<std::string> parse_json(const std::string& text, google::protobuf::Message& out) {
+  if (parse_json_fast(text, out)) return std::nullopt;
+  out.Clear();
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = false;  // a misspelt field is an error, not a silent default
   auto status = google::protobuf::util::JsonStringToMessage(text, &out, options);
@@ -171,5 +173,182 @@ std::optional<std::string> parse_json(const std::string& text, google::protobuf:
   if (!what.empty() && what.back() == '.') what.pop_back();
   return what + where + (cut == std::string::npos ? "" : reason.substr(cut));
 }
+
+}  // namespace medix::common
+
+namespace medix::common {
+namespace {
+
+using google::protobuf::FieldDescriptor;
+using google::protobuf::Message;
+using google::protobuf::Reflection;
+
+// A recursive-descent reader of the subset parse_json_fast takes; every method returns false
+// on anything outside it.
+class FastJson {
+ public:
+  explicit FastJson(std::string_view text) : p_(text.data()), end_(text.data() + text.size()) {}
+
+  bool document(Message& out) {
+    skip();
+    if (!object(out, 0)) return false;
+    skip();
+    return p_ == end_;
+  }
+
+ private:
+  static constexpr int max_depth = 32;
+
+  void skip() {
+    while (p_ < end_ && (*p_ == ' ' || *p_ == '\n' || *p_ == '\t' || *p_ == '\r')) p_++;
+  }
+  bool eat(char c) {
+    skip();
+    if (p_ == end_ || *p_ != c) return false;
+    p_++;
+    return true;
+  }
+  bool peek(char c) {
+    skip();
+    return p_ < end_ && *p_ == c;
+  }
+
+  // A string of printable ASCII without escapes.
+  bool string(std::string_view& out) {
+    if (!eat('"')) return false;
+    const char* start = p_;
+    while (p_ < end_ && *p_ != '"') {
+      unsigned char c = static_cast<unsigned char>(*p_);
+      if (c < 0x20 || c >= 0x7f || c == '\\') return false;
+      p_++;
+    }
+    if (p_ == end_) return false;
+    out = std::string_view(start, size_t(p_ - start));
+    p_++;
+    return true;
+  }
+
+  // An integer in [min, max] written as JSON writes one (no sign but '-', no leading zero).
+  bool integer(int64_t min, uint64_t max, bool& negative, uint64_t& magnitude) {
+    skip();
+    negative = p_ < end_ && *p_ == '-';
+    if (negative) p_++;
+    const char* start = p_;
+    magnitude = 0;
+    while (p_ < end_ && *p_ >= '0' && *p_ <= '9') {
+      if (magnitude > (UINT64_MAX - 9) / 10) return false;
+      magnitude = magnitude * 10 + uint64_t(*p_ - '0');
+      p_++;
+    }
+    size_t digits = size_t(p_ - start);
+    if (digits == 0 || (digits > 1 && *start == '0')) return false;
+    if (p_ < end_ && (*p_ == '.' || *p_ == 'e' || *p_ == 'E')) return false;
+    if (negative) return magnitude != 0 && min < 0 && magnitude <= uint64_t(-(min + 1)) + 1;
+    return magnitude <= max;
+  }
+
+  bool literal(std::string_view word) {
+    skip();
+    if (size_t(end_ - p_) < word.size() || std::string_view(p_, word.size()) != word) return false;
+    p_ += word.size();
+    return true;
+  }
+
+  bool object(Message& m, int depth) {
+    if (depth > max_depth || !eat('{')) return false;
+    const auto* descriptor = m.GetDescriptor();
+    if (descriptor->file()->package() == "google.protobuf") return false;  // well-known types: their own JSON
+    const Reflection* r = m.GetReflection();
+    std::vector<const FieldDescriptor*> seen;
+    if (eat('}')) return true;
+    do {
+      std::string_view key;
+      if (!string(key) || !eat(':')) return false;
+      const FieldDescriptor* f = descriptor->FindFieldByName(std::string(key));
+      if (!f || f->is_map()) return false;
+      for (const auto* s : seen)
+        if (s == f || (f->containing_oneof() && s->containing_oneof() == f->containing_oneof())) return false;
+      seen.push_back(f);
+      if (f->is_repeated()) {
+        if (!eat('[')) return false;
+        if (eat(']')) continue;
+        do {
+          if (!value(m, r, f, depth)) return false;
+        } while (eat(','));
+        if (!eat(']')) return false;
+      } else if (!value(m, r, f, depth)) {
+        return false;
+      }
+    } while (eat(','));
+    return eat('}');
+  }
+
+  // One value of field f (an element, if it is repeated).
+  bool value(Message& m, const Reflection* r, const FieldDescriptor* f, int depth) {
+    bool repeated = f->is_repeated(), negative = false;
+    uint64_t n = 0;
+    switch (f->cpp_type()) {
+      case FieldDescriptor::CPPTYPE_STRING: {
+        std::string_view s;
+        if (f->type() == FieldDescriptor::TYPE_BYTES || !string(s)) return false;
+        repeated ? r->AddString(&m, f, std::string(s)) : r->SetString(&m, f, std::string(s));
+        return true;
+      }
+      case FieldDescriptor::CPPTYPE_INT32:
+        if (!integer(INT32_MIN, INT32_MAX, negative, n)) return false;
+        {
+          auto v = negative ? int32_t(-int64_t(n)) : int32_t(n);
+          repeated ? r->AddInt32(&m, f, v) : r->SetInt32(&m, f, v);
+        }
+        return true;
+      case FieldDescriptor::CPPTYPE_UINT32:
+        if (!integer(0, UINT32_MAX, negative, n)) return false;
+        repeated ? r->AddUInt32(&m, f, uint32_t(n)) : r->SetUInt32(&m, f, uint32_t(n));
+        return true;
+      case FieldDescriptor::CPPTYPE_INT64:
+        // protobuf reads a JSON number through a double: exact only up to 2^53.
+        if (!integer(-(int64_t(1) << 53), uint64_t(1) << 53, negative, n)) return false;
+        {
+          auto v = negative ? -int64_t(n) : int64_t(n);
+          repeated ? r->AddInt64(&m, f, v) : r->SetInt64(&m, f, v);
+        }
+        return true;
+      case FieldDescriptor::CPPTYPE_UINT64:
+        if (!integer(0, uint64_t(1) << 53, negative, n)) return false;
+        repeated ? r->AddUInt64(&m, f, n) : r->SetUInt64(&m, f, n);
+        return true;
+      case FieldDescriptor::CPPTYPE_BOOL: {
+        bool v;
+        if (literal("true"))
+          v = true;
+        else if (literal("false"))
+          v = false;
+        else
+          return false;
+        repeated ? r->AddBool(&m, f, v) : r->SetBool(&m, f, v);
+        return true;
+      }
+      case FieldDescriptor::CPPTYPE_ENUM: {
+        std::string_view s;
+        if (!string(s)) return false;
+        const auto* v = f->enum_type()->FindValueByName(std::string(s));
+        if (!v) return false;
+        repeated ? r->AddEnum(&m, f, v) : r->SetEnum(&m, f, v);
+        return true;
+      }
+      case FieldDescriptor::CPPTYPE_MESSAGE:
+        if (!peek('{')) return false;
+        return object(repeated ? *r->AddMessage(&m, f) : *r->MutableMessage(&m, f), depth + 1);
+      default: return false;  // float, double: protobuf's own rules for them
+    }
+  }
+
+  const char* p_;
+  const char* end_;
+};
+
+}  // namespace
+
+bool parse_json_fast(std::string_view text, google::protobuf::Message& out) { return FastJson(text).document(out); }
 
 }  // namespace medix::common

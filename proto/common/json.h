@@ -13,6 +13,13 @@ namespace medix::common {
 // quotes none of the text.
 std::optional<std::string> parse_json(const std::string& text, google::protobuf::Message& out);
 
+// The common case of parse_json, fast (a million routes are 100 MB of JSON, which protobuf's
+// parser reads at ~25 MB/s): JSON of plain ASCII strings, integers, booleans, enum names,
+// messages and lists, each field once, by its proto name. True if it parsed all of `text`
+// into `out`, which protobuf's parser would then have done identically; false for anything
+// else (`out` is then partly set), which is left to protobuf's parser and its errors.
+bool parse_json_fast(std::string_view text, google::protobuf::Message& out);
+
 // protobuf's JSON parse error without what it quotes: the value of a field that does not parse
 // (a bytes field is said not to be base64) and the lines of text around a syntax error.
 std::string json_error(std::string_view protobuf_message);

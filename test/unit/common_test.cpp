@@ -4,6 +4,15 @@
 #include "common/json.h"
 #include "common/keys.h"
 
+#include <google/protobuf/util/json_util.h>
+
+#include <arpa/inet.h>
+
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
 using namespace medix::common;
 namespace v1 = medix::dataplane::v1;
 
@@ -18,6 +27,31 @@ TEST_CASE("addresses, prefixes and MACs parse strictly") {
   CHECK(parse_mac("02:00:00:00:00:0a") == 0x02000000000aull);
   CHECK(!parse_mac("02:00:00:00:00"));
   CHECK(!parse_mac("02-00-00-00-00-0a"));
+}
+
+TEST_CASE("IPv4 addresses parse exactly as inet_pton reads them") {
+  auto pton = [](const std::string& s) -> std::optional<uint32_t> {
+    in_addr a{};
+    if (inet_pton(AF_INET, s.c_str(), &a) != 1) return std::nullopt;
+    return ntohl(a.s_addr);
+  };
+  std::mt19937 rng(13);
+  const std::string alphabet = "0123456789.0125.x /";
+  std::vector<std::string> texts = {"0.0.0.0",   "255.255.255.255", "1.2.3.04", "1.2.3.4.",  ".1.2.3.4",   "1..2.3",
+                                    "256.1.1.1", "1.2.3",           "1.2.3.4 ", "001.2.3.4", "1.2.3.2555", "10.0.0.1x"};
+  for (int i = 0; i < 200000; i++) {
+    std::string s;
+    for (size_t n = rng() % 17; n > 0; n--) s += alphabet[rng() % alphabet.size()];
+    texts.push_back(s);
+    // Mostly well formed: four parts of up to four digits.
+    std::string d;
+    for (int part = 0; part < 4; part++) d += (part ? "." : "") + std::to_string(rng() % (rng() % 2 ? 300 : 10000));
+    texts.push_back(rng() % 8 ? d : "0" + d);
+  }
+  for (const auto& s : texts) {
+    INFO(s);
+    REQUIRE(parse_ipv4(s) == pton(s));
+  }
 }
 
 TEST_CASE("addresses and networks format back to one text") {
@@ -106,4 +140,58 @@ TEST_CASE(
         "sas[0].spi: is not a valid UINT32 (the value is not shown)");
   CHECK(json_error("Unexpected token.\nkey\": SECRET,\n        ^") ==
         "Unexpected token. (the text around it is not shown)");
+}
+
+// What protobuf's parser makes of the text (and parse_json's strict checks), or nullopt.
+std::optional<std::string> protobuf_parse(const std::string& text) {
+  v1::Config c;
+  google::protobuf::util::JsonParseOptions options;
+  if (!google::protobuf::util::JsonStringToMessage(text, &c, options).ok()) return std::nullopt;
+  return c.SerializeAsString();
+}
+
+TEST_CASE("the fast JSON path parses as protobuf's parser does, or leaves the text to it") {
+  // Taken: what configs are made of, each as protobuf's parser reads it.
+  for (
+      std::string text : {
+          R"({})",
+          R"({"schema_version": 1, "tenants": [{"name": "t1", "core": true, "max_routes": 100, "fib": "FIB_COMPACT"}]})",
+          R"( {"routes": [{"tenant": "t", "prefix": "10.0.0.0/8", "via": {"interface": "i", "address": "1.2.3.4"}},
+                          {"tenant": "t", "prefix": "0.0.0.0/0", "blackhole": {}}], "ports": []} )",
+          R"({"interfaces": [{"name": "a", "vlan": 0, "inner_vlan": 4094, "addresses": ["10.0.0.1/24", "10.0.1.1/24"]}]})",
+          R"({"settings": {"fib_memory_mb": 4294967295}})",
+      }) {
+    v1::Config fast;
+    INFO(text);
+    REQUIRE(parse_json_fast(text, fast));
+    CHECK(protobuf_parse(text) == fast.SerializeAsString());
+  }
+  // Left to protobuf's parser: escapes, non-ASCII, bytes, numbers as strings or out of range,
+  // negative unsigned, fractions, null, camelCase names, a key twice, a trailing comma,
+  // unknown fields and enum values, two of a oneof, anything after the object.
+  for (std::string text : {
+           R"({"tenants": [{"name": "a\"b"}]})",
+           "{\"tenants\": [{\"description\": \"\xe7\x97\x85\xe9\x99\xa2\"}]}",
+           R"({"sas": [{"spi": 1000, "cipher_key": "aGVsbG8="}]})",
+           R"({"schema_version": "1"})",
+           R"({"schema_version": 4294967296})",
+           R"({"interfaces": [{"vlan": -1}]})",
+           R"({"schema_version": 1.0})",
+           R"({"schema_version": 1e0})",
+           R"({"schema_version": 01})",
+           R"({"schema_version": null})",
+           R"({"schemaVersion": 1})",
+           R"({"tenants": [{"name": "a", "name": "b"}]})",
+           R"({"tenants": [{"name": "a"},]})",
+           R"({"tenants": [{"nmae": "a"}]})",
+           R"({"tenants": [{"fib": "FIB_SMALL"}]})",
+           R"({"routes": [{"local": {}, "blackhole": {}}]})",
+           R"({} {})",
+           R"([])",
+           "",
+       }) {
+    v1::Config fast;
+    INFO(text);
+    CHECK(!parse_json_fast(text, fast));
+  }
 }
