@@ -21,6 +21,7 @@
 
 #include "api/metrics.h"
 #include "api/server.h"
+#include "common/log.h"
 #include "common/version.h"
 #include "config/load.h"
 #include "config/settings.h"
@@ -59,7 +60,9 @@ const char usage[] =
     "  --api-max-streams N     watch streams open at once (default 64)\n"
     "  --api-max-streams-per-client N  of those, one identity's (default 16)\n"
     "  --api-stall-timeout MS  end a stream whose client took nothing for MS (default 10000)\n"
-    "  --metrics-listen HOST:PORT  serve Prometheus metrics (GET /metrics, plain HTTP, read only)\n";
+    "  --metrics-listen HOST:PORT  serve Prometheus metrics (GET /metrics, plain HTTP, read only)\n"
+    "  --log-level LEVEL       error, warning, notice, info (default: transactions, SA events,\n"
+    "                          ARP failures) or debug; under systemd, lines carry journald priorities\n";
 
 // `option`'s value: a whole number in 1..max, or false (said on stderr).
 bool number(const std::string& option, const char* text, unsigned max, unsigned& out) {
@@ -142,6 +145,13 @@ bool parse_options(int argc, char** argv, Options& o) {
       if (!number(a, argv[++i], 100000, o.api.streams.max_per_client)) return false;
     } else if (a == "--api-stall-timeout" && i + 1 < argc) {
       if (!number(a, argv[++i], 3600000, o.api.streams.stall_ms)) return false;
+    } else if (a == "--log-level" && i + 1 < argc) {
+      auto level = medix::common::parse_log_level(argv[++i]);
+      if (!level) {
+        fprintf(stderr, "medix-dp: --log-level %s: one of error, warning, notice, info, debug\n", argv[i]);
+        return false;
+      }
+      medix::common::set_log_level(*level);
     } else if (a == "-h" || a == "--help")
       return false;
     else {
@@ -174,12 +184,11 @@ std::optional<std::string> apply_config(Dataplane& dp, std::vector<medix::dp::Op
   auto r = dp.controller.apply(operations);
   if (r.code != medix::dp::Code::ok) return file + ": " + r.message;
   auto s = [](uint64_t ns) { return double(ns) / 1e9; };
-  printf(
-      "medix-dp: %s: %zu objects, version %lu, in %.2f s: read %.2f s, checked %.2f s, built %.2f s, "
-      "grace %.3f s, reclaimed %.2f s\n",
-      file.c_str(), objects, (unsigned long)r.version, read_s + s(r.nanoseconds), read_s, s(r.check_ns),
-      s(r.commit.build_ns), s(r.commit.grace_ns), s(r.commit.reclaim_ns));
-  fflush(stdout);
+  medix::common::log(medix::common::LogLevel::info,
+                     "medix-dp: %s: %zu objects, version %lu, in %.2f s: read %.2f s, checked %.2f s, built %.2f s, "
+                     "grace %.3f s, reclaimed %.2f s",
+                     file.c_str(), objects, (unsigned long)r.version, read_s + s(r.nanoseconds), read_s, s(r.check_ns),
+                     s(r.commit.build_ns), s(r.commit.grace_ns), s(r.commit.reclaim_ns));
   return std::nullopt;
 }
 
@@ -277,15 +286,15 @@ int main(int argc, char** argv) {
     } else {
       register_telemetry(dp);
       size_t ports = dp.controller.read([](auto&, auto& c, uint64_t) { return c.current()->ports.size(); });
-      printf("medix-dp: ready (%zu ports, %zu workers)\n", ports, workers.size());
-      fflush(stdout);
+      medix::common::log(medix::common::LogLevel::notice, "medix-dp: ready (%zu ports, %zu workers)", ports,
+                         workers.size());
       auto next_stats = std::chrono::steady_clock::now() + std::chrono::seconds(options.stats_interval);
       while (!stop_requested.load()) {
         dp.run_control();
         if (hangup.exchange(false)) {
           // Daemons reload on SIGHUP; medix-dp's state changes only by transactions.
-          printf("medix-dp: SIGHUP: nothing to reload (change the running state through the API)\n");
-          fflush(stdout);
+          medix::common::log(medix::common::LogLevel::notice,
+                             "medix-dp: SIGHUP: nothing to reload (change the running state through the API)");
         }
         if (options.stats_interval && std::chrono::steady_clock::now() >= next_stats) {
           print_counters(dp, stdout);

@@ -189,18 +189,9 @@ grpc::Status Access::check(const Identity& who, const char* method) const {
   std::string why = std::string(method) + ": " + who.name + " (role " + role_name(who.role) + ") may not call it" +
                     (least ? std::string("; it needs ") + role_name(*least) : std::string("; nobody may"));
   // One line a refusal, at most 20 a second, so that a refused client cannot flood the log.
-  {
-    std::lock_guard lock(mutex_);
-    auto now = std::chrono::steady_clock::now();
-    if (now - log_second_ >= std::chrono::seconds(1)) {
-      if (unlogged_) fprintf(stderr, "medix-dp: API: %u more refusals were not logged\n", unlogged_);
-      log_second_ = now, logged_ = 0, unlogged_ = 0;
-    }
-    if (logged_++ < 20)
-      fprintf(stderr, "medix-dp: API: refused %s\n", why.c_str());
-    else
-      unlogged_++;
-  }
+  if (unsigned held = 0; refusals_.allow(held))
+    medix::common::log(medix::common::LogLevel::warning, "medix-dp: API: refused %s%s", why.c_str(),
+                       medix::common::held_note(held).c_str());
   return {grpc::StatusCode::PERMISSION_DENIED, why};
 }
 

@@ -2,7 +2,7 @@
 // Who may call what on the Dataplane API: every caller is an identity (a client certificate's
 // names over TCP, the peer's uid on the unix socket), every identity has a role, and every RPC
 // needs a role (the table in access.cpp). A refusal is PERMISSION_DENIED naming the identity,
-// its role and the RPC, and one line on stderr. docs/running.md, "Who may do what".
+// its role and the RPC, and one line in the log. docs/running.md, "Who may do what".
 #include <grpcpp/grpcpp.h>
 #include <sys/types.h>
 
@@ -12,6 +12,8 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+
+#include "common/log.h"
 
 namespace medix::dp {
 
@@ -57,8 +59,7 @@ class Access {
     std::string name;  // "uid 0 (root)"
   };
   std::unordered_map<int, Peer> connections_;  // fd -> the unix socket's peer
-  mutable std::chrono::steady_clock::time_point log_second_{};
-  mutable unsigned logged_ = 0, unlogged_ = 0;
+  mutable medix::common::LogLimit refusals_{20};
 };
 
 }  // namespace medix::dp

@@ -18,6 +18,7 @@
 #include "api/access.h"
 #include "api/listener.h"
 #include "common/address.h"
+#include "common/log.h"
 #include "common/version.h"
 #include "control/kinds.h"
 #include "ip/show.h"
@@ -29,6 +30,9 @@ namespace medix::dp {
 
 namespace v1 = medix::dataplane::v1;
 using medix::common::format_ipv4;
+using medix::common::held_note;
+using medix::common::log;
+using medix::common::LogLevel;
 using medix::common::parse_ipv4;
 using KindCase = v1::Object::KindCase;
 
@@ -138,7 +142,15 @@ class Service final : public ServiceBase {
     std::vector<Operation> ops;
     if (auto e = operations_from(*request, ops)) return {status_code(e->code), e->message};
     auto result = dp_.controller.apply(ops, request->expected_version());
-    if (result.code != Code::ok) return {status_code(result.code), result.message};
+    std::string who = access_.identify(*context).name;
+    if (result.code != Code::ok) {
+      if (unsigned held = 0; refusals_.allow(held))
+        log(LogLevel::notice, "medix-dp: API: transaction of %s refused (%s): %s%s", who.c_str(),
+            operations_summary(ops).c_str(), result.message.c_str(), held_note(held).c_str());
+      return {status_code(result.code), result.message};
+    }
+    log(LogLevel::info, "medix-dp: API: version %lu by %s: %s; %u changed in %.1f ms", (unsigned long)result.version,
+        who.c_str(), operations_summary(ops).c_str(), result.changed, double(result.nanoseconds) / 1e6);
     response->set_version(result.version);
     response->set_changed(result.changed);
     response->set_apply_ns(result.nanoseconds);
@@ -273,6 +285,8 @@ class Service final : public ServiceBase {
     if (request->tenant().empty()) return {grpc::StatusCode::INVALID_ARGUMENT, "tenant: is required"};
     if (!dp_.controller.clear_sessions(request->tenant()))
       return {grpc::StatusCode::NOT_FOUND, "tenant: no tenant named \"" + request->tenant() + "\""};
+    log(LogLevel::notice, "medix-dp: API: %s cleared tenant \"%s\"'s sessions", access_.identify(*context).name.c_str(),
+        request->tenant().c_str());
     return grpc::Status::OK;
   }
 
@@ -317,6 +331,7 @@ class Service final : public ServiceBase {
                              v1::ClearCountersResponse* response) override {
     if (auto s = allowed(context, "ClearCounters"); !s.ok()) return s;
     response->set_since_ns(dp_.clear_counters());
+    log(LogLevel::notice, "medix-dp: API: %s cleared the counters", access_.identify(*context).name.c_str());
     return grpc::Status::OK;
   }
 
@@ -421,6 +436,7 @@ class Service final : public ServiceBase {
  private:
   Dataplane& dp_;
   const Access& access_;
+  medix::common::LogLimit refusals_{20};  // refused transactions logged a second
   Watches* watches_ = nullptr;
 };
 

@@ -2,6 +2,7 @@
 
 #include <rte_cycles.h>
 
+#include "common/log.h"
 #include "control/kinds.h"
 
 namespace medix::dp {
@@ -87,6 +88,14 @@ void Controller::sa_events(const SaEventMessage* events, unsigned n, uint64_t ts
       named.push_back({SaEventKind(e.kind), e.spi, tunnel, e.inbound, e.packets, e.bytes, now_ns - age_ns});
     }
   }
+  static const char* what[] = {"", "soft lifetime reached (rekey)", "hard lifetime reached (expired)",
+                               "sequence number about to overflow"};
+  for (const auto& e : named)
+    medix::common::log(
+        e.kind == SaEventKind::soft_expired ? medix::common::LogLevel::info : medix::common::LogLevel::notice,
+        "medix-dp: SA: tunnel \"%s\" %s SA 0x%08x: %s after %lu packets, %lu bytes", e.tunnel.c_str(),
+        e.inbound ? "inbound" : "outbound", e.spi, what[int(e.kind) < 4 ? int(e.kind) : 0], (unsigned long)e.packets,
+        (unsigned long)e.bytes);
   sa_events_.record(std::move(named));
 }
 

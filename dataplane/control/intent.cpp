@@ -1,5 +1,8 @@
 #include "control/intent.h"
 
+#include <array>
+#include <map>
+
 #include "control/check.h"
 #include "control/kinds.h"
 
@@ -39,6 +42,24 @@ std::vector<Operation> operations_from(v1::Config config) {
     if (k->order_config) k->order_config(std::span(ops).subspan(first));
   }
   return ops;
+}
+
+std::string operations_summary(const std::vector<Operation>& ops) {
+  std::map<int, std::array<size_t, 3>> counts;  // kind -> creates, deletes, updates
+  for (const auto& op : ops) {
+    auto& c = counts[op.object.kind_case()];
+    c[op.op == v1::Operation::CREATE ? 0 : op.op == v1::Operation::DELETE ? 1 : 2]++;
+  }
+  std::string out;
+  for (const Kind* k : kinds()) {
+    auto it = counts.find(k->object);
+    if (it == counts.end()) continue;
+    out += (out.empty() ? "" : ", ") + std::string(k->name);
+    const char* signs[] = {" +", " -", " ~"};
+    for (int i = 0; i < 3; i++)
+      if (it->second[i]) out += signs[i] + std::to_string(it->second[i]);
+  }
+  return out.empty() ? "nothing" : out;
 }
 
 std::optional<Error> operations_from(const v1::ApplyRequest& request, std::vector<Operation>& ops) {

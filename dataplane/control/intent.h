@@ -162,6 +162,9 @@ class Intent {
 const char* kind_name(v1::Object::KindCase kind);
 // Turns a config file's objects into CREATE operations whose paths are "interfaces[2]".
 std::vector<Operation> operations_from(v1::Config config);
+// What the operations ask, per kind in table order, for the log: "tenant +1, route +300 -2 ~1"
+// (creates, deletes, updates).
+std::string operations_summary(const std::vector<Operation>& ops);
 // An API request's operations, with paths "operations[3].interface"; an error if there are too
 // many or one lacks its op or object.
 std::optional<Error> operations_from(const v1::ApplyRequest& request, std::vector<Operation>& ops);

@@ -184,7 +184,10 @@ struct alignas(RTE_CACHE_LINE_SIZE) Worker {
   // Packets medix-dp made (ICMP about tunnel traffic, replies into tunnels) that still need a
   // route; the pipeline's next pass takes them.
   Batch* originated = nullptr;
-  rte_ring* punt = nullptr;   // IKE to the exception port; nullptr: none configured
+  rte_ring* punt = nullptr;  // IKE to the exception port; nullptr: none configured
+  // The last next hop that did not answer ARP in time, (interface slot << 32) | address: the
+  // control side names it in the log when the arp_timeout drops grow (runtime/dataplane.cpp).
+  uint64_t arp_failed = 0;
   uint64_t now = 0;           // TSC at the start of this burst
   uint64_t timeouts[5] = {};  // sessions, in TSC: SessionTimeout
 };

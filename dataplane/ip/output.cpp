@@ -147,6 +147,7 @@ void service_pending(Worker& w) {
         waiting->packets--;
         if (meta(m).iface_in < interfaces.size() && interfaces[meta(m).iface_in].uid == meta(m).in_uid)
           icmp_error(w, m, icmp_dest_unreachable, unreach_host);
+        __atomic_store_n(&w.arp_failed, uint64_t(keys[i].interface) << 32 | keys[i].address, __ATOMIC_RELAXED);
         drop(w, m, Drop::arp_timeout);
       } else {
         ask(w, *waiting, now);

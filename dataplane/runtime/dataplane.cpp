@@ -7,7 +7,10 @@
 #include <rte_ring_elem.h>
 
 #include <chrono>
+#include <utility>
 
+#include "common/address.h"
+#include "common/log.h"
 #include "ip/ip.h"
 #include "nat/nat.h"
 #include "pipeline/pipeline.h"
@@ -209,7 +212,34 @@ unsigned Dataplane::run_control() {
       controller.sa_events(events, n, tsc_hz);
       total += n;
     }
+  report_arp_failures();
   return total;
+}
+
+void Dataplane::report_arp_failures() {
+  auto now = std::chrono::steady_clock::now();
+  if (now - arp_reported_ < std::chrono::seconds(1)) return;
+  arp_reported_ = now;
+  arp_timeouts_seen_.resize(workers.size());
+  for (size_t q = 0; q < workers.size(); q++) {
+    uint64_t timeouts = load_counter(workers[q]->counters->drops[unsigned(Drop::arp_timeout)]);
+    uint64_t dropped = timeouts - std::exchange(arp_timeouts_seen_[q], timeouts);
+    if (!dropped) continue;
+    uint64_t last = __atomic_load_n(&workers[q]->arp_failed, __ATOMIC_RELAXED);
+    auto slot = uint16_t(last >> 32);
+    std::string where = controller.read([&](auto&, auto& committer, uint64_t) -> std::string {
+      const Tables& t = *committer.current();
+      if (slot >= t.interfaces.size() || t.interfaces[slot].name.empty()) return "a deleted interface";
+      const auto& i = t.interfaces[slot];
+      std::string tenant = i.tenant < t.tenants.size() ? t.tenants[i.tenant].name : "";
+      return "interface \"" + i.name + "\" (tenant \"" + tenant + "\")";
+    });
+    medix::common::log(medix::common::LogLevel::warning,
+                       "medix-dp: ARP: %s on %s did not answer in %u ms: %lu packets dropped (worker %zu, every "
+                       "next hop, since the last such line)",
+                       medix::common::format_ipv4(uint32_t(last)).c_str(), where.c_str(), settings.arp_timeout_ms,
+                       (unsigned long)dropped, q);
+  }
 }
 
 void Dataplane::stop() {

@@ -4,6 +4,7 @@
 #include <rte_rcu_qsbr.h>
 
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -57,6 +58,9 @@ struct Dataplane {
                                    const std::vector<unsigned>& worker_lcores);
   // Main lcore: hands what workers learned and SA events to the controller. Returns how many.
   unsigned run_control();
+  // Once a second at most: a log line per worker whose packets waited for ARP in vain since
+  // the last (the next hop it last gave up on, and how many packets).
+  void report_arp_failures();
   void stop();  // workers finish their burst and return; ports are stopped
 
   // Sums of every worker's counters (not yet minus the bases of reused slots).
@@ -69,6 +73,10 @@ struct Dataplane {
   LcoreStats lcore_stats(size_t queue) const;
   mutable std::mutex clear_mutex;  // taken before the controller's lock, never after
   Cleared cleared;
+
+ private:
+  std::chrono::steady_clock::time_point arp_reported_{};
+  std::vector<uint64_t> arp_timeouts_seen_;  // by worker
 };
 
 // Telemetry commands (/medix/...) and the human report printed at exit.

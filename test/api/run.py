@@ -300,6 +300,35 @@ def replay_is_noop(f, d, c):
             short(err) if err else "changed %d, version %d -> %d" % (res.changed, v0, res.version))
 
 
+@test
+def transaction_log(f, d, c):
+    """One log line per transaction: the version, who (the unix peer's uid), what per kind; a
+    refused one with its reason."""
+    def line_with(text, timeout=3):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            hit = [x for x in list(d.lines) if text in x]
+            if hit:
+                return hit[-1]
+            time.sleep(0.05)
+        return None
+    t = pb.Tenant(name="log-tenant")
+    i = pb.Interface(name="log-if", tenant="log-tenant", port="p0", vlan=3999, addresses=["10.250.0.1/24"])
+    err, res = rpc(c.apply, [create(t), create(i)])
+    line = line_with("medix-dp: API: version %d by uid 0 (root): tenant +1, interface +1; 2 changed in"
+                     % (res.version if res else 0)) if err is None else None
+    R.check(line is not None, "an applied transaction is one log line: version, the unix peer's uid, counts per kind",
+            short(err) if err else "log: %s" % [x for x in d.lines if "API:" in x][-3:])
+    err2, _ = rpc(c.apply, [delete(i), create(route_via("no-such-tenant", "10.9.0.0/16", "log-if", "10.250.0.2"))])
+    line = line_with("medix-dp: API: transaction of uid 0 (root) refused (interface -1, route +1): ")
+    R.check(err2 is not None and line is not None and "no-such-tenant" in line,
+            "a refused transaction is one log line with what it asked and why",
+            "log: %s" % [x for x in d.lines if "API:" in x][-3:])
+    err, _ = rpc(c.apply, [delete(i), delete(t)])
+    R.check(err is None and line_with("interface -1, tenant -1") is None and line_with("tenant -1, interface -1;"),
+            "a deletion's line counts per kind in the kinds' order", short(err))
+
+
 def round_trip(c, kind, first, second, key_only, name):
     """create first -> get/list; identical re-create no-op; update to second; delete by key."""
     v0 = c.version()
@@ -1517,6 +1546,52 @@ def roles_tests(d, target, override, certs):
             "log: %s" % [x for x in d.lines if "refused" in x][:2])
 
 
+def journal_and_levels(f):
+    """Under systemd (stdout is the stream JOURNAL_STREAM names) each line carries its syslog
+    priority for journald; --log-level notice leaves out the info lines (transactions)."""
+    eal = f.eal()
+    prefix = eal[eal.index("--file-prefix") + 1]
+    path = os.path.join(f.tmp, "journal-config.json")
+    with open(path, "w") as out:
+        json.dump(CONFIG, out)
+    log_path = os.path.join(f.tmp, "journal.log")
+    out = open(log_path, "w")
+    st = os.fstat(out.fileno())
+    env = dict(os.environ, JOURNAL_STREAM="%d:%d" % (st.st_dev, st.st_ino))
+    p = subprocess.Popen([f.args.binary] + eal + ["--", "--config", path, "--log-level", "notice"],
+                         stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+                         start_new_session=True)
+    out.close()
+    text = ""
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while "medix-dp: ready" not in text and time.monotonic() < deadline and p.poll() is None:
+            time.sleep(0.1)
+            text = open(log_path).read()
+        c = api.Client("unix:/var/run/dpdk/%s/api.sock" % prefix)
+        c.wait_ready(10)
+        err, _ = rpc(c.apply, [create(pb.Tenant(name="journal-tenant"))])
+        c.close()
+        time.sleep(0.3)
+        text = open(log_path).read()
+        R.check(err is None and "<5>medix-dp: ready" in text and "API: version" not in text
+                and "objects, version" not in text,
+                "under journald lines carry their priority (<5> notice); --log-level notice leaves out "
+                "the info lines (the config's and the transaction's)", text[-600:])
+    finally:
+        p.terminate()
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        shutil.rmtree("/var/run/dpdk/%s" % prefix, ignore_errors=True)
+    bad = subprocess.run([f.args.binary, "--", "--config", path, "--log-level", "loud"], capture_output=True,
+                         text=True, timeout=10)
+    R.check(bad.returncode == 2 and "--log-level loud: one of error, warning, notice, info, debug" in bad.stderr,
+            "an unknown --log-level is refused naming the levels", bad.stderr[-300:])
+
+
 UID_CLIENT = """
 import sys
 sys.path.insert(0, %r)
@@ -1651,6 +1726,9 @@ def main():
         if not args.k or any(k in "tls" for k in args.k):
             print("--- tls", flush=True)
             tls_tests(f)
+        if not args.k or any(k in "journal_and_levels" for k in args.k):
+            print("--- journal_and_levels", flush=True)
+            journal_and_levels(f)
         if not args.k or any(k in "unix_peer_roles" for k in args.k):
             print("--- unix_peer_roles", flush=True)
             unix_peer_roles(f)

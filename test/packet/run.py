@@ -10,6 +10,7 @@ CASE is a folder name under test/packet/cases (e.g. 003_qinq), its number (003) 
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -457,6 +458,12 @@ def _run_case(case_dir, name, tmp, binary, verbose, seq):
         else:
             wait_rx(tel, dp, sent_total)
         time.sleep(settle)
+        # Log lines the case expects (medix-dp writes some once a second at most).
+        missing = load_json(os.path.join(tmp, "expect_log.json"), [])
+        deadline = time.monotonic() + 3
+        while missing and time.monotonic() < deadline:
+            missing = [x for x in missing if not any(re.search(x, line) for line in list(dp.lines))]
+            time.sleep(0.05)
         drops = tel.get("/medix/drops")
         events = tel.get("/medix/events")
         tel.close()
@@ -477,7 +484,7 @@ def _run_case(case_dir, name, tmp, binary, verbose, seq):
     if verbose:
         print(dp.tail(200))
 
-    problems = []
+    problems = ["medix-dp did not log a line matching %r" % x for x in missing]
     streams = load_json(os.path.join(tmp, "expect_streams.json"), {})
     # ESP cases: outbound ESP frames are decrypted and compared in plain form (lib/medixesp.py)
     esp_spec = load_json(os.path.join(tmp, "expect_esp.json"), None)

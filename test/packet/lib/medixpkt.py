@@ -185,6 +185,7 @@ class Case:
         self.drops = Counter()
         # Every event is checked; those a case never mentions must stay 0.
         self.events = Counter({e: 0 for e in EVENTS})
+        self.logs = []
 
     # interface facts from config.json
     def iface(self, name):
@@ -264,6 +265,10 @@ class Case:
         if name in self.events:
             self.events[name] += n
 
+    def log(self, pattern):
+        """A line medix-dp must write (a Python regex), within 3 s of the last frame."""
+        self.logs.append(pattern)
+
     def unchecked_event(self, name):
         """Leaves an event counter out of the comparison (forwarding.md does not pin it)."""
         self.events.pop(name, None)
@@ -283,3 +288,5 @@ class Case:
             json.dump(dict(self.drops), f, indent=1, sort_keys=True)
         with open(os.path.join(self.outdir, "expect_events.json"), "w") as f:
             json.dump(dict(self.events), f, indent=1, sort_keys=True)
+        with open(os.path.join(self.outdir, "expect_log.json"), "w") as f:
+            json.dump(self.logs, f, indent=1)
