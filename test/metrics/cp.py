@@ -11,7 +11,7 @@
   - medix-dp restarted: medix_cp_dataplane_connected goes 0, then 1 with a replay run.
 Everything runs in a network namespace of its own (charon's IKE sockets stay out of the host's).
 
-    /usr/bin/python3 test/metrics/cp.py [--keep]
+    /usr/bin/python3 test/metrics/cp.py [--keep]     (MEDIX_DP, MEDIX_CP: other binaries)
 
 Prints PASS/FAIL lines and, last, `metrics-cp: N passed, M failed`.
 """
@@ -30,8 +30,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from run import ROOT, MEDIXCTL, check, free_port, http_get, query  # noqa: E402
 import run as base  # noqa: E402
 
-DP = os.path.join(ROOT, "build/dataplane/medix-dp")
-CP = os.path.join(ROOT, "build/controlplane/medix-cp")
+DP = os.environ.get("MEDIX_DP", os.path.join(ROOT, "build/dataplane/medix-dp"))
+CP = os.environ.get("MEDIX_CP", os.path.join(ROOT, "build/controlplane/medix-cp"))
 PSK = "metrics-psk-%d-never-shown" % os.getpid()
 
 
