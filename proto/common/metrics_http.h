@@ -53,6 +53,8 @@ class MetricsHttpServer {
   std::optional<std::string> start(const std::string& listen, std::function<std::string()> render,
                                    const std::string& daemon);
   void stop();
+  // The port listened on (where start was given port 0: the one the kernel chose); 0 if none.
+  unsigned port() const;
 
  private:
   void serve();
