@@ -26,9 +26,10 @@ class ControlService final : public c1::ControlPlane::Service {
   grpc::Status GetIntent(grpc::ServerContext*, const c1::GetIntentRequest*, c1::Intent*) override;
   grpc::Status ApplyIntent(grpc::ServerContext*, const c1::ApplyIntentRequest*, c1::ApplyIntentResponse*) override;
 
+  c1::Intent intent();  // a copy of the running one (PSKs included: for medix-cp's own use)
+
  private:
   bool known(const std::string& name);
-  c1::Intent intent();  // a copy of the running one
 
   std::mutex mu_;        // intent_
   std::mutex apply_mu_;  // ApplyIntent calls, one at a time

@@ -90,9 +90,38 @@ DataplaneClient::DataplaneClient(const std::string& target, const c1::Intent& in
 void DataplaneClient::reconnect() {
   grpc::ChannelArguments arguments;
   arguments.SetMaxReceiveMessageSize(-1);  // a counters snapshot of a large IX exceeds 4 MB
-  auto stub = v1::Dataplane::NewStub(grpc::CreateCustomChannel(target_, grpc::InsecureChannelCredentials(), arguments));
+  auto channel = grpc::CreateCustomChannel(target_, grpc::InsecureChannelCredentials(), arguments);
+  auto stub = v1::Dataplane::NewStub(channel);
   std::lock_guard lock(stub_mu_);
+  channel_ = std::move(channel);
   stub_ = std::move(stub);
+}
+
+bool DataplaneClient::connected() {
+  std::shared_ptr<grpc::Channel> channel;
+  {
+    std::lock_guard lock(stub_mu_);
+    channel = channel_;
+  }
+  return channel->GetState(false) == GRPC_CHANNEL_READY;
+}
+
+void DataplaneClient::record(Trigger trigger, std::chrono::steady_clock::time_point started, bool ok) {
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  std::lock_guard lock(stats_mu_);
+  ReconcileStats& s = stats_[trigger];
+  s.runs++;
+  if (!ok) s.failures++;
+  s.last_seconds = seconds;
+  if (ok)
+    s.last_success_unix_ns =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count();
+}
+
+DataplaneClient::ReconcileStats DataplaneClient::reconcile_stats(Trigger trigger) {
+  std::lock_guard lock(stats_mu_);
+  return stats_[trigger];
 }
 
 std::shared_ptr<v1::Dataplane::Stub> DataplaneClient::stub() {
@@ -226,6 +255,7 @@ grpc::StatusCode write_failure_code(int error) {
 }
 
 std::string DataplaneClient::save_owned(int* error) {
+  owned_count_.store(owned_.size(), std::memory_order_relaxed);
   v1::Config config;
   config.set_schema_version(1);
   for (const auto& [key, o] : owned_) {
@@ -256,6 +286,7 @@ std::string DataplaneClient::save_owned(int* error) {
 
 std::string DataplaneClient::prepare() {
   std::lock_guard lock(mu_);
+  Run run{*this, start_run};
   if (std::string error = load_owned(); !error.empty()) return error;
   std::map<std::string, v1::Object> have;
   if (std::string error = list(have); !error.empty()) return error;
@@ -286,12 +317,14 @@ std::string DataplaneClient::prepare() {
   for (const auto& w : want)
     if (w.object.has_tunnel()) tunnels_[w.object.tunnel().name()] = w.object.tunnel();
   log("medix-dp prepared: " + std::to_string(ops.size()) + " operations");
+  run.ok = true;
   return "";
 }
 
 std::string DataplaneClient::update_intent(const c1::Intent& next, const std::set<std::string>& touched,
                                            uint32_t& changed, grpc::StatusCode& code) {
   std::lock_guard lock(mu_);
+  Run run{*this, apply_run};
   code = grpc::StatusCode::UNAVAILABLE;
   std::map<std::string, v1::Object> have;
   if (std::string error = list(have); !error.empty()) return error;
@@ -304,6 +337,7 @@ std::string DataplaneClient::update_intent(const c1::Intent& next, const std::se
   int write_error = 0;
   if (std::string error = save_owned(&write_error); !error.empty()) {
     owned_ = owned_before;
+    owned_count_.store(owned_.size(), std::memory_order_relaxed);
     code = write_failure_code(write_error);
     return "medix-dp not changed: " + error;
   }
@@ -319,6 +353,7 @@ std::string DataplaneClient::update_intent(const c1::Intent& next, const std::se
   for (const auto& w : want)
     if (w.object.has_tunnel()) tunnels_[w.object.tunnel().name()] = w.object.tunnel();
   intent_ = next;
+  run.ok = true;
   return "";
 }
 
@@ -629,6 +664,7 @@ void DataplaneClient::run_timers() {
 int DataplaneClient::replay() {
   reconnect();
   std::lock_guard lock(mu_);
+  Run run{*this, replay_run};
   std::map<std::string, v1::Object> have;
   if (!list(have).empty()) return -1;
   // The static objects and tunnels (as last applied), then the SAs and routes IKE made.
@@ -637,10 +673,12 @@ int DataplaneClient::replay() {
   upserts(desired(intent_, nullptr), have, ops, fields);
   for (const auto& [key, sa] : sas_) ops.push_back(op(v1::Operation::CREATE, object_of(sa.object)));
   for (const auto& [key, r] : routes_) ops.push_back(op(v1::Operation::CREATE, object_of(r.object)));
+  run.ok = true;
   if (ops.empty()) return 0;
   v1::ApplyResponse response;
   if (std::string error = apply(ops, &response); !error.empty()) {
     log("replay refused: " + name_fields(error, fields));
+    run.ok = false;
     return -1;
   }
   return static_cast<int>(response.changed());

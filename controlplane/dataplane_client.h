@@ -20,6 +20,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <map>
@@ -77,7 +79,32 @@ class DataplaneClient {
   std::string del_policy(const cp_policy& policy);
   std::string flush();
 
+  // What Prometheus reads (metrics.cpp). A reconcile run brings medix-dp to the intent: at the
+  // start (prepare), on ApplyIntent (update_intent), after medix-dp restarted (replay).
+  enum Trigger { start_run, apply_run, replay_run, trigger_count };
+  static constexpr const char* trigger_names[trigger_count] = {"start", "apply", "replay"};
+  struct ReconcileStats {
+    uint64_t runs = 0, failures = 0;
+    double last_seconds = 0;           // the last run's duration
+    int64_t last_success_unix_ns = 0;  // 0: none yet
+  };
+  ReconcileStats reconcile_stats(Trigger trigger);
+  // Whether the channel to medix-dp is up now (gRPC's READY; the SA event stream keeps it so).
+  bool connected();
+  // Objects medix-cp created in medix-dp and keeps there (FILE.owned), as last written.
+  size_t owned_objects() const { return owned_count_.load(std::memory_order_relaxed); }
+
  private:
+  // Times one reconcile run; ok set before the successful return.
+  struct Run {
+    DataplaneClient& client;
+    Trigger trigger;
+    std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+    bool ok = false;
+    ~Run() { client.record(trigger, started, ok); }
+  };
+  void record(Trigger trigger, std::chrono::steady_clock::time_point started, bool ok);
+
   struct Sa {
     uint32_t spi = 0;
     bool inbound = false;
@@ -131,8 +158,12 @@ class DataplaneClient {
 
   std::string target_;
   std::string owned_path_;
-  std::mutex stub_mu_;  // stub_ only (taken inside mu_, never the other way)
+  std::mutex stub_mu_;  // stub_ and channel_ only (taken inside mu_, never the other way)
+  std::shared_ptr<grpc::Channel> channel_;
   std::shared_ptr<v1::Dataplane::Stub> stub_;
+  std::mutex stats_mu_;  // stats_ only (taken inside mu_, never the other way)
+  ReconcileStats stats_[trigger_count];
+  std::atomic<size_t> owned_count_{0};
   c1::Intent intent_;
 
   std::mutex mu_;  // everything below; charon calls from several threads

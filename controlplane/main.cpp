@@ -2,11 +2,12 @@
 // and pushes the resulting tunnels, SAs and routes into medix-dp over its gRPC API.
 //
 //   medix-cp --intent FILE (--dp unix:///path/api.sock | -p PREFIX) [--listen unix:///path]
-//            [--strongswan-conf FILE] [--plugins "LIST"] [--log-level N]
+//            [--strongswan-conf FILE] [--plugins "LIST"] [--log-level N] [--metrics-listen HOST:PORT]
 //
 // It serves medix.controlplane.v1.ControlPlane (medixctl peers) on --listen, by default
 // unix:///var/run/dpdk/PREFIX/cp.sock with -p PREFIX (beside medix-dp's api.sock), else
-// unix:///var/run/medix-cp.sock; mode 0600.
+// unix:///var/run/medix-cp.sock; mode 0600. With --metrics-listen, Prometheus metrics
+// (medix_cp_*) on GET /metrics over plain HTTP, as medix-dp's.
 //   medix-cp --abi-check     checks our view of libcharon's structures against the library
 //
 // IKE reaches charon through medix-dp's exception TAP (settings.exception_interface): run
@@ -27,13 +28,18 @@
 #include "control_service.h"
 #include "dataplane_client.h"
 #include "intent_file.h"
+#include "metrics.h"
 
 namespace {
 
 constexpr const char* usage_text =
     "usage: medix-cp --intent FILE (--dp TARGET | -p PREFIX) [--listen unix:///PATH]\n"
     "                [--strongswan-conf FILE] [--plugins LIST] [--log-level -1..4]\n"
-    "       medix-cp --abi-check | --version | --help\n";
+    "                [--metrics-listen HOST:PORT]\n"
+    "       medix-cp --abi-check | --version | --help\n"
+    "  --metrics-listen HOST:PORT  serve Prometheus metrics (GET /metrics, plain HTTP, read only):\n"
+    "                              medix_cp_peers, medix_cp_peer_up, medix_cp_ike_events_total,\n"
+    "                              medix_cp_reconcile_*, medix_cp_dataplane_connected, ... (docs/running.md)\n";
 
 void usage() {
   fputs(usage_text, stderr);
@@ -43,7 +49,7 @@ void usage() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string intent_path, target, listen, strongswan_conf, plugins;
+  std::string intent_path, target, listen, strongswan_conf, plugins, metrics_listen;
   int log_level = 1;
   bool abi_check = false;
   for (int i = 1; i < argc; i++) {
@@ -66,6 +72,8 @@ int main(int argc, char** argv) {
       strongswan_conf = value();
     else if (a == "--plugins")
       plugins = value();
+    else if (a == "--metrics-listen")
+      metrics_listen = value();
     else if (a == "--log-level")
       log_level = std::stoi(value());
     else if (a == "--abi-check")
@@ -178,6 +186,18 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  medix::cp::MetricsServer metrics;
+  if (!metrics_listen.empty()) {
+    if (auto e = metrics.start(service, dataplane, metrics_listen)) {
+      fprintf(stderr, "medix-cp: --metrics-listen %s\n", e->c_str());
+      server->Shutdown();
+      unlink(socket_path.c_str());
+      cp_charon_stop();
+      dataplane.stop();
+      return 1;
+    }
+  }
+
   for (const auto& p : intent.peers())
     if (p.initiate()) cp_charon_initiate(p.name().c_str());
   fprintf(stderr, "medix-cp: ready (%d peers)\n", intent.peers_size());
@@ -187,6 +207,7 @@ int main(int argc, char** argv) {
   while (sigwait(&signals, &sig) == 0 && sig == SIGHUP)
     fprintf(stderr, "medix-cp: SIGHUP: nothing to reload (the intent changes through ApplyIntent)\n");
   fprintf(stderr, "medix-cp: signal %d, stopping\n", sig);
+  metrics.stop();  // before charon: a scrape reads its IKE_SAs
   server->Shutdown();
   unlink(socket_path.c_str());
   cp_charon_stop();  // deletes the IKE_SAs, and so their SAs and routes in medix-dp

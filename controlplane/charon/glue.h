@@ -113,6 +113,19 @@ typedef void (*cp_error_cb)(void* ctx, const struct cp_error* error);
 /* The last errors (at most 64), oldest first. */
 void cp_charon_list_errors(cp_error_cb cb, void* ctx);
 
+/* What Prometheus reads (controlplane/metrics.cpp): IKE and CHILD_SA events since the start,
+ * counted by a bus listener, and each IKE_SA's peer, state and installed CHILD_SAs. */
+struct cp_ike_events {
+  uint64_t ike_up, ike_down, ike_rekey;       /* IKE_SAs established, gone after being up, rekeyed */
+  uint64_t child_up, child_down, child_rekey; /* CHILD_SAs installed, deleted, rekeyed (a new one in) */
+  uint64_t alerts;                            /* errors medixctl peers lists (charon's alerts) */
+};
+void cp_charon_events(struct cp_ike_events* out);
+typedef void (*cp_ike_state_cb)(void* ctx, const char* peer, const char* state, uint32_t children_installed);
+/* Calls `cb` for every IKE_SA ("" peer before a config is selected); as cp_charon_list_ike_sas
+ * but asks medix-dp nothing. */
+void cp_charon_list_ike_states(cp_ike_state_cb cb, void* ctx);
+
 /* Checks that the structures we share with libcharon have the layout the library was built
  * with (see config.h); cp_charon_start runs it first. 0, or -1 with the first mismatch in err. */
 int cp_charon_abi_check(char* err, size_t err_len);

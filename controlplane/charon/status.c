@@ -35,6 +35,7 @@ static struct {
   mutex_t* mutex; /* all below */
   int next_recent;
   int next_error, error_count;
+  struct cp_ike_events events; /* __atomic_* only, not under the mutex */
 } status;
 /* Apart from `status` and each other: GCC's -Wrestrict suspects copies within one object. */
 static recent_t recent[RECENT_SAS];
@@ -120,9 +121,44 @@ static void explain(recent_t* r, char* out, size_t len) {
     snprintf(out, len, "%s", r->lines[(r->count - 1) % RECENT_LINES]);
 }
 
+/* Events for Prometheus: counted on the bus's threads, read by the metrics thread. */
+static void count(uint64_t* counter) { __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED); }
+
+METHOD(listener_t, ike_updown, bool, listener_t* this, ike_sa_t* ike_sa, bool up) {
+  count(up ? &status.events.ike_up : &status.events.ike_down);
+  return TRUE;
+}
+
+METHOD(listener_t, ike_rekey, bool, listener_t* this, ike_sa_t* old, ike_sa_t* new) {
+  count(&status.events.ike_rekey);
+  return TRUE;
+}
+
+/* A rekey installs the new CHILD_SA and deletes the old one without child_updown. */
+METHOD(listener_t, child_updown, bool, listener_t* this, ike_sa_t* ike_sa, child_sa_t* child_sa, bool up) {
+  count(up ? &status.events.child_up : &status.events.child_down);
+  return TRUE;
+}
+
+METHOD(listener_t, child_rekey, bool, listener_t* this, ike_sa_t* ike_sa, child_sa_t* old, child_sa_t* new) {
+  count(&status.events.child_rekey);
+  return TRUE;
+}
+
+void cp_charon_events(struct cp_ike_events* out) {
+  out->ike_up = __atomic_load_n(&status.events.ike_up, __ATOMIC_RELAXED);
+  out->ike_down = __atomic_load_n(&status.events.ike_down, __ATOMIC_RELAXED);
+  out->ike_rekey = __atomic_load_n(&status.events.ike_rekey, __ATOMIC_RELAXED);
+  out->child_up = __atomic_load_n(&status.events.child_up, __ATOMIC_RELAXED);
+  out->child_down = __atomic_load_n(&status.events.child_down, __ATOMIC_RELAXED);
+  out->child_rekey = __atomic_load_n(&status.events.child_rekey, __ATOMIC_RELAXED);
+  out->alerts = __atomic_load_n(&status.events.alerts, __ATOMIC_RELAXED);
+}
+
 METHOD(listener_t, alert, bool, listener_t* this, ike_sa_t* ike_sa, alert_t alert, va_list args) {
   const char* what = alert_text(alert);
   if (!what || !ike_sa) return TRUE;
+  count(&status.events.alerts);
   peer_cfg_t* cfg = ike_sa->get_peer_cfg(ike_sa);
   status.mutex->lock(status.mutex);
   peer_error_t* e = &errors[status.next_error];
@@ -141,7 +177,11 @@ METHOD(listener_t, alert, bool, listener_t* this, ike_sa_t* ike_sa, alert_t aler
 
 void medix_status_start(void) {
   status.logger = (logger_t){.log = _log_, .get_level = _get_level};
-  status.listener = (listener_t){.alert = _alert};
+  status.listener = (listener_t){.alert = _alert,
+                                 .ike_updown = _ike_updown,
+                                 .ike_rekey = _ike_rekey,
+                                 .child_updown = _child_updown,
+                                 .child_rekey = _child_rekey};
   status.mutex = mutex_create(MUTEX_TYPE_DEFAULT);
   charon->bus->add_logger(charon->bus, &status.logger);
   charon->bus->add_listener(charon->bus, &status.listener);
@@ -253,6 +293,24 @@ void cp_charon_list_ike_sas(cp_ike_cb cb, void* ctx) {
     cb(ctx, &info);
     free(children);
     free(text);
+  }
+  e->destroy(e);
+}
+
+void cp_charon_list_ike_states(cp_ike_state_cb cb, void* ctx) {
+  enumerator_t* e = charon->controller->create_ike_sa_enumerator(charon->controller, TRUE);
+  ike_sa_t* ike_sa;
+  while (e->enumerate(e, &ike_sa)) {
+    char state[32];
+    peer_cfg_t* cfg = ike_sa->get_peer_cfg(ike_sa);
+    snprintf(state, sizeof(state), "%N", ike_sa_state_names, ike_sa->get_state(ike_sa));
+    uint32_t installed = 0;
+    enumerator_t* ce = ike_sa->create_child_sa_enumerator(ike_sa);
+    child_sa_t* child;
+    while (ce->enumerate(ce, &child))
+      if (child->get_state(child) == CHILD_INSTALLED) installed++;
+    ce->destroy(ce);
+    cb(ctx, cfg ? cfg->get_name(cfg) : "", state, installed);
   }
   e->destroy(e);
 }

@@ -1,12 +1,12 @@
 #pragma once
 // Prometheus metrics of medix-dp: the text exposition format 0.0.4, served over HTTP/1.1 on
-// GET /metrics (anything else: 404) by one control thread, never a worker. Every scrape reads
-// the same snapshot the API reads (runtime/snapshot.h).
-#include <atomic>
+// GET /metrics (anything else: 404) by one control thread, never a worker (the HTTP server is
+// common/metrics_http.h, medix-cp's too). Every scrape reads the same snapshot the API reads
+// (runtime/snapshot.h).
 #include <optional>
 #include <string>
-#include <thread>
 
+#include "common/metrics_http.h"
 #include "runtime/dataplane.h"
 
 namespace medix::dp {
@@ -16,17 +16,15 @@ std::string render_metrics(Dataplane& dp);
 
 class MetricsServer {
  public:
-  ~MetricsServer() { stop(); }
   // Listens on HOST:PORT (a name or an address; [::1]:PORT for IPv6) and serves in a thread.
-  std::optional<std::string> start(Dataplane& dp, const std::string& listen);
-  void stop();
+  std::optional<std::string> start(Dataplane& dp, const std::string& listen) {
+    return http_.start(
+        listen, [&dp] { return render_metrics(dp); }, "medix-dp");
+  }
+  void stop() { http_.stop(); }
 
  private:
-  void serve();
-  Dataplane* dp_ = nullptr;
-  int fd_ = -1;
-  std::atomic<bool> stopping_{false};
-  std::thread thread_;
+  common::MetricsHttpServer http_;
 };
 
 }  // namespace medix::dp

@@ -253,7 +253,8 @@ EOF
 cp_start() {
   CP_LOG=$MX_TMP/medix-cp-$label.log
   : >"$CP_LOG"
-  ip netns exec "$NS_CP" "$MX_CP" --intent "$1" -p "$MX_PREFIX" --log-level 1 >"$CP_LOG" 2>&1 &
+  ip netns exec "$NS_CP" "$MX_CP" --intent "$1" -p "$MX_PREFIX" --log-level 1 --metrics-listen 127.0.0.1:9464 \
+    >"$CP_LOG" 2>&1 &
   cp_pid=$!
   for ((i = 0; i < 100; i++)); do
     grep -q 'medix-cp: ready' "$CP_LOG" && return 0
@@ -261,6 +262,23 @@ cp_start() {
     sleep 0.1
   done
   tail -20 "$CP_LOG" | sed 's/^/  | /'
+  return 1
+}
+
+# cp_metric SERIES: its value in medix-cp's Prometheus metrics (GET /metrics in its namespace);
+# metric_is SERIES TEST VALUE: whether it passes `test VALUE TEST` within 3 s (events counted on
+# charon's threads may trail what medix-dp shows by a moment).
+cp_metric() {
+  ip netns exec "$NS_CP" curl -sf --max-time 2 http://127.0.0.1:9464/metrics | awk -v k="$1" '$1 == k { print $2 }'
+}
+metric_is() {
+  local v i
+  for ((i = 0; i < 30; i++)); do
+    v=$(cp_metric "$1")
+    [ -n "$v" ] && [ "${v%.*}" "$2" "$3" ] && return 0
+    sleep 0.1
+  done
+  echo "  | $1 = ${v:-(none)}"
   return 1
 }
 
@@ -446,6 +464,10 @@ finish() {
   done
   check "$label: after the gateway's DELETE, medix-dp has no SA on t-carrier-b ($left left)" test "$left" = 0
   check "$label: ... and no route to 10.0.1.0/24 in hosp-a" test "$(dp_route)" = 0
+  # Every IKE_SA that came up went down (0 = 0 where none came up).
+  check "$label: metrics: medix_cp_peer_up{peer=carrier-b} 0, as many ike_down events as ike_up" \
+    eval 'metric_is "medix_cp_peer_up{peer=\"carrier-b\"}" -eq 0 &&
+      metric_is "medix_cp_ike_events_total{event=\"ike_down\"}" -eq "$(cp_metric "medix_cp_ike_events_total{event=\"ike_up\"}")"'
   check "$label: medix-cp stops cleanly on SIGTERM" cp_stop
 }
 
@@ -522,6 +544,11 @@ cipher_round() {
   check "$label: medixctl peer: IKE_SA ESTABLISHED, CHILD_SA INSTALLED with medix-dp's byte counts" \
     json_true "$MX_TMP/peer-$label.json" \
     'any(i["state"] == "ESTABLISHED" and any(c["state"] == "INSTALLED" and int(c["bytes_in"]) > 0 and int(c["bytes_out"]) > 0 for c in i["child_sas"]) for i in d["peers"][0]["ike_sas"])'
+  check "$label: metrics: medix_cp_peer_up{peer=carrier-b} 1, a CHILD_SA installed, ike_up and child_up events" \
+    eval 'metric_is "medix_cp_peer_up{peer=\"carrier-b\"}" -eq 1 && metric_is "medix_cp_peers{state=\"up\"}" -eq 1 &&
+      metric_is "medix_cp_peer_child_sas{peer=\"carrier-b\"}" -eq 1 &&
+      metric_is "medix_cp_ike_events_total{event=\"ike_up\"}" -ge 1 &&
+      metric_is "medix_cp_ike_events_total{event=\"child_up\"}" -ge 1'
   finish
 }
 
@@ -637,6 +664,8 @@ if begin rekey "aes128gcm16-prfsha256-x25519" "aes128gcm16" ', "child_rekey_seco
     check "$label: CHILD_SA rekeys started by medix-cp's timers ($timers soft expiries, $ours rekeys)" \
       test "$timers" -ge 3 -a "$ours" -ge 3
     check "$label: ... and by the gateway ($theirs)" test "$theirs" -ge 2
+    check "$label: metrics: medix_cp_ike_events_total{event=child_rekey} counts the rekeys ($(cp_metric 'medix_cp_ike_events_total{event="child_rekey"}'))" \
+      metric_is 'medix_cp_ike_events_total{event="child_rekey"}' -ge 3
     ike_sas=$(grep -c 'IKE_SA carrier-b\[[0-9]*\] established' "$CP_LOG")
     check "$label: one IKE_SA all along ($ike_sas established)" test "$ike_sas" = 1
     # (Rekeyed inbound SAs stay for charon's delete_rekeyed_delay, 5 s: several at a time here.

@@ -3,13 +3,17 @@
 #include "common/address.h"
 #include "common/json.h"
 #include "common/keys.h"
+#include "common/metrics_http.h"
 
 #include <google/protobuf/util/json_util.h>
 
 #include <arpa/inet.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <optional>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -194,4 +198,55 @@ TEST_CASE("the fast JSON path parses as protobuf's parser does, or leaves the te
     INFO(text);
     CHECK(!parse_json_fast(text, fast));
   }
+}
+
+// The exposition text of one family, and the HTTP server that both daemons' endpoints use,
+// asked over a real socket.
+namespace {
+
+std::string http_get(unsigned port, const std::string& request) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(uint16_t(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string answer;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
+      send(fd, request.data(), request.size(), 0) == ssize_t(request.size())) {
+    char buffer[4096];
+    for (ssize_t n; (n = recv(fd, buffer, sizeof buffer, 0)) > 0;) answer.append(buffer, size_t(n));
+  }
+  close(fd);
+  return answer;
+}
+
+}  // namespace
+
+TEST_CASE("metrics: a family's HELP, TYPE and samples, label values escaped") {
+  std::ostringstream out;
+  MetricFamily(out, "medix_x_total", "counter", "Things.")
+      .sample({}, uint64_t(3))
+      .sample({{"peer", "a\"b\\c\nd"}, {"state", "up"}}, 0.5);
+  CHECK(out.str() ==
+        "# HELP medix_x_total Things.\n# TYPE medix_x_total counter\nmedix_x_total 3\n"
+        "medix_x_total{peer=\"a\\\"b\\\\c\\nd\",state=\"up\"} 0.5\n");
+}
+
+TEST_CASE("metrics: the HTTP server answers GET /metrics with render(), anything else 404") {
+  MetricsHttpServer server;
+  CHECK(server.start(
+            "bad", [] { return ""; }, "x") == "bad: expected HOST:PORT (e.g. 127.0.0.1:9464)");
+  MetricsHttpServer good;
+  REQUIRE(!good.start(
+      "127.0.0.1:0", [] { return std::string("medix_up 1\n"); }, "medix-test"));
+  REQUIRE(good.port() != 0);
+  std::string ok = http_get(good.port(), "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(ok.starts_with("HTTP/1.1 200 OK\r\n"));
+  CHECK(ok.find("Content-Type: text/plain; version=0.0.4") != std::string::npos);
+  CHECK(ok.ends_with("\r\n\r\nmedix_up 1\n"));
+  std::string other = http_get(good.port(), "GET / HTTP/1.1\r\n\r\n");
+  CHECK(other.starts_with("HTTP/1.1 404 Not Found\r\n"));
+  CHECK(other.ends_with("medix-test serves GET /metrics only\n"));
+  CHECK(http_get(good.port(), "POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
+  good.stop();
 }

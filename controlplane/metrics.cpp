@@ -1,0 +1,122 @@
+#include "metrics.h"
+
+#include <map>
+#include <sstream>
+
+#include "charon/glue.h"
+#include "common/version.h"
+
+namespace medix::cp {
+
+namespace {
+
+using Family = common::MetricFamily;
+
+struct PeerState {
+  bool up = false;         // an IKE_SA established (or being rekeyed: still usable)
+  uint64_t ike_sas = 0;    // in any state
+  uint64_t child_sas = 0;  // installed
+};
+
+// The IKE_SAs by state, and each peer's (strings copied: valid only during the callback).
+struct IkeStates {
+  std::map<std::string, uint64_t> by_state;
+  std::map<std::string, PeerState> peers;
+};
+
+void add_ike_state(void* ctx, const char* peer, const char* state, uint32_t children_installed) {
+  auto* states = static_cast<IkeStates*>(ctx);
+  states->by_state[state]++;
+  PeerState& p = states->peers[peer];
+  p.ike_sas++;
+  p.child_sas += children_installed;
+  std::string s = state;
+  if (s == "ESTABLISHED" || s == "REKEYING" || s == "REKEYED") p.up = true;
+}
+
+}  // namespace
+
+std::string render_metrics(ControlService& service, DataplaneClient& dataplane) {
+  const c1::Intent intent = service.intent();
+  IkeStates states;
+  cp_charon_list_ike_states(add_ike_state, &states);
+  cp_ike_events events;
+  cp_charon_events(&events);
+
+  std::ostringstream out;
+  out.precision(17);
+  Family(out, "medix_cp_build_info", "gauge", "Always 1; medix-cp's version and the strongSwan it links as labels.")
+      .sample({{"version", common::version()}, {"strongswan", MEDIX_STRONGSWAN_VERSION}}, 1);
+  Family(out, "medix_cp_start_time_seconds", "gauge", "Unix time medix-cp started.")
+      .sample({}, double(common::started_unix_ns()) / 1e9);
+
+  // Peers: those of the intent, each up or not; IKE_SAs of no configured peer (a half-open one
+  // before its config is chosen) count only in medix_cp_ike_sas.
+  uint64_t up = 0;
+  for (const auto& p : intent.peers()) up += states.peers[p.name()].up;
+  Family(out, "medix_cp_peers", "gauge", "Peers of the intent: configured, and up (an IKE_SA established).")
+      .sample({{"state", "configured"}}, intent.peers_size())
+      .sample({{"state", "up"}}, up);
+  {
+    Family peer_up(out, "medix_cp_peer_up", "gauge", "1 if the peer has an established IKE_SA, else 0.");
+    for (const auto& p : intent.peers()) peer_up.sample({{"peer", p.name()}}, uint64_t(states.peers[p.name()].up));
+    Family peer_ike(out, "medix_cp_peer_ike_sas", "gauge", "The peer's IKE_SAs, in any state.");
+    for (const auto& p : intent.peers()) peer_ike.sample({{"peer", p.name()}}, states.peers[p.name()].ike_sas);
+    Family peer_child(out, "medix_cp_peer_child_sas", "gauge", "The peer's installed CHILD_SAs.");
+    for (const auto& p : intent.peers()) peer_child.sample({{"peer", p.name()}}, states.peers[p.name()].child_sas);
+  }
+  {
+    Family ike(out, "medix_cp_ike_sas", "gauge", "IKE_SAs by charon's state (ESTABLISHED, CONNECTING, ...).");
+    for (const auto& [state, n] : states.by_state) ike.sample({{"state", state}}, n);
+  }
+  Family(out, "medix_cp_ike_events_total", "counter",
+         "IKE and CHILD_SA events since the start (charon's bus): ike_up, ike_down, ike_rekey, child_up "
+         "(installed), child_down (deleted), child_rekey (a new CHILD_SA replaced one), alert (an error).")
+      .sample({{"event", "ike_up"}}, events.ike_up)
+      .sample({{"event", "ike_down"}}, events.ike_down)
+      .sample({{"event", "ike_rekey"}}, events.ike_rekey)
+      .sample({{"event", "child_up"}}, events.child_up)
+      .sample({{"event", "child_down"}}, events.child_down)
+      .sample({{"event", "child_rekey"}}, events.child_rekey)
+      .sample({{"event", "alert"}}, events.alerts);
+
+  DataplaneClient::ReconcileStats stats[DataplaneClient::trigger_count];
+  for (int t = 0; t < DataplaneClient::trigger_count; t++)
+    stats[t] = dataplane.reconcile_stats(DataplaneClient::Trigger(t));
+  const char* const* names = DataplaneClient::trigger_names;
+  {
+    Family runs(out, "medix_cp_reconcile_runs_total", "counter",
+                "Runs bringing medix-dp to the intent, by trigger (start, apply: ApplyIntent, replay: medix-dp "
+                "restarted).");
+    for (int t = 0; t < DataplaneClient::trigger_count; t++) runs.sample({{"trigger", names[t]}}, stats[t].runs);
+    Family failures(out, "medix_cp_reconcile_failures_total", "counter",
+                    "Reconcile runs that failed (medix-dp refused or did not answer), by trigger.");
+    for (int t = 0; t < DataplaneClient::trigger_count; t++)
+      failures.sample({{"trigger", names[t]}}, stats[t].failures);
+    Family seconds(out, "medix_cp_reconcile_seconds", "gauge", "The duration of the last reconcile run, by trigger.");
+    for (int t = 0; t < DataplaneClient::trigger_count; t++)
+      seconds.sample({{"trigger", names[t]}}, stats[t].last_seconds);
+    Family success(out, "medix_cp_reconcile_last_success_timestamp_seconds", "gauge",
+                   "Unix time of the last successful reconcile run, by trigger (0: none yet).");
+    for (int t = 0; t < DataplaneClient::trigger_count; t++)
+      success.sample({{"trigger", names[t]}}, double(stats[t].last_success_unix_ns) / 1e9);
+  }
+  Family(out, "medix_cp_dataplane_connected", "gauge", "1 if medix-cp's channel to medix-dp is up (gRPC READY).")
+      .sample({}, uint64_t(dataplane.connected()));
+  Family(out, "medix_cp_dataplane_owned_objects", "gauge",
+         "Objects medix-cp created and keeps in medix-dp for the intent (tunnels included; FILE.owned).")
+      .sample({}, uint64_t(dataplane.owned_objects()));
+  Family(out, "medix_cp_intent_objects", "gauge", "Objects of the running intent, by kind.")
+      .sample({{"kind", "peer"}}, intent.peers_size())
+      .sample({{"kind", "port"}}, intent.ports_size())
+      .sample({{"kind", "tenant"}}, intent.tenants_size())
+      .sample({{"kind", "interface"}}, intent.interfaces_size())
+      .sample({{"kind", "route"}}, intent.routes_size())
+      .sample({{"kind", "neighbour"}}, intent.neighbours_size())
+      .sample({{"kind", "static_mapping"}}, intent.static_mappings_size())
+      .sample({{"kind", "napt_pool"}}, intent.napt_pools_size())
+      .sample({{"kind", "policy_rule"}}, intent.policy_rules_size());
+  return out.str();
+}
+
+}  // namespace medix::cp
