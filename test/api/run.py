@@ -13,7 +13,10 @@ unimplemented kinds; counters, runtime and the counters stream; watch streams no
 TCP with mutual TLS (client certificates from the configured CA only); roles (--api-roles: each
 RPC for each role over TCP, by CN, DNS and URI names, an unnamed certificate refused, uid 0
 mapped to monitor on the unix socket, other uids (setpriv) by their mapping or refused,
-refusals logged); a clean exit on SIGTERM.
+refusals logged); gRPC's standard services (a real reflection client lists and describes the
+services, grpc.health.v1 answers SERVING, on the unix socket and over TLS for a certificate
+without a role, and a health Watch sees NOT_SERVING on SIGTERM); medixctl's reason for a failed
+TLS connection; a clean exit on SIGTERM.
 
 medix-dp runs on virtual ports only (net_null), `-l 0,1 --no-huge -m 1024`. Prints PASS/FAIL
 lines and, last, `api: N passed, M failed`; exit status 1 on any failure. Every process it
