@@ -1453,9 +1453,22 @@ def medixctl_tls_reasons(f, target, p):
          "not signed by --tls-ca " + p("ca2.crt")),
         ("no TLS at all", [], "serves TLS: give --tls-ca"),
         ("a port nothing listens on", ["--tls-ca", p("ca1.crt")], "Connection refused"),
+        # The same listener by an address its certificate (localhost, 127.0.0.1) does not hold.
+        ("an address the server's certificate does not hold", ["--tls-ca", p("ca1.crt"), "--tls-cert",
+                                                              p("client1.crt"), "--tls-key", p("client1.key")],
+         "is not for ::ffff:127.0.0.1 (name mismatch"),
     ]
+    try:
+        socket.socket(socket.AF_INET6).close()
+    except OSError:
+        R.info("(no IPv6 here: the name mismatch case is left out)")
+        cases = [x for x in cases if "does not hold" not in x[0]]
     for name, tls, want in cases:
-        where = "127.0.0.1:%d" % free_port() if "nothing listens" in name else target
+        where = target
+        if "nothing listens" in name:
+            where = "127.0.0.1:%d" % free_port()
+        elif "does not hold" in name:
+            where = "[::ffff:127.0.0.1]:%s" % target.rsplit(":", 1)[1]
         r = subprocess.run([ctl, "--dp", where] + tls + ["runtime"], capture_output=True, text=True, timeout=60)
         out = r.stdout + r.stderr
         leaked = [k for k in keys if k in out]
