@@ -12,7 +12,9 @@
 //
 // IKE reaches charon through medix-dp's exception TAP (settings.exception_interface): run
 // medix-cp where that TAP is, with the peers' local addresses on it.
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -173,6 +175,9 @@ int main(int argc, char** argv) {
   const std::string socket_path = listen.substr(strlen("unix://"));
   unlink(socket_path.c_str());
   medix::cp::ControlService service(intent, intent_path, dataplane);
+  // Beside it grpc.health.v1.Health and server reflection (for the same peers: the socket's).
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials());
   builder.RegisterService(&service);
@@ -198,6 +203,7 @@ int main(int argc, char** argv) {
     }
   }
 
+  server->GetHealthCheckService()->SetServingStatus(medix::cp::c1::ControlPlane::service_full_name(), true);
   for (const auto& p : intent.peers())
     if (p.initiate()) cp_charon_initiate(p.name().c_str());
   fprintf(stderr, "medix-cp: ready (%d peers)\n", intent.peers_size());
@@ -208,6 +214,7 @@ int main(int argc, char** argv) {
     fprintf(stderr, "medix-cp: SIGHUP: nothing to reload (the intent changes through ApplyIntent)\n");
   fprintf(stderr, "medix-cp: signal %d, stopping\n", sig);
   metrics.stop();  // before charon: a scrape reads its IKE_SAs
+  server->GetHealthCheckService()->Shutdown();  // NOT_SERVING, told to every Watch
   server->Shutdown();
   unlink(socket_path.c_str());
   cp_charon_stop();  // deletes the IKE_SAs, and so their SAs and routes in medix-dp

@@ -6,6 +6,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "tls_probe.h"
+
 namespace medix::ctl {
 
 namespace {
@@ -25,10 +27,6 @@ std::string read_pem(const std::string& path) {
 
 void set_deadline(grpc::ClientContext& context, std::chrono::seconds after) {
   context.set_deadline(std::chrono::system_clock::now() + after);
-}
-
-void check(const grpc::Status& status) {
-  if (!status.ok()) throw ServerError(status.error_code(), status.error_message());
 }
 
 }  // namespace
@@ -56,10 +54,22 @@ std::string code_name(grpc::StatusCode code) {
   }
 }
 
-ServerError::ServerError(grpc::StatusCode code_, const std::string& message_)
-    : Failure(code_name(code_) + ": " + message_), code(code_), message(message_) {}
+ServerError::ServerError(grpc::StatusCode code_, const std::string& message_, std::string note_)
+    : Failure(code_name(code_) + ": " + message_, std::move(note_)), code(code_), message(message_) {}
 
-Client::Client(const std::string& target, const Tls& tls) {
+// gRPC tells no more of a failed TLS connection than UNAVAILABLE: a handshake of our own says
+// why (tls_probe.h), once.
+void Client::check(const grpc::Status& status) {
+  if (status.ok()) return;
+  std::string note;
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    if (!probed_) tls_reason_ = tls_failure_reason(target_, tls_), probed_ = true;
+    if (!tls_reason_.empty()) note = "TLS: " + tls_reason_;
+  }
+  throw ServerError(status.error_code(), status.error_message(), note);
+}
+
+Client::Client(const std::string& target, const Tls& tls) : target_(target), tls_(tls) {
   std::shared_ptr<grpc::ChannelCredentials> credentials;
   if (tls.enabled()) {
     grpc::SslCredentialsOptions options;

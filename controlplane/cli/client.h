@@ -13,7 +13,7 @@ namespace medix::ctl {
 namespace v1 = medix::dataplane::v1;
 
 struct ServerError : Failure {
-  ServerError(grpc::StatusCode code_, const std::string& message);
+  ServerError(grpc::StatusCode code_, const std::string& message, std::string note = {});
   grpc::StatusCode code;
   std::string message;  // the server's, without the code
 };
@@ -50,7 +50,14 @@ class Client {
   void watch_counters(uint32_t interval_ms, const std::function<bool(const v1::CountersSnapshot&)>& each);
 
  private:
+  // Throws ServerError for a failed call; a connection's failure carries the reason as its note.
+  void check(const grpc::Status& status);
+
   std::unique_ptr<v1::Dataplane::Stub> stub_;
+  std::string target_;
+  Tls tls_;
+  bool probed_ = false;
+  std::string tls_reason_;
 };
 
 }  // namespace medix::ctl

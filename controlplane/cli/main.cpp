@@ -121,7 +121,7 @@ int version(Client& client, const std::string& cp_target, bool json) {
   try {
     dp = client.version();
   } catch (const ServerError& e) {
-    dp_error = code_name(e.code) + ": " + e.message;
+    dp_error = code_name(e.code) + ": " + e.message + (e.note.empty() ? "" : " (" + e.note + ")");
   }
   try {
     cp = cp_version(cp_target);

@@ -1,6 +1,8 @@
 #include "api/server.h"
 
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
 #include <intel-ipsec-mb.h>
 #include <rte_cycles.h>
 #include <rte_version.h>
@@ -494,6 +496,11 @@ std::optional<std::string> ApiServer::start(Dataplane& dp, const ApiOptions& opt
       dp.controller, [service = impl_->service.get()](v1::CountersSnapshot& out) { service->fill_counters(out); },
       options.streams);
   impl_->service->serve_streams(impl_->watches.get());
+  // Beside our service: grpc.health.v1.Health and server reflection, for any peer the transport
+  // let in (the unix socket's owner, a TLS client with a certificate from the client CA); they
+  // read nothing of the intent, so the role table (api/access.cpp) does not cover them.
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.SetMaxReceiveMessageSize(1 << 30);  // a transaction of a million routes
   builder.SetMaxSendMessageSize(256 << 20);
@@ -511,13 +518,16 @@ std::optional<std::string> ApiServer::start(Dataplane& dp, const ApiOptions& opt
   }
   impl_->server = builder.BuildAndStart();
   if (!impl_->server) return "cannot listen on " + options.listen;
+  impl_->server->GetHealthCheckService()->SetServingStatus(v1::Dataplane::service_full_name(), true);
   impl_->listener.serve(impl_->server.get(), &impl_->access);
   return std::nullopt;
 }
 
-// Streams end first (a client that does not read holds nothing up), then what is in flight
-// has 2 s to finish before gRPC cancels it.
+// Health turns NOT_SERVING (told to every Watch) while calls are still answered; then streams
+// end (a client that does not read holds nothing up), then what is in flight has 2 s to finish
+// before gRPC cancels it.
 void ApiServer::stop() {
+  if (impl_->server) impl_->server->GetHealthCheckService()->Shutdown();
   impl_->listener.stop();
   if (impl_->watches) impl_->watches->stop();
   if (impl_->server) impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));

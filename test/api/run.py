@@ -13,7 +13,10 @@ unimplemented kinds; counters, runtime and the counters stream; watch streams no
 TCP with mutual TLS (client certificates from the configured CA only); roles (--api-roles: each
 RPC for each role over TCP, by CN, DNS and URI names, an unnamed certificate refused, uid 0
 mapped to monitor on the unix socket, other uids (setpriv) by their mapping or refused,
-refusals logged); a clean exit on SIGTERM.
+refusals logged); gRPC's standard services (a real reflection client lists and describes the
+services, grpc.health.v1 answers SERVING, on the unix socket and over TLS for a certificate
+without a role, and a health Watch sees NOT_SERVING on SIGTERM); medixctl's reason for a failed
+TLS connection; a clean exit on SIGTERM.
 
 medix-dp runs on virtual ports only (net_null), `-l 0,1 --no-huge -m 1024`. Prints PASS/FAIL
 lines and, last, `api: N passed, M failed`; exit status 1 on any failure. Every process it
@@ -44,6 +47,7 @@ import grpc  # noqa: E402
 from google.protobuf import json_format  # noqa: E402
 
 import medixapi as api  # noqa: E402
+import grpcstd  # noqa: E402
 from medixapi import pb, dp, create, update, delete, route_via, route_leak, rpc  # noqa: E402
 
 ROOT = api.ROOT
@@ -248,6 +252,37 @@ def socket_mode(f, d, c):
     R.check(stat.S_ISSOCK(st.st_mode), "API socket %s is a unix socket" % d.socket_path)
     R.check(stat.S_IMODE(st.st_mode) == 0o600, "API socket has mode 0600",
             "mode is %o" % stat.S_IMODE(st.st_mode))
+
+
+def standard_services(channel, where, service="medix.dataplane.v1.Dataplane"):
+    """Server reflection lists our service beside health and reflection, and describes its
+    methods; grpc.health.v1 answers SERVING for the server and for our service."""
+    try:
+        listed = grpcstd.services(channel)
+        described = grpcstd.methods(channel, service)
+        health = (grpcstd.health(channel), grpcstd.health(channel, service))
+    except (grpc.RpcError, RuntimeError) as e:
+        R.check(False, "%s: reflection lists the services, health answers SERVING" % where,
+                short(e) if isinstance(e, grpc.RpcError) else str(e))
+        return None
+    want = sorted([service, grpcstd.HEALTH, grpcstd.REFLECTION])
+    R.check(listed == want, "%s: server reflection lists %s" % (where, ", ".join(want)), "got %s" % listed)
+    R.check(health == ("SERVING", "SERVING"), "%s: grpc.health.v1 Check answers SERVING (server and %s)" %
+            (where, service), "got %s" % (health,))
+    return described
+
+
+@test
+def reflection_and_health(f, d, c):
+    described = standard_services(c.channel, "unix socket")
+    if described is not None:
+        R.check(sorted(described) == sorted(RPC_ROLES), "unix socket: reflection describes the service's methods, "
+                "each with a role in the test's table", "reflected %s" % sorted(described))
+    try:
+        grpcstd.health(c.channel, "no.such.Service")
+        R.check(False, "health of an unknown service: NOT_FOUND", "it answered")
+    except grpc.RpcError as e:
+        R.check(e.code() == C.NOT_FOUND, "health of an unknown service: NOT_FOUND", short(e))
 
 
 @test
@@ -1423,8 +1458,56 @@ def tls_tests(f):
     st = os.stat(d.socket_path)
     R.check(stat.S_IMODE(st.st_mode) == 0o600, "API socket has mode 0600 with --api-listen too")
     roles_tests(d, target, override, certs)
+    # Reflection and health over TLS, for any certificate of the client CA: this one has no role.
+    stranger = grpc.ssl_channel_credentials(certs["ca1.crt"], certs["stranger.key"], certs["stranger.crt"])
+    channel = grpc.secure_channel(target, stranger, override)
+    standard_services(channel, "TCP+mTLS, a certificate without a role")
+    channel.close()
+    medixctl_tls_reasons(f, target, p)
     rc, killed = d.stop()
     R.check(rc == 0 and not killed, "medix-dp (TLS) exits 0 on SIGTERM", "status %s%s" % (rc, ", killed" if killed else ""))
+
+
+def medixctl_tls_reasons(f, target, p):
+    """medixctl says why a TLS connection fails, not only UNAVAILABLE; it never prints a key."""
+    ctl = os.environ.get("MEDIXCTL", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(f.args.binary))),
+                                                  "controlplane/cli/medixctl"))
+    keys = [open(p(n)).read().split("-----")[2].strip().splitlines()[0] for n in ("client1.key", "client2.key")]
+    cases = [
+        ("no client certificate", ["--tls-ca", p("ca1.crt")], "requires a client certificate"),
+        ("a certificate of another CA", ["--tls-ca", p("ca1.crt"), "--tls-cert", p("client2.crt"),
+                                         "--tls-key", p("client2.key")], "refused our certificate --tls-cert"),
+        ("--tls-ca that did not sign the server's", ["--tls-ca", p("ca2.crt"), "--tls-cert", p("client1.crt"),
+                                                     "--tls-key", p("client1.key")],
+         "not signed by --tls-ca " + p("ca2.crt")),
+        ("no TLS at all", [], "serves TLS: give --tls-ca"),
+        ("a port nothing listens on", ["--tls-ca", p("ca1.crt")], "Connection refused"),
+        # The same listener by an address its certificate (localhost, 127.0.0.1) does not hold.
+        ("an address the server's certificate does not hold", ["--tls-ca", p("ca1.crt"), "--tls-cert",
+                                                              p("client1.crt"), "--tls-key", p("client1.key")],
+         "is not for ::ffff:127.0.0.1 (name mismatch"),
+    ]
+    try:
+        socket.socket(socket.AF_INET6).close()
+    except OSError:
+        R.info("(no IPv6 here: the name mismatch case is left out)")
+        cases = [x for x in cases if "does not hold" not in x[0]]
+    for name, tls, want in cases:
+        where = target
+        if "nothing listens" in name:
+            where = "127.0.0.1:%d" % free_port()
+        elif "does not hold" in name:
+            where = "[::ffff:127.0.0.1]:%s" % target.rsplit(":", 1)[1]
+        r = subprocess.run([ctl, "--dp", where] + tls + ["runtime"], capture_output=True, text=True, timeout=60)
+        out = r.stdout + r.stderr
+        leaked = [k for k in keys if k in out]
+        R.check(r.returncode == 1 and want in out and not leaked,
+                "medixctl over TLS, %s: the error says why (%s)" % (name, want),
+                "exit %d%s: %s" % (r.returncode, ", a key printed" if leaked else "", out.strip()))
+    r = subprocess.run([ctl, "--dp", target, "--tls-ca", p("ca1.crt"), "--tls-cert", p("client1.crt"), "--tls-key",
+                        p("client1.key"), "runtime"], capture_output=True, text=True, timeout=60)
+    R.check(r.returncode == 0, "medixctl over TLS with a certificate of the client CA is served",
+            (r.stdout + r.stderr).strip()[-300:])
 
 
 # Each RPC and the least role that may call it (docs/running.md, "Who may do what"). A method
@@ -1659,9 +1742,27 @@ def shutdown_with_stream(f, d, c):
             pass
     t = threading.Thread(target=reader, daemon=True)
     t.start()
+    health_channel = grpc.insecure_channel(d.unix_target)
+    watch = grpcstd.watch_health(health_channel)
+    seen = []
+
+    def health_reader():
+        try:
+            for r in watch:
+                seen.append(grpcstd.status_name(r.status))
+        except grpc.RpcError:
+            pass
+    h = threading.Thread(target=health_reader, daemon=True)
+    h.start()
     time.sleep(0.5)
     t0 = time.monotonic()
     rc, killed = d.stop(timeout=15)
+    h.join(5)
+    watch.cancel()
+    health_channel.close()
+    R.check(seen[:1] == ["SERVING"] and "NOT_SERVING" in seen,
+            "SIGTERM: a grpc.health.v1 Watch sees SERVING, then NOT_SERVING before the server goes",
+            "saw %s" % seen)
     R.check(rc == 0 and not killed, "medix-dp exits 0 on SIGTERM with a WatchCounters stream open",
             "status %s%s after %.1f s" % (rc, ", had to be killed" if killed else "", time.monotonic() - t0))
     R.info("(API socket left behind after exit: %s)" % d.socket_left)

@@ -3,7 +3,8 @@
 #   - an ApplyIntent that cannot write the intent file fails with the true cause (the file and
 #     "No space left on device"), and medix-dp and the intent file stay as they were, whole;
 #   - with room again the same apply succeeds, and survives a medix-cp restart;
-#   - medix-cp started on a full disk exits at once, naming the cause.
+#   - medix-cp started on a full disk exits at once, naming the cause;
+#   - and, while it runs: server reflection and grpc.health.v1 on its socket, its version, SIGHUP.
 # medix-dp runs on a net_null port; medix-cp in a network namespace of its own (charon's IKE
 # sockets stay out of the host's). Ends with "cp-disk-full: N passed, M failed".
 #
@@ -138,6 +139,17 @@ cp_stop
 check "medix-cp restarts" cp_start || finish
 check "after the restart: medix-dp still has the new tenant" has tenants '^added '
 check "after the restart: medix-dp still has the peer's tunnel" has tunnels '^t-gw '
+# What a generic gRPC tool sees (test/api/grpcstd.py): server reflection lists the services,
+# describes ours, and grpc.health.v1 answers SERVING for the server and for ControlPlane.
+out=$(timeout 60 $py test/api/grpcstd.py "unix:///var/run/dpdk/$prefix/cp.sock" medix.controlplane.v1.ControlPlane 2>&1)
+if [ $? -eq 0 ] &&
+  grep -qx "services: grpc.health.v1.Health grpc.reflection.v1alpha.ServerReflection medix.controlplane.v1.ControlPlane" <<<"$out" &&
+  grep -q "^methods medix.controlplane.v1.ControlPlane: .*ApplyIntent" <<<"$out" &&
+  [ "$(grep -c '^health .*: SERVING$' <<<"$out")" -eq 2 ]; then
+  pass "medix-cp: server reflection lists and describes its services; health answers SERVING"
+else
+  fail "medix-cp: server reflection lists and describes its services; health answers SERVING" "$out"
+fi
 # medix-cp's version through its API, and SIGHUP: said, not fatal.
 check "medixctl version: medix-cp's, with strongSwan and uptime" \
   grep -qE '^medix-cp  [0-9.]+ \(git [0-9a-f]+\+?\), strongSwan [0-9].*; up [0-9]+' <<<"$(ctl version)"
