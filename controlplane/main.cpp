@@ -213,7 +213,7 @@ int main(int argc, char** argv) {
   while (sigwait(&signals, &sig) == 0 && sig == SIGHUP)
     fprintf(stderr, "medix-cp: SIGHUP: nothing to reload (the intent changes through ApplyIntent)\n");
   fprintf(stderr, "medix-cp: signal %d, stopping\n", sig);
-  metrics.stop();  // before charon: a scrape reads its IKE_SAs
+  metrics.stop();                               // before charon: a scrape reads its IKE_SAs
   server->GetHealthCheckService()->Shutdown();  // NOT_SERVING, told to every Watch
   server->Shutdown();
   unlink(socket_path.c_str());
