@@ -26,6 +26,7 @@
 #include <thread>
 
 #include "charon/glue.h"
+#include "common/notify.h"
 #include "common/version.h"
 #include "control_service.h"
 #include "dataplane_client.h"
@@ -207,12 +208,14 @@ int main(int argc, char** argv) {
   for (const auto& p : intent.peers())
     if (p.initiate()) cp_charon_initiate(p.name().c_str());
   fprintf(stderr, "medix-cp: ready (%d peers)\n", intent.peers_size());
+  medix::common::notify_ready(std::to_string(intent.peers_size()) + " peers");
   int sig = 0;
   // SIGHUP asks daemons to reload: medix-cp's intent changes only through ApplyIntent, so there
   // is nothing to reread; it is said, not fatal.
   while (sigwait(&signals, &sig) == 0 && sig == SIGHUP)
     fprintf(stderr, "medix-cp: SIGHUP: nothing to reload (the intent changes through ApplyIntent)\n");
   fprintf(stderr, "medix-cp: signal %d, stopping\n", sig);
+  medix::common::notify_stopping();
   metrics.stop();                               // before charon: a scrape reads its IKE_SAs
   server->GetHealthCheckService()->Shutdown();  // NOT_SERVING, told to every Watch
   server->Shutdown();

@@ -22,6 +22,7 @@
 #include "api/metrics.h"
 #include "api/server.h"
 #include "common/log.h"
+#include "common/notify.h"
 #include "common/version.h"
 #include "config/load.h"
 #include "config/settings.h"
@@ -288,6 +289,7 @@ int main(int argc, char** argv) {
       size_t ports = dp.controller.read([](auto&, auto& c, uint64_t) { return c.current()->ports.size(); });
       medix::common::log(medix::common::LogLevel::notice, "medix-dp: ready (%zu ports, %zu workers)", ports,
                          workers.size());
+      medix::common::notify_ready(std::to_string(ports) + " ports, " + std::to_string(workers.size()) + " workers");
       auto next_stats = std::chrono::steady_clock::now() + std::chrono::seconds(options.stats_interval);
       while (!stop_requested.load()) {
         dp.run_control();
@@ -302,6 +304,7 @@ int main(int argc, char** argv) {
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
       }
+      medix::common::notify_stopping();
     }
     metrics.stop();
     api.stop();

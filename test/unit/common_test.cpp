@@ -4,11 +4,13 @@
 #include "common/json.h"
 #include "common/keys.h"
 #include "common/metrics_http.h"
+#include "common/notify.h"
 
 #include <google/protobuf/util/json_util.h>
 
 #include <arpa/inet.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <optional>
@@ -249,4 +251,31 @@ TEST_CASE("metrics: the HTTP server answers GET /metrics with render(), anything
   CHECK(other.ends_with("medix-test serves GET /metrics only\n"));
   CHECK(http_get(good.port(), "POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
   good.stop();
+}
+
+TEST_CASE("systemd hears READY=1 and STOPPING=1 on the socket NOTIFY_SOCKET names") {
+  std::string path = "/tmp/medix-notify-test-" + std::to_string(getpid());
+  int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  REQUIRE(s >= 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
+  unlink(path.c_str());
+  REQUIRE(bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  setenv("NOTIFY_SOCKET", path.c_str(), 1);
+  auto receive = [&] {
+    char buf[256] = {};
+    timeval timeout{2, 0};
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    ssize_t n = recv(s, buf, sizeof buf - 1, 0);
+    return n > 0 ? std::string(buf, size_t(n)) : std::string();
+  };
+  notify_ready("2 ports, 1 workers");
+  CHECK(receive() == "READY=1\nSTATUS=2 ports, 1 workers");
+  notify_stopping();
+  CHECK(receive() == "STOPPING=1");
+  unsetenv("NOTIFY_SOCKET");
+  notify_ready("nobody listens");  // outside systemd: nothing, no error
+  close(s);
+  unlink(path.c_str());
 }
