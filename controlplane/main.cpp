@@ -39,6 +39,7 @@ constexpr const char* usage_text =
     "usage: medix-cp --intent FILE (--dp TARGET | -p PREFIX) [--listen unix:///PATH]\n"
     "                [--strongswan-conf FILE] [--plugins LIST] [--log-level -1..4]\n"
     "                [--metrics-listen HOST:PORT]\n"
+    "       medix-cp --check --intent FILE   validate the intent file and exit\n"
     "       medix-cp --abi-check | --version | --help\n"
     "  --metrics-listen HOST:PORT  serve Prometheus metrics (GET /metrics, plain HTTP, read only):\n"
     "                              medix_cp_peers, medix_cp_peer_up, medix_cp_ike_events_total,\n"
@@ -54,7 +55,7 @@ void usage() {
 int main(int argc, char** argv) {
   std::string intent_path, target, listen, strongswan_conf, plugins, metrics_listen;
   int log_level = 1;
-  bool abi_check = false;
+  bool abi_check = false, check = false;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -81,6 +82,8 @@ int main(int argc, char** argv) {
       log_level = std::stoi(value());
     else if (a == "--abi-check")
       abi_check = true;
+    else if (a == "--check")
+      check = true;
     else if (a == "--version") {
       printf("medix-cp %s, strongSwan %s\n", medix::common::version(), MEDIX_STRONGSWAN_VERSION);
       return 0;
@@ -91,6 +94,16 @@ int main(int argc, char** argv) {
       usage();
   }
 
+  if (check) {
+    if (intent_path.empty()) usage();
+    medix::cp::c1::Intent intent;
+    if (auto e = medix::cp::load_intent(intent_path, intent)) {
+      fprintf(stderr, "medix-cp: %s\n", e->c_str());
+      return 2;
+    }
+    printf("%s: ok (%d peers)\n", intent_path.c_str(), intent.peers_size());
+    return 0;
+  }
   char err[512];
   if (abi_check) {
     // Only what libcharon needs to start (its IKE sockets on random ports, so that this runs

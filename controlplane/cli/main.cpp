@@ -32,6 +32,7 @@ constexpr const char* usage_text =
 
   show KIND [--tenant T]              every object of a kind
   show KIND KEY...                    one object
+  names KIND [--tenant T]             each object's key, a line each (for scripts, completion)
   show fib [TENANT]                   a tenant's effective FIB: every prefix (connected, local,
                                       configured), what it resolves to and where it came from;
                                       without TENANT, what every FIB costs
@@ -237,6 +238,17 @@ int show(const Context& c, Args& args) {
     *one.Add() = response.object();
     print_objects(std::cout, kind, one);
   }
+  return 0;
+}
+
+// One object's key a line, as `show KIND KEY...` takes it: for scripts and shell completion.
+int names(const Context& c, Args& args) {
+  const auto& kind = kind_word(args);
+  std::string tenant;
+  if (args.take("--tenant")) tenant = args.next("a tenant name after --tenant");
+  args.expect_done();
+  auto response = c.client.list(kind.kind, tenant);
+  for (const auto& o : response.objects()) std::cout << key_words(o) << "\n";
   return 0;
 }
 
@@ -558,7 +570,7 @@ int run(int argc, char** argv) {
   const std::vector<std::pair<std::string, Command>> commands = {
       {"show", show},         {"counters", counters}, {"drops", drops},   {"runtime", runtime},
       {"sessions", sessions}, {"watch", watch},       {"apply", apply},   {"set", set},
-      {"delete", remove},     {"clear", clear},       {"lookup", lookup},
+      {"delete", remove},     {"clear", clear},       {"lookup", lookup}, {"names", names},
   };
   for (const auto& [name, function] : commands) {
     if (name != command) continue;

@@ -212,6 +212,19 @@ std::string key_string(const v1::Object& object) {
   return out;
 }
 
+std::string key_words(const v1::Object& object) {
+  const auto* field = field_of(kind_of(object));
+  const pb::Message& message = object.GetReflection()->GetMessage(object, field);
+  std::string out;
+  for (const auto* key : key_fields(field->message_type())) {
+    const auto* r = message.GetReflection();
+    out += out.empty() ? "" : " ";
+    out += key->cpp_type() == pb::FieldDescriptor::CPPTYPE_UINT32 ? std::to_string(r->GetUInt32(message, key))
+                                                                  : r->GetString(message, key);
+  }
+  return out;
+}
+
 void clear_output_only(v1::Object& object) {
   if (object.has_port()) object.mutable_port()->clear_mac();
   if (object.has_neighbour()) object.mutable_neighbour()->clear_learned();

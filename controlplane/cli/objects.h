@@ -27,6 +27,8 @@ v1::Object key_object(const KindInfo& kind, Args& args);
 // A string that is equal for two objects exactly when their keys are ("route/t/10.0.0.0/16");
 // prefixes and addresses are compared as numbers.
 std::string key_string(const v1::Object& object);
+// The key as the words `show KIND KEY...` takes: "t1 10.0.0.0/16".
+std::string key_words(const v1::Object& object);
 // Clears what the server reports but does not take (a port's MAC, `learned`).
 void clear_output_only(v1::Object& object);
 
