@@ -354,8 +354,8 @@ def self_test():
 def self_test_line():
     problems = self_test()
     if problems:
-        return "\n".join("FAIL the secrets check's self-test: " + p for p in problems)
-    return "PASS the secrets check finds a planted key in every form (hex, HEX, aa:bb, aa bb, aa-bb, base64, " \
+        return "\n".join("FAIL the key check's self-test: " + p for p in problems)
+    return "PASS the key check finds a planted key in every form (hex, HEX, aa:bb, aa bb, aa-bb, base64, " \
            "base64url, padded or not, JSON-escaped, pieces of %d bytes) and a PSK raw, in hex and base64" % MIN_BYTES
 
 
