@@ -76,7 +76,7 @@ class Secrets:
         """A secret: bytes, or text (a PSK) taken as its UTF-8 bytes."""
         if isinstance(value, str):
             value = value.encode()
-        if value and (name, value) not in self.items:
+        if value and value not in (v for _, v in self.items):  # one name a secret
             self.items.append((name, bytes(value)))
 
     def add_pem(self, name, path):
@@ -130,6 +130,8 @@ class Secrets:
                         self.add(p, v)  # not base64: the text as written is the secret
                 elif isinstance(v, str) and k in TEXT_FIELDS:
                     self.add(p, v)
+                elif isinstance(v, (int, float)) and not isinstance(v, bool) and k in BYTES_FIELDS + TEXT_FIELDS:
+                    self.add(p, str(v))  # not a string: the number as written is the secret
                 elif isinstance(v, str) and k in PEM_FIELDS:
                     f = v if os.path.isabs(v) else os.path.join(base, v)
                     if os.path.isfile(f):
