@@ -45,23 +45,28 @@ set -uo pipefail
 IKE_DIR=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=test/netns/lib.sh
 source "$IKE_DIR/../netns/lib.sh"
+# shellcheck source=test/lib/keygrep.sh
+source "$IKE_DIR/../lib/keygrep.sh"
 
 MX_CP=${MEDIX_CP:-$MX_REPO/build/controlplane/medix-cp}
 MX_CTL=${MEDIXCTL:-$MX_REPO/build/controlplane/cli/medixctl}
 TCP_MIB=${IKE_TCP_MIB:-2}
 PSK="medix-ike-test-psk-0123456789"
+WRONG_PSK="not-the-right-psk-at-all"
 GW_ID=gw.carrier-b.example
 IX_ID=ix.medix.example
 
 passed=0
 failed=0
-pass() { echo "PASS $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL $*"; failed=$((failed + 1)); }
+# What the suite prints goes to $MX_TMP/suite.log too: the last check searches it for keys.
+say() { echo "$*"; [ -d "${MX_TMP:-}" ] && echo "$*" >>"$MX_TMP/suite.log"; }
+pass() { say "PASS $*"; passed=$((passed + 1)); }
+fail() { say "FAIL $*"; failed=$((failed + 1)); }
 check() { # check DESCRIPTION COMMAND...: PASS if the command succeeds
   local what=$1; shift
   if "$@"; then pass "$what"; else fail "$what"; fi
 }
-info() { echo "  $*"; }
+info() { say "  $*"; }
 quiet() { "$@" >/dev/null 2>&1; }
 now_ms() { date +%s%3N; }
 
@@ -843,7 +848,7 @@ fi
 
 # --- 5. a wrong PSK, proposals that do not match: refused, nothing reaches medix-dp ---------
 if begin wrong-psk "aes128gcm16-prfsha256-x25519" "aes128gcm16"; then
-  gw_conf "aes128gcm16-prfsha256-x25519" "aes128gcm16" "" "not-the-right-psk-at-all"
+  gw_conf "aes128gcm16-prfsha256-x25519" "aes128gcm16" "" "$WRONG_PSK"
   refused wrong-psk "a wrong PSK" 'MAC mismatched|pre-shared key failed'
 fi
 if begin unknown-id "aes128gcm16-prfsha256-x25519" "aes128gcm16"; then
@@ -864,5 +869,16 @@ if begin no-esp-proposal "aes128gcm16-prfsha256-x25519" "aes128gcm16"; then
 fi
 
 check "medix-dp is still running" mx_alive "$MX_DP_PID"
+
+# --- last: no key or PSK in any log or error of the suite ---------------------------------------
+# Everything medix-dp, medix-cp (each round's log, refused starts' output), medixctl, the gateway's
+# charon and swanctl, and this script wrote under $MX_TMP, searched for the PSKs, the private keys
+# of the PKI and any key of the intents; the files that hold them by right (intents, the PEM keys
+# and the gateway's copy, its swanctl.conf) are not searched, nor the DICOM images.
+pems=()
+for key in "$PKI"/*.key "$GW"/swanctl/private/*.key; do pems+=(--pem "${key#"$MX_TMP"/}=$key"); done
+keygrep_check pass fail --secret "PSK=$PSK" --secret "the wrong PSK=$WRONG_PSK" "${pems[@]}" \
+  --config "$MX_TMP"/*intent*.json "$MX_TMP"/{changed,empty,again,bad1,bad2,bad3,bad4}.json \
+  --skip swanctl.conf --skip 'study/*' --skip 'archive-*' --scan "$MX_TMP"
 echo "ike: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
