@@ -876,7 +876,7 @@ def ipsec_and_nat_kinds(f, d, c):
                 getattr(api.inner(got.object), "spi", None) == getattr(m, "spi", None),
                 "Get %s returns what was created" % kind, short(err))
     if any(type(m) is pb.Tunnel for m in created):
-        sa_keys(c)
+        sa_keys(d, c)
     if created:
         err, _ = rpc(c.apply, [delete(m) for m in reversed(created)])
         R.check(err is None, "DELETE of the %s created" % " and ".join(api.FIELD_OF[type(m)] for m in created),
@@ -889,7 +889,7 @@ def ipsec_and_nat_kinds(f, d, c):
             short(err))
 
 
-def sa_keys(c):
+def sa_keys(d, c):
     """An AES-CBC SA with its integrity key applied, and one refused for a cipher key of the wrong
     length: the transaction's log line, the refusal's line and the error name fields, and the
     suite's last check finds none of these keys in any log or error."""
@@ -907,6 +907,14 @@ def sa_keys(c):
                                  integrity=pb.HMAC_SHA256_128, integrity_key=hmac_key2)
     expect_rejected(c, "CREATE sa with a 24-byte AES-CBC-128 key", [create(bad)], C.INVALID_ARGUMENT,
                     "operations[0].sa.cipher_key")
+    deadline = time.monotonic() + 3
+    want = ("medix-dp: API: version %d by uid 0 (root): sa +1; 1 changed in" % (res.version if res else 0),
+            "medix-dp: API: transaction of uid 0 (root) refused (sa +1): operations[0].sa.cipher_key: 24 bytes")
+    while time.monotonic() < deadline and not all(any(w in x for x in list(d.lines)) for w in want):
+        time.sleep(0.05)
+    R.check(all(any(w in x for x in list(d.lines)) for w in want),
+            "medix-dp logged both transactions carrying SAs (keys: the last check)",
+            "log: %s" % [x for x in d.lines if "API:" in x][-3:])
     err, _ = rpc(c.apply, [delete(pb.SecurityAssociation(spi=0x1001, tunnel="tun0", inbound=False))])
     R.check(err is None, "DELETE of that SA", short(err))
 

@@ -34,7 +34,8 @@ import sys
 import tempfile
 import time
 
-MIN_BYTES = 8  # shorter pieces would match by chance
+MIN_BYTES = 8  # of a key: shorter pieces would match by chance
+MIN_TEXT = 16  # of a printable secret (a PSK): text shares words with paths and messages
 # JSON fields whose string values are secrets: base64 bytes (ESP keys) or text (PSKs). A field
 # naming a PEM file (private_key in an intent) adds the key in that file.
 BYTES_FIELDS = ("cipher_key", "integrity_key")
@@ -44,21 +45,23 @@ PEM_FIELDS = ("private_key", "key_file")
 
 def forms(data):
     """[(form, text, window)] of a secret: each text is searched for pieces of it at least a
-    window long (the length of MIN_BYTES bytes in that form)."""
+    window long (the length of MIN_BYTES bytes in that form, MIN_TEXT for a printable secret)."""
     out = []
+    n = MIN_BYTES
     if all(32 <= b < 127 for b in data):
-        out.append(("raw", data.decode("ascii"), MIN_BYTES))
+        n = MIN_TEXT
+        out.append(("raw", data.decode("ascii"), n))
     h = data.hex()
-    out.append(("hex", h, 2 * MIN_BYTES))
+    out.append(("hex", h, 2 * n))
     for sep in ":", " ", "-":
-        out.append(("hex aa%sbb" % sep, sep.join(h[i:i + 2] for i in range(0, len(h), 2)), 3 * MIN_BYTES - 1))
+        out.append(("hex aa%sbb" % sep, sep.join(h[i:i + 2] for i in range(0, len(h), 2)), 3 * n - 1))
     for shift in range(3):
         part = data[shift:]
-        if len(part) < MIN_BYTES:
+        if len(part) < n:
             break
         std = base64.b64encode(part).decode().rstrip("=")
         url = base64.urlsafe_b64encode(part).decode().rstrip("=")
-        window = -(-MIN_BYTES * 4 // 3)
+        window = -(-n * 4 // 3)
         out.append(("base64", std, window))
         if url != std:
             out.append(("base64url", url, window))
@@ -345,7 +348,8 @@ def self_test():
     ok, _, details = s.check(texts=[("the suite's stdout", "PASS x\nFAIL y: " + base64.b64encode(key).decode())])
     if ok or "the suite's stdout:2 holds sas[0].cipher_key (base64)" not in details:
         problems.append("check() over a text: %s" % details)
-    clean = "medix-dp: API: version 3 by uid 0: sa +2; 2 changed in 0.4 ms\n" + key[:MIN_BYTES - 1].hex() + "\n"
+    clean = "medix-dp: API: version 3 by uid 0: sa +2; 2 changed in 0.4 ms\n" + key[:MIN_BYTES - 1].hex() + "\n" + \
+        "/tmp/" + psk[:MIN_TEXT - 1] + "/x.log\n"
     if s.scan_text("clean", clean):
         problems.append("a finding in clean text (or in %d bytes, fewer than %d)" % (MIN_BYTES - 1, MIN_BYTES))
     if psk in s.summary(s.scan_text("x", psk), 1) or key.hex() in s.summary(s.scan_text("x", key.hex()), 1):
@@ -358,7 +362,7 @@ def self_test_line():
     if problems:
         return "\n".join("FAIL the key check's self-test: " + p for p in problems)
     return "PASS the key check finds a planted key in every form (hex, HEX, aa:bb, aa bb, aa-bb, base64, " \
-           "base64url, padded or not, JSON-escaped, pieces of %d bytes) and a PSK raw, in hex and base64" % MIN_BYTES
+           "base64url, padded or not, JSON-escaped, pieces of %d bytes) and a PSK raw, in hex and base64 (pieces of %d characters)" % (MIN_BYTES, MIN_TEXT)
 
 
 def main():
