@@ -149,6 +149,8 @@ if [ $rc -eq 0 ]; then pass "room again: the apply succeeds"; else fail "room ag
 check "room again: medix-dp has the new tenant" has tenants '^added '
 check "room again: medix-dp has the peer's tunnel" has tunnels '^t-gw '
 check "room again: the intent file has the peer" grep -q '"name": "gw"' "$state/intent.json"
+# What medixctl shows of the intent names the peer; its PSK is for the key check to miss.
+check "medixctl -o json intent show: the peer" grep -q '"name": "gw"' <<<"$(ctl -o json intent show)"
 cp_stop
 check "medix-cp restarts" cp_start || finish
 check "after the restart: medix-dp still has the new tenant" has tenants '^added '

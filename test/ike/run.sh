@@ -156,9 +156,19 @@ attach_tap || mx_die "could not move the exception TAP $TAP into $NS_CP"
 # --- the carrier's gateway: stock charon with kernel-libipsec ----------------------------------
 GW=$MX_TMP/gw
 mkdir -p "$GW/run" "$GW/swanctl"
+# keys.log: the CHILD_SAs' keys as the gateway derives them (chd level 4), which medix-cp
+# derives too and hands medix-dp: the key check at the end wants them nowhere else.
 cat >"$GW/strongswan.conf" <<EOF
 charon {
   load = random nonce openssl kdf pem pkcs1 pkcs8 x509 pubkey constraints kernel-libipsec kernel-netlink socket-default vici
+  filelog {
+    keys {
+      path = $GW/keys.log
+      flush_line = yes
+      default = -1
+      chd = 4
+    }
+  }
   plugins {
     vici {
       socket = unix://$GW/charon.vici
@@ -348,7 +358,9 @@ EOF
 }
 
 # dp_json KIND EXPR: EXPR over `d`, the list of medix-dp's objects of KIND (medixctl -o json).
-dp_json() { ctl -o json show "$1" | mx_json - "(lambda d: $2)([list(o.values())[0] for o in d['objects']])"; }
+dp_json() { # (what medixctl shows is kept for the key check)
+  ctl -o json show "$1" | tee -a "$MX_TMP/medixctl-show.json" | mx_json - "(lambda d: $2)([list(o.values())[0] for o in d['objects']])"
+}
 dp_sas() { dp_json sas 'len([s for s in d if s["tunnel"] == "t-carrier-b"])'; }
 dp_route() { dp_json routes 'len([r for r in d if r["tenant"] == "hosp-a" and r["prefix"] == "10.0.1.0/24"])'; }
 
@@ -873,11 +885,17 @@ check "medix-dp is still running" mx_alive "$MX_DP_PID"
 # --- last: no key or PSK in any log or error of the suite ---------------------------------------
 # Everything medix-dp, medix-cp (each round's log, refused starts' output), medixctl, the gateway's
 # charon and swanctl, and this script wrote under $MX_TMP, searched for the PSKs, the private keys
-# of the PKI and any key of the intents; the files that hold them by right (intents, the PEM keys
-# and the gateway's copy, its swanctl.conf) are not searched, nor the DICOM images.
+# of the PKI, any key of the intents, and every CHILD_SA key the gateway derived (keys.log, which
+# medix-cp derived too and handed medix-dp); the files that hold them by right (intents, the PEM
+# keys and the gateway's copy, its swanctl.conf, keys.log) are not searched, nor the DICOM images.
+if grep -q "CHILD_SA up" "$MX_TMP/suite.log"; then
+  check "the gateway logged the CHILD_SAs' keys for the key check (gw/keys.log)" \
+    grep -q "encryption initiator key =>" "$GW/keys.log"
+fi
 pems=()
 for key in "$PKI"/*.key "$GW"/swanctl/private/*.key; do pems+=(--pem "${key#"$MX_TMP"/}=$key"); done
 keygrep_check pass fail --secret "PSK=$PSK" --secret "the wrong PSK=$WRONG_PSK" "${pems[@]}" \
+  --strongswan-keys "$GW/keys.log" \
   --config "$MX_TMP"/*intent*.json "$MX_TMP"/{changed,empty,again,bad1,bad2,bad3,bad4}.json \
   --skip swanctl.conf --skip 'study/*' --skip 'archive-*' --scan "$MX_TMP"
 echo "ike: $passed passed, $failed failed"

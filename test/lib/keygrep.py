@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 """No key or PSK in any log or error: the check the secret-handling suites end with.
 
-Given the secrets a suite used (ESP keys, PSKs, TLS and IKE private keys), every form a leak
-could take is derived, and the suite's logs and error outputs are searched for any piece of at
-least MIN_BYTES bytes of key material in any of them:
+Given the secrets a suite used (ESP keys, PSKs, TLS and IKE private keys, the CHILD_SA keys a
+strongSwan peer derived), every form a leak could take is derived, and the suite's logs and
+error outputs are searched for any piece of at least MIN_BYTES bytes of key material (MIN_TEXT
+characters of a printable secret) in any of them:
 
   raw       the bytes themselves (only when printable: a PSK, a key that is text)
   hex       lower or upper case (the text is searched case-blind), and with ":", " " or "-"
@@ -16,10 +17,11 @@ A finding names the file (or the label of a string), the line, the secret's name
 ("sas[0].cipher_key", "peers[0].psk") and the form, never the secret itself.
 
 From python:  s = Secrets(); s.add("name", b"..."); s.add_config("intent.json")
-              findings, files = s.scan(paths); print(s.summary(findings, files))
-From a shell: keygrep.py --config intent.json --pem key.pem --secret NAME=TEXT \\
-                  --skip 'study/*' --scan "$MX_TMP"
-A file given as --config or --pem holds the secrets by right and is not searched; under a
+              ok, what, details = s.check([tmp], Outputs-recorded texts)  (one check line)
+From a shell: keygrep.py --self-test --config intent.json --pem NAME=key.pem --secret NAME=TEXT \\
+                  --strongswan-keys keys.log --skip 'study/*' --scan "$MX_TMP"
+              (test/lib/keygrep.sh: keygrep_check PASS_FN FAIL_FN ARGS... counts its lines)
+A file given as --config, --pem or --strongswan-keys holds secrets by right and is not searched; under a
 directory every file is searched but those matching --skip and binary ones (a NUL byte in the
 first 4 KiB: pcaps, DICOM images). Prints each finding as a FAIL line, then one
 "PASS no key or PSK in any log or error of this suite (N files, K secrets)" or its FAIL twin;
@@ -30,6 +32,7 @@ import base64
 import fnmatch
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -107,6 +110,28 @@ class Secrets:
             self.add(name, key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
                                              serialization.NoEncryption()))
 
+    def add_strongswan_keys(self, path):
+        """The CHILD_SAs' keys a charon logged (its chd group at level 4: "encryption initiator
+        key => 20 bytes @ ..." and a hex dump); the log itself is not searched."""
+        self.inputs.add(os.path.realpath(path))
+        lines = open(path, errors="replace").read().splitlines()
+        i, n = 0, 0
+        while i < len(lines):
+            m = re.search(r"\] ((?:encryption|integrity) (?:initiator|responder) key) => (\d+) bytes @", lines[i])
+            i += 1
+            if not m:
+                continue
+            want, data = int(m.group(2)), b""
+            while len(data) < want and i < len(lines):
+                h = re.match(r".*\]\s+\d+: ((?:[0-9A-F]{2} )*[0-9A-F]{2})", lines[i])
+                if not h:
+                    break
+                data += bytes.fromhex(h.group(1).replace(" ", ""))
+                i += 1
+            if len(data) >= want:
+                n += 1
+                self.add("CHILD_SA %s #%d (from %s)" % (m.group(1), n, os.path.basename(path)), data[:want])
+
     def add_config(self, source, prefix=""):
         """The secrets of a config, intent or transaction: a path, JSON text or a parsed object."""
         if isinstance(source, str) and os.path.exists(source):
@@ -162,17 +187,37 @@ class Secrets:
         self._cache = (len(self.items), out)
         return out
 
+    # Where each kind of form can be: runs of its alphabet at least a window long. Only these
+    # are searched (most of a log is words and numbers), joined by NULs that no form holds.
+    RUNS = {"raw": None,
+            "hex": re.compile(r"[0-9a-f:\- ]{15,}"),
+            "base64": re.compile(r"[A-Za-z0-9+/_\-\\]{8,}")}
+
+    @staticmethod
+    def _runs(text, pattern):
+        """(joined runs, [(joined start, text start)]) of a text's runs of an alphabet."""
+        parts, starts, at = [], [], 0
+        for m in pattern.finditer(text):
+            starts.append((at, m.start()))
+            parts.append(m.group())
+            at += len(m.group()) + 1
+        return "\0".join(parts), starts
+
     def scan_text(self, label, text):
         """Findings [(label, line, secret name, form)] in one text."""
         if isinstance(text, bytes):
             text = text.decode("latin-1")
-        lower = None
+        import bisect
+        hays = {}
         found = set()
         for name, form, ftext, window, anchors, blind in self._needles():
-            hay = text
-            if blind:
-                lower = lower if lower is not None else text.lower()
-                hay = lower
+            kind = "raw" if form == "raw" else "hex" if blind else "base64"
+            if kind not in hays:
+                if kind == "raw":
+                    hays[kind] = (text, [(0, 0)])
+                else:
+                    hays[kind] = self._runs(text.lower() if blind else text, self.RUNS[kind])
+            hay, starts = hays[kind]
             for anchor, at in anchors.items():
                 pos = hay.find(anchor)
                 while pos >= 0:
@@ -184,10 +229,13 @@ class Secrets:
                     while end < len(hay) and fend < len(ftext) and hay[end] == ftext[fend]:
                         end, fend = end + 1, fend + 1
                     if end - a >= window:
+                        joined, orig = starts[bisect.bisect_right(starts, (a, len(text))) - 1]
+                        a0 = orig + a - joined
                         shown = form
-                        if blind and text[a:end] != ftext[b:fend] and any(c.isalpha() for c in text[a:end]):
+                        if blind and text[a0:a0 + end - a] != ftext[b:fend] and \
+                                any(c.isalpha() for c in text[a0:a0 + end - a]):
                             shown = form.replace("hex", "HEX")
-                        found.add((label, text.count("\n", 0, a) + 1, name, shown))
+                        found.add((label, text.count("\n", 0, a0) + 1, name, shown))
                     pos = hay.find(anchor, pos + 1)
         return sorted(found)
 
@@ -332,6 +380,18 @@ def self_test():
                            ("base64", base64.b64encode(psk.encode()).decode())):
             if ("t", 1, "peers[0].psk", form) not in s.scan_text("t", text):
                 problems.append("the PSK as %s not found" % form)
+        # A charon's dump of a CHILD_SA key (two lines of hex, an ASCII column) gives that key.
+        dump = os.path.join(d, "keys.log")
+        with open(dump, "w") as f:
+            f.write("08[CHD] encryption initiator key => 20 bytes @ 0x7f1ff801e920\n")
+            for off in range(0, 20, 16):
+                row = key[off:min(off + 16, 20)]
+                f.write("08[CHD] %4d: %-48s %s\n" % (off, " ".join("%02X" % b for b in row), "." * len(row)))
+        k = Secrets()
+        k.add_strongswan_keys(dump)
+        if [v for _, v in k.items] != [key[:20]]:
+            problems.append("add_strongswan_keys read %s" % [(n, len(v)) for n, v in k.items])
+        os.unlink(dump)
         # A config names its secrets by path and is itself not searched; a directory is.
         cfg = os.path.join(d, "config.json")
         with open(cfg, "w") as f:
@@ -370,6 +430,8 @@ def main():
     ap.add_argument("--self-test", action="store_true", help="plant keys in every form first; want each found")
     ap.add_argument("--config", nargs="+", action="extend", default=[], help="a JSON config/intent/transaction: its secrets")
     ap.add_argument("--pem", nargs="+", action="extend", default=[], help="NAME=FILE: the private key in a PEM file")
+    ap.add_argument("--strongswan-keys", nargs="+", action="extend", default=[],
+                    help="a charon log at chd level 4: the CHILD_SA keys it derived")
     ap.add_argument("--secret", action="append", default=[], help="NAME=TEXT: a secret given as text")
     ap.add_argument("--skip", action="append", default=[], help="a glob of files under --scan not to search")
     ap.add_argument("--scan", nargs="+", default=[], help="files and directories to search")
@@ -387,6 +449,9 @@ def main():
         name, _, path = p.partition("=")
         if os.path.exists(path):
             s.add_pem(name, path)
+    for f in a.strongswan_keys:
+        if os.path.exists(f):
+            s.add_strongswan_keys(f)
     for t in a.secret:
         name, _, value = t.partition("=")
         s.add(name, value)
