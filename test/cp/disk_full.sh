@@ -176,6 +176,15 @@ sleep 0.3
 check "medix-cp lives through SIGHUP and says so" eval 'kill -0 $cp_pid && grep -q "SIGHUP: nothing to reload" "$tmp/cp.log"'
 cp_stop
 
+# --log-level 4 (charon's dumps of keys and the PSK) is refused, before anything starts.
+out=$("$cp" --intent "$state/intent.json" -p "$prefix" --log-level 4 2>&1)
+rc=$?
+echo "$out" >"$tmp/cp-log-level-4.log"
+if [ $rc -eq 2 ] && grep -qF -- "--log-level 4: one of -1..3 (level 4 would log keys and PSKs)" <<<"$out"; then
+  pass "medix-cp --log-level 4 (charon's key dumps): refused, exit 2"
+else
+  fail "medix-cp --log-level 4: exit $rc, want 2 and the reason" "$out"
+fi
 # 3. medix-cp started on a full disk says why at once (not after waiting for medix-dp).
 fill 0
 start=$(date +%s%3N)
