@@ -185,6 +185,18 @@ if [ $rc -eq 2 ] && grep -qF -- "--log-level 4: one of -1..3 (level 4 would log 
 else
   fail "medix-cp --log-level 4: exit $rc, want 2 and the reason" "$out"
 fi
+# And so is a strongswan.conf that sets a logger to level 4.
+printf 'charon {\n  filelog {\n    keys {\n      path = %s\n      chd = 4\n    }\n  }\n}\n' "$tmp/keys.log" \
+  >"$tmp/strongswan-4.conf"
+out=$(timeout -s KILL 20 unshare --net "$cp" --intent "$state/intent.json" -p "$prefix" \
+  --strongswan-conf "$tmp/strongswan-4.conf" 2>&1)
+rc=$?
+echo "$out" >"$tmp/cp-strongswan-4.log"
+if [ $rc -ne 0 ] && grep -qF "charon.filelog.keys.chd = 4: level 4 would log keys and PSKs (at most 3)" <<<"$out"; then
+  pass "medix-cp with a strongswan.conf logger at level 4: refused, naming the setting"
+else
+  fail "medix-cp with a strongswan.conf logger at level 4: exit $rc, want the setting named" "$out"
+fi
 # 3. medix-cp started on a full disk says why at once (not after waiting for medix-dp).
 fill 0
 start=$(date +%s%3N)
