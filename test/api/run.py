@@ -16,7 +16,8 @@ mapped to monitor on the unix socket, other uids (setpriv) by their mapping or r
 refusals logged); gRPC's standard services (a real reflection client lists and describes the
 services, grpc.health.v1 answers SERVING, on the unix socket and over TLS for a certificate
 without a role, and a health Watch sees NOT_SERVING on SIGTERM); medixctl's reason for a failed
-TLS connection; a clean exit on SIGTERM.
+TLS connection; a clean exit on SIGTERM; last, no SA key or TLS private key in any log or error
+of the suite, in any form (test/lib/keygrep.py).
 
 medix-dp runs on virtual ports only (net_null), `-l 0,1 --no-huge -m 1024`. Prints PASS/FAIL
 lines and, last, `api: N passed, M failed`; exit status 1 on any failure. Every process it

@@ -36,6 +36,7 @@
 #   intent-api     medixctl intent apply: refused (validation, medix-dp) changes nothing, a
 #                  changed peer reconnects with its new proposal, a removed one is cleaned up
 #   volume         rekeys on bytes (medix-dp's SOFT_EXPIRED events) during TCP transfers
+#   last           no PSK, private key or CHILD_SA key in any log or error (test/lib/keygrep.py)
 #
 # Usage: test/ike/run.sh   (root; binaries from build/, or MEDIX_DP, MEDIX_CP, MEDIXCTL)
 # Env: IKE_ONLY="gcm rekey ..." runs only these rounds, IKE_TCP_MIB (2), IKE_REKEY_SECONDS (20),
