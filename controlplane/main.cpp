@@ -21,6 +21,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -37,7 +38,7 @@ namespace {
 
 constexpr const char* usage_text =
     "usage: medix-cp --intent FILE (--dp TARGET | -p PREFIX) [--listen unix:///PATH]\n"
-    "                [--strongswan-conf FILE] [--plugins LIST] [--log-level -1..4]\n"
+    "                [--strongswan-conf FILE] [--plugins LIST] [--log-level -1..3]\n"
     "                [--metrics-listen HOST:PORT]\n"
     "       medix-cp --check --intent FILE   validate the intent file and exit\n"
     "       medix-cp --abi-check | --version | --help\n"
@@ -78,9 +79,18 @@ int main(int argc, char** argv) {
       plugins = value();
     else if (a == "--metrics-listen")
       metrics_listen = value();
-    else if (a == "--log-level")
-      log_level = std::stoi(value());
-    else if (a == "--abi-check")
+    else if (a == "--log-level") {
+      // charon's levels, but 4: strongSwan's level 4 dumps key material (the PSK, IKE and
+      // CHILD_SA keys), and no key or PSK may reach medix-cp's log.
+      std::string v = value();
+      char* end = nullptr;
+      long level = strtol(v.c_str(), &end, 10);
+      if (v.empty() || *end || level < -1 || level > 3) {
+        fprintf(stderr, "medix-cp: --log-level %s: one of -1..3 (level 4 would log keys and PSKs)\n", v.c_str());
+        return 2;
+      }
+      log_level = int(level);
+    } else if (a == "--abi-check")
       abi_check = true;
     else if (a == "--check")
       check = true;

@@ -88,6 +88,42 @@ METHOD(backend_t, get_peer_cfg_by_name, peer_cfg_t*, backend_t* this, char* name
   return cfg;
 }
 
+/* Whether a logger of the settings (filelog.NAME or syslog.FACILITY, under our namespace or
+ * charon's) logs a group, or all ("default"), at level 4 or more: strongSwan's level of private
+ * data, where charon dumps the PSK and every IKE and CHILD_SA key. No key or PSK may reach
+ * medix-cp's log, so such settings are refused; err names the setting. */
+static bool logs_keys(char* err, size_t err_len) {
+  const char* prefixes[] = {lib->ns, "charon"};
+  const char* kinds[] = {"filelog", "syslog"};
+  for (size_t p = 0; p < countof(prefixes); p++) {
+    for (size_t k = 0; k < countof(kinds); k++) {
+      enumerator_t* loggers = lib->settings->create_section_enumerator(lib->settings, "%s.%s", prefixes[p], kinds[k]);
+      char* logger;
+      while (loggers->enumerate(loggers, &logger)) {
+        enumerator_t* keys =
+            lib->settings->create_key_value_enumerator(lib->settings, "%s.%s.%s", prefixes[p], kinds[k], logger);
+        char *key, *value;
+        bool found = false;
+        while (!found && keys->enumerate(keys, &key, &value)) {
+          bool level = strcmp(key, "default") == 0 || (strlen(key) == 3 && key[0] >= 'a' && key[0] <= 'z');
+          if (level && value && atoi(value) >= 4) {
+            err_set(err, err_len, "%s.%s.%s.%s = %s: level 4 would log keys and PSKs (at most 3)", prefixes[p],
+                    kinds[k], logger, key, value);
+            found = true;
+          }
+        }
+        keys->destroy(keys);
+        if (found) {
+          loggers->destroy(loggers);
+          return true;
+        }
+      }
+      loggers->destroy(loggers);
+    }
+  }
+  return false;
+}
+
 int cp_charon_start(const char* settings_file, const char* settings_text, const char* plugins, int log_level, char* err,
                     size_t err_len) {
   static plugin_feature_t features[] = {
@@ -128,6 +164,10 @@ int cp_charon_start(const char* settings_file, const char* settings_text, const 
   if (settings_text && !lib->settings->load_string(lib->settings, (char*)settings_text, TRUE)) {
     library_deinit();
     err_set(err, err_len, "invalid settings: %s", settings_text);
+    return -1;
+  }
+  if (logs_keys(err, err_len)) {
+    library_deinit();
     return -1;
   }
   /* Nothing of IKE touches the kernel's routing or addresses: medix-dp carries it all. */

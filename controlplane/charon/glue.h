@@ -48,7 +48,7 @@ struct cp_peer {
 /* Initializes libcharon (its threads start with cp_charon_run): settings from `settings_file`
  * (NULL: none, all defaults) then from `settings_text` (strongswan.conf syntax; NULL: none), our
  * kernel-ipsec backend, the plugins in `plugins` (NULL: the default list), loggers at
- * `log_level` (-1..4) to stderr. Returns 0, or -1 with a reason in err. */
+ * `log_level` (-1..3: never 4, which logs keys) to stderr. Returns 0, or -1 with a reason in err. */
 int cp_charon_start(const char* settings_file, const char* settings_text, const char* plugins, int log_level, char* err,
                     size_t err_len);
 /* Starts charon's threads: IKE is handled from now on (peers may be added before). */

@@ -201,11 +201,15 @@ class Client:
         return self.stub.GetRuntime(dp.GetRuntimeRequest(), timeout=timeout)
 
 
+errors = []  # the details of every error rpc() returned: test/lib/keygrep.py searches them
+
+
 def rpc(fn, *args, **kwargs):
     """(error or None, result or None): a grpc.RpcError is returned, not raised."""
     try:
         return None, fn(*args, **kwargs)
     except grpc.RpcError as e:
+        errors.append("%s: %s" % (e.code().name, e.details()))
         return e, None
 
 

@@ -16,7 +16,8 @@ mapped to monitor on the unix socket, other uids (setpriv) by their mapping or r
 refusals logged); gRPC's standard services (a real reflection client lists and describes the
 services, grpc.health.v1 answers SERVING, on the unix socket and over TLS for a certificate
 without a role, and a health Watch sees NOT_SERVING on SIGTERM); medixctl's reason for a failed
-TLS connection; a clean exit on SIGTERM.
+TLS connection; a clean exit on SIGTERM; last, no SA key or TLS private key in any log or error
+of the suite, in any form (test/lib/keygrep.py).
 
 medix-dp runs on virtual ports only (net_null), `-l 0,1 --no-huge -m 1024`. Prints PASS/FAIL
 lines and, last, `api: N passed, M failed`; exit status 1 on any failure. Every process it
@@ -43,11 +44,13 @@ if os.path.realpath(sys.executable) != os.path.realpath("/usr/bin/python3") and 
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))
 import grpc  # noqa: E402
 from google.protobuf import json_format  # noqa: E402
 
 import medixapi as api  # noqa: E402
 import grpcstd  # noqa: E402
+import keygrep  # noqa: E402
 from medixapi import pb, dp, create, update, delete, route_via, route_leak, rpc  # noqa: E402
 
 ROOT = api.ROOT
@@ -104,6 +107,10 @@ class Results:
 
 
 R = Results()
+# The keys this suite hands medix-dp (SAs' keys, TLS private keys) and what it and the programs
+# it runs print: at the end no log or error may hold any of them (test/lib/keygrep.py).
+SECRETS = keygrep.Secrets()
+OUTPUTS = keygrep.Outputs()
 
 
 def short(err):
@@ -825,12 +832,14 @@ def oversized_batch(f, d, c):
 
 @test
 def ipsec_and_nat_kinds(f, d, c):
+    gcm_key = os.urandom(20)
+    SECRETS.add("ipsec_and_nat_kinds: sa 0x1000 cipher_key", gcm_key)
     samples = [
         pb.Tunnel(name="tun0", tenant="hosp-a", underlay_tenant="core", local_address="100.100.2.1",
                   remote_address="100.100.2.9", encap_udp_port=4500, mtu=1400,
                   local_selectors=["10.0.0.0/24"], remote_selectors=["10.9.0.0/24"]),
         pb.SecurityAssociation(spi=0x1000, tunnel="tun0", inbound=True, cipher=pb.AES_GCM_128,
-                               cipher_key=bytes(20), replay_window=64),
+                               cipher_key=gcm_key, replay_window=64),
         pb.StaticMapping(tenant="hosp-a", tenant_prefix="10.0.0.0/16", core_prefix="100.65.0.0/16"),
         pb.NaptPool(tenant="hosp-a", addresses=["100.64.9.1"], session_limit=1000),
         pb.PolicyRule(name="allow-pacs", priority=10, from_tenant="hosp-a", to_tenant="core",
@@ -867,6 +876,8 @@ def ipsec_and_nat_kinds(f, d, c):
                 getattr(api.inner(got.object), "name", None) == getattr(m, "name", None) and
                 getattr(api.inner(got.object), "spi", None) == getattr(m, "spi", None),
                 "Get %s returns what was created" % kind, short(err))
+    if any(type(m) is pb.Tunnel for m in created):
+        sa_keys(d, c)
     if created:
         err, _ = rpc(c.apply, [delete(m) for m in reversed(created)])
         R.check(err is None, "DELETE of the %s created" % " and ".join(api.FIELD_OF[type(m)] for m in created),
@@ -877,6 +888,36 @@ def ipsec_and_nat_kinds(f, d, c):
     err, _ = rpc(c.stub.Get, dp.GetRequest(), timeout=10)
     R.check(err is not None and err.code() == C.INVALID_ARGUMENT, "Get without a key -> INVALID_ARGUMENT",
             short(err))
+
+
+def sa_keys(d, c):
+    """An AES-CBC SA with its integrity key applied, and one refused for a cipher key of the wrong
+    length: the transaction's log line, the refusal's line and the error name fields, and the
+    suite's last check finds none of these keys in any log or error."""
+    cbc_key, hmac_key, bad_key, hmac_key2 = os.urandom(16), os.urandom(32), os.urandom(24), os.urandom(32)
+    SECRETS.add("sa_keys: sa 0x1001 cipher_key", cbc_key)
+    SECRETS.add("sa_keys: sa 0x1001 integrity_key", hmac_key)
+    SECRETS.add("sa_keys: refused sa 0x1002 cipher_key", bad_key)
+    SECRETS.add("sa_keys: refused sa 0x1002 integrity_key", hmac_key2)
+    cbc = pb.SecurityAssociation(spi=0x1001, tunnel="tun0", inbound=False, cipher=pb.AES_CBC_128, cipher_key=cbc_key,
+                                 integrity=pb.HMAC_SHA256_128, integrity_key=hmac_key)
+    err, res = rpc(c.apply, [create(cbc)])
+    R.check(err is None and res.changed == 1, "CREATE sa AES-CBC-128 with HMAC-SHA-256-128 and their keys applies",
+            short(err))
+    bad = pb.SecurityAssociation(spi=0x1002, tunnel="tun0", inbound=True, cipher=pb.AES_CBC_128, cipher_key=bad_key,
+                                 integrity=pb.HMAC_SHA256_128, integrity_key=hmac_key2)
+    expect_rejected(c, "CREATE sa with a 24-byte AES-CBC-128 key", [create(bad)], C.INVALID_ARGUMENT,
+                    "operations[0].sa.cipher_key")
+    deadline = time.monotonic() + 3
+    want = ("medix-dp: API: version %d by uid 0 (root): sa +1; 1 changed in" % (res.version if res else 0),
+            "medix-dp: API: transaction of uid 0 (root) refused (sa +1): operations[0].sa.cipher_key: 24 bytes")
+    while time.monotonic() < deadline and not all(any(w in x for x in list(d.lines)) for w in want):
+        time.sleep(0.05)
+    R.check(all(any(w in x for x in list(d.lines)) for w in want),
+            "medix-dp logged both transactions carrying SAs (keys: the last check)",
+            "log: %s" % [x for x in d.lines if "API:" in x][-3:])
+    err, _ = rpc(c.apply, [delete(pb.SecurityAssociation(spi=0x1001, tunnel="tun0", inbound=False))])
+    R.check(err is None, "DELETE of that SA", short(err))
 
 
 @test
@@ -1783,6 +1824,9 @@ def main():
         print("api: 0 passed, 1 failed")
         return 1
     api.self_test()
+    OUTPUTS.start()
+    problems = keygrep.self_test()  # the last check would find a leak
+    R.check(not problems, "the key check finds a planted key in every form", "; ".join(problems))
 
     def on_alarm(signum, frame):
         raise TimeoutError("the whole run took longer than %d s" % TOTAL_TIMEOUT)
@@ -1840,6 +1884,15 @@ def main():
 
 def finish(f):
     signal.alarm(0)
+    # Last, over everything: the medix-dp logs and all else in the temp dir (the TLS keys' own
+    # files aside), this suite's output, the output of every program it ran, every gRPC error.
+    api.kill_all()
+    for d, _, files in os.walk(f.tmp):
+        for n in files:
+            if n.endswith(".key"):
+                SECRETS.add_pem("TLS private key " + n, os.path.join(d, n))
+    ok, what, details = SECRETS.check([f.tmp], OUTPUTS.texts() + [("gRPC error", e) for e in api.errors])
+    R.check(ok, "no key or PSK in any log or error of this suite (%s)" % what, details)
     if R.failed:
         for p in list(api._processes):
             print("--- last lines of %s:" % p.log_path)

@@ -3,11 +3,15 @@
 # exits 2, and nothing starts half-configured. Ends with "cli: N passed, M failed".
 set -u
 cd "$(dirname "$0")/../.."
+# shellcheck source=test/lib/keygrep.sh
+source test/lib/keygrep.sh
 dp=build/dataplane/medix-dp
 ctl=build/controlplane/cli/medixctl
 tmp=$(mktemp -d /tmp/medix-cli.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 passed=0 failed=0
+pass() { echo "PASS $1"; passed=$((passed + 1)); }
+fail() { echo "FAIL $1"; failed=$((failed + 1)); }
 eal=(--no-huge -m 256 --no-pci --log-level=error -l 0,1)
 
 # expect NAME STATUS PATTERN -- command...: the exit status and a line of its output.
@@ -15,6 +19,7 @@ expect() {
   local name=$1 status=$2 pattern=$3; shift 4
   local out rc
   out=$(timeout 60 "$@" 2>&1); rc=$?
+  printf '%s\n' "$out" >>"$tmp/outputs.log" # searched for keys at the end
   if [ "$rc" -eq "$status" ] && grep -qF -- "$pattern" <<<"$out"; then
     echo "PASS $name"; passed=$((passed + 1))
   else
@@ -29,6 +34,7 @@ expect_hidden() {
   local name=$1 status=$2 pattern=$3 secret=$4; shift 5
   local out rc
   out=$(timeout 60 "$@" 2>&1); rc=$?
+  printf '%s\n' "$out" >>"$tmp/outputs.log"
   if [ "$rc" -eq "$status" ] && grep -qF -- "$pattern" <<<"$out" && ! grep -qF -- "$secret" <<<"$out"; then
     echo "PASS $name"; passed=$((passed + 1))
   else
@@ -87,9 +93,29 @@ expect_hidden "medixctl apply: the key is named, not shown" 1 "sas[0].cipher_key
   $ctl -p "medix-cli-none-$$" apply "$tmp/badkey.json"
 expect_hidden "medixctl intent apply: a PSK that does not parse is not shown" 1 "peers[0].psk: is not a valid STRING" \
   900123456789 -- $ctl -p "medix-cli-none-$$" intent apply "$tmp/numpsk.json"
+# Good keys: --check and a start that runs; a good key of the wrong length: named with its
+# length. The check at the end wants none of these keys, in any form, in any output.
+b64() { head -c "$1" /dev/urandom | base64 -w0; }
+cat >"$tmp/keys.json" <<JSON
+{"schema_version": 1,
+ "ports": [{"name": "p0", "device": "net_null0"}],
+ "tenants": [{"name": "t"}, {"name": "u"}],
+ "interfaces": [{"name": "i0", "tenant": "u", "port": "p0", "vlan": 10, "addresses": ["192.0.2.1/24"]}],
+ "tunnels": [{"name": "tun", "tenant": "t", "underlay_tenant": "u", "local_address": "192.0.2.1",
+   "remote_address": "192.0.2.2"}],
+ "sas": [{"spi": 4096, "tunnel": "tun", "inbound": true, "cipher": "AES_GCM_128", "cipher_key": "$(b64 20)"},
+   {"spi": 4097, "tunnel": "tun", "inbound": false, "cipher": "AES_CBC_128", "cipher_key": "$(b64 16)",
+    "integrity": "HMAC_SHA256_128", "integrity_key": "$(b64 32)"}]}
+JSON
+sed -E "s|(\"AES_GCM_128\", \"cipher_key\": )\"[^\"]*\"|\1\"$(b64 16)\"|" "$tmp/keys.json" >"$tmp/shortkey.json"
+expect "--check accepts SAs with good keys" 0 "$tmp/keys.json: ok" -- $dp -- --config "$tmp/keys.json" --check
+expect "a key of the wrong length: its length, not the key" 2 \
+  "$tmp/shortkey.json: sas[0].cipher_key: 16 bytes; AES_GCM_128 takes 20" -- $dp -- --config "$tmp/shortkey.json" --check
+expect "medixctl apply of SAs: the daemon's absence, not the keys" 1 "medix-cli-none" -- \
+  $ctl -p "medix-cli-none-$$" apply "$tmp/keys.json"
 
-# SIGTERM: a clean stop with the final counters.
-$dp "${eal[@]}" --file-prefix "medix-cli-$$-3" --vdev net_null0 -- --config "$tmp/good.json" >"$tmp/run.log" 2>&1 &
+# SIGTERM: a clean stop with the final counters (the config with SAs: their keys pass through start-up).
+$dp "${eal[@]}" --file-prefix "medix-cli-$$-3" --vdev net_null0 -- --config "$tmp/keys.json" >"$tmp/run.log" 2>&1 &
 pid=$!
 for _ in $(seq 100); do grep -q "ready" "$tmp/run.log" && break; sleep 0.1; done
 kill -TERM $pid; wait $pid; rc=$?
@@ -181,5 +207,9 @@ expect "the same --file-prefix: which process holds it" 1 "another primary proce
   $dp "${eal[@]}" --file-prefix "medix-cli-$$-5" --vdev net_null0 -- --config "$tmp/good.json" --api-socket "$tmp/other.sock"
 kill -TERM $first; wait $first
 
+# Last: no key of the files above, in any form, in any output of medix-dp or medixctl (their
+# logs and what expect saw); synkey.json is no JSON: its key is given as text.
+keygrep_check pass fail --config "$tmp"/{keys,shortkey,badkey,numkey,numpsk}.json --secret "synkey.json cipher_key=SECRETKEY" \
+  --skip synkey.json --scan "$tmp"
 echo "cli: $passed passed, $failed failed"
 [ $failed -eq 0 ]

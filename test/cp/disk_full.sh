@@ -11,6 +11,8 @@
 # MEDIX_DP, MEDIX_CP and MEDIXCTL override the binaries (default: build/).
 set -u
 cd "$(dirname "$0")/../.."
+# shellcheck source=test/lib/keygrep.sh
+source test/lib/keygrep.sh
 dp=${MEDIX_DP:-build/dataplane/medix-dp}
 cp=${MEDIX_CP:-build/controlplane/medix-cp}
 ctl=${MEDIXCTL:-build/controlplane/cli/medixctl}
@@ -29,9 +31,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-pass() { echo "PASS $1"; passed=$((passed + 1)); }
+# What the suite prints, and what the programs it runs print into its variables, goes to
+# $tmp/suite.log too: the last check searches it (and the daemons' logs) for the PSK.
+say() { echo "$*"; echo "$*" >>"$tmp/suite.log"; }
+pass() { say "PASS $1"; passed=$((passed + 1)); }
 fail() {
-  echo "FAIL $1"
+  say "FAIL $1"
   [ -n "${2:-}" ] && sed 's/^/  | /' <<<"$2" | tail -12
   failed=$((failed + 1))
 }
@@ -40,11 +45,20 @@ check() { # check NAME COMMAND...
   if "$@"; then pass "$name"; else fail "$name"; fi
 }
 finish() {
+  # Last: no byte of the PSK in medix-dp's or medix-cp's log, medixctl's output or its errors
+  # (the intent files hold it by right and are not searched).
+  keygrep_check pass fail --config "$tmp/next.json" "$state/intent.json" --skip 'filler.*' --scan "$tmp"
   echo "cp-disk-full: $passed passed, $failed failed"
   [ "$failed" -eq 0 ]
   exit
 }
-ctl() { timeout 30 "$ctl" -p "$prefix" "$@" 2>&1; }
+ctl() { # medixctl's output and errors, kept in $tmp/medixctl.log too
+  local out rc
+  out=$(timeout 30 "$ctl" -p "$prefix" "$@" 2>&1)
+  rc=$?
+  printf '%s\n' "$out" | tee -a "$tmp/medixctl.log"
+  return $rc
+}
 free_bytes() { $py -c 'import os, sys; s = os.statvfs(sys.argv[1]); print(s.f_bavail * s.f_frsize)' "$state"; }
 # fill N: the tmpfs keeps N bytes free.
 fill() { fallocate -l $(($(free_bytes) - $1)) "$state/filler.$RANDOM"; }
@@ -135,6 +149,8 @@ if [ $rc -eq 0 ]; then pass "room again: the apply succeeds"; else fail "room ag
 check "room again: medix-dp has the new tenant" has tenants '^added '
 check "room again: medix-dp has the peer's tunnel" has tunnels '^t-gw '
 check "room again: the intent file has the peer" grep -q '"name": "gw"' "$state/intent.json"
+# What medixctl shows of the intent names the peer; its PSK is for the key check to miss.
+check "medixctl -o json intent show: the peer" grep -q '"name": "gw"' <<<"$(ctl -o json intent show)"
 cp_stop
 check "medix-cp restarts" cp_start || finish
 check "after the restart: medix-dp still has the new tenant" has tenants '^added '
@@ -142,7 +158,9 @@ check "after the restart: medix-dp still has the peer's tunnel" has tunnels '^t-
 # What a generic gRPC tool sees (test/api/grpcstd.py): server reflection lists the services,
 # describes ours, and grpc.health.v1 answers SERVING for the server and for ControlPlane.
 out=$(timeout 60 $py test/api/grpcstd.py "unix:///var/run/dpdk/$prefix/cp.sock" medix.controlplane.v1.ControlPlane 2>&1)
-if [ $? -eq 0 ] &&
+rc=$?
+echo "$out" >>"$tmp/grpcstd.log"
+if [ $rc -eq 0 ] &&
   grep -qx "services: grpc.health.v1.Health grpc.reflection.v1alpha.ServerReflection medix.controlplane.v1.ControlPlane" <<<"$out" &&
   grep -q "^methods medix.controlplane.v1.ControlPlane: .*ApplyIntent" <<<"$out" &&
   [ "$(grep -c '^health .*: SERVING$' <<<"$out")" -eq 2 ]; then
@@ -158,12 +176,34 @@ sleep 0.3
 check "medix-cp lives through SIGHUP and says so" eval 'kill -0 $cp_pid && grep -q "SIGHUP: nothing to reload" "$tmp/cp.log"'
 cp_stop
 
+# --log-level 4 (charon's dumps of keys and the PSK) is refused, before anything starts.
+out=$("$cp" --intent "$state/intent.json" -p "$prefix" --log-level 4 2>&1)
+rc=$?
+echo "$out" >"$tmp/cp-log-level-4.log"
+if [ $rc -eq 2 ] && grep -qF -- "--log-level 4: one of -1..3 (level 4 would log keys and PSKs)" <<<"$out"; then
+  pass "medix-cp --log-level 4 (charon's key dumps): refused, exit 2"
+else
+  fail "medix-cp --log-level 4: exit $rc, want 2 and the reason" "$out"
+fi
+# And so is a strongswan.conf that sets a logger to level 4.
+printf 'charon {\n  filelog {\n    keys {\n      path = %s\n      chd = 4\n    }\n  }\n}\n' "$tmp/keys.log" \
+  >"$tmp/strongswan-4.conf"
+out=$(timeout -s KILL 20 unshare --net "$cp" --intent "$state/intent.json" -p "$prefix" \
+  --strongswan-conf "$tmp/strongswan-4.conf" 2>&1)
+rc=$?
+echo "$out" >"$tmp/cp-strongswan-4.log"
+if [ $rc -ne 0 ] && grep -qF "charon.filelog.keys.chd = 4: level 4 would log keys and PSKs (at most 3)" <<<"$out"; then
+  pass "medix-cp with a strongswan.conf logger at level 4: refused, naming the setting"
+else
+  fail "medix-cp with a strongswan.conf logger at level 4: exit $rc, want the setting named" "$out"
+fi
 # 3. medix-cp started on a full disk says why at once (not after waiting for medix-dp).
 fill 0
 start=$(date +%s%3N)
 out=$(timeout -s KILL 20 unshare --net "$cp" --intent "$state/intent.json" -p "$prefix" \
   --strongswan-conf "$tmp/strongswan.conf" --log-level 0 2>&1)
 rc=$? ms=$(($(date +%s%3N) - start))
+echo "$out" >"$tmp/cp-full-disk-start.log"
 if [ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $ms -lt 3000 ] && grep -qF "No space left on device" <<<"$out" &&
   grep -qF "$state" <<<"$out"; then
   pass "a full disk at start: exit $rc in $ms ms, naming the cause"

@@ -36,6 +36,7 @@
 #   intent-api     medixctl intent apply: refused (validation, medix-dp) changes nothing, a
 #                  changed peer reconnects with its new proposal, a removed one is cleaned up
 #   volume         rekeys on bytes (medix-dp's SOFT_EXPIRED events) during TCP transfers
+#   last           no PSK, private key or CHILD_SA key in any log or error (test/lib/keygrep.py)
 #
 # Usage: test/ike/run.sh   (root; binaries from build/, or MEDIX_DP, MEDIX_CP, MEDIXCTL)
 # Env: IKE_ONLY="gcm rekey ..." runs only these rounds, IKE_TCP_MIB (2), IKE_REKEY_SECONDS (20),
@@ -45,23 +46,28 @@ set -uo pipefail
 IKE_DIR=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=test/netns/lib.sh
 source "$IKE_DIR/../netns/lib.sh"
+# shellcheck source=test/lib/keygrep.sh
+source "$IKE_DIR/../lib/keygrep.sh"
 
 MX_CP=${MEDIX_CP:-$MX_REPO/build/controlplane/medix-cp}
 MX_CTL=${MEDIXCTL:-$MX_REPO/build/controlplane/cli/medixctl}
 TCP_MIB=${IKE_TCP_MIB:-2}
 PSK="medix-ike-test-psk-0123456789"
+WRONG_PSK="not-the-right-psk-at-all"
 GW_ID=gw.carrier-b.example
 IX_ID=ix.medix.example
 
 passed=0
 failed=0
-pass() { echo "PASS $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL $*"; failed=$((failed + 1)); }
+# What the suite prints goes to $MX_TMP/suite.log too: the last check searches it for keys.
+say() { echo "$*"; [ -d "${MX_TMP:-}" ] && echo "$*" >>"$MX_TMP/suite.log"; }
+pass() { say "PASS $*"; passed=$((passed + 1)); }
+fail() { say "FAIL $*"; failed=$((failed + 1)); }
 check() { # check DESCRIPTION COMMAND...: PASS if the command succeeds
   local what=$1; shift
   if "$@"; then pass "$what"; else fail "$what"; fi
 }
-info() { echo "  $*"; }
+info() { say "  $*"; }
 quiet() { "$@" >/dev/null 2>&1; }
 now_ms() { date +%s%3N; }
 
@@ -151,9 +157,19 @@ attach_tap || mx_die "could not move the exception TAP $TAP into $NS_CP"
 # --- the carrier's gateway: stock charon with kernel-libipsec ----------------------------------
 GW=$MX_TMP/gw
 mkdir -p "$GW/run" "$GW/swanctl"
+# keys.log: the CHILD_SAs' keys as the gateway derives them (chd level 4), which medix-cp
+# derives too and hands medix-dp: the key check at the end wants them nowhere else.
 cat >"$GW/strongswan.conf" <<EOF
 charon {
   load = random nonce openssl kdf pem pkcs1 pkcs8 x509 pubkey constraints kernel-libipsec kernel-netlink socket-default vici
+  filelog {
+    keys {
+      path = $GW/keys.log
+      flush_line = yes
+      default = -1
+      chd = 4
+    }
+  }
   plugins {
     vici {
       socket = unix://$GW/charon.vici
@@ -343,7 +359,9 @@ EOF
 }
 
 # dp_json KIND EXPR: EXPR over `d`, the list of medix-dp's objects of KIND (medixctl -o json).
-dp_json() { ctl -o json show "$1" | mx_json - "(lambda d: $2)([list(o.values())[0] for o in d['objects']])"; }
+dp_json() { # (what medixctl shows is kept for the key check)
+  ctl -o json show "$1" | tee -a "$MX_TMP/medixctl-show.json" | mx_json - "(lambda d: $2)([list(o.values())[0] for o in d['objects']])"
+}
 dp_sas() { dp_json sas 'len([s for s in d if s["tunnel"] == "t-carrier-b"])'; }
 dp_route() { dp_json routes 'len([r for r in d if r["tenant"] == "hosp-a" and r["prefix"] == "10.0.1.0/24"])'; }
 
@@ -843,7 +861,7 @@ fi
 
 # --- 5. a wrong PSK, proposals that do not match: refused, nothing reaches medix-dp ---------
 if begin wrong-psk "aes128gcm16-prfsha256-x25519" "aes128gcm16"; then
-  gw_conf "aes128gcm16-prfsha256-x25519" "aes128gcm16" "" "not-the-right-psk-at-all"
+  gw_conf "aes128gcm16-prfsha256-x25519" "aes128gcm16" "" "$WRONG_PSK"
   refused wrong-psk "a wrong PSK" 'MAC mismatched|pre-shared key failed'
 fi
 if begin unknown-id "aes128gcm16-prfsha256-x25519" "aes128gcm16"; then
@@ -864,5 +882,22 @@ if begin no-esp-proposal "aes128gcm16-prfsha256-x25519" "aes128gcm16"; then
 fi
 
 check "medix-dp is still running" mx_alive "$MX_DP_PID"
+
+# --- last: no key or PSK in any log or error of the suite ---------------------------------------
+# Everything medix-dp, medix-cp (each round's log, refused starts' output), medixctl, the gateway's
+# charon and swanctl, and this script wrote under $MX_TMP, searched for the PSKs, the private keys
+# of the PKI, any key of the intents, and every CHILD_SA key the gateway derived (keys.log, which
+# medix-cp derived too and handed medix-dp); the files that hold them by right (intents, the PEM
+# keys and the gateway's copy, its swanctl.conf, keys.log) are not searched, nor the DICOM images.
+if grep -q "CHILD_SA up" "$MX_TMP/suite.log"; then
+  check "the gateway logged the CHILD_SAs' keys for the key check (gw/keys.log)" \
+    grep -q "encryption initiator key =>" "$GW/keys.log"
+fi
+pems=()
+for key in "$PKI"/*.key "$GW"/swanctl/private/*.key; do pems+=(--pem "${key#"$MX_TMP"/}=$key"); done
+keygrep_check pass fail --secret "PSK=$PSK" --secret "the wrong PSK=$WRONG_PSK" "${pems[@]}" \
+  --strongswan-keys "$GW/keys.log" \
+  --config "$MX_TMP"/*intent*.json "$MX_TMP"/{changed,empty,again,bad1,bad2,bad3,bad4}.json \
+  --skip swanctl.conf --skip 'study/*' --skip 'archive-*' --scan "$MX_TMP"
 echo "ike: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

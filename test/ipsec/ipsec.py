@@ -49,6 +49,8 @@ if os.path.realpath(sys.executable) != os.path.realpath("/usr/bin/python3") and 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "test", "api"))
+sys.path.insert(0, os.path.join(ROOT, "test", "lib"))
+import keygrep  # noqa: E402
 import medixapi as api  # noqa: E402
 from medixapi import pb, dp, create, update, delete, route_via, rpc  # noqa: E402
 
@@ -98,6 +100,10 @@ class Results:
 
 
 R = Results()
+# Every SA's keys, and what this driver and the programs it runs print: at the end no log or
+# error of the suite may hold any of them (test/lib/keygrep.py).
+SECRETS = keygrep.Secrets()
+OUTPUTS = keygrep.Outputs()
 
 
 class Abort(Exception):
@@ -181,6 +187,7 @@ class Node:
         self.config_path = os.path.join(env["tmp"], "%s-%d.json" % (name, Node.seq))
         with open(self.config_path, "w") as f:
             json.dump(config, f, indent=1)
+        SECRETS.add_config(self.config_path)  # any key it held; the file itself is not searched
         eal = ["--no-huge", "-m", "1024", "--no-pci", "--file-prefix", self.prefix, "--lcores", lcores]
         for i, iface in enumerate(ifaces):
             eal += ["--vdev", "net_af_packet%d,iface=%s,framecnt=2048%s" % (i, iface, ",qpairs=%d" % qpairs
@@ -273,6 +280,8 @@ class Keys:
         s = SUITES[suite]
         self.key = os.urandom(s["key"])
         self.ikey = os.urandom(s["ikey"]) if s["ikey"] else b""
+        SECRETS.add("SA %#x cipher_key" % spi, self.key)
+        SECRETS.add("SA %#x integrity_key" % spi, self.ikey)
 
     def sa(self, tunnel, inbound, **life):
         s = SUITES[self.suite]
@@ -1161,6 +1170,9 @@ def main():
     with open(args.env) as f:
         env = json.load(f)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    OUTPUTS.start()
+    problems = keygrep.self_test()  # the last check would find a leak
+    R.check(not problems, "the key check finds a planted key in every form", "; ".join(problems))
     timer = threading.Timer(TOTAL_TIMEOUT, watchdog)
     timer.daemon = True
     timer.start()
@@ -1176,6 +1188,11 @@ def main():
             R.info("(phase %s: %.1f s)" % (name, time.monotonic() - t0))
     finally:
         kill_children()
+    # Last, over everything: the medix-dp logs and all else in the temp dir, this driver's output
+    # (driver.log), the output of every program it ran, every gRPC error.
+    api.kill_all()
+    ok, what, details = SECRETS.check([env["tmp"]], OUTPUTS.texts() + [("gRPC error", e) for e in api.errors])
+    R.check(ok, "no key or PSK in any log or error of this suite (%s)" % what, details)
     return 0 if R.failed == 0 else 1
 
 

@@ -11,6 +11,7 @@
 #   4. the IKE exception path (settings.exception_interface, a TAP moved into a namespace):
 #      UDP 500/4500 there and back, untagged and VLAN 20; ike_no_listener without it
 #   5. two workers on one node: SAs owned by worker spi % 2, hand-offs, no loss
+#   last: no SA key in any log or error of the suite, in any form (test/lib/keygrep.py)
 #
 # Usage: test/ipsec/run.sh   (root; medix-dp from build/, or MEDIX_DP=path)
 # Env: IPSEC_ONLY=pair|workers (one phase), IPSEC_PPS (2000: per stream in the rekey test),

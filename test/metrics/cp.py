@@ -29,6 +29,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from run import ROOT, MEDIXCTL, check, free_port, http_get, query  # noqa: E402
 import run as base  # noqa: E402
+sys.path.insert(0, os.path.join(ROOT, "test", "lib"))
+import keygrep  # noqa: E402
+OUTPUTS = keygrep.Outputs()  # what this suite and the programs it runs print: searched for the PSK
 
 DP = os.environ.get("MEDIX_DP", os.path.join(ROOT, "build/dataplane/medix-dp"))
 CP = os.environ.get("MEDIX_CP", os.path.join(ROOT, "build/controlplane/medix-cp"))
@@ -125,6 +128,7 @@ def run(args, tmp, d, prometheus):
     check(status == 200 and "# TYPE medix_cp_reconcile_runs_total counter" in body
           and "# HELP medix_cp_peer_up " in body, "medix-cp GET /metrics: 200 with HELP and TYPE lines", status)
     check(PSK not in body, "medix-cp's exposition holds no PSK")
+    OUTPUTS.add("medix-cp's GET /metrics", body)
     status, text = http_get("http://127.0.0.1:%d/" % cport)
     check(status == 404 and "medix-cp" in text, "medix-cp: anything but GET /metrics is 404", (status, text))
 
@@ -222,6 +226,9 @@ def main():
                        (CP if os.access(CP, os.X_OK) else None, "medix-cp is built")):
         if not check(bool(path), what):
             return finish(None, None, args)
+    OUTPUTS.start()
+    problems = keygrep.self_test()  # the last check would find a leak
+    check(not problems, "the key check finds a planted key in every form", "; ".join(problems))
     tmp = tempfile.mkdtemp(prefix="medix-metrics-cp.")
     d = Daemons(tmp, "medix-metrics-cp-%d" % os.getpid())
     try:
@@ -236,9 +243,15 @@ def finish(tmp, d, args):
         d.stop("prometheus")
         check(d.stop("cp") in (0, None), "medix-cp exits 0 on SIGTERM")
         d.stop("dp")
-        logs = "".join(open(os.path.join(tmp, f), errors="replace").read() for f in os.listdir(tmp)
-                       if f.endswith(".log"))
-        check(PSK not in logs, "no log holds the PSK")
+        # The daemons' and Prometheus's logs, medixctl's output, medix-cp's exposition, this
+        # suite's output: no byte of the PSK in any form (the intents hold it by right; the
+        # TSDB is Prometheus's binary store).
+        secrets = keygrep.Secrets()
+        secrets.add("the peer's PSK", PSK)
+        secrets.add_config(os.path.join(tmp, "intent.json"))
+        secrets.add_config(os.path.join(tmp, "next.json"))
+        ok, what, details = secrets.check([tmp], OUTPUTS.texts(), skip=("data/*",))
+        check(ok, "no key or PSK in any log or error of this suite (%s)" % what, details)
         shutil.rmtree("/var/run/dpdk/" + d.prefix, ignore_errors=True)
     if tmp:
         if base.failed or args.keep:

@@ -32,9 +32,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 CASES = os.path.join(HERE, "cases")
 sys.path.insert(0, os.path.join(HERE, "lib"))
+sys.path.insert(0, os.path.join(ROOT, "test", "lib"))
 
 from medixpkt import read_pcap, write_pcap  # noqa: E402
 import medixesp  # noqa: E402
+import keygrep  # noqa: E402
 
 GEN_TIMEOUT = 60          # s, gen.py
 READY_TIMEOUT = 30        # s, from exec to "medix-dp: ready"
@@ -367,20 +369,45 @@ def load_json(path, default):
         return json.load(f)
 
 
+# The suite's last check (test/lib/keygrep.py): no key of a case's config (its SAs' keys) in
+# what medix-dp wrote for the case, nor in the case's failure message. expect_esp.json holds the
+# outbound SAs' keys by right (the runner decrypts with them).
+KEYS = {"findings": [], "files": 0, "secrets": 0, "seconds": 0.0}
+
+
+def key_check(case_dir, name, tmp, why):
+    secrets = keygrep.Secrets()
+    secrets.add_config(os.path.join(case_dir, "config.json"), name)
+    if not secrets.items:
+        return
+    t0 = time.monotonic()
+    findings, files = secrets.scan([tmp], skip=("expect_esp.json",))
+    if why:
+        findings += secrets.scan_text(f"the FAIL message of {name}", why)
+    KEYS["findings"] += findings
+    KEYS["files"] += files
+    KEYS["secrets"] += len(secrets.items)
+    KEYS["seconds"] += time.monotonic() - t0
+
+
 def run_case(case_dir, binary, keep, verbose, seq):
     name = os.path.basename(case_dir)
     tmp = tempfile.mkdtemp(prefix=f"medix-packet-{name}-")
     ok = False
+    why = None
     try:
         _run_case(case_dir, name, tmp, binary, verbose, seq)
         ok = True
         return None
     except Failure as e:
-        return f"{e}\n  (files kept in {tmp})"
+        why = f"{e}\n  (files kept in {tmp})"
+        return why
     except Exception as e:  # a broken case or runner: a failure, never a hang
         import traceback
-        return f"runner error: {e}\n{traceback.format_exc()}  (files kept in {tmp})"
+        why = f"runner error: {e}\n{traceback.format_exc()}  (files kept in {tmp})"
+        return why
     finally:
+        key_check(case_dir, name, tmp, why)
         if ok and not keep:
             shutil.rmtree(tmp, ignore_errors=True)
 
@@ -553,6 +580,13 @@ def main():
     cases = select_cases(args.cases)
     binary = os.path.abspath(args.binary)
     passed = failed = 0
+    problems = keygrep.self_test()  # the last check would find a leak
+    if problems:
+        failed += 1
+        print("FAIL the key check finds a planted key in every form: " + "; ".join(problems), flush=True)
+    else:
+        passed += 1
+        print("PASS the key check finds a planted key in every form", flush=True)
     for seq, c in enumerate(cases):
         if not os.access(binary, os.X_OK):
             why = f"no executable {binary} (run scripts/build)"
@@ -564,6 +598,19 @@ def main():
         else:
             failed += 1
             print(f"FAIL {c}: {why}", flush=True)
+    what = "%d files, %d secrets; %.2f s" % (KEYS["files"], KEYS["secrets"], KEYS["seconds"])
+    if KEYS["findings"]:
+        failed += 1
+        for f in KEYS["findings"]:
+            print("FAIL %s:%d holds %s (%s)" % f)
+        print(f"FAIL no key or PSK in any log or error of this suite ({what})", flush=True)
+    elif KEYS["secrets"] or not any("esp" in c for c in cases):
+        passed += 1
+        print(f"PASS no key or PSK in any log or error of this suite ({what})", flush=True)
+    else:
+        failed += 1
+        print(f"FAIL no key or PSK in any log or error of this suite ({what}): ESP cases ran, no key found to "
+              "look for", flush=True)
     print(f"packet: {passed} passed, {failed} failed")
     return 1 if failed else 0
 
