@@ -1515,7 +1515,8 @@ def medixctl_tls_reasons(f, target, p):
 RPC_ROLES = {"Get": "monitor", "List": "monitor", "GetCounters": "monitor", "GetRuntime": "monitor",
              "WatchCounters": "monitor", "WatchSaEvents": "monitor", "ListSessions": "monitor", "GetVersion": "monitor",
              "GetFib": "monitor", "Lookup": "monitor",
-             "ClearSessions": "operator", "ClearCounters": "operator", "Apply": "controller"}
+             "ClearSessions": "operator", "ClearCounters": "operator", "Capture": "operator",
+             "Apply": "controller"}
 ROLE_ORDER = ["none", "monitor", "operator", "controller"]
 
 
