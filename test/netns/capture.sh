@@ -150,10 +150,55 @@ if grep -q ' rx hospital-a-lan (hospital-a) len ' "$lines" && grep -q "packets c
   pass "capture without -w prints a line a packet and ends at --duration"
 else fail "capture without -w: $(cat "$lines")"; fi
 
-# --- dpdk-dumpcap: needs hugepages (a secondary process cannot attach to --no-huge) ----------
-echo "SKIP dpdk-dumpcap: medix-dp runs here with --no-huge (no hugepages on this machine's" \
-  "shared kernel for the test to set up), and DPDK secondaries cannot attach to such a primary;" \
-  "medixctl capture above is the way there (docs/running.md)"
-
 if mx_stop_dp; then pass "medix-dp exits 0 on SIGTERM after the captures"; else fail "medix-dp exit status on SIGTERM"; fi
+
+# --- dpdk-dumpcap: a DPDK secondary process, so only with hugepages --------------------------
+# The test reserves 2 MB pages and mounts a hugetlbfs of its own, and gives back both on exit.
+HUGE_OLD=$(cat /proc/sys/vm/nr_hugepages 2>/dev/null || echo none)
+HUGE_DIR=$MX_TMP/huge
+restore_huge() {
+  mountpoint -q "$HUGE_DIR" 2>/dev/null && umount "$HUGE_DIR"
+  [ "$HUGE_OLD" != none ] && [ "$(cat /proc/sys/vm/nr_hugepages)" != "$HUGE_OLD" ] &&
+    echo "$HUGE_OLD" >/proc/sys/vm/nr_hugepages
+}
+trap 'restore_huge; mx_cleanup' EXIT
+huge_reason=
+if ! command -v dpdk-dumpcap >/dev/null; then
+  huge_reason="dpdk-dumpcap is not installed (Debian package dpdk)"
+elif [ "$HUGE_OLD" = none ]; then
+  huge_reason="/proc/sys/vm/nr_hugepages cannot be read"
+elif ! (echo $((HUGE_OLD + 384)) >/proc/sys/vm/nr_hugepages) 2>/dev/null ||
+     [ "$(cat /proc/sys/vm/nr_hugepages)" -lt $((HUGE_OLD + 384)) ]; then
+  huge_reason="this kernel would not reserve 384 more 2 MB hugepages (nr_hugepages $(cat /proc/sys/vm/nr_hugepages))"
+elif ! { mkdir -p "$HUGE_DIR" && mount -t hugetlbfs -o pagesize=2M none "$HUGE_DIR"; } 2>/dev/null; then
+  huge_reason="hugetlbfs cannot be mounted here"
+fi
+if [ -n "$huge_reason" ]; then
+  echo "SKIP dpdk-dumpcap: $huge_reason; secondary processes cannot attach to a --no-huge medix-dp," \
+    "medixctl capture (above) is the way there"
+else
+  if MX_EAL_MEM="--huge-dir $HUGE_DIR -m 512" mx_start_dp "$config"; then
+    pass "medix-dp ready on hugepages ($HUGE_DIR)"
+    dc=$MX_TMP/dumpcap.pcapng
+    mx_in hospital-a-lan ping -n -c 1 -W 2 10.0.1.10 >/dev/null  # neighbours first: the capture is the echoes
+    timeout 30 dpdk-dumpcap --file-prefix "$MX_PREFIX" -i net_af_packet0 -c 8 -w "$dc" -q >"$MX_TMP/dumpcap.log" 2>&1 &
+    dpid=$!
+    sleep 3  # the secondary's EAL start and the port's capture enabled
+    mx_in hospital-a-lan ping -n -c 4 -i 0.2 -W 2 10.0.1.10 >/dev/null
+    wait "$dpid"
+    rc=$?
+    out=$(tshark -r "$dc" -T fields -E separator='|' -e ip.src -e ip.dst -e _ws.col.Protocol 2>/dev/null)
+    if [ "$rc" -eq 0 ] && [ "$(grep -c '^10.0.*ICMP$' <<<"$out")" -eq 8 ]; then
+      pass "dpdk-dumpcap attached to medix-dp (rte_pdump) and captured the 4 echoes and replies of port p0, read by tshark"
+    else
+      fail "dpdk-dumpcap: status $rc, packets: $out; log: $(tail -n 5 "$MX_TMP/dumpcap.log")"
+    fi
+    if mx_stop_dp; then pass "medix-dp on hugepages exits 0 on SIGTERM"; else fail "medix-dp on hugepages: exit status"; fi
+  else
+    fail "medix-dp did not start on hugepages"
+  fi
+  restore_huge
+  if [ "$(cat /proc/sys/vm/nr_hugepages)" = "$HUGE_OLD" ]; then pass "hugepages given back (nr_hugepages $HUGE_OLD)"
+  else fail "nr_hugepages is $(cat /proc/sys/vm/nr_hugepages), was $HUGE_OLD"; fi
+fi
 finish
