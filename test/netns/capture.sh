@@ -150,7 +150,17 @@ if grep -q ' rx hospital-a-lan (hospital-a) len ' "$lines" && grep -q "packets c
   pass "capture without -w prints a line a packet and ends at --duration"
 else fail "capture without -w: $(cat "$lines")"; fi
 
-if mx_stop_dp; then pass "medix-dp exits 0 on SIGTERM after the captures"; else fail "medix-dp exit status on SIGTERM"; fi
+# --- SIGTERM ends a running capture: medix-dp exits 0, medixctl ends its file and exits 0 -----
+tc=$MX_TMP/term.pcapng
+capture_start "$tc" || fail "capture before SIGTERM did not start"
+mx_in hospital-a-lan ping -n -c 1 -W 1 10.0.1.10 >/dev/null
+sleep 0.3
+if mx_stop_dp; then pass "medix-dp exits 0 on SIGTERM with a capture running"; else fail "medix-dp exit status on SIGTERM"; fi
+if timeout 10 tail --pid="$CAP_PID" -f /dev/null && wait "$CAP_PID" && tshark -r "$tc" >/dev/null 2>&1; then
+  pass "medixctl capture ended with medix-dp, status 0, its pcapng readable ($(cat "$tc.out"))"
+else
+  fail "medixctl capture at medix-dp's SIGTERM: $(cat "$tc.out")"
+fi
 
 # --- dpdk-dumpcap: a DPDK secondary process, so only with hugepages --------------------------
 # The test reserves 2 MB pages and mounts a hugetlbfs of its own, and gives back both on exit.
