@@ -3,6 +3,7 @@
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_lcore.h>
+#include <rte_pdump.h>
 #include <rte_version.h>
 
 #include <dirent.h>
@@ -247,6 +248,10 @@ int main(int argc, char** argv) {
     fprintf(stderr, "medix-dp: EAL: %s\n", eal_failure().c_str());
     return 1;
   }
+  // So that stock dpdk-dumpcap (a secondary process) can capture on our ports. Secondaries
+  // attach only to a primary with hugepages: under --no-huge use `medixctl capture`.
+  if (rte_pdump_init() != 0)
+    fprintf(stderr, "medix-dp: rte_pdump_init failed (%s): dpdk-dumpcap will not attach\n", rte_strerror(rte_errno));
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   std::signal(SIGHUP, on_hangup);
@@ -315,6 +320,7 @@ int main(int argc, char** argv) {
     }
   }
   std::string runtime_dir = rte_eal_get_runtime_dir();
+  rte_pdump_uninit();
   rte_eal_cleanup();
   remove_runtime_dir(runtime_dir);
   return status;

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "tls_probe.h"
 
@@ -236,6 +237,38 @@ void Client::watch_counters(uint32_t interval_ms, const std::function<bool(const
   if (stopped) return;
   check(status);
   throw Failure("WatchCounters: the server ended the stream");
+}
+
+uint64_t Client::capture(const v1::CaptureRequest& request, const std::function<void(const v1::CapturedPacket&)>& each,
+                         const std::atomic<bool>& cancel) {
+  grpc::ClientContext context;  // no deadline: the request's count and duration end it
+  auto reader = stub_->Capture(&context, request);
+  // Ctrl-C: the reader is blocked in Read; cancelling the call ends it.
+  std::atomic<bool> finished{false};
+  std::thread watcher([&] {
+    while (!finished.load()) {
+      if (cancel.load()) {
+        context.TryCancel();
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  });
+  v1::CapturedPacket packet;
+  uint64_t lost = 0;
+  while (reader->Read(&packet)) {
+    lost = packet.lost();
+    each(packet);
+  }
+  finished.store(true);
+  watcher.join();
+  auto status = reader->Finish();
+  auto trailer = context.GetServerTrailingMetadata().find("medix-capture-lost");
+  if (trailer != context.GetServerTrailingMetadata().end())
+    lost = std::stoull(std::string(trailer->second.data(), trailer->second.size()));
+  if (cancel.load() && status.error_code() == grpc::StatusCode::CANCELLED) return lost;
+  check(status);
+  return lost;
 }
 
 }  // namespace medix::ctl

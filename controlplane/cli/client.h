@@ -1,6 +1,7 @@
 #pragma once
 // medix-dp's gRPC API as medixctl calls it: every call either returns what the server sent or
 // throws ServerError ("CODE: message", the server's message untouched).
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -48,6 +49,10 @@ class Client {
   uint64_t clear_counters();
   // Calls `each` for every snapshot pushed until it returns false, then ends the stream.
   void watch_counters(uint32_t interval_ms, const std::function<bool(const v1::CountersSnapshot&)>& each);
+  // Calls `each` for every packet until the capture ends (count, duration, the server) or
+  // `cancel` turns true (polled); returns how many packets the server left out (lost).
+  uint64_t capture(const v1::CaptureRequest& request, const std::function<void(const v1::CapturedPacket&)>& each,
+                   const std::atomic<bool>& cancel);
 
  private:
   // Throws ServerError for a failed call; a connection's failure carries the reason as its note.

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "args.h"
+#include "capture.h"
 #include "client.h"
 #include "common/json.h"
 #include "common/version.h"
@@ -46,6 +47,14 @@ constexpr const char* usage_text =
   runtime [--lcore]                   each worker's loops, empty polls and busy share; calls,
                                       packets and cycles per packet of every stage
   clear counters                      every counter starts from zero (reads say since when)
+  capture [--port P] [--interface I] [--tenant T] [--vlan N] [--sa SPI] [--rx] [--tx]
+          [--drops [REASON]] [--filter 'BPF'] [-c COUNT] [--duration S] [--snaplen N]
+          [--rate PPS] [-w FILE.pcapng | -w -]
+                                      packets as the workers see them (received, sent, dropped
+                                      with the reason), into pcapng: one interface per medix
+                                      interface (tenant), "rx"/"tx"/"drop: REASON" as comments;
+                                      without -w one line a packet. Ctrl-C ends it. Packets
+                                      may carry patient data (role operator)
   version                             medixctl's, medix-dp's and medix-cp's versions, uptimes
   sessions [TENANT] [--address A] [--port P] [--protocol N] [--limit N]
                                       flows crossing the IX core, as they entered and left it
@@ -561,6 +570,10 @@ int run(int argc, char** argv) {
   }
   if (command == "peers" || command == "peer" || command == "intent")
     return peers_command(cp_target, output == "json", command, args);
+  if (command == "capture") {
+    Client client(target, tls);
+    return capture_command(client, args, output == "json");
+  }
   if (command == "version") {
     args.expect_done();
     Client client(target, tls);

@@ -38,6 +38,7 @@ constexpr Rule rules[] = {
     {"Lookup", Role::monitor},           //
     {"ClearSessions", Role::operator_},  // ends flows: traffic's state, not the intent
     {"ClearCounters", Role::operator_},  // starts counters anew for every reader
+    {"Capture", Role::operator_},        // packets carry patient data
     {"Apply", Role::controller},         // changes the intent
 };
 

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "api/access.h"
+#include "api/capture.h"
 #include "api/listener.h"
 #include "common/address.h"
 #include "common/log.h"
@@ -130,7 +131,7 @@ using ServiceBase = v1::Dataplane::WithCallbackMethod_WatchCounters<
 
 class Service final : public ServiceBase {
  public:
-  Service(Dataplane& dp, const Access& access) : dp_(dp), access_(access) {}
+  Service(Dataplane& dp, const Access& access) : dp_(dp), access_(access), captures_(dp) {}
   void serve_streams(Watches* watches) { watches_ = watches; }
 
   // Every method starts by asking whether its caller may call it (the table in access.cpp).
@@ -337,6 +338,14 @@ class Service final : public ServiceBase {
     return grpc::Status::OK;
   }
 
+  // Served by one of gRPC's sync threads for as long as it runs (api/capture.h).
+  grpc::Status Capture(grpc::ServerContext* context, const v1::CaptureRequest* request,
+                       grpc::ServerWriter<v1::CapturedPacket>* writer) override {
+    if (auto s = allowed(context, "Capture"); !s.ok()) return s;
+    return captures_.run(*context, *request, *writer);
+  }
+  void stop_captures() { captures_.stop(); }
+
   void fill_counters(v1::CountersSnapshot& out) {
     CounterSnapshot s = take_snapshot(dp_);
     out.set_version(s.version);
@@ -440,6 +449,7 @@ class Service final : public ServiceBase {
   const Access& access_;
   medix::common::LogLimit refusals_{20};  // refused transactions logged a second
   Watches* watches_ = nullptr;
+  Captures captures_;
 };
 
 std::optional<std::string> read_file(const std::string& path, std::string& out) {
@@ -530,6 +540,7 @@ void ApiServer::stop() {
   if (impl_->server) impl_->server->GetHealthCheckService()->Shutdown();
   impl_->listener.stop();
   if (impl_->watches) impl_->watches->stop();
+  if (impl_->service) impl_->service->stop_captures();
   if (impl_->server) impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   if (impl_->watches) impl_->watches->wait_done(std::chrono::seconds(2));
   impl_->server.reset();

@@ -52,6 +52,7 @@ void arp_input(Worker& w, rte_mbuf** pkts, uint16_t n) {
       bump(w.counters->arp_replies_sent);
       bump(w.counters->interfaces[pm.iface_in].tx_packets);
       bump(w.counters->interfaces[pm.iface_in].tx_bytes, rte_pktmbuf_pkt_len(m));
+      pm.iface_out = pm.iface_in;  // what a capture at tx names
       send(w, f.port, m);
     } else if (op == RTE_ARP_OP_REQUEST) {
       drop(w, m, Drop::arp_not_for_us);
@@ -84,6 +85,7 @@ void arp_request(Worker& w, uint16_t iface, uint32_t target) {
   bump(w.counters->arp_requests_sent);
   bump(w.counters->interfaces[iface].tx_packets);
   bump(w.counters->interfaces[iface].tx_bytes, rte_pktmbuf_pkt_len(m));
+  meta(m).iface_out = iface;  // what a capture at tx names
   send(w, f.port, m);
 }
 

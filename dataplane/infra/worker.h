@@ -15,6 +15,7 @@
 #define NO_COMPAT_IMB_API_053
 #include <intel-ipsec-mb.h>
 
+#include "infra/capture.h"
 #include "infra/drop.h"
 #include "infra/limits.h"
 #include "infra/settings.h"
@@ -188,6 +189,10 @@ struct alignas(RTE_CACHE_LINE_SIZE) Worker {
   // The last next hop that did not answer ARP in time, (interface slot << 32) | address: the
   // control side names it in the log when the arp_timeout drops grow (runtime/dataplane.cpp).
   uint64_t arp_failed = 0;
+  // The capture this loop iteration serves (nullptr: none, the usual case; read once a loop
+  // from capture_published, set by the API thread: infra/capture.h).
+  CaptureSession* capture = nullptr;
+  const std::atomic<CaptureSession*>* capture_published = nullptr;
   uint64_t now = 0;           // TSC at the start of this burst
   uint64_t timeouts[5] = {};  // sessions, in TSC: SessionTimeout
 };

@@ -119,6 +119,7 @@ void icmp_error(Worker& w, rte_mbuf* orig, uint8_t type, uint8_t code, uint16_t 
   }
   bump(w.counters->interfaces[pm.iface_in].tx_packets);
   bump(w.counters->interfaces[pm.iface_in].tx_bytes, rte_pktmbuf_pkt_len(m));
+  meta(m).iface_out = pm.iface_in;  // what a capture at tx names
   send(w, f.port, m);
 }
 
@@ -197,6 +198,7 @@ void local_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** esp, uint16_
     eth->src_addr = f.mac;
     bump(w.counters->interfaces[pm.iface_in].tx_packets);
     bump(w.counters->interfaces[pm.iface_in].tx_bytes, rte_pktmbuf_pkt_len(m));
+    pm.iface_out = pm.iface_in;  // what a capture at tx names
     send(w, f.port, m);
   }
 }

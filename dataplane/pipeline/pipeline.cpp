@@ -199,6 +199,10 @@ void process_burst(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n) {
 
   l2_input(w, port, pkts, n, ip, n_ip, arp, n_arp);
   t = account(w, Stage::l2_input, t, n);
+  if (w.capture) [[unlikely]] {  // received, now that interface and tenant are known
+    capture(w, CapturePoint::rx, port, ip, n_ip);
+    capture(w, CapturePoint::rx, port, arp, n_arp);
+  }
   if (n_arp) {
     arp_input(w, arp, n_arp);
     t = account(w, Stage::arp, t, n_arp);

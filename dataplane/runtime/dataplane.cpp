@@ -28,6 +28,7 @@ int worker_main(void* arg) {
   uint64_t loop_start = rte_rdtsc();
   while (!w.stopping->load(std::memory_order_relaxed)) {
     w.tables = w.published->load(std::memory_order_acquire);
+    w.capture = w.capture_published->load(std::memory_order_acquire);
     w.now = loop_start;
     bool work = false;  // anything received, handed over, waiting or sent this iteration
     nat_sweep(w);
@@ -155,6 +156,7 @@ std::optional<std::string> Dataplane::start(const Settings& s, uint32_t mtu,
     w->published = &controller.published();
     w->tables = w->published->load();
     w->stopping = &stopping;
+    w->capture_published = &capture;
     w->rcu = rcu;
     w->settings = settings;
     w->pool = pool;

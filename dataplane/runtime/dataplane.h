@@ -41,6 +41,8 @@ struct Cleared {
 
 struct Dataplane {
   std::atomic<bool> stopping{false};
+  // The running capture (api/capture.cpp publishes it; workers read it once a loop).
+  std::atomic<CaptureSession*> capture{nullptr};
   Settings settings;
   rte_mempool* pool = nullptr;
   rte_mempool* indirect_pool = nullptr;

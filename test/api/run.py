@@ -1198,6 +1198,53 @@ def clear_counters(f, d, c):
 
 
 @test
+def capture_requests(f, d, c):
+    """Issue 14: Capture refuses what it cannot do with a status naming the field, and runs one
+    capture at a time."""
+    def first(req, timeout=5):
+        call = c.stub.Capture(req, timeout=timeout)
+        try:
+            return next(call), None
+        except StopIteration:
+            return None, None
+        except grpc.RpcError as e:
+            return None, e
+        finally:
+            call.cancel()
+
+    for name, req, code, field in [
+            ("a BPF expression libpcap cannot compile", dp.CaptureRequest(bpf="udp port"), C.INVALID_ARGUMENT, "bpf:"),
+            ("an unknown tenant", dp.CaptureRequest(tenant="no-such-tenant"), C.NOT_FOUND, "tenant:"),
+            ("an unknown interface", dp.CaptureRequest(interface="no-such-if"), C.NOT_FOUND, "interface:"),
+            ("an unknown port", dp.CaptureRequest(port="p99"), C.NOT_FOUND, "port:"),
+            ("an unknown drop reason", dp.CaptureRequest(drop_reason="no_such_reason"), C.INVALID_ARGUMENT,
+             "drop_reason:"),
+            ("a drop reason with points that leave drops out",
+             dp.CaptureRequest(drop_reason="no_route", points=[dp.CAPTURE_RX]), C.INVALID_ARGUMENT, "drop_reason:"),
+            ("a snap length above 2048", dp.CaptureRequest(snaplen=9000), C.INVALID_ARGUMENT, "snaplen:"),
+            ("VLAN 5000", dp.CaptureRequest(vlan=5000), C.INVALID_ARGUMENT, "vlan:"),
+            ("an SPI no SA has", dp.CaptureRequest(sa_spi=0x7777), C.NOT_FOUND, "sa_spi:")]:
+        _, err = first(req)
+        R.check(err is not None and err.code() == code and (err.details() or "").startswith(field),
+                "Capture with %s: %s naming the field (%s)" % (name, code.name, field), short(err))
+    # A good filter (tenant, VLAN, BPF) runs and ends at its duration with no error.
+    t0 = time.monotonic()
+    _, err = first(dp.CaptureRequest(tenant="hosp-a", vlan=10, bpf="udp port 5000 or icmp", duration_ms=300))
+    R.check(err is None and time.monotonic() - t0 < 3, "Capture with tenant, VLAN and BPF runs and ends at its "
+            "duration_ms", short(err))
+    # One at a time: a second is refused while the first runs, and the slot is free after it.
+    call = c.stub.Capture(dp.CaptureRequest(duration_ms=3000), timeout=10)
+    time.sleep(0.5)
+    _, err = first(dp.CaptureRequest(duration_ms=200))
+    R.check(err is not None and err.code() == C.RESOURCE_EXHAUSTED and "one at a time" in err.details(),
+            "a second concurrent Capture: RESOURCE_EXHAUSTED, one at a time", short(err))
+    call.cancel()
+    time.sleep(0.3)
+    _, err = first(dp.CaptureRequest(duration_ms=200))
+    R.check(err is None, "once the first client went away, a new Capture runs", short(err))
+
+
+@test
 def watch_counters(f, d, c):
     def collect(interval_ms, count, timeout):
         call = c.stub.WatchCounters(dp.WatchCountersRequest(interval_ms=interval_ms), timeout=timeout)
@@ -1556,7 +1603,8 @@ def medixctl_tls_reasons(f, target, p):
 RPC_ROLES = {"Get": "monitor", "List": "monitor", "GetCounters": "monitor", "GetRuntime": "monitor",
              "WatchCounters": "monitor", "WatchSaEvents": "monitor", "ListSessions": "monitor", "GetVersion": "monitor",
              "GetFib": "monitor", "Lookup": "monitor",
-             "ClearSessions": "operator", "ClearCounters": "operator", "Apply": "controller"}
+             "ClearSessions": "operator", "ClearCounters": "operator", "Capture": "operator",
+             "Apply": "controller"}
 ROLE_ORDER = ["none", "monitor", "operator", "controller"]
 
 

@@ -135,7 +135,10 @@ mx_write_config() {
 
 # The EAL arguments: no hugepages, no PCI, our own file prefix, one af_packet vdev per host.
 mx_eal_args() {
-  MX_EAL=(--no-huge -m 1024 --no-pci --file-prefix "$MX_PREFIX" --lcores "$MX_LCORES")
+  # MX_EAL_MEM: the memory arguments instead (hugepages: "--huge-dir DIR -m 512").
+  local mem
+  read -r -a mem <<<"${MX_EAL_MEM:---no-huge -m 1024}"
+  MX_EAL=("${mem[@]}" --no-pci --file-prefix "$MX_PREFIX" --lcores "$MX_LCORES")
   local i
   for i in "${!MX_HOSTS[@]}"; do
     MX_EAL+=(--vdev "net_af_packet$i,iface=${MX_RIF[${MX_HOSTS[$i]}]}$MX_AF_PACKET_ARGS")
