@@ -2,6 +2,7 @@
 
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
+#include <rte_pdump.h>
 #include <rte_rcu_qsbr.h>
 #include <rte_ring_elem.h>
 #include <unistd.h>
@@ -256,6 +257,10 @@ MemoryEstimate estimate_memory(const medix::dataplane::v1::Config& config, const
       std::to_string(config.ports_size()) + (config.ports_size() == 1 ? " port x " : " ports x ") + per +
           " (drivers' rings, up to " + std::to_string(port_descriptor_bytes) + " B a descriptor)",
       uint64_t(config.ports_size()) * workers * (rx_descriptors + tx_descriptors) * port_descriptor_bytes);
+  // rte_pdump_init's memzone (so that dpdk-dumpcap can attach): statistics of every queue
+  // of every possible port, rx and tx.
+  add("rte_pdump", "dpdk-dumpcap's statistics, every port and queue",
+      allocation(2 * RTE_MAX_ETHPORTS * RTE_MAX_QUEUES_PER_PORT * sizeof(struct rte_pdump_stats)));
   add("EAL and drivers", "their own, whatever the config", eal_base_bytes);
 
   // Room for what transactions add later: SAs, the interface index, a little fragmentation.
