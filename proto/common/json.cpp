@@ -11,20 +11,28 @@
 namespace medix::common {
 
 std::string json_error(std::string_view protobuf_message) {
-  // A syntax error quotes the text around it on the lines after the first.
-  std::string first(protobuf_message.substr(0, protobuf_message.find('\n')));
-  bool quoted_text = first.size() < protobuf_message.size();
   // "(sas[0].cipher_key): ..." -> "sas[0].cipher_key: ...", as medix's own errors name fields.
   static const std::regex field(R"(^\(([^()]*)\): )");
-  first = std::regex_replace(first, field, "$1: ", std::regex_constants::format_first_only);
-  // "invalid value "..." for type TYPE_BYTES": a key is a bytes field.
-  static const std::regex value(R"(invalid value .* for type (TYPE_[A-Z0-9]+))");
-  std::smatch m;
-  if (std::regex_search(first, m, value)) {
-    std::string type = m[1].str();
-    std::string why = type == "TYPE_BYTES" ? "is not base64" : "is not a valid " + type.substr(5);
-    return m.prefix().str() + why + " (the value is not shown)";
+  auto named = [](std::string text) {
+    return std::regex_replace(text, field, "$1: ", std::regex_constants::format_first_only);
+  };
+  // "invalid value "..." for type TYPE_BYTES": a key is a bytes field. The value may hold any
+  // character, line ends too (a JSON "\r" or "\n"), so it is cut out by its two ends, and
+  // whatever follows the opening quote is dropped even when the end is not found.
+  const std::string all(protobuf_message);
+  if (size_t at = all.find("invalid value "); at != std::string::npos && all.find('\n') > at) {
+    std::string why = "has a value that does not parse";
+    size_t type_at = all.rfind(" for type TYPE_");
+    if (type_at != std::string::npos && type_at > at) {
+      std::string type = all.substr(type_at + 10);
+      type = type.substr(0, type.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"));
+      why = type == "TYPE_BYTES" ? "is not base64" : "is not a valid " + type.substr(5);
+    }
+    return named(all.substr(0, at)) + why + " (the value is not shown)";
   }
+  // A syntax error quotes the text around it on the lines after the first.
+  std::string first = named(all.substr(0, all.find('\n')));
+  bool quoted_text = first.size() < all.size();
   return quoted_text ? first + " (the text around it is not shown)" : first;
 }
 

@@ -144,6 +144,14 @@ TEST_CASE(
   // What protobuf says, and what is left of it.
   CHECK(json_error("(sas[0].spi): invalid value \"abc\" for type TYPE_UINT32") ==
         "sas[0].spi: is not a valid UINT32 (the value is not shown)");
+  // A key with a line end in it (a JSON "\r" or "\n"): still not shown, not a character of it
+  // (found by the config fuzzer).
+  CHECK(json_error("(sas[4].cipher_key): invalid value \"3DsehY7SzPv3k\rxsrdrVdYwdRE=\" for type TYPE_BYTES") ==
+        "sas[4].cipher_key: is not base64 (the value is not shown)");
+  CHECK(json_error("(sas[5].cipher_key): invalid value \"xNDqt11CGBONpeY2\nKjI4Q9URlG3U\" for type TYPE_BYTES") ==
+        "sas[5].cipher_key: is not base64 (the value is not shown)");
+  CHECK(json_error("(sas[5].cipher_key): invalid value \"xNDqt11CGBONpeY2\n") ==
+        "sas[5].cipher_key: has a value that does not parse (the value is not shown)");
   CHECK(json_error("Unexpected token.\nkey\": SECRET,\n        ^") ==
         "Unexpected token. (the text around it is not shown)");
 }
