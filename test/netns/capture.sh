@@ -171,7 +171,7 @@ restore_huge() {
   [ "$HUGE_OLD" != none ] && [ "$(cat /proc/sys/vm/nr_hugepages)" != "$HUGE_OLD" ] &&
     echo "$HUGE_OLD" >/proc/sys/vm/nr_hugepages
 }
-trap 'restore_huge; mx_cleanup' EXIT
+trap 'rc=$?; restore_huge; (exit $rc); mx_cleanup' EXIT  # mx_cleanup exits with $?: the script's own status
 huge_reason=
 if ! command -v dpdk-dumpcap >/dev/null; then
   huge_reason="dpdk-dumpcap is not installed (Debian package dpdk)"
