@@ -248,7 +248,9 @@ void Watches::run() {
       }
       if (counters && now >= w->next) {
         // Counters only grow: a snapshot due while the last is still in flight is skipped.
-        w->next = std::max(w->next + w->interval, now);
+        // On time, the next keeps the cadence (no drift); late by over half an interval (a busy
+        // machine), the cadence starts again from now, so no two snapshots come closer than that.
+        w->next = now - w->next > w->interval / 2 ? now + w->interval : w->next + w->interval;
         if (w->writing) continue;
         snapshot_needed = true;
       } else if (counters || w->writing || w->queue.empty()) {

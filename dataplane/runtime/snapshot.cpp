@@ -73,16 +73,17 @@ uint64_t Dataplane::clear_counters() {
   cleared.sas.clear();
   controller.read([&](const Intent&, const Committer& committer, uint64_t) {
     const Tables& t = *committer.current();
-    for (const auto& p : t.ports)
-      if (p.live) cleared.nics[p.name] = read_nic(p.port_id);
     committer.for_each_sa([&](const SaKey& key, const SaState& sa) {
       cleared.sas[{key.tunnel, key.spi, key.inbound}] = sa_row(sa);
     });
+    // The NICs first, the workers right after (and the other way round in take_snapshot): a NIC
+    // counts a frame before a worker does, so its count since the clear is never below the
+    // worker's; nothing between the two reads keeps the frames counted by one alone few.
+    for (const auto& p : t.ports)
+      if (p.live) cleared.nics[p.name] = read_nic(p.port_id);
+    *cleared.totals = totals();
   });
-  // The NICs first, the workers after (and the other way round in take_snapshot): a NIC counts
-  // a frame before a worker does, so its count since the clear is never below the worker's.
   for (size_t q = 0; q < workers.size(); q++) cleared.lcores[q] = raw_lcore(*workers[q]);
-  *cleared.totals = totals();
   cleared.since_ns = now_ns();
   return cleared.since_ns;
 }

@@ -96,7 +96,9 @@ class Results:
         with self.lock:
             if ok:
                 self.passed += 1
-                print("PASS " + name, flush=True)
+                # MEDIX_TEST_DETAIL=1: the detail of passing checks too (margins of timing-bound checks)
+                print("PASS " + name + (": " + detail if detail and os.environ.get("MEDIX_TEST_DETAIL") else ""),
+                      flush=True)
             else:
                 self.failed += 1
                 print("FAIL " + name + (": " + detail if detail else ""), flush=True)
@@ -1179,10 +1181,18 @@ def clear_counters(f, d, c):
             "after the clear p0 (always receiving) counts from zero: less than before",
             "%d -> %d, nic %d -> %d" % (b["p0"].rx_packets, a["p0"].rx_packets, b["p0"].nic.rx_packets,
                                        a["p0"].nic.rx_packets))
-    R.check(a["p0"].nic.rx_packets >= a["p0"].rx_packets
-            and a["p0"].nic.rx_packets - a["p0"].rx_packets <= 0.05 * a["p0"].nic.rx_packets + 10000,
-            "after the clear p0's NIC and worker counts still agree (5%)",
-            "nic %d, worker %d" % (a["p0"].nic.rx_packets, a["p0"].rx_packets))
+    # The NIC and the workers are read a moment apart while net_null0 delivers millions a second:
+    # a busy machine may preempt the reader between the two, so the gap allowed is 5% plus 20 ms
+    # of the rate measured here, read half a second on (a forgotten base would be off by the
+    # whole count before the clear).
+    t1 = time.monotonic()
+    time.sleep(0.5)
+    a2 = {p.name: p for p in c.counters().ports}
+    rate = (a2["p0"].nic.rx_packets - a["p0"].nic.rx_packets) / max(time.monotonic() - t1, 0.1)
+    nic, wrk = a2["p0"].nic.rx_packets, a2["p0"].rx_packets
+    R.check(nic >= wrk and nic - wrk <= 0.05 * nic + 0.02 * rate,
+            "after the clear p0's NIC and worker counts still agree (5% and 20 ms of traffic)",
+            "nic %d, worker %d, %.0f packets/s" % (nic, wrk, rate))
     drops_b = sum(x.packets for x in before.drops)
     drops_a = sum(x.packets for x in after.drops)
     lcore_a = sum(x.packets for l in after.lcores for x in l.drops)
@@ -1262,8 +1272,9 @@ def watch_counters(f, d, c):
 
     snaps, err = collect(200, 4, 10)
     gaps = [(b[1].timestamp_ns - a[1].timestamp_ns) / 1e6 for a, b in zip(snaps, snaps[1:])]
-    R.check(len(snaps) >= 4 and all(120 <= g <= 600 for g in gaps),
-            "WatchCounters interval 200 ms: 4 snapshots, ~200 ms apart", "%s, gaps %s ms" % (short(err),
+    # (a snapshot late by over half an interval starts the cadence again: never closer than 100 ms)
+    R.check(len(snaps) >= 4 and all(100 <= g <= 600 for g in gaps),
+            "WatchCounters interval 200 ms: 4 snapshots, ~200 ms apart, never closer than half of it", "%s, gaps %s ms" % (short(err),
                                                                                            [round(g) for g in gaps]))
     if len(snaps) >= 2:
         a, b = snaps[0][1], snaps[-1][1]
