@@ -18,16 +18,14 @@ Prints PASS/FAIL lines and, last, `metrics-cp: N passed, M failed`.
 import argparse
 import json
 import os
-import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import ROOT, MEDIXCTL, check, free_port, http_get, query  # noqa: E402
+from run import ROOT, MEDIXCTL, check, free_port, http_get, query, terminate  # noqa: E402
 import run as base  # noqa: E402
 sys.path.insert(0, os.path.join(ROOT, "test", "lib"))
 import keygrep  # noqa: E402
@@ -80,14 +78,7 @@ class Daemons:
 
     def stop(self, name):
         p = self.procs.pop(name, None)
-        if p and p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        return p.returncode if p else None
+        return terminate(p) if p else None
 
 
 def start_dp(d, mport):

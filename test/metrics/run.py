@@ -215,15 +215,21 @@ def run(args, tmp, procs, prometheus):
           "Prometheus: medix_stage_packets_total{stage=l2_input} counts every frame", r)
 
 
+def terminate(p, seconds=10):
+    """SIGTERM, then SIGKILL after `seconds`; the exit status."""
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(seconds)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    return p.returncode
+
+
 def finish(tmp, procs, args):
     for p in reversed(procs):
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        terminate(p)
     if procs:
         check(procs[0].returncode == 0, "medix-dp exits 0 on SIGTERM", procs[0].returncode)
     if tmp:
