@@ -1,0 +1,206 @@
+#!/usr/bin/python3
+"""Collects benchmarks/imaging/run's measurements into imaging.json and draws imaging.png.
+
+Each path's figures go against the direct reference's at the same concurrency: ratio =
+Gbit/s of the path / Gbit/s of direct. Goals (issue 16): plain and across the core >= 0.9,
+medix-to-medix ESP >= 0.8.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+
+GOALS = {"plain": 0.9, "core-static": 0.9, "core-napt": 0.9, "esp-gcm": 0.8, "esp-cbc": 0.8,
+         "esp-strongswan": None}
+ORDER = ["direct", "plain", "core-static", "core-napt", "esp-gcm", "esp-cbc", "esp-strongswan"]
+LABELS = {
+    "direct": "direct veth\n(reference)", "plain": "medix-dp\none tenant",
+    "core-static": "across the core\nstatic mapping", "core-napt": "across the core\nNAPT",
+    "esp-gcm": "ESP medix-medix\nAES-GCM-128", "esp-cbc": "ESP medix-medix\nCBC+SHA-256",
+    "esp-strongswan": "ESP from\nstrongSwan gw",
+}
+
+
+def git_rev(root):
+    try:
+        rev = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        return rev + ("+dirty" if dirty else "")
+    except OSError:
+        return None
+
+
+def load(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--results", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--paths", required=True)
+    ap.add_argument("--concurrency", required=True)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--studies", required=True)
+    ap.add_argument("--quick", default="0")
+    ap.add_argument("--binary", default="")
+    ap.add_argument("--skipped", action="append", default=[])
+    a = ap.parse_args()
+    conc = [int(c) for c in a.concurrency.split(",")]
+    paths = [p for p in ORDER if p == "direct" or p in a.paths.split(",")]
+    studies = load(a.studies)
+    cpu = ""
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+    out = {
+        "benchmark": "imaging",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "git": git_rev(root), "binary": a.binary, "cpu_model": cpu, "cpus": os.cpu_count(),
+        "kernel": platform.release(), "quick": a.quick == "1", "workers": a.workers,
+        "method": "dcmtk storescu -> storescp --fork (max PDU 131072, bit-preserving, into RAM), "
+                  "one association per study, C concurrent associations; Gbit/s = DICOM object bytes "
+                  "x 8 / wall time of all studies at that concurrency; ratio = path / direct at the "
+                  "same concurrency, measured in the same invocation; cycles_per_packet = medix-dp "
+                  "worker busy TSC cycles (empty polls excluded) / packets received, from GetRuntime "
+                  "before and after; iperf3 = one TCP stream over the same path (its ceiling)",
+        "studies": {k: {"modality": s["modality"], "shape": s["shape"], "objects": len(s["objects"]),
+                        "bytes": s["bytes"]} for k, s in (studies or {}).get("studies", {}).items()},
+        "goals": {k: v for k, v in GOALS.items() if v},
+        "not_measured": {"qos": "QoS shaping does not exist in medix yet (issue 16's QoS part): no path"},
+        "paths": {},
+    }
+    for s in a.skipped:
+        name, _, why = s.partition("=")
+        out["not_measured"][name] = why
+    ref = {}
+    for p in paths:
+        entry = {"points": []}
+        iperf = load(os.path.join(a.results, "%s-iperf3.json" % p))
+        try:
+            entry["iperf3_gbit_s"] = round(iperf["end"]["sum_received"]["bits_per_second"] / 1e9, 3)
+            entry["iperf3_retransmits"] = iperf["end"]["sum_sent"].get("retransmits")
+        except (TypeError, KeyError):
+            entry["iperf3_gbit_s"] = None
+        for c in conc:
+            d = load(os.path.join(a.results, "%s-c%d.json" % (p, c)))
+            if not d:
+                continue
+            if p == "direct":
+                ref[c] = d["gbit_s"]
+            d["ratio_to_direct"] = round(d["gbit_s"] / ref[c], 3) if ref.get(c) else None
+            entry["points"].append(d)
+        if not entry["points"]:
+            continue
+        best = max(x["ratio_to_direct"] or 0 for x in entry["points"])
+        worst = min(x["ratio_to_direct"] or 0 for x in entry["points"])
+        entry["goal"] = GOALS.get(p)
+        if entry["goal"]:
+            entry["goal_met_all_concurrency"] = worst >= entry["goal"]
+        entry["ratio_min"], entry["ratio_max"] = worst, best
+        entry["byte_identical"] = all(x["byte_identical"] for x in entry["points"])
+        out["paths"][p] = entry
+    os.makedirs(a.out, exist_ok=True)
+    with open(os.path.join(a.out, "imaging.json"), "w") as f:
+        json.dump(out, f, indent=1)
+    table(out, conc)
+    plot(out, conc, os.path.join(a.out, "imaging.png"))
+    return 0 if all(e["byte_identical"] for e in out["paths"].values()) else 1
+
+
+def table(out, conc):
+    print()
+    print("%-15s %4s %8s %7s %9s %8s %8s %10s %6s %8s %s" % (
+        "path", "conc", "Gbit/s", "ratio", "studies/m", "p50 s", "p99 s", "cyc/pkt", "busy", "iperf3", "identical"))
+    for p, e in out["paths"].items():
+        for x in e["points"]:
+            m = list(x.get("medix", {}).values())
+            cyc = "/".join("%.0f" % v["cycles_per_packet"] for v in m if v["cycles_per_packet"]) or "-"
+            busy = "/".join("%.0f%%" % (100 * v["busy_share"]) for v in m if v["busy_share"] is not None) or "-"
+            print("%-15s %4d %8.3f %7s %9.1f %8.2f %8.2f %10s %6s %8s %s" % (
+                p, x["concurrency"], x["gbit_s"], "%.3f" % x["ratio_to_direct"] if x["ratio_to_direct"] else "-",
+                x["studies_per_min"], x["study_s_p50"], x["study_s_p99"], cyc, busy,
+                "%.2f" % e["iperf3_gbit_s"] if e.get("iperf3_gbit_s") else "-", x["byte_identical"]))
+
+
+def plot(out, conc, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    names = list(out["paths"])
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(15, 6), gridspec_kw={"width_ratios": [3, 1.3]})
+    width = 0.8 / max(1, len(conc))
+    colors = ["#4c72b0", "#dd8452", "#55a868", "#c44e52"]
+    for j, c in enumerate(conc):
+        xs, ys, labels = [], [], []
+        for i, p in enumerate(names):
+            pt = next((x for x in out["paths"][p]["points"] if x["concurrency"] == c), None)
+            if not pt:
+                continue
+            xs.append(i + (j - (len(conc) - 1) / 2) * width)
+            ys.append(pt["gbit_s"])
+            labels.append(("%.2f" % pt["ratio_to_direct"]) if pt["ratio_to_direct"] else "")
+        bars = ax.bar(xs, ys, width, label="%d association%s" % (c, "s" if c > 1 else ""),
+                      color=colors[j % len(colors)])
+        for b, lab in zip(bars, labels):
+            ax.annotate(lab + "x", (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom",
+                        fontsize=7, rotation=90, xytext=(0, 2), textcoords="offset points")
+    for i, p in enumerate(names):
+        g = out["paths"][p].get("goal")
+        ipf = out["paths"][p].get("iperf3_gbit_s")
+        if ipf:
+            ax.plot([i - 0.42, i + 0.42], [ipf, ipf], color="black", lw=1, ls=":")
+        if g:
+            refs = [x for x in out["paths"]["direct"]["points"]]
+            top = max(x["gbit_s"] for x in refs) if refs else 0
+            lo = min(x["gbit_s"] for x in refs) if refs else 0
+            ax.plot([i - 0.42, i + 0.42], [g * lo, g * lo], color="red", lw=1)
+            del top
+    ax.plot([], [], color="red", lw=1, label="goal x lowest direct figure")
+    ax.plot([], [], color="black", lw=1, ls=":", label="iperf3, 1 TCP stream, same path")
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels([LABELS.get(p, p) for p in names], fontsize=8)
+    ax.set_ylabel("DICOM throughput, Gbit/s (label: ratio to direct)")
+    ax.set_title("storescu -> storescp, DICOM C-STORE by path and concurrent associations")
+    ax.legend(fontsize=8, loc="upper right")
+    ax.grid(axis="y", alpha=0.3)
+    # Right: medix-dp's cost per packet during the transfer (busy cycles, highest concurrency).
+    cmax = max(conc)
+    cyc_names, cyc_vals, busy = [], [], []
+    for p in names:
+        pt = next((x for x in out["paths"][p]["points"] if x["concurrency"] == cmax), None)
+        for node, v in (pt or {}).get("medix", {}).items():
+            if v["cycles_per_packet"]:
+                suffix = "" if len(pt["medix"]) == 1 else (" node " + node.rsplit("-", 2)[-2].upper())
+                cyc_names.append(LABELS.get(p, p).replace("\n", " ") + suffix)
+                cyc_vals.append(v["cycles_per_packet"])
+                busy.append(v["busy_share"])
+    ys = range(len(cyc_names))
+    bars = ax2.barh(list(ys), cyc_vals, color="#8172b2")
+    for b, s in zip(bars, busy):
+        ax2.annotate("busy %.0f%%" % (100 * (s or 0)), (b.get_width(), b.get_y() + b.get_height() / 2),
+                     va="center", fontsize=7, xytext=(2, 0), textcoords="offset points")
+    ax2.set_yticks(list(ys))
+    ax2.set_yticklabels(cyc_names, fontsize=7)
+    ax2.invert_yaxis()
+    ax2.set_xlabel("medix-dp worker busy TSC cycles per packet")
+    ax2.set_title("medix-dp cost, %d associations" % cmax, fontsize=10)
+    ax2.grid(axis="x", alpha=0.3)
+    fig.suptitle("medix imaging benchmark  (%s, %d CPUs, %s%s, git %s)" % (
+        out["cpu_model"], out["cpus"], out["date"][:16], ", quick" if out["quick"] else "", out["git"]), fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
