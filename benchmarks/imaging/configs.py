@@ -7,6 +7,10 @@ test/netns/lib.sh's mx_write_config and calls this for the rest).
       leaks, static mappings hosp-s 10.0.0.0/24 <-> 100.64.1.0/24 and archive 192.168.1.0/24 <->
       100.100.2.0/24, a NAPT pool 100.64.9.1 for hosp-n, rules permitting DICOM (11112) and
       iperf3 (5201) from both hospitals to the archive.
+  configs.py swan FILE INTENT TAP      (after core; the PSK in the environment, IMAGING_PSK)
+      Carrier C's tenant and interface leave FILE for medix-cp's INTENT, which adds the peer
+      (strongSwan gateway 192.0.2.2, ids, AES-GCM-128), tenant hosp-c behind it (10.0.0.0/24
+      <-> 100.64.3.0/24 in the core) and its rules to the archive; FILE gets the exception TAP.
   configs.py esp ALG FILE_A FILE_B
       Two IX nodes back to back over a carrier veth: A (tenant hosp-a, 10.1.0.1/24) and B
       (tenant hosp-b, 10.2.0.1/24), underlay tenant carrier 198.51.100.1/.2, one tunnel each way
@@ -41,6 +45,38 @@ def core(path):
     c["settings"] = {"max_sessions": 65536}
     with open(path, "w") as f:
         json.dump(c, f, indent=1)
+
+
+def swan(path, intent, tap):
+    with open(path) as f:
+        c = json.load(f)
+    moved_t = [t for t in c["tenants"] if t["name"] == "carrier-c"]
+    moved_i = [i for i in c["interfaces"] if i["tenant"] == "carrier-c"]
+    c["tenants"] = [t for t in c["tenants"] if t["name"] != "carrier-c"]
+    c["interfaces"] = [i for i in c["interfaces"] if i["tenant"] != "carrier-c"]
+    c["settings"]["exception_interface"] = tap
+    with open(path, "w") as f:
+        json.dump(c, f, indent=1)
+    doc = {
+        "schema_version": 1,
+        "peers": [{
+            "name": "carrier-c", "tenant": "hosp-c", "underlay_tenant": "carrier-c", "tunnel": "t-carrier-c",
+            "local_address": "192.0.2.1", "remote_address": "192.0.2.2",
+            "local_id": "ix.medix.example", "remote_id": "gw.carrier-c.example", "psk": os.environ["IMAGING_PSK"],
+            "ike_proposals": ["aes128gcm16-prfsha256-x25519"], "esp_proposals": ["aes128gcm16"],
+            "local_selectors": ["100.100.2.0/24"], "remote_selectors": ["10.0.0.0/24"], "tcp_mss_clamp": 1300}],
+        "tenants": moved_t + [{"name": "hosp-c", "description": "hospital C, behind carrier C's strongSwan"}],
+        "interfaces": moved_i,
+        "routes": [{"tenant": "hosp-c", "prefix": "100.64.0.0/10", "next_tenant": "ix"},
+                   {"tenant": "ix", "prefix": "100.64.3.0/24", "next_tenant": "hosp-c"}],
+        "static_mappings": [{"tenant": "hosp-c", "tenant_prefix": "10.0.0.0/24", "core_prefix": "100.64.3.0/24"}],
+        "policy_rules": [{"name": "hosp-c-" + what, "priority": 10, "from_tenant": "hosp-c", "to_tenant": "archive",
+                          "protocol": 6, "port_low": port, "port_high": port, "permit": True}
+                         for what, port in (("dicom", 11112), ("iperf3", 5201))],
+    }
+    fd = os.open(intent, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(doc, f, indent=1)
 
 
 def esp(alg, file_a, file_b):
@@ -89,6 +125,8 @@ def esp(alg, file_a, file_b):
 def main(argv):
     if len(argv) == 3 and argv[1] == "core":
         core(argv[2])
+    elif len(argv) == 5 and argv[1] == "swan":
+        swan(*argv[2:])
     elif len(argv) == 5 and argv[1] == "esp" and argv[2] in ("gcm", "cbc"):
         esp(*argv[2:])
     else:

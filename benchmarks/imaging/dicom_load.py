@@ -13,14 +13,16 @@
         us  a video-like object: Ultrasound Multi-frame, 640x480 RGB 8 bit, 40 frames (--quick 10)
 
   dicom_load.py run --ns NS --addr ADDR --port PORT --studies DIR --recv DIR
-                    --concurrency C --count S [--medix PREFIX ...] [--ctl MEDIXCTL]
+                    --concurrency C --count S [--medix LABEL=PREFIX ...] [--proc LABEL=PID ...]
+                    [--ctl MEDIXCTL]
       S study transfers (the kinds round robin) by C concurrent associations: C threads each
       take the next study and run one storescu for it (one association per study) in namespace
       NS towards storescp at ADDR:PORT, until all S are done. Then every object storescp wrote
       into RECV (unique file names) is checked against the manifest: the dataset bytes after the
       file meta header must be the sent ones, each object received as many times as sent. With
       --medix, medix-dp's GetRuntime (medixctl -o json runtime) is read before and after, per
-      node: busy share of its worker, busy TSC cycles per packet, per-stage cycles per packet.
+      node: busy share of its worker, busy TSC cycles per packet, per-stage cycles per packet;
+      and how busy each CPU was (/proc/stat), and each --proc's CPU time per wall second.
       Prints one JSON object; exit status 1 when a transfer failed or an object differs.
 """
 import argparse
@@ -121,6 +123,24 @@ def runtime_delta(a, b):
     }
 
 
+def cpu_times():
+    """Per CPU: (busy, total) jiffies from /proc/stat (busy = all but idle and iowait)."""
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu") and line[3].isdigit():
+                v = [int(x) for x in line.split()[1:]]
+                out[line.split()[0]] = (sum(v) - v[3] - v[4], sum(v))
+    return out
+
+
+def proc_ticks(pid):
+    """utime + stime of a process, all its threads, in clock ticks."""
+    with open("/proc/%s/stat" % pid) as f:
+        v = f.read().rsplit(")", 1)[1].split()
+    return int(v[11]) + int(v[12])
+
+
 def verify(manifest, sent_counts, recv):
     """Every file storescp wrote must be a sent object, byte for byte; each sent object must
     arrive as many times as it was sent."""
@@ -177,13 +197,18 @@ def run(args):
             results.append({"kind": kind, "index": index, "start": t0, "end": t1, "rc": p.returncode,
                             "error": p.stderr.strip()[-300:] if p.returncode else ""})
 
-    nodes = args.medix or []
-    before = {p: runtime(args.ctl, p) for p in nodes}
+    nodes = dict(n.split("=", 1) for n in args.medix or [])  # label -> file prefix
+    procs = dict(n.split("=", 1) for n in args.proc or [])  # label -> pid
+    before = {k: runtime(args.ctl, p) for k, p in nodes.items()}
+    cpu0 = cpu_times()
+    proc0 = {k: proc_ticks(pid) for k, pid in procs.items()}
     start = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.concurrency) as pool:
         list(pool.map(lambda ik: one(ik[1], ik[0]), enumerate(queue)))
     wall = time.monotonic() - start
-    after = {p: runtime(args.ctl, p) for p in nodes}
+    cpu1 = cpu_times()
+    proc1 = {k: proc_ticks(pid) for k, pid in procs.items()}
+    after = {k: runtime(args.ctl, p) for k, p in nodes.items()}
 
     sent_counts = {}
     nbytes = 0
@@ -212,10 +237,30 @@ def run(args):
         "byte_identical": not failed and check["identical"] == check["objects_sent"] and
         not check["different"] and check["objects_received"] == check["objects_sent"],
     }
+    # How busy each CPU was (a busy-polling worker's CPU reads 1.0): on a small machine, whether
+    # the hosts' kernels had a CPU to spare.
+    out["cpu_busy"] = {c: round((cpu1[c][0] - cpu0[c][0]) / max(1, cpu1[c][1] - cpu0[c][1]), 3) for c in cpu1}
+    if procs:
+        hz = os.sysconf("SC_CLK_TCK")
+        out["process_cpu"] = {k: round((proc1[k] - proc0[k]) / hz / wall, 3) for k in procs}
     if nodes:
-        out["medix"] = {p: runtime_delta(before[p], after[p]) for p in nodes}
+        out["medix"] = {k: runtime_delta(before[k], after[k]) for k in nodes}
     print(json.dumps(out))
     return 0 if out["byte_identical"] else 1
+
+
+def summary(path):
+    """One line for the run's log."""
+    with open(path) as f:
+        d = json.load(f)
+    line = "%d studies %.2f Gbit/s, p50 %.2f s p99 %.2f s, byte-identical %s" % (
+        d["studies"], d["gbit_s"], d["study_s_p50"], d["study_s_p99"], d["byte_identical"])
+    for k, v in d.get("medix", {}).items():
+        line += "; %s: %s cycles/pkt, busy %.0f%%" % (k, v["cycles_per_packet"], 100 * (v["busy_share"] or 0))
+    for k, v in d.get("process_cpu", {}).items():
+        line += "; %s CPU %.0f%%" % (k, 100 * v)
+    line += "; CPUs busy " + " ".join("%.0f%%" % (100 * v) for v in d["cpu_busy"].values())
+    print(line)
 
 
 def main():
@@ -234,8 +279,14 @@ def main():
     r.add_argument("--concurrency", type=int, default=1)
     r.add_argument("--count", type=int, default=10)
     r.add_argument("--medix", action="append")
+    r.add_argument("--proc", action="append", help="LABEL=PID: that process's CPU time / wall time")
     r.add_argument("--ctl", default=os.path.join(ROOT, "build", "controlplane", "cli", "medixctl"))
+    sm = sub.add_parser("summary")
+    sm.add_argument("file")
     args = ap.parse_args()
+    if args.cmd == "summary":
+        summary(args.file)
+        return 0
     if args.cmd == "make":
         make(args.dir, args.quick, args.ct_slices)
         return 0

@@ -14,9 +14,10 @@ import subprocess
 
 GOALS = {"plain": 0.9, "core-static": 0.9, "core-napt": 0.9, "esp-gcm": 0.8, "esp-cbc": 0.8,
          "esp-strongswan": None}
-ORDER = ["direct", "plain", "core-static", "core-napt", "esp-gcm", "esp-cbc", "esp-strongswan"]
+ORDER = ["direct", "vdev-ceiling", "plain", "core-static", "core-napt", "esp-gcm", "esp-cbc", "esp-strongswan"]
 LABELS = {
-    "direct": "direct veth\n(reference)", "plain": "medix-dp\none tenant",
+    "direct": "direct veth\n(reference)", "vdev-ceiling": "af_packet ceiling\n(testpmd io)",
+    "plain": "medix-dp\none tenant",
     "core-static": "across the core\nstatic mapping", "core-napt": "across the core\nNAPT",
     "esp-gcm": "ESP medix-medix\nAES-GCM-128", "esp-cbc": "ESP medix-medix\nCBC+SHA-256",
     "esp-strongswan": "ESP from\nstrongSwan gw",
@@ -181,7 +182,7 @@ def plot(out, conc, path):
         pt = next((x for x in out["paths"][p]["points"] if x["concurrency"] == cmax), None)
         for node, v in (pt or {}).get("medix", {}).items():
             if v["cycles_per_packet"]:
-                suffix = "" if len(pt["medix"]) == 1 else (" node " + node.rsplit("-", 2)[-2].upper())
+                suffix = "" if len(pt["medix"]) == 1 else ", " + node
                 cyc_names.append(LABELS.get(p, p).replace("\n", " ") + suffix)
                 cyc_vals.append(v["cycles_per_packet"])
                 busy.append(v["busy_share"])
