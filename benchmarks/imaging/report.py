@@ -85,6 +85,11 @@ def main():
         name, _, why = s.partition("=")
         out["not_measured"][name] = why
     ref = {}
+    end = {}
+    for c in conc:  # the reference measured again at the end: the mean of both is the reference
+        d = load(os.path.join(a.results, "direct-end-c%d.json" % c))
+        if d:
+            end[c] = d
     for p in paths:
         entry = {"points": []}
         iperf = load(os.path.join(a.results, "%s-iperf3.json" % p))
@@ -98,6 +103,9 @@ def main():
             if not d:
                 continue
             if p == "direct":
+                runs = [d["gbit_s"]] + ([end[c]["gbit_s"]] if c in end else [])
+                d["gbit_s_runs"] = runs  # at the start, at the end
+                d["gbit_s"] = round(sum(runs) / len(runs), 4)
                 ref[c] = d["gbit_s"]
             d["ratio_to_direct"] = round(d["gbit_s"] / ref[c], 3) if ref.get(c) else None
             entry["points"].append(d)
@@ -111,12 +119,59 @@ def main():
         entry["ratio_min"], entry["ratio_max"] = worst, best
         entry["byte_identical"] = all(x["byte_identical"] for x in entry["points"])
         out["paths"][p] = entry
+    for p, entry in out["paths"].items():
+        if entry.get("goal") and not entry.get("goal_met_all_concurrency"):
+            entry["limits"] = limits(out, p)
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "imaging.json"), "w") as f:
         json.dump(out, f, indent=1)
     table(out, conc)
     plot(out, conc, os.path.join(a.out, "imaging.png"))
     return 0 if all(e["byte_identical"] for e in out["paths"].values()) else 1
+
+
+def limits(out, p):
+    """What the measurements say limits a path that misses its goal (at the highest
+    concurrency, where the load is heaviest)."""
+    e = out["paths"][p]
+    pt = max(e["points"], key=lambda x: x["concurrency"])
+    facts, why = {}, []
+    ceil = out["paths"].get("vdev-ceiling")
+    if ceil:
+        cp = next((x for x in ceil["points"] if x["concurrency"] == pt["concurrency"]), None)
+        if cp:
+            facts["vdev_ceiling_ratio"] = cp["ratio_to_direct"]
+            facts["ratio_to_vdev_ceiling"] = round(pt["gbit_s"] / cp["gbit_s"], 3)
+            if cp["ratio_to_direct"] and cp["ratio_to_direct"] < e["goal"]:
+                why.append("the virtual ports themselves: testpmd io-forward (no processing) on the same "
+                           "af_packet vdevs reaches %.2fx direct; this path reaches %.2fx of that ceiling"
+                           % (cp["ratio_to_direct"], facts["ratio_to_vdev_ceiling"]))
+        if ceil.get("iperf3_gbit_s") and e.get("iperf3_gbit_s"):
+            facts["iperf3_ratio_to_vdev_ceiling"] = round(e["iperf3_gbit_s"] / ceil["iperf3_gbit_s"], 3)
+    for node, m in pt.get("medix", {}).items():
+        st = m.get("stages", {})
+        total = sum(st.values()) or 1
+        io = st.get("rx", 0) + st.get("tx", 0)
+        facts[node] = {"busy_share": m["busy_share"], "cycles_per_packet": m["cycles_per_packet"],
+                       "rx_tx_stage_share": round(io / total, 3)}
+        if m["busy_share"] is not None and m["busy_share"] < 0.9:
+            why.append("%s's worker is not saturated (busy %.0f%%); of its busy cycles per packet, %.0f%% are the "
+                       "rx and tx stages (af_packet: the copy and the sendto() per burst, in which the kernel "
+                       "delivers the frame through the veth to the receiving side)" % (node, 100 * m["busy_share"],
+                                                                                     100 * io / total))
+        elif m["busy_share"] is not None:
+            why.append("%s's worker is saturated (busy %.0f%%, %.0f cycles per packet, %.0f%% in rx/tx)"
+                       % (node, 100 * m["busy_share"], m["cycles_per_packet"], 100 * io / total))
+    cpus = pt.get("cpu_busy", {})
+    facts["cpu_busy"] = cpus
+    if cpus and min(cpus.values()) >= 0.95:
+        why.append("every CPU was busy during the transfer (%s): the hosts' kernels, dcmtk, the busy-polling "
+                   "worker(s) and whatever else runs on the machine share %d CPUs"
+                   % (", ".join("%s %.0f%%" % (k, 100 * v) for k, v in cpus.items()), len(cpus)))
+    for k, v in pt.get("process_cpu", {}).items():
+        facts[k + "_cpu"] = v
+        why.append("%s used %.0f%% of a CPU" % (k, 100 * v))
+    return {"at_concurrency": pt["concurrency"], "measured": facts, "reading": why}
 
 
 def table(out, conc):
