@@ -15,9 +15,11 @@
 #       medix-cp there on an intent file; returns when it is ready (MX_CP_PID)
 #   mx_swan_cleanup                         stops both and removes NS_CP and NS_LAN (call it
 #                                           from the EXIT trap before mx_cleanup)
-# /work/shared/notes/strongswan.md has the facts these rest on (the pid file, the plugin order).
+# Facts this rests on: charon's pid file is fixed (/var/run/charon.pid: a /run of its own),
+# kernel-libipsec loads before kernel-netlink, swanctl.conf takes one key = value per line.
 
-MX_SWAN_PID= MX_CP_PID=
+MX_SWAN_PID=""
+MX_CP_PID=""
 MX_SWAN_NS=()  # namespaces of our own besides lib.sh's hosts
 MX_SWAN_LINKS=()
 
