@@ -10,6 +10,7 @@
 #       has no XFRM ESP) in GW_HOST's namespace, its files in DIR; one connection "ix", one child
 #       "hosp"; returns when its config is loaded (MX_SWAN_PID) or non-zero with the reason
 #   mx_swan GW_HOST DIR SWANCTL-ARGS...     swanctl against that charon
+#   mx_swan_stop                            kills it
 #   mx_cp_start NS_CP TAP TAP_CIDR INTENT LOG
 #       moves medix-dp's exception TAP into a new namespace NS_CP with TAP_CIDR and starts
 #       medix-cp there on an intent file; returns when it is ready (MX_CP_PID)
@@ -51,6 +52,7 @@ mx_swan_start() {
   local gw=$1 dir=$2 local=$3 remote=$4 local_id=$5 remote_id=$6 psk=$7 local_ts=$8 remote_ts=$9
   local ike=${10} esp=${11} i
   mkdir -p "$dir/run" "$dir/swanctl"
+  rm -f "$dir/charon.vici" # a charon before this one's
   cat >"$dir/strongswan.conf" <<EOF
 charon {
   load = random nonce openssl kdf pem pkcs1 x509 pubkey kernel-libipsec kernel-netlink socket-default vici
@@ -147,11 +149,19 @@ mx_cp_stop() {
   return $rc
 }
 
+# mx_swan_stop: the gateway's charon killed (a later mx_swan_start starts a fresh one).
+mx_swan_stop() {
+  [ -n "$MX_SWAN_PID" ] || return 0
+  local i
+  kill -KILL "$MX_SWAN_PID" 2>/dev/null
+  for ((i = 0; i < 50; i++)); do mx_alive "$MX_SWAN_PID" || break; sleep 0.1; done
+  MX_SWAN_PID=""
+}
+
 mx_swan_cleanup() {
   local ns pid l
   mx_cp_stop >/dev/null 2>&1
-  [ -n "$MX_SWAN_PID" ] && kill -KILL "$MX_SWAN_PID" 2>/dev/null
-  MX_SWAN_PID=
+  mx_swan_stop
   for ns in "${MX_SWAN_NS[@]}"; do
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
     ip netns del "$ns" 2>/dev/null
