@@ -45,17 +45,23 @@ def load(path):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--results", required=True)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--replot", help="draw imaging.png again from an imaging.json; nothing else")
+    ap.add_argument("--results")
+    ap.add_argument("--out")
     ap.add_argument("--rounds", type=int, default=1)
-    ap.add_argument("--paths", required=True)
-    ap.add_argument("--concurrency", required=True)
+    ap.add_argument("--paths")
+    ap.add_argument("--concurrency")
     ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--studies", required=True)
+    ap.add_argument("--studies")
     ap.add_argument("--quick", default="0")
     ap.add_argument("--binary", default="")
     ap.add_argument("--skipped", action="append", default=[])
     a = ap.parse_args()
+    if a.replot:
+        out = load(a.replot)
+        conc = sorted({x["concurrency"] for e in out["paths"].values() for x in e["points"]})
+        plot(out, conc, os.path.join(os.path.dirname(a.replot), "imaging.png"))
+        return 0
     conc = [int(c) for c in a.concurrency.split(",")]
     paths = [p for p in ORDER if p == "direct" or p in a.paths.split(",")]
     studies = load(a.studies)
@@ -218,11 +224,15 @@ def plot(out, conc, path):
         for b, lab in zip(bars, labels):
             ax.annotate(lab + "x", (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom",
                         fontsize=7, rotation=90, xytext=(0, 2), textcoords="offset points")
+    top = 1.45 * max(x["gbit_s"] for e in out["paths"].values() for x in e["points"])
     for i, p in enumerate(names):
         g = out["paths"][p].get("goal")
         ipf = out["paths"][p].get("iperf3_gbit_s")
-        if ipf:
+        if ipf and ipf < top:
             ax.plot([i - 0.42, i + 0.42], [ipf, ipf], color="black", lw=1, ls=":")
+        elif ipf:
+            ax.annotate("iperf3 %.1f \u2191" % ipf, (i, top), ha="center", va="top", fontsize=7,
+                        xytext=(0, -3), textcoords="offset points")
         if g:
             # the goal at each concurrency: a short red line over that bar
             for j, c in enumerate(conc):
@@ -232,32 +242,39 @@ def plot(out, conc, path):
                     ax.plot([x0 - width / 2, x0 + width / 2], [g * r["gbit_s"]] * 2, color="red", lw=1.5)
     ax.plot([], [], color="red", lw=1.5, label="goal (x direct at that concurrency)")
     ax.plot([], [], color="black", lw=1, ls=":", label="iperf3, 1 TCP stream, same path")
+    ax.set_ylim(0, top)
     ax.set_xticks(range(len(names)))
-    ax.set_xticklabels([LABELS.get(p, p) for p in names], fontsize=8)
+    ax.set_xticklabels([LABELS.get(p, p) for p in names], fontsize=7)
     ax.set_ylabel("DICOM throughput, Gbit/s (label: ratio to direct)")
     ax.set_title("storescu -> storescp, DICOM C-STORE by path and concurrent associations")
     ax.legend(fontsize=8, loc="upper right")
     ax.grid(axis="y", alpha=0.3)
     # Right: medix-dp's cost per packet during the transfer (busy cycles, highest concurrency).
     cmax = max(conc)
-    cyc_names, cyc_vals, busy = [], [], []
+    cyc_names, io_vals, rest_vals, busy = [], [], [], []
     for p in names:
         pt = next((x for x in out["paths"][p]["points"] if x["concurrency"] == cmax), None)
         for node, v in (pt or {}).get("medix", {}).items():
             if v["cycles_per_packet"]:
                 suffix = "" if len(pt["medix"]) == 1 else ", " + node
                 cyc_names.append(LABELS.get(p, p).replace("\n", " ") + suffix)
-                cyc_vals.append(v["cycles_per_packet"])
+                st = v.get("stages", {})
+                io = st.get("rx", 0) + st.get("tx", 0)
+                share = io / (sum(st.values()) or 1)  # the stages' split applied to the busy cycles
+                io_vals.append(v["cycles_per_packet"] * share)
+                rest_vals.append(v["cycles_per_packet"] * (1 - share))
                 busy.append(v["busy_share"])
-    ys = range(len(cyc_names))
-    bars = ax2.barh(list(ys), cyc_vals, color="#8172b2")
+    ys = list(range(len(cyc_names)))
+    ax2.barh(ys, io_vals, color="#b0a8d0", label="rx + tx stages (af_packet vdev)")
+    bars = ax2.barh(ys, rest_vals, left=io_vals, color="#55287f", label="medix-dp's pipeline (L2, IP, NAT, ESP)")
     for b, s in zip(bars, busy):
-        ax2.annotate("busy %.0f%%" % (100 * (s or 0)), (b.get_width(), b.get_y() + b.get_height() / 2),
+        ax2.annotate("busy %.0f%%" % (100 * (s or 0)), (b.get_x() + b.get_width(), b.get_y() + b.get_height() / 2),
                      va="center", fontsize=7, xytext=(2, 0), textcoords="offset points")
+    ax2.legend(fontsize=7, loc="upper right")
     ax2.set_yticks(list(ys))
     ax2.set_yticklabels(cyc_names, fontsize=7)
     ax2.invert_yaxis()
-    ax2.set_xlabel("medix-dp worker busy TSC cycles per packet")
+    ax2.set_xlabel("worker busy TSC cycles per packet (label: busy share)")
     ax2.set_title("medix-dp cost, %d associations" % cmax, fontsize=10)
     ax2.grid(axis="x", alpha=0.3)
     fig.suptitle("medix imaging benchmark  (%s, %d CPUs, %s%s, git %s)" % (
