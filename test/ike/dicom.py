@@ -22,29 +22,44 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 ROWS = COLUMNS = 512
 
 
+def write_image(path, sop_class, modality, rows, columns, pixels, study, series, number, frames=1,
+                samples=1, bits=16, description="medix IKE test study"):
+    """One image (or one multi-frame object) of a study, Explicit VR Little Endian, uncompressed:
+    `pixels` are its bytes (frames x rows x columns x samples x bits/8)."""
+    sop = generate_uid()
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = sop
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.is_little_endian, ds.is_implicit_VR = True, False
+    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, sop
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+    ds.PatientName, ds.PatientID = "Test^Hospital A", "MX-0001"
+    ds.Modality, ds.StudyDescription = modality, description
+    ds.SeriesNumber, ds.InstanceNumber = 1, number
+    ds.Rows, ds.Columns = rows, columns
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    ds.SamplesPerPixel = samples
+    ds.PhotometricInterpretation = "RGB" if samples == 3 else "MONOCHROME2"
+    if samples == 3:
+        ds.PlanarConfiguration = 0
+    ds.BitsAllocated = bits
+    ds.BitsStored, ds.HighBit = (12, 11) if bits == 16 else (8, 7)
+    ds.PixelRepresentation = 0
+    ds.PixelData = pixels
+    ds.save_as(path, write_like_original=False)
+
+
 def make(out, n):
     os.makedirs(out, exist_ok=True)
     study, series = generate_uid(), generate_uid()
     rng = random.Random(20261125)
     for i in range(n):
-        sop = generate_uid()
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = sop
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.is_little_endian, ds.is_implicit_VR = True, False
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, sop
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
-        ds.PatientName, ds.PatientID = "Test^Hospital A", "MX-0001"
-        ds.Modality, ds.StudyDescription = "CT", "medix IKE test study"
-        ds.SeriesNumber, ds.InstanceNumber = 1, i + 1
-        ds.Rows, ds.Columns = ROWS, COLUMNS
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-        ds.PixelData = rng.randbytes(ROWS * COLUMNS * 2)
-        ds.save_as(os.path.join(out, "img%03d.dcm" % (i + 1)), write_like_original=False)
+        write_image(os.path.join(out, "img%03d.dcm" % (i + 1)), CTImageStorage, "CT", ROWS, COLUMNS,
+                    rng.randbytes(ROWS * COLUMNS * 2), study, series, i + 1)
 
 
 def dataset_bytes(path):

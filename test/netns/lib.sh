@@ -37,6 +37,11 @@ declare -A MX_HOST_ADDR=()  # interface -> host address/len
 declare -A MX_GW_ADDR=()    # interface -> IX gateway address/len
 declare -A MX_TENANT_DESC=()
 declare -A MX_TENANT_FIB=() # tenant -> its FIB kind ("FIB_DIR24_8"); unset: the default
+# Real ports instead of a veth (benchmarks on machines with NICs): interface -> "KERNEL_IF@DEV".
+# Set before mx_attach: the host's eth0 is then the kernel netdev KERNEL_IF (moved into the
+# namespace and renamed; moved back on cleanup), cabled to the port medix-dp drives as DEV: a
+# PCI address (EAL -a DEV; --no-pci is then left out) or a vdev spec (--vdev DEV).
+declare -A MX_NIC=()
 MX_TENANTS=()
 MX_PIDS=()                  # background processes to end on cleanup
 MX_DP_PID=
@@ -68,6 +73,7 @@ mx_attach() {
   local name=$1 tenant=$2 host=$3 gw=$4
   local n=${#MX_HOSTS[@]}
   local ns=mx-$MX_ID-$name rif=mx$MX_ID-$n
+  [ -n "${MX_NIC[$name]:-}" ] && rif=
   MX_HOSTS+=("$name")
   MX_NS[$name]=$ns MX_RIF[$name]=$rif MX_TENANT[$name]=$tenant
   MX_HOST_ADDR[$name]=$host MX_GW_ADDR[$name]=$gw
@@ -79,10 +85,15 @@ mx_attach() {
     set -e
     ip netns add "$ns"
     ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-    ip link add "$rif" type veth peer name eth0 netns "$ns"
-    # The root end carries frames for medix-dp only: no IPv6, no ARP, no kernel forwarding.
-    sysctl -qw "net.ipv6.conf.$rif.disable_ipv6=1" "net.ipv4.conf.$rif.forwarding=0"
-    ip link set "$rif" arp off up
+    if [ -z "$rif" ]; then
+      ip link set "${MX_NIC[$name]%%@*}" netns "$ns"
+      ip -n "$ns" link set "${MX_NIC[$name]%%@*}" name eth0
+    else
+      ip link add "$rif" type veth peer name eth0 netns "$ns"
+      # The root end carries frames for medix-dp only: no IPv6, no ARP, no kernel forwarding.
+      sysctl -qw "net.ipv6.conf.$rif.disable_ipv6=1" "net.ipv4.conf.$rif.forwarding=0"
+      ip link set "$rif" arp off up
+    fi
     # Without tx checksum offload the host's kernel completes every checksum before af_packet
     # hands the frame to medix-dp (it would pass CHECKSUM_PARTIAL frames unfinished).
     ip netns exec "$ns" ethtool -K eth0 tx off >/dev/null
@@ -100,8 +111,21 @@ mx_port_mac() { cat "/sys/class/net/${MX_RIF[$1]}/address"; }
 # mx_host_stat IFNAME COUNTER: a kernel counter of the host's eth0 (tx_packets, rx_packets, ...).
 mx_host_stat() { ip netns exec "${MX_NS[$1]}" cat "/sys/class/net/eth0/statistics/$2"; }
 
+# mx_port_device IFNAME: the DPDK device name of the host's port: net_af_packetK (K counts the
+# veth hosts before it) or, with MX_NIC, the PCI address or the vdev's name.
+mx_port_device() {
+  local h k=0 dev
+  for h in "${MX_HOSTS[@]}"; do
+    if [ "$h" = "$1" ]; then
+      if [ -n "${MX_NIC[$h]:-}" ]; then dev=${MX_NIC[$h]#*@}; echo "${dev%%,*}"; else echo "net_af_packet$k"; fi
+      return
+    fi
+    [ -n "${MX_NIC[$h]:-}" ] || k=$((k + 1))
+  done
+}
+
 # mx_write_config FILE: the medix-dp startup config for every attachment so far. Port pN is
-# net_af_packetN (the Nth --vdev); interfaces are named as attached; no static neighbours.
+# the Nth host's (mx_port_device); interfaces are named as attached; no static neighbours.
 # Extra routes, as JSON objects separated by commas, may be given in MX_ROUTES_JSON.
 mx_write_config() {
   local file=$1 i name sep
@@ -111,7 +135,7 @@ mx_write_config() {
     echo '  "ports": ['
     sep=
     for i in "${!MX_HOSTS[@]}"; do
-      printf '%s    {"name": "p%d", "device": "net_af_packet%d", "promiscuous": true}' "$sep" "$i" "$i"
+      printf '%s    {"name": "p%d", "device": "%s", "promiscuous": true}' "$sep" "$i" "$(mx_port_device "${MX_HOSTS[$i]}")"
       sep=$',\n'
     done
     printf '\n  ],\n  "tenants": [\n'
@@ -138,11 +162,21 @@ mx_eal_args() {
   # MX_EAL_MEM: the memory arguments instead (hugepages: "--huge-dir DIR -m 512").
   local mem
   read -r -a mem <<<"${MX_EAL_MEM:---no-huge -m 1024}"
-  MX_EAL=("${mem[@]}" --no-pci --file-prefix "$MX_PREFIX" --lcores "$MX_LCORES")
-  local i
-  for i in "${!MX_HOSTS[@]}"; do
-    MX_EAL+=(--vdev "net_af_packet$i,iface=${MX_RIF[${MX_HOSTS[$i]}]}$MX_AF_PACKET_ARGS")
+  MX_EAL=("${mem[@]}" --file-prefix "$MX_PREFIX" --lcores "$MX_LCORES")
+  local h dev pci=0
+  for h in "${MX_HOSTS[@]}"; do
+    dev=${MX_NIC[$h]:-}
+    dev=${dev#*@}
+    if [ -z "$dev" ]; then
+      MX_EAL+=(--vdev "$(mx_port_device "$h"),iface=${MX_RIF[$h]}$MX_AF_PACKET_ARGS")
+    elif [[ $dev =~ ^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$ ]]; then
+      MX_EAL+=(-a "$dev")
+      pci=1
+    else
+      MX_EAL+=(--vdev "$dev")
+    fi
   done
+  [ $pci -eq 1 ] || MX_EAL+=(--no-pci)
 }
 
 mx_need_binary() {
@@ -276,7 +310,13 @@ mx_cleanup() {
   done
   for pid in "${MX_PIDS[@]}"; do wait "$pid" 2>/dev/null; done
   for name in "${MX_HOSTS[@]}"; do
-    ip link del "${MX_RIF[$name]}" 2>/dev/null
+    if [ -n "${MX_NIC[$name]:-}" ]; then # a real port goes back to the root namespace, renamed back
+      ip -n "${MX_NS[$name]}" link set eth0 down 2>/dev/null
+      ip -n "${MX_NS[$name]}" link set eth0 name "${MX_NIC[$name]%%@*}" 2>/dev/null
+      ip -n "${MX_NS[$name]}" link set "${MX_NIC[$name]%%@*}" netns 1 2>/dev/null
+    else
+      ip link del "${MX_RIF[$name]}" 2>/dev/null
+    fi
     ip netns del "${MX_NS[$name]}" 2>/dev/null
   done
   [ -n "${MX_PREFIX:-}" ] && rm -rf "/var/run/dpdk/$MX_PREFIX"
