@@ -1,0 +1,34 @@
+#pragma once
+// Knot DNS's control socket (knotc's protocol) through libknot's ctl API: one connection carries a
+// whole zone transaction (zone-begin, zone-unset/zone-set for each record, zone-commit), with no
+// process per record as knotc would need, and answers come as fields, not text to parse.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "zones.h"
+
+struct knot_ctl;
+
+namespace medix::cp::dns {
+
+class Knot {
+ public:
+  explicit Knot(std::string socket) : socket_(std::move(socket)) {}
+
+  // The zone's records as Knot serves them (SOA without its serial, as zones_of makes them).
+  // Nothing when Knot has no such zone; "" in `error`, or why (Knot down: "connection refused").
+  std::optional<Zone> read(const std::string& zone, std::string& error);
+
+  // One transaction: `remove` unset, `add` set, committed (Knot counts the SOA serial up); on any
+  // error aborted, nothing changed; "" or the error. An SOA in `add` is set with the clock's time
+  // as its serial; Knot counts on from there.
+  std::string update(const std::string& zone, const Zone& remove, const Zone& add);
+
+ private:
+  struct Session;
+  std::string socket_;
+};
+
+}  // namespace medix::cp::dns

@@ -1,0 +1,325 @@
+#!/usr/bin/python3
+"""Names in the IX's domain (issue 17, docs/dns.md): a real Knot DNS (knotd, Debian's `knot`)
+driven by a real medix-cp over its control socket, medix-cp bringing a real medix-dp (net_null
+port) to the same intent. Answers are read with kdig, and through a real unbound forwarding the IX's
+domain to Knot (the hospitals' resolver of docs/dns.md):
+  - A of a name given as (tenant, tenant address) is the host's core address from the tenant's
+    static mapping; PTR of that core address is the name; CNAME and TXT as the intent says;
+  - moving the mapping (an intent change) moves the answer within 1 s of `medixctl intent apply`
+    returning, and a loop of kdig queries during the change sees only the old or the new answer;
+  - a bad intent (a CNAME loop, a zone outside the IX's domains, an address nobody owns, a host no
+    mapping holds) is refused whole, naming the field, and the zone (its serial) is unchanged;
+  - knotd restarted empty: medix-cp fills it again; medix-cp restarted: nothing changes in Knot
+    (the zone's serial is the same).
+Everything runs in a network namespace of its own (knotd on 127.0.0.1:53, unbound on 127.0.0.2:53).
+
+    /usr/bin/python3 test/dns/run.py [--keep]     (MEDIX_DP, MEDIX_CP: other binaries)
+
+Prints PASS/FAIL lines and, last, `dns: N passed, M failed`.
+"""
+import argparse
+import copy
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DP = os.environ.get("MEDIX_DP", os.path.join(ROOT, "build/dataplane/medix-dp"))
+CP = os.environ.get("MEDIX_CP", os.path.join(ROOT, "build/controlplane/medix-cp"))
+MEDIXCTL = os.path.join(ROOT, "build/controlplane/cli/medixctl")
+KNOT = "127.0.0.1"
+UNBOUND = "127.0.0.2"
+
+passed = failed = 0
+
+
+def check(ok, name, detail=""):
+    global passed, failed
+    if ok:
+        passed += 1
+        print("PASS " + name, flush=True)
+    else:
+        failed += 1
+        print("FAIL " + name + (": %s" % (detail,) if detail != "" else ""), flush=True)
+    return ok
+
+
+def intent(archive_core="100.100.1.0/24", records=None, zones=None):
+    """Two hospitals with the same plan, an archive, the core; the IX's zone ix.example."""
+    recs = records if records is not None else [
+        {"name": "archive", "tenant": "archive", "tenant_address": "192.168.1.10"},
+        {"name": "pacs.hospital-a", "tenant": "hosp-a", "tenant_address": "10.0.0.10"},
+        {"name": "pacs.hospital-b", "tenant": "hosp-b", "tenant_address": "10.0.0.10"},
+        {"name": "dicom", "type": "CNAME", "target": "archive"},
+        {"name": "@", "type": "TXT", "text": "medix test IX"},
+        {"name": "ns", "address": "100.100.9.53"},
+    ]
+    return {"schema_version": 1,
+            "tenants": [{"name": "hosp-a"}, {"name": "hosp-b"}, {"name": "archive"}, {"name": "dns"},
+                        {"name": "ix", "core": True}],
+            "static_mappings": [
+                {"tenant": "hosp-a", "tenant_prefix": "10.0.0.0/24", "core_prefix": "100.64.1.0/24"},
+                {"tenant": "hosp-b", "tenant_prefix": "10.0.0.0/24", "core_prefix": "100.64.2.0/24"},
+                {"tenant": "archive", "tenant_prefix": "192.168.1.0/24", "core_prefix": archive_core},
+                {"tenant": "dns", "tenant_prefix": "192.168.9.0/24", "core_prefix": "100.100.9.0/24"}],
+            "dns": {"domains": ["ix.example"],
+                    "zones": zones if zones is not None else [{"name": "ix.example", "records": recs}]}}
+
+
+def kdig(name, rtype="A", server=KNOT):
+    """The answer's records (kdig +short), or None when the query failed."""
+    out = subprocess.run(["kdig", "@" + server, "+short", "+timeout=1", "+retry=0", name, rtype],
+                         capture_output=True, text=True, timeout=10)
+    if out.returncode != 0 or ";;" in out.stdout:
+        return None
+    return sorted(out.stdout.split("\n")[:-1]) if out.stdout else []
+
+
+def serial():
+    soa = kdig("ix.example", "SOA")
+    return soa[0].split()[2] if soa else None
+
+
+def wait_until(fn, seconds):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        value = fn()
+        if value:
+            return value
+        time.sleep(0.05)
+    return fn()
+
+
+class Daemons:
+    def __init__(self, tmp):
+        self.tmp, self.procs = tmp, {}
+
+    def start(self, name, argv, ready=None, seconds=30):
+        log = os.path.join(self.tmp, name + ".log")
+        with open(log, "a") as f:
+            self.procs[name] = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT)
+        if ready is None:
+            return True
+        deadline = time.time() + seconds
+        while time.time() < deadline and self.procs[name].poll() is None:
+            if ready in open(log).read():
+                return True
+            time.sleep(0.05)
+        return False
+
+    def log(self, name):
+        return open(os.path.join(self.tmp, name + ".log")).read()
+
+    def stop(self, name):
+        p = self.procs.pop(name, None)
+        if p and p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        return p.returncode if p else None
+
+
+def knot_conf(tmp):
+    # Zones live in memory only (no zone file, no journal): a restarted knotd starts empty, and
+    # medix-cp's catalog zone tells it which zones to make.
+    member = ("    storage: {t}/zones\n    zonefile-sync: -1\n    zonefile-load: none\n"
+              "    journal-content: none\n").format(t=tmp)
+    return ("server:\n    rundir: {t}\n    listen: {k}@53\n    udp-workers: 2\n    tcp-workers: 1\n"
+            "    background-workers: 1\n"
+            "database:\n    storage: {t}/db\n"
+            "template:\n  - id: default\n{m}  - id: medix\n{m}"
+            "zone:\n  - domain: catalog.medix\n    catalog-role: interpret\n    catalog-template: medix\n"
+            "control:\n    listen: {t}/knot.sock\n"
+            "log:\n  - target: stderr\n    any: info\n").format(t=tmp, k=KNOT, m=member)
+
+
+def unbound_conf(tmp):
+    # docs/dns.md's example: the IX's domain and the core's reverse zones forwarded to the IX's
+    # server (here on loopback: do-not-query-localhost off); no DNSSEC validation (the zone is not signed).
+    return ("server:\n    interface: {u}\n    port: 53\n    do-daemonize: no\n    use-syslog: no\n"
+            "    username: \"\"\n    chroot: \"\"\n    directory: \"{t}\"\n    pidfile: \"{t}/unbound.pid\"\n"
+            "    do-not-query-localhost: no\n    module-config: \"iterator\"\n"
+            "    access-control: 127.0.0.0/8 allow\n    logfile: \"\"\n    verbosity: 1\n"
+            "    local-zone: \"100.in-addr.arpa.\" nodefault\n"
+            "remote-control:\n    control-enable: no\n"
+            "forward-zone:\n    name: \"ix.example.\"\n    forward-addr: {k}@53\n"
+            "forward-zone:\n    name: \"100.in-addr.arpa.\"\n    forward-addr: {k}@53\n").format(t=tmp, u=UNBOUND, k=KNOT)
+
+
+def apply(prefix, tmp, name, doc):
+    path = os.path.join(tmp, name + ".json")
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    return subprocess.run([MEDIXCTL, "-p", prefix, "intent", "apply", path], capture_output=True, text=True,
+                          timeout=30)
+
+
+def run(tmp, d, prefix):
+    with open(os.path.join(tmp, "dp.json"), "w") as f:
+        json.dump({"schema_version": 1, "ports": [{"name": "p0", "device": "net_null0"}]}, f)
+    with open(os.path.join(tmp, "intent.json"), "w") as f:
+        json.dump(intent(), f)
+    with open(os.path.join(tmp, "knot.conf"), "w") as f:
+        f.write(knot_conf(tmp))
+    with open(os.path.join(tmp, "unbound.conf"), "w") as f:
+        f.write(unbound_conf(tmp))
+    with open(os.path.join(tmp, "strongswan.conf"), "w") as f:
+        f.write("medix-cp {\n  port = 0\n  port_nat_t = 0\n}\n")
+    os.makedirs(os.path.join(tmp, "db"))  # knotd's catalog database: not made by knotd
+    subprocess.run(["ip", "addr", "add", UNBOUND + "/8", "dev", "lo"], capture_output=True)
+    knotd = ["knotd", "-c", os.path.join(tmp, "knot.conf")]
+    if not check(d.start("knot", knotd, "control, binding to", 20), "knotd starts", d.log("knot")[-600:]):
+        return
+    if not check(d.start("dp", [DP, "--no-huge", "-m", "512", "--no-pci", "--file-prefix", prefix, "-l", "0,1",
+                                "--log-level=error", "--vdev", "net_null0", "--", "--config",
+                                os.path.join(tmp, "dp.json")], "medix-dp: ready", 30),
+                 "medix-dp starts", d.log("dp")[-600:]):
+        return
+    cp = [CP, "--intent", os.path.join(tmp, "intent.json"), "-p", prefix, "--strongswan-conf",
+          os.path.join(tmp, "strongswan.conf"), "--log-level", "0", "--knot", os.path.join(tmp, "knot.sock")]
+    if not check(d.start("cp", cp, "medix-cp: ready", 30), "medix-cp starts with --knot", d.log("cp")[-800:]):
+        return
+
+    # 1. The answers.
+    check(kdig("archive.ix.example") == ["100.100.1.10"], "A archive.ix.example: the archive host's core address",
+          kdig("archive.ix.example"))
+    a, b = kdig("pacs.hospital-a.ix.example"), kdig("pacs.hospital-b.ix.example")
+    check(a == ["100.64.1.10"] and b == ["100.64.2.10"],
+          "same tenant address 10.0.0.10 in two hospitals: each name gets its own core address", (a, b))
+    check(kdig("10.1.100.100.in-addr.arpa", "PTR") == ["archive.ix.example."],
+          "PTR of the archive's core address is its name (reverse zone of the core prefix)",
+          kdig("10.1.100.100.in-addr.arpa", "PTR"))
+    check(kdig("10.1.64.100.in-addr.arpa", "PTR") == ["pacs.hospital-a.ix.example."],
+          "PTR of hospital A's host", kdig("10.1.64.100.in-addr.arpa", "PTR"))
+    check(kdig("dicom.ix.example") == ["100.100.1.10", "archive.ix.example."], "CNAME dicom -> archive",
+          kdig("dicom.ix.example"))
+    check(kdig("ix.example", "TXT") == ['"medix test IX"'], "TXT at the apex", kdig("ix.example", "TXT"))
+    check(kdig("ix.example", "NS") == ["ns.ix.example."], "NS made by medix-cp", kdig("ix.example", "NS"))
+
+    # 2. The hospitals' resolver: unbound forwarding the IX's domain and the core's reverse zones.
+    if check(d.start("unbound", ["unbound", "-d", "-c", os.path.join(tmp, "unbound.conf")], "start of service", 20),
+             "unbound starts with docs/dns.md's forward-zone", d.log("unbound")[-600:]):
+        ub = wait_until(lambda: kdig("archive.ix.example", server=UNBOUND), 5)
+        check(ub == ["100.100.1.10"], "through unbound: archive.ix.example is the archive's core address", ub)
+        ub = kdig("10.1.100.100.in-addr.arpa", "PTR", server=UNBOUND)
+        check(ub == ["archive.ix.example."], "through unbound: the reverse lookup of the core address", ub)
+        d.stop("unbound")
+
+    # 3. Moving the archive's mapping moves the answer; queries meanwhile see the old or the new one.
+    before = serial()
+    seen, stop = [], threading.Event()
+
+    def hammer():
+        while not stop.is_set():
+            seen.append((time.time(), kdig("archive.ix.example")))
+    t = threading.Thread(target=hammer)
+    t.start()
+    time.sleep(0.3)
+    out = apply(prefix, tmp, "moved", intent(archive_core="100.100.3.0/24"))
+    applied = time.time()
+    check(out.returncode == 0, "medixctl intent apply: the archive's mapping moved to 100.100.3.0/24",
+          out.stdout + out.stderr)
+    moved = wait_until(lambda: kdig("archive.ix.example") == ["100.100.3.10"], 5)
+    moved_at = time.time()
+    time.sleep(0.3)
+    stop.set()
+    t.join()
+    check(moved and moved_at - applied < 1.0, "the new answer within 1 s of the apply returning (%.3f s)"
+          % (moved_at - applied), moved_at - applied)
+    answers = {tuple(x) if x is not None else None for _, x in seen}
+    check(answers <= {("100.100.1.10",), ("100.100.3.10",)} and len(seen) > 5,
+          "%d queries during the change: only the old or the new answer, none failed" % len(seen), answers)
+    old_after = [x for when, x in seen if when > moved_at + 0.05 and x != ["100.100.3.10"]]
+    check(not old_after, "no old answer once the new one is served", old_after)
+    check(kdig("10.3.100.100.in-addr.arpa", "PTR") == ["archive.ix.example."]
+          and kdig("10.1.100.100.in-addr.arpa", "PTR") is not None
+          and kdig("10.1.100.100.in-addr.arpa", "PTR") == [],
+          "the reverse zone follows: PTR at the new core address, none at the old",
+          (kdig("10.3.100.100.in-addr.arpa", "PTR"), kdig("10.1.100.100.in-addr.arpa", "PTR")))
+    check(serial() != before, "the zone's serial went up with the change", (before, serial()))
+
+    # 4. Bad intents: refused whole, naming the field; nothing changes in Knot.
+    good = intent(archive_core="100.100.3.0/24")
+    now = serial()
+    loop = copy.deepcopy(good)
+    loop["dns"]["zones"][0]["records"] += [{"name": "a", "type": "CNAME", "target": "b"},
+                                           {"name": "b", "type": "CNAME", "target": "a.ix.example."}]
+    outside = copy.deepcopy(good)
+    outside["dns"]["zones"].append({"name": "elsewhere.example", "records": []})
+    nobody = copy.deepcopy(good)
+    nobody["dns"]["zones"][0]["records"][0] = {"name": "archive", "address": "203.0.113.9"}
+    unmapped = copy.deepcopy(good)
+    unmapped["dns"]["zones"][0]["records"][1]["tenant_address"] = "10.0.5.10"
+    bad_name = copy.deepcopy(good)
+    bad_name["dns"]["zones"][0]["records"][0]["name"] = "arch_ive"
+    for name, doc, field in (("CNAME loop", loop, "dns.zones[0].records[6].target: a CNAME loop"),
+                             ("zone outside the IX's domains", outside, "dns.zones[1].name:"),
+                             ("address nobody owns", nobody, "dns.zones[0].records[0].address: 203.0.113.9"),
+                             ("host no mapping holds", unmapped, "dns.zones[0].records[1].tenant_address:"),
+                             ("bad name", bad_name, "dns.zones[0].records[0].name:")):
+        out = apply(prefix, tmp, "bad", doc)
+        check(out.returncode != 0 and field in out.stderr + out.stdout,
+              "refused whole: %s (%s...)" % (name, field), out.stdout + out.stderr)
+    check(serial() == now and kdig("archive.ix.example") == ["100.100.3.10"] and kdig("a.ix.example") == [],
+          "after the refusals the zone is unchanged (serial %s)" % now, (serial(), kdig("a.ix.example")))
+
+    # 5. knotd restarted, empty: medix-cp fills it again.
+    d.stop("knot")
+    check(d.start("knot", knotd, "control, binding to", 20), "knotd restarts (zones in memory only: empty)")
+    t0 = time.time()
+    back = wait_until(lambda: kdig("archive.ix.example") == ["100.100.3.10"]
+                      and kdig("10.3.100.100.in-addr.arpa", "PTR") == ["archive.ix.example."], 10)
+    check(back, "medix-cp restores the zones within %.1f s" % (time.time() - t0), d.log("cp")[-600:])
+
+    # 6. medix-cp restarted: Knot already equals the intent, no transaction.
+    time.sleep(0.6)
+    now = serial()
+    d.stop("cp")
+    check(d.start("cp", cp, "medix-cp: ready", 30), "medix-cp restarts", d.log("cp")[-600:])
+    time.sleep(1.2)  # two background passes
+    check(serial() == now and kdig("archive.ix.example") == ["100.100.3.10"],
+          "after medix-cp's restart the zone is unchanged (serial %s)" % now, (now, serial()))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--keep", action="store_true")
+    args = ap.parse_args()
+    # A network namespace of our own: knotd and unbound on its loopback, charon's sockets in it.
+    if os.environ.get("MEDIX_DNS_NETNS") != "1":
+        os.environ["MEDIX_DNS_NETNS"] = "1"
+        os.execvp("unshare", ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
+                              sys.executable] + sys.argv)
+    for tool in ("knotd", "kdig", "unbound"):
+        if not check(shutil.which(tool) is not None, tool + " is installed (scripts/setup)"):
+            print("dns: %d passed, %d failed" % (passed, failed))
+            return 1
+    tmp = tempfile.mkdtemp(prefix="medix-dns.")
+    prefix = "medix-dns-%d" % os.getpid()
+    d = Daemons(tmp)
+    try:
+        run(tmp, d, prefix)
+    except Exception as e:  # noqa: BLE001
+        check(False, "the test ran to its end", "%s: %s" % (type(e).__name__, e))
+    for name in ("unbound", "cp", "dp", "knot"):
+        d.stop(name)
+    shutil.rmtree("/var/run/dpdk/" + prefix, ignore_errors=True)
+    if failed or args.keep:
+        print("kept %s" % tmp)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("dns: %d passed, %d failed" % (passed, failed), flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
