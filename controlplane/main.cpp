@@ -271,7 +271,7 @@ int main(int argc, char** argv) {
   server->Shutdown();
   unlink(socket_path.c_str());
   if (dns) dns->stop();  // Knot keeps serving the zones as they are
-  cp_charon_stop();     // deletes the IKE_SAs, and so their SAs and routes in medix-dp
+  cp_charon_stop();      // deletes the IKE_SAs, and so their SAs and routes in medix-dp
   dataplane.stop();
   return 0;
 }

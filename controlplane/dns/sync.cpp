@@ -30,8 +30,7 @@ Zone catalog_of(const std::string& catalog, const Zones& zones) {
 
 }  // namespace
 
-Sync::Sync(const std::string& socket, const std::string& catalog)
-    : knot_(socket), catalog_(absolute_name(catalog)) {}
+Sync::Sync(const std::string& socket, const std::string& catalog) : knot_(socket), catalog_(absolute_name(catalog)) {}
 
 std::string Sync::bring(const std::string& name, const Zone& want, bool& pending) {
   std::string error;

@@ -16,7 +16,9 @@ constexpr uint32_t default_ttl = 300;
 
 uint32_t mask_of(uint8_t length) { return length == 0 ? 0 : ~uint32_t(0) << (32 - length); }
 
-bool within(uint32_t address, common::Prefix p) { return (address & mask_of(p.length)) == (p.address & mask_of(p.length)); }
+bool within(uint32_t address, common::Prefix p) {
+  return (address & mask_of(p.length)) == (p.address & mask_of(p.length));
+}
 
 // "a.b.c." is "b.c." or below it.
 bool in_domain(const std::string& name, const std::string& domain) {
@@ -127,10 +129,10 @@ std::string validate(const c1::Intent& in) {
   for (const auto& t : in.tenants()) tenants.insert(t.name());
 
   std::set<std::string> zone_names;
-  std::map<std::string, std::string> cnames;      // owner -> target, for loops
-  std::map<std::string, std::string> cname_at;    // owner -> its field
-  std::map<std::string, std::string> other_at;    // owner with other data -> its field
-  std::set<std::string> seen;                     // owner type data
+  std::map<std::string, std::string> cnames;    // owner -> target, for loops
+  std::map<std::string, std::string> cname_at;  // owner -> its field
+  std::map<std::string, std::string> other_at;  // owner with other data -> its field
+  std::set<std::string> seen;                   // owner type data
   for (int z = 0; z < d.zones_size(); z++) {
     const c1::DnsZone& zone = d.zones(z);
     const std::string name = absolute_name(zone.name());
@@ -172,8 +174,7 @@ std::string validate(const c1::Intent& in) {
         if (!rec.address().empty() || !rec.tenant().empty() || !rec.tenant_address().empty() || !rec.text().empty())
           return at(z, r) + "type: a CNAME has a target only";
         if (owner == name) return at(z, r) + "name: a CNAME cannot be at the zone's apex (its SOA and NS are there)";
-        std::string target = rec.target().ends_with(".") ? absolute_name(rec.target())
-                                                         : owner_of(rec.target(), name);
+        std::string target = rec.target().ends_with(".") ? absolute_name(rec.target()) : owner_of(rec.target(), name);
         if (target.empty()) return at(z, r) + "target: '" + rec.target() + "' is not a name";
         if (cname_at.count(owner)) return at(z, r) + "name: " + owner + " has another CNAME (" + cname_at[owner] + ")";
         cnames[owner] = target;
@@ -248,14 +249,14 @@ Zones zones_of(const c1::Intent& in) {
       const uint32_t ttl = rec.ttl() ? rec.ttl() : zone_ttl;
       if (type == "A") {
         std::string address = !rec.address().empty() ? common::format_ipv4(*parse_ipv4(rec.address()))
-                                                      : core_address(in, rec.tenant(), rec.tenant_address());
+                                                     : core_address(in, rec.tenant(), rec.tenant_address());
         out[name].insert({owner, ttl, "A", address});
         const std::string ptr = reverse_name(*parse_ipv4(address));
         for (const auto& r : reverse)
           if (in_domain(ptr, r)) out[r].insert({ptr, ttl, "PTR", owner});
       } else if (type == "CNAME") {
-        out[name].insert({owner, ttl, "CNAME", rec.target().ends_with(".") ? absolute_name(rec.target())
-                                                                             : owner_of(rec.target(), name)});
+        out[name].insert({owner, ttl, "CNAME",
+                          rec.target().ends_with(".") ? absolute_name(rec.target()) : owner_of(rec.target(), name)});
       } else if (type == "TXT") {
         out[name].insert({owner, ttl, "TXT", "\"" + rec.text() + "\""});
       }

@@ -144,12 +144,14 @@ def knot_conf(tmp):
 
 def unbound_conf(tmp):
     # docs/dns.md's example: the IX's domain and the core's reverse zones forwarded to the IX's
-    # server (here on loopback: do-not-query-localhost off); no DNSSEC validation (the zone is not signed).
+    # server (here on loopback: do-not-query-localhost off); no DNSSEC validation (the zone is not
+    # signed). The core's 100.64.0.0/10 is shared address space, whose reverse zones unbound
+    # answers itself unless unblock-lan-zones.
     return ("server:\n    interface: {u}\n    port: 53\n    do-daemonize: no\n    use-syslog: no\n"
             "    username: \"\"\n    chroot: \"\"\n    directory: \"{t}\"\n    pidfile: \"{t}/unbound.pid\"\n"
             "    do-not-query-localhost: no\n    module-config: \"iterator\"\n"
             "    access-control: 127.0.0.0/8 allow\n    logfile: \"\"\n    verbosity: 1\n"
-            "    local-zone: \"100.in-addr.arpa.\" nodefault\n"
+            "    unblock-lan-zones: yes\n    insecure-lan-zones: yes\n"
             "remote-control:\n    control-enable: no\n"
             "forward-zone:\n    name: \"ix.example.\"\n    forward-addr: {k}@53\n"
             "forward-zone:\n    name: \"100.in-addr.arpa.\"\n    forward-addr: {k}@53\n").format(t=tmp, u=UNBOUND, k=KNOT)
