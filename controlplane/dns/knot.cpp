@@ -1,11 +1,14 @@
 #include "knot.h"
 
-// libknot's headers are C without extern "C" of their own.
-extern "C" {
-#include <libknot/control/control.h>
-#include <libknot/errcode.h>
-#include <libknot/error.h>
-}
+#include <array>
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 namespace medix::cp::dns {
 
@@ -13,74 +16,161 @@ namespace {
 
 constexpr int timeout_ms = 5000;
 
+// Knot's control protocol (knotc's; libknot/control/control.h of Knot 3.x): a stream of units,
+// each a code byte: 0 end, 1 data, 2 extra data, 3 end of block; a data unit goes on with items,
+// each a byte 16 + index, a 16-bit big-endian length and that many bytes. Spoken here rather than
+// through libknot, which is GPL-3.0-or-later and would make the medix-cp binary so.
+enum Unit : uint8_t { END = 0, DATA = 1, EXTRA = 2, BLOCK = 3 };
+enum Item { CMD = 0, FLAGS, ERROR, SECTION, ITEM, ID, ZONE, OWNER, TTL, TYPE, VALUE, FILTER, COUNT };
+constexpr uint8_t item_code = 16;
+
+// knotd's texts for the errors that are not failures here.
+constexpr const char* no_zone = "no such zone found";
+constexpr const char* empty_zone = "zone is empty";
+constexpr const char* no_entry = "not exists";
+
+using Fields = std::array<std::string, COUNT>;
+using Present = std::array<bool, COUNT>;
+
 }  // namespace
 
 // One connection to knotd: commands sent one after the other, each answered before the next.
 struct Knot::Session {
-  knot_ctl_t* ctl = knot_ctl_alloc();
+  int fd = -1;
   std::string error;  // the connection's: once set, every command fails with it
-  bool connected = false;
+  std::string in;     // received, not yet parsed
+  size_t at = 0;
 
   explicit Session(const std::string& socket) {
-    knot_ctl_set_timeout(ctl, timeout_ms);
-    if (int rc = knot_ctl_connect(ctl, socket.c_str()); rc != KNOT_EOK)
-      error = socket + ": " + knot_strerror(rc);
-    else
-      connected = true;
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (socket.size() >= sizeof(addr.sun_path)) {
+      error = socket + ": path too long";
+      return;
+    }
+    memcpy(addr.sun_path, socket.c_str(), socket.size());
+    fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0)
+      error = socket + ": " + strerror(errno);
   }
   ~Session() {
-    if (connected && error.empty()) knot_ctl_send(ctl, KNOT_CTL_TYPE_END, nullptr);
-    knot_ctl_close(ctl);
-    knot_ctl_free(ctl);
+    if (fd >= 0 && error.empty()) send({char(END)});
+    if (fd >= 0) close(fd);
+  }
+
+  bool send(const std::string& bytes) {
+    size_t done = 0;
+    while (done < bytes.size()) {
+      ssize_t n = ::send(fd, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        error = std::string("sending to knotd: ") + strerror(errno);
+        return false;
+      }
+      done += size_t(n);
+    }
+    return true;
+  }
+  // The next `n` bytes received, waiting up to the timeout for them.
+  bool need(size_t n) {
+    while (in.size() - at < n) {
+      pollfd p{fd, POLLIN, 0};
+      if (poll(&p, 1, timeout_ms) <= 0) {
+        error = "knotd did not answer";
+        return false;
+      }
+      char buf[65536];
+      ssize_t got = recv(fd, buf, sizeof(buf), 0);
+      if (got <= 0) {
+        error = got == 0 ? "knotd closed the connection" : std::string("from knotd: ") + strerror(errno);
+        return false;
+      }
+      in.append(buf, size_t(got));
+    }
+    return true;
+  }
+  // One unit: its code, and its items (data units). False on a broken connection.
+  bool receive(uint8_t& unit, Fields& f, Present& present) {
+    present.fill(false);
+    if (!need(1)) return false;
+    unit = uint8_t(in[at++]);
+    if (unit != DATA && unit != EXTRA) return true;
+    while (true) {
+      if (in.size() - at == 0 && !need(1)) return false;
+      const uint8_t code = uint8_t(in[at]);
+      if (code < item_code) return true;  // the next unit
+      if (code >= item_code + COUNT) {
+        error = "knotd sent an item this client does not know (code " + std::to_string(code) + ")";
+        return false;
+      }
+      at++;
+      if (!need(2)) return false;
+      const size_t len = (uint8_t(in[at]) << 8) | uint8_t(in[at + 1]);
+      at += 2;
+      if (!need(len)) return false;
+      f[code - item_code] = in.substr(at, len);
+      present[code - item_code] = true;
+      at += len;
+    }
   }
 
   // Sends a command, gathers its data units; "" or the error (knotd's own text, or the socket's).
   // `on_data` gets each record unit, with the fields a unit leaves out taken from the one before.
   template <typename OnData>
-  std::string command(knot_ctl_data_t& data, OnData on_data) {
+  std::string command(const Fields& data, OnData on_data) {
     if (!error.empty()) return error;
-    if (int rc = knot_ctl_send(ctl, KNOT_CTL_TYPE_DATA, &data); rc != KNOT_EOK) return error = knot_strerror(rc);
-    if (int rc = knot_ctl_send(ctl, KNOT_CTL_TYPE_BLOCK, nullptr); rc != KNOT_EOK) return error = knot_strerror(rc);
+    std::string out(1, char(DATA));
+    for (int i = 0; i < COUNT; i++) {
+      if (data[i].empty()) continue;
+      out += char(item_code + i);
+      out += char(data[i].size() >> 8);
+      out += char(data[i].size() & 0xff);
+      out += data[i];
+    }
+    out += char(BLOCK);
+    if (!send(out)) return error;
     std::string failed;
-    std::string last[KNOT_CTL_IDX__COUNT];
+    Fields last;
     while (true) {
-      knot_ctl_type_t type;
-      knot_ctl_data_t in = {};
-      if (int rc = knot_ctl_receive(ctl, &type, &in); rc != KNOT_EOK) return error = knot_strerror(rc);
-      if (type == KNOT_CTL_TYPE_BLOCK || type == KNOT_CTL_TYPE_END) break;
-      if (in[KNOT_CTL_IDX_ERROR]) {
-        if (failed.empty()) failed = in[KNOT_CTL_IDX_ERROR];
+      uint8_t unit;
+      Fields f;
+      Present present;
+      if (!receive(unit, f, present)) return error;
+      if (unit == BLOCK || unit == END) break;
+      if (present[ERROR]) {
+        if (failed.empty()) failed = f[ERROR];
         continue;
       }
-      for (int i = 0; i < KNOT_CTL_IDX__COUNT; i++)
-        if (in[i]) last[i] = in[i];
-      if (in[KNOT_CTL_IDX_DATA]) on_data(last);
+      for (int i = 0; i < COUNT; i++)
+        if (present[i]) last[i] = f[i];
+      if (present[VALUE]) on_data(last);
     }
+    in.erase(0, at);
+    at = 0;
     return failed;
   }
-  std::string command(knot_ctl_data_t& data) {
-    return command(data, [](const std::string*) {});
+  std::string command(const Fields& data) {
+    return command(data, [](const Fields&) {});
   }
 };
 
 std::optional<Zone> Knot::read(const std::string& zone, std::string& error) {
   Session s(socket_);
-  knot_ctl_data_t data = {};
-  data[KNOT_CTL_IDX_CMD] = "zone-read";
-  data[KNOT_CTL_IDX_ZONE] = zone.c_str();
+  Fields data;
+  data[CMD] = "zone-read";
+  data[ZONE] = zone;
   Zone out;
-  error = s.command(data, [&](const std::string* f) {
-    Record r{f[KNOT_CTL_IDX_OWNER], uint32_t(std::stoul("0" + f[KNOT_CTL_IDX_TTL])), f[KNOT_CTL_IDX_TYPE],
-             f[KNOT_CTL_IDX_DATA]};
+  error = s.command(data, [&](const Fields& f) {
+    Record r{f[OWNER], uint32_t(std::stoul("0" + f[TTL])), f[TYPE], f[VALUE]};
     if (r.type == "SOA") r.data = soa_without_serial(r.data);
     out.insert(r);
   });
-  if (error == knot_strerror(KNOT_ENOZONE)) {
+  if (error == no_zone) {
     error.clear();
     return std::nullopt;
   }
   // A zone Knot knows with no content yet (just added to the catalog, or knotd just restarted).
-  if (error == knot_strerror(KNOT_EEMPTYZONE) || error == knot_strerror(KNOT_ENOENT)) {
+  if (error == empty_zone || error == no_entry) {
     error.clear();
     return Zone{};
   }
@@ -90,25 +180,25 @@ std::optional<Zone> Knot::read(const std::string& zone, std::string& error) {
 
 std::string Knot::update(const std::string& zone, const Zone& remove, const Zone& add) {
   Session s(socket_);
-  knot_ctl_data_t data = {};
-  data[KNOT_CTL_IDX_ZONE] = zone.c_str();
-  data[KNOT_CTL_IDX_CMD] = "zone-begin";
+  Fields data;
+  data[ZONE] = zone;
+  data[CMD] = "zone-begin";
   if (std::string e = s.command(data); !e.empty()) return "zone-begin " + zone + ": " + e;
   auto abort = [&](const std::string& what) {
-    knot_ctl_data_t a = {};
-    a[KNOT_CTL_IDX_CMD] = "zone-abort";
-    a[KNOT_CTL_IDX_ZONE] = zone.c_str();
+    Fields a;
+    a[CMD] = "zone-abort";
+    a[ZONE] = zone;
     s.command(a);
     return what;
   };
   for (const Record& r : remove) {
     if (r.type == "SOA") continue;  // replaced by the zone-set of the new one
-    knot_ctl_data_t u = {};
-    u[KNOT_CTL_IDX_CMD] = "zone-unset";
-    u[KNOT_CTL_IDX_ZONE] = zone.c_str();
-    u[KNOT_CTL_IDX_OWNER] = r.owner.c_str();
-    u[KNOT_CTL_IDX_TYPE] = r.type.c_str();
-    u[KNOT_CTL_IDX_DATA] = r.data.c_str();
+    Fields u;
+    u[CMD] = "zone-unset";
+    u[ZONE] = zone;
+    u[OWNER] = r.owner;
+    u[TYPE] = r.type;
+    u[VALUE] = r.data;
     if (std::string e = s.command(u); !e.empty())
       return abort("zone-unset " + r.owner + " " + r.type + " " + r.data + ": " + e);
   }
@@ -120,17 +210,17 @@ std::string Knot::update(const std::string& zone, const Zone& remove, const Zone
       size_t second = value.find(' ', value.find(' ') + 1);
       value = value.substr(0, second) + " " + std::to_string(time(nullptr)) + value.substr(second);
     }
-    knot_ctl_data_t u = {};
-    u[KNOT_CTL_IDX_CMD] = "zone-set";
-    u[KNOT_CTL_IDX_ZONE] = zone.c_str();
-    u[KNOT_CTL_IDX_OWNER] = r.owner.c_str();
-    u[KNOT_CTL_IDX_TTL] = ttl.c_str();
-    u[KNOT_CTL_IDX_TYPE] = r.type.c_str();
-    u[KNOT_CTL_IDX_DATA] = value.c_str();
+    Fields u;
+    u[CMD] = "zone-set";
+    u[ZONE] = zone;
+    u[OWNER] = r.owner;
+    u[TTL] = ttl;
+    u[TYPE] = r.type;
+    u[VALUE] = value;
     if (std::string e = s.command(u); !e.empty())
       return abort("zone-set " + r.owner + " " + r.type + " " + r.data + ": " + e);
   }
-  data[KNOT_CTL_IDX_CMD] = "zone-commit";
+  data[CMD] = "zone-commit";
   if (std::string e = s.command(data); !e.empty()) return abort("zone-commit " + zone + ": " + e);
   return "";
 }

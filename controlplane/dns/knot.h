@@ -1,15 +1,14 @@
 #pragma once
-// Knot DNS's control socket (knotc's protocol) through libknot's ctl API: one connection carries a
-// whole zone transaction (zone-begin, zone-unset/zone-set for each record, zone-commit), with no
-// process per record as knotc would need, and answers come as fields, not text to parse.
+// Knot DNS's control socket, in knotc's protocol spoken by medix-cp itself: one connection carries
+// a whole zone transaction (zone-begin, zone-unset/zone-set for each record, zone-commit, or
+// zone-abort at the first error), with no process per command as knotc would need (knotc fed a
+// script goes on past a failed command and commits), and answers come as fields, not text.
 
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "zones.h"
-
-struct knot_ctl;
 
 namespace medix::cp::dns {
 
