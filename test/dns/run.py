@@ -10,7 +10,9 @@ domain to Knot (the hospitals' resolver of docs/dns.md):
   - a bad intent (a CNAME loop, a zone outside the IX's domains, an address nobody owns, a host no
     mapping holds) is refused whole, naming the field, and the zone (its serial) is unchanged;
   - knotd restarted empty: medix-cp fills it again; medix-cp restarted: nothing changes in Knot
-    (the zone's serial is the same).
+    (the zone's serial is the same);
+  - medixctl dns lists the zones (forward, and the core's reverse ones) and records Knot serves (the
+    same as kdig gets), and resolves a name as a tenant's host would.
 Everything runs in a network namespace of its own (knotd on 127.0.0.1:53, unbound on 127.0.0.2:53).
 
     /usr/bin/python3 test/dns/run.py [--keep]     (MEDIX_DP, MEDIX_CP: other binaries)
@@ -206,6 +208,32 @@ def run(tmp, d, prefix):
           kdig("dicom.ix.example"))
     check(kdig("ix.example", "TXT") == ['"medix test IX"'], "TXT at the apex", kdig("ix.example", "TXT"))
     check(kdig("ix.example", "NS") == ["ns.ix.example."], "NS made by medix-cp", kdig("ix.example", "NS"))
+
+    # medixctl dns: the zones and records medix-cp keeps Knot serving, equal to what kdig gets.
+    ctl = lambda *a: subprocess.run([MEDIXCTL, "-p", prefix, "dns"] + list(a), capture_output=True, text=True,
+                                    timeout=30)
+    out = ctl()
+    check(out.returncode == 0 and all(z in out.stdout for z in ("ix.example.", "1.100.100.in-addr.arpa.",
+                                                                  "1.64.100.in-addr.arpa.")),
+          "medixctl dns: the forward zone and the core's reverse zones", out.stdout + out.stderr)
+    out = subprocess.run([MEDIXCTL, "-p", prefix, "-o", "json", "dns", "records", "ix.example"],
+                         capture_output=True, text=True, timeout=30)
+    try:
+        listed = {(r["name"], r["type"], r["data"]) for r in json.loads(out.stdout) if r["type"] != "SOA"}
+    except ValueError:
+        listed = set()
+    served = {(n + ".ix.example." if n else "ix.example.", t, v) for n, t in
+              (("archive", "A"), ("pacs.hospital-a", "A"), ("pacs.hospital-b", "A"), ("dicom", "CNAME"),
+               ("", "TXT"), ("", "NS"), ("ns", "A"))
+              for v in (kdig((n + "." if n else "") + "ix.example", t) or ["?"])
+              if not (t == "A" and n == "dicom")}
+    check(listed == served, "medixctl -o json dns records ix.example: what kdig gets from Knot", (listed, served))
+    out = ctl("resolve", "hosp-b", "dicom.ix.example")
+    check(out.returncode == 0 and "CNAME" in out.stdout and "100.100.1.10" in out.stdout,
+          "medixctl dns resolve hosp-b dicom.ix.example: the CNAME and the archive's core address", out.stdout)
+    out = ctl("resolve", "nobody", "dicom.ix.example")
+    check(out.returncode != 0 and "no tenant named 'nobody'" in out.stderr, "medixctl dns resolve: unknown tenant",
+          out.stdout + out.stderr)
 
     # 2. The hospitals' resolver: unbound forwarding the IX's domain and the core's reverse zones.
     if check(d.start("unbound", ["unbound", "-d", "-c", os.path.join(tmp, "unbound.conf")], "start of service", 20),
