@@ -347,7 +347,7 @@ DNS_INTENT = {
     "schema_version": 1,
     "tenants": [{"name": "hosp-a"}, {"name": "archive"}, {"name": "ix", "core": True}],
     "static_mappings": [{"tenant": "hosp-a", "tenant_prefix": "10.0.0.0/24", "core_prefix": "100.64.1.0/24"},
-                        {"tenant": "archive", "tenant_prefix": "192.168.1.0/24", "core_prefix": "100.100.0.0/20"}],
+                        {"tenant": "archive", "tenant_prefix": "192.168.0.0/20", "core_prefix": "100.100.0.0/20"}],
     "dns": {"domains": ["ix.example"], "zones": [{"name": "ix.example", "ttl": 60, "records": [
         {"name": "archive", "tenant": "archive", "tenant_address": "192.168.1.10"},
         {"name": "pacs.hospital-a", "tenant": "hosp-a", "tenant_address": "10.0.0.10", "ttl": 30},
