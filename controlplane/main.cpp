@@ -3,7 +3,7 @@
 //
 //   medix-cp --intent FILE (--dp unix:///path/api.sock | -p PREFIX) [--listen unix:///path]
 //            [--strongswan-conf FILE] [--plugins "LIST"] [--log-level N] [--metrics-listen HOST:PORT]
-//            [--knot SOCKET [--knot-catalog ZONE]]
+//            [--knot SOCKET [--knot-catalog ZONE] [--knot-geoip FILE]]
 //
 // With --knot, the intent's DNS zones are served by Knot DNS, driven over its control socket
 // (docs/dns.md).
@@ -43,14 +43,15 @@ namespace {
 constexpr const char* usage_text =
     "usage: medix-cp --intent FILE (--dp TARGET | -p PREFIX) [--listen unix:///PATH]\n"
     "                [--strongswan-conf FILE] [--plugins LIST] [--log-level -1..3]\n"
-    "                [--metrics-listen HOST:PORT] [--knot SOCKET [--knot-catalog ZONE]]\n"
+    "                [--metrics-listen HOST:PORT] [--knot SOCKET [--knot-catalog ZONE] [--knot-geoip FILE]]\n"
     "       medix-cp --check --intent FILE   validate the intent file and exit\n"
     "       medix-cp --abi-check | --version | --help\n"
     "  --metrics-listen HOST:PORT  serve Prometheus metrics (GET /metrics, plain HTTP, read only):\n"
     "                              medix_cp_peers, medix_cp_peer_up, medix_cp_ike_events_total,\n"
     "                              medix_cp_reconcile_*, medix_cp_dataplane_connected, ... (docs/running.md)\n"
     "  --knot SOCKET               serve the intent's DNS zones with Knot DNS, through its control socket\n"
-    "  --knot-catalog ZONE         the catalog zone knot.conf gives medix-cp (default catalog.medix; docs/dns.md)\n";
+    "  --knot-catalog ZONE         the catalog zone knot.conf gives medix-cp (default catalog.medix; docs/dns.md)\n"
+    "  --knot-geoip FILE           per-tenant answers: the views file of knot.conf's geoip module (subnet mode)\n";
 
 void usage() {
   fputs(usage_text, stderr);
@@ -60,7 +61,7 @@ void usage() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string intent_path, target, listen, strongswan_conf, plugins, metrics_listen, knot_socket;
+  std::string intent_path, target, listen, strongswan_conf, plugins, metrics_listen, knot_socket, knot_geoip;
   std::string knot_catalog = "catalog.medix";
   int log_level = 1;
   bool abi_check = false, check = false;
@@ -90,6 +91,8 @@ int main(int argc, char** argv) {
       knot_socket = value();
     else if (a == "--knot-catalog")
       knot_catalog = value();
+    else if (a == "--knot-geoip")
+      knot_geoip = value();
     else if (a == "--log-level") {
       // charon's levels, but 4: strongSwan's level 4 dumps key material (the PSK, IKE and
       // CHILD_SA keys), and no key or PSK may reach medix-cp's log.
@@ -215,7 +218,7 @@ int main(int argc, char** argv) {
       dataplane.stop();
       return 2;
     }
-    dns = std::make_unique<medix::cp::dns::Sync>(knot_socket, knot_catalog);
+    dns = std::make_unique<medix::cp::dns::Sync>(knot_socket, knot_catalog, knot_geoip);
     if (std::string e = dns->apply(intent); !e.empty()) fprintf(stderr, "medix-cp: dns: %s (trying on)\n", e.c_str());
     dns->start();
   } else if (intent.dns().zones_size() > 0) {

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <iostream>
+#include <set>
 
 #include "client.h"
 #include "dns/zones.h"
@@ -112,6 +113,18 @@ int dns_command(const std::string& cp_target, bool json, Args& args) {
     else
       break;
   }
+  // The tenant's own hosts: their tenant address, asked from the tenant's core prefixes (Knot's
+  // geoip module answers by the query's source, on the name asked).
+  std::set<std::string> nets;
+  for (const auto& m : intent.static_mappings())
+    if (m.tenant() == tenant) nets.insert(dns::network_of(m.core_prefix()));
+  bool own = false;
+  for (const auto& v : dns::views_of(intent))
+    for (auto& r : answer)
+      if (r.type == "A" && r.owner == dns::absolute_name(asked) && v.owner == r.owner && nets.count(v.net)) {
+        r.data = v.address;
+        own = true;
+      }
   Table table({{"NAME"}, {"TTL", true}, {"TYPE"}, {"DATA"}});
   std::string out;
   for (const auto& r : answer) {
@@ -127,7 +140,7 @@ int dns_command(const std::string& cp_target, bool json, Args& args) {
     return 1;
   }
   std::cout << "tenant " << tenant << " asks " << dns::absolute_name(asked)
-            << " (every tenant gets the same answer: per-tenant views are not built yet)\n";
+            << (own ? ": a host of its own, its tenant address (medix-cp --knot-geoip)\n" : ": the core address\n");
   table.print(std::cout);
   return 0;
 }

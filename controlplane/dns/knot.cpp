@@ -225,4 +225,11 @@ std::string Knot::update(const std::string& zone, const Zone& remove, const Zone
   return "";
 }
 
+std::string Knot::reload() {
+  Session s(socket_);
+  Fields data;
+  data[CMD] = "reload";
+  return s.command(data);
+}
+
 }  // namespace medix::cp::dns

@@ -25,6 +25,10 @@ class Knot {
   // as its serial; Knot counts on from there.
   std::string update(const std::string& zone, const Zone& remove, const Zone& add);
 
+  // knotd rereads its configuration and modules (the geoip module's views), online: zones keep
+  // their content and queries meanwhile get the old or the new answer. "" or the error.
+  std::string reload();
+
  private:
   struct Session;
   std::string socket_;

@@ -2,6 +2,10 @@
 
 #include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "intent_file.h"
 
 namespace medix::cp::dns {
 
@@ -30,7 +34,28 @@ Zone catalog_of(const std::string& catalog, const Zones& zones) {
 
 }  // namespace
 
-Sync::Sync(const std::string& socket, const std::string& catalog) : knot_(socket), catalog_(absolute_name(catalog)) {}
+Sync::Sync(const std::string& socket, const std::string& catalog, const std::string& geoip)
+    : knot_(socket), catalog_(absolute_name(catalog)), geoip_(geoip) {}
+
+std::string Sync::bring_views() {
+  const std::string text = geoip_text(views_);
+  std::ifstream in(geoip_);
+  std::stringstream current;
+  current << in.rdbuf();
+  if (current.str() != text) {
+    if (std::string e = write_atomically(geoip_, text, 0644); !e.empty()) return "the views file: " + e;
+    views_loaded_ = false;
+  } else if (!loaded_once_) {
+    // As medix-cp left it: knotd read it when it started, or at medix-cp's last reload.
+    views_loaded_ = true;
+  }
+  loaded_once_ = true;
+  if (views_loaded_) return "";
+  if (std::string e = knot_.reload(); !e.empty()) return "reloading knotd for the views: " + e;
+  views_loaded_ = true;
+  transactions_++;
+  return "";
+}
 
 std::string Sync::bring(const std::string& name, const Zone& want, bool& pending) {
   std::string error;
@@ -59,12 +84,15 @@ std::string Sync::reconcile(bool& pending) {
   std::string first;
   for (const auto& [name, zone] : want_)
     if (std::string e = bring(name, zone, pending); !e.empty() && first.empty()) first = e;
+  if (!geoip_.empty())
+    if (std::string e = bring_views(); !e.empty() && first.empty()) first = e;
   return first;
 }
 
 std::string Sync::apply(const c1::Intent& intent) {
   std::lock_guard lock(mu_);
   want_ = zones_of(intent);
+  views_ = views_of(intent);
   configured_ = true;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
   bool pending = false;

@@ -111,6 +111,40 @@ std::string core_address(const c1::Intent& in, const std::string& tenant, const 
   return "";
 }
 
+std::set<View> views_of(const c1::Intent& in) {
+  std::set<View> out;
+  if (!in.has_dns()) return out;
+  for (const auto& zone : in.dns().zones()) {
+    const std::string name = absolute_name(zone.name());
+    for (const auto& rec : zone.records()) {
+      if (rec.tenant().empty() || type_of(rec) != "A") continue;
+      auto a = parse_ipv4(rec.tenant_address());
+      if (!a) continue;
+      for (const auto& m : in.static_mappings())
+        if (auto c = parse_prefix(m.core_prefix()); c && m.tenant() == rec.tenant())
+          out.insert({owner_of(rec.name(), name), common::format_prefix({c->address & mask_of(c->length), c->length}),
+                      common::format_ipv4(*a)});
+    }
+  }
+  return out;
+}
+
+std::string network_of(const std::string& prefix) {
+  auto p = parse_prefix(prefix);
+  return p ? common::format_prefix({p->address & mask_of(p->length), p->length}) : "";
+}
+
+std::string geoip_text(const std::set<View>& views) {
+  std::string text = "# Written by medix-cp from its intent (docs/dns.md): per-tenant answers.\n";
+  std::string owner;
+  for (const auto& v : views) {
+    if (v.owner != owner) text += v.owner + ":\n";
+    owner = v.owner;
+    text += "  - net: " + v.net + "\n    A: " + v.address + "\n";
+  }
+  return text;
+}
+
 std::string validate(const c1::Intent& in) {
   if (!in.has_dns()) return "";
   const c1::Dns& d = in.dns();

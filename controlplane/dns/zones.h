@@ -37,6 +37,22 @@ std::string validate(const c1::Intent& intent);
 // of each static mapping's core prefix (a /20 gets its /16's zone), one zone for prefixes nested.
 Zones zones_of(const c1::Intent& intent);
 
+// A per-tenant answer: queries from `net` (a core prefix of the host's own tenant: queries arrive
+// translated, each tenant's from its own core prefixes) get `address`, the host's tenant address,
+// instead of its core address. One for each host named by (tenant, tenant address) and each static
+// mapping of its tenant.
+struct View {
+  std::string owner;
+  std::string net;
+  std::string address;
+  auto operator<=>(const View&) const = default;
+};
+std::set<View> views_of(const c1::Intent& intent);
+// "100.64.1.7/24" as "100.64.1.0/24", as views name their nets; "" if not a prefix.
+std::string network_of(const std::string& prefix);
+// The views as the file of Knot's geoip module in subnet mode reads them (docs/dns.md).
+std::string geoip_text(const std::set<View>& views);
+
 // The core address a host (tenant, address in the tenant) has, from the tenant's static mapping;
 // "" when no mapping of that tenant holds it.
 std::string core_address(const c1::Intent& intent, const std::string& tenant, const std::string& address);

@@ -11,6 +11,8 @@ domain to Knot (the hospitals' resolver of docs/dns.md):
     mapping holds) is refused whole, naming the field, and the zone (its serial) is unchanged;
   - knotd restarted empty: medix-cp fills it again; medix-cp restarted: nothing changes in Knot
     (the zone's serial is the same);
+  - per-tenant answers (Knot's geoip module, subnet mode, views written by medix-cp): a hospital
+    asking for its own PACS gets its tenant address, the other hospital the core address;
   - medixctl dns lists the zones (forward, and the core's reverse ones) and records Knot serves (the
     same as kdig gets), and resolves a name as a tenant's host would.
 Everything runs in a network namespace of its own (knotd on 127.0.0.1:53, unbound on 127.0.0.2:53).
@@ -37,6 +39,7 @@ CP = os.environ.get("MEDIX_CP", os.path.join(ROOT, "build/controlplane/medix-cp"
 MEDIXCTL = os.path.join(ROOT, "build/controlplane/cli/medixctl")
 KNOT = "127.0.0.1"
 UNBOUND = "127.0.0.2"
+HOSP_A, HOSP_B, ARCHIVE_MOVED = "100.64.1.5", "100.64.2.5", "100.100.3.5"  # tenants' hosts as the core sees them
 
 passed = failed = 0
 
@@ -74,10 +77,10 @@ def intent(archive_core="100.100.1.0/24", records=None, zones=None):
                     "zones": zones if zones is not None else [{"name": "ix.example", "records": recs}]}}
 
 
-def kdig(name, rtype="A", server=KNOT):
-    """The answer's records (kdig +short), or None when the query failed."""
-    out = subprocess.run(["kdig", "@" + server, "+short", "+timeout=1", "+retry=0", name, rtype],
-                         capture_output=True, text=True, timeout=10)
+def kdig(name, rtype="A", server=KNOT, source=None):
+    """The answer's records (kdig +short), or None when the query failed; asked from `source`."""
+    out = subprocess.run(["kdig", "@" + server, "+short", "+timeout=1", "+retry=0", name, rtype]
+                         + (["-b", source] if source else []), capture_output=True, text=True, timeout=10)
     if out.returncode != 0 or ";;" in out.stdout:
         return None
     return sorted(out.stdout.split("\n")[:-1]) if out.stdout else []
@@ -132,13 +135,15 @@ class Daemons:
 
 def knot_conf(tmp):
     # Zones live in memory only (no zone file, no journal): a restarted knotd starts empty, and
-    # medix-cp's catalog zone tells it which zones to make.
+    # medix-cp's catalog zone tells it which zones to make. Per-tenant answers: the geoip module
+    # in subnet mode on every zone of the catalog, its views written by medix-cp.
     member = ("    storage: {t}/zones\n    zonefile-sync: -1\n    zonefile-load: none\n"
               "    journal-content: none\n").format(t=tmp)
     return ("server:\n    rundir: {t}\n    listen: {k}@53\n    udp-workers: 2\n    tcp-workers: 1\n"
             "    background-workers: 1\n"
             "database:\n    storage: {t}/db\n"
-            "template:\n  - id: default\n{m}  - id: medix\n{m}"
+            "mod-geoip:\n  - id: medix\n    config-file: {t}/views.geoip\n    mode: subnet\n"
+            "template:\n  - id: default\n{m}  - id: medix\n{m}    module: mod-geoip/medix\n"
             "zone:\n  - domain: catalog.medix\n    catalog-role: interpret\n    catalog-template: medix\n"
             "control:\n    listen: {t}/knot.sock\n"
             "log:\n  - target: stderr\n    any: info\n").format(t=tmp, k=KNOT, m=member)
@@ -179,7 +184,11 @@ def run(tmp, d, prefix):
     with open(os.path.join(tmp, "strongswan.conf"), "w") as f:
         f.write("medix-cp {\n  port = 0\n  port_nat_t = 0\n}\n")
     os.makedirs(os.path.join(tmp, "db"))  # knotd's catalog database: not made by knotd
-    subprocess.run(["ip", "addr", "add", UNBOUND + "/8", "dev", "lo"], capture_output=True)
+    open(os.path.join(tmp, "views.geoip"), "w").close()  # read by knotd before medix-cp writes it
+    # Queries arrive at the DNS service translated, each tenant's from its core prefix: hospital A's
+    # host 10.0.0.5 asks from 100.64.1.5, hospital B's from 100.64.2.5.
+    for a in (UNBOUND + "/8", HOSP_A + "/32", HOSP_B + "/32", ARCHIVE_MOVED + "/32"):
+        subprocess.run(["ip", "addr", "add", a, "dev", "lo"], capture_output=True)
     knotd = ["knotd", "-c", os.path.join(tmp, "knot.conf")]
     if not check(d.start("knot", knotd, "control, binding to", 20), "knotd starts", d.log("knot")[-600:]):
         return
@@ -189,7 +198,8 @@ def run(tmp, d, prefix):
                  "medix-dp starts", d.log("dp")[-600:]):
         return
     cp = [CP, "--intent", os.path.join(tmp, "intent.json"), "-p", prefix, "--strongswan-conf",
-          os.path.join(tmp, "strongswan.conf"), "--log-level", "0", "--knot", os.path.join(tmp, "knot.sock")]
+          os.path.join(tmp, "strongswan.conf"), "--log-level", "0", "--knot", os.path.join(tmp, "knot.sock"),
+          "--knot-geoip", os.path.join(tmp, "views.geoip")]
     if not check(d.start("cp", cp, "medix-cp: ready", 30), "medix-cp starts with --knot", d.log("cp")[-800:]):
         return
 
@@ -208,6 +218,17 @@ def run(tmp, d, prefix):
           kdig("dicom.ix.example"))
     check(kdig("ix.example", "TXT") == ['"medix test IX"'], "TXT at the apex", kdig("ix.example", "TXT"))
     check(kdig("ix.example", "NS") == ["ns.ix.example."], "NS made by medix-cp", kdig("ix.example", "NS"))
+
+    # Per-tenant answers: a hospital's own PACS is its tenant address for it, the core address
+    # for the other hospital.
+    own = {(src, n): kdig(n, source=src) for src in (HOSP_A, HOSP_B)
+           for n in ("pacs.hospital-a.ix.example", "pacs.hospital-b.ix.example")}
+    check(own[(HOSP_A, "pacs.hospital-a.ix.example")] == ["10.0.0.10"]
+          and own[(HOSP_B, "pacs.hospital-b.ix.example")] == ["10.0.0.10"],
+          "per tenant: each hospital gets its own PACS at its tenant address 10.0.0.10", own)
+    check(own[(HOSP_A, "pacs.hospital-b.ix.example")] == ["100.64.2.10"]
+          and own[(HOSP_B, "pacs.hospital-a.ix.example")] == ["100.64.1.10"],
+          "per tenant: the other hospital's PACS is its core address", own)
 
     # medixctl dns: the zones and records medix-cp keeps Knot serving, equal to what kdig gets.
     ctl = lambda *a: subprocess.run([MEDIXCTL, "-p", prefix, "dns"] + list(a), capture_output=True, text=True,
@@ -231,6 +252,12 @@ def run(tmp, d, prefix):
     out = ctl("resolve", "hosp-b", "dicom.ix.example")
     check(out.returncode == 0 and "CNAME" in out.stdout and "100.100.1.10" in out.stdout,
           "medixctl dns resolve hosp-b dicom.ix.example: the CNAME and the archive's core address", out.stdout)
+    for tenant, src in (("hosp-a", HOSP_A), ("hosp-b", HOSP_B)):
+        out = ctl("resolve", tenant, "pacs.hospital-a.ix.example")
+        want = kdig("pacs.hospital-a.ix.example", source=src)
+        check(out.returncode == 0 and want and want[0] in out.stdout,
+              "medixctl dns resolve %s pacs.hospital-a.ix.example: %s, as Knot answers %s" % (tenant, want, tenant),
+              out.stdout + out.stderr)
     out = ctl("resolve", "nobody", "dicom.ix.example")
     check(out.returncode != 0 and "no tenant named 'nobody'" in out.stderr, "medixctl dns resolve: unknown tenant",
           out.stdout + out.stderr)
@@ -276,6 +303,9 @@ def run(tmp, d, prefix):
           "the reverse zone follows: PTR at the new core address, none at the old",
           (kdig("10.3.100.100.in-addr.arpa", "PTR"), kdig("10.1.100.100.in-addr.arpa", "PTR")))
     check(serial() != before, "the zone's serial went up with the change", (before, serial()))
+    view = wait_until(lambda: kdig("archive.ix.example", source=ARCHIVE_MOVED) == ["192.168.1.10"], 3)
+    check(view, "the archive's view follows its mapping: asked from its new core prefix, its tenant address",
+          kdig("archive.ix.example", source=ARCHIVE_MOVED))
 
     # 4. Bad intents: refused whole, naming the field; nothing changes in Knot.
     good = intent(archive_core="100.100.3.0/24")
