@@ -27,7 +27,8 @@ class ControlService final : public c1::ControlPlane::Service {
   grpc::Status GetIntent(grpc::ServerContext*, const c1::GetIntentRequest*, c1::Intent*) override;
   grpc::Status ApplyIntent(grpc::ServerContext*, const c1::ApplyIntentRequest*, c1::ApplyIntentResponse*) override;
 
-  c1::Intent intent();  // a copy of the running one (PSKs included: for medix-cp's own use)
+  dns::Sync* dns() { return dns_; }  // none without --knot
+  c1::Intent intent();               // a copy of the running one (PSKs included: for medix-cp's own use)
 
  private:
   bool known(const std::string& name);

@@ -103,6 +103,7 @@ std::string Sync::apply(const c1::Intent& intent) {
     error = reconcile(pending);
   }
   last_error_ = error;
+  in_sync_ = error.empty();
   return error;
 }
 
@@ -116,6 +117,7 @@ void Sync::start() {
       if (error != last_error_)
         fprintf(stderr, "medix-cp: dns: %s\n", error.empty() ? "Knot's zones equal the intent again" : error.c_str());
       last_error_ = error;
+      in_sync_ = error.empty();
     }
   });
 }

@@ -32,6 +32,7 @@ class Sync {
   void stop();
 
   uint64_t transactions() const { return transactions_; }  // committed, since start
+  bool in_sync() const { return in_sync_; }                // at the last pass
 
  private:
   // One pass over every zone; "" or the first error. `pending`: a zone Knot does not have yet.
@@ -50,6 +51,7 @@ class Sync {
   bool loaded_once_ = false;   // the file compared once since medix-cp started
   bool configured_ = false;
   std::atomic<uint64_t> transactions_{0};
+  std::atomic<bool> in_sync_{false};
   std::string last_error_;
   std::thread thread_;
   std::mutex stop_mu_;

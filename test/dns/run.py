@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DP = os.environ.get("MEDIX_DP", os.path.join(ROOT, "build/dataplane/medix-dp"))
@@ -39,6 +40,7 @@ CP = os.environ.get("MEDIX_CP", os.path.join(ROOT, "build/controlplane/medix-cp"
 MEDIXCTL = os.path.join(ROOT, "build/controlplane/cli/medixctl")
 KNOT = "127.0.0.1"
 UNBOUND = "127.0.0.2"
+METRICS = 9153  # medix-cp's --metrics-listen, in this suite's own namespace
 HOSP_A, HOSP_B, ARCHIVE_MOVED = "100.64.1.5", "100.64.2.5", "100.100.3.5"  # tenants' hosts as the core sees them
 
 passed = failed = 0
@@ -199,7 +201,7 @@ def run(tmp, d, prefix):
         return
     cp = [CP, "--intent", os.path.join(tmp, "intent.json"), "-p", prefix, "--strongswan-conf",
           os.path.join(tmp, "strongswan.conf"), "--log-level", "0", "--knot", os.path.join(tmp, "knot.sock"),
-          "--knot-geoip", os.path.join(tmp, "views.geoip")]
+          "--knot-geoip", os.path.join(tmp, "views.geoip"), "--metrics-listen", "127.0.0.1:%d" % METRICS]
     if not check(d.start("cp", cp, "medix-cp: ready", 30), "medix-cp starts with --knot", d.log("cp")[-800:]):
         return
 
@@ -343,11 +345,24 @@ def run(tmp, d, prefix):
     # 6. medix-cp restarted: Knot already equals the intent, no transaction.
     time.sleep(0.6)
     now = serial()
+    metrics = {}
+    try:
+        body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % METRICS, timeout=5).read().decode()
+        metrics = {l.split()[0]: float(l.split()[1]) for l in body.splitlines() if l.startswith("medix_cp_dns_")}
+    except OSError as e:
+        metrics = {"error": str(e)}
+    check(metrics.get("medix_cp_dns_in_sync") == 1 and metrics.get("medix_cp_dns_transactions_total", 0) >= 4,
+          "medix-cp's metrics: in sync, %s transactions so far" % metrics.get("medix_cp_dns_transactions_total"),
+          metrics)
     d.stop("cp")
     check(d.start("cp", cp, "medix-cp: ready", 30), "medix-cp restarts", d.log("cp")[-600:])
     time.sleep(1.2)  # two background passes
     check(serial() == now and kdig("archive.ix.example") == ["100.100.3.10"],
           "after medix-cp's restart the zone is unchanged (serial %s)" % now, (now, serial()))
+    body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % METRICS, timeout=5).read().decode()
+    check("medix_cp_dns_transactions_total 0" in body and "medix_cp_dns_in_sync 1" in body,
+          "the restarted medix-cp committed no transaction and is in sync",
+          [l for l in body.splitlines() if l.startswith("medix_cp_dns")])
 
 
 def main():
