@@ -16,7 +16,8 @@ class Knot {
  public:
   explicit Knot(std::string socket) : socket_(std::move(socket)) {}
 
-  // The zone's records as Knot serves them (SOA without its serial, as zones_of makes them).
+  // The zone's records as Knot serves them (SOA without its serial, as zones_of makes them; the
+  // records of Knot's signing, DNSKEY, RRSIG, NSEC..., left out).
   // Nothing when Knot has no such zone; "" in `error`, or why (Knot down: "connection refused").
   std::optional<Zone> read(const std::string& zone, std::string& error);
 

@@ -11,6 +11,8 @@ domain to Knot (the hospitals' resolver of docs/dns.md):
     mapping holds) is refused whole, naming the field, and the zone (its serial) is unchanged;
   - knotd restarted empty: medix-cp fills it again; medix-cp restarted: nothing changes in Knot
     (the zone's serial is the same);
+  - Knot signs the zones (dnssec-signing) and unbound, trusting the IX's key, validates the
+    answers (AD; SERVFAIL with another key);
   - per-tenant answers (Knot's geoip module, subnet mode, views written by medix-cp): a hospital
     asking for its own PACS gets its tenant address, the other hospital the core address;
   - medixctl dns lists the zones (forward, and the core's reverse ones) and records Knot serves (the
@@ -141,29 +143,32 @@ def knot_conf(tmp):
     # in subnet mode on every zone of the catalog, its views written by medix-cp.
     member = ("    storage: {t}/zones\n    zonefile-sync: -1\n    zonefile-load: none\n"
               "    journal-content: none\n").format(t=tmp)
+    signed = "    dnssec-signing: on\n"
     return ("server:\n    rundir: {t}\n    listen: {k}@53\n    udp-workers: 2\n    tcp-workers: 1\n"
             "    background-workers: 1\n"
             "database:\n    storage: {t}/db\n"
             "mod-geoip:\n  - id: medix\n    config-file: {t}/views.geoip\n    mode: subnet\n"
-            "template:\n  - id: default\n{m}  - id: medix\n{m}    module: mod-geoip/medix\n"
+            "template:\n  - id: default\n{m}  - id: medix\n{m}{s}    module: mod-geoip/medix\n"
             "zone:\n  - domain: catalog.medix\n    catalog-role: interpret\n    catalog-template: medix\n"
             "control:\n    listen: {t}/knot.sock\n"
-            "log:\n  - target: stderr\n    any: info\n").format(t=tmp, k=KNOT, m=member)
+            "log:\n  - target: stderr\n    any: info\n").format(t=tmp, k=KNOT, m=member, s=signed)
 
 
-def unbound_conf(tmp):
+def unbound_conf(tmp, anchor):
     # docs/dns.md's example: the IX's domain and the core's reverse zones forwarded to the IX's
-    # server (here on loopback: do-not-query-localhost off); no DNSSEC validation (the zone is not
-    # signed). The core's 100.64.0.0/10 is shared address space, whose reverse zones unbound
-    # answers itself unless unblock-lan-zones.
+    # server (here on loopback: do-not-query-localhost off), validating the IX's signed zone with
+    # its key as trust anchor. The core's 100.64.0.0/10 is shared address space, whose reverse
+    # zones unbound answers itself unless unblock-lan-zones.
     return ("server:\n    interface: {u}\n    port: 53\n    do-daemonize: no\n    use-syslog: no\n"
             "    username: \"\"\n    chroot: \"\"\n    directory: \"{t}\"\n    pidfile: \"{t}/unbound.pid\"\n"
-            "    do-not-query-localhost: no\n    module-config: \"iterator\"\n"
+            "    do-not-query-localhost: no\n    module-config: \"validator iterator\"\n"
+            "    trust-anchor: \"{a}\"\n    domain-insecure: \"100.in-addr.arpa.\"\n"
             "    access-control: 127.0.0.0/8 allow\n    logfile: \"\"\n    verbosity: 1\n"
             "    unblock-lan-zones: yes\n    insecure-lan-zones: yes\n"
             "remote-control:\n    control-enable: no\n"
             "forward-zone:\n    name: \"ix.example.\"\n    forward-addr: {k}@53\n"
-            "forward-zone:\n    name: \"100.in-addr.arpa.\"\n    forward-addr: {k}@53\n").format(t=tmp, u=UNBOUND, k=KNOT)
+            "forward-zone:\n    name: \"100.in-addr.arpa.\"\n    forward-addr: {k}@53\n").format(t=tmp, u=UNBOUND, k=KNOT,
+                                                                                      a=anchor)
 
 
 def apply(prefix, tmp, name, doc):
@@ -181,8 +186,6 @@ def run(tmp, d, prefix):
         json.dump(intent(), f)
     with open(os.path.join(tmp, "knot.conf"), "w") as f:
         f.write(knot_conf(tmp))
-    with open(os.path.join(tmp, "unbound.conf"), "w") as f:
-        f.write(unbound_conf(tmp))
     with open(os.path.join(tmp, "strongswan.conf"), "w") as f:
         f.write("medix-cp {\n  port = 0\n  port_nat_t = 0\n}\n")
     os.makedirs(os.path.join(tmp, "db"))  # knotd's catalog database: not made by knotd
@@ -264,14 +267,34 @@ def run(tmp, d, prefix):
     check(out.returncode != 0 and "no tenant named 'nobody'" in out.stderr, "medixctl dns resolve: unknown tenant",
           out.stdout + out.stderr)
 
-    # 2. The hospitals' resolver: unbound forwarding the IX's domain and the core's reverse zones.
+    # 2. The hospitals' resolver: unbound forwarding the IX's domain and the core's reverse zones,
+    # validating the zone Knot signs with the IX's key (its KSK as unbound's trust anchor).
+    ksk = [k for k in kdig("ix.example", "DNSKEY") or [] if k.startswith("257 ")]
+    check(len(ksk) == 1, "Knot signs the zone medix-cp fills: one KSK", kdig("ix.example", "DNSKEY"))
+    with open(os.path.join(tmp, "unbound.conf"), "w") as f:
+        f.write(unbound_conf(tmp, "ix.example. DNSKEY " + (ksk[0] if ksk else "")))
     if check(d.start("unbound", ["unbound", "-d", "-c", os.path.join(tmp, "unbound.conf")], "start of service", 20),
              "unbound starts with docs/dns.md's forward-zone", d.log("unbound")[-600:]):
         ub = wait_until(lambda: kdig("archive.ix.example", server=UNBOUND), 5)
         check(ub == ["100.100.1.10"], "through unbound: archive.ix.example is the archive's core address", ub)
+        out = subprocess.run(["kdig", "@" + UNBOUND, "+dnssec", "archive.ix.example"], capture_output=True, text=True,
+                             timeout=10).stdout
+        flags = next((l for l in out.splitlines() if l.startswith(";; Flags:")), "")
+        check(" ad" in flags and "NOERROR" in out, "through unbound: the answer is validated (AD, the IX's key)",
+              flags)
         ub = kdig("10.1.100.100.in-addr.arpa", "PTR", server=UNBOUND)
         check(ub == ["archive.ix.example."], "through unbound: the reverse lookup of the core address", ub)
         d.stop("unbound")
+        # The same resolver trusting another key: validation fails, so AD above was earned.
+        wrong = ksk[0][:-8] + ("AAAAAAA=" if not ksk[0].endswith("AAAAAAA=") else "BBBBBBB=")
+        with open(os.path.join(tmp, "unbound.conf"), "w") as f:
+            f.write(unbound_conf(tmp, "ix.example. DNSKEY " + wrong))
+        if d.start("unbound-wrong-key", ["unbound", "-d", "-c", os.path.join(tmp, "unbound.conf")],
+                   "start of service", 20):
+            out = subprocess.run(["kdig", "@" + UNBOUND, "+timeout=5", "archive.ix.example"], capture_output=True,
+                                 text=True, timeout=20).stdout
+            check("SERVFAIL" in out, "through unbound trusting another key: SERVFAIL", out[-300:])
+            d.stop("unbound-wrong-key")
 
     # 3. Moving the archive's mapping moves the answer; queries meanwhile see the old or the new one.
     before = serial()
@@ -385,7 +408,7 @@ def main():
         run(tmp, d, prefix)
     except Exception as e:  # noqa: BLE001
         check(False, "the test ran to its end", "%s: %s" % (type(e).__name__, e))
-    for name in ("unbound", "cp", "dp", "knot"):
+    for name in ("unbound", "unbound-wrong-key", "cp", "dp", "knot"):
         d.stop(name)
     shutil.rmtree("/var/run/dpdk/" + prefix, ignore_errors=True)
     if failed or args.keep:
