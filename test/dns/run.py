@@ -234,6 +234,10 @@ def run(tmp, d, prefix):
     check(own[(HOSP_A, "pacs.hospital-b.ix.example")] == ["100.64.2.10"]
           and own[(HOSP_B, "pacs.hospital-a.ix.example")] == ["100.64.1.10"],
           "per tenant: the other hospital's PACS is its core address", own)
+    signed = subprocess.run(["kdig", "@" + KNOT, "-b", HOSP_A, "+dnssec", "pacs.hospital-a.ix.example"],
+                            capture_output=True, text=True, timeout=10).stdout
+    check("10.0.0.10" in signed and "RRSIG" in signed, "per tenant: the view's answer is signed too (RRSIG)",
+          signed[-600:])
 
     # medixctl dns: the zones and records medix-cp keeps Knot serving, equal to what kdig gets.
     ctl = lambda *a: subprocess.run([MEDIXCTL, "-p", prefix, "dns"] + list(a), capture_output=True, text=True,
