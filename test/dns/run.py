@@ -361,6 +361,23 @@ def run(tmp, d, prefix):
     check(serial() == now and kdig("archive.ix.example") == ["100.100.3.10"] and kdig("a.ix.example") == [],
           "after the refusals the zone is unchanged (serial %s)" % now, (serial(), kdig("a.ix.example")))
 
+    # A zone added (a catalog member: Knot makes it) and removed again (Knot drops it); a TTL changed.
+    extra = copy.deepcopy(good)
+    extra["dns"]["zones"].append({"name": "svc.ix.example", "ttl": 60,
+                                  "records": [{"name": "wado", "tenant": "archive", "tenant_address": "192.168.1.11"}]})
+    extra["dns"]["zones"][0]["records"][0]["ttl"] = 42
+    out = apply(prefix, tmp, "extra", extra)
+    full = subprocess.run(["kdig", "@" + KNOT, "archive.ix.example"], capture_output=True, text=True).stdout
+    check(out.returncode == 0 and kdig("wado.svc.ix.example") == ["100.100.3.11"] and "\t42\tIN\tA" in full,
+          "a zone added by an intent change is served at once; a record's TTL changed (42)",
+          (out.stdout + out.stderr, kdig("wado.svc.ix.example"), full[-300:]))
+    out = apply(prefix, tmp, "good", good)
+    # Knot drops a member zone just after the catalog's commit: asked until it is gone.
+    ask = lambda: subprocess.run(["kdig", "@" + KNOT, "wado.svc.ix.example"], capture_output=True, text=True).stdout
+    gone = wait_until(lambda: "NXDOMAIN" in ask() and ask(), 3) or ask()
+    check(out.returncode == 0 and "NXDOMAIN" in gone and "svc.ix.example" not in ctl().stdout,
+          "the zone removed from the intent is gone from Knot (the name is NXDOMAIN in ix.example)", gone[-300:])
+
     # 5. knotd restarted, empty: medix-cp fills it again.
     d.stop("knot")
     check(d.start("knot", knotd, "control, binding to", 20), "knotd restarts (zones in memory only: empty)")
