@@ -161,6 +161,22 @@ std::string validate(const c1::Intent& in) {
     return "dns.hostmaster: '" + d.hostmaster() + "' is not a name (hostmaster.ix.example)";
   std::set<std::string> tenants;
   for (const auto& t : in.tenants()) tenants.insert(t.name());
+  if (!d.service_tenant().empty() || !d.service_address().empty()) {
+    if (!tenants.count(d.service_tenant())) return "dns.service_tenant: no tenant named '" + d.service_tenant() + "'";
+    auto a = parse_ipv4(d.service_address());
+    if (!a) return "dns.service_address: '" + d.service_address() + "' is not an IPv4 address";
+    bool mapped = false;
+    for (const auto& m : in.static_mappings())
+      if (auto p = parse_prefix(m.core_prefix()); p && m.tenant() == d.service_tenant() && within(*a, *p))
+        mapped = true;
+    if (!mapped)
+      return "dns.service_address: " + d.service_address() + " is in no core prefix of tenant '" + d.service_tenant() +
+             "' (its static mappings)";
+    for (int i = 0; i < in.policy_rules_size(); i++)
+      if (in.policy_rules(i).name() == "dns-udp" || in.policy_rules(i).name() == "dns-tcp")
+        return "policy_rules[" + std::to_string(i) + "].name: '" + in.policy_rules(i).name() +
+               "' is the DNS service's rule, made by medix-cp (dns.service_tenant)";
+  }
 
   std::set<std::string> zone_names;
   std::map<std::string, std::string> cnames;    // owner -> target, for loops

@@ -77,7 +77,7 @@ def intent(archive_core="100.100.1.0/24", records=None, zones=None):
                 {"tenant": "hosp-b", "tenant_prefix": "10.0.0.0/24", "core_prefix": "100.64.2.0/24"},
                 {"tenant": "archive", "tenant_prefix": "192.168.1.0/24", "core_prefix": archive_core},
                 {"tenant": "dns", "tenant_prefix": "192.168.9.0/24", "core_prefix": "100.100.9.0/24"}],
-            "dns": {"domains": ["ix.example"],
+            "dns": {"domains": ["ix.example"], "service_tenant": "dns", "service_address": "100.100.9.53",
                     "zones": zones if zones is not None else [{"name": "ix.example", "records": recs}]}}
 
 
@@ -224,6 +224,19 @@ def run(tmp, d, prefix):
     check(kdig("ix.example", "TXT") == ['"medix test IX"'], "TXT at the apex", kdig("ix.example", "TXT"))
     check(kdig("ix.example", "NS") == ["ns.ix.example."], "NS made by medix-cp", kdig("ix.example", "NS"))
 
+    # The DNS service's policy rules, made by medix-cp in medix-dp from dns.service_*.
+    out = subprocess.run([MEDIXCTL, "-p", prefix, "-o", "json", "show", "policy-rule"], capture_output=True,
+                         text=True, timeout=30)
+    rules = {}
+    try:
+        rules = {o["policy_rule"]["name"]: o["policy_rule"] for o in json.loads(out.stdout).get("objects", [])}
+    except (ValueError, KeyError):
+        pass
+    check({n: (r.get("protocol"), r.get("port_low"), r.get("destination_prefix"), r.get("to_tenant"), r.get("permit"))
+           for n, r in rules.items()} == {"dns-udp": (17, 53, "100.100.9.53/32", "dns", True),
+                                          "dns-tcp": (6, 53, "100.100.9.53/32", "dns", True)},
+          "medix-dp has the DNS service's rules: every tenant to 100.100.9.53, UDP and TCP 53", out.stdout[-800:])
+
     # Per-tenant answers: a hospital's own PACS is its tenant address for it, the core address
     # for the other hospital.
     own = {(src, n): kdig(n, source=src) for src in (HOSP_A, HOSP_B)
@@ -350,7 +363,10 @@ def run(tmp, d, prefix):
     unmapped["dns"]["zones"][0]["records"][1]["tenant_address"] = "10.0.5.10"
     bad_name = copy.deepcopy(good)
     bad_name["dns"]["zones"][0]["records"][0]["name"] = "arch_ive"
-    for name, doc, field in (("CNAME loop", loop, "dns.zones[0].records[6].target: a CNAME loop"),
+    service = copy.deepcopy(good)
+    service["dns"]["service_address"] = "100.100.1.53"
+    for name, doc, field in (("DNS service outside its tenant's core prefix", service, "dns.service_address:"),
+                             ("CNAME loop", loop, "dns.zones[0].records[6].target: a CNAME loop"),
                              ("zone outside the IX's domains", outside, "dns.zones[1].name:"),
                              ("address nobody owns", nobody, "dns.zones[0].records[0].address: 203.0.113.9"),
                              ("host no mapping holds", unmapped, "dns.zones[0].records[1].tenant_address:"),
