@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Names through the IX core (issue 17, docs/dns.md): two hospitals with the same plan ask the IX's
+# Knot DNS through medix-dp, translated, and each gets the right answer for itself.
+#
+#   hosp-a-lan 10.0.0.5 ── p0 ─┐  medix-dp, brought to the intent by medix-cp   ┌─ p2 ── 192.168.9.53
+#   hosp-b-lan 10.0.0.5 ── p1 ─┘  core "ix": 100.64.1.0/24 hosp-a, 100.64.2.0/24 └─ knotd ("dns" tenant,
+#                                 hosp-b, 100.100.9.0/24 dns                       100.100.9.53 in the core)
+#
+# medix-dp's config holds only its ports; everything else is medix-cp's intent: tenants,
+# interfaces, leaks, static mappings, and dns (zone ix.example, the service's tenant and address:
+# medix-cp makes the policy rules for port 53). Checks, with kdig on each hospital's host:
+#   - hosp-a asking pacs.hospital-a.ix.example gets 10.0.0.10 (its own host: the view of its core
+#     prefix), hosp-b gets 100.64.1.10 (A's core address); the same the other way round;
+#   - the reverse lookup of a core address gives the name; TCP as well as UDP;
+#   - the queries crossed the core by medix-cp's dns-udp and dns-tcp rules (their counters).
+# The views answer by the query's source, so the right answers also show that knotd saw each
+# hospital's queries from its own core prefix.
+#
+# Usage: test/dns/netns.sh (root; binaries from build/). Prints PASS/FAIL and "dns-netns: N passed, M failed".
+set -uo pipefail
+# shellcheck source=test/netns/lib.sh
+source "$(dirname "$0")/../netns/lib.sh"
+
+CTL=${MEDIXCTL:-$MX_REPO/build/controlplane/cli/medixctl}
+CP=${MEDIX_CP:-$MX_REPO/build/controlplane/medix-cp}
+passed=0 failed=0
+pass() { echo "PASS $*"; passed=$((passed + 1)); }
+fail() { echo "FAIL $*"; failed=$((failed + 1)); }
+CP_PID= KNOT_PID=
+finish() {
+  [ -n "$CP_PID" ] && kill "$CP_PID" 2>/dev/null && wait "$CP_PID" 2>/dev/null
+  [ -n "$KNOT_PID" ] && kill "$KNOT_PID" 2>/dev/null && wait "$KNOT_PID" 2>/dev/null
+  if [ "$failed" -gt 0 ]; then
+    for f in medix-cp.log knotd.log; do echo "--- $f"; tail -n 15 "$MX_TMP/$f" | sed 's/^/  | /'; done
+    MX_KEEP_TMP=1
+  fi
+  echo "dns-netns: $passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+  exit
+}
+
+mx_init
+mx_need_binary
+for tool in knotd kdig "$CP" "$CTL"; do command -v "$tool" >/dev/null || mx_die "$tool not found (scripts/setup, scripts/build)"; done
+
+mx_attach hosp-a-lan hosp-a 10.0.0.5/24 10.0.0.1/24
+mx_attach hosp-b-lan hosp-b 10.0.0.5/24 10.0.0.1/24
+mx_attach dns-lan dns 192.168.9.53/24 192.168.9.1/24
+mx_write_config "$MX_TMP/all.json"
+"$MX_PY" - "$MX_TMP" <<'PY' || mx_die "could not write the configs"
+import json, sys
+tmp = sys.argv[1]
+c = json.load(open(tmp + "/all.json"))
+json.dump({"schema_version": 1, "ports": c["ports"]}, open(tmp + "/dp.json", "w"), indent=1)
+leak = lambda t, p, n: {"tenant": t, "prefix": p, "next_tenant": n}
+intent = {
+    "schema_version": 1,
+    "tenants": c["tenants"] + [{"name": "ix", "core": True}],
+    "interfaces": c["interfaces"],
+    "routes": [leak(t, "100.64.0.0/10", "ix") for t in ("hosp-a", "hosp-b", "dns")]
+    + [leak("ix", "100.64.1.0/24", "hosp-a"), leak("ix", "100.64.2.0/24", "hosp-b"),
+       leak("ix", "100.100.9.0/24", "dns")],
+    "static_mappings": [
+        {"tenant": "hosp-a", "tenant_prefix": "10.0.0.0/24", "core_prefix": "100.64.1.0/24"},
+        {"tenant": "hosp-b", "tenant_prefix": "10.0.0.0/24", "core_prefix": "100.64.2.0/24"},
+        {"tenant": "dns", "tenant_prefix": "192.168.9.0/24", "core_prefix": "100.100.9.0/24"}],
+    "dns": {"domains": ["ix.example"], "service_tenant": "dns", "service_address": "100.100.9.53",
+            "zones": [{"name": "ix.example", "records": [
+                {"name": "pacs.hospital-a", "tenant": "hosp-a", "tenant_address": "10.0.0.10"},
+                {"name": "pacs.hospital-b", "tenant": "hosp-b", "tenant_address": "10.0.0.10"},
+                {"name": "ns", "tenant": "dns", "tenant_address": "192.168.9.53"}]}]},
+}
+json.dump(intent, open(tmp + "/intent.json", "w"), indent=1)
+member = "    zonefile-sync: -1\n    zonefile-load: none\n    journal-content: none\n"
+open(tmp + "/knot.conf", "w").write(
+    f"server:\n    rundir: {tmp}\n    listen: 192.168.9.53@53\n    udp-workers: 1\n    tcp-workers: 1\n"
+    f"    background-workers: 1\ndatabase:\n    storage: {tmp}/db\n"
+    f"mod-geoip:\n  - id: medix\n    config-file: {tmp}/views.geoip\n    mode: subnet\n"
+    f"template:\n  - id: default\n{member}  - id: medix\n{member}    module: mod-geoip/medix\n"
+    f"zone:\n  - domain: catalog.medix\n    catalog-role: interpret\n    catalog-template: medix\n"
+    f"control:\n    listen: {tmp}/knot.sock\nlog:\n  - target: stderr\n    any: info\n")
+open(tmp + "/strongswan.conf", "w").write("medix-cp {\n  port = 0\n  port_nat_t = 0\n}\n")
+PY
+mkdir -p "$MX_TMP/db"
+: >"$MX_TMP/views.geoip"
+
+mx_start_dp "$MX_TMP/dp.json" || { fail "medix-dp starts"; finish; }
+mx_in dns-lan knotd -c "$MX_TMP/knot.conf" >"$MX_TMP/knotd.log" 2>&1 &
+KNOT_PID=$!
+for _ in $(seq 100); do grep -q "control, binding" "$MX_TMP/knotd.log" && break; sleep 0.1; done
+# medix-cp in the DNS tenant's namespace too: charon's sockets stay out of the host's.
+mx_in dns-lan "$CP" --intent "$MX_TMP/intent.json" -p "$MX_PREFIX" --strongswan-conf "$MX_TMP/strongswan.conf" \
+  --log-level 0 --knot "$MX_TMP/knot.sock" --knot-geoip "$MX_TMP/views.geoip" >"$MX_TMP/medix-cp.log" 2>&1 &
+CP_PID=$!
+for _ in $(seq 300); do grep -q "medix-cp: ready" "$MX_TMP/medix-cp.log" && break; sleep 0.1; done
+if grep -q "medix-cp: ready" "$MX_TMP/medix-cp.log"; then pass "medix-cp brings medix-dp and knotd to the intent"
+else fail "medix-cp starts"; finish; fi
+
+ask() { # HOST NAME [TYPE] [kdig options]: the answer's records, one line
+  local host=$1 name=$2 type=${3:-A}; shift 3 2>/dev/null || shift $#
+  mx_in "$host" kdig @100.100.9.53 +short +timeout=2 +retry=1 "$@" "$name" "$type" 2>&1 | tr '\n' ' ' | sed 's/ $//'
+}
+expect() { # WHAT GOT WANT
+  if [ "$2" = "$3" ]; then pass "$1: $2"; else fail "$1: got '$2', want '$3'"; fi
+}
+expect "hosp-a asks pacs.hospital-a.ix.example (its own host: tenant address)" \
+  "$(ask hosp-a-lan pacs.hospital-a.ix.example)" 10.0.0.10
+expect "hosp-b asks pacs.hospital-a.ix.example (A's host: A's core address)" \
+  "$(ask hosp-b-lan pacs.hospital-a.ix.example)" 100.64.1.10
+expect "hosp-b asks pacs.hospital-b.ix.example (its own host)" "$(ask hosp-b-lan pacs.hospital-b.ix.example)" 10.0.0.10
+expect "hosp-a asks pacs.hospital-b.ix.example (B's core address)" \
+  "$(ask hosp-a-lan pacs.hospital-b.ix.example)" 100.64.2.10
+expect "hosp-a, over TCP" "$(ask hosp-a-lan pacs.hospital-b.ix.example A +tcp)" 100.64.2.10
+expect "hosp-a: reverse lookup of B's host's core address" "$(ask hosp-a-lan 10.2.64.100.in-addr.arpa PTR)" \
+  pacs.hospital-b.ix.example.
+# The queries crossed the core by the rules medix-cp made from dns.service_*.
+rules=$("$CTL" -p "$MX_PREFIX" -o json counters 2>/dev/null | "$MX_PY" -c '
+import json, sys
+d = json.load(sys.stdin)
+print(" ".join("%s=%s" % (r.get("name"), r.get("matched", 0)) for r in d.get("policy_rules", [])
+      if r.get("name", "").startswith("dns-")))' 2>&1)
+case $rules in
+  *dns-tcp=[1-9]*dns-udp=[1-9]* | *dns-udp=[1-9]*dns-tcp=[1-9]*) pass "the queries crossed the core through medix-cp's rule ($rules)" ;;
+  *) fail "no query counted on the dns-udp rule: $rules" ;;
+esac
+finish
