@@ -12,6 +12,9 @@
 #   - hosp-a asking pacs.hospital-a.ix.example gets 10.0.0.10 (its own host: the view of its core
 #     prefix), hosp-b gets 100.64.1.10 (A's core address); the same the other way round;
 #   - the reverse lookup of a core address gives the name; TCP as well as UDP;
+#   - each hospital host, with its own unbound forwarding the IX's domain (docs/dns.md), resolves
+#     archive.ix.example to the archive's core address and stores a DICOM study on it by name
+#     (dcmtk storescu to the name, storescp on the archive); its own PACS name to 10.0.0.10;
 #   - the queries crossed the core by medix-cp's dns-udp and dns-tcp rules (their counters).
 # The views answer by the query's source, so the right answers also show that knotd saw each
 # hospital's queries from its own core prefix.
@@ -26,8 +29,12 @@ CP=${MEDIX_CP:-$MX_REPO/build/controlplane/medix-cp}
 passed=0 failed=0
 pass() { echo "PASS $*"; passed=$((passed + 1)); }
 fail() { echo "FAIL $*"; failed=$((failed + 1)); }
-CP_PID= KNOT_PID=
+CP_PID= KNOT_PID= SCP_PID=
+UNBOUND_PIDS=()
 finish() {
+  local p
+  for p in "${UNBOUND_PIDS[@]}" $SCP_PID; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+  for h in hosp-a-lan hosp-b-lan; do rm -rf "/etc/netns/mx-$MX_ID-$h"; done
   [ -n "$CP_PID" ] && kill "$CP_PID" 2>/dev/null && wait "$CP_PID" 2>/dev/null
   [ -n "$KNOT_PID" ] && kill "$KNOT_PID" 2>/dev/null && wait "$KNOT_PID" 2>/dev/null
   if [ "$failed" -gt 0 ]; then
@@ -40,12 +47,15 @@ finish() {
 }
 
 mx_init
+# The hosts' resolv.conf files (below) go with the namespaces, however this script ends.
+trap 'rm -rf /etc/netns/mx-$MX_ID-*; mx_cleanup' EXIT
 mx_need_binary
 for tool in knotd kdig "$CP" "$CTL"; do command -v "$tool" >/dev/null || mx_die "$tool not found (scripts/setup, scripts/build)"; done
 
 mx_attach hosp-a-lan hosp-a 10.0.0.5/24 10.0.0.1/24
 mx_attach hosp-b-lan hosp-b 10.0.0.5/24 10.0.0.1/24
 mx_attach dns-lan dns 192.168.9.53/24 192.168.9.1/24
+mx_attach archive-lan archive 192.168.1.10/24 192.168.1.1/24
 mx_write_config "$MX_TMP/all.json"
 "$MX_PY" - "$MX_TMP" <<'PY' || mx_die "could not write the configs"
 import json, sys
@@ -57,18 +67,22 @@ intent = {
     "schema_version": 1,
     "tenants": c["tenants"] + [{"name": "ix", "core": True}],
     "interfaces": c["interfaces"],
-    "routes": [leak(t, "100.64.0.0/10", "ix") for t in ("hosp-a", "hosp-b", "dns")]
+    "routes": [leak(t, "100.64.0.0/10", "ix") for t in ("hosp-a", "hosp-b", "dns", "archive")]
     + [leak("ix", "100.64.1.0/24", "hosp-a"), leak("ix", "100.64.2.0/24", "hosp-b"),
-       leak("ix", "100.100.9.0/24", "dns")],
+       leak("ix", "100.100.9.0/24", "dns"), leak("ix", "100.100.1.0/24", "archive")],
+    "policy_rules": [{"name": h + "-pacs", "priority": 10, "from_tenant": h, "to_tenant": "archive", "protocol": 6,
+                      "port_low": 11112, "port_high": 11112, "permit": True} for h in ("hosp-a", "hosp-b")],
     "static_mappings": [
         {"tenant": "hosp-a", "tenant_prefix": "10.0.0.0/24", "core_prefix": "100.64.1.0/24"},
         {"tenant": "hosp-b", "tenant_prefix": "10.0.0.0/24", "core_prefix": "100.64.2.0/24"},
-        {"tenant": "dns", "tenant_prefix": "192.168.9.0/24", "core_prefix": "100.100.9.0/24"}],
+        {"tenant": "dns", "tenant_prefix": "192.168.9.0/24", "core_prefix": "100.100.9.0/24"},
+        {"tenant": "archive", "tenant_prefix": "192.168.1.0/24", "core_prefix": "100.100.1.0/24"}],
     "dns": {"domains": ["ix.example"], "service_tenant": "dns", "service_address": "100.100.9.53",
             "zones": [{"name": "ix.example", "records": [
                 {"name": "pacs.hospital-a", "tenant": "hosp-a", "tenant_address": "10.0.0.10"},
                 {"name": "pacs.hospital-b", "tenant": "hosp-b", "tenant_address": "10.0.0.10"},
-                {"name": "ns", "tenant": "dns", "tenant_address": "192.168.9.53"}]}]},
+                {"name": "ns", "tenant": "dns", "tenant_address": "192.168.9.53"},
+                {"name": "archive", "tenant": "archive", "tenant_address": "192.168.1.10"}]}]},
 }
 json.dump(intent, open(tmp + "/intent.json", "w"), indent=1)
 member = "    zonefile-sync: -1\n    zonefile-load: none\n    journal-content: none\n"
@@ -79,6 +93,15 @@ open(tmp + "/knot.conf", "w").write(
     f"template:\n  - id: default\n{member}  - id: medix\n{member}    module: mod-geoip/medix\n"
     f"zone:\n  - domain: catalog.medix\n    catalog-role: interpret\n    catalog-template: medix\n"
     f"control:\n    listen: {tmp}/knot.sock\nlog:\n  - target: stderr\n    any: info\n")
+# Each hospital's own resolver: unbound on its host's loopback, forwarding the IX's domain and the
+# core's reverse zones to the IX's DNS service (docs/dns.md's example; the zone is not signed here).
+open(tmp + "/unbound.conf", "w").write(
+    "server:\n    interface: 127.0.0.1\n    do-daemonize: no\n    use-syslog: no\n    username: \"\"\n"
+    "    chroot: \"\"\n    pidfile: \"\"\n    module-config: \"iterator\"\n    unblock-lan-zones: yes\n"
+    "    insecure-lan-zones: yes\n    verbosity: 1\n"
+    "remote-control:\n    control-enable: no\n"
+    "forward-zone:\n    name: \"ix.example.\"\n    forward-addr: 100.100.9.53\n"
+    "forward-zone:\n    name: \"100.in-addr.arpa.\"\n    forward-addr: 100.100.9.53\n")
 open(tmp + "/strongswan.conf", "w").write("medix-cp {\n  port = 0\n  port_nat_t = 0\n}\n")
 PY
 mkdir -p "$MX_TMP/db"
@@ -113,6 +136,48 @@ expect "hosp-a asks pacs.hospital-b.ix.example (B's core address)" \
 expect "hosp-a, over TCP" "$(ask hosp-a-lan pacs.hospital-b.ix.example A +tcp)" 100.64.2.10
 expect "hosp-a: reverse lookup of B's host's core address" "$(ask hosp-a-lan 10.2.64.100.in-addr.arpa PTR)" \
   pacs.hospital-b.ix.example.
+# Each hospital host resolves through its own unbound (its resolv.conf: /etc/netns/NS/, which
+# `ip netns exec` mounts), the unbound asking the IX's knotd through the core.
+for h in hosp-a-lan hosp-b-lan; do
+  mkdir -p "/etc/netns/mx-$MX_ID-$h"
+  echo "nameserver 127.0.0.1" >"/etc/netns/mx-$MX_ID-$h/resolv.conf"
+  mx_in "$h" unbound -d -c "$MX_TMP/unbound.conf" >"$MX_TMP/unbound-$h.log" 2>&1 &
+  UNBOUND_PIDS+=($!)
+done
+for _ in $(seq 100); do
+  [ "$(grep -l "start of service" "$MX_TMP"/unbound-*.log 2>/dev/null | wc -l)" -eq 2 ] && break
+  sleep 0.1
+done
+for h in hosp-a-lan hosp-b-lan; do
+  expect "$h (its unbound) resolves archive.ix.example" "$(mx_in "$h" getent hosts archive.ix.example | awk '{print $1}')" \
+    100.100.1.10
+done
+expect "hosp-a-lan (its unbound) resolves its own pacs.hospital-a.ix.example" \
+  "$(mx_in hosp-a-lan getent hosts pacs.hospital-a.ix.example | awk '{print $1}')" 10.0.0.10
+expect "hosp-b-lan (its unbound) resolves A's pacs.hospital-a.ix.example" \
+  "$(mx_in hosp-b-lan getent hosts pacs.hospital-a.ix.example | awk '{print $1}')" 100.64.1.10
+
+# A DICOM study stored on the archive by name, from both hospitals (dcmtk; test/ike's study maker).
+if command -v storescu >/dev/null && "$MX_PY" -c 'import pydicom' 2>/dev/null; then
+  "$MX_PY" "$MX_REPO/test/ike/dicom.py" make "$MX_TMP/study" 4 >/dev/null || mx_die "could not make the DICOM study"
+  mkdir -p "$MX_TMP/received"
+  mx_in archive-lan storescp -aet ARCHIVE -od "$MX_TMP/received" -B 11112 >"$MX_TMP/storescp.log" 2>&1 &
+  SCP_PID=$!
+  sleep 0.3
+  for h in hosp-a-lan hosp-b-lan; do
+    if mx_in "$h" timeout 30 storescu -aet HOSPITAL -aec ARCHIVE +sd archive.ix.example 11112 "$MX_TMP/study" \
+      >"$MX_TMP/storescu-$h.log" 2>&1 &&
+      "$MX_PY" "$MX_REPO/test/ike/dicom.py" compare "$MX_TMP/study" "$MX_TMP/received" >"$MX_TMP/dicom-$h.json"; then
+      pass "$h: storescu to archive.ix.example: the study arrived whole ($(cat "$MX_TMP/dicom-$h.json"))"
+    else
+      fail "$h: storescu to archive.ix.example: $(tail -n 3 "$MX_TMP/storescu-$h.log" | tr '\n' ' ')"
+    fi
+    rm -rf "$MX_TMP/received"/*
+  done
+else
+  fail "dcmtk's storescu and pydicom are installed (scripts/setup)"
+fi
+
 # The queries crossed the core by the rules medix-cp made from dns.service_*.
 rules=$("$CTL" -p "$MX_PREFIX" -o json counters 2>/dev/null | "$MX_PY" -c '
 import json, sys
