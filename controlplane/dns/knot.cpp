@@ -186,7 +186,6 @@ std::string Knot::update(const std::string& zone, const Zone& remove, const Zone
   Fields data;
   data[ZONE] = zone;
   data[CMD] = "zone-begin";
-  if (std::string e = s.command(data); !e.empty()) return "zone-begin " + zone + ": " + e;
   auto abort = [&](const std::string& what) {
     Fields a;
     a[CMD] = "zone-abort";
@@ -194,6 +193,11 @@ std::string Knot::update(const std::string& zone, const Zone& remove, const Zone
     s.command(a);
     return what;
   };
+  // A transaction left open (a medix-cp that died in one, or someone's knotc) is ours to end.
+  if (std::string e = s.command(data); !e.empty()) {
+    abort("");
+    if (e = s.command(data); !e.empty()) return "zone-begin " + zone + ": " + e;
+  }
   for (const Record& r : remove) {
     if (r.type == "SOA") continue;  // replaced by the zone-set of the new one
     Fields u;
@@ -207,8 +211,8 @@ std::string Knot::update(const std::string& zone, const Zone& remove, const Zone
   }
   for (const Record& r : add) {
     std::string value = r.data, ttl = std::to_string(r.ttl);
-    // The SOA is set whole: its serial, from the clock, is only the first; Knot counts on from it
-    // (an SOA whose serial goes back is refused, so a changed SOA keeps a higher one).
+    // The SOA is set whole, with the clock's time as its serial; Knot counts on from there at
+    // each commit (zone-read's SOA, without its serial, is what is compared).
     if (r.type == "SOA") {
       size_t second = value.find(' ', value.find(' ') + 1);
       value = value.substr(0, second) + " " + std::to_string(time(nullptr)) + value.substr(second);

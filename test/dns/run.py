@@ -394,6 +394,15 @@ def run(tmp, d, prefix):
     check(out.returncode == 0 and "NXDOMAIN" in gone and "svc.ix.example" not in ctl().stdout,
           "the zone removed from the intent is gone from Knot (the name is NXDOMAIN in ix.example)", gone[-300:])
 
+    # A transaction someone left open on the zone (knotc zone-begin) does not block medix-cp.
+    subprocess.run(["knotc", "-s", os.path.join(tmp, "knot.sock"), "zone-begin", "ix.example"], capture_output=True)
+    txt = copy.deepcopy(good)
+    txt["dns"]["zones"][0]["records"][4]["text"] = "changed past an open transaction"
+    out = apply(prefix, tmp, "txt", txt)
+    check(out.returncode == 0 and kdig("ix.example", "TXT") == ['"changed past an open transaction"'],
+          "a zone transaction left open is aborted and the change goes through", kdig("ix.example", "TXT"))
+    good = txt
+
     # 5. knotd restarted, empty: medix-cp fills it again.
     d.stop("knot")
     check(d.start("knot", knotd, "control, binding to", 20), "knotd restarts (zones in memory only: empty)")
