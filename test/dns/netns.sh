@@ -178,6 +178,28 @@ else
   fail "dcmtk's storescu and pydicom are installed (scripts/setup)"
 fi
 
+# DNS_BENCH_SECONDS=N (benchmarks/dns.sh): dnsperf against knotd from hospital A through the core,
+# and from the DNS tenant's own host (the same server, directly), in this one run.
+if [ -n "${DNS_BENCH_SECONDS:-}" ] && command -v dnsperf >/dev/null; then
+  printf 'pacs.hospital-a.ix.example A\npacs.hospital-b.ix.example A\narchive.ix.example A\n10.2.64.100.in-addr.arpa PTR\n' \
+    >"$MX_TMP/queries"
+  perf() { # LABEL HOST SERVER
+    mx_in "$2" dnsperf -s "$3" -d "$MX_TMP/queries" -l "$DNS_BENCH_SECONDS" -c 4 -q 64 -v >"$MX_TMP/perf-$1.out" 2>&1
+    "$MX_PY" - "$1" "$MX_TMP/perf-$1.out" <<'PY'
+import re, sys
+label, text = sys.argv[1], open(sys.argv[2]).read()
+qps = re.search(r"Queries per second:\s+([0-9.]+)", text)
+lost = re.search(r"Queries lost:\s+([0-9]+)", text)
+lat = sorted(float(m) for m in re.findall(r"^> \S+ .* ([0-9.]+)$", text, re.M))
+p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1e3 if lat else float("nan")
+print("BENCH %-6s qps %9.0f  lost %s  latency ms: p50 %.3f  p99 %.3f  (%d answers)"
+      % (label, float(qps.group(1)) if qps else 0, lost.group(1) if lost else "?", p(0.5), p(0.99), len(lat)))
+PY
+  }
+  perf direct dns-lan 192.168.9.53
+  perf core hosp-a-lan 100.100.9.53
+fi
+
 # The queries crossed the core by the rules medix-cp made from dns.service_*.
 rules=$("$CTL" -p "$MX_PREFIX" -o json counters 2>/dev/null | "$MX_PY" -c '
 import json, sys
