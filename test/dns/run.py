@@ -374,6 +374,35 @@ def run(tmp, d, prefix):
         out = apply(prefix, tmp, "bad", doc)
         check(out.returncode != 0 and field in out.stderr + out.stdout,
               "refused whole: %s (%s...)" % (name, field), out.stdout + out.stderr)
+    # The rest of the checks, by medix-cp --check (the same validation, no daemon needed).
+    def variant(change):
+        doc = copy.deepcopy(good)
+        change(doc["dns"])
+        return doc
+    recs = lambda d: d["zones"][0]["records"]
+    for name, doc, field in (
+            ("CNAME beside an A", variant(lambda d: recs(d).append({"name": "archive", "type": "CNAME",
+                                                                       "target": "x"})), "has a CNAME and other"),
+            ("CNAME at the apex", variant(lambda d: recs(d).append({"name": "@", "type": "CNAME", "target": "x"})),
+             "dns.zones[0].records[6].name: a CNAME cannot be at the zone's apex"),
+            ("two zones of one name", variant(lambda d: d["zones"].append({"name": "IX.example."})),
+             "dns.zones[1].name: another zone"),
+            ("TXT with a quote", variant(lambda d: recs(d).append({"name": "t", "type": "TXT", "text": 'a"b'})),
+             "dns.zones[0].records[6].text:"),
+            ("type MX", variant(lambda d: recs(d).append({"name": "m", "type": "MX"})),
+             "dns.zones[0].records[6].type: 'MX'"),
+            ("unknown tenant", variant(lambda d: recs(d).append({"name": "h", "tenant": "nobody",
+                                                                  "tenant_address": "10.0.0.1"})),
+             "dns.zones[0].records[6].tenant: no tenant named 'nobody'"),
+            ("the same record twice", variant(lambda d: recs(d).append(dict(recs(d)[5]))),
+             "dns.zones[0].records[6].name: the same A record"),
+            ("bad domain", variant(lambda d: d.update(domains=["-ix.example"])), "dns.domains[0]:")):
+        path = os.path.join(tmp, "check.json")
+        with open(path, "w") as f:
+            json.dump(doc, f)
+        out = subprocess.run([CP, "--check", "--intent", path], capture_output=True, text=True, timeout=30)
+        check(out.returncode == 2 and field in out.stderr, "medix-cp --check refuses: %s (%s)" % (name, field),
+              out.stdout + out.stderr)
     check(serial() == now and kdig("archive.ix.example") == ["100.100.3.10"] and kdig("a.ix.example") == [],
           "after the refusals the zone is unchanged (serial %s)" % now, (serial(), kdig("a.ix.example")))
 
