@@ -214,7 +214,11 @@ grpc::Status ControlService::ApplyIntent(grpc::ServerContext*, const c1::ApplyIn
       return grpc::Status(grpc::StatusCode::INTERNAL, name + ": " + err);
     if (after[name]->initiate()) cp_charon_initiate(name.c_str());
   }
-  // 5. What medix-cp created in medix-dp and the intent no longer has (the removed peers' tunnels
+  // 5. Knot's zones: each that changed in one transaction. The intent is accepted by now: Knot
+  // down or slow is said, and the background pass brings it there later.
+  if (dns_)
+    if (std::string e = dns_->apply(next); !e.empty()) fprintf(stderr, "medix-cp: dns: %s (trying on)\n", e.c_str());
+  // 6. What medix-cp created in medix-dp and the intent no longer has (the removed peers' tunnels
   // are gone by now, so what they used can go).
   uint32_t removed = 0;
   if (std::string e = dataplane_.prune(removed); !e.empty()) fprintf(stderr, "medix-cp: %s\n", e.c_str());

@@ -7,6 +7,7 @@
 #include <mutex>
 
 #include "dataplane_client.h"
+#include "dns/sync.h"
 #include "intent_file.h"
 #include "medix/controlplane/v1/controlplane.grpc.pb.h"
 
@@ -14,9 +15,9 @@ namespace medix::cp {
 
 class ControlService final : public c1::ControlPlane::Service {
  public:
-  // `path`: where an accepted intent is written.
-  ControlService(const c1::Intent& intent, const std::string& path, DataplaneClient& dataplane)
-      : intent_(intent), path_(path), dataplane_(dataplane) {}
+  // `path`: where an accepted intent is written; `dns`: Knot's zones (none without --knot).
+  ControlService(const c1::Intent& intent, const std::string& path, DataplaneClient& dataplane, dns::Sync* dns)
+      : intent_(intent), path_(path), dataplane_(dataplane), dns_(dns) {}
 
   grpc::Status ListPeers(grpc::ServerContext*, const c1::ListPeersRequest*, c1::ListPeersResponse*) override;
   grpc::Status GetVersion(grpc::ServerContext*, const c1::GetVersionRequest*, c1::Version*) override;
@@ -26,7 +27,8 @@ class ControlService final : public c1::ControlPlane::Service {
   grpc::Status GetIntent(grpc::ServerContext*, const c1::GetIntentRequest*, c1::Intent*) override;
   grpc::Status ApplyIntent(grpc::ServerContext*, const c1::ApplyIntentRequest*, c1::ApplyIntentResponse*) override;
 
-  c1::Intent intent();  // a copy of the running one (PSKs included: for medix-cp's own use)
+  dns::Sync* dns() { return dns_; }  // none without --knot
+  c1::Intent intent();               // a copy of the running one (PSKs included: for medix-cp's own use)
 
  private:
   bool known(const std::string& name);
@@ -36,6 +38,7 @@ class ControlService final : public c1::ControlPlane::Service {
   c1::Intent intent_;
   const std::string path_;
   DataplaneClient& dataplane_;
+  dns::Sync* dns_;
 };
 
 }  // namespace medix::cp

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "common/address.h"
+#include "dns/zones.h"
 #include "objects.h"
 
 namespace medix::cp {
@@ -71,7 +72,8 @@ std::string validate_intent(c1::Intent& intent) {
     if (p.child_life_packets() && p.child_life_packets() <= p.child_rekey_packets())
       return at + "child_life_packets: must be above child_rekey_packets";
   }
-  return validate_static(intent);
+  if (std::string e = validate_static(intent); !e.empty()) return e;
+  return dns::validate(intent);
 }
 
 std::string intent_json(const c1::Intent& intent, std::string& error) {

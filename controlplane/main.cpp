@@ -3,7 +3,10 @@
 //
 //   medix-cp --intent FILE (--dp unix:///path/api.sock | -p PREFIX) [--listen unix:///path]
 //            [--strongswan-conf FILE] [--plugins "LIST"] [--log-level N] [--metrics-listen HOST:PORT]
+//            [--knot SOCKET [--knot-catalog ZONE] [--knot-geoip FILE]]
 //
+// With --knot, the intent's DNS zones are served by Knot DNS, driven over its control socket
+// (docs/dns.md).
 // It serves medix.controlplane.v1.ControlPlane (medixctl peers) on --listen, by default
 // unix:///var/run/dpdk/PREFIX/cp.sock with -p PREFIX (beside medix-dp's api.sock), else
 // unix:///var/run/medix-cp.sock; mode 0600. With --metrics-listen, Prometheus metrics
@@ -31,6 +34,7 @@
 #include "common/version.h"
 #include "control_service.h"
 #include "dataplane_client.h"
+#include "dns/sync.h"
 #include "intent_file.h"
 #include "metrics.h"
 
@@ -39,12 +43,15 @@ namespace {
 constexpr const char* usage_text =
     "usage: medix-cp --intent FILE (--dp TARGET | -p PREFIX) [--listen unix:///PATH]\n"
     "                [--strongswan-conf FILE] [--plugins LIST] [--log-level -1..3]\n"
-    "                [--metrics-listen HOST:PORT]\n"
+    "                [--metrics-listen HOST:PORT] [--knot SOCKET [--knot-catalog ZONE] [--knot-geoip FILE]]\n"
     "       medix-cp --check --intent FILE   validate the intent file and exit\n"
     "       medix-cp --abi-check | --version | --help\n"
     "  --metrics-listen HOST:PORT  serve Prometheus metrics (GET /metrics, plain HTTP, read only):\n"
     "                              medix_cp_peers, medix_cp_peer_up, medix_cp_ike_events_total,\n"
-    "                              medix_cp_reconcile_*, medix_cp_dataplane_connected, ... (docs/running.md)\n";
+    "                              medix_cp_reconcile_*, medix_cp_dataplane_connected, ... (docs/running.md)\n"
+    "  --knot SOCKET               serve the intent's DNS zones with Knot DNS, through its control socket\n"
+    "  --knot-catalog ZONE         the catalog zone knot.conf gives medix-cp (default catalog.medix; docs/dns.md)\n"
+    "  --knot-geoip FILE           per-tenant answers: the views file of knot.conf's geoip module (subnet mode)\n";
 
 void usage() {
   fputs(usage_text, stderr);
@@ -54,7 +61,8 @@ void usage() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string intent_path, target, listen, strongswan_conf, plugins, metrics_listen;
+  std::string intent_path, target, listen, strongswan_conf, plugins, metrics_listen, knot_socket, knot_geoip;
+  std::string knot_catalog = "catalog.medix";
   int log_level = 1;
   bool abi_check = false, check = false;
   for (int i = 1; i < argc; i++) {
@@ -79,6 +87,12 @@ int main(int argc, char** argv) {
       plugins = value();
     else if (a == "--metrics-listen")
       metrics_listen = value();
+    else if (a == "--knot")
+      knot_socket = value();
+    else if (a == "--knot-catalog")
+      knot_catalog = value();
+    else if (a == "--knot-geoip")
+      knot_geoip = value();
     else if (a == "--log-level") {
       // charon's levels, but 4: strongSwan's level 4 dumps key material (the PSK, IKE and
       // CHILD_SA keys), and no key or PSK may reach medix-cp's log.
@@ -195,10 +209,26 @@ int main(int argc, char** argv) {
   dataplane.start();
   cp_charon_run();
 
+  // Knot's zones brought to the intent now, then kept there (a knotd restarted empty is refilled).
+  std::unique_ptr<medix::cp::dns::Sync> dns;
+  if (!knot_socket.empty()) {
+    if (medix::cp::dns::absolute_name(knot_catalog).empty()) {
+      fprintf(stderr, "medix-cp: --knot-catalog %s: not a zone name\n", knot_catalog.c_str());
+      cp_charon_stop();
+      dataplane.stop();
+      return 2;
+    }
+    dns = std::make_unique<medix::cp::dns::Sync>(knot_socket, knot_catalog, knot_geoip);
+    if (std::string e = dns->apply(intent); !e.empty()) fprintf(stderr, "medix-cp: dns: %s (trying on)\n", e.c_str());
+    dns->start();
+  } else if (intent.dns().zones_size() > 0) {
+    fprintf(stderr, "medix-cp: the intent has DNS zones but no --knot: nobody serves them\n");
+  }
+
   // The ControlPlane service; the socket is ours alone (0600), as medix-dp's.
   const std::string socket_path = listen.substr(strlen("unix://"));
   unlink(socket_path.c_str());
-  medix::cp::ControlService service(intent, intent_path, dataplane);
+  medix::cp::ControlService service(intent, intent_path, dataplane, dns.get());
   // Beside it grpc.health.v1.Health and server reflection (for the same peers: the socket's).
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -243,7 +273,8 @@ int main(int argc, char** argv) {
   server->GetHealthCheckService()->Shutdown();  // NOT_SERVING, told to every Watch
   server->Shutdown();
   unlink(socket_path.c_str());
-  cp_charon_stop();  // deletes the IKE_SAs, and so their SAs and routes in medix-dp
+  if (dns) dns->stop();  // Knot keeps serving the zones as they are
+  cp_charon_stop();      // deletes the IKE_SAs, and so their SAs and routes in medix-dp
   dataplane.stop();
   return 0;
 }

@@ -116,6 +116,13 @@ std::string render_metrics(ControlService& service, DataplaneClient& dataplane) 
       .sample({{"kind", "static_mapping"}}, intent.static_mappings_size())
       .sample({{"kind", "napt_pool"}}, intent.napt_pools_size())
       .sample({{"kind", "policy_rule"}}, intent.policy_rules_size());
+  if (dns::Sync* dns = service.dns()) {
+    Family(out, "medix_cp_dns_transactions_total", "counter",
+           "Knot DNS zone transactions (and view reloads) medix-cp committed to bring Knot to the intent.")
+        .sample({}, dns->transactions());
+    Family(out, "medix_cp_dns_in_sync", "gauge", "1 if Knot's zones equalled the intent at the last pass, else 0.")
+        .sample({}, uint64_t(dns->in_sync()));
+  }
   return out.str();
 }
 

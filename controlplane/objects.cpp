@@ -96,6 +96,21 @@ std::vector<IntentObject> static_objects(const c1::Intent& in) {
   add("static_mappings", in.static_mappings(), &v1::Object::mutable_static_mapping);
   add("napt_pools", in.napt_pools(), &v1::Object::mutable_napt_pool);
   add("policy_rules", in.policy_rules(), &v1::Object::mutable_policy_rule);
+  // The DNS service's rules (docs/dns.md): every tenant to its address, UDP and TCP 53.
+  if (in.has_dns() && !in.dns().service_tenant().empty()) {
+    for (auto [name, protocol] : {std::pair{"dns-udp", 17u}, {"dns-tcp", 6u}}) {
+      v1::PolicyRule r;
+      r.set_name(name);
+      r.set_priority(1);
+      r.set_to_tenant(in.dns().service_tenant());
+      r.set_destination_prefix(in.dns().service_address() + "/32");
+      r.set_protocol(protocol);
+      r.set_port_low(53);
+      r.set_port_high(53);
+      r.set_permit(true);
+      out.push_back({wrap(r, &v1::Object::mutable_policy_rule), "dns.service_tenant"});
+    }
+  }
   return out;
 }
 

@@ -19,6 +19,7 @@
 #include "client.h"
 #include "common/json.h"
 #include "common/version.h"
+#include "dns.h"
 #include "objects.h"
 #include "output.h"
 #include "peers.h"
@@ -81,6 +82,9 @@ constexpr const char* usage_text =
                                       whole, kept in medix-cp's intent file, applied to IKE and
                                       medix-dp (what left the intent deleted there); refused,
                                       nothing changes
+  dns [zones]                         the IX's DNS zones medix-cp keeps Knot DNS serving
+  dns records [ZONE]                  their records (SOA, NS, the intent's, reverse PTRs)
+  dns resolve TENANT NAME             the answer a host of TENANT gets (CNAMEs followed)
 
 )";
 
@@ -91,7 +95,7 @@ constexpr const char* usage_tail =
 TARGET: unix:///PATH or HOST:PORT (TLS with --tls-*: client certificate and key for mTLS, and
   the CA to check the server). Default unix:///var/run/dpdk/rte/api.sock; -p PREFIX is
   unix:///var/run/dpdk/PREFIX/api.sock, the socket of medix-dp started with --file-prefix PREFIX.
-  medix-cp (peers, peer, intent): --cp TARGET, or with -p PREFIX unix:///var/run/dpdk/PREFIX/cp.sock,
+  medix-cp (peers, peer, intent, dns): --cp TARGET, or with -p PREFIX unix:///var/run/dpdk/PREFIX/cp.sock,
   else unix:///var/run/medix-cp.sock.
 -o json prints the protobuf JSON mapping of the reply (proto field names, zeros included);
   watch prints one snapshot per line.
@@ -570,6 +574,7 @@ int run(int argc, char** argv) {
   }
   if (command == "peers" || command == "peer" || command == "intent")
     return peers_command(cp_target, output == "json", command, args);
+  if (command == "dns") return dns_command(cp_target, output == "json", args);
   if (command == "capture") {
     Client client(target, tls);
     return capture_command(client, args, output == "json");

@@ -6,7 +6,7 @@ _medixctl() {
   _init_completion || return
 
   local kinds="port tenant interface route neighbour tunnel sa static-mapping napt-pool policy-rule"
-  local commands="show names lookup counters drops runtime clear version sessions watch apply set delete peers peer intent help"
+  local commands="show names lookup counters drops runtime clear version sessions watch apply set delete peers peer intent dns help"
   # The target options given so far, for asking the daemon.
   local target=() i command= ncommand=0
   for ((i = 1; i < cword; i++)); do
@@ -61,6 +61,7 @@ _medixctl() {
     intent)
       if [ $arg -eq 1 ]; then COMPREPLY=($(compgen -W "show apply" -- "$cur")); else _filedir json; fi
       ;;
+    dns) [ $arg -eq 1 ] && COMPREPLY=($(compgen -W "zones records resolve" -- "$cur")) ;;
     peer)
       [ $arg -eq 2 ] && COMPREPLY=($(compgen -W "errors initiate terminate rekey" -- "$cur"))
       ;;

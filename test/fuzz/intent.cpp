@@ -1,13 +1,15 @@
 // Fuzzes medix-cp's intent loader (controlplane/intent_file.cpp): text -> parse_intent (the
 // JSON of medix.controlplane.v1.Intent, strict) -> defaults and validation of peers and static
 // objects. An error must not quote a PSK of the input; an accepted intent, saved as medix-cp
-// saves it and loaded again, must be accepted as the same intent.
+// saves it and loaded again, must be accepted as the same intent; its DNS zones (dns/zones.cpp)
+// are made without a fault, each zone with its SOA.
 #include <google/protobuf/util/message_differencer.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 
+#include "dns/zones.h"
 #include "intent_file.h"
 #include "secrets.h"
 
@@ -33,6 +35,11 @@ std::string run(const std::string& text) {
             reload ? reload->c_str() : "it differs");
     abort();
   }
+  for (const auto& [name, zone] : medix::cp::dns::zones_of(intent))
+    if (zone.empty() || zone.begin()->owner.empty()) {
+      fprintf(stderr, "fuzz-intent: zone %s of an accepted intent has no records\n", name.c_str());
+      abort();
+    }
   return "";
 }
 

@@ -342,6 +342,20 @@ def binary_requests(requests):
         return binary
 
 
+# test/dns's IX: hosts named by (tenant, tenant address), a CNAME, a TXT, reverse zones.
+DNS_INTENT = {
+    "schema_version": 1,
+    "tenants": [{"name": "hosp-a"}, {"name": "archive"}, {"name": "ix", "core": True}],
+    "static_mappings": [{"tenant": "hosp-a", "tenant_prefix": "10.0.0.0/24", "core_prefix": "100.64.1.0/24"},
+                        {"tenant": "archive", "tenant_prefix": "192.168.0.0/20", "core_prefix": "100.100.0.0/20"}],
+    "dns": {"domains": ["ix.example"], "zones": [{"name": "ix.example", "ttl": 60, "records": [
+        {"name": "archive", "tenant": "archive", "tenant_address": "192.168.1.10"},
+        {"name": "pacs.hospital-a", "tenant": "hosp-a", "tenant_address": "10.0.0.10", "ttl": 30},
+        {"name": "dicom", "type": "CNAME", "target": "archive"},
+        {"name": "@", "type": "TXT", "text": "medix"}]}]},
+}
+
+
 def intent_seeds():
     static = {k: CONFIG[k] for k in ("ports", "tenants", "interfaces", "routes", "neighbours", "static_mappings",
                                       "napt_pools", "policy_rules")}
@@ -372,6 +386,9 @@ def intent_seeds():
             {"tenant": "a", "tenant_prefix": "10.0.0.0/24", "core_prefix": "100.64.0.0/16"}]},
         "bad-psk-type": '{"schema_version": 1, "peers": [{"name": "c", "psk": 900123456789}]}',
         "empty": {"schema_version": 1},
+        "dns": DNS_INTENT,
+        "bad-dns-cname-loop": dict(DNS_INTENT, dns=dict(DNS_INTENT["dns"], zones=[{"name": "ix.example", "records": [
+            {"name": "a", "type": "CNAME", "target": "b"}, {"name": "b", "type": "CNAME", "target": "a.ix.example."}]}])),
     }
     return {k: (v if isinstance(v, str) else json.dumps(v, indent=1)).encode() for k, v in seeds.items()}
 
