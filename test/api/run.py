@@ -1615,6 +1615,7 @@ RPC_ROLES = {"Get": "monitor", "List": "monitor", "GetCounters": "monitor", "Get
              "WatchCounters": "monitor", "WatchSaEvents": "monitor", "ListSessions": "monitor", "GetVersion": "monitor",
              "GetFib": "monitor", "Lookup": "monitor",
              "ClearSessions": "operator", "ClearCounters": "operator", "Capture": "operator",
+             "StartTrace": "operator", "GetTrace": "operator", "ClearTrace": "operator",
              "Apply": "controller"}
 ROLE_ORDER = ["none", "monitor", "operator", "controller"]
 
