@@ -129,9 +129,11 @@ struct Renderer {
       case TraceStep::decrypted:
         return "interface " + interface(r.a) + " tenant " + tenant(r.c) + ": " + flow(r.kind, r.x, r.y, r.z);
       case TraceStep::lookup: {
+        std::string s = "tenant " + tenant(r.a) + " " + ip(r.x) + ": ";
+        if (NexthopKind(r.kind) == NexthopKind::no_route) return s + "no route";
+        // The route as the tables hold it now (the lookup's own answer is the rest).
         std::string prefix = route(r.a, r.x);
-        std::string s = "tenant " + tenant(r.a) + " " + ip(r.x) + ": " +
-                        (prefix.empty() ? std::string("no route now") : "route " + prefix) + ", ";
+        s += (prefix.empty() ? std::string("no such route now") : "route " + prefix) + ", ";
         switch (NexthopKind(r.kind)) {
           case NexthopKind::no_route: return s + "no route";
           case NexthopKind::via:

@@ -128,7 +128,7 @@ void trace_step(Worker& w, TraceStep step, rte_mbuf* const* pkts, uint16_t n) {
         flow_of(pkts[i], pm.l2_len, r);
         break;
       case TraceStep::translated:
-        r.c = pm.tenant;
+        r.c = pm.exit;  // where it leaves the core to (its tenant until the core route is applied)
         flow_of(pkts[i], pm.l2_len, r);
         break;
       case TraceStep::local:

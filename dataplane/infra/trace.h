@@ -44,7 +44,7 @@ enum class TraceStep : uint8_t {
 //   decrypted:  a interface, c tenant, kind protocol, x src, y dst, z ports
 //   lookup:     a tenant, kind NexthopKind, b interface, c leak's tenant, x dst, y gateway
 //   nat:        a origin tenant, b exit tenant, c handed off, kind protocol, x src, y dst, z ports
-//   translated: c tenant, x src, y dst, z ports
+//   translated: c exit tenant, kind protocol, x src, y dst, z ports
 //   local:      c tenant, x dst
 //   encrypted:  a tunnel, b underlay tenant, x SPI, y sequence number, z src, v dst
 //   neighbour:  a interface, kind 1 resolved / 0 parked, x address, y MAC's first 2 bytes, z last 4
