@@ -16,13 +16,13 @@
 
 #include "args.h"
 #include "capture.h"
-#include "trace.h"
 #include "client.h"
 #include "common/json.h"
 #include "common/version.h"
 #include "objects.h"
 #include "output.h"
 #include "peers.h"
+#include "trace.h"
 
 namespace medix::ctl {
 namespace {

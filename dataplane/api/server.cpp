@@ -19,8 +19,8 @@
 
 #include "api/access.h"
 #include "api/capture.h"
-#include "api/trace.h"
 #include "api/listener.h"
+#include "api/trace.h"
 #include "common/address.h"
 #include "common/log.h"
 #include "common/version.h"

@@ -185,9 +185,12 @@ grpc::Status Traces::start(const v1::StartTraceRequest& request) {
     return invalid("count: " + std::to_string(request.count()) + " is out of range 1.." +
                    std::to_string(trace_max_packets));
   const v1::CaptureRequest& r = request.filter();
-  for (auto [set, name] : {std::pair{r.points_size() > 0, "points"}, {!r.drop_reason().empty(), "drop_reason"},
-                           {r.snaplen() != 0, "snaplen"}, {r.max_packets() != 0, "max_packets"},
-                           {r.duration_ms() != 0, "duration_ms"}, {r.rate_pps() != 0, "rate_pps"}})
+  for (auto [set, name] : {std::pair{r.points_size() > 0, "points"},
+                           {!r.drop_reason().empty(), "drop_reason"},
+                           {r.snaplen() != 0, "snaplen"},
+                           {r.max_packets() != 0, "max_packets"},
+                           {r.duration_ms() != 0, "duration_ms"},
+                           {r.rate_pps() != 0, "rate_pps"}})
     if (set) return invalid(std::string("filter.") + name + ": a capture's, not a trace's (traces match at rx)");
   auto session = std::make_unique<TraceSession>();
   grpc::Status s = dp_.controller.read([&](const Intent&, const Committer&, uint64_t) {

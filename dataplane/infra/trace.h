@@ -23,18 +23,18 @@ struct Worker;
 
 // What a record says (fields by step: TraceRecord).
 enum class TraceStep : uint8_t {
-  rx = 1,       // received and classified
-  handoff,      // taken off this worker's hand-off ring
-  esp,          // ESP arriving: its SPI and sequence number
-  decrypted,    // the inner packet, on its tunnel interface
-  lookup,       // the FIB's answer in a tenant
-  nat,          // crossing the core, as it came
-  translated,   // and as it leaves
-  local,        // to one of our addresses
-  encrypted,    // the outer packet: SA, sequence number, endpoints
-  neighbour,    // the next hop's MAC, or parked while ARP asks
-  tx,           // handed to a port's tx queue
-  drop,         // dropped, with the reason
+  rx = 1,      // received and classified
+  handoff,     // taken off this worker's hand-off ring
+  esp,         // ESP arriving: its SPI and sequence number
+  decrypted,   // the inner packet, on its tunnel interface
+  lookup,      // the FIB's answer in a tenant
+  nat,         // crossing the core, as it came
+  translated,  // and as it leaves
+  local,       // to one of our addresses
+  encrypted,   // the outer packet: SA, sequence number, endpoints
+  neighbour,   // the next hop's MAC, or parked while ARP asks
+  tx,          // handed to a port's tx queue
+  drop,        // dropped, with the reason
 };
 
 // One stage's decision. By step (slots are table slots; addresses host byte order):
@@ -63,9 +63,9 @@ inline constexpr uint32_t trace_max_packets = 1000;
 inline constexpr unsigned trace_max_records = 40;  // a packet's; more are counted, not kept
 
 struct TraceEntry {
-  uint64_t tsc = 0;     // received
-  uint16_t queue = 0;   // the worker that received it
-  uint32_t lost = 0;    // records beyond trace_max_records
+  uint64_t tsc = 0;            // received
+  uint16_t queue = 0;          // the worker that received it
+  uint32_t lost = 0;           // records beyond trace_max_records
   std::atomic<uint32_t> n{0};  // records written: stored (release) after each
   TraceRecord records[trace_max_records];
 };
