@@ -23,7 +23,7 @@ TraceEntry* entry_of(const TraceSession& s, rte_mbuf* m) {
 void push(TraceEntry& e, const TraceRecord& r) {
   uint32_t n = e.n.load(std::memory_order_relaxed);
   if (n >= trace_max_records) {
-    e.lost++;
+    __atomic_store_n(&e.lost, e.lost + 1, __ATOMIC_RELAXED);  // read by the API thread
     return;
   }
   e.records[n] = r;
