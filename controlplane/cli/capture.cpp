@@ -122,20 +122,30 @@ void PcapngWriter::write(const v1::CapturedPacket& p) {
   out_.flush();
 }
 
+bool take_filter_option(Args& args, v1::CaptureRequest& request) {
+  if (args.take("--port"))
+    request.set_port(args.next("a port name"));
+  else if (args.take("--interface"))
+    request.set_interface(args.next("an interface name"));
+  else if (args.take("--tenant"))
+    request.set_tenant(args.next("a tenant name"));
+  else if (args.take("--vlan"))
+    request.set_vlan(args.next_u32("--vlan"));
+  else if (args.take("--sa"))
+    request.set_sa_spi(args.next_u32("--sa"));
+  else if (args.take("--filter"))
+    request.set_bpf(args.next("a BPF expression"));
+  else
+    return false;
+  return true;
+}
+
 int capture_command(Client& client, Args& args, bool json) {
   v1::CaptureRequest request;
   std::string file;
   while (!args.done()) {
-    if (args.take("--port"))
-      request.set_port(args.next("a port name"));
-    else if (args.take("--interface"))
-      request.set_interface(args.next("an interface name"));
-    else if (args.take("--tenant"))
-      request.set_tenant(args.next("a tenant name"));
-    else if (args.take("--vlan"))
-      request.set_vlan(args.next_u32("--vlan"));
-    else if (args.take("--sa"))
-      request.set_sa_spi(args.next_u32("--sa"));
+    if (take_filter_option(args, request))
+      continue;
     else if (args.take("--drops")) {
       request.add_points(v1::CAPTURE_DROP);
       if (!args.done() && !args.peek().starts_with("-")) request.set_drop_reason(args.next("a drop reason"));
@@ -143,8 +153,6 @@ int capture_command(Client& client, Args& args, bool json) {
       request.add_points(v1::CAPTURE_RX);
     else if (args.take("--tx"))
       request.add_points(v1::CAPTURE_TX);
-    else if (args.take("--filter"))
-      request.set_bpf(args.next("a BPF expression"));
     else if (args.take("-c") || args.take("--count"))
       request.set_max_packets(args.next_u32("--count"));
     else if (args.take("--duration"))

@@ -32,6 +32,10 @@ std::string capture_interface_name(const v1::CapturedPacket& packet);
 // The packet comment: "rx", "tx" or "drop: REASON".
 std::string capture_comment(const v1::CapturedPacket& packet);
 
+// Consumes one of the filter options capture and trace share (--port, --interface, --tenant,
+// --vlan, --sa, --filter) into `request`; false if the next word is none of them.
+bool take_filter_option(Args& args, v1::CaptureRequest& request);
+
 int capture_command(Client& client, Args& args, bool json);
 
 }  // namespace medix::ctl

@@ -271,4 +271,26 @@ uint64_t Client::capture(const v1::CaptureRequest& request, const std::function<
   return lost;
 }
 
+void Client::start_trace(const v1::StartTraceRequest& request) {
+  grpc::ClientContext context;
+  set_deadline(context, read_deadline);
+  v1::StartTraceResponse response;
+  check(stub_->StartTrace(&context, request, &response));
+}
+
+v1::GetTraceResponse Client::get_trace() {
+  grpc::ClientContext context;
+  set_deadline(context, read_deadline);
+  v1::GetTraceResponse response;
+  check(stub_->GetTrace(&context, v1::GetTraceRequest(), &response));
+  return response;
+}
+
+void Client::clear_trace() {
+  grpc::ClientContext context;
+  set_deadline(context, read_deadline);
+  v1::ClearTraceResponse response;
+  check(stub_->ClearTrace(&context, v1::ClearTraceRequest(), &response));
+}
+
 }  // namespace medix::ctl

@@ -53,6 +53,9 @@ class Client {
   // `cancel` turns true (polled); returns how many packets the server left out (lost).
   uint64_t capture(const v1::CaptureRequest& request, const std::function<void(const v1::CapturedPacket&)>& each,
                    const std::atomic<bool>& cancel);
+  void start_trace(const v1::StartTraceRequest& request);
+  v1::GetTraceResponse get_trace();
+  void clear_trace();
 
  private:
   // Throws ServerError for a failed call; a connection's failure carries the reason as its note.

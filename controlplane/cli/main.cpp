@@ -23,6 +23,7 @@
 #include "objects.h"
 #include "output.h"
 #include "peers.h"
+#include "trace.h"
 
 namespace medix::ctl {
 namespace {
@@ -56,6 +57,13 @@ constexpr const char* usage_text =
                                       interface (tenant), "rx"/"tx"/"drop: REASON" as comments;
                                       without -w one line a packet. Ctrl-C ends it. Packets
                                       may carry patient data (role operator)
+  trace add N [--port P] [--interface I] [--tenant T] [--vlan N] [--sa SPI] [--filter 'BPF']
+                                      trace the next N packets that match (capture's filter, at
+                                      rx): each stage's decision, in order (role operator)
+  trace show                          the traced packets, a block each: interface and tenant,
+                                      ESP SA and sequence, FIB route, leak, NAT rewrite,
+                                      neighbour, tx port and queue or the drop reason
+  trace clear                         ends the trace and forgets its packets
   version                             medixctl's, medix-dp's and medix-cp's versions, uptimes
   sessions [TENANT] [--address A] [--port P] [--protocol N] [--limit N]
                                       flows crossing the IX core, as they entered and left it
@@ -578,6 +586,10 @@ int run(int argc, char** argv) {
   if (command == "capture") {
     Client client(target, tls);
     return capture_command(client, args, output == "json");
+  }
+  if (command == "trace") {
+    Client client(target, tls);
+    return trace_command(client, args, output == "json");
   }
   if (command == "version") {
     args.expect_done();

@@ -6,7 +6,8 @@ _medixctl() {
   _init_completion || return
 
   local kinds="port tenant interface route neighbour tunnel sa static-mapping napt-pool policy-rule"
-  local commands="show names lookup counters drops runtime clear version sessions watch apply set delete peers peer intent dns help"
+  local commands="show names lookup counters drops runtime clear capture trace version sessions watch apply set delete peers peer intent dns help"
+  local filters="--port --interface --tenant --vlan --sa --filter"
   # The target options given so far, for asking the daemon.
   local target=() i command= ncommand=0
   for ((i = 1; i < cword; i++)); do
@@ -57,6 +58,27 @@ _medixctl() {
     clear) [ $arg -eq 1 ] && COMPREPLY=($(compgen -W "counters" -- "$cur")) ;;
     sessions) [ $arg -eq 1 ] && COMPREPLY=($(compgen -W "clear $(medixctl "${target[@]}" names tenant 2>/dev/null)" -- "$cur")) ;;
     watch) [ $arg -eq 1 ] && COMPREPLY=($(compgen -W "counters" -- "$cur")) ;;
+    capture | trace)
+      if [ "$command" = trace ] && [ $arg -eq 1 ]; then
+        COMPREPLY=($(compgen -W "add show clear" -- "$cur"))
+      elif [ "$command" = trace ] && [ $arg -eq 2 ]; then
+        :  # the packet count
+      else
+        case $prev in
+          --tenant) COMPREPLY=($(compgen -W "$(medixctl "${target[@]}" names tenant 2>/dev/null)" -- "$cur")) ;;
+          --interface) COMPREPLY=($(compgen -W "$(medixctl "${target[@]}" names interface 2>/dev/null) $(medixctl "${target[@]}" names tunnel 2>/dev/null)" -- "$cur")) ;;
+          --port) COMPREPLY=($(compgen -W "$(medixctl "${target[@]}" names port 2>/dev/null)" -- "$cur")) ;;
+          --vlan | --sa | --filter | -c | --duration | --snaplen | --rate) ;;
+          -w) _filedir pcapng ;;
+          *)
+            local extra=
+            [ "$command" = capture ] && extra="--rx --tx --drops -c --duration --snaplen --rate -w"
+            [ "$command" = capture ] || [ "${words[ncommand + 1]}" = add ] &&
+              COMPREPLY=($(compgen -W "$filters $extra" -- "$cur"))
+            ;;
+        esac
+      fi
+      ;;
     apply) _filedir json ;;
     intent)
       if [ $arg -eq 1 ]; then COMPREPLY=($(compgen -W "show apply" -- "$cur")); else _filedir json; fi

@@ -39,6 +39,9 @@ constexpr Rule rules[] = {
     {"ClearSessions", Role::operator_},  // ends flows: traffic's state, not the intent
     {"ClearCounters", Role::operator_},  // starts counters anew for every reader
     {"Capture", Role::operator_},        // packets carry patient data
+    {"StartTrace", Role::operator_},     // traces name flows (addresses, ports)
+    {"GetTrace", Role::operator_},       //
+    {"ClearTrace", Role::operator_},     //
     {"Apply", Role::controller},         // changes the intent
 };
 

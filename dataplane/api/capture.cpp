@@ -57,7 +57,8 @@ grpc::Status compile_bpf(const std::string& expression, uint32_t snaplen, rte_bp
   return grpc::Status::OK;
 }
 
-// Builds the filter from names in the tables the workers read now.
+}  // namespace
+
 grpc::Status make_filter(const Tables& t, const v1::CaptureRequest& r, CaptureFilter& f) {
   if (r.snaplen() > capture_snap_max)
     return invalid("snaplen: " + std::to_string(r.snaplen()) + " is above the most, " +
@@ -111,6 +112,8 @@ grpc::Status make_filter(const Tables& t, const v1::CaptureRequest& r, CaptureFi
   if (!r.bpf().empty()) return compile_bpf(r.bpf(), f.snaplen, f.bpf);
   return grpc::Status::OK;
 }
+
+namespace {
 
 // Slot -> name, from the tables of one version.
 struct Names {

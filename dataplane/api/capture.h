@@ -13,6 +13,12 @@
 namespace medix::dp {
 
 struct Dataplane;
+struct Tables;
+struct CaptureFilter;
+
+// Builds a capture filter from the names in `t` (the tables the workers read now); a refusal
+// names the request's field. Sets f.bpf (the caller destroys it) only when it returns OK.
+grpc::Status make_filter(const Tables& t, const medix::dataplane::v1::CaptureRequest& r, CaptureFilter& f);
 
 class Captures {
  public:

@@ -20,6 +20,7 @@
 #include "api/access.h"
 #include "api/capture.h"
 #include "api/listener.h"
+#include "api/trace.h"
 #include "common/address.h"
 #include "common/log.h"
 #include "common/version.h"
@@ -131,7 +132,7 @@ using ServiceBase = v1::Dataplane::WithCallbackMethod_WatchCounters<
 
 class Service final : public ServiceBase {
  public:
-  Service(Dataplane& dp, const Access& access) : dp_(dp), access_(access), captures_(dp) {}
+  Service(Dataplane& dp, const Access& access) : dp_(dp), access_(access), captures_(dp), traces_(dp) {}
   void serve_streams(Watches* watches) { watches_ = watches; }
 
   // Every method starts by asking whether its caller may call it (the table in access.cpp).
@@ -346,6 +347,24 @@ class Service final : public ServiceBase {
   }
   void stop_captures() { captures_.stop(); }
 
+  grpc::Status StartTrace(grpc::ServerContext* context, const v1::StartTraceRequest* request,
+                          v1::StartTraceResponse*) override {
+    if (auto s = allowed(context, "StartTrace"); !s.ok()) return s;
+    return traces_.start(*request);
+  }
+  grpc::Status GetTrace(grpc::ServerContext* context, const v1::GetTraceRequest*,
+                        v1::GetTraceResponse* response) override {
+    if (auto s = allowed(context, "GetTrace"); !s.ok()) return s;
+    traces_.get(*response);
+    return grpc::Status::OK;
+  }
+  grpc::Status ClearTrace(grpc::ServerContext* context, const v1::ClearTraceRequest*,
+                          v1::ClearTraceResponse*) override {
+    if (auto s = allowed(context, "ClearTrace"); !s.ok()) return s;
+    traces_.clear();
+    return grpc::Status::OK;
+  }
+
   void fill_counters(v1::CountersSnapshot& out) {
     CounterSnapshot s = take_snapshot(dp_);
     out.set_version(s.version);
@@ -450,6 +469,7 @@ class Service final : public ServiceBase {
   medix::common::LogLimit refusals_{20};  // refused transactions logged a second
   Watches* watches_ = nullptr;
   Captures captures_;
+  Traces traces_;
 };
 
 std::optional<std::string> read_file(const std::string& path, std::string& out) {

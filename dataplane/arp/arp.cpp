@@ -86,6 +86,7 @@ void arp_request(Worker& w, uint16_t iface, uint32_t target) {
   bump(w.counters->interfaces[iface].tx_packets);
   bump(w.counters->interfaces[iface].tx_bytes, rte_pktmbuf_pkt_len(m));
   meta(m).iface_out = iface;  // what a capture at tx names
+  meta(m).trace = 0;          // a new packet: no trace's (its buffer's last use may be)
   send(w, f.port, m);
 }
 

@@ -50,6 +50,15 @@ uint32_t l2_length(rte_mbuf* m) {
 
 }  // namespace
 
+bool capture_matches(const CaptureFilter& f, rte_mbuf* m, uint16_t port, uint16_t iface, uint16_t tenant) {
+  if (f.port != capture_none && f.port != port) return false;
+  if (f.tenant != capture_none && f.tenant != tenant) return false;
+  if (f.by_interface && (iface == capture_none || !(f.interfaces[iface / 64] >> (iface % 64) & 1))) return false;
+  if (f.spi && iface != f.spi_tunnel && esp_spi(m, l2_length(m)) != f.spi) return false;
+  if (f.bpf && rte_bpf_exec(f.bpf, m) == 0) return false;
+  return true;
+}
+
 void capture(Worker& w, CapturePoint point, uint16_t port, rte_mbuf* const* pkts, uint16_t n, Drop reason) {
   CaptureSession& s = *w.capture;
   const CaptureFilter& f = s.filter;
@@ -79,11 +88,7 @@ void capture(Worker& w, CapturePoint point, uint16_t port, rte_mbuf* const* pkts
           if (t.ports[k].live && t.ports[k].port_id == m->port) p = k;
       }
     }
-    if (f.port != capture_none && f.port != p) continue;
-    if (f.tenant != capture_none && f.tenant != tenant) continue;
-    if (f.by_interface && (iface == capture_none || !(f.interfaces[iface / 64] >> (iface % 64) & 1))) continue;
-    if (f.spi && iface != f.spi_tunnel && esp_spi(m, l2_length(m)) != f.spi) continue;
-    if (f.bpf && rte_bpf_exec(f.bpf, m) == 0) continue;
+    if (!capture_matches(f, m, p, iface, tenant)) continue;
     // The bucket: refilled by the TSC since it was last looked at, at most `burst` deep.
     uint64_t now = rte_rdtsc();
     me.tokens = std::min(s.burst, me.tokens + double(now - me.tokens_at) * s.rate_per_tsc);

@@ -68,6 +68,10 @@ struct CaptureSession {
   std::array<PerWorker, max_workers> workers{};
 };
 
+// Whether a packet seen on `port` (slot), in `iface` and `tenant` (slots, or capture_none)
+// passes the filter (its points and drop reason aside). Capture's, and trace's at rx.
+bool capture_matches(const CaptureFilter& f, rte_mbuf* m, uint16_t port, uint16_t iface, uint16_t tenant);
+
 // Offers packets seen at a point to the worker's capture (w.capture is set: callers test it,
 // so that the test is theirs, once per burst). `port` is a slot, or capture_none (found from
 // the packet); `reason` is used at CapturePoint::drop.

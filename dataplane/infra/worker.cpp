@@ -10,6 +10,8 @@ namespace medix::dp {
 void drop(Worker& w, rte_mbuf* m, Drop reason) {
   if (w.capture) [[unlikely]]
     capture(w, CapturePoint::drop, capture_none, &m, 1, reason);
+  if (w.trace) [[unlikely]]
+    trace_drop(w, m, reason);
   bump(w.counters->drops[unsigned(reason)]);
   uint16_t tenant = meta(m).tenant;
   if (tenant != no_tenant) bump(w.counters->tenants[tenant].drops);
@@ -24,6 +26,8 @@ void transmit(Worker& w, uint16_t port, TxBuffer& b) {
   b.count = 0;
   if (w.capture) [[unlikely]]
     capture(w, CapturePoint::tx, port, b.pkts, count);
+  if (w.trace) [[unlikely]]
+    trace_tx(w, port, b.pkts, count);
   uint16_t sent = rte_eth_tx_burst(w.tables->ports[port].port_id, w.queue, b.pkts, count);
   auto& c = w.counters->ports[port];
   uint64_t bytes = 0;

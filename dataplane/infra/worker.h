@@ -19,6 +19,7 @@
 #include "infra/drop.h"
 #include "infra/limits.h"
 #include "infra/settings.h"
+#include "infra/trace.h"
 #include "tables/tables.h"
 
 namespace medix::dp {
@@ -44,6 +45,7 @@ struct PacketMeta {
   // and when ARP gives up (TSC).
   uint32_t in_uid, out_uid;
   Handoff handoff;
+  uint8_t trace_id;  // the trace session that stamped `trace` (infra/trace.h)
   uint64_t deadline;
   // Crossing the core: the slot + 1 of the tenant the packet entered the core from (0: not
   // crossing, or it arrived on a core interface), where it leaves to, and the core's route
@@ -51,8 +53,12 @@ struct PacketMeta {
   uint16_t origin;
   uint16_t exit;
   uint16_t nexthop;
+  // Trace: the packet's entry + 1 in session trace_id, 0: not traced. Written at rx only while
+  // a trace runs, read only then: stale outside it (and reset where medix-dp makes a packet).
+  uint16_t trace;
 };
 static_assert(sizeof(PacketMeta) % RTE_MBUF_PRIV_ALIGN == 0);
+static_assert(sizeof(PacketMeta) == 40, "the trace fields fill padding: keep the private area's size");
 inline constexpr uint16_t no_tenant = UINT16_MAX;
 inline constexpr uint8_t meta_fragment = 1;    // larger than the egress MTU, DF clear
 inline constexpr uint8_t meta_local = 2;       // made by medix-dp (ESP outer, ICMP): no TTL, no ICMP about it
@@ -193,6 +199,9 @@ struct alignas(RTE_CACHE_LINE_SIZE) Worker {
   // from capture_published, set by the API thread: infra/capture.h).
   CaptureSession* capture = nullptr;
   const std::atomic<CaptureSession*>* capture_published = nullptr;
+  // The trace this loop iteration serves, the same way (nullptr: none; infra/trace.h).
+  TraceSession* trace = nullptr;
+  const std::atomic<TraceSession*>* trace_published = nullptr;
   uint64_t now = 0;           // TSC at the start of this burst
   uint64_t timeouts[5] = {};  // sessions, in TSC: SessionTimeout
 };

@@ -120,6 +120,7 @@ void icmp_error(Worker& w, rte_mbuf* orig, uint8_t type, uint8_t code, uint16_t 
   bump(w.counters->interfaces[pm.iface_in].tx_packets);
   bump(w.counters->interfaces[pm.iface_in].tx_bytes, rte_pktmbuf_pkt_len(m));
   meta(m).iface_out = pm.iface_in;  // what a capture at tx names
+  meta(m).trace = 0;                // a new packet: no trace's (its buffer's last use may be)
   send(w, f.port, m);
 }
 

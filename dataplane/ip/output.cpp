@@ -108,6 +108,8 @@ void ip_output(Worker& w, rte_mbuf** pkts, uint16_t n) {
     rte_prefetch0(&w.counters->interfaces[keys[i].interface]);
   }
   w.tables->neighbours->lookup_bulk(keys, n, words, w.neighbour_cache);
+  if (w.trace) [[unlikely]]
+    trace_neighbour(w, pkts, n, words);
   uint64_t now = 0;
   for (uint16_t i = 0; i < n; i++) {
     if ((words[i] & NeighbourTable::valid) && (w.pending->n_waiting == 0 || !find_waiting(*w.pending, keys[i]))) {

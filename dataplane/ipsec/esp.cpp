@@ -200,6 +200,9 @@ bool esp_candidate(rte_mbuf* m) {
 void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_t& n_inner, rte_mbuf** not_ours,
                uint16_t* n_not_ours) {
   const Tables& t = *w.tables;
+  uint16_t first_inner = n_inner;
+  if (w.trace) [[unlikely]]
+    trace_esp(w, pkts, n);
   // Not ESP to one of our tunnel endpoints: handed back as it came, or dropped.
   auto stranger = [&](rte_mbuf* m, Drop reason) {
     if (not_ours)
@@ -432,6 +435,8 @@ void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_
     // The inner header is checked here while it is in cache; the pipeline does not again.
     if (ip_check(w, m)) inner[n_inner++] = m;
   }
+  if (w.trace) [[unlikely]]
+    trace_step(w, TraceStep::decrypted, inner + first_inner, uint16_t(n_inner - first_inner));
 }
 
 namespace {
@@ -622,6 +627,7 @@ bool encapsulate(Worker& w, SaState& sa, const InterfaceEntry& tunnel, rte_mbuf*
 
 void esp_output(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** outer, uint16_t& n_outer) {
   const Tables& t = *w.tables;
+  uint16_t first_outer = n_outer;
   CbcBatch cbc;
   for (uint16_t i = 0; i < n; i++) {
     rte_mbuf* m = pkts[i];
@@ -690,6 +696,8 @@ void esp_output(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** outer, uint16
     }
     n_outer = kept;
   }
+  if (w.trace) [[unlikely]]
+    trace_encrypted(w, outer + first_outer, uint16_t(n_outer - first_outer));
 }
 
 }  // namespace medix::dp

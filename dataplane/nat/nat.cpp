@@ -688,6 +688,9 @@ void nat_input(Worker& w, rte_mbuf** pkts, uint16_t n, bool handed_off, rte_mbuf
   // Zeroed: GCC cannot see that n <= burst_size.
   uint16_t origin[burst_size] = {}, exit[burst_size] = {}, nexthop[burst_size] = {};
   bool crossed[burst_size];
+  uint16_t first_out = n_out;
+  if (w.trace) [[unlikely]]
+    trace_nat(w, pkts, n, handed_off);
   for (uint16_t i = 0; i < n; i++) {
     origin[i] = uint16_t(meta(pkts[i]).origin - 1);
     exit[i] = meta(pkts[i]).exit;
@@ -708,6 +711,8 @@ void nat_input(Worker& w, rte_mbuf** pkts, uint16_t n, bool handed_off, rte_mbuf
     }
     out[n_out++] = m;
   }
+  if (w.trace) [[unlikely]]
+    trace_step(w, TraceStep::translated, out + first_out, uint16_t(n_out - first_out));
 }
 
 void nat_sweep(Worker& w) {

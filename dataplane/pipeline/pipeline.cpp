@@ -145,6 +145,8 @@ void run_ip(Worker& w, uint64_t t, IpInput& in) {
     Batch esp_in;
     if (local.n) {
       in_bursts(local, [&](rte_mbuf** p, uint16_t n) {
+        if (w.trace) [[unlikely]]
+          trace_step(w, TraceStep::local, p, n);
         rte_mbuf* e[burst_size];
         uint16_t ne = 0;
         local_input(w, p, n, e, ne);
@@ -203,6 +205,10 @@ void process_burst(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n) {
     capture(w, CapturePoint::rx, port, ip, n_ip);
     capture(w, CapturePoint::rx, port, arp, n_arp);
   }
+  if (w.trace) [[unlikely]] {  // stamped here: the trace's filter is capture's, matched as it
+    trace_rx(w, port, ip, n_ip);
+    trace_rx(w, port, arp, n_arp);
+  }
   if (n_arp) {
     arp_input(w, arp, n_arp);
     t = account(w, Stage::arp, t, n_arp);
@@ -223,6 +229,8 @@ void process_handoff(Worker& w, rte_mbuf** pkts, uint16_t n) {
   IpInput ip;
   rte_mbuf *decrypt[burst_size], *encrypt[burst_size], *cross[burst_size];
   uint16_t n_decrypt = 0, n_encrypt = 0, n_cross = 0;
+  if (w.trace) [[unlikely]]
+    trace_step(w, TraceStep::handoff, pkts, n);
   for (uint16_t i = 0; i < n; i++) {
     rte_mbuf* m = pkts[i];
     switch (meta(m).handoff) {

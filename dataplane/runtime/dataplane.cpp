@@ -29,6 +29,7 @@ int worker_main(void* arg) {
   while (!w.stopping->load(std::memory_order_relaxed)) {
     w.tables = w.published->load(std::memory_order_acquire);
     w.capture = w.capture_published->load(std::memory_order_acquire);
+    w.trace = w.trace_published->load(std::memory_order_acquire);
     w.now = loop_start;
     bool work = false;  // anything received, handed over, waiting or sent this iteration
     nat_sweep(w);
@@ -157,6 +158,7 @@ std::optional<std::string> Dataplane::start(const Settings& s, uint32_t mtu,
     w->tables = w->published->load();
     w->stopping = &stopping;
     w->capture_published = &capture;
+    w->trace_published = &trace;
     w->rcu = rcu;
     w->settings = settings;
     w->pool = pool;

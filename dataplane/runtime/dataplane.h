@@ -43,6 +43,8 @@ struct Dataplane {
   std::atomic<bool> stopping{false};
   // The running capture (api/capture.cpp publishes it; workers read it once a loop).
   std::atomic<CaptureSession*> capture{nullptr};
+  // The running trace (api/trace.cpp publishes it; workers read it once a loop).
+  std::atomic<TraceSession*> trace{nullptr};
   Settings settings;
   rte_mempool* pool = nullptr;
   rte_mempool* indirect_pool = nullptr;

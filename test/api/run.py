@@ -1255,6 +1255,39 @@ def capture_requests(f, d, c):
 
 
 @test
+def trace_requests(f, d, c):
+    """Issue 14: StartTrace refuses a bad count and a filter capture's make_filter refuses, and
+    capture's own fields, each naming the field; GetTrace reports the running trace (count,
+    and packets only of the filter) and ClearTrace ends it."""
+    def start(count, **filt):
+        try:
+            c.stub.StartTrace(dp.StartTraceRequest(count=count, filter=dp.CaptureRequest(**filt)), timeout=5)
+            return None
+        except grpc.RpcError as e:
+            return e
+    for name, count, filt, code, field in [
+            ("count 0", 0, {}, C.INVALID_ARGUMENT, "count:"),
+            ("count 1001", 1001, {}, C.INVALID_ARGUMENT, "count:"),
+            ("an unknown tenant", 5, dict(tenant="no-such-tenant"), C.NOT_FOUND, "filter.tenant:"),
+            ("a BPF expression libpcap cannot compile", 5, dict(bpf="udp port"), C.INVALID_ARGUMENT, "filter.bpf:"),
+            ("capture points", 5, dict(points=[dp.CAPTURE_RX]), C.INVALID_ARGUMENT, "filter.points:"),
+            ("a capture's duration", 5, dict(duration_ms=100), C.INVALID_ARGUMENT, "filter.duration_ms:")]:
+        err = start(count, **filt)
+        R.check(err is not None and err.code() == code and (err.details() or "").startswith(field),
+                "StartTrace with %s: %s naming the field (%s)" % (name, code.name, field), short(err))
+    g = c.stub.GetTrace(dp.GetTraceRequest(), timeout=5)
+    R.check(not g.running and not g.packets, "GetTrace with none started: not running, no packets", str(g))
+    # A filter no packet of this suite matches (BPF), so the trace stays empty whatever runs.
+    err = start(7, tenant="hosp-a", bpf="udp port 9")
+    g = c.stub.GetTrace(dp.GetTraceRequest(), timeout=5)
+    R.check(err is None and g.running and g.count == 7 and not g.packets,
+            "StartTrace(7, tenant and BPF) runs: GetTrace running, count 7, no packet yet", short(err) + " " + str(g))
+    c.stub.ClearTrace(dp.ClearTraceRequest(), timeout=5)
+    g = c.stub.GetTrace(dp.GetTraceRequest(), timeout=5)
+    R.check(not g.running, "ClearTrace ends it", str(g))
+
+
+@test
 def watch_counters(f, d, c):
     def collect(interval_ms, count, timeout):
         call = c.stub.WatchCounters(dp.WatchCountersRequest(interval_ms=interval_ms), timeout=timeout)
@@ -1615,6 +1648,7 @@ RPC_ROLES = {"Get": "monitor", "List": "monitor", "GetCounters": "monitor", "Get
              "WatchCounters": "monitor", "WatchSaEvents": "monitor", "ListSessions": "monitor", "GetVersion": "monitor",
              "GetFib": "monitor", "Lookup": "monitor",
              "ClearSessions": "operator", "ClearCounters": "operator", "Capture": "operator",
+             "StartTrace": "operator", "GetTrace": "operator", "ClearTrace": "operator",
              "Apply": "controller"}
 ROLE_ORDER = ["none", "monitor", "operator", "controller"]
 
