@@ -59,7 +59,7 @@ _medixctl() {
     watch) [ $arg -eq 1 ] && COMPREPLY=($(compgen -W "counters" -- "$cur")) ;;
     apply) _filedir json ;;
     intent)
-      if [ $arg -eq 1 ]; then COMPREPLY=($(compgen -W "show apply" -- "$cur")); else _filedir json; fi
+      if [ $arg -eq 1 ]; then COMPREPLY=($(compgen -W "show apply status" -- "$cur")); else _filedir json; fi
       ;;
     peer)
       [ $arg -eq 2 ] && COMPREPLY=($(compgen -W "errors initiate terminate rekey" -- "$cur"))
