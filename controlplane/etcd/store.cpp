@@ -113,19 +113,21 @@ grpc::Status EtcdStore::read(Snapshot& out) {
     out.keys[kv.key()] = Value{kv.mod_revision(), kv.value()};
     out.version = std::max(out.version, uint64_t(kv.mod_revision()));
     const std::string name = kv.key().substr(intent_prefix_.size());
+    // Another area's bad key is that area's to say: ours is applied all the same.
+    const bool ours = name == "global" || name == "areas/" + area_;
+    std::string error;
     c1::Intent section;
-    if (auto e = common::parse_json(kv.value(), section)) {
-      if (out.error.empty()) out.error = "etcd key " + kv.key() + ": " + *e;
-      continue;
-    }
-    if (section.areas_size() && out.error.empty())
-      out.error = "etcd key " + kv.key() + ": areas: each area is a key of its own (" + intent_prefix_ + "areas/NAME)";
-    if (name == "global")
+    if (auto e = common::parse_json(kv.value(), section))
+      error = *e;
+    else if (section.areas_size())
+      error = "areas: each area is a key of its own (" + intent_prefix_ + "areas/NAME)";
+    else if (name == "global")
       global = std::move(section);
     else if (name.starts_with("areas/"))
       areas[name.substr(strlen("areas/"))] = std::move(section);
-    else if (out.error.empty())
-      out.error = "etcd key " + kv.key() + ": not an intent key (global, areas/NAME)";
+    else
+      error = "not an intent key (global, areas/NAME)";
+    if (!error.empty() && ours && out.error.empty()) out.error = "etcd key " + kv.key() + ": " + error;
   }
   out.whole = std::move(global);
   *out.whole.mutable_areas() = std::move(areas);
