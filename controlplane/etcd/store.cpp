@@ -81,7 +81,9 @@ EtcdStore::EtcdStore(const EtcdEndpoint& endpoint, const std::string& area, Appl
       grpc::CreateChannel(dataplane_target, grpc::InsecureChannelCredentials()));
 }
 
-void EtcdStore::start() { thread_ = std::thread([this] { run(); }); }
+void EtcdStore::start() {
+  thread_ = std::thread([this] { run(); });
+}
 
 void EtcdStore::stop() {
   {
@@ -153,10 +155,9 @@ grpc::Status EtcdStore::apply(const c1::Intent& next, uint64_t expected, c1::App
     return grpc::Status(grpc::StatusCode::UNAVAILABLE,
                         "etcd " + endpoint_.address + ": " + s.error_message() + "; nothing changed");
   if (expected && expected != current.version)
-    return grpc::Status(grpc::StatusCode::ABORTED, "conflict: the intent is at version " +
-                                                       std::to_string(current.version) + ", not " +
-                                                       std::to_string(expected) +
-                                                       "; nothing changed (read it again and retry)");
+    return grpc::Status(grpc::StatusCode::ABORTED,
+                        "conflict: the intent is at version " + std::to_string(current.version) + ", not " +
+                            std::to_string(expected) + "; nothing changed (read it again and retry)");
   // The new keys; unchanged ones are not rewritten (their watchers are not woken for nothing).
   std::map<std::string, std::string> wanted;
   std::string error;
@@ -200,9 +201,9 @@ grpc::Status EtcdStore::apply(const c1::Intent& next, uint64_t expected, c1::App
                                                            " (the change may or may not have been written: read "
                                                            "the intent again)");
   if (!result.succeeded())
-    return grpc::Status(grpc::StatusCode::ABORTED,
-                        "conflict: another change to the intent came first (after version " +
-                            std::to_string(current.version) + "); nothing changed (read it again and retry)");
+    return grpc::Status(grpc::StatusCode::ABORTED, "conflict: another change to the intent came first (after version " +
+                                                       std::to_string(current.version) +
+                                                       "); nothing changed (read it again and retry)");
   const int64_t written = result.header().revision();
   response->set_version(uint64_t(written));
   fprintf(stderr, "medix-cp: intent version %lld written to etcd (%d keys written or deleted)\n", (long long)written,
@@ -210,8 +211,8 @@ grpc::Status EtcdStore::apply(const c1::Intent& next, uint64_t expected, c1::App
   // This area's medix-cp is us: the answer says what our watch made of it.
   std::unique_lock lock(mu_);
   if (!changed_.wait_for(lock, std::chrono::seconds(10), [&] { return revision_ >= written || stopping_; }))
-    return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "intent version " + std::to_string(written) +
-                                                                 " written to etcd, not yet applied here");
+    return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                        "intent version " + std::to_string(written) + " written to etcd, not yet applied here");
   if (applied_version_ < uint64_t(written))
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "intent version " + std::to_string(written) +
                                                                    " written to etcd, but area " + area_ +
@@ -344,8 +345,10 @@ bool EtcdStore::watch(int64_t from) {
         write_status();  // connected again
       }
       if (response.compact_revision() || response.canceled()) {
-        fprintf(stderr, "medix-cp: etcd %s: watch from revision %lld ended (compacted to %lld): reading the "
-                "intent again\n", endpoint_.address.c_str(), (long long)from, (long long)response.compact_revision());
+        fprintf(stderr,
+                "medix-cp: etcd %s: watch from revision %lld ended (compacted to %lld): reading the "
+                "intent again\n",
+                endpoint_.address.c_str(), (long long)from, (long long)response.compact_revision());
         resync = true;
         break;
       }

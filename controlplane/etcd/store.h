@@ -24,7 +24,7 @@
 namespace medix::cp {
 
 struct EtcdEndpoint {
-  std::string address;           // HOST:PORT
+  std::string address;            // HOST:PORT
   std::string prefix = "/medix";  // no trailing slash
 };
 // "etcd://HOST:PORT[/PREFIX]" (the flag --intent-store takes). The error, or nothing.
@@ -91,7 +91,7 @@ class EtcdStore final : public IntentStore {
   bool connected_ = false;
   std::string last_error_;
   c1::ApplyIntentResponse last_result_;  // of the last local apply
-  std::optional<bool> said_connected_;  // what the log said last (the watch thread's alone)
+  std::optional<bool> said_connected_;   // what the log said last (the watch thread's alone)
   std::thread thread_;
 };
 
