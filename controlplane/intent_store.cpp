@@ -35,6 +35,23 @@ c1::IntentStatus FileStore::status() {
   return s;
 }
 
+std::optional<std::string> parse_etcd_url(const std::string& url, EtcdEndpoint& out) {
+  const std::string scheme = "etcd://";
+  if (!url.starts_with(scheme)) return "'" + url + "': etcd://HOST:PORT[/PREFIX]";
+  std::string rest = url.substr(scheme.size());
+  const size_t slash = rest.find('/');
+  out.address = rest.substr(0, slash);
+  if (slash != std::string::npos) {
+    out.prefix = rest.substr(slash);
+    while (out.prefix.size() > 1 && out.prefix.back() == '/') out.prefix.pop_back();
+    if (out.prefix == "/") return "'" + url + "': the key prefix is empty";
+  }
+  const size_t colon = out.address.rfind(':');
+  if (out.address.empty() || colon == std::string::npos || colon + 1 == out.address.size())
+    return "'" + url + "': HOST:PORT is required (etcd://127.0.0.1:2379)";
+  return std::nullopt;
+}
+
 c1::Intent area_intent(const c1::Intent& whole, const std::string& area) {
   c1::Intent out = whole;
   out.clear_areas();

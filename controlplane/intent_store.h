@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include <grpcpp/grpcpp.h>
@@ -53,6 +54,13 @@ class FileStore final : public IntentStore {
   uint64_t version_ = 1;
   std::string last_error_;
 };
+
+struct EtcdEndpoint {
+  std::string address;            // HOST:PORT
+  std::string prefix = "/medix";  // no trailing slash
+};
+// Where the etcd store is: "etcd://HOST:PORT[/PREFIX]" (the flag --intent-store takes). The error, or nothing.
+std::optional<std::string> parse_etcd_url(const std::string& url, EtcdEndpoint& out);
 
 // What an area's medix-cp applies: the global objects with its area's section (none: "").
 c1::Intent area_intent(const c1::Intent& whole, const std::string& area);

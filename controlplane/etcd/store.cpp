@@ -39,23 +39,6 @@ std::string status_json(const google::protobuf::Message& m) {
 
 }  // namespace
 
-std::optional<std::string> parse_etcd_url(const std::string& url, EtcdEndpoint& out) {
-  const std::string scheme = "etcd://";
-  if (!url.starts_with(scheme)) return "'" + url + "': etcd://HOST:PORT[/PREFIX]";
-  std::string rest = url.substr(scheme.size());
-  const size_t slash = rest.find('/');
-  out.address = rest.substr(0, slash);
-  if (slash != std::string::npos) {
-    out.prefix = rest.substr(slash);
-    while (out.prefix.size() > 1 && out.prefix.back() == '/') out.prefix.pop_back();
-    if (out.prefix == "/") return "'" + url + "': the key prefix is empty";
-  }
-  const size_t colon = out.address.rfind(':');
-  if (out.address.empty() || colon == std::string::npos || colon + 1 == out.address.size())
-    return "'" + url + "': HOST:PORT is required (etcd://127.0.0.1:2379)";
-  return std::nullopt;
-}
-
 EtcdStore::EtcdStore(const EtcdEndpoint& endpoint, const std::string& area, ApplyLocal apply, CheckIntent check,
                      std::function<c1::Intent()> running, const std::string& dataplane_target)
     : endpoint_(endpoint),

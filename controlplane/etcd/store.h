@@ -23,13 +23,6 @@
 
 namespace medix::cp {
 
-struct EtcdEndpoint {
-  std::string address;            // HOST:PORT
-  std::string prefix = "/medix";  // no trailing slash
-};
-// "etcd://HOST:PORT[/PREFIX]" (the flag --intent-store takes). The error, or nothing.
-std::optional<std::string> parse_etcd_url(const std::string& url, EtcdEndpoint& out);
-
 class EtcdStore final : public IntentStore {
  public:
   // `running`: the intent this medix-cp runs (its local copy), shown until etcd is first read.
