@@ -238,11 +238,14 @@ void EtcdStore::set_connected(bool connected, const std::string& why) {
   said_connected_ = connected;
   if (connected)
     fprintf(stderr, "medix-cp: etcd %s: connected (area %s)\n", endpoint_.address.c_str(), area_.c_str());
-  else
+  else if (applied)
     fprintf(stderr,
             "medix-cp: etcd %s: unreachable (%s): medix-dp keeps the last applied intent (version %llu); "
             "retrying\n",
             endpoint_.address.c_str(), why.c_str(), (unsigned long long)applied);
+  else  // not read since medix-cp started: medix-dp has this area's local copy (--intent FILE)
+    fprintf(stderr, "medix-cp: etcd %s: unreachable (%s): medix-dp keeps the intent of the local copy; retrying\n",
+            endpoint_.address.c_str(), why.c_str());
 }
 
 void EtcdStore::bring(const Snapshot& snapshot) {
@@ -315,6 +318,7 @@ bool EtcdStore::watch(int64_t from) {
   create->set_range_end(prefix_end(intent_prefix_));
   create->set_start_revision(from);
   bool resync = false;
+  std::string why;  // set when we end the stream on an error (else Finish says why it ended)
   pb::WatchResponse response;
   if (stream->Write(request)) {
     while (stream->Read(&response)) {
@@ -345,18 +349,21 @@ bool EtcdStore::watch(int64_t from) {
       }
       // The whole intent read again: a change may span keys (one Txn), and a read is one revision.
       Snapshot snapshot;
-      if (grpc::Status s = read(snapshot); !s.ok()) break;
+      if (grpc::Status s = read(snapshot); !s.ok()) {
+        why = s.error_message();
+        break;
+      }
       bring(snapshot);
     }
   }
-  ctx.TryCancel();
+  if (resync || !why.empty()) ctx.TryCancel();
   grpc::Status status = stream->Finish();
   {
     std::lock_guard lock(mu_);
     watching_ = nullptr;
     if (stopping_) return false;
   }
-  if (!resync) set_connected(false, status.ok() ? "the watch ended" : status.error_message());
+  if (!resync) set_connected(false, !why.empty() ? why : status.ok() ? "the watch ended" : status.error_message());
   return resync;
 }
 

@@ -6,7 +6,8 @@
 #     the global objects and its own area's only; the status keys are written;
 #   - a change written with etcdctl is applied within 1 s;
 #   - two applies at once with the same expected version: one wins, the other is a conflict;
-#   - etcd killed: both medix-dp keep their objects, medix-cp says disconnected;
+#   - etcd killed: both medix-dp keep their objects, medix-cp says disconnected; a medix-cp
+#     restarted meanwhile starts from its local copy and says etcd is unreachable;
 #   - a change made while they were cut off (etcd up on another port only) is applied when they
 #     reach etcd again (the watch resumes at its revision), and so is one after a compaction past
 #     it (full read).
@@ -86,6 +87,21 @@ wait_for() {
 has_tenants() { [ "$(tenants "$1")" = "$2" ]; }
 status_says() { ctl "$1" intent status | grep -q "$2"; }
 
+# cp_start AREA: the area's medix-cp in the namespace, its log appended to; waits for its ready line.
+cp_start() {
+  local a=$1 n
+  n=$(grep -c "medix-cp: ready" "$tmp/cp-$1.log" 2>/dev/null)
+  ip netns exec "$ns" "$cp" --intent "$tmp/$a.json" -p "${prefix[$a]}" --intent-store "$url" --area "$a" \
+    --strongswan-conf "$tmp/strongswan.conf" --log-level 0 >>"$tmp/cp-$a.log" 2>&1 &
+  cp_pid[$a]=$!
+  for _ in $(seq 150); do
+    [ "$(grep -c "medix-cp: ready" "$tmp/cp-$a.log")" -gt "${n:-0}" ] && return 0
+    sleep 0.1
+  done
+  fail "medix-cp $a starts" "$(tail -8 "$tmp/cp-$a.log")"
+  return 1
+}
+
 for binary in "$dp" "$cp" "$ctl"; do
   [ -x "$binary" ] || { fail "$binary is not built"; finish; }
 done
@@ -110,13 +126,7 @@ for a in east west; do
   for _ in $(seq 300); do grep -qs "^medix-dp: ready" "$tmp/dp-$a.log" && break; sleep 0.1; done
   grep -q "^medix-dp: ready" "$tmp/dp-$a.log" || { fail "medix-dp $a starts" "$(cat "$tmp/dp-$a.log")"; finish; }
   # No intent file yet: a first start, etcd says what to apply.
-  in_ns "$cp" --intent "$tmp/$a.json" -p "${prefix[$a]}" --intent-store "$url" --area "$a" \
-    --strongswan-conf "$tmp/strongswan.conf" --log-level 0 >"$tmp/cp-$a.log" 2>&1 &
-  cp_pid[$a]=$!
-done
-for a in east west; do
-  for _ in $(seq 150); do grep -qs "medix-cp: ready" "$tmp/cp-$a.log" && break; sleep 0.1; done
-  grep -q "medix-cp: ready" "$tmp/cp-$a.log" || { fail "medix-cp $a starts" "$(cat "$tmp/cp-$a.log")"; finish; }
+  cp_start "$a" || finish
 done
 wait_for 5 status_says east "connected" && wait_for 5 status_says west "connected" &&
   pass "both medix-cp reach etcd" || fail "both medix-cp reach etcd" "$(ctl east intent status; ctl west intent status)"
@@ -206,6 +216,16 @@ has_tenants east "hosp-e ix race-$winner " && has_tenants west "arch-w ix race-$
   pass "etcd killed: both medix-dp keep their objects" || fail "both medix-dp keep their objects" "$(tenants east; tenants west)"
 grep -q "unreachable" "$tmp/cp-east.log" && pass "medix-cp's log says etcd is unreachable" ||
   fail "the log says unreachable" "$(tail -5 "$tmp/cp-east.log")"
+
+# medix-cp (west) restarted while etcd is down: it starts from its local copy, says etcd is
+# unreachable, and medix-dp keeps what it has.
+kill -TERM "${cp_pid[west]}" && wait "${cp_pid[west]}"
+cp_start west
+has_tenants west "arch-w ix race-$winner " && pass "west's medix-cp restarted without etcd: medix-dp keeps its objects" ||
+  fail "west restarted without etcd: medix-dp keeps its objects" "$(tenants west)"
+grep -q "etcd 127.0.0.1:2379: unreachable.*local copy; retrying" "$tmp/cp-west.log" && status_says west "disconnected" &&
+  pass "it says etcd is unreachable: $(grep -o 'unreachable.*' "$tmp/cp-west.log" | head -1 | cut -c1-90)" ||
+  fail "it says etcd is unreachable" "$(tail -5 "$tmp/cp-west.log"; ctl west intent status)"
 
 # A change while they are cut off: etcd up on another port only, the change, etcd down again;
 # back on its port, the watches resume at their revision and see it.
