@@ -125,6 +125,19 @@ int main(int argc, char** argv) {
       fprintf(stderr, "medix-cp: %s\n", e->c_str());
       return 2;
     }
+    // An intent of several areas (etcd's, docs/areas.md): each area's as its medix-cp applies it.
+    if (std::string e = medix::cp::validate_areas(intent); !e.empty()) {
+      fprintf(stderr, "medix-cp: %s: %s\n", intent_path.c_str(), e.c_str());
+      return 2;
+    }
+    for (const auto& [name, section] : intent.areas()) {
+      medix::cp::c1::Intent area = medix::cp::area_intent(intent, name);
+      if (std::string e = medix::cp::validate_intent(area); !e.empty()) {
+        fprintf(stderr, "medix-cp: %s: area %s (global objects, then areas[%s]'s): %s\n", intent_path.c_str(),
+                name.c_str(), name.c_str(), e.c_str());
+        return 2;
+      }
+    }
     printf("%s: ok (%d peers)\n", intent_path.c_str(), intent.peers_size());
     return 0;
   }
@@ -169,6 +182,11 @@ int main(int argc, char** argv) {
     intent.set_schema_version(1);  // a first start: nothing applied yet, etcd says what to
   } else if (auto error = medix::cp::load_intent(intent_path, intent)) {
     fprintf(stderr, "%s\n", error->c_str());
+    return 2;
+  }
+  if (intent.areas_size()) {  // the local copy never has any: it is one area's
+    fprintf(stderr, "medix-cp: %s: areas: only in an intent kept in etcd (--intent-store, docs/areas.md)\n",
+            intent_path.c_str());
     return 2;
   }
   // The intent file is always whole and what medix-dp is brought to; the one an interrupted

@@ -13,6 +13,8 @@
 #     it (full read).
 # Ends with "cp-etcd: N passed, M failed". MEDIX_DP, MEDIX_CP and MEDIXCTL override the binaries.
 set -u
+# shellcheck source=test/lib/keygrep.sh
+source test/lib/keygrep.sh
 export LC_ALL=C  # sort, as the expected lists are written
 cd "$(dirname "$0")/../.."
 dp=${MEDIX_DP:-build/dataplane/medix-dp}
@@ -47,6 +49,10 @@ fail() {
   failed=$((failed + 1))
 }
 finish() {
+  # Last: no byte of the PSK in medix-dp's or medix-cp's logs, medixctl's output or errors, the
+  # status keys (the intent files, their local copies and etcd's data hold it by right).
+  etcdctl get --prefix "$key/status/" >"$tmp/status-keys.log" 2>&1
+  keygrep_check pass fail --config "$tmp/intent.json" --skip '*.json*' --skip 'etcd/*' --scan "$tmp"
   echo "cp-etcd: $passed passed, $failed failed"
   [ "$failed" -eq 0 ]
   exit
@@ -70,7 +76,14 @@ etcd_start() {
   return 1
 }
 etcd_kill() { kill -KILL "$etcd_pid"; wait "$etcd_pid" 2>/dev/null; etcd_pid=; }
-ctl() { local a=$1; shift; timeout 20 "$ctl" -p "${prefix[$a]}" "$@" 2>&1; }
+ctl() { # medixctl's output and errors, kept in $tmp/medixctl.log too (searched for the PSK)
+  local a=$1 out rc
+  shift
+  out=$(timeout 20 "$ctl" -p "${prefix[$a]}" "$@" 2>&1)
+  rc=$?
+  printf '%s\n' "$out" | tee -a "$tmp/medixctl.log"
+  return $rc
+}
 tenants() { ctl "$1" names tenant | sort | tr '\n' ' '; }
 # wait_for SECONDS COMMAND...: until COMMAND succeeds; the milliseconds it took in $took.
 wait_for() {
@@ -138,7 +151,11 @@ cat >"$tmp/intent.json" <<'JSON'
  "policy_rules": [{"name": "ix-within", "priority": 10, "from_tenant": "ix", "to_tenant": "ix", "permit": true}],
  "areas": {
   "east": {"tenants": [{"name": "hosp-e"}],
-           "interfaces": [{"name": "e-lan", "tenant": "hosp-e", "port": "p0", "addresses": ["192.0.2.1/24"]}]},
+           "interfaces": [{"name": "e-lan", "tenant": "hosp-e", "port": "p0", "addresses": ["192.0.2.1/24"]}],
+           "peers": [{"name": "gw-e", "tenant": "ix", "underlay_tenant": "hosp-e", "tunnel": "t-gw-e",
+             "local_address": "192.0.2.1", "remote_address": "192.0.2.2", "psk": "east-secret-psk-4711",
+             "ike_proposals": ["aes128gcm16-prfsha256-x25519"], "esp_proposals": ["aes128gcm16"],
+             "local_selectors": ["100.64.1.0/24"], "remote_selectors": ["10.0.1.0/24"]}]},
   "west": {"tenants": [{"name": "arch-w"}],
            "interfaces": [{"name": "w-lan", "tenant": "arch-w", "port": "p0", "addresses": ["198.51.100.1/24"]}]}}}
 JSON
@@ -148,6 +165,10 @@ wait_for 5 has_tenants east "hosp-e ix " && pass "east's medix-dp: the global te
   fail "east's tenants" "$(tenants east)"
 wait_for 5 has_tenants west "arch-w ix " && pass "west's medix-dp: the global tenant and west's only" ||
   fail "west's tenants" "$(tenants west)"
+east=$(ctl east names tunnel)
+west=$(ctl west names tunnel)
+[ "$east" = t-gw-e ] && [ -z "$west" ] && pass "east's peer: its tunnel in east's medix-dp only" ||
+  fail "east's peer's tunnel" "east: $east; west: $west"
 out=$(ctl west names interface | tr '\n' ' ')
 [ "$out" = "w-lan " ] && pass "west's interfaces: its own (w-lan)" || fail "west's interfaces" "$out"
 out=$(ctl west names policy-rule | tr '\n' ' ')
