@@ -122,18 +122,7 @@ grpc::Status EtcdStore::read(Snapshot& out) {
   return grpc::Status::OK;
 }
 
-grpc::Status EtcdStore::apply(const c1::Intent& next, uint64_t expected, c1::ApplyIntentResponse* response) {
-  std::lock_guard serial(apply_mu_);
-  c1::Intent whole = next;
-  if (whole.schema_version() == 0) whole.set_schema_version(1);
-  if (std::string e = validate_areas(whole); !e.empty()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, e);
-  // Every area's intent checked as its medix-cp will apply it; the global objects alone too.
-  if (grpc::Status s = check_(area_intent(whole, "")); !s.ok()) return s;
-  for (const auto& [name, section] : whole.areas())
-    if (grpc::Status s = check_(area_intent(whole, name)); !s.ok())
-      return grpc::Status(s.error_code(), "area " + name + " (global objects, then areas[" + name +
-                                              "]'s, in one list per kind): " + s.error_message());
-
+grpc::Status EtcdStore::write(const c1::Intent& whole, uint64_t expected, int64_t& written, int& operations) {
   Snapshot current;
   if (grpc::Status s = read(current); !s.ok())
     return grpc::Status(grpc::StatusCode::UNAVAILABLE,
@@ -176,7 +165,7 @@ grpc::Status EtcdStore::apply(const c1::Intent& next, uint64_t expected, c1::App
   for (const auto& [key, value] : current.keys)
     if (!wanted.count(key)) txn.add_success()->mutable_request_delete_range()->set_key(key);
   if (txn.success_size() == 0) {  // the same intent: nothing to write
-    response->set_version(current.version);
+    written = int64_t(current.version);
     return grpc::Status::OK;
   }
   pb::TxnResponse result;
@@ -188,10 +177,36 @@ grpc::Status EtcdStore::apply(const c1::Intent& next, uint64_t expected, c1::App
     return grpc::Status(grpc::StatusCode::ABORTED, "conflict: another change to the intent came first (after version " +
                                                        std::to_string(current.version) +
                                                        "); nothing changed (read it again and retry)");
-  const int64_t written = result.header().revision();
+  written = result.header().revision();
+  operations = txn.success_size();
+  return grpc::Status::OK;
+}
+
+grpc::Status EtcdStore::apply(const c1::Intent& next, uint64_t expected, c1::ApplyIntentResponse* response) {
+  std::lock_guard serial(apply_mu_);
+  c1::Intent whole = next;
+  if (whole.schema_version() == 0) whole.set_schema_version(1);
+  if (std::string e = validate_areas(whole); !e.empty()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, e);
+  // Every area's intent checked as its medix-cp will apply it; the global objects alone too.
+  if (grpc::Status s = check_(area_intent(whole, "")); !s.ok()) return s;
+  for (const auto& [name, section] : whole.areas())
+    if (grpc::Status s = check_(area_intent(whole, name)); !s.ok())
+      return grpc::Status(s.error_code(), "area " + name + " (global objects, then areas[" + name +
+                                              "]'s, in one list per kind): " + s.error_message());
+
+  // Without an expected version, a writer that came between our read and our Txn is no conflict:
+  // read again and write (twice at most).
+  int64_t written = 0;
+  int operations = 0;
+  for (int attempt = 0;; attempt++) {
+    grpc::Status s = write(whole, expected, written, operations);
+    if (s.ok()) break;
+    if (s.error_code() != grpc::StatusCode::ABORTED || expected || attempt == 2) return s;
+  }
   response->set_version(uint64_t(written));
+  if (operations == 0) return grpc::Status::OK;  // the same intent: nothing written
   fprintf(stderr, "medix-cp: intent version %lld written to etcd (%d keys written or deleted)\n", (long long)written,
-          txn.success_size());
+          operations);
   // This area's medix-cp is us: the answer says what our watch made of it.
   std::unique_lock lock(mu_);
   if (!changed_.wait_for(lock, std::chrono::seconds(10), [&] { return revision_ >= written || stopping_; }))

@@ -50,6 +50,9 @@ class EtcdStore final : public IntentStore {
     std::string error;  // a key that is no intent: nothing of this snapshot is applied
   };
   grpc::Status read(Snapshot& out);
+  // One Txn of `whole` against the keys as read now (ABORTED if another change came first);
+  // `written`: the new revision, or the version as read when nothing needed writing (operations 0).
+  grpc::Status write(const c1::Intent& whole, uint64_t expected, int64_t& written, int& operations);
   void run();
   // Watches from `from`; returns when the stream ends (false) or when a full read is needed (true:
   // compacted, or etcd's revision went back).
