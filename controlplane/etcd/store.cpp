@@ -278,6 +278,7 @@ void EtcdStore::bring(const Snapshot& snapshot) {
     std::lock_guard lock(mu_);
     done = google::protobuf::util::MessageDifferencer::Equals(mine, applied_);  // not ours that changed
   }
+  retry_ = false;
   if (error.empty() && !done) {
     grpc::Status s = apply_(mine, &result);
     if (s.ok())
@@ -285,6 +286,9 @@ void EtcdStore::bring(const Snapshot& snapshot) {
               area_.c_str());
     else
       error = s.error_message();
+    // Refused is final until the intent changes; medix-dp not answering, or the local copy not
+    // written, may pass: tried again (run()).
+    retry_ = !s.ok() && s.error_code() != grpc::StatusCode::INVALID_ARGUMENT;
   }
   {
     std::lock_guard lock(mu_);
@@ -296,8 +300,9 @@ void EtcdStore::bring(const Snapshot& snapshot) {
       }
       last_error_.clear();
     } else {
-      last_error_ = "intent version " + std::to_string(snapshot.version) + " not applied: " + error;
-      fprintf(stderr, "medix-cp: %s\n", last_error_.c_str());
+      const std::string e = "intent version " + std::to_string(snapshot.version) + " not applied: " + error;
+      if (e != last_error_) fprintf(stderr, "medix-cp: %s%s\n", e.c_str(), retry_ ? " (trying again)" : "");
+      last_error_ = e;
     }
     revision_ = std::max(revision_, snapshot.revision);
   }
@@ -369,6 +374,10 @@ bool EtcdStore::watch(int64_t from) {
         break;
       }
       bring(snapshot);
+      if (retry_) {  // run() reads and applies again
+        resync = true;
+        break;
+      }
     }
   }
   if (resync || !why.empty()) ctx.TryCancel();
@@ -400,6 +409,11 @@ void EtcdStore::run() {
       }
       set_connected(true, "");
       bring(snapshot);
+      if (retry_) {  // this area's intent not applied yet: again in a second, from a new read
+        std::unique_lock lock(mu_);
+        changed_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; });
+        continue;
+      }
       from = snapshot.revision + 1;
     } else {
       // Back where the watch stopped: etcd replays what changed meanwhile (no change missed).

@@ -88,6 +88,7 @@ class EtcdStore final : public IntentStore {
   std::string last_error_;
   c1::ApplyIntentResponse last_result_;  // of the last local apply
   std::optional<bool> said_connected_;   // what the log said last (the watch thread's alone)
+  bool retry_ = false;                   // the last apply may pass if tried again (the watch thread's alone)
   std::thread thread_;
 };
 

@@ -6,6 +6,7 @@
 #     the global objects and its own area's only; the status keys are written;
 #   - a change written with etcdctl is applied within 1 s;
 #   - two applies at once with the same expected version: one wins, the other is a conflict;
+#   - west's medix-dp stopped: a change for west waits (status says why), applied when it is back;
 #   - etcd killed: both medix-dp keep their objects, medix-cp says disconnected; a medix-cp
 #     restarted meanwhile starts from its local copy and says etcd is unreachable;
 #   - a change made while they were cut off (etcd up on another port only) is applied when they
@@ -79,7 +80,7 @@ etcd_kill() { kill -KILL "$etcd_pid"; wait "$etcd_pid" 2>/dev/null; etcd_pid=; }
 ctl() { # medixctl's output and errors, kept in $tmp/medixctl.log too (searched for the PSK)
   local a=$1 out rc
   shift
-  out=$(timeout 20 "$ctl" -p "${prefix[$a]}" "$@" 2>&1)
+  out=$(timeout 20 "$ctl" -p "${prefix[$a]}" --cp "unix://$tmp/cp-$a.sock" "$@" 2>&1)
   rc=$?
   printf '%s\n' "$out" | tee -a "$tmp/medixctl.log"
   return $rc
@@ -104,7 +105,9 @@ status_says() { ctl "$1" intent status | grep -q "$2"; }
 cp_start() {
   local a=$1 n
   n=$(grep -c "medix-cp: ready" "$tmp/cp-$1.log" 2>/dev/null)
-  ip netns exec "$ns" "$cp" --intent "$tmp/$a.json" -p "${prefix[$a]}" --intent-store "$url" --area "$a" \
+  # Its socket is not in medix-dp's runtime folder, which goes when medix-dp stops.
+  ip netns exec "$ns" "$cp" --intent "$tmp/$a.json" -p "${prefix[$a]}" --listen "unix://$tmp/cp-$a.sock" \
+    --intent-store "$url" --area "$a" \
     --strongswan-conf "$tmp/strongswan.conf" --log-level 0 >>"$tmp/cp-$a.log" 2>&1 &
   cp_pid[$a]=$!
   for _ in $(seq 150); do
@@ -130,14 +133,20 @@ medix-cp {
   port_nat_t = 0
 }
 EOF2
+# dp_start AREA: the area's medix-dp (its log started anew); dp_ready AREA waits for it.
+dp_start() {
+  "$dp" --no-huge -m 512 --no-pci --log-level=error -l 0,1 --file-prefix "${prefix[$1]}" --vdev net_null0 -- \
+    --config "$tmp/dp.json" >"$tmp/dp-$1.log" 2>&1 &
+  dp_pid[$1]=$!
+}
+dp_ready() {
+  for _ in $(seq 300); do grep -qs "^medix-dp: ready" "$tmp/dp-$1.log" && return 0; sleep 0.1; done
+  fail "medix-dp $1 starts" "$(cat "$tmp/dp-$1.log")"
+  return 1
+}
+for a in east west; do dp_start $a; done
 for a in east west; do
-  "$dp" --no-huge -m 512 --no-pci --log-level=error -l 0,1 --file-prefix "${prefix[$a]}" --vdev net_null0 -- \
-    --config "$tmp/dp.json" >"$tmp/dp-$a.log" 2>&1 &
-  dp_pid[$a]=$!
-done
-for a in east west; do
-  for _ in $(seq 300); do grep -qs "^medix-dp: ready" "$tmp/dp-$a.log" && break; sleep 0.1; done
-  grep -q "^medix-dp: ready" "$tmp/dp-$a.log" || { fail "medix-dp $a starts" "$(cat "$tmp/dp-$a.log")"; finish; }
+  dp_ready $a || finish
   # No intent file yet: a first start, etcd says what to apply.
   cp_start "$a" || finish
 done
@@ -228,12 +237,30 @@ out=$(ctl east intent apply "$tmp/intent.json" --expected-version "$version")
 [ $? -ne 0 ] && grep -q "conflict" <<<"$out" && pass "a stale expected version is refused" ||
   fail "a stale expected version is refused" "$out"
 
+# West's medix-dp stopped, a change for west meanwhile: medix-cp cannot apply it, says so, and
+# applies it once medix-dp is back.
+kill -TERM "${dp_pid[west]}" && wait "${dp_pid[west]}"
+dp_pid[west]=
+section=$(etcdctl get --print-value-only "$key/intent/areas/west" |
+  /usr/bin/python3 -c 'import json, sys; s = json.load(sys.stdin); s["tenants"].append({"name": "dp-away"}); print(json.dumps(s))')
+etcdctl put "$key/intent/areas/west" "$section" >/dev/null
+wait_for 5 status_says west "last error: intent version .* not applied" &&
+  pass "west's medix-dp stopped: a change for west is not applied, and medix-cp says why" ||
+  fail "west's medix-dp stopped: medix-cp says why" "$(ctl west intent status)"
+dp_start west
+dp_ready west || finish
+wait_for 10 has_tenants west "arch-w dp-away ix race-$winner " &&
+  pass "west's medix-dp back: the change is applied (in $took ms after its start)" ||
+  fail "west's medix-dp back: the change is applied" "$(tenants west; ctl west intent status)"
+wait_for 5 eval '! status_says west "last error"' && pass "west's status: no error left" ||
+  fail "west's status: no error left" "$(ctl west intent status)"
+
 # etcd killed: forwarding state kept, status says disconnected.
 etcd_kill
 wait_for 5 status_says east "disconnected" && wait_for 5 status_says west "disconnected" &&
   pass "etcd killed: both medix-cp say disconnected" ||
   fail "etcd killed: both say disconnected" "$(ctl east intent status; ctl west intent status)"
-has_tenants east "hosp-e ix race-$winner " && has_tenants west "arch-w ix race-$winner " &&
+has_tenants east "hosp-e ix race-$winner " && has_tenants west "arch-w dp-away ix race-$winner " &&
   pass "etcd killed: both medix-dp keep their objects" || fail "both medix-dp keep their objects" "$(tenants east; tenants west)"
 grep -q "unreachable" "$tmp/cp-east.log" && pass "medix-cp's log says etcd is unreachable" ||
   fail "the log says unreachable" "$(tail -5 "$tmp/cp-east.log")"
@@ -242,7 +269,7 @@ grep -q "unreachable" "$tmp/cp-east.log" && pass "medix-cp's log says etcd is un
 # unreachable, and medix-dp keeps what it has.
 kill -TERM "${cp_pid[west]}" && wait "${cp_pid[west]}"
 cp_start west
-has_tenants west "arch-w ix race-$winner " && pass "west's medix-cp restarted without etcd: medix-dp keeps its objects" ||
+has_tenants west "arch-w dp-away ix race-$winner " && pass "west's medix-cp restarted without etcd: medix-dp keeps its objects" ||
   fail "west restarted without etcd: medix-dp keeps its objects" "$(tenants west)"
 grep -q "etcd 127.0.0.1:2379: unreachable.*local copy; retrying" "$tmp/cp-west.log" && status_says west "disconnected" &&
   pass "it says etcd is unreachable: $(grep -o 'unreachable.*' "$tmp/cp-west.log" | head -1 | cut -c1-90)" ||
