@@ -37,6 +37,7 @@ class ControlService final : public c1::ControlPlane::Service {
   grpc::Status apply_local(const c1::Intent& wanted, c1::ApplyIntentResponse* response);
 
   c1::Intent intent();  // a copy of the running one (PSKs included: for medix-cp's own use)
+  c1::IntentStatus intent_status() { return store_ ? store_->status() : c1::IntentStatus(); }
 
  private:
   bool known(const std::string& name);

@@ -29,6 +29,7 @@ url=etcd://127.0.0.1:2379$key
 passed=0 failed=0
 etcd_pid=
 declare -A dp_pid cp_pid prefix
+declare -A mport=([east]=9101 [west]=9102)  # medix-cp's metrics, on the namespace's loopback
 for a in east west; do prefix[$a]=medix-etcd-$a-$$; done
 
 cleanup() {
@@ -100,6 +101,13 @@ wait_for() {
 }
 has_tenants() { [ "$(tenants "$1")" = "$2" ]; }
 status_says() { ctl "$1" intent status | grep -q "$2"; }
+# metric AREA 'NAME{LABELS}': its value in the area's medix-cp's Prometheus metrics.
+metric() {
+  in_ns /usr/bin/python3 -c 'import sys, urllib.request
+for line in urllib.request.urlopen(sys.argv[1], timeout=5).read().decode().splitlines():
+    if line.startswith(sys.argv[2] + " "): print(line.split()[1])' "http://127.0.0.1:${mport[$1]}/metrics" "$2"
+}
+metric_is() { [ "$(metric "$1" "$2")" = "$3" ]; }
 
 # cp_start AREA: the area's medix-cp in the namespace, its log appended to; waits for its ready line.
 cp_start() {
@@ -107,7 +115,7 @@ cp_start() {
   n=$(grep -c "medix-cp: ready" "$tmp/cp-$1.log" 2>/dev/null)
   # Its socket is not in medix-dp's runtime folder, which goes when medix-dp stops.
   ip netns exec "$ns" "$cp" --intent "$tmp/$a.json" -p "${prefix[$a]}" --listen "unix://$tmp/cp-$a.sock" \
-    --intent-store "$url" --area "$a" \
+    --intent-store "$url" --area "$a" --metrics-listen "127.0.0.1:${mport[$a]}" \
     --strongswan-conf "$tmp/strongswan.conf" --log-level 0 >>"$tmp/cp-$a.log" 2>&1 &
   cp_pid[$a]=$!
   for _ in $(seq 150); do
@@ -196,6 +204,12 @@ sys.exit(0 if s["area"] == sys.argv[1] and s["applied_version"] == sys.argv[2] a
 wait_for 5 status_ok east && wait_for 5 status_ok west && pass "status keys: each area applied version $version" ||
   fail "status keys" "$(etcdctl get --prefix "$key/status/")"
 
+metric_is east 'medix_cp_intent_store_connected{store="etcd",area="east"}' 1 &&
+  metric_is east medix_cp_intent_applied_version "$version" && metric_is east medix_cp_intent_version "$version" &&
+  pass "metrics: east's store connected, version $version applied" ||
+  fail "metrics: east's store and version" "$(metric east 'medix_cp_intent_store_connected{store="etcd",area="east"}';
+    metric east medix_cp_intent_applied_version)"
+
 # A change written with etcdctl: west gets a second tenant. Applied within 1 s (a second sample
 # if the first was slow: one slow moment of a loaded machine does not decide).
 for n in 1 2; do
@@ -262,6 +276,8 @@ wait_for 5 status_says east "disconnected" && wait_for 5 status_says west "disco
   fail "etcd killed: both say disconnected" "$(ctl east intent status; ctl west intent status)"
 has_tenants east "hosp-e ix race-$winner " && has_tenants west "arch-w dp-away ix race-$winner " &&
   pass "etcd killed: both medix-dp keep their objects" || fail "both medix-dp keep their objects" "$(tenants east; tenants west)"
+metric_is west 'medix_cp_intent_store_connected{store="etcd",area="west"}' 0 &&
+  pass "metrics: west's store disconnected" || fail "metrics: west's store disconnected"
 grep -q "unreachable" "$tmp/cp-east.log" && pass "medix-cp's log says etcd is unreachable" ||
   fail "the log says unreachable" "$(tail -5 "$tmp/cp-east.log")"
 
