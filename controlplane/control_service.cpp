@@ -139,17 +139,25 @@ grpc::Status ControlService::Rekey(grpc::ServerContext*, const c1::PeerRequest* 
 }
 
 grpc::Status ControlService::GetIntent(grpc::ServerContext*, const c1::GetIntentRequest*, c1::Intent* response) {
-  *response = intent();
-  for (auto& p : *response->mutable_peers()) p.clear_psk();
+  *response = store_->whole();
+  clear_secrets(*response);
+  return grpc::Status::OK;
+}
+
+grpc::Status ControlService::GetIntentStatus(grpc::ServerContext*, const c1::GetIntentStatusRequest*,
+                                             c1::IntentStatus* response) {
+  *response = store_->status();
   return grpc::Status::OK;
 }
 
 grpc::Status ControlService::ApplyIntent(grpc::ServerContext*, const c1::ApplyIntentRequest* request,
                                          c1::ApplyIntentResponse* response) {
-  std::lock_guard serial(apply_mu_);
-  c1::Intent next = request->intent();
+  return store_->apply(request->intent(), request->expected_version(), response);
+}
+
+grpc::Status ControlService::check(const c1::Intent& wanted) {
+  c1::Intent next = wanted;
   if (next.schema_version() == 0) next.set_schema_version(1);
-  // 1. Checked whole: fields, then what charon would make of each peer. Nothing changed yet.
   std::string error = validate_intent(next);
   if (!error.empty()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, error);
   char err[512];
@@ -159,6 +167,17 @@ grpc::Status ControlService::ApplyIntent(grpc::ServerContext*, const c1::ApplyIn
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "peers[" + std::to_string(i) + "] (" + next.peers(i).name() + "): " + err);
   }
+  return grpc::Status::OK;
+}
+
+grpc::Status ControlService::apply_local(const c1::Intent& wanted, c1::ApplyIntentResponse* response) {
+  std::lock_guard serial(apply_mu_);
+  // 1. Checked whole: fields, then what charon would make of each peer. Nothing changed yet.
+  if (grpc::Status s = check(wanted); !s.ok()) return s;
+  c1::Intent next = wanted;
+  if (next.schema_version() == 0) next.set_schema_version(1);
+  std::string error = validate_intent(next);  // defaults filled, as check() did on its copy
+  char err[512];
   const c1::Intent current = intent();
   std::map<std::string, const c1::Peer*> before, after;
   for (const auto& p : current.peers()) before[p.name()] = &p;

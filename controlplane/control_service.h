@@ -9,13 +9,15 @@
 #include "dataplane_client.h"
 #include "dns/sync.h"
 #include "intent_file.h"
+#include "intent_store.h"
 #include "medix/controlplane/v1/controlplane.grpc.pb.h"
 
 namespace medix::cp {
 
 class ControlService final : public c1::ControlPlane::Service {
  public:
-  // `path`: where an accepted intent is written; `dns`: Knot's zones (none without --knot).
+  // `path`: where an accepted intent is written (with the etcd store: this area's, as a local
+  // copy); `dns`: Knot's zones (none without --knot).
   ControlService(const c1::Intent& intent, const std::string& path, DataplaneClient& dataplane, dns::Sync* dns)
       : intent_(intent), path_(path), dataplane_(dataplane), dns_(dns) {}
 
@@ -26,19 +28,30 @@ class ControlService final : public c1::ControlPlane::Service {
   grpc::Status Rekey(grpc::ServerContext*, const c1::PeerRequest*, c1::PeerActionResponse*) override;
   grpc::Status GetIntent(grpc::ServerContext*, const c1::GetIntentRequest*, c1::Intent*) override;
   grpc::Status ApplyIntent(grpc::ServerContext*, const c1::ApplyIntentRequest*, c1::ApplyIntentResponse*) override;
+  grpc::Status GetIntentStatus(grpc::ServerContext*, const c1::GetIntentStatusRequest*, c1::IntentStatus*) override;
+
+  // Where the intent is kept (intent_store.h); set before the service is served.
+  void set_store(IntentStore* store) { store_ = store; }
+  // Whether `intent` (no areas) would be applied: its fields, then charon's view of each peer.
+  grpc::Status check(const c1::Intent& wanted);
+  // Brings charon and medix-dp to `intent` (no areas), writing it to the intent file first
+  // (durably; put back if medix-dp refuses). Nothing changes on an error.
+  grpc::Status apply_local(const c1::Intent& wanted, c1::ApplyIntentResponse* response);
 
   dns::Sync* dns() { return dns_; }  // none without --knot
   c1::Intent intent();               // a copy of the running one (PSKs included: for medix-cp's own use)
+  c1::IntentStatus intent_status() { return store_ ? store_->status() : c1::IntentStatus(); }
 
  private:
   bool known(const std::string& name);
 
   std::mutex mu_;        // intent_
-  std::mutex apply_mu_;  // ApplyIntent calls, one at a time
+  std::mutex apply_mu_;  // apply_local calls, one at a time
   c1::Intent intent_;
   const std::string path_;
   DataplaneClient& dataplane_;
   dns::Sync* dns_;
+  IntentStore* store_ = nullptr;
 };
 
 }  // namespace medix::cp

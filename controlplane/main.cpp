@@ -4,9 +4,13 @@
 //   medix-cp --intent FILE (--dp unix:///path/api.sock | -p PREFIX) [--listen unix:///path]
 //            [--strongswan-conf FILE] [--plugins "LIST"] [--log-level N] [--metrics-listen HOST:PORT]
 //            [--knot SOCKET [--knot-catalog ZONE] [--knot-geoip FILE]]
+//            [--intent-store etcd://HOST:PORT[/PREFIX] --area NAME]
 //
 // With --knot, the intent's DNS zones are served by Knot DNS, driven over its control socket
 // (docs/dns.md).
+// The intent is kept in FILE (the default, one site), or with --intent-store in etcd, shared with
+// the other areas' medix-cp (docs/areas.md): FILE is then this area's last applied intent, what
+// medix-cp starts from while etcd does not answer.
 // It serves medix.controlplane.v1.ControlPlane (medixctl peers) on --listen, by default
 // unix:///var/run/dpdk/PREFIX/cp.sock with -p PREFIX (beside medix-dp's api.sock), else
 // unix:///var/run/medix-cp.sock; mode 0600. With --metrics-listen, Prometheus metrics
@@ -35,8 +39,11 @@
 #include "control_service.h"
 #include "dataplane_client.h"
 #include "dns/sync.h"
+#include "etcd/store.h"
 #include "intent_file.h"
+#include "intent_store.h"
 #include "metrics.h"
+#include "objects.h"
 
 namespace {
 
@@ -44,6 +51,7 @@ constexpr const char* usage_text =
     "usage: medix-cp --intent FILE (--dp TARGET | -p PREFIX) [--listen unix:///PATH]\n"
     "                [--strongswan-conf FILE] [--plugins LIST] [--log-level -1..3]\n"
     "                [--metrics-listen HOST:PORT] [--knot SOCKET [--knot-catalog ZONE] [--knot-geoip FILE]]\n"
+    "                [--intent-store etcd://HOST:PORT[/PREFIX] --area NAME]\n"
     "       medix-cp --check --intent FILE   validate the intent file and exit\n"
     "       medix-cp --abi-check | --version | --help\n"
     "  --metrics-listen HOST:PORT  serve Prometheus metrics (GET /metrics, plain HTTP, read only):\n"
@@ -51,7 +59,10 @@ constexpr const char* usage_text =
     "                              medix_cp_reconcile_*, medix_cp_dataplane_connected, ... (docs/running.md)\n"
     "  --knot SOCKET               serve the intent's DNS zones with Knot DNS, through its control socket\n"
     "  --knot-catalog ZONE         the catalog zone knot.conf gives medix-cp (default catalog.medix; docs/dns.md)\n"
-    "  --knot-geoip FILE           per-tenant answers: the views file of knot.conf's geoip module (subnet mode)\n";
+    "  --knot-geoip FILE           per-tenant answers: the views file of knot.conf's geoip module (subnet mode)\n"
+    "  --intent-store etcd://HOST:PORT[/PREFIX]  keep the intent in etcd under PREFIX (/medix), shared by\n"
+    "                              the areas' medix-cp; --intent FILE is then this area's local copy\n"
+    "  --area NAME                 with etcd: apply the global objects and area NAME's (docs/areas.md)\n";
 
 void usage() {
   fputs(usage_text, stderr);
@@ -62,6 +73,7 @@ void usage() {
 
 int main(int argc, char** argv) {
   std::string intent_path, target, listen, strongswan_conf, plugins, metrics_listen, knot_socket, knot_geoip;
+  std::string intent_store, area;
   std::string knot_catalog = "catalog.medix";
   int log_level = 1;
   bool abi_check = false, check = false;
@@ -93,6 +105,10 @@ int main(int argc, char** argv) {
       knot_catalog = value();
     else if (a == "--knot-geoip")
       knot_geoip = value();
+    else if (a == "--intent-store")
+      intent_store = value();
+    else if (a == "--area")
+      area = value();
     else if (a == "--log-level") {
       // charon's levels, but 4: strongSwan's level 4 dumps key material (the PSK, IKE and
       // CHILD_SA keys), and no key or PSK may reach medix-cp's log.
@@ -125,6 +141,19 @@ int main(int argc, char** argv) {
       fprintf(stderr, "medix-cp: %s\n", e->c_str());
       return 2;
     }
+    // An intent of several areas (etcd's, docs/areas.md): each area's as its medix-cp applies it.
+    if (std::string e = medix::cp::validate_areas(intent); !e.empty()) {
+      fprintf(stderr, "medix-cp: %s: %s\n", intent_path.c_str(), e.c_str());
+      return 2;
+    }
+    for (const auto& [name, section] : intent.areas()) {
+      medix::cp::c1::Intent area = medix::cp::area_intent(intent, name);
+      if (std::string e = medix::cp::validate_intent(area); !e.empty()) {
+        fprintf(stderr, "medix-cp: %s: area %s (global objects, then areas[%s]'s): %s\n", intent_path.c_str(),
+                name.c_str(), name.c_str(), e.c_str());
+        return 2;
+      }
+    }
     printf("%s: ok (%d peers)\n", intent_path.c_str(), intent.peers_size());
     return 0;
   }
@@ -149,9 +178,31 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  medix::cp::EtcdEndpoint etcd;
+  if (!intent_store.empty()) {
+    if (auto e = medix::cp::parse_etcd_url(intent_store, etcd)) {
+      fprintf(stderr, "medix-cp: --intent-store %s\n", e->c_str());
+      return 2;
+    }
+    if (!medix::cp::is_name(area)) {
+      fprintf(stderr, "medix-cp: --intent-store etcd://... needs --area NAME (letters, digits, - _ .)\n");
+      return 2;
+    }
+  } else if (!area.empty()) {
+    fprintf(stderr, "medix-cp: --area goes with --intent-store etcd://... (the intent file has no areas)\n");
+    return 2;
+  }
+
   medix::cp::c1::Intent intent;
-  if (auto error = medix::cp::load_intent(intent_path, intent)) {
+  if (!intent_store.empty() && access(intent_path.c_str(), F_OK) != 0) {
+    intent.set_schema_version(1);  // a first start: nothing applied yet, etcd says what to
+  } else if (auto error = medix::cp::load_intent(intent_path, intent)) {
     fprintf(stderr, "%s\n", error->c_str());
+    return 2;
+  }
+  if (intent.areas_size()) {  // the local copy never has any: it is one area's
+    fprintf(stderr, "medix-cp: %s: areas: only in an intent kept in etcd (--intent-store, docs/areas.md)\n",
+            intent_path.c_str());
     return 2;
   }
   // The intent file is always whole and what medix-dp is brought to; the one an interrupted
@@ -229,6 +280,21 @@ int main(int argc, char** argv) {
   const std::string socket_path = listen.substr(strlen("unix://"));
   unlink(socket_path.c_str());
   medix::cp::ControlService service(intent, intent_path, dataplane, dns.get());
+  auto apply_local = [&service](const medix::cp::c1::Intent& next, medix::cp::c1::ApplyIntentResponse* response) {
+    return service.apply_local(next, response);
+  };
+  auto running = [&service] { return service.intent(); };
+  std::unique_ptr<medix::cp::IntentStore> store;
+  medix::cp::EtcdStore* etcd_store = nullptr;
+  if (intent_store.empty()) {
+    store = std::make_unique<medix::cp::FileStore>(intent_path, apply_local, running);
+  } else {
+    auto check = [&service](const medix::cp::c1::Intent& next) { return service.check(next); };
+    auto s = std::make_unique<medix::cp::EtcdStore>(etcd, area, apply_local, check, running, target);
+    etcd_store = s.get();
+    store = std::move(s);
+  }
+  service.set_store(store.get());
   // Beside it grpc.health.v1.Health and server reflection (for the same peers: the socket's).
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -260,6 +326,8 @@ int main(int argc, char** argv) {
   server->GetHealthCheckService()->SetServingStatus(medix::cp::c1::ControlPlane::service_full_name(), true);
   for (const auto& p : intent.peers())
     if (p.initiate()) cp_charon_initiate(p.name().c_str());
+  // etcd is not waited for: medix-dp runs the local copy until it answers (docs/areas.md).
+  if (etcd_store) etcd_store->start();
   fprintf(stderr, "medix-cp: ready (%d peers)\n", intent.peers_size());
   medix::common::notify_ready(std::to_string(intent.peers_size()) + " peers");
   int sig = 0;
@@ -270,6 +338,7 @@ int main(int argc, char** argv) {
   fprintf(stderr, "medix-cp: signal %d, stopping\n", sig);
   medix::common::notify_stopping();
   metrics.stop();                               // before charon: a scrape reads its IKE_SAs
+  if (etcd_store) etcd_store->stop();           // no intent applied from here on
   server->GetHealthCheckService()->Shutdown();  // NOT_SERVING, told to every Watch
   server->Shutdown();
   unlink(socket_path.c_str());

@@ -103,6 +103,16 @@ std::string render_metrics(ControlService& service, DataplaneClient& dataplane) 
   }
   Family(out, "medix_cp_dataplane_connected", "gauge", "1 if medix-cp's channel to medix-dp is up (gRPC READY).")
       .sample({}, uint64_t(dataplane.connected()));
+  // Where the intent is kept (docs/areas.md): with etcd, whether it answers and what was applied.
+  const c1::IntentStatus store = service.intent_status();
+  const std::string kind = store.store().substr(0, store.store().find(' '));
+  Family(out, "medix_cp_intent_store_connected", "gauge",
+         "1 if the intent's store answers (the intent file always does; etcd while its watch runs).")
+      .sample({{"store", kind}, {"area", store.area()}}, uint64_t(store.connected()));
+  Family(out, "medix_cp_intent_version", "gauge", "The intent's version as last read (ApplyIntent's expected_version).")
+      .sample({}, store.version());
+  Family(out, "medix_cp_intent_applied_version", "gauge", "The intent version this medix-cp applied.")
+      .sample({}, store.applied_version());
   Family(out, "medix_cp_dataplane_owned_objects", "gauge",
          "Objects medix-cp created and keeps in medix-dp for the intent (tunnels included; FILE.owned).")
       .sample({}, uint64_t(dataplane.owned_objects()));

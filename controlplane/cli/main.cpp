@@ -90,6 +90,11 @@ constexpr const char* usage_text =
                                       whole, kept in medix-cp's intent file, applied to IKE and
                                       medix-dp (what left the intent deleted there); refused,
                                       nothing changes
+  intent apply FILE --expected-version N
+                                      only if the intent is still at version N (else refused: a
+                                      conflict, nothing changes)
+  intent status                       where the intent is kept (file, etcd), its version, the version
+                                      applied here, the store's connection and last error
   dns [zones]                         the IX's DNS zones medix-cp keeps Knot DNS serving
   dns records [ZONE]                  their records (SOA, NS, the intent's, reverse PTRs)
   dns resolve TENANT NAME             the answer a host of TENANT gets (CNAMEs followed)

@@ -81,7 +81,7 @@ _medixctl() {
       ;;
     apply) _filedir json ;;
     intent)
-      if [ $arg -eq 1 ]; then COMPREPLY=($(compgen -W "show apply" -- "$cur")); else _filedir json; fi
+      if [ $arg -eq 1 ]; then COMPREPLY=($(compgen -W "show apply status" -- "$cur")); else _filedir json; fi
       ;;
     dns) [ $arg -eq 1 ] && COMPREPLY=($(compgen -W "zones records resolve" -- "$cur")) ;;
     peer)

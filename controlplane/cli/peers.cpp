@@ -138,7 +138,21 @@ int peers_command(const std::string& target, bool json, const std::string& comma
     return 0;
   }
   if (command == "intent") {
-    std::string action = args.next("show or apply");
+    std::string action = args.next("show, apply or status");
+    if (action == "status") {
+      args.expect_done();
+      c1::IntentStatus status;
+      check(stub->GetIntentStatus(context().get(), c1::GetIntentStatusRequest(), &status));
+      if (json) {
+        std::cout << to_json(status, true);
+      } else {
+        std::cout << "store " << status.store() << (status.area().empty() ? "" : ", area " + status.area()) << ": "
+                  << (status.connected() ? "connected" : "disconnected") << "\nintent version " << status.version()
+                  << ", applied " << status.applied_version() << "\n";
+        if (!status.last_error().empty()) std::cout << "last error: " << status.last_error() << "\n";
+      }
+      return 0;
+    }
     if (action == "show") {
       args.expect_done();
       c1::Intent intent;
@@ -146,13 +160,19 @@ int peers_command(const std::string& target, bool json, const std::string& comma
       std::cout << to_json(intent, true);
       return 0;
     }
-    if (action != "apply") throw UsageError("intent: \"" + action + "\" is neither show nor apply");
+    if (action != "apply") throw UsageError("intent: \"" + action + "\" is none of show, apply, status");
     std::string path = args.next("an intent file");
+    c1::ApplyIntentRequest request;
+    if (args.take("--expected-version")) {
+      const std::string v = args.next("a version (medixctl intent status)");
+      char* end = nullptr;
+      request.set_expected_version(strtoull(v.c_str(), &end, 10));
+      if (v.empty() || *end || v[0] == '-') throw UsageError("--expected-version: '" + v + "' is not a version");
+    }
     args.expect_done();
     std::ifstream in(path);
     std::stringstream text;
     if (!in || !(text << in.rdbuf())) throw Failure(path + ": cannot read the file");
-    c1::ApplyIntentRequest request;
     if (auto error = common::parse_json(text.str(), *request.mutable_intent())) throw Failure(path + ": " + *error);
     c1::ApplyIntentResponse response;
     check(stub->ApplyIntent(context().get(), request, &response));
@@ -162,7 +182,8 @@ int peers_command(const std::string& target, bool json, const std::string& comma
       auto names = [](const google::protobuf::RepeatedPtrField<std::string>& n) { return n.empty() ? "-" : join(n); };
       std::cout << "intent applied: added " << names(response.added()) << "; changed " << names(response.changed())
                 << "; removed " << names(response.removed()) << "; medix-dp objects: " << response.objects_changed()
-                << " created or updated, " << response.objects_removed() << " deleted\n";
+                << " created or updated, " << response.objects_removed() << " deleted; intent version "
+                << response.version() << "\n";
     }
     return 0;
   }

@@ -4,7 +4,8 @@
 //   peer NAME                               one peer in full: its SAs, selectors, counters, errors
 //   peer NAME errors                        why IKE with it failed, oldest first
 //   peer NAME initiate|terminate|rekey
-//   intent show | intent apply FILE          medix-cp's intent, read or replaced whole
+//   intent show | intent apply FILE [--expected-version N] | intent status
+//                                           medix-cp's intent, read, replaced whole, where it is kept
 #include <string>
 
 #include "args.h"

@@ -75,6 +75,8 @@ def main():
     enums = problems["enums start with *_UNSPECIFIED = 0"] = []
     names = problems["field names are snake_case"] = []
     for name, entries in current.items():
+        if not name.split()[1].startswith("medix."):
+            continue  # vendored protos (proto/etcd) keep their authors' style
         if name.startswith("enum ") and not entries.get("0", "").endswith("UNSPECIFIED"):
             enums.append(f"{name}: value 0 must be *_UNSPECIFIED")
         if name.startswith("message "):
