@@ -327,9 +327,17 @@ void print_counters(std::ostream& out, const v1::CountersSnapshot& snapshot) {
     interfaces.row({f.name(), num(f.rx_packets()), num(f.rx_bytes()), num(f.tx_packets()), num(f.tx_bytes())});
   interfaces.print(out);
   out << '\n';
-  Table tenants({{"TENANT"}, {"RX-PACKETS", true}, {"TX-PACKETS", true}, {"DROPS", true}});
+  Table tenants({{"TENANT"},
+                 {"RX-PACKETS", true},
+                 {"TX-PACKETS", true},
+                 {"DROPS", true},
+                 {"ICMP-SENT", true},
+                 {"ICMP-LIMITED", true},
+                 {"ARP-LIMITED", true},
+                 {"PUNT-POLICED", true}});
   for (const auto& t : snapshot.tenants())
-    tenants.row({t.name(), num(t.rx_packets()), num(t.tx_packets()), num(t.drops())});
+    tenants.row({t.name(), num(t.rx_packets()), num(t.tx_packets()), num(t.drops()), num(t.icmp_sent()),
+                 num(t.icmp_rate_limited()), num(t.arp_pending_limited()), num(t.punt_policed())});
   tenants.print(out);
   out << '\n';
   if (snapshot.tunnels_size()) {

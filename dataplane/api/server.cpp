@@ -378,6 +378,10 @@ class Service final : public ServiceBase {
       x->set_rx_packets(t.rx_packets);
       x->set_tx_packets(t.tx_packets);
       x->set_drops(t.drops);
+      x->set_icmp_sent(t.icmp_sent);
+      x->set_icmp_rate_limited(t.icmp_rate_limited);
+      x->set_arp_pending_limited(t.arp_pending_limited);
+      x->set_punt_policed(t.punt_policed);
     }
     fill_drops(out.mutable_drops(), s.totals.drops);
     for (size_t q = 0; q < dp_.workers.size(); q++) {

@@ -9,6 +9,7 @@
 #include <rte_rcu_qsbr.h>
 #include <rte_ring.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 
@@ -51,6 +52,8 @@ struct PacketMeta {
   uint16_t origin;
   uint16_t exit;
   uint16_t nexthop;
+  // Pending queue only: the tenant slot whose share the packet takes.
+  uint16_t parked_tenant;
 };
 static_assert(sizeof(PacketMeta) % RTE_MBUF_PRIV_ALIGN == 0);
 inline constexpr uint16_t no_tenant = UINT16_MAX;
@@ -91,8 +94,10 @@ struct Counters {
   struct Interface {
     uint64_t rx_packets, rx_bytes, tx_packets, tx_bytes;
   } interfaces[max_interfaces];
+  // What the tenant was refused of the shared budgets is counted here too (docs/fair-shares.md).
   struct Tenant {
     uint64_t rx_packets, tx_packets, drops;
+    uint64_t icmp_sent, icmp_rate_limited, arp_pending_limited, punt_policed;
   } tenants[max_tenants];
   uint64_t drops[drop_reason_count];
   uint64_t icmp_sent, icmp_rate_limited, arp_requests_sent, arp_replies_sent, arp_replies_received, ike_punted;
@@ -153,8 +158,45 @@ struct PendingQueue {
     NeighbourSlotKey key;
     uint64_t asked_at;
     uint32_t packets;
+    uint16_t tenant;  // whose share the entry takes
   } waiting[64];
   uint32_t n_waiting;
+  // Each tenant's share in use (settings.arp_pending_tenant_limit): packets, next hops.
+  uint16_t tenant_packets[max_tenants];
+  uint16_t tenant_waiting[max_tenants];
+};
+
+// A token bucket: `rate` a second up to `burst`, refilled when asked; a taker may be told to
+// leave `keep` tokens for others.
+struct TokenBucket {
+  double tokens;
+  uint64_t at;  // TSC of the last refill
+  bool take(uint64_t now, uint64_t hz, uint32_t rate, uint32_t burst, uint32_t keep = 0) {
+    tokens = std::min<double>(burst, tokens + double(now - at) * rate / double(hz));
+    at = now;
+    if (tokens < 1 + keep) return false;
+    tokens -= 1;
+    return true;
+  }
+};
+
+// A worker's per-tenant and per-source budgets (docs/fair-shares.md), allocated once: nothing
+// per packet.
+struct Shares {
+  // ICMP errors, by tenant slot: the bucket starts full again when the slot's uid changes.
+  struct TenantIcmp {
+    TokenBucket bucket;
+    uint32_t uid;
+  } icmp[max_tenants];
+  // IKE punted to medix-cp, by source address (and tenant): a small table hashed on both,
+  // two ways a set; a new source takes the way used least recently.
+  static constexpr unsigned punt_sets = 512, punt_ways = 2;
+  struct PuntSource {
+    uint32_t address;
+    uint16_t tenant;
+    bool used;
+    TokenBucket bucket;
+  } punt[punt_sets][punt_ways];
 };
 
 struct alignas(RTE_CACHE_LINE_SIZE) Worker {
@@ -169,9 +211,10 @@ struct alignas(RTE_CACHE_LINE_SIZE) Worker {
   rte_mempool* indirect_pool = nullptr;
   rte_ring* learned = nullptr;
   uint64_t tsc_hz = 0;
-  // ICMP error token bucket.
+  // ICMP error token bucket: the worker's cap, over every tenant's own (shares).
   uint64_t icmp_tokens_at = 0;
   double icmp_tokens = 0;
+  Shares* shares = nullptr;
   Counters* counters = nullptr;
   TxBuffer* tx = nullptr;  // one per port
   PendingQueue* pending = nullptr;
