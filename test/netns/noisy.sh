@@ -158,7 +158,7 @@ with open(sys.argv[1], "a", buffering=1) as log:
         data, peer = s.recvfrom(2048)
         log.write("%s %s\n" % (peer[0], data[:8].hex()))
 ' "$IKE_LOG" &
-MX_PIDS+=($!)
+disown # ended with its namespace (noisy_cleanup), quietly
 
 for h in hosp-x-lan hosp-y-lan archive; do
   gw=${MX_GW_ADDR[$h]%/*}
