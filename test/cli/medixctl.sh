@@ -150,7 +150,8 @@ expect "show a missing tenant: NOT_FOUND" 1 '^medixctl: NOT_FOUND: ' -- show ten
 # --- counters, drops, runtime (net_null ports receive all the time)
 expect "counters: ports" 0 '^p0 +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+$' -- counters
 expect "counters: interfaces" 0 '^a-lan +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+$' -- counters
-expect "counters: tenants" 0 '^core +[0-9]+ +[0-9]+ +[0-9]+$' -- counters
+expect "counters: tenants, with what each was refused of the shared budgets" 0 '^core( +[0-9]+){7}$' -- counters
+expect "counters: tenants' columns" 0 '^TENANT +RX-PACKETS +TX-PACKETS +DROPS +ICMP-SENT +ICMP-LIMITED +ARP-LIMITED +PUNT-POLICED$' -- counters
 expect "counters: events" 0 '^arp_requests_sent +[0-9]+$' -- counters
 expect_json "counters -o json" \
   '{p["name"] for p in d["ports"]} == {"p0", "p1"} and int(d["ports"][0]["rx_packets"]) > 0 and len(d["drops"]) > 0' \
