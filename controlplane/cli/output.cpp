@@ -566,6 +566,12 @@ void print_runtime(std::ostream& out, const v1::Runtime& runtime, bool by_lcore)
     workers.row({num(l.lcore()), num(l.loops()), num(l.empty_polls()), fixed(100 * l.busy_share(), 1) + "%"});
   workers.print(out);
   out << '\n';
+  if (runtime.budgets_size()) {
+    Table budgets({{"SHARED-BUDGET"}, {"A-WORKER"}, {"SHARE"}, {"REFUSED-AS"}});
+    for (const auto& b : runtime.budgets()) budgets.row({b.resource(), b.budget(), b.share(), b.refused()});
+    budgets.print(out);
+    out << '\n';
+  }
   auto row = [](const v1::StageRuntime& s) {
     return std::vector<std::string>{
         s.stage(),

@@ -148,6 +148,8 @@ struct TxBuffer {
   rte_mbuf* pkts[2 * burst_size];
 };
 
+inline constexpr uint32_t pending_next_hops = 64;  // next hops a worker waits for at once
+
 struct PendingQueue {
   uint32_t count;
   uint64_t next_service;  // TSC
@@ -159,7 +161,7 @@ struct PendingQueue {
     uint64_t asked_at;
     uint32_t packets;
     uint16_t tenant;  // whose share the entry takes
-  } waiting[64];
+  } waiting[pending_next_hops];
   uint32_t n_waiting;
   // Each tenant's share in use (settings.arp_pending_tenant_limit): packets, next hops.
   uint16_t tenant_packets[max_tenants];

@@ -85,7 +85,7 @@ void park(Worker& w, rte_mbuf* m, uint64_t now) {
   uint16_t tenant = waiting ? waiting->tenant : w.tables->interfaces[meta(m).iface_out].tenant;
   if (tenant >= max_tenants) tenant = 0;
   uint32_t share = w.settings.arp_pending_tenant_limit;
-  uint32_t share_waiting = std::max<uint32_t>(1, uint32_t(std::size(q.waiting)) * share / w.settings.arp_pending_limit);
+  uint32_t share_waiting = std::max<uint32_t>(1, pending_next_hops * share / w.settings.arp_pending_limit);
   if (q.count >= w.settings.arp_pending_limit || (!waiting && q.n_waiting == std::size(q.waiting))) {
     drop(w, m, Drop::arp_pending_full);
     return;

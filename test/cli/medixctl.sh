@@ -178,6 +178,13 @@ expect "runtime: each worker's loops, empty polls, busy share" 0 '^ +1 +[1-9][0-
 expect_json "runtime -o json: loops, empty_polls <= loops, busy_share in 0..1" \
   'int(d["lcores"][0]["loops"]) > 0 and int(d["lcores"][0]["empty_polls"]) <= int(d["lcores"][0]["loops"]) and 0 <= d["lcores"][0]["busy_share"] <= 1 and int(d["lcores"][0]["busy_cycles"]) <= int(d["lcores"][0]["cycles"])' \
   -- runtime
+# The fair shares' limits at their defaults (one worker, max_sessions 4096: docs/fair-shares.md).
+expect "runtime: ICMP errors, 1000/s a worker, 100/s a tenant" 0 \
+  '^icmp_errors +1000/s, burst 100 +100/s, burst 10 a tenant +icmp_rate_limited$' -- runtime
+expect "runtime: ARP pending, a quarter a tenant" 0 '^arp_pending_packets +256 +64 a tenant +arp_pending_share$' -- runtime
+expect "runtime: NAT sessions, a quarter a tenant" 0 '^nat_sessions +4096 +1024 a tenant ' -- runtime
+expect "runtime: IKE punted, a bucket a source" 0 '^ike_punt +1024 in the ring +100/s, burst 20 a source +punt_policed$' \
+  -- runtime
 expect "runtime: stages" 0 '^[a-z0-9_]+ +[1-9][0-9]* +[0-9]+ +[0-9]+ +[0-9.]+ +[0-9.]+$' -- runtime
 expect "runtime --lcore" 0 '^ +1 +[a-z0-9_]+ +[1-9][0-9]* ' -- runtime --lcore
 expect_json "runtime -o json" 'int(d["tsc_hz"]) > 0 and len(d["stages"]) > 0 and "cycles_per_packet" in d["stages"][0]' \
