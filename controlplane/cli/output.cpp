@@ -327,9 +327,17 @@ void print_counters(std::ostream& out, const v1::CountersSnapshot& snapshot) {
     interfaces.row({f.name(), num(f.rx_packets()), num(f.rx_bytes()), num(f.tx_packets()), num(f.tx_bytes())});
   interfaces.print(out);
   out << '\n';
-  Table tenants({{"TENANT"}, {"RX-PACKETS", true}, {"TX-PACKETS", true}, {"DROPS", true}});
+  Table tenants({{"TENANT"},
+                 {"RX-PACKETS", true},
+                 {"TX-PACKETS", true},
+                 {"DROPS", true},
+                 {"ICMP-SENT", true},
+                 {"ICMP-LIMITED", true},
+                 {"ARP-LIMITED", true},
+                 {"PUNT-POLICED", true}});
   for (const auto& t : snapshot.tenants())
-    tenants.row({t.name(), num(t.rx_packets()), num(t.tx_packets()), num(t.drops())});
+    tenants.row({t.name(), num(t.rx_packets()), num(t.tx_packets()), num(t.drops()), num(t.icmp_sent()),
+                 num(t.icmp_rate_limited()), num(t.arp_pending_limited()), num(t.punt_policed())});
   tenants.print(out);
   out << '\n';
   if (snapshot.tunnels_size()) {
@@ -558,6 +566,12 @@ void print_runtime(std::ostream& out, const v1::Runtime& runtime, bool by_lcore)
     workers.row({num(l.lcore()), num(l.loops()), num(l.empty_polls()), fixed(100 * l.busy_share(), 1) + "%"});
   workers.print(out);
   out << '\n';
+  if (runtime.budgets_size()) {
+    Table budgets({{"SHARED-BUDGET"}, {"A-WORKER"}, {"SHARE"}, {"REFUSED-AS"}});
+    for (const auto& b : runtime.budgets()) budgets.row({b.resource(), b.budget(), b.share(), b.refused()});
+    budgets.print(out);
+    out << '\n';
+  }
   auto row = [](const v1::StageRuntime& s) {
     return std::vector<std::string>{
         s.stage(),

@@ -93,6 +93,13 @@ std::string render_metrics(Dataplane& dp) {
     for (const auto& [name, t] : s.tenants) tx.sample({{"tenant", name}}, t.tx_packets);
     Family drops(out, "medix_tenant_drops_total", "counter", "Packets dropped while in the tenant.");
     for (const auto& [name, t] : s.tenants) drops.sample({{"tenant", name}}, t.drops);
+    Family refused(out, "medix_tenant_share_refused_total", "counter",
+                   "What the tenant was refused of a shared budget (docs/fair-shares.md), by budget.");
+    for (const auto& [name, t] : s.tenants) {
+      refused.sample({{"tenant", name}, {"budget", "icmp"}}, t.icmp_rate_limited);
+      refused.sample({{"tenant", name}, {"budget", "arp_pending"}}, t.arp_pending_limited);
+      refused.sample({{"tenant", name}, {"budget", "punt"}}, t.punt_policed);
+    }
   }
   {
     Family drops(out, "medix_drops_total", "counter", "Packets the workers dropped, by reason (all workers).");

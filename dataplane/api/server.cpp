@@ -124,6 +124,31 @@ void fill_runtime(Dataplane& dp, v1::Runtime& out) {
     l->set_cycles(x.loop_cycles);
     l->set_busy_share(x.loop_cycles ? double(x.busy_cycles) / double(x.loop_cycles) : 0);
   }
+  // The limits of the fair shares, as the workers apply them (docs/fair-shares.md).
+  const Settings& s = dp.settings;
+  auto budget = [&](const char* resource, const std::string& all, const std::string& share, const char* refused) {
+    auto* b = out.add_budgets();
+    b->set_resource(resource);
+    b->set_budget(all);
+    b->set_share(share);
+    b->set_refused(refused);
+  };
+  auto rate = [](uint32_t per_second, uint32_t burst) {
+    return std::to_string(per_second) + "/s, burst " + std::to_string(burst);
+  };
+  uint32_t sessions = sessions_per_worker(s.max_sessions, unsigned(std::max<size_t>(1, dp.workers.size())));
+  uint32_t hops = std::max<uint32_t>(1, pending_next_hops * s.arp_pending_tenant_limit / s.arp_pending_limit);
+  budget("icmp_errors", rate(s.icmp_rate_per_second, s.icmp_burst),
+         rate(s.icmp_tenant_rate_per_second, s.icmp_tenant_burst) + " a tenant", "icmp_rate_limited");
+  budget("arp_pending_packets", std::to_string(s.arp_pending_limit),
+         std::to_string(std::min(s.arp_pending_tenant_limit, s.arp_pending_limit)) + " a tenant", "arp_pending_share");
+  budget("arp_pending_next_hops", std::to_string(pending_next_hops),
+         std::to_string(std::min(pending_next_hops, hops)) + " a tenant", "arp_pending_share");
+  budget("nat_sessions", std::to_string(sessions),
+         std::to_string(default_session_share(sessions)) + " a tenant (its pool's session_limit if set)",
+         "nat_session_limit");
+  budget("ike_punt", std::to_string(punt_ring_size) + " in the ring",
+         rate(s.punt_rate_per_second, s.punt_burst) + " a source", "punt_policed");
 }
 
 // The two streams are served by callbacks (api/watch.h), the rest by gRPC's sync threads.
@@ -397,6 +422,10 @@ class Service final : public ServiceBase {
       x->set_rx_packets(t.rx_packets);
       x->set_tx_packets(t.tx_packets);
       x->set_drops(t.drops);
+      x->set_icmp_sent(t.icmp_sent);
+      x->set_icmp_rate_limited(t.icmp_rate_limited);
+      x->set_arp_pending_limited(t.arp_pending_limited);
+      x->set_punt_policed(t.punt_policed);
     }
     fill_drops(out.mutable_drops(), s.totals.drops);
     for (size_t q = 0; q < dp_.workers.size(); q++) {

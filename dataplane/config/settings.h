@@ -1,5 +1,7 @@
 #pragma once
 // The config file's `settings` as the dataplane's knobs: 0 (unset) keeps the default.
+#include <algorithm>
+
 #include "infra/settings.h"
 #include "medix/dataplane/v1/objects.pb.h"
 
@@ -10,6 +12,14 @@ inline Settings settings_from(const medix::dataplane::v1::Settings& s) {
   if (s.icmp_rate_per_second()) out.icmp_rate_per_second = s.icmp_rate_per_second();
   if (s.icmp_burst()) out.icmp_burst = s.icmp_burst();
   if (s.arp_pending_limit()) out.arp_pending_limit = s.arp_pending_limit();
+  // A tenant's shares: a fraction of the worker's cap unless set (docs/fair-shares.md).
+  out.icmp_tenant_rate_per_second =
+      s.icmp_tenant_rate_per_second() ? s.icmp_tenant_rate_per_second() : std::min(100u, out.icmp_rate_per_second);
+  out.icmp_tenant_burst = s.icmp_tenant_burst() ? s.icmp_tenant_burst() : std::min(10u, out.icmp_burst);
+  out.arp_pending_tenant_limit =
+      s.arp_pending_tenant_limit() ? s.arp_pending_tenant_limit() : std::max(1u, out.arp_pending_limit / 4);
+  if (s.punt_rate_per_second()) out.punt_rate_per_second = s.punt_rate_per_second();
+  if (s.punt_burst()) out.punt_burst = s.punt_burst();
   if (s.arp_timeout_ms()) out.arp_timeout_ms = s.arp_timeout_ms();
   out.exception_interface = s.exception_interface();
   if (s.max_sessions()) out.max_sessions = s.max_sessions();

@@ -14,6 +14,7 @@ namespace medix::dp {
   X(arp_malformed, "ARP that is not Ethernet/IPv4 or is truncated")                           \
   X(arp_not_for_us, "ARP request for an address that is not ours")                            \
   X(arp_pending_full, "waiting for ARP, and the worker's pending queue is full")              \
+  X(arp_pending_share, "waiting for ARP, and the tenant holds its share of the queue")        \
   X(arp_timeout, "next hop did not answer ARP in time")                                       \
   X(ip_truncated, "fewer than 20 bytes of IPv4 header")                                       \
   X(ip_bad_version, "IP version is not 4")                                                    \
@@ -56,6 +57,7 @@ namespace medix::dp {
   X(policy_denied, "crossing the core: no policy rule permits the flow (default deny)")       \
   X(ike_no_listener, "IKE packet with no exception interface to take it")                     \
   X(punt_full, "the exception interface's ring is full")                                      \
+  X(punt_policed, "IKE from a source over its rate to the exception interface")               \
   X(interface_gone, "egress interface deleted while the packet waited for ARP")               \
   X(port_down, "egress port is administratively down or deleted")                             \
   X(tx_full, "the port's tx queue did not take the packet")

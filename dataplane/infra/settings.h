@@ -6,9 +6,16 @@ namespace medix::dp {
 
 // Dataplane knobs (the config file's `settings`; config/settings.h reads them).
 struct Settings {
-  uint32_t icmp_rate_per_second = 100;
-  uint32_t icmp_burst = 10;
+  // Fair shares (docs/fair-shares.md): each budget has a worker-wide cap and a tenant's share
+  // of it; settings_from() derives a share left unset from its cap.
+  uint32_t icmp_rate_per_second = 1000;  // ICMP errors, the worker's cap
+  uint32_t icmp_burst = 100;
+  uint32_t icmp_tenant_rate_per_second = 100;  // a tenant's share: min(100, the cap)
+  uint32_t icmp_tenant_burst = 10;             // min(10, the cap's burst)
   uint32_t arp_pending_limit = 256;
+  uint32_t arp_pending_tenant_limit = 64;  // a quarter of arp_pending_limit (at least 1)
+  uint32_t punt_rate_per_second = 100;     // IKE to the exception path, per source address
+  uint32_t punt_burst = 20;
   uint32_t arp_timeout_ms = 1000;
   std::string exception_interface;
   uint32_t max_sessions = 1u << 20;

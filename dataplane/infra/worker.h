@@ -9,6 +9,7 @@
 #include <rte_rcu_qsbr.h>
 #include <rte_ring.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 
@@ -46,6 +47,8 @@ struct PacketMeta {
   uint32_t in_uid, out_uid;
   Handoff handoff;
   uint8_t trace_id;  // the trace session that stamped `trace` (infra/trace.h)
+  // Pending queue only: the tenant slot whose share the packet takes.
+  uint16_t parked_tenant;
   uint64_t deadline;
   // Crossing the core: the slot + 1 of the tenant the packet entered the core from (0: not
   // crossing, or it arrived on a core interface), where it leaves to, and the core's route
@@ -58,7 +61,7 @@ struct PacketMeta {
   uint16_t trace;
 };
 static_assert(sizeof(PacketMeta) % RTE_MBUF_PRIV_ALIGN == 0);
-static_assert(sizeof(PacketMeta) == 40, "the trace fields fill padding: keep the private area's size");
+static_assert(sizeof(PacketMeta) == 40, "the trace and share fields fill padding: keep the private area's size");
 inline constexpr uint16_t no_tenant = UINT16_MAX;
 inline constexpr uint8_t meta_fragment = 1;    // larger than the egress MTU, DF clear
 inline constexpr uint8_t meta_local = 2;       // made by medix-dp (ESP outer, ICMP): no TTL, no ICMP about it
@@ -97,8 +100,10 @@ struct Counters {
   struct Interface {
     uint64_t rx_packets, rx_bytes, tx_packets, tx_bytes;
   } interfaces[max_interfaces];
+  // What the tenant was refused of the shared budgets is counted here too (docs/fair-shares.md).
   struct Tenant {
     uint64_t rx_packets, tx_packets, drops;
+    uint64_t icmp_sent, icmp_rate_limited, arp_pending_limited, punt_policed;
   } tenants[max_tenants];
   uint64_t drops[drop_reason_count];
   uint64_t icmp_sent, icmp_rate_limited, arp_requests_sent, arp_replies_sent, arp_replies_received, ike_punted;
@@ -149,6 +154,8 @@ struct TxBuffer {
   rte_mbuf* pkts[2 * burst_size];
 };
 
+inline constexpr uint32_t pending_next_hops = 64;  // next hops a worker waits for at once
+
 struct PendingQueue {
   uint32_t count;
   uint64_t next_service;  // TSC
@@ -159,8 +166,45 @@ struct PendingQueue {
     NeighbourSlotKey key;
     uint64_t asked_at;
     uint32_t packets;
-  } waiting[64];
+    uint16_t tenant;  // whose share the entry takes
+  } waiting[pending_next_hops];
   uint32_t n_waiting;
+  // Each tenant's share in use (settings.arp_pending_tenant_limit): packets, next hops.
+  uint16_t tenant_packets[max_tenants];
+  uint16_t tenant_waiting[max_tenants];
+};
+
+// A token bucket: `rate` a second up to `burst`, refilled when asked; a taker may be told to
+// leave `keep` tokens for others.
+struct TokenBucket {
+  double tokens;
+  uint64_t at;  // TSC of the last refill
+  bool take(uint64_t now, uint64_t hz, uint32_t rate, uint32_t burst, uint32_t keep = 0) {
+    tokens = std::min<double>(burst, tokens + double(now - at) * rate / double(hz));
+    at = now;
+    if (tokens < 1 + keep) return false;
+    tokens -= 1;
+    return true;
+  }
+};
+
+// A worker's per-tenant and per-source budgets (docs/fair-shares.md), allocated once: nothing
+// per packet.
+struct Shares {
+  // ICMP errors, by tenant slot: the bucket starts full again when the slot's uid changes.
+  struct TenantIcmp {
+    TokenBucket bucket;
+    uint32_t uid;
+  } icmp[max_tenants];
+  // IKE punted to medix-cp, by source address (and tenant): a small table hashed on both,
+  // two ways a set; a new source takes the way used least recently.
+  static constexpr unsigned punt_sets = 512, punt_ways = 2;
+  struct PuntSource {
+    uint32_t address;
+    uint16_t tenant;
+    bool used;
+    TokenBucket bucket;
+  } punt[punt_sets][punt_ways];
 };
 
 struct alignas(RTE_CACHE_LINE_SIZE) Worker {
@@ -175,9 +219,10 @@ struct alignas(RTE_CACHE_LINE_SIZE) Worker {
   rte_mempool* indirect_pool = nullptr;
   rte_ring* learned = nullptr;
   uint64_t tsc_hz = 0;
-  // ICMP error token bucket.
+  // ICMP error token bucket: the worker's cap, over every tenant's own (shares).
   uint64_t icmp_tokens_at = 0;
   double icmp_tokens = 0;
+  Shares* shares = nullptr;
   Counters* counters = nullptr;
   TxBuffer* tx = nullptr;  // one per port
   PendingQueue* pending = nullptr;

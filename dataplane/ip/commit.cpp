@@ -55,6 +55,7 @@ std::optional<Error> Committer::build_tenants(Build& b) {
     }
     b.next->tenants[*slot].name = name;
     b.next->tenants[*slot].live = true;
+    b.next->tenants[*slot].uid = uint32_t(next_uid_++);
     b.new_tenant_slots.push_back(*slot);
     b.need_totals = true;
   }

@@ -1,5 +1,6 @@
 // ICMP: echo replies for our addresses (local_input) and rate-limited error messages.
 #include <rte_cycles.h>
+#include <rte_hash_crc.h>
 #include <rte_icmp.h>
 #include <rte_ip.h>
 #include <rte_ip_frag.h>
@@ -28,15 +29,46 @@ uint32_t tenant_address(const Tables& t, uint16_t tenant) {
   return 0;
 }
 
-bool take_token(Worker& w) {
+// A token from the tenant's own bucket, then from the worker's: one tenant's scan empties its
+// bucket, never the others'. The worker's bucket keeps a tenth of its depth for "fragmentation
+// needed" (path MTU discovery), so that even many tenants scanning at once cannot black-hole
+// another's large transfers.
+bool take_token(Worker& w, const Tables& t, uint16_t tenant, bool path_mtu) {
   uint64_t now = rte_rdtsc();
-  double rate = w.settings.icmp_rate_per_second;
-  w.icmp_tokens =
-      std::min<double>(w.settings.icmp_burst, w.icmp_tokens + double(now - w.icmp_tokens_at) * rate / double(w.tsc_hz));
-  w.icmp_tokens_at = now;
-  if (w.icmp_tokens < 1) return false;
-  w.icmp_tokens -= 1;
-  return true;
+  const Settings& s = w.settings;
+  if (w.shares && tenant < t.tenants.size()) {
+    Shares::TenantIcmp& mine = w.shares->icmp[tenant];
+    if (mine.uid != t.tenants[tenant].uid) {  // a new tenant in the slot: a full bucket
+      mine.uid = t.tenants[tenant].uid;
+      mine.bucket = {double(s.icmp_tenant_burst), now};
+    }
+    if (!mine.bucket.take(now, w.tsc_hz, s.icmp_tenant_rate_per_second, s.icmp_tenant_burst)) return false;
+  }
+  TokenBucket all{w.icmp_tokens, w.icmp_tokens_at};
+  bool taken = all.take(now, w.tsc_hz, s.icmp_rate_per_second, s.icmp_burst, path_mtu ? 0 : s.icmp_burst / 10);
+  w.icmp_tokens = all.tokens;
+  w.icmp_tokens_at = all.at;
+  return taken;
+}
+
+// The punt policer (as VPP polices punted traffic): a token bucket per source address, so that
+// one carrier peer retrying IKE in a tight loop cannot take the exception path from the others.
+// The table is small and fixed: a source not in it takes the way of its set used least recently
+// (the evicted one starts again with a full bucket when it returns).
+bool punt_allowed(Worker& w, uint32_t source, uint16_t tenant) {
+  if (!w.shares) return true;
+  uint64_t now = rte_rdtsc();
+  auto& set = w.shares->punt[rte_hash_crc_4byte(source, tenant) % Shares::punt_sets];
+  Shares::PuntSource* entry = nullptr;
+  for (auto& way : set)
+    if (way.used && way.address == source && way.tenant == tenant) entry = &way;
+  if (!entry) {
+    entry = &set[0];
+    for (auto& way : set)
+      if (!way.used || way.bucket.at < entry->bucket.at) entry = &way;
+    *entry = {source, tenant, true, {double(w.settings.punt_burst), now}};
+  }
+  return entry->bucket.take(now, w.tsc_hz, w.settings.punt_rate_per_second, w.settings.punt_burst);
 }
 
 }  // namespace
@@ -67,8 +99,9 @@ void icmp_error(Worker& w, rte_mbuf* orig, uint8_t type, uint8_t code, uint16_t 
   }
   if (src == 0 && routed) src = tenant_address(t, tenant);  // tunnels are unnumbered
   if (src == 0) return;
-  if (!take_token(w)) {
+  if (!take_token(w, t, tenant, type == icmp_dest_unreachable && code == unreach_needfrag)) {
     bump(w.counters->icmp_rate_limited);
+    if (tenant < max_tenants) bump(w.counters->tenants[tenant].icmp_rate_limited);
     return;
   }
   rte_mbuf* m = rte_pktmbuf_alloc(w.pool);
@@ -108,6 +141,7 @@ void icmp_error(Worker& w, rte_mbuf* orig, uint8_t type, uint8_t code, uint16_t 
   icmp->icmp_cksum = uint16_t(~rte_raw_cksum(icmp, sizeof(rte_icmp_hdr) + quote));
 
   bump(w.counters->icmp_sent);
+  if (tenant < max_tenants) bump(w.counters->tenants[tenant].icmp_sent);
   if (routed) {
     PacketMeta& mm = meta(m);
     mm = PacketMeta{};
@@ -157,9 +191,12 @@ void local_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** esp, uint16_
         continue;
       }
       if (port == 500 || port == 4500) {
-        if (!w.punt)
+        if (!w.punt) {
           drop(w, m, Drop::ike_no_listener);
-        else if (rte_ring_mp_enqueue(w.punt, m) != 0)
+        } else if (!punt_allowed(w, rte_be_to_cpu_32(ip->src_addr), pm.tenant)) {
+          if (pm.tenant < max_tenants) bump(w.counters->tenants[pm.tenant].punt_policed);
+          drop(w, m, Drop::punt_policed);
+        } else if (rte_ring_mp_enqueue(w.punt, m) != 0)
           drop(w, m, Drop::punt_full);
         else
           bump(w.counters->ike_punted);

@@ -76,19 +76,33 @@ void ask(Worker& w, PendingQueue::Waiting& waiting, uint64_t now) {
   arp_request(w, waiting.key.interface, waiting.key.address);
 }
 
+// Parks a packet until ARP answers. The queue is the worker's; a tenant may hold only its share
+// of it (packets and next hops), so that one ARPing for a dead subnet leaves room for the others.
 void park(Worker& w, rte_mbuf* m, uint64_t now) {
   PendingQueue& q = *w.pending;
   NeighbourSlotKey key = key_of(m);
   auto* waiting = find_waiting(q, key);
+  uint16_t tenant = waiting ? waiting->tenant : w.tables->interfaces[meta(m).iface_out].tenant;
+  if (tenant >= max_tenants) tenant = 0;
+  uint32_t share = w.settings.arp_pending_tenant_limit;
+  uint32_t share_waiting = std::max<uint32_t>(1, pending_next_hops * share / w.settings.arp_pending_limit);
   if (q.count >= w.settings.arp_pending_limit || (!waiting && q.n_waiting == std::size(q.waiting))) {
     drop(w, m, Drop::arp_pending_full);
     return;
   }
+  if (q.tenant_packets[tenant] >= share || (!waiting && q.tenant_waiting[tenant] >= share_waiting)) {
+    bump(w.counters->tenants[tenant].arp_pending_limited);
+    drop(w, m, Drop::arp_pending_share);
+    return;
+  }
   if (!waiting) {
     waiting = &q.waiting[q.n_waiting++];
-    *waiting = {key, 0, 0};
+    *waiting = {key, 0, 0, tenant};
+    q.tenant_waiting[tenant]++;
   }
   waiting->packets++;
+  q.tenant_packets[tenant]++;
+  meta(m).parked_tenant = tenant;
   meta(m).in_uid = w.tables->interfaces[meta(m).iface_in].uid;
   meta(m).out_uid = w.tables->interfaces[meta(m).iface_out].uid;
   meta(m).deadline = now + w.tsc_hz * w.settings.arp_timeout_ms / 1000;
@@ -139,6 +153,8 @@ void service_pending(Worker& w) {
       rte_mbuf* m = q.pkts[first + i];
       auto* waiting = find_waiting(q, keys[i]);
       const auto& interfaces = w.tables->interfaces;
+      uint16_t& share = q.tenant_packets[meta(m).parked_tenant];
+      bool leaves = true;
       if (meta(m).iface_out >= interfaces.size() || interfaces[meta(m).iface_out].uid != meta(m).out_uid) {
         waiting->packets--;  // its egress interface was deleted while it waited
         drop(w, m, Drop::interface_gone);
@@ -154,13 +170,18 @@ void service_pending(Worker& w) {
       } else {
         ask(w, *waiting, now);
         q.pkts[kept++] = m;
+        leaves = false;
       }
+      if (leaves && share) share--;
     }
   }
   q.count = kept;
   uint32_t still = 0;
   for (uint32_t i = 0; i < q.n_waiting; i++)
-    if (q.waiting[i].packets) q.waiting[still++] = q.waiting[i];
+    if (q.waiting[i].packets)
+      q.waiting[still++] = q.waiting[i];
+    else if (q.tenant_waiting[q.waiting[i].tenant])
+      q.tenant_waiting[q.waiting[i].tenant]--;
   q.n_waiting = still;
 }
 

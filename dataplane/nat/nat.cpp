@@ -417,7 +417,13 @@ std::optional<uint32_t> create_session(Worker& w, NatWorker& nw, const Flow& f, 
     why = Drop::policy_denied;
     return std::nullopt;
   }
-  if (from && from->session_limit && nw.sessions_of[origin] >= from->session_limit) {
+  // Without a session_limit of its own, a tenant may hold a quarter of the worker's sessions:
+  // four tenants at their limit fit, and one opening flows as fast as it can leaves the rest.
+  // The core's own flows (the IX operator's) have no default limit.
+  uint32_t limit = from && from->session_limit ? from->session_limit
+                   : origin == t.core          ? UINT32_MAX
+                                               : default_session_share(nw.capacity);
+  if (nw.sessions_of[origin] >= limit) {
     bump(counters.session_limit);
     why = Drop::nat_session_limit;
     return std::nullopt;

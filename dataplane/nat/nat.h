@@ -93,6 +93,8 @@ struct NatWorker {
 inline uint32_t sessions_per_worker(uint32_t max_sessions, unsigned workers) {
   return std::max<uint32_t>(64, max_sessions / workers);
 }
+// A tenant's sessions on a worker when its pool sets no session_limit (docs/fair-shares.md).
+inline uint32_t default_session_share(uint32_t capacity) { return std::max<uint32_t>(1, capacity / 4); }
 // A worker's index: two keys per session and two per NAPT mapping (at most one mapping per
 // session), its overflow in extendable buckets.
 inline HashShape nat_index_shape(uint32_t capacity) {

@@ -181,6 +181,7 @@ std::optional<std::string> Dataplane::start(const Settings& s, uint32_t mtu,
     w->originated = static_cast<Batch*>(rte_zmalloc_socket("originated", sizeof(Batch), RTE_CACHE_LINE_SIZE, wsocket));
     w->neighbour_cache = static_cast<NeighbourCache*>(
         rte_zmalloc_socket("neighbour_cache", sizeof(NeighbourCache), RTE_CACHE_LINE_SIZE, wsocket));
+    w->shares = static_cast<Shares*>(rte_zmalloc_socket("shares", sizeof(Shares), RTE_CACHE_LINE_SIZE, wsocket));
     w->handoff = handoff.data();
     w->punt = exception.is_open() ? exception.from_workers() : nullptr;
     std::string events = "sa_events" + std::to_string(q);
@@ -188,7 +189,8 @@ std::optional<std::string> Dataplane::start(const Settings& s, uint32_t mtu,
                                         RING_F_SP_ENQ | RING_F_SC_DEQ);
     w->mgr = alloc_mb_mgr(0);
     if (w->mgr) init_mb_mgr_auto(w->mgr, nullptr);
-    if (!w->counters || !w->tx || !w->pending || !w->originated || !w->neighbour_cache || !w->sa_events || !w->mgr)
+    if (!w->counters || !w->tx || !w->pending || !w->originated || !w->neighbour_cache || !w->shares || !w->sa_events ||
+        !w->mgr)
       return std::string("cannot allocate worker state: ") + more_memory;
     rte_rcu_qsbr_thread_register(rcu, q);
     workers.push_back(w);

@@ -88,6 +88,10 @@ int tenants_cmd(const char*, const char* params, rte_tel_data* d) {
     rte_tel_data_add_dict_u64(e, "rx_packets", x.rx_packets);
     rte_tel_data_add_dict_u64(e, "tx_packets", x.tx_packets);
     rte_tel_data_add_dict_u64(e, "drops", x.drops);
+    rte_tel_data_add_dict_u64(e, "icmp_sent", x.icmp_sent);
+    rte_tel_data_add_dict_u64(e, "icmp_rate_limited", x.icmp_rate_limited);
+    rte_tel_data_add_dict_u64(e, "arp_pending_limited", x.arp_pending_limited);
+    rte_tel_data_add_dict_u64(e, "punt_policed", x.punt_policed);
   });
 }
 

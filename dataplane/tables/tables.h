@@ -125,6 +125,7 @@ struct Translation {
 
 struct TenantEntry {
   bool live = false;       // a free slot is not
+  uint32_t uid = 0;        // new for each tenant a slot holds: workers reset their state of it
   rte_fib* fib = nullptr;  // a DIR24_8 tenant's: the copy workers read in this generation
   std::string name;
   bool core = false;

@@ -150,7 +150,8 @@ expect "show a missing tenant: NOT_FOUND" 1 '^medixctl: NOT_FOUND: ' -- show ten
 # --- counters, drops, runtime (net_null ports receive all the time)
 expect "counters: ports" 0 '^p0 +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+$' -- counters
 expect "counters: interfaces" 0 '^a-lan +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+$' -- counters
-expect "counters: tenants" 0 '^core +[0-9]+ +[0-9]+ +[0-9]+$' -- counters
+expect "counters: tenants, with what each was refused of the shared budgets" 0 '^core( +[0-9]+){7}$' -- counters
+expect "counters: tenants' columns" 0 '^TENANT +RX-PACKETS +TX-PACKETS +DROPS +ICMP-SENT +ICMP-LIMITED +ARP-LIMITED +PUNT-POLICED$' -- counters
 expect "counters: events" 0 '^arp_requests_sent +[0-9]+$' -- counters
 expect_json "counters -o json" \
   '{p["name"] for p in d["ports"]} == {"p0", "p1"} and int(d["ports"][0]["rx_packets"]) > 0 and len(d["drops"]) > 0' \
@@ -176,6 +177,13 @@ expect "runtime: TSC, since" 0 '^TSC [0-9.]+ GHz, since 20[0-9-]+ [0-9:]+ UTC$' 
 expect "runtime: each worker's loops, empty polls, busy share" 0 '^ +1 +[1-9][0-9]* +[0-9]+ +[0-9]+\.[0-9]%$' -- runtime
 expect_json "runtime -o json: loops, empty_polls <= loops, busy_share in 0..1" \
   'int(d["lcores"][0]["loops"]) > 0 and int(d["lcores"][0]["empty_polls"]) <= int(d["lcores"][0]["loops"]) and 0 <= d["lcores"][0]["busy_share"] <= 1 and int(d["lcores"][0]["busy_cycles"]) <= int(d["lcores"][0]["cycles"])' \
+  -- runtime
+# The fair shares' limits at their defaults (one worker, max_sessions 4096: docs/fair-shares.md).
+expect "runtime: ICMP errors, 1000/s a worker, 100/s a tenant" 0 \
+  '^icmp_errors +1000/s, burst 100 +100/s, burst 10 a tenant +icmp_rate_limited$' -- runtime
+expect "runtime: ARP pending, a quarter a tenant" 0 '^arp_pending_packets +256 +64 a tenant +arp_pending_share$' -- runtime
+expect "runtime: NAT sessions, a quarter a tenant" 0 '^nat_sessions +4096 +1024 a tenant ' -- runtime
+expect "runtime: IKE punted, a bucket a source" 0 '^ike_punt +1024 in the ring +100/s, burst 20 a source +punt_policed$' \
   -- runtime
 expect "runtime: stages" 0 '^[a-z0-9_]+ +[1-9][0-9]* +[0-9]+ +[0-9]+ +[0-9.]+ +[0-9.]+$' -- runtime
 expect "runtime --lcore" 0 '^ +1 +[a-z0-9_]+ +[1-9][0-9]* ' -- runtime --lcore

@@ -265,11 +265,12 @@ mx_serve() {
     "$MX_TMP/serve-$name.log"
 }
 
-# mx_send IFNAME ADDR PORT TAG MIB: a TCP transfer in the background; its result (one JSON
-# line) goes to $MX_TMP/send-IFNAME-TAG.json, its pid to MX_LAST_PID.
+# mx_send IFNAME ADDR PORT TAG MIB [MBIT_S]: a TCP transfer in the background (paced at MBIT_S
+# if given); its result (one JSON line) goes to $MX_TMP/send-IFNAME-TAG.json, its pid to
+# MX_LAST_PID.
 mx_send() {
   local name=$1 addr=$2 port=$3 tag=$4 mib=$5
-  mx_bg "$name" timeout 120 "$MX_PY" "$MX_LIB_DIR/xfer.py" send "$addr" "$port" "$tag" "$mib" \
+  mx_bg "$name" timeout 120 "$MX_PY" "$MX_LIB_DIR/xfer.py" send "$addr" "$port" "$tag" "$mib" ${6:+"$6"} \
     >"$MX_TMP/send-$name-$tag.json"
 }
 

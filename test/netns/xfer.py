@@ -5,10 +5,11 @@
       Accept connections one after another until killed. For each, read to EOF and append one
       JSON line to LOG: {"peer", "bytes", "sha256", "tag"} (tag: the first line of the stream),
       then answer the sha256 to the sender.
-  xfer.py send ADDR PORT TAG MIB
+  xfer.py send ADDR PORT TAG MIB [MBIT_S]
       Connect (retrying for up to 10 s), send "TAG\\n" and MIB MiB of bytes drawn from a
-      generator seeded with TAG, read the server's sha256 and print one JSON line:
-      {"tag", "bytes", "sha256", "server_sha256", "seconds", "mbit_s"}.
+      generator seeded with TAG (no faster than MBIT_S Mbit/s, if given: a paced transfer, whose
+      rate drops only when the path cannot carry it), read the server's sha256 and print one
+      JSON line: {"tag", "bytes", "sha256", "server_sha256", "seconds", "mbit_s"}.
       Exit status 1 if the connection fails or the server saw other bytes.
 """
 import hashlib
@@ -50,7 +51,7 @@ def serve(addr, port, log):
                 f.write(json.dumps(record) + "\n")
 
 
-def send(addr, port, tag, mib):
+def send(addr, port, tag, mib, mbit_s=0.0):
     deadline = time.monotonic() + 10
     while True:
         try:
@@ -76,6 +77,10 @@ def send(addr, port, tag, mib):
             sock.sendall(data)
             total += len(data)
             left -= len(data)
+            if mbit_s:
+                ahead = total * 8 / (mbit_s * 1e6) - (time.monotonic() - start)
+                if ahead > 0:
+                    time.sleep(ahead)
         sock.shutdown(socket.SHUT_WR)
         answer = b""
         while True:
@@ -95,9 +100,9 @@ def main(argv):
     if len(argv) == 5 and argv[1] == "serve":
         serve(argv[2], int(argv[3]), argv[4])
         return 0
-    if len(argv) == 6 and argv[1] == "send":
+    if len(argv) in (6, 7) and argv[1] == "send":
         try:
-            return send(argv[2], int(argv[3]), argv[4], float(argv[5]))
+            return send(argv[2], int(argv[3]), argv[4], float(argv[5]), float(argv[6]) if len(argv) == 7 else 0.0)
         except OSError as err:
             print(json.dumps({"tag": argv[4], "error": str(err)}), flush=True)
             return 1

@@ -79,7 +79,8 @@ TEST_CASE("a next hop that never answers: arp_timeout and ICMP host unreachable"
 
 TEST_CASE("the pending queue is bounded") {
   std::string config = two_tenants;
-  config.replace(config.find("\"icmp_burst\": 5"), 15, "\"icmp_burst\": 5, \"arp_pending_limit\": 4");
+  config.replace(config.find("\"icmp_burst\": 5"), 15,
+                 "\"icmp_burst\": 5, \"arp_pending_limit\": 4, \"arp_pending_tenant_limit\": 4");
   Harness h(config);
   for (uint16_t i = 0; i < 10; i++)
     h.receive(0, on_a("02:00:00:00:00:0a", ipv4("10.0.0.7", "10.1.0.20", 17, udp(i, 2, 8)), 0x0800));

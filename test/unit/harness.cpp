@@ -81,6 +81,7 @@ void Harness::init_worker(Worker& w, uint16_t queue, const Settings& settings) {
   w.sa_events = events;
   w.tx = static_cast<TxBuffer*>(rte_zmalloc("t", sizeof(TxBuffer) * max_ports, 64));
   w.pending = static_cast<PendingQueue*>(rte_zmalloc("p", sizeof(PendingQueue), 64));
+  w.shares = static_cast<Shares*>(rte_zmalloc("s", sizeof(Shares), 64));
 }
 
 void Harness::free_worker(Worker& w) {
@@ -96,6 +97,7 @@ void Harness::free_worker(Worker& w) {
   free_mb_mgr(w.mgr);
   rte_free(w.tx);
   rte_free(w.pending);
+  rte_free(w.shares);
 }
 
 medix::dp::ApplyResult Harness::apply(const std::vector<medix::dp::Operation>& ops) {

@@ -591,3 +591,26 @@ TEST_CASE("nat stage: static mapping and NAPT out of tenants, replies back, a de
   CHECK(nw.capacity - nw.n_free_sessions == 2);
   free_all(out);
 }
+
+TEST_CASE("nat stage: a tenant with no session_limit holds at most a quarter of the worker's sessions") {
+  Harness h(nat_config);  // max_sessions 1024, one worker: 256 a tenant
+  const uint16_t a = h.tenant("hosp-a"), clinic = h.tenant("clinic"), archive = h.tenant("archive");
+  const NatWorker& nw = *h.tables->nat[0];
+  REQUIRE(default_session_share(nw.capacity) == 256);
+  for (int first = 0; first < 300; first += 30) {
+    std::vector<std::pair<std::string, Bytes>> frames;
+    for (int i = first; i < first + 30; i++)
+      frames.push_back({"a0", on_vlan(10, ipv4("10.0.0.5", "100.100.2.10", 6, tcp(uint16_t(10000 + i), 104, 0x02)))});
+    free_all(nat_stage(h, in_core(h, frames), std::vector<uint16_t>(30, a), std::vector<uint16_t>(30, archive)));
+  }
+  CHECK(h.worker.counters->nat[a].sessions_created == 256);
+  CHECK(h.worker.counters->nat[a].session_limit == 44);
+  CHECK(h.drops(Drop::nat_session_limit) == 44);
+  // The clinic's flow still gets a session.
+  auto out = nat_stage(h, in_core(h, {{"c0", on_vlan(30, ipv4("10.0.0.5", "100.100.2.10", 17, udp(5000, 9, 20)))}}),
+                       {clinic}, {archive});
+  CHECK(out[0]);
+  CHECK(h.worker.counters->nat[clinic].sessions_created == 1);
+  CHECK(h.worker.counters->nat[clinic].session_limit == 0);
+  free_all(out);
+}

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
-"""The pending queue is bounded (arp_pending_limit 4): of 7 packets for an unresolved next
-hop, 4 wait and 3 are arp_pending_full (no ICMP: forwarding.md names none); one ARP request;
-the 4 time out (arp_timeout_ms 50) as arp_timeout with ICMP host unreachable (3/1), quoting the
-header as it was when queued (TTL decremented, as in 008)."""
+"""The pending queue is bounded (arp_pending_limit 4; arp_pending_tenant_limit 4, so the one
+tenant may take all of it): of 7 packets for an unresolved next hop, 4 wait and 3 are
+arp_pending_full (no ICMP: forwarding.md names none); one ARP request; the 4 time out
+(arp_timeout_ms 50) as arp_timeout with ICMP host unreachable (3/1), quoting the header as it
+was when queued (TTL decremented, as in 008)."""
 import os, sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
 from medixpkt import *
