@@ -17,7 +17,7 @@
 #include <string>
 #include <thread>
 
-#include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
+#include "etcd/etcd.grpc.pb.h"
 #include "intent_store.h"
 #include "medix/dataplane/v1/dataplane.grpc.pb.h"
 

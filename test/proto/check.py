@@ -76,7 +76,7 @@ def main():
     names = problems["field names are snake_case"] = []
     for name, entries in current.items():
         if not name.split()[1].startswith("medix."):
-            continue  # vendored protos (proto/etcd) keep their authors' style
+            continue  # proto/etcd: etcd's wire names (Compare.EQUAL = 0 is etcd's, not ours to rename)
         if name.startswith("enum ") and not entries.get("0", "").endswith("UNSPECIFIED"):
             enums.append(f"{name}: value 0 must be *_UNSPECIFIED")
         if name.startswith("message "):
