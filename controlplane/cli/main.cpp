@@ -392,17 +392,6 @@ struct Entry {
   std::string where;
 };
 
-template <typename T, typename Field>
-void add_entries(std::vector<Entry>& entries, const google::protobuf::RepeatedPtrField<T>& items,
-                 const std::string& name, Field field) {
-  for (int i = 0; i < items.size(); i++) {
-    Entry entry;
-    *field(entry.object) = items[i];
-    entry.where = name + "[" + std::to_string(i) + "]";
-    entries.push_back(std::move(entry));
-  }
-}
-
 v1::Config read_config(const std::string& path) {
   std::ifstream in(path);
   std::stringstream text;
@@ -437,17 +426,21 @@ int apply(const Context& c, Args& args) {
     std::cerr << "medixctl: " << path << ": settings are read at start-up only; they are not applied\n";
 
   std::vector<Entry> entries;
-  add_entries(entries, config.ports(), "ports", [](v1::Object& o) { return o.mutable_port(); });
-  add_entries(entries, config.tenants(), "tenants", [](v1::Object& o) { return o.mutable_tenant(); });
-  add_entries(entries, config.interfaces(), "interfaces", [](v1::Object& o) { return o.mutable_interface(); });
-  add_entries(entries, config.routes(), "routes", [](v1::Object& o) { return o.mutable_route(); });
-  add_entries(entries, config.neighbours(), "neighbours", [](v1::Object& o) { return o.mutable_neighbour(); });
-  add_entries(entries, config.tunnels(), "tunnels", [](v1::Object& o) { return o.mutable_tunnel(); });
-  add_entries(entries, config.sas(), "sas", [](v1::Object& o) { return o.mutable_sa(); });
-  add_entries(entries, config.static_mappings(), "static_mappings",
-              [](v1::Object& o) { return o.mutable_static_mapping(); });
-  add_entries(entries, config.napt_pools(), "napt_pools", [](v1::Object& o) { return o.mutable_napt_pool(); });
-  add_entries(entries, config.policy_rules(), "policy_rules", [](v1::Object& o) { return o.mutable_policy_rule(); });
+  // Every kind's list, in the proto's order (kinds(), objects.h): a new kind needs nothing here.
+  const auto* reflection = config.GetReflection();
+  for (const auto& kind : kinds()) {
+    const auto* list = v1::Config::descriptor()->FindFieldByName(kind.config_field);
+    const auto* field = v1::Object::descriptor()->FindFieldByNumber(kind.oneof);
+    if (!list || !field) continue;
+    for (int i = 0; i < reflection->FieldSize(config, list); i++) {
+      Entry entry;
+      entry.object.GetReflection()
+          ->MutableMessage(&entry.object, field)
+          ->CopyFrom(reflection->GetRepeatedMessage(config, list, i));
+      entry.where = kind.config_field + "[" + std::to_string(i) + "]";
+      entries.push_back(std::move(entry));
+    }
+  }
   std::set<v1::Kind> kinds_in_file;
   for (const auto& entry : entries) kinds_in_file.insert(kind_of(entry.object).kind);
 

@@ -176,6 +176,31 @@ void print_policy_rules(std::ostream& out, const Objects& objects) {
   table.print(out);
 }
 
+// A policer's rates and bursts, and what each colour does: "cir 1250000 cbs 3000 ebs 3000".
+std::string policer_action(const v1::PolicerColourAction& a, const char* otherwise) {
+  switch (a.action()) {
+    case v1::POLICER_TRANSMIT: return "transmit";
+    case v1::POLICER_DROP: return "drop";
+    case v1::POLICER_REMARK: return "dscp " + num(a.dscp());
+    default: return otherwise;
+  }
+}
+
+void print_policers(std::ostream& out, const Objects& objects) {
+  Table table(
+      {{"NAME"}, {"TENANT"}, {"INTERFACE"}, {"DSCP"}, {"MODE"}, {"RATES (B/s, B)"}, {"GREEN"}, {"YELLOW"}, {"RED"}});
+  for (const auto& object : objects) {
+    const auto& p = object.policer();
+    bool two_rate = p.mode() == v1::POLICER_TRTCM;
+    std::string rates = "cir " + num(p.cir()) + " cbs " + num(p.cbs()) +
+                        (two_rate ? " pir " + num(p.pir()) + " pbs " + num(p.pbs()) : " ebs " + num(p.ebs()));
+    table.row({p.name(), p.tenant(), p.interface(), p.match_dscp() ? num(p.dscp()) : "", two_rate ? "trtcm" : "srtcm",
+               rates, policer_action(p.green(), "transmit"), policer_action(p.yellow(), "transmit"),
+               policer_action(p.red(), "drop")});
+  }
+  table.print(out);
+}
+
 // Counters of objects that went away or were recreated (and so restarted) give no rate.
 double rate(uint64_t before, uint64_t after, double seconds) {
   return after >= before ? static_cast<double>(after - before) / seconds : 0.0;
@@ -242,6 +267,7 @@ void print_objects(std::ostream& out, const KindInfo& kind, const Objects& objec
     case v1::Object::kStaticMapping: return print_static_mappings(out, objects);
     case v1::Object::kNaptPool: return print_napt_pools(out, objects);
     case v1::Object::kPolicyRule: return print_policy_rules(out, objects);
+    case v1::Object::kPolicer: return print_policers(out, objects);
     case v1::Object::KIND_NOT_SET: break;
   }
 }
@@ -387,6 +413,21 @@ void print_counters(std::ostream& out, const v1::CountersSnapshot& snapshot) {
     for (const auto& r : snapshot.policy_rules())
       rules.row({r.name(), r.permit() ? "permit" : "deny", num(r.matched())});
     rules.print(out);
+    out << '\n';
+  }
+  if (snapshot.policers_size()) {
+    Table policers({{"POLICER"},
+                    {"GREEN-PKTS", true},
+                    {"GREEN-BYTES", true},
+                    {"YELLOW-PKTS", true},
+                    {"YELLOW-BYTES", true},
+                    {"RED-PKTS", true},
+                    {"RED-BYTES", true},
+                    {"DROPPED", true}});
+    for (const auto& p : snapshot.policers())
+      policers.row({p.name(), num(p.green_packets()), num(p.green_bytes()), num(p.yellow_packets()),
+                    num(p.yellow_bytes()), num(p.red_packets()), num(p.red_bytes()), num(p.dropped())});
+    policers.print(out);
     out << '\n';
   }
   const auto& e = snapshot.events();

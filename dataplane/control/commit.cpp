@@ -171,7 +171,7 @@ std::optional<Error> Committer::commit(const Diff& diff, const Intent& intent, u
     for (const Kind* k : kinds())
       for (const auto& step : k->build)
         if (step.run && int(step.phase) == phase)
-          if (auto e = (this->*step.run)(b)) return e;
+          if (auto e = step.run(*this, b)) return e;
   build_counter_bases(b);
   last_timing_ = Timing{since(start)};
 
@@ -184,7 +184,7 @@ std::optional<Error> Committer::commit(const Diff& diff, const Intent& intent, u
   last_timing_.grace_ns = since(grace_start);
   auto reclaim_start = clock::now();
   for (auto it = kinds().rbegin(); it != kinds().rend(); ++it)
-    if ((*it)->reclaim) (this->*(*it)->reclaim)(b);
+    if ((*it)->reclaim) (*it)->reclaim(*this, b);
   delete previous;
   last_timing_.reclaim_ns = since(reclaim_start);
   return std::nullopt;

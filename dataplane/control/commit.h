@@ -17,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <type_traits>
 #include <vector>
 
 #include "control/intent.h"
@@ -56,10 +57,31 @@ class Committer {
   // A commit's steps, each in its feature's folder and named by its kind's entry in the kinds
   // table (control/kinds.h), which is how commit() finds them. A build step writes the next
   // generation (or undoes the steps before it and fails); a reclaim step runs after the grace
-  // period. Public only so that the entries can name them: nothing else calls them.
+  // period. A step is a free function of its feature's folder taking the Build (control/build.h:
+  // the next generation, the diff, the intent, the committer), so that a new kind declares
+  // nothing here; the first kinds' steps below are members because the state they keep
+  // between transactions (slots, FIBs, SAs, session tables) is the committer's. Public only so
+  // that the entries can name them: nothing else calls them.
   struct Build;
-  using BuildStep = std::optional<Error> (Committer::*)(Build& b);
-  using ReclaimStep = void (Committer::*)(Build& b);
+  template <typename... Result>
+  class Step {
+   public:
+    using Free = std::conditional_t<sizeof...(Result) == 0, void, std::optional<Error>> (*)(Build& b);
+    using Member = std::conditional_t<sizeof...(Result) == 0, void, std::optional<Error>> (Committer::*)(Build& b);
+    constexpr Step() = default;
+    constexpr Step(std::nullptr_t) {}
+    constexpr Step(Free f) : free_(f) {}
+    constexpr Step(Member m) : member_(m) {}
+    explicit operator bool() const { return free_ || member_; }
+    bool operator==(const Step&) const = default;
+    auto operator()(Committer& c, Build& b) const { return free_ ? free_(b) : (c.*member_)(b); }
+
+   private:
+    Free free_ = nullptr;
+    Member member_ = nullptr;
+  };
+  using BuildStep = Step<std::optional<Error>>;
+  using ReclaimStep = Step<>;
   std::optional<Error> build_ports(Build& b);              // l2/commit.cpp
   std::optional<Error> build_tenants(Build& b);            // ip/commit.cpp
   std::optional<Error> build_interfaces(Build& b);         // l2/commit.cpp
@@ -91,6 +113,7 @@ class Committer {
   void stop_ports();
 
   const Tables* current() const { return current_.load(std::memory_order_acquire); }
+  const Params& params() const { return params_; }
   // Where the last commit's time went: building the next generation, waiting for every
   // worker to let go of the old one (the grace period), reclaiming it.
   struct Timing {

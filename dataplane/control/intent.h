@@ -124,6 +124,9 @@ class Intent {
   std::map<MappingKey, v1::StaticMapping> static_mappings;
   std::map<std::string, v1::NaptPool> napt_pools;
   std::map<std::string, v1::PolicyRule> policy_rules;
+  // Kinds keyed by a name alone keep their objects here, by kind (named[v1::Object::kPolicer]),
+  // so that a new kind needs no member of its own.
+  std::map<int, std::map<std::string, v1::Object>> named;
   v1::Settings settings;
 
   // Indexes, kept by the kinds' put and erase.

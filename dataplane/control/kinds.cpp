@@ -5,6 +5,7 @@
 #include "ipsec/kinds.h"
 #include "l2/kinds.h"
 #include "nat/kinds.h"
+#include "qos/kinds.h"
 
 namespace medix::dp {
 
@@ -21,6 +22,7 @@ std::span<const Kind* const> kinds() {
       &static_mapping_kind,  // nat
       &napt_pool_kind,       // nat
       &policy_rule_kind,     // nat
+      &policer_kind,         // qos
   };
   return table;
 }

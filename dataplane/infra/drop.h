@@ -60,7 +60,8 @@ namespace medix::dp {
   X(punt_policed, "IKE from a source over its rate to the exception interface")               \
   X(interface_gone, "egress interface deleted while the packet waited for ARP")               \
   X(port_down, "egress port is administratively down or deleted")                             \
-  X(tx_full, "the port's tx queue did not take the packet")
+  X(tx_full, "the port's tx queue did not take the packet")                                   \
+  X(policed, "a policer's action for the packet's colour is drop (QoS)")
 
 enum class Drop : uint16_t {
 #define MEDIX_DROP_ENUM(name, desc) name,

@@ -74,6 +74,7 @@ inline PacketMeta& meta(rte_mbuf* m) { return *static_cast<PacketMeta*>(rte_mbuf
 #define MEDIX_STAGES(X) \
   X(rx)                 \
   X(l2_input)           \
+  X(qos)                \
   X(arp) X(ip_input) X(ip_lookup) X(local) X(nat) X(esp_input) X(esp_output) X(ip_output) X(arp_pending) X(tx)
 enum class Stage : uint8_t {
 #define MEDIX_STAGE_ENUM(name) name,

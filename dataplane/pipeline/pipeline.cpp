@@ -8,6 +8,7 @@
 //   lookup, a burst of any tenants:  ip_lookup ─┬─ fwd / local
 //                                               ├─ cross ─ nat_input ─ ip_route_crossed ─ fwd / local / leaked
 //                                               └─ leaked: the next round, in its new tenant
+//   police (qos/) runs between l2_input and ip_input, in generations that have policers.
 //
 // run_ip passes: what a pass decrypts, encrypts or originates goes round again (decrypted: in
 // its tunnel's tenant; encrypted: in the underlay; originated: ICMP, replies), so a few passes
@@ -21,6 +22,7 @@
 #include "ipsec/esp.h"
 #include "l2/l2.h"
 #include "nat/nat.h"
+#include "qos/qos.h"
 
 namespace medix::dp {
 
@@ -208,6 +210,11 @@ void process_burst(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n) {
   if (w.trace) [[unlikely]] {  // stamped here: the trace's filter is capture's, matched as it
     trace_rx(w, port, ip, n_ip);
     trace_rx(w, port, arp, n_arp);
+  }
+  if (!w.tables->qos.policers.empty()) [[unlikely]] {  // one test a burst when there are none
+    uint16_t classified = n_ip;
+    n_ip = police(w, ip, n_ip, t);
+    t = account(w, Stage::qos, t, classified);
   }
   if (n_arp) {
     arp_input(w, arp, n_arp);

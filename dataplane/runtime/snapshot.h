@@ -51,6 +51,12 @@ struct CounterSnapshot {
     bool permit;
   };
   std::vector<Rule> rules;
+  // Policers (qos/): by colour, every worker's share summed, since created or last changed.
+  struct Policer {
+    std::string name;
+    uint64_t packets[3], bytes[3], dropped;
+  };
+  std::vector<Policer> policers;
 };
 
 // Live objects only; each counter minus its base (its slot's, or the last clear's, whichever

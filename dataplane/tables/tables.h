@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "infra/limits.h"
+#include "qos/tables.h"
 #include "tables/lpm.h"
 
 namespace medix::dp {
@@ -278,6 +279,8 @@ struct Tables {
   uint32_t policy_epoch = 0;
   NatWorker* const* nat = nullptr;
   uint16_t workers = 1;
+  // Features' own parts, each declared in its folder's tables.h (one line a feature).
+  qos::Tables qos;
 };
 
 }  // namespace medix::dp

@@ -892,6 +892,33 @@ def ipsec_and_nat_kinds(f, d, c):
             short(err))
 
 
+@test
+def policer_kind(f, d, c):
+    """QoS's policer (dataplane/qos/): the round trip, its counters, bad ones refused whole."""
+    remark = pb.PolicerColourAction(action=pb.POLICER_REMARK, dscp=10)
+    first = pb.Policer(name="rt-pol", tenant="hosp-a", interface="a-lan", mode=pb.POLICER_SRTCM,
+                       cir=1250000, cbs=3000, ebs=6000, yellow=remark)
+    second = pb.Policer(name="rt-pol", tenant="hosp-a", mode=pb.POLICER_TRTCM, cir=1250000, pir=2500000,
+                        cbs=3000, pbs=6000, match_dscp=True, dscp=46,
+                        red=pb.PolicerColourAction(action=pb.POLICER_DROP))
+    round_trip(c, "policer", first, second, pb.Policer(name="rt-pol"), "policer")
+    err, res = rpc(c.apply, [create(first)])
+    if R.check(err is None and res.changed == 1, "policer: CREATE again", short(err)):
+        names = [p.name for p in c.counters().policers]
+        R.check(names == ["rt-pol"], "GetCounters lists the policer's colours", "names %s" % names)
+        rpc(c.apply, [delete(pb.Policer(name="rt-pol"))])
+    bad = pb.Policer(name="bad-pol", tenant="hosp-a", mode=pb.POLICER_SRTCM, cir=0, cbs=3000, ebs=3000)
+    expect_rejected(c, "CREATE a good policer and one with cir 0", [create(first), create(bad)],
+                    C.INVALID_ARGUMENT, "operations[1].policer.cir")
+    small = pb.Policer(name="bad-pol", tenant="hosp-a", mode=pb.POLICER_TRTCM, cir=1000, pir=2000, cbs=100,
+                       pbs=3000)
+    expect_rejected(c, "CREATE a policer whose cbs is below one packet", [create(small)], C.INVALID_ARGUMENT,
+                    "operations[0].policer.cbs")
+    stranger = pb.Policer(name="bad-pol", tenant="nobody", mode=pb.POLICER_SRTCM, cir=1000, cbs=3000, ebs=3000)
+    expect_rejected(c, "CREATE a policer of a tenant that does not exist", [create(stranger)],
+                    C.INVALID_ARGUMENT, "operations[0].policer.tenant")
+
+
 def sa_keys(d, c):
     """An AES-CBC SA with its integrity key applied, and one refused for a cipher key of the wrong
     length: the transaction's log line, the refusal's line and the error name fields, and the

@@ -2,6 +2,7 @@
 #include <set>
 
 #include "control/kinds.h"
+#include "qos/commit.h"
 
 using namespace medix::dp;
 
@@ -79,7 +80,8 @@ TEST_CASE("the kinds' commit steps run in the order the committer needs") {
                                                 &Committer::build_sas,
                                                 &Committer::build_tunnel_mtus,
                                                 &Committer::build_translations,
-                                                &Committer::build_static_neighbours};
+                                                &Committer::build_static_neighbours,
+                                                medix::dp::qos::build_policers};
   CHECK(order == expected);
   // Reclaims run in reverse table order: a dead tenant's routes before its FIB copies.
   auto at = [](Committer::ReclaimStep step) {

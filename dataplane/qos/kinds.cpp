@@ -1,0 +1,157 @@
+#include "qos/kinds.h"
+
+#include "control/check.h"
+#include "qos/commit.h"
+
+namespace medix::dp {
+namespace {
+
+const std::map<std::string, v1::Object> none;
+
+const std::map<std::string, v1::Object>& policers(const Intent& in) {
+  auto it = in.named.find(v1::Object::kPolicer);
+  return it == in.named.end() ? none : it->second;
+}
+
+// The largest L3 MTU a packet of the class may have: the interface's, or the largest of the
+// tenant's interfaces (a burst smaller than one packet would never let it be green).
+uint32_t class_mtu(const Intent& in, const v1::Policer& p) {
+  auto mtu_of = [&](const v1::Interface& f) -> uint32_t {
+    if (f.mtu()) return f.mtu();
+    auto port = in.ports.find(f.port());
+    return port != in.ports.end() && port->second.mtu() ? port->second.mtu() : 1500;
+  };
+  if (!p.interface().empty()) return mtu_of(in.interfaces.at(p.interface()));
+  uint32_t mtu = 1500;
+  for (const auto& [name, f] : in.interfaces)
+    if (f.tenant() == p.tenant()) mtu = std::max(mtu, mtu_of(f));
+  return mtu;
+}
+
+std::optional<Error> check_action(const std::string& path, const v1::PolicerColourAction& a) {
+  if (!v1::PolicerAction_IsValid(a.action())) return invalid(path + ".action", "is not a policer action");
+  if (a.action() == v1::POLICER_REMARK) return range(path + ".dscp", a.dscp(), 0, 63);
+  if (a.dscp()) return invalid(path + ".dscp", "is for POLICER_REMARK only");
+  return std::nullopt;
+}
+
+std::optional<Error> check_policer(Intent& in, const v1::Object& o, const std::string& path) {
+  const auto& p = o.policer();
+  if (p.tenant().empty()) return invalid(path + ".tenant", "is required");
+  if (!in.tenants.count(p.tenant())) return invalid(path + ".tenant", "no tenant named " + quoted(p.tenant()));
+  if (!p.interface().empty()) {
+    auto f = in.interfaces.find(p.interface());
+    if (f == in.interfaces.end()) return invalid(path + ".interface", "no interface named " + quoted(p.interface()));
+    if (f->second.tenant() != p.tenant())
+      return invalid(path + ".interface", quoted(p.interface()) + " is in tenant " + quoted(f->second.tenant()) +
+                                              ", not " + quoted(p.tenant()));
+  }
+  if (p.match_dscp()) {
+    if (auto e = range(path + ".dscp", p.dscp(), 0, 63)) return e;
+  } else if (p.dscp()) {
+    return invalid(path + ".dscp", "needs match_dscp");
+  }
+  if (p.mode() != v1::POLICER_SRTCM && p.mode() != v1::POLICER_TRTCM)
+    return invalid(path + ".mode", "is required: POLICER_SRTCM or POLICER_TRTCM");
+  bool two_rate = p.mode() == v1::POLICER_TRTCM;
+  // Bytes a second and bytes; rte_meter keeps them in 64 bits, buckets in 32-bit sizes.
+  constexpr uint64_t max_rate = 1'250'000'000'000;  // 10 Tbit/s
+  uint64_t mtu = class_mtu(in, p);
+  auto rate = [&](const char* field, uint64_t v) -> std::optional<Error> {
+    if (v == 0) return invalid(path + "." + field, "must be above 0 (bytes per second)");
+    return range(path + "." + field, v, 1, max_rate);
+  };
+  auto burst = [&](const char* field, uint64_t v) -> std::optional<Error> {
+    if (v < mtu)
+      return invalid(path + "." + field,
+                     std::to_string(v) + " bytes is below one packet of the class's MTU (" + std::to_string(mtu) + ")");
+    return range(path + "." + field, v, mtu, UINT32_MAX);
+  };
+  if (auto e = rate("cir", p.cir())) return e;
+  if (auto e = burst("cbs", p.cbs())) return e;
+  if (two_rate) {
+    if (p.ebs()) return invalid(path + ".ebs", "is for POLICER_SRTCM (trTCM has pbs)");
+    if (auto e = rate("pir", p.pir())) return e;
+    if (p.pir() < p.cir()) return invalid(path + ".pir", "must be at least cir (RFC 2698)");
+    if (auto e = burst("pbs", p.pbs())) return e;
+  } else {
+    if (p.pir() || p.pbs()) return invalid(path + (p.pir() ? ".pir" : ".pbs"), "is for POLICER_TRTCM");
+    if (auto e = burst("ebs", p.ebs())) return e;
+  }
+  if (auto e = check_action(path + ".green", p.green())) return e;
+  if (auto e = check_action(path + ".yellow", p.yellow())) return e;
+  if (auto e = check_action(path + ".red", p.red())) return e;
+  // One policer per class: a packet meets one.
+  for (const auto& [name, other] : policers(in)) {
+    const auto& q = other.policer();
+    if (q.tenant() == p.tenant() && q.interface() == p.interface() && q.match_dscp() == p.match_dscp() &&
+        q.dscp() == p.dscp())
+      return invalid(path, "policer " + quoted(name) + " has the same class (tenant, interface, dscp)");
+  }
+  return std::nullopt;
+}
+
+void count_users(Intent& in, const v1::Policer& p, int delta) {
+  count(in.tenant_users, p.tenant(), delta);
+  if (!p.interface().empty()) count(in.interface_users, p.interface(), delta);
+}
+
+}  // namespace
+
+const Kind policer_kind = {
+    .object = v1::Object::kPolicer,
+    .list_kind = v1::POLICER,
+    .name = "policer",
+    .plural = "policers",
+    .config_size = [](const v1::Config& c) { return c.policers_size(); },
+    .take = [](v1::Config& c, int i, v1::Object& o) { *o.mutable_policer() = std::move(*c.mutable_policers(i)); },
+    .clear_output = nullptr,
+    .check_key = [](const v1::Object& o, const std::string& path) { return name(path + ".name", o.policer().name()); },
+    .key =
+        [](const v1::Object& o) {
+          return Intent::Key{v1::Object::kPolicer, o.policer().name()};
+        },
+    .find = [](const Intent& in, const Intent::Key& k) -> std::optional<v1::Object> {
+      const auto& all = policers(in);
+      auto it = all.find(k.name);
+      if (it == all.end()) return std::nullopt;
+      return it->second;
+    },
+    .put =
+        [](Intent& in, const v1::Object& o) {
+          in.named[v1::Object::kPolicer][o.policer().name()] = o;
+          count_users(in, o.policer(), 1);
+        },
+    .erase =
+        [](Intent& in, const v1::Object& o) {
+          in.named[v1::Object::kPolicer].erase(o.policer().name());
+          count_users(in, o.policer(), -1);
+        },
+    .validate = check_policer,
+    .check_update = nullptr,
+    .check_delete = nullptr,
+    .check_final = nullptr,
+    .error_name = [](const v1::Object& o) { return o.policer().name(); },
+    .build = {{Phase::last, qos::build_policers}},
+    .reclaim = nullptr,  // what a generation holds goes with it, after the grace period
+    .diff = nullptr,
+    .get = [](const Intent& in, const Committer&, const v1::Object& key, v1::Object& out) -> std::optional<Error> {
+      const auto& all = policers(in);
+      if (auto it = all.find(key.policer().name()); it != all.end()) out = it->second;
+      return std::nullopt;
+    },
+    .list = [](const Intent& in, const Committer&, const v1::ListRequest& request, uint32_t page,
+               v1::ListResponse& out) -> std::optional<Error> {
+      const std::string& token = request.page_token();
+      size_t start = token.empty() ? 0 : std::stoul(token), total = 0;
+      for (const auto& [name, o] : policers(in)) {
+        if (!request.tenant().empty() && o.policer().tenant() != request.tenant()) continue;
+        if (total++ >= start && uint32_t(out.objects_size()) < page) *out.add_objects() = o;
+      }
+      if (start + size_t(out.objects_size()) < total)
+        out.set_next_page_token(std::to_string(start + out.objects_size()));
+      return std::nullopt;
+    },
+};
+
+}  // namespace medix::dp
