@@ -165,11 +165,15 @@ uint16_t ip_lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Routed& out) {
   // Every compact tenant's packets in one bulk lookup (the others read the empty ply 0).
   Lpm::lookup_bulk(t.plies, roots, ips, hops, n);
   if (n_dir24_8) lookup_dir24_8(t, pkts, ips, dir24_8, n_dir24_8, hops);
+#if defined(__GNUC__) && !defined(__clang__)  // GCC's false alarm; clang (the fuzz build) lacks the warning
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // the lookups above wrote hops[0..n)
+#endif
   if (w.trace) [[unlikely]]
     trace_lookup(w, pkts, n, hops);
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
   for (uint16_t k = 0; k < n; k++) {
     rte_mbuf* m = pkts[k];
     uint16_t tenant = meta(m).tenant;

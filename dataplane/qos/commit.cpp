@@ -65,7 +65,7 @@ std::optional<Error> build_policers(Committer::Build& b) {
     for (const auto& [name, o] : all->second) {
       const v1::Policer& p = o.policer();
       auto change = changes.find({.kind = v1::Object::kPolicer, .name = name});
-      auto old = std::find_if(kept.begin(), kept.end(), [&](const Policer& x) { return x.name == name; });
+      auto old = std::find_if(kept.begin(), kept.end(), [&name = name](const Policer& x) { return x.name == name; });
       Policer e;
       if (change == changes.end() && old != kept.end()) {
         e = *old;
