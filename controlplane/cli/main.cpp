@@ -36,6 +36,7 @@ constexpr const char* usage_text =
   show KIND [--tenant T]              every object of a kind
   show KIND KEY...                    one object
   names KIND [--tenant T]             each object's key, a line each (for scripts, completion)
+  names kinds                         the object kinds, a line each (from the proto; no daemon asked)
   show fib [TENANT]                   a tenant's effective FIB: every prefix (connected, local,
                                       configured), what it resolves to and where it came from;
                                       without TENANT, what every FIB costs
@@ -269,6 +270,11 @@ int show(const Context& c, Args& args) {
 
 // One object's key a line, as `show KIND KEY...` takes it: for scripts and shell completion.
 int names(const Context& c, Args& args) {
+  if (args.take("kinds")) {  // the kinds themselves, from the proto: completion asks no daemon
+    args.expect_done();
+    for (const auto& k : kinds()) std::cout << k.singular << "\n";
+    return 0;
+  }
   const auto& kind = kind_word(args);
   std::string tenant;
   if (args.take("--tenant")) tenant = args.next("a tenant name after --tenant");

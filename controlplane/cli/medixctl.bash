@@ -1,11 +1,11 @@
-# bash completion for medixctl: commands, kinds, and the keys of the objects of a running
-# medix-dp (`medixctl names KIND`, with the -p/--dp given on the line), where one answers.
+# bash completion for medixctl: commands, kinds (`medixctl names kinds`), and the keys of the
+# objects of a running medix-dp (`medixctl names KIND`, with the -p/--dp given on the line), where
+# one answers.
 
 _medixctl() {
   local cur prev words cword
   _init_completion || return
 
-  local kinds="port tenant interface route neighbour tunnel sa static-mapping napt-pool policy-rule"
   local commands="show names lookup counters drops runtime clear capture trace version sessions watch apply set delete peers peer intent dns help"
   local filters="--port --interface --tenant --vlan --sa --filter"
   # The target options given so far, for asking the daemon.
@@ -44,7 +44,8 @@ _medixctl() {
       if [ $arg -eq 1 ]; then
         local extra=
         [ "$command" = show ] && extra="fib ports"
-        COMPREPLY=($(compgen -W "$kinds $extra" -- "$cur"))
+        # The kinds as medixctl knows them (from the proto): a new kind needs no line here.
+        COMPREPLY=($(compgen -W "$(medixctl names kinds 2>/dev/null) $extra" -- "$cur"))
       elif [ $arg -eq 2 ] && [ "${words[ncommand + 1]}" != fib ]; then
         # The first key word of the objects there are.
         COMPREPLY=($(compgen -W "$(medixctl "${target[@]}" names "${words[ncommand + 1]}" 2>/dev/null | cut -d' ' -f1 | sort -u)" -- "$cur"))

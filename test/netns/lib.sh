@@ -192,7 +192,21 @@ mx_check_config() {
 
 # mx_start_dp FILE [medix-dp options]: starts medix-dp in a session of its own (a Ctrl-C in the
 # terminal reaches this script, which stops medix-dp in order) and waits for its ready line.
+# DPDK's af_packet PMD names its fanout group getpid() ^ ifindex (16 bits): another af_packet
+# process (a concurrent namespace test) may hold that id on another interface, and the probe
+# fails with "could not set PACKET_FANOUT". A new process has a new pid: it is started again.
 mx_start_dp() {
+  local try
+  for try in 1 2 3; do
+    mx_start_dp_once "$@" 2>"$MX_TMP/start.err" && return 0
+    grep -q 'could not set PACKET_FANOUT' "$MX_DP_LOG" || break
+    echo "    medix-dp start $try: af_packet fanout id taken by another process; starting it again"
+  done
+  cat "$MX_TMP/start.err" >&2
+  return 1
+}
+
+mx_start_dp_once() {
   local config=$1; shift
   mx_need_binary
   mx_eal_args

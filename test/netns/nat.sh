@@ -295,20 +295,7 @@ if mx_check_config "$config"; then
 else
   fail "config refused by medix-dp --check: $(tail -n 3 "$MX_TMP/check.log" | tr '\n' ' ')"
 fi
-# DPDK's af_packet PMD names its fanout group getpid() ^ ifindex (16 bits): another af_packet
-# process (a concurrent namespace test) may hold that id on another interface, and the probe
-# fails with "could not set PACKET_FANOUT". A new process has a new pid: try again.
-start_dp() {
-  local try
-  for try in 1 2 3; do
-    mx_start_dp "$config" 2>"$MX_TMP/start.err" && return 0
-    grep -q 'could not set PACKET_FANOUT' "$MX_DP_LOG" || break
-    echo "    medix-dp start $try: af_packet fanout id taken by another process; starting it again"
-  done
-  cat "$MX_TMP/start.err" >&2
-  return 1
-}
-if start_dp; then
+if mx_start_dp "$config"; then
   pass "medix-dp ready: $(grep -m1 'medix-dp: ready' "$MX_DP_LOG")"
 else
   fail "medix-dp did not start"

@@ -123,17 +123,7 @@ c["settings"] = {"max_sessions": 2048, "exception_interface": tap}
 json.dump(c, open(path, "w"), indent=1)
 EOF
 
-start_dp() {
-  local try
-  for try in 1 2 3; do
-    mx_start_dp "$config" 2>"$MX_TMP/start.err" && return 0
-    grep -q 'could not set PACKET_FANOUT' "$MX_DP_LOG" || break
-    echo "    medix-dp start $try: af_packet fanout id taken by another process; starting it again"
-  done
-  cat "$MX_TMP/start.err" >&2
-  return 1
-}
-if start_dp; then
+if mx_start_dp "$config"; then
   pass "medix-dp ready: $(grep -m1 'medix-dp: ready' "$MX_DP_LOG")"
 else
   fail "medix-dp did not start"
