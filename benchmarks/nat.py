@@ -32,7 +32,12 @@ def config(mode, sessions, frames):
     archive (VLAN 20), whose static mapping 192.168.0.0/16 ⇄ 100.100.0.0/16 translates the
     destination; hosp's source is translated by its static mapping 10.0.0.0/12 ⇄
     100.64.0.0/12 or by a NAPT pool of 64 addresses; one policy rule permits hosp -> archive."""
-    settings = {"max_sessions": max(4096, int(sessions * 1.05)), "packet_buffers": frames + 65536}
+    # One tenant holds every session here. Without a quota of its own a tenant may hold a quarter
+    # of the table (docs/fair-shares.md): NAPT's pool gives hosp its quota (session_limit); a
+    # static mapping has no such knob yet, so the table is four times the sessions there.
+    table = int(sessions * 1.05)
+    settings = {"max_sessions": max(4096, table * 4 if mode == "static" else table),
+                "packet_buffers": frames + 65536}
     if mode == "forward":
         return {
             "schema_version": 1,
@@ -73,7 +78,7 @@ def config(mode, sessions, frames):
     if mode == "static":
         c["static_mappings"].append({"tenant": "hosp", "tenant_prefix": "10.0.0.0/12", "core_prefix": "100.64.0.0/12"})
     else:
-        c["napt_pools"] = [{"tenant": "hosp", "addresses": ["100.127.0.0/26"]}]
+        c["napt_pools"] = [{"tenant": "hosp", "addresses": ["100.127.0.0/26"], "session_limit": max(4096, table)}]
     return c
 
 
