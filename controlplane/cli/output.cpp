@@ -3,10 +3,12 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <map>
+#include <set>
 
 namespace medix::ctl {
 
@@ -213,6 +215,65 @@ std::map<std::string, const T*> by_name(const google::protobuf::RepeatedPtrField
   return out;
 }
 
+// A kind's counters table title: "PolicerCounters" -> "POLICER", "VrrpGroupCounters" -> "VRRP-GROUP".
+std::string kind_title(const std::string& message) {
+  std::string title, suffix = "Counters";
+  bool ends =
+      message.size() > suffix.size() && message.compare(message.size() - suffix.size(), suffix.size(), suffix) == 0;
+  for (char c : ends ? message.substr(0, message.size() - suffix.size()) : message) {
+    if (std::isupper(static_cast<unsigned char>(c)) && !title.empty()) title += '-';
+    title += char(std::toupper(static_cast<unsigned char>(c)));
+  }
+  return title;
+}
+
+// A column's title: "green_packets" -> "GREEN-PKTS".
+std::string column_title(std::string field) {
+  for (auto at = field.find("packets"); at != std::string::npos; at = field.find("packets"))
+    field.replace(at, 7, "pkts");
+  for (char& c : field) c = c == '_' ? '-' : char(std::toupper(static_cast<unsigned char>(c)));
+  return field;
+}
+
+// The lists of the snapshot that print_counters shows in tables of its own (or elsewhere).
+const std::set<std::string> hand_printed = {"ports",   "interfaces", "tenants", "drops",        "lcores",
+                                            "tunnels", "sas",        "nat",     "policy_rules", "nic_drops"};
+
+// Every other list is a kind's counters (medix-dp's Kind::counters: a message of its objects'
+// `name` and uint64 columns): a table each, titled from the proto, so that a new kind's
+// counters need no code here.
+void print_kind_counters(std::ostream& out, const v1::CountersSnapshot& snapshot) {
+  using google::protobuf::FieldDescriptor;
+  const auto* descriptor = snapshot.GetDescriptor();
+  const auto* reflection = snapshot.GetReflection();
+  for (int i = 0; i < descriptor->field_count(); i++) {
+    const FieldDescriptor* list = descriptor->field(i);
+    if (!list->is_repeated() || list->type() != FieldDescriptor::TYPE_MESSAGE || hand_printed.count(list->name()))
+      continue;
+    const auto* message = list->message_type();
+    const FieldDescriptor* name = message->FindFieldByName("name");
+    std::vector<const FieldDescriptor*> columns;
+    for (int f = 0; f < message->field_count(); f++)
+      if (message->field(f) != name) columns.push_back(message->field(f));
+    bool counters = name && name->type() == FieldDescriptor::TYPE_STRING &&
+                    std::all_of(columns.begin(), columns.end(), [](const FieldDescriptor* f) {
+                      return !f->is_repeated() && f->type() == FieldDescriptor::TYPE_UINT64;
+                    });
+    if (!counters || !reflection->FieldSize(snapshot, list)) continue;
+    std::vector<Table::Column> titles{{kind_title(message->name())}};
+    for (const auto* f : columns) titles.push_back({column_title(f->name()), true});
+    Table table(titles);
+    for (int r = 0; r < reflection->FieldSize(snapshot, list); r++) {
+      const auto& x = reflection->GetRepeatedMessage(snapshot, list, r);
+      std::vector<std::string> cells{x.GetReflection()->GetString(x, name)};
+      for (const auto* f : columns) cells.push_back(num(x.GetReflection()->GetUInt64(x, f)));
+      table.row(cells);
+    }
+    table.print(out);
+    out << '\n';
+  }
+}
+
 }  // namespace
 
 void Table::row(std::vector<std::string> cells) {
@@ -415,21 +476,7 @@ void print_counters(std::ostream& out, const v1::CountersSnapshot& snapshot) {
     rules.print(out);
     out << '\n';
   }
-  if (snapshot.policers_size()) {
-    Table policers({{"POLICER"},
-                    {"GREEN-PKTS", true},
-                    {"GREEN-BYTES", true},
-                    {"YELLOW-PKTS", true},
-                    {"YELLOW-BYTES", true},
-                    {"RED-PKTS", true},
-                    {"RED-BYTES", true},
-                    {"DROPPED", true}});
-    for (const auto& p : snapshot.policers())
-      policers.row({p.name(), num(p.green_packets()), num(p.green_bytes()), num(p.yellow_packets()),
-                    num(p.yellow_bytes()), num(p.red_packets()), num(p.red_bytes()), num(p.dropped())});
-    policers.print(out);
-    out << '\n';
-  }
+  print_kind_counters(out, snapshot);
   const auto& e = snapshot.events();
   Table events({{"EVENT"}, {"COUNT", true}});
   events.row({"icmp_sent", num(e.icmp_sent())});

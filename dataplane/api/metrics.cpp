@@ -146,6 +146,13 @@ std::string render_metrics(Dataplane& dp) {
       refused.sample({{"tenant", n.tenant}, {"reason", "policy_denied"}}, n.counters.policy_denied);
     }
   }
+  for (const auto& [kind, rows] : s.kinds)  // medix_policer_green_packets_total{policer="..."}
+    for (size_t i = 0; i < kind->counters->columns.size(); i++) {
+      const CounterColumn& column = kind->counters->columns[i];
+      std::string name = std::string("medix_") + kind->name + "_" + column.field + (column.gauge ? "" : "_total");
+      Family family(out, name.c_str(), column.gauge ? "gauge" : "counter", column.help);
+      for (const auto& row : rows) family.sample({{kind->name, row.name}}, row.values[i]);
+    }
   {
     Family calls(out, "medix_stage_calls_total", "counter", "Calls of the pipeline stage, by worker lcore.");
     for (size_t q = 0; q < s.lcores.size(); q++)

@@ -484,17 +484,7 @@ class Service final : public ServiceBase {
       x->set_matched(r.matched);
       x->set_permit(r.permit);
     }
-    for (const auto& p : s.policers) {
-      auto* x = out.add_policers();
-      x->set_name(p.name);
-      x->set_green_packets(p.packets[qos::green]);
-      x->set_green_bytes(p.bytes[qos::green]);
-      x->set_yellow_packets(p.packets[qos::yellow]);
-      x->set_yellow_bytes(p.bytes[qos::yellow]);
-      x->set_red_packets(p.packets[qos::red]);
-      x->set_red_bytes(p.bytes[qos::red]);
-      x->set_dropped(p.dropped);
-    }
+    for (const auto& [kind, rows] : s.kinds) add_counters(*kind, rows, out);
     auto* e = out.mutable_events();
     e->set_icmp_sent(s.totals.icmp_sent);
     e->set_icmp_rate_limited(s.totals.icmp_rate_limited);

@@ -96,6 +96,39 @@ void count_users(Intent& in, const v1::Policer& p, int delta) {
   if (!p.interface().empty()) count(in.interface_users, p.interface(), delta);
 }
 
+// By colour, every worker's share summed, since the policer was created or last changed.
+const CounterColumn policer_columns[] = {
+    {"green_packets", "Packets the policer coloured green."},
+    {"green_bytes", "Bytes the policer coloured green."},
+    {"yellow_packets", "Packets the policer coloured yellow."},
+    {"yellow_bytes", "Bytes the policer coloured yellow."},
+    {"red_packets", "Packets the policer coloured red."},
+    {"red_bytes", "Bytes the policer coloured red."},
+    {"dropped", "Packets the policer dropped (its colour's action)."},
+};
+
+const KindCounters policer_counters = {
+    .list = "policers",
+    .columns = policer_columns,
+    .read =
+        [](const Tables& t, std::vector<CounterRow>& rows) {
+          for (const qos::Policer& p : t.qos.policers) {
+            uint64_t packets[qos::colours] = {}, bytes[qos::colours] = {}, dropped = 0;
+            for (uint16_t i = 0; i < p.workers; i++) {
+              const qos::Share& share = p.shares[i];
+              for (unsigned c = 0; c < qos::colours; c++) {
+                packets[c] += load_counter(share.packets[c]);
+                bytes[c] += load_counter(share.bytes[c]);
+              }
+              dropped += load_counter(share.dropped);
+            }
+            rows.push_back({p.name,
+                            {packets[qos::green], bytes[qos::green], packets[qos::yellow], bytes[qos::yellow],
+                             packets[qos::red], bytes[qos::red], dropped}});
+          }
+        },
+};
+
 }  // namespace
 
 const Kind policer_kind = {
@@ -152,6 +185,7 @@ const Kind policer_kind = {
         out.set_next_page_token(std::to_string(start + out.objects_size()));
       return std::nullopt;
     },
+    .counters = &policer_counters,
 };
 
 }  // namespace medix::dp

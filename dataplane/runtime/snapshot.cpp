@@ -156,18 +156,11 @@ CounterSnapshot take_snapshot(Dataplane& dp, bool with_neighbours) {
                          gauge(now.mappings_created, now.mappings_ended)});
       }
     for (const auto& r : t.rules) s.rules.push_back({r.name, s.totals.rule_matched[r.slot], r.permit});
-    for (const auto& p : t.qos.policers) {
-      CounterSnapshot::Policer x{p.name, {}, {}, 0};
-      for (uint16_t i = 0; i < p.workers; i++) {
-        const qos::Share& share = p.shares[i];
-        for (unsigned c = 0; c < qos::colours; c++) {
-          x.packets[c] += load_counter(share.packets[c]);
-          x.bytes[c] += load_counter(share.bytes[c]);
-        }
-        x.dropped += load_counter(share.dropped);
+    for (const Kind* k : kinds())
+      if (k->counters) {
+        s.kinds.push_back({k, {}});
+        k->counters->read(t, s.kinds.back().rows);
       }
-      s.policers.push_back(std::move(x));
-    }
     if (with_neighbours)
       t.neighbours->for_each([&](const NeighbourSlotKey& key, const rte_ether_addr& mac, bool is_static) {
         char text[RTE_ETHER_ADDR_FMT_SIZE];

@@ -348,6 +348,19 @@ expect "counters: NAT per tenant" 0 '^b +0 +0 +0 +0 +0 +0 +0 +0$' -- counters
 expect "counters: policy rules" 0 '^a-to-b +permit +0$' -- counters
 expect_json "counters -o json: nat and policy_rules" \
   'any(n["tenant"] == "a" for n in d["nat"]) and d["policy_rules"][0]["name"] == "a-to-b"' -- counters
+# A kind's counters (a policer's, dataplane/qos/): a table titled from the proto
+cat >"$tmp/policer.json" <<'JSON'
+{"schema_version": 1,
+ "policers": [{"name": "a-pol", "tenant": "a", "mode": "POLICER_SRTCM", "cir": 125000000, "cbs": 100000,
+               "ebs": 100000}]}
+JSON
+expect "apply a policer" 0 '^version [0-9]+ \(1 changed\)$' -- apply "$tmp/policer.json"
+expect "counters: a kind's counters, titled from the proto" 0 \
+  '^POLICER +GREEN-PKTS +GREEN-BYTES +YELLOW-PKTS +YELLOW-BYTES +RED-PKTS +RED-BYTES +DROPPED$' -- counters
+expect "counters: the policer's row" 0 '^a-pol( +[0-9]+){7}$' -- counters
+expect_json "counters -o json: policers" 'd["policers"][0]["name"] == "a-pol"' -- counters
+expect "delete policer" 0 '^version [0-9]+ \(1 changed\)$' -- delete policer a-pol
+expect_not "counters: no policer, no table" '^POLICER ' -- counters
 expect "a mapping that clashes in the core" 1 \
   '^medixctl: INVALID_ARGUMENT: operations\[0\]\.static_mapping\.core_prefix: overlaps ' -- \
   apply "$tmp/clash.json"

@@ -92,3 +92,48 @@ TEST_CASE("the kinds' commit steps run in the order the committer needs") {
   CHECK(at(&Committer::reclaim_routes) > at(&Committer::reclaim_tenants));
   CHECK(at(&Committer::reclaim_tenants) < kinds().size());
 }
+
+// GetCounters, the Prometheus endpoint and medixctl read a kind's counters through its entry:
+// each column must be a uint64 field of the kind's message in CountersSnapshot, and each field
+// a column (a field no column fills would read 0 forever).
+TEST_CASE("the kinds' counters match their messages in CountersSnapshot") {
+  std::set<std::string> lists;
+  for (const Kind* k : kinds()) {
+    if (!k->counters) continue;
+    INFO(k->name);
+    CHECK(medix::dp::check_counters(*k) == std::nullopt);
+    CHECK(lists.insert(k->counters->list).second);
+    CHECK(k->counters->read);
+  }
+  CHECK(lists.count("policers"));
+
+  const Kind* policer = medix::dp::kind_of(v1::Object::kPolicer);
+  REQUIRE(policer);
+  v1::CountersSnapshot out;
+  medix::dp::add_counters(*policer, {{"p1", {1, 2, 3, 4, 5, 6, 7}}, {"p2", {10, 20, 30, 40, 50, 60, 70}}}, out);
+  REQUIRE(out.policers_size() == 2);
+  CHECK(out.policers(0).name() == "p1");
+  CHECK(out.policers(0).green_packets() == 1);
+  CHECK(out.policers(0).green_bytes() == 2);
+  CHECK(out.policers(0).yellow_packets() == 3);
+  CHECK(out.policers(0).yellow_bytes() == 4);
+  CHECK(out.policers(0).red_packets() == 5);
+  CHECK(out.policers(0).red_bytes() == 6);
+  CHECK(out.policers(0).dropped() == 7);
+  CHECK(out.policers(1).name() == "p2");
+  CHECK(out.policers(1).dropped() == 70);
+
+  // What the check refuses: a list that is not there, a column without its field, a field
+  // without its column.
+  const medix::dp::CounterColumn missing[] = {{"green_packets", ""}, {"blue_packets", ""}};
+  medix::dp::KindCounters bad = *policer->counters;
+  Kind kind = *policer;
+  kind.counters = &bad;
+  bad.list = "policer_list";
+  CHECK(medix::dp::check_counters(kind).value_or("").find("no list") != std::string::npos);
+  bad.list = "policers";
+  bad.columns = missing;
+  CHECK(medix::dp::check_counters(kind).value_or("").find("\"blue_packets\"") != std::string::npos);
+  bad.columns = std::span(policer->counters->columns.data(), policer->counters->columns.size() - 1);
+  CHECK(medix::dp::check_counters(kind).value_or("").find("PolicerCounters.dropped is no column") != std::string::npos);
+}
