@@ -330,7 +330,61 @@ void print_objects(std::ostream& out, const KindInfo& kind, const Objects& objec
     case v1::Object::kPolicyRule: return print_policy_rules(out, objects);
     case v1::Object::kPolicer: return print_policers(out, objects);
     case v1::Object::KIND_NOT_SET: break;
+    default: return print_any_objects(out, objects);  // a kind with no table of its own (yet)
   }
+}
+
+void print_any_objects(std::ostream& out, const Objects& objects) {
+  using google::protobuf::FieldDescriptor;
+  if (objects.empty()) return;
+  const auto& first = objects[0];
+  const FieldDescriptor* kind =
+      first.GetReflection()->GetOneofFieldDescriptor(first, first.GetDescriptor()->oneof_decl(0));
+  if (!kind) return;
+  // Its scalar fields and lists of text, in the proto's order; nested messages only in -o json.
+  std::vector<const FieldDescriptor*> fields;
+  const auto* message = kind->message_type();
+  for (int i = 0; i < message->field_count(); i++) {
+    const FieldDescriptor* f = message->field(i);
+    if (f->type() == FieldDescriptor::TYPE_MESSAGE || (f->is_repeated() && f->type() != FieldDescriptor::TYPE_STRING))
+      continue;
+    fields.push_back(f);
+  }
+  std::vector<Table::Column> titles;
+  for (const auto* f : fields) {
+    bool number = f->cpp_type() != FieldDescriptor::CPPTYPE_STRING && f->cpp_type() != FieldDescriptor::CPPTYPE_ENUM &&
+                  f->cpp_type() != FieldDescriptor::CPPTYPE_BOOL;
+    std::string title = f->name();
+    for (char& c : title) c = c == '_' ? '-' : char(std::toupper(static_cast<unsigned char>(c)));
+    titles.push_back({title, number});
+  }
+  Table table(titles);
+  for (const auto& object : objects) {
+    const auto& x = object.GetReflection()->GetMessage(object, kind);
+    const auto* r = x.GetReflection();
+    std::vector<std::string> cells;
+    for (const auto* f : fields) {
+      if (f->is_repeated()) {
+        std::string text;
+        for (int i = 0; i < r->FieldSize(x, f); i++) text += (i ? "," : "") + r->GetRepeatedString(x, f, i);
+        cells.push_back(text);
+        continue;
+      }
+      switch (f->cpp_type()) {
+        case FieldDescriptor::CPPTYPE_STRING: cells.push_back(r->GetString(x, f)); break;
+        case FieldDescriptor::CPPTYPE_BOOL: cells.push_back(r->GetBool(x, f) ? "yes" : "no"); break;
+        case FieldDescriptor::CPPTYPE_ENUM: cells.push_back(r->GetEnum(x, f)->name()); break;
+        case FieldDescriptor::CPPTYPE_INT32: cells.push_back(std::to_string(r->GetInt32(x, f))); break;
+        case FieldDescriptor::CPPTYPE_INT64: cells.push_back(std::to_string(r->GetInt64(x, f))); break;
+        case FieldDescriptor::CPPTYPE_UINT32: cells.push_back(num(r->GetUInt32(x, f))); break;
+        case FieldDescriptor::CPPTYPE_UINT64: cells.push_back(num(r->GetUInt64(x, f))); break;
+        case FieldDescriptor::CPPTYPE_FLOAT: cells.push_back(fixed(r->GetFloat(x, f), 2)); break;
+        default: cells.push_back(fixed(r->GetDouble(x, f), 2)); break;
+      }
+    }
+    table.row(cells);
+  }
+  table.print(out);
 }
 
 std::string format_time(uint64_t ns) {
