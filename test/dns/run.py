@@ -45,18 +45,9 @@ UNBOUND = "127.0.0.2"
 METRICS = 9153  # medix-cp's --metrics-listen, in this suite's own namespace
 HOSP_A, HOSP_B, ARCHIVE_MOVED = "100.64.1.5", "100.64.2.5", "100.100.3.5"  # tenants' hosts as the core sees them
 
-passed = failed = 0
-
-
-def check(ok, name, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print("PASS " + name, flush=True)
-    else:
-        failed += 1
-        print("FAIL " + name + (": %s" % (detail,) if detail != "" else ""), flush=True)
-    return ok
+sys.path.insert(0, os.path.join(ROOT, "test", "lib"))
+import checks  # noqa: E402
+from checks import check  # noqa: E402
 
 
 def intent(archive_core="100.100.1.0/24", records=None, zones=None):
@@ -474,7 +465,7 @@ def main():
                               sys.executable] + sys.argv)
     for tool in ("knotd", "kdig", "unbound"):
         if not check(shutil.which(tool) is not None, tool + " is installed (scripts/setup)"):
-            print("dns: %d passed, %d failed" % (passed, failed))
+            print(checks.summary("dns"))
             return 1
     tmp = tempfile.mkdtemp(prefix="medix-dns.")
     prefix = "medix-dns-%d" % os.getpid()
@@ -486,12 +477,12 @@ def main():
     for name in ("unbound", "unbound-wrong-key", "cp", "dp", "knot"):
         d.stop(name)
     shutil.rmtree("/var/run/dpdk/" + prefix, ignore_errors=True)
-    if failed or args.keep:
+    if checks.failed or args.keep:
         print("kept %s" % tmp)
     else:
         shutil.rmtree(tmp, ignore_errors=True)
-    print("dns: %d passed, %d failed" % (passed, failed), flush=True)
-    return 1 if failed else 0
+    print(checks.summary("dns"), flush=True)
+    return 1 if checks.failed else 0
 
 
 if __name__ == "__main__":

@@ -32,18 +32,9 @@ MEDIXCTL = os.path.join(ROOT, "build/controlplane/cli/medixctl")
 FRAMES = {("a-lan", "a", 10): 37, ("b-lan", "b", 20): 23, ("c-lan", "c", 30): 11}
 C_MAC = "02:00:00:00:00:0c"  # c-lan's: its frames reach the policer, the others are not for us
 
-passed = failed = 0
-
-
-def check(ok, name, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print("PASS " + name, flush=True)
-    else:
-        failed += 1
-        print("FAIL " + name + (": " + str(detail) if detail else ""), flush=True)
-    return ok
+sys.path.insert(0, os.path.join(ROOT, "test", "lib"))
+import checks  # noqa: E402
+from checks import check  # noqa: E402
 
 
 def free_port():
@@ -250,12 +241,12 @@ def finish(tmp, procs, args):
     if procs:
         check(procs[0].returncode == 0, "medix-dp exits 0 on SIGTERM", procs[0].returncode)
     if tmp:
-        if failed or args.keep:
+        if checks.failed or args.keep:
             print("kept %s" % tmp)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    print("metrics: %d passed, %d failed" % (passed, failed), flush=True)
-    return 1 if failed else 0
+    print(checks.summary("metrics"), flush=True)
+    return 1 if checks.failed else 0
 
 
 if __name__ == "__main__":
