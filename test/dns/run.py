@@ -477,12 +477,7 @@ def main():
     for name in ("unbound", "unbound-wrong-key", "cp", "dp", "knot"):
         d.stop(name)
     shutil.rmtree("/var/run/dpdk/" + prefix, ignore_errors=True)
-    if checks.failed or args.keep:
-        print("kept %s" % tmp)
-    else:
-        shutil.rmtree(tmp, ignore_errors=True)
-    print(checks.summary("dns"), flush=True)
-    return 1 if checks.failed else 0
+    return checks.finish("dns", tmp, args.keep)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,10 @@ test/dns/run.py): one counter a process.
     import checks
     from checks import check
     check(value == 3, "the thing is 3", value)   # prints PASS/FAIL, returns ok
-    print(checks.summary("metrics"))              # "metrics: N passed, M failed"
+    return checks.finish("metrics", tmp, keep)    # "metrics: N passed, M failed"; 1 on a failure
 """
+import shutil
+
 passed = failed = 0
 
 
@@ -24,3 +26,15 @@ def check(ok, name, detail=""):
 
 def summary(suite):
     return "%s: %d passed, %d failed" % (suite, passed, failed)
+
+
+def finish(suite, tmp=None, keep=False):
+    """The temp dir kept after a failure (or when asked) and said so, else removed; the summary;
+    the exit status (1 on any failure)."""
+    if tmp:
+        if failed or keep:
+            print("kept %s" % tmp)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(summary(suite), flush=True)
+    return 1 if failed else 0

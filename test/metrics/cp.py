@@ -244,13 +244,7 @@ def finish(tmp, d, args):
         ok, what, details = secrets.check([tmp], OUTPUTS.texts(), skip=("data/*",))
         check(ok, "no key or PSK in any log or error of this suite (%s)" % what, details)
         shutil.rmtree("/var/run/dpdk/" + d.prefix, ignore_errors=True)
-    if tmp:
-        if checks.failed or args.keep:
-            print("kept %s" % tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    print(checks.summary("metrics-cp"), flush=True)
-    return 1 if checks.failed else 0
+    return checks.finish("metrics-cp", tmp, args.keep)
 
 
 if __name__ == "__main__":

@@ -240,13 +240,7 @@ def finish(tmp, procs, args):
         terminate(p)
     if procs:
         check(procs[0].returncode == 0, "medix-dp exits 0 on SIGTERM", procs[0].returncode)
-    if tmp:
-        if checks.failed or args.keep:
-            print("kept %s" % tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    print(checks.summary("metrics"), flush=True)
-    return 1 if checks.failed else 0
+    return checks.finish("metrics", tmp, args.keep)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@
 
 #include "config/load.h"
 #include "control/intent.h"
-#include "infra/limits.h"
 #include "fixture.h"
+#include "infra/limits.h"
 
 using namespace medix::dp;
 
