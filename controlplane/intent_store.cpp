@@ -32,6 +32,7 @@ c1::IntentStatus FileStore::status() {
   s.set_applied_version(version_);
   s.set_connected(true);
   s.set_last_error(last_error_);
+  if (bgp_) *s.mutable_bgp() = bgp_();
   return s;
 }
 

@@ -35,6 +35,16 @@ class IntentStore {
   // The whole intent as last read, areas and secrets included.
   virtual c1::Intent whole() = 0;
   virtual c1::IntentStatus status() = 0;
+  // Every area's status (medixctl areas): the file store has only its own.
+  virtual grpc::Status areas(c1::ListAreasResponse* response) {
+    *response->add_areas() = status();
+    return grpc::Status::OK;
+  }
+  // The BGP speaker's status, part of status() (docs/areas.md); set before the store starts.
+  void set_bgp(std::function<c1::BgpStatus()> bgp) { bgp_ = std::move(bgp); }
+
+ protected:
+  std::function<c1::BgpStatus()> bgp_;
 };
 
 // The intent file: what medix-cp always did. Its version counts the applies since medix-cp started.

@@ -229,15 +229,48 @@ c1::Intent EtcdStore::whole() {
 }
 
 c1::IntentStatus EtcdStore::status() {
-  std::lock_guard lock(mu_);
   c1::IntentStatus s;
-  s.set_store("etcd " + endpoint_.address + " " + endpoint_.prefix);
-  s.set_area(area_);
-  s.set_version(version_);
-  s.set_applied_version(applied_version_);
-  s.set_connected(connected_);
-  s.set_last_error(last_error_);
+  {
+    std::lock_guard lock(mu_);
+    s.set_store("etcd " + endpoint_.address + " " + endpoint_.prefix);
+    s.set_area(area_);
+    s.set_version(version_);
+    s.set_applied_version(applied_version_);
+    s.set_connected(connected_);
+    s.set_last_error(last_error_);
+  }
+  if (bgp_) *s.mutable_bgp() = bgp_();  // its own lock, not under ours
   return s;
+}
+
+grpc::Status EtcdStore::areas(c1::ListAreasResponse* response) {
+  // The other areas as their status keys say (as last written: written_unix_ns gives the age),
+  // this one as it is now.
+  const std::string prefix = endpoint_.prefix + "/status/";
+  pb::RangeRequest range;
+  range.set_key(prefix);
+  range.set_range_end(prefix_end(prefix));
+  pb::RangeResponse got;
+  std::map<std::string, c1::IntentStatus> by_area;
+  by_area[area_] = status();
+  if (grpc::Status st = kv_->Range(context(2).get(), range, &got); !st.ok()) {
+    *response->add_areas() = by_area[area_];
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "etcd " + endpoint_.address + ": " + st.error_message() + " (only this area is known)");
+  }
+  for (const auto& kv : got.kvs()) {
+    std::string name = kv.key().substr(prefix.size());
+    if (name == area_) continue;
+    c1::IntentStatus s;
+    if (common::parse_json(kv.value(), s)) {
+      s.Clear();
+      s.set_area(name);
+      s.set_last_error("status key " + kv.key() + ": not a status");
+    }
+    by_area[name] = s;
+  }
+  for (auto& [name, s] : by_area) *response->add_areas() = std::move(s);
+  return grpc::Status::OK;
 }
 
 void EtcdStore::set_connected(bool connected, const std::string& why) {

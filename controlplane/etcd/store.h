@@ -35,6 +35,9 @@ class EtcdStore final : public IntentStore {
   grpc::Status apply(const c1::Intent& next, uint64_t expected, c1::ApplyIntentResponse* response) override;
   c1::Intent whole() override;
   c1::IntentStatus status() override;
+  grpc::Status areas(c1::ListAreasResponse* response) override;
+  // Writes this area's status key now (the BGP speaker's changes: its sessions, its prefixes).
+  void publish() { write_status(); }
 
  private:
   struct Value {

@@ -1,0 +1,265 @@
+#!/usr/bin/env bash
+# Routes between areas over BGP (issue 18, docs/areas.md): three areas (east, west, north), each
+# with its medix-dp (net_null port), its medix-cp (--bgp) and a real gobgpd, iBGP in full mesh on
+# the loopback of a network namespace of the suite's own (hold time 3 s), the intent in a real
+# etcd there. Checks, through medix-dp's API (its core tenant's routes) and medixctl areas:
+#   - each area's core prefixes (static mappings, NAPT pool, a core route to a service tenant)
+#     become routes in the other areas' core tenant, via the backbone interface toward the
+#     announcing area's next hop; an area never installs what it announces itself;
+#   - a tenant attached in east and west: both announce, east's local preference wins in north;
+#   - a change to the intent (a mapping added in west, then removed) is announced and withdrawn;
+#   - east's gobgpd frozen (SIGSTOP: its sessions silent, no close): within the hold time north
+#     drops east's prefixes and the dual-attached tenant moves to west (measured); thawed: back;
+#   - west's gobgpd killed: north withdraws west's prefixes at once, west's medix-cp says gobgpd
+#     is not answering and removes the routes it learned through it; restarted: announced again.
+# Ends with "cp-bgp: N passed, M failed". MEDIX_DP, MEDIX_CP and MEDIXCTL override the binaries.
+set -u
+export LC_ALL=C
+cd "$(dirname "$0")/../.."
+dp=${MEDIX_DP:-build/dataplane/medix-dp}
+cp=${MEDIX_CP:-build/controlplane/medix-cp}
+ctl=${MEDIXCTL:-build/controlplane/cli/medixctl}
+command -v etcd >/dev/null && command -v gobgpd >/dev/null || scripts/setup >/dev/null
+tmp=$(mktemp -d /tmp/medix-cp-bgp.XXXXXX)
+ns=medix-bgp-$$
+key=/medix-bgp-$$
+url=etcd://127.0.0.1:2379$key
+areas="east west north"
+passed=0 failed=0
+etcd_pid=
+declare -A dp_pid cp_pid bgp_pid prefix
+declare -A n=([east]=1 [west]=2 [north]=3)  # gobgpd on 127.0.1.N; the backbone address 10.255.0.N
+for a in $areas; do prefix[$a]=medix-bgp-$a-$$; done
+
+cleanup() {
+  for a in $areas; do
+    [ -n "${bgp_pid[$a]:-}" ] && kill -CONT "${bgp_pid[$a]}" 2>/dev/null
+    [ -n "${cp_pid[$a]:-}" ] && kill -TERM "${cp_pid[$a]}" 2>/dev/null && wait "${cp_pid[$a]}" 2>/dev/null
+    [ -n "${bgp_pid[$a]:-}" ] && kill -KILL "${bgp_pid[$a]}" 2>/dev/null && wait "${bgp_pid[$a]}" 2>/dev/null
+    [ -n "${dp_pid[$a]:-}" ] && kill -TERM "${dp_pid[$a]}" 2>/dev/null && wait "${dp_pid[$a]}" 2>/dev/null
+    rm -rf "/var/run/dpdk/${prefix[$a]}"
+  done
+  [ -n "$etcd_pid" ] && kill -KILL "$etcd_pid" 2>/dev/null && wait "$etcd_pid" 2>/dev/null
+  ip netns del "$ns" 2>/dev/null
+  [ -n "${MX_KEEP_TMP:-}" ] || rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+pass() { echo "PASS $1"; passed=$((passed + 1)); }
+fail() {
+  echo "FAIL $1"
+  [ -n "${2:-}" ] && sed 's/^/  | /' <<<"$2" | tail -20
+  failed=$((failed + 1))
+}
+finish() {
+  echo "cp-bgp: $passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+  exit
+}
+in_ns() { ip netns exec "$ns" "$@"; }
+ctl() { timeout 20 "$ctl" -p "${prefix[$1]}" --cp "unix://$tmp/cp-$1.sock" "${@:2}" 2>&1; }
+# The core tenant's routes of an area's medix-dp: "PREFIX via ADDRESS" lines, sorted.
+routes() {
+  ctl "$1" -o json show route | /usr/bin/python3 -c '
+import json, sys
+for o in json.load(sys.stdin).get("objects", []):
+    r = o.get("route", o)
+    if r.get("tenant") == "ix" and "via" in r:
+        print(r["prefix"], "via", r["via"].get("address", ""))' | sort
+}
+has_route() { routes "$1" | grep -qx "$2"; }
+lacks_route() { ! routes "$1" | grep -q "^$2 "; }
+# wait_for SECONDS COMMAND...: until COMMAND succeeds; the milliseconds it took in $took.
+wait_for() {
+  local limit=$1; shift
+  local start now
+  start=$(date +%s%N)
+  while :; do
+    "$@" && { took=$((($(date +%s%N) - start) / 1000000)); return 0; }
+    now=$(date +%s%N)
+    [ $(((now - start) / 1000000)) -ge $((limit * 1000)) ] && { took=$(((now - start) / 1000000)); return 1; }
+    sleep 0.05
+  done
+}
+
+etcd_start() {
+  ip netns exec "$ns" etcd --name medix-test --data-dir "$tmp/etcd" --listen-client-urls http://127.0.0.1:2379 \
+    --advertise-client-urls http://127.0.0.1:2379 --listen-peer-urls http://127.0.0.1:2380 \
+    --initial-advertise-peer-urls http://127.0.0.1:2380 --initial-cluster medix-test=http://127.0.0.1:2380 \
+    --log-level error >>"$tmp/etcd.log" 2>&1 &
+  etcd_pid=$!
+  for _ in $(seq 100); do
+    in_ns env ETCDCTL_API=3 etcdctl --endpoints 127.0.0.1:2379 endpoint health >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  return 1
+}
+# gobgpd's own configuration: iBGP (AS 65000) with the two other areas, hold time 3 s.
+bgp_config() {
+  local a=$1 b
+  cat <<TOML
+[global.config]
+  as = 65000
+  router-id = "10.255.0.${n[$a]}"
+  local-address-list = ["127.0.1.${n[$a]}"]
+TOML
+  for b in $areas; do
+    [ "$b" = "$a" ] && continue
+    cat <<TOML
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "127.0.1.${n[$b]}"
+    peer-as = 65000
+  [neighbors.timers.config]
+    hold-time = 3
+    keepalive-interval = 1
+    connect-retry = 1
+    idle-hold-time-after-reset = 1
+  [neighbors.transport.config]
+    local-address = "127.0.1.${n[$a]}"
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv4-unicast"
+TOML
+  done
+}
+bgp_start() {
+  bgp_config "$1" >"$tmp/gobgpd-$1.toml"
+  ip netns exec "$ns" gobgpd -f "$tmp/gobgpd-$1.toml" --api-hosts "127.0.0.1:5005${n[$1]}" --pprof-disable -p -l warn \
+    >>"$tmp/gobgpd-$1.log" 2>&1 &
+  bgp_pid[$1]=$!
+}
+cp_start() {
+  ip netns exec "$ns" "$cp" --intent "$tmp/$1.json" -p "${prefix[$1]}" --listen "unix://$tmp/cp-$1.sock" \
+    --intent-store "$url" --area "$1" --bgp "127.0.0.1:5005${n[$1]}" \
+    --strongswan-conf "$tmp/strongswan.conf" --log-level 0 >>"$tmp/cp-$1.log" 2>&1 &
+  cp_pid[$1]=$!
+  for _ in $(seq 150); do
+    grep -q "medix-cp: ready" "$tmp/cp-$1.log" && return 0
+    sleep 0.1
+  done
+  fail "medix-cp $1 starts" "$(tail -8 "$tmp/cp-$1.log")"
+  return 1
+}
+
+for binary in "$dp" "$cp" "$ctl"; do
+  [ -x "$binary" ] || { fail "$binary is not built"; finish; }
+done
+ip netns add "$ns" && ip -n "$ns" link set lo up || { fail "create namespace $ns"; finish; }
+etcd_start || { fail "etcd starts" "$(tail -5 "$tmp/etcd.log")"; finish; }
+cat >"$tmp/dp.json" <<'JSON'
+{"schema_version": 1, "ports": [{"name": "p0", "device": "net_null0"}], "settings": {"max_sessions": 4096}}
+JSON
+printf 'medix-cp {\n  port = 0\n  port_nat_t = 0\n}\n' >"$tmp/strongswan.conf"
+for a in $areas; do
+  "$dp" --no-huge -m 256 --no-pci --log-level=error -l 0,1 --file-prefix "${prefix[$a]}" --vdev net_null0 -- \
+    --config "$tmp/dp.json" >"$tmp/dp-$a.log" 2>&1 &
+  dp_pid[$a]=$!
+  bgp_start $a
+done
+for a in $areas; do
+  wait_for 30 grep -qs "^medix-dp: ready" "$tmp/dp-$a.log" || { fail "medix-dp $a starts" "$(cat "$tmp/dp-$a.log")"; finish; }
+  cp_start $a || finish
+done
+
+# The intent: the core tenant global; per area its backbone interface and its tenants. The
+# regional network is attached in east and west (the same core prefix), east preferred.
+cat >"$tmp/intent.json" <<'JSON'
+{"schema_version": 1,
+ "tenants": [{"name": "ix", "core": true}],
+ "areas": {
+  "east": {"tenants": [{"name": "hosp-e"}, {"name": "regional"}],
+           "interfaces": [{"name": "bb", "tenant": "ix", "port": "p0", "addresses": ["10.255.0.1/24"]}],
+           "static_mappings": [{"tenant": "hosp-e", "tenant_prefix": "10.1.0.0/24", "core_prefix": "100.64.1.0/24"},
+                               {"tenant": "regional", "tenant_prefix": "10.9.0.0/24", "core_prefix": "100.64.9.0/24"}],
+           "bgp": {"backbone_interface": "bb", "tenant_local_pref": {"regional": 200}}},
+  "west": {"tenants": [{"name": "arch-w"}, {"name": "regional"}],
+           "interfaces": [{"name": "bb", "tenant": "ix", "port": "p0", "addresses": ["10.255.0.2/24"]}],
+           "static_mappings": [{"tenant": "regional", "tenant_prefix": "10.9.0.0/24", "core_prefix": "100.64.9.0/24"}],
+           "napt_pools": [{"tenant": "arch-w", "addresses": ["100.64.2.0/30"]}],
+           "bgp": {"backbone_interface": "bb"}},
+  "north": {"tenants": [{"name": "svc-n"}],
+            "interfaces": [{"name": "bb", "tenant": "ix", "port": "p0", "addresses": ["10.255.0.3/24"]}],
+            "routes": [{"tenant": "ix", "prefix": "100.64.3.0/24", "next_tenant": "svc-n"}],
+            "bgp": {"backbone_interface": "bb"}}}}
+JSON
+out=$(ctl east intent apply "$tmp/intent.json")
+[ $? -eq 0 ] && pass "the intent with three areas applied" || { fail "intent apply" "$out"; finish; }
+
+established() { [ "$(ctl "$1" areas | grep -c "^  session .* ESTABLISHED")" -ge "$2" ]; }
+for a in $areas; do
+  wait_for 20 established $a 2 && pass "$a: both BGP sessions established (medixctl areas)" ||
+    fail "$a: BGP sessions" "$(ctl $a areas; tail -5 "$tmp/gobgpd-$a.log")"
+done
+want_north="100.64.1.0/24 via 10.255.0.1
+100.64.2.0/30 via 10.255.0.2
+100.64.9.0/24 via 10.255.0.1"
+routes_are() { [ "$(routes "$1")" = "$2" ]; }
+wait_for 10 routes_are north "$want_north" &&
+  pass "north's core tenant: east's and west's prefixes via their next hops, the dual-attached one via east (local-pref 200)" ||
+  fail "north's routes" "$(routes north; ctl north areas)"
+want_east="100.64.2.0/30 via 10.255.0.2
+100.64.3.0/24 via 10.255.0.3"
+wait_for 10 routes_are east "$want_east" &&
+  pass "east's core tenant: west's NAPT pool and north's service prefix; not its own (regional)" ||
+  fail "east's routes" "$(routes east; ctl east areas)"
+want_west="100.64.1.0/24 via 10.255.0.1
+100.64.3.0/24 via 10.255.0.3"
+wait_for 10 routes_are west "$want_west" && pass "west's core tenant: east's and north's prefixes; not regional" ||
+  fail "west's routes" "$(routes west; ctl west areas)"
+
+# medixctl areas, against west's medix-cp: every area, what it announces and learned.
+areas_out() { ctl west areas; }
+has_areas() {
+  local o
+  o=$(areas_out)
+  grep -q "^area east: " <<<"$o" && grep -q "^area north: " <<<"$o" && grep -q "^area west: " <<<"$o" &&
+    grep -q "^  announced 100.64.1.0/24 tenant hosp-e next-hop 10.255.0.1 local-pref 100$" <<<"$o" &&
+    grep -q "^  announced 100.64.9.0/24 tenant regional next-hop 10.255.0.1 local-pref 200$" <<<"$o" &&
+    grep -q "^  learned 100.64.9.0/24 next-hop 10.255.0.1 local-pref 200 from 10.255.0.1 installed$" <<<"$o" &&
+    grep -q "^  learned 100.64.1.0/24 next-hop 10.255.0.1 local-pref 100 from 10.255.0.1 installed$" <<<"$o"
+}
+wait_for 5 has_areas && pass "medixctl areas: the three areas, their sessions, prefixes announced and learned" ||
+  fail "medixctl areas" "$(areas_out)"
+
+# A change to the intent: a mapping added in west, announced; removed, withdrawn.
+python3 - "$tmp/intent.json" "$tmp/intent2.json" <<'PY'
+import json, sys
+i = json.load(open(sys.argv[1]))
+i["areas"]["west"]["static_mappings"].append({"tenant": "arch-w", "tenant_prefix": "10.2.0.0/24", "core_prefix": "100.64.20.0/24"})
+json.dump(i, open(sys.argv[2], "w"))
+PY
+ctl north intent apply "$tmp/intent2.json" >/dev/null
+wait_for 5 has_route north "100.64.20.0/24 via 10.255.0.2" &&
+  pass "a mapping added in west: in north's core tenant after ${took} ms" || fail "added mapping" "$(routes north)"
+ctl north intent apply "$tmp/intent.json" >/dev/null
+wait_for 5 lacks_route north 100.64.20.0/24 && pass "removed from the intent: withdrawn from north after ${took} ms" ||
+  fail "removed mapping" "$(routes north)"
+
+# East's gobgpd frozen: no keepalive, no close; the hold timer (3 s) ends its sessions.
+kill -STOP "${bgp_pid[east]}"
+moved() { lacks_route north 100.64.1.0/24 && has_route north "100.64.9.0/24 via 10.255.0.2"; }
+if wait_for 10 moved; then
+  pass "east silent: north drops its prefixes and regional moves to west after ${took} ms (hold time 3 s)"
+  echo "figure: failover after a silent area, hold time 3 s: ${took} ms"
+else
+  fail "east silent: failover" "$(routes north; ctl north areas)"
+fi
+kill -CONT "${bgp_pid[east]}"
+wait_for 20 routes_are north "$want_north" && pass "east back: its prefixes return and regional goes back to east (${took} ms)" ||
+  fail "east back" "$(routes north; ctl north areas)"
+
+# West's gobgpd killed: its sessions close at once.
+kill -KILL "${bgp_pid[west]}"
+wait "${bgp_pid[west]}" 2>/dev/null
+wait_for 5 lacks_route north 100.64.2.0/30 && pass "west's gobgpd killed: north withdraws west's prefixes after ${took} ms" ||
+  fail "west killed: north" "$(routes north)"
+west_lost() { ctl west areas | grep -q "^  bgp 127.0.0.1:50052: not answering" && routes_are west ""; }
+wait_for 5 west_lost && pass "west's medix-cp: gobgpd not answering, the routes it learned through it removed" ||
+  fail "west's medix-cp without gobgpd" "$(ctl west areas; routes west)"
+bgp_start west
+wait_for 20 routes_are north "$want_north" && wait_for 10 routes_are west "$want_west" &&
+  pass "west's gobgpd restarted: medix-cp announces again, both ways (${took} ms)" ||
+  fail "west's gobgpd restarted" "$(routes north; routes west; ctl west areas)"
+grep -h "bgp:" "$tmp"/cp-*.log | sort | uniq -c | head -5
+finish
