@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <set>
+#include <vector>
 
 #include "common/address.h"
 
@@ -14,6 +15,7 @@ namespace {
 
 constexpr auto kPeriod = std::chrono::milliseconds(200);
 constexpr uint32_t kDefaultLocalPref = 100;
+constexpr uint64_t kResyncCycles = 25;  // 5 s
 
 std::unique_ptr<grpc::ClientContext> context() {
   auto c = std::make_unique<grpc::ClientContext>();
@@ -183,11 +185,25 @@ void Speaker::cycle() {
 
   // Where the routes go: the backbone interface of the core tenant, and our next hop on it.
   std::string core, next_hop;
+  std::vector<common::Prefix> backbone;  // its subnets: a next hop elsewhere is not reachable
   for (const auto& i : intent.interfaces())
     if (i.name() == conf.backbone_interface()) {
       core = i.tenant();
       next_hop = conf.next_hop().empty() && i.addresses_size() ? address_of(i.addresses(0)) : conf.next_hop();
+      for (const auto& a : i.addresses())
+        if (auto p = common::parse_prefix(a)) backbone.push_back(*p);
     }
+  auto on_backbone = [&backbone](const std::string& address) {
+    auto a = common::parse_ipv4(address);
+    if (!a) return false;
+    for (const auto& p : backbone) {
+      uint32_t mask = p.length ? ~uint32_t(0) << (32 - p.length) : 0;
+      if ((*a & mask) == (p.address & mask)) return true;
+    }
+    return false;
+  };
+  // Now and then medix-dp's routes are read again: one deleted or changed by hand is put back.
+  if (++cycles_ % kResyncCycles == 0) resync_ = true;
   if (conf.backbone_interface().empty())
     error = "the area's intent has no bgp.backbone_interface: nothing announced or installed";
   else if (core.empty())
@@ -286,7 +302,15 @@ void Speaker::cycle() {
       else if (a.UnpackTo(&lp))
         l->set_local_pref(lp.local_pref());
     }
-    if (core.empty() || announce.count(prefix) || intent_routes.count(prefix) || l->next_hop().empty()) continue;
+    if (core.empty()) continue;
+    if (announce.count(prefix) || intent_routes.count(prefix)) {  // attached here too: local delivery
+      l->set_reason(announce.count(prefix) ? "announced here too" : "the intent routes it");
+      continue;
+    }
+    if (!on_backbone(l->next_hop())) {  // medix-dp would refuse the route, and every other with it
+      l->set_reason("next hop " + l->next_hop() + " is not on " + conf.backbone_interface() + "'s subnets");
+      continue;
+    }
     v1::Route r;
     r.set_tenant(core);
     r.set_prefix(prefix);

@@ -172,7 +172,8 @@ int peers_command(const std::string& target, bool json, const std::string& comma
                   << " local-pref " << p.local_pref() << "\n";
       for (const auto& p : b.learned())
         std::cout << "  learned " << p.prefix() << " next-hop " << p.next_hop() << " local-pref " << p.local_pref()
-                  << " from " << p.from() << (p.installed() ? " installed" : " not-installed") << "\n";
+                  << " from " << p.from() << (p.installed() ? " installed" : " not-installed")
+                  << (p.reason().empty() ? "" : " (" + p.reason() + ")") << "\n";
     }
     return 0;
   }

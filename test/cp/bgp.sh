@@ -131,7 +131,7 @@ bgp_start() {
 }
 cp_start() {
   ip netns exec "$ns" "$cp" --intent "$tmp/$1.json" -p "${prefix[$1]}" --listen "unix://$tmp/cp-$1.sock" \
-    --intent-store "$url" --area "$1" --bgp "127.0.0.1:5005${n[$1]}" \
+    --intent-store "$url" --area "$1" --bgp "127.0.0.1:5005${n[$1]}" --metrics-listen "127.0.0.1:920${n[$1]}" \
     --strongswan-conf "$tmp/strongswan.conf" --log-level 0 >>"$tmp/cp-$1.log" 2>&1 &
   cp_pid[$1]=$!
   for _ in $(seq 150); do
@@ -183,6 +183,31 @@ cat >"$tmp/intent.json" <<'JSON'
             "routes": [{"tenant": "ix", "prefix": "100.64.3.0/24", "next_tenant": "svc-n"}],
             "bgp": {"backbone_interface": "bb"}}}}
 JSON
+# A bad bgp section is refused, naming the area and the field (medix-cp --check and ApplyIntent).
+bad() { # bad NAME PYTHON-EDIT EXPECTED
+  python3 - "$tmp/intent.json" "$tmp/bad.json" "$2" <<'PY'
+import json, sys
+i = json.load(open(sys.argv[1]))
+exec(sys.argv[3])
+json.dump(i, open(sys.argv[2], "w"))
+PY
+  local out
+  out=$("$cp" --check --intent "$tmp/bad.json" 2>&1)
+  [ $? -ne 0 ] && grep -qF "$3" <<<"$out" && pass "refused: $1" || fail "refused: $1" "$out"
+}
+bad "a backbone interface that is not one" 'i["areas"]["west"]["bgp"]["backbone_interface"] = "nope"' \
+  "area west (global objects, then areas[west]'s): bgp.backbone_interface: 'nope' is not an interface of the intent"
+bad "a backbone interface outside the core" \
+  'i["areas"]["north"]["interfaces"].append({"name": "lan", "tenant": "svc-n", "port": "p0"}); i["areas"]["north"]["bgp"]["backbone_interface"] = "lan"' \
+  "bgp.backbone_interface: 'lan' is in tenant 'svc-n', not a core tenant"
+bad "a next hop that is no address" 'i["areas"]["east"]["bgp"]["next_hop"] = "10.255.0"' \
+  "bgp.next_hop: '10.255.0' is not an IPv4 address"
+bad "a preference for a tenant the area lacks" 'i["areas"]["west"]["bgp"]["tenant_local_pref"] = {"hosp-e": 50}' \
+  "bgp.tenant_local_pref[hosp-e]: no such tenant in the intent"
+out=$(ctl east intent apply "$tmp/bad.json")
+[ $? -ne 0 ] && grep -qF "tenant_local_pref[hosp-e]" <<<"$out" && pass "ApplyIntent refuses it too" ||
+  fail "ApplyIntent of a bad bgp" "$out"
+
 out=$(ctl east intent apply "$tmp/intent.json")
 [ $? -eq 0 ] && pass "the intent with three areas applied" || { fail "intent apply" "$out"; finish; }
 
@@ -222,6 +247,18 @@ has_areas() {
 wait_for 5 has_areas && pass "medixctl areas: the three areas, their sessions, prefixes announced and learned" ||
   fail "medixctl areas" "$(areas_out)"
 
+# The same in north's medix-cp's metrics.
+metrics_say() {
+  local m
+  m=$(in_ns /usr/bin/python3 -c 'import urllib.request
+print(urllib.request.urlopen("http://127.0.0.1:9203/metrics", timeout=5).read().decode())' 2>&1)
+  grep -qx 'medix_cp_bgp_daemon_connected 1' <<<"$m" && grep -qx 'medix_cp_bgp_sessions{state="ESTABLISHED"} 2' <<<"$m" &&
+    grep -qx 'medix_cp_bgp_prefixes{kind="announced"} 1' <<<"$m" && grep -qx 'medix_cp_bgp_prefixes{kind="installed"} 3' <<<"$m"
+}
+wait_for 5 metrics_say && pass "north's metrics: daemon connected, 2 sessions established, 1 prefix announced, 3 installed" ||
+  fail "north's metrics" "$(in_ns /usr/bin/python3 -c 'import urllib.request
+print(urllib.request.urlopen("http://127.0.0.1:9203/metrics", timeout=5).read().decode())' 2>&1 | grep bgp)"
+
 # A change to the intent: a mapping added in west, announced; removed, withdrawn.
 python3 - "$tmp/intent.json" "$tmp/intent2.json" <<'PY'
 import json, sys
@@ -235,6 +272,20 @@ wait_for 5 has_route north "100.64.20.0/24 via 10.255.0.2" &&
 ctl north intent apply "$tmp/intent.json" >/dev/null
 wait_for 5 lacks_route north 100.64.20.0/24 && pass "removed from the intent: withdrawn from north after ${took} ms" ||
   fail "removed mapping" "$(routes north)"
+
+# A route of BGP's deleted by hand in medix-dp is put back (medix-cp reads medix-dp's every 5 s).
+ctl north delete route ix 100.64.2.0/30 >/dev/null
+wait_for 10 has_route north "100.64.2.0/30 via 10.255.0.2" && pass "a learned route deleted by hand: put back after ${took} ms" ||
+  fail "deleted route put back" "$(routes north)"
+# North's medix-cp restarted: medix-dp keeps the routes meanwhile; the new medix-cp takes them over
+# (what follows withdraws them through it).
+kill -TERM "${cp_pid[north]}"
+wait "${cp_pid[north]}" 2>/dev/null
+routes_are north "$want_north" && pass "north's medix-cp stopped: its medix-dp keeps the routes" ||
+  fail "routes without medix-cp" "$(routes north)"
+mv "$tmp/cp-north.log" "$tmp/cp-north.log.1"
+cp_start north && wait_for 10 established north 2 && routes_are north "$want_north" &&
+  pass "north's medix-cp restarted: sessions seen, the same routes" || fail "north's medix-cp restarted" "$(routes north; ctl north areas)"
 
 # East's gobgpd frozen: no keepalive, no close; the hold timer (3 s) ends its sessions.
 kill -STOP "${bgp_pid[east]}"
