@@ -66,10 +66,14 @@ class FileStore final : public IntentStore {
 };
 
 struct EtcdEndpoint {
-  std::string address;            // HOST:PORT
+  std::string address;            // HOST:PORT, or the members' IPv4:PORT,IPv4:PORT,...
   std::string prefix = "/medix";  // no trailing slash
+  // gRPC's target: the address, or with several members "ipv4:A:P,B:Q" (gRPC's pick_first takes
+  // the first that answers and moves to the next when it is lost).
+  std::string target;
 };
-// Where the etcd store is: "etcd://HOST:PORT[/PREFIX]" (the flag --intent-store takes). The error, or nothing.
+// Where the etcd store is: "etcd://HOST:PORT[,HOST:PORT...][/PREFIX]" (the flag --intent-store
+// takes; several members by IPv4 address). The error, or nothing.
 std::optional<std::string> parse_etcd_url(const std::string& url, EtcdEndpoint& out);
 
 // What an area's medix-cp applies: the global objects with its area's section (none: "").

@@ -61,8 +61,9 @@ constexpr const char* usage_text =
     "  --knot SOCKET               serve the intent's DNS zones with Knot DNS, through its control socket\n"
     "  --knot-catalog ZONE         the catalog zone knot.conf gives medix-cp (default catalog.medix; docs/dns.md)\n"
     "  --knot-geoip FILE           per-tenant answers: the views file of knot.conf's geoip module (subnet mode)\n"
-    "  --intent-store etcd://HOST:PORT[/PREFIX]  keep the intent in etcd under PREFIX (/medix), shared by\n"
-    "                              the areas' medix-cp; --intent FILE is then this area's local copy\n"
+    "  --intent-store etcd://HOST:PORT[,HOST:PORT...][/PREFIX]  keep the intent in etcd under PREFIX (/medix),\n"
+    "                              shared by the areas' medix-cp; several members by IPv4 address, failing over;\n"
+    "                              --intent FILE is then this area's local copy\n"
     "  --area NAME                 with etcd: apply the global objects and area NAME's (docs/areas.md)\n"
     "  --bgp HOST:PORT             gobgpd's gRPC API: announce this area's core prefixes, install the\n"
     "                              other areas' into the core tenant (the intent's bgp, docs/areas.md)\n";

@@ -69,7 +69,7 @@ class Speaker {
   std::map<std::string, v1::Route> installed_;  // by prefix, as medix-dp has them
   bool resync_ = true;                          // installed_ read from medix-dp again first
   uint64_t cycles_ = 0;
-  std::string said_;                            // the last error logged
+  std::string said_;  // the last error logged
 
   std::mutex mu_;
   std::condition_variable wake_;

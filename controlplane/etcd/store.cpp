@@ -58,7 +58,8 @@ EtcdStore::EtcdStore(const EtcdEndpoint& endpoint, const std::string& area, Appl
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetMaxReceiveMessageSize(64 << 20);  // a Range of every area's key (gRPC's default: 4 MiB)
-  channel_ = grpc::CreateCustomChannel(endpoint.address, grpc::InsecureChannelCredentials(), args);
+  channel_ = grpc::CreateCustomChannel(endpoint.target.empty() ? endpoint.address : endpoint.target,
+                                       grpc::InsecureChannelCredentials(), args);
   kv_ = pb::KV::NewStub(channel_);
   watch_ = pb::Watch::NewStub(channel_);
   dataplane_ = medix::dataplane::v1::Dataplane::NewStub(

@@ -2,12 +2,16 @@
 # Routes between areas over BGP (issue 18, docs/areas.md): three areas (east, west, north), each
 # with its medix-dp (net_null port), its medix-cp (--bgp) and a real gobgpd, iBGP in full mesh on
 # the loopback of a network namespace of the suite's own (hold time 3 s), the intent in a real
-# etcd there. Checks, through medix-dp's API (its core tenant's routes) and medixctl areas:
+# etcd cluster of three members there. Checks, through medix-dp's API (its core tenant's routes)
+# and medixctl areas:
+#   - bad bgp sections refused (medix-cp --check, ApplyIntent), naming the area and the field;
 #   - each area's core prefixes (static mappings, NAPT pool, a core route to a service tenant)
 #     become routes in the other areas' core tenant, via the backbone interface toward the
 #     announcing area's next hop; an area never installs what it announces itself;
 #   - a tenant attached in east and west: both announce, east's local preference wins in north;
+#   - north's metrics; etcd's first member (the one every medix-cp reads) killed: nothing changes;
 #   - a change to the intent (a mapping added in west, then removed) is announced and withdrawn;
+#   - a learned route deleted by hand is put back; north's medix-cp restarted takes its routes over;
 #   - east's gobgpd frozen (SIGSTOP: its sessions silent, no close): within the hold time north
 #     drops east's prefixes and the dual-attached tenant moves to west (measured); thawed: back;
 #   - west's gobgpd killed: north withdraws west's prefixes at once, west's medix-cp says gobgpd
@@ -23,10 +27,11 @@ command -v etcd >/dev/null && command -v gobgpd >/dev/null || scripts/setup >/de
 tmp=$(mktemp -d /tmp/medix-cp-bgp.XXXXXX)
 ns=medix-bgp-$$
 key=/medix-bgp-$$
-url=etcd://127.0.0.1:2379$key
+# Three etcd members (client ports 2379, 12379, 22379): medix-cp is given all three.
+url=etcd://127.0.0.1:2379,127.0.0.1:12379,127.0.0.1:22379$key
 areas="east west north"
 passed=0 failed=0
-etcd_pid=
+declare -A etcd_pid
 declare -A dp_pid cp_pid bgp_pid prefix
 declare -A n=([east]=1 [west]=2 [north]=3)  # gobgpd on 127.0.1.N; the backbone address 10.255.0.N
 for a in $areas; do prefix[$a]=medix-bgp-$a-$$; done
@@ -39,7 +44,9 @@ cleanup() {
     [ -n "${dp_pid[$a]:-}" ] && kill -TERM "${dp_pid[$a]}" 2>/dev/null && wait "${dp_pid[$a]}" 2>/dev/null
     rm -rf "/var/run/dpdk/${prefix[$a]}"
   done
-  [ -n "$etcd_pid" ] && kill -KILL "$etcd_pid" 2>/dev/null && wait "$etcd_pid" 2>/dev/null
+  for m in 1 2 3; do
+    [ -n "${etcd_pid[$m]:-}" ] && kill -KILL "${etcd_pid[$m]}" 2>/dev/null && wait "${etcd_pid[$m]}" 2>/dev/null
+  done
   ip netns del "$ns" 2>/dev/null
   [ -n "${MX_KEEP_TMP:-}" ] || rm -rf "$tmp"
 }
@@ -83,13 +90,18 @@ wait_for() {
 }
 
 etcd_start() {
-  ip netns exec "$ns" etcd --name medix-test --data-dir "$tmp/etcd" --listen-client-urls http://127.0.0.1:2379 \
-    --advertise-client-urls http://127.0.0.1:2379 --listen-peer-urls http://127.0.0.1:2380 \
-    --initial-advertise-peer-urls http://127.0.0.1:2380 --initial-cluster medix-test=http://127.0.0.1:2380 \
-    --log-level error >>"$tmp/etcd.log" 2>&1 &
-  etcd_pid=$!
-  for _ in $(seq 100); do
-    in_ns env ETCDCTL_API=3 etcdctl --endpoints 127.0.0.1:2379 endpoint health >/dev/null 2>&1 && return 0
+  local m c p cluster=m1=http://127.0.0.1:2380,m2=http://127.0.0.1:12380,m3=http://127.0.0.1:22380
+  for m in 1 2 3; do
+    c=$(((m - 1) * 10000 + 2379)) p=$(((m - 1) * 10000 + 2380))
+    ip netns exec "$ns" etcd --name m$m --data-dir "$tmp/etcd-$m" --listen-client-urls "http://127.0.0.1:$c" \
+      --advertise-client-urls "http://127.0.0.1:$c" --listen-peer-urls "http://127.0.0.1:$p" \
+      --initial-advertise-peer-urls "http://127.0.0.1:$p" --initial-cluster "$cluster" \
+      --log-level error >>"$tmp/etcd-$m.log" 2>&1 &
+    etcd_pid[$m]=$!
+  done
+  for _ in $(seq 150); do
+    in_ns env ETCDCTL_API=3 etcdctl --endpoints 127.0.0.1:2379,127.0.0.1:12379,127.0.0.1:22379 endpoint health \
+      >/dev/null 2>&1 && return 0
     sleep 0.1
   done
   return 1
@@ -146,7 +158,7 @@ for binary in "$dp" "$cp" "$ctl"; do
   [ -x "$binary" ] || { fail "$binary is not built"; finish; }
 done
 ip netns add "$ns" && ip -n "$ns" link set lo up || { fail "create namespace $ns"; finish; }
-etcd_start || { fail "etcd starts" "$(tail -5 "$tmp/etcd.log")"; finish; }
+etcd_start || { fail "etcd's three members start" "$(tail -5 "$tmp"/etcd-*.log)"; finish; }
 cat >"$tmp/dp.json" <<'JSON'
 {"schema_version": 1, "ports": [{"name": "p0", "device": "net_null0"}], "settings": {"max_sessions": 4096}}
 JSON
@@ -258,6 +270,17 @@ print(urllib.request.urlopen("http://127.0.0.1:9203/metrics", timeout=5).read().
 wait_for 5 metrics_say && pass "north's metrics: daemon connected, 2 sessions established, 1 prefix announced, 3 installed" ||
   fail "north's metrics" "$(in_ns /usr/bin/python3 -c 'import urllib.request
 print(urllib.request.urlopen("http://127.0.0.1:9203/metrics", timeout=5).read().decode())' 2>&1 | grep bgp)"
+
+# The etcd member every medix-cp reads (the first of the list) killed: nothing changes, and the
+# intent changes below are applied through the two others.
+kill -KILL "${etcd_pid[1]}"
+wait "${etcd_pid[1]}" 2>/dev/null
+etcd_pid[1]=
+sleep 1
+connected() { for a in $areas; do ctl $a intent status | grep -q ": connected$" || return 1; done; }
+wait_for 10 connected && routes_are north "$want_north" &&
+  pass "etcd's first member killed: every area connected (to another member) after ${took} ms, routes unchanged" ||
+  fail "etcd member killed" "$(for a in $areas; do ctl $a intent status; done)"
 
 # A change to the intent: a mapping added in west, announced; removed, withdrawn.
 python3 - "$tmp/intent.json" "$tmp/intent2.json" <<'PY'
