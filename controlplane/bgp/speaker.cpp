@@ -330,6 +330,8 @@ void Speaker::cycle() {
       error = e;
       for (auto& l : *next.mutable_learned()) l.set_installed(installed_.count(l.prefix()) > 0);
     }
+  } else if (!installed_.empty()) {  // the bgp section (or its interface) left the intent: ours go
+    if (std::string e = install({}); !e.empty()) error = e;
   }
   next.set_last_error(error);
   if (error != said_) {

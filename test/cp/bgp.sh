@@ -335,5 +335,16 @@ bgp_start west
 wait_for 20 routes_are north "$want_north" && wait_for 10 routes_are west "$want_west" &&
   pass "west's gobgpd restarted: medix-cp announces again, both ways (${took} ms)" ||
   fail "west's gobgpd restarted" "$(routes north; routes west; ctl west areas)"
+# North's bgp section removed: its announcement withdrawn everywhere, its routes removed from its medix-dp.
+python3 - "$tmp/intent.json" "$tmp/intent3.json" <<'PY'
+import json, sys
+i = json.load(open(sys.argv[1]))
+del i["areas"]["north"]["bgp"]
+json.dump(i, open(sys.argv[2], "w"))
+PY
+ctl east intent apply "$tmp/intent3.json" >/dev/null
+wait_for 5 lacks_route east 100.64.3.0/24 && wait_for 5 routes_are north "" &&
+  pass "north's bgp section removed: its prefix withdrawn (east), its learned routes removed (north)" ||
+  fail "bgp section removed" "$(routes east; routes north; ctl north areas)"
 grep -h "bgp:" "$tmp"/cp-*.log | sort | uniq -c | head -5
 finish
