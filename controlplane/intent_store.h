@@ -71,6 +71,11 @@ struct EtcdEndpoint {
   // gRPC's target: the address, or with several members "ipv4:A:P,B:Q" (gRPC's pick_first takes
   // the first that answers and moves to the next when it is lost).
   std::string target;
+  // TLS (PEM texts; ca_pem empty: plain gRPC): etcd's CA, and our certificate for --client-cert-auth.
+  std::string ca_pem, cert_pem, key_pem;
+  // The name the members' certificates must carry when there are several (gRPC checks one name
+  // for the whole list): --etcd-server-name, else the first member's host.
+  std::string server_name;
 };
 // Where the etcd store is: "etcd://HOST:PORT[,HOST:PORT...][/PREFIX]" (the flag --intent-store
 // takes; several members by IPv4 address). The error, or nothing.

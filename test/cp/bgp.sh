@@ -2,7 +2,7 @@
 # Routes between areas over BGP (issue 18, docs/areas.md): three areas (east, west, north), each
 # with its medix-dp (net_null port), its medix-cp (--bgp) and a real gobgpd, iBGP in full mesh on
 # the loopback of a network namespace of the suite's own (hold time 3 s), the intent in a real
-# etcd cluster of three members there. Checks, through medix-dp's API (its core tenant's routes)
+# etcd cluster of three members there (TLS, client certificates). Checks, through medix-dp's API (its core tenant's routes)
 # and medixctl areas:
 #   - bad bgp sections refused (medix-cp --check, ApplyIntent), naming the area and the field;
 #   - each area's core prefixes (static mappings, NAPT pool, a core route to a service tenant)
@@ -23,7 +23,7 @@ cd "$(dirname "$0")/../.."
 dp=${MEDIX_DP:-build/dataplane/medix-dp}
 cp=${MEDIX_CP:-build/controlplane/medix-cp}
 ctl=${MEDIXCTL:-build/controlplane/cli/medixctl}
-command -v etcd >/dev/null && command -v gobgpd >/dev/null || scripts/setup >/dev/null
+command -v etcd >/dev/null && command -v gobgpd >/dev/null && command -v openssl >/dev/null || scripts/setup >/dev/null
 tmp=$(mktemp -d /tmp/medix-cp-bgp.XXXXXX)
 ns=medix-bgp-$$
 key=/medix-bgp-$$
@@ -89,19 +89,38 @@ wait_for() {
   done
 }
 
+# TLS to etcd, with client certificates (--client-cert-auth): a CA of the suite's own.
+make_certs() {
+  local d=$tmp/pki
+  mkdir -p "$d"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/ca.key" -out "$d/ca.crt" \
+    -subj /CN=medix-test-ca -days 1 2>/dev/null || return 1
+  for who in etcd medix-cp; do
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/$who.key" -out "$d/$who.csr" \
+      -subj "/CN=$who" 2>/dev/null || return 1
+    printf 'subjectAltName=IP:127.0.0.1,DNS:%s.medix.test\nextendedKeyUsage=serverAuth,clientAuth\n' "$who" >"$d/$who.ext"
+    openssl x509 -req -in "$d/$who.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial -out "$d/$who.crt" \
+      -days 1 -extfile "$d/$who.ext" 2>/dev/null || return 1
+  done
+}
+etcdctl() {
+  in_ns env ETCDCTL_API=3 etcdctl --endpoints 127.0.0.1:2379,127.0.0.1:12379,127.0.0.1:22379 \
+    --cacert "$tmp/pki/ca.crt" --cert "$tmp/pki/medix-cp.crt" --key "$tmp/pki/medix-cp.key" "$@"
+}
 etcd_start() {
   local m c p cluster=m1=http://127.0.0.1:2380,m2=http://127.0.0.1:12380,m3=http://127.0.0.1:22380
   for m in 1 2 3; do
     c=$(((m - 1) * 10000 + 2379)) p=$(((m - 1) * 10000 + 2380))
-    ip netns exec "$ns" etcd --name m$m --data-dir "$tmp/etcd-$m" --listen-client-urls "http://127.0.0.1:$c" \
-      --advertise-client-urls "http://127.0.0.1:$c" --listen-peer-urls "http://127.0.0.1:$p" \
+    ip netns exec "$ns" etcd --name m$m --data-dir "$tmp/etcd-$m" --listen-client-urls "https://127.0.0.1:$c" \
+      --advertise-client-urls "https://127.0.0.1:$c" --listen-peer-urls "http://127.0.0.1:$p" \
+      --cert-file "$tmp/pki/etcd.crt" --key-file "$tmp/pki/etcd.key" --client-cert-auth \
+      --trusted-ca-file "$tmp/pki/ca.crt" \
       --initial-advertise-peer-urls "http://127.0.0.1:$p" --initial-cluster "$cluster" \
       --log-level error >>"$tmp/etcd-$m.log" 2>&1 &
     etcd_pid[$m]=$!
   done
   for _ in $(seq 150); do
-    in_ns env ETCDCTL_API=3 etcdctl --endpoints 127.0.0.1:2379,127.0.0.1:12379,127.0.0.1:22379 endpoint health \
-      >/dev/null 2>&1 && return 0
+    etcdctl endpoint health >/dev/null 2>&1 && return 0
     sleep 0.1
   done
   return 1
@@ -144,6 +163,8 @@ bgp_start() {
 cp_start() {
   ip netns exec "$ns" "$cp" --intent "$tmp/$1.json" -p "${prefix[$1]}" --listen "unix://$tmp/cp-$1.sock" \
     --intent-store "$url" --area "$1" --bgp "127.0.0.1:5005${n[$1]}" --metrics-listen "127.0.0.1:920${n[$1]}" \
+    --etcd-cacert "$tmp/pki/ca.crt" --etcd-cert "$tmp/pki/medix-cp.crt" --etcd-key "$tmp/pki/medix-cp.key" \
+    --etcd-server-name etcd.medix.test \
     --strongswan-conf "$tmp/strongswan.conf" --log-level 0 >>"$tmp/cp-$1.log" 2>&1 &
   cp_pid[$1]=$!
   for _ in $(seq 150); do
@@ -158,7 +179,11 @@ for binary in "$dp" "$cp" "$ctl"; do
   [ -x "$binary" ] || { fail "$binary is not built"; finish; }
 done
 ip netns add "$ns" && ip -n "$ns" link set lo up || { fail "create namespace $ns"; finish; }
-etcd_start || { fail "etcd's three members start" "$(tail -5 "$tmp"/etcd-*.log)"; finish; }
+make_certs || { fail "a CA and certificates for etcd and medix-cp (openssl)"; finish; }
+etcd_start || { fail "etcd's three members start (TLS, client certificates)" "$(tail -5 "$tmp"/etcd-*.log)"; finish; }
+out=$(in_ns env ETCDCTL_API=3 etcdctl --endpoints 127.0.0.1:2379 --cacert "$tmp/pki/ca.crt" --dial-timeout 2s \
+  put /medix-test/x y 2>&1)
+[ $? -ne 0 ] && pass "etcd refuses a client without a certificate" || fail "etcd without a client certificate" "$out"
 cat >"$tmp/dp.json" <<'JSON'
 {"schema_version": 1, "ports": [{"name": "p0", "device": "net_null0"}], "settings": {"max_sessions": 4096}}
 JSON
