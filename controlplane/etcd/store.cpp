@@ -80,6 +80,25 @@ EtcdStore::EtcdStore(const EtcdEndpoint& endpoint, const std::string& area, Appl
 
 void EtcdStore::start() {
   thread_ = std::thread([this] { run(); });
+  publisher_ = std::thread([this] {
+    std::unique_lock lock(mu_);
+    while (true) {
+      changed_.wait(lock, [this] { return stopping_ || publish_; });
+      if (stopping_) return;
+      publish_ = false;
+      lock.unlock();
+      write_status();  // several publish() meanwhile: one write
+      lock.lock();
+    }
+  });
+}
+
+void EtcdStore::publish() {
+  {
+    std::lock_guard lock(mu_);
+    publish_ = true;
+  }
+  changed_.notify_all();
 }
 
 void EtcdStore::stop() {
@@ -90,6 +109,7 @@ void EtcdStore::stop() {
   }
   changed_.notify_all();
   if (thread_.joinable()) thread_.join();
+  if (publisher_.joinable()) publisher_.join();
 }
 
 std::unique_ptr<grpc::ClientContext> EtcdStore::context(int seconds) {

@@ -36,8 +36,9 @@ class EtcdStore final : public IntentStore {
   c1::Intent whole() override;
   c1::IntentStatus status() override;
   grpc::Status areas(c1::ListAreasResponse* response) override;
-  // Writes this area's status key now (the BGP speaker's changes: its sessions, its prefixes).
-  void publish() { write_status(); }
+  // Has this area's status key written soon (the BGP speaker's changes: its sessions, its
+  // prefixes), by a thread of the store's: the caller never waits for etcd.
+  void publish();
 
  private:
   struct Value {
@@ -93,6 +94,8 @@ class EtcdStore final : public IntentStore {
   std::optional<bool> said_connected_;   // what the log said last (the watch thread's alone)
   bool retry_ = false;                   // the last apply may pass if tried again (the watch thread's alone)
   std::thread thread_;
+  bool publish_ = false;  // publish() asked for a status write
+  std::thread publisher_;
 };
 
 }  // namespace medix::cp

@@ -9,7 +9,7 @@
 #     become routes in the other areas' core tenant, via the backbone interface toward the
 #     announcing area's next hop; an area never installs what it announces itself;
 #   - a tenant attached in east and west: both announce, east's local preference wins in north;
-#   - north's metrics; etcd's first member (the one every medix-cp reads) killed: nothing changes;
+#   - nothing changes in medix-dp while nothing changes (no churn); north's metrics; etcd's first member (the one every medix-cp reads) killed: nothing changes;
 #   - a change to the intent (a mapping added in west, then removed) is announced and withdrawn;
 #   - a learned route deleted by hand is put back; north's medix-cp restarted takes its routes over;
 #   - east's gobgpd frozen (SIGSTOP: its sessions silent, no close): within the hold time north
@@ -283,6 +283,14 @@ has_areas() {
 }
 wait_for 5 has_areas && pass "medixctl areas: the three areas, their sessions, prefixes announced and learned" ||
   fail "medixctl areas" "$(areas_out)"
+
+# Steady: no path re-added, no route rewritten while nothing changes (medix-dp's version stays).
+dp_version() { ctl "$1" version | sed -n 's/^medix-dp .*intent version \([0-9]*\)$/\1/p'; }
+v1=$(dp_version north)
+sleep 2
+v2=$(dp_version north)
+[ -n "$v1" ] && [ "$v1" = "$v2" ] && pass "steady state: north's medix-dp unchanged over 2 s (version $v1): no churn" ||
+  fail "steady state" "north's medix-dp version $v1 then $v2"
 
 # The same in north's medix-cp's metrics.
 metrics_say() {
