@@ -150,6 +150,11 @@ grpc::Status ControlService::GetIntentStatus(grpc::ServerContext*, const c1::Get
   return grpc::Status::OK;
 }
 
+grpc::Status ControlService::ListAreas(grpc::ServerContext*, const c1::ListAreasRequest*,
+                                       c1::ListAreasResponse* response) {
+  return store_->areas(response);
+}
+
 grpc::Status ControlService::ApplyIntent(grpc::ServerContext*, const c1::ApplyIntentRequest* request,
                                          c1::ApplyIntentResponse* response) {
   return store_->apply(request->intent(), request->expected_version(), response);

@@ -96,6 +96,8 @@ constexpr const char* usage_text =
                                       conflict, nothing changes)
   intent status                       where the intent is kept (file, etcd), its version, the version
                                       applied here, the store's connection and last error
+  areas                               every area (etcd): intent version applied, BGP sessions,
+                                      prefixes announced and learned (installed in the core)
   dns [zones]                         the IX's DNS zones medix-cp keeps Knot DNS serving
   dns records [ZONE]                  their records (SOA, NS, the intent's, reverse PTRs)
   dns resolve TENANT NAME             the answer a host of TENANT gets (CNAMEs followed)
@@ -109,7 +111,7 @@ constexpr const char* usage_tail =
 TARGET: unix:///PATH or HOST:PORT (TLS with --tls-*: client certificate and key for mTLS, and
   the CA to check the server). Default unix:///var/run/dpdk/rte/api.sock; -p PREFIX is
   unix:///var/run/dpdk/PREFIX/api.sock, the socket of medix-dp started with --file-prefix PREFIX.
-  medix-cp (peers, peer, intent, dns): --cp TARGET, or with -p PREFIX unix:///var/run/dpdk/PREFIX/cp.sock,
+  medix-cp (peers, peer, intent, areas, dns): --cp TARGET, or with -p PREFIX unix:///var/run/dpdk/PREFIX/cp.sock,
   else unix:///var/run/medix-cp.sock.
 -o json prints the protobuf JSON mapping of the reply (proto field names, zeros included);
   watch prints one snapshot per line.
@@ -584,7 +586,7 @@ int run(int argc, char** argv) {
     print_usage();
     return 0;
   }
-  if (command == "peers" || command == "peer" || command == "intent")
+  if (command == "peers" || command == "peer" || command == "intent" || command == "areas")
     return peers_command(cp_target, output == "json", command, args);
   if (command == "dns") return dns_command(cp_target, output == "json", args);
   if (command == "capture") {

@@ -107,7 +107,8 @@ struct Counters {
     uint64_t icmp_sent, icmp_rate_limited, arp_pending_limited, punt_policed;
   } tenants[max_tenants];
   uint64_t drops[drop_reason_count];
-  uint64_t icmp_sent, icmp_rate_limited, arp_requests_sent, arp_replies_sent, arp_replies_received, ike_punted;
+  uint64_t icmp_sent, icmp_rate_limited, arp_requests_sent, arp_replies_sent, arp_replies_received, ike_punted,
+      bgp_punted;
   // Crossing the core, by the tenant flows start in (the origin).
   struct Nat {
     uint64_t sessions_created, sessions_ended, translated, mappings_created, mappings_ended, pool_exhausted,
