@@ -120,8 +120,8 @@ pass "medix-dp starts"
 expect "show ports" 0 '^p0 +net_null0 +1500 +up +up +10G +full +off ' -- show ports
 expect "show ports: promiscuous p1" 0 '^p1 +net_null1 +1500 +up +up +10G +full +on ' -- show ports
 expect "show ports: link, speed and duplex columns" 0 '^NAME +DEVICE +MTU +STATE +LINK +SPEED +DUPLEX +PROMISCUOUS' -- show ports
-expect "show tenants" 0 '^a +65536 +Hospital A$' -- show tenants
-expect "show tenants: max_routes" 0 '^core +1024 +-$' -- show tenants
+expect "show tenants" 0 '^a +65536 +- +Hospital A$' -- show tenants
+expect "show tenants: max_routes" 0 '^core +1024 +- +-$' -- show tenants
 expect "show interfaces" 0 '^a-lan +a +p0 +10 +- +port +port +10\.0\.0\.1/24$' -- show interfaces
 expect "show interfaces: QinQ" 0 '^core0 +core +p1 +100 +7 +port +port +100\.64\.0\.1/24$' -- show interfaces
 expect "show routes: leak" 0 '^a +100\.64\.0\.0/16 +tenant core$' -- show routes
@@ -228,12 +228,14 @@ expect_json "show route -o json" 'd["object"]["route"]["via"] == {"interface": "
 # --- set and delete round trips
 expect "set tenant: create" 0 '^version [0-9]+ \(1 changed\)$' -- set tenant d description Dental max-routes 2048
 v1=$(version_of "$out")
-expect "show the new tenant" 0 '^d +2048 +Dental$' -- show tenant d
+expect "show the new tenant" 0 '^d +2048 +- +Dental$' -- show tenant d
 expect "set tenant: update one field" 0 '^version [0-9]+ \(1 changed\)$' -- set tenant d description "Dental care"
 v2=$(version_of "$out")
 if [ -n "$v1" ] && [ -n "$v2" ] && [ "$v2" -gt "$v1" ]; then pass "a change moves the version on"; else fail "version $v1 then $v2"; fi
-expect "set changes only the fields given" 0 '^d +2048 +Dental care$' -- show tenant d
+expect "set changes only the fields given" 0 '^d +2048 +- +Dental care$' -- show tenant d
 expect "set an identical tenant: no-op" 0 "^version $v2 \\(0 changed\\)\$" -- set tenant d description "Dental care"
+expect "set tenant session-limit" 0 '^version [0-9]+ \(1 changed\)$' -- set tenant d session-limit 5000
+expect "show tenant session-limit" 0 '^d +2048 +5000 +Dental care$' -- show tenant d
 expect "set interface: create" 0 '^version [0-9]+ \(1 changed\)$' -- \
   set interface d-lan tenant d port p1 vlan 40 address 10.4.0.1/24 address 10.5.0.1/24
 expect "show the new interface" 0 '^d-lan +d +p1 +40 +- +port +port +10\.4\.0\.1/24,10\.5\.0\.1/24$' -- show interface d-lan
