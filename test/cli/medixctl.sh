@@ -150,8 +150,8 @@ expect "show a missing tenant: NOT_FOUND" 1 '^medixctl: NOT_FOUND: ' -- show ten
 # --- counters, drops, runtime (net_null ports receive all the time)
 expect "counters: ports" 0 '^p0 +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+$' -- counters
 expect "counters: interfaces" 0 '^a-lan +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+$' -- counters
-expect "counters: tenants, with what each was refused of the shared budgets" 0 '^core( +[0-9]+){7}$' -- counters
-expect "counters: tenants' columns" 0 '^TENANT +RX-PACKETS +TX-PACKETS +DROPS +ICMP-SENT +ICMP-LIMITED +ARP-LIMITED +PUNT-POLICED$' -- counters
+expect "counters: tenants, with what each was refused of the shared budgets" 0 '^core( +[0-9]+){9}$' -- counters
+expect "counters: tenants' columns" 0 '^TENANT +RX-PACKETS +TX-PACKETS +DROPS +ICMP-SENT +ICMP-LIMITED +ARP-LIMITED +PUNT-POLICED +FRAG-LIMITED +BUF-GUARDED$' -- counters
 expect "counters: events" 0 '^arp_requests_sent +[0-9]+$' -- counters
 expect_json "counters -o json" \
   '{p["name"] for p in d["ports"]} == {"p0", "p1"} and int(d["ports"][0]["rx_packets"]) > 0 and len(d["drops"]) > 0' \
@@ -185,6 +185,9 @@ expect "runtime: ARP pending, a quarter a tenant" 0 '^arp_pending_packets +256 +
 expect "runtime: NAT sessions, a quarter a tenant" 0 '^nat_sessions +4096 +1024 a tenant ' -- runtime
 expect "runtime: IKE punted, a bucket a source" 0 '^ike_punt +1024 in the ring +100/s, burst 20 a source +punt_policed$' \
   -- runtime
+expect "runtime: NAT reassembly, a quarter a tenant" 0 '^nat_fragments +4096 datagrams +1024 fragments a tenant +nat_fragment_share$' \
+  -- runtime
+expect "runtime: the buffer pool's guard" 0 '^packet_buffers_held +[1-9][0-9]* +16 a tenant when under 1/8 free +buffer_guard$' -- runtime
 expect "runtime: stages" 0 '^[a-z0-9_]+ +[1-9][0-9]* +[0-9]+ +[0-9]+ +[0-9.]+ +[0-9.]+$' -- runtime
 expect "runtime --lcore" 0 '^ +1 +[a-z0-9_]+ +[1-9][0-9]* ' -- runtime --lcore
 expect_json "runtime -o json" 'int(d["tsc_hz"]) > 0 and len(d["stages"]) > 0 and "cycles_per_packet" in d["stages"][0]' \
