@@ -59,8 +59,7 @@ std::string Probe::start() {
   if (name.size() >= sizeof(path.sun_path)) return name + ": too long for a unix socket";
   memcpy(path.sun_path, name.c_str(), name.size() + 1);
   unlink(name.c_str());
-  if (bind(fd_, reinterpret_cast<sockaddr*>(&path), sizeof(path)) != 0)
-    return name + ": " + strerror(errno);
+  if (bind(fd_, reinterpret_cast<sockaddr*>(&path), sizeof(path)) != 0) return name + ": " + strerror(errno);
   // knotd (another user, usually) connects to it.
   chmod(name.c_str(), 0666);
   thread_ = std::thread([this] { run(); });
