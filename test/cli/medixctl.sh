@@ -140,7 +140,7 @@ for kind in tunnels sas static-mappings napt-pools policy-rules; do
   fi
 done
 expect "show port p0" 0 '^p0 +net_null0 ' -- show port p0
-expect "show tenant a" 0 '^a +65536 +Hospital A$' -- show tenant a
+expect "show tenant a" 0 '^a +65536 +- +Hospital A$' -- show tenant a
 expect "show interface b-lan" 0 '^b-lan +b +p0 +20 ' -- show interface b-lan
 expect "show route a 100.64.0.0/16" 0 '^a +100\.64\.0\.0/16 +tenant core$' -- show route a 100.64.0.0/16
 expect "show neighbour a-lan 10.0.0.254" 0 '^a-lan +10\.0\.0\.254 +02:00:00:00:00:fe +static$' -- \
@@ -291,7 +291,7 @@ cat >"$tmp/apply.json" <<'JSON'
 JSON
 expect "apply: creates and updates" 0 '^version [0-9]+ \(4 changed\)$' -- apply "$tmp/apply.json"
 v1=$(version_of "$out")
-expect "apply: the update" 0 '^a +65536 +Hospital A, north$' -- show tenant a
+expect "apply: the update" 0 '^a +65536 +- +Hospital A, north$' -- show tenant a
 expect "apply: the creates" 0 '^c +100\.64\.0\.0/16 +tenant core$' -- show routes --tenant c
 expect "apply again: nothing changes" 0 "^version $v1 \\(0 changed\\)\$" -- apply "$tmp/apply.json"
 expect_json "apply -o json" "int(d['version']) == $v1 and d['changed'] == 0" -- apply "$tmp/apply.json"
