@@ -3,7 +3,7 @@
 //
 //   medix-cp --intent FILE (--dp unix:///path/api.sock | -p PREFIX) [--listen unix:///path]
 //            [--strongswan-conf FILE] [--plugins "LIST"] [--log-level N] [--metrics-listen HOST:PORT]
-//            [--knot SOCKET [--knot-catalog ZONE] [--knot-geoip FILE]]
+//            [--knot SOCKET [--knot-catalog ZONE] [--knot-geoip FILE] [--knot-probe DIR]]
 //            [--intent-store etcd://HOST:PORT[/PREFIX] --area NAME] [--bgp HOST:PORT]
 //            [--etcd-cacert FILE [--etcd-cert FILE --etcd-key FILE]]
 //
@@ -55,7 +55,8 @@ namespace {
 constexpr const char* usage_text =
     "usage: medix-cp --intent FILE (--dp TARGET | -p PREFIX) [--listen unix:///PATH]\n"
     "                [--strongswan-conf FILE] [--plugins LIST] [--log-level -1..3]\n"
-    "                [--metrics-listen HOST:PORT] [--knot SOCKET [--knot-catalog ZONE] [--knot-geoip FILE]]\n"
+    "                [--metrics-listen HOST:PORT] [--knot SOCKET [--knot-catalog ZONE] [--knot-geoip FILE]\n"
+    "                [--knot-probe DIR]]\n"
     "                [--intent-store etcd://HOST:PORT[/PREFIX] --area NAME] [--bgp HOST:PORT]\n"
     "                [--etcd-cacert FILE [--etcd-cert FILE --etcd-key FILE]]\n"
     "       medix-cp --check --intent FILE   validate the intent file and exit\n"
@@ -66,6 +67,7 @@ constexpr const char* usage_text =
     "  --knot SOCKET               serve the intent's DNS zones with Knot DNS, through its control socket\n"
     "  --knot-catalog ZONE         the catalog zone knot.conf gives medix-cp (default catalog.medix; docs/dns.md)\n"
     "  --knot-geoip FILE           per-tenant answers: the views file of knot.conf's geoip module (subnet mode)\n"
+    "  --knot-probe DIR            queries per tenant: the path of knot.conf's probe module (its probe01.sock)\n"
     "  --intent-store etcd://HOST:PORT[,HOST:PORT...][/PREFIX]  keep the intent in etcd under PREFIX (/medix),\n"
     "                              shared by the areas' medix-cp; several members by IPv4 address, failing over;\n"
     "                              --intent FILE is then this area's local copy\n"
@@ -84,7 +86,8 @@ void usage() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string intent_path, target, listen, strongswan_conf, plugins, metrics_listen, knot_socket, knot_geoip;
+  std::string intent_path, target, listen, strongswan_conf, plugins, metrics_listen, knot_socket, knot_geoip,
+      knot_probe;
   std::string intent_store, area, bgp_daemon, etcd_cacert, etcd_cert, etcd_key, etcd_server_name;
   std::string knot_catalog = "catalog.medix";
   int log_level = 1;
@@ -117,6 +120,8 @@ int main(int argc, char** argv) {
       knot_catalog = value();
     else if (a == "--knot-geoip")
       knot_geoip = value();
+    else if (a == "--knot-probe")
+      knot_probe = value();
     else if (a == "--intent-store")
       intent_store = value();
     else if (a == "--area")
@@ -318,6 +323,16 @@ int main(int argc, char** argv) {
       return 2;
     }
     dns = std::make_unique<medix::cp::dns::Sync>(knot_socket, knot_catalog, knot_geoip);
+    if (!knot_probe.empty()) {
+      auto probe = std::make_unique<medix::cp::dns::Probe>(knot_probe);
+      if (std::string e = probe->start(); !e.empty()) {
+        fprintf(stderr, "medix-cp: --knot-probe %s\n", e.c_str());
+        cp_charon_stop();
+        dataplane.stop();
+        return 2;
+      }
+      dns->set_probe(std::move(probe));
+    }
     if (std::string e = dns->apply(intent); !e.empty()) fprintf(stderr, "medix-cp: dns: %s (trying on)\n", e.c_str());
     dns->start();
   } else if (intent.dns().zones_size() > 0) {

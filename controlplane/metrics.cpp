@@ -148,6 +148,17 @@ std::string render_metrics(ControlService& service, DataplaneClient& dataplane) 
         .sample({}, dns->transactions());
     Family(out, "medix_cp_dns_in_sync", "gauge", "1 if Knot's zones equalled the intent at the last pass, else 0.")
         .sample({}, uint64_t(dns->in_sync()));
+    if (const dns::Probe* probe = dns->probe()) {
+      const auto counts = probe->counts();
+      Family queries(out, "medix_cp_dns_queries_total", "counter",
+                     "DNS queries Knot answered, by the tenant that asked (knotd's probe module; tenant \"\": no "
+                     "tenant owns the source), and by answer (all, nxdomain, refused).");
+      for (const auto& [tenant, c] : counts) {
+        queries.sample({{"tenant", tenant}, {"answer", "all"}}, c.queries);
+        queries.sample({{"tenant", tenant}, {"answer", "nxdomain"}}, c.nxdomain);
+        queries.sample({{"tenant", tenant}, {"answer", "refused"}}, c.refused);
+      }
+    }
   }
   return out.str();
 }

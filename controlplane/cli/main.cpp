@@ -74,7 +74,7 @@ constexpr const char* usage_text =
   apply FILE                          a config file (JSON of medix.dataplane.v1.Config) as one
                                       transaction: each object created, or updated if it exists
   set port NAME [mtu M] [up|down] [promiscuous on|off] [device D]
-  set tenant NAME [description D] [max-routes N] [fib compact|dir24_8]
+  set tenant NAME [description D] [max-routes N] [session-limit N] [fib compact|dir24_8]
   set interface NAME [tenant T] [port P] [vlan V] [inner-vlan V] [address A/L]... [mtu M] [mac M]
   set route TENANT PREFIX (via INTERFACE [GATEWAY] | tenant T | local | blackhole [unreachable])
   set neighbour INTERFACE ADDRESS MAC
@@ -101,6 +101,7 @@ constexpr const char* usage_text =
   dns [zones]                         the IX's DNS zones medix-cp keeps Knot DNS serving
   dns records [ZONE]                  their records (SOA, NS, the intent's, reverse PTRs)
   dns resolve TENANT NAME             the answer a host of TENANT gets (CNAMEs followed)
+  dns queries                         queries Knot answered, by the tenant that asked (medix-cp --knot-probe)
 
 )";
 

@@ -84,7 +84,7 @@ _medixctl() {
     intent)
       if [ $arg -eq 1 ]; then COMPREPLY=($(compgen -W "show apply status" -- "$cur")); else _filedir json; fi
       ;;
-    dns) [ $arg -eq 1 ] && COMPREPLY=($(compgen -W "zones records resolve" -- "$cur")) ;;
+    dns) [ $arg -eq 1 ] && COMPREPLY=($(compgen -W "zones records queries resolve" -- "$cur")) ;;
     peer)
       [ $arg -eq 2 ] && COMPREPLY=($(compgen -W "errors initiate terminate rekey" -- "$cur"))
       ;;

@@ -72,10 +72,11 @@ std::string speed(uint32_t mbps) {
 }
 
 void print_tenants(std::ostream& out, const Objects& objects) {
-  Table table({{"NAME"}, {"MAX-ROUTES", true}, {"DESCRIPTION"}});
+  Table table({{"NAME"}, {"MAX-ROUTES", true}, {"SESSION-LIMIT", true}, {"DESCRIPTION"}});
   for (const auto& object : objects) {
     const auto& t = object.tenant();
-    table.row({t.name(), t.max_routes() ? num(t.max_routes()) : "65536", t.description()});
+    table.row({t.name(), t.max_routes() ? num(t.max_routes()) : "65536",
+               t.session_limit() ? num(t.session_limit()) : "", t.description()});
   }
   table.print(out);
 }
@@ -475,10 +476,13 @@ void print_counters(std::ostream& out, const v1::CountersSnapshot& snapshot) {
                  {"ICMP-SENT", true},
                  {"ICMP-LIMITED", true},
                  {"ARP-LIMITED", true},
-                 {"PUNT-POLICED", true}});
+                 {"PUNT-POLICED", true},
+                 {"FRAG-LIMITED", true},
+                 {"BUF-GUARDED", true}});
   for (const auto& t : snapshot.tenants())
     tenants.row({t.name(), num(t.rx_packets()), num(t.tx_packets()), num(t.drops()), num(t.icmp_sent()),
-                 num(t.icmp_rate_limited()), num(t.arp_pending_limited()), num(t.punt_policed())});
+                 num(t.icmp_rate_limited()), num(t.arp_pending_limited()), num(t.punt_policed()),
+                 num(t.fragments_limited()), num(t.buffer_guarded())});
   tenants.print(out);
   out << '\n';
   if (snapshot.tunnels_size()) {

@@ -99,6 +99,8 @@ std::string render_metrics(Dataplane& dp) {
       refused.sample({{"tenant", name}, {"budget", "icmp"}}, t.icmp_rate_limited);
       refused.sample({{"tenant", name}, {"budget", "arp_pending"}}, t.arp_pending_limited);
       refused.sample({{"tenant", name}, {"budget", "punt"}}, t.punt_policed);
+      refused.sample({{"tenant", name}, {"budget", "nat_fragments"}}, t.fragments_limited);
+      refused.sample({{"tenant", name}, {"budget", "packet_buffers"}}, t.buffer_guarded);
     }
   }
   {

@@ -145,10 +145,15 @@ void fill_runtime(Dataplane& dp, v1::Runtime& out) {
   budget("arp_pending_next_hops", std::to_string(pending_next_hops),
          std::to_string(std::min(pending_next_hops, hops)) + " a tenant", "arp_pending_share");
   budget("nat_sessions", std::to_string(sessions),
-         std::to_string(default_session_share(sessions)) + " a tenant (its pool's session_limit if set)",
+         std::to_string(default_session_share(sessions)) + " a tenant (its session_limit, else its pool's, if set)",
          "nat_session_limit");
   budget("ike_punt", std::to_string(punt_ring_size) + " in the ring",
          rate(s.punt_rate_per_second, s.punt_burst) + " a source", "punt_policed");
+  budget("nat_fragments", std::to_string(fragment_max_entries) + " datagrams",
+         std::to_string(fragment_tenant_share) + " fragments a tenant", "nat_fragment_share");
+  budget("packet_buffers_held", std::to_string(dp.pool ? dp.pool->size : 0),
+         std::to_string(buffer_guard_share) + " a tenant when under 1/" + std::to_string(buffer_guard_low) + " free",
+         "buffer_guard");
 }
 
 // The two streams are served by callbacks (api/watch.h), the rest by gRPC's sync threads.
@@ -426,6 +431,8 @@ class Service final : public ServiceBase {
       x->set_icmp_rate_limited(t.icmp_rate_limited);
       x->set_arp_pending_limited(t.arp_pending_limited);
       x->set_punt_policed(t.punt_policed);
+      x->set_fragments_limited(t.fragments_limited);
+      x->set_buffer_guarded(t.buffer_guarded);
     }
     fill_drops(out.mutable_drops(), s.totals.drops);
     for (size_t q = 0; q < dp_.workers.size(); q++) {

@@ -99,6 +99,10 @@ void icmp_error(Worker& w, rte_mbuf* orig, uint8_t type, uint8_t code, uint16_t 
     if (out.uid && !out.tunnel && out.tenant == tenant) src = out.source_for(dst);
   }
   if (src == 0 && routed) src = tenant_address(t, tenant);  // tunnels are unnumbered
+  // A tenant reached only through tunnels has no address of its own: an error about a packet
+  // that crossed into it comes from the packet's destination, which its static mapping
+  // translates back (else "fragmentation needed" for a tunnel's MTU would black-hole the flow).
+  if (src == 0 && translated) src = rte_be_to_cpu_32(ip->dst_addr);
   if (src == 0) return;
   if (!take_token(w, t, tenant, type == icmp_dest_unreachable && code == unreach_needfrag)) {
     bump(w.counters->icmp_rate_limited);

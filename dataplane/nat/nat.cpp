@@ -45,11 +45,12 @@ NatWorker* nat_worker_create(unsigned queue, uint32_t capacity, unsigned socket)
   n->free_sessions = static_cast<uint32_t*>(rte_malloc_socket("free_sessions", 4 * capacity, 0, int(socket)));
   n->free_mappings = static_cast<uint32_t*>(rte_malloc_socket("free_mappings", 4 * capacity, 0, int(socket)));
   n->sessions_of = static_cast<uint32_t*>(rte_zmalloc_socket("sessions_of", 4 * max_tenants, 0, int(socket)));
+  n->fragments_of = static_cast<uint32_t*>(rte_zmalloc_socket("fragments_of", 4 * max_tenants, 0, int(socket)));
   // Packets of up to RTE_LIBRTE_IP_FRAG_MAX_FRAG fragments, given 2 s to complete.
   n->fragments = rte_ip_frag_table_create(fragment_buckets, fragment_bucket_entries, fragment_max_entries,
                                           rte_get_tsc_hz() * 2, int(socket));
   if (!n->index || !n->sessions || !n->mappings || !n->free_sessions || !n->free_mappings || !n->sessions_of ||
-      !n->fragments) {
+      !n->fragments_of || !n->fragments) {
     nat_worker_free(n);
     return nullptr;
   }
@@ -69,6 +70,7 @@ void nat_worker_free(NatWorker* n) {
   rte_free(n->free_sessions);
   rte_free(n->free_mappings);
   rte_free(n->sessions_of);
+  rte_free(n->fragments_of);
   if (n->fragments) {
     rte_ip_frag_free_death_row(&n->death_row, 0);
     rte_ip_frag_table_destroy(n->fragments);
@@ -509,13 +511,35 @@ bool pull_up(rte_mbuf* m, uint32_t len) {
   return rte_pktmbuf_data_len(m) >= len;
 }
 
-bool reassemble(Worker& w, NatWorker& nw, rte_mbuf*& m) {
+// A fragment leaves the table (reassembled, or on the death row): its tenant's share is free.
+void release_fragment(NatWorker& nw, rte_mbuf* m) {
+  PacketMeta& pm = meta(m);
+  if (!(pm.flags & meta_held)) return;
+  pm.flags &= uint8_t(~meta_held);
+  if (pm.parked_tenant < max_tenants && nw.fragments_of[pm.parked_tenant]) nw.fragments_of[pm.parked_tenant]--;
+}
+
+bool reassemble(Worker& w, NatWorker& nw, rte_mbuf*& m, uint16_t origin) {
+  // A tenant holds at most its share of the table, and only a few buffers when the pool is low.
+  uint16_t tenant = origin < max_tenants ? origin : w.tables->core;
+  if (tenant >= max_tenants) tenant = 0;
+  if (nw.fragments_of[tenant] >= fragment_tenant_share || (w.pool_low && nw.fragments_of[tenant] >= buffer_guard_share))
+      [[unlikely]] {
+    bool guard = nw.fragments_of[tenant] < fragment_tenant_share;
+    bump(guard ? w.counters->tenants[tenant].buffer_guarded : w.counters->tenants[tenant].fragments_limited);
+    drop(w, m, guard ? Drop::buffer_guard : Drop::nat_fragment_share);
+    return false;
+  }
   uint8_t l2 = meta(m).l2_len;
   auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, l2);
   m->l2_len = l2;
   m->l3_len = uint32_t(ip->version_ihl & 0xf) * 4;
+  meta(m).flags |= meta_held;
+  meta(m).parked_tenant = tenant;
+  nw.fragments_of[tenant]++;
   rte_mbuf* whole = rte_ipv4_frag_reassemble_packet(nw.fragments, &nw.death_row, m, w.now, ip);
   if (!whole) return false;  // held until the rest arrives (or freed on timeout)
+  for (rte_mbuf* seg = whole; seg; seg = seg->next) release_fragment(nw, seg);
   m = whole;
   ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, l2);
   ip->total_length = rte_cpu_to_be_16(uint16_t(rte_pktmbuf_pkt_len(m) - l2));
@@ -557,7 +581,7 @@ bool prepare(Worker& w, NatWorker& nw, rte_mbuf*& m, uint16_t origin, uint16_t e
              FlowKey& key) {
   const Tables& t = *w.tables;
   auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, meta(m).l2_len);
-  if (rte_ipv4_frag_pkt_is_fragmented(ip) && !reassemble(w, nw, m)) return false;
+  if (rte_ipv4_frag_pkt_is_fragmented(ip) && !reassemble(w, nw, m, origin)) return false;
   if (!owner_known && t.workers > 1) {
     uint16_t owner = nat_owner(w, m, origin, exit);
     if (owner != w.queue) {
@@ -729,6 +753,7 @@ void nat_sweep(Worker& w) {
   // death row: counted as dropped when freed.
   rte_ip_frag_table_del_expired_entries(nw.fragments, &nw.death_row, w.now);
   if (nw.death_row.cnt) {
+    for (uint32_t i = 0; i < nw.death_row.cnt; i++) release_fragment(nw, nw.death_row.row[i]);
     bump(w.counters->drops[unsigned(Drop::nat_reassembly_failed)], nw.death_row.cnt);
     rte_ip_frag_free_death_row(&nw.death_row, 3);
   }

@@ -31,6 +31,10 @@ int worker_main(void* arg) {
     w.capture = w.capture_published->load(std::memory_order_acquire);
     w.trace = w.trace_published->load(std::memory_order_acquire);
     w.now = loop_start;
+    if (w.now - w.pool_checked_at > w.tsc_hz / 1000) {  // the caches of every lcore: not per packet
+      w.pool_checked_at = w.now;
+      w.pool_low = rte_mempool_avail_count(w.pool) < w.pool->size / buffer_guard_low;
+    }
     bool work = false;  // anything received, handed over, waiting or sent this iteration
     nat_sweep(w);
     for (uint16_t port = 0; port < w.tables->ports.size(); port++) {

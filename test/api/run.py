@@ -704,6 +704,8 @@ def bad_requests(f, d, c):
                     [create(route_leak("hosp-a", "10.3.0.0/16", "hosp-a"))], IA, "operations[0].route.next_tenant")
     expect_rejected(c, "tenant max_routes beyond 2^24",
                     [create(pb.Tenant(name="x-t", max_routes=(1 << 24) + 1))], IA, "operations[0].tenant.max_routes")
+    expect_rejected(c, "tenant session_limit beyond 2^28",
+                    [create(pb.Tenant(name="x-t", session_limit=(1 << 28) + 1))], IA, "operations[0].tenant.session_limit")
     expect_rejected(c, "tenant name of 64 characters", [create(pb.Tenant(name="t" * 64))], IA,
                     "operations[0].tenant.name")
     expect_rejected(c, "interface MTU above its port's (1500)",

@@ -24,8 +24,8 @@
 #   - sends IKE from 10.0.0.6 to its gateway: every packet reaches the exception TAP.
 # Counters (medixctl -o json counters): X's excess under X (icmp_rate_limited,
 # arp_pending_limited, punt_policed, nat session_limit), none of it under Y.
-# Not here (issue 21's full version): Y behind an ESP tunnel with a reduced MTU (path MTU
-# discovery) and a CHILD_SA rekey through medix-cp.
+# Y behind an ESP tunnel with a reduced MTU (path MTU discovery) and a CHILD_SA rekey through
+# medix-cp: test/netns/noisy_esp.sh.
 #
 # Usage: test/netns/noisy.sh   (root; medix-dp from build/, or MEDIX_DP=path; MEDIXCTL=path)
 # Prints PASS/FAIL lines and "netns-noisy: N passed, M failed"; exit status 1 on any failure.

@@ -614,3 +614,69 @@ TEST_CASE("nat stage: a tenant with no session_limit holds at most a quarter of 
   CHECK(h.worker.counters->nat[clinic].session_limit == 0);
   free_all(out);
 }
+
+// A fragment crossing the core: UDP to the archive, datagram `id`, the first (MF, offset 0) or
+// the last (offset 24 bytes) of two.
+Bytes fragment_of(uint16_t id, bool first) {
+  Bytes ip = first ? ipv4("10.0.0.5", "100.100.2.10", 17, udp(5000, 9, 16), 64, 0x2000)
+                   : ipv4("10.0.0.5", "100.100.2.10", 17, Bytes(8, 0xcd), 64, 3);
+  ip[4] = uint8_t(id >> 8);
+  ip[5] = uint8_t(id);
+  ip[10] = ip[11] = 0;
+  uint32_t sum = 0;
+  for (int i = 0; i < 20; i += 2) sum += uint32_t(ip[i] << 8 | ip[i + 1]);
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  ip[10] = uint8_t(~sum >> 8);
+  ip[11] = uint8_t(~sum);
+  return ether("02:00:00:00:00:01", host_mac, 0x8100) + vlan(0x0800, 30) + ip;
+}
+
+TEST_CASE("nat stage: a tenant holds at most its share of the reassembly table, less when the pool is low") {
+  Harness h(nat_config);
+  const uint16_t a = h.tenant("hosp-a"), clinic = h.tenant("clinic"), archive = h.tenant("archive");
+  const NatWorker& nw = *h.tables->nat[0];
+  auto send = [&](uint16_t from, uint16_t first_id, uint16_t count, bool first) {
+    for (uint16_t at = 0; at < count; at += 25) {
+      uint16_t n = uint16_t(std::min<int>(25, count - at));
+      std::vector<std::pair<std::string, Bytes>> frames;
+      for (uint16_t i = 0; i < n; i++) frames.push_back({"c0", fragment_of(uint16_t(first_id + at + i), first)});
+      free_all(nat_stage(h, in_core(h, frames), std::vector<uint16_t>(n, from), std::vector<uint16_t>(n, archive)));
+    }
+  };
+  // hosp-a's first fragments of 1100 datagrams: it holds its share (a quarter of the table).
+  send(a, 0, 1100, true);
+  CHECK(nw.fragments_of[a] == fragment_tenant_share);
+  CHECK(h.worker.counters->tenants[a].fragments_limited == 1100 - fragment_tenant_share);
+  CHECK(h.drops(Drop::nat_fragment_share) == 1100 - fragment_tenant_share);
+  // The clinic's fragments are still held, and a completed datagram gives its share back.
+  send(clinic, 5000, 3, true);
+  CHECK(nw.fragments_of[clinic] == 3);
+  send(clinic, 5000, 1, false);
+  CHECK(nw.fragments_of[clinic] == 2);
+  CHECK(h.worker.counters->tenants[clinic].fragments_limited == 0);
+  // The pool low: a tenant may hold only buffer_guard_share more.
+  h.worker.pool_low = true;
+  send(clinic, 6000, 30, true);
+  CHECK(nw.fragments_of[clinic] == buffer_guard_share);
+  CHECK(h.worker.counters->tenants[clinic].buffer_guarded == 30 + 2 - buffer_guard_share);
+  CHECK(h.drops(Drop::buffer_guard) == 30 + 2 - buffer_guard_share);
+  h.worker.pool_low = false;
+}
+
+TEST_CASE("nat stage: a static-only tenant's own session_limit replaces the default quarter") {
+  // hosp-a has static mappings and no pool: its tenant's session_limit is its quota.
+  std::string config = nat_config;
+  config.replace(config.find(R"({"name": "hosp-a", "max_routes": 64})"), 36,
+                 R"({"name": "hosp-a", "max_routes": 64, "session_limit": 40})");
+  Harness h(config);
+  const uint16_t a = h.tenant("hosp-a"), archive = h.tenant("archive");
+  for (int first = 0; first < 50; first += 25) {
+    std::vector<std::pair<std::string, Bytes>> frames;
+    for (int i = first; i < first + 25; i++)
+      frames.push_back({"a0", on_vlan(10, ipv4("10.0.0.5", "100.100.2.10", 6, tcp(uint16_t(10000 + i), 104, 0x02)))});
+    free_all(nat_stage(h, in_core(h, frames), std::vector<uint16_t>(25, a), std::vector<uint16_t>(25, archive)));
+  }
+  CHECK(h.worker.counters->nat[a].sessions_created == 40);
+  CHECK(h.worker.counters->nat[a].session_limit == 10);
+  CHECK(h.drops(Drop::nat_session_limit) == 10);
+}
