@@ -208,6 +208,8 @@ struct Shares {
   } punt[punt_sets][punt_ways];
 };
 
+struct SyncWorker;  // nat/sync.h
+
 struct alignas(RTE_CACHE_LINE_SIZE) Worker {
   unsigned lcore = 0;
   uint16_t queue = 0;              // rx and tx queue id on every port
@@ -248,6 +250,10 @@ struct alignas(RTE_CACHE_LINE_SIZE) Worker {
   // The trace this loop iteration serves, the same way (nullptr: none; infra/trace.h).
   TraceSession* trace = nullptr;
   const std::atomic<TraceSession*>* trace_published = nullptr;
+  // HA state sync (nat/sync.h; nullptr: not configured), and the node's role: while it is the
+  // standby it crosses nothing (docs/ha.md).
+  SyncWorker* sync = nullptr;
+  const std::atomic<bool>* ha_standby = nullptr;
   uint64_t now = 0;           // TSC at the start of this burst
   uint64_t timeouts[5] = {};  // sessions, in TSC: SessionTimeout
 };
