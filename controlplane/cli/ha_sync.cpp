@@ -43,11 +43,12 @@ void print_status(const v1::HaSyncStatus& s) {
               (unsigned long)s.ignored_not_standby());
   std::printf("rejected   bad_mac %lu, replay %lu, malformed %lu\n", (unsigned long)s.rejected_bad_mac(),
               (unsigned long)s.rejected_replay(), (unsigned long)s.rejected_malformed());
-  std::printf("lost       ring_full %lu, install_ring_full %lu\n", (unsigned long)s.ring_full(),
-              (unsigned long)s.install_ring_full());
-  std::printf("resyncs    %lu requested, %lu completed, last %lu ms; role changes %lu\n",
+  std::printf("lost       ring_full %lu, install_ring_full %lu, datagrams %lu\n", (unsigned long)s.ring_full(),
+              (unsigned long)s.install_ring_full(), (unsigned long)s.datagrams_lost());
+  std::printf("resyncs    %lu requested, %lu completed, %lu incomplete, last %lu ms; role changes %lu\n",
               (unsigned long)s.resyncs_requested(), (unsigned long)s.resyncs_completed(),
-              (unsigned long)s.last_resync_ms(), (unsigned long)s.role_changes());
+              (unsigned long)s.resyncs_incomplete(), (unsigned long)s.last_resync_ms(),
+              (unsigned long)s.role_changes());
 }
 
 }  // namespace

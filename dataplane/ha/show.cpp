@@ -51,6 +51,8 @@ void fill_ha_sync(Dataplane& dp, v1::HaSyncStatus& out) {
   out.set_lag_ms_p99(s.lag_ms_p99);
   out.set_lag_ms_max(s.lag_ms_max);
   out.set_lag_samples(s.lag_samples);
+  out.set_datagrams_lost(s.datagrams_lost);
+  out.set_resyncs_incomplete(s.resyncs_incomplete);
 }
 
 }  // namespace medix::dp

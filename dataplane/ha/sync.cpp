@@ -124,7 +124,8 @@ void Sync::stop() {
   fd_ = -1;
 }
 
-void Sync::send(MessageType type, uint8_t flags, const SyncRecord* records, unsigned count, uint64_t sent_ns) {
+void Sync::send(MessageType type, uint8_t flags, const SyncRecord* records, unsigned count, uint64_t sent_ns,
+                uint32_t rate) {
   alignas(8) uint8_t buffer[max_datagram];
   WireHeader h{};
   h.magic = wire_magic;
@@ -136,6 +137,7 @@ void Sync::send(MessageType type, uint8_t flags, const SyncRecord* records, unsi
   h.sent_ns = sent_ns;
   h.count = uint16_t(count);
   h.workers = uint16_t(dp_->workers.size());
+  h.rate = rate;
   size_t len = encode(h, records, key_, buffer);
   // A full socket buffer loses the datagram (as the link would): the peer's resync heals.
   ssize_t sent =
@@ -172,8 +174,9 @@ void Sync::drain_workers(uint64_t now_ns) {
 }
 
 void Sync::bulk_step(uint64_t now_ns) {
-  bulk_budget_ = std::min<double>(bulk_budget_ + double(options_.bulk_rate) * double(now_ns - bulk_last_ns_) / 1e9,
-                                  double(options_.bulk_rate) / 100);
+  double rate =
+      double(bulk_is_resync_ && peer_asked_rate_ ? std::min(peer_asked_rate_, options_.bulk_rate) : options_.bulk_rate);
+  bulk_budget_ = std::min<double>(bulk_budget_ + rate * double(now_ns - bulk_last_ns_) / 1e9, rate / 100);
   bulk_last_ns_ = now_ns;
   if (bulk_budget_ < double(records_per_datagram)) return;
   size_t want = size_t(bulk_budget_);
@@ -282,17 +285,25 @@ void Sync::takeover() {
                      (unsigned long)margin);
 }
 
-void Sync::handle(const Decoded& d, uint64_t now_ns) {
+void Sync::handle(const Decoded& d, uint64_t now_ns, uint64_t previous_counter) {
   const WireHeader& h = d.header;
   bool standby = dp_->ha_standby.load();
   std::lock_guard lock(mutex_);
   s_.datagrams_received++;
+  // The peer numbers its datagrams one by one: a gap is datagrams lost on the way (a restart
+  // of the peer jumps by far more: not counted).
+  uint64_t gap = previous_counter && h.counter > previous_counter + 1 ? h.counter - previous_counter - 1 : 0;
+  if (gap && gap < 1000000) {
+    s_.datagrams_lost += gap;
+    if (standby && need_resync_ && resync_first_asked_ns_) resync_gap_ = true;
+  }
   peer_heard_ns_ = now_ns;
   s_.peer_role = h.role;
   switch (MessageType(h.type)) {
     case MessageType::hello: return;
     case MessageType::resync_request:
       if (!standby) {  // every session, from the first
+        peer_asked_rate_ = h.rate;
         bulk_active_ = true;
         bulk_is_resync_ = true;
         bulk_queue_ = 0;
@@ -330,7 +341,16 @@ void Sync::handle(const Decoded& d, uint64_t now_ns) {
     s_.lag_ms_last = lag;
     s_.lag_ms_max = std::max(s_.lag_ms_max, lag);
   }
-  if (h.flags & flag_bulk_end) {
+  if ((h.flags & flag_bulk_end) && resync_gap_) {
+    // Records went missing: ask again, at half the rate (the next request goes out at once).
+    resync_gap_ = false;
+    s_.resyncs_incomplete++;
+    resync_rate_ = std::max<uint32_t>(10000, (resync_rate_ ? resync_rate_ : options_.bulk_rate) / 2);
+    resync_asked_ns_ = 0;
+    medix::common::log(medix::common::LogLevel::warning,
+                       "medix-dp: HA: resync from the active lost datagrams: asking again at %u records/s",
+                       resync_rate_);
+  } else if (h.flags & flag_bulk_end) {
     need_resync_ = false;
     s_.resyncs_completed++;
     if (resync_first_asked_ns_) s_.last_resync_ms = (now_ns - resync_first_asked_ns_) / ms;
@@ -346,6 +366,7 @@ void Sync::receive() {
     ssize_t n = recv(fd_, buffer, sizeof buffer, MSG_DONTWAIT);
     if (n < 0) return;
     Decoded d{};
+    uint64_t previous = last_counter_;
     Reject why = decode(buffer, size_t(n), key_, last_counter_, d);
     uint64_t now = realtime_ns();
     if (why != Reject::none) {
@@ -355,7 +376,7 @@ void Sync::receive() {
                                : s_.rejected_malformed)++;
       continue;
     }
-    handle(d, now);
+    handle(d, now, previous);
   }
 }
 
@@ -409,7 +430,7 @@ void Sync::run() {
         if (!resync_first_asked_ns_) resync_first_asked_ns_ = now;
         s_.resyncs_requested++;
       }
-      send(MessageType::resync_request, 0, nullptr, 0, now);
+      send(MessageType::resync_request, 0, nullptr, 0, now, resync_rate_);
     }
     if (now >= next_hello_ns_) {
       send(MessageType::hello, 0, nullptr, 0, now);

@@ -51,8 +51,10 @@ struct Status {
   int64_t peer_last_heard_ms = -1;  // -1: never
   uint64_t datagrams_sent = 0, datagrams_received = 0, records_sent = 0, records_received = 0, bytes_sent = 0;
   uint64_t rejected_bad_mac = 0, rejected_replay = 0, rejected_malformed = 0;
-  uint64_t ring_full = 0;          // workers' records lost to a full ring (active)
-  uint64_t install_ring_full = 0;  // records lost to a worker's full install ring (standby)
+  uint64_t datagrams_lost = 0;      // gaps in the peer's counter (the link or a full socket buffer)
+  uint64_t resyncs_incomplete = 0;  // resyncs with a gap: asked again, at half the rate
+  uint64_t ring_full = 0;           // workers' records lost to a full ring (active)
+  uint64_t install_ring_full = 0;   // records lost to a worker's full install ring (standby)
   uint64_t ignored_not_standby = 0;
   uint64_t installed = 0, refreshed = 0, removed = 0, install_failed = 0;
   uint64_t bulk_passes_sent = 0, resyncs_requested = 0, resyncs_completed = 0;
@@ -77,12 +79,13 @@ class Sync {
  private:
   void run();
   void receive();
-  void handle(const Decoded& d, uint64_t now_ns);
+  void handle(const Decoded& d, uint64_t now_ns, uint64_t previous_counter);
   void drain_workers(uint64_t now_ns);
   void bulk_step(uint64_t now_ns);
   void send_sas();
   void takeover();
-  void send(MessageType type, uint8_t flags, const SyncRecord* records, unsigned count, uint64_t sent_ns);
+  void send(MessageType type, uint8_t flags, const SyncRecord* records, unsigned count, uint64_t sent_ns,
+            uint32_t rate = 0);
   void flush(uint8_t flags, uint64_t sent_ns);
 
   Dataplane* dp_ = nullptr;
@@ -108,6 +111,9 @@ class Sync {
   // Standby: whether it still needs a resync, and when it asked last.
   bool need_resync_ = true;
   uint64_t resync_asked_ns_ = 0, resync_first_asked_ns_ = 0;
+  bool resync_gap_ = false;       // a datagram of the resync under way went missing
+  uint32_t resync_rate_ = 0;      // asked of the active (0: its own); halved after a gap
+  uint32_t peer_asked_rate_ = 0;  // active: what the standby asked for
 
   mutable std::mutex mutex_;  // what status() reads beside the thread
   Status s_;

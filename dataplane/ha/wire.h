@@ -39,7 +39,7 @@ struct WireHeader {
   uint64_t sent_ns;  // CLOCK_REALTIME when the oldest record was taken from a worker
   uint16_t count;    // records that follow
   uint16_t workers;  // the sender's workers (both nodes must run as many)
-  uint32_t reserved;
+  uint32_t rate;     // resync_request: records a second the standby can take (0: the active's own)
 };
 static_assert(sizeof(WireHeader) == 32);
 

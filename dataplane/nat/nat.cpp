@@ -916,12 +916,18 @@ void sync_install(Worker& w) {
   if (!w.sync || !w.sync->in) return;
   SyncRecord records[burst_size];
   unsigned n = rte_ring_sc_dequeue_burst_elem(w.sync->in, records, sizeof(SyncRecord), burst_size, nullptr);
-  if (!n || !w.tables->nat) return;
-  NatWorker& nw = *w.tables->nat[w.queue];
+  if (!n) return;
+  // No core tenant here (no session tables): sessions cannot be installed, SAs still can.
+  NatWorker* nw = w.tables->nat ? w.tables->nat[w.queue] : nullptr;
   for (unsigned i = 0; i < n; i++) {
-    switch (SyncKind(records[i].kind)) {
-      case SyncKind::session: install_session(w, nw, records[i]); break;
-      case SyncKind::session_end: remove_session(w, nw, records[i]); break;
+    auto kind = SyncKind(records[i].kind);
+    if (!nw && (kind == SyncKind::session || kind == SyncKind::session_end)) {
+      bump(w.sync->install_failed);
+      continue;
+    }
+    switch (kind) {
+      case SyncKind::session: install_session(w, *nw, records[i]); break;
+      case SyncKind::session_end: remove_session(w, *nw, records[i]); break;
       case SyncKind::sa_takeover: advance_sa(w, records[i]); break;
       default: bump(w.sync->install_failed); break;
     }
