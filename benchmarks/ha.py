@@ -103,7 +103,9 @@ def run(args, n):
         sb = status(pb)
         res.update({"resync_completed": bool(done), "resync_ms_request_to_last_datagram": int(num(sb, "last_resync_ms")),
                     "standby_sessions_after_resync": int(num(sb, "sessions")),
-                    "resync_install_ring_full": int(num(sb, "install_ring_full"))})
+                    "resync_install_ring_full": int(num(sb, "install_ring_full")),
+                    "resync_datagrams_lost": int(num(sb, "datagrams_lost")),
+                    "resyncs_incomplete": int(num(sb, "resyncs_incomplete"))})
     finally:
         for p, prefix in ((a, pa), (b, pb)):
             if p:

@@ -74,7 +74,7 @@ const char usage[] =
     "                          HA state sync over UDP on the sync link, HMAC-SHA-256 with FILE's key\n"
     "  --ha-sync-refresh S     every session's timer sent again every S s (default 10)\n"
     "  --ha-sync-sa-interval MS  every SA's sequence number sent every MS ms (default 100)\n"
-    "  --ha-sync-bulk-rate N   records a second at most in a bulk resync (default 1000000)\n";
+    "  --ha-sync-bulk-rate N   records a second at most in a bulk resync (default 250000)\n";
 
 // `option`'s value: a whole number in 1..max, or false (said on stderr).
 bool number(const std::string& option, const char* text, unsigned max, unsigned& out) {

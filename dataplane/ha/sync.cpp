@@ -88,8 +88,8 @@ std::optional<std::string> Sync::start(Dataplane& dp, const Options& options) {
     if (!w->sync) return std::string("HA sync: the workers have no sync rings");
   fd_ = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd_ < 0) return std::string("HA sync: socket: ") + strerror(errno);
-  // A bulk resync arrives faster than one poll drains: room for a few thousand datagrams.
-  int size = 16 << 20;
+  // A bulk resync arrives faster than one poll drains: room for tens of thousands of datagrams.
+  int size = 64 << 20;
   if (setsockopt(fd_, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) != 0)
     setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
   setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
