@@ -315,6 +315,7 @@ void Sync::handle(const Decoded& d, uint64_t now_ns, uint64_t previous_counter) 
     case MessageType::records: break;
   }
   s_.records_received += h.count;
+  if (h.flags & flag_bulk) bulk_heard_ns_ = now_ns;
   if (!standby) {  // two actives (split brain): neither takes the other's state
     s_.ignored_not_standby += h.count;
     return;
@@ -423,7 +424,9 @@ void Sync::run() {
         if (!bulk_active_ && !bulk_is_resync_) next_refresh_ns_ = now + options_.refresh_s * s;
       }
     } else if (need_resync_ && heard && peer_role == int(WireRole::active) &&
-               now - resync_asked_ns_ >= resync_retry_ns) {
+               now - std::max(resync_asked_ns_, bulk_heard_ns_) >= resync_retry_ns) {
+      // Asked again only when no bulk datagram came for a while: a request restarts the
+      // active's pass from the first session.
       resync_asked_ns_ = now;
       {
         std::lock_guard lock(mutex_);

@@ -111,6 +111,7 @@ class Sync {
   // Standby: whether it still needs a resync, and when it asked last.
   bool need_resync_ = true;
   uint64_t resync_asked_ns_ = 0, resync_first_asked_ns_ = 0;
+  uint64_t bulk_heard_ns_ = 0;    // the last bulk datagram: no new request while they flow
   bool resync_gap_ = false;       // a datagram of the resync under way went missing
   uint32_t resync_rate_ = 0;      // asked of the active (0: its own); halved after a gap
   uint32_t peer_asked_rate_ = 0;  // active: what the standby asked for
