@@ -20,6 +20,7 @@
 #include "common/json.h"
 #include "common/version.h"
 #include "dns.h"
+#include "ha_sync.h"
 #include "objects.h"
 #include "output.h"
 #include "peers.h"
@@ -65,6 +66,11 @@ constexpr const char* usage_text =
                                       ESP SA and sequence, FIB route, leak, NAT rewrite,
                                       neighbour, tx port and queue or the drop reason
   trace clear                         ends the trace and forgets its packets
+  ha-sync [show]                      HA state sync: role, peer, sessions and SAs synced, lag,
+                                      datagrams sent and received, rejected (bad MAC, replay,
+                                      malformed), resyncs (docs/ha.md)
+  ha-sync role active|standby [--reason TEXT]
+                                      this node's HA role (VRRP drives it; role controller)
   version                             medixctl's, medix-dp's and medix-cp's versions, uptimes
   sessions [TENANT] [--address A] [--port P] [--protocol N] [--limit N]
                                       flows crossing the IX core, as they entered and left it
@@ -597,6 +603,10 @@ int run(int argc, char** argv) {
   if (command == "trace") {
     Client client(target, tls);
     return trace_command(client, args, output == "json");
+  }
+  if (command == "ha-sync") {
+    Client client(target, tls);
+    return ha_sync_command(client, args, output == "json");
   }
   if (command == "version") {
     args.expect_done();

@@ -25,6 +25,7 @@
 #include "common/log.h"
 #include "common/version.h"
 #include "control/kinds.h"
+#include "ha/show.h"
 #include "ip/show.h"
 #include "medix/dataplane/v1/dataplane.grpc.pb.h"
 #include "nat/nat.h"
@@ -352,6 +353,27 @@ class Service final : public ServiceBase {
     response->set_ipsec_mb(imb_get_version_str());
     response->set_started_unix_ns(medix::common::started_unix_ns());
     response->set_intent_version(dp_.controller.read([](auto&, auto&, uint64_t version) { return version; }));
+    return grpc::Status::OK;
+  }
+
+  grpc::Status SetHaRole(grpc::ServerContext* context, const v1::SetHaRoleRequest* request,
+                         v1::SetHaRoleResponse* response) override {
+    if (auto s = allowed(context, "SetHaRole"); !s.ok()) return s;
+    if (request->role() != v1::HA_ROLE_ACTIVE && request->role() != v1::HA_ROLE_STANDBY)
+      return {grpc::StatusCode::INVALID_ARGUMENT, "role: active or standby is required"};
+    bool standby = request->role() == v1::HA_ROLE_STANDBY;
+    bool was = dp_.ha_standby.exchange(standby);
+    response->set_previous(was ? v1::HA_ROLE_STANDBY : v1::HA_ROLE_ACTIVE);
+    if (was != standby)
+      log(LogLevel::notice, "medix-dp: API: %s made this node %s (%s)", access_.identify(*context).name.c_str(),
+          standby ? "standby" : "active", request->reason().empty() ? "no reason given" : request->reason().c_str());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetHaSync(grpc::ServerContext* context, const v1::GetHaSyncRequest*,
+                         v1::HaSyncStatus* response) override {
+    if (auto s = allowed(context, "GetHaSync"); !s.ok()) return s;
+    fill_ha_sync(dp_, *response);
     return grpc::Status::OK;
   }
 

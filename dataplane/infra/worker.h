@@ -214,6 +214,8 @@ struct Shares {
   } punt[punt_sets][punt_ways];
 };
 
+struct SyncWorker;  // nat/sync.h
+
 struct alignas(RTE_CACHE_LINE_SIZE) Worker {
   unsigned lcore = 0;
   uint16_t queue = 0;              // rx and tx queue id on every port
@@ -258,6 +260,10 @@ struct alignas(RTE_CACHE_LINE_SIZE) Worker {
   // millisecond): a tenant may then hold only buffer_guard_share buffers beyond a burst.
   bool pool_low = false;
   uint64_t pool_checked_at = 0;
+  // HA state sync (nat/sync.h; nullptr: not configured), and the node's role: while it is the
+  // standby it crosses nothing (docs/ha.md).
+  SyncWorker* sync = nullptr;
+  const std::atomic<bool>* ha_standby = nullptr;
   uint64_t now = 0;           // TSC at the start of this burst
   uint64_t timeouts[5] = {};  // sessions, in TSC: SessionTimeout
 };

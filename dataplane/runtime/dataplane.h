@@ -20,6 +20,10 @@
 
 namespace medix::dp {
 
+namespace ha {
+class Sync;
+}
+
 // One worker's own counters: its drops, its stages and its loop (GetRuntime, `drops --lcore`).
 struct LcoreStats {
   uint64_t drops[drop_reason_count];
@@ -45,6 +49,11 @@ struct Dataplane {
   std::atomic<CaptureSession*> capture{nullptr};
   // The running trace (api/trace.cpp publishes it; workers read it once a loop).
   std::atomic<TraceSession*> trace{nullptr};
+  // HA (docs/ha.md): true while this node is the standby (it crosses nothing, installs what
+  // the active syncs); set before start() from --ha-role, then by SetHaRole (VRRP).
+  std::atomic<bool> ha_standby{false};
+  bool ha_sync = false;    // before start(): give workers sync rings (nat/sync.h)
+  ha::Sync* ha = nullptr;  // the sync thread, when configured (main.cpp owns it)
   Settings settings;
   rte_mempool* pool = nullptr;
   rte_mempool* indirect_pool = nullptr;

@@ -1675,10 +1675,10 @@ def medixctl_tls_reasons(f, target, p):
 # of the service missing here fails the test: a new RPC must be given a role.
 RPC_ROLES = {"Get": "monitor", "List": "monitor", "GetCounters": "monitor", "GetRuntime": "monitor",
              "WatchCounters": "monitor", "WatchSaEvents": "monitor", "ListSessions": "monitor", "GetVersion": "monitor",
-             "GetFib": "monitor", "Lookup": "monitor",
+             "GetFib": "monitor", "Lookup": "monitor", "GetHaSync": "monitor",
              "ClearSessions": "operator", "ClearCounters": "operator", "Capture": "operator",
              "StartTrace": "operator", "GetTrace": "operator", "ClearTrace": "operator",
-             "Apply": "controller"}
+             "Apply": "controller", "SetHaRole": "controller"}
 ROLE_ORDER = ["none", "monitor", "operator", "controller"]
 
 

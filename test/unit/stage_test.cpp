@@ -16,6 +16,7 @@
 #include "ipsec/sa.h"
 #include "l2/l2.h"
 #include "nat/nat.h"
+#include "nat/sync.h"
 
 using namespace frame;
 using medix::common::parse_ipv4;
@@ -679,4 +680,104 @@ TEST_CASE("nat stage: a static-only tenant's own session_limit replaces the defa
   CHECK(h.worker.counters->nat[a].sessions_created == 40);
   CHECK(h.worker.counters->nat[a].session_limit == 10);
   CHECK(h.drops(Drop::nat_session_limit) == 10);
+}
+
+namespace {
+
+// A worker's HA sync rings (nat/sync.h), as medix-dp gives them with sync configured.
+struct SyncRings {
+  SyncWorker sync{};
+  explicit SyncRings(Worker& w) {
+    static int serial = 0;
+    std::string n = std::to_string(serial++);
+    sync.out =
+        rte_ring_create_elem(("unit_sync_out" + n).c_str(), sizeof(SyncRecord), 1024, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    sync.in =
+        rte_ring_create_elem(("unit_sync_in" + n).c_str(), sizeof(SyncRecord), 1024, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    w.sync = &sync;
+  }
+  ~SyncRings() {
+    rte_ring_free(sync.out);
+    rte_ring_free(sync.in);
+  }
+  std::vector<SyncRecord> taken() {
+    std::vector<SyncRecord> out(1024);
+    out.resize(rte_ring_sc_dequeue_burst_elem(sync.out, out.data(), sizeof(SyncRecord), 1024, nullptr));
+    return out;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("HA sync: sessions made on the active install on the standby's worker, whose replies find them") {
+  std::vector<SyncRecord> records;
+  uint16_t pool_port = 0;
+  {
+    Harness active(nat_config);
+    SyncRings rings(active.worker);
+    const uint16_t a = active.tenant("hosp-a"), clinic = active.tenant("clinic"), archive = active.tenant("archive");
+    auto out =
+        nat_stage(active,
+                  in_core(active, {{"a0", on_vlan(10, ipv4("10.0.0.5", "100.100.2.10", 6, tcp(40000, 104, 0x02)))},
+                                   {"c0", on_vlan(30, ipv4("10.0.0.5", "100.100.2.10", 17, udp(5000, 9, 20)))}}),
+                  {a, clinic}, {archive, archive});
+    REQUIRE(out[0]);
+    REQUIRE(out[1]);
+    pool_port = be16(bytes_of(out[1]), 18 + 20);
+    free_all(out);
+    records = rings.taken();
+    active.worker.sync = nullptr;
+  }
+  REQUIRE(records.size() == 2);  // one record a session made, nothing else
+  CHECK(records[0].kind == uint8_t(SyncKind::session));
+  CHECK(records[0].s.mapping_tenant == no_mapping_tenant);  // static: no NAPT mapping
+  CHECK(records[1].s.mapping_tenant != no_mapping_tenant);
+  CHECK(records[1].s.outside_port == pool_port);
+
+  Harness standby(nat_config);
+  SyncRings rings(standby.worker);
+  std::atomic<bool> is_standby{true};
+  standby.worker.ha_standby = &is_standby;
+  const uint16_t a = standby.tenant("hosp-a"), clinic = standby.tenant("clinic"), archive = standby.tenant("archive");
+  const NatWorker& nw = *standby.tables->nat[0];
+  // A record the standby cannot take (an unknown tenant) is counted, not installed.
+  SyncRecord bad = records[0];
+  bad.s.key[0].tenant = 999;
+  for (SyncRecord r : {records[0], records[1], bad})
+    REQUIRE(rte_ring_sp_enqueue_elem(rings.sync.in, &r, sizeof r) == 0);
+  sync_install(standby.worker);
+  CHECK(rings.sync.installed == 2);
+  CHECK(rings.sync.install_failed == 1);
+  CHECK(nw.capacity - nw.n_free_sessions == 2);
+
+  // While standby it crosses nothing; the same replies cross once it is active.
+  auto replies = [&] {
+    return in_core(standby, {{"r0", on_vlan(200, ipv4("192.168.1.10", "100.64.1.5", 6, tcp(104, 40000, 0x12, 0)))},
+                             {"r0", on_vlan(200, ipv4("192.168.1.10", "100.64.9.1", 17, udp(9, pool_port, 4)))}});
+  };
+  auto out = nat_stage(standby, replies(), {archive, archive}, {a, clinic});
+  CHECK(!out[0]);
+  CHECK(!out[1]);
+  CHECK(standby.drops(Drop::ha_standby) == 2);
+  is_standby = false;
+  out = nat_stage(standby, replies(), {archive, archive}, {a, clinic});
+  REQUIRE(out[0]);
+  REQUIRE(out[1]);
+  CHECK(bytes_of(out[0]) == on_vlan(200, ipv4("100.100.2.10", "10.0.0.5", 6, tcp(104, 40000, 0x12, 0))));
+  CHECK(bytes_of(out[1]) == on_vlan(200, ipv4("100.100.2.10", "10.0.0.5", 17, udp(9, 5000, 4))));
+  CHECK(standby.drops(Drop::nat_no_session) == 0);
+  free_all(out);
+
+  // The same record again refreshes; an end record ends the session and its mapping.
+  rings.taken();
+  SyncRecord end = records[1];
+  end.kind = uint8_t(SyncKind::session_end);
+  for (SyncRecord r : {records[0], end}) REQUIRE(rte_ring_sp_enqueue_elem(rings.sync.in, &r, sizeof r) == 0);
+  sync_install(standby.worker);
+  CHECK(rings.sync.refreshed == 1);
+  CHECK(rings.sync.removed == 1);
+  CHECK(nw.capacity - nw.n_free_sessions == 1);
+  CHECK(nw.capacity - nw.n_free_mappings == 0);
+  standby.worker.sync = nullptr;
+  standby.worker.ha_standby = nullptr;
 }
