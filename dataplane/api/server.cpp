@@ -29,6 +29,7 @@
 #include "medix/dataplane/v1/dataplane.grpc.pb.h"
 #include "nat/nat.h"
 #include "runtime/snapshot.h"
+#include "vrrp/show.h"
 
 namespace medix::dp {
 
@@ -347,6 +348,16 @@ class Service final : public ServiceBase {
     response->set_ipsec_mb(imb_get_version_str());
     response->set_started_unix_ns(medix::common::started_unix_ns());
     response->set_intent_version(dp_.controller.read([](auto&, auto&, uint64_t version) { return version; }));
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetVrrp(grpc::ServerContext* context, const v1::GetVrrpRequest*, v1::GetVrrpResponse* response) override {
+    if (auto s = allowed(context, "GetVrrp"); !s.ok()) return s;
+    uint64_t ring_full = dp_.totals().drops[unsigned(Drop::vrrp_full)];
+    dp_.controller.read([&](const Intent&, const Committer& c, uint64_t) {
+      vrrp::show(dp_.vrrp, *c.current(), ring_full, *response);
+      return 0;
+    });
     return grpc::Status::OK;
   }
 

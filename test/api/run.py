@@ -1673,7 +1673,7 @@ def medixctl_tls_reasons(f, target, p):
 # of the service missing here fails the test: a new RPC must be given a role.
 RPC_ROLES = {"Get": "monitor", "List": "monitor", "GetCounters": "monitor", "GetRuntime": "monitor",
              "WatchCounters": "monitor", "WatchSaEvents": "monitor", "ListSessions": "monitor", "GetVersion": "monitor",
-             "GetFib": "monitor", "Lookup": "monitor",
+             "GetFib": "monitor", "Lookup": "monitor", "GetVrrp": "monitor",
              "ClearSessions": "operator", "ClearCounters": "operator", "Capture": "operator",
              "StartTrace": "operator", "GetTrace": "operator", "ClearTrace": "operator",
              "Apply": "controller"}
