@@ -36,7 +36,7 @@ const InterfaceEntry* interface_of(const dp::Tables& t, const Instance& i) {
 // returns where the L3 part goes, or nullptr with nothing allocated.
 rte_mbuf* frame(const Io& io, const InterfaceEntry& f, const Instance& i, const rte_ether_addr& dst,
                 uint16_t ethertype, size_t l3, uint8_t** at) {
-  rte_mbuf* m = rte_pktmbuf_alloc(io.pool);
+  rte_mbuf* m = io.pool ? rte_pktmbuf_alloc(io.pool) : nullptr;
   if (!m) return nullptr;
   uint8_t l2 = l2_len_of(f);
   auto* p = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, uint16_t(l2 + l3)));
@@ -60,7 +60,7 @@ rte_mbuf* frame(const Io& io, const InterfaceEntry& f, const Instance& i, const 
 }
 
 bool hand_to_worker(const Io& io, rte_mbuf* m) {
-  if (rte_ring_mp_enqueue(io.to_worker, m) == 0) return true;
+  if (io.to_worker && rte_ring_mp_enqueue(io.to_worker, m) == 0) return true;
   rte_pktmbuf_free(m);
   return false;
 }
