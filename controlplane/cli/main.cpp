@@ -614,9 +614,9 @@ int run(int argc, char** argv) {
   }
   using Command = int (*)(const Context&, Args&);
   const std::vector<std::pair<std::string, Command>> commands = {
-      {"show", show},         {"counters", counters}, {"drops", drops},   {"runtime", runtime},
-      {"sessions", sessions}, {"watch", watch},       {"apply", apply},   {"set", set},
-      {"delete", remove},     {"clear", clear},       {"lookup", lookup}, {"names", names}, {"vrrp", vrrp}, {"ha", vrrp},
+      {"show", show},     {"counters", counters}, {"drops", drops}, {"runtime", runtime}, {"sessions", sessions},
+      {"watch", watch},   {"apply", apply},       {"set", set},     {"delete", remove},   {"clear", clear},
+      {"lookup", lookup}, {"names", names},       {"vrrp", vrrp},   {"ha", vrrp},
   };
   for (const auto& [name, function] : commands) {
     if (name != command) continue;

@@ -202,8 +202,15 @@ void print_policers(std::ostream& out, const Objects& objects) {
 }
 
 void print_vrrp_instances(std::ostream& out, const Objects& objects) {
-  Table table({{"NAME"}, {"INTERFACE"}, {"VRID", true}, {"PRIORITY", true}, {"INTERVAL (cs)", true}, {"PREEMPT"},
-               {"GROUP"}, {"ADDRESSES"}, {"TRACK"}});
+  Table table({{"NAME"},
+               {"INTERFACE"},
+               {"VRID", true},
+               {"PRIORITY", true},
+               {"INTERVAL (cs)", true},
+               {"PREEMPT"},
+               {"GROUP"},
+               {"ADDRESSES"},
+               {"TRACK"}});
   for (const auto& object : objects) {
     const auto& v = object.vrrp_instance();
     std::string addresses, track;
@@ -304,10 +311,9 @@ void print_vrrp(std::ostream& out, const v1::GetVrrpResponse& r) {
   for (const auto& i : r.instances()) {
     std::string priority = num(i.priority());
     if (i.effective_priority() != i.priority()) priority += " (" + num(i.effective_priority()) + ")";
-    std::string master = i.master_address().empty()
-                             ? "-"
-                             : i.master_address() + " prio " + num(i.master_priority()) + " every " +
-                                   num(i.master_interval_cs()) + " cs";
+    std::string master = i.master_address().empty() ? "-"
+                                                    : i.master_address() + " prio " + num(i.master_priority()) +
+                                                          " every " + num(i.master_interval_cs()) + " cs";
     table.row({i.name(), i.interface(), num(i.vrid()), i.state(), priority, master, num(i.adverts_received()),
                num(i.adverts_sent()), num(i.gratuitous_arps_sent()), num(i.transitions()), i.group()});
   }

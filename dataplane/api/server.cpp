@@ -351,7 +351,8 @@ class Service final : public ServiceBase {
     return grpc::Status::OK;
   }
 
-  grpc::Status GetVrrp(grpc::ServerContext* context, const v1::GetVrrpRequest*, v1::GetVrrpResponse* response) override {
+  grpc::Status GetVrrp(grpc::ServerContext* context, const v1::GetVrrpRequest*,
+                       v1::GetVrrpResponse* response) override {
     if (auto s = allowed(context, "GetVrrp"); !s.ok()) return s;
     uint64_t ring_full = dp_.totals().drops[unsigned(Drop::vrrp_full)];
     dp_.controller.read([&](const Intent&, const Committer& c, uint64_t) {

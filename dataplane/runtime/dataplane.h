@@ -69,7 +69,7 @@ struct Dataplane {
   // Once a second at most: a log line per worker whose packets waited for ARP in vain since
   // the last (the next hop it last gave up on, and how many packets).
   void report_arp_failures();
-  void stop();  // workers finish their burst and return; ports are stopped
+  void stop();               // workers finish their burst and return; ports are stopped
   vrrp::Io vrrp_io() const;  // where VRRP's frames go out
 
   // Sums of every worker's counters (not yet minus the bases of reused slots).

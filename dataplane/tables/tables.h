@@ -17,8 +17,8 @@
 
 #include "infra/limits.h"
 #include "qos/tables.h"
-#include "vrrp/tables.h"
 #include "tables/lpm.h"
+#include "vrrp/tables.h"
 
 namespace medix::dp {
 

@@ -71,7 +71,8 @@ std::optional<Error> build_instances(Committer::Build& b) {
       i.preempt = v.preempt();
       i.group = v.group();
       for (const auto& a : v.addresses()) i.addresses[i.n_addresses++] = *parse_ipv4(a);
-      for (const auto& t : v.track()) i.tracks[i.n_tracks++] = {b.interface_slot_of(t.interface()), uint8_t(t.weight())};
+      for (const auto& t : v.track())
+        i.tracks[i.n_tracks++] = {b.interface_slot_of(t.interface()), uint8_t(t.weight())};
       auto old = std::find_if(before.begin(), before.end(), [&](const Instance& x) { return x.name == name; });
       if (old != before.end() && old->interface_uid == i.interface_uid && old->vrid == i.vrid)
         i.live = old->live;

@@ -104,10 +104,8 @@ const Kind vrrp_instance_kind = {
     .name = "vrrp_instance",
     .plural = "vrrp_instances",
     .config_size = [](const v1::Config& c) { return c.vrrp_instances_size(); },
-    .take =
-        [](v1::Config& c, int i, v1::Object& o) {
-          *o.mutable_vrrp_instance() = std::move(*c.mutable_vrrp_instances(i));
-        },
+    .take = [](v1::Config& c, int i,
+               v1::Object& o) { *o.mutable_vrrp_instance() = std::move(*c.mutable_vrrp_instances(i)); },
     .clear_output = nullptr,
     .check_key = [](const v1::Object& o,
                     const std::string& path) { return name(path + ".name", o.vrrp_instance().name()); },

@@ -43,8 +43,8 @@ class Machine {
   uint64_t advert_at = 0;             // Master: the Adver_Timer's expiry
   uint32_t master_address = 0;        // the master heard (ours as master)
   uint8_t master_priority = 0;
-  uint64_t heard_at = 0;    // Backup: the last advert that kept us backup
-  bool ignored = false;     // Backup, preempting: a lower priority's adverts were ignored
+  uint64_t heard_at = 0;  // Backup: the last advert that kept us backup
+  bool ignored = false;   // Backup, preempting: a lower priority's adverts were ignored
 
   uint64_t skew() const { return uint64_t(256 - p.priority) * master_interval_cs * ns_per_cs / 256; }
   uint64_t master_down_interval() const { return 3 * uint64_t(master_interval_cs) * ns_per_cs + skew(); }

@@ -30,8 +30,8 @@ uint16_t fold(uint32_t sum) {
 }  // namespace
 
 uint16_t checksum(uint32_t source, uint32_t destination, const uint8_t* vrrp, size_t len) {
-  uint32_t sum = (source >> 16) + (source & 0xffff) + (destination >> 16) + (destination & 0xffff) + protocol +
-                 uint32_t(len);
+  uint32_t sum =
+      (source >> 16) + (source & 0xffff) + (destination >> 16) + (destination & 0xffff) + protocol + uint32_t(len);
   return fold(sum_words(vrrp, len, sum));
 }
 

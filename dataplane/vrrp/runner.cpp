@@ -16,9 +16,9 @@ constexpr size_t kept_transitions = 8;
 constexpr uint64_t link_period_ns = 100'000'000;  // tracked links are read every 100 ms
 
 uint64_t realtime_ns() {
-  return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                      std::chrono::system_clock::now().time_since_epoch())
-                      .count());
+  return uint64_t(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
 }
 
 const Instance* find(const dp::Tables& t, const std::string& name) {
@@ -34,8 +34,8 @@ const InterfaceEntry* interface_of(const dp::Tables& t, const Instance& i) {
 
 // A frame of `l3` bytes after the interface's L2 header (with its tags) from the virtual MAC;
 // returns where the L3 part goes, or nullptr with nothing allocated.
-rte_mbuf* frame(const Io& io, const InterfaceEntry& f, const Instance& i, const rte_ether_addr& dst,
-                uint16_t ethertype, size_t l3, uint8_t** at) {
+rte_mbuf* frame(const Io& io, const InterfaceEntry& f, const Instance& i, const rte_ether_addr& dst, uint16_t ethertype,
+                size_t l3, uint8_t** at) {
   rte_mbuf* m = io.pool ? rte_pktmbuf_alloc(io.pool) : nullptr;
   if (!m) return nullptr;
   uint8_t l2 = l2_len_of(f);
@@ -165,7 +165,8 @@ void Runner::track(const dp::Tables& t, const Io& io, uint64_t now) {
     for (unsigned k = 0; k < i.n_tracks; k++) {
       const Track& tr = i.tracks[k];
       bool up = tr.interface < t.interfaces.size() && t.interfaces[tr.interface].uid &&
-                t.interfaces[tr.interface].port < t.ports.size() && io.link_up(t.ports[t.interfaces[tr.interface].port]);
+                t.interfaces[tr.interface].port < t.ports.size() &&
+                io.link_up(t.ports[t.interfaces[tr.interface].port]);
       if (up) continue;
       if (tr.weight == 0)
         fault = true;

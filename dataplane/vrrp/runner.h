@@ -83,7 +83,7 @@ class Runner {
   RxErrors errors_;
   uint16_t ip_id_ = 0;
   std::vector<std::pair<std::string, Actions>> pending_;  // this poll's, in order
-  uint64_t links_at_ = 0;  // when the tracked links were last read
+  uint64_t links_at_ = 0;                                 // when the tracked links were last read
 };
 
 }  // namespace medix::dp::vrrp

@@ -254,8 +254,7 @@ TEST_CASE("an instance in the pipeline: ARP and the virtual MAC only as master, 
   CHECK(h.sent(0).empty());  // backup: no answer
   CHECK(h.drops(Drop::arp_not_for_us) == 1);
   // A frame to the virtual MAC is not taken either.
-  Bytes echo = ether(vmac, host, 0x8100) + vlan(0x0800, 10) +
-               ipv4("10.0.0.9", "10.0.0.254", 1, icmp_echo(1, 1));
+  Bytes echo = ether(vmac, host, 0x8100) + vlan(0x0800, 10) + ipv4("10.0.0.9", "10.0.0.254", 1, icmp_echo(1, 1));
   h.receive(0, echo);
   CHECK(h.sent(0).empty());
   CHECK(h.drops(Drop::l2_not_for_us) == 1);
