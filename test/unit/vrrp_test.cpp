@@ -313,3 +313,59 @@ TEST_CASE("an instance in the pipeline: ARP and the virtual MAC only as master, 
   sent();
   rte_ring_free(from_workers);
 }
+
+namespace {
+bool a_svc_up = true;  // the link of p1 (a-svc's port) as the test sets it
+bool link_of(const PortEntry& p) { return p.name != "p1" || a_svc_up; }
+}  // namespace
+
+TEST_CASE("a tracked link down forces its instance to backup, and its group with it") {
+  Harness h(two_tenants);
+  REQUIRE(h.apply(ops(R"([
+      {"op": "CREATE", "object": {"vrrp_instance": {"name": "lan", "interface": "a-lan", "vrid": 1,
+        "advert_interval_cs": 10, "addresses": ["10.0.0.254"], "group": "g",
+        "track": [{"interface": "a-svc", "weight": 0}]}}},
+      {"op": "CREATE", "object": {"vrrp_instance": {"name": "svc", "interface": "a-svc", "vrid": 2,
+        "advert_interval_cs": 10, "addresses": ["10.1.0.254"], "group": "g"}}}])"))
+              .code == Code::ok);
+  vrrp::Runner runner;
+  vrrp::Io io;
+  io.pool = h.pool;
+  io.to_worker = h.handoff[0];
+  io.link_up = link_of;
+  auto state = [&](const std::string& name) {
+    for (const auto& s : runner.status())
+      if (s.name == name) return s;
+    FAIL("no instance " << name);
+    return vrrp::Status{};
+  };
+  auto drain = [&] {
+    rte_mbuf* pkts[64];
+    unsigned n;
+    while ((n = rte_ring_sc_dequeue_burst(h.handoff[0], reinterpret_cast<void**>(pkts), 64, nullptr)))
+      rte_pktmbuf_free_bulk(pkts, n);
+  };
+  a_svc_up = true;
+  uint64_t t = 200 * ms;  // past the first read of the links
+  runner.poll(*h.tables, nullptr, io, t);
+  for (; t < 2000 * ms; t += 10 * ms) runner.poll(*h.tables, nullptr, io, t);
+  CHECK(state("lan").state == vrrp::State::master);
+  CHECK(state("svc").state == vrrp::State::master);
+  drain();
+  a_svc_up = false;
+  for (uint64_t end = t + 300 * ms; t < end; t += 10 * ms) runner.poll(*h.tables, nullptr, io, t);
+  CHECK(state("lan").state == vrrp::State::backup);
+  CHECK(state("lan").last.back().reason == vrrp::Reason::link_down);
+  CHECK(state("lan").effective_priority == 0);
+  CHECK(state("svc").state == vrrp::State::backup);  // the group went with it
+  CHECK(state("svc").last.back().reason == vrrp::Reason::group);
+  // Held back while the link is down, well past the master down interval.
+  for (uint64_t end = t + 2000 * ms; t < end; t += 10 * ms) runner.poll(*h.tables, nullptr, io, t);
+  CHECK(state("lan").state == vrrp::State::backup);
+  CHECK(state("svc").state == vrrp::State::backup);
+  a_svc_up = true;
+  for (uint64_t end = t + 1000 * ms; t < end; t += 10 * ms) runner.poll(*h.tables, nullptr, io, t);
+  CHECK(state("lan").state == vrrp::State::master);
+  CHECK(state("svc").state == vrrp::State::master);
+  drain();
+}
