@@ -279,7 +279,7 @@ void Dataplane::stop() {
   // Masters say priority 0 (RFC 5798 6.4.3) so that backups take over after their skew; the
   // workers get a moment to send it.
   bool resigned = controller.read([&](auto&, auto& committer, uint64_t) {
-    if (committer.current()->vrrp.instances.empty() || handoff.empty()) return false;
+    if (!committer.current() || committer.current()->vrrp.instances.empty() || handoff.empty()) return false;
     vrrp.resign(*committer.current(), vrrp_io());
     return true;
   });

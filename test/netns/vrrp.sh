@@ -12,6 +12,7 @@
 #     virtual MAC); (3) keepalived killed (-9, no priority-0 advert): medix takes over within the
 #     master down interval (with a generous margin for a loaded machine), the host sees its
 #     gratuitous ARP (its neighbour entry moves to 00:00:5e:00:01:33) and pings the address.
+# (4) medix-dp stopped with SIGTERM says priority 0 in its last advert.
 #
 # Usage: test/netns/vrrp.sh   (root; binaries from build/, or MEDIX_DP=path MEDIXCTL=path)
 set -uo pipefail
@@ -212,4 +213,13 @@ grep -q "sent 0 priority" "$MX_TMP/keepalived.log" && fail "keepalived said prio
   || pass "keepalived died without a word (no priority-0 advert): the takeover waited out the master down interval"
 reasons=$(ctl vrrp | grep -c -- "-> master  (master_down)")
 [ "$reasons" -ge 1 ] && pass "medixctl vrrp lists the takeover (backup -> master, master_down)" || fail "medixctl vrrp: $(ctl vrrp)"
+# --- SIGTERM: the master says priority 0 on its way out (RFC 5798 6.4.3) ------------------------
+ip netns exec "$SEG" timeout 10 tcpdump -i br0 -n -e -l -c 1 "ether src $VMAC and ip proto 112 and ip[22] = 0" \
+  >"$MX_TMP/zero.txt" 2>/dev/null &
+td=$!
+sleep 1
+mx_stop_dp && pass "medix-dp stops on SIGTERM (exit 0)" || fail "medix-dp's exit status on SIGTERM"
+wait "$td" 2>/dev/null
+grep -q "vrid 51, prio 0," "$MX_TMP/zero.txt" && pass "its last advert has priority 0: $(cut -c1-100 "$MX_TMP/zero.txt")" \
+  || fail "no priority-0 advert at SIGTERM: $(cat "$MX_TMP/zero.txt")"
 finish
