@@ -32,7 +32,8 @@ std::optional<Error> build_addresses(Committer::Build& b) {
   for (const auto& [key, change] : changes) {
     if (change.before) {
       const auto& before = b.c.current()->vrrp.instances;
-      auto it = std::find_if(before.begin(), before.end(), [&](const Instance& i) { return i.name == key.name; });
+      auto it =
+          std::find_if(before.begin(), before.end(), [&name = key.name](const Instance& i) { return i.name == name; });
       if (it != before.end())
         for (unsigned k = 0; k < it->n_addresses; k++) done.push_back({it->tenant, it->addresses[k], false});
     }
@@ -73,7 +74,8 @@ std::optional<Error> build_instances(Committer::Build& b) {
       for (const auto& a : v.addresses()) i.addresses[i.n_addresses++] = *parse_ipv4(a);
       for (const auto& t : v.track())
         i.tracks[i.n_tracks++] = {b.interface_slot_of(t.interface()), uint8_t(t.weight())};
-      auto old = std::find_if(before.begin(), before.end(), [&](const Instance& x) { return x.name == name; });
+      auto old =
+          std::find_if(before.begin(), before.end(), [&name = name](const Instance& x) { return x.name == name; });
       if (old != before.end() && old->interface_uid == i.interface_uid && old->vrid == i.vrid)
         i.live = old->live;
       else
