@@ -219,6 +219,14 @@ v1::Runtime Client::runtime() {
   return response;
 }
 
+v1::GetVrrpResponse Client::vrrp() {
+  grpc::ClientContext context;
+  set_deadline(context, read_deadline);
+  v1::GetVrrpResponse response;
+  check(stub_->GetVrrp(&context, v1::GetVrrpRequest(), &response));
+  return response;
+}
+
 void Client::watch_counters(uint32_t interval_ms, const std::function<bool(const v1::CountersSnapshot&)>& each) {
   grpc::ClientContext context;  // no deadline: it runs until `each` says stop
   v1::WatchCountersRequest request;

@@ -39,6 +39,7 @@ class Client {
   v1::ApplyResponse apply(const v1::ApplyRequest& request);
   v1::CountersSnapshot counters();
   v1::Runtime runtime();
+  v1::GetVrrpResponse vrrp();
   v1::Version version();
   v1::ListSessionsResponse sessions(const v1::ListSessionsRequest& request);
   // A tenant's effective FIB, every page ("": the summary of all FIBs).

@@ -51,6 +51,8 @@ constexpr const char* usage_text =
   runtime [--lcore]                   each worker's loops, empty polls and busy share; calls,
                                       packets and cycles per packet of every stage
   clear counters                      every counter starts from zero (reads say since when)
+  vrrp (or ha)                        each VRRP instance: state, priority, the master heard,
+                                      adverts in and out, last transitions with time and reason
   capture [--port P] [--interface I] [--tenant T] [--vlan N] [--sa SPI] [--rx] [--tx]
           [--drops [REASON]] [--filter 'BPF'] [-c COUNT] [--duration S] [--snaplen N]
           [--rate PPS] [-w FILE.pcapng | -w -]
@@ -374,6 +376,16 @@ int runtime(const Context& c, Args& args) {
   return 0;
 }
 
+int vrrp(const Context& c, Args& args) {
+  args.expect_done();
+  auto response = c.client.vrrp();
+  if (c.json)
+    std::cout << to_json(response, true);
+  else
+    print_vrrp(std::cout, response);
+  return 0;
+}
+
 int watch(const Context& c, Args& args) {
   if (!args.take("counters")) throw UsageError("watch: only \"watch counters\" is known");
   uint32_t interval_ms = 1000, count = 0;
@@ -615,9 +627,9 @@ int run(int argc, char** argv) {
   }
   using Command = int (*)(const Context&, Args&);
   const std::vector<std::pair<std::string, Command>> commands = {
-      {"show", show},         {"counters", counters}, {"drops", drops},   {"runtime", runtime},
-      {"sessions", sessions}, {"watch", watch},       {"apply", apply},   {"set", set},
-      {"delete", remove},     {"clear", clear},       {"lookup", lookup}, {"names", names},
+      {"show", show},     {"counters", counters}, {"drops", drops}, {"runtime", runtime}, {"sessions", sessions},
+      {"watch", watch},   {"apply", apply},       {"set", set},     {"delete", remove},   {"clear", clear},
+      {"lookup", lookup}, {"names", names},       {"vrrp", vrrp},   {"ha", vrrp},
   };
   for (const auto& [name, function] : commands) {
     if (name != command) continue;

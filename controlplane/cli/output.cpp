@@ -204,6 +204,29 @@ void print_policers(std::ostream& out, const Objects& objects) {
   table.print(out);
 }
 
+void print_vrrp_instances(std::ostream& out, const Objects& objects) {
+  Table table({{"NAME"},
+               {"INTERFACE"},
+               {"VRID", true},
+               {"PRIORITY", true},
+               {"INTERVAL (cs)", true},
+               {"PREEMPT"},
+               {"GROUP"},
+               {"ADDRESSES"},
+               {"TRACK"}});
+  for (const auto& object : objects) {
+    const auto& v = object.vrrp_instance();
+    std::string addresses, track;
+    for (const auto& a : v.addresses()) addresses += (addresses.empty() ? "" : ",") + a;
+    for (const auto& t : v.track())
+      track += (track.empty() ? "" : ",") + t.interface() + (t.weight() ? "-" + num(t.weight()) : ":fault");
+    table.row({v.name(), v.interface(), num(v.vrid()), num(v.priority() ? v.priority() : 100),
+               num(v.advert_interval_cs() ? v.advert_interval_cs() : 100), v.preempt() ? "yes" : "no", v.group(),
+               addresses, track});
+  }
+  table.print(out);
+}
+
 // Counters of objects that went away or were recreated (and so restarted) give no rate.
 double rate(uint64_t before, uint64_t after, double seconds) {
   return after >= before ? static_cast<double>(after - before) / seconds : 0.0;
@@ -330,6 +353,7 @@ void print_objects(std::ostream& out, const KindInfo& kind, const Objects& objec
     case v1::Object::kNaptPool: return print_napt_pools(out, objects);
     case v1::Object::kPolicyRule: return print_policy_rules(out, objects);
     case v1::Object::kPolicer: return print_policers(out, objects);
+    case v1::Object::kVrrpInstance: return print_vrrp_instances(out, objects);
     case v1::Object::KIND_NOT_SET: break;
     default: return print_any_objects(out, objects);  // a kind with no table of its own (yet)
   }
@@ -386,6 +410,40 @@ void print_any_objects(std::ostream& out, const Objects& objects) {
     table.row(cells);
   }
   table.print(out);
+}
+
+void print_vrrp(std::ostream& out, const v1::GetVrrpResponse& r) {
+  Table table({{"NAME"},
+               {"INTERFACE"},
+               {"VRID", true},
+               {"STATE"},
+               {"PRIORITY", true},
+               {"MASTER"},
+               {"ADVERTS RX", true},
+               {"ADVERTS TX", true},
+               {"GARP", true},
+               {"TRANSITIONS", true},
+               {"GROUP"}});
+  for (const auto& i : r.instances()) {
+    std::string priority = num(i.priority());
+    if (i.effective_priority() != i.priority()) priority += " (" + num(i.effective_priority()) + ")";
+    std::string master = i.master_address().empty() ? "-"
+                                                    : i.master_address() + " prio " + num(i.master_priority()) +
+                                                          " every " + num(i.master_interval_cs()) + " cs";
+    table.row({i.name(), i.interface(), num(i.vrid()), i.state(), priority, master, num(i.adverts_received()),
+               num(i.adverts_sent()), num(i.gratuitous_arps_sent()), num(i.transitions()), i.group()});
+  }
+  table.print(out);
+  for (const auto& i : r.instances()) {
+    out << "\n" << i.name() << ": last transitions\n";
+    for (const auto& t : i.last_transitions())
+      out << "  " << format_time(t.timestamp_ns()) << "  " << t.from() << " -> " << t.to() << "  (" << t.reason()
+          << ")\n";
+  }
+  const auto& e = r.rx_errors();
+  out << "\nadverts refused: ttl " << e.ttl() << ", version " << e.version() << ", type " << e.type() << ", length "
+      << e.length() << ", checksum " << e.checksum() << ", unknown vrid " << e.unknown_vrid() << ", ring full "
+      << e.ring_full() << "; own looped back " << e.own() << "; address list differs " << e.address_list() << "\n";
 }
 
 std::string format_time(uint64_t ns) {

@@ -55,6 +55,8 @@ void print_lookup(std::ostream& out, const v1::LookupResponse& lookup);
 v1::CountersSnapshot select_drops(const v1::CountersSnapshot& snapshot, bool by_lcore, bool all);
 void print_drops(std::ostream& out, const v1::CountersSnapshot& selected, bool by_lcore);
 void print_runtime(std::ostream& out, const v1::Runtime& runtime, bool by_lcore);
+// `medixctl vrrp`: each VRRP instance's state, its last transitions, refused adverts.
+void print_vrrp(std::ostream& out, const v1::GetVrrpResponse& vrrp);
 // Per-second rates between two snapshots; `interval_ms` is used if they carry no timestamps.
 void print_rates(std::ostream& out, const v1::CountersSnapshot& before, const v1::CountersSnapshot& after,
                  uint32_t interval_ms);

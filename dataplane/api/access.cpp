@@ -37,6 +37,7 @@ constexpr Rule rules[] = {
     {"GetFib", Role::monitor},           //
     {"Lookup", Role::monitor},           //
     {"GetHaSync", Role::monitor},        //
+    {"GetVrrp", Role::monitor},          //
     {"ClearSessions", Role::operator_},  // ends flows: traffic's state, not the intent
     {"ClearCounters", Role::operator_},  // starts counters anew for every reader
     {"Capture", Role::operator_},        // packets carry patient data

@@ -30,6 +30,7 @@
 #include "medix/dataplane/v1/dataplane.grpc.pb.h"
 #include "nat/nat.h"
 #include "runtime/snapshot.h"
+#include "vrrp/show.h"
 
 namespace medix::dp {
 
@@ -374,6 +375,17 @@ class Service final : public ServiceBase {
                          v1::HaSyncStatus* response) override {
     if (auto s = allowed(context, "GetHaSync"); !s.ok()) return s;
     fill_ha_sync(dp_, *response);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetVrrp(grpc::ServerContext* context, const v1::GetVrrpRequest*,
+                       v1::GetVrrpResponse* response) override {
+    if (auto s = allowed(context, "GetVrrp"); !s.ok()) return s;
+    uint64_t ring_full = dp_.totals().drops[unsigned(Drop::vrrp_full)];
+    dp_.controller.read([&](const Intent&, const Committer& c, uint64_t) {
+      vrrp::show(dp_.vrrp, *c.current(), ring_full, *response);
+      return 0;
+    });
     return grpc::Status::OK;
   }
 

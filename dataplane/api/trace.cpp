@@ -55,6 +55,7 @@ const char* handoff_name(uint8_t why) {
     case Handoff::esp_encrypt: return "esp_encrypt";
     case Handoff::nat: return "nat";
     case Handoff::inject: return "inject";
+    case Handoff::transmit: return "transmit";
   }
   return "?";
 }

@@ -39,13 +39,23 @@ void arp_input(Worker& w, rte_mbuf** pkts, uint16_t n) {
       rte_ring_mp_enqueue_elem(w.learned, &learned, sizeof learned);
     }
 
-    if (op == RTE_ARP_OP_REQUEST && f.owns(target)) {
+    // A virtual address of a VRRP instance that is master here is answered with its virtual
+    // MAC (looked for only when the target is not ours: the usual request pays nothing).
+    const vrrp::Instance* virtual_router = nullptr;
+    bool ours = op == RTE_ARP_OP_REQUEST && f.owns(target);
+    if (op == RTE_ARP_OP_REQUEST && !ours && !t.vrrp.instances.empty()) [[unlikely]] {
+      virtual_router = t.vrrp.master_for(pm.iface_in, target);
+      ours = virtual_router != nullptr;
+    }
+    if (ours) {
       // Answer in place: the frame turned around, with the interface's own tags.
+      rte_ether_addr mac = virtual_router ? vrrp::virtual_mac(virtual_router->vrid) : f.mac;
       write_l2(rte_pktmbuf_mtod(m, uint8_t*), f, arp->arp_data.arp_sha, RTE_ETHER_TYPE_ARP);
+      rte_pktmbuf_mtod(m, rte_ether_hdr*)->src_addr = mac;
       arp->arp_opcode = rte_cpu_to_be_16(RTE_ARP_OP_REPLY);
       arp->arp_data.arp_tha = arp->arp_data.arp_sha;
       arp->arp_data.arp_tip = arp->arp_data.arp_sip;
-      arp->arp_data.arp_sha = f.mac;
+      arp->arp_data.arp_sha = mac;
       arp->arp_data.arp_sip = rte_cpu_to_be_32(target);
       // Drop Ethernet padding the request may have carried.
       rte_pktmbuf_trim(m, uint16_t(rte_pktmbuf_pkt_len(m) - pm.l2_len - sizeof(rte_arp_hdr)));

@@ -92,6 +92,8 @@ struct Committer::Build {
   }
   // Adds or removes the routes an interface's addresses make (l2/commit.cpp).
   void contribute(const v1::Interface& f, uint16_t slot, bool add);
+  // Adds or removes a local /32 that no interface owns: a VRRP virtual address (vrrp/commit.cpp).
+  void contribute_local(uint16_t tenant, uint32_t address, bool add);
 };
 
 inline rte_ether_addr mac_from(uint64_t mac) {

@@ -8,6 +8,7 @@
 #include "l2/kinds.h"
 #include "nat/kinds.h"
 #include "qos/kinds.h"
+#include "vrrp/kinds.h"
 
 namespace medix::dp {
 
@@ -25,6 +26,7 @@ std::span<const Kind* const> kinds() {
       &napt_pool_kind,       // nat
       &policy_rule_kind,     // nat
       &policer_kind,         // qos
+      &vrrp_instance_kind,   // vrrp
   };
   return table;
 }

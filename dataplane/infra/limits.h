@@ -35,6 +35,7 @@ inline constexpr unsigned learned_ring_size = 4096;    // ARP learning, workers 
 inline constexpr unsigned handoff_ring_size = 4096;    // per worker: packets of what it owns
 inline constexpr unsigned sa_event_ring_size = 4096;   // per worker: SA lifetime events
 inline constexpr unsigned punt_ring_size = 1024;       // the exception TAP's, to workers
+inline constexpr unsigned vrrp_ring_size = 256;        // VRRP adverts, workers to the main lcore
 inline constexpr uint32_t default_max_routes = 65536;  // a tenant's, unless it says
 // What an allocation EAL's memory refused says to do.
 inline constexpr char more_memory[] = "give EAL more memory with -m (medix-dp --check estimates what is needed)";

@@ -32,6 +32,7 @@ enum class Handoff : uint8_t {
   esp_encrypt,  // to the owner of its outbound SA
   nat,          // to the owner of its session, to cross the core
   inject,       // from the exception port (IKE from the kernel): route it
+  transmit,     // a whole frame the main lcore made (VRRP): send it on iface_out as it is
 };
 
 // Stored in each mbuf's private area (our pools reserve it).
@@ -246,6 +247,7 @@ struct alignas(RTE_CACHE_LINE_SIZE) Worker {
   // route; the pipeline's next pass takes them.
   Batch* originated = nullptr;
   rte_ring* punt = nullptr;  // IKE to the exception port; nullptr: none configured
+  rte_ring* vrrp = nullptr;  // VRRP adverts to the main lcore (vrrp/runner.h)
   // The last next hop that did not answer ARP in time, (interface slot << 32) | address: the
   // control side names it in the log when the arp_timeout drops grow (runtime/dataplane.cpp).
   uint64_t arp_failed = 0;

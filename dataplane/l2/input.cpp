@@ -135,6 +135,17 @@ void l2_input(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n, rte_mbuf** 
 
     const auto* eth = rte_pktmbuf_mtod(m, const rte_ether_hdr*);
     bool to_us = rte_is_same_ether_addr(&eth->dst_addr, &f.mac);
+    // VRRP's frames are rare and never to the interface's MAC: one test of an empty vector
+    // is what the others pay.
+    if (!to_us && !t.vrrp.instances.empty()) [[unlikely]] {
+      vrrp::Claim claim = t.vrrp.claim(id, eth->dst_addr);
+      if (claim == vrrp::Claim::virtual_mac) {
+        to_us = true;
+      } else if (claim == vrrp::Claim::advert && ethertypes[i] == RTE_ETHER_TYPE_IPV4) {
+        if (!w.vrrp || rte_ring_mp_enqueue(w.vrrp, m) != 0) drop(w, m, Drop::vrrp_full);
+        continue;
+      }
+    }
     if (ethertypes[i] == RTE_ETHER_TYPE_ARP && (to_us || rte_is_broadcast_ether_addr(&eth->dst_addr))) {
       arp[n_arp++] = m;
     } else if (!to_us) {

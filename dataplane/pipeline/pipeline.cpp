@@ -66,6 +66,20 @@ uint16_t esp_early(Worker& w, rte_mbuf** pkts, uint16_t n, Batch& inner) {
   return left;
 }
 
+// A frame the main lcore made whole (VRRP's adverts and gratuitous ARP): out of its interface,
+// if that is still the one it was made for.
+void transmit(Worker& w, rte_mbuf* m) {
+  const Tables& t = *w.tables;
+  PacketMeta& pm = meta(m);
+  if (pm.iface_out >= t.interfaces.size() || t.interfaces[pm.iface_out].uid != pm.out_uid) {
+    drop(w, m, Drop::interface_gone);
+    return;
+  }
+  bump(w.counters->interfaces[pm.iface_out].tx_packets);
+  bump(w.counters->interfaces[pm.iface_out].tx_bytes, rte_pktmbuf_pkt_len(m));
+  send(w, t.interfaces[pm.iface_out].port, m);
+}
+
 // Cycles and packets of the NAT stage, which runs between lookups.
 struct StageTime {
   uint64_t cycles = 0, packets = 0;
@@ -245,6 +259,7 @@ void process_handoff(Worker& w, rte_mbuf** pkts, uint16_t n) {
       case Handoff::esp_encrypt: encrypt[n_encrypt++] = m; break;
       case Handoff::nat: cross[n_cross++] = m; break;
       case Handoff::inject: append(w, ip.ours, &m, 1); break;
+      case Handoff::transmit: transmit(w, m); break;
     }
   }
   if (n_cross) {

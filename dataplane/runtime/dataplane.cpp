@@ -7,6 +7,7 @@
 #include <rte_ring_elem.h>
 
 #include <chrono>
+#include <thread>
 #include <utility>
 
 #include "common/address.h"
@@ -20,6 +21,12 @@
 namespace medix::dp {
 
 namespace {
+
+uint64_t steady_ns() {
+  return uint64_t(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+          .count());
+}
 
 int worker_main(void* arg) {
   auto& w = *static_cast<Worker*>(arg);
@@ -131,9 +138,10 @@ std::optional<std::string> Dataplane::start(const Settings& s, uint32_t mtu,
     return "cannot allocate " + std::to_string(p.buffers) + " packet buffers of " + std::to_string(p.data_room) +
            " bytes: " + rte_strerror(rte_errno) + ": " + more_memory;
   learned = rte_ring_create_elem("learned", sizeof(LearnedNeighbour), learned_ring_size, int(socket), RING_F_SC_DEQ);
+  vrrp_rx = rte_ring_create("vrrp", vrrp_ring_size, int(socket), RING_F_SC_DEQ);
   size_t rcu_size = rte_rcu_qsbr_get_memsize(queues);
   rcu = static_cast<rte_rcu_qsbr*>(rte_zmalloc("rcu", rcu_size, RTE_CACHE_LINE_SIZE));
-  if (!learned || !rcu || rte_rcu_qsbr_init(rcu, queues) != 0)
+  if (!learned || !vrrp_rx || !rcu || rte_rcu_qsbr_init(rcu, queues) != 0)
     return std::string("cannot allocate the control rings: ") + more_memory;
 
   if (!settings.exception_interface.empty())
@@ -191,6 +199,7 @@ std::optional<std::string> Dataplane::start(const Settings& s, uint32_t mtu,
     w->shares = static_cast<Shares*>(rte_zmalloc_socket("shares", sizeof(Shares), RTE_CACHE_LINE_SIZE, wsocket));
     w->handoff = handoff.data();
     w->punt = exception.is_open() ? exception.from_workers() : nullptr;
+    w->vrrp = vrrp_rx;
     std::string events = "sa_events" + std::to_string(q);
     w->sa_events = rte_ring_create_elem(events.c_str(), sizeof(SaEventMessage), sa_event_ring_size, wsocket,
                                         RING_F_SP_ENQ | RING_F_SC_DEQ);
@@ -230,6 +239,11 @@ unsigned Dataplane::run_control() {
   if (exception.is_open())
     total += controller.read(
         [&](auto&, auto& committer, uint64_t) { return exception.poll(*committer.current(), pool, handoff[0]); });
+  // VRRP's timers need the loop's millisecond, not a second: its adverts may be 10 ms apart.
+  controller.read([&](auto&, auto& committer, uint64_t) {
+    if (committer.current()) vrrp.poll(*committer.current(), vrrp_rx, vrrp_io(), steady_ns());
+    return 0;
+  });
   SaEventMessage events[64];
   for (auto* w : workers)
     while ((n = rte_ring_sc_dequeue_burst_elem(w->sa_events, events, sizeof(SaEventMessage), 64, nullptr)) > 0) {
@@ -266,7 +280,28 @@ void Dataplane::report_arp_failures() {
   }
 }
 
+vrrp::Io Dataplane::vrrp_io() const {
+  vrrp::Io io;
+  io.pool = pool;
+  io.to_worker = handoff.empty() ? nullptr : handoff[0];
+  io.link_up = [](const PortEntry& p) {
+    if (!p.live || p.admin_down) return false;
+    rte_eth_link link{};
+    if (rte_eth_link_get_nowait(p.port_id, &link) != 0) return true;  // a PMD that cannot say
+    return link.link_status == RTE_ETH_LINK_UP;
+  };
+  return io;
+}
+
 void Dataplane::stop() {
+  // Masters say priority 0 (RFC 5798 6.4.3) so that backups take over after their skew; the
+  // workers get a moment to send it.
+  bool resigned = controller.read([&](auto&, auto& committer, uint64_t) {
+    if (!committer.current() || committer.current()->vrrp.instances.empty() || handoff.empty()) return false;
+    vrrp.resign(*committer.current(), vrrp_io());
+    return true;
+  });
+  if (resigned) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   stopping.store(true);
   rte_eal_mp_wait_lcore();
   for (auto* w : workers) {

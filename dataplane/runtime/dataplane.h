@@ -17,6 +17,7 @@
 #include "infra/worker.h"
 #include "punt/exception.h"
 #include "runtime/nic.h"
+#include "vrrp/runner.h"
 
 namespace medix::dp {
 
@@ -65,6 +66,9 @@ struct Dataplane {
   uint32_t max_mtu = 1500;  // the largest MTU the packet buffers hold
   Controller controller;
   ExceptionPort exception;
+  // VRRP's state machines (main lcore) and the ring of adverts workers hand them.
+  vrrp::Runner vrrp;
+  rte_ring* vrrp_rx = nullptr;
 
   // Pools, controller and workers, polling an empty set of ports until the first transaction.
   std::optional<std::string> start(const Settings& settings, uint32_t max_mtu,
@@ -74,7 +78,8 @@ struct Dataplane {
   // Once a second at most: a log line per worker whose packets waited for ARP in vain since
   // the last (the next hop it last gave up on, and how many packets).
   void report_arp_failures();
-  void stop();  // workers finish their burst and return; ports are stopped
+  void stop();               // workers finish their burst and return; ports are stopped
+  vrrp::Io vrrp_io() const;  // where VRRP's frames go out
 
   // Sums of every worker's counters (not yet minus the bases of reused slots).
   Counters totals() const;

@@ -18,6 +18,7 @@
 #include "infra/limits.h"
 #include "qos/tables.h"
 #include "tables/lpm.h"
+#include "vrrp/tables.h"
 
 namespace medix::dp {
 
@@ -281,6 +282,7 @@ struct Tables {
   uint16_t workers = 1;
   // Features' own parts, each declared in its folder's tables.h (one line a feature).
   qos::Tables qos;
+  vrrp::Tables vrrp;
 };
 
 }  // namespace medix::dp
