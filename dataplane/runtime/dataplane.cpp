@@ -30,13 +30,14 @@ int worker_main(void* arg) {
     w.tables = w.published->load(std::memory_order_acquire);
     w.capture = w.capture_published->load(std::memory_order_acquire);
     w.trace = w.trace_published->load(std::memory_order_acquire);
+    w.timing = w.timing_published->load(std::memory_order_relaxed);
     w.now = loop_start;
     bool work = false;  // anything received, handed over, waiting or sent this iteration
     nat_sweep(w);
     for (uint16_t port = 0; port < w.tables->ports.size(); port++) {
       const PortEntry& p = w.tables->ports[port];
       if (!p.live || p.admin_down) continue;
-      uint64_t start = rte_rdtsc();
+      uint64_t start = stage_clock(w);
       uint16_t n = rte_eth_rx_burst(p.port_id, w.queue, pkts, burst_size);
       if (!n) continue;
       work = true;
@@ -45,10 +46,7 @@ int worker_main(void* arg) {
       auto& c = w.counters->ports[port];
       bump(c.rx_packets, n);
       bump(c.rx_bytes, bytes);
-      StageStats& s = w.counters->stages[unsigned(Stage::rx)];
-      bump(s.calls);
-      bump(s.packets, n);
-      bump(s.cycles, rte_rdtsc() - start);
+      account(w, Stage::rx, start, n);
       process_burst(w, port, pkts, n);
     }
     if (n_handoff = rte_ring_sc_dequeue_burst(w.handoff[w.queue], reinterpret_cast<void**>(pkts), burst_size, nullptr);
@@ -58,22 +56,17 @@ int worker_main(void* arg) {
     }
     if (w.pending->count) {
       work = true;
-      uint64_t start = rte_rdtsc();
+      uint64_t start = stage_clock(w);
       service_pending(w);
-      StageStats& s = w.counters->stages[unsigned(Stage::arp_pending)];
-      bump(s.calls);
-      bump(s.cycles, rte_rdtsc() - start);
+      account(w, Stage::arp_pending, start, 0);
       process_originated(w);
     }
-    uint64_t start = rte_rdtsc();
+    uint64_t start = stage_clock(w);
     unsigned queued = 0;
     for (uint16_t port = 0; port < w.tables->ports.size(); port++) queued += w.tx[port].count;
     if (queued) {
       flush_tx(w);
-      StageStats& s = w.counters->stages[unsigned(Stage::tx)];
-      bump(s.calls);
-      bump(s.packets, queued);
-      bump(s.cycles, rte_rdtsc() - start);
+      account(w, Stage::tx, start, queued);
     }
     // Between bursts this worker holds no reference into the tables: a writer waiting for a
     // grace period may go on.
@@ -159,6 +152,7 @@ std::optional<std::string> Dataplane::start(const Settings& s, uint32_t mtu,
     w->stopping = &stopping;
     w->capture_published = &capture;
     w->trace_published = &trace;
+    w->timing_published = &stage_timing;
     w->rcu = rcu;
     w->settings = settings;
     w->pool = pool;

@@ -45,6 +45,8 @@ struct Dataplane {
   std::atomic<CaptureSession*> capture{nullptr};
   // The running trace (api/trace.cpp publishes it; workers read it once a loop).
   std::atomic<TraceSession*> trace{nullptr};
+  // Per-stage cycle accounting (telemetry /medix/runtime,on|off; workers read it once a loop).
+  std::atomic<bool> stage_timing{true};
   Settings settings;
   rte_mempool* pool = nullptr;
   rte_mempool* indirect_pool = nullptr;
