@@ -211,7 +211,8 @@ void register_telemetry(Dataplane& dp) {
   rte_telemetry_register_cmd("/medix/nat", nat_cmd, "Crossing the core, by origin tenant. Parameter: a tenant name");
   rte_telemetry_register_cmd("/medix/drops_by_lcore", drops_by_lcore_cmd, "Dropped packets by lcore and reason");
   rte_telemetry_register_cmd("/medix/drop_reasons", drop_reasons_cmd, "What each drop reason means");
-  rte_telemetry_register_cmd("/medix/runtime", runtime_cmd, "TSC cycles per packet per pipeline stage. Parameter: on|off switches the stage timing");
+  rte_telemetry_register_cmd("/medix/runtime", runtime_cmd,
+                             "TSC cycles per packet per pipeline stage. Parameter: on|off switches the stage timing");
   rte_telemetry_register_cmd("/medix/neighbours", neighbours_cmd, "ARP table: interface, address, MAC");
   rte_telemetry_register_cmd("/medix/events", events_cmd, "ICMP and ARP messages medix-dp sent and took");
 }
