@@ -425,6 +425,8 @@ def run_medix(args, pcap, config, mem_mb):
         tel = wait_for(p, prefix, r"medix-dp: ready", args.start_timeout)
         startup_s = time.monotonic() - t_start
         try:
+            if args.stage_timing == "off":  # before the warm-up; builds that predate it ignore it
+                tel("/medix/runtime,off")
             res = measure(p.pid, lambda: by_name(tel("/medix/ports"))["out"]["tx_packets"],
                           args.warmup, args.window,
                           lambda: (tel("/medix/runtime"), tel("/medix/drops"),
@@ -635,6 +637,8 @@ def main():
                     help="EAL -m MB for medix-dp (default: by route count)")
     ap.add_argument("--results", default=os.path.join(ROOT, "benchmarks/results"))
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--stage-timing", choices=("on", "off"), default="on",
+                    help="medix-dp's per-stage TSC stamps (off: no stage cycles, calls and packets only)")
     ap.add_argument("--skip-medix", action="store_true", help="only the testpmd ceiling")
     args = ap.parse_args()
 
@@ -772,6 +776,7 @@ def main():
             "runs": args.runs, "best_of": "highest Mpps of the runs",
             "cycles_per_packet": "TSC Hz / packets per second (the worker polls at 100%)",
             "ceiling": "dpdk-testpmd --forward-mode=io on the same vdevs and pcap",
+            "stage_timing": args.stage_timing,
         },
         "ceiling": {},
         "points": [],

@@ -266,18 +266,27 @@ struct alignas(RTE_CACHE_LINE_SIZE) Worker {
   // standby it crosses nothing (docs/ha.md).
   SyncWorker* sync = nullptr;
   const std::atomic<bool>* ha_standby = nullptr;
+  // Per-stage TSC stamps (runtime's cycles), read once a loop: switched off, a stage's
+  // accounting is two counter bumps a burst and no rte_rdtsc (docs/forwarding.md).
+  bool timing = true;
+  const std::atomic<bool>* timing_published = nullptr;
   uint64_t now = 0;           // TSC at the start of this burst
   uint64_t timeouts[5] = {};  // sessions, in TSC: SessionTimeout
 };
 
 enum SessionTimeout { timeout_tcp_established, timeout_tcp_transitory, timeout_udp, timeout_icmp, timeout_other };
 
-// Adds the cycles since `start` to a stage's runtime counters; returns now, the next stage's start.
+// A stage's start: the TSC, or 0 while stage timing is off (then nothing reads it).
+inline uint64_t stage_clock(const Worker& w) { return w.timing ? rte_rdtsc() : 0; }
+
+// Adds the cycles since `start` to a stage's runtime counters; returns now, the next stage's
+// start. Calls and packets are counted whether timing is on or not.
 inline uint64_t account(Worker& w, Stage stage, uint64_t start, uint64_t packets) {
-  uint64_t now = rte_rdtsc();
   StageStats& s = w.counters->stages[unsigned(stage)];
   bump(s.calls);
   bump(s.packets, packets);
+  if (!w.timing) return 0;
+  uint64_t now = rte_rdtsc();
   bump(s.cycles, now - start);
   return now;
 }

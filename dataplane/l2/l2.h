@@ -43,17 +43,4 @@ inline void write_l2(uint8_t* at, const InterfaceEntry& f, const rte_ether_addr&
   put16(ethertype);
 }
 
-// Replaces the packet's first `old_len` bytes of L2 with the interface's header.
-inline bool rewrite_l2(rte_mbuf* m, uint8_t old_len, const InterfaceEntry& f, const rte_ether_addr& dst,
-                       uint16_t ethertype) {
-  uint8_t new_len = l2_len_of(f);
-  if (new_len > old_len) {
-    if (!rte_pktmbuf_prepend(m, new_len - old_len)) return false;
-  } else if (new_len < old_len) {
-    rte_pktmbuf_adj(m, old_len - new_len);
-  }
-  write_l2(rte_pktmbuf_mtod(m, uint8_t*), f, dst, ethertype);
-  return true;
-}
-
 }  // namespace medix::dp

@@ -38,6 +38,7 @@ int worker_main(void* arg) {
     w.tables = w.published->load(std::memory_order_acquire);
     w.capture = w.capture_published->load(std::memory_order_acquire);
     w.trace = w.trace_published->load(std::memory_order_acquire);
+    w.timing = w.timing_published->load(std::memory_order_relaxed);
     w.now = loop_start;
     if (w.now - w.pool_checked_at > w.tsc_hz / 1000) {  // the caches of every lcore: not per packet
       w.pool_checked_at = w.now;
@@ -50,7 +51,7 @@ int worker_main(void* arg) {
     for (uint16_t port = 0; port < w.tables->ports.size(); port++) {
       const PortEntry& p = w.tables->ports[port];
       if (!p.live || p.admin_down) continue;
-      uint64_t start = rte_rdtsc();
+      uint64_t start = stage_clock(w);
       uint16_t n = rte_eth_rx_burst(p.port_id, w.queue, pkts, burst_size);
       if (!n) continue;
       work = true;
@@ -59,10 +60,7 @@ int worker_main(void* arg) {
       auto& c = w.counters->ports[port];
       bump(c.rx_packets, n);
       bump(c.rx_bytes, bytes);
-      StageStats& s = w.counters->stages[unsigned(Stage::rx)];
-      bump(s.calls);
-      bump(s.packets, n);
-      bump(s.cycles, rte_rdtsc() - start);
+      account(w, Stage::rx, start, n);
       process_burst(w, port, pkts, n);
     }
     if (n_handoff = rte_ring_sc_dequeue_burst(w.handoff[w.queue], reinterpret_cast<void**>(pkts), burst_size, nullptr);
@@ -72,22 +70,17 @@ int worker_main(void* arg) {
     }
     if (w.pending->count) {
       work = true;
-      uint64_t start = rte_rdtsc();
+      uint64_t start = stage_clock(w);
       service_pending(w);
-      StageStats& s = w.counters->stages[unsigned(Stage::arp_pending)];
-      bump(s.calls);
-      bump(s.cycles, rte_rdtsc() - start);
+      account(w, Stage::arp_pending, start, 0);
       process_originated(w);
     }
-    uint64_t start = rte_rdtsc();
+    uint64_t start = stage_clock(w);
     unsigned queued = 0;
     for (uint16_t port = 0; port < w.tables->ports.size(); port++) queued += w.tx[port].count;
     if (queued) {
       flush_tx(w);
-      StageStats& s = w.counters->stages[unsigned(Stage::tx)];
-      bump(s.calls);
-      bump(s.packets, queued);
-      bump(s.cycles, rte_rdtsc() - start);
+      account(w, Stage::tx, start, queued);
     }
     // Between bursts this worker holds no reference into the tables: a writer waiting for a
     // grace period may go on.
@@ -174,6 +167,7 @@ std::optional<std::string> Dataplane::start(const Settings& s, uint32_t mtu,
     w->stopping = &stopping;
     w->capture_published = &capture;
     w->trace_published = &trace;
+    w->timing_published = &stage_timing;
     w->rcu = rcu;
     w->settings = settings;
     w->pool = pool;

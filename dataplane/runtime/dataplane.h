@@ -55,6 +55,8 @@ struct Dataplane {
   std::atomic<bool> ha_standby{false};
   bool ha_sync = false;    // before start(): give workers sync rings (nat/sync.h)
   ha::Sync* ha = nullptr;  // the sync thread, when configured (main.cpp owns it)
+  // Per-stage cycle accounting (telemetry /medix/runtime,on|off; workers read it once a loop).
+  std::atomic<bool> stage_timing{true};
   Settings settings;
   rte_mempool* pool = nullptr;
   rte_mempool* indirect_pool = nullptr;

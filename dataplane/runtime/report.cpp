@@ -144,8 +144,16 @@ int drop_reasons_cmd(const char*, const char*, rte_tel_data* d) {
   return 0;
 }
 
-int runtime_cmd(const char*, const char*, rte_tel_data* d) {
+// A parameter "on" or "off" switches per-stage timing first (calls and packets are counted
+// either way; cycles only while on).
+int runtime_cmd(const char*, const char* params, rte_tel_data* d) {
+  if (params && *params) {
+    std::string p(params);
+    if (p != "on" && p != "off") return -EINVAL;
+    telemetry_dp->stage_timing.store(p == "on", std::memory_order_relaxed);
+  }
   rte_tel_data_start_dict(d);
+  rte_tel_data_add_dict_u64(d, "timing", telemetry_dp->stage_timing.load(std::memory_order_relaxed) ? 1 : 0);
   StageStats stages[unsigned(Stage::count)] = {};  // since the last clear
   for (size_t q = 0; q < telemetry_dp->workers.size(); q++) {
     LcoreStats l = telemetry_dp->lcore_stats(q);
@@ -206,7 +214,8 @@ void register_telemetry(Dataplane& dp) {
   rte_telemetry_register_cmd("/medix/nat", nat_cmd, "Crossing the core, by origin tenant. Parameter: a tenant name");
   rte_telemetry_register_cmd("/medix/drops_by_lcore", drops_by_lcore_cmd, "Dropped packets by lcore and reason");
   rte_telemetry_register_cmd("/medix/drop_reasons", drop_reasons_cmd, "What each drop reason means");
-  rte_telemetry_register_cmd("/medix/runtime", runtime_cmd, "TSC cycles per packet per pipeline stage");
+  rte_telemetry_register_cmd("/medix/runtime", runtime_cmd,
+                             "TSC cycles per packet per pipeline stage. Parameter: on|off switches the stage timing");
   rte_telemetry_register_cmd("/medix/neighbours", neighbours_cmd, "ARP table: interface, address, MAC");
   rte_telemetry_register_cmd("/medix/events", events_cmd, "ICMP and ARP messages medix-dp sent and took");
 }

@@ -188,3 +188,54 @@ TEST_CASE("IPv4 options and fragments in transit are forwarded") {
   CHECK(be16(ip_of(out[1]) + 6) == 0x2000);
   CHECK(h.total_drops() == 0);
 }
+
+TEST_CASE("a mixed burst is counted per interface, and stage timing can be switched off") {
+  Harness h(two_tenants);
+  // a, a, b, a, b: runs of one interface of length 2, 1, 1, 1 (per-run counting must not merge
+  // a run with an earlier one of the same interface).
+  auto udp_a = from_a(ipv4("10.0.0.7", "10.1.0.10", 17, udp(1000, 2000, 32)));
+  auto udp_b = from_b(ipv4("10.0.0.7", "10.1.0.10", 17, udp(1000, 2000, 64)));
+  auto run = [&] {
+    auto pkts = h.burst({udp_a, udp_a, udp_b, udp_a, udp_b});
+    process_burst(h.worker, 0, pkts.data(), uint16_t(pkts.size()));
+  };
+  const Counters& c = *h.worker.counters;
+  const StageStats& l2 = c.stages[unsigned(Stage::l2_input)];
+  const StageStats& out = c.stages[unsigned(Stage::ip_output)];
+
+  h.worker.timing = false;
+  run();
+  auto sent = h.sent(1);
+  REQUIRE(sent.size() == 5);
+  CHECK(sent[0][15] == 110);
+  CHECK(sent[2][15] == 120);
+  CHECK(sent[4][15] == 120);
+  CHECK(sent[4][5] == 0xbb);
+  CHECK(h.total_drops() == 0);
+  uint16_t a_lan = h.interface("a-lan"), b_lan = h.interface("b-lan");
+  uint16_t a_svc = h.interface("a-svc"), b_svc = h.interface("b-svc");
+  CHECK(c.interfaces[a_lan].rx_packets == 3);
+  CHECK(c.interfaces[b_lan].rx_packets == 2);
+  CHECK(c.interfaces[a_svc].tx_packets == 3);
+  CHECK(c.interfaces[b_svc].tx_packets == 2);
+  CHECK(c.interfaces[a_lan].rx_bytes == 3 * udp_a.size());
+  CHECK(c.interfaces[b_lan].rx_bytes == 2 * udp_b.size());
+  CHECK(c.interfaces[a_svc].tx_bytes == 3 * sent[0].size());
+  CHECK(c.interfaces[b_svc].tx_bytes == 2 * sent[2].size());
+  CHECK(c.tenants[h.tenant("a")].rx_packets == 3);
+  CHECK(c.tenants[h.tenant("b")].tx_packets == 2);
+  // Off: calls and packets still counted, no cycles.
+  CHECK(l2.calls == 1);
+  CHECK(l2.packets == 5);
+  CHECK(out.packets == 5);
+  CHECK(l2.cycles == 0);
+  CHECK(out.cycles == 0);
+
+  h.worker.timing = true;
+  run();
+  CHECK(h.sent(1).size() == 5);
+  CHECK(l2.packets == 10);
+  CHECK(l2.cycles > 0);
+  CHECK(out.cycles > 0);
+  CHECK(c.interfaces[a_svc].tx_packets == 6);
+}
