@@ -201,6 +201,40 @@ void print_policers(std::ostream& out, const Objects& objects) {
   table.print(out);
 }
 
+void print_shapers(std::ostream& out, const Objects& objects) {
+  Table table({{"NAME"},
+               {"INTERFACE"},
+               {"RATE (B/s)", true},
+               {"BURST (B)", true},
+               {"CLASS"},
+               {"PRIO"},
+               {"GUARANTEED (B/s)", true},
+               {"WEIGHT", true},
+               {"MATCH"},
+               {"MARK"}});
+  for (const auto& object : objects) {
+    const auto& s = object.shaper();
+    bool first = true;
+    for (const auto& c : s.classes()) {
+      std::string match;
+      auto add = [&](const std::string& m) { match += (match.empty() ? "" : " ") + m; };
+      if (!c.tenant().empty()) add("tenant " + c.tenant());
+      if (!c.in_interface().empty()) add("in " + c.in_interface());
+      if (c.dscp_size()) {
+        std::string d;
+        for (uint32_t x : c.dscp()) d += (d.empty() ? "" : ",") + num(x);
+        add("dscp " + d);
+      }
+      table.row({first ? s.name() : "", first ? s.interface() : "", first ? num(s.rate()) : "",
+                 first ? num(s.burst()) : "", c.name(), c.priority() ? "yes" : "", c.rate() ? num(c.rate()) : "",
+                 c.weight() ? num(c.weight()) : "", match.empty() ? "any" : match,
+                 c.set_dscp() ? num(c.mark_dscp()) : ""});
+      first = false;
+    }
+  }
+  table.print(out);
+}
+
 // Counters of objects that went away or were recreated (and so restarted) give no rate.
 double rate(uint64_t before, uint64_t after, double seconds) {
   return after >= before ? static_cast<double>(after - before) / seconds : 0.0;
@@ -268,6 +302,7 @@ void print_objects(std::ostream& out, const KindInfo& kind, const Objects& objec
     case v1::Object::kNaptPool: return print_napt_pools(out, objects);
     case v1::Object::kPolicyRule: return print_policy_rules(out, objects);
     case v1::Object::kPolicer: return print_policers(out, objects);
+    case v1::Object::kShaper: return print_shapers(out, objects);
     case v1::Object::KIND_NOT_SET: break;
   }
 }
@@ -430,6 +465,21 @@ void print_counters(std::ostream& out, const v1::CountersSnapshot& snapshot) {
     policers.print(out);
     out << '\n';
   }
+  if (snapshot.shaper_classes_size()) {
+    Table classes({{"SHAPER"},
+                   {"CLASS"},
+                   {"QUEUED-PKTS", true},
+                   {"QUEUED-BYTES", true},
+                   {"SENT-PKTS", true},
+                   {"SENT-BYTES", true},
+                   {"DROPPED", true},
+                   {"DEPTH", true}});
+    for (const auto& k : snapshot.shaper_classes())
+      classes.row({k.shaper(), k.class_(), num(k.queued_packets()), num(k.queued_bytes()), num(k.sent_packets()),
+                   num(k.sent_bytes()), num(k.dropped()), num(k.depth())});
+    classes.print(out);
+    out << '\n';
+  }
   const auto& e = snapshot.events();
   Table events({{"EVENT"}, {"COUNT", true}});
   events.row({"icmp_sent", num(e.icmp_sent())});
@@ -573,6 +623,50 @@ v1::CountersSnapshot select_drops(const v1::CountersSnapshot& snapshot, bool by_
     }
   }
   return selected;
+}
+
+void print_qos(std::ostream& out, const v1::CountersSnapshot& before, const v1::CountersSnapshot& after) {
+  double seconds = double(after.timestamp_ns() - before.timestamp_ns()) / 1e9;
+  if (seconds <= 0) seconds = 1;
+  auto mbit = [&](uint64_t b, uint64_t a) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.2f", rate(b, a, seconds) * 8 / 1e6);
+    return std::string(text);
+  };
+  std::map<std::pair<std::string, std::string>, const v1::ShaperClassCounters*> earlier;
+  for (const auto& k : before.shaper_classes()) earlier[{k.shaper(), k.class_()}] = &k;
+  Table classes({{"SHAPER"},
+                 {"CLASS"},
+                 {"SENT-MBIT/S", true},
+                 {"SENT-PKTS/S", true},
+                 {"DROPS/S", true},
+                 {"DROPPED", true},
+                 {"DEPTH", true}});
+  for (const auto& k : after.shaper_classes()) {
+    auto b = earlier.find({k.shaper(), k.class_()});
+    v1::ShaperClassCounters zero;
+    const auto& p = b != earlier.end() ? *b->second : zero;
+    char pps[32], dps[32];
+    std::snprintf(pps, sizeof pps, "%.0f", rate(p.sent_packets(), k.sent_packets(), seconds));
+    std::snprintf(dps, sizeof dps, "%.0f", rate(p.dropped(), k.dropped(), seconds));
+    classes.row(
+        {k.shaper(), k.class_(), mbit(p.sent_bytes(), k.sent_bytes()), pps, dps, num(k.dropped()), num(k.depth())});
+  }
+  classes.print(out);
+  auto policers_before = by_name(before.policers());
+  Table policers(
+      {{"POLICER"}, {"GREEN-MBIT/S", true}, {"YELLOW-MBIT/S", true}, {"RED-MBIT/S", true}, {"DROPPED", true}});
+  for (const auto& x : after.policers()) {
+    v1::PolicerCounters zero;
+    auto b = policers_before.find(x.name());
+    const auto& p = b != policers_before.end() ? *b->second : zero;
+    policers.row({x.name(), mbit(p.green_bytes(), x.green_bytes()), mbit(p.yellow_bytes(), x.yellow_bytes()),
+                  mbit(p.red_bytes(), x.red_bytes()), num(x.dropped())});
+  }
+  if (after.policers_size()) {
+    out << '\n';
+    policers.print(out);
+  }
 }
 
 void print_drops(std::ostream& out, const v1::CountersSnapshot& selected, bool by_lcore) {

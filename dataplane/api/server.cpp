@@ -495,6 +495,17 @@ class Service final : public ServiceBase {
       x->set_red_bytes(p.bytes[qos::red]);
       x->set_dropped(p.dropped);
     }
+    for (const auto& c : s.shaper_classes) {
+      auto* x = out.add_shaper_classes();
+      x->set_shaper(c.shaper);
+      x->set_class_(c.name);
+      x->set_queued_packets(c.queued_packets);
+      x->set_queued_bytes(c.queued_bytes);
+      x->set_sent_packets(c.sent_packets);
+      x->set_sent_bytes(c.sent_bytes);
+      x->set_dropped(c.dropped);
+      x->set_depth(c.depth);
+    }
     auto* e = out.mutable_events();
     e->set_icmp_sent(s.totals.icmp_sent);
     e->set_icmp_rate_limited(s.totals.icmp_rate_limited);

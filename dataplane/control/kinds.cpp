@@ -23,6 +23,7 @@ std::span<const Kind* const> kinds() {
       &napt_pool_kind,       // nat
       &policy_rule_kind,     // nat
       &policer_kind,         // qos
+      &shaper_kind,          // qos
   };
   return table;
 }

@@ -61,7 +61,8 @@ namespace medix::dp {
   X(interface_gone, "egress interface deleted while the packet waited for ARP")               \
   X(port_down, "egress port is administratively down or deleted")                             \
   X(tx_full, "the port's tx queue did not take the packet")                                   \
-  X(policed, "a policer's action for the packet's colour is drop (QoS)")
+  X(policed, "a policer's action for the packet's colour is drop (QoS)")                      \
+  X(shaper_queue_full, "the egress shaper's queue for the packet's class is full (QoS)")
 
 enum class Drop : uint16_t {
 #define MEDIX_DROP_ENUM(name, desc) name,

@@ -31,7 +31,7 @@ void emit(Worker& w, rte_mbuf* m, uint64_t neighbour_word) {
       return;
     }
     count_tx(w, iface, f, m);
-    send(w, f.port, m);
+    send_out(w, iface, f.port, m);
     return;
   }
 
@@ -58,7 +58,7 @@ void emit(Worker& w, rte_mbuf* m, uint64_t neighbour_word) {
     }
     write_l2(at, f, dst, RTE_ETHER_TYPE_IPV4);
     count_tx(w, iface, f, frags[i]);
-    send(w, f.port, frags[i]);
+    send_out(w, iface, f.port, frags[i]);
   }
 }
 

@@ -65,6 +65,7 @@ int worker_main(void* arg) {
       bump(s.cycles, rte_rdtsc() - start);
       process_originated(w);
     }
+    if (process_shaped(w)) work = true;
     uint64_t start = rte_rdtsc();
     unsigned queued = 0;
     for (uint16_t port = 0; port < w.tables->ports.size(); port++) queued += w.tx[port].count;
@@ -179,6 +180,7 @@ std::optional<std::string> Dataplane::start(const Settings& s, uint32_t mtu,
     w->pending =
         static_cast<PendingQueue*>(rte_zmalloc_socket("pending", sizeof(PendingQueue), RTE_CACHE_LINE_SIZE, wsocket));
     w->originated = static_cast<Batch*>(rte_zmalloc_socket("originated", sizeof(Batch), RTE_CACHE_LINE_SIZE, wsocket));
+    w->to_shape = static_cast<Batch*>(rte_zmalloc_socket("to_shape", sizeof(Batch), RTE_CACHE_LINE_SIZE, wsocket));
     w->neighbour_cache = static_cast<NeighbourCache*>(
         rte_zmalloc_socket("neighbour_cache", sizeof(NeighbourCache), RTE_CACHE_LINE_SIZE, wsocket));
     w->shares = static_cast<Shares*>(rte_zmalloc_socket("shares", sizeof(Shares), RTE_CACHE_LINE_SIZE, wsocket));
@@ -189,8 +191,8 @@ std::optional<std::string> Dataplane::start(const Settings& s, uint32_t mtu,
                                         RING_F_SP_ENQ | RING_F_SC_DEQ);
     w->mgr = alloc_mb_mgr(0);
     if (w->mgr) init_mb_mgr_auto(w->mgr, nullptr);
-    if (!w->counters || !w->tx || !w->pending || !w->originated || !w->neighbour_cache || !w->shares || !w->sa_events ||
-        !w->mgr)
+    if (!w->counters || !w->tx || !w->pending || !w->originated || !w->to_shape || !w->neighbour_cache || !w->shares ||
+        !w->sa_events || !w->mgr)
       return std::string("cannot allocate worker state: ") + more_memory;
     rte_rcu_qsbr_thread_register(rcu, q);
     workers.push_back(w);
@@ -252,6 +254,7 @@ void Dataplane::stop() {
   stopping.store(true);
   rte_eal_mp_wait_lcore();
   for (auto* w : workers) {
+    drop_shaped_on_stop(*w);
     flush_tx(*w);
     free_mb_mgr(w->mgr);  // the only worker state not in DPDK's memory: LeakSanitizer sees it
     w->mgr = nullptr;

@@ -37,6 +37,9 @@ struct Cleared {
   std::map<std::string, NicStats> nics;  // by port name
   // By SA (tunnel, spi, inbound): packets, bytes, then its drops by reason.
   std::map<std::tuple<std::string, uint32_t, bool>, std::vector<uint64_t>> sas;
+  // QoS (policers, shaper classes) by their workers' state (a changed one has new state, and
+  // starts from zero anyway) and name: their counters, in the order snapshot.cpp reads them.
+  std::map<std::pair<const void*, std::string>, std::vector<uint64_t>> qos;
 };
 
 struct Dataplane {

@@ -57,6 +57,13 @@ struct CounterSnapshot {
     uint64_t packets[3], bytes[3], dropped;
   };
   std::vector<Policer> policers;
+  // Shaper classes (qos/): every worker's queue summed; depth is now, the rest since created,
+  // changed or cleared.
+  struct ShaperClass {
+    std::string shaper, name;
+    uint64_t queued_packets, queued_bytes, sent_packets, sent_bytes, dropped, depth;
+  };
+  std::vector<ShaperClass> shaper_classes;
 };
 
 // Live objects only; each counter minus its base (its slot's, or the last clear's, whichever

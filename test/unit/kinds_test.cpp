@@ -81,7 +81,8 @@ TEST_CASE("the kinds' commit steps run in the order the committer needs") {
                                                 &Committer::build_tunnel_mtus,
                                                 &Committer::build_translations,
                                                 &Committer::build_static_neighbours,
-                                                medix::dp::qos::build_policers};
+                                                medix::dp::qos::build_policers,
+                                                medix::dp::qos::build_shapers};
   CHECK(order == expected);
   // Reclaims run in reverse table order: a dead tenant's routes before its FIB copies.
   auto at = [](Committer::ReclaimStep step) {
