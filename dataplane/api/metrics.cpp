@@ -147,6 +147,28 @@ std::string render_metrics(Dataplane& dp) {
     }
   }
   {
+    // QoS (docs/qos.md): policers by colour, shaper classes.
+    static constexpr const char* colours[] = {"green", "yellow", "red"};
+    Family packets(out, "medix_policer_packets_total", "counter", "Packets a policer coloured, by colour.");
+    Family bytes(out, "medix_policer_bytes_total", "counter", "Bytes of IPv4 packet a policer coloured, by colour.");
+    for (const auto& p : s.policers)
+      for (unsigned c = 0; c < 3; c++) {
+        packets.sample({{"policer", p.name}, {"colour", colours[c]}}, p.packets[c]);
+        bytes.sample({{"policer", p.name}, {"colour", colours[c]}}, p.bytes[c]);
+      }
+    Family dropped(out, "medix_policer_dropped_total", "counter", "Packets a policer's colour action dropped.");
+    for (const auto& p : s.policers) dropped.sample({{"policer", p.name}}, p.dropped);
+    Family sent(out, "medix_shaper_sent_bytes_total", "counter", "Bytes of frame a shaper class sent.");
+    for (const auto& k : s.shaper_classes) sent.sample({{"shaper", k.shaper}, {"class", k.name}}, k.sent_bytes);
+    Family sent_packets(out, "medix_shaper_sent_packets_total", "counter", "Packets a shaper class sent.");
+    for (const auto& k : s.shaper_classes)
+      sent_packets.sample({{"shaper", k.shaper}, {"class", k.name}}, k.sent_packets);
+    Family full(out, "medix_shaper_dropped_total", "counter", "Packets dropped: the shaper class's queue was full.");
+    for (const auto& k : s.shaper_classes) full.sample({{"shaper", k.shaper}, {"class", k.name}}, k.dropped);
+    Family depth(out, "medix_shaper_queue_depth", "gauge", "Packets in the shaper class's queues now.");
+    for (const auto& k : s.shaper_classes) depth.sample({{"shaper", k.shaper}, {"class", k.name}}, k.depth);
+  }
+  {
     Family calls(out, "medix_stage_calls_total", "counter", "Calls of the pipeline stage, by worker lcore.");
     for (size_t q = 0; q < s.lcores.size(); q++)
       for (unsigned st = 0; st < unsigned(Stage::count); st++)

@@ -117,8 +117,9 @@ std::optional<Error> check_class(Intent& in, const v1::ShaperClass& c, const std
   if (auto e = range(path + ".queue_limit", c.queue_limit(), 0, 65536)) return e;
   if (!c.tenant().empty() && !in.tenants.count(c.tenant()))
     return invalid(path + ".tenant", "no tenant named " + quoted(c.tenant()));
-  if (!c.in_interface().empty() && !in.interfaces.count(c.in_interface()))
-    return invalid(path + ".in_interface", "no interface named " + quoted(c.in_interface()));
+  // A tunnel too: what was decrypted from it (a per-purpose VPN) is received on it.
+  if (!c.in_interface().empty() && !in.interfaces.count(c.in_interface()) && !in.tunnels.count(c.in_interface()))
+    return invalid(path + ".in_interface", "no interface or tunnel named " + quoted(c.in_interface()));
   for (int i = 0; i < c.dscp_size(); i++)
     if (auto e = range(path + ".dscp[" + std::to_string(i) + "]", c.dscp(i), 0, 63)) return e;
   if (c.set_dscp()) {

@@ -50,13 +50,13 @@ FIELD_OF = {
     pb.Port: "port", pb.Tenant: "tenant", pb.Interface: "interface", pb.Route: "route",
     pb.Neighbour: "neighbour", pb.Tunnel: "tunnel", pb.SecurityAssociation: "sa",
     pb.StaticMapping: "static_mapping", pb.NaptPool: "napt_pool", pb.PolicyRule: "policy_rule",
-    pb.Policer: "policer",
+    pb.Policer: "policer", pb.Shaper: "shaper",
 }
 KIND_OF = {
     "port": dp.PORT, "tenant": dp.TENANT, "interface": dp.INTERFACE, "route": dp.ROUTE,
     "neighbour": dp.NEIGHBOUR, "tunnel": dp.TUNNEL, "sa": dp.SA,
     "static_mapping": dp.STATIC_MAPPING, "napt_pool": dp.NAPT_POOL, "policy_rule": dp.POLICY_RULE,
-    "policer": dp.POLICER,
+    "policer": dp.POLICER, "shaper": dp.SHAPER,
 }
 IMPLEMENTED_KINDS = ("port", "tenant", "interface", "route", "neighbour")
 

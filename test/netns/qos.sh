@@ -50,7 +50,9 @@ mx_attach study ix 10.0.2.10/24 10.0.2.1/24
 mx_attach carrier ix 10.0.3.10/24 10.0.3.1/24
 config=$MX_TMP/config.json
 mx_write_config "$config"
-if mx_start_dp "$config"; then pass "medix-dp ready"; else fail "medix-dp did not start"; finish; fi
+METRICS_PORT=$((20000 + 0x${MX_ID:0:4} % 20000))
+if mx_start_dp "$config" --metrics-listen "127.0.0.1:$METRICS_PORT"; then pass "medix-dp ready"; else
+  fail "medix-dp did not start"; finish; fi
 ctl() { "$CTL" -p "$MX_PREFIX" "$@"; }
 CARRIER=10.0.3.10
 for port in 5201 5202 5203; do mx_bg carrier iperf3 -s -p $port -i 0 >/dev/null 2>&1; done
@@ -120,6 +122,16 @@ classes() { mx_json "$MX_TMP/counters.json" "{c['class']: c for c in d['shaper_c
 check "the bulk class dropped what did not fit" "$(classes "['bulk'].get('dropped', '0')") > 0"
 check "the interactive class sent the EF pings" "$(classes "['interactive'].get('sent_packets', '0')") >= 60"
 check "the imaging class carried the study" "$(classes "['imaging'].get('sent_bytes', '0')") > 0"
+# The same in the Prometheus metrics.
+"$MX_PY" -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$METRICS_PORT/metrics').read().decode())" \
+  >"$MX_TMP/metrics.txt" 2>&1
+if grep -q '^medix_shaper_sent_bytes_total{shaper="carrier-out",class="imaging"} [1-9]' "$MX_TMP/metrics.txt" &&
+  grep -q '^medix_shaper_dropped_total{shaper="carrier-out",class="bulk"} [1-9]' "$MX_TMP/metrics.txt" &&
+  grep -q '^medix_shaper_queue_depth{shaper="carrier-out",class="bulk"}' "$MX_TMP/metrics.txt"; then
+  pass "shaper metrics"
+else
+  fail "shaper metrics: $(grep medix_shaper "$MX_TMP/metrics.txt" | head -5)"
+fi
 if grep -q "imaging" "$MX_TMP/qos.txt" && grep -q "SENT-MBIT/S" "$MX_TMP/qos.txt"; then pass "medixctl qos"; else
   fail "medixctl qos: $(cat "$MX_TMP/qos.txt")"; fi
 # The study's packets leave marked AF41 (set_dscp 34: TOS 136).
@@ -161,6 +173,14 @@ echo "policer over ${window} s: green at ${green_ratio}x cir, green+yellow at ${
 check "green within 3% of cir" "abs(${green_ratio:-0} - 1) <= 0.03"
 check "green+yellow within 3% of pir" "abs(${peak_ratio:-0} - 1) <= 0.03"
 check "red above pir" "${red:-0} > 0"
+"$MX_PY" -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$METRICS_PORT/metrics').read().decode())" \
+  >"$MX_TMP/metrics.txt" 2>&1
+if grep -q '^medix_policer_bytes_total{policer="bulk-in",colour="green"} [1-9]' "$MX_TMP/metrics.txt" &&
+  grep -q '^medix_policer_dropped_total{policer="bulk-in"} [1-9]' "$MX_TMP/metrics.txt"; then
+  pass "policer metrics"
+else
+  fail "policer metrics: $(grep medix_policer "$MX_TMP/metrics.txt" | head -5)"
+fi
 ctl clear counters >/dev/null
 ctl -o json counters >"$MX_TMP/p2.json"
 check "clear counters clears the policer's and the shaper classes'" \

@@ -289,7 +289,7 @@ TEST_CASE("a shaper is checked whole: rates, bursts, classes, references, each e
   refused(head + R"("classes": [{"name": "c", "weight": 1, "tenant": "nope"}])",
           "operations[0].shaper.classes[0].tenant: no tenant named \"nope\"");
   refused(head + R"("classes": [{"name": "c", "weight": 1, "in_interface": "nope"}])",
-          "operations[0].shaper.classes[0].in_interface: no interface named \"nope\"");
+          "operations[0].shaper.classes[0].in_interface: no interface or tunnel named \"nope\"");
   refused(head + R"("classes": [{"name": "c", "rate": "600000"}, {"name": "d", "rate": "500000"}])",
           "operations[0].shaper.classes: the classes' rates add up to 1100000 bytes/s, more than the shaper's rate "
           "1000000");
