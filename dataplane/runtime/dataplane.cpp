@@ -254,6 +254,9 @@ void Dataplane::stop() {
   stopping.store(true);
   rte_eal_mp_wait_lcore();
   for (auto* w : workers) {
+    // The generation published now: the one this worker last read may be reclaimed already
+    // (it was quiescent), and its shapers' queues are in the newest one unless they changed.
+    w->tables = w->published->load(std::memory_order_acquire);
     drop_shaped_on_stop(*w);
     flush_tx(*w);
     free_mb_mgr(w->mgr);  // the only worker state not in DPDK's memory: LeakSanitizer sees it
