@@ -150,6 +150,25 @@ grpc::Status ControlService::GetIntentStatus(grpc::ServerContext*, const c1::Get
   return grpc::Status::OK;
 }
 
+grpc::Status ControlService::ListAreas(grpc::ServerContext*, const c1::ListAreasRequest*,
+                                       c1::ListAreasResponse* response) {
+  return store_->areas(response);
+}
+
+grpc::Status ControlService::GetDnsQueries(grpc::ServerContext*, const c1::GetDnsQueriesRequest*,
+                                           c1::DnsQueries* response) {
+  if (!dns_ || !dns_->probe())
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "medix-cp counts DNS queries with --knot-probe only");
+  for (const auto& [tenant, c] : dns_->probe()->counts()) {
+    auto* t = response->add_tenants();
+    t->set_tenant(tenant);
+    t->set_queries(c.queries);
+    t->set_nxdomain(c.nxdomain);
+    t->set_refused(c.refused);
+  }
+  return grpc::Status::OK;
+}
+
 grpc::Status ControlService::ApplyIntent(grpc::ServerContext*, const c1::ApplyIntentRequest* request,
                                          c1::ApplyIntentResponse* response) {
   return store_->apply(request->intent(), request->expected_version(), response);

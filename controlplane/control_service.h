@@ -29,6 +29,8 @@ class ControlService final : public c1::ControlPlane::Service {
   grpc::Status GetIntent(grpc::ServerContext*, const c1::GetIntentRequest*, c1::Intent*) override;
   grpc::Status ApplyIntent(grpc::ServerContext*, const c1::ApplyIntentRequest*, c1::ApplyIntentResponse*) override;
   grpc::Status GetIntentStatus(grpc::ServerContext*, const c1::GetIntentStatusRequest*, c1::IntentStatus*) override;
+  grpc::Status ListAreas(grpc::ServerContext*, const c1::ListAreasRequest*, c1::ListAreasResponse*) override;
+  grpc::Status GetDnsQueries(grpc::ServerContext*, const c1::GetDnsQueriesRequest*, c1::DnsQueries*) override;
 
   // Where the intent is kept (intent_store.h); set before the service is served.
   void set_store(IntentStore* store) { store_ = store; }

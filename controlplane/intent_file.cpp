@@ -73,7 +73,36 @@ std::string validate_intent(c1::Intent& intent) {
       return at + "child_life_packets: must be above child_rekey_packets";
   }
   if (std::string e = validate_static(intent); !e.empty()) return e;
+  if (std::string e = validate_bgp(intent); !e.empty()) return e;
   return dns::validate(intent);
+}
+
+std::string validate_bgp(const c1::Intent& intent) {
+  const c1::Bgp& bgp = intent.bgp();
+  if (bgp.backbone_interface().empty()) {
+    if (!bgp.next_hop().empty() || bgp.local_pref() || !bgp.tenant_local_pref().empty())
+      return "bgp.backbone_interface: is required with the other bgp fields";
+    return "";
+  }
+  std::set<std::string> tenants, core;
+  for (const auto& t : intent.tenants()) {
+    tenants.insert(t.name());
+    if (t.core()) core.insert(t.name());
+  }
+  const medix::dataplane::v1::Interface* backbone = nullptr;
+  for (const auto& i : intent.interfaces())
+    if (i.name() == bgp.backbone_interface()) backbone = &i;
+  if (!backbone) return "bgp.backbone_interface: '" + bgp.backbone_interface() + "' is not an interface of the intent";
+  if (!core.count(backbone->tenant()))
+    return "bgp.backbone_interface: '" + bgp.backbone_interface() + "' is in tenant '" + backbone->tenant() +
+           "', not a core tenant";
+  if (bgp.next_hop().empty() && backbone->addresses().empty())
+    return "bgp.next_hop: is required when the backbone interface has no address";
+  if (!bgp.next_hop().empty() && !parse_ipv4(bgp.next_hop()))
+    return "bgp.next_hop: '" + bgp.next_hop() + "' is not an IPv4 address";
+  for (const auto& [tenant, pref] : bgp.tenant_local_pref())
+    if (!tenants.count(tenant)) return "bgp.tenant_local_pref[" + tenant + "]: no such tenant in the intent";
+  return "";
 }
 
 std::string intent_json(const c1::Intent& intent, std::string& error) {

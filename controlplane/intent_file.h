@@ -23,6 +23,8 @@ std::optional<std::string> parse_intent(const std::string& text, const std::stri
 // Defaults filled and every field checked (peers, then the static objects: objects.h); "" if
 // valid, else "peers[2].psk: is required".
 std::string validate_intent(c1::Intent& intent);
+// The area's bgp (docs/areas.md): its backbone interface is one of the core tenant's. "" or the error.
+std::string validate_bgp(const c1::Intent& intent);
 
 // The intent as the JSON save_intent writes; `error` set if protobuf cannot print it.
 std::string intent_json(const c1::Intent& intent, std::string& error);

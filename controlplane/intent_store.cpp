@@ -1,5 +1,6 @@
 #include "intent_store.h"
 
+#include "common/address.h"
 #include "objects.h"
 
 namespace medix::cp {
@@ -32,6 +33,7 @@ c1::IntentStatus FileStore::status() {
   s.set_applied_version(version_);
   s.set_connected(true);
   s.set_last_error(last_error_);
+  if (bgp_) *s.mutable_bgp() = bgp_();
   return s;
 }
 
@@ -46,9 +48,20 @@ std::optional<std::string> parse_etcd_url(const std::string& url, EtcdEndpoint& 
     while (out.prefix.size() > 1 && out.prefix.back() == '/') out.prefix.pop_back();
     if (out.prefix == "/") return "'" + url + "': the key prefix is empty";
   }
-  const size_t colon = out.address.rfind(':');
-  if (out.address.empty() || colon == std::string::npos || colon + 1 == out.address.size())
-    return "'" + url + "': HOST:PORT is required (etcd://127.0.0.1:2379)";
+  size_t members = 0;
+  for (size_t start = 0; start <= out.address.size();) {
+    size_t comma = out.address.find(',', start);
+    if (comma == std::string::npos) comma = out.address.size();
+    const std::string member = out.address.substr(start, comma - start);
+    const size_t colon = member.rfind(':');
+    if (member.empty() || colon == std::string::npos || colon + 1 == member.size())
+      return "'" + url + "': HOST:PORT is required (etcd://127.0.0.1:2379)";
+    if (out.address.find(',') != std::string::npos && !common::parse_ipv4(member.substr(0, colon)))
+      return "'" + url + "': '" + member + "': several members are given by IPv4 address (A.B.C.D:PORT,...)";
+    members++;
+    start = comma + 1;
+  }
+  out.target = members > 1 ? "ipv4:" + out.address : out.address;
   return std::nullopt;
 }
 

@@ -35,6 +35,16 @@ class IntentStore {
   // The whole intent as last read, areas and secrets included.
   virtual c1::Intent whole() = 0;
   virtual c1::IntentStatus status() = 0;
+  // Every area's status (medixctl areas): the file store has only its own.
+  virtual grpc::Status areas(c1::ListAreasResponse* response) {
+    *response->add_areas() = status();
+    return grpc::Status::OK;
+  }
+  // The BGP speaker's status, part of status() (docs/areas.md); set before the store starts.
+  void set_bgp(std::function<c1::BgpStatus()> bgp) { bgp_ = std::move(bgp); }
+
+ protected:
+  std::function<c1::BgpStatus()> bgp_;
 };
 
 // The intent file: what medix-cp always did. Its version counts the applies since medix-cp started.
@@ -56,10 +66,19 @@ class FileStore final : public IntentStore {
 };
 
 struct EtcdEndpoint {
-  std::string address;            // HOST:PORT
+  std::string address;            // HOST:PORT, or the members' IPv4:PORT,IPv4:PORT,...
   std::string prefix = "/medix";  // no trailing slash
+  // gRPC's target: the address, or with several members "ipv4:A:P,B:Q" (gRPC's pick_first takes
+  // the first that answers and moves to the next when it is lost).
+  std::string target;
+  // TLS (PEM texts; ca_pem empty: plain gRPC): etcd's CA, and our certificate for --client-cert-auth.
+  std::string ca_pem, cert_pem, key_pem;
+  // The name the members' certificates must carry when there are several (gRPC checks one name
+  // for the whole list): --etcd-server-name, else the first member's host.
+  std::string server_name;
 };
-// Where the etcd store is: "etcd://HOST:PORT[/PREFIX]" (the flag --intent-store takes). The error, or nothing.
+// Where the etcd store is: "etcd://HOST:PORT[,HOST:PORT...][/PREFIX]" (the flag --intent-store
+// takes; several members by IPv4 address). The error, or nothing.
 std::optional<std::string> parse_etcd_url(const std::string& url, EtcdEndpoint& out);
 
 // What an area's medix-cp applies: the global objects with its area's section (none: "").

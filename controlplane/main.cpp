@@ -3,8 +3,9 @@
 //
 //   medix-cp --intent FILE (--dp unix:///path/api.sock | -p PREFIX) [--listen unix:///path]
 //            [--strongswan-conf FILE] [--plugins "LIST"] [--log-level N] [--metrics-listen HOST:PORT]
-//            [--knot SOCKET [--knot-catalog ZONE] [--knot-geoip FILE]]
-//            [--intent-store etcd://HOST:PORT[/PREFIX] --area NAME]
+//            [--knot SOCKET [--knot-catalog ZONE] [--knot-geoip FILE] [--knot-probe DIR]]
+//            [--intent-store etcd://HOST:PORT[/PREFIX] --area NAME] [--bgp HOST:PORT]
+//            [--etcd-cacert FILE [--etcd-cert FILE --etcd-key FILE]]
 //
 // With --knot, the intent's DNS zones are served by Knot DNS, driven over its control socket
 // (docs/dns.md).
@@ -30,9 +31,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
+#include <tuple>
 
+#include "bgp/speaker.h"
 #include "charon/glue.h"
 #include "common/notify.h"
 #include "common/version.h"
@@ -50,8 +55,10 @@ namespace {
 constexpr const char* usage_text =
     "usage: medix-cp --intent FILE (--dp TARGET | -p PREFIX) [--listen unix:///PATH]\n"
     "                [--strongswan-conf FILE] [--plugins LIST] [--log-level -1..3]\n"
-    "                [--metrics-listen HOST:PORT] [--knot SOCKET [--knot-catalog ZONE] [--knot-geoip FILE]]\n"
-    "                [--intent-store etcd://HOST:PORT[/PREFIX] --area NAME]\n"
+    "                [--metrics-listen HOST:PORT] [--knot SOCKET [--knot-catalog ZONE] [--knot-geoip FILE]\n"
+    "                [--knot-probe DIR]]\n"
+    "                [--intent-store etcd://HOST:PORT[/PREFIX] --area NAME] [--bgp HOST:PORT]\n"
+    "                [--etcd-cacert FILE [--etcd-cert FILE --etcd-key FILE]]\n"
     "       medix-cp --check --intent FILE   validate the intent file and exit\n"
     "       medix-cp --abi-check | --version | --help\n"
     "  --metrics-listen HOST:PORT  serve Prometheus metrics (GET /metrics, plain HTTP, read only):\n"
@@ -60,9 +67,16 @@ constexpr const char* usage_text =
     "  --knot SOCKET               serve the intent's DNS zones with Knot DNS, through its control socket\n"
     "  --knot-catalog ZONE         the catalog zone knot.conf gives medix-cp (default catalog.medix; docs/dns.md)\n"
     "  --knot-geoip FILE           per-tenant answers: the views file of knot.conf's geoip module (subnet mode)\n"
-    "  --intent-store etcd://HOST:PORT[/PREFIX]  keep the intent in etcd under PREFIX (/medix), shared by\n"
-    "                              the areas' medix-cp; --intent FILE is then this area's local copy\n"
-    "  --area NAME                 with etcd: apply the global objects and area NAME's (docs/areas.md)\n";
+    "  --knot-probe DIR            queries per tenant: the path of knot.conf's probe module (its probe01.sock)\n"
+    "  --intent-store etcd://HOST:PORT[,HOST:PORT...][/PREFIX]  keep the intent in etcd under PREFIX (/medix),\n"
+    "                              shared by the areas' medix-cp; several members by IPv4 address, failing over;\n"
+    "                              --intent FILE is then this area's local copy\n"
+    "  --area NAME                 with etcd: apply the global objects and area NAME's (docs/areas.md)\n"
+    "  --etcd-cacert FILE [--etcd-cert FILE --etcd-key FILE] [--etcd-server-name NAME]\n"
+    "                              TLS to etcd: its CA, our client certificate; with several members the\n"
+    "                              name their certificates share (default: the first member's address)\n"
+    "  --bgp HOST:PORT             gobgpd's gRPC API: announce this area's core prefixes, install the\n"
+    "                              other areas' into the core tenant (the intent's bgp, docs/areas.md)\n";
 
 void usage() {
   fputs(usage_text, stderr);
@@ -72,8 +86,9 @@ void usage() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string intent_path, target, listen, strongswan_conf, plugins, metrics_listen, knot_socket, knot_geoip;
-  std::string intent_store, area;
+  std::string intent_path, target, listen, strongswan_conf, plugins, metrics_listen, knot_socket, knot_geoip,
+      knot_probe;
+  std::string intent_store, area, bgp_daemon, etcd_cacert, etcd_cert, etcd_key, etcd_server_name;
   std::string knot_catalog = "catalog.medix";
   int log_level = 1;
   bool abi_check = false, check = false;
@@ -105,10 +120,22 @@ int main(int argc, char** argv) {
       knot_catalog = value();
     else if (a == "--knot-geoip")
       knot_geoip = value();
+    else if (a == "--knot-probe")
+      knot_probe = value();
     else if (a == "--intent-store")
       intent_store = value();
     else if (a == "--area")
       area = value();
+    else if (a == "--bgp")
+      bgp_daemon = value();
+    else if (a == "--etcd-cacert")
+      etcd_cacert = value();
+    else if (a == "--etcd-cert")
+      etcd_cert = value();
+    else if (a == "--etcd-key")
+      etcd_key = value();
+    else if (a == "--etcd-server-name")
+      etcd_server_name = value();
     else if (a == "--log-level") {
       // charon's levels, but 4: strongSwan's level 4 dumps key material (the PSK, IKE and
       // CHILD_SA keys), and no key or PSK may reach medix-cp's log.
@@ -188,6 +215,32 @@ int main(int argc, char** argv) {
       fprintf(stderr, "medix-cp: --intent-store etcd://... needs --area NAME (letters, digits, - _ .)\n");
       return 2;
     }
+    // TLS to etcd: the CA that signed its members' certificates, and ours (--client-cert-auth).
+    if (!etcd_cacert.empty() || !etcd_cert.empty() || !etcd_key.empty()) {
+      if (etcd_cacert.empty() || etcd_cert.empty() != etcd_key.empty()) {
+        fprintf(stderr,
+                "medix-cp: --etcd-cacert is required for TLS to etcd, --etcd-cert and --etcd-key go together\n");
+        return 2;
+      }
+      for (auto [flag, path, out] : {std::tuple{"--etcd-cacert", &etcd_cacert, &etcd.ca_pem},
+                                     {"--etcd-cert", &etcd_cert, &etcd.cert_pem},
+                                     {"--etcd-key", &etcd_key, &etcd.key_pem}}) {
+        if (path->empty()) continue;
+        std::ifstream in(*path);
+        std::stringstream text;
+        if (!in || !(text << in.rdbuf())) {
+          fprintf(stderr, "medix-cp: %s %s: cannot read the file\n", flag, path->c_str());
+          return 2;
+        }
+        *out = text.str();
+      }
+      etcd.server_name = etcd_server_name;
+    }
+  } else if (!etcd_cacert.empty() || !etcd_cert.empty() || !etcd_key.empty() || !etcd_server_name.empty()) {
+    fprintf(
+        stderr,
+        "medix-cp: --etcd-cacert, --etcd-cert, --etcd-key and --etcd-server-name go with --intent-store etcd://...\n");
+    return 2;
   } else if (!area.empty()) {
     fprintf(stderr, "medix-cp: --area goes with --intent-store etcd://... (the intent file has no areas)\n");
     return 2;
@@ -270,6 +323,16 @@ int main(int argc, char** argv) {
       return 2;
     }
     dns = std::make_unique<medix::cp::dns::Sync>(knot_socket, knot_catalog, knot_geoip);
+    if (!knot_probe.empty()) {
+      auto probe = std::make_unique<medix::cp::dns::Probe>(knot_probe);
+      if (std::string e = probe->start(); !e.empty()) {
+        fprintf(stderr, "medix-cp: --knot-probe %s\n", e.c_str());
+        cp_charon_stop();
+        dataplane.stop();
+        return 2;
+      }
+      dns->set_probe(std::move(probe));
+    }
     if (std::string e = dns->apply(intent); !e.empty()) fprintf(stderr, "medix-cp: dns: %s (trying on)\n", e.c_str());
     dns->start();
   } else if (intent.dns().zones_size() > 0) {
@@ -295,6 +358,14 @@ int main(int argc, char** argv) {
     store = std::move(s);
   }
   service.set_store(store.get());
+  // Routes between areas: the BGP speaker reads the intent as applied (docs/areas.md).
+  std::unique_ptr<medix::cp::bgp::Speaker> bgp;
+  if (!bgp_daemon.empty()) {
+    bgp = std::make_unique<medix::cp::bgp::Speaker>(bgp_daemon, target, running, [etcd_store] {
+      if (etcd_store) etcd_store->publish();
+    });
+    store->set_bgp([&bgp] { return bgp->status(); });
+  }
   // Beside it grpc.health.v1.Health and server reflection (for the same peers: the socket's).
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -328,6 +399,7 @@ int main(int argc, char** argv) {
     if (p.initiate()) cp_charon_initiate(p.name().c_str());
   // etcd is not waited for: medix-dp runs the local copy until it answers (docs/areas.md).
   if (etcd_store) etcd_store->start();
+  if (bgp) bgp->start();
   fprintf(stderr, "medix-cp: ready (%d peers)\n", intent.peers_size());
   medix::common::notify_ready(std::to_string(intent.peers_size()) + " peers");
   int sig = 0;
@@ -338,6 +410,7 @@ int main(int argc, char** argv) {
   fprintf(stderr, "medix-cp: signal %d, stopping\n", sig);
   medix::common::notify_stopping();
   metrics.stop();                               // before charon: a scrape reads its IKE_SAs
+  if (bgp) bgp->stop();                         // its routes stay in medix-dp, its paths in gobgpd
   if (etcd_store) etcd_store->stop();           // no intent applied from here on
   server->GetHealthCheckService()->Shutdown();  // NOT_SERVING, told to every Watch
   server->Shutdown();

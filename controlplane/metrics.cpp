@@ -113,6 +113,22 @@ std::string render_metrics(ControlService& service, DataplaneClient& dataplane) 
       .sample({}, store.version());
   Family(out, "medix_cp_intent_applied_version", "gauge", "The intent version this medix-cp applied.")
       .sample({}, store.applied_version());
+  if (store.has_bgp()) {  // --bgp: the area's daemon, its sessions, its prefixes (docs/areas.md)
+    const c1::BgpStatus& bgp = store.bgp();
+    Family(out, "medix_cp_bgp_daemon_connected", "gauge", "1 if the area's BGP daemon (gobgpd) answers medix-cp.")
+        .sample({}, uint64_t(bgp.connected()));
+    std::map<std::string, uint64_t> states{{"ESTABLISHED", 0}};
+    for (const auto& s : bgp.sessions()) states[s.state()]++;
+    Family sessions(out, "medix_cp_bgp_sessions", "gauge", "The BGP daemon's sessions, by state.");
+    for (const auto& [state, count] : states) sessions.sample({{"state", state}}, count);
+    uint64_t installed = 0;
+    for (const auto& l : bgp.learned()) installed += l.installed();
+    Family(out, "medix_cp_bgp_prefixes", "gauge",
+           "Prefixes this area announces, learned from the others, and installed in medix-dp's core tenant.")
+        .sample({{"kind", "announced"}}, uint64_t(bgp.announced_size()))
+        .sample({{"kind", "learned"}}, uint64_t(bgp.learned_size()))
+        .sample({{"kind", "installed"}}, installed);
+  }
   Family(out, "medix_cp_dataplane_owned_objects", "gauge",
          "Objects medix-cp created and keeps in medix-dp for the intent (tunnels included; FILE.owned).")
       .sample({}, uint64_t(dataplane.owned_objects()));
@@ -132,6 +148,17 @@ std::string render_metrics(ControlService& service, DataplaneClient& dataplane) 
         .sample({}, dns->transactions());
     Family(out, "medix_cp_dns_in_sync", "gauge", "1 if Knot's zones equalled the intent at the last pass, else 0.")
         .sample({}, uint64_t(dns->in_sync()));
+    if (const dns::Probe* probe = dns->probe()) {
+      const auto counts = probe->counts();
+      Family queries(out, "medix_cp_dns_queries_total", "counter",
+                     "DNS queries Knot answered, by the tenant that asked (knotd's probe module; tenant \"\": no "
+                     "tenant owns the source), and by answer (all, nxdomain, refused).");
+      for (const auto& [tenant, c] : counts) {
+        queries.sample({{"tenant", tenant}, {"answer", "all"}}, c.queries);
+        queries.sample({{"tenant", tenant}, {"answer", "nxdomain"}}, c.nxdomain);
+        queries.sample({{"tenant", tenant}, {"answer", "refused"}}, c.refused);
+      }
+    }
   }
   return out.str();
 }

@@ -28,6 +28,7 @@
 #include "config/load.h"
 #include "config/settings.h"
 #include "control/intent.h"
+#include "ha/sync.h"
 #include "runtime/dataplane.h"
 #include "runtime/memory.h"
 
@@ -47,6 +48,8 @@ struct Options {
   unsigned stats_interval = 0;
   ApiOptions api;
   std::string metrics_listen;  // HOST:PORT of the Prometheus endpoint; empty: none
+  bool standby = false;        // --ha-role standby
+  medix::dp::ha::Options ha;   // HA state sync (docs/ha.md); unset: none
 };
 
 const char usage[] =
@@ -64,7 +67,14 @@ const char usage[] =
     "  --api-stall-timeout MS  end a stream whose client took nothing for MS (default 10000)\n"
     "  --metrics-listen HOST:PORT  serve Prometheus metrics (GET /metrics, plain HTTP, read only)\n"
     "  --log-level LEVEL       error, warning, notice, info (default: transactions, SA events,\n"
-    "                          ARP failures) or debug; under systemd, lines carry journald priorities\n";
+    "                          ARP failures) or debug; under systemd, lines carry journald priorities\n"
+    "  --ha-role ROLE          active (default) or standby: a standby crosses nothing and installs\n"
+    "                          the active's sessions; SetHaRole (medixctl ha-sync role) changes it\n"
+    "  --ha-sync-local HOST:PORT  --ha-sync-peer HOST:PORT  --ha-sync-key-file FILE\n"
+    "                          HA state sync over UDP on the sync link, HMAC-SHA-256 with FILE's key\n"
+    "  --ha-sync-refresh S     every session's timer sent again every S s (default 10)\n"
+    "  --ha-sync-sa-interval MS  every SA's sequence number sent every MS ms (default 100)\n"
+    "  --ha-sync-bulk-rate N   records a second at most in a bulk resync (default 250000)\n";
 
 // `option`'s value: a whole number in 1..max, or false (said on stderr).
 bool number(const std::string& option, const char* text, unsigned max, unsigned& out) {
@@ -154,6 +164,25 @@ bool parse_options(int argc, char** argv, Options& o) {
         return false;
       }
       medix::common::set_log_level(*level);
+    } else if (a == "--ha-role" && i + 1 < argc) {
+      std::string role = argv[++i];
+      if (role != "active" && role != "standby") {
+        fprintf(stderr, "medix-dp: --ha-role %s: active or standby\n", role.c_str());
+        return false;
+      }
+      o.standby = role == "standby";
+    } else if (a == "--ha-sync-local" && i + 1 < argc) {
+      o.ha.local = argv[++i];
+    } else if (a == "--ha-sync-peer" && i + 1 < argc) {
+      o.ha.peer = argv[++i];
+    } else if (a == "--ha-sync-key-file" && i + 1 < argc) {
+      o.ha.key_file = argv[++i];
+    } else if (a == "--ha-sync-refresh" && i + 1 < argc) {
+      if (!number(a, argv[++i], 86400, o.ha.refresh_s)) return false;
+    } else if (a == "--ha-sync-sa-interval" && i + 1 < argc) {
+      if (!number(a, argv[++i], 10000, o.ha.sa_interval_ms)) return false;
+    } else if (a == "--ha-sync-bulk-rate" && i + 1 < argc) {
+      if (!number(a, argv[++i], 100000000, o.ha.bulk_rate)) return false;
     } else if (a == "-h" || a == "--help")
       return false;
     else {
@@ -270,6 +299,9 @@ int main(int argc, char** argv) {
   int status = 0;
   {
     Dataplane dp;
+    medix::dp::ha::Sync ha;
+    dp.ha_standby.store(options.standby);
+    dp.ha_sync = options.ha.configured();
     ApiServer api;
     MetricsServer metrics;
     if (options.api.socket_path.empty()) options.api.socket_path = std::string(rte_eal_get_runtime_dir()) + "/api.sock";
@@ -283,7 +315,10 @@ int main(int argc, char** argv) {
     } else if (auto error = apply_config(dp, std::exchange(operations, {}), options.config, read_s)) {
       fprintf(stderr, "medix-dp: %s\n", error->c_str());
       status = 2;
-    } else if (auto error = api.start(dp, options.api)) {
+    } else if (auto error = dp.ha_sync ? ha.start(dp, options.ha) : std::nullopt) {
+      fprintf(stderr, "medix-dp: %s\n", error->c_str());
+      status = 2;
+    } else if (auto error = (dp.ha = dp.ha_sync ? &ha : nullptr, api.start(dp, options.api))) {
       fprintf(stderr, "medix-dp: API: %s\n", error->c_str());
       status = 2;
     } else if (auto error = options.metrics_listen.empty() ? std::nullopt : metrics.start(dp, options.metrics_listen)) {
@@ -313,6 +348,8 @@ int main(int argc, char** argv) {
     }
     metrics.stop();
     api.stop();
+    ha.stop();
+    dp.ha = nullptr;
     dp.stop();
     if (status == 0) {
       printf("medix-dp: stopping; final counters:\n");

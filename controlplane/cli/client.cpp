@@ -278,6 +278,22 @@ void Client::start_trace(const v1::StartTraceRequest& request) {
   check(stub_->StartTrace(&context, request, &response));
 }
 
+v1::SetHaRoleResponse Client::set_ha_role(const v1::SetHaRoleRequest& request) {
+  grpc::ClientContext context;
+  set_deadline(context, read_deadline);
+  v1::SetHaRoleResponse response;
+  check(stub_->SetHaRole(&context, request, &response));
+  return response;
+}
+
+v1::HaSyncStatus Client::get_ha_sync() {
+  grpc::ClientContext context;
+  set_deadline(context, read_deadline);
+  v1::HaSyncStatus response;
+  check(stub_->GetHaSync(&context, v1::GetHaSyncRequest(), &response));
+  return response;
+}
+
 v1::GetTraceResponse Client::get_trace() {
   grpc::ClientContext context;
   set_deadline(context, read_deadline);

@@ -56,6 +56,9 @@ class Client {
   void start_trace(const v1::StartTraceRequest& request);
   v1::GetTraceResponse get_trace();
   void clear_trace();
+  // HA (ha_sync.cpp): the node's role, and the state sync's status.
+  v1::SetHaRoleResponse set_ha_role(const v1::SetHaRoleRequest& request);
+  v1::HaSyncStatus get_ha_sync();
 
  private:
   // Throws ServerError for a failed call; a connection's failure carries the reason as its note.

@@ -42,7 +42,7 @@ std::string record_json(const std::string& zone, const dns::Record& r) {
 }  // namespace
 
 int dns_command(const std::string& cp_target, bool json, Args& args) {
-  const std::string action = args.done() ? "zones" : args.next("zones, records or resolve");
+  const std::string action = args.done() ? "zones" : args.next("zones, records, queries or resolve");
   const c1::Intent intent = get_intent(cp_target);
   const dns::Zones zones = dns::zones_of(intent);
   if (action == "zones") {
@@ -83,7 +83,30 @@ int dns_command(const std::string& cp_target, bool json, Args& args) {
       table.print(std::cout);
     return 0;
   }
-  if (action != "resolve") throw UsageError("dns: \"" + action + "\" is none of zones, records, resolve");
+  if (action == "queries") {
+    args.expect_done();
+    auto stub = c1::ControlPlane::NewStub(grpc::CreateChannel(cp_target, grpc::InsecureChannelCredentials()));
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    c1::DnsQueries queries;
+    grpc::Status status = stub->GetDnsQueries(&context, c1::GetDnsQueriesRequest(), &queries);
+    if (!status.ok()) throw ServerError(status.error_code(), status.error_message());
+    Table table({{"TENANT"}, {"QUERIES", true}, {"NXDOMAIN", true}, {"REFUSED", true}});
+    std::string out;
+    for (const auto& t : queries.tenants()) {
+      table.row({t.tenant().empty() ? "(no tenant)" : t.tenant(), std::to_string(t.queries()),
+                 std::to_string(t.nxdomain()), std::to_string(t.refused())});
+      out += std::string(out.empty() ? "" : ",\n ") + "{\"tenant\": " + quoted(t.tenant()) +
+             ", \"queries\": " + std::to_string(t.queries()) + ", \"nxdomain\": " + std::to_string(t.nxdomain()) +
+             ", \"refused\": " + std::to_string(t.refused()) + "}";
+    }
+    if (json)
+      std::cout << "[" << out << "]\n";
+    else
+      table.print(std::cout);
+    return 0;
+  }
+  if (action != "resolve") throw UsageError("dns: \"" + action + "\" is none of zones, records, queries, resolve");
   const std::string tenant = args.next("a tenant");
   const std::string asked = args.next("a name");
   args.expect_done();

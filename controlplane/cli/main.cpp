@@ -20,6 +20,7 @@
 #include "common/json.h"
 #include "common/version.h"
 #include "dns.h"
+#include "ha_sync.h"
 #include "objects.h"
 #include "output.h"
 #include "peers.h"
@@ -67,6 +68,11 @@ constexpr const char* usage_text =
                                       ESP SA and sequence, FIB route, leak, NAT rewrite,
                                       neighbour, tx port and queue or the drop reason
   trace clear                         ends the trace and forgets its packets
+  ha-sync [show]                      HA state sync: role, peer, sessions and SAs synced, lag,
+                                      datagrams sent and received, rejected (bad MAC, replay,
+                                      malformed), resyncs (docs/ha.md)
+  ha-sync role active|standby [--reason TEXT]
+                                      this node's HA role (VRRP drives it; role controller)
   version                             medixctl's, medix-dp's and medix-cp's versions, uptimes
   sessions [TENANT] [--address A] [--port P] [--protocol N] [--limit N]
                                       flows crossing the IX core, as they entered and left it
@@ -76,7 +82,7 @@ constexpr const char* usage_text =
   apply FILE                          a config file (JSON of medix.dataplane.v1.Config) as one
                                       transaction: each object created, or updated if it exists
   set port NAME [mtu M] [up|down] [promiscuous on|off] [device D]
-  set tenant NAME [description D] [max-routes N] [fib compact|dir24_8]
+  set tenant NAME [description D] [max-routes N] [session-limit N] [fib compact|dir24_8]
   set interface NAME [tenant T] [port P] [vlan V] [inner-vlan V] [address A/L]... [mtu M] [mac M]
   set route TENANT PREFIX (via INTERFACE [GATEWAY] | tenant T | local | blackhole [unreachable])
   set neighbour INTERFACE ADDRESS MAC
@@ -98,9 +104,12 @@ constexpr const char* usage_text =
                                       conflict, nothing changes)
   intent status                       where the intent is kept (file, etcd), its version, the version
                                       applied here, the store's connection and last error
+  areas                               every area (etcd): intent version applied, BGP sessions,
+                                      prefixes announced and learned (installed in the core)
   dns [zones]                         the IX's DNS zones medix-cp keeps Knot DNS serving
   dns records [ZONE]                  their records (SOA, NS, the intent's, reverse PTRs)
   dns resolve TENANT NAME             the answer a host of TENANT gets (CNAMEs followed)
+  dns queries                         queries Knot answered, by the tenant that asked (medix-cp --knot-probe)
 
 )";
 
@@ -111,7 +120,7 @@ constexpr const char* usage_tail =
 TARGET: unix:///PATH or HOST:PORT (TLS with --tls-*: client certificate and key for mTLS, and
   the CA to check the server). Default unix:///var/run/dpdk/rte/api.sock; -p PREFIX is
   unix:///var/run/dpdk/PREFIX/api.sock, the socket of medix-dp started with --file-prefix PREFIX.
-  medix-cp (peers, peer, intent, dns): --cp TARGET, or with -p PREFIX unix:///var/run/dpdk/PREFIX/cp.sock,
+  medix-cp (peers, peer, intent, areas, dns): --cp TARGET, or with -p PREFIX unix:///var/run/dpdk/PREFIX/cp.sock,
   else unix:///var/run/medix-cp.sock.
 -o json prints the protobuf JSON mapping of the reply (proto field names, zeros included);
   watch prints one snapshot per line.
@@ -610,7 +619,7 @@ int run(int argc, char** argv) {
     print_usage();
     return 0;
   }
-  if (command == "peers" || command == "peer" || command == "intent")
+  if (command == "peers" || command == "peer" || command == "intent" || command == "areas")
     return peers_command(cp_target, output == "json", command, args);
   if (command == "dns") return dns_command(cp_target, output == "json", args);
   if (command == "capture") {
@@ -620,6 +629,10 @@ int run(int argc, char** argv) {
   if (command == "trace") {
     Client client(target, tls);
     return trace_command(client, args, output == "json");
+  }
+  if (command == "ha-sync") {
+    Client client(target, tls);
+    return ha_sync_command(client, args, output == "json");
   }
   if (command == "version") {
     args.expect_done();

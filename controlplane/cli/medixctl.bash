@@ -6,7 +6,7 @@ _medixctl() {
   local cur prev words cword
   _init_completion || return
 
-  local commands="show names lookup counters drops runtime clear capture trace version sessions watch apply set delete peers peer intent dns help"
+  local commands="show names lookup counters drops runtime clear capture trace ha-sync version sessions watch apply set delete peers peer intent areas dns help"
   local filters="--port --interface --tenant --vlan --sa --filter"
   # The target options given so far, for asking the daemon.
   local target=() i command= ncommand=0
@@ -84,7 +84,7 @@ _medixctl() {
     intent)
       if [ $arg -eq 1 ]; then COMPREPLY=($(compgen -W "show apply status" -- "$cur")); else _filedir json; fi
       ;;
-    dns) [ $arg -eq 1 ] && COMPREPLY=($(compgen -W "zones records resolve" -- "$cur")) ;;
+    dns) [ $arg -eq 1 ] && COMPREPLY=($(compgen -W "zones records queries resolve" -- "$cur")) ;;
     peer)
       [ $arg -eq 2 ] && COMPREPLY=($(compgen -W "errors initiate terminate rekey" -- "$cur"))
       ;;

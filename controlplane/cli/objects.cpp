@@ -54,6 +54,8 @@ void set_tenant(v1::Tenant& tenant, Args& args) {
       tenant.set_description(args.next("a description"));
     } else if (args.take("max-routes")) {
       tenant.set_max_routes(args.next_u32("max-routes"));
+    } else if (args.take("session-limit")) {
+      tenant.set_session_limit(args.next_u32("session-limit"));
     } else if (args.take("fib")) {
       std::string kind = args.next("compact or dir24_8");
       if (kind == "compact")
@@ -63,7 +65,7 @@ void set_tenant(v1::Tenant& tenant, Args& args) {
       else
         throw UsageError("set tenant: fib \"" + kind + "\" is neither compact nor dir24_8");
     } else {
-      throw UsageError("set tenant: unknown \"" + args.peek() + "\" (description, max-routes, fib)");
+      throw UsageError("set tenant: unknown \"" + args.peek() + "\" (description, max-routes, session-limit, fib)");
     }
   }
 }

@@ -3,10 +3,12 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <map>
+#include <set>
 
 namespace medix::ctl {
 
@@ -70,10 +72,11 @@ std::string speed(uint32_t mbps) {
 }
 
 void print_tenants(std::ostream& out, const Objects& objects) {
-  Table table({{"NAME"}, {"MAX-ROUTES", true}, {"DESCRIPTION"}});
+  Table table({{"NAME"}, {"MAX-ROUTES", true}, {"SESSION-LIMIT", true}, {"DESCRIPTION"}});
   for (const auto& object : objects) {
     const auto& t = object.tenant();
-    table.row({t.name(), t.max_routes() ? num(t.max_routes()) : "65536", t.description()});
+    table.row({t.name(), t.max_routes() ? num(t.max_routes()) : "65536",
+               t.session_limit() ? num(t.session_limit()) : "", t.description()});
   }
   table.print(out);
 }
@@ -247,6 +250,71 @@ std::map<std::string, const T*> by_name(const google::protobuf::RepeatedPtrField
   return out;
 }
 
+// A kind's counters table title: "PolicerCounters" -> "POLICER", "VrrpGroupCounters" -> "VRRP-GROUP".
+std::string kind_title(const std::string& message) {
+  std::string title, suffix = "Counters";
+  bool ends =
+      message.size() > suffix.size() && message.compare(message.size() - suffix.size(), suffix.size(), suffix) == 0;
+  for (char c : ends ? message.substr(0, message.size() - suffix.size()) : message) {
+    if (std::isupper(static_cast<unsigned char>(c)) && !title.empty()) title += '-';
+    title += char(std::toupper(static_cast<unsigned char>(c)));
+  }
+  return title;
+}
+
+// A column's title: "green_packets" -> "GREEN-PKTS".
+std::string column_title(std::string field) {
+  for (auto at = field.find("packets"); at != std::string::npos; at = field.find("packets"))
+    field.replace(at, 7, "pkts");
+  for (char& c : field) c = c == '_' ? '-' : char(std::toupper(static_cast<unsigned char>(c)));
+  return field;
+}
+
+// The lists of the snapshot that print_counters shows in tables of its own (or elsewhere).
+const std::set<std::string> hand_printed = {"ports",   "interfaces", "tenants", "drops",        "lcores",
+                                            "tunnels", "sas",        "nat",     "policy_rules", "nic_drops"};
+
+// Every other list is a kind's counters (medix-dp's Kind::counters: a message of its objects'
+// `name`, perhaps the part of it a row counts, and uint64 columns): a table each, titled from
+// the proto, so that a new kind's counters need no code here.
+void print_kind_counters(std::ostream& out, const v1::CountersSnapshot& snapshot) {
+  using google::protobuf::FieldDescriptor;
+  const auto* descriptor = snapshot.GetDescriptor();
+  const auto* reflection = snapshot.GetReflection();
+  for (int i = 0; i < descriptor->field_count(); i++) {
+    const FieldDescriptor* list = descriptor->field(i);
+    if (!list->is_repeated() || list->type() != FieldDescriptor::TYPE_MESSAGE || hand_printed.count(list->name()))
+      continue;
+    const auto* message = list->message_type();
+    const FieldDescriptor* name = message->FindFieldByName("name");
+    // A string field besides `name` is the part of the object a row counts (a shaper's class).
+    std::vector<const FieldDescriptor*> parts, columns;
+    for (int f = 0; f < message->field_count(); f++) {
+      const FieldDescriptor* field = message->field(f);
+      if (field == name) continue;
+      (field->type() == FieldDescriptor::TYPE_STRING ? parts : columns).push_back(field);
+    }
+    bool counters = name && name->type() == FieldDescriptor::TYPE_STRING && parts.size() <= 1 &&
+                    std::all_of(columns.begin(), columns.end(), [](const FieldDescriptor* f) {
+                      return !f->is_repeated() && f->type() == FieldDescriptor::TYPE_UINT64;
+                    });
+    if (!counters || !reflection->FieldSize(snapshot, list)) continue;
+    std::vector<Table::Column> titles{{kind_title(message->name())}};
+    for (const auto* f : parts) titles.push_back({column_title(f->name())});
+    for (const auto* f : columns) titles.push_back({column_title(f->name()), true});
+    Table table(titles);
+    for (int r = 0; r < reflection->FieldSize(snapshot, list); r++) {
+      const auto& x = reflection->GetRepeatedMessage(snapshot, list, r);
+      std::vector<std::string> cells{x.GetReflection()->GetString(x, name)};
+      for (const auto* f : parts) cells.push_back(x.GetReflection()->GetString(x, f));
+      for (const auto* f : columns) cells.push_back(num(x.GetReflection()->GetUInt64(x, f)));
+      table.row(cells);
+    }
+    table.print(out);
+    out << '\n';
+  }
+}
+
 }  // namespace
 
 void Table::row(std::vector<std::string> cells) {
@@ -304,7 +372,61 @@ void print_objects(std::ostream& out, const KindInfo& kind, const Objects& objec
     case v1::Object::kPolicer: return print_policers(out, objects);
     case v1::Object::kShaper: return print_shapers(out, objects);
     case v1::Object::KIND_NOT_SET: break;
+    default: return print_any_objects(out, objects);  // a kind with no table of its own (yet)
   }
+}
+
+void print_any_objects(std::ostream& out, const Objects& objects) {
+  using google::protobuf::FieldDescriptor;
+  if (objects.empty()) return;
+  const auto& first = objects[0];
+  const FieldDescriptor* kind =
+      first.GetReflection()->GetOneofFieldDescriptor(first, first.GetDescriptor()->oneof_decl(0));
+  if (!kind) return;
+  // Its scalar fields and lists of text, in the proto's order; nested messages only in -o json.
+  std::vector<const FieldDescriptor*> fields;
+  const auto* message = kind->message_type();
+  for (int i = 0; i < message->field_count(); i++) {
+    const FieldDescriptor* f = message->field(i);
+    if (f->type() == FieldDescriptor::TYPE_MESSAGE || (f->is_repeated() && f->type() != FieldDescriptor::TYPE_STRING))
+      continue;
+    fields.push_back(f);
+  }
+  std::vector<Table::Column> titles;
+  for (const auto* f : fields) {
+    bool number = f->cpp_type() != FieldDescriptor::CPPTYPE_STRING && f->cpp_type() != FieldDescriptor::CPPTYPE_ENUM &&
+                  f->cpp_type() != FieldDescriptor::CPPTYPE_BOOL;
+    std::string title = f->name();
+    for (char& c : title) c = c == '_' ? '-' : char(std::toupper(static_cast<unsigned char>(c)));
+    titles.push_back({title, number});
+  }
+  Table table(titles);
+  for (const auto& object : objects) {
+    const auto& x = object.GetReflection()->GetMessage(object, kind);
+    const auto* r = x.GetReflection();
+    std::vector<std::string> cells;
+    for (const auto* f : fields) {
+      if (f->is_repeated()) {
+        std::string text;
+        for (int i = 0; i < r->FieldSize(x, f); i++) text += (i ? "," : "") + r->GetRepeatedString(x, f, i);
+        cells.push_back(text);
+        continue;
+      }
+      switch (f->cpp_type()) {
+        case FieldDescriptor::CPPTYPE_STRING: cells.push_back(r->GetString(x, f)); break;
+        case FieldDescriptor::CPPTYPE_BOOL: cells.push_back(r->GetBool(x, f) ? "yes" : "no"); break;
+        case FieldDescriptor::CPPTYPE_ENUM: cells.push_back(r->GetEnum(x, f)->name()); break;
+        case FieldDescriptor::CPPTYPE_INT32: cells.push_back(std::to_string(r->GetInt32(x, f))); break;
+        case FieldDescriptor::CPPTYPE_INT64: cells.push_back(std::to_string(r->GetInt64(x, f))); break;
+        case FieldDescriptor::CPPTYPE_UINT32: cells.push_back(num(r->GetUInt32(x, f))); break;
+        case FieldDescriptor::CPPTYPE_UINT64: cells.push_back(num(r->GetUInt64(x, f))); break;
+        case FieldDescriptor::CPPTYPE_FLOAT: cells.push_back(fixed(r->GetFloat(x, f), 2)); break;
+        default: cells.push_back(fixed(r->GetDouble(x, f), 2)); break;
+      }
+    }
+    table.row(cells);
+  }
+  table.print(out);
 }
 
 std::string format_time(uint64_t ns) {
@@ -395,10 +517,13 @@ void print_counters(std::ostream& out, const v1::CountersSnapshot& snapshot) {
                  {"ICMP-SENT", true},
                  {"ICMP-LIMITED", true},
                  {"ARP-LIMITED", true},
-                 {"PUNT-POLICED", true}});
+                 {"PUNT-POLICED", true},
+                 {"FRAG-LIMITED", true},
+                 {"BUF-GUARDED", true}});
   for (const auto& t : snapshot.tenants())
     tenants.row({t.name(), num(t.rx_packets()), num(t.tx_packets()), num(t.drops()), num(t.icmp_sent()),
-                 num(t.icmp_rate_limited()), num(t.arp_pending_limited()), num(t.punt_policed())});
+                 num(t.icmp_rate_limited()), num(t.arp_pending_limited()), num(t.punt_policed()),
+                 num(t.fragments_limited()), num(t.buffer_guarded())});
   tenants.print(out);
   out << '\n';
   if (snapshot.tunnels_size()) {
@@ -450,36 +575,7 @@ void print_counters(std::ostream& out, const v1::CountersSnapshot& snapshot) {
     rules.print(out);
     out << '\n';
   }
-  if (snapshot.policers_size()) {
-    Table policers({{"POLICER"},
-                    {"GREEN-PKTS", true},
-                    {"GREEN-BYTES", true},
-                    {"YELLOW-PKTS", true},
-                    {"YELLOW-BYTES", true},
-                    {"RED-PKTS", true},
-                    {"RED-BYTES", true},
-                    {"DROPPED", true}});
-    for (const auto& p : snapshot.policers())
-      policers.row({p.name(), num(p.green_packets()), num(p.green_bytes()), num(p.yellow_packets()),
-                    num(p.yellow_bytes()), num(p.red_packets()), num(p.red_bytes()), num(p.dropped())});
-    policers.print(out);
-    out << '\n';
-  }
-  if (snapshot.shaper_classes_size()) {
-    Table classes({{"SHAPER"},
-                   {"CLASS"},
-                   {"QUEUED-PKTS", true},
-                   {"QUEUED-BYTES", true},
-                   {"SENT-PKTS", true},
-                   {"SENT-BYTES", true},
-                   {"DROPPED", true},
-                   {"DEPTH", true}});
-    for (const auto& k : snapshot.shaper_classes())
-      classes.row({k.shaper(), k.class_(), num(k.queued_packets()), num(k.queued_bytes()), num(k.sent_packets()),
-                   num(k.sent_bytes()), num(k.dropped()), num(k.depth())});
-    classes.print(out);
-    out << '\n';
-  }
+  print_kind_counters(out, snapshot);
   const auto& e = snapshot.events();
   Table events({{"EVENT"}, {"COUNT", true}});
   events.row({"icmp_sent", num(e.icmp_sent())});
@@ -633,8 +729,8 @@ void print_qos(std::ostream& out, const v1::CountersSnapshot& before, const v1::
     std::snprintf(text, sizeof text, "%.2f", rate(b, a, seconds) * 8 / 1e6);
     return std::string(text);
   };
-  std::map<std::pair<std::string, std::string>, const v1::ShaperClassCounters*> earlier;
-  for (const auto& k : before.shaper_classes()) earlier[{k.shaper(), k.class_()}] = &k;
+  std::map<std::pair<std::string, std::string>, const v1::ShaperCounters*> earlier;
+  for (const auto& k : before.shaper_classes()) earlier[{k.name(), k.class_()}] = &k;
   Table classes({{"SHAPER"},
                  {"CLASS"},
                  {"SENT-MBIT/S", true},
@@ -643,14 +739,14 @@ void print_qos(std::ostream& out, const v1::CountersSnapshot& before, const v1::
                  {"DROPPED", true},
                  {"DEPTH", true}});
   for (const auto& k : after.shaper_classes()) {
-    auto b = earlier.find({k.shaper(), k.class_()});
-    v1::ShaperClassCounters zero;
+    auto b = earlier.find({k.name(), k.class_()});
+    v1::ShaperCounters zero;
     const auto& p = b != earlier.end() ? *b->second : zero;
     char pps[32], dps[32];
     std::snprintf(pps, sizeof pps, "%.0f", rate(p.sent_packets(), k.sent_packets(), seconds));
     std::snprintf(dps, sizeof dps, "%.0f", rate(p.dropped(), k.dropped(), seconds));
     classes.row(
-        {k.shaper(), k.class_(), mbit(p.sent_bytes(), k.sent_bytes()), pps, dps, num(k.dropped()), num(k.depth())});
+        {k.name(), k.class_(), mbit(p.sent_bytes(), k.sent_bytes()), pps, dps, num(k.dropped()), num(k.depth())});
   }
   classes.print(out);
   auto policers_before = by_name(before.policers());

@@ -36,6 +36,9 @@ std::string to_json(const google::protobuf::Message& message, bool pretty);
 // One table of objects of one kind.
 void print_objects(std::ostream& out, const KindInfo& kind,
                    const google::protobuf::RepeatedPtrField<v1::Object>& objects);
+// Objects of a kind that has no table of its own: a column per scalar field (and list of
+// text), titled from the proto, so that a new kind prints before it gets its own table.
+void print_any_objects(std::ostream& out, const google::protobuf::RepeatedPtrField<v1::Object>& objects);
 // Ports as configured, with their NICs' link (from the counters).
 void print_ports(std::ostream& out, const google::protobuf::RepeatedPtrField<v1::Object>& objects,
                  const v1::CountersSnapshot& counters);

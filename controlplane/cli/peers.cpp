@@ -137,6 +137,46 @@ int peers_command(const std::string& target, bool json, const std::string& comma
       print_list(response);
     return 0;
   }
+  if (command == "areas") {
+    args.expect_done();
+    c1::ListAreasResponse response;
+    check(stub->ListAreas(context().get(), c1::ListAreasRequest(), &response));
+    if (json) {
+      std::cout << to_json(response, true);
+      return 0;
+    }
+    const int64_t now =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count();
+    for (const auto& a : response.areas()) {
+      std::cout << "area " << (a.area().empty() ? "-" : a.area()) << ": intent version " << a.version() << ", applied "
+                << a.applied_version() << ", store " << (a.connected() ? "connected" : "disconnected");
+      if (a.written_unix_ns()) std::cout << ", status written " << (now - a.written_unix_ns()) / 1000000 << " ms ago";
+      std::cout << "\n";
+      if (!a.last_error().empty()) std::cout << "  last error: " << a.last_error() << "\n";
+      if (!a.has_bgp()) {
+        std::cout << "  bgp: none\n";
+        continue;
+      }
+      const auto& b = a.bgp();
+      std::cout << "  bgp " << b.daemon() << ": " << (b.connected() ? "connected" : "not answering") << "\n";
+      if (!b.last_error().empty()) std::cout << "  bgp last error: " << b.last_error() << "\n";
+      for (const auto& s : b.sessions()) {
+        std::cout << "  session " << s.neighbor() << " " << s.state();
+        if (s.hold_time()) std::cout << " hold " << s.hold_time() << " s";
+        if (s.up_unix_ns()) std::cout << " up " << (now - s.up_unix_ns()) / 1000000000 << " s";
+        std::cout << "\n";
+      }
+      for (const auto& p : b.announced())
+        std::cout << "  announced " << p.prefix() << " tenant " << p.tenant() << " next-hop " << p.next_hop()
+                  << " local-pref " << p.local_pref() << "\n";
+      for (const auto& p : b.learned())
+        std::cout << "  learned " << p.prefix() << " next-hop " << p.next_hop() << " local-pref " << p.local_pref()
+                  << " from " << p.from() << (p.installed() ? " installed" : " not-installed")
+                  << (p.reason().empty() ? "" : " (" + p.reason() + ")") << "\n";
+    }
+    return 0;
+  }
   if (command == "intent") {
     std::string action = args.next("show, apply or status");
     if (action == "status") {

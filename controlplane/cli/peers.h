@@ -6,6 +6,7 @@
 //   peer NAME initiate|terminate|rekey
 //   intent show | intent apply FILE [--expected-version N] | intent status
 //                                           medix-cp's intent, read, replaced whole, where it is kept
+//   areas                                   every area's status: intent applied, BGP (docs/areas.md)
 #include <string>
 
 #include "args.h"

@@ -93,6 +93,7 @@ std::string Sync::apply(const c1::Intent& intent) {
   std::lock_guard lock(mu_);
   want_ = zones_of(intent);
   views_ = views_of(intent);
+  if (probe_) probe_->set_owners(intent);
   configured_ = true;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
   bool pending = false;

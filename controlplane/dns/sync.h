@@ -8,11 +8,13 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 
 #include "knot.h"
+#include "probe.h"
 #include "zones.h"
 
 namespace medix::cp::dns {
@@ -30,6 +32,10 @@ class Sync {
   std::string apply(const c1::Intent& intent);
   void start();
   void stop();
+
+  // Queries per tenant from knotd's probe module (docs/dns.md); none until set.
+  void set_probe(std::unique_ptr<Probe> probe) { probe_ = std::move(probe); }
+  const Probe* probe() const { return probe_.get(); }
 
   uint64_t transactions() const { return transactions_; }  // committed, since start
   bool in_sync() const { return in_sync_; }                // at the last pass
@@ -53,6 +59,7 @@ class Sync {
   std::atomic<uint64_t> transactions_{0};
   std::atomic<bool> in_sync_{false};
   std::string last_error_;
+  std::unique_ptr<Probe> probe_;
   std::thread thread_;
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;

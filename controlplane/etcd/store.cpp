@@ -58,7 +58,20 @@ EtcdStore::EtcdStore(const EtcdEndpoint& endpoint, const std::string& area, Appl
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetMaxReceiveMessageSize(64 << 20);  // a Range of every area's key (gRPC's default: 4 MiB)
-  channel_ = grpc::CreateCustomChannel(endpoint.address, grpc::InsecureChannelCredentials(), args);
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (!endpoint.ca_pem.empty()) {
+    grpc::SslCredentialsOptions tls;
+    tls.pem_root_certs = endpoint.ca_pem;
+    tls.pem_cert_chain = endpoint.cert_pem;
+    tls.pem_private_key = endpoint.key_pem;
+    credentials = grpc::SslCredentials(tls);
+    if (endpoint.address.find(',') != std::string::npos) {
+      std::string name = endpoint.server_name;
+      if (name.empty()) name = endpoint.address.substr(0, endpoint.address.find(':'));
+      args.SetSslTargetNameOverride(name);
+    }
+  }
+  channel_ = grpc::CreateCustomChannel(endpoint.target.empty() ? endpoint.address : endpoint.target, credentials, args);
   kv_ = pb::KV::NewStub(channel_);
   watch_ = pb::Watch::NewStub(channel_);
   dataplane_ = medix::dataplane::v1::Dataplane::NewStub(
@@ -67,6 +80,25 @@ EtcdStore::EtcdStore(const EtcdEndpoint& endpoint, const std::string& area, Appl
 
 void EtcdStore::start() {
   thread_ = std::thread([this] { run(); });
+  publisher_ = std::thread([this] {
+    std::unique_lock lock(mu_);
+    while (true) {
+      changed_.wait(lock, [this] { return stopping_ || publish_; });
+      if (stopping_) return;
+      publish_ = false;
+      lock.unlock();
+      write_status();  // several publish() meanwhile: one write
+      lock.lock();
+    }
+  });
+}
+
+void EtcdStore::publish() {
+  {
+    std::lock_guard lock(mu_);
+    publish_ = true;
+  }
+  changed_.notify_all();
 }
 
 void EtcdStore::stop() {
@@ -77,6 +109,7 @@ void EtcdStore::stop() {
   }
   changed_.notify_all();
   if (thread_.joinable()) thread_.join();
+  if (publisher_.joinable()) publisher_.join();
 }
 
 std::unique_ptr<grpc::ClientContext> EtcdStore::context(int seconds) {
@@ -229,15 +262,48 @@ c1::Intent EtcdStore::whole() {
 }
 
 c1::IntentStatus EtcdStore::status() {
-  std::lock_guard lock(mu_);
   c1::IntentStatus s;
-  s.set_store("etcd " + endpoint_.address + " " + endpoint_.prefix);
-  s.set_area(area_);
-  s.set_version(version_);
-  s.set_applied_version(applied_version_);
-  s.set_connected(connected_);
-  s.set_last_error(last_error_);
+  {
+    std::lock_guard lock(mu_);
+    s.set_store("etcd " + endpoint_.address + " " + endpoint_.prefix);
+    s.set_area(area_);
+    s.set_version(version_);
+    s.set_applied_version(applied_version_);
+    s.set_connected(connected_);
+    s.set_last_error(last_error_);
+  }
+  if (bgp_) *s.mutable_bgp() = bgp_();  // its own lock, not under ours
   return s;
+}
+
+grpc::Status EtcdStore::areas(c1::ListAreasResponse* response) {
+  // The other areas as their status keys say (as last written: written_unix_ns gives the age),
+  // this one as it is now.
+  const std::string prefix = endpoint_.prefix + "/status/";
+  pb::RangeRequest range;
+  range.set_key(prefix);
+  range.set_range_end(prefix_end(prefix));
+  pb::RangeResponse got;
+  std::map<std::string, c1::IntentStatus> by_area;
+  by_area[area_] = status();
+  if (grpc::Status st = kv_->Range(context(2).get(), range, &got); !st.ok()) {
+    *response->add_areas() = by_area[area_];
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "etcd " + endpoint_.address + ": " + st.error_message() + " (only this area is known)");
+  }
+  for (const auto& kv : got.kvs()) {
+    std::string name = kv.key().substr(prefix.size());
+    if (name == area_) continue;
+    c1::IntentStatus s;
+    if (common::parse_json(kv.value(), s)) {
+      s.Clear();
+      s.set_area(name);
+      s.set_last_error("status key " + kv.key() + ": not a status");
+    }
+    by_area[name] = s;
+  }
+  for (auto& [name, s] : by_area) *response->add_areas() = std::move(s);
+  return grpc::Status::OK;
 }
 
 void EtcdStore::set_connected(bool connected, const std::string& why) {

@@ -35,6 +35,10 @@ class EtcdStore final : public IntentStore {
   grpc::Status apply(const c1::Intent& next, uint64_t expected, c1::ApplyIntentResponse* response) override;
   c1::Intent whole() override;
   c1::IntentStatus status() override;
+  grpc::Status areas(c1::ListAreasResponse* response) override;
+  // Has this area's status key written soon (the BGP speaker's changes: its sessions, its
+  // prefixes), by a thread of the store's: the caller never waits for etcd.
+  void publish();
 
  private:
   struct Value {
@@ -90,6 +94,8 @@ class EtcdStore final : public IntentStore {
   std::optional<bool> said_connected_;   // what the log said last (the watch thread's alone)
   bool retry_ = false;                   // the last apply may pass if tried again (the watch thread's alone)
   std::thread thread_;
+  bool publish_ = false;  // publish() asked for a status write
+  std::thread publisher_;
 };
 
 }  // namespace medix::cp

@@ -36,6 +36,7 @@ constexpr Rule rules[] = {
     {"GetVersion", Role::monitor},       //
     {"GetFib", Role::monitor},           //
     {"Lookup", Role::monitor},           //
+    {"GetHaSync", Role::monitor},        //
     {"ClearSessions", Role::operator_},  // ends flows: traffic's state, not the intent
     {"ClearCounters", Role::operator_},  // starts counters anew for every reader
     {"Capture", Role::operator_},        // packets carry patient data
@@ -43,6 +44,7 @@ constexpr Rule rules[] = {
     {"GetTrace", Role::operator_},       //
     {"ClearTrace", Role::operator_},     //
     {"Apply", Role::controller},         // changes the intent
+    {"SetHaRole", Role::controller},     // decides which node forwards (VRRP drives it)
 };
 
 std::optional<Role> role_from(const std::string& name) {

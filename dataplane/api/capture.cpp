@@ -22,16 +22,17 @@ namespace v1 = medix::dataplane::v1;
 using medix::common::log;
 using medix::common::LogLevel;
 
-namespace {
-
-grpc::Status invalid(const std::string& message) { return {grpc::StatusCode::INVALID_ARGUMENT, message}; }
-grpc::Status not_found(const std::string& message) { return {grpc::StatusCode::NOT_FOUND, message}; }
+grpc::Status invalid_argument(const std::string& message) { return {grpc::StatusCode::INVALID_ARGUMENT, message}; }
 
 uint64_t realtime_ns() {
   return uint64_t(
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
           .count());
 }
+
+namespace {
+
+grpc::Status not_found(const std::string& message) { return {grpc::StatusCode::NOT_FOUND, message}; }
 
 // A pcap filter expression, compiled by libpcap for Ethernet frames and converted to eBPF that
 // workers run on the mbuf (rte_bpf_convert, then rte_bpf_load: JIT-compiled where it can be).
@@ -42,18 +43,19 @@ grpc::Status compile_bpf(const std::string& expression, uint32_t snaplen, rte_bp
   if (pcap_compile(pcap, &program, expression.c_str(), 1, PCAP_NETMASK_UNKNOWN) != 0) {
     std::string e = pcap_geterr(pcap);
     pcap_close(pcap);
-    return invalid("bpf: \"" + expression + "\": " + e);
+    return invalid_argument("bpf: \"" + expression + "\": " + e);
   }
   pcap_close(pcap);
   rte_bpf_prm* prm = rte_bpf_convert(&program);
   pcap_freecode(&program);
   if (!prm)
-    return invalid("bpf: \"" + expression + "\": cannot convert to eBPF (rte_errno " + std::to_string(rte_errno) + ")");
+    return invalid_argument("bpf: \"" + expression + "\": cannot convert to eBPF (rte_errno " +
+                            std::to_string(rte_errno) + ")");
   out = rte_bpf_load(prm);
   rte_free(prm);
   if (!out)
-    return invalid("bpf: \"" + expression + "\": rte_bpf_load refused it (rte_errno " + std::to_string(rte_errno) +
-                   ")");
+    return invalid_argument("bpf: \"" + expression + "\": rte_bpf_load refused it (rte_errno " +
+                            std::to_string(rte_errno) + ")");
   return grpc::Status::OK;
 }
 
@@ -61,21 +63,22 @@ grpc::Status compile_bpf(const std::string& expression, uint32_t snaplen, rte_bp
 
 grpc::Status make_filter(const Tables& t, const v1::CaptureRequest& r, CaptureFilter& f) {
   if (r.snaplen() > capture_snap_max)
-    return invalid("snaplen: " + std::to_string(r.snaplen()) + " is above the most, " +
-                   std::to_string(capture_snap_max));
+    return invalid_argument("snaplen: " + std::to_string(r.snaplen()) + " is above the most, " +
+                            std::to_string(capture_snap_max));
   f.snaplen = r.snaplen() ? r.snaplen() : capture_snap_max;
-  if (r.vlan() > 4094) return invalid("vlan: " + std::to_string(r.vlan()) + " is out of range 1..4094");
+  if (r.vlan() > 4094) return invalid_argument("vlan: " + std::to_string(r.vlan()) + " is out of range 1..4094");
   for (int p : r.points()) {
-    if (p < v1::CAPTURE_RX || p > v1::CAPTURE_DROP) return invalid("points: " + std::to_string(p) + " is not a point");
+    if (p < v1::CAPTURE_RX || p > v1::CAPTURE_DROP)
+      return invalid_argument("points: " + std::to_string(p) + " is not a point");
     f.points |= uint8_t(1u << p);
   }
   if (!r.drop_reason().empty()) {
     for (unsigned i = 0; i < drop_reason_count; i++)
       if (r.drop_reason() == drop_reasons[i].name) f.drop_reason = uint16_t(i);
     if (f.drop_reason == capture_none)
-      return invalid("drop_reason: \"" + r.drop_reason() + "\" is no drop reason (medixctl drops lists them)");
+      return invalid_argument("drop_reason: \"" + r.drop_reason() + "\" is no drop reason (medixctl drops lists them)");
     if (f.points && !(f.points & (1u << unsigned(CapturePoint::drop))))
-      return invalid("drop_reason: given, but points leave out CAPTURE_DROP");
+      return invalid_argument("drop_reason: given, but points leave out CAPTURE_DROP");
     f.points = 1u << unsigned(CapturePoint::drop);
   }
   if (!f.points) f.points = 1u << 1 | 1u << 2 | 1u << 3;

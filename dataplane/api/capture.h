@@ -7,6 +7,7 @@
 #include <grpcpp/support/sync_stream.h>
 
 #include <atomic>
+#include <string>
 
 #include "medix/dataplane/v1/dataplane.pb.h"
 
@@ -15,6 +16,11 @@ namespace medix::dp {
 struct Dataplane;
 struct Tables;
 struct CaptureFilter;
+
+// A refusal of a request's field (INVALID_ARGUMENT), for Capture and StartTrace.
+grpc::Status invalid_argument(const std::string& message);
+// CLOCK_REALTIME in ns: when a captured or traced packet was seen.
+uint64_t realtime_ns();
 
 // Builds a capture filter from the names in `t` (the tables the workers read now); a refusal
 // names the request's field. Sets f.bpf (the caller destroys it) only when it returns OK.

@@ -99,6 +99,8 @@ std::string render_metrics(Dataplane& dp) {
       refused.sample({{"tenant", name}, {"budget", "icmp"}}, t.icmp_rate_limited);
       refused.sample({{"tenant", name}, {"budget", "arp_pending"}}, t.arp_pending_limited);
       refused.sample({{"tenant", name}, {"budget", "punt"}}, t.punt_policed);
+      refused.sample({{"tenant", name}, {"budget", "nat_fragments"}}, t.fragments_limited);
+      refused.sample({{"tenant", name}, {"budget", "packet_buffers"}}, t.buffer_guarded);
     }
   }
   {
@@ -146,28 +148,18 @@ std::string render_metrics(Dataplane& dp) {
       refused.sample({{"tenant", n.tenant}, {"reason", "policy_denied"}}, n.counters.policy_denied);
     }
   }
-  {
-    // QoS (docs/qos.md): policers by colour, shaper classes.
-    static constexpr const char* colours[] = {"green", "yellow", "red"};
-    Family packets(out, "medix_policer_packets_total", "counter", "Packets a policer coloured, by colour.");
-    Family bytes(out, "medix_policer_bytes_total", "counter", "Bytes of IPv4 packet a policer coloured, by colour.");
-    for (const auto& p : s.policers)
-      for (unsigned c = 0; c < 3; c++) {
-        packets.sample({{"policer", p.name}, {"colour", colours[c]}}, p.packets[c]);
-        bytes.sample({{"policer", p.name}, {"colour", colours[c]}}, p.bytes[c]);
+  for (const auto& [kind, rows] : s.kinds)  // medix_policer_green_packets_total{policer="..."}
+    for (size_t i = 0; i < kind->counters->columns.size(); i++) {
+      const CounterColumn& column = kind->counters->columns[i];
+      std::string name = std::string("medix_") + kind->name + "_" + column.field + (column.gauge ? "" : "_total");
+      Family family(out, name.c_str(), column.gauge ? "gauge" : "counter", column.help);
+      for (const auto& row : rows) {
+        if (kind->counters->part)  // medix_shaper_sent_bytes_total{shaper="...",class="..."}
+          family.sample({{kind->name, row.name}, {kind->counters->part, row.part}}, row.values[i]);
+        else
+          family.sample({{kind->name, row.name}}, row.values[i]);
       }
-    Family dropped(out, "medix_policer_dropped_total", "counter", "Packets a policer's colour action dropped.");
-    for (const auto& p : s.policers) dropped.sample({{"policer", p.name}}, p.dropped);
-    Family sent(out, "medix_shaper_sent_bytes_total", "counter", "Bytes of frame a shaper class sent.");
-    for (const auto& k : s.shaper_classes) sent.sample({{"shaper", k.shaper}, {"class", k.name}}, k.sent_bytes);
-    Family sent_packets(out, "medix_shaper_sent_packets_total", "counter", "Packets a shaper class sent.");
-    for (const auto& k : s.shaper_classes)
-      sent_packets.sample({{"shaper", k.shaper}, {"class", k.name}}, k.sent_packets);
-    Family full(out, "medix_shaper_dropped_total", "counter", "Packets dropped: the shaper class's queue was full.");
-    for (const auto& k : s.shaper_classes) full.sample({{"shaper", k.shaper}, {"class", k.name}}, k.dropped);
-    Family depth(out, "medix_shaper_queue_depth", "gauge", "Packets in the shaper class's queues now.");
-    for (const auto& k : s.shaper_classes) depth.sample({{"shaper", k.shaper}, {"class", k.name}}, k.depth);
-  }
+    }
   {
     Family calls(out, "medix_stage_calls_total", "counter", "Calls of the pipeline stage, by worker lcore.");
     for (size_t q = 0; q < s.lcores.size(); q++)

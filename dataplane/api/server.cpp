@@ -25,6 +25,7 @@
 #include "common/log.h"
 #include "common/version.h"
 #include "control/kinds.h"
+#include "ha/show.h"
 #include "ip/show.h"
 #include "medix/dataplane/v1/dataplane.grpc.pb.h"
 #include "nat/nat.h"
@@ -145,10 +146,15 @@ void fill_runtime(Dataplane& dp, v1::Runtime& out) {
   budget("arp_pending_next_hops", std::to_string(pending_next_hops),
          std::to_string(std::min(pending_next_hops, hops)) + " a tenant", "arp_pending_share");
   budget("nat_sessions", std::to_string(sessions),
-         std::to_string(default_session_share(sessions)) + " a tenant (its pool's session_limit if set)",
+         std::to_string(default_session_share(sessions)) + " a tenant (its session_limit, else its pool's, if set)",
          "nat_session_limit");
   budget("ike_punt", std::to_string(punt_ring_size) + " in the ring",
          rate(s.punt_rate_per_second, s.punt_burst) + " a source", "punt_policed");
+  budget("nat_fragments", std::to_string(fragment_max_entries) + " datagrams",
+         std::to_string(fragment_tenant_share) + " fragments a tenant", "nat_fragment_share");
+  budget("packet_buffers_held", std::to_string(dp.pool ? dp.pool->size : 0),
+         std::to_string(buffer_guard_share) + " a tenant when under 1/" + std::to_string(buffer_guard_low) + " free",
+         "buffer_guard");
 }
 
 // The two streams are served by callbacks (api/watch.h), the rest by gRPC's sync threads.
@@ -350,6 +356,27 @@ class Service final : public ServiceBase {
     return grpc::Status::OK;
   }
 
+  grpc::Status SetHaRole(grpc::ServerContext* context, const v1::SetHaRoleRequest* request,
+                         v1::SetHaRoleResponse* response) override {
+    if (auto s = allowed(context, "SetHaRole"); !s.ok()) return s;
+    if (request->role() != v1::HA_ROLE_ACTIVE && request->role() != v1::HA_ROLE_STANDBY)
+      return {grpc::StatusCode::INVALID_ARGUMENT, "role: active or standby is required"};
+    bool standby = request->role() == v1::HA_ROLE_STANDBY;
+    bool was = dp_.ha_standby.exchange(standby);
+    response->set_previous(was ? v1::HA_ROLE_STANDBY : v1::HA_ROLE_ACTIVE);
+    if (was != standby)
+      log(LogLevel::notice, "medix-dp: API: %s made this node %s (%s)", access_.identify(*context).name.c_str(),
+          standby ? "standby" : "active", request->reason().empty() ? "no reason given" : request->reason().c_str());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetHaSync(grpc::ServerContext* context, const v1::GetHaSyncRequest*,
+                         v1::HaSyncStatus* response) override {
+    if (auto s = allowed(context, "GetHaSync"); !s.ok()) return s;
+    fill_ha_sync(dp_, *response);
+    return grpc::Status::OK;
+  }
+
   grpc::Status GetRuntime(grpc::ServerContext* context, const v1::GetRuntimeRequest*, v1::Runtime* response) override {
     if (auto s = allowed(context, "GetRuntime"); !s.ok()) return s;
     fill_runtime(dp_, *response);
@@ -426,6 +453,8 @@ class Service final : public ServiceBase {
       x->set_icmp_rate_limited(t.icmp_rate_limited);
       x->set_arp_pending_limited(t.arp_pending_limited);
       x->set_punt_policed(t.punt_policed);
+      x->set_fragments_limited(t.fragments_limited);
+      x->set_buffer_guarded(t.buffer_guarded);
     }
     fill_drops(out.mutable_drops(), s.totals.drops);
     for (size_t q = 0; q < dp_.workers.size(); q++) {
@@ -484,28 +513,7 @@ class Service final : public ServiceBase {
       x->set_matched(r.matched);
       x->set_permit(r.permit);
     }
-    for (const auto& p : s.policers) {
-      auto* x = out.add_policers();
-      x->set_name(p.name);
-      x->set_green_packets(p.packets[qos::green]);
-      x->set_green_bytes(p.bytes[qos::green]);
-      x->set_yellow_packets(p.packets[qos::yellow]);
-      x->set_yellow_bytes(p.bytes[qos::yellow]);
-      x->set_red_packets(p.packets[qos::red]);
-      x->set_red_bytes(p.bytes[qos::red]);
-      x->set_dropped(p.dropped);
-    }
-    for (const auto& c : s.shaper_classes) {
-      auto* x = out.add_shaper_classes();
-      x->set_shaper(c.shaper);
-      x->set_class_(c.name);
-      x->set_queued_packets(c.queued_packets);
-      x->set_queued_bytes(c.queued_bytes);
-      x->set_sent_packets(c.sent_packets);
-      x->set_sent_bytes(c.sent_bytes);
-      x->set_dropped(c.dropped);
-      x->set_depth(c.depth);
-    }
+    for (const auto& [kind, rows] : s.kinds) add_counters(*kind, rows, out);
     auto* e = out.mutable_events();
     e->set_icmp_sent(s.totals.icmp_sent);
     e->set_icmp_rate_limited(s.totals.icmp_rate_limited);

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "api/capture.h"
+#include "common/address.h"
 #include "common/log.h"
 #include "ip/show.h"
 #include "ipsec/sa.h"
@@ -16,19 +17,11 @@
 namespace medix::dp {
 
 namespace v1 = medix::dataplane::v1;
+using medix::common::format_ipv4;
 using medix::common::log;
 using medix::common::LogLevel;
 
 namespace {
-
-grpc::Status invalid(const std::string& message) { return {grpc::StatusCode::INVALID_ARGUMENT, message}; }
-
-std::string ip(uint32_t a) {
-  in_addr x{htonl(a)};
-  char s[INET_ADDRSTRLEN];
-  inet_ntop(AF_INET, &x, s, sizeof s);
-  return s;
-}
 
 std::string protocol(uint8_t p) {
   switch (p) {
@@ -43,9 +36,9 @@ std::string protocol(uint8_t p) {
 // "udp 10.0.0.5:40000 > 100.100.2.10:5000", "icmp 10.0.0.5 > 10.9.9.9 type 8 code 0".
 std::string flow(uint8_t proto, uint32_t src, uint32_t dst, uint32_t ports) {
   if (proto == IPPROTO_TCP || proto == IPPROTO_UDP)
-    return protocol(proto) + " " + ip(src) + ":" + std::to_string(ports >> 16) + " > " + ip(dst) + ":" +
-           std::to_string(ports & 0xffff);
-  std::string s = protocol(proto) + " " + ip(src) + " > " + ip(dst);
+    return protocol(proto) + " " + format_ipv4(src) + ":" + std::to_string(ports >> 16) + " > " + format_ipv4(dst) +
+           ":" + std::to_string(ports & 0xffff);
+  std::string s = protocol(proto) + " " + format_ipv4(src) + " > " + format_ipv4(dst);
   if (proto == IPPROTO_ICMP) s += " type " + std::to_string(ports >> 8) + " code " + std::to_string(ports & 0xff);
   return s;
 }
@@ -110,7 +103,7 @@ struct Renderer {
   std::string route(uint16_t tenant_slot, uint32_t dst) const {
     v1::LookupRequest q;
     q.set_tenant(tenant(tenant_slot));
-    q.set_address(ip(dst));
+    q.set_address(format_ipv4(dst));
     v1::LookupResponse r;
     if (lookup(intent, committer, q, r) || r.steps().empty() || !r.steps(0).has_route()) return "";
     return r.steps(0).route().prefix();
@@ -124,12 +117,12 @@ struct Renderer {
       case TraceStep::handoff:
         return std::string("to worker ") + std::to_string(r.a) + " (" + handoff_name(r.kind) + ")";
       case TraceStep::esp:
-        return sa(r.x, true) + " seq " + std::to_string(r.y) + ": " + ip(r.z) + " > " + ip(r.v) + " tenant " +
-               tenant(r.b);
+        return sa(r.x, true) + " seq " + std::to_string(r.y) + ": " + format_ipv4(r.z) + " > " + format_ipv4(r.v) +
+               " tenant " + tenant(r.b);
       case TraceStep::decrypted:
         return "interface " + interface(r.a) + " tenant " + tenant(r.c) + ": " + flow(r.kind, r.x, r.y, r.z);
       case TraceStep::lookup: {
-        std::string s = "tenant " + tenant(r.a) + " " + ip(r.x) + ": ";
+        std::string s = "tenant " + tenant(r.a) + " " + format_ipv4(r.x) + ": ";
         if (NexthopKind(r.kind) == NexthopKind::no_route) return s + "no route";
         // The route as the tables hold it now (the lookup's own answer is the rest).
         std::string prefix = route(r.a, r.x);
@@ -137,7 +130,7 @@ struct Renderer {
         switch (NexthopKind(r.kind)) {
           case NexthopKind::no_route: return s + "no route";
           case NexthopKind::via:
-            return s + "via " + (r.y ? ip(r.y) : std::string("connected")) + " interface " + interface(r.b);
+            return s + "via " + (r.y ? format_ipv4(r.y) : std::string("connected")) + " interface " + interface(r.b);
           case NexthopKind::leak: return s + "leak to tenant " + tenant(r.c);
           case NexthopKind::local: return s + "local";
           case NexthopKind::blackhole: return s + "blackhole";
@@ -149,12 +142,12 @@ struct Renderer {
         return "tenant " + tenant(r.a) + " to " + tenant(r.b) + (r.c == 1 ? " (handed off)" : "") + ": " +
                flow(r.kind, r.x, r.y, r.z);
       case TraceStep::translated: return "rewritten to " + flow(r.kind, r.x, r.y, r.z) + " in tenant " + tenant(r.c);
-      case TraceStep::local: return "tenant " + tenant(r.c) + " " + ip(r.x) + " is ours";
+      case TraceStep::local: return "tenant " + tenant(r.c) + " " + format_ipv4(r.x) + " is ours";
       case TraceStep::encrypted:
-        return sa(r.x, false) + " seq " + std::to_string(r.y) + ": " + ip(r.z) + " > " + ip(r.v) + " tenant " +
-               tenant(r.b);
+        return sa(r.x, false) + " seq " + std::to_string(r.y) + ": " + format_ipv4(r.z) + " > " + format_ipv4(r.v) +
+               " tenant " + tenant(r.b);
       case TraceStep::neighbour: {
-        std::string s = "interface " + interface(r.a) + " " + ip(r.x) + ": ";
+        std::string s = "interface " + interface(r.a) + " " + format_ipv4(r.x) + ": ";
         if (!r.kind) return s + "not resolved, parked while ARP asks";
         char mac[24];
         snprintf(mac, sizeof mac, "%02x:%02x:%02x:%02x:%02x:%02x", r.y >> 8 & 0xff, r.y & 0xff, r.z >> 24,
@@ -172,18 +165,12 @@ struct Renderer {
   }
 };
 
-uint64_t realtime_ns() {
-  return uint64_t(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
-          .count());
-}
-
 }  // namespace
 
 grpc::Status Traces::start(const v1::StartTraceRequest& request) {
   if (request.count() < 1 || request.count() > trace_max_packets)
-    return invalid("count: " + std::to_string(request.count()) + " is out of range 1.." +
-                   std::to_string(trace_max_packets));
+    return invalid_argument("count: " + std::to_string(request.count()) + " is out of range 1.." +
+                            std::to_string(trace_max_packets));
   const v1::CaptureRequest& r = request.filter();
   for (auto [set, name] : {std::pair{r.points_size() > 0, "points"},
                            {!r.drop_reason().empty(), "drop_reason"},
@@ -191,7 +178,8 @@ grpc::Status Traces::start(const v1::StartTraceRequest& request) {
                            {r.max_packets() != 0, "max_packets"},
                            {r.duration_ms() != 0, "duration_ms"},
                            {r.rate_pps() != 0, "rate_pps"}})
-    if (set) return invalid(std::string("filter.") + name + ": a capture's, not a trace's (traces match at rx)");
+    if (set)
+      return invalid_argument(std::string("filter.") + name + ": a capture's, not a trace's (traces match at rx)");
   auto session = std::make_unique<TraceSession>();
   grpc::Status s = dp_.controller.read([&](const Intent&, const Committer&, uint64_t) {
     return make_filter(*dp_.controller.published().load(), r, session->filter);

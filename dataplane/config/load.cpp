@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "common/json.h"
+#include "config/settings.h"
 
 namespace medix::dp {
 
@@ -20,6 +21,7 @@ std::variant<medix::dataplane::v1::Config, std::string> load_text(const std::str
   if (auto error = common::parse_json(text, config)) return name + ": " + *error;
   if (config.schema_version() != 1)
     return name + ": schema_version: " + std::to_string(config.schema_version()) + " is not supported (expected 1)";
+  if (auto error = check_settings(config.settings())) return name + ": " + *error;
   return config;
 }
 

@@ -1,11 +1,24 @@
 #pragma once
 // The config file's `settings` as the dataplane's knobs: 0 (unset) keeps the default.
 #include <algorithm>
+#include <optional>
+#include <string>
 
+#include "infra/limits.h"
 #include "infra/settings.h"
 #include "medix/dataplane/v1/objects.pb.h"
 
 namespace medix::dp {
+
+// What no default guards: a value the dataplane's fixed arrays cannot hold. The error names
+// the field ("settings.arp_pending_limit: ...").
+inline std::optional<std::string> check_settings(const medix::dataplane::v1::Settings& s) {
+  // Each worker's ARP pending queue is an array of max_pending packets (infra/worker.h).
+  if (s.arp_pending_limit() > max_pending)
+    return "settings.arp_pending_limit: " + std::to_string(s.arp_pending_limit()) + " is above the most, " +
+           std::to_string(max_pending);
+  return std::nullopt;
+}
 
 inline Settings settings_from(const medix::dataplane::v1::Settings& s) {
   Settings out;

@@ -1,5 +1,7 @@
 #include "control/kinds.h"
 
+#include <algorithm>
+
 #include "arp/kinds.h"
 #include "ip/kinds.h"
 #include "ipsec/kinds.h"
@@ -38,6 +40,56 @@ const Kind* kind_of(v1::Kind list_kind) {
   for (const Kind* k : kinds())
     if (k->list_kind == list_kind) return k;
   return nullptr;
+}
+
+namespace {
+using google::protobuf::FieldDescriptor;
+
+const FieldDescriptor* list_field(const Kind& kind) {
+  return v1::CountersSnapshot::descriptor()->FindFieldByName(kind.counters->list);
+}
+}  // namespace
+
+std::optional<std::string> check_counters(const Kind& kind) {
+  const KindCounters& c = *kind.counters;
+  std::string where = std::string(kind.name) + "'s counters: ";
+  const FieldDescriptor* list = list_field(kind);
+  if (!list || !list->is_repeated() || list->type() != FieldDescriptor::TYPE_MESSAGE)
+    return where + "CountersSnapshot has no list of messages named \"" + c.list + "\"";
+  const auto* message = list->message_type();
+  const FieldDescriptor* name = message->FindFieldByName("name");
+  if (!name || name->type() != FieldDescriptor::TYPE_STRING) return where + message->name() + " has no string name";
+  const FieldDescriptor* part = c.part ? message->FindFieldByName(c.part) : nullptr;
+  if (c.part && (!part || part->type() != FieldDescriptor::TYPE_STRING))
+    return where + message->name() + " has no string field \"" + c.part + "\"";
+  for (const CounterColumn& column : c.columns) {
+    const FieldDescriptor* f = message->FindFieldByName(column.field);
+    if (!f || f->is_repeated() || f->type() != FieldDescriptor::TYPE_UINT64)
+      return where + message->name() + " has no uint64 field \"" + column.field + "\"";
+  }
+  for (int i = 0; i < message->field_count(); i++) {
+    const FieldDescriptor* f = message->field(i);
+    if (f == name || f == part) continue;
+    if (std::none_of(c.columns.begin(), c.columns.end(), [&](const CounterColumn& k) { return f->name() == k.field; }))
+      return where + message->name() + "." + f->name() + " is no column";
+  }
+  return std::nullopt;
+}
+
+void add_counters(const Kind& kind, const std::vector<CounterRow>& rows, v1::CountersSnapshot& out) {
+  const FieldDescriptor* list = list_field(kind);
+  const auto* message = list->message_type();
+  std::vector<const FieldDescriptor*> fields;
+  for (const CounterColumn& column : kind.counters->columns) fields.push_back(message->FindFieldByName(column.field));
+  const FieldDescriptor* name = message->FindFieldByName("name");
+  const FieldDescriptor* part = kind.counters->part ? message->FindFieldByName(kind.counters->part) : nullptr;
+  for (const CounterRow& row : rows) {
+    auto* x = out.GetReflection()->AddMessage(&out, list);
+    const auto* r = x->GetReflection();
+    r->SetString(x, name, row.name);
+    if (part) r->SetString(x, part, row.part);
+    for (size_t i = 0; i < fields.size(); i++) r->SetUInt64(x, fields[i], row.values[i]);
+  }
 }
 
 }  // namespace medix::dp

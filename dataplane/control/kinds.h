@@ -7,12 +7,42 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "control/commit.h"
 #include "control/intent.h"
 #include "medix/dataplane/v1/dataplane.pb.h"
 
 namespace medix::dp {
+
+// A kind's counters, declared in its folder (Kind::counters): one row of uint64 columns per
+// object, read from the generation. The snapshot, GetCounters, the Prometheus endpoint and
+// medixctl's counters table read them through the entry, so they know no such kind.
+struct CounterColumn {
+  const char* field;   // its uint64 field in the kind's counters message ("green_packets")
+  const char* help;    // the Prometheus family's HELP
+  bool gauge = false;  // how many now (a gauge), not a count (a counter, "_total")
+};
+struct CounterRow {
+  std::string name;              // the object's
+  std::vector<uint64_t> values;  // by column
+  std::string part;              // the part of it the row counts (KindCounters::part), or empty
+  // The workers' state the counters live in: ClearCounters' base applies while it is the same
+  // (a changed object gets new state, which starts from zero anyway).
+  const void* state = nullptr;
+};
+struct KindCounters {
+  // Its list in v1::CountersSnapshot ("policers"): a message of `name`, `part` if any, and
+  // the columns.
+  const char* list;
+  std::span<const CounterColumn> columns;
+  // A row per object of the generation, in its order: raw counts (ClearCounters' base is
+  // subtracted by the snapshot, from every column but the gauges).
+  void (*read)(const Tables& tables, std::vector<CounterRow>& rows);
+  // A string field naming the part of the object a row counts, when it has several rows (a
+  // shaper's "class"); null: a row per object.
+  const char* part = nullptr;
+};
 
 struct Kind {
   v1::Object::KindCase object;  // its case in an Object
@@ -70,12 +100,22 @@ struct Kind {
   // List: a page of at most `page` objects after the request's page token.
   std::optional<Error> (*list)(const Intent& intent, const Committer& committer, const v1::ListRequest& request,
                                uint32_t page, v1::ListResponse& out);
+
+  // Its counters (null: none of its own).
+  const KindCounters* counters = nullptr;
 };
 
 // Every kind, in dependency order (a config's lists become operations in this order).
 std::span<const Kind* const> kinds();
 const Kind* kind_of(v1::Object::KindCase object);
 const Kind* kind_of(v1::Kind list_kind);
+
+// Whether a kind's counters match their message in v1::CountersSnapshot: a repeated message
+// named by `list` with a string `name` and exactly the columns' uint64 fields (the unit test
+// checks every kind, so that GetCounters never meets a column without its field).
+std::optional<std::string> check_counters(const Kind& kind);
+// The rows into `out`'s list of the kind (GetCounters).
+void add_counters(const Kind& kind, const std::vector<CounterRow>& rows, v1::CountersSnapshot& out);
 
 // For the entries: an object of the map's value type at `key`, if any.
 template <typename Map, typename K, typename Set>

@@ -47,6 +47,7 @@ namespace medix::dp {
   X(nat_keepalive, "NAT-T keepalive (RFC 3948), dropped quietly")                             \
   X(nat_truncated, "crossing the core: L4 header missing or cut short")                       \
   X(nat_reassembly_failed, "crossing the core: fragment not reassembled in 2 s (or bad set)") \
+  X(nat_fragment_share, "crossing the core: the tenant holds its reassembly share")           \
   X(nat_unsupported, "crossing the core: ICMP type or protocol that cannot be translated")    \
   X(nat_no_mapping, "crossing the core: no static mapping or pool covers the address")        \
   X(nat_no_session, "crossing the core: reply, error or NAPT address with no session")        \
@@ -58,11 +59,13 @@ namespace medix::dp {
   X(ike_no_listener, "IKE packet with no exception interface to take it")                     \
   X(punt_full, "the exception interface's ring is full")                                      \
   X(punt_policed, "IKE from a source over its rate to the exception interface")               \
+  X(buffer_guard, "the packet pool is low and the tenant holds its guard share")              \
   X(interface_gone, "egress interface deleted while the packet waited for ARP")               \
   X(port_down, "egress port is administratively down or deleted")                             \
   X(tx_full, "the port's tx queue did not take the packet")                                   \
   X(policed, "a policer's action for the packet's colour is drop (QoS)")                      \
-  X(shaper_queue_full, "the egress shaper's queue for the packet's class is full (QoS)")
+  X(shaper_queue_full, "the egress shaper's queue for the packet's class is full (QoS)")      \
+  X(ha_standby, "crossing the core: this node is the HA standby (it crosses nothing until active)")
 
 enum class Drop : uint16_t {
 #define MEDIX_DROP_ENUM(name, desc) name,

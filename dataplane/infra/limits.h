@@ -23,6 +23,7 @@ inline constexpr unsigned max_pending = 4096;
 inline constexpr unsigned max_leak_hops = 4;
 inline constexpr unsigned max_sas = 8192;  // slot 0 unused
 inline constexpr unsigned max_policy_rules = 4096;
+inline constexpr uint32_t max_session_limit = 1u << 28;  // a tenant's session_limit
 
 // What medix-dp allocates at start is sized by these (and the tables' shapes, tables/tables.h);
 // runtime/memory.cpp estimates it from them for `medix-dp --check`.

@@ -47,7 +47,7 @@ struct PacketMeta {
   uint32_t in_uid, out_uid;
   Handoff handoff;
   uint8_t trace_id;  // the trace session that stamped `trace` (infra/trace.h)
-  // Pending queue only: the tenant slot whose share the packet takes.
+  // Pending queue and NAT reassembly only: the tenant slot whose share the packet takes.
   uint16_t parked_tenant;
   uint64_t deadline;
   // Crossing the core: the slot + 1 of the tenant the packet entered the core from (0: not
@@ -67,6 +67,7 @@ inline constexpr uint8_t meta_fragment = 1;    // larger than the egress MTU, DF
 inline constexpr uint8_t meta_local = 2;       // made by medix-dp (ESP outer, ICMP): no TTL, no ICMP about it
 inline constexpr uint8_t meta_crossed = 4;     // crossed the core already: route it in the core
 inline constexpr uint8_t meta_translated = 8;  // rewritten by crossing: answers to it are routed back
+inline constexpr uint8_t meta_held = 16;       // a fragment counted in parked_tenant's reassembly share
 
 inline PacketMeta& meta(rte_mbuf* m) { return *static_cast<PacketMeta*>(rte_mbuf_to_priv(m)); }
 
@@ -105,9 +106,11 @@ struct Counters {
   struct Tenant {
     uint64_t rx_packets, tx_packets, drops;
     uint64_t icmp_sent, icmp_rate_limited, arp_pending_limited, punt_policed;
+    uint64_t fragments_limited, buffer_guarded;
   } tenants[max_tenants];
   uint64_t drops[drop_reason_count];
-  uint64_t icmp_sent, icmp_rate_limited, arp_requests_sent, arp_replies_sent, arp_replies_received, ike_punted;
+  uint64_t icmp_sent, icmp_rate_limited, arp_requests_sent, arp_replies_sent, arp_replies_received, ike_punted,
+      bgp_punted;
   // Crossing the core, by the tenant flows start in (the origin).
   struct Nat {
     uint64_t sessions_created, sessions_ended, translated, mappings_created, mappings_ended, pool_exhausted,
@@ -156,6 +159,9 @@ struct TxBuffer {
 };
 
 inline constexpr uint32_t pending_next_hops = 64;  // next hops a worker waits for at once
+// The buffer pool guard (docs/fair-shares.md): when fewer than 1/8 of the pool's buffers are
+// free, a tenant may hold at most 16 more in the pending queue or in reassembly.
+inline constexpr uint32_t buffer_guard_low = 8, buffer_guard_share = 16;
 
 struct PendingQueue {
   uint32_t count;
@@ -208,6 +214,8 @@ struct Shares {
   } punt[punt_sets][punt_ways];
 };
 
+struct SyncWorker;  // nat/sync.h
+
 struct alignas(RTE_CACHE_LINE_SIZE) Worker {
   unsigned lcore = 0;
   uint16_t queue = 0;              // rx and tx queue id on every port
@@ -250,6 +258,14 @@ struct alignas(RTE_CACHE_LINE_SIZE) Worker {
   // The trace this loop iteration serves, the same way (nullptr: none; infra/trace.h).
   TraceSession* trace = nullptr;
   const std::atomic<TraceSession*>* trace_published = nullptr;
+  // The packet pool is low (fewer than 1/buffer_guard_low of it free, looked at once a
+  // millisecond): a tenant may then hold only buffer_guard_share buffers beyond a burst.
+  bool pool_low = false;
+  uint64_t pool_checked_at = 0;
+  // HA state sync (nat/sync.h; nullptr: not configured), and the node's role: while it is the
+  // standby it crosses nothing (docs/ha.md).
+  SyncWorker* sync = nullptr;
+  const std::atomic<bool>* ha_standby = nullptr;
   uint64_t now = 0;           // TSC at the start of this burst
   uint64_t timeouts[5] = {};  // sessions, in TSC: SessionTimeout
 };

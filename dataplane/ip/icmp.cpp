@@ -4,6 +4,7 @@
 #include <rte_icmp.h>
 #include <rte_ip.h>
 #include <rte_ip_frag.h>
+#include <rte_tcp.h>
 #include <rte_udp.h>
 
 #include "ip/checksum.h"
@@ -98,6 +99,10 @@ void icmp_error(Worker& w, rte_mbuf* orig, uint8_t type, uint8_t code, uint16_t 
     if (out.uid && !out.tunnel && out.tenant == tenant) src = out.source_for(dst);
   }
   if (src == 0 && routed) src = tenant_address(t, tenant);  // tunnels are unnumbered
+  // A tenant reached only through tunnels has no address of its own: an error about a packet
+  // that crossed into it comes from the packet's destination, which its static mapping
+  // translates back (else "fragmentation needed" for a tunnel's MTU would black-hole the flow).
+  if (src == 0 && translated) src = rte_be_to_cpu_32(ip->dst_addr);
   if (src == 0) return;
   if (!take_token(w, t, tenant, type == icmp_dest_unreachable && code == unreach_needfrag)) {
     bump(w.counters->icmp_rate_limited);
@@ -200,6 +205,24 @@ void local_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** esp, uint16_
           drop(w, m, Drop::punt_full);
         else
           bump(w.counters->ike_punted);
+        continue;
+      }
+    }
+    // BGP between areas (docs/areas.md): the session to or from our backbone address goes to
+    // the area's BGP daemon behind the exception TAP, policed as IKE is.
+    if (ip->next_proto_id == IPPROTO_TCP && payload >= sizeof(rte_tcp_hdr) &&
+        rte_pktmbuf_data_len(m) >= pm.l2_len + header + sizeof(rte_tcp_hdr)) {
+      const auto* tcp = rte_pktmbuf_mtod_offset(m, const rte_tcp_hdr*, pm.l2_len + header);
+      if (tcp->dst_port == rte_cpu_to_be_16(179) || tcp->src_port == rte_cpu_to_be_16(179)) {
+        if (!w.punt) {
+          drop(w, m, Drop::local_unsupported);
+        } else if (!punt_allowed(w, rte_be_to_cpu_32(ip->src_addr), pm.tenant)) {
+          if (pm.tenant < max_tenants) bump(w.counters->tenants[pm.tenant].punt_policed);
+          drop(w, m, Drop::punt_policed);
+        } else if (rte_ring_mp_enqueue(w.punt, m) != 0)
+          drop(w, m, Drop::punt_full);
+        else
+          bump(w.counters->bgp_punted);
         continue;
       }
     }

@@ -18,6 +18,7 @@ std::optional<Error> check_tenant(Intent& in, const v1::Object& o, const std::st
   const auto& t = o.tenant();
   if (auto e = range(path + ".max_routes", t.max_routes(), 0, 1u << 24)) return e;
   if (!v1::FibKind_IsValid(t.fib())) return invalid(path + ".fib", "is not a FIB kind");
+  if (auto e = range(path + ".session_limit", t.session_limit(), 0, max_session_limit)) return e;
   if (t.core()) {
     for (const auto& [other, x] : in.tenants)
       if (x.core() && other != t.name())

@@ -95,6 +95,11 @@ void park(Worker& w, rte_mbuf* m, uint64_t now) {
     drop(w, m, Drop::arp_pending_share);
     return;
   }
+  if (w.pool_low && q.tenant_packets[tenant] >= buffer_guard_share) [[unlikely]] {
+    bump(w.counters->tenants[tenant].buffer_guarded);
+    drop(w, m, Drop::buffer_guard);
+    return;
+  }
   if (!waiting) {
     waiting = &q.waiting[q.n_waiting++];
     *waiting = {key, 0, 0, tenant};

@@ -77,9 +77,13 @@ std::optional<Error> Committer::build_crossing(const Diff& diff, const Intent& i
       }
       if (pool->second.port_low()) x.port_low = uint16_t(pool->second.port_low());
       if (pool->second.port_high()) x.port_high = uint16_t(pool->second.port_high());
-      if (uint32_t limit = pool->second.session_limit())
-        x.session_limit = std::max<uint32_t>(1, (limit + params_.queues - 1) / params_.queues);
+      x.session_limit = pool->second.session_limit();
     }
+    // The tenant's own quota (static-only tenants have no pool) wins over its pool's.
+    if (auto t = intent.tenants.find(e.name); t != intent.tenants.end() && t->second.session_limit())
+      x.session_limit = t->second.session_limit();
+    if (x.session_limit)
+      x.session_limit = std::max<uint32_t>(1, (x.session_limit + params_.queues - 1) / params_.queues);
     x.epoch = fresh || !epoch || changed.count(e.name) ? ++epochs_ : epoch;
     e.nat = std::move(x);
   }

@@ -16,6 +16,8 @@
 
 #include "ip/checksum.h"
 #include "ip/ip.h"
+#include "ipsec/sa.h"
+#include "nat/sync.h"
 
 namespace medix::dp {
 
@@ -45,11 +47,12 @@ NatWorker* nat_worker_create(unsigned queue, uint32_t capacity, unsigned socket)
   n->free_sessions = static_cast<uint32_t*>(rte_malloc_socket("free_sessions", 4 * capacity, 0, int(socket)));
   n->free_mappings = static_cast<uint32_t*>(rte_malloc_socket("free_mappings", 4 * capacity, 0, int(socket)));
   n->sessions_of = static_cast<uint32_t*>(rte_zmalloc_socket("sessions_of", 4 * max_tenants, 0, int(socket)));
+  n->fragments_of = static_cast<uint32_t*>(rte_zmalloc_socket("fragments_of", 4 * max_tenants, 0, int(socket)));
   // Packets of up to RTE_LIBRTE_IP_FRAG_MAX_FRAG fragments, given 2 s to complete.
   n->fragments = rte_ip_frag_table_create(fragment_buckets, fragment_bucket_entries, fragment_max_entries,
                                           rte_get_tsc_hz() * 2, int(socket));
   if (!n->index || !n->sessions || !n->mappings || !n->free_sessions || !n->free_mappings || !n->sessions_of ||
-      !n->fragments) {
+      !n->fragments_of || !n->fragments) {
     nat_worker_free(n);
     return nullptr;
   }
@@ -69,6 +72,7 @@ void nat_worker_free(NatWorker* n) {
   rte_free(n->free_sessions);
   rte_free(n->free_mappings);
   rte_free(n->sessions_of);
+  rte_free(n->fragments_of);
   if (n->fragments) {
     rte_ip_frag_free_death_row(&n->death_row, 0);
     rte_ip_frag_table_destroy(n->fragments);
@@ -287,8 +291,18 @@ void release_mapping(Worker& w, NatWorker& nw, uint32_t index) {
   nw.free_mappings[nw.n_free_mappings++] = index;
 }
 
+// To the sync thread: a session made or ended (HA, nat/sync.h). A full ring loses the record,
+// counted; the active's periodic refresh and the next bulk resync heal it.
+void sync_push(Worker& w, const NatWorker& nw, uint32_t index, SyncKind kind) {
+  SyncRecord r = session_record(nw, nw.sessions[index], w.queue, w.now, w.tsc_hz);
+  r.kind = uint8_t(kind);
+  if (rte_ring_sp_enqueue_elem(w.sync->out, &r, sizeof r) != 0) bump(w.sync->ring_full);
+}
+
 void end_session(Worker& w, NatWorker& nw, uint32_t index) {
   Session& s = nw.sessions[index];
+  if (w.sync) [[unlikely]]
+    sync_push(w, nw, index, SyncKind::session_end);
   uint32_t seq = s.seq.load(std::memory_order_relaxed);
   s.seq.store(seq + 1, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);
@@ -476,6 +490,8 @@ std::optional<uint32_t> create_session(Worker& w, NatWorker& nw, const Flow& f, 
   s.seq.store(seq + 2, std::memory_order_release);
   nw.sessions_of[origin]++;
   bump(counters.sessions_created);
+  if (w.sync) [[unlikely]]
+    sync_push(w, nw, index, SyncKind::session);
   return index;
 }
 
@@ -509,13 +525,35 @@ bool pull_up(rte_mbuf* m, uint32_t len) {
   return rte_pktmbuf_data_len(m) >= len;
 }
 
-bool reassemble(Worker& w, NatWorker& nw, rte_mbuf*& m) {
+// A fragment leaves the table (reassembled, or on the death row): its tenant's share is free.
+void release_fragment(NatWorker& nw, rte_mbuf* m) {
+  PacketMeta& pm = meta(m);
+  if (!(pm.flags & meta_held)) return;
+  pm.flags &= uint8_t(~meta_held);
+  if (pm.parked_tenant < max_tenants && nw.fragments_of[pm.parked_tenant]) nw.fragments_of[pm.parked_tenant]--;
+}
+
+bool reassemble(Worker& w, NatWorker& nw, rte_mbuf*& m, uint16_t origin) {
+  // A tenant holds at most its share of the table, and only a few buffers when the pool is low.
+  uint16_t tenant = origin < max_tenants ? origin : w.tables->core;
+  if (tenant >= max_tenants) tenant = 0;
+  if (nw.fragments_of[tenant] >= fragment_tenant_share || (w.pool_low && nw.fragments_of[tenant] >= buffer_guard_share))
+      [[unlikely]] {
+    bool guard = nw.fragments_of[tenant] < fragment_tenant_share;
+    bump(guard ? w.counters->tenants[tenant].buffer_guarded : w.counters->tenants[tenant].fragments_limited);
+    drop(w, m, guard ? Drop::buffer_guard : Drop::nat_fragment_share);
+    return false;
+  }
   uint8_t l2 = meta(m).l2_len;
   auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, l2);
   m->l2_len = l2;
   m->l3_len = uint32_t(ip->version_ihl & 0xf) * 4;
+  meta(m).flags |= meta_held;
+  meta(m).parked_tenant = tenant;
+  nw.fragments_of[tenant]++;
   rte_mbuf* whole = rte_ipv4_frag_reassemble_packet(nw.fragments, &nw.death_row, m, w.now, ip);
   if (!whole) return false;  // held until the rest arrives (or freed on timeout)
+  for (rte_mbuf* seg = whole; seg; seg = seg->next) release_fragment(nw, seg);
   m = whole;
   ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, l2);
   ip->total_length = rte_cpu_to_be_16(uint16_t(rte_pktmbuf_pkt_len(m) - l2));
@@ -557,7 +595,7 @@ bool prepare(Worker& w, NatWorker& nw, rte_mbuf*& m, uint16_t origin, uint16_t e
              FlowKey& key) {
   const Tables& t = *w.tables;
   auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, meta(m).l2_len);
-  if (rte_ipv4_frag_pkt_is_fragmented(ip) && !reassemble(w, nw, m)) return false;
+  if (rte_ipv4_frag_pkt_is_fragmented(ip) && !reassemble(w, nw, m, origin)) return false;
   if (!owner_known && t.workers > 1) {
     uint16_t owner = nat_owner(w, m, origin, exit);
     if (owner != w.queue) {
@@ -702,6 +740,11 @@ void nat_input(Worker& w, rte_mbuf** pkts, uint16_t n, bool handed_off, rte_mbuf
     exit[i] = meta(pkts[i]).exit;
     nexthop[i] = meta(pkts[i]).nexthop;
   }
+  if (w.ha_standby && w.ha_standby->load(std::memory_order_relaxed)) [[unlikely]] {
+    // The standby crosses nothing: the active owns the flows (and the addresses, by VRRP).
+    for (uint16_t i = 0; i < n; i++) drop(w, pkts[i], Drop::ha_standby);
+    return;
+  }
   cross_burst(w, pkts, n, origin, exit, handed_off, crossed);
   for (uint16_t i = 0; i < n; i++) {
     if (!crossed[i]) continue;
@@ -729,6 +772,7 @@ void nat_sweep(Worker& w) {
   // death row: counted as dropped when freed.
   rte_ip_frag_table_del_expired_entries(nw.fragments, &nw.death_row, w.now);
   if (nw.death_row.cnt) {
+    for (uint32_t i = 0; i < nw.death_row.cnt; i++) release_fragment(nw, nw.death_row.row[i]);
     bump(w.counters->drops[unsigned(Drop::nat_reassembly_failed)], nw.death_row.cnt);
     rte_ip_frag_free_death_row(&nw.death_row, 3);
   }
@@ -738,6 +782,180 @@ void nat_sweep(Worker& w) {
     nw.sweep = i + 1 == nw.capacity ? 0 : i + 1;
     Session& s = nw.sessions[i];
     if (s.live && (stale(t, s) || w.now - s.last_seen > timeout_of(w, s))) end_session(w, nw, i);
+  }
+}
+
+// --- HA sync (nat/sync.h): the workers' side.
+
+SyncRecord session_record(const NatWorker& nw, const Session& s, uint16_t queue, uint64_t now, uint64_t hz) {
+  SyncRecord r{};
+  r.kind = uint8_t(SyncKind::session);
+  r.tcp = s.tcp;
+  r.queue = queue;
+  uint64_t idle = now > s.last_seen ? now - s.last_seen : 0;
+  r.idle_ms = hz >= 1000 ? uint32_t(std::min<uint64_t>(idle / (hz / 1000), UINT32_MAX)) : 0;
+  r.s.key[0] = s.key[0];
+  r.s.key[1] = s.key[1];
+  r.s.mapping_tenant = no_mapping_tenant;
+  if (s.mapping) {
+    const Mapping& mp = nw.mappings[s.mapping - 1];
+    r.s.inside_ip = mp.inside.src;
+    r.s.inside_port = mp.inside.sport;
+    r.s.outside_ip = mp.outside.src;
+    r.s.outside_port = mp.outside.sport;
+    r.s.mapping_tenant = mp.inside.tenant;
+  }
+  return r;
+}
+
+namespace {
+
+bool live_tenant(const Tables& t, uint16_t tenant) { return tenant < t.tenants.size() && t.tenants[tenant].live; }
+
+// The record's NAPT mapping: the one this worker has, or a new one with the active's ports.
+std::optional<uint32_t> install_mapping(Worker& w, NatWorker& nw, const SyncRecord& r) {
+  const Tables& t = *w.tables;
+  uint16_t tenant = r.s.mapping_tenant;
+  uint8_t protocol = r.s.key[0].protocol;
+  if (!live_tenant(t, tenant)) return std::nullopt;
+  FlowKey inside{r.s.inside_ip, 0, r.s.inside_port, 0, tenant, protocol, mapping_inside};
+  FlowKey outside{r.s.outside_ip, 0, r.s.outside_port, 0, tenant, protocol, mapping_outside};
+  void* data;
+  if (rte_hash_lookup_data(nw.index, &inside, &data) >= 0) {
+    auto index = uint32_t(reinterpret_cast<uintptr_t>(data));
+    if (nw.mappings[index].outside == outside) return index;
+    return std::nullopt;  // mapped elsewhere here: the active's ports would clash
+  }
+  if (rte_hash_lookup(nw.index, &outside) >= 0 || !nw.n_free_mappings) return std::nullopt;
+  uint32_t index = nw.free_mappings[--nw.n_free_mappings];
+  if (rte_hash_add_key_data(nw.index, &inside, reinterpret_cast<void*>(uintptr_t(index))) < 0 ||
+      rte_hash_add_key_data(nw.index, &outside, reinterpret_cast<void*>(uintptr_t(index))) < 0) {
+    rte_hash_del_key(nw.index, &inside);
+    nw.free_mappings[nw.n_free_mappings++] = index;
+    return std::nullopt;
+  }
+  nw.mappings[index] = Mapping{inside, outside, 0, t.tenants[tenant].nat.epoch};
+  bump(w.counters->nat[tenant].mappings_created);
+  return index;
+}
+
+// A session of the active: refreshed if this worker has it, else made with the active's
+// translation (its policy is checked again by its first packet here).
+void install_session(Worker& w, NatWorker& nw, const SyncRecord& r) {
+  const Tables& t = *w.tables;
+  const FlowKey& key = r.s.key[0];
+  const FlowKey& reverse = r.s.key[1];
+  if (!live_tenant(t, key.tenant) || !live_tenant(t, reverse.tenant) || key.kind != flow_session ||
+      reverse.kind != flow_session) {
+    bump(w.sync->install_failed);
+    return;
+  }
+  uint64_t idle = w.tsc_hz / 1000 * r.idle_ms;
+  uint64_t last_seen = w.now > idle ? w.now - idle : 0;
+  void* data;
+  if (rte_hash_lookup_data(nw.index, &key, &data) >= 0) {
+    auto found = reinterpret_cast<uintptr_t>(data);
+    Session& s = nw.sessions[found / 2];
+    if (found % 2 == 0 && s.key[1] == reverse) {
+      s.last_seen = last_seen;  // the active's timer
+      s.tcp |= r.tcp;
+      bump(w.sync->refreshed);
+      return;
+    }
+    end_session(w, nw, uint32_t(found / 2));  // an older flow of this node in the way
+  }
+  if (!nw.n_free_sessions) {
+    bump(w.sync->install_failed);
+    return;
+  }
+  std::optional<uint32_t> mapping;
+  if (r.s.mapping_tenant != no_mapping_tenant) {
+    mapping = install_mapping(w, nw, r);
+    if (!mapping) {
+      bump(w.sync->install_failed);
+      return;
+    }
+    nw.mappings[*mapping].refs++;
+  }
+  uint32_t index = nw.free_sessions[nw.n_free_sessions - 1];
+  auto value = [&](int d) { return reinterpret_cast<void*>(uintptr_t(index) * 2 + d); };
+  if (rte_hash_add_key_data(nw.index, &key, value(0)) < 0 || rte_hash_lookup(nw.index, &reverse) >= 0 ||
+      rte_hash_add_key_data(nw.index, &reverse, value(1)) < 0) {
+    rte_hash_del_key(nw.index, &key);
+    if (mapping) release_mapping(w, nw, *mapping);
+    bump(w.sync->install_failed);
+    return;
+  }
+  nw.n_free_sessions--;
+  Session& s = nw.sessions[index];
+  uint32_t seq = s.seq.load(std::memory_order_relaxed);
+  s.seq.store(seq + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  s.live = 1;
+  s.tcp = r.tcp;
+  s.rule = 0;
+  s.key[0] = key;
+  s.key[1] = reverse;
+  s.last_seen = last_seen;
+  s.epoch[0] = t.tenants[key.tenant].nat.epoch;
+  s.epoch[1] = t.tenants[reverse.tenant].nat.epoch;
+  s.policy_epoch = t.policy_epoch + 1;  // not this generation's: the first packet asks the policy
+  s.mapping = mapping ? *mapping + 1 : 0;
+  s.seq.store(seq + 2, std::memory_order_release);
+  nw.sessions_of[key.tenant]++;
+  bump(w.counters->nat[key.tenant].sessions_created);
+  bump(w.sync->installed);
+}
+
+void remove_session(Worker& w, NatWorker& nw, const SyncRecord& r) {
+  void* data;
+  if (rte_hash_lookup_data(nw.index, &r.s.key[0], &data) < 0) return;
+  auto found = reinterpret_cast<uintptr_t>(data);
+  if (found % 2 != 0 || !(nw.sessions[found / 2].key[1] == r.s.key[1])) return;
+  end_session(w, nw, uint32_t(found / 2));
+  bump(w.sync->removed);
+}
+
+// Takeover: an SA this worker owns jumps to what the active had (plus the margin, added by the
+// sync thread). Outbound: never a sequence number the peer saw. Inbound: the window starts
+// at the active's top, all of it taken as seen (a replay of the active's packets is refused).
+void advance_sa(Worker& w, const SyncRecord& r) {
+  const Tables& t = *w.tables;
+  SaState* sa = r.sa.slot && r.sa.slot < max_sas && t.sas ? t.sas[r.sa.slot] : nullptr;
+  if (!sa || sa->spi != r.sa.spi || sa->inbound != bool(r.sa.inbound) || sa->owner != w.queue) {
+    bump(w.sync->install_failed);
+    return;
+  }
+  if (!sa->inbound) {
+    sa->seq = std::max(sa->seq, r.sa.value);
+  } else if (r.sa.value > sa->replay.top) {
+    sa->replay.top = r.sa.value;
+    std::fill(std::begin(sa->replay.bits), std::end(sa->replay.bits), ~uint64_t(0));
+  }
+  bump(w.sync->sas_advanced);
+}
+
+}  // namespace
+
+void sync_install(Worker& w) {
+  if (!w.sync || !w.sync->in) return;
+  SyncRecord records[burst_size];
+  unsigned n = rte_ring_sc_dequeue_burst_elem(w.sync->in, records, sizeof(SyncRecord), burst_size, nullptr);
+  if (!n) return;
+  // No core tenant here (no session tables): sessions cannot be installed, SAs still can.
+  NatWorker* nw = w.tables->nat ? w.tables->nat[w.queue] : nullptr;
+  for (unsigned i = 0; i < n; i++) {
+    auto kind = SyncKind(records[i].kind);
+    if (!nw && (kind == SyncKind::session || kind == SyncKind::session_end)) {
+      bump(w.sync->install_failed);
+      continue;
+    }
+    switch (kind) {
+      case SyncKind::session: install_session(w, *nw, records[i]); break;
+      case SyncKind::session_end: remove_session(w, *nw, records[i]); break;
+      case SyncKind::sa_takeover: advance_sa(w, records[i]); break;
+      default: bump(w.sync->install_failed); break;
+    }
   }
 }
 

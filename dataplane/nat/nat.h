@@ -82,9 +82,10 @@ struct NatWorker {
   uint32_t n_free_sessions = 0;
   uint32_t* free_mappings = nullptr;
   uint32_t n_free_mappings = 0;
-  uint32_t sweep = 0;               // the next session the expiry sweep looks at
-  uint32_t port_cursor = 0;         // where the NAPT port search starts
-  uint32_t* sessions_of = nullptr;  // live sessions by origin tenant slot
+  uint32_t sweep = 0;                // the next session the expiry sweep looks at
+  uint32_t port_cursor = 0;          // where the NAPT port search starts
+  uint32_t* sessions_of = nullptr;   // live sessions by origin tenant slot
+  uint32_t* fragments_of = nullptr;  // fragments held for reassembly by origin tenant slot
   rte_ip_frag_tbl* fragments = nullptr;
   rte_ip_frag_death_row death_row{};
 };
@@ -102,6 +103,9 @@ inline HashShape nat_index_shape(uint32_t capacity) {
 }
 // A worker's reassembly table: buckets, entries per bucket, packets at once.
 inline constexpr uint32_t fragment_buckets = 1024, fragment_bucket_entries = 16, fragment_max_entries = 4096;
+// The fragments a tenant may hold in a worker's reassembly table (docs/fair-shares.md): a
+// quarter of its datagrams, so a tenant's fragment flood leaves the rest (and the buffers).
+inline constexpr uint32_t fragment_tenant_share = fragment_max_entries / 4;
 
 // Allocates one worker's tables (control side, before workers see them) for `capacity` sessions
 // (sessions_per_worker); nullptr on failure.

@@ -5,6 +5,7 @@
 #include <linux/if_tun.h>
 #include <rte_arp.h>
 #include <rte_ip.h>
+#include <rte_tcp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -19,6 +20,25 @@ namespace medix::dp {
 namespace {
 // The MAC the kernel sees as every peer's: medix-dp answers all ARP on the TAP with it.
 const rte_ether_addr dataplane_mac = {{0x02, 0x6d, 0x78, 0x00, 0x00, 0x01}};
+
+// A BGP segment (TCP port 179) from an address of one of our interfaces (the area's BGP daemon
+// on the backbone, docs/areas.md): that interface, its tenant in `tenant`; else nullptr.
+const InterfaceEntry* bgp_from(const Tables& tables, const uint8_t* frame, size_t len, uint32_t src, uint16_t& tenant) {
+  const auto* ip = reinterpret_cast<const rte_ipv4_hdr*>(frame + sizeof(rte_ether_hdr));
+  const size_t header = size_t(ip->version_ihl & 0xf) * 4;
+  if (ip->next_proto_id != IPPROTO_TCP || len < sizeof(rte_ether_hdr) + header + sizeof(rte_tcp_hdr)) return nullptr;
+  const auto* tcp = reinterpret_cast<const rte_tcp_hdr*>(frame + sizeof(rte_ether_hdr) + header);
+  if (tcp->src_port != rte_cpu_to_be_16(179) && tcp->dst_port != rte_cpu_to_be_16(179)) return nullptr;
+  for (const auto& f : tables.interfaces) {
+    if (!f.uid || f.tunnel) continue;
+    for (unsigned i = 0; i < f.subnet_count; i++)
+      if (f.subnets[i].address == src) {
+        tenant = f.tenant;
+        return &f;
+      }
+  }
+  return nullptr;
+}
 }  // namespace
 
 ExceptionPort::~ExceptionPort() {
@@ -106,7 +126,9 @@ unsigned ExceptionPort::poll(const Tables& tables, rte_mempool* pool, rte_ring* 
     const InterfaceEntry* tunnel = nullptr;
     for (const auto& f : tables.interfaces)
       if (f.uid && f.tunnel && f.local == src) tunnel = &f;
-    if (!tunnel) continue;  // not from one of our tunnel endpoints: not ours to send
+    uint16_t tenant = tunnel ? tunnel->underlay : 0;
+    if (!tunnel && bgp_from(tables, frame, size_t(len), src, tenant) == nullptr)
+      continue;  // neither IKE from a tunnel endpoint nor BGP from an interface of ours: not ours to send
     rte_mbuf* m = rte_pktmbuf_alloc(pool);
     if (!m) continue;
     size_t ip_len = size_t(len) - sizeof(rte_ether_hdr);
@@ -118,7 +140,7 @@ unsigned ExceptionPort::poll(const Tables& tables, rte_mempool* pool, rte_ring* 
     memcpy(at, ip, ip_len);
     PacketMeta& pm = meta(m);
     pm = PacketMeta{};
-    pm.tenant = tunnel->underlay;
+    pm.tenant = tenant;
     pm.flags = meta_local;
     pm.handoff = Handoff::inject;
     if (rte_ring_mp_enqueue(to_worker, m) != 0)

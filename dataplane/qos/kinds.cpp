@@ -181,6 +181,77 @@ void count_users(Intent& in, const v1::Shaper& s, int delta) {
   }
 }
 
+// By colour, every worker's share summed, since the policer was created or changed (or the
+// counters cleared).
+const CounterColumn policer_columns[] = {
+    {"green_packets", "Packets the policer coloured green."},
+    {"green_bytes", "Bytes the policer coloured green."},
+    {"yellow_packets", "Packets the policer coloured yellow."},
+    {"yellow_bytes", "Bytes the policer coloured yellow."},
+    {"red_packets", "Packets the policer coloured red."},
+    {"red_bytes", "Bytes the policer coloured red."},
+    {"dropped", "Packets the policer dropped (its colour's action)."},
+};
+
+const KindCounters policer_counters = {
+    .list = "policers",
+    .columns = policer_columns,
+    .read =
+        [](const Tables& t, std::vector<CounterRow>& rows) {
+          for (const qos::Policer& p : t.qos.policers) {
+            uint64_t packets[qos::colours] = {}, bytes[qos::colours] = {}, dropped = 0;
+            for (uint16_t i = 0; i < p.workers; i++) {
+              const qos::Share& share = p.shares[i];
+              for (unsigned c = 0; c < qos::colours; c++) {
+                packets[c] += load_counter(share.packets[c]);
+                bytes[c] += load_counter(share.bytes[c]);
+              }
+              dropped += load_counter(share.dropped);
+            }
+            rows.push_back({p.name,
+                            {packets[qos::green], bytes[qos::green], packets[qos::yellow], bytes[qos::yellow],
+                             packets[qos::red], bytes[qos::red], dropped},
+                            {},
+                            p.shares.get()});
+          }
+        },
+};
+
+// A row per class, every worker's queue summed, since the shaper was created or changed (or
+// the counters cleared); depth is now.
+const CounterColumn shaper_columns[] = {
+    {"queued_packets", "Packets a shaper class took into its queues."},
+    {"queued_bytes", "Bytes of frame a shaper class took into its queues."},
+    {"sent_packets", "Packets a shaper class sent."},
+    {"sent_bytes", "Bytes of frame a shaper class sent."},
+    {"dropped", "Packets dropped: the shaper class's queue was full."},
+    {"depth", "Packets in the shaper class's queues now.", true},
+};
+
+const KindCounters shaper_counters = {
+    .list = "shaper_classes",
+    .columns = shaper_columns,
+    .read =
+        [](const Tables& t, std::vector<CounterRow>& rows) {
+          for (const qos::Shaper& sh : t.qos.shapers)
+            for (size_t c = 0; c < sh.classes.size(); c++) {
+              std::vector<uint64_t> v(std::size(shaper_columns));
+              for (uint16_t i = 0; i < sh.workers; i++) {
+                const qos::ClassQueue& q = sh.shares[i].classes[c];
+                v[0] += load_counter(q.queued_packets);
+                v[1] += load_counter(q.queued_bytes);
+                v[2] += load_counter(q.sent_packets);
+                v[3] += load_counter(q.sent_bytes);
+                v[4] += load_counter(q.dropped);
+                v[5] +=
+                    uint32_t(__atomic_load_n(&q.tail, __ATOMIC_RELAXED) - __atomic_load_n(&q.head, __ATOMIC_RELAXED));
+              }
+              rows.push_back({sh.name, std::move(v), sh.classes[c].name, sh.shares.get()});
+            }
+        },
+    .part = "class",
+};
+
 }  // namespace
 
 const Kind policer_kind = {
@@ -237,6 +308,7 @@ const Kind policer_kind = {
         out.set_next_page_token(std::to_string(start + out.objects_size()));
       return std::nullopt;
     },
+    .counters = &policer_counters,
 };
 
 const Kind shaper_kind = {
@@ -292,6 +364,7 @@ const Kind shaper_kind = {
         out.set_next_page_token(std::to_string(start + out.objects_size()));
       return std::nullopt;
     },
+    .counters = &shaper_counters,
 };
 
 }  // namespace medix::dp

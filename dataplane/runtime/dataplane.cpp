@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "ip/ip.h"
 #include "nat/nat.h"
+#include "nat/sync.h"
 #include "pipeline/pipeline.h"
 #include "runtime/memory.h"
 
@@ -31,8 +32,14 @@ int worker_main(void* arg) {
     w.capture = w.capture_published->load(std::memory_order_acquire);
     w.trace = w.trace_published->load(std::memory_order_acquire);
     w.now = loop_start;
+    if (w.now - w.pool_checked_at > w.tsc_hz / 1000) {  // the caches of every lcore: not per packet
+      w.pool_checked_at = w.now;
+      w.pool_low = rte_mempool_avail_count(w.pool) < w.pool->size / buffer_guard_low;
+    }
     bool work = false;  // anything received, handed over, waiting or sent this iteration
     nat_sweep(w);
+    if (w.sync) [[unlikely]]
+      sync_install(w);
     for (uint16_t port = 0; port < w.tables->ports.size(); port++) {
       const PortEntry& p = w.tables->ports[port];
       if (!p.live || p.admin_down) continue;
@@ -189,6 +196,17 @@ std::optional<std::string> Dataplane::start(const Settings& s, uint32_t mtu,
     std::string events = "sa_events" + std::to_string(q);
     w->sa_events = rte_ring_create_elem(events.c_str(), sizeof(SaEventMessage), sa_event_ring_size, wsocket,
                                         RING_F_SP_ENQ | RING_F_SC_DEQ);
+    w->ha_standby = &ha_standby;
+    if (ha_sync) {
+      // Sessions made and ended, to the sync thread; records to install, from it (a bulk
+      // resync fills this one fastest).
+      w->sync = new (rte_zmalloc_socket("sync", sizeof(SyncWorker), RTE_CACHE_LINE_SIZE, wsocket)) SyncWorker();
+      std::string out = "sync_out" + std::to_string(q), in = "sync_in" + std::to_string(q);
+      w->sync->out =
+          rte_ring_create_elem(out.c_str(), sizeof(SyncRecord), 16384, wsocket, RING_F_SP_ENQ | RING_F_SC_DEQ);
+      w->sync->in = rte_ring_create_elem(in.c_str(), sizeof(SyncRecord), 65536, wsocket, RING_F_SP_ENQ | RING_F_SC_DEQ);
+      if (!w->sync->out || !w->sync->in) return std::string("cannot allocate the HA sync rings: ") + more_memory;
+    }
     w->mgr = alloc_mb_mgr(0);
     if (w->mgr) init_mb_mgr_auto(w->mgr, nullptr);
     if (!w->counters || !w->tx || !w->pending || !w->originated || !w->to_shape || !w->neighbour_cache || !w->shares ||

@@ -20,6 +20,10 @@
 
 namespace medix::dp {
 
+namespace ha {
+class Sync;
+}
+
 // One worker's own counters: its drops, its stages and its loop (GetRuntime, `drops --lcore`).
 struct LcoreStats {
   uint64_t drops[drop_reason_count];
@@ -37,9 +41,8 @@ struct Cleared {
   std::map<std::string, NicStats> nics;  // by port name
   // By SA (tunnel, spi, inbound): packets, bytes, then its drops by reason.
   std::map<std::tuple<std::string, uint32_t, bool>, std::vector<uint64_t>> sas;
-  // QoS (policers, shaper classes) by their workers' state (a changed one has new state, and
-  // starts from zero anyway) and name: their counters, in the order snapshot.cpp reads them.
-  std::map<std::pair<const void*, std::string>, std::vector<uint64_t>> qos;
+  // The kinds' counters (Kind::counters) by row: its state, name and part (CounterRow).
+  std::map<std::tuple<const void*, std::string, std::string>, std::vector<uint64_t>> kinds;
 };
 
 struct Dataplane {
@@ -48,6 +51,11 @@ struct Dataplane {
   std::atomic<CaptureSession*> capture{nullptr};
   // The running trace (api/trace.cpp publishes it; workers read it once a loop).
   std::atomic<TraceSession*> trace{nullptr};
+  // HA (docs/ha.md): true while this node is the standby (it crosses nothing, installs what
+  // the active syncs); set before start() from --ha-role, then by SetHaRole (VRRP).
+  std::atomic<bool> ha_standby{false};
+  bool ha_sync = false;    // before start(): give workers sync rings (nat/sync.h)
+  ha::Sync* ha = nullptr;  // the sync thread, when configured (main.cpp owns it)
   Settings settings;
   rte_mempool* pool = nullptr;
   rte_mempool* indirect_pool = nullptr;

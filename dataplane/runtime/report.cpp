@@ -92,6 +92,8 @@ int tenants_cmd(const char*, const char* params, rte_tel_data* d) {
     rte_tel_data_add_dict_u64(e, "icmp_rate_limited", x.icmp_rate_limited);
     rte_tel_data_add_dict_u64(e, "arp_pending_limited", x.arp_pending_limited);
     rte_tel_data_add_dict_u64(e, "punt_policed", x.punt_policed);
+    rte_tel_data_add_dict_u64(e, "fragments_limited", x.fragments_limited);
+    rte_tel_data_add_dict_u64(e, "buffer_guarded", x.buffer_guarded);
   });
 }
 
@@ -189,6 +191,7 @@ int events_cmd(const char*, const char*, rte_tel_data* d) {
   rte_tel_data_add_dict_u64(d, "arp_replies_sent", c.arp_replies_sent);
   rte_tel_data_add_dict_u64(d, "arp_replies_received", c.arp_replies_received);
   rte_tel_data_add_dict_u64(d, "ike_punted", c.ike_punted);
+  rte_tel_data_add_dict_u64(d, "bgp_punted", c.bgp_punted);
   return 0;
 }
 

@@ -60,45 +60,32 @@ std::vector<uint64_t> sa_row(const SaState& sa) {
   for (unsigned r = 0; r < sa_drop_count; r++) row.push_back(load_counter(sa.drops[r]));
   return row;
 }
-// A policer's counters, every worker's share summed: packets by colour, bytes by colour, dropped.
-std::vector<uint64_t> policer_row(const qos::Policer& p) {
-  std::vector<uint64_t> row(2 * qos::colours + 1);
-  for (uint16_t i = 0; i < p.workers; i++) {
-    const qos::Share& share = p.shares[i];
-    for (unsigned c = 0; c < qos::colours; c++) {
-      row[c] += load_counter(share.packets[c]);
-      row[qos::colours + c] += load_counter(share.bytes[c]);
+// The kinds' rows (Kind::counters), raw.
+template <typename Each>
+void read_kinds(const Tables& t, Each each) {
+  for (const Kind* k : kinds())
+    if (k->counters) {
+      std::vector<CounterRow> rows;
+      k->counters->read(t, rows);
+      each(*k, rows);
     }
-    row[2 * qos::colours] += load_counter(share.dropped);
-  }
-  return row;
 }
 
-// A shaper class's counters, every worker's queue summed: queued packets and bytes, sent
-// packets and bytes, dropped.
-std::vector<uint64_t> class_row(const qos::Shaper& s, size_t c) {
-  std::vector<uint64_t> row(5);
-  for (uint16_t i = 0; i < s.workers; i++) {
-    const qos::ClassQueue& q = s.shares[i].classes[c];
-    row[0] += load_counter(q.queued_packets);
-    row[1] += load_counter(q.queued_bytes);
-    row[2] += load_counter(q.sent_packets);
-    row[3] += load_counter(q.sent_bytes);
-    row[4] += load_counter(q.dropped);
-  }
-  return row;
+// A row's key in Cleared::kinds.
+std::tuple<const void*, std::string, std::string> row_key(const CounterRow& row) {
+  return {row.state, row.name, row.part};
 }
 
-// The state that tells one policer or shaper class from another (their names may be reused).
-std::pair<const void*, std::string> qos_key(const void* state, const std::string& name) { return {state, name}; }
-
-// `row` minus its base at the last clear, if that clear saw the same state.
-std::vector<uint64_t> since_clear(const Cleared& cleared, const std::pair<const void*, std::string>& key,
-                                  std::vector<uint64_t> row) {
-  auto base = cleared.qos.find(key);
-  if (base != cleared.qos.end())
-    for (size_t i = 0; i < row.size() && i < base->second.size(); i++) row[i] -= std::min(row[i], base->second[i]);
-  return row;
+// Each row's counters minus their base at the last clear, if that clear saw the same state;
+// gauges as they are.
+void since_clear(const Cleared& cleared, const Kind& kind, std::vector<CounterRow>& rows) {
+  const auto& columns = kind.counters->columns;
+  for (CounterRow& row : rows) {
+    auto base = cleared.kinds.find(row_key(row));
+    if (base == cleared.kinds.end()) continue;
+    for (size_t i = 0; i < row.values.size() && i < base->second.size(); i++)
+      if (!columns[i].gauge) row.values[i] -= std::min(row.values[i], base->second[i]);
+  }
 }
 
 }  // namespace
@@ -112,13 +99,12 @@ uint64_t Dataplane::clear_counters() {
   std::lock_guard lock(clear_mutex);
   cleared.nics.clear();
   cleared.sas.clear();
-  cleared.qos.clear();
+  cleared.kinds.clear();
   controller.read([&](const Intent&, const Committer& committer, uint64_t) {
     const Tables& t = *committer.current();
-    for (const auto& p : t.qos.policers) cleared.qos[qos_key(p.shares.get(), p.name)] = policer_row(p);
-    for (const auto& sh : t.qos.shapers)
-      for (size_t c = 0; c < sh.classes.size(); c++)
-        cleared.qos[qos_key(sh.shares.get(), sh.classes[c].name)] = class_row(sh, c);
+    read_kinds(t, [&](const Kind&, std::vector<CounterRow>& rows) {
+      for (CounterRow& row : rows) cleared.kinds[row_key(row)] = std::move(row.values);
+    });
     committer.for_each_sa([&](const SaKey& key, const SaState& sa) {
       cleared.sas[{key.tunnel, key.spi, key.inbound}] = sa_row(sa);
     });
@@ -202,25 +188,10 @@ CounterSnapshot take_snapshot(Dataplane& dp, bool with_neighbours) {
                          gauge(now.mappings_created, now.mappings_ended)});
       }
     for (const auto& r : t.rules) s.rules.push_back({r.name, s.totals.rule_matched[r.slot], r.permit});
-    for (const auto& p : t.qos.policers) {
-      auto row = since_clear(cleared, qos_key(p.shares.get(), p.name), policer_row(p));
-      CounterSnapshot::Policer x{p.name, {}, {}, row[2 * qos::colours]};
-      for (unsigned c = 0; c < qos::colours; c++) {
-        x.packets[c] = row[c];
-        x.bytes[c] = row[qos::colours + c];
-      }
-      s.policers.push_back(std::move(x));
-    }
-    for (const auto& sh : t.qos.shapers)
-      for (size_t c = 0; c < sh.classes.size(); c++) {
-        auto row = since_clear(cleared, qos_key(sh.shares.get(), sh.classes[c].name), class_row(sh, c));
-        uint64_t depth = 0;
-        for (uint16_t i = 0; i < sh.workers; i++) {
-          const qos::ClassQueue& q = sh.shares[i].classes[c];
-          depth += uint32_t(__atomic_load_n(&q.tail, __ATOMIC_RELAXED) - __atomic_load_n(&q.head, __ATOMIC_RELAXED));
-        }
-        s.shaper_classes.push_back({sh.name, sh.classes[c].name, row[0], row[1], row[2], row[3], row[4], depth});
-      }
+    read_kinds(t, [&](const Kind& k, std::vector<CounterRow>& rows) {
+      since_clear(cleared, k, rows);
+      s.kinds.push_back({&k, std::move(rows)});
+    });
     if (with_neighbours)
       t.neighbours->for_each([&](const NeighbourSlotKey& key, const rte_ether_addr& mac, bool is_static) {
         char text[RTE_ETHER_ADDR_FMT_SIZE];

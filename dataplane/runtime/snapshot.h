@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "control/kinds.h"
 #include "ipsec/sa.h"
 #include "runtime/dataplane.h"
 
@@ -51,19 +52,12 @@ struct CounterSnapshot {
     bool permit;
   };
   std::vector<Rule> rules;
-  // Policers (qos/): by colour, every worker's share summed, since created or last changed.
-  struct Policer {
-    std::string name;
-    uint64_t packets[3], bytes[3], dropped;
+  // The kinds that declare counters (Kind::counters: the policer's), in the table's order.
+  struct KindRows {
+    const Kind* kind;
+    std::vector<CounterRow> rows;
   };
-  std::vector<Policer> policers;
-  // Shaper classes (qos/): every worker's queue summed; depth is now, the rest since created,
-  // changed or cleared.
-  struct ShaperClass {
-    std::string shaper, name;
-    uint64_t queued_packets, queued_bytes, sent_packets, sent_bytes, dropped, depth;
-  };
-  std::vector<ShaperClass> shaper_classes;
+  std::vector<KindRows> kinds;
 };
 
 // Live objects only; each counter minus its base (its slot's, or the last clear's, whichever

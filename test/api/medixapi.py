@@ -45,19 +45,11 @@ from medix.dataplane.v1 import objects_pb2 as pb  # noqa: E402
 from medix.dataplane.v1 import dataplane_pb2 as dp  # noqa: E402
 from medix.dataplane.v1 import dataplane_pb2_grpc as dp_grpc  # noqa: E402
 
-# Object.kind field for each object message, and the List Kind of each.
-FIELD_OF = {
-    pb.Port: "port", pb.Tenant: "tenant", pb.Interface: "interface", pb.Route: "route",
-    pb.Neighbour: "neighbour", pb.Tunnel: "tunnel", pb.SecurityAssociation: "sa",
-    pb.StaticMapping: "static_mapping", pb.NaptPool: "napt_pool", pb.PolicyRule: "policy_rule",
-    pb.Policer: "policer", pb.Shaper: "shaper",
-}
-KIND_OF = {
-    "port": dp.PORT, "tenant": dp.TENANT, "interface": dp.INTERFACE, "route": dp.ROUTE,
-    "neighbour": dp.NEIGHBOUR, "tunnel": dp.TUNNEL, "sa": dp.SA,
-    "static_mapping": dp.STATIC_MAPPING, "napt_pool": dp.NAPT_POOL, "policy_rule": dp.POLICY_RULE,
-    "policer": dp.POLICER, "shaper": dp.SHAPER,
-}
+# Object.kind field for each object message, and the List Kind of each, from the proto (a new
+# kind needs no line here): the Kind value is the field's name in capitals.
+_KIND_FIELDS = dp.Object.DESCRIPTOR.oneofs_by_name["kind"].fields
+FIELD_OF = {getattr(pb, f.message_type.name): f.name for f in _KIND_FIELDS}
+KIND_OF = {f.name: dp.Kind.Value(f.name.upper()) for f in _KIND_FIELDS}
 IMPLEMENTED_KINDS = ("port", "tenant", "interface", "route", "neighbour")
 
 CHANNEL_OPTIONS = [

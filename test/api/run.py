@@ -704,6 +704,8 @@ def bad_requests(f, d, c):
                     [create(route_leak("hosp-a", "10.3.0.0/16", "hosp-a"))], IA, "operations[0].route.next_tenant")
     expect_rejected(c, "tenant max_routes beyond 2^24",
                     [create(pb.Tenant(name="x-t", max_routes=(1 << 24) + 1))], IA, "operations[0].tenant.max_routes")
+    expect_rejected(c, "tenant session_limit beyond 2^28",
+                    [create(pb.Tenant(name="x-t", session_limit=(1 << 28) + 1))], IA, "operations[0].tenant.session_limit")
     expect_rejected(c, "tenant name of 64 characters", [create(pb.Tenant(name="t" * 64))], IA,
                     "operations[0].tenant.name")
     expect_rejected(c, "interface MTU above its port's (1500)",
@@ -904,7 +906,7 @@ def shaper_kind(f, d, c):
     round_trip(c, "shaper", first, second, pb.Shaper(name="rt-shp"), "shaper")
     err, res = rpc(c.apply, [create(first)])
     if R.check(err is None and res.changed == 1, "shaper: CREATE again", short(err)):
-        names = [(k.shaper, getattr(k, "class")) for k in c.counters().shaper_classes]
+        names = [(k.name, getattr(k, "class")) for k in c.counters().shaper_classes]
         R.check(names == [("rt-shp", "ef"), ("rt-shp", "rest")], "GetCounters lists the shaper's classes",
                 "names %s" % names)
         rpc(c.apply, [delete(pb.Shaper(name="rt-shp"))])
@@ -1699,10 +1701,10 @@ def medixctl_tls_reasons(f, target, p):
 # of the service missing here fails the test: a new RPC must be given a role.
 RPC_ROLES = {"Get": "monitor", "List": "monitor", "GetCounters": "monitor", "GetRuntime": "monitor",
              "WatchCounters": "monitor", "WatchSaEvents": "monitor", "ListSessions": "monitor", "GetVersion": "monitor",
-             "GetFib": "monitor", "Lookup": "monitor",
+             "GetFib": "monitor", "Lookup": "monitor", "GetHaSync": "monitor",
              "ClearSessions": "operator", "ClearCounters": "operator", "Capture": "operator",
              "StartTrace": "operator", "GetTrace": "operator", "ClearTrace": "operator",
-             "Apply": "controller"}
+             "Apply": "controller", "SetHaRole": "controller"}
 ROLE_ORDER = ["none", "monitor", "operator", "controller"]
 
 

@@ -120,8 +120,8 @@ pass "medix-dp starts"
 expect "show ports" 0 '^p0 +net_null0 +1500 +up +up +10G +full +off ' -- show ports
 expect "show ports: promiscuous p1" 0 '^p1 +net_null1 +1500 +up +up +10G +full +on ' -- show ports
 expect "show ports: link, speed and duplex columns" 0 '^NAME +DEVICE +MTU +STATE +LINK +SPEED +DUPLEX +PROMISCUOUS' -- show ports
-expect "show tenants" 0 '^a +65536 +Hospital A$' -- show tenants
-expect "show tenants: max_routes" 0 '^core +1024 +-$' -- show tenants
+expect "show tenants" 0 '^a +65536 +- +Hospital A$' -- show tenants
+expect "show tenants: max_routes" 0 '^core +1024 +- +-$' -- show tenants
 expect "show interfaces" 0 '^a-lan +a +p0 +10 +- +port +port +10\.0\.0\.1/24$' -- show interfaces
 expect "show interfaces: QinQ" 0 '^core0 +core +p1 +100 +7 +port +port +100\.64\.0\.1/24$' -- show interfaces
 expect "show routes: leak" 0 '^a +100\.64\.0\.0/16 +tenant core$' -- show routes
@@ -140,7 +140,7 @@ for kind in tunnels sas static-mappings napt-pools policy-rules; do
   fi
 done
 expect "show port p0" 0 '^p0 +net_null0 ' -- show port p0
-expect "show tenant a" 0 '^a +65536 +Hospital A$' -- show tenant a
+expect "show tenant a" 0 '^a +65536 +- +Hospital A$' -- show tenant a
 expect "show interface b-lan" 0 '^b-lan +b +p0 +20 ' -- show interface b-lan
 expect "show route a 100.64.0.0/16" 0 '^a +100\.64\.0\.0/16 +tenant core$' -- show route a 100.64.0.0/16
 expect "show neighbour a-lan 10.0.0.254" 0 '^a-lan +10\.0\.0\.254 +02:00:00:00:00:fe +static$' -- \
@@ -150,8 +150,8 @@ expect "show a missing tenant: NOT_FOUND" 1 '^medixctl: NOT_FOUND: ' -- show ten
 # --- counters, drops, runtime (net_null ports receive all the time)
 expect "counters: ports" 0 '^p0 +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+$' -- counters
 expect "counters: interfaces" 0 '^a-lan +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+$' -- counters
-expect "counters: tenants, with what each was refused of the shared budgets" 0 '^core( +[0-9]+){7}$' -- counters
-expect "counters: tenants' columns" 0 '^TENANT +RX-PACKETS +TX-PACKETS +DROPS +ICMP-SENT +ICMP-LIMITED +ARP-LIMITED +PUNT-POLICED$' -- counters
+expect "counters: tenants, with what each was refused of the shared budgets" 0 '^core( +[0-9]+){9}$' -- counters
+expect "counters: tenants' columns" 0 '^TENANT +RX-PACKETS +TX-PACKETS +DROPS +ICMP-SENT +ICMP-LIMITED +ARP-LIMITED +PUNT-POLICED +FRAG-LIMITED +BUF-GUARDED$' -- counters
 expect "counters: events" 0 '^arp_requests_sent +[0-9]+$' -- counters
 expect_json "counters -o json" \
   '{p["name"] for p in d["ports"]} == {"p0", "p1"} and int(d["ports"][0]["rx_packets"]) > 0 and len(d["drops"]) > 0' \
@@ -185,6 +185,9 @@ expect "runtime: ARP pending, a quarter a tenant" 0 '^arp_pending_packets +256 +
 expect "runtime: NAT sessions, a quarter a tenant" 0 '^nat_sessions +4096 +1024 a tenant ' -- runtime
 expect "runtime: IKE punted, a bucket a source" 0 '^ike_punt +1024 in the ring +100/s, burst 20 a source +punt_policed$' \
   -- runtime
+expect "runtime: NAT reassembly, a quarter a tenant" 0 '^nat_fragments +4096 datagrams +1024 fragments a tenant +nat_fragment_share$' \
+  -- runtime
+expect "runtime: the buffer pool's guard" 0 '^packet_buffers_held +[1-9][0-9]* +16 a tenant when under 1/8 free +buffer_guard$' -- runtime
 expect "runtime: stages" 0 '^[a-z0-9_]+ +[1-9][0-9]* +[0-9]+ +[0-9]+ +[0-9.]+ +[0-9.]+$' -- runtime
 expect "runtime --lcore" 0 '^ +1 +[a-z0-9_]+ +[1-9][0-9]* ' -- runtime --lcore
 expect_json "runtime -o json" 'int(d["tsc_hz"]) > 0 and len(d["stages"]) > 0 and "cycles_per_packet" in d["stages"][0]' \
@@ -228,12 +231,14 @@ expect_json "show route -o json" 'd["object"]["route"]["via"] == {"interface": "
 # --- set and delete round trips
 expect "set tenant: create" 0 '^version [0-9]+ \(1 changed\)$' -- set tenant d description Dental max-routes 2048
 v1=$(version_of "$out")
-expect "show the new tenant" 0 '^d +2048 +Dental$' -- show tenant d
+expect "show the new tenant" 0 '^d +2048 +- +Dental$' -- show tenant d
 expect "set tenant: update one field" 0 '^version [0-9]+ \(1 changed\)$' -- set tenant d description "Dental care"
 v2=$(version_of "$out")
 if [ -n "$v1" ] && [ -n "$v2" ] && [ "$v2" -gt "$v1" ]; then pass "a change moves the version on"; else fail "version $v1 then $v2"; fi
-expect "set changes only the fields given" 0 '^d +2048 +Dental care$' -- show tenant d
+expect "set changes only the fields given" 0 '^d +2048 +- +Dental care$' -- show tenant d
 expect "set an identical tenant: no-op" 0 "^version $v2 \\(0 changed\\)\$" -- set tenant d description "Dental care"
+expect "set tenant session-limit" 0 '^version [0-9]+ \(1 changed\)$' -- set tenant d session-limit 5000
+expect "show tenant session-limit" 0 '^d +2048 +5000 +Dental care$' -- show tenant d
 expect "set interface: create" 0 '^version [0-9]+ \(1 changed\)$' -- \
   set interface d-lan tenant d port p1 vlan 40 address 10.4.0.1/24 address 10.5.0.1/24
 expect "show the new interface" 0 '^d-lan +d +p1 +40 +- +port +port +10\.4\.0\.1/24,10\.5\.0\.1/24$' -- show interface d-lan
@@ -286,7 +291,7 @@ cat >"$tmp/apply.json" <<'JSON'
 JSON
 expect "apply: creates and updates" 0 '^version [0-9]+ \(4 changed\)$' -- apply "$tmp/apply.json"
 v1=$(version_of "$out")
-expect "apply: the update" 0 '^a +65536 +Hospital A, north$' -- show tenant a
+expect "apply: the update" 0 '^a +65536 +- +Hospital A, north$' -- show tenant a
 expect "apply: the creates" 0 '^c +100\.64\.0\.0/16 +tenant core$' -- show routes --tenant c
 expect "apply again: nothing changes" 0 "^version $v1 \\(0 changed\\)\$" -- apply "$tmp/apply.json"
 expect_json "apply -o json" "int(d['version']) == $v1 and d['changed'] == 0" -- apply "$tmp/apply.json"
@@ -348,6 +353,35 @@ expect "counters: NAT per tenant" 0 '^b +0 +0 +0 +0 +0 +0 +0 +0$' -- counters
 expect "counters: policy rules" 0 '^a-to-b +permit +0$' -- counters
 expect_json "counters -o json: nat and policy_rules" \
   'any(n["tenant"] == "a" for n in d["nat"]) and d["policy_rules"][0]["name"] == "a-to-b"' -- counters
+# A kind's counters (a policer's, dataplane/qos/): a table titled from the proto
+cat >"$tmp/policer.json" <<'JSON'
+{"schema_version": 1,
+ "policers": [{"name": "a-pol", "tenant": "a", "mode": "POLICER_SRTCM", "cir": 125000000, "cbs": 100000,
+               "ebs": 100000}]}
+JSON
+expect "apply a policer" 0 '^version [0-9]+ \(1 changed\)$' -- apply "$tmp/policer.json"
+expect "counters: a kind's counters, titled from the proto" 0 \
+  '^POLICER +GREEN-PKTS +GREEN-BYTES +YELLOW-PKTS +YELLOW-BYTES +RED-PKTS +RED-BYTES +DROPPED$' -- counters
+expect "counters: the policer's row" 0 '^a-pol( +[0-9]+){7}$' -- counters
+expect_json "counters -o json: policers" 'd["policers"][0]["name"] == "a-pol"' -- counters
+expect "delete policer" 0 '^version [0-9]+ \(1 changed\)$' -- delete policer a-pol
+expect_not "counters: no policer, no table" '^POLICER ' -- counters
+# A kind with a row per part (a shaper's classes): the part's column after the name
+cat >"$tmp/shaper.json" <<'JSON'
+{"schema_version": 1,
+ "shapers": [{"name": "b-shp", "interface": "b-lan", "rate": "25000000", "burst": "100000",
+              "classes": [{"name": "voice", "priority": true, "rate": "1000000", "dscp": [46]},
+                          {"name": "rest", "weight": 1}]}]}
+JSON
+expect "apply a shaper" 0 '^version [0-9]+ \(1 changed\)$' -- apply "$tmp/shaper.json"
+expect "counters: a kind's counters by part" 0 \
+  '^SHAPER +CLASS +QUEUED-PKTS +QUEUED-BYTES +SENT-PKTS +SENT-BYTES +DROPPED +DEPTH$' -- counters
+expect "counters: the shaper's class rows" 0 '^b-shp +rest( +[0-9]+){6}$' -- counters
+expect_json "counters -o json: shaper_classes" \
+  '[(k["name"], k["class"]) for k in d["shaper_classes"]] == [("b-shp", "voice"), ("b-shp", "rest")]' -- counters
+expect "qos: the shaper's classes" 0 '^b-shp +voice +[0-9.]+ ' -- qos --interval 100
+expect "delete shaper" 0 '^version [0-9]+ \(1 changed\)$' -- delete shaper b-shp
+expect_not "counters: no shaper, no table" '^SHAPER ' -- counters
 expect "a mapping that clashes in the core" 1 \
   '^medixctl: INVALID_ARGUMENT: operations\[0\]\.static_mapping\.core_prefix: overlaps ' -- \
   apply "$tmp/clash.json"

@@ -56,6 +56,9 @@ sed 's/"schema_version": 1/"schema_version": 1, "tunnelz": []/' "$tmp/good.json"
 sed 's/"0.0.0.0\/0"/"10.0.0.0\/33"/' "$tmp/good.json" >"$tmp/prefix.json"
 sed 's/"tenant": "t", "port"/"port"/' "$tmp/good.json" >"$tmp/missing.json"
 head -c 60 "$tmp/good.json" >"$tmp/truncated.json"
+sed 's/"schema_version": 1/"schema_version": 1, "settings": {"arp_pending_limit": 4097}/' "$tmp/good.json" >"$tmp/pending.json"
+sed 's/"schema_version": 1/"schema_version": 1, "settings": {"arp_pending_limit": 4096}/' "$tmp/good.json" \
+  >"$tmp/pending-most.json"
 sed 's/net_null0/net_pcap0/' "$tmp/good.json" >"$tmp/pcap.json"
 printf '\xd4\xc3\xb2\xa1\x02\x00\x04\x00\0\0\0\0\0\0\0\0\xff\xff\0\0\x01\0\0\0' >"$tmp/empty.pcap"
 
@@ -70,6 +73,11 @@ expect "invalid prefix names the route" 2 "routes[0].prefix: \"10.0.0.0/33\" is 
   $dp -- --config "$tmp/prefix.json" --check
 expect "missing required field" 2 "interfaces[0].tenant: is required" -- $dp -- --config "$tmp/missing.json" --check
 expect "truncated JSON names the file" 2 "$tmp/truncated.json: " -- $dp -- --config "$tmp/truncated.json" --check
+expect "an ARP pending limit above the queue's 4096 names the field" 2 \
+  "$tmp/pending.json: settings.arp_pending_limit: 4097 is above the most, 4096" -- \
+  $dp -- --config "$tmp/pending.json" --check
+expect "an ARP pending limit of 4096 is accepted" 0 "$tmp/pending-most.json: ok" -- \
+  $dp -- --config "$tmp/pending-most.json" --check
 expect "a port EAL does not have" 2 "ports[0].device: no DPDK port named \"net_null0\"" -- \
   $dp "${eal[@]}" --file-prefix "medix-cli-$$-1" -- --config "$tmp/good.json"
 expect "fewer queues than workers" 2 "needs one per worker (2)" -- \

@@ -26,9 +26,6 @@ source "$(dirname "$0")/../netns/lib.sh"
 
 CTL=${MEDIXCTL:-$MX_REPO/build/controlplane/cli/medixctl}
 CP=${MEDIX_CP:-$MX_REPO/build/controlplane/medix-cp}
-passed=0 failed=0
-pass() { echo "PASS $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL $*"; failed=$((failed + 1)); }
 CP_PID= KNOT_PID= SCP_PID=
 UNBOUND_PIDS=()
 finish() {

@@ -45,18 +45,9 @@ UNBOUND = "127.0.0.2"
 METRICS = 9153  # medix-cp's --metrics-listen, in this suite's own namespace
 HOSP_A, HOSP_B, ARCHIVE_MOVED = "100.64.1.5", "100.64.2.5", "100.100.3.5"  # tenants' hosts as the core sees them
 
-passed = failed = 0
-
-
-def check(ok, name, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print("PASS " + name, flush=True)
-    else:
-        failed += 1
-        print("FAIL " + name + (": %s" % (detail,) if detail != "" else ""), flush=True)
-    return ok
+sys.path.insert(0, os.path.join(ROOT, "test", "lib"))
+import checks  # noqa: E402
+from checks import check  # noqa: E402
 
 
 def intent(archive_core="100.100.1.0/24", records=None, zones=None):
@@ -148,7 +139,9 @@ def knot_conf(tmp):
             "    background-workers: 1\n"
             "database:\n    storage: {t}/db\n"
             "mod-geoip:\n  - id: medix\n    config-file: {t}/views.geoip\n    mode: subnet\n"
-            "template:\n  - id: default\n{m}  - id: medix\n{m}{s}    module: mod-geoip/medix\n"
+            "mod-probe:\n  - id: medix\n    path: {t}\n    channels: 1\n"
+            "template:\n  - id: default\n{m}    global-module: mod-probe/medix\n"
+            "  - id: medix\n{m}{s}    module: mod-geoip/medix\n"
             "zone:\n  - domain: catalog.medix\n    catalog-role: interpret\n    catalog-template: medix\n"
             "control:\n    listen: {t}/knot.sock\n"
             "log:\n  - target: stderr\n    any: info\n").format(t=tmp, k=KNOT, m=member, s=signed)
@@ -204,7 +197,8 @@ def run(tmp, d, prefix):
         return
     cp = [CP, "--intent", os.path.join(tmp, "intent.json"), "-p", prefix, "--strongswan-conf",
           os.path.join(tmp, "strongswan.conf"), "--log-level", "0", "--knot", os.path.join(tmp, "knot.sock"),
-          "--knot-geoip", os.path.join(tmp, "views.geoip"), "--metrics-listen", "127.0.0.1:%d" % METRICS]
+          "--knot-geoip", os.path.join(tmp, "views.geoip"), "--knot-probe", tmp,
+          "--metrics-listen", "127.0.0.1:%d" % METRICS]
     if not check(d.start("cp", cp, "medix-cp: ready", 30), "medix-cp starts with --knot", d.log("cp")[-800:]):
         return
 
@@ -251,6 +245,30 @@ def run(tmp, d, prefix):
                             capture_output=True, text=True, timeout=10).stdout
     check("10.0.0.10" in signed and "RRSIG" in signed, "per tenant: the view's answer is signed too (RRSIG)",
           signed[-600:])
+
+    # Queries per tenant, from knotd's probe module: each hospital's from its own core prefix.
+    def queries():
+        out = subprocess.run([MEDIXCTL, "-p", prefix, "-o", "json", "dns", "queries"], capture_output=True, text=True,
+                             timeout=30)
+        try:
+            return {t["tenant"]: t for t in json.loads(out.stdout)}
+        except ValueError:
+            return {"error": out.stdout + out.stderr}
+    q0 = queries()
+    for _ in range(5):
+        kdig("archive.ix.example", source=HOSP_A)
+    for name in ("archive.ix.example", "archive.ix.example", "absent.ix.example"):
+        kdig(name, source=HOSP_B)
+    grew = lambda q, t, k: q.get(t, {}).get(k, 0) - q0.get(t, {}).get(k, 0)
+    q1 = wait_until(lambda: (lambda q: q if grew(q, "hosp-a", "queries") >= 5 and grew(q, "hosp-b", "queries") >= 3
+                             else None)(queries()), 5) or queries()
+    check(grew(q1, "hosp-a", "queries") == 5 and grew(q1, "hosp-b", "queries") == 3
+          and grew(q1, "hosp-b", "nxdomain") == 1 and grew(q1, "hosp-a", "nxdomain") == 0,
+          "medixctl dns queries: 5 queries from hospital A's core prefix, 3 (1 NXDOMAIN) from B's, by tenant",
+          (q0, q1))
+    out = subprocess.run([MEDIXCTL, "-p", prefix, "dns", "queries"], capture_output=True, text=True, timeout=30)
+    check(out.returncode == 0 and out.stdout.startswith("TENANT") and "hosp-a" in out.stdout,
+          "medixctl dns queries: the table", out.stdout + out.stderr)
 
     # medixctl dns: the zones and records medix-cp keeps Knot serving, equal to what kdig gets.
     ctl = lambda *a: subprocess.run([MEDIXCTL, "-p", prefix, "dns"] + list(a), capture_output=True, text=True,
@@ -452,6 +470,10 @@ def run(tmp, d, prefix):
     check(metrics.get("medix_cp_dns_in_sync") == 1 and metrics.get("medix_cp_dns_transactions_total", 0) >= 4,
           "medix-cp's metrics: in sync, %s transactions so far" % metrics.get("medix_cp_dns_transactions_total"),
           metrics)
+    asked = metrics.get('medix_cp_dns_queries_total{tenant="hosp-a",answer="all"}', 0)
+    check(asked >= 5 and metrics.get('medix_cp_dns_queries_total{tenant="hosp-b",answer="nxdomain"}', 0) >= 1,
+          "medix-cp's metrics: medix_cp_dns_queries_total by tenant (hosp-a: %d)" % asked,
+          {k: v for k, v in metrics.items() if "queries" in k})
     d.stop("cp")
     check(d.start("cp", cp, "medix-cp: ready", 30), "medix-cp restarts", d.log("cp")[-600:])
     time.sleep(1.2)  # two background passes
@@ -474,7 +496,7 @@ def main():
                               sys.executable] + sys.argv)
     for tool in ("knotd", "kdig", "unbound"):
         if not check(shutil.which(tool) is not None, tool + " is installed (scripts/setup)"):
-            print("dns: %d passed, %d failed" % (passed, failed))
+            print(checks.summary("dns"))
             return 1
     tmp = tempfile.mkdtemp(prefix="medix-dns.")
     prefix = "medix-dns-%d" % os.getpid()
@@ -486,12 +508,7 @@ def main():
     for name in ("unbound", "unbound-wrong-key", "cp", "dp", "knot"):
         d.stop(name)
     shutil.rmtree("/var/run/dpdk/" + prefix, ignore_errors=True)
-    if failed or args.keep:
-        print("kept %s" % tmp)
-    else:
-        shutil.rmtree(tmp, ignore_errors=True)
-    print("dns: %d passed, %d failed" % (passed, failed), flush=True)
-    return 1 if failed else 0
+    return checks.finish("dns", tmp, args.keep)
 
 
 if __name__ == "__main__":

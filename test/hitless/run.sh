@@ -40,30 +40,7 @@ BUDGET=${HITLESS_BUDGET:-80}
 MIN_SECONDS=${HITLESS_MIN:-30}
 PORT=5555
 
-passed=0 failed=0
-pass() { echo "PASS $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL $*"; failed=$((failed + 1)); }
-tally() {
-  local line
-  while IFS= read -r line; do
-    case $line in
-      PASS\ *) pass "${line#PASS }" ;;
-      FAIL\ *) fail "${line#FAIL }" ;;
-      *) echo "$line" ;;
-    esac
-  done
-}
-finish() {
-  if [ "$failed" -gt 0 ] && [ -s "${MX_DP_LOG:-}" ]; then
-    echo "--- last lines of the medix-dp log:"
-    tail -n 25 "$MX_DP_LOG" | sed 's/^/  | /'
-    MX_KEEP_TMP=1
-    echo "--- config, logs and results kept in $MX_TMP"
-  fi
-  echo "hitless: $passed passed, $failed failed"
-  [ "$failed" -eq 0 ]
-  exit
-}
+finish() { mx_finish hitless "config, logs and results"; }
 # Helpers run on CPU 0 with the main lcore, away from the worker's CPU 1.
 cpu0() { if command -v taskset >/dev/null; then taskset -c 0 "$@"; else "$@"; fi; }
 py() { cpu0 "$MX_PY" "$HL_DIR/hitless.py" "$@"; }

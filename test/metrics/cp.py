@@ -26,8 +26,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from run import ROOT, MEDIXCTL, check, free_port, http_get, query, terminate  # noqa: E402
-import run as base  # noqa: E402
 sys.path.insert(0, os.path.join(ROOT, "test", "lib"))
+import checks  # noqa: E402
 import keygrep  # noqa: E402
 OUTPUTS = keygrep.Outputs()  # what this suite and the programs it runs print: searched for the PSK
 
@@ -244,13 +244,7 @@ def finish(tmp, d, args):
         ok, what, details = secrets.check([tmp], OUTPUTS.texts(), skip=("data/*",))
         check(ok, "no key or PSK in any log or error of this suite (%s)" % what, details)
         shutil.rmtree("/var/run/dpdk/" + d.prefix, ignore_errors=True)
-    if tmp:
-        if base.failed or args.keep:
-            print("kept %s" % tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    print("metrics-cp: %d passed, %d failed" % (base.passed, base.failed), flush=True)
-    return 1 if base.failed else 0
+    return checks.finish("metrics-cp", tmp, args.keep)
 
 
 if __name__ == "__main__":

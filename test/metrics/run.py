@@ -3,7 +3,8 @@
 with a generated config (scrape_interval 1s, storage in a temp dir, its web API on 127.0.0.1)
 scrapes `medix-dp --metrics-listen`, and its HTTP API (/api/v1/query) must give each
 interface's and tenant's rx packets as `medixctl counters` reports them after known frames
-(a pcap of 37 frames to tenant a's interface and 23 to tenant b's) went through net_pcap.
+(a pcap of 37 frames to tenant a's interface, 23 to tenant b's and 11 to c's) went through
+net_pcap, and a policer's counters (a kind's counters, Kind::counters) as medixctl's.
 Also: the target is up with no scrape error (the exposition parses), HELP/TYPE lines, drops by
 reason summing to medixctl's, the NIC's ipackets, worker busy ratio in 0..1, and 404 for
 anything but GET /metrics.
@@ -28,20 +29,12 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MEDIXCTL = os.path.join(ROOT, "build/controlplane/cli/medixctl")
-FRAMES = {("a-lan", "a", 10): 37, ("b-lan", "b", 20): 23}
+FRAMES = {("a-lan", "a", 10): 37, ("b-lan", "b", 20): 23, ("c-lan", "c", 30): 11}
+C_MAC = "02:00:00:00:00:0c"  # c-lan's: its frames reach the policer, the others are not for us
 
-passed = failed = 0
-
-
-def check(ok, name, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print("PASS " + name, flush=True)
-    else:
-        failed += 1
-        print("FAIL " + name + (": " + str(detail) if detail else ""), flush=True)
-    return ok
+sys.path.insert(0, os.path.join(ROOT, "test", "lib"))
+import checks  # noqa: E402
+from checks import check  # noqa: E402
 
 
 def free_port():
@@ -64,7 +57,8 @@ def write_pcap(path):
     frames = []
     for (_, _, vlan), n in FRAMES.items():
         for i in range(n):
-            frames.append(Ether(src="02:00:00:00:01:01", dst="02:00:00:00:00:99") / Dot1Q(vlan=vlan) /
+            dst = C_MAC if vlan == 30 else "02:00:00:00:00:99"
+            frames.append(Ether(src="02:00:00:00:01:01", dst=dst) / Dot1Q(vlan=vlan) /
                           IP(src="10.0.0.5", dst="10.9.9.%d" % (i + 1)) / UDP(sport=4000, dport=5000) / (b"x" * 20))
     wrpcap(path, frames)
 
@@ -107,11 +101,15 @@ def run(args, tmp, procs, prometheus):
     config = {
         "schema_version": 1,
         "ports": [{"name": "p0", "device": "net_pcap0"}],
-        "tenants": [{"name": "a"}, {"name": "b"}],
+        "tenants": [{"name": "a"}, {"name": "b"}, {"name": "c"}],
         "interfaces": [
             {"name": "a-lan", "tenant": "a", "port": "p0", "vlan": 10, "addresses": ["10.0.0.1/24"]},
             {"name": "b-lan", "tenant": "b", "port": "p0", "vlan": 20, "addresses": ["10.0.0.1/24"]},
+            {"name": "c-lan", "tenant": "c", "port": "p0", "vlan": 30, "addresses": ["10.0.0.1/24"], "mac": C_MAC},
         ],
+        # A kind's counters (Kind::counters): every frame of c's is green at this rate.
+        "policers": [{"name": "c-in", "tenant": "c", "mode": "POLICER_SRTCM", "cir": 125000000, "cbs": 100000,
+                      "ebs": 100000}],
     }
     with open(os.path.join(tmp, "config.json"), "w") as f:
         json.dump(config, f)
@@ -142,7 +140,7 @@ def run(args, tmp, procs, prometheus):
         if all(got.get(k) == v for k, v in want.items()) or time.time() > deadline:
             break
         time.sleep(0.2)
-    check(all(got.get(k) == v for k, v in want.items()), "medixctl counters: the pcap's frames reached a-lan and b-lan",
+    check(all(got.get(k) == v for k, v in want.items()), "medixctl counters: the pcap's frames reached a-lan, b-lan and c-lan",
           got)
 
     status, body = http_get("http://127.0.0.1:%d/metrics" % mport)
@@ -207,6 +205,16 @@ def run(args, tmp, procs, prometheus):
     r = query(target, 'medix_port_nic_rx_packets_total{port="p0"}')
     check(r and int(float(r[0]["value"][1])) == sum(FRAMES.values()),
           "Prometheus: medix_port_nic_rx_packets_total{port=p0} = the pcap's %d frames" % sum(FRAMES.values()), r)
+    ctl = next(p for p in c["policers"] if p["name"] == "c-in")
+    want = FRAMES[("c-lan", "c", 30)]
+    for field in ("green_packets", "green_bytes", "dropped"):
+        r = query(target, 'medix_policer_%s_total{policer="c-in"}' % field)
+        value = int(float(r[0]["value"][1])) if r else None
+        check(value == int(ctl.get(field, 0)), "Prometheus: medix_policer_%s_total{policer=c-in} = medixctl's" % field,
+              "prometheus %s, medixctl %s" % (value, ctl.get(field)))
+    check(int(ctl.get("green_packets", 0)) == want and int(ctl.get("green_bytes", 0)) == want * 48
+          and int(ctl.get("dropped", 0)) == 0,
+          "the policer coloured c's %d frames (48 bytes of IP each) green, dropped none" % want, ctl)
     r = query(target, 'medix_worker_busy_ratio')
     check(r and all(0 <= float(x["value"][1]) <= 1 for x in r) and r[0]["metric"].get("lcore") == "1",
           "Prometheus: medix_worker_busy_ratio{lcore=1} in 0..1", r)
@@ -232,13 +240,7 @@ def finish(tmp, procs, args):
         terminate(p)
     if procs:
         check(procs[0].returncode == 0, "medix-dp exits 0 on SIGTERM", procs[0].returncode)
-    if tmp:
-        if failed or args.keep:
-            print("kept %s" % tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    print("metrics: %d passed, %d failed" % (passed, failed), flush=True)
-    return 1 if failed else 0
+    return checks.finish("metrics", tmp, args.keep)
 
 
 if __name__ == "__main__":

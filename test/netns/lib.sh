@@ -16,6 +16,8 @@
 #   mx_in hospital-a-lan ping -c1 10.0.1.10    # run a command on a host
 #   mx_tele /medix/tenants hospital-a rx_packets
 #   mx_stop_dp                                 # SIGTERM; returns medix-dp's exit status
+#   pass NAME / fail NAME / ... | tally        # PASS/FAIL lines, counted
+#   mx_finish SUITE                            # "SUITE: N passed, M failed", exit 1 on a failure
 #
 # Requires root, iproute2, ethtool, /usr/bin/python3. Everything it creates carries the random
 # id $MX_ID and is removed on exit, Ctrl-C or SIGTERM.
@@ -48,6 +50,38 @@ MX_DP_PID=
 MX_DP_LOG=
 
 mx_die() { echo "error: $*" >&2; exit 2; }
+
+# PASS/FAIL lines and their counts, for the suites that source this file.
+passed=0 failed=0
+pass() { echo "PASS $*"; passed=$((passed + 1)); }
+fail() { echo "FAIL $*"; failed=$((failed + 1)); }
+# A stream of PASS/FAIL lines (from a Python check) counted like ours; other lines shown as is.
+# At the end of a pipe it counts in this shell only with `shopt -s lastpipe`.
+tally() {
+  local line
+  while IFS= read -r line; do
+    case $line in
+      PASS\ *) pass "${line#PASS }" ;;
+      FAIL\ *) fail "${line#FAIL }" ;;
+      *) echo "$line" ;;
+    esac
+  done
+}
+# mx_finish SUITE [WHAT]: after a failure, medix-dp's last log lines, and the temp dir kept
+# (WHAT: what it holds, for the message); then "SUITE: N passed, M failed" and exit, 1 on any
+# failure.
+mx_finish() {
+  local suite=$1 what=${2:-}
+  if [ "$failed" -gt 0 ] && [ -s "${MX_DP_LOG:-}" ]; then
+    echo "--- last lines of the medix-dp log:"
+    tail -n 25 "$MX_DP_LOG" | sed 's/^/  | /'
+    MX_KEEP_TMP=1
+    echo "--- ${what:+$what }kept in $MX_TMP"
+  fi
+  echo "$suite: $passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+  exit
+}
 
 # mx_init: picks the unique id, the temp dir and the DPDK file prefix; installs the cleanup trap.
 mx_init() {

@@ -47,19 +47,6 @@ ARCHIVE=192.168.1.10     # the archive inside its tenant
 ARCHIVE_CORE=100.100.2.10
 POOL=100.64.9.1 POOL_LOW=20000 POOL_HIGH=20999
 
-passed=0 failed=0
-pass() { echo "PASS $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL $*"; failed=$((failed + 1)); }
-tally() {
-  local line
-  while IFS= read -r line; do
-    case $line in
-      PASS\ *) pass "${line#PASS }" ;;
-      FAIL\ *) fail "${line#FAIL }" ;;
-      *) echo "$line" ;;
-    esac
-  done
-}
 # diagnose: on a failure, medix-dp's drops and NAT/policy counters while it still runs.
 diagnose() {
   [ "$failed" -gt 0 ] && [ -n "${MX_DP_PID:-}" ] || return 0
@@ -70,15 +57,7 @@ diagnose() {
 }
 finish() {
   diagnose
-  if [ "$failed" -gt 0 ] && [ -s "${MX_DP_LOG:-}" ]; then
-    echo "--- last lines of the medix-dp log:"
-    tail -n 25 "$MX_DP_LOG" | sed 's/^/  | /'
-    MX_KEEP_TMP=1
-    echo "--- config, medix-dp log and transfer logs kept in $MX_TMP"
-  fi
-  echo "nat: $passed passed, $failed failed"
-  [ "$failed" -eq 0 ]
-  exit
+  mx_finish nat "config, medix-dp log and transfer logs"
 }
 
 mx_init

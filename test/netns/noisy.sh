@@ -24,8 +24,8 @@
 #   - sends IKE from 10.0.0.6 to its gateway: every packet reaches the exception TAP.
 # Counters (medixctl -o json counters): X's excess under X (icmp_rate_limited,
 # arp_pending_limited, punt_policed, nat session_limit), none of it under Y.
-# Not here (issue 21's full version): Y behind an ESP tunnel with a reduced MTU (path MTU
-# discovery) and a CHILD_SA rekey through medix-cp.
+# Y behind an ESP tunnel with a reduced MTU (path MTU discovery) and a CHILD_SA rekey through
+# medix-cp: test/netns/noisy_esp.sh.
 #
 # Usage: test/netns/noisy.sh   (root; medix-dp from build/, or MEDIX_DP=path; MEDIXCTL=path)
 # Prints PASS/FAIL lines and "netns-noisy: N passed, M failed"; exit status 1 on any failure.
@@ -44,19 +44,6 @@ PORT=5001
 ARCHIVE=192.168.1.10 ARCHIVE_CORE=100.100.2.10
 UNROUTED=172.16.5.5
 
-passed=0 failed=0
-pass() { echo "PASS $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL $*"; failed=$((failed + 1)); }
-tally() {
-  local line
-  while IFS= read -r line; do
-    case $line in
-      PASS\ *) pass "${line#PASS }" ;;
-      FAIL\ *) fail "${line#FAIL }" ;;
-      *) echo "$line" ;;
-    esac
-  done
-}
 noisy_cleanup() {
   local rc=$?
   set +e
@@ -69,18 +56,7 @@ noisy_cleanup() {
   (exit "$rc")
   mx_cleanup
 }
-finish() {
-  if [ "$failed" -gt 0 ] && [ -s "${MX_DP_LOG:-}" ]; then
-    echo "--- last lines of the medix-dp log:"
-    tail -n 25 "$MX_DP_LOG" | sed 's/^/  | /'
-    # shellcheck disable=SC2034  # read by mx_cleanup
-    MX_KEEP_TMP=1
-    echo "--- config, logs and counters kept in $MX_TMP"
-  fi
-  echo "netns-noisy: $passed passed, $failed failed"
-  [ "$failed" -eq 0 ]
-  exit
-}
+finish() { mx_finish netns-noisy "config, logs and counters"; }
 
 mx_init
 trap noisy_cleanup EXIT

@@ -25,23 +25,10 @@ set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 
 CTL=${MEDIXCTL:-$MX_REPO/build/controlplane/cli/medixctl}
-passed=0 failed=0
-pass() { echo "PASS $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL $*"; failed=$((failed + 1)); }
 check() { # check DESCRIPTION PYTHON-CONDITION
   if "$MX_PY" -c "import sys; sys.exit(0 if ($2) else 1)"; then pass "$1"; else fail "$1"; fi
 }
-finish() {
-  if [ "$failed" -gt 0 ] && [ -s "${MX_DP_LOG:-}" ]; then
-    echo "--- last lines of the medix-dp log:"
-    tail -n 25 "$MX_DP_LOG" | sed 's/^/  | /'
-    MX_KEEP_TMP=1
-    echo "--- kept in $MX_TMP"
-  fi
-  echo "netns-qos: $passed passed, $failed failed"
-  [ "$failed" -eq 0 ]
-  exit
-}
+finish() { mx_finish netns-qos; }
 command -v iperf3 >/dev/null || mx_die "iperf3 is needed (scripts/setup installs it)"
 
 mx_init
@@ -128,7 +115,7 @@ check "the imaging class carried the study" "$(classes "['imaging'].get('sent_by
   >"$MX_TMP/metrics.txt" 2>&1
 if grep -q '^medix_shaper_sent_bytes_total{shaper="carrier-out",class="imaging"} [1-9]' "$MX_TMP/metrics.txt" &&
   grep -q '^medix_shaper_dropped_total{shaper="carrier-out",class="bulk"} [1-9]' "$MX_TMP/metrics.txt" &&
-  grep -q '^medix_shaper_queue_depth{shaper="carrier-out",class="bulk"}' "$MX_TMP/metrics.txt"; then
+  grep -q '^medix_shaper_depth{shaper="carrier-out",class="bulk"}' "$MX_TMP/metrics.txt"; then
   pass "shaper metrics"
 else
   fail "shaper metrics: $(grep medix_shaper "$MX_TMP/metrics.txt" | head -5)"
@@ -178,7 +165,7 @@ check "green+yellow within 3% of pir" "abs(${peak_ratio:-0} - 1) <= 0.03"
 check "red above pir" "${red:-0} > 0"
 "$MX_PY" -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$METRICS_PORT/metrics').read().decode())" \
   >"$MX_TMP/metrics.txt" 2>&1
-if grep -q '^medix_policer_bytes_total{policer="bulk-in",colour="green"} [1-9]' "$MX_TMP/metrics.txt" &&
+if grep -q '^medix_policer_green_bytes_total{policer="bulk-in"} [1-9]' "$MX_TMP/metrics.txt" &&
   grep -q '^medix_policer_dropped_total{policer="bulk-in"} [1-9]' "$MX_TMP/metrics.txt"; then
   pass "policer metrics"
 else

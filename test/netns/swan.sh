@@ -11,9 +11,9 @@
 #       "hosp"; returns when its config is loaded (MX_SWAN_PID) or non-zero with the reason
 #   mx_swan GW_HOST DIR SWANCTL-ARGS...     swanctl against that charon
 #   mx_swan_stop                            kills it
-#   mx_cp_start NS_CP TAP TAP_CIDR INTENT LOG
+#   mx_cp_start NS_CP TAP TAP_CIDR INTENT LOG [MEDIX-CP-ARGS...]
 #       moves medix-dp's exception TAP into a new namespace NS_CP with TAP_CIDR and starts
-#       medix-cp there on an intent file; returns when it is ready (MX_CP_PID)
+#       medix-cp there on an intent file (and the options given); returns when it is ready (MX_CP_PID)
 #   mx_swan_cleanup                         stops both and removes NS_CP and NS_LAN (call it
 #                                           from the EXIT trap before mx_cleanup)
 # Facts this rests on: charon's pid file is fixed (/var/run/charon.pid: a /run of its own),
@@ -116,6 +116,7 @@ EOF
 
 mx_cp_start() {
   local ns=$1 tap=$2 cidr=$3 intent=$4 logf=$5 i
+  shift 5
   (
     set -e
     ip netns add "$ns"
@@ -126,7 +127,7 @@ mx_cp_start() {
   ) || { MX_SWAN_NS+=("$ns"); MX_SWAN_LINKS+=("$tap"); echo "could not move $tap into $ns"; return 1; }
   MX_SWAN_NS+=("$ns")
   setsid ip netns exec "$ns" "$MX_REPO/build/controlplane/medix-cp" --intent "$intent" -p "$MX_PREFIX" --log-level 1 \
-    >"$logf" 2>&1 &
+    "$@" >"$logf" 2>&1 &
   MX_CP_PID=$!
   for ((i = 0; i < 100; i++)); do
     grep -q 'medix-cp: ready' "$logf" && return 0

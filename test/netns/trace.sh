@@ -26,20 +26,7 @@ shopt -s lastpipe   # `... | while read` counts into this shell's totals
 source "$(dirname "$0")/lib.sh"
 
 CTL=${MEDIXCTL:-$MX_REPO/build/controlplane/cli/medixctl}
-passed=0 failed=0
-pass() { echo "PASS $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL $*"; failed=$((failed + 1)); }
-finish() {
-  if [ "$failed" -gt 0 ] && [ -s "${MX_DP_LOG:-}" ]; then
-    echo "--- last lines of the medix-dp log:"
-    tail -n 25 "$MX_DP_LOG" | sed 's/^/  | /'
-    MX_KEEP_TMP=1
-    echo "--- kept in $MX_TMP"
-  fi
-  echo "netns-trace: $passed passed, $failed failed"
-  [ "$failed" -eq 0 ]
-  exit
-}
+finish() { mx_finish netns-trace; }
 "$MX_PY" -c 'import scapy, cryptography' 2>/dev/null || mx_die "scapy and cryptography are needed (python3-scapy)"
 
 mx_init

@@ -20,31 +20,9 @@ shopt -s lastpipe  # tally runs in this shell, so the counts it makes are kept
 # shellcheck source=test/netns/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-passed=0 failed=0
-pass() { echo "PASS $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL $*"; failed=$((failed + 1)); }
-# A stream of PASS/FAIL lines (from a Python check) counted like ours; other lines shown as is.
-tally() {
-  local line
-  while IFS= read -r line; do
-    case $line in
-      PASS\ *) pass "${line#PASS }" ;;
-      FAIL\ *) fail "${line#FAIL }" ;;
-      *) echo "$line" ;;
-    esac
-  done
-}
 finish() {
-  if [ "$failed" -gt 0 ] && [ -s "${MX_DP_LOG:-}" ]; then
-    [ -n "$MX_DP_PID" ] && { echo "--- medix-dp drops:"; mx_tele /medix/drops; }
-    echo "--- last lines of the medix-dp log:"
-    tail -n 25 "$MX_DP_LOG" | sed 's/^/  | /'
-    MX_KEEP_TMP=1
-    echo "--- config, medix-dp log and transfer logs kept in $MX_TMP"
-  fi
-  echo "netns: $passed passed, $failed failed"
-  [ "$failed" -eq 0 ]
-  exit
+  if [ "$failed" -gt 0 ] && [ -n "$MX_DP_PID" ]; then echo "--- medix-dp drops:"; mx_tele /medix/drops; fi
+  mx_finish netns "config, medix-dp log and transfer logs"
 }
 
 mx_init

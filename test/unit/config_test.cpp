@@ -6,6 +6,7 @@
 #include "config/load.h"
 #include "control/intent.h"
 #include "fixture.h"
+#include "infra/limits.h"
 
 using namespace medix::dp;
 
@@ -62,4 +63,19 @@ TEST_CASE("load_file reports the file name, unknown fields and JSON errors") {
   auto broken = error(medix::dp::load_file(write(R"({"schema_version": 1,)")));
   CHECK(broken.find("/tmp/medix-unit-config.json: ") == 0);
   CHECK(std::holds_alternative<medix::dataplane::v1::Config>(medix::dp::load_file(write(two_tenants))));
+}
+
+// Each worker's ARP pending queue holds at most max_pending packets: a larger limit would
+// write past its array, so the file is refused with the field's path.
+TEST_CASE("settings.arp_pending_limit above max_pending is refused") {
+  auto load = [](uint32_t limit) {
+    return medix::dp::load_text(
+        R"({"schema_version": 1, "settings": {"arp_pending_limit": )" + std::to_string(limit) + "}}", "f.json");
+  };
+  CHECK(std::get<std::string>(load(medix::dp::max_pending + 1)) ==
+        "f.json: settings.arp_pending_limit: 4097 is above the most, 4096");
+  CHECK(std::get<std::string>(load(1u << 31)).find("settings.arp_pending_limit: 2147483648 is above") !=
+        std::string::npos);
+  REQUIRE(std::holds_alternative<medix::dataplane::v1::Config>(load(medix::dp::max_pending)));
+  CHECK(std::get<medix::dataplane::v1::Config>(load(medix::dp::max_pending)).settings().arp_pending_limit() == 4096);
 }

@@ -7,6 +7,7 @@
 #include "fixture.h"
 #include "harness.h"
 #include "ipsec/sa.h"
+#include "nat/sync.h"
 
 using namespace frame;
 
@@ -154,4 +155,53 @@ TEST_CASE("a tunnel's outer DSCP is the inner's, or its outer_dscp; ECN is copie
   REQUIRE(out.size() == 1);
   CHECK(out[0][14 + 1] == (46 << 2 | 1));  // set, ECN still the inner's
   CHECK(rte_raw_cksum(out[0].data() + 14, 20) == 0xffff);
+}
+
+TEST_CASE("HA sync: a takeover advances the outbound SA past the active's and closes the inbound window") {
+  Harness h(tunnel_config);
+  SyncWorker sync{};
+  sync.in = rte_ring_create_elem("unit_sync_in_esp", sizeof(SyncRecord), 64, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+  REQUIRE(sync.in);
+  h.worker.sync = &sync;
+  SaState& out = outbound_sa(h);
+  SaState& in = inbound_sa(h, 4097);
+  uint16_t out_slot = 0, in_slot = 0;
+  for (uint16_t s = 1; s < max_sas; s++) {
+    if (h.tables->sas[s] == &out) out_slot = s;
+    if (h.tables->sas[s] == &in) in_slot = s;
+  }
+  REQUIRE(out_slot);
+  REQUIRE(in_slot);
+  out.seq = 10;  // this node's own, before it was standby
+  auto record = [](uint16_t slot, uint32_t spi, bool inbound, uint64_t value) {
+    SyncRecord r{};
+    r.kind = uint8_t(SyncKind::sa_takeover);
+    r.sa.slot = slot;
+    r.sa.spi = spi;
+    r.sa.inbound = inbound;
+    r.sa.value = value;
+    return r;
+  };
+  // The active had sent 5000 (the sync thread adds the margin); the inbound top was 700. A
+  // record naming another SPI for the slot is refused.
+  for (SyncRecord r : {record(out_slot, 8193, false, 5000 + 29760000), record(in_slot, 4097, true, 700),
+                       record(out_slot, 1234, false, 1)})
+    REQUIRE(rte_ring_sp_enqueue_elem(sync.in, &r, sizeof r) == 0);
+  sync_install(h.worker);
+  CHECK(sync.sas_advanced == 2);
+  CHECK(sync.install_failed == 1);
+  CHECK(out.seq == 5000 + 29760000);
+  CHECK(in.replay.top == 700);
+  CHECK(in.replay.check(700) == ReplayWindow::replayed);
+  CHECK(in.replay.check(650) == ReplayWindow::replayed);  // seen by the active, maybe: refused
+  CHECK(in.replay.check(701) == ReplayWindow::accept);
+  // The next packet out carries a sequence number the carrier never saw.
+  h.receive(1, from_host(ipv4("10.0.1.10", "10.0.0.5", 17, udp(1000, 9, 100))));
+  auto sent = h.sent(0);
+  REQUIRE(sent.size() == 1);
+  uint32_t seq = uint32_t(sent[0][14 + 20 + 4]) << 24 | uint32_t(sent[0][14 + 20 + 5]) << 16 |
+                 uint32_t(sent[0][14 + 20 + 6]) << 8 | sent[0][14 + 20 + 7];
+  CHECK(seq == 5000 + 29760000 + 1);
+  h.worker.sync = nullptr;
+  rte_ring_free(sync.in);
 }

@@ -87,4 +87,10 @@ TEST_CASE("etcd://HOST:PORT[/PREFIX]") {
   CHECK(medix::cp::parse_etcd_url("http://127.0.0.1:2379", e));
   CHECK(medix::cp::parse_etcd_url("etcd://127.0.0.1", e));
   CHECK(medix::cp::parse_etcd_url("etcd://127.0.0.1:2379/", e));
+  // Several members: gRPC's ipv4 resolver takes the list, pick_first fails over.
+  CHECK_FALSE(medix::cp::parse_etcd_url("etcd://127.0.0.1:2379,127.0.0.2:2379/ix", e));
+  CHECK(e.target == "ipv4:127.0.0.1:2379,127.0.0.2:2379");
+  CHECK(e.prefix == "/ix");
+  CHECK(medix::cp::parse_etcd_url("etcd://etcd1:2379,etcd2:2379", e));
+  CHECK(medix::cp::parse_etcd_url("etcd://127.0.0.1:2379,", e));
 }

@@ -93,3 +93,72 @@ TEST_CASE("the kinds' commit steps run in the order the committer needs") {
   CHECK(at(&Committer::reclaim_routes) > at(&Committer::reclaim_tenants));
   CHECK(at(&Committer::reclaim_tenants) < kinds().size());
 }
+
+// GetCounters, the Prometheus endpoint and medixctl read a kind's counters through its entry:
+// each column must be a uint64 field of the kind's message in CountersSnapshot, and each field
+// a column (a field no column fills would read 0 forever).
+TEST_CASE("the kinds' counters match their messages in CountersSnapshot") {
+  std::set<std::string> lists;
+  for (const Kind* k : kinds()) {
+    if (!k->counters) continue;
+    INFO(k->name);
+    CHECK(medix::dp::check_counters(*k) == std::nullopt);
+    CHECK(lists.insert(k->counters->list).second);
+    CHECK(k->counters->read);
+  }
+  CHECK(lists.count("policers"));
+  CHECK(lists.count("shaper_classes"));
+
+  const Kind* policer = medix::dp::kind_of(v1::Object::kPolicer);
+  REQUIRE(policer);
+  v1::CountersSnapshot out;
+  medix::dp::add_counters(
+      *policer, {{"p1", {1, 2, 3, 4, 5, 6, 7}, "", nullptr}, {"p2", {10, 20, 30, 40, 50, 60, 70}, "", nullptr}}, out);
+  REQUIRE(out.policers_size() == 2);
+  CHECK(out.policers(0).name() == "p1");
+  CHECK(out.policers(0).green_packets() == 1);
+  CHECK(out.policers(0).green_bytes() == 2);
+  CHECK(out.policers(0).yellow_packets() == 3);
+  CHECK(out.policers(0).yellow_bytes() == 4);
+  CHECK(out.policers(0).red_packets() == 5);
+  CHECK(out.policers(0).red_bytes() == 6);
+  CHECK(out.policers(0).dropped() == 7);
+  CHECK(out.policers(1).name() == "p2");
+  CHECK(out.policers(1).dropped() == 70);
+
+  // A row per part of an object: the shaper's, by class.
+  const Kind* shaper = medix::dp::kind_of(v1::Object::kShaper);
+  REQUIRE(shaper);
+  medix::dp::add_counters(
+      *shaper, {{"s1", {1, 2, 3, 4, 5, 6}, "voice", nullptr}, {"s1", {0, 0, 0, 0, 0, 7}, "bulk", nullptr}}, out);
+  REQUIRE(out.shaper_classes_size() == 2);
+  CHECK(out.shaper_classes(0).name() == "s1");
+  CHECK(out.shaper_classes(0).class_() == "voice");
+  CHECK(out.shaper_classes(0).queued_packets() == 1);
+  CHECK(out.shaper_classes(0).depth() == 6);
+  CHECK(out.shaper_classes(1).class_() == "bulk");
+  CHECK(out.shaper_classes(1).depth() == 7);
+
+  // What the check refuses: a list that is not there, a column without its field, a field
+  // without its column.
+  const medix::dp::CounterColumn missing[] = {{"green_packets", ""}, {"blue_packets", ""}};
+  medix::dp::KindCounters bad = *policer->counters;
+  Kind kind = *policer;
+  kind.counters = &bad;
+  bad.list = "policer_list";
+  CHECK(medix::dp::check_counters(kind).value_or("").find("no list") != std::string::npos);
+  bad.list = "policers";
+  bad.columns = missing;
+  CHECK(medix::dp::check_counters(kind).value_or("").find("\"blue_packets\"") != std::string::npos);
+  bad.columns = std::span(policer->counters->columns.data(), policer->counters->columns.size() - 1);
+  CHECK(medix::dp::check_counters(kind).value_or("").find("PolicerCounters.dropped is no column") != std::string::npos);
+  // A part that is not a string field of the message.
+  medix::dp::KindCounters no_part = *shaper->counters;
+  Kind shaper_kind = *shaper;
+  shaper_kind.counters = &no_part;
+  no_part.part = "lane";
+  CHECK(medix::dp::check_counters(shaper_kind).value_or("").find("no string field \"lane\"") != std::string::npos);
+  no_part.part = nullptr;
+  CHECK(medix::dp::check_counters(shaper_kind).value_or("").find("ShaperCounters.class is no column") !=
+        std::string::npos);
+}

@@ -136,6 +136,20 @@ TEST_CASE("ARP pending queue: a tenant holds at most its share of packets and of
   CHECK(h.worker.pending->n_waiting == 0);
 }
 
+TEST_CASE("ARP pending queue: when the packet pool is low, a tenant holds at most the guard's share") {
+  Harness h(with_settings(R"({"icmp_burst": 100})"));  // a tenant's share: 64 packets
+  const uint16_t a = h.tenant("a"), b = h.tenant("b");
+  h.worker.pool_low = true;
+  for (uint16_t i = 0; i < 30; i++) h.receive(0, from_a(ipv4("10.0.0.7", "10.1.0.20", 17, udp(i, 2, 8))));
+  CHECK(h.worker.pending->tenant_packets[a] == buffer_guard_share);
+  CHECK(h.worker.counters->tenants[a].buffer_guarded == 30 - buffer_guard_share);
+  CHECK(h.drops(Drop::buffer_guard) == 30 - buffer_guard_share);
+  CHECK(h.worker.counters->tenants[a].arp_pending_limited == 0);
+  h.receive(0, from_b(ipv4("10.0.0.7", "10.1.0.20", 17, udp(1, 2, 8))));
+  CHECK(h.worker.pending->tenant_packets[b] == 1);
+  h.worker.pool_low = false;
+}
+
 TEST_CASE("ARP pending queue: ARPing for many absent hosts takes a quarter of the next hops") {
   Harness h(with_settings(R"({"icmp_burst": 100})"));  // 256 packets, a tenant 64 and 16 next hops
   const uint16_t a = h.tenant("a");

@@ -16,6 +16,7 @@
 #include "ipsec/sa.h"
 #include "l2/l2.h"
 #include "nat/nat.h"
+#include "nat/sync.h"
 
 using namespace frame;
 using medix::common::parse_ipv4;
@@ -613,4 +614,170 @@ TEST_CASE("nat stage: a tenant with no session_limit holds at most a quarter of 
   CHECK(h.worker.counters->nat[clinic].sessions_created == 1);
   CHECK(h.worker.counters->nat[clinic].session_limit == 0);
   free_all(out);
+}
+
+// A fragment crossing the core: UDP to the archive, datagram `id`, the first (MF, offset 0) or
+// the last (offset 24 bytes) of two.
+Bytes fragment_of(uint16_t id, bool first) {
+  Bytes ip = first ? ipv4("10.0.0.5", "100.100.2.10", 17, udp(5000, 9, 16), 64, 0x2000)
+                   : ipv4("10.0.0.5", "100.100.2.10", 17, Bytes(8, 0xcd), 64, 3);
+  ip[4] = uint8_t(id >> 8);
+  ip[5] = uint8_t(id);
+  ip[10] = ip[11] = 0;
+  uint32_t sum = 0;
+  for (int i = 0; i < 20; i += 2) sum += uint32_t(ip[i] << 8 | ip[i + 1]);
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  ip[10] = uint8_t(~sum >> 8);
+  ip[11] = uint8_t(~sum);
+  return ether("02:00:00:00:00:01", host_mac, 0x8100) + vlan(0x0800, 30) + ip;
+}
+
+TEST_CASE("nat stage: a tenant holds at most its share of the reassembly table, less when the pool is low") {
+  Harness h(nat_config);
+  const uint16_t a = h.tenant("hosp-a"), clinic = h.tenant("clinic"), archive = h.tenant("archive");
+  const NatWorker& nw = *h.tables->nat[0];
+  auto send = [&](uint16_t from, uint16_t first_id, uint16_t count, bool first) {
+    for (uint16_t at = 0; at < count; at += 25) {
+      uint16_t n = uint16_t(std::min<int>(25, count - at));
+      std::vector<std::pair<std::string, Bytes>> frames;
+      for (uint16_t i = 0; i < n; i++) frames.push_back({"c0", fragment_of(uint16_t(first_id + at + i), first)});
+      free_all(nat_stage(h, in_core(h, frames), std::vector<uint16_t>(n, from), std::vector<uint16_t>(n, archive)));
+    }
+  };
+  // hosp-a's first fragments of 1100 datagrams: it holds its share (a quarter of the table).
+  send(a, 0, 1100, true);
+  CHECK(nw.fragments_of[a] == fragment_tenant_share);
+  CHECK(h.worker.counters->tenants[a].fragments_limited == 1100 - fragment_tenant_share);
+  CHECK(h.drops(Drop::nat_fragment_share) == 1100 - fragment_tenant_share);
+  // The clinic's fragments are still held, and a completed datagram gives its share back.
+  send(clinic, 5000, 3, true);
+  CHECK(nw.fragments_of[clinic] == 3);
+  send(clinic, 5000, 1, false);
+  CHECK(nw.fragments_of[clinic] == 2);
+  CHECK(h.worker.counters->tenants[clinic].fragments_limited == 0);
+  // The pool low: a tenant may hold only buffer_guard_share more.
+  h.worker.pool_low = true;
+  send(clinic, 6000, 30, true);
+  CHECK(nw.fragments_of[clinic] == buffer_guard_share);
+  CHECK(h.worker.counters->tenants[clinic].buffer_guarded == 30 + 2 - buffer_guard_share);
+  CHECK(h.drops(Drop::buffer_guard) == 30 + 2 - buffer_guard_share);
+  h.worker.pool_low = false;
+}
+
+TEST_CASE("nat stage: a static-only tenant's own session_limit replaces the default quarter") {
+  // hosp-a has static mappings and no pool: its tenant's session_limit is its quota.
+  std::string config = nat_config;
+  config.replace(config.find(R"({"name": "hosp-a", "max_routes": 64})"), 36,
+                 R"({"name": "hosp-a", "max_routes": 64, "session_limit": 40})");
+  Harness h(config);
+  const uint16_t a = h.tenant("hosp-a"), archive = h.tenant("archive");
+  for (int first = 0; first < 50; first += 25) {
+    std::vector<std::pair<std::string, Bytes>> frames;
+    for (int i = first; i < first + 25; i++)
+      frames.push_back({"a0", on_vlan(10, ipv4("10.0.0.5", "100.100.2.10", 6, tcp(uint16_t(10000 + i), 104, 0x02)))});
+    free_all(nat_stage(h, in_core(h, frames), std::vector<uint16_t>(25, a), std::vector<uint16_t>(25, archive)));
+  }
+  CHECK(h.worker.counters->nat[a].sessions_created == 40);
+  CHECK(h.worker.counters->nat[a].session_limit == 10);
+  CHECK(h.drops(Drop::nat_session_limit) == 10);
+}
+
+namespace {
+
+// A worker's HA sync rings (nat/sync.h), as medix-dp gives them with sync configured.
+struct SyncRings {
+  SyncWorker sync{};
+  explicit SyncRings(Worker& w) {
+    static int serial = 0;
+    std::string n = std::to_string(serial++);
+    sync.out =
+        rte_ring_create_elem(("unit_sync_out" + n).c_str(), sizeof(SyncRecord), 1024, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    sync.in =
+        rte_ring_create_elem(("unit_sync_in" + n).c_str(), sizeof(SyncRecord), 1024, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    w.sync = &sync;
+  }
+  ~SyncRings() {
+    rte_ring_free(sync.out);
+    rte_ring_free(sync.in);
+  }
+  std::vector<SyncRecord> taken() {
+    std::vector<SyncRecord> out(1024);
+    out.resize(rte_ring_sc_dequeue_burst_elem(sync.out, out.data(), sizeof(SyncRecord), 1024, nullptr));
+    return out;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("HA sync: sessions made on the active install on the standby's worker, whose replies find them") {
+  std::vector<SyncRecord> records;
+  uint16_t pool_port = 0;
+  {
+    Harness active(nat_config);
+    SyncRings rings(active.worker);
+    const uint16_t a = active.tenant("hosp-a"), clinic = active.tenant("clinic"), archive = active.tenant("archive");
+    auto out =
+        nat_stage(active,
+                  in_core(active, {{"a0", on_vlan(10, ipv4("10.0.0.5", "100.100.2.10", 6, tcp(40000, 104, 0x02)))},
+                                   {"c0", on_vlan(30, ipv4("10.0.0.5", "100.100.2.10", 17, udp(5000, 9, 20)))}}),
+                  {a, clinic}, {archive, archive});
+    REQUIRE(out[0]);
+    REQUIRE(out[1]);
+    pool_port = be16(bytes_of(out[1]), 18 + 20);
+    free_all(out);
+    records = rings.taken();
+    active.worker.sync = nullptr;
+  }
+  REQUIRE(records.size() == 2);  // one record a session made, nothing else
+  CHECK(records[0].kind == uint8_t(SyncKind::session));
+  CHECK(records[0].s.mapping_tenant == no_mapping_tenant);  // static: no NAPT mapping
+  CHECK(records[1].s.mapping_tenant != no_mapping_tenant);
+  CHECK(records[1].s.outside_port == pool_port);
+
+  Harness standby(nat_config);
+  SyncRings rings(standby.worker);
+  std::atomic<bool> is_standby{true};
+  standby.worker.ha_standby = &is_standby;
+  const uint16_t a = standby.tenant("hosp-a"), clinic = standby.tenant("clinic"), archive = standby.tenant("archive");
+  const NatWorker& nw = *standby.tables->nat[0];
+  // A record the standby cannot take (an unknown tenant) is counted, not installed.
+  SyncRecord bad = records[0];
+  bad.s.key[0].tenant = 999;
+  for (SyncRecord r : {records[0], records[1], bad})
+    REQUIRE(rte_ring_sp_enqueue_elem(rings.sync.in, &r, sizeof r) == 0);
+  sync_install(standby.worker);
+  CHECK(rings.sync.installed == 2);
+  CHECK(rings.sync.install_failed == 1);
+  CHECK(nw.capacity - nw.n_free_sessions == 2);
+
+  // While standby it crosses nothing; the same replies cross once it is active.
+  auto replies = [&] {
+    return in_core(standby, {{"r0", on_vlan(200, ipv4("192.168.1.10", "100.64.1.5", 6, tcp(104, 40000, 0x12, 0)))},
+                             {"r0", on_vlan(200, ipv4("192.168.1.10", "100.64.9.1", 17, udp(9, pool_port, 4)))}});
+  };
+  auto out = nat_stage(standby, replies(), {archive, archive}, {a, clinic});
+  CHECK(!out[0]);
+  CHECK(!out[1]);
+  CHECK(standby.drops(Drop::ha_standby) == 2);
+  is_standby = false;
+  out = nat_stage(standby, replies(), {archive, archive}, {a, clinic});
+  REQUIRE(out[0]);
+  REQUIRE(out[1]);
+  CHECK(bytes_of(out[0]) == on_vlan(200, ipv4("100.100.2.10", "10.0.0.5", 6, tcp(104, 40000, 0x12, 0))));
+  CHECK(bytes_of(out[1]) == on_vlan(200, ipv4("100.100.2.10", "10.0.0.5", 17, udp(9, 5000, 4))));
+  CHECK(standby.drops(Drop::nat_no_session) == 0);
+  free_all(out);
+
+  // The same record again refreshes; an end record ends the session and its mapping.
+  rings.taken();
+  SyncRecord end = records[1];
+  end.kind = uint8_t(SyncKind::session_end);
+  for (SyncRecord r : {records[0], end}) REQUIRE(rte_ring_sp_enqueue_elem(rings.sync.in, &r, sizeof r) == 0);
+  sync_install(standby.worker);
+  CHECK(rings.sync.refreshed == 1);
+  CHECK(rings.sync.removed == 1);
+  CHECK(nw.capacity - nw.n_free_sessions == 1);
+  CHECK(nw.capacity - nw.n_free_mappings == 0);
+  standby.worker.sync = nullptr;
+  standby.worker.ha_standby = nullptr;
 }

@@ -1,0 +1,81 @@
+#pragma once
+// Routes between areas over BGP (docs/areas.md). The area's BGP daemon (gobgpd) peers with the
+// other areas' over the backbone; medix-cp drives it through its gRPC API, every 200 ms:
+//   - announces the core prefixes of the tenants attached in this area (the intent's static
+//     mappings' core prefixes, NAPT pools, the core tenant's routes not via the backbone), with
+//     the area's next hop on the backbone and its local preference (AddPath/DeletePath; ours are
+//     the daemon's local paths, so a restarted medix-cp finds and corrects what it left);
+//   - reads the daemon's best paths for the other areas' prefixes (ListPath) and keeps medix-dp's
+//     core tenant at exactly those routes, via the backbone interface toward their next hop
+//     (medix-dp's Apply; the routes of ours are those via the backbone that the intent lacks).
+// A session lost (hold timer, the daemon dead) withdraws its paths in the daemon, and with them
+// the routes; gobgpd itself unreachable: routes learned through it are removed too (they can
+// no longer be withdrawn).
+
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "gobgp/gobgp.grpc.pb.h"
+#include "medix/controlplane/v1/controlplane.pb.h"
+#include "medix/dataplane/v1/dataplane.grpc.pb.h"
+
+namespace medix::cp::bgp {
+
+namespace c1 = medix::controlplane::v1;
+namespace v1 = medix::dataplane::v1;
+
+class Speaker {
+ public:
+  // `daemon`: gobgpd's API (HOST:PORT); `running`: this area's intent as applied; `changed`: called
+  // (from the speaker's thread) when status() changed other than in its timers.
+  Speaker(const std::string& daemon, const std::string& dataplane_target, std::function<c1::Intent()> running,
+          std::function<void()> changed);
+  ~Speaker() { stop(); }
+  void start();
+  void stop();
+  c1::BgpStatus status();
+
+ private:
+  struct Announcement {
+    std::string tenant;
+    std::string next_hop;
+    uint32_t local_pref = 0;
+    bool operator==(const Announcement&) const = default;
+  };
+  struct Ours {  // a path of ours in the daemon (by a medix-cp before this one, maybe)
+    apipb::Path path;
+    Announcement as;
+  };
+  void run();
+  void cycle();
+  // What medix-dp's core tenant has of ours: the routes via `interface` the intent does not name.
+  std::string list_installed(const std::string& tenant, const std::string& interface,
+                             const std::map<std::string, v1::Route>& intent_routes);
+  std::string install(const std::map<std::string, v1::Route>& want);
+  std::string read_daemon(std::map<std::string, Ours>& ours, std::map<std::string, apipb::Path>& learned,
+                          c1::BgpStatus& status);
+
+  const std::string daemon_;
+  std::function<c1::Intent()> running_;
+  std::function<void()> changed_;
+  std::unique_ptr<apipb::GobgpApi::Stub> gobgp_;
+  std::unique_ptr<v1::Dataplane::Stub> dataplane_;
+
+  std::map<std::string, v1::Route> installed_;  // by prefix, as medix-dp has them
+  bool resync_ = true;                          // installed_ read from medix-dp again first
+  uint64_t cycles_ = 0;
+  std::string said_;  // the last error logged
+
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  c1::BgpStatus status_;
+  std::thread thread_;
+};
+
+}  // namespace medix::cp::bgp

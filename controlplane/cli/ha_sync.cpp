@@ -1,0 +1,85 @@
+#include "ha_sync.h"
+
+#include <cstdio>
+#include <iostream>
+
+#include "output.h"
+
+namespace medix::ctl {
+
+namespace {
+
+const char* role_name(v1::HaRole role) {
+  switch (role) {
+    case v1::HA_ROLE_ACTIVE: return "active";
+    case v1::HA_ROLE_STANDBY: return "standby";
+    default: return "-";
+  }
+}
+
+void print_status(const v1::HaSyncStatus& s) {
+  std::printf("role       %s\n", role_name(s.role()));
+  if (!s.configured()) {
+    std::printf("sync       not configured (medix-dp --ha-sync-local/--ha-sync-peer/--ha-sync-key-file)\n");
+    std::printf("sessions   %lu\n", (unsigned long)s.sessions());
+    return;
+  }
+  std::printf("sync       %s -> %s\n", s.local().c_str(), s.peer().c_str());
+  if (s.peer_last_heard_ms() < 0)
+    std::printf("peer       never heard\n");
+  else
+    std::printf("peer       %s, heard %ld ms ago\n", role_name(s.peer_role()), (long)s.peer_last_heard_ms());
+  std::printf("sessions   %lu live here; installed %lu, refreshed %lu, removed %lu, failed %lu\n",
+              (unsigned long)s.sessions(), (unsigned long)s.installed(), (unsigned long)s.refreshed(),
+              (unsigned long)s.removed(), (unsigned long)s.install_failed());
+  std::printf("SAs        %lu synced, %lu advanced at takeovers (outbound by %lu)\n", (unsigned long)s.sas_synced(),
+              (unsigned long)s.sas_advanced(), (unsigned long)s.sa_margin());
+  std::printf("lag        last %.3f ms, p99 %.3f ms, max %.3f ms (%lu samples)\n", s.lag_ms_last(), s.lag_ms_p99(),
+              s.lag_ms_max(), (unsigned long)s.lag_samples());
+  std::printf("sent       %lu datagrams, %lu records, %lu bytes; %lu bulk passes\n", (unsigned long)s.datagrams_sent(),
+              (unsigned long)s.records_sent(), (unsigned long)s.bytes_sent(), (unsigned long)s.bulk_passes_sent());
+  std::printf("received   %lu datagrams, %lu records; %lu ignored while active\n",
+              (unsigned long)s.datagrams_received(), (unsigned long)s.records_received(),
+              (unsigned long)s.ignored_not_standby());
+  std::printf("rejected   bad_mac %lu, replay %lu, malformed %lu\n", (unsigned long)s.rejected_bad_mac(),
+              (unsigned long)s.rejected_replay(), (unsigned long)s.rejected_malformed());
+  std::printf("lost       ring_full %lu, install_ring_full %lu, datagrams %lu\n", (unsigned long)s.ring_full(),
+              (unsigned long)s.install_ring_full(), (unsigned long)s.datagrams_lost());
+  std::printf("resyncs    %lu requested, %lu completed, %lu incomplete, last %lu ms; role changes %lu\n",
+              (unsigned long)s.resyncs_requested(), (unsigned long)s.resyncs_completed(),
+              (unsigned long)s.resyncs_incomplete(), (unsigned long)s.last_resync_ms(),
+              (unsigned long)s.role_changes());
+}
+
+}  // namespace
+
+int ha_sync_command(Client& client, Args& args, bool json) {
+  if (args.take("role")) {
+    std::string role = args.next("a role (active or standby)");
+    v1::SetHaRoleRequest request;
+    if (role == "active")
+      request.set_role(v1::HA_ROLE_ACTIVE);
+    else if (role == "standby")
+      request.set_role(v1::HA_ROLE_STANDBY);
+    else
+      throw UsageError("ha-sync role: active or standby, not \"" + role + "\"");
+    if (args.take("--reason")) request.set_reason(args.next("a reason"));
+    args.expect_done();
+    v1::SetHaRoleResponse response = client.set_ha_role(request);
+    if (json)
+      std::cout << to_json(response, true) << "\n";
+    else
+      std::cout << role << " (was " << role_name(response.previous()) << ")\n";
+    return 0;
+  }
+  args.take("show");
+  args.expect_done();
+  v1::HaSyncStatus status = client.get_ha_sync();
+  if (json)
+    std::cout << to_json(status, true) << "\n";
+  else
+    print_status(status);
+  return 0;
+}
+
+}  // namespace medix::ctl

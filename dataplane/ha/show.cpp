@@ -1,0 +1,58 @@
+#include "ha/show.h"
+
+#include "ha/sync.h"
+#include "runtime/dataplane.h"
+
+namespace medix::dp {
+
+namespace v1 = medix::dataplane::v1;
+
+void fill_ha_sync(Dataplane& dp, v1::HaSyncStatus& out) {
+  bool standby = dp.ha_standby.load();
+  out.set_role(standby ? v1::HA_ROLE_STANDBY : v1::HA_ROLE_ACTIVE);
+  if (!dp.ha) {
+    out.set_peer_last_heard_ms(-1);
+    out.set_sessions(ha::live_sessions(dp));
+    return;
+  }
+  ha::Status s = dp.ha->status();
+  out.set_configured(s.configured);
+  out.set_local(s.local);
+  out.set_peer(s.peer);
+  out.set_peer_role(s.peer_role == int(ha::WireRole::active)    ? v1::HA_ROLE_ACTIVE
+                    : s.peer_role == int(ha::WireRole::standby) ? v1::HA_ROLE_STANDBY
+                                                                : v1::HA_ROLE_UNSPECIFIED);
+  out.set_peer_last_heard_ms(s.peer_last_heard_ms);
+  out.set_datagrams_sent(s.datagrams_sent);
+  out.set_datagrams_received(s.datagrams_received);
+  out.set_records_sent(s.records_sent);
+  out.set_records_received(s.records_received);
+  out.set_bytes_sent(s.bytes_sent);
+  out.set_rejected_bad_mac(s.rejected_bad_mac);
+  out.set_rejected_replay(s.rejected_replay);
+  out.set_rejected_malformed(s.rejected_malformed);
+  out.set_ring_full(s.ring_full);
+  out.set_install_ring_full(s.install_ring_full);
+  out.set_ignored_not_standby(s.ignored_not_standby);
+  out.set_installed(s.installed);
+  out.set_refreshed(s.refreshed);
+  out.set_removed(s.removed);
+  out.set_install_failed(s.install_failed);
+  out.set_bulk_passes_sent(s.bulk_passes_sent);
+  out.set_resyncs_requested(s.resyncs_requested);
+  out.set_resyncs_completed(s.resyncs_completed);
+  out.set_last_resync_ms(s.last_resync_ms);
+  out.set_sessions(s.sessions);
+  out.set_sas_synced(s.sas_synced);
+  out.set_sas_advanced(s.sas_advanced);
+  out.set_role_changes(s.role_changes);
+  out.set_sa_margin(s.sa_margin);
+  out.set_lag_ms_last(s.lag_ms_last);
+  out.set_lag_ms_p99(s.lag_ms_p99);
+  out.set_lag_ms_max(s.lag_ms_max);
+  out.set_lag_samples(s.lag_samples);
+  out.set_datagrams_lost(s.datagrams_lost);
+  out.set_resyncs_incomplete(s.resyncs_incomplete);
+}
+
+}  // namespace medix::dp

@@ -1,0 +1,473 @@
+// HA state sync: the sync thread of either node (docs/ha.md).
+#include "ha/sync.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <rte_cycles.h>
+#include <rte_ring_elem.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+#include "common/log.h"
+#include "ipsec/sa.h"
+#include "runtime/dataplane.h"
+
+namespace medix::dp::ha {
+
+namespace {
+
+constexpr uint64_t ms = 1000000, s = 1000000000;
+constexpr uint64_t peer_silence_ns = 3 * s;  // a peer unheard this long is gone (it will resync)
+constexpr uint64_t resync_retry_ns = 2 * s;
+constexpr size_t lag_samples = 4096;
+
+uint64_t realtime_ns() {
+  return uint64_t(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+}
+
+// "HOST:PORT" (IPv4) into a sockaddr_in; false if it is not one.
+bool parse_endpoint(const std::string& text, sockaddr_in& out) {
+  auto colon = text.rfind(':');
+  if (colon == std::string::npos) return false;
+  std::string host = text.substr(0, colon), port = text.substr(colon + 1);
+  char* end = nullptr;
+  unsigned long p = strtoul(port.c_str(), &end, 10);
+  if (port.empty() || *end || p == 0 || p > 65535) return false;
+  out = sockaddr_in{};
+  out.sin_family = AF_INET;
+  out.sin_port = htons(uint16_t(p));
+  return inet_pton(AF_INET, host.c_str(), &out.sin_addr) == 1;
+}
+
+// The sync thread waits for a worker's install ring rather than lose a record: it is no worker.
+bool push_in(rte_ring* ring, const SyncRecord& r) {
+  for (int i = 0; i < 400; i++) {
+    if (rte_ring_sp_enqueue_elem(ring, const_cast<SyncRecord*>(&r), sizeof r) == 0) return true;
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+  return false;
+}
+
+}  // namespace
+
+uint64_t live_sessions(Dataplane& dp) {
+  return dp.controller.read([](auto&, auto& c, uint64_t) {
+    const Tables& t = *c.current();
+    uint64_t n = 0;
+    if (t.nat)
+      for (uint16_t q = 0; q < t.workers; q++)
+        n += t.nat[q]->capacity - __atomic_load_n(&t.nat[q]->n_free_sessions, __ATOMIC_RELAXED);
+    return n;
+  });
+}
+
+uint64_t sa_margin(unsigned sa_interval_ms) {
+  constexpr uint64_t line_rate_pps = 148800000;  // 100 Gb/s of 64-byte frames
+  return std::max<uint64_t>(uint64_t(1) << 20, line_rate_pps * 2 * sa_interval_ms / 1000);
+}
+
+std::optional<std::string> Sync::start(Dataplane& dp, const Options& options) {
+  dp_ = &dp;
+  options_ = options;
+  if (options.local.empty()) return std::string("--ha-sync-local HOST:PORT is required with HA sync");
+  if (options.peer.empty()) return std::string("--ha-sync-peer HOST:PORT is required with HA sync");
+  if (options.key_file.empty()) return std::string("--ha-sync-key-file FILE is required with HA sync");
+  if (auto e = read_key(options.key_file, key_); !e.empty()) return "--ha-sync-key-file " + e;
+  sockaddr_in local{}, peer{};
+  if (!parse_endpoint(options.local, local)) return "--ha-sync-local " + options.local + ": not an IPv4 HOST:PORT";
+  if (!parse_endpoint(options.peer, peer)) return "--ha-sync-peer " + options.peer + ": not an IPv4 HOST:PORT";
+  for (auto* w : dp.workers)
+    if (!w->sync) return std::string("HA sync: the workers have no sync rings");
+  fd_ = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) return std::string("HA sync: socket: ") + strerror(errno);
+  // A bulk resync arrives faster than one poll drains: room for tens of thousands of datagrams.
+  int size = 64 << 20;
+  if (setsockopt(fd_, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) != 0)
+    setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+  setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+  if (bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0) {
+    std::string e = "--ha-sync-local " + options.local + ": " + strerror(errno);
+    close(fd_);
+    fd_ = -1;
+    return e;
+  }
+  peer_addr_.assign(reinterpret_cast<uint8_t*>(&peer), reinterpret_cast<uint8_t*>(&peer) + sizeof peer);
+  counter_ = realtime_ns();  // grows across restarts: the peer's replay check holds
+  was_standby_ = dp.ha_standby.load();
+  s_.configured = true;
+  s_.local = options.local;
+  s_.peer = options.peer;
+  s_.sa_margin = sa_margin(options.sa_interval_ms);
+  lags_.assign(lag_samples, 0);
+  uint64_t now = realtime_ns();
+  next_refresh_ns_ = now + options.refresh_s * s;
+  thread_ = std::thread([this] { run(); });
+  medix::common::log(medix::common::LogLevel::notice, "medix-dp: HA sync on %s, peer %s, role %s",
+                     options.local.c_str(), options.peer.c_str(), was_standby_ ? "standby" : "active");
+  return std::nullopt;
+}
+
+void Sync::stop() {
+  if (thread_.joinable()) {
+    stopping_.store(true);
+    thread_.join();
+  }
+  if (fd_ >= 0) close(fd_);
+  fd_ = -1;
+}
+
+void Sync::send(MessageType type, uint8_t flags, const SyncRecord* records, unsigned count, uint64_t sent_ns,
+                uint32_t rate) {
+  alignas(8) uint8_t buffer[max_datagram];
+  WireHeader h{};
+  h.magic = wire_magic;
+  h.version = wire_version;
+  h.type = uint8_t(type);
+  h.role = uint8_t(dp_->ha_standby.load() ? WireRole::standby : WireRole::active);
+  h.flags = flags;
+  h.counter = ++counter_;
+  h.sent_ns = sent_ns;
+  h.count = uint16_t(count);
+  h.workers = uint16_t(dp_->workers.size());
+  h.rate = rate;
+  size_t len = encode(h, records, key_, buffer);
+  // A full socket buffer loses the datagram (as the link would): the peer's resync heals.
+  ssize_t sent =
+      sendto(fd_, buffer, len, 0, reinterpret_cast<const sockaddr*>(peer_addr_.data()), socklen_t(peer_addr_.size()));
+  std::lock_guard lock(mutex_);
+  if (sent == ssize_t(len)) {
+    s_.datagrams_sent++;
+    s_.records_sent += count;
+    s_.bytes_sent += len;
+  }
+}
+
+void Sync::flush(uint8_t flags, uint64_t sent_ns) {
+  for (size_t at = 0; at < pending_.size(); at += records_per_datagram) {
+    auto n = unsigned(std::min(records_per_datagram, pending_.size() - at));
+    uint8_t f = flags;
+    if (at + n < pending_.size()) f &= uint8_t(~flag_bulk_end);  // the end marks the last one only
+    send(MessageType::records, f, pending_.data() + at, n, sent_ns);
+  }
+  pending_.clear();
+}
+
+void Sync::drain_workers(uint64_t now_ns) {
+  bool standby = dp_->ha_standby.load();
+  SyncRecord batch[256];
+  for (auto* w : dp_->workers) {
+    unsigned n;
+    while ((n = rte_ring_sc_dequeue_burst_elem(w->sync->out, batch, sizeof(SyncRecord), 256, nullptr)) > 0) {
+      if (standby) continue;  // the standby's own sessions (ended ones it installed) go nowhere
+      pending_.insert(pending_.end(), batch, batch + n);
+    }
+  }
+  if (!pending_.empty()) flush(0, now_ns);
+}
+
+void Sync::bulk_step(uint64_t now_ns) {
+  double rate =
+      double(bulk_is_resync_ && peer_asked_rate_ ? std::min(peer_asked_rate_, options_.bulk_rate) : options_.bulk_rate);
+  bulk_budget_ = std::min<double>(bulk_budget_ + rate * double(now_ns - bulk_last_ns_) / 1e9, rate / 100);
+  bulk_last_ns_ = now_ns;
+  if (bulk_budget_ < double(records_per_datagram)) return;
+  size_t want = size_t(bulk_budget_);
+  bool done = false;
+  uint64_t hz = dp_->tsc_hz;
+  dp_->controller.read([&](auto&, auto& c, uint64_t) {
+    const Tables& t = *c.current();
+    if (!t.nat) {
+      done = true;
+      return;
+    }
+    uint64_t tsc = rte_rdtsc();
+    uint32_t scanned = 0;
+    while (bulk_queue_ < t.workers && pending_.size() < want && scanned < 262144) {
+      const NatWorker& nw = *t.nat[bulk_queue_];
+      if (bulk_index_ >= nw.capacity) {
+        bulk_queue_++;
+        bulk_index_ = 0;
+        continue;
+      }
+      const Session& session = nw.sessions[bulk_index_++];
+      scanned++;
+      // Read as the API lists sessions: one changing under us is left out (its own record
+      // tells the standby).
+      uint32_t before = session.seq.load(std::memory_order_acquire);
+      if ((before & 1) || !session.live) continue;
+      SyncRecord r = session_record(nw, session, bulk_queue_, tsc, hz);
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (session.seq.load(std::memory_order_relaxed) != before) continue;
+      pending_.push_back(r);
+    }
+    done = bulk_queue_ >= t.workers;
+  });
+  bulk_budget_ -= double(pending_.size());
+  uint8_t flags = flag_bulk;
+  if (done && bulk_is_resync_) flags |= flag_bulk_end;
+  if (done && pending_.empty() && bulk_is_resync_) {
+    send(MessageType::records, flags, nullptr, 0, now_ns);  // nothing left: the end alone
+  } else {
+    flush(flags, now_ns);
+  }
+  if (done) {
+    bulk_active_ = false;
+    std::lock_guard lock(mutex_);
+    s_.bulk_passes_sent++;
+  }
+}
+
+void Sync::send_sas() {
+  std::vector<SyncRecord> records;
+  dp_->controller.read([&](auto&, auto& c, uint64_t) {
+    const Tables& t = *c.current();
+    if (!t.sas) return;
+    for (uint32_t slot = 1; slot < max_sas; slot++) {
+      const SaState* sa = t.sas[slot];
+      if (!sa) continue;
+      SyncRecord r{};
+      r.kind = uint8_t(sa->inbound ? SyncKind::sa_inbound : SyncKind::sa_outbound);
+      r.queue = sa->owner;
+      r.sa.spi = sa->spi;
+      r.sa.inbound = sa->inbound;
+      // Written by the owner worker alone; a whole 64-bit value is read.
+      r.sa.value = sa->inbound ? __atomic_load_n(&sa->replay.top, __ATOMIC_RELAXED)
+                               : __atomic_load_n(&sa->seq, __ATOMIC_RELAXED);
+      records.push_back(r);
+    }
+  });
+  {
+    std::lock_guard lock(mutex_);
+    s_.sas_synced = records.size();
+  }
+  for (size_t at = 0; at < records.size(); at += records_per_datagram)
+    send(MessageType::records, 0, records.data() + at, unsigned(std::min(records_per_datagram, records.size() - at)),
+         realtime_ns());
+}
+
+void Sync::takeover() {
+  std::map<std::pair<uint32_t, bool>, uint64_t> known;
+  {
+    std::lock_guard lock(mutex_);
+    known = sas_;
+  }
+  uint64_t margin = sa_margin(options_.sa_interval_ms);
+  std::vector<std::pair<uint16_t, SyncRecord>> todo;
+  dp_->controller.read([&](auto&, auto& c, uint64_t) {
+    const Tables& t = *c.current();
+    if (!t.sas) return;
+    for (uint32_t slot = 1; slot < max_sas; slot++) {
+      const SaState* sa = t.sas[slot];
+      if (!sa) continue;
+      auto it = known.find({sa->spi, sa->inbound});
+      if (it == known.end()) continue;
+      SyncRecord r{};
+      r.kind = uint8_t(SyncKind::sa_takeover);
+      r.sa.spi = sa->spi;
+      r.sa.slot = uint16_t(slot);
+      r.sa.inbound = sa->inbound;
+      r.sa.value = sa->inbound ? it->second : it->second + margin;
+      todo.push_back({sa->owner, r});
+    }
+  });
+  for (auto& [owner, r] : todo)
+    if (owner < dp_->workers.size()) push_in(dp_->workers[owner]->sync->in, r);
+  medix::common::log(medix::common::LogLevel::notice,
+                     "medix-dp: HA: now active: %zu SAs advanced (outbound by %lu sequence numbers)", todo.size(),
+                     (unsigned long)margin);
+}
+
+void Sync::handle(const Decoded& d, uint64_t now_ns, uint64_t previous_counter) {
+  const WireHeader& h = d.header;
+  bool standby = dp_->ha_standby.load();
+  std::lock_guard lock(mutex_);
+  s_.datagrams_received++;
+  // The peer numbers its datagrams one by one: a gap is datagrams lost on the way (a restart
+  // of the peer jumps by far more: not counted).
+  uint64_t gap = previous_counter && h.counter > previous_counter + 1 ? h.counter - previous_counter - 1 : 0;
+  if (gap && gap < 1000000) {
+    s_.datagrams_lost += gap;
+    if (standby && need_resync_ && resync_first_asked_ns_) resync_gap_ = true;
+  }
+  peer_heard_ns_ = now_ns;
+  s_.peer_role = h.role;
+  switch (MessageType(h.type)) {
+    case MessageType::hello: return;
+    case MessageType::resync_request:
+      if (!standby) {  // every session, from the first
+        peer_asked_rate_ = h.rate;
+        bulk_active_ = true;
+        bulk_is_resync_ = true;
+        bulk_queue_ = 0;
+        bulk_index_ = 0;
+        bulk_last_ns_ = now_ns;
+        bulk_budget_ = double(records_per_datagram);
+      }
+      return;
+    case MessageType::records: break;
+  }
+  s_.records_received += h.count;
+  if (h.flags & flag_bulk) bulk_heard_ns_ = now_ns;
+  if (!standby) {  // two actives (split brain): neither takes the other's state
+    s_.ignored_not_standby += h.count;
+    return;
+  }
+  bool sessions = false;
+  for (unsigned i = 0; i < h.count; i++) {
+    const SyncRecord& r = d.records[i];
+    switch (SyncKind(r.kind)) {
+      case SyncKind::session:
+      case SyncKind::session_end:
+        sessions = true;
+        if (r.queue >= dp_->workers.size() || !push_in(dp_->workers[r.queue]->sync->in, r)) s_.install_ring_full++;
+        break;
+      case SyncKind::sa_outbound:
+      case SyncKind::sa_inbound: sas_[{r.sa.spi, r.sa.inbound != 0}] = r.sa.value; break;
+      default: break;
+    }
+  }
+  s_.sas_synced = sas_.size();
+  if (sessions && !(h.flags & flag_bulk) && now_ns >= h.sent_ns) {
+    double lag = double(now_ns - h.sent_ns) / double(ms);
+    lags_[lag_at_++ % lag_samples] = lag;
+    s_.lag_samples++;
+    s_.lag_ms_last = lag;
+    s_.lag_ms_max = std::max(s_.lag_ms_max, lag);
+  }
+  if ((h.flags & flag_bulk_end) && resync_gap_) {
+    // Records went missing: ask again, at half the rate (the next request goes out at once).
+    resync_gap_ = false;
+    s_.resyncs_incomplete++;
+    resync_rate_ = std::max<uint32_t>(10000, (resync_rate_ ? resync_rate_ : options_.bulk_rate) / 2);
+    resync_asked_ns_ = 0;
+    medix::common::log(medix::common::LogLevel::warning,
+                       "medix-dp: HA: resync from the active lost datagrams: asking again at %u records/s",
+                       resync_rate_);
+  } else if (h.flags & flag_bulk_end) {
+    need_resync_ = false;
+    s_.resyncs_completed++;
+    if (resync_first_asked_ns_) s_.last_resync_ms = (now_ns - resync_first_asked_ns_) / ms;
+    resync_first_asked_ns_ = 0;
+    medix::common::log(medix::common::LogLevel::info, "medix-dp: HA: resync from the active complete in %lu ms",
+                       (unsigned long)s_.last_resync_ms);
+  }
+}
+
+void Sync::receive() {
+  alignas(8) uint8_t buffer[2048];
+  for (int i = 0; i < 1024; i++) {
+    ssize_t n = recv(fd_, buffer, sizeof buffer, MSG_DONTWAIT);
+    if (n < 0) return;
+    Decoded d{};
+    uint64_t previous = last_counter_;
+    Reject why = decode(buffer, size_t(n), key_, last_counter_, d);
+    uint64_t now = realtime_ns();
+    if (why != Reject::none) {
+      std::lock_guard lock(mutex_);
+      (why == Reject::bad_mac  ? s_.rejected_bad_mac
+       : why == Reject::replay ? s_.rejected_replay
+                               : s_.rejected_malformed)++;
+      continue;
+    }
+    handle(d, now, previous);
+  }
+}
+
+void Sync::run() {
+  while (!stopping_.load()) {
+    pollfd p{fd_, POLLIN, 0};
+    poll(&p, 1, bulk_active_ ? 0 : 1);
+    receive();
+    uint64_t now = realtime_ns();
+    bool standby = dp_->ha_standby.load();
+    if (standby != was_standby_) {
+      was_standby_ = standby;
+      {
+        std::lock_guard lock(mutex_);
+        s_.role_changes++;
+        if (standby) need_resync_ = true;  // a node that steps down takes the other's state anew
+      }
+      if (!standby) takeover();
+    }
+    drain_workers(now);
+    bool heard;
+    int peer_role;
+    {
+      std::lock_guard lock(mutex_);
+      heard = peer_heard_ns_ && now - peer_heard_ns_ < peer_silence_ns;
+      peer_role = s_.peer_role;
+      if (!heard && standby) need_resync_ = true;  // the active went away: resync when it is back
+    }
+    if (!standby) {
+      if (now >= next_sa_ns_) {
+        send_sas();
+        next_sa_ns_ = now + options_.sa_interval_ms * ms;
+      }
+      if (!bulk_active_ && now >= next_refresh_ns_) {
+        bulk_active_ = true;
+        bulk_is_resync_ = false;
+        bulk_queue_ = 0;
+        bulk_index_ = 0;
+        bulk_last_ns_ = now;
+        bulk_budget_ = double(records_per_datagram);
+      }
+      if (bulk_active_) {
+        bulk_step(now);
+        if (!bulk_active_ && !bulk_is_resync_) next_refresh_ns_ = now + options_.refresh_s * s;
+      }
+    } else if (need_resync_ && heard && peer_role == int(WireRole::active) &&
+               now - std::max(resync_asked_ns_, bulk_heard_ns_) >= resync_retry_ns) {
+      // Asked again only when no bulk datagram came for a while: a request restarts the
+      // active's pass from the first session.
+      resync_asked_ns_ = now;
+      {
+        std::lock_guard lock(mutex_);
+        if (!resync_first_asked_ns_) resync_first_asked_ns_ = now;
+        s_.resyncs_requested++;
+      }
+      send(MessageType::resync_request, 0, nullptr, 0, now, resync_rate_);
+    }
+    if (now >= next_hello_ns_) {
+      send(MessageType::hello, 0, nullptr, 0, now);
+      next_hello_ns_ = now + s;
+    }
+  }
+}
+
+Status Sync::status() const {
+  Status out;
+  std::vector<double> lags;
+  uint64_t heard;
+  {
+    std::lock_guard lock(mutex_);
+    out = s_;
+    lags.assign(lags_.begin(), lags_.begin() + std::min<size_t>(s_.lag_samples, lag_samples));
+    heard = peer_heard_ns_;
+  }
+  if (!lags.empty()) {
+    std::sort(lags.begin(), lags.end());
+    out.lag_ms_p99 = lags[std::min(lags.size() - 1, lags.size() * 99 / 100)];
+  }
+  if (heard) out.peer_last_heard_ms = int64_t((realtime_ns() - heard) / ms);
+  out.standby = dp_->ha_standby.load();
+  out.sessions = live_sessions(*dp_);
+  for (const auto* w : dp_->workers) {
+    out.ring_full += load_counter(w->sync->ring_full);
+    out.installed += load_counter(w->sync->installed);
+    out.refreshed += load_counter(w->sync->refreshed);
+    out.removed += load_counter(w->sync->removed);
+    out.install_failed += load_counter(w->sync->install_failed);
+    out.sas_advanced += load_counter(w->sync->sas_advanced);
+  }
+  return out;
+}
+
+}  // namespace medix::dp::ha

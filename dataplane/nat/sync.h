@@ -1,0 +1,61 @@
+#pragma once
+// HA state sync, the workers' side (docs/ha.md): what a worker tells the sync thread about the
+// sessions it makes and ends, and what a standby's worker is handed to install. Fixed-size
+// records through per-worker rte_rings: nothing allocated, locked or asked of the kernel on a
+// worker; a full ring drops the record and counts it (the next bulk resync heals).
+#include <cstdint>
+
+#include "nat/nat.h"
+
+namespace medix::dp {
+
+enum class SyncKind : uint8_t {
+  session = 1,      // made, or still alive (bulk and refresh): install or refresh
+  session_end = 2,  // ended on the active: end it here
+  sa_outbound = 3,  // an outbound SA's last sequence number (value)
+  sa_inbound = 4,   // an inbound SA's highest accepted sequence number (value)
+  sa_takeover = 5,  // standby to active: the worker advances its SA (slot) to value
+};
+
+// One record, on rings and (as it is) on the wire: 56 bytes.
+struct SyncRecord {
+  uint8_t kind;    // SyncKind
+  uint8_t tcp;     // the session's TcpBits
+  uint16_t queue;  // the worker that owns the session or SA
+  uint32_t idle_ms;
+  union {
+    struct {
+      FlowKey key[2];  // as Session::key
+      // The NAPT mapping the session uses: tenant no_mapping when none.
+      uint32_t inside_ip, outside_ip;
+      uint16_t inside_port, outside_port;
+      uint16_t mapping_tenant;
+      uint16_t reserved;
+    } s;
+    struct {
+      uint32_t spi;
+      uint16_t slot;  // sa_takeover: the SA's slot on this node
+      uint8_t inbound;
+      uint8_t reserved;
+      uint64_t value;
+    } sa;
+  };
+};
+static_assert(sizeof(SyncRecord) == 56);
+inline constexpr uint16_t no_mapping_tenant = 0xffff;
+
+// The worker's rings and what it counts of them (written by the worker alone).
+struct SyncWorker {
+  rte_ring* out = nullptr;  // worker -> sync thread
+  rte_ring* in = nullptr;   // sync thread -> worker (standby installs, takeover)
+  uint64_t ring_full, installed, refreshed, removed, install_failed, sas_advanced;
+};
+
+// A session as a record (the owner worker, or a reader on another thread under the session's
+// seq check). `now`/`hz`: TSC, for idle_ms.
+SyncRecord session_record(const NatWorker& nw, const Session& s, uint16_t queue, uint64_t now, uint64_t hz);
+
+// Worker, between bursts: installs up to a burst of records the sync thread handed it.
+void sync_install(Worker& w);
+
+}  // namespace medix::dp

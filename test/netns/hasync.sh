@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# HA state sync (docs/ha.md, issue 15): two medix-dp nodes on the same attachments, an active
+# and a standby, syncing sessions over UDP on loopback (the sync link), HMAC-SHA-256.
+#
+#   hosp-a-lan 10.0.0.5 ── p0 ─┐  node A (active)   ┌─ p2 ── archive 192.168.1.10
+#   hosp-d-lan 10.0.0.5 ── p1 ─┤  node B (standby)  │        (100.100.2.10 in the core)
+#                              └── both on every veth (af_packet), the same config
+#   hosp-a: static 10.0.0.0/24 <-> 100.64.1.0/24; hosp-d: NAPT pool 100.64.9.1
+#
+# Checks: sessions made on A (static and NAPT) appear on B with the same translation
+# (ListSessions compared); B crosses nothing while standby; a forged datagram (another key)
+# and a replayed one are rejected and counted, and inject nothing; A is killed (-9) during a
+# paced TCP transfer through NAPT, B is made active and the transfer completes byte-identical
+# through B with the same pool address and port; A returns as standby and a bulk resync gives
+# it every session of B.
+#
+# Usage: test/netns/hasync.sh (root; medix-dp from build/, or MEDIX_DP=path; MEDIXCTL=path)
+# Prints PASS/FAIL lines and "hasync: N passed, M failed".
+set -uo pipefail
+# shellcheck source=test/netns/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+CTL=${MEDIXCTL:-$MX_REPO/build/controlplane/cli/medixctl}
+TOOL=$MX_LIB_DIR/hasync_tool.py
+PORT=5001 ARCHIVE=192.168.1.10 ARCHIVE_CORE=100.100.2.10 POOL=100.64.9.1
+
+passed=0 failed=0
+pass() { echo "PASS $*"; passed=$((passed + 1)); }
+fail() { echo "FAIL $*"; failed=$((failed + 1)); }
+check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
+
+mx_init
+mx_need_binary
+[ -x "$CTL" ] || mx_die "medixctl not found at $CTL (run scripts/build)"
+
+mx_attach hosp-a-lan hosp-a 10.0.0.5/24 10.0.0.1/24
+mx_attach hosp-d-lan hosp-d 10.0.0.5/24 10.0.0.1/24
+mx_attach archive archive $ARCHIVE/24 192.168.1.1/24
+leak() { printf '{"tenant": "%s", "prefix": "%s", "next_tenant": "%s"}' "$1" "$2" "$3"; }
+MX_ROUTES_JSON="$(leak hosp-a 100.64.0.0/10 ix), $(leak hosp-d 100.64.0.0/10 ix), $(leak archive 100.64.0.0/10 ix)"
+MX_ROUTES_JSON+=", $(leak ix 100.64.1.0/24 hosp-a), $(leak ix $POOL/32 hosp-d), $(leak ix 100.100.2.0/24 archive)"
+config=$MX_TMP/config.json
+mx_write_config "$config"
+"$MX_PY" - "$config" "$PORT" "$POOL" <<'PY' || mx_die "could not write the config"
+import json, sys
+path, port, pool = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+c = json.load(open(path))
+c["tenants"].append({"name": "ix", "description": "The IX core", "core": True})
+c["static_mappings"] = [
+    {"tenant": "hosp-a", "tenant_prefix": "10.0.0.0/24", "core_prefix": "100.64.1.0/24"},
+    {"tenant": "archive", "tenant_prefix": "192.168.1.0/24", "core_prefix": "100.100.2.0/24"}]
+c["napt_pools"] = [{"tenant": "hosp-d", "addresses": [pool], "port_low": 20000, "port_high": 20999}]
+rule = lambda name, prio, src: {"name": name, "priority": prio, "from_tenant": src, "to_tenant": "archive",
+                                "protocol": 6, "port_low": port, "port_high": port, "permit": True}
+c["policy_rules"] = [rule("a-archive", 10, "hosp-a"), rule("d-archive", 20, "hosp-d")]
+c["settings"] = {"max_sessions": 4096}
+json.dump(c, open(path, "w"), indent=1)
+PY
+head -c 48 /dev/urandom | base64 >"$MX_TMP/sync.key"
+head -c 48 /dev/urandom | base64 >"$MX_TMP/wrong.key"
+PA=$((20000 + RANDOM % 20000)) PB=$((PA + 1))
+
+# Node A is lib.sh's own medix-dp; node B gets its own prefix, log and pid.
+A_PREFIX=$MX_PREFIX B_PREFIX=$MX_PREFIX-b A_LOG=$MX_DP_LOG B_LOG=$MX_TMP/medix-dp-b.log B_PID=
+sync_args() { echo "--ha-sync-local 127.0.0.1:$1 --ha-sync-peer 127.0.0.1:$2 --ha-sync-key-file $MX_TMP/sync.key"; }
+# start_node A|B ROLE: the node on every attachment; its pid stays in A_PID or B_PID.
+start_node() {
+  local node=$1 role=$2 rc=0
+  local save_prefix=$MX_PREFIX save_log=$MX_DP_LOG save_pid=$MX_DP_PID
+  if [ "$node" = A ]; then MX_PREFIX=$A_PREFIX MX_DP_LOG=$A_LOG; else MX_PREFIX=$B_PREFIX MX_DP_LOG=$B_LOG; fi
+  # shellcheck disable=SC2046
+  if [ "$node" = A ]; then mx_start_dp "$config" --ha-role "$role" $(sync_args $PA $PB) || rc=1
+  else mx_start_dp "$config" --ha-role "$role" $(sync_args $PB $PA) || rc=1; fi
+  if [ "$node" = A ]; then A_PID=$MX_DP_PID; else B_PID=$MX_DP_PID; MX_PIDS+=("$B_PID"); fi
+  MX_PREFIX=$save_prefix MX_DP_LOG=$save_log
+  [ "$node" = A ] || MX_DP_PID=$save_pid
+  return $rc
+}
+ctl() { local prefix=$1; shift; timeout 20 "$CTL" -p "$prefix" "$@"; }
+status() { ctl "$1" -o json ha-sync | mx_json - "d.get('$2', 0)"; }
+# sessions PREFIX: the node's sessions, one line each, sorted (what crossing made of each flow).
+sessions() {
+  ctl "$1" -o json sessions | mx_json - \
+    "sorted('%s %s>%s | %s %s>%s' % (s.get('tenant'), s.get('source'), s.get('destination'), s.get('peer_tenant'), s.get('translated_source'), s.get('translated_destination')) for s in (d or {}).get('sessions', []))"
+}
+wait_for() { local i; for ((i = 0; i < $1 * 10; i++)); do eval "$2" && return 0; sleep 0.1; done; return 1; }
+finish() {
+  if [ "$failed" -gt 0 ]; then
+    for n in A B; do
+      p=${n}_PREFIX
+      echo "--- node $n ha-sync:"; ctl "${!p}" ha-sync 2>&1 | sed 's/^/  | /'
+    done
+    echo "--- node A log:"; tail -n 15 "$A_LOG" | sed 's/^/  | /'
+    echo "--- node B log:"; tail -n 15 "$B_LOG" | sed 's/^/  | /'
+  fi
+  [ -n "$B_PID" ] && kill -TERM "$B_PID" 2>/dev/null && wait "$B_PID" 2>/dev/null
+  rm -rf "/var/run/dpdk/$B_PREFIX" "/var/run/dpdk/$A_PREFIX"
+  echo "hasync: $passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+  exit
+}
+
+t0=$(date +%s)
+start_node A active && pass "node A (active) ready" || { fail "node A did not start"; finish; }
+start_node B standby && pass "node B (standby) ready" || { fail "node B did not start"; finish; }
+check "A sees B as its standby peer" wait_for 10 '[ "$(status $A_PREFIX peer_role)" = HA_ROLE_STANDBY ]'
+check "B sees A as its active peer" wait_for 10 '[ "$(status $B_PREFIX peer_role)" = HA_ROLE_ACTIVE ]'
+check "B's first resync completed" wait_for 10 '[ "$(status $B_PREFIX resyncs_completed)" -ge 1 ]'
+
+mx_serve archive $PORT
+wait_for 5 '[ "$(mx_in archive ss -Hltn "sport = :$PORT" | wc -l)" -ge 1 ]'
+# Static: hosp-a's flows; NAPT: hosp-d's. A paced transfer keeps hosp-d's session busy.
+mx_send hosp-a-lan $ARCHIVE_CORE $PORT a1 1
+a1=$MX_LAST_PID
+mx_send hosp-a-lan $ARCHIVE_CORE $PORT a2 1
+a2=$MX_LAST_PID
+mx_send hosp-d-lan $ARCHIVE_CORE $PORT d-long 6 4
+d_long=$MX_LAST_PID
+wait "$a1" "$a2"
+check "static transfers through A complete" [ "$(mx_json "$MX_TMP/send-hosp-a-lan-a1.json" "d['sha256'] == d['server_sha256']")" = True ]
+check "B has installed sessions" wait_for 5 '[ "$(status $B_PREFIX installed)" -ge 3 ]'
+sleep 0.5
+sa=$(sessions "$A_PREFIX") sb=$(sessions "$B_PREFIX")
+echo "    A: $sa"
+if [ "$sa" = "$sb" ] && [ "$(mx_json - "len(d)" <<<"$sa")" -ge 3 ]; then
+  pass "B's sessions are A's: the same flows with the same translations (static and NAPT)"
+else
+  fail "B's sessions differ from A's: B has $sb"
+fi
+napt=$(mx_json - "[s for s in d if s.startswith('hosp-d')][0].split(' | ')[1].split('>')[0].split()[1]" <<<"$sa")
+check "the NAPT session's core address is the pool's ($napt)" [ "${napt%:*}" = "$POOL" ]
+check "B's standby crossed nothing it received (drops ha_standby counted)" \
+  [ "$(MX_PREFIX=$B_PREFIX mx_tele /medix/drops ha_standby 2>/dev/null || echo 0)" -gt 0 ]
+check "sync lag measured on B" [ "$(status $B_PREFIX lag_samples)" -gt 0 ]
+echo "    B lag: last $(status $B_PREFIX lag_ms_last) ms, p99 $(status $B_PREFIX lag_ms_p99) ms"
+
+# Forged and replayed datagrams: rejected, counted, no session injected.
+bad0=$(status $B_PREFIX rejected_bad_mac) rep0=$(status $B_PREFIX rejected_replay)
+"$MX_PY" "$TOOL" forge $PB "$MX_TMP/wrong.key" >/dev/null
+"$MX_PY" "$TOOL" replay $PB >"$MX_TMP/replay.out" 2>&1 &
+replayer=$!
+sleep 0.3
+mx_send hosp-a-lan $ARCHIVE_CORE $PORT a3 0.1  # a new session: a records datagram to replay
+wait "$MX_LAST_PID" "$replayer"
+check "a forged datagram (another key) is rejected as bad_mac" wait_for 3 '[ "$(status $B_PREFIX rejected_bad_mac)" -gt "$bad0" ]'
+check "a replayed datagram is rejected as replay ($(cat "$MX_TMP/replay.out"))" wait_for 3 '[ "$(status $B_PREFIX rejected_replay)" -gt "$rep0" ]'
+check "the forged session is not on B" [ "$(ctl $B_PREFIX -o json sessions --address 10.9.9.9 | mx_json - "len((d or {}).get('sessions', []))")" = 0 ]
+ctl "$B_PREFIX" ha-sync | sed 's/^/    B | /'
+
+# Takeover: A dies under traffic, B becomes active; the transfer carries on through B.
+kill -KILL "$A_PID"
+wait "$A_PID" 2>/dev/null
+ctl "$B_PREFIX" ha-sync role active --reason "test: A killed" >/dev/null
+check "B is active" [ "$(status $B_PREFIX role)" = HA_ROLE_ACTIVE ]
+wait "$d_long"
+r=$MX_TMP/send-hosp-d-lan-d-long.json
+check "the NAPT transfer survived the takeover byte-identical ($(cat "$r"))" \
+  [ "$(mx_json "$r" "d is not None and d.get('sha256') == d.get('server_sha256') and d.get('bytes', 0) > 6000000")" = True ]
+peer=$(mx_json "$MX_TMP/serve-archive.log" "[l['peer'] for l in lines if l.get('tag') == 'd-long'][0]")
+check "the archive saw one connection from the same pool address and port ($peer)" [ "$peer" = "$napt" ]
+check "B crossed packets as active (sessions of A used: nothing made anew for d-long)" \
+  [ "$(sessions "$B_PREFIX" | mx_json - "sum(1 for s in d if s.startswith('hosp-d'))")" = 1 ]
+
+# A returns as standby: a bulk resync gives it every session B has.
+start_node A standby && pass "node A back as standby" || { fail "node A did not restart"; finish; }
+check "A's resync from B completed" wait_for 15 '[ "$(status $A_PREFIX resyncs_completed)" -ge 1 ]'
+sleep 0.3
+sa=$(sessions "$A_PREFIX") sb=$(sessions "$B_PREFIX")
+if [ "$sa" = "$sb" ] && [ "$(mx_json - "len(d)" <<<"$sb")" -ge 3 ]; then
+  pass "after the resync A holds every session of B ($(mx_json - "len(d)" <<<"$sb"), in $(status $A_PREFIX last_resync_ms) ms)"
+else
+  fail "A's sessions after the resync differ: A $sa, B $sb"
+fi
+kill -TERM "$A_PID"; wait "$A_PID" 2>/dev/null
+echo "    $(($(date +%s) - t0)) s"
+finish
