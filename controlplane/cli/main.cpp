@@ -48,6 +48,8 @@ constexpr const char* usage_text =
   counters                            ports (and their NICs), interfaces, tenants and events
   drops [--lcore] [--all]             drop reasons that counted something (--all: every reason),
                                       the NICs' own drops (imissed, ierrors, ...) per port
+  qos [--interval MS]                 each shaper class's sent rate, drops and queue depth, each
+                                      policer's rates by colour, over MS (1000)
   runtime [--lcore]                   each worker's loops, empty polls and busy share; calls,
                                       packets and cycles per packet of every stage
   clear counters                      every counter starts from zero (reads say since when)
@@ -365,6 +367,30 @@ int clear(const Context& c, Args& args) {
   return 0;
 }
 
+int qos(const Context& c, Args& args) {
+  uint32_t interval_ms = 1000;
+  while (!args.done()) {
+    if (args.take("--interval"))
+      interval_ms = args.next_u32("--interval");
+    else
+      throw UsageError("qos: unknown option " + args.peek());
+  }
+  // Rates over one interval: two snapshots, interval_ms apart.
+  std::optional<v1::CountersSnapshot> before;
+  c.client.watch_counters(interval_ms, [&](const v1::CountersSnapshot& snapshot) {
+    if (!before) {
+      before = snapshot;
+      return true;
+    }
+    if (c.json)
+      std::cout << to_json(snapshot, true);
+    else
+      print_qos(std::cout, *before, snapshot);
+    return false;
+  });
+  return 0;
+}
+
 int runtime(const Context& c, Args& args) {
   bool by_lcore = args.take("--lcore");
   args.expect_done();
@@ -627,9 +653,9 @@ int run(int argc, char** argv) {
   }
   using Command = int (*)(const Context&, Args&);
   const std::vector<std::pair<std::string, Command>> commands = {
-      {"show", show},     {"counters", counters}, {"drops", drops}, {"runtime", runtime}, {"sessions", sessions},
-      {"watch", watch},   {"apply", apply},       {"set", set},     {"delete", remove},   {"clear", clear},
-      {"lookup", lookup}, {"names", names},       {"vrrp", vrrp},   {"ha", vrrp},
+      {"show", show},         {"counters", counters}, {"drops", drops}, {"runtime", runtime}, {"qos", qos},
+      {"sessions", sessions}, {"watch", watch},       {"apply", apply}, {"set", set},         {"delete", remove},
+      {"clear", clear},       {"lookup", lookup},     {"names", names}, {"vrrp", vrrp},       {"ha", vrrp},
   };
   for (const auto& [name, function] : commands) {
     if (name != command) continue;

@@ -227,6 +227,40 @@ void print_vrrp_instances(std::ostream& out, const Objects& objects) {
   table.print(out);
 }
 
+void print_shapers(std::ostream& out, const Objects& objects) {
+  Table table({{"NAME"},
+               {"INTERFACE"},
+               {"RATE (B/s)", true},
+               {"BURST (B)", true},
+               {"CLASS"},
+               {"PRIO"},
+               {"GUARANTEED (B/s)", true},
+               {"WEIGHT", true},
+               {"MATCH"},
+               {"MARK"}});
+  for (const auto& object : objects) {
+    const auto& s = object.shaper();
+    bool first = true;
+    for (const auto& c : s.classes()) {
+      std::string match;
+      auto add = [&](const std::string& m) { match += (match.empty() ? "" : " ") + m; };
+      if (!c.tenant().empty()) add("tenant " + c.tenant());
+      if (!c.in_interface().empty()) add("in " + c.in_interface());
+      if (c.dscp_size()) {
+        std::string d;
+        for (uint32_t x : c.dscp()) d += (d.empty() ? "" : ",") + num(x);
+        add("dscp " + d);
+      }
+      table.row({first ? s.name() : "", first ? s.interface() : "", first ? num(s.rate()) : "",
+                 first ? num(s.burst()) : "", c.name(), c.priority() ? "yes" : "", c.rate() ? num(c.rate()) : "",
+                 c.weight() ? num(c.weight()) : "", match.empty() ? "any" : match,
+                 c.set_dscp() ? num(c.mark_dscp()) : ""});
+      first = false;
+    }
+  }
+  table.print(out);
+}
+
 // Counters of objects that went away or were recreated (and so restarted) give no rate.
 double rate(uint64_t before, uint64_t after, double seconds) {
   return after >= before ? static_cast<double>(after - before) / seconds : 0.0;
@@ -264,8 +298,8 @@ const std::set<std::string> hand_printed = {"ports",   "interfaces", "tenants", 
                                             "tunnels", "sas",        "nat",     "policy_rules", "nic_drops"};
 
 // Every other list is a kind's counters (medix-dp's Kind::counters: a message of its objects'
-// `name` and uint64 columns): a table each, titled from the proto, so that a new kind's
-// counters need no code here.
+// `name`, perhaps the part of it a row counts, and uint64 columns): a table each, titled from
+// the proto, so that a new kind's counters need no code here.
 void print_kind_counters(std::ostream& out, const v1::CountersSnapshot& snapshot) {
   using google::protobuf::FieldDescriptor;
   const auto* descriptor = snapshot.GetDescriptor();
@@ -276,20 +310,26 @@ void print_kind_counters(std::ostream& out, const v1::CountersSnapshot& snapshot
       continue;
     const auto* message = list->message_type();
     const FieldDescriptor* name = message->FindFieldByName("name");
-    std::vector<const FieldDescriptor*> columns;
-    for (int f = 0; f < message->field_count(); f++)
-      if (message->field(f) != name) columns.push_back(message->field(f));
-    bool counters = name && name->type() == FieldDescriptor::TYPE_STRING &&
+    // A string field besides `name` is the part of the object a row counts (a shaper's class).
+    std::vector<const FieldDescriptor*> parts, columns;
+    for (int f = 0; f < message->field_count(); f++) {
+      const FieldDescriptor* field = message->field(f);
+      if (field == name) continue;
+      (field->type() == FieldDescriptor::TYPE_STRING ? parts : columns).push_back(field);
+    }
+    bool counters = name && name->type() == FieldDescriptor::TYPE_STRING && parts.size() <= 1 &&
                     std::all_of(columns.begin(), columns.end(), [](const FieldDescriptor* f) {
                       return !f->is_repeated() && f->type() == FieldDescriptor::TYPE_UINT64;
                     });
     if (!counters || !reflection->FieldSize(snapshot, list)) continue;
     std::vector<Table::Column> titles{{kind_title(message->name())}};
+    for (const auto* f : parts) titles.push_back({column_title(f->name())});
     for (const auto* f : columns) titles.push_back({column_title(f->name()), true});
     Table table(titles);
     for (int r = 0; r < reflection->FieldSize(snapshot, list); r++) {
       const auto& x = reflection->GetRepeatedMessage(snapshot, list, r);
       std::vector<std::string> cells{x.GetReflection()->GetString(x, name)};
+      for (const auto* f : parts) cells.push_back(x.GetReflection()->GetString(x, f));
       for (const auto* f : columns) cells.push_back(num(x.GetReflection()->GetUInt64(x, f)));
       table.row(cells);
     }
@@ -354,6 +394,7 @@ void print_objects(std::ostream& out, const KindInfo& kind, const Objects& objec
     case v1::Object::kPolicyRule: return print_policy_rules(out, objects);
     case v1::Object::kPolicer: return print_policers(out, objects);
     case v1::Object::kVrrpInstance: return print_vrrp_instances(out, objects);
+    case v1::Object::kShaper: return print_shapers(out, objects);
     case v1::Object::KIND_NOT_SET: break;
     default: return print_any_objects(out, objects);  // a kind with no table of its own (yet)
   }
@@ -736,6 +777,50 @@ v1::CountersSnapshot select_drops(const v1::CountersSnapshot& snapshot, bool by_
     }
   }
   return selected;
+}
+
+void print_qos(std::ostream& out, const v1::CountersSnapshot& before, const v1::CountersSnapshot& after) {
+  double seconds = double(after.timestamp_ns() - before.timestamp_ns()) / 1e9;
+  if (seconds <= 0) seconds = 1;
+  auto mbit = [&](uint64_t b, uint64_t a) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.2f", rate(b, a, seconds) * 8 / 1e6);
+    return std::string(text);
+  };
+  std::map<std::pair<std::string, std::string>, const v1::ShaperCounters*> earlier;
+  for (const auto& k : before.shaper_classes()) earlier[{k.name(), k.class_()}] = &k;
+  Table classes({{"SHAPER"},
+                 {"CLASS"},
+                 {"SENT-MBIT/S", true},
+                 {"SENT-PKTS/S", true},
+                 {"DROPS/S", true},
+                 {"DROPPED", true},
+                 {"DEPTH", true}});
+  for (const auto& k : after.shaper_classes()) {
+    auto b = earlier.find({k.name(), k.class_()});
+    v1::ShaperCounters zero;
+    const auto& p = b != earlier.end() ? *b->second : zero;
+    char pps[32], dps[32];
+    std::snprintf(pps, sizeof pps, "%.0f", rate(p.sent_packets(), k.sent_packets(), seconds));
+    std::snprintf(dps, sizeof dps, "%.0f", rate(p.dropped(), k.dropped(), seconds));
+    classes.row(
+        {k.name(), k.class_(), mbit(p.sent_bytes(), k.sent_bytes()), pps, dps, num(k.dropped()), num(k.depth())});
+  }
+  classes.print(out);
+  auto policers_before = by_name(before.policers());
+  Table policers(
+      {{"POLICER"}, {"GREEN-MBIT/S", true}, {"YELLOW-MBIT/S", true}, {"RED-MBIT/S", true}, {"DROPPED", true}});
+  for (const auto& x : after.policers()) {
+    v1::PolicerCounters zero;
+    auto b = policers_before.find(x.name());
+    const auto& p = b != policers_before.end() ? *b->second : zero;
+    policers.row({x.name(), mbit(p.green_bytes(), x.green_bytes()), mbit(p.yellow_bytes(), x.yellow_bytes()),
+                  mbit(p.red_bytes(), x.red_bytes()), num(x.dropped())});
+  }
+  if (after.policers_size()) {
+    out << '\n';
+    policers.print(out);
+  }
 }
 
 void print_drops(std::ostream& out, const v1::CountersSnapshot& selected, bool by_lcore) {

@@ -53,6 +53,8 @@ void print_fib(std::ostream& out, const v1::GetFibResponse& fib);
 void print_lookup(std::ostream& out, const v1::LookupResponse& lookup);
 // The drop reasons (summed, or each lcore's) that are not zero, or all of them.
 v1::CountersSnapshot select_drops(const v1::CountersSnapshot& snapshot, bool by_lcore, bool all);
+// Each shaper class's and policer's rates between two snapshots, drops and queue depths now.
+void print_qos(std::ostream& out, const v1::CountersSnapshot& before, const v1::CountersSnapshot& after);
 void print_drops(std::ostream& out, const v1::CountersSnapshot& selected, bool by_lcore);
 void print_runtime(std::ostream& out, const v1::Runtime& runtime, bool by_lcore);
 // `medixctl vrrp`: each VRRP instance's state, its last transitions, refused adverts.

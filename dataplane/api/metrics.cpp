@@ -153,7 +153,12 @@ std::string render_metrics(Dataplane& dp) {
       const CounterColumn& column = kind->counters->columns[i];
       std::string name = std::string("medix_") + kind->name + "_" + column.field + (column.gauge ? "" : "_total");
       Family family(out, name.c_str(), column.gauge ? "gauge" : "counter", column.help);
-      for (const auto& row : rows) family.sample({{kind->name, row.name}}, row.values[i]);
+      for (const auto& row : rows) {
+        if (kind->counters->part)  // medix_shaper_sent_bytes_total{shaper="...",class="..."}
+          family.sample({{kind->name, row.name}, {kind->counters->part, row.part}}, row.values[i]);
+        else
+          family.sample({{kind->name, row.name}}, row.values[i]);
+      }
     }
   {
     Family calls(out, "medix_stage_calls_total", "counter", "Calls of the pipeline stage, by worker lcore.");

@@ -26,6 +26,7 @@ std::span<const Kind* const> kinds() {
       &napt_pool_kind,       // nat
       &policy_rule_kind,     // nat
       &policer_kind,         // qos
+      &shaper_kind,          // qos
       &vrrp_instance_kind,   // vrrp
   };
   return table;
@@ -60,6 +61,9 @@ std::optional<std::string> check_counters(const Kind& kind) {
   const auto* message = list->message_type();
   const FieldDescriptor* name = message->FindFieldByName("name");
   if (!name || name->type() != FieldDescriptor::TYPE_STRING) return where + message->name() + " has no string name";
+  const FieldDescriptor* part = c.part ? message->FindFieldByName(c.part) : nullptr;
+  if (c.part && (!part || part->type() != FieldDescriptor::TYPE_STRING))
+    return where + message->name() + " has no string field \"" + c.part + "\"";
   for (const CounterColumn& column : c.columns) {
     const FieldDescriptor* f = message->FindFieldByName(column.field);
     if (!f || f->is_repeated() || f->type() != FieldDescriptor::TYPE_UINT64)
@@ -67,7 +71,7 @@ std::optional<std::string> check_counters(const Kind& kind) {
   }
   for (int i = 0; i < message->field_count(); i++) {
     const FieldDescriptor* f = message->field(i);
-    if (f == name) continue;
+    if (f == name || f == part) continue;
     if (std::none_of(c.columns.begin(), c.columns.end(), [&](const CounterColumn& k) { return f->name() == k.field; }))
       return where + message->name() + "." + f->name() + " is no column";
   }
@@ -80,10 +84,12 @@ void add_counters(const Kind& kind, const std::vector<CounterRow>& rows, v1::Cou
   std::vector<const FieldDescriptor*> fields;
   for (const CounterColumn& column : kind.counters->columns) fields.push_back(message->FindFieldByName(column.field));
   const FieldDescriptor* name = message->FindFieldByName("name");
+  const FieldDescriptor* part = kind.counters->part ? message->FindFieldByName(kind.counters->part) : nullptr;
   for (const CounterRow& row : rows) {
     auto* x = out.GetReflection()->AddMessage(&out, list);
     const auto* r = x->GetReflection();
     r->SetString(x, name, row.name);
+    if (part) r->SetString(x, part, row.part);
     for (size_t i = 0; i < fields.size(); i++) r->SetUInt64(x, fields[i], row.values[i]);
   }
 }

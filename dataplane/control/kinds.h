@@ -26,13 +26,22 @@ struct CounterColumn {
 struct CounterRow {
   std::string name;              // the object's
   std::vector<uint64_t> values;  // by column
+  std::string part;              // the part of it the row counts (KindCounters::part), or empty
+  // The workers' state the counters live in: ClearCounters' base applies while it is the same
+  // (a changed object gets new state, which starts from zero anyway).
+  const void* state = nullptr;
 };
 struct KindCounters {
-  // Its list in v1::CountersSnapshot ("policers"): a message of `name` and the columns.
+  // Its list in v1::CountersSnapshot ("policers"): a message of `name`, `part` if any, and
+  // the columns.
   const char* list;
   std::span<const CounterColumn> columns;
-  // A row per object of the generation, in its order.
+  // A row per object of the generation, in its order: raw counts (ClearCounters' base is
+  // subtracted by the snapshot, from every column but the gauges).
   void (*read)(const Tables& tables, std::vector<CounterRow>& rows);
+  // A string field naming the part of the object a row counts, when it has several rows (a
+  // shaper's "class"); null: a row per object.
+  const char* part = nullptr;
 };
 
 struct Kind {

@@ -53,6 +53,21 @@ void send(Worker& w, uint16_t port, rte_mbuf* m) {
   if (b.count == std::size(b.pkts)) transmit(w, port, b);
 }
 
+void send_out(Worker& w, uint16_t iface, uint16_t port, rte_mbuf* m) {
+  const auto& shaper_of = w.tables->qos.shaper_of;
+  if (iface < shaper_of.size() && shaper_of[iface] != qos::no_shaper) [[unlikely]] {
+    Batch& b = *w.to_shape;
+    // The pipeline takes the batch after each burst of ip_output: full only when fragmenting.
+    if (b.full()) {
+      drop(w, m, Drop::shaper_queue_full);
+      return;
+    }
+    b.pkts[b.n++] = m;
+    return;
+  }
+  send(w, port, m);
+}
+
 void flush_tx(Worker& w) {
   for (uint16_t port = 0; port < w.tables->ports.size(); port++)
     if (w.tx[port].count) transmit(w, port, w.tx[port]);

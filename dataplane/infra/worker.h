@@ -77,7 +77,7 @@ inline PacketMeta& meta(rte_mbuf* m) { return *static_cast<PacketMeta*>(rte_mbuf
   X(rx)                 \
   X(l2_input)           \
   X(qos)                \
-  X(arp) X(ip_input) X(ip_lookup) X(local) X(nat) X(esp_input) X(esp_output) X(ip_output) X(arp_pending) X(tx)
+  X(arp) X(ip_input) X(ip_lookup) X(local) X(nat) X(esp_input) X(esp_output) X(ip_output) X(arp_pending) X(shape) X(tx)
 enum class Stage : uint8_t {
 #define MEDIX_STAGE_ENUM(name) name,
   MEDIX_STAGES(MEDIX_STAGE_ENUM)
@@ -248,6 +248,8 @@ struct alignas(RTE_CACHE_LINE_SIZE) Worker {
   Batch* originated = nullptr;
   rte_ring* punt = nullptr;  // IKE to the exception port; nullptr: none configured
   rte_ring* vrrp = nullptr;  // VRRP adverts to the main lcore (vrrp/runner.h)
+  // Packets for shaped interfaces, on their way to their shaper's queues (qos/).
+  Batch* to_shape = nullptr;
   // The last next hop that did not answer ARP in time, (interface slot << 32) | address: the
   // control side names it in the log when the arp_timeout drops grow (runtime/dataplane.cpp).
   uint64_t arp_failed = 0;
@@ -295,6 +297,9 @@ inline uint64_t account(Worker& w, Stage stage, uint64_t start, uint64_t packets
 void drop(Worker& w, rte_mbuf* m, Drop reason);
 // Buffers a packet for a port's tx queue (flushed at the end of the loop, or when full).
 void send(Worker& w, uint16_t port, rte_mbuf* m);
+// Sends a packet out of an interface of that port: to its shaper (w.to_shape) when the
+// interface is shaped, else as send() does.
+void send_out(Worker& w, uint16_t iface, uint16_t port, rte_mbuf* m);
 void flush_tx(Worker& w);
 // Queues a packet medix-dp made for routing in the pipeline's next pass.
 void originate(Worker& w, rte_mbuf* m);

@@ -88,7 +88,7 @@ void emit(Worker& w, rte_mbuf* m, uint64_t neighbour_word, Egress& e) {
       return;
     }
     copy_l2(at, header, len);
-    send(w, f.port, m);
+    send_out(w, iface, f.port, m);
     return;
   }
 
@@ -116,7 +116,7 @@ void emit(Worker& w, rte_mbuf* m, uint64_t neighbour_word, Egress& e) {
     }
     write_l2(at, f, dst, RTE_ETHER_TYPE_IPV4);
     e.count(w, iface, f, frags[i]);
-    send(w, f.port, frags[i]);
+    send_out(w, iface, f.port, frags[i]);
   }
 }
 

@@ -98,6 +98,8 @@ std::optional<Error> Committer::build_tunnels(Build& b) {
     e.mtu = uint16_t(tu.mtu() ? tu.mtu() : 1400);
     e.ttl = uint8_t(tu.ttl() ? tu.ttl() : 64);
     e.df_mode = uint8_t(tu.df());
+    e.outer_dscp = tu.dscp() == v1::DSCP_SET ? int16_t(tu.outer_dscp()) : int16_t(-1);
+    e.decap_copy_dscp = tu.decap_copy_dscp();
     e.mss_clamp = uint16_t(tu.tcp_mss_clamp());
     e.outbound_sa = keep_sa;
     for (const auto& sel : tu.local_selectors()) {

@@ -415,9 +415,11 @@ void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_
       sa_drop(w, *sa, m, Drop::esp_ecn);
       continue;
     }
-    if (ecn != inner_ecn) {
+    // The uniform model (RFC 2983): the inner DSCP takes the outer's.
+    uint8_t dscp = tunnel->decap_copy_dscp ? ip->type_of_service & ~3 : in->type_of_service & ~3;
+    if (ecn != inner_ecn || dscp != (in->type_of_service & ~3)) {
       uint16_t old = load16(&in->version_ihl);
-      in->type_of_service = uint8_t((in->type_of_service & ~3) | ecn);
+      in->type_of_service = uint8_t(dscp | ecn);
       in->hdr_checksum = checksum_replace16(in->hdr_checksum, old, load16(&in->version_ihl));
     }
     account(w, *sa, inner_len);
@@ -543,6 +545,7 @@ bool encapsulate(Worker& w, SaState& sa, const InterfaceEntry& tunnel, rte_mbuf*
   if (tunnel.mss_clamp) clamp_mss(m, 0, tunnel.mss_clamp);
   const auto* inner_ip = rte_pktmbuf_mtod(m, const rte_ipv4_hdr*);
   uint8_t tos = inner_ip->type_of_service;
+  if (tunnel.outer_dscp >= 0) tos = uint8_t(tunnel.outer_dscp << 2 | (tos & 3));  // DSCP_SET; ECN still copied
   bool inner_df = inner_ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG);
   uint32_t inner_len = rte_pktmbuf_pkt_len(m);
   uint32_t padded = RTE_ALIGN_CEIL(inner_len + 2, sa.block);
@@ -601,7 +604,7 @@ bool encapsulate(Worker& w, SaState& sa, const InterfaceEntry& tunnel, rte_mbuf*
   sum = (sum & 0xffff) + (sum >> 16);
   rte_ipv4_hdr outer_ip;
   outer_ip.version_ihl = RTE_IPV4_VHL_DEF;
-  outer_ip.type_of_service = tos;  // DSCP and ECN copied (RFC 6040 normal mode)
+  outer_ip.type_of_service = tos;  // DSCP copied or set, ECN copied (RFC 6040 normal mode)
   outer_ip.total_length = rte_cpu_to_be_16(total);
   outer_ip.packet_id = rte_cpu_to_be_16(id);
   outer_ip.fragment_offset = rte_cpu_to_be_16(fragment);

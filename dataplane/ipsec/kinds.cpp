@@ -41,6 +41,12 @@ std::optional<Error> check_tunnel(Intent& in, const v1::Object& o, const std::st
   if (t.tcp_mss_clamp())
     if (auto e = range(path + ".tcp_mss_clamp", t.tcp_mss_clamp(), 536, 9000)) return e;
   if (auto e = range(path + ".ttl", t.ttl(), 0, 255)) return e;
+  if (!v1::DscpMode_IsValid(t.dscp())) return invalid(path + ".dscp", "is not a DSCP mode");
+  if (t.dscp() == v1::DSCP_SET) {
+    if (auto e = range(path + ".outer_dscp", t.outer_dscp(), 0, 63)) return e;
+  } else if (t.outer_dscp()) {
+    return invalid(path + ".outer_dscp", "is for DSCP_SET");
+  }
   if (auto e = selectors(path + ".local_selectors", t.local_selectors())) return e;
   if (auto e = selectors(path + ".remote_selectors", t.remote_selectors())) return e;
   for (const auto& [name, other] : in.tunnels)

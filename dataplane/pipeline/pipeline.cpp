@@ -8,7 +8,9 @@
 //   lookup, a burst of any tenants:  ip_lookup ─┬─ fwd / local
 //                                               ├─ cross ─ nat_input ─ ip_route_crossed ─ fwd / local / leaked
 //                                               └─ leaked: the next round, in its new tenant
-//   police (qos/) runs between l2_input and ip_input, in generations that have policers.
+//   police (qos/) runs between l2_input and ip_input, in generations that have policers;
+//   shape (qos/) takes what ip_output sent to shaped interfaces into their class queues, and
+//   the worker loop's schedule step sends from them (process_shaped).
 //
 // run_ip passes: what a pass decrypts, encrypts or originates goes round again (decrypted: in
 // its tunnel's tenant; encrypted: in the underlay; originated: ICMP, replies), so a few passes
@@ -178,7 +180,12 @@ void run_ip(Worker& w, uint64_t t, IpInput& in) {
       to.pkts[to.n++] = m;
     }
     if (eth.n) {
-      in_bursts(eth, [&](rte_mbuf** p, uint16_t n) { ip_output(w, p, n); });
+      in_bursts(eth, [&](rte_mbuf** p, uint16_t n) {
+        ip_output(w, p, n);
+        // Into the class queues (shaped interfaces only); its cycles count as ip_output's.
+        if (w.to_shape->n) [[unlikely]]
+          shape(w);
+      });
       t = account(w, Stage::ip_output, t, eth.n);
     }
     if (tunnel.n) {
@@ -243,6 +250,20 @@ void process_originated(Worker& w) {
   if (!w.originated->n) return;
   IpInput in;
   run_ip(w, stage_clock(w), in);
+}
+
+unsigned process_shaped(Worker& w) {
+  if (w.tables->qos.shapers.empty()) return 0;  // one test a loop when there are none
+  uint64_t t = rte_rdtsc();
+  uint16_t queued = w.to_shape->n;  // from the pending queue's packets, sent this loop
+  if (queued) shape(w);
+  unsigned sent = schedule(w, t);
+  if (sent || queued) account(w, Stage::shape, t, sent);
+  return sent;
+}
+
+void drop_shaped_on_stop(Worker& w) {
+  if (w.tables) drop_shaped(w);
 }
 
 void process_handoff(Worker& w, rte_mbuf** pkts, uint16_t n) {

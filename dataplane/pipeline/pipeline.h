@@ -11,5 +11,9 @@ void process_burst(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n);
 void process_handoff(Worker& w, rte_mbuf** pkts, uint16_t n);
 // Routes what was originated outside a burst (ICMP errors of the ARP pending queue).
 void process_originated(Worker& w);
+// Sends what the shapers allow now (qos/); returns how many packets. Called every loop.
+unsigned process_shaped(Worker& w);
+// Frees what the shapers still hold (medix-dp stopping).
+void drop_shaped_on_stop(Worker& w);
 
 }  // namespace medix::dp

@@ -2,7 +2,10 @@
 
 #include <algorithm>
 
+#include <rte_cycles.h>
+
 #include "control/build.h"
+#include "l2/l2.h"
 
 namespace medix::dp::qos {
 namespace {
@@ -79,6 +82,74 @@ std::optional<Error> build_policers(Committer::Build& b) {
   std::stable_sort(next.begin(), next.end(),
                    [](const Policer& x, const Policer& y) { return wildcards(x) < wildcards(y); });
   b.next->qos.policers = std::move(next);
+  return std::nullopt;
+}
+
+void compile(const v1::Shaper& s, uint16_t workers, uint64_t tsc_hz, Shaper& out) {
+  uint16_t n = std::max<uint16_t>(1, workers);
+  // Bytes a second to bytes a TSC cycle, each worker's share.
+  auto per_cycle = [&](uint64_t rate) { return double(rate) / n / double(tsc_hz); };
+  out.name = s.name();
+  out.rate = per_cycle(s.rate());
+  out.burst = double(s.burst());
+  out.classes.clear();
+  for (const v1::ShaperClass& c : s.classes()) {
+    ShaperClass k;
+    k.name = c.name();
+    k.priority = c.priority();
+    k.rate = per_cycle(c.rate());
+    k.burst = double(s.burst());
+    k.weight = c.weight();
+    for (uint32_t d : c.dscp()) k.dscps |= uint64_t(1) << d;
+    if (c.set_dscp()) k.mark = int16_t(c.mark_dscp());
+    out.classes.push_back(std::move(k));
+  }
+  out.shares.reset(new ShaperShare[n]);
+  out.workers = n;
+  for (uint16_t w = 0; w < n; w++) {
+    out.shares[w].classes.resize(out.classes.size());
+    for (int c = 0; c < s.classes_size(); c++) {
+      ClassQueue& q = out.shares[w].classes[c];
+      q.limit = s.classes(c).queue_limit() ? s.classes(c).queue_limit() : default_queue_limit;
+      q.mask = rte_align32pow2(q.limit) - 1;
+      q.ring.reset(new rte_mbuf*[q.mask + 1]);
+    }
+  }
+}
+
+std::optional<Error> build_shapers(Committer::Build& b) {
+  const auto& changes = b.diff.of(v1::Object::kShaper);
+  auto all = b.intent.named.find(v1::Object::kShaper);
+  bool none = all == b.intent.named.end() || all->second.empty();
+  if (changes.empty() && none && b.c.current()->qos.shapers.empty()) return std::nullopt;
+  const std::vector<Shaper>& kept = b.c.current()->qos.shapers;
+  std::vector<Shaper> next;
+  std::vector<uint16_t> shaper_of;
+  if (!none)
+    for (const auto& [name, o] : all->second) {
+      const v1::Shaper& s = o.shaper();
+      auto change = changes.find({.kind = v1::Object::kShaper, .name = name});
+      auto old = std::find_if(kept.begin(), kept.end(), [&name = name](const Shaper& x) { return x.name == name; });
+      Shaper e;
+      if (change == changes.end() && old != kept.end())
+        e = *old;  // its queues and buckets go on
+      else
+        compile(s, b.c.params().queues, rte_get_tsc_hz(), e);
+      e.interface = b.interface_slot_of(s.interface());
+      const InterfaceEntry& f = b.next->interfaces[e.interface];
+      e.port = f.port;
+      e.l2_len = l2_len_of(f);
+      for (size_t c = 0; c < e.classes.size(); c++) {
+        const v1::ShaperClass& k = s.classes(int(c));
+        e.classes[c].tenant = k.tenant().empty() ? any_tenant : b.tenant_of(k.tenant());
+        e.classes[c].in_interface = k.in_interface().empty() ? any_interface : b.interface_slot_of(k.in_interface());
+      }
+      if (shaper_of.size() <= e.interface) shaper_of.resize(e.interface + 1, no_shaper);
+      shaper_of[e.interface] = uint16_t(next.size());
+      next.push_back(std::move(e));
+    }
+  b.next->qos.shapers = std::move(next);
+  b.next->qos.shaper_of = std::move(shaper_of);
   return std::nullopt;
 }
 

@@ -7,6 +7,8 @@ namespace medix::dp {
 namespace {
 
 const std::map<std::string, v1::Object> none;
+// Bytes a second; rte_meter keeps rates in 64 bits, buckets in 32-bit sizes.
+constexpr uint64_t max_rate = 1'250'000'000'000;  // 10 Tbit/s
 
 const std::map<std::string, v1::Object>& policers(const Intent& in) {
   auto it = in.named.find(v1::Object::kPolicer);
@@ -54,8 +56,6 @@ std::optional<Error> check_policer(Intent& in, const v1::Object& o, const std::s
   if (p.mode() != v1::POLICER_SRTCM && p.mode() != v1::POLICER_TRTCM)
     return invalid(path + ".mode", "is required: POLICER_SRTCM or POLICER_TRTCM");
   bool two_rate = p.mode() == v1::POLICER_TRTCM;
-  // Bytes a second and bytes; rte_meter keeps them in 64 bits, buckets in 32-bit sizes.
-  constexpr uint64_t max_rate = 1'250'000'000'000;  // 10 Tbit/s
   uint64_t mtu = class_mtu(in, p);
   auto rate = [&](const char* field, uint64_t v) -> std::optional<Error> {
     if (v == 0) return invalid(path + "." + field, "must be above 0 (bytes per second)");
@@ -96,7 +96,93 @@ void count_users(Intent& in, const v1::Policer& p, int delta) {
   if (!p.interface().empty()) count(in.interface_users, p.interface(), delta);
 }
 
-// By colour, every worker's share summed, since the policer was created or last changed.
+const std::map<std::string, v1::Object>& shapers(const Intent& in) {
+  auto it = in.named.find(v1::Object::kShaper);
+  return it == in.named.end() ? none : it->second;
+}
+
+constexpr int max_shaper_classes = 64;
+
+std::optional<Error> check_class(Intent& in, const v1::ShaperClass& c, const std::string& path) {
+  if (auto e = name(path + ".name", c.name())) return e;
+  if (c.rate()) {
+    if (auto e = range(path + ".rate", c.rate(), 1, max_rate)) return e;
+  }
+  if (c.priority() && !c.rate())
+    return invalid(path + ".rate", "a priority class needs a rate (its cap, so that it cannot starve the others)");
+  if (c.priority() && c.weight()) return invalid(path + ".weight", "a priority class is served before any share");
+  if (!c.priority() && !c.rate() && !c.weight())
+    return invalid(path, "neither a guaranteed rate nor a weight: the class would never be sent");
+  if (auto e = range(path + ".weight", c.weight(), 0, 1000)) return e;
+  if (auto e = range(path + ".queue_limit", c.queue_limit(), 0, 65536)) return e;
+  if (!c.tenant().empty() && !in.tenants.count(c.tenant()))
+    return invalid(path + ".tenant", "no tenant named " + quoted(c.tenant()));
+  // A tunnel too: what was decrypted from it (a per-purpose VPN) is received on it.
+  if (!c.in_interface().empty() && !in.interfaces.count(c.in_interface()) && !in.tunnels.count(c.in_interface()))
+    return invalid(path + ".in_interface", "no interface or tunnel named " + quoted(c.in_interface()));
+  for (int i = 0; i < c.dscp_size(); i++)
+    if (auto e = range(path + ".dscp[" + std::to_string(i) + "]", c.dscp(i), 0, 63)) return e;
+  if (c.set_dscp()) {
+    if (auto e = range(path + ".mark_dscp", c.mark_dscp(), 0, 63)) return e;
+  } else if (c.mark_dscp()) {
+    return invalid(path + ".mark_dscp", "needs set_dscp");
+  }
+  return std::nullopt;
+}
+
+std::optional<Error> check_shaper(Intent& in, const v1::Object& o, const std::string& path) {
+  const auto& s = o.shaper();
+  if (s.interface().empty()) return invalid(path + ".interface", "is required");
+  auto f = in.interfaces.find(s.interface());
+  if (f == in.interfaces.end()) {
+    if (in.tunnels.count(s.interface()))
+      return invalid(path + ".interface", quoted(s.interface()) + " is a tunnel: shape its underlay interface");
+    return invalid(path + ".interface", "no interface named " + quoted(s.interface()));
+  }
+  if (s.rate() == 0) return invalid(path + ".rate", "must be above 0 (bytes per second)");
+  if (auto e = range(path + ".rate", s.rate(), 1, max_rate)) return e;
+  // A frame of the interface's MTU must fit the buckets, or it would never be sent.
+  const v1::Interface& i = f->second;
+  uint64_t mtu = i.mtu() ? i.mtu() : 1500;
+  if (!i.mtu())
+    if (auto port = in.ports.find(i.port()); port != in.ports.end() && port->second.mtu()) mtu = port->second.mtu();
+  uint64_t frame = mtu + 22;  // Ethernet and two VLAN tags
+  if (s.burst() < frame)
+    return invalid(path + ".burst", std::to_string(s.burst()) + " bytes is below one frame of the interface's MTU (" +
+                                        std::to_string(frame) + ")");
+  if (auto e = range(path + ".burst", s.burst(), frame, UINT32_MAX)) return e;
+  if (s.classes_size() == 0) return invalid(path + ".classes", "at least one class is required");
+  if (s.classes_size() > max_shaper_classes)
+    return invalid(path + ".classes", "at most " + std::to_string(max_shaper_classes) + " classes");
+  uint64_t committed = 0;
+  for (int c = 0; c < s.classes_size(); c++) {
+    std::string at = path + ".classes[" + std::to_string(c) + "]";
+    if (auto e = check_class(in, s.classes(c), at)) return e;
+    for (int d = 0; d < c; d++)
+      if (s.classes(d).name() == s.classes(c).name())
+        return invalid(at + ".name",
+                       "class " + quoted(s.classes(c).name()) + " is already classes[" + std::to_string(d) + "]");
+    committed += s.classes(c).rate();
+  }
+  if (committed > s.rate())
+    return invalid(path + ".classes", "the classes' rates add up to " + std::to_string(committed) +
+                                          " bytes/s, more than the shaper's rate " + std::to_string(s.rate()));
+  for (const auto& [other, x] : shapers(in))
+    if (x.shaper().interface() == s.interface())
+      return invalid(path + ".interface", "shaper " + quoted(other) + " already shapes " + quoted(s.interface()));
+  return std::nullopt;
+}
+
+void count_users(Intent& in, const v1::Shaper& s, int delta) {
+  count(in.interface_users, s.interface(), delta);
+  for (const auto& c : s.classes()) {
+    if (!c.tenant().empty()) count(in.tenant_users, c.tenant(), delta);
+    if (!c.in_interface().empty()) count(in.interface_users, c.in_interface(), delta);
+  }
+}
+
+// By colour, every worker's share summed, since the policer was created or changed (or the
+// counters cleared).
 const CounterColumn policer_columns[] = {
     {"green_packets", "Packets the policer coloured green."},
     {"green_bytes", "Bytes the policer coloured green."},
@@ -124,9 +210,46 @@ const KindCounters policer_counters = {
             }
             rows.push_back({p.name,
                             {packets[qos::green], bytes[qos::green], packets[qos::yellow], bytes[qos::yellow],
-                             packets[qos::red], bytes[qos::red], dropped}});
+                             packets[qos::red], bytes[qos::red], dropped},
+                            {},
+                            p.shares.get()});
           }
         },
+};
+
+// A row per class, every worker's queue summed, since the shaper was created or changed (or
+// the counters cleared); depth is now.
+const CounterColumn shaper_columns[] = {
+    {"queued_packets", "Packets a shaper class took into its queues."},
+    {"queued_bytes", "Bytes of frame a shaper class took into its queues."},
+    {"sent_packets", "Packets a shaper class sent."},
+    {"sent_bytes", "Bytes of frame a shaper class sent."},
+    {"dropped", "Packets dropped: the shaper class's queue was full."},
+    {"depth", "Packets in the shaper class's queues now.", true},
+};
+
+const KindCounters shaper_counters = {
+    .list = "shaper_classes",
+    .columns = shaper_columns,
+    .read =
+        [](const Tables& t, std::vector<CounterRow>& rows) {
+          for (const qos::Shaper& sh : t.qos.shapers)
+            for (size_t c = 0; c < sh.classes.size(); c++) {
+              std::vector<uint64_t> v(std::size(shaper_columns));
+              for (uint16_t i = 0; i < sh.workers; i++) {
+                const qos::ClassQueue& q = sh.shares[i].classes[c];
+                v[0] += load_counter(q.queued_packets);
+                v[1] += load_counter(q.queued_bytes);
+                v[2] += load_counter(q.sent_packets);
+                v[3] += load_counter(q.sent_bytes);
+                v[4] += load_counter(q.dropped);
+                v[5] +=
+                    uint32_t(__atomic_load_n(&q.tail, __ATOMIC_RELAXED) - __atomic_load_n(&q.head, __ATOMIC_RELAXED));
+              }
+              rows.push_back({sh.name, std::move(v), sh.classes[c].name, sh.shares.get()});
+            }
+        },
+    .part = "class",
 };
 
 }  // namespace
@@ -186,6 +309,62 @@ const Kind policer_kind = {
       return std::nullopt;
     },
     .counters = &policer_counters,
+};
+
+const Kind shaper_kind = {
+    .object = v1::Object::kShaper,
+    .list_kind = v1::SHAPER,
+    .name = "shaper",
+    .plural = "shapers",
+    .config_size = [](const v1::Config& c) { return c.shapers_size(); },
+    .take = [](v1::Config& c, int i, v1::Object& o) { *o.mutable_shaper() = std::move(*c.mutable_shapers(i)); },
+    .clear_output = nullptr,
+    .check_key = [](const v1::Object& o, const std::string& path) { return name(path + ".name", o.shaper().name()); },
+    .key =
+        [](const v1::Object& o) {
+          return Intent::Key{v1::Object::kShaper, o.shaper().name()};
+        },
+    .find = [](const Intent& in, const Intent::Key& k) -> std::optional<v1::Object> {
+      const auto& all = shapers(in);
+      auto it = all.find(k.name);
+      if (it == all.end()) return std::nullopt;
+      return it->second;
+    },
+    .put =
+        [](Intent& in, const v1::Object& o) {
+          in.named[v1::Object::kShaper][o.shaper().name()] = o;
+          count_users(in, o.shaper(), 1);
+        },
+    .erase =
+        [](Intent& in, const v1::Object& o) {
+          in.named[v1::Object::kShaper].erase(o.shaper().name());
+          count_users(in, o.shaper(), -1);
+        },
+    .validate = check_shaper,
+    .check_update = nullptr,
+    .check_delete = nullptr,
+    .check_final = nullptr,
+    .error_name = [](const v1::Object& o) { return o.shaper().name(); },
+    .build = {{Phase::last, qos::build_shapers}},
+    .reclaim = nullptr,  // queues go with the last generation that names them, after the grace period
+    .diff = nullptr,
+    .get = [](const Intent& in, const Committer&, const v1::Object& key, v1::Object& out) -> std::optional<Error> {
+      const auto& all = shapers(in);
+      if (auto it = all.find(key.shaper().name()); it != all.end()) out = it->second;
+      return std::nullopt;
+    },
+    .list = [](const Intent& in, const Committer&, const v1::ListRequest& request, uint32_t page,
+               v1::ListResponse& out) -> std::optional<Error> {
+      const std::string& token = request.page_token();
+      size_t start = token.empty() ? 0 : std::stoul(token), total = 0;
+      for (const auto& [name, o] : shapers(in)) {
+        if (total++ >= start && uint32_t(out.objects_size()) < page) *out.add_objects() = o;
+      }
+      if (start + size_t(out.objects_size()) < total)
+        out.set_next_page_token(std::to_string(start + out.objects_size()));
+      return std::nullopt;
+    },
+    .counters = &shaper_counters,
 };
 
 }  // namespace medix::dp

@@ -5,5 +5,6 @@
 namespace medix::dp {
 
 extern const Kind policer_kind;
+extern const Kind shaper_kind;
 
 }  // namespace medix::dp

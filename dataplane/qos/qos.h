@@ -1,5 +1,5 @@
 #pragma once
-// QoS on ingress: policers on classes of traffic (docs/qos.md).
+// QoS: policers on classes of ingress traffic, shapers on egress (docs/qos.md).
 #include <rte_mbuf.h>
 
 #include <cstdint>
@@ -14,5 +14,18 @@ namespace medix::dp {
 // many are left in `pkts`. `now` is the TSC the meters run on. The pipeline calls it only when
 // the generation has policers.
 uint16_t police(Worker& w, rte_mbuf** pkts, uint16_t n, uint64_t now);
+
+// Takes the packets send_out() put in w.to_shape (L2 header written, meta iface_out set) into
+// their shaper's class queues on this worker: classified, marked, queued or dropped when the
+// class's queue is full.
+void shape(Worker& w);
+// Sends what this worker's shapers allow now: at most a burst a shaper, strict priority
+// first, then the guarantees, then the excess by weight; never waits. Returns how many.
+unsigned schedule(Worker& w, uint64_t now);
+// The class of a packet in shaper `s` (its index): the first whose match holds, else the last.
+// `dscp` is -1 when the packet has no IPv4 header.
+uint16_t class_of(const Tables& t, const qos::Shaper& s, const PacketMeta& m, int dscp);
+// Frees every packet this worker's shapers hold (medix-dp stopping).
+void drop_shaped(Worker& w);
 
 }  // namespace medix::dp

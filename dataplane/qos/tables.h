@@ -1,8 +1,9 @@
 #pragma once
 // QoS's part of a generation (Tables::qos, tables/tables.h): what workers read to police the
-// classes of ingress traffic. Ground floor like tables/: no protobuf, no feature. Built by
-// qos/commit.cpp.
+// classes of ingress traffic and to shape what leaves shaped interfaces. Ground floor like tables/: no protobuf, no
+// feature. Built by qos/commit.cpp.
 #include <rte_common.h>
+#include <rte_mbuf.h>
 #include <rte_meter.h>
 
 #include <cstdint>
@@ -44,10 +45,71 @@ struct Policer {
   uint16_t workers = 1;  // how many shares
 };
 
+inline constexpr uint16_t no_shaper = UINT16_MAX;
+inline constexpr uint32_t default_queue_limit = 256;  // packets, a class on a worker
+inline constexpr uint16_t any_tenant = UINT16_MAX;
+
+// A shaper class as workers read it. Rates are this worker's share, in bytes per TSC cycle.
+struct ShaperClass {
+  std::string name;
+  bool priority = false;
+  double rate = 0;  // guaranteed (priority: the cap); 0: none
+  double burst = 0;
+  uint32_t weight = 0;
+  uint16_t tenant = any_tenant;           // slot
+  uint16_t in_interface = any_interface;  // slot
+  uint64_t dscps = 0;                     // bit d: DSCP d matches; 0: any
+  int16_t mark = any_dscp;                // DSCP set on the way out
+};
+
+// One class's queue on one worker: a ring of packets, its guarantee's bucket, its DRR deficit
+// and its counters (read by others relaxed).
+struct ClassQueue {
+  std::unique_ptr<rte_mbuf*[]> ring;
+  uint32_t mask = 0, limit = 0, head = 0, tail = 0;  // head: next out; tail: next in
+  double tokens = 0;
+  int64_t deficit = 0;
+  uint64_t queued_packets = 0, queued_bytes = 0, sent_packets = 0, sent_bytes = 0, dropped = 0;
+  uint32_t depth() const { return tail - head; }
+};
+
+// One worker's share of a shaper: the contract's bucket and the classes' queues. Only that
+// worker touches it; what it still holds when it is freed (after the grace period of the
+// generation that last named it) is freed with it.
+struct alignas(RTE_CACHE_LINE_SIZE) ShaperShare {
+  double tokens = 0;
+  uint64_t at = 0;        // TSC of the last refill; 0: not yet
+  uint16_t next_rr = 0;   // the guaranteed round's next class
+  uint16_t next_drr = 0;  // the excess round's class
+  bool topped = false;    // next_drr got its quantum this visit
+  std::vector<ClassQueue> classes;
+  ShaperShare() = default;
+  ShaperShare(const ShaperShare&) = delete;
+  ShaperShare& operator=(const ShaperShare&) = delete;
+  ~ShaperShare() {
+    for (ClassQueue& q : classes)
+      for (; q.head != q.tail; q.head++) rte_pktmbuf_free(q.ring[q.head & q.mask]);
+  }
+};
+
+struct Shaper {
+  std::string name;
+  uint16_t interface = 0;      // slot
+  uint16_t port = 0;           // the interface's port (slot)
+  uint8_t l2_len = 0;          // the interface's Ethernet header and tags, as it sends them
+  double rate = 0, burst = 0;  // this worker's share of the contract, bytes per TSC cycle; bytes
+  std::vector<ShaperClass> classes;
+  std::shared_ptr<ShaperShare[]> shares;  // one per worker (by queue)
+  uint16_t workers = 1;
+};
+
 struct Tables {
   // In the order they are tried: the first of a packet's tenant that matches it applies
   // (the most specific first: interface and DSCP, interface, DSCP, the tenant).
   std::vector<Policer> policers;
+  std::vector<Shaper> shapers;
+  // By interface slot: its shaper's index in `shapers`, or no_shaper (slots past the end have none).
+  std::vector<uint16_t> shaper_of;
 };
 
 }  // namespace medix::dp::qos

@@ -75,6 +75,7 @@ int worker_main(void* arg) {
       account(w, Stage::arp_pending, start, 0);
       process_originated(w);
     }
+    if (process_shaped(w)) work = true;
     uint64_t start = stage_clock(w);
     unsigned queued = 0;
     for (uint16_t port = 0; port < w.tables->ports.size(); port++) queued += w.tx[port].count;
@@ -188,6 +189,7 @@ std::optional<std::string> Dataplane::start(const Settings& s, uint32_t mtu,
     w->pending =
         static_cast<PendingQueue*>(rte_zmalloc_socket("pending", sizeof(PendingQueue), RTE_CACHE_LINE_SIZE, wsocket));
     w->originated = static_cast<Batch*>(rte_zmalloc_socket("originated", sizeof(Batch), RTE_CACHE_LINE_SIZE, wsocket));
+    w->to_shape = static_cast<Batch*>(rte_zmalloc_socket("to_shape", sizeof(Batch), RTE_CACHE_LINE_SIZE, wsocket));
     w->neighbour_cache = static_cast<NeighbourCache*>(
         rte_zmalloc_socket("neighbour_cache", sizeof(NeighbourCache), RTE_CACHE_LINE_SIZE, wsocket));
     w->shares = static_cast<Shares*>(rte_zmalloc_socket("shares", sizeof(Shares), RTE_CACHE_LINE_SIZE, wsocket));
@@ -210,8 +212,8 @@ std::optional<std::string> Dataplane::start(const Settings& s, uint32_t mtu,
     }
     w->mgr = alloc_mb_mgr(0);
     if (w->mgr) init_mb_mgr_auto(w->mgr, nullptr);
-    if (!w->counters || !w->tx || !w->pending || !w->originated || !w->neighbour_cache || !w->shares || !w->sa_events ||
-        !w->mgr)
+    if (!w->counters || !w->tx || !w->pending || !w->originated || !w->to_shape || !w->neighbour_cache || !w->shares ||
+        !w->sa_events || !w->mgr)
       return std::string("cannot allocate worker state: ") + more_memory;
     rte_rcu_qsbr_thread_register(rcu, q);
     workers.push_back(w);
@@ -299,6 +301,10 @@ void Dataplane::stop() {
   stopping.store(true);
   rte_eal_mp_wait_lcore();
   for (auto* w : workers) {
+    // The generation published now: the one this worker last read may be reclaimed already
+    // (it was quiescent), and its shapers' queues are in the newest one unless they changed.
+    w->tables = w->published->load(std::memory_order_acquire);
+    drop_shaped_on_stop(*w);
     flush_tx(*w);
     free_mb_mgr(w->mgr);  // the only worker state not in DPDK's memory: LeakSanitizer sees it
     w->mgr = nullptr;

@@ -189,7 +189,7 @@ uint64_t nat_worker_bytes(uint32_t capacity) {
 
 uint64_t worker_bytes() {
   return allocation(sizeof(Worker)) + allocation(sizeof(Counters)) + allocation(sizeof(TxBuffer) * max_ports) +
-         allocation(sizeof(PendingQueue)) + allocation(sizeof(Batch)) + allocation(sizeof(NeighbourCache)) +
+         allocation(sizeof(PendingQueue)) + 2 * allocation(sizeof(Batch)) + allocation(sizeof(NeighbourCache)) +
          allocation(sizeof(Shares)) + ring_bytes(sizeof(SaEventMessage), sa_event_ring_size) +
          ring_bytes(sizeof(void*), handoff_ring_size);
 }

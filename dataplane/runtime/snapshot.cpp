@@ -60,6 +60,34 @@ std::vector<uint64_t> sa_row(const SaState& sa) {
   for (unsigned r = 0; r < sa_drop_count; r++) row.push_back(load_counter(sa.drops[r]));
   return row;
 }
+// The kinds' rows (Kind::counters), raw.
+template <typename Each>
+void read_kinds(const Tables& t, Each each) {
+  for (const Kind* k : kinds())
+    if (k->counters) {
+      std::vector<CounterRow> rows;
+      k->counters->read(t, rows);
+      each(*k, rows);
+    }
+}
+
+// A row's key in Cleared::kinds.
+std::tuple<const void*, std::string, std::string> row_key(const CounterRow& row) {
+  return {row.state, row.name, row.part};
+}
+
+// Each row's counters minus their base at the last clear, if that clear saw the same state;
+// gauges as they are.
+void since_clear(const Cleared& cleared, const Kind& kind, std::vector<CounterRow>& rows) {
+  const auto& columns = kind.counters->columns;
+  for (CounterRow& row : rows) {
+    auto base = cleared.kinds.find(row_key(row));
+    if (base == cleared.kinds.end()) continue;
+    for (size_t i = 0; i < row.values.size() && i < base->second.size(); i++)
+      if (!columns[i].gauge) row.values[i] -= std::min(row.values[i], base->second[i]);
+  }
+}
+
 }  // namespace
 
 LcoreStats Dataplane::lcore_stats(size_t queue) const {
@@ -71,8 +99,12 @@ uint64_t Dataplane::clear_counters() {
   std::lock_guard lock(clear_mutex);
   cleared.nics.clear();
   cleared.sas.clear();
+  cleared.kinds.clear();
   controller.read([&](const Intent&, const Committer& committer, uint64_t) {
     const Tables& t = *committer.current();
+    read_kinds(t, [&](const Kind&, std::vector<CounterRow>& rows) {
+      for (CounterRow& row : rows) cleared.kinds[row_key(row)] = std::move(row.values);
+    });
     committer.for_each_sa([&](const SaKey& key, const SaState& sa) {
       cleared.sas[{key.tunnel, key.spi, key.inbound}] = sa_row(sa);
     });
@@ -156,11 +188,10 @@ CounterSnapshot take_snapshot(Dataplane& dp, bool with_neighbours) {
                          gauge(now.mappings_created, now.mappings_ended)});
       }
     for (const auto& r : t.rules) s.rules.push_back({r.name, s.totals.rule_matched[r.slot], r.permit});
-    for (const Kind* k : kinds())
-      if (k->counters) {
-        s.kinds.push_back({k, {}});
-        k->counters->read(t, s.kinds.back().rows);
-      }
+    read_kinds(t, [&](const Kind& k, std::vector<CounterRow>& rows) {
+      since_clear(cleared, k, rows);
+      s.kinds.push_back({&k, std::move(rows)});
+    });
     if (with_neighbours)
       t.neighbours->for_each([&](const NeighbourSlotKey& key, const rte_ether_addr& mac, bool is_static) {
         char text[RTE_ETHER_ADDR_FMT_SIZE];

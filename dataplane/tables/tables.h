@@ -61,7 +61,9 @@ struct InterfaceEntry {
   uint32_t local = 0, remote = 0;  // outer addresses
   uint16_t remote_port = 0;        // ESP in UDP to this port; 0: raw ESP
   uint8_t ttl = 64;
-  uint8_t df_mode = 0;  // v1::DfMode
+  uint8_t df_mode = 0;           // v1::DfMode
+  int16_t outer_dscp = -1;       // the outer DSCP; -1: the inner's (copied)
+  bool decap_copy_dscp = false;  // decapsulated packets take the outer DSCP
   uint16_t mss_clamp = 0;
   uint16_t outbound_sa = 0;  // SA slot; 0: none
   uint8_t n_local_selectors = 0, n_remote_selectors = 0;

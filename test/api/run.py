@@ -895,6 +895,32 @@ def ipsec_and_nat_kinds(f, d, c):
 
 
 @test
+def shaper_kind(f, d, c):
+    """QoS's shaper (dataplane/qos/): the round trip, its classes' counters, bad ones refused whole."""
+    first = pb.Shaper(name="rt-shp", interface="a-lan", rate=25000000, burst=250000, classes=[
+        pb.ShaperClass(name="ef", priority=True, rate=1000000, dscp=[46]),
+        pb.ShaperClass(name="rest", weight=1)])
+    second = pb.Shaper(name="rt-shp", interface="a-lan", rate=12500000, burst=100000, classes=[
+        pb.ShaperClass(name="img", rate=5000000, weight=2, tenant="hosp-a", set_dscp=True, mark_dscp=34),
+        pb.ShaperClass(name="rest", weight=1)])
+    round_trip(c, "shaper", first, second, pb.Shaper(name="rt-shp"), "shaper")
+    err, res = rpc(c.apply, [create(first)])
+    if R.check(err is None and res.changed == 1, "shaper: CREATE again", short(err)):
+        names = [(k.name, getattr(k, "class")) for k in c.counters().shaper_classes]
+        R.check(names == [("rt-shp", "ef"), ("rt-shp", "rest")], "GetCounters lists the shaper's classes",
+                "names %s" % names)
+        rpc(c.apply, [delete(pb.Shaper(name="rt-shp"))])
+    over = pb.Shaper(name="bad-shp", interface="core-1", rate=1000000, burst=30000, classes=[
+        pb.ShaperClass(name="a", rate=800000), pb.ShaperClass(name="b", rate=400000)])
+    expect_rejected(c, "CREATE a good shaper and one whose guarantees exceed its rate", [create(first), create(over)],
+                    C.INVALID_ARGUMENT, "operations[1].shaper.classes")
+    small = pb.Shaper(name="bad-shp", interface="core-1", rate=1000000, burst=100,
+                      classes=[pb.ShaperClass(name="a", weight=1)])
+    expect_rejected(c, "CREATE a shaper whose burst is below one frame", [create(small)], C.INVALID_ARGUMENT,
+                    "operations[0].shaper.burst")
+
+
+@test
 def policer_kind(f, d, c):
     """QoS's policer (dataplane/qos/): the round trip, its counters, bad ones refused whole."""
     remark = pb.PolicerColourAction(action=pb.POLICER_REMARK, dscp=10)

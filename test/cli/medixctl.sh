@@ -368,6 +368,22 @@ expect "counters: the policer's row" 0 '^a-pol( +[0-9]+){7}$' -- counters
 expect_json "counters -o json: policers" 'd["policers"][0]["name"] == "a-pol"' -- counters
 expect "delete policer" 0 '^version [0-9]+ \(1 changed\)$' -- delete policer a-pol
 expect_not "counters: no policer, no table" '^POLICER ' -- counters
+# A kind with a row per part (a shaper's classes): the part's column after the name
+cat >"$tmp/shaper.json" <<'JSON'
+{"schema_version": 1,
+ "shapers": [{"name": "b-shp", "interface": "b-lan", "rate": "25000000", "burst": "100000",
+              "classes": [{"name": "voice", "priority": true, "rate": "1000000", "dscp": [46]},
+                          {"name": "rest", "weight": 1}]}]}
+JSON
+expect "apply a shaper" 0 '^version [0-9]+ \(1 changed\)$' -- apply "$tmp/shaper.json"
+expect "counters: a kind's counters by part" 0 \
+  '^SHAPER +CLASS +QUEUED-PKTS +QUEUED-BYTES +SENT-PKTS +SENT-BYTES +DROPPED +DEPTH$' -- counters
+expect "counters: the shaper's class rows" 0 '^b-shp +rest( +[0-9]+){6}$' -- counters
+expect_json "counters -o json: shaper_classes" \
+  '[(k["name"], k["class"]) for k in d["shaper_classes"]] == [("b-shp", "voice"), ("b-shp", "rest")]' -- counters
+expect "qos: the shaper's classes" 0 '^b-shp +voice +[0-9.]+ ' -- qos --interval 100
+expect "delete shaper" 0 '^version [0-9]+ \(1 changed\)$' -- delete shaper b-shp
+expect_not "counters: no shaper, no table" '^SHAPER ' -- counters
 expect "a mapping that clashes in the core" 1 \
   '^medixctl: INVALID_ARGUMENT: operations\[0\]\.static_mapping\.core_prefix: overlaps ' -- \
   apply "$tmp/clash.json"

@@ -1,5 +1,7 @@
 // ESP paths the packet tests cannot reach from the wire: a crypto job that IPsec-MB does not
 // complete (the packet must be dropped, never sent unencrypted), and ESP that is not ours.
+#include <rte_ip.h>
+
 #include <catch2/catch.hpp>
 
 #include "fixture.h"
@@ -125,6 +127,34 @@ TEST_CASE("ESP that is not addressed to one of our tunnel endpoints is routed, n
   // To our own endpoint: an unknown SPI is dropped as such.
   h.receive(0, from_carrier(ipv4("198.51.100.2", "198.51.100.1", 50, esp(0xdead))));
   CHECK(h.drops(Drop::esp_unknown_spi) == 1);
+}
+
+TEST_CASE("a tunnel's outer DSCP is the inner's, or its outer_dscp; ECN is copied either way") {
+  Harness h(tunnel_config);
+  Bytes inner = ipv4("10.0.1.10", "10.0.0.5", 17, udp(1000, 9, 100));
+  inner[1] = 34 << 2 | 1;  // AF41, ECT(1)
+  inner[10] = inner[11] = 0;
+  uint16_t sum = rte_ipv4_cksum(reinterpret_cast<const rte_ipv4_hdr*>(inner.data()));
+  inner[10] = uint8_t(sum), inner[11] = uint8_t(sum >> 8);
+  h.receive(1, from_host(inner));
+  auto out = h.sent(0);
+  REQUIRE(out.size() == 1);
+  CHECK(out[0][14 + 1] == (34 << 2 | 1));  // copied (DSCP_COPY, the default)
+  std::string tunnel = R"("name": "t1", "tenant": "hosp", "underlay_tenant": "carrier", "local_address": "198.51.100.1",
+    "remote_address": "198.51.100.2", "remote_selectors": ["10.0.0.0/24"])";
+  auto bad = h.apply(ops(R"([{"op": "UPDATE", "object": {"tunnel": {)" + tunnel + R"(, "outer_dscp": 46}}}])"));
+  CHECK(bad.message.find("operations[0].tunnel.outer_dscp: is for DSCP_SET") == 0);
+  bad = h.apply(
+      ops(R"([{"op": "UPDATE", "object": {"tunnel": {)" + tunnel + R"(, "dscp": "DSCP_SET", "outer_dscp": 64}}}])"));
+  CHECK(bad.message.find("operations[0].tunnel.outer_dscp: ") == 0);
+  REQUIRE(h.apply(ops(R"([{"op": "UPDATE", "object": {"tunnel": {)" + tunnel +
+                      R"(, "dscp": "DSCP_SET", "outer_dscp": 46}}}])"))
+              .code == medix::dp::Code::ok);
+  h.receive(1, from_host(inner));
+  out = h.sent(0);
+  REQUIRE(out.size() == 1);
+  CHECK(out[0][14 + 1] == (46 << 2 | 1));  // set, ECN still the inner's
+  CHECK(rte_raw_cksum(out[0].data() + 14, 20) == 0xffff);
 }
 
 TEST_CASE("HA sync: a takeover advances the outbound SA past the active's and closes the inbound window") {

@@ -74,6 +74,7 @@ void Harness::init_worker(Worker& w, uint16_t queue, const Settings& settings) {
   w.icmp_tokens_at = rte_rdtsc();
   w.counters = static_cast<Counters*>(rte_zmalloc("c", sizeof(Counters), 64));
   w.originated = static_cast<Batch*>(rte_zmalloc("o", sizeof(Batch), 64));
+  w.to_shape = static_cast<Batch*>(rte_zmalloc("sh", sizeof(Batch), 64));
   w.neighbour_cache = static_cast<NeighbourCache*>(rte_zmalloc("nc", sizeof(NeighbourCache), 64));
   w.mgr = alloc_mb_mgr(0);
   init_mb_mgr_auto(w.mgr, nullptr);
@@ -93,6 +94,8 @@ void Harness::free_worker(Worker& w) {
   for (uint16_t i = 0; i < w.originated->n; i++) rte_pktmbuf_free(w.originated->pkts[i]);
   rte_free(w.counters);
   rte_free(w.originated);
+  for (uint16_t i = 0; i < w.to_shape->n; i++) rte_pktmbuf_free(w.to_shape->pkts[i]);
+  rte_free(w.to_shape);
   rte_free(w.neighbour_cache);
   free_mb_mgr(w.mgr);
   rte_free(w.tx);

@@ -76,7 +76,7 @@ TEST_CASE("the kinds' commit steps run in the order the committer needs") {
       &Committer::build_tunnels,      medix::dp::vrrp::build_addresses,  &Committer::build_routes,
       &Committer::build_neighbours,   &Committer::build_interface_index, &Committer::build_sas,
       &Committer::build_tunnel_mtus,  &Committer::build_translations,    &Committer::build_static_neighbours,
-      medix::dp::qos::build_policers, medix::dp::vrrp::build_instances};
+      medix::dp::qos::build_policers, medix::dp::qos::build_shapers,     medix::dp::vrrp::build_instances};
   CHECK(order == expected);
   // Reclaims run in reverse table order: a dead tenant's routes before its FIB copies.
   auto at = [](Committer::ReclaimStep step) {
@@ -101,11 +101,13 @@ TEST_CASE("the kinds' counters match their messages in CountersSnapshot") {
     CHECK(k->counters->read);
   }
   CHECK(lists.count("policers"));
+  CHECK(lists.count("shaper_classes"));
 
   const Kind* policer = medix::dp::kind_of(v1::Object::kPolicer);
   REQUIRE(policer);
   v1::CountersSnapshot out;
-  medix::dp::add_counters(*policer, {{"p1", {1, 2, 3, 4, 5, 6, 7}}, {"p2", {10, 20, 30, 40, 50, 60, 70}}}, out);
+  medix::dp::add_counters(
+      *policer, {{"p1", {1, 2, 3, 4, 5, 6, 7}, "", nullptr}, {"p2", {10, 20, 30, 40, 50, 60, 70}, "", nullptr}}, out);
   REQUIRE(out.policers_size() == 2);
   CHECK(out.policers(0).name() == "p1");
   CHECK(out.policers(0).green_packets() == 1);
@@ -117,6 +119,19 @@ TEST_CASE("the kinds' counters match their messages in CountersSnapshot") {
   CHECK(out.policers(0).dropped() == 7);
   CHECK(out.policers(1).name() == "p2");
   CHECK(out.policers(1).dropped() == 70);
+
+  // A row per part of an object: the shaper's, by class.
+  const Kind* shaper = medix::dp::kind_of(v1::Object::kShaper);
+  REQUIRE(shaper);
+  medix::dp::add_counters(
+      *shaper, {{"s1", {1, 2, 3, 4, 5, 6}, "voice", nullptr}, {"s1", {0, 0, 0, 0, 0, 7}, "bulk", nullptr}}, out);
+  REQUIRE(out.shaper_classes_size() == 2);
+  CHECK(out.shaper_classes(0).name() == "s1");
+  CHECK(out.shaper_classes(0).class_() == "voice");
+  CHECK(out.shaper_classes(0).queued_packets() == 1);
+  CHECK(out.shaper_classes(0).depth() == 6);
+  CHECK(out.shaper_classes(1).class_() == "bulk");
+  CHECK(out.shaper_classes(1).depth() == 7);
 
   // What the check refuses: a list that is not there, a column without its field, a field
   // without its column.
@@ -131,4 +146,13 @@ TEST_CASE("the kinds' counters match their messages in CountersSnapshot") {
   CHECK(medix::dp::check_counters(kind).value_or("").find("\"blue_packets\"") != std::string::npos);
   bad.columns = std::span(policer->counters->columns.data(), policer->counters->columns.size() - 1);
   CHECK(medix::dp::check_counters(kind).value_or("").find("PolicerCounters.dropped is no column") != std::string::npos);
+  // A part that is not a string field of the message.
+  medix::dp::KindCounters no_part = *shaper->counters;
+  Kind shaper_kind = *shaper;
+  shaper_kind.counters = &no_part;
+  no_part.part = "lane";
+  CHECK(medix::dp::check_counters(shaper_kind).value_or("").find("no string field \"lane\"") != std::string::npos);
+  no_part.part = nullptr;
+  CHECK(medix::dp::check_counters(shaper_kind).value_or("").find("ShaperCounters.class is no column") !=
+        std::string::npos);
 }

@@ -9,6 +9,7 @@
 #include "fixture.h"
 #include "harness.h"
 #include "qos/commit.h"
+#include "qos/qos.h"
 
 using namespace frame;
 using medix::dp::Code;
@@ -228,4 +229,172 @@ TEST_CASE("a policer colours its class's packets, remarks and drops as told, and
   CHECK(s.packets[qos::red] == 10);
   CHECK(s.bytes[qos::green] == 1500);
   CHECK(s.dropped == 10);
+}
+
+// Egress shapers (qos/shape.cpp).
+namespace {
+
+std::string shaper_op(const std::string& op, const std::string& fields) {
+  return R"([{"op": ")" + op + R"(", "object": {"shaper": {)" + fields + "}}}]";
+}
+
+// A UDP packet from a-lan (tenant a) to a-svc's neighbour, with this DSCP.
+std::vector<uint8_t> to_svc(uint8_t dscp, uint16_t payload = 72) {
+  auto f = ether("02:00:00:00:00:0a", host_mac, 0x8100) + vlan(0x0800, 10) +
+           ipv4("10.0.0.7", "10.1.0.10", 17, udp(1, 2, payload));
+  f[18 + 1] = uint8_t(dscp << 2);
+  auto* ip = reinterpret_cast<rte_ipv4_hdr*>(f.data() + 18);
+  ip->hdr_checksum = 0;
+  ip->hdr_checksum = rte_ipv4_cksum(ip);
+  return f;
+}
+
+}  // namespace
+
+TEST_CASE("a shaper is checked whole: rates, bursts, classes, references, each error names its field") {
+  Harness h(two_tenants);
+  auto refused = [&](const std::string& fields, const std::string& message) {
+    auto r = h.apply(ops(shaper_op("CREATE", fields)));
+    INFO(r.message);
+    CHECK(r.code == Code::invalid_argument);
+    CHECK(r.message.find(message) == 0);
+  };
+  const std::string head = R"("name": "s", "interface": "a-svc", "rate": "1000000", "burst": "3000", )";
+  refused(R"("name": "s", "rate": "1000", "burst": "3000", "classes": [{"name": "c", "weight": 1}])",
+          "operations[0].shaper.interface: is required");
+  refused(
+      R"("name": "s", "interface": "nope", "rate": "1000", "burst": "3000", "classes": [{"name": "c", "weight": 1}])",
+      "operations[0].shaper.interface: no interface named \"nope\"");
+  refused(R"("name": "s", "interface": "a-svc", "burst": "3000", "classes": [{"name": "c", "weight": 1}])",
+          "operations[0].shaper.rate: must be above 0");
+  // a-svc's MTU is 1000: a frame of it with two tags is 1022 bytes.
+  refused(
+      R"("name": "s", "interface": "a-svc", "rate": "1000", "burst": "1021", "classes": [{"name": "c", "weight": 1}])",
+      "operations[0].shaper.burst: 1021 bytes is below one frame of the interface's MTU (1022)");
+  refused(head + R"("classes": [])", "operations[0].shaper.classes: at least one class is required");
+  refused(head + R"("classes": [{"name": "c"}])",
+          "operations[0].shaper.classes[0]: neither a guaranteed rate nor a weight");
+  refused(head + R"("classes": [{"name": "c", "priority": true}])",
+          "operations[0].shaper.classes[0].rate: a priority class needs a rate");
+  refused(head + R"("classes": [{"name": "c", "priority": true, "rate": "1000", "weight": 2}])",
+          "operations[0].shaper.classes[0].weight: a priority class is served before any share");
+  refused(head + R"("classes": [{"name": "c", "weight": 1}, {"name": "c", "weight": 1}])",
+          "operations[0].shaper.classes[1].name: class \"c\" is already classes[0]");
+  refused(head + R"("classes": [{"name": "c", "weight": 1, "dscp": [10, 64]}])",
+          "operations[0].shaper.classes[0].dscp[1]: ");
+  refused(head + R"("classes": [{"name": "c", "weight": 1, "mark_dscp": 10}])",
+          "operations[0].shaper.classes[0].mark_dscp: needs set_dscp");
+  refused(head + R"("classes": [{"name": "c", "weight": 1, "set_dscp": true, "mark_dscp": 64}])",
+          "operations[0].shaper.classes[0].mark_dscp: ");
+  refused(head + R"("classes": [{"name": "c", "weight": 1, "tenant": "nope"}])",
+          "operations[0].shaper.classes[0].tenant: no tenant named \"nope\"");
+  refused(head + R"("classes": [{"name": "c", "weight": 1, "in_interface": "nope"}])",
+          "operations[0].shaper.classes[0].in_interface: no interface or tunnel named \"nope\"");
+  refused(head + R"("classes": [{"name": "c", "rate": "600000"}, {"name": "d", "rate": "500000"}])",
+          "operations[0].shaper.classes: the classes' rates add up to 1100000 bytes/s, more than the shaper's rate "
+          "1000000");
+  refused(head + R"("classes": [{"name": "c", "weight": 1, "queue_limit": 65537}])",
+          "operations[0].shaper.classes[0].queue_limit: ");
+  REQUIRE(
+      h.apply(ops(shaper_op("CREATE", head + R"("classes": [{"name": "c", "weight": 1, "in_interface": "a-lan"}])")))
+          .code == Code::ok);
+  refused(
+      R"("name": "t", "interface": "a-svc", "rate": "1000", "burst": "3000", "classes": [{"name": "c", "weight": 1}])",
+      "operations[0].shaper.interface: shaper \"s\" already shapes \"a-svc\"");
+  // What a shaper refers to stays while it does.
+  auto busy = h.apply(ops(R"([{"op": "DELETE", "object": {"interface": {"name": "a-lan"}}}])"));
+  CHECK(busy.message.find("operations[0].interface: interface \"a-lan\" is still used by") == 0);
+  CHECK(h.tables->qos.shapers.size() == 1);
+  REQUIRE(h.tables->qos.shaper_of.size() > h.tables->qos.shapers[0].interface);
+  REQUIRE(h.apply(ops(shaper_op("DELETE", R"("name": "s")"))).code == Code::ok);
+  CHECK(h.tables->qos.shapers.empty());
+  CHECK(h.tables->qos.shaper_of.empty());
+}
+
+TEST_CASE("a shaper's classifier: first class whose match holds, else the last") {
+  Harness h(two_tenants);
+  REQUIRE(h.apply(ops(shaper_op("CREATE", R"("name": "s", "interface": "a-svc", "rate": "1000000", "burst": "3000",
+    "classes": [{"name": "ef", "priority": true, "rate": "1000", "dscp": [46, 40]},
+                {"name": "from-b", "weight": 1, "tenant": "b"},
+                {"name": "from-q", "weight": 1, "in_interface": "q-lan", "dscp": [10]},
+                {"name": "rest", "weight": 1}])")))
+              .code == Code::ok);
+  const Tables& t = *h.tables;
+  const qos::Shaper& s = t.qos.shapers.at(0);
+  auto slot = [&](const std::string& name) {
+    for (uint16_t i = 0; i < t.interfaces.size(); i++)
+      if (t.interfaces[i].uid && t.interfaces[i].name == name) return i;
+    FAIL("no interface " << name);
+    return uint16_t(0);
+  };
+  PacketMeta m{};
+  m.iface_in = slot("a-lan");
+  CHECK(medix::dp::class_of(t, s, m, 46) == 0);
+  CHECK(medix::dp::class_of(t, s, m, 40) == 0);
+  CHECK(medix::dp::class_of(t, s, m, 0) == 3);
+  CHECK(medix::dp::class_of(t, s, m, -1) == 3);  // no IPv4 header: no DSCP class
+  m.iface_in = slot("b-lan");
+  CHECK(medix::dp::class_of(t, s, m, 0) == 1);
+  CHECK(medix::dp::class_of(t, s, m, 46) == 0);  // the first that matches
+  m.iface_in = slot("q-lan");
+  CHECK(medix::dp::class_of(t, s, m, 10) == 2);
+  CHECK(medix::dp::class_of(t, s, m, 11) == 3);  // both fields must hold
+}
+
+TEST_CASE("a shaper sends strict priority first, then guarantees, then shares, marks, and drops a full queue") {
+  Harness h(two_tenants);
+  REQUIRE(h.apply(ops(shaper_op("CREATE", R"("name": "s", "interface": "a-svc", "rate": "100000", "burst": "5000",
+    "classes": [{"name": "ef", "priority": true, "rate": "1000", "dscp": [46]},
+                {"name": "img", "rate": "50000", "weight": 1, "dscp": [34], "set_dscp": true, "mark_dscp": 36},
+                {"name": "bulk", "weight": 1, "queue_limit": 3}])")))
+              .code == Code::ok);
+  Worker& w = h.worker;
+  // Queued, not sent: the scheduler sends.
+  for (uint8_t d : {0, 0, 0, 0, 34, 34, 46, 46}) h.receive(0, to_svc(d));
+  CHECK(h.sent(1).empty());
+  CHECK(h.drops(Drop::shaper_queue_full) == 1);  // bulk's fourth
+  const qos::ShaperShare& share = h.tables->qos.shapers.at(0).shares[0];
+  CHECK(share.classes[0].depth() == 2);
+  CHECK(share.classes[1].depth() == 2);
+  CHECK(share.classes[2].depth() == 3);
+  CHECK(share.classes[2].dropped == 1);
+  // Every bucket starts full: all go, in the order of the classes.
+  uint64_t now = rte_rdtsc();
+  CHECK(medix::dp::schedule(w, now) == 7);
+  std::vector<int> dscps;
+  for (const auto& f : h.sent(1)) {
+    dscps.push_back(f[18 + 1] >> 2);
+    CHECK(rte_raw_cksum(f.data() + 18, 20) == 0xffff);  // the checksum follows the mark
+  }
+  CHECK(dscps == std::vector<int>{46, 46, 36, 36, 0, 0, 0});
+  CHECK(share.classes[0].sent_packets == 2);
+  CHECK(share.classes[2].depth() == 0);
+}
+
+TEST_CASE("a shaper's classes get their guarantee and split the rest by weight, at the contract's rate") {
+  Harness h(two_tenants);
+  // 100 kB/s; img guaranteed 40 kB/s, both weight 1: img 70 kB/s, bulk 30 kB/s.
+  REQUIRE(h.apply(ops(shaper_op("CREATE", R"("name": "s", "interface": "a-svc", "rate": "100000", "burst": "2000",
+    "classes": [{"name": "img", "rate": "40000", "weight": 1, "dscp": [34], "queue_limit": 4096},
+                {"name": "bulk", "weight": 1, "queue_limit": 4096}])")))
+              .code == Code::ok);
+  for (int i = 0; i < 1500; i++) {
+    h.receive(0, to_svc(34));
+    h.receive(0, to_svc(0));
+  }
+  const qos::ShaperShare& share = h.tables->qos.shapers.at(0).shares[0];
+  REQUIRE(share.classes[0].depth() == 1500);
+  REQUIRE(share.classes[1].depth() == 1500);
+  // One simulated second in 1 ms steps; the buckets start full (2000 bytes).
+  uint64_t hz = rte_get_tsc_hz(), start = rte_rdtsc();
+  for (int ms = 0; ms <= 1000; ms++) {
+    medix::dp::schedule(h.worker, start + hz * ms / 1000);
+    h.sent(1);
+  }
+  double img = double(share.classes[0].sent_bytes), bulk = double(share.classes[1].sent_bytes);
+  INFO("img " << img << " bulk " << bulk);
+  CHECK(img + bulk <= 100000 + 2000);
+  CHECK(img + bulk >= 100000 - 2 * 1514);
+  CHECK(std::abs(img - 70000) <= 0.03 * 70000);
+  CHECK(std::abs(bulk - 30000) <= 0.05 * 30000);
 }

@@ -1,0 +1,169 @@
+// Egress shaping: each shaped interface's packets wait in their class's queue on the worker
+// that routed them, and the worker's loop sends what the contract and the classes allow
+// (docs/qos.md). Only that worker touches its queues: no locks, no atomics but the counters.
+#include <rte_ip.h>
+
+#include "ip/checksum.h"
+#include "qos/qos.h"
+
+namespace medix::dp {
+namespace {
+
+// DRR's quantum for weight 1: one full-sized frame.
+constexpr int64_t quantum = 1514;
+
+bool empty(const qos::ClassQueue& q) { return q.head == q.tail; }
+rte_mbuf* head(const qos::ClassQueue& q) { return q.ring[q.head & q.mask]; }
+
+void mark(rte_ipv4_hdr* ip, uint8_t dscp) {
+  uint16_t before = load16(ip);
+  ip->type_of_service = uint8_t(dscp << 2 | (ip->type_of_service & 3));
+  ip->hdr_checksum = checksum_replace16(ip->hdr_checksum, before, load16(ip));
+}
+
+// Takes `len` from the contract's bucket (and from the class's when `guaranteed`) and sends
+// the class's head packet.
+void dequeue(Worker& w, const qos::Shaper& s, qos::ShaperShare& share, qos::ClassQueue& q, uint32_t len) {
+  rte_mbuf* m = head(q);
+  __atomic_store_n(&q.head, q.head + 1, __ATOMIC_RELAXED);  // depth() is read by the API too
+  share.tokens -= len;
+  bump(q.sent_packets);
+  bump(q.sent_bytes, len);
+  send(w, s.port, m);
+}
+
+// The buckets, refilled for the time since the last call.
+void refill(const qos::Shaper& s, qos::ShaperShare& share, uint64_t now) {
+  if (!share.at) {  // full at the start, as the rest of the buckets
+    share.at = now;
+    share.tokens = s.burst;
+    for (size_t c = 0; c < s.classes.size(); c++) share.classes[c].tokens = s.classes[c].burst;
+    return;
+  }
+  double dt = double(now - share.at);
+  share.at = now;
+  share.tokens = std::min(s.burst, share.tokens + dt * s.rate);
+  for (size_t c = 0; c < s.classes.size(); c++)
+    if (s.classes[c].rate > 0)
+      share.classes[c].tokens = std::min(s.classes[c].burst, share.classes[c].tokens + dt * s.classes[c].rate);
+}
+
+unsigned schedule_one(Worker& w, const qos::Shaper& s, qos::ShaperShare& share, uint64_t now) {
+  refill(s, share, now);
+  unsigned budget = burst_size, sent = 0;
+  const auto n = uint16_t(s.classes.size());
+  auto fits = [&](uint32_t len) { return share.tokens >= len; };
+  // 1. Strict priority, each class within its cap.
+  for (uint16_t c = 0; c < n && budget; c++) {
+    if (!s.classes[c].priority) continue;
+    qos::ClassQueue& q = share.classes[c];
+    while (budget && !empty(q)) {
+      uint32_t len = rte_pktmbuf_pkt_len(head(q));
+      if (!fits(len) || q.tokens < len) break;
+      q.tokens -= len;
+      dequeue(w, s, share, q, len);
+      budget--, sent++;
+    }
+  }
+  // 2. The guarantees: a packet a class in turn while its bucket holds it.
+  for (bool progress = true; budget && progress;) {
+    progress = false;
+    for (uint16_t i = 0; i < n && budget; i++) {
+      uint16_t c = uint16_t((share.next_rr + i) % n);
+      qos::ClassQueue& q = share.classes[c];
+      if (s.classes[c].priority || s.classes[c].rate <= 0 || empty(q)) continue;
+      uint32_t len = rte_pktmbuf_pkt_len(head(q));
+      if (!fits(len)) return sent;  // the contract is spent: nothing else may go either
+      if (q.tokens < len) continue;
+      q.tokens -= len;
+      dequeue(w, s, share, q, len);
+      budget--, sent++;
+      progress = true;
+      share.next_rr = uint16_t((c + 1) % n);
+    }
+  }
+  // 3. What the contract leaves over, by weight (deficit round robin).
+  for (unsigned visits = 0; budget && visits <= 2u * n;) {
+    uint16_t c = share.next_drr;
+    qos::ClassQueue& q = share.classes[c];
+    auto next = [&] {
+      share.next_drr = uint16_t((c + 1) % n);
+      share.topped = false;
+      visits++;
+    };
+    if (s.classes[c].priority || !s.classes[c].weight || empty(q)) {
+      q.deficit = 0;
+      next();
+      continue;
+    }
+    if (!share.topped) {
+      q.deficit += int64_t(s.classes[c].weight) * quantum;
+      share.topped = true;
+    }
+    uint32_t len = rte_pktmbuf_pkt_len(head(q));
+    if (q.deficit < len) {
+      next();
+      continue;
+    }
+    if (!fits(len)) break;
+    q.deficit -= len;
+    dequeue(w, s, share, q, len);
+    budget--, sent++;
+    visits = 0;
+  }
+  return sent;
+}
+
+}  // namespace
+
+uint16_t class_of(const Tables& t, const qos::Shaper& s, const PacketMeta& m, int dscp) {
+  uint16_t tenant = m.iface_in < t.interfaces.size() ? t.interfaces[m.iface_in].tenant : no_tenant;
+  const auto n = uint16_t(s.classes.size());
+  for (uint16_t c = 0; c < n; c++) {
+    const qos::ShaperClass& k = s.classes[c];
+    if ((k.tenant == qos::any_tenant || k.tenant == tenant) &&
+        (k.in_interface == qos::any_interface || k.in_interface == m.iface_in) &&
+        (!k.dscps || (dscp >= 0 && (k.dscps >> dscp & 1))))
+      return c;
+  }
+  return uint16_t(n - 1);
+}
+
+void shape(Worker& w) {
+  Batch& b = *w.to_shape;
+  const qos::Tables& t = w.tables->qos;
+  for (uint16_t i = 0; i < b.n; i++) {
+    rte_mbuf* m = b.pkts[i];
+    const PacketMeta& pm = meta(m);
+    const qos::Shaper& s = t.shapers[t.shaper_of[pm.iface_out]];
+    bool has_ip = m->data_len >= s.l2_len + sizeof(rte_ipv4_hdr);
+    auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, s.l2_len);
+    uint16_t c = class_of(*w.tables, s, pm, has_ip ? ip->type_of_service >> 2 : -1);
+    if (has_ip && s.classes[c].mark != qos::any_dscp) mark(ip, uint8_t(s.classes[c].mark));
+    qos::ClassQueue& q = s.shares[w.queue].classes[c];
+    if (q.depth() >= q.limit) {
+      bump(q.dropped);
+      drop(w, m, Drop::shaper_queue_full);
+      continue;
+    }
+    q.ring[q.tail & q.mask] = m;
+    __atomic_store_n(&q.tail, q.tail + 1, __ATOMIC_RELAXED);
+    bump(q.queued_packets);
+    bump(q.queued_bytes, rte_pktmbuf_pkt_len(m));
+  }
+  b.n = 0;
+}
+
+unsigned schedule(Worker& w, uint64_t now) {
+  unsigned sent = 0;
+  for (const qos::Shaper& s : w.tables->qos.shapers) sent += schedule_one(w, s, s.shares[w.queue], now);
+  return sent;
+}
+
+void drop_shaped(Worker& w) {
+  for (const qos::Shaper& s : w.tables->qos.shapers)
+    for (qos::ClassQueue& q : s.shares[w.queue].classes)
+      for (; q.head != q.tail; q.head++) drop(w, q.ring[q.head & q.mask], Drop::shaper_queue_full);
+}
+
+}  // namespace medix::dp
