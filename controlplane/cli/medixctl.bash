@@ -6,7 +6,7 @@ _medixctl() {
   local cur prev words cword
   _init_completion || return
 
-  local commands="show names lookup counters drops runtime vrrp ha clear capture trace ha-sync version sessions watch apply set delete peers peer intent areas dns help"
+  local commands="show names lookup counters drops runtime qos vrrp ha clear capture trace ha-sync version sessions watch apply set delete peers peer intent areas dns help"
   local filters="--port --interface --tenant --vlan --sa --filter"
   # The target options given so far, for asking the daemon.
   local target=() i command= ncommand=0
