@@ -24,9 +24,6 @@ CTL=${MEDIXCTL:-$MX_REPO/build/controlplane/cli/medixctl}
 TOOL=$MX_LIB_DIR/hasync_tool.py
 PORT=5001 ARCHIVE=192.168.1.10 ARCHIVE_CORE=100.100.2.10 POOL=100.64.9.1
 
-passed=0 failed=0
-pass() { echo "PASS $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL $*"; failed=$((failed + 1)); }
 check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
 
 mx_init

@@ -36,9 +36,6 @@ NOISY_MIB=${NOISY_MIB:-4}
 NOISY_MBIT=${NOISY_MBIT:-20}
 ARCHIVE_CORE=100.100.2.10 Y_CORE=100.64.2.10
 
-passed=0 failed=0
-pass() { echo "PASS $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL $*"; failed=$((failed + 1)); }
 esp_cleanup() {
   local rc=$?
   set +e

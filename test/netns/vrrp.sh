@@ -22,9 +22,6 @@ source "$(dirname "$0")/lib.sh"
 CTL=${MEDIXCTL:-$MX_REPO/build/controlplane/cli/medixctl}
 VIP=10.9.0.1
 VMAC=00:00:5e:00:01:33
-passed=0 failed=0
-pass() { echo "PASS $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL $*"; failed=$((failed + 1)); }
 finish() {
   if [ "$failed" -gt 0 ]; then
     echo "--- last lines of the medix-dp log:"
