@@ -49,6 +49,7 @@ struct Options {
   ApiOptions api;
   std::string metrics_listen;  // HOST:PORT of the Prometheus endpoint; empty: none
   bool standby = false;        // --ha-role standby
+  std::string ha_vrrp_group;   // --ha-vrrp-group: VRRP drives the role
   medix::dp::ha::Options ha;   // HA state sync (docs/ha.md); unset: none
 };
 
@@ -70,6 +71,8 @@ const char usage[] =
     "                          ARP failures) or debug; under systemd, lines carry journald priorities\n"
     "  --ha-role ROLE          active (default) or standby: a standby crosses nothing and installs\n"
     "                          the active's sessions; SetHaRole (medixctl ha-sync role) changes it\n"
+    "  --ha-vrrp-group NAME    VRRP drives the role: active while this node is master of the\n"
+    "                          instances of group NAME, standby while it is their backup\n"
     "  --ha-sync-local HOST:PORT  --ha-sync-peer HOST:PORT  --ha-sync-key-file FILE\n"
     "                          HA state sync over UDP on the sync link, HMAC-SHA-256 with FILE's key\n"
     "  --ha-sync-refresh S     every session's timer sent again every S s (default 10)\n"
@@ -171,6 +174,8 @@ bool parse_options(int argc, char** argv, Options& o) {
         return false;
       }
       o.standby = role == "standby";
+    } else if (a == "--ha-vrrp-group" && i + 1 < argc) {
+      o.ha_vrrp_group = argv[++i];
     } else if (a == "--ha-sync-local" && i + 1 < argc) {
       o.ha.local = argv[++i];
     } else if (a == "--ha-sync-peer" && i + 1 < argc) {
@@ -301,6 +306,7 @@ int main(int argc, char** argv) {
     Dataplane dp;
     medix::dp::ha::Sync ha;
     dp.ha_standby.store(options.standby);
+    dp.ha_vrrp_group = options.ha_vrrp_group;
     dp.ha_sync = options.ha.configured();
     ApiServer api;
     MetricsServer metrics;

@@ -276,8 +276,10 @@ void Dataplane::report_arp_failures() {
   }
 }
 
-vrrp::Io Dataplane::vrrp_io() const {
+vrrp::Io Dataplane::vrrp_io() {
   vrrp::Io io;
+  io.ha_standby = &ha_standby;
+  io.ha_group = &ha_vrrp_group;
   io.pool = pool;
   io.to_worker = handoff.empty() ? nullptr : handoff[0];
   io.link_up = [](const PortEntry& p) {

@@ -55,6 +55,8 @@ struct Dataplane {
   // HA (docs/ha.md): true while this node is the standby (it crosses nothing, installs what
   // the active syncs); set before start() from --ha-role, then by SetHaRole (VRRP).
   std::atomic<bool> ha_standby{false};
+  // The VRRP group whose instances drive ha_standby (--ha-vrrp-group; "": none, docs/ha.md).
+  std::string ha_vrrp_group;
   bool ha_sync = false;    // before start(): give workers sync rings (nat/sync.h)
   ha::Sync* ha = nullptr;  // the sync thread, when configured (main.cpp owns it)
   // Per-stage cycle accounting (telemetry /medix/runtime,on|off; workers read it once a loop).
@@ -82,8 +84,8 @@ struct Dataplane {
   // Once a second at most: a log line per worker whose packets waited for ARP in vain since
   // the last (the next hop it last gave up on, and how many packets).
   void report_arp_failures();
-  void stop();               // workers finish their burst and return; ports are stopped
-  vrrp::Io vrrp_io() const;  // where VRRP's frames go out
+  void stop();         // workers finish their burst and return; ports are stopped
+  vrrp::Io vrrp_io();  // where VRRP's frames go out
 
   // Sums of every worker's counters (not yet minus the bases of reused slots).
   Counters totals() const;

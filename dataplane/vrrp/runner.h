@@ -7,6 +7,7 @@
 #include <rte_mempool.h>
 #include <rte_ring.h>
 
+#include <atomic>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -47,6 +48,11 @@ struct Io {
   rte_ring* to_worker = nullptr;
   // A tracked port's link: up unless the port is deleted, set down, or its link is down.
   bool (*link_up)(const PortEntry& p) = nullptr;
+  // The node's HA role (Dataplane::ha_standby) and the group whose instances drive it
+  // (--ha-vrrp-group, docs/ha.md): master of it, the node is active; backup, standby.
+  // Null or empty: VRRP leaves the role alone.
+  std::atomic<bool>* ha_standby = nullptr;
+  const std::string* ha_group = nullptr;
 };
 
 class Runner {
@@ -74,6 +80,7 @@ class Runner {
   void receive(const dp::Tables& t, rte_ring* from_workers, uint64_t now);
   void track(const dp::Tables& t, const Io& io, uint64_t now);
   void act(const dp::Tables& t, const Io& io, const Instance& i, Entry& e, const Actions& a, uint64_t now);
+  static void set_role(const Io& io, bool standby, const Instance& i);
   void send_advert(const dp::Tables& t, const Io& io, const Instance& i, Entry& e, uint8_t priority);
   void send_garps(const dp::Tables& t, const Io& io, const Instance& i, Entry& e);
   static Params params_of(const dp::Tables& t, const Instance& i, const Entry& e);

@@ -319,7 +319,7 @@ bool a_svc_up = true;  // the link of p1 (a-svc's port) as the test sets it
 bool link_of(const PortEntry& p) { return p.name != "p1" || a_svc_up; }
 }  // namespace
 
-TEST_CASE("a tracked link down forces its instance to backup, and its group with it") {
+TEST_CASE("a tracked link down forces its instance to backup, and its group with it, and the node's HA role") {
   Harness h(two_tenants);
   REQUIRE(h.apply(ops(R"([
       {"op": "CREATE", "object": {"vrrp_instance": {"name": "lan", "interface": "a-lan", "vrid": 1,
@@ -333,6 +333,11 @@ TEST_CASE("a tracked link down forces its instance to backup, and its group with
   io.pool = h.pool;
   io.to_worker = h.handoff[0];
   io.link_up = link_of;
+  // The group drives the node's HA role (--ha-vrrp-group g): it starts standby.
+  std::atomic<bool> standby{true};
+  const std::string ha_group = "g";
+  io.ha_standby = &standby;
+  io.ha_group = &ha_group;
   auto state = [&](const std::string& name) {
     for (const auto& s : runner.status())
       if (s.name == name) return s;
@@ -351,6 +356,7 @@ TEST_CASE("a tracked link down forces its instance to backup, and its group with
   for (; t < 2000 * ms; t += 10 * ms) runner.poll(*h.tables, nullptr, io, t);
   CHECK(state("lan").state == vrrp::State::master);
   CHECK(state("svc").state == vrrp::State::master);
+  CHECK_FALSE(standby.load());  // master of the group: active
   drain();
   a_svc_up = false;
   for (uint64_t end = t + 300 * ms; t < end; t += 10 * ms) runner.poll(*h.tables, nullptr, io, t);
@@ -359,6 +365,7 @@ TEST_CASE("a tracked link down forces its instance to backup, and its group with
   CHECK(state("lan").effective_priority == 0);
   CHECK(state("svc").state == vrrp::State::backup);  // the group went with it
   CHECK(state("svc").last.back().reason == vrrp::Reason::group);
+  CHECK(standby.load());  // the group's backup: standby
   // Held back while the link is down, well past the master down interval.
   for (uint64_t end = t + 2000 * ms; t < end; t += 10 * ms) runner.poll(*h.tables, nullptr, io, t);
   CHECK(state("lan").state == vrrp::State::backup);
@@ -367,5 +374,6 @@ TEST_CASE("a tracked link down forces its instance to backup, and its group with
   for (uint64_t end = t + 1000 * ms; t < end; t += 10 * ms) runner.poll(*h.tables, nullptr, io, t);
   CHECK(state("lan").state == vrrp::State::master);
   CHECK(state("svc").state == vrrp::State::master);
+  CHECK_FALSE(standby.load());
   drain();
 }
