@@ -33,7 +33,9 @@ uint32_t tenant_address(const Tables& t, uint16_t tenant) {
 // A token from the tenant's own bucket, then from the worker's: one tenant's scan empties its
 // bucket, never the others'. The worker's bucket keeps a tenth of its depth for "fragmentation
 // needed" (path MTU discovery), so that even many tenants scanning at once cannot black-hole
-// another's large transfers.
+// another's large transfers. The tenant's bucket is twice its burst deep and other errors leave
+// half of it to "fragmentation needed": a sender's first window (IW10, each segment too big)
+// finds tokens even after the tenant's own scan or unreachables (CI saw the 11th refused).
 bool take_token(Worker& w, const Tables& t, uint16_t tenant, bool path_mtu) {
   uint64_t now = rte_rdtsc();
   const Settings& s = w.settings;
@@ -41,9 +43,11 @@ bool take_token(Worker& w, const Tables& t, uint16_t tenant, bool path_mtu) {
     Shares::TenantIcmp& mine = w.shares->icmp[tenant];
     if (mine.uid != t.tenants[tenant].uid) {  // a new tenant in the slot: a full bucket
       mine.uid = t.tenants[tenant].uid;
-      mine.bucket = {double(s.icmp_tenant_burst), now};
+      mine.bucket = {2.0 * s.icmp_tenant_burst, now};
     }
-    if (!mine.bucket.take(now, w.tsc_hz, s.icmp_tenant_rate_per_second, s.icmp_tenant_burst)) return false;
+    if (!mine.bucket.take(now, w.tsc_hz, s.icmp_tenant_rate_per_second, 2 * s.icmp_tenant_burst,
+                          path_mtu ? 0 : s.icmp_tenant_burst))
+      return false;
   }
   TokenBucket all{w.icmp_tokens, w.icmp_tokens_at};
   bool taken = all.take(now, w.tsc_hz, s.icmp_rate_per_second, s.icmp_burst, path_mtu ? 0 : s.icmp_burst / 10);

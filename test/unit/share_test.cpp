@@ -86,6 +86,23 @@ TEST_CASE("ICMP errors: a tenant's defaults are min(100/s, burst 10) and the wor
   CHECK(s.arp_pending_tenant_limit == 1);
 }
 
+TEST_CASE("ICMP errors: a tenant's own errors leave its first window's fragmentation needed") {
+  // a's ordinary errors (TTL expired) take its burst (10); "fragmentation needed" has as much
+  // again, so a sender's first window of too-big segments (IW10) is answered whole.
+  Harness h(with_settings(R"({"icmp_rate_per_second": 1, "icmp_burst": 100, "icmp_tenant_rate_per_second": 1})"));
+  const uint16_t a = h.tenant("a");
+  for (int i = 0; i < 20; i++) h.receive(0, from_a(ipv4("10.0.0.7", "10.1.0.10", 17, udp(1, 2, 8), 1)));
+  CHECK(h.worker.counters->tenants[a].icmp_sent == 10);
+  CHECK(h.worker.counters->tenants[a].icmp_rate_limited == 10);
+  for (int i = 0; i < 10; i++) h.receive(0, from_a(ipv4("10.0.0.7", "10.1.0.10", 17, udp(1, 2, 1200), 64, 0x4000)));
+  CHECK(h.drops(Drop::mtu_exceeded) == 10);
+  CHECK(h.worker.counters->tenants[a].icmp_sent == 20);
+  CHECK(h.worker.counters->tenants[a].icmp_rate_limited == 10);
+  // The window's worth is all: the eleventh waits for the refill.
+  h.receive(0, from_a(ipv4("10.0.0.7", "10.1.0.10", 17, udp(1, 2, 1200), 64, 0x4000)));
+  CHECK(h.worker.counters->tenants[a].icmp_rate_limited == 11);
+}
+
 TEST_CASE("ICMP errors: a tenant slot reused by a new tenant starts with a full bucket") {
   Harness h(with_settings(R"({"icmp_rate_per_second": 1, "icmp_burst": 100, "icmp_tenant_burst": 3})"));
   uint16_t b = h.tenant("b");
