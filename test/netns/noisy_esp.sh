@@ -36,12 +36,12 @@ source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/swan.sh"
 
 CTL=${MEDIXCTL:-$MX_REPO/build/controlplane/cli/medixctl}
-NOISY_S=${NOISY_S:-12}
+NOISY_S=${NOISY_S:-16}
 NOISY_RATE=${NOISY_RATE:-2000}
-NOISY_MIB=${NOISY_MIB:-4}
+NOISY_MIB=${NOISY_MIB:-2}
 NOISY_STUDIES=${NOISY_STUDIES:-4}
-NOISY_IMAGES=${NOISY_IMAGES:-5}
-NOISY_SHAPE_MBIT=${NOISY_SHAPE_MBIT:-40}
+NOISY_IMAGES=${NOISY_IMAGES:-3}
+NOISY_SHAPE_MBIT=${NOISY_SHAPE_MBIT:-10}
 ARCHIVE_CORE=100.100.2.10 Y_CORE=100.64.2.10
 
 esp_cleanup() {
@@ -143,24 +143,24 @@ fi
 yin() { ip netns exec "$NS_Y" "$@"; }
 for _ in 1 2 3 4 5; do yin ping -n -c1 -W1 -q "$ARCHIVE_CORE" >/dev/null 2>&1 && break; done
 mx_in hosp-x-lan ping -n -c1 -W2 -q 10.0.0.1 >/dev/null 2>&1
-# Y's carrier link is contracted below the IX's rate: its uplink (ESP to medix-dp, the gateway's
-# eth0) and its downlink (what the gateway delivers to Y's LAN, decrypted) are shaped.
+# Y's carrier link is contracted below the IX's rate: the gateway's uplink (ESP to medix-dp) is shaped.
 GW_NS=$(mx_ns carrier-y-gw)
-if ip netns exec "$GW_NS" tc qdisc replace dev eth0 root tbf rate "${NOISY_SHAPE_MBIT}mbit" burst 32kb latency 50ms &&
-  ip netns exec "$GW_NS" tc qdisc replace dev lan root tbf rate "${NOISY_SHAPE_MBIT}mbit" burst 32kb latency 50ms; then
-  pass "carrier Y's link shaped to $NOISY_SHAPE_MBIT Mbit/s each way (tc tbf on the gateway's eth0 and lan)"
+if ip netns exec "$GW_NS" tc qdisc replace dev eth0 root tbf rate "${NOISY_SHAPE_MBIT}mbit" burst 32kb latency 50ms; then
+  pass "carrier Y's uplink shaped to $NOISY_SHAPE_MBIT Mbit/s (tc tbf on the gateway's eth0)"
 else
-  fail "tc tbf on the gateway's links"
+  fail "tc tbf on the gateway's uplink"
   finish
 fi
 shaper() { ip netns exec "$GW_NS" tc -s -j qdisc show dev eth0 | mx_json - '[q for q in d if q["kind"] == "tbf"][0]'; }
 # Y's studies: distinct UIDs each (one association each, a new session across the core).
-for ((i = 1; i <= NOISY_STUDIES; i++)); do
-  for phase in quiet noisy; do
-    "$MX_PY" "$MX_REPO/test/ike/dicom.py" make "$MX_TMP/study-$phase-$i" "$NOISY_IMAGES" ||
-      mx_die "could not make the DICOM studies"
-  done
-done
+"$MX_PY" - "$MX_REPO/test/ike" "$MX_TMP" "$NOISY_STUDIES" "$NOISY_IMAGES" <<'EOF' || mx_die "could not make the DICOM studies"
+import sys
+sys.path.insert(0, sys.argv[1])
+import dicom  # test/ike/dicom.py: seeded CT images, new UIDs each study
+for phase in ("quiet", "noisy"):
+    for i in range(1, int(sys.argv[3]) + 1):
+        dicom.make(f"{sys.argv[2]}/study-{phase}-{i}", int(sys.argv[4]))
+EOF
 mkdir -p "$MX_TMP/received"
 # As the imaging benchmark: the largest PDU, Nagle off (else each object waits for a delayed ACK),
 # bit-preserving, unique file names.
@@ -233,15 +233,14 @@ arp_again() {
     "$learned_mac" "$neigh" >"$MX_TMP/arp-$1.json"
 }
 
+echo "    set up in $(awk -v a="$t_start" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }') s"
 # --- Y alone, then X noisy: each time Y sends studies, receives (PMTUD) and resolves again ---------
+y_receive quiet 100.64.2.11
 y_studies quiet &
 studies_pid=$!
-y_receive quiet 100.64.2.11 &
-down_pid=$!
 sleep 0.5
 arp_again quiet
 wait "$studies_pid"
-wait "$down_pid"
 shaper >"$MX_TMP/shaper-quiet.json"
 counters >"$MX_TMP/counters-quiet.json" 2>&1
 spis_before=$("$CTL" -p "$MX_PREFIX" -o json show sas | mx_json - 'sorted(o["sa"]["spi"] for o in d.get("objects", []))')
@@ -249,18 +248,16 @@ noise_start=$(now)
 mx_bg hosp-x-lan "$MX_PY" "$MX_LIB_DIR/noise.py" 10.0.0.5 "$NOISY_S" "$NOISY_RATE" 172.16.0.0/12 10.9.0.0/16 \
   "$ARCHIVE_CORE" 10.0.0.1 >"$MX_TMP/noise.json"
 noise_pid=$MX_LAST_PID
-sleep 1.5
+sleep 1
+y_receive noisy "$Y_CORE"
 y_studies noisy &
 studies_pid=$!
-y_receive noisy "$Y_CORE" &
-down_pid=$!
 sleep 0.5
 arp_again noisy
 # and the gateway rekeys the CHILD_SA.
 swan --rekey --child hosp >"$GW/rekey.log" 2>&1
 rekey_rc=$?
 wait "$studies_pid"
-wait "$down_pid"
 wait "$noise_pid"
 sleep 0.5
 shaper >"$MX_TMP/shaper-noisy.json"
@@ -285,13 +282,41 @@ done
 gw_mac=$(ip netns exec "$GW_NS" cat /sys/class/net/eth0/address)
 "$MX_PY" - "$MX_TMP" "$MX_REPO/test/ike/dicom.py" "$noise_start" "$NOISY_S" "$NOISY_SHAPE_MBIT" "$gw_mac" \
   "$(mx_port_mac carrier-y-gw)" <<'EOF' | while IFS= read -r line; do
-import json, subprocess, sys
-tmp, dicom = sys.argv[1], sys.argv[2]
+import json, os, sys
+import pydicom
+tmp = sys.argv[1]
+sys.path.insert(0, os.path.dirname(sys.argv[2]))
+from dicom import dataset_bytes  # test/ike/dicom.py: the bytes after the file meta header
 noise_start, noise_s, shape = (float(x) for x in sys.argv[3:6])
 gw_mac, dp_mac = sys.argv[6].lower(), sys.argv[7].lower()
 check = lambda ok, text: print(("PASS " if ok else "FAIL ") + text)
 
-# Y's studies: every image byte-identical (storescp's files), the rate over all of a phase's.
+# Y's studies: every image byte-identical (storescp's files, found by SOP Instance UID), the rate
+# over all of a phase's.
+received = {}
+for name in os.listdir(f"{tmp}/received"):
+    try:
+        received[pydicom.dcmread(f"{tmp}/received/{name}", stop_before_pixels=True).SOPInstanceUID] = name
+    except Exception:  # noqa: BLE001 (anything else storescp left there)
+        pass
+
+
+def compare(study):
+    r = {"sent": 0, "identical": 0, "bytes": 0, "missing": [], "different": []}
+    for name in sorted(os.listdir(f"{tmp}/{study}")):
+        path = f"{tmp}/{study}/{name}"
+        r["sent"] += 1
+        uid = pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID
+        if uid not in received:
+            r["missing"].append(name)
+        elif dataset_bytes(path) == dataset_bytes(f"{tmp}/received/{received[uid]}"):
+            r["identical"] += 1
+            r["bytes"] += len(dataset_bytes(path))
+        else:
+            r["different"].append(name)
+    return r
+
+
 rates, spans = {}, {}
 for phase in ("quiet", "noisy"):
     try:
@@ -302,12 +327,7 @@ for phase in ("quiet", "noisy"):
     sent = identical = total = 0
     bad = []
     for s in studies:
-        out = subprocess.run([sys.executable, dicom, "compare", f"{tmp}/{s['study']}", f"{tmp}/received"],
-                             capture_output=True, text=True)
-        try:
-            r = json.loads(out.stdout)
-        except ValueError:
-            r = {"sent": 0, "identical": 0, "bytes": 0}
+        r = compare(s["study"])
         sent += r["sent"]; identical += r["identical"]; total += r["bytes"]
         if s["rc"] != 0 or r["identical"] != r["sent"] or r["sent"] == 0:
             bad.append(f"{s['study']}: storescu exit {s['rc']}, {r}")
@@ -331,7 +351,7 @@ if "quiet" in rates and "noisy" in rates:
     # may make it the CPUs, and the ratio above is the goal either way).
     try:
         q, n = (json.load(open(f"{tmp}/shaper-{p}.json")) for p in ("quiet", "noisy"))
-        print(f"    the carrier's shaper ({shape:.0f} Mbit/s each way) held Y's packets back "
+        print(f"    the carrier's shaper ({shape:.0f} Mbit/s) held Y's packets back "
               f"{q.get('overlimits')} times quiet, {n.get('overlimits', 0) - q.get('overlimits', 0)} noisy")
     except (OSError, ValueError) as e:
         print(f"    no statistics from the gateway's shaper: {e}")
