@@ -213,7 +213,7 @@ y_receive() { # PHASE CORE_ADDRESS: the archive sends Y NOISY_MIB MiB (a new ses
 # the gateway for medix-dp (its kernel's entry flushed) and medix-dp answers. One JSON line to
 # $MX_TMP/arp-PHASE.json; medix-dp's counters before it and after the phase beside it.
 arp_again() {
-  local at rc learned_mac= neigh= _
+  local at rc learned_mac='' neigh='' _
   counters >"$MX_TMP/counters-arp-$1.json" 2>&1
   at=$(now)
   flush_dp carrier-y-gw 192.0.2.2

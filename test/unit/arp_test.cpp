@@ -127,8 +127,8 @@ TEST_CASE("ARP is counted under the tenant of the interface it crosses") {
   Harness h(two_tenants);
   const uint16_t a = h.tenant("a"), b = h.tenant("b");
   // b's host asks for b's address: answered, under b.
-  h.receive(0, ether(broadcast, host_mac, 0x8100) + vlan(0x0806, 20) +
-                   arp(1, host_mac, "10.0.0.7", zero_mac, "10.0.0.1"));
+  h.receive(0,
+            ether(broadcast, host_mac, 0x8100) + vlan(0x0806, 20) + arp(1, host_mac, "10.0.0.7", zero_mac, "10.0.0.1"));
   REQUIRE(h.sent(0).size() == 1);
   CHECK(h.worker.counters->tenants[b].arp_replies_sent == 1);
   CHECK(h.worker.counters->tenants[a].arp_replies_sent == 0);
