@@ -10,20 +10,20 @@
 #     └─ lan ── hosp-y 10.0.0.10 (10.0.0.0/24 ⇄ 100.64.2.0/24)  exception TAP ── medix-cp (IKE)
 #
 # X (test/netns/noise.py), NOISY_S seconds, NOISY_RATE packets a second of each kind: unrouted
-# scans, ARP for absent hosts, new flows to the archive, IKE to its gateway (punted). Y:
+# scans, ARP for absent hosts, new flows to the archive, IKE to its gateway (punted). Y's carrier
+# link is contracted below what the IX carries: the gateway's uplink is shaped (tc tbf) to
+# NOISY_SHAPE_MBIT Mbit/s, so Y's rate measures the path, not which process won the CPUs. In each
+# phase, X quiet and then X noisy, Y:
+#   - receives NOISY_MIB MiB from the archive (archive -> Y, a new session, on an address of its
+#     own each phase): the archive's 1500-byte segments do not fit the tunnel's 1280, medix-dp
+#     answers "fragmentation needed" (from the archive's gateway, through the core) and the
+#     archive's kernel lowers its path MTU: byte-identical, the archive's route shows mtu 1280;
 #   - sends NOISY_STUDIES DICOM studies (dcmtk storescu -> storescp on the archive, one
 #     association and so one new session each, NOISY_IMAGES CT images of 512 KiB a study)
-#     through ESP, unpaced, with X quiet and then the same number with X noisy: every image
-#     byte-identical, the noisy rate >= 90% of the quiet one. Y's carrier link is contracted
-#     below what the IX carries: the gateway's uplink is shaped (tc tbf) to NOISY_SHAPE_MBIT
-#     Mbit/s, so the rate measures the path, not which process won the CPUs;
-#   - meanwhile receives NOISY_MIB MiB from the archive (archive -> Y, a new session): the
-#     archive's 1500-byte segments do not fit the tunnel's 1280, medix-dp answers "fragmentation
-#     needed" (from the archive's gateway, through the core) and the archive's kernel lowers its
-#     path MTU: the transfer completes byte-identical and the archive's route shows mtu 1280;
-#   - resolves its next hops again while X ARPs for absent hosts: medix-dp's entry for the
-#     gateway is flushed (it must ask), then the gateway's for medix-dp (medix-dp must answer);
-#   - rekeys its CHILD_SA (the gateway) during the noise: new SAs installed, traffic goes on.
+#     through ESP, unpaced: every image byte-identical, the noisy rate >= 90% of the quiet one;
+#   - meanwhile resolves its path again: medix-dp's entry for the gateway is flushed (it must
+#     ask), then the gateway's for medix-dp (medix-dp must answer), counted under carrier-y;
+#   - and, noisy, rekeys its CHILD_SA (the gateway): new SAs installed, traffic goes on.
 # X's excess is counted under X, none of it under Y.
 #
 # Usage: test/netns/noisy_esp.sh (root; binaries from build/). Prints PASS/FAIL and
