@@ -70,7 +70,7 @@ ike_cleanup() {
 trap ike_cleanup EXIT
 finish() {
   if [ "$failed" -gt 0 ]; then
-    for f in cp-a.log cp-b.log medix-dp.log medix-dp-b.log gw/charon.log; do
+    for f in cp-a.log cp-b.log medix-dp.log medix-dp-b.log gw/gw.log; do
       [ -s "$MX_TMP/$f" ] && { echo "--- $f"; tail -n 25 "$MX_TMP/$f" | sed 's/^/  | /'; }
     done
     MX_KEEP_TMP=1
@@ -246,6 +246,16 @@ printf '+1\n' >"$MX_TMP/cp-a/run/charon.ha"
 check "medix-cp A's ha plugin holds the segment" wait_for 5 'grep -q "HA segment 1 activated" "$MX_TMP/cp-a.log"'
 
 if ! mx_gateway_lan carrier-y-gw "$NS_Y" 10.0.0.1/24 10.0.0.10/24; then fail "hosp-y's LAN behind its gateway"; finish; fi
+# The gateway's log to a file a line at a time: the checks read it while charon runs (its
+# stdout is block-buffered).
+GWLOG=$GW/gw.log
+MX_SWAN_CHARON_CONF="filelog {
+    gw {
+      path = $GWLOG
+      flush_line = yes
+      default = 1
+    }
+  }"
 if ! mx_swan_start carrier-y-gw "$GW" 192.0.2.2 192.0.2.1 gw.carrier-y.example ix.medix.example "$PSK" \
   10.0.0.0/24 100.100.2.0/24 aes128gcm16-prfsha256-x25519 aes128gcm16 >"$MX_TMP/gw-start.txt"; then
   fail "carrier Y's gateway: $(cat "$MX_TMP/gw-start.txt")"
@@ -304,14 +314,18 @@ check "the gateway's CHILD_SA is the same one and its inbound packets went on co
   [ "$(cut -d' ' -f3 <<<"$child_after")" -gt "$(cut -d' ' -f3 <<<"$child_before")" ]
 check "medix-dp B advanced the outbound sequence numbers it had synced" [ "$(hastatus $B_PREFIX sas_advanced)" -ge 1 ]
 check "no IKE_SA_INIT since the first (the gateway initiated once)" \
-  [ "$(grep -c 'initiating IKE_SA ix' "$GW/charon.log")" = 1 ]
+  [ "$(grep -c 'initiating IKE_SA ix' "$GWLOG")" = 1 ]
 
 # --- DPD both ways, then rekeys from both sides --------------------------------------------------
+# DPD: both sides every 2 s of silence; whichever sends, the other must answer (B with the
+# responder message ID it synced, the gateway to B's initiator message ID).
+gw_mark=$(wc -l <"$GWLOG")
 sleep 5 # more than 2 DPD intervals with the tunnel idle
-check "medix-cp B sends DPD on the IKE_SA it took over" grep -q "sending DPD request" "$MX_TMP/cp-b.log"
+dpd=$(tail -n +"$((gw_mark + 1))" "$GWLOG" | grep -c 'parsed INFORMATIONAL \(request\|response\) [0-9]* \[ \]')
+check "DPD exchanges between the gateway and B after the takeover ($dpd)" [ "$dpd" -ge 1 ]
 check "no retransmits of B's IKE requests (B's message IDs are the gateway's)" \
   bash -c "! grep -q 'retransmit' '$MX_TMP/cp-b.log'"
-check "no retransmits of the gateway's IKE requests (B answers its DPD)" bash -c "! grep -q 'retransmit' '$GW/charon.log'"
+check "no retransmits of the gateway's IKE requests (B answers its DPD)" bash -c "! grep -q 'retransmit' '$GWLOG'"
 check "the IKE_SA is still the same after DPD" [ "$(ike_sa)" = "$ike_before" ]
 if swan --rekey --child hosp >"$GW/rekey.log" 2>&1 && sleep 1 && c=$(child) && [ -n "$c" ] &&
   [ "$(cut -d' ' -f1 <<<"$c")" != "$(cut -d' ' -f1 <<<"$child_before")" ]; then
@@ -330,8 +344,8 @@ check "the gateway rekeyed the IKE_SA with node B" \
   wait_for 10 'i=$(ike_sa); [ -n "$i" ] && [ "${i%% *}" != "${ike_before%% *}" ] && [[ $i == *ESTABLISHED ]]'
 check "hosp-y reaches the archive after the IKE_SA rekey" yin ping -n -c3 -i0.2 -W1 -q "$ARCHIVE_CORE"
 check "the gateway logged no ESP sequence number (replay) failure" \
-  bash -c "! grep -q 'ESP sequence number verification failed' '$GW/charon.log'"
-check "the gateway logged no ESP decryption failure" bash -c "! grep -q 'ESP decryption failed' '$GW/charon.log'"
+  bash -c "! grep -q 'ESP sequence number verification failed' '$GWLOG'"
+check "the gateway logged no ESP decryption failure" bash -c "! grep -q 'ESP decryption failed' '$GWLOG'"
 check "the gateway still has one IKE_SA" [ "$(ike_count)" = 1 ]
 echo "    whole run: $(awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
 finish
