@@ -194,6 +194,7 @@ EOF
   ip link set "mx$n$MX_ID" netns "$ns" || return 1
   ip -n "$ns" addr add 192.0.2.1/24 dev "mx$n$MX_ID"
   ip -n "$ns" link set "mx$n$MX_ID" up
+  : >"$MX_TMP/cp-$n.log"
   setsid ip netns exec "$ns" sh -c "mount --bind /run/dpdk '$dir/run/dpdk' && mount --rbind '$dir/run' /run && \
     exec '$CP_BIN' --intent '$MX_TMP/intent-$n.json' -p '$prefix' --log-level 1 --strongswan-conf '$dir/strongswan.conf' \
     --plugins '$HA_PLUGINS'" >"$MX_TMP/cp-$n.log" 2>&1 &
@@ -271,8 +272,9 @@ else
   finish
 fi
 yin() { ip netns exec "$NS_Y" "$@"; }
+ping_archive() { yin ping -n -c3 -i0.2 -W1 -q "$ARCHIVE_CORE" >/dev/null 2>&1; }
 for _ in 1 2 3 4 5; do yin ping -n -c1 -W1 -q "$ARCHIVE_CORE" >/dev/null 2>&1 && break; done
-check "hosp-y reaches the archive through the CHILD_SA (node A)" yin ping -n -c3 -i0.2 -W1 -q "$ARCHIVE_CORE"
+check "hosp-y reaches the archive through the CHILD_SA (node A)" ping_archive
 check "medix-cp B holds the IKE_SA passive (ha plugin)" \
   wait_for 5 'grep -q "installed HA passive IKE_SA" "$MX_TMP/cp-b.log"'
 check "medix-cp B installed the CHILD_SA in medix-dp B" wait_for 5 'grep -q "installed HA CHILD_SA" "$MX_TMP/cp-b.log"'
@@ -304,7 +306,7 @@ wait "$xfer"
 r=$MX_TMP/send-through.json
 check "the transfer through the CHILD_SA that spanned the failover completed byte-identical ($(cat "$r"))" \
   [ "$(mx_json "$r" "d is not None and d.get('sha256') == d.get('server_sha256') and d.get('bytes', 0) >= 4194304")" = True ]
-check "hosp-y reaches the archive through node B" yin ping -n -c3 -i0.2 -W1 -q "$ARCHIVE_CORE"
+check "hosp-y reaches the archive through node B" ping_archive
 ike_after=$(ike_sa) child_after=$(child)
 echo "    gateway after:  IKE_SA $ike_after; CHILD_SA $child_after"
 check "the gateway's IKE_SA is the same one (unique id, SPIs, ESTABLISHED), and it is its only one" \
@@ -333,16 +335,16 @@ if swan --rekey --child hosp >"$GW/rekey.log" 2>&1 && sleep 1 && c=$(child) && [
 else
   fail "the gateway's CHILD_SA rekey: $(tail -2 "$GW/rekey.log"); CHILD_SA $(child)"
 fi
-check "hosp-y reaches the archive through the rekeyed CHILD_SA" yin ping -n -c3 -i0.2 -W1 -q "$ARCHIVE_CORE"
+check "hosp-y reaches the archive through the rekeyed CHILD_SA" ping_archive
 c1=$(child)
 ctl "$B_PREFIX" peer carrier-y rekey >"$MX_TMP/rekey-b.txt" 2>&1
 check "medix-cp B rekeyed the CHILD_SA ($(cat "$MX_TMP/rekey-b.txt"))" \
   wait_for 10 'c=$(child); [ -n "$c" ] && [ "$(cut -d" " -f1 <<<"$c")" != "$(cut -d" " -f1 <<<"$c1")" ]'
-check "hosp-y reaches the archive through B's rekeyed CHILD_SA" yin ping -n -c3 -i0.2 -W1 -q "$ARCHIVE_CORE"
+check "hosp-y reaches the archive through B's rekeyed CHILD_SA" ping_archive
 swan --rekey --ike ix >"$GW/rekey-ike.log" 2>&1
 check "the gateway rekeyed the IKE_SA with node B" \
   wait_for 10 'i=$(ike_sa); [ -n "$i" ] && [ "${i%% *}" != "${ike_before%% *}" ] && [[ $i == *ESTABLISHED ]]'
-check "hosp-y reaches the archive after the IKE_SA rekey" yin ping -n -c3 -i0.2 -W1 -q "$ARCHIVE_CORE"
+check "hosp-y reaches the archive after the IKE_SA rekey" ping_archive
 check "the gateway logged no ESP sequence number (replay) failure" \
   bash -c "! grep -q 'ESP sequence number verification failed' '$GWLOG'"
 check "the gateway logged no ESP decryption failure" bash -c "! grep -q 'ESP decryption failed' '$GWLOG'"
