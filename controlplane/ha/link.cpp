@@ -110,7 +110,7 @@ void Link::relay() {
   parse(std::string(plugin_address) + ":" + std::to_string(plugin_port), plugin);
   std::vector<uint8_t> buf(sizeof(Header) + max_payload + tag_size + 1), sealed, payload;
   pollfd fds[2] = {{inner_, POLLIN, 0}, {outer_, POLLIN, 0}};
-  time_t last_log = 0;
+  time_t last_log[4] = {};  // by Reject
   while (!stopping_.load()) {
     if (poll(fds, 2, 100) <= 0) continue;
     if (fds[0].revents & POLLIN) {  // the plugin's: sealed to the peer
@@ -129,8 +129,8 @@ void Link::relay() {
       Reject r = open(recv_key_, buf.data(), size_t(n), last_counter_, payload);
       if (r != Reject::none) {
         uint64_t count = ++stats_.rejected[size_t(r)];
-        if (time_t now = time(nullptr); now != last_log) {  // at most a line a second
-          last_log = now;
+        if (time_t now = time(nullptr); now != last_log[size_t(r)]) {  // a line a second, a reason
+          last_log[size_t(r)] = now;
           fprintf(stderr, "medix-cp: ha link: refused a datagram (%s), %llu so far\n", reject_name(r),
                   static_cast<unsigned long long>(count));
         }

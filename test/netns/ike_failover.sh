@@ -37,7 +37,8 @@ source "$(dirname "$0")/swan.sh"
 CTL=${MEDIXCTL:-$MX_REPO/build/controlplane/cli/medixctl}
 CP_BIN=$MX_REPO/build/controlplane/medix-cp
 ARCHIVE_CORE=100.100.2.10 PORT=5001
-HA_PLUGINS="random nonce openssl kdf socket-default kernel-netlink pem pkcs1 pkcs8 x509 pubkey constraints ha"
+HA_A=10.255.0.1:4520 HA_B=10.255.0.2:4520 # the medix-cp pair's sync link
+LINK_TOOL=$MX_LIB_DIR/ike_link_tool.py
 
 mx_init
 mx_need_binary
@@ -147,6 +148,8 @@ json.dump({
 EOF
 cp "$MX_TMP/intent.json" "$MX_TMP/intent-a.json" && mv "$MX_TMP/intent.json" "$MX_TMP/intent-b.json"
 head -c 48 /dev/urandom | base64 >"$MX_TMP/sync.key"
+head -c 48 /dev/urandom | base64 >"$MX_TMP/cp-sync.key"
+head -c 48 /dev/urandom | base64 >"$MX_TMP/wrong.key"
 PA=$((20000 + RANDOM % 20000)) PB=$((PA + 1))
 
 # start_dp A|B ROLE: the node's medix-dp on its own ports; pid in A_PID or B_PID.
@@ -174,30 +177,16 @@ start_dp() {
 # start_cp A|B: medix-cp in a namespace with its medix-dp's TAP and the ha link, a /run of its
 # own (the ha plugin's FIFO is /var/run/charon.ha) with /run/dpdk still the real one.
 start_cp() {
-  local node=$1 n=${1,,} ns=mx-$MX_ID-cp-${1,,} dir=$MX_TMP/cp-${1,,} ha_local ha_remote prefix i
-  if [ "$node" = A ]; then ha_local=10.255.0.1 ha_remote=10.255.0.2 prefix=$A_PREFIX
-  else ha_local=10.255.0.2 ha_remote=10.255.0.1 prefix=$B_PREFIX; fi
+  local node=$1 n=${1,,} ns=mx-$MX_ID-cp-${1,,} dir=$MX_TMP/cp-${1,,} local peer prefix i
+  if [ "$node" = A ]; then local=$HA_A peer=$HA_B prefix=$A_PREFIX; else local=$HA_B peer=$HA_A prefix=$B_PREFIX; fi
   mkdir -p "$dir/run/dpdk"
-  cat >"$dir/strongswan.conf" <<EOF
-medix-cp {
-  plugins {
-    ha {
-      local = $ha_local
-      remote = $ha_remote
-      segment_count = 1
-      monitor = no
-      resync = yes
-    }
-  }
-}
-EOF
   ip link set "mx$n$MX_ID" netns "$ns" || return 1
   ip -n "$ns" addr add 192.0.2.1/24 dev "mx$n$MX_ID"
   ip -n "$ns" link set "mx$n$MX_ID" up
   : >"$MX_TMP/cp-$n.log"
   setsid ip netns exec "$ns" sh -c "mount --bind /run/dpdk '$dir/run/dpdk' && mount --rbind '$dir/run' /run && \
-    exec '$CP_BIN' --intent '$MX_TMP/intent-$n.json' -p '$prefix' --log-level 1 --strongswan-conf '$dir/strongswan.conf' \
-    --plugins '$HA_PLUGINS'" >"$MX_TMP/cp-$n.log" 2>&1 &
+    exec '$CP_BIN' --intent '$MX_TMP/intent-$n.json' -p '$prefix' --log-level 1 \
+    --ha-sync-local $local --ha-sync-peer $peer --ha-sync-key-file '$MX_TMP/cp-sync.key'" >"$MX_TMP/cp-$n.log" 2>&1 &
   if [ "$node" = A ]; then CPA_PID=$!; else CPB_PID=$!; fi
   for ((i = 0; i < 100; i++)); do
     grep -q 'medix-cp: ready' "$MX_TMP/cp-$n.log" && return 0
@@ -225,7 +214,6 @@ t = sys.stdin.read()
 c = re.search(r"state=INSTALLED.*?spi-in=([0-9a-f]+) spi-out=([0-9a-f]+).*?packets-in=(\d+)", t, re.S)
 print(" ".join(c.groups()) if c else "")'
 }
-ha_b() { printf '%s\n' "$1" >"$MX_TMP/cp-b/run/charon.ha"; } # the ha plugin's control FIFO
 
 # --- node A active, node B standby --------------------------------------------------------------
 for n in a b; do
@@ -242,9 +230,14 @@ start_dp B standby && pass "medix-dp B (standby) ready" || { fail "medix-dp B di
 MX_PIDS+=("$A_PID")
 start_cp A >"$MX_TMP/cpa-start.txt" && pass "medix-cp A ready with the ha plugin" || { fail "$(cat "$MX_TMP/cpa-start.txt")"; finish; }
 start_cp B >"$MX_TMP/cpb-start.txt" && pass "medix-cp B ready with the ha plugin" || { fail "$(cat "$MX_TMP/cpb-start.txt")"; finish; }
-# A's ha plugin takes the (only) segment: its IKE_SAs are active ones, B's passive.
-printf '+1\n' >"$MX_TMP/cp-a/run/charon.ha"
-check "medix-cp A's ha plugin holds the segment" wait_for 5 'grep -q "HA segment 1 activated" "$MX_TMP/cp-a.log"'
+# A datagram of the link as A sends it (replayed later).
+ip netns exec "mx-$MX_ID-cp-b" "$MX_PY" "$LINK_TOOL" capture "mh${MX_ID}b" "${HA_B#*:}" "$MX_TMP/captured.bin" &
+capture=$!
+# Each medix-cp follows its medix-dp's role: A's IKE_SAs are active ones, B's passive.
+check "medix-cp A's ha plugin holds the segment (medix-dp A is active)" \
+  wait_for 5 'grep -q "HA segment 1 activated" "$MX_TMP/cp-a.log"'
+check "medix-cp B's ha plugin does not (medix-dp B is standby)" \
+  bash -c "grep -q 'medix-dp is standby' '$MX_TMP/cp-b.log' && ! grep -q 'HA segment 1 activated' '$MX_TMP/cp-b.log'"
 
 if ! mx_gateway_lan carrier-y-gw "$NS_Y" 10.0.0.1/24 10.0.0.10/24; then fail "hosp-y's LAN behind its gateway"; finish; fi
 # The gateway's log to a file a line at a time: the checks read it while charon runs (its
@@ -296,12 +289,11 @@ t_kill=$(date +%s.%N)
 wait "$CPA_PID" 2>/dev/null
 move_ports A B # a dead node's links go down; VRRP would move the addresses (netns-vrrp)
 ctl "$B_PREFIX" ha-sync role active --reason "test: node A killed" >/dev/null
-ha_b +1
-t_take=$(date +%s.%N)
 check "medix-dp B is active" [ "$(hastatus $B_PREFIX role)" = HA_ROLE_ACTIVE ]
-check "medix-cp B's ha plugin took the segment: the IKE_SA is active on B" \
+check "medix-cp B's ha plugin took the segment as medix-dp B became active: the IKE_SA is active on B" \
   wait_for 5 'grep -q "HA segment 1 activated" "$MX_TMP/cp-b.log"'
-echo "    takeover steps done $(awk -v a="$t_kill" -v b="$t_take" 'BEGIN { printf "%.2f", b - a }') s after the kill"
+t_take=$(date +%s.%N)
+echo "    IKE_SA active on B $(awk -v a="$t_kill" -v b="$t_take" 'BEGIN { printf "%.2f", b - a }') s after the kill"
 wait "$xfer"
 r=$MX_TMP/send-through.json
 check "the transfer through the CHILD_SA that spanned the failover completed byte-identical ($(cat "$r"))" \
@@ -315,8 +307,22 @@ check "the gateway's CHILD_SA is the same one and its inbound packets went on co
   [ "$(cut -d' ' -f1,2 <<<"$child_after")" = "$(cut -d' ' -f1,2 <<<"$child_before")" ] && \
   [ "$(cut -d' ' -f3 <<<"$child_after")" -gt "$(cut -d' ' -f3 <<<"$child_before")" ]
 check "medix-dp B advanced the outbound sequence numbers it had synced" [ "$(hastatus $B_PREFIX sas_advanced)" -ge 1 ]
-check "no IKE_SA_INIT since the first (the gateway initiated once)" \
-  [ "$(grep -c 'initiating IKE_SA ix' "$GWLOG")" = 1 ]
+init_count() { grep -c 'generating IKE_SA_INIT request' "$GWLOG"; }
+check "no IKE_SA_INIT since the first (the gateway sent one)" [ "$(init_count)" = 1 ]
+
+# --- the IKE sync link refuses what the pair's key did not seal -----------------------------------
+# From A's address (A is dead: its port is free), as an attacker on the link could.
+installed=$(grep -c "installed HA" "$MX_TMP/cp-b.log")
+wait "$capture" && [ -s "$MX_TMP/captured.bin" ] || fail "no datagram of A's captured on the link"
+link() { ip netns exec "mx-$MX_ID-cp-a" "$MX_PY" "$LINK_TOOL" "$@" "$HA_A" "$HA_B"; }
+link plain
+link forge "$MX_TMP/wrong.key"
+[ -s "$MX_TMP/captured.bin" ] && ip netns exec "mx-$MX_ID-cp-a" "$MX_PY" "$LINK_TOOL" replay "$HA_A" "$HA_B" "$MX_TMP/captured.bin"
+for why in malformed bad_tag replay; do
+  check "medix-cp B refused an ha plugin datagram ($why) and counted it" \
+    wait_for 3 'grep -q "ha link: refused a datagram ($why)" "$MX_TMP/cp-b.log"'
+done
+check "nothing of them reached B's ha plugin" [ "$(grep -c "installed HA" "$MX_TMP/cp-b.log")" = "$installed" ]
 
 # --- DPD both ways, then rekeys from both sides --------------------------------------------------
 # DPD: both sides every 2 s of silence; whichever sends, the other must answer (B with the
@@ -343,11 +349,11 @@ check "medix-cp B rekeyed the CHILD_SA ($(cat "$MX_TMP/rekey-b.txt"))" \
 check "hosp-y reaches the archive through B's rekeyed CHILD_SA" ping_archive
 swan --rekey --ike ix >"$GW/rekey-ike.log" 2>&1
 check "the gateway rekeyed the IKE_SA with node B" \
-  wait_for 10 'i=$(ike_sa); [ -n "$i" ] && [ "${i%% *}" != "${ike_before%% *}" ] && [[ $i == *ESTABLISHED ]]'
+  wait_for 10 'now=$(ike_sa); [ -n "$now" ] && [ "${now%% *}" != "${ike_before%% *}" ] && [[ $now == *ESTABLISHED ]]'
 check "hosp-y reaches the archive after the IKE_SA rekey" ping_archive
 check "the gateway logged no ESP sequence number (replay) failure" \
   bash -c "! grep -q 'ESP sequence number verification failed' '$GWLOG'"
 check "the gateway logged no ESP decryption failure" bash -c "! grep -q 'ESP decryption failed' '$GWLOG'"
-check "the gateway still has one IKE_SA" [ "$(ike_count)" = 1 ]
+check "the gateway still has one IKE_SA, and sent one IKE_SA_INIT in all" [ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ]
 echo "    whole run: $(awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
 finish
