@@ -1,6 +1,6 @@
 // The IKE sync link: the relay between the ha plugin and the peer, and the segment that follows
 // the node's role.
-#include "ha/link.h"
+#include "link.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -68,7 +68,8 @@ bool command_segment(bool take) {
 }  // namespace
 
 std::string Link::plugin_settings() {
-  return std::string("medix-cp {\n plugins {\n  ha {\n   local = ") + plugin_address + "\n   remote = " + relay_address +
+  return std::string("medix-cp {\n plugins {\n  ha {\n   local = ") + plugin_address +
+         "\n   remote = " + relay_address +
          "\n   segment_count = 1\n   monitor = no\n   fifo_interface = yes\n   resync = yes\n  }\n }\n}\n";
 }
 

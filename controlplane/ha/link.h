@@ -15,7 +15,7 @@
 #include <string>
 #include <thread>
 
-#include "ha/wire.h"
+#include "wire.h"
 
 namespace medix::cp::ha {
 

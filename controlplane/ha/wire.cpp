@@ -1,5 +1,5 @@
 // The IKE sync link's datagrams: AES-256-GCM (OpenSSL), keys per direction, replay check.
-#include "ha/wire.h"
+#include "wire.h"
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
