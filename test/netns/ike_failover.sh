@@ -237,7 +237,11 @@ capture=$!
 check "medix-cp A's ha plugin holds the segment (medix-dp A is active)" \
   wait_for 5 'grep -q "HA segment 1 activated" "$MX_TMP/cp-a.log"'
 check "medix-cp B's ha plugin does not (medix-dp B is standby)" \
-  bash -c "grep -q 'medix-dp is standby' '$MX_TMP/cp-b.log' && ! grep -q 'HA segment 1 activated' '$MX_TMP/cp-b.log'"
+  wait_for 5 "grep -q 'medix-dp is standby' '$MX_TMP/cp-b.log' && ! grep -q 'HA segment 1 activated' '$MX_TMP/cp-b.log'"
+# The plugin asks for its resync a second after it starts; an IKE_SA created before that would be
+# sent twice and installed twice (the plugin's IKE_ADD always makes a new IKE_SA: docs/ha.md).
+check "medix-cp B asked A for a resync" wait_for 5 'grep -q "requesting HA resynchronization" "$MX_TMP/cp-b.log"'
+sleep 0.3
 
 if ! mx_gateway_lan carrier-y-gw "$NS_Y" 10.0.0.1/24 10.0.0.10/24; then fail "hosp-y's LAN behind its gateway"; finish; fi
 # The gateway's log to a file a line at a time: the checks read it while charon runs (its
@@ -270,6 +274,7 @@ for _ in 1 2 3 4 5; do yin ping -n -c1 -W1 -q "$ARCHIVE_CORE" >/dev/null 2>&1 &&
 check "hosp-y reaches the archive through the CHILD_SA (node A)" ping_archive
 check "medix-cp B holds the IKE_SA passive (ha plugin)" \
   wait_for 5 'grep -q "installed HA passive IKE_SA" "$MX_TMP/cp-b.log"'
+check "medix-cp B holds it once (one passive IKE_SA)" [ "$(grep -c "installed HA passive IKE_SA" "$MX_TMP/cp-b.log")" = 1 ]
 check "medix-cp B installed the CHILD_SA in medix-dp B" wait_for 5 'grep -q "installed HA CHILD_SA" "$MX_TMP/cp-b.log"'
 spis_a=$(ctl "$A_PREFIX" -o json show sas | mx_json - 'sorted(o["sa"]["spi"] for o in d.get("objects", []))')
 spis_b=$(ctl "$B_PREFIX" -o json show sas | mx_json - 'sorted(o["sa"]["spi"] for o in d.get("objects", []))')
@@ -355,5 +360,21 @@ check "the gateway logged no ESP sequence number (replay) failure" \
   bash -c "! grep -q 'ESP sequence number verification failed' '$GWLOG'"
 check "the gateway logged no ESP decryption failure" bash -c "! grep -q 'ESP decryption failed' '$GWLOG'"
 check "the gateway still has one IKE_SA, and sent one IKE_SA_INIT in all" [ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ]
+
+# --- A returns as standby: the ha plugin's resync gives it B's IKE_SA, and B rekeys the CHILD_SAs
+# so that A learns them (the plugin never sends CHILD_SA keys again) ---------------------------------
+sas() { ctl "$1" -o json show sas | mx_json - 'sorted(o["sa"]["spi"] for o in d.get("objects", []))'; }
+mv "$MX_TMP/cp-a.log" "$MX_TMP/cp-a-first.log"
+start_dp A standby && pass "medix-dp A back as standby" || { fail "medix-dp A did not restart"; finish; }
+MX_PIDS+=("$A_PID")
+start_cp A >"$MX_TMP/cpa-start.txt" && pass "medix-cp A back" || { fail "$(cat "$MX_TMP/cpa-start.txt")"; finish; }
+check "medix-cp A asked for a resync and holds B's IKE_SA passive" \
+  wait_for 10 'grep -q "requesting HA resynchronization" "$MX_TMP/cp-a.log" && grep -q "installed HA passive IKE_SA" "$MX_TMP/cp-a.log"'
+check "medix-cp A holds one IKE_SA (B's rekeyed one)" [ "$(grep -c "installed HA passive IKE_SA" "$MX_TMP/cp-a.log")" = 1 ]
+check "medix-dp A has the SAs of medix-dp B again (B rekeyed its CHILD_SA for A)" \
+  wait_for 15 'a=$(sas $A_PREFIX); [ -n "$a" ] && [ "$a" != "[]" ] && [ "$a" = "$(sas $B_PREFIX)" ]'
+check "the gateway still has its one IKE_SA, rekeyed once, and sent one IKE_SA_INIT" \
+  [ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ] && [ "$(ike_sa)" = "$now" ]
+check "hosp-y reaches the archive through B after A's return" ping_archive
 echo "    whole run: $(awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
 finish
