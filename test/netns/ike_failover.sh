@@ -231,7 +231,7 @@ MX_PIDS+=("$A_PID")
 start_cp A >"$MX_TMP/cpa-start.txt" && pass "medix-cp A ready with the ha plugin" || { fail "$(cat "$MX_TMP/cpa-start.txt")"; finish; }
 start_cp B >"$MX_TMP/cpb-start.txt" && pass "medix-cp B ready with the ha plugin" || { fail "$(cat "$MX_TMP/cpb-start.txt")"; finish; }
 # A datagram of the link as A sends it (replayed later).
-ip netns exec "mx-$MX_ID-cp-b" "$MX_PY" "$LINK_TOOL" capture "mh${MX_ID}b" "${HA_B#*:}" "$MX_TMP/captured.bin" &
+ip netns exec "mx-$MX_ID-cp-b" "$MX_PY" "$LINK_TOOL" capture "mh${MX_ID}b" "$HA_B" "$MX_TMP/captured.bin" &
 capture=$!
 # Each medix-cp follows its medix-dp's role: A's IKE_SAs are active ones, B's passive.
 check "medix-cp A's ha plugin holds the segment (medix-dp A is active)" \

@@ -2,8 +2,8 @@
 """medix-cp's IKE sync link from outside, for test/netns/ike_failover.sh (the wire:
 controlplane/ha/wire.h: a 16-byte header, AES-256-GCM ciphertext, 16-byte tag).
 
-  ike_link_tool.py capture IFACE PORT OUT     the first UDP payload to PORT seen on IFACE (AF_PACKET)
-                                              into OUT; exits 1 after 30 s without one
+  ike_link_tool.py capture IFACE DST OUT      the first UDP payload to DST (IP:PORT) seen on IFACE
+                                              (AF_PACKET) into OUT; exits 1 after 30 s without one
   ike_link_tool.py replay SRC DST FILE        sends FILE's bytes from SRC (IP:PORT) to DST
   ike_link_tool.py forge KEYFILE SRC DST      a datagram as the peer would send it, an ha plugin
                                               message (IKE_ADD) sealed under KEYFILE's key (not the
@@ -32,7 +32,8 @@ def send(src, dst, data):
     s.sendto(data, addr(dst))
 
 
-def capture(iface, port, out):
+def capture(iface, dst, out):
+    host, port = addr(dst)
     raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
     raw.bind((iface, 0))
     raw.settimeout(1)
@@ -46,7 +47,7 @@ def capture(iface, port, out):
             continue
         ihl = (frame[14] & 0xF) * 4
         udp = 14 + ihl
-        if struct.unpack("!H", frame[udp + 2:udp + 4])[0] != port:
+        if frame[30:34] != socket.inet_aton(host) or struct.unpack("!H", frame[udp + 2:udp + 4])[0] != port:
             continue
         length = struct.unpack("!H", frame[udp + 4:udp + 6])[0]
         open(out, "wb").write(frame[udp + 8:udp + length])
@@ -66,7 +67,7 @@ def forge(keyfile, src, dst):
 def main():
     cmd = sys.argv[1]
     if cmd == "capture":
-        return capture(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+        return capture(sys.argv[2], sys.argv[3], sys.argv[4])
     if cmd == "replay":
         send(sys.argv[2], sys.argv[3], open(sys.argv[4], "rb").read())
     elif cmd == "forge":
