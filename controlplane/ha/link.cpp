@@ -23,6 +23,9 @@ constexpr const char* plugin_address = "127.0.0.1";
 constexpr const char* relay_address = "127.0.0.2";
 constexpr uint16_t plugin_port = 4510;  // the plugin's, fixed
 constexpr const char* plugin_fifo = "/var/run/charon.ha";
+// The plugin's messages start with its version and their type (ha_message.h, strongSwan 5.9).
+constexpr uint8_t ha_message_version = 3;
+constexpr uint8_t ha_resync = 11;
 
 bool parse(const std::string& text, sockaddr_in& out) {
   auto colon = text.rfind(':');
@@ -120,6 +123,7 @@ void Link::relay() {
       ssize_t n = recvfrom(inner_, buf.data(), max_payload + 1, 0, reinterpret_cast<sockaddr*>(&from), &from_len);
       if (n > 0 && size_t(n) <= max_payload && from.sin_port == htons(plugin_port) &&
           from.sin_addr.s_addr == plugin.sin_addr.s_addr) {
+        if (n >= 2 && buf[0] == ha_message_version && buf[1] == ha_resync) joined_ = true;
         seal(send_key_, ++counter_, buf.data(), size_t(n), sealed);
         if (send(outer_, sealed.data(), sealed.size(), 0) == ssize_t(sealed.size())) stats_.sent++;
       }
@@ -138,6 +142,13 @@ void Link::relay() {
         continue;
       }
       stats_.received++;
+      // Until the plugin asked for its resync, the peer's IKE_SAs and CHILD_SAs are left out: the
+      // resync sends them all again, and the plugin would install an IKE_SA it got twice twice.
+      if (!joined_ && !payload.empty() && payload.size() >= 2 && payload[1] != ha_resync) {
+        if (stats_.before_resync++ == 0)
+          fprintf(stderr, "medix-cp: ha link: the peer's state is left out until the plugin asks for its resync\n");
+        continue;
+      }
       sendto(inner_, payload.data(), payload.size(), 0, reinterpret_cast<const sockaddr*>(&plugin), sizeof plugin);
     }
   }

@@ -44,6 +44,7 @@ class Link {
     std::atomic<uint64_t> sent{0}, received{0};
     std::atomic<uint64_t> rejected[4] = {};  // by Reject
     std::atomic<uint64_t> activations{0}, deactivations{0};
+    std::atomic<uint64_t> before_resync{0};  // the peer's state left out before our resync request
   };
   const Stats& stats() const { return stats_; }
 
@@ -54,6 +55,7 @@ class Link {
   int inner_ = -1, outer_ = -1;  // toward the plugin; toward the peer
   Key send_key_{}, recv_key_{};
   uint64_t counter_ = 0, last_counter_ = 0;
+  bool joined_ = false;  // the plugin sent its resync request (relay thread only)
   std::string peer_;
   std::atomic<bool> stopping_{false};
   std::thread relay_thread_, role_thread_;

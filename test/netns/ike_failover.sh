@@ -238,10 +238,9 @@ check "medix-cp A's ha plugin holds the segment (medix-dp A is active)" \
   wait_for 5 'grep -q "HA segment 1 activated" "$MX_TMP/cp-a.log"'
 check "medix-cp B's ha plugin does not (medix-dp B is standby)" \
   wait_for 5 "grep -q 'medix-dp is standby' '$MX_TMP/cp-b.log' && ! grep -q 'HA segment 1 activated' '$MX_TMP/cp-b.log'"
-# The plugin asks for its resync a second after it starts; an IKE_SA created before that would be
-# sent twice and installed twice (the plugin's IKE_ADD always makes a new IKE_SA: docs/ha.md).
-check "medix-cp B asked A for a resync" wait_for 5 'grep -q "requesting HA resynchronization" "$MX_TMP/cp-b.log"'
-sleep 0.3
+# The gateway connects at once: B's plugin asks for its resync only a second after it starts, so
+# the IKE_SA is likely made before, and the resync sends it again (medix-cp B must leave out the
+# first: the plugin would install it twice: docs/ha.md).
 
 if ! mx_gateway_lan carrier-y-gw "$NS_Y" 10.0.0.1/24 10.0.0.10/24; then fail "hosp-y's LAN behind its gateway"; finish; fi
 # The gateway's log to a file a line at a time: the checks read it while charon runs (its
@@ -274,6 +273,10 @@ for _ in 1 2 3 4 5; do yin ping -n -c1 -W1 -q "$ARCHIVE_CORE" >/dev/null 2>&1 &&
 check "hosp-y reaches the archive through the CHILD_SA (node A)" ping_archive
 check "medix-cp B holds the IKE_SA passive (ha plugin)" \
   wait_for 5 'grep -q "installed HA passive IKE_SA" "$MX_TMP/cp-b.log"'
+check "medix-cp B asked A for a resync" wait_for 5 'grep -q "requesting HA resynchronization" "$MX_TMP/cp-b.log"'
+sleep 0.5
+grep -q "left out until the plugin asks for its resync" "$MX_TMP/cp-b.log" &&
+  echo "    (the IKE_SA was made before B's resync request: its first sync was left out)"
 check "medix-cp B holds it once (one passive IKE_SA)" [ "$(grep -c "installed HA passive IKE_SA" "$MX_TMP/cp-b.log")" = 1 ]
 check "medix-cp B installed the CHILD_SA in medix-dp B" wait_for 5 'grep -q "installed HA CHILD_SA" "$MX_TMP/cp-b.log"'
 spis_a=$(ctl "$A_PREFIX" -o json show sas | mx_json - 'sorted(o["sa"]["spi"] for o in d.get("objects", []))')
