@@ -410,7 +410,7 @@ int main(int argc, char** argv) {
 
   medix::cp::MetricsServer metrics;
   if (!metrics_listen.empty()) {
-    if (auto e = metrics.start(service, dataplane, metrics_listen)) {
+    if (auto e = metrics.start(service, dataplane, metrics_listen, ha_link_config.configured() ? &ha_link : nullptr)) {
       fprintf(stderr, "medix-cp: --metrics-listen %s\n", e->c_str());
       server->Shutdown();
       unlink(socket_path.c_str());

@@ -53,7 +53,7 @@ mx_attach archive archive 192.168.1.10/24 192.168.1.1/24
 NS_Y=mx-$MX_ID-hosp-y GW=$MX_TMP/gw
 PSK="ike-failover-$MX_ID-$RANDOM$RANDOM"
 A_PREFIX=$MX_PREFIX B_PREFIX=$MX_PREFIX-b
-A_PID= B_PID= CPA_PID= CPB_PID=
+A_PID='' B_PID='' CPA_PID='' CPB_PID=''
 LINKS=()
 
 ike_cleanup() {
@@ -177,8 +177,8 @@ start_dp() {
 # start_cp A|B: medix-cp in a namespace with its medix-dp's TAP and the ha link, a /run of its
 # own (the ha plugin's FIFO is /var/run/charon.ha) with /run/dpdk still the real one.
 start_cp() {
-  local node=$1 n=${1,,} ns=mx-$MX_ID-cp-${1,,} dir=$MX_TMP/cp-${1,,} local peer prefix i
-  if [ "$node" = A ]; then local=$HA_A peer=$HA_B prefix=$A_PREFIX; else local=$HA_B peer=$HA_A prefix=$B_PREFIX; fi
+  local node=$1 n=${1,,} ns=mx-$MX_ID-cp-${1,,} dir=$MX_TMP/cp-${1,,} here peer prefix i
+  if [ "$node" = A ]; then here=$HA_A peer=$HA_B prefix=$A_PREFIX; else here=$HA_B peer=$HA_A prefix=$B_PREFIX; fi
   mkdir -p "$dir/run/dpdk"
   ip link set "mx$n$MX_ID" netns "$ns" || return 1
   ip -n "$ns" addr add 192.0.2.1/24 dev "mx$n$MX_ID"
@@ -186,7 +186,8 @@ start_cp() {
   : >"$MX_TMP/cp-$n.log"
   setsid ip netns exec "$ns" sh -c "mount --bind /run/dpdk '$dir/run/dpdk' && mount --rbind '$dir/run' /run && \
     exec '$CP_BIN' --intent '$MX_TMP/intent-$n.json' -p '$prefix' --log-level 1 \
-    --ha-sync-local $local --ha-sync-peer $peer --ha-sync-key-file '$MX_TMP/cp-sync.key'" >"$MX_TMP/cp-$n.log" 2>&1 &
+    --ha-sync-local $here --ha-sync-peer $peer --ha-sync-key-file '$MX_TMP/cp-sync.key' \
+    --metrics-listen 127.0.0.1:9464" >"$MX_TMP/cp-$n.log" 2>&1 &
   if [ "$node" = A ]; then CPA_PID=$!; else CPB_PID=$!; fi
   for ((i = 0; i < 100; i++)); do
     grep -q 'medix-cp: ready' "$MX_TMP/cp-$n.log" && return 0
@@ -330,6 +331,19 @@ for why in malformed bad_tag replay; do
   check "medix-cp B refused an ha plugin datagram ($why) and counted it" \
     wait_for 3 'grep -q "ha link: refused a datagram ($why)" "$MX_TMP/cp-b.log"'
 done
+metrics_b() { # NAME LABELS: one sample of medix-cp B's metrics
+  ip netns exec "mx-$MX_ID-cp-b" "$MX_PY" -c 'import sys, urllib.request
+want = sys.argv[1] + sys.argv[2]
+for line in urllib.request.urlopen("http://127.0.0.1:9464/metrics", timeout=5).read().decode().splitlines():
+    if line.startswith(want + " "):
+        print(int(float(line.split()[-1])))' "$1" "$2"
+}
+m=$(for r in malformed bad_tag replay; do metrics_b medix_cp_ha_link_rejected_total "{reason=\"$r\"}"; done | tr '\n' ' ')
+check "medix-cp B's metrics count them: rejected malformed, bad_tag, replay = $m" \
+  bash -c "read -r a b c <<<'$m'; [ \"\${a:-0}\" -ge 1 ] && [ \"\${b:-0}\" -ge 1 ] && [ \"\${c:-0}\" -ge 1 ]"
+m=$(metrics_b medix_cp_ha_link_datagrams_total '{direction="received"}')
+check "medix-cp B's metrics: $m datagrams received from A on the link, its IKE_SAs made active once" \
+  [ "${m:-0}" -ge 3 ] && [ "$(metrics_b medix_cp_ha_segment_changes_total '{to="active"}')" = 1 ]
 check "nothing of them reached B's ha plugin" [ "$(grep -c "installed HA" "$MX_TMP/cp-b.log")" = "$installed" ]
 
 # --- DPD both ways, then rekeys from both sides --------------------------------------------------
