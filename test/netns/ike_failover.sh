@@ -9,22 +9,25 @@
 #   archive 192.168.1.10 ────────────────── bridge ─┬─ node A
 #                                                   └─ node B
 #   medix-dp A ⇄ B: sessions and ESP sequence numbers (loopback, HMAC)
-#   medix-cp A ⇄ B: strongSwan's ha plugin in each embedded charon (UDP 4510, a veth of its own)
+#   medix-cp A ⇄ B: strongSwan's ha plugin in each embedded charon, its datagrams sealed by
+#                   medix-cp (AES-256-GCM) on a veth of their own (--ha-sync-*)
 #
 # Each node's ports are veths on one Linux bridge per segment, with the same MAC on both nodes
 # (what a VRRP virtual MAC gives); only the active's ports are on the bridges: the addresses
 # move with them (netns-vrrp tests VRRP itself). B's medix-cp holds the IKE_SA passive (the ha
 # plugin's IKE_PASSIVE) with the CHILD_SA installed in medix-dp B, which drops what would cross.
 # Then node A dies (kill -9 of medix-dp and medix-cp, its ports leave the bridges), B's ports
-# join, B is made active (medixctl ha-sync role active) and its ha plugin takes the segment
-# (the plugin's control FIFO). Checks:
+# join, B is made active (medixctl ha-sync role active) and medix-cp B, which follows its
+# medix-dp's role, has its ha plugin take the segment (the plugin's control FIFO). Checks:
 #   - the gateway's IKE_SA is the same one (same SPIs, same unique id, no new IKE_SA_INIT);
 #   - a TCP transfer through the CHILD_SA that spans the failover completes byte-identical,
 #     and pings cross the same CHILD_SA after it;
 #   - the gateway logs no ESP sequence number failure (medix-dp B advanced the outbound
 #     sequence numbers A synced) and its inbound packets keep counting on the same SA;
 #   - DPD goes on (B answers the gateway's and the gateway answers B's: message IDs synced);
-#   - a CHILD_SA rekey from the gateway and one from medix-cp B, and an IKE_SA rekey, succeed.
+#   - a CHILD_SA rekey from the gateway and one from medix-cp B, and an IKE_SA rekey, succeed;
+#   - forged, unsealed and replayed datagrams of the medix-cp link are refused and counted;
+#   - A returns as standby: the plugin's resync gives it B's IKE_SA and CHILD_SA (once each).
 #
 # Usage: test/netns/ike_failover.sh (root; binaries from build/). Prints PASS/FAIL lines and
 # "netns-ike-failover: N passed, M failed".
