@@ -396,5 +396,11 @@ check "medix-dp A has the SAs of medix-dp B again (B rekeyed its CHILD_SA for A)
 check "the gateway still has its one IKE_SA, rekeyed once, and sent one IKE_SA_INIT" \
   [ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ] && [ "$(ike_sa)" = "$now" ]
 check "hosp-y reaches the archive through B after A's return" ping_archive
+# A standby's medix-cp stopped (SIGTERM): its passive IKE_SA goes without a word to the gateway.
+kill -TERM "$CPA_PID"
+wait "$CPA_PID"
+check "medix-cp A (standby) stopped on SIGTERM (exit $?): the gateway's IKE_SA is untouched" \
+  [ "$(ike_sa)" = "$now" ] && [ "$(ike_count)" = 1 ]
+check "hosp-y reaches the archive through B after A's medix-cp stopped" ping_archive
 echo "    whole run: $(awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
 finish
