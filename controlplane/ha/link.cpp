@@ -25,7 +25,7 @@ constexpr uint16_t plugin_port = 4510;  // the plugin's, fixed
 constexpr const char* plugin_fifo = "/var/run/charon.ha";
 // The plugin's messages start with its version and their type (ha_message.h, strongSwan 5.9).
 constexpr uint8_t ha_message_version = 3;
-constexpr uint8_t ha_resync = 11;
+constexpr uint8_t ha_segment_drop = 8, ha_segment_take = 9, ha_status = 10, ha_resync = 11;
 
 bool parse(const std::string& text, sockaddr_in& out) {
   auto colon = text.rfind(':');
@@ -142,9 +142,17 @@ void Link::relay() {
         continue;
       }
       stats_.received++;
+      if (payload.size() < 2) continue;
+      // The peer's segment messages are not for the plugin: each node's segment follows its own
+      // medix-dp's role, never the other node's word (a node going standby would otherwise make
+      // the other active, and one taking over would make the other passive whatever its role).
+      if (payload[1] == ha_segment_drop || payload[1] == ha_segment_take || payload[1] == ha_status) {
+        stats_.segment_ignored++;
+        continue;
+      }
       // Until the plugin asked for its resync, the peer's IKE_SAs and CHILD_SAs are left out: the
-      // resync sends them all again, and the plugin would install an IKE_SA it got twice twice.
-      if (!joined_ && !payload.empty() && payload.size() >= 2 && payload[1] != ha_resync) {
+      // resync sends them all again, and the plugin would install twice an IKE_SA it got twice.
+      if (!joined_ && payload[1] != ha_resync) {
         if (stats_.before_resync++ == 0)
           fprintf(stderr, "medix-cp: ha link: the peer's state is left out until the plugin asks for its resync\n");
         continue;

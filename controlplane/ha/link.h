@@ -44,7 +44,8 @@ class Link {
     std::atomic<uint64_t> sent{0}, received{0};
     std::atomic<uint64_t> rejected[4] = {};  // by Reject
     std::atomic<uint64_t> activations{0}, deactivations{0};
-    std::atomic<uint64_t> before_resync{0};  // the peer's state left out before our resync request
+    std::atomic<uint64_t> before_resync{0};    // the peer's state left out before our resync request
+    std::atomic<uint64_t> segment_ignored{0};  // the peer's segment take/drop/status, not passed on
   };
   const Stats& stats() const { return stats_; }
 

@@ -396,6 +396,8 @@ check "medix-dp A has the SAs of medix-dp B again (B rekeyed its CHILD_SA for A)
 check "the gateway still has its one IKE_SA, rekeyed once, and sent one IKE_SA_INIT" \
   [ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ] && [ "$(ike_sa)" = "$now" ]
 check "hosp-y reaches the archive through B after A's return" ping_archive
+check "B's plugin never acted on A's segment messages (each node follows its own medix-dp)" \
+  bash -c "! grep -q 'remote node \(takes\|drops\) segment' '$MX_TMP/cp-b.log' '$MX_TMP/cp-a.log'"
 # A standby's medix-cp stopped (SIGTERM): its passive IKE_SA goes without a word to the gateway.
 kill -TERM "$CPA_PID"
 wait "$CPA_PID"
