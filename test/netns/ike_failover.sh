@@ -29,7 +29,7 @@
 #   - forged, unsealed and replayed datagrams of the medix-cp link are refused and counted;
 #   - A returns as standby: the plugin's resync gives it B's IKE_SA and CHILD_SA (once each).
 #
-# Usage: test/netns/ike_failover.sh (root; binaries from build/). Prints PASS/FAIL lines and
+# Usage: test/netns/ike_failover.sh (root; binaries from build/, or MEDIX_DP, MEDIX_CP). Prints PASS/FAIL lines and
 # "netns-ike-failover: N passed, M failed".
 set -uo pipefail
 # shellcheck source=test/netns/lib.sh
@@ -38,7 +38,7 @@ source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/swan.sh"
 
 CTL=${MEDIXCTL:-$MX_REPO/build/controlplane/cli/medixctl}
-CP_BIN=$MX_REPO/build/controlplane/medix-cp
+CP_BIN=${MEDIX_CP:-$MX_REPO/build/controlplane/medix-cp}
 ARCHIVE_CORE=100.100.2.10 PORT=5001
 HA_A=10.255.0.1:4520 HA_B=10.255.0.2:4520 # the medix-cp pair's sync link
 LINK_TOOL=$MX_LIB_DIR/ike_link_tool.py
