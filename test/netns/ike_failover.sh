@@ -29,8 +29,8 @@
 #   - forged, unsealed and replayed datagrams of the medix-cp link are refused and counted;
 #   - A returns as standby: the plugin's resync gives it B's IKE_SA and CHILD_SA (once each).
 #
-# Usage: test/netns/ike_failover.sh (root; binaries from build/, or MEDIX_DP, MEDIX_CP). Prints PASS/FAIL lines and
-# "netns-ike-failover: N passed, M failed".
+# Usage: test/netns/ike_failover.sh (root; binaries from build/, or MEDIX_DP, MEDIX_CP).
+# Prints PASS/FAIL lines and "netns-ike-failover: N passed, M failed".
 set -uo pipefail
 # shellcheck source=test/netns/lib.sh
 source "$(dirname "$0")/lib.sh"
