@@ -4,16 +4,23 @@
 # with the other area's over the backbone link between the two medix-dp (af_packet on a veth
 # pair): the TCP session is punted by medix-dp like IKE, not carried by a link of its own.
 #
-#   namespace E: gobgpd 10.255.0.1 ── TAP ── medix-dp E ── bb (veth) ── medix-dp W ── TAP ── gobgpd 10.255.0.2 :namespace W
-#                medix-cp E (--bgp, intent file)                                            medix-cp W
+#   namespace E: gobgpd 10.255.0.1 ── TAP ── medix-dp E ── bb ══ carrier ══ bb ── medix-dp W ── TAP ── gobgpd 10.255.0.2 :namespace W
+#                medix-cp E (--bgp, intent file)                                                   medix-cp W
+#
+# The backbone: each medix-dp's port is a veth whose other end is in a bridge of a "carrier"
+# namespace; the carrier's ends set down is a cut both medix-dp see as their link's carrier lost
+# (their own interfaces stay up, as a NIC's do when the fibre is cut).
 #
 # A host in each area's tenant (east's hospital 10.1.0.5 = 100.64.1.5 in the core, west's archive
 # 10.2.0.5 = 100.64.2.5), on a second af_packet port of its medix-dp.
 # Checks: the session is established over the backbone addresses (ss in each namespace), each
 # medix-dp counts the BGP segments it punted (telemetry /medix/events bgp_punted); each area's
 # prefix is a route in the other's core tenant via the backbone; east's host pings west's by its
-# core address across both medix-dp; west's gobgpd killed: east withdraws west's prefix, and the
-# next ping is answered ICMP unreachable. Ends with "netns-bgp: N passed, M failed". MEDIX_DP, MEDIX_CP and
+# core address across both medix-dp; the backbone cut MX_BGP_CUTS times (default 2): each area
+# sees its port's link down, resets its session at once and removes the other's prefix (the time
+# from the cut to both routes gone: each cut's figure, then p50 and max; at most 3 s each), a
+# ping across is answered ICMP unreachable, and after the repair the routes come back; west's
+# gobgpd killed: east withdraws west's prefix, and the next ping is answered ICMP unreachable. Ends with "netns-bgp: N passed, M failed". MEDIX_DP, MEDIX_CP and
 # MEDIXCTL override the binaries.
 set -u
 cd "$(dirname "$0")/../.."
@@ -25,6 +32,7 @@ tmp=$(mktemp -d /tmp/medix-netns-bgp.XXXXXX)
 id=$$
 passed=0 failed=0
 declare -A dp_pid cp_pid bgp_pid prefix ns tap bb addr other lan host
+carrier=medix-nbgp-c-$id
 for a in e w; do
   prefix[$a]=medix-nbgp-$a-$id ns[$a]=medix-nbgp-$a-$id tap[$a]=mxt$a$id bb[$a]=mxb$a$id
   lan[$a]=mxl$a$id host[$a]=medix-nbgp-h$a-$id
@@ -44,7 +52,7 @@ cleanup() {
     ip link del "${lan[$a]}" 2>/dev/null
     ip link del "${tap[$a]}" 2>/dev/null
   done
-  ip link del "${bb[e]}" 2>/dev/null
+  ip netns del "$carrier" 2>/dev/null
   [ -n "${MX_KEEP_TMP:-}" ] || rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -83,9 +91,12 @@ wait_for() {
 
 for binary in "$dp" "$cp" "$ctl"; do [ -x "$binary" ] || { fail "$binary is not built"; finish; }; done
 [ -c /dev/net/tun ] || { fail "/dev/net/tun is missing (the exception interface is a TAP)"; finish; }
-ip link add "${bb[e]}" type veth peer name "${bb[w]}" || { fail "the backbone veth pair"; finish; }
+ip netns add "$carrier" && ip -n "$carrier" link add br0 type bridge &&
+  ip -n "$carrier" link set br0 type bridge forward_delay 0 stp_state 0 && ip -n "$carrier" link set br0 up ||
+  { fail "the carrier's namespace and bridge"; finish; }
 for a in e w; do
-  ip link set "${bb[$a]}" up
+  ip link add "${bb[$a]}" type veth peer name "c$a" netns "$carrier" && ip link set "${bb[$a]}" up &&
+    ip -n "$carrier" link set "c$a" master br0 up || { fail "the backbone veth ${bb[$a]}"; finish; }
   ip netns add "${ns[$a]}" && ip -n "${ns[$a]}" link set lo up || { fail "namespace ${ns[$a]}"; finish; }
   # A host of the area's tenant: 10.1.0.5 (east's hospital), 10.2.0.5 (west's archive).
   ip netns add "${host[$a]}" && ip -n "${host[$a]}" link set lo up &&
@@ -122,8 +133,10 @@ JSON
     hold-time = 3
     keepalive-interval = 1
     connect-retry = 1
+    idle-hold-time-after-reset = 1
   [neighbors.transport.config]
     local-address = "${addr[$a]}"
+    passive-mode = $([ $a = w ] && echo true || echo false)  # west only listens: no collision
   [[neighbors.afi-safis]]
     [neighbors.afi-safis.config]
       afi-safi-name = "ipv4-unicast"
@@ -181,6 +194,48 @@ done
 out=$(ip netns exec "${host[e]}" ping -c 3 -i 0.2 -W 2 100.64.2.5 2>&1)
 grep -q " 0% packet loss" <<<"$out" && pass "east's host (10.1.0.5) pings west's archive by its core address 100.64.2.5 across the backbone" ||
   fail "ping across areas" "$out"$'\n'"$(/usr/bin/python3 test/netns/telemetry.py "${prefix[e]}" /medix/drops; /usr/bin/python3 test/netns/telemetry.py "${prefix[w]}" /medix/drops)"
+# The backbone cut and repaired, MX_BGP_CUTS times: the time from the cut to the other area's
+# prefix gone from each medix-dp (read with medixctl: an upper bound, by its ~0.1 s per call).
+cut_ms=()
+for cut in $(seq "${MX_BGP_CUTS:-2}"); do
+  t0=$(date +%s%N)
+  ip -n "$carrier" link set ce down && ip -n "$carrier" link set cw down
+  te= tw=
+  while :; do
+    [ -z "$te" ] && routes_are e "" && te=$((($(date +%s%N) - t0) / 1000000))
+    [ -z "$tw" ] && routes_are w "" && tw=$((($(date +%s%N) - t0) / 1000000))
+    [ -n "$te" ] && [ -n "$tw" ] && break
+    [ $((($(date +%s%N) - t0) / 1000000)) -gt 10000 ] && break
+    sleep 0.02
+  done
+  if [ -n "$te" ] && [ -n "$tw" ] && [ "$te" -le 3000 ] && [ "$tw" -le 3000 ]; then
+    pass "cut $cut: both areas removed the other's prefix within 3 s (east ${te} ms, west ${tw} ms)"
+    cut_ms+=($((te > tw ? te : tw)))
+  else
+    fail "cut $cut: routes withdrawn within 3 s (east ${te:-none} ms, west ${tw:-none} ms)" "$(routes e; routes w; ctl e areas)"
+  fi
+  if [ "$cut" = 1 ]; then
+    out=$(ctl e areas)
+    grep -q "^  backbone port p0: link down, seen going down 1 times" <<<"$out" &&
+      grep -qs "backbone bb (port p0) link down: sessions to 10.255.0.2 shut" "$tmp/cp-e.log" &&
+      pass "east saw its port's link down and shut its session at once (not the hold timer)" ||
+      fail "east's link down" "$out"$'\n'"$(tail -3 "$tmp/cp-e.log")"
+    out=$(ip netns exec "${host[e]}" ping -c 1 -W 2 100.64.2.5 2>&1)
+    grep -qi "unreachable" <<<"$out" && pass "backbone cut: a ping to west's archive gets ICMP unreachable at once" ||
+      fail "ICMP unreachable after the cut" "$out"
+  fi
+  t0=$(date +%s%N)
+  ip -n "$carrier" link set ce up && ip -n "$carrier" link set cw up
+  both_back() { routes_are e "100.64.2.0/24 via 10.255.0.2" && routes_are w "100.64.1.0/24 via 10.255.0.1"; }
+  wait_for 30 both_back && pass "cut $cut repaired: the routes are back after ${took} ms (gobgpd: 5 s idle, then its 5-10 s connect timer)" ||
+    { fail "cut $cut repaired: routes back" "$(routes e; routes w; ctl e areas)"; break; }
+done
+if [ "${#cut_ms[@]}" -gt 0 ]; then
+  sorted=($(printf '%s\n' "${cut_ms[@]}" | sort -n))
+  echo "figure: backbone cut to both areas' routes withdrawn over ${#sorted[@]} cuts (ms): ${cut_ms[*]};" \
+    "p50 ${sorted[$(((${#sorted[@]} - 1) / 2))]}, max ${sorted[-1]}"
+fi
+
 kill -KILL "${bgp_pid[w]}"
 wait "${bgp_pid[w]}" 2>/dev/null
 bgp_pid[w]=
