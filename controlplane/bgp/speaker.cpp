@@ -185,8 +185,7 @@ std::optional<bool> Speaker::link_up(const std::string& port) {
 }
 
 std::string Speaker::shut_sessions(const c1::BgpStatus& status,
-                                   const std::function<bool(const std::string&)>& on_backbone,
-                                   const std::string& why) {
+                                   const std::function<bool(const std::string&)>& on_backbone, const std::string& why) {
   std::string error, shut;
   for (const auto& session : status.sessions()) {
     if (!on_backbone(session.neighbor())) continue;
@@ -219,7 +218,8 @@ std::string Speaker::open_sessions(const std::string& why) {
       it = shut_.erase(it);
     }
   }
-  if (!opened.empty()) fprintf(stderr, "medix-cp: bgp: %s: sessions to %s enabled again\n", why.c_str(), opened.c_str());
+  if (!opened.empty())
+    fprintf(stderr, "medix-cp: bgp: %s: sessions to %s enabled again\n", why.c_str(), opened.c_str());
   return error;
 }
 
@@ -293,8 +293,8 @@ void Speaker::cycle() {
   std::string daemon_error = read_daemon(ours, learned, next);
   next.set_connected(daemon_error.empty());
   if (daemon_error.empty() && (backbone_up != backbone_up_ || (backbone_up && !shut_.empty()))) {
-    std::string why = "backbone " + conf.backbone_interface() + " (port " + port + ") link " +
-                      (backbone_up ? "up" : "down");
+    std::string why =
+        "backbone " + conf.backbone_interface() + " (port " + port + ") link " + (backbone_up ? "up" : "down");
     std::string e = backbone_up ? open_sessions(why) : shut_sessions(next, on_backbone, why);
     if (!backbone_up && backbone_up_) backbone_cuts_++;
     backbone_up_ = backbone_up;

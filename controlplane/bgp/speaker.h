@@ -82,7 +82,7 @@ class Speaker {
   std::map<std::string, v1::Route> installed_;  // by prefix, as medix-dp has them
   bool resync_ = true;                          // installed_ read from medix-dp again first
   uint64_t cycles_ = 0;
-  std::string said_;  // the last error logged
+  std::string said_;            // the last error logged
   bool backbone_up_ = true;     // the backbone port's link, as last seen
   std::set<std::string> shut_;  // neighbours this medix-cp shut for a link down
   uint64_t backbone_cuts_ = 0;
