@@ -11,7 +11,10 @@
 #     restarted meanwhile starts from its local copy and says etcd is unreachable;
 #   - a change made while they were cut off (etcd up on another port only) is applied when they
 #     reach etcd again (the watch resumes at its revision), and so is one after a compaction past
-#     it (full read).
+#     it (full read);
+#   - etcd's password authentication on: a medix-cp without a user, or with a wrong password (read
+#     from --etcd-user-file), is refused with a clear error that shows no password; with the right
+#     one it applies changes again, and again after etcd restarted (its tokens lost).
 # Ends with "cp-etcd: N passed, M failed". MEDIX_DP, MEDIX_CP and MEDIXCTL override the binaries.
 set -u
 # shellcheck source=test/lib/keygrep.sh
@@ -29,6 +32,7 @@ url=etcd://127.0.0.1:2379$key
 passed=0 failed=0
 etcd_pid=
 declare -A dp_pid cp_pid prefix
+cp_extra=()  # more arguments for medix-cp (cp_start)
 declare -A mport=([east]=9101 [west]=9102)  # medix-cp's metrics, on the namespace's loopback
 for a in east west; do prefix[$a]=medix-etcd-$a-$$; done
 
@@ -60,7 +64,11 @@ finish() {
   exit
 }
 in_ns() { ip netns exec "$ns" "$@"; }
-etcdctl() { in_ns env ETCDCTL_API=3 /usr/bin/etcdctl --endpoints "127.0.0.1:${port:-2379}" --dial-timeout 2s "$@"; }
+# ETCD_AUTH=USER:PASSWORD once etcd's authentication is on.
+etcdctl() {
+  in_ns env ETCDCTL_API=3 /usr/bin/etcdctl --endpoints "127.0.0.1:${port:-2379}" --dial-timeout 2s \
+    ${ETCD_AUTH:+--user "$ETCD_AUTH"} "$@"
+}
 # etcd_start [PORT]: etcd on the namespace's loopback (its data kept in $tmp/etcd across restarts).
 etcd_start() {
   local p=${1:-2379}
@@ -116,7 +124,7 @@ cp_start() {
   # Its socket is not in medix-dp's runtime folder, which goes when medix-dp stops.
   ip netns exec "$ns" "$cp" --intent "$tmp/$a.json" -p "${prefix[$a]}" --listen "unix://$tmp/cp-$a.sock" \
     --intent-store "$url" --area "$a" --metrics-listen "127.0.0.1:${mport[$a]}" \
-    --strongswan-conf "$tmp/strongswan.conf" --log-level 0 >>"$tmp/cp-$a.log" 2>&1 &
+    --strongswan-conf "$tmp/strongswan.conf" --log-level 0 "${cp_extra[@]}" >>"$tmp/cp-$a.log" 2>&1 &
   cp_pid[$a]=$!
   for _ in $(seq 150); do
     [ "$(grep -c "medix-cp: ready" "$tmp/cp-$a.log")" -gt "${n:-0}" ] && return 0
@@ -321,9 +329,68 @@ grep -q "compacted" "$tmp/cp-west.log" && pass "west's log says it read the inte
   fail "west's log says compacted" "$(tail -5 "$tmp/cp-west.log")"
 
 # A section that is no intent: refused, the state kept, the status says why.
+etcdctl get --print-value-only "$key/intent/areas/east" >"$tmp/east-good.json"
 etcdctl put "$key/intent/areas/east" '{"tenants": [{"nme": "x"}]}' >/dev/null
 wait_for 5 status_says east "last error: .*areas/east" && pass "a bad key in etcd: east says why" ||
   fail "a bad key: east says why" "$(ctl east intent status)"
 has_tenants east "hosp-e ix race-$winner while-away " && pass "a bad key: east keeps its objects" ||
   fail "a bad key: east keeps its objects" "$(tenants east)"
+
+# etcd's password authentication: root (etcdctl's), a role with readwrite on the suite's prefix
+# only, a user of that role for east's medix-cp; then `auth enable`.
+etcdctl put "$key/intent/areas/east" "$(cat "$tmp/east-good.json")" >/dev/null
+wait_for 5 eval '! status_says east "last error"' || fail "east's good section back" "$(ctl east intent status)"
+root_pw=root-pw-$RANDOM$RANDOM east_pw=east-pw-$RANDOM$RANDOM wrong_pw=wrong-pw-$RANDOM$RANDOM
+out=$({ etcdctl user add root --new-user-password="$root_pw" && etcdctl role add medix &&
+  etcdctl role grant-permission medix --prefix=true readwrite "$key/" &&
+  etcdctl user add medix-east --new-user-password="$east_pw" && etcdctl user grant-role medix-east medix &&
+  etcdctl auth enable; } 2>&1)
+[ $? -eq 0 ] && pass "etcd: users root and medix-east (role medix: readwrite on $key/), auth enabled" ||
+  { fail "etcd's users and auth enable" "$out"; finish; }
+export ETCD_AUTH=root:$root_pw
+# restart_east [PASSWORD]: east's medix-cp again, with medix-east and PASSWORD in --etcd-user-file
+# (without PASSWORD: no user).
+restart_east() {
+  kill -TERM "${cp_pid[east]}" && wait "${cp_pid[east]}"
+  cp_extra=()
+  if [ -n "${1:-}" ]; then
+    (umask 077 && printf 'medix-east:%s\n' "$1" >"$tmp/etcd-user")
+    cp_extra=(--etcd-user-file "$tmp/etcd-user")
+  fi
+  cp_start east
+}
+restart_east || finish
+wait_for 5 status_says east "user name is empty" && status_says east "disconnected" &&
+  pass "a medix-cp without a user is refused: $(ctl east intent status | grep -o 'last error: .*' | head -1)" ||
+  fail "a medix-cp without a user" "$(ctl east intent status)"
+restart_east "$wrong_pw" || finish
+wait_for 5 status_says east "authentication failed" &&
+  grep -q "etcd 127.0.0.1:2379: refused us (authentication: user medix-east: etcdserver: authentication failed, invalid user ID or password)" "$tmp/cp-east.log" &&
+  pass "a wrong password: refused, and says so: $(grep -o 'etcd 127.0.0.1:2379: refused us ([^)]*)' "$tmp/cp-east.log" | head -1)" ||
+  fail "a wrong password refused" "$(ctl east intent status; tail -3 "$tmp/cp-east.log")"
+grep -q "others than its owner" "$tmp/cp-east.log" && fail "a 600 user file was said readable by others" ||
+  pass "the user file (mode 600) taken without a warning"
+restart_east "$east_pw" || finish
+wait_for 10 status_says east ": connected$" && pass "the right password: east connected as medix-east" ||
+  fail "the right password" "$(ctl east intent status; tail -3 "$tmp/cp-east.log")"
+section=$(etcdctl get --print-value-only "$key/intent/areas/east" |
+  /usr/bin/python3 -c 'import json, sys; s = json.load(sys.stdin); s["tenants"].append({"name": "with-auth"}); print(json.dumps(s))')
+etcdctl put "$key/intent/areas/east" "$section" >/dev/null
+wait_for 5 has_tenants east "hosp-e ix race-$winner while-away with-auth " &&
+  pass "with the password: a change is applied (in $took ms)" || fail "a change with auth" "$(tenants east; ctl east intent status)"
+# etcd restarted: its simple tokens were in memory, medix-cp's is unknown now; it asks for another.
+etcd_kill
+etcd_start || fail "etcd restarts (auth on)"
+section=$(etcdctl get --print-value-only "$key/intent/areas/east" |
+  /usr/bin/python3 -c 'import json, sys; s = json.load(sys.stdin); s["tenants"].append({"name": "new-token"}); print(json.dumps(s))')
+etcdctl put "$key/intent/areas/east" "$section" >/dev/null
+wait_for 10 has_tenants east "hosp-e ix new-token race-$winner while-away with-auth " &&
+  wait_for 5 status_says east ": connected$" &&
+  pass "etcd restarted (tokens lost): east authenticates again, the change applied (in $took ms)" ||
+  fail "a new token after etcd's restart" "$(tenants east; ctl east intent status; tail -3 "$tmp/cp-east.log")"
+# No password in what medix-cp wrote or said (its log, medixctl's output, the status keys).
+etcdctl get --prefix "$key/status/" >"$tmp/status-auth.log" 2>&1
+out=$(grep -l -e "$east_pw" -e "$wrong_pw" "$tmp"/cp-*.log "$tmp/medixctl.log" "$tmp/status-auth.log" 2>&1)
+[ -z "$out" ] && pass "neither password in medix-cp's logs, medixctl's output or the status keys" ||
+  fail "a password shown" "$out"
 finish
