@@ -359,6 +359,18 @@ restart_east() {
   fi
   cp_start east
 }
+# A user file medix-cp cannot use: it stops at start, naming the file, never its content.
+printf 'no-colon-%s\n' "$east_pw" >"$tmp/bad-user"
+chmod 600 "$tmp/bad-user"
+out=$("$cp" --intent "$tmp/none.json" -p "${prefix[east]}" --intent-store "$url" --area east \
+  --etcd-user-file "$tmp/bad-user" 2>&1)
+rc=$?
+[ $rc -eq 2 ] && grep -qF "bad-user: its first line must be USER:PASSWORD" <<<"$out" && ! grep -qF "$east_pw" <<<"$out" &&
+  pass "a user file without USER:PASSWORD refused at start: $out" || fail "a bad user file (exit $rc)" "$out"
+out=$("$cp" --intent "$tmp/none.json" -p "${prefix[east]}" --intent-store "$url" --area east \
+  --etcd-user-file "$tmp/no-such-file" 2>&1)
+[ $? -eq 2 ] && grep -qF "no-such-file: cannot read the file" <<<"$out" && pass "a missing user file refused at start" ||
+  fail "a missing user file" "$out"
 restart_east || finish
 wait_for 5 status_says east "user name is empty" && status_says east "disconnected" &&
   pass "a medix-cp without a user is refused: $(ctl east intent status | grep -o 'last error: .*' | head -1)" ||
