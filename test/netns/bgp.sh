@@ -29,6 +29,8 @@
 # MEDIXCTL override the binaries.
 set -u
 cd "$(dirname "$0")/../.."
+# shellcheck source=test/lib/bgp.sh
+source test/lib/bgp.sh
 dp=${MEDIX_DP:-build/dataplane/medix-dp}
 cp=${MEDIX_CP:-build/controlplane/medix-cp}
 ctl=${MEDIXCTL:-build/controlplane/cli/medixctl}
@@ -36,7 +38,6 @@ command -v gobgpd >/dev/null && command -v storescu >/dev/null && /usr/bin/pytho
   scripts/setup >/dev/null
 tmp=$(mktemp -d /tmp/medix-netns-bgp.XXXXXX)
 id=$$
-passed=0 failed=0
 declare -A dp_pid cp_pid bgp_pid prefix ns tap bb addr other lan host
 carrier=medix-nbgp-c-$id
 lab=mxk$id lab_host=medix-nbgp-hk-$id  # east's lab
@@ -65,38 +66,7 @@ cleanup() {
   [ -n "${MX_KEEP_TMP:-}" ] || rm -rf "$tmp"
 }
 trap cleanup EXIT
-pass() { echo "PASS $1"; passed=$((passed + 1)); }
-fail() {
-  echo "FAIL $1"
-  [ -n "${2:-}" ] && sed 's/^/  | /' <<<"$2" | tail -20
-  failed=$((failed + 1))
-}
-finish() {
-  echo "netns-bgp: $passed passed, $failed failed"
-  [ "$failed" -eq 0 ]
-  exit
-}
-ctl() { timeout 20 "$ctl" -p "${prefix[$1]}" --cp "unix://$tmp/cp-$1.sock" "${@:2}" 2>&1; }
-routes() {
-  ctl "$1" -o json show route | /usr/bin/python3 -c '
-import json, sys
-for o in json.load(sys.stdin).get("objects", []):
-    r = o.get("route", o)
-    if r.get("tenant") == "ix" and "via" in r:
-        print(r["prefix"], "via", r["via"].get("address", ""))' | sort
-}
-routes_are() { [ "$(routes "$1")" = "$2" ]; }
-wait_for() {
-  local limit=$1; shift
-  local start now
-  start=$(date +%s%N)
-  while :; do
-    "$@" && { took=$((($(date +%s%N) - start) / 1000000)); return 0; }
-    now=$(date +%s%N)
-    [ $(((now - start) / 1000000)) -ge $((limit * 1000)) ] && { took=$(((now - start) / 1000000)); return 1; }
-    sleep 0.05
-  done
-}
+finish() { mx_finish netns-bgp; }
 
 # add_host NAMESPACE VETH NET: a host NET.5/24 (gateway NET.1) behind the veth medix-dp drives.
 add_host() {
@@ -136,33 +106,15 @@ JSON
       "${vdevs[@]}" -- \
       --config "$tmp/dp-$a.json" >"$tmp/dp-$a.log" 2>&1 &
     dp_pid[$a]=$!
-    wait_for 30 grep -qs "medix-dp: ready" "$tmp/dp-$a.log" && break
+    mx_wait_for 30 grep -qs "medix-dp: ready" "$tmp/dp-$a.log" && break
     grep -q 'could not set PACKET_FANOUT' "$tmp/dp-$a.log" || { fail "medix-dp $a starts" "$(cat "$tmp/dp-$a.log")"; finish; }
   done
   # Its TAP into the area's namespace, with the backbone address: where gobgpd listens.
   ip link set "${tap[$a]}" netns "${ns[$a]}" && ip -n "${ns[$a]}" addr add "${addr[$a]}/24" dev "${tap[$a]}" &&
     ip -n "${ns[$a]}" link set "${tap[$a]}" up || { fail "TAP ${tap[$a]} into ${ns[$a]}"; finish; }
-  cat >"$tmp/gobgpd-$a.toml" <<TOML
-[global.config]
-  as = 65000
-  router-id = "${addr[$a]}"
-  local-address-list = ["${addr[$a]}"]
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "${addr[${other[$a]}]}"
-    peer-as = 65000
-  [neighbors.timers.config]
-    hold-time = 3
-    keepalive-interval = 1
-    connect-retry = 1
-    idle-hold-time-after-reset = 1
-  [neighbors.transport.config]
-    local-address = "${addr[$a]}"
-    passive-mode = $([ $a = w ] && echo true || echo false)  # west only listens: no collision
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv4-unicast"
-TOML
+  # West only listens: East dials (no collision of two connections).
+  bgp_config "${addr[$a]}" "${addr[$a]}" "$([ $a = w ] && echo true || echo false)" "${addr[${other[$a]}]}" \
+    >"$tmp/gobgpd-$a.toml"
   ip netns exec "${ns[$a]}" gobgpd -f "$tmp/gobgpd-$a.toml" --api-hosts 127.0.0.1:50051 --pprof-disable -p -l warn \
     >>"$tmp/gobgpd-$a.log" 2>&1 &
   bgp_pid[$a]=$!
@@ -204,20 +156,20 @@ for a in e w; do
   ip netns exec "${ns[$a]}" "$cp" --intent "$tmp/$a.json" -p "${prefix[$a]}" --listen "unix://$tmp/cp-$a.sock" \
     --bgp 127.0.0.1:50051 --strongswan-conf "$tmp/strongswan.conf" --log-level 0 >>"$tmp/cp-$a.log" 2>&1 &
   cp_pid[$a]=$!
-  wait_for 15 grep -q "medix-cp: ready" "$tmp/cp-$a.log" || { fail "medix-cp $a starts" "$(tail -8 "$tmp/cp-$a.log")"; finish; }
+  mx_wait_for 15 grep -q "medix-cp: ready" "$tmp/cp-$a.log" || { fail "medix-cp $a starts" "$(tail -8 "$tmp/cp-$a.log")"; finish; }
 done
 
 established() { ctl e areas | grep -q "^  session 10.255.0.2 ESTABLISHED"; }
-wait_for 25 established && pass "east's session to west (10.255.0.2) established after ${took} ms (medixctl areas)" ||
+mx_wait_for 25 established && pass "east's session to west (10.255.0.2) established after ${took} ms (medixctl areas)" ||
   fail "session" "$(ctl e areas; ctl w areas; tail -3 "$tmp"/gobgpd-*.log)"
 out=$(ip netns exec "${ns[e]}" ss -tnH state established "( sport = :179 or dport = :179 )")
 grep -q "10.255.0.1:.*10.255.0.2:" <<<"$out" && pass "the BGP session is TCP between the backbone addresses, on east's TAP" ||
   fail "the session's TCP" "$out"
 west_routes="100.64.1.0/24 via 10.255.0.1
 100.64.4.0/24 via 10.255.0.1"
-wait_for 10 routes_are w "$west_routes" && pass "west's core tenant: east's two mappings via 10.255.0.1" ||
+mx_wait_for 10 routes_are w "$west_routes" && pass "west's core tenant: east's two mappings via 10.255.0.1" ||
   fail "west's routes" "$(routes w; ctl w areas)"
-wait_for 10 routes_are e "100.64.2.0/24 via 10.255.0.2" && pass "east's core tenant: west's archive prefix via 10.255.0.2" ||
+mx_wait_for 10 routes_are e "100.64.2.0/24 via 10.255.0.2" && pass "east's core tenant: west's archive prefix via 10.255.0.2" ||
   fail "east's routes" "$(routes e; ctl e areas)"
 for a in e w; do
   n=$(/usr/bin/python3 test/netns/telemetry.py "${prefix[$a]}" /medix/events bgp_punted 2>&1)
@@ -238,7 +190,7 @@ scp_pid=$!
 ip netns exec "${host[w]}" /usr/bin/python3 -c 'import socket, time
 s = socket.socket(); s.bind(("10.2.0.5", 8080)); s.listen(); time.sleep(120)' &
 other_pid=$!
-wait_for 5 eval 'ip netns exec "${host[w]}" ss -tlnH | grep -q ":11112 "'
+mx_wait_for 5 eval 'ip netns exec "${host[w]}" ss -tlnH | grep -q ":11112 "'
 if ip netns exec "${host[e]}" env TCP_NODELAY=1 timeout 60 storescu -aet HOSPITAL-E -aec ARCHIVE +sd 100.64.2.5 11112 \
   "$tmp/study" >"$tmp/storescu.log" 2>&1 &&
   /usr/bin/python3 test/ike/dicom.py compare "$tmp/study" "$tmp/received" >"$tmp/dicom.json"; then
@@ -262,7 +214,7 @@ before_e=$(denied e) before_w=$(denied w)
 if ip netns exec "$lab_host" timeout 3 bash -c 'exec 3<>/dev/tcp/100.64.2.5/11112' 2>/dev/null; then
   fail "east's lab (10.1.0.5 as the hospital, tenant lab-e) reached the archive"
 else
-  wait_for 3 eval '[ "$(denied e)" -gt "$before_e" ]' && [ "$(denied w)" = "$before_w" ] &&
+  mx_wait_for 3 eval '[ "$(denied e)" -gt "$before_e" ]' && [ "$(denied w)" = "$before_w" ] &&
     pass "east's lab (10.1.0.5, as the hospital, tenant lab-e) refused by east's policy ($before_e -> $(denied e) policy_denied), west saw nothing" ||
     fail "the lab refused in east" "east policy_denied $before_e -> $(denied e), west $before_w -> $(denied w)"
 fi
@@ -271,7 +223,7 @@ before_e=$(denied e) before_w=$(denied w)
 if ip netns exec "${host[e]}" timeout 3 bash -c 'exec 3<>/dev/tcp/100.64.2.5/8080' 2>/dev/null; then
   fail "the hospital reached the archive's port 8080 (west's policy lets DICOM only)"
 else
-  wait_for 3 eval '[ "$(denied w)" -gt "$before_w" ]' && [ "$(denied e)" = "$before_e" ] &&
+  mx_wait_for 3 eval '[ "$(denied w)" -gt "$before_w" ]' && [ "$(denied e)" = "$before_e" ] &&
     pass "the hospital to the archive's port 8080: passed east, refused by west's policy ($before_w -> $(denied w) policy_denied)" ||
     fail "port 8080 refused in west" "east policy_denied $before_e -> $(denied e), west $before_w -> $(denied w)"
 fi
@@ -311,7 +263,7 @@ for cut in $(seq "${MX_BGP_CUTS:-2}"); do
   t0=$(date +%s%N)
   ip -n "$carrier" link set ce up && ip -n "$carrier" link set cw up
   both_back() { routes_are e "100.64.2.0/24 via 10.255.0.2" && routes_are w "$west_routes"; }
-  wait_for 30 both_back && pass "cut $cut repaired: the routes are back after ${took} ms (gobgpd: 5 s idle, then its 5-10 s connect timer)" ||
+  mx_wait_for 30 both_back && pass "cut $cut repaired: the routes are back after ${took} ms (gobgpd: 5 s idle, then its 5-10 s connect timer)" ||
     { fail "cut $cut repaired: routes back" "$(routes e; routes w; ctl e areas)"; break; }
 done
 if [ "${#cut_ms[@]}" -gt 0 ]; then
@@ -323,7 +275,7 @@ fi
 kill -KILL "${bgp_pid[w]}"
 wait "${bgp_pid[w]}" 2>/dev/null
 bgp_pid[w]=
-wait_for 10 routes_are e "" && pass "west's gobgpd killed: east withdraws west's prefix after ${took} ms" ||
+mx_wait_for 10 routes_are e "" && pass "west's gobgpd killed: east withdraws west's prefix after ${took} ms" ||
   fail "withdraw" "$(routes e; ctl e areas)"
 # The route gone, east's host is told at once (ICMP unreachable from medix-dp), not left waiting.
 out=$(ip netns exec "${host[e]}" ping -c 1 -W 2 100.64.2.5 2>&1)
