@@ -292,15 +292,19 @@ void Speaker::cycle() {
   std::map<std::string, apipb::Path> learned;
   std::string daemon_error = read_daemon(ours, learned, next);
   next.set_connected(daemon_error.empty());
-  if (daemon_error.empty() && (backbone_up != backbone_up_ || (backbone_up && !shut_.empty()))) {
+  if (!backbone_up && backbone_up_) backbone_cuts_++;
+  backbone_up_ = backbone_up;
+  next.set_backbone_cuts(backbone_cuts_);
+  // The sessions shut once per cut, opened when the link is back; what failed (or found gobgpd
+  // not answering) is tried again next cycle.
+  if (daemon_error.empty() && (backbone_up ? !shut_.empty() : !cut_shut_)) {
     std::string why =
         "backbone " + conf.backbone_interface() + " (port " + port + ") link " + (backbone_up ? "up" : "down");
     std::string e = backbone_up ? open_sessions(why) : shut_sessions(next, on_backbone, why);
-    if (!backbone_up && backbone_up_) backbone_cuts_++;
-    backbone_up_ = backbone_up;
-    if (!e.empty()) error = e;  // what failed is tried again next cycle
+    cut_shut_ = !backbone_up && e.empty();
+    if (!e.empty()) error = e;
   }
-  next.set_backbone_cuts(backbone_cuts_);
+  if (backbone_up) cut_shut_ = false;
   if (!daemon_error.empty()) {
     error = daemon_error;
     learned.clear();  // nobody withdraws them now

@@ -84,6 +84,7 @@ class Speaker {
   uint64_t cycles_ = 0;
   std::string said_;            // the last error logged
   bool backbone_up_ = true;     // the backbone port's link, as last seen
+  bool cut_shut_ = false;       // the sessions over it shut for this cut
   std::set<std::string> shut_;  // neighbours this medix-cp shut for a link down
   uint64_t backbone_cuts_ = 0;
 
