@@ -5,7 +5,7 @@
 //            [--strongswan-conf FILE] [--plugins "LIST"] [--log-level N] [--metrics-listen HOST:PORT]
 //            [--knot SOCKET [--knot-catalog ZONE] [--knot-geoip FILE] [--knot-probe DIR]]
 //            [--intent-store etcd://HOST:PORT[/PREFIX] --area NAME] [--bgp HOST:PORT]
-//            [--etcd-cacert FILE [--etcd-cert FILE --etcd-key FILE]]
+//            [--etcd-cacert FILE [--etcd-cert FILE --etcd-key FILE]] [--etcd-user-file FILE]
 //            [--ha-sync-local HOST:PORT --ha-sync-peer HOST:PORT --ha-sync-key-file FILE]
 //
 // With --knot, the intent's DNS zones are served by Knot DNS, driven over its control socket
@@ -60,7 +60,7 @@ constexpr const char* usage_text =
     "                [--metrics-listen HOST:PORT] [--knot SOCKET [--knot-catalog ZONE] [--knot-geoip FILE]\n"
     "                [--knot-probe DIR]]\n"
     "                [--intent-store etcd://HOST:PORT[/PREFIX] --area NAME] [--bgp HOST:PORT]\n"
-    "                [--etcd-cacert FILE [--etcd-cert FILE --etcd-key FILE]]\n"
+    "                [--etcd-cacert FILE [--etcd-cert FILE --etcd-key FILE]] [--etcd-user-file FILE]\n"
     "                [--ha-sync-local HOST:PORT --ha-sync-peer HOST:PORT --ha-sync-key-file FILE]\n"
     "       medix-cp --check --intent FILE   validate the intent file and exit\n"
     "       medix-cp --abi-check | --version | --help\n"
@@ -78,6 +78,8 @@ constexpr const char* usage_text =
     "  --etcd-cacert FILE [--etcd-cert FILE --etcd-key FILE] [--etcd-server-name NAME]\n"
     "                              TLS to etcd: its CA, our client certificate; with several members the\n"
     "                              name their certificates share (default: the first member's address)\n"
+    "  --etcd-user-file FILE       etcd's password authentication: FILE's first line is USER:PASSWORD\n"
+    "                              (readable by medix-cp's user only; the password is never logged)\n"
     "  --bgp HOST:PORT             gobgpd's gRPC API: announce this area's core prefixes, install the\n"
     "                              other areas' into the core tenant (the intent's bgp, docs/areas.md)\n"
     "  --ha-sync-local HOST:PORT --ha-sync-peer HOST:PORT --ha-sync-key-file FILE\n"
@@ -95,7 +97,7 @@ void usage() {
 int main(int argc, char** argv) {
   std::string intent_path, target, listen, strongswan_conf, plugins, metrics_listen, knot_socket, knot_geoip,
       knot_probe;
-  std::string intent_store, area, bgp_daemon, etcd_cacert, etcd_cert, etcd_key, etcd_server_name;
+  std::string intent_store, area, bgp_daemon, etcd_cacert, etcd_cert, etcd_key, etcd_server_name, etcd_user_file;
   std::string knot_catalog = "catalog.medix";
   medix::cp::ha::LinkConfig ha_link_config;
   int log_level = 1;
@@ -150,6 +152,8 @@ int main(int argc, char** argv) {
       ha_link_config.peer = value();
     else if (a == "--ha-sync-key-file")
       ha_link_config.key_file = value();
+    else if (a == "--etcd-user-file")
+      etcd_user_file = value();
     else if (a == "--log-level") {
       // charon's levels, but 4: strongSwan's level 4 dumps key material (the PSK, IKE and
       // CHILD_SA keys), and no key or PSK may reach medix-cp's log.
@@ -250,10 +254,17 @@ int main(int argc, char** argv) {
       }
       etcd.server_name = etcd_server_name;
     }
-  } else if (!etcd_cacert.empty() || !etcd_cert.empty() || !etcd_key.empty() || !etcd_server_name.empty()) {
-    fprintf(
-        stderr,
-        "medix-cp: --etcd-cacert, --etcd-cert, --etcd-key and --etcd-server-name go with --intent-store etcd://...\n");
+    if (!etcd_user_file.empty()) {
+      if (auto e = medix::cp::read_etcd_user(etcd_user_file, etcd)) {
+        fprintf(stderr, "medix-cp: --etcd-user-file %s\n", e->c_str());
+        return 2;
+      }
+    }
+  } else if (!etcd_cacert.empty() || !etcd_cert.empty() || !etcd_key.empty() || !etcd_server_name.empty() ||
+             !etcd_user_file.empty()) {
+    fprintf(stderr,
+            "medix-cp: --etcd-cacert, --etcd-cert, --etcd-key, --etcd-server-name and --etcd-user-file go with "
+            "--intent-store etcd://...\n");
     return 2;
   } else if (!area.empty()) {
     fprintf(stderr, "medix-cp: --area goes with --intent-store etcd://... (the intent file has no areas)\n");
