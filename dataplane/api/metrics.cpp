@@ -242,9 +242,9 @@ void render_ha_metrics(Dataplane& dp, std::ostringstream& out) {
   Family(out, "medix_ha_sync_lag_seconds", "gauge",
          "Session records from the active's worker to the standby's install queue: the last, p99 over the last "
          "4096 datagrams, and the largest (standby).")
-      .sample({{"quantile", "last"}}, s.lag_ms_last / 1e3)
-      .sample({{"quantile", "0.99"}}, s.lag_ms_p99 / 1e3)
-      .sample({{"quantile", "max"}}, s.lag_ms_max / 1e3);
+      .sample({{"stat", "last"}}, s.lag_ms_last / 1e3)
+      .sample({{"stat", "p99"}}, s.lag_ms_p99 / 1e3)
+      .sample({{"stat", "max"}}, s.lag_ms_max / 1e3);
   Family(out, "medix_ha_sync_sessions", "gauge", "Sessions live on this node.").sample({}, s.sessions);
   Family(out, "medix_ha_sync_sessions_synced_total", "counter",
          "Session records this standby applied to its workers' tables, by what they did.")

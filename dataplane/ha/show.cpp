@@ -10,7 +10,7 @@ namespace v1 = medix::dataplane::v1;
 void fill_ha_sync(Dataplane& dp, v1::HaSyncStatus& out) {
   bool standby = dp.ha_standby.load();
   out.set_role(standby ? v1::HA_ROLE_STANDBY : v1::HA_ROLE_ACTIVE);
-  auto role = [](bool standby) { return standby ? v1::HA_ROLE_STANDBY : v1::HA_ROLE_ACTIVE; };
+  auto role = [](bool is_standby) { return is_standby ? v1::HA_ROLE_STANDBY : v1::HA_ROLE_ACTIVE; };
   for (const auto& c : dp.ha_roles.last()) {
     auto* h = out.add_role_history();
     h->set_timestamp_ns(c.realtime_ns);

@@ -25,7 +25,7 @@ inline uint8_t l2_len_of(const InterfaceEntry& f) {
 // the node that holds it now), else the interface's own. ARP and frames medix-dp itself
 // originates keep the interface's MAC.
 inline rte_ether_addr forward_source(const InterfaceEntry& f) {
-  if (f.vrrp && f.vrrp->master.load(std::memory_order_relaxed)) [[unlikely]]
+  if (f.vrrp_live && f.vrrp_live->master.load(std::memory_order_relaxed)) [[unlikely]]
     return vrrp::virtual_mac(f.vrrp_vrid);
   return f.mac;
 }

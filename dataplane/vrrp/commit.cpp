@@ -85,13 +85,13 @@ std::optional<Error> build_instances(Committer::Build& b) {
   b.next->vrrp.instances = std::move(next);
   // Each interface's first instance gives forwarded frames their source while it is master.
   for (auto& f : b.next->interfaces) {
-    f.vrrp = nullptr;
+    f.vrrp_live = nullptr;
     f.vrrp_vrid = 0;
   }
   for (const auto& i : b.next->vrrp.instances) {
     InterfaceEntry& f = b.next->interfaces[i.interface];
-    if (f.vrrp) continue;
-    f.vrrp = i.live.get();
+    if (f.vrrp_live) continue;
+    f.vrrp_live = i.live.get();
     f.vrrp_vrid = i.vrid;
   }
   return std::nullopt;

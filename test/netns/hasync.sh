@@ -182,7 +182,7 @@ check "B's metrics: role standby, rejected bad_mac and replay as GetHaSync says"
 installed=$(metric $MB 'medix_ha_sync_sessions_synced_total{action="installed"}')
 scraped_sync() {
   [ "${installed:-0}" -ge 3 ] && [ "$(metric $MB medix_ha_sync_peer_up)" = 1 ] &&
-    [ -n "$(metric $MB 'medix_ha_sync_lag_seconds{quantile="0.99"}')" ]
+    [ -n "$(metric $MB 'medix_ha_sync_lag_seconds{stat="p99"}')" ]
 }
 check "B's metrics: sessions installed (${installed:-none}), peer up, a lag p99" scraped_sync
 check "B's metrics: no failover yet" [ "$(metric $MB medix_ha_failovers_total)" = 0 ]
