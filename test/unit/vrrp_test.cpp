@@ -338,6 +338,8 @@ TEST_CASE("a tracked link down forces its instance to backup, and its group with
   const std::string ha_group = "g";
   io.ha_standby = &standby;
   io.ha_group = &ha_group;
+  medix::dp::ha::RoleLog roles;  // the changes kept with their cause (ha/role.h)
+  io.ha_roles = &roles;
   auto state = [&](const std::string& name) {
     for (const auto& s : runner.status())
       if (s.name == name) return s;
@@ -375,6 +377,16 @@ TEST_CASE("a tracked link down forces its instance to backup, and its group with
   CHECK(state("lan").state == vrrp::State::master);
   CHECK(state("svc").state == vrrp::State::master);
   CHECK_FALSE(standby.load());
+  // The role's history: active (master_down: no master heard, the peer lost), standby for the
+  // tracked link, active again; two takeovers.
+  auto history = roles.last();
+  REQUIRE(history.size() == 3);
+  CHECK(history[0].cause == medix::dp::ha::Cause::vrrp);
+  CHECK(history[0].detail.find("group g: backup -> master, master_down (peer lost)") != std::string::npos);
+  CHECK(history[1].to_standby);
+  CHECK(history[1].detail.find("master -> backup, link_down") != std::string::npos);
+  CHECK_FALSE(history[2].to_standby);
+  CHECK(roles.failovers() == 2);
   drain();
 }
 
