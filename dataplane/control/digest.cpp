@@ -28,9 +28,11 @@ uint64_t hash(const std::string& bytes, uint64_t seed) {
   return h;
 }
 
-// Deterministic: the same object gives the same bytes on both nodes (map fields sorted).
-std::string serialize(const v1::Object& o) {
-  std::string out;
+// Deterministic: the same object gives the same bytes on both nodes (map fields sorted). Into
+// a buffer kept between calls: a million routes at start-up allocate nothing each.
+const std::string& serialize(const v1::Object& o) {
+  thread_local std::string out;
+  out.clear();
   {
     google::protobuf::io::StringOutputStream stream(&out);
     google::protobuf::io::CodedOutputStream coded(&stream);
@@ -53,7 +55,7 @@ void ConfigDigest::change(const v1::Object& o, bool add) {
     own.emplace(o);
     own->mutable_vrrp_instance()->clear_priority();
   }
-  std::string bytes = serialize(own ? *own : o);
+  const std::string& bytes = serialize(own ? *own : o);
   for (unsigned lane = 0; lane < 2; lane++) {
     uint64_t h = hash(bytes, lane ? 0x9e3779b97f4a7c15ULL : 0);
     lanes[lane] = add ? lanes[lane] + h : lanes[lane] - h;
