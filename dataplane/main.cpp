@@ -260,7 +260,8 @@ int main(int argc, char** argv) {
   Settings settings = settings_from(config.settings());
   // What EAL's memory must hold for it, for --check (before the config goes into operations).
   const EalShape eal = options.check ? eal_shape(argc, argv) : EalShape{};
-  const MemoryEstimate memory = options.check ? estimate_memory(config, settings, eal, max_mtu) : MemoryEstimate{};
+  const MemoryEstimate memory =
+      options.check ? estimate_memory(config, settings, eal, max_mtu, options.ha.configured()) : MemoryEstimate{};
   // The file's objects are the first transaction, validated like any API request.
   auto operations = medix::dp::operations_from(std::move(config));
   double read_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - read_start).count();
@@ -305,9 +306,10 @@ int main(int argc, char** argv) {
   {
     Dataplane dp;
     medix::dp::ha::Sync ha;
-    dp.ha_standby.store(options.standby);
+    dp.ha_roles.start(dp.ha_standby, options.standby);
     dp.ha_vrrp_group = options.ha_vrrp_group;
     dp.ha_sync = options.ha.configured();
+    if (dp.ha_sync) dp.controller.track_digest();  // the pair compares their intents
     ApiServer api;
     MetricsServer metrics;
     if (options.api.socket_path.empty()) options.api.socket_path = std::string(rte_eal_get_runtime_dir()) + "/api.sock";

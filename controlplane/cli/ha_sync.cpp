@@ -17,11 +17,37 @@ const char* role_name(v1::HaRole role) {
   }
 }
 
+// The pair's config check: our digest, the peer's, and whether they differ.
+void print_config(const v1::HaSyncStatus& s) {
+  if (!s.configured()) return;
+  if (s.config_mismatch())
+    std::printf("config     MISMATCH for %ld ms: ours %s (%lu objects), the peer's %s (%lu objects); %lu times\n",
+                (long)s.config_mismatch_since_ms(), s.config_digest().c_str(), (unsigned long)s.config_objects(),
+                s.peer_config_digest().c_str(), (unsigned long)s.peer_config_objects(),
+                (unsigned long)s.config_mismatches());
+  else if (s.peer_config_digest().empty())
+    std::printf("config     %s (%lu objects); the peer's not heard yet\n", s.config_digest().c_str(),
+                (unsigned long)s.config_objects());
+  else
+    std::printf("config     the same as the peer's: %s (%lu objects); mismatches before %lu\n",
+                s.config_digest().c_str(), (unsigned long)s.config_objects(), (unsigned long)s.config_mismatches());
+}
+
+// The role's last changes, the oldest first: when, from what to what, and why.
+void print_history(const v1::HaSyncStatus& s) {
+  std::printf("failovers  %lu (standby to active); role changes %lu\n", (unsigned long)s.failovers(),
+              (unsigned long)s.role_changes());
+  for (const auto& c : s.role_history())
+    std::printf("  %s  %-7s -> %-7s  %s: %s\n", format_time(c.timestamp_ns()).c_str(), role_name(c.from()),
+                role_name(c.to()), c.cause().c_str(), c.detail().c_str());
+}
+
 void print_status(const v1::HaSyncStatus& s) {
   std::printf("role       %s\n", role_name(s.role()));
   if (!s.configured()) {
     std::printf("sync       not configured (medix-dp --ha-sync-local/--ha-sync-peer/--ha-sync-key-file)\n");
     std::printf("sessions   %lu\n", (unsigned long)s.sessions());
+    print_history(s);
     return;
   }
   std::printf("sync       %s -> %s\n", s.local().c_str(), s.peer().c_str());
@@ -43,15 +69,49 @@ void print_status(const v1::HaSyncStatus& s) {
               (unsigned long)s.ignored_not_standby());
   std::printf("rejected   bad_mac %lu, replay %lu, malformed %lu\n", (unsigned long)s.rejected_bad_mac(),
               (unsigned long)s.rejected_replay(), (unsigned long)s.rejected_malformed());
-  std::printf("lost       ring_full %lu, install_ring_full %lu, datagrams %lu\n", (unsigned long)s.ring_full(),
-              (unsigned long)s.install_ring_full(), (unsigned long)s.datagrams_lost());
+  std::printf("lost       ring_full %lu, install_ring_full %lu, unknown_worker %lu, datagrams %lu\n",
+              (unsigned long)s.ring_full(), (unsigned long)s.install_ring_full(), (unsigned long)s.unknown_worker(),
+              (unsigned long)s.datagrams_lost());
   std::printf("resyncs    %lu requested, %lu completed, %lu incomplete, last %lu ms; role changes %lu\n",
               (unsigned long)s.resyncs_requested(), (unsigned long)s.resyncs_completed(),
               (unsigned long)s.resyncs_incomplete(), (unsigned long)s.last_resync_ms(),
               (unsigned long)s.role_changes());
+  print_config(s);
+  print_history(s);
 }
 
 }  // namespace
+
+int ha_command(Client& client, Args& args, bool json) {
+  args.expect_done();
+  v1::HaSyncStatus status = client.get_ha_sync();
+  v1::GetVrrpResponse vrrp = client.vrrp();
+  if (json) {  // {"sync": GetHaSync, "vrrp": GetVrrp}
+    std::cout << "{\"sync\": " << to_json(status, true) << ",\n\"vrrp\": " << to_json(vrrp, true) << "}\n";
+    return 0;
+  }
+  std::printf("role       %s\n", role_name(status.role()));
+  if (status.configured()) {
+    if (status.peer_last_heard_ms() < 0)
+      std::printf("peer       %s, never heard\n", status.peer().c_str());
+    else
+      std::printf("peer       %s %s, heard %ld ms ago\n", status.peer().c_str(), role_name(status.peer_role()),
+                  (long)status.peer_last_heard_ms());
+    std::printf(
+        "sync       %lu sessions live here, %lu SAs synced; lag p99 %.3f ms (max %.3f); rejected: bad_mac "
+        "%lu, replay %lu, malformed %lu\n",
+        (unsigned long)status.sessions(), (unsigned long)status.sas_synced(), status.lag_ms_p99(), status.lag_ms_max(),
+        (unsigned long)status.rejected_bad_mac(), (unsigned long)status.rejected_replay(),
+        (unsigned long)status.rejected_malformed());
+    print_config(status);
+  } else {
+    std::printf("sync       not configured\n");
+  }
+  print_history(status);
+  std::cout << "\n";
+  print_vrrp(std::cout, vrrp);
+  return 0;
+}
 
 int ha_sync_command(Client& client, Args& args, bool json) {
   if (args.take("role")) {

@@ -1,10 +1,12 @@
 #pragma once
-// medixctl ha-sync: the node's HA role (SetHaRole) and the state sync's status (GetHaSync).
+// medixctl ha-sync and ha: the node's HA role (SetHaRole) and the state sync's status (GetHaSync).
 #include "args.h"
 #include "client.h"
 
 namespace medix::ctl {
 
 int ha_sync_command(Client& client, Args& args, bool json);
+// medixctl ha: the pair at a glance: role, peer, sync, config check, failovers, then VRRP.
+int ha_command(Client& client, Args& args, bool json);
 
 }  // namespace medix::ctl

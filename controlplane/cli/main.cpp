@@ -53,8 +53,10 @@ constexpr const char* usage_text =
   runtime [--lcore]                   each worker's loops, empty polls and busy share; calls,
                                       packets and cycles per packet of every stage
   clear counters                      every counter starts from zero (reads say since when)
-  vrrp (or ha)                        each VRRP instance: state, priority, the master heard,
+  vrrp                                each VRRP instance: state, priority, the master heard,
                                       adverts in and out, last transitions with time and reason
+  ha                                  the pair: role, peer, sync, config check against the
+                                      peer's, failovers (the role's changes: when, why), VRRP
   capture [--port P] [--interface I] [--tenant T] [--vlan N] [--sa SPI] [--rx] [--tx]
           [--drops [REASON]] [--filter 'BPF'] [-c COUNT] [--duration S] [--snaplen N]
           [--rate PPS] [-w FILE.pcapng | -w -]
@@ -646,6 +648,10 @@ int run(int argc, char** argv) {
     Client client(target, tls);
     return ha_sync_command(client, args, output == "json");
   }
+  if (command == "ha") {
+    Client client(target, tls);
+    return ha_command(client, args, output == "json");
+  }
   if (command == "version") {
     args.expect_done();
     Client client(target, tls);
@@ -655,7 +661,7 @@ int run(int argc, char** argv) {
   const std::vector<std::pair<std::string, Command>> commands = {
       {"show", show},         {"counters", counters}, {"drops", drops}, {"runtime", runtime}, {"qos", qos},
       {"sessions", sessions}, {"watch", watch},       {"apply", apply}, {"set", set},         {"delete", remove},
-      {"clear", clear},       {"lookup", lookup},     {"names", names}, {"vrrp", vrrp},       {"ha", vrrp},
+      {"clear", clear},       {"lookup", lookup},     {"names", names}, {"vrrp", vrrp},
   };
   for (const auto& [name, function] : commands) {
     if (name != command) continue;

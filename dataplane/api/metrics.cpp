@@ -5,11 +5,14 @@
 #include <sstream>
 
 #include "common/version.h"
+#include "ha/sync.h"
 #include "runtime/snapshot.h"
 
 namespace medix::dp {
 
 using Family = common::MetricFamily;
+
+void render_ha_metrics(Dataplane& dp, std::ostringstream& out);
 
 std::string render_metrics(Dataplane& dp) {
   CounterSnapshot s = take_snapshot(dp);
@@ -200,7 +203,82 @@ std::string render_metrics(Dataplane& dp) {
                    l.loop_cycles ? double(l.busy_cycles) / double(l.loop_cycles) : 0.0);
     }
   }
+  render_ha_metrics(dp, out);
   return out.str();
+}
+
+// HA (docs/ha.md): the role and its changes, each VRRP instance's state, and with state sync
+// its peer, lag, what it synced and refused, and the pair's config check.
+void render_ha_metrics(Dataplane& dp, std::ostringstream& out) {
+  bool standby = dp.ha_standby.load();
+  Family(out, "medix_ha_role", "gauge", "1 for the node's HA role now (active or standby), 0 for the other.")
+      .sample({{"role", "active"}}, uint64_t(!standby))
+      .sample({{"role", "standby"}}, uint64_t(standby));
+  Family(out, "medix_ha_role_changes_total", "counter", "Changes of the node's HA role since the start.")
+      .sample({}, dp.ha_roles.changes());
+  Family(out, "medix_ha_failovers_total", "counter", "Changes from standby to active (takeovers) since the start.")
+      .sample({}, dp.ha_roles.failovers());
+  {
+    std::vector<vrrp::Status> instances = dp.vrrp.status();
+    Family state(out, "medix_vrrp_state", "gauge",
+                 "1 for the VRRP instance's state now (initialize, backup, master), 0 for the others.");
+    for (const auto& i : instances)
+      for (auto st : {vrrp::State::initialize, vrrp::State::backup, vrrp::State::master})
+        state.sample({{"instance", i.name},
+                      {"interface", i.interface},
+                      {"vrid", std::to_string(i.vrid)},
+                      {"state", vrrp::name(st)}},
+                     uint64_t(i.state == st));
+    Family priority(out, "medix_vrrp_effective_priority", "gauge",
+                    "The instance's priority after its tracked links (0: forced to backup).");
+    for (const auto& i : instances) priority.sample({{"instance", i.name}}, uint64_t(i.effective_priority));
+    Family transitions(out, "medix_vrrp_transitions_total", "counter", "The instance's state changes.");
+    for (const auto& i : instances) transitions.sample({{"instance", i.name}}, i.transitions);
+  }
+  if (!dp.ha) return;
+  ha::Status s = dp.ha->status();
+  Family(out, "medix_ha_sync_peer_up", "gauge", "1 if the sync peer was heard in the last 3 s.")
+      .sample({}, uint64_t(s.peer_last_heard_ms >= 0 && s.peer_last_heard_ms < 3000));
+  Family(out, "medix_ha_sync_lag_seconds", "gauge",
+         "Session records from the active's worker to the standby's install queue: the last, p99 over the last "
+         "4096 datagrams, and the largest (standby).")
+      .sample({{"stat", "last"}}, s.lag_ms_last / 1e3)
+      .sample({{"stat", "p99"}}, s.lag_ms_p99 / 1e3)
+      .sample({{"stat", "max"}}, s.lag_ms_max / 1e3);
+  Family(out, "medix_ha_sync_sessions", "gauge", "Sessions live on this node.").sample({}, s.sessions);
+  Family(out, "medix_ha_sync_sessions_synced_total", "counter",
+         "Session records this standby applied to its workers' tables, by what they did.")
+      .sample({{"action", "installed"}}, s.installed)
+      .sample({{"action", "refreshed"}}, s.refreshed)
+      .sample({{"action", "removed"}}, s.removed)
+      .sample({{"action", "failed"}}, s.install_failed);
+  Family(out, "medix_ha_sync_sas", "gauge", "SAs whose state the standby holds, or the active sends.")
+      .sample({}, s.sas_synced);
+  Family(out, "medix_ha_sync_sas_advanced_total", "counter", "SAs advanced past the active's use at takeovers.")
+      .sample({}, s.sas_advanced);
+  Family(out, "medix_ha_sync_datagrams_total", "counter", "Sync datagrams sent, and received and accepted.")
+      .sample({{"direction", "sent"}}, s.datagrams_sent)
+      .sample({{"direction", "received"}}, s.datagrams_received);
+  Family(out, "medix_ha_sync_rejected_total", "counter",
+         "Sync datagrams refused, by reason: bad_mac (forged, or another key), replay, malformed.")
+      .sample({{"reason", "bad_mac"}}, s.rejected_bad_mac)
+      .sample({{"reason", "replay"}}, s.rejected_replay)
+      .sample({{"reason", "malformed"}}, s.rejected_malformed);
+  Family(out, "medix_ha_sync_lost_total", "counter",
+         "Sync records or datagrams lost, by where: ring_full (active's workers), install_ring_full and "
+         "unknown_worker (standby), datagrams (gaps in the peer's counter).")
+      .sample({{"reason", "ring_full"}}, s.ring_full)
+      .sample({{"reason", "install_ring_full"}}, s.install_ring_full)
+      .sample({{"reason", "unknown_worker"}}, s.unknown_worker)
+      .sample({{"reason", "datagrams"}}, s.datagrams_lost);
+  Family(out, "medix_ha_sync_resyncs_total", "counter", "Bulk resyncs this standby asked for, and completed.")
+      .sample({{"state", "requested"}}, s.resyncs_requested)
+      .sample({{"state", "completed"}}, s.resyncs_completed);
+  Family(out, "medix_ha_config_mismatch", "gauge",
+         "1 while the peer is heard and its intent digest differs from this node's.")
+      .sample({}, uint64_t(s.config_mismatch));
+  Family(out, "medix_ha_config_mismatches_total", "counter", "Times a config mismatch with the peer began.")
+      .sample({}, s.config_mismatches);
 }
 
 }  // namespace medix::dp

@@ -363,11 +363,10 @@ class Service final : public ServiceBase {
     if (request->role() != v1::HA_ROLE_ACTIVE && request->role() != v1::HA_ROLE_STANDBY)
       return {grpc::StatusCode::INVALID_ARGUMENT, "role: active or standby is required"};
     bool standby = request->role() == v1::HA_ROLE_STANDBY;
-    bool was = dp_.ha_standby.exchange(standby);
+    std::string who = access_.identify(*context).name;
+    bool was = dp_.ha_roles.set(dp_.ha_standby, standby, ha::Cause::manual,
+                                who + ": " + (request->reason().empty() ? "no reason given" : request->reason()));
     response->set_previous(was ? v1::HA_ROLE_STANDBY : v1::HA_ROLE_ACTIVE);
-    if (was != standby)
-      log(LogLevel::notice, "medix-dp: API: %s made this node %s (%s)", access_.identify(*context).name.c_str(),
-          standby ? "standby" : "active", request->reason().empty() ? "no reason given" : request->reason().c_str());
     return grpc::Status::OK;
   }
 

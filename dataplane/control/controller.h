@@ -46,6 +46,11 @@ class Controller {
     return committer_.clear_sessions(tenant);
   }
   const std::atomic<const Tables*>& published() const { return committer_.published(); }
+  // Keeps the intent's digest (control/digest.h) from the next transaction on: HA sync.
+  void track_digest() {
+    std::lock_guard lock(mutex_);
+    intent_.track_digest = true;
+  }
   void set_device_check(std::function<bool(const std::string&)> f) { intent_.device_exists = std::move(f); }
 
  private:

@@ -105,7 +105,10 @@ void Intent::undo(std::vector<Undo>& log) {
   log.clear();
 }
 
-void Intent::rollback_last() { undo(last_); }
+void Intent::rollback_last() {
+  undo(last_);
+  digest_ = digest_before_last_;
+}
 
 std::optional<Error> Intent::apply_one(const Operation& op, size_t index) {
   const std::string& path = op.path;
@@ -141,6 +144,7 @@ std::optional<Error> Intent::apply_one(const Operation& op, size_t index) {
         if (auto e = kind->check_delete(*this, *existing, path)) return e;
       record(key, existing, index);
       kind->erase(*this, *existing);
+      if (track_digest) digest_.remove(*existing);
       return std::nullopt;
     default: return invalid(path, "op is required: CREATE, UPDATE or DELETE");
   }
@@ -149,6 +153,10 @@ std::optional<Error> Intent::apply_one(const Operation& op, size_t index) {
   if (existing) kind->erase(*this, *existing);                 // so that it does not conflict with itself
   if (auto e = kind->validate(*this, object, path)) return e;  // the caller's undo puts `existing` back
   kind->put(*this, object);
+  if (track_digest) {
+    if (existing) digest_.remove(*existing);
+    digest_.add(object);
+  }
   return std::nullopt;
 }
 
@@ -177,9 +185,11 @@ void Diff::prune() {
 std::optional<Error> Intent::apply(const std::vector<Operation>& ops, Diff& diff) {
   log_.clear();
   log_.reserve(ops.size());  // a million routes' undo entries are not moved as it grows
+  const ConfigDigest digest_before = digest_;
   for (size_t i = 0; i < ops.size(); i++) {
     if (auto e = apply_one(ops[i], i)) {
       undo(log_);
+      digest_ = digest_before;
       return e;
     }
   }
@@ -192,6 +202,7 @@ std::optional<Error> Intent::apply(const std::vector<Operation>& ops, Diff& diff
     if (!now) continue;
     if (auto e = k->check_final(*this, *now, ops[it->op].path)) {
       undo(log_);
+      digest_ = digest_before;
       return e;
     }
   }
@@ -207,6 +218,7 @@ std::optional<Error> Intent::apply(const std::vector<Operation>& ops, Diff& diff
   diff.prune();
   last_ = std::move(log_);
   log_.clear();
+  digest_before_last_ = digest_before;
   return std::nullopt;
 }
 

@@ -18,6 +18,7 @@
 
 #include "common/address.h"
 #include "common/keys.h"
+#include "control/digest.h"
 #include "infra/limits.h"
 #include "medix/dataplane/v1/dataplane.pb.h"
 
@@ -110,6 +111,11 @@ class Intent {
   void rollback_last();
   void forget_last() { std::vector<Undo>().swap(last_); }
 
+  // The digest the HA pair compares (control/digest.h), kept while `track_digest` is set:
+  // set it before the first transaction (medix-dp does with HA sync; others pay nothing).
+  bool track_digest = false;
+  const ConfigDigest& digest() const { return digest_; }
+
   using Key = ObjectKey;
 
   // The objects, entered and left only through their kinds' put and erase (control/kinds.h).
@@ -159,6 +165,7 @@ class Intent {
 
   std::vector<Undo> log_;
   std::vector<Undo> last_;  // the last successful transaction's log
+  ConfigDigest digest_, digest_before_last_;
 };
 
 // The object's kind name as the API and config spell it ("interface").

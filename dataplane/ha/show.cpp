@@ -10,6 +10,17 @@ namespace v1 = medix::dataplane::v1;
 void fill_ha_sync(Dataplane& dp, v1::HaSyncStatus& out) {
   bool standby = dp.ha_standby.load();
   out.set_role(standby ? v1::HA_ROLE_STANDBY : v1::HA_ROLE_ACTIVE);
+  auto role = [](bool is_standby) { return is_standby ? v1::HA_ROLE_STANDBY : v1::HA_ROLE_ACTIVE; };
+  for (const auto& c : dp.ha_roles.last()) {
+    auto* h = out.add_role_history();
+    h->set_timestamp_ns(c.realtime_ns);
+    h->set_from(role(c.from_standby));
+    h->set_to(role(c.to_standby));
+    h->set_cause(ha::cause_name(c.cause));
+    h->set_detail(c.detail);
+  }
+  out.set_failovers(dp.ha_roles.failovers());
+  out.set_config_mismatch_since_ms(-1);
   if (!dp.ha) {
     out.set_peer_last_heard_ms(-1);
     out.set_sessions(ha::live_sessions(dp));
@@ -45,7 +56,7 @@ void fill_ha_sync(Dataplane& dp, v1::HaSyncStatus& out) {
   out.set_sessions(s.sessions);
   out.set_sas_synced(s.sas_synced);
   out.set_sas_advanced(s.sas_advanced);
-  out.set_role_changes(s.role_changes);
+  out.set_role_changes(dp.ha_roles.changes());  // every change, not only those the sync thread saw
   out.set_sa_margin(s.sa_margin);
   out.set_lag_ms_last(s.lag_ms_last);
   out.set_lag_ms_p99(s.lag_ms_p99);
@@ -53,6 +64,16 @@ void fill_ha_sync(Dataplane& dp, v1::HaSyncStatus& out) {
   out.set_lag_samples(s.lag_samples);
   out.set_datagrams_lost(s.datagrams_lost);
   out.set_resyncs_incomplete(s.resyncs_incomplete);
+  out.set_unknown_worker(s.unknown_worker);
+  out.set_config_digest(s.config.hex());
+  out.set_config_objects(s.config.objects);
+  if (s.peer_config_known) {
+    out.set_peer_config_digest(s.peer_config.hex());
+    out.set_peer_config_objects(s.peer_config.objects);
+  }
+  out.set_config_mismatch(s.config_mismatch);
+  out.set_config_mismatches(s.config_mismatches);
+  out.set_config_mismatch_since_ms(s.config_mismatch ? s.config_mismatch_ms : -1);
 }
 
 }  // namespace medix::dp

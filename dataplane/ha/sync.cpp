@@ -300,7 +300,15 @@ void Sync::handle(const Decoded& d, uint64_t now_ns, uint64_t previous_counter) 
   peer_heard_ns_ = now_ns;
   s_.peer_role = h.role;
   switch (MessageType(h.type)) {
-    case MessageType::hello: return;
+    case MessageType::hello:
+      for (unsigned i = 0; i < h.count; i++)
+        if (SyncKind(d.records[i].kind) == SyncKind::config) {
+          s_.peer_config.lanes[0] = d.records[i].config.digest[0];
+          s_.peer_config.lanes[1] = d.records[i].config.digest[1];
+          s_.peer_config.objects = d.records[i].config.objects;
+          s_.peer_config_known = true;
+        }
+      return;
     case MessageType::resync_request:
       if (!standby) {  // every session, from the first
         peer_asked_rate_ = h.rate;
@@ -327,7 +335,10 @@ void Sync::handle(const Decoded& d, uint64_t now_ns, uint64_t previous_counter) 
       case SyncKind::session:
       case SyncKind::session_end:
         sessions = true;
-        if (r.queue >= dp_->workers.size() || !push_in(dp_->workers[r.queue]->sync->in, r)) s_.install_ring_full++;
+        if (r.queue >= dp_->workers.size())
+          s_.unknown_worker++;  // the active runs more workers: its sessions cannot be placed here
+        else if (!push_in(dp_->workers[r.queue]->sync->in, r))
+          s_.install_ring_full++;
         break;
       case SyncKind::sa_outbound:
       case SyncKind::sa_inbound: sas_[{r.sa.spi, r.sa.inbound != 0}] = r.sa.value; break;
@@ -379,6 +390,31 @@ void Sync::receive() {
     }
     handle(d, now, previous);
   }
+}
+
+// Once a second: our intent against the peer's last digest. A mismatch is logged when it
+// begins and ends, and counted; it is reported only while the peer is heard.
+void Sync::check_config(uint64_t now_ns) {
+  ConfigDigest ours = dp_->controller.read([](const Intent& intent, auto&, uint64_t) { return intent.digest(); });
+  std::lock_guard lock(mutex_);
+  s_.config = ours;
+  bool heard = peer_heard_ns_ && now_ns - peer_heard_ns_ < peer_silence_ns;
+  bool mismatch = heard && s_.peer_config_known && !(s_.peer_config == ours);
+  if (mismatch && !s_.config_mismatch) {
+    s_.config_mismatches++;
+    mismatch_since_ns_ = now_ns;
+    medix::common::log(medix::common::LogLevel::warning,
+                       "medix-dp: HA: the peer's intent differs from ours (digest %s, %lu objects; ours %s, %lu "
+                       "objects): apply the same config to both nodes",
+                       s_.peer_config.hex().c_str(), (unsigned long)s_.peer_config.objects, ours.hex().c_str(),
+                       (unsigned long)ours.objects);
+  } else if (!mismatch && s_.config_mismatch) {
+    medix::common::log(medix::common::LogLevel::notice, "medix-dp: HA: %s after %lu ms",
+                       heard ? "the peer's intent is ours again" : "the peer is not heard: no intent to compare",
+                       (unsigned long)((now_ns - mismatch_since_ns_) / ms));
+    mismatch_since_ns_ = 0;
+  }
+  s_.config_mismatch = mismatch;
 }
 
 void Sync::run() {
@@ -436,7 +472,14 @@ void Sync::run() {
       send(MessageType::resync_request, 0, nullptr, 0, now, resync_rate_);
     }
     if (now >= next_hello_ns_) {
-      send(MessageType::hello, 0, nullptr, 0, now);
+      check_config(now);
+      SyncRecord config{};
+      config.kind = uint8_t(SyncKind::config);
+      ConfigDigest digest = dp_->controller.read([](const Intent& intent, auto&, uint64_t) { return intent.digest(); });
+      config.config.digest[0] = digest.lanes[0];
+      config.config.digest[1] = digest.lanes[1];
+      config.config.objects = digest.objects;
+      send(MessageType::hello, 0, &config, 1, now);
       next_hello_ns_ = now + s;
     }
   }
@@ -457,6 +500,11 @@ Status Sync::status() const {
     out.lag_ms_p99 = lags[std::min(lags.size() - 1, lags.size() * 99 / 100)];
   }
   if (heard) out.peer_last_heard_ms = int64_t((realtime_ns() - heard) / ms);
+  {
+    std::lock_guard lock(mutex_);
+    if (mismatch_since_ns_) out.config_mismatch_ms = int64_t((realtime_ns() - mismatch_since_ns_) / ms);
+  }
+  out.config = dp_->controller.read([](const Intent& intent, auto&, uint64_t) { return intent.digest(); });
   out.standby = dp_->ha_standby.load();
   out.sessions = live_sessions(*dp_);
   for (const auto* w : dp_->workers) {

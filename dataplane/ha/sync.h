@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "control/digest.h"
 #include "ha/wire.h"
 
 namespace medix::dp {
@@ -55,6 +56,7 @@ struct Status {
   uint64_t resyncs_incomplete = 0;  // resyncs with a gap: asked again, at half the rate
   uint64_t ring_full = 0;           // workers' records lost to a full ring (active)
   uint64_t install_ring_full = 0;   // records lost to a worker's full install ring (standby)
+  uint64_t unknown_worker = 0;      // records for a worker this node does not have
   uint64_t ignored_not_standby = 0;
   uint64_t installed = 0, refreshed = 0, removed = 0, install_failed = 0;
   uint64_t bulk_passes_sent = 0, resyncs_requested = 0, resyncs_completed = 0;
@@ -66,6 +68,12 @@ struct Status {
   uint64_t sa_margin = 0;
   double lag_ms_last = 0, lag_ms_p99 = 0, lag_ms_max = 0;
   uint64_t lag_samples = 0;
+  // The intents compared (control/digest.h): ours now, the peer's from its last hello.
+  ConfigDigest config, peer_config;
+  bool peer_config_known = false;
+  bool config_mismatch = false;     // the peer heard, and the digests differ
+  uint64_t config_mismatches = 0;   // times a mismatch began
+  int64_t config_mismatch_ms = -1;  // how long it lasts; -1: none
 };
 
 class Sync {
@@ -84,6 +92,7 @@ class Sync {
   void bulk_step(uint64_t now_ns);
   void send_sas();
   void takeover();
+  void check_config(uint64_t now_ns);
   void send(MessageType type, uint8_t flags, const SyncRecord* records, unsigned count, uint64_t sent_ns,
             uint32_t rate = 0);
   void flush(uint8_t flags, uint64_t sent_ns);
@@ -121,6 +130,7 @@ class Sync {
   std::vector<double> lags_;  // the last 4096 samples, ms
   size_t lag_at_ = 0;
   uint64_t peer_heard_ns_ = 0;
+  uint64_t mismatch_since_ns_ = 0;                     // 0: the intents agree (or the peer is not heard)
   std::map<std::pair<uint32_t, bool>, uint64_t> sas_;  // standby: (spi, inbound) -> value
 };
 

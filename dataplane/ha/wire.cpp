@@ -26,6 +26,7 @@ bool valid_record(const SyncRecord& r) {
              r.s.key[0].protocol == r.s.key[1].protocol;
     case SyncKind::sa_outbound:
     case SyncKind::sa_inbound: return r.sa.spi != 0;
+    case SyncKind::config: return true;
     default: return false;  // sa_takeover is never sent
   }
 }

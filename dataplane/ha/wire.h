@@ -20,7 +20,7 @@ inline constexpr uint8_t wire_version = 1;
 
 enum class MessageType : uint8_t {
   records = 1,         // sessions and SAs of the active
-  hello = 2,           // once a second: the sender's role (no records)
+  hello = 2,           // once a second: the sender's role, and its intent digest (one config record)
   resync_request = 3,  // a standby that (re)joined asks for every session
 };
 enum HeaderFlags : uint8_t {

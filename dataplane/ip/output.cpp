@@ -47,7 +47,7 @@ struct Egress {
   // The header for `f` (slot `id`) and neighbour `w`, rebuilt only when either changed.
   const uint8_t* header_for(uint16_t id, const InterfaceEntry& f, uint64_t neighbour_word) {
     if (!header_valid || id != iface || neighbour_word != word) {
-      write_l2(header, f, NeighbourTable::mac_of(neighbour_word), RTE_ETHER_TYPE_IPV4);
+      write_l2(header, f, NeighbourTable::mac_of(neighbour_word), RTE_ETHER_TYPE_IPV4, forward_source(f));
       header_len = l2_len_of(f);
       word = neighbour_word;
       header_valid = true;
@@ -114,7 +114,7 @@ void emit(Worker& w, rte_mbuf* m, uint64_t neighbour_word, Egress& e) {
       drop(w, frags[i], Drop::no_buffer);
       continue;
     }
-    write_l2(at, f, dst, RTE_ETHER_TYPE_IPV4);
+    write_l2(at, f, dst, RTE_ETHER_TYPE_IPV4, forward_source(f));
     e.count(w, iface, f, frags[i]);
     send_out(w, iface, f.port, frags[i]);
   }

@@ -15,6 +15,7 @@ enum class SyncKind : uint8_t {
   sa_outbound = 3,  // an outbound SA's last sequence number (value)
   sa_inbound = 4,   // an inbound SA's highest accepted sequence number (value)
   sa_takeover = 5,  // standby to active: the worker advances its SA (slot) to value
+  config = 6,       // in a hello: the sender's intent digest (control/digest.h)
 };
 
 // One record, on rings and (as it is) on the wire: 56 bytes.
@@ -39,10 +40,17 @@ struct SyncRecord {
       uint8_t reserved;
       uint64_t value;
     } sa;
+    struct {
+      uint64_t digest[2];
+      uint64_t objects;
+    } config;
   };
 };
 static_assert(sizeof(SyncRecord) == 56);
 inline constexpr uint16_t no_mapping_tenant = 0xffff;
+// Each worker's rings (runtime/dataplane.cpp makes them; --check counts them).
+inline constexpr unsigned sync_out_ring_size = 16384;
+inline constexpr unsigned sync_in_ring_size = 65536;
 
 // The worker's rings and what it counts of them (written by the worker alone).
 struct SyncWorker {

@@ -206,9 +206,10 @@ std::optional<std::string> Dataplane::start(const Settings& s, uint32_t mtu,
       // resync fills this one fastest).
       w->sync = new (rte_zmalloc_socket("sync", sizeof(SyncWorker), RTE_CACHE_LINE_SIZE, wsocket)) SyncWorker();
       std::string out = "sync_out" + std::to_string(q), in = "sync_in" + std::to_string(q);
-      w->sync->out =
-          rte_ring_create_elem(out.c_str(), sizeof(SyncRecord), 16384, wsocket, RING_F_SP_ENQ | RING_F_SC_DEQ);
-      w->sync->in = rte_ring_create_elem(in.c_str(), sizeof(SyncRecord), 65536, wsocket, RING_F_SP_ENQ | RING_F_SC_DEQ);
+      w->sync->out = rte_ring_create_elem(out.c_str(), sizeof(SyncRecord), sync_out_ring_size, wsocket,
+                                          RING_F_SP_ENQ | RING_F_SC_DEQ);
+      w->sync->in = rte_ring_create_elem(in.c_str(), sizeof(SyncRecord), sync_in_ring_size, wsocket,
+                                         RING_F_SP_ENQ | RING_F_SC_DEQ);
       if (!w->sync->out || !w->sync->in) return std::string("cannot allocate the HA sync rings: ") + more_memory;
     }
     w->mgr = alloc_mb_mgr(0);
@@ -281,6 +282,7 @@ vrrp::Io Dataplane::vrrp_io() {
   vrrp::Io io;
   io.ha_standby = &ha_standby;
   io.ha_group = &ha_vrrp_group;
+  io.ha_roles = &ha_roles;
   io.pool = pool;
   io.to_worker = handoff.empty() ? nullptr : handoff[0];
   io.link_up = [](const PortEntry& p) {

@@ -55,6 +55,8 @@ struct Dataplane {
   // HA (docs/ha.md): true while this node is the standby (it crosses nothing, installs what
   // the active syncs); set before start() from --ha-role, then by SetHaRole (VRRP).
   std::atomic<bool> ha_standby{false};
+  // Its changes, with time and cause (ha/role.h): every writer of ha_standby goes through it.
+  ha::RoleLog ha_roles;
   // The VRRP group whose instances drive ha_standby (--ha-vrrp-group; "": none, docs/ha.md).
   std::string ha_vrrp_group;
   bool ha_sync = false;    // before start(): give workers sync rings (nat/sync.h)

@@ -17,6 +17,7 @@
 #include "ip/kinds.h"
 #include "ipsec/sa.h"
 #include "nat/nat.h"
+#include "nat/sync.h"
 
 namespace medix::dp {
 
@@ -194,8 +195,13 @@ uint64_t worker_bytes() {
          ring_bytes(sizeof(void*), handoff_ring_size);
 }
 
+uint64_t sync_worker_bytes() {
+  return allocation(sizeof(SyncWorker)) + ring_bytes(sizeof(SyncRecord), sync_out_ring_size) +
+         ring_bytes(sizeof(SyncRecord), sync_in_ring_size);
+}
+
 MemoryEstimate estimate_memory(const medix::dataplane::v1::Config& config, const Settings& settings,
-                               const EalShape& eal, uint32_t max_mtu) {
+                               const EalShape& eal, uint32_t max_mtu, bool ha_sync) {
   const unsigned workers = eal.workers;
   MemoryEstimate e;
   auto add = [&e](std::string what, std::string detail, uint64_t bytes) {
@@ -251,6 +257,11 @@ MemoryEstimate estimate_memory(const medix::dataplane::v1::Config& config, const
   if (config.interfaces_size() || config.tunnels_size())
     add("interface index", "two while a transaction replaces it", 2 * hash_bytes(interface_index_shape));
   add("workers", per + ": counters, tx buffers, ARP queue, rings", workers * worker_bytes());
+  if (ha_sync)
+    add("HA sync rings",
+        per + " x " + std::to_string(sync_out_ring_size) + " records out, " + std::to_string(sync_in_ring_size) +
+            " in, " + std::to_string(sizeof(SyncRecord)) + " B each",
+        workers * sync_worker_bytes());
   add("control rings", "ARP learning, RCU" + std::string(settings.exception_interface.empty() ? "" : ", exception TAP"),
       ring_bytes(sizeof(LearnedNeighbour), learned_ring_size) + allocation(rte_rcu_qsbr_get_memsize(workers)) +
           (settings.exception_interface.empty() ? 0 : ring_bytes(sizeof(void*), punt_ring_size)));

@@ -62,9 +62,11 @@ struct EalShape {
 };
 EalShape eal_shape(int argc, char** argv);
 
-// For the config file (validated).
+uint64_t sync_worker_bytes();  // one worker's HA sync rings (--ha-sync-*)
+
+// For the config file (validated); `ha_sync`: with HA state sync (each worker's sync rings).
 MemoryEstimate estimate_memory(const medix::dataplane::v1::Config& config, const Settings& settings,
-                               const EalShape& eal, uint32_t max_mtu);
+                               const EalShape& eal, uint32_t max_mtu, bool ha_sync = false);
 void print_estimate(FILE* out, const MemoryEstimate& estimate, const EalShape& eal);
 
 }  // namespace medix::dp

@@ -51,6 +51,11 @@ struct InterfaceEntry {
   uint16_t inner_vlan = 0;
   uint16_t mtu = 1500;
   rte_ether_addr mac{};
+  // The master flag of the interface's first VRRP instance (by name), if any: while it is master, frames
+  // forwarded out of the interface carry its virtual MAC as source (l2/l2.h). Set by
+  // vrrp/commit.cpp; the Live belongs to the same generation's Tables::vrrp.
+  const vrrp::Live* vrrp_live = nullptr;
+  uint8_t vrrp_vrid = 0;
   uint8_t subnet_count = 0;
   std::array<Subnet, max_addresses_per_interface> subnets{};
   std::string name;

@@ -83,6 +83,17 @@ std::optional<Error> build_instances(Committer::Build& b) {
       next.push_back(std::move(i));
     }
   b.next->vrrp.instances = std::move(next);
+  // Each interface's first instance gives forwarded frames their source while it is master.
+  for (auto& f : b.next->interfaces) {
+    f.vrrp_live = nullptr;
+    f.vrrp_vrid = 0;
+  }
+  for (const auto& i : b.next->vrrp.instances) {
+    InterfaceEntry& f = b.next->interfaces[i.interface];
+    if (f.vrrp_live) continue;
+    f.vrrp_live = i.live.get();
+    f.vrrp_vrid = i.vrid;
+  }
   return std::nullopt;
 }
 

@@ -230,15 +230,23 @@ void Runner::act(const dp::Tables& t, const Io& io, const Instance& i, Entry& e,
   // The node's role follows its HA group: active before the gratuitous ARP brings the
   // segment's traffic here (the sync thread then advances the SAs), standby once it yields.
   bool drives_role = a.changed && io.ha_standby && io.ha_group && !io.ha_group->empty() && i.group == *io.ha_group;
-  if (drives_role && e.m.state == State::master) set_role(io, false, i);
+  if (drives_role && e.m.state == State::master) set_role(io, false, i, a);
   // Workers see the new owner of the virtual MAC before the world hears of it.
   e.live->master.store(e.m.state == State::master, std::memory_order_relaxed);
   if (a.advert) send_advert(t, io, i, e, e.m.p.priority);
   if (a.garp) send_garps(t, io, i, e);
-  if (drives_role && a.from == State::master) set_role(io, true, i);
+  if (drives_role && a.from == State::master) set_role(io, true, i, a);
 }
 
-void Runner::set_role(const Io& io, bool standby, const Instance& i) {
+void Runner::set_role(const Io& io, bool standby, const Instance& i, const Actions& a) {
+  if (io.ha_roles) {
+    // master_down: the master's adverts stopped, which is how a node sees its peer lost.
+    std::string detail = i.name + " of group " + i.group + ": " + name(a.from) + " -> " +
+                         (standby ? "backup" : "master") + ", " + name(a.reason) +
+                         (a.reason == Reason::master_down ? " (peer lost)" : "");
+    io.ha_roles->set(*io.ha_standby, standby, ha::Cause::vrrp, detail);
+    return;
+  }
   if (io.ha_standby->exchange(standby) == standby) return;
   medix::common::log(medix::common::LogLevel::notice, "medix-dp: HA: VRRP %s of group %s %s: this node is %s",
                      i.name.c_str(), i.group.c_str(), standby ? "left master" : "became master",

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "ha/role.h"
 #include "tables/tables.h"
 #include "vrrp/machine.h"
 
@@ -53,6 +54,7 @@ struct Io {
   // Null or empty: VRRP leaves the role alone.
   std::atomic<bool>* ha_standby = nullptr;
   const std::string* ha_group = nullptr;
+  ha::RoleLog* ha_roles = nullptr;  // where the role's changes are kept (null: set it alone)
 };
 
 class Runner {
@@ -80,7 +82,7 @@ class Runner {
   void receive(const dp::Tables& t, rte_ring* from_workers, uint64_t now);
   void track(const dp::Tables& t, const Io& io, uint64_t now);
   void act(const dp::Tables& t, const Io& io, const Instance& i, Entry& e, const Actions& a, uint64_t now);
-  static void set_role(const Io& io, bool standby, const Instance& i);
+  static void set_role(const Io& io, bool standby, const Instance& i, const Actions& a);
   void send_advert(const dp::Tables& t, const Io& io, const Instance& i, Entry& e, uint8_t priority);
   void send_garps(const dp::Tables& t, const Io& io, const Instance& i, Entry& e);
   static Params params_of(const dp::Tables& t, const Instance& i, const Entry& e);

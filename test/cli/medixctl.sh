@@ -174,7 +174,10 @@ expect_json "drops --all -o json: every reason with a description" \
   'len(d["drops"]) >= 5 and all(x["description"] for x in d["drops"])' -- drops --all
 expect "drops --lcore" 0 '^ +1 +[a-z0-9_]+ +[1-9][0-9]* ' -- drops --lcore
 expect "vrrp: no instance, no refused advert" 0 '^adverts refused: ttl 0, version 0, type 0, length 0, checksum 0, unknown vrid 0, ring full 0' -- vrrp
-expect "ha: the same as vrrp" 0 '^NAME +INTERFACE +VRID +STATE +PRIORITY +MASTER' -- ha
+expect "ha: the role, then the VRRP table" 0 '^NAME +INTERFACE +VRID +STATE +PRIORITY +MASTER' -- ha
+expect "ha: active, its start kept in the role's history" 0 '^  20[0-9-]+ [0-9:]+ UTC  active  +-> active  +start: --ha-role active$' -- ha
+expect_json "ha -o json: sync (role, no failover) and vrrp" \
+  'd["sync"]["role"] == "HA_ROLE_ACTIVE" and d["sync"]["failovers"] == "0" and "rx_errors" in d["vrrp"]' -- ha
 expect "runtime: TSC, since" 0 '^TSC [0-9.]+ GHz, since 20[0-9-]+ [0-9:]+ UTC$' -- runtime
 expect "runtime: each worker's loops, empty polls, busy share" 0 '^ +1 +[1-9][0-9]* +[0-9]+ +[0-9]+\.[0-9]%$' -- runtime
 expect_json "runtime -o json: loops, empty_polls <= loops, busy_share in 0..1" \

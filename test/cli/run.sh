@@ -66,6 +66,9 @@ expect "no --config: usage" 2 "usage: medix-dp" -- $dp "${eal[@]}" --
 expect "unknown option" 2 "unknown option --frobnicate" -- $dp "${eal[@]}" -- --config "$tmp/good.json" --frobnicate
 expect "missing file" 2 "$tmp/none.json: cannot open the file" -- $dp -- --config "$tmp/none.json"
 expect "--check accepts a good file" 0 "$tmp/good.json: ok" -- $dp -- --config "$tmp/good.json" --check
+expect "--check with HA sync counts each worker's sync rings" 0 "1 worker x 16384 records out, 65536 in, 56 B each" -- \
+  $dp -l 0,1 -- --config "$tmp/good.json" --check --ha-sync-local 127.0.0.1:1 --ha-sync-peer 127.0.0.1:2 \
+  --ha-sync-key-file /nonexistent
 expect "VLAN out of range names the field" 2 "$tmp/vlan.json: interfaces[0].vlan: 5000 is out of range 0..4094" -- \
   $dp -- --config "$tmp/vlan.json" --check
 expect "unknown field is an error" 2 "tunnelz" -- $dp -- --config "$tmp/unknown.json" --check

@@ -6,8 +6,8 @@ interface's and tenant's rx packets as `medixctl counters` reports them after kn
 (a pcap of 37 frames to tenant a's interface, 23 to tenant b's and 11 to c's) went through
 net_pcap, and a policer's counters (a kind's counters, Kind::counters) as medixctl's.
 Also: the target is up with no scrape error (the exposition parses), HELP/TYPE lines, drops by
-reason summing to medixctl's, the NIC's ipackets, worker busy ratio in 0..1, and 404 for
-anything but GET /metrics.
+reason summing to medixctl's, the NIC's ipackets, worker busy ratio in 0..1, the HA role of a
+single node (active, no failover), and 404 for anything but GET /metrics.
 
     /usr/bin/python3 test/metrics/run.py [--binary PATH] [--keep]
 
@@ -221,6 +221,11 @@ def run(args, tmp, procs, prometheus):
     r = query(target, 'medix_stage_packets_total{stage="l2_input"}')
     check(r and int(float(r[0]["value"][1])) == sum(FRAMES.values()),
           "Prometheus: medix_stage_packets_total{stage=l2_input} counts every frame", r)
+    r = query(target, 'medix_ha_role')
+    roles = {x["metric"].get("role"): int(x["value"][1]) for x in r or []}
+    check(roles == {"active": 1, "standby": 0}, "Prometheus: medix_ha_role: a single node is active", r)
+    r = query(target, 'medix_ha_failovers_total')
+    check(r and int(r[0]["value"][1]) == 0, "Prometheus: medix_ha_failovers_total 0", r)
 
 
 def terminate(p, seconds=10):

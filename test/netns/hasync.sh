@@ -12,7 +12,10 @@
 # and a replayed one are rejected and counted, and inject nothing; A is killed (-9) during a
 # paced TCP transfer through NAPT, B is made active and the transfer completes byte-identical
 # through B with the same pool address and port; A returns as standby and a bulk resync gives
-# it every session of B.
+# it every session of B. Operators' parts: the intents compared (a tenant added on B only is a
+# mismatch both report, in ha-sync, `medixctl ha` and the metrics; deleted, it clears); the
+# Prometheus endpoint's HA metrics against GetHaSync (role, rejected by reason, sessions
+# synced, failovers); the takeover kept in the role's history with its cause and reason.
 #
 # Usage: test/netns/hasync.sh (root; medix-dp from build/, or MEDIX_DP=path; MEDIXCTL=path)
 # Prints PASS/FAIL lines and "hasync: N passed, M failed".
@@ -55,7 +58,7 @@ json.dump(c, open(path, "w"), indent=1)
 PY
 head -c 48 /dev/urandom | base64 >"$MX_TMP/sync.key"
 head -c 48 /dev/urandom | base64 >"$MX_TMP/wrong.key"
-PA=$((20000 + RANDOM % 20000)) PB=$((PA + 1))
+PA=$((20000 + RANDOM % 20000)) PB=$((PA + 1)) MA=$((PA + 2)) MB=$((PA + 3))
 
 # Node A is lib.sh's own medix-dp; node B gets its own prefix, log and pid.
 A_PREFIX=$MX_PREFIX B_PREFIX=$MX_PREFIX-b A_LOG=$MX_DP_LOG B_LOG=$MX_TMP/medix-dp-b.log B_PID=
@@ -66,8 +69,8 @@ start_node() {
   local save_prefix=$MX_PREFIX save_log=$MX_DP_LOG save_pid=$MX_DP_PID
   if [ "$node" = A ]; then MX_PREFIX=$A_PREFIX MX_DP_LOG=$A_LOG; else MX_PREFIX=$B_PREFIX MX_DP_LOG=$B_LOG; fi
   # shellcheck disable=SC2046
-  if [ "$node" = A ]; then mx_start_dp "$config" --ha-role "$role" $(sync_args $PA $PB) || rc=1
-  else mx_start_dp "$config" --ha-role "$role" $(sync_args $PB $PA) || rc=1; fi
+  if [ "$node" = A ]; then mx_start_dp "$config" --ha-role "$role" $(sync_args $PA $PB) --metrics-listen 127.0.0.1:$MA || rc=1
+  else mx_start_dp "$config" --ha-role "$role" $(sync_args $PB $PA) --metrics-listen 127.0.0.1:$MB || rc=1; fi
   if [ "$node" = A ]; then A_PID=$MX_DP_PID; else B_PID=$MX_DP_PID; MX_PIDS+=("$B_PID"); fi
   MX_PREFIX=$save_prefix MX_DP_LOG=$save_log
   [ "$node" = A ] || MX_DP_PID=$save_pid
@@ -79,6 +82,12 @@ status() { ctl "$1" -o json ha-sync | mx_json - "d.get('$2', 0)"; }
 sessions() {
   ctl "$1" -o json sessions | mx_json - \
     "sorted('%s %s>%s | %s %s>%s' % (s.get('tenant'), s.get('source'), s.get('destination'), s.get('peer_tenant'), s.get('translated_source'), s.get('translated_destination')) for s in (d or {}).get('sessions', []))"
+}
+# metric PORT 'NAME{LABELS}': its value in that node's Prometheus metrics ("" if absent).
+metric() {
+  "$MX_PY" -c 'import sys, urllib.request
+for line in urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=5).read().decode().splitlines():
+    if line.startswith(sys.argv[2] + " "): print(line.split()[1])' "$1" "$2" 2>/dev/null
 }
 wait_for() { local i; for ((i = 0; i < $1 * 10; i++)); do eval "$2" && return 0; sleep 0.1; done; return 1; }
 finish() {
@@ -103,6 +112,25 @@ start_node B standby && pass "node B (standby) ready" || { fail "node B did not 
 check "A sees B as its standby peer" wait_for 10 '[ "$(status $A_PREFIX peer_role)" = HA_ROLE_STANDBY ]'
 check "B sees A as its active peer" wait_for 10 '[ "$(status $B_PREFIX peer_role)" = HA_ROLE_ACTIVE ]'
 check "B's first resync completed" wait_for 10 '[ "$(status $B_PREFIX resyncs_completed)" -ge 1 ]'
+
+# The intents compared: the same config, the same digest on both, no mismatch.
+check "A and B hold the same intent digest ($(status $A_PREFIX config_digest))" wait_for 5 \
+  '[ -n "$(status $A_PREFIX peer_config_digest)" ] && [ "$(status $A_PREFIX config_digest)" = "$(status $B_PREFIX config_digest)" ] && [ "$(status $A_PREFIX peer_config_digest)" = "$(status $B_PREFIX config_digest)" ]'
+check "no config mismatch reported" [ "$(status $B_PREFIX config_mismatch)" = False ]
+# B's intent changed alone: both report the mismatch (GetHaSync, medixctl ha, the metric).
+ctl "$B_PREFIX" set tenant ha-extra description "on B only" >/dev/null
+check "B's extra tenant: B reports a config mismatch" wait_for 5 '[ "$(status $B_PREFIX config_mismatch)" = True ]'
+check "... and so does A" wait_for 5 '[ "$(status $A_PREFIX config_mismatch)" = True ]'
+check "... medixctl ha says MISMATCH" eval 'ctl $B_PREFIX ha | grep -q "^config *MISMATCH"'
+check "... B's metric medix_ha_config_mismatch is 1" [ "$(metric $MB medix_ha_config_mismatch)" = 1 ]
+ctl "$B_PREFIX" delete tenant ha-extra >/dev/null
+check "the tenant deleted: the mismatch clears on both" wait_for 5 \
+  '[ "$(status $B_PREFIX config_mismatch)" = False ] && [ "$(status $A_PREFIX config_mismatch)" = False ]'
+cleared() {
+  [ "$(status $B_PREFIX config_mismatches)" = 1 ] && [ "$(metric $MB medix_ha_config_mismatch)" = 0 ] &&
+    [ "$(metric $MB medix_ha_config_mismatches_total)" = 1 ]
+}
+check "... counted once (config_mismatches 1, the metrics 0 and 1)" cleared
 
 mx_serve archive $PORT
 wait_for 5 '[ "$(mx_in archive ss -Hltn "sport = :$PORT" | wc -l)" -ge 1 ]'
@@ -143,12 +171,35 @@ check "a forged datagram (another key) is rejected as bad_mac" wait_for 3 '[ "$(
 check "a replayed datagram is rejected as replay ($(cat "$MX_TMP/replay.out"))" wait_for 3 '[ "$(status $B_PREFIX rejected_replay)" -gt "$rep0" ]'
 check "the forged session is not on B" [ "$(ctl $B_PREFIX -o json sessions --address 10.9.9.9 | mx_json - "len((d or {}).get('sessions', []))")" = 0 ]
 ctl "$B_PREFIX" ha-sync | sed 's/^/    B | /'
+# The same counts on the Prometheus endpoint.
+scraped_rejects() {
+  [ "$(metric $MB 'medix_ha_role{role="standby"}')" = 1 ] &&
+    [ "$(metric $MB 'medix_ha_sync_rejected_total{reason="bad_mac"}')" = "$(status $B_PREFIX rejected_bad_mac)" ] &&
+    [ "$(metric $MB 'medix_ha_sync_rejected_total{reason="replay"}')" = "$(status $B_PREFIX rejected_replay)" ] &&
+    [ "$(status $B_PREFIX rejected_replay)" -gt 0 ]
+}
+check "B's metrics: role standby, rejected bad_mac and replay as GetHaSync says" scraped_rejects
+installed=$(metric $MB 'medix_ha_sync_sessions_synced_total{action="installed"}')
+scraped_sync() {
+  [ "${installed:-0}" -ge 3 ] && [ "$(metric $MB medix_ha_sync_peer_up)" = 1 ] &&
+    [ -n "$(metric $MB 'medix_ha_sync_lag_seconds{stat="p99"}')" ]
+}
+check "B's metrics: sessions installed (${installed:-none}), peer up, a lag p99" scraped_sync
+check "B's metrics: no failover yet" [ "$(metric $MB medix_ha_failovers_total)" = 0 ]
 
 # Takeover: A dies under traffic, B becomes active; the transfer carries on through B.
 kill -KILL "$A_PID"
 wait "$A_PID" 2>/dev/null
 ctl "$B_PREFIX" ha-sync role active --reason "test: A killed" >/dev/null
 check "B is active" [ "$(status $B_PREFIX role)" = HA_ROLE_ACTIVE ]
+check "B's role history: standby -> active, manual, with the reason given" [ "$(ctl $B_PREFIX -o json ha-sync | mx_json - \
+  "(lambda c: c['from'] == 'HA_ROLE_STANDBY' and c['to'] == 'HA_ROLE_ACTIVE' and c['cause'] == 'manual' and 'test: A killed' in c['detail'])(d['role_history'][-1])")" = True ]
+failed_over() {
+  [ "$(status $B_PREFIX failovers)" = 1 ] && [ "$(metric $MB medix_ha_failovers_total)" = 1 ] &&
+    [ "$(metric $MB 'medix_ha_role{role="active"}')" = 1 ]
+}
+check "B counts one failover (GetHaSync and the metric), role active" failed_over
+ctl "$B_PREFIX" ha | sed -n '1,/^$/p' | sed 's/^/    B | /'
 wait "$d_long"
 r=$MX_TMP/send-hosp-d-lan-d-long.json
 check "the NAPT transfer survived the takeover byte-identical ($(cat "$r"))" \

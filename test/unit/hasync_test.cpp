@@ -7,8 +7,11 @@
 #include <fstream>
 #include <string>
 
+#include "control/intent.h"
+#include "ha/role.h"
 #include "ha/sync.h"
 #include "ha/wire.h"
+#include "harness.h"
 
 using namespace medix::dp;
 using namespace medix::dp::ha;
@@ -138,4 +141,102 @@ TEST_CASE("HA sync: the takeover margin exceeds a sync interval of line-rate ESP
   CHECK(sa_margin(100) >= 148800000ull * 100 / 1000);
   CHECK(sa_margin(100) == 29760000);
   CHECK(sa_margin(1) == uint64_t(1) << 20);
+}
+
+namespace {
+
+// An intent that keeps its digest, from operations.
+struct Tracked {
+  Intent intent;
+  Tracked() { intent.track_digest = true; }
+  bool apply(const std::string& json) {
+    Diff diff;
+    auto e = intent.apply(ops(json), diff);
+    if (!e) intent.forget_last();
+    return !e;
+  }
+};
+
+const char* pair_objects = R"([
+  {"op": "CREATE", "object": {"port": {"name": "p0", "device": "net_null0"}}},
+  {"op": "CREATE", "object": {"tenant": {"name": "a"}}},
+  {"op": "CREATE", "object": {"interface": {"name": "a-lan", "tenant": "a", "port": "p0", "vlan": 10,
+    "addresses": ["10.0.0.1/24"]}}},
+  {"op": "CREATE", "object": {"route": {"tenant": "a", "prefix": "10.50.0.0/16",
+    "via": {"interface": "a-lan", "address": "10.0.0.9"}}}},
+  {"op": "CREATE", "object": {"vrrp_instance": {"name": "v", "interface": "a-lan", "vrid": 7,
+    "priority": 200, "addresses": ["10.0.0.254"]}}}])";
+
+}  // namespace
+
+TEST_CASE("the intent's digest: the same objects in any order, the node's own left out, changes followed") {
+  Tracked a, b;
+  REQUIRE(a.apply(pair_objects));
+  CHECK(a.intent.digest().objects == 5);
+  CHECK(a.intent.digest().hex().size() == 32);
+  // B gets the same intent in three transactions, in another order, with its own device and
+  // VRRP priority: the same digest.
+  REQUIRE(b.apply(R"([{"op": "CREATE", "object": {"tenant": {"name": "a"}}},
+                      {"op": "CREATE", "object": {"port": {"name": "p0", "device": "net_null1"}}}])"));
+  CHECK_FALSE(a.intent.digest() == b.intent.digest());
+  REQUIRE(b.apply(R"([{"op": "CREATE", "object": {"interface": {"name": "a-lan", "tenant": "a", "port": "p0",
+                      "vlan": 10, "addresses": ["10.0.0.1/24"]}}},
+                      {"op": "CREATE", "object": {"vrrp_instance": {"name": "v", "interface": "a-lan", "vrid": 7,
+                      "priority": 100, "addresses": ["10.0.0.254"]}}}])"));
+  REQUIRE(b.apply(R"([{"op": "CREATE", "object": {"route": {"tenant": "a", "prefix": "10.50.0.0/16",
+                      "via": {"interface": "a-lan", "address": "10.0.0.9"}}}}])"));
+  CHECK(a.intent.digest() == b.intent.digest());
+  // A changed route differs; changed back, the same again.
+  const ConfigDigest same = b.intent.digest();
+  REQUIRE(b.apply(R"([{"op": "UPDATE", "object": {"route": {"tenant": "a", "prefix": "10.50.0.0/16",
+                      "via": {"interface": "a-lan", "address": "10.0.0.8"}}}}])"));
+  CHECK_FALSE(b.intent.digest() == same);
+  CHECK(b.intent.digest().objects == 5);
+  REQUIRE(b.apply(R"([{"op": "UPDATE", "object": {"route": {"tenant": "a", "prefix": "10.50.0.0/16",
+                      "via": {"interface": "a-lan", "address": "10.0.0.9"}}}}])"));
+  CHECK(b.intent.digest() == same);
+  // A refused transaction leaves it; a deleted object takes its part away.
+  CHECK_FALSE(b.apply(R"([{"op": "CREATE", "object": {"tenant": {"name": "c"}}},
+                         {"op": "CREATE", "object": {"interface": {"name": "x", "tenant": "nope", "port": "p0"}}}])"));
+  CHECK(b.intent.digest() == same);
+  REQUIRE(b.apply(R"([{"op": "CREATE", "object": {"tenant": {"name": "c"}}}])"));
+  CHECK_FALSE(b.intent.digest() == same);
+  REQUIRE(b.apply(R"([{"op": "DELETE", "object": {"tenant": {"name": "c"}}}])"));
+  CHECK(b.intent.digest() == same);
+  // rollback_last (the dataplane could not follow) takes the digest back too.
+  Diff diff;
+  REQUIRE_FALSE(b.intent.apply(ops(R"([{"op": "CREATE", "object": {"tenant": {"name": "d"}}}])"), diff).has_value());
+  CHECK_FALSE(b.intent.digest() == same);
+  b.intent.rollback_last();
+  CHECK(b.intent.digest() == same);
+  // Without tracking: nothing kept.
+  Intent off;
+  REQUIRE_FALSE(off.apply(ops(pair_objects), diff).has_value());
+  CHECK(off.digest().objects == 0);
+}
+
+TEST_CASE("the HA role's changes: kept with time, cause and detail, the last 16, takeovers counted") {
+  RoleLog log;
+  std::atomic<bool> standby{false};
+  log.start(standby, true);
+  CHECK(standby.load());
+  CHECK(log.last().size() == 1);
+  CHECK(log.last()[0].cause == Cause::start);
+  CHECK(log.changes() == 0);
+  CHECK(log.set(standby, false, Cause::vrrp, "v of group g: backup -> master, master_down (peer lost)"));
+  CHECK_FALSE(standby.load());
+  CHECK_FALSE(log.set(standby, false, Cause::manual, "again"));  // no change: not kept
+  CHECK(log.last().size() == 2);
+  auto last = log.last().back();
+  CHECK(last.from_standby);
+  CHECK_FALSE(last.to_standby);
+  CHECK(last.cause == Cause::vrrp);
+  CHECK(last.detail.find("peer lost") != std::string::npos);
+  CHECK(last.realtime_ns > 0);
+  CHECK(log.failovers() == 1);
+  for (int i = 0; i < 20; i++) log.set(standby, i % 2 == 0, Cause::manual, "flip " + std::to_string(i));
+  CHECK(log.last().size() == RoleLog::kept);
+  CHECK(log.last().back().detail == "flip 19");
+  CHECK(log.changes() == 21);
+  CHECK(log.failovers() == 11);
 }

@@ -5,6 +5,7 @@
 #include <rte_jhash.h>
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
+#include <rte_ring_elem.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -12,6 +13,7 @@
 
 #include "infra/worker.h"
 #include "nat/nat.h"
+#include "nat/sync.h"
 #include "runtime/memory.h"
 
 using namespace medix::dp;
@@ -82,5 +84,21 @@ TEST_CASE("the memory estimate matches what DPDK allocates", "[memory]") {
     REQUIRE(n);
     close_to("session tables", nat_worker_bytes(65536), real);
     nat_worker_free(n);
+  }
+  SECTION("a worker's HA sync rings (as runtime/dataplane.cpp makes them)") {
+    SyncWorker* w = nullptr;
+    uint64_t real = measured([&] {
+      w = new (rte_zmalloc_socket("mem_sync", sizeof(SyncWorker), RTE_CACHE_LINE_SIZE, 0)) SyncWorker();
+      w->out = rte_ring_create_elem("mem_sync_out", sizeof(SyncRecord), sync_out_ring_size, 0,
+                                    RING_F_SP_ENQ | RING_F_SC_DEQ);
+      w->in =
+          rte_ring_create_elem("mem_sync_in", sizeof(SyncRecord), sync_in_ring_size, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    });
+    REQUIRE(w->out);
+    REQUIRE(w->in);
+    close_to("HA sync rings", sync_worker_bytes(), real);
+    rte_ring_free(w->out);
+    rte_ring_free(w->in);
+    rte_free(w);
   }
 }

@@ -338,6 +338,8 @@ TEST_CASE("a tracked link down forces its instance to backup, and its group with
   const std::string ha_group = "g";
   io.ha_standby = &standby;
   io.ha_group = &ha_group;
+  medix::dp::ha::RoleLog roles;  // the changes kept with their cause (ha/role.h)
+  io.ha_roles = &roles;
   auto state = [&](const std::string& name) {
     for (const auto& s : runner.status())
       if (s.name == name) return s;
@@ -375,5 +377,59 @@ TEST_CASE("a tracked link down forces its instance to backup, and its group with
   CHECK(state("lan").state == vrrp::State::master);
   CHECK(state("svc").state == vrrp::State::master);
   CHECK_FALSE(standby.load());
+  // The role's history: active (master_down: no master heard, the peer lost), standby for the
+  // tracked link, active again; two takeovers.
+  auto history = roles.last();
+  REQUIRE(history.size() == 3);
+  CHECK(history[0].cause == medix::dp::ha::Cause::vrrp);
+  CHECK(history[0].detail.find("group g: backup -> master, master_down (peer lost)") != std::string::npos);
+  CHECK(history[1].to_standby);
+  CHECK(history[1].detail.find("master -> backup, link_down") != std::string::npos);
+  CHECK_FALSE(history[2].to_standby);
+  CHECK(roles.failovers() == 2);
+  drain();
+}
+
+TEST_CASE("frames forwarded out of an interface carry the virtual MAC while its instance is master") {
+  Harness h(two_tenants);
+  REQUIRE(h.apply(ops(R"([{"op": "CREATE", "object": {"vrrp_instance": {"name": "svc", "interface": "a-svc",
+      "vrid": 9, "advert_interval_cs": 10, "addresses": ["10.1.0.254"]}}}])"))
+              .code == Code::ok);
+  vrrp::Runner runner;
+  vrrp::Io io;
+  io.pool = h.pool;
+  io.to_worker = h.handoff[0];
+  auto drain = [&] {
+    rte_mbuf* pkts[64];
+    unsigned n;
+    while ((n = rte_ring_sc_dequeue_burst(h.handoff[0], reinterpret_cast<void**>(pkts), 64, nullptr)))
+      rte_pktmbuf_free_bulk(pkts, n);
+  };
+  // From a-lan to a host behind a-svc (its static neighbour 02:00:00:00:aa:aa): forwarded.
+  auto forward = [&] {
+    h.receive(0, ether("02:00:00:00:00:0a", host_mac, 0x8100) + vlan(0x0800, 10) +
+                     ipv4("10.0.0.7", "10.1.0.10", 17, udp(1000, 2000, 8)));
+    auto out = h.sent(1);
+    REQUIRE(out.size() == 1);
+    CHECK(Bytes(out[0].begin(), out[0].begin() + 6) == Bytes{2, 0, 0, 0, 0xaa, 0xaa});
+    return Bytes(out[0].begin() + 6, out[0].begin() + 12);
+  };
+  runner.poll(*h.tables, nullptr, io, 0);
+  REQUIRE(runner.status().at(0).state == vrrp::State::backup);
+  CHECK(forward() == Bytes{2, 0, 0, 0, 1, 0x0a});  // backup: the interface's own MAC
+  uint64_t t = 0;
+  for (; t < 1000 * ms && runner.status().at(0).state != vrrp::State::master; t += 10 * ms)
+    runner.poll(*h.tables, nullptr, io, t);
+  REQUIRE(runner.status().at(0).state == vrrp::State::master);
+  drain();
+  CHECK(forward() == Bytes{0, 0, 0x5e, 0, 1, 9});  // master: the virtual MAC
+  // The instance's interface changed (a new one, not master yet): the own MAC again.
+  REQUIRE(h.apply(ops(R"([{"op": "UPDATE", "object": {"vrrp_instance": {"name": "svc", "interface": "a-svc",
+      "vrid": 10, "advert_interval_cs": 10, "addresses": ["10.1.0.254"]}}}])"))
+              .code == Code::ok);
+  CHECK(forward() == Bytes{2, 0, 0, 0, 1, 0x0a});
+  // Deleted: nothing left pointing at it.
+  REQUIRE(h.apply(ops(R"([{"op": "DELETE", "object": {"vrrp_instance": {"name": "svc"}}}])")).code == Code::ok);
+  CHECK(forward() == Bytes{2, 0, 0, 0, 1, 0x0a});
   drain();
 }
