@@ -206,8 +206,8 @@ void print_policers(std::ostream& out, const Objects& objects) {
       rates += " ebs " + num(p.ebs());
     }
     if (p.colour_aware()) mode += " aware";
-    table.row({p.name(), p.tenant(), p.interface(), p.match_dscp() ? num(p.dscp()) : "", mode,
-               rates, policer_action(p.green(), "transmit"), policer_action(p.yellow(), "transmit"),
+    table.row({p.name(), p.tenant(), p.interface(), p.match_dscp() ? num(p.dscp()) : "", mode, rates,
+               policer_action(p.green(), "transmit"), policer_action(p.yellow(), "transmit"),
                policer_action(p.red(), "drop")});
   }
   table.print(out);

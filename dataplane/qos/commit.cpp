@@ -58,7 +58,8 @@ std::optional<std::string> compile(const v1::Policer& p, uint16_t workers, Polic
       break;
     }
   }
-  if (rc != 0) return "rte_meter refuses the " + v1::PolicerMode_Name(p.mode()) + " parameters (" + std::to_string(rc) + ")";
+  if (rc != 0)
+    return "rte_meter refuses the " + v1::PolicerMode_Name(p.mode()) + " parameters (" + std::to_string(rc) + ")";
   // Fresh buckets (full, as the RFCs start them) and counters for every worker.
   out.shares.reset(new Share[n]());
   out.workers = n;

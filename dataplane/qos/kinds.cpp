@@ -85,7 +85,8 @@ std::optional<Error> check_policer(Intent& in, const v1::Object& o, const std::s
     // A rule's class: the flows of the policy rules that name it (they cross the core).
     if (!p.interface().empty()) return invalid(path + ".interface", "needs a tenant (a rule's policer has none)");
     if (p.match_dscp()) return invalid(path + ".match_dscp", "needs a tenant (a rule's policer has none)");
-  } else if (!in.tenants.count(p.tenant())) return invalid(path + ".tenant", "no tenant named " + quoted(p.tenant()));
+  } else if (!in.tenants.count(p.tenant()))
+    return invalid(path + ".tenant", "no tenant named " + quoted(p.tenant()));
   if (!p.interface().empty()) {
     auto f = in.interfaces.find(p.interface());
     if (f == in.interfaces.end()) return invalid(path + ".interface", "no interface named " + quoted(p.interface()));
@@ -229,21 +230,21 @@ const KindCounters policer_counters = {
         [](const Tables& t, std::vector<CounterRow>& rows) {
           for (const auto* list : {&t.qos.policers, &t.qos.rule_policers})
             for (const qos::Policer& p : *list) {
-            uint64_t packets[qos::colours] = {}, bytes[qos::colours] = {}, dropped = 0;
-            for (uint16_t i = 0; i < p.workers; i++) {
-              const qos::Share& share = p.shares[i];
-              for (unsigned c = 0; c < qos::colours; c++) {
-                packets[c] += load_counter(share.packets[c]);
-                bytes[c] += load_counter(share.bytes[c]);
+              uint64_t packets[qos::colours] = {}, bytes[qos::colours] = {}, dropped = 0;
+              for (uint16_t i = 0; i < p.workers; i++) {
+                const qos::Share& share = p.shares[i];
+                for (unsigned c = 0; c < qos::colours; c++) {
+                  packets[c] += load_counter(share.packets[c]);
+                  bytes[c] += load_counter(share.bytes[c]);
+                }
+                dropped += load_counter(share.dropped);
               }
-              dropped += load_counter(share.dropped);
+              rows.push_back({p.name,
+                              {packets[qos::green], bytes[qos::green], packets[qos::yellow], bytes[qos::yellow],
+                               packets[qos::red], bytes[qos::red], dropped},
+                              {},
+                              p.shares.get()});
             }
-            rows.push_back({p.name,
-                            {packets[qos::green], bytes[qos::green], packets[qos::yellow], bytes[qos::yellow],
-                             packets[qos::red], bytes[qos::red], dropped},
-                            {},
-                            p.shares.get()});
-          }
         },
 };
 

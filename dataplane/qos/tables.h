@@ -64,8 +64,8 @@ inline Colour meter(const Policer& p, Share& s, uint64_t now, uint32_t len, Colo
   // rte_meter takes the profiles by non-const pointer but only reads them.
   switch (p.meter) {
     case Meter::trtcm:
-      return Colour(rte_meter_trtcm_color_aware_check(&s.trtcm, const_cast<rte_meter_trtcm_profile*>(&p.trtcm), now,
-                                                      len, c));
+      return Colour(
+          rte_meter_trtcm_color_aware_check(&s.trtcm, const_cast<rte_meter_trtcm_profile*>(&p.trtcm), now, len, c));
     case Meter::rfc4115:
       return Colour(rte_meter_trtcm_rfc4115_color_aware_check(
           &s.rfc4115, const_cast<rte_meter_trtcm_rfc4115_profile*>(&p.rfc4115), now, len, c));

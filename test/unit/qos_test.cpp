@@ -74,8 +74,8 @@ struct Rfc {
 
 // The DSCPs a colour-aware test stream cycles through, with the colour RFC 2597's drop
 // precedence gives each (written out here, not computed): BE, AF11, AF12, AF13, EF, AF41, AF42, AF43, CS3.
-constexpr std::pair<uint8_t, int> stream_dscps[] = {{0, qos::green},  {10, qos::green},  {12, qos::yellow},
-                                                    {14, qos::red},   {46, qos::green},  {34, qos::green},
+constexpr std::pair<uint8_t, int> stream_dscps[] = {{0, qos::green},   {10, qos::green}, {12, qos::yellow},
+                                                    {14, qos::red},    {46, qos::green}, {34, qos::green},
                                                     {36, qos::yellow}, {38, qos::red},   {24, qos::green}};
 
 // Runs a timed stream through one worker's share of a compiled policer and through the RFC's

@@ -813,7 +813,8 @@ TEST_CASE("nat stage: a policy rule's flows are a QoS class, policed both ways b
   CHECK(refusal(R"([{"op": "CREATE", "object": {"policer": {"name": "a-in", "tenant": "hosp-a", "mode": "POLICER_SRTCM",
         "cir": "1", "cbs": "1500", "ebs": "1500"}}}, {"op": "UPDATE", "object": {"policy_rule": {"name": "a-dicom",
         "priority": 10, "from_tenant": "hosp-a", "permit": true, "policer": "a-in"}}}])") ==
-        "operations[1].policy_rule.policer: \"a-in\" polices tenant \"hosp-a\"'s ingress; a rule's policer has no tenant");
+        "operations[1].policy_rule.policer: \"a-in\" polices tenant \"hosp-a\"'s ingress; a rule's policer has no "
+        "tenant");
   REQUIRE(apply(R"([{"op": "CREATE", "object": )" + policer + R"(}, {"op": "UPDATE", "object": )" + rule + "}]").code ==
           Code::ok);
   REQUIRE(h.tables->qos.policers.empty());  // no ingress class: l2_input pays nothing
