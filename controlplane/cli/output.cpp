@@ -174,7 +174,8 @@ void print_policy_rules(std::ostream& out, const Objects& objects) {
       ports = r.port_high() && r.port_high() != r.port_low() ? num(r.port_low()) + "-" + num(r.port_high())
                                                              : num(r.port_low());
     table.row({num(r.priority()), r.name(), r.from_tenant(), r.to_tenant(), r.destination_prefix(),
-               r.protocol() ? num(r.protocol()) : "any", ports, r.permit() ? "permit" : "deny"});
+               r.protocol() ? num(r.protocol()) : "any", ports,
+               std::string(r.permit() ? "permit" : "deny") + (r.policer().empty() ? "" : ", policer " + r.policer())});
   }
   table.print(out);
 }
@@ -194,11 +195,19 @@ void print_policers(std::ostream& out, const Objects& objects) {
       {{"NAME"}, {"TENANT"}, {"INTERFACE"}, {"DSCP"}, {"MODE"}, {"RATES (B/s, B)"}, {"GREEN"}, {"YELLOW"}, {"RED"}});
   for (const auto& object : objects) {
     const auto& p = object.policer();
-    bool two_rate = p.mode() == v1::POLICER_TRTCM;
-    std::string rates = "cir " + num(p.cir()) + " cbs " + num(p.cbs()) +
-                        (two_rate ? " pir " + num(p.pir()) + " pbs " + num(p.pbs()) : " ebs " + num(p.ebs()));
-    table.row({p.name(), p.tenant(), p.interface(), p.match_dscp() ? num(p.dscp()) : "", two_rate ? "trtcm" : "srtcm",
-               rates, policer_action(p.green(), "transmit"), policer_action(p.yellow(), "transmit"),
+    std::string rates = "cir " + num(p.cir()) + " cbs " + num(p.cbs()), mode = "srtcm";
+    if (p.mode() == v1::POLICER_TRTCM) {
+      rates += " pir " + num(p.pir()) + " pbs " + num(p.pbs());
+      mode = "trtcm";
+    } else if (p.mode() == v1::POLICER_TRTCM_RFC4115) {
+      rates += " eir " + num(p.eir()) + " ebs " + num(p.ebs());
+      mode = "rfc4115";
+    } else {
+      rates += " ebs " + num(p.ebs());
+    }
+    if (p.colour_aware()) mode += " aware";
+    table.row({p.name(), p.tenant(), p.interface(), p.match_dscp() ? num(p.dscp()) : "", mode, rates,
+               policer_action(p.green(), "transmit"), policer_action(p.yellow(), "transmit"),
                policer_action(p.red(), "drop")});
   }
   table.print(out);

@@ -24,8 +24,8 @@ std::span<const Kind* const> kinds() {
       &sa_kind,              // ipsec
       &static_mapping_kind,  // nat
       &napt_pool_kind,       // nat
+      &policer_kind,         // qos (before the rules that may name one)
       &policy_rule_kind,     // nat
-      &policer_kind,         // qos
       &shaper_kind,          // qos
       &vrrp_instance_kind,   // vrrp
   };

@@ -28,6 +28,14 @@ inline uint16_t checksum_replace32(uint16_t checksum, uint32_t old_word, uint32_
   return checksum_replace16(checksum, uint16_t(old_word >> 16), uint16_t(new_word >> 16));
 }
 
+// Sets the DSCP and keeps the ECN bits; the checksum follows (TOS shares its word with the
+// version and header length).
+inline void set_dscp(rte_ipv4_hdr* ip, uint8_t dscp) {
+  uint16_t before = load16(ip);
+  ip->type_of_service = uint8_t(dscp << 2 | (ip->type_of_service & 3));
+  ip->hdr_checksum = checksum_replace16(ip->hdr_checksum, before, load16(ip));
+}
+
 // TTL - 1 with the checksum updated. TTL and protocol share a checksum word; the new word is
 // built from the old one, not read back after the byte store (a load that overlaps a narrower
 // store in flight waits for it: ~20 cycles a packet).

@@ -135,6 +135,17 @@ std::optional<Error> check_policy_rule(Intent& in, const v1::Object& o, const st
       return invalid(path + ".port_low",
                      std::to_string(r.port_low()) + " is above port_high " + std::to_string(r.port_high()));
   }
+  if (!r.policer().empty()) {
+    // The flows it permits are the policer's class: a policer of no tenant's ingress.
+    const v1::Policer* p = nullptr;
+    if (auto all = in.named.find(v1::Object::kPolicer); all != in.named.end())
+      if (auto it = all->second.find(r.policer()); it != all->second.end()) p = &it->second.policer();
+    if (!p) return invalid(path + ".policer", "no policer named " + quoted(r.policer()));
+    if (!p->tenant().empty())
+      return invalid(path + ".policer", quoted(r.policer()) + " polices tenant " + quoted(p->tenant()) +
+                                            "'s ingress; a rule's policer has no tenant");
+    if (!r.permit()) return invalid(path + ".policer", "a deny rule's flows never cross");
+  }
   if (in.policy_rules.size() >= max_policy_rules)
     return Error{Code::resource_exhausted, path + ": more than " + std::to_string(max_policy_rules) + " policy rules"};
   return std::nullopt;

@@ -680,6 +680,16 @@ bool finish(Worker& w, NatWorker& nw, rte_mbuf* m, const Flow& f, const FlowKey&
     }
   }
   Session& s = nw.sessions[*index];
+  // The rule's class (docs/qos.md "Classes by policy rule"): its policer, both ways.
+  if (const qos::Policer* p = qos::rule_policer(t.qos, s.rule)) [[unlikely]] {
+    qos::Colour colour;
+    switch (
+        qos::police_one(*p, p->shares[w.queue], w.now, m->pkt_len - meta(m).l2_len, f.ip->type_of_service, colour)) {
+      case qos::Action::drop: drop(w, m, Drop::policed); return false;
+      case qos::Action::remark: set_dscp(f.ip, p->remark[colour]); break;
+      case qos::Action::transmit: break;
+    }
+  }
   s.last_seen = w.now;
   if (f.protocol == IPPROTO_TCP) {
     uint8_t bits = direction ? tcp_seen_reverse : 0;

@@ -26,7 +26,10 @@ int wildcards(const Policer& p) { return (p.interface == any_interface) * 2 + (p
 
 std::optional<std::string> compile(const v1::Policer& p, uint16_t workers, Policer& out) {
   out.name = p.name();
-  out.two_rate = p.mode() == v1::POLICER_TRTCM;
+  out.meter = p.mode() == v1::POLICER_TRTCM           ? Meter::trtcm
+              : p.mode() == v1::POLICER_TRTCM_RFC4115 ? Meter::rfc4115
+                                                      : Meter::srtcm;
+  out.colour_aware = p.colour_aware();
   out.dscp = p.match_dscp() ? int16_t(p.dscp()) : any_dscp;
   const v1::PolicerColourAction* actions[colours] = {&p.green(), &p.yellow(), &p.red()};
   for (unsigned c = 0; c < colours; c++) {
@@ -37,36 +40,51 @@ std::optional<std::string> compile(const v1::Policer& p, uint16_t workers, Polic
   // that one packet of the MTU still fits a bucket).
   uint16_t n = std::max<uint16_t>(1, workers);
   auto share = [n](uint64_t rate) { return std::max<uint64_t>(1, rate / n); };
-  if (out.two_rate) {
-    rte_meter_trtcm_params params{share(p.cir()), share(p.pir()), p.cbs(), p.pbs()};
-    if (int rc = rte_meter_trtcm_profile_config(&out.trtcm, &params); rc != 0)
-      return "rte_meter refuses the trTCM parameters (" + std::to_string(rc) + ")";
-  } else {
-    rte_meter_srtcm_params params{share(p.cir()), p.cbs(), p.ebs()};
-    if (int rc = rte_meter_srtcm_profile_config(&out.srtcm, &params); rc != 0)
-      return "rte_meter refuses the srTCM parameters (" + std::to_string(rc) + ")";
+  int rc = 0;
+  switch (out.meter) {
+    case Meter::trtcm: {
+      rte_meter_trtcm_params params{share(p.cir()), share(p.pir()), p.cbs(), p.pbs()};
+      rc = rte_meter_trtcm_profile_config(&out.trtcm, &params);
+      break;
+    }
+    case Meter::rfc4115: {
+      rte_meter_trtcm_rfc4115_params params{share(p.cir()), share(p.eir()), p.cbs(), p.ebs()};
+      rc = rte_meter_trtcm_rfc4115_profile_config(&out.rfc4115, &params);
+      break;
+    }
+    case Meter::srtcm: {
+      rte_meter_srtcm_params params{share(p.cir()), p.cbs(), p.ebs()};
+      rc = rte_meter_srtcm_profile_config(&out.srtcm, &params);
+      break;
+    }
   }
+  if (rc != 0)
+    return "rte_meter refuses the " + v1::PolicerMode_Name(p.mode()) + " parameters (" + std::to_string(rc) + ")";
   // Fresh buckets (full, as the RFCs start them) and counters for every worker.
   out.shares.reset(new Share[n]());
   out.workers = n;
-  for (uint16_t w = 0; w < n; w++) {
-    if (out.two_rate)
-      rte_meter_trtcm_config(&out.shares[w].trtcm, &out.trtcm);
-    else
-      rte_meter_srtcm_config(&out.shares[w].srtcm, &out.srtcm);
-  }
+  for (uint16_t w = 0; w < n; w++) switch (out.meter) {
+      case Meter::trtcm: rte_meter_trtcm_config(&out.shares[w].trtcm, &out.trtcm); break;
+      case Meter::rfc4115: rte_meter_trtcm_rfc4115_config(&out.shares[w].rfc4115, &out.rfc4115); break;
+      case Meter::srtcm: rte_meter_srtcm_config(&out.shares[w].srtcm, &out.srtcm); break;
+    }
   return std::nullopt;
 }
 
 std::optional<Error> build_policers(Committer::Build& b) {
   const auto& changes = b.diff.of(v1::Object::kPolicer);
-  if (changes.empty()) return std::nullopt;
+  // Rules changed: which rule's class has which policer may have too.
+  bool rules_changed = !b.diff.of(v1::Object::kPolicyRule).empty();
+  if (changes.empty() && !rules_changed) return std::nullopt;
   auto all = b.intent.named.find(v1::Object::kPolicer);
   // Policers the transaction left as they were keep their buckets and counters.
-  std::vector<Policer> kept = b.c.current()->qos.policers, next;
+  const Tables& now = b.c.current()->qos;
+  std::vector<Policer> next, by_rule;
   if (all != b.intent.named.end())
     for (const auto& [name, o] : all->second) {
       const v1::Policer& p = o.policer();
+      bool rules = p.tenant().empty();  // a rule's class
+      const std::vector<Policer>& kept = rules ? now.rule_policers : now.policers;
       auto change = changes.find({.kind = v1::Object::kPolicer, .name = name});
       auto old = std::find_if(kept.begin(), kept.end(), [&name = name](const Policer& x) { return x.name == name; });
       Policer e;
@@ -75,13 +93,29 @@ std::optional<Error> build_policers(Committer::Build& b) {
       } else if (auto error = compile(p, b.c.params().queues, e)) {
         return b.fail(Code::invalid_argument, "policer " + name + ": " + *error, v1::Object::kPolicer, name);
       }
+      if (rules) {
+        by_rule.push_back(std::move(e));
+        continue;
+      }
       e.tenant = b.tenant_of(p.tenant());
       e.interface = p.interface().empty() ? any_interface : b.interface_slot_of(p.interface());
       next.push_back(std::move(e));
     }
   std::stable_sort(next.begin(), next.end(),
                    [](const Policer& x, const Policer& y) { return wildcards(x) < wildcards(y); });
+  // By rule slot (crossing's rules are built by now: Phase::crossing).
+  std::vector<uint16_t> of_rule;
+  for (const PolicyRuleEntry& r : b.next->rules) {
+    const std::string& name = b.intent.policy_rules.at(r.name).policer();
+    if (name.empty()) continue;
+    auto it = std::find_if(by_rule.begin(), by_rule.end(), [&](const Policer& x) { return x.name == name; });
+    if (it == by_rule.end()) continue;  // validation saw to it
+    if (of_rule.size() <= r.slot) of_rule.resize(r.slot + 1, no_policer);
+    of_rule[r.slot] = uint16_t(it - by_rule.begin());
+  }
   b.next->qos.policers = std::move(next);
+  b.next->qos.rule_policers = std::move(by_rule);
+  b.next->qos.policer_of_rule = std::move(of_rule);
   return std::nullopt;
 }
 

@@ -16,7 +16,8 @@ const std::map<std::string, v1::Object>& policers(const Intent& in) {
 }
 
 // The largest L3 MTU a packet of the class may have: the interface's, or the largest of the
-// tenant's interfaces (a burst smaller than one packet would never let it be green).
+// tenant's interfaces, or of all for a rule's class (a burst smaller than one packet would
+// never let it be green).
 uint32_t class_mtu(const Intent& in, const v1::Policer& p) {
   auto mtu_of = [&](const v1::Interface& f) -> uint32_t {
     if (f.mtu()) return f.mtu();
@@ -26,7 +27,7 @@ uint32_t class_mtu(const Intent& in, const v1::Policer& p) {
   if (!p.interface().empty()) return mtu_of(in.interfaces.at(p.interface()));
   uint32_t mtu = 1500;
   for (const auto& [name, f] : in.interfaces)
-    if (f.tenant() == p.tenant()) mtu = std::max(mtu, mtu_of(f));
+    if (p.tenant().empty() || f.tenant() == p.tenant()) mtu = std::max(mtu, mtu_of(f));
   return mtu;
 }
 
@@ -37,26 +38,10 @@ std::optional<Error> check_action(const std::string& path, const v1::PolicerColo
   return std::nullopt;
 }
 
-std::optional<Error> check_policer(Intent& in, const v1::Object& o, const std::string& path) {
-  const auto& p = o.policer();
-  if (p.tenant().empty()) return invalid(path + ".tenant", "is required");
-  if (!in.tenants.count(p.tenant())) return invalid(path + ".tenant", "no tenant named " + quoted(p.tenant()));
-  if (!p.interface().empty()) {
-    auto f = in.interfaces.find(p.interface());
-    if (f == in.interfaces.end()) return invalid(path + ".interface", "no interface named " + quoted(p.interface()));
-    if (f->second.tenant() != p.tenant())
-      return invalid(path + ".interface", quoted(p.interface()) + " is in tenant " + quoted(f->second.tenant()) +
-                                              ", not " + quoted(p.tenant()));
-  }
-  if (p.match_dscp()) {
-    if (auto e = range(path + ".dscp", p.dscp(), 0, 63)) return e;
-  } else if (p.dscp()) {
-    return invalid(path + ".dscp", "needs match_dscp");
-  }
-  if (p.mode() != v1::POLICER_SRTCM && p.mode() != v1::POLICER_TRTCM)
-    return invalid(path + ".mode", "is required: POLICER_SRTCM or POLICER_TRTCM");
-  bool two_rate = p.mode() == v1::POLICER_TRTCM;
-  uint64_t mtu = class_mtu(in, p);
+// The meter: its mode, rates and bursts (each mode's own fields).
+std::optional<Error> check_meter(const v1::Policer& p, uint64_t mtu, const std::string& path) {
+  if (p.mode() != v1::POLICER_SRTCM && p.mode() != v1::POLICER_TRTCM && p.mode() != v1::POLICER_TRTCM_RFC4115)
+    return invalid(path + ".mode", "is required: POLICER_SRTCM, POLICER_TRTCM or POLICER_TRTCM_RFC4115");
   auto rate = [&](const char* field, uint64_t v) -> std::optional<Error> {
     if (v == 0) return invalid(path + "." + field, "must be above 0 (bytes per second)");
     return range(path + "." + field, v, 1, max_rate);
@@ -69,30 +54,75 @@ std::optional<Error> check_policer(Intent& in, const v1::Object& o, const std::s
   };
   if (auto e = rate("cir", p.cir())) return e;
   if (auto e = burst("cbs", p.cbs())) return e;
-  if (two_rate) {
-    if (p.ebs()) return invalid(path + ".ebs", "is for POLICER_SRTCM (trTCM has pbs)");
-    if (auto e = rate("pir", p.pir())) return e;
-    if (p.pir() < p.cir()) return invalid(path + ".pir", "must be at least cir (RFC 2698)");
-    if (auto e = burst("pbs", p.pbs())) return e;
-  } else {
-    if (p.pir() || p.pbs()) return invalid(path + (p.pir() ? ".pir" : ".pbs"), "is for POLICER_TRTCM");
-    if (auto e = burst("ebs", p.ebs())) return e;
+  // Each mode's own fields; the others' must be unset (a mistaken mode shows).
+  auto unset = [&](const char* field, uint64_t v) -> std::optional<Error> {
+    if (v) return invalid(path + "." + field, "is not a field of " + v1::PolicerMode_Name(p.mode()));
+    return std::nullopt;
+  };
+  switch (p.mode()) {
+    case v1::POLICER_TRTCM:
+      if (auto e = unset("ebs", p.ebs())) return e;
+      if (auto e = unset("eir", p.eir())) return e;
+      if (auto e = rate("pir", p.pir())) return e;
+      if (p.pir() < p.cir()) return invalid(path + ".pir", "must be at least cir (RFC 2698)");
+      return burst("pbs", p.pbs());
+    case v1::POLICER_TRTCM_RFC4115:
+      if (auto e = unset("pir", p.pir())) return e;
+      if (auto e = unset("pbs", p.pbs())) return e;
+      if (auto e = rate("eir", p.eir())) return e;
+      return burst("ebs", p.ebs());
+    default:
+      if (auto e = unset("pir", p.pir())) return e;
+      if (auto e = unset("pbs", p.pbs())) return e;
+      if (auto e = unset("eir", p.eir())) return e;
+      return burst("ebs", p.ebs());
   }
+}
+
+std::optional<Error> check_policer(Intent& in, const v1::Object& o, const std::string& path) {
+  const auto& p = o.policer();
+  if (p.tenant().empty()) {
+    // A rule's class: the flows of the policy rules that name it (they cross the core).
+    if (!p.interface().empty()) return invalid(path + ".interface", "needs a tenant (a rule's policer has none)");
+    if (p.match_dscp()) return invalid(path + ".match_dscp", "needs a tenant (a rule's policer has none)");
+  } else if (!in.tenants.count(p.tenant()))
+    return invalid(path + ".tenant", "no tenant named " + quoted(p.tenant()));
+  if (!p.interface().empty()) {
+    auto f = in.interfaces.find(p.interface());
+    if (f == in.interfaces.end()) return invalid(path + ".interface", "no interface named " + quoted(p.interface()));
+    if (f->second.tenant() != p.tenant())
+      return invalid(path + ".interface", quoted(p.interface()) + " is in tenant " + quoted(f->second.tenant()) +
+                                              ", not " + quoted(p.tenant()));
+  }
+  if (p.match_dscp()) {
+    if (auto e = range(path + ".dscp", p.dscp(), 0, 63)) return e;
+  } else if (p.dscp()) {
+    return invalid(path + ".dscp", "needs match_dscp");
+  }
+  if (auto e = check_meter(p, class_mtu(in, p), path)) return e;
   if (auto e = check_action(path + ".green", p.green())) return e;
   if (auto e = check_action(path + ".yellow", p.yellow())) return e;
   if (auto e = check_action(path + ".red", p.red())) return e;
-  // One policer per class: a packet meets one.
-  for (const auto& [name, other] : policers(in)) {
-    const auto& q = other.policer();
-    if (q.tenant() == p.tenant() && q.interface() == p.interface() && q.match_dscp() == p.match_dscp() &&
-        q.dscp() == p.dscp())
-      return invalid(path, "policer " + quoted(name) + " has the same class (tenant, interface, dscp)");
-  }
+  // One policer per class: a packet meets one (a rule's class is the rules').
+  if (!p.tenant().empty())
+    for (const auto& [name, other] : policers(in)) {
+      const auto& q = other.policer();
+      if (q.tenant() == p.tenant() && q.interface() == p.interface() && q.match_dscp() == p.match_dscp() &&
+          q.dscp() == p.dscp())
+        return invalid(path, "policer " + quoted(name) + " has the same class (tenant, interface, dscp)");
+    }
   return std::nullopt;
 }
 
+// The rules whose class a policer is.
+size_t rules_naming(const Intent& in, const std::string& policer) {
+  size_t n = 0;
+  for (const auto& [name, r] : in.policy_rules) n += r.policer() == policer;
+  return n;
+}
+
 void count_users(Intent& in, const v1::Policer& p, int delta) {
-  count(in.tenant_users, p.tenant(), delta);
+  if (!p.tenant().empty()) count(in.tenant_users, p.tenant(), delta);
   if (!p.interface().empty()) count(in.interface_users, p.interface(), delta);
 }
 
@@ -198,22 +228,23 @@ const KindCounters policer_counters = {
     .columns = policer_columns,
     .read =
         [](const Tables& t, std::vector<CounterRow>& rows) {
-          for (const qos::Policer& p : t.qos.policers) {
-            uint64_t packets[qos::colours] = {}, bytes[qos::colours] = {}, dropped = 0;
-            for (uint16_t i = 0; i < p.workers; i++) {
-              const qos::Share& share = p.shares[i];
-              for (unsigned c = 0; c < qos::colours; c++) {
-                packets[c] += load_counter(share.packets[c]);
-                bytes[c] += load_counter(share.bytes[c]);
+          for (const auto* list : {&t.qos.policers, &t.qos.rule_policers})
+            for (const qos::Policer& p : *list) {
+              uint64_t packets[qos::colours] = {}, bytes[qos::colours] = {}, dropped = 0;
+              for (uint16_t i = 0; i < p.workers; i++) {
+                const qos::Share& share = p.shares[i];
+                for (unsigned c = 0; c < qos::colours; c++) {
+                  packets[c] += load_counter(share.packets[c]);
+                  bytes[c] += load_counter(share.bytes[c]);
+                }
+                dropped += load_counter(share.dropped);
               }
-              dropped += load_counter(share.dropped);
+              rows.push_back({p.name,
+                              {packets[qos::green], bytes[qos::green], packets[qos::yellow], bytes[qos::yellow],
+                               packets[qos::red], bytes[qos::red], dropped},
+                              {},
+                              p.shares.get()});
             }
-            rows.push_back({p.name,
-                            {packets[qos::green], bytes[qos::green], packets[qos::yellow], bytes[qos::yellow],
-                             packets[qos::red], bytes[qos::red], dropped},
-                            {},
-                            p.shares.get()});
-          }
         },
 };
 
@@ -284,8 +315,16 @@ const Kind policer_kind = {
           count_users(in, o.policer(), -1);
         },
     .validate = check_policer,
-    .check_update = nullptr,
-    .check_delete = nullptr,
+    .check_update = [](const Intent& in, const v1::Object&, const v1::Object& o,
+                       const std::string& path) -> std::optional<Error> {
+      if (!o.policer().tenant().empty() && rules_naming(in, o.policer().name()))
+        return invalid(path + ".tenant", "policy rules name this policer: their class has no tenant");
+      return std::nullopt;
+    },
+    .check_delete =
+        [](const Intent& in, const v1::Object& o, const std::string& path) {
+          return in_use(path, "policer", o.policer().name(), rules_naming(in, o.policer().name()));
+        },
     .check_final = nullptr,
     .error_name = [](const v1::Object& o) { return o.policer().name(); },
     .build = {{Phase::last, qos::build_policers}},

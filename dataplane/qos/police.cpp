@@ -15,13 +15,6 @@ const qos::Policer* class_of(const qos::Tables& t, const PacketMeta& m, int dscp
   return nullptr;
 }
 
-// Sets the DSCP and keeps the ECN bits; the checksum follows (RFC 1624).
-void remark(rte_ipv4_hdr* ip, uint8_t dscp) {
-  uint16_t before = load16(ip);
-  ip->type_of_service = uint8_t(dscp << 2 | (ip->type_of_service & 3));
-  ip->hdr_checksum = checksum_replace16(ip->hdr_checksum, before, load16(ip));
-}
-
 }  // namespace
 
 uint16_t police(Worker& w, rte_mbuf** pkts, uint16_t n, uint64_t now) {
@@ -38,22 +31,12 @@ uint16_t police(Worker& w, rte_mbuf** pkts, uint16_t n, uint64_t now) {
       pkts[left++] = m;
       continue;
     }
-    qos::Share& s = p->shares[w.queue];
-    uint32_t len = m->pkt_len - pm.l2_len;
-    // rte_meter takes the profiles by non-const pointer but only reads them.
-    auto colour = qos::Colour(
-        p->two_rate
-            ? rte_meter_trtcm_color_blind_check(&s.trtcm, const_cast<rte_meter_trtcm_profile*>(&p->trtcm), now, len)
-            : rte_meter_srtcm_color_blind_check(&s.srtcm, const_cast<rte_meter_srtcm_profile*>(&p->srtcm), now, len));
-    bump(s.packets[colour]);
-    bump(s.bytes[colour], len);
-    switch (p->action[colour]) {
-      case qos::Action::drop:
-        bump(s.dropped);
-        drop(w, m, Drop::policed);
-        continue;
+    qos::Colour colour;
+    switch (qos::police_one(*p, p->shares[w.queue], now, m->pkt_len - pm.l2_len, has_tos ? ip->type_of_service : -1,
+                            colour)) {
+      case qos::Action::drop: drop(w, m, Drop::policed); continue;
       case qos::Action::remark:
-        if (has_tos) remark(ip, p->remark[colour]);
+        if (has_tos) set_dscp(ip, p->remark[colour]);
         break;
       case qos::Action::transmit: break;
     }

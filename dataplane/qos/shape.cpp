@@ -15,12 +15,6 @@ constexpr int64_t quantum = 1514;
 bool empty(const qos::ClassQueue& q) { return q.head == q.tail; }
 rte_mbuf* head(const qos::ClassQueue& q) { return q.ring[q.head & q.mask]; }
 
-void mark(rte_ipv4_hdr* ip, uint8_t dscp) {
-  uint16_t before = load16(ip);
-  ip->type_of_service = uint8_t(dscp << 2 | (ip->type_of_service & 3));
-  ip->hdr_checksum = checksum_replace16(ip->hdr_checksum, before, load16(ip));
-}
-
 // Takes `len` from the contract's bucket (and from the class's when `guaranteed`) and sends
 // the class's head packet.
 void dequeue(Worker& w, const qos::Shaper& s, qos::ShaperShare& share, qos::ClassQueue& q, uint32_t len) {
@@ -139,7 +133,7 @@ void shape(Worker& w) {
     bool has_ip = m->data_len >= s.l2_len + sizeof(rte_ipv4_hdr);
     auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, s.l2_len);
     uint16_t c = class_of(*w.tables, s, pm, has_ip ? ip->type_of_service >> 2 : -1);
-    if (has_ip && s.classes[c].mark != qos::any_dscp) mark(ip, uint8_t(s.classes[c].mark));
+    if (has_ip && s.classes[c].mark != qos::any_dscp) set_dscp(ip, uint8_t(s.classes[c].mark));
     qos::ClassQueue& q = s.shares[w.queue].classes[c];
     if (q.depth() >= q.limit) {
       bump(q.dropped);

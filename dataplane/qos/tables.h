@@ -16,6 +16,15 @@ namespace medix::dp::qos {
 // As rte_meter gives them (RTE_COLOR_GREEN, _YELLOW, _RED).
 enum Colour : uint8_t { green, yellow, red, colours };
 enum class Action : uint8_t { transmit, drop, remark };
+enum class Meter : uint8_t { srtcm, trtcm, rfc4115 };  // RFC 2697, 2698, 4115
+
+// A colour-aware policer's input colour, by the packet's DSCP: the drop precedence of the
+// assured forwarding classes (RFC 2597: AFx1 green, AFx2 yellow, AFx3 red); any other green.
+constexpr Colour colour_of_dscp(unsigned dscp) {
+  unsigned af = dscp >> 3, precedence = (dscp >> 1) & 3;
+  if (af < 1 || af > 4 || (dscp & 1) || precedence == 0) return green;
+  return Colour(precedence - 1);
+}
 
 inline constexpr uint16_t any_interface = UINT16_MAX;
 inline constexpr int16_t any_dscp = -1;
@@ -25,13 +34,15 @@ inline constexpr int16_t any_dscp = -1;
 struct alignas(RTE_CACHE_LINE_SIZE) Share {
   rte_meter_srtcm srtcm;
   rte_meter_trtcm trtcm;
+  rte_meter_trtcm_rfc4115 rfc4115;
   uint64_t packets[colours], bytes[colours];
   uint64_t dropped;
 };
 
 struct Policer {
   std::string name;
-  bool two_rate = false;  // trTCM, else srTCM
+  Meter meter = Meter::srtcm;
+  bool colour_aware = false;  // the DSCP's colour (colour_of_dscp) goes in, else green
   uint16_t tenant = 0;
   uint16_t interface = any_interface;  // slot
   int16_t dscp = any_dscp;
@@ -39,11 +50,45 @@ struct Policer {
   uint8_t remark[colours] = {};  // DSCP for Action::remark
   rte_meter_srtcm_profile srtcm{};
   rte_meter_trtcm_profile trtcm{};
+  rte_meter_trtcm_rfc4115_profile rfc4115{};
   // One per worker (by queue), made when the policer is created or changed and freed with
   // the last generation that names it, after the grace period.
   std::shared_ptr<Share[]> shares;
   uint16_t workers = 1;  // how many shares
 };
+
+// Colours a packet of `len` bytes that comes in `in` (green: colour-blind, as the colour-aware
+// checks with green are the colour-blind ones) with worker share `s` of policer `p`.
+inline Colour meter(const Policer& p, Share& s, uint64_t now, uint32_t len, Colour in) {
+  auto c = rte_color(in);
+  // rte_meter takes the profiles by non-const pointer but only reads them.
+  switch (p.meter) {
+    case Meter::trtcm:
+      return Colour(
+          rte_meter_trtcm_color_aware_check(&s.trtcm, const_cast<rte_meter_trtcm_profile*>(&p.trtcm), now, len, c));
+    case Meter::rfc4115:
+      return Colour(rte_meter_trtcm_rfc4115_color_aware_check(
+          &s.rfc4115, const_cast<rte_meter_trtcm_rfc4115_profile*>(&p.rfc4115), now, len, c));
+    case Meter::srtcm: break;
+  }
+  return Colour(
+      rte_meter_srtcm_color_aware_check(&s.srtcm, const_cast<rte_meter_srtcm_profile*>(&p.srtcm), now, len, c));
+}
+
+// Colours a packet of `len` bytes (IPv4 header and payload; `tos` its TOS byte, -1 if it has
+// none) with worker share `s` of policer `p`, counts it, and says what its colour's action is
+// (a drop counted as the policer's); `colour` is set.
+inline Action police_one(const Policer& p, Share& s, uint64_t now, uint32_t len, int tos, Colour& colour) {
+  colour = meter(p, s, now, len, p.colour_aware && tos >= 0 ? colour_of_dscp(unsigned(tos) >> 2) : green);
+  // Only this worker writes its share; readers load relaxed (as bump() in infra/ does).
+  __atomic_store_n(&s.packets[colour], s.packets[colour] + 1, __ATOMIC_RELAXED);
+  __atomic_store_n(&s.bytes[colour], s.bytes[colour] + len, __ATOMIC_RELAXED);
+  Action a = p.action[colour];
+  if (a == Action::drop) __atomic_store_n(&s.dropped, s.dropped + 1, __ATOMIC_RELAXED);
+  return a;
+}
+
+inline constexpr uint16_t no_policer = UINT16_MAX;
 
 inline constexpr uint16_t no_shaper = UINT16_MAX;
 inline constexpr uint32_t default_queue_limit = 256;  // packets, a class on a worker
@@ -107,9 +152,20 @@ struct Tables {
   // In the order they are tried: the first of a packet's tenant that matches it applies
   // (the most specific first: interface and DSCP, interface, DSCP, the tenant).
   std::vector<Policer> policers;
+  // Policers of rules' classes (no tenant of their own): what crossing meters a session's
+  // packets with, by the slot of the rule that permitted it (policer_of_rule: an index in
+  // rule_policers or no_policer; slots past the end have none).
+  std::vector<Policer> rule_policers;
+  std::vector<uint16_t> policer_of_rule;
   std::vector<Shaper> shapers;
   // By interface slot: its shaper's index in `shapers`, or no_shaper (slots past the end have none).
   std::vector<uint16_t> shaper_of;
 };
+
+// The policer of the class of rule `rule_slot`'s flows, if it has one.
+inline const Policer* rule_policer(const Tables& t, uint16_t rule_slot) {
+  if (rule_slot >= t.policer_of_rule.size() || t.policer_of_rule[rule_slot] == no_policer) return nullptr;
+  return &t.rule_policers[t.policer_of_rule[rule_slot]];
+}
 
 }  // namespace medix::dp::qos

@@ -945,6 +945,27 @@ def policer_kind(f, d, c):
     stranger = pb.Policer(name="bad-pol", tenant="nobody", mode=pb.POLICER_SRTCM, cir=1000, cbs=3000, ebs=3000)
     expect_rejected(c, "CREATE a policer of a tenant that does not exist", [create(stranger)],
                     C.INVALID_ARGUMENT, "operations[0].policer.tenant")
+    # RFC 4115, colour-aware: eir is its own; a rule's class (no tenant), which rules may name.
+    no_eir = pb.Policer(name="bad-pol", tenant="hosp-a", mode=pb.POLICER_TRTCM_RFC4115, colour_aware=True,
+                        cir=1000, cbs=3000, ebs=3000)
+    expect_rejected(c, "CREATE an RFC 4115 policer with no eir", [create(no_eir)], C.INVALID_ARGUMENT,
+                    "operations[0].policer.eir")
+    by_rule = pb.Policer(name="rule-pol", mode=pb.POLICER_TRTCM_RFC4115, colour_aware=True, cir=1250000,
+                         eir=625000, cbs=3000, ebs=3000)
+    rule = pb.PolicyRule(name="rule-qos", priority=5, from_tenant="hosp-a", permit=True, policer="rule-pol")
+    expect_rejected(c, "CREATE a rule naming a policer that does not exist (and a good policer after it)",
+                    [create(rule), create(by_rule)], C.INVALID_ARGUMENT, "operations[0].policy_rule.policer")
+    err, res = rpc(c.apply, [create(by_rule), create(rule)])
+    if R.check(err is None and res.changed == 2, "a rule's policer and the rule naming it: CREATE", short(err)):
+        err, got = rpc(c.get, pb.PolicyRule(name="rule-qos"))
+        policer = api.inner(got.object).policer if got else None
+        R.check(err is None and policer == "rule-pol", "Get gives the rule's policer back",
+                short(err) if err else "policer %r" % policer)
+        names = [p.name for p in c.counters().policers]
+        R.check("rule-pol" in names, "GetCounters lists the rule's policer", "names %s" % names)
+        expect_rejected(c, "DELETE a policer a rule names", [delete(pb.Policer(name="rule-pol"))],
+                        C.FAILED_PRECONDITION, "operations[0].policer")
+        rpc(c.apply, [delete(pb.PolicyRule(name="rule-qos")), delete(pb.Policer(name="rule-pol"))])
 
 
 @test

@@ -43,8 +43,8 @@ TEST_CASE("medixctl prints objects of a kind with no table of its own from the p
   std::ostringstream out;
   medix::ctl::print_any_objects(out, objects);
   CHECK(out.str() ==
-        "NAME   MODE            CIR   CBS  EBS   PIR   PBS  TENANT  INTERFACE  MATCH-DSCP  DSCP\n"
-        "pol-a  POLICER_TRTCM  1000  3000    0  2000  4000  a       -          yes           46\n");
+        "NAME   MODE            CIR   CBS  EBS   PIR   PBS  TENANT  INTERFACE  MATCH-DSCP  DSCP  COLOUR-AWARE  EIR\n"
+        "pol-a  POLICER_TRTCM  1000  3000    0  2000  4000  a       -          yes           46  no              0\n");
   std::ostringstream empty;
   medix::ctl::print_any_objects(empty, {});
   CHECK(empty.str().empty());

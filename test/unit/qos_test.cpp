@@ -25,65 +25,85 @@ std::string policer_op(const std::string& op, const std::string& fields) {
 const std::string good = R"("name": "pa", "tenant": "a", "mode": "POLICER_SRTCM", "cir": "1250000",
                             "cbs": "3000", "ebs": "3000")";
 
-// RFC 2697 (srTCM) and RFC 2698 (trTCM), colour-blind, as the RFCs write them: buckets full
-// at the start, tokens added at the rates as time passes (srTCM: to C, its overflow to E).
+// RFC 2697 (srTCM), RFC 2698 (trTCM) and RFC 4115 (trTCM), colour-blind and colour-aware, as
+// the RFCs write them: buckets full at the start, tokens added at the rates as time passes
+// (srTCM: to C, its overflow to E; RFC 4115: to C at cir and to E at eir, each on its own).
+// `in` is the packet's colour before metering (green when colour-blind: the RFCs' colour-blind
+// rules are their colour-aware ones with every packet green).
 struct Rfc {
-  bool two_rate;
-  double cir, pir, cbs, ebs_or_pbs;
-  double tc, te_or_tp;
+  v1::PolicerMode mode;
+  double cir, second_rate, cbs, second_burst;  // second: pir/pbs (RFC 2698), eir/ebs (RFC 4115), -/ebs (RFC 2697)
+  double tc, t2;
   double last = 0;
-  Rfc(bool two, double c, double p, double b1, double b2)
-      : two_rate(two), cir(c), pir(p), cbs(b1), ebs_or_pbs(b2), tc(b1), te_or_tp(b2) {}
-  int colour(double t, double bytes) {
+  Rfc(v1::PolicerMode m, double c, double r2, double b1, double b2)
+      : mode(m), cir(c), second_rate(r2), cbs(b1), second_burst(b2), tc(b1), t2(b2) {}
+  int colour(double t, double bytes, int in) {
     double dt = t - last;
     last = t;
-    if (two_rate) {
+    if (mode == v1::POLICER_TRTCM) {
       tc = std::min(cbs, tc + cir * dt);
-      te_or_tp = std::min(ebs_or_pbs, te_or_tp + pir * dt);
-      if (te_or_tp < bytes) return qos::red;
-      if (tc < bytes) {
-        te_or_tp -= bytes;
+      t2 = std::min(second_burst, t2 + second_rate * dt);
+      if (in == qos::red || t2 < bytes) return qos::red;
+      if (in == qos::yellow || tc < bytes) {
+        t2 -= bytes;
         return qos::yellow;
       }
-      te_or_tp -= bytes;
+      t2 -= bytes;
       tc -= bytes;
       return qos::green;
     }
-    double add = cir * dt, to_c = std::min(add, cbs - tc);
-    tc += to_c;
-    te_or_tp = std::min(ebs_or_pbs, te_or_tp + add - to_c);
-    if (tc >= bytes) {
+    if (mode == v1::POLICER_TRTCM_RFC4115) {
+      tc = std::min(cbs, tc + cir * dt);
+      t2 = std::min(second_burst, t2 + second_rate * dt);
+    } else {
+      double add = cir * dt, to_c = std::min(add, cbs - tc);
+      tc += to_c;
+      t2 = std::min(second_burst, t2 + add - to_c);
+    }
+    if (in == qos::green && tc >= bytes) {
       tc -= bytes;
       return qos::green;
     }
-    if (te_or_tp >= bytes) {
-      te_or_tp -= bytes;
+    if (in != qos::red && t2 >= bytes) {
+      t2 -= bytes;
       return qos::yellow;
     }
     return qos::red;
   }
 };
 
+// The DSCPs a colour-aware test stream cycles through, with the colour RFC 2597's drop
+// precedence gives each (written out here, not computed): BE, AF11, AF12, AF13, EF, AF41, AF42, AF43, CS3.
+constexpr std::pair<uint8_t, int> stream_dscps[] = {{0, qos::green},   {10, qos::green}, {12, qos::yellow},
+                                                    {14, qos::red},    {46, qos::green}, {34, qos::green},
+                                                    {36, qos::yellow}, {38, qos::red},   {24, qos::green}};
+
 // Runs a timed stream through one worker's share of a compiled policer and through the RFC's
 // arithmetic: packets of varying sizes at `offered` bytes a second, on for 0.1 s and off for
-// 0.1 s (so that idle buckets fill and every colour shows), for `seconds`.
+// 0.1 s (so that idle buckets fill and every colour shows), for `seconds`. Colour-aware
+// policers get each packet's colour from its DSCP (stream_dscps, in turn).
 void compare(const v1::Policer& p, double offered, double seconds) {
   qos::Policer compiled;
   REQUIRE(!qos::compile(p, 1, compiled));
   qos::Share& s = compiled.shares[0];
-  bool two = p.mode() == v1::POLICER_TRTCM;
-  uint64_t start = two ? s.trtcm.time_tc : s.srtcm.time;
+  uint64_t start = p.mode() == v1::POLICER_TRTCM           ? s.trtcm.time_tc
+                   : p.mode() == v1::POLICER_TRTCM_RFC4115 ? s.rfc4115.time_tc
+                                                           : s.srtcm.time;
   double hz = double(rte_get_tsc_hz());
-  Rfc rfc(two, double(p.cir()), double(p.pir()), double(p.cbs()), double(two ? p.pbs() : p.ebs()));
+  double r2 = p.mode() == v1::POLICER_TRTCM ? double(p.pir()) : double(p.eir());
+  double b2 = p.mode() == v1::POLICER_TRTCM ? double(p.pbs()) : double(p.ebs());
+  Rfc rfc(p.mode(), double(p.cir()), r2, double(p.cbs()), b2);
   uint64_t meter[3] = {}, expected[3] = {}, n = 0;
   double t = 0;
   for (uint32_t i = 0; t < seconds; i++) {
     uint32_t bytes = 64 + (i * 397) % 1437;  // 64 .. 1500
+    auto [dscp, in] = stream_dscps[i % std::size(stream_dscps)];
+    if (!p.colour_aware()) in = qos::green;
+    CHECK(compiled.colour_aware == p.colour_aware());
     uint64_t now = start + uint64_t(t * hz);
-    int c = two ? rte_meter_trtcm_color_blind_check(&s.trtcm, &compiled.trtcm, now, bytes)
-                : rte_meter_srtcm_color_blind_check(&s.srtcm, &compiled.srtcm, now, bytes);
+    qos::Colour c = qos::meter(compiled, s, now, bytes, compiled.colour_aware ? qos::colour_of_dscp(dscp) : qos::green);
     meter[c]++;
-    expected[rfc.colour(t, bytes)]++;
+    expected[rfc.colour(t, bytes, in)]++;
     n++;
     t += bytes / offered;
     if (std::fmod(t, 0.2) > 0.1) t = std::ceil(t / 0.2) * 0.2;
@@ -95,6 +115,18 @@ void compare(const v1::Policer& p, double offered, double seconds) {
     // rte_meter adds tokens in whole periods of the TSC: within 1% of the packets.
     CHECK(std::fabs(double(meter[c]) - double(expected[c])) <= 0.01 * double(n));
   }
+}
+
+v1::Policer rfc4115(bool aware) {
+  v1::Policer p;
+  p.set_name("p");
+  p.set_mode(v1::POLICER_TRTCM_RFC4115);
+  p.set_cir(1'250'000);  // 10 Mbit/s committed, 5 more excess
+  p.set_eir(625'000);
+  p.set_cbs(20'000);
+  p.set_ebs(30'000);
+  p.set_colour_aware(aware);
+  return p;
 }
 
 }  // namespace
@@ -118,6 +150,36 @@ TEST_CASE("trTCM colours a timed stream as RFC 2698 says") {
   p.set_cbs(20'000);
   p.set_pbs(30'000);
   compare(p, 2'500'000, 2.0);  // offered 20 Mbit/s, half the time, for 2 s
+  p.set_colour_aware(true);
+  compare(p, 2'500'000, 2.0);  // RFC 2698's colour-aware mode
+}
+
+TEST_CASE("srTCM colour-aware colours a timed stream as RFC 2697 says") {
+  v1::Policer p;
+  p.set_name("p");
+  p.set_mode(v1::POLICER_SRTCM);
+  p.set_cir(1'250'000);
+  p.set_cbs(20'000);
+  p.set_ebs(40'000);
+  p.set_colour_aware(true);
+  compare(p, 1'250'000 * 2.5, 2.0);
+}
+
+TEST_CASE("RFC 4115's trTCM colours a timed stream as RFC 4115 says, colour-blind and colour-aware") {
+  compare(rfc4115(false), 2'500'000, 2.0);  // offered 20 Mbit/s, half the time, for 2 s
+  compare(rfc4115(true), 2'500'000, 2.0);
+}
+
+TEST_CASE("a colour-aware policer's input colour is the DSCP's drop precedence (RFC 2597)") {
+  // AFxy is 8x + 2y: y 1 green, 2 yellow, 3 red, for x 1..4.
+  for (unsigned x = 1; x <= 4; x++) {
+    CHECK(qos::colour_of_dscp(8 * x + 2) == qos::green);
+    CHECK(qos::colour_of_dscp(8 * x + 4) == qos::yellow);
+    CHECK(qos::colour_of_dscp(8 * x + 6) == qos::red);
+  }
+  // Everything else is green: best effort, class selectors, EF, odd and unassigned codepoints.
+  for (unsigned d : {0u, 8u, 16u, 24u, 32u, 40u, 46u, 48u, 56u, 11u, 13u, 15u, 44u, 42u, 2u, 4u, 6u, 63u})
+    CHECK(qos::colour_of_dscp(d) == qos::green);
 }
 
 TEST_CASE("each worker meters its share of the rates, with whole bursts") {
@@ -167,6 +229,20 @@ TEST_CASE("a policer is checked whole: rates, bursts, references, each error nam
   refused(R"("name": "pa", "tenant": "a", "cir": "1000", "cbs": "3000", "ebs": "3000")",
           "operations[0].policer.mode: is required");
   refused(good + R"(, "red": {"action": "POLICER_REMARK", "dscp": 64})", "operations[0].policer.red.dscp: ");
+  // Each mode's own fields, the others' unset.
+  refused(good + R"(, "eir": "1000")", "operations[0].policer.eir: is not a field of POLICER_SRTCM");
+  refused(R"("name": "pa", "tenant": "a", "mode": "POLICER_TRTCM", "cir": "1000", "pir": "2000", "cbs": "3000",
+             "pbs": "3000", "ebs": "3000")",
+          "operations[0].policer.ebs: is not a field of POLICER_TRTCM");
+  refused(R"("name": "pa", "tenant": "a", "mode": "POLICER_TRTCM_RFC4115", "cir": "1000", "cbs": "3000",
+             "ebs": "3000", "colour_aware": true)",
+          "operations[0].policer.eir: must be above 0");
+  refused(R"("name": "pa", "tenant": "a", "mode": "POLICER_TRTCM_RFC4115", "cir": "1000", "eir": "500",
+             "cbs": "3000", "ebs": "100")",
+          "operations[0].policer.ebs: 100 bytes is below one packet");
+  refused(R"("name": "pa", "tenant": "a", "mode": "POLICER_TRTCM_RFC4115", "cir": "1000", "eir": "500",
+             "cbs": "3000", "ebs": "3000", "pir": "2000")",
+          "operations[0].policer.pir: is not a field of POLICER_TRTCM_RFC4115");
   refused(good + R"(, "dscp": 10)", "operations[0].policer.dscp: needs match_dscp");
   refused(R"("name": "other", "tenant": "a", "interface": "a-svc", "mode": "POLICER_SRTCM", "cir": "1000",
              "cbs": "3000", "ebs": "3000")",
@@ -229,6 +305,44 @@ TEST_CASE("a policer colours its class's packets, remarks and drops as told, and
   CHECK(s.packets[qos::red] == 10);
   CHECK(s.bytes[qos::green] == 1500);
   CHECK(s.dropped == 10);
+}
+
+TEST_CASE("a colour-aware policer takes the DSCP's colour: a packet's colour only gets worse") {
+  Harness h(two_tenants);
+  // RFC 4115, colour-aware, 1 byte a second: the buckets are what they started with, 15 packets
+  // of 100 bytes in C and 15 in E. Yellow is remarked AF12, red dropped.
+  REQUIRE(h.apply(ops(policer_op("CREATE", R"("name": "pa", "tenant": "a", "interface": "a-lan",
+                   "mode": "POLICER_TRTCM_RFC4115", "colour_aware": true, "cir": "1", "cbs": "1500",
+                   "eir": "1", "ebs": "1500", "yellow": {"action": "POLICER_REMARK", "dscp": 12})")))
+              .code == Code::ok);
+  auto packet = [](uint8_t dscp) {
+    auto f = ether("02:00:00:00:00:0a", host_mac, 0x8100) + vlan(0x0800, 10) +
+             ipv4("10.0.0.7", "10.1.0.10", 17, udp(1, 2, 72));
+    f[18 + 1] = uint8_t(dscp << 2);
+    auto* ip = reinterpret_cast<rte_ipv4_hdr*>(f.data() + 18);
+    ip->hdr_checksum = 0;
+    ip->hdr_checksum = rte_ipv4_cksum(ip);
+    return f;
+  };
+  auto dscp_out = [&](uint8_t dscp) -> int {
+    h.receive(0, packet(dscp));
+    auto sent = h.sent(1);
+    return sent.empty() ? -1 : sent[0][18 + 1] >> 2;
+  };
+  CHECK(dscp_out(14) == -1);  // AF13: red in, red out, with C and E full
+  CHECK(dscp_out(12) == 12);  // AF12: yellow in, taken from E, not C
+  CHECK(dscp_out(10) == 10);  // AF11: green, from C
+  CHECK(dscp_out(0) == 0);    // best effort: green
+  const qos::Share& s = h.tables->qos.policers.at(0).shares[0];
+  CHECK(s.packets[qos::red] == 1);
+  CHECK(s.packets[qos::yellow] == 1);
+  CHECK(s.packets[qos::green] == 2);
+  CHECK(s.rfc4115.tc == 1500 - 200);
+  CHECK(s.rfc4115.te == 1500 - 100);
+  // Green in, C spent: yellow from E (RFC 4115: E is the excess, however C was spent).
+  for (int i = 0; i < 13; i++) CHECK(dscp_out(10) == 10);
+  CHECK(dscp_out(10) == 12);
+  CHECK(h.drops(Drop::policed) == 1);
 }
 
 // Egress shapers (qos/shape.cpp).

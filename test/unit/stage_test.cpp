@@ -781,3 +781,90 @@ TEST_CASE("HA sync: sessions made on the active install on the standby's worker,
   standby.worker.sync = nullptr;
   standby.worker.ha_standby = nullptr;
 }
+
+TEST_CASE("nat stage: a policy rule's flows are a QoS class, policed both ways by the rule's policer") {
+  Harness h(nat_config);
+  const uint16_t a = h.tenant("hosp-a"), clinic = h.tenant("clinic"), archive = h.tenant("archive");
+  constexpr size_t l2 = 18;
+  auto apply = [&](const std::string& operations) { return h.apply(ops(operations)); };
+  auto refusal = [&](const std::string& operations) {
+    auto r = apply(operations);
+    return r.code == Code::ok ? std::string() : r.message;
+  };
+  // A rule's policer has no tenant; 1 byte a second: its buckets are what they started with
+  // (1500 bytes each), three packets of 500 bytes green, three yellow (remarked AF12), then red.
+  const std::string policer = R"({"policer": {"name": "imaging", "mode": "POLICER_SRTCM", "cir": "1",
+      "cbs": "1500", "ebs": "1500", "yellow": {"action": "POLICER_REMARK", "dscp": 12}}})";
+  const std::string rule = R"({"policy_rule": {"name": "a-dicom", "priority": 10, "from_tenant": "hosp-a",
+      "to_tenant": "archive", "protocol": 6, "port_low": 104, "port_high": 104, "permit": true,
+      "policer": "imaging"}})";
+  // Checked whole: a rule naming a policer that does not exist (a good policer beside it, after
+  // it: a transaction sees its objects in order) changes nothing.
+  CHECK(refusal(R"([{"op": "UPDATE", "object": )" + rule + R"(}, {"op": "CREATE", "object": )" + policer + "}]") ==
+        "operations[0].policy_rule.policer: no policer named \"imaging\"");
+  h.controller.read([](const Intent& in, const Committer&, uint64_t) {
+    CHECK(!in.named.count(v1::Object::kPolicer));
+    CHECK(in.policy_rules.at("a-dicom").policer().empty());
+    return 0;
+  });
+  CHECK(refusal(R"([{"op": "CREATE", "object": {"policer": {"name": "x", "interface": "a0", "mode": "POLICER_SRTCM",
+        "cir": "1", "cbs": "1500", "ebs": "1500"}}}])") ==
+        "operations[0].policer.interface: needs a tenant (a rule's policer has none)");
+  CHECK(refusal(R"([{"op": "CREATE", "object": {"policer": {"name": "a-in", "tenant": "hosp-a", "mode": "POLICER_SRTCM",
+        "cir": "1", "cbs": "1500", "ebs": "1500"}}}, {"op": "UPDATE", "object": {"policy_rule": {"name": "a-dicom",
+        "priority": 10, "from_tenant": "hosp-a", "permit": true, "policer": "a-in"}}}])") ==
+        "operations[1].policy_rule.policer: \"a-in\" polices tenant \"hosp-a\"'s ingress; a rule's policer has no "
+        "tenant");
+  REQUIRE(apply(R"([{"op": "CREATE", "object": )" + policer + R"(}, {"op": "UPDATE", "object": )" + rule + "}]").code ==
+          Code::ok);
+  REQUIRE(h.tables->qos.policers.empty());  // no ingress class: l2_input pays nothing
+  REQUIRE(h.tables->qos.rule_policers.size() == 1);
+  // What a rule names stays while it does, and keeps no tenant.
+  CHECK(refusal(R"([{"op": "DELETE", "object": {"policer": {"name": "imaging"}}}])")
+            .find("operations[0].policer: policer \"imaging\" is still used by 1 object") == 0);
+  CHECK(refusal(R"([{"op": "UPDATE", "object": {"policer": {"name": "imaging", "tenant": "hosp-a",
+        "mode": "POLICER_SRTCM", "cir": "1", "cbs": "1500", "ebs": "1500"}}}])") ==
+        "operations[0].policer.tenant: policy rules name this policer: their class has no tenant");
+
+  // hosp-a's DICOM flow to the archive: the rule's class. 8 packets of 500 bytes.
+  std::vector<std::pair<std::string, Bytes>> frames;
+  for (int i = 0; i < 8; i++)
+    frames.push_back({"a0", on_vlan(10, ipv4("10.0.0.5", "100.100.2.10", 6, tcp(40000, 104, 0x02, 460)))});
+  h.worker.now = rte_rdtsc();  // the meters' clock (rte_meter started them at the commit's TSC)
+  auto out = nat_stage(h, in_core(h, frames), std::vector<uint16_t>(8, a), std::vector<uint16_t>(8, archive));
+  for (int i = 0; i < 6; i++) {
+    REQUIRE(out[i]);
+    Bytes seen = bytes_of(out[i]);
+    CHECK(seen[l2 + 1] >> 2 == (i < 3 ? 0 : 12));
+    CHECK(checksums_ok(seen, l2));  // the remark and the translation, both in the checksums
+  }
+  CHECK(!out[6]);
+  CHECK(!out[7]);
+  CHECK(h.drops(Drop::policed) == 2);
+  free_all(out);
+  // The replies are the class too (its buckets spent: red); the clinic's flow is no class.
+  // (The same now: the harness's session timeouts are 0.)
+  out = nat_stage(h,
+                  in_core(h, {{"r0", on_vlan(200, ipv4("192.168.1.10", "100.64.1.5", 6, tcp(104, 40000, 0x12, 460)))},
+                              {"c0", on_vlan(30, ipv4("10.0.0.5", "100.100.2.10", 17, udp(5000, 9, 472)))}}),
+                  {archive, clinic}, {a, archive});
+  CHECK(!out[0]);
+  CHECK(out[1]);
+  CHECK(h.drops(Drop::policed) == 3);
+  free_all(out);
+  const qos::Share& s = h.tables->qos.rule_policers.at(0).shares[0];
+  CHECK(s.packets[qos::green] == 3);
+  CHECK(s.packets[qos::yellow] == 3);
+  CHECK(s.packets[qos::red] == 3);
+  CHECK(s.bytes[qos::green] == 1500);
+  CHECK(s.dropped == 3);
+  // The rule without its policer: the class is gone, the flow passes.
+  REQUIRE(apply(R"([{"op": "UPDATE", "object": {"policy_rule": {"name": "a-dicom", "priority": 10,
+      "from_tenant": "hosp-a", "to_tenant": "archive", "protocol": 6, "port_low": 104, "port_high": 104,
+      "permit": true}}}])")
+              .code == Code::ok);
+  CHECK(h.tables->qos.policer_of_rule.empty());
+  out = nat_stage(h, in_core(h, {frames[0]}), {a}, {archive});
+  CHECK(out[0]);
+  free_all(out);
+}
