@@ -217,8 +217,16 @@ void Runner::send_garps(const dp::Tables& t, const Io& io, const Instance& i, En
   }
 }
 
+bool Runner::group_in_fault(const dp::Tables& t, const Instance& i) const {
+  for (const auto& o : t.vrrp.instances) {
+    if (&o != &i && (i.group.empty() || o.group != i.group)) continue;
+    auto e = entries_.find(o.name);
+    if (e != entries_.end() && e->second.fault) return true;
+  }
+  return false;
+}
+
 void Runner::act(const dp::Tables& t, const Io& io, const Instance& i, Entry& e, const Actions& a, uint64_t now) {
-  (void)now;
   if (a.advert_zero) send_advert(t, io, i, e, 0);
   if (a.changed) {
     e.transitions++;
@@ -231,11 +239,37 @@ void Runner::act(const dp::Tables& t, const Io& io, const Instance& i, Entry& e,
   // segment's traffic here (the sync thread then advances the SAs), standby once it yields.
   bool drives_role = a.changed && io.ha_standby && io.ha_group && !io.ha_group->empty() && i.group == *io.ha_group;
   if (drives_role && e.m.state == State::master) set_role(io, false, i);
+  // Yielding to a better master (not for a fault): drain for three of its intervals, which
+  // covers the switch's relearning from its next advert with one advert lost.
+  bool drain = a.changed && a.from == State::master && e.m.state == State::backup &&
+               (a.reason == Reason::higher_priority || a.reason == Reason::group) && !group_in_fault(t, i);
+  if (a.changed) e.drain_until = drain ? now + 3 * uint64_t(e.m.master_interval_cs) * ns_per_cs : 0;
   // Workers see the new owner of the virtual MAC before the world hears of it.
-  e.live->master.store(e.m.state == State::master, std::memory_order_relaxed);
+  e.live->master.store(e.m.state == State::master || e.drain_until, std::memory_order_relaxed);
   if (a.advert) send_advert(t, io, i, e, e.m.p.priority);
   if (a.garp) send_garps(t, io, i, e);
-  if (drives_role && a.from == State::master) set_role(io, true, i);
+  if (drives_role && a.from == State::master && !drain) set_role(io, true, i);
+}
+
+// Drains that ran out: the frames stop; the node is standby once none of its HA group's
+// instances is master or draining.
+void Runner::end_drains(const dp::Tables& t, const Io& io, uint64_t now) {
+  for (const auto& i : t.vrrp.instances) {
+    auto it = entries_.find(i.name);
+    if (it == entries_.end() || !it->second.drain_until || now < it->second.drain_until) continue;
+    Entry& e = it->second;
+    e.drain_until = 0;
+    if (e.m.state == State::master) continue;
+    e.live->master.store(false, std::memory_order_relaxed);
+    if (!io.ha_standby || !io.ha_group || io.ha_group->empty() || i.group != *io.ha_group) continue;
+    bool busy = false;
+    for (const auto& o : t.vrrp.instances) {
+      auto oe = entries_.find(o.name);
+      if (o.group == i.group && oe != entries_.end() && (oe->second.m.state == State::master || oe->second.drain_until))
+        busy = true;
+    }
+    if (!busy) set_role(io, true, i);
+  }
 }
 
 void Runner::set_role(const Io& io, bool standby, const Instance& i) {
@@ -287,6 +321,7 @@ void Runner::poll(const dp::Tables& t, rte_ring* from_workers, const Io& io, uin
         pending_.push_back({o.name, oe.m.to_master(now, Reason::group)});
     }
   }
+  end_drains(t, io, now);
 }
 
 void Runner::resign(const dp::Tables& t, const Io& io) {

@@ -75,7 +75,13 @@ class Runner {
     std::deque<Transition> last;
     unsigned lowered = 0;  // the weights of the tracked links that are down
     bool fault = false;    // a tracked link of weight 0 is down
+    // A master that yielded to a better one keeps taking frames to the virtual MAC (and, for
+    // the HA group, stays active) until then: frames a segment's switch still sends here
+    // (it relearns the MAC from the new master's next advert) are crossed, not lost.
+    uint64_t drain_until = 0;
   };
+  bool group_in_fault(const dp::Tables& t, const Instance& i) const;
+  void end_drains(const dp::Tables& t, const Io& io, uint64_t now);
   void sync(const dp::Tables& t, uint64_t now);
   void receive(const dp::Tables& t, rte_ring* from_workers, uint64_t now);
   void track(const dp::Tables& t, const Io& io, uint64_t now);
