@@ -15,8 +15,9 @@
 #     to the arrival of the first probe sent after it) is measured and must be under a loose
 #     bound (3 s: a loaded 2-core machine); the goal (1 s) is reported, not asserted.
 # (3) A returns: VRRP backup, HA standby, a bulk resync gives it B's sessions.
-# (4) A planned switchover back to A (A's priority raised above B's, with preemption: A becomes
-#     master and active before B yields) under the probe and a third study: 0 probes lost.
+# (4) A planned switchover back to A (`medixctl ha-sync switchover`: A's priority raised above
+#     B's, with preemption; A becomes master and active before B yields and drains) under the
+#     probe and a third study: 0 probes lost.
 #
 # Usage: test/netns/failover.sh (root; binaries from build/, or MEDIX_DP=path MEDIXCTL=path).
 # MX_FAILOVER_JSON=FILE: the measured figures written there as JSON.
@@ -294,14 +295,14 @@ rm -f "$MX_TMP/received-HOSP-D"/*
 probe_start switch 6
 study_send hosp-d-lan HOSP-D
 sleep 1.5
-cat >"$MX_TMP/switch.json" <<JSON
-{"schema_version": 1, "vrrp_instances": $(vrrp_json 250 true)}
-JSON
 switch_ns=$(now_ns)
-check "A's priority raised to 250 with preemption (medixctl apply)" ctl "$A_PREFIX" apply "$MX_TMP/switch.json"
-check "A becomes master and active, B backup and standby" \
+check "medixctl ha-sync switchover on A: active ($(ctl "$A_PREFIX" ha-sync switchover --group ix 2>&1 | tee "$MX_TMP/switchover.out"))" \
+  grep -q '^active after' "$MX_TMP/switchover.out"
+check "A is master, B backup and, its drain over, standby" \
   wait_for 10 '[ "$(vrrp_states $A_PREFIX)" = "master master master" ] && [ "$(status $A_PREFIX role)" = HA_ROLE_ACTIVE ] && [ "$(vrrp_states $B_PREFIX)" = "backup backup backup" ] && [ "$(status $B_PREFIX role)" = HA_ROLE_STANDBY ]'
 switch_ms=$("$MX_PY" -c "print(round(($(now_ns) - $switch_ns) / 1e6))")
+check "A's instances run at priority 254 with preemption now" \
+  [ "$(ctl "$A_PREFIX" -o json vrrp | mx_json - "sorted(set(i.get('priority', 0) for i in d['instances']))")" = "[254]" ]
 probe_end switch
 r2=$PROBE_REPORT
 echo "    probe through the switchover: $r2"
