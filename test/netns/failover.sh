@@ -291,6 +291,11 @@ check "A holds every session of B ($(mx_json - "len(d)" <<<"$sb") sessions, resy
 check "B is still master" [ "$(vrrp_states $B_PREFIX)" = "master master master" ]
 
 # --- (4) planned switchover back to A: 0 loss -------------------------------------------------
+if ctl "$A_PREFIX" ha-sync switchover --priority 255 >"$MX_TMP/bad.out" 2>&1; then rc=0; else rc=$?; fi
+check "switchover --priority 255 is refused as a usage error (exit $rc: $(head -1 "$MX_TMP/bad.out"))" [ "$rc" -eq 2 ]
+if ctl "$A_PREFIX" ha-sync switchover --group nosuch >"$MX_TMP/bad.out" 2>&1; then rc=0; else rc=$?; fi
+check_that "switchover --group nosuch fails (exit $rc: $(head -1 "$MX_TMP/bad.out")) and A stays backup" \
+  '[ "$rc" -eq 1 ] && [ "$(vrrp_states $A_PREFIX)" = "backup backup backup" ]'
 rm -f "$MX_TMP/received-HOSP-D"/*
 probe_start switch 6
 study_send hosp-d-lan HOSP-D
