@@ -9,7 +9,7 @@
 # Both nodes and every host run on this machine: on a loaded 2-CPU machine the figures are
 # upper bounds of what the protocol needs (10 cs adverts: master down interval 0.36 s).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 runs=${1:-5}
 out=benchmarks/results/ha/failover.json
 tmp=$(mktemp -d /tmp/medix-failover-bench.XXXX)

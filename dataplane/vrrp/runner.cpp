@@ -84,6 +84,7 @@ void Runner::sync(const dp::Tables& t, uint64_t now) {
     const Instance* i = find(t, it->first);
     if (!i || i->live != it->second.live) {
       it->second.live->master.store(false, std::memory_order_relaxed);
+      it->second.live->draining.store(false, std::memory_order_relaxed);
       it = entries_.erase(it);
     } else {
       ++it;
@@ -245,7 +246,8 @@ void Runner::act(const dp::Tables& t, const Io& io, const Instance& i, Entry& e,
                (a.reason == Reason::higher_priority || a.reason == Reason::group) && !group_in_fault(t, i);
   if (a.changed) e.drain_until = drain ? now + 3 * uint64_t(e.m.master_interval_cs) * ns_per_cs : 0;
   // Workers see the new owner of the virtual MAC before the world hears of it.
-  e.live->master.store(e.m.state == State::master || e.drain_until, std::memory_order_relaxed);
+  e.live->master.store(e.m.state == State::master, std::memory_order_relaxed);
+  e.live->draining.store(e.drain_until != 0, std::memory_order_relaxed);
   if (a.advert) send_advert(t, io, i, e, e.m.p.priority);
   if (a.garp) send_garps(t, io, i, e);
   if (drives_role && a.from == State::master && !drain) set_role(io, true, i);
@@ -259,8 +261,8 @@ void Runner::end_drains(const dp::Tables& t, const Io& io, uint64_t now) {
     if (it == entries_.end() || !it->second.drain_until || now < it->second.drain_until) continue;
     Entry& e = it->second;
     e.drain_until = 0;
+    e.live->draining.store(false, std::memory_order_relaxed);
     if (e.m.state == State::master) continue;
-    e.live->master.store(false, std::memory_order_relaxed);
     if (!io.ha_standby || !io.ha_group || io.ha_group->empty() || i.group != *io.ha_group) continue;
     bool busy = false;
     for (const auto& o : t.vrrp.instances) {
@@ -331,6 +333,7 @@ void Runner::resign(const dp::Tables& t, const Io& io) {
     if (e == entries_.end() || e->second.m.state != State::master) continue;
     send_advert(t, io, i, e->second, 0);
     e->second.live->master.store(false, std::memory_order_relaxed);
+    e->second.live->draining.store(false, std::memory_order_relaxed);
   }
 }
 

@@ -130,7 +130,7 @@ PA=$((20000 + RANDOM % 20000)) PB=$((PA + 1))
 
 # start_node A|B: the node (its own DPDK prefix, log, veths and config), standby until VRRP
 # makes it master of group ix; its pid in A_PID or B_PID.
-A_PREFIX=$MX_PREFIX B_PREFIX=$MX_PREFIX-b A_LOG=$MX_TMP/medix-dp-a.log B_LOG=$MX_TMP/medix-dp-b.log A_PID= B_PID=
+A_PREFIX=$MX_PREFIX B_PREFIX=$MX_PREFIX-b A_LOG=$MX_TMP/medix-dp-a.log B_LOG=$MX_TMP/medix-dp-b.log A_PID='' B_PID=''
 declare -A RIF_A=()
 for name in "${MX_HOSTS[@]}"; do RIF_A[$name]=${MX_RIF[$name]}; done
 start_node() {
@@ -148,7 +148,7 @@ start_node() {
     --ha-sync-key-file "$MX_TMP/sync.key" || rc=1
   if [ "$node" = A ]; then A_PID=$MX_DP_PID; else B_PID=$MX_DP_PID; fi
   MX_PIDS+=("$MX_DP_PID")
-  MX_DP_PID= MX_PREFIX=$save_prefix MX_DP_LOG=$save_log
+  MX_DP_PID='' MX_PREFIX=$save_prefix MX_DP_LOG=$save_log
   for name in "${MX_HOSTS[@]}"; do MX_RIF[$name]=${RIF_A[$name]}; done
   return $rc
 }
@@ -156,7 +156,7 @@ stop_nodes() {
   local pid
   for pid in $A_PID $B_PID; do kill -TERM "$pid" 2>/dev/null; done
   for pid in $A_PID $B_PID; do wait "$pid" 2>/dev/null; done
-  A_PID= B_PID=
+  A_PID='' B_PID=''
 }
 ctl() { local prefix=$1; shift; timeout 20 "$CTL" -p "$prefix" "$@"; }
 status() { ctl "$1" -o json ha-sync 2>/dev/null | mx_json - "(d or {}).get('$2', 0)"; }

@@ -303,9 +303,12 @@ TEST_CASE("an instance in the pipeline: ARP and the virtual MAC only as master, 
   CHECK(s.adverts_received == 1);
   CHECK(s.last.back().reason == vrrp::Reason::higher_priority);
   // It yielded to a better master: for three of its intervals (300 ms) it drains, still taking
-  // what the segment's switch sends to the virtual MAC until it relearns the MAC.
+  // what the segment's switch sends to the virtual MAC until it relearns the MAC; ARP for the
+  // address is the new master's alone.
   h.receive(0, echo);
   CHECK(h.sent(0).size() == 1);
+  h.receive(0, ask);
+  CHECK(h.sent(0).empty());
   // A bad advert is counted by its reason.
   Bytes bad = better;
   bad[18 + 8] = 64;  // TTL
