@@ -97,6 +97,14 @@ void DataplaneClient::reconnect() {
   stub_ = std::move(stub);
 }
 
+int DataplaneClient::ha_role() {
+  v1::HaSyncStatus status;
+  grpc::ClientContext context;
+  set_deadline(context);
+  if (!stub()->GetHaSync(&context, v1::GetHaSyncRequest(), &status).ok()) return -1;
+  return status.role() == v1::HA_ROLE_STANDBY ? 0 : 1;
+}
+
 bool DataplaneClient::connected() {
   std::shared_ptr<grpc::Channel> channel;
   {

@@ -89,6 +89,8 @@ class DataplaneClient {
     int64_t last_success_unix_ns = 0;  // 0: none yet
   };
   ReconcileStats reconcile_stats(Trigger trigger);
+  // medix-dp's HA role (GetHaSync): 1 active, 0 standby, -1 no answer. The ha link follows it.
+  int ha_role();
   // Whether the channel to medix-dp is up now (gRPC's READY; the SA event stream keeps it so).
   bool connected();
   // Objects medix-cp created in medix-dp and keeps there (FILE.owned), as last written.

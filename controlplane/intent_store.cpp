@@ -1,5 +1,10 @@
 #include "intent_store.h"
 
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <fstream>
+
 #include "common/address.h"
 #include "objects.h"
 
@@ -62,6 +67,23 @@ std::optional<std::string> parse_etcd_url(const std::string& url, EtcdEndpoint& 
     start = comma + 1;
   }
   out.target = members > 1 ? "ipv4:" + out.address : out.address;
+  return std::nullopt;
+}
+
+std::optional<std::string> read_etcd_user(const std::string& path, EtcdEndpoint& out) {
+  std::ifstream in(path);
+  std::string line;
+  if (!in) return path + ": cannot read the file";
+  std::getline(in, line);
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  const size_t colon = line.find(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == line.size())
+    return path + ": its first line must be USER:PASSWORD (neither empty)";
+  out.user = line.substr(0, colon);
+  out.password = line.substr(colon + 1);
+  struct stat st {};
+  if (stat(path.c_str(), &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)))
+    fprintf(stderr, "medix-cp: --etcd-user-file %s: others than its owner may read it (chmod 600)\n", path.c_str());
   return std::nullopt;
 }
 

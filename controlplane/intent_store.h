@@ -76,10 +76,16 @@ struct EtcdEndpoint {
   // The name the members' certificates must carry when there are several (gRPC checks one name
   // for the whole list): --etcd-server-name, else the first member's host.
   std::string server_name;
+  // etcd's password authentication (--etcd-user-file); user empty: none. Never logged.
+  std::string user, password;
 };
 // Where the etcd store is: "etcd://HOST:PORT[,HOST:PORT...][/PREFIX]" (the flag --intent-store
 // takes; several members by IPv4 address). The error, or nothing.
 std::optional<std::string> parse_etcd_url(const std::string& url, EtcdEndpoint& out);
+// etcd's user and password from FILE (--etcd-user-file): its first line, USER:PASSWORD (as
+// etcdctl's --user takes them). The error (naming the file, never its content), or nothing; a
+// file that others may read is said on stderr, and taken.
+std::optional<std::string> read_etcd_user(const std::string& path, EtcdEndpoint& out);
 
 // What an area's medix-cp applies: the global objects with its area's section (none: "").
 c1::Intent area_intent(const c1::Intent& whole, const std::string& area);

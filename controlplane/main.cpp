@@ -5,7 +5,8 @@
 //            [--strongswan-conf FILE] [--plugins "LIST"] [--log-level N] [--metrics-listen HOST:PORT]
 //            [--knot SOCKET [--knot-catalog ZONE] [--knot-geoip FILE] [--knot-probe DIR]]
 //            [--intent-store etcd://HOST:PORT[/PREFIX] --area NAME] [--bgp HOST:PORT]
-//            [--etcd-cacert FILE [--etcd-cert FILE --etcd-key FILE]]
+//            [--etcd-cacert FILE [--etcd-cert FILE --etcd-key FILE]] [--etcd-user-file FILE]
+//            [--ha-sync-local HOST:PORT --ha-sync-peer HOST:PORT --ha-sync-key-file FILE]
 //
 // With --knot, the intent's DNS zones are served by Knot DNS, driven over its control socket
 // (docs/dns.md).
@@ -45,6 +46,7 @@
 #include "dataplane_client.h"
 #include "dns/sync.h"
 #include "etcd/store.h"
+#include "ha/link.h"
 #include "intent_file.h"
 #include "intent_store.h"
 #include "metrics.h"
@@ -58,7 +60,8 @@ constexpr const char* usage_text =
     "                [--metrics-listen HOST:PORT] [--knot SOCKET [--knot-catalog ZONE] [--knot-geoip FILE]\n"
     "                [--knot-probe DIR]]\n"
     "                [--intent-store etcd://HOST:PORT[/PREFIX] --area NAME] [--bgp HOST:PORT]\n"
-    "                [--etcd-cacert FILE [--etcd-cert FILE --etcd-key FILE]]\n"
+    "                [--etcd-cacert FILE [--etcd-cert FILE --etcd-key FILE]] [--etcd-user-file FILE]\n"
+    "                [--ha-sync-local HOST:PORT --ha-sync-peer HOST:PORT --ha-sync-key-file FILE]\n"
     "       medix-cp --check --intent FILE   validate the intent file and exit\n"
     "       medix-cp --abi-check | --version | --help\n"
     "  --metrics-listen HOST:PORT  serve Prometheus metrics (GET /metrics, plain HTTP, read only):\n"
@@ -75,8 +78,14 @@ constexpr const char* usage_text =
     "  --etcd-cacert FILE [--etcd-cert FILE --etcd-key FILE] [--etcd-server-name NAME]\n"
     "                              TLS to etcd: its CA, our client certificate; with several members the\n"
     "                              name their certificates share (default: the first member's address)\n"
+    "  --etcd-user-file FILE       etcd's password authentication: FILE's first line is USER:PASSWORD\n"
+    "                              (readable by medix-cp's user only; the password is never logged)\n"
     "  --bgp HOST:PORT             gobgpd's gRPC API: announce this area's core prefixes, install the\n"
-    "                              other areas' into the core tenant (the intent's bgp, docs/areas.md)\n";
+    "                              other areas' into the core tenant (the intent's bgp, docs/areas.md)\n"
+    "  --ha-sync-local HOST:PORT --ha-sync-peer HOST:PORT --ha-sync-key-file FILE\n"
+    "                              a node of a redundant pair: strongSwan's ha plugin syncs the IKE_SAs with\n"
+    "                              the peer's medix-cp over this link (AES-256-GCM under the key in FILE);\n"
+    "                              they are active while medix-dp's HA role is (docs/ha.md)\n";
 
 void usage() {
   fputs(usage_text, stderr);
@@ -88,8 +97,9 @@ void usage() {
 int main(int argc, char** argv) {
   std::string intent_path, target, listen, strongswan_conf, plugins, metrics_listen, knot_socket, knot_geoip,
       knot_probe;
-  std::string intent_store, area, bgp_daemon, etcd_cacert, etcd_cert, etcd_key, etcd_server_name;
+  std::string intent_store, area, bgp_daemon, etcd_cacert, etcd_cert, etcd_key, etcd_server_name, etcd_user_file;
   std::string knot_catalog = "catalog.medix";
+  medix::cp::ha::LinkConfig ha_link_config;
   int log_level = 1;
   bool abi_check = false, check = false;
   for (int i = 1; i < argc; i++) {
@@ -136,6 +146,14 @@ int main(int argc, char** argv) {
       etcd_key = value();
     else if (a == "--etcd-server-name")
       etcd_server_name = value();
+    else if (a == "--ha-sync-local")
+      ha_link_config.local = value();
+    else if (a == "--ha-sync-peer")
+      ha_link_config.peer = value();
+    else if (a == "--ha-sync-key-file")
+      ha_link_config.key_file = value();
+    else if (a == "--etcd-user-file")
+      etcd_user_file = value();
     else if (a == "--log-level") {
       // charon's levels, but 4: strongSwan's level 4 dumps key material (the PSK, IKE and
       // CHILD_SA keys), and no key or PSK may reach medix-cp's log.
@@ -236,10 +254,17 @@ int main(int argc, char** argv) {
       }
       etcd.server_name = etcd_server_name;
     }
-  } else if (!etcd_cacert.empty() || !etcd_cert.empty() || !etcd_key.empty() || !etcd_server_name.empty()) {
-    fprintf(
-        stderr,
-        "medix-cp: --etcd-cacert, --etcd-cert, --etcd-key and --etcd-server-name go with --intent-store etcd://...\n");
+    if (!etcd_user_file.empty()) {
+      if (auto e = medix::cp::read_etcd_user(etcd_user_file, etcd)) {
+        fprintf(stderr, "medix-cp: --etcd-user-file %s\n", e->c_str());
+        return 2;
+      }
+    }
+  } else if (!etcd_cacert.empty() || !etcd_cert.empty() || !etcd_key.empty() || !etcd_server_name.empty() ||
+             !etcd_user_file.empty()) {
+    fprintf(stderr,
+            "medix-cp: --etcd-cacert, --etcd-cert, --etcd-key, --etcd-server-name and --etcd-user-file go with "
+            "--intent-store etcd://...\n");
     return 2;
   } else if (!area.empty()) {
     fprintf(stderr, "medix-cp: --area goes with --intent-store etcd://... (the intent file has no areas)\n");
@@ -281,8 +306,20 @@ int main(int argc, char** argv) {
   // installs is taken for a leftover).
   medix::cp::DataplaneClient dataplane(target, intent, intent_path + ".owned");
   medix::cp::set_glue_client(&dataplane);
-  if (cp_charon_start(strongswan_conf.empty() ? nullptr : strongswan_conf.c_str(), nullptr,
-                      plugins.empty() ? nullptr : plugins.c_str(), log_level, err, sizeof(err)) != 0) {
+  // A node of a pair: the ha plugin's link to the peer is up before the plugin sends.
+  medix::cp::ha::Link ha_link;
+  std::string ha_settings;
+  if (ha_link_config.configured()) {
+    if (std::string e = ha_link.start(ha_link_config, [&dataplane] { return dataplane.ha_role(); }); !e.empty()) {
+      fprintf(stderr, "medix-cp: %s\n", e.c_str());
+      return 2;
+    }
+    ha_settings = medix::cp::ha::Link::plugin_settings();
+    plugins = (plugins.empty() ? std::string(cp_charon_default_plugins()) : plugins) + " ha";
+  }
+  if (cp_charon_start(strongswan_conf.empty() ? nullptr : strongswan_conf.c_str(),
+                      ha_settings.empty() ? nullptr : ha_settings.c_str(), plugins.empty() ? nullptr : plugins.c_str(),
+                      log_level, err, sizeof(err)) != 0) {
     fprintf(stderr, "medix-cp: %s\n", err);
     return 1;
   }
@@ -384,7 +421,7 @@ int main(int argc, char** argv) {
 
   medix::cp::MetricsServer metrics;
   if (!metrics_listen.empty()) {
-    if (auto e = metrics.start(service, dataplane, metrics_listen)) {
+    if (auto e = metrics.start(service, dataplane, metrics_listen, ha_link_config.configured() ? &ha_link : nullptr)) {
       fprintf(stderr, "medix-cp: --metrics-listen %s\n", e->c_str());
       server->Shutdown();
       unlink(socket_path.c_str());

@@ -36,7 +36,7 @@ void add_ike_state(void* ctx, const char* peer, const char* state, uint32_t chil
 
 }  // namespace
 
-std::string render_metrics(ControlService& service, DataplaneClient& dataplane) {
+std::string render_metrics(ControlService& service, DataplaneClient& dataplane, const ha::Link* ha_link) {
   const c1::Intent intent = service.intent();
   IkeStates states;
   cp_charon_list_ike_states(add_ike_state, &states);
@@ -159,6 +159,21 @@ std::string render_metrics(ControlService& service, DataplaneClient& dataplane) 
         queries.sample({{"tenant", tenant}, {"answer", "refused"}}, c.refused);
       }
     }
+  }
+  if (ha_link) {  // a node of a pair (docs/ha.md, "IKE state")
+    const ha::Link::Stats& st = ha_link->stats();
+    Family(out, "medix_cp_ha_link_datagrams_total", "counter",
+           "The ha plugin's datagrams carried on the IKE sync link: sent to the peer, received from it (opened).")
+        .sample({{"direction", "sent"}}, st.sent.load())
+        .sample({{"direction", "received"}}, st.received.load());
+    Family rejected(out, "medix_cp_ha_link_rejected_total", "counter",
+                    "Datagrams of the IKE sync link refused, by reason (malformed, bad_tag, replay).");
+    for (auto r : {ha::Reject::malformed, ha::Reject::bad_tag, ha::Reject::replay})
+      rejected.sample({{"reason", ha::reject_name(r)}}, st.rejected[size_t(r)].load());
+    Family(out, "medix_cp_ha_segment_changes_total", "counter",
+           "The node's IKE_SAs made active (medix-dp became active) or passive (standby).")
+        .sample({{"to", "active"}}, st.activations.load())
+        .sample({{"to", "passive"}}, st.deactivations.load());
   }
   return out.str();
 }

@@ -10,18 +10,21 @@
 #include "common/metrics_http.h"
 #include "control_service.h"
 #include "dataplane_client.h"
+#include "ha/link.h"
 
 namespace medix::cp {
 
 // The whole exposition: HELP and TYPE lines, then samples.
-std::string render_metrics(ControlService& service, DataplaneClient& dataplane);
+// `ha_link`: a node of a pair's IKE sync link (nullptr: none, its families left out).
+std::string render_metrics(ControlService& service, DataplaneClient& dataplane, const ha::Link* ha_link = nullptr);
 
 class MetricsServer {
  public:
   // Listens on HOST:PORT (a name or an address; [::1]:PORT for IPv6) and serves in a thread.
-  std::optional<std::string> start(ControlService& service, DataplaneClient& dataplane, const std::string& listen) {
+  std::optional<std::string> start(ControlService& service, DataplaneClient& dataplane, const std::string& listen,
+                                   const ha::Link* ha_link = nullptr) {
     return http_.start(
-        listen, [&] { return render_metrics(service, dataplane); }, "medix-cp");
+        listen, [&service, &dataplane, ha_link] { return render_metrics(service, dataplane, ha_link); }, "medix-cp");
   }
   void stop() { http_.stop(); }
 

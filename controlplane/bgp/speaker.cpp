@@ -176,6 +176,53 @@ std::string Speaker::install(const std::map<std::string, v1::Route>& want) {
   return "";
 }
 
+std::optional<bool> Speaker::link_up(const std::string& port) {
+  v1::CountersSnapshot counters;
+  if (!dataplane_->GetCounters(context().get(), v1::GetCountersRequest(), &counters).ok()) return std::nullopt;
+  for (const auto& p : counters.ports())
+    if (p.name() == port) return p.nic().link_up();
+  return std::nullopt;
+}
+
+std::string Speaker::shut_sessions(const c1::BgpStatus& status,
+                                   const std::function<bool(const std::string&)>& on_backbone, const std::string& why) {
+  std::string error, shut;
+  for (const auto& session : status.sessions()) {
+    if (!on_backbone(session.neighbor())) continue;
+    apipb::DisablePeerRequest request;
+    request.set_address(session.neighbor());
+    request.set_communication(why);
+    google::protobuf::Empty empty;
+    if (grpc::Status s = gobgp_->DisablePeer(context().get(), request, &empty); !s.ok()) {
+      error = "gobgpd " + daemon_ + ": DisablePeer " + session.neighbor() + ": " + text(s);
+    } else {
+      shut_.insert(session.neighbor());
+      shut += (shut.empty() ? "" : ", ") + session.neighbor();
+    }
+  }
+  if (!shut.empty()) fprintf(stderr, "medix-cp: bgp: %s: sessions to %s shut\n", why.c_str(), shut.c_str());
+  return error;
+}
+
+std::string Speaker::open_sessions(const std::string& why) {
+  std::string error, opened;
+  for (auto it = shut_.begin(); it != shut_.end();) {
+    apipb::EnablePeerRequest request;
+    request.set_address(*it);
+    google::protobuf::Empty empty;
+    if (grpc::Status s = gobgp_->EnablePeer(context().get(), request, &empty); !s.ok()) {
+      error = "gobgpd " + daemon_ + ": EnablePeer " + *it + ": " + text(s);
+      ++it;
+    } else {
+      opened += (opened.empty() ? "" : ", ") + *it;
+      it = shut_.erase(it);
+    }
+  }
+  if (!opened.empty())
+    fprintf(stderr, "medix-cp: bgp: %s: sessions to %s enabled again\n", why.c_str(), opened.c_str());
+  return error;
+}
+
 void Speaker::cycle() {
   c1::BgpStatus next;
   next.set_daemon(daemon_);
@@ -184,11 +231,12 @@ void Speaker::cycle() {
   const c1::Bgp& conf = intent.bgp();
 
   // Where the routes go: the backbone interface of the core tenant, and our next hop on it.
-  std::string core, next_hop;
+  std::string core, next_hop, port;
   std::vector<common::Prefix> backbone;  // its subnets: a next hop elsewhere is not reachable
   for (const auto& i : intent.interfaces())
     if (i.name() == conf.backbone_interface()) {
       core = i.tenant();
+      port = i.port();
       next_hop = conf.next_hop().empty() && i.addresses_size() ? address_of(i.addresses(0)) : conf.next_hop();
       for (const auto& a : i.addresses())
         if (auto p = common::parse_prefix(a)) backbone.push_back(*p);
@@ -232,10 +280,31 @@ void Speaker::cycle() {
     }
   }
 
+  // The backbone's link, before anything else: a cut is acted on within the cycle it is seen.
+  bool backbone_up = true;
+  if (!core.empty()) {
+    backbone_up = link_up(port).value_or(true);  // medix-dp silent: the routes' own errors say so
+    next.set_backbone_port(port);
+  }
+  next.set_backbone_link_up(backbone_up);
+
   std::map<std::string, Ours> ours;
   std::map<std::string, apipb::Path> learned;
   std::string daemon_error = read_daemon(ours, learned, next);
   next.set_connected(daemon_error.empty());
+  if (!backbone_up && backbone_up_) backbone_cuts_++;
+  backbone_up_ = backbone_up;
+  next.set_backbone_cuts(backbone_cuts_);
+  // The sessions shut once per cut, opened when the link is back; what failed (or found gobgpd
+  // not answering) is tried again next cycle.
+  if (daemon_error.empty() && (backbone_up ? !shut_.empty() : !cut_shut_)) {
+    std::string why =
+        "backbone " + conf.backbone_interface() + " (port " + port + ") link " + (backbone_up ? "up" : "down");
+    std::string e = backbone_up ? open_sessions(why) : shut_sessions(next, on_backbone, why);
+    cut_shut_ = !backbone_up && e.empty();
+    if (!e.empty()) error = e;
+  }
+  if (backbone_up) cut_shut_ = false;
   if (!daemon_error.empty()) {
     error = daemon_error;
     learned.clear();  // nobody withdraws them now
@@ -305,6 +374,10 @@ void Speaker::cycle() {
     if (core.empty()) continue;
     if (announce.count(prefix) || intent_routes.count(prefix)) {  // attached here too: local delivery
       l->set_reason(announce.count(prefix) ? "announced here too" : "the intent routes it");
+      continue;
+    }
+    if (!backbone_up) {  // nothing crosses a dead link: unreachable at once, not a black hole
+      l->set_reason("backbone " + conf.backbone_interface() + "'s link is down");
       continue;
     }
     if (!on_backbone(l->next_hop())) {  // medix-dp would refuse the route, and every other with it

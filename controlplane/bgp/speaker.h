@@ -10,13 +10,19 @@
 //     (medix-dp's Apply; the routes of ours are those via the backbone that the intent lacks).
 // A session lost (hold timer, the daemon dead) withdraws its paths in the daemon, and with them
 // the routes; gobgpd itself unreachable: routes learned through it are removed too (they can
-// no longer be withdrawn).
+// no longer be withdrawn). The backbone port's link gone down (medix-dp says, each cycle): the
+// sessions to neighbours on its subnets are shut at once (DisablePeer: their paths withdrawn)
+// and nothing learned is installed, as FRR's fast external failover does, rather than waiting
+// out the hold timer; the link back, they are enabled again (EnablePeer). Not ResetPeer: gobgpd
+// 3.10 then waits 30 s before it reconnects, whatever idle-hold-time-after-reset says.
 
 #include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -57,6 +63,13 @@ class Speaker {
   std::string list_installed(const std::string& tenant, const std::string& interface,
                              const std::map<std::string, v1::Route>& intent_routes);
   std::string install(const std::map<std::string, v1::Route>& want);
+  // The port's link as medix-dp reports it; nullopt if medix-dp does not answer or lacks it.
+  std::optional<bool> link_up(const std::string& port);
+  // Shuts the sessions to neighbours for which `on_backbone` holds (remembered in shut_), and
+  // enables again those shut; "" or what failed (a session not done is tried again next cycle).
+  std::string shut_sessions(const c1::BgpStatus& status, const std::function<bool(const std::string&)>& on_backbone,
+                            const std::string& why);
+  std::string open_sessions(const std::string& why);
   std::string read_daemon(std::map<std::string, Ours>& ours, std::map<std::string, apipb::Path>& learned,
                           c1::BgpStatus& status);
 
@@ -69,7 +82,11 @@ class Speaker {
   std::map<std::string, v1::Route> installed_;  // by prefix, as medix-dp has them
   bool resync_ = true;                          // installed_ read from medix-dp again first
   uint64_t cycles_ = 0;
-  std::string said_;  // the last error logged
+  std::string said_;            // the last error logged
+  bool backbone_up_ = true;     // the backbone port's link, as last seen
+  bool cut_shut_ = false;       // the sessions over it shut for this cut
+  std::set<std::string> shut_;  // neighbours this medix-cp shut for a link down
+  uint64_t backbone_cuts_ = 0;
 
   std::mutex mu_;
   std::condition_variable wake_;

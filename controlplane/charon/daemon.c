@@ -22,6 +22,8 @@
  * kernel-netlink: addresses and routes of the exception TAP, its kernel-ipsec loses to ours). */
 #define DEFAULT_PLUGINS "random nonce openssl kdf socket-default kernel-netlink pem pkcs1 pkcs8 x509 pubkey constraints"
 
+const char* cp_charon_default_plugins(void) { return DEFAULT_PLUGINS; }
+
 /* Peers as a backend_t: a list of peer_cfg_t, replaced whole per name. */
 typedef struct {
   backend_t public;

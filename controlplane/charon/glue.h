@@ -51,6 +51,8 @@ struct cp_peer {
  * `log_level` (-1..3: never 4, which logs keys) to stderr. Returns 0, or -1 with a reason in err. */
 int cp_charon_start(const char* settings_file, const char* settings_text, const char* plugins, int log_level, char* err,
                     size_t err_len);
+/* The plugins loaded when none are given. */
+const char* cp_charon_default_plugins(void);
 /* Starts charon's threads: IKE is handled from now on (peers may be added before). */
 void cp_charon_run(void);
 /* Stops libcharon (SAs are deleted through the backend first). */

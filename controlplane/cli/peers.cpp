@@ -161,6 +161,9 @@ int peers_command(const std::string& target, bool json, const std::string& comma
       const auto& b = a.bgp();
       std::cout << "  bgp " << b.daemon() << ": " << (b.connected() ? "connected" : "not answering") << "\n";
       if (!b.last_error().empty()) std::cout << "  bgp last error: " << b.last_error() << "\n";
+      if (!b.backbone_port().empty())
+        std::cout << "  backbone port " << b.backbone_port() << ": link " << (b.backbone_link_up() ? "up" : "down")
+                  << ", seen going down " << b.backbone_cuts() << " times\n";
       for (const auto& s : b.sessions()) {
         std::cout << "  session " << s.neighbor() << " " << s.state();
         if (s.hold_time()) std::cout << " hold " << s.hold_time() << " s";

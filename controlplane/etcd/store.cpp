@@ -74,6 +74,7 @@ EtcdStore::EtcdStore(const EtcdEndpoint& endpoint, const std::string& area, Appl
   channel_ = grpc::CreateCustomChannel(endpoint.target.empty() ? endpoint.address : endpoint.target, credentials, args);
   kv_ = pb::KV::NewStub(channel_);
   watch_ = pb::Watch::NewStub(channel_);
+  auth_ = pb::Auth::NewStub(channel_);
   dataplane_ = medix::dataplane::v1::Dataplane::NewStub(
       grpc::CreateChannel(dataplane_target, grpc::InsecureChannelCredentials()));
 }
@@ -118,12 +119,43 @@ std::unique_ptr<grpc::ClientContext> EtcdStore::context(int seconds) {
   return ctx;
 }
 
+grpc::Status EtcdStore::add_token(grpc::ClientContext& ctx) {
+  if (endpoint_.user.empty()) return grpc::Status::OK;
+  std::lock_guard lock(token_mu_);
+  if (token_.empty()) {
+    pb::AuthenticateRequest request;
+    request.set_name(endpoint_.user);
+    request.set_password(endpoint_.password);
+    pb::AuthenticateResponse response;
+    if (grpc::Status s = auth_->Authenticate(context(3).get(), request, &response); !s.ok())
+      return grpc::Status(s.error_code(), "authentication: user " + endpoint_.user + ": " + s.error_message());
+    token_ = response.token();
+  }
+  ctx.AddMetadata("token", token_);
+  return grpc::Status::OK;
+}
+
+void EtcdStore::forget_token(const grpc::Status& status) {
+  if (status.error_code() != grpc::StatusCode::UNAUTHENTICATED || endpoint_.user.empty()) return;
+  std::lock_guard lock(token_mu_);
+  token_.clear();
+}
+
+template <typename Call>
+grpc::Status EtcdStore::call(int seconds, Call&& call) {
+  auto ctx = context(seconds);
+  if (grpc::Status s = add_token(*ctx); !s.ok()) return s;
+  grpc::Status s = call(ctx.get());
+  forget_token(s);
+  return s;
+}
+
 grpc::Status EtcdStore::read(Snapshot& out) {
   pb::RangeRequest request;
   request.set_key(intent_prefix_);
   request.set_range_end(prefix_end(intent_prefix_));
   pb::RangeResponse response;
-  grpc::Status status = kv_->Range(context(3).get(), request, &response);
+  grpc::Status status = call(3, [&](grpc::ClientContext* c) { return kv_->Range(c, request, &response); });
   if (!status.ok()) return status;
   out.revision = response.header().revision();
   c1::Intent global;
@@ -202,7 +234,7 @@ grpc::Status EtcdStore::write(const c1::Intent& whole, uint64_t expected, int64_
     return grpc::Status::OK;
   }
   pb::TxnResponse result;
-  if (grpc::Status s = kv_->Txn(context(3).get(), txn, &result); !s.ok())
+  if (grpc::Status s = call(3, [&](grpc::ClientContext* c) { return kv_->Txn(c, txn, &result); }); !s.ok())
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "etcd " + endpoint_.address + ": " + s.error_message() +
                                                            " (the change may or may not have been written: read "
                                                            "the intent again)");
@@ -286,7 +318,7 @@ grpc::Status EtcdStore::areas(c1::ListAreasResponse* response) {
   pb::RangeResponse got;
   std::map<std::string, c1::IntentStatus> by_area;
   by_area[area_] = status();
-  if (grpc::Status st = kv_->Range(context(2).get(), range, &got); !st.ok()) {
+  if (grpc::Status st = call(2, [&](grpc::ClientContext* c) { return kv_->Range(c, range, &got); }); !st.ok()) {
     *response->add_areas() = by_area[area_];
     return grpc::Status(grpc::StatusCode::UNAVAILABLE,
                         "etcd " + endpoint_.address + ": " + st.error_message() + " (only this area is known)");
@@ -317,16 +349,18 @@ void EtcdStore::set_connected(bool connected, const std::string& why) {
   // Said once per change, not per retry.
   if (connected == said_connected_) return;
   said_connected_ = connected;
+  // etcd answered but refused our user (add_token's errors) is not "unreachable".
+  const char* what = why.starts_with("authentication: ") ? "refused us" : "unreachable";
   if (connected)
     fprintf(stderr, "medix-cp: etcd %s: connected (area %s)\n", endpoint_.address.c_str(), area_.c_str());
   else if (applied)
     fprintf(stderr,
-            "medix-cp: etcd %s: unreachable (%s): medix-dp keeps the last applied intent (version %llu); "
+            "medix-cp: etcd %s: %s (%s): medix-dp keeps the last applied intent (version %llu); "
             "retrying\n",
-            endpoint_.address.c_str(), why.c_str(), (unsigned long long)applied);
+            endpoint_.address.c_str(), what, why.c_str(), (unsigned long long)applied);
   else  // not read since medix-cp started: medix-dp has this area's local copy (--intent FILE)
-    fprintf(stderr, "medix-cp: etcd %s: unreachable (%s): medix-dp keeps the intent of the local copy; retrying\n",
-            endpoint_.address.c_str(), why.c_str());
+    fprintf(stderr, "medix-cp: etcd %s: %s (%s): medix-dp keeps the intent of the local copy; retrying\n",
+            endpoint_.address.c_str(), what, why.c_str());
 }
 
 void EtcdStore::bring(const Snapshot& snapshot) {
@@ -385,13 +419,17 @@ void EtcdStore::write_status() {
   put.set_key(status_key_);
   put.set_value(status_json(s));
   pb::PutResponse response;
-  if (grpc::Status st = kv_->Put(context(2).get(), put, &response); !st.ok())
+  if (grpc::Status st = call(2, [&](grpc::ClientContext* c) { return kv_->Put(c, put, &response); }); !st.ok())
     fprintf(stderr, "medix-cp: etcd %s: writing %s: %s\n", endpoint_.address.c_str(), status_key_.c_str(),
             st.error_message().c_str());
 }
 
 bool EtcdStore::watch(int64_t from) {
   grpc::ClientContext ctx;
+  if (grpc::Status s = add_token(ctx); !s.ok()) {
+    set_connected(false, s.error_message());
+    return false;
+  }
   {
     std::lock_guard lock(mu_);
     if (stopping_) return false;
@@ -448,6 +486,7 @@ bool EtcdStore::watch(int64_t from) {
   }
   if (resync || !why.empty()) ctx.TryCancel();
   grpc::Status status = stream->Finish();
+  forget_token(status);
   {
     std::lock_guard lock(mu_);
     watching_ = nullptr;

@@ -467,6 +467,9 @@ class Service final : public ServiceBase {
       x->set_punt_policed(t.punt_policed);
       x->set_fragments_limited(t.fragments_limited);
       x->set_buffer_guarded(t.buffer_guarded);
+      x->set_arp_requests_sent(t.arp_requests_sent);
+      x->set_arp_replies_sent(t.arp_replies_sent);
+      x->set_arp_replies_received(t.arp_replies_received);
     }
     fill_drops(out.mutable_drops(), s.totals.drops);
     for (size_t q = 0; q < dp_.workers.size(); q++) {

@@ -60,6 +60,7 @@ void arp_input(Worker& w, rte_mbuf** pkts, uint16_t n) {
       // Drop Ethernet padding the request may have carried.
       rte_pktmbuf_trim(m, uint16_t(rte_pktmbuf_pkt_len(m) - pm.l2_len - sizeof(rte_arp_hdr)));
       bump(w.counters->arp_replies_sent);
+      if (f.tenant < max_tenants) bump(w.counters->tenants[f.tenant].arp_replies_sent);
       bump(w.counters->interfaces[pm.iface_in].tx_packets);
       bump(w.counters->interfaces[pm.iface_in].tx_bytes, rte_pktmbuf_pkt_len(m));
       pm.iface_out = pm.iface_in;  // what a capture at tx names
@@ -68,6 +69,7 @@ void arp_input(Worker& w, rte_mbuf** pkts, uint16_t n) {
       drop(w, m, Drop::arp_not_for_us);
     } else {
       bump(w.counters->arp_replies_received);  // learned above: consumed, not dropped
+      if (f.tenant < max_tenants) bump(w.counters->tenants[f.tenant].arp_replies_received);
       rte_pktmbuf_free(m);
     }
   }
@@ -93,6 +95,7 @@ void arp_request(Worker& w, uint16_t iface, uint32_t target) {
   memset(&arp->arp_data.arp_tha, 0, sizeof arp->arp_data.arp_tha);
   arp->arp_data.arp_tip = rte_cpu_to_be_32(target);
   bump(w.counters->arp_requests_sent);
+  if (f.tenant < max_tenants) bump(w.counters->tenants[f.tenant].arp_requests_sent);
   bump(w.counters->interfaces[iface].tx_packets);
   bump(w.counters->interfaces[iface].tx_bytes, rte_pktmbuf_pkt_len(m));
   meta(m).iface_out = iface;  // what a capture at tx names

@@ -108,6 +108,8 @@ struct Counters {
     uint64_t rx_packets, tx_packets, drops;
     uint64_t icmp_sent, icmp_rate_limited, arp_pending_limited, punt_policed;
     uint64_t fragments_limited, buffer_guarded;
+    // ARP on the tenant's interfaces: a tenant's next hops resolved under noise show here.
+    uint64_t arp_requests_sent, arp_replies_sent, arp_replies_received;
   } tenants[max_tenants];
   uint64_t drops[drop_reason_count];
   uint64_t icmp_sent, icmp_rate_limited, arp_requests_sent, arp_replies_sent, arp_replies_received, ike_punted,

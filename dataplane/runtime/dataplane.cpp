@@ -17,6 +17,7 @@
 #include "nat/sync.h"
 #include "pipeline/pipeline.h"
 #include "runtime/memory.h"
+#include "runtime/nic.h"
 
 namespace medix::dp {
 
@@ -284,9 +285,7 @@ vrrp::Io Dataplane::vrrp_io() {
   io.to_worker = handoff.empty() ? nullptr : handoff[0];
   io.link_up = [](const PortEntry& p) {
     if (!p.live || p.admin_down) return false;
-    rte_eth_link link{};
-    if (rte_eth_link_get_nowait(p.port_id, &link) != 0) return true;  // a PMD that cannot say
-    return link.link_status == RTE_ETH_LINK_UP;
+    return read_link_up(p.port_id);
   };
   return io;
 }

@@ -31,6 +31,11 @@ inline constexpr NicDrop nic_drops[] = {
 
 NicStats read_nic(uint16_t port_id);
 
+// The port's link: rte_eth_link's status, and for a PMD over a kernel netdev (its ethdev has an
+// if_index: af_packet) the netdev's carrier too: DPDK 22.11's af_packet says "up" from its start
+// whatever the cable does, and a backbone cut must be seen (docs/areas.md).
+bool read_link_up(uint16_t port_id);
+
 // `now` minus what was read at the last clear (`base`); a counter below its base started
 // again (the device was probed anew), so it counts from zero. Link state is not a counter.
 NicStats nic_since(const NicStats& now, const NicStats& base);

@@ -94,6 +94,9 @@ int tenants_cmd(const char*, const char* params, rte_tel_data* d) {
     rte_tel_data_add_dict_u64(e, "punt_policed", x.punt_policed);
     rte_tel_data_add_dict_u64(e, "fragments_limited", x.fragments_limited);
     rte_tel_data_add_dict_u64(e, "buffer_guarded", x.buffer_guarded);
+    rte_tel_data_add_dict_u64(e, "arp_requests_sent", x.arp_requests_sent);
+    rte_tel_data_add_dict_u64(e, "arp_replies_sent", x.arp_replies_sent);
+    rte_tel_data_add_dict_u64(e, "arp_replies_received", x.arp_replies_received);
   });
 }
 

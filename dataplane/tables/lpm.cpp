@@ -127,8 +127,11 @@ bool Lpm::needs_fill(uint32_t p, uint8_t length, uint32_t leaf) const {
 
 // Every entry under p that no longer route covers takes the new one: entries of a route as
 // long or shorter (the route itself when it changes, the shorter ones it now overrides).
-bool Lpm::fill(uint32_t p, uint8_t length, uint32_t leaf) {
-  for (unsigned i = 0; i < ply_size; i++) {
+bool Lpm::fill(uint32_t p, uint8_t length, uint32_t leaf) { return fill(p, 0, ply_size, length, leaf); }
+
+// The same for the entries first .. first + count of ply p.
+bool Lpm::fill(uint32_t p, unsigned first, unsigned count, uint8_t length, uint32_t leaf) {
+  for (unsigned i = first; i < first + count; i++) {
     uint32_t e = ply(p)[i];
     if (e & ply_flag) {
       if (!needs_fill(e & ~ply_flag, length, leaf)) continue;
@@ -148,19 +151,7 @@ bool Lpm::insert(uint32_t p, unsigned depth, uint32_t address, uint8_t length, u
   unsigned i = index_at(address, depth);
   if (length <= end) {
     unsigned count = 1u << (end - length);
-    for (unsigned k = i & ~(count - 1); k < (i & ~(count - 1)) + count; k++) {
-      uint32_t e = ply(p)[k];
-      if (e & ply_flag) {
-        if (!needs_fill(e & ~ply_flag, length, leaf)) continue;
-        uint32_t c = child(p, k);
-        if (!c || !fill(c, length, leaf)) return false;
-        collapse(p, k);
-      } else if (lengths(p)[k] <= length) {
-        ply(p)[k] = leaf;
-        lengths(p)[k] = length;
-      }
-    }
-    return true;
+    return fill(p, i & ~(count - 1), count, length, leaf);
   }
   uint32_t e = ply(p)[i];
   uint32_t c;
@@ -191,7 +182,11 @@ bool Lpm::needs_replace(uint32_t p, uint8_t length) const {
 // Under a deleted route's range, its entries (the ones of exactly its length: no other route
 // of that length holds these addresses) take the route that covers it.
 bool Lpm::replace(uint32_t p, uint8_t length, uint32_t leaf, uint8_t leaf_length) {
-  for (unsigned i = 0; i < ply_size; i++) {
+  return replace(p, 0, ply_size, length, leaf, leaf_length);
+}
+
+bool Lpm::replace(uint32_t p, unsigned first, unsigned count, uint8_t length, uint32_t leaf, uint8_t leaf_length) {
+  for (unsigned i = first; i < first + count; i++) {
     uint32_t e = ply(p)[i];
     if (e & ply_flag) {
       if (!needs_replace(e & ~ply_flag, length)) continue;
@@ -211,19 +206,7 @@ bool Lpm::remove(uint32_t p, unsigned depth, uint32_t address, uint8_t length, u
   unsigned i = index_at(address, depth);
   if (length <= end) {
     unsigned count = 1u << (end - length);
-    for (unsigned k = i & ~(count - 1); k < (i & ~(count - 1)) + count; k++) {
-      uint32_t e = ply(p)[k];
-      if (e & ply_flag) {
-        if (!needs_replace(e & ~ply_flag, length)) continue;
-        uint32_t c = child(p, k);
-        if (!c || !replace(c, length, leaf, leaf_length)) return false;
-        collapse(p, k);
-      } else if (lengths(p)[k] == length) {
-        ply(p)[k] = leaf;
-        lengths(p)[k] = leaf_length;
-      }
-    }
-    return true;
+    return replace(p, i & ~(count - 1), count, length, leaf, leaf_length);
   }
   if (!(ply(p)[i] & ply_flag)) return true;  // nothing longer than this entry's route here
   uint32_t c = child(p, i);

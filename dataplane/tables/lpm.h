@@ -132,8 +132,10 @@ class Lpm {
   // The writer's steps, on a writable ply `p` covering bits [8 * depth, 8 * depth + 8).
   bool insert(uint32_t p, unsigned depth, uint32_t address, uint8_t length, uint32_t leaf);
   bool fill(uint32_t p, uint8_t length, uint32_t leaf);
+  bool fill(uint32_t p, unsigned first, unsigned count, uint8_t length, uint32_t leaf);
   bool remove(uint32_t p, unsigned depth, uint32_t address, uint8_t length, uint32_t leaf, uint8_t leaf_length);
   bool replace(uint32_t p, uint8_t length, uint32_t leaf, uint8_t leaf_length);
+  bool replace(uint32_t p, unsigned first, unsigned count, uint8_t length, uint32_t leaf, uint8_t leaf_length);
   bool needs_fill(uint32_t p, uint8_t length, uint32_t leaf) const;
   bool needs_replace(uint32_t p, uint8_t length) const;
   // Entry i of p (a writable ply) holds a ply: makes that ply writable, links it. 0: none free.

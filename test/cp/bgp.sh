@@ -20,6 +20,10 @@
 set -u
 export LC_ALL=C
 cd "$(dirname "$0")/../.."
+# shellcheck source=test/lib/bgp.sh
+source test/lib/bgp.sh
+# shellcheck source=test/lib/etcd.sh
+source test/lib/etcd.sh
 dp=${MEDIX_DP:-build/dataplane/medix-dp}
 cp=${MEDIX_CP:-build/controlplane/medix-cp}
 ctl=${MEDIXCTL:-build/controlplane/cli/medixctl}
@@ -30,7 +34,6 @@ key=/medix-bgp-$$
 # Three etcd members (client ports 2379, 12379, 22379): medix-cp is given all three.
 url=etcd://127.0.0.1:2379,127.0.0.1:12379,127.0.0.1:22379$key
 areas="east west north"
-passed=0 failed=0
 declare -A etcd_pid
 declare -A dp_pid cp_pid bgp_pid prefix
 declare -A n=([east]=1 [west]=2 [north]=3)  # gobgpd on 127.0.1.N; the backbone address 10.255.0.N
@@ -52,42 +55,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-pass() { echo "PASS $1"; passed=$((passed + 1)); }
-fail() {
-  echo "FAIL $1"
-  [ -n "${2:-}" ] && sed 's/^/  | /' <<<"$2" | tail -20
-  failed=$((failed + 1))
-}
-finish() {
-  echo "cp-bgp: $passed passed, $failed failed"
-  [ "$failed" -eq 0 ]
-  exit
-}
+finish() { mx_finish cp-bgp; }
 in_ns() { ip netns exec "$ns" "$@"; }
-ctl() { timeout 20 "$ctl" -p "${prefix[$1]}" --cp "unix://$tmp/cp-$1.sock" "${@:2}" 2>&1; }
-# The core tenant's routes of an area's medix-dp: "PREFIX via ADDRESS" lines, sorted.
-routes() {
-  ctl "$1" -o json show route | /usr/bin/python3 -c '
-import json, sys
-for o in json.load(sys.stdin).get("objects", []):
-    r = o.get("route", o)
-    if r.get("tenant") == "ix" and "via" in r:
-        print(r["prefix"], "via", r["via"].get("address", ""))' | sort
-}
-has_route() { routes "$1" | grep -qx "$2"; }
-lacks_route() { ! routes "$1" | grep -q "^$2 "; }
-# wait_for SECONDS COMMAND...: until COMMAND succeeds; the milliseconds it took in $took.
-wait_for() {
-  local limit=$1; shift
-  local start now
-  start=$(date +%s%N)
-  while :; do
-    "$@" && { took=$((($(date +%s%N) - start) / 1000000)); return 0; }
-    now=$(date +%s%N)
-    [ $(((now - start) / 1000000)) -ge $((limit * 1000)) ] && { took=$(((now - start) / 1000000)); return 1; }
-    sleep 0.05
-  done
-}
 
 # TLS to etcd, with client certificates (--client-cert-auth): a CA of the suite's own.
 make_certs() {
@@ -111,51 +80,18 @@ etcd_start() {
   local m c p cluster=m1=http://127.0.0.1:2380,m2=http://127.0.0.1:12380,m3=http://127.0.0.1:22380
   for m in 1 2 3; do
     c=$(((m - 1) * 10000 + 2379)) p=$(((m - 1) * 10000 + 2380))
-    ip netns exec "$ns" etcd --name m$m --data-dir "$tmp/etcd-$m" --listen-client-urls "https://127.0.0.1:$c" \
-      --advertise-client-urls "https://127.0.0.1:$c" --listen-peer-urls "http://127.0.0.1:$p" \
+    etcd_member m$m "$tmp/etcd-$m" "https://127.0.0.1:$c" "http://127.0.0.1:$p" "$cluster" "$tmp/etcd-$m.log" \
       --cert-file "$tmp/pki/etcd.crt" --key-file "$tmp/pki/etcd.key" --client-cert-auth \
-      --trusted-ca-file "$tmp/pki/ca.crt" \
-      --initial-advertise-peer-urls "http://127.0.0.1:$p" --initial-cluster "$cluster" \
-      --log-level error >>"$tmp/etcd-$m.log" 2>&1 &
-    etcd_pid[$m]=$!
+      --trusted-ca-file "$tmp/pki/ca.crt"
+    etcd_pid[$m]=$etcd_started
   done
-  for _ in $(seq 150); do
-    etcdctl endpoint health >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  return 1
+  etcd_healthy 15
 }
-# gobgpd's own configuration: iBGP (AS 65000) with the two other areas, hold time 3 s.
-bgp_config() {
-  local a=$1 b
-  cat <<TOML
-[global.config]
-  as = 65000
-  router-id = "10.255.0.${n[$a]}"
-  local-address-list = ["127.0.1.${n[$a]}"]
-TOML
-  for b in $areas; do
-    [ "$b" = "$a" ] && continue
-    cat <<TOML
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "127.0.1.${n[$b]}"
-    peer-as = 65000
-  [neighbors.timers.config]
-    hold-time = 3
-    keepalive-interval = 1
-    connect-retry = 1
-    idle-hold-time-after-reset = 1
-  [neighbors.transport.config]
-    local-address = "127.0.1.${n[$a]}"
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv4-unicast"
-TOML
-  done
-}
+# gobgpd: iBGP (AS 65000) with the two other areas, on 127.0.1.N (test/lib/bgp.sh).
 bgp_start() {
-  bgp_config "$1" >"$tmp/gobgpd-$1.toml"
+  local b neighbours=()
+  for b in $areas; do [ "$b" = "$1" ] || neighbours+=("127.0.1.${n[$b]}"); done
+  bgp_config "10.255.0.${n[$1]}" "127.0.1.${n[$1]}" false "${neighbours[@]}" >"$tmp/gobgpd-$1.toml"
   ip netns exec "$ns" gobgpd -f "$tmp/gobgpd-$1.toml" --api-hosts "127.0.0.1:5005${n[$1]}" --pprof-disable -p -l warn \
     >>"$tmp/gobgpd-$1.log" 2>&1 &
   bgp_pid[$1]=$!
@@ -195,7 +131,7 @@ for a in $areas; do
   bgp_start $a
 done
 for a in $areas; do
-  wait_for 30 grep -qs "^medix-dp: ready" "$tmp/dp-$a.log" || { fail "medix-dp $a starts" "$(cat "$tmp/dp-$a.log")"; finish; }
+  mx_wait_for 30 grep -qs "^medix-dp: ready" "$tmp/dp-$a.log" || { fail "medix-dp $a starts" "$(cat "$tmp/dp-$a.log")"; finish; }
   cp_start $a || finish
 done
 
@@ -250,24 +186,23 @@ out=$(ctl east intent apply "$tmp/intent.json")
 
 established() { [ "$(ctl "$1" areas | grep -c "^  session .* ESTABLISHED")" -ge "$2" ]; }
 for a in $areas; do
-  wait_for 20 established $a 2 && pass "$a: both BGP sessions established (medixctl areas)" ||
+  mx_wait_for 20 established $a 2 && pass "$a: both BGP sessions established (medixctl areas)" ||
     fail "$a: BGP sessions" "$(ctl $a areas; tail -5 "$tmp/gobgpd-$a.log")"
 done
 want_north="100.64.1.0/24 via 10.255.0.1
 100.64.2.0/30 via 10.255.0.2
 100.64.9.0/24 via 10.255.0.1"
-routes_are() { [ "$(routes "$1")" = "$2" ]; }
-wait_for 10 routes_are north "$want_north" &&
+mx_wait_for 10 routes_are north "$want_north" &&
   pass "north's core tenant: east's and west's prefixes via their next hops, the dual-attached one via east (local-pref 200)" ||
   fail "north's routes" "$(routes north; ctl north areas)"
 want_east="100.64.2.0/30 via 10.255.0.2
 100.64.3.0/24 via 10.255.0.3"
-wait_for 10 routes_are east "$want_east" &&
+mx_wait_for 10 routes_are east "$want_east" &&
   pass "east's core tenant: west's NAPT pool and north's service prefix; not its own (regional)" ||
   fail "east's routes" "$(routes east; ctl east areas)"
 want_west="100.64.1.0/24 via 10.255.0.1
 100.64.3.0/24 via 10.255.0.3"
-wait_for 10 routes_are west "$want_west" && pass "west's core tenant: east's and north's prefixes; not regional" ||
+mx_wait_for 10 routes_are west "$want_west" && pass "west's core tenant: east's and north's prefixes; not regional" ||
   fail "west's routes" "$(routes west; ctl west areas)"
 
 # medixctl areas, against west's medix-cp: every area, what it announces and learned.
@@ -281,7 +216,7 @@ has_areas() {
     grep -q "^  learned 100.64.9.0/24 next-hop 10.255.0.1 local-pref 200 from 10.255.0.1 installed$" <<<"$o" &&
     grep -q "^  learned 100.64.1.0/24 next-hop 10.255.0.1 local-pref 100 from 10.255.0.1 installed$" <<<"$o"
 }
-wait_for 5 has_areas && pass "medixctl areas: the three areas, their sessions, prefixes announced and learned" ||
+mx_wait_for 5 has_areas && pass "medixctl areas: the three areas, their sessions, prefixes announced and learned" ||
   fail "medixctl areas" "$(areas_out)"
 
 # Steady: no path re-added, no route rewritten while nothing changes (medix-dp's version stays).
@@ -300,7 +235,7 @@ print(urllib.request.urlopen("http://127.0.0.1:9203/metrics", timeout=5).read().
   grep -qx 'medix_cp_bgp_daemon_connected 1' <<<"$m" && grep -qx 'medix_cp_bgp_sessions{state="ESTABLISHED"} 2' <<<"$m" &&
     grep -qx 'medix_cp_bgp_prefixes{kind="announced"} 1' <<<"$m" && grep -qx 'medix_cp_bgp_prefixes{kind="installed"} 3' <<<"$m"
 }
-wait_for 5 metrics_say && pass "north's metrics: daemon connected, 2 sessions established, 1 prefix announced, 3 installed" ||
+mx_wait_for 5 metrics_say && pass "north's metrics: daemon connected, 2 sessions established, 1 prefix announced, 3 installed" ||
   fail "north's metrics" "$(in_ns /usr/bin/python3 -c 'import urllib.request
 print(urllib.request.urlopen("http://127.0.0.1:9203/metrics", timeout=5).read().decode())' 2>&1 | grep bgp)"
 
@@ -311,7 +246,7 @@ wait "${etcd_pid[1]}" 2>/dev/null
 etcd_pid[1]=
 sleep 1
 connected() { for a in $areas; do ctl $a intent status | grep -q ": connected$" || return 1; done; }
-wait_for 10 connected && routes_are north "$want_north" &&
+mx_wait_for 10 connected && routes_are north "$want_north" &&
   pass "etcd's first member killed: every area connected (to another member) after ${took} ms, routes unchanged" ||
   fail "etcd member killed" "$(for a in $areas; do ctl $a intent status; done)"
 
@@ -323,15 +258,15 @@ i["areas"]["west"]["static_mappings"].append({"tenant": "arch-w", "tenant_prefix
 json.dump(i, open(sys.argv[2], "w"))
 PY
 ctl north intent apply "$tmp/intent2.json" >/dev/null
-wait_for 5 has_route north "100.64.20.0/24 via 10.255.0.2" &&
+mx_wait_for 5 has_route north "100.64.20.0/24 via 10.255.0.2" &&
   pass "a mapping added in west: in north's core tenant after ${took} ms" || fail "added mapping" "$(routes north)"
 ctl north intent apply "$tmp/intent.json" >/dev/null
-wait_for 5 lacks_route north 100.64.20.0/24 && pass "removed from the intent: withdrawn from north after ${took} ms" ||
+mx_wait_for 5 lacks_route north 100.64.20.0/24 && pass "removed from the intent: withdrawn from north after ${took} ms" ||
   fail "removed mapping" "$(routes north)"
 
 # A route of BGP's deleted by hand in medix-dp is put back (medix-cp reads medix-dp's every 5 s).
 ctl north delete route ix 100.64.2.0/30 >/dev/null
-wait_for 10 has_route north "100.64.2.0/30 via 10.255.0.2" && pass "a learned route deleted by hand: put back after ${took} ms" ||
+mx_wait_for 10 has_route north "100.64.2.0/30 via 10.255.0.2" && pass "a learned route deleted by hand: put back after ${took} ms" ||
   fail "deleted route put back" "$(routes north)"
 # North's medix-cp restarted: medix-dp keeps the routes meanwhile; the new medix-cp takes them over
 # (what follows withdraws them through it).
@@ -340,32 +275,32 @@ wait "${cp_pid[north]}" 2>/dev/null
 routes_are north "$want_north" && pass "north's medix-cp stopped: its medix-dp keeps the routes" ||
   fail "routes without medix-cp" "$(routes north)"
 mv "$tmp/cp-north.log" "$tmp/cp-north.log.1"
-cp_start north && wait_for 10 established north 2 && routes_are north "$want_north" &&
+cp_start north && mx_wait_for 10 established north 2 && routes_are north "$want_north" &&
   pass "north's medix-cp restarted: sessions seen, the same routes" || fail "north's medix-cp restarted" "$(routes north; ctl north areas)"
 
 # East's gobgpd frozen: no keepalive, no close; the hold timer (3 s) ends its sessions.
 kill -STOP "${bgp_pid[east]}"
 moved() { lacks_route north 100.64.1.0/24 && has_route north "100.64.9.0/24 via 10.255.0.2"; }
-if wait_for 10 moved; then
+if mx_wait_for 10 moved; then
   pass "east silent: north drops its prefixes and regional moves to west after ${took} ms (hold time 3 s)"
   echo "figure: failover after a silent area, hold time 3 s: ${took} ms"
 else
   fail "east silent: failover" "$(routes north; ctl north areas)"
 fi
 kill -CONT "${bgp_pid[east]}"
-wait_for 20 routes_are north "$want_north" && pass "east back: its prefixes return and regional goes back to east (${took} ms)" ||
+mx_wait_for 20 routes_are north "$want_north" && pass "east back: its prefixes return and regional goes back to east (${took} ms)" ||
   fail "east back" "$(routes north; ctl north areas)"
 
 # West's gobgpd killed: its sessions close at once.
 kill -KILL "${bgp_pid[west]}"
 wait "${bgp_pid[west]}" 2>/dev/null
-wait_for 5 lacks_route north 100.64.2.0/30 && pass "west's gobgpd killed: north withdraws west's prefixes after ${took} ms" ||
+mx_wait_for 5 lacks_route north 100.64.2.0/30 && pass "west's gobgpd killed: north withdraws west's prefixes after ${took} ms" ||
   fail "west killed: north" "$(routes north)"
 west_lost() { ctl west areas | grep -q "^  bgp 127.0.0.1:50052: not answering" && routes_are west ""; }
-wait_for 5 west_lost && pass "west's medix-cp: gobgpd not answering, the routes it learned through it removed" ||
+mx_wait_for 5 west_lost && pass "west's medix-cp: gobgpd not answering, the routes it learned through it removed" ||
   fail "west's medix-cp without gobgpd" "$(ctl west areas; routes west)"
 bgp_start west
-wait_for 20 routes_are north "$want_north" && wait_for 10 routes_are west "$want_west" &&
+mx_wait_for 20 routes_are north "$want_north" && mx_wait_for 10 routes_are west "$want_west" &&
   pass "west's gobgpd restarted: medix-cp announces again, both ways (${took} ms)" ||
   fail "west's gobgpd restarted" "$(routes north; routes west; ctl west areas)"
 # North's bgp section removed: its announcement withdrawn everywhere, its routes removed from its medix-dp.
@@ -376,7 +311,7 @@ del i["areas"]["north"]["bgp"]
 json.dump(i, open(sys.argv[2], "w"))
 PY
 ctl east intent apply "$tmp/intent3.json" >/dev/null
-wait_for 5 lacks_route east 100.64.3.0/24 && wait_for 5 routes_are north "" &&
+mx_wait_for 5 lacks_route east 100.64.3.0/24 && mx_wait_for 5 routes_are north "" &&
   pass "north's bgp section removed: its prefix withdrawn (east), its learned routes removed (north)" ||
   fail "bgp section removed" "$(routes east; routes north; ctl north areas)"
 grep -h "bgp:" "$tmp"/cp-*.log | sort | uniq -c | head -5

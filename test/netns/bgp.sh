@@ -4,27 +4,43 @@
 # with the other area's over the backbone link between the two medix-dp (af_packet on a veth
 # pair): the TCP session is punted by medix-dp like IKE, not carried by a link of its own.
 #
-#   namespace E: gobgpd 10.255.0.1 ── TAP ── medix-dp E ── bb (veth) ── medix-dp W ── TAP ── gobgpd 10.255.0.2 :namespace W
-#                medix-cp E (--bgp, intent file)                                            medix-cp W
+#   namespace E: gobgpd 10.255.0.1 ── TAP ── medix-dp E ── bb ══ carrier ══ bb ── medix-dp W ── TAP ── gobgpd 10.255.0.2 :namespace W
+#                medix-cp E (--bgp, intent file)                                                   medix-cp W
+#
+# The backbone: each medix-dp's port is a veth whose other end is in a bridge of a "carrier"
+# namespace; the carrier's ends set down is a cut both medix-dp see as their link's carrier lost
+# (their own interfaces stay up, as a NIC's do when the fibre is cut).
 #
 # A host in each area's tenant (east's hospital 10.1.0.5 = 100.64.1.5 in the core, west's archive
-# 10.2.0.5 = 100.64.2.5), on a second af_packet port of its medix-dp.
+# 10.2.0.5 = 100.64.2.5), on a second af_packet port of its medix-dp; east has a lab too, on a
+# third, with the hospital's very address (10.1.0.5 = 100.64.4.5 in the core).
 # Checks: the session is established over the backbone addresses (ss in each namespace), each
 # medix-dp counts the BGP segments it punted (telemetry /medix/events bgp_punted); each area's
 # prefix is a route in the other's core tenant via the backbone; east's host pings west's by its
-# core address across both medix-dp; west's gobgpd killed: east withdraws west's prefix, and the
-# next ping is answered ICMP unreachable. Ends with "netns-bgp: N passed, M failed". MEDIX_DP, MEDIX_CP and
+# core address across both medix-dp; a DICOM study (dcmtk's storescu) from the hospital to the
+# archive by its core address, complete and byte-identical, its session translated on both sides
+# (east the source, west the destination), each area's policy rule named; the lab (the same
+# address, another tenant) refused by east's policy, and the hospital to a port of the archive
+# other than DICOM's refused by west's (docs/nat.md, "Across areas"); the backbone cut MX_BGP_CUTS times (default 2): each area
+# sees its port's link down, resets its session at once and removes the other's prefix (the time
+# from the cut to both routes gone: each cut's figure, then p50 and max; at most 3 s each), a
+# ping across is answered ICMP unreachable, and after the repair the routes come back; west's
+# gobgpd killed: east withdraws west's prefix, and the next ping is answered ICMP unreachable. Ends with "netns-bgp: N passed, M failed". MEDIX_DP, MEDIX_CP and
 # MEDIXCTL override the binaries.
 set -u
 cd "$(dirname "$0")/../.."
+# shellcheck source=test/lib/bgp.sh
+source test/lib/bgp.sh
 dp=${MEDIX_DP:-build/dataplane/medix-dp}
 cp=${MEDIX_CP:-build/controlplane/medix-cp}
 ctl=${MEDIXCTL:-build/controlplane/cli/medixctl}
-command -v gobgpd >/dev/null || scripts/setup >/dev/null
+command -v gobgpd >/dev/null && command -v storescu >/dev/null && /usr/bin/python3 -c 'import pydicom' 2>/dev/null ||
+  scripts/setup >/dev/null
 tmp=$(mktemp -d /tmp/medix-netns-bgp.XXXXXX)
 id=$$
-passed=0 failed=0
 declare -A dp_pid cp_pid bgp_pid prefix ns tap bb addr other lan host
+carrier=medix-nbgp-c-$id
+lab=mxk$id lab_host=medix-nbgp-hk-$id  # east's lab
 for a in e w; do
   prefix[$a]=medix-nbgp-$a-$id ns[$a]=medix-nbgp-$a-$id tap[$a]=mxt$a$id bb[$a]=mxb$a$id
   lan[$a]=mxl$a$id host[$a]=medix-nbgp-h$a-$id
@@ -44,106 +60,84 @@ cleanup() {
     ip link del "${lan[$a]}" 2>/dev/null
     ip link del "${tap[$a]}" 2>/dev/null
   done
-  ip link del "${bb[e]}" 2>/dev/null
+  ip netns del "$carrier" 2>/dev/null
+  ip netns del "$lab_host" 2>/dev/null
+  ip link del "$lab" 2>/dev/null
   [ -n "${MX_KEEP_TMP:-}" ] || rm -rf "$tmp"
 }
 trap cleanup EXIT
-pass() { echo "PASS $1"; passed=$((passed + 1)); }
-fail() {
-  echo "FAIL $1"
-  [ -n "${2:-}" ] && sed 's/^/  | /' <<<"$2" | tail -20
-  failed=$((failed + 1))
-}
-finish() {
-  echo "netns-bgp: $passed passed, $failed failed"
-  [ "$failed" -eq 0 ]
-  exit
-}
-ctl() { timeout 20 "$ctl" -p "${prefix[$1]}" --cp "unix://$tmp/cp-$1.sock" "${@:2}" 2>&1; }
-routes() {
-  ctl "$1" -o json show route | /usr/bin/python3 -c '
-import json, sys
-for o in json.load(sys.stdin).get("objects", []):
-    r = o.get("route", o)
-    if r.get("tenant") == "ix" and "via" in r:
-        print(r["prefix"], "via", r["via"].get("address", ""))' | sort
-}
-routes_are() { [ "$(routes "$1")" = "$2" ]; }
-wait_for() {
-  local limit=$1; shift
-  local start now
-  start=$(date +%s%N)
-  while :; do
-    "$@" && { took=$((($(date +%s%N) - start) / 1000000)); return 0; }
-    now=$(date +%s%N)
-    [ $(((now - start) / 1000000)) -ge $((limit * 1000)) ] && { took=$(((now - start) / 1000000)); return 1; }
-    sleep 0.05
-  done
+finish() { mx_finish netns-bgp; }
+
+# add_host NAMESPACE VETH NET: a host NET.5/24 (gateway NET.1) behind the veth medix-dp drives.
+add_host() {
+  ip netns add "$1" && ip -n "$1" link set lo up && ip link add "$2" type veth peer name eth0 netns "$1" &&
+    ip link set "$2" up && ip -n "$1" addr add "$3.5/24" dev eth0 && ip -n "$1" link set eth0 up &&
+    ip -n "$1" route add default via "$3.1" &&
+    # The host's kernel completes its TCP checksums (af_packet would hand medix-dp partial ones).
+    ip netns exec "$1" ethtool -K eth0 tx off >/dev/null
 }
 
 for binary in "$dp" "$cp" "$ctl"; do [ -x "$binary" ] || { fail "$binary is not built"; finish; }; done
 [ -c /dev/net/tun ] || { fail "/dev/net/tun is missing (the exception interface is a TAP)"; finish; }
-ip link add "${bb[e]}" type veth peer name "${bb[w]}" || { fail "the backbone veth pair"; finish; }
+ip netns add "$carrier" && ip -n "$carrier" link add br0 type bridge &&
+  ip -n "$carrier" link set br0 type bridge forward_delay 0 stp_state 0 && ip -n "$carrier" link set br0 up ||
+  { fail "the carrier's namespace and bridge"; finish; }
 for a in e w; do
-  ip link set "${bb[$a]}" up
+  ip link add "${bb[$a]}" type veth peer name "c$a" netns "$carrier" && ip link set "${bb[$a]}" up &&
+    ip -n "$carrier" link set "c$a" master br0 up || { fail "the backbone veth ${bb[$a]}"; finish; }
   ip netns add "${ns[$a]}" && ip -n "${ns[$a]}" link set lo up || { fail "namespace ${ns[$a]}"; finish; }
-  # A host of the area's tenant: 10.1.0.5 (east's hospital), 10.2.0.5 (west's archive).
-  ip netns add "${host[$a]}" && ip -n "${host[$a]}" link set lo up &&
-    ip link add "${lan[$a]}" type veth peer name eth0 netns "${host[$a]}" && ip link set "${lan[$a]}" up &&
-    ip -n "${host[$a]}" addr add "10.${n[$a]}.0.5/24" dev eth0 && ip -n "${host[$a]}" link set eth0 up &&
-    ip -n "${host[$a]}" route add default via "10.${n[$a]}.0.1" || { fail "host ${host[$a]}"; finish; }
+  # A host of the area's tenant: 10.1.0.5 (east's hospital), 10.2.0.5 (west's archive); east's lab.
+  add_host "${host[$a]}" "${lan[$a]}" "10.${n[$a]}.0" || { fail "host ${host[$a]}"; finish; }
+  vdevs=(--vdev "net_af_packet0,iface=${bb[$a]},framecnt=2048" --vdev "net_af_packet1,iface=${lan[$a]},framecnt=2048")
+  lab_port=
+  if [ $a = e ]; then
+    add_host "$lab_host" "$lab" 10.1.0 || { fail "east's lab host"; finish; }
+    vdevs+=(--vdev "net_af_packet2,iface=$lab,framecnt=2048")
+    lab_port=', {"name": "p2", "device": "net_af_packet2", "promiscuous": true}'
+  fi
   cat >"$tmp/dp-$a.json" <<JSON
 {"schema_version": 1, "ports": [{"name": "p0", "device": "net_af_packet0", "promiscuous": true},
-                               {"name": "p1", "device": "net_af_packet1", "promiscuous": true}],
+                               {"name": "p1", "device": "net_af_packet1", "promiscuous": true}$lab_port],
  "settings": {"exception_interface": "${tap[$a]}", "max_sessions": 4096}}
 JSON
   # DPDK's af_packet fanout id (pid ^ ifindex) may be another process's: a new pid, a new try.
   for try in 1 2 3; do
     setsid "$dp" --no-huge -m 512 --no-pci --log-level=error -l 0,1 --file-prefix "${prefix[$a]}" \
-      --vdev "net_af_packet0,iface=${bb[$a]}" --vdev "net_af_packet1,iface=${lan[$a]}" -- \
+      "${vdevs[@]}" -- \
       --config "$tmp/dp-$a.json" >"$tmp/dp-$a.log" 2>&1 &
     dp_pid[$a]=$!
-    wait_for 30 grep -qs "medix-dp: ready" "$tmp/dp-$a.log" && break
+    mx_wait_for 30 grep -qs "medix-dp: ready" "$tmp/dp-$a.log" && break
     grep -q 'could not set PACKET_FANOUT' "$tmp/dp-$a.log" || { fail "medix-dp $a starts" "$(cat "$tmp/dp-$a.log")"; finish; }
   done
   # Its TAP into the area's namespace, with the backbone address: where gobgpd listens.
   ip link set "${tap[$a]}" netns "${ns[$a]}" && ip -n "${ns[$a]}" addr add "${addr[$a]}/24" dev "${tap[$a]}" &&
     ip -n "${ns[$a]}" link set "${tap[$a]}" up || { fail "TAP ${tap[$a]} into ${ns[$a]}"; finish; }
-  cat >"$tmp/gobgpd-$a.toml" <<TOML
-[global.config]
-  as = 65000
-  router-id = "${addr[$a]}"
-  local-address-list = ["${addr[$a]}"]
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "${addr[${other[$a]}]}"
-    peer-as = 65000
-  [neighbors.timers.config]
-    hold-time = 3
-    keepalive-interval = 1
-    connect-retry = 1
-  [neighbors.transport.config]
-    local-address = "${addr[$a]}"
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv4-unicast"
-TOML
+  # West only listens: East dials (no collision of two connections).
+  bgp_config "${addr[$a]}" "${addr[$a]}" "$([ $a = w ] && echo true || echo false)" "${addr[${other[$a]}]}" \
+    >"$tmp/gobgpd-$a.toml"
   ip netns exec "${ns[$a]}" gobgpd -f "$tmp/gobgpd-$a.toml" --api-hosts 127.0.0.1:50051 --pprof-disable -p -l warn \
     >>"$tmp/gobgpd-$a.log" 2>&1 &
   bgp_pid[$a]=$!
 done
 printf 'medix-cp {\n  port = 0\n  port_nat_t = 0\n}\n' >"$tmp/strongswan.conf"
-# Each area: its tenant's LAN translated into the core (a static mapping, the core's route to it
-# announced), the core reached from the tenant; policy: the hospital may leave east into the
-# core, the core may reach west's archive.
+# Each area: its tenants' LANs translated into the core (static mappings, the core's routes to
+# them announced), the core reached from the tenants. Policy (docs/nat.md, "Across areas"): east
+# decides by the source tenant (the hospital may reach west's archive prefix; the lab, with the
+# same addresses, nothing), west by its own tenant (the core may reach the archive's DICOM port
+# and ping it, nothing else).
 cat >"$tmp/e.json" <<'JSON'
-{"schema_version": 1, "tenants": [{"name": "ix", "core": true}, {"name": "hosp-e"}],
+{"schema_version": 1, "tenants": [{"name": "ix", "core": true}, {"name": "hosp-e"}, {"name": "lab-e"}],
  "interfaces": [{"name": "bb", "tenant": "ix", "port": "p0", "addresses": ["10.255.0.1/24"]},
-                {"name": "lan", "tenant": "hosp-e", "port": "p1", "addresses": ["10.1.0.1/24"]}],
+                {"name": "lan", "tenant": "hosp-e", "port": "p1", "addresses": ["10.1.0.1/24"]},
+                {"name": "lab", "tenant": "lab-e", "port": "p2", "addresses": ["10.1.0.1/24"]}],
  "routes": [{"tenant": "hosp-e", "prefix": "100.64.0.0/10", "next_tenant": "ix"},
-            {"tenant": "ix", "prefix": "100.64.1.0/24", "next_tenant": "hosp-e"}],
- "static_mappings": [{"tenant": "hosp-e", "tenant_prefix": "10.1.0.0/24", "core_prefix": "100.64.1.0/24"}],
- "policy_rules": [{"name": "hosp-out", "priority": 10, "from_tenant": "hosp-e", "to_tenant": "ix", "permit": true}],
+            {"tenant": "lab-e", "prefix": "100.64.0.0/10", "next_tenant": "ix"},
+            {"tenant": "ix", "prefix": "100.64.1.0/24", "next_tenant": "hosp-e"},
+            {"tenant": "ix", "prefix": "100.64.4.0/24", "next_tenant": "lab-e"}],
+ "static_mappings": [{"tenant": "hosp-e", "tenant_prefix": "10.1.0.0/24", "core_prefix": "100.64.1.0/24"},
+                     {"tenant": "lab-e", "tenant_prefix": "10.1.0.0/24", "core_prefix": "100.64.4.0/24"}],
+ "policy_rules": [{"name": "hosp-to-archive", "priority": 10, "from_tenant": "hosp-e", "to_tenant": "ix",
+                   "destination_prefix": "100.64.2.0/24", "permit": true}],
  "bgp": {"backbone_interface": "bb"}}
 JSON
 cat >"$tmp/w.json" <<'JSON'
@@ -153,25 +147,29 @@ cat >"$tmp/w.json" <<'JSON'
  "routes": [{"tenant": "arch-w", "prefix": "100.64.0.0/10", "next_tenant": "ix"},
             {"tenant": "ix", "prefix": "100.64.2.0/24", "next_tenant": "arch-w"}],
  "static_mappings": [{"tenant": "arch-w", "tenant_prefix": "10.2.0.0/24", "core_prefix": "100.64.2.0/24"}],
- "policy_rules": [{"name": "to-archive", "priority": 10, "from_tenant": "ix", "to_tenant": "arch-w", "permit": true}],
+ "policy_rules": [{"name": "core-dicom", "priority": 10, "from_tenant": "ix", "to_tenant": "arch-w",
+                   "protocol": 6, "port_low": 11112, "port_high": 11112, "permit": true},
+                  {"name": "core-ping", "priority": 20, "from_tenant": "ix", "to_tenant": "arch-w", "protocol": 1, "permit": true}],
  "bgp": {"backbone_interface": "bb"}}
 JSON
 for a in e w; do
   ip netns exec "${ns[$a]}" "$cp" --intent "$tmp/$a.json" -p "${prefix[$a]}" --listen "unix://$tmp/cp-$a.sock" \
     --bgp 127.0.0.1:50051 --strongswan-conf "$tmp/strongswan.conf" --log-level 0 >>"$tmp/cp-$a.log" 2>&1 &
   cp_pid[$a]=$!
-  wait_for 15 grep -q "medix-cp: ready" "$tmp/cp-$a.log" || { fail "medix-cp $a starts" "$(tail -8 "$tmp/cp-$a.log")"; finish; }
+  mx_wait_for 15 grep -q "medix-cp: ready" "$tmp/cp-$a.log" || { fail "medix-cp $a starts" "$(tail -8 "$tmp/cp-$a.log")"; finish; }
 done
 
 established() { ctl e areas | grep -q "^  session 10.255.0.2 ESTABLISHED"; }
-wait_for 25 established && pass "east's session to west (10.255.0.2) established after ${took} ms (medixctl areas)" ||
+mx_wait_for 25 established && pass "east's session to west (10.255.0.2) established after ${took} ms (medixctl areas)" ||
   fail "session" "$(ctl e areas; ctl w areas; tail -3 "$tmp"/gobgpd-*.log)"
 out=$(ip netns exec "${ns[e]}" ss -tnH state established "( sport = :179 or dport = :179 )")
 grep -q "10.255.0.1:.*10.255.0.2:" <<<"$out" && pass "the BGP session is TCP between the backbone addresses, on east's TAP" ||
   fail "the session's TCP" "$out"
-wait_for 10 routes_are w "100.64.1.0/24 via 10.255.0.1" && pass "west's core tenant: east's mapping via 10.255.0.1" ||
+west_routes="100.64.1.0/24 via 10.255.0.1
+100.64.4.0/24 via 10.255.0.1"
+mx_wait_for 10 routes_are w "$west_routes" && pass "west's core tenant: east's two mappings via 10.255.0.1" ||
   fail "west's routes" "$(routes w; ctl w areas)"
-wait_for 10 routes_are e "100.64.2.0/24 via 10.255.0.2" && pass "east's core tenant: west's archive prefix via 10.255.0.2" ||
+mx_wait_for 10 routes_are e "100.64.2.0/24 via 10.255.0.2" && pass "east's core tenant: west's archive prefix via 10.255.0.2" ||
   fail "east's routes" "$(routes e; ctl e areas)"
 for a in e w; do
   n=$(/usr/bin/python3 test/netns/telemetry.py "${prefix[$a]}" /medix/events bgp_punted 2>&1)
@@ -181,10 +179,103 @@ done
 out=$(ip netns exec "${host[e]}" ping -c 3 -i 0.2 -W 2 100.64.2.5 2>&1)
 grep -q " 0% packet loss" <<<"$out" && pass "east's host (10.1.0.5) pings west's archive by its core address 100.64.2.5 across the backbone" ||
   fail "ping across areas" "$out"$'\n'"$(/usr/bin/python3 test/netns/telemetry.py "${prefix[e]}" /medix/drops; /usr/bin/python3 test/netns/telemetry.py "${prefix[w]}" /medix/drops)"
+# A DICOM study from east's hospital to west's archive by its core address (dcmtk; test/ike's study
+# maker and comparison): complete and byte-identical.
+denied() { /usr/bin/python3 test/netns/telemetry.py "${prefix[$1]}" /medix/drops policy_denied 2>/dev/null; }
+/usr/bin/python3 test/ike/dicom.py make "$tmp/study" 4 >/dev/null || { fail "the DICOM study (pydicom)"; finish; }
+mkdir -p "$tmp/received"
+ip netns exec "${host[w]}" storescp -aet ARCHIVE -od "$tmp/received" -B 11112 >"$tmp/storescp.log" 2>&1 &
+scp_pid=$!
+# A listener on another port of the archive: west's policy lets only DICOM's through.
+ip netns exec "${host[w]}" /usr/bin/python3 -c 'import socket, time
+s = socket.socket(); s.bind(("10.2.0.5", 8080)); s.listen(); time.sleep(120)' &
+other_pid=$!
+mx_wait_for 5 eval 'ip netns exec "${host[w]}" ss -tlnH | grep -q ":11112 "'
+if ip netns exec "${host[e]}" env TCP_NODELAY=1 timeout 60 storescu -aet HOSPITAL-E -aec ARCHIVE +sd 100.64.2.5 11112 \
+  "$tmp/study" >"$tmp/storescu.log" 2>&1 &&
+  /usr/bin/python3 test/ike/dicom.py compare "$tmp/study" "$tmp/received" >"$tmp/dicom.json"; then
+  pass "east's hospital stored a DICOM study on west's archive (100.64.2.5): $(cat "$tmp/dicom.json")"
+else
+  fail "DICOM study east -> west" "$(tail -5 "$tmp/storescu.log"; cat "$tmp/dicom.json" 2>/dev/null)"
+fi
+# The session in each area: east translated the source (and named its rule), west the destination.
+sessions() { ctl "$1" -o json sessions --port 11112 | /usr/bin/python3 -c '
+import json, sys
+for x in json.load(sys.stdin).get("sessions", []):
+    print(x["tenant"], x["source"].split(":")[0], x["destination"], "->", x["peer_tenant"],
+          x["translated_source"].split(":")[0], x["translated_destination"], x["rule"])'; }
+out_e=$(sessions e) out_w=$(sessions w)
+grep -qx "hosp-e 10.1.0.5 100.64.2.5:11112 -> ix 100.64.1.5 100.64.2.5:11112 hosp-to-archive" <<<"$out_e" &&
+  grep -qx "ix 100.64.1.5 100.64.2.5:11112 -> arch-w 100.64.1.5 10.2.0.5:11112 core-dicom" <<<"$out_w" &&
+  pass "its session: east translated the source (10.1.0.5 -> 100.64.1.5, rule hosp-to-archive), west the destination (100.64.2.5 -> 10.2.0.5, rule core-dicom)" ||
+  fail "the DICOM session in each area" "east: $out_e"$'\n'"west: $out_w"
+# The lab: the hospital's very address, another tenant: refused by east's policy (by tenant).
+before_e=$(denied e) before_w=$(denied w)
+if ip netns exec "$lab_host" timeout 3 bash -c 'exec 3<>/dev/tcp/100.64.2.5/11112' 2>/dev/null; then
+  fail "east's lab (10.1.0.5 as the hospital, tenant lab-e) reached the archive"
+else
+  mx_wait_for 3 eval '[ "$(denied e)" -gt "$before_e" ]' && [ "$(denied w)" = "$before_w" ] &&
+    pass "east's lab (10.1.0.5, as the hospital, tenant lab-e) refused by east's policy ($before_e -> $(denied e) policy_denied), west saw nothing" ||
+    fail "the lab refused in east" "east policy_denied $before_e -> $(denied e), west $before_w -> $(denied w)"
+fi
+# The hospital to the archive's port 8080: east lets it into the core, west's policy refuses it.
+before_e=$(denied e) before_w=$(denied w)
+if ip netns exec "${host[e]}" timeout 3 bash -c 'exec 3<>/dev/tcp/100.64.2.5/8080' 2>/dev/null; then
+  fail "the hospital reached the archive's port 8080 (west's policy lets DICOM only)"
+else
+  mx_wait_for 3 eval '[ "$(denied w)" -gt "$before_w" ]' && [ "$(denied e)" = "$before_e" ] &&
+    pass "the hospital to the archive's port 8080: passed east, refused by west's policy ($before_w -> $(denied w) policy_denied)" ||
+    fail "port 8080 refused in west" "east policy_denied $before_e -> $(denied e), west $before_w -> $(denied w)"
+fi
+kill "$scp_pid" "$other_pid" 2>/dev/null
+wait "$scp_pid" "$other_pid" 2>/dev/null
+
+# The backbone cut and repaired, MX_BGP_CUTS times: the time from the cut to the other area's
+# prefix gone from each medix-dp (read with medixctl: an upper bound, by its ~0.1 s per call).
+cut_ms=()
+for cut in $(seq "${MX_BGP_CUTS:-2}"); do
+  t0=$(date +%s%N)
+  ip -n "$carrier" link set ce down && ip -n "$carrier" link set cw down
+  te= tw=
+  while :; do
+    [ -z "$te" ] && routes_are e "" && te=$((($(date +%s%N) - t0) / 1000000))
+    [ -z "$tw" ] && routes_are w "" && tw=$((($(date +%s%N) - t0) / 1000000))
+    [ -n "$te" ] && [ -n "$tw" ] && break
+    [ $((($(date +%s%N) - t0) / 1000000)) -gt 10000 ] && break
+    sleep 0.02
+  done
+  if [ -n "$te" ] && [ -n "$tw" ] && [ "$te" -le 3000 ] && [ "$tw" -le 3000 ]; then
+    pass "cut $cut: both areas removed the other's prefix within 3 s (east ${te} ms, west ${tw} ms)"
+    cut_ms+=($((te > tw ? te : tw)))
+  else
+    fail "cut $cut: routes withdrawn within 3 s (east ${te:-none} ms, west ${tw:-none} ms)" "$(routes e; routes w; ctl e areas)"
+  fi
+  if [ "$cut" = 1 ]; then
+    out=$(ctl e areas)
+    grep -q "^  backbone port p0: link down, seen going down 1 times" <<<"$out" &&
+      grep -qs "backbone bb (port p0) link down: sessions to 10.255.0.2 shut" "$tmp/cp-e.log" &&
+      pass "east saw its port's link down and shut its session at once (not the hold timer)" ||
+      fail "east's link down" "$out"$'\n'"$(tail -3 "$tmp/cp-e.log")"
+    out=$(ip netns exec "${host[e]}" ping -c 1 -W 2 100.64.2.5 2>&1)
+    grep -qi "unreachable" <<<"$out" && pass "backbone cut: a ping to west's archive gets ICMP unreachable at once" ||
+      fail "ICMP unreachable after the cut" "$out"
+  fi
+  t0=$(date +%s%N)
+  ip -n "$carrier" link set ce up && ip -n "$carrier" link set cw up
+  both_back() { routes_are e "100.64.2.0/24 via 10.255.0.2" && routes_are w "$west_routes"; }
+  mx_wait_for 30 both_back && pass "cut $cut repaired: the routes are back after ${took} ms (gobgpd: 5 s idle, then its 5-10 s connect timer)" ||
+    { fail "cut $cut repaired: routes back" "$(routes e; routes w; ctl e areas)"; break; }
+done
+if [ "${#cut_ms[@]}" -gt 0 ]; then
+  sorted=($(printf '%s\n' "${cut_ms[@]}" | sort -n))
+  echo "figure: backbone cut to both areas' routes withdrawn over ${#sorted[@]} cuts (ms): ${cut_ms[*]};" \
+    "p50 ${sorted[$(((${#sorted[@]} - 1) / 2))]}, max ${sorted[-1]}"
+fi
+
 kill -KILL "${bgp_pid[w]}"
 wait "${bgp_pid[w]}" 2>/dev/null
 bgp_pid[w]=
-wait_for 10 routes_are e "" && pass "west's gobgpd killed: east withdraws west's prefix after ${took} ms" ||
+mx_wait_for 10 routes_are e "" && pass "west's gobgpd killed: east withdraws west's prefix after ${took} ms" ||
   fail "withdraw" "$(routes e; ctl e areas)"
 # The route gone, east's host is told at once (ICMP unreachable from medix-dp), not left waiting.
 out=$(ip netns exec "${host[e]}" ping -c 1 -W 2 100.64.2.5 2>&1)

@@ -16,7 +16,8 @@
 #   mx_in hospital-a-lan ping -c1 10.0.1.10    # run a command on a host
 #   mx_tele /medix/tenants hospital-a rx_packets
 #   mx_stop_dp                                 # SIGTERM; returns medix-dp's exit status
-#   pass NAME / fail NAME / ... | tally        # PASS/FAIL lines, counted
+#   pass NAME / fail NAME [DETAIL] / ... | tally  # PASS/FAIL lines, counted
+#   mx_wait_for SECONDS COMMAND...             # until it succeeds; the milliseconds in $took
 #   mx_finish SUITE                            # "SUITE: N passed, M failed", exit 1 on a failure
 #
 # Requires root, iproute2, ethtool, /usr/bin/python3. Everything it creates carries the random
@@ -54,7 +55,26 @@ mx_die() { echo "error: $*" >&2; exit 2; }
 # PASS/FAIL lines and their counts, for the suites that source this file.
 passed=0 failed=0
 pass() { echo "PASS $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL $*"; failed=$((failed + 1)); }
+# fail NAME [DETAIL...]: DETAIL (a command's output, say) under it, indented, its last 20 lines.
+fail() {
+  echo "FAIL $1"
+  shift
+  [ -n "$*" ] && sed 's/^/  | /' <<<"$*" | tail -20
+  failed=$((failed + 1))
+}
+# mx_wait_for SECONDS COMMAND...: runs COMMAND every 50 ms until it succeeds (0) or SECONDS pass
+# (1); the milliseconds it took in $took.
+mx_wait_for() {
+  local limit=$1 start now
+  shift
+  start=$(date +%s%N)
+  while :; do
+    "$@" && { took=$((($(date +%s%N) - start) / 1000000)); return 0; }
+    now=$(date +%s%N)
+    [ $(((now - start) / 1000000)) -ge $((limit * 1000)) ] && { took=$(((now - start) / 1000000)); return 1; }
+    sleep 0.05
+  done
+}
 # A stream of PASS/FAIL lines (from a Python check) counted like ours; other lines shown as is.
 # At the end of a pipe it counts in this shell only with `shopt -s lastpipe`.
 tally() {

@@ -8,7 +8,8 @@
 #   mx_swan_start GW_HOST DIR LOCAL REMOTE LOCAL_ID REMOTE_ID PSK LOCAL_TS REMOTE_TS IKE ESP
 #       charon with kernel-libipsec (ESP in userspace over TUN, always in UDP 4500: this kernel
 #       has no XFRM ESP) in GW_HOST's namespace, its files in DIR; one connection "ix", one child
-#       "hosp"; returns when its config is loaded (MX_SWAN_PID) or non-zero with the reason
+#       "hosp"; returns when its config is loaded (MX_SWAN_PID) or non-zero with the reason;
+#       MX_SWAN_CHARON_CONF: more settings for its charon section
 #   mx_swan GW_HOST DIR SWANCTL-ARGS...     swanctl against that charon
 #   mx_swan_stop                            kills it
 #   mx_cp_start NS_CP TAP TAP_CIDR INTENT LOG [MEDIX-CP-ARGS...]
@@ -61,6 +62,7 @@ charon {
       socket = unix://$dir/charon.vici
     }
   }
+  ${MX_SWAN_CHARON_CONF:-}
 }
 swanctl {
   socket = unix://$dir/charon.vici

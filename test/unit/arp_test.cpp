@@ -122,3 +122,23 @@ TEST_CASE("neighbour table: a worker's cache answers as the table does, after ev
   table.destroy();
   rte_free(cache);
 }
+
+TEST_CASE("ARP is counted under the tenant of the interface it crosses") {
+  Harness h(two_tenants);
+  const uint16_t a = h.tenant("a"), b = h.tenant("b");
+  // b's host asks for b's address: answered, under b.
+  h.receive(0,
+            ether(broadcast, host_mac, 0x8100) + vlan(0x0806, 20) + arp(1, host_mac, "10.0.0.7", zero_mac, "10.0.0.1"));
+  REQUIRE(h.sent(0).size() == 1);
+  CHECK(h.worker.counters->tenants[b].arp_replies_sent == 1);
+  CHECK(h.worker.counters->tenants[a].arp_replies_sent == 0);
+  // a's packet to an unresolved next hop on a-svc: asked under a; the answer received under a.
+  h.receive(0, on_a("02:00:00:00:00:0a", ipv4("10.0.0.7", "10.1.0.20", 17, udp(1, 2, 8)), 0x0800));
+  REQUIRE(h.sent(1).size() == 1);
+  CHECK(h.worker.counters->tenants[a].arp_requests_sent == 1);
+  CHECK(h.worker.counters->tenants[b].arp_requests_sent == 0);
+  h.receive(1, ether("02:00:00:00:01:0a", host_mac, 0x8100) + vlan(0x0806, 110) +
+                   arp(2, host_mac, "10.1.0.20", "02:00:00:00:01:0a", "10.1.0.1"));
+  CHECK(h.worker.counters->tenants[a].arp_replies_received == 1);
+  CHECK(h.worker.counters->tenants[b].arp_replies_received == 0);
+}

@@ -1,0 +1,180 @@
+// The IKE sync link: the relay between the ha plugin and the peer, and the segment that follows
+// the node's role.
+#include "link.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <vector>
+
+namespace medix::cp::ha {
+
+namespace {
+
+constexpr const char* plugin_address = "127.0.0.1";
+constexpr const char* relay_address = "127.0.0.2";
+constexpr uint16_t plugin_port = 4510;  // the plugin's, fixed
+constexpr const char* plugin_fifo = "/var/run/charon.ha";
+// The plugin's messages start with its version and their type (ha_message.h, strongSwan 5.9).
+constexpr uint8_t ha_message_version = 3;
+constexpr uint8_t ha_segment_drop = 8, ha_segment_take = 9, ha_status = 10, ha_resync = 11;
+
+bool parse(const std::string& text, sockaddr_in& out) {
+  auto colon = text.rfind(':');
+  if (colon == std::string::npos) return false;
+  std::memset(&out, 0, sizeof out);
+  out.sin_family = AF_INET;
+  char* end = nullptr;
+  long port = std::strtol(text.c_str() + colon + 1, &end, 10);
+  if (*end || port <= 0 || port > 65535) return false;
+  out.sin_port = htons(uint16_t(port));
+  return inet_pton(AF_INET, text.substr(0, colon).c_str(), &out.sin_addr) == 1;
+}
+
+int bound_socket(const sockaddr_in& at, std::string& error) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || bind(fd, reinterpret_cast<const sockaddr*>(&at), sizeof at) != 0) {
+    char ip[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &at.sin_addr, ip, sizeof ip);
+    error = std::string("cannot bind ") + ip + ":" + std::to_string(ntohs(at.sin_port)) + ": " + strerror(errno);
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+uint64_t wall_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+}
+
+// "+1" takes segment 1 (the node's IKE_SAs become active), "-1" drops it (passive): the plugin's
+// control FIFO. False if its reader is not there (yet).
+bool command_segment(bool take) {
+  int fd = ::open(plugin_fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return false;
+  const char* cmd = take ? "+1\n" : "-1\n";
+  bool ok = write(fd, cmd, 3) == 3;
+  close(fd);
+  return ok;
+}
+
+}  // namespace
+
+std::string Link::plugin_settings() {
+  return std::string("medix-cp {\n plugins {\n  ha {\n   local = ") + plugin_address +
+         "\n   remote = " + relay_address +
+         "\n   segment_count = 1\n   monitor = no\n   fifo_interface = yes\n   resync = yes\n  }\n }\n}\n";
+}
+
+std::string Link::start(const LinkConfig& config, RoleSource role) {
+  sockaddr_in local, peer, inner;
+  if (!parse(config.local, local)) return "--ha-sync-local " + config.local + ": not IPv4-ADDRESS:PORT";
+  if (!parse(config.peer, peer)) return "--ha-sync-peer " + config.peer + ": not IPv4-ADDRESS:PORT";
+  if (config.key_file.empty()) return "--ha-sync-key-file: required with --ha-sync-local and --ha-sync-peer";
+  std::vector<uint8_t> secret;
+  if (std::string e = read_secret(config.key_file, secret); !e.empty()) return "--ha-sync-key-file " + e;
+  send_key_ = direction_key(secret, config.local, config.peer);
+  recv_key_ = direction_key(secret, config.peer, config.local);
+  std::fill(secret.begin(), secret.end(), 0);
+  parse(std::string(relay_address) + ":" + std::to_string(plugin_port), inner);
+  std::string error;
+  if ((inner_ = bound_socket(inner, error)) < 0) return "the ha plugin's relay: " + error;
+  if ((outer_ = bound_socket(local, error)) < 0) return "--ha-sync-local: " + error;
+  // Datagrams go to the peer only; the peer's are checked by their key, not their source.
+  if (connect(outer_, reinterpret_cast<const sockaddr*>(&peer), sizeof peer) != 0)
+    return "--ha-sync-peer " + config.peer + ": " + strerror(errno);
+  peer_ = config.peer;
+  // Grows across restarts: the peer's replay check holds for a node that comes back.
+  counter_ = wall_ns();
+  relay_thread_ = std::thread([this] { relay(); });
+  role_thread_ = std::thread([this, role] { watch_role(role); });
+  return "";
+}
+
+void Link::stop() {
+  if (stopping_.exchange(true)) return;
+  if (relay_thread_.joinable()) relay_thread_.join();
+  if (role_thread_.joinable()) role_thread_.join();
+  if (inner_ >= 0) close(inner_);
+  if (outer_ >= 0) close(outer_);
+}
+
+void Link::relay() {
+  sockaddr_in plugin;
+  parse(std::string(plugin_address) + ":" + std::to_string(plugin_port), plugin);
+  std::vector<uint8_t> buf(sizeof(Header) + max_payload + tag_size + 1), sealed, payload;
+  pollfd fds[2] = {{inner_, POLLIN, 0}, {outer_, POLLIN, 0}};
+  time_t last_log[4] = {};  // by Reject
+  while (!stopping_.load()) {
+    if (poll(fds, 2, 100) <= 0) continue;
+    if (fds[0].revents & POLLIN) {  // the plugin's: sealed to the peer
+      sockaddr_in from;
+      socklen_t from_len = sizeof from;
+      ssize_t n = recvfrom(inner_, buf.data(), max_payload + 1, 0, reinterpret_cast<sockaddr*>(&from), &from_len);
+      if (n > 0 && size_t(n) <= max_payload && from.sin_port == htons(plugin_port) &&
+          from.sin_addr.s_addr == plugin.sin_addr.s_addr) {
+        if (n >= 2 && buf[0] == ha_message_version && buf[1] == ha_resync) joined_ = true;
+        seal(send_key_, ++counter_, buf.data(), size_t(n), sealed);
+        if (send(outer_, sealed.data(), sealed.size(), 0) == ssize_t(sealed.size())) stats_.sent++;
+      }
+    }
+    if (fds[1].revents & POLLIN) {  // the peer's: opened, then to the plugin
+      ssize_t n = recv(outer_, buf.data(), buf.size(), 0);
+      if (n <= 0) continue;
+      Reject r = open(recv_key_, buf.data(), size_t(n), last_counter_, payload);
+      if (r != Reject::none) {
+        uint64_t count = ++stats_.rejected[size_t(r)];
+        if (time_t now = time(nullptr); now != last_log[size_t(r)]) {  // a line a second, a reason
+          last_log[size_t(r)] = now;
+          fprintf(stderr, "medix-cp: ha link: refused a datagram (%s), %llu so far\n", reject_name(r),
+                  static_cast<unsigned long long>(count));
+        }
+        continue;
+      }
+      stats_.received++;
+      if (payload.size() < 2) continue;
+      // The peer's segment messages are not for the plugin: each node's segment follows its own
+      // medix-dp's role, never the other node's word (a node going standby would otherwise make
+      // the other active, and one taking over would make the other passive whatever its role).
+      if (payload[1] == ha_segment_drop || payload[1] == ha_segment_take || payload[1] == ha_status) {
+        stats_.segment_ignored++;
+        continue;
+      }
+      // Until the plugin asked for its resync, the peer's IKE_SAs and CHILD_SAs are left out: the
+      // resync sends them all again, and the plugin would install twice an IKE_SA it got twice.
+      if (!joined_ && payload[1] != ha_resync) {
+        if (stats_.before_resync++ == 0)
+          fprintf(stderr, "medix-cp: ha link: the peer's state is left out until the plugin asks for its resync\n");
+        continue;
+      }
+      sendto(inner_, payload.data(), payload.size(), 0, reinterpret_cast<const sockaddr*>(&plugin), sizeof plugin);
+    }
+  }
+}
+
+void Link::watch_role(RoleSource role) {
+  int applied = -1;  // what the plugin was last told: unknown at first
+  while (!stopping_.load()) {
+    int now = role();
+    // Unknown (medix-dp not answering) changes nothing: a node whose medix-dp died is dead.
+    if (now >= 0 && now != applied && command_segment(now == 1)) {
+      fprintf(stderr, "medix-cp: ha: medix-dp is %s: the IKE_SAs here are %s\n", now ? "active" : "standby",
+              now ? "active" : "passive");
+      (now ? stats_.activations : stats_.deactivations)++;
+      applied = now;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
+}  // namespace medix::cp::ha

@@ -1,0 +1,68 @@
+// IKE state between the two medix-cp of a pair (docs/ha.md, "IKE state"): strongSwan's ha plugin,
+// loaded into the embedded charon, syncs every IKE_SA and CHILD_SA; this carries its datagrams
+// between the nodes sealed (ha/wire.h) and switches its segment with the node's role in medix-dp.
+//
+//   ha plugin 127.0.0.1:4510 <-> relay 127.0.0.2:4510 ... --ha-sync-local ══AES-GCM══ peer's relay
+//
+// The plugin's socket is connected to the relay's address, so it takes datagrams from the relay
+// alone; whatever reaches the relay from outside is opened under the pair's key first.
+#ifndef MEDIX_CP_HA_LINK_H
+#define MEDIX_CP_HA_LINK_H
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <thread>
+
+#include "wire.h"
+
+namespace medix::cp::ha {
+
+struct LinkConfig {
+  std::string local;  // HOST:PORT (IPv4) of the sync link, this node's
+  std::string peer;   // the other node's
+  std::string key_file;
+  bool configured() const { return !local.empty() || !peer.empty() || !key_file.empty(); }
+};
+
+// The role medix-dp gives the node: 1 active, 0 standby, -1 unknown (medix-dp did not answer).
+using RoleSource = std::function<int()>;
+
+class Link {
+ public:
+  // strongswan.conf text for the ha plugin: its endpoints inside the node, one segment, no
+  // heartbeat of its own (the role comes from medix-dp: VRRP or medixctl ha-sync role).
+  static std::string plugin_settings();
+
+  ~Link() { stop(); }
+  // Binds both sockets and starts the relay and the role watcher. "" or the error.
+  std::string start(const LinkConfig& config, RoleSource role);
+  void stop();
+
+  struct Stats {
+    std::atomic<uint64_t> sent{0}, received{0};
+    std::atomic<uint64_t> rejected[4] = {};  // by Reject
+    std::atomic<uint64_t> activations{0}, deactivations{0};
+    std::atomic<uint64_t> before_resync{0};    // the peer's state left out before our resync request
+    std::atomic<uint64_t> segment_ignored{0};  // the peer's segment take/drop/status, not passed on
+  };
+  const Stats& stats() const { return stats_; }
+
+ private:
+  void relay();
+  void watch_role(RoleSource role);
+
+  int inner_ = -1, outer_ = -1;  // toward the plugin; toward the peer
+  Key send_key_{}, recv_key_{};
+  uint64_t counter_ = 0, last_counter_ = 0;
+  bool joined_ = false;  // the plugin sent its resync request (relay thread only)
+  std::string peer_;
+  std::atomic<bool> stopping_{false};
+  std::thread relay_thread_, role_thread_;
+  Stats stats_;
+};
+
+}  // namespace medix::cp::ha
+
+#endif

@@ -1,0 +1,99 @@
+// The IKE sync link's datagrams: AES-256-GCM (OpenSSL), keys per direction, replay check.
+#include "wire.h"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <memory>
+
+namespace medix::cp::ha {
+
+namespace {
+
+using Ctx = std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)>;
+
+void nonce_of(uint64_t counter, uint8_t nonce[12]) {
+  std::memset(nonce, 0, 12);
+  std::memcpy(nonce + 4, &counter, 8);
+}
+
+}  // namespace
+
+Key direction_key(const std::vector<uint8_t>& secret, const std::string& from, const std::string& to) {
+  std::string label = "medix-cp ha link " + from + ">" + to;
+  Key key{};
+  unsigned len = 0;
+  HMAC(EVP_sha256(), secret.data(), int(secret.size()), reinterpret_cast<const uint8_t*>(label.data()), label.size(),
+       key.data(), &len);
+  return key;
+}
+
+std::string read_secret(const std::string& file, std::vector<uint8_t>& secret) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return file + ": cannot read the sync key";
+  secret.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+  if (secret.size() < 32) {
+    secret.clear();
+    return file + ": the sync key must be at least 32 bytes";
+  }
+  return "";
+}
+
+void seal(const Key& key, uint64_t counter, const uint8_t* payload, size_t len, std::vector<uint8_t>& out) {
+  Header h{link_magic, link_version, {0, 0, 0}, counter};
+  out.resize(sizeof h + len + tag_size);
+  std::memcpy(out.data(), &h, sizeof h);
+  uint8_t nonce[12];
+  nonce_of(counter, nonce);
+  Ctx ctx(EVP_CIPHER_CTX_new(), EVP_CIPHER_CTX_free);
+  int n = 0;
+  EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, key.data(), nonce);
+  EVP_EncryptUpdate(ctx.get(), nullptr, &n, out.data(), sizeof h);  // the header: authenticated
+  EVP_EncryptUpdate(ctx.get(), out.data() + sizeof h, &n, payload, int(len));
+  EVP_EncryptFinal_ex(ctx.get(), out.data() + sizeof h + n, &n);
+  EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, tag_size, out.data() + sizeof h + len);
+}
+
+const char* reject_name(Reject r) {
+  switch (r) {
+    case Reject::none: return "none";
+    case Reject::malformed: return "malformed";
+    case Reject::bad_tag: return "bad_tag";
+    case Reject::replay: return "replay";
+  }
+  return "?";
+}
+
+Reject open(const Key& key, const uint8_t* data, size_t len, uint64_t& last_counter, std::vector<uint8_t>& payload) {
+  Header h;
+  if (len < sizeof h + tag_size || len > sizeof h + max_payload + tag_size) return Reject::malformed;
+  std::memcpy(&h, data, sizeof h);
+  if (h.magic != link_magic || h.version != link_version) return Reject::malformed;
+  size_t n = len - sizeof h - tag_size;
+  payload.resize(n);
+  uint8_t nonce[12];
+  nonce_of(h.counter, nonce);
+  Ctx ctx(EVP_CIPHER_CTX_new(), EVP_CIPHER_CTX_free);
+  int out = 0;
+  EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, key.data(), nonce);
+  EVP_DecryptUpdate(ctx.get(), nullptr, &out, data, sizeof h);
+  EVP_DecryptUpdate(ctx.get(), payload.data(), &out, data + sizeof h, int(n));
+  EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, tag_size, const_cast<uint8_t*>(data + len - tag_size));
+  if (EVP_DecryptFinal_ex(ctx.get(), payload.data() + out, &out) != 1) {
+    payload.clear();
+    return Reject::bad_tag;
+  }
+  // After the tag: a forged counter cannot push the real peer out.
+  if (h.counter <= last_counter) {
+    payload.clear();
+    return Reject::replay;
+  }
+  last_counter = h.counter;
+  return Reject::none;
+}
+
+}  // namespace medix::cp::ha

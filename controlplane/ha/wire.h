@@ -1,0 +1,49 @@
+// The IKE sync link between the two medix-cp of a pair (docs/ha.md, "IKE state"): strongSwan's
+// ha plugin speaks plain UDP (its own protection, ha.secret, is kernel IPsec that medix has not),
+// and what it sends holds every IKE_SA's and CHILD_SA's DH secret. medix-cp carries each of its
+// datagrams sealed with AES-256-GCM under a key of the pair, with a counter against replays.
+#ifndef MEDIX_CP_HA_WIRE_H
+#define MEDIX_CP_HA_WIRE_H
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace medix::cp::ha {
+
+// magic, version, then the sender's counter: the GCM nonce and the receiver's replay check.
+struct Header {
+  uint32_t magic;
+  uint8_t version;
+  uint8_t reserved[3];
+  uint64_t counter;
+};
+static_assert(sizeof(Header) == 16);
+inline constexpr uint32_t link_magic = 0x4d584841;  // "MXHA"
+inline constexpr uint8_t link_version = 1;
+inline constexpr size_t tag_size = 16;
+inline constexpr size_t max_payload = 65000;  // what the plugin sends fits far below
+
+// One direction's key: the pair's secret (at least 32 bytes, from a file) narrowed to "FROM>TO"
+// (the sync endpoints as configured), so that the two nodes never seal under the same key and
+// nonce.
+using Key = std::array<uint8_t, 32>;
+Key direction_key(const std::vector<uint8_t>& secret, const std::string& from, const std::string& to);
+
+// The secret from FILE (a trailing newline dropped); an error naming the file, never the key.
+std::string read_secret(const std::string& file, std::vector<uint8_t>& secret);
+
+// Header + ciphertext + tag of `payload` into out (resized).
+void seal(const Key& key, uint64_t counter, const uint8_t* payload, size_t len, std::vector<uint8_t>& out);
+
+enum class Reject : uint8_t { none, malformed, bad_tag, replay };
+const char* reject_name(Reject r);
+// The payload of a datagram, if it is whole, sealed under `key` and newer than last_counter
+// (advanced only then: a refused datagram moves nothing).
+Reject open(const Key& key, const uint8_t* data, size_t len, uint64_t& last_counter, std::vector<uint8_t>& payload);
+
+}  // namespace medix::cp::ha
+
+#endif

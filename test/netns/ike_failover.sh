@@ -1,0 +1,408 @@
+#!/usr/bin/env bash
+# The carrier's IKE_SA through an unplanned failover of the medix pair (issue 15, docs/ha.md
+# "IKE state: strongSwan's ha plugin inside medix-cp"). Two medix nodes (medix-dp + medix-cp
+# each, the same config and intent), a stock strongSwan gateway (kernel-libipsec) and the
+# hospital behind it:
+#
+#   hosp-y 10.0.0.10 ── gw 192.0.2.2 ══ESP══ bridge ─┬─ node A (active):  medix-dp A + medix-cp A
+#                                                    └─ node B (standby): medix-dp B + medix-cp B
+#   archive 192.168.1.10 ────────────────── bridge ─┬─ node A
+#                                                   └─ node B
+#   medix-dp A ⇄ B: sessions and ESP sequence numbers (loopback, HMAC)
+#   medix-cp A ⇄ B: strongSwan's ha plugin in each embedded charon, its datagrams sealed by
+#                   medix-cp (AES-256-GCM) on a veth of their own (--ha-sync-*)
+#
+# Each node's ports are veths on one Linux bridge per segment, with the same MAC on both nodes
+# (what a VRRP virtual MAC gives); only the active's ports are on the bridges: the addresses
+# move with them (netns-vrrp tests VRRP itself). B's medix-cp holds the IKE_SA passive (the ha
+# plugin's IKE_PASSIVE) with the CHILD_SA installed in medix-dp B, which drops what would cross.
+# Then node A dies (kill -9 of medix-dp and medix-cp, its ports leave the bridges), B's ports
+# join, B is made active (medixctl ha-sync role active) and medix-cp B, which follows its
+# medix-dp's role, has its ha plugin take the segment (the plugin's control FIFO). Checks:
+#   - the gateway's IKE_SA is the same one (same SPIs, same unique id, no new IKE_SA_INIT);
+#   - a TCP transfer through the CHILD_SA that spans the failover completes byte-identical,
+#     and pings cross the same CHILD_SA after it;
+#   - the gateway logs no ESP sequence number failure (medix-dp B advanced the outbound
+#     sequence numbers A synced) and its inbound packets keep counting on the same SA;
+#   - DPD goes on (B answers the gateway's and the gateway answers B's: message IDs synced);
+#   - a CHILD_SA rekey from the gateway and one from medix-cp B, and an IKE_SA rekey, succeed;
+#   - forged, unsealed and replayed datagrams of the medix-cp link are refused and counted;
+#   - A returns as standby: the plugin's resync gives it B's IKE_SA and CHILD_SA (once each).
+#
+# Usage: test/netns/ike_failover.sh (root; binaries from build/, or MEDIX_DP, MEDIX_CP).
+# Prints PASS/FAIL lines and "netns-ike-failover: N passed, M failed".
+set -uo pipefail
+# shellcheck source=test/netns/lib.sh
+source "$(dirname "$0")/lib.sh"
+# shellcheck source=test/netns/swan.sh
+source "$(dirname "$0")/swan.sh"
+
+CTL=${MEDIXCTL:-$MX_REPO/build/controlplane/cli/medixctl}
+CP_BIN=${MEDIX_CP:-$MX_REPO/build/controlplane/medix-cp}
+ARCHIVE_CORE=100.100.2.10 PORT=5001
+HA_A=10.255.0.1:4520 HA_B=10.255.0.2:4520 # the medix-cp pair's sync link
+LINK_TOOL=$MX_LIB_DIR/ike_link_tool.py
+
+mx_init
+mx_need_binary
+[ -x "$CTL" ] || mx_die "medixctl not found at $CTL (run scripts/build)"
+[ -x "$CP_BIN" ] || mx_die "medix-cp not built (scripts/setup, scripts/build)"
+[ -x /usr/lib/ipsec/charon ] || mx_die "strongSwan's charon is missing (scripts/setup)"
+[ -e /usr/lib/ipsec/plugins/libstrongswan-ha.so ] || mx_die "strongSwan's ha plugin is missing (libcharon-extra-plugins)"
+t_start=$(date +%s.%N)
+
+mx_attach carrier-y-gw carrier-y 192.0.2.2/24 192.0.2.1/24
+mx_attach archive archive 192.168.1.10/24 192.168.1.1/24
+NS_Y=mx-$MX_ID-hosp-y GW=$MX_TMP/gw
+PSK="ike-failover-$MX_ID-$RANDOM$RANDOM"
+A_PREFIX=$MX_PREFIX B_PREFIX=$MX_PREFIX-b
+A_PID='' B_PID='' CPA_PID='' CPB_PID=''
+LINKS=()
+
+ike_cleanup() {
+  local rc=$? l pid
+  set +e
+  trap - EXIT
+  for pid in $CPA_PID $CPB_PID $B_PID; do kill -KILL "$pid" 2>/dev/null; done
+  for pid in $CPA_PID $CPB_PID $B_PID; do wait "$pid" 2>/dev/null; done
+  mx_swan_cleanup
+  for l in "${LINKS[@]}"; do ip link del "$l" 2>/dev/null; done
+  rm -rf "/var/run/dpdk/$B_PREFIX" "/var/run/dpdk/$A_PREFIX"
+  (exit "$rc")
+  mx_cleanup
+}
+trap ike_cleanup EXIT
+finish() {
+  if [ "$failed" -gt 0 ]; then
+    for f in cp-a.log cp-b.log medix-dp.log medix-dp-b.log gw/gw.log; do
+      [ -s "$MX_TMP/$f" ] && { echo "--- $f"; tail -n 25 "$MX_TMP/$f" | sed 's/^/  | /'; }
+    done
+    MX_KEEP_TMP=1
+    echo "--- kept in $MX_TMP"
+  fi
+  echo "netns-ike-failover: $passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+  exit
+}
+
+# --- the segments: a bridge per attachment, each node's port a veth on it, the same MAC -------
+# ma/mA: node A's port and its bridge end; mb/mB: node B's; mr: the bridge (the host's veth on it).
+declare -A PORT_A PORT_B
+k=0
+for h in "${MX_HOSTS[@]}"; do
+  br=mr$MX_ID$k a=ma$MX_ID$k A=mA$MX_ID$k b=mb$MX_ID$k B=mB$MX_ID$k
+  (
+    set -e
+    ip link add "$br" type bridge
+    ip link add "$a" type veth peer name "$A"
+    ip link add "$b" type veth peer name "$B"
+    ip link set "$b" address "$(cat "/sys/class/net/$a/address")"
+    for l in "$br" "$a" "$A" "$b" "$B"; do sysctl -qw "net.ipv6.conf.$l.disable_ipv6=1"; done
+    ip link set "${MX_RIF[$h]}" master "$br"
+    ip link set "$A" master "$br"
+    for l in "$a" "$b"; do ip link set "$l" arp off up; done
+    for l in "$br" "$A" "$B"; do ip link set "$l" up; done
+  ) || mx_die "could not build the segment of $h"
+  LINKS+=("$br" "$a" "$b")
+  PORT_A[$h]=$a PORT_B[$h]=$b
+  k=$((k + 1))
+done
+# move_ports OUT IN: the node whose bridge ends are OUT leaves the segments, IN's join them.
+move_ports() {
+  local k
+  for k in $(seq 0 $((${#MX_HOSTS[@]} - 1))); do
+    ip link set "m$1$MX_ID$k" nomaster
+    ip link set "m$2$MX_ID$k" master "mr$MX_ID$k"
+  done
+}
+
+# --- configs: the same on both nodes but the exception TAP's name -------------------------------
+leak() { printf '{"tenant": "%s", "prefix": "%s", "next_tenant": "%s"}' "$1" "$2" "$3"; }
+MX_ROUTES_JSON="$(leak archive 100.64.0.0/10 ix), $(leak ix 100.100.2.0/24 archive)"
+mx_write_config "$MX_TMP/config.json"
+"$MX_PY" - "$MX_TMP" "$MX_ID" "$PSK" <<'EOF' || mx_die "could not write the configs"
+import json, sys
+tmp, mx_id, psk = sys.argv[1:4]
+c = json.load(open(f"{tmp}/config.json"))
+carrier_t = [t for t in c["tenants"] if t["name"] == "carrier-y"]
+carrier_i = [i for i in c["interfaces"] if i["tenant"] == "carrier-y"]
+c["tenants"] = [t for t in c["tenants"] if t["name"] != "carrier-y"] + [{"name": "ix", "core": True}]
+c["interfaces"] = [i for i in c["interfaces"] if i["tenant"] != "carrier-y"]
+c["static_mappings"] = [{"tenant": "archive", "tenant_prefix": "192.168.1.0/24", "core_prefix": "100.100.2.0/24"}]
+for node in ("a", "b"):
+    c["settings"] = {"max_sessions": 2048, "exception_interface": f"mx{node}{mx_id}"}
+    json.dump(c, open(f"{tmp}/config-{node}.json", "w"), indent=1)
+json.dump({
+    "schema_version": 1,
+    "peers": [{
+        "name": "carrier-y", "tenant": "hosp-y", "underlay_tenant": "carrier-y", "tunnel": "t-y",
+        "local_address": "192.0.2.1", "remote_address": "192.0.2.2",
+        "local_id": "ix.medix.example", "remote_id": "gw.carrier-y.example", "psk": psk,
+        "ike_proposals": ["aes128gcm16-prfsha256-x25519"], "esp_proposals": ["aes128gcm16"],
+        "local_selectors": ["100.100.2.0/24"], "remote_selectors": ["10.0.0.0/24"], "dpd_seconds": 2}],
+    "tenants": carrier_t + [{"name": "hosp-y", "description": "The hospital behind ESP"}],
+    "interfaces": carrier_i,
+    "routes": [{"tenant": "hosp-y", "prefix": "100.64.0.0/10", "next_tenant": "ix"},
+               {"tenant": "ix", "prefix": "100.64.2.0/24", "next_tenant": "hosp-y"}],
+    "static_mappings": [{"tenant": "hosp-y", "tenant_prefix": "10.0.0.0/24", "core_prefix": "100.64.2.0/24"}],
+    "policy_rules": [{"name": "hosp-y-archive", "priority": 10, "from_tenant": "hosp-y", "to_tenant": "archive",
+                      "permit": True}],
+}, open(f"{tmp}/intent.json", "w"), indent=1)
+EOF
+cp "$MX_TMP/intent.json" "$MX_TMP/intent-a.json" && mv "$MX_TMP/intent.json" "$MX_TMP/intent-b.json"
+head -c 48 /dev/urandom | base64 >"$MX_TMP/sync.key"
+head -c 48 /dev/urandom | base64 >"$MX_TMP/cp-sync.key"
+head -c 48 /dev/urandom | base64 >"$MX_TMP/wrong.key"
+PA=$((20000 + RANDOM % 20000)) PB=$((PA + 1))
+
+# start_dp A|B ROLE: the node's medix-dp on its own ports; pid in A_PID or B_PID.
+start_dp() {
+  local node=$1 role=$2 lo hi h rc=0
+  local save_prefix=$MX_PREFIX save_log=$MX_DP_LOG
+  declare -A save_rif
+  for h in "${MX_HOSTS[@]}"; do save_rif[$h]=${MX_RIF[$h]}; done
+  if [ "$node" = A ]; then
+    MX_PREFIX=$A_PREFIX MX_DP_LOG=$MX_TMP/medix-dp.log lo=$PA hi=$PB
+    for h in "${MX_HOSTS[@]}"; do MX_RIF[$h]=${PORT_A[$h]}; done
+  else
+    MX_PREFIX=$B_PREFIX MX_DP_LOG=$MX_TMP/medix-dp-b.log lo=$PB hi=$PA
+    for h in "${MX_HOSTS[@]}"; do MX_RIF[$h]=${PORT_B[$h]}; done
+  fi
+  mx_start_dp "$MX_TMP/config-${node,,}.json" --ha-role "$role" --ha-sync-local "127.0.0.1:$lo" \
+    --ha-sync-peer "127.0.0.1:$hi" --ha-sync-key-file "$MX_TMP/sync.key" || rc=1
+  if [ "$node" = A ]; then A_PID=$MX_DP_PID; else B_PID=$MX_DP_PID; fi
+  MX_DP_PID=
+  for h in "${MX_HOSTS[@]}"; do MX_RIF[$h]=${save_rif[$h]}; done
+  MX_PREFIX=$save_prefix MX_DP_LOG=$save_log
+  return $rc
+}
+
+# start_cp A|B: medix-cp in a namespace with its medix-dp's TAP and the ha link, a /run of its
+# own (the ha plugin's FIFO is /var/run/charon.ha) with /run/dpdk still the real one.
+start_cp() {
+  local node=$1 n=${1,,} ns=mx-$MX_ID-cp-${1,,} dir=$MX_TMP/cp-${1,,} here peer prefix i
+  if [ "$node" = A ]; then here=$HA_A peer=$HA_B prefix=$A_PREFIX; else here=$HA_B peer=$HA_A prefix=$B_PREFIX; fi
+  mkdir -p "$dir/run/dpdk"
+  ip link set "mx$n$MX_ID" netns "$ns" || return 1
+  ip -n "$ns" addr add 192.0.2.1/24 dev "mx$n$MX_ID"
+  ip -n "$ns" link set "mx$n$MX_ID" up
+  : >"$MX_TMP/cp-$n.log"
+  setsid ip netns exec "$ns" sh -c "mount --bind /run/dpdk '$dir/run/dpdk' && mount --rbind '$dir/run' /run && \
+    exec '$CP_BIN' --intent '$MX_TMP/intent-$n.json' -p '$prefix' --log-level 1 \
+    --ha-sync-local $here --ha-sync-peer $peer --ha-sync-key-file '$MX_TMP/cp-sync.key' \
+    --metrics-listen 127.0.0.1:9464" >"$MX_TMP/cp-$n.log" 2>&1 &
+  if [ "$node" = A ]; then CPA_PID=$!; else CPB_PID=$!; fi
+  for ((i = 0; i < 100; i++)); do
+    grep -q 'medix-cp: ready' "$MX_TMP/cp-$n.log" && return 0
+    mx_alive $! || break
+    sleep 0.1
+  done
+  echo "medix-cp $node did not start: $(tail -5 "$MX_TMP/cp-$n.log")"
+  return 1
+}
+ctl() { local prefix=$1; shift; timeout 20 "$CTL" -p "$prefix" "$@"; }
+hastatus() { ctl "$1" -o json ha-sync | mx_json - "d.get('$2', 0)"; }
+wait_for() { local i; for ((i = 0; i < $1 * 10; i++)); do eval "$2" && return 0; sleep 0.1; done; return 1; }
+check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
+swan() { mx_swan carrier-y-gw "$GW" "$@"; }
+# ike_sa: the gateway's IKE_SA as "#UNIQUE SPI_i SPI_r STATE" (the first one listed).
+ike_sa() {
+  swan --list-sas 2>/dev/null | sed -n 's/^ix: \(#[0-9]*\), \([A-Z_]*\), IKEv2, \([0-9a-f]*\)_i\*\? \([0-9a-f]*\)_r\*\?.*/\1 \3 \4 \2/p' | head -1
+}
+ike_count() { swan --list-sas 2>/dev/null | grep -c '^ix: #'; }
+# child: the gateway's CHILD_SA "SPI_in SPI_out packets_in" (installed, the first one).
+child() {
+  swan --list-sas --raw 2>/dev/null | "$MX_PY" -c '
+import re, sys
+t = sys.stdin.read()
+c = re.search(r"state=INSTALLED.*?spi-in=([0-9a-f]+) spi-out=([0-9a-f]+).*?packets-in=(\d+)", t, re.S)
+print(" ".join(c.groups()) if c else "")'
+}
+
+# --- node A active, node B standby --------------------------------------------------------------
+for n in a b; do
+  ip netns add "mx-$MX_ID-cp-$n" && MX_SWAN_NS+=("mx-$MX_ID-cp-$n") || mx_die "namespace cp-$n"
+  ip -n "mx-$MX_ID-cp-$n" link set lo up
+done
+ip link add "mh${MX_ID}a" netns "mx-$MX_ID-cp-a" type veth peer name "mh${MX_ID}b" netns "mx-$MX_ID-cp-b" &&
+  ip -n "mx-$MX_ID-cp-a" addr add 10.255.0.1/30 dev "mh${MX_ID}a" && ip -n "mx-$MX_ID-cp-a" link set "mh${MX_ID}a" up &&
+  ip -n "mx-$MX_ID-cp-b" addr add 10.255.0.2/30 dev "mh${MX_ID}b" && ip -n "mx-$MX_ID-cp-b" link set "mh${MX_ID}b" up ||
+  mx_die "the ha link between the medix-cp namespaces"
+
+start_dp A active && pass "medix-dp A (active) ready" || { fail "medix-dp A did not start"; finish; }
+start_dp B standby && pass "medix-dp B (standby) ready" || { fail "medix-dp B did not start"; finish; }
+MX_PIDS+=("$A_PID")
+start_cp A >"$MX_TMP/cpa-start.txt" && pass "medix-cp A ready with the ha plugin" || { fail "$(cat "$MX_TMP/cpa-start.txt")"; finish; }
+start_cp B >"$MX_TMP/cpb-start.txt" && pass "medix-cp B ready with the ha plugin" || { fail "$(cat "$MX_TMP/cpb-start.txt")"; finish; }
+# A datagram of the link as A sends it (replayed later).
+ip netns exec "mx-$MX_ID-cp-b" "$MX_PY" "$LINK_TOOL" capture "mh${MX_ID}b" "$HA_B" "$MX_TMP/captured.bin" &
+capture=$!
+# Each medix-cp follows its medix-dp's role: A's IKE_SAs are active ones, B's passive.
+check "medix-cp A's ha plugin holds the segment (medix-dp A is active)" \
+  wait_for 5 'grep -q "HA segment 1 activated" "$MX_TMP/cp-a.log"'
+check "medix-cp B's ha plugin does not (medix-dp B is standby)" \
+  wait_for 5 "grep -q 'medix-dp is standby' '$MX_TMP/cp-b.log' && ! grep -q 'HA segment 1 activated' '$MX_TMP/cp-b.log'"
+# The gateway connects at once: B's plugin asks for its resync only a second after it starts, so
+# the IKE_SA is likely made before, and the resync sends it again (medix-cp B must leave out the
+# first: the plugin would install it twice: docs/ha.md).
+
+if ! mx_gateway_lan carrier-y-gw "$NS_Y" 10.0.0.1/24 10.0.0.10/24; then fail "hosp-y's LAN behind its gateway"; finish; fi
+# The gateway's log to a file a line at a time: the checks read it while charon runs (its
+# stdout is block-buffered).
+GWLOG=$GW/gw.log
+MX_SWAN_CHARON_CONF="filelog {
+    gw {
+      path = $GWLOG
+      flush_line = yes
+      default = 1
+    }
+  }"
+if ! mx_swan_start carrier-y-gw "$GW" 192.0.2.2 192.0.2.1 gw.carrier-y.example ix.medix.example "$PSK" \
+  10.0.0.0/24 100.100.2.0/24 aes128gcm16-prfsha256-x25519 aes128gcm16 >"$MX_TMP/gw-start.txt"; then
+  fail "carrier Y's gateway: $(cat "$MX_TMP/gw-start.txt")"
+  finish
+fi
+# The gateway checks liveness too: DPD every 2 s (B must answer with the synced message IDs).
+sed -i 's/^    version = 2$/    version = 2\n    dpd_delay = 2s/' "$GW/swanctl/swanctl.conf"
+swan --load-all >/dev/null 2>&1
+if swan --initiate --child hosp --timeout 15 >"$GW/initiate.log" 2>&1; then
+  pass "the gateway's IKE_SA and CHILD_SA up with node A"
+else
+  fail "the gateway's initiate: $(tail -2 "$GW/initiate.log")"
+  finish
+fi
+yin() { ip netns exec "$NS_Y" "$@"; }
+ping_archive() { yin ping -n -c3 -i0.2 -W1 -q "$ARCHIVE_CORE" >/dev/null 2>&1; }
+for _ in 1 2 3 4 5; do yin ping -n -c1 -W1 -q "$ARCHIVE_CORE" >/dev/null 2>&1 && break; done
+check "hosp-y reaches the archive through the CHILD_SA (node A)" ping_archive
+check "medix-cp B holds the IKE_SA passive (ha plugin)" \
+  wait_for 5 'grep -q "installed HA passive IKE_SA" "$MX_TMP/cp-b.log"'
+check "medix-cp B asked A for a resync" wait_for 5 'grep -q "requesting HA resynchronization" "$MX_TMP/cp-b.log"'
+sleep 0.5
+grep -q "left out until the plugin asks for its resync" "$MX_TMP/cp-b.log" &&
+  echo "    (the IKE_SA was made before B's resync request: its first sync was left out)"
+check "medix-cp B holds it once (one passive IKE_SA)" [ "$(grep -c "installed HA passive IKE_SA" "$MX_TMP/cp-b.log")" = 1 ]
+check "medix-cp B installed the CHILD_SA in medix-dp B" wait_for 5 'grep -q "installed HA CHILD_SA" "$MX_TMP/cp-b.log"'
+spis_a=$(ctl "$A_PREFIX" -o json show sas | mx_json - 'sorted(o["sa"]["spi"] for o in d.get("objects", []))')
+spis_b=$(ctl "$B_PREFIX" -o json show sas | mx_json - 'sorted(o["sa"]["spi"] for o in d.get("objects", []))')
+check "medix-dp B has the SAs of medix-dp A ($spis_b)" [ -n "$spis_a" ] && [ "$spis_a" = "$spis_b" ] && [ "$spis_a" != "[]" ]
+check "medix-dp B syncs the SAs' sequence numbers from A" wait_for 5 '[ "$(hastatus $B_PREFIX sas_synced)" -ge 2 ]'
+ike_before=$(ike_sa) child_before=$(child)
+echo "    gateway before: IKE_SA $ike_before; CHILD_SA $child_before"
+
+# --- a transfer through the tunnel, node A killed in its middle --------------------------------
+mx_serve archive $PORT
+wait_for 5 '[ "$(mx_in archive ss -Hltn "sport = :$PORT" | wc -l)" -ge 1 ]'
+yin timeout 120 "$MX_PY" "$MX_LIB_DIR/xfer.py" send "$ARCHIVE_CORE" $PORT through 4 4 >"$MX_TMP/send-through.json" &
+xfer=$!
+sleep 2
+kill -KILL "$A_PID" "$CPA_PID"
+t_kill=$(date +%s.%N)
+wait "$CPA_PID" 2>/dev/null
+move_ports A B # a dead node's links go down; VRRP would move the addresses (netns-vrrp)
+ctl "$B_PREFIX" ha-sync role active --reason "test: node A killed" >/dev/null
+check "medix-dp B is active" [ "$(hastatus $B_PREFIX role)" = HA_ROLE_ACTIVE ]
+check "medix-cp B's ha plugin took the segment as medix-dp B became active: the IKE_SA is active on B" \
+  wait_for 5 'grep -q "HA segment 1 activated" "$MX_TMP/cp-b.log"'
+t_take=$(date +%s.%N)
+echo "    IKE_SA active on B $(awk -v a="$t_kill" -v b="$t_take" 'BEGIN { printf "%.2f", b - a }') s after the kill"
+wait "$xfer"
+r=$MX_TMP/send-through.json
+check "the transfer through the CHILD_SA that spanned the failover completed byte-identical ($(cat "$r"))" \
+  [ "$(mx_json "$r" "d is not None and d.get('sha256') == d.get('server_sha256') and d.get('bytes', 0) >= 4194304")" = True ]
+check "hosp-y reaches the archive through node B" ping_archive
+ike_after=$(ike_sa) child_after=$(child)
+echo "    gateway after:  IKE_SA $ike_after; CHILD_SA $child_after"
+check "the gateway's IKE_SA is the same one (unique id, SPIs, ESTABLISHED), and it is its only one" \
+  [ -n "$ike_before" ] && [ "$ike_after" = "$ike_before" ] && [ "$(ike_count)" = 1 ]
+check "the gateway's CHILD_SA is the same one and its inbound packets went on counting" \
+  [ "$(cut -d' ' -f1,2 <<<"$child_after")" = "$(cut -d' ' -f1,2 <<<"$child_before")" ] && \
+  [ "$(cut -d' ' -f3 <<<"$child_after")" -gt "$(cut -d' ' -f3 <<<"$child_before")" ]
+check "medix-dp B advanced the outbound sequence numbers it had synced" [ "$(hastatus $B_PREFIX sas_advanced)" -ge 1 ]
+init_count() { grep -c 'generating IKE_SA_INIT request' "$GWLOG"; }
+check "no IKE_SA_INIT since the first (the gateway sent one)" [ "$(init_count)" = 1 ]
+
+# --- the IKE sync link refuses what the pair's key did not seal -----------------------------------
+# From A's address (A is dead: its port is free), as an attacker on the link could.
+installed=$(grep -c "installed HA" "$MX_TMP/cp-b.log")
+wait "$capture" && [ -s "$MX_TMP/captured.bin" ] || fail "no datagram of A's captured on the link"
+link() { ip netns exec "mx-$MX_ID-cp-a" "$MX_PY" "$LINK_TOOL" "$@" "$HA_A" "$HA_B"; }
+link plain
+link forge "$MX_TMP/wrong.key"
+[ -s "$MX_TMP/captured.bin" ] && ip netns exec "mx-$MX_ID-cp-a" "$MX_PY" "$LINK_TOOL" replay "$HA_A" "$HA_B" "$MX_TMP/captured.bin"
+for why in malformed bad_tag replay; do
+  check "medix-cp B refused an ha plugin datagram ($why) and counted it" \
+    wait_for 3 'grep -q "ha link: refused a datagram ($why)" "$MX_TMP/cp-b.log"'
+done
+metrics_b() { # NAME LABELS: one sample of medix-cp B's metrics
+  ip netns exec "mx-$MX_ID-cp-b" "$MX_PY" -c 'import sys, urllib.request
+want = sys.argv[1] + sys.argv[2]
+for line in urllib.request.urlopen("http://127.0.0.1:9464/metrics", timeout=5).read().decode().splitlines():
+    if line.startswith(want + " "):
+        print(int(float(line.split()[-1])))' "$1" "$2"
+}
+m=$(for r in malformed bad_tag replay; do metrics_b medix_cp_ha_link_rejected_total "{reason=\"$r\"}"; done | tr '\n' ' ')
+check "medix-cp B's metrics count them: rejected malformed, bad_tag, replay = $m" \
+  bash -c "read -r a b c <<<'$m'; [ \"\${a:-0}\" -ge 1 ] && [ \"\${b:-0}\" -ge 1 ] && [ \"\${c:-0}\" -ge 1 ]"
+m=$(metrics_b medix_cp_ha_link_datagrams_total '{direction="received"}')
+check "medix-cp B's metrics: $m datagrams received from A on the link, its IKE_SAs made active once" \
+  [ "${m:-0}" -ge 3 ] && [ "$(metrics_b medix_cp_ha_segment_changes_total '{to="active"}')" = 1 ]
+check "nothing of them reached B's ha plugin" [ "$(grep -c "installed HA" "$MX_TMP/cp-b.log")" = "$installed" ]
+
+# --- DPD both ways, then rekeys from both sides --------------------------------------------------
+# DPD: both sides every 2 s of silence; whichever sends, the other must answer (B with the
+# responder message ID it synced, the gateway to B's initiator message ID).
+gw_mark=$(wc -l <"$GWLOG")
+sleep 5 # more than 2 DPD intervals with the tunnel idle
+dpd=$(tail -n +"$((gw_mark + 1))" "$GWLOG" | grep -c 'parsed INFORMATIONAL \(request\|response\) [0-9]* \[ \]')
+check "DPD exchanges between the gateway and B after the takeover ($dpd)" [ "$dpd" -ge 1 ]
+check "no retransmits of B's IKE requests (B's message IDs are the gateway's)" \
+  bash -c "! grep -q 'retransmit' '$MX_TMP/cp-b.log'"
+check "no retransmits of the gateway's IKE requests (B answers its DPD)" bash -c "! grep -q 'retransmit' '$GWLOG'"
+check "the IKE_SA is still the same after DPD" [ "$(ike_sa)" = "$ike_before" ]
+if swan --rekey --child hosp >"$GW/rekey.log" 2>&1 && sleep 1 && c=$(child) && [ -n "$c" ] &&
+  [ "$(cut -d' ' -f1 <<<"$c")" != "$(cut -d' ' -f1 <<<"$child_before")" ]; then
+  pass "the gateway rekeyed the CHILD_SA with node B ($c)"
+else
+  fail "the gateway's CHILD_SA rekey: $(tail -2 "$GW/rekey.log"); CHILD_SA $(child)"
+fi
+check "hosp-y reaches the archive through the rekeyed CHILD_SA" ping_archive
+c1=$(child)
+ctl "$B_PREFIX" peer carrier-y rekey >"$MX_TMP/rekey-b.txt" 2>&1
+check "medix-cp B rekeyed the CHILD_SA ($(cat "$MX_TMP/rekey-b.txt"))" \
+  wait_for 10 'c=$(child); [ -n "$c" ] && [ "$(cut -d" " -f1 <<<"$c")" != "$(cut -d" " -f1 <<<"$c1")" ]'
+check "hosp-y reaches the archive through B's rekeyed CHILD_SA" ping_archive
+swan --rekey --ike ix >"$GW/rekey-ike.log" 2>&1
+check "the gateway rekeyed the IKE_SA with node B" \
+  wait_for 10 'now=$(ike_sa); [ -n "$now" ] && [ "${now%% *}" != "${ike_before%% *}" ] && [[ $now == *ESTABLISHED ]]'
+check "hosp-y reaches the archive after the IKE_SA rekey" ping_archive
+check "the gateway logged no ESP sequence number (replay) failure" \
+  bash -c "! grep -q 'ESP sequence number verification failed' '$GWLOG'"
+check "the gateway logged no ESP decryption failure" bash -c "! grep -q 'ESP decryption failed' '$GWLOG'"
+check "the gateway still has one IKE_SA, and sent one IKE_SA_INIT in all" [ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ]
+
+# --- A returns as standby: the ha plugin's resync gives it B's IKE_SA, and B rekeys the CHILD_SAs
+# so that A learns them (the plugin never sends CHILD_SA keys again) ---------------------------------
+sas() { ctl "$1" -o json show sas | mx_json - 'sorted(o["sa"]["spi"] for o in d.get("objects", []))'; }
+mv "$MX_TMP/cp-a.log" "$MX_TMP/cp-a-first.log"
+start_dp A standby && pass "medix-dp A back as standby" || { fail "medix-dp A did not restart"; finish; }
+MX_PIDS+=("$A_PID")
+start_cp A >"$MX_TMP/cpa-start.txt" && pass "medix-cp A back" || { fail "$(cat "$MX_TMP/cpa-start.txt")"; finish; }
+check "medix-cp A asked for a resync and holds B's IKE_SA passive" \
+  wait_for 10 'grep -q "requesting HA resynchronization" "$MX_TMP/cp-a.log" && grep -q "installed HA passive IKE_SA" "$MX_TMP/cp-a.log"'
+check "medix-cp A holds one IKE_SA (B's rekeyed one)" [ "$(grep -c "installed HA passive IKE_SA" "$MX_TMP/cp-a.log")" = 1 ]
+check "medix-dp A has the SAs of medix-dp B again (B rekeyed its CHILD_SA for A)" \
+  wait_for 15 'a=$(sas $A_PREFIX); [ -n "$a" ] && [ "$a" != "[]" ] && [ "$a" = "$(sas $B_PREFIX)" ]'
+check "the gateway still has its one IKE_SA, rekeyed once, and sent one IKE_SA_INIT" \
+  [ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ] && [ "$(ike_sa)" = "$now" ]
+check "hosp-y reaches the archive through B after A's return" ping_archive
+check "B's plugin never acted on A's segment messages (each node follows its own medix-dp)" \
+  bash -c "! grep -q 'remote node \(takes\|drops\) segment' '$MX_TMP/cp-b.log' '$MX_TMP/cp-a.log'"
+# A standby's medix-cp stopped (SIGTERM): its passive IKE_SA goes without a word to the gateway.
+kill -TERM "$CPA_PID"
+wait "$CPA_PID"
+check "medix-cp A (standby) stopped on SIGTERM (exit $?): the gateway's IKE_SA is untouched" \
+  [ "$(ike_sa)" = "$now" ] && [ "$(ike_count)" = 1 ]
+check "hosp-y reaches the archive through B after A's medix-cp stopped" ping_archive
+echo "    whole run: $(awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
+finish

@@ -1,0 +1,90 @@
+// medix-cp's IKE sync link (controlplane/ha/wire.h): seal and open, and what the receiver refuses.
+#include <unistd.h>
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+
+#include "../../controlplane/ha/wire.h"
+
+using namespace medix::cp::ha;
+
+namespace {
+
+const std::vector<uint8_t> secret(40, 0x5a);
+const std::vector<uint8_t> message = {3, 1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9};  // an ha plugin message
+
+}  // namespace
+
+TEST_CASE("cp ha link: a sealed datagram opens under the same direction's key, once") {
+  Key a_to_b = direction_key(secret, "10.255.0.1:4520", "10.255.0.2:4520");
+  std::vector<uint8_t> sealed, out;
+  seal(a_to_b, 1000, message.data(), message.size(), sealed);
+  REQUIRE(sealed.size() == sizeof(Header) + message.size() + tag_size);
+  // The payload is not in clear (it holds DH secrets).
+  REQUIRE(std::search(sealed.begin(), sealed.end(), message.begin() + 3, message.end()) == sealed.end());
+  uint64_t last = 999;
+  REQUIRE(open(a_to_b, sealed.data(), sealed.size(), last, out) == Reject::none);
+  REQUIRE(out == message);
+  REQUIRE(last == 1000);
+  // The same datagram again, or an older counter: a replay, and nothing moves.
+  REQUIRE(open(a_to_b, sealed.data(), sealed.size(), last, out) == Reject::replay);
+  REQUIRE(out.empty());
+  REQUIRE(last == 1000);
+}
+
+TEST_CASE("cp ha link: the other direction, another secret, a changed byte are refused as bad_tag") {
+  Key a_to_b = direction_key(secret, "10.255.0.1:4520", "10.255.0.2:4520");
+  Key b_to_a = direction_key(secret, "10.255.0.2:4520", "10.255.0.1:4520");
+  REQUIRE(a_to_b != b_to_a);
+  std::vector<uint8_t> sealed, out;
+  seal(a_to_b, 7, message.data(), message.size(), sealed);
+  uint64_t last = 0;
+  REQUIRE(open(b_to_a, sealed.data(), sealed.size(), last, out) == Reject::bad_tag);
+  Key other = direction_key(std::vector<uint8_t>(40, 0x5b), "10.255.0.1:4520", "10.255.0.2:4520");
+  REQUIRE(open(other, sealed.data(), sealed.size(), last, out) == Reject::bad_tag);
+  for (size_t i : {size_t(8), sizeof(Header), sealed.size() - 1}) {  // the counter, the payload, the tag
+    auto changed = sealed;
+    changed[i] ^= 1;
+    REQUIRE(open(a_to_b, changed.data(), changed.size(), last, out) == Reject::bad_tag);
+  }
+  // A forged counter far ahead does not move the receiver's (the real peer is not shut out).
+  REQUIRE(last == 0);
+  REQUIRE(open(a_to_b, sealed.data(), sealed.size(), last, out) == Reject::none);
+}
+
+TEST_CASE("cp ha link: malformed datagrams") {
+  Key key = direction_key(secret, "a:1", "b:2");
+  std::vector<uint8_t> sealed, out;
+  seal(key, 5, message.data(), message.size(), sealed);
+  uint64_t last = 0;
+  REQUIRE(open(key, sealed.data(), sizeof(Header) + tag_size - 1, last, out) == Reject::malformed);
+  REQUIRE(open(key, message.data(), message.size(), last, out) == Reject::malformed);  // the plugin's, unsealed
+  auto bad_magic = sealed;
+  bad_magic[0] ^= 0xff;
+  REQUIRE(open(key, bad_magic.data(), bad_magic.size(), last, out) == Reject::malformed);
+  seal(key, 6, nullptr, 0, sealed);  // an empty payload is whole
+  REQUIRE(open(key, sealed.data(), sealed.size(), last, out) == Reject::none);
+  REQUIRE(out.empty());
+}
+
+TEST_CASE("cp ha link: the key file") {
+  char path[] = "/tmp/medix-cp-ha-key.XXXXXX";
+  int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  close(fd);
+  std::vector<uint8_t> got;
+  std::ofstream(path) << "too short\n";
+  std::string e = read_secret(path, got);
+  REQUIRE(e == std::string(path) + ": the sync key must be at least 32 bytes");
+  REQUIRE(e.find("too short") == std::string::npos);  // never the key
+  REQUIRE(got.empty());
+  std::ofstream(path) << std::string(32, 'k') << "\n";
+  REQUIRE(read_secret(path, got) == "");
+  REQUIRE(got == std::vector<uint8_t>(32, 'k'));
+  unlink(path);
+  REQUIRE(read_secret(path, got) == std::string(path) + ": cannot read the sync key");
+}
