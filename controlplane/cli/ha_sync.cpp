@@ -1,7 +1,11 @@
 #include "ha_sync.h"
 
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
+#include <string>
+#include <thread>
 
 #include "output.h"
 
@@ -80,6 +84,72 @@ void print_status(const v1::HaSyncStatus& s) {
   print_history(s);
 }
 
+// A planned switchover, run against the node that is to become active (docs/ha.md): its VRRP
+// instances (of one group, or all) get a priority above the active's, with preemption, in one
+// transaction; it takes the addresses over when their master down timers run out, active
+// before its gratuitous ARP, while the old master drains what its segments still send it.
+int switchover(Client& client, Args& args, bool json) {
+  std::string group;
+  unsigned priority = 254, wait_s = 10;
+  bool group_given = false;
+  while (!args.done()) {
+    if (args.take("--group")) {
+      group = args.next("a VRRP group");
+      group_given = true;
+    } else if (args.take("--priority")) {
+      std::string text = args.next("a priority (1..254)");
+      char* end = nullptr;
+      unsigned long n = std::strtoul(text.c_str(), &end, 10);
+      if (end == text.c_str() || *end || n < 1 || n > 254) throw UsageError("ha-sync switchover --priority: 1..254");
+      priority = unsigned(n);
+    } else if (args.take("--wait")) {
+      std::string text = args.next("seconds");
+      char* end = nullptr;
+      unsigned long n = std::strtoul(text.c_str(), &end, 10);
+      if (end == text.c_str() || *end || n < 1 || n > 600) throw UsageError("ha-sync switchover --wait: 1..600 s");
+      wait_s = unsigned(n);
+    } else {
+      throw UsageError("ha-sync switchover: unknown option " + args.peek());
+    }
+  }
+  v1::ListResponse instances = client.list(v1::VRRP_INSTANCE, "");
+  v1::ApplyRequest request;
+  request.set_expected_version(instances.version());
+  for (const auto& o : instances.objects()) {
+    if (group_given && o.vrrp_instance().group() != group) continue;
+    auto* op = request.add_operations();
+    op->set_op(v1::Operation::UPDATE);
+    *op->mutable_object() = o;
+    op->mutable_object()->mutable_vrrp_instance()->set_priority(priority);
+    op->mutable_object()->mutable_vrrp_instance()->set_preempt(true);
+  }
+  if (request.operations().empty())
+    throw Failure(group_given ? "ha-sync switchover: no VRRP instance of group \"" + group + "\" on this node"
+                              : "ha-sync switchover: no VRRP instance on this node");
+  auto start = std::chrono::steady_clock::now();
+  v1::ApplyResponse applied = client.apply(request);
+  bool active = false;
+  while (std::chrono::steady_clock::now() - start < std::chrono::seconds(wait_s)) {
+    if (client.get_ha_sync().role() == v1::HA_ROLE_ACTIVE) {
+      active = true;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
+  if (json)
+    std::printf("{\"instances\": %d, \"priority\": %u, \"version\": %lu, \"active\": %s, \"ms\": %ld}\n",
+                request.operations_size(), priority, (unsigned long)applied.version(), active ? "true" : "false",
+                long(ms));
+  else if (active)
+    std::printf("active after %ld ms (%d VRRP instances at priority %u, preempting)\n", long(ms),
+                request.operations_size(), priority);
+  if (!active)
+    throw Failure("ha-sync switchover: not active after " + std::to_string(wait_s) +
+                  " s (is this node the standby, and VRRP driving its role: --ha-vrrp-group?)");
+  return 0;
+}
+
 }  // namespace
 
 int ha_command(Client& client, Args& args, bool json) {
@@ -114,6 +184,7 @@ int ha_command(Client& client, Args& args, bool json) {
 }
 
 int ha_sync_command(Client& client, Args& args, bool json) {
+  if (args.take("switchover")) return switchover(client, args, json);
   if (args.take("role")) {
     std::string role = args.next("a role (active or standby)");
     v1::SetHaRoleRequest request;

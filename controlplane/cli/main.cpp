@@ -77,6 +77,10 @@ constexpr const char* usage_text =
                                       malformed), resyncs (docs/ha.md)
   ha-sync role active|standby [--reason TEXT]
                                       this node's HA role (VRRP drives it; role controller)
+  ha-sync switchover [--group G] [--priority N] [--wait S]
+                                      planned switchover, on the standby: its VRRP instances (of
+                                      group G) to priority N (254) with preemption; waits until
+                                      it is active (S: 10 s). The old active drains: 0 loss
   version                             medixctl's, medix-dp's and medix-cp's versions, uptimes
   sessions [TENANT] [--address A] [--port P] [--protocol N] [--limit N]
                                       flows crossing the IX core, as they entered and left it

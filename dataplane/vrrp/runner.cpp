@@ -84,6 +84,7 @@ void Runner::sync(const dp::Tables& t, uint64_t now) {
     const Instance* i = find(t, it->first);
     if (!i || i->live != it->second.live) {
       it->second.live->master.store(false, std::memory_order_relaxed);
+      it->second.live->draining.store(false, std::memory_order_relaxed);
       it = entries_.erase(it);
     } else {
       ++it;
@@ -217,8 +218,16 @@ void Runner::send_garps(const dp::Tables& t, const Io& io, const Instance& i, En
   }
 }
 
+bool Runner::group_in_fault(const dp::Tables& t, const Instance& i) const {
+  for (const auto& o : t.vrrp.instances) {
+    if (&o != &i && (i.group.empty() || o.group != i.group)) continue;
+    auto e = entries_.find(o.name);
+    if (e != entries_.end() && e->second.fault) return true;
+  }
+  return false;
+}
+
 void Runner::act(const dp::Tables& t, const Io& io, const Instance& i, Entry& e, const Actions& a, uint64_t now) {
-  (void)now;
   if (a.advert_zero) send_advert(t, io, i, e, 0);
   if (a.changed) {
     e.transitions++;
@@ -230,21 +239,51 @@ void Runner::act(const dp::Tables& t, const Io& io, const Instance& i, Entry& e,
   // The node's role follows its HA group: active before the gratuitous ARP brings the
   // segment's traffic here (the sync thread then advances the SAs), standby once it yields.
   bool drives_role = a.changed && io.ha_standby && io.ha_group && !io.ha_group->empty() && i.group == *io.ha_group;
-  if (drives_role && e.m.state == State::master) set_role(io, false, i, a);
+  if (drives_role && e.m.state == State::master) set_role(io, false, i, transition(a, false));
+  // Yielding to a better master (not for a fault): drain for three of its intervals, which
+  // covers the switch's relearning from its next advert with one advert lost.
+  bool drain = a.changed && a.from == State::master && e.m.state == State::backup &&
+               (a.reason == Reason::higher_priority || a.reason == Reason::group) && !group_in_fault(t, i);
+  if (a.changed) e.drain_until = drain ? now + 3 * uint64_t(e.m.master_interval_cs) * ns_per_cs : 0;
   // Workers see the new owner of the virtual MAC before the world hears of it.
   e.live->master.store(e.m.state == State::master, std::memory_order_relaxed);
+  e.live->draining.store(e.drain_until != 0, std::memory_order_relaxed);
   if (a.advert) send_advert(t, io, i, e, e.m.p.priority);
   if (a.garp) send_garps(t, io, i, e);
-  if (drives_role && a.from == State::master) set_role(io, true, i, a);
+  if (drives_role && a.from == State::master && !drain) set_role(io, true, i, transition(a, true));
 }
 
-void Runner::set_role(const Io& io, bool standby, const Instance& i, const Actions& a) {
+// Drains that ran out: the frames stop; the node is standby once none of its HA group's
+// instances is master or draining.
+void Runner::end_drains(const dp::Tables& t, const Io& io, uint64_t now) {
+  for (const auto& i : t.vrrp.instances) {
+    auto it = entries_.find(i.name);
+    if (it == entries_.end() || !it->second.drain_until || now < it->second.drain_until) continue;
+    Entry& e = it->second;
+    e.drain_until = 0;
+    e.live->draining.store(false, std::memory_order_relaxed);
+    if (e.m.state == State::master) continue;
+    if (!io.ha_standby || !io.ha_group || io.ha_group->empty() || i.group != *io.ha_group) continue;
+    bool busy = false;
+    for (const auto& o : t.vrrp.instances) {
+      auto oe = entries_.find(o.name);
+      if (o.group == i.group && oe != entries_.end() && (oe->second.m.state == State::master || oe->second.drain_until))
+        busy = true;
+    }
+    if (!busy) set_role(io, true, i, "master -> backup, drained");
+  }
+}
+
+// A role change's reason, as the role history shows it. master_down: the master's adverts
+// stopped, which is how a node sees its peer lost.
+std::string Runner::transition(const Actions& a, bool standby) {
+  return std::string(name(a.from)) + " -> " + (standby ? "backup" : "master") + ", " + name(a.reason) +
+         (a.reason == Reason::master_down ? " (peer lost)" : "");
+}
+
+void Runner::set_role(const Io& io, bool standby, const Instance& i, const std::string& how) {
   if (io.ha_roles) {
-    // master_down: the master's adverts stopped, which is how a node sees its peer lost.
-    std::string detail = i.name + " of group " + i.group + ": " + name(a.from) + " -> " +
-                         (standby ? "backup" : "master") + ", " + name(a.reason) +
-                         (a.reason == Reason::master_down ? " (peer lost)" : "");
-    io.ha_roles->set(*io.ha_standby, standby, ha::Cause::vrrp, detail);
+    io.ha_roles->set(*io.ha_standby, standby, ha::Cause::vrrp, i.name + " of group " + i.group + ": " + how);
     return;
   }
   if (io.ha_standby->exchange(standby) == standby) return;
@@ -295,6 +334,7 @@ void Runner::poll(const dp::Tables& t, rte_ring* from_workers, const Io& io, uin
         pending_.push_back({o.name, oe.m.to_master(now, Reason::group)});
     }
   }
+  end_drains(t, io, now);
 }
 
 void Runner::resign(const dp::Tables& t, const Io& io) {
@@ -304,6 +344,7 @@ void Runner::resign(const dp::Tables& t, const Io& io) {
     if (e == entries_.end() || e->second.m.state != State::master) continue;
     send_advert(t, io, i, e->second, 0);
     e->second.live->master.store(false, std::memory_order_relaxed);
+    e->second.live->draining.store(false, std::memory_order_relaxed);
   }
 }
 

@@ -77,12 +77,19 @@ class Runner {
     std::deque<Transition> last;
     unsigned lowered = 0;  // the weights of the tracked links that are down
     bool fault = false;    // a tracked link of weight 0 is down
+    // A master that yielded to a better one keeps taking frames to the virtual MAC (and, for
+    // the HA group, stays active) until then: frames a segment's switch still sends here
+    // (it relearns the MAC from the new master's next advert) are crossed, not lost.
+    uint64_t drain_until = 0;
   };
+  bool group_in_fault(const dp::Tables& t, const Instance& i) const;
+  void end_drains(const dp::Tables& t, const Io& io, uint64_t now);
   void sync(const dp::Tables& t, uint64_t now);
   void receive(const dp::Tables& t, rte_ring* from_workers, uint64_t now);
   void track(const dp::Tables& t, const Io& io, uint64_t now);
   void act(const dp::Tables& t, const Io& io, const Instance& i, Entry& e, const Actions& a, uint64_t now);
-  static void set_role(const Io& io, bool standby, const Instance& i, const Actions& a);
+  static std::string transition(const Actions& a, bool standby);
+  static void set_role(const Io& io, bool standby, const Instance& i, const std::string& how);
   void send_advert(const dp::Tables& t, const Io& io, const Instance& i, Entry& e, uint8_t priority);
   void send_garps(const dp::Tables& t, const Io& io, const Instance& i, Entry& e);
   static Params params_of(const dp::Tables& t, const Instance& i, const Entry& e);

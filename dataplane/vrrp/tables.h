@@ -24,6 +24,9 @@ inline constexpr uint8_t protocol = 112;
 // a switch would have sent to the old master too).
 struct Live {
   std::atomic<bool> master{false};
+  // Yielded to a better master, still taking frames to the virtual MAC (docs/ha.md, drain);
+  // ARP is the master's alone.
+  std::atomic<bool> draining{false};
 };
 
 struct Track {
@@ -50,6 +53,7 @@ struct Instance {
   std::shared_ptr<Live> live;
 
   bool master() const { return live->master.load(std::memory_order_relaxed); }
+  bool takes_frames() const { return master() || live->draining.load(std::memory_order_relaxed); }
   bool has(uint32_t address) const {
     for (unsigned i = 0; i < n_addresses; i++)
       if (addresses[i] == address) return true;
@@ -66,14 +70,14 @@ struct Tables {
   std::vector<Instance> instances;
 
   // A frame not to the interface's own MAC: an advert to VRRP's group, a frame to the virtual
-  // MAC of an instance that is master on the interface, or neither.
+  // MAC of an instance that is master (or draining) on the interface, or neither.
   Claim claim(uint16_t interface, const rte_ether_addr& dst) const {
     const uint8_t* d = dst.addr_bytes;
     if (d[0] == 0x01 && d[1] == 0x00 && d[2] == 0x5e && d[3] == 0x00 && d[4] == 0x00 && d[5] == 0x12)
       return Claim::advert;
     if (d[0] != 0x00 || d[1] != 0x00 || d[2] != 0x5e || d[3] != 0x00 || d[4] != 0x01) return Claim::none;
     for (const auto& i : instances)
-      if (i.interface == interface && i.vrid == d[5] && i.master()) return Claim::virtual_mac;
+      if (i.interface == interface && i.vrid == d[5] && i.takes_frames()) return Claim::virtual_mac;
     return Claim::none;
   }
   // The instance that is master on `interface` for a virtual `address`, else nullptr.

@@ -302,6 +302,11 @@ TEST_CASE("an instance in the pipeline: ARP and the virtual MAC only as master, 
   CHECK(s.master_address == 0x0a000003);
   CHECK(s.adverts_received == 1);
   CHECK(s.last.back().reason == vrrp::Reason::higher_priority);
+  // It yielded to a better master: for three of its intervals (300 ms) it drains, still taking
+  // what the segment's switch sends to the virtual MAC until it relearns the MAC; ARP for the
+  // address is the new master's alone.
+  h.receive(0, echo);
+  CHECK(h.sent(0).size() == 1);
   h.receive(0, ask);
   CHECK(h.sent(0).empty());
   // A bad advert is counted by its reason.
@@ -310,6 +315,16 @@ TEST_CASE("an instance in the pipeline: ARP and the virtual MAC only as master, 
   h.receive(0, bad);
   runner.poll(*h.tables, from_workers, io, down + 160 * ms);
   CHECK(runner.rx_errors().ttl == 1);
+  runner.poll(*h.tables, from_workers, io, down + 449 * ms);
+  h.receive(0, echo);
+  CHECK(h.sent(0).size() == 1);
+  // The drain is over (and the master down interval, 341 ms from the advert, is not).
+  runner.poll(*h.tables, from_workers, io, down + 455 * ms);
+  CHECK(runner.status().at(0).state == vrrp::State::backup);
+  h.receive(0, ask);
+  CHECK(h.sent(0).empty());
+  h.receive(0, echo);
+  CHECK(h.sent(0).empty());
   sent();
   rte_ring_free(from_workers);
 }
