@@ -282,7 +282,9 @@ vrrp::Io Dataplane::vrrp_io() {
   vrrp::Io io;
   io.ha_standby = &ha_standby;
   io.ha_group = &ha_vrrp_group;
-  io.ha_roles = &ha_roles;
+  io.set_role = [this](bool to_standby, const std::string& why) {
+    ha_roles.set(ha_standby, to_standby, ha::Cause::vrrp, why);
+  };
   io.pool = pool;
   io.to_worker = handoff.empty() ? nullptr : handoff[0];
   io.link_up = [](const PortEntry& p) {

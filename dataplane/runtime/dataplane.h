@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "control/controller.h"
+#include "ha/role.h"
 #include "infra/worker.h"
 #include "punt/exception.h"
 #include "runtime/nic.h"

@@ -282,8 +282,8 @@ std::string Runner::transition(const Actions& a, bool standby) {
 }
 
 void Runner::set_role(const Io& io, bool standby, const Instance& i, const std::string& how) {
-  if (io.ha_roles) {
-    io.ha_roles->set(*io.ha_standby, standby, ha::Cause::vrrp, i.name + " of group " + i.group + ": " + how);
+  if (io.set_role) {
+    io.set_role(standby, i.name + " of group " + i.group + ": " + how);
     return;
   }
   if (io.ha_standby->exchange(standby) == standby) return;

@@ -9,12 +9,12 @@
 
 #include <atomic>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
 #include <vector>
 
-#include "ha/role.h"
 #include "tables/tables.h"
 #include "vrrp/machine.h"
 
@@ -54,7 +54,9 @@ struct Io {
   // Null or empty: VRRP leaves the role alone.
   std::atomic<bool>* ha_standby = nullptr;
   const std::string* ha_group = nullptr;
-  ha::RoleLog* ha_roles = nullptr;  // where the role's changes are kept (null: set it alone)
+  // Sets the role and keeps the change with its reason (the runtime's ha::RoleLog; VRRP does
+  // not depend on HA's folder). Null: the runner sets ha_standby alone.
+  std::function<void(bool to_standby, const std::string& why)> set_role;
 };
 
 class Runner {

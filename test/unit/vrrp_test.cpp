@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include "fixture.h"
+#include "ha/role.h"
 #include "harness.h"
 #include "vrrp/runner.h"
 
@@ -354,7 +355,9 @@ TEST_CASE("a tracked link down forces its instance to backup, and its group with
   io.ha_standby = &standby;
   io.ha_group = &ha_group;
   medix::dp::ha::RoleLog roles;  // the changes kept with their cause (ha/role.h)
-  io.ha_roles = &roles;
+  io.set_role = [&](bool to_standby, const std::string& why) {
+    roles.set(standby, to_standby, medix::dp::ha::Cause::vrrp, why);
+  };
   auto state = [&](const std::string& name) {
     for (const auto& s : runner.status())
       if (s.name == name) return s;
