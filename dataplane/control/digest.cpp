@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <optional>
 
+#include "common/address.h"
+
 namespace medix::dp {
 
 namespace v1 = medix::dataplane::v1;
@@ -51,9 +53,19 @@ void ConfigDigest::change(const v1::Object& o, bool add) {
     own.emplace(o);
     own->mutable_port()->clear_device();
     own->mutable_port()->clear_mac();
+  } else if (o.kind_case() == v1::Object::kInterface) {
+    // Each node has its own address on a segment (VRRP's virtual one is shared) and may have its
+    // own MAC: the subnets must agree, the hosts not.
+    own.emplace(o);
+    auto& f = *own->mutable_interface();
+    f.clear_mac();
+    for (auto& a : *f.mutable_addresses())
+      if (auto p = medix::common::parse_prefix(a)) a = medix::common::format_network(*p);
   } else if (o.kind_case() == v1::Object::kVrrpInstance) {
+    // Priority and preemption are the node's (a planned switchover raises one node's).
     own.emplace(o);
     own->mutable_vrrp_instance()->clear_priority();
+    own->mutable_vrrp_instance()->clear_preempt();
   }
   const std::string& bytes = serialize(own ? *own : o);
   for (unsigned lane = 0; lane < 2; lane++) {

@@ -314,7 +314,9 @@ echo "    probe through the switchover: $r2"
 check "planned switchover: 0 probes lost ($(mx_json - "'%d of %d received, max gap %s ms' % (d['received'], d['sent'], d['max_gap_ms'])" <<<"$r2"))" \
   [ "$(mx_json - "d['lost'] == 0 and d['received'] > 0" <<<"$r2")" = True ]
 study_check HOSP-D
-check "A's log names the VRRP preemption as the cause of its role change" grep -q "became master: this node is active" "$A_LOG"
+check "A's log names the VRRP preemption as the cause of its role change" grep -q "standby -> active (vrrp: .*backup -> master, preempt)" "$A_LOG"
+check "the two nodes' intents agree (their own addresses and VRRP priorities aside)" \
+  bash -c "! grep -q \"the peer's intent differs\" \"$A_LOG\" \"$B_LOG\""
 
 echo "    $(($(date +%s) - t0)) s"
 if [ -n "${MX_FAILOVER_JSON:-}" ]; then

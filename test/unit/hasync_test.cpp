@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <string>
 
 #include "control/intent.h"
@@ -174,15 +175,15 @@ TEST_CASE("the intent's digest: the same objects in any order, the node's own le
   REQUIRE(a.apply(pair_objects));
   CHECK(a.intent.digest().objects == 5);
   CHECK(a.intent.digest().hex().size() == 32);
-  // B gets the same intent in three transactions, in another order, with its own device and
-  // VRRP priority: the same digest.
+  // B gets the same intent in three transactions, in another order, with its own device,
+  // interface address and MAC (the same subnet) and VRRP priority: the same digest.
   REQUIRE(b.apply(R"([{"op": "CREATE", "object": {"tenant": {"name": "a"}}},
                       {"op": "CREATE", "object": {"port": {"name": "p0", "device": "net_null1"}}}])"));
   CHECK_FALSE(a.intent.digest() == b.intent.digest());
   REQUIRE(b.apply(R"([{"op": "CREATE", "object": {"interface": {"name": "a-lan", "tenant": "a", "port": "p0",
-                      "vlan": 10, "addresses": ["10.0.0.1/24"]}}},
+                      "vlan": 10, "addresses": ["10.0.0.2/24"], "mac": "02:00:00:00:00:b2"}}},
                       {"op": "CREATE", "object": {"vrrp_instance": {"name": "v", "interface": "a-lan", "vrid": 7,
-                      "priority": 100, "addresses": ["10.0.0.254"]}}}])"));
+                      "priority": 100, "preempt": true, "addresses": ["10.0.0.254"]}}}])"));
   REQUIRE(b.apply(R"([{"op": "CREATE", "object": {"route": {"tenant": "a", "prefix": "10.50.0.0/16",
                       "via": {"interface": "a-lan", "address": "10.0.0.9"}}}}])"));
   CHECK(a.intent.digest() == b.intent.digest());
@@ -209,6 +210,21 @@ TEST_CASE("the intent's digest: the same objects in any order, the node's own le
   CHECK_FALSE(b.intent.digest() == same);
   b.intent.rollback_last();
   CHECK(b.intent.digest() == same);
+  // Interface addresses count by their subnet: another host of it is the same, another subnet not.
+  const char* lan = R"([{"op": "CREATE", "object": {"port": {"name": "p0", "device": "net_null0"}}},
+    {"op": "CREATE", "object": {"tenant": {"name": "a"}}},
+    {"op": "CREATE", "object": {"interface": {"name": "a-lan", "tenant": "a", "port": "p0", "addresses": ["%s"]}}}])";
+  auto with_address = [&](const char* address) {
+    auto t = std::make_unique<Tracked>();
+    char text[512];
+    snprintf(text, sizeof text, lan, address);
+    REQUIRE(t->apply(text));
+    return t;
+  };
+  auto one = with_address("10.0.0.1/24"), other_host = with_address("10.0.0.3/24"),
+       other_net = with_address("10.0.1.1/24");
+  CHECK(one->intent.digest() == other_host->intent.digest());
+  CHECK_FALSE(one->intent.digest() == other_net->intent.digest());
   // Without tracking: nothing kept.
   Intent off;
   REQUIRE_FALSE(off.apply(ops(pair_objects), diff).has_value());
