@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <set>
+#include <thread>
 
 #include "common/json.h"
 #include "intent_file.h"
@@ -189,7 +190,14 @@ grpc::Status EtcdStore::read(Snapshot& out) {
 
 grpc::Status EtcdStore::write(const c1::Intent& whole, uint64_t expected, int64_t& written, int& operations) {
   Snapshot current;
-  if (grpc::Status s = read(current); !s.ok())
+  grpc::Status s = read(current);
+  if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    // A member that has just died fails the call at once; the channel tries the next member
+    // meanwhile. Once more, before anything is written: losing one member changes nothing.
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    s = read(current);
+  }
+  if (!s.ok())
     return grpc::Status(grpc::StatusCode::UNAVAILABLE,
                         "etcd " + endpoint_.address + ": " + s.error_message() + "; nothing changed");
   if (expected && expected != current.version)
