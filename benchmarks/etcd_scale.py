@@ -5,7 +5,7 @@
 One etcd member on loopback (free ports, its data in a temporary folder), an intent of --tenants
 tenants split over areas east and west (tenant i in east if i is even), written with etcdctl in
 docs/areas.md's layout (PREFIX/intent/global, PREFIX/intent/areas/NAME). Each tenant is what an
-attachment has: the tenant, an interface (port p0, VLAN by its index in the area, 10.0.0.1/24: one
+attachment has: the tenant, an interface (port p0, VLAN i+1, 10.0.0.1/24: one
 plan for all), a static mapping 10.0.0.0/24 <-> its own /24 of 100.64.0.0/10, its route into the
 core (100.64.0.0/10 next_tenant ix) and the core's route back (its /24 in ix, next_tenant it).
 Global: the core tenant ix and one policy rule.
@@ -83,13 +83,14 @@ def free_ports(n=1):
 
 # --- the intent ---------------------------------------------------------------------------------
 
-def attachment(i, j):
-    """Tenant i, the j-th of its area: its objects, one list per kind."""
+def attachment(i):
+    """Tenant i: its objects, one list per kind. Its VLAN is its number's (unique on the file
+    reference's one medix-dp too)."""
     t = "t%d" % i
     core = "100.%d.%d.0/24" % (64 + i // 256, i % 256)  # 100.64.0.0/10: 16,384 tenants
-    interface = {"name": "if%d" % i, "tenant": t, "port": "p0", "vlan": j % 4094 + 1, "addresses": ["10.0.0.1/24"]}
-    if j >= 4094:  # QinQ past 4,094 tenants in one area
-        interface["inner_vlan"] = j // 4094
+    interface = {"name": "if%d" % i, "tenant": t, "port": "p0", "vlan": i % 4094 + 1, "addresses": ["10.0.0.1/24"]}
+    if i >= 4094:  # QinQ past 4,094 tenants
+        interface["inner_vlan"] = i // 4094
     return {"tenants": [{"name": t, "description": "regional network %d" % i}],
             "interfaces": [interface],
             "static_mappings": [{"tenant": t, "tenant_prefix": "10.0.0.0/24", "core_prefix": core}],
@@ -104,7 +105,7 @@ def make_intent(n):
     areas = {a: {} for a in AREAS}
     for i in range(n):
         section = areas[AREAS[i % len(AREAS)]]
-        for kind, objs in attachment(i, i // len(AREAS)).items():
+        for kind, objs in attachment(i).items():
             section.setdefault(kind, []).extend(objs)
     return glob, areas
 
@@ -440,7 +441,7 @@ def plot(results, path):
         for a in AREAS:
             rows.append((rnd["etcd"]["areas"][a]["phases_s"], rnd["etcd"]["areas"][a]["seen_s"]))
             labels.append("round %d: etcd, area %s (%d tenants)" % (k + 1, a, rnd["etcd"]["areas"][a]["tenants"]))
-    fig, ax = plt.subplots(figsize=(10, 1.0 + 0.45 * len(rows)))
+    fig, ax = plt.subplots(figsize=(11, 1.2 + 0.45 * len(rows)))
     for i, (row, seen) in enumerate(rows):
         left = 0.0
         for name, color in zip(names, colors):
@@ -448,14 +449,12 @@ def plot(results, path):
             ax.barh(i, v, left=left, color=color, edgecolor="#555555", lw=0.3, label=name if i == 0 else None)
             left += v
         ax.text(left, i, " %s s" % seen, va="center", fontsize=8)
-    for name, color in zip(names, colors):  # a legend entry for phases the first row lacks
-        if name not in rows[0][0]:
-            ax.barh(0, 0, color=color, label=name)
+    ax.set_xlim(0, ax.get_xlim()[1] * 1.12)  # room for the labels
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels(labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("seconds from medix-cp's exec until its medix-dp lists every object (goal: %d s)" % GOAL_S)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title("%d tenants over 2 areas from etcd vs. one intent file (%s)" % (results["tenants"], results["git"]),
                  fontsize=10)
     fig.tight_layout()
@@ -473,7 +472,12 @@ def main():
     ap.add_argument("--timeout", type=float, default=300, help="seconds to wait for an intent to be applied")
     ap.add_argument("--results", default=os.path.join(ROOT, "benchmarks/results/areas"))
     ap.add_argument("--name", default="etcd-scale", help="results file name (without .json)")
+    ap.add_argument("--replot", metavar="JSON", help="draw the PNG again from a results file, run nothing")
     args = ap.parse_args()
+    if args.replot:
+        with open(args.replot) as f:
+            plot(json.load(f), os.path.splitext(args.replot)[0] + ".png")
+        return 0
     if args.tenants > 16384:
         sys.exit("--tenants: at most 16,384 (a /24 of 100.64.0.0/10 each)")
     for b in (args.binary, args.cp):
