@@ -457,7 +457,8 @@ def plot(results, path):
     ax.invert_yaxis()
     ax.set_xlabel("seconds from medix-cp's exec until its medix-dp lists every object (goal: %d s)" % GOAL_S)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.set_title("%d tenants over 2 areas from etcd vs. one intent file (%s)" % (results["tenants"], results["git"]),
+    reference = " vs. one intent file" if any(r["file"] for r in results["rounds"]) else ""
+    ax.set_title("%d tenants over 2 areas from etcd%s (%s)" % (results["tenants"], reference, results["git"]),
                  fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
