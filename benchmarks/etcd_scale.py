@@ -5,10 +5,11 @@
 One etcd member on loopback (free ports, its data in a temporary folder), an intent of --tenants
 tenants split over areas east and west (tenant i in east if i is even), written with etcdctl in
 docs/areas.md's layout (PREFIX/intent/global, PREFIX/intent/areas/NAME). Each tenant is what an
-attachment has: the tenant, an interface (port p0, VLAN i+1, 10.0.0.1/24: one
-plan for all), a static mapping 10.0.0.0/24 <-> its own /24 of 100.64.0.0/10, its route into the
-core (100.64.0.0/10 next_tenant ix) and the core's route back (its /24 in ix, next_tenant it).
-Global: the core tenant ix and one policy rule.
+attachment has: the tenant, an interface (port p0, VLAN i+1, 10.0.0.1/24: one plan for all), a
+static mapping 10.0.0.0/24 <-> its own /24 of 100.64.0.0/10, its route into the core
+(100.64.0.0/10 next_tenant ix) and the core's route back (its /24 in ix, next_tenant it). Global:
+the core tenant ix and one policy rule. One medix-dp holds 1,024 tenants, the core included: at
+most 2,046 tenants, and the file reference only up to 1,023.
 
 Per round (--rounds):
  - the reference: the same tenants in one intent file (no areas), one medix-dp and one file-backed
