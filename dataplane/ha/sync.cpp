@@ -285,6 +285,16 @@ void Sync::takeover() {
                      (unsigned long)margin);
 }
 
+// Stepping down: each worker ends the sessions it made as active before the resync that
+// brings the active's (asked for after this, so its records queue behind the forget).
+void Sync::forget() {
+  SyncRecord r{};
+  r.kind = uint8_t(SyncKind::forget);
+  for (auto* w : dp_->workers) push_in(w->sync->in, r);
+  medix::common::log(medix::common::LogLevel::notice,
+                     "medix-dp: HA: now standby: this node's sessions dropped, a resync from the active follows");
+}
+
 void Sync::handle(const Decoded& d, uint64_t now_ns, uint64_t previous_counter) {
   const WireHeader& h = d.header;
   bool standby = dp_->ha_standby.load();
@@ -431,7 +441,10 @@ void Sync::run() {
         s_.role_changes++;
         if (standby) need_resync_ = true;  // a node that steps down takes the other's state anew
       }
-      if (!standby) takeover();
+      if (standby)
+        forget();
+      else
+        takeover();
     }
     drain_workers(now);
     bool heard;

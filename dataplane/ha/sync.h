@@ -92,6 +92,7 @@ class Sync {
   void bulk_step(uint64_t now_ns);
   void send_sas();
   void takeover();
+  void forget();
   void check_config(uint64_t now_ns);
   void send(MessageType type, uint8_t flags, const SyncRecord* records, unsigned count, uint64_t sent_ns,
             uint32_t rate = 0);

@@ -945,6 +945,18 @@ void advance_sa(Worker& w, const SyncRecord& r) {
   bump(w.sync->sas_advanced);
 }
 
+// Active to standby (a split brain healed, a switchover's old active): the sessions this node
+// made while active go, so that the active's resync, which follows on the same ring, is all
+// it holds; left, one of them could hold a pool port the active gave another flow and refuse
+// that flow's record. Nothing is told to the peer: they are the sessions it does not have.
+void forget_sessions(Worker& w, NatWorker& nw) {
+  SyncWorker* sync = w.sync;
+  w.sync = nullptr;
+  for (uint32_t i = 0; i < nw.capacity; i++)
+    if (nw.sessions[i].live) end_session(w, nw, i);
+  w.sync = sync;
+}
+
 }  // namespace
 
 void sync_install(Worker& w) {
@@ -956,7 +968,7 @@ void sync_install(Worker& w) {
   NatWorker* nw = w.tables->nat ? w.tables->nat[w.queue] : nullptr;
   for (unsigned i = 0; i < n; i++) {
     auto kind = SyncKind(records[i].kind);
-    if (!nw && (kind == SyncKind::session || kind == SyncKind::session_end)) {
+    if (!nw && (kind == SyncKind::session || kind == SyncKind::session_end || kind == SyncKind::forget)) {
       bump(w.sync->install_failed);
       continue;
     }
@@ -964,6 +976,7 @@ void sync_install(Worker& w) {
       case SyncKind::session: install_session(w, *nw, records[i]); break;
       case SyncKind::session_end: remove_session(w, *nw, records[i]); break;
       case SyncKind::sa_takeover: advance_sa(w, records[i]); break;
+      case SyncKind::forget: forget_sessions(w, *nw); break;
       default: bump(w.sync->install_failed); break;
     }
   }

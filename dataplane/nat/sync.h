@@ -16,6 +16,7 @@ enum class SyncKind : uint8_t {
   sa_inbound = 4,   // an inbound SA's highest accepted sequence number (value)
   sa_takeover = 5,  // standby to active: the worker advances its SA (slot) to value
   config = 6,       // in a hello: the sender's intent digest (control/digest.h)
+  forget = 7,       // active to standby: the worker ends every session it has (never sent)
 };
 
 // One record, on rings and (as it is) on the wire: 56 bytes.

@@ -782,6 +782,65 @@ TEST_CASE("HA sync: sessions made on the active install on the standby's worker,
   standby.worker.ha_standby = nullptr;
 }
 
+TEST_CASE("HA sync: a node that steps down forgets its own sessions, so the active's NAPT ports install") {
+  // Split brain: both nodes active, each gives the first pool port to another flow of the clinic.
+  auto first_flow = [](Harness& node, uint16_t sport, std::vector<SyncRecord>* records) {
+    SyncRings rings(node.worker);
+    auto out =
+        nat_stage(node, in_core(node, {{"c0", on_vlan(30, ipv4("10.0.0.5", "100.100.2.10", 17, udp(sport, 9, 20)))}}),
+                  {node.tenant("clinic")}, {node.tenant("archive")});
+    REQUIRE(out[0]);
+    uint16_t port = be16(bytes_of(out[0]), 18 + 20);
+    free_all(out);
+    if (records) *records = rings.taken();
+    node.worker.sync = nullptr;
+    return port;
+  };
+  std::vector<SyncRecord> active_records;
+  uint16_t active_port = 0;
+  {
+    Harness active(nat_config);  // one harness at a time: the unit tests' EAL memory
+    active_port = first_flow(active, 5000, &active_records);
+  }
+  REQUIRE(active_records.size() == 1);
+  Harness node(nat_config);
+  uint16_t own_port = first_flow(node, 5001, nullptr);
+  REQUIRE(own_port == active_port);  // the same pool port, another flow
+  const NatWorker& nw = *node.tables->nat[0];
+  REQUIRE(nw.capacity - nw.n_free_sessions == 1);
+
+  // The partition heals, the node is standby again: the active's record clashes with its own
+  // session's port and is refused while that session is there.
+  SyncRings rings(node.worker);
+  std::atomic<bool> is_standby{true};
+  node.worker.ha_standby = &is_standby;
+  REQUIRE(rte_ring_sp_enqueue_elem(rings.sync.in, &active_records[0], sizeof(SyncRecord)) == 0);
+  sync_install(node.worker);
+  CHECK(rings.sync.install_failed == 1);
+  CHECK(rings.sync.installed == 0);
+
+  // The sync thread's forget on stepping down, then the resync: the active's session alone.
+  SyncRecord forget{};
+  forget.kind = uint8_t(SyncKind::forget);
+  for (SyncRecord r : {forget, active_records[0]}) REQUIRE(rte_ring_sp_enqueue_elem(rings.sync.in, &r, sizeof r) == 0);
+  sync_install(node.worker);
+  CHECK(rings.sync.installed == 1);
+  CHECK(nw.capacity - nw.n_free_sessions == 1);
+  CHECK(nw.capacity - nw.n_free_mappings == 1);
+  CHECK(rings.taken().empty());  // nothing of the forgotten sessions told to the peer
+  // Active again, the reply to the active's flow crosses to its inside port (5000), not 5001.
+  is_standby = false;
+  const uint16_t clinic = node.tenant("clinic"), archive = node.tenant("archive");
+  auto out = nat_stage(
+      node, in_core(node, {{"r0", on_vlan(200, ipv4("192.168.1.10", "100.64.9.1", 17, udp(9, active_port, 4)))}}),
+      {archive}, {clinic});
+  REQUIRE(out[0]);
+  CHECK(bytes_of(out[0]) == on_vlan(200, ipv4("100.100.2.10", "10.0.0.5", 17, udp(9, 5000, 4))));
+  free_all(out);
+  node.worker.sync = nullptr;
+  node.worker.ha_standby = nullptr;
+}
+
 TEST_CASE("nat stage: a policy rule's flows are a QoS class, policed both ways by the rule's policer") {
   Harness h(nat_config);
   const uint16_t a = h.tenant("hosp-a"), clinic = h.tenant("clinic"), archive = h.tenant("archive");
