@@ -21,6 +21,12 @@ const char* role_name(v1::HaRole role) {
   }
 }
 
+// medix-dp counts the peer lost after 3 s of silence (ha/sync.cpp): no sync, a resync when it
+// is heard again (the sync link down, or the peer gone).
+const char* peer_down(const v1::HaSyncStatus& s) {
+  return s.peer_last_heard_ms() >= 3000 ? ": DOWN (no sync; a resync when it is heard again)" : "";
+}
+
 // The pair's config check: our digest, the peer's, and whether they differ.
 void print_config(const v1::HaSyncStatus& s) {
   if (!s.configured()) return;
@@ -58,7 +64,8 @@ void print_status(const v1::HaSyncStatus& s) {
   if (s.peer_last_heard_ms() < 0)
     std::printf("peer       never heard\n");
   else
-    std::printf("peer       %s, heard %ld ms ago\n", role_name(s.peer_role()), (long)s.peer_last_heard_ms());
+    std::printf("peer       %s, heard %ld ms ago%s\n", role_name(s.peer_role()), (long)s.peer_last_heard_ms(),
+                peer_down(s));
   std::printf("sessions   %lu live here; installed %lu, refreshed %lu, removed %lu, failed %lu\n",
               (unsigned long)s.sessions(), (unsigned long)s.installed(), (unsigned long)s.refreshed(),
               (unsigned long)s.removed(), (unsigned long)s.install_failed());
@@ -165,8 +172,8 @@ int ha_command(Client& client, Args& args, bool json) {
     if (status.peer_last_heard_ms() < 0)
       std::printf("peer       %s, never heard\n", status.peer().c_str());
     else
-      std::printf("peer       %s %s, heard %ld ms ago\n", status.peer().c_str(), role_name(status.peer_role()),
-                  (long)status.peer_last_heard_ms());
+      std::printf("peer       %s %s, heard %ld ms ago%s\n", status.peer().c_str(), role_name(status.peer_role()),
+                  (long)status.peer_last_heard_ms(), peer_down(status));
     std::printf(
         "sync       %lu sessions live here, %lu SAs synced; lag p99 %.3f ms (max %.3f); rejected: bad_mac "
         "%lu, replay %lu, malformed %lu\n",

@@ -299,9 +299,9 @@ void sync_push(Worker& w, const NatWorker& nw, uint32_t index, SyncKind kind) {
   if (rte_ring_sp_enqueue_elem(w.sync->out, &r, sizeof r) != 0) bump(w.sync->ring_full);
 }
 
-void end_session(Worker& w, NatWorker& nw, uint32_t index) {
+void end_session(Worker& w, NatWorker& nw, uint32_t index, bool tell_peer = true) {
   Session& s = nw.sessions[index];
-  if (w.sync) [[unlikely]]
+  if (w.sync && tell_peer) [[unlikely]]
     sync_push(w, nw, index, SyncKind::session_end);
   uint32_t seq = s.seq.load(std::memory_order_relaxed);
   s.seq.store(seq + 1, std::memory_order_relaxed);
@@ -950,11 +950,8 @@ void advance_sa(Worker& w, const SyncRecord& r) {
 // it holds; left, one of them could hold a pool port the active gave another flow and refuse
 // that flow's record. Nothing is told to the peer: they are the sessions it does not have.
 void forget_sessions(Worker& w, NatWorker& nw) {
-  SyncWorker* sync = w.sync;
-  w.sync = nullptr;
   for (uint32_t i = 0; i < nw.capacity; i++)
-    if (nw.sessions[i].live) end_session(w, nw, i);
-  w.sync = sync;
+    if (nw.sessions[i].live) end_session(w, nw, i, false);
 }
 
 }  // namespace

@@ -23,7 +23,6 @@ set -uo pipefail
 # shellcheck source=test/netns/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-CTL=${MEDIXCTL:-$MX_REPO/build/controlplane/cli/medixctl}
 TOOL=$MX_LIB_DIR/hasync_tool.py
 PORT=5001 ARCHIVE=192.168.1.10 ARCHIVE_CORE=100.100.2.10 POOL=100.64.9.1
 
@@ -31,7 +30,7 @@ check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; f
 
 mx_init
 mx_need_binary
-[ -x "$CTL" ] || mx_die "medixctl not found at $CTL (run scripts/build)"
+[ -x "$MX_CTL" ] || mx_die "medixctl not found at $MX_CTL (run scripts/build)"
 
 mx_attach hosp-a-lan hosp-a 10.0.0.5/24 10.0.0.1/24
 mx_attach hosp-d-lan hosp-d 10.0.0.5/24 10.0.0.1/24
@@ -76,25 +75,11 @@ start_node() {
   [ "$node" = A ] || MX_DP_PID=$save_pid
   return $rc
 }
-ctl() { local prefix=$1; shift; timeout 20 "$CTL" -p "$prefix" "$@"; }
-status() { ctl "$1" -o json ha-sync | mx_json - "d.get('$2', 0)"; }
-# sessions PREFIX: the node's sessions, one line each, sorted (what crossing made of each flow).
-sessions() {
-  ctl "$1" -o json sessions | mx_json - \
-    "sorted('%s %s>%s | %s %s>%s' % (s.get('tenant'), s.get('source'), s.get('destination'), s.get('peer_tenant'), s.get('translated_source'), s.get('translated_destination')) for s in (d or {}).get('sessions', []))"
-}
-# metric PORT 'NAME{LABELS}': its value in that node's Prometheus metrics ("" if absent).
-metric() {
-  "$MX_PY" -c 'import sys, urllib.request
-for line in urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=5).read().decode().splitlines():
-    if line.startswith(sys.argv[2] + " "): print(line.split()[1])' "$1" "$2" 2>/dev/null
-}
-wait_for() { local i; for ((i = 0; i < $1 * 10; i++)); do eval "$2" && return 0; sleep 0.1; done; return 1; }
 finish() {
   if [ "$failed" -gt 0 ]; then
     for n in A B; do
       p=${n}_PREFIX
-      echo "--- node $n ha-sync:"; ctl "${!p}" ha-sync 2>&1 | sed 's/^/  | /'
+      echo "--- node $n ha-sync:"; mx_ctl "${!p}" ha-sync 2>&1 | sed 's/^/  | /'
     done
     echo "--- node A log:"; tail -n 15 "$A_LOG" | sed 's/^/  | /'
     echo "--- node B log:"; tail -n 15 "$B_LOG" | sed 's/^/  | /'
@@ -109,31 +94,31 @@ finish() {
 t0=$(date +%s)
 start_node A active && pass "node A (active) ready" || { fail "node A did not start"; finish; }
 start_node B standby && pass "node B (standby) ready" || { fail "node B did not start"; finish; }
-check "A sees B as its standby peer" wait_for 10 '[ "$(status $A_PREFIX peer_role)" = HA_ROLE_STANDBY ]'
-check "B sees A as its active peer" wait_for 10 '[ "$(status $B_PREFIX peer_role)" = HA_ROLE_ACTIVE ]'
-check "B's first resync completed" wait_for 10 '[ "$(status $B_PREFIX resyncs_completed)" -ge 1 ]'
+check "A sees B as its standby peer" mx_wait_eval 10 '[ "$(mx_ha $A_PREFIX peer_role)" = HA_ROLE_STANDBY ]'
+check "B sees A as its active peer" mx_wait_eval 10 '[ "$(mx_ha $B_PREFIX peer_role)" = HA_ROLE_ACTIVE ]'
+check "B's first resync completed" mx_wait_eval 10 '[ "$(mx_ha $B_PREFIX resyncs_completed)" -ge 1 ]'
 
 # The intents compared: the same config, the same digest on both, no mismatch.
-check "A and B hold the same intent digest ($(status $A_PREFIX config_digest))" wait_for 5 \
-  '[ -n "$(status $A_PREFIX peer_config_digest)" ] && [ "$(status $A_PREFIX config_digest)" = "$(status $B_PREFIX config_digest)" ] && [ "$(status $A_PREFIX peer_config_digest)" = "$(status $B_PREFIX config_digest)" ]'
-check "no config mismatch reported" [ "$(status $B_PREFIX config_mismatch)" = False ]
+check "A and B hold the same intent digest ($(mx_ha $A_PREFIX config_digest))" mx_wait_eval 5 \
+  '[ -n "$(mx_ha $A_PREFIX peer_config_digest)" ] && [ "$(mx_ha $A_PREFIX config_digest)" = "$(mx_ha $B_PREFIX config_digest)" ] && [ "$(mx_ha $A_PREFIX peer_config_digest)" = "$(mx_ha $B_PREFIX config_digest)" ]'
+check "no config mismatch reported" [ "$(mx_ha $B_PREFIX config_mismatch)" = False ]
 # B's intent changed alone: both report the mismatch (GetHaSync, medixctl ha, the metric).
-ctl "$B_PREFIX" set tenant ha-extra description "on B only" >/dev/null
-check "B's extra tenant: B reports a config mismatch" wait_for 5 '[ "$(status $B_PREFIX config_mismatch)" = True ]'
-check "... and so does A" wait_for 5 '[ "$(status $A_PREFIX config_mismatch)" = True ]'
-check "... medixctl ha says MISMATCH" eval 'ctl $B_PREFIX ha | grep -q "^config *MISMATCH"'
-check "... B's metric medix_ha_config_mismatch is 1" [ "$(metric $MB medix_ha_config_mismatch)" = 1 ]
-ctl "$B_PREFIX" delete tenant ha-extra >/dev/null
-check "the tenant deleted: the mismatch clears on both" wait_for 5 \
-  '[ "$(status $B_PREFIX config_mismatch)" = False ] && [ "$(status $A_PREFIX config_mismatch)" = False ]'
+mx_ctl "$B_PREFIX" set tenant ha-extra description "on B only" >/dev/null
+check "B's extra tenant: B reports a config mismatch" mx_wait_eval 5 '[ "$(mx_ha $B_PREFIX config_mismatch)" = True ]'
+check "... and so does A" mx_wait_eval 5 '[ "$(mx_ha $A_PREFIX config_mismatch)" = True ]'
+check "... medixctl ha says MISMATCH" eval 'mx_ctl $B_PREFIX ha | grep -q "^config *MISMATCH"'
+check "... B's metric medix_ha_config_mismatch is 1" [ "$(mx_metric $MB medix_ha_config_mismatch)" = 1 ]
+mx_ctl "$B_PREFIX" delete tenant ha-extra >/dev/null
+check "the tenant deleted: the mismatch clears on both" mx_wait_eval 5 \
+  '[ "$(mx_ha $B_PREFIX config_mismatch)" = False ] && [ "$(mx_ha $A_PREFIX config_mismatch)" = False ]'
 cleared() {
-  [ "$(status $B_PREFIX config_mismatches)" = 1 ] && [ "$(metric $MB medix_ha_config_mismatch)" = 0 ] &&
-    [ "$(metric $MB medix_ha_config_mismatches_total)" = 1 ]
+  [ "$(mx_ha $B_PREFIX config_mismatches)" = 1 ] && [ "$(mx_metric $MB medix_ha_config_mismatch)" = 0 ] &&
+    [ "$(mx_metric $MB medix_ha_config_mismatches_total)" = 1 ]
 }
 check "... counted once (config_mismatches 1, the metrics 0 and 1)" cleared
 
 mx_serve archive $PORT
-wait_for 5 '[ "$(mx_in archive ss -Hltn "sport = :$PORT" | wc -l)" -ge 1 ]'
+mx_wait_eval 5 '[ "$(mx_in archive ss -Hltn "sport = :$PORT" | wc -l)" -ge 1 ]'
 # Static: hosp-a's flows; NAPT: hosp-d's. A paced transfer keeps hosp-d's session busy.
 mx_send hosp-a-lan $ARCHIVE_CORE $PORT a1 1
 a1=$MX_LAST_PID
@@ -143,9 +128,9 @@ mx_send hosp-d-lan $ARCHIVE_CORE $PORT d-long 6 4
 d_long=$MX_LAST_PID
 wait "$a1" "$a2"
 check "static transfers through A complete" [ "$(mx_json "$MX_TMP/send-hosp-a-lan-a1.json" "d['sha256'] == d['server_sha256']")" = True ]
-check "B has installed sessions" wait_for 5 '[ "$(status $B_PREFIX installed)" -ge 3 ]'
+check "B has installed sessions" mx_wait_eval 5 '[ "$(mx_ha $B_PREFIX installed)" -ge 3 ]'
 sleep 0.5
-sa=$(sessions "$A_PREFIX") sb=$(sessions "$B_PREFIX")
+sa=$(mx_sessions "$A_PREFIX") sb=$(mx_sessions "$B_PREFIX")
 echo "    A: $sa"
 if [ "$sa" = "$sb" ] && [ "$(mx_json - "len(d)" <<<"$sa")" -ge 3 ]; then
   pass "B's sessions are A's: the same flows with the same translations (static and NAPT)"
@@ -156,50 +141,50 @@ napt=$(mx_json - "[s for s in d if s.startswith('hosp-d')][0].split(' | ')[1].sp
 check "the NAPT session's core address is the pool's ($napt)" [ "${napt%:*}" = "$POOL" ]
 check "B's standby crossed nothing it received (drops ha_standby counted)" \
   [ "$(MX_PREFIX=$B_PREFIX mx_tele /medix/drops ha_standby 2>/dev/null || echo 0)" -gt 0 ]
-check "sync lag measured on B" [ "$(status $B_PREFIX lag_samples)" -gt 0 ]
-echo "    B lag: last $(status $B_PREFIX lag_ms_last) ms, p99 $(status $B_PREFIX lag_ms_p99) ms"
+check "sync lag measured on B" [ "$(mx_ha $B_PREFIX lag_samples)" -gt 0 ]
+echo "    B lag: last $(mx_ha $B_PREFIX lag_ms_last) ms, p99 $(mx_ha $B_PREFIX lag_ms_p99) ms"
 
 # Forged and replayed datagrams: rejected, counted, no session injected.
-bad0=$(status $B_PREFIX rejected_bad_mac) rep0=$(status $B_PREFIX rejected_replay)
+bad0=$(mx_ha $B_PREFIX rejected_bad_mac) rep0=$(mx_ha $B_PREFIX rejected_replay)
 "$MX_PY" "$TOOL" forge $PB "$MX_TMP/wrong.key" >/dev/null
 "$MX_PY" "$TOOL" replay $PB >"$MX_TMP/replay.out" 2>&1 &
 replayer=$!
 sleep 0.3
 mx_send hosp-a-lan $ARCHIVE_CORE $PORT a3 0.1  # a new session: a records datagram to replay
 wait "$MX_LAST_PID" "$replayer"
-check "a forged datagram (another key) is rejected as bad_mac" wait_for 3 '[ "$(status $B_PREFIX rejected_bad_mac)" -gt "$bad0" ]'
-check "a replayed datagram is rejected as replay ($(cat "$MX_TMP/replay.out"))" wait_for 3 '[ "$(status $B_PREFIX rejected_replay)" -gt "$rep0" ]'
-check "the forged session is not on B" [ "$(ctl $B_PREFIX -o json sessions --address 10.9.9.9 | mx_json - "len((d or {}).get('sessions', []))")" = 0 ]
-ctl "$B_PREFIX" ha-sync | sed 's/^/    B | /'
+check "a forged datagram (another key) is rejected as bad_mac" mx_wait_eval 3 '[ "$(mx_ha $B_PREFIX rejected_bad_mac)" -gt "$bad0" ]'
+check "a replayed datagram is rejected as replay ($(cat "$MX_TMP/replay.out"))" mx_wait_eval 3 '[ "$(mx_ha $B_PREFIX rejected_replay)" -gt "$rep0" ]'
+check "the forged session is not on B" [ "$(mx_ctl $B_PREFIX -o json sessions --address 10.9.9.9 | mx_json - "len((d or {}).get('sessions', []))")" = 0 ]
+mx_ctl "$B_PREFIX" ha-sync | sed 's/^/    B | /'
 # The same counts on the Prometheus endpoint.
 scraped_rejects() {
-  [ "$(metric $MB 'medix_ha_role{role="standby"}')" = 1 ] &&
-    [ "$(metric $MB 'medix_ha_sync_rejected_total{reason="bad_mac"}')" = "$(status $B_PREFIX rejected_bad_mac)" ] &&
-    [ "$(metric $MB 'medix_ha_sync_rejected_total{reason="replay"}')" = "$(status $B_PREFIX rejected_replay)" ] &&
-    [ "$(status $B_PREFIX rejected_replay)" -gt 0 ]
+  [ "$(mx_metric $MB 'medix_ha_role{role="standby"}')" = 1 ] &&
+    [ "$(mx_metric $MB 'medix_ha_sync_rejected_total{reason="bad_mac"}')" = "$(mx_ha $B_PREFIX rejected_bad_mac)" ] &&
+    [ "$(mx_metric $MB 'medix_ha_sync_rejected_total{reason="replay"}')" = "$(mx_ha $B_PREFIX rejected_replay)" ] &&
+    [ "$(mx_ha $B_PREFIX rejected_replay)" -gt 0 ]
 }
 check "B's metrics: role standby, rejected bad_mac and replay as GetHaSync says" scraped_rejects
-installed=$(metric $MB 'medix_ha_sync_sessions_synced_total{action="installed"}')
+installed=$(mx_metric $MB 'medix_ha_sync_sessions_synced_total{action="installed"}')
 scraped_sync() {
-  [ "${installed:-0}" -ge 3 ] && [ "$(metric $MB medix_ha_sync_peer_up)" = 1 ] &&
-    [ -n "$(metric $MB 'medix_ha_sync_lag_seconds{stat="p99"}')" ]
+  [ "${installed:-0}" -ge 3 ] && [ "$(mx_metric $MB medix_ha_sync_peer_up)" = 1 ] &&
+    [ -n "$(mx_metric $MB 'medix_ha_sync_lag_seconds{stat="p99"}')" ]
 }
 check "B's metrics: sessions installed (${installed:-none}), peer up, a lag p99" scraped_sync
-check "B's metrics: no failover yet" [ "$(metric $MB medix_ha_failovers_total)" = 0 ]
+check "B's metrics: no failover yet" [ "$(mx_metric $MB medix_ha_failovers_total)" = 0 ]
 
 # Takeover: A dies under traffic, B becomes active; the transfer carries on through B.
 kill -KILL "$A_PID"
 wait "$A_PID" 2>/dev/null
-ctl "$B_PREFIX" ha-sync role active --reason "test: A killed" >/dev/null
-check "B is active" [ "$(status $B_PREFIX role)" = HA_ROLE_ACTIVE ]
-check "B's role history: standby -> active, manual, with the reason given" [ "$(ctl $B_PREFIX -o json ha-sync | mx_json - \
+mx_ctl "$B_PREFIX" ha-sync role active --reason "test: A killed" >/dev/null
+check "B is active" [ "$(mx_ha $B_PREFIX role)" = HA_ROLE_ACTIVE ]
+check "B's role history: standby -> active, manual, with the reason given" [ "$(mx_ctl $B_PREFIX -o json ha-sync | mx_json - \
   "(lambda c: c['from'] == 'HA_ROLE_STANDBY' and c['to'] == 'HA_ROLE_ACTIVE' and c['cause'] == 'manual' and 'test: A killed' in c['detail'])(d['role_history'][-1])")" = True ]
 failed_over() {
-  [ "$(status $B_PREFIX failovers)" = 1 ] && [ "$(metric $MB medix_ha_failovers_total)" = 1 ] &&
-    [ "$(metric $MB 'medix_ha_role{role="active"}')" = 1 ]
+  [ "$(mx_ha $B_PREFIX failovers)" = 1 ] && [ "$(mx_metric $MB medix_ha_failovers_total)" = 1 ] &&
+    [ "$(mx_metric $MB 'medix_ha_role{role="active"}')" = 1 ]
 }
 check "B counts one failover (GetHaSync and the metric), role active" failed_over
-ctl "$B_PREFIX" ha | sed -n '1,/^$/p' | sed 's/^/    B | /'
+mx_ctl "$B_PREFIX" ha | sed -n '1,/^$/p' | sed 's/^/    B | /'
 wait "$d_long"
 r=$MX_TMP/send-hosp-d-lan-d-long.json
 check "the NAPT transfer survived the takeover byte-identical ($(cat "$r"))" \
@@ -207,15 +192,15 @@ check "the NAPT transfer survived the takeover byte-identical ($(cat "$r"))" \
 peer=$(mx_json "$MX_TMP/serve-archive.log" "[l['peer'] for l in lines if l.get('tag') == 'd-long'][0]")
 check "the archive saw one connection from the same pool address and port ($peer)" [ "$peer" = "$napt" ]
 check "B crossed packets as active (sessions of A used: nothing made anew for d-long)" \
-  [ "$(sessions "$B_PREFIX" | mx_json - "sum(1 for s in d if s.startswith('hosp-d'))")" = 1 ]
+  [ "$(mx_sessions "$B_PREFIX" | mx_json - "sum(1 for s in d if s.startswith('hosp-d'))")" = 1 ]
 
 # A returns as standby: a bulk resync gives it every session B has.
 start_node A standby && pass "node A back as standby" || { fail "node A did not restart"; finish; }
-check "A's resync from B completed" wait_for 15 '[ "$(status $A_PREFIX resyncs_completed)" -ge 1 ]'
+check "A's resync from B completed" mx_wait_eval 15 '[ "$(mx_ha $A_PREFIX resyncs_completed)" -ge 1 ]'
 sleep 0.3
-sa=$(sessions "$A_PREFIX") sb=$(sessions "$B_PREFIX")
+sa=$(mx_sessions "$A_PREFIX") sb=$(mx_sessions "$B_PREFIX")
 if [ "$sa" = "$sb" ] && [ "$(mx_json - "len(d)" <<<"$sb")" -ge 3 ]; then
-  pass "after the resync A holds every session of B ($(mx_json - "len(d)" <<<"$sb"), in $(status $A_PREFIX last_resync_ms) ms)"
+  pass "after the resync A holds every session of B ($(mx_json - "len(d)" <<<"$sb"), in $(mx_ha $A_PREFIX last_resync_ms) ms)"
 else
   fail "A's sessions after the resync differ: A $sa, B $sb"
 fi

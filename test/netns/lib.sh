@@ -47,6 +47,7 @@ declare -A MX_TENANT_FIB=() # tenant -> its FIB kind ("FIB_DIR24_8"); unset: the
 declare -A MX_NIC=()
 MX_TENANTS=()
 MX_PIDS=()                  # background processes to end on cleanup
+MX_LINKS=()                 # more links in the root namespace to delete on cleanup
 MX_DP_PID=
 MX_DP_LOG=
 
@@ -261,12 +262,22 @@ mx_start_dp() {
 }
 
 mx_start_dp_once() {
+  mx_launch_dp "$@"
+  mx_wait_ready
+}
+
+# mx_launch_dp FILE [options]: medix-dp started (MX_DP_PID), not waited for; mx_wait_ready waits
+# for its ready line (both: two nodes started at once).
+mx_launch_dp() {
   local config=$1; shift
   mx_need_binary
   mx_eal_args
   : >"$MX_DP_LOG"
   setsid "$MX_BIN" "${MX_EAL[@]}" -- --config "$config" "$@" >"$MX_DP_LOG" 2>&1 &
   MX_DP_PID=$!
+}
+
+mx_wait_ready() {
   local i
   for ((i = 0; i < 300; i++)); do
     grep -q 'medix-dp: ready' "$MX_DP_LOG" && return 0
@@ -378,6 +389,7 @@ mx_cleanup() {
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
   done
   for pid in "${MX_PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+  for name in "${MX_LINKS[@]}"; do ip link del "$name" 2>/dev/null; done
   for name in "${MX_HOSTS[@]}"; do
     if [ -n "${MX_NIC[$name]:-}" ]; then # a real port goes back to the root namespace, renamed back
       ip -n "${MX_NS[$name]}" link set eth0 down 2>/dev/null
@@ -393,4 +405,188 @@ mx_cleanup() {
     rm -rf "$MX_TMP"
   fi
   exit $rc
+}
+
+# --- A redundant pair (docs/ha.md Part 3; netns-failover, netns-splitbrain) -------------------
+# Two medix-dp nodes on Linux bridges, VRRP (10 cs adverts, one group "ix" over the three
+# segments) driving the HA role (--ha-vrrp-group), the sync link between them; hosts use the
+# virtual addresses as their gateway.
+#
+#   hosp-a 10.0.0.5 ─ br ─┬─ node A: .2  ┬─ br ─ archive 192.168.1.10
+#   hosp-d 10.0.0.5 ─ br ─┤  node B: .3  │      (100.100.2.10 in the core)
+#                         └─ VIP .1 ─────┘      sync: UDP (loopback by default), HMAC
+#   hosp-a: static 10.0.0.0/24 <-> 100.64.1.0/24; hosp-d: NAPT pool 100.64.9.1 (20000-20999)
+#   rules: hosp-a -> archive TCP $MX_PAIR_TCP, hosp-d -> archive TCP $MX_PAIR_TCP+1,
+#          archive -> hosp-a UDP $MX_PAIR_UDP
+#
+#   mx_pair_init [RATE]       after mx_init: the hosts and their segments (in each host's
+#                             namespace a bridge joins the host's address, A's veth eth0 and B's
+#                             ethb); RATE shapes the hospitals' uplinks (tbf); configs
+#                             $MX_TMP/config-{a,b}.json (priorities 200 and 100, no preemption)
+#   mx_pair_configs SUFFIX PRIO_A PRIO_B   more: $MX_TMP/config-{a,b}SUFFIX.json
+#   mx_pair_start A|B CONFIG [medix-dp options]   standby until VRRP makes it master of "ix";
+#                             A_PID/B_PID, A_PREFIX/B_PREFIX, A_LOG/B_LOG (mx_pair_launch and
+#                             mx_pair_ready: the same in two steps)
+#   mx_pair_stop; mx_pair_dump (each node's ha-sync, vrrp and log, for a failure)
+#   mx_ctl PREFIX ARGS (medixctl), mx_ha PREFIX FIELD (GetHaSync), mx_vrrp_states PREFIX,
+#   mx_sessions PREFIX, mx_metric PORT NAME, mx_wait_eval SECONDS EXPR
+MX_CTL=${MEDIXCTL:-$MX_REPO/build/controlplane/cli/medixctl}
+MX_PAIR_TCP=11112 MX_PAIR_UDP=9000 MX_PAIR_POOL=100.64.9.1
+MX_PAIR_SYNC_A=127.0.0.1 MX_PAIR_SYNC_B=127.0.0.1
+declare -A MX_RIF_A=() MX_RIF_B=()
+
+mx_pair_init() {
+  local rate=${1:-} name ns rif
+  [ -x "$MX_CTL" ] || mx_die "medixctl not found at $MX_CTL (run scripts/build)"
+  ip link add "mxbrcheck$MX_ID" type bridge 2>/dev/null && ip link del "mxbrcheck$MX_ID" ||
+    mx_die "this kernel has no Linux bridge (needed for the shared segments)"
+  # Node A's interfaces take .2 (mx_attach's "gateway"); B's .3; the virtual address is .1.
+  mx_attach hosp-a-lan hosp-a 10.0.0.5/24 10.0.0.2/24
+  mx_attach hosp-d-lan hosp-d 10.0.0.5/24 10.0.0.2/24
+  mx_attach archive archive 192.168.1.10/24 192.168.1.2/24
+  local -A vip=([hosp-a-lan]=10.0.0.1 [hosp-d-lan]=10.0.0.1 [archive]=192.168.1.1)
+  for name in "${MX_HOSTS[@]}"; do
+    ns=$(mx_ns "$name") rif=mx${MX_ID}b${#MX_LINKS[@]}
+    (
+      set -e
+      ip -n "$ns" addr flush dev eth0
+      ip -n "$ns" link add br0 type bridge
+      ip -n "$ns" link set br0 type bridge forward_delay 0 stp_state 0
+      ip -n "$ns" link set eth0 master br0
+      ip link add "$rif" type veth peer name ethb netns "$ns"
+      sysctl -qw "net.ipv6.conf.$rif.disable_ipv6=1" "net.ipv4.conf.$rif.forwarding=0"
+      ip link set "$rif" arp off up
+      ip -n "$ns" link set ethb master br0 up
+      # As mx_attach does for eth0: checksums complete before frames reach af_packet.
+      ip netns exec "$ns" ethtool -K br0 tx off >/dev/null
+      ip netns exec "$ns" ethtool -K ethb tx off >/dev/null
+      ip -n "$ns" addr add "${MX_HOST_ADDR[$name]}" dev br0
+      ip -n "$ns" link set br0 up
+      ip -n "$ns" route add default via "${vip[$name]}"
+      [ "$name" = archive ] || [ -z "$rate" ] ||
+        ip netns exec "$ns" tc qdisc add dev br0 root tbf rate "$rate" burst 32kb latency 400ms
+    ) || mx_die "could not build segment $name"
+    MX_RIF_A[$name]=${MX_RIF[$name]} MX_RIF_B[$name]=$rif
+    MX_LINKS+=("$rif")
+  done
+  leak() { printf '{"tenant": "%s", "prefix": "%s", "next_tenant": "%s"}' "$1" "$2" "$3"; }
+  MX_ROUTES_JSON="$(leak hosp-a 100.64.0.0/10 ix), $(leak hosp-d 100.64.0.0/10 ix), $(leak archive 100.64.0.0/10 ix)"
+  MX_ROUTES_JSON+=", $(leak ix 100.64.1.0/24 hosp-a), $(leak ix $MX_PAIR_POOL/32 hosp-d), $(leak ix 100.100.2.0/24 archive)"
+  mx_write_config "$MX_TMP/base.json"
+  mx_pair_configs "" 200 100
+  head -c 48 /dev/urandom | base64 >"$MX_TMP/sync.key"
+  MX_PAIR_PORT_A=$((20000 + RANDOM % 20000)) MX_PAIR_PORT_B=$((MX_PAIR_PORT_A + 1))
+  A_PREFIX=$MX_PREFIX B_PREFIX=$MX_PREFIX-b A_LOG=$MX_TMP/medix-dp-a.log B_LOG=$MX_TMP/medix-dp-b.log A_PID='' B_PID=''
+}
+
+# The same intent on both nodes but for their own interface addresses and VRRP priorities.
+mx_pair_configs() {
+  "$MX_PY" - "$MX_TMP" "$1" "$2" "$3" "$MX_PAIR_TCP" "$MX_PAIR_UDP" "$MX_PAIR_POOL" <<'PY' || mx_die "could not write the pair's configs"
+import json, sys
+tmp, suffix, prio_a, prio_b, tcp, udp, pool = sys.argv[1:]
+c = json.load(open(tmp + "/base.json"))
+c["tenants"].append({"name": "ix", "description": "The IX core", "core": True})
+c["static_mappings"] = [
+    {"tenant": "hosp-a", "tenant_prefix": "10.0.0.0/24", "core_prefix": "100.64.1.0/24"},
+    {"tenant": "archive", "tenant_prefix": "192.168.1.0/24", "core_prefix": "100.100.2.0/24"}]
+c["napt_pools"] = [{"tenant": "hosp-d", "addresses": [pool], "port_low": 20000, "port_high": 20999}]
+rule = lambda name, prio, src, dst, proto, port: {"name": name, "priority": prio, "from_tenant": src, "to_tenant": dst,
+                                                  "protocol": proto, "port_low": port, "port_high": port, "permit": True}
+c["policy_rules"] = [rule("a-dicom", 10, "hosp-a", "archive", 6, int(tcp)),
+                     rule("d-dicom", 20, "hosp-d", "archive", 6, int(tcp) + 1),
+                     rule("probe", 30, "archive", "hosp-a", 17, int(udp))]
+c["settings"] = {"max_sessions": 4096}
+segs = [("hosp-a-lan", 10, "10.0.0.1"), ("hosp-d-lan", 11, "10.0.0.1"), ("archive", 12, "192.168.1.1")]
+vrrp = lambda prio: [{"name": "vr-" + i, "interface": i, "vrid": v, "priority": int(prio), "advert_interval_cs": 10,
+                      "preempt": False, "group": "ix", "addresses": [a]} for i, v, a in segs]
+c["vrrp_instances"] = vrrp(prio_a)
+json.dump(c, open("%s/config-a%s.json" % (tmp, suffix), "w"), indent=1)
+for i in c["interfaces"]:
+    i["addresses"] = [a.replace(".2/", ".3/") for a in i["addresses"]]
+c["vrrp_instances"] = vrrp(prio_b)
+json.dump(c, open("%s/config-b%s.json" % (tmp, suffix), "w"), indent=1)
+PY
+}
+
+# mx_pair_launch A|B CONFIG [options]: the node (its own DPDK prefix, log, veths), not waited for.
+mx_pair_launch() {
+  local node=$1 config=$2 name local_addr peer_addr local_port peer_port
+  shift 2
+  local save_prefix=$MX_PREFIX save_log=$MX_DP_LOG
+  if [ "$node" = A ]; then MX_PAIR_ARGS_A=("$config" "$@"); else MX_PAIR_ARGS_B=("$config" "$@"); fi
+  if [ "$node" = A ]; then
+    MX_PREFIX=$A_PREFIX MX_DP_LOG=$A_LOG local_port=$MX_PAIR_PORT_A peer_port=$MX_PAIR_PORT_B
+    local_addr=$MX_PAIR_SYNC_A peer_addr=$MX_PAIR_SYNC_B
+    for name in "${MX_HOSTS[@]}"; do MX_RIF[$name]=${MX_RIF_A[$name]}; done
+  else
+    MX_PREFIX=$B_PREFIX MX_DP_LOG=$B_LOG local_port=$MX_PAIR_PORT_B peer_port=$MX_PAIR_PORT_A
+    local_addr=$MX_PAIR_SYNC_B peer_addr=$MX_PAIR_SYNC_A
+    for name in "${MX_HOSTS[@]}"; do MX_RIF[$name]=${MX_RIF_B[$name]}; done
+  fi
+  mx_launch_dp "$config" --ha-role standby --ha-vrrp-group ix --ha-sync-local "$local_addr:$local_port" \
+    --ha-sync-peer "$peer_addr:$peer_port" --ha-sync-key-file "$MX_TMP/sync.key" "$@"
+  if [ "$node" = A ]; then A_PID=$MX_DP_PID; else B_PID=$MX_DP_PID; fi
+  MX_PIDS+=("$MX_DP_PID")
+  MX_DP_PID='' MX_PREFIX=$save_prefix MX_DP_LOG=$save_log
+  for name in "${MX_HOSTS[@]}"; do MX_RIF[$name]=${MX_RIF_A[$name]}; done
+}
+# As mx_start_dp: a node whose af_packet fanout id was taken is started again.
+mx_pair_ready() {
+  local pid=${1}_PID log=${1}_LOG args="MX_PAIR_ARGS_${1}[@]" try rc
+  for try in 1 2 3; do
+    rc=0
+    MX_DP_PID=${!pid} MX_DP_LOG=${!log}
+    mx_wait_ready 2>"$MX_TMP/start.err" || rc=1
+    MX_DP_PID='' MX_DP_LOG=$MX_TMP/medix-dp.log
+    [ $rc -eq 0 ] && return 0
+    grep -q 'could not set PACKET_FANOUT' "${!log}" || break
+    echo "    node $1 start $try: af_packet fanout id taken by another process; starting it again"
+    mx_pair_launch "$1" "${!args}"
+  done
+  cat "$MX_TMP/start.err" >&2
+  return 1
+}
+mx_pair_start() { mx_pair_launch "$@" && mx_pair_ready "$1"; }
+mx_pair_stop() {
+  local pid
+  for pid in $A_PID $B_PID; do kill -TERM "$pid" 2>/dev/null; done
+  for pid in $A_PID $B_PID; do wait "$pid" 2>/dev/null; done
+  A_PID='' B_PID=''
+  rm -rf "/var/run/dpdk/$B_PREFIX" "/var/run/dpdk/$A_PREFIX"
+}
+mx_pair_dump() {
+  local n p l
+  for n in A B; do
+    p=${n}_PREFIX l=${n}_LOG
+    echo "--- node $n ha-sync:"; mx_ctl "${!p}" ha-sync 2>&1 | sed 's/^/  | /'
+    echo "--- node $n vrrp:"; mx_ctl "${!p}" vrrp 2>&1 | head -30 | sed 's/^/  | /'
+    echo "--- node $n log:"; grep -v '^$' "${!l}" | tail -n 20 | sed 's/^/  | /'
+  done
+}
+
+mx_ctl() { local prefix=$1; shift; timeout 20 "$MX_CTL" -p "$prefix" "$@"; }
+mx_ha() { mx_ctl "$1" -o json ha-sync 2>/dev/null | mx_json - "(d or {}).get('$2', 0)"; }
+# mx_vrrp_states PREFIX: the node's instances' states, sorted and joined ("master master master").
+mx_vrrp_states() {
+  mx_ctl "$1" -o json vrrp 2>/dev/null | mx_json - "' '.join(sorted(i.get('state', '') for i in (d or {}).get('instances', [])))"
+}
+# mx_sessions PREFIX: the node's sessions, one line each, sorted (what crossing made of each flow).
+mx_sessions() {
+  mx_ctl "$1" -o json sessions | mx_json - \
+    "sorted('%s %s>%s | %s %s>%s' % (s.get('tenant'), s.get('source'), s.get('destination'), s.get('peer_tenant'), s.get('translated_source'), s.get('translated_destination')) for s in (d or {}).get('sessions', []))"
+}
+# mx_metric PORT 'NAME{LABELS}': its value in the Prometheus metrics on 127.0.0.1:PORT ("" if absent).
+mx_metric() {
+  "$MX_PY" -c 'import sys, urllib.request
+for line in urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=5).read().decode().splitlines():
+    if line.startswith(sys.argv[2] + " "): print(line.split()[1])' "$1" "$2" 2>/dev/null
+}
+# mx_wait_eval SECONDS EXPR: until the shell condition EXPR holds (1 if it did not within SECONDS).
+mx_wait_eval() {
+  local end=$((${EPOCHREALTIME/./} + $1 * 1000000))
+  while :; do
+    eval "$2" && return 0
+    [ "${EPOCHREALTIME/./}" -lt "$end" ] || return 1
+    sleep 0.1
+  done
 }

@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# The redundant pair's failure cases of docs/ha.md (issue 15) that are not a crash: the sync link
+# down while both nodes live, a true split brain, both nodes starting at once. The pair of
+# netns-failover (lib.sh's mx_pair_*: two medix-dp on Linux bridges, VRRP at 10 cs driving the
+# HA role), with the sync link on a veth of its own in the root namespace (10.254.R.1 <-> .2):
+# cut by taking both addresses off it (the kernel then refuses to send from them; a blackhole
+# route keeps anything else on the host), restored by putting them back. The VRRP segment
+# between the nodes is cut by isolating their two ports on each bridge (`bridge link set ...
+# isolated on`): each node still reaches the segment's host, not the other node.
+#
+# (1) Sync link cut, VRRP intact: A stays master and active, B backup and standby (no role change
+#     on either); a 1 kHz probe through A goes on (loss counted, at most 5 %); both report the
+#     peer not heard (GetHaSync, `medixctl ha`, medix_ha_sync_peer_up 0); sessions made on A
+#     meanwhile are not on B; the link back: B's bulk resync brings them, roles unchanged.
+# (2) True split brain (the sync link and the segments cut): B becomes master and active too,
+#     A changes nothing; each crosses its own flows (a NAPT transfer through B, then one
+#     through A, the hosts' switch pointed at each in turn) and nothing of one is installed on
+#     the other. Healed: B yields to A's priority, is standby, drops its own sessions and
+#     resyncs: it holds A's sessions exactly (the flow A made during the split included), A
+#     holds none of B's.
+# (3) Both nodes started at once with equal priorities: within 10 s exactly one is master and
+#     active (B, the higher address: RFC 5798 6.4.3) and the other backup and standby, whose
+#     resync completes; it stays so, and a flow through B reaches A's table.
+#
+# Usage: test/netns/splitbrain.sh (root; binaries from build/, or MEDIX_DP=path MEDIXCTL=path).
+# MX_SPLITBRAIN_CASES="1 2 3": the cases to run (1 and 2 start the pair, 3 restarts it).
+set -uo pipefail
+# shellcheck source=test/netns/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+PROBE=$MX_LIB_DIR/probe.py
+ARCHIVE_CORE=100.100.2.10 HOSP_A_CORE=100.64.1.5
+A_PORT=$MX_PAIR_TCP D_PORT=$((MX_PAIR_TCP + 1))
+# The virtual MACs of the three segments' VRIDs (10-12).
+declare -A VMAC=([hosp-a-lan]=00:00:5e:00:01:0a [hosp-d-lan]=00:00:5e:00:01:0b [archive]=00:00:5e:00:01:0c)
+
+check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
+check_that() { if eval "$2"; then pass "$1"; else fail "$1"; fi; }
+
+mx_init
+mx_need_binary
+mx_pair_init
+SYNC_NET=10.254.$((0x${MX_ID:0:2})) SYNC_IF=mx${MX_ID}s
+MX_PAIR_SYNC_A=$SYNC_NET.1 MX_PAIR_SYNC_B=$SYNC_NET.2
+ip link add "$SYNC_IF" type veth peer name "mx${MX_ID}t" || mx_die "could not make the sync link"
+MX_LINKS+=("$SYNC_IF")
+ip link set "$SYNC_IF" up
+ip route add blackhole "$SYNC_NET.0/30" || mx_die "could not add the sync link's blackhole route"
+cleanup_sb() {
+  local rc=$?
+  ip route del blackhole "$SYNC_NET.0/30" 2>/dev/null
+  (exit $rc)
+  mx_cleanup
+}
+trap cleanup_sb EXIT
+sync_link() { ip addr "$1" "$SYNC_NET.1/32" dev "$SYNC_IF" && ip addr "$1" "$SYNC_NET.2/32" dev "$SYNC_IF"; }
+sync_link add || mx_die "could not address the sync link"
+# segments on|off: the two nodes' ports isolated from each other on every bridge.
+segments() {
+  local name
+  for name in "${MX_HOSTS[@]}"; do
+    mx_in "$name" bridge link set dev eth0 isolated "$1" && mx_in "$name" bridge link set dev ethb isolated "$1" || return 1
+  done
+}
+# steer IFNAME eth0|ethb|none: the segment's switch sends the virtual MAC to node A's port (eth0),
+# B's (ethb), or where it last saw it (none: learning again).
+steer() {
+  mx_in "$1" bridge fdb del "${VMAC[$1]}" dev eth0 master 2>/dev/null
+  mx_in "$1" bridge fdb del "${VMAC[$1]}" dev ethb master 2>/dev/null
+  [ "$2" = none ] || mx_in "$1" bridge fdb replace "${VMAC[$1]}" dev "$2" master static sticky
+}
+MA=$((MX_PAIR_PORT_A + 2)) MB=$((MX_PAIR_PORT_A + 3))
+roles() { echo "$(mx_vrrp_states "$1") $(mx_ha "$1" role)"; }
+AM="master master master HA_ROLE_ACTIVE" BS="backup backup backup HA_ROLE_STANDBY"
+# transfer IFNAME PORT TAG: a short TCP transfer to the archive; its pool address and port (as
+# the archive saw them) in PEER, pass/fail on its bytes.
+transfer() {
+  mx_send "$1" $ARCHIVE_CORE "$2" "$3" 0.2
+  wait "$MX_LAST_PID"
+  PEER=$(mx_json "$MX_TMP/serve-archive.log" "([l['peer'] for l in lines if l.get('tag') == '$3'] + [''])[0]")
+  mx_json "$MX_TMP/send-$1-$3.json" "d is not None and d.get('sha256') == d.get('server_sha256')" | grep -q True
+}
+# has PREFIX PEER: the node has a session whose translated source is PEER.
+has() { mx_sessions "$1" | mx_json - "any(' $2>' in s for s in d)" | grep -q True; }
+# made PREFIX BEFORE PEER: the session the node made since BEFORE (its sessions then) whose
+# translated source is PEER (a pool port may be another flow's on the other node).
+made() { mx_sessions "$1" | mx_json - "[s for s in d if s not in $2 and ' $3>' in s]"; }
+# holds PREFIX SESSIONS: the node holds any of these sessions.
+holds() { mx_sessions "$1" | mx_json - "any(s in d for s in $2)" | grep -q True; }
+finish() {
+  if [ "$failed" -gt 0 ]; then
+    mx_pair_dump
+    MX_KEEP_TMP=1
+    echo "--- kept in $MX_TMP"
+  fi
+  mx_pair_stop
+  echo "netns-splitbrain: $passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+  exit
+}
+
+t0=$EPOCHREALTIME
+mx_pair_start A "$MX_TMP/config-a.json" --metrics-listen 127.0.0.1:$MA && pass "node A ready" ||
+  { fail "node A did not start"; finish; }
+check "A becomes master of the group and active" mx_wait_eval 10 '[ "$(roles $A_PREFIX)" = "$AM" ]'
+mx_pair_start B "$MX_TMP/config-b.json" --metrics-listen 127.0.0.1:$MB && pass "node B ready" ||
+  { fail "node B did not start"; finish; }
+check "B is backup and standby, its first resync done" \
+  mx_wait_eval 10 '[ "$(roles $B_PREFIX)" = "$BS" ] && [ "$(mx_ha $B_PREFIX resyncs_completed)" -ge 1 ]'
+mx_serve archive $A_PORT
+mx_serve archive $D_PORT
+mx_wait_eval 5 '[ "$(mx_in archive ss -Hltn | wc -l)" -ge 2 ]'
+check "a NAPT transfer through A before anything is cut" transfer hosp-d-lan $D_PORT x0
+check "... its session reaches B" mx_wait_eval 5 'has $B_PREFIX $PEER'
+
+# --- (1) the sync link cut while both live and VRRP is intact --------------------------------
+CASES=${MX_SPLITBRAIN_CASES:-1 2 3}
+rc_a=$(mx_ha $A_PREFIX role_changes) rc_b=$(mx_ha $B_PREFIX role_changes)
+if [[ $CASES == *1* ]]; then
+echo "== (1) sync link down, VRRP intact"
+resyncs=$(mx_ha $B_PREFIX resyncs_completed)
+mx_bg hosp-a-lan "$MX_PY" "$PROBE" recv 10.0.0.5 $MX_PAIR_UDP "$MX_TMP/probe.recv"
+probe_recv=$MX_LAST_PID
+sleep 0.3
+mx_bg archive "$MX_PY" "$PROBE" send $HOSP_A_CORE $MX_PAIR_UDP 1000 8 "$MX_TMP/probe.sent"
+probe_send=$MX_LAST_PID
+sleep 0.5
+sync_link del
+check "both report the peer not heard for 3 s (GetHaSync)" \
+  mx_wait_eval 10 '[ "$(mx_ha $B_PREFIX peer_last_heard_ms)" -ge 3000 ] && [ "$(mx_ha $A_PREFIX peer_last_heard_ms)" -ge 3000 ]'
+check "B's medixctl ha says the peer is down ($(mx_ctl $B_PREFIX ha | grep '^peer'))" \
+  eval 'mx_ctl $B_PREFIX ha | grep -q "^peer .*DOWN"'
+check "medix_ha_sync_peer_up is 0 on both" [ "$(mx_metric $MB medix_ha_sync_peer_up)/$(mx_metric $MA medix_ha_sync_peer_up)" = 0/0 ]
+check "a NAPT transfer through A during the cut" transfer hosp-d-lan $D_PORT c1
+c1=$PEER
+check "a static transfer through A during the cut" transfer hosp-a-lan $A_PORT c2
+check_that "the cut's sessions are on A, not on B (no sync)" 'has $A_PREFIX $c1 && ! has $B_PREFIX $c1'
+check_that "no role changed: A master and active, B backup and standby" \
+  '[ "$(roles $A_PREFIX)" = "$AM" ] && [ "$(roles $B_PREFIX)" = "$BS" ] && [ "$(mx_ha $A_PREFIX role_changes)/$(mx_ha $B_PREFIX role_changes)" = "$rc_a/$rc_b" ]'
+sync_link add
+check "the link back: B's bulk resync completes" mx_wait_eval 15 '[ "$(mx_ha $B_PREFIX resyncs_completed)" -gt "$resyncs" ]'
+sleep 0.3
+sa=$(mx_sessions "$A_PREFIX") sb=$(mx_sessions "$B_PREFIX")
+check "B holds A's sessions again, the cut's included ($(mx_json - "len(d)" <<<"$sa") sessions)" [ "$sa" = "$sb" ]
+check "medix_ha_sync_peer_up is 1 again on B" mx_wait_eval 3 '[ "$(mx_metric $MB medix_ha_sync_peer_up)" = 1 ]'
+wait "$probe_send"
+sleep 0.3
+kill -TERM "$probe_recv"
+wait "$probe_recv"
+r=$("$MX_PY" "$PROBE" report "$MX_TMP/probe.recv" "$MX_TMP/probe.sent")
+echo "    probe through A during the cut: $r"
+check "traffic through A went on: $(mx_json - "'%d of %d probes lost' % (d['lost'], d['sent'])" <<<"$r") (at most 5 %)" \
+  [ "$(mx_json - "d['sent'] > 0 and d['lost'] * 20 <= d['sent']" <<<"$r")" = True ]
+check_that "still no role change on either node" \
+  '[ "$(roles $A_PREFIX)" = "$AM" ] && [ "$(roles $B_PREFIX)" = "$BS" ] && [ "$(mx_ha $A_PREFIX role_changes)/$(mx_ha $B_PREFIX role_changes)" = "$rc_a/$rc_b" ]'
+fi
+
+# --- (2) true split brain: the sync link and the segment between the nodes cut ----------------
+if [[ $CASES == *2* ]]; then
+echo "== (2) split brain"
+installed_a=$(mx_ha $A_PREFIX installed) installed_b=$(mx_ha $B_PREFIX installed) resyncs=$(mx_ha $B_PREFIX resyncs_completed)
+sync_link del
+segments on || fail "could not isolate the nodes' bridge ports"
+split=$EPOCHREALTIME
+check "B hears no master: it becomes master and active too" mx_wait_eval 10 '[ "$(roles $B_PREFIX)" = "$AM" ]'
+echo "    B active $("$MX_PY" -c "print('%.2f' % ($EPOCHREALTIME - $split))") s after the cut"
+check_that "A changed nothing (master and active, no role change)" \
+  '[ "$(roles $A_PREFIX)" = "$AM" ] && [ "$(mx_ha $A_PREFIX role_changes)" = "$rc_a" ]'
+steer hosp-d-lan ethb && steer archive ethb
+before=$(mx_sessions "$B_PREFIX")
+check "the hosts' switch pointed at B: a NAPT transfer crosses B" transfer hosp-d-lan $D_PORT y
+y=$PEER y_session=$(made "$B_PREFIX" "$before" "$y")
+check_that "B made its session ($y_session); A has none of it" \
+  '[ "$(mx_json - "len(d)" <<<"$y_session")" = 1 ] && ! holds $A_PREFIX "$y_session"'
+steer hosp-d-lan eth0 && steer archive eth0
+before=$(mx_sessions "$A_PREFIX")
+check "pointed at A again: a NAPT transfer crosses A" transfer hosp-d-lan $D_PORT z
+z=$PEER z_session=$(made "$A_PREFIX" "$before" "$z")
+check_that "A made its session ($z_session); B has none of it" \
+  '[ "$(mx_json - "len(d)" <<<"$z_session")" = 1 ] && ! holds $B_PREFIX "$z_session"'
+echo "    pool ports: B gave y $y, A gave z $z$([ "$y" = "$z" ] && echo ' (the same port: two flows, one on each node)')"
+check_that "nothing installed on either from the other during the split" \
+  '[ "$(mx_ha $A_PREFIX installed)/$(mx_ha $B_PREFIX installed)" = "$installed_a/$installed_b" ]'
+steer hosp-d-lan none && steer archive none
+segments off
+sync_link add
+healed=$EPOCHREALTIME
+check "healed: B yields to A's priority, backup and standby" mx_wait_eval 10 '[ "$(roles $B_PREFIX)" = "$BS" ]'
+echo "    B standby $("$MX_PY" -c "print('%.2f' % ($EPOCHREALTIME - $healed))") s after the heal"
+check_that "A stayed master and active throughout (no role change)" \
+  '[ "$(roles $A_PREFIX)" = "$AM" ] && [ "$(mx_ha $A_PREFIX role_changes)" = "$rc_a" ]'
+check "B changed role twice (to active, back to standby): no flap" [ "$(mx_ha $B_PREFIX role_changes)" = $((rc_b + 2)) ]
+check "B dropped its own sessions on stepping down" grep -q "now standby: this node's sessions dropped" "$B_LOG"
+check "B's bulk resync from A completes" mx_wait_eval 15 '[ "$(mx_ha $B_PREFIX resyncs_completed)" -gt "$resyncs" ]'
+sleep 0.3
+sa=$(mx_sessions "$A_PREFIX") sb=$(mx_sessions "$B_PREFIX")
+check_that "B holds exactly A's sessions ($(mx_json - "len(d)" <<<"$sa"), z included, y gone)" \
+  '[ "$sa" = "$sb" ] && holds $B_PREFIX "$z_session" && ! holds $B_PREFIX "$y_session"'
+check "A holds none of B's split-brain flows" eval '! holds $A_PREFIX "$y_session"'
+check "B's VRRP stepped down for A's higher priority" grep -q "master -> backup (higher_priority)" "$B_LOG"
+fi
+
+# --- (3) both nodes started at once ----------------------------------------------------------
+if [[ $CASES == *3* ]]; then
+echo "== (3) both started at once (equal priorities)"
+mx_pair_stop
+mx_pair_configs -eq 100 100
+mx_pair_launch A "$MX_TMP/config-a-eq.json"
+mx_pair_launch B "$MX_TMP/config-b-eq.json"
+mx_pair_ready A && mx_pair_ready B && pass "both nodes ready" || { fail "the nodes did not start"; finish; }
+started=$EPOCHREALTIME
+one_active() {
+  local a b
+  a=$(roles $A_PREFIX) b=$(roles $B_PREFIX)
+  if [ "$a/$b" = "$AM/$BS" ]; then WIN=A LOSE=B; elif [ "$a/$b" = "$BS/$AM" ]; then WIN=B LOSE=A; else return 1; fi
+}
+check "within 10 s exactly one is master and active, the other backup and standby" mx_wait_eval 10 one_active
+echo "    $WIN won, settled $("$MX_PY" -c "print('%.2f' % ($EPOCHREALTIME - $started))") s after both were ready"
+l_prefix=${LOSE}_PREFIX
+# Both masters at once (both started within the master down interval): the tie goes to the
+# higher address, B's (RFC 5798 6.4.3). Otherwise the first up won and the other, hearing it,
+# did not preempt.
+if grep -q "backup -> master" "$A_LOG" && grep -q "backup -> master" "$B_LOG"; then
+  check "both were master for a moment: B, the higher address, won" [ "$WIN" = B ]
+else
+  echo "    $WIN was master first; $LOSE heard it and did not preempt"
+fi
+check "$LOSE's bulk resync from $WIN completes" mx_wait_eval 10 '[ "$(mx_ha ${!l_prefix} resyncs_completed)" -ge 1 ]'
+rc_a=$(mx_ha $A_PREFIX role_changes) rc_b=$(mx_ha $B_PREFIX role_changes)
+check_that "at most two role changes on each (A: $rc_a, B: $rc_b)" '[ "$rc_a" -le 2 ] && [ "$rc_b" -le 2 ]'
+check "a NAPT transfer through $WIN" transfer hosp-d-lan $D_PORT w
+w=$PEER
+check "... its session reaches $LOSE" mx_wait_eval 5 'has ${!l_prefix} $w'
+sleep 1
+check_that "still so a second later, no more role changes" \
+  'one_active && [ "$(mx_ha $A_PREFIX role_changes)/$(mx_ha $B_PREFIX role_changes)" = "$rc_a/$rc_b" ]'
+fi
+
+echo "    $("$MX_PY" -c "print('%.1f' % ($EPOCHREALTIME - $t0))") s"
+finish
