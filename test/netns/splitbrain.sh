@@ -19,8 +19,10 @@
 #     resyncs: it holds A's sessions exactly (the flow A made during the split included), A
 #     holds none of B's.
 # (3) Both nodes started at once with equal priorities: within 10 s exactly one is master and
-#     active (B, the higher address: RFC 5798 6.4.3) and the other backup and standby, whose
-#     resync completes; it stays so, and a flow through B reaches A's table.
+#     active and the other backup and standby, whose resync completes; it stays so, and a flow
+#     through the winner reaches the other's table. Then the tie made sure of: both started
+#     while they cannot hear each other (both master and active), the segments joined: B, the
+#     higher address (RFC 5798 6.4.3), keeps the group, A steps down and resyncs.
 #
 # Usage: test/netns/splitbrain.sh (root; binaries from build/, or MEDIX_DP=path MEDIXCTL=path).
 # MX_SPLITBRAIN_CASES="1 2 3": the cases to run (1 and 2 start the pair, 3 restarts it).
@@ -122,7 +124,7 @@ resyncs=$(mx_ha $B_PREFIX resyncs_completed)
 mx_bg hosp-a-lan "$MX_PY" "$PROBE" recv 10.0.0.5 $MX_PAIR_UDP "$MX_TMP/probe.recv"
 probe_recv=$MX_LAST_PID
 sleep 0.3
-mx_bg archive "$MX_PY" "$PROBE" send $HOSP_A_CORE $MX_PAIR_UDP 1000 8 "$MX_TMP/probe.sent"
+mx_bg archive "$MX_PY" "$PROBE" send $HOSP_A_CORE $MX_PAIR_UDP 1000 6 "$MX_TMP/probe.sent"
 probe_send=$MX_LAST_PID
 sleep 0.5
 sync_link del
@@ -231,9 +233,27 @@ check_that "at most two role changes on each (A: $rc_a, B: $rc_b)" '[ "$rc_a" -l
 check "a NAPT transfer through $WIN" transfer hosp-d-lan $D_PORT w
 w=$PEER
 check "... its session reaches $LOSE" mx_wait_eval 5 'has ${!l_prefix} $w'
-sleep 1
-check_that "still so a second later, no more role changes" \
+check_that "still so after the transfer, no more role changes" \
   'one_active && [ "$(mx_ha $A_PREFIX role_changes)/$(mx_ha $B_PREFIX role_changes)" = "$rc_a/$rc_b" ]'
+
+# The tie made sure of: both started at once while they cannot hear each other (both master
+# and active), then the segments joined: the higher address, B, keeps the group.
+echo "== (3b) both started at once, both master, then joined"
+mx_pair_stop
+segments on || fail "could not isolate the nodes' bridge ports"
+mx_pair_launch A "$MX_TMP/config-a-eq.json"
+mx_pair_launch B "$MX_TMP/config-b-eq.json"
+mx_pair_ready A && mx_pair_ready B && pass "both nodes ready" || { fail "the nodes did not start"; finish; }
+check "both master and active (they cannot hear each other)" \
+  mx_wait_eval 10 '[ "$(roles $A_PREFIX)" = "$AM" ] && [ "$(roles $B_PREFIX)" = "$AM" ]'
+segments off
+joined=$EPOCHREALTIME
+check "joined: within 10 s B (the higher address) master and active, A backup and standby" \
+  mx_wait_eval 10 'one_active && [ "$WIN" = B ]'
+echo "    settled $("$MX_PY" -c "print('%.2f' % ($EPOCHREALTIME - $joined))") s after the join"
+check "A's resync from B completes" mx_wait_eval 10 '[ "$(mx_ha $A_PREFIX resyncs_completed)" -ge 1 ]'
+check_that "A changed role twice (to active, back to standby), B once" \
+  '[ "$(mx_ha $A_PREFIX role_changes)/$(mx_ha $B_PREFIX role_changes)" = 2/1 ]'
 fi
 
 echo "    $("$MX_PY" -c "print('%.1f' % ($EPOCHREALTIME - $t0))") s"
