@@ -44,17 +44,7 @@ mx_init
 mx_need_binary
 mx_pair_init "$RATE"
 now_ns() { local t=$EPOCHREALTIME; echo "${t/./}000"; }
-finish() {
-  if [ "$failed" -gt 0 ]; then
-    mx_pair_dump
-    MX_KEEP_TMP=1
-    echo "--- kept in $MX_TMP"
-  fi
-  mx_pair_stop
-  echo "netns-failover: $passed passed, $failed failed"
-  [ "$failed" -eq 0 ]
-  exit
-}
+finish() { mx_pair_finish netns-failover; }
 
 # DICOM: one study per hospital (pydicom-made CT images), storescp on the archive.
 "$MX_PY" "$DICOM" make "$MX_TMP/study" "$IMAGES" >/dev/null || mx_die "could not make the DICOM study"

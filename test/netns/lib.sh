@@ -427,7 +427,8 @@ mx_cleanup() {
 #   mx_pair_start A|B CONFIG [medix-dp options]   standby until VRRP makes it master of "ix";
 #                             A_PID/B_PID, A_PREFIX/B_PREFIX, A_LOG/B_LOG (mx_pair_launch and
 #                             mx_pair_ready: the same in two steps)
-#   mx_pair_stop; mx_pair_dump (each node's ha-sync, vrrp and log, for a failure)
+#   mx_pair_stop; mx_pair_dump (each node's ha-sync, vrrp and log, for a failure);
+#   mx_pair_finish SUITE (mx_finish for the pair)
 #   mx_ctl PREFIX ARGS (medixctl), mx_ha PREFIX FIELD (GetHaSync), mx_vrrp_states PREFIX,
 #   mx_sessions PREFIX, mx_metric PORT NAME, mx_wait_eval SECONDS EXPR
 MX_CTL=${MEDIXCTL:-$MX_REPO/build/controlplane/cli/medixctl}
@@ -562,6 +563,20 @@ mx_pair_dump() {
     echo "--- node $n vrrp:"; mx_ctl "${!p}" vrrp 2>&1 | head -30 | sed 's/^/  | /'
     echo "--- node $n log:"; grep -v '^$' "${!l}" | tail -n 20 | sed 's/^/  | /'
   done
+}
+
+# mx_pair_finish SUITE: after a failure, both nodes' state and the temp dir kept; the nodes
+# stopped; "SUITE: N passed, M failed" and exit, 1 on any failure.
+mx_pair_finish() {
+  if [ "$failed" -gt 0 ]; then
+    mx_pair_dump
+    MX_KEEP_TMP=1
+    echo "--- kept in $MX_TMP"
+  fi
+  mx_pair_stop
+  echo "$1: $passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+  exit
 }
 
 mx_ctl() { local prefix=$1; shift; timeout 20 "$MX_CTL" -p "$prefix" "$@"; }

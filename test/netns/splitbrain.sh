@@ -89,17 +89,20 @@ has() { mx_sessions "$1" | mx_json - "any(' $2>' in s for s in d)" | grep -q Tru
 made() { mx_sessions "$1" | mx_json - "[s for s in d if s not in $2 and ' $3>' in s]"; }
 # holds PREFIX SESSIONS: the node holds any of these sessions.
 holds() { mx_sessions "$1" | mx_json - "any(s in d for s in $2)" | grep -q True; }
-finish() {
-  if [ "$failed" -gt 0 ]; then
-    mx_pair_dump
-    MX_KEEP_TMP=1
-    echo "--- kept in $MX_TMP"
-  fi
-  mx_pair_stop
-  echo "netns-splitbrain: $passed passed, $failed failed"
-  [ "$failed" -eq 0 ]
-  exit
+# split_flow NODE OTHER TAG: the hosts' switch pointed at NODE, a NAPT transfer crosses it; NODE
+# made its session (FLOW), OTHER has none of it.
+split_flow() {
+  local node=$1 other=$2 tag=$3 port=ethb before
+  local p=${1}_PREFIX o=${2}_PREFIX
+  [ "$node" = A ] && port=eth0
+  steer hosp-d-lan $port && steer archive $port
+  before=$(mx_sessions "${!p}")
+  check "the hosts' switch pointed at $node: a NAPT transfer crosses $node" transfer hosp-d-lan $D_PORT "$tag"
+  FLOW=$(made "${!p}" "$before" "$PEER")
+  check_that "$node made its session ($FLOW); $other has none of it" \
+    '[ "$(mx_json - "len(d)" <<<"$FLOW")" = 1 ] && ! holds ${!o} "$FLOW"'
 }
+finish() { mx_pair_finish netns-splitbrain; }
 
 t0=$EPOCHREALTIME
 mx_pair_start A "$MX_TMP/config-a.json" --metrics-listen 127.0.0.1:$MA && pass "node A ready" ||
@@ -168,18 +171,10 @@ check "B hears no master: it becomes master and active too" mx_wait_eval 10 '[ "
 echo "    B active $("$MX_PY" -c "print('%.2f' % ($EPOCHREALTIME - $split))") s after the cut"
 check_that "A changed nothing (master and active, no role change)" \
   '[ "$(roles $A_PREFIX)" = "$AM" ] && [ "$(mx_ha $A_PREFIX role_changes)" = "$rc_a" ]'
-steer hosp-d-lan ethb && steer archive ethb
-before=$(mx_sessions "$B_PREFIX")
-check "the hosts' switch pointed at B: a NAPT transfer crosses B" transfer hosp-d-lan $D_PORT y
-y=$PEER y_session=$(made "$B_PREFIX" "$before" "$y")
-check_that "B made its session ($y_session); A has none of it" \
-  '[ "$(mx_json - "len(d)" <<<"$y_session")" = 1 ] && ! holds $A_PREFIX "$y_session"'
-steer hosp-d-lan eth0 && steer archive eth0
-before=$(mx_sessions "$A_PREFIX")
-check "pointed at A again: a NAPT transfer crosses A" transfer hosp-d-lan $D_PORT z
-z=$PEER z_session=$(made "$A_PREFIX" "$before" "$z")
-check_that "A made its session ($z_session); B has none of it" \
-  '[ "$(mx_json - "len(d)" <<<"$z_session")" = 1 ] && ! holds $B_PREFIX "$z_session"'
+split_flow B A y
+y=$PEER y_session=$FLOW
+split_flow A B z
+z=$PEER z_session=$FLOW
 echo "    pool ports: B gave y $y, A gave z $z$([ "$y" = "$z" ] && echo ' (the same port: two flows, one on each node)')"
 check_that "nothing installed on either from the other during the split" \
   '[ "$(mx_ha $A_PREFIX installed)/$(mx_ha $B_PREFIX installed)" = "$installed_a/$installed_b" ]'
