@@ -285,14 +285,24 @@ void Sync::takeover() {
                      (unsigned long)margin);
 }
 
-// Stepping down: each worker ends the sessions it made as active before the resync that
-// brings the active's (asked for after this, so its records queue behind the forget).
+// Stepping down: each worker ends the sessions it made as active (a chunk at a time); the
+// resync that brings the active's is asked for once all are done (forgetting()).
 void Sync::forget() {
   SyncRecord r{};
   r.kind = uint8_t(SyncKind::forget);
-  for (auto* w : dp_->workers) push_in(w->sync->in, r);
+  forgets_wanted_ = 0;
+  for (auto* w : dp_->workers) {
+    forgets_wanted_ += load_counter(w->sync->forgets_done);
+    if (push_in(w->sync->in, r)) forgets_wanted_++;
+  }
   medix::common::log(medix::common::LogLevel::notice,
                      "medix-dp: HA: now standby: this node's sessions dropped, a resync from the active follows");
+}
+
+bool Sync::forgetting() const {
+  uint64_t done = 0;
+  for (const auto* w : dp_->workers) done += load_counter(w->sync->forgets_done);
+  return done < forgets_wanted_;
 }
 
 void Sync::handle(const Decoded& d, uint64_t now_ns, uint64_t previous_counter) {
@@ -472,7 +482,7 @@ void Sync::run() {
         bulk_step(now);
         if (!bulk_active_ && !bulk_is_resync_) next_refresh_ns_ = now + options_.refresh_s * s;
       }
-    } else if (need_resync_ && heard && peer_role == int(WireRole::active) &&
+    } else if (need_resync_ && heard && peer_role == int(WireRole::active) && !forgetting() &&
                now - std::max(resync_asked_ns_, bulk_heard_ns_) >= resync_retry_ns) {
       // Asked again only when no bulk datagram came for a while: a request restarts the
       // active's pass from the first session.

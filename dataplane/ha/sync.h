@@ -93,6 +93,7 @@ class Sync {
   void send_sas();
   void takeover();
   void forget();
+  bool forgetting() const;
   void check_config(uint64_t now_ns);
   void send(MessageType type, uint8_t flags, const SyncRecord* records, unsigned count, uint64_t sent_ns,
             uint32_t rate = 0);
@@ -123,6 +124,7 @@ class Sync {
   uint64_t resync_asked_ns_ = 0, resync_first_asked_ns_ = 0;
   uint64_t bulk_heard_ns_ = 0;    // the last bulk datagram: no new request while they flow
   bool resync_gap_ = false;       // a datagram of the resync under way went missing
+  uint64_t forgets_wanted_ = 0;   // the workers' forgets_done, summed, once the last forget ends
   uint32_t resync_rate_ = 0;      // asked of the active (0: its own); halved after a gap
   uint32_t peer_asked_rate_ = 0;  // active: what the standby asked for
 

@@ -946,26 +946,42 @@ void advance_sa(Worker& w, const SyncRecord& r) {
 }
 
 // Active to standby (a split brain healed, a switchover's old active): the sessions this node
-// made while active go, so that the active's resync, which follows on the same ring, is all
-// it holds; left, one of them could hold a pool port the active gave another flow and refuse
-// that flow's record. Nothing is told to the peer: they are the sessions it does not have.
-void forget_sessions(Worker& w, NatWorker& nw) {
-  for (uint32_t i = 0; i < nw.capacity; i++)
+// made while active go, so that the active's resync, asked for once every worker is done, is
+// all it holds; left, one of them could hold a pool port the active gave another flow and
+// refuse that flow's record. A chunk of slots a call; records that come meanwhile are
+// installed (the sweep may end them: the resync brings them again). Nothing is told to the
+// peer: they are the sessions it does not have.
+void forget_some(Worker& w, NatWorker& nw) {
+  SyncWorker& sync = *w.sync;
+  uint32_t end = std::min(nw.capacity, sync.forget_at + forget_chunk);
+  for (uint32_t i = sync.forget_at; i < end; i++)
     if (nw.sessions[i].live) end_session(w, nw, i, false);
+  sync.forget_at = end;
+  if (end < nw.capacity) return;
+  sync.forgetting = false;
+  bump(sync.forgets_done);
 }
 
 }  // namespace
 
 void sync_install(Worker& w) {
   if (!w.sync || !w.sync->in) return;
+  // No core tenant here (no session tables): sessions cannot be installed, SAs still can.
+  NatWorker* nw = w.tables->nat ? w.tables->nat[w.queue] : nullptr;
+  if (w.sync->forgetting) [[unlikely]] {
+    if (nw) {
+      forget_some(w, *nw);
+    } else {
+      w.sync->forgetting = false;
+      bump(w.sync->forgets_done);
+    }
+  }
   SyncRecord records[burst_size];
   unsigned n = rte_ring_sc_dequeue_burst_elem(w.sync->in, records, sizeof(SyncRecord), burst_size, nullptr);
   if (!n) return;
-  // No core tenant here (no session tables): sessions cannot be installed, SAs still can.
-  NatWorker* nw = w.tables->nat ? w.tables->nat[w.queue] : nullptr;
   for (unsigned i = 0; i < n; i++) {
     auto kind = SyncKind(records[i].kind);
-    if (!nw && (kind == SyncKind::session || kind == SyncKind::session_end || kind == SyncKind::forget)) {
+    if (!nw && (kind == SyncKind::session || kind == SyncKind::session_end)) {
       bump(w.sync->install_failed);
       continue;
     }
@@ -973,7 +989,11 @@ void sync_install(Worker& w) {
       case SyncKind::session: install_session(w, *nw, records[i]); break;
       case SyncKind::session_end: remove_session(w, *nw, records[i]); break;
       case SyncKind::sa_takeover: advance_sa(w, records[i]); break;
-      case SyncKind::forget: forget_sessions(w, *nw); break;
+      case SyncKind::forget:  // from the first slot (one under way counts as done: superseded)
+        if (w.sync->forgetting) bump(w.sync->forgets_done);
+        w.sync->forgetting = true;
+        w.sync->forget_at = 0;
+        break;
       default: bump(w.sync->install_failed); break;
     }
   }

@@ -58,7 +58,14 @@ struct SyncWorker {
   rte_ring* out = nullptr;  // worker -> sync thread
   rte_ring* in = nullptr;   // sync thread -> worker (standby installs, takeover)
   uint64_t ring_full, installed, refreshed, removed, install_failed, sas_advanced;
+  // A forget under way: the next session slot to look at, a chunk a call (a worker that ended a
+  // million sessions at once would miss its VRRP adverts); forgets_done counts those finished
+  // (the sync thread asks for its resync after).
+  bool forgetting;
+  uint32_t forget_at;
+  uint64_t forgets_done;
 };
+inline constexpr uint32_t forget_chunk = 256;  // session slots a sync_install call looks at
 
 // A session as a record (the owner worker, or a reader on another thread under the session's
 // seq check). `now`/`hz`: TSC, for idle_ms.

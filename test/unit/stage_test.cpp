@@ -819,10 +819,23 @@ TEST_CASE("HA sync: a node that steps down forgets its own sessions, so the acti
   CHECK(rings.sync.install_failed == 1);
   CHECK(rings.sync.installed == 0);
 
-  // The sync thread's forget on stepping down, then the resync: the active's session alone.
+  // The sync thread's forget on stepping down: the worker sweeps a chunk of slots a call (here
+  // 1024 slots: four calls), then counts it done; the resync, asked for then, brings the
+  // active's session, alone now.
   SyncRecord forget{};
   forget.kind = uint8_t(SyncKind::forget);
-  for (SyncRecord r : {forget, active_records[0]}) REQUIRE(rte_ring_sp_enqueue_elem(rings.sync.in, &r, sizeof r) == 0);
+  REQUIRE(rte_ring_sp_enqueue_elem(rings.sync.in, &forget, sizeof forget) == 0);
+  sync_install(node.worker);
+  CHECK(rings.sync.forgetting);
+  unsigned calls = 0;
+  while (rings.sync.forgetting && calls < 100) {
+    sync_install(node.worker);
+    calls++;
+  }
+  CHECK(calls == (nw.capacity + forget_chunk - 1) / forget_chunk);
+  CHECK(rings.sync.forgets_done == 1);
+  CHECK(nw.capacity - nw.n_free_sessions == 0);
+  REQUIRE(rte_ring_sp_enqueue_elem(rings.sync.in, &active_records[0], sizeof(SyncRecord)) == 0);
   sync_install(node.worker);
   CHECK(rings.sync.installed == 1);
   CHECK(nw.capacity - nw.n_free_sessions == 1);
