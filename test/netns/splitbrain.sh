@@ -191,6 +191,8 @@ if [ "$n" = $((rc_b + 2)) ]; then
   pass "B changed role twice (to active, back to standby): no flap"
 else
   fail "B changed role $((n - rc_b)) times, not twice" "$(mx_ctl $B_PREFIX ha-sync | sed -n '/^failovers/,$p')"
+  mx_ctl $B_PREFIX vrrp | sed -n '/last transitions/,/^$/p' | sed 's/^/  | /'
+  grep -E 'VRRP|HA:' "$B_LOG" | sed 's/^/  | /'
 fi
 check "B dropped its own sessions on stepping down" grep -q "now standby: this node's sessions dropped" "$B_LOG"
 check "B's bulk resync from A completes" mx_wait_eval 15 '[ "$(mx_ha $B_PREFIX resyncs_completed)" -gt "$resyncs" ]'
