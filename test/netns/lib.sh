@@ -408,8 +408,8 @@ mx_cleanup() {
 }
 
 # --- A redundant pair (docs/ha.md Part 3; netns-failover, netns-splitbrain) -------------------
-# Two medix-dp nodes on Linux bridges, VRRP (10 cs adverts, one group "ix" over the three
-# segments) driving the HA role (--ha-vrrp-group), the sync link between them; hosts use the
+# Two medix-dp nodes on Linux bridges, VRRP (10 cs adverts unless MX_PAIR_ADVERT_CS says, one
+# group "ix" over the three segments) driving the HA role (--ha-vrrp-group), the sync link between them; hosts use the
 # virtual addresses as their gateway.
 #
 #   hosp-a 10.0.0.5 ─ br ─┬─ node A: .2  ┬─ br ─ archive 192.168.1.10
@@ -433,6 +433,7 @@ mx_cleanup() {
 #   mx_sessions PREFIX, mx_metric PORT NAME, mx_wait_eval SECONDS EXPR
 MX_CTL=${MEDIXCTL:-$MX_REPO/build/controlplane/cli/medixctl}
 MX_PAIR_TCP=11112 MX_PAIR_UDP=9000 MX_PAIR_POOL=100.64.9.1
+MX_PAIR_ADVERT_CS=10  # VRRP's advert interval (set before mx_pair_init)
 MX_PAIR_SYNC_A=127.0.0.1 MX_PAIR_SYNC_B=127.0.0.1
 declare -A MX_RIF_A=() MX_RIF_B=()
 
@@ -482,9 +483,9 @@ mx_pair_init() {
 
 # The same intent on both nodes but for their own interface addresses and VRRP priorities.
 mx_pair_configs() {
-  "$MX_PY" - "$MX_TMP" "$1" "$2" "$3" "$MX_PAIR_TCP" "$MX_PAIR_UDP" "$MX_PAIR_POOL" <<'PY' || mx_die "could not write the pair's configs"
+  "$MX_PY" - "$MX_TMP" "$1" "$2" "$3" "$MX_PAIR_TCP" "$MX_PAIR_UDP" "$MX_PAIR_POOL" "$MX_PAIR_ADVERT_CS" <<'PY' || mx_die "could not write the pair's configs"
 import json, sys
-tmp, suffix, prio_a, prio_b, tcp, udp, pool = sys.argv[1:]
+tmp, suffix, prio_a, prio_b, tcp, udp, pool, advert_cs = sys.argv[1:]
 c = json.load(open(tmp + "/base.json"))
 c["tenants"].append({"name": "ix", "description": "The IX core", "core": True})
 c["static_mappings"] = [
@@ -498,7 +499,7 @@ c["policy_rules"] = [rule("a-dicom", 10, "hosp-a", "archive", 6, int(tcp)),
                      rule("probe", 30, "archive", "hosp-a", 17, int(udp))]
 c["settings"] = {"max_sessions": 4096}
 segs = [("hosp-a-lan", 10, "10.0.0.1"), ("hosp-d-lan", 11, "10.0.0.1"), ("archive", 12, "192.168.1.1")]
-vrrp = lambda prio: [{"name": "vr-" + i, "interface": i, "vrid": v, "priority": int(prio), "advert_interval_cs": 10,
+vrrp = lambda prio: [{"name": "vr-" + i, "interface": i, "vrid": v, "priority": int(prio), "advert_interval_cs": int(advert_cs),
                       "preempt": False, "group": "ix", "addresses": [a]} for i, v, a in segs]
 c["vrrp_instances"] = vrrp(prio_a)
 json.dump(c, open("%s/config-a%s.json" % (tmp, suffix), "w"), indent=1)
