@@ -151,7 +151,8 @@ def main():
             entry["limits"] = limits(out, p)
     if with_qos:
         qos = qos_section(a, rounds, conc)
-        qos.update(date=out["date"], git=out["git"], binary=out["binary"], quick=out["quick"])
+        qos.update(date=out["date"], git=out["git"], binary=out["binary"], quick=out["quick"],
+                   loadavg_at_end=[round(x, 2) for x in os.getloadavg()])
         qos["direct_same_run"] = {x["concurrency"]: x["gbit_s"] for x in out["paths"].get("direct", {}).get("points", [])}
         old = load(os.path.join(a.out, "imaging.json"))
         if old and len(paths) == 1 and len(old.get("paths", {})) > 1:
