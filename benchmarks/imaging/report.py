@@ -63,6 +63,7 @@ def main():
     ap.add_argument("--binary", default="")
     ap.add_argument("--skipped", action="append", default=[])
     ap.add_argument("--qos-mbit", type=int, default=200)
+    ap.add_argument("--qos-queue", type=int, default=256)
     ap.add_argument("--qos-point", help="PREFIX of one qos point's files: print its line; nothing else")
     a = ap.parse_args()
     if a.qos_point:
@@ -235,21 +236,22 @@ def qos_line(pt):
 
 def qos_section(a, rounds, conc):
     q = {
-        "contract_mbit_s": a.qos_mbit, "imaging_guarantee_mbit_s": a.qos_mbit / 2,
+        "contract_mbit_s": a.qos_mbit, "imaging_guarantee_mbit_s": a.qos_mbit / 2, "queue_limit": a.qos_queue,
         "method": "the studies from hosp-s across the core (static mapping) to the archive, whose interface "
                   "medix-dp shapes to the contract (Mbit/s of Ethernet frames, burst 50 ms). alone: no other "
                   "traffic. classes: iperf3 from hosp-n (NAPT), 4 TCP streams, started 2 s before the studies "
                   "and stopped when they end, the shaper's class imaging (tenant hosp-s) guaranteed half the "
-                  "contract, weight 1, class bulk (the rest) weight 1. no-classes: the same bulk, one class "
-                  "(one tail-drop queue of 512 packets). mbit_s/gbit_s: DICOM object bytes x 8 / wall time; "
+                  "contract, weight 1, class bulk (the rest) weight 1, each a tail-drop queue of queue_limit "
+                  "packets. no-classes: the same bulk, one class (one tail-drop queue of 2 x queue_limit). mbit_s/gbit_s: DICOM object bytes x 8 / wall time; "
                   "shaper_classes: Mbit/s of frames each class sent over the studies' time (GetCounters right "
                   "before the first and after the last study); bulk_mbit_s: what the bulk's TCP connections "
                   "received at the archive over the same time (ss -ti bytes_received); "
                   "bulk_iperf3_sent_mbit_s: iperf3's own figure over its whole run (from 2 s before the studies); "
                   "best of the rounds by the studies' rate",
-        "shaper": {"classes": [{"name": "imaging", "tenant": "hosp-s", "rate_mbit_s": a.qos_mbit / 2, "weight": 1},
-                               {"name": "bulk", "weight": 1}],
-                   "no_classes": [{"name": "all", "weight": 1, "queue_limit": 512}]},
+        "shaper": {"classes": [{"name": "imaging", "tenant": "hosp-s", "rate_mbit_s": a.qos_mbit / 2, "weight": 1,
+                                "queue_limit": a.qos_queue},
+                               {"name": "bulk", "weight": 1, "queue_limit": a.qos_queue}],
+                   "no_classes": [{"name": "all", "weight": 1, "queue_limit": 2 * a.qos_queue}]},
         "variants": {},
     }
     for v in QOS_VARIANTS:
