@@ -29,6 +29,13 @@ struct LinkConfig {
 // The role medix-dp gives the node: 1 active, 0 standby, -1 unknown (medix-dp did not answer).
 using RoleSource = std::function<int()>;
 
+// Whether a medix-cp that stops may close its IKE_SAs (charon sends the gateways DELETE, and the
+// ha plugin tells the peer node to drop its copies): only while its medix-dp is active (`role`
+// as RoleSource) and the peer is not active too (`peer_active`: a planned switchover's overlap,
+// the old active still draining). A standby, or a node whose medix-dp no longer answers (dead:
+// the peer took over or will), leaves them to the peer: made passive, they go without a word.
+inline bool owns_ike_sas_at_stop(int role, int peer_active) { return role == 1 && peer_active != 1; }
+
 class Link {
  public:
   // strongswan.conf text for the ha plugin: its endpoints inside the node, one segment, no
