@@ -53,6 +53,7 @@ class Link {
     std::atomic<uint64_t> activations{0}, deactivations{0};
     std::atomic<uint64_t> before_resync{0};    // the peer's state left out before our resync request
     std::atomic<uint64_t> segment_ignored{0};  // the peer's segment take/drop/status, not passed on
+    std::atomic<uint64_t> withheld{0};  // the plugin's datagrams not sent: medix-dp does not answer
   };
   const Stats& stats() const { return stats_; }
 
@@ -64,6 +65,8 @@ class Link {
   Key send_key_{}, recv_key_{};
   uint64_t counter_ = 0, last_counter_ = 0;
   bool joined_ = false;  // the plugin sent its resync request (relay thread only)
+  // medix-dp has not answered the last few role polls: the node has no datapath (watcher sets it).
+  std::atomic<bool> datapath_gone_{false};
   std::string peer_;
   std::atomic<bool> stopping_{false};
   std::thread relay_thread_, role_thread_;

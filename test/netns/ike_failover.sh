@@ -16,7 +16,8 @@
 # both segments, --ha-vrrp-group) makes the master active. The gateway's IKE and ESP go to the
 # virtual address. B's medix-cp holds the IKE_SA passive (the ha plugin's IKE_PASSIVE) with the
 # CHILD_SA installed in medix-dp B, which drops what would cross. Then node A dies (kill -9 of
-# medix-dp and medix-cp) under a TCP transfer and a 1 kHz UDP probe through the CHILD_SA; B's
+# medix-dp, and 3 s later of medix-cp: meanwhile medix-cp A, its datapath gone, must make its
+# IKE_SAs passive and send B nothing) under a TCP transfer and a 1 kHz UDP probe; B's
 # VRRP instances become master (gratuitous ARP), its role active, and medix-cp B, which follows
 # its medix-dp's role, has its ha plugin take the segment (the plugin's control FIFO). Checks:
 #   - the gateway's IKE_SA is the same one (same SPIs, same unique id, no new IKE_SA_INIT);
@@ -318,9 +319,16 @@ now_ns() { local t=$EPOCHREALTIME; echo "${t/./}000"; }
 done) &
 ike_watch=$!
 kill_ns=$(now_ns)
-kill -KILL "$A_PID" "$CPA_PID"
-wait "$CPA_PID" "$A_PID" 2>/dev/null
-echo "    killed node A (-9 of medix-dp and medix-cp)"
+kill -KILL "$A_PID"
+wait "$A_PID" 2>/dev/null
+# medix-cp A outlives its medix-dp by a few seconds (a crash of the datapath, then of the node): it
+# must not disturb B (its DPD, due after 2 s without traffic, would sync message IDs to B).
+sleep "${MX_CP_OUTLIVES:-3}"
+kill -KILL "$CPA_PID"
+wait "$CPA_PID" 2>/dev/null
+echo "    killed node A: -9 of medix-dp, ${MX_CP_OUTLIVES:-3} s later of medix-cp"
+check "medix-cp A, its medix-dp gone, made its IKE_SAs passive and withheld its plugin's datagrams" \
+  grep -q "medix-dp does not answer: the IKE_SAs here are passive" "$MX_TMP/cp-a.log"
 check "B becomes VRRP master and HA active by VRRP (master_down: A's adverts stopped)" \
   wait_for 10 '[ "$(vrrp_states $B_PREFIX)" = "master master" ] && [ "$(hastatus $B_PREFIX role)" = HA_ROLE_ACTIVE ]'
 last_change=$(ctl "$B_PREFIX" -o json ha-sync | mx_json - "(d.get('role_history') or [{}])[-1]")
