@@ -463,8 +463,10 @@ int main(int argc, char** argv) {
     if (!medix::cp::ha::owns_ike_sas_at_stop(role, peer_active)) {
       ha_link.stop();
       int n = cp_charon_make_passive();
-      fprintf(stderr, "medix-cp: ha: stopping while %s: %d IKE_SA(s) made passive, closed without a DELETE\n",
-              role < 0 ? "medix-dp does not answer" : role == 0 ? "standby" : "the peer is active too", n);
+      const char* why = "the peer is active too";
+      if (role < 0) why = "medix-dp does not answer";
+      if (role == 0) why = "standby";
+      fprintf(stderr, "medix-cp: ha: stopping while %s: %d IKE_SA(s) made passive, closed without a DELETE\n", why, n);
     }
   }
   cp_charon_stop();  // deletes the IKE_SAs, and so their SAs and routes in medix-dp

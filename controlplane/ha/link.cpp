@@ -180,7 +180,8 @@ void Link::watch_role(RoleSource role) {
     // A few polls first: one late answer of a busy medix-dp is not a dead one.
     if (now < 0 && ++silent == gone_after) {
       datapath_gone_ = true;
-      fprintf(stderr, "medix-cp: ha: medix-dp does not answer: the IKE_SAs here are passive, nothing is sent to the peer\n");
+      fprintf(stderr,
+              "medix-cp: ha: medix-dp does not answer: the IKE_SAs here are passive, nothing is sent to the peer\n");
       if (applied != 0 && command_segment(false)) {
         stats_.deactivations++;
         applied = 0;

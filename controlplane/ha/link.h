@@ -53,7 +53,7 @@ class Link {
     std::atomic<uint64_t> activations{0}, deactivations{0};
     std::atomic<uint64_t> before_resync{0};    // the peer's state left out before our resync request
     std::atomic<uint64_t> segment_ignored{0};  // the peer's segment take/drop/status, not passed on
-    std::atomic<uint64_t> withheld{0};  // the plugin's datagrams not sent: medix-dp does not answer
+    std::atomic<uint64_t> withheld{0};         // the plugin's datagrams not sent: medix-dp does not answer
   };
   const Stats& stats() const { return stats_; }
 
