@@ -96,8 +96,9 @@ std::string Link::start(const LinkConfig& config, RoleSource role) {
   peer_ = config.peer;
   // Grows across restarts: the peer's replay check holds for a node that comes back.
   counter_ = wall_ns();
+  role_ = std::move(role);
   relay_thread_ = std::thread([this] { relay(); });
-  role_thread_ = std::thread([this, role] { watch_role(role); });
+  role_thread_ = std::thread([this] { watch_role(); });
   return "";
 }
 
@@ -125,8 +126,12 @@ void Link::relay() {
           from.sin_addr.s_addr == plugin.sin_addr.s_addr) {
         // A node without its datapath is out of the pair: what its charon does now (a DPD that
         // cannot leave, a message ID it uses) must not reach the peer, which serves the IKE_SAs.
-        if (datapath_gone_.load()) {
+        // Asked for each datagram (they are few; an answer is trusted for 20 ms), not left to the
+        // role watcher: a DPD due 0.1 s after medix-dp died came before the watcher noticed.
+        if (!datapath_answers()) {
           stats_.withheld++;
+          if (!datapath_gone_.load())  // after the watcher's line, each is only counted
+            fprintf(stderr, "medix-cp: ha link: medix-dp does not answer: a datagram of the plugin withheld\n");
           continue;
         }
         if (n >= 2 && buf[0] == ha_message_version && buf[1] == ha_resync) joined_ = true;
@@ -168,12 +173,21 @@ void Link::relay() {
   }
 }
 
-void Link::watch_role(RoleSource role) {
+bool Link::datapath_answers() {
+  if (datapath_gone_.load()) return false;
+  auto now = std::chrono::steady_clock::now();
+  if (now - last_answer_ < std::chrono::milliseconds(20)) return true;
+  if (role_() < 0) return false;
+  last_answer_ = now;
+  return true;
+}
+
+void Link::watch_role() {
   int applied = -1;  // what the plugin was last told: unknown at first
   int silent = 0;    // role polls in a row medix-dp did not answer
   constexpr int gone_after = 3;
   while (!stopping_.load()) {
-    int now = role();
+    int now = role_();
     // medix-dp not answering (killed, stopped): the node is out of the pair. Its IKE_SAs go
     // passive (no DPD or rekey of its own: the peer, active now, would be told their message
     // IDs) and the plugin's datagrams are withheld from the peer until medix-dp answers again.

@@ -10,6 +10,7 @@
 #define MEDIX_CP_HA_LINK_H
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -59,7 +60,9 @@ class Link {
 
  private:
   void relay();
-  void watch_role(RoleSource role);
+  void watch_role();
+  // Whether medix-dp answers now (relay thread): asked again unless it answered in the last 20 ms.
+  bool datapath_answers();
 
   int inner_ = -1, outer_ = -1;  // toward the plugin; toward the peer
   Key send_key_{}, recv_key_{};
@@ -67,6 +70,8 @@ class Link {
   bool joined_ = false;  // the plugin sent its resync request (relay thread only)
   // medix-dp has not answered the last few role polls: the node has no datapath (watcher sets it).
   std::atomic<bool> datapath_gone_{false};
+  RoleSource role_;
+  std::chrono::steady_clock::time_point last_answer_{};  // relay thread only
   std::string peer_;
   std::atomic<bool> stopping_{false};
   std::thread relay_thread_, role_thread_;

@@ -330,7 +330,7 @@ wait "$CPA_PID" 2>/dev/null
 echo "    killed node A: -9 of medix-dp, ${MX_CP_OUTLIVES:-3} s later of medix-cp"
 check "medix-cp A, its medix-dp gone, made its IKE_SAs passive and withheld its plugin's datagrams" \
   grep -q "medix-dp does not answer: the IKE_SAs here are passive" "$MX_TMP/cp-a.log"
-echo "    medix-cp A's charon sent $(tail -n +$((a_mark + 1)) "$MX_TMP/cp-a.log" | grep -c 'sending DPD request') DPD request(s) in those 3 s (their message IDs withheld from B)"
+echo "    medix-cp A's charon sent $(tail -n +$((a_mark + 1)) "$MX_TMP/cp-a.log" | grep -c 'sending DPD request') DPD request(s) in those 3 s; its link withheld $(grep -c 'a datagram of the plugin withheld' "$MX_TMP/cp-a.log") datagram(s) before it saw medix-dp gone"
 check "B becomes VRRP master and HA active by VRRP (master_down: A's adverts stopped)" \
   wait_for 10 '[ "$(vrrp_states $B_PREFIX)" = "master master" ] && [ "$(hastatus $B_PREFIX role)" = HA_ROLE_ACTIVE ]'
 last_change=$(ctl "$B_PREFIX" -o json ha-sync | mx_json - "(d.get('role_history') or [{}])[-1]")
