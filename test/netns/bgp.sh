@@ -202,8 +202,9 @@ mx_wait_for 10 routes_are w "$west_routes" && pass "west's core tenant: east's t
 mx_wait_for 10 routes_are e "100.64.2.0/24 via 10.255.0.2" && pass "east's core tenant: west's archive prefix via 10.255.0.2" ||
   fail "east's routes" "$(routes e; ctl e areas)"
 for a in e w; do
-  n=$(/usr/bin/python3 test/netns/telemetry.py "${prefix[$a]}" /medix/events bgp_punted 2>&1)
-  [ "${n:-0}" -gt 0 ] 2>/dev/null && pass "medix-dp $a punted $n BGP segments to its TAP" || fail "medix-dp $a's bgp_punted" "$n"
+  punted=$(/usr/bin/python3 test/netns/telemetry.py "${prefix[$a]}" /medix/events bgp_punted 2>&1)
+  [ "${punted:-0}" -gt 0 ] 2>/dev/null && pass "medix-dp $a punted $punted BGP segments to its TAP" ||
+    fail "medix-dp $a's bgp_punted" "$punted"
 done
 # Traffic across the core: east's hospital host pings west's archive host by its core address.
 out=$(ip netns exec "${host[e]}" ping -c 3 -i 0.2 -W 2 100.64.2.5 2>&1)
