@@ -35,13 +35,10 @@ import datetime
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -49,7 +46,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "test", "api"))
 
 import forwarding as fwd  # noqa: E402
-import medixapi as api  # noqa: E402
+from areas_harness import Etcd, count, cp_start, dp_start, dp_stop, first, metric, wait_line  # noqa: E402
 from medixapi import dp  # noqa: E402
 
 AREAS = ("east", "west")
@@ -68,19 +65,6 @@ KINDS = {
 
 def log(*a):
     print("etcd-scale:", *a, file=sys.stderr, flush=True)
-
-
-def free_ports(n=1):
-    """n distinct loopback TCP ports free now (held together while chosen)."""
-    held = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        held.append(s)
-    ports = [s.getsockname()[1] for s in held]
-    for s in held:
-        s.close()
-    return ports
 
 
 # --- the intent ---------------------------------------------------------------------------------
@@ -123,138 +107,6 @@ def merged(glob, sections):
 
 def expected_keys(intent):
     return {kind: {key(j) for j in intent.get(kind, [])} for kind, (_, _, key) in KINDS.items()}
-
-
-# --- processes whose output lines are timestamped as they arrive --------------------------------
-
-def start_stamped(cmd, logpath):
-    """fwd.start's process, its output read here: p.lines holds (monotonic time, line); p.t0 is
-    the time just before exec."""
-    logf = open(logpath, "w")
-    t0 = time.monotonic()
-    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         start_new_session=True, cwd=ROOT,
-                         preexec_fn=lambda: os.sched_setaffinity(0, fwd.ALL_CPUS))
-    p.t0, p.lines, p.logf, p.logpath = t0, [], logf, logpath
-
-    def pump():
-        for raw in p.stdout:
-            line = raw.decode(errors="replace").rstrip("\n")
-            p.lines.append((time.monotonic(), line))
-            try:
-                logf.write(line + "\n")
-                logf.flush()
-            except ValueError:  # closed by fwd.stop
-                return
-    threading.Thread(target=pump, daemon=True).start()
-    fwd.children.append(p)
-    return p
-
-
-def first(p, pattern, since=None):
-    """(seconds after `since` (default p.t0), the match) of the first line matching, or (None, None)."""
-    for t, line in list(p.lines):
-        m = re.search(pattern, line)
-        if m:
-            return round(t - (p.t0 if since is None else since), 3), m
-    return None, None
-
-
-def wait_line(p, pattern, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if first(p, pattern)[0] is not None:
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def metric(port, name, labels):
-    """A sample of medix-cp's Prometheus metrics, or None."""
-    try:
-        text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5).read().decode()
-    except Exception:  # noqa: BLE001
-        return None
-    for line in text.splitlines():
-        if line.startswith(name + "{") and all('%s="%s"' % kv in line for kv in labels.items()):
-            return float(line.split()[-1])
-    return None
-
-
-# --- etcd ---------------------------------------------------------------------------------------
-
-class Etcd:
-    def __init__(self, workdir):
-        self.client, peer = free_ports(2)
-        c, pu = "http://127.0.0.1:%d" % self.client, "http://127.0.0.1:%d" % peer
-        # test/lib/etcd.sh's etcd_member, on the host's loopback with ports of our own.
-        self.p = fwd.start(["etcd", "--name", "medix-bench", "--data-dir", os.path.join(workdir, "etcd"),
-                            "--listen-client-urls", c, "--advertise-client-urls", c, "--listen-peer-urls", pu,
-                            "--initial-advertise-peer-urls", pu, "--initial-cluster", "medix-bench=" + pu,
-                            "--log-level", "error"], os.path.join(workdir, "etcd.log"))
-        for _ in range(100):
-            if self.ctl("endpoint", "health").returncode == 0:
-                return
-            if self.p.poll() is not None:
-                break
-            time.sleep(0.1)
-        raise RuntimeError("etcd did not start:\n" + fwd.log_tail(self.p))
-
-    def ctl(self, *args, stdin=None):
-        return subprocess.run(["/usr/bin/etcdctl", "--endpoints", "127.0.0.1:%d" % self.client, "--dial-timeout",
-                               "2s"] + list(args), input=stdin, capture_output=True, text=True, timeout=60,
-                              env=dict(os.environ, ETCDCTL_API="3"))
-
-    def put(self, key, value):
-        r = self.ctl("put", key, stdin=value)  # the value from stdin: no argv limit
-        if r.returncode != 0:
-            raise RuntimeError("etcdctl put %s: %s" % (key, r.stderr.strip()))
-
-    def timed_get(self, *args, times=3):
-        best = None
-        for _ in range(times):
-            t = time.monotonic()
-            r = self.ctl("get", *args)
-            took = time.monotonic() - t
-            if r.returncode != 0:
-                raise RuntimeError("etcdctl get: %s" % r.stderr.strip())
-            best = took if best is None else min(best, took)
-        return best
-
-
-# --- medix-dp and medix-cp ----------------------------------------------------------------------
-
-def dp_start(args, ports_config, tag):
-    prefix = fwd.new_prefix()
-    p = start_stamped([args.binary, "-l", "0,1", "--no-huge", "-m", str(args.mem), "--no-pci", "--file-prefix",
-                       prefix, "--vdev", "net_null0,no-rx=1", "--", "--config", ports_config],
-                      os.path.join(fwd.workdir, "%s-%s-dp.log" % (prefix, tag)))
-    fwd.wait_for(p, prefix, r"medix-dp: ready", args.start_timeout).close()
-    p.prefix = prefix
-    p.client = api.Client("unix:/var/run/dpdk/%s/api.sock" % prefix)
-    p.client.wait_ready(10)
-    return p
-
-
-def dp_stop(p):
-    p.client.close()
-    fwd.stop(p)
-    fwd.cleanup_runtime_dir(p.prefix)
-
-
-def cp_start(args, dpp, tag, extra):
-    port, = free_ports()
-    cmd = [args.cp, "-p", dpp.prefix, "--listen", "unix://" + os.path.join(fwd.workdir, "cp-%s.sock" % tag),
-           "--metrics-listen", "127.0.0.1:%d" % port, "--strongswan-conf", args.strongswan_conf,
-           "--log-level", "0"] + extra
-    p = start_stamped(cmd, os.path.join(fwd.workdir, "%s-%s-cp.log" % (dpp.prefix, tag)))
-    p.metrics_port = port
-    return p
-
-
-def count(client, kind):
-    r = client.stub.List(dp.ListRequest(kind=kind, page_size=100000), timeout=10)
-    return len(r.objects)
 
 
 def verify(client, expected):

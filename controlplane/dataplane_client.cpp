@@ -97,11 +97,16 @@ void DataplaneClient::reconnect() {
   stub_ = std::move(stub);
 }
 
-int DataplaneClient::ha_role() {
+int DataplaneClient::ha_role(int* peer_active) {
   v1::HaSyncStatus status;
   grpc::ClientContext context;
   set_deadline(context);
+  if (peer_active) *peer_active = -1;
   if (!stub()->GetHaSync(&context, v1::GetHaSyncRequest(), &status).ok()) return -1;
+  // The peer's role as its last hello said, if that was recent (hellos come every second).
+  if (peer_active)
+    *peer_active = status.peer_role() == v1::HA_ROLE_ACTIVE && status.peer_last_heard_ms() >= 0 &&
+                   status.peer_last_heard_ms() < 3000;
   return status.role() == v1::HA_ROLE_STANDBY ? 0 : 1;
 }
 

@@ -90,7 +90,8 @@ class DataplaneClient {
   };
   ReconcileStats reconcile_stats(Trigger trigger);
   // medix-dp's HA role (GetHaSync): 1 active, 0 standby, -1 no answer. The ha link follows it.
-  int ha_role();
+  // With `peer_active`: 1 if the sync peer said it is active within the last 3 s, else 0 (-1: no answer).
+  int ha_role(int* peer_active = nullptr);
   // Whether the channel to medix-dp is up now (gRPC's READY; the SA event stream keeps it so).
   bool connected();
   // Objects medix-cp created in medix-dp and keeps there (FILE.owned), as last written.

@@ -453,7 +453,23 @@ int main(int argc, char** argv) {
   server->Shutdown();
   unlink(socket_path.c_str());
   if (dns) dns->stop();  // Knot keeps serving the zones as they are
-  cp_charon_stop();      // deletes the IKE_SAs, and so their SAs and routes in medix-dp
+  // A node of a pair that is not the one active (standby, after a switchover, or its medix-dp
+  // gone): its IKE_SAs are the peer's. Made passive, charon's shutdown sends no DELETE for them
+  // (which would end the gateway's IKE_SA the peer now serves) and the ha plugin no delete to
+  // the peer. The role watcher is stopped first so that it cannot make them active again.
+  if (ha_link_config.configured()) {
+    int peer_active = -1;
+    int role = dataplane.ha_role(&peer_active);
+    if (!medix::cp::ha::owns_ike_sas_at_stop(role, peer_active)) {
+      ha_link.stop();
+      int n = cp_charon_make_passive();
+      const char* why = "the peer is active too";
+      if (role < 0) why = "medix-dp does not answer";
+      if (role == 0) why = "standby";
+      fprintf(stderr, "medix-cp: ha: stopping while %s: %d IKE_SA(s) made passive, closed without a DELETE\n", why, n);
+    }
+  }
+  cp_charon_stop();  // deletes the IKE_SAs, and so their SAs and routes in medix-dp
   dataplane.stop();
   return 0;
 }

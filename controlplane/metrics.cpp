@@ -163,9 +163,11 @@ std::string render_metrics(ControlService& service, DataplaneClient& dataplane, 
   if (ha_link) {  // a node of a pair (docs/ha.md, "IKE state")
     const ha::Link::Stats& st = ha_link->stats();
     Family(out, "medix_cp_ha_link_datagrams_total", "counter",
-           "The ha plugin's datagrams carried on the IKE sync link: sent to the peer, received from it (opened).")
+           "The ha plugin's datagrams carried on the IKE sync link: sent to the peer, received from it (opened), "
+           "withheld (not sent: medix-dp did not answer).")
         .sample({{"direction", "sent"}}, st.sent.load())
-        .sample({{"direction", "received"}}, st.received.load());
+        .sample({{"direction", "received"}}, st.received.load())
+        .sample({{"direction", "withheld"}}, st.withheld.load());
     Family rejected(out, "medix_cp_ha_link_rejected_total", "counter",
                     "Datagrams of the IKE sync link refused, by reason (malformed, bad_tag, replay).");
     for (auto r : {ha::Reject::malformed, ha::Reject::bad_tag, ha::Reject::replay})

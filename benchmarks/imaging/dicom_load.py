@@ -14,7 +14,7 @@
 
   dicom_load.py run --ns NS --addr ADDR --port PORT --studies DIR --recv DIR
                     --concurrency C --count S [--medix LABEL=PREFIX ...] [--proc LABEL=PID ...]
-                    [--ctl MEDIXCTL]
+                    [--ctl MEDIXCTL] [--counters PREFIX=FILE [--received-at NS:PORT]]
       S study transfers (the kinds round robin) by C concurrent associations: C threads each
       take the next study and run one storescu for it (one association per study) in namespace
       NS towards storescp at ADDR:PORT, until all S are done. Then every object storescp wrote
@@ -23,6 +23,9 @@
       --medix, medix-dp's GetRuntime (medixctl -o json runtime) is read before and after, per
       node: busy share of its worker, busy TSC cycles per packet, per-stage cycles per packet;
       and how busy each CPU was (/proc/stat), and each --proc's CPU time per wall second.
+      With --counters PREFIX=FILE, that medix-dp's GetCounters right before and after the
+      transfers, two JSON lines appended to FILE; with --received-at NS:PORT, each with
+      tcp_bytes_received: what the TCP connections to PORT in NS had received by then.
       Prints one JSON object; exit status 1 when a transfer failed or an object differs.
 """
 import argparse
@@ -96,6 +99,29 @@ def runtime(ctl, prefix):
     if out.returncode != 0:
         raise RuntimeError("medixctl runtime (%s): %s" % (prefix, out.stderr.strip()))
     return json.loads(out.stdout)
+
+
+def counters(ctl, spec, received_at=None):
+    """--counters PREFIX=FILE: medix-dp's GetCounters (medixctl -o json counters) appended to
+    FILE as one JSON line, read right before the first transfer and right after the last (the
+    qos path's shaper classes over the transfers' time only)."""
+    prefix, path = spec.split("=", 1)
+    out = subprocess.run([ctl, "-p", prefix, "-o", "json", "counters"], capture_output=True, text=True, timeout=30)
+    if out.returncode != 0:
+        raise RuntimeError("medixctl counters (%s): %s" % (prefix, out.stderr.strip()))
+    d = json.loads(out.stdout)
+    if received_at:
+        d["tcp_bytes_received"] = tcp_received(*received_at.split(":"))
+    with open(path, "a") as f:
+        f.write(json.dumps(d) + "\n")
+
+
+def tcp_received(ns, port):
+    """The bytes the TCP connections to PORT in namespace NS have received (ss -ti), summed: a
+    competing transfer's goodput at its receiver, whatever queue it shared."""
+    out = subprocess.run(["ip", "netns", "exec", ns, "ss", "-tinH", "state", "established",
+                          "( sport = :%s )" % port], capture_output=True, text=True, timeout=30).stdout
+    return sum(int(w.split(":")[1]) for w in out.split() if w.startswith("bytes_received:"))
 
 
 def runtime_delta(a, b):
@@ -200,6 +226,8 @@ def run(args):
     nodes = dict(n.split("=", 1) for n in args.medix or [])  # label -> file prefix
     procs = dict(n.split("=", 1) for n in args.proc or [])  # label -> pid
     before = {k: runtime(args.ctl, p) for k, p in nodes.items()}
+    if args.counters:
+        counters(args.ctl, args.counters, args.received_at)
     cpu0 = cpu_times()
     proc0 = {k: proc_ticks(pid) for k, pid in procs.items()}
     start = time.monotonic()
@@ -208,6 +236,8 @@ def run(args):
     wall = time.monotonic() - start
     cpu1 = cpu_times()
     proc1 = {k: proc_ticks(pid) for k, pid in procs.items()}
+    if args.counters:
+        counters(args.ctl, args.counters, args.received_at)
     after = {k: runtime(args.ctl, p) for k, p in nodes.items()}
 
     sent_counts = {}
@@ -280,6 +310,8 @@ def main():
     r.add_argument("--count", type=int, default=10)
     r.add_argument("--medix", action="append")
     r.add_argument("--proc", action="append", help="LABEL=PID: that process's CPU time / wall time")
+    r.add_argument("--counters", help="PREFIX=FILE: medix-dp's counters before and after, two JSON lines")
+    r.add_argument("--received-at", help="NS:PORT: with --counters, what TCP to PORT in NS received")
     r.add_argument("--ctl", default=os.path.join(ROOT, "build", "controlplane", "cli", "medixctl"))
     sm = sub.add_parser("summary")
     sm.add_argument("file")

@@ -217,6 +217,22 @@ int cp_charon_start(const char* settings_file, const char* settings_text, const 
 
 void cp_charon_run(void) { charon->start(charon); }
 
+int cp_charon_make_passive(void) {
+  if (!started) return 0;
+  int n = 0;
+  /* As the ha plugin's segment drop does (ha_segments.c): a passive IKE_SA sends nothing, not
+   * even its DELETE when charon stops, and the plugin syncs nothing of it to the peer. */
+  enumerator_t* e = charon->ike_sa_manager->create_enumerator(charon->ike_sa_manager, TRUE);
+  ike_sa_t* ike_sa;
+  while (e->enumerate(e, &ike_sa)) {
+    if (ike_sa->get_state(ike_sa) == IKE_PASSIVE || ike_sa->get_state(ike_sa) == IKE_DESTROYING) continue;
+    ike_sa->set_state(ike_sa, IKE_PASSIVE);
+    n++;
+  }
+  e->destroy(e);
+  return n;
+}
+
 void cp_charon_stop(void) {
   if (!started) return;
   started = false;

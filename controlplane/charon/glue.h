@@ -57,6 +57,10 @@ const char* cp_charon_default_plugins(void);
 void cp_charon_run(void);
 /* Stops libcharon (SAs are deleted through the backend first). */
 void cp_charon_stop(void);
+/* Makes every IKE_SA passive (the ha plugin's IKE_PASSIVE): charon then stops without a DELETE
+ * to the peers for them, and the ha plugin syncs no delete to the pair's other node. Returns how
+ * many were not passive. */
+int cp_charon_make_passive(void);
 /* Adds or replaces a peer (its config and PSK or certificates); with dry_run, only checks that
  * it would be accepted (proposals, selectors, certificate files). 0, or -1 with a reason. */
 int cp_charon_add_peer(const struct cp_peer* peer, bool dry_run, char* err, size_t err_len);

@@ -75,9 +75,9 @@ void print_status(const v1::HaSyncStatus& s) {
               s.lag_ms_max(), (unsigned long)s.lag_samples());
   std::printf("sent       %lu datagrams, %lu records, %lu bytes; %lu bulk passes\n", (unsigned long)s.datagrams_sent(),
               (unsigned long)s.records_sent(), (unsigned long)s.bytes_sent(), (unsigned long)s.bulk_passes_sent());
-  std::printf("received   %lu datagrams, %lu records; %lu ignored while active\n",
+  std::printf("received   %lu datagrams, %lu records; %lu ignored while active, %lu from a draining peer\n",
               (unsigned long)s.datagrams_received(), (unsigned long)s.records_received(),
-              (unsigned long)s.ignored_not_standby());
+              (unsigned long)s.ignored_not_standby(), (unsigned long)s.overlap_received());
   std::printf("rejected   bad_mac %lu, replay %lu, malformed %lu\n", (unsigned long)s.rejected_bad_mac(),
               (unsigned long)s.rejected_replay(), (unsigned long)s.rejected_malformed());
   std::printf("lost       ring_full %lu, install_ring_full %lu, unknown_worker %lu, datagrams %lu\n",

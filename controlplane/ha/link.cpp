@@ -96,8 +96,9 @@ std::string Link::start(const LinkConfig& config, RoleSource role) {
   peer_ = config.peer;
   // Grows across restarts: the peer's replay check holds for a node that comes back.
   counter_ = wall_ns();
+  role_ = std::move(role);
   relay_thread_ = std::thread([this] { relay(); });
-  role_thread_ = std::thread([this, role] { watch_role(role); });
+  role_thread_ = std::thread([this] { watch_role(); });
   return "";
 }
 
@@ -123,6 +124,16 @@ void Link::relay() {
       ssize_t n = recvfrom(inner_, buf.data(), max_payload + 1, 0, reinterpret_cast<sockaddr*>(&from), &from_len);
       if (n > 0 && size_t(n) <= max_payload && from.sin_port == htons(plugin_port) &&
           from.sin_addr.s_addr == plugin.sin_addr.s_addr) {
+        // A node without its datapath is out of the pair: what its charon does now (a DPD that
+        // cannot leave, a message ID it uses) must not reach the peer, which serves the IKE_SAs.
+        // Asked for each datagram (they are few; an answer is trusted for 20 ms), not left to the
+        // role watcher: a DPD due 0.1 s after medix-dp died came before the watcher noticed.
+        if (!datapath_answers()) {
+          stats_.withheld++;
+          if (!datapath_gone_.load())  // after the watcher's line, each is only counted
+            fprintf(stderr, "medix-cp: ha link: medix-dp does not answer: a datagram of the plugin withheld\n");
+          continue;
+        }
         if (n >= 2 && buf[0] == ha_message_version && buf[1] == ha_resync) joined_ = true;
         seal(send_key_, ++counter_, buf.data(), size_t(n), sealed);
         if (send(outer_, sealed.data(), sealed.size(), 0) == ssize_t(sealed.size())) stats_.sent++;
@@ -162,11 +173,39 @@ void Link::relay() {
   }
 }
 
-void Link::watch_role(RoleSource role) {
+bool Link::datapath_answers() {
+  if (datapath_gone_.load()) return false;
+  auto now = std::chrono::steady_clock::now();
+  if (now - last_answer_ < std::chrono::milliseconds(20)) return true;
+  if (role_() < 0) return false;
+  last_answer_ = now;
+  return true;
+}
+
+void Link::watch_role() {
   int applied = -1;  // what the plugin was last told: unknown at first
+  int silent = 0;    // role polls in a row medix-dp did not answer
+  constexpr int gone_after = 3;
   while (!stopping_.load()) {
-    int now = role();
-    // Unknown (medix-dp not answering) changes nothing: a node whose medix-dp died is dead.
+    int now = role_();
+    // medix-dp not answering (killed, stopped): the node is out of the pair. Its IKE_SAs go
+    // passive (no DPD or rekey of its own: the peer, active now, would be told their message
+    // IDs) and the plugin's datagrams are withheld from the peer until medix-dp answers again.
+    // A few polls first: one late answer of a busy medix-dp is not a dead one.
+    if (now < 0 && ++silent == gone_after) {
+      datapath_gone_ = true;
+      fprintf(stderr,
+              "medix-cp: ha: medix-dp does not answer: the IKE_SAs here are passive, nothing is sent to the peer\n");
+      if (applied != 0 && command_segment(false)) {
+        stats_.deactivations++;
+        applied = 0;
+      }
+    }
+    if (now >= 0) {
+      if (silent >= gone_after) fprintf(stderr, "medix-cp: ha: medix-dp answers again\n");
+      silent = 0;
+      datapath_gone_ = false;
+    }
     if (now >= 0 && now != applied && command_segment(now == 1)) {
       fprintf(stderr, "medix-cp: ha: medix-dp is %s: the IKE_SAs here are %s\n", now ? "active" : "standby",
               now ? "active" : "passive");

@@ -45,6 +45,7 @@ void fill_ha_sync(Dataplane& dp, v1::HaSyncStatus& out) {
   out.set_ring_full(s.ring_full);
   out.set_install_ring_full(s.install_ring_full);
   out.set_ignored_not_standby(s.ignored_not_standby);
+  out.set_overlap_received(s.overlap_received);
   out.set_installed(s.installed);
   out.set_refreshed(s.refreshed);
   out.set_removed(s.removed);

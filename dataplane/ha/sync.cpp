@@ -133,6 +133,7 @@ void Sync::send(MessageType type, uint8_t flags, const SyncRecord* records, unsi
   h.type = uint8_t(type);
   h.role = uint8_t(dp_->ha_standby.load() ? WireRole::standby : WireRole::active);
   h.flags = flags;
+  if (h.role == uint8_t(WireRole::active) && dp_->ha_draining.load()) h.flags |= flag_draining;
   h.counter = ++counter_;
   h.sent_ns = sent_ns;
   h.count = uint16_t(count);
@@ -305,6 +306,21 @@ bool Sync::forgetting() const {
   return done < forgets_wanted_;
 }
 
+// Active, from a draining peer: its new sessions only (not its ends: this node forwards the
+// flows now, and its own timers end them; nor its SAs: this node advanced them at takeover).
+void Sync::take_overlap(const Decoded& d) {
+  for (unsigned i = 0; i < d.header.count; i++) {
+    SyncRecord r = d.records[i];
+    if (SyncKind(r.kind) != SyncKind::session) continue;
+    r.kind = uint8_t(SyncKind::session_overlap);
+    s_.overlap_received++;
+    if (r.queue >= dp_->workers.size())
+      s_.unknown_worker++;
+    else if (!push_in(dp_->workers[r.queue]->sync->in, r))
+      s_.install_ring_full++;
+  }
+}
+
 void Sync::handle(const Decoded& d, uint64_t now_ns, uint64_t previous_counter) {
   const WireHeader& h = d.header;
   bool standby = dp_->ha_standby.load();
@@ -344,8 +360,14 @@ void Sync::handle(const Decoded& d, uint64_t now_ns, uint64_t previous_counter) 
   }
   s_.records_received += h.count;
   if (h.flags & flag_bulk) bulk_heard_ns_ = now_ns;
-  if (!standby) {  // two actives (split brain): neither takes the other's state
-    s_.ignored_not_standby += h.count;
+  if (!standby) {
+    // A planned switchover's overlap: the old active, draining, still makes sessions for
+    // frames the switch sends it; the new active takes those it has no flow or port of.
+    if (h.flags & flag_draining) {
+      take_overlap(d);
+      return;
+    }
+    s_.ignored_not_standby += h.count;  // two actives (split brain): neither takes the other's state
     return;
   }
   bool sessions = false;

@@ -58,6 +58,7 @@ struct Status {
   uint64_t install_ring_full = 0;   // records lost to a worker's full install ring (standby)
   uint64_t unknown_worker = 0;      // records for a worker this node does not have
   uint64_t ignored_not_standby = 0;
+  uint64_t overlap_received = 0;  // active: sessions a draining peer made (planned switchover)
   uint64_t installed = 0, refreshed = 0, removed = 0, install_failed = 0;
   uint64_t bulk_passes_sent = 0, resyncs_requested = 0, resyncs_completed = 0;
   uint64_t last_resync_ms = 0;  // standby: request to the last bulk datagram
@@ -88,6 +89,7 @@ class Sync {
   void run();
   void receive();
   void handle(const Decoded& d, uint64_t now_ns, uint64_t previous_counter);
+  void take_overlap(const Decoded& d);
   void drain_workers(uint64_t now_ns);
   void bulk_step(uint64_t now_ns);
   void send_sas();

@@ -26,6 +26,9 @@ enum class MessageType : uint8_t {
 enum HeaderFlags : uint8_t {
   flag_bulk = 1,      // records from a bulk pass (resync or periodic refresh), not from workers
   flag_bulk_end = 2,  // the last datagram of a resync
+  // The sender is active but yielding (a planned switchover's drain): sessions it makes now are
+  // for the new active to take as well (docs/ha.md, "Sessions made in the overlap").
+  flag_draining = 4,
 };
 enum class WireRole : uint8_t { active = 1, standby = 2 };
 

@@ -850,8 +850,9 @@ std::optional<uint32_t> install_mapping(Worker& w, NatWorker& nw, const SyncReco
 }
 
 // A session of the active: refreshed if this worker has it, else made with the active's
-// translation (its policy is checked again by its first packet here).
-void install_session(Worker& w, NatWorker& nw, const SyncRecord& r) {
+// translation (its policy is checked again by its first packet here). `keep_own`: a draining
+// peer's session on an active worker, which never ends a flow of its own for it.
+void install_session(Worker& w, NatWorker& nw, const SyncRecord& r, bool keep_own) {
   const Tables& t = *w.tables;
   const FlowKey& key = r.s.key[0];
   const FlowKey& reverse = r.s.key[1];
@@ -867,9 +868,13 @@ void install_session(Worker& w, NatWorker& nw, const SyncRecord& r) {
     auto found = reinterpret_cast<uintptr_t>(data);
     Session& s = nw.sessions[found / 2];
     if (found % 2 == 0 && s.key[1] == reverse) {
-      s.last_seen = last_seen;  // the active's timer
+      s.last_seen = keep_own ? std::max(s.last_seen, last_seen) : last_seen;  // the active's timer
       s.tcp |= r.tcp;
       bump(w.sync->refreshed);
+      return;
+    }
+    if (keep_own) {
+      bump(w.sync->install_failed);
       return;
     }
     end_session(w, nw, uint32_t(found / 2));  // an older flow of this node in the way
@@ -981,12 +986,13 @@ void sync_install(Worker& w) {
   if (!n) return;
   for (unsigned i = 0; i < n; i++) {
     auto kind = SyncKind(records[i].kind);
-    if (!nw && (kind == SyncKind::session || kind == SyncKind::session_end)) {
+    if (!nw && (kind == SyncKind::session || kind == SyncKind::session_end || kind == SyncKind::session_overlap)) {
       bump(w.sync->install_failed);
       continue;
     }
     switch (kind) {
-      case SyncKind::session: install_session(w, *nw, records[i]); break;
+      case SyncKind::session: install_session(w, *nw, records[i], false); break;
+      case SyncKind::session_overlap: install_session(w, *nw, records[i], true); break;
       case SyncKind::session_end: remove_session(w, *nw, records[i]); break;
       case SyncKind::sa_takeover: advance_sa(w, records[i]); break;
       case SyncKind::forget:  // from the first slot (one under way counts as done: superseded)

@@ -16,7 +16,10 @@ enum class SyncKind : uint8_t {
   sa_inbound = 4,   // an inbound SA's highest accepted sequence number (value)
   sa_takeover = 5,  // standby to active: the worker advances its SA (slot) to value
   config = 6,       // in a hello: the sender's intent digest (control/digest.h)
-  forget = 7,       // active to standby: the worker ends every session it has (never sent)
+  // Never on the wire: a session of a draining peer, for an active worker: installed unless
+  // this worker has the flow or its translation already (its own is kept).
+  session_overlap = 7,
+  forget = 8,  // active to standby: the worker ends every session it has (never sent)
 };
 
 // One record, on rings and (as it is) on the wire: 56 bytes.

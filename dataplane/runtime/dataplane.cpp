@@ -282,6 +282,7 @@ vrrp::Io Dataplane::vrrp_io() {
   vrrp::Io io;
   io.ha_standby = &ha_standby;
   io.ha_group = &ha_vrrp_group;
+  io.ha_draining = &ha_draining;
   io.set_role = [this](bool to_standby, const std::string& why) {
     ha_roles.set(ha_standby, to_standby, ha::Cause::vrrp, why);
   };

@@ -60,6 +60,9 @@ struct Dataplane {
   ha::RoleLog ha_roles;
   // The VRRP group whose instances drive ha_standby (--ha-vrrp-group; "": none, docs/ha.md).
   std::string ha_vrrp_group;
+  // True while this active node drains (VRRP yielded to a planned switchover, docs/ha.md): the
+  // sync thread marks its datagrams so that the new active takes its new sessions.
+  std::atomic<bool> ha_draining{false};
   bool ha_sync = false;    // before start(): give workers sync rings (nat/sync.h)
   ha::Sync* ha = nullptr;  // the sync thread, when configured (main.cpp owns it)
   // Per-stage cycle accounting (telemetry /medix/runtime,on|off; workers read it once a loop).

@@ -202,4 +202,41 @@ CounterSnapshot take_snapshot(Dataplane& dp, bool with_neighbours) {
   return s;
 }
 
+CounterSnapshot take_port_snapshot(Dataplane& dp) {
+  CounterSnapshot s;
+  std::lock_guard clear_lock(dp.clear_mutex);
+  const Cleared& cleared = dp.cleared;
+  s.since_ns = cleared.since_ns;
+  dp.controller.read([&](const Intent&, const Committer& committer, uint64_t version) {
+    const Tables& t = *committer.current();
+    const Counters& base = committer.bases();
+    s.version = version;
+    for (size_t i = 0; i < t.ports.size(); i++) {
+      if (!t.ports[i].live) continue;
+      // As since_bases does for the whole: the raw sum minus the later of the slot's base and
+      // the clear's, word by word.
+      Counters::Port raw{};
+      for (const auto* w : dp.workers) {
+        const Counters::Port& p = w->counters->ports[i];
+        raw.rx_packets += load_counter(p.rx_packets);
+        raw.rx_bytes += load_counter(p.rx_bytes);
+        raw.tx_packets += load_counter(p.tx_packets);
+        raw.tx_bytes += load_counter(p.tx_bytes);
+        raw.tx_dropped += load_counter(p.tx_dropped);
+      }
+      Counters::Port since;
+      auto* o = reinterpret_cast<uint64_t*>(&since);
+      auto* x = reinterpret_cast<const uint64_t*>(&raw);
+      auto* a = reinterpret_cast<const uint64_t*>(&base.ports[i]);
+      auto* b = reinterpret_cast<const uint64_t*>(&cleared.totals->ports[i]);
+      for (size_t k = 0; k < sizeof(Counters::Port) / sizeof(uint64_t); k++) o[k] = x[k] - std::max(a[k], b[k]);
+      s.ports.push_back({t.ports[i].name, since});
+      NicStats nic = read_nic(t.ports[i].port_id);
+      auto before = cleared.nics.find(t.ports[i].name);
+      s.nics.push_back(before == cleared.nics.end() ? nic : nic_since(nic, before->second));
+    }
+  });
+  return s;
+}
+
 }  // namespace medix::dp

@@ -63,5 +63,8 @@ struct CounterSnapshot {
 // Live objects only; each counter minus its base (its slot's, or the last clear's, whichever
 // is later), so a reused slot starts at zero, and so does everything after ClearCounters.
 CounterSnapshot take_snapshot(Dataplane& dp, bool with_neighbours = false);
+// The same for the ports only (`ports`, `nics`, the versions): the workers' port counters
+// summed, not the whole of their Counters.
+CounterSnapshot take_port_snapshot(Dataplane& dp);
 
 }  // namespace medix::dp

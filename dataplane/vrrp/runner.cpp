@@ -239,18 +239,25 @@ void Runner::act(const dp::Tables& t, const Io& io, const Instance& i, Entry& e,
   // The node's role follows its HA group: active before the gratuitous ARP brings the
   // segment's traffic here (the sync thread then advances the SAs), standby once it yields.
   bool drives_role = a.changed && io.ha_standby && io.ha_group && !io.ha_group->empty() && i.group == *io.ha_group;
-  if (drives_role && e.m.state == State::master) set_role(io, false, i, transition(a, false));
+  if (drives_role && e.m.state == State::master) {
+    set_role(io, false, i, transition(a, false));
+    if (io.ha_draining) io.ha_draining->store(false);
+  }
   // Yielding to a better master (not for a fault): drain for three of its intervals, which
   // covers the switch's relearning from its next advert with one advert lost.
   bool drain = a.changed && a.from == State::master && e.m.state == State::backup &&
                (a.reason == Reason::higher_priority || a.reason == Reason::group) && !group_in_fault(t, i);
   if (a.changed) e.drain_until = drain ? now + 3 * uint64_t(e.m.master_interval_cs) * ns_per_cs : 0;
+  if (drain && drives_role && io.ha_draining) io.ha_draining->store(true);
   // Workers see the new owner of the virtual MAC before the world hears of it.
   e.live->master.store(e.m.state == State::master, std::memory_order_relaxed);
   e.live->draining.store(e.drain_until != 0, std::memory_order_relaxed);
   if (a.advert) send_advert(t, io, i, e, e.m.p.priority);
   if (a.garp) send_garps(t, io, i, e);
-  if (drives_role && a.from == State::master && !drain) set_role(io, true, i, transition(a, true));
+  if (drives_role && a.from == State::master && !drain) {
+    set_role(io, true, i, transition(a, true));
+    if (io.ha_draining) io.ha_draining->store(false);
+  }
 }
 
 // Drains that ran out: the frames stop; the node is standby once none of its HA group's
@@ -270,7 +277,9 @@ void Runner::end_drains(const dp::Tables& t, const Io& io, uint64_t now) {
       if (o.group == i.group && oe != entries_.end() && (oe->second.m.state == State::master || oe->second.drain_until))
         busy = true;
     }
-    if (!busy) set_role(io, true, i, "master -> backup, drained");
+    if (busy) continue;
+    set_role(io, true, i, "master -> backup, drained");
+    if (io.ha_draining) io.ha_draining->store(false);
   }
 }
 

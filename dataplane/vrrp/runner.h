@@ -54,6 +54,8 @@ struct Io {
   // Null or empty: VRRP leaves the role alone.
   std::atomic<bool>* ha_standby = nullptr;
   const std::string* ha_group = nullptr;
+  // Set while an instance of that group drains before the node becomes standby. Null: none.
+  std::atomic<bool>* ha_draining = nullptr;
   // Sets the role and keeps the change with its reason (the runtime's ha::RoleLog; VRRP does
   // not depend on HA's folder). Null: the runner sets ha_standby alone.
   std::function<void(bool to_standby, const std::string& why)> set_role;

@@ -1243,6 +1243,22 @@ def nic_counters(f, d, c):
             and by.get(("p0", "nic_rx_nombuf")) == p0.nic.rx_nombuf,
             "nic_drops carry the NIC's imissed and rx_nombuf")
 
+    # ports_only (medix-cp's BGP speaker reads the backbone's link with it every 200 ms): the
+    # ports, their NICs and the version, nothing else; p0's counters between two full reads.
+    light = c.stub.GetCounters(dp.GetCountersRequest(ports_only=True), timeout=10)
+    after = c.counters()
+    lp = {p.name: p for p in light.ports}
+    a0 = next((p for p in after.ports if p.name == "p0"), None)
+    R.check(sorted(lp) == sorted(ports) and lp["p0"].nic.link_up and light.version == after.version
+            and not light.tenants and not light.interfaces and not light.lcores and not light.nic_drops
+            and not light.nat and not light.drops,
+            "GetCounters ports_only: the ports (p0's link up), the version, no tenant, interface, lcore or drop",
+            str(light)[:300])
+    R.check(p0 is not None and a0 is not None and p0.rx_packets <= lp["p0"].rx_packets <= a0.rx_packets
+            and p0.nic.rx_packets <= lp["p0"].nic.rx_packets <= a0.nic.rx_packets,
+            "GetCounters ports_only: p0's rx_packets (worker and NIC) between two full reads",
+            "%d <= %d <= %d" % (p0 and p0.rx_packets, lp.get("p0") and lp["p0"].rx_packets, a0 and a0.rx_packets))
+
     r1 = c.runtime()
     time.sleep(0.3)
     r2 = c.runtime()

@@ -5,22 +5,28 @@
 # pair): the TCP session is punted by medix-dp like IKE, not carried by a link of its own.
 #
 #   namespace E: gobgpd 10.255.0.1 ── TAP ── medix-dp E ── bb ══ carrier ══ bb ── medix-dp W ── TAP ── gobgpd 10.255.0.2 :namespace W
-#                medix-cp E (--bgp, intent file)                                                   medix-cp W
+#                medix-cp E (--bgp, intent file)         (VLAN 100)        (VLAN 100)                medix-cp W
 #
 # The backbone: each medix-dp's port is a veth whose other end is in a bridge of a "carrier"
-# namespace; the carrier's ends set down is a cut both medix-dp see as their link's carrier lost
-# (their own interfaces stay up, as a NIC's do when the fibre is cut).
+# namespace; the areas' backbone interfaces are a VLAN attachment (802.1Q tag 100, which medix-dp
+# adds and takes off itself: the kernel has no 8021q here), as a carrier's VLAN service would
+# deliver them. The carrier's ends set down is a cut both medix-dp see as their link's carrier
+# lost (their own interfaces stay up, as a NIC's do when the fibre is cut).
 #
 # A host in each area's tenant (east's hospital 10.1.0.5 = 100.64.1.5 in the core, west's archive
 # 10.2.0.5 = 100.64.2.5), on a second af_packet port of its medix-dp; east has a lab too, on a
-# third, with the hospital's very address (10.1.0.5 = 100.64.4.5 in the core).
-# Checks: the session is established over the backbone addresses (ss in each namespace), each
-# medix-dp counts the BGP segments it punted (telemetry /medix/events bgp_punted); each area's
-# prefix is a route in the other's core tenant via the backbone; east's host pings west's by its
-# core address across both medix-dp; a DICOM study (dcmtk's storescu) from the hospital to the
+# third, with the hospital's very address (10.1.0.5 = 100.64.4.5 in the core), and a clinic on a
+# fourth, the same address again, without a static mapping: NAPT pool 100.64.5.0/30.
+# Checks: the session is established over the backbone addresses (ss in each namespace), and
+# every frame on the carrier is tagged VLAN 100 (tcpdump there); each medix-dp counts the BGP
+# segments it punted (telemetry /medix/events bgp_punted); each area's prefixes (mappings, the
+# NAPT pool) are routes in the other's core tenant via the backbone; east's host pings west's by
+# its core address across both medix-dp; a DICOM study (dcmtk's storescu) from the hospital to the
 # archive by its core address, complete and byte-identical, its session translated on both sides
-# (east the source, west the destination), each area's policy rule named; the lab (the same
-# address, another tenant) refused by east's policy, and the hospital to a port of the archive
+# (east the source, west the destination), each area's policy rule named; the clinic's DICOM echo
+# (echoscu) to the archive through east's NAPT pool, answered, its session in east's NAT sessions
+# (source translated into the pool) and in west's from that pool address and port; the lab (the
+# same address, another tenant) refused by east's policy, and the hospital to a port of the archive
 # other than DICOM's refused by west's (docs/nat.md, "Across areas"); the backbone cut MX_BGP_CUTS times (default 2): each area
 # sees its port's link down, resets its session at once and removes the other's prefix (the time
 # from the cut to both routes gone: each cut's figure, then p50 and max; at most 3 s each), a
@@ -34,13 +40,14 @@ source test/lib/bgp.sh
 dp=${MEDIX_DP:-build/dataplane/medix-dp}
 cp=${MEDIX_CP:-build/controlplane/medix-cp}
 ctl=${MEDIXCTL:-build/controlplane/cli/medixctl}
-command -v gobgpd >/dev/null && command -v storescu >/dev/null && /usr/bin/python3 -c 'import pydicom' 2>/dev/null ||
+command -v gobgpd >/dev/null && command -v storescu >/dev/null && command -v tcpdump >/dev/null && /usr/bin/python3 -c 'import pydicom' 2>/dev/null ||
   scripts/setup >/dev/null
 tmp=$(mktemp -d /tmp/medix-netns-bgp.XXXXXX)
 id=$$
 declare -A dp_pid cp_pid bgp_pid prefix ns tap bb addr other lan host
 carrier=medix-nbgp-c-$id
 lab=mxk$id lab_host=medix-nbgp-hk-$id  # east's lab
+clinic=mxn$id clinic_host=medix-nbgp-hn-$id  # east's clinic (NAPT)
 for a in e w; do
   prefix[$a]=medix-nbgp-$a-$id ns[$a]=medix-nbgp-$a-$id tap[$a]=mxt$a$id bb[$a]=mxb$a$id
   lan[$a]=mxl$a$id host[$a]=medix-nbgp-h$a-$id
@@ -63,6 +70,8 @@ cleanup() {
   ip netns del "$carrier" 2>/dev/null
   ip netns del "$lab_host" 2>/dev/null
   ip link del "$lab" 2>/dev/null
+  ip netns del "$clinic_host" 2>/dev/null
+  ip link del "$clinic" 2>/dev/null
   [ -n "${MX_KEEP_TMP:-}" ] || rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -79,11 +88,14 @@ add_host() {
 
 for binary in "$dp" "$cp" "$ctl"; do [ -x "$binary" ] || { fail "$binary is not built"; finish; }; done
 [ -c /dev/net/tun ] || { fail "/dev/net/tun is missing (the exception interface is a TAP)"; finish; }
-ip netns add "$carrier" && ip -n "$carrier" link add br0 type bridge &&
+# No IPv6 on the carrier's segment: nothing but the two medix-dp talk there (the VLAN check below).
+ip netns add "$carrier" && ip netns exec "$carrier" sysctl -qw net.ipv6.conf.default.disable_ipv6=1 &&
+  ip -n "$carrier" link add br0 type bridge &&
   ip -n "$carrier" link set br0 type bridge forward_delay 0 stp_state 0 && ip -n "$carrier" link set br0 up ||
   { fail "the carrier's namespace and bridge"; finish; }
 for a in e w; do
-  ip link add "${bb[$a]}" type veth peer name "c$a" netns "$carrier" && ip link set "${bb[$a]}" up &&
+  ip link add "${bb[$a]}" type veth peer name "c$a" netns "$carrier" &&
+    sysctl -qw "net.ipv6.conf.${bb[$a]}.disable_ipv6=1" && ip link set "${bb[$a]}" up &&
     ip -n "$carrier" link set "c$a" master br0 up || { fail "the backbone veth ${bb[$a]}"; finish; }
   ip netns add "${ns[$a]}" && ip -n "${ns[$a]}" link set lo up || { fail "namespace ${ns[$a]}"; finish; }
   # A host of the area's tenant: 10.1.0.5 (east's hospital), 10.2.0.5 (west's archive); east's lab.
@@ -91,9 +103,11 @@ for a in e w; do
   vdevs=(--vdev "net_af_packet0,iface=${bb[$a]},framecnt=2048" --vdev "net_af_packet1,iface=${lan[$a]},framecnt=2048")
   lab_port=
   if [ $a = e ]; then
-    add_host "$lab_host" "$lab" 10.1.0 || { fail "east's lab host"; finish; }
-    vdevs+=(--vdev "net_af_packet2,iface=$lab,framecnt=2048")
-    lab_port=', {"name": "p2", "device": "net_af_packet2", "promiscuous": true}'
+    add_host "$lab_host" "$lab" 10.1.0 && add_host "$clinic_host" "$clinic" 10.1.0 ||
+      { fail "east's lab and clinic hosts"; finish; }
+    vdevs+=(--vdev "net_af_packet2,iface=$lab,framecnt=2048" --vdev "net_af_packet3,iface=$clinic,framecnt=2048")
+    lab_port=', {"name": "p2", "device": "net_af_packet2", "promiscuous": true},
+                {"name": "p3", "device": "net_af_packet3", "promiscuous": true}'
   fi
   cat >"$tmp/dp-$a.json" <<JSON
 {"schema_version": 1, "ports": [{"name": "p0", "device": "net_af_packet0", "promiscuous": true},
@@ -121,28 +135,37 @@ JSON
 done
 printf 'medix-cp {\n  port = 0\n  port_nat_t = 0\n}\n' >"$tmp/strongswan.conf"
 # Each area: its tenants' LANs translated into the core (static mappings, the core's routes to
-# them announced), the core reached from the tenants. Policy (docs/nat.md, "Across areas"): east
-# decides by the source tenant (the hospital may reach west's archive prefix; the lab, with the
-# same addresses, nothing), west by its own tenant (the core may reach the archive's DICOM port
-# and ping it, nothing else).
+# them announced; east's clinic through a NAPT pool, announced too), the core reached from the
+# tenants; the backbone interface on VLAN 100. Policy (docs/nat.md, "Across areas"): east decides
+# by the source tenant (the hospital may reach west's archive prefix, the clinic its DICOM port;
+# the lab, with the same addresses, nothing), west by its own tenant (the core may reach the
+# archive's DICOM port and ping it, nothing else).
 cat >"$tmp/e.json" <<'JSON'
-{"schema_version": 1, "tenants": [{"name": "ix", "core": true}, {"name": "hosp-e"}, {"name": "lab-e"}],
- "interfaces": [{"name": "bb", "tenant": "ix", "port": "p0", "addresses": ["10.255.0.1/24"]},
+{"schema_version": 1,
+ "tenants": [{"name": "ix", "core": true}, {"name": "hosp-e"}, {"name": "lab-e"}, {"name": "clinic-e"}],
+ "interfaces": [{"name": "bb", "tenant": "ix", "port": "p0", "vlan": 100, "addresses": ["10.255.0.1/24"]},
                 {"name": "lan", "tenant": "hosp-e", "port": "p1", "addresses": ["10.1.0.1/24"]},
-                {"name": "lab", "tenant": "lab-e", "port": "p2", "addresses": ["10.1.0.1/24"]}],
+                {"name": "lab", "tenant": "lab-e", "port": "p2", "addresses": ["10.1.0.1/24"]},
+                {"name": "clinic", "tenant": "clinic-e", "port": "p3", "addresses": ["10.1.0.1/24"]}],
  "routes": [{"tenant": "hosp-e", "prefix": "100.64.0.0/10", "next_tenant": "ix"},
             {"tenant": "lab-e", "prefix": "100.64.0.0/10", "next_tenant": "ix"},
+            {"tenant": "clinic-e", "prefix": "100.64.0.0/10", "next_tenant": "ix"},
             {"tenant": "ix", "prefix": "100.64.1.0/24", "next_tenant": "hosp-e"},
-            {"tenant": "ix", "prefix": "100.64.4.0/24", "next_tenant": "lab-e"}],
+            {"tenant": "ix", "prefix": "100.64.4.0/24", "next_tenant": "lab-e"},
+            {"tenant": "ix", "prefix": "100.64.5.0/30", "next_tenant": "clinic-e"}],
  "static_mappings": [{"tenant": "hosp-e", "tenant_prefix": "10.1.0.0/24", "core_prefix": "100.64.1.0/24"},
                      {"tenant": "lab-e", "tenant_prefix": "10.1.0.0/24", "core_prefix": "100.64.4.0/24"}],
+ "napt_pools": [{"tenant": "clinic-e", "addresses": ["100.64.5.0/30"]}],
  "policy_rules": [{"name": "hosp-to-archive", "priority": 10, "from_tenant": "hosp-e", "to_tenant": "ix",
-                   "destination_prefix": "100.64.2.0/24", "permit": true}],
+                   "destination_prefix": "100.64.2.0/24", "permit": true},
+                  {"name": "clinic-to-archive", "priority": 20, "from_tenant": "clinic-e", "to_tenant": "ix",
+                   "destination_prefix": "100.64.2.0/24", "protocol": 6, "port_low": 11112, "port_high": 11112,
+                   "permit": true}],
  "bgp": {"backbone_interface": "bb"}}
 JSON
 cat >"$tmp/w.json" <<'JSON'
 {"schema_version": 1, "tenants": [{"name": "ix", "core": true}, {"name": "arch-w"}],
- "interfaces": [{"name": "bb", "tenant": "ix", "port": "p0", "addresses": ["10.255.0.2/24"]},
+ "interfaces": [{"name": "bb", "tenant": "ix", "port": "p0", "vlan": 100, "addresses": ["10.255.0.2/24"]},
                 {"name": "lan", "tenant": "arch-w", "port": "p1", "addresses": ["10.2.0.1/24"]}],
  "routes": [{"tenant": "arch-w", "prefix": "100.64.0.0/10", "next_tenant": "ix"},
             {"tenant": "ix", "prefix": "100.64.2.0/24", "next_tenant": "arch-w"}],
@@ -165,15 +188,23 @@ mx_wait_for 25 established && pass "east's session to west (10.255.0.2) establis
 out=$(ip netns exec "${ns[e]}" ss -tnH state established "( sport = :179 or dport = :179 )")
 grep -q "10.255.0.1:.*10.255.0.2:" <<<"$out" && pass "the BGP session is TCP between the backbone addresses, on east's TAP" ||
   fail "the session's TCP" "$out"
+# The backbone is VLAN 100 end to end: every frame the carrier sees is tagged (BGP's keepalives,
+# one a second each way, among them).
+out=$(ip netns exec "$carrier" timeout 5 tcpdump -i ce -nn -e -c 4 2>/dev/null)
+[ "$(grep -c . <<<"$out")" -ge 4 ] && ! grep -qv "vlan 100" <<<"$out" && grep -q "\.179[: ]" <<<"$out" &&
+  pass "the backbone carries VLAN 100 only: BGP's frames on the carrier are 802.1Q-tagged (tcpdump)" ||
+  fail "VLAN 100 on the backbone" "$out"
 west_routes="100.64.1.0/24 via 10.255.0.1
-100.64.4.0/24 via 10.255.0.1"
-mx_wait_for 10 routes_are w "$west_routes" && pass "west's core tenant: east's two mappings via 10.255.0.1" ||
+100.64.4.0/24 via 10.255.0.1
+100.64.5.0/30 via 10.255.0.1"
+mx_wait_for 10 routes_are w "$west_routes" && pass "west's core tenant: east's two mappings and its NAPT pool via 10.255.0.1" ||
   fail "west's routes" "$(routes w; ctl w areas)"
 mx_wait_for 10 routes_are e "100.64.2.0/24 via 10.255.0.2" && pass "east's core tenant: west's archive prefix via 10.255.0.2" ||
   fail "east's routes" "$(routes e; ctl e areas)"
 for a in e w; do
-  n=$(/usr/bin/python3 test/netns/telemetry.py "${prefix[$a]}" /medix/events bgp_punted 2>&1)
-  [ "${n:-0}" -gt 0 ] 2>/dev/null && pass "medix-dp $a punted $n BGP segments to its TAP" || fail "medix-dp $a's bgp_punted" "$n"
+  punted=$(/usr/bin/python3 test/netns/telemetry.py "${prefix[$a]}" /medix/events bgp_punted 2>&1)
+  [ "${punted:-0}" -gt 0 ] 2>/dev/null && pass "medix-dp $a punted $punted BGP segments to its TAP" ||
+    fail "medix-dp $a's bgp_punted" "$punted"
 done
 # Traffic across the core: east's hospital host pings west's archive host by its core address.
 out=$(ip netns exec "${host[e]}" ping -c 3 -i 0.2 -W 2 100.64.2.5 2>&1)
@@ -209,6 +240,29 @@ grep -qx "hosp-e 10.1.0.5 100.64.2.5:11112 -> ix 100.64.1.5 100.64.2.5:11112 hos
   grep -qx "ix 100.64.1.5 100.64.2.5:11112 -> arch-w 100.64.1.5 10.2.0.5:11112 core-dicom" <<<"$out_w" &&
   pass "its session: east translated the source (10.1.0.5 -> 100.64.1.5, rule hosp-to-archive), west the destination (100.64.2.5 -> 10.2.0.5, rule core-dicom)" ||
   fail "the DICOM session in each area" "east: $out_e"$'\n'"west: $out_w"
+# East's clinic, without a static mapping: its DICOM echo goes out through east's NAPT pool
+# (announced to west, installed in west's core tenant) and the answer comes back through it.
+if ip netns exec "$clinic_host" timeout 20 echoscu -aet CLINIC-E -aec ARCHIVE 100.64.2.5 11112 >"$tmp/echoscu.log" 2>&1; then
+  pass "east's clinic (10.1.0.5, NAPT) had its DICOM echo answered by west's archive (100.64.2.5)"
+else
+  fail "the clinic's DICOM echo through east's NAPT pool" "$(tail -3 "$tmp/echoscu.log")"
+fi
+# Its session: east's NAT sessions show the source translated into the pool (address and port),
+# west's the flow from that very pool address and port, translated to the archive.
+napt_e=$(ctl e -o json sessions clinic-e --port 11112 | /usr/bin/python3 -c '
+import ipaddress, json, sys
+for x in json.load(sys.stdin).get("sessions", []):
+    a, p = x["translated_source"].split(":")
+    if (x["source"].startswith("10.1.0.5:") and x["destination"] == "100.64.2.5:11112" and x["peer_tenant"] == "ix"
+            and x["rule"] == "clinic-to-archive" and ipaddress.ip_address(a) in ipaddress.ip_network("100.64.5.0/30")):
+        print(x["translated_source"])')
+napt_w=$(ctl w -o json sessions ix --port 11112 | /usr/bin/python3 -c '
+import json, sys
+for x in json.load(sys.stdin).get("sessions", []):
+    print(x["tenant"], x["source"], "->", x["peer_tenant"], x["translated_destination"], x["rule"])')
+[ -n "$napt_e" ] && grep -qx "ix $napt_e -> arch-w 10.2.0.5:11112 core-dicom" <<<"$napt_w" &&
+  pass "its session: east translated the clinic's source into its pool ($napt_e, rule clinic-to-archive), west sees it from there" ||
+  fail "the clinic's NAPT session in each area" "east: $(ctl e sessions clinic-e)"$'\n'"west: $napt_w"
 # The lab: the hospital's very address, another tenant: refused by east's policy (by tenant).
 before_e=$(denied e) before_w=$(denied w)
 if ip netns exec "$lab_host" timeout 3 bash -c 'exec 3<>/dev/tcp/100.64.2.5/11112' 2>/dev/null; then

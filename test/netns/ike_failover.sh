@@ -1,33 +1,36 @@
 #!/usr/bin/env bash
-# The carrier's IKE_SA through an unplanned failover of the medix pair (issue 15, docs/ha.md
-# "IKE state: strongSwan's ha plugin inside medix-cp"). Two medix nodes (medix-dp + medix-cp
-# each, the same config and intent), a stock strongSwan gateway (kernel-libipsec) and the
-# hospital behind it:
+# The carrier's IKE_SA through a failover of the medix pair driven by VRRP (issue 15, docs/ha.md
+# "IKE state: strongSwan's ha plugin inside medix-cp" and Part 3). Two medix nodes (medix-dp +
+# medix-cp each, the same config and intent but their own interface addresses and VRRP
+# priorities), a stock strongSwan gateway (kernel-libipsec) and the hospital behind it:
 #
-#   hosp-y 10.0.0.10 ── gw 192.0.2.2 ══ESP══ bridge ─┬─ node A (active):  medix-dp A + medix-cp A
-#                                                    └─ node B (standby): medix-dp B + medix-cp B
-#   archive 192.168.1.10 ────────────────── bridge ─┬─ node A
-#                                                   └─ node B
+#   hosp-y 10.0.0.10 ── gw 192.0.2.2 ══ESP══ bridge ─┬─ node A .3 (priority 200) ┐ VIP 192.0.2.1
+#                                                    └─ node B .4 (priority 100) ┘ (the IKE address)
+#   archive 192.168.1.10 ────────────────── bridge ─┬─ node A .3                 ┐ VIP 192.168.1.1
+#                                                   └─ node B .4                 ┘
 #   medix-dp A ⇄ B: sessions and ESP sequence numbers (loopback, HMAC)
 #   medix-cp A ⇄ B: strongSwan's ha plugin in each embedded charon, its datagrams sealed by
 #                   medix-cp (AES-256-GCM) on a veth of their own (--ha-sync-*)
 #
-# Each node's ports are veths on one Linux bridge per segment, with the same MAC on both nodes
-# (what a VRRP virtual MAC gives); only the active's ports are on the bridges: the addresses
-# move with them (netns-vrrp tests VRRP itself). B's medix-cp holds the IKE_SA passive (the ha
-# plugin's IKE_PASSIVE) with the CHILD_SA installed in medix-dp B, which drops what would cross.
-# Then node A dies (kill -9 of medix-dp and medix-cp, its ports leave the bridges), B's ports
-# join, B is made active (medixctl ha-sync role active) and medix-cp B, which follows its
-# medix-dp's role, has its ha plugin take the segment (the plugin's control FIFO). Checks:
+# Both nodes' ports stay on one Linux bridge per segment; VRRP (20 cs adverts, one group `ix` over
+# both segments, --ha-vrrp-group) makes the master active. The gateway's IKE and ESP go to the
+# virtual address. B's medix-cp holds the IKE_SA passive (the ha plugin's IKE_PASSIVE) with the
+# CHILD_SA installed in medix-dp B, which drops what would cross. Then node A dies (kill -9 of
+# medix-dp, and 3 s later of medix-cp: meanwhile medix-cp A, its datapath gone, must make its
+# IKE_SAs passive and send B nothing) under a TCP transfer and a 1 kHz UDP probe; B's
+# VRRP instances become master (gratuitous ARP), its role active, and medix-cp B, which follows
+# its medix-dp's role, has its ha plugin take the segment (the plugin's control FIFO). Checks:
 #   - the gateway's IKE_SA is the same one (same SPIs, same unique id, no new IKE_SA_INIT);
-#   - a TCP transfer through the CHILD_SA that spans the failover completes byte-identical,
-#     and pings cross the same CHILD_SA after it;
+#   - the transfer completes byte-identical; the probe's loss window is measured and printed;
 #   - the gateway logs no ESP sequence number failure (medix-dp B advanced the outbound
 #     sequence numbers A synced) and its inbound packets keep counting on the same SA;
 #   - DPD goes on (B answers the gateway's and the gateway answers B's: message IDs synced);
 #   - a CHILD_SA rekey from the gateway and one from medix-cp B, and an IKE_SA rekey, succeed;
 #   - forged, unsealed and replayed datagrams of the medix-cp link are refused and counted;
-#   - A returns as standby: the plugin's resync gives it B's IKE_SA and CHILD_SA (once each).
+#   - A returns, VRRP backup and standby: the plugin's resync gives it B's IKE_SA and CHILD_SA;
+#   - a planned switchover back to A (medixctl ha-sync switchover), and medix-cp B stopped with
+#     SIGTERM at once: B makes its IKE_SAs passive and sends no DELETE; the gateway's IKE_SA is
+#     up through A (DPD, traffic).
 #
 # Usage: test/netns/ike_failover.sh (root; binaries from build/, or MEDIX_DP, MEDIX_CP).
 # Prints PASS/FAIL lines and "netns-ike-failover: N passed, M failed".
@@ -41,7 +44,7 @@ CTL=${MEDIXCTL:-$MX_REPO/build/controlplane/cli/medixctl}
 CP_BIN=${MEDIX_CP:-$MX_REPO/build/controlplane/medix-cp}
 ARCHIVE_CORE=100.100.2.10 PORT=5001
 HA_A=10.255.0.1:4520 HA_B=10.255.0.2:4520 # the medix-cp pair's sync link
-LINK_TOOL=$MX_LIB_DIR/ike_link_tool.py
+LINK_TOOL=$MX_LIB_DIR/ike_link_tool.py PROBE=$MX_LIB_DIR/probe.py PROBE_PORT=9000
 
 mx_init
 mx_need_binary
@@ -85,7 +88,7 @@ finish() {
   exit
 }
 
-# --- the segments: a bridge per attachment, each node's port a veth on it, the same MAC -------
+# --- the segments: a bridge per attachment, both nodes' ports (veths) on it -------------------
 # ma/mA: node A's port and its bridge end; mb/mB: node B's; mr: the bridge (the host's veth on it).
 declare -A PORT_A PORT_B
 k=0
@@ -94,12 +97,11 @@ for h in "${MX_HOSTS[@]}"; do
   (
     set -e
     ip link add "$br" type bridge
+    ip link set "$br" type bridge forward_delay 0 stp_state 0
     ip link add "$a" type veth peer name "$A"
     ip link add "$b" type veth peer name "$B"
-    ip link set "$b" address "$(cat "/sys/class/net/$a/address")"
     for l in "$br" "$a" "$A" "$b" "$B"; do sysctl -qw "net.ipv6.conf.$l.disable_ipv6=1"; done
-    ip link set "${MX_RIF[$h]}" master "$br"
-    ip link set "$A" master "$br"
+    for l in "${MX_RIF[$h]}" "$A" "$B"; do ip link set "$l" master "$br"; done
     for l in "$a" "$b"; do ip link set "$l" arp off up; done
     for l in "$br" "$A" "$B"; do ip link set "$l" up; done
   ) || mx_die "could not build the segment of $h"
@@ -107,16 +109,13 @@ for h in "${MX_HOSTS[@]}"; do
   PORT_A[$h]=$a PORT_B[$h]=$b
   k=$((k + 1))
 done
-# move_ports OUT IN: the node whose bridge ends are OUT leaves the segments, IN's join them.
-move_ports() {
-  local k
-  for k in $(seq 0 $((${#MX_HOSTS[@]} - 1))); do
-    ip link set "m$1$MX_ID$k" nomaster
-    ip link set "m$2$MX_ID$k" master "mr$MX_ID$k"
-  done
-}
 
-# --- configs: the same on both nodes but the exception TAP's name -------------------------------
+# --- configs: the same on both nodes but the exception TAP's name, the interfaces' own addresses
+# (A .3, B .4: .1 is the virtual address, the gateway's IKE peer and the archive's gateway) and the
+# VRRP priorities (A 200, B 100; no preemption). Adverts every 20 cs (B's master down interval
+# 0.72 s): at 10 cs a run on a loaded 2-core machine saw A take over from a live B (B's adverts
+# late by more than 0.36 s). The carrier's interface is medix-dp's (its VRRP
+# instance names it); the peer and the hospital behind it are medix-cp's intent.
 leak() { printf '{"tenant": "%s", "prefix": "%s", "next_tenant": "%s"}' "$1" "$2" "$3"; }
 MX_ROUTES_JSON="$(leak archive 100.64.0.0/10 ix), $(leak ix 100.100.2.0/24 archive)"
 mx_write_config "$MX_TMP/config.json"
@@ -124,12 +123,15 @@ mx_write_config "$MX_TMP/config.json"
 import json, sys
 tmp, mx_id, psk = sys.argv[1:4]
 c = json.load(open(f"{tmp}/config.json"))
-carrier_t = [t for t in c["tenants"] if t["name"] == "carrier-y"]
-carrier_i = [i for i in c["interfaces"] if i["tenant"] == "carrier-y"]
-c["tenants"] = [t for t in c["tenants"] if t["name"] != "carrier-y"] + [{"name": "ix", "core": True}]
-c["interfaces"] = [i for i in c["interfaces"] if i["tenant"] != "carrier-y"]
+c["tenants"].append({"name": "ix", "core": True})
 c["static_mappings"] = [{"tenant": "archive", "tenant_prefix": "192.168.1.0/24", "core_prefix": "100.100.2.0/24"}]
-for node in ("a", "b"):
+own = {i["name"]: i["addresses"][0] for i in c["interfaces"]}  # x.x.x.1/24 as attached: the VIPs
+for node, host, prio in (("a", 3, 200), ("b", 4, 100)):
+    for i in c["interfaces"]:
+        i["addresses"] = [own[i["name"]].replace(".1/", f".{host}/")]
+    c["vrrp_instances"] = [{"name": f"vr-{name}", "interface": name, "vrid": 20 + k, "priority": prio,
+                            "advert_interval_cs": 20, "preempt": False, "group": "ix",
+                            "addresses": [own[name].split("/")[0]]} for k, name in enumerate(sorted(own))]
     c["settings"] = {"max_sessions": 2048, "exception_interface": f"mx{node}{mx_id}"}
     json.dump(c, open(f"{tmp}/config-{node}.json", "w"), indent=1)
 json.dump({
@@ -140,8 +142,7 @@ json.dump({
         "local_id": "ix.medix.example", "remote_id": "gw.carrier-y.example", "psk": psk,
         "ike_proposals": ["aes128gcm16-prfsha256-x25519"], "esp_proposals": ["aes128gcm16"],
         "local_selectors": ["100.100.2.0/24"], "remote_selectors": ["10.0.0.0/24"], "dpd_seconds": 2}],
-    "tenants": carrier_t + [{"name": "hosp-y", "description": "The hospital behind ESP"}],
-    "interfaces": carrier_i,
+    "tenants": [{"name": "hosp-y", "description": "The hospital behind ESP"}],
     "routes": [{"tenant": "hosp-y", "prefix": "100.64.0.0/10", "next_tenant": "ix"},
                {"tenant": "ix", "prefix": "100.64.2.0/24", "next_tenant": "hosp-y"}],
     "static_mappings": [{"tenant": "hosp-y", "tenant_prefix": "10.0.0.0/24", "core_prefix": "100.64.2.0/24"}],
@@ -155,9 +156,10 @@ head -c 48 /dev/urandom | base64 >"$MX_TMP/cp-sync.key"
 head -c 48 /dev/urandom | base64 >"$MX_TMP/wrong.key"
 PA=$((20000 + RANDOM % 20000)) PB=$((PA + 1))
 
-# start_dp A|B ROLE: the node's medix-dp on its own ports; pid in A_PID or B_PID.
+# start_dp A|B: the node's medix-dp on its own ports, standby until VRRP makes it master of group
+# ix (--ha-vrrp-group); pid in A_PID or B_PID.
 start_dp() {
-  local node=$1 role=$2 lo hi h rc=0
+  local node=$1 lo hi h rc=0
   local save_prefix=$MX_PREFIX save_log=$MX_DP_LOG
   declare -A save_rif
   for h in "${MX_HOSTS[@]}"; do save_rif[$h]=${MX_RIF[$h]}; done
@@ -168,7 +170,7 @@ start_dp() {
     MX_PREFIX=$B_PREFIX MX_DP_LOG=$MX_TMP/medix-dp-b.log lo=$PB hi=$PA
     for h in "${MX_HOSTS[@]}"; do MX_RIF[$h]=${PORT_B[$h]}; done
   fi
-  mx_start_dp "$MX_TMP/config-${node,,}.json" --ha-role "$role" --ha-sync-local "127.0.0.1:$lo" \
+  mx_start_dp "$MX_TMP/config-${node,,}.json" --ha-role standby --ha-vrrp-group ix --ha-sync-local "127.0.0.1:$lo" \
     --ha-sync-peer "127.0.0.1:$hi" --ha-sync-key-file "$MX_TMP/sync.key" || rc=1
   if [ "$node" = A ]; then A_PID=$MX_DP_PID; else B_PID=$MX_DP_PID; fi
   MX_DP_PID=
@@ -202,6 +204,10 @@ start_cp() {
 }
 ctl() { local prefix=$1; shift; timeout 20 "$CTL" -p "$prefix" "$@"; }
 hastatus() { ctl "$1" -o json ha-sync | mx_json - "d.get('$2', 0)"; }
+# vrrp_states PREFIX: the node's instances' states, sorted and joined ("master master").
+vrrp_states() {
+  ctl "$1" -o json vrrp 2>/dev/null | mx_json - "' '.join(sorted(i.get('state', '') for i in (d or {}).get('instances', [])))"
+}
 wait_for() { local i; for ((i = 0; i < $1 * 10; i++)); do eval "$2" && return 0; sleep 0.1; done; return 1; }
 check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
 swan() { mx_swan carrier-y-gw "$GW" "$@"; }
@@ -229,9 +235,13 @@ ip link add "mh${MX_ID}a" netns "mx-$MX_ID-cp-a" type veth peer name "mh${MX_ID}
   ip -n "mx-$MX_ID-cp-b" addr add 10.255.0.2/30 dev "mh${MX_ID}b" && ip -n "mx-$MX_ID-cp-b" link set "mh${MX_ID}b" up ||
   mx_die "the ha link between the medix-cp namespaces"
 
-start_dp A active && pass "medix-dp A (active) ready" || { fail "medix-dp A did not start"; finish; }
-start_dp B standby && pass "medix-dp B (standby) ready" || { fail "medix-dp B did not start"; finish; }
+start_dp A && pass "medix-dp A ready" || { fail "medix-dp A did not start"; finish; }
 MX_PIDS+=("$A_PID")
+check "A becomes VRRP master of group ix and HA active" \
+  wait_for 10 '[ "$(vrrp_states $A_PREFIX)" = "master master" ] && [ "$(hastatus $A_PREFIX role)" = HA_ROLE_ACTIVE ]'
+start_dp B && pass "medix-dp B ready" || { fail "medix-dp B did not start"; finish; }
+check "B is VRRP backup (it hears A) and HA standby" \
+  wait_for 10 '[ "$(vrrp_states $B_PREFIX)" = "backup backup" ] && [ "$(hastatus $B_PREFIX role)" = HA_ROLE_STANDBY ]'
 start_cp A >"$MX_TMP/cpa-start.txt" && pass "medix-cp A ready with the ha plugin" || { fail "$(cat "$MX_TMP/cpa-start.txt")"; finish; }
 start_cp B >"$MX_TMP/cpb-start.txt" && pass "medix-cp B ready with the ha plugin" || { fail "$(cat "$MX_TMP/cpb-start.txt")"; finish; }
 # A datagram of the link as A sends it (replayed later).
@@ -290,22 +300,59 @@ check "medix-dp B syncs the SAs' sequence numbers from A" wait_for 5 '[ "$(hasta
 ike_before=$(ike_sa) child_before=$(child)
 echo "    gateway before: IKE_SA $ike_before; CHILD_SA $child_before"
 
-# --- a transfer through the tunnel, node A killed in its middle --------------------------------
+# --- a transfer and a probe through the tunnel, node A killed in their middle ----------------------
+# The probe: 1 kHz of UDP from hosp-y to the archive (gateway ══ESP══ the virtual address), each
+# datagram with its sequence number and send time; the loss window is read from what arrived.
 mx_serve archive $PORT
 wait_for 5 '[ "$(mx_in archive ss -Hltn "sport = :$PORT" | wc -l)" -ge 1 ]'
+mx_bg archive "$MX_PY" "$PROBE" recv 192.168.1.10 $PROBE_PORT "$MX_TMP/probe.recv"
+probe_recv=$MX_LAST_PID
+sleep 0.3
+yin timeout 60 "$MX_PY" "$PROBE" send "$ARCHIVE_CORE" $PROBE_PORT 1000 7 "$MX_TMP/probe.sent" &
+probe_send=$!
 yin timeout 120 "$MX_PY" "$MX_LIB_DIR/xfer.py" send "$ARCHIVE_CORE" $PORT through 4 4 >"$MX_TMP/send-through.json" &
 xfer=$!
 sleep 2
-kill -KILL "$A_PID" "$CPA_PID"
-t_kill=$(date +%s.%N)
+now_ns() { local t=$EPOCHREALTIME; echo "${t/./}000"; }
+# When medix-cp B logs its plugin's segment taken (the log has no clock of its own): read every 10 ms.
+(for ((i = 0; i < 1500; i++)); do
+  grep -q "HA segment 1 activated" "$MX_TMP/cp-b.log" && { now_ns >"$MX_TMP/ike-active.ns"; break; }
+  sleep 0.01
+done) &
+ike_watch=$!
+a_mark=$(wc -l <"$MX_TMP/cp-a.log")
+kill_ns=$(now_ns)
+kill -KILL "$A_PID"
+wait "$A_PID" 2>/dev/null
+# medix-cp A outlives its medix-dp by a few seconds (a crash of the datapath, then of the node): it
+# must not disturb B (its DPD, due after 2 s without traffic, would sync message IDs to B).
+sleep "${MX_CP_OUTLIVES:-3}"
+kill -KILL "$CPA_PID"
 wait "$CPA_PID" 2>/dev/null
-move_ports A B # a dead node's links go down; VRRP would move the addresses (netns-vrrp)
-ctl "$B_PREFIX" ha-sync role active --reason "test: node A killed" >/dev/null
-check "medix-dp B is active" [ "$(hastatus $B_PREFIX role)" = HA_ROLE_ACTIVE ]
+echo "    killed node A: -9 of medix-dp, ${MX_CP_OUTLIVES:-3} s later of medix-cp"
+check "medix-cp A, its medix-dp gone, made its IKE_SAs passive and withheld its plugin's datagrams" \
+  grep -q "medix-dp does not answer: the IKE_SAs here are passive" "$MX_TMP/cp-a.log"
+echo "    medix-cp A's charon sent $(tail -n +$((a_mark + 1)) "$MX_TMP/cp-a.log" | grep -c 'sending DPD request') DPD request(s) in those 3 s; its link withheld $(grep -c 'a datagram of the plugin withheld' "$MX_TMP/cp-a.log") datagram(s) before it saw medix-dp gone"
+check "B becomes VRRP master and HA active by VRRP (master_down: A's adverts stopped)" \
+  wait_for 10 '[ "$(vrrp_states $B_PREFIX)" = "master master" ] && [ "$(hastatus $B_PREFIX role)" = HA_ROLE_ACTIVE ]'
+last_change=$(ctl "$B_PREFIX" -o json ha-sync | mx_json - "(d.get('role_history') or [{}])[-1]")
+echo "    B's role change: $last_change"
+role_ms=$(mx_json - "round((int(d.get('timestamp_ns', 0)) - $kill_ns) / 1e6)" <<<"$last_change")
+check "B's role became active by VRRP $role_ms ms after the kill (cause vrrp, standby -> active)" \
+  [ "$(mx_json - "d.get('cause') == 'vrrp' and d.get('to') == 'HA_ROLE_ACTIVE'" <<<"$last_change")" = True ]
 check "medix-cp B's ha plugin took the segment as medix-dp B became active: the IKE_SA is active on B" \
   wait_for 5 'grep -q "HA segment 1 activated" "$MX_TMP/cp-b.log"'
-t_take=$(date +%s.%N)
-echo "    IKE_SA active on B $(awk -v a="$t_kill" -v b="$t_take" 'BEGIN { printf "%.2f", b - a }') s after the kill"
+wait "$ike_watch"
+ike_ms=$(awk -v a="$kill_ns" -v b="$(cat "$MX_TMP/ike-active.ns" 2>/dev/null)" 'BEGIN { printf "%d", (b - a) / 1e6 }')
+echo "    IKE_SA active on B $ike_ms ms after the kill (B's role active at $role_ms ms; its medix-cp polls the role every 100 ms)"
+wait "$probe_send"
+sleep 0.3
+kill -TERM "$probe_recv"
+wait "$probe_recv"
+r=$("$MX_PY" "$PROBE" report "$MX_TMP/probe.recv" "$MX_TMP/probe.sent" "$kill_ns")
+echo "    ESP probe through the kill (1 kHz, hosp-y -> archive): $r"
+check "ESP traffic resumed through B: the first probe sent after the kill arrived $(mx_json - "d['takeover_ms']" <<<"$r") ms after it, $(mx_json - "d['lost_after_kill']" <<<"$r") lost (limit 3000 ms)" \
+  [ "$(mx_json - "d['takeover_ms'] is not None and d['takeover_ms'] <= 3000 and d['lost_after_kill'] < d['sent'] / 2" <<<"$r")" = True ]
 wait "$xfer"
 r=$MX_TMP/send-through.json
 check "the transfer through the CHILD_SA that spanned the failover completed byte-identical ($(cat "$r"))" \
@@ -385,8 +432,10 @@ check "the gateway still has one IKE_SA, and sent one IKE_SA_INIT in all" [ "$(i
 # so that A learns them (the plugin never sends CHILD_SA keys again) ---------------------------------
 sas() { ctl "$1" -o json show sas | mx_json - 'sorted(o["sa"]["spi"] for o in d.get("objects", []))'; }
 mv "$MX_TMP/cp-a.log" "$MX_TMP/cp-a-first.log"
-start_dp A standby && pass "medix-dp A back as standby" || { fail "medix-dp A did not restart"; finish; }
+start_dp A && pass "medix-dp A back" || { fail "medix-dp A did not restart"; finish; }
 MX_PIDS+=("$A_PID")
+check "A rejoins as VRRP backup (B keeps the addresses: no preemption) and HA standby" \
+  wait_for 10 '[ "$(vrrp_states $A_PREFIX)" = "backup backup" ] && [ "$(hastatus $A_PREFIX role)" = HA_ROLE_STANDBY ]'
 start_cp A >"$MX_TMP/cpa-start.txt" && pass "medix-cp A back" || { fail "$(cat "$MX_TMP/cpa-start.txt")"; finish; }
 check "medix-cp A asked for a resync and holds B's IKE_SA passive" \
   wait_for 10 'grep -q "requesting HA resynchronization" "$MX_TMP/cp-a.log" && grep -q "installed HA passive IKE_SA" "$MX_TMP/cp-a.log"'
@@ -398,11 +447,39 @@ check "the gateway still has its one IKE_SA, rekeyed once, and sent one IKE_SA_I
 check "hosp-y reaches the archive through B after A's return" ping_archive
 check "B's plugin never acted on A's segment messages (each node follows its own medix-dp)" \
   bash -c "! grep -q 'remote node \(takes\|drops\) segment' '$MX_TMP/cp-b.log' '$MX_TMP/cp-a.log'"
-# A standby's medix-cp stopped (SIGTERM): its passive IKE_SA goes without a word to the gateway.
-kill -TERM "$CPA_PID"
-wait "$CPA_PID"
-check "medix-cp A (standby) stopped on SIGTERM (exit $?): the gateway's IKE_SA is untouched" \
-  [ "$(ike_sa)" = "$now" ] && [ "$(ike_count)" = 1 ]
-check "hosp-y reaches the archive through B after A's medix-cp stopped" ping_archive
+
+# --- a planned switchover back to A, and the old active's medix-cp stopped at once -----------------
+# The planned stop of a node: switch over, then stop it. medix-cp B gets SIGTERM as soon as A is
+# active, while medix-dp B may still be draining (active for three more advert intervals) and its
+# role watcher has not yet made its IKE_SAs passive: it must not close them (charon's shutdown
+# would send the gateway a DELETE for the IKE_SA A now serves, and the plugin A a delete).
+gw_mark=$(wc -l <"$GWLOG")
+check "medixctl ha-sync switchover on A: active ($(ctl "$A_PREFIX" ha-sync switchover --group ix 2>&1 | tee "$MX_TMP/switchover.out"))" \
+  grep -q '^active after' "$MX_TMP/switchover.out"
+kill -TERM "$CPB_PID"
+wait "$CPB_PID"
+rc=$?
+CPB_PID=
+# Usually "the peer is active too: 1 IKE_SA(s) made passive" (B still draining); "standby: 0" if
+# B's role watcher was quicker than the SIGTERM.
+check "medix-cp B (the old active) stopped on SIGTERM (exit $rc), its IKE_SAs passive: $(grep -o 'stopping while .*' "$MX_TMP/cp-b.log")" \
+  grep -q 'ha: stopping while .* IKE_SA(s) made passive' "$MX_TMP/cp-b.log"
+check "A is VRRP master and active, B backup and standby" \
+  wait_for 10 '[ "$(vrrp_states $A_PREFIX)" = "master master" ] && [ "$(hastatus $A_PREFIX role)" = HA_ROLE_ACTIVE ] && [ "$(vrrp_states $B_PREFIX)" = "backup backup" ] && [ "$(hastatus $B_PREFIX role)" = HA_ROLE_STANDBY ]'
+check "medix-cp A's ha plugin took the segment: the IKE_SA is active on A" \
+  wait_for 5 'grep -q "HA segment 1 activated" "$MX_TMP/cp-a.log"'
+check "the gateway got no DELETE: its IKE_SA is the same one, its only one" \
+  bash -c "[ '$(ike_sa)' = '$now' ] && [ '$(ike_count)' = 1 ] && ! tail -n +$((gw_mark + 1)) '$GWLOG' | grep -q 'received DELETE\|parsed INFORMATIONAL request [0-9]* \[ D \]'"
+check "hosp-y reaches the archive through A" ping_archive
+c2=$(child)
+if swan --rekey --child hosp >"$GW/rekey-a.log" 2>&1 && sleep 1 && c=$(child) && [ -n "$c" ] &&
+  [ "$(cut -d' ' -f1 <<<"$c")" != "$(cut -d' ' -f1 <<<"$c2")" ]; then
+  pass "the gateway rekeyed the CHILD_SA with node A after the switchover ($c)"
+else
+  fail "the gateway's CHILD_SA rekey through A: $(tail -2 "$GW/rekey-a.log"); CHILD_SA $(child)"
+fi
+check "hosp-y reaches the archive through A's rekeyed CHILD_SA" ping_archive
+check "the gateway still has its one IKE_SA, sent one IKE_SA_INIT, no ESP failure" \
+  bash -c "[ '$(ike_count)' = 1 ] && [ '$(init_count)' = 1 ] && ! grep -q 'ESP sequence number verification failed\|ESP decryption failed' '$GWLOG'"
 echo "    whole run: $(awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
 finish

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <string>
 
+#include "../../controlplane/ha/link.h"
 #include "../../controlplane/ha/wire.h"
 
 using namespace medix::cp::ha;
@@ -87,4 +88,13 @@ TEST_CASE("cp ha link: the key file") {
   REQUIRE(got == std::vector<uint8_t>(32, 'k'));
   unlink(path);
   REQUIRE(read_secret(path, got) == std::string(path) + ": cannot read the sync key");
+}
+
+TEST_CASE("cp ha link: a stopping medix-cp closes its IKE_SAs only as the pair's one active") {
+  using medix::cp::ha::owns_ike_sas_at_stop;
+  CHECK(owns_ike_sas_at_stop(1, 0));     // active, the peer standby or gone: as without HA
+  CHECK(!owns_ike_sas_at_stop(1, 1));    // a switchover's overlap: the peer serves them now
+  CHECK(!owns_ike_sas_at_stop(0, 1));    // standby
+  CHECK(!owns_ike_sas_at_stop(0, 0));    // standby, the peer silent
+  CHECK(!owns_ike_sas_at_stop(-1, -1));  // medix-dp gone: the peer took over or will
 }

@@ -854,6 +854,69 @@ TEST_CASE("HA sync: a node that steps down forgets its own sessions, so the acti
   node.worker.ha_standby = nullptr;
 }
 
+TEST_CASE("HA sync: an active worker takes a draining peer's sessions, never at the cost of its own") {
+  // The old active, draining in a planned switchover, made three sessions: a static crossing,
+  // a NAPT one, and another NAPT one whose inside flow the new active has made too.
+  std::vector<SyncRecord> records;
+  {
+    Harness old(nat_config);
+    SyncRings rings(old.worker);
+    const uint16_t a = old.tenant("hosp-a"), clinic = old.tenant("clinic"), archive = old.tenant("archive");
+    auto out = nat_stage(old,
+                         in_core(old, {{"a0", on_vlan(10, ipv4("10.0.0.5", "100.100.2.10", 6, tcp(40000, 104, 0x02)))},
+                                       {"c0", on_vlan(30, ipv4("10.0.0.5", "100.100.2.10", 17, udp(5000, 9, 20)))},
+                                       {"c0", on_vlan(30, ipv4("10.0.0.7", "100.100.2.10", 17, udp(7000, 9, 20)))}}),
+                         {a, clinic, clinic}, {archive, archive, archive});
+    REQUIRE(out[0]);
+    REQUIRE(out[1]);
+    REQUIRE(out[2]);
+    free_all(out);
+    records = rings.taken();
+    old.worker.sync = nullptr;
+  }
+  REQUIRE(records.size() == 3);
+
+  // The new active: it made 10.0.0.6's flow first (so it holds the pool port the old one gave
+  // 10.0.0.5) and 10.0.0.7's flow itself.
+  Harness now(nat_config);
+  SyncRings rings(now.worker);
+  const uint16_t a = now.tenant("hosp-a"), clinic = now.tenant("clinic"), archive = now.tenant("archive");
+  auto own = nat_stage(now,
+                       in_core(now, {{"c0", on_vlan(30, ipv4("10.0.0.6", "100.100.2.10", 17, udp(6000, 9, 20)))},
+                                     {"c0", on_vlan(30, ipv4("10.0.0.7", "100.100.2.10", 17, udp(7000, 9, 20)))}}),
+                       {clinic, clinic}, {archive, archive});
+  REQUIRE(own[0]);
+  REQUIRE(own[1]);
+  const uint16_t own_port = be16(bytes_of(own[0]), 18 + 20);
+  CHECK(own_port == records[1].s.outside_port);  // the clash: one pool port, two inside flows
+  free_all(own);
+  rings.taken();
+  const NatWorker& nw = *now.tables->nat[0];
+  CHECK(nw.capacity - nw.n_free_sessions == 2);
+  for (SyncRecord r : records) {
+    r.kind = uint8_t(SyncKind::session_overlap);
+    REQUIRE(rte_ring_sp_enqueue_elem(rings.sync.in, &r, sizeof r) == 0);
+  }
+  sync_install(now.worker);
+  CHECK(rings.sync.installed == 1);       // the static crossing
+  CHECK(rings.sync.install_failed == 1);  // 10.0.0.5's NAPT session: its pool port is 10.0.0.6's here
+  CHECK(rings.sync.refreshed == 1);       // 10.0.0.7's: the same flow, translated alike
+  CHECK(nw.capacity - nw.n_free_sessions == 3);
+
+  // The static crossing's reply crosses; the pool port's reply still goes to this node's own flow.
+  auto out =
+      nat_stage(now,
+                in_core(now, {{"r0", on_vlan(200, ipv4("192.168.1.10", "100.64.1.5", 6, tcp(104, 40000, 0x12, 0)))},
+                              {"r0", on_vlan(200, ipv4("192.168.1.10", "100.64.9.1", 17, udp(9, own_port, 4)))}}),
+                {archive, archive}, {a, clinic});
+  REQUIRE(out[0]);
+  REQUIRE(out[1]);
+  CHECK(bytes_of(out[0]) == on_vlan(200, ipv4("100.100.2.10", "10.0.0.5", 6, tcp(104, 40000, 0x12, 0))));
+  CHECK(bytes_of(out[1]) == on_vlan(200, ipv4("100.100.2.10", "10.0.0.6", 17, udp(9, 6000, 4))));
+  free_all(out);
+  now.worker.sync = nullptr;
+}
+
 TEST_CASE("nat stage: a policy rule's flows are a QoS class, policed both ways by the rule's policer") {
   Harness h(nat_config);
   const uint16_t a = h.tenant("hosp-a"), clinic = h.tenant("clinic"), archive = h.tenant("archive");

@@ -406,6 +406,29 @@ TEST_CASE("a tracked link down forces its instance to backup, and its group with
   CHECK_FALSE(history[2].to_standby);
   CHECK(roles.failovers() == 2);
   drain();
+
+  // A better master on a-lan (a planned switchover): the group yields and drains for three
+  // intervals, still active and said to be draining (its sync datagrams carry it), then is
+  // standby and no longer draining.
+  std::atomic<bool> draining{false};
+  io.ha_draining = &draining;
+  rte_ring* from_workers = rte_ring_create("vrrp_test_track", 64, SOCKET_ID_ANY, RING_F_SC_DEQ);
+  REQUIRE(from_workers);
+  h.worker.vrrp = from_workers;
+  h.receive(0, ether("01:00:5e:00:00:12", "00:00:5e:00:01:01", 0x8100) + vlan(0x0800, 10) +
+                   advert_ip(0x0a000003, 1, 254, 10, {0x0a0000fe}));
+  runner.poll(*h.tables, from_workers, io, t);
+  CHECK(state("lan").state == vrrp::State::backup);
+  CHECK(state("svc").state == vrrp::State::backup);
+  CHECK(draining.load());
+  CHECK_FALSE(standby.load());
+  runner.poll(*h.tables, from_workers, io, t + 310 * ms);
+  CHECK_FALSE(draining.load());
+  CHECK(standby.load());
+  CHECK(roles.last().back().detail.find("drained") != std::string::npos);
+  h.worker.vrrp = nullptr;
+  rte_ring_free(from_workers);
+  drain();
 }
 
 TEST_CASE("frames forwarded out of an interface carry the virtual MAC while its instance is master") {
