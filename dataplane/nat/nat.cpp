@@ -332,6 +332,21 @@ const PolicyRuleEntry* decide(const Tables& t, uint16_t from, uint16_t to, uint3
   return nullptr;
 }
 
+// The pool address a NAPT tenant's inside address is paired with.
+uint32_t napt_address(const Translation& x, uint16_t tenant, uint32_t ip) {
+  return x.pool_address(rte_hash_crc_4byte(ip, tenant) % x.pool_size);
+}
+
+// Ports port_low + queue + k * workers are this worker's: the owner of a reply is then known
+// from its destination port alone. `mine`: how many; slot k (< mine) is the k-th.
+uint32_t napt_ports_mine(const Translation& x, uint32_t queue, uint32_t workers) {
+  uint32_t span = uint32_t(x.port_high - x.port_low) + 1;
+  return span > queue ? (span - queue + workers - 1) / workers : 0;
+}
+uint16_t napt_port(const Translation& x, uint32_t queue, uint32_t workers, uint32_t slot) {
+  return uint16_t(x.port_low + queue + slot * workers);
+}
+
 // A NAPT mapping for (tenant, inside address and port): the existing one (endpoint-independent
 // mapping), or a new one on the pool address paired with the inside address and a free port
 // of this worker's share of the range. Returns the mapping index, or nullopt with the reason.
@@ -351,17 +366,14 @@ std::optional<uint32_t> napt_mapping(Worker& w, NatWorker& nw, const Translation
     why = Drop::nat_sessions_full;
     return std::nullopt;
   }
-  uint32_t address = x.pool_address(rte_hash_crc_4byte(ip, tenant) % x.pool_size);
-  // Ports port_low + queue + k * workers are this worker's: the owner of a reply is then
-  // known from its destination port alone.
+  uint32_t address = napt_address(x, tenant, ip);
   uint32_t workers = w.tables->workers, queue = w.queue;
-  uint32_t span = uint32_t(x.port_high - x.port_low) + 1;
-  uint32_t mine = span > queue ? (span - queue + workers - 1) / workers : 0;
+  uint32_t mine = napt_ports_mine(x, queue, workers);
   uint32_t tries = std::min<uint32_t>(mine, 256);
   FlowKey outside{address, 0, 0, 0, tenant, protocol, mapping_outside};
   for (uint32_t k = 0; k < tries; k++) {
     uint32_t slot = (nw.port_cursor + k) % mine;
-    outside.sport = uint16_t(x.port_low + queue + slot * workers);
+    outside.sport = napt_port(x, queue, workers, slot);
     if (rte_hash_lookup(nw.index, &outside) >= 0) continue;
     nw.port_cursor = slot + 1;
     uint32_t index = nw.free_mappings[--nw.n_free_mappings];
@@ -613,16 +625,33 @@ bool prepare(Worker& w, NatWorker& nw, rte_mbuf*& m, uint16_t origin, uint16_t e
   return true;
 }
 
+// The keys of the sessions made so far in a burst, by hash: a key the burst's bulk lookup
+// missed needs looking up again only if an earlier packet may have made it.
+struct MadeInBurst {
+  uint32_t hash[2 * burst_size];
+  uint32_t n = 0;
+  static uint32_t of(const FlowKey& k) { return flow_hash(&k, sizeof k, 0); }
+  bool may_hold(uint32_t h) const {
+    if (n == std::size(hash)) return true;
+    bool hit = false;
+    for (uint32_t i = 0; i < n; i++) hit |= hash[i] == h;
+    return hit;
+  }
+  void add(const FlowKey& k) {
+    if (n < std::size(hash)) hash[n++] = of(k);
+  }
+};
+
 // After the lookup (`data`: what the index holds for `key`, or nullopt): the session's checks,
 // or a new session, and the rewrite. False: dropped.
 bool finish(Worker& w, NatWorker& nw, rte_mbuf* m, const Flow& f, const FlowKey& key, uint16_t origin, uint16_t exit,
-            std::optional<uint64_t> found) {
+            std::optional<uint64_t> found, MadeInBurst& made) {
   const Tables& t = *w.tables;
   std::optional<uint32_t> index;
   int direction = 0;
   // An earlier packet of this burst may have ended the session found, or made the one missed.
   if (found && !(nw.sessions[*found / 2].live && nw.sessions[*found / 2].key[*found % 2] == key)) found.reset();
-  if (!found) {
+  if (!found && made.may_hold(MadeInBurst::of(key))) {
     void* data;
     if (rte_hash_lookup_data(nw.index, &key, &data) >= 0) found = reinterpret_cast<uintptr_t>(data);
   }
@@ -678,6 +707,8 @@ bool finish(Worker& w, NatWorker& nw, rte_mbuf* m, const Flow& f, const FlowKey&
       drop(w, m, why);
       return false;
     }
+    made.add(nw.sessions[*index].key[0]);
+    made.add(nw.sessions[*index].key[1]);
   }
   Session& s = nw.sessions[*index];
   // The rule's class (docs/qos.md "Classes by policy rule"): its policer, both ways.
@@ -705,6 +736,49 @@ bool finish(Worker& w, NatWorker& nw, rte_mbuf* m, const Flow& f, const FlowKey&
   return true;
 }
 
+// A new NAPT flow looks up and adds its mapping's inside and outside keys and its reply key,
+// one bucket pair each, scattered over the index: one bulk lookup of what the burst's new
+// flows will ask for (the outside port predicted from the port cursor) brings those buckets in
+// together, so that the creations one by one find them cached. Only a prefetch: its answers
+// are not used.
+void warm_new_flows(const Worker& w, const NatWorker& nw, const Flow* flows, const FlowKey* keys, uint16_t count,
+                    uint64_t hits, const uint16_t* exit_of) {
+  const Tables& t = *w.tables;
+  FlowKey warm[RTE_HASH_LOOKUP_BULK_MAX];
+  const void* ptrs[RTE_HASH_LOOKUP_BULK_MAX];
+  int32_t positions[RTE_HASH_LOOKUP_BULK_MAX];
+  unsigned n = 0;
+  uint32_t ahead = 0;  // new mappings before this one in the burst
+  auto flush = [&] {
+    for (unsigned i = 0; i < n; i++) ptrs[i] = &warm[i];
+    if (n) rte_hash_lookup_bulk(nw.index, ptrs, n, positions);
+    n = 0;
+  };
+  for (uint16_t k = 0; k < count; k++) {
+    const FlowKey& key = keys[k];
+    const Flow& f = flows[k];
+    if ((hits & (uint64_t(1) << k)) || !f.creates || f.quoted || !f.l4) continue;
+    const Translation* from = translation_of(t, key.tenant);
+    if (!from || !from->pool_size || map_out(*from, key.src)) continue;
+    uint32_t mine = napt_ports_mine(*from, w.queue, t.workers);
+    if (!mine) continue;
+    if (n + 3 > std::size(warm)) flush();
+    uint32_t address = napt_address(*from, key.tenant, key.src);
+    uint16_t port = napt_port(*from, w.queue, t.workers, (nw.port_cursor + ahead++) % mine);
+    warm[n++] = FlowKey{key.src, 0, key.sport, 0, key.tenant, key.protocol, mapping_inside};
+    warm[n++] = FlowKey{address, 0, port, 0, key.tenant, key.protocol, mapping_outside};
+    uint32_t dst = key.dst;
+    if (const Translation* to = translation_of(t, exit_of[k])) {
+      auto mapped = map_in(*to, key.dst);
+      if (!mapped) continue;
+      dst = *mapped;
+    }
+    if (key.protocol != IPPROTO_ICMP)
+      warm[n++] = FlowKey{dst, address, key.dport, port, exit_of[k], key.protocol, flow_session};
+  }
+  flush();
+}
+
 // One bulk session lookup for the burst: crossed[i] tells whether pkts[i] (which may change)
 // goes on.
 void cross_burst(Worker& w, rte_mbuf** pkts, uint16_t n, const uint16_t* origin, const uint16_t* exit, bool owner_known,
@@ -713,11 +787,12 @@ void cross_burst(Worker& w, rte_mbuf** pkts, uint16_t n, const uint16_t* origin,
   Flow flows[burst_size];
   FlowKey keys[burst_size];
   const void* key_ptrs[burst_size];
-  uint16_t at[burst_size], count = 0;
+  uint16_t at[burst_size], exit_of[burst_size], count = 0;
   for (uint16_t i = 0; i < n; i++) {
     crossed[i] = false;
     if (!prepare(w, nw, pkts[i], origin[i], exit[i], owner_known, flows[count], keys[count])) continue;
     key_ptrs[count] = &keys[count];
+    exit_of[count] = exit[i];
     at[count++] = i;
   }
   if (!count) return;
@@ -728,11 +803,15 @@ void cross_burst(Worker& w, rte_mbuf** pkts, uint16_t n, const uint16_t* origin,
   rte_hash_lookup_bulk_data(nw.index, key_ptrs, count, &hits, data);
   for (uint16_t k = 0; k < count; k++)
     if (hits & (uint64_t(1) << k)) rte_prefetch0(&nw.sessions[reinterpret_cast<uintptr_t>(data[k]) / 2]);
+  static_assert(burst_size < 64);
+  // Established flows only (every key found): nothing more to bring in.
+  if (hits != (uint64_t(1) << count) - 1) warm_new_flows(w, nw, flows, keys, count, hits, exit_of);
+  MadeInBurst made;
   for (uint16_t k = 0; k < count; k++) {
     std::optional<uint64_t> found;
     if (hits & (uint64_t(1) << k)) found = reinterpret_cast<uintptr_t>(data[k]);
     uint16_t i = at[k];
-    crossed[i] = finish(w, nw, pkts[i], flows[k], keys[k], origin[i], exit[i], found);
+    crossed[i] = finish(w, nw, pkts[i], flows[k], keys[k], origin[i], exit[i], found, made);
   }
 }
 
