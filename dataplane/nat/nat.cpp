@@ -332,6 +332,39 @@ const PolicyRuleEntry* decide(const Tables& t, uint16_t from, uint16_t to, uint3
   return nullptr;
 }
 
+// What a burst knows of the index beyond its bulk lookup of the packets' keys. Every key added
+// while the burst is crossed is remembered by its hash: a key the bulk lookup missed needs
+// looking up again only if this burst may have added it. And a new NAPT flow's other keys
+// (its mapping's inside and outside, its reply), looked up for the whole burst before any is
+// made (warm_new_flows), need no lookup of their own when they were absent then, are the keys
+// the flow really asks for (the outside port as predicted), and were not added since.
+struct BurstIndex {
+  struct Guess {
+    FlowKey key;
+    bool absent;  // the burst's lookup missed it (set for every flow of a burst warmed)
+  };
+  struct NewFlow {
+    Guess inside, outside, reply;
+  };
+  NewFlow guesses[burst_size];
+  uint32_t added[4 * burst_size];  // hashes: a session's two keys, a mapping's two
+  uint32_t n_added = 0;
+
+  static uint32_t of(const FlowKey& k) { return flow_hash(&k, sizeof k, 0); }
+  bool may_hold(const FlowKey& k) const {
+    if (n_added == std::size(added)) return true;
+    uint32_t h = of(k);
+    bool hit = false;
+    for (uint32_t i = 0; i < n_added; i++) hit |= added[i] == h;
+    return hit;
+  }
+  void add(const FlowKey& k) {
+    if (n_added < std::size(added)) added[n_added++] = of(k);
+  }
+  // True only when the index is known not to hold `k`.
+  bool absent(const Guess* g, const FlowKey& k) const { return g && g->absent && g->key == k && !may_hold(k); }
+};
+
 // The pool address a NAPT tenant's inside address is paired with.
 uint32_t napt_address(const Translation& x, uint16_t tenant, uint32_t ip) {
   return x.pool_address(rte_hash_crc_4byte(ip, tenant) % x.pool_size);
@@ -351,10 +384,11 @@ uint16_t napt_port(const Translation& x, uint32_t queue, uint32_t workers, uint3
 // mapping), or a new one on the pool address paired with the inside address and a free port
 // of this worker's share of the range. Returns the mapping index, or nullopt with the reason.
 std::optional<uint32_t> napt_mapping(Worker& w, NatWorker& nw, const Translation& x, uint16_t tenant, uint32_t ip,
-                                     uint16_t port, uint8_t protocol, Drop& why) {
+                                     uint16_t port, uint8_t protocol, BurstIndex& bi,
+                                     const BurstIndex::NewFlow* guess, Drop& why) {
   FlowKey inside{ip, 0, port, 0, tenant, protocol, mapping_inside};
   void* data;
-  if (rte_hash_lookup_data(nw.index, &inside, &data) >= 0) {
+  if (!bi.absent(guess ? &guess->inside : nullptr, inside) && rte_hash_lookup_data(nw.index, &inside, &data) >= 0) {
     uint32_t index = uint32_t(reinterpret_cast<uintptr_t>(data));
     if (nw.mappings[index].epoch == x.epoch) return index;
     // Made under a pool that changed: let its sessions (stale too) end without it in the way.
@@ -374,9 +408,11 @@ std::optional<uint32_t> napt_mapping(Worker& w, NatWorker& nw, const Translation
   for (uint32_t k = 0; k < tries; k++) {
     uint32_t slot = (nw.port_cursor + k) % mine;
     outside.sport = napt_port(x, queue, workers, slot);
-    if (rte_hash_lookup(nw.index, &outside) >= 0) continue;
+    if (!bi.absent(guess ? &guess->outside : nullptr, outside) && rte_hash_lookup(nw.index, &outside) >= 0) continue;
     nw.port_cursor = slot + 1;
     uint32_t index = nw.free_mappings[--nw.n_free_mappings];
+    bi.add(inside);
+    bi.add(outside);
     if (rte_hash_add_key_data(nw.index, &inside, reinterpret_cast<void*>(uintptr_t(index))) < 0 ||
         rte_hash_add_key_data(nw.index, &outside, reinterpret_cast<void*>(uintptr_t(index))) < 0) {
       rte_hash_del_key(nw.index, &inside);
@@ -395,7 +431,7 @@ std::optional<uint32_t> napt_mapping(Worker& w, NatWorker& nw, const Translation
 
 // A new flow's session: translation of both ends, the policy, the limits.
 std::optional<uint32_t> create_session(Worker& w, NatWorker& nw, const Flow& f, const FlowKey& key, uint16_t origin,
-                                       uint16_t exit, Drop& why) {
+                                       uint16_t exit, BurstIndex& bi, const BurstIndex::NewFlow* guess, Drop& why) {
   const Tables& t = *w.tables;
   auto& counters = w.counters->nat[origin];
   const Translation* from = translation_of(t, origin);
@@ -460,7 +496,7 @@ std::optional<uint32_t> create_session(Worker& w, NatWorker& nw, const Flow& f, 
   }
   std::optional<uint32_t> mapping = inbound_mapping;
   if (napt) {
-    mapping = napt_mapping(w, nw, *from, origin, key.src, key.sport, key.protocol, why);
+    mapping = napt_mapping(w, nw, *from, origin, key.src, key.sport, key.protocol, bi, guess, why);
     if (!mapping) return std::nullopt;
     src = nw.mappings[*mapping].outside.src;
     sport = nw.mappings[*mapping].outside.sport;
@@ -473,11 +509,15 @@ std::optional<uint32_t> create_session(Worker& w, NatWorker& nw, const Flow& f, 
   }
   uint32_t index = nw.free_sessions[nw.n_free_sessions - 1];
   auto value = [&](int d) { return reinterpret_cast<void*>(uintptr_t(index) * 2 + d); };
+  bi.add(key);
+  bi.add(reverse);
   if (rte_hash_add_key_data(nw.index, &key, value(0)) < 0) {
     why = Drop::nat_sessions_full;
     return std::nullopt;
   }
-  if (rte_hash_lookup(nw.index, &reverse) >= 0 || rte_hash_add_key_data(nw.index, &reverse, value(1)) < 0) {
+  bool reverse_absent = bi.absent(guess ? &guess->reply : nullptr, reverse);
+  if ((!reverse_absent && rte_hash_lookup(nw.index, &reverse) >= 0) ||
+      rte_hash_add_key_data(nw.index, &reverse, value(1)) < 0) {
     // Another flow already looks like this one's replies (overlapping translations).
     rte_hash_del_key(nw.index, &key);
     why = Drop::nat_conflict;
@@ -625,33 +665,16 @@ bool prepare(Worker& w, NatWorker& nw, rte_mbuf*& m, uint16_t origin, uint16_t e
   return true;
 }
 
-// The keys of the sessions made so far in a burst, by hash: a key the burst's bulk lookup
-// missed needs looking up again only if an earlier packet may have made it.
-struct MadeInBurst {
-  uint32_t hash[2 * burst_size];
-  uint32_t n = 0;
-  static uint32_t of(const FlowKey& k) { return flow_hash(&k, sizeof k, 0); }
-  bool may_hold(uint32_t h) const {
-    if (n == std::size(hash)) return true;
-    bool hit = false;
-    for (uint32_t i = 0; i < n; i++) hit |= hash[i] == h;
-    return hit;
-  }
-  void add(const FlowKey& k) {
-    if (n < std::size(hash)) hash[n++] = of(k);
-  }
-};
-
 // After the lookup (`data`: what the index holds for `key`, or nullopt): the session's checks,
 // or a new session, and the rewrite. False: dropped.
 bool finish(Worker& w, NatWorker& nw, rte_mbuf* m, const Flow& f, const FlowKey& key, uint16_t origin, uint16_t exit,
-            std::optional<uint64_t> found, MadeInBurst& made) {
+            std::optional<uint64_t> found, BurstIndex& bi, const BurstIndex::NewFlow* guess) {
   const Tables& t = *w.tables;
   std::optional<uint32_t> index;
   int direction = 0;
   // An earlier packet of this burst may have ended the session found, or made the one missed.
   if (found && !(nw.sessions[*found / 2].live && nw.sessions[*found / 2].key[*found % 2] == key)) found.reset();
-  if (!found && made.may_hold(MadeInBurst::of(key))) {
+  if (!found && bi.may_hold(key)) {
     void* data;
     if (rte_hash_lookup_data(nw.index, &key, &data) >= 0) found = reinterpret_cast<uintptr_t>(data);
   }
@@ -702,13 +725,11 @@ bool finish(Worker& w, NatWorker& nw, rte_mbuf* m, const Flow& f, const FlowKey&
       return false;
     }
     Drop why = Drop::nat_no_session;
-    index = create_session(w, nw, f, key, origin, exit, why);
+    index = create_session(w, nw, f, key, origin, exit, bi, guess, why);
     if (!index) {
       drop(w, m, why);
       return false;
     }
-    made.add(nw.sessions[*index].key[0]);
-    made.add(nw.sessions[*index].key[1]);
   }
   Session& s = nw.sessions[*index];
   // The rule's class (docs/qos.md "Classes by policy rule"): its policer, both ways.
@@ -739,24 +760,33 @@ bool finish(Worker& w, NatWorker& nw, rte_mbuf* m, const Flow& f, const FlowKey&
 // A new NAPT flow looks up and adds its mapping's inside and outside keys and its reply key,
 // one bucket pair each, scattered over the index: one bulk lookup of what the burst's new
 // flows will ask for (the outside port predicted from the port cursor) brings those buckets in
-// together, so that the creations one by one find them cached. Only a prefetch: its answers
-// are not used.
+// together, so that the creations one by one find them cached, and tells which were absent
+// (BurstIndex: a guess that turns out wrong costs the lookup it would have anyway).
 void warm_new_flows(const Worker& w, const NatWorker& nw, const Flow* flows, const FlowKey* keys, uint16_t count,
-                    uint64_t hits, const uint16_t* exit_of) {
+                    uint64_t hits, const uint16_t* exit_of, BurstIndex& bi) {
   const Tables& t = *w.tables;
   FlowKey warm[RTE_HASH_LOOKUP_BULK_MAX];
   const void* ptrs[RTE_HASH_LOOKUP_BULK_MAX];
   int32_t positions[RTE_HASH_LOOKUP_BULK_MAX];
+  BurstIndex::Guess* guess[RTE_HASH_LOOKUP_BULK_MAX];
   unsigned n = 0;
   uint32_t ahead = 0;  // new mappings before this one in the burst
   auto flush = [&] {
     for (unsigned i = 0; i < n; i++) ptrs[i] = &warm[i];
     if (n) rte_hash_lookup_bulk(nw.index, ptrs, n, positions);
+    for (unsigned i = 0; i < n; i++) guess[i]->absent = positions[i] < 0;
     n = 0;
+  };
+  auto want = [&](BurstIndex::Guess& g, const FlowKey& k) {
+    g.key = k;
+    warm[n] = k;
+    guess[n++] = &g;
   };
   for (uint16_t k = 0; k < count; k++) {
     const FlowKey& key = keys[k];
     const Flow& f = flows[k];
+    BurstIndex::NewFlow& g = bi.guesses[k];
+    g.inside.absent = g.outside.absent = g.reply.absent = false;
     if ((hits & (uint64_t(1) << k)) || !f.creates || f.quoted || !f.l4) continue;
     const Translation* from = translation_of(t, key.tenant);
     if (!from || !from->pool_size || map_out(*from, key.src)) continue;
@@ -765,8 +795,8 @@ void warm_new_flows(const Worker& w, const NatWorker& nw, const Flow* flows, con
     if (n + 3 > std::size(warm)) flush();
     uint32_t address = napt_address(*from, key.tenant, key.src);
     uint16_t port = napt_port(*from, w.queue, t.workers, (nw.port_cursor + ahead++) % mine);
-    warm[n++] = FlowKey{key.src, 0, key.sport, 0, key.tenant, key.protocol, mapping_inside};
-    warm[n++] = FlowKey{address, 0, port, 0, key.tenant, key.protocol, mapping_outside};
+    want(g.inside, FlowKey{key.src, 0, key.sport, 0, key.tenant, key.protocol, mapping_inside});
+    want(g.outside, FlowKey{address, 0, port, 0, key.tenant, key.protocol, mapping_outside});
     uint32_t dst = key.dst;
     if (const Translation* to = translation_of(t, exit_of[k])) {
       auto mapped = map_in(*to, key.dst);
@@ -774,7 +804,7 @@ void warm_new_flows(const Worker& w, const NatWorker& nw, const Flow* flows, con
       dst = *mapped;
     }
     if (key.protocol != IPPROTO_ICMP)
-      warm[n++] = FlowKey{dst, address, key.dport, port, exit_of[k], key.protocol, flow_session};
+      want(g.reply, FlowKey{dst, address, key.dport, port, exit_of[k], key.protocol, flow_session});
   }
   flush();
 }
@@ -805,13 +835,15 @@ void cross_burst(Worker& w, rte_mbuf** pkts, uint16_t n, const uint16_t* origin,
     if (hits & (uint64_t(1) << k)) rte_prefetch0(&nw.sessions[reinterpret_cast<uintptr_t>(data[k]) / 2]);
   static_assert(burst_size < 64);
   // Established flows only (every key found): nothing more to bring in.
-  if (hits != (uint64_t(1) << count) - 1) warm_new_flows(w, nw, flows, keys, count, hits, exit_of);
-  MadeInBurst made;
+  BurstIndex bi;
+  bool warmed = hits != (uint64_t(1) << count) - 1;
+  if (warmed) warm_new_flows(w, nw, flows, keys, count, hits, exit_of, bi);
   for (uint16_t k = 0; k < count; k++) {
     std::optional<uint64_t> found;
     if (hits & (uint64_t(1) << k)) found = reinterpret_cast<uintptr_t>(data[k]);
     uint16_t i = at[k];
-    crossed[i] = finish(w, nw, pkts[i], flows[k], keys[k], origin[i], exit[i], found, made);
+    crossed[i] = finish(w, nw, pkts[i], flows[k], keys[k], origin[i], exit[i], found, bi,
+                        warmed ? &bi.guesses[k] : nullptr);
   }
 }
 
