@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <set>
 
 #include "common/address.h"
 #include "fixture.h"
@@ -627,6 +628,31 @@ TEST_CASE("nat stage: one burst's new NAPT flows see what the burst made before 
   CHECK(other != 20000);
   CHECK(other >= 20000);
   CHECK(seen == on_vlan(30, ipv4("100.64.9.1", "192.168.1.10", 17, udp(other, 9, 20))));
+  free_all(out);
+}
+
+TEST_CASE("nat stage: a burst's reserved NAPT ports wrap onto ports the burst gave: no port twice") {
+  // Three ports: the burst's fourth new flow is reserved the first flow's port again (the
+  // cursor wraps), free when the burst began but given since: it must search, and find none.
+  std::string config = nat_config;
+  config.replace(config.find("\"port_high\": 65535"), 18, "\"port_high\": 20002");
+  Harness h(config);
+  const uint16_t clinic = h.tenant("clinic"), archive = h.tenant("archive");
+  constexpr size_t l2 = 18;
+  std::vector<std::pair<std::string, Bytes>> frames;
+  for (uint16_t i = 0; i < 4; i++)
+    frames.push_back({"c0", on_vlan(30, ipv4("10.0.0.5", "100.100.2.10", 17, udp(uint16_t(5000 + i), 9, 20)))});
+  auto out = nat_stage(h, in_core(h, frames), std::vector<uint16_t>(4, clinic), std::vector<uint16_t>(4, archive));
+  std::set<uint16_t> ports;
+  for (int i = 0; i < 3; i++) {
+    REQUIRE(out[size_t(i)]);
+    ports.insert(be16(bytes_of(out[size_t(i)]), l2 + 20));
+  }
+  CHECK(!out[3]);
+  CHECK(ports == std::set<uint16_t>{20000, 20001, 20002});
+  CHECK(h.worker.counters->nat[clinic].mappings_created == 3);
+  CHECK(h.worker.counters->nat[clinic].pool_exhausted == 1);
+  CHECK(h.drops(Drop::nat_pool_exhausted) == 1);
   free_all(out);
 }
 
