@@ -405,19 +405,11 @@ std::optional<uint32_t> napt_mapping(Worker& w, NatWorker& nw, const Translation
   uint32_t mine = napt_ports_mine(x, queue, workers);
   uint32_t tries = std::min<uint32_t>(mine, 256);
   FlowKey outside{address, 0, 0, 0, tenant, protocol, mapping_outside};
-  // First the port the burst reserved for this flow (warm_new_flows), if it is proven free;
-  // else a search from the cursor, which is past the burst's reservations.
-  uint32_t reserved = guess && guess->outside.absent ? 1 : 0;
-  for (uint32_t k = 0; k < tries + reserved; k++) {
-    if (k < reserved) {
-      outside.sport = guess->outside.key.sport;
-      if (!bi.absent(&guess->outside, outside)) continue;
-    } else {
-      uint32_t slot = (nw.port_cursor + k - reserved) % mine;
-      outside.sport = napt_port(x, queue, workers, slot);
-      if (rte_hash_lookup(nw.index, &outside) >= 0) continue;
-      nw.port_cursor = slot + 1;
-    }
+  for (uint32_t k = 0; k < tries; k++) {
+    uint32_t slot = (nw.port_cursor + k) % mine;
+    outside.sport = napt_port(x, queue, workers, slot);
+    if (!bi.absent(guess ? &guess->outside : nullptr, outside) && rte_hash_lookup(nw.index, &outside) >= 0) continue;
+    nw.port_cursor = slot + 1;
     uint32_t index = nw.free_mappings[--nw.n_free_mappings];
     bi.add(inside);
     bi.add(outside);
@@ -769,11 +761,10 @@ bool finish(Worker& w, NatWorker& nw, rte_mbuf* m, const Flow& f, const FlowKey&
 // one bucket pair each, scattered over the index: one bulk lookup of what the burst's new
 // flows will ask for (the outside port predicted from the port cursor) brings those buckets in
 // together, so that the creations one by one find them cached, and tells which were absent
-// (BurstIndex: a guess that turns out wrong costs the lookup it would have anyway). The new
-// flows' ports are reserved: the k-th takes the cursor's k-th slot if it is free, and one
-// that is not searches past them all, so that one port in use costs one flow a search, not
-// every later flow of the burst a wrong guess.
-void warm_new_flows(const Worker& w, NatWorker& nw, const Flow* flows, const FlowKey* keys, uint16_t count,
+// (BurstIndex: a guess that turns out wrong costs the lookup it would have anyway). Ports stay
+// handed out one after the other (docs/nat.md): a port in use, or a flow that makes no new
+// mapping, shifts the later flows' guesses of the burst by one, and they look up their ports.
+void warm_new_flows(const Worker& w, const NatWorker& nw, const Flow* flows, const FlowKey* keys, uint16_t count,
                     uint64_t hits, const uint16_t* exit_of, BurstIndex& bi) {
   const Tables& t = *w.tables;
   FlowKey warm[RTE_HASH_LOOKUP_BULK_MAX];
@@ -818,9 +809,6 @@ void warm_new_flows(const Worker& w, NatWorker& nw, const Flow* flows, const Flo
       want(g.reply, FlowKey{dst, address, key.dport, port, exit_of[k], key.protocol, flow_session});
   }
   flush();
-  // Past the reservations (taken modulo each pool's share of ports where used: wrapping at
-  // 2^32 only moves where a search starts).
-  nw.port_cursor += ahead;
 }
 
 // One bulk session lookup for the burst: crossed[i] tells whether pkts[i] (which may change)
