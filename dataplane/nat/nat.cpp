@@ -405,11 +405,19 @@ std::optional<uint32_t> napt_mapping(Worker& w, NatWorker& nw, const Translation
   uint32_t mine = napt_ports_mine(x, queue, workers);
   uint32_t tries = std::min<uint32_t>(mine, 256);
   FlowKey outside{address, 0, 0, 0, tenant, protocol, mapping_outside};
-  for (uint32_t k = 0; k < tries; k++) {
-    uint32_t slot = (nw.port_cursor + k) % mine;
-    outside.sport = napt_port(x, queue, workers, slot);
-    if (!bi.absent(guess ? &guess->outside : nullptr, outside) && rte_hash_lookup(nw.index, &outside) >= 0) continue;
-    nw.port_cursor = slot + 1;
+  // First the port the burst reserved for this endpoint (warm_new_flows), if it is proven
+  // free; else a search from the cursor, which is past the burst's reservations.
+  uint32_t reserved = guess && guess->outside.absent ? 1 : 0;
+  for (uint32_t k = 0; k < tries + reserved; k++) {
+    if (k < reserved) {
+      outside.sport = guess->outside.key.sport;
+      if (!bi.absent(&guess->outside, outside)) continue;
+    } else {
+      uint32_t slot = (nw.port_cursor + k - reserved) % mine;
+      outside.sport = napt_port(x, queue, workers, slot);
+      if (rte_hash_lookup(nw.index, &outside) >= 0) continue;
+      nw.port_cursor = slot + 1;
+    }
     uint32_t index = nw.free_mappings[--nw.n_free_mappings];
     bi.add(inside);
     bi.add(outside);
@@ -758,21 +766,23 @@ bool finish(Worker& w, NatWorker& nw, rte_mbuf* m, const Flow& f, const FlowKey&
 }
 
 // A new NAPT flow looks up and adds its mapping's inside and outside keys and its reply key,
-// one bucket pair each, scattered over the index: one bulk lookup of what the burst's new
-// flows will ask for (the outside port predicted from the port cursor) brings those buckets in
-// together, so that the creations one by one find them cached, and tells which were absent
-// (BurstIndex: a guess that turns out wrong costs the lookup it would have anyway). Ports stay
-// handed out one after the other (docs/nat.md): a port in use, or a flow that makes no new
-// mapping, shifts the later flows' guesses of the burst by one, and they look up their ports.
-void warm_new_flows(const Worker& w, const NatWorker& nw, const Flow* flows, const FlowKey* keys, uint16_t count,
+// one bucket pair each, scattered over the index: bulk lookups of what the burst's new flows
+// will ask for bring those buckets in together, so that the creations one by one find them
+// cached, and tell which keys were absent (BurstIndex: a guess that turns out wrong costs the
+// lookup it would have anyway). First the inside keys: an endpoint with no mapping yet (and
+// not one an earlier flow of the burst asks for too) is reserved the cursor's next port, in
+// order, and its outside and reply keys with that port are looked up next. A reserved port
+// found in use costs that flow a search from past the reservations, not every later flow of
+// the burst a wrong guess.
+void warm_new_flows(const Worker& w, NatWorker& nw, const Flow* flows, const FlowKey* keys, uint16_t count,
                     uint64_t hits, const uint16_t* exit_of, BurstIndex& bi) {
   const Tables& t = *w.tables;
   FlowKey warm[RTE_HASH_LOOKUP_BULK_MAX];
   const void* ptrs[RTE_HASH_LOOKUP_BULK_MAX];
   int32_t positions[RTE_HASH_LOOKUP_BULK_MAX];
   BurstIndex::Guess* guess[RTE_HASH_LOOKUP_BULK_MAX];
+  static_assert(2 * burst_size <= RTE_HASH_LOOKUP_BULK_MAX);
   unsigned n = 0;
-  uint32_t ahead = 0;  // new mappings before this one in the burst
   auto flush = [&] {
     for (unsigned i = 0; i < n; i++) ptrs[i] = &warm[i];
     if (n) rte_hash_lookup_bulk(nw.index, ptrs, n, positions);
@@ -784,6 +794,8 @@ void warm_new_flows(const Worker& w, const NatWorker& nw, const Flow* flows, con
     warm[n] = k;
     guess[n++] = &g;
   };
+  uint16_t napt[burst_size], n_napt = 0;
+  const Translation* from_of[burst_size];
   for (uint16_t k = 0; k < count; k++) {
     const FlowKey& key = keys[k];
     const Flow& f = flows[k];
@@ -792,12 +804,24 @@ void warm_new_flows(const Worker& w, const NatWorker& nw, const Flow* flows, con
     if ((hits & (uint64_t(1) << k)) || !f.creates || f.quoted || !f.l4) continue;
     const Translation* from = translation_of(t, key.tenant);
     if (!from || !from->pool_size || map_out(*from, key.src)) continue;
-    uint32_t mine = napt_ports_mine(*from, w.queue, t.workers);
-    if (!mine) continue;
-    if (n + 3 > std::size(warm)) flush();
-    uint32_t address = napt_address(*from, key.tenant, key.src);
-    uint16_t port = napt_port(*from, w.queue, t.workers, (nw.port_cursor + ahead++) % mine);
     want(g.inside, FlowKey{key.src, 0, key.sport, 0, key.tenant, key.protocol, mapping_inside});
+    from_of[n_napt] = from;
+    napt[n_napt++] = k;
+  }
+  flush();
+  uint32_t ahead = 0;  // ports reserved so far
+  for (uint16_t j = 0; j < n_napt; j++) {
+    uint16_t k = napt[j];
+    const FlowKey& key = keys[k];
+    BurstIndex::NewFlow& g = bi.guesses[k];
+    if (!g.inside.absent) continue;
+    bool again = false;  // an earlier flow of the burst has this endpoint
+    for (uint16_t e = 0; e < j; e++) again |= bi.guesses[napt[e]].inside.key == g.inside.key;
+    const Translation& from = *from_of[j];
+    uint32_t mine = napt_ports_mine(from, w.queue, t.workers);
+    if (again || !mine) continue;
+    uint32_t address = napt_address(from, key.tenant, key.src);
+    uint16_t port = napt_port(from, w.queue, t.workers, (nw.port_cursor + ahead++) % mine);
     want(g.outside, FlowKey{address, 0, port, 0, key.tenant, key.protocol, mapping_outside});
     uint32_t dst = key.dst;
     if (const Translation* to = translation_of(t, exit_of[k])) {
@@ -809,6 +833,9 @@ void warm_new_flows(const Worker& w, const NatWorker& nw, const Flow* flows, con
       want(g.reply, FlowKey{dst, address, key.dport, port, exit_of[k], key.protocol, flow_session});
   }
   flush();
+  // Past the reservations (taken modulo each pool's share of ports where used; wrapping at
+  // 2^32 only moves where a search starts).
+  nw.port_cursor += ahead;
 }
 
 // One bulk session lookup for the burst: crossed[i] tells whether pkts[i] (which may change)
