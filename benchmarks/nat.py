@@ -125,14 +125,17 @@ def run_point(args, mode, sessions, pcap, frames):
             # The first pass through the pcap makes every session (each frame is a new flow):
             # sample it closely; the slope between samples taken while it lasts is the rate of
             # new sessions, and the nat stage's cycles over the same packets their cost.
+            # The worker's own CPU time (schedstat) too: on a shared core the wall rate
+            # undercounts by the share others took.
             first_pass = []
             if mode != "forward":
+                task = fw.worker_thread(p.pid)
                 deadline = time.monotonic() + 60
                 while time.monotonic() < deadline:
                     t = time.monotonic()
                     n = nat_tenant().get("sessions_created", 0)
                     rt = tel("/medix/runtime")
-                    first_pass.append((t, n, (rt or {}).get("nat") or {}))
+                    first_pass.append((t, n, (rt or {}).get("nat") or {}, fw.sched_sample(task)[0]))
                     if n >= sessions:
                         break
                     time.sleep(0.01)
@@ -151,8 +154,11 @@ def run_point(args, mode, sessions, pcap, frames):
                     res["nat_cycles_hit"] = round(steady["cycles"] / steady["packets"], 1)
                 during = [s for s in first_pass if 0 < s[1] < 0.95 * sessions]
                 if len(during) >= 2 and during[-1][1] - during[0][1] >= 1000:
-                    (t0, n0_, r0), (t1, n1_, r1) = during[0], during[-1]
+                    (t0, n0_, r0, c0), (t1, n1_, r1, c1) = during[0], during[-1]
                     res["new_sessions_per_s"] = round((n1_ - n0_) / (t1 - t0))
+                    if c1 > c0:
+                        res["new_sessions_per_cpu_s"] = round((n1_ - n0_) / ((c1 - c0) / 1e9))
+                        res["first_pass_cpu_share"] = round((c1 - c0) / 1e9 / (t1 - t0), 3)
                     if r1.get("packets", 0) > r0.get("packets", 0):
                         res["nat_cycles_new_session"] = round(
                             (r1["cycles"] - r0["cycles"]) / (r1["packets"] - r0["packets"]), 1)

@@ -332,14 +332,63 @@ const PolicyRuleEntry* decide(const Tables& t, uint16_t from, uint16_t to, uint3
   return nullptr;
 }
 
+// What a burst knows of the index beyond its bulk lookup of the packets' keys. Every key added
+// while the burst is crossed is remembered by its hash: a key the bulk lookup missed needs
+// looking up again only if this burst may have added it. And a new NAPT flow's other keys
+// (its mapping's inside and outside, its reply), looked up for the whole burst before any is
+// made (warm_new_flows), need no lookup of their own when they were absent then, are the keys
+// the flow really asks for (the outside port as predicted), and were not added since.
+struct BurstIndex {
+  struct Guess {
+    FlowKey key;
+    bool absent;  // the burst's lookup missed it (set for every flow of a burst warmed)
+  };
+  struct NewFlow {
+    Guess inside, outside, reply;
+  };
+  NewFlow guesses[burst_size];
+  uint32_t added[4 * burst_size];  // hashes: a session's two keys, a mapping's two
+  uint32_t n_added = 0;
+
+  static uint32_t of(const FlowKey& k) { return flow_hash(&k, sizeof k, 0); }
+  bool may_hold(const FlowKey& k) const {
+    if (n_added == std::size(added)) return true;
+    uint32_t h = of(k);
+    bool hit = false;
+    for (uint32_t i = 0; i < n_added; i++) hit |= added[i] == h;
+    return hit;
+  }
+  void add(const FlowKey& k) {
+    if (n_added < std::size(added)) added[n_added++] = of(k);
+  }
+  // True only when the index is known not to hold `k`.
+  bool absent(const Guess* g, const FlowKey& k) const { return g && g->absent && g->key == k && !may_hold(k); }
+};
+
+// The pool address a NAPT tenant's inside address is paired with.
+uint32_t napt_address(const Translation& x, uint16_t tenant, uint32_t ip) {
+  return x.pool_address(rte_hash_crc_4byte(ip, tenant) % x.pool_size);
+}
+
+// Ports port_low + queue + k * workers are this worker's: the owner of a reply is then known
+// from its destination port alone. `mine`: how many; slot k (< mine) is the k-th.
+uint32_t napt_ports_mine(const Translation& x, uint32_t queue, uint32_t workers) {
+  uint32_t span = uint32_t(x.port_high - x.port_low) + 1;
+  return span > queue ? (span - queue + workers - 1) / workers : 0;
+}
+uint16_t napt_port(const Translation& x, uint32_t queue, uint32_t workers, uint32_t slot) {
+  return uint16_t(x.port_low + queue + slot * workers);
+}
+
 // A NAPT mapping for (tenant, inside address and port): the existing one (endpoint-independent
 // mapping), or a new one on the pool address paired with the inside address and a free port
 // of this worker's share of the range. Returns the mapping index, or nullopt with the reason.
 std::optional<uint32_t> napt_mapping(Worker& w, NatWorker& nw, const Translation& x, uint16_t tenant, uint32_t ip,
-                                     uint16_t port, uint8_t protocol, Drop& why) {
+                                     uint16_t port, uint8_t protocol, BurstIndex& bi, const BurstIndex::NewFlow* guess,
+                                     Drop& why) {
   FlowKey inside{ip, 0, port, 0, tenant, protocol, mapping_inside};
   void* data;
-  if (rte_hash_lookup_data(nw.index, &inside, &data) >= 0) {
+  if (!bi.absent(guess ? &guess->inside : nullptr, inside) && rte_hash_lookup_data(nw.index, &inside, &data) >= 0) {
     uint32_t index = uint32_t(reinterpret_cast<uintptr_t>(data));
     if (nw.mappings[index].epoch == x.epoch) return index;
     // Made under a pool that changed: let its sessions (stale too) end without it in the way.
@@ -351,20 +400,27 @@ std::optional<uint32_t> napt_mapping(Worker& w, NatWorker& nw, const Translation
     why = Drop::nat_sessions_full;
     return std::nullopt;
   }
-  uint32_t address = x.pool_address(rte_hash_crc_4byte(ip, tenant) % x.pool_size);
-  // Ports port_low + queue + k * workers are this worker's: the owner of a reply is then
-  // known from its destination port alone.
+  uint32_t address = napt_address(x, tenant, ip);
   uint32_t workers = w.tables->workers, queue = w.queue;
-  uint32_t span = uint32_t(x.port_high - x.port_low) + 1;
-  uint32_t mine = span > queue ? (span - queue + workers - 1) / workers : 0;
+  uint32_t mine = napt_ports_mine(x, queue, workers);
   uint32_t tries = std::min<uint32_t>(mine, 256);
   FlowKey outside{address, 0, 0, 0, tenant, protocol, mapping_outside};
-  for (uint32_t k = 0; k < tries; k++) {
-    uint32_t slot = (nw.port_cursor + k) % mine;
-    outside.sport = uint16_t(x.port_low + queue + slot * workers);
-    if (rte_hash_lookup(nw.index, &outside) >= 0) continue;
-    nw.port_cursor = slot + 1;
+  // First the port the burst reserved for this endpoint (warm_new_flows), if it is proven
+  // free; else a search from the cursor, which is past the burst's reservations.
+  uint32_t reserved = guess && guess->outside.absent ? 1 : 0;
+  for (uint32_t k = 0; k < tries + reserved; k++) {
+    if (k < reserved) {
+      outside.sport = guess->outside.key.sport;
+      if (!bi.absent(&guess->outside, outside)) continue;
+    } else {
+      uint32_t slot = (nw.port_cursor + k - reserved) % mine;
+      outside.sport = napt_port(x, queue, workers, slot);
+      if (rte_hash_lookup(nw.index, &outside) >= 0) continue;
+      nw.port_cursor = slot + 1;
+    }
     uint32_t index = nw.free_mappings[--nw.n_free_mappings];
+    bi.add(inside);
+    bi.add(outside);
     if (rte_hash_add_key_data(nw.index, &inside, reinterpret_cast<void*>(uintptr_t(index))) < 0 ||
         rte_hash_add_key_data(nw.index, &outside, reinterpret_cast<void*>(uintptr_t(index))) < 0) {
       rte_hash_del_key(nw.index, &inside);
@@ -383,7 +439,7 @@ std::optional<uint32_t> napt_mapping(Worker& w, NatWorker& nw, const Translation
 
 // A new flow's session: translation of both ends, the policy, the limits.
 std::optional<uint32_t> create_session(Worker& w, NatWorker& nw, const Flow& f, const FlowKey& key, uint16_t origin,
-                                       uint16_t exit, Drop& why) {
+                                       uint16_t exit, BurstIndex& bi, const BurstIndex::NewFlow* guess, Drop& why) {
   const Tables& t = *w.tables;
   auto& counters = w.counters->nat[origin];
   const Translation* from = translation_of(t, origin);
@@ -448,7 +504,7 @@ std::optional<uint32_t> create_session(Worker& w, NatWorker& nw, const Flow& f, 
   }
   std::optional<uint32_t> mapping = inbound_mapping;
   if (napt) {
-    mapping = napt_mapping(w, nw, *from, origin, key.src, key.sport, key.protocol, why);
+    mapping = napt_mapping(w, nw, *from, origin, key.src, key.sport, key.protocol, bi, guess, why);
     if (!mapping) return std::nullopt;
     src = nw.mappings[*mapping].outside.src;
     sport = nw.mappings[*mapping].outside.sport;
@@ -461,11 +517,15 @@ std::optional<uint32_t> create_session(Worker& w, NatWorker& nw, const Flow& f, 
   }
   uint32_t index = nw.free_sessions[nw.n_free_sessions - 1];
   auto value = [&](int d) { return reinterpret_cast<void*>(uintptr_t(index) * 2 + d); };
+  bi.add(key);
+  bi.add(reverse);
   if (rte_hash_add_key_data(nw.index, &key, value(0)) < 0) {
     why = Drop::nat_sessions_full;
     return std::nullopt;
   }
-  if (rte_hash_lookup(nw.index, &reverse) >= 0 || rte_hash_add_key_data(nw.index, &reverse, value(1)) < 0) {
+  bool reverse_absent = bi.absent(guess ? &guess->reply : nullptr, reverse);
+  if ((!reverse_absent && rte_hash_lookup(nw.index, &reverse) >= 0) ||
+      rte_hash_add_key_data(nw.index, &reverse, value(1)) < 0) {
     // Another flow already looks like this one's replies (overlapping translations).
     rte_hash_del_key(nw.index, &key);
     why = Drop::nat_conflict;
@@ -616,13 +676,13 @@ bool prepare(Worker& w, NatWorker& nw, rte_mbuf*& m, uint16_t origin, uint16_t e
 // After the lookup (`data`: what the index holds for `key`, or nullopt): the session's checks,
 // or a new session, and the rewrite. False: dropped.
 bool finish(Worker& w, NatWorker& nw, rte_mbuf* m, const Flow& f, const FlowKey& key, uint16_t origin, uint16_t exit,
-            std::optional<uint64_t> found) {
+            std::optional<uint64_t> found, BurstIndex& bi, const BurstIndex::NewFlow* guess) {
   const Tables& t = *w.tables;
   std::optional<uint32_t> index;
   int direction = 0;
   // An earlier packet of this burst may have ended the session found, or made the one missed.
   if (found && !(nw.sessions[*found / 2].live && nw.sessions[*found / 2].key[*found % 2] == key)) found.reset();
-  if (!found) {
+  if (!found && bi.may_hold(key)) {
     void* data;
     if (rte_hash_lookup_data(nw.index, &key, &data) >= 0) found = reinterpret_cast<uintptr_t>(data);
   }
@@ -673,7 +733,7 @@ bool finish(Worker& w, NatWorker& nw, rte_mbuf* m, const Flow& f, const FlowKey&
       return false;
     }
     Drop why = Drop::nat_no_session;
-    index = create_session(w, nw, f, key, origin, exit, why);
+    index = create_session(w, nw, f, key, origin, exit, bi, guess, why);
     if (!index) {
       drop(w, m, why);
       return false;
@@ -705,6 +765,79 @@ bool finish(Worker& w, NatWorker& nw, rte_mbuf* m, const Flow& f, const FlowKey&
   return true;
 }
 
+// A new NAPT flow looks up and adds its mapping's inside and outside keys and its reply key,
+// one bucket pair each, scattered over the index: bulk lookups of what the burst's new flows
+// will ask for bring those buckets in together, so that the creations one by one find them
+// cached, and tell which keys were absent (BurstIndex: a guess that turns out wrong costs the
+// lookup it would have anyway). First the inside keys: an endpoint with no mapping yet (and
+// not one an earlier flow of the burst asks for too) is reserved the cursor's next port, in
+// order, and its outside and reply keys with that port are looked up next. A reserved port
+// found in use costs that flow a search from past the reservations, not every later flow of
+// the burst a wrong guess.
+void warm_new_flows(const Worker& w, NatWorker& nw, const Flow* flows, const FlowKey* keys, uint16_t count,
+                    uint64_t hits, const uint16_t* exit_of, BurstIndex& bi) {
+  const Tables& t = *w.tables;
+  FlowKey warm[RTE_HASH_LOOKUP_BULK_MAX];
+  const void* ptrs[RTE_HASH_LOOKUP_BULK_MAX];
+  int32_t positions[RTE_HASH_LOOKUP_BULK_MAX];
+  BurstIndex::Guess* guess[RTE_HASH_LOOKUP_BULK_MAX];
+  static_assert(2 * burst_size <= RTE_HASH_LOOKUP_BULK_MAX);
+  unsigned n = 0;
+  auto flush = [&] {
+    for (unsigned i = 0; i < n; i++) ptrs[i] = &warm[i];
+    if (n) rte_hash_lookup_bulk(nw.index, ptrs, n, positions);
+    for (unsigned i = 0; i < n; i++) guess[i]->absent = positions[i] < 0;
+    n = 0;
+  };
+  auto want = [&](BurstIndex::Guess& g, const FlowKey& k) {
+    g.key = k;
+    warm[n] = k;
+    guess[n++] = &g;
+  };
+  uint16_t napt[burst_size], n_napt = 0;
+  const Translation* from_of[burst_size];
+  for (uint16_t k = 0; k < count; k++) {
+    const FlowKey& key = keys[k];
+    const Flow& f = flows[k];
+    BurstIndex::NewFlow& g = bi.guesses[k];
+    g.inside.absent = g.outside.absent = g.reply.absent = false;
+    if ((hits & (uint64_t(1) << k)) || !f.creates || f.quoted || !f.l4) continue;
+    const Translation* from = translation_of(t, key.tenant);
+    if (!from || !from->pool_size || map_out(*from, key.src)) continue;
+    want(g.inside, FlowKey{key.src, 0, key.sport, 0, key.tenant, key.protocol, mapping_inside});
+    from_of[n_napt] = from;
+    napt[n_napt++] = k;
+  }
+  flush();
+  uint32_t ahead = 0;  // ports reserved so far
+  for (uint16_t j = 0; j < n_napt; j++) {
+    uint16_t k = napt[j];
+    const FlowKey& key = keys[k];
+    BurstIndex::NewFlow& g = bi.guesses[k];
+    if (!g.inside.absent) continue;
+    bool again = false;  // an earlier flow of the burst has this endpoint
+    for (uint16_t e = 0; e < j; e++) again |= bi.guesses[napt[e]].inside.key == g.inside.key;
+    const Translation& from = *from_of[j];
+    uint32_t mine = napt_ports_mine(from, w.queue, t.workers);
+    if (again || !mine) continue;
+    uint32_t address = napt_address(from, key.tenant, key.src);
+    uint16_t port = napt_port(from, w.queue, t.workers, (nw.port_cursor + ahead++) % mine);
+    want(g.outside, FlowKey{address, 0, port, 0, key.tenant, key.protocol, mapping_outside});
+    uint32_t dst = key.dst;
+    if (const Translation* to = translation_of(t, exit_of[k])) {
+      auto mapped = map_in(*to, key.dst);
+      if (!mapped) continue;
+      dst = *mapped;
+    }
+    if (key.protocol != IPPROTO_ICMP)
+      want(g.reply, FlowKey{dst, address, key.dport, port, exit_of[k], key.protocol, flow_session});
+  }
+  flush();
+  // Past the reservations (taken modulo each pool's share of ports where used; wrapping at
+  // 2^32 only moves where a search starts).
+  nw.port_cursor += ahead;
+}
+
 // One bulk session lookup for the burst: crossed[i] tells whether pkts[i] (which may change)
 // goes on.
 void cross_burst(Worker& w, rte_mbuf** pkts, uint16_t n, const uint16_t* origin, const uint16_t* exit, bool owner_known,
@@ -713,11 +846,12 @@ void cross_burst(Worker& w, rte_mbuf** pkts, uint16_t n, const uint16_t* origin,
   Flow flows[burst_size];
   FlowKey keys[burst_size];
   const void* key_ptrs[burst_size];
-  uint16_t at[burst_size], count = 0;
+  uint16_t at[burst_size], exit_of[burst_size], count = 0;
   for (uint16_t i = 0; i < n; i++) {
     crossed[i] = false;
     if (!prepare(w, nw, pkts[i], origin[i], exit[i], owner_known, flows[count], keys[count])) continue;
     key_ptrs[count] = &keys[count];
+    exit_of[count] = exit[i];
     at[count++] = i;
   }
   if (!count) return;
@@ -728,11 +862,17 @@ void cross_burst(Worker& w, rte_mbuf** pkts, uint16_t n, const uint16_t* origin,
   rte_hash_lookup_bulk_data(nw.index, key_ptrs, count, &hits, data);
   for (uint16_t k = 0; k < count; k++)
     if (hits & (uint64_t(1) << k)) rte_prefetch0(&nw.sessions[reinterpret_cast<uintptr_t>(data[k]) / 2]);
+  static_assert(burst_size < 64);
+  // Established flows only (every key found): nothing more to bring in.
+  BurstIndex bi;
+  bool warmed = hits != (uint64_t(1) << count) - 1;
+  if (warmed) warm_new_flows(w, nw, flows, keys, count, hits, exit_of, bi);
   for (uint16_t k = 0; k < count; k++) {
     std::optional<uint64_t> found;
     if (hits & (uint64_t(1) << k)) found = reinterpret_cast<uintptr_t>(data[k]);
     uint16_t i = at[k];
-    crossed[i] = finish(w, nw, pkts[i], flows[k], keys[k], origin[i], exit[i], found);
+    crossed[i] =
+        finish(w, nw, pkts[i], flows[k], keys[k], origin[i], exit[i], found, bi, warmed ? &bi.guesses[k] : nullptr);
   }
 }
 

@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <set>
 
 #include "common/address.h"
 #include "fixture.h"
@@ -590,6 +591,68 @@ TEST_CASE("nat stage: static mapping and NAPT out of tenants, replies back, a de
   CHECK(checksums_ok(seen, l2));
   CHECK(h.worker.counters->nat[archive].sessions_created == 0);  // replies make none
   CHECK(nw.capacity - nw.n_free_sessions == 2);
+  free_all(out);
+}
+
+TEST_CASE("nat stage: one burst's new NAPT flows see what the burst made before them") {
+  // The burst's bulk lookup and its warm lookup of new flows' keys run before any session is
+  // made: a flow whose mapping, session or reply an earlier packet of the burst made must still
+  // find it, and a port guessed wrong must cost only a lookup.
+  Harness h(nat_config);
+  const uint16_t clinic = h.tenant("clinic"), archive = h.tenant("archive");
+  constexpr size_t l2 = 18;
+  const NatWorker& nw = *h.tables->nat[0];
+  const Bytes out_udp = udp(5000, 9, 20);
+  auto pkts = in_core(h, {{"c0", on_vlan(30, ipv4("10.0.0.5", "100.100.2.10", 17, out_udp))},
+                          {"c0", on_vlan(30, ipv4("10.0.0.5", "100.100.2.11", 17, out_udp))},  // same mapping
+                          {"c0", on_vlan(30, ipv4("10.0.0.5", "100.100.2.10", 17, out_udp))},  // same flow
+                          {"r0", on_vlan(200, ipv4("192.168.1.10", "100.64.9.1", 17, udp(9, 20000, 4)))},  // reply
+                          {"c0", on_vlan(30, ipv4("10.0.0.6", "100.100.2.10", 17, out_udp))}});  // new mapping
+  auto out =
+      nat_stage(h, pkts, {clinic, clinic, clinic, archive, clinic}, {archive, archive, archive, clinic, archive});
+  for (rte_mbuf* m : out) REQUIRE(m);
+  CHECK(h.total_drops() == 0);
+  CHECK(h.worker.counters->nat[clinic].sessions_created == 3);
+  CHECK(h.worker.counters->nat[clinic].mappings_created == 2);
+  CHECK(nw.capacity - nw.n_free_sessions == 3);
+  CHECK(nw.capacity - nw.n_free_mappings == 2);
+  // The first flow took the worker's first port; the second and third left on it too.
+  for (int i : {0, 2})
+    CHECK(bytes_of(out[size_t(i)]) == on_vlan(30, ipv4("100.64.9.1", "192.168.1.10", 17, udp(20000, 9, 20))));
+  CHECK(bytes_of(out[1]) == on_vlan(30, ipv4("100.64.9.1", "192.168.1.11", 17, udp(20000, 9, 20))));
+  Bytes seen = bytes_of(out[3]);
+  CHECK(seen == on_vlan(200, ipv4("100.100.2.10", "10.0.0.5", 17, udp(9, 5000, 4))));
+  CHECK(checksums_ok(seen, l2));
+  seen = bytes_of(out[4]);
+  uint16_t other = be16(seen, l2 + 20);
+  CHECK(other != 20000);
+  CHECK(other >= 20000);
+  CHECK(seen == on_vlan(30, ipv4("100.64.9.1", "192.168.1.10", 17, udp(other, 9, 20))));
+  free_all(out);
+}
+
+TEST_CASE("nat stage: a burst's reserved NAPT ports wrap onto ports the burst gave: no port twice") {
+  // Three ports: the burst's fourth new flow is reserved the first flow's port again (the
+  // cursor wraps), free when the burst began but given since: it must search, and find none.
+  std::string config = nat_config;
+  config.replace(config.find("\"port_high\": 65535"), 18, "\"port_high\": 20002");
+  Harness h(config);
+  const uint16_t clinic = h.tenant("clinic"), archive = h.tenant("archive");
+  constexpr size_t l2 = 18;
+  std::vector<std::pair<std::string, Bytes>> frames;
+  for (uint16_t i = 0; i < 4; i++)
+    frames.push_back({"c0", on_vlan(30, ipv4("10.0.0.5", "100.100.2.10", 17, udp(uint16_t(5000 + i), 9, 20)))});
+  auto out = nat_stage(h, in_core(h, frames), std::vector<uint16_t>(4, clinic), std::vector<uint16_t>(4, archive));
+  std::set<uint16_t> ports;
+  for (int i = 0; i < 3; i++) {
+    REQUIRE(out[size_t(i)]);
+    ports.insert(be16(bytes_of(out[size_t(i)]), l2 + 20));
+  }
+  CHECK(!out[3]);
+  CHECK(ports == std::set<uint16_t>{20000, 20001, 20002});
+  CHECK(h.worker.counters->nat[clinic].mappings_created == 3);
+  CHECK(h.worker.counters->nat[clinic].pool_exhausted == 1);
+  CHECK(h.drops(Drop::nat_pool_exhausted) == 1);
   free_all(out);
 }
 
