@@ -60,7 +60,7 @@ struct PacketMeta {
   // Trace: the packet's entry + 1 in session trace_id, 0: not traced. Written at rx only while
   // a trace runs, read only then: stale outside it (and reset where medix-dp makes a packet).
   uint16_t trace;
-  // Crossing the core, with meta_rule_class: the slot of the policy rule whose shaper class the
+  // Crossing the core, with meta_classed: the slot of the policy rule whose shaper class the
   // packet is in (qos.classed_rules).
   uint16_t rule;
 };
@@ -73,7 +73,7 @@ inline constexpr uint8_t meta_local = 2;       // made by medix-dp (ESP outer, I
 inline constexpr uint8_t meta_crossed = 4;     // crossed the core already: route it in the core
 inline constexpr uint8_t meta_translated = 8;  // rewritten by crossing: answers to it are routed back
 inline constexpr uint8_t meta_held = 16;       // a fragment counted in parked_tenant's reassembly share
-inline constexpr uint8_t meta_rule_class = 32;  // crossed by a rule that names a shaper class: meta.rule
+inline constexpr uint8_t meta_classed = 32;    // crossed by a rule that names a shaper class: meta.rule
 
 inline PacketMeta& meta(rte_mbuf* m) { return *static_cast<PacketMeta*>(rte_mbuf_to_priv(m)); }
 

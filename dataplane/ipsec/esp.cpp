@@ -679,7 +679,7 @@ void esp_output(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** outer, uint16
       PacketMeta& om = meta(p);
       om.tenant = tunnel.underlay;
       // A policy rule's shaper class goes with it onto the underlay (meta.rule kept).
-      om.flags = uint8_t(meta_local | (om.flags & meta_rule_class));
+      om.flags = uint8_t(meta_local | (om.flags & meta_classed));
       om.l2_len = 0;
       if (n_outer < 2 * burst_size)
         outer[n_outer++] = p;

@@ -403,13 +403,12 @@ const Kind shaper_kind = {
           count_users(in, o.shaper(), -1);
         },
     .validate = check_shaper,
-    .check_update = [](const Intent& in, const v1::Object& existing, const v1::Object& o, const std::string& path) {
-      return check_rule_classes(in, existing.shaper(), &o.shaper(), path);
-    },
-    .check_delete =
-        [](const Intent& in, const v1::Object& existing, const std::string& path) {
-          return check_rule_classes(in, existing.shaper(), nullptr, path);
+    .check_update =
+        [](const Intent& in, const v1::Object& existing, const v1::Object& o, const std::string& path) {
+          return check_rule_classes(in, existing.shaper(), &o.shaper(), path);
         },
+    .check_delete = [](const Intent& in, const v1::Object& existing,
+                       const std::string& path) { return check_rule_classes(in, existing.shaper(), nullptr, path); },
     .check_final = nullptr,
     .error_name = [](const v1::Object& o) { return o.shaper().name(); },
     .build = {{Phase::last, qos::build_shapers}},

@@ -165,7 +165,7 @@ struct Tables {
   // By interface slot: its shaper's index in `shapers`, or no_shaper (slots past the end have none).
   std::vector<uint16_t> shaper_of;
   // By policy rule slot: 1 if the rule names a shaper class (some shaper has it), so crossing
-  // marks its packets (meta_rule_class); empty when no rule does (slots past the end: 0).
+  // marks its packets (meta_classed); empty when no rule does (slots past the end: 0).
   std::vector<uint8_t> classed_rules;
 };
 

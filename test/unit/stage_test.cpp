@@ -909,23 +909,25 @@ TEST_CASE("nat stage: a policy rule's flows are a shaper class, both ways, on wh
     return h.tables->qos.shapers.at(0);
   };
   // hosp-a's DICOM flow to the archive, with DSCP 46 even: the rule's class before any match.
-  auto out = nat_stage(h, in_core(h, {{"a0", on_vlan(10, ipv4("10.0.0.5", "100.100.2.10", 6, tcp(40000, 104, 0x02, 100)))},
-                                      {"c0", on_vlan(30, ipv4("10.0.0.5", "100.100.2.10", 17, udp(5000, 9, 100)))}}),
+  auto out = nat_stage(h,
+                       in_core(h, {{"a0", on_vlan(10, ipv4("10.0.0.5", "100.100.2.10", 6, tcp(40000, 104, 0x02, 100)))},
+                                   {"c0", on_vlan(30, ipv4("10.0.0.5", "100.100.2.10", 17, udp(5000, 9, 100)))}}),
                        {a, clinic}, {archive, archive});
   REQUIRE(out[0]);
   REQUIRE(out[1]);
-  CHECK((meta(out[0]).flags & meta_rule_class));
+  CHECK((meta(out[0]).flags & meta_classed));
   CHECK(medix::dp::class_of(*h.tables, shaper("r-out"), meta(out[0]), 46) == 1);
   // The clinic's flow (another rule, no class): the shaper's own matches.
-  CHECK(!(meta(out[1]).flags & meta_rule_class));
+  CHECK(!(meta(out[1]).flags & meta_classed));
   CHECK(medix::dp::class_of(*h.tables, shaper("r-out"), meta(out[1]), 46) == 0);
   CHECK(medix::dp::class_of(*h.tables, shaper("r-out"), meta(out[1]), 0) == 2);
   free_all(out);
   // The reply leaves by hosp-a's shaped interface: its class of the same name.
-  out = nat_stage(h, in_core(h, {{"r0", on_vlan(200, ipv4("192.168.1.10", "100.64.1.5", 6, tcp(104, 40000, 0x12, 100)))}}),
+  out = nat_stage(h,
+                  in_core(h, {{"r0", on_vlan(200, ipv4("192.168.1.10", "100.64.1.5", 6, tcp(104, 40000, 0x12, 100)))}}),
                   {archive}, {a});
   REQUIRE(out[0]);
-  CHECK((meta(out[0]).flags & meta_rule_class));
+  CHECK((meta(out[0]).flags & meta_classed));
   CHECK(medix::dp::class_of(*h.tables, shaper("a-out"), meta(out[0]), 0) == 1);
   free_all(out);
 
@@ -945,7 +947,7 @@ TEST_CASE("nat stage: a policy rule's flows are a shaper class, both ways, on wh
   out = nat_stage(h, in_core(h, {{"a0", on_vlan(10, ipv4("10.0.0.5", "100.100.2.10", 6, tcp(40001, 104, 0x02, 100)))}}),
                   {a}, {archive});
   REQUIRE(out[0]);
-  CHECK(!(meta(out[0]).flags & meta_rule_class));
+  CHECK(!(meta(out[0]).flags & meta_classed));
   free_all(out);
   CHECK(refusal(R"([{"op": "DELETE", "object": {"shaper": {"name": "r-out"}}}])").empty());
 }
