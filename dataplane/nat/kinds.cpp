@@ -150,8 +150,8 @@ std::optional<Error> check_policy_rule(Intent& in, const v1::Object& o, const st
     // Queued in that class on whichever shaped interface the flows leave by: one must have it.
     bool found = false;
     if (auto all = in.named.find(v1::Object::kShaper); all != in.named.end())
-      for (const auto& [name, o] : all->second)
-        for (const auto& c : o.shaper().classes()) found |= c.name() == r.shaper_class();
+      for (const auto& shaper : all->second)
+        for (const auto& c : shaper.second.shaper().classes()) found |= c.name() == r.shaper_class();
     if (!found) return invalid(path + ".shaper_class", "no shaper has a class named " + quoted(r.shaper_class()));
     if (!r.permit()) return invalid(path + ".shaper_class", "a deny rule's flows never cross");
   }
