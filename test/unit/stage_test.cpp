@@ -886,10 +886,11 @@ TEST_CASE("nat stage: a policy rule's flows are a shaper class, both ways, on wh
   // A class of that name on some shaper, else refused (field path), state unchanged.
   CHECK(refusal(R"([{"op": "UPDATE", "object": )" + rule(R"("permit": true, "shaper_class": "imaging")") + "}]") ==
         "operations[0].policy_rule.shaper_class: no shaper has a class named \"imaging\"");
-  // The archive's side and hosp-a's each shape, with a class "imaging"; EF first on the archive's.
+  // The archive's side and hosp-a's each shape, with a class "imaging" after one that matches
+  // everything (so only the rule fills it); EF first on the archive's.
   const std::string r_out = R"({"shaper": {"name": "r-out", "interface": "r0", "rate": "1000000", "burst": "3000",
-      "classes": [{"name": "ef", "priority": true, "rate": "1000", "dscp": [46]},
-                  {"name": "imaging", "rate": "500000", "weight": 1}, {"name": "bulk", "weight": 1}]}})";
+      "classes": [{"name": "ef", "priority": true, "rate": "1000", "dscp": [46]}, {"name": "bulk", "weight": 1},
+                  {"name": "imaging", "rate": "500000", "weight": 1}]}})";
   const std::string a_out = R"({"shaper": {"name": "a-out", "interface": "a0", "rate": "1000000", "burst": "3000",
       "classes": [{"name": "bulk", "weight": 1}, {"name": "imaging", "rate": "500000", "weight": 1},
                   {"name": "rest", "weight": 1}]}})";
@@ -916,11 +917,11 @@ TEST_CASE("nat stage: a policy rule's flows are a shaper class, both ways, on wh
   REQUIRE(out[0]);
   REQUIRE(out[1]);
   CHECK((meta(out[0]).flags & meta_classed));
-  CHECK(medix::dp::class_of(*h.tables, shaper("r-out"), meta(out[0]), 46) == 1);
+  CHECK(medix::dp::class_of(*h.tables, shaper("r-out"), meta(out[0]), 46) == 2);
   // The clinic's flow (another rule, no class): the shaper's own matches.
   CHECK(!(meta(out[1]).flags & meta_classed));
   CHECK(medix::dp::class_of(*h.tables, shaper("r-out"), meta(out[1]), 46) == 0);
-  CHECK(medix::dp::class_of(*h.tables, shaper("r-out"), meta(out[1]), 0) == 2);
+  CHECK(medix::dp::class_of(*h.tables, shaper("r-out"), meta(out[1]), 0) == 1);
   free_all(out);
   // The reply leaves by hosp-a's shaped interface: its class of the same name.
   out = nat_stage(h,
