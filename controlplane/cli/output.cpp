@@ -175,7 +175,8 @@ void print_policy_rules(std::ostream& out, const Objects& objects) {
                                                              : num(r.port_low());
     table.row({num(r.priority()), r.name(), r.from_tenant(), r.to_tenant(), r.destination_prefix(),
                r.protocol() ? num(r.protocol()) : "any", ports,
-               std::string(r.permit() ? "permit" : "deny") + (r.policer().empty() ? "" : ", policer " + r.policer())});
+               std::string(r.permit() ? "permit" : "deny") + (r.policer().empty() ? "" : ", policer " + r.policer()) +
+                   (r.shaper_class().empty() ? "" : ", shaper class " + r.shaper_class())});
   }
   table.print(out);
 }

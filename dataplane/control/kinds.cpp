@@ -25,8 +25,8 @@ std::span<const Kind* const> kinds() {
       &static_mapping_kind,  // nat
       &napt_pool_kind,       // nat
       &policer_kind,         // qos (before the rules that may name one)
+      &shaper_kind,          // qos (before the rules that may name a class)
       &policy_rule_kind,     // nat
-      &shaper_kind,          // qos
       &vrrp_instance_kind,   // vrrp
   };
   return table;

@@ -60,15 +60,20 @@ struct PacketMeta {
   // Trace: the packet's entry + 1 in session trace_id, 0: not traced. Written at rx only while
   // a trace runs, read only then: stale outside it (and reset where medix-dp makes a packet).
   uint16_t trace;
+  // Crossing the core, with meta_classed: the slot of the policy rule whose shaper class the
+  // packet is in (qos.classed_rules).
+  uint16_t rule;
 };
 static_assert(sizeof(PacketMeta) % RTE_MBUF_PRIV_ALIGN == 0);
-static_assert(sizeof(PacketMeta) == 40, "the trace and share fields fill padding: keep the private area's size");
+// The pools round the private area up to a cache line (64 bytes): keep within it.
+static_assert(sizeof(PacketMeta) == 48, "the private area is one cache line: keep it within");
 inline constexpr uint16_t no_tenant = UINT16_MAX;
 inline constexpr uint8_t meta_fragment = 1;    // larger than the egress MTU, DF clear
 inline constexpr uint8_t meta_local = 2;       // made by medix-dp (ESP outer, ICMP): no TTL, no ICMP about it
 inline constexpr uint8_t meta_crossed = 4;     // crossed the core already: route it in the core
 inline constexpr uint8_t meta_translated = 8;  // rewritten by crossing: answers to it are routed back
 inline constexpr uint8_t meta_held = 16;       // a fragment counted in parked_tenant's reassembly share
+inline constexpr uint8_t meta_classed = 32;    // crossed by a rule that names a shaper class: meta.rule
 
 inline PacketMeta& meta(rte_mbuf* m) { return *static_cast<PacketMeta*>(rte_mbuf_to_priv(m)); }
 

@@ -678,7 +678,8 @@ void esp_output(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** outer, uint16
       bump(w.counters->tenants[tunnel.tenant].tx_packets);
       PacketMeta& om = meta(p);
       om.tenant = tunnel.underlay;
-      om.flags = meta_local;
+      // A policy rule's shaper class goes with it onto the underlay (meta.rule kept).
+      om.flags = uint8_t(meta_local | (om.flags & meta_classed));
       om.l2_len = 0;
       if (n_outer < 2 * burst_size)
         outer[n_outer++] = p;

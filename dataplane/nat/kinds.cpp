@@ -146,6 +146,15 @@ std::optional<Error> check_policy_rule(Intent& in, const v1::Object& o, const st
                                             "'s ingress; a rule's policer has no tenant");
     if (!r.permit()) return invalid(path + ".policer", "a deny rule's flows never cross");
   }
+  if (!r.shaper_class().empty()) {
+    // Queued in that class on whichever shaped interface the flows leave by: one must have it.
+    bool found = false;
+    if (auto all = in.named.find(v1::Object::kShaper); all != in.named.end())
+      for (const auto& shaper : all->second)
+        for (const auto& c : shaper.second.shaper().classes()) found |= c.name() == r.shaper_class();
+    if (!found) return invalid(path + ".shaper_class", "no shaper has a class named " + quoted(r.shaper_class()));
+    if (!r.permit()) return invalid(path + ".shaper_class", "a deny rule's flows never cross");
+  }
   if (in.policy_rules.size() >= max_policy_rules)
     return Error{Code::resource_exhausted, path + ": more than " + std::to_string(max_policy_rules) + " policy rules"};
   return std::nullopt;

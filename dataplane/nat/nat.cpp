@@ -750,6 +750,12 @@ bool finish(Worker& w, NatWorker& nw, rte_mbuf* m, const Flow& f, const FlowKey&
       case qos::Action::transmit: break;
     }
   }
+  // The rule's shaper class, both ways: where the packet leaves shaped, it is queued there.
+  if (s.rule < t.qos.classed_rules.size() && t.qos.classed_rules[s.rule]) [[unlikely]] {
+    PacketMeta& pm = meta(m);
+    pm.flags |= meta_classed;
+    pm.rule = s.rule;
+  }
   s.last_seen = w.now;
   if (f.protocol == IPPROTO_TCP) {
     uint8_t bits = direction ? tcp_seen_reverse : 0;

@@ -182,8 +182,25 @@ std::optional<Error> build_shapers(Committer::Build& b) {
       shaper_of[e.interface] = uint16_t(next.size());
       next.push_back(std::move(e));
     }
+  // Rules that name a class (crossing's rules are built by now): by slot, in every shaper that
+  // has a class of that name.
+  std::vector<uint8_t> classed;
+  for (Shaper& e : next) e.class_of_rule.clear();
+  for (const PolicyRuleEntry& r : b.next->rules) {
+    const std::string& name = b.intent.policy_rules.at(r.name).shaper_class();
+    if (name.empty()) continue;
+    for (Shaper& e : next) {
+      auto c = std::find_if(e.classes.begin(), e.classes.end(), [&](const ShaperClass& k) { return k.name == name; });
+      if (c == e.classes.end()) continue;
+      if (e.class_of_rule.size() <= r.slot) e.class_of_rule.resize(r.slot + 1, no_class);
+      e.class_of_rule[r.slot] = uint16_t(c - e.classes.begin());
+      if (classed.size() <= r.slot) classed.resize(r.slot + 1, 0);
+      classed[r.slot] = 1;
+    }
+  }
   b.next->qos.shapers = std::move(next);
   b.next->qos.shaper_of = std::move(shaper_of);
+  b.next->qos.classed_rules = std::move(classed);
   return std::nullopt;
 }
 

@@ -211,6 +211,29 @@ void count_users(Intent& in, const v1::Shaper& s, int delta) {
   }
 }
 
+// The first policy rule that names a class `existing` has and `replacement` (nullptr: a
+// deletion) has not, when no other shaper has it either: that class cannot go while the rule
+// names it (docs/qos.md "Classes by policy rule").
+std::optional<Error> check_rule_classes(const Intent& in, const v1::Shaper& existing, const v1::Shaper* replacement,
+                                        const std::string& path) {
+  auto has = [](const v1::Shaper& s, const std::string& name) {
+    for (const auto& c : s.classes())
+      if (c.name() == name) return true;
+    return false;
+  };
+  for (const auto& [rule, r] : in.policy_rules) {
+    const std::string& name = r.shaper_class();
+    if (name.empty() || !has(existing, name) || (replacement && has(*replacement, name))) continue;
+    bool elsewhere = false;
+    for (const auto& [other, o] : shapers(in)) elsewhere |= other != existing.name() && has(o.shaper(), name);
+    if (!elsewhere)
+      return Error{Code::failed_precondition, (replacement ? path + ".classes" : path) + ": policy rule " +
+                                                  quoted(rule) + " names class " + quoted(name) +
+                                                  ", which no other shaper has"};
+  }
+  return std::nullopt;
+}
+
 // By colour, every worker's share summed, since the policer was created or changed (or the
 // counters cleared).
 const CounterColumn policer_columns[] = {
@@ -380,8 +403,12 @@ const Kind shaper_kind = {
           count_users(in, o.shaper(), -1);
         },
     .validate = check_shaper,
-    .check_update = nullptr,
-    .check_delete = nullptr,
+    .check_update =
+        [](const Intent& in, const v1::Object& existing, const v1::Object& o, const std::string& path) {
+          return check_rule_classes(in, existing.shaper(), &o.shaper(), path);
+        },
+    .check_delete = [](const Intent& in, const v1::Object& existing,
+                       const std::string& path) { return check_rule_classes(in, existing.shaper(), nullptr, path); },
     .check_final = nullptr,
     .error_name = [](const v1::Object& o) { return o.shaper().name(); },
     .build = {{Phase::last, qos::build_shapers}},

@@ -111,6 +111,9 @@ unsigned schedule_one(Worker& w, const qos::Shaper& s, qos::ShaperShare& share, 
 }  // namespace
 
 uint16_t class_of(const Tables& t, const qos::Shaper& s, const PacketMeta& m, int dscp) {
+  // A rule's class first: the rule that permitted the flow names it (docs/qos.md).
+  if (m.flags & meta_classed) [[unlikely]]
+    if (m.rule < s.class_of_rule.size() && s.class_of_rule[m.rule] != qos::no_class) return s.class_of_rule[m.rule];
   uint16_t tenant = m.iface_in < t.interfaces.size() ? t.interfaces[m.iface_in].tenant : no_tenant;
   const auto n = uint16_t(s.classes.size());
   for (uint16_t c = 0; c < n; c++) {

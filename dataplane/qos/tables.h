@@ -93,6 +93,7 @@ inline constexpr uint16_t no_policer = UINT16_MAX;
 inline constexpr uint16_t no_shaper = UINT16_MAX;
 inline constexpr uint32_t default_queue_limit = 256;  // packets, a class on a worker
 inline constexpr uint16_t any_tenant = UINT16_MAX;
+inline constexpr uint16_t no_class = UINT16_MAX;
 
 // A shaper class as workers read it. Rates are this worker's share, in bytes per TSC cycle.
 struct ShaperClass {
@@ -144,6 +145,9 @@ struct Shaper {
   uint8_t l2_len = 0;          // the interface's Ethernet header and tags, as it sends them
   double rate = 0, burst = 0;  // this worker's share of the contract, bytes per TSC cycle; bytes
   std::vector<ShaperClass> classes;
+  // By policy rule slot: the class the rule's flows are queued in (the rule names it), or
+  // no_class (slots past the end: none; the matches decide).
+  std::vector<uint16_t> class_of_rule;
   std::shared_ptr<ShaperShare[]> shares;  // one per worker (by queue)
   uint16_t workers = 1;
 };
@@ -160,6 +164,9 @@ struct Tables {
   std::vector<Shaper> shapers;
   // By interface slot: its shaper's index in `shapers`, or no_shaper (slots past the end have none).
   std::vector<uint16_t> shaper_of;
+  // By policy rule slot: 1 if the rule names a shaper class (some shaper has it), so crossing
+  // marks its packets (meta_classed); empty when no rule does (slots past the end: 0).
+  std::vector<uint8_t> classed_rules;
 };
 
 // The policer of the class of rule `rule_slot`'s flows, if it has one.

@@ -206,6 +206,30 @@ int events_cmd(const char*, const char*, rte_tel_data* d) {
   return 0;
 }
 
+// A kind's counters (Kind::counters) by its list's name, the parameter ("policers",
+// "shaper_classes"): an entry per row, keyed by "name" or "name/part" (its exact text in
+// "row"), with its columns.
+int kind_counters_cmd(const char*, const char* params, rte_tel_data* d) {
+  rte_tel_data_start_dict(d);
+  if (!params || !*params) return -1;
+  std::set<std::string> used;
+  CounterSnapshot s = take_snapshot(*telemetry_dp);
+  for (const auto& [kind, rows] : s.kinds) {
+    if (std::string(kind->counters->list) != params) continue;
+    for (const CounterRow& row : rows) {
+      std::string id = row.part.empty() ? row.name : row.name + "/" + row.part;
+      rte_tel_data* e = dict();
+      rte_tel_data_add_dict_string(e, "name", row.name.c_str());
+      if (kind->counters->part) rte_tel_data_add_dict_string(e, kind->counters->part, row.part.c_str());
+      rte_tel_data_add_dict_string(e, "row", id.c_str());  // exact, where the key is not
+      for (size_t i = 0; i < kind->counters->columns.size() && i < row.values.size(); i++)
+        rte_tel_data_add_dict_u64(e, kind->counters->columns[i].field, row.values[i]);
+      add_entry(d, used, id, e);
+    }
+  }
+  return 0;
+}
+
 }  // namespace
 
 void register_telemetry(Dataplane& dp) {
@@ -221,6 +245,8 @@ void register_telemetry(Dataplane& dp) {
                              "TSC cycles per packet per pipeline stage. Parameter: on|off switches the stage timing");
   rte_telemetry_register_cmd("/medix/neighbours", neighbours_cmd, "ARP table: interface, address, MAC");
   rte_telemetry_register_cmd("/medix/events", events_cmd, "ICMP and ARP messages medix-dp sent and took");
+  rte_telemetry_register_cmd("/medix/kind_counters", kind_counters_cmd,
+                             "A kind's counters. Parameter: its list (policers, shaper_classes)");
 }
 
 void print_counters(Dataplane& dp, FILE* out) {

@@ -17,7 +17,10 @@
 # within 5 ms of the idle one while a best-effort ping waits behind the bulk queue; counters
 # and medixctl qos show the classes. Then a trTCM (cir 10 Mbit/s, pir 15 Mbit/s) on bulk's
 # interface under 25 Mbit/s of UDP: green and green+yellow rates within 3% of cir and pir,
-# over 6 s, from the policer's counters and the timestamps of the snapshots.
+# over 6 s, from the policer's counters and the timestamps of the snapshots. Last, a policy
+# rule's shaper class: medix-dp again with study as tenant hosp-b crossing into the core, the
+# rule permitting its TCP naming class imaging (after bulk, which matches everything); the same bulk
+# UDP beside it, the study gets >= 95% of the guarantee, sent by that class.
 #
 # Usage: test/netns/qos.sh   (root; binaries from build/, or MEDIX_DP=path MEDIXCTL=path)
 set -uo pipefail
@@ -187,4 +190,47 @@ else
   fail "guarantees over the contract refused: $(cat "$MX_TMP/bad.log")"
 fi
 if mx_stop_dp; then pass "medix-dp stopped cleanly"; else fail "medix-dp exit status"; fi
+
+# A policy rule's shaper class (docs/qos.md "Classes by policy rule"): study is now hospital B
+# (tenant hosp-b, 10.0.2.0/24 as 100.64.2.0/24 in the core), crossing into the core (ix, where
+# bulk and carrier are). The class "imaging" comes after "bulk", which matches everything: only
+# the rule that permits hosp-b's TCP to port 5203 puts flows in it. The same bulk UDP over the contract; the study's
+# TCP gets >= 95% of imaging's guarantee, in the class the rule named.
+"$MX_PY" - "$config" "$MX_TMP/rule-config.json" "$contract" "$guarantee" <<'PY' || fail "rule config written"
+import json, sys
+c = json.load(open(sys.argv[1]))
+contract, guarantee = int(sys.argv[3]) // 8, int(sys.argv[4]) // 8
+for t in c["tenants"]:
+    if t["name"] == "ix":
+        t["core"] = True
+c["tenants"].append({"name": "hosp-b"})
+for i in c["interfaces"]:
+    if i["name"] == "study":
+        i["tenant"] = "hosp-b"
+c["routes"] = [{"tenant": "hosp-b", "prefix": "10.0.3.0/24", "next_tenant": "ix"},
+               {"tenant": "ix", "prefix": "100.64.2.0/24", "next_tenant": "hosp-b"}]
+c["static_mappings"] = [{"tenant": "hosp-b", "tenant_prefix": "10.0.2.0/24", "core_prefix": "100.64.2.0/24"}]
+c["shapers"] = [{"name": "carrier-out", "interface": "carrier", "rate": str(contract), "burst": str(contract // 20),
+                 "classes": [{"name": "bulk", "weight": 1, "queue_limit": 256},
+                             {"name": "imaging", "rate": str(guarantee), "weight": 1}]}]
+c["policy_rules"] = [{"name": "b-imaging", "priority": 10, "from_tenant": "hosp-b", "to_tenant": "ix", "protocol": 6,
+                      "port_low": 5203, "port_high": 5203, "permit": True, "shaper_class": "imaging"}]
+json.dump(c, open(sys.argv[2], "w"), indent=1)
+PY
+if mx_start_dp "$MX_TMP/rule-config.json"; then pass "medix-dp ready with the rule's class"; else
+  fail "medix-dp did not start with the rule's class"; finish; fi
+mx_bg bulk iperf3 -c $CARRIER -p 5202 -u -b $((contract * 5 / 4)) -l 1400 -t 7 -J >"$MX_TMP/rule-bulk.json"
+bulk_pid=$MX_LAST_PID
+sleep 1.5
+mx_in study iperf3 -c $CARRIER -p 5203 -t 5 -O 1 -J >"$MX_TMP/rule-study.json" 2>&1
+wait "$bulk_pid"
+ctl -o json counters >"$MX_TMP/rule-counters.json"
+study=$(received "$MX_TMP/rule-study.json")
+echo "rule's class: study $((${study:-0} / 1000000)) Mbit/s (guaranteed $((guarantee / 1000000))) beside bulk UDP at $((contract * 5 / 4000000))"
+check "the rule's flows get >= 95% of their class's guarantee (${study:-?} of $guarantee bit/s)" "${study:-0} >= 0.95 * $guarantee"
+classes() { mx_json "$MX_TMP/rule-counters.json" "{c['class']: c for c in d['shaper_classes']}$1"; }
+check "the rule's class carried the study (no match of its own reaches it)" \
+  "$(classes "['imaging'].get('sent_bytes', '0')") >= 0.9 * ${study:-0} / 8 * 5"
+check "bulk stays in its own class" "$(classes "['bulk'].get('dropped', '0')") > 0"
+if mx_stop_dp; then pass "medix-dp stopped cleanly (rule's class)"; else fail "medix-dp exit status (rule's class)"; fi
 finish

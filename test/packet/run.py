@@ -161,7 +161,8 @@ class Telemetry:
             data = json.loads(reply.decode())
         except ValueError as e:
             raise Failure(f"telemetry {cmd}: bad JSON ({e}): {reply[:200]!r}")
-        value = data.get(cmd) if isinstance(data, dict) else None
+        # The reply is keyed by the command without its parameter ("/medix/x,param").
+        value = data.get(cmd.split(",")[0]) if isinstance(data, dict) else None
         if not isinstance(value, dict):
             raise Failure(f"telemetry {cmd}: unexpected reply {reply[:300]!r}")
         return value
@@ -493,6 +494,10 @@ def _run_case(case_dir, name, tmp, binary, verbose, seq):
             time.sleep(0.05)
         drops = tel.get("/medix/drops")
         events = tel.get("/medix/events")
+        # Kinds' counters the case expects (policers' per colour): {list: {row: {column: n}}}
+        expect_kinds = load_json(os.path.join(tmp, "expect_kind_counters.json"), {})
+        kind_rows = {k: {e["row"]: e for e in tel.get(f"/medix/kind_counters,{k}").values()}
+                     for k in expect_kinds}
         tel.close()
         tel = None
         rc = dp.stop(EXIT_TIMEOUT)
@@ -545,6 +550,14 @@ def _run_case(case_dir, name, tmp, binary, verbose, seq):
     problems += compare_counters("event",
                                  load_json(os.path.join(tmp, "expect_events.json"), {}), events,
                                  strict_zero=False)
+    for kind, rows in sorted(expect_kinds.items()):
+        for row, columns in sorted(rows.items()):
+            got = kind_rows[kind].get(row)
+            if got is None:
+                problems.append(f"{kind} {row}: not reported by medix-dp")
+                continue
+            problems += compare_counters(f"{kind} {row}", columns,
+                                         {k: v for k, v in got.items() if k in columns}, strict_zero=False)
     if problems:
         raise Failure("\n".join(problems))
 

@@ -18,6 +18,7 @@
 #include "l2/l2.h"
 #include "nat/nat.h"
 #include "nat/sync.h"
+#include "qos/qos.h"
 
 using namespace frame;
 using medix::common::parse_ipv4;
@@ -1065,4 +1066,87 @@ TEST_CASE("nat stage: a policy rule's flows are a QoS class, policed both ways b
   out = nat_stage(h, in_core(h, {frames[0]}), {a}, {archive});
   CHECK(out[0]);
   free_all(out);
+}
+
+TEST_CASE("nat stage: a policy rule's flows are a shaper class, both ways, on whichever shaped interface") {
+  Harness h(nat_config);
+  const uint16_t a = h.tenant("hosp-a"), clinic = h.tenant("clinic"), archive = h.tenant("archive");
+  auto apply = [&](const std::string& operations) { return h.apply(ops(operations)); };
+  auto refusal = [&](const std::string& operations) {
+    auto r = apply(operations);
+    return r.code == Code::ok ? std::string() : r.message;
+  };
+  auto rule = [](const std::string& fields) {
+    return R"({"policy_rule": {"name": "a-dicom", "priority": 10, "from_tenant": "hosp-a", "to_tenant": "archive",
+        "protocol": 6, "port_low": 104, "port_high": 104, )" +
+           fields + "}}";
+  };
+  // A class of that name on some shaper, else refused (field path), state unchanged.
+  CHECK(refusal(R"([{"op": "UPDATE", "object": )" + rule(R"("permit": true, "shaper_class": "imaging")") + "}]") ==
+        "operations[0].policy_rule.shaper_class: no shaper has a class named \"imaging\"");
+  // The archive's side and hosp-a's each shape, with a class "imaging" after one that matches
+  // everything (so only the rule fills it); EF first on the archive's.
+  const std::string r_out = R"({"shaper": {"name": "r-out", "interface": "r0", "rate": "1000000", "burst": "3000",
+      "classes": [{"name": "ef", "priority": true, "rate": "1000", "dscp": [46]}, {"name": "bulk", "weight": 1},
+                  {"name": "imaging", "rate": "500000", "weight": 1}]}})";
+  const std::string a_out = R"({"shaper": {"name": "a-out", "interface": "a0", "rate": "1000000", "burst": "3000",
+      "classes": [{"name": "bulk", "weight": 1}, {"name": "imaging", "rate": "500000", "weight": 1},
+                  {"name": "rest", "weight": 1}]}})";
+  REQUIRE(apply(R"([{"op": "CREATE", "object": )" + r_out + R"(}, {"op": "CREATE", "object": )" + a_out + "}]").code ==
+          Code::ok);
+  CHECK(refusal(R"([{"op": "UPDATE", "object": )" + rule(R"("permit": false, "shaper_class": "imaging")") + "}]") ==
+        "operations[0].policy_rule.shaper_class: a deny rule's flows never cross");
+  CHECK(h.tables->qos.classed_rules.empty());  // nothing named yet: crossing pays a bounds test
+  REQUIRE(apply(R"([{"op": "UPDATE", "object": )" + rule(R"("permit": true, "shaper_class": "imaging")") + "}]").code ==
+          Code::ok);
+  REQUIRE(!h.tables->qos.classed_rules.empty());
+
+  auto shaper = [&](const std::string& name) -> const qos::Shaper& {
+    for (const qos::Shaper& s : h.tables->qos.shapers)
+      if (s.name == name) return s;
+    FAIL("no shaper " << name);
+    return h.tables->qos.shapers.at(0);
+  };
+  // hosp-a's DICOM flow to the archive, with DSCP 46 even: the rule's class before any match.
+  auto out = nat_stage(h,
+                       in_core(h, {{"a0", on_vlan(10, ipv4("10.0.0.5", "100.100.2.10", 6, tcp(40000, 104, 0x02, 100)))},
+                                   {"c0", on_vlan(30, ipv4("10.0.0.5", "100.100.2.10", 17, udp(5000, 9, 100)))}}),
+                       {a, clinic}, {archive, archive});
+  REQUIRE(out[0]);
+  REQUIRE(out[1]);
+  CHECK((meta(out[0]).flags & meta_classed));
+  CHECK(medix::dp::class_of(*h.tables, shaper("r-out"), meta(out[0]), 46) == 2);
+  // The clinic's flow (another rule, no class): the shaper's own matches.
+  CHECK(!(meta(out[1]).flags & meta_classed));
+  CHECK(medix::dp::class_of(*h.tables, shaper("r-out"), meta(out[1]), 46) == 0);
+  CHECK(medix::dp::class_of(*h.tables, shaper("r-out"), meta(out[1]), 0) == 1);
+  free_all(out);
+  // The reply leaves by hosp-a's shaped interface: its class of the same name.
+  out = nat_stage(h,
+                  in_core(h, {{"r0", on_vlan(200, ipv4("192.168.1.10", "100.64.1.5", 6, tcp(104, 40000, 0x12, 100)))}}),
+                  {archive}, {a});
+  REQUIRE(out[0]);
+  CHECK((meta(out[0]).flags & meta_classed));
+  CHECK(medix::dp::class_of(*h.tables, shaper("a-out"), meta(out[0]), 0) == 1);
+  free_all(out);
+
+  // The class stays while a rule names it: a-out may go (r-out has it), then r-out may not,
+  // nor lose the class.
+  CHECK(refusal(R"([{"op": "DELETE", "object": {"shaper": {"name": "a-out"}}}])").empty());
+  CHECK(refusal(R"([{"op": "DELETE", "object": {"shaper": {"name": "r-out"}}}])") ==
+        "operations[0].shaper: policy rule \"a-dicom\" names class \"imaging\", which no other shaper has");
+  CHECK(refusal(R"([{"op": "UPDATE", "object": {"shaper": {"name": "r-out", "interface": "r0", "rate": "1000000",
+        "burst": "3000", "classes": [{"name": "bulk", "weight": 1}]}}}])") ==
+        "operations[0].shaper.classes: policy rule \"a-dicom\" names class \"imaging\", which no other shaper has");
+  CHECK(shaper("r-out").classes.size() == 3);
+  // The rule without its class: no mark, the matches decide.
+  REQUIRE(apply(R"([{"op": "UPDATE", "object": )" + rule(R"("permit": true)") + "}]").code == Code::ok);
+  CHECK(h.tables->qos.classed_rules.empty());
+  CHECK(shaper("r-out").class_of_rule.empty());
+  out = nat_stage(h, in_core(h, {{"a0", on_vlan(10, ipv4("10.0.0.5", "100.100.2.10", 6, tcp(40001, 104, 0x02, 100)))}}),
+                  {a}, {archive});
+  REQUIRE(out[0]);
+  CHECK(!(meta(out[0]).flags & meta_classed));
+  free_all(out);
+  CHECK(refusal(R"([{"op": "DELETE", "object": {"shaper": {"name": "r-out"}}}])").empty());
 }

@@ -186,6 +186,7 @@ class Case:
         # Every event is checked; those a case never mentions must stay 0.
         self.events = Counter({e: 0 for e in EVENTS})
         self.logs = []
+        self.kind_counters = defaultdict(dict)  # {list: {row: {column: n}}}
 
     # interface facts from config.json
     def iface(self, name):
@@ -269,6 +270,11 @@ class Case:
         """A line medix-dp must write (a Python regex), within 3 s of the last frame."""
         self.logs.append(pattern)
 
+    def counters(self, kind_list, row, **columns):
+        """A kind's counters medix-dp must report (telemetry /medix/kind_counters,LIST): the
+        row of object `row` ("name/part" for a part), the columns given (others unchecked)."""
+        self.kind_counters[kind_list].setdefault(row, {}).update(columns)
+
     def unchecked_event(self, name):
         """Leaves an event counter out of the comparison (forwarding.md does not pin it)."""
         self.events.pop(name, None)
@@ -290,3 +296,6 @@ class Case:
             json.dump(dict(self.events), f, indent=1, sort_keys=True)
         with open(os.path.join(self.outdir, "expect_log.json"), "w") as f:
             json.dump(self.logs, f, indent=1)
+        if self.kind_counters:
+            with open(os.path.join(self.outdir, "expect_kind_counters.json"), "w") as f:
+                json.dump(self.kind_counters, f, indent=1, sort_keys=True)
