@@ -15,6 +15,8 @@
 #include <ctime>
 #include <vector>
 
+#include "common/address.h"
+
 namespace medix::cp::ha {
 
 namespace {
@@ -26,18 +28,6 @@ constexpr const char* plugin_fifo = "/var/run/charon.ha";
 // The plugin's messages start with its version and their type (ha_message.h, strongSwan 5.9).
 constexpr uint8_t ha_message_version = 3;
 constexpr uint8_t ha_segment_drop = 8, ha_segment_take = 9, ha_status = 10, ha_resync = 11;
-
-bool parse(const std::string& text, sockaddr_in& out) {
-  auto colon = text.rfind(':');
-  if (colon == std::string::npos) return false;
-  std::memset(&out, 0, sizeof out);
-  out.sin_family = AF_INET;
-  char* end = nullptr;
-  long port = std::strtol(text.c_str() + colon + 1, &end, 10);
-  if (*end || port <= 0 || port > 65535) return false;
-  out.sin_port = htons(uint16_t(port));
-  return inet_pton(AF_INET, text.substr(0, colon).c_str(), &out.sin_addr) == 1;
-}
 
 int bound_socket(const sockaddr_in& at, std::string& error) {
   int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -78,15 +68,16 @@ std::string Link::plugin_settings() {
 
 std::string Link::start(const LinkConfig& config, RoleSource role) {
   sockaddr_in local, peer, inner;
-  if (!parse(config.local, local)) return "--ha-sync-local " + config.local + ": not IPv4-ADDRESS:PORT";
-  if (!parse(config.peer, peer)) return "--ha-sync-peer " + config.peer + ": not IPv4-ADDRESS:PORT";
+  if (!common::parse_endpoint(config.local, local))
+    return "--ha-sync-local " + config.local + ": not IPv4-ADDRESS:PORT";
+  if (!common::parse_endpoint(config.peer, peer)) return "--ha-sync-peer " + config.peer + ": not IPv4-ADDRESS:PORT";
   if (config.key_file.empty()) return "--ha-sync-key-file: required with --ha-sync-local and --ha-sync-peer";
   std::vector<uint8_t> secret;
   if (std::string e = read_secret(config.key_file, secret); !e.empty()) return "--ha-sync-key-file " + e;
   send_key_ = direction_key(secret, config.local, config.peer);
   recv_key_ = direction_key(secret, config.peer, config.local);
   std::fill(secret.begin(), secret.end(), 0);
-  parse(std::string(relay_address) + ":" + std::to_string(plugin_port), inner);
+  common::parse_endpoint(std::string(relay_address) + ":" + std::to_string(plugin_port), inner);
   std::string error;
   if ((inner_ = bound_socket(inner, error)) < 0) return "the ha plugin's relay: " + error;
   if ((outer_ = bound_socket(local, error)) < 0) return "--ha-sync-local: " + error;
@@ -112,7 +103,7 @@ void Link::stop() {
 
 void Link::relay() {
   sockaddr_in plugin;
-  parse(std::string(plugin_address) + ":" + std::to_string(plugin_port), plugin);
+  common::parse_endpoint(std::string(plugin_address) + ":" + std::to_string(plugin_port), plugin);
   std::vector<uint8_t> buf(sizeof(Header) + max_payload + tag_size + 1), sealed, payload;
   pollfd fds[2] = {{inner_, POLLIN, 0}, {outer_, POLLIN, 0}};
   time_t last_log[4] = {};  // by Reject

@@ -13,20 +13,6 @@ const char* kind_name(v1::Object::KindCase kind) {
   return k ? k->name : "object";
 }
 
-std::optional<std::vector<Prefix>> pool_prefixes(const v1::NaptPool& pool) {
-  std::vector<Prefix> out;
-  for (const auto& a : pool.addresses()) {
-    if (auto ip = parse_ipv4(a)) {
-      out.push_back({*ip, 32});
-    } else if (auto p = parse_prefix(a)) {
-      out.push_back(*p);
-    } else {
-      return std::nullopt;
-    }
-  }
-  return out;
-}
-
 std::vector<Operation> operations_from(v1::Config config) {
   std::vector<Operation> ops;
   size_t total = 0;

@@ -1,7 +1,6 @@
 // HA state sync: the sync thread of either node (docs/ha.md).
 #include "ha/sync.h"
 
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <rte_cycles.h>
@@ -14,6 +13,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "common/address.h"
 #include "common/log.h"
 #include "ipsec/sa.h"
 #include "runtime/dataplane.h"
@@ -31,20 +31,6 @@ uint64_t realtime_ns() {
   return uint64_t(
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
           .count());
-}
-
-// "HOST:PORT" (IPv4) into a sockaddr_in; false if it is not one.
-bool parse_endpoint(const std::string& text, sockaddr_in& out) {
-  auto colon = text.rfind(':');
-  if (colon == std::string::npos) return false;
-  std::string host = text.substr(0, colon), port = text.substr(colon + 1);
-  char* end = nullptr;
-  unsigned long p = strtoul(port.c_str(), &end, 10);
-  if (port.empty() || *end || p == 0 || p > 65535) return false;
-  out = sockaddr_in{};
-  out.sin_family = AF_INET;
-  out.sin_port = htons(uint16_t(p));
-  return inet_pton(AF_INET, host.c_str(), &out.sin_addr) == 1;
 }
 
 // The sync thread waits for a worker's install ring rather than lose a record: it is no worker.
@@ -82,8 +68,10 @@ std::optional<std::string> Sync::start(Dataplane& dp, const Options& options) {
   if (options.key_file.empty()) return std::string("--ha-sync-key-file FILE is required with HA sync");
   if (auto e = read_key(options.key_file, key_); !e.empty()) return "--ha-sync-key-file " + e;
   sockaddr_in local{}, peer{};
-  if (!parse_endpoint(options.local, local)) return "--ha-sync-local " + options.local + ": not an IPv4 HOST:PORT";
-  if (!parse_endpoint(options.peer, peer)) return "--ha-sync-peer " + options.peer + ": not an IPv4 HOST:PORT";
+  if (!medix::common::parse_endpoint(options.local, local))
+    return "--ha-sync-local " + options.local + ": not an IPv4 HOST:PORT";
+  if (!medix::common::parse_endpoint(options.peer, peer))
+    return "--ha-sync-peer " + options.peer + ": not an IPv4 HOST:PORT";
   for (auto* w : dp.workers)
     if (!w->sync) return std::string("HA sync: the workers have no sync rings");
   fd_ = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

@@ -1,4 +1,5 @@
 #include "control/build.h"
+#include "nat/kinds.h"
 #include "nat/nat.h"
 
 namespace medix::dp {

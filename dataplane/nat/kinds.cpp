@@ -3,6 +3,21 @@
 #include "control/check.h"
 
 namespace medix::dp {
+
+std::optional<std::vector<Prefix>> pool_prefixes(const v1::NaptPool& pool) {
+  std::vector<Prefix> out;
+  for (const auto& a : pool.addresses()) {
+    if (auto ip = parse_ipv4(a)) {
+      out.push_back({*ip, 32});
+    } else if (auto p = parse_prefix(a)) {
+      out.push_back(*p);
+    } else {
+      return std::nullopt;
+    }
+  }
+  return out;
+}
+
 namespace {
 
 // Whether a core prefix clashes with another mapping's or pool's; names the other.

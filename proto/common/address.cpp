@@ -3,6 +3,8 @@
 #include <arpa/inet.h>
 
 #include <charconv>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
 namespace medix::common {
@@ -52,6 +54,21 @@ std::optional<uint64_t> parse_mac(std::string_view text) {
     mac = (mac << 8) | byte;
   }
   return mac;
+}
+
+bool parse_endpoint(std::string_view text, sockaddr_in& out) {
+  auto colon = text.rfind(':');
+  if (colon == std::string_view::npos) return false;
+  auto address = parse_ipv4(text.substr(0, colon));
+  std::string port(text.substr(colon + 1));
+  char* end = nullptr;
+  long p = std::strtol(port.c_str(), &end, 10);
+  if (!address || port.empty() || *end || p <= 0 || p > 65535) return false;
+  std::memset(&out, 0, sizeof out);
+  out.sin_family = AF_INET;
+  out.sin_port = htons(uint16_t(p));
+  out.sin_addr.s_addr = htonl(*address);
+  return true;
 }
 
 std::string format_ipv4(uint32_t address) {

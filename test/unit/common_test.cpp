@@ -60,6 +60,21 @@ TEST_CASE("IPv4 addresses parse exactly as inet_pton reads them") {
   }
 }
 
+TEST_CASE("HA sync endpoints: an IPv4 address and a port 1..65535, as medix-dp and medix-cp take them") {
+  sockaddr_in a{};
+  REQUIRE(parse_endpoint("192.0.2.1:4500", a));
+  CHECK(a.sin_family == AF_INET);
+  CHECK(ntohl(a.sin_addr.s_addr) == 0xc0000201u);
+  CHECK(ntohs(a.sin_port) == 4500);
+  REQUIRE(parse_endpoint("10.0.0.1:65535", a));
+  CHECK(ntohs(a.sin_port) == 65535);
+  for (const char* bad : {"192.0.2.1", "192.0.2.1:", "192.0.2.1:0", "192.0.2.1:65536", "192.0.2.1:-1", "192.0.2.1:80x",
+                          "192.0.2:80", "192.0.2.01:80", "host:80", ":80", ""}) {
+    INFO(bad);
+    CHECK(!parse_endpoint(bad, a));
+  }
+}
+
 TEST_CASE("addresses and networks format back to one text") {
   CHECK(format_ipv4(0x0a000001u) == "10.0.0.1");
   CHECK(format_ipv4(*parse_ipv4("192.168.1.255")) == "192.168.1.255");
