@@ -25,13 +25,10 @@ set -uo pipefail
 # shellcheck source=test/netns/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-CTL=${MEDIXCTL:-$MX_REPO/build/controlplane/cli/medixctl}
-DICOM=$MX_REPO/test/ike/dicom.py
-PROBE=$MX_LIB_DIR/probe.py
-DICOM_PORT=11112 PROBE_PORT=9000 IMAGES=${MX_FAILOVER_IMAGES:-24}
+DICOM_PORT=11112 IMAGES=${MX_FAILOVER_IMAGES:-24}
 ARCHIVE=192.168.1.10 ARCHIVE_CORE=100.100.2.10 HOSP_A_CORE=100.64.1.5 POOL=100.64.9.1
-# The hospitals' uplinks into their bridge are shaped (tbf) so that a study takes seconds, not
-# a blink: it is still in flight when the active dies. The probe runs the other way, unshaped.
+# The hospitals' TCP into their bridge is shaped (mx_pair_shape) so that a study takes seconds,
+# not a blink: it is still in flight when the active dies. The probe runs the other way.
 RATE=${MX_FAILOVER_RATE:-30mbit}
 TAKEOVER_LIMIT_MS=3000
 
@@ -42,70 +39,27 @@ command -v storescu >/dev/null && command -v storescp >/dev/null || mx_die "dcmt
 /usr/bin/python3 -c 'import pydicom' 2>/dev/null || mx_die "pydicom is needed (python3-pydicom; scripts/setup)"
 
 mx_init
+# shellcheck source=test/netns/pair.sh
+source "$MX_LIB_DIR/pair.sh"
 mx_need_binary
-[ -x "$CTL" ] || mx_die "medixctl not found at $CTL (run scripts/build)"
-ip link add "mxbrcheck$MX_ID" type bridge 2>/dev/null && ip link del "mxbrcheck$MX_ID" \
-  || mx_die "this kernel has no Linux bridge (needed for the shared segments)"
+[ -x "$MX_PAIR_CTL" ] || mx_die "medixctl not found at $MX_PAIR_CTL (run scripts/build)"
 
 # Node A's interfaces take .2 (mx_attach's "gateway"); B's .3; the virtual address is .1.
 mx_attach hosp-a-lan hosp-a 10.0.0.5/24 10.0.0.2/24
 mx_attach hosp-d-lan hosp-d 10.0.0.5/24 10.0.0.2/24
 mx_attach archive archive $ARCHIVE/24 192.168.1.2/24
-declare -A VIP=([hosp-a-lan]=10.0.0.1 [hosp-d-lan]=10.0.0.1 [archive]=192.168.1.1)
-declare -A RIF_B=()
-B_VETHS=()
-# Each host's namespace holds its segment: a bridge with the host's address, node A's veth
-# (eth0, from mx_attach) and node B's (ethb).
-for name in "${MX_HOSTS[@]}"; do
-  ns=$(mx_ns "$name") rif=mx${MX_ID}b${#B_VETHS[@]}
-  (
-    set -e
-    ip -n "$ns" addr flush dev eth0
-    ip -n "$ns" link add br0 type bridge
-    ip -n "$ns" link set br0 type bridge forward_delay 0 stp_state 0
-    ip -n "$ns" link set eth0 master br0
-    ip link add "$rif" type veth peer name ethb netns "$ns"
-    sysctl -qw "net.ipv6.conf.$rif.disable_ipv6=1" "net.ipv4.conf.$rif.forwarding=0"
-    ip link set "$rif" arp off up
-    ip -n "$ns" link set ethb master br0 up
-    # As mx_attach does for eth0: checksums complete before frames reach af_packet.
-    ip netns exec "$ns" ethtool -K br0 tx off >/dev/null
-    ip netns exec "$ns" ethtool -K ethb tx off >/dev/null
-    ip -n "$ns" addr add "${MX_HOST_ADDR[$name]}" dev br0
-    ip -n "$ns" link set br0 up
-    ip -n "$ns" route add default via "${VIP[$name]}"
-    [ "$name" = archive ] || ip netns exec "$ns" tc qdisc add dev br0 root tbf rate "$RATE" burst 32kb latency 400ms
-  ) || mx_die "could not build segment $name"
-  RIF_B[$name]=$rif
-  B_VETHS+=("$rif")
-done
-cleanup_b() {
-  local rc=$? v
-  for v in "${B_VETHS[@]}"; do ip link del "$v" 2>/dev/null; done
-  (exit $rc)
-  mx_cleanup
-}
-trap cleanup_b EXIT
+mx_pair_segments
+mx_pair_shape hosp-a-lan "$RATE"
+mx_pair_shape hosp-d-lan "$RATE"
 
 leak() { printf '{"tenant": "%s", "prefix": "%s", "next_tenant": "%s"}' "$1" "$2" "$3"; }
 MX_ROUTES_JSON="$(leak hosp-a 100.64.0.0/10 ix), $(leak hosp-d 100.64.0.0/10 ix), $(leak archive 100.64.0.0/10 ix)"
 MX_ROUTES_JSON+=", $(leak ix 100.64.1.0/24 hosp-a), $(leak ix $POOL/32 hosp-d), $(leak ix 100.100.2.0/24 archive)"
 mx_write_config "$MX_TMP/base.json"
-# vrrp_json PRIORITY PREEMPT: the group's three instances (one VRID a segment), 10 cs adverts.
-vrrp_json() {
-  "$MX_PY" - "$1" "$2" <<'PY'
-import json, sys
-prio, preempt = int(sys.argv[1]), sys.argv[2] == "true"
-segs = [("hosp-a-lan", 10, "10.0.0.1"), ("hosp-d-lan", 11, "10.0.0.1"), ("archive", 12, "192.168.1.1")]
-print(json.dumps([{"name": "vr-" + i, "interface": i, "vrid": v, "priority": prio, "advert_interval_cs": 10,
-                   "preempt": preempt, "group": "ix", "addresses": [a]} for i, v, a in segs]))
-PY
-}
 # The same intent on both nodes but for their own interface addresses and VRRP priorities.
-"$MX_PY" - "$MX_TMP/base.json" "$MX_TMP" "$DICOM_PORT" "$PROBE_PORT" "$POOL" "$(vrrp_json 200 false)" \
-  "$(vrrp_json 100 false)" <<'PY' || mx_die "could not write the configs"
+"$MX_PY" - "$MX_TMP/base.json" "$DICOM_PORT" 9000 "$POOL" <<'PY' || mx_die "could not write the configs"
 import json, sys
-path, tmp, dicom, probe, pool, vrrp_a, vrrp_b = sys.argv[1:]
+path, dicom, probe, pool = sys.argv[1:]
 c = json.load(open(path))
 c["tenants"].append({"name": "ix", "description": "The IX core", "core": True})
 c["static_mappings"] = [
@@ -118,78 +72,30 @@ c["policy_rules"] = [rule("a-dicom", 10, "hosp-a", "archive", 6, int(dicom)),
                      rule("d-dicom", 20, "hosp-d", "archive", 6, int(dicom) + 1),
                      rule("probe", 30, "archive", "hosp-a", 17, int(probe))]
 c["settings"] = {"max_sessions": 4096}
-c["vrrp_instances"] = json.loads(vrrp_a)
-json.dump(c, open(tmp + "/config-a.json", "w"), indent=1)
-for i in c["interfaces"]:
-    i["addresses"] = [a.replace(".2/", ".3/") for a in i["addresses"]]
-c["vrrp_instances"] = json.loads(vrrp_b)
-json.dump(c, open(tmp + "/config-b.json", "w"), indent=1)
+json.dump(c, open(path, "w"), indent=1)
 PY
-head -c 48 /dev/urandom | base64 >"$MX_TMP/sync.key"
-PA=$((20000 + RANDOM % 20000)) PB=$((PA + 1))
+mx_pair_configs "$MX_TMP/base.json"
 
-# start_node A|B: the node (its own DPDK prefix, log, veths and config), standby until VRRP
-# makes it master of group ix; its pid in A_PID or B_PID.
-A_PREFIX=$MX_PREFIX B_PREFIX=$MX_PREFIX-b A_LOG=$MX_TMP/medix-dp-a.log B_LOG=$MX_TMP/medix-dp-b.log A_PID='' B_PID=''
-declare -A RIF_A=()
-for name in "${MX_HOSTS[@]}"; do RIF_A[$name]=${MX_RIF[$name]}; done
-start_node() {
-  local node=$1 rc=0 name local_port peer_port
-  local save_prefix=$MX_PREFIX save_log=$MX_DP_LOG
-  if [ "$node" = A ]; then
-    MX_PREFIX=$A_PREFIX MX_DP_LOG=$A_LOG local_port=$PA peer_port=$PB
-    for name in "${MX_HOSTS[@]}"; do MX_RIF[$name]=${RIF_A[$name]}; done
-  else
-    MX_PREFIX=$B_PREFIX MX_DP_LOG=$B_LOG local_port=$PB peer_port=$PA
-    for name in "${MX_HOSTS[@]}"; do MX_RIF[$name]=${RIF_B[$name]}; done
-  fi
-  mx_start_dp "$MX_TMP/config-${node,,}.json" --ha-role standby --ha-vrrp-group ix \
-    --ha-sync-local 127.0.0.1:$local_port --ha-sync-peer 127.0.0.1:$peer_port \
-    --ha-sync-key-file "$MX_TMP/sync.key" || rc=1
-  if [ "$node" = A ]; then A_PID=$MX_DP_PID; else B_PID=$MX_DP_PID; fi
-  MX_PIDS+=("$MX_DP_PID")
-  MX_DP_PID='' MX_PREFIX=$save_prefix MX_DP_LOG=$save_log
-  for name in "${MX_HOSTS[@]}"; do MX_RIF[$name]=${RIF_A[$name]}; done
-  return $rc
-}
-stop_nodes() {
-  local pid
-  for pid in $A_PID $B_PID; do kill -TERM "$pid" 2>/dev/null; done
-  for pid in $A_PID $B_PID; do wait "$pid" 2>/dev/null; done
-  A_PID='' B_PID=''
-}
-ctl() { local prefix=$1; shift; timeout 20 "$CTL" -p "$prefix" "$@"; }
-status() { ctl "$1" -o json ha-sync 2>/dev/null | mx_json - "(d or {}).get('$2', 0)"; }
-# vrrp_states PREFIX: the node's instances' states, sorted and joined ("master master master").
-vrrp_states() {
-  ctl "$1" -o json vrrp 2>/dev/null | mx_json - "' '.join(sorted(i.get('state', '') for i in (d or {}).get('instances', [])))"
-}
-sessions() {
-  ctl "$1" -o json sessions | mx_json - \
-    "sorted('%s %s>%s | %s %s>%s' % (s.get('tenant'), s.get('source'), s.get('destination'), s.get('peer_tenant'), s.get('translated_source'), s.get('translated_destination')) for s in (d or {}).get('sessions', []))"
-}
 wait_for() { local i; for ((i = 0; i < $1 * 10; i++)); do eval "$2" && return 0; sleep 0.1; done; return 1; }
-now_ns() { local t=$EPOCHREALTIME; echo "${t/./}000"; }
 finish() {
   if [ "$failed" -gt 0 ]; then
     for n in A B; do
-      p=${n}_PREFIX l=${n}_LOG
-      echo "--- node $n ha-sync:"; ctl "${!p}" ha-sync 2>&1 | sed 's/^/  | /'
-      echo "--- node $n vrrp:"; ctl "${!p}" vrrp 2>&1 | head -30 | sed 's/^/  | /'
+      p=MX_${n}_PREFIX l=MX_${n}_LOG
+      echo "--- node $n ha-sync:"; mx_pair_ctl "${!p}" ha-sync 2>&1 | sed 's/^/  | /'
+      echo "--- node $n vrrp:"; mx_pair_ctl "${!p}" vrrp 2>&1 | head -30 | sed 's/^/  | /'
       echo "--- node $n log:"; grep -v '^$' "${!l}" | tail -n 20 | sed 's/^/  | /'
     done
     MX_KEEP_TMP=1
     echo "--- kept in $MX_TMP"
   fi
-  stop_nodes
-  rm -rf "/var/run/dpdk/$B_PREFIX" "/var/run/dpdk/$A_PREFIX"
+  mx_pair_stop
   echo "netns-failover: $passed passed, $failed failed"
   [ "$failed" -eq 0 ]
   exit
 }
 
 # DICOM: one study per hospital (pydicom-made CT images), storescp on the archive.
-"$MX_PY" "$DICOM" make "$MX_TMP/study" "$IMAGES" >/dev/null || mx_die "could not make the DICOM study"
+"$MX_PY" "$MX_PAIR_DICOM" make "$MX_TMP/study" "$IMAGES" >/dev/null || mx_die "could not make the DICOM study"
 # One storescp a hospital (its own port and directory), bit-preserving: the files are the bytes
 # that crossed.
 declare -A STUDY_PORT=([HOSP-A]=$DICOM_PORT [HOSP-D]=$((DICOM_PORT + 1)))
@@ -197,50 +103,29 @@ for tag in HOSP-A HOSP-D; do
   mkdir -p "$MX_TMP/received-$tag"
   mx_bg archive storescp -aet ARCHIVE -od "$MX_TMP/received-$tag" -B "${STUDY_PORT[$tag]}"
 done
-# study_send IFNAME TAG: storescu in the background (its exit status in $MX_TMP/study-TAG.rc).
-study_send() {
-  local name=$1 tag=$2
-  rm -f "$MX_TMP/study-$tag.rc"
-  mx_bg "$name" bash -c "timeout 90 storescu -aet $tag -aec ARCHIVE +sd $ARCHIVE_CORE ${STUDY_PORT[$tag]} $MX_TMP/study \
-    >$MX_TMP/storescu-$tag.log 2>&1; echo \$? >$MX_TMP/study-$tag.rc"
-}
+study_send() { mx_study_send "$1" "$2" $ARCHIVE_CORE "${STUDY_PORT[$2]}" "$MX_TMP/study"; }
 # study_check TAG: storescu succeeded and every image arrived byte-identical.
 study_check() {
   local tag=$1 r
-  wait_for 90 "[ -s $MX_TMP/study-$tag.rc ]"
-  r=$("$MX_PY" "$DICOM" compare "$MX_TMP/study" "$MX_TMP/received-$tag" 2>&1 | tail -1)
+  mx_study_wait "$tag" 90 >/dev/null
+  r=$("$MX_PY" "$MX_PAIR_DICOM" compare "$MX_TMP/study" "$MX_TMP/received-$tag" 2>&1 | tail -1)
   check_that "study $tag: storescu exit $(cat "$MX_TMP/study-$tag.rc" 2>/dev/null), $r" \
     '[ "$(cat "$MX_TMP/study-$tag.rc" 2>/dev/null)" = 0 ] && [ "$(mx_json - "(d or {}).get(\"identical\") == $IMAGES" <<<"$r")" = True ]'
 }
-received() { find "$MX_TMP/received-$1" -type f 2>/dev/null | wc -l; }
+received() { mx_received "$MX_TMP/received-$1"; }
 # probe_start TAG SECONDS: the receiver on hosp-a, the sender on the archive (to hosp-a's core address).
-probe_start() {
-  local tag=$1 seconds=$2
-  mx_bg hosp-a-lan "$MX_PY" "$PROBE" recv 10.0.0.5 $PROBE_PORT "$MX_TMP/probe-$tag.recv"
-  PROBE_RECV=$MX_LAST_PID
-  sleep 0.3
-  mx_bg archive "$MX_PY" "$PROBE" send $HOSP_A_CORE $PROBE_PORT 1000 "$seconds" "$MX_TMP/probe-$tag.sent"
-  PROBE_SEND=$MX_LAST_PID
-}
-# probe_end TAG [KILL_NS]: waits for the sender, stops the receiver; the report in PROBE_REPORT.
-probe_end() {
-  wait "$PROBE_SEND"
-  sleep 0.3
-  kill -TERM "$PROBE_RECV"
-  wait "$PROBE_RECV"
-  PROBE_REPORT=$("$MX_PY" "$PROBE" report "$MX_TMP/probe-$1.recv" "$MX_TMP/probe-$1.sent" ${2:+"$2"})
-}
+probe_start() { mx_probe_start "$1" hosp-a-lan 10.0.0.5 archive $HOSP_A_CORE "$2"; }
 
 t0=$(date +%s)
 # --- (1) the pair: A first (master alone), then B --------------------------------------------
-start_node A && pass "node A ready" || { fail "node A did not start"; finish; }
+mx_pair_start A && pass "node A ready" || { fail "node A did not start"; finish; }
 check "A becomes VRRP master of the group and active" \
-  wait_for 10 '[ "$(vrrp_states $A_PREFIX)" = "master master master" ] && [ "$(status $A_PREFIX role)" = HA_ROLE_ACTIVE ]'
-start_node B && pass "node B ready" || { fail "node B did not start"; finish; }
+  wait_for 10 'mx_pair_is $MX_A_PREFIX master HA_ROLE_ACTIVE'
+mx_pair_start B && pass "node B ready" || { fail "node B did not start"; finish; }
 check "B is VRRP backup of the group (it hears A) and HA standby" \
-  wait_for 10 '[ "$(vrrp_states $B_PREFIX)" = "backup backup backup" ] && [ "$(status $B_PREFIX role)" = HA_ROLE_STANDBY ]'
-check "B's first resync from A completed" wait_for 10 '[ "$(status $B_PREFIX resyncs_completed)" -ge 1 ]'
-check "A is still master (B did not preempt)" [ "$(vrrp_states $A_PREFIX)" = "master master master" ]
+  wait_for 10 'mx_pair_is $MX_B_PREFIX backup HA_ROLE_STANDBY'
+check "B's first resync from A completed" wait_for 10 '[ "$(mx_pair_status $MX_B_PREFIX resyncs_completed)" -ge 1 ]'
+check "A is still master (B did not preempt)" [ "$(mx_pair_vrrp_states $MX_A_PREFIX)" = "master master master" ]
 check "hosp-a reaches the archive through the virtual gateway" \
   wait_for 5 'mx_in hosp-a-lan ping -c1 -W1 $ARCHIVE_CORE >/dev/null 2>&1 || true; mx_in hosp-a-lan ip neigh show 10.0.0.1 | grep -q 00:00:5e:00:01:0a'
 
@@ -255,18 +140,15 @@ study_send hosp-a-lan HOSP-A
 wait_for 20 '[ "$(received HOSP-A)" -ge 2 ]'
 echo "    first images: HOSP-D after $("$MX_PY" -c "print('%.2f' % ($s1 - $s0))") s, HOSP-A after $("$MX_PY" -c "print('%.2f' % ($EPOCHREALTIME - $s1))") s"
 in_flight="$(received HOSP-A)/$(received HOSP-D) of $IMAGES images"
-sessions_before=$(sessions "$A_PREFIX")
-kill_ns=$(now_ns)
-kill -KILL "$A_PID"
-wait "$A_PID" 2>/dev/null
-A_PID=
+sessions_before=$(mx_pair_sessions "$MX_A_PREFIX")
+mx_pair_kill A
 echo "    killed A (-9) with $in_flight received"
 check_that "the studies were in flight at the kill ($in_flight)" \
   '[ "${in_flight%%/*}" -lt "$IMAGES" ] && [ "$(cut -d/ -f2 <<<"${in_flight%% *}")" -lt "$IMAGES" ]'
 check "B becomes master of the group and active" \
-  wait_for 10 '[ "$(vrrp_states $B_PREFIX)" = "master master master" ] && [ "$(status $B_PREFIX role)" = HA_ROLE_ACTIVE ]'
-probe_end kill "$kill_ns"
-r=$PROBE_REPORT
+  wait_for 10 'mx_pair_is $MX_B_PREFIX master HA_ROLE_ACTIVE'
+mx_probe_end kill "$MX_KILL_NS"
+r=$MX_PROBE_REPORT
 echo "    probe through the kill: $r"
 takeover_ms=$(mx_json - "d['takeover_ms']" <<<"$r")
 check "takeover: the first probe sent after the kill arrived ${takeover_ms} ms after it (goal 1000 ms; limit $TAKEOVER_LIMIT_MS)" \
@@ -277,46 +159,46 @@ study_check HOSP-A
 study_check HOSP-D
 napt_before=$(mx_json - "[s for s in d if s.startswith('hosp-d')]" <<<"$sessions_before")
 check "B crossed with A's sessions: the NAPT study kept its pool port ($napt_before)" \
-  [ "$(sessions "$B_PREFIX" | mx_json - "len($napt_before) == 1 and [s for s in d if s.startswith('hosp-d')] == $napt_before")" = True ]
+  [ "$(mx_pair_sessions "$MX_B_PREFIX" | mx_json - "len($napt_before) == 1 and [s for s in d if s.startswith('hosp-d')] == $napt_before")" = True ]
 
 # --- (3) A returns: backup, standby, resynced ------------------------------------------------
-start_node A && pass "node A back" || { fail "node A did not restart"; finish; }
+mx_pair_start A && pass "node A back" || { fail "node A did not restart"; finish; }
 check "A rejoins as VRRP backup (B, lower priority, keeps the group: no preemption) and HA standby" \
-  wait_for 10 '[ "$(vrrp_states $A_PREFIX)" = "backup backup backup" ] && [ "$(status $A_PREFIX role)" = HA_ROLE_STANDBY ]'
-check "A's bulk resync from B completed" wait_for 15 '[ "$(status $A_PREFIX resyncs_completed)" -ge 1 ]'
+  wait_for 10 'mx_pair_is $MX_A_PREFIX backup HA_ROLE_STANDBY'
+check "A's bulk resync from B completed" wait_for 15 '[ "$(mx_pair_status $MX_A_PREFIX resyncs_completed)" -ge 1 ]'
 sleep 0.3
-sa=$(sessions "$A_PREFIX") sb=$(sessions "$B_PREFIX")
-check "A holds every session of B ($(mx_json - "len(d)" <<<"$sb") sessions, resync $(status $A_PREFIX last_resync_ms) ms)" \
+sa=$(mx_pair_sessions "$MX_A_PREFIX") sb=$(mx_pair_sessions "$MX_B_PREFIX")
+check "A holds every session of B ($(mx_json - "len(d)" <<<"$sb") sessions, resync $(mx_pair_status $MX_A_PREFIX last_resync_ms) ms)" \
   [ "$sa" = "$sb" ]
-check "B is still master" [ "$(vrrp_states $B_PREFIX)" = "master master master" ]
+check "B is still master" [ "$(mx_pair_vrrp_states $MX_B_PREFIX)" = "master master master" ]
 
 # --- (4) planned switchover back to A: 0 loss -------------------------------------------------
-if ctl "$A_PREFIX" ha-sync switchover --priority 255 >"$MX_TMP/bad.out" 2>&1; then rc=0; else rc=$?; fi
+if mx_pair_ctl "$MX_A_PREFIX" ha-sync switchover --priority 255 >"$MX_TMP/bad.out" 2>&1; then rc=0; else rc=$?; fi
 check "switchover --priority 255 is refused as a usage error (exit $rc: $(head -1 "$MX_TMP/bad.out"))" [ "$rc" -eq 2 ]
-if ctl "$A_PREFIX" ha-sync switchover --group nosuch >"$MX_TMP/bad.out" 2>&1; then rc=0; else rc=$?; fi
+if mx_pair_ctl "$MX_A_PREFIX" ha-sync switchover --group nosuch >"$MX_TMP/bad.out" 2>&1; then rc=0; else rc=$?; fi
 check_that "switchover --group nosuch fails (exit $rc: $(head -1 "$MX_TMP/bad.out")) and A stays backup" \
-  '[ "$rc" -eq 1 ] && [ "$(vrrp_states $A_PREFIX)" = "backup backup backup" ]'
+  '[ "$rc" -eq 1 ] && [ "$(mx_pair_vrrp_states $MX_A_PREFIX)" = "backup backup backup" ]'
 rm -f "$MX_TMP/received-HOSP-D"/*
 probe_start switch 6
 study_send hosp-d-lan HOSP-D
 sleep 1.5
-switch_ns=$(now_ns)
-check "medixctl ha-sync switchover on A: active ($(ctl "$A_PREFIX" ha-sync switchover --group ix 2>&1 | tee "$MX_TMP/switchover.out"))" \
+switch_ns=$(mx_now_ns)
+check "medixctl ha-sync switchover on A: active ($(mx_pair_ctl "$MX_A_PREFIX" ha-sync switchover --group ix 2>&1 | tee "$MX_TMP/switchover.out"))" \
   grep -q '^active after' "$MX_TMP/switchover.out"
 check "A is master, B backup and, its drain over, standby" \
-  wait_for 10 '[ "$(vrrp_states $A_PREFIX)" = "master master master" ] && [ "$(status $A_PREFIX role)" = HA_ROLE_ACTIVE ] && [ "$(vrrp_states $B_PREFIX)" = "backup backup backup" ] && [ "$(status $B_PREFIX role)" = HA_ROLE_STANDBY ]'
-switch_ms=$("$MX_PY" -c "print(round(($(now_ns) - $switch_ns) / 1e6))")
+  wait_for 10 'mx_pair_is $MX_A_PREFIX master HA_ROLE_ACTIVE && mx_pair_is $MX_B_PREFIX backup HA_ROLE_STANDBY'
+switch_ms=$("$MX_PY" -c "print(round(($(mx_now_ns) - $switch_ns) / 1e6))")
 check "A's instances run at priority 254 with preemption now" \
-  [ "$(ctl "$A_PREFIX" -o json vrrp | mx_json - "sorted(set(i.get('priority', 0) for i in d['instances']))")" = "[254]" ]
-probe_end switch
-r2=$PROBE_REPORT
+  [ "$(mx_pair_ctl "$MX_A_PREFIX" -o json vrrp | mx_json - "sorted(set(i.get('priority', 0) for i in d['instances']))")" = "[254]" ]
+mx_probe_end switch
+r2=$MX_PROBE_REPORT
 echo "    probe through the switchover: $r2"
 check "planned switchover: 0 probes lost ($(mx_json - "'%d of %d received, max gap %s ms' % (d['received'], d['sent'], d['max_gap_ms'])" <<<"$r2"))" \
   [ "$(mx_json - "d['lost'] == 0 and d['received'] > 0" <<<"$r2")" = True ]
 study_check HOSP-D
-check "A's log names the VRRP preemption as the cause of its role change" grep -q "standby -> active (vrrp: .*backup -> master, preempt)" "$A_LOG"
+check "A's log names the VRRP preemption as the cause of its role change" grep -q "standby -> active (vrrp: .*backup -> master, preempt)" "$MX_A_LOG"
 check "the two nodes' intents agree (their own addresses and VRRP priorities aside)" \
-  bash -c "! grep -q \"the peer's intent differs\" \"$A_LOG\" \"$B_LOG\""
+  bash -c "! grep -q \"the peer's intent differs\" \"$MX_A_LOG\" \"$MX_B_LOG\""
 
 echo "    $(($(date +%s) - t0)) s"
 if [ -n "${MX_FAILOVER_JSON:-}" ]; then
