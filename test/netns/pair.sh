@@ -19,7 +19,7 @@
 #   mx_study_send HOST TAG ADDR PORT DIR       # dcmtk storescu in the background
 #   mx_pair_stop                               # SIGTERM to both
 #
-# Requires a kernel with Linux bridges and tc's tbf and prio.
+# Requires a kernel with Linux bridges, tc's htb and its u32 filter.
 
 MX_PAIR_PROBE=$MX_LIB_DIR/probe.py
 MX_PAIR_DICOM=$MX_REPO/test/ike/dicom.py
@@ -61,16 +61,18 @@ mx_pair_segments() {
   done
 }
 
-# mx_pair_shape HOST RATE: the host's TCP towards the IX through a token bucket, so that a study
-# takes seconds, not a blink (it is still in flight when the active dies); anything else (a UDP
-# probe) passes beside it, not queued behind it.
+# mx_pair_shape HOST RATE: the host's TCP towards the IX shaped to RATE (an htb class, chosen by
+# a u32 filter), so that a study takes seconds, not a blink: it is still in flight when the
+# active dies. Anything else (a UDP probe) passes beside it, not queued behind it.
 mx_pair_shape() {
   local ns
   ns=$(mx_ns "$1")
-  ip netns exec "$ns" tc qdisc add dev br0 root handle 1: prio &&
-    ip netns exec "$ns" tc qdisc add dev br0 parent 1:3 handle 30: tbf rate "$2" burst 32kb latency 400ms &&
-    ip netns exec "$ns" tc filter add dev br0 parent 1: protocol ip u32 match ip protocol 6 0xff flowid 1:3 ||
-    mx_die "could not shape $1 (tc prio, tbf, u32)"
+  ip netns exec "$ns" tc qdisc add dev br0 root handle 1: htb default 10 &&
+    ip netns exec "$ns" tc class add dev br0 parent 1: classid 1:10 htb rate 10gbit quantum 60000 &&
+    ip netns exec "$ns" tc class add dev br0 parent 1: classid 1:20 htb rate "$2" burst 32kb quantum 1514 &&
+    ip netns exec "$ns" tc qdisc add dev br0 parent 1:20 pfifo limit 1000 &&
+    ip netns exec "$ns" tc filter add dev br0 parent 1: protocol ip u32 match ip protocol 6 0xff flowid 1:20 ||
+    mx_die "could not shape $1 (tc htb, u32)"
 }
 
 mx_pair_cleanup() {
