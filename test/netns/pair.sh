@@ -121,7 +121,7 @@ mx_pair_start() {
     for name in "${MX_HOSTS[@]}"; do MX_RIF[$name]=${MX_RIF_B[$name]}; done
   fi
   mx_start_dp "$MX_TMP/config-${node,,}.json" --ha-role standby --ha-vrrp-group ix \
-    --ha-sync-local 127.0.0.1:$local_port --ha-sync-peer 127.0.0.1:$peer_port \
+    --ha-sync-local "127.0.0.1:$local_port" --ha-sync-peer "127.0.0.1:$peer_port" \
     --ha-sync-key-file "$MX_TMP/sync.key" || rc=1
   if [ "$node" = A ]; then MX_A_PID=$MX_DP_PID; else MX_B_PID=$MX_DP_PID; fi
   MX_PIDS+=("$MX_DP_PID")
