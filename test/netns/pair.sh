@@ -1,6 +1,7 @@
 # shellcheck shell=bash
-# A redundant pair of medix-dp nodes on shared segments (docs/ha.md Part 3), for
-# test/netns/failover.sh and scripts/demo's last part. Sourced after lib.sh (and its mx_init).
+# A redundant pair of medix-dp nodes on shared segments (docs/ha.md Part 3), for scripts/demo's
+# last part. Sourced after lib.sh (and its mx_init); its mx_pair_* replace lib.sh's, which the
+# netns suites use (two set-ups of one pair, made on two branches: to be made one).
 #
 # Model: each host's namespace holds its segment, a Linux bridge br0 with the host's address,
 # node A's veth (eth0, from mx_attach) and node B's (ethb). Node A's interface address is
