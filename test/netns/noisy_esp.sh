@@ -409,7 +409,15 @@ for phase, after in (("quiet", "counters-quiet.json"), ("noisy", "counters.json"
               f"({a['at'] - start:.1f} to {a['done'] - start:.1f} s into them), which still arrived whole")
     d = {k: int(c1.get("carrier-y", {}).get(k, 0)) - int(c0.get("carrier-y", {}).get(k, 0)) for k in keys_arp}
     check(all(d[k] > 0 for k in keys_arp[:3]), f"{phase}: the exchanges counted under carrier-y: {json.dumps(d)}")
-    check(d["arp_pending_limited"] == 0, f"{phase}: carrier-y: arp_pending_limited 0 ({d['arp_pending_limited']})")
+    # X cannot take Y's room in the pending queue: the queue was never full (every drop there is
+    # a tenant over its own share). Y's own share (64 packets) may still be short of a TCP window
+    # arriving during one ARP round trip on a loaded machine, with or without X
+    # (docs/fair-shares.md): that count is Y's own, printed, not asserted.
+    full = lambda f: sum(int(x.get("packets", 0)) for x in json.load(open(f)).get("drops", [])
+                         if x.get("reason") == "arp_pending_full")
+    f0, f1 = full(f"{tmp}/counters-arp-{phase}.json"), full(f"{tmp}/{after}")
+    check(f1 - f0 == 0, f"{phase}: the pending queue was never full while Y's path resolved (arp_pending_full "
+          f"{f1 - f0}); carrier-y's own share overflowed {d['arp_pending_limited']} times")
 check(int(nat.get("hosp-x", {}).get("session_limit", 0)) > 0, "hosp-x: nat session_limit hit, under X")
 check(int(nat.get("hosp-y", {}).get("session_limit", 0)) == 0, "hosp-y: nat session_limit 0")
 EOF
