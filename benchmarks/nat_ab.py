@@ -47,10 +47,10 @@ def main():
     for rnd in range(args.rounds):
         order = bins[rnd % len(bins):] + bins[:rnd % len(bins)]
         for n in counts:
-            todo = [(name, path, "napt") for name, path in order]
+            this_round = [(name, path, "napt") for name, path in order]
             if args.forward:
-                todo.append(("forward", bins[-1][1], "forward"))
-            for name, path, mode in todo:
+                this_round.append(("forward", bins[-1][1], "forward"))
+            for name, path, mode in this_round:
                 opts.binary = path
                 load0 = os.getloadavg()[0]
                 try:
