@@ -5,10 +5,13 @@ prefix of its own) and its medix-cp, processes whose output lines are timestampe
 Processes are started through benchmarks/forwarding.py's harness (fwd.start, fwd.children: killed
 and their files removed on exit); `args` is the benchmark's: binary, cp, mem, start_timeout,
 strongswan_conf."""
+import json
 import os
 import re
 import socket
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -18,6 +21,57 @@ import medixapi as api
 from medixapi import dp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def add_args(ap, name, mem, start_timeout, timeout):
+    """The options both benchmarks take: binaries, memory, timeouts, where results go."""
+    ap.add_argument("--binary", default=os.path.join(ROOT, "build/dataplane/medix-dp"))
+    ap.add_argument("--cp", default=os.path.join(ROOT, "build/controlplane/medix-cp"))
+    ap.add_argument("--mem", type=int, default=mem)
+    ap.add_argument("--start-timeout", type=float, default=start_timeout)
+    ap.add_argument("--timeout", type=float, default=timeout[0], help=timeout[1])
+    ap.add_argument("--results", default=os.path.join(ROOT, "benchmarks/results/areas"))
+    ap.add_argument("--name", default=name, help="results file name (without .json)")
+    ap.add_argument("--replot", metavar="JSON", help="draw the PNG again from a results file, run nothing")
+
+
+def replot(args, plot):
+    """--replot: the PNG drawn again from its JSON; True if that was the whole job."""
+    if not args.replot:
+        return False
+    with open(args.replot) as f:
+        plot(json.load(f), os.path.splitext(args.replot)[0] + ".png")
+    return True
+
+
+def prepare(args, binaries, tag):
+    """Binaries checked; the work folder (fwd.workdir), off the workers' CPU; medix-cp's
+    strongswan.conf without an IKE socket (args.strongswan_conf); the ports file, returned."""
+    for b in binaries:
+        if not os.access(b, os.X_OK):
+            sys.exit("%s is not built (scripts/build)" % b)
+    fwd.workdir = tempfile.mkdtemp(prefix="medix-%s-" % tag)
+    if 0 in fwd.ALL_CPUS and len(fwd.ALL_CPUS) > 1:
+        os.sched_setaffinity(0, {0})  # as the other benchmarks: off the workers' CPU 1
+    args.strongswan_conf = os.path.join(fwd.workdir, "strongswan.conf")
+    with open(args.strongswan_conf, "w") as f:
+        f.write("medix-cp {\n  port = 0\n  port_nat_t = 0\n}\n")  # no IKE socket: nothing to clash with
+    ports = os.path.join(fwd.workdir, "ports.json")
+    with open(ports, "w") as f:
+        json.dump({"schema_version": 1, "ports": [{"name": "p0", "device": "net_null0"}]}, f)
+    return ports
+
+
+def save(args, results, plot, log):
+    """The results as ARGS.results/ARGS.name.json, and its PNG (a failed plot is said, not fatal)."""
+    os.makedirs(args.results, exist_ok=True)
+    with open(os.path.join(args.results, args.name + ".json"), "w") as f:
+        json.dump(results, f, indent=1)
+        f.write("\n")
+    try:
+        plot(results, os.path.join(args.results, args.name + ".png"))
+    except Exception as e:  # noqa: BLE001
+        log("plot failed: %s" % e)
 
 
 def free_ports(n=1):

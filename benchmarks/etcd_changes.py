@@ -32,7 +32,6 @@ import math
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -42,6 +41,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "test", "api"))
 
 import forwarding as fwd  # noqa: E402
+import areas_harness as harness  # noqa: E402
 from areas_harness import Etcd, cp_start, dp_start, dp_stop, wait_line  # noqa: E402
 from medixapi import dp, pb  # noqa: E402
 
@@ -258,35 +258,15 @@ def plot(results, path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--changes", type=int, default=100)
-    ap.add_argument("--binary", default=os.path.join(ROOT, "build/dataplane/medix-dp"))
-    ap.add_argument("--cp", default=os.path.join(ROOT, "build/controlplane/medix-cp"))
     ap.add_argument("--ctl", default=os.path.join(ROOT, "build/controlplane/cli/medixctl"))
-    ap.add_argument("--mem", type=int, default=512)
     ap.add_argument("--poll-ms", type=float, default=10, help="how often each medix-dp is asked")
     ap.add_argument("--pause-ms", type=float, default=100, help="between two changes")
     ap.add_argument("--no-file", action="store_true", help="without the file store's reference")
-    ap.add_argument("--start-timeout", type=float, default=60)
-    ap.add_argument("--timeout", type=float, default=15, help="seconds to wait for one change")
-    ap.add_argument("--results", default=os.path.join(ROOT, "benchmarks/results/areas"))
-    ap.add_argument("--name", default="etcd-changes", help="results file name (without .json)")
-    ap.add_argument("--replot", metavar="JSON", help="draw the PNG again from a results file, run nothing")
+    harness.add_args(ap, "etcd-changes", 512, 60, (15, "seconds to wait for one change"))
     args = ap.parse_args()
-    if args.replot:
-        with open(args.replot) as f:
-            plot(json.load(f), os.path.splitext(args.replot)[0] + ".png")
+    if harness.replot(args, plot):
         return 0
-    for b in (args.binary, args.cp, args.ctl):
-        if not os.access(b, os.X_OK):
-            sys.exit("%s is not built (scripts/build)" % b)
-    fwd.workdir = tempfile.mkdtemp(prefix="medix-etcd-changes-")
-    if 0 in fwd.ALL_CPUS and len(fwd.ALL_CPUS) > 1:
-        os.sched_setaffinity(0, {0})  # as the other benchmarks: off the workers' CPU 1
-    args.strongswan_conf = os.path.join(fwd.workdir, "strongswan.conf")
-    with open(args.strongswan_conf, "w") as f:
-        f.write("medix-cp {\n  port = 0\n  port_nat_t = 0\n}\n")
-    ports = os.path.join(fwd.workdir, "ports.json")
-    with open(ports, "w") as f:
-        json.dump({"schema_version": 1, "ports": [{"name": "p0", "device": "net_null0"}]}, f)
+    ports = harness.prepare(args, (args.binary, args.cp, args.ctl), "etcd-changes")
     started = time.monotonic()
     results = {"benchmark": "intent changes through etcd until every area's medix-dp has them (issue 18)",
                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -314,14 +294,7 @@ def main():
     results["goal_met"] = bool(goal) and goal["p99"] <= GOAL_S
     results["errors"] = results["etcd"]["errors"] + (results["file"]["errors"] if results["file"] else [])
     results["elapsed_s"] = round(time.monotonic() - started, 1)
-    os.makedirs(args.results, exist_ok=True)
-    with open(os.path.join(args.results, args.name + ".json"), "w") as f:
-        json.dump(results, f, indent=1)
-        f.write("\n")
-    try:
-        plot(results, os.path.join(args.results, args.name + ".png"))
-    except Exception as e:  # noqa: BLE001
-        log("plot failed: %s" % e)
+    harness.save(args, results, plot, log)
     log("goal (p99 commit -> every area <= %.0f s): %s; ratio p99 etcd/file (from exec): %s; results in %s (%.0f s)%s"
         % (GOAL_S, "met" if results["goal_met"] else "MISSED", results.get("ratio_p99_etcd_to_file"), args.results,
            results["elapsed_s"], "; errors: %s" % results["errors"][:5] if results["errors"] else ""))

@@ -37,7 +37,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -46,6 +45,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "test", "api"))
 
 import forwarding as fwd  # noqa: E402
+import areas_harness as harness  # noqa: E402
 from areas_harness import Etcd, count, cp_start, dp_start, dp_stop, first, metric, wait_line  # noqa: E402
 from medixapi import dp  # noqa: E402
 
@@ -321,35 +321,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tenants", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=1)
-    ap.add_argument("--binary", default=os.path.join(ROOT, "build/dataplane/medix-dp"))
-    ap.add_argument("--cp", default=os.path.join(ROOT, "build/controlplane/medix-cp"))
-    ap.add_argument("--mem", type=int, default=1024)
-    ap.add_argument("--start-timeout", type=float, default=120)
-    ap.add_argument("--timeout", type=float, default=300, help="seconds to wait for an intent to be applied")
-    ap.add_argument("--results", default=os.path.join(ROOT, "benchmarks/results/areas"))
-    ap.add_argument("--name", default="etcd-scale", help="results file name (without .json)")
-    ap.add_argument("--replot", metavar="JSON", help="draw the PNG again from a results file, run nothing")
+    harness.add_args(ap, "etcd-scale", 1024, 120, (300, "seconds to wait for an intent to be applied"))
     args = ap.parse_args()
-    if args.replot:
-        with open(args.replot) as f:
-            plot(json.load(f), os.path.splitext(args.replot)[0] + ".png")
+    if harness.replot(args, plot):
         return 0
     if args.tenants > 2 * (MAX_TENANTS - 1):
         sys.exit("--tenants: at most %d (each area's medix-dp holds %d tenants, the core included)"
                  % (2 * (MAX_TENANTS - 1), MAX_TENANTS))
     reference = args.tenants + 1 <= MAX_TENANTS
-    for b in (args.binary, args.cp):
-        if not os.access(b, os.X_OK):
-            sys.exit("%s is not built (scripts/build)" % b)
-    fwd.workdir = tempfile.mkdtemp(prefix="medix-etcd-scale-")
-    if 0 in fwd.ALL_CPUS and len(fwd.ALL_CPUS) > 1:
-        os.sched_setaffinity(0, {0})  # as the other benchmarks: off the workers' CPU 1
-    args.strongswan_conf = os.path.join(fwd.workdir, "strongswan.conf")
-    with open(args.strongswan_conf, "w") as f:
-        f.write("medix-cp {\n  port = 0\n  port_nat_t = 0\n}\n")  # no IKE socket: nothing to clash with
-    ports = os.path.join(fwd.workdir, "ports.json")
-    with open(ports, "w") as f:
-        json.dump({"schema_version": 1, "ports": [{"name": "p0", "device": "net_null0"}]}, f)
+    ports = harness.prepare(args, (args.binary, args.cp), "etcd-scale")
     glob, areas = make_intent(args.tenants)
     whole = merged(glob, [areas[a] for a in AREAS])
     started = time.monotonic()
@@ -397,14 +377,7 @@ def main():
     results["goal_met_every_round"] = all(r["goal_met"] for r in results["rounds"])
     results["errors"] = errors
     results["elapsed_s"] = round(time.monotonic() - started, 1)
-    os.makedirs(args.results, exist_ok=True)
-    with open(os.path.join(args.results, args.name + ".json"), "w") as f:
-        json.dump(results, f, indent=1)
-        f.write("\n")
-    try:
-        plot(results, os.path.join(args.results, args.name + ".png"))
-    except Exception as e:  # noqa: BLE001
-        log("plot failed: %s" % e)
+    harness.save(args, results, plot, log)
     log("results in %s (%.0f s)%s" % (args.results, results["elapsed_s"], "; errors: %s" % errors if errors else ""))
     return 1 if errors else 0
 
