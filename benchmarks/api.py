@@ -588,13 +588,7 @@ def main():
     results["elapsed_s"] = round(time.monotonic() - t_begin, 1)
     results["loadavg_at_end"] = loadavg()
 
-    with open(os.path.join(args.results, "api.json"), "w") as f:
-        json.dump(results, f, indent=1)
-        f.write("\n")
-    try:
-        plot(results, os.path.join(args.results, "api.png"))
-    except Exception as e:  # noqa: BLE001
-        log("plot failed: %s" % e)
+    fwd.save_results(args.results, "api", results, plot, log)
     print_summary(results)
     return 0
 

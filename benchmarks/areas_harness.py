@@ -62,18 +62,6 @@ def prepare(args, binaries, tag):
     return ports
 
 
-def save(args, results, plot, log):
-    """The results as ARGS.results/ARGS.name.json, and its PNG (a failed plot is said, not fatal)."""
-    os.makedirs(args.results, exist_ok=True)
-    with open(os.path.join(args.results, args.name + ".json"), "w") as f:
-        json.dump(results, f, indent=1)
-        f.write("\n")
-    try:
-        plot(results, os.path.join(args.results, args.name + ".png"))
-    except Exception as e:  # noqa: BLE001
-        log("plot failed: %s" % e)
-
-
 def free_ports(n=1):
     """n distinct loopback TCP ports free now (held together while chosen)."""
     held = []

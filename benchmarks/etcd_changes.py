@@ -294,7 +294,7 @@ def main():
     results["goal_met"] = bool(goal) and goal["p99"] <= GOAL_S
     results["errors"] = results["etcd"]["errors"] + (results["file"]["errors"] if results["file"] else [])
     results["elapsed_s"] = round(time.monotonic() - started, 1)
-    harness.save(args, results, plot, log)
+    fwd.save_results(args.results, args.name, results, plot, log)
     log("goal (p99 commit -> every area <= %.0f s): %s; ratio p99 etcd/file (from exec): %s; results in %s (%.0f s)%s"
         % (GOAL_S, "met" if results["goal_met"] else "MISSED", results.get("ratio_p99_etcd_to_file"), args.results,
            results["elapsed_s"], "; errors: %s" % results["errors"][:5] if results["errors"] else ""))

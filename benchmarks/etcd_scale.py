@@ -377,7 +377,7 @@ def main():
     results["goal_met_every_round"] = all(r["goal_met"] for r in results["rounds"])
     results["errors"] = errors
     results["elapsed_s"] = round(time.monotonic() - started, 1)
-    harness.save(args, results, plot, log)
+    fwd.save_results(args.results, args.name, results, plot, log)
     log("results in %s (%.0f s)%s" % (args.results, results["elapsed_s"], "; errors: %s" % errors if errors else ""))
     return 1 if errors else 0
 

@@ -261,6 +261,18 @@ def stop(p, timeout=20):
         children.remove(p)
 
 
+def save_results(directory, name, results, plot, log_fn=None):
+    """RESULTS as DIRECTORY/NAME.json and PLOT's NAME.png beside it (a failed plot is said, not fatal)."""
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, name + ".json"), "w") as f:
+        json.dump(results, f, indent=1)
+        f.write("\n")
+    try:
+        plot(results, os.path.join(directory, name + ".png"))
+    except Exception as e:  # noqa: BLE001
+        (log_fn or log)("plot failed: %s" % e)
+
+
 def log_tail(p, lines=15):
     with open(p.logpath, errors="replace") as f:
         return "".join(f.readlines()[-lines:])
@@ -849,13 +861,7 @@ def main():
         results["errors"] = {" ".join(str(x) for x in k if x): v for k, v in errors.items()}
     results["elapsed_s"] = round(time.monotonic() - t_begin, 1)
 
-    with open(os.path.join(args.results, "forwarding.json"), "w") as f:
-        json.dump(results, f, indent=1)
-        f.write("\n")
-    try:
-        plot(results, os.path.join(args.results, "forwarding.png"))
-    except Exception as e:  # noqa: BLE001
-        log("plot failed: %s" % e)
+    save_results(args.results, "forwarding", results, plot)
     print_table(results)
     log("results in %s (%.0f s)" % (args.results, results["elapsed_s"]))
     return 1 if errors else 0

@@ -1048,13 +1048,7 @@ def main():
     if errors:
         results["errors"] = {"%s %s" % (k[0], " ".join(k[1])): v for k, v in errors.items()}
     results["elapsed_s"] = round(time.monotonic() - t_begin, 1)
-    with open(os.path.join(args.results, "ipsec.json"), "w") as f:
-        json.dump(results, f, indent=1)
-        f.write("\n")
-    try:
-        plot(results, os.path.join(args.results, "ipsec.png"))
-    except Exception as e:  # noqa: BLE001
-        log("plot failed: %s" % e)
+    fwd.save_results(args.results, "ipsec", results, plot)
     print_table(results)
     log("results in %s (%.0f s)" % (args.results, results["elapsed_s"]))
     return 1 if errors else 0

@@ -284,13 +284,7 @@ def main():
                 pt["nat_cycles_new_session"] = fastest.get("nat_cycles_new_session")
         results["points"].append(pt)
     results["elapsed_s"] = round(time.monotonic() - t_begin, 1)
-    with open(os.path.join(args.results, "nat.json"), "w") as f:
-        json.dump(results, f, indent=1)
-        f.write("\n")
-    try:
-        plot(results, os.path.join(args.results, "nat.png"))
-    except Exception as e:  # noqa: BLE001
-        fw.log("plot failed: %s" % e)
+    fw.save_results(args.results, "nat", results, plot)
     print("%-8s %9s %7s %8s %7s %9s %10s %12s" % ("mode", "sessions", "Mpps", "cyc/pkt", "ratio", "nat hit",
                                                    "nat new", "new sess/s"))
     for p in results["points"]:

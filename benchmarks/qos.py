@@ -214,13 +214,7 @@ def main():
     if errors:
         results["errors"] = {"%d B %s" % k: v for k, v in errors.items()}
     results["elapsed_s"] = round(time.monotonic() - t_begin, 1)
-    with open(os.path.join(args.results, "qos.json"), "w") as f:
-        json.dump(results, f, indent=1)
-        f.write("\n")
-    try:
-        plot(results, os.path.join(args.results, "qos.png"))
-    except Exception as e:  # noqa: BLE001
-        log("plot failed: %s" % e)
+    fwd.save_results(args.results, "qos", results, plot)
     print("%-8s %6s %8s %9s %9s %9s %9s  %s" % ("qos", "frame", "Mpps", "cyc/pkt", "x off", "Mpps/off",
                                                "on-cpu x", "stages"))
     for p in results["points"]:

@@ -365,14 +365,7 @@ def main():
         log("medix-cp with %d tenants" % args.cp_tenants)
         results["cp"] = cp_point(args, args.cp_tenants)
         log("  %s" % results["cp"])
-    os.makedirs(args.results, exist_ok=True)
-    with open(os.path.join(args.results, args.name + ".json"), "w") as f:
-        json.dump(results, f, indent=1)
-        f.write("\n")
-    try:
-        plot(results, os.path.join(args.results, args.name + ".png"))
-    except Exception as e:  # noqa: BLE001
-        log("plot failed: %s" % e)
+    fwd.save_results(args.results, args.name, results, plot, log)
     return 0
 
 
