@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Failover figures of the redundant pair (docs/ha.md, issue 15): runs the netns-failover suite
 # (test/netns/failover.sh) N times and gathers what each run measured: the takeover time after a
-# kill -9 of the active (from the kill to the arrival of the first probe sent after it; a 1 kHz
-# UDP probe through static NAT), the probes lost then, and the probes lost in a planned
+# kill -9 of the active (from the kill to the arrival of the first probe sent once the killed
+# medix-dp was reaped, which only the new active can have forwarded; a 1 kHz UDP probe through
+# static NAT), the probes lost then, and the probes lost in a planned
 # switchover. Results: benchmarks/results/ha/failover.json.
 #
 # Usage: benchmarks/failover.sh [RUNS]   (root; default 5 runs; binaries from build/)

@@ -24,7 +24,7 @@ set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 
 TOOL=$MX_LIB_DIR/hasync_tool.py
-PORT=5001 ARCHIVE=192.168.1.10 ARCHIVE_CORE=100.100.2.10 POOL=100.64.9.1
+PORT=5001 ARCHIVE=192.168.1.10 ARCHIVE_CORE=100.100.2.10 POOL=$MX_PAIR_POOL
 
 check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
 
@@ -35,26 +35,9 @@ mx_need_binary
 mx_attach hosp-a-lan hosp-a 10.0.0.5/24 10.0.0.1/24
 mx_attach hosp-d-lan hosp-d 10.0.0.5/24 10.0.0.1/24
 mx_attach archive archive $ARCHIVE/24 192.168.1.1/24
-leak() { printf '{"tenant": "%s", "prefix": "%s", "next_tenant": "%s"}' "$1" "$2" "$3"; }
-MX_ROUTES_JSON="$(leak hosp-a 100.64.0.0/10 ix), $(leak hosp-d 100.64.0.0/10 ix), $(leak archive 100.64.0.0/10 ix)"
-MX_ROUTES_JSON+=", $(leak ix 100.64.1.0/24 hosp-a), $(leak ix $POOL/32 hosp-d), $(leak ix 100.100.2.0/24 archive)"
 config=$MX_TMP/config.json
 mx_write_config "$config"
-"$MX_PY" - "$config" "$PORT" "$POOL" <<'PY' || mx_die "could not write the config"
-import json, sys
-path, port, pool = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-c = json.load(open(path))
-c["tenants"].append({"name": "ix", "description": "The IX core", "core": True})
-c["static_mappings"] = [
-    {"tenant": "hosp-a", "tenant_prefix": "10.0.0.0/24", "core_prefix": "100.64.1.0/24"},
-    {"tenant": "archive", "tenant_prefix": "192.168.1.0/24", "core_prefix": "100.100.2.0/24"}]
-c["napt_pools"] = [{"tenant": "hosp-d", "addresses": [pool], "port_low": 20000, "port_high": 20999}]
-rule = lambda name, prio, src: {"name": name, "priority": prio, "from_tenant": src, "to_tenant": "archive",
-                                "protocol": 6, "port_low": port, "port_high": port, "permit": True}
-c["policy_rules"] = [rule("a-archive", 10, "hosp-a"), rule("d-archive", 20, "hosp-d")]
-c["settings"] = {"max_sessions": 4096}
-json.dump(c, open(path, "w"), indent=1)
-PY
+mx_pair_intent "$config" $PORT $PORT
 head -c 48 /dev/urandom | base64 >"$MX_TMP/sync.key"
 head -c 48 /dev/urandom | base64 >"$MX_TMP/wrong.key"
 PA=$((20000 + RANDOM % 20000)) PB=$((PA + 1)) MA=$((PA + 2)) MB=$((PA + 3))

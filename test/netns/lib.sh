@@ -400,17 +400,18 @@ mx_cleanup() {
     fi
     ip netns del "${MX_NS[$name]}" 2>/dev/null
   done
-  [ -n "${MX_PREFIX:-}" ] && rm -rf "/var/run/dpdk/$MX_PREFIX"
+  # A pair's node B (mx_pair_*, netns-hasync) runs under $MX_PREFIX-b.
+  [ -n "${MX_PREFIX:-}" ] && rm -rf "/var/run/dpdk/$MX_PREFIX" "/var/run/dpdk/$MX_PREFIX-b"
   if [ -n "${MX_TMP:-}" ] && [ -z "${MX_KEEP_TMP:-}" ]; then
     rm -rf "$MX_TMP"
   fi
   exit $rc
 }
 
-# --- A redundant pair (docs/ha.md Part 3; netns-failover, netns-splitbrain) -------------------
+# --- A redundant pair (docs/ha.md Part 3; netns-failover, netns-splitbrain, scripts/demo) -----
 # Two medix-dp nodes on Linux bridges, VRRP (10 cs adverts unless MX_PAIR_ADVERT_CS says, one
-# group "ix" over the three segments) driving the HA role (--ha-vrrp-group), the sync link between them; hosts use the
-# virtual addresses as their gateway.
+# group "ix" over every segment) driving the HA role (--ha-vrrp-group), the sync link between
+# them; hosts use the virtual addresses as their gateway.
 #
 #   hosp-a 10.0.0.5 ─ br ─┬─ node A: .2  ┬─ br ─ archive 192.168.1.10
 #   hosp-d 10.0.0.5 ─ br ─┤  node B: .3  │      (100.100.2.10 in the core)
@@ -419,36 +420,86 @@ mx_cleanup() {
 #   rules: hosp-a -> archive TCP $MX_PAIR_TCP, hosp-d -> archive TCP $MX_PAIR_TCP+1,
 #          archive -> hosp-a UDP $MX_PAIR_UDP
 #
-#   mx_pair_init [RATE]       after mx_init: the hosts and their segments (in each host's
-#                             namespace a bridge joins the host's address, A's veth eth0 and B's
-#                             ethb); RATE shapes the hospitals' uplinks (tbf); configs
-#                             $MX_TMP/config-{a,b}.json (priorities 200 and 100, no preemption)
-#   mx_pair_configs SUFFIX PRIO_A PRIO_B   more: $MX_TMP/config-{a,b}SUFFIX.json
+#   mx_pair_init [RATE]       after mx_init: the suites' pair above (mx_pair_setup over its three
+#                             hosts, the hospitals' TCP shaped to RATE, the intent in
+#                             $MX_TMP/base.json, configs $MX_TMP/config-{a,b}.json: priorities
+#                             200 and 100, no preemption)
+#   Another pair (scripts/demo's): mx_attach every host (gateway ending in .2), mx_pair_setup,
+#   mx_pair_shape HOST RATE, mx_write_config "$MX_TMP/base.json" and the caller's objects in it,
+#   mx_pair_configs "" 200 100.
+#   mx_pair_setup             every host attached so far on a segment both nodes reach (in the
+#                             host's namespace a bridge joins the host's address, A's veth eth0
+#                             and B's ethb; the virtual address .1 of the gateway's /24); the
+#                             nodes' prefixes and logs, the sync key and ports
+#   mx_pair_configs SUFFIX PRIO_A PRIO_B   $MX_TMP/config-{a,b}SUFFIX.json from base.json
 #   mx_pair_start A|B CONFIG [medix-dp options]   standby until VRRP makes it master of "ix";
 #                             A_PID/B_PID, A_PREFIX/B_PREFIX, A_LOG/B_LOG (mx_pair_launch and
 #                             mx_pair_ready: the same in two steps)
+#   mx_pair_kill A|B          kill -9; KILL_NS (sent) and DEAD_NS (reaped) for probe.py report
 #   mx_pair_stop; mx_pair_dump (each node's ha-sync, vrrp and log, for a failure);
 #   mx_pair_finish SUITE (mx_finish for the pair)
 #   mx_ctl PREFIX ARGS (medixctl), mx_ha PREFIX FIELD (GetHaSync), mx_vrrp_states PREFIX,
-#   mx_sessions PREFIX, mx_metric PORT NAME, mx_wait_eval SECONDS EXPR
+#   mx_pair_is PREFIX VRRP_STATE ROLE, mx_sessions PREFIX, mx_metric PORT NAME,
+#   mx_wait_eval SECONDS EXPR
+#   mx_probe_start TAG RECV_HOST RECV_ADDR SEND_HOST DEST SECONDS; mx_probe_end TAG [KILL DEAD]
+#   mx_study_send HOST TAG ADDR PORT DIR; mx_study_wait TAG SECONDS; mx_received DIR
 MX_CTL=${MEDIXCTL:-$MX_REPO/build/controlplane/cli/medixctl}
 MX_PAIR_TCP=11112 MX_PAIR_UDP=9000 MX_PAIR_POOL=100.64.9.1
-MX_PAIR_ADVERT_CS=10  # VRRP's advert interval (set before mx_pair_init)
+MX_PAIR_ADVERT_CS=10  # VRRP's advert interval (set before mx_pair_configs)
 MX_PAIR_SYNC_A=127.0.0.1 MX_PAIR_SYNC_B=127.0.0.1
-declare -A MX_RIF_A=() MX_RIF_B=()
+declare -A MX_RIF_A=() MX_RIF_B=() MX_VIP=()
 
 mx_pair_init() {
-  local rate=${1:-} name ns rif
-  [ -x "$MX_CTL" ] || mx_die "medixctl not found at $MX_CTL (run scripts/build)"
-  ip link add "mxbrcheck$MX_ID" type bridge 2>/dev/null && ip link del "mxbrcheck$MX_ID" ||
-    mx_die "this kernel has no Linux bridge (needed for the shared segments)"
+  local rate=${1:-}
   # Node A's interfaces take .2 (mx_attach's "gateway"); B's .3; the virtual address is .1.
   mx_attach hosp-a-lan hosp-a 10.0.0.5/24 10.0.0.2/24
   mx_attach hosp-d-lan hosp-d 10.0.0.5/24 10.0.0.2/24
   mx_attach archive archive 192.168.1.10/24 192.168.1.2/24
-  local -A vip=([hosp-a-lan]=10.0.0.1 [hosp-d-lan]=10.0.0.1 [archive]=192.168.1.1)
+  mx_pair_setup
+  if [ -n "$rate" ]; then mx_pair_shape hosp-a-lan "$rate" && mx_pair_shape hosp-d-lan "$rate"; fi
+  mx_write_config "$MX_TMP/base.json"
+  mx_pair_intent "$MX_TMP/base.json" "$MX_PAIR_TCP" $((MX_PAIR_TCP + 1)) "$MX_PAIR_UDP"
+  mx_pair_configs "" 200 100
+}
+
+# mx_pair_intent FILE TCP_A TCP_D [UDP]: the suites' objects added to FILE (mx_write_config's,
+# over hosts hosp-a-lan, hosp-d-lan and archive): the core tenant ix, the routes leaked between
+# it and the hosts' tenants, hosp-a and the archive statically mapped, hosp-d's NAPT pool, and
+# the rules: hosp-a -> archive TCP TCP_A, hosp-d ->
+# archive TCP TCP_D, archive -> hosp-a UDP UDP (if given). Shared with netns-hasync.
+mx_pair_intent() {
+  "$MX_PY" - "$1" "$2" "$3" "${4:-}" "$MX_PAIR_POOL" <<'PY' || mx_die "could not write the pair's intent"
+import json, sys
+path, tcp_a, tcp_d, udp, pool = sys.argv[1:]
+c = json.load(open(path))
+c["tenants"].append({"name": "ix", "description": "The IX core", "core": True})
+leak = lambda tenant, prefix, to: {"tenant": tenant, "prefix": prefix, "next_tenant": to}
+c["routes"] = [leak(t, "100.64.0.0/10", "ix") for t in ("hosp-a", "hosp-d", "archive")] + [
+    leak("ix", "100.64.1.0/24", "hosp-a"), leak("ix", pool + "/32", "hosp-d"), leak("ix", "100.100.2.0/24", "archive")]
+c["static_mappings"] = [
+    {"tenant": "hosp-a", "tenant_prefix": "10.0.0.0/24", "core_prefix": "100.64.1.0/24"},
+    {"tenant": "archive", "tenant_prefix": "192.168.1.0/24", "core_prefix": "100.100.2.0/24"}]
+c["napt_pools"] = [{"tenant": "hosp-d", "addresses": [pool], "port_low": 20000, "port_high": 20999}]
+rule = lambda name, prio, src, dst, proto, port: {"name": name, "priority": prio, "from_tenant": src, "to_tenant": dst,
+                                                  "protocol": proto, "port_low": int(port), "port_high": int(port),
+                                                  "permit": True}
+c["policy_rules"] = [rule("a-archive", 10, "hosp-a", "archive", 6, tcp_a),
+                     rule("d-archive", 20, "hosp-d", "archive", 6, tcp_d)]
+if udp:
+    c["policy_rules"].append(rule("probe", 30, "archive", "hosp-a", 17, udp))
+c["settings"] = {"max_sessions": 4096}
+json.dump(c, open(path, "w"), indent=1)
+PY
+}
+
+mx_pair_setup() {
+  local name ns rif gw
+  [ -x "$MX_CTL" ] || mx_die "medixctl not found at $MX_CTL (run scripts/build)"
+  ip link add "mxbrcheck$MX_ID" type bridge 2>/dev/null && ip link del "mxbrcheck$MX_ID" ||
+    mx_die "this kernel has no Linux bridge (needed for the shared segments)"
   for name in "${MX_HOSTS[@]}"; do
-    ns=$(mx_ns "$name") rif=mx${MX_ID}b${#MX_LINKS[@]}
+    ns=$(mx_ns "$name") rif=mx${MX_ID}b${#MX_LINKS[@]} gw=${MX_GW_ADDR[$name]%/*}
+    MX_VIP[$name]=${gw%.*}.1
     (
       set -e
       ip -n "$ns" addr flush dev eth0
@@ -464,43 +515,44 @@ mx_pair_init() {
       ip netns exec "$ns" ethtool -K ethb tx off >/dev/null
       ip -n "$ns" addr add "${MX_HOST_ADDR[$name]}" dev br0
       ip -n "$ns" link set br0 up
-      ip -n "$ns" route add default via "${vip[$name]}"
-      [ "$name" = archive ] || [ -z "$rate" ] ||
-        ip netns exec "$ns" tc qdisc add dev br0 root tbf rate "$rate" burst 32kb latency 400ms
+      ip -n "$ns" route add default via "${MX_VIP[$name]}"
     ) || mx_die "could not build segment $name"
     MX_RIF_A[$name]=${MX_RIF[$name]} MX_RIF_B[$name]=$rif
     MX_LINKS+=("$rif")
   done
-  leak() { printf '{"tenant": "%s", "prefix": "%s", "next_tenant": "%s"}' "$1" "$2" "$3"; }
-  MX_ROUTES_JSON="$(leak hosp-a 100.64.0.0/10 ix), $(leak hosp-d 100.64.0.0/10 ix), $(leak archive 100.64.0.0/10 ix)"
-  MX_ROUTES_JSON+=", $(leak ix 100.64.1.0/24 hosp-a), $(leak ix $MX_PAIR_POOL/32 hosp-d), $(leak ix 100.100.2.0/24 archive)"
-  mx_write_config "$MX_TMP/base.json"
-  mx_pair_configs "" 200 100
   head -c 48 /dev/urandom | base64 >"$MX_TMP/sync.key"
   MX_PAIR_PORT_A=$((20000 + RANDOM % 20000)) MX_PAIR_PORT_B=$((MX_PAIR_PORT_A + 1))
   A_PREFIX=$MX_PREFIX B_PREFIX=$MX_PREFIX-b A_LOG=$MX_TMP/medix-dp-a.log B_LOG=$MX_TMP/medix-dp-b.log A_PID='' B_PID=''
 }
 
-# The same intent on both nodes but for their own interface addresses and VRRP priorities.
+# mx_pair_shape HOST RATE: the host's TCP towards the IX shaped to RATE (an htb class, chosen by
+# a u32 filter), so that a study takes seconds, not a blink: it is still in flight when the
+# active dies. Anything else (a UDP probe) passes beside it, not queued behind it.
+mx_pair_shape() {
+  local ns
+  ns=$(mx_ns "$1")
+  ip netns exec "$ns" tc qdisc add dev br0 root handle 1: htb default 10 &&
+    ip netns exec "$ns" tc class add dev br0 parent 1: classid 1:10 htb rate 10gbit quantum 60000 &&
+    ip netns exec "$ns" tc class add dev br0 parent 1: classid 1:20 htb rate "$2" burst 32kb quantum 1514 &&
+    ip netns exec "$ns" tc qdisc add dev br0 parent 1:20 pfifo limit 1000 &&
+    ip netns exec "$ns" tc filter add dev br0 parent 1: protocol ip u32 match ip protocol 6 0xff flowid 1:20 ||
+    mx_die "could not shape $1 (tc htb, u32)"
+}
+
+# mx_pair_configs SUFFIX PRIO_A PRIO_B: $MX_TMP/config-{a,b}SUFFIX.json from $MX_TMP/base.json,
+# the same intent on both nodes but for their own interface addresses (B's .3) and VRRP
+# priorities: an instance on every segment (VRIDs from 10), no preemption.
 mx_pair_configs() {
-  "$MX_PY" - "$MX_TMP" "$1" "$2" "$3" "$MX_PAIR_TCP" "$MX_PAIR_UDP" "$MX_PAIR_POOL" "$MX_PAIR_ADVERT_CS" <<'PY' || mx_die "could not write the pair's configs"
+  local name segs=()
+  for name in "${MX_HOSTS[@]}"; do segs+=("$name=${MX_VIP[$name]}"); done
+  "$MX_PY" - "$MX_TMP" "$1" "$2" "$3" "$MX_PAIR_ADVERT_CS" "${segs[@]}" <<'PY' || mx_die "could not write the pair's configs"
 import json, sys
-tmp, suffix, prio_a, prio_b, tcp, udp, pool, advert_cs = sys.argv[1:]
+tmp, suffix, prio_a, prio_b, advert_cs = sys.argv[1:6]
+segs = [s.split("=") for s in sys.argv[6:]]
 c = json.load(open(tmp + "/base.json"))
-c["tenants"].append({"name": "ix", "description": "The IX core", "core": True})
-c["static_mappings"] = [
-    {"tenant": "hosp-a", "tenant_prefix": "10.0.0.0/24", "core_prefix": "100.64.1.0/24"},
-    {"tenant": "archive", "tenant_prefix": "192.168.1.0/24", "core_prefix": "100.100.2.0/24"}]
-c["napt_pools"] = [{"tenant": "hosp-d", "addresses": [pool], "port_low": 20000, "port_high": 20999}]
-rule = lambda name, prio, src, dst, proto, port: {"name": name, "priority": prio, "from_tenant": src, "to_tenant": dst,
-                                                  "protocol": proto, "port_low": port, "port_high": port, "permit": True}
-c["policy_rules"] = [rule("a-dicom", 10, "hosp-a", "archive", 6, int(tcp)),
-                     rule("d-dicom", 20, "hosp-d", "archive", 6, int(tcp) + 1),
-                     rule("probe", 30, "archive", "hosp-a", 17, int(udp))]
-c["settings"] = {"max_sessions": 4096}
-segs = [("hosp-a-lan", 10, "10.0.0.1"), ("hosp-d-lan", 11, "10.0.0.1"), ("archive", 12, "192.168.1.1")]
-vrrp = lambda prio: [{"name": "vr-" + i, "interface": i, "vrid": v, "priority": int(prio), "advert_interval_cs": int(advert_cs),
-                      "preempt": False, "group": "ix", "addresses": [a]} for i, v, a in segs]
+vrrp = lambda prio: [{"name": "vr-" + i, "interface": i, "vrid": 10 + n, "priority": int(prio),
+                      "advert_interval_cs": int(advert_cs), "preempt": False, "group": "ix", "addresses": [a]}
+                     for n, (i, a) in enumerate(segs)]
 c["vrrp_instances"] = vrrp(prio_a)
 json.dump(c, open("%s/config-a%s.json" % (tmp, suffix), "w"), indent=1)
 for i in c["interfaces"]:
@@ -556,6 +608,18 @@ mx_pair_stop() {
   A_PID='' B_PID=''
   rm -rf "/var/run/dpdk/$B_PREFIX" "/var/run/dpdk/$A_PREFIX"
 }
+# mx_pair_kill A|B: kill -9 of the node's medix-dp. KILL_NS: the wall clock (ns) as the signal
+# is sent; DEAD_NS: once the process is reaped (its ports closed: whatever reaches the segments
+# from then on is the other node's doing). probe.py report takes both.
+mx_pair_kill() {
+  local pid=${1}_PID
+  KILL_NS=$(mx_now_ns)
+  kill -KILL "${!pid}"
+  wait "${!pid}" 2>/dev/null
+  DEAD_NS=$(mx_now_ns)
+  printf -v "$pid" ''
+}
+mx_now_ns() { local t=$EPOCHREALTIME; echo "${t/./}000"; }
 mx_pair_dump() {
   local n p l
   for n in A B; do
@@ -586,6 +650,11 @@ mx_ha() { mx_ctl "$1" -o json ha-sync 2>/dev/null | mx_json - "(d or {}).get('$2
 mx_vrrp_states() {
   mx_ctl "$1" -o json vrrp 2>/dev/null | mx_json - "' '.join(sorted(i.get('state', '') for i in (d or {}).get('instances', [])))"
 }
+# mx_pair_is PREFIX VRRP_STATE ROLE: every instance of the node in VRRP_STATE, its HA role ROLE.
+mx_pair_is() {
+  [ "$(mx_vrrp_states "$1")" = "$(printf '%s\n' "${MX_HOSTS[@]}" | sed "s/.*/$2/" | paste -sd' ')" ] &&
+    [ "$(mx_ha "$1" role)" = "$3" ]
+}
 # mx_sessions PREFIX: the node's sessions, one line each, sorted (what crossing made of each flow).
 mx_sessions() {
   mx_ctl "$1" -o json sessions | mx_json - \
@@ -606,3 +675,39 @@ mx_wait_eval() {
     sleep 0.1
   done
 }
+
+# mx_probe_start TAG RECV_HOST RECV_ADDR SEND_HOST DEST SECONDS: a 1 kHz UDP probe (probe.py,
+# port $MX_PAIR_UDP) from SEND_HOST to DEST, received on RECV_HOST at RECV_ADDR.
+mx_probe_start() {
+  local tag=$1
+  mx_bg "$2" "$MX_PY" "$MX_LIB_DIR/probe.py" recv "$3" "$MX_PAIR_UDP" "$MX_TMP/probe-$tag.recv"
+  MX_PROBE_RECV=$MX_LAST_PID
+  sleep 0.3
+  mx_bg "$4" "$MX_PY" "$MX_LIB_DIR/probe.py" send "$5" "$MX_PAIR_UDP" 1000 "$6" "$MX_TMP/probe-$tag.sent"
+  MX_PROBE_SEND=$MX_LAST_PID
+}
+# mx_probe_end TAG [KILL_NS DEAD_NS]: waits for the sender, stops the receiver; probe.py's report
+# (JSON) in MX_PROBE_REPORT.
+mx_probe_end() {
+  wait "$MX_PROBE_SEND"
+  sleep 0.3
+  kill -TERM "$MX_PROBE_RECV"
+  wait "$MX_PROBE_RECV"
+  MX_PROBE_REPORT=$("$MX_PY" "$MX_LIB_DIR/probe.py" report "$MX_TMP/probe-$1.recv" "$MX_TMP/probe-$1.sent" "${@:2}")
+}
+
+# mx_study_send HOST TAG ADDR PORT DIR: dcmtk's storescu (calling AE TAG) sends every image of
+# DIR to ADDR PORT in the background; its exit status lands in $MX_TMP/study-TAG.rc.
+mx_study_send() {
+  local host=$1 tag=$2
+  rm -f "$MX_TMP/study-$tag.rc"
+  mx_bg "$host" bash -c "TCP_NODELAY=1 timeout 90 storescu -aet $tag -aec ARCHIVE +sd $3 $4 $5 \
+    >$MX_TMP/storescu-$tag.log 2>&1; echo \$? >$MX_TMP/study-$tag.rc"
+}
+# mx_study_wait TAG SECONDS: until storescu has ended; its exit status ("timeout" if it has not).
+mx_study_wait() {
+  mx_wait_eval "$2" "[ -s $MX_TMP/study-$1.rc ]"
+  cat "$MX_TMP/study-$1.rc" 2>/dev/null || echo timeout
+}
+# mx_received DIR: how many files storescp wrote there.
+mx_received() { find "$1" -type f 2>/dev/null | wc -l; }

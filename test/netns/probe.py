@@ -8,12 +8,16 @@ the first packet got through after a takeover.
                                     sends HZ datagrams a second for SECONDS (each carries its
                                     sequence number and the wall clock it left at), then writes
                                     OUT: {"sent": N, "first_ns", "last_ns"}
-  probe.py report RECV SENT [KILL_NS]
+  probe.py report RECV SENT [KILL_NS [DEAD_NS]]
                                     prints {"sent", "received", "lost", "duplicates", "max_gap_ms"}
-                                    and, with KILL_NS (the wall clock of a kill), "takeover_ms": from
-                                    the kill to the arrival of the first packet sent after it (one
-                                    that only the new active can have forwarded), and
-                                    "lost_after_kill"
+                                    and, with KILL_NS (the wall clock as kill -9 was sent) and
+                                    DEAD_NS (as the killed process was reaped; KILL_NS if not
+                                    given): "takeover_ms", from the kill to the arrival of the
+                                    first packet sent after DEAD_NS (the dead node cannot have
+                                    forwarded it: only the new active can); "outage_ms", the gap
+                                    the receiver saw before that arrival; "forwarded_after_kill",
+                                    packets sent after the kill that still arrived before it
+                                    (the old active, before the signal landed); "lost_after_kill"
 
 Both ends run on one host (namespaces share the wall clock), so times compare directly.
 """
@@ -73,7 +77,7 @@ def send(addr, port, hz, seconds, out):
         json.dump({"sent": count, "first_ns": first, "last_ns": last}, f)
 
 
-def report(recv_file, sent_file, kill_ns=None):
+def report(recv_file, sent_file, kill_ns=None, dead_ns=None):
     packets = json.load(open(recv_file))["packets"]
     sent = json.load(open(sent_file))["sent"]
     seqs = {p[0] for p in packets}
@@ -82,8 +86,15 @@ def report(recv_file, sent_file, kill_ns=None):
     r = {"sent": sent, "received": len(seqs), "lost": sent - len(seqs), "duplicates": len(packets) - len(seqs),
          "max_gap_ms": round(max(gaps) / 1e6, 1) if gaps else None}
     if kill_ns is not None:
-        after = [p for p in packets if p[1] > kill_ns]
-        r["takeover_ms"] = round((min(p[2] for p in after) - kill_ns) / 1e6, 1) if after else None
+        # A packet sent a moment after the kill may still be forwarded by the old active (the
+        # signal lands later): the takeover is read from packets sent once it was dead.
+        dead_ns = kill_ns if dead_ns is None else dead_ns
+        after = [p[2] for p in packets if p[1] > dead_ns]
+        first = min(after) if after else None
+        r["takeover_ms"] = round((first - kill_ns) / 1e6, 1) if after else None
+        before = [t for t in arrivals if first is not None and t < first]
+        r["outage_ms"] = round((first - max(before)) / 1e6, 1) if before else None
+        r["forwarded_after_kill"] = len([p for p in packets if p[1] > kill_ns and (first is None or p[2] < first)])
         # Sent after the kill and never received: the takeover's cost in probes.
         sent_after = [seq for seq in range(sent)]  # sequence numbers are dense from 0
         last_before = max((p[0] for p in packets if p[1] <= kill_ns), default=-1)
@@ -97,8 +108,8 @@ def main():
         recv(sys.argv[2], int(sys.argv[3]), sys.argv[4])
     elif mode == "send" and len(sys.argv) == 7:
         send(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), sys.argv[6])
-    elif mode == "report" and len(sys.argv) in (4, 5):
-        report(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) == 5 else None)
+    elif mode == "report" and len(sys.argv) in (4, 5, 6):
+        report(sys.argv[2], sys.argv[3], *(int(a) for a in sys.argv[4:]))
     else:
         sys.exit(__doc__)
 
