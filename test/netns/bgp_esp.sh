@@ -33,6 +33,7 @@ tmp=$(mktemp -d /tmp/medix-netns-bgp-esp.XXXXXX)
 id=$$
 declare -A dp_pid cp_pid bgp_pid prefix ns tap up lan host
 carrier=medix-ebgp-c-$id
+clinic=mxK$id clinic_host=medix-ebgp-hk-$id  # east's clinic: NAPT only
 for a in e w; do
   prefix[$a]=medix-ebgp-$a-$id ns[$a]=medix-ebgp-$a-$id tap[$a]=mxT$a$id up[$a]=mxU$a$id
   lan[$a]=mxL$a$id host[$a]=medix-ebgp-h$a-$id
@@ -53,6 +54,8 @@ cleanup() {
     ip link del "${up[$a]}" 2>/dev/null
   done
   ip netns del "$carrier" 2>/dev/null
+  ip netns del "$clinic_host" 2>/dev/null
+  ip link del "$clinic" 2>/dev/null
   [ -n "${MX_KEEP_TMP:-}" ] || rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -88,14 +91,20 @@ for a in e w; do
     ip -n "$carrier" link set "c$a" master br0 up || { fail "the carrier's veth ${up[$a]}"; finish; }
   ip netns add "${ns[$a]}" && ip -n "${ns[$a]}" link set lo up || { fail "namespace ${ns[$a]}"; finish; }
   add_host "${host[$a]}" "${lan[$a]}" "10.${n[$a]}.0" || { fail "host ${host[$a]}"; finish; }
+  vdevs=(--vdev "net_af_packet0,iface=${up[$a]},framecnt=2048" --vdev "net_af_packet1,iface=${lan[$a]},framecnt=2048")
+  clinic_port=
+  if [ $a = e ]; then
+    add_host "$clinic_host" "$clinic" 10.3.0 || { fail "east's clinic host"; finish; }
+    vdevs+=(--vdev "net_af_packet2,iface=$clinic,framecnt=2048")
+    clinic_port=', {"name": "p2", "device": "net_af_packet2", "promiscuous": true}'
+  fi
   cat >"$tmp/dp-$a.json" <<JSON
 {"schema_version": 1, "ports": [{"name": "p0", "device": "net_af_packet0", "promiscuous": true},
-                               {"name": "p1", "device": "net_af_packet1", "promiscuous": true}],
+                               {"name": "p1", "device": "net_af_packet1", "promiscuous": true}$clinic_port],
  "settings": {"exception_interface": "${tap[$a]}", "max_sessions": 4096}}
 JSON
   for try in 1 2 3; do
-    setsid "$dp" --no-huge -m 512 --no-pci --log-level=error -l 0,1 --file-prefix "${prefix[$a]}" \
-      --vdev "net_af_packet0,iface=${up[$a]},framecnt=2048" --vdev "net_af_packet1,iface=${lan[$a]},framecnt=2048" -- \
+    setsid "$dp" --no-huge -m 512 --no-pci --log-level=error -l 0,1 --file-prefix "${prefix[$a]}" "${vdevs[@]}" -- \
       --config "$tmp/dp-$a.json" >"$tmp/dp-$a.log" 2>&1 &
     dp_pid[$a]=$!
     mx_wait_for 30 grep -qs "medix-dp: ready" "$tmp/dp-$a.log" && break
@@ -139,6 +148,27 @@ intent = {
                       "permit": True}],
     "bgp": {"backbone_interface": "bb", "next_hop": bgp[a]},
 }
+# East's clinic: no static mapping, its only core presence NAPT pool 100.64.5.0/30 (announced).
+# Its flows out, and the core's to an endpoint it mapped (endpoint-independent filtering, by
+# east's policy: docs/nat.md); west lets the core reach the archive's UDP 6000, and the archive
+# reach the clinic's pool.
+if a == "e":
+    intent["tenants"].append({"name": "clinic-e"})
+    intent["interfaces"].append({"name": "clinic", "tenant": "clinic-e", "port": "p2", "addresses": ["10.3.0.1/24"]})
+    intent["routes"] += [{"tenant": "clinic-e", "prefix": "100.64.0.0/10", "next_tenant": "ix"},
+                         {"tenant": "ix", "prefix": "100.64.5.0/30", "next_tenant": "clinic-e"}]
+    intent["napt_pools"] = [{"tenant": "clinic-e", "addresses": ["100.64.5.0/30"]}]
+    intent["policy_rules"] += [
+        {"name": "clinic-to-archive", "priority": 20, "from_tenant": "clinic-e", "to_tenant": "ix",
+         "destination_prefix": "100.64.2.0/24", "protocol": 17, "permit": True},
+        {"name": "core-to-clinic", "priority": 30, "from_tenant": "ix", "to_tenant": "clinic-e", "protocol": 17,
+         "permit": True}]
+else:
+    intent["policy_rules"] += [
+        {"name": "core-udp", "priority": 30, "from_tenant": "ix", "to_tenant": "arch-w", "protocol": 17,
+         "port_low": 6000, "port_high": 6000, "permit": True},
+        {"name": "archive-to-clinic", "priority": 40, "from_tenant": "arch-w", "to_tenant": "ix",
+         "destination_prefix": "100.64.5.0/30", "protocol": 17, "permit": True}]
 json.dump(intent, open(sys.argv[1], "w"), indent=1)
 PY
 done
@@ -180,7 +210,8 @@ grep -q "10.255.0.1:.*10.255.0.2:" <<<"$out" && pass "the BGP session is TCP bet
 out=$(ip netns exec "$carrier" timeout 5 tcpdump -i ce -nn -c 4 ip 2>/dev/null)
 [ "$(grep -c . <<<"$out")" -ge 4 ] && ! grep -qi "tcp\|\.179[: ]" <<<"$out" && grep -q "UDP-encap\|ESP\|\.4500[: ]" <<<"$out" &&
   pass "the carrier sees ESP in UDP 4500 only, no TCP (tcpdump)" || fail "ESP only on the carrier" "$out"
-mx_wait_for 10 troutes_are w "100.64.1.0/24" && pass "west's core tenant: east's mapping 100.64.1.0/24 via tunnel bb" ||
+mx_wait_for 10 troutes_are w "100.64.1.0/24
+100.64.5.0/30" && pass "west's core tenant: east's mapping 100.64.1.0/24 and NAPT pool 100.64.5.0/30 via tunnel bb" ||
   fail "west's routes" "$(troutes w; ctl w areas)"
 mx_wait_for 10 troutes_are e "100.64.2.0/24" && pass "east's core tenant: west's archive prefix 100.64.2.0/24 via tunnel bb" ||
   fail "east's routes" "$(troutes e; ctl e areas)"
@@ -217,6 +248,48 @@ grep -qx "hosp-e 10.1.0.5 100.64.2.5:11112 -> ix 100.64.1.5 100.64.2.5:11112 hos
   pass "its session: east translated the source (rule hosp-to-archive), west the destination (rule core-dicom)" ||
   fail "the DICOM session in each area" "east: $out_e"$'\n'"west: $out_w"
 
+# Toward a NAPT tenant from another area (docs/nat.md, "Across areas"): the clinic's UDP from
+# 10.3.0.5:5000 to the archive's 6000 leaves east from its pool; the archive answers it (a reply
+# of the clinic's own session), then writes to that pool address and port from another port of
+# its own (a new flow to the clinic's mapping: endpoint-independent filtering, let in by east's
+# core-to-clinic), and to the next port of the pool address, which maps nothing (nat_no_session).
+nosession() { /usr/bin/python3 test/netns/telemetry.py "${prefix[e]}" /medix/drops nat_no_session 2>/dev/null; }
+before=$(nosession)
+ip netns exec "$clinic_host" timeout 10 /usr/bin/python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("10.3.0.5", 5000)); s.settimeout(6)
+s.sendto(b"hello", ("100.64.2.5", 6000))
+try:
+    while True:
+        data, (a, p) = s.recvfrom(100)
+        print(data.decode(), "from", "%s:%d" % (a, p), flush=True)
+except socket.timeout:
+    pass' >"$tmp/clinic.out" 2>&1 &
+clinic_pid=$!
+ip netns exec "${host[w]}" timeout 10 /usr/bin/python3 -c '
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("10.2.0.5", 6000)); s.settimeout(5)
+data, (a, p) = s.recvfrom(100)
+print(data.decode(), "from", "%s:%d" % (a, p), flush=True)
+s.sendto(b"reply", (a, p))
+time.sleep(0.3)
+o = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); o.bind(("10.2.0.5", 6001))
+o.sendto(b"unsolicited", (a, p))
+o.sendto(b"nomapping", (a, p + 1))' >"$tmp/archive.out" 2>&1
+wait "$clinic_pid"
+pool=$(sed -n 's/^hello from \(100\.64\.5\.[0-3]:[0-9]*\)$/\1/p' "$tmp/archive.out")
+[ -n "$pool" ] && pass "east's clinic (NAPT only) reached west's archive from its pool: $pool" ||
+  fail "the clinic's UDP to the archive" "$(cat "$tmp/archive.out")"
+grep -qx "reply from 100.64.2.5:6000" "$tmp/clinic.out" &&
+  pass "the archive's reply returned to the clinic across the areas (its own session's)" ||
+  fail "the reply to the clinic" "$(cat "$tmp/clinic.out")"
+grep -qx "unsolicited from 100.64.2.5:6001" "$tmp/clinic.out" &&
+  pass "a new flow from west (the archive's port 6001) to the clinic's mapping $pool reached it (east's rule core-to-clinic)" ||
+  fail "a new flow to the clinic's mapping" "$(cat "$tmp/clinic.out")"
+! grep -q "nomapping" "$tmp/clinic.out" && mx_wait_for 3 eval '[ "$(nosession)" -gt "${before:-0}" ]' &&
+  pass "to a pool port the clinic never mapped: dropped in east (nat_no_session ${before:-0} -> $(nosession))" ||
+  fail "a pool port without mapping" "$(cat "$tmp/clinic.out"; echo "nat_no_session ${before:-0} -> $(nosession)")"
+
 # The carrier cut: both medix-dp see their underlay port's link go down.
 t0=$(date +%s%N)
 ip -n "$carrier" link set ce down && ip -n "$carrier" link set cw down
@@ -238,7 +311,8 @@ out=$(ip netns exec "${host[e]}" ping -c 1 -W 2 100.64.2.5 2>&1)
 grep -qi "unreachable" <<<"$out" && pass "carrier cut: a ping to west's archive gets ICMP unreachable at once (no black hole in the tunnel)" ||
   fail "ICMP unreachable after the cut" "$out"
 ip -n "$carrier" link set ce up && ip -n "$carrier" link set cw up
-both_back() { troutes_are e "100.64.2.0/24" && troutes_are w "100.64.1.0/24"; }
+both_back() { troutes_are e "100.64.2.0/24" && troutes_are w "100.64.1.0/24
+100.64.5.0/30"; }
 mx_wait_for 30 both_back && pass "carrier repaired: the routes are back after ${took} ms (the SAs kept; gobgpd's timers)" ||
   fail "carrier repaired: routes back" "$(troutes e; troutes w; ctl e areas)"
 
