@@ -18,7 +18,11 @@
 # port's link down and remove the other's prefix within 3 s, a ping gets ICMP unreachable, and
 # after the repair the routes come back; west's medix-cp stopped (its IKE_SA and with it the
 # tunnel's SAs deleted on both sides): east removes west's prefix at once, not after the hold
-# timer (the SA is watched). Ends with "netns-bgp-esp: N passed, M failed". MEDIX_DP, MEDIX_CP
+# timer (the SA is watched). Toward east's clinic, whose only core presence is a NAPT pool
+# (docs/nat.md, "Across areas"), by UDP: the archive's reply to the clinic's datagram; a datagram
+# from another port of the archive to the clinic's mapping, let in by east's rule core-to-clinic,
+# then refused once that rule is taken out of east's intent; one to a pool port nobody mapped
+# dropped in east (nat_no_session). Ends with "netns-bgp-esp: N passed, M failed". MEDIX_DP, MEDIX_CP
 # and MEDIXCTL override the binaries.
 set -u
 cd "$(dirname "$0")/../.."
@@ -255,6 +259,19 @@ grep -qx "hosp-e 10.1.0.5 100.64.2.5:11112 -> ix 100.64.1.5 100.64.2.5:11112 hos
 # core-to-clinic), and to the next port of the pool address, which maps nothing (nat_no_session).
 nosession() { /usr/bin/python3 test/netns/telemetry.py "${prefix[e]}" /medix/drops nat_no_session 2>/dev/null; }
 before=$(nosession)
+ip netns exec "${host[w]}" timeout 10 /usr/bin/python3 -c '
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("10.2.0.5", 6000)); s.settimeout(5)
+data, (a, p) = s.recvfrom(100)
+print(data.decode(), "from", "%s:%d" % (a, p), flush=True)
+s.sendto(b"reply", (a, p))
+time.sleep(0.3)
+o = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); o.bind(("10.2.0.5", 6001))
+o.sendto(b"unsolicited", (a, p))
+o.sendto(b"nomapping", (a, p + 1))' >"$tmp/archive.out" 2>&1 &
+archive_pid=$!
+# The clinic speaks once the archive listens (else its datagram meets a closed port).
+mx_wait_for 5 eval 'ip netns exec "${host[w]}" ss -ulnH | grep -q ":6000 "'
 ip netns exec "$clinic_host" timeout 10 /usr/bin/python3 -c '
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("10.3.0.5", 5000)); s.settimeout(6)
@@ -266,17 +283,7 @@ try:
 except socket.timeout:
     pass' >"$tmp/clinic.out" 2>&1 &
 clinic_pid=$!
-ip netns exec "${host[w]}" timeout 10 /usr/bin/python3 -c '
-import socket, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("10.2.0.5", 6000)); s.settimeout(5)
-data, (a, p) = s.recvfrom(100)
-print(data.decode(), "from", "%s:%d" % (a, p), flush=True)
-s.sendto(b"reply", (a, p))
-time.sleep(0.3)
-o = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); o.bind(("10.2.0.5", 6001))
-o.sendto(b"unsolicited", (a, p))
-o.sendto(b"nomapping", (a, p + 1))' >"$tmp/archive.out" 2>&1
-wait "$clinic_pid"
+wait "$clinic_pid" "$archive_pid"
 pool=$(sed -n 's/^hello from \(100\.64\.5\.[0-3]:[0-9]*\)$/\1/p' "$tmp/archive.out")
 [ -n "$pool" ] && pass "east's clinic (NAPT only) reached west's archive from its pool: $pool" ||
   fail "the clinic's UDP to the archive" "$(cat "$tmp/archive.out")"
@@ -289,6 +296,36 @@ grep -qx "unsolicited from 100.64.2.5:6001" "$tmp/clinic.out" &&
 ! grep -q "nomapping" "$tmp/clinic.out" && mx_wait_for 3 eval '[ "$(nosession)" -gt "${before:-0}" ]' &&
   pass "to a pool port the clinic never mapped: dropped in east (nat_no_session ${before:-0} -> $(nosession))" ||
   fail "a pool port without mapping" "$(cat "$tmp/clinic.out"; echo "nat_no_session ${before:-0} -> $(nosession)")"
+# East's rule core-to-clinic taken out (an intent change through east's medix-cp): a new flow
+# from west to the clinic's mapping is refused by east's policy, the mapping notwithstanding.
+/usr/bin/python3 -c 'import json, sys
+i = json.load(open(sys.argv[1]))
+i["policy_rules"] = [r for r in i["policy_rules"] if r["name"] != "core-to-clinic"]
+json.dump(i, open(sys.argv[2], "w"))' "$tmp/e.json" "$tmp/e-closed.json"
+denied() { /usr/bin/python3 test/netns/telemetry.py "${prefix[e]}" /medix/drops policy_denied 2>/dev/null; }
+out=
+if [ -n "$pool" ] && out=$(ctl e intent apply "$tmp/e-closed.json"); then
+  before=$(denied)
+  ip netns exec "$clinic_host" timeout 5 /usr/bin/python3 -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("10.3.0.5", 5000)); s.settimeout(2)
+try:
+    print(s.recvfrom(100)[0].decode(), flush=True)
+except socket.timeout:
+    pass' >"$tmp/clinic2.out" 2>&1 &
+  clinic_pid=$!
+  mx_wait_for 5 eval 'ip netns exec "$clinic_host" ss -ulnH | grep -q ":5000 "'
+  ip netns exec "${host[w]}" /usr/bin/python3 -c '
+import socket, sys
+a, p = sys.argv[1].split(":")
+o = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); o.bind(("10.2.0.5", 6002)); o.sendto(b"refused", (a, int(p)))' "$pool"
+  wait "$clinic_pid"
+  [ ! -s "$tmp/clinic2.out" ] && mx_wait_for 3 eval '[ "$(denied)" -gt "${before:-0}" ]' &&
+    pass "without east's rule core-to-clinic, a new flow from west to the clinic's mapping is refused in east (policy_denied ${before:-0} -> $(denied))" ||
+    fail "the clinic's mapping without a rule" "$(cat "$tmp/clinic2.out"; echo "policy_denied ${before:-0} -> $(denied)")"
+else
+  fail "east's intent without core-to-clinic" "$out"
+fi
 
 # The carrier cut: both medix-dp see their underlay port's link go down.
 t0=$(date +%s%N)
