@@ -176,6 +176,12 @@ else:
 json.dump(intent, open(sys.argv[1], "w"), indent=1)
 PY
 done
+# A tunnel has no address: its area's BGP address (bgp.next_hop) is required.
+/usr/bin/python3 -c 'import json, sys
+i = json.load(open(sys.argv[1])); del i["bgp"]["next_hop"]; json.dump(i, open(sys.argv[2], "w"))' "$tmp/e.json" "$tmp/bad.json"
+out=$("$cp" --check --intent "$tmp/bad.json" 2>&1)
+[ $? -ne 0 ] && grep -qF "bgp.next_hop: is required when the backbone is a tunnel" <<<"$out" &&
+  pass "refused: a tunnel as the backbone without bgp.next_hop ($out)" || fail "refused: no next hop for a tunnel" "$out"
 # West first: it answers east's IKE_SA_INIT.
 for a in w e; do
   ip netns exec "${ns[$a]}" "$cp" --intent "$tmp/$a.json" -p "${prefix[$a]}" --listen "unix://$tmp/cp-$a.sock" \
