@@ -43,7 +43,7 @@ for a in e w; do
   lan[$a]=mxL$a$id host[$a]=medix-ebgp-h$a-$id
 done
 declare -A addr=([e]=10.255.0.1 [w]=10.255.0.2) under=([e]=172.16.0.1 [w]=172.16.0.2) n=([e]=1 [w]=2)
-declare -A other=([e]=w [w]=e) area=([e]=east [w]=west)
+declare -A other=([e]=w [w]=e)
 
 cleanup() {
   for a in e w; do
