@@ -336,7 +336,7 @@ fi
 # The carrier cut: both medix-dp see their underlay port's link go down.
 t0=$(date +%s%N)
 ip -n "$carrier" link set ce down && ip -n "$carrier" link set cw down
-te= tw=
+te='' tw=''
 while :; do
   [ -z "$te" ] && troutes_are e "" && te=$((($(date +%s%N) - t0) / 1000000))
   [ -z "$tw" ] && troutes_are w "" && tw=$((($(date +%s%N) - t0) / 1000000))
