@@ -590,6 +590,10 @@ std::string DataplaneClient::add_policy(const cp_policy& p) {
     log(std::string("policy ") + p.key + ": the remote selector is not one prefix: no route added");
     return "";
   }
+  // The area's BGP backbone (docs/areas.md): what crosses it is routed by BGP, each prefix while
+  // it is announced; a route for its selectors (the whole core) would outlive a cut as a black hole.
+  const std::string& backbone = intent_.bgp().backbone_interface();
+  if (!backbone.empty() && peer->tunnel() == backbone) return "";
   // Traffic to the remote selector goes into the peer's tunnel.
   v1::Route route;
   route.set_tenant(peer->tenant());

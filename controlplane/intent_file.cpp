@@ -92,12 +92,20 @@ std::string validate_bgp(const c1::Intent& intent) {
   const medix::dataplane::v1::Interface* backbone = nullptr;
   for (const auto& i : intent.interfaces())
     if (i.name() == bgp.backbone_interface()) backbone = &i;
-  if (!backbone) return "bgp.backbone_interface: '" + bgp.backbone_interface() + "' is not an interface of the intent";
-  if (!core.count(backbone->tenant()))
-    return "bgp.backbone_interface: '" + bgp.backbone_interface() + "' is in tenant '" + backbone->tenant() +
+  // Or an ESP tunnel over a carrier: a peer's tunnel (its name when `tunnel` is left out).
+  const c1::Peer* tunnel = nullptr;
+  for (const auto& p : intent.peers())
+    if ((p.tunnel().empty() ? p.name() : p.tunnel()) == bgp.backbone_interface()) tunnel = &p;
+  if (!backbone && !tunnel)
+    return "bgp.backbone_interface: '" + bgp.backbone_interface() +
+           "' is not an interface of the intent (nor a peer's tunnel)";
+  const std::string& tenant = backbone ? backbone->tenant() : tunnel->tenant();
+  if (!core.count(tenant))
+    return "bgp.backbone_interface: '" + bgp.backbone_interface() + "' is in tenant '" + tenant +
            "', not a core tenant";
-  if (bgp.next_hop().empty() && backbone->addresses().empty())
-    return "bgp.next_hop: is required when the backbone interface has no address";
+  if (bgp.next_hop().empty() && (!backbone || backbone->addresses().empty()))
+    return std::string("bgp.next_hop: is required when the backbone ") +
+           (backbone ? "interface has no address" : "is a tunnel (it has no address: give the area's BGP address)");
   if (!bgp.next_hop().empty() && !parse_ipv4(bgp.next_hop()))
     return "bgp.next_hop: '" + bgp.next_hop() + "' is not an IPv4 address";
   for (const auto& [tenant, pref] : bgp.tenant_local_pref())

@@ -123,7 +123,9 @@ std::string validate_static(const c1::Intent& in) {
   std::set<std::string> tunnels;
   std::set<std::string> peer_routes;
   for (const auto& p : in.peers()) {
-    tunnels.insert(p.tunnel().empty() ? p.name() : p.tunnel());
+    const std::string tunnel = p.tunnel().empty() ? p.name() : p.tunnel();
+    tunnels.insert(tunnel);
+    if (!tunnel.empty() && tunnel == in.bgp().backbone_interface()) continue;  // BGP routes over it, not IKE
     for (const auto& s : p.remote_selectors()) peer_routes.insert(p.tenant() + " " + s);
   }
   for (int i = 0; i < in.ports_size(); i++) {

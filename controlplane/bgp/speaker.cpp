@@ -186,6 +186,21 @@ std::optional<bool> Speaker::link_up(const std::string& port) {
   return std::nullopt;
 }
 
+std::optional<bool> Speaker::tunnel_has_sa(const std::string& tunnel) {
+  std::string token;
+  do {
+    v1::ListRequest list;
+    list.set_kind(v1::SA);
+    list.set_page_token(token);
+    v1::ListResponse listed;
+    if (!dataplane_->List(context().get(), list, &listed).ok()) return std::nullopt;
+    for (const auto& o : listed.objects())
+      if (o.sa().tunnel() == tunnel && !o.sa().inbound()) return true;
+    token = listed.next_page_token();
+  } while (!token.empty());
+  return false;
+}
+
 std::string Speaker::shut_sessions(const c1::BgpStatus& status,
                                    const std::function<bool(const std::string&)>& on_backbone, const std::string& why) {
   std::string error, shut;
@@ -243,6 +258,21 @@ void Speaker::cycle() {
       for (const auto& a : i.addresses())
         if (auto p = common::parse_prefix(a)) backbone.push_back(*p);
     }
+  // Or an ESP tunnel over a carrier (a peer's): no address of its own (our next hop is the
+  // intent's), the other areas' behind its remote selectors, the underlay port's link watched.
+  bool tunnel = false;
+  for (const auto& p : intent.peers()) {
+    if (!core.empty() || (p.tunnel().empty() ? p.name() : p.tunnel()) != conf.backbone_interface()) continue;
+    tunnel = true;
+    core = p.tenant();
+    next_hop = conf.next_hop();
+    for (const auto& sel : p.remote_selectors())
+      if (auto r = common::parse_prefix(sel)) backbone.push_back(*r);
+    for (const auto& i : intent.interfaces())
+      if (i.tenant() == p.underlay_tenant())
+        for (const auto& a : i.addresses())
+          if (address_of(a) == p.local_address()) port = i.port();
+  }
   auto on_backbone = [&backbone](const std::string& address) {
     auto a = common::parse_ipv4(address);
     if (!a) return false;
@@ -277,7 +307,8 @@ void Speaker::cycle() {
     for (const auto& r : intent.routes()) {
       if (r.tenant() != core) continue;
       intent_routes[network(r.prefix())] = r;
-      if (!(r.has_via() && r.via().interface() == conf.backbone_interface()))
+      // Not medix-dp's own addresses (a local route: the BGP daemon's over a tunnel).
+      if (!(r.has_via() && r.via().interface() == conf.backbone_interface()) && !r.has_local())
         add(r.prefix(), r.has_next_tenant() ? r.next_tenant() : core);
     }
   }
@@ -289,6 +320,11 @@ void Speaker::cycle() {
     next.set_backbone_port(port);
   }
   next.set_backbone_link_up(backbone_up);
+  // A tunnel carries nothing without an outbound SA (IKE not up yet, or its SA deleted): what
+  // was learned is not installed (unreachable, not dropped in the tunnel); the sessions are
+  // left to their hold timer, as none can be up without it.
+  bool sa_up = true;
+  if (tunnel && backbone_up) sa_up = tunnel_has_sa(conf.backbone_interface()).value_or(true);
 
   std::map<std::string, Ours> ours;
   std::map<std::string, apipb::Path> learned;
@@ -382,15 +418,21 @@ void Speaker::cycle() {
       l->set_reason("backbone " + conf.backbone_interface() + "'s link is down");
       continue;
     }
+    if (!sa_up) {
+      l->set_reason("tunnel " + conf.backbone_interface() + " has no outbound SA");
+      continue;
+    }
     if (!on_backbone(l->next_hop())) {  // medix-dp would refuse the route, and every other with it
-      l->set_reason("next hop " + l->next_hop() + " is not on " + conf.backbone_interface() + "'s subnets");
+      l->set_reason("next hop " + l->next_hop() + " is not " +
+                    (tunnel ? "in tunnel " + conf.backbone_interface() + "'s remote selectors"
+                            : "on " + conf.backbone_interface() + "'s subnets"));
       continue;
     }
     v1::Route r;
     r.set_tenant(core);
     r.set_prefix(prefix);
     r.mutable_via()->set_interface(conf.backbone_interface());
-    r.mutable_via()->set_address(l->next_hop());
+    if (!tunnel) r.mutable_via()->set_address(l->next_hop());  // a tunnel is point to point
     want[prefix] = r;
     l->set_installed(true);
   }

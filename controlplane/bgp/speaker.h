@@ -65,6 +65,8 @@ class Speaker {
   std::string install(const std::map<std::string, v1::Route>& want);
   // The port's link as medix-dp reports it; nullopt if medix-dp does not answer or lacks it.
   std::optional<bool> link_up(const std::string& port);
+  // Whether medix-dp has an outbound SA on the tunnel; nullopt if it does not answer.
+  std::optional<bool> tunnel_has_sa(const std::string& tunnel);
   // Shuts the sessions to neighbours for which `on_backbone` holds (remembered in shut_), and
   // enables again those shut; "" or what failed (a session not done is tried again next cycle).
   std::string shut_sessions(const c1::BgpStatus& status, const std::function<bool(const std::string&)>& on_backbone,

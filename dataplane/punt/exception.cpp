@@ -21,6 +21,16 @@ namespace {
 // The MAC the kernel sees as every peer's: medix-dp answers all ARP on the TAP with it.
 const rte_ether_addr dataplane_mac = {{0x02, 0x6d, 0x78, 0x00, 0x00, 0x01}};
 
+// Whether `address` is medix-dp's own in `tenant` (a local route or an interface's address).
+bool local_in(const Tables& tables, uint16_t tenant, uint32_t address) {
+  uint64_t nh = 0;
+  if (tenant < tables.fib_roots.size() && tables.fib_roots[tenant])
+    nh = Lpm::lookup(tables.plies, tables.fib_roots[tenant], address);
+  else if (tenant < tables.tenants.size() && tables.tenants[tenant].fib)
+    rte_fib_lookup_bulk(tables.tenants[tenant].fib, &address, &nh, 1);
+  return nh && tables.nexthops[nh].kind == NexthopKind::local;
+}
+
 // A BGP segment (TCP port 179) from an address of one of our interfaces (the area's BGP daemon
 // on the backbone, docs/areas.md): that interface, its tenant in `tenant`; else nullptr.
 const InterfaceEntry* bgp_from(const Tables& tables, const uint8_t* frame, size_t len, uint32_t src, uint16_t& tenant) {
@@ -37,6 +47,13 @@ const InterfaceEntry* bgp_from(const Tables& tables, const uint8_t* frame, size_
         return &f;
       }
   }
+  // A backbone that is an ESP tunnel has no address: the daemon's is a local route of the
+  // tunnel's tenant (the core), and the segment is routed there, into the tunnel.
+  for (const auto& f : tables.interfaces)
+    if (f.uid && f.tunnel && local_in(tables, f.tenant, src)) {
+      tenant = f.tenant;
+      return &f;
+    }
   return nullptr;
 }
 }  // namespace

@@ -1,0 +1,375 @@
+#!/usr/bin/env bash
+# The backbone between two areas as an ESP tunnel over a carrier (docs/areas.md, "A backbone
+# over ESP"): the areas' medix-cp negotiate the tunnel with IKE (a peer of each other's, through
+# medix-dp's exception path), and BGP between the areas' gobgpd runs inside it.
+#
+#   namespace E: gobgpd 10.255.0.1, charon 172.16.0.1 ── TAP ── medix-dp E ── p0 ══ carrier ══ p0 ── medix-dp W ── TAP ── :namespace W
+#                medix-cp E (--bgp, peer "west", tunnel bb)      (ESP in UDP 4500, tunnel bb inside)
+#
+# Each area: a carrier tenant (the underlay, 172.16.0.0/24 on p0), the core tenant "ix" with the
+# tunnel bb (the peer's; selectors: the two BGP addresses and the core 100.64.0.0/10), the BGP
+# daemon's address a local route of the core (10.255.0.1 east, 10.255.0.2 west) and the other's
+# routed into the tunnel; east's hospital (10.1.0.5 = 100.64.1.5 in the core) on p1, west's
+# archive (10.2.0.5 = 100.64.2.5) on p1. Checks: IKE up; the BGP session established between
+# the two BGP addresses (ss), and only ESP on the carrier (tcpdump: no TCP there); each area's
+# prefixes installed in the other's core tenant via the tunnel; a ping and a DICOM study from the
+# hospital to the archive by its core address, complete and byte-identical, its session
+# translated on both sides; the carrier cut (its ends down): both areas see their underlay
+# port's link down and remove the other's prefix within 3 s, a ping gets ICMP unreachable, and
+# after the repair the routes come back; west's medix-cp stopped (its IKE_SA and with it the
+# tunnel's SAs deleted on both sides): east removes west's prefix at once, not after the hold
+# timer (the SA is watched). Toward east's clinic, whose only core presence is a NAPT pool
+# (docs/nat.md, "Across areas"), by UDP: the archive's reply to the clinic's datagram; a datagram
+# from another port of the archive to the clinic's mapping, let in by east's rule core-to-clinic,
+# then refused once that rule is taken out of east's intent; one to a pool port nobody mapped
+# dropped in east (nat_no_session). Ends with "netns-bgp-esp: N passed, M failed". MEDIX_DP, MEDIX_CP
+# and MEDIXCTL override the binaries.
+set -u
+cd "$(dirname "$0")/../.."
+# shellcheck source=test/lib/bgp.sh
+source test/lib/bgp.sh
+dp=${MEDIX_DP:-build/dataplane/medix-dp}
+cp=${MEDIX_CP:-build/controlplane/medix-cp}
+ctl=${MEDIXCTL:-build/controlplane/cli/medixctl}
+command -v gobgpd >/dev/null && command -v storescu >/dev/null && command -v tcpdump >/dev/null && /usr/bin/python3 -c 'import pydicom' 2>/dev/null ||
+  scripts/setup >/dev/null
+tmp=$(mktemp -d /tmp/medix-netns-bgp-esp.XXXXXX)
+id=$$
+declare -A dp_pid cp_pid bgp_pid prefix ns tap up lan host
+carrier=medix-ebgp-c-$id
+clinic=mxK$id clinic_host=medix-ebgp-hk-$id  # east's clinic: NAPT only
+for a in e w; do
+  prefix[$a]=medix-ebgp-$a-$id ns[$a]=medix-ebgp-$a-$id tap[$a]=mxT$a$id up[$a]=mxU$a$id
+  lan[$a]=mxL$a$id host[$a]=medix-ebgp-h$a-$id
+done
+declare -A addr=([e]=10.255.0.1 [w]=10.255.0.2) under=([e]=172.16.0.1 [w]=172.16.0.2) n=([e]=1 [w]=2)
+declare -A other=([e]=w [w]=e)
+
+cleanup() {
+  for a in e w; do
+    [ -n "${cp_pid[$a]:-}" ] && kill -TERM "${cp_pid[$a]}" 2>/dev/null && wait "${cp_pid[$a]}" 2>/dev/null
+    [ -n "${bgp_pid[$a]:-}" ] && kill -KILL "${bgp_pid[$a]}" 2>/dev/null && wait "${bgp_pid[$a]}" 2>/dev/null
+    [ -n "${dp_pid[$a]:-}" ] && kill -TERM "${dp_pid[$a]}" 2>/dev/null && wait "${dp_pid[$a]}" 2>/dev/null
+    rm -rf "/var/run/dpdk/${prefix[$a]}"
+    ip netns del "${ns[$a]}" 2>/dev/null
+    ip netns del "${host[$a]}" 2>/dev/null
+    ip link del "${lan[$a]}" 2>/dev/null
+    ip link del "${tap[$a]}" 2>/dev/null
+    ip link del "${up[$a]}" 2>/dev/null
+  done
+  ip netns del "$carrier" 2>/dev/null
+  ip netns del "$clinic_host" 2>/dev/null
+  ip link del "$clinic" 2>/dev/null
+  [ -n "${MX_KEEP_TMP:-}" ] || rm -rf "$tmp"
+}
+trap cleanup EXIT
+finish() { mx_finish netns-bgp-esp; }
+# troutes AREA: the core tenant's routes into the tunnel bb that BGP put there ("PREFIX" lines).
+troutes() {
+  ctl "$1" -o json show route | /usr/bin/python3 -c '
+import json, sys
+for o in json.load(sys.stdin).get("objects", []):
+    r = o.get("route", o)
+    if r.get("tenant") == "ix" and r.get("via", {}).get("interface") == "bb" and r["prefix"] != "10.255.0.'"${n[${other[$1]}]}"'/32":
+        print(r["prefix"])' | LC_ALL=C sort
+}
+troutes_are() { [ "$(troutes "$1")" = "$2" ]; }
+
+# add_host NAMESPACE VETH NET: a host NET.5/24 (gateway NET.1) behind the veth medix-dp drives.
+add_host() {
+  ip netns add "$1" && ip -n "$1" link set lo up && ip link add "$2" type veth peer name eth0 netns "$1" &&
+    ip link set "$2" up && ip -n "$1" addr add "$3.5/24" dev eth0 && ip -n "$1" link set eth0 up &&
+    ip -n "$1" route add default via "$3.1" && ip netns exec "$1" ethtool -K eth0 tx off >/dev/null
+}
+
+for binary in "$dp" "$cp" "$ctl"; do [ -x "$binary" ] || { fail "$binary is not built"; finish; }; done
+[ -c /dev/net/tun ] || { fail "/dev/net/tun is missing (the exception interface is a TAP)"; finish; }
+ip netns add "$carrier" && ip netns exec "$carrier" sysctl -qw net.ipv6.conf.default.disable_ipv6=1 &&
+  ip -n "$carrier" link add br0 type bridge &&
+  ip -n "$carrier" link set br0 type bridge forward_delay 0 stp_state 0 && ip -n "$carrier" link set br0 up ||
+  { fail "the carrier's namespace and bridge"; finish; }
+psk=$(head -c 24 /dev/urandom | base64)
+for a in e w; do
+  ip link add "${up[$a]}" type veth peer name "c$a" netns "$carrier" &&
+    sysctl -qw "net.ipv6.conf.${up[$a]}.disable_ipv6=1" && ip link set "${up[$a]}" up &&
+    ip -n "$carrier" link set "c$a" master br0 up || { fail "the carrier's veth ${up[$a]}"; finish; }
+  ip netns add "${ns[$a]}" && ip -n "${ns[$a]}" link set lo up || { fail "namespace ${ns[$a]}"; finish; }
+  add_host "${host[$a]}" "${lan[$a]}" "10.${n[$a]}.0" || { fail "host ${host[$a]}"; finish; }
+  vdevs=(--vdev "net_af_packet0,iface=${up[$a]},framecnt=2048" --vdev "net_af_packet1,iface=${lan[$a]},framecnt=2048")
+  clinic_port=
+  if [ $a = e ]; then
+    add_host "$clinic_host" "$clinic" 10.3.0 || { fail "east's clinic host"; finish; }
+    vdevs+=(--vdev "net_af_packet2,iface=$clinic,framecnt=2048")
+    clinic_port=', {"name": "p2", "device": "net_af_packet2", "promiscuous": true}'
+  fi
+  cat >"$tmp/dp-$a.json" <<JSON
+{"schema_version": 1, "ports": [{"name": "p0", "device": "net_af_packet0", "promiscuous": true},
+                               {"name": "p1", "device": "net_af_packet1", "promiscuous": true}$clinic_port],
+ "settings": {"exception_interface": "${tap[$a]}", "max_sessions": 4096}}
+JSON
+  for try in 1 2 3; do
+    setsid "$dp" --no-huge -m 512 --no-pci --log-level=error -l 0,1 --file-prefix "${prefix[$a]}" "${vdevs[@]}" -- \
+      --config "$tmp/dp-$a.json" >"$tmp/dp-$a.log" 2>&1 &
+    dp_pid[$a]=$!
+    mx_wait_for 30 grep -qs "medix-dp: ready" "$tmp/dp-$a.log" && break
+    grep -q 'could not set PACKET_FANOUT' "$tmp/dp-$a.log" || { fail "medix-dp $a starts" "$(cat "$tmp/dp-$a.log")"; finish; }
+  done
+  # Its TAP into the area's namespace: the tunnel endpoint (charon's) and the BGP address
+  # (gobgpd's), the other area's BGP address routed there from ours.
+  ip link set "${tap[$a]}" netns "${ns[$a]}" && ip -n "${ns[$a]}" addr add "${under[$a]}/24" dev "${tap[$a]}" &&
+    ip -n "${ns[$a]}" addr add "${addr[$a]}/32" dev "${tap[$a]}" && ip -n "${ns[$a]}" link set "${tap[$a]}" up &&
+    ip -n "${ns[$a]}" route add "${addr[${other[$a]}]}/32" dev "${tap[$a]}" src "${addr[$a]}" ||
+    { fail "TAP ${tap[$a]} into ${ns[$a]}"; finish; }
+  # The area's intent: the other area is a peer (IKE, PSK), its tunnel bb the BGP backbone.
+  /usr/bin/python3 - "$tmp/$a.json" "$a" "$psk" <<'PY'
+import json, sys
+a, psk = sys.argv[2], sys.argv[3]
+o = "w" if a == "e" else "e"
+n = {"e": 1, "w": 2}
+bgp = {"e": "10.255.0.1", "w": "10.255.0.2"}
+under = {"e": "172.16.0.1", "w": "172.16.0.2"}
+lan = {"e": "hosp-e", "w": "arch-w"}[a]
+intent = {
+    "schema_version": 1,
+    "tenants": [{"name": "ix", "core": True}, {"name": "carrier"}, {"name": lan}],
+    "interfaces": [{"name": "up", "tenant": "carrier", "port": "p0", "addresses": [under[a] + "/24"]},
+                   {"name": "lan", "tenant": lan, "port": "p1", "addresses": ["10.%d.0.1/24" % n[a]]}],
+    "peers": [{"name": {"e": "west", "w": "east"}[a], "tenant": "ix", "underlay_tenant": "carrier", "tunnel": "bb",
+               "local_address": under[a], "remote_address": under[o], "psk": psk,
+               "ike_proposals": ["aes128gcm16-prfsha256-x25519"], "esp_proposals": ["aes128gcm16"],
+               "local_selectors": [bgp[a] + "/32", "100.64.0.0/10"],
+               "remote_selectors": [bgp[o] + "/32", "100.64.0.0/10"], "initiate": a == "e"}],
+    "routes": [{"tenant": lan, "prefix": "100.64.0.0/10", "next_tenant": "ix"},
+               {"tenant": "ix", "prefix": "100.64.%d.0/24" % n[a], "next_tenant": lan},
+               {"tenant": "ix", "prefix": bgp[a] + "/32", "local": {}},
+               {"tenant": "ix", "prefix": bgp[o] + "/32", "via": {"interface": "bb"}}],
+    "static_mappings": [{"tenant": lan, "tenant_prefix": "10.%d.0.0/24" % n[a], "core_prefix": "100.64.%d.0/24" % n[a]}],
+    "policy_rules": [{"name": "hosp-to-archive", "priority": 10, "from_tenant": "hosp-e", "to_tenant": "ix",
+                      "destination_prefix": "100.64.2.0/24", "permit": True}] if a == "e" else [
+                     {"name": "core-dicom", "priority": 10, "from_tenant": "ix", "to_tenant": "arch-w",
+                      "protocol": 6, "port_low": 11112, "port_high": 11112, "permit": True},
+                     {"name": "core-ping", "priority": 20, "from_tenant": "ix", "to_tenant": "arch-w", "protocol": 1,
+                      "permit": True}],
+    "bgp": {"backbone_interface": "bb", "next_hop": bgp[a]},
+}
+# East's clinic: no static mapping, its only core presence NAPT pool 100.64.5.0/30 (announced).
+# Its flows out, and the core's to an endpoint it mapped (endpoint-independent filtering, by
+# east's policy: docs/nat.md); west lets the core reach the archive's UDP 6000, and the archive
+# reach the clinic's pool.
+if a == "e":
+    intent["tenants"].append({"name": "clinic-e"})
+    intent["interfaces"].append({"name": "clinic", "tenant": "clinic-e", "port": "p2", "addresses": ["10.3.0.1/24"]})
+    intent["routes"] += [{"tenant": "clinic-e", "prefix": "100.64.0.0/10", "next_tenant": "ix"},
+                         {"tenant": "ix", "prefix": "100.64.5.0/30", "next_tenant": "clinic-e"}]
+    intent["napt_pools"] = [{"tenant": "clinic-e", "addresses": ["100.64.5.0/30"]}]
+    intent["policy_rules"] += [
+        {"name": "clinic-to-archive", "priority": 20, "from_tenant": "clinic-e", "to_tenant": "ix",
+         "destination_prefix": "100.64.2.0/24", "protocol": 17, "permit": True},
+        {"name": "core-to-clinic", "priority": 30, "from_tenant": "ix", "to_tenant": "clinic-e", "protocol": 17,
+         "permit": True}]
+else:
+    intent["policy_rules"] += [
+        {"name": "core-udp", "priority": 30, "from_tenant": "ix", "to_tenant": "arch-w", "protocol": 17,
+         "port_low": 6000, "port_high": 6000, "permit": True},
+        {"name": "archive-to-clinic", "priority": 40, "from_tenant": "arch-w", "to_tenant": "ix",
+         "destination_prefix": "100.64.5.0/30", "protocol": 17, "permit": True}]
+json.dump(intent, open(sys.argv[1], "w"), indent=1)
+PY
+done
+# A tunnel has no address: its area's BGP address (bgp.next_hop) is required.
+/usr/bin/python3 -c 'import json, sys
+i = json.load(open(sys.argv[1])); del i["bgp"]["next_hop"]; json.dump(i, open(sys.argv[2], "w"))' "$tmp/e.json" "$tmp/bad.json"
+out=$("$cp" --check --intent "$tmp/bad.json" 2>&1)
+[ $? -ne 0 ] && grep -qF "bgp.next_hop: is required when the backbone is a tunnel" <<<"$out" &&
+  pass "refused: a tunnel as the backbone without bgp.next_hop ($out)" || fail "refused: no next hop for a tunnel" "$out"
+# West first: it answers east's IKE_SA_INIT.
+for a in w e; do
+  ip netns exec "${ns[$a]}" "$cp" --intent "$tmp/$a.json" -p "${prefix[$a]}" --listen "unix://$tmp/cp-$a.sock" \
+    --bgp 127.0.0.1:50051 --log-level 1 >>"$tmp/cp-$a.log" 2>&1 &
+  cp_pid[$a]=$!
+  mx_wait_for 15 grep -q "medix-cp: ready" "$tmp/cp-$a.log" || { fail "medix-cp $a starts" "$(tail -8 "$tmp/cp-$a.log")"; finish; }
+done
+# sas AREA: the tunnel's SAs in medix-dp ("in"/"out" lines).
+sas() {
+  ctl "$1" -o json show sa | /usr/bin/python3 -c '
+import json, sys
+for o in json.load(sys.stdin).get("objects", []):
+    s = o.get("sa", o)
+    if s.get("tunnel") == "bb":
+        print("in" if s.get("inbound") else "out")' | LC_ALL=C sort
+}
+both_sas() { [ "$(sas e | tr '\n' ' ')" = "in out " ] && [ "$(sas w | tr '\n' ' ')" = "in out " ]; }
+mx_wait_for 20 both_sas && pass "IKE between the areas' medix-cp: tunnel bb has its SAs in both medix-dp after ${took} ms" ||
+  { fail "the tunnel's SAs" "east: $(sas e)"$'\n'"west: $(sas w)"$'\n'"$(tail -5 "$tmp/cp-e.log")"; finish; }
+# The daemons once the tunnel is up (a first SYN into a tunnel without SA costs gobgpd 5-10 s).
+for a in e w; do
+  bgp_config "${addr[$a]}" "${addr[$a]}" "$([ $a = w ] && echo true || echo false)" "${addr[${other[$a]}]}" \
+    >"$tmp/gobgpd-$a.toml"
+  ip netns exec "${ns[$a]}" gobgpd -f "$tmp/gobgpd-$a.toml" --api-hosts 127.0.0.1:50051 --pprof-disable -p -l warn \
+    >>"$tmp/gobgpd-$a.log" 2>&1 &
+  bgp_pid[$a]=$!
+done
+
+established() { ctl e areas | grep -q "^  session 10.255.0.2 ESTABLISHED"; }
+mx_wait_for 25 established && pass "east's session to west (10.255.0.2) established after ${took} ms, inside the tunnel" ||
+  fail "session" "$(ctl e areas; ctl w areas; tail -3 "$tmp"/gobgpd-*.log)"
+out=$(ip netns exec "${ns[e]}" ss -tnH state established "( sport = :179 or dport = :179 )")
+grep -q "10.255.0.1:.*10.255.0.2:" <<<"$out" && pass "the BGP session is TCP between the areas' BGP addresses (ss in east)" ||
+  fail "the session's TCP" "$out"
+# Nothing in the clear on the carrier: BGP's keepalives (one a second each way) cross it as ESP.
+out=$(ip netns exec "$carrier" timeout 5 tcpdump -i ce -nn -c 4 ip 2>/dev/null)
+[ "$(grep -c . <<<"$out")" -ge 4 ] && ! grep -qi "tcp\|\.179[: ]" <<<"$out" && grep -q "UDP-encap\|ESP\|\.4500[: ]" <<<"$out" &&
+  pass "the carrier sees ESP in UDP 4500 only, no TCP (tcpdump)" || fail "ESP only on the carrier" "$out"
+mx_wait_for 10 troutes_are w "100.64.1.0/24
+100.64.5.0/30" && pass "west's core tenant: east's mapping 100.64.1.0/24 and NAPT pool 100.64.5.0/30 via tunnel bb" ||
+  fail "west's routes" "$(troutes w; ctl w areas)"
+mx_wait_for 10 troutes_are e "100.64.2.0/24" && pass "east's core tenant: west's archive prefix 100.64.2.0/24 via tunnel bb" ||
+  fail "east's routes" "$(troutes e; ctl e areas)"
+for a in e w; do
+  punted=$(/usr/bin/python3 test/netns/telemetry.py "${prefix[$a]}" /medix/events bgp_punted 2>&1)
+  [ "${punted:-0}" -gt 0 ] 2>/dev/null && pass "medix-dp $a punted $punted BGP segments (decrypted from the tunnel) to its TAP" ||
+    fail "medix-dp $a's bgp_punted" "$punted"
+done
+out=$(ip netns exec "${host[e]}" ping -c 3 -i 0.2 -W 2 100.64.2.5 2>&1)
+grep -q " 0% packet loss" <<<"$out" && pass "east's hospital (10.1.0.5) pings west's archive by its core address 100.64.2.5 through the tunnel" ||
+  fail "ping across areas" "$out"$'\n'"$(/usr/bin/python3 test/netns/telemetry.py "${prefix[e]}" /medix/drops)"
+/usr/bin/python3 test/ike/dicom.py make "$tmp/study" 2 >/dev/null || { fail "the DICOM study (pydicom)"; finish; }
+mkdir -p "$tmp/received"
+ip netns exec "${host[w]}" storescp -aet ARCHIVE -od "$tmp/received" -B 11112 >"$tmp/storescp.log" 2>&1 &
+scp_pid=$!
+mx_wait_for 5 eval 'ip netns exec "${host[w]}" ss -tlnH | grep -q ":11112 "'
+if ip netns exec "${host[e]}" env TCP_NODELAY=1 timeout 60 storescu -aet HOSPITAL-E -aec ARCHIVE +sd 100.64.2.5 11112 \
+  "$tmp/study" >"$tmp/storescu.log" 2>&1 &&
+  /usr/bin/python3 test/ike/dicom.py compare "$tmp/study" "$tmp/received" >"$tmp/dicom.json"; then
+  pass "east's hospital stored a DICOM study on west's archive (100.64.2.5) through the tunnel: $(cat "$tmp/dicom.json")"
+else
+  fail "DICOM study east -> west" "$(tail -5 "$tmp/storescu.log"; cat "$tmp/dicom.json" 2>/dev/null)"
+fi
+kill "$scp_pid" 2>/dev/null
+wait "$scp_pid" 2>/dev/null
+sessions() { ctl "$1" -o json sessions --port 11112 | /usr/bin/python3 -c '
+import json, sys
+for x in json.load(sys.stdin).get("sessions", []):
+    print(x["tenant"], x["source"].split(":")[0], x["destination"], "->", x["peer_tenant"],
+          x["translated_source"].split(":")[0], x["translated_destination"], x["rule"])'; }
+out_e=$(sessions e) out_w=$(sessions w)
+grep -qx "hosp-e 10.1.0.5 100.64.2.5:11112 -> ix 100.64.1.5 100.64.2.5:11112 hosp-to-archive" <<<"$out_e" &&
+  grep -qx "ix 100.64.1.5 100.64.2.5:11112 -> arch-w 100.64.1.5 10.2.0.5:11112 core-dicom" <<<"$out_w" &&
+  pass "its session: east translated the source (rule hosp-to-archive), west the destination (rule core-dicom)" ||
+  fail "the DICOM session in each area" "east: $out_e"$'\n'"west: $out_w"
+
+# Toward a NAPT tenant from another area (docs/nat.md, "Across areas"): the clinic's UDP from
+# 10.3.0.5:5000 to the archive's 6000 leaves east from its pool; the archive answers it (a reply
+# of the clinic's own session), then writes to that pool address and port from another port of
+# its own (a new flow to the clinic's mapping: endpoint-independent filtering, let in by east's
+# core-to-clinic), and to the next port of the pool address, which maps nothing (nat_no_session).
+nosession() { /usr/bin/python3 test/netns/telemetry.py "${prefix[e]}" /medix/drops nat_no_session 2>/dev/null; }
+before=$(nosession)
+ip netns exec "${host[w]}" timeout 10 /usr/bin/python3 -c '
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("10.2.0.5", 6000)); s.settimeout(5)
+data, (a, p) = s.recvfrom(100)
+print(data.decode(), "from", "%s:%d" % (a, p), flush=True)
+s.sendto(b"reply", (a, p))
+time.sleep(0.3)
+o = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); o.bind(("10.2.0.5", 6001))
+o.sendto(b"unsolicited", (a, p))
+o.sendto(b"nomapping", (a, p + 1))' >"$tmp/archive.out" 2>&1 &
+archive_pid=$!
+# The clinic speaks once the archive listens (else its datagram meets a closed port).
+mx_wait_for 5 eval 'ip netns exec "${host[w]}" ss -ulnH | grep -q ":6000 "'
+ip netns exec "$clinic_host" timeout 10 /usr/bin/python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("10.3.0.5", 5000)); s.settimeout(6)
+s.sendto(b"hello", ("100.64.2.5", 6000))
+try:
+    while True:
+        data, (a, p) = s.recvfrom(100)
+        print(data.decode(), "from", "%s:%d" % (a, p), flush=True)
+except socket.timeout:
+    pass' >"$tmp/clinic.out" 2>&1 &
+clinic_pid=$!
+wait "$clinic_pid" "$archive_pid"
+pool=$(sed -n 's/^hello from \(100\.64\.5\.[0-3]:[0-9]*\)$/\1/p' "$tmp/archive.out")
+[ -n "$pool" ] && pass "east's clinic (NAPT only) reached west's archive from its pool: $pool" ||
+  fail "the clinic's UDP to the archive" "$(cat "$tmp/archive.out")"
+grep -qx "reply from 100.64.2.5:6000" "$tmp/clinic.out" &&
+  pass "the archive's reply returned to the clinic across the areas (its own session's)" ||
+  fail "the reply to the clinic" "$(cat "$tmp/clinic.out")"
+grep -qx "unsolicited from 100.64.2.5:6001" "$tmp/clinic.out" &&
+  pass "a new flow from west (the archive's port 6001) to the clinic's mapping $pool reached it (east's rule core-to-clinic)" ||
+  fail "a new flow to the clinic's mapping" "$(cat "$tmp/clinic.out")"
+! grep -q "nomapping" "$tmp/clinic.out" && mx_wait_for 3 eval '[ "$(nosession)" -gt "${before:-0}" ]' &&
+  pass "to a pool port the clinic never mapped: dropped in east (nat_no_session ${before:-0} -> $(nosession))" ||
+  fail "a pool port without mapping" "$(cat "$tmp/clinic.out"; echo "nat_no_session ${before:-0} -> $(nosession)")"
+# East's rule core-to-clinic taken out (an intent change through east's medix-cp): a new flow
+# from west to the clinic's mapping is refused by east's policy, the mapping notwithstanding.
+/usr/bin/python3 -c 'import json, sys
+i = json.load(open(sys.argv[1]))
+i["policy_rules"] = [r for r in i["policy_rules"] if r["name"] != "core-to-clinic"]
+json.dump(i, open(sys.argv[2], "w"))' "$tmp/e.json" "$tmp/e-closed.json"
+denied() { /usr/bin/python3 test/netns/telemetry.py "${prefix[e]}" /medix/drops policy_denied 2>/dev/null; }
+out=
+if [ -n "$pool" ] && out=$(ctl e intent apply "$tmp/e-closed.json"); then
+  before=$(denied)
+  ip netns exec "$clinic_host" timeout 5 /usr/bin/python3 -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("10.3.0.5", 5000)); s.settimeout(2)
+try:
+    print(s.recvfrom(100)[0].decode(), flush=True)
+except socket.timeout:
+    pass' >"$tmp/clinic2.out" 2>&1 &
+  clinic_pid=$!
+  mx_wait_for 5 eval 'ip netns exec "$clinic_host" ss -ulnH | grep -q ":5000 "'
+  ip netns exec "${host[w]}" /usr/bin/python3 -c '
+import socket, sys
+a, p = sys.argv[1].split(":")
+o = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); o.bind(("10.2.0.5", 6002)); o.sendto(b"refused", (a, int(p)))' "$pool"
+  wait "$clinic_pid"
+  [ ! -s "$tmp/clinic2.out" ] && mx_wait_for 3 eval '[ "$(denied)" -gt "${before:-0}" ]' &&
+    pass "without east's rule core-to-clinic, a new flow from west to the clinic's mapping is refused in east (policy_denied ${before:-0} -> $(denied))" ||
+    fail "the clinic's mapping without a rule" "$(cat "$tmp/clinic2.out"; echo "policy_denied ${before:-0} -> $(denied)")"
+else
+  fail "east's intent without core-to-clinic" "$out"
+fi
+
+# The carrier cut: both medix-dp see their underlay port's link go down.
+t0=$(date +%s%N)
+ip -n "$carrier" link set ce down && ip -n "$carrier" link set cw down
+te='' tw=''
+while :; do
+  [ -z "$te" ] && troutes_are e "" && te=$((($(date +%s%N) - t0) / 1000000))
+  [ -z "$tw" ] && troutes_are w "" && tw=$((($(date +%s%N) - t0) / 1000000))
+  [ -n "$te" ] && [ -n "$tw" ] && break
+  [ $((($(date +%s%N) - t0) / 1000000)) -gt 10000 ] && break
+  sleep 0.02
+done
+[ -n "$te" ] && [ -n "$tw" ] && [ "$te" -le 3000 ] && [ "$tw" -le 3000 ] &&
+  pass "carrier cut: both areas removed the other's prefix within 3 s (east ${te} ms, west ${tw} ms)" ||
+  fail "carrier cut: routes withdrawn within 3 s (east ${te:-none} ms, west ${tw:-none} ms)" "$(troutes e; troutes w; ctl e areas)"
+grep -qs "backbone bb (port p0) link down: sessions to 10.255.0.2 shut" "$tmp/cp-e.log" &&
+  pass "east saw its underlay port's link down and shut its session at once (not the hold timer)" ||
+  fail "east's link down" "$(ctl e areas)"$'\n'"$(tail -3 "$tmp/cp-e.log")"
+out=$(ip netns exec "${host[e]}" ping -c 1 -W 2 100.64.2.5 2>&1)
+grep -qi "unreachable" <<<"$out" && pass "carrier cut: a ping to west's archive gets ICMP unreachable at once (no black hole in the tunnel)" ||
+  fail "ICMP unreachable after the cut" "$out"
+ip -n "$carrier" link set ce up && ip -n "$carrier" link set cw up
+both_back() { troutes_are e "100.64.2.0/24" && troutes_are w "100.64.1.0/24
+100.64.5.0/30"; }
+mx_wait_for 30 both_back && pass "carrier repaired: the routes are back after ${took} ms (the SAs kept; gobgpd's timers)" ||
+  fail "carrier repaired: routes back" "$(troutes e; troutes w; ctl e areas)"
+
+# West's medix-cp stopped: it deletes its IKE_SA, east deletes the tunnel's SAs; east stops
+# routing into a tunnel without SA at once, before the session's hold timer (3 s) ends it.
+t0=$(date +%s%N)
+kill -TERM "${cp_pid[w]}" && wait "${cp_pid[w]}" 2>/dev/null
+cp_pid[w]=
+# East's own view as soon as the route is gone: west's prefix still learned (the session not yet
+# timed out) but not installed for want of an SA; or gone in less than the hold timer's least.
+mx_wait_for 10 troutes_are e ""
+ms=$((($(date +%s%N) - t0) / 1000000))
+out=$(ctl e areas)
+[ -z "$(troutes e)" ] && { grep -q "learned 100.64.2.0/24 .*(tunnel bb has no outbound SA)" <<<"$out" || [ "$ms" -lt 2000 ]; } &&
+  pass "west's medix-cp stopped (IKE_SA deleted): east removed west's prefix after ${ms} ms, its tunnel without SA (east's SAs: $(sas e | tr '\n' ' '))" ||
+  fail "the tunnel's SA gone: routes removed (${ms} ms)" "$(troutes e; sas e)"$'\n'"$out"
+finish
