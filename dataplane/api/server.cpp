@@ -227,7 +227,7 @@ class Service final : public ServiceBase {
                            v1::CountersSnapshot* response) override {
     if (auto s = allowed(context, "GetCounters"); !s.ok()) return s;
     if (request->ports_only())
-      fill_ports(take_port_snapshot(dp_), *response);
+      fill_kinds(take_port_snapshot(dp_), *response);
     else
       fill_counters(*response);
     return grpc::Status::OK;
@@ -367,111 +367,35 @@ class Service final : public ServiceBase {
     return grpc::Status::OK;
   }
 
-  // The versions and the ports: all of a GetCounters with ports_only.
-  static void fill_ports(const CounterSnapshot& s, v1::CountersSnapshot& out) {
+  // The versions, the kinds' counters (only the ports' with ports_only) and the ports' NICs.
+  static void fill_kinds(const CounterSnapshot& s, v1::CountersSnapshot& out) {
     out.set_version(s.version);
     out.set_since_ns(s.since_ns);
     out.set_timestamp_ns(uint64_t(
         std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
             .count()));
-    for (size_t i = 0; i < s.ports.size(); i++) {
-      const auto& [name, p] = s.ports[i];
-      auto* x = out.add_ports();
-      fill_nic(s.nics[i], *x->mutable_nic());
-      x->set_name(name);
-      x->set_rx_packets(p.rx_packets);
-      x->set_rx_bytes(p.rx_bytes);
-      x->set_tx_packets(p.tx_packets);
-      x->set_tx_bytes(p.tx_bytes);
-      x->set_tx_dropped(p.tx_dropped);
-    }
+    for (const auto& [kind, rows] : s.kinds) add_counters(*kind, rows, out);
+    for (size_t i = 0; i < s.nics.size() && i < size_t(out.ports_size()); i++)
+      fill_nic(s.nics[i].stats, *out.mutable_ports(int(i))->mutable_nic());
   }
 
   void fill_counters(v1::CountersSnapshot& out) {
     CounterSnapshot s = take_snapshot(dp_);
-    fill_ports(s, out);
-    for (const auto& [name, f] : s.interfaces) {
-      auto* x = out.add_interfaces();
-      x->set_name(name);
-      x->set_rx_packets(f.rx_packets);
-      x->set_rx_bytes(f.rx_bytes);
-      x->set_tx_packets(f.tx_packets);
-      x->set_tx_bytes(f.tx_bytes);
-    }
-    for (const auto& [name, t] : s.tenants) {
-      auto* x = out.add_tenants();
-      x->set_name(name);
-      x->set_rx_packets(t.rx_packets);
-      x->set_tx_packets(t.tx_packets);
-      x->set_drops(t.drops);
-      x->set_icmp_sent(t.icmp_sent);
-      x->set_icmp_rate_limited(t.icmp_rate_limited);
-      x->set_arp_pending_limited(t.arp_pending_limited);
-      x->set_punt_policed(t.punt_policed);
-      x->set_fragments_limited(t.fragments_limited);
-      x->set_buffer_guarded(t.buffer_guarded);
-      x->set_arp_requests_sent(t.arp_requests_sent);
-      x->set_arp_replies_sent(t.arp_replies_sent);
-      x->set_arp_replies_received(t.arp_replies_received);
-    }
+    fill_kinds(s, out);
     fill_drops(out.mutable_drops(), s.totals.drops);
     for (size_t q = 0; q < dp_.workers.size(); q++) {
       auto* l = out.add_lcores();
       l->set_lcore(dp_.workers[q]->lcore);
       fill_drops(l->mutable_drops(), s.lcores[q].drops);
     }
-    for (size_t i = 0; i < s.ports.size(); i++)
+    for (const auto& nic : s.nics)
       for (const auto& drop : nic_drops) {
         auto* d = out.add_nic_drops();
-        d->set_port(s.ports[i].first);
+        d->set_port(nic.port);
         d->set_reason(drop.name);
         d->set_description(drop.description);
-        d->set_packets(s.nics[i].*drop.field);
+        d->set_packets(nic.stats.*drop.field);
       }
-    for (const auto& x : s.tunnels) {
-      auto* c = out.add_tunnels();
-      c->set_name(x.name);
-      c->set_rx_packets(x.counters.rx_packets);
-      c->set_rx_bytes(x.counters.rx_bytes);
-      c->set_tx_packets(x.counters.tx_packets);
-      c->set_tx_bytes(x.counters.tx_bytes);
-    }
-    for (const auto& x : s.sas) {
-      auto* c = out.add_sas();
-      c->set_spi(x.spi);
-      c->set_tunnel(x.tunnel);
-      c->set_inbound(x.inbound);
-      c->set_state(v1::SaState(x.life));
-      c->set_packets(x.packets);
-      c->set_bytes(x.bytes);
-      c->set_last_used_ns(x.last_used_ns);
-      c->set_sequence(x.sequence);
-      for (unsigned r = 0; r < std::size(x.drops); r++) {
-        auto* d = c->add_drops();
-        d->set_reason(drop_reasons[unsigned(first_sa_drop) + r].name);
-        d->set_packets(x.drops[r]);
-      }
-    }
-    for (const auto& nat : s.nat) {
-      const Counters::Nat& n = nat.counters;
-      auto* x = out.add_nat();
-      x->set_tenant(nat.tenant);
-      x->set_sessions(nat.sessions);
-      x->set_sessions_created(n.sessions_created);
-      x->set_translated(n.translated);
-      x->set_napt_mappings(nat.mappings);
-      x->set_pool_exhausted(n.pool_exhausted);
-      x->set_session_limit(n.session_limit);
-      x->set_no_mapping(n.no_mapping);
-      x->set_policy_denied(n.policy_denied);
-    }
-    for (const auto& r : s.rules) {
-      auto* x = out.add_policy_rules();
-      x->set_name(r.name);
-      x->set_matched(r.matched);
-      x->set_permit(r.permit);
-    }
-    for (const auto& [kind, rows] : s.kinds) add_counters(*kind, rows, out);
     auto* e = out.mutable_events();
     e->set_icmp_sent(s.totals.icmp_sent);
     e->set_icmp_rate_limited(s.totals.icmp_rate_limited);

@@ -59,12 +59,17 @@ std::optional<std::string> check_counters(const Kind& kind) {
   if (!list || !list->is_repeated() || list->type() != FieldDescriptor::TYPE_MESSAGE)
     return where + "CountersSnapshot has no list of messages named \"" + c.list + "\"";
   const auto* message = list->message_type();
-  const FieldDescriptor* name = message->FindFieldByName("name");
-  if (!name || name->type() != FieldDescriptor::TYPE_STRING) return where + message->name() + " has no string name";
+  const FieldDescriptor* name = message->FindFieldByName(c.name_field);
+  if (!name || name->type() != FieldDescriptor::TYPE_STRING)
+    return where + message->name() + " has no string " + c.name_field;
   const FieldDescriptor* part = c.part ? message->FindFieldByName(c.part) : nullptr;
   if (c.part && (!part || part->type() != FieldDescriptor::TYPE_STRING))
     return where + message->name() + " has no string field \"" + c.part + "\"";
   for (const CounterColumn& column : c.columns) {
+    if (column.by_fill) {
+      if (!c.fill) return where + "column \"" + column.field + "\" is filled, but no fill is given";
+      continue;
+    }
     const FieldDescriptor* f = message->FindFieldByName(column.field);
     if (!f || f->is_repeated() || f->type() != FieldDescriptor::TYPE_UINT64)
       return where + message->name() + " has no uint64 field \"" + column.field + "\"";
@@ -72,6 +77,7 @@ std::optional<std::string> check_counters(const Kind& kind) {
   for (int i = 0; i < message->field_count(); i++) {
     const FieldDescriptor* f = message->field(i);
     if (f == name || f == part) continue;
+    if (std::any_of(c.others.begin(), c.others.end(), [&](const char* o) { return f->name() == o; })) continue;
     if (std::none_of(c.columns.begin(), c.columns.end(), [&](const CounterColumn& k) { return f->name() == k.field; }))
       return where + message->name() + "." + f->name() + " is no column";
   }
@@ -79,19 +85,29 @@ std::optional<std::string> check_counters(const Kind& kind) {
 }
 
 void add_counters(const Kind& kind, const std::vector<CounterRow>& rows, v1::CountersSnapshot& out) {
+  const KindCounters& c = *kind.counters;
   const FieldDescriptor* list = list_field(kind);
   const auto* message = list->message_type();
-  std::vector<const FieldDescriptor*> fields;
-  for (const CounterColumn& column : kind.counters->columns) fields.push_back(message->FindFieldByName(column.field));
-  const FieldDescriptor* name = message->FindFieldByName("name");
-  const FieldDescriptor* part = kind.counters->part ? message->FindFieldByName(kind.counters->part) : nullptr;
+  std::vector<const FieldDescriptor*> fields;  // null: by fill
+  for (const CounterColumn& column : c.columns)
+    fields.push_back(column.by_fill ? nullptr : message->FindFieldByName(column.field));
+  const FieldDescriptor* name = message->FindFieldByName(c.name_field);
+  const FieldDescriptor* part = c.part ? message->FindFieldByName(c.part) : nullptr;
   for (const CounterRow& row : rows) {
     auto* x = out.GetReflection()->AddMessage(&out, list);
     const auto* r = x->GetReflection();
     r->SetString(x, name, row.name);
     if (part) r->SetString(x, part, row.part);
-    for (size_t i = 0; i < fields.size(); i++) r->SetUInt64(x, fields[i], row.values[i]);
+    for (size_t i = 0; i < fields.size(); i++)
+      if (fields[i]) r->SetUInt64(x, fields[i], row.values[i]);
+    if (c.fill) c.fill(row, *x);
   }
+}
+
+size_t column_of(const KindCounters& counters, std::string_view field) {
+  for (size_t i = 0; i < counters.columns.size(); i++)
+    if (field == counters.columns[i].field) return i;
+  return counters.columns.size();
 }
 
 }  // namespace medix::dp

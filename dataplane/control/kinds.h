@@ -7,6 +7,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "control/commit.h"
@@ -15,21 +16,44 @@
 
 namespace medix::dp {
 
-// A kind's counters, declared in its folder (Kind::counters): one row of uint64 columns per
-// object, read from the generation. The snapshot, GetCounters, the Prometheus endpoint and
-// medixctl's counters table read them through the entry, so they know no such kind.
+// A kind's counters, declared once in its folder (Kind::counters): one row of uint64 columns
+// per object. The snapshot, GetCounters, the Prometheus endpoint, telemetry and medixctl's
+// counters table read them through the entry, so they know no such kind: a new counter is
+// one column (and its proto field).
 struct CounterColumn {
   const char* field;   // its uint64 field in the kind's counters message ("green_packets")
   const char* help;    // the Prometheus family's HELP
-  bool gauge = false;  // how many now (a gauge), not a count (a counter, "_total")
+  bool gauge = false;  // how many now (a gauge), not a count (a counter, "_total"); a clear keeps it
+  // Its Prometheus family when not medix_<prefix>_<field>[_total]; "": none (the API's only).
+  // Columns next to each other with the same family are one family, told apart by
+  // `label`="value" (medix_tenant_share_refused_total{budget="icmp"}).
+  const char* metric = nullptr;
+  const char* label = nullptr;
+  const char* value = nullptr;
+  // Not a uint64 field of the message: KindCounters::fill puts it (an SA's spi, its drops).
+  bool by_fill = false;
 };
 struct CounterRow {
   std::string name;              // the object's
   std::vector<uint64_t> values;  // by column
-  std::string part;              // the part of it the row counts (KindCounters::part), or empty
+  std::string part = {};         // the part of it the row counts (KindCounters::part), or empty
   // The workers' state the counters live in: ClearCounters' base applies while it is the same
   // (a changed object gets new state, which starts from zero anyway).
   const void* state = nullptr;
+  // Its Prometheus samples' labels after the name's (and the part's): an interface's tenant.
+  std::vector<std::pair<std::string, std::string>> labels = {};
+};
+// What `read` reads: the generation, and for the first kinds, whose counters live in the
+// workers' Counters (infra/worker.h), those summed over workers.
+struct CounterSource {
+  const Tables& tables;
+  const Committer& committer;
+  // Each word minus the later of its slot's base and the last clear's (null while clearing).
+  const Counters* since = nullptr;
+  // Raw sums and the slots' bases: what exists now, counted up and down (NAT's sessions).
+  const Counters* raw = nullptr;
+  const Counters* bases = nullptr;
+  uint64_t now_ns = 0, now_tsc = 0, tsc_hz = 1;  // an SA's last use in CLOCK_REALTIME
 };
 struct KindCounters {
   // Its list in v1::CountersSnapshot ("policers"): a message of `name`, `part` if any, and
@@ -38,10 +62,30 @@ struct KindCounters {
   std::span<const CounterColumn> columns;
   // A row per object of the generation, in its order: raw counts (ClearCounters' base is
   // subtracted by the snapshot, from every column but the gauges).
-  void (*read)(const Tables& tables, std::vector<CounterRow>& rows);
+  void (*read)(const CounterSource& source, std::vector<CounterRow>& rows);
   // A string field naming the part of the object a row counts, when it has several rows (a
   // shaper's "class"); null: a row per object.
   const char* part = nullptr;
+  // How a ClearCounters applies. by_row: the snapshot subtracts each row's values at the clear
+  // (rows keyed by state, name and part). in_source: `read` took them from
+  // CounterSource::since, which counts since the clear already (the first kinds').
+  enum class Clear { by_row, in_source } clear = Clear::by_row;
+  // by_row: a value below its base is a new object's under the same key (an SA's, keyed by
+  // tunnel, SPI and direction), which counts from zero, not from the base.
+  bool below_base_is_new = false;
+  // Its Prometheus families' infix (medix_<prefix>_...) and the label naming the row (null:
+  // the kind's name); the string field naming the row in its message.
+  const char* prefix = nullptr;
+  const char* label = nullptr;
+  const char* name_field = "name";
+  // Puts what is no uint64 field (by_fill columns, enums, lists) into the row's message.
+  void (*fill)(const CounterRow& row, google::protobuf::Message& out) = nullptr;
+  // The message's fields that are no column: fill's (an SA's drops), or the API's (a port's
+  // NIC, which the runtime reads).
+  std::span<const char* const> others = {};
+
+  const char* metric_prefix(const char* kind) const { return prefix ? prefix : kind; }
+  const char* metric_label(const char* kind) const { return label ? label : metric_prefix(kind); }
 };
 
 struct Kind {
@@ -101,7 +145,7 @@ struct Kind {
   std::optional<Error> (*list)(const Intent& intent, const Committer& committer, const v1::ListRequest& request,
                                uint32_t page, v1::ListResponse& out);
 
-  // Its counters (null: none of its own).
+  // Its counters (null: none of its own). NAT's by origin tenant are the static mapping's.
   const KindCounters* counters = nullptr;
 };
 
@@ -116,6 +160,8 @@ const Kind* kind_of(v1::Kind list_kind);
 std::optional<std::string> check_counters(const Kind& kind);
 // The rows into `out`'s list of the kind (GetCounters).
 void add_counters(const Kind& kind, const std::vector<CounterRow>& rows, v1::CountersSnapshot& out);
+// The index of a column by its field (columns.size(): none), for readers that pick columns.
+size_t column_of(const KindCounters& counters, std::string_view field);
 
 // For the entries: an object of the map's value type at `key`, if any.
 template <typename Map, typename K, typename Set>

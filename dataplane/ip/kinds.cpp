@@ -185,6 +185,50 @@ std::optional<Error> list_routes(const Intent& in, const Committer&, const v1::L
   return std::nullopt;
 }
 
+// The workers' counters by tenant (Counters::Tenant), since the slot was taken or the
+// counters cleared. What it was refused of the shared budgets is one family, by budget.
+constexpr const char* refused = "What the tenant was refused of a shared budget (docs/fair-shares.md), by budget.";
+constexpr const char* share_refused = "medix_tenant_share_refused_total";
+const CounterColumn tenant_columns[] = {
+    {"rx_packets", "Frames received on the tenant's interfaces."},
+    {"tx_packets", "Packets forwarded out of the tenant's interfaces."},
+    {"drops", "Packets dropped while in the tenant."},
+    {.field = "icmp_sent", .help = "", .metric = ""},
+    {.field = "icmp_rate_limited", .help = refused, .metric = share_refused, .label = "budget", .value = "icmp"},
+    {.field = "arp_pending_limited",
+     .help = refused,
+     .metric = share_refused,
+     .label = "budget",
+     .value = "arp_pending"},
+    {.field = "punt_policed", .help = refused, .metric = share_refused, .label = "budget", .value = "punt"},
+    {.field = "fragments_limited",
+     .help = refused,
+     .metric = share_refused,
+     .label = "budget",
+     .value = "nat_fragments"},
+    {.field = "buffer_guarded", .help = refused, .metric = share_refused, .label = "budget", .value = "packet_buffers"},
+    {.field = "arp_requests_sent", .help = "", .metric = ""},
+    {.field = "arp_replies_sent", .help = "", .metric = ""},
+    {.field = "arp_replies_received", .help = "", .metric = ""},
+};
+
+const KindCounters tenant_counters = {
+    .list = "tenants",
+    .columns = tenant_columns,
+    .read =
+        [](const CounterSource& s, std::vector<CounterRow>& rows) {
+          for (size_t i = 0; i < s.tables.tenants.size(); i++) {
+            if (!s.tables.tenants[i].live) continue;
+            const Counters::Tenant& x = s.since->tenants[i];
+            rows.push_back({s.tables.tenants[i].name,
+                            {x.rx_packets, x.tx_packets, x.drops, x.icmp_sent, x.icmp_rate_limited,
+                             x.arp_pending_limited, x.punt_policed, x.fragments_limited, x.buffer_guarded,
+                             x.arp_requests_sent, x.arp_replies_sent, x.arp_replies_received}});
+          }
+        },
+    .clear = KindCounters::Clear::in_source,
+};
+
 }  // namespace
 
 const Kind tenant_kind = {
@@ -226,6 +270,7 @@ const Kind tenant_kind = {
       return std::nullopt;
     },
     .list = list_tenants,
+    .counters = &tenant_counters,
 };
 
 const Kind route_kind = {

@@ -1,6 +1,9 @@
 #include "ipsec/kinds.h"
 
+#include <array>
+
 #include "control/check.h"
+#include "ipsec/sa.h"
 
 namespace medix::dp {
 namespace {
@@ -140,6 +143,98 @@ std::optional<Error> list_sas(const Intent& in, const Committer&, const v1::List
   return std::nullopt;
 }
 
+// --- Counters ---------------------------------------------------------------------------
+
+// A tunnel's counters are its interface slot's (Counters::Interface): decrypted from it (rx)
+// and encrypted into it (tx).
+const CounterColumn tunnel_columns[] = {
+    {"rx_packets", "Packets decrypted from the tunnel."},
+    {.field = "rx_bytes", .help = "", .metric = ""},
+    {"tx_packets", "Packets encrypted into the tunnel."},
+    {.field = "tx_bytes", .help = "", .metric = ""},
+};
+
+const KindCounters tunnel_counters = {
+    .list = "tunnels",
+    .columns = tunnel_columns,
+    .read =
+        [](const CounterSource& s, std::vector<CounterRow>& rows) {
+          for (size_t i = 0; i < s.tables.interfaces.size(); i++) {
+            if (!s.tables.interfaces[i].uid || !s.tables.interfaces[i].tunnel) continue;
+            const Counters::Interface& f = s.since->interfaces[i];
+            rows.push_back({s.tables.interfaces[i].name, {f.rx_packets, f.rx_bytes, f.tx_packets, f.tx_bytes}});
+          }
+        },
+    .clear = KindCounters::Clear::in_source,
+};
+
+// An SA's row: its counters (SaState, owned by its worker), what it is (filled into
+// SaCounters' other fields), then its drops by reason (SaCounters::drops).
+enum SaColumn : unsigned { sa_spi = 4, sa_inbound, sa_state, sa_first_drop };
+constexpr auto sa_columns = [] {
+  std::array<CounterColumn, sa_first_drop + sa_drop_count> c{};
+  c[0] = {"packets", "Packets through the SA."};
+  c[1] = {"bytes", "Bytes through the SA."};
+  c[2] = {.field = "last_used_ns", .help = "", .gauge = true, .metric = ""};  // a time, no count
+  c[3] = {.field = "sequence", .help = "", .gauge = true, .metric = ""};
+  c[sa_spi] = {.field = "spi", .help = "", .gauge = true, .metric = "", .by_fill = true};
+  c[sa_inbound] = {.field = "inbound", .help = "", .gauge = true, .metric = "", .by_fill = true};
+  c[sa_state] = {.field = "state", .help = "", .gauge = true, .metric = "", .by_fill = true};
+  for (unsigned r = 0; r < sa_drop_count; r++)
+    c[sa_first_drop + r] = {.field = drop_reasons[unsigned(first_sa_drop) + r].name,
+                            .help = "Packets of the SA dropped, by reason.",
+                            .metric = "medix_sa_drops_total",
+                            .label = "reason",
+                            .value = drop_reasons[unsigned(first_sa_drop) + r].name,
+                            .by_fill = true};
+  return c;
+}();
+
+const char* const sa_others[] = {"drops"};
+
+const KindCounters sa_counters = {
+    .list = "sas",
+    .columns = sa_columns,
+    .read =
+        [](const CounterSource& s, std::vector<CounterRow>& rows) {
+          s.committer.for_each_sa([&](const SaKey& key, const SaState& sa) {
+            std::vector<uint64_t> v(sa_columns.size());
+            v[0] = load_counter(sa.packets);
+            v[1] = load_counter(sa.bytes);
+            if (uint64_t used = sa.last_used_tsc)
+              v[2] = s.now_ns - (s.now_tsc > used ? (s.now_tsc - used) * 1000000000 / s.tsc_hz : 0);
+            v[3] = sa.inbound ? sa.replay.top : sa.seq;
+            v[sa_spi] = key.spi;
+            v[sa_inbound] = key.inbound;
+            v[sa_state] = uint64_t(sa.life);
+            for (unsigned r = 0; r < sa_drop_count; r++) v[sa_first_drop + r] = load_counter(sa.drops[r]);
+            const char* direction = key.inbound ? "in" : "out";
+            // Keyed at a clear by tunnel, SPI and direction (the part), as the SA is.
+            rows.push_back({key.tunnel,
+                            std::move(v),
+                            std::to_string(key.spi) + "/" + direction,
+                            nullptr,
+                            {{"spi", std::to_string(key.spi)}, {"direction", direction}}});
+          });
+        },
+    .below_base_is_new = true,
+    .label = "tunnel",
+    .name_field = "tunnel",
+    .fill =
+        [](const CounterRow& row, google::protobuf::Message& out) {
+          auto& x = static_cast<v1::SaCounters&>(out);
+          x.set_spi(uint32_t(row.values[sa_spi]));
+          x.set_inbound(row.values[sa_inbound] != 0);
+          x.set_state(v1::SaState(row.values[sa_state]));
+          for (unsigned r = 0; r < sa_drop_count; r++) {
+            auto* d = x.add_drops();
+            d->set_reason(drop_reasons[unsigned(first_sa_drop) + r].name);
+            d->set_packets(row.values[sa_first_drop + r]);
+          }
+        },
+    .others = sa_others,
+};
+
 }  // namespace
 
 const Kind tunnel_kind = {
@@ -192,6 +287,7 @@ const Kind tunnel_kind = {
       return std::nullopt;
     },
     .list = list_tunnels,
+    .counters = &tunnel_counters,
 };
 
 const Kind sa_kind = {
@@ -248,6 +344,7 @@ const Kind sa_kind = {
       return std::nullopt;
     },
     .list = list_sas,
+    .counters = &sa_counters,
 };
 
 }  // namespace medix::dp

@@ -189,6 +189,62 @@ std::optional<Error> list_interfaces(const Intent& in, const Committer&, const v
   return std::nullopt;
 }
 
+// The workers' counters of ports and interfaces (Counters::Port, ::Interface), since the slot
+// was taken or the counters cleared.
+const CounterColumn port_columns[] = {
+    {"rx_packets", "Frames the workers received from the port."},
+    {"rx_bytes", "Bytes the workers received from the port."},
+    {"tx_packets", "Frames the port's tx queues accepted."},
+    {"tx_bytes", "Bytes the port's tx queues accepted."},
+    {"tx_dropped", "Frames the port's tx queues refused."},
+};
+
+const char* const port_others[] = {"nic"};  // set by the API from the runtime's read (runtime/nic.h)
+
+const KindCounters port_counters = {
+    .list = "ports",
+    .columns = port_columns,
+    .read =
+        [](const CounterSource& s, std::vector<CounterRow>& rows) {
+          for (size_t i = 0; i < s.tables.ports.size(); i++) {
+            if (!s.tables.ports[i].live) continue;
+            const Counters::Port& p = s.since->ports[i];
+            rows.push_back(
+                {s.tables.ports[i].name, {p.rx_packets, p.rx_bytes, p.tx_packets, p.tx_bytes, p.tx_dropped}});
+          }
+        },
+    .clear = KindCounters::Clear::in_source,
+    .others = port_others,
+};
+
+// An interface's rows carry its tenant (a label); tunnels are the tunnel kind's.
+const CounterColumn interface_columns[] = {
+    {"rx_packets", "Frames classified to the interface."},
+    {"rx_bytes", "Bytes classified to the interface."},
+    {"tx_packets", "Frames sent out of the interface."},
+    {"tx_bytes", "Bytes sent out of the interface."},
+};
+
+const KindCounters interface_counters = {
+    .list = "interfaces",
+    .columns = interface_columns,
+    .read =
+        [](const CounterSource& s, std::vector<CounterRow>& rows) {
+          const Tables& t = s.tables;
+          for (size_t i = 0; i < t.interfaces.size(); i++) {
+            if (!t.interfaces[i].uid || t.interfaces[i].tunnel) continue;
+            const Counters::Interface& f = s.since->interfaces[i];
+            uint16_t tenant = t.interfaces[i].tenant;
+            rows.push_back({t.interfaces[i].name,
+                            {f.rx_packets, f.rx_bytes, f.tx_packets, f.tx_bytes},
+                            {},
+                            nullptr,
+                            {{"tenant", tenant < t.tenants.size() ? t.tenants[tenant].name : ""}}});
+          }
+        },
+    .clear = KindCounters::Clear::in_source,
+};
+
 }  // namespace
 
 bool on_subnet(const v1::Interface& f, uint32_t address) {
@@ -245,6 +301,7 @@ const Kind port_kind = {
       return std::nullopt;
     },
     .list = list_ports,
+    .counters = &port_counters,
 };
 
 const Kind interface_kind = {
@@ -287,6 +344,7 @@ const Kind interface_kind = {
       return std::nullopt;
     },
     .list = list_interfaces,
+    .counters = &interface_counters,
 };
 
 }  // namespace medix::dp

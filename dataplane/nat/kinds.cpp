@@ -175,6 +175,88 @@ std::optional<Error> check_policy_rule(Intent& in, const v1::Object& o, const st
   return std::nullopt;
 }
 
+// --- Counters ---------------------------------------------------------------------------
+
+// Crossing the core, by origin tenant (the workers' Counters::Nat), while a core tenant exists:
+// the static mapping kind's, the first of the feature's. Counts since the clear; how many
+// sessions and mappings exist now is no count: a clear keeps it, a slot's base does not.
+constexpr const char* refused = "New flows refused, by origin tenant and reason.";
+const CounterColumn nat_columns[] = {
+    {.field = "sessions",
+     .help = "Sessions crossing the core now, by origin tenant.",
+     .gauge = true,
+     .metric = "medix_nat_sessions"},
+    {"sessions_created", "Sessions created, by origin tenant."},
+    {.field = "translated",
+     .help = "Packets from the tenant that crossed the core.",
+     .metric = "medix_nat_translated_packets_total"},
+    {.field = "napt_mappings", .help = "NAPT address and port pairs in use now.", .gauge = true},
+    {.field = "pool_exhausted",
+     .help = refused,
+     .metric = "medix_nat_refused_total",
+     .label = "reason",
+     .value = "pool_exhausted"},
+    {.field = "session_limit",
+     .help = refused,
+     .metric = "medix_nat_refused_total",
+     .label = "reason",
+     .value = "session_limit"},
+    {.field = "no_mapping",
+     .help = refused,
+     .metric = "medix_nat_refused_total",
+     .label = "reason",
+     .value = "no_mapping"},
+    {.field = "policy_denied",
+     .help = refused,
+     .metric = "medix_nat_refused_total",
+     .label = "reason",
+     .value = "policy_denied"},
+};
+
+const KindCounters nat_counters = {
+    .list = "nat",
+    .columns = nat_columns,
+    .read =
+        [](const CounterSource& s, std::vector<CounterRow>& rows) {
+          const Tables& t = s.tables;
+          if (!t.nat) return;
+          auto gauge = [](uint64_t up, uint64_t down) { return up > down ? up - down : 0; };
+          for (size_t i = 0; i < t.tenants.size(); i++) {
+            if (!t.tenants[i].live) continue;
+            const Counters::Nat& n = s.since->nat[i];
+            const Counters::Nat &raw = s.raw->nat[i], &base = s.bases->nat[i];
+            rows.push_back(
+                {t.tenants[i].name,
+                 {gauge(raw.sessions_created - base.sessions_created, raw.sessions_ended - base.sessions_ended),
+                  n.sessions_created, n.translated,
+                  gauge(raw.mappings_created - base.mappings_created, raw.mappings_ended - base.mappings_ended),
+                  n.pool_exhausted, n.session_limit, n.no_mapping, n.policy_denied}});
+          }
+        },
+    .clear = KindCounters::Clear::in_source,
+    .prefix = "nat",
+    .label = "tenant",
+    .name_field = "tenant",
+};
+
+// A rule's new flows (sessions) it decided, and its action; neither is a Prometheus family.
+const CounterColumn policy_rule_columns[] = {
+    {.field = "matched", .help = "", .metric = ""},
+    {.field = "permit", .help = "", .gauge = true, .metric = "", .by_fill = true},
+};
+
+const KindCounters policy_rule_counters = {
+    .list = "policy_rules",
+    .columns = policy_rule_columns,
+    .read =
+        [](const CounterSource& s, std::vector<CounterRow>& rows) {
+          for (const auto& r : s.tables.rules) rows.push_back({r.name, {s.since->rule_matched[r.slot], r.permit}});
+        },
+    .clear = KindCounters::Clear::in_source,
+    .fill = [](const CounterRow& row,
+               google::protobuf::Message& out) { static_cast<v1::PolicyRuleCounters&>(out).set_permit(row.values[1]); },
+};
+
 }  // namespace
 
 const Kind static_mapping_kind = {
@@ -235,6 +317,7 @@ const Kind static_mapping_kind = {
           [](v1::Object& o, const v1::StaticMapping& m) { *o.mutable_static_mapping() = m; });
       return std::nullopt;
     },
+    .counters = &nat_counters,
 };
 
 const Kind napt_pool_kind = {
@@ -335,6 +418,7 @@ const Kind policy_rule_kind = {
           [](v1::Object& o, const v1::PolicyRule& r) { *o.mutable_policy_rule() = r; });
       return std::nullopt;
     },
+    .counters = &policy_rule_counters,
 };
 
 }  // namespace medix::dp

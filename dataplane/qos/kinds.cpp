@@ -250,7 +250,8 @@ const KindCounters policer_counters = {
     .list = "policers",
     .columns = policer_columns,
     .read =
-        [](const Tables& t, std::vector<CounterRow>& rows) {
+        [](const CounterSource& s, std::vector<CounterRow>& rows) {
+          const Tables& t = s.tables;
           for (const auto* list : {&t.qos.policers, &t.qos.rule_policers})
             for (const qos::Policer& p : *list) {
               uint64_t packets[qos::colours] = {}, bytes[qos::colours] = {}, dropped = 0;
@@ -286,7 +287,8 @@ const KindCounters shaper_counters = {
     .list = "shaper_classes",
     .columns = shaper_columns,
     .read =
-        [](const Tables& t, std::vector<CounterRow>& rows) {
+        [](const CounterSource& s, std::vector<CounterRow>& rows) {
+          const Tables& t = s.tables;
           for (const qos::Shaper& sh : t.qos.shapers)
             for (size_t c = 0; c < sh.classes.size(); c++) {
               std::vector<uint64_t> v(std::size(shaper_columns));

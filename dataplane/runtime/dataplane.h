@@ -41,8 +41,6 @@ struct Cleared {
   std::unique_ptr<Counters> totals;      // all workers' sums (zero until a clear)
   std::vector<LcoreStats> lcores;        // by worker
   std::map<std::string, NicStats> nics;  // by port name
-  // By SA (tunnel, spi, inbound): packets, bytes, then its drops by reason.
-  std::map<std::tuple<std::string, uint32_t, bool>, std::vector<uint64_t>> sas;
   // The kinds' counters (Kind::counters) by row: its state, name and part (CounterRow).
   std::map<std::tuple<const void*, std::string, std::string>, std::vector<uint64_t>> kinds;
 };

@@ -36,90 +36,54 @@ void add_entry(rte_tel_data* d, std::set<std::string>& used, const std::string& 
     rte_tel_data_free(entry);  // not taken (e.g. past 256 entries): ours to free
 }
 
-// One entry per named object; `filter` (the command's parameter) selects one name.
-template <typename T, typename F>
-int named(rte_tel_data* d, const char* filter, const std::vector<std::pair<std::string, T>>& list, F&& fill) {
+// A row's columns, by field.
+void add_columns(rte_tel_data* e, const KindCounters& counters, const CounterRow& row) {
+  for (size_t i = 0; i < counters.columns.size() && i < row.values.size(); i++)
+    rte_tel_data_add_dict_u64(e, counters.columns[i].field, row.values[i]);
+}
+
+// A kind's counters by its list ("tenants"), an entry per row with "name" and its columns;
+// `filter` (the command's parameter) selects one name.
+int rows_cmd(rte_tel_data* d, const char* filter, const char* list) {
   rte_tel_data_start_dict(d);
   std::set<std::string> used;
-  for (const auto& [name, c] : list) {
-    if (filter && *filter && name != filter) continue;
-    rte_tel_data* entry = dict();
-    rte_tel_data_add_dict_string(entry, "name", name.c_str());
-    fill(entry, c);
-    add_entry(d, used, name, entry);
+  CounterSnapshot s = take_snapshot(*telemetry_dp);
+  const CounterSnapshot::KindRows* k = s.of(list);
+  if (!k) return 0;
+  for (const CounterRow& row : k->rows) {
+    if (filter && *filter && row.name != filter) continue;
+    rte_tel_data* e = dict();
+    rte_tel_data_add_dict_string(e, "name", row.name.c_str());
+    add_columns(e, *k->kind->counters, row);
+    add_entry(d, used, row.name, e);
   }
   return 0;
 }
 
+// The ports' rows with their NICs' link and drops.
 int ports_cmd(const char*, const char* params, rte_tel_data* d) {
   rte_tel_data_start_dict(d);
   std::set<std::string> used;
   CounterSnapshot s = take_snapshot(*telemetry_dp);
-  for (size_t i = 0; i < s.ports.size(); i++) {
-    const auto& [name, p] = s.ports[i];
-    if (params && *params && name != params) continue;
-    const NicStats& nic = s.nics[i];
+  const CounterSnapshot::KindRows* ports = s.of("ports");
+  for (size_t i = 0; ports && i < ports->rows.size() && i < s.nics.size(); i++) {
+    const CounterRow& row = ports->rows[i];
+    if (params && *params && row.name != params) continue;
+    const NicStats& nic = s.nics[i].stats;
     rte_tel_data* e = dict();
-    rte_tel_data_add_dict_string(e, "name", name.c_str());
-    rte_tel_data_add_dict_u64(e, "rx_packets", p.rx_packets);
-    rte_tel_data_add_dict_u64(e, "rx_bytes", p.rx_bytes);
-    rte_tel_data_add_dict_u64(e, "tx_packets", p.tx_packets);
-    rte_tel_data_add_dict_u64(e, "tx_bytes", p.tx_bytes);
-    rte_tel_data_add_dict_u64(e, "tx_dropped", p.tx_dropped);
+    rte_tel_data_add_dict_string(e, "name", row.name.c_str());
+    add_columns(e, *ports->kind->counters, row);
     rte_tel_data_add_dict_int(e, "link_up", nic.link_up);
     rte_tel_data_add_dict_u64(e, "speed_mbps", nic.speed_mbps);
     for (const auto& drop : nic_drops) rte_tel_data_add_dict_u64(e, drop.name, nic.*drop.field);
-    add_entry(d, used, name, e);
+    add_entry(d, used, row.name, e);
   }
   return 0;
 }
 
-int interfaces_cmd(const char*, const char* params, rte_tel_data* d) {
-  return named(d, params, take_snapshot(*telemetry_dp).interfaces, [](rte_tel_data* e, const Counters::Interface& f) {
-    rte_tel_data_add_dict_u64(e, "rx_packets", f.rx_packets);
-    rte_tel_data_add_dict_u64(e, "rx_bytes", f.rx_bytes);
-    rte_tel_data_add_dict_u64(e, "tx_packets", f.tx_packets);
-    rte_tel_data_add_dict_u64(e, "tx_bytes", f.tx_bytes);
-  });
-}
-
-int tenants_cmd(const char*, const char* params, rte_tel_data* d) {
-  return named(d, params, take_snapshot(*telemetry_dp).tenants, [](rte_tel_data* e, const Counters::Tenant& x) {
-    rte_tel_data_add_dict_u64(e, "rx_packets", x.rx_packets);
-    rte_tel_data_add_dict_u64(e, "tx_packets", x.tx_packets);
-    rte_tel_data_add_dict_u64(e, "drops", x.drops);
-    rte_tel_data_add_dict_u64(e, "icmp_sent", x.icmp_sent);
-    rte_tel_data_add_dict_u64(e, "icmp_rate_limited", x.icmp_rate_limited);
-    rte_tel_data_add_dict_u64(e, "arp_pending_limited", x.arp_pending_limited);
-    rte_tel_data_add_dict_u64(e, "punt_policed", x.punt_policed);
-    rte_tel_data_add_dict_u64(e, "fragments_limited", x.fragments_limited);
-    rte_tel_data_add_dict_u64(e, "buffer_guarded", x.buffer_guarded);
-    rte_tel_data_add_dict_u64(e, "arp_requests_sent", x.arp_requests_sent);
-    rte_tel_data_add_dict_u64(e, "arp_replies_sent", x.arp_replies_sent);
-    rte_tel_data_add_dict_u64(e, "arp_replies_received", x.arp_replies_received);
-  });
-}
-
-int nat_cmd(const char*, const char* params, rte_tel_data* d) {
-  rte_tel_data_start_dict(d);
-  std::set<std::string> used;
-  for (const auto& x : take_snapshot(*telemetry_dp).nat) {
-    if (params && *params && x.tenant != params) continue;
-    const Counters::Nat& n = x.counters;
-    rte_tel_data* e = dict();
-    rte_tel_data_add_dict_string(e, "name", x.tenant.c_str());
-    rte_tel_data_add_dict_u64(e, "sessions", x.sessions);
-    rte_tel_data_add_dict_u64(e, "sessions_created", n.sessions_created);
-    rte_tel_data_add_dict_u64(e, "translated", n.translated);
-    rte_tel_data_add_dict_u64(e, "napt_mappings", x.mappings);
-    rte_tel_data_add_dict_u64(e, "pool_exhausted", n.pool_exhausted);
-    rte_tel_data_add_dict_u64(e, "session_limit", n.session_limit);
-    rte_tel_data_add_dict_u64(e, "no_mapping", n.no_mapping);
-    rte_tel_data_add_dict_u64(e, "policy_denied", n.policy_denied);
-    add_entry(d, used, x.tenant, e);
-  }
-  return 0;
-}
+int interfaces_cmd(const char*, const char* params, rte_tel_data* d) { return rows_cmd(d, params, "interfaces"); }
+int tenants_cmd(const char*, const char* params, rte_tel_data* d) { return rows_cmd(d, params, "tenants"); }
+int nat_cmd(const char*, const char* params, rte_tel_data* d) { return rows_cmd(d, params, "nat"); }
 
 void add_drops(rte_tel_data* d, const uint64_t* drops) {
   for (unsigned r = 0; r < drop_reason_count; r++) rte_tel_data_add_dict_u64(d, drop_reasons[r].name, drops[r]);
@@ -222,8 +186,7 @@ int kind_counters_cmd(const char*, const char* params, rte_tel_data* d) {
       rte_tel_data_add_dict_string(e, "name", row.name.c_str());
       if (kind->counters->part) rte_tel_data_add_dict_string(e, kind->counters->part, row.part.c_str());
       rte_tel_data_add_dict_string(e, "row", id.c_str());  // exact, where the key is not
-      for (size_t i = 0; i < kind->counters->columns.size() && i < row.values.size(); i++)
-        rte_tel_data_add_dict_u64(e, kind->counters->columns[i].field, row.values[i]);
+      add_columns(e, *kind->counters, row);
       add_entry(d, used, id, e);
     }
   }
@@ -249,22 +212,43 @@ void register_telemetry(Dataplane& dp) {
                              "A kind's counters. Parameter: its list (policers, shaper_classes)");
 }
 
+namespace {
+
+// The columns `fields` of a kind's rows (its list: "tenants"), by row.
+std::vector<std::pair<std::string, std::vector<uint64_t>>> columns_of(const CounterSnapshot& s, const char* list,
+                                                                      std::initializer_list<const char*> fields) {
+  std::vector<std::pair<std::string, std::vector<uint64_t>>> out;
+  const CounterSnapshot::KindRows* k = s.of(list);
+  if (!k) return out;
+  for (const CounterRow& row : k->rows) {
+    std::vector<uint64_t> v;
+    for (const char* f : fields) {
+      size_t i = column_of(*k->kind->counters, f);
+      v.push_back(i < row.values.size() ? row.values[i] : 0);
+    }
+    out.push_back({row.name, std::move(v)});
+  }
+  return out;
+}
+
+}  // namespace
+
 void print_counters(Dataplane& dp, FILE* out) {
   CounterSnapshot s = take_snapshot(dp);
   const Counters& c = s.totals;
   fprintf(out, "%-24s %14s %16s %14s %16s %10s\n", "port", "rx packets", "rx bytes", "tx packets", "tx bytes",
           "tx drop");
-  for (const auto& [name, p] : s.ports)
-    fprintf(out, "%-24s %14" PRIu64 " %16" PRIu64 " %14" PRIu64 " %16" PRIu64 " %10" PRIu64 "\n", name.c_str(),
-            p.rx_packets, p.rx_bytes, p.tx_packets, p.tx_bytes, p.tx_dropped);
+  for (const auto& [name, p] :
+       columns_of(s, "ports", {"rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "tx_dropped"}))
+    fprintf(out, "%-24s %14" PRIu64 " %16" PRIu64 " %14" PRIu64 " %16" PRIu64 " %10" PRIu64 "\n", name.c_str(), p[0],
+            p[1], p[2], p[3], p[4]);
   fprintf(out, "\n%-24s %14s %16s %14s %16s\n", "interface", "rx packets", "rx bytes", "tx packets", "tx bytes");
-  for (const auto& [name, f] : s.interfaces)
-    fprintf(out, "%-24s %14" PRIu64 " %16" PRIu64 " %14" PRIu64 " %16" PRIu64 "\n", name.c_str(), f.rx_packets,
-            f.rx_bytes, f.tx_packets, f.tx_bytes);
+  for (const auto& [name, f] : columns_of(s, "interfaces", {"rx_packets", "rx_bytes", "tx_packets", "tx_bytes"}))
+    fprintf(out, "%-24s %14" PRIu64 " %16" PRIu64 " %14" PRIu64 " %16" PRIu64 "\n", name.c_str(), f[0], f[1], f[2],
+            f[3]);
   fprintf(out, "\n%-24s %14s %14s %14s\n", "tenant", "rx packets", "tx packets", "drops");
-  for (const auto& [name, x] : s.tenants)
-    fprintf(out, "%-24s %14" PRIu64 " %14" PRIu64 " %14" PRIu64 "\n", name.c_str(), x.rx_packets, x.tx_packets,
-            x.drops);
+  for (const auto& [name, x] : columns_of(s, "tenants", {"rx_packets", "tx_packets", "drops"}))
+    fprintf(out, "%-24s %14" PRIu64 " %14" PRIu64 " %14" PRIu64 "\n", name.c_str(), x[0], x[1], x[2]);
   fprintf(out, "\n%-24s %14s  %s\n", "drop reason", "packets", "meaning");
   for (unsigned r = 0; r < drop_reason_count; r++)
     if (c.drops[r])

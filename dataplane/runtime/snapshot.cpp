@@ -54,19 +54,14 @@ LcoreStats raw_lcore(const Worker& w) {
   return l;
 }
 
-// An SA's counters in one row: packets, bytes, drops by reason.
-std::vector<uint64_t> sa_row(const SaState& sa) {
-  std::vector<uint64_t> row{load_counter(sa.packets), load_counter(sa.bytes)};
-  for (unsigned r = 0; r < sa_drop_count; r++) row.push_back(load_counter(sa.drops[r]));
-  return row;
-}
-// The kinds' rows (Kind::counters), raw.
+// The kinds' rows (Kind::counters), as `read` gives them; those whose clear is by row only
+// with `only_by_row` (a clear needs no other).
 template <typename Each>
-void read_kinds(const Tables& t, Each each) {
+void read_kinds(const CounterSource& source, bool only_by_row, Each each) {
   for (const Kind* k : kinds())
-    if (k->counters) {
+    if (k->counters && (!only_by_row || k->counters->clear == KindCounters::Clear::by_row)) {
       std::vector<CounterRow> rows;
-      k->counters->read(t, rows);
+      k->counters->read(source, rows);
       each(*k, rows);
     }
 }
@@ -77,14 +72,19 @@ std::tuple<const void*, std::string, std::string> row_key(const CounterRow& row)
 }
 
 // Each row's counters minus their base at the last clear, if that clear saw the same state;
-// gauges as they are.
+// gauges as they are. Below its base, a counter is zero, or, where a new object may have the
+// same key (KindCounters::below_base_is_new), its own.
 void since_clear(const Cleared& cleared, const Kind& kind, std::vector<CounterRow>& rows) {
-  const auto& columns = kind.counters->columns;
+  const KindCounters& c = *kind.counters;
   for (CounterRow& row : rows) {
     auto base = cleared.kinds.find(row_key(row));
     if (base == cleared.kinds.end()) continue;
-    for (size_t i = 0; i < row.values.size() && i < base->second.size(); i++)
-      if (!columns[i].gauge) row.values[i] -= std::min(row.values[i], base->second[i]);
+    for (size_t i = 0; i < row.values.size() && i < base->second.size(); i++) {
+      if (c.columns[i].gauge) continue;
+      uint64_t& v = row.values[i];
+      uint64_t b = base->second[i];
+      v = v >= b ? v - b : (c.below_base_is_new ? v : 0);
+    }
   }
 }
 
@@ -98,15 +98,12 @@ LcoreStats Dataplane::lcore_stats(size_t queue) const {
 uint64_t Dataplane::clear_counters() {
   std::lock_guard lock(clear_mutex);
   cleared.nics.clear();
-  cleared.sas.clear();
   cleared.kinds.clear();
   controller.read([&](const Intent&, const Committer& committer, uint64_t) {
     const Tables& t = *committer.current();
-    read_kinds(t, [&](const Kind&, std::vector<CounterRow>& rows) {
+    // The first kinds' counters are the workers' Counters: *cleared.totals below is their base.
+    read_kinds({.tables = t, .committer = committer}, true, [&](const Kind&, std::vector<CounterRow>& rows) {
       for (CounterRow& row : rows) cleared.kinds[row_key(row)] = std::move(row.values);
-    });
-    committer.for_each_sa([&](const SaKey& key, const SaState& sa) {
-      cleared.sas[{key.tunnel, key.spi, key.inbound}] = sa_row(sa);
     });
     // The NICs first, the workers right after (and the other way round in take_snapshot): a NIC
     // counts a frame before a worker does, so its count since the clear is never below the
@@ -118,6 +115,12 @@ uint64_t Dataplane::clear_counters() {
   for (size_t q = 0; q < workers.size(); q++) cleared.lcores[q] = raw_lcore(*workers[q]);
   cleared.since_ns = now_ns();
   return cleared.since_ns;
+}
+
+const CounterSnapshot::KindRows* CounterSnapshot::of(std::string_view list) const {
+  for (const KindRows& k : kinds)
+    if (list == k.kind->counters->list) return &k;
+  return nullptr;
 }
 
 CounterSnapshot take_snapshot(Dataplane& dp, bool with_neighbours) {
@@ -133,63 +136,23 @@ CounterSnapshot take_snapshot(Dataplane& dp, bool with_neighbours) {
     const Counters& base = committer.bases();
     since_bases(*raw, base, *cleared.totals, s.totals);
     s.version = version;
-    for (size_t i = 0; i < t.ports.size(); i++) {
-      if (!t.ports[i].live) continue;
-      s.ports.push_back({t.ports[i].name, s.totals.ports[i]});
-      NicStats nic = read_nic(t.ports[i].port_id);
-      auto before = cleared.nics.find(t.ports[i].name);
-      s.nics.push_back(before == cleared.nics.end() ? nic : nic_since(nic, before->second));
-    }
-    for (size_t i = 0; i < t.interfaces.size(); i++) {
-      if (!t.interfaces[i].uid) continue;
-      auto c = s.totals.interfaces[i];
-      if (t.interfaces[i].tunnel)
-        s.tunnels.push_back({t.interfaces[i].name, c});
-      else {
-        s.interfaces.push_back({t.interfaces[i].name, c});
-        uint16_t tenant = t.interfaces[i].tenant;
-        s.interface_tenants.push_back(tenant < t.tenants.size() ? t.tenants[tenant].name : "");
-      }
+    for (const auto& p : t.ports) {
+      if (!p.live) continue;
+      NicStats nic = read_nic(p.port_id);
+      auto before = cleared.nics.find(p.name);
+      s.nics.push_back({p.name, before == cleared.nics.end() ? nic : nic_since(nic, before->second)});
     }
     uint64_t now_tsc = rte_rdtsc();
-    uint64_t now = now_ns();
-    committer.for_each_sa([&](const SaKey& key, const SaState& sa) {
-      CounterSnapshot::Sa x{key.spi,
-                            key.tunnel,
-                            key.inbound,
-                            uint8_t(sa.life),
-                            load_counter(sa.packets),
-                            load_counter(sa.bytes),
-                            0,
-                            sa.inbound ? sa.replay.top : sa.seq,
-                            {}};
-      uint64_t used = sa.last_used_tsc;
-      if (used) x.last_used_ns = now - (now_tsc > used ? (now_tsc - used) * 1000000000 / dp.tsc_hz : 0);
-      for (unsigned r = 0; r < sa_drop_count; r++) x.drops[r] = load_counter(sa.drops[r]);
-      if (auto before = cleared.sas.find({key.tunnel, key.spi, key.inbound}); before != cleared.sas.end()) {
-        // Below its base, a counter belongs to a new SA of the same key: it counts from zero.
-        auto since = [](uint64_t a, uint64_t b) { return a >= b ? a - b : a; };
-        const auto& b = before->second;
-        x.packets = since(x.packets, b[0]);
-        x.bytes = since(x.bytes, b[1]);
-        for (unsigned r = 0; r < sa_drop_count; r++) x.drops[r] = since(x.drops[r], b[2 + r]);
-      }
-      s.sas.push_back(x);
-    });
-    for (size_t i = 0; i < t.tenants.size(); i++)
-      if (t.tenants[i].live) s.tenants.push_back({t.tenants[i].name, s.totals.tenants[i]});
-    auto gauge = [](uint64_t up, uint64_t down) { return up > down ? up - down : 0; };
-    if (t.nat)
-      for (size_t i = 0; i < t.tenants.size(); i++) {
-        if (!t.tenants[i].live) continue;
-        // How many exist now is no counter: a clear does not change it, the slot's base does.
-        auto now = minus(raw->nat[i], base.nat[i]);
-        s.nat.push_back({t.tenants[i].name, s.totals.nat[i], gauge(now.sessions_created, now.sessions_ended),
-                         gauge(now.mappings_created, now.mappings_ended)});
-      }
-    for (const auto& r : t.rules) s.rules.push_back({r.name, s.totals.rule_matched[r.slot], r.permit});
-    read_kinds(t, [&](const Kind& k, std::vector<CounterRow>& rows) {
-      since_clear(cleared, k, rows);
+    CounterSource source{.tables = t,
+                         .committer = committer,
+                         .since = &s.totals,
+                         .raw = raw.get(),
+                         .bases = &base,
+                         .now_ns = now_ns(),
+                         .now_tsc = now_tsc,
+                         .tsc_hz = dp.tsc_hz};
+    read_kinds(source, false, [&](const Kind& k, std::vector<CounterRow>& rows) {
+      if (k.counters->clear == KindCounters::Clear::by_row) since_clear(cleared, k, rows);
       s.kinds.push_back({&k, std::move(rows)});
     });
     if (with_neighbours)
@@ -207,6 +170,8 @@ CounterSnapshot take_port_snapshot(Dataplane& dp) {
   std::lock_guard clear_lock(dp.clear_mutex);
   const Cleared& cleared = dp.cleared;
   s.since_ns = cleared.since_ns;
+  const Kind* port = kind_of(v1::Object::kPort);
+  auto since = std::make_unique<Counters>();  // the ports' words only
   dp.controller.read([&](const Intent&, const Committer& committer, uint64_t version) {
     const Tables& t = *committer.current();
     const Counters& base = committer.bases();
@@ -224,17 +189,18 @@ CounterSnapshot take_port_snapshot(Dataplane& dp) {
         raw.tx_bytes += load_counter(p.tx_bytes);
         raw.tx_dropped += load_counter(p.tx_dropped);
       }
-      Counters::Port since;
-      auto* o = reinterpret_cast<uint64_t*>(&since);
+      auto* o = reinterpret_cast<uint64_t*>(&since->ports[i]);
       auto* x = reinterpret_cast<const uint64_t*>(&raw);
       auto* a = reinterpret_cast<const uint64_t*>(&base.ports[i]);
       auto* b = reinterpret_cast<const uint64_t*>(&cleared.totals->ports[i]);
       for (size_t k = 0; k < sizeof(Counters::Port) / sizeof(uint64_t); k++) o[k] = x[k] - std::max(a[k], b[k]);
-      s.ports.push_back({t.ports[i].name, since});
       NicStats nic = read_nic(t.ports[i].port_id);
       auto before = cleared.nics.find(t.ports[i].name);
-      s.nics.push_back(before == cleared.nics.end() ? nic : nic_since(nic, before->second));
+      s.nics.push_back({t.ports[i].name, before == cleared.nics.end() ? nic : nic_since(nic, before->second)});
     }
+    std::vector<CounterRow> rows;
+    port->counters->read({.tables = t, .committer = committer, .since = since.get()}, rows);
+    s.kinds.push_back({port, std::move(rows)});
   });
   return s;
 }

@@ -10,6 +10,7 @@
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 namespace medix::common {
 
@@ -25,6 +26,17 @@ class MetricFamily {
   // labels: {name, value}...; value: a count (an integer) or a ratio (double).
   template <typename V>
   MetricFamily& sample(std::initializer_list<std::pair<const char*, std::string>> labels, V value) {
+    return write(labels, value);
+  }
+  // The same with labels built at run time (a kind's counters, api/metrics.cpp).
+  template <typename V>
+  MetricFamily& sample(const std::vector<std::pair<std::string, std::string>>& labels, V value) {
+    return write(labels, value);
+  }
+
+ private:
+  template <typename Labels, typename V>
+  MetricFamily& write(const Labels& labels, V value) {
     out_ << name_;
     if (labels.size()) {
       out_ << '{';
@@ -39,7 +51,6 @@ class MetricFamily {
     return *this;
   }
 
- private:
   std::ostringstream& out_;
   const char* name_;
 };

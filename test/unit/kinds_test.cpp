@@ -102,6 +102,11 @@ TEST_CASE("the kinds' counters match their messages in CountersSnapshot") {
   }
   CHECK(lists.count("policers"));
   CHECK(lists.count("shaper_classes"));
+  // The first kinds' too: they are declared the same way.
+  for (const char* list : {"ports", "interfaces", "tenants", "tunnels", "sas", "nat", "policy_rules"}) {
+    INFO(list);
+    CHECK(lists.count(list));
+  }
 
   const Kind* policer = medix::dp::kind_of(v1::Object::kPolicer);
   REQUIRE(policer);
@@ -132,6 +137,28 @@ TEST_CASE("the kinds' counters match their messages in CountersSnapshot") {
   CHECK(out.shaper_classes(0).depth() == 6);
   CHECK(out.shaper_classes(1).class_() == "bulk");
   CHECK(out.shaper_classes(1).depth() == 7);
+
+  // What is no uint64 field, a kind's fill puts: an SA's SPI, direction, state and drops by
+  // reason; its row is named by its tunnel.
+  const Kind* sa = medix::dp::kind_of(v1::Object::kSa);
+  REQUIRE(sa);
+  const medix::dp::KindCounters& sc = *sa->counters;
+  std::vector<uint64_t> v(sc.columns.size());
+  v[medix::dp::column_of(sc, "packets")] = 5;
+  v[medix::dp::column_of(sc, "spi")] = 2011;
+  v[medix::dp::column_of(sc, "inbound")] = 1;
+  v[medix::dp::column_of(sc, "state")] = v1::SA_SOFT_EXPIRED;
+  v[medix::dp::column_of(sc, "sa_seq_overflow")] = 3;
+  medix::dp::add_counters(*sa, {{"tr", v, "2011/in", nullptr}}, out);
+  REQUIRE(out.sas_size() == 1);
+  CHECK(out.sas(0).tunnel() == "tr");
+  CHECK(out.sas(0).spi() == 2011);
+  CHECK(out.sas(0).inbound());
+  CHECK(out.sas(0).state() == v1::SA_SOFT_EXPIRED);
+  CHECK(out.sas(0).packets() == 5);
+  REQUIRE(out.sas(0).drops_size() == int(medix::dp::sa_drop_count));
+  CHECK(out.sas(0).drops(int(medix::dp::sa_drop_count) - 1).reason() == "sa_seq_overflow");
+  CHECK(out.sas(0).drops(int(medix::dp::sa_drop_count) - 1).packets() == 3);
 
   // What the check refuses: a list that is not there, a column without its field, a field
   // without its column.
