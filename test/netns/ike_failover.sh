@@ -63,7 +63,9 @@ CPA_PID='' CPB_PID=''
 
 ike_cleanup() {
   local rc=$?
-  mx_swan_cleanup # the gateway, both medix-cp, their namespaces and hosp-y's
+  local pid
+  for pid in $CPA_PID $CPB_PID; do kill -KILL "$pid" && wait "$pid"; done 2>/dev/null # no job notice
+  mx_swan_cleanup # the gateway, its namespace and hosp-y's, the medix-cp namespaces
   (exit "$rc")
   mx_cleanup
 }
@@ -205,9 +207,11 @@ grep -q "left out until the plugin asks for its resync" "$MX_TMP/cp-b.log" &&
   echo "    (the IKE_SA was made before B's resync request: its first sync was left out)"
 check "medix-cp B holds it once (one passive IKE_SA)" [ "$(grep -c "installed HA passive IKE_SA" "$MX_TMP/cp-b.log")" = 1 ]
 check "medix-cp B installed the CHILD_SA in medix-dp B" mx_wait_eval 5 'grep -q "installed HA CHILD_SA" "$MX_TMP/cp-b.log"'
-# shellcheck disable=SC2034  # read by check_that
+# B's resync made A rekey the CHILD_SA: charon A keeps the old inbound SA 5 s more
+# (delete_rekeyed_delay), B never had it. Waiting for it would change the run's timing (DPD).
 spis_a=$(sas "$A_PREFIX") spis_b=$(sas "$B_PREFIX")
-check_that "medix-dp B has the SAs of medix-dp A ($spis_b)" '[ -n "$spis_a" ] && [ "$spis_a" = "$spis_b" ] && [ "$spis_a" != "[]" ]'
+check "medix-dp B has the SAs of medix-dp A ($spis_b; A: $spis_a)" \
+  [ "$(mx_json - "len(d) >= 2 and set(d) <= set($spis_a or [])" <<<"${spis_b:-null}")" = True ]
 check "medix-dp B syncs the SAs' sequence numbers from A" mx_wait_eval 5 '[ "$(mx_ha $B_PREFIX sas_synced)" -ge 2 ]'
 ike_before=$(ike_sa) child_before=$(child)
 echo "    gateway before: IKE_SA $ike_before; CHILD_SA $child_before"
@@ -234,6 +238,7 @@ mx_pair_kill A # KILL_NS; DEAD_NS once reaped: its ports closed, whatever crosse
 sleep "${MX_CP_OUTLIVES:-3}"
 kill -KILL "$CPA_PID"
 wait "$CPA_PID" 2>/dev/null
+CPA_PID=
 echo "    killed node A: -9 of medix-dp, ${MX_CP_OUTLIVES:-3} s later of medix-cp"
 check "medix-cp A, its medix-dp gone, made its IKE_SAs passive and withheld its plugin's datagrams" \
   grep -q "medix-dp does not answer: the IKE_SAs here are passive" "$MX_TMP/cp-a.log"
