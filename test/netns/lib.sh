@@ -408,7 +408,7 @@ mx_cleanup() {
   exit $rc
 }
 
-# --- A redundant pair (docs/ha.md Part 3; netns-failover, netns-splitbrain, scripts/demo) -----
+# --- A redundant pair (docs/ha.md Part 3; netns-failover, -splitbrain, -ike-failover, scripts/demo) ---
 # Two medix-dp nodes on Linux bridges, VRRP (10 cs adverts unless MX_PAIR_ADVERT_CS says, one
 # group "ix" over every segment) driving the HA role (--ha-vrrp-group), the sync link between
 # them; hosts use the virtual addresses as their gateway.
@@ -424,9 +424,9 @@ mx_cleanup() {
 #                             hosts, the hospitals' TCP shaped to RATE, the intent in
 #                             $MX_TMP/base.json, configs $MX_TMP/config-{a,b}.json: priorities
 #                             200 and 100, no preemption)
-#   Another pair (scripts/demo's): mx_attach every host (gateway ending in .2), mx_pair_setup,
-#   mx_pair_shape HOST RATE, mx_write_config "$MX_TMP/base.json" and the caller's objects in it,
-#   mx_pair_configs "" 200 100.
+#   Another pair (scripts/demo's, netns-ike-failover's): mx_attach every host (gateway ending
+#   in .2), mx_pair_setup, mx_pair_shape HOST RATE, mx_write_config "$MX_TMP/base.json" and the
+#   caller's objects in it, mx_pair_configs "" 200 100.
 #   mx_pair_setup             every host attached so far on a segment both nodes reach (in the
 #                             host's namespace a bridge joins the host's address, A's veth eth0
 #                             and B's ethb; the virtual address .1 of the gateway's /24); the
