@@ -62,8 +62,7 @@ PSK="ike-failover-$MX_ID-$RANDOM$RANDOM"
 CPA_PID='' CPB_PID=''
 
 ike_cleanup() {
-  local rc=$?
-  local pid
+  local rc=$? pid
   for pid in $CPA_PID $CPB_PID; do kill -KILL "$pid" && wait "$pid"; done 2>/dev/null # no job notice
   mx_swan_cleanup # the gateway, its namespace and hosp-y's, the medix-cp namespaces
   (exit "$rc")
