@@ -408,7 +408,7 @@ mx_cleanup() {
   exit $rc
 }
 
-# --- A redundant pair (docs/ha.md Part 3; netns-failover, netns-splitbrain, scripts/demo) -----
+# --- A redundant pair (docs/ha.md Part 3; netns-failover, -splitbrain, -ike-failover, scripts/demo) ---
 # Two medix-dp nodes on Linux bridges, VRRP (10 cs adverts unless MX_PAIR_ADVERT_CS says, one
 # group "ix" over every segment) driving the HA role (--ha-vrrp-group), the sync link between
 # them; hosts use the virtual addresses as their gateway.
@@ -424,22 +424,23 @@ mx_cleanup() {
 #                             hosts, the hospitals' TCP shaped to RATE, the intent in
 #                             $MX_TMP/base.json, configs $MX_TMP/config-{a,b}.json: priorities
 #                             200 and 100, no preemption)
-#   Another pair (scripts/demo's): mx_attach every host (gateway ending in .2), mx_pair_setup,
-#   mx_pair_shape HOST RATE, mx_write_config "$MX_TMP/base.json" and the caller's objects in it,
-#   mx_pair_configs "" 200 100.
+#   Another pair (scripts/demo's, netns-ike-failover's): mx_attach every host (gateway ending
+#   in .2), mx_pair_setup, mx_pair_shape HOST RATE, mx_write_config "$MX_TMP/base.json" and the
+#   caller's objects in it, mx_pair_configs "" 200 100.
 #   mx_pair_setup             every host attached so far on a segment both nodes reach (in the
 #                             host's namespace a bridge joins the host's address, A's veth eth0
 #                             and B's ethb; the virtual address .1 of the gateway's /24); the
 #                             nodes' prefixes and logs, the sync key and ports
 #   mx_pair_configs SUFFIX PRIO_A PRIO_B   $MX_TMP/config-{a,b}SUFFIX.json from base.json
+#                             (MX_PAIR_TAP=NAME: each node's exception TAP, NAMEa and NAMEb)
 #   mx_pair_start A|B CONFIG [medix-dp options]   standby until VRRP makes it master of "ix";
 #                             A_PID/B_PID, A_PREFIX/B_PREFIX, A_LOG/B_LOG (mx_pair_launch and
 #                             mx_pair_ready: the same in two steps)
 #   mx_pair_kill A|B          kill -9; KILL_NS (sent) and DEAD_NS (reaped) for probe.py report
 #   mx_pair_stop; mx_pair_dump (each node's ha-sync, vrrp and log, for a failure);
-#   mx_pair_finish SUITE (mx_finish for the pair)
+#   mx_pair_finish SUITE [LOG...] (mx_finish for the pair; the LOGs' last lines too)
 #   mx_ctl PREFIX ARGS (medixctl), mx_ha PREFIX FIELD (GetHaSync), mx_vrrp_states PREFIX,
-#   mx_pair_is PREFIX VRRP_STATE ROLE, mx_sessions PREFIX, mx_metric PORT NAME,
+#   mx_pair_is PREFIX VRRP_STATE ROLE, mx_sessions PREFIX, mx_metric PORT NAME [NS],
 #   mx_wait_eval SECONDS EXPR
 #   mx_probe_start TAG RECV_HOST RECV_ADDR SEND_HOST DEST SECONDS; mx_probe_end TAG [KILL DEAD]
 #   mx_study_send HOST TAG ADDR PORT DIR; mx_study_wait TAG SECONDS; mx_received DIR
@@ -541,23 +542,29 @@ mx_pair_shape() {
 
 # mx_pair_configs SUFFIX PRIO_A PRIO_B: $MX_TMP/config-{a,b}SUFFIX.json from $MX_TMP/base.json,
 # the same intent on both nodes but for their own interface addresses (B's .3) and VRRP
-# priorities: an instance on every segment (VRIDs from 10), no preemption.
+# priorities: an instance on every segment (VRIDs from 10), no preemption. MX_PAIR_TAP=NAME: each
+# node's medix-dp has an exception TAP of its own, NAMEa and NAMEb (the names are the root
+# namespace's while medix-dp runs).
 mx_pair_configs() {
   local name segs=()
   for name in "${MX_HOSTS[@]}"; do segs+=("$name=${MX_VIP[$name]}"); done
-  "$MX_PY" - "$MX_TMP" "$1" "$2" "$3" "$MX_PAIR_ADVERT_CS" "${segs[@]}" <<'PY' || mx_die "could not write the pair's configs"
+  "$MX_PY" - "$MX_TMP" "$1" "$2" "$3" "$MX_PAIR_ADVERT_CS" "${MX_PAIR_TAP:-}" "${segs[@]}" <<'PY' || mx_die "could not write the pair's configs"
 import json, sys
-tmp, suffix, prio_a, prio_b, advert_cs = sys.argv[1:6]
-segs = [s.split("=") for s in sys.argv[6:]]
+tmp, suffix, prio_a, prio_b, advert_cs, tap = sys.argv[1:7]
+segs = [s.split("=") for s in sys.argv[7:]]
 c = json.load(open(tmp + "/base.json"))
 vrrp = lambda prio: [{"name": "vr-" + i, "interface": i, "vrid": 10 + n, "priority": int(prio),
                       "advert_interval_cs": int(advert_cs), "preempt": False, "group": "ix", "addresses": [a]}
                      for n, (i, a) in enumerate(segs)]
 c["vrrp_instances"] = vrrp(prio_a)
+if tap:
+    c.setdefault("settings", {})["exception_interface"] = tap + "a"
 json.dump(c, open("%s/config-a%s.json" % (tmp, suffix), "w"), indent=1)
 for i in c["interfaces"]:
     i["addresses"] = [a.replace(".2/", ".3/") for a in i["addresses"]]
 c["vrrp_instances"] = vrrp(prio_b)
+if tap:
+    c["settings"]["exception_interface"] = tap + "b"
 json.dump(c, open("%s/config-b%s.json" % (tmp, suffix), "w"), indent=1)
 PY
 }
@@ -630,11 +637,16 @@ mx_pair_dump() {
   done
 }
 
-# mx_pair_finish SUITE: after a failure, both nodes' state and the temp dir kept; the nodes
-# stopped; "SUITE: N passed, M failed" and exit, 1 on any failure.
+# mx_pair_finish SUITE [LOG...]: after a failure, both nodes' state, the last lines of each LOG
+# (the suite's other daemons) and the temp dir kept; the nodes stopped; "SUITE: N passed, M
+# failed" and exit, 1 on any failure.
 mx_pair_finish() {
+  local log
   if [ "$failed" -gt 0 ]; then
     mx_pair_dump
+    for log in "${@:2}"; do
+      [ -s "$log" ] && { echo "--- ${log#"$MX_TMP"/}:"; tail -n 25 "$log" | sed 's/^/  | /'; }
+    done
     MX_KEEP_TMP=1
     echo "--- kept in $MX_TMP"
   fi
@@ -660,9 +672,12 @@ mx_sessions() {
   mx_ctl "$1" -o json sessions | mx_json - \
     "sorted('%s %s>%s | %s %s>%s' % (s.get('tenant'), s.get('source'), s.get('destination'), s.get('peer_tenant'), s.get('translated_source'), s.get('translated_destination')) for s in (d or {}).get('sessions', []))"
 }
-# mx_metric PORT 'NAME{LABELS}': its value in the Prometheus metrics on 127.0.0.1:PORT ("" if absent).
+# mx_metric PORT 'NAME{LABELS}' [NS]: its value in the Prometheus metrics on 127.0.0.1:PORT ("" if
+# absent), in the namespace NS if given (a medix-cp of its own).
 mx_metric() {
-  "$MX_PY" -c 'import sys, urllib.request
+  local in=()
+  [ -n "${3:-}" ] && in=(ip netns exec "$3")
+  "${in[@]}" "$MX_PY" -c 'import sys, urllib.request
 for line in urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=5).read().decode().splitlines():
     if line.startswith(sys.argv[2] + " "): print(line.split()[1])' "$1" "$2" 2>/dev/null
 }

@@ -13,8 +13,10 @@
 #   mx_swan GW_HOST DIR SWANCTL-ARGS...     swanctl against that charon
 #   mx_swan_stop                            kills it
 #   mx_cp_start NS_CP TAP TAP_CIDR INTENT LOG [MEDIX-CP-ARGS...]
-#       moves medix-dp's exception TAP into a new namespace NS_CP with TAP_CIDR and starts
-#       medix-cp there on an intent file (and the options given); returns when it is ready (MX_CP_PID)
+#       moves medix-dp's exception TAP into a namespace NS_CP (made unless there) with TAP_CIDR
+#       and starts medix-cp there on an intent file (and the options given) against medix-dp
+#       $MX_PREFIX; returns when it is ready (MX_CP_PID). MX_CP_RUN=DIR: a /run of its own there
+#       (/run/dpdk still the real one): the ha plugin's FIFO, /var/run/charon.ha, is fixed
 #   mx_swan_cleanup                         stops both and removes NS_CP and NS_LAN (call it
 #                                           from the EXIT trap before mx_cleanup)
 # Facts this rests on: charon's pid file is fixed (/var/run/charon.pid: a /run of its own),
@@ -117,19 +119,26 @@ EOF
 }
 
 mx_cp_start() {
-  local ns=$1 tap=$2 cidr=$3 intent=$4 logf=$5 i
+  local ns=$1 tap=$2 cidr=$3 intent=$4 logf=$5 i cmd
   shift 5
   (
     set -e
-    ip netns add "$ns"
+    [ -e "/run/netns/$ns" ] || ip netns add "$ns"
     ip -n "$ns" link set lo up
     ip link set "$tap" netns "$ns"
     ip -n "$ns" addr add "$cidr" dev "$tap"
     ip -n "$ns" link set "$tap" up
   ) || { MX_SWAN_NS+=("$ns"); MX_SWAN_LINKS+=("$tap"); echo "could not move $tap into $ns"; return 1; }
   MX_SWAN_NS+=("$ns")
-  setsid ip netns exec "$ns" "$MX_REPO/build/controlplane/medix-cp" --intent "$intent" -p "$MX_PREFIX" --log-level 1 \
-    "$@" >"$logf" 2>&1 &
+  cmd=("${MEDIX_CP:-$MX_REPO/build/controlplane/medix-cp}" --intent "$intent" -p "$MX_PREFIX" --log-level 1 "$@")
+  if [ -n "${MX_CP_RUN:-}" ]; then
+    mkdir -p "$MX_CP_RUN/dpdk"
+    # shellcheck disable=SC2016 # expanded by sh
+    setsid ip netns exec "$ns" sh -c 'mount --bind /run/dpdk "$1/dpdk" && mount --rbind "$1" /run && shift && exec "$@"' \
+      sh "$MX_CP_RUN" "${cmd[@]}" >"$logf" 2>&1 &
+  else
+    setsid ip netns exec "$ns" "${cmd[@]}" >"$logf" 2>&1 &
+  fi
   MX_CP_PID=$!
   for ((i = 0; i < 100; i++)); do
     grep -q 'medix-cp: ready' "$logf" && return 0
