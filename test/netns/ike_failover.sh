@@ -231,6 +231,7 @@ sleep 2
 done) &
 ike_watch=$!
 a_mark=$(wc -l <"$MX_TMP/cp-a.log")
+kill_mark=$(wc -l <"$GWLOG") # the gateway's log from the kill on: what B answers
 mx_pair_kill A # KILL_NS; DEAD_NS once reaped: its ports closed, whatever crosses from now on is B's
 # medix-cp A outlives its medix-dp by a few seconds (a crash of the datapath, then of the node): it
 # must not disturb B (its DPD, due after 2 s without traffic, would sync message IDs to B).
@@ -305,7 +306,10 @@ dpd=$(tail -n +"$((gw_mark + 1))" "$GWLOG" | grep -c 'parsed INFORMATIONAL \(req
 check "DPD exchanges between the gateway and B after the takeover ($dpd)" [ "$dpd" -ge 1 ]
 check "no retransmits of B's IKE requests (B's message IDs are the gateway's)" \
   bash -c "! grep -q 'retransmit' '$MX_TMP/cp-b.log'"
-check "no retransmits of the gateway's IKE requests (B answers its DPD)" bash -c "! grep -q 'retransmit' '$GWLOG'"
+# From the kill on: before it, a DPD of the gateway's crossing one of A's on a loaded machine was
+# once retransmitted, which is A's and the gateway's business, not the takeover's.
+check "no retransmits of the gateway's IKE requests after the kill (B answers its DPD)" \
+  bash -c "! tail -n +$((kill_mark + 1)) '$GWLOG' | grep -q 'retransmit'"
 check "the IKE_SA is still the same after DPD" [ "$(ike_sa)" = "$ike_before" ]
 if swan --rekey --child hosp >"$GW/rekey.log" 2>&1 && sleep 1 && c=$(child) && [ -n "$c" ] &&
   [ "$(cut -d' ' -f1 <<<"$c")" != "$(cut -d' ' -f1 <<<"$child_before")" ]; then
