@@ -30,7 +30,11 @@
 #   - A returns, VRRP backup and standby: the plugin's resync gives it B's IKE_SA and CHILD_SA;
 #   - a planned switchover back to A (medixctl ha-sync switchover), and medix-cp B stopped with
 #     SIGTERM at once: B makes its IKE_SAs passive and sends no DELETE; the gateway's IKE_SA is
-#     up through A (DPD, traffic).
+#     up through A (DPD, traffic);
+#   - the fence (docs/ha.md; both medix-dp with a margin of 2000): medix-dp B stopped (SIGSTOP),
+#     so no ack; pings from hosp-y, each reply outbound ESP from A: A's SA stops at its fence
+#     (ha_sa_fenced), medix-cp A rekeys the CHILD_SA on the HA_FENCED event, and hosp-y reaches
+#     the archive through the new one.
 #
 # Usage: test/netns/ike_failover.sh (root; binaries from build/, or MEDIX_DP, MEDIX_CP).
 # Prints PASS/FAIL lines and "netns-ike-failover: N passed, M failed".
@@ -45,6 +49,9 @@ CP_BIN=${MEDIX_CP:-$MX_REPO/build/controlplane/medix-cp}
 ARCHIVE_CORE=100.100.2.10 PORT=5001
 HA_A=10.255.0.1:4520 HA_B=10.255.0.2:4520 # the medix-cp pair's sync link
 LINK_TOOL=$MX_LIB_DIR/ike_link_tool.py PROBE=$MX_LIB_DIR/probe.py PROBE_PORT=9000
+# The takeover's margin and the fence's headroom (docs/ha.md, "The fence"): small, so that the
+# last part reaches the fence with a few thousand packets; above what A sends in a second here.
+FENCE_MARGIN=2000
 
 mx_init
 mx_need_binary
@@ -171,7 +178,7 @@ start_dp() {
     for h in "${MX_HOSTS[@]}"; do MX_RIF[$h]=${PORT_B[$h]}; done
   fi
   mx_start_dp "$MX_TMP/config-${node,,}.json" --ha-role standby --ha-vrrp-group ix --ha-sync-local "127.0.0.1:$lo" \
-    --ha-sync-peer "127.0.0.1:$hi" --ha-sync-key-file "$MX_TMP/sync.key" || rc=1
+    --ha-sync-peer "127.0.0.1:$hi" --ha-sync-key-file "$MX_TMP/sync.key" --ha-sync-sa-margin $FENCE_MARGIN || rc=1
   if [ "$node" = A ]; then A_PID=$MX_DP_PID; else B_PID=$MX_DP_PID; fi
   MX_DP_PID=
   for h in "${MX_HOSTS[@]}"; do MX_RIF[$h]=${save_rif[$h]}; done
@@ -481,5 +488,20 @@ fi
 check "hosp-y reaches the archive through A's rekeyed CHILD_SA" ping_archive
 check "the gateway still has its one IKE_SA, sent one IKE_SA_INIT, no ESP failure" \
   bash -c "[ '$(ike_count)' = 1 ] && [ '$(init_count)' = 1 ] && ! grep -q 'ESP sequence number verification failed\|ESP decryption failed' '$GWLOG'"
+
+# --- the fence: the standby stops acking, A's outbound SA stops at the fence, medix-cp rekeys it ---
+fenced() { ctl "$A_PREFIX" -o json counters | mx_json - "sum(int(x.get('packets', 0)) for x in d.get('drops', []) if x.get('reason') == 'ha_sa_fenced')"; }
+check "A's outbound SA has a fence (B acks A's rounds)" wait_for 5 '[ "$(hastatus $A_PREFIX sas_fenced)" -ge 1 ]'
+c3=$(child) cp_mark=$(wc -l <"$MX_TMP/cp-a.log")
+kill -STOP "$B_PID"
+# 2600 echo requests, 1 ms apart: their replies are outbound ESP from A, more than the margin.
+yin ping -n -i 0.001 -c 2600 -W 1 -q "$ARCHIVE_CORE" >"$MX_TMP/ping-fence.txt" 2>&1
+echo "    pings while B is stopped: $(grep -o '[0-9]* received' "$MX_TMP/ping-fence.txt"); $(fenced) replies fenced"
+check "A's SA stopped at its fence: replies dropped as ha_sa_fenced" [ "$(fenced)" -gt 0 ]
+check "medix-cp A got the HA_FENCED event and rekeyed the CHILD_SA" \
+  wait_for 10 'tail -n +$((cp_mark + 1)) "$MX_TMP/cp-a.log" | grep -q HA_FENCED && c=$(child) && [ -n "$c" ] && [ "$(cut -d" " -f2 <<<"$c")" != "$(cut -d" " -f2 <<<"$c3")" ]'
+echo "    CHILD_SA $c3 -> $(child)"
+check "hosp-y reaches the archive through the rekeyed CHILD_SA (B still stopped)" ping_archive
+kill -CONT "$B_PID"
 echo "    whole run: $(awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
 finish
