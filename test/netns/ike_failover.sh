@@ -494,8 +494,8 @@ fenced() { ctl "$A_PREFIX" -o json counters | mx_json - "sum(int(x.get('packets'
 check "A's outbound SA has a fence (B acks A's rounds)" wait_for 5 '[ "$(hastatus $A_PREFIX sas_fenced)" -ge 1 ]'
 c3=$(child) cp_mark=$(wc -l <"$MX_TMP/cp-a.log")
 kill -STOP "$B_PID"
-# 2600 echo requests, 1 ms apart: their replies are outbound ESP from A, more than the margin.
-yin ping -n -i 0.001 -c 2600 -W 1 -q "$ARCHIVE_CORE" >"$MX_TMP/ping-fence.txt" 2>&1
+# 2600 echo requests, 0.5 ms apart: their replies are outbound ESP from A, more than the margin.
+yin ping -n -i 0.0005 -c 2600 -W 1 -q "$ARCHIVE_CORE" >"$MX_TMP/ping-fence.txt" 2>&1
 echo "    pings while B is stopped: $(grep -o '[0-9]* received' "$MX_TMP/ping-fence.txt"); $(fenced) replies fenced"
 check "A's SA stopped at its fence: replies dropped as ha_sa_fenced" [ "$(fenced)" -gt 0 ]
 check "medix-cp A got the HA_FENCED event and rekeyed the CHILD_SA" \
