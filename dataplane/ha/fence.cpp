@@ -1,7 +1,10 @@
 // The fence's bookkeeping: the active's recent rounds, the standby's round check, the fences.
 #include "ha/fence.h"
 
+#include <map>
+
 #include "ha/wire.h"
+#include "infra/worker.h"
 
 namespace medix::dp::ha {
 
@@ -74,6 +77,18 @@ unsigned fence_new_sas(SaState* const* sas, uint32_t slots, uint64_t margin) {
 void clear_fences(SaState* const* sas, uint32_t slots) {
   for (uint32_t slot = 1; slot < slots; slot++)
     if (sas[slot] && !sas[slot]->inbound) __atomic_store_n(&sas[slot]->fence, no_fence, __ATOMIC_RELAXED);
+}
+
+bool sent_past(SaState* const* sas, uint32_t slots, const std::vector<std::pair<uint32_t, uint64_t>>& round) {
+  std::map<uint32_t, uint64_t> values(round.begin(), round.end());
+  for (uint32_t slot = 1; slot < slots; slot++) {
+    const SaState* sa = sas[slot];
+    if (!sa || sa->inbound) continue;
+    auto it = values.find(sa->spi);
+    if (it != values.end() && load_counter(sa->packets) && __atomic_load_n(&sa->seq, __ATOMIC_RELAXED) > it->second)
+      return true;
+  }
+  return false;
 }
 
 }  // namespace medix::dp::ha

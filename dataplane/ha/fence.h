@@ -62,5 +62,10 @@ unsigned apply_fences(SaState* const* sas, uint32_t slots, const std::vector<SaV
 unsigned fence_new_sas(SaState* const* sas, uint32_t slots, uint64_t margin);
 // A role change: no fence until a standby acknowledges this node's rounds.
 void clear_fences(SaState* const* sas, uint32_t slots);
+// Standby, before it acks a round ((spi, value) of its outbound SAs): whether this node has sent
+// on one of them and is past the round's value (it was active in a split brain). Then it must not
+// ack: the active's fence would move into numbers this node used. An SA only advanced at a
+// takeover, never sent on here, used nothing.
+bool sent_past(SaState* const* sas, uint32_t slots, const std::vector<std::pair<uint32_t, uint64_t>>& round);
 
 }  // namespace medix::dp::ha

@@ -256,19 +256,9 @@ void Sync::send_sas() {
 // is past the active's value (it was active in a split brain): the active's fence must then not move
 // into what this node used; it stays until those SAs are rekeyed and gone.
 void Sync::ack_round(uint64_t now_ns) {
-  std::map<uint32_t, uint64_t> round(tracker_.outbound().begin(), tracker_.outbound().end());
   bool ahead = dp_->controller.read([&](auto&, auto& c, uint64_t) {
     const Tables& t = *c.current();
-    if (!t.sas) return false;
-    for (uint32_t slot = 1; slot < max_sas; slot++) {
-      const SaState* sa = t.sas[slot];
-      if (!sa || sa->inbound) continue;
-      auto it = round.find(sa->spi);
-      // An SA only advanced at a takeover, never sent on here, used nothing.
-      if (it != round.end() && load_counter(sa->packets) && __atomic_load_n(&sa->seq, __ATOMIC_RELAXED) > it->second)
-        return true;
-    }
-    return false;
+    return t.sas && sent_past(t.sas, max_sas, tracker_.outbound());
   });
   {
     std::lock_guard lock(mutex_);

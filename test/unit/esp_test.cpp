@@ -383,3 +383,18 @@ TEST_CASE("HA fence: a round with a lost datagram is not acked; an SA not in the
   CHECK(ha::fence_new_sas(sas, 4, 64) == 2);
   CHECK(a->fence == 63);
 }
+
+TEST_CASE("HA fence: a standby that sent on an SA past the active's value withholds its ack") {
+  auto a = std::make_unique<SaState>(), b = std::make_unique<SaState>();
+  a->spi = 100;
+  b->spi = 101;
+  SaState* sas[3] = {nullptr, a.get(), b.get()};
+  std::vector<std::pair<uint32_t, uint64_t>> round = {{100, 5000}, {101, 7000}};
+  CHECK_FALSE(ha::sent_past(sas, 3, round));  // a standby that never sent: seq 0
+  a->seq = 5000 + 2000;                       // advanced at a takeover, nothing sent: no numbers used
+  CHECK_FALSE(ha::sent_past(sas, 3, round));
+  a->packets = 10;  // then sent on while active (a split brain): 7000 > 5000
+  CHECK(ha::sent_past(sas, 3, round));
+  CHECK_FALSE(ha::sent_past(sas, 3, {{100, 8000}, {101, 7000}}));  // the active is past it again
+  CHECK_FALSE(ha::sent_past(sas, 3, {{101, 7000}}));               // gone from the active's rounds (rekeyed)
+}
