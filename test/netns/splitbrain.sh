@@ -136,6 +136,7 @@ esp() {
 }
 esp_tx() { mx_metric $MA 'medix_tunnel_tx_packets_total{tunnel="t-fence"}'; }
 fenced() { mx_metric $MA 'medix_drops_total{reason="ha_sa_fenced"}'; }
+at_fence() { mx_metric $MA 'medix_ha_sync_sas_fenced{state="at_fence"}'; }
 
 t0=$EPOCHREALTIME
 mx_pair_start A "$MX_TMP/config-a.json" --metrics-listen 127.0.0.1:$MA --ha-sync-sa-margin $FENCE_MARGIN && pass "node A ready" ||
@@ -185,7 +186,7 @@ tx2=$(esp_tx) dropped=$(fenced)
 echo "    ESP during the cut: $((tx2 - tx1)) sent, $dropped fenced"
 # B acked A's last round (the SA at tx1: nothing crossed since): A may send up to tx1 + margin - 1.
 check_that "cut: A sent exactly margin - 1 more on the SA ($((tx2 - tx1))), the rest dropped as ha_sa_fenced ($dropped)" \
-  '[ $((tx2 - tx1)) = $((FENCE_MARGIN - 1)) ] && [ "$dropped" -gt 0 ] && [ "$(mx_ha $A_PREFIX sas_at_fence)" = 1 ]'
+  '[ $((tx2 - tx1)) = $((FENCE_MARGIN - 1)) ] && [ "$dropped" -gt 0 ] && [ "$(mx_ha $A_PREFIX sas_at_fence)/$(at_fence)" = 1/1 ]'
 check "... told the control side once (SA event, logged)" [ "$(grep -c 'HA fence reached' "$A_LOG")" = 1 ]
 check "... and no ack came during the cut" [ "$(mx_ha $A_PREFIX sa_acks_received)" -le $((acks + 1)) ]
 check "a NAPT transfer through A during the cut" transfer hosp-d-lan $D_PORT c1
@@ -200,7 +201,7 @@ sleep 0.3
 sa=$(mx_sessions "$A_PREFIX") sb=$(mx_sessions "$B_PREFIX")
 check "B holds A's sessions again, the cut's included ($(mx_json - "len(d)" <<<"$sa") sessions)" [ "$sa" = "$sb" ]
 check "medix_ha_sync_peer_up is 1 again on B" mx_wait_eval 3 '[ "$(mx_metric $MB medix_ha_sync_peer_up)" = 1 ]'
-check "B's acks move A's fence past the SA again" mx_wait_eval 5 '[ "$(mx_ha $A_PREFIX sas_at_fence)" = 0 ]'
+check "B's acks move A's fence past the SA again" mx_wait_eval 5 '[ "$(mx_ha $A_PREFIX sas_at_fence)/$(at_fence)" = 0/0 ]'
 tx3=$(esp_tx)
 esp 500
 wait "$ESP_PID"
