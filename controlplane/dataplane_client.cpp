@@ -701,7 +701,7 @@ int DataplaneClient::replay() {
   return static_cast<int>(response.changed());
 }
 
-// SA events from medix-dp (byte and packet lifetimes, sequence number overflow); when the
+// SA events from medix-dp (byte and packet lifetimes, sequence number overflow, the HA fence); when the
 // stream breaks, medix-dp may have restarted: replay.
 void DataplaneClient::watch_events() {
   bool broken = false;
@@ -744,7 +744,8 @@ void DataplaneClient::watch_events() {
           if (sa.spi == event.spi() && sa.inbound == event.inbound() && sa.tunnel == event.tunnel()) dst = sa.dst;
       }
       if (dst.empty()) continue;
-      // Overflow stops the SA: a rekey (soft) brings a fresh one, as XFRM's replay expiry.
+      // Overflow stops the SA: a rekey (soft) brings a fresh one, as XFRM's replay expiry. So does
+      // HA_FENCED (medix-dp's HA fence, docs/ha.md): new keys share no nonce space with the peer node.
       bool hard = event.kind() == v1::SaEvent::HARD_EXPIRED;
       log("SA " + hex(event.spi()) + " " + v1::SaEvent::Kind_Name(event.kind()) + " after " +
           std::to_string(event.packets()) + " packets, " + std::to_string(event.bytes()) + " bytes");

@@ -77,7 +77,9 @@ const char usage[] =
     "                          HA state sync over UDP on the sync link, HMAC-SHA-256 with FILE's key\n"
     "  --ha-sync-refresh S     every session's timer sent again every S s (default 10)\n"
     "  --ha-sync-sa-interval MS  every SA's sequence number sent every MS ms (default 100)\n"
-    "  --ha-sync-bulk-rate N   records a second at most in a bulk resync (default 250000)\n";
+    "  --ha-sync-bulk-rate N   records a second at most in a bulk resync (default 250000)\n"
+    "  --ha-sync-sa-margin N   outbound sequence numbers a takeover skips, and the fence's headroom\n"
+    "                          (default: 148.8 Mpps x 2 SA intervals, at least 2^20; for tests)\n";
 
 // `option`'s value: a whole number in 1..max, or false (said on stderr).
 bool number(const std::string& option, const char* text, unsigned max, unsigned& out) {
@@ -186,6 +188,10 @@ bool parse_options(int argc, char** argv, Options& o) {
       if (!number(a, argv[++i], 86400, o.ha.refresh_s)) return false;
     } else if (a == "--ha-sync-sa-interval" && i + 1 < argc) {
       if (!number(a, argv[++i], 10000, o.ha.sa_interval_ms)) return false;
+    } else if (a == "--ha-sync-sa-margin" && i + 1 < argc) {
+      unsigned margin = 0;
+      if (!number(a, argv[++i], 1u << 31, margin)) return false;
+      o.ha.sa_margin = margin;
     } else if (a == "--ha-sync-bulk-rate" && i + 1 < argc) {
       if (!number(a, argv[++i], 100000000, o.ha.bulk_rate)) return false;
     } else if (a == "-h" || a == "--help")

@@ -71,6 +71,9 @@ void print_status(const v1::HaSyncStatus& s) {
               (unsigned long)s.removed(), (unsigned long)s.install_failed());
   std::printf("SAs        %lu synced, %lu advanced at takeovers (outbound by %lu)\n", (unsigned long)s.sas_synced(),
               (unsigned long)s.sas_advanced(), (unsigned long)s.sa_margin());
+  std::printf("fence      %lu outbound SAs fenced, %lu at the fence; acks %lu taken, %lu sent, %lu withheld\n",
+              (unsigned long)s.sas_fenced(), (unsigned long)s.sas_at_fence(), (unsigned long)s.sa_acks_received(),
+              (unsigned long)s.sa_acks_sent(), (unsigned long)s.sa_acks_withheld());
   std::printf("lag        last %.3f ms, p99 %.3f ms, max %.3f ms (%lu samples)\n", s.lag_ms_last(), s.lag_ms_p99(),
               s.lag_ms_max(), (unsigned long)s.lag_samples());
   std::printf("sent       %lu datagrams, %lu records, %lu bytes; %lu bulk passes\n", (unsigned long)s.datagrams_sent(),

@@ -188,6 +188,15 @@ void render_ha_metrics(Dataplane& dp, std::ostringstream& out) {
       .sample({}, s.sas_synced);
   Family(out, "medix_ha_sync_sas_advanced_total", "counter", "SAs advanced past the active's use at takeovers.")
       .sample({}, s.sas_advanced);
+  Family(out, "medix_ha_sync_sas_fenced", "gauge",
+         "Active: outbound SAs with an HA fence, and those at it (dropping as ha_sa_fenced).")
+      .sample({{"state", "fenced"}}, s.sas_fenced)
+      .sample({{"state", "at_fence"}}, s.sas_at_fence);
+  Family(out, "medix_ha_sync_sa_acks_total", "counter",
+         "Rounds of SA datagrams acknowledged: sent and withheld (standby), received (active).")
+      .sample({{"action", "sent"}}, s.sa_acks_sent)
+      .sample({{"action", "withheld"}}, s.sa_acks_withheld)
+      .sample({{"action", "received"}}, s.sa_acks_received);
   Family(out, "medix_ha_sync_datagrams_total", "counter", "Sync datagrams sent, and received and accepted.")
       .sample({{"direction", "sent"}}, s.datagrams_sent)
       .sample({{"direction", "received"}}, s.datagrams_received);

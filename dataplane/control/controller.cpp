@@ -89,12 +89,12 @@ void Controller::sa_events(const SaEventMessage* events, unsigned n, uint64_t ts
     }
   }
   static const char* what[] = {"", "soft lifetime reached (rekey)", "hard lifetime reached (expired)",
-                               "sequence number about to overflow"};
+                               "sequence number about to overflow", "HA fence reached (rekey)"};
   for (const auto& e : named)
     medix::common::log(
         e.kind == SaEventKind::soft_expired ? medix::common::LogLevel::info : medix::common::LogLevel::notice,
         "medix-dp: SA: tunnel \"%s\" %s SA 0x%08x: %s after %lu packets, %lu bytes", e.tunnel.c_str(),
-        e.inbound ? "inbound" : "outbound", e.spi, what[int(e.kind) < 4 ? int(e.kind) : 0], (unsigned long)e.packets,
+        e.inbound ? "inbound" : "outbound", e.spi, what[int(e.kind) < 5 ? int(e.kind) : 0], (unsigned long)e.packets,
         (unsigned long)e.bytes);
   sa_events_.record(std::move(named));
 }

@@ -46,6 +46,11 @@ void fill_ha_sync(Dataplane& dp, v1::HaSyncStatus& out) {
   out.set_install_ring_full(s.install_ring_full);
   out.set_ignored_not_standby(s.ignored_not_standby);
   out.set_overlap_received(s.overlap_received);
+  out.set_sa_acks_sent(s.sa_acks_sent);
+  out.set_sa_acks_withheld(s.sa_acks_withheld);
+  out.set_sa_acks_received(s.sa_acks_received);
+  out.set_sas_fenced(s.sas_fenced);
+  out.set_sas_at_fence(s.sas_at_fence);
   out.set_installed(s.installed);
   out.set_refreshed(s.refreshed);
   out.set_removed(s.removed);

@@ -55,6 +55,8 @@ uint64_t live_sessions(Dataplane& dp) {
   });
 }
 
+uint64_t Options::margin() const { return sa_margin ? sa_margin : ha::sa_margin(sa_interval_ms); }
+
 uint64_t sa_margin(unsigned sa_interval_ms) {
   constexpr uint64_t line_rate_pps = 148800000;  // 100 Gb/s of 64-byte frames
   return std::max<uint64_t>(uint64_t(1) << 20, line_rate_pps * 2 * sa_interval_ms / 1000);
@@ -93,7 +95,7 @@ std::optional<std::string> Sync::start(Dataplane& dp, const Options& options) {
   s_.configured = true;
   s_.local = options.local;
   s_.peer = options.peer;
-  s_.sa_margin = sa_margin(options.sa_interval_ms);
+  s_.sa_margin = options.margin();
   lags_.assign(lag_samples, 0);
   uint64_t now = realtime_ns();
   next_refresh_ns_ = now + options.refresh_s * s;
@@ -216,9 +218,12 @@ void Sync::bulk_step(uint64_t now_ns) {
 
 void Sync::send_sas() {
   std::vector<SyncRecord> records;
+  std::vector<SaValue> values;  // the round's outbound values, kept for the standby's ack
   dp_->controller.read([&](auto&, auto& c, uint64_t) {
     const Tables& t = *c.current();
     if (!t.sas) return;
+    // Once a standby acked: an SA made since has the fence of 0 now, not at the next ack.
+    if (fenced_) fence_new_sas(t.sas, max_sas, options_.margin());
     for (uint32_t slot = 1; slot < max_sas; slot++) {
       const SaState* sa = t.sas[slot];
       if (!sa) continue;
@@ -231,15 +236,68 @@ void Sync::send_sas() {
       r.sa.value = sa->inbound ? __atomic_load_n(&sa->replay.top, __ATOMIC_RELAXED)
                                : __atomic_load_n(&sa->seq, __ATOMIC_RELAXED);
       records.push_back(r);
+      if (!sa->inbound) values.push_back({uint16_t(slot), sa->spi, r.sa.value});
     }
   });
   {
     std::lock_guard lock(mutex_);
     s_.sas_synced = records.size();
   }
-  for (size_t at = 0; at < records.size(); at += records_per_datagram)
-    send(MessageType::records, 0, records.data() + at, unsigned(std::min(records_per_datagram, records.size() - at)),
-         realtime_ns());
+  // One round, back to back (nothing else is sent between): its first and last flagged.
+  for (size_t at = 0; at < records.size(); at += records_per_datagram) {
+    size_t n = std::min(records_per_datagram, records.size() - at);
+    uint8_t flags = uint8_t((at == 0 ? flag_sa_first : 0) | (at + n == records.size() ? flag_sa_last : 0));
+    send(MessageType::records, flags, records.data() + at, unsigned(n), realtime_ns());
+  }
+  if (!records.empty()) rounds_.sent(counter_, std::move(values));
+}
+
+// Standby: a round came whole. Acked unless this node has sent on one of its outbound SAs and
+// is past the active's value (it was active in a split brain): the active's fence must then not move
+// into what this node used; it stays until those SAs are rekeyed and gone.
+void Sync::ack_round(uint64_t now_ns) {
+  bool ahead = dp_->controller.read([&](auto&, auto& c, uint64_t) {
+    const Tables& t = *c.current();
+    return t.sas && sent_past(t.sas, max_sas, tracker_.outbound());
+  });
+  {
+    std::lock_guard lock(mutex_);
+    (ahead ? s_.sa_acks_withheld : s_.sa_acks_sent)++;
+  }
+  if (!ahead) send_hello(now_ns, tracker_.last());
+}
+
+// Active: the standby took a round whole; every outbound SA's fence follows it.
+void Sync::take_ack() {
+  uint64_t ack;
+  {
+    std::lock_guard lock(mutex_);
+    ack = ack_pending_;
+    ack_pending_ = 0;
+  }
+  const std::vector<SaValue>* round = ack ? rounds_.acked(ack) : nullptr;
+  if (!round) return;  // older than the rounds kept: the next ack will do
+  dp_->controller.read([&](auto&, auto& c, uint64_t) {
+    const Tables& t = *c.current();
+    if (t.sas) apply_fences(t.sas, max_sas, *round, options_.margin());
+  });
+  if (!fenced_)
+    medix::common::log(medix::common::LogLevel::info,
+                       "medix-dp: HA: the standby acknowledges SA state: outbound SAs fenced at its value + %lu",
+                       (unsigned long)(options_.margin() - 1));
+  fenced_ = true;
+}
+
+void Sync::send_hello(uint64_t now_ns, uint64_t ack) {
+  SyncRecord records[2]{};
+  records[0].kind = uint8_t(SyncKind::config);
+  ConfigDigest digest = dp_->controller.read([](const Intent& intent, auto&, uint64_t) { return intent.digest(); });
+  records[0].config.digest[0] = digest.lanes[0];
+  records[0].config.digest[1] = digest.lanes[1];
+  records[0].config.objects = digest.objects;
+  records[1].kind = uint8_t(SyncKind::sa_ack);
+  records[1].sa.value = ack;
+  send(MessageType::hello, 0, records, ack ? 2 : 1, now_ns);
 }
 
 void Sync::takeover() {
@@ -248,7 +306,7 @@ void Sync::takeover() {
     std::lock_guard lock(mutex_);
     known = sas_;
   }
-  uint64_t margin = sa_margin(options_.sa_interval_ms);
+  uint64_t margin = options_.margin();
   std::vector<std::pair<uint16_t, SyncRecord>> todo;
   dp_->controller.read([&](auto&, auto& c, uint64_t) {
     const Tables& t = *c.current();
@@ -257,13 +315,16 @@ void Sync::takeover() {
       const SaState* sa = t.sas[slot];
       if (!sa) continue;
       auto it = known.find({sa->spi, sa->inbound});
-      if (it == known.end()) continue;
+      // An outbound SA the active never synced (made since its last round): the active's fence
+      // for it is margin - 1, so this node starts above that.
+      if (it == known.end() && sa->inbound) continue;
+      uint64_t synced = it == known.end() ? 0 : it->second;
       SyncRecord r{};
       r.kind = uint8_t(SyncKind::sa_takeover);
       r.sa.spi = sa->spi;
       r.sa.slot = uint16_t(slot);
       r.sa.inbound = sa->inbound;
-      r.sa.value = sa->inbound ? it->second : it->second + margin;
+      r.sa.value = sa->inbound ? synced : synced + margin;
       todo.push_back({sa->owner, r});
     }
   });
@@ -331,6 +392,10 @@ void Sync::handle(const Decoded& d, uint64_t now_ns, uint64_t previous_counter) 
           s_.peer_config.lanes[1] = d.records[i].config.digest[1];
           s_.peer_config.objects = d.records[i].config.objects;
           s_.peer_config_known = true;
+        } else if (SyncKind(d.records[i].kind) == SyncKind::sa_ack && !standby &&
+                   h.role == uint8_t(WireRole::standby)) {
+          ack_pending_ = d.records[i].sa.value;
+          s_.sa_acks_received++;
         }
       return;
     case MessageType::resync_request:
@@ -358,6 +423,9 @@ void Sync::handle(const Decoded& d, uint64_t now_ns, uint64_t previous_counter) 
     s_.ignored_not_standby += h.count;  // two actives (split brain): neither takes the other's state
     return;
   }
+  if (h.flags & (flag_sa_first | flag_sa_last) || (h.count && (SyncKind(d.records[0].kind) == SyncKind::sa_outbound ||
+                                                               SyncKind(d.records[0].kind) == SyncKind::sa_inbound)))
+    if (tracker_.take(h.counter, h.flags, d.records, h.count)) round_to_ack_ = true;
   bool sessions = false;
   for (unsigned i = 0; i < h.count; i++) {
     const SyncRecord& r = d.records[i];
@@ -461,11 +529,32 @@ void Sync::run() {
         s_.role_changes++;
         if (standby) need_resync_ = true;  // a node that steps down takes the other's state anew
       }
+      // No fence until a standby acks this node's rounds as active; a standby has none.
+      dp_->controller.read([&](auto&, auto& c, uint64_t) {
+        const Tables& t = *c.current();
+        if (t.sas) clear_fences(t.sas, max_sas);
+      });
+      rounds_.clear();
+      fenced_ = false;
+      tracker_ = RoundTracker();
+      {
+        std::lock_guard lock(mutex_);
+        ack_pending_ = 0;
+        round_to_ack_ = false;
+      }
       if (standby)
         forget();
       else
         takeover();
     }
+    bool to_ack;
+    {
+      std::lock_guard lock(mutex_);
+      to_ack = round_to_ack_;
+      round_to_ack_ = false;
+    }
+    if (standby && to_ack) ack_round(now);
+    if (!standby) take_ack();
     drain_workers(now);
     bool heard;
     int peer_role;
@@ -506,13 +595,7 @@ void Sync::run() {
     }
     if (now >= next_hello_ns_) {
       check_config(now);
-      SyncRecord config{};
-      config.kind = uint8_t(SyncKind::config);
-      ConfigDigest digest = dp_->controller.read([](const Intent& intent, auto&, uint64_t) { return intent.digest(); });
-      config.config.digest[0] = digest.lanes[0];
-      config.config.digest[1] = digest.lanes[1];
-      config.config.objects = digest.objects;
-      send(MessageType::hello, 0, &config, 1, now);
+      send_hello(now, 0);
       next_hello_ns_ = now + s;
     }
   }
@@ -538,6 +621,18 @@ Status Sync::status() const {
     if (mismatch_since_ns_) out.config_mismatch_ms = int64_t((realtime_ns() - mismatch_since_ns_) / ms);
   }
   out.config = dp_->controller.read([](const Intent& intent, auto&, uint64_t) { return intent.digest(); });
+  dp_->controller.read([&](auto&, auto& c, uint64_t) {
+    const Tables& t = *c.current();
+    if (!t.sas) return;
+    for (uint32_t slot = 1; slot < max_sas; slot++) {
+      const SaState* sa = t.sas[slot];
+      if (!sa || sa->inbound) continue;
+      uint64_t fence = __atomic_load_n(&sa->fence, __ATOMIC_RELAXED);
+      if (fence == no_fence) continue;
+      out.sas_fenced++;
+      if (__atomic_load_n(&sa->seq, __ATOMIC_RELAXED) >= fence) out.sas_at_fence++;
+    }
+  });
   out.standby = dp_->ha_standby.load();
   out.sessions = live_sessions(*dp_);
   for (const auto* w : dp_->workers) {

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "control/digest.h"
+#include "ha/fence.h"
 #include "ha/wire.h"
 
 namespace medix::dp {
@@ -33,6 +34,8 @@ struct Options {
   unsigned refresh_s = 10;        // every session's timer sent again (below the shortest timeout)
   unsigned sa_interval_ms = 100;  // every SA's sequence number sent
   unsigned bulk_rate = 250000;    // records a second at most in a bulk pass (1M sessions: 4 s)
+  uint64_t sa_margin = 0;         // 0: sa_margin(sa_interval_ms); set only to test the fence with few packets
+  uint64_t margin() const;
   bool configured() const { return !local.empty() || !peer.empty() || !key_file.empty(); }
 };
 
@@ -67,6 +70,10 @@ struct Status {
   uint64_t sas_advanced = 0;    // at takeovers
   uint64_t role_changes = 0;
   uint64_t sa_margin = 0;
+  // The fence (ha/fence.h): standby, rounds acked and withheld; active, acks taken, outbound SAs
+  // with a fence now and those at it.
+  uint64_t sa_acks_sent = 0, sa_acks_withheld = 0, sa_acks_received = 0;
+  uint64_t sas_fenced = 0, sas_at_fence = 0;
   double lag_ms_last = 0, lag_ms_p99 = 0, lag_ms_max = 0;
   uint64_t lag_samples = 0;
   // The intents compared (control/digest.h): ours now, the peer's from its last hello.
@@ -93,6 +100,9 @@ class Sync {
   void drain_workers(uint64_t now_ns);
   void bulk_step(uint64_t now_ns);
   void send_sas();
+  void send_hello(uint64_t now_ns, uint64_t ack);
+  void ack_round(uint64_t now_ns);
+  void take_ack();
   void takeover();
   void forget();
   bool forgetting() const;
@@ -137,6 +147,14 @@ class Sync {
   uint64_t peer_heard_ns_ = 0;
   uint64_t mismatch_since_ns_ = 0;                     // 0: the intents agree (or the peer is not heard)
   std::map<std::pair<uint32_t, bool>, uint64_t> sas_;  // standby: (spi, inbound) -> value
+  // The fence. Active: its recent rounds, the last ack not yet applied, whether a standby has
+  // acked one since this node became active (before that no SA has a fence). Standby: the
+  // rounds it takes, and one it took whole that awaits its ack.
+  SentRounds rounds_;
+  uint64_t ack_pending_ = 0;
+  bool fenced_ = false;
+  RoundTracker tracker_;
+  bool round_to_ack_ = false;
 };
 
 }  // namespace ha

@@ -27,6 +27,7 @@ bool valid_record(const SyncRecord& r) {
     case SyncKind::sa_outbound:
     case SyncKind::sa_inbound: return r.sa.spi != 0;
     case SyncKind::config: return true;
+    case SyncKind::sa_ack: return r.sa.value != 0;
     default: return false;  // sa_takeover, session_overlap and forget are never sent
   }
 }

@@ -20,7 +20,8 @@ inline constexpr uint8_t wire_version = 1;
 
 enum class MessageType : uint8_t {
   records = 1,         // sessions and SAs of the active
-  hello = 2,           // once a second: the sender's role, and its intent digest (one config record)
+  hello = 2,           // once a second: the sender's role, its intent digest (one config record); a standby's
+                       // also after each round of SA datagrams it took whole, with an sa_ack record
   resync_request = 3,  // a standby that (re)joined asks for every session
 };
 enum HeaderFlags : uint8_t {
@@ -29,6 +30,10 @@ enum HeaderFlags : uint8_t {
   // The sender is active but yielding (a planned switchover's drain): sessions it makes now are
   // for the new active to take as well (docs/ha.md, "Sessions made in the overlap").
   flag_draining = 4,
+  // The first and last datagram of a round of SA records (sent back to back): a standby acks a
+  // round that came whole (docs/ha.md, "The fence").
+  flag_sa_first = 8,
+  flag_sa_last = 16,
 };
 enum class WireRole : uint8_t { active = 1, standby = 2 };
 

@@ -1,7 +1,7 @@
 #pragma once
 // Every reason a packet can be dropped, with the description the API and CLI print.
 // One table; a drop anywhere goes through drop() (infra/worker.h) with one of these, and the
-// reasons from esp_truncated to sa_seq_overflow count against the packet's SA too.
+// reasons from esp_truncated to ha_sa_fenced count against the packet's SA too.
 #include <cstdint>
 
 namespace medix::dp {
@@ -42,6 +42,7 @@ namespace medix::dp {
   X(esp_ecn, "outer header CE on a packet whose inner header is not ECN-capable (RFC 6040)")  \
   X(sa_expired, "the SA reached its hard lifetime")                                           \
   X(sa_seq_overflow, "the SA's sequence numbers are used up (rekey needed)")                  \
+  X(ha_sa_fenced, "HA: the SA reached the fence the standby's acks allow (rekey needed)")     \
   X(tunnel_no_sa, "route to a tunnel that has no outbound SA")                                \
   X(handoff_full, "the SA's owner worker did not take the packet")                            \
   X(nat_keepalive, "NAT-T keepalive (RFC 3948), dropped quietly")                             \
@@ -79,7 +80,7 @@ inline constexpr unsigned drop_reason_count = static_cast<unsigned>(Drop::count)
 
 // The reasons an SA counts as well (SaState::drops), one range of the table.
 inline constexpr Drop first_sa_drop = Drop::esp_truncated;
-inline constexpr Drop last_sa_drop = Drop::sa_seq_overflow;
+inline constexpr Drop last_sa_drop = Drop::ha_sa_fenced;
 inline constexpr unsigned sa_drop_count = unsigned(last_sa_drop) - unsigned(first_sa_drop) + 1;
 inline constexpr bool counts_against_sa(Drop reason) { return reason >= first_sa_drop && reason <= last_sa_drop; }
 

@@ -143,7 +143,8 @@ struct LearnedNeighbour {
 };
 static_assert(sizeof(LearnedNeighbour) == 16);
 
-enum class SaEventKind : uint8_t { soft_expired = 1, hard_expired = 2, sequence_overflow = 3 };
+// ha_fenced: an outbound SA reached its HA fence (docs/ha.md, "The fence"): medix-cp rekeys it.
+enum class SaEventKind : uint8_t { soft_expired = 1, hard_expired = 2, sequence_overflow = 3, ha_fenced = 4 };
 
 // What a worker tells the control side about an SA's lifetime.
 struct SaEventMessage {

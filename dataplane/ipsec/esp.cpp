@@ -46,7 +46,7 @@ bool same_icv(const uint8_t* a, const uint8_t* b, unsigned n) {
 
 // A drop that counts against the SA too, by the same reason.
 void sa_drop(Worker& w, SaState& sa, rte_mbuf* m, Drop reason) {
-  static_assert(counts_against_sa(Drop::esp_truncated) && counts_against_sa(Drop::sa_seq_overflow));
+  static_assert(counts_against_sa(Drop::esp_truncated) && counts_against_sa(Drop::ha_sa_fenced));
   bump(sa.drops_of(reason));
   drop(w, m, reason);
 }
@@ -523,8 +523,9 @@ struct CbcBatch {
   }
 };
 
-// Encrypts one packet that starts at its inner IPv4 header; false if it was dropped.
-bool encapsulate(Worker& w, SaState& sa, const InterfaceEntry& tunnel, rte_mbuf* m, CbcBatch& cbc) {
+// Encrypts one packet that starts at its inner IPv4 header; false if it was dropped. `fence`:
+// the SA's, as read once for this burst's run of its packets.
+bool encapsulate(Worker& w, SaState& sa, const InterfaceEntry& tunnel, rte_mbuf* m, CbcBatch& cbc, uint64_t fence) {
   if (m->nb_segs > 1 && rte_pktmbuf_linearize(m) != 0) {
     drop(w, m, Drop::no_buffer);
     return false;
@@ -540,6 +541,16 @@ bool encapsulate(Worker& w, SaState& sa, const InterfaceEntry& tunnel, rte_mbuf*
       sa_event(w, sa, SaEventKind::sequence_overflow);
     }
     sa_drop(w, sa, m, Drop::sa_seq_overflow);
+    return false;
+  }
+  // HA (docs/ha.md, "The fence"): past what the standby acknowledged plus the margin, a node
+  // that took over could send these numbers under this key too. Rekeyed, not sent.
+  if (seq > fence) [[unlikely]] {
+    if (!sa.fenced) {
+      sa.fenced = true;
+      sa_event(w, sa, SaEventKind::ha_fenced);
+    }
+    sa_drop(w, sa, m, Drop::ha_sa_fenced);
     return false;
   }
   if (tunnel.mss_clamp) clamp_mss(m, 0, tunnel.mss_clamp);
@@ -632,6 +643,9 @@ void esp_output(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** outer, uint16
   const Tables& t = *w.tables;
   uint16_t first_outer = n_outer;
   CbcBatch cbc;
+  // The fence of the SA whose packets come now: one relaxed load a run of them, not a packet.
+  const SaState* fence_of = nullptr;
+  uint64_t fence = UINT64_MAX;
   for (uint16_t i = 0; i < n; i++) {
     rte_mbuf* m = pkts[i];
     PacketMeta& pm = meta(m);
@@ -645,6 +659,11 @@ void esp_output(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** outer, uint16
     if (sa->owner != w.queue) {
       hand_off(w, sa->owner, m, Handoff::esp_encrypt);
       continue;
+    }
+    if (sa != fence_of) {
+      fence_of = sa;
+      fence = __atomic_load_n(&sa->fence, __ATOMIC_RELAXED);
+      if (sa->fenced && sa->seq < fence) sa->fenced = false;  // the fence moved on: told again next time
     }
     if (pm.l2_len) {
       rte_pktmbuf_adj(m, pm.l2_len);
@@ -672,7 +691,7 @@ void esp_output(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** outer, uint16
     for (int32_t k = 0; k < n_parts; k++) {
       rte_mbuf* p = parts[k];
       uint32_t bytes = rte_pktmbuf_pkt_len(p);
-      if (!encapsulate(w, *sa, tunnel, p, cbc)) continue;
+      if (!encapsulate(w, *sa, tunnel, p, cbc, fence)) continue;
       bump(w.counters->interfaces[slot].tx_packets);
       bump(w.counters->interfaces[slot].tx_bytes, bytes);
       bump(w.counters->tenants[tunnel.tenant].tx_packets);

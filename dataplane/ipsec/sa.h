@@ -42,6 +42,11 @@ struct alignas(64) SaState {
 
   // --- Owned by the owner worker.
   alignas(64) uint64_t seq = 0;  // outbound: last sent
+  // Outbound, HA active (docs/ha.md, "The fence"): the last sequence number this node may send,
+  // published by the sync thread from the standby's acks (relaxed store, read as seq is); past
+  // it the packet is dropped (ha_sa_fenced). No HA sync, or a standby: never reached.
+  uint64_t fence = UINT64_MAX;
+  bool fenced = false;  // the owner told the control side it reached the fence (once, until it moves)
   uint64_t packets = 0, bytes = 0;
   uint64_t last_used_tsc = 0;
   SaLife life = SaLife::active;

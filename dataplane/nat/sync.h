@@ -20,6 +20,7 @@ enum class SyncKind : uint8_t {
   // this worker has the flow or its translation already (its own is kept).
   session_overlap = 7,
   forget = 8,  // active to standby: the worker ends every session it has (never sent)
+  sa_ack = 9,  // in a standby's hello: the counter (value) of the last datagram of a round of SA records it took whole
 };
 
 // One record, on rings and (as it is) on the wire: 56 bytes.

@@ -31,7 +31,11 @@
 #   - A returns, VRRP backup and standby: the plugin's resync gives it B's IKE_SA and CHILD_SA;
 #   - a planned switchover back to A (medixctl ha-sync switchover), and medix-cp B stopped with
 #     SIGTERM at once: B makes its IKE_SAs passive and sends no DELETE; the gateway's IKE_SA is
-#     up through A (DPD, traffic).
+#     up through A (DPD, traffic);
+#   - the fence (docs/ha.md; both medix-dp with a margin of 2000): medix-dp B stopped (SIGSTOP),
+#     so no ack; pings from hosp-y, each reply outbound ESP from A: A's SA stops at its fence
+#     (ha_sa_fenced), medix-cp A rekeys the CHILD_SA on the HA_FENCED event, and hosp-y reaches
+#     the archive through the new one.
 #
 # Usage: test/netns/ike_failover.sh (root; binaries from build/, or MEDIX_DP, MEDIX_CP, MEDIXCTL).
 # Prints PASS/FAIL lines and "netns-ike-failover: N passed, M failed".
@@ -44,6 +48,9 @@ source "$(dirname "$0")/swan.sh"
 ARCHIVE_CORE=100.100.2.10 PORT=5001
 HA_A=10.255.0.1:4520 HA_B=10.255.0.2:4520 # the medix-cp pair's sync link
 LINK_TOOL=$MX_LIB_DIR/ike_link_tool.py
+# The takeover's margin and the fence's headroom (docs/ha.md, "The fence"): small, so that the
+# last part reaches the fence with a few thousand packets; above what A sends in a second here.
+FENCE_MARGIN=2000
 
 mx_init
 mx_need_binary
@@ -150,10 +157,10 @@ ip link add "mh${MX_ID}a" netns "mx-$MX_ID-cp-a" type veth peer name "mh${MX_ID}
   ip -n "mx-$MX_ID-cp-b" addr add 10.255.0.2/30 dev "mh${MX_ID}b" && ip -n "mx-$MX_ID-cp-b" link set "mh${MX_ID}b" up ||
   mx_die "the ha link between the medix-cp namespaces"
 
-mx_pair_start A "$MX_TMP/config-a.json" && pass "medix-dp A ready" || { fail "medix-dp A did not start"; finish; }
+mx_pair_start A "$MX_TMP/config-a.json" --ha-sync-sa-margin $FENCE_MARGIN && pass "medix-dp A ready" || { fail "medix-dp A did not start"; finish; }
 check "A becomes VRRP master of group ix and HA active" \
   mx_wait_eval 10 'mx_pair_is $A_PREFIX master HA_ROLE_ACTIVE'
-mx_pair_start B "$MX_TMP/config-b.json" && pass "medix-dp B ready" || { fail "medix-dp B did not start"; finish; }
+mx_pair_start B "$MX_TMP/config-b.json" --ha-sync-sa-margin $FENCE_MARGIN && pass "medix-dp B ready" || { fail "medix-dp B did not start"; finish; }
 check "B is VRRP backup (it hears A) and HA standby" \
   mx_wait_eval 10 'mx_pair_is $B_PREFIX backup HA_ROLE_STANDBY'
 start_cp A >"$MX_TMP/cpa-start.txt" && pass "medix-cp A ready with the ha plugin" || { fail "$(cat "$MX_TMP/cpa-start.txt")"; finish; }
@@ -336,7 +343,7 @@ check_that "the gateway still has one IKE_SA, and sent one IKE_SA_INIT in all" '
 # --- A returns as standby: the ha plugin's resync gives it B's IKE_SA, and B rekeys the CHILD_SAs
 # so that A learns them (the plugin never sends CHILD_SA keys again) ---------------------------------
 mv "$MX_TMP/cp-a.log" "$MX_TMP/cp-a-first.log"
-mx_pair_start A "$MX_TMP/config-a.json" && pass "medix-dp A back" || { fail "medix-dp A did not restart"; finish; }
+mx_pair_start A "$MX_TMP/config-a.json" --ha-sync-sa-margin $FENCE_MARGIN && pass "medix-dp A back" || { fail "medix-dp A did not restart"; finish; }
 check "A rejoins as VRRP backup (B keeps the addresses: no preemption) and HA standby" \
   mx_wait_eval 10 'mx_pair_is $A_PREFIX backup HA_ROLE_STANDBY'
 start_cp A >"$MX_TMP/cpa-start.txt" && pass "medix-cp A back" || { fail "$(cat "$MX_TMP/cpa-start.txt")"; finish; }
@@ -384,5 +391,20 @@ fi
 check "hosp-y reaches the archive through A's rekeyed CHILD_SA" ping_archive
 check "the gateway still has its one IKE_SA, sent one IKE_SA_INIT, no ESP failure" \
   bash -c "[ '$(ike_count)' = 1 ] && [ '$(init_count)' = 1 ] && ! grep -q 'ESP sequence number verification failed\|ESP decryption failed' '$GWLOG'"
+
+# --- the fence: the standby stops acking, A's outbound SA stops at the fence, medix-cp rekeys it ---
+fenced() { mx_ctl "$A_PREFIX" -o json counters | mx_json - "sum(int(x.get('packets', 0)) for x in d.get('drops', []) if x.get('reason') == 'ha_sa_fenced')"; }
+check "A's outbound SA has a fence (B acks A's rounds)" mx_wait_eval 5 '[ "$(mx_ha "$A_PREFIX" sas_fenced)" -ge 1 ]'
+c3=$(child) cp_mark=$(wc -l <"$MX_TMP/cp-a.log")
+kill -STOP "$B_PID"
+# 2600 echo requests, 0.5 ms apart: their replies are outbound ESP from A, more than the margin.
+mx_in hosp-y ping -n -i 0.0005 -c 2600 -W 1 -q "$ARCHIVE_CORE" >"$MX_TMP/ping-fence.txt" 2>&1
+echo "    pings while B is stopped: $(grep -o '[0-9]* received' "$MX_TMP/ping-fence.txt"); $(fenced) replies fenced"
+check "A's SA stopped at its fence: replies dropped as ha_sa_fenced" [ "$(fenced)" -gt 0 ]
+check "medix-cp A got the HA_FENCED event and rekeyed the CHILD_SA" \
+  mx_wait_eval 10 'tail -n +$((cp_mark + 1)) "$MX_TMP/cp-a.log" | grep -q HA_FENCED && c=$(child) && [ -n "$c" ] && [ "$(cut -d" " -f2 <<<"$c")" != "$(cut -d" " -f2 <<<"$c3")" ]'
+echo "    CHILD_SA $c3 -> $(child)"
+check "hosp-y reaches the archive through the rekeyed CHILD_SA (B still stopped)" ping_archive
+kill -CONT "$B_PID"
 echo "    whole run: $(awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
 finish

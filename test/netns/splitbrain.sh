@@ -12,6 +12,11 @@
 #     on either); a 1 kHz probe through A goes on (loss counted, at most 5 %); both report the
 #     peer not heard (GetHaSync, `medixctl ha`, medix_ha_sync_peer_up 0); sessions made on A
 #     meanwhile are not on B; the link back: B's bulk resync brings them, roles unchanged.
+#     ESP (the fence, docs/ha.md): the archive's tenant has a tunnel t-fence with a static
+#     outbound SA, the nodes a margin of 2000 (--ha-sync-sa-margin). With the link up 2500
+#     packets cross it and none is fenced; cut, A sends on it at most the margin past what B
+#     last acknowledged and drops the rest as ha_sa_fenced; back, B's acks move the fence and
+#     the SA goes on.
 # (2) True split brain (the sync link and the segments cut): B becomes master and active too,
 #     A changes nothing; each crosses its own flows (a NAPT transfer through B, then one
 #     through A, the hosts' switch pointed at each in turn) and nothing of one is installed on
@@ -36,6 +41,7 @@ A_PORT=$MX_PAIR_TCP D_PORT=$((MX_PAIR_TCP + 1))
 # The virtual MACs of the three segments' VRIDs (10-12).
 declare -A VMAC=([hosp-a-lan]=00:00:5e:00:01:0a [hosp-d-lan]=00:00:5e:00:01:0b [archive]=00:00:5e:00:01:0c)
 
+FENCE_MARGIN=2000 FENCE_PORT=9999
 check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
 check_that() { if eval "$2"; then pass "$1"; else fail "$1"; fi; }
 
@@ -61,6 +67,21 @@ cleanup_sb() {
 trap cleanup_sb EXIT
 sync_link() { ip addr "$1" "$SYNC_NET.1/32" dev "$SYNC_IF" && ip addr "$1" "$SYNC_NET.2/32" dev "$SYNC_IF"; }
 sync_link add || mx_die "could not address the sync link"
+# The fence's tunnel (case 1): the archive's 172.16.0.0/24 through t-fence from the virtual
+# address to 192.168.1.77 (a static neighbour: its ESP goes out on the archive's segment).
+"$MX_PY" - "$MX_TMP/config-a.json" "$MX_TMP/config-b.json" <<'PY' || mx_die "could not add the fence's tunnel"
+import json, sys
+for path in sys.argv[1:]:
+    c = json.load(open(path))
+    c["tunnels"] = [{"name": "t-fence", "tenant": "archive", "underlay_tenant": "archive",
+                     "local_address": "192.168.1.1", "remote_address": "192.168.1.77"}]
+    c["routes"].append({"tenant": "archive", "prefix": "172.16.0.0/24", "via": {"interface": "t-fence"}})
+    c.setdefault("neighbours", []).append({"interface": "archive", "address": "192.168.1.77", "mac": "02:00:00:00:00:77"})
+    c["sas"] = [{"spi": 8193, "tunnel": "t-fence", "inbound": False, "cipher": "AES_CBC_128",
+                 "cipher_key": "AAECAwQFBgcICQoLDA0ODw==", "integrity": "HMAC_SHA256_128",
+                 "integrity_key": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}]
+    json.dump(c, open(path, "w"), indent=1)
+PY
 # segments on|off: the two nodes' ports isolated from each other on every bridge.
 segments() {
   local name
@@ -107,12 +128,21 @@ split_flow() {
     '[ "$(mx_json - "len(d)" <<<"$FLOW")" = 1 ] && ! holds ${!o} "$FLOW"'
 }
 finish() { mx_pair_finish netns-splitbrain; }
+# esp N: N datagrams at 2 kHz from the archive into t-fence (A, the master, encrypts them), in
+# the background (ESP_PID): they overlap the case's own waits.
+esp() {
+  mx_bg archive "$MX_PY" "$PROBE" send 172.16.0.5 $FENCE_PORT 2000 "$("$MX_PY" -c "print($1 / 2000)")" "$MX_TMP/esp.sent"
+  ESP_PID=$MX_LAST_PID
+}
+esp_tx() { mx_metric $MA 'medix_tunnel_tx_packets_total{tunnel="t-fence"}'; }
+fenced() { mx_metric $MA 'medix_drops_total{reason="ha_sa_fenced"}'; }
+at_fence() { mx_metric $MA 'medix_ha_sync_sas_fenced{state="at_fence"}'; }
 
 t0=$EPOCHREALTIME
-mx_pair_start A "$MX_TMP/config-a.json" --metrics-listen 127.0.0.1:$MA && pass "node A ready" ||
+mx_pair_start A "$MX_TMP/config-a.json" --metrics-listen 127.0.0.1:$MA --ha-sync-sa-margin $FENCE_MARGIN && pass "node A ready" ||
   { fail "node A did not start"; finish; }
 check "A becomes master of the group and active" mx_wait_eval 10 '[ "$(roles $A_PREFIX)" = "$AM" ]'
-mx_pair_start B "$MX_TMP/config-b.json" --metrics-listen 127.0.0.1:$MB && pass "node B ready" ||
+mx_pair_start B "$MX_TMP/config-b.json" --metrics-listen 127.0.0.1:$MB --ha-sync-sa-margin $FENCE_MARGIN && pass "node B ready" ||
   { fail "node B did not start"; finish; }
 check "B is backup and standby, its first resync done" \
   mx_wait_eval 10 '[ "$(roles $B_PREFIX)" = "$BS" ] && [ "$(mx_ha $B_PREFIX resyncs_completed)" -ge 1 ]'
@@ -128,18 +158,37 @@ rc_a=$(mx_ha $A_PREFIX role_changes) rc_b=$(mx_ha $B_PREFIX role_changes)
 if [[ $CASES == *1* ]]; then
 echo "== (1) sync link down, VRRP intact"
 resyncs=$(mx_ha $B_PREFIX resyncs_completed)
+check "A's outbound SA is fenced once B acknowledges its rounds" \
+  mx_wait_eval 5 '[ "$(mx_ha $A_PREFIX sas_fenced)" = 1 ] && [ "$(mx_ha $B_PREFIX sa_acks_sent)" -ge 1 ]'
+tx0=$(esp_tx)
+esp 2500
 mx_bg hosp-a-lan "$MX_PY" "$PROBE" recv 10.0.0.5 $MX_PAIR_UDP "$MX_TMP/probe.recv"
 probe_recv=$MX_LAST_PID
 sleep 0.3
 mx_bg archive "$MX_PY" "$PROBE" send $HOSP_A_CORE $MX_PAIR_UDP 1000 6 "$MX_TMP/probe.sent"
 probe_send=$MX_LAST_PID
-sleep 0.5
+wait "$ESP_PID"
+sleep 0.3  # B acks the rounds that carry the SA's last value
+tx1=$(esp_tx)
+check_that "link up: $((tx1 - tx0)) packets into t-fence, more than the margin ($FENCE_MARGIN), none fenced" \
+  '[ $((tx1 - tx0)) -gt $FENCE_MARGIN ] && [ "$(fenced)" = 0 ] && [ "$(mx_ha $A_PREFIX sas_at_fence)" = 0 ]'
+acks=$(mx_ha $A_PREFIX sa_acks_received)
 sync_link del
+esp 2500
 check "both report the peer not heard for 3 s (GetHaSync)" \
   mx_wait_eval 10 '[ "$(mx_ha $B_PREFIX peer_last_heard_ms)" -ge 3000 ] && [ "$(mx_ha $A_PREFIX peer_last_heard_ms)" -ge 3000 ]'
 check "B's medixctl ha says the peer is down ($(mx_ctl $B_PREFIX ha | grep '^peer'))" \
   eval 'mx_ctl $B_PREFIX ha | grep -q "^peer .*DOWN"'
 check "medix_ha_sync_peer_up is 0 on both" [ "$(mx_metric $MB medix_ha_sync_peer_up)/$(mx_metric $MA medix_ha_sync_peer_up)" = 0/0 ]
+wait "$ESP_PID"
+sleep 0.2
+tx2=$(esp_tx) dropped=$(fenced)
+echo "    ESP during the cut: $((tx2 - tx1)) sent, $dropped fenced"
+# B acked A's last round (the SA at tx1: nothing crossed since): A may send up to tx1 + margin - 1.
+check_that "cut: A sent exactly margin - 1 more on the SA ($((tx2 - tx1))), the rest dropped as ha_sa_fenced ($dropped)" \
+  '[ $((tx2 - tx1)) = $((FENCE_MARGIN - 1)) ] && [ "$dropped" -gt 0 ] && [ "$(mx_ha $A_PREFIX sas_at_fence)/$(at_fence)" = 1/1 ]'
+check "... told the control side once (SA event, logged)" [ "$(grep -c 'HA fence reached' "$A_LOG")" = 1 ]
+check "... and no ack came during the cut" [ "$(mx_ha $A_PREFIX sa_acks_received)" -le $((acks + 1)) ]
 check "a NAPT transfer through A during the cut" transfer hosp-d-lan $D_PORT c1
 c1=$PEER
 check "a static transfer through A during the cut" transfer hosp-a-lan $A_PORT c2
@@ -152,6 +201,13 @@ sleep 0.3
 sa=$(mx_sessions "$A_PREFIX") sb=$(mx_sessions "$B_PREFIX")
 check "B holds A's sessions again, the cut's included ($(mx_json - "len(d)" <<<"$sa") sessions)" [ "$sa" = "$sb" ]
 check "medix_ha_sync_peer_up is 1 again on B" mx_wait_eval 3 '[ "$(mx_metric $MB medix_ha_sync_peer_up)" = 1 ]'
+check "B's acks move A's fence past the SA again" mx_wait_eval 5 '[ "$(mx_ha $A_PREFIX sas_at_fence)/$(at_fence)" = 0/0 ]'
+tx3=$(esp_tx)
+esp 500
+wait "$ESP_PID"
+sleep 0.2
+tx4=$(esp_tx)
+check_that "the SA goes on: $((tx4 - tx3)) of 500 sent, no more fenced" '[ $((tx4 - tx3)) -ge 450 ] && [ "$(fenced)" = "$dropped" ]'
 wait "$probe_send"
 sleep 0.3
 kill -TERM "$probe_recv"

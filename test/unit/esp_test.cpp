@@ -5,6 +5,8 @@
 #include <catch2/catch.hpp>
 
 #include "fixture.h"
+#include "ha/fence.h"
+#include "ha/wire.h"
 #include "harness.h"
 #include "ipsec/sa.h"
 #include "nat/sync.h"
@@ -204,4 +206,195 @@ TEST_CASE("HA sync: a takeover advances the outbound SA past the active's and cl
   CHECK(seq == 5000 + 29760000 + 1);
   h.worker.sync = nullptr;
   rte_ring_free(sync.in);
+}
+
+namespace {
+// Packets from the host into tunnel t1, `n` in bursts of up to 32 (as a port hands them); the
+// number sent to the carrier, and their sequence numbers.
+std::vector<uint32_t> send_into_tunnel(Harness& h, unsigned n) {
+  std::vector<uint32_t> seqs;
+  std::vector<uint8_t> frame = from_host(ipv4("10.0.1.10", "10.0.0.5", 17, udp(1000, 9, 100)));
+  while (n) {
+    unsigned k = std::min(n, 32u);
+    std::vector<std::vector<uint8_t>> frames(k, frame);
+    process_burst(h.worker, 1, h.burst(frames).data(), uint16_t(k));
+    for (const auto& f : h.sent(0))
+      seqs.push_back(uint32_t(f[14 + 20 + 4]) << 24 | uint32_t(f[14 + 20 + 5]) << 16 | uint32_t(f[14 + 20 + 6]) << 8 |
+                     f[14 + 20 + 7]);
+    n -= k;
+  }
+  return seqs;
+}
+
+// SA events of a kind the worker queued since the last call (the ring is the harness's).
+unsigned events_of(Harness& h, SaEventKind kind) {
+  unsigned n = 0;
+  SaEventMessage e;
+  while (rte_ring_sc_dequeue_elem(h.events, &e, sizeof e) == 0) n += e.kind == uint8_t(kind);
+  return n;
+}
+
+uint16_t slot_of(Harness& h, const SaState& sa) {
+  for (uint16_t s = 1; s < max_sas; s++)
+    if (h.tables->sas[s] == &sa) return s;
+  return 0;
+}
+}  // namespace
+
+TEST_CASE(
+    "HA fence: an outbound SA stops at its fence, dropped as ha_sa_fenced, told once; it goes on when the fence "
+    "moves") {
+  Harness h(tunnel_config);
+  SaState& sa = outbound_sa(h);
+  events_of(h, SaEventKind::ha_fenced);
+  // No HA sync: no fence, as a single node always was.
+  CHECK(sa.fence == ha::no_fence);
+  CHECK(send_into_tunnel(h, 40).size() == 40);
+
+  sa.fence = 100;  // as the sync thread publishes it
+  auto seqs = send_into_tunnel(h, 100);
+  REQUIRE(seqs.size() == 60);
+  CHECK(seqs.front() == 41);
+  CHECK(seqs.back() == 100);  // the fence itself is the last one sent
+  CHECK(sa.seq == 100);
+  CHECK(h.drops(Drop::ha_sa_fenced) == 40);
+  CHECK(sa.drops_of(Drop::ha_sa_fenced) == 40);
+  CHECK(events_of(h, SaEventKind::ha_fenced) == 1);  // medix-cp is asked to rekey once, not per packet
+  CHECK(send_into_tunnel(h, 10).empty());
+  CHECK(events_of(h, SaEventKind::ha_fenced) == 0);
+
+  // The standby acks again: the fence moves on and so does the SA, from where it stopped.
+  sa.fence = 150;
+  seqs = send_into_tunnel(h, 64);
+  REQUIRE(seqs.size() == 50);
+  CHECK(seqs.front() == 101);
+  CHECK(seqs.back() == 150);
+  CHECK(events_of(h, SaEventKind::ha_fenced) == 1);  // reached again: told again
+  CHECK(h.drops(Drop::ha_sa_fenced) == 40 + 10 + 14);
+}
+
+TEST_CASE(
+    "HA fence: while the standby acks each round the fence stays ahead; without acks it holds at acked + margin - 1") {
+  Harness h(tunnel_config);
+  SaState& sa = outbound_sa(h);
+  SaState& in = inbound_sa(h, 4097);
+  uint16_t slot = slot_of(h, sa);
+  REQUIRE(slot);
+  events_of(h, SaEventKind::ha_fenced);
+  constexpr uint64_t margin = 1000;
+  ha::SentRounds rounds;     // the active's
+  ha::RoundTracker standby;  // the standby's
+  uint64_t counter = 5000;
+  // One SA interval: the active's round (both SAs, in one datagram), as send_sas makes it.
+  auto round = [&] {
+    SyncRecord r[2]{};
+    r[0].kind = uint8_t(SyncKind::sa_outbound);
+    r[0].sa.spi = sa.spi;
+    r[0].sa.value = sa.seq;
+    r[1].kind = uint8_t(SyncKind::sa_inbound);
+    r[1].sa.spi = in.spi;
+    r[1].sa.inbound = 1;
+    r[1].sa.value = in.replay.top;
+    rounds.sent(++counter, {{slot, sa.spi, sa.seq}});
+    return standby.take(counter, ha::flag_sa_first | ha::flag_sa_last, r, 2);
+  };
+  auto ack = [&] {
+    const auto* acked = rounds.acked(standby.last());
+    REQUIRE(acked);
+    CHECK(ha::apply_fences(h.tables->sas, max_sas, *acked, margin) == 1);  // the outbound SA, not the inbound
+  };
+  REQUIRE(round());
+  ack();
+  CHECK(sa.fence == margin - 1);
+  CHECK(in.fence == ha::no_fence);
+  // 40 intervals of 400 packets: 16 times the margin, none fenced while the acks come.
+  unsigned sent = 0;
+  for (int i = 0; i < 40; i++) {
+    sent += unsigned(send_into_tunnel(h, 400).size());
+    REQUIRE(round());
+    ack();
+  }
+  CHECK(sent == 16000);
+  CHECK(h.drops(Drop::ha_sa_fenced) == 0);
+  CHECK(sa.fence == 16000 + margin - 1);
+  // The sync link cut: rounds go on, no ack comes. The SA sends up to the last acked value
+  // (16000) + margin - 1 and no further: a standby taking over now starts at 16000 + margin + 1.
+  sent = 0;
+  for (int i = 0; i < 5; i++) {
+    REQUIRE(round());  // taken by no one
+    sent += unsigned(send_into_tunnel(h, 400).size());
+  }
+  CHECK(sent == margin - 1);
+  CHECK(sa.seq == 16000 + margin - 1);
+  CHECK(h.drops(Drop::ha_sa_fenced) == 2000 - (margin - 1));
+  CHECK(events_of(h, SaEventKind::ha_fenced) == 1);
+  // Acks return: the fence moves past the SA again and it goes on.
+  REQUIRE(round());
+  ack();
+  CHECK(send_into_tunnel(h, 100).size() == 100);
+}
+
+TEST_CASE("HA fence: a round with a lost datagram is not acked; an SA not in the acked round is fenced from 0") {
+  SyncRecord out[30]{};
+  for (unsigned i = 0; i < 30; i++) {
+    out[i].kind = uint8_t(SyncKind::sa_outbound);
+    out[i].sa.spi = 100 + i;
+    out[i].sa.value = 1000 * i;
+  }
+  ha::RoundTracker t;
+  // 30 SAs: two datagrams, 25 and 5, counters 10 and 11.
+  CHECK_FALSE(t.take(10, ha::flag_sa_first, out, 25));
+  REQUIRE(t.take(11, ha::flag_sa_last, out + 25, 5));
+  CHECK(t.last() == 11);
+  CHECK(t.outbound().size() == 30);
+  CHECK(t.outbound()[29] == std::pair<uint32_t, uint64_t>(129, 29000));
+  // The first datagram of the next round lost: its last one alone is no round.
+  CHECK_FALSE(t.take(13, ha::flag_sa_last, out + 25, 5));
+  // A gap inside a round (a session datagram cannot come between: the round is sent at once).
+  CHECK_FALSE(t.take(14, ha::flag_sa_first, out, 25));
+  CHECK_FALSE(t.take(16, ha::flag_sa_last, out + 25, 5));
+  CHECK(t.last() == 11);  // still the last whole one
+  REQUIRE(t.take(17, ha::flag_sa_first | ha::flag_sa_last, out, 1));
+  CHECK(t.last() == 17);
+
+  ha::SentRounds sent;
+  sent.sent(11, {{1, 100, 5000}});
+  CHECK(sent.acked(11));
+  CHECK_FALSE(sent.acked(12));  // an ack of a round never sent moves nothing
+  for (uint64_t c = 100; c < 200; c++) sent.sent(c, {});
+  CHECK_FALSE(sent.acked(11));  // older than those kept
+
+  // Fences: from the round's value; an SA made since, from 0; they only rise; inbound never.
+  auto a = std::make_unique<SaState>(), b = std::make_unique<SaState>(), c = std::make_unique<SaState>();
+  a->spi = 100;
+  b->spi = 101;
+  c->spi = 102;
+  c->inbound = true;
+  SaState* sas[4] = {nullptr, a.get(), b.get(), c.get()};
+  CHECK(ha::apply_fences(sas, 4, {{1, 100, 5000}}, 64) == 2);
+  CHECK(a->fence == 5000 + 63);
+  CHECK(b->fence == 63);
+  CHECK(c->fence == ha::no_fence);
+  CHECK(ha::apply_fences(sas, 4, {{1, 100, 10}, {2, 101, 10}}, 64) == 2);
+  CHECK(a->fence == 5000 + 63);
+  CHECK(b->fence == 10 + 63);
+  ha::clear_fences(sas, 4);
+  CHECK(a->fence == ha::no_fence);
+  CHECK(ha::fence_new_sas(sas, 4, 64) == 2);
+  CHECK(a->fence == 63);
+}
+
+TEST_CASE("HA fence: a standby that sent on an SA past the active's value withholds its ack") {
+  auto a = std::make_unique<SaState>(), b = std::make_unique<SaState>();
+  a->spi = 100;
+  b->spi = 101;
+  SaState* sas[3] = {nullptr, a.get(), b.get()};
+  std::vector<std::pair<uint32_t, uint64_t>> round = {{100, 5000}, {101, 7000}};
+  CHECK_FALSE(ha::sent_past(sas, 3, round));  // a standby that never sent: seq 0
+  a->seq = 5000 + 2000;                       // advanced at a takeover, nothing sent: no numbers used
+  CHECK_FALSE(ha::sent_past(sas, 3, round));
+  a->packets = 10;  // then sent on while active (a split brain): 7000 > 5000
+  CHECK(ha::sent_past(sas, 3, round));
+  CHECK_FALSE(ha::sent_past(sas, 3, {{100, 8000}, {101, 7000}}));  // the active is past it again
+  CHECK_FALSE(ha::sent_past(sas, 3, {{101, 7000}}));               // gone from the active's rounds (rekeyed)
 }
