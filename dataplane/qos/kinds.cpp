@@ -139,8 +139,9 @@ constexpr int max_shaper_classes = 64;
 std::optional<Error> check_wred(const v1::ShaperWred& w, uint32_t queue_limit, const std::string& path) {
   if (!w.has_green()) return invalid(path + ".green", "is required (the profile of green packets)");
   uint32_t limit = std::min<uint32_t>(RTE_RED_MAX_TH_MAX, queue_limit);
-  std::pair<const char*, const v1::WredProfile*> profiles[] = {
-      {"green", &w.green()}, {"yellow", w.has_yellow() ? &w.yellow() : nullptr}, {"red", w.has_red() ? &w.red() : nullptr}};
+  std::pair<const char*, const v1::WredProfile*> profiles[] = {{"green", &w.green()},
+                                                               {"yellow", w.has_yellow() ? &w.yellow() : nullptr},
+                                                               {"red", w.has_red() ? &w.red() : nullptr}};
   for (const auto& [colour, p] : profiles) {
     if (!p) continue;
     std::string at = path + "." + colour;
@@ -150,8 +151,8 @@ std::optional<Error> check_wred(const v1::ShaperWred& w, uint32_t queue_limit, c
                                          (limit == queue_limit ? "the class's queue_limit (" : "rte_red's limit (") +
                                          std::to_string(limit) + ")");
     if (p->min_th() >= p->max_th())
-      return invalid(at + ".min_th", std::to_string(p->min_th()) + " is not below max_th (" +
-                                         std::to_string(p->max_th()) + ")");
+      return invalid(at + ".min_th",
+                     std::to_string(p->min_th()) + " is not below max_th (" + std::to_string(p->max_th()) + ")");
     if (auto e = range(at + ".maxp_inv", p->maxp_inv(), 0, RTE_RED_MAXP_INV_MAX)) return e;
   }
   if (w.weight_log2())

@@ -19,11 +19,10 @@ rte_mbuf* head(const qos::ClassQueue& q) { return q.ring[q.head & q.mask]; }
 
 // Takes `len` from the contract's bucket (and from the class's when `guaranteed`) and sends
 // the class's head packet.
-void dequeue(Worker& w, const qos::Shaper& s, qos::ShaperShare& share, qos::ClassQueue& q, uint32_t len,
-             uint64_t now) {
+void dequeue(Worker& w, const qos::Shaper& s, qos::ShaperShare& share, qos::ClassQueue& q, uint32_t len, uint64_t now) {
   rte_mbuf* m = head(q);
   __atomic_store_n(&q.head, q.head + 1, __ATOMIC_RELAXED);  // depth() is read by the API too
-  if (q.head == q.tail) q.idle_since = now;  // WRED's average decays from here
+  if (q.head == q.tail) q.idle_since = now;                 // WRED's average decays from here
   share.tokens -= len;
   bump(q.sent_packets);
   bump(q.sent_bytes, len);

@@ -128,7 +128,7 @@ struct ClassQueue {
   double tokens = 0;
   int64_t deficit = 0;
   uint64_t queued_packets = 0, queued_bytes = 0, sent_packets = 0, sent_bytes = 0, dropped = 0;
-  rte_red red{};           // the WRED average (ShaperClass::wred)
+  rte_red red{};            // the WRED average (ShaperClass::wred)
   uint64_t idle_since = 0;  // TSC the queue last went empty
   uint64_t wred_dropped = 0, ecn_marked = 0;
   uint32_t depth() const { return tail - head; }
@@ -155,10 +155,10 @@ struct alignas(RTE_CACHE_LINE_SIZE) ShaperShare {
 
 struct Shaper {
   std::string name;
-  uint16_t interface = 0;      // slot
-  uint16_t port = 0;           // the interface's port (slot)
-  uint8_t l2_len = 0;          // the interface's Ethernet header and tags, as it sends them
-  double rate = 0, burst = 0;  // this worker's share of the contract, bytes per TSC cycle; bytes
+  uint16_t interface = 0;       // slot
+  uint16_t port = 0;            // the interface's port (slot)
+  uint8_t l2_len = 0;           // the interface's Ethernet header and tags, as it sends them
+  double rate = 0, burst = 0;   // this worker's share of the contract, bytes per TSC cycle; bytes
   double frames_per_cycle = 0;  // rate / wred_frame: an idle WRED queue's decay
   std::vector<ShaperClass> classes;
   // By policy rule slot: the class the rule's flows are queued in (the rule names it), or

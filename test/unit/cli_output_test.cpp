@@ -1,7 +1,10 @@
 // medixctl's tables driven by the proto (controlplane/cli/output.cpp): a kind's counters and
 // the objects of a kind with no table of its own print with no code for the kind.
 #include <catch2/catch.hpp>
+#include <iterator>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "output.h"
 
@@ -48,4 +51,34 @@ TEST_CASE("medixctl prints objects of a kind with no table of its own from the p
   std::ostringstream empty;
   medix::ctl::print_any_objects(empty, {});
   CHECK(empty.str().empty());
+}
+
+TEST_CASE("medixctl qos shows a shaper class's WRED drops and CE marks beside its tail drops") {
+  v1::CountersSnapshot before, after;
+  before.set_timestamp_ns(1'000'000'000);
+  after.set_timestamp_ns(2'000'000'000);
+  auto* b = before.add_shaper_classes();
+  b->set_name("carrier");
+  b->set_class_("bulk");
+  b->set_dropped(10);
+  b->set_wred_dropped(100);
+  auto* a = after.add_shaper_classes();
+  *a = *b;
+  a->set_sent_bytes(1'000'000);
+  a->set_sent_packets(1000);
+  a->set_dropped(15);
+  a->set_wred_dropped(140);
+  a->set_ecn_marked(7);
+  a->set_depth(33);
+  std::ostringstream out;
+  medix::ctl::print_qos(out, before, after);
+  std::istringstream lines(out.str());
+  std::string header, row;
+  std::getline(lines, header);
+  std::getline(lines, row);
+  CHECK(header.find("DROPS/S  DROPPED  WRED-DROPPED  ECN-MARKED  DEPTH") != std::string::npos);
+  std::istringstream cells(row);
+  std::vector<std::string> v{std::istream_iterator<std::string>(cells), {}};
+  // 8 Mbit/s sent; drops a second are the queue's and WRED's (5 + 40).
+  CHECK(v == std::vector<std::string>{"carrier", "bulk", "8.00", "1000", "45", "15", "140", "7", "33"});
 }
