@@ -546,7 +546,7 @@ TEST_CASE("a shaper class's WRED is checked, each error names its field, and a r
           at + "yellow.min_th: 10 is not below max_th (5)");
   refused(with(R"("green": {"min_th": 20, "max_th": 60}, "red": {"max_th": 10, "maxp_inv": 256})"),
           at + "red.maxp_inv: ");
-  refused(with(R"("green": {"min_th": 20, "max_th": 60}, "weight_log2": 13})"), at + "weight_log2: ");
+  refused(with(R"("green": {"min_th": 20, "max_th": 60}, "weight_log2": 13)"), at + "weight_log2: ");
   // Accepted: compiled into rte_red's configs, an unset colour taking the one above it.
   REQUIRE(h.apply(ops(shaper_op("UPDATE", with(R"("green": {"min_th": 20, "max_th": 60},
       "red": {"min_th": 5, "max_th": 10, "maxp_inv": 1}, "weight_log2": 4)"))))
