@@ -82,3 +82,39 @@ TEST_CASE("medixctl qos shows a shaper class's WRED drops and CE marks beside it
   // 8 Mbit/s sent; drops a second are the queue's and WRED's (5 + 40).
   CHECK(v == std::vector<std::string>{"carrier", "bulk", "8.00", "1000", "45", "15", "140", "7", "33"});
 }
+
+TEST_CASE("medixctl show shapers shows a class's WRED: thresholds and maxp_inv by colour, weight, ECN") {
+  google::protobuf::RepeatedPtrField<v1::Object> objects;
+  auto* s = objects.Add()->mutable_shaper();
+  s->set_name("carrier");
+  s->set_interface("up");
+  s->set_rate(25000000);
+  s->set_burst(250000);
+  auto* plain = s->add_classes();
+  plain->set_name("ef");
+  plain->set_priority(true);
+  plain->set_rate(1000000);
+  auto* bulk = s->add_classes();
+  bulk->set_name("bulk");
+  bulk->set_weight(1);
+  auto* w = bulk->mutable_wred();
+  w->mutable_green()->set_min_th(64);
+  w->mutable_green()->set_max_th(256);
+  w->mutable_red()->set_min_th(8);
+  w->mutable_red()->set_max_th(64);
+  w->mutable_red()->set_maxp_inv(2);
+  w->set_ecn(true);
+  medix::ctl::KindInfo kind{"shaper", "shapers", "shapers", v1::SHAPER, v1::Object::kShaper, "NAME"};
+  std::ostringstream out;
+  medix::ctl::print_objects(out, kind, objects);
+  std::istringstream lines(out.str());
+  std::string header, ef, row;
+  std::getline(lines, header);
+  std::getline(lines, ef);
+  std::getline(lines, row);
+  CHECK(header.substr(header.size() - 4) == "WRED");
+  // Unset: maxp_inv 10, weight_log2 9, yellow as green (not shown).
+  CHECK(row.size() > header.size() - 4);
+  CHECK(row.substr(header.size() - 4) == "green 64-256/10 red 8-64/2 w9 ecn");
+  CHECK(ef.find("green") == std::string::npos);
+}
