@@ -116,7 +116,10 @@ unsigned schedule_one(Worker& w, const qos::Shaper& s, qos::ShaperShare& share, 
 bool wred_admits(Worker& w, const qos::Shaper& s, const qos::ShaperClass& k, qos::ClassQueue& q, rte_mbuf* m,
                  rte_ipv4_hdr* ip, int dscp) {
   qos::Colour colour = dscp < 0 ? qos::green : qos::colour_of_dscp(unsigned(dscp));
-  uint32_t depth = q.depth();
+  // rte_red's average is 32 bits, the depth scaled by 2^(10 + weight_log2): an average of 1024
+  // packets overflows it at weight 12 (8192 at the default 9). Held to rte_red's max_th limit
+  // (1023), a deeper queue gets the same verdict (at or above every max_th).
+  uint32_t depth = std::min<uint32_t>(q.depth(), RTE_RED_MAX_TH_MAX);
   uint64_t time = 0;  // for an empty queue: the frames it could have sent while idle, in rte_red's unit
   if (!depth) {
     double idle = w.now > q.idle_since ? double(w.now - q.idle_since) * s.frames_per_cycle : 0;
