@@ -111,6 +111,24 @@ unsigned schedule_one(Worker& w, const qos::Shaper& s, qos::ShaperShare& share, 
   return sent;
 }
 
+// rte_red_enqueue_empty, for a packet that finds the queue empty after `frames` could have
+// been sent: the average decays by (1 - wq)^frames; never a drop. Its own factor in rte_red.h
+// shifts by -1 (undefined behaviour) when the idle time is short (under 342 frames at weight
+// 9), so this computes it with the same tables, with that case (2^0) as it means.
+void red_idle(const rte_red_config& cfg, rte_red& red, double frames) {
+  red.count++;
+  if (frames >= RTE_RED_2POW16) {
+    red.avg = 0;
+    return;
+  }
+  uint32_t n = uint32_t(frames) * rte_red_log2_1_minus_Wq[cfg.wq_log2 - RTE_RED_WQ_LOG2_MIN];
+  uint32_t f = (n >> 6) & 0xf, shift = n >> 10;
+  uint32_t factor = shift == 0                ? rte_red_pow2_frac_inv[f]
+                    : shift < RTE_RED_SCALING ? (rte_red_pow2_frac_inv[f] + (1u << (shift - 1))) >> shift
+                                              : 0;
+  red.avg = (red.avg >> RTE_RED_SCALING) * factor;
+}
+
 // WRED's verdict on packet `m` (`ip` its header, nullptr if it has none) for class `k`'s
 // queue `q`: true to queue it (perhaps marked CE), false when it was dropped.
 bool wred_admits(Worker& w, const qos::Shaper& s, const qos::ShaperClass& k, qos::ClassQueue& q, rte_mbuf* m,
@@ -120,12 +138,11 @@ bool wred_admits(Worker& w, const qos::Shaper& s, const qos::ShaperClass& k, qos
   // packets overflows it at weight 12 (8192 at the default 9). Held to rte_red's max_th limit
   // (1023), a deeper queue gets the same verdict (at or above every max_th).
   uint32_t depth = std::min<uint32_t>(q.depth(), RTE_RED_MAX_TH_MAX);
-  uint64_t time = 0;  // for an empty queue: the frames it could have sent while idle, in rte_red's unit
-  if (!depth) {
-    double idle = w.now > q.idle_since ? double(w.now - q.idle_since) * s.frames_per_cycle : 0;
-    time = uint64_t(std::min(idle, double(RTE_RED_2POW16))) * RTE_RED_S;
+  if (!depth) {  // the frames the queue could have sent while it was idle
+    red_idle(k.red[colour], q.red, w.now > q.idle_since ? double(w.now - q.idle_since) * s.frames_per_cycle : 0);
+    return true;
   }
-  int verdict = rte_red_enqueue(&k.red[colour], &q.red, depth, time);
+  int verdict = rte_red_enqueue_nonempty(&k.red[colour], &q.red, depth);
   if (verdict == 0) [[likely]]
     return true;
   // 2: dropped by probability, between the thresholds; 1: at or above max_th.

@@ -602,13 +602,20 @@ TEST_CASE("a shaper class's WRED: below min_th queued, at max_th dropped, ECN-ca
   CHECK(q.depth() == 31);
   CHECK(q.wred_dropped == 11);
   // Sent as queued: the class's mark (DSCP 0) with ECN kept, CE on the marked one, checksums right.
-  CHECK(medix::dp::schedule(h.worker, rte_rdtsc()) == 31);
+  uint64_t emptied = rte_rdtsc();
+  CHECK(medix::dp::schedule(h.worker, emptied) == 31);
   auto sent = h.sent(1);
   REQUIRE(sent.size() == 31);
   for (size_t i = 0; i < sent.size(); i++) {
     CHECK(rte_raw_cksum(sent[i].data() + 18, 20) == 0xffff);
     CHECK(sent[i][18 + 1] == (i == 25 ? 3 : 0));
   }
-  // Counted as the class's, in the kind's counters.
   CHECK(q.queued_packets == 31);
+  // Idle for a second (66 frames at the contract's 100 kB/s): the average decays to 0
+  // (rte_red's idle rule), so red packets are queued again until it reaches red's max_th:
+  // at depths 1, 2, 3 the average (weight 1/2) is 0.5, 1.25 and 2.125 packets: the 4th dropped.
+  h.worker.now = emptied + rte_get_tsc_hz();
+  for (int i = 0; i < 4; i++) h.receive(0, to_svc(af13));
+  CHECK(q.depth() == 3);
+  CHECK(q.wred_dropped == 12);
 }
