@@ -9,7 +9,9 @@ replayed endlessly -> VLAN 20 on net_null, 10 routes in a DIR24_8 FIB, one worke
   policer  plus a trTCM policer on the ingress interface whose rates no run reaches (every
            packet metered, coloured green and sent: the cost of the meter, not of drops);
   shaper   plus a shaper on the egress interface at a contract no run reaches, one class:
-           every packet classified, queued in its ring and sent by the scheduler.
+           every packet classified, queued in its ring and sent by the scheduler;
+  wred     the same shaper with WRED on its class, at thresholds the queue never reaches
+           (every packet through rte_red, none dropped): WRED's cost against `shaper`.
 
 Writes benchmarks/results/qos/qos.{json,png}: cycles per packet and Mpps of each, and their
 ratios to `off` at the same frame size.
@@ -32,7 +34,7 @@ sys.path.insert(0, HERE)
 import forwarding as fwd  # noqa: E402
 
 log = fwd.log
-MODES = ("off", "policer", "shaper")
+MODES = ("off", "policer", "shaper", "wred")
 ROUTES = 10
 
 # Rates no run on this harness reaches (bytes a second): 1 Tbit/s. Bursts of 10 ms of it would
@@ -47,9 +49,11 @@ def qos_config(path, base, mode):
     if mode == "policer":
         c["policers"] = [{"name": "bench-in", "tenant": "bench", "interface": "in10", "mode": "POLICER_TRTCM",
                           "cir": FAST, "cbs": BURST, "pir": FAST, "pbs": BURST}]
-    elif mode == "shaper":
+    elif mode in ("shaper", "wred"):
         c["shapers"] = [{"name": "bench-out", "interface": "out20", "rate": FAST, "burst": BURST,
                          "classes": [{"name": "all", "weight": 1, "queue_limit": 1024}]}]
+        if mode == "wred":  # a queue of at most a burst or two: below min_th, never dropped
+            c["shapers"][0]["classes"][0]["wred"] = {"green": {"min_th": 512, "max_th": 1000}, "ecn": True}
     with open(path, "w") as f:
         json.dump(c, f)
 
@@ -60,16 +64,17 @@ def plot(results, path):
     import matplotlib.pyplot as plt
 
     sizes = sorted({p["frame_bytes"] for p in results["points"]})
-    colours = {"off": "#9e9e9e", "policer": "#1f77b4", "shaper": "#ff7f0e"}
+    colours = {"off": "#9e9e9e", "policer": "#1f77b4", "shaper": "#ff7f0e", "wred": "#2ca02c"}
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    width = 0.8 / len(MODES)
-    for i, mode in enumerate(MODES):
+    modes = [m for m in MODES if any(p["qos"] == m for p in results["points"])]
+    width = 0.8 / len(modes)
+    for i, mode in enumerate(modes):
         xs, ys, texts = [], [], []
         for j, s in enumerate(sizes):
             pt = next((p for p in results["points"] if p["frame_bytes"] == s and p["qos"] == mode), None)
             if not pt or not pt.get("mpps"):
                 continue
-            xs.append(j + (i - (len(MODES) - 1) / 2) * width)
+            xs.append(j + (i - (len(modes) - 1) / 2) * width)
             ys.append(pt["cycles_per_packet"])
             texts.append("%.2f Mpps\n%.2fx" % (pt["mpps"], pt["cycles_to_off"]))
         bars = ax.bar(xs, ys, width, label=mode if mode != "off" else "QoS off (reference)", color=colours[mode])
@@ -101,7 +106,9 @@ def main():
     ap.add_argument("--stage-timing", choices=("on", "off"), default="on")
     ap.add_argument("--results", default=os.path.join(ROOT, "benchmarks/results/qos"))
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--modes", default=",".join(MODES), help="which of %s (off always runs)" % ",".join(MODES))
     args = ap.parse_args()
+    modes = ["off"] + [m for m in MODES[1:] if m in args.modes.split(",")]
 
     sizes = [int(s) for s in args.sizes.split(",")]
     if not os.access(args.binary, os.X_OK):
@@ -124,7 +131,7 @@ def main():
     base = os.path.join(workdir, "off.json")
     fwd.make_config(base, prefixes, "dir24_8")
     configs = {"off": base}
-    for mode in MODES[1:]:
+    for mode in modes[1:]:
         configs[mode] = os.path.join(workdir, mode + ".json")
         qos_config(configs[mode], base, mode)
     dests = fwd.flow_destinations(prefixes, args.flows, random.Random(args.seed * 1000 + ROUTES))
@@ -133,7 +140,7 @@ def main():
         pcaps[s] = os.path.join(workdir, "frames-%d.pcap" % s)
         fwd.write_pcap(pcaps[s], [fwd.frame(d, 1024 + i, s) for i, d in enumerate(dests)])
 
-    points = [(s, mode) for s in sizes for mode in MODES]
+    points = [(s, mode) for s in sizes for mode in modes]
     runs = {pt: [] for pt in points}
     errors = {}
     # Rounds interleave the points so that a noisy moment does not land on one mode only.
@@ -175,7 +182,8 @@ def main():
         "method": {
             "eal": "-l 0,1 --no-huge --no-pci; rx net_pcap infinite_rx=1, tx net_null no-rx=1",
             "modes": {"off": "forwarding benchmark config", "policer": "trTCM on in10, 1 Tbit/s (all green)",
-                      "shaper": "shaper on out20, 1 Tbit/s contract, one class (queue 1024)"},
+                      "shaper": "shaper on out20, 1 Tbit/s contract, one class (queue 1024)",
+                      "wred": "the shaper with WRED on its class, green 512-1000 packets (none dropped)"},
             "flows": args.flows, "warmup_s": args.warmup, "window_s": args.window, "runs": args.runs,
             "best_of": "highest Mpps of the runs; rounds interleave the modes",
             "cycles_per_packet": "TSC Hz / packets per second (the worker polls at 100%)",

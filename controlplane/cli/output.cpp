@@ -237,6 +237,22 @@ void print_vrrp_instances(std::ostream& out, const Objects& objects) {
   table.print(out);
 }
 
+// A class's WRED as `green 20-60/10 yellow 10-40/10 red 5-20/10 w9 ecn`: each colour's
+// thresholds (packets) and inverse probability, the average's weight (log2), ECN marking.
+std::string wred_text(const v1::ShaperWred& w) {
+  std::string text;
+  auto profile = [&](const char* colour, const v1::WredProfile& p) {
+    text += std::string(text.empty() ? "" : " ") + colour + " " + num(p.min_th()) + "-" + num(p.max_th()) + "/" +
+            num(p.maxp_inv() ? p.maxp_inv() : 10);
+  };
+  profile("green", w.green());
+  if (w.has_yellow()) profile("yellow", w.yellow());
+  if (w.has_red()) profile("red", w.red());
+  text += " w" + num(w.weight_log2() ? w.weight_log2() : 9);
+  if (w.ecn()) text += " ecn";
+  return text;
+}
+
 void print_shapers(std::ostream& out, const Objects& objects) {
   Table table({{"NAME"},
                {"INTERFACE"},
@@ -247,7 +263,8 @@ void print_shapers(std::ostream& out, const Objects& objects) {
                {"GUARANTEED (B/s)", true},
                {"WEIGHT", true},
                {"MATCH"},
-               {"MARK"}});
+               {"MARK"},
+               {"WRED"}});
   for (const auto& object : objects) {
     const auto& s = object.shaper();
     bool first = true;
@@ -264,7 +281,7 @@ void print_shapers(std::ostream& out, const Objects& objects) {
       table.row({first ? s.name() : "", first ? s.interface() : "", first ? num(s.rate()) : "",
                  first ? num(s.burst()) : "", c.name(), c.priority() ? "yes" : "", c.rate() ? num(c.rate()) : "",
                  c.weight() ? num(c.weight()) : "", match.empty() ? "any" : match,
-                 c.set_dscp() ? num(c.mark_dscp()) : ""});
+                 c.set_dscp() ? num(c.mark_dscp()) : "", c.has_wred() ? wred_text(c.wred()) : ""});
       first = false;
     }
   }
@@ -805,6 +822,8 @@ void print_qos(std::ostream& out, const v1::CountersSnapshot& before, const v1::
                  {"SENT-PKTS/S", true},
                  {"DROPS/S", true},
                  {"DROPPED", true},
+                 {"WRED-DROPPED", true},
+                 {"ECN-MARKED", true},
                  {"DEPTH", true}});
   for (const auto& k : after.shaper_classes()) {
     auto b = earlier.find({k.name(), k.class_()});
@@ -812,9 +831,11 @@ void print_qos(std::ostream& out, const v1::CountersSnapshot& before, const v1::
     const auto& p = b != earlier.end() ? *b->second : zero;
     char pps[32], dps[32];
     std::snprintf(pps, sizeof pps, "%.0f", rate(p.sent_packets(), k.sent_packets(), seconds));
-    std::snprintf(dps, sizeof dps, "%.0f", rate(p.dropped(), k.dropped(), seconds));
-    classes.row(
-        {k.name(), k.class_(), mbit(p.sent_bytes(), k.sent_bytes()), pps, dps, num(k.dropped()), num(k.depth())});
+    // Drops a second: the queue's and WRED's.
+    std::snprintf(dps, sizeof dps, "%.0f",
+                  rate(p.dropped() + p.wred_dropped(), k.dropped() + k.wred_dropped(), seconds));
+    classes.row({k.name(), k.class_(), mbit(p.sent_bytes(), k.sent_bytes()), pps, dps, num(k.dropped()),
+                 num(k.wred_dropped()), num(k.ecn_marked()), num(k.depth())});
   }
   classes.print(out);
   auto policers_before = by_name(before.policers());

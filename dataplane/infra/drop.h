@@ -66,6 +66,7 @@ namespace medix::dp {
   X(tx_full, "the port's tx queue did not take the packet")                                   \
   X(policed, "a policer's action for the packet's colour is drop (QoS)")                      \
   X(shaper_queue_full, "the egress shaper's queue for the packet's class is full (QoS)")      \
+  X(shaper_wred, "the egress shaper class's WRED dropped it early (average queue, QoS)")      \
   X(ha_standby, "crossing the core: this node is the HA standby (it crosses nothing)")        \
   X(vrrp_full, "the ring of VRRP adverts to the main lcore is full")
 

@@ -36,6 +36,13 @@ inline void set_dscp(rte_ipv4_hdr* ip, uint8_t dscp) {
   ip->hdr_checksum = checksum_replace16(ip->hdr_checksum, before, load16(ip));
 }
 
+// Marks the packet Congestion Experienced (ECN 11, RFC 3168); the checksum follows.
+inline void set_ecn_ce(rte_ipv4_hdr* ip) {
+  uint16_t before = load16(ip);
+  ip->type_of_service |= 3;
+  ip->hdr_checksum = checksum_replace16(ip->hdr_checksum, before, load16(ip));
+}
+
 // TTL - 1 with the checksum updated. TTL and protocol share a checksum word; the new word is
 // built from the old one, not read back after the byte store (a load that overlaps a narrower
 // store in flight waits for it: ~20 cycles a packet).

@@ -22,6 +22,13 @@ Action action_of(const v1::PolicerColourAction& a, Colour colour) {
 // Fewer wildcards first: the most specific class a packet is in applies.
 int wildcards(const Policer& p) { return (p.interface == any_interface) * 2 + (p.dscp == any_dscp); }
 
+// A colour's WRED profile: an unset yellow is green's, an unset red yellow's.
+const v1::WredProfile& wred_profile(const v1::ShaperWred& w, Colour c) {
+  if (c == red && w.has_red()) return w.red();
+  if (c != green && w.has_yellow()) return w.yellow();
+  return w.green();
+}
+
 }  // namespace
 
 std::optional<std::string> compile(const v1::Policer& p, uint16_t workers, Policer& out) {
@@ -126,6 +133,7 @@ void compile(const v1::Shaper& s, uint16_t workers, uint64_t tsc_hz, Shaper& out
   out.name = s.name();
   out.rate = per_cycle(s.rate());
   out.burst = double(s.burst());
+  out.frames_per_cycle = out.rate / wred_frame;
   out.classes.clear();
   for (const v1::ShaperClass& c : s.classes()) {
     ShaperClass k;
@@ -136,6 +144,18 @@ void compile(const v1::Shaper& s, uint16_t workers, uint64_t tsc_hz, Shaper& out
     k.weight = c.weight();
     for (uint32_t d : c.dscp()) k.dscps |= uint64_t(1) << d;
     if (c.set_dscp()) k.mark = int16_t(c.mark_dscp());
+    if (c.has_wred()) {
+      const v1::ShaperWred& w = c.wred();
+      k.wred = true;
+      k.ecn = w.ecn();
+      auto weight = uint16_t(w.weight_log2() ? w.weight_log2() : default_wred_weight_log2);
+      // check_class (kinds.cpp) holds the values to rte_red's limits, so it accepts them.
+      for (unsigned colour = 0; colour < colours; colour++) {
+        const v1::WredProfile& p = wred_profile(w, Colour(colour));
+        rte_red_config_init(&k.red[colour], weight, uint16_t(p.min_th()), uint16_t(p.max_th()),
+                            uint16_t(p.maxp_inv() ? p.maxp_inv() : default_wred_maxp_inv));
+      }
+    }
     out.classes.push_back(std::move(k));
   }
   out.shares.reset(new ShaperShare[n]);
@@ -147,6 +167,7 @@ void compile(const v1::Shaper& s, uint16_t workers, uint64_t tsc_hz, Shaper& out
       q.limit = s.classes(c).queue_limit() ? s.classes(c).queue_limit() : default_queue_limit;
       q.mask = rte_align32pow2(q.limit) - 1;
       q.ring.reset(new rte_mbuf*[q.mask + 1]);
+      rte_red_rt_data_init(&q.red);
     }
   }
 }

@@ -1,5 +1,7 @@
 #include "qos/kinds.h"
 
+#include <algorithm>
+
 #include "control/check.h"
 #include "qos/commit.h"
 
@@ -133,6 +135,31 @@ const std::map<std::string, v1::Object>& shapers(const Intent& in) {
 
 constexpr int max_shaper_classes = 64;
 
+// A class's WRED: rte_red's limits, and thresholds the class's queue can reach.
+std::optional<Error> check_wred(const v1::ShaperWred& w, uint32_t queue_limit, const std::string& path) {
+  if (!w.has_green()) return invalid(path + ".green", "is required (the profile of green packets)");
+  uint32_t limit = std::min<uint32_t>(RTE_RED_MAX_TH_MAX, queue_limit);
+  std::pair<const char*, const v1::WredProfile*> profiles[] = {{"green", &w.green()},
+                                                               {"yellow", w.has_yellow() ? &w.yellow() : nullptr},
+                                                               {"red", w.has_red() ? &w.red() : nullptr}};
+  for (const auto& [colour, p] : profiles) {
+    if (!p) continue;
+    std::string at = path + "." + colour;
+    if (p->max_th() == 0) return invalid(at + ".max_th", "must be above 0 (packets)");
+    if (p->max_th() > limit)
+      return invalid(at + ".max_th", std::to_string(p->max_th()) + " packets is beyond " +
+                                         (limit == queue_limit ? "the class's queue_limit (" : "rte_red's limit (") +
+                                         std::to_string(limit) + ")");
+    if (p->min_th() >= p->max_th())
+      return invalid(at + ".min_th",
+                     std::to_string(p->min_th()) + " is not below max_th (" + std::to_string(p->max_th()) + ")");
+    if (auto e = range(at + ".maxp_inv", p->maxp_inv(), 0, RTE_RED_MAXP_INV_MAX)) return e;
+  }
+  if (w.weight_log2())
+    if (auto e = range(path + ".weight_log2", w.weight_log2(), RTE_RED_WQ_LOG2_MIN, RTE_RED_WQ_LOG2_MAX)) return e;
+  return std::nullopt;
+}
+
 std::optional<Error> check_class(Intent& in, const v1::ShaperClass& c, const std::string& path) {
   if (auto e = name(path + ".name", c.name())) return e;
   if (c.rate()) {
@@ -157,6 +184,8 @@ std::optional<Error> check_class(Intent& in, const v1::ShaperClass& c, const std
   } else if (c.mark_dscp()) {
     return invalid(path + ".mark_dscp", "needs set_dscp");
   }
+  if (c.has_wred())
+    return check_wred(c.wred(), c.queue_limit() ? c.queue_limit() : qos::default_queue_limit, path + ".wred");
   return std::nullopt;
 }
 
@@ -281,6 +310,8 @@ const CounterColumn shaper_columns[] = {
     {"sent_bytes", "Bytes of frame a shaper class sent."},
     {"dropped", "Packets dropped: the shaper class's queue was full."},
     {"depth", "Packets in the shaper class's queues now.", true},
+    {"wred_dropped", "Packets the shaper class's WRED dropped early."},
+    {"ecn_marked", "Packets the shaper class's WRED marked CE instead of dropping."},
 };
 
 const KindCounters shaper_counters = {
@@ -301,6 +332,8 @@ const KindCounters shaper_counters = {
                 v[4] += load_counter(q.dropped);
                 v[5] +=
                     uint32_t(__atomic_load_n(&q.tail, __ATOMIC_RELAXED) - __atomic_load_n(&q.head, __ATOMIC_RELAXED));
+                v[6] += load_counter(q.wred_dropped);
+                v[7] += load_counter(q.ecn_marked);
               }
               rows.push_back({sh.name, std::move(v), sh.classes[c].name, sh.shares.get()});
             }

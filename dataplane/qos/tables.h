@@ -5,6 +5,7 @@
 #include <rte_common.h>
 #include <rte_mbuf.h>
 #include <rte_meter.h>
+#include <rte_red.h>
 
 #include <cstdint>
 #include <memory>
@@ -106,7 +107,18 @@ struct ShaperClass {
   uint16_t in_interface = any_interface;  // slot
   uint64_t dscps = 0;                     // bit d: DSCP d matches; 0: any
   int16_t mark = any_dscp;                // DSCP set on the way out
+  // WRED (docs/qos.md "WRED"): a profile per colour of the packet's DSCP (colour_of_dscp), one
+  // average queue per worker (ClassQueue::red).
+  bool wred = false;
+  bool ecn = false;  // ECT packets that RED would drop below max_th are marked CE instead
+  rte_red_config red[colours] = {};
 };
+
+// rte_red decays the average of an idle queue by the packets that could have arrived meanwhile,
+// time / RTE_RED_S: a packet is a full frame (1514 bytes) at the worker's share of the contract.
+inline constexpr double wred_frame = 1514;
+inline constexpr uint16_t default_wred_weight_log2 = 9;  // rte_sched's
+inline constexpr uint16_t default_wred_maxp_inv = 10;
 
 // One class's queue on one worker: a ring of packets, its guarantee's bucket, its DRR deficit
 // and its counters (read by others relaxed).
@@ -116,6 +128,9 @@ struct ClassQueue {
   double tokens = 0;
   int64_t deficit = 0;
   uint64_t queued_packets = 0, queued_bytes = 0, sent_packets = 0, sent_bytes = 0, dropped = 0;
+  rte_red red{};            // the WRED average (ShaperClass::wred)
+  uint64_t idle_since = 0;  // TSC the queue last went empty
+  uint64_t wred_dropped = 0, ecn_marked = 0;
   uint32_t depth() const { return tail - head; }
 };
 
@@ -140,10 +155,11 @@ struct alignas(RTE_CACHE_LINE_SIZE) ShaperShare {
 
 struct Shaper {
   std::string name;
-  uint16_t interface = 0;      // slot
-  uint16_t port = 0;           // the interface's port (slot)
-  uint8_t l2_len = 0;          // the interface's Ethernet header and tags, as it sends them
-  double rate = 0, burst = 0;  // this worker's share of the contract, bytes per TSC cycle; bytes
+  uint16_t interface = 0;       // slot
+  uint16_t port = 0;            // the interface's port (slot)
+  uint8_t l2_len = 0;           // the interface's Ethernet header and tags, as it sends them
+  double rate = 0, burst = 0;   // this worker's share of the contract, bytes per TSC cycle; bytes
+  double frames_per_cycle = 0;  // rate / wred_frame: an idle WRED queue's decay
   std::vector<ShaperClass> classes;
   // By policy rule slot: the class the rule's flows are queued in (the rule names it), or
   // no_class (slots past the end: none; the matches decide).

@@ -902,7 +902,9 @@ def shaper_kind(f, d, c):
         pb.ShaperClass(name="rest", weight=1)])
     second = pb.Shaper(name="rt-shp", interface="a-lan", rate=12500000, burst=100000, classes=[
         pb.ShaperClass(name="img", rate=5000000, weight=2, tenant="hosp-a", set_dscp=True, mark_dscp=34),
-        pb.ShaperClass(name="rest", weight=1)])
+        pb.ShaperClass(name="rest", weight=1, wred=pb.ShaperWred(
+            green=pb.WredProfile(min_th=64, max_th=200), red=pb.WredProfile(min_th=8, max_th=32, maxp_inv=2),
+            weight_log2=6, ecn=True))])
     round_trip(c, "shaper", first, second, pb.Shaper(name="rt-shp"), "shaper")
     err, res = rpc(c.apply, [create(first)])
     if R.check(err is None and res.changed == 1, "shaper: CREATE again", short(err)):
@@ -918,6 +920,11 @@ def shaper_kind(f, d, c):
                       classes=[pb.ShaperClass(name="a", weight=1)])
     expect_rejected(c, "CREATE a shaper whose burst is below one frame", [create(small)], C.INVALID_ARGUMENT,
                     "operations[0].shaper.burst")
+    deep = pb.Shaper(name="bad-shp", interface="core-1", rate=1000000, burst=30000, classes=[
+        pb.ShaperClass(name="a", weight=1, queue_limit=128,
+                       wred=pb.ShaperWred(green=pb.WredProfile(min_th=64, max_th=200)))])
+    expect_rejected(c, "CREATE a shaper whose WRED max_th is beyond its class's queue", [create(deep)],
+                    C.INVALID_ARGUMENT, "operations[0].shaper.classes[0].wred.green.max_th")
 
 
 @test

@@ -129,12 +129,15 @@ TEST_CASE("the kinds' counters match their messages in CountersSnapshot") {
   const Kind* shaper = medix::dp::kind_of(v1::Object::kShaper);
   REQUIRE(shaper);
   medix::dp::add_counters(
-      *shaper, {{"s1", {1, 2, 3, 4, 5, 6}, "voice", nullptr}, {"s1", {0, 0, 0, 0, 0, 7}, "bulk", nullptr}}, out);
+      *shaper, {{"s1", {1, 2, 3, 4, 5, 6, 8, 9}, "voice", nullptr}, {"s1", {0, 0, 0, 0, 0, 7, 0, 0}, "bulk", nullptr}},
+      out);
   REQUIRE(out.shaper_classes_size() == 2);
   CHECK(out.shaper_classes(0).name() == "s1");
   CHECK(out.shaper_classes(0).class_() == "voice");
   CHECK(out.shaper_classes(0).queued_packets() == 1);
   CHECK(out.shaper_classes(0).depth() == 6);
+  CHECK(out.shaper_classes(0).wred_dropped() == 8);
+  CHECK(out.shaper_classes(0).ecn_marked() == 9);
   CHECK(out.shaper_classes(1).class_() == "bulk");
   CHECK(out.shaper_classes(1).depth() == 7);
 

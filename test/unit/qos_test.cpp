@@ -512,3 +512,110 @@ TEST_CASE("a shaper's classes get their guarantee and split the rest by weight, 
   CHECK(std::abs(img - 70000) <= 0.03 * 70000);
   CHECK(std::abs(bulk - 30000) <= 0.05 * 30000);
 }
+
+// WRED on a shaper class (qos/shape.cpp, rte_red).
+TEST_CASE("a shaper class's WRED is checked, each error names its field, and a refusal changes nothing") {
+  Harness h(two_tenants);
+  const std::string head = R"("name": "s", "interface": "a-svc", "rate": "1000000", "burst": "3000", )";
+  auto with = [&](const std::string& wred, const std::string& extra = "") {
+    return head + R"("classes": [{"name": "c", "weight": 1)" + extra + R"(, "wred": {)" + wred + "}}]";
+  };
+  REQUIRE(h.apply(ops(shaper_op("CREATE", with(R"("green": {"min_th": 20, "max_th": 60}, "ecn": true)")))).code ==
+          Code::ok);
+  const qos::Shaper* before = &h.tables->qos.shapers.at(0);
+  const qos::ClassQueue* queue = &before->shares[0].classes[0];
+  auto refused = [&](const std::string& fields, const std::string& message) {
+    auto r = h.apply(ops(shaper_op("UPDATE", fields)));
+    INFO(r.message);
+    CHECK(r.code == Code::invalid_argument);
+    CHECK(r.message.find(message) == 0);
+    // State unchanged: the same shaper, its queues and its WRED.
+    REQUIRE(h.tables->qos.shapers.size() == 1);
+    CHECK(&h.tables->qos.shapers[0].shares[0].classes[0] == queue);
+    CHECK(h.tables->qos.shapers[0].classes[0].wred);
+  };
+  const std::string at = "operations[0].shaper.classes[0].wred.";
+  refused(with(R"("ecn": true)"), at + "green: is required");
+  refused(with(R"("green": {"min_th": 0, "max_th": 0})"), at + "green.max_th: must be above 0");
+  refused(with(R"("green": {"min_th": 20, "max_th": 300})"),
+          at + "green.max_th: 300 packets is beyond the class's queue_limit (256)");
+  refused(with(R"("green": {"min_th": 20, "max_th": 2000})", R"(, "queue_limit": 4096)"),
+          at + "green.max_th: 2000 packets is beyond rte_red's limit (1023)");
+  refused(with(R"("green": {"min_th": 60, "max_th": 60})"), at + "green.min_th: 60 is not below max_th (60)");
+  refused(with(R"("green": {"min_th": 20, "max_th": 60}, "yellow": {"min_th": 10, "max_th": 5})"),
+          at + "yellow.min_th: 10 is not below max_th (5)");
+  refused(with(R"("green": {"min_th": 20, "max_th": 60}, "red": {"max_th": 10, "maxp_inv": 256})"),
+          at + "red.maxp_inv: ");
+  refused(with(R"("green": {"min_th": 20, "max_th": 60}, "weight_log2": 13)"), at + "weight_log2: ");
+  // Accepted: compiled into rte_red's configs, an unset colour taking the one above it.
+  REQUIRE(h.apply(ops(shaper_op("UPDATE", with(R"("green": {"min_th": 20, "max_th": 60},
+      "red": {"min_th": 5, "max_th": 10, "maxp_inv": 1}, "weight_log2": 4)"))))
+              .code == Code::ok);
+  const qos::ShaperClass& k = h.tables->qos.shapers.at(0).classes.at(0);
+  CHECK(k.wred);
+  CHECK_FALSE(k.ecn);
+  CHECK(k.red[qos::green].wq_log2 == 4);
+  CHECK(k.red[qos::green].maxp_inv == qos::default_wred_maxp_inv);
+  CHECK(k.red[qos::green].min_th == uint32_t(20) << (4 + RTE_RED_SCALING));
+  CHECK(k.red[qos::yellow].max_th == k.red[qos::green].max_th);
+  CHECK(k.red[qos::red].max_th == uint32_t(10) << (4 + RTE_RED_SCALING));
+  CHECK(k.red[qos::red].maxp_inv == 1);
+}
+
+TEST_CASE("a shaper class's WRED: below min_th queued, at max_th dropped, ECN-capable packets marked CE") {
+  Harness h(two_tenants);
+  // Green never reaches its min_th here; red is dropped once the average is 2 packets; yellow is
+  // between its thresholds (dropped, or marked CE when ECN-capable, with probability).
+  REQUIRE(h.apply(ops(shaper_op("CREATE", R"("name": "s", "interface": "a-svc", "rate": "100000", "burst": "5000",
+    "classes": [{"name": "c", "weight": 1, "set_dscp": true, "mark_dscp": 0,
+                 "wred": {"green": {"min_th": 100, "max_th": 200}, "yellow": {"min_th": 2, "max_th": 250, "maxp_inv": 1},
+                          "red": {"min_th": 0, "max_th": 2}, "weight_log2": 1, "ecn": true}}])")))
+              .code == Code::ok);
+  const qos::ClassQueue& q = h.tables->qos.shapers.at(0).shares[0].classes[0];
+  constexpr uint8_t af11 = 10, af12 = 12, af13 = 14;
+  for (int i = 0; i < 25; i++) h.receive(0, to_svc(af11));
+  CHECK(q.depth() == 25);
+  CHECK(q.wred_dropped == 0);
+  // The average is about 23 packets: every red packet is at or above its max_th.
+  for (int i = 0; i < 10; i++) h.receive(0, to_svc(af13));
+  CHECK(q.depth() == 25);
+  CHECK(q.wred_dropped == 10);
+  CHECK(h.drops(Drop::shaper_wred) == 10);
+  CHECK(h.drops(Drop::shaper_queue_full) == 0);
+  // Yellow between its thresholds, rte_red's random draw forced to "drop": an ECT(0) packet is
+  // marked CE and queued, a Not-ECT one dropped.
+  auto ect0 = to_svc(af12);
+  ect0[18 + 1] |= 2;
+  auto* ip = reinterpret_cast<rte_ipv4_hdr*>(ect0.data() + 18);
+  ip->hdr_checksum = 0;
+  ip->hdr_checksum = rte_ipv4_cksum(ip);
+  rte_red_rand_val = 0;
+  h.receive(0, ect0);
+  CHECK(q.ecn_marked == 1);
+  CHECK(q.depth() == 26);
+  rte_red_rand_val = 0;
+  h.receive(0, to_svc(af12));
+  CHECK(q.wred_dropped == 11);
+  CHECK(q.depth() == 26);
+  // Green is still below its min_th.
+  for (int i = 0; i < 5; i++) h.receive(0, to_svc(af11));
+  CHECK(q.depth() == 31);
+  CHECK(q.wred_dropped == 11);
+  // Sent as queued: the class's mark (DSCP 0) with ECN kept, CE on the marked one, checksums right.
+  uint64_t emptied = rte_rdtsc();
+  CHECK(medix::dp::schedule(h.worker, emptied) == 31);
+  auto sent = h.sent(1);
+  REQUIRE(sent.size() == 31);
+  for (size_t i = 0; i < sent.size(); i++) {
+    CHECK(rte_raw_cksum(sent[i].data() + 18, 20) == 0xffff);
+    CHECK(sent[i][18 + 1] == (i == 25 ? 3 : 0));
+  }
+  CHECK(q.queued_packets == 31);
+  // Idle for a second (66 frames at the contract's 100 kB/s): the average decays to 0
+  // (rte_red's idle rule), so red packets are queued again until it reaches red's max_th:
+  // at depths 1, 2, 3 the average (weight 1/2) is 0.5, 1.25 and 2.125 packets: the 4th dropped.
+  h.worker.now = emptied + rte_get_tsc_hz();
+  for (int i = 0; i < 4; i++) h.receive(0, to_svc(af13));
+  CHECK(q.depth() == 3);
+  CHECK(q.wred_dropped == 12);
+}
