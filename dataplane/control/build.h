@@ -36,6 +36,7 @@ struct Committer::Build {
 
   // What a feature's free steps keep between transactions, held by the committer.
   nat::Kept& nat_kept() { return *c.nat_; }
+  NeighbourTable& neighbours() { return c.neighbours_; }  // shared by every generation
 
   // Undoes what earlier steps did; the error to return.
   Error fail(Code code, std::string message, int kind, std::string about) {

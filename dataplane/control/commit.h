@@ -87,18 +87,15 @@ class Committer {
   };
   using BuildStep = Step<std::optional<Error>>;
   using ReclaimStep = Step<>;
-  std::optional<Error> build_ports(Build& b);              // l2/commit.cpp
-  std::optional<Error> build_tenants(Build& b);            // ip/commit.cpp
-  std::optional<Error> build_interfaces(Build& b);         // l2/commit.cpp
-  std::optional<Error> build_tunnels(Build& b);            // ipsec/commit.cpp
-  std::optional<Error> build_routes(Build& b);             // ip/commit.cpp
-  std::optional<Error> build_neighbours(Build& b);         // arp/commit.cpp
-  std::optional<Error> build_interface_index(Build& b);    // l2/commit.cpp
-  std::optional<Error> build_sas(Build& b);                // ipsec/commit.cpp
-  std::optional<Error> build_tunnel_mtus(Build& b);        // ipsec/commit.cpp
-  std::optional<Error> build_static_neighbours(Build& b);  // arp/commit.cpp
+  std::optional<Error> build_ports(Build& b);            // l2/commit.cpp
+  std::optional<Error> build_tenants(Build& b);          // ip/commit.cpp
+  std::optional<Error> build_interfaces(Build& b);       // l2/commit.cpp
+  std::optional<Error> build_tunnels(Build& b);          // ipsec/commit.cpp
+  std::optional<Error> build_routes(Build& b);           // ip/commit.cpp
+  std::optional<Error> build_interface_index(Build& b);  // l2/commit.cpp
+  std::optional<Error> build_sas(Build& b);              // ipsec/commit.cpp
+  std::optional<Error> build_tunnel_mtus(Build& b);      // ipsec/commit.cpp
   void reclaim_routes(Build& b);
-  void reclaim_neighbours(Build& b);
   void reclaim_sas(Build& b);
   void reclaim_tenants(Build& b);
   void reclaim_ports(Build& b);
