@@ -2,6 +2,7 @@
 
 #include <rte_ether.h>
 
+#include "arp/commit.h"
 #include "control/check.h"
 #include "control/commit.h"
 
@@ -100,8 +101,8 @@ const Kind neighbour_kind = {
     .check_delete = nullptr,
     .check_final = nullptr,
     .error_name = nullptr,
-    .build = {{Phase::removals, &Committer::build_neighbours}, {Phase::last, &Committer::build_static_neighbours}},
-    .reclaim = &Committer::reclaim_neighbours,
+    .build = {{Phase::removals, arp::build_neighbours}, {Phase::last, arp::build_static_neighbours}},
+    .reclaim = arp::reclaim_neighbours,
     .diff = nullptr,
     .get = get_neighbour,
     .list = list_neighbours,

@@ -34,6 +34,10 @@ struct Committer::Build {
   std::vector<int32_t> sa_release;
   std::vector<std::pair<SaKey, uint16_t>> new_sas;
 
+  // What a feature's free steps keep between transactions, held by the committer.
+  nat::Kept& nat_kept() { return *c.nat_; }
+  NeighbourTable& neighbours() { return c.neighbours_; }  // shared by every generation
+
   // Undoes what earlier steps did; the error to return.
   Error fail(Code code, std::string message, int kind, std::string about) {
     for (auto it = undo.rbegin(); it != undo.rend(); ++it) (*it)();

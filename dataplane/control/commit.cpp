@@ -9,13 +9,16 @@
 
 #include "control/build.h"
 #include "control/kinds.h"
+#include "nat/commit.h"
 #include "nat/nat.h"
 
 namespace medix::dp {
 
+Committer::Committer() : nat_(std::make_unique<nat::Kept>()) {}
+
 Committer::~Committer() {
   delete current();
-  for (NatWorker* n : nat_) nat_worker_free(n);
+  for (NatWorker* n : nat_->workers) nat_worker_free(n);
   for (SaState* sa : sas_) rte_free(sa);
   rte_hash_free(sa_index_);
   if (mgr_) free_mb_mgr(mgr_);
@@ -141,7 +144,7 @@ bool Committer::clear_sessions(const std::string& tenant) {
   auto slot = tenant_slot_.find(tenant);
   if (slot == tenant_slot_.end()) return false;
   auto next = std::make_unique<Tables>(*current());
-  next->tenants[slot->second].nat.epoch = ++epochs_;
+  next->tenants[slot->second].nat.epoch = ++nat_->epochs;
   const Tables* previous = current();
   current_.store(next.release(), std::memory_order_release);
   if (params_.rcu) rte_rcu_qsbr_synchronize(params_.rcu, RTE_QSBR_THRID_INVALID);

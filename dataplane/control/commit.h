@@ -27,6 +27,10 @@
 
 namespace medix::dp {
 
+namespace nat {
+struct Kept;  // nat/commit.h
+}
+
 // The phases of a commit, in order. Each build step of a kind (control/kinds.h) runs in one;
 // within a phase, steps run in the kinds table's order.
 enum class Phase {
@@ -59,8 +63,9 @@ class Committer {
   // generation (or undoes the steps before it and fails); a reclaim step runs after the grace
   // period. A step is a free function of its feature's folder taking the Build (control/build.h:
   // the next generation, the diff, the intent, the committer), so that a new kind declares
-  // nothing here; the first kinds' steps below are members because the state they keep
-  // between transactions (slots, FIBs, SAs, session tables) is the committer's. Public only so
+  // nothing here (a feature's state kept between transactions is a struct of its folder,
+  // held here and handed out by the Build: nat::Kept). The first kinds' steps below are still
+  // members because the state they keep (slots, FIBs, SAs) is the committer's. Public only so
   // that the entries can name them: nothing else calls them.
   struct Build;
   template <typename... Result>
@@ -82,24 +87,21 @@ class Committer {
   };
   using BuildStep = Step<std::optional<Error>>;
   using ReclaimStep = Step<>;
-  std::optional<Error> build_ports(Build& b);              // l2/commit.cpp
-  std::optional<Error> build_tenants(Build& b);            // ip/commit.cpp
-  std::optional<Error> build_interfaces(Build& b);         // l2/commit.cpp
-  std::optional<Error> build_tunnels(Build& b);            // ipsec/commit.cpp
-  std::optional<Error> build_routes(Build& b);             // ip/commit.cpp
-  std::optional<Error> build_neighbours(Build& b);         // arp/commit.cpp
-  std::optional<Error> build_interface_index(Build& b);    // l2/commit.cpp
-  std::optional<Error> build_sas(Build& b);                // ipsec/commit.cpp
-  std::optional<Error> build_tunnel_mtus(Build& b);        // ipsec/commit.cpp
-  std::optional<Error> build_translations(Build& b);       // nat/commit.cpp
-  std::optional<Error> build_static_neighbours(Build& b);  // arp/commit.cpp
+  std::optional<Error> build_ports(Build& b);            // l2/commit.cpp
+  std::optional<Error> build_tenants(Build& b);          // ip/commit.cpp
+  std::optional<Error> build_interfaces(Build& b);       // l2/commit.cpp
+  std::optional<Error> build_tunnels(Build& b);          // ipsec/commit.cpp
+  std::optional<Error> build_routes(Build& b);           // ip/commit.cpp
+  std::optional<Error> build_interface_index(Build& b);  // l2/commit.cpp
+  std::optional<Error> build_sas(Build& b);              // ipsec/commit.cpp
+  std::optional<Error> build_tunnel_mtus(Build& b);      // ipsec/commit.cpp
   void reclaim_routes(Build& b);
-  void reclaim_neighbours(Build& b);
   void reclaim_sas(Build& b);
   void reclaim_tenants(Build& b);
   void reclaim_ports(Build& b);
   void reclaim_interfaces(Build& b);
 
+  Committer();
   ~Committer();
   std::optional<std::string> init(const Params& params);
   // Applies a diff the intent accepted; on error nothing changed in the dataplane.
@@ -184,11 +186,6 @@ class Committer {
   std::string fibs_full() const;  // why a compact FIB could not grow
   std::optional<std::string> setup_port(uint16_t port_id, const v1::Port& p);
   void build_counter_bases(Build& b);
-  // The core tenant, translations, policy rules and session tables of the next generation.
-  std::optional<Error> build_crossing(const Diff& diff, const Intent& intent, Tables& next,
-                                      const std::function<uint16_t(const std::string&)>& tenant_of,
-                                      const std::vector<uint16_t>& new_tenant_slots,
-                                      std::vector<uint16_t>& new_rule_slots);
 
   Params params_;
   std::atomic<const Tables*> current_{nullptr};
@@ -219,13 +216,8 @@ class Committer {
   std::map<SaKey, uint16_t> sa_slot_;
   std::map<std::string, std::vector<uint16_t>> outbound_;
 
-  // Crossing the core: per-worker session tables (made when a core first appears, kept),
-  // counter slots of policy rules, and the serial translation epochs are drawn from.
-  std::vector<NatWorker*> nat_;
-  std::map<std::string, uint16_t> rule_slot_;
-  std::vector<uint16_t> free_rules_;
-  uint32_t epochs_ = 0;
-  uint32_t policy_epoch_ = 0;
+  // Crossing the core: what NAT's step keeps between transactions (nat/commit.h).
+  std::unique_ptr<nat::Kept> nat_;
 };
 
 }  // namespace medix::dp

@@ -1,4 +1,11 @@
+#include <rte_cycles.h>
+#include <rte_malloc.h>
+
+#include <new>
+#include <string>
+
 #include "control/build.h"
+#include "nat/commit.h"
 #include "nat/kinds.h"
 #include "nat/nat.h"
 
@@ -15,42 +22,85 @@ std::set<std::string> translation_changed(const Diff& diff) {
 
 }  // namespace
 
-// Translations and policy, rebuilt whole when tenants, mappings, pools or rules change.
-std::optional<Error> Committer::build_translations(Build& b) {
-  if (b.diff.of(v1::Object::kTenant).empty() && b.diff.of(v1::Object::kStaticMapping).empty() &&
-      b.diff.of(v1::Object::kNaptPool).empty() && b.diff.of(v1::Object::kPolicyRule).empty())
-    return std::nullopt;
-  auto tenant_of = [&b](const std::string& name) { return b.tenant_of(name); };
-  if (auto e = build_crossing(b.diff, b.intent, *b.next, tenant_of, b.new_tenant_slots, b.new_rule_slots))
-    return b.fail(e->code, e->message, e->kind, e->name);
-  return std::nullopt;
+NatWorker* nat_worker_create(unsigned queue, uint32_t capacity, unsigned socket) {
+  void* at = rte_zmalloc_socket("nat", sizeof(NatWorker), RTE_CACHE_LINE_SIZE, int(socket));
+  if (!at) return nullptr;
+  auto* n = new (at) NatWorker();
+  static std::atomic<unsigned> serial{0};  // EAL object names are unique per process
+  std::string name = "nat_index" + std::to_string(queue) + "_" + std::to_string(serial++);
+  rte_hash_parameters hp = hash_parameters(nat_index_shape(capacity), name.c_str(), flow_hash, socket);
+  n->index = rte_hash_create(&hp);
+  n->capacity = capacity;
+  n->sessions = static_cast<Session*>(
+      rte_zmalloc_socket("sessions", sizeof(Session) * capacity, RTE_CACHE_LINE_SIZE, int(socket)));
+  n->mappings = static_cast<Mapping*>(
+      rte_zmalloc_socket("mappings", sizeof(Mapping) * capacity, RTE_CACHE_LINE_SIZE, int(socket)));
+  n->free_sessions = static_cast<uint32_t*>(rte_malloc_socket("free_sessions", 4 * capacity, 0, int(socket)));
+  n->free_mappings = static_cast<uint32_t*>(rte_malloc_socket("free_mappings", 4 * capacity, 0, int(socket)));
+  n->sessions_of = static_cast<uint32_t*>(rte_zmalloc_socket("sessions_of", 4 * max_tenants, 0, int(socket)));
+  n->fragments_of = static_cast<uint32_t*>(rte_zmalloc_socket("fragments_of", 4 * max_tenants, 0, int(socket)));
+  // Packets of up to RTE_LIBRTE_IP_FRAG_MAX_FRAG fragments, given 2 s to complete.
+  n->fragments = rte_ip_frag_table_create(fragment_buckets, fragment_bucket_entries, fragment_max_entries,
+                                          rte_get_tsc_hz() * 2, int(socket));
+  if (!n->index || !n->sessions || !n->mappings || !n->free_sessions || !n->free_mappings || !n->sessions_of ||
+      !n->fragments_of || !n->fragments) {
+    nat_worker_free(n);
+    return nullptr;
+  }
+  for (uint32_t i = 0; i < capacity; i++) {
+    n->free_sessions[i] = capacity - 1 - i;
+    n->free_mappings[i] = capacity - 1 - i;
+  }
+  n->n_free_sessions = n->n_free_mappings = capacity;
+  return n;
 }
 
-std::optional<Error> Committer::build_crossing(const Diff& diff, const Intent& intent, Tables& next,
-                                               const std::function<uint16_t(const std::string&)>& tenant_of,
-                                               const std::vector<uint16_t>& new_tenant_slots,
-                                               std::vector<uint16_t>& new_rule_slots) {
+void nat_worker_free(NatWorker* n) {
+  if (!n) return;
+  rte_hash_free(n->index);
+  rte_free(n->sessions);
+  rte_free(n->mappings);
+  rte_free(n->free_sessions);
+  rte_free(n->free_mappings);
+  rte_free(n->sessions_of);
+  rte_free(n->fragments_of);
+  if (n->fragments) {
+    rte_ip_frag_free_death_row(&n->death_row, 0);
+    rte_ip_frag_table_destroy(n->fragments);
+  }
+  n->~NatWorker();
+  rte_free(n);
+}
+
+namespace nat {
+namespace {
+
+// The core tenant, translations, policy rules and session tables of the next generation.
+std::optional<Error> build_crossing(Kept& kept, const Committer::Params& params, const Diff& diff, const Intent& intent,
+                                    Tables& next, const std::function<uint16_t(const std::string&)>& tenant_of,
+                                    const std::vector<uint16_t>& new_tenant_slots,
+                                    std::vector<uint16_t>& new_rule_slots) {
   auto changed = translation_changed(diff);
   next.core = UINT16_MAX;
   for (const auto& [name, t] : intent.tenants)
     if (t.core()) next.core = tenant_of(name);
-  if (next.core != UINT16_MAX && nat_.empty()) {
-    uint32_t per_worker = sessions_per_worker(params_.max_sessions, params_.queues);
-    for (uint16_t q = 0; q < params_.queues; q++) {
-      NatWorker* n = nat_worker_create(q, per_worker, params_.socket);
+  if (next.core != UINT16_MAX && kept.workers.empty()) {
+    uint32_t per_worker = sessions_per_worker(params.max_sessions, params.queues);
+    for (uint16_t q = 0; q < params.queues; q++) {
+      NatWorker* n = nat_worker_create(q, per_worker, params.socket);
       if (!n) {
-        for (NatWorker* made : nat_) nat_worker_free(made);
-        nat_.clear();
+        for (NatWorker* made : kept.workers) nat_worker_free(made);
+        kept.workers.clear();
         return Error{Code::resource_exhausted,
-                     "cannot allocate the session tables (" + std::to_string(params_.max_sessions) +
+                     "cannot allocate the session tables (" + std::to_string(params.max_sessions) +
                          " sessions): " + more_memory + ", or lower settings.max_sessions",
                      v1::Object::KindCase::kTenant, ""};
       }
-      nat_.push_back(n);
+      kept.workers.push_back(n);
     }
   }
-  next.nat = nat_.empty() ? nullptr : nat_.data();
-  next.workers = params_.queues;
+  next.nat = kept.workers.empty() ? nullptr : kept.workers.data();
+  next.workers = params.queues;
 
   // Translations, rebuilt whole; the epoch changes where the translation did.
   for (uint16_t slot = 0; slot < next.tenants.size(); slot++) {
@@ -83,36 +133,35 @@ std::optional<Error> Committer::build_crossing(const Diff& diff, const Intent& i
     // The tenant's own quota (static-only tenants have no pool) wins over its pool's.
     if (auto t = intent.tenants.find(e.name); t != intent.tenants.end() && t->second.session_limit())
       x.session_limit = t->second.session_limit();
-    if (x.session_limit)
-      x.session_limit = std::max<uint32_t>(1, (x.session_limit + params_.queues - 1) / params_.queues);
-    x.epoch = fresh || !epoch || changed.count(e.name) ? ++epochs_ : epoch;
+    if (x.session_limit) x.session_limit = std::max<uint32_t>(1, (x.session_limit + params.queues - 1) / params.queues);
+    x.epoch = fresh || !epoch || changed.count(e.name) ? ++kept.epochs : epoch;
     e.nat = std::move(x);
   }
 
   // Policy rules in the order they are tried, each with a counter slot.
   if (!diff.of(v1::Object::kPolicyRule).empty()) {
-    for (auto it = rule_slot_.begin(); it != rule_slot_.end();) {
+    for (auto it = kept.rule_slot.begin(); it != kept.rule_slot.end();) {
       if (intent.policy_rules.count(it->first)) {
         ++it;
       } else {
-        free_rules_.push_back(it->second);
-        it = rule_slot_.erase(it);
+        kept.free_rules.push_back(it->second);
+        it = kept.rule_slot.erase(it);
       }
     }
-    policy_epoch_++;
+    kept.policy_epoch++;
   }
   next.rules.clear();
   for (const auto& [name, r] : intent.policy_rules) {
     PolicyRuleEntry e;
     e.name = name;
-    auto slot = rule_slot_.find(name);
-    if (slot == rule_slot_.end()) {
-      uint16_t s = uint16_t(rule_slot_.size());
-      if (!free_rules_.empty()) {
-        s = free_rules_.back();
-        free_rules_.pop_back();
+    auto slot = kept.rule_slot.find(name);
+    if (slot == kept.rule_slot.end()) {
+      uint16_t s = uint16_t(kept.rule_slot.size());
+      if (!kept.free_rules.empty()) {
+        s = kept.free_rules.back();
+        kept.free_rules.pop_back();
       }
-      slot = rule_slot_.emplace(name, s).first;
+      slot = kept.rule_slot.emplace(name, s).first;
       new_rule_slots.push_back(s);
     }
     e.slot = slot->second;
@@ -134,8 +183,23 @@ std::optional<Error> Committer::build_crossing(const Diff& diff, const Intent& i
   std::stable_sort(next.rules.begin(), next.rules.end(), [&](const PolicyRuleEntry& a, const PolicyRuleEntry& b) {
     return intent.policy_rules.at(a.name).priority() < intent.policy_rules.at(b.name).priority();
   });
-  next.policy_epoch = policy_epoch_;
+  next.policy_epoch = kept.policy_epoch;
   return std::nullopt;
 }
 
+}  // namespace
+
+// Translations and policy, rebuilt whole when tenants, mappings, pools or rules change.
+std::optional<Error> build_translations(Committer::Build& b) {
+  if (b.diff.of(v1::Object::kTenant).empty() && b.diff.of(v1::Object::kStaticMapping).empty() &&
+      b.diff.of(v1::Object::kNaptPool).empty() && b.diff.of(v1::Object::kPolicyRule).empty())
+    return std::nullopt;
+  auto tenant_of = [&b](const std::string& name) { return b.tenant_of(name); };
+  if (auto e = build_crossing(b.nat_kept(), b.c.params(), b.diff, b.intent, *b.next, tenant_of, b.new_tenant_slots,
+                              b.new_rule_slots))
+    return b.fail(e->code, e->message, e->kind, e->name);
+  return std::nullopt;
+}
+
+}  // namespace nat
 }  // namespace medix::dp

@@ -1,6 +1,7 @@
 #include "nat/kinds.h"
 
 #include "control/check.h"
+#include "nat/commit.h"
 
 namespace medix::dp {
 
@@ -298,7 +299,7 @@ const Kind static_mapping_kind = {
     .check_final = nullptr,
     .error_name = nullptr,
     // The core's translations and policy, rebuilt whole when tenants, mappings, pools or rules change.
-    .build = {{Phase::crossing, &Committer::build_translations}},
+    .build = {{Phase::crossing, nat::build_translations}},
     .reclaim = nullptr,
     .diff = nullptr,
     .get = [](const Intent& in, const Committer&, const v1::Object& key, v1::Object& out) -> std::optional<Error> {

@@ -23,66 +23,6 @@ namespace medix::dp {
 
 namespace {
 
-uint32_t flow_hash(const void* key, uint32_t, uint32_t init) {
-  uint64_t words[2];
-  std::memcpy(words, key, sizeof words);
-  return rte_hash_crc_8byte(words[1], rte_hash_crc_8byte(words[0], init));
-}
-
-}  // namespace
-
-NatWorker* nat_worker_create(unsigned queue, uint32_t capacity, unsigned socket) {
-  void* at = rte_zmalloc_socket("nat", sizeof(NatWorker), RTE_CACHE_LINE_SIZE, int(socket));
-  if (!at) return nullptr;
-  auto* n = new (at) NatWorker();
-  static std::atomic<unsigned> serial{0};  // EAL object names are unique per process
-  std::string name = "nat_index" + std::to_string(queue) + "_" + std::to_string(serial++);
-  rte_hash_parameters hp = hash_parameters(nat_index_shape(capacity), name.c_str(), flow_hash, socket);
-  n->index = rte_hash_create(&hp);
-  n->capacity = capacity;
-  n->sessions = static_cast<Session*>(
-      rte_zmalloc_socket("sessions", sizeof(Session) * capacity, RTE_CACHE_LINE_SIZE, int(socket)));
-  n->mappings = static_cast<Mapping*>(
-      rte_zmalloc_socket("mappings", sizeof(Mapping) * capacity, RTE_CACHE_LINE_SIZE, int(socket)));
-  n->free_sessions = static_cast<uint32_t*>(rte_malloc_socket("free_sessions", 4 * capacity, 0, int(socket)));
-  n->free_mappings = static_cast<uint32_t*>(rte_malloc_socket("free_mappings", 4 * capacity, 0, int(socket)));
-  n->sessions_of = static_cast<uint32_t*>(rte_zmalloc_socket("sessions_of", 4 * max_tenants, 0, int(socket)));
-  n->fragments_of = static_cast<uint32_t*>(rte_zmalloc_socket("fragments_of", 4 * max_tenants, 0, int(socket)));
-  // Packets of up to RTE_LIBRTE_IP_FRAG_MAX_FRAG fragments, given 2 s to complete.
-  n->fragments = rte_ip_frag_table_create(fragment_buckets, fragment_bucket_entries, fragment_max_entries,
-                                          rte_get_tsc_hz() * 2, int(socket));
-  if (!n->index || !n->sessions || !n->mappings || !n->free_sessions || !n->free_mappings || !n->sessions_of ||
-      !n->fragments_of || !n->fragments) {
-    nat_worker_free(n);
-    return nullptr;
-  }
-  for (uint32_t i = 0; i < capacity; i++) {
-    n->free_sessions[i] = capacity - 1 - i;
-    n->free_mappings[i] = capacity - 1 - i;
-  }
-  n->n_free_sessions = n->n_free_mappings = capacity;
-  return n;
-}
-
-void nat_worker_free(NatWorker* n) {
-  if (!n) return;
-  rte_hash_free(n->index);
-  rte_free(n->sessions);
-  rte_free(n->mappings);
-  rte_free(n->free_sessions);
-  rte_free(n->free_mappings);
-  rte_free(n->sessions_of);
-  rte_free(n->fragments_of);
-  if (n->fragments) {
-    rte_ip_frag_free_death_row(&n->death_row, 0);
-    rte_ip_frag_table_destroy(n->fragments);
-  }
-  n->~NatWorker();
-  rte_free(n);
-}
-
-namespace {
-
 // What crossing needs of a packet's headers.
 struct Flow {
   rte_ipv4_hdr* ip;

@@ -12,11 +12,13 @@
 // endpoints picks (NAPT flows: the worker whose port range holds the flow's pool port), and
 // packets arriving elsewhere are handed to the owner, as for SAs.
 #include <rte_hash.h>
+#include <rte_hash_crc.h>
 #include <rte_ip_frag.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 
 #include "tables/tables.h"
 
@@ -34,6 +36,13 @@ struct FlowKey {
   bool operator==(const FlowKey&) const = default;
 };
 static_assert(sizeof(FlowKey) == 16);
+
+// The hash of a FlowKey: the session index's (nat_worker_create) and the burst's (nat.cpp).
+inline uint32_t flow_hash(const void* key, uint32_t, uint32_t init) {
+  uint64_t words[2];
+  std::memcpy(words, key, sizeof words);
+  return rte_hash_crc_8byte(words[1], rte_hash_crc_8byte(words[0], init));
+}
 
 enum FlowKind : uint8_t {
   flow_session = 0,

@@ -16,13 +16,14 @@
 #include <vector>
 
 #include "infra/limits.h"
+#include "ipsec/tables.h"
+#include "nat/tables.h"
 #include "qos/tables.h"
+#include "tables/hash.h"
 #include "tables/lpm.h"
 #include "vrrp/tables.h"
 
 namespace medix::dp {
-
-struct SaState;
 
 // Addresses are kept in host byte order everywhere but on the wire.
 struct Subnet {
@@ -102,67 +103,14 @@ struct Nexthop {
   bool operator==(const Nexthop&) const = default;
 };
 
-// Translation of a tenant's addresses into the core (nat/): static prefix mappings and a
-// NAPT pool. Empty for the core and for tenants whose addresses are unique already.
-struct StaticMap {
-  uint32_t inside, core, mask;
-};
-struct PoolRange {
-  uint32_t first, count;
-};
-struct Translation {
-  std::vector<StaticMap> maps;
-  std::vector<PoolRange> pool;
-  uint32_t pool_size = 0;  // addresses
-  uint16_t port_low = 1024, port_high = 65535;
-  uint32_t session_limit = 0;  // per worker; 0: none
-  uint32_t epoch = 0;          // changes whenever the translation does: older sessions end
-  bool any() const { return !maps.empty() || pool_size; }
-  bool in_pool(uint32_t ip) const {
-    for (const auto& r : pool)
-      if (ip - r.first < r.count) return true;
-    return false;
-  }
-  uint32_t pool_address(uint32_t index) const {
-    for (const auto& r : pool) {
-      if (index < r.count) return r.first + index;
-      index -= r.count;
-    }
-    return 0;
-  }
-};
-
 struct TenantEntry {
   bool live = false;       // a free slot is not
   uint32_t uid = 0;        // new for each tenant a slot holds: workers reset their state of it
   rte_fib* fib = nullptr;  // a DIR24_8 tenant's: the copy workers read in this generation
   std::string name;
   bool core = false;
-  Translation nat;
+  Translation nat;  // nat/tables.h
 };
-
-inline constexpr uint16_t any_tenant = UINT16_MAX;
-
-struct PolicyRuleEntry {
-  uint16_t slot = 0;  // for counters
-  uint16_t from = any_tenant, to = any_tenant;
-  uint32_t prefix = 0, mask = 0;
-  uint8_t protocol = 0;  // 0: any
-  uint16_t port_low = 0, port_high = 65535;
-  bool permit = false;
-  std::string name;
-};
-
-struct NatWorker;
-
-// The shape of an rte_hash: what sizes it. runtime/memory.cpp estimates the memory of each from
-// the same shape the runtime creates it with.
-struct HashShape {
-  uint32_t entries;
-  uint32_t key_len;
-  uint8_t extra_flag;  // RTE_HASH_EXTRA_FLAGS_*
-};
-rte_hash_parameters hash_parameters(const HashShape& shape, const char* name, rte_hash_function hash, unsigned socket);
 
 // Each of a tenant's two FIB copies (ip/commit.cpp): DIR24_8 with 2-byte next hops, room for its
 // routes and its interfaces' addresses, tbl8 groups (routes longer than /24) for one route in 8,
@@ -194,12 +142,10 @@ struct NeighbourSlotKey {
 };
 
 // The interface index (room for twice max_interfaces), rebuilt by each transaction that changes
-// interfaces; the neighbour table's index, read lock-free by workers while the main lcore adds;
-// the SA index (by SPI), likewise.
+// interfaces; the neighbour table's index, read lock-free by workers while the main lcore adds.
 inline constexpr HashShape interface_index_shape{max_interfaces * 2, sizeof(InterfaceKey), 0};
 inline constexpr HashShape neighbour_index_shape{max_neighbours, sizeof(NeighbourSlotKey),
                                                  RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF};
-inline constexpr HashShape sa_index_shape{max_sas, sizeof(uint32_t), RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF};
 
 // A worker's memory of the neighbours it looked up (one per worker, its own): an entry holds
 // while the table's epoch is the one it was filled in, and the table changes its epoch with
@@ -278,16 +224,18 @@ struct Tables {
   // entries fit in 32 cache lines). QinQ interfaces are in interface_index only.
   std::shared_ptr<const uint16_t[]> vlan_map;
   NeighbourTable* neighbours = nullptr;
+  // IPsec (ipsec/tables.h).
   SaState* const* sas = nullptr;  // by slot, shared; 0 is never used
   rte_hash* sa_index = nullptr;   // inbound SPI -> slot, lock-free readers
-  // Crossing the core: the core tenant's slot, the rules in the order they are tried, and
-  // every worker's session tables (nullptr until a core tenant exists).
+  // Crossing the core (nat/tables.h): the core tenant's slot, the rules in the order they are
+  // tried, and every worker's session tables (nullptr until a core tenant exists).
   uint16_t core = UINT16_MAX;
   std::vector<PolicyRuleEntry> rules;
   uint32_t policy_epoch = 0;
   NatWorker* const* nat = nullptr;
   uint16_t workers = 1;
-  // Features' own parts, each declared in its folder's tables.h (one line a feature).
+  // Features' own parts, each declared in its folder's tables.h (one line a feature). IPsec's
+  // and NAT's above keep their older names, which their datapath reads.
   qos::Tables qos;
   vrrp::Tables vrrp;
 };

@@ -1,7 +1,9 @@
 #include <catch2/catch.hpp>
 #include <set>
 
+#include "arp/commit.h"
 #include "control/kinds.h"
+#include "nat/commit.h"
 #include "qos/commit.h"
 #include "vrrp/commit.h"
 
@@ -72,11 +74,11 @@ TEST_CASE("the kinds' commit steps run in the order the committer needs") {
       for (const auto& step : k->build)
         if (step.run && int(step.phase) == phase) order.push_back(step.run);
   std::vector<Committer::BuildStep> expected = {
-      &Committer::build_ports,        &Committer::build_tenants,         &Committer::build_interfaces,
-      &Committer::build_tunnels,      medix::dp::vrrp::build_addresses,  &Committer::build_routes,
-      &Committer::build_neighbours,   &Committer::build_interface_index, &Committer::build_sas,
-      &Committer::build_tunnel_mtus,  &Committer::build_translations,    &Committer::build_static_neighbours,
-      medix::dp::qos::build_policers, medix::dp::qos::build_shapers,     medix::dp::vrrp::build_instances};
+      &Committer::build_ports,          &Committer::build_tenants,          &Committer::build_interfaces,
+      &Committer::build_tunnels,        medix::dp::vrrp::build_addresses,   &Committer::build_routes,
+      medix::dp::arp::build_neighbours, &Committer::build_interface_index,  &Committer::build_sas,
+      &Committer::build_tunnel_mtus,    medix::dp::nat::build_translations, medix::dp::arp::build_static_neighbours,
+      medix::dp::qos::build_policers,   medix::dp::qos::build_shapers,      medix::dp::vrrp::build_instances};
   CHECK(order == expected);
   // Reclaims run in reverse table order: a dead tenant's routes before its FIB copies.
   auto at = [](Committer::ReclaimStep step) {
