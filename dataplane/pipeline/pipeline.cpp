@@ -7,6 +7,8 @@
 //                                                      └─ local ─ local_input ─ esp_input
 //   lookup, a burst of any tenants:  ip_lookup ─┬─ fwd / local
 //                                               ├─ cross ─ nat_input ─ ip_route_crossed ─ fwd / local / leaked
+//                                               │    (leaked into a tenant: routed there in the same round,
+//                                               │     by the session's route where the generation proves it)
 //                                               └─ leaked: the next round, in its new tenant
 //   police (qos/) runs between l2_input and ip_input, in generations that have policers;
 //   shape (qos/) takes what ip_output sent to shaped interfaces into their class queues, and
@@ -20,6 +22,7 @@
 #include <rte_cycles.h>
 
 #include "arp/arp.h"
+#include "infra/accounting.h"
 #include "ip/ip.h"
 #include "ipsec/esp.h"
 #include "l2/l2.h"
@@ -104,11 +107,22 @@ void lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Batch& fwd, Batch& local, St
       uint64_t start = stage_clock(w);
       rte_mbuf* crossed[burst_size];
       uint16_t n_crossed = 0;
-      nat_input(w, r.cross, r.n_cross, false, crossed, n_crossed);
+      // Routed in their exit tenants in this round, by their sessions' routes where this
+      // generation proves them (a trace sees every lookup: not then).
+      bool at_once = !w.trace && round < max_leak_hops;
+      CrossedRoute routes[burst_size];
+      nat_input(w, r.cross, r.n_cross, false, crossed, n_crossed, at_once ? routes : nullptr);
       nat.packets += r.n_cross;
-      if (w.timing) nat.cycles += rte_rdtsc() - start;
+      if (stage_timing(w)) nat.cycles += rte_rdtsc() - start;
       r.n_cross = 0;
-      ip_route_crossed(w, crossed, n_crossed, r);
+      if (!at_once) {
+        ip_route_crossed(w, crossed, n_crossed, r);
+        continue;
+      }
+      uint32_t hops[burst_size];
+      for (uint16_t k = 0; k < n_crossed; k++) hops[k] = routes[k].hop;
+      ip_route_crossed(w, crossed, n_crossed, r, hops);
+      nat_learn_routes(w, routes, hops, n_crossed);
     }
     append(w, fwd, r.fwd, r.n_fwd);
     append(w, local, r.local, r.n_local);
@@ -152,7 +166,7 @@ void run_ip(Worker& w, uint64_t t, IpInput& in) {
     in_bursts(to_route, [&](rte_mbuf** p, uint16_t n) { lookup(w, p, n, fwd, local, nat); });
     if (to_route.n) {
       t = account(w, Stage::ip_lookup, t + nat.cycles, to_route.n);
-      if (nat.packets) {
+      if (stage_accounting && nat.packets) {
         StageStats& s = w.counters->stages[unsigned(Stage::nat)];
         bump(s.calls);
         bump(s.packets, nat.packets);
@@ -234,7 +248,7 @@ void process_burst(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n) {
   }
   if (!w.tables->qos.policers.empty()) [[unlikely]] {  // one test a burst when there are none
     uint16_t classified = n_ip;
-    n_ip = police(w, ip, n_ip, w.timing ? t : rte_rdtsc());  // t is 0 with timing off
+    n_ip = police(w, ip, n_ip, stage_timing(w) ? t : rte_rdtsc());  // t is 0 with timing off
     t = account(w, Stage::qos, t, classified);
   }
   if (n_arp) {
