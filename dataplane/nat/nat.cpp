@@ -53,8 +53,8 @@ NatWorker* nat_worker_create(unsigned queue, uint32_t capacity, unsigned socket)
   // Packets of up to RTE_LIBRTE_IP_FRAG_MAX_FRAG fragments, given 2 s to complete.
   n->fragments = rte_ip_frag_table_create(fragment_buckets, fragment_bucket_entries, fragment_max_entries,
                                           rte_get_tsc_hz() * 2, int(socket));
-  if (!n->index || !n->sessions || !n->routes || !n->mappings || !n->free_sessions || !n->free_mappings || !n->sessions_of ||
-      !n->fragments_of || !n->fragments) {
+  if (!n->index || !n->sessions || !n->routes || !n->mappings || !n->free_sessions || !n->free_mappings ||
+      !n->sessions_of || !n->fragments_of || !n->fragments) {
     nat_worker_free(n);
     return nullptr;
   }
