@@ -225,7 +225,6 @@ class Committer {
   std::map<std::string, uint16_t> rule_slot_;
   std::vector<uint16_t> free_rules_;
   uint32_t epochs_ = 0;
-  uint64_t generations_ = 0;  // Tables::generation of the last build
   uint32_t policy_epoch_ = 0;
 };
 

@@ -151,11 +151,9 @@ void lookup_dir24_8(const Tables& t, rte_mbuf** pkts, const uint32_t* ips, uint8
 
 }  // namespace
 
-namespace {
-
-// Each packet's route in its tenant (meta.tenant): hops[i], an index into t.nexthops.
-void lookup_hops(const Tables& t, rte_mbuf** pkts, uint16_t n, uint32_t* hops) {
-  uint32_t ips[burst_size], roots[burst_size];
+uint16_t ip_lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Routed& out) {
+  const Tables& t = *w.tables;
+  uint32_t ips[burst_size], roots[burst_size], hops[burst_size];
   uint8_t dir24_8[burst_size];
   uint16_t n_dir24_8 = 0;
   for (uint16_t i = 0; i < n; i++) {
@@ -167,21 +165,6 @@ void lookup_hops(const Tables& t, rte_mbuf** pkts, uint16_t n, uint32_t* hops) {
   // Every compact tenant's packets in one bulk lookup (the others read the empty ply 0).
   Lpm::lookup_bulk(t.plies, roots, ips, hops, n);
   if (n_dir24_8) lookup_dir24_8(t, pkts, ips, dir24_8, n_dir24_8, hops);
-}
-
-// A packet routed with `nh` in its tenant, which is not the core.
-void route_in_tenant(Worker& w, rte_mbuf* m, const Nexthop& nh, Routed& out) {
-  if (nh.kind == NexthopKind::leak && nh.tenant == w.tables->core)
-    meta(m).origin = uint16_t(meta(m).tenant + 1);  // enters the core from here
-  route(w, m, nh, out);
-}
-
-}  // namespace
-
-uint16_t ip_lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Routed& out) {
-  const Tables& t = *w.tables;
-  uint32_t hops[burst_size];
-  lookup_hops(t, pkts, n, hops);
 #if defined(__GNUC__) && !defined(__clang__)  // GCC's false alarm; clang (the fuzz build) lacks the warning
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // the lookups above wrote hops[0..n)
@@ -211,53 +194,18 @@ uint16_t ip_lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Routed& out) {
       out.cross[out.n_cross++] = m;
       continue;
     }
-    if (tenant != t.core)
-      route_in_tenant(w, m, nh, out);
-    else
-      route(w, m, nh, out);
+    if (nh.kind == NexthopKind::leak && nh.tenant == t.core && tenant != t.core)
+      meta(m).origin = uint16_t(tenant + 1);  // enters the core from here
+    route(w, m, nh, out);
   }
   return 0;
 }
 
-void ip_route_crossed(Worker& w, rte_mbuf** pkts, uint16_t n, Routed& out, uint32_t* exit_hops) {
-  const Tables& t = *w.tables;
-  if (!exit_hops) {
-    for (uint16_t i = 0; i < n; i++) {
-      rte_mbuf* m = pkts[i];
-      meta(m).origin = 0;
-      route(w, m, t.nexthops[meta(m).nexthop], out);
-    }
-    return;
-  }
-  // Leaked into a tenant: routed there now, as the next round's lookup would, by the route
-  // the caller knows (exit_hops[i] = hop + 1, proven by its generation) or one bulk lookup.
-  rte_mbuf* ask[burst_size];
-  uint8_t at[burst_size];
-  uint16_t n_ask = 0;
+void ip_route_crossed(Worker& w, rte_mbuf** pkts, uint16_t n, Routed& out) {
   for (uint16_t i = 0; i < n; i++) {
     rte_mbuf* m = pkts[i];
-    PacketMeta& pm = meta(m);
-    pm.origin = 0;
-    const Nexthop& nh = t.nexthops[pm.nexthop];
-    if (nh.kind != NexthopKind::leak || nh.tenant == t.core) {
-      exit_hops[i] = 0;
-      continue;
-    }
-    pm.tenant = nh.tenant;
-    if (!exit_hops[i]) {
-      ask[n_ask] = m;
-      at[n_ask++] = uint8_t(i);
-    }
-  }
-  uint32_t hops[burst_size];
-  if (n_ask) lookup_hops(t, ask, n_ask, hops);
-  for (uint16_t k = 0; k < n_ask; k++) exit_hops[at[k]] = hops[k] + 1;
-  for (uint16_t i = 0; i < n; i++) {
-    rte_mbuf* m = pkts[i];
-    if (exit_hops[i])
-      route_in_tenant(w, m, t.nexthops[exit_hops[i] - 1], out);
-    else
-      route(w, m, t.nexthops[meta(m).nexthop], out);
+    meta(m).origin = 0;
+    route(w, m, w.tables->nexthops[meta(m).nexthop], out);
   }
 }
 

@@ -23,12 +23,8 @@ struct Routed {
 // left in `pkts`: none (the pipeline's loop for stages that take one tenant a call).
 uint16_t ip_lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Routed& out);
 // Packets that crossed the core in this burst go on by the core route found for them before
-// crossing (meta.nexthop): out, local, or leaked into their exit tenant. With `exit_hops`, a
-// packet leaked into a tenant (not the core) is routed there at once, as the next round would:
-// by exit_hops[i] - 1 where it is not 0 (a route the caller proved current for this
-// generation), else by a lookup; on return exit_hops[i] is the route it took there + 1, or 0
-// where it was not leaked into a tenant.
-void ip_route_crossed(Worker& w, rte_mbuf** pkts, uint16_t n, Routed& out, uint32_t* exit_hops = nullptr);
+// crossing (meta.nexthop): out, local, or leaked into their exit tenant.
+void ip_route_crossed(Worker& w, rte_mbuf** pkts, uint16_t n, Routed& out);
 
 // Our own addresses: ICMP echo answered; ESP and ESP-in-UDP handed on (to esp_input).
 void local_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** esp, uint16_t& n_esp);

@@ -42,8 +42,6 @@ NatWorker* nat_worker_create(unsigned queue, uint32_t capacity, unsigned socket)
   n->capacity = capacity;
   n->sessions = static_cast<Session*>(
       rte_zmalloc_socket("sessions", sizeof(Session) * capacity, RTE_CACHE_LINE_SIZE, int(socket)));
-  n->routes = static_cast<SessionRoute*>(
-      rte_zmalloc_socket("session_routes", sizeof(SessionRoute) * 2 * capacity, RTE_CACHE_LINE_SIZE, int(socket)));
   n->mappings = static_cast<Mapping*>(
       rte_zmalloc_socket("mappings", sizeof(Mapping) * capacity, RTE_CACHE_LINE_SIZE, int(socket)));
   n->free_sessions = static_cast<uint32_t*>(rte_malloc_socket("free_sessions", 4 * capacity, 0, int(socket)));
@@ -53,8 +51,8 @@ NatWorker* nat_worker_create(unsigned queue, uint32_t capacity, unsigned socket)
   // Packets of up to RTE_LIBRTE_IP_FRAG_MAX_FRAG fragments, given 2 s to complete.
   n->fragments = rte_ip_frag_table_create(fragment_buckets, fragment_bucket_entries, fragment_max_entries,
                                           rte_get_tsc_hz() * 2, int(socket));
-  if (!n->index || !n->sessions || !n->routes || !n->mappings || !n->free_sessions || !n->free_mappings ||
-      !n->sessions_of || !n->fragments_of || !n->fragments) {
+  if (!n->index || !n->sessions || !n->mappings || !n->free_sessions || !n->free_mappings || !n->sessions_of ||
+      !n->fragments_of || !n->fragments) {
     nat_worker_free(n);
     return nullptr;
   }
@@ -70,7 +68,6 @@ void nat_worker_free(NatWorker* n) {
   if (!n) return;
   rte_hash_free(n->index);
   rte_free(n->sessions);
-  rte_free(n->routes);
   rte_free(n->mappings);
   rte_free(n->free_sessions);
   rte_free(n->free_mappings);
@@ -677,11 +674,9 @@ bool prepare(Worker& w, NatWorker& nw, rte_mbuf*& m, uint16_t origin, uint16_t e
 }
 
 // After the lookup (`data`: what the index holds for `key`, or nullopt): the session's checks,
-// or a new session, and the rewrite. False: dropped. `crossed`: the session's slot and seq
-// (slot 0 for an ICMP error, whose route is not its session's).
+// or a new session, and the rewrite. False: dropped.
 bool finish(Worker& w, NatWorker& nw, rte_mbuf* m, const Flow& f, const FlowKey& key, uint16_t origin, uint16_t exit,
-            std::optional<uint64_t> found, BurstIndex& bi, const BurstIndex::NewFlow* guess, CrossedRoute& crossed) {
-  crossed = CrossedRoute{};
+            std::optional<uint64_t> found, BurstIndex& bi, const BurstIndex::NewFlow* guess) {
   const Tables& t = *w.tables;
   std::optional<uint32_t> index;
   int direction = 0;
@@ -773,8 +768,6 @@ bool finish(Worker& w, NatWorker& nw, rte_mbuf* m, const Flow& f, const FlowKey&
   rewrite(f, o.dst, o.src, o.dport, o.sport);
   bump(w.counters->nat[origin].translated);
   meta(m).flags |= meta_translated;
-  crossed.slot = *index * 2 + uint32_t(direction) + 1;
-  crossed.seq = s.seq.load(std::memory_order_relaxed);
   return true;
 }
 
@@ -854,7 +847,7 @@ void warm_new_flows(const Worker& w, NatWorker& nw, const Flow* flows, const Flo
 // One bulk session lookup for the burst: crossed[i] tells whether pkts[i] (which may change)
 // goes on.
 void cross_burst(Worker& w, rte_mbuf** pkts, uint16_t n, const uint16_t* origin, const uint16_t* exit, bool owner_known,
-                 bool* crossed, CrossedRoute* routes) {
+                 bool* crossed) {
   NatWorker& nw = *w.tables->nat[w.queue];
   Flow flows[burst_size];
   FlowKey keys[burst_size];
@@ -874,11 +867,7 @@ void cross_burst(Worker& w, rte_mbuf** pkts, uint16_t n, const uint16_t* origin,
   uint64_t hits = 0;
   rte_hash_lookup_bulk_data(nw.index, key_ptrs, count, &hits, data);
   for (uint16_t k = 0; k < count; k++)
-    if (hits & (uint64_t(1) << k)) {
-      uintptr_t found = reinterpret_cast<uintptr_t>(data[k]);
-      rte_prefetch0(&nw.sessions[found / 2]);
-      rte_prefetch0(&nw.routes[found]);
-    }
+    if (hits & (uint64_t(1) << k)) rte_prefetch0(&nw.sessions[reinterpret_cast<uintptr_t>(data[k]) / 2]);
   static_assert(burst_size < 64);
   // Established flows only (every key found): nothing more to bring in.
   BurstIndex bi;
@@ -888,19 +877,17 @@ void cross_burst(Worker& w, rte_mbuf** pkts, uint16_t n, const uint16_t* origin,
     std::optional<uint64_t> found;
     if (hits & (uint64_t(1) << k)) found = reinterpret_cast<uintptr_t>(data[k]);
     uint16_t i = at[k];
-    crossed[i] = finish(w, nw, pkts[i], flows[k], keys[k], origin[i], exit[i], found, bi,
-                        warmed ? &bi.guesses[k] : nullptr, routes[i]);
+    crossed[i] =
+        finish(w, nw, pkts[i], flows[k], keys[k], origin[i], exit[i], found, bi, warmed ? &bi.guesses[k] : nullptr);
   }
 }
 
 }  // namespace
 
-void nat_input(Worker& w, rte_mbuf** pkts, uint16_t n, bool handed_off, rte_mbuf** out, uint16_t& n_out,
-               CrossedRoute* routes) {
+void nat_input(Worker& w, rte_mbuf** pkts, uint16_t n, bool handed_off, rte_mbuf** out, uint16_t& n_out) {
   // Zeroed: GCC cannot see that n <= burst_size.
   uint16_t origin[burst_size] = {}, exit[burst_size] = {}, nexthop[burst_size] = {};
   bool crossed[burst_size];
-  CrossedRoute found[burst_size];
   uint16_t first_out = n_out;
   if (w.trace) [[unlikely]]
     trace_nat(w, pkts, n, handed_off);
@@ -914,22 +901,10 @@ void nat_input(Worker& w, rte_mbuf** pkts, uint16_t n, bool handed_off, rte_mbuf
     for (uint16_t i = 0; i < n; i++) drop(w, pkts[i], Drop::ha_standby);
     return;
   }
-  cross_burst(w, pkts, n, origin, exit, handed_off, crossed, found);
-  const NatWorker& nw = *w.tables->nat[w.queue];
-  uint64_t generation = w.tables->generation;
+  cross_burst(w, pkts, n, origin, exit, handed_off, crossed);
   for (uint16_t i = 0; i < n; i++) {
     if (!crossed[i]) continue;
     rte_mbuf* m = pkts[i];
-    if (routes) {
-      // The session's route in its exit tenant, where this generation looked it up already
-      // for the same session (the slot's seq unchanged since).
-      CrossedRoute& r = routes[n_out - first_out];
-      r = found[i];
-      if (r.slot) {
-        const SessionRoute& known = nw.routes[r.slot - 1];
-        if (known.generation == generation && known.seq == r.seq) r.hop = known.hop;
-      }
-    }
     // A reassembled packet is headed by its first fragment, looked up in an earlier burst
     // (maybe another generation): it goes on by the route of this burst's fragment.
     meta(m).nexthop = nexthop[i];
@@ -943,14 +918,6 @@ void nat_input(Worker& w, rte_mbuf** pkts, uint16_t n, bool handed_off, rte_mbuf
   }
   if (w.trace) [[unlikely]]
     trace_step(w, TraceStep::translated, out + first_out, uint16_t(n_out - first_out));
-}
-
-void nat_learn_routes(Worker& w, const CrossedRoute* routes, const uint32_t* hops, uint16_t n) {
-  NatWorker& nw = *w.tables->nat[w.queue];
-  uint64_t generation = w.tables->generation;
-  for (uint16_t k = 0; k < n; k++)
-    if (routes[k].slot && hops[k] && hops[k] != routes[k].hop)
-      nw.routes[routes[k].slot - 1] = SessionRoute{generation, routes[k].seq, hops[k]};
 }
 
 void nat_sweep(Worker& w) {

@@ -67,17 +67,6 @@ struct Session {
   uint32_t mapping;  // NAPT mapping index + 1; 0: none
 };
 
-// The route a session's direction took in its exit tenant after crossing, and what proves it
-// current: the generation of the tables it was looked up in, and the session's seq then (a
-// session ended or made again in that slot has another). By index * 2 + direction, as the
-// index's data.
-struct SessionRoute {
-  uint64_t generation;
-  uint32_t seq;
-  uint32_t hop;  // + 1; 0: none
-};
-static_assert(sizeof(SessionRoute) == 16);
-
 struct Mapping {
   FlowKey inside, outside;
   uint32_t refs;  // sessions using it
@@ -87,7 +76,6 @@ struct Mapping {
 struct NatWorker {
   rte_hash* index = nullptr;  // FlowKey -> session index * 2 + direction, or mapping index
   Session* sessions = nullptr;
-  SessionRoute* routes = nullptr;  // 2 * capacity
   Mapping* mappings = nullptr;
   uint32_t capacity = 0;  // sessions (and mappings)
   uint32_t* free_sessions = nullptr;
@@ -130,20 +118,7 @@ void nat_worker_free(NatWorker* n);  // nullptr: nothing
 // handed to the worker that owns their session. Packets handed to this worker
 // (`handed_off`) were routed in another generation of the tables: they come out in their exit
 // tenant, to be looked up again (in the core: marked meta_crossed).
-//
-// With `routes`, the k-th packet this call puts out has routes[k]: its session's slot and seq, and the
-// route its direction took in its exit tenant when that is proven current (hop + 1, else 0),
-// for ip_route_crossed; nat_learn_routes keeps what that found.
-struct CrossedRoute {
-  uint32_t slot;  // session index * 2 + direction + 1; 0: none (an ICMP error)
-  uint32_t seq;
-  uint32_t hop;
-};
-void nat_input(Worker& w, rte_mbuf** pkts, uint16_t n, bool handed_off, rte_mbuf** out, uint16_t& n_out,
-               CrossedRoute* routes = nullptr);
-// Remembers the routes crossed packets took in their exit tenants (hops[k]: hop + 1, 0: none),
-// with this generation, for their sessions' next packets.
-void nat_learn_routes(Worker& w, const CrossedRoute* routes, const uint32_t* hops, uint16_t n);
+void nat_input(Worker& w, rte_mbuf** pkts, uint16_t n, bool handed_off, rte_mbuf** out, uint16_t& n_out);
 
 // A worker's housekeeping between bursts: ends a few idle sessions, frees fragments.
 void nat_sweep(Worker& w);

@@ -7,8 +7,6 @@
 //                                                      └─ local ─ local_input ─ esp_input
 //   lookup, a burst of any tenants:  ip_lookup ─┬─ fwd / local
 //                                               ├─ cross ─ nat_input ─ ip_route_crossed ─ fwd / local / leaked
-//                                               │    (leaked into a tenant: routed there in the same round,
-//                                               │     by the session's route where the generation proves it)
 //                                               └─ leaked: the next round, in its new tenant
 //   police (qos/) runs between l2_input and ip_input, in generations that have policers;
 //   shape (qos/) takes what ip_output sent to shaped interfaces into their class queues, and
@@ -107,22 +105,11 @@ void lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Batch& fwd, Batch& local, St
       uint64_t start = stage_clock(w);
       rte_mbuf* crossed[burst_size];
       uint16_t n_crossed = 0;
-      // Routed in their exit tenants in this round, by their sessions' routes where this
-      // generation proves them (a trace sees every lookup: not then).
-      bool at_once = !w.trace && round < max_leak_hops;
-      CrossedRoute routes[burst_size];
-      nat_input(w, r.cross, r.n_cross, false, crossed, n_crossed, at_once ? routes : nullptr);
+      nat_input(w, r.cross, r.n_cross, false, crossed, n_crossed);
       nat.packets += r.n_cross;
       if (stage_timing(w)) nat.cycles += rte_rdtsc() - start;
       r.n_cross = 0;
-      if (!at_once) {
-        ip_route_crossed(w, crossed, n_crossed, r);
-        continue;
-      }
-      uint32_t hops[burst_size];
-      for (uint16_t k = 0; k < n_crossed; k++) hops[k] = routes[k].hop;
-      ip_route_crossed(w, crossed, n_crossed, r, hops);
-      nat_learn_routes(w, routes, hops, n_crossed);
+      ip_route_crossed(w, crossed, n_crossed, r);
     }
     append(w, fwd, r.fwd, r.n_fwd);
     append(w, local, r.local, r.n_local);

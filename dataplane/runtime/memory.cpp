@@ -183,9 +183,9 @@ uint64_t nat_worker_bytes(uint32_t capacity) {
   const uint64_t fragments =
       uint64_t(rte_align32pow2(fragment_buckets)) * fragment_bucket_entries * fragment_hash_functions;
   return allocation(sizeof(NatWorker)) + hash_bytes(nat_index_shape(capacity)) +
-         allocation(sizeof(Session) * uint64_t(capacity)) + allocation(sizeof(SessionRoute) * 2 * uint64_t(capacity)) +
-         allocation(sizeof(Mapping) * uint64_t(capacity)) + 2 * allocation(sizeof(uint32_t) * uint64_t(capacity)) +
-         allocation(sizeof(uint32_t) * max_tenants) + allocation(small_header + fragments * fragment_entry);
+         allocation(sizeof(Session) * uint64_t(capacity)) + allocation(sizeof(Mapping) * uint64_t(capacity)) +
+         2 * allocation(sizeof(uint32_t) * uint64_t(capacity)) + allocation(sizeof(uint32_t) * max_tenants) +
+         allocation(small_header + fragments * fragment_entry);
 }
 
 uint64_t worker_bytes() {

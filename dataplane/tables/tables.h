@@ -264,9 +264,6 @@ void NeighbourTable::for_each(F&& f) const {
 // table are shared between generations and updated in ways readers tolerate (see there).
 struct Tables {
   uint64_t version = 0;
-  // Unique to each committed generation (its FIBs and next hops as workers read them): a
-  // route a worker remembers with it is the route while it is the same (NAT's session routes).
-  uint64_t generation = 0;
   std::vector<PortEntry> ports;            // by slot
   std::vector<InterfaceEntry> interfaces;  // by slot; a slot with uid 0 is free
   std::vector<TenantEntry> tenants;        // by slot; not live: free
