@@ -2,7 +2,7 @@
 // Per-stage accounting (runtime's calls, packets and cycles per stage), for the pipeline and the
 // worker loop only: compiled in (the default, switchable at run time by Worker::timing) or out
 // (meson -Dstage_accounting=false: the reference that benchmarks measure the switch's cost
-// against). Here, not in worker.h, so that the reference build recompiles just its two users.
+// against). Here, not in worker.h, so that only its two users differ in the reference build.
 #include <rte_cycles.h>
 
 #include "infra/worker.h"
