@@ -109,13 +109,21 @@ def heap_alloc(tel):
     return int(info.get("Alloc_size", 0))
 
 
+def eal_mb(mode, conf, frames):
+    """EAL memory: packet buffers (~2.6 kB each with the mempool's overhead) for the pcap, the
+    session tables by the config's max_sessions (~375 B each with the index; static mode has
+    four times the sessions), FIBs."""
+    tables = conf["settings"].get("max_sessions", 0) * 450 if mode != "forward" else 0
+    return 1024 + frames * 4000 // (1 << 20) + tables // (1 << 20)
+
+
 def run_point(args, mode, sessions, pcap, frames):
     prefix = fw.new_prefix()
     path = os.path.join(fw.workdir, "%s-%s-%d.json" % (prefix, mode, sessions))
+    conf = config(mode, sessions, frames)
     with open(path, "w") as f:
-        json.dump(config(mode, sessions, frames), f)
-    # Packet buffers (~2.6 kB each with the mempool's overhead) for the pcap, sessions, FIBs.
-    mem = 1024 + frames * 4000 // (1 << 20) + (sessions * 400 // (1 << 20) if mode != "forward" else 0)
+        json.dump(conf, f)
+    mem = eal_mb(mode, conf, frames)
     cmd = [args.binary] + fw.eal_args(prefix, mem, pcap) + ["--", "--config", path]
     p = fw.start(cmd, os.path.join(fw.workdir, prefix + ".log"))
     try:

@@ -286,21 +286,6 @@ struct alignas(RTE_CACHE_LINE_SIZE) Worker {
 
 enum SessionTimeout { timeout_tcp_established, timeout_tcp_transitory, timeout_udp, timeout_icmp, timeout_other };
 
-// A stage's start: the TSC, or 0 while stage timing is off (then nothing reads it).
-inline uint64_t stage_clock(const Worker& w) { return w.timing ? rte_rdtsc() : 0; }
-
-// Adds the cycles since `start` to a stage's runtime counters; returns now, the next stage's
-// start. Calls and packets are counted whether timing is on or not.
-inline uint64_t account(Worker& w, Stage stage, uint64_t start, uint64_t packets) {
-  StageStats& s = w.counters->stages[unsigned(stage)];
-  bump(s.calls);
-  bump(s.packets, packets);
-  if (!w.timing) return 0;
-  uint64_t now = rte_rdtsc();
-  bump(s.cycles, now - start);
-  return now;
-}
-
 // The one way a packet is dropped: counted by reason, and against its tenant.
 void drop(Worker& w, rte_mbuf* m, Drop reason);
 // Buffers a packet for a port's tx queue (flushed at the end of the loop, or when full).

@@ -20,6 +20,7 @@
 #include <rte_cycles.h>
 
 #include "arp/arp.h"
+#include "infra/accounting.h"
 #include "ip/ip.h"
 #include "ipsec/esp.h"
 #include "l2/l2.h"
@@ -106,7 +107,7 @@ void lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Batch& fwd, Batch& local, St
       uint16_t n_crossed = 0;
       nat_input(w, r.cross, r.n_cross, false, crossed, n_crossed);
       nat.packets += r.n_cross;
-      if (w.timing) nat.cycles += rte_rdtsc() - start;
+      if (stage_timing(w)) nat.cycles += rte_rdtsc() - start;
       r.n_cross = 0;
       ip_route_crossed(w, crossed, n_crossed, r);
     }
@@ -152,7 +153,7 @@ void run_ip(Worker& w, uint64_t t, IpInput& in) {
     in_bursts(to_route, [&](rte_mbuf** p, uint16_t n) { lookup(w, p, n, fwd, local, nat); });
     if (to_route.n) {
       t = account(w, Stage::ip_lookup, t + nat.cycles, to_route.n);
-      if (nat.packets) {
+      if (stage_accounting && nat.packets) {
         StageStats& s = w.counters->stages[unsigned(Stage::nat)];
         bump(s.calls);
         bump(s.packets, nat.packets);
@@ -234,7 +235,7 @@ void process_burst(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n) {
   }
   if (!w.tables->qos.policers.empty()) [[unlikely]] {  // one test a burst when there are none
     uint16_t classified = n_ip;
-    n_ip = police(w, ip, n_ip, w.timing ? t : rte_rdtsc());  // t is 0 with timing off
+    n_ip = police(w, ip, n_ip, stage_timing(w) ? t : rte_rdtsc());  // t is 0 with timing off
     t = account(w, Stage::qos, t, classified);
   }
   if (n_arp) {

@@ -12,6 +12,7 @@
 
 #include "common/address.h"
 #include "common/log.h"
+#include "infra/accounting.h"
 #include "ip/ip.h"
 #include "nat/nat.h"
 #include "nat/sync.h"

@@ -595,6 +595,100 @@ TEST_CASE("nat stage: static mapping and NAPT out of tenants, replies back, a de
   free_all(out);
 }
 
+namespace {
+
+// hosp (VLAN 10, 10.0.0.0/24 mapped to 100.64.1.0/24) reaches the archive's 192.168.0.0/16 as
+// 100.100.0.0/16 through the core ix; the archive routes 192.168.2.0/24 by gateway .3, the rest
+// of 192.168.0.0/17 by gateway .2 (two MACs, so a frame tells which route it took).
+const std::string crossing_config = R"({
+  "schema_version": 1,
+  "ports": [{"name": "p0", "device": "net_null0"}, {"name": "p1", "device": "net_null1"}],
+  "tenants": [{"name": "hosp", "max_routes": 64}, {"name": "archive", "max_routes": 64},
+              {"name": "ix", "core": true, "max_routes": 64}],
+  "interfaces": [
+    {"name": "h0", "tenant": "hosp", "port": "p0", "vlan": 10, "addresses": ["10.0.0.1/24"], "mac": "02:00:00:00:00:0a"},
+    {"name": "r0", "tenant": "archive", "port": "p1", "vlan": 200, "addresses": ["192.168.255.1/24"], "mac": "02:00:00:00:01:c8"}
+  ],
+  "routes": [
+    {"tenant": "hosp", "prefix": "100.100.0.0/16", "next_tenant": "ix"},
+    {"tenant": "ix", "prefix": "100.100.0.0/16", "next_tenant": "archive"},
+    {"tenant": "ix", "prefix": "100.64.0.0/10", "next_tenant": "hosp"},
+    {"tenant": "archive", "prefix": "100.64.0.0/10", "next_tenant": "ix"},
+    {"tenant": "archive", "prefix": "192.168.0.0/17", "via": {"interface": "r0", "address": "192.168.255.2"}},
+    {"tenant": "archive", "prefix": "192.168.2.0/24", "via": {"interface": "r0", "address": "192.168.255.3"}}
+  ],
+  "neighbours": [
+    {"interface": "r0", "address": "192.168.255.2", "mac": "02:00:00:00:aa:02"},
+    {"interface": "r0", "address": "192.168.255.3", "mac": "02:00:00:00:aa:03"}
+  ],
+  "static_mappings": [
+    {"tenant": "hosp", "tenant_prefix": "10.0.0.0/24", "core_prefix": "100.64.1.0/24"},
+    {"tenant": "archive", "tenant_prefix": "192.168.0.0/16", "core_prefix": "100.100.0.0/16"}
+  ],
+  "policy_rules": [{"name": "hosp-archive", "priority": 10, "from_tenant": "hosp", "to_tenant": "archive", "permit": true}],
+  "settings": {"max_sessions": 1024}
+})";
+
+// One UDP packet of hosp's host 10.0.0.5 to `core_dst` across the core: the gateway MAC it left
+// the archive's interface with, or "" if none left.
+std::string cross_once(Harness& h, const std::string& core_dst) {
+  h.receive(0, from_a(with_l4_checksum(ipv4("10.0.0.5", core_dst, 17, udp(5000, 9, 20)))));
+  auto out = h.sent(1);
+  if (out.size() != 1) return "";
+  char mac[18];
+  snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", out[0][0], out[0][1], out[0][2], out[0][3], out[0][4],
+           out[0][5]);
+  return mac;
+}
+
+}  // namespace
+
+// Guards for any shortcut of the route after crossing (a kept route must be proven by the
+// tables' generation and the session, docs/nat.md "What an established packet costs").
+TEST_CASE("crossing: a route committed under a live session takes effect on its next packet") {
+  Harness h(crossing_config);
+  const uint16_t hosp = h.tenant("hosp");
+  // The first packet makes the session; the archive routes it by .2.
+  CHECK(cross_once(h, "100.100.3.10") == "02:00:00:00:aa:02");
+  CHECK(cross_once(h, "100.100.3.10") == "02:00:00:00:aa:02");
+  CHECK(h.worker.counters->nat[hosp].sessions_created == 1);
+  CHECK(h.worker.counters->nat[hosp].translated == 2);
+
+  // A more specific route in the archive: a new generation, the same session, the new route.
+  REQUIRE(h.apply(ops(R"([{"op": "CREATE", "object": {"route": {"tenant": "archive", "prefix": "192.168.3.0/24",
+                           "via": {"interface": "r0", "address": "192.168.255.3"}}}}])"))
+              .code == Code::ok);
+  CHECK(cross_once(h, "100.100.3.10") == "02:00:00:00:aa:03");
+  CHECK(h.worker.counters->nat[hosp].sessions_created == 1);
+
+  // A blackhole for the host: dropped as the lookup says, and counted so.
+  REQUIRE(h.apply(ops(R"([{"op": "CREATE", "object": {"route": {"tenant": "archive", "prefix": "192.168.3.10/32",
+                           "blackhole": {}}}}])"))
+              .code == Code::ok);
+  CHECK(cross_once(h, "100.100.3.10") == "");
+  CHECK(h.drops(Drop::blackhole) == 1);
+  CHECK(h.total_drops() == 1);
+  CHECK(h.worker.counters->nat[hosp].sessions_created == 1);
+}
+
+TEST_CASE("crossing: a session slot reused by another flow routes that flow by its own route") {
+  // Same generation throughout: only the session tells the flows apart.
+  Harness h(crossing_config);
+  const NatWorker& nw = *h.tables->nat[0];
+  CHECK(cross_once(h, "100.100.2.10") == "02:00:00:00:aa:03");
+  REQUIRE(nw.sessions[0].live);
+  // The session times out (the harness's timeouts are 0) and the sweep ends it.
+  h.worker.now = 1;
+  nat_sweep(h.worker);
+  REQUIRE(!nw.sessions[0].live);
+  // Another flow takes the same slot; its route is its own (.2), not the slot's old one (.3).
+  CHECK(cross_once(h, "100.100.3.10") == "02:00:00:00:aa:02");
+  REQUIRE(nw.sessions[0].live);
+  CHECK(nw.sessions[0].key[0].dst == 0x6464030a);
+  CHECK(cross_once(h, "100.100.3.10") == "02:00:00:00:aa:02");
+  CHECK(h.total_drops() == 0);
+}
+
 TEST_CASE("nat stage: one burst's new NAPT flows see what the burst made before them") {
   // The burst's bulk lookup and its warm lookup of new flows' keys run before any session is
   // made: a flow whose mapping, session or reply an earlier packet of the burst made must still
