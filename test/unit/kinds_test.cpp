@@ -153,7 +153,7 @@ TEST_CASE("the kinds' counters match their messages in CountersSnapshot") {
   v[medix::dp::column_of(sc, "spi")] = 2011;
   v[medix::dp::column_of(sc, "inbound")] = 1;
   v[medix::dp::column_of(sc, "state")] = v1::SA_SOFT_EXPIRED;
-  v[medix::dp::column_of(sc, "sa_seq_overflow")] = 3;
+  v[medix::dp::column_of(sc, "ha_sa_fenced")] = 3;  // the last reason counted against an SA
   medix::dp::add_counters(*sa, {{"tr", v, "2011/in", nullptr}}, out);
   REQUIRE(out.sas_size() == 1);
   CHECK(out.sas(0).tunnel() == "tr");
@@ -162,7 +162,8 @@ TEST_CASE("the kinds' counters match their messages in CountersSnapshot") {
   CHECK(out.sas(0).state() == v1::SA_SOFT_EXPIRED);
   CHECK(out.sas(0).packets() == 5);
   REQUIRE(out.sas(0).drops_size() == int(medix::dp::sa_drop_count));
-  CHECK(out.sas(0).drops(int(medix::dp::sa_drop_count) - 1).reason() == "sa_seq_overflow");
+  CHECK(out.sas(0).drops(int(medix::dp::sa_drop_count) - 2).reason() == "sa_seq_overflow");
+  CHECK(out.sas(0).drops(int(medix::dp::sa_drop_count) - 1).reason() == "ha_sa_fenced");
   CHECK(out.sas(0).drops(int(medix::dp::sa_drop_count) - 1).packets() == 3);
 
   // What the check refuses: a list that is not there, a column without its field, a field
