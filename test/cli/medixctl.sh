@@ -380,8 +380,8 @@ cat >"$tmp/shaper.json" <<'JSON'
 JSON
 expect "apply a shaper" 0 '^version [0-9]+ \(1 changed\)$' -- apply "$tmp/shaper.json"
 expect "counters: a kind's counters by part" 0 \
-  '^SHAPER +CLASS +QUEUED-PKTS +QUEUED-BYTES +SENT-PKTS +SENT-BYTES +DROPPED +DEPTH$' -- counters
-expect "counters: the shaper's class rows" 0 '^b-shp +rest( +[0-9]+){6}$' -- counters
+  '^SHAPER +CLASS +QUEUED-PKTS +QUEUED-BYTES +SENT-PKTS +SENT-BYTES +DROPPED +DEPTH +WRED-DROPPED +ECN-MARKED$' -- counters
+expect "counters: the shaper's class rows" 0 '^b-shp +rest( +[0-9]+){8}$' -- counters
 expect_json "counters -o json: shaper_classes" \
   '[(k["name"], k["class"]) for k in d["shaper_classes"]] == [("b-shp", "voice"), ("b-shp", "rest")]' -- counters
 expect "qos: the shaper's classes" 0 '^b-shp +voice +[0-9.]+ ' -- qos --interval 100
