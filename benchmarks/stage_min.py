@@ -14,7 +14,7 @@ writes JSON.
 """
 import argparse, json, os, random, statistics, sys, tempfile, time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import forwarding as fw  # noqa: E402
 import nat  # noqa: E402
 
