@@ -57,3 +57,126 @@ TOML
 TOML
   done
 }
+
+# --- Two areas, each behind its own medix-dp (test/netns/bgp.sh, test/netns/bgp_esp.sh) ---------
+# areas_init NAME K: the binaries (dp, cp, ctl), what the suites need installed, a temp dir, and
+# the names of areas e and w (K, one letter, keeps this suite's interfaces apart from another's):
+#   prefix ns      medix-dp's file prefix; the namespace of medix-cp, gobgpd (and charon)
+#   tap up         medix-dp's exception TAP; its port onto the carrier (a veth, the other end cE/cW
+#                  in the carrier's namespace $carrier, on its bridge br0)
+#   lan host       the veth to the area's host, and the host's namespace
+#   addr n other   the area's BGP address (10.255.0.N), N, the other area
+areas_init() {
+  local a k=$2
+  dp=${MEDIX_DP:-build/dataplane/medix-dp}
+  cp=${MEDIX_CP:-build/controlplane/medix-cp}
+  ctl=${MEDIXCTL:-build/controlplane/cli/medixctl}
+  command -v gobgpd >/dev/null && command -v storescu >/dev/null && command -v tcpdump >/dev/null &&
+    /usr/bin/python3 -c 'import pydicom' 2>/dev/null || scripts/setup >/dev/null
+  tmp=$(mktemp -d "/tmp/medix-$1.XXXXXX")
+  id=$$
+  declare -gA dp_pid cp_pid bgp_pid prefix ns tap up lan host
+  declare -gA addr=([e]=10.255.0.1 [w]=10.255.0.2) n=([e]=1 [w]=2) other=([e]=w [w]=e)
+  carrier=medix-${k}bgp-c-$id
+  for a in e w; do
+    prefix[$a]=medix-${k}bgp-$a-$id ns[$a]=medix-${k}bgp-$a-$id host[$a]=medix-${k}bgp-h$a-$id
+    tap[$a]=mx${k}t$a$id up[$a]=mx${k}u$a$id lan[$a]=mx${k}l$a$id
+  done
+}
+
+# areas_cleanup: both areas' processes, namespaces and links, the carrier, the temp dir (kept
+# with MX_KEEP_TMP). A suite removes its own extra hosts first.
+areas_cleanup() {
+  local a
+  for a in e w; do
+    [ -n "${cp_pid[$a]:-}" ] && kill -TERM "${cp_pid[$a]}" 2>/dev/null && wait "${cp_pid[$a]}" 2>/dev/null
+    [ -n "${bgp_pid[$a]:-}" ] && kill -KILL "${bgp_pid[$a]}" 2>/dev/null && wait "${bgp_pid[$a]}" 2>/dev/null
+    [ -n "${dp_pid[$a]:-}" ] && kill -TERM "${dp_pid[$a]}" 2>/dev/null && wait "${dp_pid[$a]}" 2>/dev/null
+    rm -rf "/var/run/dpdk/${prefix[$a]}"
+    ip netns del "${ns[$a]}" 2>/dev/null
+    ip netns del "${host[$a]}" 2>/dev/null
+    ip link del "${lan[$a]}" 2>/dev/null
+    ip link del "${tap[$a]}" 2>/dev/null
+    ip link del "${up[$a]}" 2>/dev/null
+  done
+  ip netns del "$carrier" 2>/dev/null
+  [ -n "${MX_KEEP_TMP:-}" ] || rm -rf "$tmp"
+}
+
+# add_host NAMESPACE VETH NET: a host NET.5/24 (gateway NET.1) behind the veth medix-dp drives.
+add_host() {
+  ip netns add "$1" && ip -n "$1" link set lo up && ip link add "$2" type veth peer name eth0 netns "$1" &&
+    ip link set "$2" up && ip -n "$1" addr add "$3.5/24" dev eth0 && ip -n "$1" link set eth0 up &&
+    ip -n "$1" route add default via "$3.1" &&
+    # The host's kernel completes its TCP checksums (af_packet would hand medix-dp partial ones).
+    ip netns exec "$1" ethtool -K eth0 tx off >/dev/null
+}
+
+# areas_carrier: the carrier's namespace and bridge, no IPv6 there (nothing but the two medix-dp
+# talk on it: the suites check what crosses); then per area its namespace, its host (10.N.0.5)
+# and its port onto the carrier. Fails the suite if any of it cannot be made.
+areas_carrier() {
+  local a
+  ip netns add "$carrier" && ip netns exec "$carrier" sysctl -qw net.ipv6.conf.default.disable_ipv6=1 &&
+    ip -n "$carrier" link add br0 type bridge &&
+    ip -n "$carrier" link set br0 type bridge forward_delay 0 stp_state 0 && ip -n "$carrier" link set br0 up ||
+    { fail "the carrier's namespace and bridge"; finish; }
+  for a in e w; do
+    ip link add "${up[$a]}" type veth peer name "c$a" netns "$carrier" &&
+      sysctl -qw "net.ipv6.conf.${up[$a]}.disable_ipv6=1" && ip link set "${up[$a]}" up &&
+      ip -n "$carrier" link set "c$a" master br0 up || { fail "the carrier's veth ${up[$a]}"; finish; }
+    ip netns add "${ns[$a]}" && ip -n "${ns[$a]}" link set lo up || { fail "namespace ${ns[$a]}"; finish; }
+    add_host "${host[$a]}" "${lan[$a]}" "10.${n[$a]}.0" || { fail "host ${host[$a]}"; finish; }
+  done
+}
+
+# areas_start_dp AREA [VETH...]: the area's medix-dp on p0 (its port onto the carrier), p1 (its
+# host) and p2... (each VETH), its exception TAP moved into the area's namespace. Fails the suite
+# if it does not start.
+areas_start_dp() {
+  local a=$1 i=2 v try
+  shift
+  local vdevs=(--vdev "net_af_packet0,iface=${up[$a]},framecnt=2048" --vdev "net_af_packet1,iface=${lan[$a]},framecnt=2048")
+  local ports='{"name": "p0", "device": "net_af_packet0", "promiscuous": true},
+    {"name": "p1", "device": "net_af_packet1", "promiscuous": true}'
+  for v in "$@"; do
+    vdevs+=(--vdev "net_af_packet$i,iface=$v,framecnt=2048")
+    ports+=", {\"name\": \"p$i\", \"device\": \"net_af_packet$i\", \"promiscuous\": true}"
+    i=$((i + 1))
+  done
+  cat >"$tmp/dp-$a.json" <<JSON
+{"schema_version": 1, "ports": [$ports],
+ "settings": {"exception_interface": "${tap[$a]}", "max_sessions": 4096}}
+JSON
+  # DPDK's af_packet fanout id (pid ^ ifindex) may be another process's: a new pid, a new try.
+  for try in 1 2 3; do
+    setsid "$dp" --no-huge -m 512 --no-pci --log-level=error -l 0,1 --file-prefix "${prefix[$a]}" "${vdevs[@]}" -- \
+      --config "$tmp/dp-$a.json" >"$tmp/dp-$a.log" 2>&1 &
+    dp_pid[$a]=$!
+    mx_wait_for 30 grep -qs "medix-dp: ready" "$tmp/dp-$a.log" && break
+    grep -q 'could not set PACKET_FANOUT' "$tmp/dp-$a.log" || { fail "medix-dp $a starts" "$(cat "$tmp/dp-$a.log")"; finish; }
+  done
+  ip link set "${tap[$a]}" netns "${ns[$a]}" || { fail "TAP ${tap[$a]} into ${ns[$a]}"; finish; }
+}
+
+# areas_start_bgp AREA: the area's gobgpd in its namespace, on its BGP address; west only listens,
+# east dials (no collision of two connections).
+areas_start_bgp() {
+  local a=$1
+  bgp_config "${addr[$a]}" "${addr[$a]}" "$([ "$a" = w ] && echo true || echo false)" "${addr[${other[$a]}]}" \
+    >"$tmp/gobgpd-$a.toml"
+  ip netns exec "${ns[$a]}" gobgpd -f "$tmp/gobgpd-$a.toml" --api-hosts 127.0.0.1:50051 --pprof-disable -p -l warn \
+    >>"$tmp/gobgpd-$a.log" 2>&1 &
+  bgp_pid[$a]=$!
+}
+
+# areas_start_cp AREA [medix-cp options]: the area's medix-cp in its namespace (its intent
+# $tmp/AREA.json, gobgpd's API); fails the suite if it does not start.
+areas_start_cp() {
+  local a=$1
+  shift
+  ip netns exec "${ns[$a]}" "$cp" --intent "$tmp/$a.json" -p "${prefix[$a]}" --listen "unix://$tmp/cp-$a.sock" \
+    --bgp 127.0.0.1:50051 "$@" >>"$tmp/cp-$a.log" 2>&1 &
+  cp_pid[$a]=$!
+  mx_wait_for 15 grep -q "medix-cp: ready" "$tmp/cp-$a.log" || { fail "medix-cp $a starts" "$(tail -8 "$tmp/cp-$a.log")"; finish; }
+}

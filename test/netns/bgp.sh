@@ -37,101 +37,31 @@ set -u
 cd "$(dirname "$0")/../.."
 # shellcheck source=test/lib/bgp.sh
 source test/lib/bgp.sh
-dp=${MEDIX_DP:-build/dataplane/medix-dp}
-cp=${MEDIX_CP:-build/controlplane/medix-cp}
-ctl=${MEDIXCTL:-build/controlplane/cli/medixctl}
-command -v gobgpd >/dev/null && command -v storescu >/dev/null && command -v tcpdump >/dev/null && /usr/bin/python3 -c 'import pydicom' 2>/dev/null ||
-  scripts/setup >/dev/null
-tmp=$(mktemp -d /tmp/medix-netns-bgp.XXXXXX)
-id=$$
-declare -A dp_pid cp_pid bgp_pid prefix ns tap bb addr other lan host
-carrier=medix-nbgp-c-$id
+areas_init netns-bgp n  # test/lib/bgp.sh: dp, cp, ctl, tmp and the areas' names
 lab=mxk$id lab_host=medix-nbgp-hk-$id  # east's lab
 clinic=mxn$id clinic_host=medix-nbgp-hn-$id  # east's clinic (NAPT)
-for a in e w; do
-  prefix[$a]=medix-nbgp-$a-$id ns[$a]=medix-nbgp-$a-$id tap[$a]=mxt$a$id bb[$a]=mxb$a$id
-  lan[$a]=mxl$a$id host[$a]=medix-nbgp-h$a-$id
-done
-addr=([e]=10.255.0.1 [w]=10.255.0.2)
-declare -A n=([e]=1 [w]=2)
-other=([e]=w [w]=e)
-
 cleanup() {
-  for a in e w; do
-    [ -n "${cp_pid[$a]:-}" ] && kill -TERM "${cp_pid[$a]}" 2>/dev/null && wait "${cp_pid[$a]}" 2>/dev/null
-    [ -n "${bgp_pid[$a]:-}" ] && kill -KILL "${bgp_pid[$a]}" 2>/dev/null && wait "${bgp_pid[$a]}" 2>/dev/null
-    [ -n "${dp_pid[$a]:-}" ] && kill -TERM "${dp_pid[$a]}" 2>/dev/null && wait "${dp_pid[$a]}" 2>/dev/null
-    rm -rf "/var/run/dpdk/${prefix[$a]}"
-    ip netns del "${ns[$a]}" 2>/dev/null
-    ip netns del "${host[$a]}" 2>/dev/null
-    ip link del "${lan[$a]}" 2>/dev/null
-    ip link del "${tap[$a]}" 2>/dev/null
-  done
-  ip netns del "$carrier" 2>/dev/null
   ip netns del "$lab_host" 2>/dev/null
   ip link del "$lab" 2>/dev/null
   ip netns del "$clinic_host" 2>/dev/null
   ip link del "$clinic" 2>/dev/null
-  [ -n "${MX_KEEP_TMP:-}" ] || rm -rf "$tmp"
+  areas_cleanup
 }
 trap cleanup EXIT
 finish() { mx_finish netns-bgp; }
 
-# add_host NAMESPACE VETH NET: a host NET.5/24 (gateway NET.1) behind the veth medix-dp drives.
-add_host() {
-  ip netns add "$1" && ip -n "$1" link set lo up && ip link add "$2" type veth peer name eth0 netns "$1" &&
-    ip link set "$2" up && ip -n "$1" addr add "$3.5/24" dev eth0 && ip -n "$1" link set eth0 up &&
-    ip -n "$1" route add default via "$3.1" &&
-    # The host's kernel completes its TCP checksums (af_packet would hand medix-dp partial ones).
-    ip netns exec "$1" ethtool -K eth0 tx off >/dev/null
-}
-
 for binary in "$dp" "$cp" "$ctl"; do [ -x "$binary" ] || { fail "$binary is not built"; finish; }; done
 [ -c /dev/net/tun ] || { fail "/dev/net/tun is missing (the exception interface is a TAP)"; finish; }
-# No IPv6 on the carrier's segment: nothing but the two medix-dp talk there (the VLAN check below).
-ip netns add "$carrier" && ip netns exec "$carrier" sysctl -qw net.ipv6.conf.default.disable_ipv6=1 &&
-  ip -n "$carrier" link add br0 type bridge &&
-  ip -n "$carrier" link set br0 type bridge forward_delay 0 stp_state 0 && ip -n "$carrier" link set br0 up ||
-  { fail "the carrier's namespace and bridge"; finish; }
+# The carrier, each area's namespace and host: 10.1.0.5 (east's hospital), 10.2.0.5 (west's
+# archive); east's lab and clinic, the hospital's very address, on its p2 and p3.
+areas_carrier
+add_host "$lab_host" "$lab" 10.1.0 && add_host "$clinic_host" "$clinic" 10.1.0 || { fail "east's lab and clinic hosts"; finish; }
 for a in e w; do
-  ip link add "${bb[$a]}" type veth peer name "c$a" netns "$carrier" &&
-    sysctl -qw "net.ipv6.conf.${bb[$a]}.disable_ipv6=1" && ip link set "${bb[$a]}" up &&
-    ip -n "$carrier" link set "c$a" master br0 up || { fail "the backbone veth ${bb[$a]}"; finish; }
-  ip netns add "${ns[$a]}" && ip -n "${ns[$a]}" link set lo up || { fail "namespace ${ns[$a]}"; finish; }
-  # A host of the area's tenant: 10.1.0.5 (east's hospital), 10.2.0.5 (west's archive); east's lab.
-  add_host "${host[$a]}" "${lan[$a]}" "10.${n[$a]}.0" || { fail "host ${host[$a]}"; finish; }
-  vdevs=(--vdev "net_af_packet0,iface=${bb[$a]},framecnt=2048" --vdev "net_af_packet1,iface=${lan[$a]},framecnt=2048")
-  lab_port=
-  if [ $a = e ]; then
-    add_host "$lab_host" "$lab" 10.1.0 && add_host "$clinic_host" "$clinic" 10.1.0 ||
-      { fail "east's lab and clinic hosts"; finish; }
-    vdevs+=(--vdev "net_af_packet2,iface=$lab,framecnt=2048" --vdev "net_af_packet3,iface=$clinic,framecnt=2048")
-    lab_port=', {"name": "p2", "device": "net_af_packet2", "promiscuous": true},
-                {"name": "p3", "device": "net_af_packet3", "promiscuous": true}'
-  fi
-  cat >"$tmp/dp-$a.json" <<JSON
-{"schema_version": 1, "ports": [{"name": "p0", "device": "net_af_packet0", "promiscuous": true},
-                               {"name": "p1", "device": "net_af_packet1", "promiscuous": true}$lab_port],
- "settings": {"exception_interface": "${tap[$a]}", "max_sessions": 4096}}
-JSON
-  # DPDK's af_packet fanout id (pid ^ ifindex) may be another process's: a new pid, a new try.
-  for try in 1 2 3; do
-    setsid "$dp" --no-huge -m 512 --no-pci --log-level=error -l 0,1 --file-prefix "${prefix[$a]}" \
-      "${vdevs[@]}" -- \
-      --config "$tmp/dp-$a.json" >"$tmp/dp-$a.log" 2>&1 &
-    dp_pid[$a]=$!
-    mx_wait_for 30 grep -qs "medix-dp: ready" "$tmp/dp-$a.log" && break
-    grep -q 'could not set PACKET_FANOUT' "$tmp/dp-$a.log" || { fail "medix-dp $a starts" "$(cat "$tmp/dp-$a.log")"; finish; }
-  done
-  # Its TAP into the area's namespace, with the backbone address: where gobgpd listens.
-  ip link set "${tap[$a]}" netns "${ns[$a]}" && ip -n "${ns[$a]}" addr add "${addr[$a]}/24" dev "${tap[$a]}" &&
-    ip -n "${ns[$a]}" link set "${tap[$a]}" up || { fail "TAP ${tap[$a]} into ${ns[$a]}"; finish; }
-  # West only listens: East dials (no collision of two connections).
-  bgp_config "${addr[$a]}" "${addr[$a]}" "$([ $a = w ] && echo true || echo false)" "${addr[${other[$a]}]}" \
-    >"$tmp/gobgpd-$a.toml"
-  ip netns exec "${ns[$a]}" gobgpd -f "$tmp/gobgpd-$a.toml" --api-hosts 127.0.0.1:50051 --pprof-disable -p -l warn \
-    >>"$tmp/gobgpd-$a.log" 2>&1 &
-  bgp_pid[$a]=$!
+  if [ $a = e ]; then areas_start_dp e "$lab" "$clinic"; else areas_start_dp w; fi
+  # Its TAP with the backbone address: where gobgpd listens.
+  ip -n "${ns[$a]}" addr add "${addr[$a]}/24" dev "${tap[$a]}" && ip -n "${ns[$a]}" link set "${tap[$a]}" up ||
+    { fail "TAP ${tap[$a]}'s address"; finish; }
+  areas_start_bgp $a
 done
 printf 'medix-cp {\n  port = 0\n  port_nat_t = 0\n}\n' >"$tmp/strongswan.conf"
 # Each area: its tenants' LANs translated into the core (static mappings, the core's routes to
@@ -175,12 +105,7 @@ cat >"$tmp/w.json" <<'JSON'
                   {"name": "core-ping", "priority": 20, "from_tenant": "ix", "to_tenant": "arch-w", "protocol": 1, "permit": true}],
  "bgp": {"backbone_interface": "bb"}}
 JSON
-for a in e w; do
-  ip netns exec "${ns[$a]}" "$cp" --intent "$tmp/$a.json" -p "${prefix[$a]}" --listen "unix://$tmp/cp-$a.sock" \
-    --bgp 127.0.0.1:50051 --strongswan-conf "$tmp/strongswan.conf" --log-level 0 >>"$tmp/cp-$a.log" 2>&1 &
-  cp_pid[$a]=$!
-  mx_wait_for 15 grep -q "medix-cp: ready" "$tmp/cp-$a.log" || { fail "medix-cp $a starts" "$(tail -8 "$tmp/cp-$a.log")"; finish; }
-done
+for a in e w; do areas_start_cp $a --strongswan-conf "$tmp/strongswan.conf" --log-level 0; done
 
 established() { ctl e areas | grep -q "^  session 10.255.0.2 ESTABLISHED"; }
 mx_wait_for 25 established && pass "east's session to west (10.255.0.2) established after ${took} ms (medixctl areas)" ||

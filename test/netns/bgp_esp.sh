@@ -28,39 +28,13 @@ set -u
 cd "$(dirname "$0")/../.."
 # shellcheck source=test/lib/bgp.sh
 source test/lib/bgp.sh
-dp=${MEDIX_DP:-build/dataplane/medix-dp}
-cp=${MEDIX_CP:-build/controlplane/medix-cp}
-ctl=${MEDIXCTL:-build/controlplane/cli/medixctl}
-command -v gobgpd >/dev/null && command -v storescu >/dev/null && command -v tcpdump >/dev/null && /usr/bin/python3 -c 'import pydicom' 2>/dev/null ||
-  scripts/setup >/dev/null
-tmp=$(mktemp -d /tmp/medix-netns-bgp-esp.XXXXXX)
-id=$$
-declare -A dp_pid cp_pid bgp_pid prefix ns tap up lan host
-carrier=medix-ebgp-c-$id
+areas_init netns-bgp-esp e  # test/lib/bgp.sh: dp, cp, ctl, tmp and the areas' names
+declare -A under=([e]=172.16.0.1 [w]=172.16.0.2)  # each area's address on the carrier
 clinic=mxK$id clinic_host=medix-ebgp-hk-$id  # east's clinic: NAPT only
-for a in e w; do
-  prefix[$a]=medix-ebgp-$a-$id ns[$a]=medix-ebgp-$a-$id tap[$a]=mxT$a$id up[$a]=mxU$a$id
-  lan[$a]=mxL$a$id host[$a]=medix-ebgp-h$a-$id
-done
-declare -A addr=([e]=10.255.0.1 [w]=10.255.0.2) under=([e]=172.16.0.1 [w]=172.16.0.2) n=([e]=1 [w]=2)
-declare -A other=([e]=w [w]=e)
-
 cleanup() {
-  for a in e w; do
-    [ -n "${cp_pid[$a]:-}" ] && kill -TERM "${cp_pid[$a]}" 2>/dev/null && wait "${cp_pid[$a]}" 2>/dev/null
-    [ -n "${bgp_pid[$a]:-}" ] && kill -KILL "${bgp_pid[$a]}" 2>/dev/null && wait "${bgp_pid[$a]}" 2>/dev/null
-    [ -n "${dp_pid[$a]:-}" ] && kill -TERM "${dp_pid[$a]}" 2>/dev/null && wait "${dp_pid[$a]}" 2>/dev/null
-    rm -rf "/var/run/dpdk/${prefix[$a]}"
-    ip netns del "${ns[$a]}" 2>/dev/null
-    ip netns del "${host[$a]}" 2>/dev/null
-    ip link del "${lan[$a]}" 2>/dev/null
-    ip link del "${tap[$a]}" 2>/dev/null
-    ip link del "${up[$a]}" 2>/dev/null
-  done
-  ip netns del "$carrier" 2>/dev/null
   ip netns del "$clinic_host" 2>/dev/null
   ip link del "$clinic" 2>/dev/null
-  [ -n "${MX_KEEP_TMP:-}" ] || rm -rf "$tmp"
+  areas_cleanup
 }
 trap cleanup EXIT
 finish() { mx_finish netns-bgp-esp; }
@@ -75,48 +49,16 @@ for o in json.load(sys.stdin).get("objects", []):
 }
 troutes_are() { [ "$(troutes "$1")" = "$2" ]; }
 
-# add_host NAMESPACE VETH NET: a host NET.5/24 (gateway NET.1) behind the veth medix-dp drives.
-add_host() {
-  ip netns add "$1" && ip -n "$1" link set lo up && ip link add "$2" type veth peer name eth0 netns "$1" &&
-    ip link set "$2" up && ip -n "$1" addr add "$3.5/24" dev eth0 && ip -n "$1" link set eth0 up &&
-    ip -n "$1" route add default via "$3.1" && ip netns exec "$1" ethtool -K eth0 tx off >/dev/null
-}
-
 for binary in "$dp" "$cp" "$ctl"; do [ -x "$binary" ] || { fail "$binary is not built"; finish; }; done
 [ -c /dev/net/tun ] || { fail "/dev/net/tun is missing (the exception interface is a TAP)"; finish; }
-ip netns add "$carrier" && ip netns exec "$carrier" sysctl -qw net.ipv6.conf.default.disable_ipv6=1 &&
-  ip -n "$carrier" link add br0 type bridge &&
-  ip -n "$carrier" link set br0 type bridge forward_delay 0 stp_state 0 && ip -n "$carrier" link set br0 up ||
-  { fail "the carrier's namespace and bridge"; finish; }
 psk=$(head -c 24 /dev/urandom | base64)
+areas_carrier
+add_host "$clinic_host" "$clinic" 10.3.0 || { fail "east's clinic host"; finish; }
 for a in e w; do
-  ip link add "${up[$a]}" type veth peer name "c$a" netns "$carrier" &&
-    sysctl -qw "net.ipv6.conf.${up[$a]}.disable_ipv6=1" && ip link set "${up[$a]}" up &&
-    ip -n "$carrier" link set "c$a" master br0 up || { fail "the carrier's veth ${up[$a]}"; finish; }
-  ip netns add "${ns[$a]}" && ip -n "${ns[$a]}" link set lo up || { fail "namespace ${ns[$a]}"; finish; }
-  add_host "${host[$a]}" "${lan[$a]}" "10.${n[$a]}.0" || { fail "host ${host[$a]}"; finish; }
-  vdevs=(--vdev "net_af_packet0,iface=${up[$a]},framecnt=2048" --vdev "net_af_packet1,iface=${lan[$a]},framecnt=2048")
-  clinic_port=
-  if [ $a = e ]; then
-    add_host "$clinic_host" "$clinic" 10.3.0 || { fail "east's clinic host"; finish; }
-    vdevs+=(--vdev "net_af_packet2,iface=$clinic,framecnt=2048")
-    clinic_port=', {"name": "p2", "device": "net_af_packet2", "promiscuous": true}'
-  fi
-  cat >"$tmp/dp-$a.json" <<JSON
-{"schema_version": 1, "ports": [{"name": "p0", "device": "net_af_packet0", "promiscuous": true},
-                               {"name": "p1", "device": "net_af_packet1", "promiscuous": true}$clinic_port],
- "settings": {"exception_interface": "${tap[$a]}", "max_sessions": 4096}}
-JSON
-  for try in 1 2 3; do
-    setsid "$dp" --no-huge -m 512 --no-pci --log-level=error -l 0,1 --file-prefix "${prefix[$a]}" "${vdevs[@]}" -- \
-      --config "$tmp/dp-$a.json" >"$tmp/dp-$a.log" 2>&1 &
-    dp_pid[$a]=$!
-    mx_wait_for 30 grep -qs "medix-dp: ready" "$tmp/dp-$a.log" && break
-    grep -q 'could not set PACKET_FANOUT' "$tmp/dp-$a.log" || { fail "medix-dp $a starts" "$(cat "$tmp/dp-$a.log")"; finish; }
-  done
+  if [ $a = e ]; then areas_start_dp e "$clinic"; else areas_start_dp w; fi
   # Its TAP into the area's namespace: the tunnel endpoint (charon's) and the BGP address
   # (gobgpd's), the other area's BGP address routed there from ours.
-  ip link set "${tap[$a]}" netns "${ns[$a]}" && ip -n "${ns[$a]}" addr add "${under[$a]}/24" dev "${tap[$a]}" &&
+  ip -n "${ns[$a]}" addr add "${under[$a]}/24" dev "${tap[$a]}" &&
     ip -n "${ns[$a]}" addr add "${addr[$a]}/32" dev "${tap[$a]}" && ip -n "${ns[$a]}" link set "${tap[$a]}" up &&
     ip -n "${ns[$a]}" route add "${addr[${other[$a]}]}/32" dev "${tap[$a]}" src "${addr[$a]}" ||
     { fail "TAP ${tap[$a]} into ${ns[$a]}"; finish; }
@@ -183,12 +125,7 @@ out=$("$cp" --check --intent "$tmp/bad.json" 2>&1)
 [ $? -ne 0 ] && grep -qF "bgp.next_hop: is required when the backbone is a tunnel" <<<"$out" &&
   pass "refused: a tunnel as the backbone without bgp.next_hop ($out)" || fail "refused: no next hop for a tunnel" "$out"
 # West first: it answers east's IKE_SA_INIT.
-for a in w e; do
-  ip netns exec "${ns[$a]}" "$cp" --intent "$tmp/$a.json" -p "${prefix[$a]}" --listen "unix://$tmp/cp-$a.sock" \
-    --bgp 127.0.0.1:50051 --log-level 1 >>"$tmp/cp-$a.log" 2>&1 &
-  cp_pid[$a]=$!
-  mx_wait_for 15 grep -q "medix-cp: ready" "$tmp/cp-$a.log" || { fail "medix-cp $a starts" "$(tail -8 "$tmp/cp-$a.log")"; finish; }
-done
+for a in w e; do areas_start_cp $a --log-level 1; done
 # sas AREA: the tunnel's SAs in medix-dp ("in"/"out" lines).
 sas() {
   ctl "$1" -o json show sa | /usr/bin/python3 -c '
@@ -202,13 +139,7 @@ both_sas() { [ "$(sas e | tr '\n' ' ')" = "in out " ] && [ "$(sas w | tr '\n' ' 
 mx_wait_for 20 both_sas && pass "IKE between the areas' medix-cp: tunnel bb has its SAs in both medix-dp after ${took} ms" ||
   { fail "the tunnel's SAs" "east: $(sas e)"$'\n'"west: $(sas w)"$'\n'"$(tail -5 "$tmp/cp-e.log")"; finish; }
 # The daemons once the tunnel is up (a first SYN into a tunnel without SA costs gobgpd 5-10 s).
-for a in e w; do
-  bgp_config "${addr[$a]}" "${addr[$a]}" "$([ $a = w ] && echo true || echo false)" "${addr[${other[$a]}]}" \
-    >"$tmp/gobgpd-$a.toml"
-  ip netns exec "${ns[$a]}" gobgpd -f "$tmp/gobgpd-$a.toml" --api-hosts 127.0.0.1:50051 --pprof-disable -p -l warn \
-    >>"$tmp/gobgpd-$a.log" 2>&1 &
-  bgp_pid[$a]=$!
-done
+for a in e w; do areas_start_bgp $a; done
 
 established() { ctl e areas | grep -q "^  session 10.255.0.2 ESTABLISHED"; }
 mx_wait_for 25 established && pass "east's session to west (10.255.0.2) established after ${took} ms, inside the tunnel" ||
