@@ -180,7 +180,11 @@ std::optional<bool> Speaker::link_up(const std::string& port) {
   v1::CountersSnapshot counters;
   v1::GetCountersRequest request;
   request.set_ports_only(true);  // every 200 ms: not every tenant's counters, summed and sent
-  if (!dataplane_->GetCounters(context().get(), request, &counters).ok()) return std::nullopt;
+  if (!dataplane_->GetCounters(context().get(), request, &counters).ok()) {
+    dataplane_silent_++;
+    return std::nullopt;
+  }
+  dataplane_silent_ = 0;
   for (const auto& p : counters.ports())
     if (p.name() == port) return p.nic().link_up();
   return std::nullopt;
@@ -320,6 +324,14 @@ void Speaker::cycle() {
     next.set_backbone_port(port);
   }
   next.set_backbone_link_up(backbone_up);
+  // medix-dp not answering (killed, or not up yet): this area forwards nothing, so it announces
+  // nothing. The other areas then move a tenant attached here too to its other area, and drop
+  // the routes of one attached only here (unreachable there, not a black hole). Announced again
+  // once medix-dp answers.
+  if (dataplane_silent_ >= kSilentCycles) {
+    announce.clear();
+    error = "medix-dp does not answer: nothing announced until it does";
+  }
   // A tunnel carries nothing without an outbound SA (IKE not up yet, or its SA deleted): what
   // was learned is not installed (unreachable, not dropped in the tunnel); the sessions are
   // left to their hold timer, as none can be up without it.

@@ -84,6 +84,10 @@ class Speaker {
   std::map<std::string, v1::Route> installed_;  // by prefix, as medix-dp has them
   bool resync_ = true;                          // installed_ read from medix-dp again first
   uint64_t cycles_ = 0;
+  // medix-dp's polls unanswered in a row (link_up); at kSilentCycles (600 ms: one slow answer
+  // withdraws nothing) this area announces nothing. From there at start: not before it answers.
+  static constexpr unsigned kSilentCycles = 3;
+  unsigned dataplane_silent_ = kSilentCycles;
   std::string said_;            // the last error logged
   bool backbone_up_ = true;     // the backbone port's link, as last seen
   bool cut_shut_ = false;       // the sessions over it shut for this cut

@@ -14,6 +14,8 @@
 #   - a learned route deleted by hand is put back; north's medix-cp restarted takes its routes over;
 #   - east's gobgpd frozen (SIGSTOP: its sessions silent, no close): within the hold time north
 #     drops east's prefixes and the dual-attached tenant moves to west (measured); thawed: back;
+#   - east's medix-dp killed: east's medix-cp withdraws what it announces (600 ms without an
+#     answer) and north moves the dual-attached tenant to west; medix-dp back: announced again;
 #   - west's gobgpd killed: north withdraws west's prefixes at once, west's medix-cp says gobgpd
 #     is not answering and removes the routes it learned through it; restarted: announced again.
 # Ends with "cp-bgp: N passed, M failed". MEDIX_DP, MEDIX_CP and MEDIXCTL override the binaries.
@@ -293,6 +295,28 @@ fi
 kill -CONT "${bgp_pid[east]}"
 mx_wait_for 20 routes_are north "$want_north" && pass "east back: its prefixes return and regional goes back to east (${took} ms)" ||
   fail "east back" "$(routes north; ctl north areas)"
+
+# East's medix-dp killed: the area forwards nothing, so its medix-cp withdraws what it announces
+# once medix-dp has not answered for 600 ms; north moves the dual-attached tenant to west without
+# waiting for a hold timer (east's sessions stay up). Back: announced again.
+kill -KILL "${dp_pid[east]}"
+wait "${dp_pid[east]}" 2>/dev/null
+rm -rf "/var/run/dpdk/${prefix[east]}"
+if mx_wait_for 10 moved; then
+  pass "east's medix-dp killed: north drops east's prefixes and regional moves to west after ${took} ms"
+  echo "figure: failover after an area's medix-dp killed: ${took} ms"
+else
+  fail "east's medix-dp killed: failover" "$(routes north; ctl north areas; tail -3 "$tmp/cp-east.log")"
+fi
+grep -q "medix-cp: bgp: medix-dp does not answer: nothing announced" "$tmp/cp-east.log" &&
+  pass "east's medix-cp says why it announces nothing" || fail "east's medix-cp's reason" "$(tail -5 "$tmp/cp-east.log")"
+"$dp" --no-huge -m 256 --no-pci --log-level=error -l 0,1 --file-prefix "${prefix[east]}" --vdev net_null0 -- \
+  --config "$tmp/dp.json" >"$tmp/dp-east.log" 2>&1 &
+dp_pid[east]=$!
+mx_wait_for 30 grep -qs "^medix-dp: ready" "$tmp/dp-east.log" || { fail "medix-dp east restarts" "$(cat "$tmp/dp-east.log")"; finish; }
+mx_wait_for 20 routes_are north "$want_north" &&
+  pass "east's medix-dp back: east announces again, regional back to east in north (${took} ms)" ||
+  fail "east's medix-dp back" "$(routes north; ctl north areas; tail -3 "$tmp/cp-east.log")"
 
 # West's gobgpd killed: its sessions close at once.
 kill -KILL "${bgp_pid[west]}"
