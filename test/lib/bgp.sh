@@ -180,3 +180,48 @@ areas_start_cp() {
   cp_pid[$a]=$!
   mx_wait_for 15 grep -q "medix-cp: ready" "$tmp/cp-$a.log" || { fail "medix-cp $a starts" "$(tail -8 "$tmp/cp-$a.log")"; finish; }
 }
+
+# areas_punted [HOW]: each area's medix-dp punted BGP segments to its TAP (telemetry bgp_punted).
+areas_punted() {
+  local a punted
+  for a in e w; do
+    punted=$(/usr/bin/python3 test/netns/telemetry.py "${prefix[$a]}" /medix/events bgp_punted 2>&1)
+    [ "${punted:-0}" -gt 0 ] 2>/dev/null && pass "medix-dp $a punted $punted BGP segments${1:+ ($1)} to its TAP" ||
+      fail "medix-dp $a's bgp_punted" "$punted"
+  done
+}
+
+# areas_study IMAGES [HOW]: a DICOM study of IMAGES from east's hospital to west's archive by its
+# core address 100.64.2.5 (dcmtk; test/ike's study maker and comparison): complete and
+# byte-identical. Then the DICOM session in each area: east translated the source (rule
+# hosp-to-archive), west the destination (rule core-dicom). The archive's storescp is left
+# running (scp_pid) for the suite's checks that follow.
+areas_study() {
+  local out_e out_w
+  /usr/bin/python3 test/ike/dicom.py make "$tmp/study" "$1" >/dev/null || { fail "the DICOM study (pydicom)"; finish; }
+  mkdir -p "$tmp/received"
+  ip netns exec "${host[w]}" storescp -aet ARCHIVE -od "$tmp/received" -B 11112 >"$tmp/storescp.log" 2>&1 &
+  scp_pid=$!
+  mx_wait_for 5 eval 'ip netns exec "${host[w]}" ss -tlnH | grep -q ":11112 "'
+  if ip netns exec "${host[e]}" env TCP_NODELAY=1 timeout 60 storescu -aet HOSPITAL-E -aec ARCHIVE +sd 100.64.2.5 11112 \
+    "$tmp/study" >"$tmp/storescu.log" 2>&1 &&
+    /usr/bin/python3 test/ike/dicom.py compare "$tmp/study" "$tmp/received" >"$tmp/dicom.json"; then
+    pass "east's hospital stored a DICOM study on west's archive (100.64.2.5)${2:+ $2}: $(cat "$tmp/dicom.json")"
+  else
+    fail "DICOM study east -> west" "$(tail -5 "$tmp/storescu.log"; cat "$tmp/dicom.json" 2>/dev/null)"
+  fi
+  out_e=$(areas_sessions e) out_w=$(areas_sessions w)
+  grep -qx "hosp-e 10.1.0.5 100.64.2.5:11112 -> ix 100.64.1.5 100.64.2.5:11112 hosp-to-archive" <<<"$out_e" &&
+    grep -qx "ix 100.64.1.5 100.64.2.5:11112 -> arch-w 100.64.1.5 10.2.0.5:11112 core-dicom" <<<"$out_w" &&
+    pass "its session: east translated the source (10.1.0.5 -> 100.64.1.5, rule hosp-to-archive), west the destination (100.64.2.5 -> 10.2.0.5, rule core-dicom)" ||
+    fail "the study's sessions" "east: $out_e"$'\n'"west: $out_w"
+}
+# areas_sessions AREA: its NAT sessions to port 11112, one line each (tenant, source address,
+# destination -> peer tenant, translated source address and destination, rule).
+areas_sessions() {
+  ctl "$1" -o json sessions --port 11112 | /usr/bin/python3 -c '
+import json, sys
+for x in json.load(sys.stdin).get("sessions", []):
+    print(x["tenant"], x["source"].split(":")[0], x["destination"], "->", x["peer_tenant"],
+          x["translated_source"].split(":")[0], x["translated_destination"], x["rule"])'
+}
