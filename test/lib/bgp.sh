@@ -201,6 +201,7 @@ areas_study() {
   /usr/bin/python3 test/ike/dicom.py make "$tmp/study" "$1" >/dev/null || { fail "the DICOM study (pydicom)"; finish; }
   mkdir -p "$tmp/received"
   ip netns exec "${host[w]}" storescp -aet ARCHIVE -od "$tmp/received" -B 11112 >"$tmp/storescp.log" 2>&1 &
+  # shellcheck disable=SC2034 # the suite stops it
   scp_pid=$!
   mx_wait_for 5 eval 'ip netns exec "${host[w]}" ss -tlnH | grep -q ":11112 "'
   if ip netns exec "${host[e]}" env TCP_NODELAY=1 timeout 60 storescu -aet HOSPITAL-E -aec ARCHIVE +sd 100.64.2.5 11112 \
