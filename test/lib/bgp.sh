@@ -226,3 +226,28 @@ for x in json.load(sys.stdin).get("sessions", []):
     print(x["tenant"], x["source"].split(":")[0], x["destination"], "->", x["peer_tenant"],
           x["translated_source"].split(":")[0], x["translated_destination"], x["rule"])'
 }
+
+# areas_routes_gone T0 ROUTES_ARE: after the backbone was cut at T0 (date +%s%N), the ms until each
+# area's learned routes are gone (ROUTES_ARE AREA "" holds): te and tw, empty if not within 10 s.
+areas_routes_gone() {
+  local t0=$1 routes_are=$2
+  te='' tw=''
+  while :; do
+    [ -z "$te" ] && "$routes_are" e "" && te=$((($(date +%s%N) - t0) / 1000000))
+    [ -z "$tw" ] && "$routes_are" w "" && tw=$((($(date +%s%N) - t0) / 1000000))
+    [ -n "$te" ] && [ -n "$tw" ] && break
+    [ $((($(date +%s%N) - t0) / 1000000)) -gt 10000 ] && break
+    sleep 0.02
+  done
+}
+
+# areas_session_up HOW_UP HOW_TCP: east's BGP session to west established (medixctl areas), and
+# TCP between the two BGP addresses (ss in east's namespace); HOW_*: each check's words.
+areas_session_up() {
+  local out
+  established() { ctl e areas | grep -q "^  session 10.255.0.2 ESTABLISHED"; }
+  mx_wait_for 25 established && pass "east's session to west (10.255.0.2) established after ${took} ms, $1" ||
+    fail "session" "$(ctl e areas; ctl w areas; tail -3 "$tmp"/gobgpd-*.log)"
+  out=$(ip netns exec "${ns[e]}" ss -tnH state established "( sport = :179 or dport = :179 )")
+  grep -q "10.255.0.1:.*10.255.0.2:" <<<"$out" && pass "the BGP session is TCP between $2" || fail "the session's TCP" "$out"
+}

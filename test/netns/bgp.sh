@@ -107,12 +107,7 @@ cat >"$tmp/w.json" <<'JSON'
 JSON
 for a in e w; do areas_start_cp $a --strongswan-conf "$tmp/strongswan.conf" --log-level 0; done
 
-established() { ctl e areas | grep -q "^  session 10.255.0.2 ESTABLISHED"; }
-mx_wait_for 25 established && pass "east's session to west (10.255.0.2) established after ${took} ms (medixctl areas)" ||
-  fail "session" "$(ctl e areas; ctl w areas; tail -3 "$tmp"/gobgpd-*.log)"
-out=$(ip netns exec "${ns[e]}" ss -tnH state established "( sport = :179 or dport = :179 )")
-grep -q "10.255.0.1:.*10.255.0.2:" <<<"$out" && pass "the BGP session is TCP between the backbone addresses, on east's TAP" ||
-  fail "the session's TCP" "$out"
+areas_session_up "(medixctl areas)" "the backbone addresses, on east's TAP"
 # The backbone is VLAN 100 end to end: every frame the carrier sees is tagged (BGP's keepalives,
 # one a second each way, among them).
 out=$(ip netns exec "$carrier" timeout 5 tcpdump -i ce -nn -e -c 4 2>/dev/null)
@@ -187,14 +182,7 @@ cut_ms=()
 for cut in $(seq "${MX_BGP_CUTS:-2}"); do
   t0=$(date +%s%N)
   ip -n "$carrier" link set ce down && ip -n "$carrier" link set cw down
-  te= tw=
-  while :; do
-    [ -z "$te" ] && routes_are e "" && te=$((($(date +%s%N) - t0) / 1000000))
-    [ -z "$tw" ] && routes_are w "" && tw=$((($(date +%s%N) - t0) / 1000000))
-    [ -n "$te" ] && [ -n "$tw" ] && break
-    [ $((($(date +%s%N) - t0) / 1000000)) -gt 10000 ] && break
-    sleep 0.02
-  done
+  areas_routes_gone "$t0" routes_are # te, tw
   if [ -n "$te" ] && [ -n "$tw" ] && [ "$te" -le 3000 ] && [ "$tw" -le 3000 ]; then
     pass "cut $cut: both areas removed the other's prefix within 3 s (east ${te} ms, west ${tw} ms)"
     cut_ms+=($((te > tw ? te : tw)))

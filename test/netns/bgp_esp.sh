@@ -141,12 +141,7 @@ mx_wait_for 20 both_sas && pass "IKE between the areas' medix-cp: tunnel bb has 
 # The daemons once the tunnel is up (a first SYN into a tunnel without SA costs gobgpd 5-10 s).
 for a in e w; do areas_start_bgp $a; done
 
-established() { ctl e areas | grep -q "^  session 10.255.0.2 ESTABLISHED"; }
-mx_wait_for 25 established && pass "east's session to west (10.255.0.2) established after ${took} ms, inside the tunnel" ||
-  fail "session" "$(ctl e areas; ctl w areas; tail -3 "$tmp"/gobgpd-*.log)"
-out=$(ip netns exec "${ns[e]}" ss -tnH state established "( sport = :179 or dport = :179 )")
-grep -q "10.255.0.1:.*10.255.0.2:" <<<"$out" && pass "the BGP session is TCP between the areas' BGP addresses (ss in east)" ||
-  fail "the session's TCP" "$out"
+areas_session_up "inside the tunnel" "the areas' BGP addresses (ss in east)"
 # Nothing in the clear on the carrier: BGP's keepalives (one a second each way) cross it as ESP.
 out=$(ip netns exec "$carrier" timeout 5 tcpdump -i ce -nn -c 4 ip 2>/dev/null)
 [ "$(grep -c . <<<"$out")" -ge 4 ] && ! grep -qi "tcp\|\.179[: ]" <<<"$out" && grep -q "UDP-encap\|ESP\|\.4500[: ]" <<<"$out" &&
@@ -242,14 +237,7 @@ fi
 # The carrier cut: both medix-dp see their underlay port's link go down.
 t0=$(date +%s%N)
 ip -n "$carrier" link set ce down && ip -n "$carrier" link set cw down
-te='' tw=''
-while :; do
-  [ -z "$te" ] && troutes_are e "" && te=$((($(date +%s%N) - t0) / 1000000))
-  [ -z "$tw" ] && troutes_are w "" && tw=$((($(date +%s%N) - t0) / 1000000))
-  [ -n "$te" ] && [ -n "$tw" ] && break
-  [ $((($(date +%s%N) - t0) / 1000000)) -gt 10000 ] && break
-  sleep 0.02
-done
+areas_routes_gone "$t0" troutes_are # te, tw
 [ -n "$te" ] && [ -n "$tw" ] && [ "$te" -le 3000 ] && [ "$tw" -le 3000 ] &&
   pass "carrier cut: both areas removed the other's prefix within 3 s (east ${te} ms, west ${tw} ms)" ||
   fail "carrier cut: routes withdrawn within 3 s (east ${te:-none} ms, west ${tw:-none} ms)" "$(troutes e; troutes w; ctl e areas)"
