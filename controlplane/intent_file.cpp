@@ -80,7 +80,8 @@ std::string validate_intent(c1::Intent& intent) {
 std::string validate_bgp(const c1::Intent& intent) {
   const c1::Bgp& bgp = intent.bgp();
   if (bgp.backbone_interface().empty()) {
-    if (!bgp.next_hop().empty() || bgp.local_pref() || !bgp.tenant_local_pref().empty())
+    if (!bgp.next_hop().empty() || bgp.local_pref() || !bgp.tenant_local_pref().empty() || bgp.bfd_interval_ms() ||
+        bgp.bfd_multiplier())
       return "bgp.backbone_interface: is required with the other bgp fields";
     return "";
   }
@@ -110,6 +111,10 @@ std::string validate_bgp(const c1::Intent& intent) {
     return "bgp.next_hop: '" + bgp.next_hop() + "' is not an IPv4 address";
   for (const auto& [tenant, pref] : bgp.tenant_local_pref())
     if (!tenants.count(tenant)) return "bgp.tenant_local_pref[" + tenant + "]: no such tenant in the intent";
+  if (bgp.bfd_interval_ms() && (bgp.bfd_interval_ms() < 10 || bgp.bfd_interval_ms() > 10000))
+    return "bgp.bfd_interval_ms: " + std::to_string(bgp.bfd_interval_ms()) + " is not 10 to 10000 (0: 100)";
+  if (bgp.bfd_multiplier() > 255)
+    return "bgp.bfd_multiplier: " + std::to_string(bgp.bfd_multiplier()) + " is not 1 to 255 (0: 3)";
   return "";
 }
 

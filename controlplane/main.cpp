@@ -4,7 +4,8 @@
 //   medix-cp --intent FILE (--dp unix:///path/api.sock | -p PREFIX) [--listen unix:///path]
 //            [--strongswan-conf FILE] [--plugins "LIST"] [--log-level N] [--metrics-listen HOST:PORT]
 //            [--knot SOCKET [--knot-catalog ZONE] [--knot-geoip FILE] [--knot-probe DIR]]
-//            [--intent-store etcd://HOST:PORT[/PREFIX] --area NAME] [--bgp HOST:PORT]
+//            [--intent-store etcd://HOST:PORT[/PREFIX] --area NAME]
+//            [--bgp HOST:PORT [--bfd SOCKET --bfd-config FILE]]
 //            [--etcd-cacert FILE [--etcd-cert FILE --etcd-key FILE]] [--etcd-user-file FILE]
 //            [--ha-sync-local HOST:PORT --ha-sync-peer HOST:PORT --ha-sync-key-file FILE]
 //
@@ -59,7 +60,8 @@ constexpr const char* usage_text =
     "                [--strongswan-conf FILE] [--plugins LIST] [--log-level -1..3]\n"
     "                [--metrics-listen HOST:PORT] [--knot SOCKET [--knot-catalog ZONE] [--knot-geoip FILE]\n"
     "                [--knot-probe DIR]]\n"
-    "                [--intent-store etcd://HOST:PORT[/PREFIX] --area NAME] [--bgp HOST:PORT]\n"
+    "                [--intent-store etcd://HOST:PORT[/PREFIX] --area NAME]\n"
+    "                [--bgp HOST:PORT [--bfd SOCKET --bfd-config FILE]]\n"
     "                [--etcd-cacert FILE [--etcd-cert FILE --etcd-key FILE]] [--etcd-user-file FILE]\n"
     "                [--ha-sync-local HOST:PORT --ha-sync-peer HOST:PORT --ha-sync-key-file FILE]\n"
     "       medix-cp --check --intent FILE   validate the intent file and exit\n"
@@ -82,6 +84,9 @@ constexpr const char* usage_text =
     "                              (readable by medix-cp's user only; the password is never logged)\n"
     "  --bgp HOST:PORT             gobgpd's gRPC API: announce this area's core prefixes, install the\n"
     "                              other areas' into the core tenant (the intent's bgp, docs/areas.md)\n"
+    "  --bfd SOCKET --bfd-config FILE\n"
+    "                              BIRD's control socket, and the file its bird.conf includes: BFD with\n"
+    "                              the backbone's neighbours (their sessions shut while it says down)\n"
     "  --ha-sync-local HOST:PORT --ha-sync-peer HOST:PORT --ha-sync-key-file FILE\n"
     "                              a node of a redundant pair: strongSwan's ha plugin syncs the IKE_SAs with\n"
     "                              the peer's medix-cp over this link (AES-256-GCM under the key in FILE);\n"
@@ -97,7 +102,7 @@ void usage() {
 int main(int argc, char** argv) {
   std::string intent_path, target, listen, strongswan_conf, plugins, metrics_listen, knot_socket, knot_geoip,
       knot_probe;
-  std::string intent_store, area, bgp_daemon, etcd_cacert, etcd_cert, etcd_key, etcd_server_name, etcd_user_file;
+  std::string intent_store, area, bgp_daemon, bfd_socket, bfd_config, etcd_cacert, etcd_cert, etcd_key, etcd_server_name, etcd_user_file;
   std::string knot_catalog = "catalog.medix";
   medix::cp::ha::LinkConfig ha_link_config;
   int log_level = 1;
@@ -138,6 +143,10 @@ int main(int argc, char** argv) {
       area = value();
     else if (a == "--bgp")
       bgp_daemon = value();
+    else if (a == "--bfd")
+      bfd_socket = value();
+    else if (a == "--bfd-config")
+      bfd_config = value();
     else if (a == "--etcd-cacert")
       etcd_cacert = value();
     else if (a == "--etcd-cert")
@@ -271,6 +280,12 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  if ((!bfd_socket.empty() || !bfd_config.empty()) &&
+      (bgp_daemon.empty() || bfd_socket.empty() || bfd_config.empty())) {
+    fprintf(stderr, "medix-cp: --bfd and --bfd-config go together, with --bgp\n");
+    return 2;
+  }
+
   medix::cp::c1::Intent intent;
   if (!intent_store.empty() && access(intent_path.c_str(), F_OK) != 0) {
     intent.set_schema_version(1);  // a first start: nothing applied yet, etcd says what to
@@ -398,9 +413,12 @@ int main(int argc, char** argv) {
   // Routes between areas: the BGP speaker reads the intent as applied (docs/areas.md).
   std::unique_ptr<medix::cp::bgp::Speaker> bgp;
   if (!bgp_daemon.empty()) {
-    bgp = std::make_unique<medix::cp::bgp::Speaker>(bgp_daemon, target, running, [etcd_store] {
-      if (etcd_store) etcd_store->publish();
-    });
+    bgp = std::make_unique<medix::cp::bgp::Speaker>(
+        bgp_daemon, target, running,
+        [etcd_store] {
+          if (etcd_store) etcd_store->publish();
+        },
+        bfd_socket.empty() ? nullptr : std::make_unique<medix::cp::bgp::Bird>(bfd_socket, bfd_config));
     store->set_bgp([&bgp] { return bgp->status(); });
   }
   // Beside it grpc.health.v1.Health and server reflection (for the same peers: the socket's).

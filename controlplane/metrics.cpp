@@ -121,6 +121,18 @@ std::string render_metrics(ControlService& service, DataplaneClient& dataplane, 
     for (const auto& s : bgp.sessions()) states[s.state()]++;
     Family sessions(out, "medix_cp_bgp_sessions", "gauge", "The BGP daemon's sessions, by state.");
     for (const auto& [state, count] : states) sessions.sample({{"state", state}}, count);
+    if (!bgp.bfd_daemon().empty()) {  // --bfd: the area's BIRD
+      Family(out, "medix_cp_bgp_bfd_connected", "gauge", "1 if the area's BFD daemon (BIRD) answers medix-cp.")
+          .sample({}, uint64_t(bgp.bfd_connected()));
+      Family bfd(out, "medix_cp_bgp_bfd_up", "gauge", "1 if BFD to the neighbour is up, else 0.");
+      Family downs(out, "medix_cp_bgp_bfd_downs_total", "counter",
+                   "Times BFD to the neighbour went down from up (its BGP session then shut at once).");
+      for (const auto& s : bgp.sessions()) {
+        if (s.bfd_state().empty()) continue;
+        bfd.sample({{"neighbor", s.neighbor()}}, uint64_t(s.bfd_state() == "Up"));
+        downs.sample({{"neighbor", s.neighbor()}}, s.bfd_downs());
+      }
+    }
     uint64_t installed = 0;
     for (const auto& l : bgp.learned()) installed += l.installed();
     Family(out, "medix_cp_bgp_prefixes", "gauge",

@@ -16,6 +16,8 @@ namespace {
 constexpr auto kPeriod = std::chrono::milliseconds(200);
 constexpr uint32_t kDefaultLocalPref = 100;
 constexpr uint64_t kResyncCycles = 25;  // 5 s
+constexpr unsigned kDefaultBfdIntervalMs = 100;
+constexpr unsigned kDefaultBfdMultiplier = 3;
 
 std::unique_ptr<grpc::ClientContext> context() {
   auto c = std::make_unique<grpc::ClientContext>();
@@ -44,11 +46,12 @@ std::string text(const grpc::Status& s) { return std::to_string(s.error_code()) 
 }  // namespace
 
 Speaker::Speaker(const std::string& daemon, const std::string& dataplane_target, std::function<c1::Intent()> running,
-                 std::function<void()> changed)
-    : daemon_(daemon), running_(std::move(running)), changed_(std::move(changed)) {
+                 std::function<void()> changed, std::unique_ptr<Bird> bird)
+    : daemon_(daemon), running_(std::move(running)), changed_(std::move(changed)), bird_(std::move(bird)) {
   gobgp_ = apipb::GobgpApi::NewStub(grpc::CreateChannel(daemon, grpc::InsecureChannelCredentials()));
   dataplane_ = v1::Dataplane::NewStub(grpc::CreateChannel(dataplane_target, grpc::InsecureChannelCredentials()));
   status_.set_daemon(daemon);
+  if (bird_) status_.set_bfd_daemon(bird_->socket());
 }
 
 void Speaker::start() {
@@ -205,42 +208,81 @@ std::optional<bool> Speaker::tunnel_has_sa(const std::string& tunnel) {
   return false;
 }
 
-std::string Speaker::shut_sessions(const c1::BgpStatus& status,
-                                   const std::function<bool(const std::string&)>& on_backbone, const std::string& why) {
-  std::string error, shut;
-  for (const auto& session : status.sessions()) {
-    if (!on_backbone(session.neighbor())) continue;
+std::string Speaker::shut_sessions(const std::map<std::string, std::string>& shut) {
+  std::string error;
+  std::map<std::string, std::string> said;  // why -> the neighbours shut for it
+  for (const auto& [neighbor, why] : shut) {
+    auto it = shut_.find(neighbor);
+    if (it != shut_.end()) {  // shut already: said again if for another reason now
+      if (it->second != why) said[why] += (said[why].empty() ? "" : ", ") + neighbor;
+      it->second = why;
+      continue;
+    }
     apipb::DisablePeerRequest request;
-    request.set_address(session.neighbor());
+    request.set_address(neighbor);
     request.set_communication(why);
     google::protobuf::Empty empty;
     if (grpc::Status s = gobgp_->DisablePeer(context().get(), request, &empty); !s.ok()) {
-      error = "gobgpd " + daemon_ + ": DisablePeer " + session.neighbor() + ": " + text(s);
+      error = "gobgpd " + daemon_ + ": DisablePeer " + neighbor + ": " + text(s);
     } else {
-      shut_.insert(session.neighbor());
-      shut += (shut.empty() ? "" : ", ") + session.neighbor();
+      shut_[neighbor] = why;
+      said[why] += (said[why].empty() ? "" : ", ") + neighbor;
     }
   }
-  if (!shut.empty()) fprintf(stderr, "medix-cp: bgp: %s: sessions to %s shut\n", why.c_str(), shut.c_str());
-  return error;
-}
-
-std::string Speaker::open_sessions(const std::string& why) {
-  std::string error, opened;
+  for (const auto& [why, neighbors] : said)
+    fprintf(stderr, "medix-cp: bgp: %s: sessions to %s shut\n", why.c_str(), neighbors.c_str());
   for (auto it = shut_.begin(); it != shut_.end();) {
+    if (shut.count(it->first)) {
+      ++it;
+      continue;
+    }
     apipb::EnablePeerRequest request;
-    request.set_address(*it);
+    request.set_address(it->first);
     google::protobuf::Empty empty;
     if (grpc::Status s = gobgp_->EnablePeer(context().get(), request, &empty); !s.ok()) {
-      error = "gobgpd " + daemon_ + ": EnablePeer " + *it + ": " + text(s);
+      error = "gobgpd " + daemon_ + ": EnablePeer " + it->first + ": " + text(s);
       ++it;
     } else {
-      opened += (opened.empty() ? "" : ", ") + *it;
+      fprintf(stderr, "medix-cp: bgp: session to %s enabled again (shut: %s)\n", it->first.c_str(),
+              it->second.c_str());
       it = shut_.erase(it);
     }
   }
-  if (!opened.empty())
-    fprintf(stderr, "medix-cp: bgp: %s: sessions to %s enabled again\n", why.c_str(), opened.c_str());
+  return error;
+}
+
+std::string Speaker::read_bfd(const std::map<std::string, std::string>* neighbours, const c1::Bgp& conf,
+                              c1::BgpStatus& status, std::map<std::string, std::string>& shut) {
+  std::string error;
+  if (neighbours)
+    error = bird_->configure(*neighbours, conf.bfd_interval_ms() ? conf.bfd_interval_ms() : kDefaultBfdIntervalMs,
+                             conf.bfd_multiplier() ? conf.bfd_multiplier() : kDefaultBfdMultiplier);
+  std::map<std::string, std::string> state;
+  if (std::string e = bird_->sessions(state); !e.empty()) {
+    bfd_up_.clear();  // nothing known: the sessions are left to BGP's hold timer
+    bfd_failed_.clear();
+    return e;
+  }
+  status.set_bfd_connected(error.empty());
+  for (auto& session : *status.mutable_sessions()) {
+    const std::string& n = session.neighbor();
+    auto it = state.find(n);
+    if (it == state.end()) {  // no BFD with it (not on the backbone, or not configured yet)
+      bfd_up_.erase(n);
+      bfd_failed_.erase(n);
+      continue;
+    }
+    session.set_bfd_state(it->second);
+    if (it->second == "Up") {
+      bfd_up_.insert(n);
+      bfd_failed_.erase(n);
+    } else if (it->second != "AdminDown" && bfd_up_.erase(n)) {  // down after it was up
+      bfd_failed_.insert(n);
+      bfd_downs_[n]++;
+    }
+    session.set_bfd_downs(bfd_downs_[n]);
+    if (bfd_failed_.count(n)) shut.emplace(n, "BFD to " + n + " down");
+  }
   return error;
 }
 
@@ -345,16 +387,24 @@ void Speaker::cycle() {
   if (!backbone_up && backbone_up_) backbone_cuts_++;
   backbone_up_ = backbone_up;
   next.set_backbone_cuts(backbone_cuts_);
-  // The sessions shut once per cut, opened when the link is back; what failed (or found gobgpd
-  // not answering) is tried again next cycle.
-  if (daemon_error.empty() && (backbone_up ? !shut_.empty() : !cut_shut_)) {
-    std::string why =
-        "backbone " + conf.backbone_interface() + " (port " + port + ") link " + (backbone_up ? "up" : "down");
-    std::string e = backbone_up ? open_sessions(why) : shut_sessions(next, on_backbone, why);
-    cut_shut_ = !backbone_up && e.empty();
-    if (!e.empty()) error = e;
+  // The sessions to shut: those on the backbone while its link is down, and those whose BFD went
+  // down after it was up; the others this medix-cp shut are enabled again. What failed (or
+  // found gobgpd not answering) is tried again next cycle.
+  std::map<std::string, std::string> shut;
+  std::map<std::string, std::string> neighbours;  // on the backbone: BFD's, with our address
+  for (const auto& session : next.sessions()) {
+    if (!on_backbone(session.neighbor())) continue;
+    neighbours[session.neighbor()] = next_hop;
+    if (!backbone_up)
+      shut[session.neighbor()] = "backbone " + conf.backbone_interface() + " (port " + port + ") link down";
   }
-  if (backbone_up) cut_shut_ = false;
+  if (bird_) {
+    // BIRD's neighbours are gobgpd's: not rewritten while gobgpd does not say which they are.
+    std::string e = read_bfd(daemon_error.empty() && !core.empty() ? &neighbours : nullptr, conf, next, shut);
+    if (!e.empty()) error = "BFD: " + e;
+  }
+  if (daemon_error.empty())
+    if (std::string e = shut_sessions(shut); !e.empty()) error = e;
   if (!daemon_error.empty()) {
     error = daemon_error;
     learned.clear();  // nobody withdraws them now
@@ -428,6 +478,10 @@ void Speaker::cycle() {
     }
     if (!backbone_up) {  // nothing crosses a dead link: unreachable at once, not a black hole
       l->set_reason("backbone " + conf.backbone_interface() + "'s link is down");
+      continue;
+    }
+    if (bfd_failed_.count(path.neighbor_ip())) {  // its session is being shut: not waited for
+      l->set_reason("BFD to " + path.neighbor_ip() + " is down");
       continue;
     }
     if (!sa_up) {

@@ -15,6 +15,10 @@
 // and nothing learned is installed, as FRR's fast external failover does, rather than waiting
 // out the hold timer; the link back, they are enabled again (EnablePeer). Not ResetPeer: gobgpd
 // 3.10 then waits 30 s before it reconnects, whatever idle-hold-time-after-reset says.
+// With BFD (the area's BIRD, bird.h): a failure beyond the port (the links up, the path between
+// the areas dropping everything) is seen in interval x multiplier (100 ms x 3 by default), not
+// BGP's hold time: BFD to a neighbour down after it was up, its session is shut and nothing
+// learned from it installed, as for a link down; BFD up again, the session is enabled.
 
 #include <condition_variable>
 #include <functional>
@@ -26,6 +30,7 @@
 #include <string>
 #include <thread>
 
+#include "bgp/bird.h"
 #include "gobgp/gobgp.grpc.pb.h"
 #include "medix/controlplane/v1/controlplane.pb.h"
 #include "medix/dataplane/v1/dataplane.grpc.pb.h"
@@ -39,8 +44,9 @@ class Speaker {
  public:
   // `daemon`: gobgpd's API (HOST:PORT); `running`: this area's intent as applied; `changed`: called
   // (from the speaker's thread) when status() changed other than in its timers.
+  // `bird`: the area's BFD daemon (nullptr: no BFD).
   Speaker(const std::string& daemon, const std::string& dataplane_target, std::function<c1::Intent()> running,
-          std::function<void()> changed);
+          std::function<void()> changed, std::unique_ptr<Bird> bird = nullptr);
   ~Speaker() { stop(); }
   void start();
   void stop();
@@ -67,11 +73,14 @@ class Speaker {
   std::optional<bool> link_up(const std::string& port);
   // Whether medix-dp has an outbound SA on the tunnel; nullopt if it does not answer.
   std::optional<bool> tunnel_has_sa(const std::string& tunnel);
-  // Shuts the sessions to neighbours for which `on_backbone` holds (remembered in shut_), and
-  // enables again those shut; "" or what failed (a session not done is tried again next cycle).
-  std::string shut_sessions(const c1::BgpStatus& status, const std::function<bool(const std::string&)>& on_backbone,
-                            const std::string& why);
-  std::string open_sessions(const std::string& why);
+  // Brings the sessions this medix-cp shut to `shut` (neighbour -> why): those in it shut, the
+  // others enabled again; "" or what failed (a session not done is tried again next cycle).
+  std::string shut_sessions(const std::map<std::string, std::string>& shut);
+  // BIRD's BFD brought to `neighbours` (address -> ours; nullptr: left as it is) and the intent's
+  // timers; each session's BFD state in `status`, those whose BFD went down after it was up
+  // added to `shut`. "" or what failed (BIRD not answering: BFD acts on nothing).
+  std::string read_bfd(const std::map<std::string, std::string>* neighbours, const c1::Bgp& conf,
+                       c1::BgpStatus& status, std::map<std::string, std::string>& shut);
   std::string read_daemon(std::map<std::string, Ours>& ours, std::map<std::string, apipb::Path>& learned,
                           c1::BgpStatus& status);
 
@@ -89,10 +98,13 @@ class Speaker {
   static constexpr unsigned kSilentCycles = 3;
   unsigned dataplane_silent_ = kSilentCycles;
   std::string said_;            // the last error logged
-  bool backbone_up_ = true;     // the backbone port's link, as last seen
-  bool cut_shut_ = false;       // the sessions over it shut for this cut
-  std::set<std::string> shut_;  // neighbours this medix-cp shut for a link down
+  bool backbone_up_ = true;                   // the backbone port's link, as last seen
+  std::map<std::string, std::string> shut_;  // neighbours this medix-cp shut, and why
   uint64_t backbone_cuts_ = 0;
+  std::unique_ptr<Bird> bird_;
+  std::set<std::string> bfd_up_;              // neighbours whose BFD was seen up (and not down since)
+  std::set<std::string> bfd_failed_;          // ... seen going down from up, until up again
+  std::map<std::string, uint64_t> bfd_downs_;  // times each was seen going down from up
 
   std::mutex mu_;
   std::condition_variable wake_;

@@ -161,6 +161,8 @@ int peers_command(const std::string& target, bool json, const std::string& comma
       const auto& b = a.bgp();
       std::cout << "  bgp " << b.daemon() << ": " << (b.connected() ? "connected" : "not answering") << "\n";
       if (!b.last_error().empty()) std::cout << "  bgp last error: " << b.last_error() << "\n";
+      if (!b.bfd_daemon().empty())
+        std::cout << "  bfd " << b.bfd_daemon() << ": " << (b.bfd_connected() ? "connected" : "not answering") << "\n";
       if (!b.backbone_port().empty())
         std::cout << "  backbone port " << b.backbone_port() << ": link " << (b.backbone_link_up() ? "up" : "down")
                   << ", seen going down " << b.backbone_cuts() << " times\n";
@@ -168,6 +170,7 @@ int peers_command(const std::string& target, bool json, const std::string& comma
         std::cout << "  session " << s.neighbor() << " " << s.state();
         if (s.hold_time()) std::cout << " hold " << s.hold_time() << " s";
         if (s.up_unix_ns()) std::cout << " up " << (now - s.up_unix_ns()) / 1000000000 << " s";
+        if (!s.bfd_state().empty()) std::cout << " bfd " << s.bfd_state() << " (down " << s.bfd_downs() << " times)";
         std::cout << "\n";
       }
       for (const auto& p : b.announced())

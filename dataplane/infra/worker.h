@@ -118,7 +118,7 @@ struct Counters {
   } tenants[max_tenants];
   uint64_t drops[drop_reason_count];
   uint64_t icmp_sent, icmp_rate_limited, arp_requests_sent, arp_replies_sent, arp_replies_received, ike_punted,
-      bgp_punted;
+      bgp_punted, bfd_punted;
   // Crossing the core, by the tenant flows start in (the origin).
   struct Nat {
     uint64_t sessions_created, sessions_ended, translated, mappings_created, mappings_ended, pool_exhausted,

@@ -199,6 +199,21 @@ void local_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** esp, uint16_
         esp[n_esp++] = m;
         continue;
       }
+      // BFD's single-hop control packets (RFC 5881, port 3784) for the area's BFD daemon behind
+      // the exception TAP, as BGP's segments below (docs/areas.md); the TTL is left as it came
+      // (255), which the daemon checks.
+      if (port == 3784) {
+        if (!w.punt) {
+          drop(w, m, Drop::local_unsupported);
+        } else if (!punt_allowed(w, rte_be_to_cpu_32(ip->src_addr), pm.tenant)) {
+          if (pm.tenant < max_tenants) bump(w.counters->tenants[pm.tenant].punt_policed);
+          drop(w, m, Drop::punt_policed);
+        } else if (rte_ring_mp_enqueue(w.punt, m) != 0)
+          drop(w, m, Drop::punt_full);
+        else
+          bump(w.counters->bfd_punted);
+        continue;
+      }
       if (port == 500 || port == 4500) {
         if (!w.punt) {
           drop(w, m, Drop::ike_no_listener);

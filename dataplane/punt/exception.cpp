@@ -6,6 +6,7 @@
 #include <rte_arp.h>
 #include <rte_ip.h>
 #include <rte_tcp.h>
+#include <rte_udp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -31,14 +32,21 @@ bool local_in(const Tables& tables, uint16_t tenant, uint32_t address) {
   return nh && tables.nexthops[nh].kind == NexthopKind::local;
 }
 
-// A BGP segment (TCP port 179) from an address of one of our interfaces (the area's BGP daemon
-// on the backbone, docs/areas.md): that interface, its tenant in `tenant`; else nullptr.
-const InterfaceEntry* bgp_from(const Tables& tables, const uint8_t* frame, size_t len, uint32_t src, uint16_t& tenant) {
+// A BGP segment (TCP port 179) or a BFD control packet (UDP to port 3784) from an address of one
+// of our interfaces (the area's BGP and BFD daemons on the backbone, docs/areas.md): that
+// interface, its tenant in `tenant`; else nullptr.
+const InterfaceEntry* daemon_from(const Tables& tables, const uint8_t* frame, size_t len, uint32_t src, uint16_t& tenant) {
   const auto* ip = reinterpret_cast<const rte_ipv4_hdr*>(frame + sizeof(rte_ether_hdr));
   const size_t header = size_t(ip->version_ihl & 0xf) * 4;
-  if (ip->next_proto_id != IPPROTO_TCP || len < sizeof(rte_ether_hdr) + header + sizeof(rte_tcp_hdr)) return nullptr;
-  const auto* tcp = reinterpret_cast<const rte_tcp_hdr*>(frame + sizeof(rte_ether_hdr) + header);
-  if (tcp->src_port != rte_cpu_to_be_16(179) && tcp->dst_port != rte_cpu_to_be_16(179)) return nullptr;
+  const uint8_t* l4 = frame + sizeof(rte_ether_hdr) + header;
+  if (ip->next_proto_id == IPPROTO_TCP && len >= sizeof(rte_ether_hdr) + header + sizeof(rte_tcp_hdr)) {
+    const auto* tcp = reinterpret_cast<const rte_tcp_hdr*>(l4);
+    if (tcp->src_port != rte_cpu_to_be_16(179) && tcp->dst_port != rte_cpu_to_be_16(179)) return nullptr;
+  } else if (ip->next_proto_id == IPPROTO_UDP && len >= sizeof(rte_ether_hdr) + header + sizeof(rte_udp_hdr)) {
+    if (reinterpret_cast<const rte_udp_hdr*>(l4)->dst_port != rte_cpu_to_be_16(3784)) return nullptr;
+  } else {
+    return nullptr;
+  }
   for (const auto& f : tables.interfaces) {
     if (!f.uid || f.tunnel) continue;
     for (unsigned i = 0; i < f.subnet_count; i++)
@@ -144,8 +152,8 @@ unsigned ExceptionPort::poll(const Tables& tables, rte_mempool* pool, rte_ring* 
     for (const auto& f : tables.interfaces)
       if (f.uid && f.tunnel && f.local == src) tunnel = &f;
     uint16_t tenant = tunnel ? tunnel->underlay : 0;
-    if (!tunnel && bgp_from(tables, frame, size_t(len), src, tenant) == nullptr)
-      continue;  // neither IKE from a tunnel endpoint nor BGP from an interface of ours: not ours to send
+    if (!tunnel && daemon_from(tables, frame, size_t(len), src, tenant) == nullptr)
+      continue;  // neither IKE from a tunnel endpoint nor BGP or BFD from an interface of ours: not ours to send
     rte_mbuf* m = rte_pktmbuf_alloc(pool);
     if (!m) continue;
     size_t ip_len = size_t(len) - sizeof(rte_ether_hdr);

@@ -1,10 +1,10 @@
 #pragma once
-// The exception path for IKE and BGP: a Linux TAP interface on the main lcore. Workers hand it
-// the IKE packets addressed to us, and the BGP segments (TCP port 179) to our interfaces'
-// addresses, over a ring; it writes them to the kernel, and what the kernel sends back (IKE from
-// a tunnel endpoint, BGP from an interface's address or from one local in a tunnel's tenant: an
-// ESP backbone's) is handed to worker 0 to be routed out in that tenant. Only the main lcore
-// makes system calls.
+// The exception path for IKE, BGP and BFD: a Linux TAP interface on the main lcore. Workers hand it
+// the IKE packets addressed to us, and the BGP segments (TCP port 179) and BFD control packets
+// (UDP port 3784) to our interfaces' addresses, over a ring; it writes them to the kernel, and
+// what the kernel sends back (IKE from a tunnel endpoint, BGP and BFD from an interface's address
+// or from one local in a tunnel's tenant: an ESP backbone's) is handed to worker 0 to be routed
+// out in that tenant. Only the main lcore makes system calls.
 #include <rte_ether.h>
 #include <rte_mempool.h>
 #include <rte_ring.h>

@@ -167,6 +167,7 @@ int events_cmd(const char*, const char*, rte_tel_data* d) {
   rte_tel_data_add_dict_u64(d, "arp_replies_received", c.arp_replies_received);
   rte_tel_data_add_dict_u64(d, "ike_punted", c.ike_punted);
   rte_tel_data_add_dict_u64(d, "bgp_punted", c.bgp_punted);
+  rte_tel_data_add_dict_u64(d, "bfd_punted", c.bfd_punted);
   return 0;
 }
 

@@ -71,11 +71,11 @@ areas_init() {
   dp=${MEDIX_DP:-build/dataplane/medix-dp}
   cp=${MEDIX_CP:-build/controlplane/medix-cp}
   ctl=${MEDIXCTL:-build/controlplane/cli/medixctl}
-  command -v gobgpd >/dev/null && command -v storescu >/dev/null && command -v tcpdump >/dev/null &&
+  command -v gobgpd >/dev/null && command -v bird >/dev/null && command -v storescu >/dev/null && command -v tcpdump >/dev/null &&
     /usr/bin/python3 -c 'import pydicom' 2>/dev/null || scripts/setup >/dev/null
   tmp=$(mktemp -d "/tmp/medix-$1.XXXXXX")
   id=$$
-  declare -gA dp_pid cp_pid bgp_pid prefix ns tap up lan host
+  declare -gA dp_pid cp_pid bgp_pid bfd_pid prefix ns tap up lan host
   declare -gA addr=([e]=10.255.0.1 [w]=10.255.0.2) n=([e]=1 [w]=2) other=([e]=w [w]=e)
   carrier=medix-${k}bgp-c-$id
   for a in e w; do
@@ -91,6 +91,7 @@ areas_cleanup() {
   for a in e w; do
     [ -n "${cp_pid[$a]:-}" ] && kill -TERM "${cp_pid[$a]}" 2>/dev/null && wait "${cp_pid[$a]}" 2>/dev/null
     [ -n "${bgp_pid[$a]:-}" ] && kill -KILL "${bgp_pid[$a]}" 2>/dev/null && wait "${bgp_pid[$a]}" 2>/dev/null
+    [ -n "${bfd_pid[$a]:-}" ] && kill -TERM "${bfd_pid[$a]}" 2>/dev/null && wait "${bfd_pid[$a]}" 2>/dev/null
     [ -n "${dp_pid[$a]:-}" ] && kill -TERM "${dp_pid[$a]}" 2>/dev/null && wait "${dp_pid[$a]}" 2>/dev/null
     rm -rf "/var/run/dpdk/${prefix[$a]}"
     ip netns del "${ns[$a]}" 2>/dev/null
@@ -170,6 +171,24 @@ areas_start_bgp() {
   bgp_pid[$a]=$!
 }
 
+# areas_start_bfd AREA: the area's BFD daemon (BIRD 2) in its namespace: bird.conf has the router
+# id, the device protocol and an include of $tmp/bfd-AREA.conf, which medix-cp writes (--bfd
+# $tmp/bird-AREA.ctl --bfd-config $tmp/bfd-AREA.conf, docs/areas.md); empty until it does.
+areas_start_bfd() {
+  local a=$1
+  : >"$tmp/bfd-$a.conf"
+  cat >"$tmp/bird-$a.conf" <<EOF
+router id ${addr[$a]};
+log stderr all;
+protocol device { scan time 10; }
+include "$tmp/bfd-$a.conf";
+EOF
+  ip netns exec "${ns[$a]}" bird -f -c "$tmp/bird-$a.conf" -s "$tmp/bird-$a.ctl" -P "$tmp/bird-$a.pid" \
+    >>"$tmp/bird-$a.log" 2>&1 &
+  bfd_pid[$a]=$!
+  mx_wait_for 10 test -S "$tmp/bird-$a.ctl" || { fail "BIRD $a starts" "$(tail -5 "$tmp/bird-$a.log")"; finish; }
+}
+
 # areas_start_cp AREA [medix-cp options]: the area's medix-cp in its namespace (its intent
 # $tmp/AREA.json, gobgpd's API); fails the suite if it does not start.
 areas_start_cp() {
@@ -181,13 +200,14 @@ areas_start_cp() {
   mx_wait_for 15 grep -q "medix-cp: ready" "$tmp/cp-$a.log" || { fail "medix-cp $a starts" "$(tail -8 "$tmp/cp-$a.log")"; finish; }
 }
 
-# areas_punted [HOW]: each area's medix-dp punted BGP segments to its TAP (telemetry bgp_punted).
+# areas_punted [HOW [COUNTER WHAT]]: each area's medix-dp punted BGP segments to its TAP (telemetry
+# bgp_punted; or COUNTER, e.g. bfd_punted, of WHAT, e.g. "BFD packets").
 areas_punted() {
-  local a punted
+  local a punted counter=${2:-bgp_punted} what=${3:-BGP segments}
   for a in e w; do
-    punted=$(/usr/bin/python3 test/netns/telemetry.py "${prefix[$a]}" /medix/events bgp_punted 2>&1)
-    [ "${punted:-0}" -gt 0 ] 2>/dev/null && pass "medix-dp $a punted $punted BGP segments${1:+ ($1)} to its TAP" ||
-      fail "medix-dp $a's bgp_punted" "$punted"
+    punted=$(/usr/bin/python3 test/netns/telemetry.py "${prefix[$a]}" /medix/events "$counter" 2>&1)
+    [ "${punted:-0}" -gt 0 ] 2>/dev/null && pass "medix-dp $a punted $punted $what${1:+ ($1)} to its TAP" ||
+      fail "medix-dp $a's $counter" "$punted"
   done
 }
 

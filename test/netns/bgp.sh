@@ -62,6 +62,7 @@ for a in e w; do
   ip -n "${ns[$a]}" addr add "${addr[$a]}/24" dev "${tap[$a]}" && ip -n "${ns[$a]}" link set "${tap[$a]}" up ||
     { fail "TAP ${tap[$a]}'s address"; finish; }
   areas_start_bgp $a
+  areas_start_bfd $a
 done
 printf 'medix-cp {\n  port = 0\n  port_nat_t = 0\n}\n' >"$tmp/strongswan.conf"
 # Each area: its tenants' LANs translated into the core (static mappings, the core's routes to
@@ -105,7 +106,10 @@ cat >"$tmp/w.json" <<'JSON'
                   {"name": "core-ping", "priority": 20, "from_tenant": "ix", "to_tenant": "arch-w", "protocol": 1, "permit": true}],
  "bgp": {"backbone_interface": "bb"}}
 JSON
-for a in e w; do areas_start_cp $a --strongswan-conf "$tmp/strongswan.conf" --log-level 0; done
+for a in e w; do
+  areas_start_cp $a --strongswan-conf "$tmp/strongswan.conf" --log-level 0 --bfd "$tmp/bird-$a.ctl" \
+    --bfd-config "$tmp/bfd-$a.conf"
+done
 
 areas_session_up "(medixctl areas)" "the backbone addresses, on east's TAP"
 # The backbone is VLAN 100 end to end: every frame the carrier sees is tagged (BGP's keepalives,
@@ -178,6 +182,7 @@ wait "$scp_pid" "$other_pid" 2>/dev/null
 
 # The backbone cut and repaired, MX_BGP_CUTS times: the time from the cut to the other area's
 # prefix gone from each medix-dp (read with medixctl: an upper bound, by its ~0.1 s per call).
+both_back() { routes_are e "100.64.2.0/24 via 10.255.0.2" && routes_are w "$west_routes"; }
 cut_ms=()
 for cut in $(seq "${MX_BGP_CUTS:-2}"); do
   t0=$(date +%s%N)
@@ -201,7 +206,6 @@ for cut in $(seq "${MX_BGP_CUTS:-2}"); do
   fi
   t0=$(date +%s%N)
   ip -n "$carrier" link set ce up && ip -n "$carrier" link set cw up
-  both_back() { routes_are e "100.64.2.0/24 via 10.255.0.2" && routes_are w "$west_routes"; }
   mx_wait_for 30 both_back && pass "cut $cut repaired: the routes are back after ${took} ms (gobgpd: 5 s idle, then its 5-10 s connect timer)" ||
     { fail "cut $cut repaired: routes back" "$(routes e; routes w; ctl e areas)"; break; }
 done
@@ -209,6 +213,48 @@ if [ "${#cut_ms[@]}" -gt 0 ]; then
   sorted=($(printf '%s\n' "${cut_ms[@]}" | sort -n))
   echo "figure: backbone cut to both areas' routes withdrawn over ${#sorted[@]} cuts (ms): ${cut_ms[*]};" \
     "p50 ${sorted[$(((${#sorted[@]} - 1) / 2))]}, max ${sorted[-1]}"
+fi
+
+# BFD (BIRD, 100 ms x 3): up both ways through the exception path (UDP 3784 punted, TTL 255 kept:
+# BIRD drops single-hop packets with less).
+bfd_up() { ctl e areas | grep -q "^  session 10.255.0.2 ESTABLISHED.* bfd Up" && ctl w areas | grep -q "^  session 10.255.0.1 .* bfd Up"; }
+mx_wait_for 20 bfd_up && pass "BFD up in both areas (medixctl areas: session ... bfd Up)" ||
+  fail "BFD up" "$(ctl e areas; ctl w areas; tail -5 "$tmp"/bird-*.log)"
+areas_punted "" bfd_punted "BFD packets"
+# A failure beyond the ports, MX_BFD_CUTS times (default 2): the carrier's bridge isolates both
+# ends (nothing crosses, both medix-dp's links stay up), so only BFD (or BGP's 3 s hold timer)
+# can see it. The time from the cut to both areas' routes gone: each figure, then p50 and max;
+# the goal is 3 s (issue 18).
+bfd_ms=()
+for cut in $(seq "${MX_BFD_CUTS:-2}"); do
+  t0=$(date +%s%N)
+  bridge -n "$carrier" link set dev ce isolated on && bridge -n "$carrier" link set dev cw isolated on
+  areas_routes_gone "$t0" routes_are # te, tw
+  if [ -n "$te" ] && [ -n "$tw" ] && [ "$te" -le 3000 ] && [ "$tw" -le 3000 ]; then
+    pass "failure beyond the ports $cut: both areas removed the other's prefix within 3 s (east ${te} ms, west ${tw} ms)"
+    bfd_ms+=($((te > tw ? te : tw)))
+  else
+    fail "failure beyond the ports $cut: routes withdrawn within 3 s (east ${te:-none} ms, west ${tw:-none} ms)" \
+      "$(routes e; routes w; ctl e areas)"
+  fi
+  if [ "$cut" = 1 ]; then
+    out=$(ctl e areas)
+    grep -q "^  backbone port p0: link up" <<<"$out" &&
+      grep -qs "BFD to 10.255.0.2 down: sessions to 10.255.0.2 shut" "$tmp/cp-e.log" &&
+      pass "east's port stayed up; BFD saw west gone and east shut its session" ||
+      fail "east's BFD down" "$out"$'\n'"$(tail -3 "$tmp/cp-e.log")"
+    out=$(ip netns exec "${host[e]}" ping -c 1 -W 2 100.64.2.5 2>&1)
+    grep -qi "unreachable" <<<"$out" && pass "failure beyond the ports: a ping to west's archive gets ICMP unreachable" ||
+      fail "ICMP unreachable after the failure beyond the ports" "$out"
+  fi
+  bridge -n "$carrier" link set dev ce isolated off && bridge -n "$carrier" link set dev cw isolated off
+  mx_wait_for 30 both_back && pass "failure $cut repaired: BFD up, the sessions enabled, the routes back after ${took} ms" ||
+    { fail "failure $cut repaired: routes back" "$(routes e; routes w; ctl e areas)"; break; }
+done
+if [ "${#bfd_ms[@]}" -gt 0 ]; then
+  sorted=($(printf '%s\n' "${bfd_ms[@]}" | sort -n))
+  echo "figure: failure beyond the ports to both areas' routes withdrawn (BFD 100 ms x 3) over ${#sorted[@]} cuts (ms):" \
+    "${bfd_ms[*]}; p50 ${sorted[$(((${#sorted[@]} - 1) / 2))]}, max ${sorted[-1]}"
 fi
 
 kill -KILL "${bgp_pid[w]}"
