@@ -102,7 +102,8 @@ void usage() {
 int main(int argc, char** argv) {
   std::string intent_path, target, listen, strongswan_conf, plugins, metrics_listen, knot_socket, knot_geoip,
       knot_probe;
-  std::string intent_store, area, bgp_daemon, bfd_socket, bfd_config, etcd_cacert, etcd_cert, etcd_key, etcd_server_name, etcd_user_file;
+  std::string intent_store, area, bgp_daemon, bfd_socket, bfd_config, etcd_cacert, etcd_cert, etcd_key,
+      etcd_server_name, etcd_user_file;
   std::string knot_catalog = "catalog.medix";
   medix::cp::ha::LinkConfig ha_link_config;
   int log_level = 1;

@@ -19,16 +19,11 @@ constexpr int kTimeoutMs = 1000;
 
 std::string Bird::config(const std::map<std::string, std::string>& neighbours, unsigned interval_ms,
                          unsigned multiplier) {
-  std::string ms = std::to_string(interval_ms) + " ms";
-  std::string text =
-      "# Written by medix-cp (the intent's bgp section): BFD with the backbone's neighbours.\n"
-      "protocol bfd medix {\n"
-      "  interface \"*\" {\n"
-      "    min rx interval " + ms + ";\n"
-      "    min tx interval " + ms + ";\n"
-      "    idle tx interval 1000 ms;\n"
-      "    multiplier " + std::to_string(multiplier) + ";\n"
-      "  };\n";
+  const std::string ms = std::to_string(interval_ms) + " ms;\n";
+  std::string text = "# Written by medix-cp (the intent's bgp section): BFD with the backbone's neighbours.\n";
+  text += "protocol bfd medix {\n  interface \"*\" {\n";
+  text += "    min rx interval " + ms + "    min tx interval " + ms;
+  text += "    idle tx interval 1000 ms;\n    multiplier " + std::to_string(multiplier) + ";\n  };\n";
   for (const auto& [address, local] : neighbours) text += "  neighbor " + address + " local " + local + ";\n";
   return text + "}\n";
 }

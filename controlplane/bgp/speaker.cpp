@@ -243,8 +243,7 @@ std::string Speaker::shut_sessions(const std::map<std::string, std::string>& shu
       error = "gobgpd " + daemon_ + ": EnablePeer " + it->first + ": " + text(s);
       ++it;
     } else {
-      fprintf(stderr, "medix-cp: bgp: session to %s enabled again (shut: %s)\n", it->first.c_str(),
-              it->second.c_str());
+      fprintf(stderr, "medix-cp: bgp: session to %s enabled again (shut: %s)\n", it->first.c_str(), it->second.c_str());
       it = shut_.erase(it);
     }
   }

@@ -79,8 +79,8 @@ class Speaker {
   // BIRD's BFD brought to `neighbours` (address -> ours; nullptr: left as it is) and the intent's
   // timers; each session's BFD state in `status`, those whose BFD went down after it was up
   // added to `shut`. "" or what failed (BIRD not answering: BFD acts on nothing).
-  std::string read_bfd(const std::map<std::string, std::string>* neighbours, const c1::Bgp& conf,
-                       c1::BgpStatus& status, std::map<std::string, std::string>& shut);
+  std::string read_bfd(const std::map<std::string, std::string>* neighbours, const c1::Bgp& conf, c1::BgpStatus& status,
+                       std::map<std::string, std::string>& shut);
   std::string read_daemon(std::map<std::string, Ours>& ours, std::map<std::string, apipb::Path>& learned,
                           c1::BgpStatus& status);
 
@@ -97,13 +97,13 @@ class Speaker {
   // withdraws nothing) this area announces nothing. From there at start: not before it answers.
   static constexpr unsigned kSilentCycles = 3;
   unsigned dataplane_silent_ = kSilentCycles;
-  std::string said_;            // the last error logged
-  bool backbone_up_ = true;                   // the backbone port's link, as last seen
+  std::string said_;                         // the last error logged
+  bool backbone_up_ = true;                  // the backbone port's link, as last seen
   std::map<std::string, std::string> shut_;  // neighbours this medix-cp shut, and why
   uint64_t backbone_cuts_ = 0;
   std::unique_ptr<Bird> bird_;
-  std::set<std::string> bfd_up_;              // neighbours whose BFD was seen up (and not down since)
-  std::set<std::string> bfd_failed_;          // ... seen going down from up, until up again
+  std::set<std::string> bfd_up_;               // neighbours whose BFD was seen up (and not down since)
+  std::set<std::string> bfd_failed_;           // ... seen going down from up, until up again
   std::map<std::string, uint64_t> bfd_downs_;  // times each was seen going down from up
 
   std::mutex mu_;

@@ -35,7 +35,8 @@ bool local_in(const Tables& tables, uint16_t tenant, uint32_t address) {
 // A BGP segment (TCP port 179) or a BFD control packet (UDP to port 3784) from an address of one
 // of our interfaces (the area's BGP and BFD daemons on the backbone, docs/areas.md): that
 // interface, its tenant in `tenant`; else nullptr.
-const InterfaceEntry* daemon_from(const Tables& tables, const uint8_t* frame, size_t len, uint32_t src, uint16_t& tenant) {
+const InterfaceEntry* daemon_from(const Tables& tables, const uint8_t* frame, size_t len, uint32_t src,
+                                  uint16_t& tenant) {
   const auto* ip = reinterpret_cast<const rte_ipv4_hdr*>(frame + sizeof(rte_ether_hdr));
   const size_t header = size_t(ip->version_ihl & 0xf) * 4;
   const uint8_t* l4 = frame + sizeof(rte_ether_hdr) + header;
