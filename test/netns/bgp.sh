@@ -5,7 +5,7 @@
 # pair): the TCP session is punted by medix-dp like IKE, not carried by a link of its own.
 #
 #   namespace E: gobgpd 10.255.0.1 ── TAP ── medix-dp E ── bb ══ carrier ══ bb ── medix-dp W ── TAP ── gobgpd 10.255.0.2 :namespace W
-#                medix-cp E (--bgp, intent file)         (VLAN 100)        (VLAN 100)                medix-cp W
+#                BIRD (BFD), medix-cp E (--bgp --bfd)    (VLAN 100)        (VLAN 100)                medix-cp W, BIRD
 #
 # The backbone: each medix-dp's port is a veth whose other end is in a bridge of a "carrier"
 # namespace; the areas' backbone interfaces are a VLAN attachment (802.1Q tag 100, which medix-dp
@@ -30,7 +30,12 @@
 # other than DICOM's refused by west's (docs/nat.md, "Across areas"); the backbone cut MX_BGP_CUTS times (default 2): each area
 # sees its port's link down, resets its session at once and removes the other's prefix (the time
 # from the cut to both routes gone: each cut's figure, then p50 and max; at most 3 s each), a
-# ping across is answered ICMP unreachable, and after the repair the routes come back; west's
+# ping across is answered ICMP unreachable, and after the repair the routes come back; BFD (BIRD
+# in each area's namespace, medix-cp --bfd) up both ways and punted by both medix-dp
+# (bfd_punted), then a failure beyond the ports MX_BFD_CUTS times (default 2: the carrier's
+# bridge isolates both ends, the links stay up): both areas' routes gone within 3 s (each
+# figure, p50, max), east's port still up and its log naming BFD, a ping answered ICMP
+# unreachable, the routes back after the repair; west's
 # gobgpd killed: east withdraws west's prefix, and the next ping is answered ICMP unreachable. Ends with "netns-bgp: N passed, M failed". MEDIX_DP, MEDIX_CP and
 # MEDIXCTL override the binaries.
 set -u
