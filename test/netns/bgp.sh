@@ -118,10 +118,11 @@ done
 
 areas_session_up "(medixctl areas)" "the backbone addresses, on east's TAP"
 # The backbone is VLAN 100 end to end: every frame the carrier sees is tagged (BGP's keepalives,
-# one a second each way, among them).
-out=$(ip netns exec "$carrier" timeout 5 tcpdump -i ce -nn -e -c 4 2>/dev/null)
+# one a second each way, and BFD's control packets, ten, among them).
+out=$(ip netns exec "$carrier" timeout 5 tcpdump -l -i ce -nn -e -c 60 2>/dev/null)
 [ "$(grep -c . <<<"$out")" -ge 4 ] && ! grep -qv "vlan 100" <<<"$out" && grep -q "\.179[: ]" <<<"$out" &&
-  pass "the backbone carries VLAN 100 only: BGP's frames on the carrier are 802.1Q-tagged (tcpdump)" ||
+  grep -q "\.3784: BFD" <<<"$out" &&
+  pass "the backbone carries VLAN 100 only: BGP's and BFD's frames on the carrier are 802.1Q-tagged (tcpdump)" ||
   fail "VLAN 100 on the backbone" "$out"
 west_routes="100.64.1.0/24 via 10.255.0.1
 100.64.4.0/24 via 10.255.0.1
