@@ -177,10 +177,10 @@ bad "a backbone interface outside the core" \
   "bgp.backbone_interface: 'lan' is in tenant 'svc-n', not a core tenant"
 bad "a next hop that is no address" 'i["areas"]["east"]["bgp"]["next_hop"] = "10.255.0"' \
   "bgp.next_hop: '10.255.0' is not an IPv4 address"
-bad "a preference for a tenant the area lacks" 'i["areas"]["west"]["bgp"]["tenant_local_pref"] = {"hosp-e": 50}' \
-  "bgp.tenant_local_pref[hosp-e]: no such tenant in the intent"
 bad "a BFD interval below 10 ms" 'i["areas"]["east"]["bgp"]["bfd_interval_ms"] = 5' \
   "bgp.bfd_interval_ms: 5 is not 10 to 10000 (0: 100)"
+bad "a preference for a tenant the area lacks" 'i["areas"]["west"]["bgp"]["tenant_local_pref"] = {"hosp-e": 50}' \
+  "bgp.tenant_local_pref[hosp-e]: no such tenant in the intent"
 out=$(ctl east intent apply "$tmp/bad.json")
 [ $? -ne 0 ] && grep -qF "tenant_local_pref[hosp-e]" <<<"$out" && pass "ApplyIntent refuses it too" ||
   fail "ApplyIntent of a bad bgp" "$out"
