@@ -476,13 +476,14 @@ check "heal: medix-cp A raised the IKE_SA's message IDs to B's ($(cp_since a $a_
   mx_wait_eval 5 'cp_since a $a_mark | grep -q "the peer rejoins after acting active: 1 IKE_SA(s) reported, 1 raised"'
 check_that "heal: the gateway's IKE_SA is the same one ($ike_split), its only one; one IKE_SA_INIT in all" \
   '[ -n "$ike_split" ] && [ "$(ike_sa)" = "$ike_split" ] && [ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ]'
+# A gateway's DPD that reached A before its message IDs were raised is ignored and retransmitted
+# (4 s): the rekey may wait for it.
+# shellcheck disable=SC2034  # read by mx_wait_eval
 c5=$(child)
-if swan --rekey --child hosp >"$GW/rekey-heal.log" 2>&1 && sleep 1 && c=$(child) && [ -n "$c" ] &&
-  [ "${c%% *}" != "${c5%% *}" ]; then
-  pass "heal: the gateway rekeyed the CHILD_SA with A (A expects the gateway's message ID: $c)"
-else
-  fail "heal: the gateway's CHILD_SA rekey through A: $(tail -2 "$GW/rekey-heal.log"); CHILD_SA $(child)"
-fi
+swan --rekey --child hosp >"$GW/rekey-heal.log" 2>&1
+check "heal: the gateway rekeyed the CHILD_SA with A (A expects the gateway's message ID)" \
+  mx_wait_eval 10 'c=$(child); [ -n "$c" ] && [ "${c%% *}" != "${c5%% *}" ]'
+echo "    CHILD_SA $c5 -> $(child); gateway retransmits since the heal: $(tail -n +$((gw_mark + 1)) "$GWLOG" | grep -c retransmit)"
 check "heal: hosp-y reaches the archive through A" ping_archive
 check "heal: medix-dp B holds the gateway's CHILD_SA (A's resync and rekeys)" mx_wait_eval 10 'spis_held $B_PREFIX'
 echo "    split and heal: $(awk -v a="$t_split" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
@@ -491,13 +492,12 @@ mx_pair_kill A
 kill -KILL "$CPA_PID" && wait "$CPA_PID" 2>/dev/null
 CPA_PID=
 check "after the heal, A killed: B master and active" mx_wait_eval 10 'mx_pair_is $B_PREFIX master HA_ROLE_ACTIVE'
+# shellcheck disable=SC2034  # read by mx_wait_eval
 c6=$(child)
-if swan --rekey --child hosp >"$GW/rekey-b2.log" 2>&1 && sleep 1 && c=$(child) && [ -n "$c" ] &&
-  [ "${c%% *}" != "${c6%% *}" ] && ping_archive; then
-  pass "after the heal, the gateway rekeyed the CHILD_SA with B and hosp-y reaches the archive ($c)"
-else
-  fail "after the heal, the gateway's CHILD_SA rekey through B: $(tail -2 "$GW/rekey-b2.log"); CHILD_SA $(child)"
-fi
+swan --rekey --child hosp >"$GW/rekey-b2.log" 2>&1
+check "after the heal, the gateway rekeyed the CHILD_SA with B (B's copy has the split's message IDs)" \
+  mx_wait_eval 10 'c=$(child); [ -n "$c" ] && [ "${c%% *}" != "${c6%% *}" ]'
+check "hosp-y reaches the archive through B" ping_archive
 check_that "the gateway's IKE_SA is still the same one, its only one" \
   '[ "$(ike_sa)" = "$ike_split" ] && [ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ]'
 echo "    whole run: $(awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
