@@ -318,10 +318,14 @@ int main(int argc, char** argv) {
       for (const auto& m : raw) out.push_back({m.spi_i, m.spi_r, m.initiating, m.responding});
       return out;
     };
-    charon.raise_mids = [](const std::vector<medix::cp::ha::IkeMids>& mids) {
+    charon.raise_mids = [](std::vector<medix::cp::ha::IkeMids>& mids) {
       std::vector<cp_ike_mids> raw;
-      for (const auto& m : mids) raw.push_back({m.spi_i, m.spi_r, m.initiating, m.responding});
-      return cp_charon_raise_mids(raw.data(), int(raw.size()));
+      for (const auto& m : mids) raw.push_back({m.spi_i, m.spi_r, m.initiating, m.responding, false});
+      int raised = cp_charon_raise_mids(raw.data(), int(raw.size()));
+      mids.clear();
+      for (const auto& m : raw)
+        if (m.busy) mids.push_back({m.spi_i, m.spi_r, m.initiating, m.responding});
+      return raised;
     };
     charon.drop_passive = [] { return cp_charon_drop_passive(); };
     charon.hold_dpd = [] { cp_charon_hold_dpd(); };

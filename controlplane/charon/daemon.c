@@ -251,9 +251,10 @@ int cp_charon_ike_mids(struct cp_ike_mids* out, int max) {
   return n;
 }
 
-int cp_charon_raise_mids(const struct cp_ike_mids* mids, int n) {
+int cp_charon_raise_mids(struct cp_ike_mids* mids, int n) {
   if (!started) return 0;
   int raised = 0;
+  for (int i = 0; i < n; i++) mids[i].busy = false;
   enumerator_t* e = charon->ike_sa_manager->create_enumerator(charon->ike_sa_manager, TRUE);
   ike_sa_t* ike_sa;
   while (e->enumerate(e, &ike_sa)) {
@@ -262,8 +263,14 @@ int cp_charon_raise_mids(const struct cp_ike_mids* mids, int n) {
     for (int i = 0; i < n; i++) {
       if (mids[i].spi_i != id->get_initiator_spi(id) || mids[i].spi_r != id->get_responder_spi(id)) continue;
       uint32_t init = ike_sa->get_message_id(ike_sa, TRUE), resp = ike_sa->get_message_id(ike_sa, FALSE);
+      if (mids[i].initiating <= init && mids[i].responding <= resp) break;
+      enumerator_t* tasks = ike_sa->create_task_enumerator(ike_sa, TASK_QUEUE_ACTIVE);
+      task_t* task;
+      mids[i].busy = tasks->enumerate(tasks, &task);
+      tasks->destroy(tasks);
+      if (mids[i].busy) break;
       /* As the ha plugin applies a synced message ID (ha_dispatcher.c): set_message_id resets the
-       * task manager, which starts an exchange in flight again with the new ID. */
+       * task manager (queued tasks start again; none is in flight: checked above). */
       if (mids[i].initiating > init) ike_sa->set_message_id(ike_sa, TRUE, mids[i].initiating);
       if (mids[i].responding > resp) ike_sa->set_message_id(ike_sa, FALSE, mids[i].responding);
       if (mids[i].initiating > init || mids[i].responding > resp) {

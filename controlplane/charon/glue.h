@@ -66,13 +66,15 @@ int cp_charon_make_passive(void);
 struct cp_ike_mids {
   uint64_t spi_i, spi_r;
   uint32_t initiating, responding;
+  bool busy;
 };
 /* Fills up to `max` IKE_SAs' message IDs; returns how many. */
 int cp_charon_ike_mids(struct cp_ike_mids* out, int max);
-/* Raises each listed IKE_SA's message IDs to at least the given ones (never lowers them; a
- * raised IKE_SA's exchange in flight is started again with the new ID). Returns how many IKE_SAs
- * were raised. */
-int cp_charon_raise_mids(const struct cp_ike_mids* mids, int n);
+/* Raises each listed IKE_SA's message IDs to at least the given ones (never lowers them).
+ * One with an exchange of ours in flight is left for later (libcharon would send that request
+ * again under its message ID, and its IV generator refuses the reuse): its `busy` is set, the
+ * others' cleared. Returns how many IKE_SAs were raised. */
+int cp_charon_raise_mids(struct cp_ike_mids* mids, int n);
 /* Destroys every passive IKE_SA (and its CHILD_SAs) without a word to the peers or the pair's
  * other node: before a resync that sends them all again. Returns how many. */
 int cp_charon_drop_passive(void);

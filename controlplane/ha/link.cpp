@@ -206,12 +206,12 @@ void Link::relay() {
           rejoin_asked_ = true;
         } else if (std::vector<IkeMids> mids; decode_mids(payload, mids)) {
           // The loser of a split: its message IDs may be ahead of ours (the gateway's requests
-          // reached it); taking the higher keeps both sides of each IKE_SA in step.
+          // reached it); taking the higher keeps both sides of each IKE_SA in step. Now, before
+          // the resync request that follows starts our rekeys.
           stats_.received++;
-          int raised = charon_.raise_mids ? charon_.raise_mids(mids) : 0;
-          stats_.mids_raised += raised;
-          fprintf(stderr, "medix-cp: ha: the peer rejoins after acting active: %zu IKE_SA(s) reported, %d raised\n",
-                  mids.size(), raised);
+          fprintf(stderr, "medix-cp: ha: the peer rejoins after acting active: %zu IKE_SA(s) reported\n",
+                  mids.size());
+          raise(std::move(mids), "the peer's");
         }
         continue;
       }
@@ -253,6 +253,20 @@ int Link::datapath_role() {
   last_answer_ = now;
   last_role_ = role;
   return role;
+}
+
+void Link::raise(std::vector<IkeMids> mids, const char* whose) {
+  size_t n = mids.size();
+  int raised = charon_.raise_mids ? charon_.raise_mids(mids) : 0;
+  stats_.mids_raised += raised;
+  std::lock_guard lock(send_mutex_);
+  if (mids.empty()) {
+    fprintf(stderr, "medix-cp: ha: %d of %zu IKE_SA(s) raised to %s message IDs\n", raised, n, whose);
+    return;
+  }
+  pending_raised_ = raised;
+  pending_mids_ = std::move(mids);
+  pending_until_ = steady_ns() + 5 * heard_for_ns;
 }
 
 bool Link::rejoin() {
@@ -349,11 +363,29 @@ void Link::watch_role() {
       send_own({link_own, uint8_t(Own::rejoin)});
     }
     if (!dirty_.load()) last_ask = 0;
-    if (raise_at && t >= raise_at) {
+    if (raise_at && t >= raise_at) {  // the copies the resync brought: to our own IDs too
       raise_at = 0;
-      int raised = charon_.raise_mids ? charon_.raise_mids(own_mids_) : 0;
+      raise(own_mids_, "our own (after the resync)");
+    }
+    std::vector<IkeMids> pending;
+    int raised_before = 0;
+    {
+      std::lock_guard lock(send_mutex_);
+      pending.swap(pending_mids_);
+      raised_before = pending_raised_;
+    }
+    if (!pending.empty()) {  // busy before: tried again
+      int raised = charon_.raise_mids ? charon_.raise_mids(pending) : 0;
       stats_.mids_raised += raised;
-      fprintf(stderr, "medix-cp: ha: after the resync, %d IKE_SA copy(ies) raised to our own message IDs\n", raised);
+      std::lock_guard lock(send_mutex_);
+      if (pending.empty() || t >= pending_until_) {
+        fprintf(stderr, "medix-cp: ha: %d IKE_SA(s) raised to the other node's message IDs, %zu left busy\n",
+                raised_before + raised, pending.size());
+        pending_raised_ = 0;
+      } else {
+        pending_raised_ = raised_before + raised;
+        pending_mids_ = std::move(pending);
+      }
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
