@@ -327,7 +327,12 @@ int main(int argc, char** argv) {
         if (m.busy) mids.push_back({m.spi_i, m.spi_r, m.initiating, m.responding});
       return raised;
     };
-    charon.drop_passive = [] { return cp_charon_drop_passive(); };
+    // Passive first: the plugin's segment drop (the FIFO) may not have run yet, and an active
+    // IKE_SA destroyed would have the plugin tell the peer to delete its own.
+    charon.drop_passive = [] {
+      cp_charon_make_passive();
+      return cp_charon_drop_passive();
+    };
     charon.hold_dpd = [] { cp_charon_hold_dpd(); };
     if (std::string e = ha_link.start(
             ha_link_config, [&dataplane] { return dataplane.ha_role(); }, charon);

@@ -41,11 +41,11 @@ inline bool owns_ike_sas_at_stop(int role, int peer_active) { return role == 1 &
 
 // What the link asks of medix-cp's charon (charon/glue.h, wired in main.cpp); unset: nothing.
 struct Charon {
-  std::function<std::vector<IkeMids>()> mids;                  // every IKE_SA's message IDs
+  std::function<std::vector<IkeMids>()> mids;  // every IKE_SA's message IDs
   // To at least these; how many raised. Leaves in `mids` those busy (an exchange of ours in flight).
   std::function<int(std::vector<IkeMids>&)> raise_mids;
-  std::function<int()> drop_passive;                           // destroys the passive IKE_SAs; how many
-  std::function<void()> hold_dpd;                              // no DPD of ours for the DPD delay
+  std::function<int()> drop_passive;  // makes every IKE_SA passive, destroys them; how many
+  std::function<void()> hold_dpd;     // no DPD of ours for the DPD delay
 };
 
 class Link {
@@ -111,7 +111,7 @@ class Link {
   std::atomic<int64_t> plugin_resync_ns_{0};       // the plugin last asked for a resync
   std::atomic<bool> dirty_{false}, repairing_{false};
   std::atomic<bool> rejoin_asked_{false};  // the active peer asked us to rejoin
-  std::vector<IkeMids> own_mids_;  // watcher only: the loser's message IDs, kept from its demotion
+  std::vector<IkeMids> own_mids_;          // watcher only: the loser's message IDs, kept from its demotion
   // Message IDs still to raise (busy IKE_SAs are tried again each 100 ms), until pending_until_.
   std::vector<IkeMids> pending_mids_;  // under send_mutex_
   int64_t pending_until_ = 0;          // under send_mutex_

@@ -471,8 +471,12 @@ start_cp B >"$MX_TMP/cpb-start.txt" 2>&1 || fail "medix-cp B did not restart: $(
 check "medix-cp B back: the IKE_SA passive, medix-dp B holds the gateway's CHILD_SA" \
   mx_wait_eval 15 'grep -q "installed HA passive IKE_SA" "$MX_TMP/cp-b.log" && spis_held $B_PREFIX'
 ike_split=$(ike_sa) a_mark=$(wc -l <"$MX_TMP/cp-a.log") b_mark=$(wc -l <"$MX_TMP/cp-b.log") gw_mark=$(wc -l <"$GWLOG")
+# The medix-cp link first: a request either node sends within the second its peer's word still
+# holds is not held back (docs/ha.md, "Still unsafe"); then VRRP's segments.
+cp_link cut || fail "could not cut the medix-cp link"
+sleep 1.5
 steer_carrier ethb
-segments on && cp_link cut || fail "could not isolate the nodes"
+segments on || fail "could not isolate the nodes"
 check "split: B master and active beside A (ports isolated, medix-cp link cut)" \
   mx_wait_eval 10 'mx_pair_is $B_PREFIX master HA_ROLE_ACTIVE && mx_pair_is $A_PREFIX master HA_ROLE_ACTIVE'
 check "split: the gateway's DPD reaches B and B answers it (an exchange on the loser)" \
