@@ -470,13 +470,15 @@ mv "$MX_TMP/cp-b.log" "$MX_TMP/cp-b-second.log"
 start_cp B >"$MX_TMP/cpb-start.txt" 2>&1 || fail "medix-cp B did not restart: $(cat "$MX_TMP/cpb-start.txt")"
 check "medix-cp B back: the IKE_SA passive, medix-dp B holds the gateway's CHILD_SA" \
   mx_wait_eval 15 'grep -q "installed HA passive IKE_SA" "$MX_TMP/cp-b.log" && spis_held $B_PREFIX'
+# The split starts just after a DPD exchange between A and the gateway: B's copy has its message
+# ID, and neither side's next DPD is due for 2 s, by when A has found its peer silent (a request
+# sent in the second the peer's word still holds is not held back: docs/ha.md, "Still unsafe").
+gw_mark=$(wc -l <"$GWLOG")
+mx_wait_eval 6 'tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "parsed INFORMATIONAL \(request\|response\) [0-9]* \[ \]"' ||
+  echo "    note: no DPD exchange with A in 6 s"
 ike_split=$(ike_sa) a_mark=$(wc -l <"$MX_TMP/cp-a.log") b_mark=$(wc -l <"$MX_TMP/cp-b.log") gw_mark=$(wc -l <"$GWLOG")
-# The medix-cp link first: a request either node sends within the second its peer's word still
-# holds is not held back (docs/ha.md, "Still unsafe"); then VRRP's segments.
-cp_link cut || fail "could not cut the medix-cp link"
-sleep 1.5
 steer_carrier ethb
-segments on || fail "could not isolate the nodes"
+segments on && cp_link cut || fail "could not isolate the nodes"
 check "split: B master and active beside A (ports isolated, medix-cp link cut)" \
   mx_wait_eval 10 'mx_pair_is $B_PREFIX master HA_ROLE_ACTIVE && mx_pair_is $A_PREFIX master HA_ROLE_ACTIVE'
 check "split: the gateway's DPD reaches B and B answers it (an exchange on the loser)" \
