@@ -209,8 +209,7 @@ void Link::relay() {
           // reached it); taking the higher keeps both sides of each IKE_SA in step. Now, before
           // the resync request that follows starts our rekeys.
           stats_.received++;
-          fprintf(stderr, "medix-cp: ha: the peer rejoins after acting active: %zu IKE_SA(s) reported\n",
-                  mids.size());
+          fprintf(stderr, "medix-cp: ha: the peer rejoins after acting active: %zu IKE_SA(s) reported\n", mids.size());
           raise(std::move(mids), "the peer's");
         }
         continue;
