@@ -326,7 +326,33 @@ int main(int argc, char** argv) {
   medix::cp::ha::Link ha_link;
   std::string ha_settings;
   if (ha_link_config.configured()) {
-    if (std::string e = ha_link.start(ha_link_config, [&dataplane] { return dataplane.ha_role(); }); !e.empty()) {
+    medix::cp::ha::Charon charon;  // what the link's split-brain guard asks of charon (docs/ha.md)
+    charon.mids = [] {
+      std::vector<cp_ike_mids> raw(4096);
+      raw.resize(size_t(cp_charon_ike_mids(raw.data(), int(raw.size()))));
+      std::vector<medix::cp::ha::IkeMids> out;
+      for (const auto& m : raw) out.push_back({m.spi_i, m.spi_r, m.initiating, m.responding});
+      return out;
+    };
+    charon.raise_mids = [](std::vector<medix::cp::ha::IkeMids>& mids) {
+      std::vector<cp_ike_mids> raw;
+      for (const auto& m : mids) raw.push_back({m.spi_i, m.spi_r, m.initiating, m.responding, false});
+      int raised = cp_charon_raise_mids(raw.data(), int(raw.size()));
+      mids.clear();
+      for (const auto& m : raw)
+        if (m.busy) mids.push_back({m.spi_i, m.spi_r, m.initiating, m.responding});
+      return raised;
+    };
+    // Passive first: the plugin's segment drop (the FIFO) may not have run yet, and an active
+    // IKE_SA destroyed would have the plugin tell the peer to delete its own.
+    charon.drop_passive = [] {
+      cp_charon_make_passive();
+      return cp_charon_drop_passive();
+    };
+    charon.hold_dpd = [] { cp_charon_hold_dpd(); };
+    if (std::string e = ha_link.start(
+            ha_link_config, [&dataplane] { return dataplane.ha_role(); }, charon);
+        !e.empty()) {
       fprintf(stderr, "medix-cp: %s\n", e.c_str());
       return 2;
     }

@@ -176,10 +176,18 @@ std::string render_metrics(ControlService& service, DataplaneClient& dataplane, 
     const ha::Link::Stats& st = ha_link->stats();
     Family(out, "medix_cp_ha_link_datagrams_total", "counter",
            "The ha plugin's datagrams carried on the IKE sync link: sent to the peer, received from it (opened), "
-           "withheld (not sent: medix-dp did not answer).")
+           "withheld (not sent: medix-dp did not answer), unpaired (not sent: the node active and its peer not "
+           "heard standby), ignored (the peer's, not applied: active here and the peer not standby).")
         .sample({{"direction", "sent"}}, st.sent.load())
         .sample({{"direction", "received"}}, st.received.load())
-        .sample({{"direction", "withheld"}}, st.withheld.load());
+        .sample({{"direction", "withheld"}}, st.withheld.load())
+        .sample({{"direction", "unpaired"}}, st.unpaired.load())
+        .sample({{"direction", "ignored"}}, st.peer_ignored.load());
+    Family(out, "medix_cp_ha_rejoins_total", "counter",
+           "Resyncs this node asked of its active peer after a split brain or an active's withheld datagrams "
+           "(docs/ha.md, \"IKE in a split brain\"); IKE_SAs whose message IDs were raised to the other node's.")
+        .sample({{"event", "rejoin"}}, st.rejoins.load())
+        .sample({{"event", "mids_raised"}}, st.mids_raised.load());
     Family rejected(out, "medix_cp_ha_link_rejected_total", "counter",
                     "Datagrams of the IKE sync link refused, by reason (malformed, bad_tag, replay).");
     for (auto r : {ha::Reject::malformed, ha::Reject::bad_tag, ha::Reject::replay})

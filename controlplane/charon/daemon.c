@@ -233,6 +233,101 @@ int cp_charon_make_passive(void) {
   return n;
 }
 
+int cp_charon_ike_mids(struct cp_ike_mids* out, int max) {
+  if (!started) return 0;
+  int n = 0;
+  enumerator_t* e = charon->ike_sa_manager->create_enumerator(charon->ike_sa_manager, TRUE);
+  ike_sa_t* ike_sa;
+  while (n < max && e->enumerate(e, &ike_sa)) {
+    ike_sa_id_t* id = ike_sa->get_id(ike_sa);
+    if (ike_sa->get_version(ike_sa) != IKEV2 || ike_sa->get_state(ike_sa) == IKE_DESTROYING) continue;
+    out[n].spi_i = id->get_initiator_spi(id);
+    out[n].spi_r = id->get_responder_spi(id);
+    out[n].initiating = ike_sa->get_message_id(ike_sa, TRUE);
+    out[n].responding = ike_sa->get_message_id(ike_sa, FALSE);
+    n++;
+  }
+  e->destroy(e);
+  return n;
+}
+
+int cp_charon_raise_mids(struct cp_ike_mids* mids, int n) {
+  if (!started) return 0;
+  int raised = 0;
+  for (int i = 0; i < n; i++) mids[i].busy = false;
+  enumerator_t* e = charon->ike_sa_manager->create_enumerator(charon->ike_sa_manager, TRUE);
+  ike_sa_t* ike_sa;
+  while (e->enumerate(e, &ike_sa)) {
+    ike_sa_id_t* id = ike_sa->get_id(ike_sa);
+    if (ike_sa->get_version(ike_sa) != IKEV2 || ike_sa->get_state(ike_sa) == IKE_DESTROYING) continue;
+    for (int i = 0; i < n; i++) {
+      if (mids[i].spi_i != id->get_initiator_spi(id) || mids[i].spi_r != id->get_responder_spi(id)) continue;
+      uint32_t init = ike_sa->get_message_id(ike_sa, TRUE), resp = ike_sa->get_message_id(ike_sa, FALSE);
+      if (mids[i].initiating <= init && mids[i].responding <= resp) break;
+      enumerator_t* tasks = ike_sa->create_task_enumerator(ike_sa, TASK_QUEUE_ACTIVE);
+      task_t* task;
+      mids[i].busy = tasks->enumerate(tasks, &task);
+      tasks->destroy(tasks);
+      if (mids[i].busy) break;
+      /* As the ha plugin applies a synced message ID (ha_dispatcher.c): set_message_id resets the
+       * task manager (queued tasks start again; none is in flight: checked above). */
+      if (mids[i].initiating > init) ike_sa->set_message_id(ike_sa, TRUE, mids[i].initiating);
+      if (mids[i].responding > resp) ike_sa->set_message_id(ike_sa, FALSE, mids[i].responding);
+      if (mids[i].initiating > init || mids[i].responding > resp) {
+        DBG1(DBG_IKE, "medix: message IDs of IKE_SA %s[%u] raised after a split: initiating %u[%u], responding %u[%u]",
+             ike_sa->get_name(ike_sa), ike_sa->get_unique_id(ike_sa), ike_sa->get_message_id(ike_sa, TRUE), init,
+             ike_sa->get_message_id(ike_sa, FALSE), resp);
+        raised++;
+      }
+      break;
+    }
+  }
+  e->destroy(e);
+  return raised;
+}
+
+int cp_charon_drop_passive(void) {
+  if (!started) return 0;
+  linked_list_t* ids = linked_list_create();
+  enumerator_t* e = charon->ike_sa_manager->create_enumerator(charon->ike_sa_manager, TRUE);
+  ike_sa_t* ike_sa;
+  while (e->enumerate(e, &ike_sa))
+    if (ike_sa->get_state(ike_sa) == IKE_PASSIVE) {
+      ike_sa_id_t* id = ike_sa->get_id(ike_sa);
+      ids->insert_last(ids, id->clone(id));
+    }
+  e->destroy(e);
+  int n = 0;
+  ike_sa_id_t* id;
+  while (ids->remove_first(ids, (void**)&id) == SUCCESS) {
+    ike_sa = charon->ike_sa_manager->checkout(charon->ike_sa_manager, id);
+    id->destroy(id);
+    if (!ike_sa) continue;
+    /* Passive: the ha plugin syncs nothing of it, and destroying sends the peer nothing. */
+    if (ike_sa->get_state(ike_sa) == IKE_PASSIVE) {
+      charon->ike_sa_manager->checkin_and_destroy(charon->ike_sa_manager, ike_sa);
+      n++;
+    } else {
+      charon->ike_sa_manager->checkin(charon->ike_sa_manager, ike_sa);
+    }
+  }
+  ids->destroy(ids);
+  return n;
+}
+
+void cp_charon_hold_dpd(void) {
+  if (!started) return;
+  uint32_t now = (uint32_t)time_monotonic(NULL);
+  enumerator_t* e = charon->ike_sa_manager->create_enumerator(charon->ike_sa_manager, TRUE);
+  ike_sa_t* ike_sa;
+  /* ike_sa.c's send_dpd sends one only when nothing came in for the DPD delay (STAT_INBOUND);
+   * a passive IKE_SA too: the plugin's activation checks at once (a takeover's first DPD). */
+  while (e->enumerate(e, &ike_sa))
+    if (ike_sa->get_state(ike_sa) == IKE_ESTABLISHED || ike_sa->get_state(ike_sa) == IKE_PASSIVE)
+      ike_sa->set_statistic(ike_sa, STAT_INBOUND, now);
+  e->destroy(e);
+}
+
 void cp_charon_stop(void) {
   if (!started) return;
   started = false;

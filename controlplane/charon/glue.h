@@ -61,6 +61,27 @@ void cp_charon_stop(void);
  * to the peers for them, and the ha plugin syncs no delete to the pair's other node. Returns how
  * many were not passive. */
 int cp_charon_make_passive(void);
+/* An IKE_SA's message IDs (the next request we send, the next request we expect), by its SPIs as
+ * they are on the wire. Moved between the pair's nodes after a split brain (docs/ha.md). */
+struct cp_ike_mids {
+  uint64_t spi_i, spi_r;
+  uint32_t initiating, responding;
+  bool busy;
+};
+/* Fills up to `max` IKE_SAs' message IDs; returns how many. */
+int cp_charon_ike_mids(struct cp_ike_mids* out, int max);
+/* Raises each listed IKE_SA's message IDs to at least the given ones (never lowers them).
+ * One with an exchange of ours in flight is left for later (libcharon would send that request
+ * again under its message ID, and its IV generator refuses the reuse): its `busy` is set, the
+ * others' cleared. Returns how many IKE_SAs were raised. */
+int cp_charon_raise_mids(struct cp_ike_mids* mids, int n);
+/* Destroys every passive IKE_SA (and its CHILD_SAs) without a word to the peers or the pair's
+ * other node: before a resync that sends them all again. Returns how many. */
+int cp_charon_drop_passive(void);
+/* Marks every active or passive IKE_SA as having just received something, so that it sends no
+ * DPD for its DPD delay from now (nor at once when made active): a node without a standby peer
+ * initiates no liveness checks. */
+void cp_charon_hold_dpd(void);
 /* Adds or replaces a peer (its config and PSK or certificates); with dry_run, only checks that
  * it would be accepted (proposals, selectors, certificate files). 0, or -1 with a reason. */
 int cp_charon_add_peer(const struct cp_peer* peer, bool dry_run, char* err, size_t err_len);

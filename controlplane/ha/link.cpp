@@ -41,6 +41,14 @@ int bound_socket(const sockaddr_in& at, std::string& error) {
   return fd;
 }
 
+int64_t steady_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// How often each node says its role on the link, and how long the peer's word holds.
+constexpr int64_t heartbeat_ns = 100'000'000, heard_for_ns = 1'000'000'000;
+
 uint64_t wall_ns() {
   timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
@@ -66,7 +74,7 @@ std::string Link::plugin_settings() {
          "\n   segment_count = 1\n   monitor = no\n   fifo_interface = yes\n   resync = yes\n  }\n }\n}\n";
 }
 
-std::string Link::start(const LinkConfig& config, RoleSource role) {
+std::string Link::start(const LinkConfig& config, RoleSource role, Charon charon) {
   sockaddr_in local, peer, inner;
   if (!common::parse_endpoint(config.local, local))
     return "--ha-sync-local " + config.local + ": not IPv4-ADDRESS:PORT";
@@ -88,6 +96,7 @@ std::string Link::start(const LinkConfig& config, RoleSource role) {
   // Grows across restarts: the peer's replay check holds for a node that comes back.
   counter_ = wall_ns();
   role_ = std::move(role);
+  charon_ = std::move(charon);
   relay_thread_ = std::thread([this] { relay(); });
   role_thread_ = std::thread([this] { watch_role(); });
   return "";
@@ -101,14 +110,30 @@ void Link::stop() {
   if (outer_ >= 0) close(outer_);
 }
 
+bool Link::send_sealed(const uint8_t* payload, size_t len) {
+  std::vector<uint8_t> sealed;
+  std::lock_guard lock(send_mutex_);
+  seal(send_key_, ++counter_, payload, len, sealed);
+  return send(outer_, sealed.data(), sealed.size(), 0) == ssize_t(sealed.size());
+}
+
+bool Link::peer_is(int role) const {
+  return peer_role_.load() == role && steady_ns() - peer_heard_ns_.load() < heard_for_ns;
+}
+
 void Link::relay() {
   sockaddr_in plugin;
   common::parse_endpoint(std::string(plugin_address) + ":" + std::to_string(plugin_port), plugin);
-  std::vector<uint8_t> buf(sizeof(Header) + max_payload + tag_size + 1), sealed, payload;
+  std::vector<uint8_t> buf(sizeof(Header) + max_payload + tag_size + 1), payload;
   pollfd fds[2] = {{inner_, POLLIN, 0}, {outer_, POLLIN, 0}};
   time_t last_log[4] = {};  // by Reject
+  int64_t last_heartbeat = 0;
   while (!stopping_.load()) {
-    if (poll(fds, 2, 100) <= 0) continue;
+    if (int64_t now = steady_ns(); now - last_heartbeat >= heartbeat_ns) {
+      last_heartbeat = now;
+      send_own(encode_heartbeat(datapath_gone_.load() ? -1 : my_role_.load()));
+    }
+    if (poll(fds, 2, 20) <= 0) continue;
     if (fds[0].revents & POLLIN) {  // the plugin's: sealed to the peer
       sockaddr_in from;
       socklen_t from_len = sizeof from;
@@ -119,15 +144,42 @@ void Link::relay() {
         // cannot leave, a message ID it uses) must not reach the peer, which serves the IKE_SAs.
         // Asked for each datagram (they are few; an answer is trusted for 20 ms), not left to the
         // role watcher: a DPD due 0.1 s after medix-dp died came before the watcher noticed.
-        if (!datapath_answers()) {
+        int role = datapath_role();
+        if (role < 0) {
           stats_.withheld++;
           if (!datapath_gone_.load())  // after the watcher's line, each is only counted
             fprintf(stderr, "medix-cp: ha link: medix-dp does not answer: a datagram of the plugin withheld\n");
           continue;
         }
-        if (n >= 2 && buf[0] == ha_message_version && buf[1] == ha_resync) joined_ = true;
-        seal(send_key_, ++counter_, buf.data(), size_t(n), sealed);
-        if (send(outer_, sealed.data(), sealed.size(), 0) == ssize_t(sealed.size())) stats_.sent++;
+        bool resync = n >= 2 && buf[0] == ha_message_version && buf[1] == ha_resync;
+        if (resync) {
+          joined_ = true;
+          plugin_resync_ns_ = steady_ns();
+          std::lock_guard lock(send_mutex_);
+          resync_request_.assign(buf.begin(), buf.begin() + n);
+        }
+        if (repairing_.load()) {  // rejoin() asks for the resync itself, once the copies are gone
+          stats_.unpaired++;
+          continue;
+        }
+        // Active while the peer is not heard standby (a split brain, the peer gone, or the overlap
+        // of a takeover): what the plugin says now (message IDs, CHILD_SAs) would be applied to
+        // IKE_SAs the peer may be serving too. Withheld; the node is dirty: if it becomes standby
+        // it asks for a resync (rejoin), and a peer that rejoins makes it clean.
+        if (role == 1 && !peer_is(0)) {
+          if (stats_.unpaired++ == 0 || !dirty_.load())
+            fprintf(stderr,
+                    "medix-cp: ha link: active while the peer is not heard standby: the plugin's datagrams "
+                    "withheld\n");
+          dirty_ = true;
+          continue;
+        }
+        if (send_sealed(buf.data(), size_t(n))) {
+          stats_.sent++;
+          if (role == 1) active_sent_ns_ = steady_ns();
+        } else if (role == 1) {
+          dirty_ = true;
+        }
       }
     }
     if (fds[1].revents & POLLIN) {  // the peer's: opened, then to the plugin
@@ -143,8 +195,26 @@ void Link::relay() {
         }
         continue;
       }
-      stats_.received++;
       if (payload.size() < 2) continue;
+      if (payload[0] == link_own) {
+        if (payload[1] == uint8_t(Own::heartbeat) && payload.size() == 3) {
+          stats_.heartbeats++;
+          if (payload[2] == 0 && !peer_is(0)) peer_standby_since_ns_ = steady_ns();
+          peer_role_ = payload[2] <= 1 ? payload[2] : -1;
+          peer_heard_ns_ = steady_ns();
+        } else if (payload[1] == uint8_t(Own::rejoin)) {
+          rejoin_asked_ = true;
+        } else if (std::vector<IkeMids> mids; decode_mids(payload, mids)) {
+          // The loser of a split: its message IDs may be ahead of ours (the gateway's requests
+          // reached it); taking the higher keeps both sides of each IKE_SA in step. Now, before
+          // the resync request that follows starts our rekeys.
+          stats_.received++;
+          fprintf(stderr, "medix-cp: ha: the peer rejoins after acting active: %zu IKE_SA(s) reported\n", mids.size());
+          raise(std::move(mids), "the peer's");
+        }
+        continue;
+      }
+      stats_.received++;
       // The peer's segment messages are not for the plugin: each node's segment follows its own
       // medix-dp's role, never the other node's word (a node going standby would otherwise make
       // the other active, and one taking over would make the other passive whatever its role).
@@ -159,17 +229,62 @@ void Link::relay() {
           fprintf(stderr, "medix-cp: ha link: the peer's state is left out until the plugin asks for its resync\n");
         continue;
       }
+      if (payload[1] == ha_resync) {
+        if (peer_is(0)) dirty_ = false;  // the standby peer rebuilds its copy from ours
+      } else if (my_role_.load() == 1 && !peer_is(0)) {
+        // Active here and the peer not standby: its word (a request's message ID, a delete)
+        // would change the IKE_SAs this node serves.
+        if (stats_.peer_ignored++ == 0)
+          fprintf(stderr, "medix-cp: ha link: the peer is not standby: its state is not applied here\n");
+        continue;
+      }
       sendto(inner_, payload.data(), payload.size(), 0, reinterpret_cast<const sockaddr*>(&plugin), sizeof plugin);
     }
   }
 }
 
-bool Link::datapath_answers() {
-  if (datapath_gone_.load()) return false;
+int Link::datapath_role() {
+  if (datapath_gone_.load()) return -1;
   auto now = std::chrono::steady_clock::now();
-  if (now - last_answer_ < std::chrono::milliseconds(20)) return true;
-  if (role_() < 0) return false;
+  if (now - last_answer_ < std::chrono::milliseconds(20)) return last_role_;
+  int role = role_();
+  if (role < 0) return -1;
   last_answer_ = now;
+  last_role_ = role;
+  return role;
+}
+
+void Link::raise(std::vector<IkeMids> mids, const char* whose) {
+  size_t n = mids.size();
+  int raised = charon_.raise_mids ? charon_.raise_mids(mids) : 0;
+  stats_.mids_raised += raised;
+  std::lock_guard lock(send_mutex_);
+  if (mids.empty()) {
+    fprintf(stderr, "medix-cp: ha: %d of %zu IKE_SA(s) raised to %s message IDs\n", raised, n, whose);
+    return;
+  }
+  pending_raised_ = raised;
+  pending_mids_ = std::move(mids);
+  pending_until_ = steady_ns() + 5 * heard_for_ns;
+}
+
+bool Link::rejoin() {
+  std::vector<uint8_t> request;
+  {
+    std::lock_guard lock(send_mutex_);
+    request = resync_request_;
+  }
+  if (request.empty()) return false;
+  // The copies go first: the resync's IKE_ADD makes a new IKE_SA whatever is there (item 3 above).
+  int dropped = charon_.drop_passive ? charon_.drop_passive() : 0;
+  send_own(encode_heartbeat(0));  // before the request: the peer takes it from a standby only
+  send_own(encode_mids(own_mids_));
+  send_sealed(request.data(), request.size());
+  stats_.rejoins++;
+  fprintf(stderr,
+          "medix-cp: ha: rejoining the active peer: %d passive IKE_SA(s) dropped, the message IDs of %zu sent, resync "
+          "asked\n",
+          dropped, own_mids_.size());
   return true;
 }
 
@@ -177,6 +292,8 @@ void Link::watch_role() {
   int applied = -1;  // what the plugin was last told: unknown at first
   int silent = 0;    // role polls in a row medix-dp did not answer
   constexpr int gone_after = 3;
+  int64_t raise_at = 0;  // after rejoin: our own message IDs again, once the resync brought the copies
+  int64_t last_rejoin = -2 * heard_for_ns, last_ask = 0;
   while (!stopping_.load()) {
     int now = role_();
     // medix-dp not answering (killed, stopped): the node is out of the pair. Its IKE_SAs go
@@ -196,12 +313,78 @@ void Link::watch_role() {
       if (silent >= gone_after) fprintf(stderr, "medix-cp: ha: medix-dp answers again\n");
       silent = 0;
       datapath_gone_ = false;
+      my_role_ = now;  // what the heartbeats say, even before the plugin's FIFO is there
     }
     if (now >= 0 && now != applied && command_segment(now == 1)) {
       fprintf(stderr, "medix-cp: ha: medix-dp is %s: the IKE_SAs here are %s\n", now ? "active" : "standby",
               now ? "active" : "passive");
       (now ? stats_.activations : stats_.deactivations)++;
+      if (now == 0 && dirty_.load() && charon_.mids) {
+        // Demoted after acting active alone or beside another active: the peer's IKE_SAs may be
+        // ahead of ours, ours of the peer's. Our message IDs kept now, before the peer's reach us.
+        own_mids_ = charon_.mids();
+        repairing_ = true;
+      }
+      if (now == 1 && repairing_.exchange(false))
+        fprintf(stderr, "medix-cp: ha: active again before the peer was heard: no resync asked\n");
       applied = now;
+    }
+    int64_t t = steady_ns();
+    // Sent while active, then the peer went silent within the second its word holds: that
+    // datagram may be lost, so the peer's copy may lack it.
+    if (applied == 1 && !peer_is(0) && t - active_sent_ns_.load() < heard_for_ns + heartbeat_ns) dirty_ = true;
+    // Without a standby peer (a split brain, alone, or standby: then for the takeover's first
+    // check): no DPD of ours. Two actives would send requests with one message ID; the gateway's
+    // own DPD still runs and is answered.
+    if (!peer_is(0) && charon_.hold_dpd) charon_.hold_dpd();
+    // Rejoin: on our own once the active peer is heard after we acted active without it (the
+    // loser of a split), or when that peer asks (it acted active without us: our copies may lack
+    // what it withheld). At most every 2 s: each resync rekeys every CHILD_SA.
+    // An ask that crossed the plugin's own resync request (a node starting) is answered by it.
+    bool asked = rejoin_asked_.exchange(false) && t - plugin_resync_ns_.load() >= 2 * heard_for_ns;
+    if (applied == 0 && !datapath_gone_.load() && ((repairing_.load() && peer_is(1)) || asked) &&
+        t - last_rejoin >= 2 * heard_for_ns) {
+      if (!repairing_.load() && charon_.mids) own_mids_ = charon_.mids();
+      if (rejoin()) {
+        last_rejoin = t;
+        repairing_ = false;
+        dirty_ = false;
+        raise_at = t + heard_for_ns;
+      }
+    }
+    // Active and dirty, the peer standby for 2 s (a starting node asks for its resync after 1 s):
+    // ask it to rejoin, every second until its resync request comes (which makes us clean).
+    if (applied == 1 && dirty_.load() && peer_is(0) && t - peer_standby_since_ns_.load() >= 2 * heard_for_ns &&
+        t - last_ask >= heard_for_ns) {
+      if (last_ask == 0)
+        fprintf(stderr, "medix-cp: ha: the standby peer may lack what was withheld: asking it to rejoin\n");
+      last_ask = t;
+      send_own({link_own, uint8_t(Own::rejoin)});
+    }
+    if (!dirty_.load()) last_ask = 0;
+    if (raise_at && t >= raise_at) {  // the copies the resync brought: to our own IDs too
+      raise_at = 0;
+      raise(own_mids_, "our own (after the resync)");
+    }
+    std::vector<IkeMids> pending;
+    int raised_before = 0;
+    {
+      std::lock_guard lock(send_mutex_);
+      pending.swap(pending_mids_);
+      raised_before = pending_raised_;
+    }
+    if (!pending.empty()) {  // busy before: tried again
+      int raised = charon_.raise_mids ? charon_.raise_mids(pending) : 0;
+      stats_.mids_raised += raised;
+      std::lock_guard lock(send_mutex_);
+      if (pending.empty() || t >= pending_until_) {
+        fprintf(stderr, "medix-cp: ha: %d IKE_SA(s) raised to the other node's message IDs, %zu left busy\n",
+                raised_before + raised, pending.size());
+        pending_raised_ = 0;
+      } else {
+        pending_raised_ = raised_before + raised;
+        pending_mids_ = std::move(pending);
+      }
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }

@@ -13,8 +13,10 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "wire.h"
 
@@ -37,6 +39,15 @@ using RoleSource = std::function<int()>;
 // the peer took over or will), leaves them to the peer: made passive, they go without a word.
 inline bool owns_ike_sas_at_stop(int role, int peer_active) { return role == 1 && peer_active != 1; }
 
+// What the link asks of medix-cp's charon (charon/glue.h, wired in main.cpp); unset: nothing.
+struct Charon {
+  std::function<std::vector<IkeMids>()> mids;  // every IKE_SA's message IDs
+  // To at least these; how many raised. Leaves in `mids` those busy (an exchange of ours in flight).
+  std::function<int(std::vector<IkeMids>&)> raise_mids;
+  std::function<int()> drop_passive;  // makes every IKE_SA passive, destroys them; how many
+  std::function<void()> hold_dpd;     // no DPD of ours for the DPD delay
+};
+
 class Link {
  public:
   // strongswan.conf text for the ha plugin: its endpoints inside the node, one segment, no
@@ -45,7 +56,7 @@ class Link {
 
   ~Link() { stop(); }
   // Binds both sockets and starts the relay and the role watcher. "" or the error.
-  std::string start(const LinkConfig& config, RoleSource role);
+  std::string start(const LinkConfig& config, RoleSource role, Charon charon = {});
   void stop();
 
   struct Stats {
@@ -55,23 +66,58 @@ class Link {
     std::atomic<uint64_t> before_resync{0};    // the peer's state left out before our resync request
     std::atomic<uint64_t> segment_ignored{0};  // the peer's segment take/drop/status, not passed on
     std::atomic<uint64_t> withheld{0};         // the plugin's datagrams not sent: medix-dp does not answer
+    std::atomic<uint64_t> unpaired{0};         // not sent: the node active, its peer not heard standby (split, alone)
+    std::atomic<uint64_t> peer_ignored{0};     // the peer's state not applied: active here, the peer not standby
+    std::atomic<uint64_t> heartbeats{0};       // the peer's heartbeats received
+    std::atomic<uint64_t> rejoins{0};          // resyncs asked after acting active without a standby peer
+    std::atomic<uint64_t> mids_raised{0};      // IKE_SAs whose message IDs were raised to the other node's
   };
   const Stats& stats() const { return stats_; }
 
  private:
   void relay();
   void watch_role();
-  // Whether medix-dp answers now (relay thread): asked again unless it answered in the last 20 ms.
-  bool datapath_answers();
+  // medix-dp's role now (relay thread), -1 if it does not answer: asked again unless it answered
+  // in the last 20 ms.
+  int datapath_role();
+  // Whether the peer's last heartbeat, at most a second old, gave `role`.
+  bool peer_is(int role) const;
+  // Seals and sends one payload to the peer (relay and watcher threads).
+  bool send_sealed(const uint8_t* payload, size_t len);
+  void send_own(const std::vector<uint8_t>& payload) { send_sealed(payload.data(), payload.size()); }
+  // After a split: the loser, passive now, drops its copies, sends its message IDs, asks for a
+  // resync (false, nothing done, if its plugin never asked one: it will, at its start).
+  bool rejoin();
 
   int inner_ = -1, outer_ = -1;  // toward the plugin; toward the peer
   Key send_key_{}, recv_key_{};
+  std::mutex send_mutex_;  // counter_ and resync_request_
   uint64_t counter_ = 0, last_counter_ = 0;
-  bool joined_ = false;  // the plugin sent its resync request (relay thread only)
+  std::vector<uint8_t> resync_request_;  // the plugin's own, kept to ask again after a split
+  bool joined_ = false;                  // the plugin sent its resync request (relay thread only)
   // medix-dp has not answered the last few role polls: the node has no datapath (watcher sets it).
   std::atomic<bool> datapath_gone_{false};
   RoleSource role_;
+  Charon charon_;
   std::chrono::steady_clock::time_point last_answer_{};  // relay thread only
+  int last_role_ = -1;                                   // relay thread only
+  // The split-brain guard (docs/ha.md): the role the watcher last applied, the peer's last
+  // heartbeat (role, steady-clock ns), when the plugin last sent while active; `dirty_`: this
+  // node acted as active while its peer may not have kept a copy (a datagram withheld or lost);
+  // `repairing_`: standby after that, the plugin's datagrams held until rejoin().
+  std::atomic<int> my_role_{-1}, peer_role_{-1};  // ours as medix-dp last gave it; the peer's word
+  std::atomic<int64_t> peer_heard_ns_{0}, active_sent_ns_{0};
+  std::atomic<int64_t> peer_standby_since_ns_{0};  // its heartbeats say standby since
+  std::atomic<int64_t> plugin_resync_ns_{0};       // the plugin last asked for a resync
+  std::atomic<bool> dirty_{false}, repairing_{false};
+  std::atomic<bool> rejoin_asked_{false};  // the active peer asked us to rejoin
+  std::vector<IkeMids> own_mids_;          // watcher only: the loser's message IDs, kept from its demotion
+  // Message IDs still to raise (busy IKE_SAs are tried again each 100 ms), until pending_until_.
+  std::vector<IkeMids> pending_mids_;  // under send_mutex_
+  int64_t pending_until_ = 0;          // under send_mutex_
+  int pending_raised_ = 0;             // under send_mutex_
+  // Raises what it can now; the rest is pending (relay and watcher threads).
+  void raise(std::vector<IkeMids> mids, const char* whose);
   std::string peer_;
   std::atomic<bool> stopping_{false};
   std::thread relay_thread_, role_thread_;

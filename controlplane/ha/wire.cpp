@@ -96,4 +96,43 @@ Reject open(const Key& key, const uint8_t* data, size_t len, uint64_t& last_coun
   return Reject::none;
 }
 
+namespace {
+void put(std::vector<uint8_t>& out, uint64_t v, int bytes) {
+  for (int i = bytes - 1; i >= 0; i--) out.push_back(uint8_t(v >> (8 * i)));
+}
+uint64_t get(const uint8_t* p, int bytes) {
+  uint64_t v = 0;
+  for (int i = 0; i < bytes; i++) v = v << 8 | p[i];
+  return v;
+}
+constexpr size_t mids_entry = 24;
+}  // namespace
+
+std::vector<uint8_t> encode_heartbeat(int role) {
+  return {link_own, uint8_t(Own::heartbeat), uint8_t(role == 0 || role == 1 ? role : 2)};
+}
+
+std::vector<uint8_t> encode_mids(const std::vector<IkeMids>& mids) {
+  std::vector<uint8_t> out{link_own, uint8_t(Own::mids)};
+  for (size_t i = 0; i < mids.size() && out.size() + mids_entry <= max_payload; i++) {
+    put(out, mids[i].spi_i, 8);
+    put(out, mids[i].spi_r, 8);
+    put(out, mids[i].initiating, 4);
+    put(out, mids[i].responding, 4);
+  }
+  return out;
+}
+
+bool decode_mids(const std::vector<uint8_t>& payload, std::vector<IkeMids>& mids) {
+  mids.clear();
+  if (payload.size() < 2 || payload[0] != link_own || payload[1] != uint8_t(Own::mids) ||
+      (payload.size() - 2) % mids_entry != 0)
+    return false;
+  for (size_t at = 2; at < payload.size(); at += mids_entry) {
+    const uint8_t* p = payload.data() + at;
+    mids.push_back({get(p, 8), get(p + 8, 8), uint32_t(get(p + 16, 4)), uint32_t(get(p + 20, 4))});
+  }
+  return true;
+}
+
 }  // namespace medix::cp::ha

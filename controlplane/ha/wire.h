@@ -44,6 +44,23 @@ const char* reject_name(Reject r);
 // (advanced only then: a refused datagram moves nothing).
 Reject open(const Key& key, const uint8_t* data, size_t len, uint64_t& last_counter, std::vector<uint8_t>& payload);
 
+// medix-cp's own messages on the link, beside the plugin's (whose first byte is its version, 3):
+// 'm', then the kind. A heartbeat every 100 ms says the sender's role (its medix-dp's: 0 standby,
+// 1 active, 2 unknown), so each node knows whether its peer is there and standby; after a split
+// brain the loser sends the message IDs of its IKE_SAs (docs/ha.md, "IKE in a split brain"), and
+// an active node whose peer may lack some of its state asks it to rejoin (drop its copies, resync).
+inline constexpr uint8_t link_own = 'm';
+enum class Own : uint8_t { heartbeat = 1, mids = 2, rejoin = 3 };
+struct IkeMids {
+  uint64_t spi_i, spi_r;  // as on the wire (libcharon keeps them so)
+  uint32_t initiating, responding;
+};
+std::vector<uint8_t> encode_heartbeat(int role);
+// At most what fits a datagram (2,700 IKE_SAs); the rest left out.
+std::vector<uint8_t> encode_mids(const std::vector<IkeMids>& mids);
+// False if `payload` is not a whole mids message.
+bool decode_mids(const std::vector<uint8_t>& payload, std::vector<IkeMids>& mids);
+
 }  // namespace medix::cp::ha
 
 #endif

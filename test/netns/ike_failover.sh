@@ -35,7 +35,13 @@
 #   - the fence (docs/ha.md; both medix-dp with a margin of 2000): medix-dp B stopped (SIGSTOP),
 #     so no ack; pings from hosp-y, each reply outbound ESP from A: A's SA stops at its fence
 #     (ha_sa_fenced), medix-cp A rekeys the CHILD_SA on the HA_FENCED event, and hosp-y reaches
-#     the archive through the new one.
+#     the archive through the new one;
+#   - a true split brain (both nodes' ports isolated on both bridges, the medix-cp link cut, the
+#     carrier's switch steered to B): B master and active beside A, neither sends a DPD of its
+#     own, the gateway's DPD reaches B alone and B answers it; the heal: B steps down and rejoins
+#     A (its copy dropped, its message IDs raised on A, A's resync), the gateway's IKE_SA is the
+#     same one, it rekeys the CHILD_SA with A (A expects its message ID), B holds the CHILD_SA,
+#     and after A is killed the gateway rekeys with B.
 #
 # Usage: test/netns/ike_failover.sh (root; binaries from build/, or MEDIX_DP, MEDIX_CP, MEDIXCTL).
 # Prints PASS/FAIL lines and "netns-ike-failover: N passed, M failed".
@@ -416,5 +422,103 @@ check "medix-cp A got the HA_FENCED event and rekeyed the CHILD_SA" \
 echo "    CHILD_SA $c3 -> $(child)"
 check "hosp-y reaches the archive through the rekeyed CHILD_SA (B still stopped)" ping_archive
 kill -CONT "$B_PID"
+
+# --- a true split brain with an IKE exchange on the loser, then the heal (docs/ha.md, "IKE in a
+# split brain") -------------------------------------------------------------------------------------
+# medix-cp B back; then both nodes' ports isolated on both bridges (VRRP adverts no longer cross:
+# B becomes master and active too) and the medix-cp link cut; the carrier's switch sends the
+# virtual MAC to B's port (a sticky FDB entry), so the gateway's DPD reaches B alone: B answers
+# it, its responder message ID goes ahead of A's, and A hears nothing of it. Neither node sends a
+# DPD of its own (neither hears a standby peer). The heal: A (priority 200) stays master, B steps
+# down; medix-cp B drops its copies, sends A its message IDs (A takes the higher) and asks for a
+# resync (A sends its IKE state again and rekeys the CHILD_SA).
+t_split=$(date +%s.%N)
+CARRIER_VMAC=00:00:5e:00:01:0a # vrid 10: the first segment's (mx_pair_configs)
+steer_carrier() {
+  mx_in carrier-y-gw bridge fdb del $CARRIER_VMAC dev eth0 master 2>/dev/null
+  mx_in carrier-y-gw bridge fdb del $CARRIER_VMAC dev ethb master 2>/dev/null
+  [ "$1" = none ] || mx_in carrier-y-gw bridge fdb replace $CARRIER_VMAC dev "$1" master static sticky
+}
+segments() {
+  local h
+  for h in carrier-y-gw archive; do
+    mx_in $h bridge link set dev eth0 isolated "$1" && mx_in $h bridge link set dev ethb isolated "$1" || return 1
+  done
+}
+# cp_link cut|heal: the medix-cp link cut by a permanent neighbour entry with a MAC nobody has, on
+# both ends (a link or address change would be seen by charon, which then sends MOBIKE updates).
+cp_link() {
+  local n peer
+  for n in a b; do
+    peer=10.255.0.2 && [ $n = b ] && peer=10.255.0.1
+    if [ "$1" = cut ]; then
+      ip -n "mx-$MX_ID-cp-$n" neigh replace $peer lladdr 02:00:00:00:de:ad dev "mh${MX_ID}$n" nud permanent || return 1
+    else
+      ip -n "mx-$MX_ID-cp-$n" neigh del $peer dev "mh${MX_ID}$n" || return 1
+    fi
+  done
+}
+cp_since() { tail -n +$(($2 + 1)) "$MX_TMP/cp-$1.log"; } # cp_since a|b LINE: the log from LINE on
+# spis_held PREFIX: the node's medix-dp holds both SPIs of the gateway's CHILD_SA.
+spis_held() {
+  local c
+  c=$(child) && [ -n "$c" ] &&
+    [ "$(mx_json - "{int('${c%% *}', 16), int('$(cut -d' ' -f2 <<<"$c")', 16)} <= set(d or [])" <<<"$(sas "$1")")" = True ]
+}
+mx_wait_eval 10 'mx_pair_is $B_PREFIX backup HA_ROLE_STANDBY' || fail "medix-dp B not standby after SIGCONT"
+mv "$MX_TMP/cp-b.log" "$MX_TMP/cp-b-second.log"
+start_cp B >"$MX_TMP/cpb-start.txt" 2>&1 || fail "medix-cp B did not restart: $(cat "$MX_TMP/cpb-start.txt")"
+check "medix-cp B back: the IKE_SA passive, medix-dp B holds the gateway's CHILD_SA" \
+  mx_wait_eval 15 'grep -q "installed HA passive IKE_SA" "$MX_TMP/cp-b.log" && spis_held $B_PREFIX'
+# The split starts just after a DPD exchange between A and the gateway: B's copy has its message
+# ID, and neither side's next DPD is due for 2 s, by when A has found its peer silent (a request
+# sent in the second the peer's word still holds is not held back: docs/ha.md, "Still unsafe").
+gw_mark=$(wc -l <"$GWLOG")
+mx_wait_eval 6 'tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "parsed INFORMATIONAL \(request\|response\) [0-9]* \[ \]"' ||
+  echo "    note: no DPD exchange with A in 6 s"
+ike_split=$(ike_sa) a_mark=$(wc -l <"$MX_TMP/cp-a.log") b_mark=$(wc -l <"$MX_TMP/cp-b.log") gw_mark=$(wc -l <"$GWLOG")
+steer_carrier ethb
+segments on && cp_link cut || fail "could not isolate the nodes"
+check "split: B master and active beside A (ports isolated, medix-cp link cut)" \
+  mx_wait_eval 10 'mx_pair_is $B_PREFIX master HA_ROLE_ACTIVE && mx_pair_is $A_PREFIX master HA_ROLE_ACTIVE'
+check "split: the gateway's DPD reaches B and B answers it (an exchange on the loser)" \
+  mx_wait_eval 12 'cp_since b $b_mark | grep -q "parsed INFORMATIONAL request [0-9]* \[ \]" &&
+    tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "parsed INFORMATIONAL response [0-9]* \[ \]"'
+check_that "split: neither node sent a DPD of its own (no standby peer heard)" \
+  '! cp_since a $a_mark | grep -q "sending DPD request" && ! cp_since b $b_mark | grep -q "sending DPD request"'
+cp_link heal && segments off && steer_carrier none || fail "could not heal"
+check "heal: A master and active, B backup and standby" \
+  mx_wait_eval 10 'mx_pair_is $A_PREFIX master HA_ROLE_ACTIVE && mx_pair_is $B_PREFIX backup HA_ROLE_STANDBY'
+check "heal: medix-cp B rejoined A ($(cp_since b $b_mark | grep -o 'rejoining the active peer: .*' | head -1))" \
+  mx_wait_eval 10 'cp_since b $b_mark | grep -q "rejoining the active peer: 1 passive IKE_SA(s) dropped, the message IDs of 1 sent"'
+check "heal: medix-cp A raised the IKE_SA's message IDs to B's ($(cp_since a $a_mark | grep -o 'raised after a split: .*' | head -1))" \
+  mx_wait_eval 8 'cp_since a $a_mark | grep -q "the peer rejoins after acting active: 1 IKE_SA(s) reported" &&
+    cp_since a $a_mark | grep -q "raised after a split"'
+check_that "heal: the gateway's IKE_SA is the same one ($ike_split), its only one; one IKE_SA_INIT in all" \
+  '[ -n "$ike_split" ] && [ "$(ike_sa)" = "$ike_split" ] && [ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ]'
+# A gateway's DPD that reached A before its message IDs were raised is ignored and retransmitted
+# (4 s): the rekey may wait for it.
+# shellcheck disable=SC2034  # read by mx_wait_eval
+c5=$(child)
+swan --rekey --child hosp >"$GW/rekey-heal.log" 2>&1
+check "heal: the gateway rekeyed the CHILD_SA with A (A expects the gateway's message ID)" \
+  mx_wait_eval 10 'c=$(child); [ -n "$c" ] && [ "${c%% *}" != "${c5%% *}" ]'
+echo "    CHILD_SA $c5 -> $(child); gateway retransmits since the heal: $(tail -n +$((gw_mark + 1)) "$GWLOG" | grep -c retransmit)"
+check "heal: hosp-y reaches the archive through A" ping_archive
+check "heal: medix-dp B holds the gateway's CHILD_SA (A's resync and rekeys)" mx_wait_eval 10 'spis_held $B_PREFIX'
+echo "    split and heal: $(awk -v a="$t_split" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
+# After the heal, a takeover by B: its copy has the message IDs of the split too.
+mx_pair_kill A
+kill -KILL "$CPA_PID" && wait "$CPA_PID" 2>/dev/null
+CPA_PID=
+check "after the heal, A killed: B master and active" mx_wait_eval 10 'mx_pair_is $B_PREFIX master HA_ROLE_ACTIVE'
+# shellcheck disable=SC2034  # read by mx_wait_eval
+c6=$(child)
+swan --rekey --child hosp >"$GW/rekey-b2.log" 2>&1
+check "after the heal, the gateway rekeyed the CHILD_SA with B (B's copy has the split's message IDs)" \
+  mx_wait_eval 10 'c=$(child); [ -n "$c" ] && [ "${c%% *}" != "${c6%% *}" ]'
+check "hosp-y reaches the archive through B" ping_archive
+check_that "the gateway's IKE_SA is still the same one, its only one" \
+  '[ "$(ike_sa)" = "$ike_split" ] && [ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ]'
 echo "    whole run: $(awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
 finish

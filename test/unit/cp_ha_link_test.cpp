@@ -98,3 +98,28 @@ TEST_CASE("cp ha link: a stopping medix-cp closes its IKE_SAs only as the pair's
   CHECK(!owns_ike_sas_at_stop(0, 0));    // standby, the peer silent
   CHECK(!owns_ike_sas_at_stop(-1, -1));  // medix-dp gone: the peer took over or will
 }
+
+TEST_CASE("cp ha link: medix-cp's own messages beside the plugin's (heartbeat, message IDs)") {
+  // The plugin's first byte is its version (3): ours never passes for one.
+  CHECK(encode_heartbeat(1) == std::vector<uint8_t>{'m', 1, 1});
+  CHECK(encode_heartbeat(0) == std::vector<uint8_t>{'m', 1, 0});
+  CHECK(encode_heartbeat(-1) == std::vector<uint8_t>{'m', 1, 2});  // unknown: medix-dp does not answer
+  std::vector<IkeMids> mids = {{0x0123456789abcdefull, 0xfedcba9876543210ull, 7, 12}, {1, 2, 0xffffffffu, 0}}, got;
+  std::vector<uint8_t> wire = encode_mids(mids);
+  REQUIRE(wire.size() == 2 + 2 * 24);
+  REQUIRE(decode_mids(wire, got));
+  REQUIRE(got.size() == 2);
+  CHECK(got[0].spi_i == mids[0].spi_i);
+  CHECK(got[0].spi_r == mids[0].spi_r);
+  CHECK(got[0].initiating == 7);
+  CHECK(got[0].responding == 12);
+  CHECK(got[1].initiating == 0xffffffffu);
+  REQUIRE(decode_mids(encode_mids({}), got));
+  CHECK(got.empty());
+  // Cut short, another kind, the plugin's: not a mids message, nothing taken.
+  wire.pop_back();
+  CHECK(!decode_mids(wire, got));
+  CHECK(got.empty());
+  CHECK(!decode_mids(encode_heartbeat(1), got));
+  CHECK(!decode_mids(message, got));
+}
