@@ -117,7 +117,7 @@ def main():
     ap.add_argument("--bursts", type=int, default=2000)
     ap.add_argument("--sessions", type=int, default=1 << 20)
     ap.add_argument("--replot", action="store_true")
-    a = ap.parse_args()
+    a = ap.parse_intermixed_args()
     if a.replot:
         with open(os.path.join(RESULTS, a.name + ".json")) as f:
             results = json.load(f)
