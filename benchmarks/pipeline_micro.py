@@ -86,11 +86,12 @@ def plot(results, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     modes = list(results["summary"])
-    fig, axes = plt.subplots(1, len(modes), figsize=(5 * len(modes), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(modes), figsize=(max(6, 1.6 * sum(len([k for k in results["summary"][m] if " - " not in k]) for m in modes)), 4.5),
+                             squeeze=False)
     for ax, mode in zip(axes[0], modes):
         s = results["summary"][mode]
         keys = [k for k in s if " - " not in k]
-        field = "p50_last_tenth" if mode == "new" else "p10"
+        field = "p50" if mode == "new" else "p10"
         vals = [s[k][field]["median"] for k in keys]
         lo = [s[k][field]["median"] - s[k][field]["min"] for k in keys]
         hi = [s[k][field]["max"] - s[k][field]["median"] for k in keys]
@@ -102,7 +103,7 @@ def plot(results, path):
         ax.set_ylabel("TSC cycles a %s (%s, median of blocks)" % ("new session" if mode == "new" else "packet",
                                                                   field))
         ax.set_title(mode, fontsize=9)
-    fig.suptitle("pipeline-micro: the worker loop's body on 32-packet bursts, one process per binary", fontsize=9)
+    fig.suptitle("pipeline-micro: the worker loop's body,\n32-packet bursts, one process per binary", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
