@@ -20,7 +20,7 @@ import forwarding as fw  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results", "issue19")
-BUILD = os.path.join(fw.ROOT, "build", "benchmarks", "micro")
+BUILD = os.path.join(fw.ROOT, "build", "benchmarks", "micro")  # ninja -C build benchmarks/micro/pipeline-micro{,-noacct}
 
 
 def run(binary, args):
