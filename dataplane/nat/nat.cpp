@@ -458,12 +458,15 @@ std::optional<uint32_t> create_session(Worker& w, NatWorker& nw, const Flow& f, 
   uint32_t index = nw.free_sessions[nw.n_free_sessions - 1];
   auto value = [&](int d) { return reinterpret_cast<void*>(uintptr_t(index) * 2 + d); };
   bi.add(key);
+  // Whether the reply key is proven absent, before its own add is remembered (after, it would
+  // never be: the burst "may have added" it). The session's own key counts: a reply equal to it
+  // is a conflict.
+  bool reverse_absent = bi.absent(guess ? &guess->reply : nullptr, reverse);
   bi.add(reverse);
   if (rte_hash_add_key_data(nw.index, &key, value(0)) < 0) {
     why = Drop::nat_sessions_full;
     return std::nullopt;
   }
-  bool reverse_absent = bi.absent(guess ? &guess->reply : nullptr, reverse);
   if ((!reverse_absent && rte_hash_lookup(nw.index, &reverse) >= 0) ||
       rte_hash_add_key_data(nw.index, &reverse, value(1)) < 0) {
     // Another flow already looks like this one's replies (overlapping translations).
