@@ -35,20 +35,25 @@ struct Committer::Build {
   std::vector<std::pair<SaKey, uint16_t>> new_sas;
 
   // What a feature's free steps keep between transactions, held by the committer.
+  l2::Kept& l2_kept() { return *c.l2_; }
+  ip::Kept& ip_kept() { return *c.ip_; }
   nat::Kept& nat_kept() { return *c.nat_; }
+  ipsec::Kept& ipsec_kept() { return *c.ipsec_; }
   NeighbourTable& neighbours() { return c.neighbours_; }  // shared by every generation
+  // Name -> slot of the interfaces and tunnels before this transaction (they share slots and
+  // names; the interfaces' reclaim step updates it).
+  std::map<std::string, uint16_t>& interface_slots() { return c.interface_slot_; }
+  std::vector<uint16_t>& free_interfaces() { return c.free_interfaces_; }
 
   // Undoes what earlier steps did; the error to return.
   Error fail(Code code, std::string message, int kind, std::string about) {
     for (auto it = undo.rbegin(); it != undo.rend(); ++it) (*it)();
     return Error{code, std::move(message), kind, std::move(about)};
   }
-  // Name -> slot as this transaction leaves it (new names are not in tenant_slot_ yet).
-  uint16_t tenant_of(const std::string& name) const {
-    for (uint16_t s : new_tenant_slots)
-      if (c.tenants_[s].name == name) return s;
-    return c.tenant_slot_.at(name);
-  }
+  // A tenant's slot by name as this transaction leaves it (ip/commit.cpp).
+  uint16_t tenant_of(const std::string& name) const;
+  // The uid of a new tenant, interface or tunnel.
+  uint32_t new_uid() { return uint32_t(c.next_uid_++); }
   uint16_t interface_slot_of(const std::string& name) const {
     auto it = interface_of.find(name);
     return it != interface_of.end() ? it->second : c.interface_slot_.at(name);
@@ -76,7 +81,7 @@ struct Committer::Build {
       return nullptr;
     interface_of[name] = slot;
     InterfaceEntry& e = next->interfaces[slot];
-    uint32_t uid = existed ? e.uid : uint32_t(c.next_uid_++);
+    uint32_t uid = existed ? e.uid : new_uid();
     e = InterfaceEntry{};
     e.uid = uid;
     e.name = name;
@@ -94,7 +99,10 @@ struct Committer::Build {
     slots.emplace_back();
     return uint16_t(slots.size() - 1);
   }
-  // Adds or removes the routes an interface's addresses make (l2/commit.cpp).
+  // Undoes the route changes of `ops` (ip/commit.cpp): the standby FIB copies of the first
+  // `applied` back as they were, the next hops they took released.
+  void revert_routes(size_t applied);
+  // Adds or removes the routes an interface's addresses make (ip/commit.cpp).
   void contribute(const v1::Interface& f, uint16_t slot, bool add);
   // Adds or removes a local /32 that no interface owns: a VRRP virtual address (vrrp/commit.cpp).
   void contribute_local(uint16_t tenant, uint32_t address, bool add);

@@ -9,126 +9,64 @@
 
 #include "control/build.h"
 #include "control/kinds.h"
+#include "ip/commit.h"
+#include "ipsec/commit.h"
+#include "l2/commit.h"
 #include "nat/commit.h"
 #include "nat/nat.h"
 
 namespace medix::dp {
 
-Committer::Committer() : nat_(std::make_unique<nat::Kept>()) {}
+Committer::Committer()
+    : l2_(std::make_unique<l2::Kept>()),
+      ip_(std::make_unique<ip::Kept>()),
+      ipsec_(std::make_unique<ipsec::Kept>()),
+      nat_(std::make_unique<nat::Kept>()) {}
 
 Committer::~Committer() {
   delete current();
   for (NatWorker* n : nat_->workers) nat_worker_free(n);
-  for (SaState* sa : sas_) rte_free(sa);
-  rte_hash_free(sa_index_);
-  if (mgr_) free_mb_mgr(mgr_);
-  for (auto& t : tenants_) free_tenant(t);
+  for (SaState* sa : ipsec_->sas) rte_free(sa);
+  rte_hash_free(ipsec_->sa_index);
+  if (ipsec_->mgr) free_mb_mgr(ipsec_->mgr);
+  for (auto& t : ip_->tenants) ip::free_tenant(*ip_, t);
   neighbours_.destroy();
-  rte_free(nexthops_);
+  rte_free(ip_->nexthops);
   rte_free(bases_);
 }
 
 std::optional<std::string> Committer::init(const Params& params) {
   params_ = params;
-  nexthops_ = static_cast<Nexthop*>(rte_zmalloc("nexthops", sizeof(Nexthop) * (max_nexthops + 1), RTE_CACHE_LINE_SIZE));
+  ip::Kept& ip = *ip_;
+  ip.nexthops =
+      static_cast<Nexthop*>(rte_zmalloc("nexthops", sizeof(Nexthop) * (max_nexthops + 1), RTE_CACHE_LINE_SIZE));
   bases_ = static_cast<Counters*>(rte_zmalloc("bases", sizeof(Counters), RTE_CACHE_LINE_SIZE));
-  if (!nexthops_ || !bases_ || !neighbours_.init("neighbours", params.socket))
+  if (!ip.nexthops || !bases_ || !neighbours_.init("neighbours", params.socket))
     return std::string("cannot allocate the tables: ") + more_memory;
-  if (auto e = lpm_.init(std::max<uint32_t>(2, params.fib_plies))) return *e;
-  nexthop_refs_.assign(max_nexthops + 1, 0);
-  for (uint16_t id = max_nexthops; id >= 1; id--) free_nexthops_.push_back(id);  // 0 is "no route"
-  mgr_ = alloc_mb_mgr(0);
-  if (!mgr_) return "cannot allocate Intel IPsec-MB state";
-  init_mb_mgr_auto(mgr_, nullptr);
-  sas_.assign(max_sas, nullptr);
-  for (uint16_t slot = max_sas - 1; slot >= 1; slot--) free_sas_.push_back(slot);
+  if (auto e = ip.lpm.init(std::max<uint32_t>(2, params.fib_plies))) return *e;
+  ip.nexthop_refs.assign(max_nexthops + 1, 0);
+  for (uint16_t id = max_nexthops; id >= 1; id--) ip.free_nexthops.push_back(id);  // 0 is "no route"
+  ipsec::Kept& ipsec = *ipsec_;
+  ipsec.mgr = alloc_mb_mgr(0);
+  if (!ipsec.mgr) return "cannot allocate Intel IPsec-MB state";
+  init_mb_mgr_auto(ipsec.mgr, nullptr);
+  ipsec.sas.assign(max_sas, nullptr);
+  for (uint16_t slot = max_sas - 1; slot >= 1; slot--) ipsec.free_sas.push_back(slot);
   rte_hash_parameters hp = hash_parameters(sa_index_shape, "sa_index", rte_jhash, params.socket);
-  sa_index_ = rte_hash_create(&hp);
-  if (!sa_index_) return std::string("cannot allocate the SA index: ") + more_memory;
+  ipsec.sa_index = rte_hash_create(&hp);
+  if (!ipsec.sa_index) return std::string("cannot allocate the SA index: ") + more_memory;
   auto* empty = new Tables();
-  empty->nexthops = nexthops_;
-  empty->plies = lpm_.plies();
+  empty->nexthops = ip.nexthops;
+  empty->plies = ip.lpm.plies();
   empty->neighbours = &neighbours_;
-  empty->sas = sas_.data();
-  empty->sa_index = sa_index_;
+  empty->sas = ipsec.sas.data();
+  empty->sa_index = ipsec.sa_index;
   current_.store(empty, std::memory_order_release);
   return std::nullopt;
 }
 
-uint16_t Committer::intern(const Nexthop& nh) {
-  auto key = std::make_tuple(int(nh.kind), nh.interface, nh.tenant, nh.gateway);
-  auto it = nexthop_ids_.find(key);
-  uint16_t id;
-  if (it != nexthop_ids_.end()) {
-    id = it->second;
-  } else {
-    if (free_nexthops_.empty()) return 0;
-    id = free_nexthops_.back();
-    free_nexthops_.pop_back();
-    nexthops_[id] = nh;  // no FIB copy points at a free id: safe to write under readers
-    nexthop_ids_[key] = id;
-  }
-  nexthop_refs_[id]++;
-  return id;
-}
-
-void Committer::unref(uint16_t id) {
-  if (id == 0 || --nexthop_refs_[id] > 0) return;
-  const Nexthop& nh = nexthops_[id];
-  nexthop_ids_.erase(std::make_tuple(int(nh.kind), nh.interface, nh.tenant, nh.gateway));
-  free_nexthops_.push_back(id);
-}
-
-bool Committer::apply_fib(rte_fib* fib, const FibOp& op, bool forward) {
-  if (!fib) return true;
-  uint16_t nh = forward ? op.after : op.before;
-  int rc = nh ? rte_fib_add(fib, op.address, op.length, nh) : rte_fib_delete(fib, op.address, op.length);
-  return rc == 0 || (!nh && rc == -ENOENT);
-}
-
-void Committer::free_tenant(TenantSlot& t) {
-  rte_fib_free(t.fib[0]);
-  rte_fib_free(t.fib[1]);
-  if (!t.name.empty() && !t.dir24_8) lpm_.destroy(uint32_t(&t - tenants_.data()));
-  t = TenantSlot{};
-}
-
-std::optional<std::string> Committer::setup_port(uint16_t port_id, const v1::Port& p) {
-  uint16_t queues = params_.queues;
-  uint16_t mtu = uint16_t(p.mtu() ? p.mtu() : 1500);
-  rte_eth_dev_info info{};
-  if (int rc = rte_eth_dev_info_get(port_id, &info); rc != 0) return rte_strerror(-rc);
-  if (info.max_rx_queues < queues || info.max_tx_queues < queues)
-    return "offers " + std::to_string(std::min(info.max_rx_queues, info.max_tx_queues)) +
-           " queue pairs; medix-dp needs one per worker (" + std::to_string(queues) + ")";
-  if (mtu > info.max_mtu)
-    return "MTU " + std::to_string(mtu) + " is above the device's " + std::to_string(info.max_mtu);
-  if (mtu > params_.max_mtu)
-    return "MTU " + std::to_string(mtu) + " is above what medix-dp's packet buffers hold (" +
-           std::to_string(params_.max_mtu) + "; set by the largest port MTU in the startup config)";
-  rte_eth_conf conf{};
-  conf.rxmode.mtu = mtu;
-  if (queues > 1) {
-    conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
-    conf.rx_adv_conf.rss_conf.rss_hf =
-        (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP) & info.flow_type_rss_offloads;
-  }
-  if (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MULTI_SEGS) conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
-  if (int rc = rte_eth_dev_configure(port_id, queues, queues, &conf); rc != 0)
-    return std::string("cannot configure: ") + rte_strerror(-rc);
-  uint16_t rxd = uint16_t(rx_descriptors), txd = uint16_t(tx_descriptors);
-  rte_eth_dev_adjust_nb_rx_tx_desc(port_id, &rxd, &txd);
-  int socket = rte_eth_dev_socket_id(port_id);
-  unsigned on = socket < 0 ? params_.socket : unsigned(socket);
-  for (uint16_t q = 0; q < queues; q++) {
-    if (int rc = rte_eth_rx_queue_setup(port_id, q, rxd, on, nullptr, params_.pool); rc != 0)
-      return "rx queue " + std::to_string(q) + ": " + rte_strerror(-rc);
-    if (int rc = rte_eth_tx_queue_setup(port_id, q, txd, on, nullptr); rc != 0)
-      return "tx queue " + std::to_string(q) + ": " + rte_strerror(-rc);
-  }
-  if (p.promiscuous()) rte_eth_promiscuous_enable(port_id);
-  if (int rc = rte_eth_dev_start(port_id); rc != 0) return std::string("cannot start: ") + rte_strerror(-rc);
-  return std::nullopt;
+void Committer::for_each_sa(const std::function<void(const SaKey& key, const SaState& sa)>& f) const {
+  for (const auto& [key, slot] : ipsec_->sa_slot) f(key, *ipsec_->sas[slot]);
 }
 
 void Committer::learn(const LearnedNeighbour& learned) {
@@ -141,10 +79,10 @@ void Committer::learn(const LearnedNeighbour& learned) {
 }
 
 bool Committer::clear_sessions(const std::string& tenant) {
-  auto slot = tenant_slot_.find(tenant);
-  if (slot == tenant_slot_.end()) return false;
+  auto slot = tenant_slot(tenant);
+  if (!slot) return false;
   auto next = std::make_unique<Tables>(*current());
-  next->tenants[slot->second].nat.epoch = ++nat_->epochs;
+  next->tenants[*slot].nat.epoch = ++nat_->epochs;
   const Tables* previous = current();
   current_.store(next.release(), std::memory_order_release);
   if (params_.rcu) rte_rcu_qsbr_synchronize(params_.rcu, RTE_QSBR_THRID_INVALID);
@@ -153,7 +91,7 @@ bool Committer::clear_sessions(const std::string& tenant) {
 }
 
 void Committer::stop_ports() {
-  for (auto& p : ports_)
+  for (auto& p : l2_->ports)
     if (p.configured) {
       rte_eth_dev_stop(p.port_id);
       p.configured = false;
@@ -174,7 +112,7 @@ std::optional<Error> Committer::commit(const Diff& diff, const Intent& intent, u
     for (const Kind* k : kinds())
       for (const auto& step : k->build)
         if (step.run && int(step.phase) == phase)
-          if (auto e = step.run(*this, b)) return e;
+          if (auto e = step.run(b)) return e;
   build_counter_bases(b);
   last_timing_ = Timing{since(start)};
 
@@ -187,7 +125,7 @@ std::optional<Error> Committer::commit(const Diff& diff, const Intent& intent, u
   last_timing_.grace_ns = since(grace_start);
   auto reclaim_start = clock::now();
   for (auto it = kinds().rbegin(); it != kinds().rend(); ++it)
-    if ((*it)->reclaim) (*it)->reclaim(*this, b);
+    if ((*it)->reclaim) (*it)->reclaim(b);
   delete previous;
   last_timing_.reclaim_ns = since(reclaim_start);
   return std::nullopt;

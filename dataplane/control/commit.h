@@ -17,7 +17,6 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <type_traits>
 #include <vector>
 
 #include "control/intent.h"
@@ -27,8 +26,17 @@
 
 namespace medix::dp {
 
+namespace l2 {
+struct Kept;  // l2/commit.h
+}
+namespace ip {
+struct Kept;  // ip/commit.h
+}
 namespace nat {
 struct Kept;  // nat/commit.h
+}
+namespace ipsec {
+struct Kept;  // ipsec/commit.h
 }
 
 // The phases of a commit, in order. Each build step of a kind (control/kinds.h) runs in one;
@@ -58,48 +66,25 @@ class Committer {
     uint32_t fib_plies = max_fib_plies;  // the compact FIBs' pool
   };
 
-  // A commit's steps, each in its feature's folder and named by its kind's entry in the kinds
-  // table (control/kinds.h), which is how commit() finds them. A build step writes the next
-  // generation (or undoes the steps before it and fails); a reclaim step runs after the grace
-  // period. A step is a free function of its feature's folder taking the Build (control/build.h:
-  // the next generation, the diff, the intent, the committer), so that a new kind declares
-  // nothing here (a feature's state kept between transactions is a struct of its folder,
-  // held here and handed out by the Build: nat::Kept). The first kinds' steps below are still
-  // members because the state they keep (slots, FIBs, SAs) is the committer's. Public only so
-  // that the entries can name them: nothing else calls them.
+  // A commit's steps, each a free function of its feature's folder (declared in its
+  // commit.h) and named by its kind's entry in the kinds table (control/kinds.h), which is how
+  // commit() finds them. A build step writes the next generation (or undoes the steps before
+  // it and fails); a reclaim step runs after the grace period. A step takes the Build
+  // (control/build.h: the next generation, the diff, the intent, the committer), so that a new
+  // kind declares nothing here: a feature's state kept between transactions is a struct of its
+  // folder (l2::Kept, ip::Kept, ipsec::Kept, nat::Kept), held here and handed out by the
+  // Build, as are the tables features share (the interfaces' and tunnels' slots and names,
+  // the neighbour table).
   struct Build;
-  template <typename... Result>
-  class Step {
-   public:
-    using Free = std::conditional_t<sizeof...(Result) == 0, void, std::optional<Error>> (*)(Build& b);
-    using Member = std::conditional_t<sizeof...(Result) == 0, void, std::optional<Error>> (Committer::*)(Build& b);
-    constexpr Step() = default;
-    constexpr Step(std::nullptr_t) {}
-    constexpr Step(Free f) : free_(f) {}
-    constexpr Step(Member m) : member_(m) {}
-    explicit operator bool() const { return free_ || member_; }
-    bool operator==(const Step&) const = default;
-    auto operator()(Committer& c, Build& b) const { return free_ ? free_(b) : (c.*member_)(b); }
-
-   private:
-    Free free_ = nullptr;
-    Member member_ = nullptr;
+  using BuildStep = std::optional<Error> (*)(Build& b);
+  using ReclaimStep = void (*)(Build& b);
+  // A route change of a transaction (Build::ops), applied to the standby FIB copies.
+  struct FibOp {
+    uint16_t tenant;
+    uint32_t address;
+    uint8_t length;
+    uint16_t before, after;  // next hop ids; 0: no route
   };
-  using BuildStep = Step<std::optional<Error>>;
-  using ReclaimStep = Step<>;
-  std::optional<Error> build_ports(Build& b);            // l2/commit.cpp
-  std::optional<Error> build_tenants(Build& b);          // ip/commit.cpp
-  std::optional<Error> build_interfaces(Build& b);       // l2/commit.cpp
-  std::optional<Error> build_tunnels(Build& b);          // ipsec/commit.cpp
-  std::optional<Error> build_routes(Build& b);           // ip/commit.cpp
-  std::optional<Error> build_interface_index(Build& b);  // l2/commit.cpp
-  std::optional<Error> build_sas(Build& b);              // ipsec/commit.cpp
-  std::optional<Error> build_tunnel_mtus(Build& b);      // ipsec/commit.cpp
-  void reclaim_routes(Build& b);
-  void reclaim_sas(Build& b);
-  void reclaim_tenants(Build& b);
-  void reclaim_ports(Build& b);
-  void reclaim_interfaces(Build& b);
 
   Committer();
   ~Committer();
@@ -125,20 +110,16 @@ class Committer {
   const std::atomic<const Tables*>& published() const { return current_; }
   // Counters as they were when the slot was given to its present object.
   const Counters& bases() const { return *bases_; }
-  // The FIBs as the control side knows them (under the controller's lock), for the API.
-  std::optional<uint16_t> tenant_slot(const std::string& name) const {
-    auto it = tenant_slot_.find(name);
-    return it == tenant_slot_.end() ? std::nullopt : std::optional<uint16_t>(it->second);
-  }
-  bool dir24_8(uint16_t tenant) const { return tenants_[tenant].dir24_8; }
+  // The FIBs as the control side knows them (under the controller's lock), for the API
+  // (ip/commit.cpp).
+  std::optional<uint16_t> tenant_slot(const std::string& name) const;
+  bool dir24_8(uint16_t tenant) const;
   // Every prefix of the tenant's FIB and its next hop id, by (address, length).
-  const std::map<std::pair<uint32_t, uint8_t>, uint16_t>& fib_entries(uint16_t tenant) const {
-    return tenants_[tenant].effective;
-  }
+  const std::map<std::pair<uint32_t, uint8_t>, uint16_t>& fib_entries(uint16_t tenant) const;
   // The interface whose address makes a connected prefix (a local one: UINT16_MAX), and
   // whether it is local.
   std::optional<std::pair<uint16_t, bool>> address_route(uint16_t tenant, uint32_t address, uint8_t length) const;
-  const Nexthop& nexthop(uint16_t id) const { return nexthops_[id]; }
+  const Nexthop& nexthop(uint16_t id) const;
   // What the workers' tables find for `address` in a tenant now: a next hop id (0: none).
   uint16_t fib_lookup(uint16_t tenant, uint32_t address) const;
   struct FibCost {
@@ -146,77 +127,31 @@ class Committer {
   };
   // One tenant's FIB, or every tenant's.
   FibCost fib_cost(std::optional<uint16_t> tenant) const;
-  uint32_t fib_plies_limit() const { return lpm_.max_plies(); }
+  uint32_t fib_plies_limit() const;
 
   // Every SA with its key (control side, under the controller's lock).
-  template <typename F>
-  void for_each_sa(F&& f) const {
-    for (const auto& [key, slot] : sa_slot_) f(key, *sas_[slot]);
-  }
+  void for_each_sa(const std::function<void(const SaKey& key, const SaState& sa)>& f) const;
 
  private:
-  struct PortSlot {
-    std::string name;
-    uint16_t port_id = 0;
-    bool configured = false;
-  };
-  struct TenantSlot {
-    std::string name;
-    bool dir24_8 = false;                  // else its FIB is the compact one of lpm_, table = slot
-    rte_fib* fib[2] = {nullptr, nullptr};  // DIR24_8: the two copies
-    uint64_t dir24_8_bytes = 0;            // ... their tables (tbl24 and tbl8 groups)
-    int active = 0;
-    std::map<std::pair<uint32_t, uint8_t>, uint16_t> effective;  // what both copies hold, once settled
-    // Routes from interface addresses: (prefix) -> next hops, local ones first.
-    std::map<std::pair<uint32_t, uint8_t>, std::vector<std::pair<int, uint16_t>>> automatic;
-  };
-  struct FibOp {
-    uint16_t tenant;
-    uint32_t address;
-    uint8_t length;
-    uint16_t before, after;  // next hop ids; 0: no route
-  };
-
-  uint16_t intern(const Nexthop& nh);
-  void unref(uint16_t id);
-  // A change to one copy of a DIR24_8 FIB; nothing for a compact tenant (fib nullptr: its
-  // changes are undone by lpm_.abort()).
-  bool apply_fib(rte_fib* fib, const FibOp& op, bool forward);
-  void free_tenant(TenantSlot& t);
-  std::string fibs_full() const;  // why a compact FIB could not grow
-  std::optional<std::string> setup_port(uint16_t port_id, const v1::Port& p);
   void build_counter_bases(Build& b);
 
   Params params_;
   std::atomic<const Tables*> current_{nullptr};
   Timing last_timing_;
-  uint64_t next_uid_ = 1;
-  uint32_t fib_serial_ = 0;
-  uint32_t index_serial_ = 0;
+  uint64_t next_uid_ = 1;  // of tenants, interfaces and tunnels
 
-  std::vector<PortSlot> ports_;
-  std::vector<TenantSlot> tenants_;
-  std::map<std::string, uint16_t> port_slot_, tenant_slot_, interface_slot_;
-  std::vector<uint16_t> free_ports_, free_tenants_, free_interfaces_;  // reusable in a later transaction
-
-  Lpm lpm_;                      // every compact tenant's FIB (table id = tenant slot)
-  Nexthop* nexthops_ = nullptr;  // shared by all generations
-  std::map<std::tuple<int, uint16_t, uint16_t, uint32_t>, uint16_t> nexthop_ids_;
-  std::vector<uint32_t> nexthop_refs_;
-  std::vector<uint16_t> free_nexthops_;
+  // Interfaces and tunnels share slots and names: name -> slot as of the last commit, and
+  // the slots reusable in a later transaction.
+  std::map<std::string, uint16_t> interface_slot_;
+  std::vector<uint16_t> free_interfaces_;
   NeighbourTable neighbours_;
   Counters* bases_ = nullptr;
 
-  // IPsec: SA states by slot (shared with workers), inbound SPI -> slot, the newest outbound
-  // SA of each tunnel last.
-  IMB_MGR* mgr_ = nullptr;
-  std::vector<SaState*> sas_;
-  std::vector<uint16_t> free_sas_;
-  rte_hash* sa_index_ = nullptr;
-  std::map<SaKey, uint16_t> sa_slot_;
-  std::map<std::string, std::vector<uint16_t>> outbound_;
-
-  // Crossing the core: what NAT's step keeps between transactions (nat/commit.h).
+  // What each feature's steps keep between transactions (its commit.h): ports; tenants with
+  // their FIBs and the next hops; SAs; the core's crossing.
+  std::unique_ptr<l2::Kept> l2_;
+  std::unique_ptr<ip::Kept> ip_;
+  std::unique_ptr<ipsec::Kept> ipsec_;
   std::unique_ptr<nat::Kept> nat_;
 };
 

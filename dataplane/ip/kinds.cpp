@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "control/check.h"
+#include "ip/commit.h"
 #include "l2/kinds.h"
 
 namespace medix::dp {
@@ -262,8 +263,8 @@ const Kind tenant_kind = {
         },
     .check_final = nullptr,
     .error_name = [](const v1::Object& o) { return o.tenant().name(); },
-    .build = {{Phase::slots, &Committer::build_tenants}},
-    .reclaim = &Committer::reclaim_tenants,
+    .build = {{Phase::slots, ip::build_tenants}},
+    .reclaim = ip::reclaim_tenants,
     .diff = nullptr,
     .get = [](const Intent& in, const Committer&, const v1::Object& key, v1::Object& out) -> std::optional<Error> {
       if (auto it = in.tenants.find(key.tenant().name()); it != in.tenants.end()) *out.mutable_tenant() = it->second;
@@ -302,8 +303,8 @@ const Kind route_kind = {
     .check_final = check_next_hop,
     .error_name = [](const v1::Object& o) { return o.route().tenant(); },
     // Only the key: there may be millions, and the committer reads them from the intent.
-    .build = {{Phase::routes, &Committer::build_routes}},
-    .reclaim = &Committer::reclaim_routes,
+    .build = {{Phase::routes, ip::build_routes}},
+    .reclaim = ip::reclaim_routes,
     .diff = [](Diff& d, const Intent::Key& k) { d.routes.insert(k.route); },
     .get = [](const Intent& in, const Committer&, const v1::Object& key, v1::Object& out) -> std::optional<Error> {
       auto k = route_key(key.route());

@@ -1,3 +1,5 @@
+#include "ipsec/commit.h"
+
 #include <rte_hash.h>
 #include <rte_malloc.h>
 #include <sys/random.h>
@@ -7,7 +9,7 @@
 #include "control/build.h"
 #include "ipsec/sa.h"
 
-namespace medix::dp {
+namespace medix::dp::ipsec {
 
 namespace {
 
@@ -72,17 +74,18 @@ void sa_setup(SaState& sa, const v1::SecurityAssociation& o, IMB_MGR* mgr) {
 }  // namespace
 
 // Tunnels: interfaces without a port, in the same name space and slots.
-std::optional<Error> Committer::build_tunnels(Build& b) {
+std::optional<Error> build_tunnels(Committer::Build& b) {
+  Kept& kept = b.ipsec_kept();
   for (const auto& [k, change] : b.diff.of(v1::Object::kTunnel)) {
     const std::string& name = k.name;
     if (!change.after) {
-      uint16_t slot = interface_slot_.at(name);
+      uint16_t slot = b.interface_slots().at(name);
       b.next->interfaces[slot] = InterfaceEntry{};
       b.dead_interfaces.push_back(slot);
-      outbound_.erase(name);
+      kept.outbound.erase(name);
       continue;
     }
-    uint16_t keep_sa = change.before ? b.next->interfaces[interface_slot_.at(name)].outbound_sa : 0;
+    uint16_t keep_sa = change.before ? b.next->interfaces[b.interface_slots().at(name)].outbound_sa : 0;
     InterfaceEntry* entry = b.claim_interface(name, change.before.has_value());
     if (!entry)
       return b.fail(Code::resource_exhausted, "tunnel " + name + ": no free interface slot",
@@ -116,18 +119,19 @@ std::optional<Error> Committer::build_tunnels(Build& b) {
 
 // SAs: new ones are complete before anything can find them; the old go after the grace
 // period.
-std::optional<Error> Committer::build_sas(Build& b) {
+std::optional<Error> build_sas(Committer::Build& b) {
+  Kept& kept = b.ipsec_kept();
   std::set<std::string> sa_tunnels;
   for (const auto& [k, change] : b.diff.of(v1::Object::kSa)) {
     const SaKey& key = k.sa;
     sa_tunnels.insert(key.tunnel);
     if (!change.after) {
-      uint16_t slot = sa_slot_.at(key);
+      uint16_t slot = kept.sa_slot.at(key);
       if (key.inbound) {
-        int32_t pos = rte_hash_del_key(sa_index_, &key.spi);
+        int32_t pos = rte_hash_del_key(kept.sa_index, &key.spi);
         if (pos >= 0) b.sa_release.push_back(pos);
       } else {
-        auto& list = outbound_[key.tunnel];
+        auto& list = kept.outbound[key.tunnel];
         list.erase(std::remove(list.begin(), list.end(), slot), list.end());
       }
       b.dead_sas.push_back(slot);
@@ -135,35 +139,34 @@ std::optional<Error> Committer::build_sas(Build& b) {
     }
     const v1::SecurityAssociation& o = change.after->sa();
     auto* sa =
-        static_cast<SaState*>(rte_zmalloc_socket("sa", sizeof(SaState), RTE_CACHE_LINE_SIZE, int(params_.socket)));
-    bool ok = sa && !free_sas_.empty();
+        static_cast<SaState*>(rte_zmalloc_socket("sa", sizeof(SaState), RTE_CACHE_LINE_SIZE, int(b.c.params().socket)));
+    bool ok = sa && !kept.free_sas.empty();
     uint16_t slot = 0;
     if (ok) {
       new (sa) SaState();
-      sa_setup(*sa, o, mgr_);
+      sa_setup(*sa, o, kept.mgr);
       sa->tunnel = b.interface_slot_of(key.tunnel);
-      sa->owner = uint16_t(key.spi % params_.queues);
-      slot = free_sas_.back();
-      free_sas_.pop_back();
-      sas_[slot] = sa;
-      if (key.inbound) ok = rte_hash_add_key_data(sa_index_, &key.spi, reinterpret_cast<void*>(uintptr_t(slot))) == 0;
+      sa->owner = uint16_t(key.spi % b.c.params().queues);
+      slot = kept.free_sas.back();
+      kept.free_sas.pop_back();
+      kept.sas[slot] = sa;
+      if (key.inbound)
+        ok = rte_hash_add_key_data(kept.sa_index, &key.spi, reinterpret_cast<void*>(uintptr_t(slot))) == 0;
     }
     if (!ok) {
       for (auto [k, s] : b.new_sas) {
-        if (k.inbound) rte_hash_del_key(sa_index_, &k.spi);
-        rte_free(sas_[s]);
-        sas_[s] = nullptr;
-        free_sas_.push_back(s);
+        if (k.inbound) rte_hash_del_key(kept.sa_index, &k.spi);
+        rte_free(kept.sas[s]);
+        kept.sas[s] = nullptr;
+        kept.free_sas.push_back(s);
       }
       if (slot) {
-        sas_[slot] = nullptr;
-        free_sas_.push_back(slot);
+        kept.sas[slot] = nullptr;
+        kept.free_sas.push_back(slot);
       }
       rte_free(sa);
-      for (size_t j = b.ops.size(); j-- > 0;)
-        apply_fib(tenants_[b.ops[j].tenant].fib[1 - tenants_[b.ops[j].tenant].active], b.ops[j], false);
-      for (const auto& op : b.ops) unref(op.after);
-      neighbours_.release(b.release);
+      b.revert_routes(b.ops.size());
+      b.neighbours().release(b.release);
       return b.fail(Code::resource_exhausted, "SA " + std::to_string(key.spi) + ": cannot allocate it: " + more_memory,
                     v1::Object::KindCase::kSa, std::to_string(key.spi));
     }
@@ -174,13 +177,13 @@ std::optional<Error> Committer::build_sas(Build& b) {
   for (auto [key, slot] : b.new_sas)
     if (!key.inbound) outbound_order.push_back({b.intent.sa_serial.at(key), key.tunnel, slot});
   std::sort(outbound_order.begin(), outbound_order.end());
-  for (const auto& [serial, tunnel, slot] : outbound_order) outbound_[tunnel].push_back(slot);
+  for (const auto& [serial, tunnel, slot] : outbound_order) kept.outbound[tunnel].push_back(slot);
   for (const auto& name : sa_tunnels) {
     auto it = b.interface_of.find(name);
     uint16_t slot =
-        it != b.interface_of.end() ? it->second : (interface_slot_.count(name) ? interface_slot_.at(name) : 0);
-    if (!slot && !interface_slot_.count(name)) continue;  // the tunnel goes in this transaction
-    const auto& list = outbound_[name];
+        it != b.interface_of.end() ? it->second : (b.interface_slots().count(name) ? b.interface_slots().at(name) : 0);
+    if (!slot && !b.interface_slots().count(name)) continue;  // the tunnel goes in this transaction
+    const auto& list = kept.outbound[name];
     b.next->interfaces[slot].outbound_sa = list.empty() ? 0 : list.back();
   }
   return std::nullopt;
@@ -189,7 +192,7 @@ std::optional<Error> Committer::build_sas(Build& b) {
 // A tunnel's inner MTU leaves room for ESP's worst case in its underlay: packets that would
 // not fit get ICMP "fragmentation needed" (DF) or are fragmented before encryption, instead
 // of outer packets dropped for being too large. Redone whenever interfaces or ports change.
-std::optional<Error> Committer::build_tunnel_mtus(Build& b) {
+std::optional<Error> build_tunnel_mtus(Committer::Build& b) {
   if (!b.diff.of(v1::Object::kTunnel).empty() || !b.diff.of(v1::Object::kInterface).empty() ||
       !b.diff.of(v1::Object::kPort).empty()) {
     for (auto& e : b.next->interfaces) {
@@ -208,16 +211,17 @@ std::optional<Error> Committer::build_tunnel_mtus(Build& b) {
   return std::nullopt;
 }
 
-void Committer::reclaim_sas(Build& b) {
-  for (int32_t pos : b.sa_release) rte_hash_free_key_with_position(sa_index_, pos);
+void reclaim_sas(Committer::Build& b) {
+  Kept& kept = b.ipsec_kept();
+  for (int32_t pos : b.sa_release) rte_hash_free_key_with_position(kept.sa_index, pos);
   for (uint16_t slot : b.dead_sas) {
-    rte_free(sas_[slot]);
-    sas_[slot] = nullptr;
-    free_sas_.push_back(slot);
+    rte_free(kept.sas[slot]);
+    kept.sas[slot] = nullptr;
+    kept.free_sas.push_back(slot);
   }
   for (const auto& [key, change] : b.diff.of(v1::Object::kSa))
-    if (!change.after) sa_slot_.erase(key.sa);
-  for (auto [key, slot] : b.new_sas) sa_slot_[key] = slot;
+    if (!change.after) kept.sa_slot.erase(key.sa);
+  for (auto [key, slot] : b.new_sas) kept.sa_slot[key] = slot;
 }
 
-}  // namespace medix::dp
+}  // namespace medix::dp::ipsec

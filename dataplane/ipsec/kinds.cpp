@@ -3,6 +3,7 @@
 #include <array>
 
 #include "control/check.h"
+#include "ipsec/commit.h"
 #include "ipsec/sa.h"
 
 namespace medix::dp {
@@ -279,7 +280,7 @@ const Kind tunnel_kind = {
         },
     .check_final = nullptr,
     .error_name = [](const v1::Object& o) { return o.tunnel().name(); },
-    .build = {{Phase::attachments, &Committer::build_tunnels}, {Phase::derived, &Committer::build_tunnel_mtus}},
+    .build = {{Phase::attachments, ipsec::build_tunnels}, {Phase::derived, ipsec::build_tunnel_mtus}},
     .reclaim = nullptr,
     .diff = nullptr,
     .get = [](const Intent& in, const Committer&, const v1::Object& key, v1::Object& out) -> std::optional<Error> {
@@ -336,8 +337,8 @@ const Kind sa_kind = {
     .check_delete = nullptr,
     .check_final = nullptr,
     .error_name = [](const v1::Object& o) { return std::to_string(o.sa().spi()); },
-    .build = {{Phase::security, &Committer::build_sas}},
-    .reclaim = &Committer::reclaim_sas,
+    .build = {{Phase::security, ipsec::build_sas}},
+    .reclaim = ipsec::reclaim_sas,
     .diff = nullptr,
     .get = [](const Intent& in, const Committer&, const v1::Object& key, v1::Object& out) -> std::optional<Error> {
       if (auto it = in.sas.find(sa_key(key.sa())); it != in.sas.end()) *out.mutable_sa() = without_keys(it->second);

@@ -1,40 +1,60 @@
+#include "l2/commit.h"
+
 #include <rte_ethdev.h>
 #include <rte_jhash.h>
 
 #include "control/build.h"
 
-namespace medix::dp {
+namespace medix::dp::l2 {
+namespace {
 
-// The routes an interface's addresses make (its subnets, its own addresses), added or
-// removed; the prefixes are recomputed by build_routes.
-void Committer::Build::contribute(const v1::Interface& f, uint16_t slot, bool add) {
-  uint16_t t = tenant_of(f.tenant());
-  for (const auto& a : f.addresses()) {
-    auto p = *parse_prefix(a);
-    uint32_t mask = ~uint32_t(0) << (32 - p.length);
-    std::pair<uint32_t, uint8_t> subnet{p.address & mask, p.length}, host{p.address, 32};
-    std::pair<int, uint16_t> connected{1, slot}, local{0, uint16_t(UINT16_MAX)};
-    for (auto [prefix, entry] : {std::pair{subnet, connected}, std::pair{host, local}}) {
-      auto& list = c.tenants_[t].automatic[prefix];
-      if (add) {
-        list.push_back(entry);
-        std::stable_sort(list.begin(), list.end(), [](auto& x, auto& y) { return x.first < y.first; });
-      } else {
-        auto it = std::find(list.begin(), list.end(), entry);
-        if (it != list.end()) list.erase(it);
-        if (list.empty()) c.tenants_[t].automatic.erase(prefix);
-      }
-      affected.insert({t, prefix.first, prefix.second});
-    }
+// A new port configured with a queue pair per worker, and started.
+std::optional<std::string> setup_port(const Committer::Params& params, uint16_t port_id, const v1::Port& p) {
+  uint16_t queues = params.queues;
+  uint16_t mtu = uint16_t(p.mtu() ? p.mtu() : 1500);
+  rte_eth_dev_info info{};
+  if (int rc = rte_eth_dev_info_get(port_id, &info); rc != 0) return rte_strerror(-rc);
+  if (info.max_rx_queues < queues || info.max_tx_queues < queues)
+    return "offers " + std::to_string(std::min(info.max_rx_queues, info.max_tx_queues)) +
+           " queue pairs; medix-dp needs one per worker (" + std::to_string(queues) + ")";
+  if (mtu > info.max_mtu)
+    return "MTU " + std::to_string(mtu) + " is above the device's " + std::to_string(info.max_mtu);
+  if (mtu > params.max_mtu)
+    return "MTU " + std::to_string(mtu) + " is above what medix-dp's packet buffers hold (" +
+           std::to_string(params.max_mtu) + "; set by the largest port MTU in the startup config)";
+  rte_eth_conf conf{};
+  conf.rxmode.mtu = mtu;
+  if (queues > 1) {
+    conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+    conf.rx_adv_conf.rss_conf.rss_hf =
+        (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP) & info.flow_type_rss_offloads;
   }
+  if (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MULTI_SEGS) conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
+  if (int rc = rte_eth_dev_configure(port_id, queues, queues, &conf); rc != 0)
+    return std::string("cannot configure: ") + rte_strerror(-rc);
+  uint16_t rxd = uint16_t(rx_descriptors), txd = uint16_t(tx_descriptors);
+  rte_eth_dev_adjust_nb_rx_tx_desc(port_id, &rxd, &txd);
+  int socket = rte_eth_dev_socket_id(port_id);
+  unsigned on = socket < 0 ? params.socket : unsigned(socket);
+  for (uint16_t q = 0; q < queues; q++) {
+    if (int rc = rte_eth_rx_queue_setup(port_id, q, rxd, on, nullptr, params.pool); rc != 0)
+      return "rx queue " + std::to_string(q) + ": " + rte_strerror(-rc);
+    if (int rc = rte_eth_tx_queue_setup(port_id, q, txd, on, nullptr); rc != 0)
+      return "tx queue " + std::to_string(q) + ": " + rte_strerror(-rc);
+  }
+  if (p.promiscuous()) rte_eth_promiscuous_enable(port_id);
+  if (int rc = rte_eth_dev_start(port_id); rc != 0) return std::string("cannot start: ") + rte_strerror(-rc);
+  return std::nullopt;
 }
+}  // namespace
 
 // Ports: new ones are set up and started before anything can use them.
-std::optional<Error> Committer::build_ports(Build& b) {
+std::optional<Error> build_ports(Committer::Build& b) {
+  Kept& kept = b.l2_kept();
   for (const auto& [key, change] : b.diff.of(v1::Object::kPort)) {
     const std::string& name = key.name;
     if (!change.after) {
-      uint16_t slot = port_slot_.at(name);
+      uint16_t slot = kept.port_slot.at(name);
       b.next->ports[slot].live = false;
       b.dead_ports.push_back(slot);
       continue;
@@ -45,21 +65,21 @@ std::optional<Error> Committer::build_ports(Build& b) {
       if (rte_eth_dev_get_port_by_name(p.device().c_str(), &port_id) != 0)
         return b.fail(Code::invalid_argument, "port " + name + ": no DPDK port named \"" + p.device() + "\"",
                       v1::Object::KindCase::kPort, name);
-      auto slot = Build::take(free_ports_, ports_, max_ports);
+      auto slot = Committer::Build::take(kept.free_ports, kept.ports, max_ports);
       if (!slot)
         return b.fail(Code::resource_exhausted, "port " + name + ": no free port slot", v1::Object::KindCase::kPort,
                       name);
-      if (auto e = setup_port(port_id, p)) {
+      if (auto e = setup_port(b.c.params(), port_id, p)) {
         rte_eth_dev_stop(port_id);
-        free_ports_.push_back(*slot);
+        kept.free_ports.push_back(*slot);
         return b.fail(Code::failed_precondition, "port \"" + name + "\" (" + p.device() + "): " + *e,
                       v1::Object::KindCase::kPort, name);
       }
-      ports_[*slot] = PortSlot{name, port_id, true};
-      b.undo.push_back([this, slot = *slot, port_id] {
+      kept.ports[*slot] = PortSlot{name, port_id, true};
+      b.undo.push_back([&kept, slot = *slot, port_id] {
         rte_eth_dev_stop(port_id);
-        ports_[slot] = PortSlot{};
-        free_ports_.push_back(slot);
+        kept.ports[slot] = PortSlot{};
+        kept.free_ports.push_back(slot);
       });
       if (b.next->ports.size() <= *slot) b.next->ports.resize(*slot + 1);
       PortEntry& e = b.next->ports[*slot];
@@ -69,7 +89,7 @@ std::optional<Error> Committer::build_ports(Build& b) {
       b.new_port_slots.push_back(*slot);
       b.need_totals = true;
     }
-    uint16_t slot = change.before ? port_slot_.at(name) : b.new_port_slots.back();
+    uint16_t slot = change.before ? kept.port_slot.at(name) : b.new_port_slots.back();
     PortEntry& e = b.next->ports[slot];
     if (change.before) {
       const v1::Port& was = change.before->port();
@@ -96,12 +116,13 @@ std::optional<Error> Committer::build_ports(Build& b) {
 }
 
 // Interfaces: their entries in the next generation.
-std::optional<Error> Committer::build_interfaces(Build& b) {
+std::optional<Error> build_interfaces(Committer::Build& b) {
+  Kept& kept = b.l2_kept();
   for (const auto& [key, change] : b.diff.of(v1::Object::kInterface)) {
     const std::string& name = key.name;
     uint16_t slot = 0;  // a change has a before, an after or both
     if (change.before) {
-      slot = interface_slot_.at(name);
+      slot = b.interface_slots().at(name);
       b.removed_contributions.push_back({&change.before->interface(), slot});
     }
     if (!change.after) {
@@ -116,9 +137,9 @@ std::optional<Error> Committer::build_interfaces(Build& b) {
     slot = b.interface_of.at(name);
     const v1::Interface& f = change.after->interface();
     InterfaceEntry& e = *entry;
-    e.port = port_slot_.count(f.port()) ? port_slot_.at(f.port()) : 0;
+    e.port = kept.port_slot.count(f.port()) ? kept.port_slot.at(f.port()) : 0;
     for (uint16_t s : b.new_port_slots)
-      if (ports_[s].name == f.port()) e.port = s;
+      if (kept.ports[s].name == f.port()) e.port = s;
     e.tenant = b.tenant_of(f.tenant());
     e.outer_vlan = uint16_t(f.vlan());
     e.inner_vlan = uint16_t(f.inner_vlan());
@@ -134,16 +155,14 @@ std::optional<Error> Committer::build_interfaces(Build& b) {
 }
 
 // The interface index, rebuilt when interfaces come, go or move.
-std::optional<Error> Committer::build_interface_index(Build& b) {
+std::optional<Error> build_interface_index(Committer::Build& b) {
   if (!b.diff.of(v1::Object::kInterface).empty()) {
-    std::string name = "ifindex" + std::to_string(index_serial_++);
-    rte_hash_parameters hp = hash_parameters(interface_index_shape, name.c_str(), rte_jhash, params_.socket);
+    std::string name = "ifindex" + std::to_string(b.l2_kept().index_serial++);
+    rte_hash_parameters hp = hash_parameters(interface_index_shape, name.c_str(), rte_jhash, b.c.params().socket);
     rte_hash* index = rte_hash_create(&hp);
     if (!index) {
-      for (size_t j = b.ops.size(); j-- > 0;)
-        apply_fib(tenants_[b.ops[j].tenant].fib[1 - tenants_[b.ops[j].tenant].active], b.ops[j], false);
-      for (const auto& op : b.ops) unref(op.after);
-      neighbours_.release(b.release);
+      b.revert_routes(b.ops.size());
+      b.neighbours().release(b.release);
       return b.fail(Code::resource_exhausted, std::string("cannot allocate the interface index: ") + more_memory,
                     v1::Object::KindCase::kInterface, "");
     }
@@ -161,28 +180,29 @@ std::optional<Error> Committer::build_interface_index(Build& b) {
   return std::nullopt;
 }
 
-void Committer::reclaim_ports(Build& b) {
+void reclaim_ports(Committer::Build& b) {
+  Kept& kept = b.l2_kept();
   for (uint16_t s : b.dead_ports) {
-    rte_eth_dev_stop(ports_[s].port_id);
-    port_slot_.erase(ports_[s].name);
-    ports_[s] = PortSlot{};
-    free_ports_.push_back(s);
+    rte_eth_dev_stop(kept.ports[s].port_id);
+    kept.port_slot.erase(kept.ports[s].name);
+    kept.ports[s] = PortSlot{};
+    kept.free_ports.push_back(s);
   }
-  for (uint16_t s : b.new_port_slots) port_slot_[ports_[s].name] = s;
+  for (uint16_t s : b.new_port_slots) kept.port_slot[kept.ports[s].name] = s;
 }
 
 // Interfaces and tunnels share slots and names.
-void Committer::reclaim_interfaces(Build& b) {
+void reclaim_interfaces(Committer::Build& b) {
   for (auto kind : {v1::Object::kInterface, v1::Object::kTunnel})
     for (const auto& [key, change] : b.diff.of(kind)) {
       const std::string& name = key.name;
       if (!change.after) {
-        free_interfaces_.push_back(interface_slot_.at(name));
-        interface_slot_.erase(name);
+        b.free_interfaces().push_back(b.interface_slots().at(name));
+        b.interface_slots().erase(name);
       } else {
-        interface_slot_[name] = b.interface_of.at(name);
+        b.interface_slots()[name] = b.interface_of.at(name);
       }
     }
 }
 
-}  // namespace medix::dp
+}  // namespace medix::dp::l2

@@ -6,6 +6,7 @@
 
 #include "control/check.h"
 #include "control/commit.h"
+#include "l2/commit.h"
 
 namespace medix::dp {
 namespace {
@@ -290,8 +291,8 @@ const Kind port_kind = {
         },
     .check_final = nullptr,
     .error_name = [](const v1::Object& o) { return o.port().name(); },
-    .build = {{Phase::slots, &Committer::build_ports}},
-    .reclaim = &Committer::reclaim_ports,
+    .build = {{Phase::slots, l2::build_ports}},
+    .reclaim = l2::reclaim_ports,
     .diff = nullptr,
     .get = [](const Intent& in, const Committer& c, const v1::Object& key, v1::Object& out) -> std::optional<Error> {
       if (auto it = in.ports.find(key.port().name()); it != in.ports.end()) {
@@ -335,8 +336,8 @@ const Kind interface_kind = {
         },
     .check_final = check_next_hops,
     .error_name = [](const v1::Object& o) { return o.interface().name(); },
-    .build = {{Phase::attachments, &Committer::build_interfaces}, {Phase::indexes, &Committer::build_interface_index}},
-    .reclaim = &Committer::reclaim_interfaces,  // tunnels' slots too: they share them
+    .build = {{Phase::attachments, l2::build_interfaces}, {Phase::indexes, l2::build_interface_index}},
+    .reclaim = l2::reclaim_interfaces,  // tunnels' slots too: they share them
     .diff = nullptr,
     .get = [](const Intent& in, const Committer&, const v1::Object& key, v1::Object& out) -> std::optional<Error> {
       if (auto it = in.interfaces.find(key.interface().name()); it != in.interfaces.end())

@@ -3,12 +3,13 @@
 #include <algorithm>
 
 #include "control/build.h"
+#include "ip/commit.h"
 
 namespace medix::dp {
 
 // The local route a virtual address makes: the same entry an interface's own address adds.
 void Committer::Build::contribute_local(uint16_t tenant, uint32_t address, bool add) {
-  auto& automatic = c.tenants_[tenant].automatic;
+  auto& automatic = ip_kept().tenants[tenant].automatic;
   auto& list = automatic[{address, 32}];
   std::pair<int, uint16_t> local{0, uint16_t(UINT16_MAX)};
   if (add) {

@@ -3,6 +3,9 @@
 
 #include "arp/commit.h"
 #include "control/kinds.h"
+#include "ip/commit.h"
+#include "ipsec/commit.h"
+#include "l2/commit.h"
 #include "nat/commit.h"
 #include "qos/commit.h"
 #include "vrrp/commit.h"
@@ -74,11 +77,14 @@ TEST_CASE("the kinds' commit steps run in the order the committer needs") {
       for (const auto& step : k->build)
         if (step.run && int(step.phase) == phase) order.push_back(step.run);
   std::vector<Committer::BuildStep> expected = {
-      &Committer::build_ports,          &Committer::build_tenants,          &Committer::build_interfaces,
-      &Committer::build_tunnels,        medix::dp::vrrp::build_addresses,   &Committer::build_routes,
-      medix::dp::arp::build_neighbours, &Committer::build_interface_index,  &Committer::build_sas,
-      &Committer::build_tunnel_mtus,    medix::dp::nat::build_translations, medix::dp::arp::build_static_neighbours,
-      medix::dp::qos::build_policers,   medix::dp::qos::build_shapers,      medix::dp::vrrp::build_instances};
+      medix::dp::l2::build_ports,         medix::dp::ip::build_tenants,
+      medix::dp::l2::build_interfaces,    medix::dp::ipsec::build_tunnels,
+      medix::dp::vrrp::build_addresses,   medix::dp::ip::build_routes,
+      medix::dp::arp::build_neighbours,   medix::dp::l2::build_interface_index,
+      medix::dp::ipsec::build_sas,        medix::dp::ipsec::build_tunnel_mtus,
+      medix::dp::nat::build_translations, medix::dp::arp::build_static_neighbours,
+      medix::dp::qos::build_policers,     medix::dp::qos::build_shapers,
+      medix::dp::vrrp::build_instances};
   CHECK(order == expected);
   // Reclaims run in reverse table order: a dead tenant's routes before its FIB copies.
   auto at = [](Committer::ReclaimStep step) {
@@ -86,8 +92,8 @@ TEST_CASE("the kinds' commit steps run in the order the committer needs") {
       if (kinds()[i]->reclaim == step) return i;
     return kinds().size();
   };
-  CHECK(at(&Committer::reclaim_routes) > at(&Committer::reclaim_tenants));
-  CHECK(at(&Committer::reclaim_tenants) < kinds().size());
+  CHECK(at(medix::dp::ip::reclaim_routes) > at(medix::dp::ip::reclaim_tenants));
+  CHECK(at(medix::dp::ip::reclaim_tenants) < kinds().size());
 }
 
 // GetCounters, the Prometheus endpoint and medixctl read a kind's counters through its entry:
