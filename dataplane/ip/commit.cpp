@@ -252,7 +252,7 @@ std::optional<Error> build_routes(Committer::Build& b) {
       after = intern(kept, nh);
       if (!after) {
         b.revert_routes(0);
-        return b.fail(Code::resource_exhausted, "more than " + std::to_string(max_nexthops) + " distinct b.next hops",
+        return b.fail(Code::resource_exhausted, "more than " + std::to_string(max_nexthops) + " distinct next hops",
                       v1::Object::KindCase::kRoute, slot.name);
       }
     }
