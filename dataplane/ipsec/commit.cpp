@@ -142,6 +142,7 @@ std::optional<Error> Committer::build_sas(Build& b) {
       new (sa) SaState();
       sa_setup(*sa, o, mgr_);
       sa->tunnel = b.interface_slot_of(key.tunnel);
+      sa->tunnel_id = sa_tunnel_id(key.tunnel);
       sa->owner = uint16_t(key.spi % params_.queues);
       slot = free_sas_.back();
       free_sas_.pop_back();
