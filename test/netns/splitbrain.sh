@@ -237,6 +237,7 @@ y=$PEER y_session=$FLOW
 # The fence's heal case: B, active in the split, sends on t-fence (the archive's switch points at
 # B); standby again, it must not ack A's rounds (A's fence would move into the numbers B used).
 b_tx0=$(mx_metric $MB 'medix_tunnel_tx_packets_total{tunnel="t-fence"}')
+# shellcheck disable=SC2034  # read by check_that and mx_wait_eval
 acks_a=$(mx_ha $A_PREFIX sa_acks_received) withheld=$(mx_ha $B_PREFIX sa_acks_withheld)
 esp 200
 wait "$ESP_PID"
