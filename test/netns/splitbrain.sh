@@ -236,12 +236,13 @@ split_flow B A y
 y=$PEER y_session=$FLOW
 # The fence's heal case: B, active in the split, sends on t-fence (the archive's switch points at
 # B); standby again, it must not ack A's rounds (A's fence would move into the numbers B used).
-b_tx0=$(mx_metric $MB 'medix_tunnel_tx_packets_total{tunnel="t-fence"}')
+b_esp_tx() { mx_metric $MB 'medix_tunnel_tx_packets_total{tunnel="t-fence"}'; }
+b_tx0=$(b_esp_tx)
 # shellcheck disable=SC2034  # read by check_that and mx_wait_eval
 acks_a=$(mx_ha $A_PREFIX sa_acks_received) withheld=$(mx_ha $B_PREFIX sa_acks_withheld)
 esp 200
 wait "$ESP_PID"
-b_tx=$(($(mx_metric $MB 'medix_tunnel_tx_packets_total{tunnel="t-fence"}') - b_tx0))
+b_tx=$(($(b_esp_tx) - ${b_tx0:-0}))
 check_that "B, active in the split, sends on t-fence too ($b_tx of 200)" '[ "$b_tx" -ge 150 ]'
 split_flow A B z
 z=$PEER z_session=$FLOW
