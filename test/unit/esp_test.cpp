@@ -426,10 +426,10 @@ const std::string same_spi_config = R"({
      "integrity": "HMAC_SHA256_128", "integrity_key": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="},
     {"spi": 8193, "tunnel": "t1", "inbound": false, "cipher": "AES_CBC_128", "cipher_key": "AAECAwQFBgcICQoLDA0ODw==",
      "integrity": "HMAC_SHA256_128", "integrity_key": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="},
-    {"spi": 4098, "tunnel": "t2", "inbound": true, "cipher": "AES_CBC_128", "cipher_key": "DwAECAwQFBgcICQoLDA0OA==",
-     "integrity": "HMAC_SHA256_128", "integrity_key": "HwAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHg8="},
-    {"spi": 8193, "tunnel": "t2", "inbound": false, "cipher": "AES_CBC_128", "cipher_key": "DwAECAwQFBgcICQoLDA0OA==",
-     "integrity": "HMAC_SHA256_128", "integrity_key": "HwAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHg8="}
+    {"spi": 4098, "tunnel": "t2", "inbound": true, "cipher": "AES_CBC_128", "cipher_key": "EBESExQVFhcYGRobHB0eHw==",
+     "integrity": "HMAC_SHA256_128", "integrity_key": "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8="},
+    {"spi": 8193, "tunnel": "t2", "inbound": false, "cipher": "AES_CBC_128", "cipher_key": "EBESExQVFhcYGRobHB0eHw==",
+     "integrity": "HMAC_SHA256_128", "integrity_key": "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8="}
   ]
 })";
 
