@@ -473,16 +473,19 @@ TEST_CASE(
     };
     round_acked();
     CHECK_FALSE(standby.fenced());  // the first round: no fence yet on the active
-    CHECK(send_into_tunnel(active, 300, "10.0.0.5").size() == 300);
+    // t1 goes further than t2's value + margin: one shared entry would start it below its own.
+    CHECK(send_into_tunnel(active, 900, "10.0.0.5").size() == 900);
+    round_acked();
+    CHECK(send_into_tunnel(active, 900, "10.0.0.5").size() == 900);
     CHECK(send_into_tunnel(active, 40, "10.0.2.5").size() == 40);
     round_acked();
     CHECK(standby.fenced());
     // Each SA fenced at its own value + margin - 1, and each stops there.
-    CHECK(s1.fence == 300 + margin - 1);
+    CHECK(s1.fence == 1800 + margin - 1);
     CHECK(s2.fence == 40 + margin - 1);
     CHECK(send_into_tunnel(active, 1100, "10.0.2.5").size() == margin - 1);
     CHECK(s2.seq == 40 + margin - 1);
-    CHECK(s1.seq == 300);
+    CHECK(s1.seq == 1800);
     CHECK(send_into_tunnel(active, 10, "10.0.0.5").size() == 10);
   }
   // The standby (the same intent, its SAs fresh) holds what the round said, by name, and takes over.
@@ -499,7 +502,7 @@ TEST_CASE(
   SaState& b1 = outbound_of(standby, "t1");
   SaState& b2 = outbound_of(standby, "t2");
   REQUIRE(ha::held_for(peer.values, b1));
-  CHECK(*ha::held_for(peer.values, b1) == 300);
+  CHECK(*ha::held_for(peer.values, b1) == 1800);
   CHECK(*ha::held_for(peer.values, b2) == 40);
   std::vector<ha::TakeoverRecord> todo;
   std::vector<uint64_t> floors;
@@ -509,16 +512,17 @@ TEST_CASE(
   sync_install(standby.worker);
   CHECK(sync.sas_advanced == 4);
   CHECK(sync.install_failed == 0);
-  CHECK(b1.seq == 300 + margin);
+  CHECK(b1.seq == 1800 + margin);
   CHECK(b2.seq == 40 + margin);
   // Its rounds say its start even before the worker applied it.
-  CHECK(ha::round_record(b1, floors[slot_of(standby, b1)]).sa.value == 300 + margin);
+  CHECK(ha::round_record(b1, floors[slot_of(standby, b1)]).sa.value == 1800 + margin);
   auto q1 = send_into_tunnel(standby, 3, "10.0.0.5");
   auto q2 = send_into_tunnel(standby, 3, "10.0.2.5");
   REQUIRE(q1.size() == 3);
   REQUIRE(q2.size() == 3);
-  CHECK(q1.front() == 300 + margin + 1);  // past t1's 310 sent by the active
-  CHECK(q2.front() == 40 + margin + 1);   // past t2's fence, 40 + margin - 1
+  CHECK(q1.front() > 1810);  // never a number t1 used on the active (1 to 1810)
+  CHECK(q1.front() == 1800 + margin + 1);
+  CHECK(q2.front() == 40 + margin + 1);  // past t2's fence, 40 + margin - 1
   // A record from a build that sent no tunnel (those bytes zero) names the SA by SPI alone.
   ha::SaValues old_peer = {{{0, 8193, false}, 77}};
   REQUIRE(ha::held_for(old_peer, b2));
