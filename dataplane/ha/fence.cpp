@@ -1,7 +1,7 @@
 // The fence's bookkeeping: the active's recent rounds, the standby's round check, the fences.
 #include "ha/fence.h"
 
-#include <map>
+#include <algorithm>
 
 #include "ha/wire.h"
 #include "infra/worker.h"
@@ -19,6 +19,43 @@ void raise_fence(SaState& sa, uint64_t fence) {
 
 }  // namespace
 
+SaName name_of(const SaState& sa) { return {sa.tunnel_id, sa.spi, sa.inbound}; }
+SaName name_of(const SyncRecord& r) { return {r.sa.tunnel, r.sa.spi, r.sa.inbound != 0}; }
+
+const uint64_t* held_for(const SaValues& held, const SaState& sa) {
+  auto it = held.find(name_of(sa));
+  if (it == held.end()) it = held.find({0, sa.spi, sa.inbound});
+  return it == held.end() ? nullptr : &it->second;
+}
+
+SyncRecord round_record(const SaState& sa, uint64_t floor) {
+  SyncRecord r{};
+  r.kind = uint8_t(sa.inbound ? SyncKind::sa_inbound : SyncKind::sa_outbound);
+  r.queue = sa.owner;
+  r.sa.spi = sa.spi;
+  r.sa.inbound = sa.inbound;
+  r.sa.tunnel = sa.tunnel_id;
+  if (!sa.inbound && __atomic_load_n(&sa.fence, __ATOMIC_RELAXED) == no_fence) r.sa.flags = sa_unfenced;
+  // Written by the owner worker alone; a whole 64-bit value is read.
+  r.sa.value = sa.inbound ? __atomic_load_n(&sa.replay.top, __ATOMIC_RELAXED)
+                          : std::max(__atomic_load_n(&sa.seq, __ATOMIC_RELAXED), floor);
+  return r;
+}
+
+void PeerSas::take(const SyncRecord& r) {
+  SaName name = name_of(r);
+  values[name] = r.sa.value;
+  if (r.sa.flags & sa_unfenced)
+    unfenced.insert(name);
+  else
+    unfenced.erase(name);
+}
+
+void PeerSas::round(bool all_fenced) {
+  fenced = all_fenced;
+  heard = ever = true;
+}
+
 void SentRounds::sent(uint64_t last_counter, std::vector<SaValue> values) {
   rounds_.emplace_back(last_counter, std::move(values));
   if (rounds_.size() > kept) rounds_.pop_front();
@@ -34,17 +71,21 @@ bool RoundTracker::take(uint64_t counter, uint8_t flags, const SyncRecord* recor
   if (flags & flag_sa_first) {
     open_ = true;
     collecting_.clear();
+    unfenced_ = 0;
   } else if (!open_ || counter != next_) {
     open_ = false;  // a datagram of the round went missing: wait for the next round
     return false;
   }
   next_ = counter + 1;
   for (unsigned i = 0; i < count; i++)
-    if (SyncKind(records[i].kind) == SyncKind::sa_outbound)
-      collecting_.emplace_back(records[i].sa.spi, records[i].sa.value);
+    if (SyncKind(records[i].kind) == SyncKind::sa_outbound) {
+      collecting_[name_of(records[i])] = records[i].sa.value;
+      unfenced_ += records[i].sa.flags & sa_unfenced;
+    }
   if (!(flags & flag_sa_last)) return false;
   open_ = false;
   complete_.swap(collecting_);
+  fenced_ = !complete_.empty() && !unfenced_;
   last_ = counter;
   return true;
 }
@@ -79,16 +120,48 @@ void clear_fences(SaState* const* sas, uint32_t slots) {
     if (sas[slot] && !sas[slot]->inbound) __atomic_store_n(&sas[slot]->fence, no_fence, __ATOMIC_RELAXED);
 }
 
-bool sent_past(SaState* const* sas, uint32_t slots, const std::vector<std::pair<uint32_t, uint64_t>>& round) {
-  std::map<uint32_t, uint64_t> values(round.begin(), round.end());
+bool sent_past(SaState* const* sas, uint32_t slots, const SaValues& round) {
   for (uint32_t slot = 1; slot < slots; slot++) {
     const SaState* sa = sas[slot];
     if (!sa || sa->inbound) continue;
-    auto it = values.find(sa->spi);
-    if (it != values.end() && load_counter(sa->packets) && __atomic_load_n(&sa->seq, __ATOMIC_RELAXED) > it->second)
-      return true;
+    const uint64_t* value = held_for(round, *sa);
+    if (value && load_counter(sa->packets) && __atomic_load_n(&sa->seq, __ATOMIC_RELAXED) > *value) return true;
   }
   return false;
+}
+
+unsigned take_over(SaState* const* sas, uint32_t slots, const PeerSas& peer, uint64_t margin,
+                   std::vector<TakeoverRecord>& records, std::vector<uint64_t>& floors) {
+  unsigned stopped = 0;
+  floors.assign(slots, 0);
+  for (uint32_t slot = 1; slot < slots; slot++) {
+    SaState* sa = sas[slot];
+    if (!sa) continue;
+    auto it = peer.values.find(name_of(*sa));
+    if (it == peer.values.end()) it = peer.values.find({0, sa->spi, sa->inbound});  // a peer that names no tunnel
+    const uint64_t* value = it == peer.values.end() ? nullptr : &it->second;
+    SyncRecord r{};
+    r.kind = uint8_t(SyncKind::sa_takeover);
+    r.sa.spi = sa->spi;
+    r.sa.slot = uint16_t(slot);
+    r.sa.inbound = sa->inbound;
+    if (sa->inbound) {
+      if (!value) continue;
+      r.sa.value = *value;
+      records.push_back({sa->owner, r});
+      continue;
+    }
+    bool bounded = peer.heard && (value ? !peer.unfenced.count(it->first) : peer.fenced || !peer.ever);
+    if (!bounded) {
+      __atomic_store_n(&sa->fence, __atomic_load_n(&sa->seq, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
+      stopped++;
+      continue;
+    }
+    r.sa.value = (value ? *value : 0) + margin;
+    floors[slot] = r.sa.value;
+    records.push_back({sa->owner, r});
+  }
+  return stopped;
 }
 
 }  // namespace medix::dp::ha

@@ -6,8 +6,11 @@
 // each outbound SA's fence to the value the acked round gave it + margin - 1. The workers read
 // the fence as they read the SA (ipsec/esp.cpp). Plain logic, no thread or socket: the sync
 // thread calls it, and the unit tests do.
+#include <compare>
 #include <cstdint>
 #include <deque>
+#include <map>
+#include <set>
 #include <utility>
 #include <vector>
 
@@ -18,7 +21,43 @@ namespace medix::dp::ha {
 
 inline constexpr uint64_t no_fence = UINT64_MAX;
 
-// An outbound SA as a round of SA datagrams gave it.
+// An SA as both nodes name it: its tunnel (SaState::tunnel_id), SPI and direction. Not the SPI
+// alone: an outbound SPI is chosen by the remote peer, so two carriers' tunnels may share one.
+struct SaName {
+  uint64_t tunnel;
+  uint32_t spi;
+  bool inbound;
+  auto operator<=>(const SaName&) const = default;
+};
+SaName name_of(const SaState& sa);
+SaName name_of(const SyncRecord& r);  // sa_outbound, sa_inbound
+
+// SA values by name: the standby's latest from the active's rounds, or one round's.
+using SaValues = std::map<SaName, uint64_t>;
+// The value held for an SA: by its name, or, from a peer of a build that sent no tunnel (0), by
+// SPI and direction alone. Null when none.
+const uint64_t* held_for(const SaValues& held, const SaState& sa);
+
+// Active: an SA's state as a round sends it (the record for the standby): its value, and for an
+// outbound SA whether it has a fence; `floor`, its start at this node's takeover (the worker
+// may not have applied it yet: the round never says less).
+SyncRecord round_record(const SaState& sa, uint64_t floor);
+
+// Standby: what it holds of the active's SAs, for a takeover.
+struct PeerSas {
+  SaValues values;            // each SA's latest value (any SA datagram)
+  std::set<SaName> unfenced;  // outbound SAs whose latest value came without a fence on the active
+  // The last whole round: it had outbound SAs and all had a fence (the active then fences an SA
+  // it makes at margin - 1 before its next round). `heard`: a whole round came since this node
+  // was last active (true from its start: a node that starts has sent nothing); `ever`: one
+  // came since its start.
+  bool fenced = false, heard = true, ever = false;
+  void take(const SyncRecord& r);         // sa_outbound, sa_inbound
+  void round(bool all_fenced);            // a whole round came
+  void stepped_down() { heard = false; }  // this node was active: what the next one sends is unknown
+};
+
+// An outbound SA as a round of SA datagrams gave it (the active's own slots).
 struct SaValue {
   uint16_t slot;
   uint32_t spi;
@@ -46,12 +85,15 @@ class RoundTracker {
   // outbound() are that round's).
   bool take(uint64_t counter, uint8_t flags, const SyncRecord* records, unsigned count);
   uint64_t last() const { return last_; }
-  const std::vector<std::pair<uint32_t, uint64_t>>& outbound() const { return complete_; }  // (spi, value)
+  const SaValues& outbound() const { return complete_; }
+  // That round had outbound SAs and every one had a fence.
+  bool fenced() const { return fenced_; }
 
  private:
-  bool open_ = false;
+  bool open_ = false, fenced_ = false;
   uint64_t next_ = 0, last_ = 0;
-  std::vector<std::pair<uint32_t, uint64_t>> collecting_, complete_;
+  unsigned unfenced_ = 0;
+  SaValues collecting_, complete_;
 };
 
 // Active, on an ack of `round`: each outbound SA of sas[1, slots) gets the fence of its value in
@@ -62,10 +104,26 @@ unsigned apply_fences(SaState* const* sas, uint32_t slots, const std::vector<SaV
 unsigned fence_new_sas(SaState* const* sas, uint32_t slots, uint64_t margin);
 // A role change: no fence until a standby acknowledges this node's rounds.
 void clear_fences(SaState* const* sas, uint32_t slots);
-// Standby, before it acks a round ((spi, value) of its outbound SAs): whether this node has sent
-// on one of them and is past the round's value (it was active in a split brain). Then it must not
-// ack: the active's fence would move into numbers this node used. An SA only advanced at a
-// takeover, never sent on here, used nothing.
-bool sent_past(SaState* const* sas, uint32_t slots, const std::vector<std::pair<uint32_t, uint64_t>>& round);
+// Standby, before it acks a round (its outbound SAs' values): whether this node has sent on one
+// of them and is past the round's value (it was active in a split brain). Then it must not ack:
+// the active's fence would move into numbers this node used. An SA only advanced at a takeover,
+// never sent on here, used nothing.
+bool sent_past(SaState* const* sas, uint32_t slots, const SaValues& round);
+
+// Standby to active, for each SA of sas[1, slots): the records its owner worker applies
+// (owner, sa_takeover). Inbound: the window closed at the value held. Outbound: advanced to
+// held + margin (an SA not held: the margin, as the active fenced it at margin - 1), or, when
+// what the peer sends on it cannot be bounded, fenced where it is: it sends no more, and its
+// next packet's SA event makes medix-cp rekey it. Unbounded: no whole round from the peer since
+// this node was last active (a chain of takeovers with none between them); the latest value held
+// came without a fence (the peer had no ack yet); an SA not held while the last round showed the
+// peer unfenced (after a first round only). floors[slot] gets each outbound start. Returns the
+// SAs fenced where they are.
+struct TakeoverRecord {
+  uint16_t owner;
+  SyncRecord record;
+};
+unsigned take_over(SaState* const* sas, uint32_t slots, const PeerSas& peer, uint64_t margin,
+                   std::vector<TakeoverRecord>& records, std::vector<uint64_t>& floors);
 
 }  // namespace medix::dp::ha

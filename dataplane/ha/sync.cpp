@@ -227,14 +227,7 @@ void Sync::send_sas() {
     for (uint32_t slot = 1; slot < max_sas; slot++) {
       const SaState* sa = t.sas[slot];
       if (!sa) continue;
-      SyncRecord r{};
-      r.kind = uint8_t(sa->inbound ? SyncKind::sa_inbound : SyncKind::sa_outbound);
-      r.queue = sa->owner;
-      r.sa.spi = sa->spi;
-      r.sa.inbound = sa->inbound;
-      // Written by the owner worker alone; a whole 64-bit value is read.
-      r.sa.value = sa->inbound ? __atomic_load_n(&sa->replay.top, __ATOMIC_RELAXED)
-                               : __atomic_load_n(&sa->seq, __ATOMIC_RELAXED);
+      SyncRecord r = round_record(*sa, slot < floors_.size() ? floors_[slot] : 0);
       records.push_back(r);
       if (!sa->inbound) values.push_back({uint16_t(slot), sa->spi, r.sa.value});
     }
@@ -301,38 +294,28 @@ void Sync::send_hello(uint64_t now_ns, uint64_t ack) {
 }
 
 void Sync::takeover() {
-  std::map<std::pair<uint32_t, bool>, uint64_t> known;
+  PeerSas peer;
   {
     std::lock_guard lock(mutex_);
-    known = sas_;
+    peer = peer_;
   }
   uint64_t margin = options_.margin();
-  std::vector<std::pair<uint16_t, SyncRecord>> todo;
-  dp_->controller.read([&](auto&, auto& c, uint64_t) {
+  std::vector<TakeoverRecord> todo;
+  unsigned stopped = dp_->controller.read([&](auto&, auto& c, uint64_t) {
     const Tables& t = *c.current();
-    if (!t.sas) return;
-    for (uint32_t slot = 1; slot < max_sas; slot++) {
-      const SaState* sa = t.sas[slot];
-      if (!sa) continue;
-      auto it = known.find({sa->spi, sa->inbound});
-      // An outbound SA the active never synced (made since its last round): the active's fence
-      // for it is margin - 1, so this node starts above that.
-      if (it == known.end() && sa->inbound) continue;
-      uint64_t synced = it == known.end() ? 0 : it->second;
-      SyncRecord r{};
-      r.kind = uint8_t(SyncKind::sa_takeover);
-      r.sa.spi = sa->spi;
-      r.sa.slot = uint16_t(slot);
-      r.sa.inbound = sa->inbound;
-      r.sa.value = sa->inbound ? synced : synced + margin;
-      todo.push_back({sa->owner, r});
-    }
+    return t.sas ? take_over(t.sas, max_sas, peer, margin, todo, floors_) : 0u;
   });
   for (auto& [owner, r] : todo)
     if (owner < dp_->workers.size()) push_in(dp_->workers[owner]->sync->in, r);
   medix::common::log(medix::common::LogLevel::notice,
                      "medix-dp: HA: now active: %zu SAs advanced (outbound by %lu sequence numbers)", todo.size(),
                      (unsigned long)margin);
+  if (stopped)
+    medix::common::log(medix::common::LogLevel::warning,
+                       "medix-dp: HA: %u outbound SAs fenced where they are (what the peer sent on them cannot "
+                       "be bounded: no round since this node was last active, or no fence on the peer): rekeyed "
+                       "at their next packet",
+                       stopped);
 }
 
 // Stepping down: each worker ends the sessions it made as active (a chunk at a time); the
@@ -425,7 +408,10 @@ void Sync::handle(const Decoded& d, uint64_t now_ns, uint64_t previous_counter) 
   }
   if (h.flags & (flag_sa_first | flag_sa_last) || (h.count && (SyncKind(d.records[0].kind) == SyncKind::sa_outbound ||
                                                                SyncKind(d.records[0].kind) == SyncKind::sa_inbound)))
-    if (tracker_.take(h.counter, h.flags, d.records, h.count)) round_to_ack_ = true;
+    if (tracker_.take(h.counter, h.flags, d.records, h.count)) {
+      round_to_ack_ = true;
+      peer_.round(tracker_.fenced());
+    }
   bool sessions = false;
   for (unsigned i = 0; i < h.count; i++) {
     const SyncRecord& r = d.records[i];
@@ -439,11 +425,11 @@ void Sync::handle(const Decoded& d, uint64_t now_ns, uint64_t previous_counter) 
           s_.install_ring_full++;
         break;
       case SyncKind::sa_outbound:
-      case SyncKind::sa_inbound: sas_[{r.sa.spi, r.sa.inbound != 0}] = r.sa.value; break;
+      case SyncKind::sa_inbound: peer_.take(r); break;
       default: break;
     }
   }
-  s_.sas_synced = sas_.size();
+  s_.sas_synced = peer_.values.size();
   if (sessions && !(h.flags & flag_bulk) && now_ns >= h.sent_ns) {
     double lag = double(now_ns - h.sent_ns) / double(ms);
     lags_[lag_at_++ % lag_samples] = lag;
@@ -536,11 +522,13 @@ void Sync::run() {
       });
       rounds_.clear();
       fenced_ = false;
+      floors_.clear();
       tracker_ = RoundTracker();
       {
         std::lock_guard lock(mutex_);
         ack_pending_ = 0;
         round_to_ack_ = false;
+        if (standby) peer_.stepped_down();
       }
       if (standby)
         forget();

@@ -9,7 +9,6 @@
 // SAs past what the active may have used.
 #include <atomic>
 #include <cstdint>
-#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -145,14 +144,16 @@ class Sync {
   std::vector<double> lags_;  // the last 4096 samples, ms
   size_t lag_at_ = 0;
   uint64_t peer_heard_ns_ = 0;
-  uint64_t mismatch_since_ns_ = 0;                     // 0: the intents agree (or the peer is not heard)
-  std::map<std::pair<uint32_t, bool>, uint64_t> sas_;  // standby: (spi, inbound) -> value
+  uint64_t mismatch_since_ns_ = 0;  // 0: the intents agree (or the peer is not heard)
+  PeerSas peer_;                    // standby: what the active's rounds said
   // The fence. Active: its recent rounds, the last ack not yet applied, whether a standby has
-  // acked one since this node became active (before that no SA has a fence). Standby: the
-  // rounds it takes, and one it took whole that awaits its ack.
+  // acked one since this node became active (before that no SA has a fence), each outbound
+  // SA's start at the takeover (by slot: its rounds never say less). Standby: the rounds it
+  // takes, and one it took whole that awaits its ack.
   SentRounds rounds_;
   uint64_t ack_pending_ = 0;
   bool fenced_ = false;
+  std::vector<uint64_t> floors_;
   RoundTracker tracker_;
   bool round_to_ack_ = false;
 };

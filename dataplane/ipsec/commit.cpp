@@ -146,6 +146,7 @@ std::optional<Error> build_sas(Committer::Build& b) {
       new (sa) SaState();
       sa_setup(*sa, o, kept.mgr);
       sa->tunnel = b.interface_slot_of(key.tunnel);
+      sa->tunnel_id = sa_tunnel_id(key.tunnel);
       sa->owner = uint16_t(key.spi % b.c.params().queues);
       slot = kept.free_sas.back();
       kept.free_sas.pop_back();

@@ -9,6 +9,7 @@
 #include <rte_common.h>
 
 #include <cstdint>
+#include <string_view>
 
 #include "infra/drop.h"
 #include "ipsec/replay.h"
@@ -23,7 +24,10 @@ struct alignas(64) SaState {
   // --- Set by the control side before the SA is published; read-only afterwards.
   uint32_t spi = 0;
   uint16_t tunnel = 0;  // interface slot of the tunnel
-  uint16_t owner = 0;   // the worker (queue index) that processes it
+  // The tunnel's name as HA sync names the SA on both nodes (sa_tunnel_id): slots differ between
+  // nodes, and an outbound SPI is the remote peer's choice, so two tunnels may share one.
+  uint64_t tunnel_id = 0;
+  uint16_t owner = 0;  // the worker (queue index) that processes it
   bool inbound = false;
   bool esn = false;
   CipherKind cipher = CipherKind::aes_gcm;
@@ -55,5 +59,13 @@ struct alignas(64) SaState {
   uint64_t drops_of(Drop reason) const { return drops[unsigned(reason) - unsigned(first_sa_drop)]; }
   ReplayWindow replay;  // inbound
 };
+
+// A tunnel's name as a 64-bit id (FNV-1a; never 0, which HA sync reads as "not named"): the
+// same on both nodes of a pair, whatever slots their tunnels have.
+inline uint64_t sa_tunnel_id(std::string_view name) {
+  uint64_t h = 0xcbf29ce484222325;
+  for (char c : name) h = (h ^ uint8_t(c)) * 0x100000001b3;
+  return h ? h : 1;
+}
 
 }  // namespace medix::dp

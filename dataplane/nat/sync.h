@@ -23,6 +23,10 @@ enum class SyncKind : uint8_t {
   sa_ack = 9,  // in a standby's hello: the counter (value) of the last datagram of a round of SA records it took whole
 };
 
+// sa_outbound: the sender sends on the SA with no fence (docs/ha.md, "The fence"): a node taking
+// over from this value cannot bound what it sends. 0 from a build before it (those bytes zero).
+enum SaRecordFlags : uint8_t { sa_unfenced = 1 };
+
 // One record, on rings and (as it is) on the wire: 56 bytes.
 struct SyncRecord {
   uint8_t kind;    // SyncKind
@@ -42,8 +46,11 @@ struct SyncRecord {
       uint32_t spi;
       uint16_t slot;  // sa_takeover: the SA's slot on this node
       uint8_t inbound;
-      uint8_t reserved;
+      uint8_t flags;  // SaRecordFlags
       uint64_t value;
+      // sa_outbound, sa_inbound: the SA's tunnel (SaState::tunnel_id). 0 from a build before it
+      // (those bytes were zero): such a record names the SA by SPI alone.
+      uint64_t tunnel;
     } sa;
     struct {
       uint64_t digest[2];

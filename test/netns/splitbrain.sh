@@ -20,9 +20,10 @@
 # (2) True split brain (the sync link and the segments cut): B becomes master and active too,
 #     A changes nothing; each crosses its own flows (a NAPT transfer through B, then one
 #     through A, the hosts' switch pointed at each in turn) and nothing of one is installed on
-#     the other. Healed: B yields to A's priority, is standby, drops its own sessions and
-#     resyncs: it holds A's sessions exactly (the flow A made during the split included), A
-#     holds none of B's.
+#     the other; B also sends on t-fence. Healed: B yields to A's priority, is standby, drops its
+#     own sessions and resyncs: it holds A's sessions exactly (the flow A made during the split
+#     included), A holds none of B's; B withholds its acks of A's rounds (it sent on the SA past
+#     A's value), so A's fence stays.
 # (3) Both nodes started at once with equal priorities: within 10 s exactly one is master and
 #     active and the other backup and standby, whose resync completes; it stays so, and a flow
 #     through the winner reaches the other's table. Then the tie made sure of: both started
@@ -233,6 +234,16 @@ check_that "A changed nothing (master and active, no role change)" \
   '[ "$(roles $A_PREFIX)" = "$AM" ] && [ "$(mx_ha $A_PREFIX role_changes)" = "$rc_a" ]'
 split_flow B A y
 y=$PEER y_session=$FLOW
+# The fence's heal case: B, active in the split, sends on t-fence (the archive's switch points at
+# B); standby again, it must not ack A's rounds (A's fence would move into the numbers B used).
+b_esp_tx() { mx_metric $MB 'medix_tunnel_tx_packets_total{tunnel="t-fence"}'; }
+b_tx0=$(b_esp_tx)
+# shellcheck disable=SC2034  # read by check_that and mx_wait_eval
+acks_a=$(mx_ha $A_PREFIX sa_acks_received) withheld=$(mx_ha $B_PREFIX sa_acks_withheld)
+esp 200
+wait "$ESP_PID"
+b_tx=$(($(b_esp_tx) - ${b_tx0:-0}))
+check_that "B, active in the split, sends on t-fence too ($b_tx of 200)" '[ "$b_tx" -ge 150 ]'
 split_flow A B z
 z=$PEER z_session=$FLOW
 echo "    pool ports: B gave y $y, A gave z $z$([ "$y" = "$z" ] && echo ' (the same port: two flows, one on each node)')"
@@ -255,6 +266,9 @@ else
   grep -E 'VRRP|HA:' "$B_LOG" | sed 's/^/  | /'
 fi
 check "B dropped its own sessions on stepping down" grep -q "now standby: this node's sessions dropped" "$B_LOG"
+check "B withholds its acks: it sent on t-fence past A's value" \
+  mx_wait_eval 5 '[ "$(mx_ha $B_PREFIX sa_acks_withheld)" -gt "$withheld" ]'
+check_that "... so A's fence stays: no ack taken since the split" '[ "$(mx_ha $A_PREFIX sa_acks_received)" = "$acks_a" ]'
 check "B's bulk resync from A completes" mx_wait_eval 15 '[ "$(mx_ha $B_PREFIX resyncs_completed)" -gt "$resyncs" ]'
 sleep 0.3
 sa=$(mx_sessions "$A_PREFIX") sb=$(mx_sessions "$B_PREFIX")

@@ -2,7 +2,9 @@
 // complete (the packet must be dropped, never sent unencrypted), and ESP that is not ours.
 #include <rte_ip.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <memory>
 
 #include "fixture.h"
 #include "ha/fence.h"
@@ -211,9 +213,9 @@ TEST_CASE("HA sync: a takeover advances the outbound SA past the active's and cl
 namespace {
 // Packets from the host into tunnel t1, `n` in bursts of up to 32 (as a port hands them); the
 // number sent to the carrier, and their sequence numbers.
-std::vector<uint32_t> send_into_tunnel(Harness& h, unsigned n) {
+std::vector<uint32_t> send_into_tunnel(Harness& h, unsigned n, const std::string& to = "10.0.0.5") {
   std::vector<uint32_t> seqs;
-  std::vector<uint8_t> frame = from_host(ipv4("10.0.1.10", "10.0.0.5", 17, udp(1000, 9, 100)));
+  std::vector<uint8_t> frame = from_host(ipv4("10.0.1.10", to, 17, udp(1000, 9, 100)));
   while (n) {
     unsigned k = std::min(n, 32u);
     std::vector<std::vector<uint8_t>> frames(k, frame);
@@ -347,7 +349,7 @@ TEST_CASE("HA fence: a round with a lost datagram is not acked; an SA not in the
   REQUIRE(t.take(11, ha::flag_sa_last, out + 25, 5));
   CHECK(t.last() == 11);
   CHECK(t.outbound().size() == 30);
-  CHECK(t.outbound()[29] == std::pair<uint32_t, uint64_t>(129, 29000));
+  CHECK(t.outbound().at({0, 129, false}) == 29000);
   // The first datagram of the next round lost: its last one alone is no round.
   CHECK_FALSE(t.take(13, ha::flag_sa_last, out + 25, 5));
   // A gap inside a round (a session datagram cannot come between: the round is sent at once).
@@ -389,12 +391,277 @@ TEST_CASE("HA fence: a standby that sent on an SA past the active's value withho
   a->spi = 100;
   b->spi = 101;
   SaState* sas[3] = {nullptr, a.get(), b.get()};
-  std::vector<std::pair<uint32_t, uint64_t>> round = {{100, 5000}, {101, 7000}};
+  ha::SaValues round = {{{0, 100, false}, 5000}, {{0, 101, false}, 7000}};
   CHECK_FALSE(ha::sent_past(sas, 3, round));  // a standby that never sent: seq 0
   a->seq = 5000 + 2000;                       // advanced at a takeover, nothing sent: no numbers used
   CHECK_FALSE(ha::sent_past(sas, 3, round));
   a->packets = 10;  // then sent on while active (a split brain): 7000 > 5000
   CHECK(ha::sent_past(sas, 3, round));
-  CHECK_FALSE(ha::sent_past(sas, 3, {{100, 8000}, {101, 7000}}));  // the active is past it again
-  CHECK_FALSE(ha::sent_past(sas, 3, {{101, 7000}}));               // gone from the active's rounds (rekeyed)
+  CHECK_FALSE(ha::sent_past(sas, 3, {{{0, 100, false}, 8000}, {{0, 101, false}, 7000}}));  // the active is past it
+  CHECK_FALSE(ha::sent_past(sas, 3, {{{0, 101, false}, 7000}}));  // gone from the active's rounds (rekeyed)
+}
+
+namespace {
+// t1 as above and t2 to a second carrier peer whose IKE chose the same outbound SPI, 8193 (the
+// remote peer picks it: legal across peers), with keys of its own.
+const std::string same_spi_config = R"({
+  "schema_version": 1,
+  "ports": [{"name": "p0", "device": "net_null0"}, {"name": "p1", "device": "net_null1"}],
+  "tenants": [{"name": "carrier"}, {"name": "hosp"}],
+  "interfaces": [
+    {"name": "c0", "tenant": "carrier", "port": "p0", "addresses": ["198.51.100.1/24"], "mac": "02:00:00:00:00:01"},
+    {"name": "h0", "tenant": "hosp", "port": "p1", "addresses": ["10.0.1.1/24"], "mac": "02:00:00:00:01:01"}
+  ],
+  "tunnels": [{"name": "t1", "tenant": "hosp", "underlay_tenant": "carrier", "local_address": "198.51.100.1",
+               "remote_address": "198.51.100.2", "remote_selectors": ["10.0.0.0/24"]},
+              {"name": "t2", "tenant": "hosp", "underlay_tenant": "carrier", "local_address": "198.51.100.1",
+               "remote_address": "198.51.100.3", "remote_selectors": ["10.0.2.0/24"]}],
+  "routes": [{"tenant": "hosp", "prefix": "10.0.0.0/24", "via": {"interface": "t1"}},
+             {"tenant": "hosp", "prefix": "10.0.2.0/24", "via": {"interface": "t2"}}],
+  "neighbours": [{"interface": "c0", "address": "198.51.100.2", "mac": "02:00:00:00:00:02"},
+                 {"interface": "c0", "address": "198.51.100.3", "mac": "02:00:00:00:00:03"},
+                 {"interface": "h0", "address": "10.0.1.10", "mac": "02:00:00:00:01:10"}],
+  "sas": [
+    {"spi": 4097, "tunnel": "t1", "inbound": true, "cipher": "AES_CBC_128", "cipher_key": "AAECAwQFBgcICQoLDA0ODw==",
+     "integrity": "HMAC_SHA256_128", "integrity_key": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="},
+    {"spi": 8193, "tunnel": "t1", "inbound": false, "cipher": "AES_CBC_128", "cipher_key": "AAECAwQFBgcICQoLDA0ODw==",
+     "integrity": "HMAC_SHA256_128", "integrity_key": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="},
+    {"spi": 4098, "tunnel": "t2", "inbound": true, "cipher": "AES_CBC_128", "cipher_key": "EBESExQVFhcYGRobHB0eHw==",
+     "integrity": "HMAC_SHA256_128", "integrity_key": "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8="},
+    {"spi": 8193, "tunnel": "t2", "inbound": false, "cipher": "AES_CBC_128", "cipher_key": "EBESExQVFhcYGRobHB0eHw==",
+     "integrity": "HMAC_SHA256_128", "integrity_key": "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8="}
+  ]
+})";
+
+SaState& outbound_of(Harness& h, const std::string& tunnel) {
+  for (const auto& f : h.tables->interfaces)
+    if (f.name == tunnel) return *h.tables->sas[f.outbound_sa];
+  FAIL("no tunnel " + tunnel);
+  throw;
+}
+}  // namespace
+
+TEST_CASE(
+    "HA fence: two tunnels whose peers chose the same outbound SPI keep their own sequence numbers and fences, "
+    "and each resumes past its own at a takeover") {
+  constexpr uint64_t margin = 1000;
+  std::vector<SyncRecord> round;  // the active's last round as the standby takes it
+  {
+    Harness active(same_spi_config);
+    SaState& s1 = outbound_of(active, "t1");
+    SaState& s2 = outbound_of(active, "t2");
+    REQUIRE(s1.spi == s2.spi);
+    REQUIRE(s1.tunnel_id != s2.tunnel_id);
+    ha::SentRounds rounds;
+    ha::RoundTracker standby;
+    uint64_t counter = 6;
+    // A round as send_sas makes it: a record each, named by tunnel and SPI; the standby acks it.
+    auto round_acked = [&] {
+      round.clear();
+      std::vector<ha::SaValue> values;
+      for (uint16_t slot = 1; slot < max_sas; slot++)
+        if (const SaState* sa = active.tables->sas[slot]) {
+          round.push_back(ha::round_record(*sa, 0));
+          if (!sa->inbound) values.push_back({slot, sa->spi, round.back().sa.value});
+        }
+      REQUIRE(round.size() == 4);
+      rounds.sent(++counter, values);
+      REQUIRE(standby.take(counter, ha::flag_sa_first | ha::flag_sa_last, round.data(), unsigned(round.size())));
+      CHECK(standby.outbound().size() == 2);  // a value each, not one for the shared SPI
+      REQUIRE(rounds.acked(standby.last()));
+      CHECK(ha::apply_fences(active.tables->sas, max_sas, *rounds.acked(standby.last()), margin) == 2);
+    };
+    round_acked();
+    CHECK_FALSE(standby.fenced());  // the first round: no fence yet on the active
+    // t1 goes further than t2's value + margin: one shared entry would start it below its own.
+    CHECK(send_into_tunnel(active, 900, "10.0.0.5").size() == 900);
+    round_acked();
+    CHECK(send_into_tunnel(active, 900, "10.0.0.5").size() == 900);
+    CHECK(send_into_tunnel(active, 40, "10.0.2.5").size() == 40);
+    round_acked();
+    CHECK(standby.fenced());
+    // Each SA fenced at its own value + margin - 1, and each stops there.
+    CHECK(s1.fence == 1800 + margin - 1);
+    CHECK(s2.fence == 40 + margin - 1);
+    CHECK(send_into_tunnel(active, 1100, "10.0.2.5").size() == margin - 1);
+    CHECK(s2.seq == 40 + margin - 1);
+    CHECK(s1.seq == 1800);
+    CHECK(send_into_tunnel(active, 10, "10.0.0.5").size() == 10);
+  }
+  // The standby (the same intent, its SAs fresh) holds what the round said, by name, and takes over.
+  Harness standby(same_spi_config);
+  SyncWorker sync{};
+  sync.in = rte_ring_create_elem("unit_sync_in_fence", sizeof(SyncRecord), 64, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+  REQUIRE(sync.in);
+  standby.worker.sync = &sync;
+  ha::PeerSas peer;
+  for (const SyncRecord& r : round) peer.take(r);  // as the sync thread keeps them
+  peer.round(true);
+  CHECK(peer.values.size() == 4);
+  CHECK(peer.unfenced.empty());
+  SaState& b1 = outbound_of(standby, "t1");
+  SaState& b2 = outbound_of(standby, "t2");
+  REQUIRE(ha::held_for(peer.values, b1));
+  CHECK(*ha::held_for(peer.values, b1) == 1800);
+  CHECK(*ha::held_for(peer.values, b2) == 40);
+  std::vector<ha::TakeoverRecord> todo;
+  std::vector<uint64_t> floors;
+  CHECK(ha::take_over(standby.tables->sas, max_sas, peer, margin, todo, floors) == 0);
+  REQUIRE(todo.size() == 4);
+  for (auto& t : todo) REQUIRE(rte_ring_sp_enqueue_elem(sync.in, &t.record, sizeof t.record) == 0);
+  sync_install(standby.worker);
+  CHECK(sync.sas_advanced == 4);
+  CHECK(sync.install_failed == 0);
+  CHECK(b1.seq == 1800 + margin);
+  CHECK(b2.seq == 40 + margin);
+  // Its rounds say its start even before the worker applied it.
+  CHECK(ha::round_record(b1, floors[slot_of(standby, b1)]).sa.value == 1800 + margin);
+  auto q1 = send_into_tunnel(standby, 3, "10.0.0.5");
+  auto q2 = send_into_tunnel(standby, 3, "10.0.2.5");
+  REQUIRE(q1.size() == 3);
+  REQUIRE(q2.size() == 3);
+  CHECK(q1.front() > 1810);  // never a number t1 used on the active (1 to 1810)
+  CHECK(q1.front() == 1800 + margin + 1);
+  CHECK(q2.front() == 40 + margin + 1);  // past t2's fence, 40 + margin - 1
+  // A record from a build that sent no tunnel (those bytes zero) names the SA by SPI alone.
+  ha::SaValues old_peer = {{{0, 8193, false}, 77}};
+  REQUIRE(ha::held_for(old_peer, b2));
+  CHECK(*ha::held_for(old_peer, b2) == 77);
+  standby.worker.sync = nullptr;
+  rte_ring_free(sync.in);
+}
+
+namespace {
+// One node of a pair, for the chained takeovers: its copy of an outbound SA (the same name on
+// both) and what it holds of the peer's rounds. The sync thread's steps, with ha/fence.h's calls.
+struct PairNode {
+  std::unique_ptr<SaState> sa = std::make_unique<SaState>();
+  SaState* sas[2] = {nullptr, sa.get()};
+  ha::PeerSas peer;
+  std::vector<uint64_t> floors;
+  std::vector<ha::TakeoverRecord> todo;
+  PairNode() {
+    sa->spi = 8193;
+    sa->tunnel_id = sa_tunnel_id("t1");
+  }
+  // Up to n packets, as the worker sends them: it stops at the fence.
+  void send(unsigned n, std::vector<uint64_t>& used) {
+    for (unsigned i = 0; i < n && sa->seq + 1 <= sa->fence; i++) {
+      used.push_back(++sa->seq);
+      sa->packets++;
+    }
+  }
+  // Its round (one record), as the other node takes it whole.
+  SyncRecord round() const { return ha::round_record(*sa, floors.empty() ? 0 : floors[1]); }
+  void take(const SyncRecord& r) {
+    ha::RoundTracker t;
+    REQUIRE(t.take(1, ha::flag_sa_first | ha::flag_sa_last, &r, 1));
+    peer.take(r);
+    peer.round(t.fenced());
+  }
+  void ack(const SyncRecord& r, uint64_t margin) {  // the other node's ack of round r
+    CHECK(ha::apply_fences(sas, 2, {{1, sa->spi, r.sa.value}}, margin) == 1);
+  }
+  void step_down() {
+    ha::clear_fences(sas, 2);
+    floors.clear();
+    peer.stepped_down();
+  }
+  unsigned take_over(uint64_t margin) {
+    ha::clear_fences(sas, 2);
+    todo.clear();
+    return ha::take_over(sas, 2, peer, margin, todo, floors);
+  }
+  void install() {  // the owner worker, between bursts (nat.cpp, advance_sa)
+    for (auto& t : todo) sa->seq = std::max(sa->seq, t.record.sa.value);
+    todo.clear();
+  }
+};
+
+bool distinct(std::vector<uint64_t> used) {
+  std::sort(used.begin(), used.end());
+  return std::adjacent_find(used.begin(), used.end()) == used.end();
+}
+}  // namespace
+
+TEST_CASE("HA fence: chained takeovers with no ack between them never reuse a sequence number") {
+  constexpr uint64_t margin = 1000;
+  std::vector<uint64_t> used;  // every sequence number either node sent under the SA's key
+  PairNode a, b;
+  // A active, B standby: A's first round, acked, fences A; its second says so.
+  SyncRecord r0 = a.round();
+  CHECK(r0.sa.flags & sa_unfenced);
+  b.take(r0);
+  CHECK_FALSE(b.peer.fenced);
+  a.ack(r0, margin);
+  a.send(600, used);
+  SyncRecord r = a.round();
+  CHECK_FALSE(r.sa.flags & sa_unfenced);
+  b.take(r);
+  a.ack(r, margin);
+  CHECK(b.peer.fenced);
+
+  SECTION("the sync link cut; B takes over, A takes back with no round of B's: A sends no more on the SA") {
+    a.send(2000, used);
+    CHECK(a.sa->seq == 600 + margin - 1);  // A stops at its fence
+    CHECK(b.take_over(margin) == 0);
+    b.install();
+    b.send(5000, used);  // B has no ack: no fence
+    CHECK(b.sa->seq == 600 + margin + 5000);
+    a.step_down();
+    // Without the rule A would go on from its own 1599 into B's 1601...
+    PairNode unaware;
+    unaware.sa->seq = a.sa->seq;
+    CHECK(unaware.take_over(margin) == 0);
+    unaware.install();
+    std::vector<uint64_t> would = used;
+    unaware.send(10, would);
+    CHECK_FALSE(distinct(would));
+    // ... with it, A fences the SA where it is (its next packet tells medix-cp to rekey it).
+    CHECK(a.take_over(margin) == 1);
+    CHECK(a.sa->fence == a.sa->seq);
+    a.send(100, used);
+    CHECK(a.sa->seq == 600 + margin - 1);
+    CHECK(distinct(used));
+  }
+
+  SECTION("A takes back holding B's round, B never acked: A sends no more on the SA") {
+    CHECK(b.take_over(margin) == 0);
+    a.step_down();
+    // B's first round leaves before its worker applied the advance: it says the start (1600),
+    // not B's own 0, and that B has no fence.
+    SyncRecord rb = b.round();
+    CHECK(rb.sa.value == 600 + margin);
+    CHECK(rb.sa.flags & sa_unfenced);
+    a.take(rb);
+    b.install();
+    b.send(5000, used);  // A's ack lost: B unfenced
+    b.step_down();
+    CHECK(a.take_over(margin) == 1);
+    a.send(100, used);
+    CHECK(a.sa->seq == 600);
+    CHECK(distinct(used));
+  }
+
+  SECTION("A takes back holding a round of B's that says B's fence: A starts above it") {
+    CHECK(b.take_over(margin) == 0);
+    a.step_down();
+    SyncRecord rb = b.round();
+    a.take(rb);
+    b.install();
+    b.ack(rb, margin);  // A's ack reached B: fenced at 1600 + margin - 1
+    b.send(300, used);
+    SyncRecord rb2 = b.round();
+    CHECK_FALSE(rb2.sa.flags & sa_unfenced);
+    a.take(rb2);
+    CHECK(a.peer.fenced);
+    b.send(5000, used);  // the link cut: B stops at its fence
+    CHECK(b.sa->seq == 600 + 2 * margin - 1);
+    b.step_down();
+    CHECK(a.take_over(margin) == 0);
+    a.install();
+    a.send(100, used);
+    CHECK(a.sa->seq == 600 + margin + 300 + margin + 100);
+    CHECK(distinct(used));
+  }
 }
