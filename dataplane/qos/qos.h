@@ -15,9 +15,9 @@ namespace medix::dp {
 // the generation has policers.
 uint16_t police(Worker& w, rte_mbuf** pkts, uint16_t n, uint64_t now);
 
-// Takes the packets send_out() put in w.to_shape (L2 header written, meta iface_out set) into
-// their shaper's class queues on this worker: classified, marked, queued or dropped when the
-// class's queue is full.
+// Takes the packets send_out() put in w.to_shape (L2 header written, meta iface_out set; a
+// tunnel's, from shape_tunnels: no L2) into their shaper's class queues on this worker:
+// classified, marked, queued or dropped when the class's queue is full.
 void shape(Worker& w);
 // Packets routed to tunnels (L2 still on, TTL done): those whose tunnel has a shaper (and an
 // outbound SA) lose their L2 header and go into its class queues, as shape() takes them; the
