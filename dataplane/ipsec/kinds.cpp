@@ -270,7 +270,8 @@ const Kind tunnel_kind = {
       if ((o.tunnel().tenant() != existing.tunnel().tenant() ||
            o.tunnel().underlay_tenant() != existing.tunnel().underlay_tenant()) &&
           users(in.interface_users, o.tunnel().name()))
-        return Error{Code::failed_precondition, path + ": tenants cannot change while routes or SAs use the tunnel"};
+        return Error{Code::failed_precondition,
+                     path + ": tenants cannot change while routes, SAs or a shaper use the tunnel"};
       return std::nullopt;
     },
     // Routes and SAs use a tunnel by name, as they would an interface.

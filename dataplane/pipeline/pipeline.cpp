@@ -10,7 +10,9 @@
 //                                               └─ leaked: the next round, in its new tenant
 //   police (qos/) runs between l2_input and ip_input, in generations that have policers;
 //   shape (qos/) takes what ip_output sent to shaped interfaces into their class queues, and
-//   the worker loop's schedule step sends from them (process_shaped).
+//   the worker loop's schedule step sends from them (process_shaped); a shaped tunnel's
+//   packets wait before esp_output (shape_tunnels), and what its shaper sends goes
+//   esp_output ─ lookup (underlay) ─ ip_output.
 //
 // run_ip passes: what a pass decrypts, encrypts or originates goes round again (decrypted: in
 // its tunnel's tenant; encrypted: in the underlay; originated: ICMP, replies), so a few passes
@@ -191,6 +193,10 @@ void run_ip(Worker& w, uint64_t t, IpInput& in) {
     }
     if (tunnel.n) {
       in_bursts(tunnel, [&](rte_mbuf** p, uint16_t n) {
+        // A shaped tunnel's packets wait in its class queues (its cycles count as esp_output's):
+        // process_shaped encrypts them as they leave, so their sequence numbers follow that order.
+        if (!w.tables->qos.tunnel_shapers.empty()) [[unlikely]]
+          n = shape_tunnels(w, p, n);
         rte_mbuf* o[2 * burst_size];
         uint16_t no = 0;
         esp_output(w, p, n, o, no);
@@ -254,12 +260,27 @@ void process_originated(Worker& w) {
 }
 
 unsigned process_shaped(Worker& w) {
-  if (w.tables->qos.shapers.empty()) return 0;  // one test a loop when there are none
-  uint64_t t = rte_rdtsc();
+  const qos::Tables& q = w.tables->qos;
+  if (q.shapers.empty()) return 0;  // one test a loop when there are none
+  uint64_t now = rte_rdtsc();
   uint16_t queued = w.to_shape->n;  // from the pending queue's packets, sent this loop
   if (queued) shape(w);
-  unsigned sent = schedule(w, t);
-  if (sent || queued) account(w, Stage::shape, t, sent);
+  unsigned sent = schedule(w, now);
+  if (sent || queued) account(w, Stage::shape, now, sent);
+  // A tunnel's shaper sends inner packets: encrypted in that order, then routed in the
+  // underlay (out of its port, through the port's shaper if it has one), a tunnel at a time.
+  for (uint16_t i : q.tunnel_shapers) {
+    uint64_t t = stage_clock(w);
+    rte_mbuf* inner[burst_size];
+    uint16_t n = schedule_tunnel(w, q.shapers[i], now, inner);
+    if (!n) continue;
+    sent += n;
+    t = account(w, Stage::shape, t, n);
+    IpInput in;
+    esp_output(w, inner, n, in.ours.pkts, in.ours.n);
+    t = account(w, Stage::esp_output, t, n);
+    run_ip(w, t, in);
+  }
   return sent;
 }
 

@@ -179,7 +179,7 @@ std::optional<Error> build_shapers(Committer::Build& b) {
   if (changes.empty() && none && b.c.current()->qos.shapers.empty()) return std::nullopt;
   const std::vector<Shaper>& kept = b.c.current()->qos.shapers;
   std::vector<Shaper> next;
-  std::vector<uint16_t> shaper_of;
+  std::vector<uint16_t> shaper_of, tunnel_shapers;
   if (!none)
     for (const auto& [name, o] : all->second) {
       const v1::Shaper& s = o.shaper();
@@ -192,8 +192,9 @@ std::optional<Error> build_shapers(Committer::Build& b) {
         compile(s, b.c.params().queues, rte_get_tsc_hz(), e);
       e.interface = b.interface_slot_of(s.interface());
       const InterfaceEntry& f = b.next->interfaces[e.interface];
-      e.port = f.port;
-      e.l2_len = l2_len_of(f);
+      e.tunnel = f.tunnel;
+      e.port = f.tunnel ? 0 : f.port;
+      e.l2_len = f.tunnel ? 0 : l2_len_of(f);  // a tunnel's packets are queued without L2
       for (size_t c = 0; c < e.classes.size(); c++) {
         const v1::ShaperClass& k = s.classes(int(c));
         e.classes[c].tenant = k.tenant().empty() ? any_tenant : b.tenant_of(k.tenant());
@@ -201,6 +202,7 @@ std::optional<Error> build_shapers(Committer::Build& b) {
       }
       if (shaper_of.size() <= e.interface) shaper_of.resize(e.interface + 1, no_shaper);
       shaper_of[e.interface] = uint16_t(next.size());
+      if (e.tunnel) tunnel_shapers.push_back(uint16_t(next.size()));
       next.push_back(std::move(e));
     }
   // Rules that name a class (crossing's rules are built by now): by slot, in every shaper that
@@ -221,6 +223,7 @@ std::optional<Error> build_shapers(Committer::Build& b) {
   }
   b.next->qos.shapers = std::move(next);
   b.next->qos.shaper_of = std::move(shaper_of);
+  b.next->qos.tunnel_shapers = std::move(tunnel_shapers);
   b.next->qos.classed_rules = std::move(classed);
   return std::nullopt;
 }

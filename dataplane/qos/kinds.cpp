@@ -192,23 +192,27 @@ std::optional<Error> check_class(Intent& in, const v1::ShaperClass& c, const std
 std::optional<Error> check_shaper(Intent& in, const v1::Object& o, const std::string& path) {
   const auto& s = o.shaper();
   if (s.interface().empty()) return invalid(path + ".interface", "is required");
-  auto f = in.interfaces.find(s.interface());
-  if (f == in.interfaces.end()) {
-    if (in.tunnels.count(s.interface()))
-      return invalid(path + ".interface", quoted(s.interface()) + " is a tunnel: shape its underlay interface");
-    return invalid(path + ".interface", "no interface named " + quoted(s.interface()));
+  // What must fit the buckets, or it would never be sent: a frame of the interface's MTU (with
+  // Ethernet and two VLAN tags), or a tunnel's inner packet of its MTU (queued before ESP).
+  uint64_t frame = 0;
+  const char* what = "one frame of the interface's MTU";
+  if (auto f = in.interfaces.find(s.interface()); f != in.interfaces.end()) {
+    const v1::Interface& i = f->second;
+    uint64_t mtu = i.mtu() ? i.mtu() : 1500;
+    if (!i.mtu())
+      if (auto port = in.ports.find(i.port()); port != in.ports.end() && port->second.mtu()) mtu = port->second.mtu();
+    frame = mtu + 22;
+  } else if (auto t = in.tunnels.find(s.interface()); t != in.tunnels.end()) {
+    frame = t->second.mtu() ? t->second.mtu() : 1400;
+    what = "one packet of the tunnel's MTU";
+  } else {
+    return invalid(path + ".interface", "no interface or tunnel named " + quoted(s.interface()));
   }
   if (s.rate() == 0) return invalid(path + ".rate", "must be above 0 (bytes per second)");
   if (auto e = range(path + ".rate", s.rate(), 1, max_rate)) return e;
-  // A frame of the interface's MTU must fit the buckets, or it would never be sent.
-  const v1::Interface& i = f->second;
-  uint64_t mtu = i.mtu() ? i.mtu() : 1500;
-  if (!i.mtu())
-    if (auto port = in.ports.find(i.port()); port != in.ports.end() && port->second.mtu()) mtu = port->second.mtu();
-  uint64_t frame = mtu + 22;  // Ethernet and two VLAN tags
   if (s.burst() < frame)
-    return invalid(path + ".burst", std::to_string(s.burst()) + " bytes is below one frame of the interface's MTU (" +
-                                        std::to_string(frame) + ")");
+    return invalid(path + ".burst",
+                   std::to_string(s.burst()) + " bytes is below " + what + " (" + std::to_string(frame) + ")");
   if (auto e = range(path + ".burst", s.burst(), frame, UINT32_MAX)) return e;
   if (s.classes_size() == 0) return invalid(path + ".classes", "at least one class is required");
   if (s.classes_size() > max_shaper_classes)

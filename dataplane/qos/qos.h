@@ -15,13 +15,20 @@ namespace medix::dp {
 // the generation has policers.
 uint16_t police(Worker& w, rte_mbuf** pkts, uint16_t n, uint64_t now);
 
-// Takes the packets send_out() put in w.to_shape (L2 header written, meta iface_out set) into
-// their shaper's class queues on this worker: classified, marked, queued or dropped when the
-// class's queue is full.
+// Takes the packets send_out() put in w.to_shape (L2 header written, meta iface_out set; a
+// tunnel's, from shape_tunnels: no L2) into their shaper's class queues on this worker:
+// classified, marked, queued or dropped when the class's queue is full.
 void shape(Worker& w);
-// Sends what this worker's shapers allow now: at most a burst a shaper, strict priority
-// first, then the guarantees, then the excess by weight; never waits. Returns how many.
+// Packets routed to tunnels (L2 still on, TTL done): those whose tunnel has a shaper (and an
+// outbound SA) lose their L2 header and go into its class queues, as shape() takes them; the
+// others stay in `pkts`, in order, for esp_output. Returns how many are left.
+uint16_t shape_tunnels(Worker& w, rte_mbuf** pkts, uint16_t n);
+// Sends what this worker's interfaces' shapers allow now: at most a burst a shaper, strict
+// priority first, then the guarantees, then the excess by weight; never waits. Returns how many.
 unsigned schedule(Worker& w, uint64_t now);
+// What tunnel shaper `s` allows now, scheduled as schedule() does: at most a burst of inner
+// packets into `out`, in the order they leave, for esp_output. Returns how many.
+uint16_t schedule_tunnel(Worker& w, const qos::Shaper& s, uint64_t now, rte_mbuf** out);
 // The class of a packet in shaper `s` (its index): the first whose match holds, else the last.
 // `dscp` is -1 when the packet has no IPv4 header.
 uint16_t class_of(const Tables& t, const qos::Shaper& s, const PacketMeta& m, int dscp);

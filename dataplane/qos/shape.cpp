@@ -17,16 +17,26 @@ constexpr int64_t quantum = 1514;
 bool empty(const qos::ClassQueue& q) { return q.head == q.tail; }
 rte_mbuf* head(const qos::ClassQueue& q) { return q.ring[q.head & q.mask]; }
 
-// Takes `len` from the contract's bucket (and from the class's when `guaranteed`) and sends
-// the class's head packet.
-void dequeue(Worker& w, const qos::Shaper& s, qos::ShaperShare& share, qos::ClassQueue& q, uint32_t len, uint64_t now) {
+// Where the packets a round sends go: a port's tx queue, or (a tunnel's shaper) `pkts`, for
+// esp_output.
+struct Out {
+  rte_mbuf** pkts = nullptr;
+  uint16_t n = 0;
+};
+
+// Takes `len` from the contract's bucket and sends the class's head packet.
+void dequeue(Worker& w, const qos::Shaper& s, qos::ShaperShare& share, qos::ClassQueue& q, uint32_t len, uint64_t now,
+             Out& out) {
   rte_mbuf* m = head(q);
   __atomic_store_n(&q.head, q.head + 1, __ATOMIC_RELAXED);  // depth() is read by the API too
   if (q.head == q.tail) q.idle_since = now;                 // WRED's average decays from here
   share.tokens -= len;
   bump(q.sent_packets);
   bump(q.sent_bytes, len);
-  send(w, s.port, m);
+  if (out.pkts)
+    out.pkts[out.n++] = m;
+  else
+    send(w, s.port, m);
 }
 
 // The buckets, refilled for the time since the last call.
@@ -45,20 +55,23 @@ void refill(const qos::Shaper& s, qos::ShaperShare& share, uint64_t now) {
       share.classes[c].tokens = std::min(s.classes[c].burst, share.classes[c].tokens + dt * s.classes[c].rate);
 }
 
-unsigned schedule_one(Worker& w, const qos::Shaper& s, qos::ShaperShare& share, uint64_t now) {
+unsigned schedule_one(Worker& w, const qos::Shaper& s, qos::ShaperShare& share, uint64_t now, Out& out) {
   refill(s, share, now);
   unsigned budget = burst_size, sent = 0;
   const auto n = uint16_t(s.classes.size());
-  auto fits = [&](uint32_t len) { return share.tokens >= len; };
+  // A bucket holds at most `burst`: a longer packet (a tunnel's, larger than its MTU with DF
+  // clear, fragmented by esp_output) goes when a bucket is full, and leaves it owing the rest.
+  auto holds = [&](double tokens, uint32_t len) { return tokens >= std::min<double>(len, s.burst); };
+  auto fits = [&](uint32_t len) { return holds(share.tokens, len); };
   // 1. Strict priority, each class within its cap.
   for (uint16_t c = 0; c < n && budget; c++) {
     if (!s.classes[c].priority) continue;
     qos::ClassQueue& q = share.classes[c];
     while (budget && !empty(q)) {
       uint32_t len = rte_pktmbuf_pkt_len(head(q));
-      if (!fits(len) || q.tokens < len) break;
+      if (!fits(len) || !holds(q.tokens, len)) break;
       q.tokens -= len;
-      dequeue(w, s, share, q, len, now);
+      dequeue(w, s, share, q, len, now, out);
       budget--, sent++;
     }
   }
@@ -71,9 +84,9 @@ unsigned schedule_one(Worker& w, const qos::Shaper& s, qos::ShaperShare& share, 
       if (s.classes[c].priority || s.classes[c].rate <= 0 || empty(q)) continue;
       uint32_t len = rte_pktmbuf_pkt_len(head(q));
       if (!fits(len)) return sent;  // the contract is spent: nothing else may go either
-      if (q.tokens < len) continue;
+      if (!holds(q.tokens, len)) continue;
       q.tokens -= len;
-      dequeue(w, s, share, q, len, now);
+      dequeue(w, s, share, q, len, now, out);
       budget--, sent++;
       progress = true;
       share.next_rr = uint16_t((c + 1) % n);
@@ -104,7 +117,7 @@ unsigned schedule_one(Worker& w, const qos::Shaper& s, qos::ShaperShare& share, 
     }
     if (!fits(len)) break;
     q.deficit -= len;
-    dequeue(w, s, share, q, len, now);
+    dequeue(w, s, share, q, len, now, out);
     budget--, sent++;
     visits = 0;
   }
@@ -203,10 +216,47 @@ void shape(Worker& w) {
   b.n = 0;
 }
 
+uint16_t shape_tunnels(Worker& w, rte_mbuf** pkts, uint16_t n) {
+  const Tables& t = *w.tables;
+  const auto& shaper_of = t.qos.shaper_of;
+  Batch& b = *w.to_shape;
+  uint16_t left = 0;
+  for (uint16_t i = 0; i < n; i++) {
+    rte_mbuf* m = pkts[i];
+    PacketMeta& pm = meta(m);
+    // Without an outbound SA esp_output drops it at once: it would only take a queue's place.
+    if (pm.iface_out >= shaper_of.size() || shaper_of[pm.iface_out] == qos::no_shaper ||
+        !t.interfaces[pm.iface_out].outbound_sa) {
+      pkts[left++] = m;
+      continue;
+    }
+    if (b.full()) {  // not while shape() empties it after every burst
+      drop(w, m, Drop::shaper_queue_full);
+      continue;
+    }
+    // Queued as esp_output takes it: the inner packet alone, which the contract counts.
+    if (pm.l2_len) {
+      rte_pktmbuf_adj(m, pm.l2_len);
+      pm.l2_len = 0;
+    }
+    b.pkts[b.n++] = m;
+  }
+  if (b.n) shape(w);
+  return left;
+}
+
 unsigned schedule(Worker& w, uint64_t now) {
   unsigned sent = 0;
-  for (const qos::Shaper& s : w.tables->qos.shapers) sent += schedule_one(w, s, s.shares[w.queue], now);
+  Out to_port;
+  for (const qos::Shaper& s : w.tables->qos.shapers)
+    if (!s.tunnel) sent += schedule_one(w, s, s.shares[w.queue], now, to_port);
   return sent;
+}
+
+uint16_t schedule_tunnel(Worker& w, const qos::Shaper& s, uint64_t now, rte_mbuf** out) {
+  Out to_esp{out};
+  schedule_one(w, s, s.shares[w.queue], now, to_esp);
+  return to_esp.n;
 }
 
 void drop_shaped(Worker& w) {

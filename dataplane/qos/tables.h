@@ -155,9 +155,12 @@ struct alignas(RTE_CACHE_LINE_SIZE) ShaperShare {
 
 struct Shaper {
   std::string name;
-  uint16_t interface = 0;       // slot
-  uint16_t port = 0;            // the interface's port (slot)
-  uint8_t l2_len = 0;           // the interface's Ethernet header and tags, as it sends them
+  uint16_t interface = 0;  // slot (of an interface or a tunnel)
+  // A tunnel's shaper queues inner packets without L2, before ESP: what it sends goes to
+  // esp_output (the pipeline's process_shaped), so sequence numbers follow the order it sends in.
+  bool tunnel = false;
+  uint16_t port = 0;            // the interface's port (slot); none for a tunnel
+  uint8_t l2_len = 0;           // the interface's Ethernet header and tags, as it sends them; 0 for a tunnel
   double rate = 0, burst = 0;   // this worker's share of the contract, bytes per TSC cycle; bytes
   double frames_per_cycle = 0;  // rate / wred_frame: an idle WRED queue's decay
   std::vector<ShaperClass> classes;
@@ -178,8 +181,11 @@ struct Tables {
   std::vector<Policer> rule_policers;
   std::vector<uint16_t> policer_of_rule;
   std::vector<Shaper> shapers;
-  // By interface slot: its shaper's index in `shapers`, or no_shaper (slots past the end have none).
+  // By interface (or tunnel) slot: its shaper's index in `shapers`, or no_shaper (slots past the
+  // end have none).
   std::vector<uint16_t> shaper_of;
+  // The indexes in `shapers` of tunnels' shapers (Shaper::tunnel), in order; empty when none.
+  std::vector<uint16_t> tunnel_shapers;
   // By policy rule slot: 1 if the rule names a shaper class (some shaper has it), so crossing
   // marks its packets (meta_classed); empty when no rule does (slots past the end: 0).
   std::vector<uint8_t> classed_rules;

@@ -925,6 +925,37 @@ def shaper_kind(f, d, c):
                        wred=pb.ShaperWred(green=pb.WredProfile(min_th=64, max_th=200)))])
     expect_rejected(c, "CREATE a shaper whose WRED max_th is beyond its class's queue", [create(deep)],
                     C.INVALID_ARGUMENT, "operations[0].shaper.classes[0].wred.green.max_th")
+    # A tunnel's shaper (docs/qos.md "Shaping a tunnel"): the tunnel and its shaper in one transaction.
+    tunnel = pb.Tunnel(name="shp-tun", tenant="hosp-a", underlay_tenant="core", local_address="100.100.2.1",
+                       remote_address="100.100.2.77", mtu=1300)
+    on_tunnel = pb.Shaper(name="tun-shp", interface="shp-tun", rate=12500000, burst=1300, classes=[
+        pb.ShaperClass(name="ef", priority=True, rate=125000, dscp=[46]),
+        pb.ShaperClass(name="img", rate=6250000, weight=1, dscp=[26], set_dscp=True, mark_dscp=34),
+        pb.ShaperClass(name="rest", weight=1)])
+    low = pb.Shaper(name="bad-shp", interface="shp-tun", rate=1000000, burst=1299,
+                    classes=[pb.ShaperClass(name="a", weight=1)])
+    expect_rejected(c, "CREATE a tunnel and its shaper whose burst is below one packet of its MTU",
+                    [create(tunnel), create(low)], C.INVALID_ARGUMENT, "operations[1].shaper.burst")
+    nowhere = pb.Shaper(name="bad-shp", interface="no-tun", rate=1000000, burst=3000,
+                        classes=[pb.ShaperClass(name="a", weight=1)])
+    expect_rejected(c, "CREATE a shaper of a tunnel that does not exist", [create(nowhere)], C.INVALID_ARGUMENT,
+                    "operations[0].shaper.interface")
+    err, res = rpc(c.apply, [create(tunnel), create(on_tunnel)])
+    if R.check(err is None and res.changed == 2, "CREATE a tunnel and a shaper on it in one transaction", short(err)):
+        err, got = rpc(c.get, pb.Shaper(name="tun-shp"))
+        R.check(err is None and api.inner(got.object) == on_tunnel, "Get the tunnel's shaper", short(err))
+        names = [(k.name, getattr(k, "class")) for k in c.counters().shaper_classes]
+        R.check(names == [("tun-shp", "ef"), ("tun-shp", "img"), ("tun-shp", "rest")],
+                "GetCounters lists the tunnel's shaper's classes", "names %s" % names)
+        again = pb.Shaper(name="tun-shp2", interface="shp-tun", rate=1000000, burst=3000,
+                          classes=[pb.ShaperClass(name="a", weight=1)])
+        expect_rejected(c, "CREATE a second shaper on the tunnel (after a good op)",
+                        [create(pb.Tenant(name="shp-t")), create(again)], C.INVALID_ARGUMENT,
+                        "operations[1].shaper.interface")
+        expect_rejected(c, "DELETE a shaped tunnel", [delete(pb.Tunnel(name="shp-tun"))], C.FAILED_PRECONDITION,
+                        "operations[0].tunnel")
+        err, _ = rpc(c.apply, [delete(pb.Shaper(name="tun-shp")), delete(pb.Tunnel(name="shp-tun"))])
+        R.check(err is None, "DELETE the tunnel's shaper and the tunnel", short(err))
 
 
 @test

@@ -371,14 +371,25 @@ expect "counters: the policer's row" 0 '^a-pol( +[0-9]+){7}$' -- counters
 expect_json "counters -o json: policers" 'd["policers"][0]["name"] == "a-pol"' -- counters
 expect "delete policer" 0 '^version [0-9]+ \(1 changed\)$' -- delete policer a-pol
 expect_not "counters: no policer, no table" '^POLICER ' -- counters
-# A kind with a row per part (a shaper's classes): the part's column after the name
+# A kind with a row per part (a shaper's classes): the part's column after the name; a
+# tunnel's shaper like any other
 cat >"$tmp/shaper.json" <<'JSON'
 {"schema_version": 1,
+ "tunnels": [{"name": "b-tun", "tenant": "b", "underlay_tenant": "core", "local_address": "100.64.0.1",
+              "remote_address": "100.64.0.9"}],
  "shapers": [{"name": "b-shp", "interface": "b-lan", "rate": "25000000", "burst": "100000",
               "classes": [{"name": "voice", "priority": true, "rate": "1000000", "dscp": [46]},
-                          {"name": "rest", "weight": 1}]}]}
+                          {"name": "rest", "weight": 1}]},
+             {"name": "t-shp", "interface": "b-tun", "rate": "12500000", "burst": "50000",
+              "classes": [{"name": "all", "weight": 1}]}]}
 JSON
-expect "apply a shaper" 0 '^version [0-9]+ \(1 changed\)$' -- apply "$tmp/shaper.json"
+expect "apply a shaper, and one on a tunnel" 0 '^version [0-9]+ \(3 changed\)$' -- apply "$tmp/shaper.json"
+expect "show shapers: the tunnel's" 0 '^t-shp +b-tun +12500000 +50000 +all ' -- show shapers
+expect "qos: the tunnel's shaper" 0 '^t-shp +all +[0-9.]+ ' -- qos --interval 100
+expect "delete a tunnel while shaped: refused" 1 'FAILED_PRECONDITION: .*tunnel "b-tun" is still used by' -- \
+  delete tunnel b-tun
+expect "delete the tunnel's shaper" 0 '^version [0-9]+ \(1 changed\)$' -- delete shaper t-shp
+expect "delete the tunnel" 0 '^version [0-9]+ \(1 changed\)$' -- delete tunnel b-tun
 expect "counters: a kind's counters by part" 0 \
   '^SHAPER +CLASS +QUEUED-PKTS +QUEUED-BYTES +SENT-PKTS +SENT-BYTES +DROPPED +DEPTH +WRED-DROPPED +ECN-MARKED$' -- counters
 expect "counters: the shaper's class rows" 0 '^b-shp +rest( +[0-9]+){8}$' -- counters

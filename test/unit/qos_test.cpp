@@ -378,7 +378,7 @@ TEST_CASE("a shaper is checked whole: rates, bursts, classes, references, each e
           "operations[0].shaper.interface: is required");
   refused(
       R"("name": "s", "interface": "nope", "rate": "1000", "burst": "3000", "classes": [{"name": "c", "weight": 1}])",
-      "operations[0].shaper.interface: no interface named \"nope\"");
+      "operations[0].shaper.interface: no interface or tunnel named \"nope\"");
   refused(R"("name": "s", "interface": "a-svc", "burst": "3000", "classes": [{"name": "c", "weight": 1}])",
           "operations[0].shaper.rate: must be above 0");
   // a-svc's MTU is 1000: a frame of it with two tags is 1022 bytes.
@@ -618,4 +618,107 @@ TEST_CASE("a shaper class's WRED: below min_th queued, at max_th dropped, ECN-ca
   for (int i = 0; i < 4; i++) h.receive(0, to_svc(af13));
   CHECK(q.depth() == 3);
   CHECK(q.wred_dropped == 12);
+}
+
+// A tunnel's shaper (docs/qos.md "Shaping a tunnel"): inner packets queued before ESP.
+namespace {
+
+// Tenant hosp behind tunnel t1 over tenant carrier (c0 on p0); the outbound SA (8193) is
+// worker 1's with two workers.
+const std::string shaped_tunnel = R"({
+  "schema_version": 1,
+  "ports": [{"name": "p0", "device": "net_null0"}, {"name": "p1", "device": "net_null1"}],
+  "tenants": [{"name": "carrier"}, {"name": "hosp"}],
+  "interfaces": [
+    {"name": "c0", "tenant": "carrier", "port": "p0", "addresses": ["198.51.100.1/24"], "mac": "02:00:00:00:00:01"},
+    {"name": "h0", "tenant": "hosp", "port": "p1", "addresses": ["10.0.1.1/24"], "mac": "02:00:00:00:01:01"}
+  ],
+  "tunnels": [{"name": "t1", "tenant": "hosp", "underlay_tenant": "carrier", "local_address": "198.51.100.1",
+               "remote_address": "198.51.100.2"}],
+  "routes": [{"tenant": "hosp", "prefix": "10.0.0.0/24", "via": {"interface": "t1"}}],
+  "neighbours": [{"interface": "c0", "address": "198.51.100.2", "mac": "02:00:00:00:00:02"}],
+  "sas": [{"spi": 8193, "tunnel": "t1", "inbound": false, "cipher": "AES_GCM_128",
+           "cipher_key": "AAECAwQFBgcICQoLDA0ODxAREhM="}]
+})";
+
+// 100 bytes of inner packet from h0's host into the tunnel, with this DSCP.
+Bytes into_tunnel(uint8_t dscp) {
+  auto f = ether("02:00:00:00:01:01", host_mac, 0x0800) + ipv4("10.0.1.10", "10.0.0.5", 17, udp(1, 2, 72));
+  f[14 + 1] = uint8_t(dscp << 2);
+  auto* ip = reinterpret_cast<rte_ipv4_hdr*>(f.data() + 14);
+  ip->hdr_checksum = 0;
+  ip->hdr_checksum = rte_ipv4_cksum(ip);
+  return f;
+}
+
+}  // namespace
+
+TEST_CASE("a tunnel's shaper is checked: its MTU, one a tunnel, the tunnel kept while shaped") {
+  Harness h(shaped_tunnel);
+  auto apply = [&](const std::string& fields) { return h.apply(ops(shaper_op("CREATE", fields))); };
+  const std::string classes = R"("classes": [{"name": "c", "weight": 1}])";
+  auto r = apply(R"("name": "s", "interface": "t1", "rate": "1000", "burst": "1399", )" + classes);
+  CHECK(r.code == Code::invalid_argument);
+  CHECK(r.message == "operations[0].shaper.burst: 1399 bytes is below one packet of the tunnel's MTU (1400)");
+  r = apply(R"("name": "s", "interface": "t9", "rate": "1000", "burst": "1400", )" + classes);
+  CHECK(r.message == "operations[0].shaper.interface: no interface or tunnel named \"t9\"");
+  CHECK(h.tables->qos.shapers.empty());
+  REQUIRE(apply(R"("name": "s", "interface": "t1", "rate": "1000", "burst": "1400", )" + classes).code == Code::ok);
+  REQUIRE(h.tables->qos.shapers.size() == 1);
+  CHECK(h.tables->qos.shapers[0].tunnel);
+  CHECK(h.tables->qos.tunnel_shapers == std::vector<uint16_t>{0});
+  r = apply(R"("name": "s2", "interface": "t1", "rate": "1000", "burst": "1400", )" + classes);
+  CHECK(r.message == "operations[0].shaper.interface: shaper \"s\" already shapes \"t1\"");
+  r = h.apply(ops(R"([{"op": "DELETE", "object": {"tunnel": {"name": "t1"}}}])"));
+  CHECK(r.code == Code::failed_precondition);
+  CHECK(r.message.find("operations[0].tunnel: tunnel \"t1\" is still used by") == 0);
+  CHECK(h.tables->qos.shapers.size() == 1);
+  REQUIRE(h.apply(ops(shaper_op("DELETE", R"("name": "s")"))).code == Code::ok);
+  CHECK(h.tables->qos.tunnel_shapers.empty());
+}
+
+TEST_CASE("a tunnel's shaper orders inner packets by class, then ESP numbers them in that order, under a port shaper") {
+  Harness h(shaped_tunnel, 2);  // the SA's owner is worker 1: worker 0's shaper hands its packets over
+  Worker& owner = *h.others.at(0);
+  // A contract of 3 B/s with a burst of 1450: fourteen 100-byte packets go, then none for long.
+  REQUIRE(h.apply(ops(R"([
+    {"op": "CREATE", "object": {"shaper": {"name": "carrier", "interface": "c0", "rate": "125000000",
+       "burst": "100000", "classes": [{"name": "all", "weight": 1}]}}},
+    {"op": "CREATE", "object": {"shaper": {"name": "vpn", "interface": "t1", "rate": "3", "burst": "1450",
+       "classes": [{"name": "voice", "priority": true, "rate": "1", "dscp": [46]},
+                   {"name": "img", "rate": "1", "weight": 1, "dscp": [26], "set_dscp": true, "mark_dscp": 34},
+                   {"name": "bulk", "weight": 1}]}}}])"))
+              .code == Code::ok);
+  // In arrival order: bulk first, then the classes mixed.
+  for (uint8_t d : {0, 0, 0, 26, 46, 0, 26, 46, 0, 26, 0, 46, 26, 0, 0}) h.receive(1, into_tunnel(d));
+  CHECK(h.sent(0).empty());
+  const qos::Shaper& vpn = h.tables->qos.shapers.at(h.tables->qos.tunnel_shapers.at(0));
+  CHECK(vpn.name == "vpn");
+  CHECK(vpn.shares[0].classes[2].depth() == 8);
+  CHECK(vpn.shares[0].classes[2].queued_bytes == 800);  // the inner packets' bytes, without L2
+  CHECK(medix::dp::process_shaped(h.worker) == 14);
+  CHECK(vpn.shares[0].classes[2].depth() == 1);  // the contract held the last one
+  // Worker 1 encrypts them as they were handed over, and its port shaper sends them.
+  rte_mbuf* pkts[64];
+  unsigned n = rte_ring_sc_dequeue_burst(h.handoff[1], reinterpret_cast<void**>(pkts), 64, nullptr);
+  REQUIRE(n == 14);
+  medix::dp::process_handoff(owner, pkts, uint16_t(n));
+  CHECK(owner.tx[0].count == 0);  // in the port shaper's queue
+  CHECK(medix::dp::process_shaped(owner) == 14);
+  std::vector<int> dscps;
+  std::vector<uint32_t> seqs;
+  for (uint16_t i = 0; i < owner.tx[0].count; i++) {
+    auto f = bytes_of(owner.tx[0].pkts[i]);
+    rte_pktmbuf_free(owner.tx[0].pkts[i]);
+    REQUIRE(f.size() > 14 + 20 + 8);
+    CHECK(f[14 + 9] == 50);           // ESP
+    dscps.push_back(f[14 + 1] >> 2);  // the outer DSCP is the inner's (DSCP_COPY)
+    seqs.push_back(uint32_t(f[14 + 24]) << 24 | f[14 + 25] << 16 | f[14 + 26] << 8 | f[14 + 27]);
+  }
+  owner.tx[0].count = 0;
+  CHECK(dscps == std::vector<int>{46, 46, 46, 34, 34, 34, 34, 0, 0, 0, 0, 0, 0, 0});
+  CHECK(seqs == std::vector<uint32_t>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14});
+  const qos::Shaper& carrier = h.tables->qos.shapers.at(h.tables->qos.shaper_of.at(h.interface("c0")));
+  CHECK(carrier.shares[1].classes[0].sent_packets == 14);
+  CHECK(h.total_drops() == 0);
 }
