@@ -3,7 +3,7 @@
 # over ESP"): the areas' medix-cp negotiate the tunnel with IKE (a peer of each other's, through
 # medix-dp's exception path), and BGP between the areas' gobgpd runs inside it.
 #
-#   namespace E: gobgpd 10.255.0.1, charon 172.16.0.1 ── TAP ── medix-dp E ── p0 ══ carrier ══ p0 ── medix-dp W ── TAP ── :namespace W
+#   namespace E: gobgpd and BIRD (BFD) 10.255.0.1, charon 172.16.0.1 ── TAP ── medix-dp E ── p0 ══ carrier ══ p0 ── medix-dp W ── TAP ── :namespace W
 #                medix-cp E (--bgp, peer "west", tunnel bb)      (ESP in UDP 4500, tunnel bb inside)
 #
 # Each area: a carrier tenant (the underlay, 172.16.0.0/24 on p0), the core tenant "ix" with the
@@ -16,7 +16,11 @@
 # hospital to the archive by its core address, complete and byte-identical, its session
 # translated on both sides; the carrier cut (its ends down): both areas see their underlay
 # port's link down and remove the other's prefix within 3 s, a ping gets ICMP unreachable, and
-# after the repair the routes come back; west's medix-cp stopped (its IKE_SA and with it the
+# after the repair the routes come back; BFD (BIRD in each area's namespace, medix-cp --bfd) up
+# both ways inside the tunnel, then a failure beyond the underlay ports (the carrier's bridge
+# isolates both ends: the links up, the SAs kept): both areas' routes gone within 3 s (the figure
+# printed), east's port up, its SAs in and its log naming BFD, a ping answered ICMP unreachable,
+# the routes back after the repair; west's medix-cp stopped (its IKE_SA and with it the
 # tunnel's SAs deleted on both sides): east removes west's prefix at once, not after the hold
 # timer (the SA is watched). Toward east's clinic, whose only core presence is a NAPT pool
 # (docs/nat.md, "Across areas"), by UDP: the archive's reply to the clinic's datagram; a datagram
@@ -58,10 +62,12 @@ for a in e w; do
   if [ $a = e ]; then areas_start_dp e "$clinic"; else areas_start_dp w; fi
   # Its TAP into the area's namespace: the tunnel endpoint (charon's) and the BGP address
   # (gobgpd's), the other area's BGP address routed there from ours.
+  # The BGP address is point to point with the other's (its route comes with it, from ours): BIRD
+  # starts single-hop BFD only with a neighbour it finds on an interface's prefix or peer address.
   ip -n "${ns[$a]}" addr add "${under[$a]}/24" dev "${tap[$a]}" &&
-    ip -n "${ns[$a]}" addr add "${addr[$a]}/32" dev "${tap[$a]}" && ip -n "${ns[$a]}" link set "${tap[$a]}" up &&
-    ip -n "${ns[$a]}" route add "${addr[${other[$a]}]}/32" dev "${tap[$a]}" src "${addr[$a]}" ||
-    { fail "TAP ${tap[$a]} into ${ns[$a]}"; finish; }
+    ip -n "${ns[$a]}" addr add "${addr[$a]}" peer "${addr[${other[$a]}]}" dev "${tap[$a]}" &&
+    ip -n "${ns[$a]}" link set "${tap[$a]}" up || { fail "TAP ${tap[$a]} into ${ns[$a]}"; finish; }
+  areas_start_bfd $a
   # The area's intent: the other area is a peer (IKE, PSK), its tunnel bb the BGP backbone.
   /usr/bin/python3 - "$tmp/$a.json" "$a" "$psk" <<'PY'
 import json, sys
@@ -125,7 +131,7 @@ out=$("$cp" --check --intent "$tmp/bad.json" 2>&1)
 [ $? -ne 0 ] && grep -qF "bgp.next_hop: is required when the backbone is a tunnel" <<<"$out" &&
   pass "refused: a tunnel as the backbone without bgp.next_hop ($out)" || fail "refused: no next hop for a tunnel" "$out"
 # West first: it answers east's IKE_SA_INIT.
-for a in w e; do areas_start_cp $a --log-level 1; done
+for a in w e; do areas_start_cp $a --log-level 1 --bfd "$tmp/bird-$a.ctl" --bfd-config "$tmp/bfd-$a.conf"; done
 # sas AREA: the tunnel's SAs in medix-dp ("in"/"out" lines).
 sas() {
   ctl "$1" -o json show sa | /usr/bin/python3 -c '
@@ -144,8 +150,9 @@ for a in e w; do areas_start_bgp $a; done
 areas_session_up "inside the tunnel" "the areas' BGP addresses (ss in east)"
 # Nothing in the clear on the carrier: BGP's keepalives (one a second each way) cross it as ESP.
 out=$(ip netns exec "$carrier" timeout 5 tcpdump -i ce -nn -c 4 ip 2>/dev/null)
-[ "$(grep -c . <<<"$out")" -ge 4 ] && ! grep -qi "tcp\|\.179[: ]" <<<"$out" && grep -q "UDP-encap\|ESP\|\.4500[: ]" <<<"$out" &&
-  pass "the carrier sees ESP in UDP 4500 only, no TCP (tcpdump)" || fail "ESP only on the carrier" "$out"
+[ "$(grep -c . <<<"$out")" -ge 4 ] && ! grep -qi "tcp\|\.179[: ]\|\.3784[: ]\|BFD" <<<"$out" &&
+  grep -q "UDP-encap\|ESP\|\.4500[: ]" <<<"$out" &&
+  pass "the carrier sees ESP in UDP 4500 only, no TCP, no BFD (tcpdump)" || fail "ESP only on the carrier" "$out"
 mx_wait_for 10 troutes_are w "100.64.1.0/24
 100.64.5.0/30" && pass "west's core tenant: east's mapping 100.64.1.0/24 and NAPT pool 100.64.5.0/30 via tunnel bb" ||
   fail "west's routes" "$(troutes w; ctl w areas)"
@@ -252,6 +259,32 @@ both_back() { troutes_are e "100.64.2.0/24" && troutes_are w "100.64.1.0/24
 100.64.5.0/30"; }
 mx_wait_for 30 both_back && pass "carrier repaired: the routes are back after ${took} ms (the SAs kept; gobgpd's timers)" ||
   fail "carrier repaired: routes back" "$(troutes e; troutes w; ctl e areas)"
+
+# BFD (BIRD, 100 ms x 3) inside the tunnel: up both ways (from the BGP addresses, through the
+# exception path as BGP), then a failure beyond the underlay ports: the carrier's bridge isolates
+# both ends (nothing crosses, both medix-dp's links up, the SAs kept), seen by BFD only.
+bfd_up() { ctl e areas | grep -q "^  session 10.255.0.2 ESTABLISHED.* bfd Up" && ctl w areas | grep -q "^  session 10.255.0.1 .* bfd Up"; }
+mx_wait_for 20 bfd_up && pass "BFD up in both areas inside the tunnel (medixctl areas: session ... bfd Up)" ||
+  fail "BFD up" "$(ctl e areas; ctl w areas; tail -5 "$tmp"/bird-*.log)"
+t0=$(date +%s%N)
+bridge -n "$carrier" link set dev ce isolated on && bridge -n "$carrier" link set dev cw isolated on
+areas_routes_gone "$t0" troutes_are # te, tw
+[ -n "$te" ] && [ -n "$tw" ] && [ "$te" -le 3000 ] && [ "$tw" -le 3000 ] &&
+  pass "failure beyond the underlay ports: both areas removed the other's prefix within 3 s (east ${te} ms, west ${tw} ms)" ||
+  fail "failure beyond the underlay ports: routes withdrawn within 3 s (east ${te:-none} ms, west ${tw:-none} ms)" \
+    "$(troutes e; troutes w; ctl e areas)"
+[ -n "$te" ] && [ -n "$tw" ] && echo "figure: failure beyond the underlay ports to both areas' routes withdrawn (BFD 100 ms x 3): $((te > tw ? te : tw)) ms"
+out=$(ctl e areas)
+grep -q "^  backbone port p0: link up" <<<"$out" && [ "$(sas e | tr '\n' ' ')" = "in out " ] &&
+  grep -qs "BFD to 10.255.0.2 down: sessions to 10.255.0.2 shut" "$tmp/cp-e.log" &&
+  pass "east's underlay port stayed up and its SAs in; BFD saw west gone and east shut its session" ||
+  fail "east's BFD down" "$out"$'\n'"$(sas e)"$'\n'"$(tail -3 "$tmp/cp-e.log")"
+out=$(ip netns exec "${host[e]}" ping -c 1 -W 2 100.64.2.5 2>&1)
+grep -qi "unreachable" <<<"$out" && pass "failure beyond the underlay ports: a ping to west's archive gets ICMP unreachable" ||
+  fail "ICMP unreachable after the failure beyond the underlay ports" "$out"
+bridge -n "$carrier" link set dev ce isolated off && bridge -n "$carrier" link set dev cw isolated off
+mx_wait_for 30 both_back && pass "failure repaired: BFD up, the sessions enabled, the routes back after ${took} ms" ||
+  fail "failure beyond the underlay ports repaired: routes back" "$(troutes e; troutes w; ctl e areas)"
 
 # West's medix-cp stopped: it deletes its IKE_SA, east deletes the tunnel's SAs; east stops
 # routing into a tunnel without SA at once, before the session's hold timer (3 s) ends it.
