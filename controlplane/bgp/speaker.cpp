@@ -288,6 +288,7 @@ std::string Speaker::read_bfd(const std::map<std::string, std::string>* neighbou
 void Speaker::cycle() {
   c1::BgpStatus next;
   next.set_daemon(daemon_);
+  if (bird_) next.set_bfd_daemon(bird_->socket());
   std::string error;
   const c1::Intent intent = running_();
   const c1::Bgp& conf = intent.bgp();
@@ -401,6 +402,14 @@ void Speaker::cycle() {
     // BIRD's neighbours are gobgpd's: not rewritten while gobgpd does not say which they are.
     std::string e = read_bfd(daemon_error.empty() && !core.empty() ? &neighbours : nullptr, conf, next, shut);
     if (!e.empty()) error = "BFD: " + e;
+  }
+  // At start, a medix-cp before this one may have left sessions shut (stopped while a link or BFD
+  // was down), and gobgpd's ListPeer does not say which: each backbone session not to be shut
+  // now is taken as shut, so it is enabled (EnablePeer on an enabled peer changes nothing).
+  if (daemon_error.empty() && !core.empty() && !started_) {
+    for (const auto& [neighbor, ours] : neighbours)
+      if (!shut.count(neighbor)) shut_.emplace(neighbor, "at start: maybe by a medix-cp before this one");
+    started_ = true;
   }
   if (daemon_error.empty())
     if (std::string e = shut_sessions(shut); !e.empty()) error = e;

@@ -100,6 +100,7 @@ class Speaker {
   std::string said_;                         // the last error logged
   bool backbone_up_ = true;                  // the backbone port's link, as last seen
   std::map<std::string, std::string> shut_;  // neighbours this medix-cp shut, and why
+  bool started_ = false;                     // those a medix-cp before may have shut enabled
   uint64_t backbone_cuts_ = 0;
   std::unique_ptr<Bird> bird_;
   std::set<std::string> bfd_up_;               // neighbours whose BFD was seen up (and not down since)

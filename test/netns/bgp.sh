@@ -35,7 +35,9 @@
 # (bfd_punted), then a failure beyond the ports MX_BFD_CUTS times (default 1: the carrier's
 # bridge isolates both ends, the links stay up): both areas' routes gone within 3 s (each
 # figure, p50, max), east's port still up and its log naming BFD, a ping answered ICMP
-# unreachable, the routes back after the repair; west's
+# unreachable, east's BFD metrics (up 1 before, 0 during, downs counted once more), the routes back after
+# the repair (the first time with east's medix-cp stopped during the failure and started after
+# the repair: it enables the session it had shut); west's
 # gobgpd killed: east withdraws west's prefix, and the next ping is answered ICMP unreachable. Ends with "netns-bgp: N passed, M failed". MEDIX_DP, MEDIX_CP and
 # MEDIXCTL override the binaries.
 set -u
@@ -111,10 +113,18 @@ cat >"$tmp/w.json" <<'JSON'
                   {"name": "core-ping", "priority": 20, "from_tenant": "ix", "to_tenant": "arch-w", "protocol": 1, "permit": true}],
  "bgp": {"backbone_interface": "bb"}}
 JSON
-for a in e w; do
-  areas_start_cp $a --strongswan-conf "$tmp/strongswan.conf" --log-level 0 --bfd "$tmp/bird-$a.ctl" \
-    --bfd-config "$tmp/bfd-$a.conf"
-done
+# cp_options AREA: its medix-cp's options (east's serves its metrics, in its namespace).
+cp_options() {
+  echo --strongswan-conf "$tmp/strongswan.conf" --log-level 0 --bfd "$tmp/bird-$1.ctl" --bfd-config "$tmp/bfd-$1.conf"
+  [ "$1" = e ] && echo --metrics-listen 127.0.0.1:9290
+}
+# shellcheck disable=SC2046 # the options are words without spaces
+for a in e w; do areas_start_cp $a $(cp_options $a); done
+# bfd_metrics: east's medix-cp's BFD metrics (medix_cp_bgp_bfd_* lines).
+bfd_metrics() {
+  ip netns exec "${ns[e]}" /usr/bin/python3 -c 'import urllib.request
+print(urllib.request.urlopen("http://127.0.0.1:9290/metrics", timeout=5).read().decode())' 2>&1 | grep "^medix_cp_bgp_bfd"
+}
 
 areas_session_up "(medixctl areas)" "the backbone addresses, on east's TAP"
 # The backbone is VLAN 100 end to end: every frame the carrier sees is tagged (BGP's keepalives,
@@ -227,6 +237,7 @@ bfd_up() { ctl e areas | grep -q "^  session 10.255.0.2 ESTABLISHED.* bfd Up" &&
 mx_wait_for 20 bfd_up && pass "BFD up in both areas (medixctl areas: session ... bfd Up)" ||
   fail "BFD up" "$(ctl e areas; ctl w areas; tail -5 "$tmp"/bird-*.log)"
 areas_punted "" bfd_punted "BFD packets"
+metrics_up=$(bfd_metrics)
 # A failure beyond the ports, MX_BFD_CUTS times (default 1): the carrier's bridge isolates both
 # ends (nothing crosses, both medix-dp's links stay up), so only BFD (or BGP's 3 s hold timer)
 # can see it. The time from the cut to both areas' routes gone: each figure, then p50 and max;
@@ -252,10 +263,28 @@ for cut in $(seq "${MX_BFD_CUTS:-1}"); do
     out=$(ip netns exec "${host[e]}" ping -c 1 -W 2 100.64.2.5 2>&1)
     grep -qi "unreachable" <<<"$out" && pass "failure beyond the ports: a ping to west's archive gets ICMP unreachable" ||
       fail "ICMP unreachable after the failure beyond the ports" "$out"
+    # East's metrics: BFD up before, down now and counted once more (the link cuts above count
+    # too: BFD goes down with the link).
+    out=$(bfd_metrics)
+    downs=$(sed -n 's/^medix_cp_bgp_bfd_downs_total{neighbor="10.255.0.2"} \([0-9]*\)$/\1/p' <<<"$metrics_up")
+    grep -qx "medix_cp_bgp_bfd_connected 1" <<<"$metrics_up" && grep -qx 'medix_cp_bgp_bfd_up{neighbor="10.255.0.2"} 1' <<<"$metrics_up" &&
+      [ -n "$downs" ] && grep -qx "medix_cp_bgp_bfd_connected 1" <<<"$out" &&
+      grep -qx 'medix_cp_bgp_bfd_up{neighbor="10.255.0.2"} 0' <<<"$out" &&
+      grep -qx "medix_cp_bgp_bfd_downs_total{neighbor=\"10.255.0.2\"} $((downs + 1))" <<<"$out" &&
+      pass "east's metrics: medix_cp_bgp_bfd_connected 1; bfd_up 1 before the failure, 0 during it; bfd_downs_total $downs -> $((downs + 1))" ||
+      fail "east's BFD metrics" "before:"$'\n'"$metrics_up"$'\n'"during:"$'\n'"$out"
+    # East's medix-cp stopped while it has the session shut, restarted after the repair: it
+    # enables the session it cannot know it shut (not disabled forever).
+    kill -TERM "${cp_pid[e]}" && wait "${cp_pid[e]}" 2>/dev/null
+    cp_pid[e]=
+    mv "$tmp/cp-e.log" "$tmp/cp-e.1.log"
   fi
   bridge -n "$carrier" link set dev ce isolated off && bridge -n "$carrier" link set dev cw isolated off
-  mx_wait_for 30 both_back && pass "failure $cut repaired: BFD up, the sessions enabled, the routes back after ${took} ms" ||
-    { fail "failure $cut repaired: routes back" "$(routes e; routes w; ctl e areas)"; break; }
+  # shellcheck disable=SC2046
+  [ "$cut" = 1 ] && areas_start_cp e $(cp_options e)
+  mx_wait_for 30 both_back && pass "failure $cut repaired: BFD up, the sessions enabled, the routes back after ${took} ms$(
+    [ "$cut" = 1 ] && echo " (east's medix-cp stopped while it had the session shut, started again after the repair)")" ||
+    { fail "failure $cut repaired: routes back" "$(routes e; routes w; ctl e areas; tail -3 "$tmp/cp-e.log")"; break; }
 done
 if [ "${#bfd_ms[@]}" -gt 0 ]; then
   sorted=($(printf '%s\n' "${bfd_ms[@]}" | sort -n))
