@@ -76,6 +76,20 @@ bool punt_allowed(Worker& w, uint32_t source, uint16_t tenant) {
   return entry->bucket.take(now, w.tsc_hz, w.settings.punt_rate_per_second, w.settings.punt_burst);
 }
 
+// Hands a control packet for a daemon behind the exception TAP (IKE, BGP, BFD) to the punt ring,
+// policed per source; `unavailable` is the drop when no exception path runs.
+void punt_to_daemon(Worker& w, rte_mbuf* m, const PacketMeta& pm, uint32_t source, Drop unavailable, uint64_t& punted) {
+  if (!w.punt) {
+    drop(w, m, unavailable);
+  } else if (!punt_allowed(w, source, pm.tenant)) {
+    if (pm.tenant < max_tenants) bump(w.counters->tenants[pm.tenant].punt_policed);
+    drop(w, m, Drop::punt_policed);
+  } else if (rte_ring_mp_enqueue(w.punt, m) != 0)
+    drop(w, m, Drop::punt_full);
+  else
+    bump(punted);
+}
+
 }  // namespace
 
 void icmp_error(Worker& w, rte_mbuf* orig, uint8_t type, uint8_t code, uint16_t mtu) {
@@ -203,27 +217,11 @@ void local_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** esp, uint16_
       // the exception TAP, as BGP's segments below (docs/areas.md); the TTL is left as it came
       // (255), which the daemon checks.
       if (port == 3784) {
-        if (!w.punt) {
-          drop(w, m, Drop::local_unsupported);
-        } else if (!punt_allowed(w, rte_be_to_cpu_32(ip->src_addr), pm.tenant)) {
-          if (pm.tenant < max_tenants) bump(w.counters->tenants[pm.tenant].punt_policed);
-          drop(w, m, Drop::punt_policed);
-        } else if (rte_ring_mp_enqueue(w.punt, m) != 0)
-          drop(w, m, Drop::punt_full);
-        else
-          bump(w.counters->bfd_punted);
+        punt_to_daemon(w, m, pm, rte_be_to_cpu_32(ip->src_addr), Drop::local_unsupported, w.counters->bfd_punted);
         continue;
       }
       if (port == 500 || port == 4500) {
-        if (!w.punt) {
-          drop(w, m, Drop::ike_no_listener);
-        } else if (!punt_allowed(w, rte_be_to_cpu_32(ip->src_addr), pm.tenant)) {
-          if (pm.tenant < max_tenants) bump(w.counters->tenants[pm.tenant].punt_policed);
-          drop(w, m, Drop::punt_policed);
-        } else if (rte_ring_mp_enqueue(w.punt, m) != 0)
-          drop(w, m, Drop::punt_full);
-        else
-          bump(w.counters->ike_punted);
+        punt_to_daemon(w, m, pm, rte_be_to_cpu_32(ip->src_addr), Drop::ike_no_listener, w.counters->ike_punted);
         continue;
       }
     }
@@ -233,15 +231,7 @@ void local_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** esp, uint16_
         rte_pktmbuf_data_len(m) >= pm.l2_len + header + sizeof(rte_tcp_hdr)) {
       const auto* tcp = rte_pktmbuf_mtod_offset(m, const rte_tcp_hdr*, pm.l2_len + header);
       if (tcp->dst_port == rte_cpu_to_be_16(179) || tcp->src_port == rte_cpu_to_be_16(179)) {
-        if (!w.punt) {
-          drop(w, m, Drop::local_unsupported);
-        } else if (!punt_allowed(w, rte_be_to_cpu_32(ip->src_addr), pm.tenant)) {
-          if (pm.tenant < max_tenants) bump(w.counters->tenants[pm.tenant].punt_policed);
-          drop(w, m, Drop::punt_policed);
-        } else if (rte_ring_mp_enqueue(w.punt, m) != 0)
-          drop(w, m, Drop::punt_full);
-        else
-          bump(w.counters->bgp_punted);
+        punt_to_daemon(w, m, pm, rte_be_to_cpu_32(ip->src_addr), Drop::local_unsupported, w.counters->bgp_punted);
         continue;
       }
     }

@@ -261,6 +261,21 @@ areas_routes_gone() {
   done
 }
 
+# areas_gone_within_3s WHAT T0 ROUTES_ARE SHOW: areas_routes_gone, then one check that both areas
+# dropped the other's prefix within the issue's 3 s after WHAT (SHOW, a command, prints what was
+# there when not). gone_ms: the slower area's time, empty when not within 3 s.
+areas_gone_within_3s() {
+  local what=$1 t0=$2 routes_are=$3 show=$4
+  gone_ms=''
+  areas_routes_gone "$t0" "$routes_are" # te, tw
+  if [ -n "$te" ] && [ -n "$tw" ] && [ "$te" -le 3000 ] && [ "$tw" -le 3000 ]; then
+    pass "$what: both areas removed the other's prefix within 3 s (east ${te} ms, west ${tw} ms)"
+    gone_ms=$((te > tw ? te : tw))
+  else
+    fail "$what: routes withdrawn within 3 s (east ${te:-none} ms, west ${tw:-none} ms)" "$("$show")"
+  fi
+}
+
 # areas_session_up HOW_UP HOW_TCP: east's BGP session to west established (medixctl areas), and
 # TCP between the two BGP addresses (ss in east's namespace); HOW_*: each check's words.
 areas_session_up() {
