@@ -300,15 +300,15 @@ void Sync::takeover() {
     peer = peer_;
   }
   uint64_t margin = options_.margin();
-  std::vector<TakeoverRecord> todo;
+  std::vector<TakeoverRecord> advances;
   unsigned stopped = dp_->controller.read([&](auto&, auto& c, uint64_t) {
     const Tables& t = *c.current();
-    return t.sas ? take_over(t.sas, max_sas, peer, margin, todo, floors_) : 0u;
+    return t.sas ? take_over(t.sas, max_sas, peer, margin, advances, floors_) : 0u;
   });
-  for (auto& [owner, r] : todo)
+  for (auto& [owner, r] : advances)
     if (owner < dp_->workers.size()) push_in(dp_->workers[owner]->sync->in, r);
   medix::common::log(medix::common::LogLevel::notice,
-                     "medix-dp: HA: now active: %zu SAs advanced (outbound by %lu sequence numbers)", todo.size(),
+                     "medix-dp: HA: now active: %zu SAs advanced (outbound by %lu sequence numbers)", advances.size(),
                      (unsigned long)margin);
   if (stopped)
     medix::common::log(medix::common::LogLevel::warning,

@@ -504,11 +504,11 @@ TEST_CASE(
   REQUIRE(ha::held_for(peer.values, b1));
   CHECK(*ha::held_for(peer.values, b1) == 1800);
   CHECK(*ha::held_for(peer.values, b2) == 40);
-  std::vector<ha::TakeoverRecord> todo;
+  std::vector<ha::TakeoverRecord> advances;
   std::vector<uint64_t> floors;
-  CHECK(ha::take_over(standby.tables->sas, max_sas, peer, margin, todo, floors) == 0);
-  REQUIRE(todo.size() == 4);
-  for (auto& t : todo) REQUIRE(rte_ring_sp_enqueue_elem(sync.in, &t.record, sizeof t.record) == 0);
+  CHECK(ha::take_over(standby.tables->sas, max_sas, peer, margin, advances, floors) == 0);
+  REQUIRE(advances.size() == 4);
+  for (auto& t : advances) REQUIRE(rte_ring_sp_enqueue_elem(sync.in, &t.record, sizeof t.record) == 0);
   sync_install(standby.worker);
   CHECK(sync.sas_advanced == 4);
   CHECK(sync.install_failed == 0);
@@ -539,7 +539,7 @@ struct PairNode {
   SaState* sas[2] = {nullptr, sa.get()};
   ha::PeerSas peer;
   std::vector<uint64_t> floors;
-  std::vector<ha::TakeoverRecord> todo;
+  std::vector<ha::TakeoverRecord> advances;
   PairNode() {
     sa->spi = 8193;
     sa->tunnel_id = sa_tunnel_id("t1");
@@ -569,12 +569,12 @@ struct PairNode {
   }
   unsigned take_over(uint64_t margin) {
     ha::clear_fences(sas, 2);
-    todo.clear();
-    return ha::take_over(sas, 2, peer, margin, todo, floors);
+    advances.clear();
+    return ha::take_over(sas, 2, peer, margin, advances, floors);
   }
   void install() {  // the owner worker, between bursts (nat.cpp, advance_sa)
-    for (auto& t : todo) sa->seq = std::max(sa->seq, t.record.sa.value);
-    todo.clear();
+    for (auto& t : advances) sa->seq = std::max(sa->seq, t.record.sa.value);
+    advances.clear();
   }
 };
 
