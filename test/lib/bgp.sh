@@ -276,6 +276,15 @@ areas_gone_within_3s() {
   fi
 }
 
+# areas_unreachable WHAT: after WHAT, a ping from east's host to west's archive (100.64.2.5) gets
+# ICMP unreachable from east's medix-dp (the route is gone: no black hole).
+areas_unreachable() {
+  local out
+  out=$(ip netns exec "${host[e]}" ping -c 1 -W 2 100.64.2.5 2>&1)
+  grep -qi "unreachable" <<<"$out" && pass "$1: a ping to west's archive gets ICMP unreachable" ||
+    fail "ICMP unreachable after $1" "$out"
+}
+
 # areas_session_up HOW_UP HOW_TCP: east's BGP session to west established (medixctl areas), and
 # TCP between the two BGP addresses (ss in east's namespace); HOW_*: each check's words.
 areas_session_up() {
