@@ -437,7 +437,8 @@ def run_medix(args, pcap, config, mem_mb):
         tel = wait_for(p, prefix, r"medix-dp: ready", args.start_timeout)
         startup_s = time.monotonic() - t_start
         try:
-            if args.stage_timing == "off":  # before the warm-up; builds that predate it ignore it
+            # Before the warm-up; builds that predate it ignore it; ipsec.py has no such option.
+            if getattr(args, "stage_timing", "on") == "off":
                 tel("/medix/runtime,off")
             res = measure(p.pid, lambda: by_name(tel("/medix/ports"))["out"]["tx_packets"],
                           args.warmup, args.window,
