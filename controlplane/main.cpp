@@ -7,7 +7,8 @@
 //            [--intent-store etcd://HOST:PORT[/PREFIX] --area NAME]
 //            [--bgp HOST:PORT [--bfd SOCKET --bfd-config FILE]]
 //            [--etcd-cacert FILE [--etcd-cert FILE --etcd-key FILE]] [--etcd-user-file FILE]
-//            [--ha-sync-local HOST:PORT --ha-sync-peer HOST:PORT --ha-sync-key-file FILE]
+//            [--ha-sync-local HOST:PORT --ha-sync-peer HOST:PORT --ha-sync-key-file FILE
+//             [--ike-witness etcd://HOST:PORT[/PREFIX] [--ike-witness-ttl SECONDS]]]
 //
 // With --knot, the intent's DNS zones are served by Knot DNS, driven over its control socket
 // (docs/dns.md).
@@ -48,6 +49,7 @@
 #include "dns/sync.h"
 #include "etcd/store.h"
 #include "ha/link.h"
+#include "ha/witness.h"
 #include "intent_file.h"
 #include "intent_store.h"
 #include "metrics.h"
@@ -63,7 +65,8 @@ constexpr const char* usage_text =
     "                [--intent-store etcd://HOST:PORT[/PREFIX] --area NAME]\n"
     "                [--bgp HOST:PORT [--bfd SOCKET --bfd-config FILE]]\n"
     "                [--etcd-cacert FILE [--etcd-cert FILE --etcd-key FILE]] [--etcd-user-file FILE]\n"
-    "                [--ha-sync-local HOST:PORT --ha-sync-peer HOST:PORT --ha-sync-key-file FILE]\n"
+    "                [--ha-sync-local HOST:PORT --ha-sync-peer HOST:PORT --ha-sync-key-file FILE\n"
+    "                 [--ike-witness etcd://HOST:PORT[/PREFIX] [--ike-witness-ttl SECONDS]]]\n"
     "       medix-cp --check --intent FILE   validate the intent file and exit\n"
     "       medix-cp --abi-check | --version | --help\n"
     "  --metrics-listen HOST:PORT  serve Prometheus metrics (GET /metrics, plain HTTP, read only):\n"
@@ -90,7 +93,11 @@ constexpr const char* usage_text =
     "  --ha-sync-local HOST:PORT --ha-sync-peer HOST:PORT --ha-sync-key-file FILE\n"
     "                              a node of a redundant pair: strongSwan's ha plugin syncs the IKE_SAs with\n"
     "                              the peer's medix-cp over this link (AES-256-GCM under the key in FILE);\n"
-    "                              they are active while medix-dp's HA role is (docs/ha.md)\n";
+    "                              they are active while medix-dp's HA role is (docs/ha.md)\n"
+    "  --ike-witness etcd://HOST:PORT[,HOST:PORT...][/PREFIX] [--ike-witness-ttl SECONDS]\n"
+    "                              with --ha-sync-*: a node without a standby peer sends IKE requests of its\n"
+    "                              own (DPD, rekeys) only while it holds a lease on PREFIX/ike-speaker in this\n"
+    "                              etcd (TTL 2 s by default); without one it holds them (docs/ha.md)\n";
 
 void usage() {
   fputs(usage_text, stderr);
@@ -106,6 +113,7 @@ int main(int argc, char** argv) {
       etcd_server_name, etcd_user_file;
   std::string knot_catalog = "catalog.medix";
   medix::cp::ha::LinkConfig ha_link_config;
+  medix::cp::ha::WitnessConfig witness_config;
   int log_level = 1;
   bool abi_check = false, check = false;
   for (int i = 1; i < argc; i++) {
@@ -162,7 +170,18 @@ int main(int argc, char** argv) {
       ha_link_config.peer = value();
     else if (a == "--ha-sync-key-file")
       ha_link_config.key_file = value();
-    else if (a == "--etcd-user-file")
+    else if (a == "--ike-witness")
+      witness_config.url = value();
+    else if (a == "--ike-witness-ttl") {
+      std::string v = value();
+      char* end = nullptr;
+      long ttl = strtol(v.c_str(), &end, 10);
+      if (v.empty() || *end || ttl < 1 || ttl > 60) {
+        fprintf(stderr, "medix-cp: --ike-witness-ttl %s: seconds, 1 to 60\n", v.c_str());
+        return 2;
+      }
+      witness_config.ttl_s = int(ttl);
+    } else if (a == "--etcd-user-file")
       etcd_user_file = value();
     else if (a == "--log-level") {
       // charon's levels, but 4: strongSwan's level 4 dumps key material (the PSK, IKE and
@@ -323,8 +342,13 @@ int main(int argc, char** argv) {
   medix::cp::DataplaneClient dataplane(target, intent, intent_path + ".owned");
   medix::cp::set_glue_client(&dataplane);
   // A node of a pair: the ha plugin's link to the peer is up before the plugin sends.
+  medix::cp::ha::Witness witness;  // outlives the link, which asks it
   medix::cp::ha::Link ha_link;
   std::string ha_settings;
+  if (witness_config.configured() && !ha_link_config.configured()) {
+    fprintf(stderr, "medix-cp: --ike-witness goes with --ha-sync-local, --ha-sync-peer and --ha-sync-key-file\n");
+    return 2;
+  }
   if (ha_link_config.configured()) {
     medix::cp::ha::Charon charon;  // what the link's split-brain guard asks of charon (docs/ha.md)
     charon.mids = [] {
@@ -350,8 +374,16 @@ int main(int argc, char** argv) {
       return cp_charon_drop_passive();
     };
     charon.hold_dpd = [] { cp_charon_hold_dpd(); };
+    charon.hold = [](bool hold) { return cp_charon_hold(hold); };
+    if (witness_config.configured()) {
+      if (std::string e = witness.start(witness_config, ha_link_config.local); !e.empty()) {
+        fprintf(stderr, "medix-cp: %s\n", e.c_str());
+        return 2;
+      }
+    }
     if (std::string e = ha_link.start(
-            ha_link_config, [&dataplane] { return dataplane.ha_role(); }, charon);
+            ha_link_config, [&dataplane] { return dataplane.ha_role(); }, charon,
+            witness_config.configured() ? &witness : nullptr);
         !e.empty()) {
       fprintf(stderr, "medix-cp: %s\n", e.c_str());
       return 2;

@@ -15,6 +15,7 @@
 #include <threading/rwlock.h>
 
 #include "glue.h"
+#include "hold.h"
 #include "kernel_ipsec.h"
 #include "status.h"
 
@@ -211,6 +212,7 @@ int cp_charon_start(const char* settings_file, const char* settings_text, const 
   lib->credmgr->add_set(lib->credmgr, &creds->set);
 
   medix_status_start();
+  medix_hold_start();
   started = true;
   return 0;
 }
@@ -575,6 +577,7 @@ int cp_charon_initiate(const char* name) {
 }
 
 void cp_charon_expire(uint32_t spi, const char* dst, bool hard) {
+  if (medix_hold_expire(spi, dst, hard)) return;
   host_t* host = host_create_from_string((char*)dst, 0);
   if (!host) return;
   charon->kernel->expire(charon->kernel, IPPROTO_ESP, htonl(spi), host, hard);

@@ -82,6 +82,13 @@ int cp_charon_drop_passive(void);
  * DPD for its DPD delay from now (nor at once when made active): a node without a standby peer
  * initiates no liveness checks. */
 void cp_charon_hold_dpd(void);
+/* Holds (true) or lets go (false) the IKE requests charon would start on its own, other than
+ * DPD (cp_charon_hold_dpd): CHILD_SA expiries (cp_charon_expire: lifetimes, medix-dp's events,
+ * an operator's rekey), IKE_SA rekeys, reauthentications and lifetime deletes, MOBIKE roams.
+ * Deferred, not dropped: they run when let go (on a passive IKE_SA charon refuses them). Set by
+ * a node of a pair with a witness while it is active without a standby peer or the witness's
+ * lease (docs/ha.md). Returns how many CHILD_SA expiries were let go. */
+int cp_charon_hold(bool hold);
 /* Adds or replaces a peer (its config and PSK or certificates); with dry_run, only checks that
  * it would be accepted (proposals, selectors, certificate files). 0, or -1 with a reason. */
 int cp_charon_add_peer(const struct cp_peer* peer, bool dry_run, char* err, size_t err_len);

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/address.h"
+#include "witness.h"
 
 namespace medix::cp::ha {
 
@@ -74,7 +75,7 @@ std::string Link::plugin_settings() {
          "\n   segment_count = 1\n   monitor = no\n   fifo_interface = yes\n   resync = yes\n  }\n }\n}\n";
 }
 
-std::string Link::start(const LinkConfig& config, RoleSource role, Charon charon) {
+std::string Link::start(const LinkConfig& config, RoleSource role, Charon charon, Witness* witness) {
   sockaddr_in local, peer, inner;
   if (!common::parse_endpoint(config.local, local))
     return "--ha-sync-local " + config.local + ": not IPv4-ADDRESS:PORT";
@@ -97,6 +98,7 @@ std::string Link::start(const LinkConfig& config, RoleSource role, Charon charon
   counter_ = wall_ns();
   role_ = std::move(role);
   charon_ = std::move(charon);
+  witness_ = witness;
   relay_thread_ = std::thread([this] { relay(); });
   role_thread_ = std::thread([this] { watch_role(); });
   return "";
@@ -294,6 +296,8 @@ void Link::watch_role() {
   constexpr int gone_after = 3;
   int64_t raise_at = 0;  // after rejoin: our own message IDs again, once the resync brought the copies
   int64_t last_rejoin = -2 * heard_for_ns, last_ask = 0;
+  int64_t active_since = 0;  // when the node last became active (0: it is not)
+  bool held = false;         // cp_charon_hold(true) in force
   while (!stopping_.load()) {
     int now = role_();
     // medix-dp not answering (killed, stopped): the node is out of the pair. Its IKE_SAs go
@@ -333,10 +337,48 @@ void Link::watch_role() {
     // Sent while active, then the peer went silent within the second its word holds: that
     // datagram may be lost, so the peer's copy may lack it.
     if (applied == 1 && !peer_is(0) && t - active_sent_ns_.load() < heard_for_ns + heartbeat_ns) dirty_ = true;
-    // Without a standby peer (a split brain, alone, or standby: then for the takeover's first
-    // check): no DPD of ours. Two actives would send requests with one message ID; the gateway's
-    // own DPD still runs and is answered.
-    if (!peer_is(0) && charon_.hold_dpd) charon_.hold_dpd();
+    // Who may send IKE requests of its own (DPD, rekeys): a node with a standby peer (which keeps
+    // copies of what it does); without one (a split brain, alone, or standby: then for the
+    // takeover's first check) only the holder of the witness's lease, and not in its first
+    // 1.2 s as active: until then the peer may still take it for standby (its word holds 1 s)
+    // and speak as paired. Two nodes speaking would send requests with one message ID; the
+    // gateway's own requests are answered either way.
+    bool paired = peer_is(0), active = applied == 1 && !datapath_gone_.load();
+    if (!active)
+      active_since = 0;
+    else if (!active_since)
+      active_since = t;
+    if (witness_) witness_->want(active && !paired);
+    bool lease = witness_ && active && witness_->holds() && t - active_since >= heard_for_ns + 2 * heartbeat_ns;
+    if (!paired && !lease && charon_.hold_dpd) charon_.hold_dpd();
+    // With a witness, the rest is held too (rekeys by lifetime or the fence, an operator's,
+    // MOBIKE: cp_charon_hold), and let go with the lease, or once paired again and the loser's
+    // message IDs raised (2 s of a standby peer: its rejoin comes first), or when the node is
+    // no longer active (its IKE_SAs passive: charon refuses them; the winner's resync rekeys
+    // every CHILD_SA).
+    if (witness_ && charon_.hold) {
+      bool raised;
+      {
+        std::lock_guard lock(send_mutex_);
+        raised = pending_mids_.empty();
+      }
+      if (active && !paired && !lease && !held) {
+        held = true;
+        stats_.holds++;
+        charon_.hold(true);
+        fprintf(stderr, "medix-cp: ha: active without a standby peer or the witness's lease: IKE requests held\n");
+      } else if (held &&
+                 (lease || !active || (paired && raised && t - peer_standby_since_ns_.load() >= 2 * heard_for_ns))) {
+        held = false;
+        int n = charon_.hold(false);
+        stats_.released += uint64_t(n);
+        fprintf(stderr, "medix-cp: ha: IKE requests let go (%s): %d held CHILD_SA expiries run\n",
+                lease    ? "the witness's lease"
+                : active ? "a standby peer"
+                         : "not active",
+                n);
+      }
+    }
     // Rejoin: on our own once the active peer is heard after we acted active without it (the
     // loser of a split), or when that peer asks (it acted active without us: our copies may lack
     // what it withheld). At most every 2 s: each resync rekeys every CHILD_SA.

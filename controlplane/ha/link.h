@@ -46,7 +46,10 @@ struct Charon {
   std::function<int(std::vector<IkeMids>&)> raise_mids;
   std::function<int()> drop_passive;  // makes every IKE_SA passive, destroys them; how many
   std::function<void()> hold_dpd;     // no DPD of ours for the DPD delay
+  std::function<int(bool)> hold;      // other requests of ours deferred (true) or let go; how many let go
 };
+
+class Witness;
 
 class Link {
  public:
@@ -56,7 +59,9 @@ class Link {
 
   ~Link() { stop(); }
   // Binds both sockets and starts the relay and the role watcher. "" or the error.
-  std::string start(const LinkConfig& config, RoleSource role, Charon charon = {});
+  // `witness` (may be null: none, DPD held without a standby peer and nothing else, as before the
+  // witness) must outlive the link.
+  std::string start(const LinkConfig& config, RoleSource role, Charon charon = {}, Witness* witness = nullptr);
   void stop();
 
   struct Stats {
@@ -71,6 +76,8 @@ class Link {
     std::atomic<uint64_t> heartbeats{0};       // the peer's heartbeats received
     std::atomic<uint64_t> rejoins{0};          // resyncs asked after acting active without a standby peer
     std::atomic<uint64_t> mids_raised{0};      // IKE_SAs whose message IDs were raised to the other node's
+    std::atomic<uint64_t> holds{0};            // times the node's IKE requests were held (witness configured)
+    std::atomic<uint64_t> released{0};         // CHILD_SA expiries let go when a hold ended
   };
   const Stats& stats() const { return stats_; }
 
@@ -99,6 +106,7 @@ class Link {
   std::atomic<bool> datapath_gone_{false};
   RoleSource role_;
   Charon charon_;
+  Witness* witness_ = nullptr;
   std::chrono::steady_clock::time_point last_answer_{};  // relay thread only
   int last_role_ = -1;                                   // relay thread only
   // The split-brain guard (docs/ha.md): the role the watcher last applied, the peer's last

@@ -1,0 +1,135 @@
+/* The speaker hold: a node of a pair without a standby peer and without the witness's lease
+ * sends no IKE request of its own (docs/ha.md, "The witness"), so its requests never collide with
+ * the other node's under one message ID. DPD is held by marking the IKE_SAs as having just
+ * received something (cp_charon_hold_dpd); what else charon starts on its own is deferred here,
+ * not dropped, and runs when the hold ends:
+ *  - CHILD_SA expiries (time lifetimes from medix-cp's timers, byte and packet ones and the HA
+ *    fence from medix-dp, an operator's rekey): all come through cp_charon_expire, queued here;
+ *  - IKE_SA rekeys and reauthentications, the IKE_SA's hard lifetime (its delete) and MOBIKE
+ *    roams: charon's own jobs, caught on their way to the processor and put back every 200 ms. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <daemon.h>
+#include <processing/jobs/delete_ike_sa_job.h>
+#include <processing/jobs/rekey_ike_sa_job.h>
+#include <processing/jobs/roam_job.h>
+
+#include "glue.h"
+#include "hold.h"
+
+static bool held; /* read with __atomic by the job wrapper */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+struct expiry {
+  uint32_t spi;
+  char dst[64];
+  bool soft, hard;
+};
+static struct expiry* expiries; /* under lock */
+static int n_expiries, cap_expiries;
+
+static void (*queue_job)(processor_t* this, job_t* job);
+/* The execute methods of the jobs that are held: learnt from one of each made at start. */
+static job_requeue_t (*held_kinds[3])(job_t*);
+
+typedef struct {
+  job_t public;
+  job_t* inner;
+  bool said;
+} held_job_t;
+
+static job_requeue_t held_execute(job_t* job) {
+  held_job_t* this = (held_job_t*)job;
+  if (__atomic_load_n(&held, __ATOMIC_ACQUIRE)) {
+    if (!this->said)
+      DBG1(DBG_IKE, "medix: %s held: no IKE request without a standby peer or the witness's lease",
+           this->inner->execute == held_kinds[2] ? "MOBIKE roam" : "IKE_SA rekey/delete");
+    this->said = true;
+    return JOB_RESCHEDULE_MS(200);
+  }
+  return this->inner->execute(this->inner);
+}
+
+static job_priority_t held_priority(job_t* job) {
+  job_t* inner = ((held_job_t*)job)->inner;
+  return inner->get_priority(inner);
+}
+
+static void held_destroy(job_t* job) {
+  job_t* inner = ((held_job_t*)job)->inner;
+  inner->destroy(inner);
+  free(job);
+}
+
+static void queue_job_held(processor_t* processor, job_t* job) {
+  for (size_t i = 0; i < countof(held_kinds); i++) {
+    if (job->execute != held_kinds[i]) continue;
+    held_job_t* wrap;
+    INIT(wrap, .public = {.execute = held_execute, .get_priority = held_priority, .destroy = held_destroy},
+         .inner = job, );
+    job = &wrap->public;
+    break;
+  }
+  queue_job(processor, job);
+}
+
+void medix_hold_start(void) {
+  ike_sa_id_t* id = ike_sa_id_create(IKEV2, 1, 0, TRUE);
+  job_t* samples[] = {(job_t*)rekey_ike_sa_job_create(id, FALSE), (job_t*)delete_ike_sa_job_create(id, TRUE),
+                      (job_t*)roam_job_create(TRUE)};
+  for (size_t i = 0; i < countof(samples); i++) {
+    held_kinds[i] = samples[i]->execute;
+    samples[i]->destroy(samples[i]);
+  }
+  id->destroy(id);
+  /* Scheduled jobs reach the processor through queue_job too (the scheduler's thread). */
+  queue_job = lib->processor->queue_job;
+  lib->processor->queue_job = queue_job_held;
+}
+
+bool medix_hold_expire(uint32_t spi, const char* dst, bool hard) {
+  pthread_mutex_lock(&lock);
+  if (!held) {
+    pthread_mutex_unlock(&lock);
+    return false;
+  }
+  int i = 0;
+  while (i < n_expiries && !(expiries[i].spi == spi && strcmp(expiries[i].dst, dst) == 0)) i++;
+  if (i == n_expiries) {
+    if (n_expiries == cap_expiries) {
+      cap_expiries = cap_expiries ? 2 * cap_expiries : 16;
+      expiries = realloc(expiries, sizeof(*expiries) * cap_expiries);
+    }
+    expiries[i] = (struct expiry){.spi = spi};
+    snprintf(expiries[i].dst, sizeof expiries[i].dst, "%s", dst);
+    n_expiries++;
+  }
+  if (hard)
+    expiries[i].hard = true;
+  else
+    expiries[i].soft = true;
+  pthread_mutex_unlock(&lock);
+  DBG1(DBG_IKE, "medix: CHILD_SA SPI %.8x %s expiry held: no IKE request without a standby peer or the witness's lease",
+       spi, hard ? "hard" : "soft");
+  return true;
+}
+
+int cp_charon_hold(bool hold) {
+  pthread_mutex_lock(&lock);
+  __atomic_store_n(&held, hold, __ATOMIC_RELEASE);
+  struct expiry* run = NULL;
+  int n = 0;
+  if (!hold && n_expiries) {
+    run = expiries;
+    n = n_expiries;
+    expiries = NULL;
+    n_expiries = cap_expiries = 0;
+  }
+  pthread_mutex_unlock(&lock);
+  /* Both held for one SA: the rekey, which replaces the SA (the old keys go with it), rather
+   * than the delete, which would leave the tunnel without one. */
+  for (int i = 0; i < n; i++) cp_charon_expire(run[i].spi, run[i].dst, !run[i].soft);
+  free(run);
+  return n;
+}

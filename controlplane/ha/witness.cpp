@@ -1,0 +1,169 @@
+// The IKE speaker's witness: an etcd lease on PREFIX/ike-speaker (witness.h).
+#include "witness.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <cstdio>
+
+#include "intent_store.h"
+
+namespace medix::cp::ha {
+
+namespace pb = etcdserverpb;
+
+namespace {
+
+constexpr auto renew_every = std::chrono::milliseconds(250);
+constexpr auto call_deadline = std::chrono::milliseconds(400);  // below the renew deadline (ttl/2 >= 500 ms)
+
+int64_t steady_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::unique_ptr<grpc::ClientContext> context() {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(std::chrono::system_clock::now() + call_deadline);
+  return ctx;
+}
+
+}  // namespace
+
+std::string Witness::start(const WitnessConfig& config, const std::string& name) {
+  EtcdEndpoint endpoint;
+  if (auto e = parse_etcd_url(config.url, endpoint)) return "--ike-witness " + config.url + ": " + *e;
+  if (config.ttl_s < 1 || config.ttl_s > 60) return "--ike-witness-ttl: 1 to 60 seconds";
+  key_ = endpoint.prefix + "/ike-speaker";
+  name_ = name;
+  ttl_s_ = config.ttl_s;
+  grpc::ChannelArguments args;
+  // An etcd that is back must be seen within a renewal or two (gRPC's backoff grows to 2 minutes).
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500);
+  auto channel = grpc::CreateCustomChannel(endpoint.target.empty() ? endpoint.address : endpoint.target,
+                                           grpc::InsecureChannelCredentials(), args);
+  kv_ = pb::KV::NewStub(channel);
+  lease_ = pb::Lease::NewStub(channel);
+  thread_ = std::thread([this] { run(); });
+  return "";
+}
+
+void Witness::stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  // A node that stops lets the key go at once (a peer alone then speaks without waiting the TTL).
+  if (lease_id_) revoke();
+}
+
+void Witness::want(bool wanted) {
+  if (wanted_.exchange(wanted) != wanted && !wanted) valid_until_ns_ = 0;  // silent from now
+  cv_.notify_all();
+}
+
+bool Witness::holds() const {
+  int64_t until = valid_until_ns_.load();
+  return until != 0 && steady_ns() < until;
+}
+
+bool Witness::obtain() {
+  int64_t sent = steady_ns();
+  pb::LeaseGrantRequest grant;
+  grant.set_ttl(ttl_s_);
+  pb::LeaseGrantResponse granted;
+  if (!lease_->LeaseGrant(context().get(), grant, &granted).ok() || granted.id() == 0) return false;
+  lease_id_ = granted.id();
+  pb::TxnRequest txn;
+  auto* absent = txn.add_compare();
+  absent->set_key(key_);
+  absent->set_target(pb::Compare::CREATE);
+  absent->set_result(pb::Compare::EQUAL);
+  absent->set_create_revision(0);
+  auto* put = txn.add_success()->mutable_request_put();
+  put->set_key(key_);
+  put->set_value(name_);
+  put->set_lease(lease_id_);
+  txn.add_failure()->mutable_request_range()->set_key(key_);
+  pb::TxnResponse result;
+  if (!kv_->Txn(context().get(), txn, &result).ok() || !result.succeeded()) {
+    // Another node holds it (or etcd went): this lease is not needed.
+    revoke();
+    return false;
+  }
+  valid_until_ns_ = sent + int64_t(ttl_s_) * 500'000'000;
+  stats_.obtained++;
+  said_lost_ = false;
+  fprintf(stderr, "medix-cp: ha witness: the IKE speaker's lease obtained (%s, TTL %lld s): IKE requests allowed\n",
+          key_.c_str(), static_cast<long long>(granted.ttl()));
+  return true;
+}
+
+bool Witness::renew() {
+  int64_t sent = steady_ns();
+  auto ctx = context();
+  auto stream = lease_->LeaseKeepAlive(ctx.get());
+  pb::LeaseKeepAliveRequest request;
+  request.set_id(lease_id_);
+  pb::LeaseKeepAliveResponse response;
+  bool answered = stream->Write(request) && stream->Read(&response);
+  stream->WritesDone();
+  ctx->TryCancel();
+  stream->Finish();
+  if (!answered) {
+    stats_.failures++;
+    return false;
+  }
+  if (response.ttl() <= 0) {  // expired at etcd: the key is gone with it
+    lease_id_ = 0;
+    valid_until_ns_ = 0;
+    stats_.lost++;
+    fprintf(stderr, "medix-cp: ha witness: the IKE speaker's lease expired at etcd: no IKE requests of ours\n");
+    return false;
+  }
+  // Only ever later: an answer to an older renewal must not shorten a newer one's deadline.
+  if (wanted_.load()) valid_until_ns_ = sent + int64_t(ttl_s_) * 500'000'000;
+  stats_.renewals++;
+  said_lost_ = false;
+  return true;
+}
+
+void Witness::revoke() {
+  pb::LeaseRevokeRequest request;
+  request.set_id(lease_id_);
+  pb::LeaseRevokeResponse response;
+  lease_->LeaseRevoke(context().get(), request, &response);  // if lost, it expires after the TTL
+  lease_id_ = 0;
+}
+
+void Witness::run() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    bool wanted = wanted_.load();
+    lock.unlock();
+    if (!wanted && lease_id_) {
+      valid_until_ns_ = 0;
+      revoke();
+      fprintf(stderr, "medix-cp: ha witness: the IKE speaker's lease let go (a standby peer, or not active)\n");
+    } else if (wanted && !lease_id_) {
+      obtain();
+    } else if (wanted) {
+      renew();
+      if (lease_id_ && !holds() && !said_lost_) {
+        said_lost_ = true;
+        stats_.lost++;
+        fprintf(stderr,
+                "medix-cp: ha witness: etcd did not answer within the renew deadline: no IKE requests of ours\n");
+      }
+    }
+    lock.lock();
+    cv_.wait_for(lock, renew_every, [this, wanted] { return stopping_ || wanted_.load() != wanted; });
+  }
+}
+
+}  // namespace medix::cp::ha

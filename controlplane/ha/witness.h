@@ -1,0 +1,73 @@
+// The IKE speaker's witness (docs/ha.md, "The witness"): a node of a pair that hears no standby
+// peer may send IKE requests of its own (DPD, rekeys) only while it holds an etcd lease on one
+// key, PREFIX/ike-speaker. Of two nodes that cannot hear each other at most one holds it (etcd's
+// quorum decides), and a node left alone (its peer dead) gets it and speaks.
+//
+// Holding: a lease of `ttl` seconds (etcd may raise it to its minimum, 2 s for etcd 3.4's default
+// timings), the key created with it in one Txn (only if absent), kept alive every 250 ms. The node
+// counts the lease as held until half the TTL after the send time of its last renewal that etcd
+// answered: the lease cannot expire at etcd before a full TTL after that, so a node cut from etcd
+// goes silent at least ttl/2 before the other node can obtain the key (the renew deadline below
+// the TTL, as in leader election).
+#ifndef MEDIX_CP_HA_WITNESS_H
+#define MEDIX_CP_HA_WITNESS_H
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "etcd/etcd.grpc.pb.h"
+
+namespace medix::cp::ha {
+
+struct WitnessConfig {
+  std::string url;  // etcd://HOST:PORT[,HOST:PORT...][/PREFIX] (plain gRPC); "": no witness
+  int ttl_s = 2;    // the lease's TTL asked of etcd
+  bool configured() const { return !url.empty(); }
+};
+
+class Witness {
+ public:
+  ~Witness() { stop(); }
+  // `name` is what the key holds while this node has it (its sync-link address). "" or the error.
+  std::string start(const WitnessConfig& config, const std::string& name);
+  void stop();
+  // Whether this node needs the lease (active without a standby peer): obtained and kept while
+  // wanted, revoked at once when not.
+  void want(bool wanted);
+  // Held, and its renew deadline not passed.
+  bool holds() const;
+
+  struct Stats {
+    std::atomic<uint64_t> obtained{0}, lost{0}, renewals{0}, failures{0};
+  };
+  const Stats& stats() const { return stats_; }
+
+ private:
+  void run();
+  bool obtain();  // a lease granted and the key created with it
+  bool renew();   // false: the lease is gone (etcd said so) or etcd did not answer
+  void revoke();
+
+  std::string key_, name_;
+  int ttl_s_ = 2;
+  std::unique_ptr<etcdserverpb::KV::Stub> kv_;
+  std::unique_ptr<etcdserverpb::Lease::Stub> lease_;
+  int64_t lease_id_ = 0;  // run() thread only
+  std::atomic<bool> wanted_{false};
+  std::atomic<int64_t> valid_until_ns_{0};  // steady clock; 0: not held
+  bool said_lost_ = false;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::thread thread_;
+  Stats stats_;
+};
+
+}  // namespace medix::cp::ha
+
+#endif

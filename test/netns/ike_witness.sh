@@ -1,0 +1,293 @@
+#!/usr/bin/env bash
+# The IKE speaker's witness (issue 15, docs/ha.md "The witness"): each medix-cp of the pair runs
+# with --ike-witness, an etcd lease a node must hold to send IKE requests of its own (DPD,
+# rekeys) while it has no standby peer. The pair, the gateway and the hospital are
+# netns-ike-failover's (lib.sh's mx_pair_*, swan.sh), with one etcd (Debian's etcd-server) in a
+# namespace of its own that each medix-cp reaches on a veth; the gateway's own DPD is slow (30 s)
+# so that every DPD seen is the pair's.
+#
+#   medix-cp A ── 10.255.1.0/30 ── etcd ── 10.255.2.0/30 ── medix-cp B     (+ their ha link)
+#
+#   - paired (B standby): A sends DPD without the lease; the speaker's key is absent;
+#   - the whole node A killed (-9, medix-dp and medix-cp at once): B takes over, obtains the lease
+#     and sends DPD that the gateway answers, on the same IKE_SA (its SPIs unchanged); the time
+#     from the kill to B's first DPD is printed;
+#   - A back as standby: B lets the lease go;
+#   - a true split brain where A cannot reach etcd and B can (A's ports isolated, the medix-cp
+#     link cut, the carrier's switch steered to B): B holds the lease and sends DPD; A sends no
+#     IKE packet at all (a capture on A's bridge port) and an operator's rekey on A is held (the
+#     gateway's CHILD_SA unchanged); the heal: A (priority 200) wins, B rejoins, A's held rekey
+#     runs, the gateway's IKE_SA is the same one and hosp-y reaches the archive through A.
+#
+# Usage: test/netns/ike_witness.sh (root). Prints PASS/FAIL lines and "netns-ike-witness: N passed, M failed".
+set -uo pipefail
+# shellcheck source=test/netns/lib.sh
+source "$(dirname "$0")/lib.sh"
+# shellcheck source=test/netns/swan.sh
+source "$(dirname "$0")/swan.sh"
+
+ARCHIVE_CORE=100.100.2.10
+HA_A=10.255.0.1:4520 HA_B=10.255.0.2:4520
+ETCD_A=10.255.1.1 ETCD_B=10.255.2.1 # etcd's address as each node reaches it
+SPEAKER_KEY=/medix/ike-speaker
+
+mx_init
+mx_need_binary
+[ -x "${MEDIX_CP:-$MX_REPO/build/controlplane/medix-cp}" ] || mx_die "medix-cp not built (scripts/setup, scripts/build)"
+[ -e /usr/lib/ipsec/plugins/libstrongswan-ha.so ] || mx_die "strongSwan's ha plugin is missing (libcharon-extra-plugins)"
+command -v etcd >/dev/null && command -v etcdctl >/dev/null || mx_die "etcd is missing (etcd-server, etcd-client: scripts/setup)"
+command -v tcpdump >/dev/null || mx_die "tcpdump is missing (scripts/setup)"
+t_start=$(date +%s.%N)
+
+mx_attach carrier-y-gw carrier-y 192.0.2.10/24 192.0.2.2/24
+mx_attach archive archive 192.168.1.10/24 192.168.1.2/24
+mx_pair_setup
+NS_Y=mx-$MX_ID-hosp-y GW=$MX_TMP/gw NS_E=mx-$MX_ID-etcd
+MX_NS[hosp-y]=$NS_Y
+PSK="ike-witness-$MX_ID-$RANDOM$RANDOM"
+CPA_PID='' CPB_PID='' ETCD_PID='' CAP_PIDS=''
+
+w_cleanup() {
+  local rc=$? pid
+  for pid in $CPA_PID $CPB_PID $ETCD_PID $CAP_PIDS; do kill -KILL "$pid" && wait "$pid"; done 2>/dev/null
+  mx_swan_cleanup
+  (exit "$rc")
+  mx_cleanup
+}
+trap w_cleanup EXIT
+finish() { mx_pair_finish netns-ike-witness "$MX_TMP/cp-a.log" "$MX_TMP/cp-b.log" "$GW/gw.log" "$MX_TMP/etcd.log"; }
+
+leak() { printf '{"tenant": "%s", "prefix": "%s", "next_tenant": "%s"}' "$1" "$2" "$3"; }
+MX_ROUTES_JSON="$(leak archive 100.64.0.0/10 ix), $(leak ix 100.100.2.0/24 archive)"
+mx_write_config "$MX_TMP/base.json"
+"$MX_PY" - "$MX_TMP" "$PSK" <<'EOF' || mx_die "could not write the configs"
+import json, sys
+tmp, psk = sys.argv[1:3]
+c = json.load(open(f"{tmp}/base.json"))
+c["tenants"].append({"name": "ix", "core": True})
+c["static_mappings"] = [{"tenant": "archive", "tenant_prefix": "192.168.1.0/24", "core_prefix": "100.100.2.0/24"}]
+c["settings"] = {"max_sessions": 2048}
+json.dump(c, open(f"{tmp}/base.json", "w"), indent=1)
+json.dump({
+    "schema_version": 1,
+    "peers": [{
+        "name": "carrier-y", "tenant": "hosp-y", "underlay_tenant": "carrier-y", "tunnel": "t-y",
+        "local_address": "192.0.2.1", "remote_address": "192.0.2.10",
+        "local_id": "ix.medix.example", "remote_id": "gw.carrier-y.example", "psk": psk,
+        "ike_proposals": ["aes128gcm16-prfsha256-x25519"], "esp_proposals": ["aes128gcm16"],
+        "local_selectors": ["100.100.2.0/24"], "remote_selectors": ["10.0.0.0/24"], "dpd_seconds": 2}],
+    "tenants": [{"name": "hosp-y", "description": "The hospital behind ESP"}],
+    "routes": [{"tenant": "hosp-y", "prefix": "100.64.0.0/10", "next_tenant": "ix"},
+               {"tenant": "ix", "prefix": "100.64.2.0/24", "next_tenant": "hosp-y"}],
+    "static_mappings": [{"tenant": "hosp-y", "tenant_prefix": "10.0.0.0/24", "core_prefix": "100.64.2.0/24"}],
+    "policy_rules": [{"name": "hosp-y-archive", "priority": 10, "from_tenant": "hosp-y", "to_tenant": "archive",
+                      "permit": True}],
+}, open(f"{tmp}/intent.json", "w"), indent=1)
+EOF
+MX_PAIR_ADVERT_CS=20 MX_PAIR_TAP=mxt$MX_ID
+mx_pair_configs "" 200 100
+cp "$MX_TMP/intent.json" "$MX_TMP/intent-a.json" && mv "$MX_TMP/intent.json" "$MX_TMP/intent-b.json"
+head -c 48 /dev/urandom | base64 >"$MX_TMP/cp-sync.key"
+
+# --- the medix-cp namespaces, their ha link, and etcd between them ---------------------------------
+ip netns add "$NS_E" && MX_SWAN_NS+=("$NS_E") && ip -n "$NS_E" link set lo up || mx_die "etcd's namespace"
+for n in a b; do
+  ip netns add "mx-$MX_ID-cp-$n" && MX_SWAN_NS+=("mx-$MX_ID-cp-$n") || mx_die "namespace cp-$n"
+  ip -n "mx-$MX_ID-cp-$n" link set lo up
+done
+ip link add "mh${MX_ID}a" netns "mx-$MX_ID-cp-a" type veth peer name "mh${MX_ID}b" netns "mx-$MX_ID-cp-b" &&
+  ip -n "mx-$MX_ID-cp-a" addr add 10.255.0.1/30 dev "mh${MX_ID}a" && ip -n "mx-$MX_ID-cp-a" link set "mh${MX_ID}a" up &&
+  ip -n "mx-$MX_ID-cp-b" addr add 10.255.0.2/30 dev "mh${MX_ID}b" && ip -n "mx-$MX_ID-cp-b" link set "mh${MX_ID}b" up ||
+  mx_die "the ha link between the medix-cp namespaces"
+for n in a b; do
+  e=$ETCD_A net=1 && [ $n = b ] && e=$ETCD_B net=2
+  ip link add "me${MX_ID}$n" netns "mx-$MX_ID-cp-$n" type veth peer name "me${MX_ID}e$n" netns "$NS_E" &&
+    ip -n "mx-$MX_ID-cp-$n" addr add "10.255.$net.2/30" dev "me${MX_ID}$n" &&
+    ip -n "mx-$MX_ID-cp-$n" link set "me${MX_ID}$n" up &&
+    ip -n "$NS_E" addr add "$e/30" dev "me${MX_ID}e$n" && ip -n "$NS_E" link set "me${MX_ID}e$n" up ||
+    mx_die "the veth between medix-cp $n and etcd"
+done
+ip netns exec "$NS_E" etcd --name w --data-dir "$MX_TMP/etcd" --listen-client-urls "http://$ETCD_A:2379,http://$ETCD_B:2379" \
+  --advertise-client-urls "http://$ETCD_A:2379" --listen-peer-urls http://127.0.0.1:2380 \
+  --initial-advertise-peer-urls http://127.0.0.1:2380 --initial-cluster w=http://127.0.0.1:2380 \
+  --log-level error >"$MX_TMP/etcd.log" 2>&1 &
+ETCD_PID=$!
+etcdctl() { ip netns exec "$NS_E" etcdctl --endpoints "http://$ETCD_A:2379" "$@"; }
+speaker() { etcdctl get --print-value-only "$SPEAKER_KEY" 2>/dev/null; } # who holds the lease ("": none)
+mx_wait_eval 10 'etcdctl endpoint health >/dev/null 2>&1' && pass "etcd up" || { fail "etcd did not start"; finish; }
+
+# start_cp A|B: as netns-ike-failover's, with the witness: etcd as the node reaches it.
+start_cp() {
+  local n=${1,,} here=$HA_A peer=$HA_B prefix=$A_PREFIX e=$ETCD_A
+  [ "$1" = B ] && here=$HA_B peer=$HA_A prefix=$B_PREFIX e=$ETCD_B
+  MX_PREFIX=$prefix MX_CP_RUN=$MX_TMP/cp-$n/run mx_cp_start "mx-$MX_ID-cp-$n" "$MX_PAIR_TAP$n" 192.0.2.1/24 \
+    "$MX_TMP/intent-$n.json" "$MX_TMP/cp-$n.log" --ha-sync-local "$here" --ha-sync-peer "$peer" \
+    --ha-sync-key-file "$MX_TMP/cp-sync.key" --ike-witness "etcd://$e:2379" --ike-witness-ttl 2 || return 1
+  printf -v "CP${1}_PID" %s "$MX_CP_PID"
+  MX_CP_PID=
+}
+check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
+check_that() { if eval "$2"; then pass "$1"; else fail "$1"; fi; }
+swan() { mx_swan carrier-y-gw "$GW" "$@"; }
+ike_sa() {
+  swan --list-sas 2>/dev/null | sed -n 's/^ix: \(#[0-9]*\), \([A-Z_]*\), IKEv2, \([0-9a-f]*\)_i\*\? \([0-9a-f]*\)_r\*\?.*/\1 \3 \4 \2/p' | head -1
+}
+ike_count() { swan --list-sas 2>/dev/null | grep -c '^ix: #'; }
+child() {
+  swan --list-sas --raw 2>/dev/null | "$MX_PY" -c '
+import re, sys
+t = sys.stdin.read()
+c = re.search(r"state=INSTALLED.*?spi-in=([0-9a-f]+) spi-out=([0-9a-f]+).*?packets-in=(\d+)", t, re.S)
+print(" ".join(c.groups()) if c else "")'
+}
+cp_since() { tail -n +$(($2 + 1)) "$MX_TMP/cp-$1.log"; }
+ping_archive() { mx_in hosp-y ping -n -c3 -i0.2 -W1 -q "$ARCHIVE_CORE" >/dev/null 2>&1; }
+init_count() { grep -c 'generating IKE_SA_INIT request' "$GWLOG"; }
+# dpd_answered a|b LINE: since LINE the node sent a DPD and got the gateway's response.
+dpd_answered() {
+  cp_since "$1" "$2" | grep -q "sending DPD request" &&
+    cp_since "$1" "$2" | grep -q "parsed INFORMATIONAL response [0-9]* \[ \]"
+}
+
+# --- A active, B standby, the gateway's IKE_SA with A ----------------------------------------------
+mx_pair_start A "$MX_TMP/config-a.json" && pass "medix-dp A ready" || { fail "medix-dp A did not start"; finish; }
+mx_wait_eval 10 'mx_pair_is $A_PREFIX master HA_ROLE_ACTIVE' || fail "A not master and active"
+mx_pair_start B "$MX_TMP/config-b.json" && pass "medix-dp B ready" || { fail "medix-dp B did not start"; finish; }
+mx_wait_eval 10 'mx_pair_is $B_PREFIX backup HA_ROLE_STANDBY' || fail "B not backup and standby"
+start_cp A >"$MX_TMP/cpa-start.txt" && pass "medix-cp A ready with the witness" || { fail "$(cat "$MX_TMP/cpa-start.txt")"; finish; }
+start_cp B >"$MX_TMP/cpb-start.txt" && pass "medix-cp B ready with the witness" || { fail "$(cat "$MX_TMP/cpb-start.txt")"; finish; }
+if ! mx_gateway_lan carrier-y-gw "$NS_Y" 10.0.0.1/24 10.0.0.10/24; then fail "hosp-y's LAN behind its gateway"; finish; fi
+GWLOG=$GW/gw.log
+MX_SWAN_CHARON_CONF="filelog {
+    gw {
+      path = $GWLOG
+      flush_line = yes
+      default = 1
+    }
+  }"
+if ! mx_swan_start carrier-y-gw "$GW" 192.0.2.10 192.0.2.1 gw.carrier-y.example ix.medix.example "$PSK" \
+  10.0.0.0/24 100.100.2.0/24 aes128gcm16-prfsha256-x25519 aes128gcm16 >"$MX_TMP/gw-start.txt"; then
+  fail "carrier Y's gateway: $(cat "$MX_TMP/gw-start.txt")"
+  finish
+fi
+# The gateway's DPD is slow: the DPD seen in 30 s is the pair's own.
+sed -i 's/^    version = 2$/    version = 2\n    dpd_delay = 30s/' "$GW/swanctl/swanctl.conf"
+swan --load-all >/dev/null 2>&1
+if swan --initiate --child hosp --timeout 15 >"$GW/initiate.log" 2>&1; then
+  pass "the gateway's IKE_SA and CHILD_SA up with node A"
+else
+  fail "the gateway's initiate: $(tail -2 "$GW/initiate.log")"
+  finish
+fi
+for _ in 1 2 3 4 5; do mx_in hosp-y ping -n -c1 -W1 -q "$ARCHIVE_CORE" >/dev/null 2>&1 && break; done
+check "medix-cp B holds the IKE_SA passive and its CHILD_SA" \
+  mx_wait_eval 10 'grep -q "installed HA passive IKE_SA" "$MX_TMP/cp-b.log" && grep -q "installed HA CHILD_SA" "$MX_TMP/cp-b.log"'
+a_mark=$(wc -l <"$MX_TMP/cp-a.log")
+check "paired: A sends DPD without the lease, and the gateway answers" mx_wait_eval 8 'dpd_answered a $a_mark'
+check_that "paired: nobody holds the speaker's lease (key $SPEAKER_KEY absent)" '[ -z "$(speaker)" ]'
+ike_before=$(ike_sa) child_before=$(child)
+echo "    gateway before: IKE_SA $ike_before; CHILD_SA $child_before"
+
+# --- the whole node A killed: B alone obtains the lease and sends DPD -----------------------------
+b_mark=$(wc -l <"$MX_TMP/cp-b.log")
+(for ((i = 0; i < 1500; i++)); do
+  tail -n +$((b_mark + 1)) "$MX_TMP/cp-b.log" | grep -q "sending DPD request" && { mx_now_ns >"$MX_TMP/dpd.ns"; break; }
+  sleep 0.01
+done) &
+dpd_watch=$!
+mx_pair_kill A
+kill -KILL "$CPA_PID" && wait "$CPA_PID" 2>/dev/null
+CPA_PID=
+check "B becomes VRRP master and HA active" mx_wait_eval 10 'mx_pair_is $B_PREFIX master HA_ROLE_ACTIVE'
+check "medix-cp B obtained the speaker's lease (key: $(speaker))" \
+  mx_wait_eval 8 'grep -q "the IKE speaker.s lease obtained" "$MX_TMP/cp-b.log" && [ "$(speaker)" = "$HA_B" ]'
+check "B, alone, sends DPD and the gateway answers it" mx_wait_eval 10 'dpd_answered b $b_mark'
+wait "$dpd_watch"
+dpd_ms=$(awk -v a="$KILL_NS" -v b="$(cat "$MX_TMP/dpd.ns" 2>/dev/null)" 'BEGIN { printf "%d", (b - a) / 1e6 }')
+echo "    B's first DPD $dpd_ms ms after the kill (B active by VRRP, the lease, 1.2 s of being active, then charon's 2 s DPD delay)"
+check_that "the gateway's IKE_SA is the same one (SPIs unchanged), its only one; one IKE_SA_INIT" \
+  '[ -n "$ike_before" ] && [ "$(ike_sa)" = "$ike_before" ] && [ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ]'
+check_that "no retransmit of B's requests" '! cp_since b $b_mark | grep -q retransmit'
+check "hosp-y reaches the archive through B" ping_archive
+
+# --- A back as standby: B has a standby peer again and lets the lease go --------------------------
+mv "$MX_TMP/cp-a.log" "$MX_TMP/cp-a-first.log"
+mx_pair_start A "$MX_TMP/config-a.json" && pass "medix-dp A back" || { fail "medix-dp A did not restart"; finish; }
+mx_wait_eval 10 'mx_pair_is $A_PREFIX backup HA_ROLE_STANDBY' || fail "A not backup and standby"
+start_cp A >"$MX_TMP/cpa-start.txt" && pass "medix-cp A back" || { fail "$(cat "$MX_TMP/cpa-start.txt")"; finish; }
+check "A holds B's IKE_SA passive" mx_wait_eval 10 'grep -q "installed HA passive IKE_SA" "$MX_TMP/cp-a.log"'
+check "B paired again: it let the lease go (the key is gone)" \
+  mx_wait_eval 8 'grep -q "lease let go" "$MX_TMP/cp-b.log" && [ -z "$(speaker)" ]'
+
+# --- a split: A cut from etcd, B not; only B speaks ------------------------------------------------
+CARRIER_VMAC=00:00:5e:00:01:0a
+steer_carrier() {
+  mx_in carrier-y-gw bridge fdb del $CARRIER_VMAC dev eth0 master 2>/dev/null
+  mx_in carrier-y-gw bridge fdb del $CARRIER_VMAC dev ethb master 2>/dev/null
+  [ "$1" = none ] || mx_in carrier-y-gw bridge fdb replace $CARRIER_VMAC dev "$1" master static sticky
+}
+segments() {
+  local h
+  for h in carrier-y-gw archive; do
+    mx_in $h bridge link set dev eth0 isolated "$1" && mx_in $h bridge link set dev ethb isolated "$1" || return 1
+  done
+}
+# neigh_cut NS ADDR DEV cut|heal: ADDR unreachable from NS by a permanent neighbour entry with a
+# MAC nobody has (no link or address change, which charon would answer with MOBIKE updates).
+neigh_cut() {
+  if [ "$4" = cut ]; then ip -n "$1" neigh replace "$2" lladdr 02:00:00:00:de:ad dev "$3" nud permanent
+  else ip -n "$1" neigh del "$2" dev "$3"; fi
+}
+cp_link() {
+  neigh_cut "mx-$MX_ID-cp-a" 10.255.0.2 "mh${MX_ID}a" "$1" && neigh_cut "mx-$MX_ID-cp-b" 10.255.0.1 "mh${MX_ID}b" "$1"
+}
+# IKE packets (UDP 500 and 4500) leaving each node, on its port of the carrier's bridge.
+for port in eth0 ethb; do
+  mx_in carrier-y-gw tcpdump -l -n -Q in -i $port 'udp and (port 500 or port 4500)' >"$MX_TMP/ike-$port.txt" 2>/dev/null &
+  CAP_PIDS+=" $!"
+done
+sleep 1
+t_split=$(date +%s.%N)
+neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" cut || fail "could not cut A from etcd"
+a_mark=$(wc -l <"$MX_TMP/cp-a.log") b_mark=$(wc -l <"$MX_TMP/cp-b.log")
+: >"$MX_TMP/ike-eth0.txt"
+: >"$MX_TMP/ike-ethb.txt"
+steer_carrier ethb
+segments on && cp_link cut || fail "could not isolate the nodes"
+check "split: A master and active beside B" \
+  mx_wait_eval 10 'mx_pair_is $A_PREFIX master HA_ROLE_ACTIVE && mx_pair_is $B_PREFIX master HA_ROLE_ACTIVE'
+check "split: A (no etcd) holds its IKE requests" mx_wait_eval 5 'cp_since a $a_mark | grep -q "IKE requests held"'
+check "split: B holds the lease ($(speaker)) and sends DPD that the gateway answers" \
+  mx_wait_eval 10 '[ "$(speaker)" = "$HA_B" ] && dpd_answered b $b_mark'
+c_split=$(child)
+mx_ctl "$A_PREFIX" peer carrier-y rekey >"$MX_TMP/rekey-a.txt" 2>&1
+check "split: an operator's rekey on A is held ($(cat "$MX_TMP/rekey-a.txt"))" \
+  mx_wait_eval 5 'cp_since a $a_mark | grep -q "expiry held"'
+sleep 3 # B's next DPD; A's rekey would have reached the gateway by now
+check_that "split: the gateway's CHILD_SA is unchanged (A's rekey did not go out)" '[ "$(child | cut -d" " -f1,2)" = "$(cut -d" " -f1,2 <<<"$c_split")" ]'
+check_that "split: A sent no DPD, B did" \
+  '! cp_since a $a_mark | grep -q "sending DPD request" && cp_since b $b_mark | grep -q "sending DPD request"'
+n_a=$(grep -c . "$MX_TMP/ike-eth0.txt") n_b=$(grep -c . "$MX_TMP/ike-ethb.txt")
+check_that "split: on the wire, no IKE packet from A's port ($n_a), B's IKE packets from its port ($n_b)" \
+  '[ "$n_a" = 0 ] && [ "$n_b" -ge 2 ]'
+
+# --- the heal: A wins (priority 200), B rejoins, A's held rekey runs -------------------------------
+cp_link heal && segments off && steer_carrier none && neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" heal ||
+  fail "could not heal"
+check "heal: A master and active, B backup and standby" \
+  mx_wait_eval 10 'mx_pair_is $A_PREFIX master HA_ROLE_ACTIVE && mx_pair_is $B_PREFIX backup HA_ROLE_STANDBY'
+check "heal: medix-cp B rejoined A, A raised its message IDs to B's" \
+  mx_wait_eval 10 'cp_since b $b_mark | grep -q "rejoining the active peer" && cp_since a $a_mark | grep -q "raised after a split"'
+check "heal: A let its held rekey go once B was standby" \
+  mx_wait_eval 10 'cp_since a $a_mark | grep -q "IKE requests let go (a standby peer): 1 held CHILD_SA expiries run"'
+echo "    $(cp_since a $a_mark | grep -o 'IKE requests let go.*' | head -1)"
+check "heal: the gateway's CHILD_SA was rekeyed with A" \
+  mx_wait_eval 10 'c=$(child); [ -n "$c" ] && [ "${c%% *}" != "${c_split%% *}" ]'
+check "heal: hosp-y reaches the archive through A" ping_archive
+check_that "heal: the gateway's IKE_SA is the same one ($ike_before), its only one; one IKE_SA_INIT in all" \
+  '[ "$(ike_sa)" = "$ike_before" ] && [ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ]'
+a_mark=$(wc -l <"$MX_TMP/cp-a.log")
+check "heal: A (paired) sends DPD and the gateway answers" mx_wait_eval 8 'dpd_answered a $a_mark'
+check_that "heal: nobody holds the lease" '[ -z "$(speaker)" ]'
+echo "    split and heal: $(awk -v a="$t_split" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s; whole run: $(awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
+finish
