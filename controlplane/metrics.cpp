@@ -5,6 +5,7 @@
 
 #include "charon/glue.h"
 #include "common/version.h"
+#include "ha/witness.h"
 
 namespace medix::cp {
 
@@ -196,6 +197,24 @@ std::string render_metrics(ControlService& service, DataplaneClient& dataplane, 
            "The node's IKE_SAs made active (medix-dp became active) or passive (standby).")
         .sample({{"to", "active"}}, st.activations.load())
         .sample({{"to", "passive"}}, st.deactivations.load());
+    if (const ha::Witness* w = ha_link->witness()) {  // --ike-witness (docs/ha.md, "IKE state" item 6)
+      const ha::Witness::Stats& ws = w->stats();
+      Family(out, "medix_cp_ha_witness_holds", "gauge",
+             "1 while this node holds the IKE speaker's lease in etcd (its renew deadline not passed).")
+          .sample({}, uint64_t(w->holds()));
+      Family(out, "medix_cp_ha_witness_lease_total", "counter",
+             "The IKE speaker's lease: obtained, lost (expired at etcd or the renew deadline passed), renewals "
+             "etcd answered, renewals it did not.")
+          .sample({{"event", "obtained"}}, ws.obtained.load())
+          .sample({{"event", "lost"}}, ws.lost.load())
+          .sample({{"event", "renewed"}}, ws.renewals.load())
+          .sample({{"event", "renew_failed"}}, ws.failures.load());
+      Family(out, "medix_cp_ha_ike_holds_total", "counter",
+             "With a witness: times this node's own IKE requests were held (active without a standby peer or the "
+             "lease), and held CHILD_SA expiries run when a hold ended.")
+          .sample({{"event", "held"}}, st.holds.load())
+          .sample({{"event", "expiries_released"}}, st.released.load());
+    }
   }
   return out.str();
 }

@@ -348,8 +348,12 @@ void Link::watch_role() {
       active_since = 0;
     else if (!active_since)
       active_since = t;
-    if (witness_) witness_->want(active && !paired);
-    bool lease = witness_ && active && witness_->holds() && t - active_since >= heard_for_ns + 2 * heartbeat_ns;
+    // Nor while the peer is heard active (a heal under way: the rejoin raises the message IDs
+    // first; seen: a node that took the lease then sent a rekey with the IDs of before the split,
+    // which the gateway ignored).
+    bool alone = active && !paired && !peer_is(1);
+    if (witness_) witness_->want(alone);
+    bool lease = witness_ && alone && witness_->holds() && t - active_since >= heard_for_ns + 2 * heartbeat_ns;
     if (!paired && !lease && charon_.hold_dpd) charon_.hold_dpd();
     // With a witness, the rest is held too (rekeys by lifetime or the fence, an operator's,
     // MOBIKE: cp_charon_hold), and let go with the lease, or once paired again and the loser's

@@ -80,6 +80,7 @@ class Link {
     std::atomic<uint64_t> released{0};         // CHILD_SA expiries let go when a hold ended
   };
   const Stats& stats() const { return stats_; }
+  const Witness* witness() const { return witness_; }
 
  private:
   void relay();

@@ -17,7 +17,9 @@
 #     link cut, the carrier's switch steered to B): B holds the lease and sends DPD; A sends no
 #     IKE packet at all (a capture on A's bridge port) and an operator's rekey on A is held (the
 #     gateway's CHILD_SA unchanged); the heal: A (priority 200) wins, B rejoins, A's held rekey
-#     runs, the gateway's IKE_SA is the same one and hosp-y reaches the archive through A.
+#     runs, the gateway's IKE_SA is the same one and hosp-y reaches the archive through A. Before
+#     the heal B is cut from etcd too: it goes silent at its renew deadline, before etcd lets the
+#     key go.
 #
 # Usage: test/netns/ike_witness.sh (root). Prints PASS/FAIL lines and "netns-ike-witness: N passed, M failed".
 set -uo pipefail
@@ -122,7 +124,7 @@ start_cp() {
   [ "$1" = B ] && here=$HA_B peer=$HA_A prefix=$B_PREFIX e=$ETCD_B
   MX_PREFIX=$prefix MX_CP_RUN=$MX_TMP/cp-$n/run mx_cp_start "mx-$MX_ID-cp-$n" "$MX_PAIR_TAP$n" 192.0.2.1/24 \
     "$MX_TMP/intent-$n.json" "$MX_TMP/cp-$n.log" --ha-sync-local "$here" --ha-sync-peer "$peer" \
-    --ha-sync-key-file "$MX_TMP/cp-sync.key" --ike-witness "etcd://$e:2379" --ike-witness-ttl 2 || return 1
+    --ha-sync-key-file "$MX_TMP/cp-sync.key" --ike-witness "etcd://$e:2379" --ike-witness-ttl 2 --metrics-listen 127.0.0.1:9464 || return 1
   printf -v "CP${1}_PID" %s "$MX_CP_PID"
   MX_CP_PID=
 }
@@ -207,6 +209,10 @@ dpd_ms=$(awk -v a="$KILL_NS" -v b="$(cat "$MX_TMP/dpd.ns" 2>/dev/null)" 'BEGIN {
 echo "    B's first DPD $dpd_ms ms after the kill (B active by VRRP, the lease, 1.2 s of being active, then charon's 2 s DPD delay)"
 check_that "the gateway's IKE_SA is the same one (SPIs unchanged), its only one; one IKE_SA_INIT" \
   '[ -n "$ike_before" ] && [ "$(ike_sa)" = "$ike_before" ] && [ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ]'
+metrics_b() { mx_metric 9464 "$1" "mx-$MX_ID-cp-b"; }
+m="$(metrics_b medix_cp_ha_witness_holds) $(metrics_b 'medix_cp_ha_witness_lease_total{event="obtained"}') $(metrics_b 'medix_cp_ha_ike_holds_total{event="held"}')"
+check_that "medix-cp B's metrics: holds the lease, obtained once, its requests held once before it (holds obtained held: $m)" \
+  '[ "$m" = "1 1 1" ]'
 check_that "no retransmit of B's requests" '! cp_since b $b_mark | grep -q retransmit'
 check "hosp-y reaches the archive through B" ping_archive
 
@@ -270,10 +276,22 @@ check_that "split: A sent no DPD, B did" \
 n_a=$(grep -c . "$MX_TMP/ike-eth0.txt") n_b=$(grep -c . "$MX_TMP/ike-ethb.txt")
 check_that "split: on the wire, no IKE packet from A's port ($n_a), B's IKE packets from its port ($n_b)" \
   '[ "$n_a" = 0 ] && [ "$n_b" -ge 2 ]'
+# The holder cut from etcd too: silent once its renew deadline (TTL/2 after its last renewal)
+# passes, before etcd lets the key go (a TTL after it).
+b_cut=$(wc -l <"$MX_TMP/cp-b.log") cut_ns=$(mx_now_ns)
+neigh_cut "mx-$MX_ID-cp-b" 10.255.2.1 "me${MX_ID}b" cut || fail "could not cut B from etcd"
+check "split: B, cut from etcd too, goes silent when its renew deadline passes" \
+  mx_wait_eval 3 'cp_since b $b_cut | grep -q "renew deadline: no IKE requests of ours"'
+silent_ms=$((($(mx_now_ns) - cut_ns) / 1000000)) b_quiet=$(wc -l <"$MX_TMP/cp-b.log")
+check "split: etcd lets B's key go after its TTL" mx_wait_eval 5 '[ -z "$(speaker)" ]'
+gone_ms=$((($(mx_now_ns) - cut_ns) / 1000000))
+echo "    B cut from etcd: silent after $silent_ms ms, its key gone at etcd after $gone_ms ms (TTL 2 s)"
+sleep 2.5
+check_that "split: B sent no DPD once silent" '! cp_since b $b_quiet | grep -q "sending DPD request"'
 
 # --- the heal: A wins (priority 200), B rejoins, A's held rekey runs -------------------------------
-cp_link heal && segments off && steer_carrier none && neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" heal ||
-  fail "could not heal"
+cp_link heal && segments off && steer_carrier none && neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" heal &&
+  neigh_cut "mx-$MX_ID-cp-b" 10.255.2.1 "me${MX_ID}b" heal || fail "could not heal"
 check "heal: A master and active, B backup and standby" \
   mx_wait_eval 10 'mx_pair_is $A_PREFIX master HA_ROLE_ACTIVE && mx_pair_is $B_PREFIX backup HA_ROLE_STANDBY'
 check "heal: medix-cp B rejoined A, A raised its message IDs to B's" \
