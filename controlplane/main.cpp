@@ -207,6 +207,10 @@ int main(int argc, char** argv) {
     } else
       usage();
   }
+  if (witness_config.configured() && !ha_link_config.configured()) {
+    fprintf(stderr, "medix-cp: --ike-witness goes with --ha-sync-local, --ha-sync-peer and --ha-sync-key-file\n");
+    return 2;
+  }
 
   if (check) {
     if (intent_path.empty()) usage();
@@ -345,10 +349,6 @@ int main(int argc, char** argv) {
   medix::cp::ha::Witness witness;  // outlives the link, which asks it
   medix::cp::ha::Link ha_link;
   std::string ha_settings;
-  if (witness_config.configured() && !ha_link_config.configured()) {
-    fprintf(stderr, "medix-cp: --ike-witness goes with --ha-sync-local, --ha-sync-peer and --ha-sync-key-file\n");
-    return 2;
-  }
   if (ha_link_config.configured()) {
     medix::cp::ha::Charon charon;  // what the link's split-brain guard asks of charon (docs/ha.md)
     charon.mids = [] {

@@ -41,6 +41,14 @@ command -v etcd >/dev/null && command -v etcdctl >/dev/null || mx_die "etcd is m
 command -v tcpdump >/dev/null || mx_die "tcpdump is missing (scripts/setup)"
 t_start=$(date +%s.%N)
 
+# The flags refused as a whole, before anything starts.
+CP_BIN=${MEDIX_CP:-$MX_REPO/build/controlplane/medix-cp}
+check_flag() { if [ "$2" = 2 ] && [[ $3 == *"$4"* ]]; then pass "$1 ($3)"; else fail "$1: exit $2, $3"; fi; }
+out=$("$CP_BIN" --intent /dev/null -p none --ike-witness etcd://127.0.0.1:2379 2>&1)
+check_flag "--ike-witness without --ha-sync-* is refused" $? "$out" "goes with --ha-sync-local"
+out=$("$CP_BIN" --intent /dev/null -p none --ike-witness-ttl 0 2>&1)
+check_flag "--ike-witness-ttl 0 is refused" $? "$out" "--ike-witness-ttl 0: seconds, 1 to 60"
+
 mx_attach carrier-y-gw carrier-y 192.0.2.10/24 192.0.2.2/24
 mx_attach archive archive 192.168.1.10/24 192.168.1.2/24
 mx_pair_setup
