@@ -15,9 +15,9 @@
 #   - A back as standby: B lets the lease go;
 #   - a true split brain where A cannot reach etcd and B can (A's ports isolated, the medix-cp
 #     link cut, the carrier's switch steered to B): B holds the lease and sends DPD; A sends no
-#     IKE packet at all (a capture on A's bridge port) and an operator's rekey on A is held (the
-#     gateway's CHILD_SA unchanged); the heal: A (priority 200) wins, B rejoins, A's held rekey
-#     runs, the gateway's IKE_SA is the same one and hosp-y reaches the archive through A. Before
+#     IKE packet at all (a capture on A's bridge port); an operator's rekey on A and a MOBIKE
+#     update (an address added in its namespace) are held (the gateway's CHILD_SA unchanged);
+#     the heal: A (priority 200) wins, B rejoins, A's held rekey and MOBIKE update run, the gateway's IKE_SA is the same one and hosp-y reaches the archive through A. Before
 #     the heal B is cut from etcd too: it goes silent at its renew deadline, before etcd lets the
 #     key go.
 #
@@ -277,7 +277,12 @@ c_split=$(child)
 mx_ctl "$A_PREFIX" peer carrier-y rekey >"$MX_TMP/rekey-a.txt" 2>&1
 check "split: an operator's rekey on A is held ($(cat "$MX_TMP/rekey-a.txt"))" \
   mx_wait_eval 5 'cp_since a $a_mark | grep -q "expiry held"'
-sleep 3 # B's next DPD; A's rekey would have reached the gateway by now
+# An address comes to A's medix-cp namespace: charon's MOBIKE update (an address list) is held.
+ip -n "mx-$MX_ID-cp-a" link add "md${MX_ID}a" type veth peer name "md${MX_ID}p" &&
+  ip -n "mx-$MX_ID-cp-a" addr add 10.77.0.1/24 dev "md${MX_ID}a" && ip -n "mx-$MX_ID-cp-a" link set "md${MX_ID}p" up &&
+  ip -n "mx-$MX_ID-cp-a" link set "md${MX_ID}a" up || fail "could not add an address to A's namespace"
+check "split: a new address on A: its MOBIKE roam is held" mx_wait_eval 5 'cp_since a $a_mark | grep -q "MOBIKE roam held"'
+sleep 3 # B's next DPD; A's rekey and address update would have reached the gateway by now
 check_that "split: the gateway's CHILD_SA is unchanged (A's rekey did not go out)" '[ "$(child | cut -d" " -f1,2)" = "$(cut -d" " -f1,2 <<<"$c_split")" ]'
 check_that "split: A sent no DPD, B did" \
   '! cp_since a $a_mark | grep -q "sending DPD request" && cp_since b $b_mark | grep -q "sending DPD request"'
@@ -298,6 +303,7 @@ sleep 2.5
 check_that "split: B sent no DPD once silent" '! cp_since b $b_quiet | grep -q "sending DPD request"'
 
 # --- the heal: A wins (priority 200), B rejoins, A's held rekey runs -------------------------------
+gw_heal=$(wc -l <"$GWLOG")
 cp_link heal && segments off && steer_carrier none && neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" heal &&
   neigh_cut "mx-$MX_ID-cp-b" 10.255.2.1 "me${MX_ID}b" heal || fail "could not heal"
 check "heal: A master and active, B backup and standby" \
@@ -307,6 +313,9 @@ check "heal: medix-cp B rejoined A, A raised its message IDs to B's" \
 check "heal: A let its held rekey go once B was standby" \
   mx_wait_eval 10 'cp_since a $a_mark | grep -q "IKE requests let go (a standby peer): 1 held CHILD_SA expiries run"'
 echo "    $(cp_since a $a_mark | grep -o 'IKE requests let go.*' | head -1)"
+check "heal: A's held MOBIKE update then went out and the gateway took it (N(ADD_4_ADDR))" \
+  mx_wait_eval 10 'cp_since a $a_mark | sed -n "/IKE requests let go/,\$p" | grep -q "sending address list update using MOBIKE" &&
+    tail -n +$((gw_heal + 1)) "$GWLOG" | grep -q "parsed INFORMATIONAL request [0-9]* \[ .*N(ADD_4_ADDR)"'
 check "heal: the gateway's CHILD_SA was rekeyed with A" \
   mx_wait_eval 10 'c=$(child); [ -n "$c" ] && [ "${c%% *}" != "${c_split%% *}" ]'
 check "heal: hosp-y reaches the archive through A" ping_archive
