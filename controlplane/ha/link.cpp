@@ -350,11 +350,11 @@ void Link::watch_role() {
       active_since = t;
     // Nor while the peer is heard active (a heal under way: the rejoin raises the message IDs
     // first; seen: a node that took the lease then sent a rekey with the IDs of before the split,
-    // which the gateway ignored).
-    bool alone = active && !paired && !peer_is(1);
-    if (witness_) witness_->want(alone);
-    bool lease = witness_ && alone && witness_->holds() && t - active_since >= heard_for_ns + 2 * heartbeat_ns;
-    if (!paired && !lease && charon_.hold_dpd) charon_.hold_dpd();
+    // which the gateway ignored). The rules: may_speak (link.h).
+    SpeakerView view{active, paired, peer_is(1), witness_ && witness_->holds(), active ? t - active_since : 0};
+    if (witness_) witness_->want(wants_lease(view));
+    bool speaks = may_speak(view), lease = speaks && !paired;
+    if (!speaks && charon_.hold_dpd) charon_.hold_dpd();
     // With a witness, the rest is held too (rekeys by lifetime or the fence, an operator's,
     // MOBIKE: cp_charon_hold), and let go with the lease, or once paired again and the loser's
     // message IDs raised (2 s of a standby peer: its rejoin comes first), or when the node is
@@ -366,7 +366,7 @@ void Link::watch_role() {
         std::lock_guard lock(send_mutex_);
         raised = pending_mids_.empty();
       }
-      if (active && !paired && !lease && !held) {
+      if (active && !speaks && !held) {
         held = true;
         stats_.holds++;
         charon_.hold(true);

@@ -39,6 +39,25 @@ using RoleSource = std::function<int()>;
 // the peer took over or will), leaves them to the peer: made passive, they go without a word.
 inline bool owns_ike_sas_at_stop(int role, int peer_active) { return role == 1 && peer_active != 1; }
 
+// Who may send IKE requests of its own (DPD, rekeys, MOBIKE; docs/ha.md, "IKE state" items 5
+// and 6). `active`: medix-dp active and answering; `paired`: the peer heard standby;
+// `peer_active`: the peer heard active (a split healing); `lease`: the witness's lease held;
+// `active_for_ns`: since the node became active.
+struct SpeakerView {
+  bool active = false, paired = false, peer_active = false, lease = false;
+  int64_t active_for_ns = 0;
+};
+// The peer's word holds 1 s and comes every 0.1 s: a node active for less may still be taken
+// for standby by its peer, which then sends as a paired node.
+constexpr int64_t lease_settle_ns = 1'200'000'000;
+// The witness's lease is wanted by an active node without a standby peer, unless the peer is
+// heard active: then a heal is under way, and the loser's rejoin raises the message IDs first.
+inline bool wants_lease(const SpeakerView& v) { return v.active && !v.paired && !v.peer_active; }
+// A paired node speaks; without a standby peer only the lease's holder, once settled.
+inline bool may_speak(const SpeakerView& v) {
+  return v.paired || (wants_lease(v) && v.lease && v.active_for_ns >= lease_settle_ns);
+}
+
 // What the link asks of medix-cp's charon (charon/glue.h, wired in main.cpp); unset: nothing.
 struct Charon {
   std::function<std::vector<IkeMids>()> mids;  // every IKE_SA's message IDs

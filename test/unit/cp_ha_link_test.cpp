@@ -99,6 +99,24 @@ TEST_CASE("cp ha link: a stopping medix-cp closes its IKE_SAs only as the pair's
   CHECK(!owns_ike_sas_at_stop(-1, -1));  // medix-dp gone: the peer took over or will
 }
 
+TEST_CASE("cp ha link: who may send IKE requests of its own (the witness's lease)") {
+  constexpr int64_t settled = lease_settle_ns, early = lease_settle_ns - 1;
+  // Paired: speaks, wants no lease (as before the witness).
+  CHECK(may_speak({true, true, false, false, 0}));
+  CHECK(!wants_lease({true, true, false, false, settled}));
+  // Alone: wants the lease; speaks only with it, once active for 1.2 s.
+  CHECK(wants_lease({true, false, false, false, 0}));
+  CHECK(!may_speak({true, false, false, false, settled}));
+  CHECK(!may_speak({true, false, false, true, early}));
+  CHECK(may_speak({true, false, false, true, settled}));
+  // The peer heard active (a split healing): neither wants nor uses a lease it still holds.
+  CHECK(!wants_lease({true, false, true, true, settled}));
+  CHECK(!may_speak({true, false, true, true, settled}));
+  // Standby, or medix-dp gone: never.
+  CHECK(!wants_lease({false, false, false, false, settled}));
+  CHECK(!may_speak({false, false, false, true, settled}));
+}
+
 TEST_CASE("cp ha link: medix-cp's own messages beside the plugin's (heartbeat, message IDs)") {
   // The plugin's first byte is its version (3): ours never passes for one.
   CHECK(encode_heartbeat(1) == std::vector<uint8_t>{'m', 1, 1});
