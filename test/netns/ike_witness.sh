@@ -273,6 +273,7 @@ check "split: A master and active beside B" \
 check "split: A (no etcd) holds its IKE requests" mx_wait_eval 5 'cp_since a $a_mark | grep -q "IKE requests held"'
 check "split: B holds the lease ($(speaker)) and sends DPD that the gateway answers" \
   mx_wait_eval 10 '[ "$(speaker)" = "$HA_B" ] && dpd_answered b $b_mark'
+# shellcheck disable=SC2034  # read by mx_wait_eval and check_that
 c_split=$(child)
 mx_ctl "$A_PREFIX" peer carrier-y rekey >"$MX_TMP/rekey-a.txt" 2>&1
 check "split: an operator's rekey on A is held ($(cat "$MX_TMP/rekey-a.txt"))" \
@@ -291,10 +292,12 @@ check_that "split: on the wire, no IKE packet from A's port ($n_a), B's IKE pack
   '[ "$n_a" = 0 ] && [ "$n_b" -ge 2 ]'
 # The holder cut from etcd too: silent once its renew deadline (TTL/2 after its last renewal)
 # passes, before etcd lets the key go (a TTL after it).
+# shellcheck disable=SC2034  # read by mx_wait_eval and check_that
 b_cut=$(wc -l <"$MX_TMP/cp-b.log") cut_ns=$(mx_now_ns)
 neigh_cut "mx-$MX_ID-cp-b" 10.255.2.1 "me${MX_ID}b" cut || fail "could not cut B from etcd"
 check "split: B, cut from etcd too, goes silent when its renew deadline passes" \
   mx_wait_eval 3 'cp_since b $b_cut | grep -q "renew deadline: no IKE requests of ours"'
+# shellcheck disable=SC2034  # read by mx_wait_eval and check_that
 silent_ms=$((($(mx_now_ns) - cut_ns) / 1000000)) b_quiet=$(wc -l <"$MX_TMP/cp-b.log")
 check "split: etcd lets B's key go after its TTL" mx_wait_eval 5 '[ -z "$(speaker)" ]'
 gone_ms=$((($(mx_now_ns) - cut_ns) / 1000000))
@@ -303,6 +306,7 @@ sleep 2.5
 check_that "split: B sent no DPD once silent" '! cp_since b $b_quiet | grep -q "sending DPD request"'
 
 # --- the heal: A wins (priority 200), B rejoins, A's held rekey runs -------------------------------
+# shellcheck disable=SC2034  # read by mx_wait_eval and check_that
 gw_heal=$(wc -l <"$GWLOG")
 cp_link heal && segments off && steer_carrier none && neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" heal &&
   neigh_cut "mx-$MX_ID-cp-b" 10.255.2.1 "me${MX_ID}b" heal || fail "could not heal"
