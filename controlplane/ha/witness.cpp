@@ -77,7 +77,9 @@ bool Witness::obtain() {
   pb::LeaseGrantRequest grant;
   grant.set_ttl(ttl_s_);
   pb::LeaseGrantResponse granted;
-  if (!lease_->LeaseGrant(context().get(), grant, &granted).ok() || granted.id() == 0) return false;
+  grpc::Status status = lease_->LeaseGrant(context().get(), grant, &granted);
+  if (!status.ok() || granted.id() == 0)
+    return refused("etcd: " + (status.ok() ? granted.error() : status.error_message()));
   lease_id_ = granted.id();
   pb::TxnRequest txn;
   auto* absent = txn.add_compare();
@@ -91,17 +93,33 @@ bool Witness::obtain() {
   put->set_lease(lease_id_);
   txn.add_failure()->mutable_request_range()->set_key(key_);
   pb::TxnResponse result;
-  if (!kv_->Txn(context().get(), txn, &result).ok() || !result.succeeded()) {
+  status = kv_->Txn(context().get(), txn, &result);
+  if (!status.ok() || !result.succeeded()) {
     // Another node holds it (or etcd went): this lease is not needed.
     revoke();
-    return false;
+    if (!status.ok()) return refused("etcd: " + status.error_message());
+    std::string holder = "another node";
+    if (result.responses_size() > 0 && result.responses(0).response_range().kvs_size() > 0)
+      holder = result.responses(0).response_range().kvs(0).value();
+    return refused("held by " + holder);
   }
   valid_until_ns_ = sent + int64_t(ttl_s_) * 500'000'000;
   stats_.obtained++;
   said_lost_ = false;
+  said_refused_.clear();
   fprintf(stderr, "medix-cp: ha witness: the IKE speaker's lease obtained (%s, TTL %lld s): IKE requests allowed\n",
           key_.c_str(), static_cast<long long>(granted.ttl()));
   return true;
+}
+
+bool Witness::refused(const std::string& why) {
+  // Once per kind (etcd's errors vary from call to call: "etcd", "held by NAME"), not every 250 ms.
+  std::string kind = why.substr(0, why.find(':'));
+  if (kind != said_refused_)
+    fprintf(stderr, "medix-cp: ha witness: the IKE speaker's lease not obtained (%s): no IKE requests of ours\n",
+            why.c_str());
+  said_refused_ = kind;
+  return false;
 }
 
 bool Witness::renew() {

@@ -52,6 +52,7 @@ class Witness {
   bool obtain();  // a lease granted and the key created with it
   bool renew();   // false: the lease is gone (etcd said so) or etcd did not answer
   void revoke();
+  bool refused(const std::string& why);  // says why the lease was not obtained (once per kind); false
 
   std::string key_, name_;
   int ttl_s_ = 2;
@@ -61,6 +62,7 @@ class Witness {
   std::atomic<bool> wanted_{false};
   std::atomic<int64_t> valid_until_ns_{0};  // steady clock; 0: not held
   bool said_lost_ = false;
+  std::string said_refused_;  // the kind of the last reason said (run() thread only)
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;

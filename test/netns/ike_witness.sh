@@ -270,7 +270,10 @@ steer_carrier ethb
 segments on && cp_link cut || fail "could not isolate the nodes"
 check "split: A master and active beside B" \
   mx_wait_eval 10 'mx_pair_is $A_PREFIX master HA_ROLE_ACTIVE && mx_pair_is $B_PREFIX master HA_ROLE_ACTIVE'
-check "split: A (no etcd) holds its IKE requests" mx_wait_eval 5 'cp_since a $a_mark | grep -q "IKE requests held"'
+check "split: A (no etcd) holds its IKE requests, and says why" \
+  mx_wait_eval 5 'cp_since a $a_mark | grep -q "IKE requests held" && cp_since a $a_mark | grep -q "lease not obtained (etcd: "'
+echo "    A: $(cp_since a $a_mark | grep -o 'lease not obtained (.*' | head -1)"
+ab_mark=$a_mark
 check "split: B holds the lease ($(speaker)) and sends DPD that the gateway answers" \
   mx_wait_eval 10 '[ "$(speaker)" = "$HA_B" ] && dpd_answered b $b_mark'
 # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
@@ -303,6 +306,8 @@ check "split: etcd lets B's key go after its TTL" mx_wait_eval 5 '[ -z "$(speake
 gone_ms=$((($(mx_now_ns) - cut_ns) / 1000000))
 echo "    B cut from etcd: silent after $silent_ms ms, its key gone at etcd after $gone_ms ms (TTL 2 s)"
 sleep 2.5
+check_that "split: A said it once ($(cp_since a $ab_mark | grep -c 'lease not obtained') line(s) in the split), not every attempt" \
+  '[ "$(cp_since a $ab_mark | grep -c "lease not obtained")" -le 2 ]'
 check_that "split: B sent no DPD once silent" '! cp_since b $b_quiet | grep -q "sending DPD request"'
 
 # --- the heal: A wins (priority 200), B rejoins, A's held rekey runs -------------------------------
