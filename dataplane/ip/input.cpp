@@ -69,7 +69,8 @@ inline rte_ipv4_hdr* ipv4(rte_mbuf* m) { return rte_pktmbuf_mtod_offset(m, rte_i
 
 // Decides what happens to a packet whose route is `nh`; true if it is to be forwarded.
 // Inlined into the lookup's loop (a call a packet was ~20 instructions of its ~70).
-[[gnu::always_inline]] inline bool forward_decision(Worker& w, rte_mbuf* m, const Nexthop& nh, rte_mbuf** local, uint16_t& n_local) {
+[[gnu::always_inline]] inline bool forward_decision(Worker& w, rte_mbuf* m, const Nexthop& nh, rte_mbuf** local,
+                                                    uint16_t& n_local) {
   switch (nh.kind) {
     case NexthopKind::no_route:
       icmp_error(w, m, icmp_dest_unreachable, unreach_net);
