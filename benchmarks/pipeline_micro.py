@@ -56,6 +56,10 @@ def summarize(blocks, modes):
             m[key] = {f: {"median": statistics.median(b[f] for b in bs), "min": min(b[f] for b in bs),
                           "max": max(b[f] for b in bs)} for f in fields}
             m[key]["blocks"] = len(bs)
+            staged = [b["stages"] for b in bs if b.get("stages")]
+            if staged:  # timing on: each stage's cycles a packet, median over blocks
+                m[key]["stages"] = {st: statistics.median(s.get(st, 0) for s in staged)
+                                    for st in sorted({st for s in staged for st in s})}
             if mode == "new":
                 hz = bs[0]["tsc_hz"]
                 m[key]["sessions_per_s_at_p50_last_tenth"] = hz / m[key]["p50_last_tenth"]["median"]

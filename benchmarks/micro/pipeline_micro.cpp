@@ -180,6 +180,20 @@ double thread_cpu_s() {
 
 const char* variant() { return stage_accounting ? "compiled_in" : "compiled_out"; }
 
+// Each stage's cycles a packet of the block (timing on; all 0 with it off): where they go.
+std::string stages(const Bench& b, const uint64_t* before, unsigned bursts) {
+  std::string out;
+  for (unsigned s = 0; s < unsigned(Stage::count); s++) {
+    uint64_t c = b.h.worker.counters->stages[s].cycles - before[s];
+    if (!c) continue;
+    char item[64];
+    snprintf(item, sizeof item, "%s\"%s\": %.1f", out.empty() ? "" : ", ", stage_names[s],
+             double(c) / (double(bursts) * burst));
+    out += item;
+  }
+  return out;
+}
+
 // Established traffic: `blocks` blocks of `bursts` bursts, timing off and on in turn.
 int steady(const std::string& mode, unsigned blocks, unsigned bursts) {
   Bench b(mode == "forward" ? forward_config() : napt_config(flows));
@@ -195,6 +209,8 @@ int steady(const std::string& mode, unsigned blocks, unsigned bursts) {
     bool timing = (block & 1) ^ ((block >> 1) & 1);  // off on on off off on ...
     b.h.worker.timing = timing;
     uint64_t sent = b.sent(), drops = b.drops(), calls = b.stage_calls();
+    uint64_t stage_cycles[unsigned(Stage::count)];
+    for (unsigned s = 0; s < unsigned(Stage::count); s++) stage_cycles[s] = b.h.worker.counters->stages[s].cycles;
     for (unsigned i = 0; i < bursts; i++) {
       b.receive(pkts, next, flows);
       next += burst;
@@ -203,11 +219,11 @@ int steady(const std::string& mode, unsigned blocks, unsigned bursts) {
     printf(
         "{\"variant\": \"%s\", \"mode\": \"%s\", \"block\": %u, \"timing\": %s, \"bursts\": %u, "
         "\"min\": %.2f, \"p10\": %.2f, \"p50\": %.2f, \"p90\": %.2f, \"sent\": %lu, \"drops\": %lu, \"stage_calls\": "
-        "%lu}\n",
+        "%lu, \"stages\": {%s}}\n",
         variant(), mode.c_str(), block / 2, timing ? "true" : "false", bursts,
         double(*std::min_element(cycles.begin(), cycles.end())) / burst, double(percentile(cycles, 0.1)) / burst,
         double(percentile(cycles, 0.5)) / burst, double(percentile(cycles, 0.9)) / burst, b.sent() - sent,
-        b.drops() - drops, b.stage_calls() - calls);
+        b.drops() - drops, b.stage_calls() - calls, stages(b, stage_cycles, bursts).c_str());
     fflush(stdout);
   }
   return 0;

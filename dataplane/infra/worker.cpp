@@ -18,10 +18,8 @@ void drop(Worker& w, rte_mbuf* m, Drop reason) {
   rte_pktmbuf_free(m);
 }
 
-namespace {
-
 // Sends a port's buffered packets; what the tx queue does not take is dropped as tx_full.
-void transmit(Worker& w, uint16_t port, TxBuffer& b) {
+void tx_burst(Worker& w, uint16_t port, TxBuffer& b) {
   uint16_t count = b.count;
   b.count = 0;
   if (w.capture) [[unlikely]]
@@ -39,38 +37,19 @@ void transmit(Worker& w, uint16_t port, TxBuffer& b) {
   for (uint16_t i = sent; i < count; i++) drop(w, b.pkts[i], Drop::tx_full);
 }
 
-}  // namespace
-
-void send(Worker& w, uint16_t port, rte_mbuf* m) {
-  const PortEntry& p = w.tables->ports[port];
-  if (!p.live || p.admin_down) {
-    drop(w, m, Drop::port_down);
+void queue_shaped(Worker& w, rte_mbuf* m) {
+  Batch& b = *w.to_shape;
+  // The pipeline takes the batch after each burst of ip_output: full only when fragmenting.
+  if (b.full()) {
+    drop(w, m, Drop::shaper_queue_full);
     return;
   }
-  TxBuffer& b = w.tx[port];
-  b.pkts[b.count++] = m;
-  // Full: push it out now rather than wait for the end of the loop.
-  if (b.count == std::size(b.pkts)) transmit(w, port, b);
-}
-
-void send_out(Worker& w, uint16_t iface, uint16_t port, rte_mbuf* m) {
-  const auto& shaper_of = w.tables->qos.shaper_of;
-  if (iface < shaper_of.size() && shaper_of[iface] != qos::no_shaper) [[unlikely]] {
-    Batch& b = *w.to_shape;
-    // The pipeline takes the batch after each burst of ip_output: full only when fragmenting.
-    if (b.full()) {
-      drop(w, m, Drop::shaper_queue_full);
-      return;
-    }
-    b.pkts[b.n++] = m;
-    return;
-  }
-  send(w, port, m);
+  b.pkts[b.n++] = m;
 }
 
 void flush_tx(Worker& w) {
   for (uint16_t port = 0; port < w.tables->ports.size(); port++)
-    if (w.tx[port].count) transmit(w, port, w.tx[port]);
+    if (w.tx[port].count) tx_burst(w, port, w.tx[port]);
 }
 
 void originate(Worker& w, rte_mbuf* m) {

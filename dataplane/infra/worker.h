@@ -288,11 +288,34 @@ enum SessionTimeout { timeout_tcp_established, timeout_tcp_transitory, timeout_u
 
 // The one way a packet is dropped: counted by reason, and against its tenant.
 void drop(Worker& w, rte_mbuf* m, Drop reason);
+// Sends a port's buffered packets now (tx_full: what its queue did not take).
+void tx_burst(Worker& w, uint16_t port, TxBuffer& b);
 // Buffers a packet for a port's tx queue (flushed at the end of the loop, or when full).
-void send(Worker& w, uint16_t port, rte_mbuf* m);
+// Inline, as send_out: called once a packet.
+inline void send(Worker& w, uint16_t port, rte_mbuf* m) {
+  const PortEntry& p = w.tables->ports[port];
+  if (!p.live || p.admin_down) [[unlikely]] {
+    drop(w, m, Drop::port_down);
+    return;
+  }
+  TxBuffer& b = w.tx[port];
+  b.pkts[b.count++] = m;
+  // Full: push it out now rather than wait for the end of the loop.
+  if (b.count == std::size(b.pkts)) [[unlikely]]
+    tx_burst(w, port, b);
+}
+// Queues a packet for its shaped interface's class queues (w.to_shape, taken after each burst).
+void queue_shaped(Worker& w, rte_mbuf* m);
 // Sends a packet out of an interface of that port: to its shaper (w.to_shape) when the
 // interface is shaped, else as send() does.
-void send_out(Worker& w, uint16_t iface, uint16_t port, rte_mbuf* m);
+inline void send_out(Worker& w, uint16_t iface, uint16_t port, rte_mbuf* m) {
+  const auto& shaper_of = w.tables->qos.shaper_of;
+  if (iface < shaper_of.size() && shaper_of[iface] != qos::no_shaper) [[unlikely]] {
+    queue_shaped(w, m);
+    return;
+  }
+  send(w, port, m);
+}
 void flush_tx(Worker& w);
 // Queues a packet medix-dp made for routing in the pipeline's next pass.
 void originate(Worker& w, rte_mbuf* m);

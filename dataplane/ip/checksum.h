@@ -43,25 +43,26 @@ inline void set_ecn_ce(rte_ipv4_hdr* ip) {
   ip->hdr_checksum = checksum_replace16(ip->hdr_checksum, before, load16(ip));
 }
 
-// TTL - 1 with the checksum updated. TTL and protocol share a checksum word; the new word is
-// built from the old one, not read back after the byte store (a load that overlaps a narrower
-// store in flight waits for it: ~20 cycles a packet).
+// TTL - 1 with the checksum updated (TTL >= 1). RFC 1624 eqn. 3 with the TTL/protocol word m
+// and m' = m - 0x0100: ~m + m' is the constant 0xfeff (m + ~m = 0xffff), so the old word is
+// never read back (a load that overlaps a narrower store in flight waits for it) and the sum
+// needs one fold (~HC + 0xfeff < 0x1fffe).
 inline void decrement_ttl(rte_ipv4_hdr* ip) {
-  uint8_t word[2] = {ip->time_to_live, ip->next_proto_id};
-  uint16_t old_word = load16(word);
-  word[0]--;
-  ip->time_to_live = word[0];
-  ip->hdr_checksum = checksum_replace16(ip->hdr_checksum, old_word, load16(word));
+  ip->time_to_live--;
+  uint32_t sum = uint32_t(uint16_t(~ip->hdr_checksum)) + rte_cpu_to_be_16(0xfeff);
+  ip->hdr_checksum = uint16_t(~((sum & 0xffff) + (sum >> 16)));
 }
 
 // The ones' complement sum of an IPv4 header (`len`, a multiple of 4), folded to 16 bits:
 // 0xffff when its checksum is right, and ~ of it is the checksum of a header whose checksum
 // field is 0. 32-bit words summed in 64 bits lose no carry, and the fold gives the sum of the
 // 16-bit words in either byte order (RFC 1071).
-inline uint16_t ipv4_header_sum(const void* header, unsigned len) {
+inline uint16_t ipv4_header_sum(const void* header, unsigned len) {  // len >= 20
   const auto* p = static_cast<const uint8_t*>(header);
-  uint64_t sum = 0;
-  for (unsigned i = 0; i < len; i += 4) {
+  uint32_t fixed[5];  // the 20 bytes every header has, unrolled: the loop is for options
+  std::memcpy(fixed, p, sizeof fixed);
+  uint64_t sum = uint64_t(fixed[0]) + fixed[1] + fixed[2] + fixed[3] + fixed[4];
+  for (unsigned i = sizeof fixed; i < len; i += 4) {
     uint32_t word;
     std::memcpy(&word, p + i, 4);
     sum += word;

@@ -39,10 +39,27 @@ bool ip_check(Worker& w, rte_mbuf* m) {
   return true;
 }
 
+// Nearly every packet has a 20-byte header and passes every check: those are tested at once,
+// without a branch per check (and the checksum over five fixed words); the others (options, or
+// a check failed) go through ip_check, which finds the reason.
 uint16_t ip_input(Worker& w, rte_mbuf** pkts, uint16_t n) {
   uint16_t kept = 0;
-  for (uint16_t i = 0; i < n; i++)
-    if (ip_check(w, pkts[i])) pkts[kept++] = pkts[i];
+  for (uint16_t i = 0; i < n; i++) {
+    rte_mbuf* m = pkts[i];
+    uint8_t l2 = meta(m).l2_len;
+    uint32_t first_seg = rte_pktmbuf_data_len(m) - l2;
+    uint32_t frame = rte_pktmbuf_pkt_len(m) - l2;
+    const auto* ip = rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, l2);
+    bool plain = first_seg >= sizeof(rte_ipv4_hdr);
+    if (plain) [[likely]] {
+      uint32_t total = rte_be_to_cpu_16(ip->total_length);
+      plain = (ip->version_ihl == 0x45) & (total >= sizeof(rte_ipv4_hdr)) & (total <= frame) &
+              (ipv4_header_sum(ip, sizeof(rte_ipv4_hdr)) == 0xffff);
+      if (plain && frame > total) [[unlikely]]
+        rte_pktmbuf_trim(m, uint16_t(frame - total));  // Ethernet padding
+    }
+    if (plain || ip_check(w, m)) pkts[kept++] = m;
+  }
   return kept;
 }
 
@@ -51,7 +68,9 @@ namespace {
 inline rte_ipv4_hdr* ipv4(rte_mbuf* m) { return rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, meta(m).l2_len); }
 
 // Decides what happens to a packet whose route is `nh`; true if it is to be forwarded.
-bool forward_decision(Worker& w, rte_mbuf* m, const Nexthop& nh, rte_mbuf** local, uint16_t& n_local) {
+// Inlined into the lookup's loop (a call a packet was ~20 instructions of its ~70).
+[[gnu::always_inline]] inline bool forward_decision(Worker& w, rte_mbuf* m, const Nexthop& nh, rte_mbuf** local,
+                                                    uint16_t& n_local) {
   switch (nh.kind) {
     case NexthopKind::no_route:
       icmp_error(w, m, icmp_dest_unreachable, unreach_net);
@@ -108,7 +127,7 @@ bool crosses(const Tables& t, rte_mbuf* m, const Nexthop& nh, uint16_t& origin, 
 }
 
 // Where a packet goes by its route, unless it crosses the core.
-void route(Worker& w, rte_mbuf* m, const Nexthop& nh, Routed& out) {
+[[gnu::always_inline]] inline void route(Worker& w, rte_mbuf* m, const Nexthop& nh, Routed& out) {
   if (nh.kind == NexthopKind::leak) {
     meta(m).tenant = nh.tenant;
     out.leaked[out.n_leaked++] = m;
