@@ -293,6 +293,14 @@ int main(int argc, char** argv) {
     return 0;
   }
 
+  // The sequence numbers on disk, read before EAL too: a bad file stops the start (docs/ha.md).
+  medix::dp::ha::Reserve reserve;
+  if (!options.state_dir.empty())
+    if (auto error = reserve.open(options.state_dir, options.sa_seq_block)) {
+      fprintf(stderr, "medix-dp: %s\n", error->c_str());
+      return 2;
+    }
+
   int eal_args = 0;
   while (eal_args < argc && strcmp(argv[eal_args], "--") != 0) eal_args++;
   if (rte_eal_init(eal_args, argv) < 0) {
@@ -322,7 +330,6 @@ int main(int argc, char** argv) {
   {
     Dataplane dp;
     medix::dp::ha::Sync ha;
-    medix::dp::ha::Reserve reserve;
     dp.ha_roles.start(dp.ha_standby, options.standby);
     dp.ha_vrrp_group = options.ha_vrrp_group;
     dp.ha_sync = options.ha.configured();
@@ -334,19 +341,17 @@ int main(int argc, char** argv) {
       uint16_t id;
       return rte_eth_dev_get_port_by_name(device.c_str(), &id) == 0;
     });
-    if (auto error = options.state_dir.empty() ? std::nullopt : reserve.open(options.state_dir, options.sa_seq_block)) {
-      fprintf(stderr, "medix-dp: %s\n", error->c_str());
-      status = 2;
-    } else if (auto error = (dp.sa_reserve = reserve.configured() ? &reserve : nullptr,
-                             dp.start(settings, max_mtu, workers))) {
+    dp.sa_reserve = reserve.configured() ? &reserve : nullptr;
+    if (auto error = dp.start(settings, max_mtu, workers)) {
       fprintf(stderr, "medix-dp: %s\n", error->c_str());
       status = 2;
     } else if (auto error = apply_config(dp, std::exchange(operations, {}), options.config, read_s)) {
       fprintf(stderr, "medix-dp: %s\n", error->c_str());
       status = 2;
-    } else if (auto error = (reserve.configured() ? reserve.start(dp) : void(), dp.ha_sync)
-                                ? ha.start(dp, options.ha)
-                                : std::nullopt) {
+    } else if (auto error = reserve.configured() ? reserve.start(dp) : std::nullopt) {
+      fprintf(stderr, "medix-dp: %s\n", error->c_str());
+      status = 2;
+    } else if (auto error = dp.ha_sync ? ha.start(dp, options.ha) : std::nullopt) {
       fprintf(stderr, "medix-dp: %s\n", error->c_str());
       status = 2;
     } else if (auto error = (dp.ha = dp.ha_sync ? &ha : nullptr, api.start(dp, options.api))) {

@@ -4,12 +4,15 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <iterator>
 #include <set>
+#include <system_error>
 
 #include "common/log.h"
 #include "runtime/dataplane.h"
@@ -19,8 +22,8 @@ namespace medix::dp::ha {
 namespace {
 
 constexpr uint64_t ms = 1000000;
-constexpr uint64_t retry_ns = 100 * ms;   // after a failed write
-constexpr size_t kept_absent = 4096;      // marks of SAs no longer live kept in the file
+constexpr uint64_t retry_ns = 100 * ms;  // after a failed write
+constexpr size_t kept_absent = 4096;     // marks of SAs no longer live kept in the file
 constexpr const char* header = "medix-dp sa-seq 1";
 
 uint64_t realtime_ns() {
@@ -56,8 +59,7 @@ std::optional<std::string> read_seq_file(const std::string& path, SeqMarks& out)
     uint64_t tunnel = 0, mark = 0;
     uint32_t spi = 0;
     int used = 0;
-    if (sscanf(line, "%" SCNx64 " %" SCNu32 " %" SCNu64 "%n", &tunnel, &spi, &mark, &used) != 3 ||
-        size_t(used) != len)
+    if (sscanf(line, "%" SCNx64 " %" SCNu32 " %" SCNu64 "%n", &tunnel, &spi, &mark, &used) != 3 || size_t(used) != len)
       error = path + ":" + std::to_string(n) + ": not \"TUNNEL SPI MARK\"";
     else
       out[{tunnel, spi}] = mark;
@@ -259,7 +261,7 @@ ReserveStatus Reserve::status(uint64_t now_ns) const {
   return out;
 }
 
-void Reserve::start(Dataplane& dp) {
+std::optional<std::string> Reserve::start(Dataplane& dp) {
   auto once = [this, &dp] {
     std::vector<SeqKey> live;
     uint64_t now = realtime_ns();
@@ -274,13 +276,18 @@ void Reserve::start(Dataplane& dp) {
       if (t.sas) publish(t.sas, max_sas);
     });
   };
-  once();  // the config's SAs have their first block before the node is ready
-  thread_ = std::thread([this, once] {
-    while (!stopping_.load()) {
-      once();
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-  });
+  once();
+  try {
+    thread_ = std::thread([this, once] {
+      while (!stopping_.load()) {
+        once();
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    });
+  } catch (const std::system_error& e) {
+    return std::string("--state-dir: cannot start the thread that writes ") + path_ + ": " + e.what();
+  }
+  return std::nullopt;
 }
 
 void Reserve::stop() {

@@ -51,7 +51,7 @@ struct ReserveStatus {
   uint64_t sas = 0;          // outbound SAs under reservation
   uint64_t sas_waiting = 0;  // of those, at their reserved number (dropping until the next block is written)
   uint64_t writes = 0, write_failures = 0;
-  std::string error;      // the last write's failure, while writes fail ("" once one succeeds)
+  std::string error;        // the last write's failure, while writes fail ("" once one succeeds)
   int64_t failing_ms = -1;  // how long writes have failed; -1: they do not
 };
 
@@ -75,7 +75,9 @@ class Reserve {
              uint64_t now_ns);
   ReserveStatus status(uint64_t now_ns = 0) const;  // 0: now
 
-  void start(Dataplane& dp);
+  // The thread, after a first pass (the config's SAs get their first block before the node is
+  // ready); an error says why it could not start.
+  std::optional<std::string> start(Dataplane& dp);
   void stop();
 
  private:

@@ -594,6 +594,7 @@ void Sync::run() {
       rounds_.clear();
       fenced_ = false;
       floors_.clear();
+      bulk_active_ = false;  // a pass of the role before (a drain's hand-over) ends with it
       tracker_ = RoundTracker();
       {
         std::lock_guard lock(mutex_);
@@ -627,6 +628,19 @@ void Sync::run() {
       peer_role = s_.peer_role;
       if (!heard && standby) need_resync_ = true;  // the active went away: resync when it is back
     }
+    // Yielding (a split brain's heal, a planned switchover's old active): every session of this
+    // node, in one pass flagged draining (send() adds it), so that the winner takes those that
+    // clash with nothing of its own before this node forgets them (Part 3, "merged at the heal").
+    bool draining = !standby && dp_->ha_draining.load();
+    if (draining && !was_draining_) {
+      bulk_active_ = true;
+      bulk_is_resync_ = false;
+      bulk_queue_ = 0;
+      bulk_index_ = 0;
+      bulk_last_ns_ = now;
+      bulk_budget_ = double(records_per_datagram);
+    }
+    was_draining_ = draining;
     if (!standby) {
       if (now >= next_sa_ns_) {
         send_sas();

@@ -122,6 +122,7 @@ class Sync {
   uint64_t counter_ = 0;
   uint64_t last_counter_ = 0;  // the peer's
   bool was_standby_ = false;
+  bool was_draining_ = false;  // active, yielding: its sessions are handed to the peer once
 
   // Outgoing records not yet sent (at most a datagram's).
   std::vector<SyncRecord> pending_;

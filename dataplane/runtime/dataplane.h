@@ -25,7 +25,7 @@ namespace medix::dp {
 namespace ha {
 class Sync;
 class Reserve;
-}
+}  // namespace ha
 
 // One worker's own counters: its drops, its stages and its loop (GetRuntime, `drops --lcore`).
 struct LcoreStats {

@@ -266,6 +266,11 @@ check_that "A changed nothing (master and active, no role change)" \
   '[ "$(roles $A_PREFIX)" = "$AM" ] && [ "$(mx_ha $A_PREFIX role_changes)" = "$rc_a" ]'
 split_flow B A y
 y=$PEER y_session=$FLOW
+# A flow through B's static NAT too (a translation of its own: it clashes with nothing on A).
+steer hosp-a-lan ethb
+before=$(mx_sessions "$B_PREFIX")
+check "a static transfer crosses B in the split" transfer hosp-a-lan $A_PORT s
+s_session=$(made "$B_PREFIX" "$before" "$PEER")
 # The fence's heal case: B, active in the split, sends on t-fence (the archive's switch points at
 # B); standby again, it must not ack A's rounds (A's fence would move into the numbers B used).
 b_esp_tx() { mx_metric $MB 'medix_tunnel_tx_packets_total{tunnel="t-fence"}'; }
@@ -287,7 +292,8 @@ check_that "A sends on t-fence in the split too ($a_tx of 200)" '[ "$a_tx" -ge 1
 echo "    pool ports: B gave y $y, A gave z $z$([ "$y" = "$z" ] && echo ' (the same port: two flows, one on each node)')"
 check_that "nothing installed on either from the other during the split" \
   '[ "$(mx_ha $A_PREFIX installed)/$(mx_ha $B_PREFIX installed)" = "$installed_a/$installed_b" ]'
-steer hosp-d-lan none && steer archive none
+steer hosp-d-lan none && steer archive none && steer hosp-a-lan none
+overlap_a=$(mx_ha $A_PREFIX overlap_received) failed_a=$(mx_ha $A_PREFIX install_failed)
 segments off
 sync_link add
 healed=$EPOCHREALTIME
@@ -321,9 +327,20 @@ check_that "A sends on t-fence after the heal ($a_tx of 300)" '[ "$a_tx" -ge 250
 check "B's bulk resync from A completes" mx_wait_eval 15 '[ "$(mx_ha $B_PREFIX resyncs_completed)" -gt "$resyncs" ]'
 sleep 0.3
 sa=$(mx_sessions "$A_PREFIX") sb=$(mx_sessions "$B_PREFIX")
-check_that "B holds exactly A's sessions ($(mx_json - "len(d)" <<<"$sa"), z included, y gone)" \
-  '[ "$sa" = "$sb" ] && holds $B_PREFIX "$z_session" && ! holds $B_PREFIX "$y_session"'
-check "A holds none of B's split-brain flows" eval '! holds $A_PREFIX "$y_session"'
+# The heal merges: B, yielding, hands A its sessions (flagged draining); A takes those that clash
+# with nothing of its own (s), and refuses y when A gave its pool port to z (A's flow wins).
+check_that "A took B's sessions as it yielded ($(($(mx_ha $A_PREFIX overlap_received) - overlap_a)) records)" \
+  '[ "$(mx_ha $A_PREFIX overlap_received)" -gt "$overlap_a" ] && holds $A_PREFIX "$s_session"'
+if [ "$y" = "$z" ]; then
+  check_that "... not y, on the pool port A gave z: A's own flow wins, the refusal counted" \
+    '! holds $A_PREFIX "$y_session" && [ "$(mx_ha $A_PREFIX install_failed)" -gt "$failed_a" ]'
+  check_that "B holds exactly A's sessions ($(mx_json - "len(d)" <<<"$sa"), z and s included, y gone)" \
+    '[ "$sa" = "$sb" ] && holds $B_PREFIX "$z_session" && holds $B_PREFIX "$s_session" && ! holds $B_PREFIX "$y_session"'
+else
+  check_that "... y too (its pool port $y is not z's $z on A)" 'holds $A_PREFIX "$y_session"'
+  check_that "B holds exactly A's sessions ($(mx_json - "len(d)" <<<"$sa"), z, s and y included)" \
+    '[ "$sa" = "$sb" ] && holds $B_PREFIX "$z_session" && holds $B_PREFIX "$s_session" && holds $B_PREFIX "$y_session"'
+fi
 check "B's VRRP stepped down for A's higher priority" grep -q "master -> backup (higher_priority)" "$B_LOG"
 
 # --- (2b) a node fresh from a restart takes a static SA over from the numbers it wrote ---------

@@ -21,7 +21,8 @@ rte_mempool* shared_pool(const char* name, uint16_t room) {
 }
 }  // namespace
 
-Harness::Harness(const std::string& config_json, uint16_t queues, std::function<uint64_t(uint64_t, uint32_t)> sa_start) {
+Harness::Harness(const std::string& config_json, uint16_t queues,
+                 std::function<uint64_t(uint64_t, uint32_t)> sa_start) {
   medix::dataplane::v1::Config config;
   if (!google::protobuf::util::JsonStringToMessage(config_json, &config).ok())
     throw std::runtime_error("test config is not valid JSON");
