@@ -248,7 +248,8 @@ void Sync::send_sas() {
 
 // Standby: a round came whole. Acked unless this node has sent on one of its outbound SAs and
 // is past the active's value (it was active in a split brain): the active's fence must then not move
-// into what this node used; it stays until those SAs are rekeyed and gone.
+// into what this node used. This node tells its numbers instead (past_records): the active goes
+// on above them, and its next round is acked.
 void Sync::ack_round(uint64_t now_ns) {
   std::vector<SyncRecord> past;
   bool ahead = dp_->controller.read([&](auto&, auto& c, uint64_t) {
@@ -630,9 +631,23 @@ void Sync::run() {
     }
     // Yielding (a split brain's heal, a planned switchover's old active): every session of this
     // node, in one pass flagged draining (send() adds it), so that the winner takes those that
-    // clash with nothing of its own before this node forgets them (Part 3, "merged at the heal").
+    // clash with nothing of its own before this node forgets them (docs/ha.md, Part 3's heal).
+    // Once the peer is heard since the drain began: at a heal the sync link may come back a
+    // moment after the segments, and what is sent before is lost.
     bool draining = !standby && dp_->ha_draining.load();
-    if (draining && !was_draining_) {
+    if (!draining) {
+      drain_since_ns_ = 0;
+      handed_over_ = false;
+    } else if (!drain_since_ns_) {
+      drain_since_ns_ = now;
+    }
+    bool peer_since_drain;
+    {
+      std::lock_guard lock(mutex_);
+      peer_since_drain = draining && peer_heard_ns_ > drain_since_ns_;
+    }
+    if (peer_since_drain && !handed_over_) {
+      handed_over_ = true;
       bulk_active_ = true;
       bulk_is_resync_ = false;
       bulk_queue_ = 0;
@@ -640,7 +655,6 @@ void Sync::run() {
       bulk_last_ns_ = now;
       bulk_budget_ = double(records_per_datagram);
     }
-    was_draining_ = draining;
     if (!standby) {
       if (now >= next_sa_ns_) {
         send_sas();

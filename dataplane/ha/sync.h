@@ -122,7 +122,10 @@ class Sync {
   uint64_t counter_ = 0;
   uint64_t last_counter_ = 0;  // the peer's
   bool was_standby_ = false;
-  bool was_draining_ = false;  // active, yielding: its sessions are handed to the peer once
+  // Active, yielding: its sessions are handed to the peer once, when the peer is heard after the
+  // drain began (the sync link may come back a moment after VRRP's segments).
+  uint64_t drain_since_ns_ = 0;
+  bool handed_over_ = false;
 
   // Outgoing records not yet sent (at most a datagram's).
   std::vector<SyncRecord> pending_;

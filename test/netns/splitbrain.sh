@@ -49,9 +49,6 @@ A_PORT=$MX_PAIR_TCP D_PORT=$((MX_PAIR_TCP + 1))
 declare -A VMAC=([hosp-a-lan]=00:00:5e:00:01:0a [hosp-d-lan]=00:00:5e:00:01:0b [archive]=00:00:5e:00:01:0c)
 
 FENCE_MARGIN=2000 FENCE_PORT=9999
-# Outbound sequence numbers on disk, a block of 4000 a write (2 s of the tests' ESP at 2 kHz:
-# writes never hold a packet back, so the fence's exact counts stand).
-SEQ_ARGS_A=(--state-dir "$MX_TMP/state-a" --sa-seq-block 4000) SEQ_ARGS_B=(--state-dir "$MX_TMP/state-b" --sa-seq-block 4000)
 check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
 check_that() { if eval "$2"; then pass "$1"; else fail "$1"; fi; }
 
@@ -168,6 +165,9 @@ while at + 16 <= len(data):
         print(seq)
 PY
 }
+# Outbound sequence numbers on disk, a block of 4000 a write (2 s of the tests' ESP at 2 kHz:
+# writes never hold a packet back, so the fence's exact counts stand).
+SEQ_ARGS_A=(--state-dir "$MX_TMP/state-a" --sa-seq-block 4000) SEQ_ARGS_B=(--state-dir "$MX_TMP/state-b" --sa-seq-block 4000)
 mkdir -p "$MX_TMP/state-a" "$MX_TMP/state-b"
 t0=$EPOCHREALTIME
 mx_pair_start A "$MX_TMP/config-a.json" --metrics-listen 127.0.0.1:$MA --ha-sync-sa-margin $FENCE_MARGIN "${SEQ_ARGS_A[@]}" &&
@@ -345,10 +345,11 @@ check "B's VRRP stepped down for A's higher priority" grep -q "master -> backup 
 
 # --- (2b) a node fresh from a restart takes a static SA over from the numbers it wrote ---------
 echo "== (2b) B restarted, holding nothing of A, takes t-fence over"
-check "B's numbers are on disk ($(mx_ctl $B_PREFIX ha-sync | grep '^seq file' | cut -c12-80))" \
+check "B's numbers are on disk ($(mx_ctl $B_PREFIX ha-sync | grep '^seq file' | cut -c12-120))" \
   eval '[ "$(mx_ha $B_PREFIX seq_sas)" = 1 ] && [ "$(mx_ha $B_PREFIX seq_writes)" -ge 1 ] && [ -z "$(mx_ha $B_PREFIX seq_error)" ]'
 mx_pair_kill B
-sync_link del
+# Only A's end taken off: B binds its own, and nothing reaches or leaves A's.
+ip addr del "$SYNC_NET.1/32" dev "$SYNC_IF"
 mx_pair_start B "$MX_TMP/config-b.json" --metrics-listen 127.0.0.1:$MB --ha-sync-sa-margin $FENCE_MARGIN "${SEQ_ARGS_B[@]}" &&
   pass "B killed and started again with the sync link cut" || { fail "node B did not start again"; finish; }
 check_that "B is backup and standby and has heard nothing of A's SAs" \
@@ -368,7 +369,7 @@ wait "$ESP_PID"
 sleep 0.3
 b_tx=$(($(b_esp_tx) - ${b_tx0:-0}))
 check_that "B sends on t-fence ($b_tx of 300)" '[ "$b_tx" -ge 250 ]'
-sync_link add
+ip addr add "$SYNC_NET.1/32" dev "$SYNC_IF"
 kill -INT "$CAPTURE_PID"
 wait "$CAPTURE_PID"
 esp_seqs "$MX_TMP/esp.pcap" >"$MX_TMP/esp.seqs"
