@@ -28,6 +28,7 @@
 #include "config/load.h"
 #include "config/settings.h"
 #include "control/intent.h"
+#include "ha/reserve.h"
 #include "ha/sync.h"
 #include "runtime/dataplane.h"
 #include "runtime/memory.h"
@@ -51,6 +52,8 @@ struct Options {
   bool standby = false;        // --ha-role standby
   std::string ha_vrrp_group;   // --ha-vrrp-group: VRRP drives the role
   medix::dp::ha::Options ha;   // HA state sync (docs/ha.md); unset: none
+  std::string state_dir;       // --state-dir: outbound sequence numbers reserved on disk
+  unsigned sa_seq_block = 1u << 24;
 };
 
 const char usage[] =
@@ -79,7 +82,10 @@ const char usage[] =
     "  --ha-sync-sa-interval MS  every SA's sequence number sent every MS ms (default 100)\n"
     "  --ha-sync-bulk-rate N   records a second at most in a bulk resync (default 250000)\n"
     "  --ha-sync-sa-margin N   outbound sequence numbers a takeover skips, and the fence's headroom\n"
-    "                          (default: 148.8 Mpps x 2 SA intervals, at least 2^20; for tests)\n";
+    "                          (default: 148.8 Mpps x 2 SA intervals, at least 2^20; for tests)\n"
+    "  --state-dir DIR         outbound SAs' sequence numbers reserved in DIR/sa-seq, a block ahead:\n"
+    "                          a restart or a takeover never sends one again (docs/ha.md)\n"
+    "  --sa-seq-block N        sequence numbers a write reserves (default 16777216; for tests)\n";
 
 // `option`'s value: a whole number in 1..max, or false (said on stderr).
 bool number(const std::string& option, const char* text, unsigned max, unsigned& out) {
@@ -194,6 +200,10 @@ bool parse_options(int argc, char** argv, Options& o) {
       o.ha.sa_margin = margin;
     } else if (a == "--ha-sync-bulk-rate" && i + 1 < argc) {
       if (!number(a, argv[++i], 100000000, o.ha.bulk_rate)) return false;
+    } else if (a == "--state-dir" && i + 1 < argc) {
+      o.state_dir = argv[++i];
+    } else if (a == "--sa-seq-block" && i + 1 < argc) {
+      if (!number(a, argv[++i], 1u << 31, o.sa_seq_block)) return false;
     } else if (a == "-h" || a == "--help")
       return false;
     else {
@@ -283,6 +293,14 @@ int main(int argc, char** argv) {
     return 0;
   }
 
+  // The sequence numbers on disk, read before EAL too: a bad file stops the start (docs/ha.md).
+  medix::dp::ha::Reserve reserve;
+  if (!options.state_dir.empty())
+    if (auto error = reserve.open(options.state_dir, options.sa_seq_block)) {
+      fprintf(stderr, "medix-dp: %s\n", error->c_str());
+      return 2;
+    }
+
   int eal_args = 0;
   while (eal_args < argc && strcmp(argv[eal_args], "--") != 0) eal_args++;
   if (rte_eal_init(eal_args, argv) < 0) {
@@ -323,10 +341,14 @@ int main(int argc, char** argv) {
       uint16_t id;
       return rte_eth_dev_get_port_by_name(device.c_str(), &id) == 0;
     });
+    dp.sa_reserve = reserve.configured() ? &reserve : nullptr;
     if (auto error = dp.start(settings, max_mtu, workers)) {
       fprintf(stderr, "medix-dp: %s\n", error->c_str());
       status = 2;
     } else if (auto error = apply_config(dp, std::exchange(operations, {}), options.config, read_s)) {
+      fprintf(stderr, "medix-dp: %s\n", error->c_str());
+      status = 2;
+    } else if (auto error = reserve.configured() ? reserve.start(dp) : std::nullopt) {
       fprintf(stderr, "medix-dp: %s\n", error->c_str());
       status = 2;
     } else if (auto error = dp.ha_sync ? ha.start(dp, options.ha) : std::nullopt) {
@@ -364,6 +386,7 @@ int main(int argc, char** argv) {
     api.stop();
     ha.stop();
     dp.ha = nullptr;
+    reserve.stop();
     dp.stop();
     if (status == 0) {
       printf("medix-dp: stopping; final counters:\n");

@@ -52,11 +52,26 @@ void print_history(const v1::HaSyncStatus& s) {
                 role_name(c.to()), c.cause().c_str(), c.detail().c_str());
 }
 
+// Outbound sequence numbers reserved on disk (medix-dp --state-dir): a file that cannot be
+// written is said, with how long and why (its SAs stop at their reserved number).
+void print_seq(const v1::HaSyncStatus& s) {
+  if (s.seq_file().empty()) {
+    std::printf("seq file   none (medix-dp --state-dir): a restart starts outbound SAs at 0\n");
+    return;
+  }
+  std::printf("seq file   %s: %lu outbound SAs, %lu waiting for a write; block %lu; %lu writes, %lu failed\n",
+              s.seq_file().c_str(), (unsigned long)s.seq_sas(), (unsigned long)s.seq_sas_waiting(),
+              (unsigned long)s.seq_block(), (unsigned long)s.seq_writes(), (unsigned long)s.seq_write_failures());
+  if (!s.seq_error().empty())
+    std::printf("           NOT WRITTEN for %ld ms: %s\n", (long)s.seq_failing_ms(), s.seq_error().c_str());
+}
+
 void print_status(const v1::HaSyncStatus& s) {
   std::printf("role       %s\n", role_name(s.role()));
   if (!s.configured()) {
     std::printf("sync       not configured (medix-dp --ha-sync-local/--ha-sync-peer/--ha-sync-key-file)\n");
     std::printf("sessions   %lu\n", (unsigned long)s.sessions());
+    print_seq(s);
     print_history(s);
     return;
   }
@@ -71,9 +86,12 @@ void print_status(const v1::HaSyncStatus& s) {
               (unsigned long)s.removed(), (unsigned long)s.install_failed());
   std::printf("SAs        %lu synced, %lu advanced at takeovers (outbound by %lu)\n", (unsigned long)s.sas_synced(),
               (unsigned long)s.sas_advanced(), (unsigned long)s.sa_margin());
-  std::printf("fence      %lu outbound SAs fenced, %lu at the fence; acks %lu taken, %lu sent, %lu withheld\n",
-              (unsigned long)s.sas_fenced(), (unsigned long)s.sas_at_fence(), (unsigned long)s.sa_acks_received(),
-              (unsigned long)s.sa_acks_sent(), (unsigned long)s.sa_acks_withheld());
+  std::printf(
+      "fence      %lu outbound SAs fenced, %lu at the fence; acks %lu taken, %lu sent, %lu withheld; %lu SAs raised "
+      "past the standby's\n",
+      (unsigned long)s.sas_fenced(), (unsigned long)s.sas_at_fence(), (unsigned long)s.sa_acks_received(),
+      (unsigned long)s.sa_acks_sent(), (unsigned long)s.sa_acks_withheld(), (unsigned long)s.sas_raised());
+  print_seq(s);
   std::printf("lag        last %.3f ms, p99 %.3f ms, max %.3f ms (%lu samples)\n", s.lag_ms_last(), s.lag_ms_p99(),
               s.lag_ms_max(), (unsigned long)s.lag_samples());
   std::printf("sent       %lu datagrams, %lu records, %lu bytes; %lu bulk passes\n", (unsigned long)s.datagrams_sent(),
@@ -187,6 +205,7 @@ int ha_command(Client& client, Args& args, bool json) {
   } else {
     std::printf("sync       not configured\n");
   }
+  print_seq(status);
   print_history(status);
   std::cout << "\n";
   print_vrrp(std::cout, vrrp);

@@ -64,6 +64,9 @@ class Committer {
     std::function<Counters()> totals;    // for counter bases of reused slots
     uint32_t max_sessions = 1u << 20;    // crossing the core, all workers together
     uint32_t fib_plies = max_fib_plies;  // the compact FIBs' pool
+    // Outbound sequence numbers reserved on disk (ha/reserve.h): where a new outbound SA of a
+    // tunnel (its SaState::tunnel_id) and SPI starts. Null: no reservation.
+    std::function<uint64_t(uint64_t tunnel, uint32_t spi)> sa_start;
   };
 
   // A commit's steps, each a free function of its feature's folder (declared in its

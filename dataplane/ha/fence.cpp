@@ -130,6 +130,40 @@ bool sent_past(SaState* const* sas, uint32_t slots, const SaValues& round) {
   return false;
 }
 
+std::vector<SyncRecord> past_records(SaState* const* sas, uint32_t slots, const SaValues& round) {
+  std::vector<SyncRecord> out;
+  for (uint32_t slot = 1; slot < slots; slot++) {
+    const SaState* sa = sas[slot];
+    if (!sa || sa->inbound) continue;
+    const uint64_t* value = held_for(round, *sa);
+    if (value && load_counter(sa->packets) && __atomic_load_n(&sa->seq, __ATOMIC_RELAXED) > *value)
+      out.push_back(round_record(*sa, 0));
+  }
+  return out;
+}
+
+unsigned raise_past(SaState* const* sas, uint32_t slots, const std::vector<SyncRecord>& past,
+                    std::vector<TakeoverRecord>& records) {
+  SaValues theirs;
+  for (const auto& r : past)
+    if (SyncKind(r.kind) == SyncKind::sa_outbound) theirs[name_of(r)] = std::max(theirs[name_of(r)], r.sa.value);
+  unsigned raised = 0;
+  for (uint32_t slot = 1; slot < slots; slot++) {
+    SaState* sa = sas[slot];
+    if (!sa || sa->inbound) continue;
+    const uint64_t* value = held_for(theirs, *sa);
+    if (!value || *value <= __atomic_load_n(&sa->seq, __ATOMIC_RELAXED)) continue;
+    SyncRecord r{};
+    r.kind = uint8_t(SyncKind::sa_takeover);
+    r.sa.spi = sa->spi;
+    r.sa.slot = uint16_t(slot);
+    r.sa.value = *value;
+    records.push_back({sa->owner, r});
+    raised++;
+  }
+  return raised;
+}
+
 unsigned take_over(SaState* const* sas, uint32_t slots, const PeerSas& peer, uint64_t margin,
                    std::vector<TakeoverRecord>& records, std::vector<uint64_t>& floors) {
   unsigned stopped = 0;

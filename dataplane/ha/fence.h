@@ -96,6 +96,12 @@ class RoundTracker {
   SaValues collecting_, complete_;
 };
 
+// A record the owner worker of an SA applies (sa_takeover).
+struct TakeoverRecord {
+  uint16_t owner;
+  SyncRecord record;
+};
+
 // Active, on an ack of `round`: each outbound SA of sas[1, slots) gets the fence of its value in
 // the round, or of 0 when it is not in it (made since: the standby holds nothing of it, and a
 // takeover starts such an SA at the margin). Fences only rise. Returns the SAs fenced.
@@ -109,6 +115,15 @@ void clear_fences(SaState* const* sas, uint32_t slots);
 // the active's fence would move into numbers this node used. An SA only advanced at a takeover,
 // never sent on here, used nothing.
 bool sent_past(SaState* const* sas, uint32_t slots, const SaValues& round);
+// Standby, its ack withheld: each outbound SA it sent on past the round's value, with its own
+// number (an sa_outbound record), so that the active goes on above the numbers this node used.
+std::vector<SyncRecord> past_records(SaState* const* sas, uint32_t slots, const SaValues& round);
+// Active, from a standby's past_records: each of its outbound SAs behind the standby's number is
+// advanced to it (owner, sa_takeover), as at a takeover. Its next round then says at least the
+// standby's number, the standby acks it again and the fence moves on: the split's two ranges of
+// numbers stay behind both. Returns the SAs advanced.
+unsigned raise_past(SaState* const* sas, uint32_t slots, const std::vector<SyncRecord>& past,
+                    std::vector<TakeoverRecord>& records);
 
 // Standby to active, for each SA of sas[1, slots): the records its owner worker applies
 // (owner, sa_takeover). Inbound: the window closed at the value held. Outbound: advanced to
@@ -119,10 +134,6 @@ bool sent_past(SaState* const* sas, uint32_t slots, const SaValues& round);
 // came without a fence (the peer had no ack yet); an SA not held while the last round showed the
 // peer unfenced (after a first round only). floors[slot] gets each outbound start. Returns the
 // SAs fenced where they are.
-struct TakeoverRecord {
-  uint16_t owner;
-  SyncRecord record;
-};
 unsigned take_over(SaState* const* sas, uint32_t slots, const PeerSas& peer, uint64_t margin,
                    std::vector<TakeoverRecord>& records, std::vector<uint64_t>& floors);
 

@@ -1,5 +1,6 @@
 #include "ha/show.h"
 
+#include "ha/reserve.h"
 #include "ha/sync.h"
 #include "runtime/dataplane.h"
 
@@ -21,6 +22,18 @@ void fill_ha_sync(Dataplane& dp, v1::HaSyncStatus& out) {
   }
   out.set_failovers(dp.ha_roles.failovers());
   out.set_config_mismatch_since_ms(-1);
+  out.set_seq_failing_ms(-1);
+  if (dp.sa_reserve) {
+    ha::ReserveStatus r = dp.sa_reserve->status();
+    out.set_seq_file(r.file);
+    out.set_seq_block(r.block);
+    out.set_seq_sas(r.sas);
+    out.set_seq_sas_waiting(r.sas_waiting);
+    out.set_seq_writes(r.writes);
+    out.set_seq_write_failures(r.write_failures);
+    out.set_seq_error(r.error);
+    out.set_seq_failing_ms(r.failing_ms);
+  }
   if (!dp.ha) {
     out.set_peer_last_heard_ms(-1);
     out.set_sessions(ha::live_sessions(dp));
@@ -51,6 +64,7 @@ void fill_ha_sync(Dataplane& dp, v1::HaSyncStatus& out) {
   out.set_sa_acks_received(s.sa_acks_received);
   out.set_sas_fenced(s.sas_fenced);
   out.set_sas_at_fence(s.sas_at_fence);
+  out.set_sas_raised(s.sas_raised);
   out.set_installed(s.installed);
   out.set_refreshed(s.refreshed);
   out.set_removed(s.removed);

@@ -15,6 +15,7 @@
 
 #include "common/address.h"
 #include "common/log.h"
+#include "ha/reserve.h"
 #include "ipsec/sa.h"
 #include "runtime/dataplane.h"
 
@@ -247,17 +248,69 @@ void Sync::send_sas() {
 
 // Standby: a round came whole. Acked unless this node has sent on one of its outbound SAs and
 // is past the active's value (it was active in a split brain): the active's fence must then not move
-// into what this node used; it stays until those SAs are rekeyed and gone.
+// into what this node used. This node tells its numbers instead (past_records): the active goes
+// on above them, and its next round is acked.
 void Sync::ack_round(uint64_t now_ns) {
+  std::vector<SyncRecord> past;
   bool ahead = dp_->controller.read([&](auto&, auto& c, uint64_t) {
     const Tables& t = *c.current();
-    return t.sas && sent_past(t.sas, max_sas, tracker_.outbound());
+    if (t.sas) past = past_records(t.sas, max_sas, tracker_.outbound());
+    return !past.empty();
   });
+  // With numbers on disk (ha/reserve.h): before the ack lets the active's fence reach value +
+  // margin - 1, this node's marks are at least value + margin, so that after a restart it
+  // starts above the fence. Not written: not acked (the active stays at its fence).
+  if (!ahead && dp_->sa_reserve) {
+    std::vector<std::pair<SeqKey, uint64_t>> floors;
+    for (const auto& [name, value] : tracker_.outbound())
+      if (name.tunnel && !name.inbound) floors.push_back({{name.tunnel, name.spi}, value + options_.margin()});
+    if (!dp_->sa_reserve->cover(nullptr, 0, floors, now_ns)) ahead = true;
+  }
   {
     std::lock_guard lock(mutex_);
     (ahead ? s_.sa_acks_withheld : s_.sa_acks_sent)++;
   }
-  if (!ahead) send_hello(now_ns, tracker_.last());
+  if (!ahead)
+    send_hello(now_ns, tracker_.last());
+  else if (!past.empty())
+    send_hello(now_ns, 0, past);  // the active goes on above these numbers, then this node acks
+}
+
+// Active: a standby's numbers past this node's (it sent on those SAs while active in a split
+// brain): each SA goes on above them (its owner applies it as a takeover's advance).
+void Sync::take_past() {
+  std::vector<SyncRecord> past;
+  {
+    std::lock_guard lock(mutex_);
+    past.swap(past_);
+  }
+  if (past.empty()) return;
+  std::vector<TakeoverRecord> advances;
+  unsigned raised = dp_->controller.read([&](auto&, auto& c, uint64_t) {
+    const Tables& t = *c.current();
+    return t.sas ? raise_past(t.sas, max_sas, past, advances) : 0u;
+  });
+  if (!raised) return;
+  // Numbers on disk: written before the workers go on from them.
+  if (dp_->sa_reserve) {
+    std::vector<std::pair<SeqKey, uint64_t>> starts;
+    dp_->controller.read([&](auto&, auto& c, uint64_t) {
+      const Tables& t = *c.current();
+      for (const auto& [owner, r] : advances)
+        if (t.sas && t.sas[r.sa.slot]) starts.push_back({{t.sas[r.sa.slot]->tunnel_id, r.sa.spi}, r.sa.value});
+    });
+    dp_->sa_reserve->cover(nullptr, 0, starts, realtime_ns());
+  }
+  for (auto& [owner, r] : advances)
+    if (owner < dp_->workers.size()) push_in(dp_->workers[owner]->sync->in, r);
+  {
+    std::lock_guard lock(mutex_);
+    s_.sas_raised += raised;
+  }
+  medix::common::log(medix::common::LogLevel::notice,
+                     "medix-dp: HA: %u outbound SAs go on above the numbers the standby sent on them (it was "
+                     "active in a split brain)",
+                     raised);
 }
 
 // Active: the standby took a round whole; every outbound SA's fence follows it.
@@ -281,16 +334,23 @@ void Sync::take_ack() {
   fenced_ = true;
 }
 
-void Sync::send_hello(uint64_t now_ns, uint64_t ack) {
-  SyncRecord records[2]{};
+void Sync::send_hello(uint64_t now_ns, uint64_t ack, const std::vector<SyncRecord>& past) {
+  SyncRecord records[records_per_datagram]{};
   records[0].kind = uint8_t(SyncKind::config);
   ConfigDigest digest = dp_->controller.read([](const Intent& intent, auto&, uint64_t) { return intent.digest(); });
   records[0].config.digest[0] = digest.lanes[0];
   records[0].config.digest[1] = digest.lanes[1];
   records[0].config.objects = digest.objects;
-  records[1].kind = uint8_t(SyncKind::sa_ack);
-  records[1].sa.value = ack;
-  send(MessageType::hello, 0, records, ack ? 2 : 1, now_ns);
+  unsigned n = 1;
+  if (ack) {
+    records[n].kind = uint8_t(SyncKind::sa_ack);
+    records[n++].sa.value = ack;
+  }
+  for (const auto& r : past) {
+    if (n == records_per_datagram) break;  // the rest at the next round
+    records[n++] = r;
+  }
+  send(MessageType::hello, 0, records, n, now_ns);
 }
 
 void Sync::takeover() {
@@ -301,10 +361,19 @@ void Sync::takeover() {
   }
   uint64_t margin = options_.margin();
   std::vector<TakeoverRecord> advances;
+  std::vector<std::pair<SeqKey, uint64_t>> starts;
   unsigned stopped = dp_->controller.read([&](auto&, auto& c, uint64_t) {
     const Tables& t = *c.current();
-    return t.sas ? take_over(t.sas, max_sas, peer, margin, advances, floors_) : 0u;
+    if (!t.sas) return 0u;
+    unsigned n = take_over(t.sas, max_sas, peer, margin, advances, floors_);
+    for (uint32_t slot = 1; slot < floors_.size() && slot < max_sas; slot++)
+      if (floors_[slot] && t.sas[slot] && !t.sas[slot]->inbound)
+        starts.push_back({{t.sas[slot]->tunnel_id, t.sas[slot]->spi}, floors_[slot]});
+    return n;
   });
+  // Numbers on disk: the new starts written before the workers apply them, so that the SAs do
+  // not wait for a block (if the write fails they wait, and send nothing unwritten).
+  if (dp_->sa_reserve && !starts.empty()) dp_->sa_reserve->cover(nullptr, 0, starts, realtime_ns());
   for (auto& [owner, r] : advances)
     if (owner < dp_->workers.size()) push_in(dp_->workers[owner]->sync->in, r);
   medix::common::log(medix::common::LogLevel::notice,
@@ -379,6 +448,9 @@ void Sync::handle(const Decoded& d, uint64_t now_ns, uint64_t previous_counter) 
                    h.role == uint8_t(WireRole::standby)) {
           ack_pending_ = d.records[i].sa.value;
           s_.sa_acks_received++;
+        } else if (SyncKind(d.records[i].kind) == SyncKind::sa_outbound && !standby &&
+                   h.role == uint8_t(WireRole::standby) && past_.size() < max_sas) {
+          past_.push_back(d.records[i]);
         }
       return;
     case MessageType::resync_request:
@@ -523,10 +595,12 @@ void Sync::run() {
       rounds_.clear();
       fenced_ = false;
       floors_.clear();
+      bulk_active_ = false;  // a pass of the role before (a drain's hand-over) ends with it
       tracker_ = RoundTracker();
       {
         std::lock_guard lock(mutex_);
         ack_pending_ = 0;
+        past_.clear();
         round_to_ack_ = false;
         if (standby) peer_.stepped_down();
       }
@@ -542,7 +616,10 @@ void Sync::run() {
       round_to_ack_ = false;
     }
     if (standby && to_ack) ack_round(now);
-    if (!standby) take_ack();
+    if (!standby) {
+      take_past();
+      take_ack();
+    }
     drain_workers(now);
     bool heard;
     int peer_role;
@@ -551,6 +628,32 @@ void Sync::run() {
       heard = peer_heard_ns_ && now - peer_heard_ns_ < peer_silence_ns;
       peer_role = s_.peer_role;
       if (!heard && standby) need_resync_ = true;  // the active went away: resync when it is back
+    }
+    // Yielding (a split brain's heal, a planned switchover's old active): every session of this
+    // node, in one pass flagged draining (send() adds it), so that the winner takes those that
+    // clash with nothing of its own before this node forgets them (docs/ha.md, Part 3's heal).
+    // Once the peer is heard since the drain began: at a heal the sync link may come back a
+    // moment after the segments, and what is sent before is lost.
+    bool draining = !standby && dp_->ha_draining.load();
+    if (!draining) {
+      drain_since_ns_ = 0;
+      handed_over_ = false;
+    } else if (!drain_since_ns_) {
+      drain_since_ns_ = now;
+    }
+    bool peer_since_drain;
+    {
+      std::lock_guard lock(mutex_);
+      peer_since_drain = draining && peer_heard_ns_ > drain_since_ns_;
+    }
+    if (peer_since_drain && !handed_over_) {
+      handed_over_ = true;
+      bulk_active_ = true;
+      bulk_is_resync_ = false;
+      bulk_queue_ = 0;
+      bulk_index_ = 0;
+      bulk_last_ns_ = now;
+      bulk_budget_ = double(records_per_datagram);
     }
     if (!standby) {
       if (now >= next_sa_ns_) {

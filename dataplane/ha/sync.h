@@ -73,6 +73,7 @@ struct Status {
   // with a fence now and those at it.
   uint64_t sa_acks_sent = 0, sa_acks_withheld = 0, sa_acks_received = 0;
   uint64_t sas_fenced = 0, sas_at_fence = 0;
+  uint64_t sas_raised = 0;  // active: outbound SAs advanced past numbers a standby sent (in a split brain)
   double lag_ms_last = 0, lag_ms_p99 = 0, lag_ms_max = 0;
   uint64_t lag_samples = 0;
   // The intents compared (control/digest.h): ours now, the peer's from its last hello.
@@ -99,7 +100,8 @@ class Sync {
   void drain_workers(uint64_t now_ns);
   void bulk_step(uint64_t now_ns);
   void send_sas();
-  void send_hello(uint64_t now_ns, uint64_t ack);
+  void send_hello(uint64_t now_ns, uint64_t ack, const std::vector<SyncRecord>& past = {});
+  void take_past();
   void ack_round(uint64_t now_ns);
   void take_ack();
   void takeover();
@@ -120,6 +122,10 @@ class Sync {
   uint64_t counter_ = 0;
   uint64_t last_counter_ = 0;  // the peer's
   bool was_standby_ = false;
+  // Active, yielding: its sessions are handed to the peer once, when the peer is heard after the
+  // drain began (the sync link may come back a moment after VRRP's segments).
+  uint64_t drain_since_ns_ = 0;
+  bool handed_over_ = false;
 
   // Outgoing records not yet sent (at most a datagram's).
   std::vector<SyncRecord> pending_;
@@ -156,6 +162,7 @@ class Sync {
   std::vector<uint64_t> floors_;
   RoundTracker tracker_;
   bool round_to_ack_ = false;
+  std::vector<SyncRecord> past_;  // active: a standby's numbers past this node's (its withheld acks)
 };
 
 }  // namespace ha

@@ -41,6 +41,7 @@ namespace medix::dp {
   X(esp_selector_mismatch, "decrypted packet outside the tunnel's traffic selectors")         \
   X(esp_ecn, "outer header CE on a packet whose inner header is not ECN-capable (RFC 6040)")  \
   X(sa_expired, "the SA reached its hard lifetime")                                           \
+  X(sa_seq_unreserved, "the SA's next sequence number is not yet written to the state file")  \
   X(sa_seq_overflow, "the SA's sequence numbers are used up (rekey needed)")                  \
   X(ha_sa_fenced, "HA: the SA reached the fence the standby's acks allow (rekey needed)")     \
   X(tunnel_no_sa, "route to a tunnel that has no outbound SA")                                \

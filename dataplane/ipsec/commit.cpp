@@ -148,6 +148,9 @@ std::optional<Error> build_sas(Committer::Build& b) {
       sa->tunnel = b.interface_slot_of(key.tunnel);
       sa->tunnel_id = sa_tunnel_id(key.tunnel);
       sa->owner = uint16_t(key.spi % b.c.params().queues);
+      // Numbers on disk (ha/reserve.h): it starts past what this node (or a peer it acked) may
+      // have sent, and sends nothing until its first block is written.
+      if (!key.inbound && b.c.params().sa_start) sa->seq = sa->reserved = b.c.params().sa_start(sa->tunnel_id, key.spi);
       slot = kept.free_sas.back();
       kept.free_sas.pop_back();
       kept.sas[slot] = sa;

@@ -524,7 +524,7 @@ struct CbcBatch {
 };
 
 // Encrypts one packet that starts at its inner IPv4 header; false if it was dropped. `fence`:
-// the SA's, as read once for this burst's run of its packets.
+// the lower of the SA's fence and reservation, as read once for this burst's run of its packets.
 bool encapsulate(Worker& w, SaState& sa, const InterfaceEntry& tunnel, rte_mbuf* m, CbcBatch& cbc, uint64_t fence) {
   if (m->nb_segs > 1 && rte_pktmbuf_linearize(m) != 0) {
     drop(w, m, Drop::no_buffer);
@@ -546,6 +546,11 @@ bool encapsulate(Worker& w, SaState& sa, const InterfaceEntry& tunnel, rte_mbuf*
   // HA (docs/ha.md, "The fence"): past what the standby acknowledged plus the margin, a node
   // that took over could send these numbers under this key too. Rekeyed, not sent.
   if (seq > fence) [[unlikely]] {
+    // Not yet on disk (ha/reserve.h): sent, a restart could send it again.
+    if (seq > __atomic_load_n(&sa.reserved, __ATOMIC_RELAXED)) {
+      sa_drop(w, sa, m, Drop::sa_seq_unreserved);
+      return false;
+    }
     if (!sa.fenced) {
       sa.fenced = true;
       sa_event(w, sa, SaEventKind::ha_fenced);
@@ -664,6 +669,7 @@ void esp_output(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** outer, uint16
       fence_of = sa;
       fence = __atomic_load_n(&sa->fence, __ATOMIC_RELAXED);
       if (sa->fenced && sa->seq < fence) sa->fenced = false;  // the fence moved on: told again next time
+      fence = std::min(fence, __atomic_load_n(&sa->reserved, __ATOMIC_RELAXED));
     }
     if (pm.l2_len) {
       rte_pktmbuf_adj(m, pm.l2_len);

@@ -50,6 +50,10 @@ struct alignas(64) SaState {
   // published by the sync thread from the standby's acks (relaxed store, read as seq is); past
   // it the packet is dropped (ha_sa_fenced). No HA sync, or a standby: never reached.
   uint64_t fence = UINT64_MAX;
+  // Outbound, with a state dir (ha/reserve.h): the last sequence number written to disk, a block
+  // ahead (relaxed store by the reserving thread); past it the packet is dropped
+  // (sa_seq_unreserved) until the next block is written. None: never reached.
+  uint64_t reserved = UINT64_MAX;
   bool fenced = false;  // the owner told the control side it reached the fence (once, until it moves)
   uint64_t packets = 0, bytes = 0;
   uint64_t last_used_tsc = 0;

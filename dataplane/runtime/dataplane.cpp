@@ -1,5 +1,7 @@
 #include "runtime/dataplane.h"
 
+#include "ha/reserve.h"
+
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
@@ -152,6 +154,8 @@ std::optional<std::string> Dataplane::start(const Settings& s, uint32_t mtu,
   params.totals = [this] { return totals(); };
   params.max_sessions = settings.max_sessions;
   if (settings.fib_memory_mb) params.fib_plies = Lpm::plies_in(settings.fib_memory_mb);
+  if (sa_reserve)
+    params.sa_start = [r = sa_reserve](uint64_t tunnel, uint32_t spi) { return r->start_of(tunnel, spi); };
   if (auto e = controller.init(params)) return e;
 
   for (uint16_t q = 0; q < queues; q++) {

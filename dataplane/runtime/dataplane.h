@@ -24,7 +24,8 @@ namespace medix::dp {
 
 namespace ha {
 class Sync;
-}
+class Reserve;
+}  // namespace ha
 
 // One worker's own counters: its drops, its stages and its loop (GetRuntime, `drops --lcore`).
 struct LcoreStats {
@@ -63,6 +64,8 @@ struct Dataplane {
   std::atomic<bool> ha_draining{false};
   bool ha_sync = false;    // before start(): give workers sync rings (nat/sync.h)
   ha::Sync* ha = nullptr;  // the sync thread, when configured (main.cpp owns it)
+  // Outbound sequence numbers reserved on disk (--state-dir, ha/reserve.h); set before start().
+  ha::Reserve* sa_reserve = nullptr;
   // Per-stage cycle accounting (telemetry /medix/runtime,on|off; workers read it once a loop).
   std::atomic<bool> stage_timing{true};
   Settings settings;

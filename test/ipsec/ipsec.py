@@ -267,7 +267,7 @@ def drop_delta(before, after, only=None):
 
 ESP_DROPS = ("esp_truncated", "esp_unknown_spi", "esp_bad_icv", "esp_replayed", "esp_too_old",
              "esp_bad_padding", "esp_bad_next_header", "esp_selector_mismatch", "esp_ecn", "sa_expired",
-             "sa_seq_overflow", "ha_sa_fenced", "tunnel_no_sa", "handoff_full", "no_buffer", "tx_full", "punt_full")
+             "sa_seq_unreserved", "sa_seq_overflow", "ha_sa_fenced", "tunnel_no_sa", "handoff_full", "no_buffer", "tx_full", "punt_full")
 
 
 # --- SAs --------------------------------------------------------------------------------------

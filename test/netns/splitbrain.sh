@@ -20,10 +20,16 @@
 # (2) True split brain (the sync link and the segments cut): B becomes master and active too,
 #     A changes nothing; each crosses its own flows (a NAPT transfer through B, then one
 #     through A, the hosts' switch pointed at each in turn) and nothing of one is installed on
-#     the other; B also sends on t-fence. Healed: B yields to A's priority, is standby, drops its
-#     own sessions and resyncs: it holds A's sessions exactly (the flow A made during the split
-#     included), A holds none of B's; B withholds its acks of A's rounds (it sent on the SA past
-#     A's value), so A's fence stays.
+#     the other; both send on t-fence (B from its takeover's start, A up to its fence). Healed: B
+#     yields to A's priority, is standby, drops its own sessions and resyncs: it holds A's
+#     sessions exactly (the flow A made during the split included), A holds none of B's; B
+#     withholds its acks of A's rounds (it sent on the SA past A's value) and tells A its number:
+#     A's SA goes on above it, B acks again, and A sends on.
+# (2b) Sequence numbers on disk (--state-dir, docs/ha.md): B is killed and restarted with the
+#     sync link cut (it holds nothing of A), A sends to its fence, A is killed: B takes the SA
+#     over from the number it wrote before its last ack, above all A sent. Across (1), (2) and
+#     (2b), every ESP packet of t-fence on the archive's segment (captured) has a sequence number
+#     of its own: none was sent twice by either node.
 # (3) Both nodes started at once with equal priorities: within 10 s exactly one is master and
 #     active and the other backup and standby, whose resync completes; it stays so, and a flow
 #     through the winner reaches the other's table. Then the tie made sure of: both started
@@ -139,12 +145,38 @@ esp_tx() { mx_metric $MA 'medix_tunnel_tx_packets_total{tunnel="t-fence"}'; }
 fenced() { mx_metric $MA 'medix_drops_total{reason="ha_sa_fenced"}'; }
 at_fence() { mx_metric $MA 'medix_ha_sync_sas_fenced{state="at_fence"}'; }
 
+# The ESP of t-fence on the archive's segment (flooded to the bridge: nobody has its MAC), from
+# the start to (2b)'s end; esp_seqs prints the sequence numbers of SPI 8193, one a line.
+esp_seqs() {
+  "$MX_PY" - "$1" <<'PY'
+import struct, sys
+data = open(sys.argv[1], "rb").read()
+little = data[:4] == b"\xd4\xc3\xb2\xa1"
+at = 24
+while at + 16 <= len(data):
+    n = struct.unpack("<I" if little else ">I", data[at + 8:at + 12])[0]
+    frame = data[at + 16:at + 16 + n]
+    at += 16 + n
+    if len(frame) < 14 + 28 or frame[12:14] != b"\x08\x00" or frame[14 + 9] != 50:
+        continue
+    esp = 14 + (frame[14] & 15) * 4
+    spi, seq = struct.unpack(">II", frame[esp:esp + 8])
+    if spi == 8193:
+        print(seq)
+PY
+}
+# Outbound sequence numbers on disk, a block of 4000 a write (2 s of the tests' ESP at 2 kHz:
+# writes never hold a packet back, so the fence's exact counts stand).
+SEQ_ARGS_A=(--state-dir "$MX_TMP/state-a" --sa-seq-block 4000) SEQ_ARGS_B=(--state-dir "$MX_TMP/state-b" --sa-seq-block 4000)
+mkdir -p "$MX_TMP/state-a" "$MX_TMP/state-b"
 t0=$EPOCHREALTIME
-mx_pair_start A "$MX_TMP/config-a.json" --metrics-listen 127.0.0.1:$MA --ha-sync-sa-margin $FENCE_MARGIN && pass "node A ready" ||
-  { fail "node A did not start"; finish; }
+mx_pair_start A "$MX_TMP/config-a.json" --metrics-listen 127.0.0.1:$MA --ha-sync-sa-margin $FENCE_MARGIN "${SEQ_ARGS_A[@]}" &&
+  pass "node A ready" || { fail "node A did not start"; finish; }
 check "A becomes master of the group and active" mx_wait_eval 10 '[ "$(roles $A_PREFIX)" = "$AM" ]'
-mx_pair_start B "$MX_TMP/config-b.json" --metrics-listen 127.0.0.1:$MB --ha-sync-sa-margin $FENCE_MARGIN && pass "node B ready" ||
-  { fail "node B did not start"; finish; }
+mx_pair_start B "$MX_TMP/config-b.json" --metrics-listen 127.0.0.1:$MB --ha-sync-sa-margin $FENCE_MARGIN "${SEQ_ARGS_B[@]}" &&
+  pass "node B ready" || { fail "node B did not start"; finish; }
+mx_bg archive tcpdump -i br0 -U -s 96 -w "$MX_TMP/esp.pcap" esp 2>/dev/null
+CAPTURE_PID=$MX_LAST_PID
 check "B is backup and standby, its first resync done" \
   mx_wait_eval 10 '[ "$(roles $B_PREFIX)" = "$BS" ] && [ "$(mx_ha $B_PREFIX resyncs_completed)" -ge 1 ]'
 mx_serve archive $A_PORT
@@ -234,6 +266,11 @@ check_that "A changed nothing (master and active, no role change)" \
   '[ "$(roles $A_PREFIX)" = "$AM" ] && [ "$(mx_ha $A_PREFIX role_changes)" = "$rc_a" ]'
 split_flow B A y
 y=$PEER y_session=$FLOW
+# A flow through B's static NAT too (a translation of its own: it clashes with nothing on A).
+steer hosp-a-lan ethb
+before=$(mx_sessions "$B_PREFIX")
+check "a static transfer crosses B in the split" transfer hosp-a-lan $A_PORT s
+s_session=$(made "$B_PREFIX" "$before" "$PEER")
 # The fence's heal case: B, active in the split, sends on t-fence (the archive's switch points at
 # B); standby again, it must not ack A's rounds (A's fence would move into the numbers B used).
 b_esp_tx() { mx_metric $MB 'medix_tunnel_tx_packets_total{tunnel="t-fence"}'; }
@@ -246,10 +283,17 @@ b_tx=$(($(b_esp_tx) - ${b_tx0:-0}))
 check_that "B, active in the split, sends on t-fence too ($b_tx of 200)" '[ "$b_tx" -ge 150 ]'
 split_flow A B z
 z=$PEER z_session=$FLOW
+# A, still active, sends on t-fence too (the archive's switch points at A now): up to its fence.
+a_tx0=$(esp_tx)
+esp 200
+wait "$ESP_PID"
+a_tx=$(($(esp_tx) - a_tx0))
+check_that "A sends on t-fence in the split too ($a_tx of 200)" '[ "$a_tx" -ge 150 ]' 
 echo "    pool ports: B gave y $y, A gave z $z$([ "$y" = "$z" ] && echo ' (the same port: two flows, one on each node)')"
 check_that "nothing installed on either from the other during the split" \
   '[ "$(mx_ha $A_PREFIX installed)/$(mx_ha $B_PREFIX installed)" = "$installed_a/$installed_b" ]'
-steer hosp-d-lan none && steer archive none
+steer hosp-d-lan none && steer archive none && steer hosp-a-lan none
+overlap_a=$(mx_ha $A_PREFIX overlap_received) failed_a=$(mx_ha $A_PREFIX install_failed)
 segments off
 sync_link add
 healed=$EPOCHREALTIME
@@ -268,14 +312,72 @@ fi
 check "B dropped its own sessions on stepping down" grep -q "now standby: this node's sessions dropped" "$B_LOG"
 check "B withholds its acks: it sent on t-fence past A's value" \
   mx_wait_eval 5 '[ "$(mx_ha $B_PREFIX sa_acks_withheld)" -gt "$withheld" ]'
-check_that "... so A's fence stays: no ack taken since the split" '[ "$(mx_ha $A_PREFIX sa_acks_received)" = "$acks_a" ]'
+# A's fence must not move into B's numbers: B tells A its number, A's SA goes on above it and
+# only then does B ack (A's round then says at least B's number); the capture checks the wire.
+check "... and tells A its number: A's SA goes on above it" \
+  eval 'mx_wait_eval 5 "[ \"\$(mx_ha $A_PREFIX sas_raised)\" -ge 1 ]" && grep -q "go on above the numbers the standby sent" "$A_LOG"'
+check "B acks A's rounds again, and A's fence moves past its SA" \
+  mx_wait_eval 5 '[ "$(mx_ha $A_PREFIX sa_acks_received)" -gt "$acks_a" ] && [ "$(mx_ha $A_PREFIX sas_at_fence)" = 0 ]'
+a_tx0=$(esp_tx)
+esp 300
+wait "$ESP_PID"
+sleep 0.2
+a_tx=$(($(esp_tx) - a_tx0))
+check_that "A sends on t-fence after the heal ($a_tx of 300)" '[ "$a_tx" -ge 250 ]'
 check "B's bulk resync from A completes" mx_wait_eval 15 '[ "$(mx_ha $B_PREFIX resyncs_completed)" -gt "$resyncs" ]'
 sleep 0.3
 sa=$(mx_sessions "$A_PREFIX") sb=$(mx_sessions "$B_PREFIX")
-check_that "B holds exactly A's sessions ($(mx_json - "len(d)" <<<"$sa"), z included, y gone)" \
-  '[ "$sa" = "$sb" ] && holds $B_PREFIX "$z_session" && ! holds $B_PREFIX "$y_session"'
-check "A holds none of B's split-brain flows" eval '! holds $A_PREFIX "$y_session"'
+# The heal merges: B, yielding, hands A its sessions (flagged draining); A takes those that clash
+# with nothing of its own (s), and refuses y when A gave its pool port to z (A's flow wins).
+check_that "A took B's sessions as it yielded ($(($(mx_ha $A_PREFIX overlap_received) - overlap_a)) records)" \
+  '[ "$(mx_ha $A_PREFIX overlap_received)" -gt "$overlap_a" ] && holds $A_PREFIX "$s_session"'
+if [ "$y" = "$z" ]; then
+  check_that "... not y, on the pool port A gave z: A's own flow wins, the refusal counted" \
+    '! holds $A_PREFIX "$y_session" && [ "$(mx_ha $A_PREFIX install_failed)" -gt "$failed_a" ]'
+  check_that "B holds exactly A's sessions ($(mx_json - "len(d)" <<<"$sa"), z and s included, y gone)" \
+    '[ "$sa" = "$sb" ] && holds $B_PREFIX "$z_session" && holds $B_PREFIX "$s_session" && ! holds $B_PREFIX "$y_session"'
+else
+  check_that "... y too (its pool port $y is not z's $z on A)" 'holds $A_PREFIX "$y_session"'
+  check_that "B holds exactly A's sessions ($(mx_json - "len(d)" <<<"$sa"), z, s and y included)" \
+    '[ "$sa" = "$sb" ] && holds $B_PREFIX "$z_session" && holds $B_PREFIX "$s_session" && holds $B_PREFIX "$y_session"'
+fi
 check "B's VRRP stepped down for A's higher priority" grep -q "master -> backup (higher_priority)" "$B_LOG"
+
+# --- (2b) a node fresh from a restart takes a static SA over from the numbers it wrote ---------
+echo "== (2b) B restarted, holding nothing of A, takes t-fence over"
+check "B's numbers are on disk ($(mx_ctl $B_PREFIX ha-sync | grep '^seq file' | cut -c12-120))" \
+  eval '[ "$(mx_ha $B_PREFIX seq_sas)" = 1 ] && [ "$(mx_ha $B_PREFIX seq_writes)" -ge 1 ] && [ -z "$(mx_ha $B_PREFIX seq_error)" ]'
+mx_pair_kill B
+# Only A's end taken off: B binds its own, and nothing reaches or leaves A's.
+ip addr del "$SYNC_NET.1/32" dev "$SYNC_IF"
+mx_pair_start B "$MX_TMP/config-b.json" --metrics-listen 127.0.0.1:$MB --ha-sync-sa-margin $FENCE_MARGIN "${SEQ_ARGS_B[@]}" &&
+  pass "B killed and started again with the sync link cut" || { fail "node B did not start again"; finish; }
+check_that "B is backup and standby and has heard nothing of A's SAs" \
+  '[ "$(roles $B_PREFIX)" = "$BS" ] && [ "$(mx_ha $B_PREFIX sas_synced)" = 0 ]'
+# A goes on to its fence (B's last ack + margin - 1), then is killed.
+a_tx0=$(esp_tx)
+esp 2500
+wait "$ESP_PID"
+a_tx=$(($(esp_tx) - a_tx0))
+check_that "A sends on t-fence exactly to its fence, B's last ack + margin - 1 ($a_tx of 2500)" \
+  '[ "$a_tx" = $((FENCE_MARGIN - 1)) ] && [ "$(mx_ha $A_PREFIX sas_at_fence)" = 1 ]'
+mx_pair_kill A
+check "A killed: B becomes master and active" mx_wait_eval 10 '[ "$(roles $B_PREFIX)" = "$AM" ]'
+b_tx0=$(b_esp_tx)
+esp 300
+wait "$ESP_PID"
+sleep 0.3
+b_tx=$(($(b_esp_tx) - ${b_tx0:-0}))
+check_that "B sends on t-fence ($b_tx of 300)" '[ "$b_tx" -ge 250 ]'
+ip addr add "$SYNC_NET.1/32" dev "$SYNC_IF"
+kill -INT "$CAPTURE_PID"
+wait "$CAPTURE_PID"
+esp_seqs "$MX_TMP/esp.pcap" >"$MX_TMP/esp.seqs"
+n_seqs=$(wc -l <"$MX_TMP/esp.seqs") n_unique=$(sort -n -u "$MX_TMP/esp.seqs" | wc -l)
+check_that "on the wire, every t-fence sequence number once: $n_seqs packets captured, $n_unique numbers" \
+  '[ "$n_seqs" -gt 5000 ] && [ "$n_seqs" = "$n_unique" ]'
+check_that "B's first number after the takeover is above all A sent" \
+  '[ "$(tail -n "$b_tx" "$MX_TMP/esp.seqs" | sort -n | head -1)" -gt "$(head -n $((n_seqs - b_tx)) "$MX_TMP/esp.seqs" | sort -n | tail -1)" ]'
 fi
 
 # --- (3) both nodes started at once ----------------------------------------------------------

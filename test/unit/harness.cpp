@@ -21,7 +21,8 @@ rte_mempool* shared_pool(const char* name, uint16_t room) {
 }
 }  // namespace
 
-Harness::Harness(const std::string& config_json, uint16_t queues) {
+Harness::Harness(const std::string& config_json, uint16_t queues,
+                 std::function<uint64_t(uint64_t, uint32_t)> sa_start) {
   medix::dataplane::v1::Config config;
   if (!google::protobuf::util::JsonStringToMessage(config_json, &config).ok())
     throw std::runtime_error("test config is not valid JSON");
@@ -35,6 +36,7 @@ Harness::Harness(const std::string& config_json, uint16_t queues) {
   params.queues = queues;
   params.pool = pool;
   params.max_mtu = 9600;
+  params.sa_start = std::move(sa_start);
   params.max_sessions = settings_from(config.settings()).max_sessions;
   if (uint32_t mb = settings_from(config.settings()).fib_memory_mb) params.fib_plies = Lpm::plies_in(mb);
   if (auto e = controller.init(params)) throw std::runtime_error(*e);

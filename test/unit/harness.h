@@ -1,6 +1,7 @@
 #pragma once
 // A worker without a thread: tables built from a config text, counters, and tx buffers the
 // test inspects instead of flushing to a port.
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,7 +19,9 @@ struct Harness {
   // With `queues` > 1 the tables are built for that many workers (SAs and sessions get owners
   // among them) and `others` are workers 1.. with their hand-off rings: a test (or the
   // pipeline fuzzer, test/fuzz) plays each by calling process_handoff on what its ring holds.
-  explicit Harness(const std::string& config_json, uint16_t queues = 1);
+  // `sa_start`: outbound SAs' sequence numbers on disk (Committer::Params::sa_start).
+  explicit Harness(const std::string& config_json, uint16_t queues = 1,
+                   std::function<uint64_t(uint64_t, uint32_t)> sa_start = {});
   ~Harness();
 
   // Runs a frame through the whole pipeline of one burst, as if received on port `port`.

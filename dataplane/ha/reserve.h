@@ -1,0 +1,102 @@
+#pragma once
+// Outbound sequence numbers reserved on disk (docs/ha.md, "Sequence numbers that outlive a
+// restart"): a node writes, a block ahead, the highest sequence number it may send on each
+// outbound SA into a state file (`--state-dir DIR`: DIR/sa-seq), and an SA made when it starts
+// begins at the number written. So neither a restart nor a fresh node's takeover sends a
+// number (and, under AES-GCM, a nonce) again under a key that outlives them (a static SA).
+// The workers only compare: an SA's next number past what is on disk is dropped
+// (`sa_seq_unreserved`) until the next block is. A thread of its own writes: it reads each SA's
+// number every millisecond and writes the next block once the SA has used half of its own.
+// A standby also writes, before it acknowledges a round of the active's values, each SA's value
+// plus the margin: the active's fence stays below where this node starts after a restart.
+#include <atomic>
+#include <compare>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ipsec/sa.h"
+
+namespace medix::dp {
+
+struct Dataplane;
+
+namespace ha {
+
+// An outbound SA as the file names it: its tunnel (SaState::tunnel_id) and SPI.
+struct SeqKey {
+  uint64_t tunnel;
+  uint32_t spi;
+  auto operator<=>(const SeqKey&) const = default;
+};
+// Each SA's mark: the number a fresh start of it begins at (it sends the next one).
+using SeqMarks = std::map<SeqKey, uint64_t>;
+
+// The file: a first line "medix-dp sa-seq 1", then "TUNNEL SPI MARK" (hex, decimal, decimal)
+// a line. A missing file is empty; anything else unreadable is an error naming the file and
+// line (a node must not start its SAs at 0 by mistake).
+std::optional<std::string> read_seq_file(const std::string& path, SeqMarks& out);
+// Written whole to PATH.tmp, synced, renamed over PATH, the folder synced: durable when it
+// returns nothing. The error names the file and the system's reason.
+std::optional<std::string> write_seq_file(const std::string& path, const SeqMarks& marks);
+
+struct ReserveStatus {
+  bool configured = false;
+  std::string file;
+  uint64_t block = 0;
+  uint64_t sas = 0;          // outbound SAs under reservation
+  uint64_t sas_waiting = 0;  // of those, at their reserved number (dropping until the next block is written)
+  uint64_t writes = 0, write_failures = 0;
+  std::string error;        // the last write's failure, while writes fail ("" once one succeeds)
+  int64_t failing_ms = -1;  // how long writes have failed; -1: they do not
+};
+
+class Reserve {
+ public:
+  ~Reserve() { stop(); }
+  // Reads DIR/sa-seq; an error names the option or the file.
+  std::optional<std::string> open(const std::string& dir, uint64_t block);
+  bool configured() const { return !path_.empty(); }
+  uint64_t block() const { return block_; }
+  // The committer, for a new outbound SA: where its numbers start (0: never written).
+  uint64_t start_of(uint64_t tunnel, uint32_t spi) const;
+  // One pass over sas[1, slots): each outbound SA under reservation with less than half a block
+  // left gets its mark raised to its number + a block, all in one write; then every SA's
+  // reservation is what the file holds. The thread calls it every millisecond (tests do).
+  void pass(SaState* const* sas, uint32_t slots, uint64_t now_ns);
+  // Each (SA, number) made durable as a mark of at least that number (a block above, so that the
+  // next rounds need no write), then published to sas. False when the file could not be
+  // written: the caller must not act as if they were (the standby withholds its ack).
+  bool cover(SaState* const* sas, uint32_t slots, const std::vector<std::pair<SeqKey, uint64_t>>& floors,
+             uint64_t now_ns);
+  ReserveStatus status(uint64_t now_ns = 0) const;  // 0: now
+
+  // The thread, after a first pass (the config's SAs get their first block before the node is
+  // ready); an error says why it could not start.
+  std::optional<std::string> start(Dataplane& dp);
+  void stop();
+
+ private:
+  // pass() in three steps, so that the controller's lock (the SA table) is not held while the
+  // file is synced: what to raise (and the SAs live), the write, each SA's reservation.
+  SeqMarks plan(SaState* const* sas, uint32_t slots, std::vector<SeqKey>& live);
+  bool raise(const SeqMarks& wants, const std::vector<SeqKey>* live, uint64_t now_ns);
+  void publish(SaState* const* sas, uint32_t slots) const;
+
+  std::string path_;
+  uint64_t block_ = 0;
+  std::mutex write_mutex_;  // one write at a time: marks_ changes only under it
+  mutable std::mutex mutex_;
+  SeqMarks marks_;  // what the file holds
+  ReserveStatus s_;
+  uint64_t failing_since_ns_ = 0, retry_ns_ = 0;
+  std::thread thread_;
+  std::atomic<bool> stopping_{false};
+};
+
+}  // namespace ha
+}  // namespace medix::dp

@@ -1,0 +1,385 @@
+// Outbound sequence numbers reserved on disk (ha/reserve.h, docs/ha.md "Sequence numbers that
+// outlive a restart"): a restart or a fresh node's takeover never sends a number again.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <fstream>
+#include <set>
+
+#include "fixture.h"
+#include "ha/fence.h"
+#include "ha/reserve.h"
+#include "harness.h"
+#include "ipsec/sa.h"
+#include "nat/sync.h"
+
+using namespace frame;
+
+namespace {
+
+// A static tunnel t1 (AES-GCM both ways) from hosp to a carrier peer.
+const std::string config = R"({
+  "schema_version": 1,
+  "ports": [{"name": "p0", "device": "net_null0"}, {"name": "p1", "device": "net_null1"}],
+  "tenants": [{"name": "carrier"}, {"name": "hosp"}],
+  "interfaces": [
+    {"name": "c0", "tenant": "carrier", "port": "p0", "addresses": ["198.51.100.1/24"], "mac": "02:00:00:00:00:01"},
+    {"name": "h0", "tenant": "hosp", "port": "p1", "addresses": ["10.0.1.1/24"], "mac": "02:00:00:00:01:01"}
+  ],
+  "tunnels": [{"name": "t1", "tenant": "hosp", "underlay_tenant": "carrier", "local_address": "198.51.100.1",
+               "remote_address": "198.51.100.2", "remote_selectors": ["10.0.0.0/24"]}],
+  "routes": [{"tenant": "hosp", "prefix": "10.0.0.0/24", "via": {"interface": "t1"}}],
+  "neighbours": [{"interface": "c0", "address": "198.51.100.2", "mac": "02:00:00:00:00:02"},
+                 {"interface": "h0", "address": "10.0.1.10", "mac": "02:00:00:00:01:10"}],
+  "sas": [
+    {"spi": 4097, "tunnel": "t1", "inbound": true, "cipher": "AES_GCM_128",
+     "cipher_key": "AAECAwQFBgcICQoLDA0ODxAREhM="},
+    {"spi": 8193, "tunnel": "t1", "inbound": false, "cipher": "AES_GCM_128",
+     "cipher_key": "AAECAwQFBgcICQoLDA0ODxAREhM="}
+  ],
+  "settings": {"max_sessions": 1024}
+})";
+
+// A fresh folder under /tmp, removed with what it holds.
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char tmpl[] = "/tmp/medix-reserve-XXXXXX";
+    REQUIRE(mkdtemp(tmpl));
+    path = tmpl;
+  }
+  ~TempDir() { [[maybe_unused]] int rc = system(("rm -rf " + path).c_str()); }
+};
+
+SaState& outbound(Harness& h) {
+  for (const auto& f : h.tables->interfaces)
+    if (f.name == "t1") return *h.tables->sas[f.outbound_sa];
+  FAIL("no tunnel t1");
+  throw;
+}
+
+// `n` packets from the hospital into t1; the sequence numbers of those sent.
+std::vector<uint64_t> send(Harness& h, unsigned n) {
+  std::vector<uint64_t> seqs;
+  Bytes frame =
+      ether("02:00:00:00:01:01", "02:00:00:00:01:10", 0x0800) + ipv4("10.0.1.10", "10.0.0.5", 17, udp(1000, 9, 100));
+  while (n) {
+    unsigned k = std::min(n, 32u);
+    std::vector<Bytes> frames(k, frame);
+    process_burst(h.worker, 1, h.burst(frames).data(), uint16_t(k));
+    for (const auto& f : h.sent(0))
+      seqs.push_back(uint64_t(f[14 + 20 + 4]) << 24 | uint64_t(f[14 + 20 + 5]) << 16 | uint64_t(f[14 + 20 + 6]) << 8 |
+                     f[14 + 20 + 7]);
+    n -= k;
+  }
+  return seqs;
+}
+
+auto start_of(ha::Reserve& r) {
+  return [&r](uint64_t tunnel, uint32_t spi) { return r.start_of(tunnel, spi); };
+}
+
+uint64_t mark_on_disk(const std::string& dir, const SaState& sa) {
+  ha::SeqMarks marks;
+  REQUIRE_FALSE(ha::read_seq_file(dir + "/sa-seq", marks));
+  auto it = marks.find({sa.tunnel_id, sa.spi});
+  return it == marks.end() ? 0 : it->second;
+}
+
+// Every number of `more` is new to `used`; then they join it.
+bool none_again(std::set<uint64_t>& used, const std::vector<uint64_t>& more) {
+  bool fresh = true;
+  for (uint64_t s : more) fresh = used.insert(s).second && fresh;
+  return fresh;
+}
+
+}  // namespace
+
+TEST_CASE("sequence numbers on disk: the file round-trips; missing is empty; a bad one is refused by file and line") {
+  TempDir dir;
+  std::string file = dir.path + "/sa-seq";
+  ha::SeqMarks marks, back;
+  REQUIRE_FALSE(ha::read_seq_file(file, back));  // none yet: empty
+  CHECK(back.empty());
+  marks[{sa_tunnel_id("t1"), 8193}] = 1234567890123ull;
+  marks[{1, 7}] = 0;
+  REQUIRE_FALSE(ha::write_seq_file(file, marks));
+  REQUIRE_FALSE(ha::read_seq_file(file, back));
+  CHECK(back == marks);
+  CHECK(access((file + ".tmp").c_str(), F_OK) != 0);  // renamed, not left
+
+  for (const auto& [text, error] : std::vector<std::pair<std::string, std::string>>{
+           {"", "empty"},
+           {"medix-dp something 2\n", ":1: not a medix-dp sa-seq file"},
+           {"medix-dp sa-seq 1\nzz 1 2\n", ":2: not \"TUNNEL SPI MARK\""},
+           {"medix-dp sa-seq 1\n1 2 3\n1 2 3 4\n", ":3: not \"TUNNEL SPI MARK\""},
+           {"medix-dp sa-seq 1\n1 2\n", ":2: not"}}) {
+    std::ofstream(file) << text;
+    auto e = ha::read_seq_file(file, back);
+    REQUIRE(e);
+    CHECK(e->find(file) == 0);
+    CHECK(e->find(error) != std::string::npos);
+    CHECK(back.empty());  // nothing of a bad file is used
+  }
+  // A node with a bad file does not start (its SAs would start at 0).
+  ha::Reserve r;
+  auto e = r.open(dir.path, 100);
+  REQUIRE(e);
+  CHECK(e->find("--state-dir " + file + ":2") == 0);
+  CHECK_FALSE(r.configured());
+
+  // Not writable (a folder where the file goes): said with the file and why.
+  REQUIRE(mkdir((file + ".tmp").c_str(), 0700) == 0);
+  e = ha::write_seq_file(file, marks);
+  REQUIRE(e);
+  CHECK(e->find(file + ".tmp: cannot create it: ") == 0);
+}
+
+TEST_CASE(
+    "sequence numbers on disk: an SA sends nothing unwritten; a restart at any point never sends a number again") {
+  TempDir dir;
+  constexpr uint64_t block = 100;
+  std::set<uint64_t> used;
+  uint64_t now = 1;
+  {
+    ha::Reserve r;
+    REQUIRE_FALSE(r.open(dir.path, block));
+    Harness h(config, 1, start_of(r));
+    SaState& sa = outbound(h);
+    // Made before its first block is on disk: it sends nothing yet, and says why.
+    CHECK(sa.seq == 0);
+    CHECK(sa.reserved == 0);
+    CHECK(send(h, 5).empty());
+    CHECK(h.drops(Drop::sa_seq_unreserved) == 5);
+    CHECK(sa.drops_of(Drop::sa_seq_unreserved) == 5);
+    CHECK(r.status(now).sas == 0);  // no pass yet
+
+    r.pass(h.tables->sas, max_sas, now);
+    CHECK(sa.reserved == block);
+    CHECK(mark_on_disk(dir.path, sa) == block);
+    auto seqs = send(h, 40);
+    REQUIRE(seqs.size() == 40);
+    CHECK(seqs.front() == 1);
+    CHECK(none_again(used, seqs));
+    // Half a block left or more: no write.
+    r.pass(h.tables->sas, max_sas, now);
+    CHECK(r.status(now).writes == 1);
+    // Past half: the next block.
+    CHECK(send(h, 20).size() == 20);
+    r.pass(h.tables->sas, max_sas, now);
+    CHECK(r.status(now).writes == 2);
+    CHECK(sa.reserved == 2 * block);
+    // Faster than the writes: it stops at what is on disk, never past it.
+    seqs = send(h, 150);
+    REQUIRE(seqs.size() == 140);
+    CHECK(seqs.back() == 200);
+    CHECK(sa.seq == 200);
+    CHECK(h.drops(Drop::sa_seq_unreserved) == 5 + 10);
+    ha::ReserveStatus s = r.status(now);
+    CHECK(s.sas == 1);
+    CHECK(s.sas_waiting == 0);  // counted at the pass before
+    r.pass(h.tables->sas, max_sas, now);
+    CHECK(r.status(now).sas_waiting == 1);  // it was at its mark when the pass looked
+    CHECK(none_again(used, seqs));
+    CHECK(mark_on_disk(dir.path, sa) >= sa.seq);  // killed now, the file covers all it sent
+    seqs = send(h, 30);
+    CHECK(seqs.size() == 30);
+    CHECK(none_again(used, seqs));
+    CHECK(mark_on_disk(dir.path, sa) >= sa.seq);
+  }  // killed: no write at the end (there is none)
+  // Restarted, twice, on the same file: each starts past all it ever sent.
+  for (int restart = 0; restart < 2; restart++) {
+    ha::Reserve r;
+    REQUIRE_FALSE(r.open(dir.path, block));
+    Harness h(config, 1, start_of(r));
+    SaState& sa = outbound(h);
+    CHECK(sa.seq >= *used.rbegin());
+    CHECK(send(h, 3).empty());  // not yet written anew
+    r.pass(h.tables->sas, max_sas, now);
+    auto seqs = send(h, 70);
+    REQUIRE(seqs.size() == 70);
+    CHECK(seqs.front() > *used.rbegin());
+    CHECK(none_again(used, seqs));
+    CHECK(mark_on_disk(dir.path, sa) >= sa.seq);
+  }
+  // The control: without the file the SA starts at 0 and sends 1 again.
+  Harness plain(config);
+  CHECK(outbound(plain).reserved == UINT64_MAX);
+  auto seqs = send(plain, 1);
+  REQUIRE(seqs.size() == 1);
+  CHECK_FALSE(none_again(used, seqs));
+}
+
+TEST_CASE("sequence numbers on disk: a file that cannot be written stops the SA at its mark, counted and said") {
+  TempDir dir;
+  constexpr uint64_t block = 100;
+  ha::Reserve r;
+  REQUIRE_FALSE(r.open(dir.path, block));
+  Harness h(config, 1, start_of(r));
+  SaState& sa = outbound(h);
+  uint64_t now = 1000000000;
+  r.pass(h.tables->sas, max_sas, now);
+  CHECK(send(h, 60).size() == 60);
+  // The disk goes bad (a folder where the file is written: refused even to root).
+  std::string tmp = dir.path + "/sa-seq.tmp";
+  REQUIRE(mkdir(tmp.c_str(), 0700) == 0);
+  r.pass(h.tables->sas, max_sas, now);
+  ha::ReserveStatus s = r.status(now + 5000000);
+  CHECK(s.write_failures == 1);
+  CHECK(s.error.find(tmp + ": cannot create it: ") == 0);
+  CHECK(s.failing_ms == 5);
+  CHECK(sa.reserved == block);
+  auto seqs = send(h, 60);
+  CHECK(seqs.size() == 40);  // up to its mark, no further
+  CHECK(sa.seq == block);
+  CHECK(sa.drops_of(Drop::sa_seq_unreserved) == 20);
+  r.pass(h.tables->sas, max_sas, now + 1000);  // within the retry delay: not tried again
+  CHECK(r.status(now).write_failures == 1);
+  r.pass(h.tables->sas, max_sas, now + 200000000);
+  CHECK(r.status(now).write_failures == 2);
+  CHECK(r.status(now).sas_waiting == 1);
+  CHECK(send(h, 10).empty());
+  // Writable again: the SA goes on from where it stopped, and the error is gone.
+  REQUIRE(rmdir(tmp.c_str()) == 0);
+  r.pass(h.tables->sas, max_sas, now + 400000000);
+  s = r.status(now + 400000000);
+  CHECK(s.error.empty());
+  CHECK(s.failing_ms == -1);
+  CHECK(s.writes == 2);
+  seqs = send(h, 10);
+  REQUIRE(seqs.size() == 10);
+  CHECK(seqs.front() == block + 1);
+  // The standby's cover (before an ack) fails the same way, and says so to the caller.
+  REQUIRE(mkdir(tmp.c_str(), 0700) == 0);
+  CHECK_FALSE(r.cover(nullptr, 0, {{{sa.tunnel_id, sa.spi}, 100000}}, now + 800000000));
+  REQUIRE(rmdir(tmp.c_str()) == 0);
+  CHECK(r.cover(nullptr, 0, {{{sa.tunnel_id, sa.spi}, 100000}}, now + 1000000000));
+  CHECK(mark_on_disk(dir.path, sa) >= 100000);
+  CHECK(r.cover(nullptr, 0, {{{sa.tunnel_id, sa.spi}, 100000}}, now + 1000000000));  // covered: no write
+  CHECK(r.status(now).writes == 3);
+}
+
+TEST_CASE("sequence numbers on disk: a standby fresh from a restart takes over above the active's fence") {
+  // A active, B standby, one static outbound SA of the same intent, margin 1000. B writes each
+  // acked round's value + margin before its ack; A's fence follows the ack. B restarts (holds
+  // nothing of A), A goes on to its fence and dies, B takes over. (One harness at a time: the
+  // unit tests' EAL memory holds one.)
+  TempDir dir_b;
+  constexpr uint64_t margin = 1000, block = 100;
+  const ha::SeqKey key{sa_tunnel_id("t1"), 8193};
+  std::set<uint64_t> sent_a;
+  {
+    Harness a(config);
+    SaState& sa_a = outbound(a);
+    uint16_t slot_a = 0;
+    for (uint16_t s = 1; s < max_sas; s++)
+      if (a.tables->sas[s] == &sa_a) slot_a = s;
+    REQUIRE(slot_a);
+    REQUIRE(none_again(sent_a, send(a, 500)));
+    // B takes A's round whole and acks it once written.
+    ha::Reserve rb;
+    REQUIRE_FALSE(rb.open(dir_b.path, block));
+    REQUIRE(rb.cover(nullptr, 0, {{key, 500 + margin}}, 1));
+    ha::apply_fences(a.tables->sas, max_sas, {{slot_a, sa_a.spi, 500}}, margin);
+    CHECK(sa_a.fence == 500 + margin - 1);
+    // B stops; A sends to its fence, no further (no ack from a B that is down), and dies.
+    auto seqs = send(a, 1200);
+    CHECK(seqs.size() == margin - 1);
+    REQUIRE(none_again(sent_a, seqs));
+  }
+  // B fresh from its start holds nothing of A: it takes over from what it wrote.
+  ha::PeerSas nothing;  // a node that starts counts as having heard
+  std::vector<ha::TakeoverRecord> advances;
+  std::vector<uint64_t> floors;
+  auto take_over = [&](Harness& h) {
+    SaState& sa = outbound(h);
+    advances.clear();
+    CHECK(ha::take_over(h.tables->sas, max_sas, nothing, margin, advances, floors) == 0);
+    for (auto& t : advances)
+      if (!t.record.sa.inbound) sa.seq = std::max(sa.seq, t.record.sa.value);  // the worker's advance_sa
+  };
+  {
+    ha::Reserve rb;
+    REQUIRE_FALSE(rb.open(dir_b.path, block));
+    Harness b(config, 1, start_of(rb));
+    take_over(b);
+    rb.pass(b.tables->sas, max_sas, 1);
+    auto seqs = send(b, 50);
+    REQUIRE(seqs.size() == 50);
+    CHECK(seqs.front() > 500 + margin - 1);
+    std::set<uint64_t> all = sent_a;
+    CHECK(none_again(all, seqs));
+  }
+  // The control: without its file B would start at the margin, inside what A sent.
+  Harness unaware(config);
+  take_over(unaware);
+  auto seqs = send(unaware, 50);
+  REQUIRE(seqs.size() == 50);
+  std::set<uint64_t> all = sent_a;
+  CHECK_FALSE(none_again(all, seqs));
+}
+
+TEST_CASE("HA fence: at a split brain's heal the active goes on above the numbers the standby sent, then acks resume") {
+  // A active, B standby, one outbound SA, margin 1000. B acks A's round at 300; the split: B
+  // takes over from it and sends, A sends to its fence; healed, B is standby again and has sent
+  // past A's value: it withholds its ack and tells A its number, A goes on above it. B's copy of
+  // the SA is a bare SaState (one harness at a time fits the unit tests' memory).
+  constexpr uint64_t margin = 1000;
+  std::set<uint64_t> used;
+  Harness a(config);
+  SaState& sa_a = outbound(a);
+  uint16_t slot_a = 0;
+  for (uint16_t s = 1; s < max_sas; s++)
+    if (a.tables->sas[s] == &sa_a) slot_a = s;
+  SaState sa_b;
+  sa_b.spi = sa_a.spi;
+  sa_b.tunnel_id = sa_a.tunnel_id;
+  SaState* b_sas[2] = {nullptr, &sa_b};
+  REQUIRE(none_again(used, send(a, 300)));
+  ha::apply_fences(a.tables->sas, max_sas, {{slot_a, sa_a.spi, 300}}, margin);  // B acked the round at 300
+  ha::PeerSas held;
+  held.take(ha::round_record(sa_a, 0));
+  held.round(true);
+  // The split: B takes over from 300 and sends 200, A goes on to its fence.
+  std::vector<ha::TakeoverRecord> advances;
+  std::vector<uint64_t> floors;
+  REQUIRE(ha::take_over(b_sas, 2, held, margin, advances, floors) == 0);
+  for (auto& t : advances) sa_b.seq = std::max(sa_b.seq, t.record.sa.value);
+  CHECK(sa_b.seq == 300 + margin);
+  std::vector<uint64_t> by_b;
+  for (int i = 0; i < 200; i++) by_b.push_back(++sa_b.seq);  // as encapsulate numbers them
+  sa_b.packets = 200;
+  CHECK(none_again(used, by_b));
+  auto seqs = send(a, 1200);
+  CHECK(seqs.size() == margin - 1);
+  CHECK(none_again(used, seqs));
+  // Healed: A's round says 1299; B sent to 1500.
+  ha::SaValues round{{ha::name_of(sa_a), sa_a.seq}};
+  REQUIRE(ha::sent_past(b_sas, 2, round));
+  auto past = ha::past_records(b_sas, 2, round);
+  REQUIRE(past.size() == 1);
+  CHECK(past[0].sa.value == 1500);
+  CHECK(ha::name_of(past[0]) == ha::name_of(sa_a));
+  CHECK(send(a, 10).empty());  // without the raise A stays at its fence (a static SA: for good)
+  advances.clear();
+  CHECK(ha::raise_past(a.tables->sas, max_sas, past, advances) == 1);
+  REQUIRE(advances.size() == 1);
+  for (auto& t : advances) sa_a.seq = std::max(sa_a.seq, t.record.sa.value);  // the owner's advance_sa
+  CHECK(ha::raise_past(a.tables->sas, max_sas, past, advances) == 0);         // once applied: nothing more
+  // A's next round says 1500: B has not sent past it and acks; the fence moves on.
+  round = {{ha::name_of(sa_a), sa_a.seq}};
+  CHECK_FALSE(ha::sent_past(b_sas, 2, round));
+  CHECK(ha::past_records(b_sas, 2, round).empty());
+  ha::apply_fences(a.tables->sas, max_sas, {{slot_a, sa_a.spi, sa_a.seq}}, margin);
+  seqs = send(a, 100);
+  REQUIRE(seqs.size() == 100);
+  CHECK(seqs.front() == 1501);
+  CHECK(none_again(used, seqs));
+  // A number behind A's moves nothing.
+  SyncRecord behind = past[0];
+  behind.sa.value = 10;
+  advances.clear();
+  CHECK(ha::raise_past(a.tables->sas, max_sas, {behind}, advances) == 0);
+}
