@@ -71,6 +71,15 @@ void sa_setup(SaState& sa, const v1::SecurityAssociation& o, IMB_MGR* mgr) {
   IMB_AES_KEYEXP_128(mgr, iv_key, sa.iv_keys, unused);
 }
 
+// An SA and, spread outbound, its tx point with the packets still waiting there.
+void free_sa(SaState* sa) {
+  if (sa && sa->order) {
+    sa->order->release();
+    rte_free(sa->order);
+  }
+  rte_free(sa);
+}
+
 }  // namespace
 
 // Tunnels: interfaces without a port, in the same name space and slots.
@@ -148,6 +157,17 @@ std::optional<Error> build_sas(Committer::Build& b) {
       sa->tunnel = b.interface_slot_of(key.tunnel);
       sa->tunnel_id = sa_tunnel_id(key.tunnel);
       sa->owner = uint16_t(key.spi % b.c.params().queues);
+      // The tunnel goes in this transaction or came before it (check_sa).
+      auto tunnel = b.intent.tunnels.find(key.tunnel);
+      sa->spread = !key.inbound && tunnel != b.intent.tunnels.end() && tunnel->second.spread();
+      if (sa->spread) {
+        sa->order = static_cast<TxOrder*>(
+            rte_zmalloc_socket("sa_order", sizeof(TxOrder), RTE_CACHE_LINE_SIZE, int(b.c.params().socket)));
+        if (sa->order) new (sa->order) TxOrder();
+        ok = sa->order != nullptr;
+      }
+    }
+    if (ok) {
       slot = kept.free_sas.back();
       kept.free_sas.pop_back();
       kept.sas[slot] = sa;
@@ -157,7 +177,7 @@ std::optional<Error> build_sas(Committer::Build& b) {
     if (!ok) {
       for (auto [k, s] : b.new_sas) {
         if (k.inbound) rte_hash_del_key(kept.sa_index, &k.spi);
-        rte_free(kept.sas[s]);
+        free_sa(kept.sas[s]);
         kept.sas[s] = nullptr;
         kept.free_sas.push_back(s);
       }
@@ -165,7 +185,7 @@ std::optional<Error> build_sas(Committer::Build& b) {
         kept.sas[slot] = nullptr;
         kept.free_sas.push_back(slot);
       }
-      rte_free(sa);
+      free_sa(sa);
       b.revert_routes(b.ops.size());
       b.neighbours().release(b.release);
       return b.fail(Code::resource_exhausted, "SA " + std::to_string(key.spi) + ": cannot allocate it: " + more_memory,
@@ -216,7 +236,7 @@ void reclaim_sas(Committer::Build& b) {
   Kept& kept = b.ipsec_kept();
   for (int32_t pos : b.sa_release) rte_hash_free_key_with_position(kept.sa_index, pos);
   for (uint16_t slot : b.dead_sas) {
-    rte_free(kept.sas[slot]);
+    free_sa(kept.sas[slot]);
     kept.sas[slot] = nullptr;
     kept.free_sas.push_back(slot);
   }

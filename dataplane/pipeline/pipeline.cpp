@@ -291,8 +291,8 @@ void drop_shaped_on_stop(Worker& w) {
 void process_handoff(Worker& w, rte_mbuf** pkts, uint16_t n) {
   uint64_t t = stage_clock(w);
   IpInput ip;
-  rte_mbuf *decrypt[burst_size], *encrypt[burst_size], *cross[burst_size];
-  uint16_t n_decrypt = 0, n_encrypt = 0, n_cross = 0;
+  rte_mbuf *decrypt[burst_size], *encrypt[burst_size], *cross[burst_size], *ordered[burst_size];
+  uint16_t n_decrypt = 0, n_encrypt = 0, n_cross = 0, n_ordered = 0;
   if (w.trace) [[unlikely]]
     trace_step(w, TraceStep::handoff, pkts, n);
   for (uint16_t i = 0; i < n; i++) {
@@ -303,6 +303,7 @@ void process_handoff(Worker& w, rte_mbuf** pkts, uint16_t n) {
       case Handoff::nat: cross[n_cross++] = m; break;
       case Handoff::inject: append(w, ip.ours, &m, 1); break;
       case Handoff::transmit: transmit(w, m); break;
+      case Handoff::esp_ordered: ordered[n_ordered++] = m; break;
     }
   }
   if (n_cross) {
@@ -327,6 +328,18 @@ void process_handoff(Worker& w, rte_mbuf** pkts, uint16_t n) {
     t = account(w, Stage::esp_output, t, n_encrypt);
   }
   run_ip(w, t, ip);
+  // Spread SAs' packets, encrypted by any worker: in sequence order, then routed in the
+  // underlay (a hole may let out many at once: a batch at a time).
+  for (uint16_t left = n_ordered; n_ordered; n_ordered = left) {
+    OrderedSas sas;
+    left = esp_order(w, ordered, n_ordered, sas);
+    for (;;) {
+      IpInput out;
+      out.ours.n = esp_order_take(w, sas, out.ours.pkts);
+      if (!out.ours.n) break;
+      run_ip(w, stage_clock(w), out);
+    }
+  }
 }
 
 }  // namespace medix::dp
