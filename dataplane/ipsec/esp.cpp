@@ -670,6 +670,10 @@ bool encapsulate(Worker& w, SaState& sa, const InterfaceEntry& tunnel, rte_mbuf*
   return true;
 }
 
+// What each worker (by queue) encrypted for the spread SAs it owns, for its own tx point:
+// taken by the pipeline (esp_own_ordered) before the call that made them returns.
+Batch ordered_here[max_workers];
+
 // On its way from the worker that encrypted it to its SA's tx point, a spread SA's packet
 // carries these in fields only the pending queue uses (it is routed after the tx point): its
 // sequence number, the SA's slot, its inner bytes (the owner counts lifetimes) and, for one
@@ -696,6 +700,16 @@ struct SpreadRun {
   void flush(Worker& w, CbcBatch& cbc) {
     if (!n) return;
     SaState& s = *sa;
+    // The owner's own go straight to its tx point, not round its ring.
+    Batch& own = ordered_here[w.queue];
+    bool here = s.owner == w.queue && own.n + n <= std::size(own.pkts);
+    // No room for them on the owner's ring: dropped before they are numbered (a packet lost
+    // after would hold its SA back at the tx point) and before their crypto is spent.
+    if (unsigned room = here ? n : rte_ring_free_count(w.handoff[s.owner]); room < n) [[unlikely]] {
+      for (uint16_t i = uint16_t(room); i < n; i++) drop(w, pkts[i], Drop::handoff_full);
+      n = uint16_t(room);
+      if (!n) return;
+    }
     uint64_t first = __atomic_fetch_add(&s.seq, n, __ATOMIC_RELAXED) + 1;
     uint64_t bytes = 0;
     uint16_t sealed = 0;
@@ -727,7 +741,12 @@ struct SpreadRun {
       om.flags = uint8_t(meta_local | (om.flags & meta_classed));
       om.l2_len = 0;
     }
-    hand_off_burst(w, s.owner, pkts, n, Handoff::esp_ordered);
+    if (here) {
+      memcpy(own.pkts + own.n, pkts, n * sizeof(rte_mbuf*));
+      own.n = uint16_t(own.n + n);
+    } else {
+      hand_off_burst(w, s.owner, pkts, n, Handoff::esp_ordered);
+    }
     n = 0;
   }
 
@@ -837,6 +856,8 @@ void esp_output(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** outer, uint16
   if (w.trace) [[unlikely]]
     trace_encrypted(w, outer + first_outer, uint16_t(n_outer - first_outer));
 }
+
+Batch& esp_own_ordered(Worker& w) { return ordered_here[w.queue]; }
 
 uint16_t esp_order(Worker& w, rte_mbuf** pkts, uint16_t n, OrderedSas& sas) {
   const Tables& t = *w.tables;

@@ -33,6 +33,9 @@ struct OrderedSas {
     sas[n++] = sa;
   }
 };
+// What this worker encrypted for spread SAs it owns: for its tx point (esp_order) before the
+// pipeline call that made them returns.
+Batch& esp_own_ordered(Worker& w);
 // Places the packets; those that found their SA's window full (a hole as old as the window,
 // given up now) are moved to the front of `pkts`: place them again once esp_order_take has
 // emptied it. Returns how many.

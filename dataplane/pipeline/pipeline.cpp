@@ -127,7 +127,36 @@ struct IpInput {
   Batch to_check, checked, ours;
 };
 
+void run_passes(Worker& w, uint64_t t, IpInput& in);
+
+// Spread SAs' packets at their owner's tx point (from its ring, or encrypted here): put in
+// sequence order, then routed in the underlay (a hole may let out many at once: a batch at a
+// time).
+void send_ordered(Worker& w, rte_mbuf** pkts, uint16_t n) {
+  for (uint16_t left = n; n; n = left) {
+    OrderedSas sas;
+    left = esp_order(w, pkts, n, sas);
+    for (;;) {
+      IpInput out;
+      out.ours.n = esp_order_take(w, sas, out.ours.pkts);
+      if (!out.ours.n) break;
+      run_passes(w, stage_clock(w), out);
+    }
+  }
+}
+
+// The IP passes, then what they encrypted for spread SAs this worker owns.
 void run_ip(Worker& w, uint64_t t, IpInput& in) {
+  run_passes(w, t, in);
+  Batch& own = esp_own_ordered(w);
+  while (own.n) {
+    Batch now = own;
+    own.n = 0;
+    in_bursts(now, [&](rte_mbuf** p, uint16_t n) { send_ordered(w, p, n); });
+  }
+}
+
+void run_passes(Worker& w, uint64_t t, IpInput& in) {
   for (unsigned pass = 0; pass < max_passes; pass++) {
     if (!in.to_check.n && !in.checked.n && !in.ours.n && !w.originated->n) return;
     Batch arrived, decrypted, to_route;
@@ -327,19 +356,8 @@ void process_handoff(Worker& w, rte_mbuf** pkts, uint16_t n) {
     append(w, ip.ours, outer, n_outer);
     t = account(w, Stage::esp_output, t, n_encrypt);
   }
+  if (n_ordered) send_ordered(w, ordered, n_ordered);
   run_ip(w, t, ip);
-  // Spread SAs' packets, encrypted by any worker: in sequence order, then routed in the
-  // underlay (a hole may let out many at once: a batch at a time).
-  for (uint16_t left = n_ordered; n_ordered; n_ordered = left) {
-    OrderedSas sas;
-    left = esp_order(w, ordered, n_ordered, sas);
-    for (;;) {
-      IpInput out;
-      out.ours.n = esp_order_take(w, sas, out.ours.pkts);
-      if (!out.ours.n) break;
-      run_ip(w, stage_clock(w), out);
-    }
-  }
 }
 
 }  // namespace medix::dp
