@@ -58,6 +58,30 @@ def config(path, alg, spread):
         json.dump(cfg, f, indent=1)
 
 
+def worker_threads(pid, workers):
+    """/proc paths of the worker lcores' threads (lcore-worker-1 ..)."""
+    found = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                name = f.read().strip()
+        except OSError:
+            continue
+        for k in range(1, workers + 1):
+            if name in ("lcore-worker-%d" % k, "rte-worker-%d" % k):
+                found[k] = "/proc/%d/task/%s" % (pid, tid)
+    return [found[k] for k in sorted(found)]
+
+
+def on_cpu(task):
+    """ns the thread spent on a CPU (schedstat)."""
+    try:
+        with open(task + "/schedstat") as f:
+            return int(f.read().split()[0])
+    except OSError:
+        return 0
+
+
 def run_point(args, pcap, cfg, workers):
     """medix-dp with `workers` worker lcores (lcore 2 on CPU 0 beside the sleeping main lcore)."""
     prefix = fwd.new_prefix()
@@ -70,9 +94,15 @@ def run_point(args, pcap, cfg, workers):
     try:
         tel = fwd.wait_for(p, prefix, r"medix-dp: ready", args.start_timeout)
         try:
+            # Every worker thread's time on a CPU over the window: on a shared machine the
+            # workers do not get whole cores, so packets per CPU-second is given beside pps.
+            threads = []
             res = fwd.measure(p.pid, lambda: fwd.by_name(tel("/medix/ports"))["out"]["tx_packets"],
-                              args.warmup, args.window, lambda: tel("/medix/drops"))
-            d0, d1 = res.pop("samples")
+                              args.warmup, args.window,
+                              lambda: (tel("/medix/drops"), [on_cpu(t) for t in threads or
+                                                             threads.extend(worker_threads(p.pid, workers)) or threads]))
+            (d0, c0), (d1, c1) = res.pop("samples")
+            res["worker_cpu_s_per_s"] = round(sum(b - a for a, b in zip(c0, c1)) / 1e9 / args.window, 3)
             res["drops"] = {k: v - (d0 or {}).get(k, 0) for k, v in (d1 or {}).items() if v - (d0 or {}).get(k, 0)}
         finally:
             tel.close()
@@ -110,7 +140,8 @@ def main():
     for r in range(args.runs):
         for name, workers, spread in points:
             res = run_point(args, pcap, cfgs[spread], workers)
-            log("run %d %-9s %.3f Mpps  drops %s" % (r + 1, name, res["pps"] / 1e6, res["drops"]))
+            log("run %d %-9s %.3f Mpps on %.2f worker CPU-s/s  drops %s"
+                % (r + 1, name, res["pps"] / 1e6, res["worker_cpu_s_per_s"], res["drops"]))
             runs[name].append(res)
     inner_bits = args.size * 8
     results = {
@@ -129,7 +160,12 @@ def main():
             "workers": workers, "spread": spread, "mpps": round(best["pps"] / 1e6, 4),
             "inner_gbit_s": round(best["pps"] * inner_bits / 1e9, 3),
             "all_mpps": [round(x["pps"] / 1e6, 4) for x in runs[name]],
-            "drops": best["drops"], "worker1_cpu_share": best["cpu_share"], "steal": best["steal"]}
+            "drops": best["drops"], "worker_cpu_s_per_s": best["worker_cpu_s_per_s"],
+            "mpps_per_worker_cpu_s": round(best["pps"] / 1e6 / best["worker_cpu_s_per_s"], 4)
+            if best["worker_cpu_s_per_s"] else None,
+            "best_mpps_per_worker_cpu_s": max(round(x["pps"] / 1e6 / x["worker_cpu_s_per_s"], 4)
+                                              for x in runs[name] if x["worker_cpu_s_per_s"]),
+            "steal": best["steal"]}
     one = results["points"]["1w"]["mpps"]
     for p in results["points"].values():
         p["to_1w"] = round(p["mpps"] / one, 3) if one else None
@@ -140,8 +176,10 @@ def main():
         json.dump(results, f, indent=1)
         f.write("\n")
     for name, p in results["points"].items():
-        print("%-10s %7.3f Mpps  %6.2f Gbit/s inner  x%.2f of 1w  drops %s"
-              % (name, p["mpps"], p["inner_gbit_s"], p["to_1w"], p["drops"]))
+        print("%-10s %7.3f Mpps  %6.2f Gbit/s inner  x%.2f of 1w  on %.2f worker CPU-s/s  "
+              "best %.3f Mpps per worker CPU-s  drops %s"
+              % (name, p["mpps"], p["inner_gbit_s"], p["to_1w"], p["worker_cpu_s_per_s"],
+                 p["best_mpps_per_worker_cpu_s"], p["drops"]))
     log("results in %s (%.0f s)" % (out, results["elapsed_s"]))
     return 0
 

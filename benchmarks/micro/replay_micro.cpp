@@ -102,7 +102,7 @@ double shared_two(uint64_t n) {
   // Both threads ran at once: the wall time is for n packets over two cores.
   double c = double(__rdtsc() - t0) / double(n) * 2;
   if (ok[0] + ok[1] != n)
-    std::fprintf(stderr, "shared, two threads: %lu of %lu accepted (the slide race)\n",
+    std::fprintf(stderr, "shared, two threads: %lu of %lu accepted (the rest fell left of the window: one thread ran ahead; or the slide race)\n",
                  (unsigned long)(ok[0] + ok[1]), (unsigned long)n);
   delete r;
   return c;

@@ -384,7 +384,7 @@ cat >"$tmp/shaper.json" <<'JSON'
               "classes": [{"name": "all", "weight": 1}]}]}
 JSON
 expect "apply a shaper, and one on a tunnel" 0 '^version [0-9]+ \(3 changed\)$' -- apply "$tmp/shaper.json"
-expect "show tunnels: spread over the workers" 0 '^b-tun +b +core +100\.64\.0\.1 +100\.64\.0\.9 +esp +yes ' -- show tunnels
+expect "show tunnels: spread over the workers" 0 '^b-tun +b +core +100\.64\.0\.1 +100\.64\.0\.9 +esp +- +- +yes ' -- show tunnels
 expect "show shapers: the tunnel's" 0 '^t-shp +b-tun +12500000 +50000 +all ' -- show shapers
 expect "qos: the tunnel's shaper" 0 '^t-shp +all +[0-9.]+ ' -- qos --interval 100
 expect "delete a tunnel while shaped: refused" 1 'FAILED_PRECONDITION: .*tunnel "b-tun" is still used by' -- \
