@@ -102,7 +102,9 @@ double shared_two(uint64_t n) {
   // Both threads ran at once: the wall time is for n packets over two cores.
   double c = double(__rdtsc() - t0) / double(n) * 2;
   if (ok[0] + ok[1] != n)
-    std::fprintf(stderr, "shared, two threads: %lu of %lu accepted (the rest fell left of the window: one thread ran ahead; or the slide race)\n",
+    std::fprintf(stderr,
+                 "shared, two threads: %lu of %lu accepted (the rest fell left of the window: one thread ran ahead; or "
+                 "the slide race)\n",
                  (unsigned long)(ok[0] + ok[1]), (unsigned long)n);
   delete r;
   return c;
@@ -113,8 +115,9 @@ double shared_two(uint64_t n) {
 int main(int argc, char** argv) {
   uint64_t n = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 20'000'000;
   double a = best_of(5, n, owned), b = best_of(5, n, shared_one), c = best_of(5, n, shared_two);
-  std::printf("{\"packets\": %lu, \"window\": %u, \"owned_cycles\": %.2f, \"shared_one_thread_cycles\": %.2f, "
-              "\"shared_two_threads_core_cycles\": %.2f}\n",
-              (unsigned long)n, window, a, b, c);
+  std::printf(
+      "{\"packets\": %lu, \"window\": %u, \"owned_cycles\": %.2f, \"shared_one_thread_cycles\": %.2f, "
+      "\"shared_two_threads_core_cycles\": %.2f}\n",
+      (unsigned long)n, window, a, b, c);
   return 0;
 }
