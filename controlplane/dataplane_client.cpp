@@ -160,6 +160,7 @@ v1::Tunnel DataplaneClient::tunnel_of(const c1::Peer& p) const {
   t.set_encap_udp_port(4500);  // until an SA tells otherwise
   t.set_mtu(p.mtu());
   t.set_tcp_mss_clamp(p.tcp_mss_clamp());
+  t.set_spread(p.spread());
   for (const auto& s : p.local_selectors()) t.add_local_selectors(s);
   for (const auto& s : p.remote_selectors()) t.add_remote_selectors(s);
   return t;

@@ -118,12 +118,13 @@ void print_tunnels(std::ostream& out, const Objects& objects) {
                {"ENCAP"},
                {"MTU", true},
                {"MSS-CLAMP", true},
+               {"SPREAD"},
                {"SELECTORS"}});
   for (const auto& object : objects) {
     const auto& t = object.tunnel();
     table.row({t.name(), t.tenant(), t.underlay_tenant(), t.local_address(), t.remote_address(),
                t.encap_udp_port() ? "udp/" + num(t.encap_udp_port()) : "esp", t.mtu() ? num(t.mtu()) : "",
-               t.tcp_mss_clamp() ? num(t.tcp_mss_clamp()) : "",
+               t.tcp_mss_clamp() ? num(t.tcp_mss_clamp()) : "", t.spread() ? "yes" : "no",
                join(t.local_selectors()) + " <-> " + join(t.remote_selectors())});
   }
   table.print(out);

@@ -56,6 +56,7 @@ const char* handoff_name(uint8_t why) {
     case Handoff::nat: return "nat";
     case Handoff::inject: return "inject";
     case Handoff::transmit: return "transmit";
+    case Handoff::esp_ordered: return "esp_ordered";
   }
   return "?";
 }

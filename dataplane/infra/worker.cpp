@@ -66,4 +66,10 @@ void hand_off(Worker& w, uint16_t queue, rte_mbuf* m, Handoff why) {
   if (rte_ring_mp_enqueue(w.handoff[queue], m) != 0) drop(w, m, Drop::handoff_full);
 }
 
+void hand_off_burst(Worker& w, uint16_t queue, rte_mbuf** pkts, uint16_t n, Handoff why) {
+  for (uint16_t i = 0; i < n; i++) meta(pkts[i]).handoff = why;
+  unsigned done = rte_ring_mp_enqueue_burst(w.handoff[queue], reinterpret_cast<void**>(pkts), n, nullptr);
+  for (uint16_t i = uint16_t(done); i < n; i++) drop(w, pkts[i], Drop::handoff_full);
+}
+
 }  // namespace medix::dp

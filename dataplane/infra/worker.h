@@ -33,6 +33,7 @@ enum class Handoff : uint8_t {
   nat,          // to the owner of its session, to cross the core
   inject,       // from the exception port (IKE from the kernel): route it
   transmit,     // a whole frame the main lcore made (VRRP): send it on iface_out as it is
+  esp_ordered,  // encrypted by any worker: to its spread SA's tx point, the owner (ipsec/order.h)
 };
 
 // Stored in each mbuf's private area (our pools reserve it).
@@ -44,7 +45,8 @@ struct PacketMeta {
   uint8_t flags;
   uint32_t neighbour;  // the address to resolve on iface_out
   // Pending queue only: the interfaces' uids (a slot may be reused while the packet waits)
-  // and when ARP gives up (TSC).
+  // and when ARP gives up (TSC). Before it is routed, a spread SA's packet on its way to its
+  // tx point carries other things in them (ipsec/esp.cpp, mark_ordered).
   uint32_t in_uid, out_uid;
   Handoff handoff;
   uint8_t trace_id;  // the trace session that stamped `trace` (infra/trace.h)
@@ -321,5 +323,7 @@ void flush_tx(Worker& w);
 void originate(Worker& w, rte_mbuf* m);
 // Hands a packet to another worker's ring (the owner of its SA or session).
 void hand_off(Worker& w, uint16_t queue, rte_mbuf* m, Handoff why);
+// The same for a burst, with one enqueue.
+void hand_off_burst(Worker& w, uint16_t queue, rte_mbuf** pkts, uint16_t n, Handoff why);
 
 }  // namespace medix::dp

@@ -71,6 +71,15 @@ void sa_setup(SaState& sa, const v1::SecurityAssociation& o, IMB_MGR* mgr) {
   IMB_AES_KEYEXP_128(mgr, iv_key, sa.iv_keys, unused);
 }
 
+// An SA and, spread outbound, its tx point with the packets still waiting there.
+void free_sa(SaState* sa) {
+  if (sa && sa->order) {
+    sa->order->release();
+    rte_free(sa->order);
+  }
+  rte_free(sa);
+}
+
 }  // namespace
 
 // Tunnels: interfaces without a port, in the same name space and slots.
@@ -151,6 +160,20 @@ std::optional<Error> build_sas(Committer::Build& b) {
       // Numbers on disk (ha/reserve.h): it starts past what this node (or a peer it acked) may
       // have sent, and sends nothing until its first block is written.
       if (!key.inbound && b.c.params().sa_start) sa->seq = sa->reserved = b.c.params().sa_start(sa->tunnel_id, key.spi);
+      // The tunnel goes in this transaction or came before it (check_sa).
+      auto tunnel = b.intent.tunnels.find(key.tunnel);
+      sa->spread = !key.inbound && tunnel != b.intent.tunnels.end() && tunnel->second.spread();
+      if (sa->spread) {
+        sa->order = static_cast<TxOrder*>(
+            rte_zmalloc_socket("sa_order", sizeof(TxOrder), RTE_CACHE_LINE_SIZE, int(b.c.params().socket)));
+        if (sa->order) {
+          new (sa->order) TxOrder();
+          sa->order->next = sa->seq + 1;  // a start on disk: the first number it may send
+        }
+        ok = sa->order != nullptr;
+      }
+    }
+    if (ok) {
       slot = kept.free_sas.back();
       kept.free_sas.pop_back();
       kept.sas[slot] = sa;
@@ -160,7 +183,7 @@ std::optional<Error> build_sas(Committer::Build& b) {
     if (!ok) {
       for (auto [k, s] : b.new_sas) {
         if (k.inbound) rte_hash_del_key(kept.sa_index, &k.spi);
-        rte_free(kept.sas[s]);
+        free_sa(kept.sas[s]);
         kept.sas[s] = nullptr;
         kept.free_sas.push_back(s);
       }
@@ -168,7 +191,7 @@ std::optional<Error> build_sas(Committer::Build& b) {
         kept.sas[slot] = nullptr;
         kept.free_sas.push_back(slot);
       }
-      rte_free(sa);
+      free_sa(sa);
       b.revert_routes(b.ops.size());
       b.neighbours().release(b.release);
       return b.fail(Code::resource_exhausted, "SA " + std::to_string(key.spi) + ": cannot allocate it: " + more_memory,
@@ -219,7 +242,7 @@ void reclaim_sas(Committer::Build& b) {
   Kept& kept = b.ipsec_kept();
   for (int32_t pos : b.sa_release) rte_hash_free_key_with_position(kept.sa_index, pos);
   for (uint16_t slot : b.dead_sas) {
-    rte_free(kept.sas[slot]);
+    free_sa(kept.sas[slot]);
     kept.sas[slot] = nullptr;
     kept.free_sas.push_back(slot);
   }

@@ -47,7 +47,10 @@ bool same_icv(const uint8_t* a, const uint8_t* b, unsigned n) {
 // A drop that counts against the SA too, by the same reason.
 void sa_drop(Worker& w, SaState& sa, rte_mbuf* m, Drop reason) {
   static_assert(counts_against_sa(Drop::esp_truncated) && counts_against_sa(Drop::ha_sa_fenced));
-  bump(sa.drops_of(reason));
+  if (sa.spread)
+    __atomic_fetch_add(&sa.drops_of(reason), 1, __ATOMIC_RELAXED);  // any of its workers drops
+  else
+    bump(sa.drops_of(reason));
   drop(w, m, reason);
 }
 
@@ -511,7 +514,7 @@ struct CbcBatch {
       memcpy(p.icv, tags[i], p.sa->icv_len);
       if (p.failed && n_failed < std::size(failed_pkts)) {
         failed_pkts[n_failed++] = p.m;
-        bump(p.sa->drops_of(Drop::esp_crypto_failed));
+        if (!p.sa->spread) bump(p.sa->drops_of(Drop::esp_crypto_failed));  // spread: its tx point counts it
       }
     }
     n = 0;
@@ -523,24 +526,53 @@ struct CbcBatch {
   }
 };
 
-// Encrypts one packet that starts at its inner IPv4 header; false if it was dropped. `fence`:
-// the lower of the SA's fence and reservation, as read once for this burst's run of its packets.
-bool encapsulate(Worker& w, SaState& sa, const InterfaceEntry& tunnel, rte_mbuf* m, CbcBatch& cbc, uint64_t fence) {
+// A packet's room for ESP, made before it is numbered: what sealing it needs.
+struct Room {
+  uint8_t* head;  // where the outer header starts
+  uint32_t inner_len, padded;
+  uint8_t tos;
+  bool inner_df;
+};
+
+// The part of encapsulation that may fail before a sequence number is spent: the SA still
+// usable, one segment, headroom and tailroom. MSS clamped, padding and trailer written.
+bool make_room(Worker& w, SaState& sa, const InterfaceEntry& tunnel, rte_mbuf* m, Room& r) {
   if (m->nb_segs > 1 && rte_pktmbuf_linearize(m) != 0) {
     drop(w, m, Drop::no_buffer);
     return false;
   }
-  if (sa.life == SaLife::hard_expired) {
+  if (__atomic_load_n(&sa.life, __ATOMIC_RELAXED) == SaLife::hard_expired) {
     sa_drop(w, sa, m, Drop::sa_expired);
     return false;
   }
-  uint64_t seq = sa.seq + 1;
+  if (tunnel.mss_clamp) clamp_mss(m, 0, tunnel.mss_clamp);
+  const auto* inner_ip = rte_pktmbuf_mtod(m, const rte_ipv4_hdr*);
+  r.tos = inner_ip->type_of_service;
+  if (tunnel.outer_dscp >= 0) r.tos = uint8_t(tunnel.outer_dscp << 2 | (r.tos & 3));  // DSCP_SET; ECN still copied
+  r.inner_df = inner_ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG);
+  r.inner_len = rte_pktmbuf_pkt_len(m);
+  r.padded = RTE_ALIGN_CEIL(r.inner_len + 2, sa.block);
+  uint32_t pad = r.padded - r.inner_len - 2;
+  uint16_t outer = uint16_t(sizeof(rte_ipv4_hdr) + (tunnel.remote_port ? sizeof(rte_udp_hdr) : 0));
+  auto* tail = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, uint16_t(pad + 2 + sa.icv_len)));
+  r.head = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, uint16_t(outer + esp_header + sa.iv_len)));
+  if (!tail || !r.head) {
+    drop(w, m, Drop::no_buffer);
+    return false;
+  }
+  for (uint32_t k = 0; k < pad; k++) tail[k] = uint8_t(k + 1);
+  tail[pad] = uint8_t(pad);
+  tail[pad + 1] = IPPROTO_IPIP;
+  return true;
+}
+
+// Whether sequence number seq may go out on the SA; else why not (told to the control side
+// once). Any worker of a spread SA may get here: the flags are swapped atomically.
+bool may_send(Worker& w, SaState& sa, uint64_t seq, uint64_t fence, Drop& reason) {
   if (!sa.esn && seq > UINT32_MAX) {  // RFC 4303 3.3.3: never cycle; IKE must rekey
-    if (sa.life != SaLife::hard_expired) {
-      sa.life = SaLife::hard_expired;
+    if (__atomic_exchange_n(&sa.life, SaLife::hard_expired, __ATOMIC_RELAXED) != SaLife::hard_expired)
       sa_event(w, sa, SaEventKind::sequence_overflow);
-    }
-    sa_drop(w, sa, m, Drop::sa_seq_overflow);
+    reason = Drop::sa_seq_overflow;
     return false;
   }
   // HA (docs/ha.md, "The fence"): past what the standby acknowledged plus the margin, a node
@@ -548,41 +580,28 @@ bool encapsulate(Worker& w, SaState& sa, const InterfaceEntry& tunnel, rte_mbuf*
   if (seq > fence) [[unlikely]] {
     // Not yet on disk (ha/reserve.h): sent, a restart could send it again.
     if (seq > __atomic_load_n(&sa.reserved, __ATOMIC_RELAXED)) {
-      sa_drop(w, sa, m, Drop::sa_seq_unreserved);
+      reason = Drop::sa_seq_unreserved;
       return false;
     }
-    if (!sa.fenced) {
-      sa.fenced = true;
-      sa_event(w, sa, SaEventKind::ha_fenced);
-    }
-    sa_drop(w, sa, m, Drop::ha_sa_fenced);
+    if (!__atomic_exchange_n(&sa.fenced, true, __ATOMIC_RELAXED)) sa_event(w, sa, SaEventKind::ha_fenced);
+    reason = Drop::ha_sa_fenced;
     return false;
   }
-  if (tunnel.mss_clamp) clamp_mss(m, 0, tunnel.mss_clamp);
-  const auto* inner_ip = rte_pktmbuf_mtod(m, const rte_ipv4_hdr*);
-  uint8_t tos = inner_ip->type_of_service;
-  if (tunnel.outer_dscp >= 0) tos = uint8_t(tunnel.outer_dscp << 2 | (tos & 3));  // DSCP_SET; ECN still copied
-  bool inner_df = inner_ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG);
-  uint32_t inner_len = rte_pktmbuf_pkt_len(m);
-  uint32_t padded = RTE_ALIGN_CEIL(inner_len + 2, sa.block);
-  uint32_t pad = padded - inner_len - 2;
+  return true;
+}
+
+// ESP with sequence number seq in the room made: header, crypto (CBC: queued on `cbc`), the
+// outer header.
+void seal(Worker& w, SaState& sa, const InterfaceEntry& tunnel, rte_mbuf* m, const Room& r, uint64_t seq,
+          uint16_t ip_id, CbcBatch& cbc) {
   bool udp = tunnel.remote_port != 0;
   uint16_t outer = uint16_t(sizeof(rte_ipv4_hdr) + (udp ? sizeof(rte_udp_hdr) : 0));
-  auto* tail = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, uint16_t(pad + 2 + sa.icv_len)));
-  auto* head = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, uint16_t(outer + esp_header + sa.iv_len)));
-  if (!tail || !head) {
-    drop(w, m, Drop::no_buffer);
-    return false;
-  }
-  for (uint32_t k = 0; k < pad; k++) tail[k] = uint8_t(k + 1);
-  tail[pad] = uint8_t(pad);
-  tail[pad + 1] = IPPROTO_IPIP;
-  uint8_t* esp = head + outer;
+  uint8_t* esp = r.head + outer;
   put_be32(esp, sa.spi);
   put_be32(esp + 4, uint32_t(seq));
   uint8_t* iv = esp + esp_header;
   uint8_t* payload = iv + sa.iv_len;
-  uint8_t* icv = payload + padded;
+  uint8_t* icv = payload + r.padded;
   if (gcm(sa)) {
     // RFC 4106: the IV must never repeat under a key; the sequence number never does.
     uint64_t iv_value = rte_cpu_to_be_64(seq);
@@ -597,39 +616,39 @@ bool encapsulate(Worker& w, SaState& sa, const InterfaceEntry& tunnel, rte_mbuf*
     } else {
       memcpy(aad + 4, esp + 4, 4);
     }
-    gcm_crypt(w, sa, true, payload, padded, iv, aad, aad_len, icv);
+    gcm_crypt(w, sa, true, payload, r.padded, iv, aad, aad_len, icv);
   } else {
-    uint32_t hashed = esp_header + sa.iv_len + padded;
+    uint32_t hashed = esp_header + sa.iv_len + r.padded;
     if (sa.esn) {
       put_be32(icv, uint32_t(seq >> 32));
       hashed += 4;
     }
-    cbc.add(w, {m, &sa, esp, icv, padded, hashed, 0}, seq);
+    cbc.add(w, {m, &sa, esp, icv, r.padded, hashed, 0}, seq);
   }
-  sa.seq = seq;
 
   // The outer header is built in registers and its checksum summed from the same values:
   // summing it back from memory would wait for the narrow stores just made.
-  bool df = tunnel.df_mode == 2 || ((tunnel.df_mode == 0 || tunnel.df_mode == 1) && inner_df);
-  uint16_t total = uint16_t(rte_pktmbuf_pkt_len(m)), id = w.ip_id++;
+  bool df = tunnel.df_mode == 2 || ((tunnel.df_mode == 0 || tunnel.df_mode == 1) && r.inner_df);
+  uint16_t total = uint16_t(rte_pktmbuf_pkt_len(m));
   uint16_t fragment = df ? RTE_IPV4_HDR_DF_FLAG : 0;
   uint8_t proto = udp ? IPPROTO_UDP : IPPROTO_ESP;
-  uint32_t sum = (uint32_t(RTE_IPV4_VHL_DEF) << 8 | tos) + total + id + fragment + (uint32_t(tunnel.ttl) << 8 | proto) +
-                 (tunnel.local >> 16) + (tunnel.local & 0xffff) + (tunnel.remote >> 16) + (tunnel.remote & 0xffff);
+  uint32_t sum = (uint32_t(RTE_IPV4_VHL_DEF) << 8 | r.tos) + total + ip_id + fragment +
+                 (uint32_t(tunnel.ttl) << 8 | proto) + (tunnel.local >> 16) + (tunnel.local & 0xffff) +
+                 (tunnel.remote >> 16) + (tunnel.remote & 0xffff);
   sum = (sum & 0xffff) + (sum >> 16);
   sum = (sum & 0xffff) + (sum >> 16);
   rte_ipv4_hdr outer_ip;
   outer_ip.version_ihl = RTE_IPV4_VHL_DEF;
-  outer_ip.type_of_service = tos;  // DSCP copied or set, ECN copied (RFC 6040 normal mode)
+  outer_ip.type_of_service = r.tos;  // DSCP copied or set, ECN copied (RFC 6040 normal mode)
   outer_ip.total_length = rte_cpu_to_be_16(total);
-  outer_ip.packet_id = rte_cpu_to_be_16(id);
+  outer_ip.packet_id = rte_cpu_to_be_16(ip_id);
   outer_ip.fragment_offset = rte_cpu_to_be_16(fragment);
   outer_ip.time_to_live = tunnel.ttl;
   outer_ip.next_proto_id = proto;
   outer_ip.hdr_checksum = rte_cpu_to_be_16(uint16_t(~sum));
   outer_ip.src_addr = rte_cpu_to_be_32(tunnel.local);
   outer_ip.dst_addr = rte_cpu_to_be_32(tunnel.remote);
-  auto* ip = reinterpret_cast<rte_ipv4_hdr*>(head);
+  auto* ip = reinterpret_cast<rte_ipv4_hdr*>(r.head);
   memcpy(ip, &outer_ip, sizeof outer_ip);
   if (udp) {
     auto* u = reinterpret_cast<rte_udp_hdr*>(ip + 1);
@@ -638,9 +657,118 @@ bool encapsulate(Worker& w, SaState& sa, const InterfaceEntry& tunnel, rte_mbuf*
     u->dgram_len = rte_cpu_to_be_16(uint16_t(rte_pktmbuf_pkt_len(m) - sizeof(rte_ipv4_hdr)));
     u->dgram_cksum = 0;  // RFC 3948: zero for ESP in UDP over IPv4
   }
-  account(w, sa, inner_len);
+}
+
+// Encrypts one packet that starts at its inner IPv4 header, on the SA's owner; false if it
+// was dropped. `fence`: the lower of the SA's fence and reservation, as read once for this
+// burst's run of its packets.
+bool encapsulate(Worker& w, SaState& sa, const InterfaceEntry& tunnel, rte_mbuf* m, CbcBatch& cbc, uint64_t fence) {
+  Room r;
+  if (!make_room(w, sa, tunnel, m, r)) return false;
+  uint64_t seq = sa.seq + 1;
+  if (Drop reason; !may_send(w, sa, seq, fence, reason)) {
+    sa_drop(w, sa, m, reason);
+    return false;
+  }
+  seal(w, sa, tunnel, m, r, seq, w.ip_id++, cbc);
+  sa.seq = seq;
+  account(w, sa, r.inner_len);
   return true;
 }
+
+// What each worker (by queue) encrypted for the spread SAs it owns, for its own tx point:
+// taken by the pipeline (esp_own_ordered) before the call that made them returns.
+Batch ordered_here[max_workers];
+
+// On its way from the worker that encrypted it to its SA's tx point, a spread SA's packet
+// carries these in fields only the pending queue uses (it is routed after the tx point): its
+// sequence number, the SA's slot, its inner bytes (the owner counts lifetimes) and, for one
+// that must not leave, why (+1; 0: send it).
+void mark_ordered(rte_mbuf* m, uint64_t seq, uint16_t sa_slot, uint32_t inner_len, int reason) {
+  PacketMeta& pm = meta(m);
+  pm.deadline = seq;
+  pm.in_uid = inner_len;
+  pm.out_uid = uint32_t(sa_slot) | uint32_t(reason + 1) << 16;
+}
+
+// The packets of one spread SA in an esp_output call, their room made: numbered with one
+// atomic add on the SA's counter, encrypted on this worker, handed to the owner's tx point.
+// A packet that must not leave goes too, marked, so that its number leaves no hole there.
+struct SpreadRun {
+  SaState* sa = nullptr;
+  const InterfaceEntry* tunnel = nullptr;
+  uint16_t slot = 0;  // the tunnel's interface slot
+  uint64_t fence = UINT64_MAX;
+  uint16_t n = 0;
+  rte_mbuf* pkts[2 * burst_size];
+  Room rooms[2 * burst_size];
+
+  void flush(Worker& w, CbcBatch& cbc) {
+    if (!n) return;
+    SaState& s = *sa;
+    // The owner's own go straight to its tx point, not round its ring.
+    Batch& own = ordered_here[w.queue];
+    bool here = s.owner == w.queue && own.n + n <= std::size(own.pkts);
+    // No room for them on the owner's ring: dropped before they are numbered (a packet lost
+    // after would hold its SA back at the tx point) and before their crypto is spent.
+    if (unsigned room = here ? n : rte_ring_free_count(w.handoff[s.owner]); room < n) [[unlikely]] {
+      for (uint16_t i = uint16_t(room); i < n; i++) drop(w, pkts[i], Drop::handoff_full);
+      n = uint16_t(room);
+      if (!n) return;
+    }
+    uint64_t first = __atomic_fetch_add(&s.seq, n, __ATOMIC_RELAXED) + 1;
+    uint64_t bytes = 0;
+    uint16_t sealed = 0;
+    for (uint16_t i = 0; i < n; i++) {
+      uint64_t seq = first + i;
+      Drop reason;
+      if (!may_send(w, s, seq, fence, reason)) {
+        mark_ordered(pkts[i], seq, tunnel->outbound_sa, 0, int(reason));
+        continue;
+      }
+      // The outer IP ID from the sequence number: unique per tunnel whichever worker sends.
+      seal(w, s, *tunnel, pkts[i], rooms[i], seq, uint16_t(seq), cbc);
+      mark_ordered(pkts[i], seq, tunnel->outbound_sa, rooms[i].inner_len, -1);
+      bytes += rooms[i].inner_len;
+      sealed++;
+    }
+    cbc.run(w);  // every job done before the packets leave this core
+    for (uint16_t i = 0; i < n && cbc.n_failed; i++)
+      if (cbc.failed_packet(pkts[i])) {
+        mark_ordered(pkts[i], meta(pkts[i]).deadline, tunnel->outbound_sa, 0, int(Drop::esp_crypto_failed));
+        sealed--;
+      }
+    bump(w.counters->interfaces[slot].tx_packets, sealed);
+    bump(w.counters->interfaces[slot].tx_bytes, bytes);
+    bump(w.counters->tenants[tunnel->tenant].tx_packets, sealed);
+    for (uint16_t i = 0; i < n; i++) {
+      PacketMeta& om = meta(pkts[i]);
+      om.tenant = tunnel->underlay;
+      om.flags = uint8_t(meta_local | (om.flags & meta_classed));
+      om.l2_len = 0;
+    }
+    if (here) {
+      memcpy(own.pkts + own.n, pkts, n * sizeof(rte_mbuf*));
+      own.n = uint16_t(own.n + n);
+    } else {
+      hand_off_burst(w, s.owner, pkts, n, Handoff::esp_ordered);
+    }
+    n = 0;
+  }
+
+  // Makes the packet's room; packets of another SA first send this run's on.
+  void add(Worker& w, SaState& s, const InterfaceEntry& t, uint16_t tunnel_slot, uint64_t sa_fence, rte_mbuf* m,
+           CbcBatch& cbc) {
+    if (sa != &s || n == std::size(pkts)) {
+      flush(w, cbc);
+      sa = &s;
+      tunnel = &t;
+      slot = tunnel_slot;
+      fence = sa_fence;
+    }
+    if (make_room(w, s, t, m, rooms[n])) pkts[n++] = m;
+  }
+};
 
 }  // namespace
 
@@ -648,6 +776,7 @@ void esp_output(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** outer, uint16
   const Tables& t = *w.tables;
   uint16_t first_outer = n_outer;
   CbcBatch cbc;
+  SpreadRun spread;
   // The fence of the SA whose packets come now: one relaxed load a run of them, not a packet.
   const SaState* fence_of = nullptr;
   uint64_t fence = UINT64_MAX;
@@ -661,14 +790,15 @@ void esp_output(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** outer, uint16
       drop(w, m, Drop::tunnel_no_sa);
       continue;
     }
-    if (sa->owner != w.queue) {
+    if (sa->owner != w.queue && !sa->spread) {
       hand_off(w, sa->owner, m, Handoff::esp_encrypt);
       continue;
     }
     if (sa != fence_of) {
       fence_of = sa;
       fence = __atomic_load_n(&sa->fence, __ATOMIC_RELAXED);
-      if (sa->fenced && sa->seq < fence) sa->fenced = false;  // the fence moved on: told again next time
+      if (__atomic_load_n(&sa->fenced, __ATOMIC_RELAXED) && __atomic_load_n(&sa->seq, __ATOMIC_RELAXED) < fence)
+        __atomic_store_n(&sa->fenced, false, __ATOMIC_RELAXED);  // the fence moved on: told again next time
       fence = std::min(fence, __atomic_load_n(&sa->reserved, __ATOMIC_RELAXED));
     }
     if (pm.l2_len) {
@@ -696,6 +826,10 @@ void esp_output(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** outer, uint16
     }
     for (int32_t k = 0; k < n_parts; k++) {
       rte_mbuf* p = parts[k];
+      if (sa->spread) {
+        spread.add(w, *sa, tunnel, slot, fence, p, cbc);
+        continue;
+      }
       uint32_t bytes = rte_pktmbuf_pkt_len(p);
       if (!encapsulate(w, *sa, tunnel, p, cbc, fence)) continue;
       bump(w.counters->interfaces[slot].tx_packets);
@@ -714,6 +848,7 @@ void esp_output(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** outer, uint16
       }
     }
   }
+  spread.flush(w, cbc);
   cbc.run(w);
   if (cbc.n_failed) {
     uint16_t kept = 0;
@@ -727,6 +862,76 @@ void esp_output(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** outer, uint16
   }
   if (w.trace) [[unlikely]]
     trace_encrypted(w, outer + first_outer, uint16_t(n_outer - first_outer));
+}
+
+Batch& esp_own_ordered(Worker& w) { return ordered_here[w.queue]; }
+
+uint16_t esp_order(Worker& w, rte_mbuf** pkts, uint16_t n, OrderedSas& sas) {
+  const Tables& t = *w.tables;
+  uint16_t again = 0;
+  for (uint16_t i = 0; i < n; i++) {
+    rte_mbuf* m = pkts[i];
+    const PacketMeta& pm = meta(m);
+    SaState* sa = t.sas && uint16_t(pm.out_uid) < max_sas ? t.sas[uint16_t(pm.out_uid)] : nullptr;
+    bool send = pm.out_uid >> 16 == 0;
+    const auto* ip = rte_pktmbuf_mtod(m, const rte_ipv4_hdr*);
+    uint16_t esp_off = uint16_t(sizeof(rte_ipv4_hdr) + (ip->next_proto_id == IPPROTO_UDP ? sizeof(rte_udp_hdr) : 0));
+    // The SA went (deleted, its slot maybe reused) while the packet was on its way.
+    if (!sa || !sa->order || sa->owner != w.queue ||
+        (send && be32_at(rte_pktmbuf_mtod_offset(m, const uint8_t*, esp_off)) != sa->spi)) {
+      drop(w, m, Drop::tunnel_no_sa);
+      continue;
+    }
+    TxOrder& order = *sa->order;
+    switch (order.place(m, pm.deadline)) {
+      case TxOrder::held_back: sas.add(sa); break;
+      case TxOrder::late_one:  // its turn was given up: it goes now
+        sas.late_sa[sas.n_late] = sa;
+        sas.late[sas.n_late++] = m;
+        break;
+      case TxOrder::window_full:  // a hole as old as the window: given up, taken, placed again
+        order.skip_hole();
+        sas.add(sa);
+        pkts[again++] = m;
+        break;
+    }
+  }
+  return again;
+}
+
+namespace {
+
+// A packet leaving the tx point: counted against its SA's lifetimes, or dropped as marked.
+bool leaves(Worker& w, SaState& sa, rte_mbuf* m) {
+  const PacketMeta& pm = meta(m);
+  if (uint32_t reason = pm.out_uid >> 16) {
+    sa_drop(w, sa, m, Drop(reason - 1));
+    return false;
+  }
+  account(w, sa, pm.in_uid);
+  return true;
+}
+
+}  // namespace
+
+uint16_t esp_order_take(Worker& w, OrderedSas& sas, rte_mbuf** out) {
+  constexpr uint16_t cap = 2 * burst_size;
+  uint16_t n = 0;
+  for (; sas.n_late && n < cap; sas.n_late--) {
+    rte_mbuf* m = sas.late[sas.n_late - 1];
+    if (leaves(w, *sas.late_sa[sas.n_late - 1], m)) out[n++] = m;
+  }
+  // A lost packet (a full hand-off ring) holds its SA back for at most a millisecond.
+  uint64_t patience = w.tsc_hz / 1000;
+  while (sas.n && n < cap) {
+    SaState& sa = *sas.sas[sas.n - 1];
+    rte_mbuf* taken[cap];
+    uint16_t k = sa.order->take(taken, uint16_t(cap - n), w.now, patience);
+    for (uint16_t i = 0; i < k; i++)
+      if (leaves(w, sa, taken[i])) out[n++] = taken[i];
+    if (!k) sas.n--;  // nothing more in order: the rest waits for the packets before it
+  }
+  return n;
 }
 
 }  // namespace medix::dp

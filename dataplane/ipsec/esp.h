@@ -6,6 +6,8 @@
 
 namespace medix::dp {
 
+struct SaState;
+
 // Whether a checked IPv4 packet (L2 still on) is ESP or ESP in UDP, unfragmented: what
 // esp_input may take before any route lookup.
 bool esp_candidate(rte_mbuf* m);
@@ -18,6 +20,29 @@ void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_
 // Packets routed to a tunnel (L2 still on, TTL done). Encrypted outer packets come out with
 // no L2, in the underlay tenant, marked as our own (no TTL decrement, no ICMP about them).
 void esp_output(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** outer, uint16_t& n_outer);
+// The tx point of spread outbound SAs (docs/ipsec.md, "One SA over several workers"), on
+// their owner: what any worker encrypted (Handoff::esp_ordered) is put in sequence order.
+struct OrderedSas {
+  uint16_t n = 0, n_late = 0;
+  SaState* sas[burst_size];  // the SAs that may have packets in order now
+  rte_mbuf* late[burst_size];
+  SaState* late_sa[burst_size];
+  void add(SaState* sa) {
+    for (uint16_t i = 0; i < n; i++)
+      if (sas[i] == sa) return;
+    sas[n++] = sa;
+  }
+};
+// What this worker encrypted for spread SAs it owns: for its tx point (esp_order) before the
+// pipeline call that made them returns.
+Batch& esp_own_ordered(Worker& w);
+// Places the packets; those that found their SA's window full (a hole as old as the window,
+// given up now) are moved to the front of `pkts`: place them again once esp_order_take has
+// emptied it. Returns how many.
+uint16_t esp_order(Worker& w, rte_mbuf** pkts, uint16_t n, OrderedSas& sas);
+// Up to 2 * burst_size of their packets in sequence order, to be routed in the underlay
+// (counted against their SA's lifetimes; those marked on the way are dropped); 0: none ready.
+uint16_t esp_order_take(Worker& w, OrderedSas& sas, rte_mbuf** out);
 // TCP MSS clamping (both directions of a tunnel): rewrites the MSS option of a SYN.
 void clamp_mss(rte_mbuf* m, uint16_t l3_offset, uint16_t mss);
 

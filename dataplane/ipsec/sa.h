@@ -2,7 +2,10 @@
 // A security association as workers use it. Created and destroyed by the control side; its
 // mutable part (sequence number, replay window, counters, lifetime state) is written only by
 // the worker that owns the SA (packets of an SA that arrive elsewhere are handed to it, as
-// VPP does), so none of it needs atomics or locks.
+// VPP does), so none of it needs atomics or locks. A spread outbound SA (its tunnel's
+// `spread`) is the exception, kept small: any worker reserves its sequence numbers with one
+// atomic add a burst and may drop its packets (drop counters added, life and fenced swapped
+// atomically); the owner keeps the rest, the tx order included (ipsec/order.h).
 // Without the pre-0.53 names (CBC, SHA1, ENCRYPT...) that would clash with ours.
 #define NO_COMPAT_IMB_API_053
 #include <intel-ipsec-mb.h>
@@ -12,6 +15,7 @@
 #include <string_view>
 
 #include "infra/drop.h"
+#include "ipsec/order.h"
 #include "ipsec/replay.h"
 
 namespace medix::dp {
@@ -29,6 +33,9 @@ struct alignas(64) SaState {
   uint64_t tunnel_id = 0;
   uint16_t owner = 0;  // the worker (queue index) that processes it
   bool inbound = false;
+  // Outbound, its tunnel's `spread` when the SA was made: any worker encrypts its packets, the
+  // owner sends them in sequence order (order, below).
+  bool spread = false;
   bool esn = false;
   CipherKind cipher = CipherKind::aes_gcm;
   AuthKind auth = AuthKind::none;
@@ -45,7 +52,8 @@ struct alignas(64) SaState {
   alignas(16) uint8_t ipad[32] = {}, opad[32] = {};  // HMAC, hashed once
 
   // --- Owned by the owner worker.
-  alignas(64) uint64_t seq = 0;  // outbound: last sent
+  // Outbound: the last sent; spread, the last reserved (any worker: __atomic_fetch_add).
+  alignas(64) uint64_t seq = 0;
   // Outbound, HA active (docs/ha.md, "The fence"): the last sequence number this node may send,
   // published by the sync thread from the standby's acks (relaxed store, read as seq is); past
   // it the packet is dropped (ha_sa_fenced). No HA sync, or a standby: never reached.
@@ -54,7 +62,8 @@ struct alignas(64) SaState {
   // ahead (relaxed store by the reserving thread); past it the packet is dropped
   // (sa_seq_unreserved) until the next block is written. None: never reached.
   uint64_t reserved = UINT64_MAX;
-  bool fenced = false;  // the owner told the control side it reached the fence (once, until it moves)
+  bool fenced = false;       // the owner told the control side it reached the fence (once, until it moves)
+  TxOrder* order = nullptr;  // spread outbound: the owner's tx point (ipsec/order.h)
   uint64_t packets = 0, bytes = 0;
   uint64_t last_used_tsc = 0;
   SaLife life = SaLife::active;

@@ -1031,7 +1031,13 @@ void advance_sa(Worker& w, const SyncRecord& r) {
     return;
   }
   if (!sa->inbound) {
-    sa->seq = std::max(sa->seq, r.sa.value);
+    // A spread SA's other workers may be reserving numbers: raised atomically, and its tx
+    // point waits for none below the new value.
+    uint64_t seq = __atomic_load_n(&sa->seq, __ATOMIC_RELAXED);
+    while (seq < r.sa.value &&
+           !__atomic_compare_exchange_n(&sa->seq, &seq, r.sa.value, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
+    if (sa->order && !sa->order->held) sa->order->next = std::max(sa->order->next, r.sa.value + 1);
   } else if (r.sa.value > sa->replay.top) {
     sa->replay.top = r.sa.value;
     std::fill(std::begin(sa->replay.bits), std::end(sa->replay.bits), ~uint64_t(0));

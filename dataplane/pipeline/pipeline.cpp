@@ -127,7 +127,36 @@ struct IpInput {
   Batch to_check, checked, ours;
 };
 
+void run_passes(Worker& w, uint64_t t, IpInput& in);
+
+// Spread SAs' packets at their owner's tx point (from its ring, or encrypted here): put in
+// sequence order, then routed in the underlay (a hole may let out many at once: a batch at a
+// time).
+void send_ordered(Worker& w, rte_mbuf** pkts, uint16_t n) {
+  for (uint16_t left = n; n; n = left) {
+    OrderedSas sas;
+    left = esp_order(w, pkts, n, sas);
+    for (;;) {
+      IpInput out;
+      out.ours.n = esp_order_take(w, sas, out.ours.pkts);
+      if (!out.ours.n) break;
+      run_passes(w, stage_clock(w), out);
+    }
+  }
+}
+
+// The IP passes, then what they encrypted for spread SAs this worker owns.
 void run_ip(Worker& w, uint64_t t, IpInput& in) {
+  run_passes(w, t, in);
+  Batch& own = esp_own_ordered(w);
+  while (own.n) {
+    Batch now = own;
+    own.n = 0;
+    in_bursts(now, [&](rte_mbuf** p, uint16_t n) { send_ordered(w, p, n); });
+  }
+}
+
+void run_passes(Worker& w, uint64_t t, IpInput& in) {
   for (unsigned pass = 0; pass < max_passes; pass++) {
     if (!in.to_check.n && !in.checked.n && !in.ours.n && !w.originated->n) return;
     Batch arrived, decrypted, to_route;
@@ -291,8 +320,8 @@ void drop_shaped_on_stop(Worker& w) {
 void process_handoff(Worker& w, rte_mbuf** pkts, uint16_t n) {
   uint64_t t = stage_clock(w);
   IpInput ip;
-  rte_mbuf *decrypt[burst_size], *encrypt[burst_size], *cross[burst_size];
-  uint16_t n_decrypt = 0, n_encrypt = 0, n_cross = 0;
+  rte_mbuf *decrypt[burst_size], *encrypt[burst_size], *cross[burst_size], *ordered[burst_size];
+  uint16_t n_decrypt = 0, n_encrypt = 0, n_cross = 0, n_ordered = 0;
   if (w.trace) [[unlikely]]
     trace_step(w, TraceStep::handoff, pkts, n);
   for (uint16_t i = 0; i < n; i++) {
@@ -303,6 +332,7 @@ void process_handoff(Worker& w, rte_mbuf** pkts, uint16_t n) {
       case Handoff::nat: cross[n_cross++] = m; break;
       case Handoff::inject: append(w, ip.ours, &m, 1); break;
       case Handoff::transmit: transmit(w, m); break;
+      case Handoff::esp_ordered: ordered[n_ordered++] = m; break;
     }
   }
   if (n_cross) {
@@ -326,6 +356,7 @@ void process_handoff(Worker& w, rte_mbuf** pkts, uint16_t n) {
     append(w, ip.ours, outer, n_outer);
     t = account(w, Stage::esp_output, t, n_encrypt);
   }
+  if (n_ordered) send_ordered(w, ordered, n_ordered);
   run_ip(w, t, ip);
 }
 

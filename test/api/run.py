@@ -959,6 +959,24 @@ def shaper_kind(f, d, c):
 
 
 @test
+def spread_tunnel(f, d, c):
+    # One SA over several workers (docs/ipsec.md): a tunnel's setting, off unless set, kept as set.
+    t = pb.Tunnel(name="spr-tun", tenant="hosp-a", underlay_tenant="core", local_address="100.100.2.1",
+                  remote_address="100.100.2.78", spread=True)
+    err, res = rpc(c.apply, [create(t)])
+    if R.check(err is None and res.changed == 1, "CREATE a spread tunnel", short(err)):
+        err, got = rpc(c.get, pb.Tunnel(name="spr-tun"))
+        R.check(err is None and api.inner(got.object) == t, "Get the spread tunnel as created", short(err))
+        off = pb.Tunnel(name="spr-tun", tenant="hosp-a", underlay_tenant="core", local_address="100.100.2.1",
+                        remote_address="100.100.2.78")
+        err, _ = rpc(c.apply, [update(off)])
+        err, got = rpc(c.get, pb.Tunnel(name="spr-tun")) if err is None else (err, None)
+        R.check(err is None and not api.inner(got.object).spread, "UPDATE it: spread off by default", short(err))
+        err, _ = rpc(c.apply, [delete(pb.Tunnel(name="spr-tun"))])
+        R.check(err is None, "DELETE the spread tunnel", short(err))
+
+
+@test
 def policer_kind(f, d, c):
     """QoS's policer (dataplane/qos/): the round trip, its counters, bad ones refused whole."""
     remark = pb.PolicerColourAction(action=pb.POLICER_REMARK, dscp=10)

@@ -376,7 +376,7 @@ expect_not "counters: no policer, no table" '^POLICER ' -- counters
 cat >"$tmp/shaper.json" <<'JSON'
 {"schema_version": 1,
  "tunnels": [{"name": "b-tun", "tenant": "b", "underlay_tenant": "core", "local_address": "100.64.0.1",
-              "remote_address": "100.64.0.9"}],
+              "remote_address": "100.64.0.9", "spread": true}],
  "shapers": [{"name": "b-shp", "interface": "b-lan", "rate": "25000000", "burst": "100000",
               "classes": [{"name": "voice", "priority": true, "rate": "1000000", "dscp": [46]},
                           {"name": "rest", "weight": 1}]},
@@ -384,6 +384,7 @@ cat >"$tmp/shaper.json" <<'JSON'
               "classes": [{"name": "all", "weight": 1}]}]}
 JSON
 expect "apply a shaper, and one on a tunnel" 0 '^version [0-9]+ \(3 changed\)$' -- apply "$tmp/shaper.json"
+expect "show tunnels: spread over the workers" 0 '^b-tun +b +core +100\.64\.0\.1 +100\.64\.0\.9 +esp +- +- +yes ' -- show tunnels
 expect "show shapers: the tunnel's" 0 '^t-shp +b-tun +12500000 +50000 +all ' -- show shapers
 expect "qos: the tunnel's shaper" 0 '^t-shp +all +[0-9.]+ ' -- qos --interval 100
 expect "delete a tunnel while shaped: refused" 1 'FAILED_PRECONDITION: .*tunnel "b-tun" is still used by' -- \
