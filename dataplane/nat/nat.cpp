@@ -769,7 +769,8 @@ void cross_burst(Worker& w, rte_mbuf** pkts, uint16_t n, const uint16_t* origin,
   if (warmed) warm_new_flows(w, nw, flows, keys, count, hits, exit_of, reserved);
   for (uint16_t k = 0; k < count; k++) {
     uint16_t i = at[k];
-    crossed[i] = finish(w, nw, pkts[i], flows[k], keys[k], origin[i], exit[i], found[k], warmed ? reserved[k] : no_port);
+    crossed[i] =
+        finish(w, nw, pkts[i], flows[k], keys[k], origin[i], exit[i], found[k], warmed ? reserved[k] : no_port);
   }
 }
 
@@ -933,8 +934,7 @@ void install_session(Worker& w, NatWorker& nw, const SyncRecord& r, bool keep_ow
   std::atomic_thread_fence(std::memory_order_release);
   s.key[0] = key;  // before the index has them: it confirms its keys here
   s.key[1] = reverse;
-  if (reverse == key || nw.find(reverse) != no_flow ||
-      !nw.insert(key, flow_value(index, FlowTable::session_forward)) ||
+  if (reverse == key || nw.find(reverse) != no_flow || !nw.insert(key, flow_value(index, FlowTable::session_forward)) ||
       !nw.insert(reverse, flow_value(index, FlowTable::session_reverse))) {
     nw.erase(key, flow_value(index, FlowTable::session_forward));
     s.seq.store(seq + 2, std::memory_order_release);
