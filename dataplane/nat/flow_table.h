@@ -15,6 +15,9 @@
 // alone reads and writes it: nothing shared.
 #include <rte_hash_crc.h>
 #include <rte_prefetch.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include <cstdint>
 #include <cstring>
@@ -89,10 +92,8 @@ class FlowTable {
   // batched lookup prefetches the object of before it confirms the key with find.
   uint32_t candidate(uint32_t h) const {
     const Bucket& b = buckets[first(h)];
-    uint16_t sig = signature(h);
-    for (unsigned i = 0; i < ways; i++)
-      if (b.sig[i] == sig) return b.value[i];
-    return no_flow;
+    unsigned hits = matches(b, signature(h));
+    return hits ? b.value[__builtin_ctz(hits) / 2] : no_flow;
   }
 
   // Adds `key` (absent: the caller looked) with `value`; false when no room was found.
@@ -120,33 +121,42 @@ class FlowTable {
   }
 
  private:
+  // The slots whose signature is `sig`: bit 2i for slot i (as SSE2 compares them).
+  static unsigned matches(const Bucket& b, uint16_t sig) {
+#ifdef __SSE2__
+    __m128i eq = _mm_cmpeq_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(b.sig)), _mm_set1_epi16(short(sig)));
+    return unsigned(_mm_movemask_epi8(eq)) & 0x5555;
+#else
+    unsigned hits = 0;
+    for (unsigned i = 0; i < ways; i++) hits |= unsigned(b.sig[i] == sig) << 2 * i;
+    return hits;
+#endif
+  }
   template <typename KeyOf>
   static uint32_t in(const Bucket& b, const FlowKey& key, uint16_t sig, const KeyOf& key_of) {
-    unsigned hits = 0;
-    for (unsigned i = 0; i < ways; i++) hits |= unsigned(b.sig[i] == sig) << i;
-    for (; hits; hits &= hits - 1) {
-      uint32_t v = b.value[__builtin_ctz(hits)];
+    for (unsigned hits = matches(b, sig); hits; hits &= hits - 1) {
+      uint32_t v = b.value[__builtin_ctz(hits) / 2];
       if (key_of(v) == key) return v;
     }
     return no_flow;
   }
   bool put(Bucket& b, uint16_t sig, uint32_t value) {
-    for (unsigned i = 0; i < ways; i++)
-      if (!b.sig[i]) {
-        b.sig[i] = sig;
-        b.value[i] = value;
-        entries++;
-        return true;
-      }
-    return false;
+    unsigned free = matches(b, 0);
+    if (!free) return false;
+    unsigned i = __builtin_ctz(free) / 2;
+    b.sig[i] = sig;
+    b.value[i] = value;
+    entries++;
+    return true;
   }
   bool take(Bucket& b, uint16_t sig, uint32_t value) {
-    for (unsigned i = 0; i < ways; i++)
-      if (b.sig[i] == sig && b.value[i] == value) {
-        b.sig[i] = 0;
-        entries--;
-        return true;
-      }
+    for (unsigned hits = matches(b, sig); hits; hits &= hits - 1) {
+      unsigned i = __builtin_ctz(hits) / 2;
+      if (b.value[i] != value) continue;
+      b.sig[i] = 0;
+      entries--;
+      return true;
+    }
     return false;
   }
   // Frees a slot of bucket `at` by moving one of its entries to that entry's other bucket.

@@ -77,12 +77,8 @@ struct NatWorker {
   // The key a value of the index was made for (where it is stored: the session or mapping).
   const FlowKey& key_of(uint32_t value) const {
     uint32_t i = value >> 2;
-    switch (value & 3) {
-      case FlowTable::session_forward:
-      case FlowTable::session_reverse: return sessions[i].key[value & 1];
-      case FlowTable::inside: return mappings[i].inside;
-      default: return mappings[i].outside;
-    }
+    if (!(value & 2)) return sessions[i].key[value & 1];  // FlowTable::session_forward, session_reverse
+    return value & 1 ? mappings[i].outside : mappings[i].inside;
   }
   uint32_t find(const FlowKey& key, uint32_t h) const {
     return index.find(key, h, [this](uint32_t v) -> const FlowKey& { return key_of(v); });
