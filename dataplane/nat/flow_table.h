@@ -31,7 +31,13 @@ struct FlowKey {
   uint16_t tenant;        // where the packet comes from
   uint8_t protocol;
   uint8_t kind;  // FlowKind
-  bool operator==(const FlowKey&) const = default;
+  // As two words (no padding): member by member, seven compares and branches.
+  bool operator==(const FlowKey& o) const {
+    uint64_t a[2], b[2];
+    std::memcpy(a, this, sizeof a);
+    std::memcpy(b, &o, sizeof b);
+    return ((a[0] ^ b[0]) | (a[1] ^ b[1])) == 0;
+  }
 };
 static_assert(sizeof(FlowKey) == 16);
 
