@@ -4,8 +4,9 @@
 // flush_tx to a net_null port and its account) on bursts of 32 frames that this program writes
 // into mbufs beforehand, as a port would; TSC cycles a burst are stamped around that body only.
 //
-//   pipeline-micro forward|napt [BLOCKS] [BURSTS]   accounting switched off and on, alternating
-//                                                   by block, the order turned every block
+//   pipeline-micro forward|napt [BLOCKS] [BURSTS] [FLOWS]   accounting switched off and on,
+//                                                   alternating by block, the order turned every
+//                                                   block; FLOWS distinct flows (1,024)
 //   pipeline-micro new [SESSIONS] [ROUNDS]          new NAPT sessions, timing off, a fresh
 //                                                   table each round; then one round timing on
 //                                                   for the nat stage's share
@@ -38,7 +39,6 @@
 namespace {
 
 constexpr uint16_t burst = 32;
-constexpr unsigned flows = 1024;
 constexpr uint32_t archive_core = 0x64640000;  // 100.100.0.0/16
 
 const std::string ports =
@@ -182,7 +182,7 @@ double thread_cpu_s() {
 const char* variant() { return stage_accounting ? "compiled_in" : "compiled_out"; }
 
 // Established traffic: `blocks` blocks of `bursts` bursts, timing off and on in turn.
-int steady(const std::string& mode, unsigned blocks, unsigned bursts) {
+int steady(const std::string& mode, unsigned blocks, unsigned bursts, unsigned flows) {
   Bench b(mode == "forward" ? forward_config() : napt_config(flows));
   rte_mbuf* pkts[burst];
   uint32_t next = 0;
@@ -273,7 +273,8 @@ int main(int argc, char** argv) {
   if (mode == "new")
     rc = fresh(argc > 2 ? uint32_t(std::stoul(argv[2])) : 1u << 20, argc > 3 ? unsigned(std::stoul(argv[3])) : 3);
   else
-    rc = steady(mode, argc > 2 ? unsigned(std::stoul(argv[2])) : 20, argc > 3 ? unsigned(std::stoul(argv[3])) : 2000);
+    rc = steady(mode, argc > 2 ? unsigned(std::stoul(argv[2])) : 20, argc > 3 ? unsigned(std::stoul(argv[3])) : 2000,
+                argc > 4 ? unsigned(std::stoul(argv[4])) : 1024);
   rte_eal_cleanup();
   return rc;
 }
