@@ -139,6 +139,7 @@ def main():
     ap.add_argument("--blocks", type=int, default=10)
     ap.add_argument("--bursts", type=int, default=2000)
     ap.add_argument("--sessions", type=int, default=1 << 20)
+    ap.add_argument("--flows", type=int, default=1024, help="forward, napt: distinct flows (sessions)")
     ap.add_argument("--replot", action="store_true")
     a = ap.parse_intermixed_args()
     if a.replot:  # and the JSON written again as `save` writes it
@@ -154,6 +155,8 @@ def main():
         for mode in modes:
             for name, binary in order:
                 args = [mode, str(a.sessions), "1"] if mode == "new" else [mode, str(a.blocks), str(a.bursts)]
+                if mode != "new" and a.flows != 1024:
+                    args.append(str(a.flows))
                 loads.append(load())
                 for b in run(binary, args):
                     b.update(name=name, run=r)

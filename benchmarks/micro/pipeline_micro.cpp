@@ -4,8 +4,9 @@
 // flush_tx to a net_null port and its account) on bursts of 32 frames that this program writes
 // into mbufs beforehand, as a port would; TSC cycles a burst are stamped around that body only.
 //
-//   pipeline-micro forward|napt [BLOCKS] [BURSTS]   accounting switched off and on, alternating
-//                                                   by block, the order turned every block
+//   pipeline-micro forward|napt [BLOCKS] [BURSTS] [FLOWS]   accounting switched off and on,
+//                                                   alternating by block, the order turned every
+//                                                   block; FLOWS distinct flows (1,024)
 //   pipeline-micro new [SESSIONS] [ROUNDS]          new NAPT sessions, timing off, a fresh
 //                                                   table each round; then one round timing on
 //                                                   for the nat stage's share
@@ -25,6 +26,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -37,7 +39,6 @@
 namespace {
 
 constexpr uint16_t burst = 32;
-constexpr unsigned flows = 1024;
 constexpr uint32_t archive_core = 0x64640000;  // 100.100.0.0/16
 
 const std::string ports =
@@ -195,7 +196,7 @@ std::string stages(const Bench& b, const uint64_t* before, unsigned bursts) {
 }
 
 // Established traffic: `blocks` blocks of `bursts` bursts, timing off and on in turn.
-int steady(const std::string& mode, unsigned blocks, unsigned bursts) {
+int steady(const std::string& mode, unsigned blocks, unsigned bursts, unsigned flows) {
   Bench b(mode == "forward" ? forward_config() : napt_config(flows));
   rte_mbuf* pkts[burst];
   uint32_t next = 0;
@@ -275,23 +276,21 @@ int fresh(uint32_t sessions, unsigned rounds) {
 int main(int argc, char** argv) {
   std::string prefix = "--file-prefix=medix-micro-" + std::to_string(getpid());
   std::string mode = argc > 1 ? argv[1] : "forward";
-  const char* eal[] = {"pipeline-micro",
-                       "--no-huge",
-                       "-m",
-                       mode == "new" ? "2048" : "512",
-                       "--no-pci",
-                       "-l",
-                       "0",
-                       "--log-level=error",
-                       "--vdev=net_null0",
-                       "--vdev=net_null1",
-                       prefix.c_str()};
-  if (rte_eal_init(int(std::size(eal)), const_cast<char**>(eal)) < 0) return 1;
+  // MEDIX_MICRO_HUGE_DIR: a hugetlbfs mount to take the memory from (2 MiB pages: the tables'
+  // TLB misses out of the figure) instead of --no-huge's 4 KiB pages.
+  const char* huge = getenv("MEDIX_MICRO_HUGE_DIR");
+  std::string huge_dir = huge ? std::string("--huge-dir=") + huge : "--no-huge";
+  std::vector<const char*> eal = {"pipeline-micro", huge_dir.c_str()};
+  if (!huge) eal.insert(eal.end(), {"-m", mode == "new" ? "2048" : "512"});
+  eal.insert(eal.end(),
+             {"--no-pci", "-l", "0", "--log-level=error", "--vdev=net_null0", "--vdev=net_null1", prefix.c_str()});
+  if (rte_eal_init(int(eal.size()), const_cast<char**>(eal.data())) < 0) return 1;
   int rc;
   if (mode == "new")
     rc = fresh(argc > 2 ? uint32_t(std::stoul(argv[2])) : 1u << 20, argc > 3 ? unsigned(std::stoul(argv[3])) : 3);
   else
-    rc = steady(mode, argc > 2 ? unsigned(std::stoul(argv[2])) : 20, argc > 3 ? unsigned(std::stoul(argv[3])) : 2000);
+    rc = steady(mode, argc > 2 ? unsigned(std::stoul(argv[2])) : 20, argc > 3 ? unsigned(std::stoul(argv[3])) : 2000,
+                argc > 4 ? unsigned(std::stoul(argv[4])) : 1024);
   rte_eal_cleanup();
   return rc;
 }

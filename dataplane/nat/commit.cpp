@@ -26,10 +26,10 @@ NatWorker* nat_worker_create(unsigned queue, uint32_t capacity, unsigned socket)
   void* at = rte_zmalloc_socket("nat", sizeof(NatWorker), RTE_CACHE_LINE_SIZE, int(socket));
   if (!at) return nullptr;
   auto* n = new (at) NatWorker();
-  static std::atomic<unsigned> serial{0};  // EAL object names are unique per process
-  std::string name = "nat_index" + std::to_string(queue) + "_" + std::to_string(serial++);
-  rte_hash_parameters hp = hash_parameters(nat_index_shape(capacity), name.c_str(), flow_hash, socket);
-  n->index = rte_hash_create(&hp);
+  n->index.n_buckets = nat_index_buckets(capacity);
+  std::string name = "nat_index" + std::to_string(queue);
+  n->index.buckets = static_cast<FlowTable::Bucket*>(rte_zmalloc_socket(
+      name.c_str(), sizeof(FlowTable::Bucket) * uint64_t(n->index.n_buckets), RTE_CACHE_LINE_SIZE, int(socket)));
   n->capacity = capacity;
   n->sessions = static_cast<Session*>(
       rte_zmalloc_socket("sessions", sizeof(Session) * capacity, RTE_CACHE_LINE_SIZE, int(socket)));
@@ -42,7 +42,7 @@ NatWorker* nat_worker_create(unsigned queue, uint32_t capacity, unsigned socket)
   // Packets of up to RTE_LIBRTE_IP_FRAG_MAX_FRAG fragments, given 2 s to complete.
   n->fragments = rte_ip_frag_table_create(fragment_buckets, fragment_bucket_entries, fragment_max_entries,
                                           rte_get_tsc_hz() * 2, int(socket));
-  if (!n->index || !n->sessions || !n->mappings || !n->free_sessions || !n->free_mappings || !n->sessions_of ||
+  if (!n->index.buckets || !n->sessions || !n->mappings || !n->free_sessions || !n->free_mappings || !n->sessions_of ||
       !n->fragments_of || !n->fragments) {
     nat_worker_free(n);
     return nullptr;
@@ -57,7 +57,7 @@ NatWorker* nat_worker_create(unsigned queue, uint32_t capacity, unsigned socket)
 
 void nat_worker_free(NatWorker* n) {
   if (!n) return;
-  rte_hash_free(n->index);
+  rte_free(n->index.buckets);
   rte_free(n->sessions);
   rte_free(n->mappings);
   rte_free(n->free_sessions);

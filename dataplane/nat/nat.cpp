@@ -225,8 +225,8 @@ bool stale(const Tables& t, const Session& s) {
 void release_mapping(Worker& w, NatWorker& nw, uint32_t index) {
   Mapping& mp = nw.mappings[index];
   if (--mp.refs) return;
-  rte_hash_del_key(nw.index, &mp.inside);
-  rte_hash_del_key(nw.index, &mp.outside);
+  nw.erase(mp.inside, flow_value(index, FlowTable::inside));
+  nw.erase(mp.outside, flow_value(index, FlowTable::outside));
   bump(w.counters->nat[mp.inside.tenant].mappings_ended);
   nw.free_mappings[nw.n_free_mappings++] = index;
 }
@@ -246,8 +246,8 @@ void end_session(Worker& w, NatWorker& nw, uint32_t index, bool tell_peer = true
   uint32_t seq = s.seq.load(std::memory_order_relaxed);
   s.seq.store(seq + 1, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);
-  rte_hash_del_key(nw.index, &s.key[0]);
-  rte_hash_del_key(nw.index, &s.key[1]);
+  nw.erase(s.key[0], flow_value(index, FlowTable::session_forward));
+  nw.erase(s.key[1], flow_value(index, FlowTable::session_reverse));
   if (s.mapping) release_mapping(w, nw, s.mapping - 1);
   uint16_t origin = s.key[0].tenant;
   if (nw.sessions_of[origin]) nw.sessions_of[origin]--;
@@ -272,38 +272,8 @@ const PolicyRuleEntry* decide(const Tables& t, uint16_t from, uint16_t to, uint3
   return nullptr;
 }
 
-// What a burst knows of the index beyond its bulk lookup of the packets' keys. Every key added
-// while the burst is crossed is remembered by its hash: a key the bulk lookup missed needs
-// looking up again only if this burst may have added it. And a new NAPT flow's other keys
-// (its mapping's inside and outside, its reply), looked up for the whole burst before any is
-// made (warm_new_flows), need no lookup of their own when they were absent then, are the keys
-// the flow really asks for (the outside port as predicted), and were not added since.
-struct BurstIndex {
-  struct Guess {
-    FlowKey key;
-    bool absent;  // the burst's lookup missed it (set for every flow of a burst warmed)
-  };
-  struct NewFlow {
-    Guess inside, outside, reply;
-  };
-  NewFlow guesses[burst_size];
-  uint32_t added[4 * burst_size];  // hashes: a session's two keys, a mapping's two
-  uint32_t n_added = 0;
-
-  static uint32_t of(const FlowKey& k) { return flow_hash(&k, sizeof k, 0); }
-  bool may_hold(const FlowKey& k) const {
-    if (n_added == std::size(added)) return true;
-    uint32_t h = of(k);
-    bool hit = false;
-    for (uint32_t i = 0; i < n_added; i++) hit |= added[i] == h;
-    return hit;
-  }
-  void add(const FlowKey& k) {
-    if (n_added < std::size(added)) added[n_added++] = of(k);
-  }
-  // True only when the index is known not to hold `k`.
-  bool absent(const Guess* g, const FlowKey& k) const { return g && g->absent && g->key == k && !may_hold(k); }
-};
+// No port reserved for a flow (warm_new_flows).
+constexpr uint32_t no_port = UINT32_MAX;
 
 // The pool address a NAPT tenant's inside address is paired with.
 uint32_t napt_address(const Translation& x, uint16_t tenant, uint32_t ip) {
@@ -324,16 +294,14 @@ uint16_t napt_port(const Translation& x, uint32_t queue, uint32_t workers, uint3
 // mapping), or a new one on the pool address paired with the inside address and a free port
 // of this worker's share of the range. Returns the mapping index, or nullopt with the reason.
 std::optional<uint32_t> napt_mapping(Worker& w, NatWorker& nw, const Translation& x, uint16_t tenant, uint32_t ip,
-                                     uint16_t port, uint8_t protocol, BurstIndex& bi, const BurstIndex::NewFlow* guess,
-                                     Drop& why) {
+                                     uint16_t port, uint8_t protocol, uint32_t reserved, Drop& why) {
   FlowKey inside{ip, 0, port, 0, tenant, protocol, mapping_inside};
-  void* data;
-  if (!bi.absent(guess ? &guess->inside : nullptr, inside) && rte_hash_lookup_data(nw.index, &inside, &data) >= 0) {
-    uint32_t index = uint32_t(reinterpret_cast<uintptr_t>(data));
+  if (uint32_t found = nw.find(inside); found != no_flow) {
+    uint32_t index = found >> 2;
     if (nw.mappings[index].epoch == x.epoch) return index;
     // Made under a pool that changed: let its sessions (stale too) end without it in the way.
-    rte_hash_del_key(nw.index, &nw.mappings[index].inside);
-    rte_hash_del_key(nw.index, &nw.mappings[index].outside);
+    nw.erase(nw.mappings[index].inside, flow_value(index, FlowTable::inside));
+    nw.erase(nw.mappings[index].outside, flow_value(index, FlowTable::outside));
     nw.mappings[index].inside.kind = nw.mappings[index].outside.kind = 0xff;
   }
   if (!nw.n_free_mappings) {
@@ -345,30 +313,32 @@ std::optional<uint32_t> napt_mapping(Worker& w, NatWorker& nw, const Translation
   uint32_t mine = napt_ports_mine(x, queue, workers);
   uint32_t tries = std::min<uint32_t>(mine, 256);
   FlowKey outside{address, 0, 0, 0, tenant, protocol, mapping_outside};
-  // First the port the burst reserved for this endpoint (warm_new_flows), if it is proven
-  // free; else a search from the cursor, which is past the burst's reservations.
-  uint32_t reserved = guess && guess->outside.absent ? 1 : 0;
-  for (uint32_t k = 0; k < tries + reserved; k++) {
-    if (k < reserved) {
-      outside.sport = guess->outside.key.sport;
-      if (!bi.absent(&guess->outside, outside)) continue;
+  // First the port the burst reserved for this endpoint (warm_new_flows), if it is free; else a
+  // search from the cursor, which is past the burst's reservations.
+  uint32_t first = reserved != no_port ? 1 : 0;
+  for (uint32_t k = 0; k < tries + first; k++) {
+    if (k < first) {
+      outside.sport = uint16_t(reserved);
+      if (nw.find(outside) != no_flow) continue;
     } else {
-      uint32_t slot = (nw.port_cursor + k - reserved) % mine;
+      uint32_t slot = (nw.port_cursor + k - first) % mine;
       outside.sport = napt_port(x, queue, workers, slot);
-      if (rte_hash_lookup(nw.index, &outside) >= 0) continue;
+      if (nw.find(outside) != no_flow) continue;
       nw.port_cursor = slot + 1;
     }
-    uint32_t index = nw.free_mappings[--nw.n_free_mappings];
-    bi.add(inside);
-    bi.add(outside);
-    if (rte_hash_add_key_data(nw.index, &inside, reinterpret_cast<void*>(uintptr_t(index))) < 0 ||
-        rte_hash_add_key_data(nw.index, &outside, reinterpret_cast<void*>(uintptr_t(index))) < 0) {
-      rte_hash_del_key(nw.index, &inside);
-      nw.free_mappings[nw.n_free_mappings++] = index;
+    // The mapping holds its keys before the index has them (the index confirms keys there).
+    uint32_t index = nw.free_mappings[nw.n_free_mappings - 1];
+    nw.mappings[index] = Mapping{inside, outside, 0, x.epoch};
+    if (!nw.insert(inside, flow_value(index, FlowTable::inside))) {
       why = Drop::nat_sessions_full;
       return std::nullopt;
     }
-    nw.mappings[index] = Mapping{inside, outside, 0, x.epoch};
+    if (!nw.insert(outside, flow_value(index, FlowTable::outside))) {
+      nw.erase(inside, flow_value(index, FlowTable::inside));
+      why = Drop::nat_sessions_full;
+      return std::nullopt;
+    }
+    nw.n_free_mappings--;
     bump(w.counters->nat[tenant].mappings_created);
     return index;
   }
@@ -379,7 +349,7 @@ std::optional<uint32_t> napt_mapping(Worker& w, NatWorker& nw, const Translation
 
 // A new flow's session: translation of both ends, the policy, the limits.
 std::optional<uint32_t> create_session(Worker& w, NatWorker& nw, const Flow& f, const FlowKey& key, uint16_t origin,
-                                       uint16_t exit, BurstIndex& bi, const BurstIndex::NewFlow* guess, Drop& why) {
+                                       uint16_t exit, uint32_t reserved, Drop& why) {
   const Tables& t = *w.tables;
   auto& counters = w.counters->nat[origin];
   const Translation* from = translation_of(t, origin);
@@ -404,12 +374,12 @@ std::optional<uint32_t> create_session(Worker& w, NatWorker& nw, const Flow& f, 
       dst = *mapped;
     } else if (to->in_pool(key.dst) && f.l4) {
       FlowKey outside{key.dst, 0, key.dport, 0, exit, key.protocol, mapping_outside};
-      void* data;
-      if (rte_hash_lookup_data(nw.index, &outside, &data) < 0) {
+      uint32_t found = nw.find(outside);
+      if (found == no_flow) {
         why = Drop::nat_no_session;
         return std::nullopt;
       }
-      inbound_mapping = uint32_t(reinterpret_cast<uintptr_t>(data));
+      inbound_mapping = found >> 2;
       const Mapping& mp = nw.mappings[*inbound_mapping];
       dst = mp.inside.src;
       dport = mp.inside.sport;
@@ -444,7 +414,7 @@ std::optional<uint32_t> create_session(Worker& w, NatWorker& nw, const Flow& f, 
   }
   std::optional<uint32_t> mapping = inbound_mapping;
   if (napt) {
-    mapping = napt_mapping(w, nw, *from, origin, key.src, key.sport, key.protocol, bi, guess, why);
+    mapping = napt_mapping(w, nw, *from, origin, key.src, key.sport, key.protocol, reserved, why);
     if (!mapping) return std::nullopt;
     src = nw.mappings[*mapping].outside.src;
     sport = nw.mappings[*mapping].outside.sport;
@@ -455,35 +425,30 @@ std::optional<uint32_t> create_session(Worker& w, NatWorker& nw, const Flow& f, 
     uint16_t id = sport != key.sport ? sport : dport;
     reverse.sport = reverse.dport = id;
   }
-  uint32_t index = nw.free_sessions[nw.n_free_sessions - 1];
-  auto value = [&](int d) { return reinterpret_cast<void*>(uintptr_t(index) * 2 + d); };
-  bi.add(key);
-  // Whether the reply key is proven absent, before its own add is remembered (after, it would
-  // never be: the burst "may have added" it). The session's own key counts: a reply equal to it
-  // is a conflict.
-  bool reverse_absent = bi.absent(guess ? &guess->reply : nullptr, reverse);
-  bi.add(reverse);
-  if (rte_hash_add_key_data(nw.index, &key, value(0)) < 0) {
-    why = Drop::nat_sessions_full;
-    return std::nullopt;
-  }
-  if ((!reverse_absent && rte_hash_lookup(nw.index, &reverse) >= 0) ||
-      rte_hash_add_key_data(nw.index, &reverse, value(1)) < 0) {
-    // Another flow already looks like this one's replies (overlapping translations).
-    rte_hash_del_key(nw.index, &key);
+  // Another flow already looks like this one's replies (overlapping translations)?
+  if (reverse == key || nw.find(reverse) != no_flow) {
     why = Drop::nat_conflict;
     return std::nullopt;
   }
-  nw.n_free_sessions--;
+  uint32_t index = nw.free_sessions[nw.n_free_sessions - 1];
   Session& s = nw.sessions[index];
   uint32_t seq = s.seq.load(std::memory_order_relaxed);
   s.seq.store(seq + 1, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);
+  // The keys first: the index confirms its keys in the session.
+  s.key[0] = key;
+  s.key[1] = reverse;
+  if (!nw.insert(key, flow_value(index, FlowTable::session_forward)) ||
+      !nw.insert(reverse, flow_value(index, FlowTable::session_reverse))) {
+    nw.erase(key, flow_value(index, FlowTable::session_forward));
+    s.seq.store(seq + 2, std::memory_order_release);
+    why = Drop::nat_sessions_full;
+    return std::nullopt;
+  }
+  nw.n_free_sessions--;
   s.live = 1;
   s.tcp = 0;
   s.rule = rule->slot;
-  s.key[0] = key;
-  s.key[1] = reverse;
   s.last_seen = w.now;
   s.epoch[0] = t.tenants[origin].nat.epoch;
   s.epoch[1] = t.tenants[exit].nat.epoch;
@@ -619,19 +584,17 @@ bool prepare(Worker& w, NatWorker& nw, rte_mbuf*& m, uint16_t origin, uint16_t e
 // After the lookup (`data`: what the index holds for `key`, or nullopt): the session's checks,
 // or a new session, and the rewrite. False: dropped.
 bool finish(Worker& w, NatWorker& nw, rte_mbuf* m, const Flow& f, const FlowKey& key, uint16_t origin, uint16_t exit,
-            std::optional<uint64_t> found, BurstIndex& bi, const BurstIndex::NewFlow* guess) {
+            uint32_t found, uint32_t reserved) {
   const Tables& t = *w.tables;
   std::optional<uint32_t> index;
   int direction = 0;
   // An earlier packet of this burst may have ended the session found, or made the one missed.
-  if (found && !(nw.sessions[*found / 2].live && nw.sessions[*found / 2].key[*found % 2] == key)) found.reset();
-  if (!found && bi.may_hold(key)) {
-    void* data;
-    if (rte_hash_lookup_data(nw.index, &key, &data) >= 0) found = reinterpret_cast<uintptr_t>(data);
-  }
-  if (found) {
-    index = uint32_t(*found / 2);
-    direction = int(*found % 2);
+  if (found != no_flow && !(nw.sessions[found >> 2].live && nw.sessions[found >> 2].key[found & 1] == key))
+    found = no_flow;
+  if (found == no_flow) found = nw.find(key);  // its bucket is in cache
+  if (found != no_flow) {
+    index = found >> 2;
+    direction = int(found & 1);
     Session& s = nw.sessions[*index];
     if (s.key[1 - direction].tenant != exit || stale(t, s) || w.now - s.last_seen > timeout_of(w, s)) {
       // Routed elsewhere now, translated differently, or idle too long: start afresh.
@@ -676,7 +639,7 @@ bool finish(Worker& w, NatWorker& nw, rte_mbuf* m, const Flow& f, const FlowKey&
       return false;
     }
     Drop why = Drop::nat_no_session;
-    index = create_session(w, nw, f, key, origin, exit, bi, guess, why);
+    index = create_session(w, nw, f, key, origin, exit, reserved, why);
     if (!index) {
       drop(w, m, why);
       return false;
@@ -715,63 +678,47 @@ bool finish(Worker& w, NatWorker& nw, rte_mbuf* m, const Flow& f, const FlowKey&
 }
 
 // A new NAPT flow looks up and adds its mapping's inside and outside keys and its reply key,
-// one bucket pair each, scattered over the index: bulk lookups of what the burst's new flows
-// will ask for bring those buckets in together, so that the creations one by one find them
-// cached, and tell which keys were absent (BurstIndex: a guess that turns out wrong costs the
-// lookup it would have anyway). First the inside keys: an endpoint with no mapping yet (and
-// not one an earlier flow of the burst asks for too) is reserved the cursor's next port, in
-// order, and its outside and reply keys with that port are looked up next. A reserved port
-// found in use costs that flow a search from past the reservations, not every later flow of
-// the burst a wrong guess.
+// one bucket each, scattered over the index: the buckets of what the burst's new flows will ask
+// for are prefetched together, so that the creations one by one find them cached. First the
+// inside keys: an endpoint with no mapping yet (and not one an earlier flow of the burst asks
+// for too) is reserved the cursor's next port, in order (`reserved`), and the buckets of its
+// outside and reply keys with that port are prefetched next. A reserved port found in use costs
+// that flow a search from past the reservations, not every later flow of the burst a wrong
+// guess.
 void warm_new_flows(const Worker& w, NatWorker& nw, const Flow* flows, const FlowKey* keys, uint16_t count,
-                    uint64_t hits, const uint16_t* exit_of, BurstIndex& bi) {
+                    uint64_t hits, const uint16_t* exit_of, uint32_t* reserved) {
   const Tables& t = *w.tables;
-  FlowKey warm[RTE_HASH_LOOKUP_BULK_MAX];
-  const void* ptrs[RTE_HASH_LOOKUP_BULK_MAX];
-  int32_t positions[RTE_HASH_LOOKUP_BULK_MAX];
-  BurstIndex::Guess* guess[RTE_HASH_LOOKUP_BULK_MAX];
-  static_assert(2 * burst_size <= RTE_HASH_LOOKUP_BULK_MAX);
-  unsigned n = 0;
-  auto flush = [&] {
-    for (unsigned i = 0; i < n; i++) ptrs[i] = &warm[i];
-    if (n) rte_hash_lookup_bulk(nw.index, ptrs, n, positions);
-    for (unsigned i = 0; i < n; i++) guess[i]->absent = positions[i] < 0;
-    n = 0;
-  };
-  auto want = [&](BurstIndex::Guess& g, const FlowKey& k) {
-    g.key = k;
-    warm[n] = k;
-    guess[n++] = &g;
-  };
   uint16_t napt[burst_size], n_napt = 0;
   const Translation* from_of[burst_size];
+  FlowKey inside[burst_size];
+  uint32_t inside_hash[burst_size];
   for (uint16_t k = 0; k < count; k++) {
     const FlowKey& key = keys[k];
     const Flow& f = flows[k];
-    BurstIndex::NewFlow& g = bi.guesses[k];
-    g.inside.absent = g.outside.absent = g.reply.absent = false;
+    reserved[k] = no_port;
     if ((hits & (uint64_t(1) << k)) || !f.creates || f.quoted || !f.l4) continue;
     const Translation* from = translation_of(t, key.tenant);
     if (!from || !from->pool_size || map_out(*from, key.src)) continue;
-    want(g.inside, FlowKey{key.src, 0, key.sport, 0, key.tenant, key.protocol, mapping_inside});
+    inside[n_napt] = FlowKey{key.src, 0, key.sport, 0, key.tenant, key.protocol, mapping_inside};
+    inside_hash[n_napt] = flow_hash(inside[n_napt]);
+    nw.index.prefetch(inside_hash[n_napt]);
     from_of[n_napt] = from;
     napt[n_napt++] = k;
   }
-  flush();
   uint32_t ahead = 0;  // ports reserved so far
   for (uint16_t j = 0; j < n_napt; j++) {
     uint16_t k = napt[j];
     const FlowKey& key = keys[k];
-    BurstIndex::NewFlow& g = bi.guesses[k];
-    if (!g.inside.absent) continue;
+    if (nw.find(inside[j], inside_hash[j]) != no_flow) continue;
     bool again = false;  // an earlier flow of the burst has this endpoint
-    for (uint16_t e = 0; e < j; e++) again |= bi.guesses[napt[e]].inside.key == g.inside.key;
+    for (uint16_t e = 0; e < j; e++) again |= inside[e] == inside[j];
     const Translation& from = *from_of[j];
     uint32_t mine = napt_ports_mine(from, w.queue, t.workers);
     if (again || !mine) continue;
     uint32_t address = napt_address(from, key.tenant, key.src);
     uint16_t port = napt_port(from, w.queue, t.workers, (nw.port_cursor + ahead++) % mine);
-    want(g.outside, FlowKey{address, 0, port, 0, key.tenant, key.protocol, mapping_outside});
+    reserved[k] = port;
+    nw.index.prefetch(flow_hash(FlowKey{address, 0, port, 0, key.tenant, key.protocol, mapping_outside}));
     uint32_t dst = key.dst;
     if (const Translation* to = translation_of(t, exit_of[k])) {
       auto mapped = map_in(*to, key.dst);
@@ -779,49 +726,51 @@ void warm_new_flows(const Worker& w, NatWorker& nw, const Flow* flows, const Flo
       dst = *mapped;
     }
     if (key.protocol != IPPROTO_ICMP)
-      want(g.reply, FlowKey{dst, address, key.dport, port, exit_of[k], key.protocol, flow_session});
+      nw.index.prefetch(flow_hash(FlowKey{dst, address, key.dport, port, exit_of[k], key.protocol, flow_session}));
   }
-  flush();
   // Past the reservations (taken modulo each pool's share of ports where used; wrapping at
   // 2^32 only moves where a search starts).
   nw.port_cursor += ahead;
 }
 
-// One bulk session lookup for the burst: crossed[i] tells whether pkts[i] (which may change)
+// One batched session lookup for the burst: crossed[i] tells whether pkts[i] (which may change)
 // goes on.
 void cross_burst(Worker& w, rte_mbuf** pkts, uint16_t n, const uint16_t* origin, const uint16_t* exit, bool owner_known,
                  bool* crossed) {
   NatWorker& nw = *w.tables->nat[w.queue];
   Flow flows[burst_size];
   FlowKey keys[burst_size];
-  const void* key_ptrs[burst_size];
+  uint32_t hashes[burst_size], found[burst_size];
   uint16_t at[burst_size], exit_of[burst_size], count = 0;
   for (uint16_t i = 0; i < n; i++) {
     crossed[i] = false;
     if (!prepare(w, nw, pkts[i], origin[i], exit[i], owner_known, flows[count], keys[count])) continue;
-    key_ptrs[count] = &keys[count];
+    hashes[count] = flow_hash(keys[count]);
+    nw.index.prefetch(hashes[count]);
     exit_of[count] = exit[i];
     at[count++] = i;
   }
   if (!count) return;
-  // One bulk lookup for the burst (DPDK pipelines the bucket reads), then the sessions found
-  // are prefetched before they are read.
-  void* data[burst_size];
-  uint64_t hits = 0;
-  rte_hash_lookup_bulk_data(nw.index, key_ptrs, count, &hits, data);
-  for (uint16_t k = 0; k < count; k++)
-    if (hits & (uint64_t(1) << k)) rte_prefetch0(&nw.sessions[reinterpret_cast<uintptr_t>(data[k]) / 2]);
-  static_assert(burst_size < 64);
-  // Established flows only (every key found): nothing more to bring in.
-  BurstIndex bi;
-  bool warmed = hits != (uint64_t(1) << count) - 1;
-  if (warmed) warm_new_flows(w, nw, flows, keys, count, hits, exit_of, bi);
+  // The burst's buckets were prefetched together; then the sessions their signatures name, and
+  // only then are the keys confirmed there (the misses overlap, as in a bulk lookup).
   for (uint16_t k = 0; k < count; k++) {
-    std::optional<uint64_t> found;
-    if (hits & (uint64_t(1) << k)) found = reinterpret_cast<uintptr_t>(data[k]);
+    found[k] = nw.index.candidate(hashes[k]);
+    if (found[k] != no_flow) rte_prefetch0(&nw.key_of(found[k]));
+  }
+  static_assert(burst_size < 64);
+  uint64_t hits = 0;
+  for (uint16_t k = 0; k < count; k++) {
+    if (found[k] == no_flow || !(nw.key_of(found[k]) == keys[k])) found[k] = nw.find(keys[k], hashes[k]);
+    if (found[k] != no_flow) hits |= uint64_t(1) << k;
+  }
+  // Established flows only (every key found): nothing more to bring in.
+  uint32_t reserved[burst_size];
+  bool warmed = hits != (uint64_t(1) << count) - 1;
+  if (warmed) warm_new_flows(w, nw, flows, keys, count, hits, exit_of, reserved);
+  for (uint16_t k = 0; k < count; k++) {
     uint16_t i = at[k];
     crossed[i] =
-        finish(w, nw, pkts[i], flows[k], keys[k], origin[i], exit[i], found, bi, warmed ? &bi.guesses[k] : nullptr);
+        finish(w, nw, pkts[i], flows[k], keys[k], origin[i], exit[i], found[k], warmed ? reserved[k] : no_port);
   }
 }
 
@@ -919,21 +868,20 @@ std::optional<uint32_t> install_mapping(Worker& w, NatWorker& nw, const SyncReco
   if (!live_tenant(t, tenant)) return std::nullopt;
   FlowKey inside{r.s.inside_ip, 0, r.s.inside_port, 0, tenant, protocol, mapping_inside};
   FlowKey outside{r.s.outside_ip, 0, r.s.outside_port, 0, tenant, protocol, mapping_outside};
-  void* data;
-  if (rte_hash_lookup_data(nw.index, &inside, &data) >= 0) {
-    auto index = uint32_t(reinterpret_cast<uintptr_t>(data));
+  if (uint32_t found = nw.find(inside); found != no_flow) {
+    uint32_t index = found >> 2;
     if (nw.mappings[index].outside == outside) return index;
     return std::nullopt;  // mapped elsewhere here: the active's ports would clash
   }
-  if (rte_hash_lookup(nw.index, &outside) >= 0 || !nw.n_free_mappings) return std::nullopt;
-  uint32_t index = nw.free_mappings[--nw.n_free_mappings];
-  if (rte_hash_add_key_data(nw.index, &inside, reinterpret_cast<void*>(uintptr_t(index))) < 0 ||
-      rte_hash_add_key_data(nw.index, &outside, reinterpret_cast<void*>(uintptr_t(index))) < 0) {
-    rte_hash_del_key(nw.index, &inside);
-    nw.free_mappings[nw.n_free_mappings++] = index;
+  if (nw.find(outside) != no_flow || !nw.n_free_mappings) return std::nullopt;
+  uint32_t index = nw.free_mappings[nw.n_free_mappings - 1];
+  nw.mappings[index] = Mapping{inside, outside, 0, t.tenants[tenant].nat.epoch};
+  if (!nw.insert(inside, flow_value(index, FlowTable::inside))) return std::nullopt;
+  if (!nw.insert(outside, flow_value(index, FlowTable::outside))) {
+    nw.erase(inside, flow_value(index, FlowTable::inside));
     return std::nullopt;
   }
-  nw.mappings[index] = Mapping{inside, outside, 0, t.tenants[tenant].nat.epoch};
+  nw.n_free_mappings--;
   bump(w.counters->nat[tenant].mappings_created);
   return index;
 }
@@ -952,11 +900,9 @@ void install_session(Worker& w, NatWorker& nw, const SyncRecord& r, bool keep_ow
   }
   uint64_t idle = w.tsc_hz / 1000 * r.idle_ms;
   uint64_t last_seen = w.now > idle ? w.now - idle : 0;
-  void* data;
-  if (rte_hash_lookup_data(nw.index, &key, &data) >= 0) {
-    auto found = reinterpret_cast<uintptr_t>(data);
-    Session& s = nw.sessions[found / 2];
-    if (found % 2 == 0 && s.key[1] == reverse) {
+  if (uint32_t found = nw.find(key); found != no_flow) {
+    Session& s = nw.sessions[found >> 2];
+    if ((found & 1) == 0 && s.key[1] == reverse) {
       s.last_seen = keep_own ? std::max(s.last_seen, last_seen) : last_seen;  // the active's timer
       s.tcp |= r.tcp;
       bump(w.sync->refreshed);
@@ -966,7 +912,7 @@ void install_session(Worker& w, NatWorker& nw, const SyncRecord& r, bool keep_ow
       bump(w.sync->install_failed);
       return;
     }
-    end_session(w, nw, uint32_t(found / 2));  // an older flow of this node in the way
+    end_session(w, nw, found >> 2);  // an older flow of this node in the way
   }
   if (!nw.n_free_sessions) {
     bump(w.sync->install_failed);
@@ -982,24 +928,24 @@ void install_session(Worker& w, NatWorker& nw, const SyncRecord& r, bool keep_ow
     nw.mappings[*mapping].refs++;
   }
   uint32_t index = nw.free_sessions[nw.n_free_sessions - 1];
-  auto value = [&](int d) { return reinterpret_cast<void*>(uintptr_t(index) * 2 + d); };
-  if (rte_hash_add_key_data(nw.index, &key, value(0)) < 0 || rte_hash_lookup(nw.index, &reverse) >= 0 ||
-      rte_hash_add_key_data(nw.index, &reverse, value(1)) < 0) {
-    rte_hash_del_key(nw.index, &key);
+  Session& s = nw.sessions[index];
+  uint32_t seq = s.seq.load(std::memory_order_relaxed);
+  s.seq.store(seq + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  s.key[0] = key;  // before the index has them: it confirms its keys here
+  s.key[1] = reverse;
+  if (reverse == key || nw.find(reverse) != no_flow || !nw.insert(key, flow_value(index, FlowTable::session_forward)) ||
+      !nw.insert(reverse, flow_value(index, FlowTable::session_reverse))) {
+    nw.erase(key, flow_value(index, FlowTable::session_forward));
+    s.seq.store(seq + 2, std::memory_order_release);
     if (mapping) release_mapping(w, nw, *mapping);
     bump(w.sync->install_failed);
     return;
   }
   nw.n_free_sessions--;
-  Session& s = nw.sessions[index];
-  uint32_t seq = s.seq.load(std::memory_order_relaxed);
-  s.seq.store(seq + 1, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_release);
   s.live = 1;
   s.tcp = r.tcp;
   s.rule = 0;
-  s.key[0] = key;
-  s.key[1] = reverse;
   s.last_seen = last_seen;
   s.epoch[0] = t.tenants[key.tenant].nat.epoch;
   s.epoch[1] = t.tenants[reverse.tenant].nat.epoch;
@@ -1012,11 +958,9 @@ void install_session(Worker& w, NatWorker& nw, const SyncRecord& r, bool keep_ow
 }
 
 void remove_session(Worker& w, NatWorker& nw, const SyncRecord& r) {
-  void* data;
-  if (rte_hash_lookup_data(nw.index, &r.s.key[0], &data) < 0) return;
-  auto found = reinterpret_cast<uintptr_t>(data);
-  if (found % 2 != 0 || !(nw.sessions[found / 2].key[1] == r.s.key[1])) return;
-  end_session(w, nw, uint32_t(found / 2));
+  uint32_t found = nw.find(r.s.key[0]);
+  if (found == no_flow || (found & 1) != 0 || !(nw.sessions[found >> 2].key[1] == r.s.key[1])) return;
+  end_session(w, nw, found >> 2);
   bump(w.sync->removed);
 }
 

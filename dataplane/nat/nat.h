@@ -11,8 +11,6 @@
 // path. With several workers a flow is owned by the worker a hash of its core-side
 // endpoints picks (NAPT flows: the worker whose port range holds the flow's pool port), and
 // packets arriving elsewhere are handed to the owner, as for SAs.
-#include <rte_hash.h>
-#include <rte_hash_crc.h>
 #include <rte_ip_frag.h>
 
 #include <algorithm>
@@ -20,35 +18,12 @@
 #include <cstdint>
 #include <cstring>
 
+#include "nat/flow_table.h"
 #include "tables/tables.h"
 
 namespace medix::dp {
 
 struct Worker;
-
-// The 16 bytes sessions and NAPT mappings are found by.
-struct FlowKey {
-  uint32_t src, dst;      // host byte order
-  uint16_t sport, dport;  // ICMP echo: the identifier in both
-  uint16_t tenant;        // where the packet comes from
-  uint8_t protocol;
-  uint8_t kind;  // FlowKind
-  bool operator==(const FlowKey&) const = default;
-};
-static_assert(sizeof(FlowKey) == 16);
-
-// The hash of a FlowKey: the session index's (nat_worker_create) and the burst's (nat.cpp).
-inline uint32_t flow_hash(const void* key, uint32_t, uint32_t init) {
-  uint64_t words[2];
-  std::memcpy(words, key, sizeof words);
-  return rte_hash_crc_8byte(words[1], rte_hash_crc_8byte(words[0], init));
-}
-
-enum FlowKind : uint8_t {
-  flow_session = 0,
-  mapping_inside = 1,   // NAPT: (tenant, inside address, port, protocol)
-  mapping_outside = 2,  // NAPT: (pool address, port, protocol)
-};
 
 // TCP progress of a session (RFC 7857 timeouts follow from it).
 enum TcpBits : uint8_t {
@@ -83,7 +58,8 @@ struct Mapping {
 };
 
 struct NatWorker {
-  rte_hash* index = nullptr;  // FlowKey -> session index * 2 + direction, or mapping index
+  // FlowKey -> flow_value(session, direction) or flow_value(mapping, FlowTable::inside/outside).
+  FlowTable index;
   Session* sessions = nullptr;
   Mapping* mappings = nullptr;
   uint32_t capacity = 0;  // sessions (and mappings)
@@ -97,6 +73,22 @@ struct NatWorker {
   uint32_t* fragments_of = nullptr;  // fragments held for reassembly by origin tenant slot
   rte_ip_frag_tbl* fragments = nullptr;
   rte_ip_frag_death_row death_row{};
+
+  // The key a value of the index was made for (where it is stored: the session or mapping).
+  const FlowKey& key_of(uint32_t value) const {
+    uint32_t i = value >> 2;
+    if (!(value & 2)) return sessions[i].key[value & 1];  // FlowTable::session_forward, session_reverse
+    return value & 1 ? mappings[i].outside : mappings[i].inside;
+  }
+  uint32_t find(const FlowKey& key, uint32_t h) const {
+    return index.find(key, h, [this](uint32_t v) -> const FlowKey& { return key_of(v); });
+  }
+  uint32_t find(const FlowKey& key) const { return find(key, flow_hash(key)); }
+  // `key` must be absent, and stored where `value` says before it is added.
+  bool insert(const FlowKey& key, uint32_t value) {
+    return index.insert(flow_hash(key), value, [this](uint32_t v) -> const FlowKey& { return key_of(v); });
+  }
+  bool erase(const FlowKey& key, uint32_t value) { return index.erase(flow_hash(key), value); }
 };
 
 // Each worker's share of settings.max_sessions (at least 64): its sessions and NAPT mappings.
@@ -106,10 +98,8 @@ inline uint32_t sessions_per_worker(uint32_t max_sessions, unsigned workers) {
 // A tenant's sessions on a worker when its pool sets no session_limit (docs/fair-shares.md).
 inline uint32_t default_session_share(uint32_t capacity) { return std::max<uint32_t>(1, capacity / 4); }
 // A worker's index: two keys per session and two per NAPT mapping (at most one mapping per
-// session), its overflow in extendable buckets.
-inline HashShape nat_index_shape(uint32_t capacity) {
-  return HashShape{4 * capacity, sizeof(FlowKey), RTE_HASH_EXTRA_FLAGS_EXT_TABLE};
-}
+// session).
+inline uint32_t nat_index_buckets(uint32_t capacity) { return FlowTable::buckets_for(4 * capacity); }
 // A worker's reassembly table: buckets, entries per bucket, packets at once.
 inline constexpr uint32_t fragment_buckets = 1024, fragment_bucket_entries = 16, fragment_max_entries = 4096;
 // The fragments a tenant may hold in a worker's reassembly table (docs/fair-shares.md): a

@@ -182,7 +182,7 @@ uint64_t fib_bytes(const rte_fib_conf& conf, uint64_t page_size) {
 uint64_t nat_worker_bytes(uint32_t capacity) {
   const uint64_t fragments =
       uint64_t(rte_align32pow2(fragment_buckets)) * fragment_bucket_entries * fragment_hash_functions;
-  return allocation(sizeof(NatWorker)) + hash_bytes(nat_index_shape(capacity)) +
+  return allocation(sizeof(NatWorker)) + allocation(sizeof(FlowTable::Bucket) * uint64_t(nat_index_buckets(capacity))) +
          allocation(sizeof(Session) * uint64_t(capacity)) + allocation(sizeof(Mapping) * uint64_t(capacity)) +
          2 * allocation(sizeof(uint32_t) * uint64_t(capacity)) + allocation(sizeof(uint32_t) * max_tenants) +
          allocation(small_header + fragments * fragment_entry);

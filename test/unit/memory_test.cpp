@@ -67,8 +67,7 @@ TEST_CASE("the memory estimate matches what DPDK allocates", "[memory]") {
   SECTION("the tables' indexes") {
     for (auto [what, shape] : {std::pair{"neighbour index", neighbour_index_shape},
                                {"SA index", sa_index_shape},
-                               {"interface index", interface_index_shape},
-                               {"NAT index", nat_index_shape(65536)}}) {
+                               {"interface index", interface_index_shape}}) {
       const std::string name = std::string("mem_") + what;
       rte_hash_parameters params = hash_parameters(shape, name.c_str(), rte_jhash, 0);
       rte_hash* hash = nullptr;

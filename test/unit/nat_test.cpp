@@ -4,8 +4,13 @@
 
 #include <catch2/catch.hpp>
 
+#include <map>
+#include <random>
+#include <vector>
+
 #include "fixture.h"
 #include "harness.h"
+#include "nat/flow_table.h"
 
 using medix::dp::Code;
 namespace v1 = medix::dataplane::v1;
@@ -85,4 +90,51 @@ TEST_CASE("translation and policy objects are validated field by field") {
   auto move = h.apply(ops(R"([{"op": "UPDATE", "object": {"tenant": {"name": "a", "core": true}}}])"));
   CHECK(move.code == Code::invalid_argument);
   CHECK(move.message == "operations[0].tenant.core: tenant \"core\" is already the core (there is one)");
+}
+
+// The session index (nat/flow_table.h) against a map, on a table small enough that buckets fill:
+// keys in their second bucket, entries moved to make room, erases that must find them there.
+TEST_CASE("session table: every key found with its value, none that was not added, through overflow and churn") {
+  using namespace medix::dp;
+  constexpr uint32_t n_keys = 4096;
+  std::vector<FlowKey> keys(n_keys);
+  for (uint32_t i = 0; i < n_keys; i++)
+    keys[i] = FlowKey{0x0a000000 + i * 7919, 0x64640001, uint16_t(1024 + i % 512), 104, 1, 17, flow_session};
+  auto key_of = [&](uint32_t v) -> const FlowKey& { return keys[v >> 2]; };
+  for (uint32_t buckets : {64u, 512u}) {
+    std::vector<FlowTable::Bucket> storage(buckets);
+    FlowTable t;
+    t.buckets = storage.data();
+    t.n_buckets = buckets;
+    std::map<uint32_t, uint32_t> model;  // key index -> value
+    std::mt19937 rng(buckets);
+    // Up to two thirds of the slots (beyond the table's sizing, FlowTable::buckets_for: half),
+    // then 20,000 random adds and removes at that load.
+    uint32_t most = buckets * FlowTable::ways * 2 / 3;
+    for (int step = 0; step < 20000; step++) {
+      uint32_t i = rng() % n_keys;
+      uint32_t h = flow_hash(keys[i]);
+      if (model.count(i)) {
+        REQUIRE(t.erase(h, model[i]));
+        model.erase(i);
+      } else if (model.size() < most) {
+        REQUIRE(t.find(keys[i], h, key_of) == no_flow);
+        uint32_t value = flow_value(i, FlowTable::session_forward);
+        REQUIRE(t.insert(h, value, key_of));
+        model[i] = value;
+      }
+      if (step % 1000 == 999) {
+        for (uint32_t k = 0; k < n_keys; k++) {
+          uint32_t found = t.find(keys[k], flow_hash(keys[k]), key_of);
+          REQUIRE(found == (model.count(k) ? model[k] : no_flow));
+        }
+        REQUIRE(t.entries == model.size());
+      }
+    }
+    uint64_t moved = 0;  // keys whose first bucket overflowed, as the buckets count them
+    for (uint32_t b = 0; b < buckets; b++) moved += storage[b].moved;
+    INFO(buckets << " buckets: " << moved << " keys in their second bucket, " << t.moves << " entries moved");
+    CHECK(moved > 0);
+    if (buckets == 64) CHECK(t.moves > 0);
+  }
 }
