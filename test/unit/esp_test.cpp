@@ -17,14 +17,7 @@ using namespace frame;
 
 namespace {
 // Tenant hosp behind tunnel t1 over tenant carrier, AES-CBC-128 + HMAC-SHA-256-128 both ways.
-const std::string tunnel_config = R"({
-  "schema_version": 1,
-  "ports": [{"name": "p0", "device": "net_null0"}, {"name": "p1", "device": "net_null1"}],
-  "tenants": [{"name": "carrier"}, {"name": "hosp"}],
-  "interfaces": [
-    {"name": "c0", "tenant": "carrier", "port": "p0", "addresses": ["198.51.100.1/24"], "mac": "02:00:00:00:00:01"},
-    {"name": "h0", "tenant": "hosp", "port": "p1", "addresses": ["10.0.1.1/24"], "mac": "02:00:00:00:01:01"}
-  ],
+const std::string tunnel_config = hosp_over_carrier(R"(
   "tunnels": [{"name": "t1", "tenant": "hosp", "underlay_tenant": "carrier", "local_address": "198.51.100.1",
                "remote_address": "198.51.100.2", "remote_selectors": ["10.0.0.0/24"]}],
   "routes": [{"tenant": "hosp", "prefix": "10.0.0.0/24", "via": {"interface": "t1"}},
@@ -38,7 +31,7 @@ const std::string tunnel_config = R"({
     {"spi": 8193, "tunnel": "t1", "inbound": false, "cipher": "AES_CBC_128", "cipher_key": "AAECAwQFBgcICQoLDA0ODw==",
      "integrity": "HMAC_SHA256_128", "integrity_key": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}
   ]
-})";
+)");
 
 Bytes from_carrier(const Bytes& ip) { return ether("02:00:00:00:00:01", "02:00:00:00:00:02", 0x0800) + ip; }
 Bytes from_host(const Bytes& ip) { return ether("02:00:00:00:01:01", "02:00:00:00:01:10", 0x0800) + ip; }
@@ -404,14 +397,7 @@ TEST_CASE("HA fence: a standby that sent on an SA past the active's value withho
 namespace {
 // t1 as above and t2 to a second carrier peer whose IKE chose the same outbound SPI, 8193 (the
 // remote peer picks it: legal across peers), with keys of its own.
-const std::string same_spi_config = R"({
-  "schema_version": 1,
-  "ports": [{"name": "p0", "device": "net_null0"}, {"name": "p1", "device": "net_null1"}],
-  "tenants": [{"name": "carrier"}, {"name": "hosp"}],
-  "interfaces": [
-    {"name": "c0", "tenant": "carrier", "port": "p0", "addresses": ["198.51.100.1/24"], "mac": "02:00:00:00:00:01"},
-    {"name": "h0", "tenant": "hosp", "port": "p1", "addresses": ["10.0.1.1/24"], "mac": "02:00:00:00:01:01"}
-  ],
+const std::string same_spi_config = hosp_over_carrier(R"(
   "tunnels": [{"name": "t1", "tenant": "hosp", "underlay_tenant": "carrier", "local_address": "198.51.100.1",
                "remote_address": "198.51.100.2", "remote_selectors": ["10.0.0.0/24"]},
               {"name": "t2", "tenant": "hosp", "underlay_tenant": "carrier", "local_address": "198.51.100.1",
@@ -431,7 +417,7 @@ const std::string same_spi_config = R"({
     {"spi": 8193, "tunnel": "t2", "inbound": false, "cipher": "AES_CBC_128", "cipher_key": "EBESExQVFhcYGRobHB0eHw==",
      "integrity": "HMAC_SHA256_128", "integrity_key": "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8="}
   ]
-})";
+)");
 
 SaState& outbound_of(Harness& h, const std::string& tunnel) {
   for (const auto& f : h.tables->interfaces)

@@ -160,6 +160,18 @@ uint16_t Harness::tenant(const std::string& name) const {
   throw std::runtime_error("no tenant " + name);
 }
 
+std::string hosp_over_carrier(const std::string& rest) {
+  return R"({
+  "schema_version": 1,
+  "ports": [{"name": "p0", "device": "net_null0"}, {"name": "p1", "device": "net_null1"}],
+  "tenants": [{"name": "carrier"}, {"name": "hosp"}],
+  "interfaces": [
+    {"name": "c0", "tenant": "carrier", "port": "p0", "addresses": ["198.51.100.1/24"], "mac": "02:00:00:00:00:01"},
+    {"name": "h0", "tenant": "hosp", "port": "p1", "addresses": ["10.0.1.1/24"], "mac": "02:00:00:00:01:01"}
+  ],)" + rest +
+         "}";
+}
+
 std::vector<uint8_t> bytes_of(const rte_mbuf* m) {
   std::vector<uint8_t> bytes(rte_pktmbuf_pkt_len(m));
   auto* data = static_cast<const uint8_t*>(rte_pktmbuf_read(m, 0, uint32_t(bytes.size()), bytes.data()));

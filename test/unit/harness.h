@@ -57,6 +57,11 @@ struct Harness {
   void free_worker(Worker& w);
 };
 
+// The unit tests' tunnel configs: ports p0 and p1, tenants carrier and hosp, interfaces c0
+// (carrier, p0, 198.51.100.1/24) and h0 (hosp, p1, 10.0.1.1/24), then `rest`: the members
+// after "interfaces" (tunnels, routes, SAs ...), each followed by a comma but the last.
+std::string hosp_over_carrier(const std::string& rest);
+
 // A packet's bytes, every segment.
 std::vector<uint8_t> bytes_of(const rte_mbuf* m);
 

@@ -625,21 +625,14 @@ namespace {
 
 // Tenant hosp behind tunnel t1 over tenant carrier (c0 on p0); the outbound SA (8193) is
 // worker 1's with two workers.
-const std::string shaped_tunnel = R"({
-  "schema_version": 1,
-  "ports": [{"name": "p0", "device": "net_null0"}, {"name": "p1", "device": "net_null1"}],
-  "tenants": [{"name": "carrier"}, {"name": "hosp"}],
-  "interfaces": [
-    {"name": "c0", "tenant": "carrier", "port": "p0", "addresses": ["198.51.100.1/24"], "mac": "02:00:00:00:00:01"},
-    {"name": "h0", "tenant": "hosp", "port": "p1", "addresses": ["10.0.1.1/24"], "mac": "02:00:00:00:01:01"}
-  ],
+const std::string shaped_tunnel = hosp_over_carrier(R"(
   "tunnels": [{"name": "t1", "tenant": "hosp", "underlay_tenant": "carrier", "local_address": "198.51.100.1",
                "remote_address": "198.51.100.2"}],
   "routes": [{"tenant": "hosp", "prefix": "10.0.0.0/24", "via": {"interface": "t1"}}],
   "neighbours": [{"interface": "c0", "address": "198.51.100.2", "mac": "02:00:00:00:00:02"}],
   "sas": [{"spi": 8193, "tunnel": "t1", "inbound": false, "cipher": "AES_GCM_128",
            "cipher_key": "AAECAwQFBgcICQoLDA0ODxAREhM="}]
-})";
+)");
 
 // 100 bytes of inner packet from h0's host into the tunnel, with this DSCP.
 Bytes into_tunnel(uint8_t dscp) {

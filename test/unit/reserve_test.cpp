@@ -20,14 +20,7 @@ using namespace frame;
 namespace {
 
 // A static tunnel t1 (AES-GCM both ways) from hosp to a carrier peer.
-const std::string config = R"({
-  "schema_version": 1,
-  "ports": [{"name": "p0", "device": "net_null0"}, {"name": "p1", "device": "net_null1"}],
-  "tenants": [{"name": "carrier"}, {"name": "hosp"}],
-  "interfaces": [
-    {"name": "c0", "tenant": "carrier", "port": "p0", "addresses": ["198.51.100.1/24"], "mac": "02:00:00:00:00:01"},
-    {"name": "h0", "tenant": "hosp", "port": "p1", "addresses": ["10.0.1.1/24"], "mac": "02:00:00:00:01:01"}
-  ],
+const std::string config = hosp_over_carrier(R"(
   "tunnels": [{"name": "t1", "tenant": "hosp", "underlay_tenant": "carrier", "local_address": "198.51.100.1",
                "remote_address": "198.51.100.2", "remote_selectors": ["10.0.0.0/24"]}],
   "routes": [{"tenant": "hosp", "prefix": "10.0.0.0/24", "via": {"interface": "t1"}}],
@@ -40,7 +33,7 @@ const std::string config = R"({
      "cipher_key": "AAECAwQFBgcICQoLDA0ODxAREhM="}
   ],
   "settings": {"max_sessions": 1024}
-})";
+)");
 
 // A fresh folder under /tmp, removed with what it holds.
 struct TempDir {

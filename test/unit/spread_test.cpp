@@ -16,25 +16,18 @@ namespace {
 // Tenant hosp behind the spread tunnel t1 over carrier. The inbound SA has the outbound one's
 // SPI and key, so that what t1 sends can be decrypted here, looped back.
 std::string spread_config(const std::string& crypto, bool spread = true) {
-  return R"({
-  "schema_version": 1,
-  "ports": [{"name": "p0", "device": "net_null0"}, {"name": "p1", "device": "net_null1"}],
-  "tenants": [{"name": "carrier"}, {"name": "hosp"}],
-  "interfaces": [
-    {"name": "c0", "tenant": "carrier", "port": "p0", "addresses": ["198.51.100.1/24"], "mac": "02:00:00:00:00:01"},
-    {"name": "h0", "tenant": "hosp", "port": "p1", "addresses": ["10.0.1.1/24"], "mac": "02:00:00:00:01:01"}
-  ],
+  return hosp_over_carrier(R"(
   "tunnels": [{"name": "t1", "tenant": "hosp", "underlay_tenant": "carrier", "local_address": "198.51.100.1",
                "remote_address": "198.51.100.2", "spread": )" +
-         std::string(spread ? "true" : "false") + R"(}],
+                           std::string(spread ? "true" : "false") + R"(}],
   "routes": [{"tenant": "hosp", "prefix": "10.0.0.0/24", "via": {"interface": "t1"}}],
   "neighbours": [{"interface": "c0", "address": "198.51.100.2", "mac": "02:00:00:00:00:02"},
                  {"interface": "h0", "address": "10.0.1.10", "mac": "02:00:00:00:01:10"}],
   "sas": [{"spi": 8193, "tunnel": "t1", "inbound": true, "replay_window": 128, )" +
-         crypto + R"(},
+                           crypto + R"(},
           {"spi": 8193, "tunnel": "t1", "inbound": false, )" +
-         crypto + R"(}]
-})";
+                           crypto + R"(}]
+)");
 }
 const std::string gcm = R"("cipher": "AES_GCM_128", "cipher_key": "AAECAwQFBgcICQoLDA0ODxAREhM=")";
 const std::string cbc = R"("cipher": "AES_CBC_128", "cipher_key": "AAECAwQFBgcICQoLDA0ODw==",
