@@ -18,6 +18,26 @@ void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_
 // Packets routed to a tunnel (L2 still on, TTL done). Encrypted outer packets come out with
 // no L2, in the underlay tenant, marked as our own (no TTL decrement, no ICMP about them).
 void esp_output(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** outer, uint16_t& n_outer);
+
+// AES-CBC jobs stay in IPsec-MB's multi-buffer lanes across bursts (flushing at the end of
+// each burst runs half-empty lanes: docs/ipsec.md, "Speed"). Their packets come out of the
+// worker's EspJobs when their jobs complete: decrypted ones checked as esp_input's `inner`,
+// encrypted ones as esp_output's `outer`. AES-GCM completes in the call.
+struct EspJobs;
+EspJobs* esp_jobs_create();  // nullptr: out of memory
+void esp_jobs_destroy(EspJobs* jobs);
+// Jobs submitted and not yet completed; packets completed and not yet taken.
+unsigned esp_in_flight(const Worker& w);
+bool esp_done(const Worker& w);
+// Jobs submitted since the worker started (a loop that submitted none flushes).
+uint64_t esp_submitted(const Worker& w);
+// Collects the jobs IPsec-MB has completed; with `flush`, forces every job in flight through.
+void esp_complete(Worker& w, bool flush);
+// Moves completed packets into `inner` and `outer`, as many as they have room for.
+void esp_take_done(Worker& w, Batch& inner, Batch& outer);
+// At the worker's stop: every job in flight completed, its packet freed.
+void esp_discard(Worker& w);
+
 // TCP MSS clamping (both directions of a tunnel): rewrites the MSS option of a SYN.
 void clamp_mss(rte_mbuf* m, uint16_t l3_offset, uint16_t mss);
 

@@ -129,6 +129,7 @@ struct IpInput {
 
 void run_ip(Worker& w, uint64_t t, IpInput& in) {
   for (unsigned pass = 0; pass < max_passes; pass++) {
+    if (esp_done(w)) esp_take_done(w, in.checked, in.ours);  // CBC jobs completed since the last pass
     if (!in.to_check.n && !in.checked.n && !in.ours.n && !w.originated->n) return;
     Batch arrived, decrypted, to_route;
     if (in.to_check.n) {
@@ -251,6 +252,17 @@ void process_burst(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n) {
   IpInput in;
   append(w, in.to_check, ip, n_ip);
   run_ip(w, t, in);
+}
+
+void process_crypto(Worker& w, bool flush) {
+  uint64_t t = stage_clock(w);
+  esp_complete(w, flush);
+  if (flush) t = account(w, Stage::esp_input, t, 0);  // the lanes' tail: both directions
+  while (esp_done(w)) {
+    IpInput in;
+    run_ip(w, t, in);
+    t = stage_clock(w);
+  }
 }
 
 void process_originated(Worker& w) {
