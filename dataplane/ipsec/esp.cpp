@@ -308,14 +308,15 @@ void esp_complete(Worker& w, bool flush) {
     while (IMB_JOB* job = IMB_FLUSH_JOB(w.mgr)) complete(w, job);
 }
 
-void esp_take_done(Worker& w, Batch& inner, Batch& outer) {
+void esp_take_done(Worker& w, Batch& inner, Batch& outer, uint16_t room) {
   EspJobs& q = *w.esp_jobs;
-  auto take = [](rte_mbuf** done, uint16_t& n, Batch& to) {
-    uint16_t k = std::min<uint16_t>(n, uint16_t(std::size(to.pkts) - to.n));
+  auto take = [&room](rte_mbuf** done, uint16_t& n, Batch& to) {
+    uint16_t k = std::min<uint16_t>({n, room, uint16_t(std::size(to.pkts) - to.n)});
     memcpy(to.pkts + to.n, done, k * sizeof(rte_mbuf*));
     memmove(done, done + k, (n - k) * sizeof(rte_mbuf*));
     n = uint16_t(n - k);
     to.n = uint16_t(to.n + k);
+    room = uint16_t(room - k);
     return k;
   };
   uint16_t first_in = inner.n, first_out = outer.n;

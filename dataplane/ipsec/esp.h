@@ -33,8 +33,8 @@ bool esp_done(const Worker& w);
 uint64_t esp_submitted(const Worker& w);
 // Collects the jobs IPsec-MB has completed; with `flush`, forces every job in flight through.
 void esp_complete(Worker& w, bool flush);
-// Moves completed packets into `inner` and `outer`, as many as they have room for.
-void esp_take_done(Worker& w, Batch& inner, Batch& outer);
+// Moves completed packets into `inner` and `outer`: at most `room` in all, as many as fit.
+void esp_take_done(Worker& w, Batch& inner, Batch& outer, uint16_t room);
 // At the worker's stop: every job in flight completed, its packet freed.
 void esp_discard(Worker& w);
 

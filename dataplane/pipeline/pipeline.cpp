@@ -129,7 +129,13 @@ struct IpInput {
 
 void run_ip(Worker& w, uint64_t t, IpInput& in) {
   for (unsigned pass = 0; pass < max_passes; pass++) {
-    if (esp_done(w)) esp_take_done(w, in.checked, in.ours);  // CBC jobs completed since the last pass
+    // CBC jobs completed since the last pass, as many as leave a batch's room for what the
+    // pass routes (the rest: next pass, or the worker loop's process_crypto).
+    if (esp_done(w)) {
+      int used = in.to_check.n + in.checked.n + in.ours.n + w.originated->n;
+      if (used < int(std::size(in.ours.pkts)))
+        esp_take_done(w, in.checked, in.ours, uint16_t(std::size(in.ours.pkts) - used));
+    }
     if (!in.to_check.n && !in.checked.n && !in.ours.n && !w.originated->n) return;
     Batch arrived, decrypted, to_route;
     if (in.to_check.n) {

@@ -69,7 +69,7 @@ std::vector<rte_mbuf*> completed_jobs(Harness& h, bool inbound) {
   std::vector<rte_mbuf*> done;
   while (esp_done(h.worker)) {
     Batch in, out;
-    esp_take_done(h.worker, in, out);
+    esp_take_done(h.worker, in, out, uint16_t(std::size(in.pkts)));
     Batch& mine = inbound ? in : out;
     REQUIRE((inbound ? out : in).n == 0);
     done.insert(done.end(), mine.pkts, mine.pkts + mine.n);
