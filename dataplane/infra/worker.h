@@ -226,6 +226,7 @@ struct Shares {
 };
 
 struct SyncWorker;  // nat/sync.h
+struct EspJobs;     // ipsec/esp.h
 
 struct alignas(RTE_CACHE_LINE_SIZE) Worker {
   unsigned lcore = 0;
@@ -250,6 +251,7 @@ struct alignas(RTE_CACHE_LINE_SIZE) Worker {
   // ESP: this worker's crypto state, every worker's hand-off ring (indexed by queue) and the
   // ring of SA lifetime events to the control side.
   IMB_MGR* mgr = nullptr;
+  EspJobs* esp_jobs = nullptr;  // AES-CBC jobs in flight across bursts
   rte_ring* const* handoff = nullptr;
   rte_ring* sa_events = nullptr;
   uint16_t ip_id = 0;

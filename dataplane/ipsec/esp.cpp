@@ -1,5 +1,8 @@
 #include "ipsec/esp.h"
 
+#include <algorithm>
+#include <new>
+
 #include <rte_cycles.h>
 #include <rte_hash.h>
 #include <rte_ip.h>
@@ -54,6 +57,13 @@ void sa_drop(Worker& w, SaState& sa, rte_mbuf* m, Drop reason) {
   drop(w, m, reason);
 }
 
+// A spread SA's packet (marked for its tx point, mark_ordered) whose crypto failed: it still
+// goes there, so that its number leaves no hole, and is dropped there.
+void mark_failed(rte_mbuf* m) {
+  PacketMeta& pm = meta(m);
+  pm.out_uid = (pm.out_uid & 0xffff) | uint32_t(int(Drop::esp_crypto_failed) + 1) << 16;
+}
+
 void sa_event(Worker& w, const SaState& sa, SaEventKind kind) {
   SaEventMessage e{sa.spi, sa.tunnel, uint8_t(kind), sa.inbound, sa.packets, sa.bytes, rte_rdtsc()};
   rte_ring_sp_enqueue_elem(w.sa_events, &e, sizeof e);  // full: the control side is far behind; it reads state too
@@ -98,47 +108,6 @@ void gcm_crypt(Worker& w, const SaState& sa, bool encrypt, uint8_t* data, uint64
   }
 }
 
-// AES-CBC and HMAC through the job API; one job, completed before returning.
-// Submitted only: the multi-buffer manager runs jobs in parallel lanes, and completes them when
-// lanes fill or at flush_jobs(), once per burst (a flush per packet costs ten times as much).
-// A job the manager hands back: one whose status is not COMPLETED marks its packet failed (its
-// output was not written: nothing of it may leave).
-inline void check_job(const IMB_JOB* job) {
-  if (job && job->status != IMB_STATUS_COMPLETED && job->user_data) *static_cast<uint8_t*>(job->user_data) = 1;
-}
-
-void cbc_hmac(Worker& w, const SaState& sa, bool encrypt, uint8_t* esp, uint64_t cipher_offset, uint64_t cipher_len,
-              uint64_t hash_len, const uint8_t* iv, uint8_t* tag_out, bool cipher, uint8_t* failed) {
-  *failed = 0;
-  IMB_JOB* job = IMB_GET_NEXT_JOB(w.mgr);
-  job->user_data = failed;
-  job->chain_order = encrypt ? IMB_ORDER_CIPHER_HASH : IMB_ORDER_HASH_CIPHER;
-  job->cipher_direction = encrypt ? IMB_DIR_ENCRYPT : IMB_DIR_DECRYPT;
-  job->cipher_mode = cipher ? IMB_CIPHER_CBC : IMB_CIPHER_NULL;
-  job->enc_keys = sa.enc_keys;
-  job->dec_keys = sa.dec_keys;
-  job->key_len_in_bytes = sa.key_len;
-  job->src = esp;
-  job->dst = esp + cipher_offset;
-  job->cipher_start_src_offset_in_bytes = cipher_offset;
-  job->msg_len_to_cipher_in_bytes = cipher ? cipher_len : 0;
-  job->iv = iv;
-  job->iv_len_in_bytes = 16;
-  job->hash_alg = sa.auth == AuthKind::hmac_sha256_128 ? IMB_AUTH_HMAC_SHA_256 : IMB_AUTH_HMAC_SHA_1;
-  job->hash_start_src_offset_in_bytes = 0;
-  job->msg_len_to_hash_in_bytes = tag_out ? hash_len : 0;
-  job->u.HMAC._hashed_auth_key_xor_ipad = sa.ipad;
-  job->u.HMAC._hashed_auth_key_xor_opad = sa.opad;
-  job->auth_tag_output = tag_out;
-  job->auth_tag_output_len_in_bytes = sa.icv_len;
-  if (!tag_out) job->hash_alg = IMB_AUTH_NULL;
-  check_job(IMB_SUBMIT_JOB(w.mgr));
-}
-
-void flush_jobs(Worker& w) {
-  while (IMB_JOB* job = IMB_FLUSH_JOB(w.mgr)) check_job(job);
-}
-
 bool in_selectors(const std::array<Subnet, 8>& list, uint8_t n, uint32_t address) {
   if (n == 0) return true;
   for (unsigned i = 0; i < n; i++)
@@ -147,6 +116,240 @@ bool in_selectors(const std::array<Subnet, 8>& list, uint8_t n, uint32_t address
 }
 
 }  // namespace
+
+// A packet whose crypto is done or under way: inbound, what its verdict needs.
+struct EspPacket {
+  rte_mbuf* m;
+  SaState* sa;
+  const InterfaceEntry* tunnel;  // inbound
+  uint8_t* payload;              // inbound: the ESP payload, decrypted in place
+  int32_t cipher_len;
+  uint64_t seq;
+  bool inbound;
+  uint8_t outer_tos;              // inbound: the outer header's, for RFC 6040
+  uint8_t failed;                 // its crypto job did not complete
+  uint8_t tag[16], received[16];  // inbound: the ICV computed and the one that came
+};
+
+struct EspJobs {
+  // The CBC IVs' ECB jobs run here, to completion, without flushing the lanes of w.mgr.
+  IMB_MGR* iv_mgr = nullptr;
+  unsigned in_flight = 0;
+  uint64_t submitted = 0;
+  EspPacket slots[IMB_MAX_JOBS];  // by the index of its job in w.mgr's queue
+  // Completed packets, until the pipeline takes them; jobs complete in the order submitted.
+  uint16_t n_in = 0, n_out = 0;
+  rte_mbuf* done_in[2 * IMB_MAX_JOBS];
+  rte_mbuf* done_out[2 * IMB_MAX_JOBS];
+};
+
+EspJobs* esp_jobs_create() {
+  auto* q = new (std::nothrow) EspJobs();
+  if (!q) return nullptr;
+  q->iv_mgr = alloc_mb_mgr(0);
+  if (!q->iv_mgr) {
+    delete q;
+    return nullptr;
+  }
+  init_mb_mgr_auto(q->iv_mgr, nullptr);
+  return q;
+}
+
+void esp_jobs_destroy(EspJobs* q) {
+  if (!q) return;
+  free_mb_mgr(q->iv_mgr);
+  delete q;
+}
+
+unsigned esp_in_flight(const Worker& w) { return w.esp_jobs->in_flight; }
+bool esp_done(const Worker& w) { return w.esp_jobs->n_in || w.esp_jobs->n_out; }
+uint64_t esp_submitted(const Worker& w) { return w.esp_jobs->submitted; }
+
+namespace {
+
+// The verdict on an inbound packet whose ICV has been computed: the inner packet, its header
+// checked, or nullptr (dropped and counted).
+rte_mbuf* verdict_in(Worker& w, EspPacket& d) {
+  auto& [m, sa, tunnel, payload, cipher_len, seq, inbound, outer_tos, failed, tag, received] = d;
+  if (failed) {
+    sa_drop(w, *sa, m, Drop::esp_crypto_failed);
+    return nullptr;
+  }
+  if (!same_icv(tag, received, sa->icv_len)) {
+    sa_drop(w, *sa, m, Drop::esp_bad_icv);
+    return nullptr;
+  }
+  if (sa->life == SaLife::hard_expired) {  // an earlier packet used it up
+    sa_drop(w, *sa, m, Drop::sa_expired);
+    return nullptr;
+  }
+  // Checked again: packets verified since this one was submitted have moved the window.
+  if (auto again = sa->replay.check(seq); again != ReplayWindow::accept) {
+    if (again == ReplayWindow::replayed)
+      sa_drop(w, *sa, m, Drop::esp_replayed);
+    else
+      sa_drop(w, *sa, m, Drop::esp_too_old);
+    return nullptr;
+  }
+  sa->replay.update(seq);
+  uint8_t next_header = payload[cipher_len - 1];
+  uint8_t pad = payload[cipher_len - 2];
+  bool pad_ok = pad + 2 <= cipher_len;
+  for (unsigned k = 0; pad_ok && k < pad; k++) pad_ok = payload[cipher_len - 2 - pad + k] == k + 1;
+  if (!pad_ok) {
+    sa_drop(w, *sa, m, Drop::esp_bad_padding);
+    return nullptr;
+  }
+  if (next_header != IPPROTO_IPIP) {
+    sa_drop(w, *sa, m, Drop::esp_bad_next_header);
+    return nullptr;
+  }
+  uint32_t inner_len = uint32_t(cipher_len - pad - 2);
+  if (inner_len < sizeof(rte_ipv4_hdr) || (payload[0] >> 4) != 4) {
+    sa_drop(w, *sa, m, Drop::esp_bad_next_header);
+    return nullptr;
+  }
+  auto* in = reinterpret_cast<rte_ipv4_hdr*>(payload);
+  if (!in_selectors(tunnel->remote_selectors, tunnel->n_remote_selectors, rte_be_to_cpu_32(in->src_addr)) ||
+      !in_selectors(tunnel->local_selectors, tunnel->n_local_selectors, rte_be_to_cpu_32(in->dst_addr))) {
+    sa_drop(w, *sa, m, Drop::esp_selector_mismatch);
+    return nullptr;
+  }
+  // RFC 6040 decapsulation (section 4.2): CE outside marks an ECN-capable inside CE, and
+  // is dropped over a not-ECT inside; ECT(1) outside over ECT(0) inside becomes ECT(1).
+  uint8_t outer_ecn = outer_tos & 3, inner_ecn = in->type_of_service & 3;
+  uint8_t ecn = inner_ecn;
+  if (inner_ecn != 0 && outer_ecn == 3)
+    ecn = 3;
+  else if (inner_ecn == 2 && outer_ecn == 1)
+    ecn = 1;
+  if (inner_ecn == 0 && outer_ecn == 3) {
+    sa_drop(w, *sa, m, Drop::esp_ecn);
+    return nullptr;
+  }
+  // The uniform model (RFC 2983): the inner DSCP takes the outer's.
+  uint8_t dscp = tunnel->decap_copy_dscp ? outer_tos & ~3 : in->type_of_service & ~3;
+  if (ecn != inner_ecn || dscp != (in->type_of_service & ~3)) {
+    uint16_t old = load16(&in->version_ihl);
+    in->type_of_service = uint8_t(dscp | ecn);
+    in->hdr_checksum = checksum_replace16(in->hdr_checksum, old, load16(&in->version_ihl));
+  }
+  account(w, *sa, inner_len);
+  rte_pktmbuf_adj(m, uint16_t(payload - rte_pktmbuf_mtod(m, uint8_t*)));
+  rte_pktmbuf_trim(m, uint16_t(rte_pktmbuf_pkt_len(m) - inner_len));
+  PacketMeta& pm = meta(m);
+  pm.iface_in = sa->tunnel;
+  pm.tenant = tunnel->tenant;
+  pm.l2_len = 0;
+  pm.flags = 0;
+  if (tunnel->mss_clamp) clamp_mss(m, 0, tunnel->mss_clamp);
+  bump(w.counters->interfaces[sa->tunnel].rx_packets);
+  bump(w.counters->interfaces[sa->tunnel].rx_bytes, inner_len);
+  bump(w.counters->tenants[tunnel->tenant].rx_packets);
+  // The inner header is checked here while it is in cache; the pipeline does not again.
+  return ip_check(w, m) ? m : nullptr;
+}
+
+void put_done(Worker& w, rte_mbuf** done, uint16_t& n, rte_mbuf* m) {
+  if (n < 2 * IMB_MAX_JOBS)
+    done[n++] = m;
+  else
+    drop(w, m, Drop::no_buffer);
+}
+
+// A job IPsec-MB hands back (in the order submitted): its packet's verdict, or its ICV in place.
+void complete(Worker& w, IMB_JOB* job) {
+  EspJobs& q = *w.esp_jobs;
+  EspPacket& p = q.slots[job - w.mgr->jobs];
+  p.failed = job->status != IMB_STATUS_COMPLETED;
+  q.in_flight--;
+  if (p.inbound) {
+    p.sa->checking--;
+    if (rte_mbuf* m = verdict_in(w, p)) put_done(w, q.done_in, q.n_in, m);
+  } else if (p.sa->spread) {
+    if (p.failed) mark_failed(p.m);  // its run hands it to the tx point, which drops and counts it
+  } else if (p.failed) {
+    sa_drop(w, *p.sa, p.m, Drop::esp_crypto_failed);  // its output was not written: it may not leave
+  } else {
+    put_done(w, q.done_out, q.n_out, p.m);
+  }
+}
+
+// AES-CBC and HMAC in one job, left in the multi-buffer lanes: it completes as later jobs fill
+// them (IPsec-MB completes the earliest when its queue is full) or when the worker flushes
+// (docs/ipsec.md, "Speed"). `p` is the packet's state; its ICV goes to `tag_out`, or with none
+// (inbound) to the state's tag.
+void submit_cbc_hmac(Worker& w, const EspPacket& p, uint8_t* esp, uint64_t cipher_len, uint64_t hash_len,
+                     const uint8_t* iv, uint8_t* tag_out) {
+  const SaState& sa = *p.sa;
+  bool encrypt = !p.inbound;
+  EspJobs& q = *w.esp_jobs;
+  IMB_JOB* job = IMB_GET_NEXT_JOB(w.mgr);
+  EspPacket& slot = q.slots[job - w.mgr->jobs];
+  slot = p;
+  job->user_data = nullptr;
+  job->chain_order = encrypt ? IMB_ORDER_CIPHER_HASH : IMB_ORDER_HASH_CIPHER;
+  job->cipher_direction = encrypt ? IMB_DIR_ENCRYPT : IMB_DIR_DECRYPT;
+  job->cipher_mode = IMB_CIPHER_CBC;
+  job->enc_keys = sa.enc_keys;
+  job->dec_keys = sa.dec_keys;
+  job->key_len_in_bytes = sa.key_len;
+  job->src = esp;
+  job->dst = esp + esp_header + 16;
+  job->cipher_start_src_offset_in_bytes = esp_header + 16;
+  job->msg_len_to_cipher_in_bytes = cipher_len;
+  job->iv = iv;
+  job->iv_len_in_bytes = 16;
+  job->hash_alg = sa.auth == AuthKind::hmac_sha256_128 ? IMB_AUTH_HMAC_SHA_256 : IMB_AUTH_HMAC_SHA_1;
+  job->hash_start_src_offset_in_bytes = 0;
+  job->msg_len_to_hash_in_bytes = hash_len;
+  job->u.HMAC._hashed_auth_key_xor_ipad = sa.ipad;
+  job->u.HMAC._hashed_auth_key_xor_opad = sa.opad;
+  job->auth_tag_output = tag_out ? tag_out : slot.tag;
+  job->auth_tag_output_len_in_bytes = sa.icv_len;
+  q.in_flight++;
+  q.submitted++;
+  if (IMB_JOB* done = IMB_SUBMIT_JOB(w.mgr)) complete(w, done);
+}
+
+}  // namespace
+
+void esp_complete(Worker& w, bool flush) {
+  while (IMB_JOB* job = IMB_GET_COMPLETED_JOB(w.mgr)) complete(w, job);
+  if (flush)
+    while (IMB_JOB* job = IMB_FLUSH_JOB(w.mgr)) complete(w, job);
+}
+
+void esp_take_done(Worker& w, Batch& inner, Batch& outer, uint16_t room) {
+  EspJobs& q = *w.esp_jobs;
+  auto take = [&room](rte_mbuf** done, uint16_t& n, Batch& to) {
+    uint16_t k = std::min<uint16_t>({n, room, uint16_t(std::size(to.pkts) - to.n)});
+    memcpy(to.pkts + to.n, done, k * sizeof(rte_mbuf*));
+    memmove(done, done + k, (n - k) * sizeof(rte_mbuf*));
+    n = uint16_t(n - k);
+    to.n = uint16_t(to.n + k);
+    room = uint16_t(room - k);
+    return k;
+  };
+  uint16_t first_in = inner.n, first_out = outer.n;
+  uint16_t k_in = q.n_in ? take(q.done_in, q.n_in, inner) : 0;
+  uint16_t k_out = q.n_out ? take(q.done_out, q.n_out, outer) : 0;
+  if (w.trace) [[unlikely]] {
+    trace_step(w, TraceStep::decrypted, inner.pkts + first_in, k_in);
+    trace_encrypted(w, outer.pkts + first_out, k_out);
+  }
+}
+
+void esp_discard(Worker& w) {
+  EspJobs& q = *w.esp_jobs;
+  while (IMB_JOB* job = IMB_FLUSH_JOB(w.mgr)) {
+    rte_pktmbuf_free(q.slots[job - w.mgr->jobs].m);
+    q.in_flight--;
+  }
+  for (uint16_t i = 0; i < q.n_in; i++) rte_pktmbuf_free(q.done_in[i]);
+  for (uint16_t i = 0; i < q.n_out; i++) rte_pktmbuf_free(q.done_out[i]);
+  q.n_in = q.n_out = 0;
+}
 
 void clamp_mss(rte_mbuf* m, uint16_t l3, uint16_t mss) {
   auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, l3);
@@ -248,27 +451,8 @@ void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_
   for (uint16_t i = 0; i < n_kept; i++)
     slots[i] = (hits >> lookup_of[i]) & 1 ? int32_t(reinterpret_cast<uintptr_t>(found[lookup_of[i]])) : -1;
 
-  // Two passes: checks and crypto for every packet (CBC jobs complete together), then the
-  // verdicts.
-  struct Decrypting {
-    rte_mbuf* m;
-    SaState* sa;
-    const InterfaceEntry* tunnel;
-    rte_ipv4_hdr* ip;
-    uint8_t* payload;
-    int32_t cipher_len;
-    uint64_t seq;
-    uint8_t tag[32];
-    uint8_t received[32];
-    uint8_t failed;  // the crypto job did not complete
-  };
-  Decrypting decrypting[burst_size];
-  uint16_t n_decrypting = 0;
-  struct {
-    const SaState* sa;
-    uint64_t top;
-  } tops[burst_size];
-  uint16_t n_tops = 0;
+  // GCM packets get their verdict as soon as they are decrypted; CBC packets when their jobs
+  // complete (EspJobs), this burst or later.
   for (uint16_t i = 0; i < n_kept; i++) {
     rte_mbuf* m = kept[i];
     auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, meta(m).l2_len);
@@ -301,16 +485,9 @@ void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_
       continue;
     }
     uint32_t seq_low = be32_at(esp + 4);
-    // Verdicts come after the whole burst's crypto: infer ESN from the highest number this
-    // burst has seen so far for the SA, as if the packets before were accepted.
-    uint64_t* burst_top = nullptr;
-    for (uint16_t k = 0; k < n_tops && !burst_top; k++)
-      if (tops[k].sa == sa) burst_top = &tops[k].top;
-    if (!burst_top) {
-      tops[n_tops] = {sa, sa->replay.top};
-      burst_top = &tops[n_tops++].top;
-    }
-    uint64_t seq = sa->esn ? sa->replay.infer_esn(*burst_top, seq_low) : seq_low;
+    // Packets whose verdicts are still to come count as accepted for ESN inference.
+    uint64_t top = sa->checking ? sa->checking_top : sa->replay.top;
+    uint64_t seq = sa->esn ? sa->replay.infer_esn(top, seq_low) : seq_low;
     auto verdict = seq == 0 ? ReplayWindow::too_old : sa->replay.check(seq);
     if (verdict != ReplayWindow::accept) {
       if (verdict == ReplayWindow::replayed)
@@ -322,17 +499,16 @@ void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_
     uint8_t* iv = esp + esp_header;
     uint8_t* payload = iv + sa->iv_len;
     uint8_t* icv = payload + cipher_len;
-    if (seq > *burst_top) *burst_top = seq;
-    Decrypting& d = decrypting[n_decrypting++];
+    EspPacket d;
     d.m = m;
     d.sa = sa;
     d.tunnel = tunnel;
-    d.ip = ip;
     d.payload = payload;
     d.cipher_len = cipher_len;
     d.seq = seq;
+    d.inbound = true;
+    d.outer_tos = ip->type_of_service;
     d.failed = 0;
-    uint8_t* tag = d.tag;
     memcpy(d.received, icv, sa->icv_len);
     if (gcm(*sa)) {
       uint8_t aad[12];
@@ -345,101 +521,22 @@ void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_
       } else {
         memcpy(aad + 4, esp + 4, 4);
       }
-      gcm_crypt(w, *sa, false, payload, uint64_t(cipher_len), iv, aad, aad_len, tag);
-    } else {
-      // The ICV covers the ESP header, IV and ciphertext, and with ESN the high sequence bits
-      // appended (RFC 4303 2.2.1), which take the ICV's place while hashing.
-      uint64_t hashed = esp_header + sa->iv_len + uint64_t(cipher_len);
-      if (sa->esn) {
-        put_be32(icv, uint32_t(seq >> 32));
-        hashed += 4;
-      }
-      // Hash, then decrypt, in one job; a forged packet is decrypted for nothing and dropped.
-      cbc_hmac(w, *sa, false, esp, esp_header + 16, uint64_t(cipher_len), hashed, iv, tag, true, &d.failed);
+      gcm_crypt(w, *sa, false, payload, uint64_t(cipher_len), iv, aad, aad_len, d.tag);
+      if (rte_mbuf* in = verdict_in(w, d)) inner[n_inner++] = in;
+      continue;
     }
+    // The ICV covers the ESP header, IV and ciphertext, and with ESN the high sequence bits
+    // appended (RFC 4303 2.2.1), which take the ICV's place while hashing.
+    uint64_t hashed = esp_header + sa->iv_len + uint64_t(cipher_len);
+    if (sa->esn) {
+      put_be32(icv, uint32_t(seq >> 32));
+      hashed += 4;
+    }
+    if (!sa->checking++ || seq > sa->checking_top) sa->checking_top = std::max(seq, sa->replay.top);
+    // Hash, then decrypt, in one job; a forged packet is decrypted for nothing and dropped.
+    submit_cbc_hmac(w, d, esp, uint64_t(cipher_len), hashed, iv, nullptr);
   }
-  flush_jobs(w);
-
-  for (uint16_t i = 0; i < n_decrypting; i++) {
-    auto& [m, sa, tunnel, ip, payload, cipher_len, seq, tag, received, failed] = decrypting[i];
-    if (failed) {
-      sa_drop(w, *sa, m, Drop::esp_crypto_failed);
-      continue;
-    }
-    if (!same_icv(tag, received, sa->icv_len)) {
-      sa_drop(w, *sa, m, Drop::esp_bad_icv);
-      continue;
-    }
-    if (sa->life == SaLife::hard_expired) {  // an earlier packet of this burst used it up
-      sa_drop(w, *sa, m, Drop::sa_expired);
-      continue;
-    }
-    // Checked again: earlier packets of this burst have moved the window since.
-    if (auto again = sa->replay.check(seq); again != ReplayWindow::accept) {
-      if (again == ReplayWindow::replayed)
-        sa_drop(w, *sa, m, Drop::esp_replayed);
-      else
-        sa_drop(w, *sa, m, Drop::esp_too_old);
-      continue;
-    }
-    sa->replay.update(seq);
-    uint8_t next_header = payload[cipher_len - 1];
-    uint8_t pad = payload[cipher_len - 2];
-    bool pad_ok = pad + 2 <= cipher_len;
-    for (unsigned k = 0; pad_ok && k < pad; k++) pad_ok = payload[cipher_len - 2 - pad + k] == k + 1;
-    if (!pad_ok) {
-      sa_drop(w, *sa, m, Drop::esp_bad_padding);
-      continue;
-    }
-    if (next_header != IPPROTO_IPIP) {
-      sa_drop(w, *sa, m, Drop::esp_bad_next_header);
-      continue;
-    }
-    uint32_t inner_len = uint32_t(cipher_len - pad - 2);
-    if (inner_len < sizeof(rte_ipv4_hdr) || (payload[0] >> 4) != 4) {
-      sa_drop(w, *sa, m, Drop::esp_bad_next_header);
-      continue;
-    }
-    auto* in = reinterpret_cast<rte_ipv4_hdr*>(payload);
-    if (!in_selectors(tunnel->remote_selectors, tunnel->n_remote_selectors, rte_be_to_cpu_32(in->src_addr)) ||
-        !in_selectors(tunnel->local_selectors, tunnel->n_local_selectors, rte_be_to_cpu_32(in->dst_addr))) {
-      sa_drop(w, *sa, m, Drop::esp_selector_mismatch);
-      continue;
-    }
-    // RFC 6040 decapsulation (section 4.2): CE outside marks an ECN-capable inside CE, and
-    // is dropped over a not-ECT inside; ECT(1) outside over ECT(0) inside becomes ECT(1).
-    uint8_t outer_ecn = ip->type_of_service & 3, inner_ecn = in->type_of_service & 3;
-    uint8_t ecn = inner_ecn;
-    if (inner_ecn != 0 && outer_ecn == 3)
-      ecn = 3;
-    else if (inner_ecn == 2 && outer_ecn == 1)
-      ecn = 1;
-    if (inner_ecn == 0 && outer_ecn == 3) {
-      sa_drop(w, *sa, m, Drop::esp_ecn);
-      continue;
-    }
-    // The uniform model (RFC 2983): the inner DSCP takes the outer's.
-    uint8_t dscp = tunnel->decap_copy_dscp ? ip->type_of_service & ~3 : in->type_of_service & ~3;
-    if (ecn != inner_ecn || dscp != (in->type_of_service & ~3)) {
-      uint16_t old = load16(&in->version_ihl);
-      in->type_of_service = uint8_t(dscp | ecn);
-      in->hdr_checksum = checksum_replace16(in->hdr_checksum, old, load16(&in->version_ihl));
-    }
-    account(w, *sa, inner_len);
-    rte_pktmbuf_adj(m, uint16_t(payload - rte_pktmbuf_mtod(m, uint8_t*)));
-    rte_pktmbuf_trim(m, uint16_t(rte_pktmbuf_pkt_len(m) - inner_len));
-    PacketMeta& pm = meta(m);
-    pm.iface_in = sa->tunnel;
-    pm.tenant = tunnel->tenant;
-    pm.l2_len = 0;
-    pm.flags = 0;
-    if (tunnel->mss_clamp) clamp_mss(m, 0, tunnel->mss_clamp);
-    bump(w.counters->interfaces[sa->tunnel].rx_packets);
-    bump(w.counters->interfaces[sa->tunnel].rx_bytes, inner_len);
-    bump(w.counters->tenants[tunnel->tenant].rx_packets);
-    // The inner header is checked here while it is in cache; the pipeline does not again.
-    if (ip_check(w, m)) inner[n_inner++] = m;
-  }
+  esp_complete(w, false);
   if (w.trace) [[unlikely]]
     trace_step(w, TraceStep::decrypted, inner + first_inner, uint16_t(n_inner - first_inner));
 }
@@ -448,9 +545,8 @@ namespace {
 
 // The CBC packets of an esp_output call. Their IVs are made together: one AES-ECB job over
 // the counter blocks of each run of one SA's packets (~2 cycles an IV, where a single-block
-// call costs ~45). Then their jobs are submitted, and once flushed their ICVs are copied into
-// place; a packet whose job did not complete is remembered, to be taken out before anything
-// leaves.
+// call costs ~45), in a manager of their own, so that the lanes of w.mgr are not flushed.
+// Then their jobs are submitted, to complete this burst or later (EspJobs).
 struct CbcBatch {
   struct Packet {
     rte_mbuf* m;
@@ -458,15 +554,11 @@ struct CbcBatch {
     uint8_t* esp;
     uint8_t* icv;
     uint32_t padded, hashed;
-    uint8_t failed;
   };
   uint16_t n = 0;
   Packet pkts[2 * burst_size];
   alignas(16) uint8_t counters[2 * burst_size][16];
   alignas(16) uint8_t ivs[2 * burst_size][16];
-  uint8_t tags[2 * burst_size][32];
-  uint16_t n_failed = 0;  // over the whole call
-  rte_mbuf* failed_pkts[2 * burst_size];
 
   void add(Worker& w, const Packet& p, uint64_t seq) {
     if (n == std::size(pkts)) run(w);
@@ -479,11 +571,10 @@ struct CbcBatch {
   }
 
   void run(Worker& w) {
+    IMB_MGR* iv_mgr = w.esp_jobs->iv_mgr;
     for (uint16_t first = 0, last; first < n; first = uint16_t(last + 1)) {
       for (last = first; last + 1 < n && pkts[last + 1].sa == pkts[first].sa;) last++;
-      uint8_t failed = 0;
-      IMB_JOB* job = IMB_GET_NEXT_JOB(w.mgr);
-      job->user_data = &failed;
+      IMB_JOB* job = IMB_GET_NEXT_JOB(iv_mgr);
       job->cipher_mode = IMB_CIPHER_ECB;
       job->cipher_direction = IMB_DIR_ENCRYPT;
       job->chain_order = IMB_ORDER_CIPHER_HASH;
@@ -497,32 +588,27 @@ struct CbcBatch {
       job->iv = nullptr;
       job->iv_len_in_bytes = 0;
       job->msg_len_to_hash_in_bytes = 0;
-      check_job(IMB_SUBMIT_JOB(w.mgr));
-      flush_jobs(w);  // every IV is written before a job reads it
-      for (uint16_t i = first; i <= last; i++) pkts[i].failed = failed;
-    }
-    for (uint16_t i = 0; i < n; i++) {
-      Packet& p = pkts[i];
-      if (p.failed) continue;
-      memcpy(p.esp + esp_header, ivs[i], 16);
-      cbc_hmac(w, *p.sa, true, p.esp, esp_header + 16, p.padded, p.hashed, p.esp + esp_header, tags[i], true,
-               &p.failed);
-    }
-    flush_jobs(w);
-    for (uint16_t i = 0; i < n; i++) {
-      Packet& p = pkts[i];
-      memcpy(p.icv, tags[i], p.sa->icv_len);
-      if (p.failed && n_failed < std::size(failed_pkts)) {
-        failed_pkts[n_failed++] = p.m;
-        if (!p.sa->spread) bump(p.sa->drops_of(Drop::esp_crypto_failed));  // spread: its tx point counts it
+      // The manager's only job: ECB is not multi-buffer, it is done when submitted.
+      IMB_JOB* done = IMB_SUBMIT_JOB(iv_mgr);
+      if (!done) done = IMB_FLUSH_JOB(iv_mgr);
+      bool ok = done && done->status == IMB_STATUS_COMPLETED;
+      for (uint16_t i = first; i <= last; i++) {
+        Packet& p = pkts[i];
+        if (!ok) {  // no IV: nothing of it may leave
+          if (p.sa->spread)
+            mark_failed(p.m);
+          else
+            sa_drop(w, *p.sa, p.m, Drop::esp_crypto_failed);
+          continue;
+        }
+        memcpy(p.esp + esp_header, ivs[i], 16);
+        EspPacket state{};
+        state.m = p.m;
+        state.sa = p.sa;
+        submit_cbc_hmac(w, state, p.esp, p.padded, p.hashed, p.esp + esp_header, p.icv);
       }
     }
     n = 0;
-  }
-  bool failed_packet(const rte_mbuf* m) const {
-    for (uint16_t i = 0; i < n_failed; i++)
-      if (failed_pkts[i] == m) return true;
-    return false;
   }
 };
 
@@ -623,7 +709,7 @@ void seal(Worker& w, SaState& sa, const InterfaceEntry& tunnel, rte_mbuf* m, con
       put_be32(icv, uint32_t(seq >> 32));
       hashed += 4;
     }
-    cbc.add(w, {m, &sa, esp, icv, r.padded, hashed, 0}, seq);
+    cbc.add(w, {m, &sa, esp, icv, r.padded, hashed}, seq);
   }
 
   // The outer header is built in registers and its checksum summed from the same values:
@@ -717,8 +803,6 @@ struct SpreadRun {
       if (!n) return;
     }
     uint64_t first = __atomic_fetch_add(&s.seq, n, __ATOMIC_RELAXED) + 1;
-    uint64_t bytes = 0;
-    uint16_t sealed = 0;
     for (uint16_t i = 0; i < n; i++) {
       uint64_t seq = first + i;
       Drop reason;
@@ -726,17 +810,21 @@ struct SpreadRun {
         mark_ordered(pkts[i], seq, tunnel->outbound_sa, 0, int(reason));
         continue;
       }
+      // Marked first: a job that fails marks it again (mark_failed).
+      mark_ordered(pkts[i], seq, tunnel->outbound_sa, rooms[i].inner_len, -1);
       // The outer IP ID from the sequence number: unique per tunnel whichever worker sends.
       seal(w, s, *tunnel, pkts[i], rooms[i], seq, uint16_t(seq), cbc);
-      mark_ordered(pkts[i], seq, tunnel->outbound_sa, rooms[i].inner_len, -1);
-      bytes += rooms[i].inner_len;
-      sealed++;
     }
-    cbc.run(w);  // every job done before the packets leave this core
-    for (uint16_t i = 0; i < n && cbc.n_failed; i++)
-      if (cbc.failed_packet(pkts[i])) {
-        mark_ordered(pkts[i], meta(pkts[i]).deadline, tunnel->outbound_sa, 0, int(Drop::esp_crypto_failed));
-        sealed--;
+    // Every job done before the packets leave this core: the run's CBC jobs are flushed
+    // through the lanes now (with whatever else is in them), not left for later bursts.
+    cbc.run(w);
+    if (!gcm(s)) esp_complete(w, true);
+    uint64_t bytes = 0;
+    uint16_t sealed = 0;
+    for (uint16_t i = 0; i < n; i++)
+      if (meta(pkts[i]).out_uid >> 16 == 0) {
+        bytes += rooms[i].inner_len;
+        sealed++;
       }
     bump(w.counters->interfaces[slot].tx_packets, sealed);
     bump(w.counters->interfaces[slot].tx_bytes, bytes);
@@ -840,26 +928,16 @@ void esp_output(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** outer, uint16
       // A policy rule's shaper class goes with it onto the underlay (meta.rule kept).
       om.flags = uint8_t(meta_local | (om.flags & meta_classed));
       om.l2_len = 0;
+      if (!gcm(*sa)) continue;  // in the CBC batch: out when its job completes
       if (n_outer < 2 * burst_size)
         outer[n_outer++] = p;
-      else {
-        cbc.run(w);  // its job may still write into it
+      else
         drop(w, p, Drop::no_buffer);
-      }
     }
   }
   spread.flush(w, cbc);
   cbc.run(w);
-  if (cbc.n_failed) {
-    uint16_t kept = 0;
-    for (uint16_t i = 0; i < n_outer; i++) {
-      if (cbc.failed_packet(outer[i]))
-        drop(w, outer[i], Drop::esp_crypto_failed);
-      else
-        outer[kept++] = outer[i];
-    }
-    n_outer = kept;
-  }
+  esp_complete(w, false);
   if (w.trace) [[unlikely]]
     trace_encrypted(w, outer + first_outer, uint16_t(n_outer - first_outer));
 }

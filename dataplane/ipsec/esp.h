@@ -43,6 +43,27 @@ uint16_t esp_order(Worker& w, rte_mbuf** pkts, uint16_t n, OrderedSas& sas);
 // Up to 2 * burst_size of their packets in sequence order, to be routed in the underlay
 // (counted against their SA's lifetimes; those marked on the way are dropped); 0: none ready.
 uint16_t esp_order_take(Worker& w, OrderedSas& sas, rte_mbuf** out);
+
+// AES-CBC jobs stay in IPsec-MB's multi-buffer lanes across bursts (flushing at the end of
+// each burst runs half-empty lanes: docs/ipsec.md, "Speed"). Their packets come out of the
+// worker's EspJobs when their jobs complete: decrypted ones checked as esp_input's `inner`,
+// encrypted ones as esp_output's `outer`. AES-GCM completes in the call, and so do a spread
+// SA's CBC jobs (its run is flushed through: its packets go to the tx point from that run).
+struct EspJobs;
+EspJobs* esp_jobs_create();  // nullptr: out of memory
+void esp_jobs_destroy(EspJobs* jobs);
+// Jobs submitted and not yet completed; packets completed and not yet taken.
+unsigned esp_in_flight(const Worker& w);
+bool esp_done(const Worker& w);
+// Jobs submitted since the worker started (a loop that submitted none flushes).
+uint64_t esp_submitted(const Worker& w);
+// Collects the jobs IPsec-MB has completed; with `flush`, forces every job in flight through.
+void esp_complete(Worker& w, bool flush);
+// Moves completed packets into `inner` and `outer`: at most `room` in all, as many as fit.
+void esp_take_done(Worker& w, Batch& inner, Batch& outer, uint16_t room);
+// At the worker's stop: every job in flight completed, its packet freed.
+void esp_discard(Worker& w);
+
 // TCP MSS clamping (both directions of a tunnel): rewrites the MSS option of a SYN.
 void clamp_mss(rte_mbuf* m, uint16_t l3_offset, uint16_t mss);
 

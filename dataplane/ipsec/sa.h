@@ -71,6 +71,10 @@ struct alignas(64) SaState {
   uint64_t& drops_of(Drop reason) { return drops[unsigned(reason) - unsigned(first_sa_drop)]; }
   uint64_t drops_of(Drop reason) const { return drops[unsigned(reason) - unsigned(first_sa_drop)]; }
   ReplayWindow replay;  // inbound
+  // Inbound: packets whose AES-CBC jobs are in flight, and the highest sequence number among
+  // them, which ESN inference takes as the top while there are any (as if they were accepted).
+  uint32_t checking = 0;
+  uint64_t checking_top = 0;
 };
 
 // A tunnel's name as a 64-bit id (FNV-1a; never 0, which HA sync reads as "not named"): the

@@ -158,6 +158,13 @@ void run_ip(Worker& w, uint64_t t, IpInput& in) {
 
 void run_passes(Worker& w, uint64_t t, IpInput& in) {
   for (unsigned pass = 0; pass < max_passes; pass++) {
+    // CBC jobs completed since the last pass, as many as leave a batch's room for what the
+    // pass routes (the rest: next pass, or the worker loop's process_crypto).
+    if (esp_done(w)) {
+      int used = in.to_check.n + in.checked.n + in.ours.n + w.originated->n;
+      if (used < int(std::size(in.ours.pkts)))
+        esp_take_done(w, in.checked, in.ours, uint16_t(std::size(in.ours.pkts) - used));
+    }
     if (!in.to_check.n && !in.checked.n && !in.ours.n && !w.originated->n) return;
     Batch arrived, decrypted, to_route;
     if (in.to_check.n) {
@@ -280,6 +287,17 @@ void process_burst(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n) {
   IpInput in;
   append(w, in.to_check, ip, n_ip);
   run_ip(w, t, in);
+}
+
+void process_crypto(Worker& w, bool flush) {
+  uint64_t t = stage_clock(w);
+  esp_complete(w, flush);
+  if (flush) t = account(w, Stage::esp_input, t, 0);  // the lanes' tail: both directions
+  while (esp_done(w)) {
+    IpInput in;
+    run_ip(w, t, in);
+    t = stage_clock(w);
+  }
 }
 
 void process_originated(Worker& w) {

@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "infra/accounting.h"
 #include "ip/ip.h"
+#include "ipsec/esp.h"
 #include "nat/nat.h"
 #include "nat/sync.h"
 #include "pipeline/pipeline.h"
@@ -30,6 +31,13 @@ uint64_t steady_ns() {
   return uint64_t(
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
           .count());
+}
+
+// Whether a writer waits for a grace period: the QSBR token moved past this worker's last
+// quiescent state.
+bool grace_wanted(const Worker& w) {
+  return __atomic_load_n(&w.rcu->token, __ATOMIC_ACQUIRE) !=
+         __atomic_load_n(&w.rcu->qsbr_cnt[w.queue].cnt, __ATOMIC_RELAXED);
 }
 
 int worker_main(void* arg) {
@@ -49,6 +57,7 @@ int worker_main(void* arg) {
       w.pool_low = rte_mempool_avail_count(w.pool) < w.pool->size / buffer_guard_low;
     }
     bool work = false;  // anything received, handed over, waiting or sent this iteration
+    uint64_t submitted = esp_submitted(w);
     nat_sweep(w);
     if (w.sync) [[unlikely]]
       sync_install(w);
@@ -72,6 +81,13 @@ int worker_main(void* arg) {
       work = true;
       process_handoff(w, pkts, uint16_t(n_handoff));
     }
+    // CBC jobs stay in the lanes while bursts keep coming; a loop that submitted none
+    // completes them (a packet waits at most one loop, or until 255 jobs came after it), and
+    // so does one in which a writer waits for a grace period (below).
+    if (esp_in_flight(w) || esp_done(w)) {
+      work = true;
+      process_crypto(w, esp_submitted(w) == submitted || grace_wanted(w));
+    }
     if (w.pending->count) {
       work = true;
       uint64_t start = stage_clock(w);
@@ -89,7 +105,9 @@ int worker_main(void* arg) {
     }
     // Between bursts this worker holds no reference into the tables: a writer waiting for a
     // grace period may go on.
-    rte_rcu_qsbr_quiescent(w.rcu, w.queue);
+    // Jobs in flight refer to SAs and tunnels of the tables they were submitted under: no
+    // quiescent state while there are any.
+    if (!esp_in_flight(w)) rte_rcu_qsbr_quiescent(w.rcu, w.queue);
     // One stamp a loop: this iteration's end is the next one's start.
     uint64_t loop_end = rte_rdtsc();
     Counters& c = *w.counters;
@@ -101,6 +119,7 @@ int worker_main(void* arg) {
       bump(c.empty_polls);
     loop_start = loop_end;
   }
+  esp_discard(w);
   for (uint32_t i = 0; i < w.pending->count; i++) rte_pktmbuf_free(w.pending->pkts[i]);
   w.pending->count = 0;
   while (
@@ -219,8 +238,9 @@ std::optional<std::string> Dataplane::start(const Settings& s, uint32_t mtu,
     }
     w->mgr = alloc_mb_mgr(0);
     if (w->mgr) init_mb_mgr_auto(w->mgr, nullptr);
+    w->esp_jobs = esp_jobs_create();
     if (!w->counters || !w->tx || !w->pending || !w->originated || !w->to_shape || !w->neighbour_cache || !w->shares ||
-        !w->sa_events || !w->mgr)
+        !w->sa_events || !w->mgr || !w->esp_jobs)
       return std::string("cannot allocate worker state: ") + more_memory;
     rte_rcu_qsbr_thread_register(rcu, q);
     workers.push_back(w);
@@ -317,8 +337,10 @@ void Dataplane::stop() {
     w->tables = w->published->load(std::memory_order_acquire);
     drop_shaped_on_stop(*w);
     flush_tx(*w);
-    free_mb_mgr(w->mgr);  // the only worker state not in DPDK's memory: LeakSanitizer sees it
+    free_mb_mgr(w->mgr);  // with esp_jobs, the only worker state not in DPDK's memory: LeakSanitizer sees it
     w->mgr = nullptr;
+    esp_jobs_destroy(w->esp_jobs);
+    w->esp_jobs = nullptr;
   }
   controller.stop_ports();
 }

@@ -213,6 +213,7 @@ std::vector<uint32_t> send_into_tunnel(Harness& h, unsigned n, const std::string
     unsigned k = std::min(n, 32u);
     std::vector<std::vector<uint8_t>> frames(k, frame);
     process_burst(h.worker, 1, h.burst(frames).data(), uint16_t(k));
+    process_crypto(h.worker, true);
     for (const auto& f : h.sent(0))
       seqs.push_back(uint32_t(f[14 + 20 + 4]) << 24 | uint32_t(f[14 + 20 + 5]) << 16 | uint32_t(f[14 + 20 + 6]) << 8 |
                      f[14 + 20 + 7]);

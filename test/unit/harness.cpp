@@ -10,6 +10,7 @@
 
 #include "common/address.h"
 #include "config/settings.h"
+#include "ipsec/esp.h"
 
 using medix::common::parse_ipv4;
 using medix::common::parse_mac;
@@ -80,6 +81,7 @@ void Harness::init_worker(Worker& w, uint16_t queue, const Settings& settings) {
   w.neighbour_cache = static_cast<NeighbourCache*>(rte_zmalloc("nc", sizeof(NeighbourCache), 64));
   w.mgr = alloc_mb_mgr(0);
   init_mb_mgr_auto(w.mgr, nullptr);
+  w.esp_jobs = esp_jobs_create();
   w.handoff = handoff.data();
   w.sa_events = events;
   w.tx = static_cast<TxBuffer*>(rte_zmalloc("t", sizeof(TxBuffer) * max_ports, 64));
@@ -99,6 +101,8 @@ void Harness::free_worker(Worker& w) {
   for (uint16_t i = 0; i < w.to_shape->n; i++) rte_pktmbuf_free(w.to_shape->pkts[i]);
   rte_free(w.to_shape);
   rte_free(w.neighbour_cache);
+  esp_discard(w);
+  esp_jobs_destroy(w.esp_jobs);
   free_mb_mgr(w.mgr);
   rte_free(w.tx);
   rte_free(w.pending);
@@ -130,6 +134,7 @@ Harness::~Harness() {
 
 void Harness::receive(uint16_t port, const std::vector<uint8_t>& bytes) {
   process_burst(worker, port, burst({bytes}).data(), 1);
+  process_crypto(worker, true);  // as the worker's next loop does when it receives nothing
 }
 
 std::vector<rte_mbuf*> Harness::burst(const std::vector<std::vector<uint8_t>>& frames) {

@@ -88,15 +88,26 @@ std::vector<unsigned> decrypted(Harness& h, Worker& w, const std::vector<Bytes>&
     meta(m).tenant = h.tenant("carrier");
   }
   std::vector<unsigned> order;
-  for (size_t i = 0; i < pkts.size(); i += burst_size) {
-    rte_mbuf* inner[burst_size];
-    uint16_t n_inner = 0;
-    esp_input(w, pkts.data() + i, uint16_t(std::min<size_t>(burst_size, pkts.size() - i)), inner, n_inner);
+  auto take = [&order](rte_mbuf** inner, uint16_t n_inner) {
     for (uint16_t k = 0; k < n_inner; k++) {
       Bytes in = bytes_of(inner[k]);
       order.push_back(unsigned(in[20] << 8 | in[21]) - 1000);
       rte_pktmbuf_free(inner[k]);
     }
+  };
+  for (size_t i = 0; i < pkts.size(); i += burst_size) {
+    rte_mbuf* inner[burst_size];
+    uint16_t n_inner = 0;
+    esp_input(w, pkts.data() + i, uint16_t(std::min<size_t>(burst_size, pkts.size() - i)), inner, n_inner);
+    take(inner, n_inner);
+  }
+  // AES-CBC: verdicts as the jobs complete (EspJobs), in the order submitted.
+  esp_complete(w, true);
+  while (esp_done(w)) {
+    Batch in, out;
+    esp_take_done(w, in, out, burst_size);
+    take(in.pkts, in.n);
+    REQUIRE(out.n == 0);
   }
   return order;
 }
@@ -260,6 +271,34 @@ TEST_CASE("a spread SA's packet dropped after it was numbered leaves no hole at 
   CHECK(be32(frames[0], 14 + 24) == 12);
   CHECK(be32(frames[2], 14 + 24) == 14);
   CHECK(sa.order->skipped == 1);
+}
+
+TEST_CASE("a spread SA's CBC packets whose jobs fail reach the tx point marked: dropped there, no hole", "[spread]") {
+  Harness h(spread_config(cbc), 2);
+  Worker& owner = *h.others.at(0);
+  SaState& sa = *h.tables->sas[h.tables->interfaces[h.interface("t1")].outbound_sa];
+  // A key length IPsec-MB refuses: the jobs come back INVALID_ARGS, their output unwritten.
+  uint8_t key_len = sa.key_len;
+  sa.key_len = 15;
+  receive(h, h.worker, 0, 4);  // numbers 1..4
+  sa.key_len = key_len;
+  auto failed = ring_of(h, 1);
+  REQUIRE(failed.size() == 4);  // the run's jobs completed before it was handed over
+  receive(h, h.worker, 4, 2);   // 5, 6
+  auto good = ring_of(h, 1);
+  REQUIRE(good.size() == 2);
+  run_handoff(owner, {good[0], good[1], failed[0], failed[1], failed[2], failed[3]});
+  auto frames = sent_by(owner);
+  REQUIRE(frames.size() == 2);
+  CHECK(be32(frames[0], 14 + 24) == 5);
+  CHECK(be32(frames[1], 14 + 24) == 6);
+  CHECK(decrypted(h, owner, frames) == std::vector<unsigned>{4, 5});
+  CHECK(owner.counters->drops[unsigned(Drop::esp_crypto_failed)] == 4);
+  CHECK(sa.drops_of(Drop::esp_crypto_failed) == 4);
+  CHECK(sa.packets == 2);
+  CHECK(sa.order->held == 0);
+  CHECK(sa.order->skipped == 0);
+  CHECK(sent_by(h.worker).empty());  // nothing in the clear, nothing out of EspJobs
 }
 
 TEST_CASE("the inbound window accepts a spread SA's bursts interleaved within it, and refuses their replays",

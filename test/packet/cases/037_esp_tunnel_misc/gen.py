@@ -13,6 +13,9 @@ it; the ESP ICV protects the payload).
 
 Outer IPv4 options (tm, tn) do not stop decapsulation: ESP starts after the header's IHL.
 
+What tn decrypts is its own ordering stream: its AES-CBC jobs complete after tm's AES-GCM
+packets of the same burst (docs/ipsec.md, "Crypto"); order is kept per tunnel.
+
 tm -> ty (AES-CBC-128 + HMAC-SHA256-128, raw): a decrypted packet routed into another tunnel
 is encrypted again (TTL - 1 once).
 
@@ -67,7 +70,7 @@ for i, (flags, mss, want, opts) in enumerate(cases, 1):
 for i, (sport, chksum) in enumerate([(34567, 0), (34567, 0x1234), (4500, 0), (4500, 0xFFFF)], 1):
     p = bytes(IP(src="10.12.0.5", dst="10.0.1.10", id=i) / UDP(sport=7, dport=7) / Raw(b"nat" * i))
     e.send_esp("c0", N, tn_in, p, i, outer_kw={"udp_sport": sport, "udp_chksum": chksum})
-    c.expect("h0", H1, forwarded(p))
+    c.expect("h0", H1, forwarded(p), stream="tn")
 for i in (1, 2):
     p = bytes(IP(src="10.0.1.10", dst="10.12.0.7", id=70 + i) / UDP(sport=9, dport=9) / Raw(b"out" * i))
     c.send("h0", H1, p)
@@ -79,7 +82,7 @@ e.send_esp("c0", M, tm_in, p, 30, outer_kw={"options": [IPOption_Router_Alert(),
 c.expect("h0", H1, forwarded(p))
 p = bytes(IP(src="10.12.0.5", dst="10.0.1.10", id=31) / UDP(sport=31, dport=31) / Raw(b"options"))
 e.send_esp("c0", N, tn_in, p, 5, outer_kw={"options": [IPOption_NOP()] * 4})
-c.expect("h0", H1, forwarded(p))
+c.expect("h0", H1, forwarded(p), stream="tn")
 
 # tunnel to tunnel: in through tm, out through ty
 ty_out = e.sa("ty", False)
