@@ -50,6 +50,8 @@ set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 # shellcheck source=test/netns/swan.sh
 source "$(dirname "$0")/swan.sh"
+# shellcheck source=test/netns/ike_pair.sh
+source "$(dirname "$0")/ike_pair.sh"
 
 ARCHIVE_CORE=100.100.2.10 PORT=5001
 HA_A=10.255.0.1:4520 HA_B=10.255.0.2:4520 # the medix-cp pair's sync link
@@ -89,37 +91,7 @@ finish() { mx_pair_finish netns-ike-failover "$MX_TMP/cp-a.log" "$MX_TMP/cp-b.lo
 # every 20 cs (B's master down interval 0.72 s): at 10 cs a run on a loaded 2-core machine saw A
 # take over from a live B (B's adverts late by more than 0.36 s). The carrier's interface is
 # medix-dp's (its VRRP instance names it); the peer and the hospital behind it are medix-cp's intent.
-leak() { printf '{"tenant": "%s", "prefix": "%s", "next_tenant": "%s"}' "$1" "$2" "$3"; }
-MX_ROUTES_JSON="$(leak archive 100.64.0.0/10 ix), $(leak ix 100.100.2.0/24 archive)"
-mx_write_config "$MX_TMP/base.json"
-"$MX_PY" - "$MX_TMP" "$PSK" <<'EOF' || mx_die "could not write the configs"
-import json, sys
-tmp, psk = sys.argv[1:3]
-c = json.load(open(f"{tmp}/base.json"))
-c["tenants"].append({"name": "ix", "core": True})
-c["static_mappings"] = [{"tenant": "archive", "tenant_prefix": "192.168.1.0/24", "core_prefix": "100.100.2.0/24"}]
-c["settings"] = {"max_sessions": 2048}
-json.dump(c, open(f"{tmp}/base.json", "w"), indent=1)
-json.dump({
-    "schema_version": 1,
-    "peers": [{
-        "name": "carrier-y", "tenant": "hosp-y", "underlay_tenant": "carrier-y", "tunnel": "t-y",
-        "local_address": "192.0.2.1", "remote_address": "192.0.2.10",
-        "local_id": "ix.medix.example", "remote_id": "gw.carrier-y.example", "psk": psk,
-        "ike_proposals": ["aes128gcm16-prfsha256-x25519"], "esp_proposals": ["aes128gcm16"],
-        "local_selectors": ["100.100.2.0/24"], "remote_selectors": ["10.0.0.0/24"], "dpd_seconds": 2}],
-    "tenants": [{"name": "hosp-y", "description": "The hospital behind ESP"}],
-    "routes": [{"tenant": "hosp-y", "prefix": "100.64.0.0/10", "next_tenant": "ix"},
-               {"tenant": "ix", "prefix": "100.64.2.0/24", "next_tenant": "hosp-y"}],
-    "static_mappings": [{"tenant": "hosp-y", "tenant_prefix": "10.0.0.0/24", "core_prefix": "100.64.2.0/24"}],
-    "policy_rules": [{"name": "hosp-y-archive", "priority": 10, "from_tenant": "hosp-y", "to_tenant": "archive",
-                      "permit": True}],
-}, open(f"{tmp}/intent.json", "w"), indent=1)
-EOF
-MX_PAIR_ADVERT_CS=20 MX_PAIR_TAP=mxt$MX_ID
-mx_pair_configs "" 200 100
-cp "$MX_TMP/intent.json" "$MX_TMP/intent-a.json" && mv "$MX_TMP/intent.json" "$MX_TMP/intent-b.json"
-head -c 48 /dev/urandom | base64 >"$MX_TMP/cp-sync.key"
+ike_pair_configs
 head -c 48 /dev/urandom | base64 >"$MX_TMP/wrong.key"
 
 # start_cp A|B: medix-cp beside the node's medix-dp (mx_cp_start: its TAP moved into the
@@ -154,14 +126,7 @@ print(" ".join(c.groups()) if c else "")'
 }
 
 # --- node A active, node B standby --------------------------------------------------------------
-for n in a b; do
-  ip netns add "mx-$MX_ID-cp-$n" && MX_SWAN_NS+=("mx-$MX_ID-cp-$n") || mx_die "namespace cp-$n"
-  ip -n "mx-$MX_ID-cp-$n" link set lo up
-done
-ip link add "mh${MX_ID}a" netns "mx-$MX_ID-cp-a" type veth peer name "mh${MX_ID}b" netns "mx-$MX_ID-cp-b" &&
-  ip -n "mx-$MX_ID-cp-a" addr add 10.255.0.1/30 dev "mh${MX_ID}a" && ip -n "mx-$MX_ID-cp-a" link set "mh${MX_ID}a" up &&
-  ip -n "mx-$MX_ID-cp-b" addr add 10.255.0.2/30 dev "mh${MX_ID}b" && ip -n "mx-$MX_ID-cp-b" link set "mh${MX_ID}b" up ||
-  mx_die "the ha link between the medix-cp namespaces"
+ike_pair_cp_link
 
 mx_pair_start A "$MX_TMP/config-a.json" --ha-sync-sa-margin $FENCE_MARGIN && pass "medix-dp A ready" || { fail "medix-dp A did not start"; finish; }
 check "A becomes VRRP master of group ix and HA active" \
@@ -183,33 +148,9 @@ check "medix-cp B's ha plugin does not (medix-dp B is standby)" \
 # the IKE_SA is likely made before, and the resync sends it again (medix-cp B must leave out the
 # first: the plugin would install it twice: docs/ha.md).
 
-if ! mx_gateway_lan carrier-y-gw "$NS_Y" 10.0.0.1/24 10.0.0.10/24; then fail "hosp-y's LAN behind its gateway"; finish; fi
-# The gateway's log to a file a line at a time: the checks read it while charon runs (its
-# stdout is block-buffered).
-GWLOG=$GW/gw.log
-MX_SWAN_CHARON_CONF="filelog {
-    gw {
-      path = $GWLOG
-      flush_line = yes
-      default = 1
-    }
-  }"
-if ! mx_swan_start carrier-y-gw "$GW" 192.0.2.10 192.0.2.1 gw.carrier-y.example ix.medix.example "$PSK" \
-  10.0.0.0/24 100.100.2.0/24 aes128gcm16-prfsha256-x25519 aes128gcm16 >"$MX_TMP/gw-start.txt"; then
-  fail "carrier Y's gateway: $(cat "$MX_TMP/gw-start.txt")"
-  finish
-fi
 # The gateway checks liveness too: DPD every 2 s (B must answer with the synced message IDs).
-sed -i 's/^    version = 2$/    version = 2\n    dpd_delay = 2s/' "$GW/swanctl/swanctl.conf"
-swan --load-all >/dev/null 2>&1
-if swan --initiate --child hosp --timeout 15 >"$GW/initiate.log" 2>&1; then
-  pass "the gateway's IKE_SA and CHILD_SA up with node A"
-else
-  fail "the gateway's initiate: $(tail -2 "$GW/initiate.log")"
-  finish
-fi
+ike_pair_gateway 2s
 ping_archive() { mx_in hosp-y ping -n -c3 -i0.2 -W1 -q "$ARCHIVE_CORE" >/dev/null 2>&1; }
-for _ in 1 2 3 4 5; do mx_in hosp-y ping -n -c1 -W1 -q "$ARCHIVE_CORE" >/dev/null 2>&1 && break; done
 check "hosp-y reaches the archive through the CHILD_SA (node A)" ping_archive
 check "medix-cp B holds the IKE_SA passive (ha plugin)" \
   mx_wait_eval 5 'grep -q "installed HA passive IKE_SA" "$MX_TMP/cp-b.log"'
@@ -433,18 +374,6 @@ kill -CONT "$B_PID"
 # down; medix-cp B drops its copies, sends A its message IDs (A takes the higher) and asks for a
 # resync (A sends its IKE state again and rekeys the CHILD_SA).
 t_split=$(date +%s.%N)
-CARRIER_VMAC=00:00:5e:00:01:0a # vrid 10: the first segment's (mx_pair_configs)
-steer_carrier() {
-  mx_in carrier-y-gw bridge fdb del $CARRIER_VMAC dev eth0 master 2>/dev/null
-  mx_in carrier-y-gw bridge fdb del $CARRIER_VMAC dev ethb master 2>/dev/null
-  [ "$1" = none ] || mx_in carrier-y-gw bridge fdb replace $CARRIER_VMAC dev "$1" master static sticky
-}
-segments() {
-  local h
-  for h in carrier-y-gw archive; do
-    mx_in $h bridge link set dev eth0 isolated "$1" && mx_in $h bridge link set dev ethb isolated "$1" || return 1
-  done
-}
 # cp_link cut|heal: the medix-cp link cut by a permanent neighbour entry with a MAC nobody has, on
 # both ends (a link or address change would be seen by charon, which then sends MOBIKE updates).
 cp_link() {

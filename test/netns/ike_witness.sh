@@ -27,6 +27,8 @@ set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 # shellcheck source=test/netns/swan.sh
 source "$(dirname "$0")/swan.sh"
+# shellcheck source=test/netns/ike_pair.sh
+source "$(dirname "$0")/ike_pair.sh"
 
 ARCHIVE_CORE=100.100.2.10
 HA_A=10.255.0.1:4520 HA_B=10.255.0.2:4520
@@ -67,48 +69,11 @@ w_cleanup() {
 trap w_cleanup EXIT
 finish() { mx_pair_finish netns-ike-witness "$MX_TMP/cp-a.log" "$MX_TMP/cp-b.log" "$GW/gw.log" "$MX_TMP/etcd.log"; }
 
-leak() { printf '{"tenant": "%s", "prefix": "%s", "next_tenant": "%s"}' "$1" "$2" "$3"; }
-MX_ROUTES_JSON="$(leak archive 100.64.0.0/10 ix), $(leak ix 100.100.2.0/24 archive)"
-mx_write_config "$MX_TMP/base.json"
-"$MX_PY" - "$MX_TMP" "$PSK" <<'EOF' || mx_die "could not write the configs"
-import json, sys
-tmp, psk = sys.argv[1:3]
-c = json.load(open(f"{tmp}/base.json"))
-c["tenants"].append({"name": "ix", "core": True})
-c["static_mappings"] = [{"tenant": "archive", "tenant_prefix": "192.168.1.0/24", "core_prefix": "100.100.2.0/24"}]
-c["settings"] = {"max_sessions": 2048}
-json.dump(c, open(f"{tmp}/base.json", "w"), indent=1)
-json.dump({
-    "schema_version": 1,
-    "peers": [{
-        "name": "carrier-y", "tenant": "hosp-y", "underlay_tenant": "carrier-y", "tunnel": "t-y",
-        "local_address": "192.0.2.1", "remote_address": "192.0.2.10",
-        "local_id": "ix.medix.example", "remote_id": "gw.carrier-y.example", "psk": psk,
-        "ike_proposals": ["aes128gcm16-prfsha256-x25519"], "esp_proposals": ["aes128gcm16"],
-        "local_selectors": ["100.100.2.0/24"], "remote_selectors": ["10.0.0.0/24"], "dpd_seconds": 2}],
-    "tenants": [{"name": "hosp-y", "description": "The hospital behind ESP"}],
-    "routes": [{"tenant": "hosp-y", "prefix": "100.64.0.0/10", "next_tenant": "ix"},
-               {"tenant": "ix", "prefix": "100.64.2.0/24", "next_tenant": "hosp-y"}],
-    "static_mappings": [{"tenant": "hosp-y", "tenant_prefix": "10.0.0.0/24", "core_prefix": "100.64.2.0/24"}],
-    "policy_rules": [{"name": "hosp-y-archive", "priority": 10, "from_tenant": "hosp-y", "to_tenant": "archive",
-                      "permit": True}],
-}, open(f"{tmp}/intent.json", "w"), indent=1)
-EOF
-MX_PAIR_ADVERT_CS=20 MX_PAIR_TAP=mxt$MX_ID
-mx_pair_configs "" 200 100
-cp "$MX_TMP/intent.json" "$MX_TMP/intent-a.json" && mv "$MX_TMP/intent.json" "$MX_TMP/intent-b.json"
-head -c 48 /dev/urandom | base64 >"$MX_TMP/cp-sync.key"
+ike_pair_configs
 
 # --- the medix-cp namespaces, their ha link, and etcd between them ---------------------------------
 ip netns add "$NS_E" && MX_SWAN_NS+=("$NS_E") && ip -n "$NS_E" link set lo up || mx_die "etcd's namespace"
-for n in a b; do
-  ip netns add "mx-$MX_ID-cp-$n" && MX_SWAN_NS+=("mx-$MX_ID-cp-$n") || mx_die "namespace cp-$n"
-  ip -n "mx-$MX_ID-cp-$n" link set lo up
-done
-ip link add "mh${MX_ID}a" netns "mx-$MX_ID-cp-a" type veth peer name "mh${MX_ID}b" netns "mx-$MX_ID-cp-b" &&
-  ip -n "mx-$MX_ID-cp-a" addr add 10.255.0.1/30 dev "mh${MX_ID}a" && ip -n "mx-$MX_ID-cp-a" link set "mh${MX_ID}a" up &&
-  ip -n "mx-$MX_ID-cp-b" addr add 10.255.0.2/30 dev "mh${MX_ID}b" && ip -n "mx-$MX_ID-cp-b" link set "mh${MX_ID}b" up ||
-  mx_die "the ha link between the medix-cp namespaces"
+ike_pair_cp_link
 for n in a b; do
   e=$ETCD_A net=1 && [ $n = b ] && e=$ETCD_B net=2
   ip link add "me${MX_ID}$n" netns "mx-$MX_ID-cp-$n" type veth peer name "me${MX_ID}e$n" netns "$NS_E" &&
@@ -166,30 +131,8 @@ mx_pair_start B "$MX_TMP/config-b.json" && pass "medix-dp B ready" || { fail "me
 mx_wait_eval 10 'mx_pair_is $B_PREFIX backup HA_ROLE_STANDBY' || fail "B not backup and standby"
 start_cp A >"$MX_TMP/cpa-start.txt" && pass "medix-cp A ready with the witness" || { fail "$(cat "$MX_TMP/cpa-start.txt")"; finish; }
 start_cp B >"$MX_TMP/cpb-start.txt" && pass "medix-cp B ready with the witness" || { fail "$(cat "$MX_TMP/cpb-start.txt")"; finish; }
-if ! mx_gateway_lan carrier-y-gw "$NS_Y" 10.0.0.1/24 10.0.0.10/24; then fail "hosp-y's LAN behind its gateway"; finish; fi
-GWLOG=$GW/gw.log
-MX_SWAN_CHARON_CONF="filelog {
-    gw {
-      path = $GWLOG
-      flush_line = yes
-      default = 1
-    }
-  }"
-if ! mx_swan_start carrier-y-gw "$GW" 192.0.2.10 192.0.2.1 gw.carrier-y.example ix.medix.example "$PSK" \
-  10.0.0.0/24 100.100.2.0/24 aes128gcm16-prfsha256-x25519 aes128gcm16 >"$MX_TMP/gw-start.txt"; then
-  fail "carrier Y's gateway: $(cat "$MX_TMP/gw-start.txt")"
-  finish
-fi
 # The gateway's DPD is slow: the DPD seen in 30 s is the pair's own.
-sed -i 's/^    version = 2$/    version = 2\n    dpd_delay = 30s/' "$GW/swanctl/swanctl.conf"
-swan --load-all >/dev/null 2>&1
-if swan --initiate --child hosp --timeout 15 >"$GW/initiate.log" 2>&1; then
-  pass "the gateway's IKE_SA and CHILD_SA up with node A"
-else
-  fail "the gateway's initiate: $(tail -2 "$GW/initiate.log")"
-  finish
-fi
-for _ in 1 2 3 4 5; do mx_in hosp-y ping -n -c1 -W1 -q "$ARCHIVE_CORE" >/dev/null 2>&1 && break; done
+ike_pair_gateway 30s
 check "medix-cp B holds the IKE_SA passive and its CHILD_SA" \
   mx_wait_eval 10 'grep -q "installed HA passive IKE_SA" "$MX_TMP/cp-b.log" && grep -q "installed HA CHILD_SA" "$MX_TMP/cp-b.log"'
 a_mark=$(wc -l <"$MX_TMP/cp-a.log")
@@ -234,18 +177,6 @@ check "B paired again: it let the lease go (the key is gone)" \
   mx_wait_eval 8 'grep -q "lease let go" "$MX_TMP/cp-b.log" && [ -z "$(speaker)" ]'
 
 # --- a split: A cut from etcd, B not; only B speaks ------------------------------------------------
-CARRIER_VMAC=00:00:5e:00:01:0a
-steer_carrier() {
-  mx_in carrier-y-gw bridge fdb del $CARRIER_VMAC dev eth0 master 2>/dev/null
-  mx_in carrier-y-gw bridge fdb del $CARRIER_VMAC dev ethb master 2>/dev/null
-  [ "$1" = none ] || mx_in carrier-y-gw bridge fdb replace $CARRIER_VMAC dev "$1" master static sticky
-}
-segments() {
-  local h
-  for h in carrier-y-gw archive; do
-    mx_in $h bridge link set dev eth0 isolated "$1" && mx_in $h bridge link set dev ethb isolated "$1" || return 1
-  done
-}
 # neigh_cut NS ADDR DEV cut|heal: ADDR unreachable from NS by a permanent neighbour entry with a
 # MAC nobody has (no link or address change, which charon would answer with MOBIKE updates).
 neigh_cut() {
