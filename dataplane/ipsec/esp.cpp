@@ -627,7 +627,7 @@ bool make_room(Worker& w, SaState& sa, const InterfaceEntry& tunnel, rte_mbuf* m
     drop(w, m, Drop::no_buffer);
     return false;
   }
-  if (__atomic_load_n(&sa.life, __ATOMIC_RELAXED) == SaLife::hard_expired) {
+  if (std::atomic_ref(sa.life).load(std::memory_order_relaxed) == SaLife::hard_expired) {
     sa_drop(w, sa, m, Drop::sa_expired);
     return false;
   }
@@ -656,7 +656,7 @@ bool make_room(Worker& w, SaState& sa, const InterfaceEntry& tunnel, rte_mbuf* m
 // once). Any worker of a spread SA may get here: the flags are swapped atomically.
 bool may_send(Worker& w, SaState& sa, uint64_t seq, uint64_t fence, Drop& reason) {
   if (!sa.esn && seq > UINT32_MAX) {  // RFC 4303 3.3.3: never cycle; IKE must rekey
-    if (__atomic_exchange_n(&sa.life, SaLife::hard_expired, __ATOMIC_RELAXED) != SaLife::hard_expired)
+    if (std::atomic_ref(sa.life).exchange(SaLife::hard_expired, std::memory_order_relaxed) != SaLife::hard_expired)
       sa_event(w, sa, SaEventKind::sequence_overflow);
     reason = Drop::sa_seq_overflow;
     return false;
