@@ -108,22 +108,8 @@ start_cp() {
 check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
 # check_that NAME EXPR: EXPR (a shell condition, evaluated) holds.
 check_that() { if eval "$2"; then pass "$1"; else fail "$1"; fi; }
-swan() { mx_swan carrier-y-gw "$GW" "$@"; }
 # sas PREFIX: the SPIs of the node's medix-dp, sorted.
 sas() { mx_ctl "$1" -o json show sas | mx_json - 'sorted(o["sa"]["spi"] for o in d.get("objects", []))'; }
-# ike_sa: the gateway's IKE_SA as "#UNIQUE SPI_i SPI_r STATE" (the first one listed).
-ike_sa() {
-  swan --list-sas 2>/dev/null | sed -n 's/^ix: \(#[0-9]*\), \([A-Z_]*\), IKEv2, \([0-9a-f]*\)_i\*\? \([0-9a-f]*\)_r\*\?.*/\1 \3 \4 \2/p' | head -1
-}
-ike_count() { swan --list-sas 2>/dev/null | grep -c '^ix: #'; }
-# child: the gateway's CHILD_SA "SPI_in SPI_out packets_in" (installed, the first one).
-child() {
-  swan --list-sas --raw 2>/dev/null | "$MX_PY" -c '
-import re, sys
-t = sys.stdin.read()
-c = re.search(r"state=INSTALLED.*?spi-in=([0-9a-f]+) spi-out=([0-9a-f]+).*?packets-in=(\d+)", t, re.S)
-print(" ".join(c.groups()) if c else "")'
-}
 
 # --- node A active, node B standby --------------------------------------------------------------
 ike_pair_cp_link

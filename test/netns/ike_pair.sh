@@ -87,6 +87,22 @@ ike_pair_gateway() {
   for _ in 1 2 3 4 5; do mx_in hosp-y ping -n -c1 -W1 -q "$ARCHIVE_CORE" >/dev/null 2>&1 && break; done
 }
 
+# The gateway: swan ARGS (its swanctl); ike_sa: its IKE_SA as "#UNIQUE SPI_i SPI_r STATE" (the
+# first one listed); ike_count: how many; child: its CHILD_SA "SPI_in SPI_out packets_in"
+# (installed, the first one).
+swan() { mx_swan carrier-y-gw "$GW" "$@"; }
+ike_sa() {
+  swan --list-sas 2>/dev/null | sed -n 's/^ix: \(#[0-9]*\), \([A-Z_]*\), IKEv2, \([0-9a-f]*\)_i\*\? \([0-9a-f]*\)_r\*\?.*/\1 \3 \4 \2/p' | head -1
+}
+ike_count() { swan --list-sas 2>/dev/null | grep -c '^ix: #'; }
+child() {
+  swan --list-sas --raw 2>/dev/null | "$MX_PY" -c '
+import re, sys
+t = sys.stdin.read()
+c = re.search(r"state=INSTALLED.*?spi-in=([0-9a-f]+) spi-out=([0-9a-f]+).*?packets-in=(\d+)", t, re.S)
+print(" ".join(c.groups()) if c else "")'
+}
+
 # The split's tools. CARRIER_VMAC: VRID 10's, the first segment's (mx_pair_configs).
 # steer_carrier eth0|ethb|none: the carrier's switch sends the virtual MAC to A's port, B's or
 # learns it again (a sticky FDB entry). segments on|off: both nodes' ports on the carrier's and

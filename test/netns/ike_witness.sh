@@ -103,18 +103,6 @@ start_cp() {
 }
 check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
 check_that() { if eval "$2"; then pass "$1"; else fail "$1"; fi; }
-swan() { mx_swan carrier-y-gw "$GW" "$@"; }
-ike_sa() {
-  swan --list-sas 2>/dev/null | sed -n 's/^ix: \(#[0-9]*\), \([A-Z_]*\), IKEv2, \([0-9a-f]*\)_i\*\? \([0-9a-f]*\)_r\*\?.*/\1 \3 \4 \2/p' | head -1
-}
-ike_count() { swan --list-sas 2>/dev/null | grep -c '^ix: #'; }
-child() {
-  swan --list-sas --raw 2>/dev/null | "$MX_PY" -c '
-import re, sys
-t = sys.stdin.read()
-c = re.search(r"state=INSTALLED.*?spi-in=([0-9a-f]+) spi-out=([0-9a-f]+).*?packets-in=(\d+)", t, re.S)
-print(" ".join(c.groups()) if c else "")'
-}
 cp_since() { tail -n +$(($2 + 1)) "$MX_TMP/cp-$1.log"; }
 ping_archive() { mx_in hosp-y ping -n -c3 -i0.2 -W1 -q "$ARCHIVE_CORE" >/dev/null 2>&1; }
 init_count() { grep -c 'generating IKE_SA_INIT request' "$GWLOG"; }
