@@ -388,6 +388,12 @@ int main(int argc, char** argv) {
       fprintf(stderr, "medix-cp: %s\n", e.c_str());
       return 2;
     }
+    if (witness_config.configured()) {
+      static medix::cp::ha::Link* checked = &ha_link;  // outlives charon (stopped before the link)
+      cp_charon_send_check([](const cp_ike_mids* m, bool request) {
+        return checked->check_send({m->spi_i, m->spi_r, m->initiating, m->responding}, request);
+      });
+    }
     ha_settings = medix::cp::ha::Link::plugin_settings();
     plugins = (plugins.empty() ? std::string(cp_charon_default_plugins()) : plugins) + " ha";
   }

@@ -214,6 +214,13 @@ std::string render_metrics(ControlService& service, DataplaneClient& dataplane, 
              "lease), and held CHILD_SA expiries run when a hold ended.")
           .sample({{"event", "held"}}, st.holds.load())
           .sample({{"event", "expiries_released"}}, st.released.load());
+      Family(out, "medix_cp_ha_witness_mids_total", "counter",
+             "IKE_SA message ID records with the witness: written while speaking by the lease, writes refused or "
+             "unanswered, read when the lease was obtained; IKE requests not sent for want of one.")
+          .sample({{"event", "recorded"}}, ws.recorded.load())
+          .sample({{"event", "record_failed"}}, ws.record_failures.load())
+          .sample({{"event", "read"}}, ws.records_read.load())
+          .sample({{"event", "request_dropped"}}, st.unrecorded.load());
     }
   }
   return out.str();

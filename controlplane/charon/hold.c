@@ -6,7 +6,11 @@
  *  - CHILD_SA expiries (time lifetimes from medix-cp's timers, byte and packet ones and the HA
  *    fence from medix-dp, an operator's rekey): all come through cp_charon_expire, queued here;
  *  - IKE_SA rekeys and reauthentications, the IKE_SA's hard lifetime (its delete) and MOBIKE
- *    roams: charon's own jobs, caught on their way to the processor and put back every 200 ms. */
+ *    roams: charon's own jobs, caught on their way to the processor and put back every 200 ms.
+ * And every IKE message charon sends (but IKE_SA_INIT) is shown to medix-cp first, with the
+ * message IDs it leaves its IKE_SA at (cp_charon_send_check): during a split the lease's holder
+ * records them with the witness before they go, so that a node obtaining the lease after it
+ * speaks with the message IDs the gateway expects. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +34,8 @@ static struct expiry* expiries; /* under lock */
 static int n_expiries, cap_expiries;
 
 static void (*queue_job)(processor_t* this, job_t* job);
+static void (*sender_send)(sender_t* this, packet_t* packet);
+static bool (*send_check)(const struct cp_ike_mids* mids, bool request); /* __atomic */
 /* The execute methods of the jobs that are held: learnt from one of each made at start. */
 static job_requeue_t (*held_kinds[3])(job_t*);
 
@@ -74,6 +80,37 @@ static void queue_job_held(processor_t* processor, job_t* job) {
   queue_job(processor, job);
 }
 
+/* Before the sender adds the non-ESP marker: the packet is the IKE message, its header in clear. */
+static void send_checked(sender_t* sender, packet_t* packet) {
+  bool (*check)(const struct cp_ike_mids*, bool) = __atomic_load_n(&send_check, __ATOMIC_ACQUIRE);
+  ike_sa_t* ike_sa = check ? charon->bus->get_sa(charon->bus) : NULL; /* the sending thread's */
+  chunk_t data = packet->get_data(packet);
+  if (ike_sa && ike_sa->get_version(ike_sa) == IKEV2 && data.len >= 28 && data.ptr[17] == 0x20 &&
+      data.ptr[18] != IKE_SA_INIT) {
+    uint32_t mid = untoh32(data.ptr + 20);
+    bool request = !(data.ptr[19] & 0x20);
+    ike_sa_id_t* id = ike_sa->get_id(ike_sa);
+    struct cp_ike_mids m = {.spi_i = id->get_initiator_spi(id),
+                            .spi_r = id->get_responder_spi(id),
+                            .initiating = ike_sa->get_message_id(ike_sa, TRUE),
+                            .responding = ike_sa->get_message_id(ike_sa, FALSE)};
+    /* Once the gateway has this message, it expects the next ID from us (a request) or sends it. */
+    if (request && m.initiating < mid + 1) m.initiating = mid + 1;
+    if (!request && m.responding < mid + 1) m.responding = mid + 1;
+    if (!check(&m, request)) {
+      DBG1(DBG_IKE, "medix: IKE request %u of IKE_SA %s[%u] not sent: its message ID not recorded with the witness",
+           mid, ike_sa->get_name(ike_sa), ike_sa->get_unique_id(ike_sa));
+      packet->destroy(packet);
+      return;
+    }
+  }
+  sender_send(sender, packet);
+}
+
+void cp_charon_send_check(bool (*check)(const struct cp_ike_mids* mids, bool request)) {
+  __atomic_store_n(&send_check, check, __ATOMIC_RELEASE);
+}
+
 void medix_hold_start(void) {
   ike_sa_id_t* id = ike_sa_id_create(IKEV2, 1, 0, TRUE);
   job_t* samples[] = {(job_t*)rekey_ike_sa_job_create(id, FALSE), (job_t*)delete_ike_sa_job_create(id, TRUE),
@@ -86,6 +123,8 @@ void medix_hold_start(void) {
   /* Scheduled jobs reach the processor through queue_job too (the scheduler's thread). */
   queue_job = lib->processor->queue_job;
   lib->processor->queue_job = queue_job_held;
+  sender_send = charon->sender->send;
+  charon->sender->send = send_checked;
 }
 
 bool medix_hold_expire(uint32_t spi, const char* dst, bool hard) {

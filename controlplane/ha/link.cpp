@@ -290,6 +290,17 @@ bool Link::rejoin() {
   return true;
 }
 
+bool Link::check_send(const IkeMids& mids, bool request) {
+  if (!witness_ || !split_.load()) return true;
+  bool ok = by_lease_.load() ? witness_->record(mids) : witness_->recorded(mids);
+  if (ok || !request) return true;
+  if (stats_.unrecorded++ == 0)
+    fprintf(stderr,
+            "medix-cp: ha witness: an IKE request not sent: its message ID not recorded with the witness (no lease, "
+            "or etcd did not take it)\n");
+  return false;
+}
+
 void Link::watch_role() {
   int applied = -1;  // what the plugin was last told: unknown at first
   int silent = 0;    // role polls in a row medix-dp did not answer
@@ -298,6 +309,8 @@ void Link::watch_role() {
   int64_t last_rejoin = -2 * heard_for_ns, last_ask = 0;
   int64_t active_since = 0;  // when the node last became active (0: it is not)
   bool held = false;         // cp_charon_hold(true) in force
+  bool records_due = false;  // the lease obtained: our message IDs to record before we speak by it
+  bool ready = false;        // they are (for the lease held now)
   while (!stopping_.load()) {
     int now = role_();
     // medix-dp not answering (killed, stopped): the node is out of the pair. Its IKE_SAs go
@@ -351,9 +364,41 @@ void Link::watch_role() {
     // Nor while the peer is heard active (a heal under way: the rejoin raises the message IDs
     // first; seen: a node that took the lease then sent a rekey with the IDs of before the split,
     // which the gateway ignored). The rules: may_speak (link.h).
-    SpeakerView view{active, paired, peer_is(1), witness_ && witness_->holds(), active ? t - active_since : 0};
+    // A lease just obtained: its last holder's message IDs first (raised to; busy ones tried again
+    // for 5 s), then ours recorded, and only then does the node speak by it.
+    bool raised_all;
+    {
+      std::lock_guard lock(send_mutex_);
+      raised_all = pending_mids_.empty();
+    }
+    if (witness_) {
+      if (auto records = witness_->take_records()) {
+        ready = false;
+        records_due = true;
+        if (!records->empty()) {
+          size_t n = records->size();
+          raise(std::move(*records), "the last lease holder's recorded");
+          fprintf(stderr, "medix-cp: ha witness: %zu IKE_SA message ID record(s) read with the lease\n", n);
+        }
+        std::lock_guard lock(send_mutex_);
+        raised_all = pending_mids_.empty();
+      }
+      if (records_due && raised_all && witness_->holds() && charon_.mids) {
+        auto own = charon_.mids();
+        if (witness_->record_all(own)) {
+          records_due = false;
+          ready = true;
+          fprintf(stderr, "medix-cp: ha witness: the message IDs of %zu IKE_SA(s) recorded\n", own.size());
+        }
+      }
+      if (!witness_->holds()) ready = false;
+    }
+    SpeakerView view{active, paired, peer_is(1), witness_ && witness_->holds() && ready && raised_all,
+                     active ? t - active_since : 0};
     if (witness_) witness_->want(wants_lease(view));
     bool speaks = may_speak(view), lease = speaks && !paired;
+    split_ = witness_ && active && !paired;
+    by_lease_ = lease;
     if (!speaks && charon_.hold_dpd) charon_.hold_dpd();
     // With a witness, the rest is held too (rekeys by lifetime or the fence, an operator's,
     // MOBIKE: cp_charon_hold), and let go with the lease, or once paired again and the loser's

@@ -83,6 +83,14 @@ class Link {
   std::string start(const LinkConfig& config, RoleSource role, Charon charon = {}, Witness* witness = nullptr);
   void stop();
 
+  // Whether charon may send an IKE message of ours now (charon/hold.c asks before each, with the
+  // message IDs it leaves the IKE_SA at): with a witness, active and without a standby peer, a node
+  // speaking by the lease records them first (Witness::record); a request it cannot record, or
+  // one of a node that does not hold the lease and was not recorded before (a retransmit of a
+  // recorded one is), is dropped. Responses go out whatever: the gateway's requests are answered
+  // by the node they reach. Any thread.
+  bool check_send(const IkeMids& mids, bool request);
+
   struct Stats {
     std::atomic<uint64_t> sent{0}, received{0};
     std::atomic<uint64_t> rejected[4] = {};  // by Reject
@@ -97,6 +105,7 @@ class Link {
     std::atomic<uint64_t> mids_raised{0};      // IKE_SAs whose message IDs were raised to the other node's
     std::atomic<uint64_t> holds{0};            // times the node's IKE requests were held (witness configured)
     std::atomic<uint64_t> released{0};         // CHILD_SA expiries let go when a hold ended
+    std::atomic<uint64_t> unrecorded{0};       // IKE requests not sent: in a split, not recorded with the witness
   };
   const Stats& stats() const { return stats_; }
   const Witness* witness() const { return witness_; }
@@ -139,6 +148,9 @@ class Link {
   std::atomic<int64_t> plugin_resync_ns_{0};       // the plugin last asked for a resync
   std::atomic<bool> dirty_{false}, repairing_{false};
   std::atomic<bool> rejoin_asked_{false};  // the active peer asked us to rejoin
+  // With a witness (the watcher sets them): active without a standby peer; and speaking by the
+  // lease (the records raised to and our own written). check_send reads them.
+  std::atomic<bool> split_{false}, by_lease_{false};
   std::vector<IkeMids> own_mids_;          // watcher only: the loser's message IDs, kept from its demotion
   // Message IDs still to raise (busy IKE_SAs are tried again each 100 ms), until pending_until_.
   std::vector<IkeMids> pending_mids_;  // under send_mutex_

@@ -4,7 +4,10 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <cinttypes>
+#include <cstdio>
 #include <cstring>
+#include <string>
 #include <fstream>
 #include <iterator>
 #include <memory>
@@ -132,6 +135,29 @@ bool decode_mids(const std::vector<uint8_t>& payload, std::vector<IkeMids>& mids
     const uint8_t* p = payload.data() + at;
     mids.push_back({get(p, 8), get(p + 8, 8), uint32_t(get(p + 16, 4)), uint32_t(get(p + 20, 4))});
   }
+  return true;
+}
+
+std::string mids_record_name(const IkeMids& m) {
+  char name[40];
+  snprintf(name, sizeof name, "%016" PRIx64 ".%016" PRIx64, m.spi_i, m.spi_r);
+  return name;
+}
+
+std::string mids_record_value(const IkeMids& m) { return std::to_string(m.initiating) + " " + std::to_string(m.responding); }
+
+bool parse_mids_record(const std::string& name, const std::string& value, IkeMids& m) {
+  if (name.size() != 33 || name[16] != '.' ||
+      name.find_first_not_of("0123456789abcdef.") != std::string::npos || name.find('.', 17) != std::string::npos)
+    return false;
+  unsigned long long i = 0, r = 0;
+  if (sscanf(value.c_str(), "%llu %llu", &i, &r) != 2 || i > UINT32_MAX || r > UINT32_MAX) return false;
+  IkeMids parsed{0, 0, uint32_t(i), uint32_t(r)};
+  if (value != mids_record_value(parsed)) return false;  // only as written: no sign, space or rest
+  m.spi_i = std::stoull(name.substr(0, 16), nullptr, 16);
+  m.spi_r = std::stoull(name.substr(17), nullptr, 16);
+  m.initiating = uint32_t(i);
+  m.responding = uint32_t(r);
   return true;
 }
 

@@ -60,6 +60,12 @@ std::vector<uint8_t> encode_heartbeat(int role);
 std::vector<uint8_t> encode_mids(const std::vector<IkeMids>& mids);
 // False if `payload` is not a whole mids message.
 bool decode_mids(const std::vector<uint8_t>& payload, std::vector<IkeMids>& mids);
+// An IKE_SA's message IDs as the witness keeps them (witness.h): the key's name below
+// PREFIX/ike-mids/ ("SPI_I.SPI_R", 16 hex digits each) and its value ("INITIATING RESPONDING").
+// parse: false, `m` unchanged, if not one of these.
+std::string mids_record_name(const IkeMids& m);
+std::string mids_record_value(const IkeMids& m);
+bool parse_mids_record(const std::string& name, const std::string& value, IkeMids& m);
 
 }  // namespace medix::cp::ha
 

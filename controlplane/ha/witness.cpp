@@ -3,6 +3,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
@@ -28,6 +29,9 @@ std::unique_ptr<grpc::ClientContext> context() {
   return ctx;
 }
 
+// etcd's default limit of operations in one Txn is 128.
+constexpr size_t records_per_txn = 100;
+
 }  // namespace
 
 std::string Witness::start(const WitnessConfig& config, const std::string& name) {
@@ -35,6 +39,7 @@ std::string Witness::start(const WitnessConfig& config, const std::string& name)
   if (auto e = parse_etcd_url(config.url, endpoint)) return "--ike-witness " + config.url + ": " + *e;
   if (config.ttl_s < 1 || config.ttl_s > 60) return "--ike-witness-ttl: 1 to 60 seconds";
   key_ = endpoint.prefix + "/ike-speaker";
+  records_ = endpoint.prefix + "/ike-mids/";
   name_ = name;
   ttl_s_ = config.ttl_s;
   grpc::ChannelArguments args;
@@ -91,6 +96,16 @@ bool Witness::obtain() {
   put->set_key(key_);
   put->set_value(name_);
   put->set_lease(lease_id_);
+  // The message IDs the last holder recorded: read, and deleted (this node records its own, which
+  // it raises to these, before it speaks; records of IKE_SAs gone go with them).
+  std::string end = records_;
+  end.back()++;
+  auto* read = txn.add_success()->mutable_request_range();
+  read->set_key(records_);
+  read->set_range_end(end);
+  auto* clear = txn.add_success()->mutable_request_delete_range();
+  clear->set_key(records_);
+  clear->set_range_end(end);
   txn.add_failure()->mutable_request_range()->set_key(key_);
   pb::TxnResponse result;
   status = kv_->Txn(context().get(), txn, &result);
@@ -102,6 +117,20 @@ bool Witness::obtain() {
     if (result.responses_size() > 0 && result.responses(0).response_range().kvs_size() > 0)
       holder = result.responses(0).response_range().kvs(0).value();
     return refused("held by " + holder);
+  }
+  std::vector<IkeMids> records;
+  if (result.responses_size() > 1)
+    for (const auto& kv : result.responses(1).response_range().kvs()) {
+      IkeMids m{};
+      if (kv.key().size() > records_.size() && parse_mids_record(kv.key().substr(records_.size()), kv.value(), m))
+        records.push_back(m);
+    }
+  {
+    std::lock_guard lock(record_mu_);
+    recorded_.clear();
+    for (const auto& m : records) recorded_[{m.spi_i, m.spi_r}] = {m.initiating, m.responding};
+    stats_.records_read += records.size();
+    fresh_ = std::move(records);
   }
   valid_until_ns_ = sent + int64_t(ttl_s_) * 500'000'000;
   stats_.obtained++;
@@ -127,7 +156,7 @@ bool Witness::renew() {
   auto ctx = context();
   auto stream = lease_->LeaseKeepAlive(ctx.get());
   pb::LeaseKeepAliveRequest request;
-  request.set_id(lease_id_);
+  request.set_id(lease_id_.load());
   pb::LeaseKeepAliveResponse response;
   bool answered = stream->Write(request) && stream->Read(&response);
   stream->WritesDone();
@@ -151,9 +180,71 @@ bool Witness::renew() {
   return true;
 }
 
+std::optional<std::vector<IkeMids>> Witness::take_records() {
+  std::lock_guard lock(record_mu_);
+  return std::exchange(fresh_, std::nullopt);
+}
+
+bool Witness::record(const IkeMids& m) { return record_all({m}); }
+
+bool Witness::record_all(const std::vector<IkeMids>& mids) {
+  std::lock_guard lock(record_mu_);
+  std::vector<IkeMids> merged;
+  for (const auto& m : mids) {
+    auto it = recorded_.find({m.spi_i, m.spi_r});
+    IkeMids r = m;
+    if (it != recorded_.end()) {
+      r.initiating = std::max(r.initiating, it->second.first);
+      r.responding = std::max(r.responding, it->second.second);
+      if (r.initiating == it->second.first && r.responding == it->second.second) continue;  // etcd has it
+    }
+    merged.push_back(r);
+  }
+  for (size_t i = 0; i < merged.size(); i += records_per_txn)
+    if (!put_records({merged.begin() + long(i), merged.begin() + long(std::min(merged.size(), i + records_per_txn))}))
+      return false;
+  return true;
+}
+
+bool Witness::put_records(const std::vector<IkeMids>& mids) {
+  int64_t lease = lease_id_.load();
+  if (!holds() || !lease) {
+    stats_.record_failures++;
+    return false;
+  }
+  pb::TxnRequest txn;
+  // The speaker's key still ours (it names this node, and exists only with a lease of ours): etcd
+  // refuses a holder whose lease expired, whatever its own deadline says.
+  auto* held = txn.add_compare();
+  held->set_key(key_);
+  held->set_target(pb::Compare::VALUE);
+  held->set_result(pb::Compare::EQUAL);
+  held->set_value(name_);
+  for (const auto& m : mids) {
+    auto* put = txn.add_success()->mutable_request_put();
+    put->set_key(records_ + mids_record_name(m));
+    put->set_value(mids_record_value(m));
+  }
+  pb::TxnResponse result;
+  grpc::Status status = kv_->Txn(context().get(), txn, &result);
+  if (!status.ok() || !result.succeeded()) {
+    stats_.record_failures++;
+    return false;
+  }
+  for (const auto& m : mids) recorded_[{m.spi_i, m.spi_r}] = {m.initiating, m.responding};
+  stats_.recorded += mids.size();
+  return true;
+}
+
+bool Witness::recorded(const IkeMids& m) {
+  std::lock_guard lock(record_mu_);
+  auto it = recorded_.find({m.spi_i, m.spi_r});
+  return it != recorded_.end() && m.initiating <= it->second.first;
+}
+
 void Witness::revoke() {
   pb::LeaseRevokeRequest request;
-  request.set_id(lease_id_);
+  request.set_id(lease_id_.load());
   pb::LeaseRevokeResponse response;
   lease_->LeaseRevoke(context().get(), request, &response);  // if lost, it expires after the TTL
   lease_id_ = 0;

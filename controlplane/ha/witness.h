@@ -9,6 +9,13 @@
 // answered: the lease cannot expire at etcd before a full TTL after that, so a node cut from etcd
 // goes silent at least ttl/2 before the other node can obtain the key (the renew deadline below
 // the TTL, as in leader election).
+//
+// The message IDs behind the lease (docs/ha.md, "A lease that changes hands"): while a node speaks
+// by the lease it records, before each IKE message of ours goes out, the IKE_SA's message IDs
+// under PREFIX/ike-mids/SPI_I.SPI_R ("INITIATING RESPONDING"; SPIs and IDs only, no key), in a Txn
+// that succeeds only while the speaker's key is held with its lease. A node that obtains the lease
+// reads them (and deletes them) in the Txn that creates the key, and raises its IKE_SAs to them
+// before it speaks: the gateway then expects what the new speaker sends.
 #ifndef MEDIX_CP_HA_WITNESS_H
 #define MEDIX_CP_HA_WITNESS_H
 
@@ -16,11 +23,16 @@
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "etcd/etcd.grpc.pb.h"
+#include "wire.h"
 
 namespace medix::cp::ha {
 
@@ -41,9 +53,20 @@ class Witness {
   void want(bool wanted);
   // Held, and its renew deadline not passed.
   bool holds() const;
+  // The records read when the lease was last obtained (once per obtain; nullopt: none new).
+  std::optional<std::vector<IkeMids>> take_records();
+  // Records an IKE_SA's message IDs (raised to at least what this node recorded or read before)
+  // while the lease is held: true once etcd has them (or already had), false if not held or
+  // etcd refused or did not answer. record_all: all at once (a node that just obtained it).
+  bool record(const IkeMids& m);
+  bool record_all(const std::vector<IkeMids>& mids);
+  // Whether `m`'s initiating ID is no higher than what this node recorded for that IKE_SA (a
+  // retransmit of a recorded request).
+  bool recorded(const IkeMids& m);
 
   struct Stats {
     std::atomic<uint64_t> obtained{0}, lost{0}, renewals{0}, failures{0};
+    std::atomic<uint64_t> recorded{0}, record_failures{0}, records_read{0};
   };
   const Stats& stats() const { return stats_; }
 
@@ -54,15 +77,21 @@ class Witness {
   void revoke();
   bool refused(const std::string& why);  // says why the lease was not obtained (once per kind); false
 
-  std::string key_, name_;
+  // Puts the merged records of `mids` in one Txn guarded by the lease (record_mu_ held).
+  bool put_records(const std::vector<IkeMids>& mids);
+
+  std::string key_, name_, records_;  // records_: PREFIX/ike-mids/
   int ttl_s_ = 2;
   std::unique_ptr<etcdserverpb::KV::Stub> kv_;
   std::unique_ptr<etcdserverpb::Lease::Stub> lease_;
-  int64_t lease_id_ = 0;  // run() thread only
+  std::atomic<int64_t> lease_id_{0};  // set by the run() thread; read by record()
   std::atomic<bool> wanted_{false};
   std::atomic<int64_t> valid_until_ns_{0};  // steady clock; 0: not held
   bool said_lost_ = false;
   std::string said_refused_;  // the kind of the last reason said (run() thread only)
+  std::mutex record_mu_;
+  std::map<std::pair<uint64_t, uint64_t>, std::pair<uint32_t, uint32_t>> recorded_;  // under record_mu_
+  std::optional<std::vector<IkeMids>> fresh_;                                        // under record_mu_
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;

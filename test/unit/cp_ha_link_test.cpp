@@ -141,3 +141,28 @@ TEST_CASE("cp ha link: medix-cp's own messages beside the plugin's (heartbeat, m
   CHECK(!decode_mids(encode_heartbeat(1), got));
   CHECK(!decode_mids(message, got));
 }
+
+TEST_CASE("cp ha link: the witness's message ID records (PREFIX/ike-mids/)") {
+  IkeMids m{0x0123456789abcdefull, 0xfedcba9876543210ull, 7, 0xffffffffu}, got{};
+  CHECK(mids_record_name(m) == "0123456789abcdef.fedcba9876543210");
+  CHECK(mids_record_value(m) == "7 4294967295");
+  REQUIRE(parse_mids_record(mids_record_name(m), mids_record_value(m), got));
+  CHECK(got.spi_i == m.spi_i);
+  CHECK(got.spi_r == m.spi_r);
+  CHECK(got.initiating == 7);
+  CHECK(got.responding == 0xffffffffu);
+  // Not one of ours: nothing taken.
+  IkeMids untouched{1, 2, 3, 4};
+  for (auto [name, value] : std::vector<std::pair<std::string, std::string>>{
+           {"0123456789abcdef.fedcba987654321", "7 8"},    // a digit short
+           {"0123456789abcdef-fedcba9876543210", "7 8"},   // no dot
+           {"0123456789ABCDEF.fedcba9876543210", "7 8"},   // not as written
+           {"0123456789abcdef.fedcba9876543210", "7"},     // one ID
+           {"0123456789abcdef.fedcba9876543210", "7 8 9"}, // three
+           {"0123456789abcdef.fedcba9876543210", "-1 8"},  // a sign
+           {"0123456789abcdef.fedcba9876543210", " 7 8"},  // a space first
+           {"0123456789abcdef.fedcba9876543210", "7 4294967296"}}) {
+    CHECK(!parse_mids_record(name, value, untouched));
+    CHECK(untouched.initiating == 3);
+  }
+}
