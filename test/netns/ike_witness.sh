@@ -181,49 +181,20 @@ for port in eth0 ethb; do
 done
 sleep 1
 t_split=$(date +%s.%N)
-# A lease that changes hands during the split: A (B cut from etcd) holds it and speaks, recording
-# its IKE_SA's message IDs with etcd before each message; then A is cut from etcd and B obtains the
-# key: it raises its copy to A's records before it speaks, so that the gateway answers it.
-# IKE_WITNESS_CONTROL=1 (a control run, not CI): A's records deleted before B obtains the key, as
-# before they existed; B's DPD is then expected to be ignored by the gateway.
-neigh_cut "mx-$MX_ID-cp-b" 10.255.2.1 "me${MX_ID}b" cut || fail "could not cut B from etcd"
+neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" cut || fail "could not cut A from etcd"
 a_mark=$(wc -l <"$MX_TMP/cp-a.log") b_mark=$(wc -l <"$MX_TMP/cp-b.log")
-steer_carrier eth0
+: >"$MX_TMP/ike-eth0.txt"
+: >"$MX_TMP/ike-ethb.txt"
+steer_carrier ethb
 segments on && cp_link cut || fail "could not isolate the nodes"
 check "split: A master and active beside B" \
   mx_wait_eval 10 'mx_pair_is $A_PREFIX master HA_ROLE_ACTIVE && mx_pair_is $B_PREFIX master HA_ROLE_ACTIVE'
-dpds() { cp_since "$1" "$2" | grep -c "parsed INFORMATIONAL response [0-9]* \[ \]"; }
-# Two: B's copy is then two message IDs behind A's (one behind could pass for a retransmit).
-check "split: A holds the lease ($(speaker)) and sends two DPDs that the gateway answers" \
-  mx_wait_eval 12 '[ "$(speaker)" = "$HA_A" ] && [ "$(dpds a $a_mark)" -ge 2 ]'
-records() { etcdctl get --prefix /medix/ike-mids/ 2>/dev/null | paste -sd' '; }
-rec=$(records)
-check_that "split: A recorded its IKE_SA's message IDs with etcd ($rec)" '[ -n "$rec" ]'
-check_that "split: B (no etcd) sent no DPD" '! cp_since b $b_mark | grep -q "sending DPD request"'
-# The hand-over, just after A's DPD (its next is 2 s away; it goes silent within 1 s).
-n=$(dpds a $a_mark)
-mx_wait_eval 6 '[ "$(dpds a $a_mark)" -gt $n ]'
-neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" cut && neigh_cut "mx-$MX_ID-cp-b" 10.255.2.1 "me${MX_ID}b" heal ||
-  fail "could not move etcd from A to B"
-[ "${IKE_WITNESS_CONTROL:-}" = 1 ] && etcdctl del --prefix /medix/ike-mids/ >/dev/null && echo "    control: A's records deleted"
-a_mark=$(wc -l <"$MX_TMP/cp-a.log") b_mark=$(wc -l <"$MX_TMP/cp-b.log") gw_mark=$(wc -l <"$GWLOG")
-steer_carrier ethb
-check "hand-over: A, cut from etcd, goes silent; B obtains the lease once A's key expires" \
-  mx_wait_eval 8 'cp_since a $a_mark | grep -q "renew deadline: no IKE requests of ours" && [ "$(speaker)" = "$HA_B" ]'
-check "hand-over: B read A's record and raised its IKE_SA's message IDs to it before speaking" \
-  mx_wait_eval 3 'cp_since b $b_mark | grep -q "record(s) read with the lease" && cp_since b $b_mark | grep -q "raised after a split"'
-echo "    B: $(cp_since b $b_mark | grep -o 'message IDs of IKE_SA.*raised after a split.*' | head -1)"
-check "hand-over: B's DPD is answered by the gateway" mx_wait_eval 8 'dpd_answered b $b_mark'
-check_that "hand-over: the gateway ignored nothing of B's (no message ID it did not expect)" \
-  '! tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "expected [0-9]*, ignored"'
-check_that "hand-over: the gateway's IKE_SA is the same one, its only one; one IKE_SA_INIT" \
-  '[ "$(ike_sa)" = "$ike_before" ] && [ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ]'
-: >"$MX_TMP/ike-eth0.txt"
-: >"$MX_TMP/ike-ethb.txt"
 check "split: A (no etcd) holds its IKE requests, and says why" \
   mx_wait_eval 5 'cp_since a $a_mark | grep -q "IKE requests held" && cp_since a $a_mark | grep -q "lease not obtained (etcd: "'
 echo "    A: $(cp_since a $a_mark | grep -o 'lease not obtained (.*' | head -1)"
 ab_mark=$a_mark
+check "split: B holds the lease ($(speaker)) and sends DPD that the gateway answers" \
+  mx_wait_eval 10 '[ "$(speaker)" = "$HA_B" ] && dpd_answered b $b_mark'
 # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
 c_split=$(child)
 mx_ctl "$A_PREFIX" peer carrier-y rekey >"$MX_TMP/rekey-a.txt" 2>&1
@@ -240,7 +211,7 @@ check_that "split: A sent no DPD, B did" \
   '! cp_since a $a_mark | grep -q "sending DPD request" && cp_since b $b_mark | grep -q "sending DPD request"'
 n_a=$(grep -c . "$MX_TMP/ike-eth0.txt") n_b=$(grep -c . "$MX_TMP/ike-ethb.txt")
 check_that "split: on the wire, no IKE packet from A's port ($n_a), B's IKE packets from its port ($n_b)" \
-  '[ "$n_a" = 0 ] && [ "$n_b" -ge 1 ]'
+  '[ "$n_a" = 0 ] && [ "$n_b" -ge 2 ]'
 # The holder cut from etcd too: silent once its renew deadline (TTL/2 after its last renewal)
 # passes, before etcd lets the key go (a TTL after it).
 # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
@@ -258,23 +229,50 @@ check_that "split: A said it once ($(cp_since a $ab_mark | grep -c 'lease not ob
   '[ "$(cp_since a $ab_mark | grep -c "lease not obtained")" -le 2 ]'
 check_that "split: B sent no DPD once silent" '! cp_since b $b_quiet | grep -q "sending DPD request"'
 
-# --- the heal: A wins (priority 200), B rejoins, A's held rekey runs -------------------------------
+# --- the lease changes hands during the split ------------------------------------------------------
+# B, its holder, recorded its IKE_SA's message IDs with etcd before each message it sent (its DPDs,
+# which A's copy lacks: the link is cut). A, given etcd back (and the carrier's switch), obtains the
+# key, raises its copy to B's record before it speaks, then lets its held rekey and MOBIKE update go
+# and sends DPD: the gateway answers them all on the same IKE_SA.
+# IKE_WITNESS_CONTROL=1 (a control run, not in CI): B's records deleted first, as before they
+# existed; the gateway then ignores A's requests (expected to fail from here).
+records() { etcdctl get --prefix /medix/ike-mids/ 2>/dev/null | paste -sd' '; }
+rec=$(records)
+check_that "split: B recorded its IKE_SA's message IDs with etcd ($rec)" '[ -n "$rec" ]'
+[ "${IKE_WITNESS_CONTROL:-}" = 1 ] && etcdctl del --prefix /medix/ike-mids/ >/dev/null && echo "    control: B's records deleted"
 # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
-gw_heal=$(wc -l <"$GWLOG")
-cp_link heal && segments off && steer_carrier none && neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" heal &&
-  neigh_cut "mx-$MX_ID-cp-b" 10.255.2.1 "me${MX_ID}b" heal || fail "could not heal"
+a_mark=$(wc -l <"$MX_TMP/cp-a.log") gw_mark=$(wc -l <"$GWLOG") c_lease=$(child)
+steer_carrier eth0
+neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" heal || fail "could not give A etcd back"
+check "hand-over: A obtains the lease, reads B's record and raises its IKE_SA's message IDs to it" \
+  mx_wait_eval 8 '[ "$(speaker)" = "$HA_A" ] && cp_since a $a_mark | grep -q "record(s) read with the lease" &&
+    cp_since a $a_mark | grep -q "raised after a split"'
+echo "    A: $(cp_since a $a_mark | grep -o 'message IDs of IKE_SA.*' | head -1)"
+check "hand-over: A lets its held rekey go with the lease" \
+  mx_wait_eval 5 'cp_since a $a_mark | grep -q "IKE requests let go (the witness.s lease): 1 held CHILD_SA expiries run"'
+check "hand-over: the gateway's CHILD_SA was rekeyed with A" \
+  mx_wait_eval 10 'c=$(child); [ -n "$c" ] && [ "${c%% *}" != "${c_lease%% *}" ]'
+check "hand-over: A's held MOBIKE update went out and the gateway took it (N(ADD_4_ADDR))" \
+  mx_wait_eval 10 'cp_since a $a_mark | grep -q "sending address list update using MOBIKE" &&
+    tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "parsed INFORMATIONAL request [0-9]* \[ .*N(ADD_4_ADDR)"'
+check "hand-over: A sends DPD and the gateway answers" mx_wait_eval 8 'dpd_answered a $a_mark'
+check_that "hand-over: the gateway ignored none of A's requests (no message ID it did not expect)" \
+  '! tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "expected [0-9]*, ignored"'
+check "hand-over: hosp-y reaches the archive through A" ping_archive
+check_that "hand-over: the gateway's IKE_SA is the same one, its only one; one IKE_SA_INIT" \
+  '[ "$(ike_sa)" = "$ike_before" ] && [ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ]'
+
+# --- the heal: A wins (priority 200), B rejoins --------------------------------------------------
+# shellcheck disable=SC2034  # read by mx_wait_eval and check_that
+c_heal=$(child) a_mark=$(wc -l <"$MX_TMP/cp-a.log")
+cp_link heal && segments off && steer_carrier none && neigh_cut "mx-$MX_ID-cp-b" 10.255.2.1 "me${MX_ID}b" heal ||
+  fail "could not heal"
 check "heal: A master and active, B backup and standby" \
   mx_wait_eval 10 'mx_pair_is $A_PREFIX master HA_ROLE_ACTIVE && mx_pair_is $B_PREFIX backup HA_ROLE_STANDBY'
-check "heal: medix-cp B rejoined A, A raised its message IDs to B's" \
-  mx_wait_eval 10 'cp_since b $b_mark | grep -q "rejoining the active peer" && cp_since a $a_mark | grep -q "raised after a split"'
-check "heal: A let its held rekey go once B was standby" \
-  mx_wait_eval 10 'cp_since a $a_mark | grep -q "IKE requests let go (a standby peer): 1 held CHILD_SA expiries run"'
-echo "    $(cp_since a $a_mark | grep -o 'IKE requests let go.*' | head -1)"
-check "heal: A's held MOBIKE update then went out and the gateway took it (N(ADD_4_ADDR))" \
-  mx_wait_eval 10 'cp_since a $a_mark | sed -n "/IKE requests let go/,\$p" | grep -q "sending address list update using MOBIKE" &&
-    tail -n +$((gw_heal + 1)) "$GWLOG" | grep -q "parsed INFORMATIONAL request [0-9]* \[ .*N(ADD_4_ADDR)"'
-check "heal: the gateway's CHILD_SA was rekeyed with A" \
-  mx_wait_eval 10 'c=$(child); [ -n "$c" ] && [ "${c%% *}" != "${c_split%% *}" ]'
+check "heal: medix-cp B rejoined A (its message IDs sent, a resync asked)" \
+  mx_wait_eval 10 'cp_since b $b_mark | grep -q "rejoining the active peer" && cp_since a $a_mark | grep -q "the peer rejoins"'
+check "heal: the gateway's CHILD_SA was rekeyed with A (the resync)" \
+  mx_wait_eval 10 'c=$(child); [ -n "$c" ] && [ "${c%% *}" != "${c_heal%% *}" ]'
 check "heal: hosp-y reaches the archive through A" ping_archive
 check_that "heal: the gateway's IKE_SA is the same one ($ike_before), its only one; one IKE_SA_INIT in all" \
   '[ "$(ike_sa)" = "$ike_before" ] && [ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ]'
