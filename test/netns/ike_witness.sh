@@ -106,6 +106,22 @@ check_that() { if eval "$2"; then pass "$1"; else fail "$1"; fi; }
 cp_since() { tail -n +$(($2 + 1)) "$MX_TMP/cp-$1.log"; }
 ping_archive() { mx_in hosp-y ping -n -c3 -i0.2 -W1 -q "$ARCHIVE_CORE" >/dev/null 2>&1; }
 init_count() { grep -c 'generating IKE_SA_INIT request' "$GWLOG"; }
+# gw_children: the gateway's installed CHILD_SAs, "SPI_in SPI_out packets_in packets_out" a line.
+gw_children() {
+  swan --list-sas --raw 2>/dev/null | "$MX_PY" -c '
+import re, sys
+for c in re.finditer(r"state=INSTALLED.*?spi-in=([0-9a-f]+) spi-out=([0-9a-f]+).*?packets-in=(\d+).*?packets-out=(\d+)",
+                     sys.stdin.read(), re.S):
+    print(" ".join(c.groups()))'
+}
+# a_child LINE: the SPIs (in, out) of the last CHILD_SA medix-cp A established since LINE.
+a_child() {
+  cp_since a "$1" | sed -n 's/.*CHILD_SA carrier-y{[0-9]*} established with SPIs \([0-9a-f]*\)_i \([0-9a-f]*\)_o.*/\1 \2/p' | tail -1
+}
+# gw_child IN OUT: the gateway's CHILD_SA that is A's (IN, OUT) seen from the other end.
+gw_child() { [ -n "${2:-}" ] && gw_children | grep "^$2 $1 "; }
+# both_ways IN OUT: ESP crossed A's CHILD_SA both ways at the gateway.
+both_ways() { gw_child "$@" | awk '$3 > 0 && $4 > 0 { ok = 1 } END { exit !ok }'; }
 # dpd_answered a|b LINE: since LINE the node sent a DPD and got the gateway's response.
 dpd_answered() {
   cp_since "$1" "$2" | grep -q "sending DPD request" &&
@@ -195,6 +211,12 @@ echo "    A: $(cp_since a $a_mark | grep -o 'lease not obtained (.*' | head -1)"
 ab_mark=$a_mark
 check "split: B holds the lease ($(speaker)) and sends DPD that the gateway answers" \
   mx_wait_eval 10 '[ "$(speaker)" = "$HA_B" ] && dpd_answered b $b_mark'
+# The holder rekeys the CHILD_SA (an operator's rekey on B): A's copy of it is stale from now.
+# shellcheck disable=SC2034  # read by mx_wait_eval and check_that
+c_pre=$(child)
+mx_ctl "$B_PREFIX" peer carrier-y rekey >/dev/null 2>&1
+check "split: B, the holder, rekeys the CHILD_SA with the gateway" \
+  mx_wait_eval 8 'c=$(child); [ -n "$c" ] && [ "${c%% *}" != "${c_pre%% *}" ]'
 # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
 c_split=$(child)
 mx_ctl "$A_PREFIX" peer carrier-y rekey >"$MX_TMP/rekey-a.txt" 2>&1
@@ -241,7 +263,7 @@ rec=$(records)
 check_that "split: B recorded its IKE_SA's message IDs with etcd ($rec)" '[ -n "$rec" ]'
 [ "${IKE_WITNESS_CONTROL:-}" = 1 ] && etcdctl del --prefix /medix/ike-mids/ >/dev/null && echo "    control: B's records deleted"
 # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
-a_mark=$(wc -l <"$MX_TMP/cp-a.log") gw_mark=$(wc -l <"$GWLOG") c_lease=$(child)
+a_mark=$(wc -l <"$MX_TMP/cp-a.log") gw_mark=$(wc -l <"$GWLOG")
 steer_carrier eth0
 neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" heal || fail "could not give A etcd back"
 check "hand-over: A obtains the lease, reads B's record and raises its IKE_SA's message IDs to it" \
@@ -250,30 +272,32 @@ check "hand-over: A obtains the lease, reads B's record and raises its IKE_SA's 
 echo "    A: $(cp_since a $a_mark | grep -o 'message IDs of IKE_SA.*' | head -1)"
 check "hand-over: A lets its held rekey go with the lease" \
   mx_wait_eval 5 'cp_since a $a_mark | grep -q "IKE requests let go (the witness.s lease): 1 held CHILD_SA expiries run"'
-check "hand-over: the gateway's CHILD_SA was rekeyed with A" \
-  mx_wait_eval 10 'c=$(child); [ -n "$c" ] && [ "${c%% *}" != "${c_lease%% *}" ]'
+check "hand-over: A's copy of the CHILD_SA B rekeyed is stale: the gateway answers its rekey NO_CHILD_SA, A makes a new one" \
+  mx_wait_eval 10 'cp_since a $a_mark | grep -q "peer didn.t find the CHILD_SA we tried to rekey" && gw_child $(a_child $a_mark) >/dev/null'
 check "hand-over: A's held MOBIKE update went out and the gateway took it (N(ADD_4_ADDR))" \
   mx_wait_eval 10 'cp_since a $a_mark | grep -q "sending address list update using MOBIKE" &&
     tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "parsed INFORMATIONAL request [0-9]* \[ .*N(ADD_4_ADDR)"'
 check "hand-over: A sends DPD and the gateway answers" mx_wait_eval 8 'dpd_answered a $a_mark'
 check_that "hand-over: the gateway ignored none of A's requests (no message ID it did not expect)" \
   '! tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "expected [0-9]*, ignored"'
-check "hand-over: hosp-y reaches the archive through A" ping_archive
+check_that "hand-over: hosp-y reaches the archive through A, both ways on A's new CHILD_SA ($(a_child $a_mark))" \
+  'ping_archive && both_ways $(a_child $a_mark)'
+echo "    the gateway's CHILD_SAs (in out packets-in packets-out): $(gw_children | paste -sd,) (B's, rekeyed in the split, stays until it expires)"
 check_that "hand-over: the gateway's IKE_SA is the same one, its only one; one IKE_SA_INIT" \
   '[ "$(ike_sa)" = "$ike_before" ] && [ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ]'
 
 # --- the heal: A wins (priority 200), B rejoins --------------------------------------------------
-# shellcheck disable=SC2034  # read by mx_wait_eval and check_that
-c_heal=$(child) a_mark=$(wc -l <"$MX_TMP/cp-a.log")
+a_mark=$(wc -l <"$MX_TMP/cp-a.log")
 cp_link heal && segments off && steer_carrier none && neigh_cut "mx-$MX_ID-cp-b" 10.255.2.1 "me${MX_ID}b" heal ||
   fail "could not heal"
 check "heal: A master and active, B backup and standby" \
   mx_wait_eval 10 'mx_pair_is $A_PREFIX master HA_ROLE_ACTIVE && mx_pair_is $B_PREFIX backup HA_ROLE_STANDBY'
 check "heal: medix-cp B rejoined A (its message IDs sent, a resync asked)" \
   mx_wait_eval 10 'cp_since b $b_mark | grep -q "rejoining the active peer" && cp_since a $a_mark | grep -q "the peer rejoins"'
-check "heal: the gateway's CHILD_SA was rekeyed with A (the resync)" \
-  mx_wait_eval 10 'c=$(child); [ -n "$c" ] && [ "${c%% *}" != "${c_heal%% *}" ]'
-check "heal: hosp-y reaches the archive through A" ping_archive
+check "heal: A rekeyed its CHILD_SA with the gateway (the resync)" \
+  mx_wait_eval 10 'cp_since a $a_mark | grep -q "resyncing CHILD_SA using a rekey" && gw_child $(a_child $a_mark) >/dev/null'
+check_that "heal: hosp-y reaches the archive through A, both ways on that CHILD_SA ($(a_child $a_mark))" \
+  'ping_archive && both_ways $(a_child $a_mark)'
 check_that "heal: the gateway's IKE_SA is the same one ($ike_before), its only one; one IKE_SA_INIT in all" \
   '[ "$(ike_sa)" = "$ike_before" ] && [ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ]'
 a_mark=$(wc -l <"$MX_TMP/cp-a.log")
