@@ -151,7 +151,7 @@ class Link {
   // With a witness (the watcher sets them): active without a standby peer; and speaking by the
   // lease (the records raised to and our own written). check_send reads them.
   std::atomic<bool> split_{false}, by_lease_{false};
-  std::vector<IkeMids> own_mids_;          // watcher only: the loser's message IDs, kept from its demotion
+  std::vector<IkeMids> own_mids_;  // watcher only: the loser's message IDs, kept from its demotion
   // Message IDs still to raise (busy IKE_SAs are tried again each 100 ms), until pending_until_.
   std::vector<IkeMids> pending_mids_;  // under send_mutex_
   int64_t pending_until_ = 0;          // under send_mutex_

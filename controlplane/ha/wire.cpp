@@ -7,10 +7,10 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
-#include <string>
 #include <fstream>
 #include <iterator>
 #include <memory>
+#include <string>
 
 namespace medix::cp::ha {
 
@@ -144,11 +144,13 @@ std::string mids_record_name(const IkeMids& m) {
   return name;
 }
 
-std::string mids_record_value(const IkeMids& m) { return std::to_string(m.initiating) + " " + std::to_string(m.responding); }
+std::string mids_record_value(const IkeMids& m) {
+  return std::to_string(m.initiating) + " " + std::to_string(m.responding);
+}
 
 bool parse_mids_record(const std::string& name, const std::string& value, IkeMids& m) {
-  if (name.size() != 33 || name[16] != '.' ||
-      name.find_first_not_of("0123456789abcdef.") != std::string::npos || name.find('.', 17) != std::string::npos)
+  if (name.size() != 33 || name[16] != '.' || name.find_first_not_of("0123456789abcdef.") != std::string::npos ||
+      name.find('.', 17) != std::string::npos)
     return false;
   unsigned long long i = 0, r = 0;
   if (sscanf(value.c_str(), "%llu %llu", &i, &r) != 2 || i > UINT32_MAX || r > UINT32_MAX) return false;

@@ -153,15 +153,15 @@ TEST_CASE("cp ha link: the witness's message ID records (PREFIX/ike-mids/)") {
   CHECK(got.responding == 0xffffffffu);
   // Not one of ours: nothing taken.
   IkeMids untouched{1, 2, 3, 4};
-  for (auto [name, value] : std::vector<std::pair<std::string, std::string>>{
-           {"0123456789abcdef.fedcba987654321", "7 8"},    // a digit short
-           {"0123456789abcdef-fedcba9876543210", "7 8"},   // no dot
-           {"0123456789ABCDEF.fedcba9876543210", "7 8"},   // not as written
-           {"0123456789abcdef.fedcba9876543210", "7"},     // one ID
-           {"0123456789abcdef.fedcba9876543210", "7 8 9"}, // three
-           {"0123456789abcdef.fedcba9876543210", "-1 8"},  // a sign
-           {"0123456789abcdef.fedcba9876543210", " 7 8"},  // a space first
-           {"0123456789abcdef.fedcba9876543210", "7 4294967296"}}) {
+  for (auto [name, value] :
+       std::vector<std::pair<std::string, std::string>>{{"0123456789abcdef.fedcba987654321", "7 8"},   // a digit short
+                                                        {"0123456789abcdef-fedcba9876543210", "7 8"},  // no dot
+                                                        {"0123456789ABCDEF.fedcba9876543210", "7 8"},  // not as written
+                                                        {"0123456789abcdef.fedcba9876543210", "7"},    // one ID
+                                                        {"0123456789abcdef.fedcba9876543210", "7 8 9"},  // three
+                                                        {"0123456789abcdef.fedcba9876543210", "-1 8"},   // a sign
+                                                        {"0123456789abcdef.fedcba9876543210", " 7 8"},  // a space first
+                                                        {"0123456789abcdef.fedcba9876543210", "7 4294967296"}}) {
     CHECK(!parse_mids_record(name, value, untouched));
     CHECK(untouched.initiating == 3);
   }
