@@ -17,9 +17,16 @@
 #     link cut, the carrier's switch steered to B): B holds the lease and sends DPD; A sends no
 #     IKE packet at all (a capture on A's bridge port); an operator's rekey on A and a MOBIKE
 #     update (an address added in its namespace) are held (the gateway's CHILD_SA unchanged);
-#     the heal: A (priority 200) wins, B rejoins, A's held rekey and MOBIKE update run, the gateway's IKE_SA is the same one and hosp-y reaches the archive through A. Before
-#     the heal B is cut from etcd too: it goes silent at its renew deadline, before etcd lets the
-#     key go.
+#     B, the holder, rekeys the CHILD_SA. Then B is cut from etcd too: it goes silent at its renew
+#     deadline, before etcd lets the key go;
+#   - the lease changes hands in the split: B recorded its IKE_SA's message IDs with etcd before
+#     each message; A, given etcd back, obtains the key, raises its copy to B's record, and its
+#     held rekey (answered NO_CHILD_SA: B rekeyed that CHILD_SA; A makes a new one), MOBIKE update
+#     and DPD are answered by the gateway on the same IKE_SA; ESP both ways on A's new CHILD_SA.
+#     IKE_WITNESS_CONTROL=1 deletes B's records first (a control run: those checks then fail);
+#   - A cut from etcd again, its rekey held; the heal: A (priority 200) wins, B rejoins, A's held
+#     rekey runs once B is standby, the gateway's IKE_SA is the same one and hosp-y reaches the
+#     archive through A.
 #
 # Usage: test/netns/ike_witness.sh (root). Prints PASS/FAIL lines and "netns-ike-witness: N passed, M failed".
 set -uo pipefail
@@ -285,16 +292,24 @@ check_that "hand-over: hosp-y reaches the archive through A, both ways on A's ne
 echo "    the gateway's CHILD_SAs (in out packets-in packets-out): $(gw_children | paste -sd,) (B's, rekeyed in the split, stays until it expires)"
 check_that "hand-over: the gateway's IKE_SA is the same one, its only one; one IKE_SA_INIT" \
   '[ "$(ike_sa)" = "$ike_before" ] && [ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ]'
-
-# --- the heal: A wins (priority 200), B rejoins --------------------------------------------------
+# A cut from etcd again (nobody holds the lease): an operator's rekey on A is held until the heal.
+neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" cut || fail "could not cut A from etcd"
+check "split: A, cut from etcd again, goes silent" \
+  mx_wait_eval 3 'cp_since a $a_mark | grep -q "renew deadline: no IKE requests of ours"'
 a_mark=$(wc -l <"$MX_TMP/cp-a.log")
-cp_link heal && segments off && steer_carrier none && neigh_cut "mx-$MX_ID-cp-b" 10.255.2.1 "me${MX_ID}b" heal ||
-  fail "could not heal"
+mx_ctl "$A_PREFIX" peer carrier-y rekey >/dev/null 2>&1
+check "split: an operator's rekey on A is held again" mx_wait_eval 5 'cp_since a $a_mark | grep -q "expiry held"'
+
+# --- the heal: A wins (priority 200), B rejoins, A's held rekey runs -------------------------------
+cp_link heal && segments off && steer_carrier none && neigh_cut "mx-$MX_ID-cp-b" 10.255.2.1 "me${MX_ID}b" heal &&
+  neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" heal || fail "could not heal"
 check "heal: A master and active, B backup and standby" \
   mx_wait_eval 10 'mx_pair_is $A_PREFIX master HA_ROLE_ACTIVE && mx_pair_is $B_PREFIX backup HA_ROLE_STANDBY'
 check "heal: medix-cp B rejoined A (its message IDs sent, a resync asked)" \
   mx_wait_eval 10 'cp_since b $b_mark | grep -q "rejoining the active peer" && cp_since a $a_mark | grep -q "the peer rejoins"'
-check "heal: A rekeyed its CHILD_SA with the gateway (the resync)" \
+check "heal: A let its held rekey go once B was standby" \
+  mx_wait_eval 10 'cp_since a $a_mark | grep -q "IKE requests let go (a standby peer): 1 held CHILD_SA expiries run"'
+check "heal: A rekeyed its CHILD_SA with the gateway (the resync, its held rekey)" \
   mx_wait_eval 10 'cp_since a $a_mark | grep -q "resyncing CHILD_SA using a rekey" && gw_child $(a_child $a_mark) >/dev/null'
 check_that "heal: hosp-y reaches the archive through A, both ways on that CHILD_SA ($(a_child $a_mark))" \
   'ping_archive && both_ways $(a_child $a_mark)'
