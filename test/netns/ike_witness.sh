@@ -15,18 +15,18 @@
 #   - A back as standby: B lets the lease go;
 #   - a true split brain where A cannot reach etcd and B can (A's ports isolated, the medix-cp
 #     link cut, the carrier's switch steered to B): B holds the lease and sends DPD; A sends no
-#     IKE packet at all (a capture on A's bridge port); an operator's rekey on A and a MOBIKE
-#     update (an address added in its namespace) are held (the gateway's CHILD_SA unchanged);
-#     B, the holder, rekeys the CHILD_SA. Then B is cut from etcd too: it goes silent at its renew
+#     IKE packet at all (a capture on A's bridge port); a MOBIKE update of A's (an address added
+#     in its namespace) is held. Then B is cut from etcd too: it goes silent at its renew
 #     deadline, before etcd lets the key go;
 #   - the lease changes hands in the split: B recorded its IKE_SA's message IDs with etcd before
-#     each message; A, given etcd back, obtains the key, raises its copy to B's record, and its
-#     held rekey (answered NO_CHILD_SA: B rekeyed that CHILD_SA; A makes a new one), MOBIKE update
-#     and DPD are answered by the gateway on the same IKE_SA; ESP both ways on A's new CHILD_SA.
+#     each message; A, given etcd back (and the switch), obtains the key, raises its copy to B's
+#     record, and its MOBIKE update and DPD are answered by the gateway on the same IKE_SA.
 #     IKE_WITNESS_CONTROL=1 deletes B's records first (a control run: those checks then fail);
-#   - A cut from etcd again, its rekey held; the heal: A (priority 200) wins, B rejoins, A's held
-#     rekey runs once B is standby, the gateway's IKE_SA is the same one and hosp-y reaches the
-#     archive through A.
+#   - and back to B, the heal's loser: A cut from etcd, B obtains the key (raised to A's record)
+#     and rekeys the CHILD_SA; A's operator rekey is held;
+#   - the heal: A (priority 200) wins, B rejoins, A raises its message IDs to B's, A's rekey of
+#     its stale copy is answered NO_CHILD_SA and A makes a new CHILD_SA, ESP crosses it both ways,
+#     and the gateway's IKE_SA is the same one.
 #
 # Usage: test/netns/ike_witness.sh (root). Prints PASS/FAIL lines and "netns-ike-witness: N passed, M failed".
 set -uo pipefail
@@ -121,9 +121,9 @@ for c in re.finditer(r"state=INSTALLED.*?spi-in=([0-9a-f]+) spi-out=([0-9a-f]+).
                      sys.stdin.read(), re.S):
     print(" ".join(c.groups()))'
 }
-# a_child LINE: the SPIs (in, out) of the last CHILD_SA medix-cp A established since LINE.
-a_child() {
-  cp_since a "$1" | sed -n 's/.*CHILD_SA carrier-y{[0-9]*} established with SPIs \([0-9a-f]*\)_i \([0-9a-f]*\)_o.*/\1 \2/p' | tail -1
+# node_child a|b LINE: the SPIs (in, out) of the last CHILD_SA that medix-cp established since LINE.
+node_child() {
+  cp_since "$1" "$2" | sed -n 's/.*CHILD_SA carrier-y{[0-9]*} established with SPIs \([0-9a-f]*\)_i \([0-9a-f]*\)_o.*/\1 \2/p' | tail -1
 }
 # gw_child IN OUT: the gateway's CHILD_SA that is A's (IN, OUT) seen from the other end.
 gw_child() { [ -n "${2:-}" ] && gw_children | grep "^$2 $1 "; }
@@ -203,7 +203,7 @@ for port in eth0 ethb; do
   CAP_PIDS+=" $!"
 done
 sleep 1
-t_split=$(date +%s.%N)
+t_split=$(date +%s.%N) gw_split=$(wc -l <"$GWLOG")
 neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" cut || fail "could not cut A from etcd"
 a_mark=$(wc -l <"$MX_TMP/cp-a.log") b_mark=$(wc -l <"$MX_TMP/cp-b.log")
 : >"$MX_TMP/ike-eth0.txt"
@@ -218,24 +218,14 @@ echo "    A: $(cp_since a $a_mark | grep -o 'lease not obtained (.*' | head -1)"
 ab_mark=$a_mark
 check "split: B holds the lease ($(speaker)) and sends DPD that the gateway answers" \
   mx_wait_eval 10 '[ "$(speaker)" = "$HA_B" ] && dpd_answered b $b_mark'
-# The holder rekeys the CHILD_SA (an operator's rekey on B): A's copy of it is stale from now.
-# shellcheck disable=SC2034  # read by mx_wait_eval and check_that
-c_pre=$(child)
-mx_ctl "$B_PREFIX" peer carrier-y rekey >/dev/null 2>&1
-check "split: B, the holder, rekeys the CHILD_SA with the gateway" \
-  mx_wait_eval 8 'c=$(child); [ -n "$c" ] && [ "${c%% *}" != "${c_pre%% *}" ]'
-# shellcheck disable=SC2034  # read by mx_wait_eval and check_that
-c_split=$(child)
-mx_ctl "$A_PREFIX" peer carrier-y rekey >"$MX_TMP/rekey-a.txt" 2>&1
-check "split: an operator's rekey on A is held ($(cat "$MX_TMP/rekey-a.txt"))" \
-  mx_wait_eval 5 'cp_since a $a_mark | grep -q "expiry held"'
 # An address comes to A's medix-cp namespace: charon's MOBIKE update (an address list) is held.
 ip -n "mx-$MX_ID-cp-a" link add "md${MX_ID}a" type veth peer name "md${MX_ID}p" &&
   ip -n "mx-$MX_ID-cp-a" addr add 10.77.0.1/24 dev "md${MX_ID}a" && ip -n "mx-$MX_ID-cp-a" link set "md${MX_ID}p" up &&
   ip -n "mx-$MX_ID-cp-a" link set "md${MX_ID}a" up || fail "could not add an address to A's namespace"
 check "split: a new address on A: its MOBIKE roam is held" mx_wait_eval 5 'cp_since a $a_mark | grep -q "MOBIKE roam held"'
-sleep 3 # B's next DPD; A's rekey and address update would have reached the gateway by now
-check_that "split: the gateway's CHILD_SA is unchanged (A's rekey did not go out)" '[ "$(child | cut -d" " -f1,2)" = "$(cut -d" " -f1,2 <<<"$c_split")" ]'
+sleep 3 # B's next DPD; A's address update would have reached the gateway by now
+check_that "split: the gateway had no MOBIKE update (N(ADD_4_ADDR)) from A" \
+  '! tail -n +$((gw_split + 1)) "$GWLOG" | grep -q "N(ADD_4_ADDR)"'
 check_that "split: A sent no DPD, B did" \
   '! cp_since a $a_mark | grep -q "sending DPD request" && cp_since b $b_mark | grep -q "sending DPD request"'
 n_a=$(grep -c . "$MX_TMP/ike-eth0.txt") n_b=$(grep -c . "$MX_TMP/ike-ethb.txt")
@@ -277,42 +267,55 @@ check "hand-over: A obtains the lease, reads B's record and raises its IKE_SA's 
   mx_wait_eval 8 '[ "$(speaker)" = "$HA_A" ] && cp_since a $a_mark | grep -q "record(s) read with the lease" &&
     cp_since a $a_mark | grep -q "raised after a split"'
 echo "    A: $(cp_since a $a_mark | grep -o 'message IDs of IKE_SA.*' | head -1)"
-check "hand-over: A lets its held rekey go with the lease" \
-  mx_wait_eval 5 'cp_since a $a_mark | grep -q "IKE requests let go (the witness.s lease): 1 held CHILD_SA expiries run"'
-check "hand-over: A's copy of the CHILD_SA B rekeyed is stale: the gateway answers its rekey NO_CHILD_SA, A makes a new one" \
-  mx_wait_eval 10 'cp_since a $a_mark | grep -q "peer didn.t find the CHILD_SA we tried to rekey" && gw_child $(a_child $a_mark) >/dev/null'
+check "hand-over: A lets its held requests go with the lease" \
+  mx_wait_eval 5 'cp_since a $a_mark | grep -q "IKE requests let go (the witness.s lease)"'
 check "hand-over: A's held MOBIKE update went out and the gateway took it (N(ADD_4_ADDR))" \
   mx_wait_eval 10 'cp_since a $a_mark | grep -q "sending address list update using MOBIKE" &&
     tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "parsed INFORMATIONAL request [0-9]* \[ .*N(ADD_4_ADDR)"'
 check "hand-over: A sends DPD and the gateway answers" mx_wait_eval 8 'dpd_answered a $a_mark'
 check_that "hand-over: the gateway ignored none of A's requests (no message ID it did not expect)" \
   '! tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "expected [0-9]*, ignored"'
-check_that "hand-over: hosp-y reaches the archive through A, both ways on A's new CHILD_SA ($(a_child $a_mark))" \
-  'ping_archive && both_ways $(a_child $a_mark)'
-echo "    the gateway's CHILD_SAs (in out packets-in packets-out): $(gw_children | paste -sd,) (B's, rekeyed in the split, stays until it expires)"
+check "hand-over: hosp-y reaches the archive through A" ping_archive
 check_that "hand-over: the gateway's IKE_SA is the same one, its only one; one IKE_SA_INIT" \
   '[ "$(ike_sa)" = "$ike_before" ] && [ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ]'
-# A cut from etcd again (nobody holds the lease): an operator's rekey on A is held until the heal.
-neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" cut || fail "could not cut A from etcd"
-check "split: A, cut from etcd again, goes silent" \
-  mx_wait_eval 3 'cp_since a $a_mark | grep -q "renew deadline: no IKE requests of ours"'
-a_mark=$(wc -l <"$MX_TMP/cp-a.log")
+# And back to B, which will lose the heal: A cut from etcd again, B given it back (and the switch).
+# B obtains the key, raises its copy to A's record, and rekeys the CHILD_SA (an operator's rekey):
+# A's copy of it is stale from then. An operator's rekey on A is held.
+a_mark=$(wc -l <"$MX_TMP/cp-a.log") b_mark=$(wc -l <"$MX_TMP/cp-b.log") gw_mark=$(wc -l <"$GWLOG")
+neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" cut && neigh_cut "mx-$MX_ID-cp-b" 10.255.2.1 "me${MX_ID}b" heal ||
+  fail "could not move etcd from A to B"
+steer_carrier ethb
+check "back to B: A goes silent; B obtains the lease and raises its IKE_SA's message IDs to A's record" \
+  mx_wait_eval 8 'cp_since a $a_mark | grep -q "renew deadline: no IKE requests of ours" && [ "$(speaker)" = "$HA_B" ] &&
+    cp_since b $b_mark | grep -q "raised after a split"'
+echo "    B: $(cp_since b $b_mark | grep -o 'message IDs of IKE_SA.*' | head -1)"
+c_pre=$(child)
+mx_ctl "$B_PREFIX" peer carrier-y rekey >/dev/null 2>&1
+check "back to B: B, the holder, rekeys the CHILD_SA with the gateway" \
+  mx_wait_eval 8 'c=$(child); [ -n "$c" ] && [ "${c%% *}" != "${c_pre%% *}" ] && gw_child $(node_child b $b_mark) >/dev/null'
+check_that "back to B: the gateway ignored none of B's requests" '! tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "expected [0-9]*, ignored"'
 mx_ctl "$A_PREFIX" peer carrier-y rekey >/dev/null 2>&1
-check "split: an operator's rekey on A is held again" mx_wait_eval 5 'cp_since a $a_mark | grep -q "expiry held"'
+check "back to B: an operator's rekey on A is held" mx_wait_eval 5 'cp_since a $a_mark | grep -q "expiry held"'
 
-# --- the heal: A wins (priority 200), B rejoins, A's held rekey runs -------------------------------
-cp_link heal && segments off && steer_carrier none && neigh_cut "mx-$MX_ID-cp-b" 10.255.2.1 "me${MX_ID}b" heal &&
-  neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" heal || fail "could not heal"
+# --- the heal: A wins (priority 200) though B held the lease; B rejoins -----------------------------
+# A's copy of the CHILD_SA B rekeyed is stale: its rekey (the resync's, its held one) is answered
+# NO_CHILD_SA and charon makes a new CHILD_SA, which carries the tunnel.
+a_mark=$(wc -l <"$MX_TMP/cp-a.log")
+cp_link heal && segments off && steer_carrier none && neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" heal ||
+  fail "could not heal"
 check "heal: A master and active, B backup and standby" \
   mx_wait_eval 10 'mx_pair_is $A_PREFIX master HA_ROLE_ACTIVE && mx_pair_is $B_PREFIX backup HA_ROLE_STANDBY'
-check "heal: medix-cp B rejoined A (its message IDs sent, a resync asked)" \
-  mx_wait_eval 10 'cp_since b $b_mark | grep -q "rejoining the active peer" && cp_since a $a_mark | grep -q "the peer rejoins"'
+check "heal: medix-cp B rejoined A, A raised its message IDs to B's" \
+  mx_wait_eval 10 'cp_since b $b_mark | grep -q "rejoining the active peer" && cp_since a $a_mark | grep -q "raised after a split"'
+echo "    A: $(cp_since a $a_mark | grep -o 'message IDs of IKE_SA.*' | head -1)"
 check "heal: A let its held rekey go once B was standby" \
   mx_wait_eval 10 'cp_since a $a_mark | grep -q "IKE requests let go (a standby peer): 1 held CHILD_SA expiries run"'
-check "heal: A rekeyed its CHILD_SA with the gateway (the resync, its held rekey)" \
-  mx_wait_eval 10 'cp_since a $a_mark | grep -q "resyncing CHILD_SA using a rekey" && gw_child $(a_child $a_mark) >/dev/null'
-check_that "heal: hosp-y reaches the archive through A, both ways on that CHILD_SA ($(a_child $a_mark))" \
-  'ping_archive && both_ways $(a_child $a_mark)'
+check "heal: A's stale copy of B's CHILD_SA: answered NO_CHILD_SA, A makes a new one that the gateway has" \
+  mx_wait_eval 10 'cp_since a $a_mark | grep -q "peer didn.t find the CHILD_SA we tried to rekey" &&
+    gw_child $(node_child a $a_mark) >/dev/null'
+check "heal: hosp-y reaches the archive through A, ESP both ways on A's new CHILD_SA" \
+  mx_wait_eval 10 'ping_archive && both_ways $(node_child a $a_mark)'
+echo "    A's CHILD_SA $(node_child a $a_mark); the gateway's (in out packets-in packets-out): $(gw_children | paste -sd,)"
 check_that "heal: the gateway's IKE_SA is the same one ($ike_before), its only one; one IKE_SA_INIT in all" \
   '[ "$(ike_sa)" = "$ike_before" ] && [ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ]'
 a_mark=$(wc -l <"$MX_TMP/cp-a.log")
