@@ -383,6 +383,8 @@ void Link::watch_role() {
         std::lock_guard lock(send_mutex_);
         raised_all = pending_mids_.empty();
       }
+      // One etcd call (up to its 400 ms deadline) on this thread, once per lease obtained: the
+      // node does not speak by the lease until it returns anyway.
       if (records_due && raised_all && witness_->holds() && charon_.mids) {
         auto own = charon_.mids();
         if (witness_->record_all(own)) {
@@ -391,7 +393,13 @@ void Link::watch_role() {
           fprintf(stderr, "medix-cp: ha witness: the message IDs of %zu IKE_SA(s) recorded\n", own.size());
         }
       }
-      if (!witness_->holds()) ready = false;
+      // The renew deadline passed: what the node answered meanwhile went unrecorded, so its own
+      // IDs are recorded again before it speaks, whether a renewal brings the lease back or a
+      // new one is obtained.
+      if (!witness_->holds()) {
+        ready = false;
+        records_due = true;
+      }
     }
     SpeakerView view{active, paired, peer_is(1), witness_ && witness_->holds() && ready && raised_all,
                      active ? t - active_since : 0};
