@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -291,9 +292,37 @@ bool Link::rejoin() {
 }
 
 bool Link::check_send(const IkeMids& mids, bool request) {
-  if (!witness_ || !split_.load()) return true;
-  bool ok = by_lease_.load() ? witness_->record(mids) : witness_->recorded(mids);
-  if (ok || !request) return true;
+  if (!witness_) return true;
+  // charon gives up on a request after its retransmits (about 165 s at its defaults).
+  constexpr int64_t retransmit_window_ns = 300'000'000'000;
+  int64_t now = steady_ns();
+  std::pair<uint64_t, uint64_t> sa{mids.spi_i, mids.spi_r};
+  if (!split_.load()) {
+    if (request) {
+      std::lock_guard lock(sent_mutex_);
+      SentPaired& e = sent_paired_[sa];
+      e = {std::max(e.initiating, mids.initiating), now};
+      if (now - swept_ns_ > retransmit_window_ns) {  // IKE_SAs gone (rekeyed, deleted) leave with time
+        std::erase_if(sent_paired_, [&](const auto& kv) { return now - kv.second.at_ns > retransmit_window_ns; });
+        swept_ns_ = now;
+      }
+    }
+    return true;
+  }
+  if (!request) {
+    if (by_lease_.load()) witness_->record(mids);  // sent even if not recorded: the gateway asked
+    return true;
+  }
+  bool ok;
+  if (by_lease_.load()) {
+    ok = witness_->record(mids);
+  } else {
+    std::lock_guard lock(sent_mutex_);
+    auto it = sent_paired_.find(sa);
+    ok = witness_->recorded(mids) || (it != sent_paired_.end() && mids.initiating <= it->second.initiating &&
+                                      now - it->second.at_ns < retransmit_window_ns);
+  }
+  if (ok) return true;
   if (stats_.unrecorded++ == 0)
     fprintf(stderr,
             "medix-cp: ha witness: an IKE request not sent: its message ID not recorded with the witness (no lease, "

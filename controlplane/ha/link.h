@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -86,9 +87,9 @@ class Link {
   // Whether charon may send an IKE message of ours now (charon/hold.c asks before each, with the
   // message IDs it leaves the IKE_SA at): with a witness, active and without a standby peer, a node
   // speaking by the lease records them first (Witness::record); a request it cannot record, or
-  // one of a node that does not hold the lease and was not recorded before (a retransmit of a
-  // recorded one is), is dropped. Responses go out whatever: the gateway's requests are answered
-  // by the node they reach. Any thread.
+  // one of a node that does not hold the lease and was neither recorded nor sent while paired
+  // before (retransmits of those go, as they did before the witness), is dropped. Responses go out whatever: the
+  // gateway's requests are answered by the node they reach. Any thread.
   bool check_send(const IkeMids& mids, bool request);
 
   struct Stats {
@@ -151,6 +152,15 @@ class Link {
   // With a witness (the watcher sets them): active without a standby peer; and speaking by the
   // lease (the records raised to and our own written). check_send reads them.
   std::atomic<bool> split_{false}, by_lease_{false};
+  // The last request each IKE_SA sent while paired (its initiating ID after it, when), kept while
+  // charon may retransmit it: check_send lets those retransmits go in a split.
+  struct SentPaired {
+    uint32_t initiating = 0;
+    int64_t at_ns = 0;
+  };
+  std::mutex sent_mutex_;
+  std::map<std::pair<uint64_t, uint64_t>, SentPaired> sent_paired_;  // under sent_mutex_
+  int64_t swept_ns_ = 0;                                             // under sent_mutex_
   std::vector<IkeMids> own_mids_;  // watcher only: the loser's message IDs, kept from its demotion
   // Message IDs still to raise (busy IKE_SAs are tried again each 100 ms), until pending_until_.
   std::vector<IkeMids> pending_mids_;  // under send_mutex_
