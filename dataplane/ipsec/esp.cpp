@@ -128,9 +128,7 @@ struct EspPacket {
   bool inbound;
   uint8_t outer_tos;              // inbound: the outer header's, for RFC 6040
   uint8_t failed;                 // its crypto job did not complete
-  // Inbound: the ICV computed, and for CBC the one that came (with ESN the packet's copy is
-  // overwritten while hashing; GCM compares the packet's own).
-  uint8_t tag[16], received[16];
+  uint8_t tag[16], received[16];  // inbound: the ICV computed and the one that came
 };
 
 struct EspJobs {
@@ -170,9 +168,9 @@ uint64_t esp_submitted(const Worker& w) { return w.esp_jobs->submitted; }
 namespace {
 
 // The verdict on an inbound packet whose ICV has been computed: the inner packet, its header
-// checked, or nullptr (dropped and counted). `received`: the ICV that came.
-rte_mbuf* verdict_in(Worker& w, EspPacket& d, const uint8_t* received) {
-  auto& [m, sa, tunnel, payload, cipher_len, seq, inbound, outer_tos, failed, tag, copied] = d;
+// checked, or nullptr (dropped and counted).
+rte_mbuf* verdict_in(Worker& w, EspPacket& d) {
+  auto& [m, sa, tunnel, payload, cipher_len, seq, inbound, outer_tos, failed, tag, received] = d;
   if (failed) {
     sa_drop(w, *sa, m, Drop::esp_crypto_failed);
     return nullptr;
@@ -185,9 +183,8 @@ rte_mbuf* verdict_in(Worker& w, EspPacket& d, const uint8_t* received) {
     sa_drop(w, *sa, m, Drop::sa_expired);
     return nullptr;
   }
-  // CBC: checked again, packets verified since this one was submitted have moved the window.
-  // GCM gets here straight from the check before its decryption: nothing moved it since.
-  if (auto again = gcm(*sa) ? ReplayWindow::accept : sa->replay.check(seq); again != ReplayWindow::accept) {
+  // Checked again: packets verified since this one was submitted have moved the window.
+  if (auto again = sa->replay.check(seq); again != ReplayWindow::accept) {
     if (again == ReplayWindow::replayed)
       sa_drop(w, *sa, m, Drop::esp_replayed);
     else
@@ -268,7 +265,7 @@ void complete(Worker& w, IMB_JOB* job) {
   q.in_flight--;
   if (p.inbound) {
     p.sa->checking--;
-    if (rte_mbuf* m = verdict_in(w, p, p.received)) put_done(w, q.done_in, q.n_in, m);
+    if (rte_mbuf* m = verdict_in(w, p)) put_done(w, q.done_in, q.n_in, m);
   } else if (p.sa->spread) {
     if (p.failed) mark_failed(p.m);  // its run hands it to the tx point, which drops and counts it
   } else if (p.failed) {
@@ -312,9 +309,6 @@ void submit_cbc_hmac(Worker& w, const EspPacket& p, uint8_t* esp, uint64_t ciphe
   job->auth_tag_output_len_in_bytes = sa.icv_len;
   q.in_flight++;
   q.submitted++;
-  // Checked (not IMB_SUBMIT_JOB_NOCHECK, as DPDK's aesni_mb PMD submits outside debug builds):
-  // a job the library refuses comes back failed and its packet is dropped, never sent in the
-  // clear (test/unit/esp_test.cpp; docs/ipsec.md, "Speed").
   if (IMB_JOB* done = IMB_SUBMIT_JOB(w.mgr)) complete(w, done);
 }
 
@@ -515,6 +509,7 @@ void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_
     d.inbound = true;
     d.outer_tos = ip->type_of_service;
     d.failed = 0;
+    memcpy(d.received, icv, sa->icv_len);
     if (gcm(*sa)) {
       uint8_t aad[12];
       memcpy(aad, esp, 4);
@@ -527,10 +522,9 @@ void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_
         memcpy(aad + 4, esp + 4, 4);
       }
       gcm_crypt(w, *sa, false, payload, uint64_t(cipher_len), iv, aad, aad_len, d.tag);
-      if (rte_mbuf* in = verdict_in(w, d, icv)) inner[n_inner++] = in;
+      if (rte_mbuf* in = verdict_in(w, d)) inner[n_inner++] = in;
       continue;
     }
-    memcpy(d.received, icv, sa->icv_len);
     // The ICV covers the ESP header, IV and ciphertext, and with ESN the high sequence bits
     // appended (RFC 4303 2.2.1), which take the ICV's place while hashing.
     uint64_t hashed = esp_header + sa->iv_len + uint64_t(cipher_len);
