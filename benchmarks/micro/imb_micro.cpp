@@ -124,7 +124,8 @@ int main(int argc, char** argv) {
       }
       while (IMB_JOB* j = IMB_FLUSH_JOB(mgr)) check(j);
       std::printf("%s\"%s %u\": {", l || encrypt ? ", " : "", encrypt ? "enc" : "dec", len);
-      for (int v = 0; v < 4; v++) std::printf("%s\"%s\": %.0f", v ? ", " : "", names[v], best[v] < 1e30 ? best[v] : -1.0);
+      for (int v = 0; v < 4; v++)
+        std::printf("%s\"%s\": %.0f", v ? ", " : "", names[v], best[v] < 1e30 ? best[v] : -1.0);
       std::printf("}");
       std::fflush(stdout);
     }
