@@ -8,8 +8,10 @@
 //                   no AEAD burst)
 //   bursts-nocheck  the same, unchecked
 // The variants alternate within each rep; a rep in which this thread lost its CPU (CPU time
-// under 97% of wall time) is left out. TSC cycles per packet, best rep.
-//   imb-micro [bytes ...]   (ESP payload bytes, whole AES blocks; default 80 576 1424)
+// under 97% of wall time) is left out. TSC cycles per packet, best rep. `imix`: the burst's
+// packets of mixed sizes (7:4:1 of 80, 592 and 1424 bytes, IMIX's shares), where the bursts
+// end half-empty in the lanes and jobs left in flight do not.
+//   imb-micro [bytes|imix ...]   (ESP payload bytes, whole AES blocks; default 80 576 1424 imix)
 #include <intel-ipsec-mb.h>
 #include <x86intrin.h>
 
@@ -26,6 +28,7 @@ alignas(64) uint8_t bufs[burst][4096];
 alignas(16) uint8_t enc_keys[16 * 15], dec_keys[16 * 15], iv[16], ipad[32], opad[32], tags[burst][32];
 IMB_MGR* mgr;
 unsigned failed, disturbed;
+unsigned lens[burst];  // this measurement's payload bytes, by packet
 
 double now(clockid_t clock) {
   timespec t;
@@ -60,20 +63,20 @@ void check(const IMB_JOB* j) {
 }
 
 // A burst of chained jobs; they stay in the lanes across bursts, as in medix-dp.
-void jobs(bool encrypt, unsigned len, bool nocheck) {
+void jobs(bool encrypt, bool nocheck) {
   for (int i = 0; i < burst; i++) {
-    fill(IMB_GET_NEXT_JOB(mgr), i, encrypt, len, true, true);
+    fill(IMB_GET_NEXT_JOB(mgr), i, encrypt, lens[i], true, true);
     for (IMB_JOB* j = nocheck ? IMB_SUBMIT_JOB_NOCHECK(mgr) : IMB_SUBMIT_JOB(mgr); j; j = IMB_GET_COMPLETED_JOB(mgr))
       check(j);
   }
 }
 
 // The burst's cipher and hash as two synchronous bursts (inbound: hash first).
-void bursts(bool encrypt, unsigned len, bool nocheck) {
+void bursts(bool encrypt, bool nocheck) {
   static IMB_JOB cipher[burst], hash[burst];
   for (int i = 0; i < burst; i++) {
-    fill(&cipher[i], i, encrypt, len, true, false);
-    fill(&hash[i], i, encrypt, len, false, true);
+    fill(&cipher[i], i, encrypt, lens[i], true, false);
+    fill(&hash[i], i, encrypt, lens[i], false, true);
   }
   auto dir = encrypt ? IMB_DIR_ENCRYPT : IMB_DIR_DECRYPT;
   auto run_cipher = [&] {
@@ -102,18 +105,21 @@ int main(int argc, char** argv) {
     for (unsigned k = 0; k < sizeof b; k++) b[k] = uint8_t(k * 7);
   static const char* names[] = {"jobs", "jobs-nocheck", "bursts", "bursts-nocheck"};
   std::printf("{\"imb_version\": \"%s\", \"burst\": %d, \"cycles_per_packet\": {", imb_get_version_str(), burst);
-  unsigned default_lens[] = {80, 576, 1424};
-  int n_lens = argc > 1 ? argc - 1 : 3;
+  const char* default_lens[] = {"80", "576", "1424", "imix"};
+  int n_lens = argc > 1 ? argc - 1 : 4;
   for (int l = 0; l < n_lens; l++) {
-    unsigned len = argc > 1 ? unsigned(std::strtoul(argv[l + 1], nullptr, 10)) : default_lens[l];
-    if (len == 0 || len % 16 || len + iv_at > sizeof bufs[0]) return 2;
+    const char* name = argc > 1 ? argv[l + 1] : default_lens[l];
+    bool imix = std::strcmp(name, "imix") == 0;
+    unsigned len = unsigned(std::strtoul(name, nullptr, 10));
+    if (!imix && (len == 0 || len % 16 || len + iv_at > sizeof bufs[0])) return 2;
+    for (int i = 0; i < burst; i++) lens[i] = !imix ? len : i % 12 < 7 ? 80 : i % 12 < 11 ? 592 : 1424;
     for (int encrypt = 0; encrypt < 2; encrypt++) {
       double best[4] = {1e30, 1e30, 1e30, 1e30};
       for (int rep = 0; rep < 250; rep++) {
         for (int v = 0; v < 4; v++) {
           double w0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_THREAD_CPUTIME_ID);
           uint64_t t0 = __rdtsc();
-          for (int k = 0; k < 60; k++) v < 2 ? jobs(encrypt, len, v == 1) : bursts(encrypt, len, v == 3);
+          for (int k = 0; k < 60; k++) v < 2 ? jobs(encrypt, v == 1) : bursts(encrypt, v == 3);
           double c = double(__rdtsc() - t0) / (60.0 * burst);
           if ((now(CLOCK_THREAD_CPUTIME_ID) - c0) / (now(CLOCK_MONOTONIC) - w0) < 0.97) {
             disturbed++;
@@ -123,7 +129,7 @@ int main(int argc, char** argv) {
         }
       }
       while (IMB_JOB* j = IMB_FLUSH_JOB(mgr)) check(j);
-      std::printf("%s\"%s %u\": {", l || encrypt ? ", " : "", encrypt ? "enc" : "dec", len);
+      std::printf("%s\"%s %s\": {", l || encrypt ? ", " : "", encrypt ? "enc" : "dec", name);
       for (int v = 0; v < 4; v++)
         std::printf("%s\"%s\": %.0f", v ? ", " : "", names[v], best[v] < 1e30 ? best[v] : -1.0);
       std::printf("}");
