@@ -132,10 +132,8 @@ struct EspPacket {
 };
 
 struct EspJobs {
-  // Outbound CBC runs here, to completion, without flushing the lanes of w.mgr (inbound's jobs
-  // in flight): the IVs' ECB jobs, then a cipher burst and a hash burst (CbcBatch).
-  IMB_MGR* sync_mgr = nullptr;
-  IMB_JOB cipher[2 * burst_size], hash[2 * burst_size];
+  // The CBC IVs' ECB jobs run here, to completion, without flushing the lanes of w.mgr.
+  IMB_MGR* iv_mgr = nullptr;
   unsigned in_flight = 0;
   uint64_t submitted = 0;
   EspPacket slots[IMB_MAX_JOBS];  // by the index of its job in w.mgr's queue
@@ -148,18 +146,18 @@ struct EspJobs {
 EspJobs* esp_jobs_create() {
   auto* q = new (std::nothrow) EspJobs();
   if (!q) return nullptr;
-  q->sync_mgr = alloc_mb_mgr(0);
-  if (!q->sync_mgr) {
+  q->iv_mgr = alloc_mb_mgr(0);
+  if (!q->iv_mgr) {
     delete q;
     return nullptr;
   }
-  init_mb_mgr_auto(q->sync_mgr, nullptr);
+  init_mb_mgr_auto(q->iv_mgr, nullptr);
   return q;
 }
 
 void esp_jobs_destroy(EspJobs* q) {
   if (!q) return;
-  free_mb_mgr(q->sync_mgr);
+  free_mb_mgr(q->iv_mgr);
   delete q;
 }
 
@@ -545,12 +543,10 @@ void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_
 
 namespace {
 
-// The CBC packets of an esp_output call, encrypted a run of one SA's packets at a time in
-// EspJobs' manager of its own (the lanes of w.mgr hold inbound jobs in flight): their IVs in
-// one AES-ECB job over the run's counter blocks (~2 cycles an IV, where a single-block call
-// costs ~45), then one cipher burst and one hash burst over the run (IPsec-MB's checked
-// burst calls; cheaper a packet than jobs left in flight, and done when they return:
-// docs/ipsec.md, "Speed"). Packets not spread go out in `outer`.
+// The CBC packets of an esp_output call. Their IVs are made together: one AES-ECB job over
+// the counter blocks of each run of one SA's packets (~2 cycles an IV, where a single-block
+// call costs ~45), in a manager of their own, so that the lanes of w.mgr are not flushed.
+// Then their jobs are submitted, to complete this burst or later (EspJobs).
 struct CbcBatch {
   struct Packet {
     rte_mbuf* m;
@@ -559,10 +555,7 @@ struct CbcBatch {
     uint8_t* icv;
     uint32_t padded, hashed;
   };
-  rte_mbuf** outer;
-  uint16_t& n_outer;
   uint16_t n = 0;
-  CbcBatch(rte_mbuf** out, uint16_t& n_out) : outer(out), n_outer(n_out) {}
   Packet pkts[2 * burst_size];
   alignas(16) uint8_t counters[2 * burst_size][16];
   alignas(16) uint8_t ivs[2 * burst_size][16];
@@ -578,11 +571,10 @@ struct CbcBatch {
   }
 
   void run(Worker& w) {
-    EspJobs& q = *w.esp_jobs;
-    IMB_MGR* mgr = q.sync_mgr;
+    IMB_MGR* iv_mgr = w.esp_jobs->iv_mgr;
     for (uint16_t first = 0, last; first < n; first = uint16_t(last + 1)) {
       for (last = first; last + 1 < n && pkts[last + 1].sa == pkts[first].sa;) last++;
-      IMB_JOB* job = IMB_GET_NEXT_JOB(mgr);
+      IMB_JOB* job = IMB_GET_NEXT_JOB(iv_mgr);
       job->cipher_mode = IMB_CIPHER_ECB;
       job->cipher_direction = IMB_DIR_ENCRYPT;
       job->chain_order = IMB_ORDER_CIPHER_HASH;
@@ -597,63 +589,23 @@ struct CbcBatch {
       job->iv_len_in_bytes = 0;
       job->msg_len_to_hash_in_bytes = 0;
       // The manager's only job: ECB is not multi-buffer, it is done when submitted.
-      IMB_JOB* done = IMB_SUBMIT_JOB(mgr);
-      if (!done) done = IMB_FLUSH_JOB(mgr);
+      IMB_JOB* done = IMB_SUBMIT_JOB(iv_mgr);
+      if (!done) done = IMB_FLUSH_JOB(iv_mgr);
       bool ok = done && done->status == IMB_STATUS_COMPLETED;
-      const SaState& sa = *pkts[first].sa;
-      uint32_t k = last - first + 1;
-      for (uint32_t j = 0; ok && j < k; j++) {
-        Packet& p = pkts[first + j];
-        memcpy(p.esp + esp_header, ivs[first + j], 16);
-        IMB_JOB& c = q.cipher[j];
-        c.cipher_mode = IMB_CIPHER_CBC;
-        c.cipher_direction = IMB_DIR_ENCRYPT;
-        c.chain_order = IMB_ORDER_CIPHER_HASH;
-        c.hash_alg = IMB_AUTH_NULL;
-        c.enc_keys = sa.enc_keys;
-        c.dec_keys = sa.dec_keys;
-        c.key_len_in_bytes = sa.key_len;
-        c.src = p.esp;
-        c.dst = p.esp + esp_header + 16;
-        c.cipher_start_src_offset_in_bytes = esp_header + 16;
-        c.msg_len_to_cipher_in_bytes = p.padded;
-        c.iv = p.esp + esp_header;
-        c.iv_len_in_bytes = 16;
-        c.msg_len_to_hash_in_bytes = 0;
-        c.status = IMB_STATUS_BEING_PROCESSED;
-        IMB_JOB& h = q.hash[j];
-        h.cipher_mode = IMB_CIPHER_NULL;
-        h.cipher_direction = IMB_DIR_ENCRYPT;
-        h.chain_order = IMB_ORDER_CIPHER_HASH;
-        h.hash_alg = sa.auth == AuthKind::hmac_sha256_128 ? IMB_AUTH_HMAC_SHA_256 : IMB_AUTH_HMAC_SHA_1;
-        h.key_len_in_bytes = sa.key_len;
-        h.src = p.esp;
-        h.hash_start_src_offset_in_bytes = 0;
-        h.msg_len_to_hash_in_bytes = p.hashed;
-        h.msg_len_to_cipher_in_bytes = 0;
-        h.u.HMAC._hashed_auth_key_xor_ipad = sa.ipad;
-        h.u.HMAC._hashed_auth_key_xor_opad = sa.opad;
-        h.auth_tag_output = p.icv;
-        h.auth_tag_output_len_in_bytes = sa.icv_len;
-        h.status = IMB_STATUS_BEING_PROCESSED;
-      }
-      // Checked: a burst with a job the library refuses does nothing and returns 0.
-      if (ok)
-        ok = IMB_SUBMIT_CIPHER_BURST(mgr, q.cipher, k, IMB_CIPHER_CBC, IMB_DIR_ENCRYPT,
-                                     IMB_KEY_SIZE_BYTES(sa.key_len)) == k &&
-             IMB_SUBMIT_HASH_BURST(mgr, q.hash, k, q.hash[0].hash_alg) == k;
-      for (uint32_t j = 0; j < k; j++) {
-        Packet& p = pkts[first + j];
-        bool sealed = ok && q.cipher[j].status == IMB_STATUS_COMPLETED && q.hash[j].status == IMB_STATUS_COMPLETED;
-        if (p.sa->spread) {
-          if (!sealed) mark_failed(p.m);  // its run hands it to the tx point, which drops and counts it
-        } else if (!sealed) {
-          sa_drop(w, *p.sa, p.m, Drop::esp_crypto_failed);  // its output was not written: it may not leave
-        } else if (n_outer < 2 * burst_size) {
-          outer[n_outer++] = p.m;
-        } else {
-          drop(w, p.m, Drop::no_buffer);
+      for (uint16_t i = first; i <= last; i++) {
+        Packet& p = pkts[i];
+        if (!ok) {  // no IV: nothing of it may leave
+          if (p.sa->spread)
+            mark_failed(p.m);
+          else
+            sa_drop(w, *p.sa, p.m, Drop::esp_crypto_failed);
+          continue;
         }
+        memcpy(p.esp + esp_header, ivs[i], 16);
+        EspPacket state{};
+        state.m = p.m;
+        state.sa = p.sa;
+        submit_cbc_hmac(w, state, p.esp, p.padded, p.hashed, p.esp + esp_header, p.icv);
       }
     }
     n = 0;
@@ -863,8 +815,10 @@ struct SpreadRun {
       // The outer IP ID from the sequence number: unique per tunnel whichever worker sends.
       seal(w, s, *tunnel, pkts[i], rooms[i], seq, uint16_t(seq), cbc);
     }
-    // Every packet sealed (or marked failed) before the run leaves this core.
+    // Every job done before the packets leave this core: the run's CBC jobs are flushed
+    // through the lanes now (with whatever else is in them), not left for later bursts.
     cbc.run(w);
+    if (!gcm(s)) esp_complete(w, true);
     uint64_t bytes = 0;
     uint16_t sealed = 0;
     for (uint16_t i = 0; i < n; i++)
@@ -909,7 +863,7 @@ struct SpreadRun {
 void esp_output(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** outer, uint16_t& n_outer) {
   const Tables& t = *w.tables;
   uint16_t first_outer = n_outer;
-  CbcBatch cbc{outer, n_outer};
+  CbcBatch cbc;
   SpreadRun spread;
   // The fence of the SA whose packets come now: one relaxed load a run of them, not a packet.
   const SaState* fence_of = nullptr;
@@ -974,7 +928,7 @@ void esp_output(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** outer, uint16
       // A policy rule's shaper class goes with it onto the underlay (meta.rule kept).
       om.flags = uint8_t(meta_local | (om.flags & meta_classed));
       om.l2_len = 0;
-      if (!gcm(*sa)) continue;  // in the CBC batch: out when it runs
+      if (!gcm(*sa)) continue;  // in the CBC batch: out when its job completes
       if (n_outer < 2 * burst_size)
         outer[n_outer++] = p;
       else
@@ -983,6 +937,7 @@ void esp_output(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** outer, uint16
   }
   spread.flush(w, cbc);
   cbc.run(w);
+  esp_complete(w, false);
   if (w.trace) [[unlikely]]
     trace_encrypted(w, outer + first_outer, uint16_t(n_outer - first_outer));
 }
