@@ -18,6 +18,9 @@ script (asleep while measuring) and anything else running: the figure is what tw
 allow, not a scaling curve.
 
   ipsec_spread.py [--alg gcm|cbc] [--size 1400] [--runs 3]
+  ipsec_spread.py --plot results/ipsec-spread-gcm-1400.json   # its PNG again, nothing run
+
+Writes results/ipsec-spread-<alg>-<size>.{json,png}.
 """
 import argparse
 import copy
@@ -112,6 +115,28 @@ def run_point(args, pcap, cfg, workers):
     return res
 
 
+def plot(results, path):
+    """Mpps per point (every run as a dot, the best as the bar), each bar labelled with its
+    worker CPU-s/s: on this shared machine the CPU the workers got says as much as the rate."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    names = list(results["points"])
+    pts = [results["points"][n] for n in names]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.bar(names, [p["mpps"] for p in pts], color=["#8c8c8c", "#dd8452", "#4c72b0"][:len(pts)])
+    for i, p in enumerate(pts):
+        ax.scatter([i] * len(p["all_mpps"]), p["all_mpps"], color="black", s=10, zorder=3)
+        ax.annotate("%.2f Mpps\n%.2f CPU-s/s" % (p["mpps"], p["worker_cpu_s_per_s"]), (i, p["mpps"]),
+                    ha="center", va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
+    ax.set_ylabel("ESP packets out, Mpps (best of %d)" % results["runs"])
+    ax.set_ylim(0, max(max(p["all_mpps"]) for p in pts) * 1.3)
+    ax.set_title("%s, %d B inner, one SA, one flow (%s)" % (results["alg"], results["inner_bytes"],
+                                                         results["date"][:10]), fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--binary", default=os.path.join(ROOT, "build/dataplane/medix-dp"))
@@ -123,7 +148,12 @@ def main():
     ap.add_argument("--window", type=float, default=1.5)
     ap.add_argument("--start-timeout", type=float, default=60.0)
     ap.add_argument("--results", default=os.path.join(ROOT, "benchmarks/results"))
+    ap.add_argument("--plot", metavar="JSON", help="only draw the PNG of an earlier run's JSON")
     args = ap.parse_args()
+    if args.plot:
+        with open(args.plot) as f:
+            plot(json.load(f), os.path.splitext(args.plot)[0] + ".png")
+        return 0
     if not os.access(args.binary, os.X_OK):
         sys.exit("bench: %s is missing (scripts/build did not produce it)" % args.binary)
     ipsec.workdir = fwd.workdir = tempfile.mkdtemp(prefix="medix-bench-spread-")
@@ -175,6 +205,7 @@ def main():
     with open(out, "w") as f:
         json.dump(results, f, indent=1)
         f.write("\n")
+    plot(results, os.path.splitext(out)[0] + ".png")
     for name, p in results["points"].items():
         print("%-10s %7.3f Mpps  %6.2f Gbit/s inner  x%.2f of 1w  on %.2f worker CPU-s/s  "
               "best %.3f Mpps per worker CPU-s  drops %s"
