@@ -39,10 +39,21 @@ bool ip_check(Worker& w, rte_mbuf* m) {
   return true;
 }
 
+// Whether a checked packet (its header `header` bytes, `first_seg` bytes in the first segment)
+// may be ESP or ESP in UDP: a superset of esp_candidate's, read while the header is at hand.
+inline bool may_be_esp(const rte_ipv4_hdr* ip, uint32_t header, uint32_t first_seg) {
+  if (ip->next_proto_id == IPPROTO_ESP) return true;
+  if (ip->next_proto_id != IPPROTO_UDP) return false;
+  if ((ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)) ||
+      first_seg < header + 4)
+    return true;
+  return load16(reinterpret_cast<const uint8_t*>(ip) + header + 2) == rte_cpu_to_be_16(nat_t_port);
+}
+
 // Nearly every packet has a 20-byte header and passes every check: those are tested at once,
 // without a branch per check (and the checksum over five fixed words); the others (options, or
 // a check failed) go through ip_check, which finds the reason.
-uint16_t ip_input(Worker& w, rte_mbuf** pkts, uint16_t n) {
+uint16_t ip_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** esp, uint16_t& n_esp) {
   uint16_t kept = 0;
   for (uint16_t i = 0; i < n; i++) {
     rte_mbuf* m = pkts[i];
@@ -58,7 +69,11 @@ uint16_t ip_input(Worker& w, rte_mbuf** pkts, uint16_t n) {
       if (plain && frame > total) [[unlikely]]
         rte_pktmbuf_trim(m, uint16_t(frame - total));  // Ethernet padding
     }
-    if (plain || ip_check(w, m)) pkts[kept++] = m;
+    if (!plain && !ip_check(w, m)) continue;
+    if (may_be_esp(ip, uint32_t(ip->version_ihl & 0xf) * 4, first_seg)) [[unlikely]]
+      esp[n_esp++] = m;
+    else
+      pkts[kept++] = m;
   }
   return kept;
 }

@@ -166,16 +166,18 @@ void run_passes(Worker& w, uint64_t t, IpInput& in) {
         esp_take_done(w, in.checked, in.ours, uint16_t(std::size(in.ours.pkts) - used));
     }
     if (!in.to_check.n && !in.checked.n && !in.ours.n && !w.originated->n) return;
-    Batch arrived, decrypted, to_route;
+    // What may be ESP (ip_input sorts it out; what is checked already, all of it) takes
+    // esp_early's test; the rest goes straight to the lookup.
+    Batch maybe_esp, decrypted, to_route;
     if (in.to_check.n) {
-      uint16_t valid = ip_input(w, in.to_check.pkts, in.to_check.n);
+      uint16_t plain = ip_input(w, in.to_check.pkts, in.to_check.n, maybe_esp.pkts, maybe_esp.n);
       t = account(w, Stage::ip_input, t, in.to_check.n);
-      append(w, arrived, in.to_check.pkts, valid);
+      append(w, to_route, in.to_check.pkts, plain);
     }
-    append(w, arrived, in.checked.pkts, in.checked.n);
-    if (arrived.n) {
+    append(w, maybe_esp, in.checked.pkts, in.checked.n);
+    if (maybe_esp.n) {
       uint16_t esp = 0;
-      in_bursts(arrived, [&](rte_mbuf** p, uint16_t n) {
+      in_bursts(maybe_esp, [&](rte_mbuf** p, uint16_t n) {
         uint16_t left = esp_early(w, p, n, decrypted);
         esp = uint16_t(esp + n - left);
         append(w, to_route, p, left);

@@ -38,8 +38,12 @@ L2Out l2_stage(Harness& h, uint16_t port, std::vector<rte_mbuf*> pkts) {
   return {{ip, ip + n_ip}, {arp, arp + n_arp}};
 }
 
+// The good packets: those that may be ESP after the others.
 std::vector<rte_mbuf*> ip_input_stage(Harness& h, std::vector<rte_mbuf*> pkts) {
-  pkts.resize(ip_input(h.worker, pkts.data(), uint16_t(pkts.size())));
+  std::vector<rte_mbuf*> esp(pkts.size());
+  uint16_t n_esp = 0;
+  pkts.resize(ip_input(h.worker, pkts.data(), uint16_t(pkts.size()), esp.data(), n_esp));
+  pkts.insert(pkts.end(), esp.begin(), esp.begin() + n_esp);
   return pkts;
 }
 
