@@ -92,7 +92,7 @@ struct StageTime {
 
 // The lookup of a burst: all its tenants at once, crossing the core where it happens, route
 // leaks round again in their new tenant (at most max_leak_hops times).
-void lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Batch& fwd, Batch& local, StageTime& nat) {
+void lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Batch& eth, Batch& tunnel, Batch& local, StageTime& nat) {
   rte_mbuf* left[burst_size];  // still without a route (this round's tenants)
   memcpy(left, pkts, n * sizeof(rte_mbuf*));
   for (unsigned round = 0; n > 0; round++) {
@@ -113,7 +113,8 @@ void lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Batch& fwd, Batch& local, St
       r.n_cross = 0;
       ip_route_crossed(w, crossed, n_crossed, r);
     }
-    append(w, fwd, r.fwd, r.n_fwd);
+    append(w, eth, r.fwd, r.n_fwd);
+    append(w, tunnel, r.tunnel, r.n_tunnel);
     append(w, local, r.local, r.n_local);
     memcpy(left, r.leaked, r.n_leaked * sizeof(rte_mbuf*));
     n = r.n_leaked;
@@ -188,9 +189,9 @@ void run_passes(Worker& w, uint64_t t, IpInput& in) {
     append(w, to_route, w.originated->pkts, w.originated->n);
     in.to_check.n = in.checked.n = in.ours.n = w.originated->n = 0;
 
-    Batch fwd, local;
+    Batch eth, tunnel, local;
     StageTime nat;
-    in_bursts(to_route, [&](rte_mbuf** p, uint16_t n) { lookup(w, p, n, fwd, local, nat); });
+    in_bursts(to_route, [&](rte_mbuf** p, uint16_t n) { lookup(w, p, n, eth, tunnel, local, nat); });
     if (to_route.n) {
       t = account(w, Stage::ip_lookup, t + nat.cycles, to_route.n);
       if (stage_accounting && nat.packets) {
@@ -214,12 +215,6 @@ void run_passes(Worker& w, uint64_t t, IpInput& in) {
       t = account(w, Stage::local, t, local.n);
     }
 
-    Batch eth, tunnel;
-    for (uint16_t i = 0; i < fwd.n; i++) {
-      rte_mbuf* m = fwd.pkts[i];
-      Batch& to = w.tables->interfaces[meta(m).iface_out].tunnel ? tunnel : eth;
-      to.pkts[to.n++] = m;
-    }
     if (eth.n) {
       in_bursts(eth, [&](rte_mbuf** p, uint16_t n) {
         ip_output(w, p, n);

@@ -60,6 +60,7 @@ LookupOut ip_lookup_stage(Harness& h, std::vector<rte_mbuf*> pkts) {
     for (auto n = uint16_t(pkts.size()); n;) n = ip_lookup(h.worker, pkts.data(), n, r);
     REQUIRE(r.n_cross == 0);
     out.fwd.insert(out.fwd.end(), r.fwd, r.fwd + r.n_fwd);
+    out.fwd.insert(out.fwd.end(), r.tunnel, r.tunnel + r.n_tunnel);
     out.local.insert(out.local.end(), r.local, r.local + r.n_local);
     pkts.assign(r.leaked, r.leaked + r.n_leaked);
   }
