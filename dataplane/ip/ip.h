@@ -10,9 +10,8 @@ bool ip_check(Worker& w, rte_mbuf* m);
 // The UDP port of ESP in UDP (RFC 3948), and IKE's after NAT.
 constexpr uint16_t nat_t_port = 4500;
 // Checks each packet's header; compacts the good ones to the front and returns how many.
-// Good ones that may be ESP or ESP in UDP (protocol 50, UDP to port 4500, or UDP fragments:
-// a flow's packets all go one way) go to `esp` instead, for esp_candidate's test: the others
-// skip it.
+// Good ones that may be ESP or ESP in UDP (unfragmented, protocol 50 or UDP to port 4500) go
+// to `esp` instead, for esp_candidate's test: the others skip it.
 uint16_t ip_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** esp, uint16_t& n_esp);
 
 // Where the lookup sends each packet. Every packet lands in exactly one array.
