@@ -39,10 +39,21 @@ bool ip_check(Worker& w, rte_mbuf* m) {
   return true;
 }
 
+// Whether a checked packet (its header `header` bytes, `first_seg` bytes in the first segment)
+// may be ESP or ESP in UDP, unfragmented: a superset of esp_candidate's, read while the header
+// is at hand.
+inline bool may_be_esp(const rte_ipv4_hdr* ip, uint32_t header, uint32_t first_seg) {
+  if (ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)) return false;
+  if (ip->next_proto_id == IPPROTO_ESP) return true;
+  if (ip->next_proto_id != IPPROTO_UDP) return false;
+  return first_seg < header + 4 ||
+         load16(reinterpret_cast<const uint8_t*>(ip) + header + 2) == rte_cpu_to_be_16(nat_t_port);
+}
+
 // Nearly every packet has a 20-byte header and passes every check: those are tested at once,
 // without a branch per check (and the checksum over five fixed words); the others (options, or
 // a check failed) go through ip_check, which finds the reason.
-uint16_t ip_input(Worker& w, rte_mbuf** pkts, uint16_t n) {
+uint16_t ip_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** esp, uint16_t& n_esp) {
   uint16_t kept = 0;
   for (uint16_t i = 0; i < n; i++) {
     rte_mbuf* m = pkts[i];
@@ -58,7 +69,11 @@ uint16_t ip_input(Worker& w, rte_mbuf** pkts, uint16_t n) {
       if (plain && frame > total) [[unlikely]]
         rte_pktmbuf_trim(m, uint16_t(frame - total));  // Ethernet padding
     }
-    if (plain || ip_check(w, m)) pkts[kept++] = m;
+    if (!plain && !ip_check(w, m)) continue;
+    if (may_be_esp(ip, uint32_t(ip->version_ihl & 0xf) * 4, first_seg)) [[unlikely]]
+      esp[n_esp++] = m;
+    else
+      pkts[kept++] = m;
   }
   return kept;
 }
@@ -67,21 +82,22 @@ namespace {
 
 inline rte_ipv4_hdr* ipv4(rte_mbuf* m) { return rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, meta(m).l2_len); }
 
-// Decides what happens to a packet whose route is `nh`; true if it is to be forwarded.
-// Inlined into the lookup's loop (a call a packet was ~20 instructions of its ~70).
-[[gnu::always_inline]] inline bool forward_decision(Worker& w, rte_mbuf* m, const Nexthop& nh, rte_mbuf** local,
-                                                    uint16_t& n_local) {
+// Decides what happens to a packet whose route is `nh`; its egress interface if it is to be
+// forwarded, else null. Inlined into the lookup's loop (a call a packet was ~20 instructions
+// of its ~70).
+[[gnu::always_inline]] inline const InterfaceEntry* forward_decision(Worker& w, rte_mbuf* m, const Nexthop& nh,
+                                                                     rte_mbuf** local, uint16_t& n_local) {
   switch (nh.kind) {
     case NexthopKind::no_route:
       icmp_error(w, m, icmp_dest_unreachable, unreach_net);
       drop(w, m, Drop::no_route);
-      return false;
-    case NexthopKind::blackhole: drop(w, m, Drop::blackhole); return false;
+      return nullptr;
+    case NexthopKind::blackhole: drop(w, m, Drop::blackhole); return nullptr;
     case NexthopKind::unreachable:
       icmp_error(w, m, icmp_dest_unreachable, unreach_admin);
       drop(w, m, Drop::blackhole);
-      return false;
-    case NexthopKind::local: local[n_local++] = m; return false;
+      return nullptr;
+    case NexthopKind::local: local[n_local++] = m; return nullptr;
     case NexthopKind::leak:  // resolved by the caller
     case NexthopKind::via: break;
   }
@@ -90,14 +106,14 @@ inline rte_ipv4_hdr* ipv4(rte_mbuf* m) { return rte_pktmbuf_mtod_offset(m, rte_i
   if (!ours && ip->time_to_live <= 1) {
     icmp_error(w, m, icmp_time_exceeded, 0);
     drop(w, m, Drop::ttl_expired);
-    return false;
+    return nullptr;
   }
   const InterfaceEntry& out = w.tables->interfaces[nh.interface];
   if (rte_be_to_cpu_16(ip->total_length) > out.mtu) {
     if (ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG)) {
       icmp_error(w, m, icmp_dest_unreachable, unreach_needfrag, out.mtu);
       drop(w, m, Drop::mtu_exceeded);
-      return false;
+      return nullptr;
     }
     meta(m).flags |= meta_fragment;
   }
@@ -106,7 +122,7 @@ inline rte_ipv4_hdr* ipv4(rte_mbuf* m) { return rte_pktmbuf_mtod_offset(m, rte_i
   }
   meta(m).iface_out = nh.interface;
   meta(m).neighbour = nh.gateway ? nh.gateway : rte_be_to_cpu_32(ip->dst_addr);
-  return true;
+  return &out;
 }
 
 // Whether a packet the core's FIB routed with `nh` crosses the core now; sets origin and exit.
@@ -131,8 +147,11 @@ bool crosses(const Tables& t, rte_mbuf* m, const Nexthop& nh, uint16_t& origin, 
   if (nh.kind == NexthopKind::leak) {
     meta(m).tenant = nh.tenant;
     out.leaked[out.n_leaked++] = m;
-  } else if (forward_decision(w, m, nh, out.local, out.n_local)) {
-    out.fwd[out.n_fwd++] = m;
+  } else if (const InterfaceEntry* f = forward_decision(w, m, nh, out.local, out.n_local)) {
+    if (f->tunnel)
+      out.tunnel[out.n_tunnel++] = m;
+    else
+      out.fwd[out.n_fwd++] = m;
   }
 }
 

@@ -7,16 +7,21 @@ namespace medix::dp {
 
 // ip_input's checks of one packet (IPv4 after meta(m).l2_len bytes); false: dropped.
 bool ip_check(Worker& w, rte_mbuf* m);
+// The UDP port of ESP in UDP (RFC 3948), and IKE's after NAT.
+constexpr uint16_t nat_t_port = 4500;
 // Checks each packet's header; compacts the good ones to the front and returns how many.
-uint16_t ip_input(Worker& w, rte_mbuf** pkts, uint16_t n);
+// Good ones that may be ESP or ESP in UDP (unfragmented, protocol 50 or UDP to port 4500) go
+// to `esp` instead, for esp_candidate's test: the others skip it.
+uint16_t ip_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** esp, uint16_t& n_esp);
 
 // Where the lookup sends each packet. Every packet lands in exactly one array.
 struct Routed {
-  rte_mbuf* fwd[burst_size];     // out of an interface or tunnel (iface_out, neighbour set, TTL done)
+  rte_mbuf* fwd[burst_size];     // out of an interface (iface_out, neighbour set, TTL done): ip_output
+  rte_mbuf* tunnel[burst_size];  // out of a tunnel (the same): esp_output
   rte_mbuf* local[burst_size];   // to one of our addresses
   rte_mbuf* cross[burst_size];   // crosses the core now (meta origin, exit and nexthop set): to nat_input
   rte_mbuf* leaked[burst_size];  // leaked into another tenant: to be looked up again there
-  uint16_t n_fwd = 0, n_local = 0, n_cross = 0, n_leaked = 0;
+  uint16_t n_fwd = 0, n_tunnel = 0, n_local = 0, n_cross = 0, n_leaked = 0;
 };
 // Looks up every packet in its own tenant (one bulk lookup for all compact tenants, one per
 // DIR24_8 tenant present) and routes it; at most burst_size packets. Returns how many are

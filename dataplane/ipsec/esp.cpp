@@ -20,7 +20,7 @@ namespace medix::dp {
 namespace {
 
 constexpr uint16_t esp_header = 8;  // SPI, sequence number
-constexpr uint16_t ike_port = 4500;
+constexpr uint16_t ike_port = nat_t_port;
 
 inline uint32_t be32_at(const uint8_t* p) {
   uint32_t v;

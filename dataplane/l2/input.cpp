@@ -10,14 +10,76 @@
 
 namespace medix::dp {
 
+namespace {
+
+// A burst's frames counted per run of one interface: frames of a burst mostly share it.
+struct RxRun {
+  uint16_t iface = UINT16_MAX, tenant = 0;
+  uint64_t packets = 0, bytes = 0;
+  void flush(Worker& w) {
+    if (!packets) return;
+    bump(w.counters->interfaces[iface].rx_packets, packets);
+    bump(w.counters->interfaces[iface].rx_bytes, bytes);
+    bump(w.counters->tenants[tenant].rx_packets, packets);
+    packets = bytes = 0;
+  }
+};
+
+// A frame whose interface is slot `id`: counted, then to `ip` or `arp`, or dropped.
+[[gnu::always_inline]] inline void classify(Worker& w, rte_mbuf* m, uint16_t id, uint16_t ethertype, RxRun& run,
+                                            rte_mbuf** ip, uint16_t& n_ip, rte_mbuf** arp, uint16_t& n_arp) {
+  const Tables& t = *w.tables;
+  const InterfaceEntry& f = t.interfaces[id];
+  PacketMeta& pm = meta(m);
+  pm.iface_in = id;
+  pm.tenant = f.tenant;
+  pm.flags = 0;
+  pm.origin = 0;
+  if (id != run.iface) {
+    run.flush(w);
+    run.iface = id;
+    run.tenant = f.tenant;
+  }
+  run.packets++;
+  run.bytes += rte_pktmbuf_pkt_len(m);
+
+  const auto* eth = rte_pktmbuf_mtod(m, const rte_ether_hdr*);
+  bool to_us = rte_is_same_ether_addr(&eth->dst_addr, &f.mac);
+  // VRRP's frames are rare and never to the interface's MAC: one test of an empty vector
+  // is what the others pay.
+  if (!to_us && !t.vrrp.instances.empty()) [[unlikely]] {
+    vrrp::Claim claim = t.vrrp.claim(id, eth->dst_addr);
+    if (claim == vrrp::Claim::virtual_mac) {
+      to_us = true;
+    } else if (claim == vrrp::Claim::advert && ethertype == RTE_ETHER_TYPE_IPV4) {
+      if (!w.vrrp || rte_ring_mp_enqueue(w.vrrp, m) != 0) drop(w, m, Drop::vrrp_full);
+      return;
+    }
+  }
+  if (ethertype == RTE_ETHER_TYPE_IPV4 && to_us) [[likely]]
+    ip[n_ip++] = m;
+  else if (ethertype == RTE_ETHER_TYPE_ARP && (to_us || rte_is_broadcast_ether_addr(&eth->dst_addr)))
+    arp[n_arp++] = m;
+  else if (!to_us)
+    drop(w, m, Drop::l2_not_for_us);
+  else
+    drop(w, m, Drop::unsupported_ethertype);
+}
+
+}  // namespace
+
+// One pass: each frame parsed, its interface read from the VLAN map (no inner tag) and the
+// frame sorted at once. QinQ frames take the hash after the others (each run of equal tags
+// looked up once: frames of a burst mostly share their tags).
 void l2_input(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n, rte_mbuf** ip, uint16_t& n_ip, rte_mbuf** arp,
               uint16_t& n_arp) {
   const Tables& t = *w.tables;
+  const uint16_t* vlan_map = port < max_ports ? t.vlan_map.get() : nullptr;
   InterfaceKey keys[burst_size];
-  const void* key_ptrs[burst_size];
   uint16_t ethertypes[burst_size];
-  rte_mbuf* parsed[burst_size];
-  uint16_t n_parsed = 0;
+  rte_mbuf* qinq[burst_size];
+  uint16_t n_qinq = 0;
+  RxRun run;
 
   // The burst's frames and private areas were written or last used a burst's worth of data
   // ago: fetch a few packets ahead so that their misses overlap.
@@ -69,108 +131,45 @@ void l2_input(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n, rte_mbuf** 
       continue;
     }
     meta(m).l2_len = uint8_t(off);
-    keys[n_parsed] = InterfaceKey{port, outer, inner, 0};
-    ethertypes[n_parsed] = type;
-    parsed[n_parsed++] = m;
-  }
-  if (n_parsed == 0) return;
-
-  // Frames without an inner tag: one read of the VLAN map. QinQ frames: the hash, where frames
-  // of a burst mostly share their tags: each run of equal keys looked up once.
-  void* found[burst_size];
-  uint64_t hits = 0;
-  uint16_t lookup_of[burst_size];
-  uint16_t n_lookups = 0;
-  const uint16_t* vlan_map = t.vlan_map.get();
-  for (uint16_t i = 0; i < n_parsed; i++) {
-    if (!keys[i].inner_vlan && vlan_map && port < max_ports) {
-      uint16_t slot = vlan_map[size_t(port) << 12 | keys[i].outer_vlan];
-      found[i] = reinterpret_cast<void*>(uintptr_t(slot - 1));
-      hits |= uint64_t(slot != 0) << i;
-      lookup_of[i] = UINT16_MAX;
-      continue;
-    }
-    // (Compared field by field: a whole-key load right after the narrow stores that built it
-    // would wait for them.)
-    if (n_lookups == 0 || keys[i].outer_vlan != static_cast<const InterfaceKey*>(key_ptrs[n_lookups - 1])->outer_vlan ||
-        keys[i].inner_vlan != static_cast<const InterfaceKey*>(key_ptrs[n_lookups - 1])->inner_vlan)
-      key_ptrs[n_lookups++] = &keys[i];
-    lookup_of[i] = uint16_t(n_lookups - 1);
-  }
-  if (n_lookups) {
-    void* results[burst_size];
-    uint64_t result_hits = 0;
-    if (t.interface_index)
-      rte_hash_lookup_bulk_data(t.interface_index.get(), key_ptrs, n_lookups, &result_hits, results);
-    for (uint16_t i = 0; i < n_parsed; i++) {
-      if (lookup_of[i] == UINT16_MAX) continue;
-      found[i] = results[lookup_of[i]];
-      hits |= ((result_hits >> lookup_of[i]) & 1) << i;
-    }
-  }
-  // Each frame's interface and its counters are in lines of their own when frames come from
-  // many interfaces: fetch them all before the first is needed.
-  for (uint16_t i = 0; i < n_parsed; i++) {
-    if (!(hits & (uint64_t(1) << i))) continue;
-    auto id = uint16_t(reinterpret_cast<uintptr_t>(found[i]));
-    rte_prefetch0(&t.interfaces[id]);
-    rte_prefetch0(&w.counters->interfaces[id]);
-  }
-
-  // Counted per run of one interface: frames of a burst mostly share it.
-  uint16_t run = UINT16_MAX, run_tenant = 0;
-  uint64_t run_packets = 0, run_bytes = 0;
-  auto count_run = [&] {
-    if (!run_packets) return;
-    bump(w.counters->interfaces[run].rx_packets, run_packets);
-    bump(w.counters->interfaces[run].rx_bytes, run_bytes);
-    bump(w.counters->tenants[run_tenant].rx_packets, run_packets);
-    run_packets = run_bytes = 0;
-  };
-  for (uint16_t i = 0; i < n_parsed; i++) {
-    rte_mbuf* m = parsed[i];
-    if (!(hits & (uint64_t(1) << i))) {
-      drop(w, m, Drop::unknown_vlan);
-      continue;
-    }
-    auto id = uint16_t(reinterpret_cast<uintptr_t>(found[i]));
-    const InterfaceEntry& f = t.interfaces[id];
-    meta(m).iface_in = id;
-    meta(m).tenant = f.tenant;
-    meta(m).flags = 0;
-    meta(m).origin = 0;
-    if (id != run) {
-      count_run();
-      run = id;
-      run_tenant = f.tenant;
-    }
-    run_packets++;
-    run_bytes += rte_pktmbuf_pkt_len(m);
-
-    const auto* eth = rte_pktmbuf_mtod(m, const rte_ether_hdr*);
-    bool to_us = rte_is_same_ether_addr(&eth->dst_addr, &f.mac);
-    // VRRP's frames are rare and never to the interface's MAC: one test of an empty vector
-    // is what the others pay.
-    if (!to_us && !t.vrrp.instances.empty()) [[unlikely]] {
-      vrrp::Claim claim = t.vrrp.claim(id, eth->dst_addr);
-      if (claim == vrrp::Claim::virtual_mac) {
-        to_us = true;
-      } else if (claim == vrrp::Claim::advert && ethertypes[i] == RTE_ETHER_TYPE_IPV4) {
-        if (!w.vrrp || rte_ring_mp_enqueue(w.vrrp, m) != 0) drop(w, m, Drop::vrrp_full);
+    if (!inner && vlan_map) [[likely]] {
+      uint16_t slot = vlan_map[size_t(port) << 12 | outer];
+      if (!slot) {
+        drop(w, m, Drop::unknown_vlan);
         continue;
       }
+      classify(w, m, uint16_t(slot - 1), type, run, ip, n_ip, arp, n_arp);
+      continue;
     }
-    if (ethertypes[i] == RTE_ETHER_TYPE_ARP && (to_us || rte_is_broadcast_ether_addr(&eth->dst_addr))) {
-      arp[n_arp++] = m;
-    } else if (!to_us) {
-      drop(w, m, Drop::l2_not_for_us);
-    } else if (ethertypes[i] == RTE_ETHER_TYPE_IPV4) {
-      ip[n_ip++] = m;
-    } else {
-      drop(w, m, Drop::unsupported_ethertype);
+    keys[n_qinq] = InterfaceKey{port, outer, inner, 0};
+    ethertypes[n_qinq] = type;
+    qinq[n_qinq++] = m;
+  }
+  if (n_qinq) {
+    const void* key_ptrs[burst_size];
+    uint16_t lookup_of[burst_size];
+    uint16_t n_lookups = 0;
+    for (uint16_t i = 0; i < n_qinq; i++) {
+      // (Compared field by field: a whole-key load right after the narrow stores that built
+      // it would wait for them.)
+      if (n_lookups == 0 ||
+          keys[i].outer_vlan != static_cast<const InterfaceKey*>(key_ptrs[n_lookups - 1])->outer_vlan ||
+          keys[i].inner_vlan != static_cast<const InterfaceKey*>(key_ptrs[n_lookups - 1])->inner_vlan)
+        key_ptrs[n_lookups++] = &keys[i];
+      lookup_of[i] = uint16_t(n_lookups - 1);
+    }
+    void* results[burst_size];
+    uint64_t hits = 0;
+    if (t.interface_index) rte_hash_lookup_bulk_data(t.interface_index.get(), key_ptrs, n_lookups, &hits, results);
+    for (uint16_t i = 0; i < n_qinq; i++) {
+      if (!(hits & (uint64_t(1) << lookup_of[i]))) {
+        drop(w, qinq[i], Drop::unknown_vlan);
+        continue;
+      }
+      auto id = uint16_t(reinterpret_cast<uintptr_t>(results[lookup_of[i]]));
+      classify(w, qinq[i], id, ethertypes[i], run, ip, n_ip, arp, n_arp);
     }
   }
-  count_run();
+  run.flush(w);
 }
 
 }  // namespace medix::dp

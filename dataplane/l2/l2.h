@@ -12,7 +12,7 @@
 namespace medix::dp {
 
 // Classifies a burst received on `port`: IPv4 to `ip`, ARP to `arp` (meta iface_in, tenant,
-// l2_len set); the rest dropped by reason.
+// l2_len set), in arrival order, QinQ frames after the others; the rest dropped by reason.
 void l2_input(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n, rte_mbuf** ip, uint16_t& n_ip, rte_mbuf** arp,
               uint16_t& n_arp);
 

@@ -92,7 +92,7 @@ struct StageTime {
 
 // The lookup of a burst: all its tenants at once, crossing the core where it happens, route
 // leaks round again in their new tenant (at most max_leak_hops times).
-void lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Batch& fwd, Batch& local, StageTime& nat) {
+void lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Batch& eth, Batch& tunnel, Batch& local, StageTime& nat) {
   rte_mbuf* left[burst_size];  // still without a route (this round's tenants)
   memcpy(left, pkts, n * sizeof(rte_mbuf*));
   for (unsigned round = 0; n > 0; round++) {
@@ -113,7 +113,8 @@ void lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Batch& fwd, Batch& local, St
       r.n_cross = 0;
       ip_route_crossed(w, crossed, n_crossed, r);
     }
-    append(w, fwd, r.fwd, r.n_fwd);
+    append(w, eth, r.fwd, r.n_fwd);
+    append(w, tunnel, r.tunnel, r.n_tunnel);
     append(w, local, r.local, r.n_local);
     memcpy(left, r.leaked, r.n_leaked * sizeof(rte_mbuf*));
     n = r.n_leaked;
@@ -166,16 +167,18 @@ void run_passes(Worker& w, uint64_t t, IpInput& in) {
         esp_take_done(w, in.checked, in.ours, uint16_t(std::size(in.ours.pkts) - used));
     }
     if (!in.to_check.n && !in.checked.n && !in.ours.n && !w.originated->n) return;
-    Batch arrived, decrypted, to_route;
+    // What may be ESP (ip_input sorts it out; what is checked already, all of it) takes
+    // esp_early's test; the rest goes straight to the lookup.
+    Batch maybe_esp, decrypted, to_route;
     if (in.to_check.n) {
-      uint16_t valid = ip_input(w, in.to_check.pkts, in.to_check.n);
+      uint16_t plain = ip_input(w, in.to_check.pkts, in.to_check.n, maybe_esp.pkts, maybe_esp.n);
       t = account(w, Stage::ip_input, t, in.to_check.n);
-      append(w, arrived, in.to_check.pkts, valid);
+      append(w, to_route, in.to_check.pkts, plain);
     }
-    append(w, arrived, in.checked.pkts, in.checked.n);
-    if (arrived.n) {
+    append(w, maybe_esp, in.checked.pkts, in.checked.n);
+    if (maybe_esp.n) {
       uint16_t esp = 0;
-      in_bursts(arrived, [&](rte_mbuf** p, uint16_t n) {
+      in_bursts(maybe_esp, [&](rte_mbuf** p, uint16_t n) {
         uint16_t left = esp_early(w, p, n, decrypted);
         esp = uint16_t(esp + n - left);
         append(w, to_route, p, left);
@@ -186,9 +189,9 @@ void run_passes(Worker& w, uint64_t t, IpInput& in) {
     append(w, to_route, w.originated->pkts, w.originated->n);
     in.to_check.n = in.checked.n = in.ours.n = w.originated->n = 0;
 
-    Batch fwd, local;
+    Batch eth, tunnel, local;
     StageTime nat;
-    in_bursts(to_route, [&](rte_mbuf** p, uint16_t n) { lookup(w, p, n, fwd, local, nat); });
+    in_bursts(to_route, [&](rte_mbuf** p, uint16_t n) { lookup(w, p, n, eth, tunnel, local, nat); });
     if (to_route.n) {
       t = account(w, Stage::ip_lookup, t + nat.cycles, to_route.n);
       if (stage_accounting && nat.packets) {
@@ -212,12 +215,6 @@ void run_passes(Worker& w, uint64_t t, IpInput& in) {
       t = account(w, Stage::local, t, local.n);
     }
 
-    Batch eth, tunnel;
-    for (uint16_t i = 0; i < fwd.n; i++) {
-      rte_mbuf* m = fwd.pkts[i];
-      Batch& to = w.tables->interfaces[meta(m).iface_out].tunnel ? tunnel : eth;
-      to.pkts[to.n++] = m;
-    }
     if (eth.n) {
       in_bursts(eth, [&](rte_mbuf** p, uint16_t n) {
         ip_output(w, p, n);

@@ -38,8 +38,12 @@ L2Out l2_stage(Harness& h, uint16_t port, std::vector<rte_mbuf*> pkts) {
   return {{ip, ip + n_ip}, {arp, arp + n_arp}};
 }
 
+// The good packets: those that may be ESP after the others.
 std::vector<rte_mbuf*> ip_input_stage(Harness& h, std::vector<rte_mbuf*> pkts) {
-  pkts.resize(ip_input(h.worker, pkts.data(), uint16_t(pkts.size())));
+  std::vector<rte_mbuf*> esp(pkts.size());
+  uint16_t n_esp = 0;
+  pkts.resize(ip_input(h.worker, pkts.data(), uint16_t(pkts.size()), esp.data(), n_esp));
+  pkts.insert(pkts.end(), esp.begin(), esp.begin() + n_esp);
   return pkts;
 }
 
@@ -56,6 +60,7 @@ LookupOut ip_lookup_stage(Harness& h, std::vector<rte_mbuf*> pkts) {
     for (auto n = uint16_t(pkts.size()); n;) n = ip_lookup(h.worker, pkts.data(), n, r);
     REQUIRE(r.n_cross == 0);
     out.fwd.insert(out.fwd.end(), r.fwd, r.fwd + r.n_fwd);
+    out.fwd.insert(out.fwd.end(), r.tunnel, r.tunnel + r.n_tunnel);
     out.local.insert(out.local.end(), r.local, r.local + r.n_local);
     pkts.assign(r.leaked, r.leaked + r.n_leaked);
   }
@@ -199,7 +204,8 @@ TEST_CASE("l2_input stage: a mixed burst sorted into IPv4, ARP and drops, with m
 
   auto out = l2_stage(h, 0, pkts);
 
-  CHECK(out.ip == std::vector<rte_mbuf*>{expected[0], expected[1], expected[2], expected[9], expected[12]});
+  // In arrival order, QinQ frames (the hash) after the others.
+  CHECK(out.ip == std::vector<rte_mbuf*>{expected[0], expected[1], expected[9], expected[12], expected[2]});
   CHECK(out.arp == std::vector<rte_mbuf*>{expected[3], expected[10]});
   CHECK(h.drops(Drop::l2_truncated) == 2);
   CHECK(h.drops(Drop::unknown_vlan) == 1);
