@@ -139,6 +139,7 @@ void l2_input(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n, rte_mbuf** 
     meta(m).tenant = f.tenant;
     meta(m).flags = 0;
     meta(m).origin = 0;
+    meta(m).session = 0;
     if (id != run) {
       count_run();
       run = id;
