@@ -12,6 +12,7 @@ struct Committer::Build {
   Build(Committer& committer, const Diff& d, const Intent& in, uint64_t version)
       : c(committer), diff(d), intent(in), next(std::make_unique<Tables>(*committer.current())) {
     next->version = version;
+    next->generation = ++committer.generations_;
   }
   Committer& c;
   const Diff& diff;

@@ -82,7 +82,8 @@ bool Committer::clear_sessions(const std::string& tenant) {
   auto slot = tenant_slot(tenant);
   if (!slot) return false;
   auto next = std::make_unique<Tables>(*current());
-  next->tenants[*slot].nat.epoch = ++nat_->epochs;
+  next->generation = ++generations_;
+  next->tenants[*slot].nat.epoch = next->generation;
   const Tables* previous = current();
   current_.store(next.release(), std::memory_order_release);
   if (params_.rcu) rte_rcu_qsbr_synchronize(params_.rcu, RTE_QSBR_THRID_INVALID);

@@ -141,7 +141,8 @@ class Committer {
   Params params_;
   std::atomic<const Tables*> current_{nullptr};
   Timing last_timing_;
-  uint64_t next_uid_ = 1;  // of tenants, interfaces and tunnels
+  uint64_t next_uid_ = 1;     // of tenants, interfaces and tunnels
+  uint32_t generations_ = 0;  // Tables::generation of the last one built
 
   // Interfaces and tunnels share slots and names: name -> slot as of the last commit, and
   // the slots reusable in a later transaction.

@@ -65,6 +65,9 @@ struct PacketMeta {
   // Crossing the core, with meta_classed: the slot of the policy rule whose shaper class the
   // packet is in (qos.classed_rules).
   uint16_t rule;
+  // Crossed by nat_input and not yet routed in its exit tenant: (session << 1 | direction) + 1
+  // on this worker, whose route the lookup may teach it (nat_learn); 0: none. Zeroed at rx.
+  uint32_t session;
 };
 static_assert(sizeof(PacketMeta) % RTE_MBUF_PRIV_ALIGN == 0);
 // The pools round the private area up to a cache line (64 bytes): keep within it.

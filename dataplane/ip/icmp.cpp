@@ -260,6 +260,7 @@ void local_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** esp, uint16_
       if (f.tunnel && !(pm.flags & meta_translated)) pm.tenant = f.tenant;
       pm.flags = meta_local;
       pm.origin = 0;
+      pm.session = 0;
       originate(w, m);
       continue;
     }

@@ -155,6 +155,26 @@ bool crosses(const Tables& t, rte_mbuf* m, const Nexthop& nh, uint16_t& origin, 
   }
 }
 
+// A packet nat_input translated (meta.session), routed by next hop `hop`: sent out (an
+// interface or a tunnel) or to us,
+// its session may keep the route (nat_learn); leaked on (`leak_on`: looked up again in its
+// exit tenant; else its exit tenant sends it elsewhere: nothing to keep); dropped, nothing.
+[[gnu::noinline]] void route_crossed(Worker& w, rte_mbuf* m, const Nexthop& nh, uint32_t hop, bool leak_on,
+                                     Routed& out) {
+  uint16_t fwd = out.n_fwd, tunnel = out.n_tunnel, local = out.n_local;
+  route(w, m, nh, out);
+  if (nh.kind == NexthopKind::leak) {
+    if (!leak_on) meta(m).session = 0;
+  } else if (out.n_fwd != fwd || out.n_tunnel != tunnel || out.n_local != local) {  // else dropped: m is gone
+    if (hop <= UINT16_MAX) {
+      meta(m).nexthop = uint16_t(hop);
+      out.learn[out.n_learn++] = m;
+    } else {
+      meta(m).session = 0;
+    }
+  }
+}
+
 }  // namespace
 
 namespace {
@@ -234,6 +254,10 @@ uint16_t ip_lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Routed& out) {
     }
     if (nh.kind == NexthopKind::leak && nh.tenant == t.core && tenant != t.core)
       meta(m).origin = uint16_t(tenant + 1);  // enters the core from here
+    if (meta(m).session) [[unlikely]] {
+      route_crossed(w, m, nh, hops[k], false, out);
+      continue;
+    }
     route(w, m, nh, out);
   }
   return 0;
@@ -243,7 +267,11 @@ void ip_route_crossed(Worker& w, rte_mbuf** pkts, uint16_t n, Routed& out) {
   for (uint16_t i = 0; i < n; i++) {
     rte_mbuf* m = pkts[i];
     meta(m).origin = 0;
-    route(w, m, w.tables->nexthops[meta(m).nexthop], out);
+    const Nexthop& nh = w.tables->nexthops[meta(m).nexthop];
+    if (meta(m).session)
+      route_crossed(w, m, nh, meta(m).nexthop, true, out);
+    else
+      route(w, m, nh, out);
   }
 }
 

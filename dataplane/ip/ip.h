@@ -21,14 +21,18 @@ struct Routed {
   rte_mbuf* local[burst_size];   // to one of our addresses
   rte_mbuf* cross[burst_size];   // crosses the core now (meta origin, exit and nexthop set): to nat_input
   rte_mbuf* leaked[burst_size];  // leaked into another tenant: to be looked up again there
-  uint16_t n_fwd = 0, n_tunnel = 0, n_local = 0, n_cross = 0, n_leaked = 0;
+  // Also in fwd, tunnel or local: crossed in this pass (meta.session) and now routed out or to us by a
+  // next hop (meta.nexthop) that their session may keep (nat_learn).
+  rte_mbuf* learn[burst_size];
+  uint16_t n_fwd = 0, n_tunnel = 0, n_local = 0, n_cross = 0, n_leaked = 0, n_learn = 0;
 };
 // Looks up every packet in its own tenant (one bulk lookup for all compact tenants, one per
 // DIR24_8 tenant present) and routes it; at most burst_size packets. Returns how many are
 // left in `pkts`: none (the pipeline's loop for stages that take one tenant a call).
 uint16_t ip_lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Routed& out);
 // Packets that crossed the core in this burst go on by the core route found for them before
-// crossing (meta.nexthop): out, local, or leaked into their exit tenant.
+// crossing (meta.nexthop): out, local, or leaked into their exit tenant. Also those
+// nat_established translated, by their session's route in their exit tenant (meta.tenant).
 void ip_route_crossed(Worker& w, rte_mbuf** pkts, uint16_t n, Routed& out);
 
 // Our own addresses: ICMP echo answered; ESP and ESP-in-UDP handed on (to esp_input).

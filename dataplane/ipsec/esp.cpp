@@ -242,6 +242,7 @@ rte_mbuf* verdict_in(Worker& w, EspPacket& d) {
   pm.tenant = tunnel->tenant;
   pm.l2_len = 0;
   pm.flags = 0;
+  pm.session = 0;
   if (tunnel->mss_clamp) clamp_mss(m, 0, tunnel->mss_clamp);
   bump(w.counters->interfaces[sa->tunnel].rx_packets);
   bump(w.counters->interfaces[sa->tunnel].rx_bytes, inner_len);

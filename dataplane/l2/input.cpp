@@ -35,6 +35,7 @@ struct RxRun {
   pm.tenant = f.tenant;
   pm.flags = 0;
   pm.origin = 0;
+  pm.session = 0;
   if (id != run.iface) {
     run.flush(w);
     run.iface = id;

@@ -134,7 +134,7 @@ std::optional<Error> build_crossing(Kept& kept, const Committer::Params& params,
     if (auto t = intent.tenants.find(e.name); t != intent.tenants.end() && t->second.session_limit())
       x.session_limit = t->second.session_limit();
     if (x.session_limit) x.session_limit = std::max<uint32_t>(1, (x.session_limit + params.queues - 1) / params.queues);
-    x.epoch = fresh || !epoch || changed.count(e.name) ? ++kept.epochs : epoch;
+    x.epoch = fresh || !epoch || changed.count(e.name) ? next.generation : epoch;
     e.nat = std::move(x);
   }
 
@@ -148,8 +148,10 @@ std::optional<Error> build_crossing(Kept& kept, const Committer::Params& params,
         it = kept.rule_slot.erase(it);
       }
     }
-    kept.policy_epoch++;
+    kept.policy_epoch = next.generation;
   }
+  // Never 0: a session synced from the peer (checked 0) asks the rules on its first packet.
+  if (!kept.policy_epoch) kept.policy_epoch = next.generation;
   next.rules.clear();
   for (const auto& [name, r] : intent.policy_rules) {
     PolicyRuleEntry e;

@@ -14,12 +14,12 @@
 namespace medix::dp::nat {
 
 // Per-worker session tables (made when a core first appears, kept), the counter slots of
-// policy rules, and the serials translation and policy epochs are drawn from.
+// policy rules, and the generation that last changed the rules (translation and policy epochs
+// are the generations that changed them: a session made or checked in a later one is current).
 struct Kept {
   std::vector<NatWorker*> workers;
   std::map<std::string, uint16_t> rule_slot;
   std::vector<uint16_t> free_rules;
-  uint32_t epochs = 0;
   uint32_t policy_epoch = 0;
 };
 

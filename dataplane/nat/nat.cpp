@@ -213,11 +213,11 @@ std::optional<uint32_t> map_in(const Translation& x, uint32_t ip) {
 
 uint64_t timeout_of(const Worker& w, const Session& s) { return session_timeout(w.timeouts, s.key[0].protocol, s.tcp); }
 
+// A tenant of the session is gone, or its translation changed after the session was made.
 bool stale(const Tables& t, const Session& s) {
   for (int d = 0; d < 2; d++) {
     uint16_t tenant = s.key[d].tenant;
-    uint32_t now = tenant < t.tenants.size() && t.tenants[tenant].live ? t.tenants[tenant].nat.epoch : 0;
-    if (s.epoch[d] != now) return true;
+    if (tenant >= t.tenants.size() || !t.tenants[tenant].live || t.tenants[tenant].nat.epoch > s.made) return true;
   }
   return false;
 }
@@ -450,9 +450,8 @@ std::optional<uint32_t> create_session(Worker& w, NatWorker& nw, const Flow& f, 
   s.tcp = 0;
   s.rule = rule->slot;
   s.last_seen = w.now;
-  s.epoch[0] = t.tenants[origin].nat.epoch;
-  s.epoch[1] = t.tenants[exit].nat.epoch;
-  s.policy_epoch = t.policy_epoch;
+  s.made = s.checked = t.generation;
+  s.route[0] = s.route[1] = 0;
   s.mapping = mapping ? *mapping + 1 : 0;
   if (mapping) nw.mappings[*mapping].refs++;
   s.seq.store(seq + 2, std::memory_order_release);
@@ -581,6 +580,8 @@ bool prepare(Worker& w, NatWorker& nw, rte_mbuf*& m, uint16_t origin, uint16_t e
   return true;
 }
 
+bool translate(Worker& w, const Tables& t, rte_mbuf* m, const Flow& f, Session& s, int direction, uint16_t origin);
+
 // After the lookup (`data`: what the index holds for `key`, or nullopt): the session's checks,
 // or a new session, and the rewrite. False: dropped.
 bool finish(Worker& w, NatWorker& nw, rte_mbuf* m, const Flow& f, const FlowKey& key, uint16_t origin, uint16_t exit,
@@ -601,7 +602,7 @@ bool finish(Worker& w, NatWorker& nw, rte_mbuf* m, const Flow& f, const FlowKey&
       end_session(w, nw, *index);
       index.reset();
       direction = 0;
-    } else if (s.policy_epoch != t.policy_epoch) {
+    } else if (s.checked < t.policy_epoch) {
       // The rules changed since the session was made: does its flow still pass?
       const FlowKey& k = s.key[0];
       const PolicyRuleEntry* rule = decide(t, k.tenant, s.key[1].tenant, k.dst, k.protocol, k.dport);
@@ -612,7 +613,10 @@ bool finish(Worker& w, NatWorker& nw, rte_mbuf* m, const Flow& f, const FlowKey&
         return false;
       }
       s.rule = rule->slot;
-      s.policy_epoch = t.policy_epoch;
+    }
+    if (index && s.checked != t.generation) {  // proven in this generation: its routes are learned again
+      s.checked = t.generation;
+      s.route[0] = s.route[1] = 0;
     }
   }
   if (f.quoted) {
@@ -645,7 +649,14 @@ bool finish(Worker& w, NatWorker& nw, rte_mbuf* m, const Flow& f, const FlowKey&
       return false;
     }
   }
-  Session& s = nw.sessions[*index];
+  if (!translate(w, t, m, f, nw.sessions[*index], direction, origin)) return false;
+  meta(m).session = (*index << 1 | uint32_t(direction)) + 1;  // for nat_learn
+  return true;
+}
+
+// An established flow's packet, its session checked: policed, its session's state moved on,
+// rewritten. False: dropped.
+bool translate(Worker& w, const Tables& t, rte_mbuf* m, const Flow& f, Session& s, int direction, uint16_t origin) {
   // The rule's class (docs/qos.md "Classes by policy rule"): its policer, both ways.
   if (const qos::Policer* p = qos::rule_policer(t.qos, s.rule)) [[unlikely]] {
     qos::Colour colour;
@@ -812,6 +823,76 @@ void nat_input(Worker& w, rte_mbuf** pkts, uint16_t n, bool handed_off, rte_mbuf
     trace_step(w, TraceStep::translated, out + first_out, uint16_t(n_out - first_out));
 }
 
+uint16_t nat_established(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** known, uint16_t& n_known) {
+  const Tables& t = *w.tables;
+  // Traced packets show every step; the standby crosses nothing: both the long way.
+  if (!t.nat || w.trace || (w.ha_standby && w.ha_standby->load(std::memory_order_relaxed))) return n;
+  NatWorker& nw = *t.nat[w.queue];
+  Flow flows[burst_size];
+  FlowKey keys[burst_size];
+  uint32_t hashes[burst_size], found[burst_size];
+  uint16_t at[burst_size], count = 0;
+  for (uint16_t i = 0; i < n; i++) {
+    rte_mbuf* m = pkts[i];
+    const PacketMeta& pm = meta(m);
+    if (pm.tenant != t.core || !pm.origin) continue;  // not entering the core from a tenant
+    // Fragments (reassembly), TTL running out (answered before crossing), ICMP errors and
+    // anything parse drops: nat_input's way.
+    const auto* ip = rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, pm.l2_len);
+    if (rte_ipv4_frag_pkt_is_fragmented(ip) || (!(pm.flags & meta_local) && ip->time_to_live <= 1)) continue;
+    Flow& f = flows[count];
+    if (parse(m, f) || f.quoted) continue;
+    keys[count] =
+        FlowKey{ipv4_src(f.ip), ipv4_dst(f.ip), f.sport, f.dport, uint16_t(pm.origin - 1), f.protocol, flow_session};
+    hashes[count] = flow_hash(keys[count]);
+    nw.index.prefetch(hashes[count]);
+    at[count++] = i;
+  }
+  if (!count) return n;
+  for (uint16_t k = 0; k < count; k++) {
+    found[k] = nw.index.candidate(hashes[k]);
+    if (found[k] != no_flow) rte_prefetch0(&nw.key_of(found[k]));
+  }
+  static_assert(burst_size < 64);
+  uint64_t taken = 0;  // by position in pkts: translated or dropped here
+  for (uint16_t k = 0; k < count; k++) {
+    if (found[k] == no_flow || !(nw.key_of(found[k]) == keys[k])) found[k] = nw.find(keys[k], hashes[k]);
+    if (found[k] == no_flow || (found[k] & 2)) continue;  // no session (a mapping's key cannot be a session's)
+    Session& s = nw.sessions[found[k] >> 2];
+    int d = int(found[k] & 1);
+    // Proven in this generation (tenants, translations, policy, the core's route: any commit
+    // moves it), its route learned since, and not idle too long.
+    if (s.checked != t.generation || !s.route[d] || w.now - s.last_seen > timeout_of(w, s)) continue;
+    rte_mbuf* m = pkts[at[k]];
+    taken |= uint64_t(1) << at[k];
+    if (!translate(w, t, m, flows[k], s, d, keys[k].tenant)) continue;
+    PacketMeta& pm = meta(m);
+    pm.tenant = s.key[1 - d].tenant;  // where the route was found: the exit (the core for its own)
+    pm.exit = pm.tenant;
+    pm.nexthop = s.route[d];
+    known[n_known++] = m;
+  }
+  uint16_t left = 0;
+  for (uint16_t i = 0; i < n; i++)
+    if (!(taken & (uint64_t(1) << i))) pkts[left++] = pkts[i];
+  return left;
+}
+
+void nat_learn(Worker& w, rte_mbuf** pkts, uint16_t n) {
+  const Tables& t = *w.tables;
+  NatWorker* nw = t.nat ? t.nat[w.queue] : nullptr;
+  for (uint16_t i = 0; i < n; i++) {
+    PacketMeta& pm = meta(pkts[i]);
+    uint32_t mark = pm.session - 1, index = mark >> 1;
+    int d = int(mark & 1);
+    pm.session = 0;
+    if (!nw || index >= nw->capacity) continue;
+    Session& s = nw->sessions[index];
+    // Made or checked in this generation (by nat_input, in this pass), and routed where it exits.
+    if (s.live && s.checked == t.generation && s.key[1 - d].tenant == pm.tenant) s.route[d] = pm.nexthop;
+  }
+}
+
 void nat_sweep(Worker& w) {
   const Tables& t = *w.tables;
   if (!t.nat) return;
@@ -947,9 +1028,9 @@ void install_session(Worker& w, NatWorker& nw, const SyncRecord& r, bool keep_ow
   s.tcp = r.tcp;
   s.rule = 0;
   s.last_seen = last_seen;
-  s.epoch[0] = t.tenants[key.tenant].nat.epoch;
-  s.epoch[1] = t.tenants[reverse.tenant].nat.epoch;
-  s.policy_epoch = t.policy_epoch + 1;  // not this generation's: the first packet asks the policy
+  s.made = t.generation;
+  s.checked = 0;  // never: the first packet asks the policy
+  s.route[0] = s.route[1] = 0;
   s.mapping = mapping ? *mapping + 1 : 0;
   s.seq.store(seq + 2, std::memory_order_release);
   nw.sessions_of[key.tenant]++;

@@ -46,10 +46,19 @@ struct Session {
   uint16_t rule;  // policy rule slot that permitted it
   FlowKey key[2];
   uint64_t last_seen;  // TSC
-  uint32_t epoch[2];   // of key[d].tenant's translation when it was made
-  uint32_t policy_epoch;
+  // The generation it was made in: it is stale once either tenant's translation epoch (the
+  // generation that last changed it) is later.
+  uint32_t made;
+  // The generation it was last proven in (its tenants, translations and policy as they were
+  // then; 0: never), and, for that generation alone, where each direction goes once
+  // translated: the next hop id its exit tenant's lookup found (0: not known). An established
+  // packet whose session says so skips the core's and the exit's lookups (docs/nat.md "What
+  // an established packet costs"); any commit moves the generation and they are learned again.
+  uint32_t checked;
+  uint16_t route[2];
   uint32_t mapping;  // NAPT mapping index + 1; 0: none
 };
+static_assert(sizeof(Session) == 64, "a session is one cache line");
 
 struct Mapping {
   FlowKey inside, outside;
@@ -119,6 +128,18 @@ void nat_worker_free(NatWorker* n);  // nullptr: nothing
 // tenant, to be looked up again (in the core: marked meta_crossed).
 void nat_input(Worker& w, rte_mbuf** pkts, uint16_t n, bool handed_off, rte_mbuf** out, uint16_t& n_out);
 
+// Established flows entering the core from a tenant (meta.origin set, in the core now): those
+// whose session proves its kept route current (Session::checked, route) are translated here and
+// come out in `known` with meta.tenant and meta.nexthop the exit tenant's route, to be routed
+// by it (ip_route_crossed) without the core's lookup or the exit's; the rest are left in `pkts`
+// (returned: how many) for the lookup and nat_input. Never drops, except as the session's
+// policer says.
+uint16_t nat_established(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** known, uint16_t& n_known);
+
+// Packets nat_input translated (meta.session) that their exit tenant's lookup has just routed
+// out or to us by next hop meta.nexthop: their sessions keep it for this generation.
+void nat_learn(Worker& w, rte_mbuf** pkts, uint16_t n);
+
 // A worker's housekeeping between bursts: ends a few idle sessions, frees fragments.
 void nat_sweep(Worker& w);
 
@@ -131,7 +152,7 @@ struct SessionView {
   uint8_t tcp;
   uint16_t rule;
   uint64_t last_seen;
-  uint32_t epoch[2];
+  uint32_t made;
 };
 
 // Idle timeout of a session, in TSC (RFC 7857: TCP by its progress).
@@ -159,7 +180,7 @@ void for_each_session(NatWorker* const* workers, uint16_t n, F&& f) {
       const Session& s = nw.sessions[i];
       uint32_t before = s.seq.load(std::memory_order_acquire);
       if ((before & 1) || !s.live) continue;
-      SessionView v{{s.key[0], s.key[1]}, s.tcp, s.rule, s.last_seen, {s.epoch[0], s.epoch[1]}};
+      SessionView v{{s.key[0], s.key[1]}, s.tcp, s.rule, s.last_seen, s.made};
       std::atomic_thread_fence(std::memory_order_acquire);
       if (s.seq.load(std::memory_order_relaxed) != before) continue;
       f(q, v);

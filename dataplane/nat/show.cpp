@@ -40,7 +40,7 @@ std::optional<Error> list_sessions(Dataplane& dp, const v1::ListSessionsRequest&
     for_each_session(t.nat, t.workers, [&](uint16_t q, const SessionView& v) {
       for (int d = 0; d < 2; d++) {  // ended lazily (tenant cleared or translation changed)
         uint16_t slot = v.key[d].tenant;
-        if (slot >= t.tenants.size() || !t.tenants[slot].live || t.tenants[slot].nat.epoch != v.epoch[d]) return;
+        if (slot >= t.tenants.size() || !t.tenants[slot].live || t.tenants[slot].nat.epoch > v.made) return;
       }
       const FlowKey &a = v.key[0], &b = v.key[1];
       uint64_t idle = now > v.last_seen ? now - v.last_seen : 0;

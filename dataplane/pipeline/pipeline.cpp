@@ -7,7 +7,8 @@
 //                                                      └─ local ─ local_input ─ esp_input
 //   lookup, a burst of any tenants:  ip_lookup ─┬─ fwd / local
 //                                               ├─ cross ─ nat_input ─ ip_route_crossed ─ fwd / local / leaked
-//                                               └─ leaked: the next round, in its new tenant
+//                                               └─ leaked: the next round, in its new tenant; into the core,
+//                                                  established: nat_established ─ ip_route_crossed ─ fwd / local
 //   police (qos/) runs between l2_input and ip_input, in generations that have policers;
 //   shape (qos/) takes what ip_output sent to shaped interfaces into their class queues, and
 //   the worker loop's schedule step sends from them (process_shaped); a shaped tunnel's
@@ -112,6 +113,21 @@ void lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Batch& eth, Batch& tunnel, B
       if (stage_timing(w)) nat.cycles += rte_rdtsc() - start;
       r.n_cross = 0;
       ip_route_crossed(w, crossed, n_crossed, r);
+    }
+    if (r.n_learn) {
+      nat_learn(w, r.learn, r.n_learn);
+      r.n_learn = 0;
+    }
+    if (r.n_leaked) {
+      // Established flows into the core whose sessions know their way: across and routed by
+      // it now, without the core's round or the exit's.
+      uint64_t start = stage_clock(w);
+      rte_mbuf* known[burst_size];
+      uint16_t n_known = 0, before = r.n_leaked;
+      r.n_leaked = nat_established(w, r.leaked, r.n_leaked, known, n_known);
+      nat.packets += before - r.n_leaked;
+      if (stage_timing(w)) nat.cycles += rte_rdtsc() - start;
+      ip_route_crossed(w, known, n_known, r);
     }
     append(w, eth, r.fwd, r.n_fwd);
     append(w, tunnel, r.tunnel, r.n_tunnel);

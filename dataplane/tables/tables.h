@@ -210,6 +210,9 @@ void NeighbourTable::for_each(F&& f) const {
 // table are shared between generations and updated in ways readers tolerate (see there).
 struct Tables {
   uint64_t version = 0;
+  // Serial of this generation, one more for each published (commits and ClearSessions): what a
+  // session's kept routing proves itself current by (nat/nat.h, Session::checked).
+  uint32_t generation = 0;
   std::vector<PortEntry> ports;            // by slot
   std::vector<InterfaceEntry> interfaces;  // by slot; a slot with uid 0 is free
   std::vector<TenantEntry> tenants;        // by slot; not live: free
@@ -231,7 +234,7 @@ struct Tables {
   // tried, and every worker's session tables (nullptr until a core tenant exists).
   uint16_t core = UINT16_MAX;
   std::vector<PolicyRuleEntry> rules;
-  uint32_t policy_epoch = 0;
+  uint32_t policy_epoch = 0;  // the generation that last changed the rules
   NatWorker* const* nat = nullptr;
   uint16_t workers = 1;
   // Features' own parts, each declared in its folder's tables.h (one line a feature). IPsec's

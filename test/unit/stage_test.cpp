@@ -673,7 +673,12 @@ TEST_CASE("crossing: a route committed under a live session takes effect on its 
   Harness h(crossing_config);
   const uint16_t hosp = h.tenant("hosp");
   // The first packet makes the session; the archive routes it by .2.
+  const NatWorker& nw = *h.tables->nat[0];
   CHECK(cross_once(h, "100.100.3.10") == "02:00:00:00:aa:02");
+  // The session learned its route: the second packet took it, without the lookups.
+  REQUIRE(nw.sessions[0].live);
+  CHECK(nw.sessions[0].checked == h.tables->generation);
+  CHECK(nw.sessions[0].route[0] != 0);
   CHECK(cross_once(h, "100.100.3.10") == "02:00:00:00:aa:02");
   CHECK(h.worker.counters->nat[hosp].sessions_created == 1);
   CHECK(h.worker.counters->nat[hosp].translated == 2);
@@ -693,6 +698,47 @@ TEST_CASE("crossing: a route committed under a live session takes effect on its 
   CHECK(h.drops(Drop::blackhole) == 1);
   CHECK(h.total_drops() == 1);
   CHECK(h.worker.counters->nat[hosp].sessions_created == 1);
+}
+
+TEST_CASE("crossing: the core's route, the policy and ClearSessions committed under a kept route take effect") {
+  Harness h(crossing_config);
+  const uint16_t hosp = h.tenant("hosp");
+  const NatWorker& nw = *h.tables->nat[0];
+  CHECK(cross_once(h, "100.100.3.10") == "02:00:00:00:aa:02");
+  CHECK(cross_once(h, "100.100.3.10") == "02:00:00:00:aa:02");
+  REQUIRE(nw.sessions[0].route[0] != 0);
+
+  // ClearSessions: a new generation; the session ends on its next packet, which makes another.
+  uint32_t before = h.tables->generation;
+  REQUIRE(h.controller.clear_sessions("hosp"));
+  h.tables = h.worker.tables = h.controller.published().load();
+  CHECK(h.tables->generation > before);
+  CHECK(cross_once(h, "100.100.3.10") == "02:00:00:00:aa:02");
+  CHECK(h.worker.counters->nat[hosp].sessions_created == 2);
+  CHECK(h.worker.counters->nat[hosp].sessions_ended == 1);
+  CHECK(cross_once(h, "100.100.3.10") == "02:00:00:00:aa:02");
+  REQUIRE(nw.sessions[0].route[0] != 0);
+
+  // The core sends the archive's 100.100.3.0/24 nowhere: the kept route is not taken.
+  REQUIRE(h.apply(ops(R"([{"op": "CREATE", "object": {"route": {"tenant": "ix", "prefix": "100.100.3.0/24",
+                           "blackhole": {}}}}])"))
+              .code == Code::ok);
+  CHECK(cross_once(h, "100.100.3.10") == "");
+  CHECK(h.drops(Drop::blackhole) == 1);
+  REQUIRE(
+      h.apply(ops(R"([{"op": "DELETE", "object": {"route": {"tenant": "ix", "prefix": "100.100.3.0/24"}}}])")).code ==
+      Code::ok);
+  CHECK(cross_once(h, "100.100.3.10") == "02:00:00:00:aa:02");
+  CHECK(cross_once(h, "100.100.3.10") == "02:00:00:00:aa:02");
+  REQUIRE(nw.sessions[0].route[0] != 0);
+
+  // The rule taken away: the next packet is asked the policy, denied, and the session ends.
+  REQUIRE(h.apply(ops(R"([{"op": "DELETE", "object": {"policy_rule": {"name": "hosp-archive"}}}])")).code == Code::ok);
+  CHECK(cross_once(h, "100.100.3.10") == "");
+  CHECK(h.drops(Drop::policy_denied) == 1);
+  CHECK(h.worker.counters->nat[hosp].policy_denied == 1);
+  CHECK(!nw.sessions[0].live);
+  CHECK(h.total_drops() == 2);
 }
 
 TEST_CASE("crossing: a session slot reused by another flow routes that flow by its own route") {
