@@ -654,7 +654,7 @@ int run(int argc, char** argv) {
   }
   if (command == "ha") {
     Client client(target, tls);
-    return ha_command(client, args, output == "json");
+    return ha_command(client, cp_target, args, output == "json");
   }
   if (command == "version") {
     args.expect_done();

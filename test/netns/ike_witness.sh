@@ -126,6 +126,10 @@ check "medix-cp B holds the IKE_SA passive and its CHILD_SA" \
 a_mark=$(wc -l <"$MX_TMP/cp-a.log")
 check "paired: A sends DPD without the lease, and the gateway answers" mx_wait_eval 8 'dpd_answered a $a_mark'
 check_that "paired: nobody holds the speaker's lease (key $SPEAKER_KEY absent)" '[ -z "$(speaker)" ]'
+# witness NODE EXPR: EXPR (python, w: the ike_witness of medixctl ha -o json on NODE's prefix) holds.
+witness() { [ "$(mx_ctl "$1" -o json ha | mx_json - "(lambda w: $2)(d['ike_witness'])")" = True ]; }
+check "paired: medixctl ha on A: the witness configured, not wanted, not held" \
+  witness "$A_PREFIX" "w['configured'] and w['endpoint'] == '$ETCD_A:2379' and not w['wanted'] and not w['holder'] and w['held_exchanges'] == '0'"
 ike_before=$(ike_sa) child_before=$(child)
 echo "    gateway before: IKE_SA $ike_before; CHILD_SA $child_before"
 
@@ -153,6 +157,13 @@ m="$(metrics_b medix_cp_ha_witness_holds) $(metrics_b 'medix_cp_ha_witness_lease
 check_that "medix-cp B's metrics: holds the lease, obtained once, its requests held once before it (holds obtained held: $m)" \
   '[ "$m" = "1 1 1" ]'
 check_that "no retransmit of B's requests" '! cp_since b $b_mark | grep -q retransmit'
+ha_b=$(mx_ctl "$B_PREFIX" ha 2>&1)
+echo "$ha_b" | grep -A3 '^witness' | sed 's/^/    B: /'
+check_that "medixctl ha on B: the witness's etcd and key, holder yes, renewed within the TTL" \
+  'grep -qx "witness    etcd $ETCD_B:2379, key $SPEAKER_KEY, plain gRPC, TTL 2 s" <<<"$ha_b" &&
+   grep -qE "^ +holder yes \(wanted: active without a standby peer\); last renewal [0-9]+ ms ago$" <<<"$ha_b"'
+check "medixctl ha -o json on B: holder, renewed < 1 s ago, nothing held now, held once, obtained once" \
+  witness "$B_PREFIX" 'w["holder"] and w["wanted"] and 0 <= int(w["last_renewal_ms"]) < 1000 and w["held_exchanges"] == "0" and w["holds"] == "1" and w["obtained"] == "1"'
 check "hosp-y reaches the archive through B" ping_archive
 
 # --- A back as standby: B has a standby peer again and lets the lease go --------------------------
@@ -205,6 +216,9 @@ ip -n "mx-$MX_ID-cp-a" link add "md${MX_ID}a" type veth peer name "md${MX_ID}p" 
   ip -n "mx-$MX_ID-cp-a" addr add 10.77.0.1/24 dev "md${MX_ID}a" && ip -n "mx-$MX_ID-cp-a" link set "md${MX_ID}p" up &&
   ip -n "mx-$MX_ID-cp-a" link set "md${MX_ID}a" up || fail "could not add an address to A's namespace"
 check "split: a new address on A: its MOBIKE roam is held" mx_wait_eval 5 'cp_since a $a_mark | grep -q "MOBIKE roam held"'
+mx_ctl "$A_PREFIX" ha 2>&1 | grep -A4 '^witness' | sed 's/^/    A: /'
+check "split: medixctl ha on A: wanted, not the holder, its rekey and roam held, etcd's refusal said" \
+  witness "$A_PREFIX" 'w["wanted"] and not w["holder"] and int(w["held_exchanges"]) >= 2 and w["last_refusal"].startswith("etcd: ")'
 sleep 3 # B's next DPD; A's rekey and address update would have reached the gateway by now
 check_that "split: the gateway's CHILD_SA is unchanged (A's rekey did not go out)" '[ "$(child | cut -d" " -f1,2)" = "$(cut -d" " -f1,2 <<<"$c_split")" ]'
 check_that "split: A sent no DPD, B did" \
