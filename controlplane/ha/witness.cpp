@@ -61,7 +61,10 @@ bool Witness::add_token(grpc::ClientContext& ctx) {
     request.set_name(endpoint_.user);
     request.set_password(endpoint_.password);
     pb::AuthenticateResponse response;
-    if (grpc::Status s = auth_->Authenticate(context().get(), request, &response); !s.ok())
+    auto ctx_auth = std::make_unique<grpc::ClientContext>();
+    // etcd checks the password with bcrypt: longer than a lease call on a loaded machine.
+    ctx_auth->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    if (grpc::Status s = auth_->Authenticate(ctx_auth.get(), request, &response); !s.ok())
       return refused("etcd: authentication: user " + endpoint_.user + ": " + s.error_message());
     token_ = response.token();
   }
@@ -222,6 +225,10 @@ void Witness::revoke() {
 }
 
 void Witness::run() {
+  if (!endpoint_.user.empty()) {  // the token at start: a takeover then waits for no Authenticate
+    grpc::ClientContext ctx;
+    add_token(ctx);
+  }
   std::unique_lock lock(mu_);
   while (!stopping_) {
     bool wanted = wanted_.load();
