@@ -267,4 +267,10 @@ grpc::Status ControlService::apply_local(const c1::Intent& wanted, c1::ApplyInte
   return grpc::Status::OK;
 }
 
+grpc::Status ControlService::GetHaWitness(grpc::ServerContext*, const c1::GetHaWitnessRequest*,
+                                          c1::HaWitness* response) {
+  if (witness_) *response = witness_();  // else configured is false
+  return grpc::Status::OK;
+}
+
 }  // namespace medix::cp

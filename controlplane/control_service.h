@@ -4,6 +4,7 @@
 // itself (read, replaced whole). It owns the running intent; charon's state is read through the
 // glue.
 
+#include <functional>
 #include <mutex>
 
 #include "dataplane_client.h"
@@ -31,9 +32,12 @@ class ControlService final : public c1::ControlPlane::Service {
   grpc::Status GetIntentStatus(grpc::ServerContext*, const c1::GetIntentStatusRequest*, c1::IntentStatus*) override;
   grpc::Status ListAreas(grpc::ServerContext*, const c1::ListAreasRequest*, c1::ListAreasResponse*) override;
   grpc::Status GetDnsQueries(grpc::ServerContext*, const c1::GetDnsQueriesRequest*, c1::DnsQueries*) override;
+  grpc::Status GetHaWitness(grpc::ServerContext*, const c1::GetHaWitnessRequest*, c1::HaWitness*) override;
 
   // Where the intent is kept (intent_store.h); set before the service is served.
   void set_store(IntentStore* store) { store_ = store; }
+  // A node of a pair with --ike-witness: the witness's state (docs/ha.md); set before serving.
+  void set_witness(std::function<c1::HaWitness()> witness) { witness_ = std::move(witness); }
   // Whether `intent` (no areas) would be applied: its fields, then charon's view of each peer.
   grpc::Status check(const c1::Intent& wanted);
   // Brings charon and medix-dp to `intent` (no areas), writing it to the intent file first
@@ -54,6 +58,7 @@ class ControlService final : public c1::ControlPlane::Service {
   DataplaneClient& dataplane_;
   dns::Sync* dns_;
   IntentStore* store_ = nullptr;
+  std::function<c1::HaWitness()> witness_;
 };
 
 }  // namespace medix::cp

@@ -70,6 +70,23 @@ std::optional<std::string> parse_etcd_url(const std::string& url, EtcdEndpoint& 
   return std::nullopt;
 }
 
+std::shared_ptr<grpc::Channel> etcd_channel(const EtcdEndpoint& endpoint, grpc::ChannelArguments args) {
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (!endpoint.ca_pem.empty()) {
+    grpc::SslCredentialsOptions tls;
+    tls.pem_root_certs = endpoint.ca_pem;
+    tls.pem_cert_chain = endpoint.cert_pem;
+    tls.pem_private_key = endpoint.key_pem;
+    credentials = grpc::SslCredentials(tls);
+    if (endpoint.address.find(',') != std::string::npos) {
+      std::string name = endpoint.server_name;
+      if (name.empty()) name = endpoint.address.substr(0, endpoint.address.find(':'));
+      args.SetSslTargetNameOverride(name);
+    }
+  }
+  return grpc::CreateCustomChannel(endpoint.target.empty() ? endpoint.address : endpoint.target, credentials, args);
+}
+
 std::optional<std::string> read_etcd_user(const std::string& path, EtcdEndpoint& out) {
   std::ifstream in(path);
   std::string line;

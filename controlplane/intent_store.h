@@ -87,6 +87,10 @@ std::optional<std::string> parse_etcd_url(const std::string& url, EtcdEndpoint& 
 // file that others may read is said on stderr, and taken.
 std::optional<std::string> read_etcd_user(const std::string& path, EtcdEndpoint& out);
 
+// A channel to etcd at `endpoint`: plain gRPC, or TLS with its CA and our certificate (with several
+// members, the name their certificates share). `args`: the caller's (backoff, keepalive).
+std::shared_ptr<grpc::Channel> etcd_channel(const EtcdEndpoint& endpoint, grpc::ChannelArguments args);
+
 // What an area's medix-cp applies: the global objects with its area's section (none: "").
 c1::Intent area_intent(const c1::Intent& whole, const std::string& area);
 // Area names are names, and a section holds no areas. "" or "areas[east].areas: ...".

@@ -81,9 +81,11 @@ constexpr const char* usage_text =
     "                              --intent FILE is then this area's local copy\n"
     "  --area NAME                 with etcd: apply the global objects and area NAME's (docs/areas.md)\n"
     "  --etcd-cacert FILE [--etcd-cert FILE --etcd-key FILE] [--etcd-server-name NAME]\n"
-    "                              TLS to etcd: its CA, our client certificate; with several members the\n"
+    "                              TLS to etcd (the intent store's and --ike-witness's): its CA, our client\n"
+    "                              certificate; with several members the\n"
     "                              name their certificates share (default: the first member's address)\n"
-    "  --etcd-user-file FILE       etcd's password authentication: FILE's first line is USER:PASSWORD\n"
+    "  --etcd-user-file FILE       etcd's password authentication (the store's and the witness's): FILE's\n"
+    "                              first line is USER:PASSWORD\n"
     "                              (readable by medix-cp's user only; the password is never logged)\n"
     "  --bgp HOST:PORT             gobgpd's gRPC API: announce this area's core prefixes, install the\n"
     "                              other areas' into the core tenant (the intent's bgp, docs/areas.md)\n"
@@ -266,7 +268,13 @@ int main(int argc, char** argv) {
       fprintf(stderr, "medix-cp: --intent-store etcd://... needs --area NAME (letters, digits, - _ .)\n");
       return 2;
     }
-    // TLS to etcd: the CA that signed its members' certificates, and ours (--client-cert-auth).
+  } else if (!area.empty()) {
+    fprintf(stderr, "medix-cp: --area goes with --intent-store etcd://... (the intent file has no areas)\n");
+    return 2;
+  }
+  if (!intent_store.empty() || witness_config.configured()) {
+    // TLS to etcd (the intent store's, the witness's): the CA that signed its members' certificates,
+    // and ours (--client-cert-auth).
     if (!etcd_cacert.empty() || !etcd_cert.empty() || !etcd_key.empty()) {
       if (etcd_cacert.empty() || etcd_cert.empty() != etcd_key.empty()) {
         fprintf(stderr,
@@ -293,14 +301,12 @@ int main(int argc, char** argv) {
         return 2;
       }
     }
+    witness_config.access = etcd;  // its TLS and user; the witness's own address and prefix
   } else if (!etcd_cacert.empty() || !etcd_cert.empty() || !etcd_key.empty() || !etcd_server_name.empty() ||
              !etcd_user_file.empty()) {
     fprintf(stderr,
             "medix-cp: --etcd-cacert, --etcd-cert, --etcd-key, --etcd-server-name and --etcd-user-file go with "
-            "--intent-store etcd://...\n");
-    return 2;
-  } else if (!area.empty()) {
-    fprintf(stderr, "medix-cp: --area goes with --intent-store etcd://... (the intent file has no areas)\n");
+            "--intent-store etcd://... or --ike-witness etcd://...\n");
     return 2;
   }
 
@@ -475,6 +481,29 @@ int main(int argc, char** argv) {
     store = std::move(s);
   }
   service.set_store(store.get());
+  if (witness_config.configured())
+    service.set_witness([&witness, &ha_link] {
+      medix::cp::ha::Witness::View v = witness.view();
+      const medix::cp::ha::Witness::Stats& st = witness.stats();
+      medix::cp::c1::HaWitness w;
+      w.set_configured(true);
+      w.set_endpoint(v.endpoint);
+      w.set_key(v.key);
+      w.set_tls(v.tls);
+      w.set_user(v.user);
+      w.set_ttl_s(uint32_t(v.ttl_s));
+      w.set_wanted(v.wanted);
+      w.set_holder(v.holder);
+      w.set_last_renewal_ms(v.last_renewal_ms);
+      w.set_held_exchanges(uint64_t(cp_charon_held()));
+      w.set_obtained(st.obtained.load());
+      w.set_lost(st.lost.load());
+      w.set_renewals(st.renewals.load());
+      w.set_renew_failures(st.failures.load());
+      w.set_holds(ha_link.stats().holds.load());
+      w.set_last_refusal(v.last_refusal);
+      return w;
+    });
   // Routes between areas: the BGP speaker reads the intent as applied (docs/areas.md).
   std::unique_ptr<medix::cp::bgp::Speaker> bgp;
   if (!bgp_daemon.empty()) {

@@ -95,6 +95,8 @@ void cp_charon_hold_dpd(void);
  * a node of a pair with a witness while it is active without a standby peer or the witness's
  * lease (docs/ha.md). Returns how many CHILD_SA expiries were let go. */
 int cp_charon_hold(bool hold);
+/* The exchanges held now: IKE_SA rekeys, deletes and MOBIKE roams waiting, CHILD_SA expiries queued. */
+int cp_charon_held(void);
 /* Adds or replaces a peer (its config and PSK or certificates); with dry_run, only checks that
  * it would be accepted (proposals, selectors, certificate files). 0, or -1 with a reason. */
 int cp_charon_add_peer(const struct cp_peer* peer, bool dry_run, char* err, size_t err_len);

@@ -23,7 +23,8 @@
 #include "glue.h"
 #include "hold.h"
 
-static bool held; /* read with __atomic by the job wrapper */
+static bool held;     /* read with __atomic by the job wrapper */
+static int held_jobs; /* jobs waiting now (__atomic): counted once said, until they run or go */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 struct expiry {
   uint32_t spi;
@@ -48,11 +49,17 @@ typedef struct {
 static job_requeue_t held_execute(job_t* job) {
   held_job_t* this = (held_job_t*)job;
   if (__atomic_load_n(&held, __ATOMIC_ACQUIRE)) {
-    if (!this->said)
+    if (!this->said) {
       DBG1(DBG_IKE, "medix: %s held: no IKE request without a standby peer or the witness's lease",
            this->inner->execute == held_kinds[2] ? "MOBIKE roam" : "IKE_SA rekey/delete");
+      __atomic_add_fetch(&held_jobs, 1, __ATOMIC_RELAXED);
+    }
     this->said = true;
     return JOB_RESCHEDULE_MS(200);
+  }
+  if (this->said) {
+    this->said = false;
+    __atomic_sub_fetch(&held_jobs, 1, __ATOMIC_RELAXED);
   }
   return this->inner->execute(this->inner);
 }
@@ -64,6 +71,7 @@ static job_priority_t held_priority(job_t* job) {
 
 static void held_destroy(job_t* job) {
   job_t* inner = ((held_job_t*)job)->inner;
+  if (((held_job_t*)job)->said) __atomic_sub_fetch(&held_jobs, 1, __ATOMIC_RELAXED);
   inner->destroy(inner);
   free(job);
 }
@@ -171,4 +179,11 @@ int cp_charon_hold(bool hold) {
   for (int i = 0; i < n; i++) cp_charon_expire(run[i].spi, run[i].dst, !run[i].soft);
   free(run);
   return n;
+}
+
+int cp_charon_held(void) {
+  pthread_mutex_lock(&lock);
+  int n = n_expiries;
+  pthread_mutex_unlock(&lock);
+  return n + __atomic_load_n(&held_jobs, __ATOMIC_RELAXED);
 }

@@ -7,6 +7,10 @@
 #include <string>
 #include <thread>
 
+#include <google/protobuf/struct.pb.h>
+#include <grpcpp/grpcpp.h>
+
+#include "medix/controlplane/v1/controlplane.grpc.pb.h"
 #include "output.h"
 
 namespace medix::ctl {
@@ -64,6 +68,41 @@ void print_seq(const v1::HaSyncStatus& s) {
               (unsigned long)s.seq_block(), (unsigned long)s.seq_writes(), (unsigned long)s.seq_write_failures());
   if (!s.seq_error().empty())
     std::printf("           NOT WRITTEN for %ld ms: %s\n", (long)s.seq_failing_ms(), s.seq_error().c_str());
+}
+
+namespace c1 = medix::controlplane::v1;
+
+// medix-cp's IKE witness (docs/ha.md, "IKE state" item 6); "" and `out` set, or why medix-cp
+// did not answer (medixctl ha goes on without it: medix-dp's part is the pair's state).
+std::string get_witness(const std::string& cp_target, c1::HaWitness& out) {
+  auto stub = c1::ControlPlane::NewStub(grpc::CreateChannel(cp_target, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  grpc::Status status = stub->GetHaWitness(&context, c1::GetHaWitnessRequest(), &out);
+  return status.ok() ? "" : "medix-cp at " + cp_target + " did not answer: " + status.error_message();
+}
+
+void print_witness(const std::string& error, const c1::HaWitness& w) {
+  if (!error.empty()) {
+    std::printf("witness    unknown (%s)\n", error.c_str());
+    return;
+  }
+  if (!w.configured()) {
+    std::printf("witness    not configured (medix-cp --ike-witness)\n");
+    return;
+  }
+  std::printf("witness    etcd %s, key %s, %s%s%s, TTL %u s\n", w.endpoint().c_str(), w.key().c_str(),
+              w.tls() ? "TLS" : "plain gRPC", w.user().empty() ? "" : ", user ", w.user().c_str(), w.ttl_s());
+  std::string renewal =
+      w.last_renewal_ms() < 0 ? "never renewed" : "last renewal " + std::to_string(w.last_renewal_ms()) + " ms ago";
+  std::printf("           holder %s (%s); %s\n", w.holder() ? "yes" : "no",
+              w.wanted() ? "wanted: active without a standby peer" : "not wanted", renewal.c_str());
+  std::printf(
+      "           %lu IKE exchanges held now (held %lu times); leases obtained %lu, lost %lu; renewals %lu, "
+      "failed %lu\n",
+      (unsigned long)w.held_exchanges(), (unsigned long)w.holds(), (unsigned long)w.obtained(), (unsigned long)w.lost(),
+      (unsigned long)w.renewals(), (unsigned long)w.renew_failures());
+  if (!w.holder() && !w.last_refusal().empty()) std::printf("           not obtained: %s\n", w.last_refusal().c_str());
 }
 
 void print_status(const v1::HaSyncStatus& s) {
@@ -180,12 +219,18 @@ int switchover(Client& client, Args& args, bool json) {
 
 }  // namespace
 
-int ha_command(Client& client, Args& args, bool json) {
+int ha_command(Client& client, const std::string& cp_target, Args& args, bool json) {
   args.expect_done();
   v1::HaSyncStatus status = client.get_ha_sync();
   v1::GetVrrpResponse vrrp = client.vrrp();
-  if (json) {  // {"sync": GetHaSync, "vrrp": GetVrrp}
-    std::cout << "{\"sync\": " << to_json(status, true) << ",\n\"vrrp\": " << to_json(vrrp, true) << "}\n";
+  c1::HaWitness witness;
+  std::string witness_error = get_witness(cp_target, witness);
+  if (json) {  // {"sync": GetHaSync, "vrrp": GetVrrp, "ike_witness": GetHaWitness or {"error": why}}
+    google::protobuf::Struct unknown;
+    (*unknown.mutable_fields())["error"].set_string_value(witness_error);
+    std::cout << "{\"sync\": " << to_json(status, true) << ",\n\"vrrp\": " << to_json(vrrp, true)
+              << ",\n\"ike_witness\": " << (witness_error.empty() ? to_json(witness, true) : to_json(unknown, true))
+              << "}\n";
     return 0;
   }
   std::printf("role       %s\n", role_name(status.role()));
@@ -205,6 +250,7 @@ int ha_command(Client& client, Args& args, bool json) {
   } else {
     std::printf("sync       not configured\n");
   }
+  print_witness(witness_error, witness);
   print_seq(status);
   print_history(status);
   std::cout << "\n";

@@ -55,8 +55,9 @@ constexpr const char* usage_text =
   clear counters                      every counter starts from zero (reads say since when)
   vrrp                                each VRRP instance: state, priority, the master heard,
                                       adverts in and out, last transitions with time and reason
-  ha                                  the pair: role, peer, sync, config check against the
-                                      peer's, failovers (the role's changes: when, why), VRRP
+  ha                                  the pair: role, peer, sync, medix-cp's IKE witness, config
+                                      check against the peer's, failovers (the role's changes:
+                                      when, why), VRRP
   capture [--port P] [--interface I] [--tenant T] [--vlan N] [--sa SPI] [--rx] [--tx]
           [--drops [REASON]] [--filter 'BPF'] [-c COUNT] [--duration S] [--snaplen N]
           [--rate PPS] [-w FILE.pcapng | -w -]
@@ -654,7 +655,7 @@ int run(int argc, char** argv) {
   }
   if (command == "ha") {
     Client client(target, tls);
-    return ha_command(client, args, output == "json");
+    return ha_command(client, cp_target, args, output == "json");
   }
   if (command == "version") {
     args.expect_done();

@@ -59,20 +59,7 @@ EtcdStore::EtcdStore(const EtcdEndpoint& endpoint, const std::string& area, Appl
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetMaxReceiveMessageSize(64 << 20);  // a Range of every area's key (gRPC's default: 4 MiB)
-  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
-  if (!endpoint.ca_pem.empty()) {
-    grpc::SslCredentialsOptions tls;
-    tls.pem_root_certs = endpoint.ca_pem;
-    tls.pem_cert_chain = endpoint.cert_pem;
-    tls.pem_private_key = endpoint.key_pem;
-    credentials = grpc::SslCredentials(tls);
-    if (endpoint.address.find(',') != std::string::npos) {
-      std::string name = endpoint.server_name;
-      if (name.empty()) name = endpoint.address.substr(0, endpoint.address.find(':'));
-      args.SetSslTargetNameOverride(name);
-    }
-  }
-  channel_ = grpc::CreateCustomChannel(endpoint.target.empty() ? endpoint.address : endpoint.target, credentials, args);
+  channel_ = etcd_channel(endpoint, args);
   kv_ = pb::KV::NewStub(channel_);
   watch_ = pb::Watch::NewStub(channel_);
   auth_ = pb::Auth::NewStub(channel_);

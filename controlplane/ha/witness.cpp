@@ -37,7 +37,11 @@ constexpr size_t records_per_txn = 100;
 std::string Witness::start(const WitnessConfig& config, const std::string& name) {
   EtcdEndpoint endpoint;
   if (auto e = parse_etcd_url(config.url, endpoint)) return "--ike-witness " + config.url + ": " + *e;
+  const EtcdEndpoint& a = config.access;
+  endpoint.ca_pem = a.ca_pem, endpoint.cert_pem = a.cert_pem, endpoint.key_pem = a.key_pem;
+  endpoint.server_name = a.server_name, endpoint.user = a.user, endpoint.password = a.password;
   if (config.ttl_s < 1 || config.ttl_s > 60) return "--ike-witness-ttl: 1 to 60 seconds";
+  endpoint_ = endpoint;
   key_ = endpoint.prefix + "/ike-speaker";
   records_ = endpoint.prefix + "/ike-mids/";
   name_ = name;
@@ -47,12 +51,52 @@ std::string Witness::start(const WitnessConfig& config, const std::string& name)
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500);
-  auto channel = grpc::CreateCustomChannel(endpoint.target.empty() ? endpoint.address : endpoint.target,
-                                           grpc::InsecureChannelCredentials(), args);
+  auto channel = etcd_channel(endpoint, args);
   kv_ = pb::KV::NewStub(channel);
   lease_ = pb::Lease::NewStub(channel);
+  auth_ = pb::Auth::NewStub(channel);
   thread_ = std::thread([this] { run(); });
   return "";
+}
+
+bool Witness::add_token(grpc::ClientContext& ctx) {
+  if (endpoint_.user.empty()) return true;
+  std::lock_guard lock(token_mu_);
+  if (token_.empty()) {
+    pb::AuthenticateRequest request;
+    request.set_name(endpoint_.user);
+    request.set_password(endpoint_.password);
+    pb::AuthenticateResponse response;
+    auto ctx_auth = std::make_unique<grpc::ClientContext>();
+    // etcd checks the password with bcrypt: longer than a lease call on a loaded machine.
+    ctx_auth->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    if (grpc::Status s = auth_->Authenticate(ctx_auth.get(), request, &response); !s.ok())
+      return refused("etcd: authentication: user " + endpoint_.user + ": " + s.error_message());
+    token_ = response.token();
+  }
+  ctx.AddMetadata("token", token_);
+  return true;
+}
+
+void Witness::forget_token(const grpc::Status& status) {
+  if (status.error_code() != grpc::StatusCode::UNAUTHENTICATED) return;
+  std::lock_guard lock(token_mu_);
+  token_.clear();
+}
+
+Witness::View Witness::view() const {
+  View v;
+  v.endpoint = endpoint_.address;
+  v.key = key_;
+  v.user = endpoint_.user;
+  v.tls = !endpoint_.ca_pem.empty();
+  v.ttl_s = ttl_s_;
+  v.wanted = wanted_.load();
+  v.holder = holds();
+  if (int64_t at = answered_ns_.load()) v.last_renewal_ms = (steady_ns() - at) / 1'000'000;
+  std::lock_guard lock(refused_mu_);
+  v.last_refusal = last_refusal_;
+  return v;
 }
 
 void Witness::stop() {
@@ -82,10 +126,14 @@ bool Witness::obtain() {
   pb::LeaseGrantRequest grant;
   grant.set_ttl(ttl_s_);
   pb::LeaseGrantResponse granted;
-  grpc::Status status = lease_->LeaseGrant(context().get(), grant, &granted);
+  auto ctx = context();
+  if (!add_token(*ctx)) return false;
+  grpc::Status status = lease_->LeaseGrant(ctx.get(), grant, &granted);
+  forget_token(status);
   if (!status.ok() || granted.id() == 0)
     return refused("etcd: " + (status.ok() ? granted.error() : status.error_message()));
   lease_id_ = granted.id();
+  answered_ns_ = steady_ns();
   pb::TxnRequest txn;
   auto* absent = txn.add_compare();
   absent->set_key(key_);
@@ -108,7 +156,13 @@ bool Witness::obtain() {
   clear->set_range_end(end);
   txn.add_failure()->mutable_request_range()->set_key(key_);
   pb::TxnResponse result;
-  status = kv_->Txn(context().get(), txn, &result);
+  ctx = context();
+  if (add_token(*ctx)) {
+    status = kv_->Txn(ctx.get(), txn, &result);
+    forget_token(status);
+  } else {
+    status = grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "no token");
+  }
   if (!status.ok() || !result.succeeded()) {
     // Another node holds it (or etcd went): this lease is not needed.
     revoke();
@@ -136,6 +190,10 @@ bool Witness::obtain() {
   stats_.obtained++;
   said_lost_ = false;
   said_refused_.clear();
+  {
+    std::lock_guard lock(refused_mu_);
+    last_refusal_.clear();
+  }
   fprintf(stderr, "medix-cp: ha witness: the IKE speaker's lease obtained (%s, TTL %lld s): IKE requests allowed\n",
           key_.c_str(), static_cast<long long>(granted.ttl()));
   return true;
@@ -144,6 +202,10 @@ bool Witness::obtain() {
 bool Witness::refused(const std::string& why) {
   // Once per kind (etcd's errors vary from call to call: "etcd", "held by NAME"), not every 250 ms.
   std::string kind = why.substr(0, why.find(':'));
+  {
+    std::lock_guard lock(refused_mu_);
+    last_refusal_ = why;
+  }
   if (kind != said_refused_)
     fprintf(stderr, "medix-cp: ha witness: the IKE speaker's lease not obtained (%s): no IKE requests of ours\n",
             why.c_str());
@@ -154,6 +216,10 @@ bool Witness::refused(const std::string& why) {
 bool Witness::renew() {
   int64_t sent = steady_ns();
   auto ctx = context();
+  if (!add_token(*ctx)) {
+    stats_.failures++;
+    return false;
+  }
   auto stream = lease_->LeaseKeepAlive(ctx.get());
   pb::LeaseKeepAliveRequest request;
   request.set_id(lease_id_.load());
@@ -161,7 +227,7 @@ bool Witness::renew() {
   bool answered = stream->Write(request) && stream->Read(&response);
   stream->WritesDone();
   ctx->TryCancel();
-  stream->Finish();
+  forget_token(stream->Finish());
   if (!answered) {
     stats_.failures++;
     return false;
@@ -173,6 +239,7 @@ bool Witness::renew() {
     fprintf(stderr, "medix-cp: ha witness: the IKE speaker's lease expired at etcd: no IKE requests of ours\n");
     return false;
   }
+  answered_ns_ = steady_ns();
   // Only ever later: an answer to an older renewal must not shorten a newer one's deadline.
   if (wanted_.load()) valid_until_ns_ = sent + int64_t(ttl_s_) * 500'000'000;
   stats_.renewals++;
@@ -226,7 +293,13 @@ bool Witness::put_records(const std::vector<IkeMids>& mids) {
     put->set_value(mids_record_value(m));
   }
   pb::TxnResponse result;
-  grpc::Status status = kv_->Txn(context().get(), txn, &result);
+  auto ctx = context();
+  if (!add_token(*ctx)) {
+    stats_.record_failures++;
+    return false;
+  }
+  grpc::Status status = kv_->Txn(ctx.get(), txn, &result);
+  forget_token(status);
   if (!status.ok() || !result.succeeded()) {
     stats_.record_failures++;
     return false;
@@ -246,11 +319,16 @@ void Witness::revoke() {
   pb::LeaseRevokeRequest request;
   request.set_id(lease_id_.load());
   pb::LeaseRevokeResponse response;
-  lease_->LeaseRevoke(context().get(), request, &response);  // if lost, it expires after the TTL
+  auto ctx = context();
+  if (add_token(*ctx)) lease_->LeaseRevoke(ctx.get(), request, &response);  // if lost, it expires after the TTL
   lease_id_ = 0;
 }
 
 void Witness::run() {
+  if (!endpoint_.user.empty()) {  // the token at start: a takeover then waits for no Authenticate
+    grpc::ClientContext ctx;
+    add_token(ctx);
+  }
   std::unique_lock lock(mu_);
   while (!stopping_) {
     bool wanted = wanted_.load();

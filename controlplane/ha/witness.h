@@ -32,13 +32,16 @@
 #include <vector>
 
 #include "etcd/etcd.grpc.pb.h"
+#include "intent_store.h"
 #include "wire.h"
 
 namespace medix::cp::ha {
 
 struct WitnessConfig {
-  std::string url;  // etcd://HOST:PORT[,HOST:PORT...][/PREFIX] (plain gRPC); "": no witness
+  std::string url;  // etcd://HOST:PORT[,HOST:PORT...][/PREFIX]; "": no witness
   int ttl_s = 2;    // the lease's TTL asked of etcd
+  // TLS and etcd's user, as the intent store's (--etcd-*): its address and prefix are not used.
+  EtcdEndpoint access;
   bool configured() const { return !url.empty(); }
 };
 
@@ -69,13 +72,25 @@ class Witness {
     std::atomic<uint64_t> recorded{0}, record_failures{0}, records_read{0};
   };
   const Stats& stats() const { return stats_; }
+  // What medixctl ha shows (no password, no token).
+  struct View {
+    std::string endpoint, key, user, last_refusal;
+    bool tls = false, wanted = false, holder = false;
+    int ttl_s = 0;
+    int64_t last_renewal_ms = -1;  // since etcd last answered a grant or renewal; -1 never
+  };
+  View view() const;
 
  private:
   void run();
   bool obtain();  // a lease granted and the key created with it
   bool renew();   // false: the lease is gone (etcd said so) or etcd did not answer
   void revoke();
-  bool refused(const std::string& why);  // says why the lease was not obtained (once per kind); false
+  // With etcd's user: its token on `ctx` (asked of etcd first if there is none); false if etcd
+  // refused or did not answer (said as a refusal).
+  bool add_token(grpc::ClientContext& ctx);
+  void forget_token(const grpc::Status& status);  // UNAUTHENTICATED: ask for a new token next time
+  bool refused(const std::string& why);           // says why the lease was not obtained (once per kind); false
 
   // Puts the merged records of `mids` in one Txn guarded by the lease (record_mu_ held).
   bool put_records(const std::vector<IkeMids>& mids);
@@ -84,6 +99,13 @@ class Witness {
   int ttl_s_ = 2;
   std::unique_ptr<etcdserverpb::KV::Stub> kv_;
   std::unique_ptr<etcdserverpb::Lease::Stub> lease_;
+  std::unique_ptr<etcdserverpb::Auth::Stub> auth_;
+  EtcdEndpoint endpoint_;  // the members, TLS, the user
+  std::mutex token_mu_;    // token_: the run() thread and record()
+  std::string token_;
+  std::atomic<int64_t> answered_ns_{0};  // steady clock of etcd's last answer to a grant or renewal
+  mutable std::mutex refused_mu_;        // last_refusal_
+  std::string last_refusal_;
   std::atomic<int64_t> lease_id_{0};  // set by the run() thread; read by record()
   std::atomic<bool> wanted_{false};
   std::atomic<int64_t> valid_until_ns_{0};  // steady clock; 0: not held

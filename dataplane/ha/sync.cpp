@@ -165,6 +165,15 @@ void Sync::drain_workers(uint64_t now_ns) {
   if (!pending_.empty()) flush(0, now_ns);
 }
 
+void Sync::start_bulk(bool resync, uint64_t now_ns) {
+  bulk_active_ = true;
+  bulk_is_resync_ = resync;
+  bulk_queue_ = 0;
+  bulk_index_ = 0;
+  bulk_last_ns_ = now_ns;
+  bulk_budget_ = double(records_per_datagram);
+}
+
 void Sync::bulk_step(uint64_t now_ns) {
   double rate =
       double(bulk_is_resync_ && peer_asked_rate_ ? std::min(peer_asked_rate_, options_.bulk_rate) : options_.bulk_rate);
@@ -456,12 +465,7 @@ void Sync::handle(const Decoded& d, uint64_t now_ns, uint64_t previous_counter) 
     case MessageType::resync_request:
       if (!standby) {  // every session, from the first
         peer_asked_rate_ = h.rate;
-        bulk_active_ = true;
-        bulk_is_resync_ = true;
-        bulk_queue_ = 0;
-        bulk_index_ = 0;
-        bulk_last_ns_ = now_ns;
-        bulk_budget_ = double(records_per_datagram);
+        start_bulk(true, now_ns);
       }
       return;
     case MessageType::records: break;
@@ -648,26 +652,14 @@ void Sync::run() {
     }
     if (peer_since_drain && !handed_over_) {
       handed_over_ = true;
-      bulk_active_ = true;
-      bulk_is_resync_ = false;
-      bulk_queue_ = 0;
-      bulk_index_ = 0;
-      bulk_last_ns_ = now;
-      bulk_budget_ = double(records_per_datagram);
+      start_bulk(false, now);
     }
     if (!standby) {
       if (now >= next_sa_ns_) {
         send_sas();
         next_sa_ns_ = now + options_.sa_interval_ms * ms;
       }
-      if (!bulk_active_ && now >= next_refresh_ns_) {
-        bulk_active_ = true;
-        bulk_is_resync_ = false;
-        bulk_queue_ = 0;
-        bulk_index_ = 0;
-        bulk_last_ns_ = now;
-        bulk_budget_ = double(records_per_datagram);
-      }
+      if (!bulk_active_ && now >= next_refresh_ns_) start_bulk(false, now);
       if (bulk_active_) {
         bulk_step(now);
         if (!bulk_active_ && !bulk_is_resync_) next_refresh_ns_ = now + options_.refresh_s * s;

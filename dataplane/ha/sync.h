@@ -98,6 +98,9 @@ class Sync {
   void handle(const Decoded& d, uint64_t now_ns, uint64_t previous_counter);
   void take_overlap(const Decoded& d);
   void drain_workers(uint64_t now_ns);
+  // A bulk pass from the first session: a resync the standby asked for (at the rate it asked,
+  // ended by flag_bulk_end), or a refresh or a heal's hand-over (at our own rate).
+  void start_bulk(bool resync, uint64_t now_ns);
   void bulk_step(uint64_t now_ns);
   void send_sas();
   void send_hello(uint64_t now_ns, uint64_t ack, const std::vector<SyncRecord>& past = {});

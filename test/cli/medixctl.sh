@@ -8,13 +8,15 @@ set -u
 cd "$(dirname "$0")/../.."
 dp=${MEDIX_DP:-build/dataplane/medix-dp}
 ctl=${MEDIXCTL:-build/controlplane/cli/medixctl}
+cp=${MEDIX_CP:-build/controlplane/medix-cp}
 py=/usr/bin/python3
 prefix=medixctl-test-$$
 tmp=$(mktemp -d /tmp/medixctl-test.XXXXXX)
 passed=0 failed=0
-dp_pid=
+dp_pid= cp_pid=
 
 cleanup() {
+  if [ -n "$cp_pid" ]; then kill -TERM "$cp_pid" 2>/dev/null; wait "$cp_pid" 2>/dev/null; fi
   if [ -n "$dp_pid" ]; then kill -TERM "$dp_pid" 2>/dev/null; wait "$dp_pid" 2>/dev/null; fi
   rm -rf "$tmp" "/var/run/dpdk/$prefix"
 }
@@ -178,6 +180,23 @@ expect "ha: the role, then the VRRP table" 0 '^NAME +INTERFACE +VRID +STATE +PRI
 expect "ha: active, its start kept in the role's history" 0 '^  20[0-9-]+ [0-9:]+ UTC  active  +-> active  +start: --ha-role active$' -- ha
 expect_json "ha -o json: sync (role, no failover) and vrrp" \
   'd["sync"]["role"] == "HA_ROLE_ACTIVE" and d["sync"]["failovers"] == "0" and "rx_errors" in d["vrrp"]' -- ha
+# medix-cp beside it (no peers; charon's IKE ports random: nothing else on this host is
+# disturbed): ha shows medix-cp's IKE witness, not configured here; medix-cp gone is said.
+echo '{"schema_version": 1}' >"$tmp/intent.json"
+printf 'medix-cp {\n  port = 0\n  port_nat_t = 0\n}\n' >"$tmp/strongswan.conf"
+"$cp" --intent "$tmp/intent.json" -p "$prefix" --strongswan-conf "$tmp/strongswan.conf" --log-level 0 >"$tmp/cp.log" 2>&1 &
+cp_pid=$!
+for _ in $(seq 100); do grep -q 'medix-cp: ready' "$tmp/cp.log" && break; sleep 0.1; done
+expect "ha: medix-cp's IKE witness, not configured" 0 '^witness +not configured \(medix-cp --ike-witness\)$' -- ha
+expect_json "ha -o json: ike_witness, not configured" \
+  'd["ike_witness"]["configured"] is False and d["ike_witness"]["last_renewal_ms"] == "0"' -- ha
+kill -TERM "$cp_pid"
+wait "$cp_pid"
+cp_pid=
+expect "ha: medix-cp not answering is said, medix-dp's part shown" 0 \
+  "^witness +unknown \\(medix-cp at unix:///var/run/dpdk/$prefix/cp.sock did not answer: " -- ha
+expect_json "ha -o json: ike_witness has the error" \
+  '"did not answer" in d["ike_witness"]["error"] and d["sync"]["role"] == "HA_ROLE_ACTIVE"' -- ha
 expect "runtime: TSC, since" 0 '^TSC [0-9.]+ GHz, since 20[0-9-]+ [0-9:]+ UTC$' -- runtime
 expect "runtime: each worker's loops, empty polls, busy share" 0 '^ +1 +[1-9][0-9]* +[0-9]+ +[0-9]+\.[0-9]%$' -- runtime
 expect_json "runtime -o json: loops, empty_polls <= loops, busy_share in 0..1" \

@@ -78,7 +78,7 @@ CPA_PID='' CPB_PID=''
 
 ike_cleanup() {
   local rc=$? pid
-  for pid in $CPA_PID $CPB_PID; do kill -KILL "$pid" && wait "$pid"; done 2>/dev/null # no job notice
+  for pid in $CPA_PID $CPB_PID ${esp_capture:-}; do kill -KILL "$pid" && wait "$pid"; done 2>/dev/null # no job notice
   mx_swan_cleanup # the gateway, its namespace and hosp-y's, the medix-cp namespaces
   (exit "$rc")
   mx_cleanup
@@ -134,6 +134,13 @@ check "medix-cp B's ha plugin does not (medix-dp B is standby)" \
 # the IKE_SA is likely made before, and the resync sends it again (medix-cp B must leave out the
 # first: the plugin would install it twice: docs/ha.md).
 
+# The carrier's segment, ESP headers only (SPI, sequence number, the port: eth0 A's, ethb B's; in
+# UDP, as kernel-libipsec has it), until the replay check: a gateway that logs a sequence number
+# failure has the packets beside it.
+mx_in carrier-y-gw timeout 300 tcpdump -i any -nn -s 64 -U -w "$MX_TMP/carrier-esp.pcap" 'esp or udp port 4500' \
+  2>"$MX_TMP/tcpdump.log" &
+esp_capture=$!
+mx_in carrier-y-gw ip -o link >"$MX_TMP/carrier-links.txt"
 # The gateway checks liveness too: DPD every 2 s (B must answer with the synced message IDs).
 ike_pair_gateway 2s
 ping_archive() { mx_in hosp-y ping -n -c3 -i0.2 -W1 -q "$ARCHIVE_CORE" >/dev/null 2>&1; }
@@ -280,6 +287,17 @@ check "the gateway rekeyed the IKE_SA with node B" \
 check "hosp-y reaches the archive after the IKE_SA rekey" ping_archive
 check "the gateway logged no ESP sequence number (replay) failure" \
   bash -c "! grep -q 'ESP sequence number verification failed' '$GWLOG'"
+kill -TERM "$esp_capture" 2>/dev/null
+wait "$esp_capture" 2>/dev/null
+esp_capture=
+# A failure: each packet of its SPI and number on the segment (by port: the pcap's interfaces are
+# the namespace's, read there; carrier-links.txt has them for a later reading).
+grep -A1 'ESP sequence number verification failed' "$GWLOG" | grep -o 'SPI [0-9a-f]* \[seq [0-9]*\]' | sort -u |
+  while read -r _ spi _ seq; do
+    seq=${seq%]}
+    echo "    ESP replay at the gateway: SPI $spi seq $seq; on the carrier's segment:"
+    mx_in carrier-y-gw tcpdump -r "$MX_TMP/carrier-esp.pcap" -nn -tttt 2>/dev/null | grep -i "spi=0x$spi,seq=$(printf '0x%x' "$seq")[),]" | sed 's/^/      /' | head -20
+  done
 check "the gateway logged no ESP decryption failure" bash -c "! grep -q 'ESP decryption failed' '$GWLOG'"
 check_that "the gateway still has one IKE_SA, and sent one IKE_SA_INIT in all" '[ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ]'
 

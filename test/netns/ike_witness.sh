@@ -8,6 +8,8 @@
 #
 #   medix-cp A ── 10.255.1.0/30 ── etcd ── 10.255.2.0/30 ── medix-cp B     (+ their ha link)
 #
+#   - etcd's password authentication on: each medix-cp logs in as a user of its own role
+#     (--etcd-user-file, as the intent store's); the password in no log or output;
 #   - paired (B standby): A sends DPD without the lease; the speaker's key is absent;
 #   - the whole node A killed (-9, medix-dp and medix-cp at once): B takes over, obtains the lease
 #     and sends DPD that the gateway answers, on the same IKE_SA (its SPIs unchanged); the time
@@ -57,6 +59,8 @@ out=$("$CP_BIN" --intent /dev/null -p none --ike-witness etcd://127.0.0.1:2379 2
 check_flag "--ike-witness without --ha-sync-* is refused" $? "$out" "goes with --ha-sync-local"
 out=$("$CP_BIN" --intent /dev/null -p none --ike-witness-ttl 0 2>&1)
 check_flag "--ike-witness-ttl 0 is refused" $? "$out" "--ike-witness-ttl 0: seconds, 1 to 60"
+out=$("$CP_BIN" --intent /dev/null -p none --etcd-user-file /dev/null 2>&1)
+check_flag "--etcd-user-file without --intent-store or --ike-witness is refused" $? "$out" "or --ike-witness etcd://"
 
 mx_attach carrier-y-gw carrier-y 192.0.2.10/24 192.0.2.2/24
 mx_attach archive archive 192.168.1.10/24 192.168.1.2/24
@@ -97,6 +101,16 @@ ETCD_PID=$!
 etcdctl() { ip netns exec "$NS_E" etcdctl --endpoints "http://$ETCD_A:2379" "$@"; }
 speaker() { etcdctl get --print-value-only "$SPEAKER_KEY" 2>/dev/null; } # who holds the lease ("": none)
 mx_wait_eval 10 'etcdctl endpoint health >/dev/null 2>&1' && pass "etcd up" || { fail "etcd did not start"; finish; }
+# etcd's password authentication (docs/areas.md): each medix-cp logs in as medix-pair, whose role
+# may read and write the witness's prefix only (--etcd-user-file, as the intent store's).
+ROOT_PW=root-$RANDOM$RANDOM PAIR_PW=pair-$RANDOM$RANDOM
+out=$({ etcdctl user add root --new-user-password="$ROOT_PW" && etcdctl role add medix-pair &&
+  etcdctl role grant-permission medix-pair --prefix=true readwrite /medix/ &&
+  etcdctl user add medix-pair --new-user-password="$PAIR_PW" && etcdctl user grant-role medix-pair medix-pair &&
+  etcdctl auth enable; } 2>&1) && pass "etcd: auth enabled, user medix-pair (readwrite on /medix/)" ||
+  { fail "etcd's users and auth enable" "$out"; finish; }
+(umask 077 && printf 'medix-pair:%s\n' "$PAIR_PW" >"$MX_TMP/etcd-user")
+etcdctl() { ip netns exec "$NS_E" etcdctl --endpoints "http://$ETCD_A:2379" --user "root:$ROOT_PW" "$@"; }
 
 # start_cp A|B: as netns-ike-failover's, with the witness: etcd as the node reaches it.
 start_cp() {
@@ -104,7 +118,7 @@ start_cp() {
   [ "$1" = B ] && here=$HA_B peer=$HA_A prefix=$B_PREFIX e=$ETCD_B
   MX_PREFIX=$prefix MX_CP_RUN=$MX_TMP/cp-$n/run mx_cp_start "mx-$MX_ID-cp-$n" "$MX_PAIR_TAP$n" 192.0.2.1/24 \
     "$MX_TMP/intent-$n.json" "$MX_TMP/cp-$n.log" --ha-sync-local "$here" --ha-sync-peer "$peer" \
-    --ha-sync-key-file "$MX_TMP/cp-sync.key" --ike-witness "etcd://$e:2379" --ike-witness-ttl 2 --metrics-listen 127.0.0.1:9464 || return 1
+    --ha-sync-key-file "$MX_TMP/cp-sync.key" --ike-witness "etcd://$e:2379" --ike-witness-ttl 2 --etcd-user-file "$MX_TMP/etcd-user" --metrics-listen 127.0.0.1:9464 || return 1
   printf -v "CP${1}_PID" %s "$MX_CP_PID"
   MX_CP_PID=
 }
@@ -155,6 +169,10 @@ check "medix-cp B holds the IKE_SA passive and its CHILD_SA" \
 a_mark=$(wc -l <"$MX_TMP/cp-a.log")
 check "paired: A sends DPD without the lease, and the gateway answers" mx_wait_eval 8 'dpd_answered a $a_mark'
 check_that "paired: nobody holds the speaker's lease (key $SPEAKER_KEY absent)" '[ -z "$(speaker)" ]'
+# witness NODE EXPR: EXPR (python, w: the ike_witness of medixctl ha -o json on NODE's prefix) holds.
+witness() { [ "$(mx_ctl "$1" -o json ha | mx_json - "(lambda w: $2)(d['ike_witness'])")" = True ]; }
+check "paired: medixctl ha on A: the witness configured, not wanted, not held" \
+  witness "$A_PREFIX" "w['configured'] and w['endpoint'] == '$ETCD_A:2379' and not w['wanted'] and not w['holder'] and w['held_exchanges'] == '0'"
 ike_before=$(ike_sa) child_before=$(child)
 echo "    gateway before: IKE_SA $ike_before; CHILD_SA $child_before"
 
@@ -182,6 +200,15 @@ m="$(metrics_b medix_cp_ha_witness_holds) $(metrics_b 'medix_cp_ha_witness_lease
 check_that "medix-cp B's metrics: holds the lease, obtained once, its requests held once before it (holds obtained held: $m)" \
   '[ "$m" = "1 1 1" ]'
 check_that "no retransmit of B's requests" '! cp_since b $b_mark | grep -q retransmit'
+ha_b=$(mx_ctl "$B_PREFIX" ha 2>&1)
+echo "$ha_b" | grep -A3 '^witness' | sed 's/^/    B: /'
+check_that "medixctl ha on B: the witness's etcd and key, holder yes, renewed within the TTL" \
+  'grep -qx "witness    etcd $ETCD_B:2379, key $SPEAKER_KEY, plain gRPC, user medix-pair, TTL 2 s" <<<"$ha_b" &&
+   grep -qE "^ +holder yes \(wanted: active without a standby peer\); last renewal [0-9]+ ms ago$" <<<"$ha_b"'
+check "medixctl ha -o json on B: holder, renewed < 1 s ago, nothing held now, held once, obtained once" \
+  witness "$B_PREFIX" 'w["holder"] and w["wanted"] and 0 <= int(w["last_renewal_ms"]) < 1000 and w["held_exchanges"] == "0" and w["holds"] == "1" and w["obtained"] == "1"'
+check_that "etcd's password is in no medix-cp log and not in medixctl ha's output" \
+  '! grep -qF "$PAIR_PW" "$MX_TMP"/cp-*.log && ! grep -qF "$PAIR_PW" <<<"$ha_b"'
 check "hosp-y reaches the archive through B" ping_archive
 
 # --- A back as standby: B has a standby peer again and lets the lease go --------------------------
@@ -229,6 +256,9 @@ ip -n "mx-$MX_ID-cp-a" link add "md${MX_ID}a" type veth peer name "md${MX_ID}p" 
   ip -n "mx-$MX_ID-cp-a" addr add 10.77.0.1/24 dev "md${MX_ID}a" && ip -n "mx-$MX_ID-cp-a" link set "md${MX_ID}p" up &&
   ip -n "mx-$MX_ID-cp-a" link set "md${MX_ID}a" up || fail "could not add an address to A's namespace"
 check "split: a new address on A: its MOBIKE roam is held" mx_wait_eval 5 'cp_since a $a_mark | grep -q "MOBIKE roam held"'
+mx_ctl "$A_PREFIX" ha 2>&1 | grep -A4 '^witness' | sed 's/^/    A: /'
+check "split: medixctl ha on A: wanted, not the holder, its roam held, etcd's refusal said" \
+  witness "$A_PREFIX" 'w["wanted"] and not w["holder"] and int(w["held_exchanges"]) >= 1 and w["last_refusal"].startswith("etcd: ")'
 sleep 3 # B's next DPD; A's address update would have reached the gateway by now
 check_that "split: the gateway had no MOBIKE update (N(ADD_4_ADDR)) from A" \
   '! tail -n +$((gw_split + 1)) "$GWLOG" | grep -q "N(ADD_4_ADDR)"'

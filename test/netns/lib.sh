@@ -569,12 +569,22 @@ json.dump(c, open("%s/config-b%s.json" % (tmp, suffix), "w"), indent=1)
 PY
 }
 
+# mx_keep_log LOG: a log about to be written again (a node restarted) is kept as LOG's .1, .2, ...
+# (medix-dp-a.1.log): a failure of the first run must be readable after the restart.
+mx_keep_log() {
+  local n=1
+  [ -s "$1" ] || return 0
+  while [ -e "${1%.log}.$n.log" ]; do n=$((n + 1)); done
+  mv "$1" "${1%.log}.$n.log"
+}
+
 # mx_pair_launch A|B CONFIG [options]: the node (its own DPDK prefix, log, veths), not waited for.
 mx_pair_launch() {
   local node=$1 config=$2 name local_addr peer_addr local_port peer_port
   shift 2
   local save_prefix=$MX_PREFIX save_log=$MX_DP_LOG
   if [ "$node" = A ]; then MX_PAIR_ARGS_A=("$config" "$@"); else MX_PAIR_ARGS_B=("$config" "$@"); fi
+  mx_keep_log "$([ "$node" = A ] && echo "$A_LOG" || echo "$B_LOG")"
   if [ "$node" = A ]; then
     MX_PREFIX=$A_PREFIX MX_DP_LOG=$A_LOG local_port=$MX_PAIR_PORT_A peer_port=$MX_PAIR_PORT_B
     local_addr=$MX_PAIR_SYNC_A peer_addr=$MX_PAIR_SYNC_B

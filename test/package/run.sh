@@ -93,6 +93,16 @@ else
   else
     fail "systemd-analyze verify" "$out"
   fi
+  # What the units run with (docs/running.md, "Under systemd"): medix-dp's sequence numbers on disk,
+  # medix-cp's pair options from /etc/default (the witness off until set).
+  dp_unit=$(cat /lib/systemd/system/medix-dp.service 2>&1) cp_unit=$(cat /lib/systemd/system/medix-cp.service 2>&1)
+  if grep -qx 'StateDirectory=medix-dp' <<<"$dp_unit" && grep -q '^ExecStart=.* --state-dir /var/lib/medix-dp ' <<<"$dp_unit" &&
+    grep -q '^ExecStart=.* \$MEDIX_CP_HA \$MEDIX_CP_IKE_WITNESS ' <<<"$cp_unit" &&
+    grep -qx 'MEDIX_CP_IKE_WITNESS=""' /etc/default/medix-cp; then
+    pass "medix-dp.service: --state-dir /var/lib/medix-dp (StateDirectory); medix-cp.service: MEDIX_CP_HA, MEDIX_CP_IKE_WITNESS (empty)"
+  else
+    fail "the units' state directory and pair options" "$dp_unit"$'\n'"$cp_unit"
+  fi
   if out=$(dpkg --purge "${packages[@]}" 2>&1); then installed=0; pass "dpkg --purge removes them"; else fail "dpkg --purge" "$out"; fi
   left=$(ls /usr/bin/medix-dp /usr/bin/medix-cp /usr/bin/medixctl /etc/default/medix-dp /etc/default/medix-cp \
     /lib/systemd/system/medix-dp.service /usr/share/medix 2>/dev/null)
