@@ -182,53 +182,29 @@ void park(Worker& w, rte_mbuf* m, uint64_t now) {
   ask(w, *waiting, now);
 }
 
-// One packet whose neighbour word is known: out, or parked while ARP asks (also when others
-// wait for that next hop: a flow keeps its order).
-[[gnu::always_inline]] inline void resolve(Worker& w, rte_mbuf* m, const NeighbourSlotKey& key, uint64_t word,
-                                           Egress& e, uint64_t& now) {
-  if (w.trace) [[unlikely]]
-    trace_neighbour(w, &m, 1, &word);
-  if ((word & NeighbourTable::valid) && (w.pending->n_waiting == 0 || !find_waiting(*w.pending, key))) {
-    emit(w, m, word, e);
-  } else {
-    if (!now) now = rte_rdtsc();
-    park(w, m, now);
-  }
-}
-
 }  // namespace
 
-// One pass while the worker's neighbour cache knows each packet's next hop (a burst's usual
-// case); from the first packet it does not know (a next hop new to this worker, unresolved, or
-// the table changed), the rest are looked up in the table together, so the burst keeps its order.
 void ip_output(Worker& w, rte_mbuf** pkts, uint16_t n) {
-  const NeighbourCache* cache = w.neighbour_cache;
-  const uint64_t epoch = w.tables->neighbours->epoch();
+  NeighbourSlotKey keys[burst_size] = {};
+  uint64_t words[burst_size];
+  for (uint16_t i = 0; i < n; i++) {
+    keys[i] = key_of(pkts[i]);
+    // Packets to many interfaces: their entries and counters are lines of their own.
+    rte_prefetch0(&w.tables->interfaces[keys[i].interface]);
+    rte_prefetch0(&w.counters->interfaces[keys[i].interface]);
+  }
+  w.tables->neighbours->lookup_bulk(keys, n, words, w.neighbour_cache);
+  if (w.trace) [[unlikely]]
+    trace_neighbour(w, pkts, n, words);
   uint64_t now = 0;
   Egress e;
-  // Packets to many interfaces: their entries and counters are lines of their own, fetched a
-  // few packets ahead when the interface changes.
-  constexpr uint16_t ahead = 4;
-  uint16_t fetched = Egress::none;
-  uint16_t i = 0;
-  for (; i < n; i++) {
-    if (i + ahead < n && meta(pkts[i + ahead]).iface_out != fetched) {
-      fetched = meta(pkts[i + ahead]).iface_out;
-      rte_prefetch0(&w.tables->interfaces[fetched]);
-      rte_prefetch0(&w.counters->interfaces[fetched]);
+  for (uint16_t i = 0; i < n; i++) {
+    if ((words[i] & NeighbourTable::valid) && (w.pending->n_waiting == 0 || !find_waiting(*w.pending, keys[i]))) {
+      emit(w, pkts[i], words[i], e);
+    } else {
+      if (!now) now = rte_rdtsc();
+      park(w, pkts[i], now);
     }
-    NeighbourSlotKey key = key_of(pkts[i]);
-    uint64_t word;
-    if (!cache || !cache->find(key.address, key.interface, epoch, word)) break;
-    resolve(w, pkts[i], key, word, e, now);
-  }
-  if (i < n) {
-    uint16_t rest = uint16_t(n - i);
-    NeighbourSlotKey keys[burst_size];
-    uint64_t words[burst_size];
-    for (uint16_t j = 0; j < rest; j++) keys[j] = key_of(pkts[i + j]);
-    w.tables->neighbours->lookup_bulk(keys, rest, words, w.neighbour_cache);
-    for (uint16_t j = 0; j < rest; j++) resolve(w, pkts[i + j], keys[j], words[j], e, now);
   }
   e.flush(w);
 }

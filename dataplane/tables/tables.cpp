@@ -51,7 +51,7 @@ bool NeighbourTable::set(uint16_t interface, uint32_t address, const rte_ether_a
 void NeighbourTable::lookup_bulk(const NeighbourSlotKey* keys, unsigned n, uint64_t* words,
                                  NeighbourCache* cache) const {
   // The epoch first: entries cached in it hold what the table held then, or newer.
-  const uint64_t epoch = this->epoch();
+  const uint64_t epoch = epoch_.load(std::memory_order_acquire);
   // Packets of a burst mostly go to one next hop: look each run of equal keys up once.
   const void* key_ptrs[RTE_HASH_LOOKUP_BULK_MAX];
   int32_t positions[RTE_HASH_LOOKUP_BULK_MAX];
@@ -62,9 +62,13 @@ void NeighbourTable::lookup_bulk(const NeighbourSlotKey* keys, unsigned n, uint6
     unsigned lookups = 0;
     for (unsigned i = 0; i < count; i++) {
       const NeighbourSlotKey& k = keys[done + i];
-      if (cache && cache->find(k.address, k.interface, epoch, words[done + i])) {
-        lookup_of[i] = cached;
-        continue;
+      if (cache) {
+        const NeighbourCache::Entry& e = cache->entries[NeighbourCache::index(k.address, k.interface)];
+        if (e.epoch == epoch && e.address == k.address && e.interface == k.interface) {
+          words[done + i] = e.word;
+          lookup_of[i] = cached;
+          continue;
+        }
       }
       // Field by field: a whole-key load just after the stores that built it would wait.
       if (lookups == 0 || k.address != static_cast<const NeighbourSlotKey*>(key_ptrs[lookups - 1])->address ||

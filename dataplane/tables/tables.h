@@ -164,13 +164,6 @@ struct NeighbourCache {
     return unsigned(((uint64_t(interface) << 32 | address) * 0x9e3779b97f4a7c15ull) >> (64 - 12));
   }
   static_assert(size == 1u << 12);
-  // The word cached for the key in `epoch` (the table's, read before the cache), if any.
-  bool find(uint32_t address, uint16_t interface, uint64_t epoch, uint64_t& word) const {
-    const Entry& e = entries[index(address, interface)];
-    if (e.epoch != epoch || e.address != address || e.interface != interface) return false;
-    word = e.word;
-    return true;
-  }
 };
 
 class NeighbourTable {
@@ -188,8 +181,6 @@ class NeighbourTable {
   void release(const std::vector<int32_t>& positions);
   // Any lcore. Fills words[i] (0 when unknown) for each key; a worker passes its cache.
   void lookup_bulk(const NeighbourSlotKey* keys, unsigned n, uint64_t* words, NeighbourCache* cache = nullptr) const;
-  // Read before a cache's entries (NeighbourCache::find): they hold what the table held then, or newer.
-  uint64_t epoch() const { return epoch_.load(std::memory_order_acquire); }
   static rte_ether_addr mac_of(uint64_t word);
   template <typename F>
   void for_each(F&& f) const;
