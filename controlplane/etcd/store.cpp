@@ -62,7 +62,7 @@ EtcdStore::EtcdStore(const EtcdEndpoint& endpoint, const std::string& area, Appl
   channel_ = etcd_channel(endpoint, args);
   kv_ = pb::KV::NewStub(channel_);
   watch_ = pb::Watch::NewStub(channel_);
-  auth_ = pb::Auth::NewStub(channel_);
+  token_ = std::make_unique<EtcdToken>(channel_, endpoint.user, endpoint.password);
   dataplane_ = medix::dataplane::v1::Dataplane::NewStub(
       grpc::CreateChannel(dataplane_target, grpc::InsecureChannelCredentials()));
 }
@@ -107,34 +107,12 @@ std::unique_ptr<grpc::ClientContext> EtcdStore::context(int seconds) {
   return ctx;
 }
 
-grpc::Status EtcdStore::add_token(grpc::ClientContext& ctx) {
-  if (endpoint_.user.empty()) return grpc::Status::OK;
-  std::lock_guard lock(token_mu_);
-  if (token_.empty()) {
-    pb::AuthenticateRequest request;
-    request.set_name(endpoint_.user);
-    request.set_password(endpoint_.password);
-    pb::AuthenticateResponse response;
-    if (grpc::Status s = auth_->Authenticate(context(3).get(), request, &response); !s.ok())
-      return grpc::Status(s.error_code(), "authentication: user " + endpoint_.user + ": " + s.error_message());
-    token_ = response.token();
-  }
-  ctx.AddMetadata("token", token_);
-  return grpc::Status::OK;
-}
-
-void EtcdStore::forget_token(const grpc::Status& status) {
-  if (status.error_code() != grpc::StatusCode::UNAUTHENTICATED || endpoint_.user.empty()) return;
-  std::lock_guard lock(token_mu_);
-  token_.clear();
-}
-
 template <typename Call>
 grpc::Status EtcdStore::call(int seconds, Call&& call) {
   auto ctx = context(seconds);
-  if (grpc::Status s = add_token(*ctx); !s.ok()) return s;
+  if (grpc::Status s = token_->add(*ctx, std::chrono::seconds(3)); !s.ok()) return s;
   grpc::Status s = call(ctx.get());
-  forget_token(s);
+  token_->forget(s);
   return s;
 }
 
@@ -344,7 +322,7 @@ void EtcdStore::set_connected(bool connected, const std::string& why) {
   // Said once per change, not per retry.
   if (connected == said_connected_) return;
   said_connected_ = connected;
-  // etcd answered but refused our user (add_token's errors) is not "unreachable".
+  // etcd answered but refused our user (EtcdToken's errors) is not "unreachable".
   const char* what = why.starts_with("authentication: ") ? "refused us" : "unreachable";
   if (connected)
     fprintf(stderr, "medix-cp: etcd %s: connected (area %s)\n", endpoint_.address.c_str(), area_.c_str());
@@ -421,7 +399,7 @@ void EtcdStore::write_status() {
 
 bool EtcdStore::watch(int64_t from) {
   grpc::ClientContext ctx;
-  if (grpc::Status s = add_token(ctx); !s.ok()) {
+  if (grpc::Status s = token_->add(ctx, std::chrono::seconds(3)); !s.ok()) {
     set_connected(false, s.error_message());
     return false;
   }
@@ -481,7 +459,7 @@ bool EtcdStore::watch(int64_t from) {
   }
   if (resync || !why.empty()) ctx.TryCancel();
   grpc::Status status = stream->Finish();
-  forget_token(status);
+  token_->forget(status);
   {
     std::lock_guard lock(mu_);
     watching_ = nullptr;

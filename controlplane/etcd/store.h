@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "etcd/etcd.grpc.pb.h"
+#include "etcd/token.h"
 #include "intent_store.h"
 #include "medix/dataplane/v1/dataplane.grpc.pb.h"
 
@@ -66,12 +67,6 @@ class EtcdStore final : public IntentStore {
   void set_connected(bool connected, const std::string& why);
   std::string area_key(const std::string& name) const { return intent_prefix_ + "areas/" + name; }
   std::unique_ptr<grpc::ClientContext> context(int seconds);
-  // With a user: the token on `ctx` (asked of etcd first if there is none); the error if etcd
-  // refuses the user, as "authentication: user NAME: ..." (never the password).
-  grpc::Status add_token(grpc::ClientContext& ctx);
-  // A call that etcd refused for its token (expired, or etcd restarted: its tokens are in
-  // memory): the next one asks for a new token.
-  void forget_token(const grpc::Status& status);
   // One call to etcd: a context with its deadline and the token; `call(ctx)` returns its status.
   template <typename Call>
   grpc::Status call(int seconds, Call&& call);
@@ -84,9 +79,7 @@ class EtcdStore final : public IntentStore {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<etcdserverpb::KV::Stub> kv_;
   std::unique_ptr<etcdserverpb::Watch::Stub> watch_;
-  std::unique_ptr<etcdserverpb::Auth::Stub> auth_;
-  std::mutex token_mu_;  // token_, and one Authenticate at a time
-  std::string token_;
+  std::unique_ptr<EtcdToken> token_;
   std::unique_ptr<medix::dataplane::v1::Dataplane::Stub> dataplane_;
 
   std::mutex apply_mu_;  // this medix-cp's ApplyIntent calls, one at a time (etcd orders the others')

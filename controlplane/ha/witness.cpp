@@ -54,34 +54,15 @@ std::string Witness::start(const WitnessConfig& config, const std::string& name)
   auto channel = etcd_channel(endpoint, args);
   kv_ = pb::KV::NewStub(channel);
   lease_ = pb::Lease::NewStub(channel);
-  auth_ = pb::Auth::NewStub(channel);
+  token_ = std::make_unique<EtcdToken>(channel, endpoint.user, endpoint.password);
   thread_ = std::thread([this] { run(); });
   return "";
 }
 
 bool Witness::add_token(grpc::ClientContext& ctx) {
-  if (endpoint_.user.empty()) return true;
-  std::lock_guard lock(token_mu_);
-  if (token_.empty()) {
-    pb::AuthenticateRequest request;
-    request.set_name(endpoint_.user);
-    request.set_password(endpoint_.password);
-    pb::AuthenticateResponse response;
-    auto ctx_auth = std::make_unique<grpc::ClientContext>();
-    // etcd checks the password with bcrypt: longer than a lease call on a loaded machine.
-    ctx_auth->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
-    if (grpc::Status s = auth_->Authenticate(ctx_auth.get(), request, &response); !s.ok())
-      return refused("etcd: authentication: user " + endpoint_.user + ": " + s.error_message());
-    token_ = response.token();
-  }
-  ctx.AddMetadata("token", token_);
+  // etcd checks the password with bcrypt: longer than a lease call on a loaded machine.
+  if (grpc::Status s = token_->add(ctx, std::chrono::seconds(2)); !s.ok()) return refused("etcd: " + s.error_message());
   return true;
-}
-
-void Witness::forget_token(const grpc::Status& status) {
-  if (status.error_code() != grpc::StatusCode::UNAUTHENTICATED) return;
-  std::lock_guard lock(token_mu_);
-  token_.clear();
 }
 
 Witness::View Witness::view() const {
@@ -129,7 +110,7 @@ bool Witness::obtain() {
   auto ctx = context();
   if (!add_token(*ctx)) return false;
   grpc::Status status = lease_->LeaseGrant(ctx.get(), grant, &granted);
-  forget_token(status);
+  token_->forget(status);
   if (!status.ok() || granted.id() == 0)
     return refused("etcd: " + (status.ok() ? granted.error() : status.error_message()));
   lease_id_ = granted.id();
@@ -159,7 +140,7 @@ bool Witness::obtain() {
   ctx = context();
   if (add_token(*ctx)) {
     status = kv_->Txn(ctx.get(), txn, &result);
-    forget_token(status);
+    token_->forget(status);
   } else {
     status = grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "no token");
   }
@@ -227,7 +208,7 @@ bool Witness::renew() {
   bool answered = stream->Write(request) && stream->Read(&response);
   stream->WritesDone();
   ctx->TryCancel();
-  forget_token(stream->Finish());
+  token_->forget(stream->Finish());
   if (!answered) {
     stats_.failures++;
     return false;
@@ -299,7 +280,7 @@ bool Witness::put_records(const std::vector<IkeMids>& mids) {
     return false;
   }
   grpc::Status status = kv_->Txn(ctx.get(), txn, &result);
-  forget_token(status);
+  token_->forget(status);
   if (!status.ok() || !result.succeeded()) {
     stats_.record_failures++;
     return false;

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "etcd/etcd.grpc.pb.h"
+#include "etcd/token.h"
 #include "intent_store.h"
 #include "wire.h"
 
@@ -86,11 +87,10 @@ class Witness {
   bool obtain();  // a lease granted and the key created with it
   bool renew();   // false: the lease is gone (etcd said so) or etcd did not answer
   void revoke();
-  // With etcd's user: its token on `ctx` (asked of etcd first if there is none); false if etcd
-  // refused or did not answer (said as a refusal).
+  // With etcd's user: its token on `ctx`; false if etcd refused or did not answer (said as a
+  // refusal).
   bool add_token(grpc::ClientContext& ctx);
-  void forget_token(const grpc::Status& status);  // UNAUTHENTICATED: ask for a new token next time
-  bool refused(const std::string& why);           // says why the lease was not obtained (once per kind); false
+  bool refused(const std::string& why);  // says why the lease was not obtained (once per kind); false
 
   // Puts the merged records of `mids` in one Txn guarded by the lease (record_mu_ held).
   bool put_records(const std::vector<IkeMids>& mids);
@@ -99,10 +99,8 @@ class Witness {
   int ttl_s_ = 2;
   std::unique_ptr<etcdserverpb::KV::Stub> kv_;
   std::unique_ptr<etcdserverpb::Lease::Stub> lease_;
-  std::unique_ptr<etcdserverpb::Auth::Stub> auth_;
   EtcdEndpoint endpoint_;  // the members, TLS, the user
-  std::mutex token_mu_;    // token_: the run() thread and record()
-  std::string token_;
+  std::unique_ptr<EtcdToken> token_;
   std::atomic<int64_t> answered_ns_{0};  // steady clock of etcd's last answer to a grant or renewal
   mutable std::mutex refused_mu_;        // last_refusal_
   std::string last_refusal_;
