@@ -18,7 +18,7 @@ script (asleep while measuring) and anything else running: the figure is what tw
 allow, not a scaling curve.
 
   ipsec_spread.py [--alg gcm|cbc] [--size 1400] [--runs 3]
-  ipsec_spread.py --plot results/ipsec-spread-gcm-1400.json   # its PNG again, nothing run
+  ipsec_spread.py --replot results/ipsec-spread-gcm-1400.json   # its PNG again, nothing run
 
 Writes results/ipsec-spread-<alg>-<size>.{json,png}.
 """
@@ -148,11 +148,11 @@ def main():
     ap.add_argument("--window", type=float, default=1.5)
     ap.add_argument("--start-timeout", type=float, default=60.0)
     ap.add_argument("--results", default=os.path.join(ROOT, "benchmarks/results"))
-    ap.add_argument("--plot", metavar="JSON", help="only draw the PNG of an earlier run's JSON")
+    ap.add_argument("--replot", metavar="JSON", help="draw the PNG again from a results file, run nothing")
     args = ap.parse_args()
-    if args.plot:
-        with open(args.plot) as f:
-            plot(json.load(f), os.path.splitext(args.plot)[0] + ".png")
+    if args.replot:
+        with open(args.replot) as f:
+            plot(json.load(f), os.path.splitext(args.replot)[0] + ".png")
         return 0
     if not os.access(args.binary, os.X_OK):
         sys.exit("bench: %s is missing (scripts/build did not produce it)" % args.binary)
