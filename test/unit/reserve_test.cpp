@@ -53,6 +53,14 @@ SaState& outbound(Harness& h) {
   throw;
 }
 
+// The slot of `sa` in h's table of SAs (what a fence round names).
+uint16_t slot_of(Harness& h, const SaState& sa) {
+  for (uint16_t s = 1; s < max_sas; s++)
+    if (h.tables->sas[s] == &sa) return s;
+  FAIL("SA not in the table");
+  throw;
+}
+
 // `n` packets from the hospital into t1; the sequence numbers of those sent.
 std::vector<uint64_t> send(Harness& h, unsigned n) {
   std::vector<uint64_t> seqs;
@@ -266,10 +274,7 @@ TEST_CASE("sequence numbers on disk: a standby fresh from a restart takes over a
   {
     Harness a(config);
     SaState& sa_a = outbound(a);
-    uint16_t slot_a = 0;
-    for (uint16_t s = 1; s < max_sas; s++)
-      if (a.tables->sas[s] == &sa_a) slot_a = s;
-    REQUIRE(slot_a);
+    const uint16_t slot_a = slot_of(a, sa_a);
     REQUIRE(none_again(sent_a, send(a, 500)));
     // B takes A's round whole and acks it once written.
     ha::Reserve rb;
@@ -323,9 +328,7 @@ TEST_CASE("HA fence: at a split brain's heal the active goes on above the number
   std::set<uint64_t> used;
   Harness a(config);
   SaState& sa_a = outbound(a);
-  uint16_t slot_a = 0;
-  for (uint16_t s = 1; s < max_sas; s++)
-    if (a.tables->sas[s] == &sa_a) slot_a = s;
+  const uint16_t slot_a = slot_of(a, sa_a);
   SaState sa_b;
   sa_b.spi = sa_a.spi;
   sa_b.tunnel_id = sa_a.tunnel_id;
