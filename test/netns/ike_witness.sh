@@ -319,19 +319,27 @@ check_that "hand-over: the gateway's IKE_SA is the same one, its only one; one I
   '[ "$(ike_sa)" = "$ike_before" ] && [ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ]'
 # --- an exchange withheld at the cut, started again under a raised message ID ---------------------
 # (docs/ha.md, item 6, "An exchange withheld at the cut".) inflight_cut: A, the lease's holder, is
-# cut from etcd and at once makes a request (an operator's rekey), before its renew deadline: its
-# witness cannot record it, so it is not sent, yet it is charon's exchange in flight. At the heal,
-# which A wins, A's raise to B's message IDs puts it back in the queue (no packet of it left A)
-# and A sends it again under the raised ID; inflight_heal: the gateway answers it, and ignores
-# none of the pair's requests. A control: MEDIX_CP=<medix-cp of before the fix> (the raise finds
-# the IKE_SA busy and the retransmits carry the stale ID: these checks and the heal's fail).
+# cut from etcd and at once makes a request, a MOBIKE update (the address added in the split goes),
+# before its renew deadline: its witness cannot record it, so it is not sent, yet it is charon's
+# exchange in flight. At the heal, which A wins, A's raise to B's message IDs puts it back in the
+# queue (no packet of it left A) and A sends it again under the raised ID; inflight_heal: the
+# gateway answers it, and ignores none of the pair's requests. A control: MEDIX_CP=<medix-cp of
+# before the fix> (the raise finds the IKE_SA busy and the retransmits carry the stale ID: these
+# checks and the heal's fail).
+# B is given etcd back first (A's key refuses it) so that its channel is up when A's key expires:
+# a TCP connect begun while B was cut waits for its next SYN retransmit (seen: 14 s).
 inflight_cut() {
   local cut_ns
+  neigh_cut "mx-$MX_ID-cp-b" 10.255.2.1 "me${MX_ID}b" heal || fail "could not give B etcd back"
+  check "back to B: B reaches etcd again (A's key refuses it)" \
+    mx_wait_eval 20 'cp_since b $b_mark | grep -q "lease not obtained (held by $HA_A)"'
+  after_dpd a
   inflight_gw=$(wc -l <"$GWLOG") cut_ns=$(mx_now_ns)
   neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" cut || fail "could not cut A from etcd"
-  mx_ctl "$A_PREFIX" peer carrier-y rekey >/dev/null 2>&1
-  check "cut: A's rekey, made before its renew deadline, is not sent (its witness cannot record it)" \
-    mx_wait_eval 3 'cp_since a $a_mark | grep -q "IKE request [0-9]* of IKE_SA carrier-y.* not sent: its message ID not recorded"'
+  ip -n "mx-$MX_ID-cp-a" link del "md${MX_ID}a" || fail "could not remove the address from A's namespace"
+  check "cut: A's MOBIKE update, made before its renew deadline, is not sent (its witness cannot record it)" \
+    mx_wait_eval 3 'cp_since a $a_mark | grep -q "sending address list update using MOBIKE" &&
+      cp_since a $a_mark | grep -q "IKE request [0-9]* of IKE_SA carrier-y.* not sent: its message ID not recorded"'
   inflight_mid=$(cp_since a "$a_mark" | sed -n 's/.*IKE request \([0-9]*\) of IKE_SA .* not sent.*/\1/p' | head -1)
   echo "    A's request ${inflight_mid:-?} withheld; $((($(mx_now_ns) - cut_ns) / 1000000)) ms after the cut"
 }
@@ -341,20 +349,20 @@ inflight_heal() {
   check "heal: A's withheld request ${inflight_mid:-?} started again under its raised message ID" \
     mx_wait_eval 10 'cp_since a $a_mark | grep -q "$re"'
   inflight_new=$(cp_since a "$a_mark" | sed -n "s/.*$re \([0-9]*\).*/\1/p" | head -1)
-  echo "    A: request ${inflight_mid:-?} started again as ${inflight_new:-?}"
   check "heal: the gateway answered it (request ${inflight_new:-?})" \
-    mx_wait_eval 10 '[ -n "$inflight_new" ] && cp_since a $a_mark | grep -q "parsed CREATE_CHILD_SA response $inflight_new "'
+    mx_wait_eval 10 '[ -n "$inflight_new" ] && cp_since a $a_mark | grep -q "parsed INFORMATIONAL response $inflight_new "'
+  echo "    A: request ${inflight_mid:-?} started again as ${inflight_new:-?} at $(cp_since a "$a_mark" | grep "$re" |
+    cut -c1-12 | head -1), answered at $(cp_since a "$a_mark" | grep "parsed INFORMATIONAL response ${inflight_new:-x} " | cut -c1-12 | head -1)"
   check_that "heal: since A's cut the gateway ignored none of the pair's requests" \
     '! tail -n +$((inflight_gw + 1)) "$GWLOG" | grep -q "expected [0-9]*, ignored"'
 }
 
-# And back to B, which will lose the heal: A cut from etcd again, B given it back (and the switch).
+# And back to B, which will lose the heal: B given etcd back, A cut from it with a request of its
+# own in flight (inflight_cut, above), and the switch to B.
 # B obtains the key, raises its copy to A's record, and rekeys the CHILD_SA (an operator's rekey):
 # A's copy of it is stale from then. An operator's rekey on A is held.
-after_dpd a
 a_mark=$(wc -l <"$MX_TMP/cp-a.log") b_mark=$(wc -l <"$MX_TMP/cp-b.log") gw_mark=$(wc -l <"$GWLOG")
 inflight_cut
-neigh_cut "mx-$MX_ID-cp-b" 10.255.2.1 "me${MX_ID}b" heal || fail "could not give B etcd back"
 steer_carrier ethb
 check "back to B: A goes silent; B obtains the lease and raises its IKE_SA's message IDs to A's record" \
   mx_wait_eval 8 'cp_since a $a_mark | grep -q "renew deadline: no IKE requests of ours" && [ "$(speaker)" = "$HA_B" ] &&
