@@ -24,11 +24,13 @@
 #     each message; A, given etcd back (and the switch), obtains the key, raises its copy to B's
 #     record, and its MOBIKE update and DPD are answered by the gateway on the same IKE_SA.
 #     IKE_WITNESS_CONTROL=1 deletes B's records first (a control run: those checks then fail);
-#   - and back to B, the heal's loser: A cut from etcd, B obtains the key (raised to A's record)
-#     and rekeys the CHILD_SA; A's operator rekey is held;
+#   - and back to B, the heal's loser: A cut from etcd with a request of its own made at once (a
+#     MOBIKE update: not sent, its witness cannot record it, but in flight in charon), B obtains
+#     the key (raised to A's record) and rekeys the CHILD_SA; A's operator rekey is held;
 #   - the heal: A (priority 200) wins, B rejoins, A raises its message IDs to B's, A's rekey of
 #     its stale copy is answered NO_CHILD_SA and A makes a new CHILD_SA, ESP crosses it both ways,
-#     and the gateway's IKE_SA is the same one.
+#     A's request withheld at its cut is started again under the raised ID and answered, and the
+#     gateway's IKE_SA is the same one.
 #
 # Usage: test/netns/ike_witness.sh (root). Prints PASS/FAIL lines and "netns-ike-witness: N passed, M failed".
 set -uo pipefail
