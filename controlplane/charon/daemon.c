@@ -268,11 +268,20 @@ int cp_charon_raise_mids(struct cp_ike_mids* mids, int n) {
       if (mids[i].initiating <= init && mids[i].responding <= resp) break;
       enumerator_t* tasks = ike_sa->create_task_enumerator(ike_sa, TASK_QUEUE_ACTIVE);
       task_t* task;
-      mids[i].busy = tasks->enumerate(tasks, &task);
+      bool in_flight = tasks->enumerate(tasks, &task);
       tasks->destroy(tasks);
+      /* An exchange of ours in flight (its request's ID is `init`) is started again by the reset
+       * below, new content under the new ID. Only if no packet of it left this node (the witness's
+       * check withheld it: the gateway cannot have it) and the new ID is above it (its IV, which
+       * libstrongswan's generator derives from the message ID, is then a fresh one); else it is
+       * left for later (the gateway may have it, and a request sent again under its message ID
+       * with other content makes the IV generator refuse what follows). */
+      bool requeue =
+          in_flight && mids[i].initiating > init && !medix_hold_request_left(ike_sa->get_unique_id(ike_sa), init);
+      mids[i].busy = in_flight && !requeue;
       if (mids[i].busy) break;
       /* As the ha plugin applies a synced message ID (ha_dispatcher.c): set_message_id resets the
-       * task manager (queued tasks start again; none is in flight: checked above). */
+       * task manager (queued tasks start again, and an active one goes back to the queue). */
       if (mids[i].initiating > init) ike_sa->set_message_id(ike_sa, TRUE, mids[i].initiating);
       if (mids[i].responding > resp) ike_sa->set_message_id(ike_sa, FALSE, mids[i].responding);
       if (mids[i].initiating > init || mids[i].responding > resp) {
@@ -280,6 +289,11 @@ int cp_charon_raise_mids(struct cp_ike_mids* mids, int n) {
              ike_sa->get_name(ike_sa), ike_sa->get_unique_id(ike_sa), ike_sa->get_message_id(ike_sa, TRUE), init,
              ike_sa->get_message_id(ike_sa, FALSE), resp);
         raised++;
+      }
+      if (requeue) {
+        DBG1(DBG_IKE, "medix: IKE_SA %s[%u]: its request %u never left this node: started again as request %u",
+             ike_sa->get_name(ike_sa), ike_sa->get_unique_id(ike_sa), init, ike_sa->get_message_id(ike_sa, TRUE));
+        medix_hold_requeued(id);
       }
       break;
     }

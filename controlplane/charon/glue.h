@@ -77,9 +77,11 @@ void cp_charon_send_check(bool (*check)(const struct cp_ike_mids* mids, bool req
 /* Fills up to `max` IKE_SAs' message IDs; returns how many. */
 int cp_charon_ike_mids(struct cp_ike_mids* out, int max);
 /* Raises each listed IKE_SA's message IDs to at least the given ones (never lowers them).
- * One with an exchange of ours in flight is left for later (libcharon would send that request
- * again under its message ID, and its IV generator refuses the reuse): its `busy` is set, the
- * others' cleared. Returns how many IKE_SAs were raised. */
+ * An exchange of ours in flight none of whose packets left this node (withheld by the check
+ * above) is started again under the raised initiating ID (its tasks requeued, initiated now or
+ * when the hold ends). One of which a packet left, or whose ID is not raised, is left for later
+ * (libcharon would send that request again under its message ID, and its IV generator refuses
+ * the reuse): its `busy` is set, the others' cleared. Returns how many IKE_SAs were raised. */
 int cp_charon_raise_mids(struct cp_ike_mids* mids, int n);
 /* Destroys every passive IKE_SA (and its CHILD_SAs) without a word to the peers or the pair's
  * other node: before a resync that sends them all again. Returns how many. */

@@ -10,13 +10,18 @@
  * And every IKE message charon sends (but IKE_SA_INIT) is shown to medix-cp first, with the
  * message IDs it leaves its IKE_SA at (cp_charon_send_check): during a split the lease's holder
  * records them with the witness before they go, so that a node obtaining the lease after it
- * speaks with the message IDs the gateway expects. */
+ * speaks with the message IDs the gateway expects. The sender also notes, per IKE_SA, the message
+ * ID of the last request of which a packet left (medix_hold_request_left): an exchange in flight
+ * none of whose packets left may be started again under a raised message ID
+ * (cp_charon_raise_mids), one that left may not. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <collections/hashtable.h>
 #include <daemon.h>
 #include <processing/jobs/delete_ike_sa_job.h>
+#include <processing/jobs/initiate_tasks_job.h>
 #include <processing/jobs/rekey_ike_sa_job.h>
 #include <processing/jobs/roam_job.h>
 
@@ -33,6 +38,13 @@ struct expiry {
 };
 static struct expiry* expiries; /* under lock */
 static int n_expiries, cap_expiries;
+static linked_list_t* requeued; /* ike_sa_id_t*, under lock: their tasks initiated when the hold ends */
+
+/* unique id -> 1 + the message ID of the last request of that IKE_SA of which a packet left this
+ * node (IDs only). Forgotten when the IKE_SA goes. */
+static hashtable_t* left;
+static pthread_mutex_t left_lock = PTHREAD_MUTEX_INITIALIZER;
+static listener_t forget;
 
 static void (*queue_job)(processor_t* this, job_t* job);
 static void (*sender_send)(sender_t* this, packet_t* packet);
@@ -91,28 +103,63 @@ static void queue_job_held(processor_t* processor, job_t* job) {
 /* Before the sender adds the non-ESP marker: the packet is the IKE message, its header in clear. */
 static void send_checked(sender_t* sender, packet_t* packet) {
   bool (*check)(const struct cp_ike_mids*, bool) = __atomic_load_n(&send_check, __ATOMIC_ACQUIRE);
-  ike_sa_t* ike_sa = check ? charon->bus->get_sa(charon->bus) : NULL; /* the sending thread's */
+  ike_sa_t* ike_sa = charon->bus->get_sa(charon->bus); /* the sending thread's */
   chunk_t data = packet->get_data(packet);
   if (ike_sa && ike_sa->get_version(ike_sa) == IKEV2 && data.len >= 28 && data.ptr[17] == 0x20 &&
       data.ptr[18] != IKE_SA_INIT) {
     uint32_t mid = untoh32(data.ptr + 20);
     bool request = !(data.ptr[19] & 0x20);
-    ike_sa_id_t* id = ike_sa->get_id(ike_sa);
-    struct cp_ike_mids m = {.spi_i = id->get_initiator_spi(id),
-                            .spi_r = id->get_responder_spi(id),
-                            .initiating = ike_sa->get_message_id(ike_sa, TRUE),
-                            .responding = ike_sa->get_message_id(ike_sa, FALSE)};
-    /* Once the gateway has this message, it expects the next ID from us (a request) or sends it. */
-    if (request && m.initiating < mid + 1) m.initiating = mid + 1;
-    if (!request && m.responding < mid + 1) m.responding = mid + 1;
-    if (!check(&m, request)) {
-      DBG1(DBG_IKE, "medix: IKE request %u of IKE_SA %s[%u] not sent: its message ID not recorded with the witness",
-           mid, ike_sa->get_name(ike_sa), ike_sa->get_unique_id(ike_sa));
-      packet->destroy(packet);
-      return;
+    if (check) {
+      ike_sa_id_t* id = ike_sa->get_id(ike_sa);
+      struct cp_ike_mids m = {.spi_i = id->get_initiator_spi(id),
+                              .spi_r = id->get_responder_spi(id),
+                              .initiating = ike_sa->get_message_id(ike_sa, TRUE),
+                              .responding = ike_sa->get_message_id(ike_sa, FALSE)};
+      /* Once the gateway has this message, it expects the next ID from us (a request) or sends it. */
+      if (request && m.initiating < mid + 1) m.initiating = mid + 1;
+      if (!request && m.responding < mid + 1) m.responding = mid + 1;
+      if (!check(&m, request)) {
+        DBG1(DBG_IKE, "medix: IKE request %u of IKE_SA %s[%u] not sent: its message ID not recorded with the witness",
+             mid, ike_sa->get_name(ike_sa), ike_sa->get_unique_id(ike_sa));
+        packet->destroy(packet);
+        return;
+      }
+    }
+    if (request) {
+      pthread_mutex_lock(&left_lock);
+      left->put(left, (void*)(uintptr_t)ike_sa->get_unique_id(ike_sa), (void*)((uintptr_t)mid + 1));
+      pthread_mutex_unlock(&left_lock);
     }
   }
   sender_send(sender, packet);
+}
+
+bool medix_hold_request_left(uint32_t unique_id, uint32_t mid) {
+  pthread_mutex_lock(&left_lock);
+  uintptr_t last = (uintptr_t)left->get(left, (void*)(uintptr_t)unique_id);
+  pthread_mutex_unlock(&left_lock);
+  return last == (uintptr_t)mid + 1;
+}
+
+METHOD(listener_t, forget_ike_sa, bool, listener_t* this, ike_sa_t* ike_sa, ike_sa_state_t state) {
+  if (state == IKE_DESTROYING) {
+    pthread_mutex_lock(&left_lock);
+    left->remove(left, (void*)(uintptr_t)ike_sa->get_unique_id(ike_sa));
+    pthread_mutex_unlock(&left_lock);
+  }
+  return TRUE;
+}
+
+static void initiate_tasks(ike_sa_id_t* id) {
+  lib->processor->queue_job(lib->processor, (job_t*)initiate_tasks_job_create(id));
+}
+
+void medix_hold_requeued(ike_sa_id_t* id) {
+  pthread_mutex_lock(&lock);
+  bool wait = held;
+  if (wait) requeued->insert_last(requeued, id->clone(id));
+  pthread_mutex_unlock(&lock);
+  if (!wait) initiate_tasks(id);
 }
 
 void cp_charon_send_check(bool (*check)(const struct cp_ike_mids* mids, bool request)) {
@@ -131,6 +178,10 @@ void medix_hold_start(void) {
   /* Scheduled jobs reach the processor through queue_job too (the scheduler's thread). */
   queue_job = lib->processor->queue_job;
   lib->processor->queue_job = queue_job_held;
+  left = hashtable_create(hashtable_hash_ptr, hashtable_equals_ptr, 32);
+  requeued = linked_list_create();
+  forget = (listener_t){.ike_state_change = _forget_ike_sa};
+  charon->bus->add_listener(charon->bus, &forget);
   sender_send = charon->sender->send;
   charon->sender->send = send_checked;
 }
@@ -173,7 +224,19 @@ int cp_charon_hold(bool hold) {
     expiries = NULL;
     n_expiries = cap_expiries = 0;
   }
+  linked_list_t* kick = NULL;
+  if (!hold && requeued->get_count(requeued)) {
+    kick = requeued;
+    requeued = linked_list_create();
+  }
   pthread_mutex_unlock(&lock);
+  /* Exchanges started again under raised message IDs while held (cp_charon_raise_mids). */
+  ike_sa_id_t* id;
+  while (kick && kick->remove_first(kick, (void**)&id) == SUCCESS) {
+    initiate_tasks(id);
+    id->destroy(id);
+  }
+  DESTROY_IF(kick);
   /* Both held for one SA: the rekey, which replaces the SA (the old keys go with it), rather
    * than the delete, which would leave the tunnel without one. */
   for (int i = 0; i < n; i++) cp_charon_expire(run[i].spi, run[i].dst, !run[i].soft);

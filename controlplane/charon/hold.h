@@ -11,5 +11,12 @@
 void medix_hold_start(void);
 /* Queues a CHILD_SA expiry while held (true); false: not held, the caller goes on. */
 bool medix_hold_expire(uint32_t spi, const char* dst, bool hard);
+/* Whether a packet of the IKE_SA's request with this message ID left this node (through the
+ * sender, past the witness's check). */
+bool medix_hold_request_left(uint32_t unique_id, uint32_t mid);
+/* The IKE_SA's tasks were put back in its queue (a reset): initiated now, or when the hold ends
+ * (so that the node speaks first by the lease or with a standby peer). `id` is cloned. */
+struct ike_sa_id_t;
+void medix_hold_requeued(struct ike_sa_id_t* id);
 
 #endif

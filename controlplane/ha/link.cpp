@@ -297,7 +297,9 @@ bool Link::check_send(const IkeMids& mids, bool request) {
   constexpr int64_t retransmit_window_ns = 300'000'000'000;
   int64_t now = steady_ns();
   std::pair<uint64_t, uint64_t> sa{mids.spi_i, mids.spi_r};
-  if (!split_.load()) {
+  // Paired: the watcher's view (every 100 ms), or a standby peer heard since (a heal: the rejoin's
+  // raise comes with it, and what the raise started again goes out at once).
+  if (!split_.load() || peer_is(0)) {
     if (request) {
       std::lock_guard lock(sent_mutex_);
       SentPaired& e = sent_paired_[sa];

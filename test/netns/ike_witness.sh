@@ -24,11 +24,13 @@
 #     each message; A, given etcd back (and the switch), obtains the key, raises its copy to B's
 #     record, and its MOBIKE update and DPD are answered by the gateway on the same IKE_SA.
 #     IKE_WITNESS_CONTROL=1 deletes B's records first (a control run: those checks then fail);
-#   - and back to B, the heal's loser: A cut from etcd, B obtains the key (raised to A's record)
-#     and rekeys the CHILD_SA; A's operator rekey is held;
+#   - and back to B, the heal's loser: A cut from etcd with a request of its own made at once (a
+#     MOBIKE update: not sent, its witness cannot record it, but in flight in charon), B obtains
+#     the key (raised to A's record) and rekeys the CHILD_SA; A's operator rekey is held;
 #   - the heal: A (priority 200) wins, B rejoins, A raises its message IDs to B's, A's rekey of
 #     its stale copy is answered NO_CHILD_SA and A makes a new CHILD_SA, ESP crosses it both ways,
-#     and the gateway's IKE_SA is the same one.
+#     A's request withheld at its cut is started again under the raised ID and answered, and the
+#     gateway's IKE_SA is the same one.
 #
 # Usage: test/netns/ike_witness.sh (root). Prints PASS/FAIL lines and "netns-ike-witness: N passed, M failed".
 set -uo pipefail
@@ -317,13 +319,52 @@ check_that "hand-over: the gateway ignored none of A's requests (no message ID i
 check "hand-over: hosp-y reaches the archive through A" ping_archive
 check_that "hand-over: the gateway's IKE_SA is the same one, its only one; one IKE_SA_INIT" \
   '[ "$(ike_sa)" = "$ike_before" ] && [ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ]'
-# And back to B, which will lose the heal: A cut from etcd again, B given it back (and the switch).
+# --- an exchange withheld at the cut, started again under a raised message ID ---------------------
+# (docs/ha.md, item 6, "An exchange withheld at the cut".) inflight_cut: A, the lease's holder, is
+# cut from etcd and at once makes a request, a MOBIKE update (the address added in the split goes),
+# before its renew deadline: its witness cannot record it, so it is not sent, yet it is charon's
+# exchange in flight. At the heal, which A wins, A's raise to B's message IDs puts it back in the
+# queue (no packet of it left A) and A sends it again under the raised ID; inflight_heal: the
+# gateway answers it, and ignores none of the pair's requests. A control: MEDIX_CP=<medix-cp of
+# before the fix> (the raise finds the IKE_SA busy and the retransmits carry the stale ID: these
+# checks and the heal's fail).
+# B is given etcd back first (A's key refuses it) so that its channel is up when A's key expires:
+# a TCP connect begun while B was cut waits for its next SYN retransmit (seen: 14 s).
+inflight_cut() {
+  local cut_ns
+  neigh_cut "mx-$MX_ID-cp-b" 10.255.2.1 "me${MX_ID}b" heal || fail "could not give B etcd back"
+  check "back to B: B reaches etcd again (A's key refuses it)" \
+    mx_wait_eval 20 'cp_since b $b_mark | grep -q "lease not obtained (held by $HA_A)"'
+  after_dpd a
+  inflight_gw=$(wc -l <"$GWLOG") cut_ns=$(mx_now_ns)
+  neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" cut || fail "could not cut A from etcd"
+  ip -n "mx-$MX_ID-cp-a" link del "md${MX_ID}a" || fail "could not remove the address from A's namespace"
+  check "cut: A's MOBIKE update, made before its renew deadline, is not sent (its witness cannot record it)" \
+    mx_wait_eval 3 'cp_since a $a_mark | grep -q "sending address list update using MOBIKE" &&
+      cp_since a $a_mark | grep -q "IKE request [0-9]* of IKE_SA carrier-y.* not sent: its message ID not recorded"'
+  inflight_mid=$(cp_since a "$a_mark" | sed -n 's/.*IKE request \([0-9]*\) of IKE_SA .* not sent.*/\1/p' | head -1)
+  echo "    A's request ${inflight_mid:-?} withheld; $((($(mx_now_ns) - cut_ns) / 1000000)) ms after the cut"
+}
+inflight_heal() {
+  local re
+  re="its request ${inflight_mid:-x} never left this node: started again as request"
+  check "heal: A's withheld request ${inflight_mid:-?} started again under its raised message ID" \
+    mx_wait_eval 10 'cp_since a $a_mark | grep -q "$re"'
+  inflight_new=$(cp_since a "$a_mark" | sed -n "s/.*$re \([0-9]*\).*/\1/p" | head -1)
+  check "heal: the gateway answered it (request ${inflight_new:-?})" \
+    mx_wait_eval 10 '[ -n "$inflight_new" ] && cp_since a $a_mark | grep -q "parsed INFORMATIONAL response $inflight_new "'
+  echo "    A: request ${inflight_mid:-?} started again as ${inflight_new:-?} at $(cp_since a "$a_mark" | grep "$re" |
+    cut -c1-12 | head -1), answered at $(cp_since a "$a_mark" | grep "parsed INFORMATIONAL response ${inflight_new:-x} " | cut -c1-12 | head -1)"
+  check_that "heal: since A's cut the gateway ignored none of the pair's requests" \
+    '! tail -n +$((inflight_gw + 1)) "$GWLOG" | grep -q "expected [0-9]*, ignored"'
+}
+
+# And back to B, which will lose the heal: B given etcd back, A cut from it with a request of its
+# own in flight (inflight_cut, above), and the switch to B.
 # B obtains the key, raises its copy to A's record, and rekeys the CHILD_SA (an operator's rekey):
 # A's copy of it is stale from then. An operator's rekey on A is held.
-after_dpd a
 a_mark=$(wc -l <"$MX_TMP/cp-a.log") b_mark=$(wc -l <"$MX_TMP/cp-b.log") gw_mark=$(wc -l <"$GWLOG")
-neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" cut && neigh_cut "mx-$MX_ID-cp-b" 10.255.2.1 "me${MX_ID}b" heal ||
-  fail "could not move etcd from A to B"
+inflight_cut
 steer_carrier ethb
 check "back to B: A goes silent; B obtains the lease and raises its IKE_SA's message IDs to A's record" \
   mx_wait_eval 8 'cp_since a $a_mark | grep -q "renew deadline: no IKE requests of ours" && [ "$(speaker)" = "$HA_B" ] &&
@@ -356,6 +397,7 @@ check "heal: A's stale copy of B's CHILD_SA: answered NO_CHILD_SA, A makes a new
 check "heal: hosp-y reaches the archive through A, ESP both ways on A's new CHILD_SA" \
   mx_wait_eval 10 'ping_archive && both_ways $(node_child a $a_mark)'
 echo "    A's CHILD_SA $(node_child a $a_mark); the gateway's (in out packets-in packets-out): $(gw_children | paste -sd,)"
+inflight_heal
 check_that "heal: the gateway's IKE_SA is the same one ($ike_before), its only one; one IKE_SA_INIT in all" \
   '[ "$(ike_sa)" = "$ike_before" ] && [ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ]'
 a_mark=$(wc -l <"$MX_TMP/cp-a.log")
