@@ -84,6 +84,8 @@ class Witness {
 
  private:
   void run();
+  void connect();  // the channel, stubs and token (start, and reconnect under record_mu_)
+  void reconnect();  // a new connection after a call timed out
   bool obtain();  // a lease granted and the key created with it
   bool renew();   // false: the lease is gone (etcd said so) or etcd did not answer
   void revoke();
@@ -91,6 +93,7 @@ class Witness {
   // refusal).
   bool add_token(grpc::ClientContext& ctx);
   bool refused(const std::string& why);  // says why the lease was not obtained (once per kind); false
+  std::string etcd_error(const grpc::Status& status) const;  // "etcd: " and why, for refused()
 
   // Puts the merged records of `mids` in one Txn guarded by the lease (record_mu_ held).
   bool put_records(const std::vector<IkeMids>& mids);
