@@ -84,10 +84,10 @@ class Witness {
 
  private:
   void run();
-  void connect();  // the channel, stubs and token (start, and reconnect under record_mu_)
+  void connect();    // the channel, stubs and token (start, and reconnect under record_mu_)
   void reconnect();  // a new connection after a call timed out
-  bool obtain();  // a lease granted and the key created with it
-  bool renew();   // false: the lease is gone (etcd said so) or etcd did not answer
+  bool obtain();     // a lease granted and the key created with it
+  bool renew();      // false: the lease is gone (etcd said so) or etcd did not answer
   void revoke();
   // With etcd's user: its token on `ctx`; false if etcd refused or did not answer (said as a
   // refusal).
