@@ -65,18 +65,28 @@ void Witness::connect() {
   token_ = std::make_unique<EtcdToken>(channel, endpoint_.user, endpoint_.password);
 }
 
+void Witness::unanswered(const grpc::Status& status) {
+  if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+      status.error_code() == grpc::StatusCode::UNAVAILABLE)
+    reconnect_ = true;
+}
+
 void Witness::reconnect() {
   // A TCP connection whose packets were lost (etcd cut off, not refused) stays open with its
-  // retransmits backing off (seconds, then tens of seconds): calls on it time out long after etcd
-  // is back. Found by netns-ike-witness with TLS (a node cut from etcd while it used the lease
-  // obtained it again only 10 to 20 s after etcd was back). A new connection is tried at once.
+  // retransmits (or its SYN's) backing off (seconds, then tens of seconds): calls on it time out
+  // long after etcd is back. Found by netns-ike-witness with TLS (a node cut from etcd while it
+  // used the lease obtained it again only 10 to 20 s after etcd was back). A new connection, with
+  // its first packets at once, after each call that got no answer.
   std::lock_guard lock(record_mu_);  // put_records uses the stubs under it
   connect();
 }
 
 bool Witness::add_token(grpc::ClientContext& ctx) {
   // etcd checks the password with bcrypt: longer than a lease call on a loaded machine.
-  if (grpc::Status s = token_->add(ctx, std::chrono::seconds(2)); !s.ok()) return refused(etcd_error(s));
+  if (grpc::Status s = token_->add(ctx, std::chrono::seconds(2)); !s.ok()) {
+    unanswered(s);
+    return refused(etcd_error(s));
+  }
   return true;
 }
 
@@ -127,7 +137,7 @@ bool Witness::obtain() {
   grpc::Status status = lease_->LeaseGrant(ctx.get(), grant, &granted);
   token_->forget(status);
   if (!status.ok() || granted.id() == 0) {
-    if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) reconnect();
+    unanswered(status);
     return refused(status.ok() ? "etcd: " + granted.error() : etcd_error(status));
   }
   lease_id_ = granted.id();
@@ -158,6 +168,7 @@ bool Witness::obtain() {
   if (add_token(*ctx)) {
     status = kv_->Txn(ctx.get(), txn, &result);
     token_->forget(status);
+    unanswered(status);
   } else {
     status = grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "no token");
   }
@@ -237,7 +248,7 @@ bool Witness::renew() {
   token_->forget(stream->Finish());
   if (!answered) {
     stats_.failures++;
-    reconnect();  // no answer in the call's deadline: the connection may be the one stuck
+    reconnect_ = true;  // no answer within the call's deadline: the connection may be stuck
     return false;
   }
   if (response.ttl() <= 0) {  // expired at etcd: the key is gone with it
@@ -356,6 +367,7 @@ void Witness::run() {
                 "medix-cp: ha witness: etcd did not answer within the renew deadline: no IKE requests of ours\n");
       }
     }
+    if (reconnect_.exchange(false)) reconnect();
     lock.lock();
     cv_.wait_for(lock, renew_every, [this, wanted] { return stopping_ || wanted_.load() != wanted; });
   }
