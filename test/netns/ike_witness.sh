@@ -447,6 +447,7 @@ check_that "heal: nobody holds the lease" '[ -z "$(speaker)" ]'
 held_rekeys() {
   local a_mark gw_mark c_pre f a_old ike_pre t0 t_held t_run
   fenced() { mx_ctl "$A_PREFIX" -o json counters | mx_json - "sum(int(x.get('packets', 0)) for x in d.get('drops', []) if x.get('reason') == 'ha_sa_fenced')"; }
+  # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
   a_mark=$(wc -l <"$MX_TMP/cp-a.log") gw_mark=$(wc -l <"$GWLOG") c_pre=$(gw_children | cut -d' ' -f1,2 | sort)
   a_old=$(node_child a 0) ike_pre=$(ike_sa) t0=$(date +%s.%N)
   neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" cut && cp_link cut || fail "could not cut A from etcd and B"
