@@ -134,7 +134,8 @@ grpc::Status ControlService::Terminate(grpc::ServerContext*, const c1::PeerReque
 grpc::Status ControlService::Rekey(grpc::ServerContext*, const c1::PeerRequest* request,
                                    c1::PeerActionResponse* response) {
   if (!known(request->name())) return no_peer(request->name());
-  response->set_count(cp_charon_rekey(request->name().c_str()));
+  response->set_count(request->ike() ? cp_charon_rekey_ike(request->name().c_str())
+                                     : cp_charon_rekey(request->name().c_str()));
   return grpc::Status::OK;
 }
 

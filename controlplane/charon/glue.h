@@ -141,9 +141,10 @@ typedef void (*cp_ike_cb)(void* ctx, const struct cp_ike_info* info);
 /* Calls `cb` for every IKE_SA (each checked out meanwhile: do not call into charon from it). */
 void cp_charon_list_ike_sas(cp_ike_cb cb, void* ctx);
 /* Deletes a peer's IKE_SAs (with `wait`, returns once they are gone, at most 5 s each) / rekeys
- * its CHILD_SAs (asynchronously); returns how many. */
+ * its CHILD_SAs / its IKE_SAs (asynchronously); returns how many. */
 int cp_charon_terminate(const char* peer, bool wait);
 int cp_charon_rekey(const char* peer);
+int cp_charon_rekey_ike(const char* peer);
 
 /* Why IKE failed: charon's alert in words, and the log line of that IKE_SA before it. */
 struct cp_error {

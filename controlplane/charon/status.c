@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include <daemon.h>
+#include <processing/jobs/rekey_ike_sa_job.h>
 #include <threading/mutex.h>
 
 #include "glue.h"
@@ -366,4 +367,22 @@ int cp_charon_rekey(const char* peer) {
   /* As a soft expire of the outbound SA: charon rekeys its CHILD_SA. */
   for (int i = 0; i < sas.n_children; i++) cp_charon_expire(sas.children[i].spi, sas.children[i].dst, false);
   return sas.n_children;
+}
+
+int cp_charon_rekey_ike(const char* peer) {
+  peer_sas_t sas;
+  collect(peer, &sas);
+  int n = 0;
+  /* The job charon schedules at the IKE lifetime, queued now: it passes the processor as that one
+   * does (so the speaker hold, hold.c, holds it the same way). */
+  for (int i = 0; i < sas.n_ids; i++) {
+    ike_sa_t* ike_sa = charon->ike_sa_manager->checkout_by_id(charon->ike_sa_manager, sas.ids[i]);
+    if (!ike_sa) continue;
+    ike_sa_id_t* id = ike_sa->get_id(ike_sa)->clone(ike_sa->get_id(ike_sa));
+    charon->ike_sa_manager->checkin(charon->ike_sa_manager, ike_sa);
+    lib->processor->queue_job(lib->processor, (job_t*)rekey_ike_sa_job_create(id, FALSE));
+    id->destroy(id);
+    n++;
+  }
+  return n;
 }

@@ -1,5 +1,8 @@
 #include "ha_sync.h"
 
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -72,9 +75,19 @@ void print_seq(const v1::HaSyncStatus& s) {
 
 namespace c1 = medix::controlplane::v1;
 
+const std::string no_cp_prefix = "no medix-cp runs on this node (no socket at ";
+
 // medix-cp's IKE witness (docs/ha.md, "IKE state" item 6); "" and `out` set, or why medix-cp
-// did not answer (medixctl ha goes on without it: medix-dp's part is the pair's state).
+// did not answer (medixctl ha goes on without it: medix-dp's part is the pair's state). No socket
+// at a unix:// target is no medix-cp on this node (a pair without IKE, the demo's), said so
+// rather than as a medix-cp that does not answer.
 std::string get_witness(const std::string& cp_target, c1::HaWitness& out) {
+  const std::string unix_scheme = "unix://";
+  if (cp_target.rfind(unix_scheme, 0) == 0) {
+    const std::string path = cp_target.substr(unix_scheme.size());
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0 && errno == ENOENT) return no_cp_prefix + path + ")";
+  }
   auto stub = c1::ControlPlane::NewStub(grpc::CreateChannel(cp_target, grpc::InsecureChannelCredentials()));
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
@@ -83,6 +96,10 @@ std::string get_witness(const std::string& cp_target, c1::HaWitness& out) {
 }
 
 void print_witness(const std::string& error, const c1::HaWitness& w) {
+  if (error.rfind(no_cp_prefix, 0) == 0) {
+    std::printf("witness    none: %s\n", error.c_str());
+    return;
+  }
   if (!error.empty()) {
     std::printf("witness    unknown (%s)\n", error.c_str());
     return;

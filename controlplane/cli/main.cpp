@@ -100,7 +100,7 @@ constexpr const char* usage_text =
   peers                               medix-cp's IKE peers: IKE/CHILD SA state, last error
   peer NAME                           one peer: its IKE and CHILD SAs, counters, last errors
   peer NAME errors                    why IKE with it failed (charon's alert and reason)
-  peer NAME initiate|terminate|rekey
+  peer NAME initiate|terminate|rekey|rekey-ike
   intent show                         medix-cp's intent: peers, tenants, ports, interfaces, routes,
                                       neighbours, static mappings, NAPT pools, policy rules (PSKs
                                       left out)

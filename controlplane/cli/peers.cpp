@@ -233,7 +233,7 @@ int peers_command(const std::string& target, bool json, const std::string& comma
     }
     return 0;
   }
-  // peer NAME [errors | initiate | terminate | rekey]
+  // peer NAME [errors | initiate | terminate | rekey | rekey-ike]
   c1::PeerRequest peer;
   peer.set_name(args.next("a peer name"));
   std::string action = args.done() ? "show" : args.next("an action");
@@ -262,16 +262,19 @@ int peers_command(const std::string& target, bool json, const std::string& comma
     check(stub->Terminate(context().get(), peer, &response));
   else if (action == "rekey")
     check(stub->Rekey(context().get(), peer, &response));
-  else
+  else if (action == "rekey-ike") {
+    peer.set_ike(true);
+    check(stub->Rekey(context().get(), peer, &response));
+  } else
     throw UsageError("peer " + peer.name() + ": unknown action \"" + action +
-                     "\" (errors, initiate, terminate or rekey)");
+                     "\" (errors, initiate, terminate, rekey or rekey-ike)");
   if (json)
     std::cout << to_json(response, true);
   else
     std::cout << action << " " << peer.name() << ": " << response.count()
-              << (action == "rekey"       ? " CHILD_SAs"
-                  : action == "terminate" ? " IKE_SAs"
-                                          : "")
+              << (action == "rekey"                                ? " CHILD_SAs"
+                  : action == "terminate" || action == "rekey-ike" ? " IKE_SAs"
+                                                                   : "")
               << "\n";
   return 0;
 }

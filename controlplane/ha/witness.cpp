@@ -46,22 +46,47 @@ std::string Witness::start(const WitnessConfig& config, const std::string& name)
   records_ = endpoint.prefix + "/ike-mids/";
   name_ = name;
   ttl_s_ = config.ttl_s;
+  connect();
+  thread_ = std::thread([this] { run(); });
+  return "";
+}
+
+void Witness::connect() {
   grpc::ChannelArguments args;
   // An etcd that is back must be seen within a renewal or two (gRPC's backoff grows to 2 minutes).
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500);
-  auto channel = etcd_channel(endpoint, args);
+  // A connection of its own, not one shared with an earlier channel (reconnect() needs a new one).
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  auto channel = etcd_channel(endpoint_, args);
   kv_ = pb::KV::NewStub(channel);
   lease_ = pb::Lease::NewStub(channel);
-  token_ = std::make_unique<EtcdToken>(channel, endpoint.user, endpoint.password);
-  thread_ = std::thread([this] { run(); });
-  return "";
+  token_ = std::make_unique<EtcdToken>(channel, endpoint_.user, endpoint_.password);
+}
+
+void Witness::unanswered(const grpc::Status& status) {
+  if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+      status.error_code() == grpc::StatusCode::UNAVAILABLE)
+    reconnect_ = true;
+}
+
+void Witness::reconnect() {
+  // A TCP connection whose packets were lost (etcd cut off, not refused) stays open with its
+  // retransmits (or its SYN's) backing off (seconds, then tens of seconds): calls on it time out
+  // long after etcd is back. Found by netns-ike-witness with TLS (a node cut from etcd while it
+  // used the lease obtained it again only 10 to 20 s after etcd was back). A new connection, with
+  // its first packets at once, after each call that got no answer.
+  std::lock_guard lock(record_mu_);  // put_records uses the stubs under it
+  connect();
 }
 
 bool Witness::add_token(grpc::ClientContext& ctx) {
   // etcd checks the password with bcrypt: longer than a lease call on a loaded machine.
-  if (grpc::Status s = token_->add(ctx, std::chrono::seconds(2)); !s.ok()) return refused("etcd: " + s.error_message());
+  if (grpc::Status s = token_->add(ctx, std::chrono::seconds(2)); !s.ok()) {
+    unanswered(s);
+    return refused(etcd_error(s));
+  }
   return true;
 }
 
@@ -111,8 +136,10 @@ bool Witness::obtain() {
   if (!add_token(*ctx)) return false;
   grpc::Status status = lease_->LeaseGrant(ctx.get(), grant, &granted);
   token_->forget(status);
-  if (!status.ok() || granted.id() == 0)
-    return refused("etcd: " + (status.ok() ? granted.error() : status.error_message()));
+  if (!status.ok() || granted.id() == 0) {
+    unanswered(status);
+    return refused(status.ok() ? "etcd: " + granted.error() : etcd_error(status));
+  }
   lease_id_ = granted.id();
   answered_ns_ = steady_ns();
   pb::TxnRequest txn;
@@ -141,13 +168,14 @@ bool Witness::obtain() {
   if (add_token(*ctx)) {
     status = kv_->Txn(ctx.get(), txn, &result);
     token_->forget(status);
+    unanswered(status);
   } else {
     status = grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "no token");
   }
   if (!status.ok() || !result.succeeded()) {
     // Another node holds it (or etcd went): this lease is not needed.
     revoke();
-    if (!status.ok()) return refused("etcd: " + status.error_message());
+    if (!status.ok()) return refused(etcd_error(status));
     std::string holder = "another node";
     if (result.responses_size() > 0 && result.responses(0).response_range().kvs_size() > 0)
       holder = result.responses(0).response_range().kvs(0).value();
@@ -178,6 +206,15 @@ bool Witness::obtain() {
   fprintf(stderr, "medix-cp: ha witness: the IKE speaker's lease obtained (%s, TTL %lld s): IKE requests allowed\n",
           key_.c_str(), static_cast<long long>(granted.ttl()));
   return true;
+}
+
+std::string Witness::etcd_error(const grpc::Status& status) const {
+  std::string why = "etcd: " + status.error_message();
+  // A plain channel to an etcd that serves TLS only fails as no connection: say what may be missing.
+  if (endpoint_.ca_pem.empty() && (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                                   status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED))
+    why += " (plain gRPC, no --etcd-cacert: an etcd that serves TLS only is not reached this way)";
+  return why;
 }
 
 bool Witness::refused(const std::string& why) {
@@ -211,6 +248,7 @@ bool Witness::renew() {
   token_->forget(stream->Finish());
   if (!answered) {
     stats_.failures++;
+    reconnect_ = true;  // no answer within the call's deadline: the connection may be stuck
     return false;
   }
   if (response.ttl() <= 0) {  // expired at etcd: the key is gone with it
@@ -329,6 +367,7 @@ void Witness::run() {
                 "medix-cp: ha witness: etcd did not answer within the renew deadline: no IKE requests of ours\n");
       }
     }
+    if (reconnect_.exchange(false)) reconnect();
     lock.lock();
     cv_.wait_for(lock, renew_every, [this, wanted] { return stopping_ || wanted_.load() != wanted; });
   }

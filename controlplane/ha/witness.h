@@ -84,13 +84,17 @@ class Witness {
 
  private:
   void run();
-  bool obtain();  // a lease granted and the key created with it
-  bool renew();   // false: the lease is gone (etcd said so) or etcd did not answer
+  void connect();                               // the channel, stubs and token (start, and reconnect under record_mu_)
+  void reconnect();                             // a new connection (after a call of run()'s that got no answer)
+  void unanswered(const grpc::Status& status);  // no answer: reconnect_ for run()
+  bool obtain();                                // a lease granted and the key created with it
+  bool renew();                                 // false: the lease is gone (etcd said so) or etcd did not answer
   void revoke();
   // With etcd's user: its token on `ctx`; false if etcd refused or did not answer (said as a
   // refusal).
   bool add_token(grpc::ClientContext& ctx);
   bool refused(const std::string& why);  // says why the lease was not obtained (once per kind); false
+  std::string etcd_error(const grpc::Status& status) const;  // "etcd: " and why, for refused()
 
   // Puts the merged records of `mids` in one Txn guarded by the lease (record_mu_ held).
   bool put_records(const std::vector<IkeMids>& mids);
@@ -108,7 +112,8 @@ class Witness {
   std::atomic<bool> wanted_{false};
   std::atomic<int64_t> valid_until_ns_{0};  // steady clock; 0: not held
   bool said_lost_ = false;
-  std::string said_refused_;  // the kind of the last reason said (run() thread only)
+  std::atomic<bool> reconnect_{false};  // set by a call without an answer, taken by run()
+  std::string said_refused_;            // the kind of the last reason said (run() thread only)
   std::mutex record_mu_;
   std::map<std::pair<uint64_t, uint64_t>, std::pair<uint32_t, uint32_t>> recorded_;  // under record_mu_
   std::optional<std::vector<IkeMids>> fresh_;                                        // under record_mu_

@@ -180,6 +180,11 @@ expect "ha: the role, then the VRRP table" 0 '^NAME +INTERFACE +VRID +STATE +PRI
 expect "ha: active, its start kept in the role's history" 0 '^  20[0-9-]+ [0-9:]+ UTC  active  +-> active  +start: --ha-role active$' -- ha
 expect_json "ha -o json: sync (role, no failover) and vrrp" \
   'd["sync"]["role"] == "HA_ROLE_ACTIVE" and d["sync"]["failovers"] == "0" and "rx_errors" in d["vrrp"]' -- ha
+# No medix-cp on this node yet (its socket absent): said plainly, not as one that does not answer.
+expect "ha: no medix-cp on this node is said plainly" 0 \
+  "^witness +none: no medix-cp runs on this node \\(no socket at /var/run/dpdk/$prefix/cp.sock\\)$" -- ha
+expect_json "ha -o json: ike_witness says no medix-cp runs here" \
+  'd["ike_witness"]["error"].startswith("no medix-cp runs on this node")' -- ha
 # medix-cp beside it (no peers; charon's IKE ports random: nothing else on this host is
 # disturbed): ha shows medix-cp's IKE witness, not configured here; medix-cp gone is said.
 echo '{"schema_version": 1}' >"$tmp/intent.json"
@@ -193,10 +198,15 @@ expect_json "ha -o json: ike_witness, not configured" \
 kill -TERM "$cp_pid"
 wait "$cp_pid"
 cp_pid=
+expect "ha: medix-cp stopped (its socket removed): no medix-cp on this node" 0 \
+  "^witness +none: no medix-cp runs on this node \\(no socket at /var/run/dpdk/$prefix/cp.sock\\)$" -- ha
+# A socket nobody serves (what a medix-cp killed -9 leaves): a medix-cp that does not answer.
+$py -c 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "/var/run/dpdk/$prefix/cp.sock"
 expect "ha: medix-cp not answering is said, medix-dp's part shown" 0 \
   "^witness +unknown \\(medix-cp at unix:///var/run/dpdk/$prefix/cp.sock did not answer: " -- ha
 expect_json "ha -o json: ike_witness has the error" \
   '"did not answer" in d["ike_witness"]["error"] and d["sync"]["role"] == "HA_ROLE_ACTIVE"' -- ha
+rm -f "/var/run/dpdk/$prefix/cp.sock"
 expect "runtime: TSC, since" 0 '^TSC [0-9.]+ GHz, since 20[0-9-]+ [0-9:]+ UTC$' -- runtime
 expect "runtime: each worker's loops, empty polls, busy share" 0 '^ +1 +[1-9][0-9]* +[0-9]+ +[0-9]+\.[0-9]%$' -- runtime
 expect_json "runtime -o json: loops, empty_polls <= loops, busy_share in 0..1" \

@@ -10,6 +10,10 @@
 #
 #   - etcd's password authentication on: each medix-cp logs in as a user of its own role
 #     (--etcd-user-file, as the intent store's); the password in no log or output;
+#   - TLS: etcd serves https only and asks for a client certificate (a CA of the test's own,
+#     openssl); each medix-cp has --etcd-cacert, --etcd-cert, --etcd-key; etcdctl over http and
+#     without a client certificate are refused, and a witness without the TLS flags is refused at
+#     its login and says so (no password in its log); medixctl ha says TLS;
 #   - paired (B standby): A sends DPD without the lease; the speaker's key is absent;
 #   - the whole node A killed (-9, medix-dp and medix-cp at once): B takes over, obtains the lease
 #     and sends DPD that the gateway answers, on the same IKE_SA (its SPIs unchanged); the time
@@ -30,7 +34,12 @@
 #   - the heal: A (priority 200) wins, B rejoins, A raises its message IDs to B's, A's rekey of
 #     its stale copy is answered NO_CHILD_SA and A makes a new CHILD_SA, ESP crosses it both ways,
 #     A's request withheld at its cut is started again under the raised ID and answered, and the
-#     gateway's IKE_SA is the same one.
+#     gateway's IKE_SA is the same one;
+#   - held rekeys: A cut from etcd and from B's medix-cp, medix-dp B stopped (no acks): A's SA
+#     reaches its fence, medix-cp A's rekey on HA_FENCED is held, and so is an IKE_SA rekey
+#     (`medixctl peer NAME rekey-ike`: charon's rekey job, as its IKE lifetime schedules it); A
+#     given etcd back obtains the lease and runs both: a new CHILD_SA that ESP crosses both ways,
+#     the gateway's one IKE_SA rekeyed (new SPIs), one IKE_SA_INIT in the whole run.
 #
 # Usage: test/netns/ike_witness.sh (root). Prints PASS/FAIL lines and "netns-ike-witness: N passed, M failed".
 set -uo pipefail
@@ -45,6 +54,9 @@ ARCHIVE_CORE=100.100.2.10
 HA_A=10.255.0.1:4520 HA_B=10.255.0.2:4520
 ETCD_A=10.255.1.1 ETCD_B=10.255.2.1 # etcd's address as each node reaches it
 SPEAKER_KEY=/medix/ike-speaker
+# The fence's headroom (docs/ha.md, "The fence"): small, so that held_rekeys reaches it with 800
+# pings; far above what the rest of the run sends between two acks.
+FENCE_MARGIN=500
 
 mx_init
 mx_need_binary
@@ -52,6 +64,7 @@ mx_need_binary
 [ -e /usr/lib/ipsec/plugins/libstrongswan-ha.so ] || mx_die "strongSwan's ha plugin is missing (libcharon-extra-plugins)"
 command -v etcd >/dev/null && command -v etcdctl >/dev/null || mx_die "etcd is missing (etcd-server, etcd-client: scripts/setup)"
 command -v tcpdump >/dev/null || mx_die "tcpdump is missing (scripts/setup)"
+command -v openssl >/dev/null || mx_die "openssl is missing (scripts/setup)"
 t_start=$(date +%s.%N)
 
 # The flags refused as a whole, before anything starts.
@@ -95,12 +108,36 @@ for n in a b; do
     ip -n "$NS_E" addr add "$e/30" dev "me${MX_ID}e$n" && ip -n "$NS_E" link set "me${MX_ID}e$n" up ||
     mx_die "the veth between medix-cp $n and etcd"
 done
-ip netns exec "$NS_E" etcd --name w --data-dir "$MX_TMP/etcd" --listen-client-urls "http://$ETCD_A:2379,http://$ETCD_B:2379" \
-  --advertise-client-urls "http://$ETCD_A:2379" --listen-peer-urls http://127.0.0.1:2380 \
+# TLS to etcd (the intent store's --etcd-* flags, which the witness takes): a CA of the suite's
+# own, etcd's certificate for both its addresses, a client certificate for the medix-cp pair (and
+# etcdctl); etcd serves https only and asks for a client certificate (--client-cert-auth).
+make_certs() {
+  local d=$MX_TMP/pki who
+  mkdir -p "$d" &&
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/ca.key" -out "$d/ca.crt" \
+      -subj /CN=medix-test-ca -days 1 2>/dev/null || return 1
+  for who in etcd medix-pair; do
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/$who.key" -out "$d/$who.csr" \
+      -subj "/CN=$who" 2>/dev/null &&
+      printf 'subjectAltName=IP:%s,IP:%s\nextendedKeyUsage=serverAuth,clientAuth\n' $ETCD_A $ETCD_B >"$d/$who.ext" &&
+      openssl x509 -req -in "$d/$who.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial -out "$d/$who.crt" \
+        -days 1 -extfile "$d/$who.ext" 2>/dev/null || return 1
+  done
+}
+make_certs && pass "TLS: a CA, etcd's certificate and the pair's client certificate (openssl)" ||
+  { fail "a CA and certificates for etcd and the pair (openssl)"; finish; }
+PKI=$MX_TMP/pki
+TLS_FLAGS=(--etcd-cacert "$PKI/ca.crt" --etcd-cert "$PKI/medix-pair.crt" --etcd-key "$PKI/medix-pair.key")
+ip netns exec "$NS_E" etcd --name w --data-dir "$MX_TMP/etcd" --listen-client-urls "https://$ETCD_A:2379,https://$ETCD_B:2379" \
+  --advertise-client-urls "https://$ETCD_A:2379" --listen-peer-urls http://127.0.0.1:2380 \
   --initial-advertise-peer-urls http://127.0.0.1:2380 --initial-cluster w=http://127.0.0.1:2380 \
+  --cert-file "$PKI/etcd.crt" --key-file "$PKI/etcd.key" --client-cert-auth --trusted-ca-file "$PKI/ca.crt" \
   --log-level error >"$MX_TMP/etcd.log" 2>&1 &
 ETCD_PID=$!
-etcdctl() { ip netns exec "$NS_E" etcdctl --endpoints "http://$ETCD_A:2379" "$@"; }
+etcdctl() {
+  ip netns exec "$NS_E" etcdctl --endpoints "https://$ETCD_A:2379" --cacert "$PKI/ca.crt" --cert "$PKI/medix-pair.crt" \
+    --key "$PKI/medix-pair.key" "$@"
+}
 speaker() { etcdctl get --print-value-only "$SPEAKER_KEY" 2>/dev/null; } # who holds the lease ("": none)
 mx_wait_eval 10 'etcdctl endpoint health >/dev/null 2>&1' && pass "etcd up" || { fail "etcd did not start"; finish; }
 # etcd's password authentication (docs/areas.md): each medix-cp logs in as medix-pair, whose role
@@ -112,7 +149,42 @@ out=$({ etcdctl user add root --new-user-password="$ROOT_PW" && etcdctl role add
   etcdctl auth enable; } 2>&1) && pass "etcd: auth enabled, user medix-pair (readwrite on /medix/)" ||
   { fail "etcd's users and auth enable" "$out"; finish; }
 (umask 077 && printf 'medix-pair:%s\n' "$PAIR_PW" >"$MX_TMP/etcd-user")
-etcdctl() { ip netns exec "$NS_E" etcdctl --endpoints "http://$ETCD_A:2379" --user "root:$ROOT_PW" "$@"; }
+etcdctl() {
+  ip netns exec "$NS_E" etcdctl --endpoints "https://$ETCD_A:2379" --cacert "$PKI/ca.crt" --cert "$PKI/medix-pair.crt" \
+    --key "$PKI/medix-pair.key" --user "root:$ROOT_PW" "$@"
+}
+
+# tls_only_checks: etcd answers TLS with a client certificate only, and a witness without the
+# TLS flags is refused and says why (a medix-cp of its own in etcd's namespace, its /run private
+# so that its ha plugin's FIFO is its own; it needs no medix-dp to try its etcd login).
+tls_only_checks() {
+  local plain=(ip netns exec "$NS_E" etcdctl --dial-timeout 1s --command-timeout 1s) dir=$MX_TMP/cp-plain pid line t0 tries
+  t0=$(date +%s.%N)
+  # The two etcdctl tries (each up to its 1 s dial timeout) beside the medix-cp one.
+  ("${plain[@]}" --endpoints "http://$ETCD_A:2379" endpoint health >/dev/null 2>&1; echo $? >"$MX_TMP/plain-http.rc") &
+  tries=$!
+  ("${plain[@]}" --endpoints "https://$ETCD_A:2379" --cacert "$PKI/ca.crt" endpoint health >/dev/null 2>&1
+    echo $? >"$MX_TMP/plain-nocert.rc") &
+  tries+=" $!"
+  mkdir -p "$dir/dpdk/none" && echo '{"schema_version": 1}' >"$dir/intent.json"
+  # shellcheck disable=SC2016 # expanded by sh
+  setsid ip netns exec "$NS_E" sh -c 'mount --rbind "$1" /run && shift && exec "$@"' sh "$dir" "$CP_BIN" \
+    --intent "$dir/intent.json" -p none --log-level 1 --ha-sync-local "$ETCD_A:4598" --ha-sync-peer "$ETCD_A:4599" \
+    --ha-sync-key-file "$MX_TMP/cp-sync.key" --ike-witness "etcd://$ETCD_A:2379" --etcd-user-file "$MX_TMP/etcd-user" \
+    >"$dir/cp.log" 2>&1 &
+  pid=$!
+  mx_wait_eval 6 'grep -q "lease not obtained" "$dir/cp.log"'
+  kill -KILL "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  # shellcheck disable=SC2086  # two pids
+  wait $tries
+  check_that "TLS: etcd refuses a plaintext client (http://)" '[ "$(cat "$MX_TMP/plain-http.rc")" != 0 ]'
+  check_that "TLS: etcd refuses a TLS client without a client certificate" '[ "$(cat "$MX_TMP/plain-nocert.rc")" != 0 ]'
+  line=$(grep -o "lease not obtained (.*" "$dir/cp.log" | head -1)
+  echo "    a plaintext witness: $line"
+  echo "    the TLS checks: $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
+  check_that "TLS: a witness without --etcd-cacert is refused at its login, says plain gRPC, no password" \
+    '[[ $line == *"etcd: authentication: user medix-pair: "*"(plain gRPC, no --etcd-cacert"* ]] && ! grep -qF "$PAIR_PW" "$dir/cp.log"'
+}
 
 # start_cp A|B: as netns-ike-failover's, with the witness: etcd as the node reaches it.
 start_cp() {
@@ -120,7 +192,7 @@ start_cp() {
   [ "$1" = B ] && here=$HA_B peer=$HA_A prefix=$B_PREFIX e=$ETCD_B
   MX_PREFIX=$prefix MX_CP_RUN=$MX_TMP/cp-$n/run mx_cp_start "mx-$MX_ID-cp-$n" "$MX_PAIR_TAP$n" 192.0.2.1/24 \
     "$MX_TMP/intent-$n.json" "$MX_TMP/cp-$n.log" --ha-sync-local "$here" --ha-sync-peer "$peer" \
-    --ha-sync-key-file "$MX_TMP/cp-sync.key" --ike-witness "etcd://$e:2379" --ike-witness-ttl 2 --etcd-user-file "$MX_TMP/etcd-user" --metrics-listen 127.0.0.1:9464 || return 1
+    --ha-sync-key-file "$MX_TMP/cp-sync.key" --ike-witness "etcd://$e:2379" --ike-witness-ttl 2 --etcd-user-file "$MX_TMP/etcd-user" "${TLS_FLAGS[@]}" --metrics-listen 127.0.0.1:9464 || return 1
   printf -v "CP${1}_PID" %s "$MX_CP_PID"
   MX_CP_PID=
 }
@@ -157,10 +229,12 @@ dpd_answered() {
     cp_since "$1" "$2" | grep -q "parsed INFORMATIONAL response [0-9]* \[ \]"
 }
 
+tls_only_checks
+
 # --- A active, B standby, the gateway's IKE_SA with A ----------------------------------------------
-mx_pair_start A "$MX_TMP/config-a.json" && pass "medix-dp A ready" || { fail "medix-dp A did not start"; finish; }
+mx_pair_start A "$MX_TMP/config-a.json" --ha-sync-sa-margin $FENCE_MARGIN && pass "medix-dp A ready" || { fail "medix-dp A did not start"; finish; }
 mx_wait_eval 10 'mx_pair_is $A_PREFIX master HA_ROLE_ACTIVE' || fail "A not master and active"
-mx_pair_start B "$MX_TMP/config-b.json" && pass "medix-dp B ready" || { fail "medix-dp B did not start"; finish; }
+mx_pair_start B "$MX_TMP/config-b.json" --ha-sync-sa-margin $FENCE_MARGIN && pass "medix-dp B ready" || { fail "medix-dp B did not start"; finish; }
 mx_wait_eval 10 'mx_pair_is $B_PREFIX backup HA_ROLE_STANDBY' || fail "B not backup and standby"
 start_cp A >"$MX_TMP/cpa-start.txt" && pass "medix-cp A ready with the witness" || { fail "$(cat "$MX_TMP/cpa-start.txt")"; finish; }
 start_cp B >"$MX_TMP/cpb-start.txt" && pass "medix-cp B ready with the witness" || { fail "$(cat "$MX_TMP/cpb-start.txt")"; finish; }
@@ -205,17 +279,18 @@ check_that "no retransmit of B's requests" '! cp_since b $b_mark | grep -q retra
 ha_b=$(mx_ctl "$B_PREFIX" ha 2>&1)
 echo "$ha_b" | grep -A3 '^witness' | sed 's/^/    B: /'
 check_that "medixctl ha on B: the witness's etcd and key, holder yes, renewed within the TTL" \
-  'grep -qx "witness    etcd $ETCD_B:2379, key $SPEAKER_KEY, plain gRPC, user medix-pair, TTL 2 s" <<<"$ha_b" &&
+  'grep -qx "witness    etcd $ETCD_B:2379, key $SPEAKER_KEY, TLS, user medix-pair, TTL 2 s" <<<"$ha_b" &&
    grep -qE "^ +holder yes \(wanted: active without a standby peer\); last renewal [0-9]+ ms ago$" <<<"$ha_b"'
 check "medixctl ha -o json on B: holder, renewed < 1 s ago, nothing held now, held once, obtained once" \
   witness "$B_PREFIX" 'w["holder"] and w["wanted"] and 0 <= int(w["last_renewal_ms"]) < 1000 and w["held_exchanges"] == "0" and w["holds"] == "1" and w["obtained"] == "1"'
-check_that "etcd's password is in no medix-cp log and not in medixctl ha's output" \
-  '! grep -qF "$PAIR_PW" "$MX_TMP"/cp-*.log && ! grep -qF "$PAIR_PW" <<<"$ha_b"'
+check_that "etcd's password and the client key are in no medix-cp log and not in medixctl ha's output" \
+  '! grep -qF "$PAIR_PW" "$MX_TMP"/cp-*.log && ! grep -qF "$PAIR_PW" <<<"$ha_b" &&
+   ! grep -qF "$(sed -n 2p "$PKI/medix-pair.key")" "$MX_TMP"/cp-*.log'
 check "hosp-y reaches the archive through B" ping_archive
 
 # --- A back as standby: B has a standby peer again and lets the lease go --------------------------
 mv "$MX_TMP/cp-a.log" "$MX_TMP/cp-a-first.log"
-mx_pair_start A "$MX_TMP/config-a.json" && pass "medix-dp A back" || { fail "medix-dp A did not restart"; finish; }
+mx_pair_start A "$MX_TMP/config-a.json" --ha-sync-sa-margin $FENCE_MARGIN && pass "medix-dp A back" || { fail "medix-dp A did not restart"; finish; }
 mx_wait_eval 10 'mx_pair_is $A_PREFIX backup HA_ROLE_STANDBY' || fail "A not backup and standby"
 start_cp A >"$MX_TMP/cpa-start.txt" && pass "medix-cp A back" || { fail "$(cat "$MX_TMP/cpa-start.txt")"; finish; }
 check "A holds B's IKE_SA passive" mx_wait_eval 10 'grep -q "installed HA passive IKE_SA" "$MX_TMP/cp-a.log"'
@@ -403,5 +478,55 @@ check_that "heal: the gateway's IKE_SA is the same one ($ike_before), its only o
 a_mark=$(wc -l <"$MX_TMP/cp-a.log")
 check "heal: A (paired) sends DPD and the gateway answers" mx_wait_eval 8 'dpd_answered a $a_mark'
 check_that "heal: nobody holds the lease" '[ -z "$(speaker)" ]'
+# --- the fence's CHILD_SA rekey and an IKE_SA rekey held, then run with the lease ----------------------
+# A (active, paired after the heal) cut from etcd and from the medix-cp link: no standby peer, no
+# lease, its requests held. medix-dp B stopped (SIGSTOP: no acks) and pings from hosp-y, whose
+# replies are A's outbound ESP: A's SA stops at its fence, medix-dp A sends HA_FENCED and medix-cp
+# A's rekey of that CHILD_SA (cp_charon_expire) is held. An IKE_SA rekey (charon's rekey job, the
+# one its IKE lifetime schedules, queued by `medixctl peer NAME rekey-ike`) is held too. A given
+# etcd back obtains the lease and runs both: a new CHILD_SA and the IKE_SA rekeyed, with the
+# gateway, no IKE_SA_INIT.
+held_rekeys() {
+  local a_mark gw_mark c_pre f a_old ike_pre t0 t_held t_run
+  fenced() { mx_ctl "$A_PREFIX" -o json counters | mx_json - "sum(int(x.get('packets', 0)) for x in d.get('drops', []) if x.get('reason') == 'ha_sa_fenced')"; }
+  # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
+  a_mark=$(wc -l <"$MX_TMP/cp-a.log") gw_mark=$(wc -l <"$GWLOG") c_pre=$(gw_children | cut -d' ' -f1,2 | sort)
+  a_old=$(node_child a 0) ike_pre=$(ike_sa) t0=$(date +%s.%N)
+  neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" cut && cp_link cut || fail "could not cut A from etcd and B"
+  check "held: A, without a standby peer and cut from etcd, holds its IKE requests" \
+    mx_wait_eval 5 'cp_since a $a_mark | grep -q "IKE requests held"'
+  kill -STOP "$B_PID"
+  mx_in hosp-y ping -n -i 0.0005 -c 800 -W 1 -q "$ARCHIVE_CORE" >"$MX_TMP/ping-fence.txt" 2>&1
+  f=$(fenced)
+  echo "    pings while B is stopped: $(grep -o '[0-9]* received' "$MX_TMP/ping-fence.txt"); $f replies fenced"
+  check_that "held: A's SA stopped at its fence (replies dropped as ha_sa_fenced)" '[ "$f" -gt 0 ]'
+  check "held: medix-cp A got HA_FENCED and held the CHILD_SA's rekey" \
+    mx_wait_eval 5 'cp_since a $a_mark | grep -q HA_FENCED && cp_since a $a_mark | grep -q "soft expiry held"'
+  mx_ctl "$A_PREFIX" peer carrier-y rekey-ike >/dev/null 2>&1
+  check "held: A's IKE_SA rekey (charon's job) is held" mx_wait_eval 5 'cp_since a $a_mark | grep -q "IKE_SA rekey/delete held"'
+  check "held: medixctl ha on A: not the holder, both held now" \
+    witness "$A_PREFIX" 'w["wanted"] and not w["holder"] and int(w["held_exchanges"]) >= 2'
+  check_that "held: the gateway got no rekey (its SAs unchanged, no CREATE_CHILD_SA from A)" \
+    '[ "$(gw_children | cut -d" " -f1,2 | sort)" = "$c_pre" ] && [ "$(ike_sa)" = "$ike_pre" ] &&
+     ! tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "parsed CREATE_CHILD_SA request"'
+  t_held=$(date +%s.%N)
+  neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" heal || fail "could not give A etcd back"
+  check "held: A obtains the lease and runs the held CHILD_SA rekey" \
+    mx_wait_eval 8 'cp_since a $a_mark | grep -q "IKE requests let go (the witness.s lease): 1 held CHILD_SA expiries run"'
+  t_run=$(date +%s.%N)
+  check "held: A rekeyed its CHILD_SA ($a_old) with the gateway (A's new one at the gateway)" \
+    mx_wait_eval 8 'n=$(node_child a $a_mark); [ -n "$n" ] && [ "$n" != "$a_old" ] && gw_child $n >/dev/null'
+  check "held: A rekeyed the IKE_SA with the gateway: its one IKE_SA, new SPIs, one IKE_SA_INIT in all" \
+    mx_wait_eval 8 'cp_since a $a_mark | grep -q "IKE_SA carrier-y\[[0-9]*\] rekeyed between" && i=$(ike_sa) && [ -n "$i" ] &&
+      [ "$(cut -d" " -f2,3 <<<"$i")" != "$(cut -d" " -f2,3 <<<"$ike_pre")" ] && [ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ]'
+  check_that "held: the gateway ignored none of A's requests" '! tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "expected [0-9]*, ignored"'
+  check "held: hosp-y reaches the archive, ESP both ways on A's new CHILD_SA (B still stopped)" \
+    mx_wait_eval 5 'ping_archive && both_ways $(node_child a $a_mark)'
+  echo "    held: the whole case $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s; run $(awk -v a="$t_held" -v b="$t_run" 'BEGIN { printf "%.1f", b - a }') s after etcd was back; CHILD_SA $a_old -> $(node_child a $a_mark); IKE_SA $ike_pre -> $(ike_sa)"
+  kill -CONT "$B_PID"
+  cp_link heal || fail "could not give the medix-cp link back"
+}
+held_rekeys
+
 echo "    split and heal: $(awk -v a="$t_split" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s; whole run: $(awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
 finish
