@@ -53,6 +53,24 @@ inline uint32_t flow_hash(const FlowKey& key) {
   return rte_hash_crc_8byte(words[1], rte_hash_crc_8byte(words[0], 0));
 }
 
+// A key as FlowKey's two words, assembled in registers: hashing a key just stored member by
+// member loads each word across narrower stores still in flight (a store-forwarding stall,
+// ~10 cycles a key on the burst's path; docs/nat.md "What an established packet costs").
+struct FlowWords {
+  uint64_t lo, hi;
+  FlowWords(uint32_t src, uint32_t dst, uint16_t sport, uint16_t dport, uint16_t tenant, uint8_t protocol, uint8_t kind)
+      : lo(uint64_t(dst) << 32 | src),
+        hi(uint64_t(kind) << 56 | uint64_t(protocol) << 48 | uint64_t(tenant) << 32 | uint32_t(dport) << 16 | sport) {}
+  uint32_t hash() const { return rte_hash_crc_8byte(hi, rte_hash_crc_8byte(lo, 0)); }  // flow_hash(key())
+  FlowKey key() const {
+    FlowKey k;
+    std::memcpy(&k, &lo, 8);
+    std::memcpy(reinterpret_cast<char*>(&k) + 8, &hi, 8);
+    return k;
+  }
+};
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "FlowWords lays FlowKey's members out little-endian");
+
 // What a key leads to: an object's index and which of its keys (FlowTable::Slot), in one word.
 inline constexpr uint32_t flow_value(uint32_t index, uint32_t slot) { return index << 2 | slot; }
 inline constexpr uint32_t no_flow = UINT32_MAX;

@@ -138,3 +138,22 @@ TEST_CASE("session table: every key found with its value, none that was not adde
     if (buckets == 64) CHECK(t.moves > 0);
   }
 }
+
+TEST_CASE("session table: a key built as two words is the key built member by member, and hashes alike") {
+  using namespace medix::dp;
+  std::mt19937 rng(19);
+  for (int i = 0; i < 1000; i++) {
+    uint32_t src = rng(), dst = rng(), r = rng();
+    auto sport = uint16_t(r), dport = uint16_t(r >> 16), tenant = uint16_t(rng());
+    auto protocol = uint8_t(rng()), kind = uint8_t(i % 3);
+    FlowKey member{src, dst, sport, dport, tenant, protocol, kind};
+    FlowWords words{src, dst, sport, dport, tenant, protocol, kind};
+    FlowKey built = words.key();
+    REQUIRE(built == member);
+    REQUIRE(built.src == src);
+    REQUIRE(built.dport == dport);
+    REQUIRE(built.tenant == tenant);
+    REQUIRE(built.kind == kind);
+    REQUIRE(words.hash() == flow_hash(member));
+  }
+}
