@@ -632,7 +632,7 @@ bool finish(Worker& w, NatWorker& nw, rte_mbuf* m, const Flow& f, const FlowKey&
     index = found >> 2;
     direction = int(found & 1);
     Session& s = nw.sessions[*index];
-    if (s.key[1 - direction].tenant != exit || stale(t, s) || w.now - s.last_seen > timeout_of(w, s)) {
+    if (s.key[1 - direction].tenant != exit || stale(t, s) || idle_past(w.now - s.last_seen, timeout_of(w, s))) {
       // Routed elsewhere now, translated differently, or idle too long: start afresh.
       end_session(w, nw, *index);
       index.reset();
@@ -906,12 +906,11 @@ uint16_t nat_established(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** know
     // Proven in this generation (tenants, translations, policy, the core's route: any commit
     // moves it), its route learned since, and not idle too long.
     uint64_t idle = w.now - s.last_seen, timeout = timeout_of(w, s);
-    if (s.checked != t.generation || !s.route[d] || idle > timeout) continue;
+    if (s.checked != t.generation || !s.route[d] || idle_past(idle, timeout)) continue;
     rte_mbuf* m = pkts[at[k]];
     taken |= uint64_t(1) << at[k];
-    // Its timer moved on only once it lags by a 64th of the timeout (the session may end that
-    // much early): a flow's packets leave its line clean in between.
-    if (!translate(w, t, m, flows[k], s, d, keys[k].tenant, idle > timeout >> 6)) continue;
+    // Its timer moved on only once it lags (timer_lag): a flow's packets leave its line clean.
+    if (!translate(w, t, m, flows[k], s, d, keys[k].tenant, idle > timer_lag(timeout))) continue;
     PacketMeta& pm = meta(m);
     pm.tenant = s.key[1 - d].tenant;  // where the route was found: the exit (the core for its own)
     pm.exit = pm.tenant;
@@ -958,7 +957,7 @@ void nat_sweep(Worker& w) {
     uint32_t i = nw.sweep;
     nw.sweep = i + 1 == nw.capacity ? 0 : i + 1;
     Session& s = nw.sessions[i];
-    if (s.live && (stale(t, s) || w.now - s.last_seen > timeout_of(w, s))) end_session(w, nw, i);
+    if (s.live && (stale(t, s) || idle_past(w.now - s.last_seen, timeout_of(w, s)))) end_session(w, nw, i);
   }
 }
 

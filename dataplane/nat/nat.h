@@ -155,6 +155,12 @@ struct SessionView {
   uint32_t made;
 };
 
+// An established packet moves its session's timer on only once it lags by a 64th of the timeout
+// (a flow's packets leave the line clean in between), so a session ends that 64th later: never
+// before its timeout (RFC 4787 REQ-5, RFC 5382 REQ-5 are minimums).
+inline uint64_t timer_lag(uint64_t timeout) { return timeout >> 6; }
+inline bool idle_past(uint64_t idle, uint64_t timeout) { return idle > timeout + timer_lag(timeout); }
+
 // Idle timeout of a session, in TSC (RFC 7857: TCP by its progress).
 inline uint64_t session_timeout(const uint64_t* timeouts, uint8_t protocol, uint8_t tcp) {
   switch (protocol) {

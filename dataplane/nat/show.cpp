@@ -45,7 +45,7 @@ std::optional<Error> list_sessions(Dataplane& dp, const v1::ListSessionsRequest&
       const FlowKey &a = v.key[0], &b = v.key[1];
       uint64_t idle = now > v.last_seen ? now - v.last_seen : 0;
       uint64_t timeout = session_timeout(timeouts, a.protocol, v.tcp);
-      if (idle > timeout) return;
+      if (idle_past(idle, timeout)) return;
       if (tenant && a.tenant != *tenant && b.tenant != *tenant) return;
       if (request.protocol() && a.protocol != request.protocol()) return;
       if (address && a.src != *address && a.dst != *address && b.src != *address && b.dst != *address) return;
