@@ -71,37 +71,54 @@ void emit_run(Worker& w, rte_mbuf** pkts, uint16_t n, uint64_t neighbour_word, E
   const bool buffered =
       !(iface < shaper_of.size() && shaper_of[iface] != qos::no_shaper) && port.live && !port.admin_down;
   TxBuffer& tx = w.tx[f.port];
-  uint64_t packets = 0, bytes = 0;
-  for (uint16_t i = 0; i < n; i++) {
+  uint16_t i = 0;
+  if (buffered) [[likely]] {
+    // Whole packets with room in their headroom, straight into the buffer: a loop without a
+    // call, so that its counts stay in registers (a count in memory is a chain of stores and
+    // loads from one packet to the next). The first other packet ends it.
+    if (tx.count + n > std::size(tx.pkts)) tx_burst(w, f.port, tx);
+    uint16_t count = tx.count;
+    uint64_t bytes = 0;
+    for (; i < n; i++) {
+      rte_mbuf* m = pkts[i];
+      const PacketMeta& pm = meta(m);
+      // rte_pktmbuf_prepend or _adj by the difference of the two headers: the received one
+      // was parsed in the first segment, so only the headroom can be short.
+      int delta = int(len) - pm.l2_len;
+      if ((pm.flags & meta_fragment) || delta > int(m->data_off)) [[unlikely]]
+        break;
+      m->data_off = uint16_t(m->data_off - delta);
+      m->data_len = uint16_t(m->data_len + delta);
+      m->pkt_len = uint32_t(int(m->pkt_len) + delta);
+      copy_l2(rte_pktmbuf_mtod(m, uint8_t*), header, len);
+      bytes += m->pkt_len;
+      tx.pkts[count++] = m;
+    }
+    tx.count = count;
+    e.packets += i;
+    e.bytes += bytes;
+    if (tx.count == std::size(tx.pkts)) tx_burst(w, f.port, tx);
+  }
+  for (; i < n; i++) {  // the rest one by one
     rte_mbuf* m = pkts[i];
     const PacketMeta& pm = meta(m);
-    if (pm.flags & meta_fragment) [[unlikely]] {
+    if (pm.flags & meta_fragment) {
       emit_fragments(w, m, neighbour_word, e);  // counts its fragments itself
       continue;
     }
-    // rte_pktmbuf_prepend or _adj by the difference of the two headers: the received one was
-    // parsed in the first segment, so only the headroom can be short.
-    int delta = int(len) - pm.l2_len;
-    if (delta > int(m->data_off)) [[unlikely]] {
+    uint8_t* at;
+    if (len > pm.l2_len)
+      at = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, uint16_t(len - pm.l2_len)));
+    else
+      at = reinterpret_cast<uint8_t*>(rte_pktmbuf_adj(m, uint16_t(pm.l2_len - len)));
+    if (!at) {
       drop(w, m, Drop::no_buffer);
       continue;
     }
-    m->data_off = uint16_t(m->data_off - delta);
-    m->data_len = uint16_t(m->data_len + delta);
-    m->pkt_len = uint32_t(int(m->pkt_len) + delta);
-    copy_l2(rte_pktmbuf_mtod(m, uint8_t*), header, len);
-    packets++;
-    bytes += m->pkt_len;
-    if (buffered) [[likely]] {
-      tx.pkts[tx.count++] = m;
-      if (tx.count == std::size(tx.pkts)) [[unlikely]]
-        tx_burst(w, f.port, tx);
-    } else {
-      send_out(w, iface, f.port, m);  // shaped, or the port down (dropped there)
-    }
+    copy_l2(at, header, len);
+    e.count(w, iface, f, m);
+    send_out(w, iface, f.port, m);  // shaped, or the port down (dropped there)
   }
-  e.packets += packets;
-  e.bytes += bytes;
 }
 
 [[gnu::noinline]] void emit_fragments(Worker& w, rte_mbuf* m, uint64_t neighbour_word, Egress& e) {
