@@ -13,27 +13,22 @@ namespace medix::dp {
 
 namespace {
 
-// What a burst sends counted per run of one egress interface, and its L2 header built once
-// per run of one (interface, neighbour): packets of a burst mostly share both, so a packet
-// costs a header copy and two additions instead of three counter stores and a header written
-// field by field.
+// What a burst sends, counted per run of one egress interface: packets of a burst mostly share
+// it, so a packet costs two additions instead of three counter stores.
 struct Egress {
   static constexpr uint16_t none = UINT16_MAX;
   uint16_t iface = none;
   uint16_t tenant = 0;
   uint64_t packets = 0, bytes = 0;
-  uint64_t word = 0;  // the neighbour word `header` was built for
-  uint8_t header_len = 0;
-  bool header_valid = false;
-  uint8_t header[sizeof(rte_ether_hdr) + 2 * sizeof(rte_vlan_hdr)];
 
+  void start(Worker& w, uint16_t id, const InterfaceEntry& f) {
+    if (id == iface) return;
+    flush(w);
+    iface = id;
+    tenant = f.tenant;
+  }
   void count(Worker& w, uint16_t id, const InterfaceEntry& f, rte_mbuf* m) {
-    if (id != iface) {
-      flush(w);
-      iface = id;
-      tenant = f.tenant;
-      header_valid = false;
-    }
+    start(w, id, f);
     packets++;
     bytes += rte_pktmbuf_pkt_len(m);
   }
@@ -43,16 +38,6 @@ struct Egress {
     bump(w.counters->interfaces[iface].tx_bytes, bytes);
     bump(w.counters->tenants[tenant].tx_packets, packets);
     packets = bytes = 0;
-  }
-  // The header for `f` (slot `id`) and neighbour `w`, rebuilt only when either changed.
-  const uint8_t* header_for(uint16_t id, const InterfaceEntry& f, uint64_t neighbour_word) {
-    if (!header_valid || id != iface || neighbour_word != word) {
-      write_l2(header, f, NeighbourTable::mac_of(neighbour_word), RTE_ETHER_TYPE_IPV4, forward_source(f));
-      header_len = l2_len_of(f);
-      word = neighbour_word;
-      header_valid = true;
-    }
-    return header;
   }
 };
 
@@ -69,32 +54,71 @@ inline void copy_l2(uint8_t* at, const uint8_t* header, uint8_t len) {
 
 void emit_fragments(Worker& w, rte_mbuf* m, uint64_t neighbour_word, Egress& e);
 
-// Inlined into ip_output's loop (a call a packet was ~20 instructions of register saves); the
-// fragmenting path is a call of its own.
-[[gnu::always_inline]] inline void emit(Worker& w, rte_mbuf* m, uint64_t neighbour_word, Egress& e) {
-  PacketMeta& pm = meta(m);
-  if (pm.flags & meta_fragment) [[unlikely]] {
-    emit_fragments(w, m, neighbour_word, e);
-    return;
-  }
-  uint16_t iface = pm.iface_out;
+// Sends a run of packets to one egress interface and neighbour (`neighbour_word`, its MAC
+// known), in order. What they share is worked out once a run, as VPP's adjacency holds it:
+// the L2 header (its rewrite string), the interface's entry, where its packets go (the port's
+// tx buffer, or its shaper) and its counters; a packet then costs its header's move and copy.
+void emit_run(Worker& w, rte_mbuf** pkts, uint16_t n, uint64_t neighbour_word, Egress& e) {
+  uint16_t iface = meta(pkts[0]).iface_out;
   const InterfaceEntry& f = w.tables->interfaces[iface];
-  e.count(w, iface, f, m);  // first: it may start a new run, which header_for checks
-  const uint8_t* header = e.header_for(iface, f, neighbour_word);
-  uint8_t len = e.header_len;
-  uint8_t* at;
-  if (len > pm.l2_len)
-    at = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, uint16_t(len - pm.l2_len)));
-  else
-    at = reinterpret_cast<uint8_t*>(rte_pktmbuf_adj(m, uint16_t(pm.l2_len - len)));
-  if (!at) [[unlikely]] {
-    e.packets--;  // counted above, never sent
-    e.bytes -= rte_pktmbuf_pkt_len(m);
-    drop(w, m, Drop::no_buffer);
-    return;
+  e.start(w, iface, f);
+  uint8_t header[sizeof(rte_ether_hdr) + 2 * sizeof(rte_vlan_hdr)];
+  write_l2(header, f, NeighbourTable::mac_of(neighbour_word), RTE_ETHER_TYPE_IPV4, forward_source(f));
+  const uint8_t len = l2_len_of(f);
+  // send_out's tests, a run at a time: the tables do not change under a burst.
+  const auto& shaper_of = w.tables->qos.shaper_of;
+  const PortEntry& port = w.tables->ports[f.port];
+  const bool buffered =
+      !(iface < shaper_of.size() && shaper_of[iface] != qos::no_shaper) && port.live && !port.admin_down;
+  TxBuffer& tx = w.tx[f.port];
+  uint16_t i = 0;
+  if (buffered) [[likely]] {
+    // Whole packets with room in their headroom, straight into the buffer: a loop without a
+    // call, so that its counts stay in registers (a count in memory is a chain of stores and
+    // loads from one packet to the next). The first other packet ends it.
+    if (tx.count + n > std::size(tx.pkts)) tx_burst(w, f.port, tx);
+    uint16_t count = tx.count;
+    uint64_t bytes = 0;
+    for (; i < n; i++) {
+      rte_mbuf* m = pkts[i];
+      const PacketMeta& pm = meta(m);
+      // rte_pktmbuf_prepend or _adj by the difference of the two headers: the received one
+      // was parsed in the first segment, so only the headroom can be short.
+      int delta = int(len) - pm.l2_len;
+      if ((pm.flags & meta_fragment) || delta > int(m->data_off)) [[unlikely]]
+        break;
+      m->data_off = uint16_t(m->data_off - delta);
+      m->data_len = uint16_t(m->data_len + delta);
+      m->pkt_len = uint32_t(int(m->pkt_len) + delta);
+      copy_l2(rte_pktmbuf_mtod(m, uint8_t*), header, len);
+      bytes += m->pkt_len;
+      tx.pkts[count++] = m;
+    }
+    tx.count = count;
+    e.packets += i;
+    e.bytes += bytes;
+    if (tx.count == std::size(tx.pkts)) tx_burst(w, f.port, tx);
   }
-  copy_l2(at, header, len);
-  send_out(w, iface, f.port, m);
+  for (; i < n; i++) {  // the rest one by one
+    rte_mbuf* m = pkts[i];
+    const PacketMeta& pm = meta(m);
+    if (pm.flags & meta_fragment) {
+      emit_fragments(w, m, neighbour_word, e);  // counts its fragments itself
+      continue;
+    }
+    uint8_t* at;
+    if (len > pm.l2_len)
+      at = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, uint16_t(len - pm.l2_len)));
+    else
+      at = reinterpret_cast<uint8_t*>(rte_pktmbuf_adj(m, uint16_t(pm.l2_len - len)));
+    if (!at) {
+      drop(w, m, Drop::no_buffer);
+      continue;
+    }
+    copy_l2(at, header, len);
+    e.count(w, iface, f, m);
+    send_out(w, iface, f.port, m);  // shaped, or the port down (dropped there)
+  }
 }
 
 [[gnu::noinline]] void emit_fragments(Worker& w, rte_mbuf* m, uint64_t neighbour_word, Egress& e) {
@@ -185,26 +209,39 @@ void park(Worker& w, rte_mbuf* m, uint64_t now) {
 }  // namespace
 
 void ip_output(Worker& w, rte_mbuf** pkts, uint16_t n) {
+  // Runs of one (interface, neighbour): the neighbour is looked up, and emit_run's work done,
+  // once a run.
   NeighbourSlotKey keys[burst_size] = {};
-  uint64_t words[burst_size];
+  uint16_t starts[burst_size + 1];
+  uint16_t runs = 0;
   for (uint16_t i = 0; i < n; i++) {
-    keys[i] = key_of(pkts[i]);
-    // Packets to many interfaces: their entries and counters are lines of their own.
-    rte_prefetch0(&w.tables->interfaces[keys[i].interface]);
-    rte_prefetch0(&w.counters->interfaces[keys[i].interface]);
+    const PacketMeta& pm = meta(pkts[i]);
+    if (runs && pm.neighbour == keys[runs - 1].address && pm.iface_out == keys[runs - 1].interface) continue;
+    keys[runs] = NeighbourSlotKey{pm.neighbour, pm.iface_out, 0};
+    // Runs to many interfaces: their entries and counters are lines of their own.
+    rte_prefetch0(&w.tables->interfaces[pm.iface_out]);
+    rte_prefetch0(&w.counters->interfaces[pm.iface_out]);
+    starts[runs++] = i;
   }
-  w.tables->neighbours->lookup_bulk(keys, n, words, w.neighbour_cache);
-  if (w.trace) [[unlikely]]
-    trace_neighbour(w, pkts, n, words);
+  starts[runs] = n;
+  uint64_t words[burst_size];
+  w.tables->neighbours->lookup_bulk(keys, runs, words, w.neighbour_cache);
+  if (w.trace) [[unlikely]] {
+    uint64_t each[burst_size];
+    for (uint16_t r = 0; r < runs; r++)
+      for (uint16_t i = starts[r]; i < starts[r + 1]; i++) each[i] = words[r];
+    trace_neighbour(w, pkts, n, each);
+  }
   uint64_t now = 0;
   Egress e;
-  for (uint16_t i = 0; i < n; i++) {
-    if ((words[i] & NeighbourTable::valid) && (w.pending->n_waiting == 0 || !find_waiting(*w.pending, keys[i]))) {
-      emit(w, pkts[i], words[i], e);
-    } else {
-      if (!now) now = rte_rdtsc();
-      park(w, pkts[i], now);
+  for (uint16_t r = 0; r < runs; r++) {
+    uint16_t first = starts[r], count = uint16_t(starts[r + 1] - first);
+    if ((words[r] & NeighbourTable::valid) && (w.pending->n_waiting == 0 || !find_waiting(*w.pending, keys[r]))) {
+      emit_run(w, pkts + first, count, words[r], e);
+      continue;
     }
+    if (!now) now = rte_rdtsc();
+    for (uint16_t i = first; i < first + count; i++) park(w, pkts[i], now);
   }
   e.flush(w);
 }
@@ -235,7 +272,7 @@ void service_pending(Worker& w) {
         drop(w, m, Drop::interface_gone);
       } else if (words[i] & NeighbourTable::valid) {
         waiting->packets--;
-        emit(w, m, words[i], e);
+        emit_run(w, &m, 1, words[i], e);
       } else if (now >= meta(m).deadline) {
         waiting->packets--;
         if (meta(m).iface_in < interfaces.size() && interfaces[meta(m).iface_in].uid == meta(m).in_uid)
