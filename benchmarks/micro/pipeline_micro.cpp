@@ -11,6 +11,9 @@
 //                                                   table each round; then one round timing on
 //                                                   for the nat stage's share
 //
+//   pipeline-micro esp-in-gcm|esp-in-cbc|esp-out-gcm|esp-out-cbc [BLOCKS] [BURSTS] [FLOWS]
+//                                                   as forward, through an ESP tunnel (esp_config)
+//
 // forward: VLAN 10 -> VLAN 20 in one tenant; napt: the same frames crossing the IX core from
 // tenant hosp (NAPT) to tenant archive (static mapping), established sessions (benchmarks/nat.py's
 // topology and frames). Each block prints one JSON line. Built twice by meson: pipeline-micro
@@ -34,6 +37,7 @@
 
 #include "harness.h"
 #include "infra/accounting.h"
+#include "ipsec/esp.h"
 #include "nat/nat.h"
 
 namespace {
@@ -82,6 +86,50 @@ std::string napt_config(uint32_t sessions) {
          table + R"(}})";
 }
 
+// ESP (benchmarks/ipsec.py's topology): tunnel t1 of tenant hosp over tenant carrier, one SA
+// each way, no replay window (the frames repeat). esp-out-*: the frames below, from VLAN 10 of
+// port in, encrypted and sent out of VLAN 20 of port out. esp-in-*: the same frames as `peer`
+// (this config mirrored: local and remote swapped, the SAs' directions too, ESP out of VLAN 10
+// to our MAC) encrypted them, received on VLAN 10 of port in, decrypted and routed out of
+// VLAN 20 of port out.
+std::string esp_config(const std::string& mode, bool peer) {
+  bool cbc = mode.ends_with("cbc"), inbound = mode.starts_with("esp-in") && !peer;
+  std::string local = peer ? "198.51.100.2" : "198.51.100.1", remote = peer ? "198.51.100.1" : "198.51.100.2";
+  std::string keys = cbc ? R"("cipher": "AES_CBC_128", "cipher_key": "QEFCQ0RFRkdISUpLTE1OTw==",
+    "integrity": "HMAC_SHA256_128", "integrity_key": "ZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXp7fH1+f4CBgoM=")"
+                         : R"("cipher": "AES_GCM_128", "cipher_key": "AAECAwQFBgcICQoLDA0OD8r+ur4=")";
+  auto sa = [&](int spi, bool in) {
+    return R"({"spi": )" + std::to_string(spi) + R"(, "tunnel": "t1", "replay_window": 0, "inbound": )" +
+           (in ? "true, " : "false, ") + keys + "}";
+  };
+  std::string interfaces, routes, neighbours;
+  if (inbound) {
+    interfaces = R"({"name": "c0", "tenant": "carrier", "port": "in", "vlan": 10, "addresses": [")" + local +
+                 R"(/24"], "mac": "02:00:00:00:01:01"}, {"name": "h0", "tenant": "hosp", "port": "out", "vlan": 20,
+                 "addresses": ["192.168.255.1/24"], "mac": "02:00:00:00:02:01"})";
+    routes =
+        R"({"tenant": "hosp", "prefix": "100.100.0.0/16", "via": {"interface": "h0", "address": "192.168.255.2"}})";
+    neighbours = R"({"interface": "h0", "address": "192.168.255.2", "mac": "02:00:00:00:02:02"})";
+  } else {
+    interfaces = R"({"name": "h0", "tenant": "hosp", "port": "in", "vlan": 10, "addresses": ["10.15.255.254/12"],
+                 "mac": "02:00:00:00:01:01"}, {"name": "c0", "tenant": "carrier", "port": "out", "vlan": )" +
+                 std::string(peer ? "10" : "20") + R"(, "addresses": [")" + local +
+                 R"(/24"], "mac": "02:00:00:00:02:01"})";
+    routes = R"({"tenant": "hosp", "prefix": "100.100.0.0/16", "via": {"interface": "t1"}})";
+    neighbours = R"({"interface": "c0", "address": ")" + remote + R"(", "mac": ")" +
+                 (peer ? "02:00:00:00:01:01" : "02:00:00:00:02:02") + R"("})";
+  }
+  return R"({"schema_version": 1, )" + ports + R"( "tenants": [{"name": "carrier"}, {"name": "hosp"}],
+    "interfaces": [)" +
+         interfaces + R"(],
+    "tunnels": [{"name": "t1", "tenant": "hosp", "underlay_tenant": "carrier", "local_address": ")" +
+         local + R"(", "remote_address": ")" + remote + R"("}],
+    "routes": [)" +
+         routes + R"(], "neighbours": [)" + neighbours + R"(],
+    "sas": [)" +
+         sa(4097, !peer) + ", " + sa(8193, peer) + R"(], "settings": {}})";
+}
+
 // A 64-byte (on the wire) 802.1Q VLAN 10 IPv4/UDP frame to port 104 (benchmarks/nat.py's).
 constexpr uint16_t frame_len = 60;
 void write_frame(uint8_t* f, uint32_t src, uint16_t sport, uint32_t dst) {
@@ -111,10 +159,26 @@ void write_flow(uint8_t* f, uint32_t i) {
   write_frame(f, 0x0A000001 + (i >> 8), uint16_t(1024 + (i & 255)), archive_core + 1 + (h >> 17) % 32767);
 }
 
+// esp-in-*: flow i's frame as the peer sends it (esp_config), for each of `flows` flows.
+std::vector<std::vector<uint8_t>> esp_frames(const std::string& mode, uint32_t flows) {
+  Harness peer(esp_config(mode, true));
+  std::vector<std::vector<uint8_t>> frames;
+  std::vector<uint8_t> plain(frame_len);
+  for (uint32_t i = 0; i < flows; i++) {
+    write_flow(plain.data(), i);
+    peer.receive(0, plain);
+    for (auto& f : peer.sent(1)) frames.push_back(std::move(f));
+  }
+  if (frames.size() != flows) throw std::runtime_error("the peer did not encrypt every frame");
+  return frames;
+}
+
 struct Bench {
   Harness h;
   rte_mempool* rx_pool;
-  explicit Bench(const std::string& config) : h(config) {
+  std::vector<std::vector<uint8_t>> frames;  // esp-in-*: flow i's frame; else written by write_flow
+  explicit Bench(const std::string& config, std::vector<std::vector<uint8_t>> frames_ = {})
+      : h(config), frames(std::move(frames_)) {
     rx_pool = rte_mempool_lookup("micro_rx");
     if (!rx_pool) rx_pool = rte_pktmbuf_pool_create("micro_rx", 8191, 256, sizeof(PacketMeta), 2048, 0);
     Worker& w = h.worker;
@@ -126,8 +190,15 @@ struct Bench {
   void receive(rte_mbuf** pkts, uint32_t first, uint32_t modulo) {
     if (rte_pktmbuf_alloc_bulk(rx_pool, pkts, burst)) throw std::runtime_error("no mbufs");
     for (uint16_t i = 0; i < burst; i++) {
-      write_flow(rte_pktmbuf_mtod(pkts[i], uint8_t*), uint32_t(uint64_t((first + i) % modulo) * 2654435761u % modulo));
-      pkts[i]->data_len = pkts[i]->pkt_len = frame_len;
+      uint32_t flow = uint32_t(uint64_t((first + i) % modulo) * 2654435761u % modulo);
+      uint16_t len = frame_len;
+      if (frames.empty()) {
+        write_flow(rte_pktmbuf_mtod(pkts[i], uint8_t*), flow);
+      } else {
+        len = uint16_t(frames[flow].size());
+        memcpy(rte_pktmbuf_mtod(pkts[i], uint8_t*), frames[flow].data(), len);
+      }
+      pkts[i]->data_len = pkts[i]->pkt_len = len;
       pkts[i]->port = 0;
     }
   }
@@ -146,6 +217,8 @@ struct Bench {
     bump(c.rx_bytes, bytes);
     account(w, Stage::rx, start, burst);
     process_burst(w, 0, pkts, burst);
+    // CBC jobs left in the lanes: completed as later bursts fill them (no flush: bursts keep coming).
+    if (esp_in_flight(w) || esp_done(w)) process_crypto(w, false);
     start = stage_clock(w);
     unsigned queued = 0;
     for (uint16_t port = 0; port < w.tables->ports.size(); port++) queued += w.tx[port].count;
@@ -197,7 +270,11 @@ std::string stages(const Bench& b, const uint64_t* before, unsigned bursts) {
 
 // Established traffic: `blocks` blocks of `bursts` bursts, timing off and on in turn.
 int steady(const std::string& mode, unsigned blocks, unsigned bursts, unsigned flows) {
-  Bench b(mode == "forward" ? forward_config() : napt_config(flows));
+  bool esp = mode.starts_with("esp-");
+  Bench b(esp                 ? esp_config(mode, false)
+          : mode == "forward" ? forward_config()
+                              : napt_config(flows),
+          mode.starts_with("esp-in") ? esp_frames(mode, flows) : std::vector<std::vector<uint8_t>>{});
   rte_mbuf* pkts[burst];
   uint32_t next = 0;
   for (unsigned i = 0; i < 4 * flows / burst; i++) {  // sessions made, caches warm

@@ -1,6 +1,7 @@
 #include "ipsec/esp.h"
 
 #include <algorithm>
+#include <bit>
 #include <new>
 
 #include <rte_cycles.h>
@@ -32,19 +33,43 @@ inline void put_be32(uint8_t* p, uint32_t v) {
   memcpy(p, &v, 4);
 }
 
-// Constant time, so that a forger learns nothing from how long a wrong ICV took; a word at a
-// time (ICVs are 12 or 16 bytes).
-bool same_icv(const uint8_t* a, const uint8_t* b, unsigned n) {
-  uint64_t diff = 0;
-  unsigned i = 0;
-  for (; i + 8 <= n; i += 8) {
-    uint64_t x, y;
-    memcpy(&x, a + i, 8);
-    memcpy(&y, b + i, 8);
-    diff |= x ^ y;
+// ICVs are 12 or 16 bytes (commit.cpp): as two 8-byte words, the second ending at the ICV's
+// end (overlapping the first for 12), fixed-size loads where a memcpy of n bytes is a call.
+inline void icv_words(const uint8_t* p, unsigned n, uint64_t& a, uint64_t& b) {
+  memcpy(&a, p, 8);
+  memcpy(&b, p + n - 8, 8);
+}
+inline void copy_icv(uint8_t* to, const uint8_t* from, unsigned n) {
+  uint64_t a, b;
+  icv_words(from, n, a, b);
+  memcpy(to, &a, 8);
+  memcpy(to + n - 8, &b, 8);
+}
+// Constant time, so that a forger learns nothing from how long a wrong ICV took.
+inline bool same_icv(const uint8_t* x, const uint8_t* y, unsigned n) {
+  uint64_t xa, xb, ya, yb;
+  icv_words(x, n, xa, xb);
+  icv_words(y, n, ya, yb);
+  return ((xa ^ ya) | (xb ^ yb)) == 0;
+}
+
+// Self-describing padding (RFC 4303 2.4: 1, 2, 3, ...) of up to 16 bytes, as two words.
+static_assert(std::endian::native == std::endian::little);
+constexpr uint64_t pad_ramp_lo = 0x0807060504030201, pad_ramp_hi = 0x100f0e0d0c0b0a09;
+// Whether the n bytes at p are 1, 2, ..., n. With n <= 15 and 16 bytes readable at p (the
+// trailer and ICV follow the padding), without a branch a byte.
+inline bool padding_ok(const uint8_t* p, unsigned n, bool sixteen_readable) {
+  if (n <= 15 && sixteen_readable) [[likely]] {
+    uint64_t lo, hi;
+    memcpy(&lo, p, 8);
+    memcpy(&hi, p + 8, 8);
+    uint64_t mask_lo = n >= 8 ? ~uint64_t(0) : (uint64_t(1) << (8 * n)) - 1;
+    uint64_t mask_hi = n > 8 ? (uint64_t(1) << (8 * (n - 8))) - 1 : 0;
+    return (((lo ^ pad_ramp_lo) & mask_lo) | ((hi ^ pad_ramp_hi) & mask_hi)) == 0;
   }
-  for (; i < n; i++) diff |= uint8_t(a[i] ^ b[i]);
-  return diff == 0;
+  for (unsigned k = 0; k < n; k++)
+    if (p[k] != k + 1) return false;
+  return true;
 }
 
 // A drop that counts against the SA too, by the same reason.
@@ -131,7 +156,17 @@ struct EspPacket {
   uint8_t tag[16], received[16];  // inbound: the ICV computed and the one that came
 };
 
+// Packets counted on their tunnel (and its tenant) a run of one tunnel's at a time, not a
+// packet at a time: added to the worker's counters when the tunnel changes and before the
+// call that counted them (esp_input, esp_complete, esp_output) returns.
+struct TunnelTally {
+  uint16_t tunnel = 0, tenant = 0;
+  uint32_t packets = 0;
+  uint64_t bytes = 0;
+};
+
 struct EspJobs {
+  TunnelTally rx;  // decrypted packets
   // The CBC IVs' ECB jobs run here, to completion, without flushing the lanes of w.mgr.
   IMB_MGR* iv_mgr = nullptr;
   unsigned in_flight = 0;
@@ -167,6 +202,24 @@ uint64_t esp_submitted(const Worker& w) { return w.esp_jobs->submitted; }
 
 namespace {
 
+void flush_rx(Worker& w, TunnelTally& r) {
+  if (!r.packets) return;
+  bump(w.counters->interfaces[r.tunnel].rx_packets, r.packets);
+  bump(w.counters->interfaces[r.tunnel].rx_bytes, r.bytes);
+  bump(w.counters->tenants[r.tenant].rx_packets, r.packets);
+  r.packets = 0;
+  r.bytes = 0;
+}
+
+void tally_rx(Worker& w, uint16_t tunnel, uint16_t tenant, uint32_t bytes) {
+  TunnelTally& r = w.esp_jobs->rx;
+  if (r.packets && (r.tunnel != tunnel || r.tenant != tenant)) flush_rx(w, r);
+  r.tunnel = tunnel;
+  r.tenant = tenant;
+  r.packets++;
+  r.bytes += bytes;
+}
+
 // The verdict on an inbound packet whose ICV has been computed: the inner packet, its header
 // checked, or nullptr (dropped and counted).
 rte_mbuf* verdict_in(Worker& w, EspPacket& d) {
@@ -194,9 +247,8 @@ rte_mbuf* verdict_in(Worker& w, EspPacket& d) {
   sa->replay.update(seq);
   uint8_t next_header = payload[cipher_len - 1];
   uint8_t pad = payload[cipher_len - 2];
-  bool pad_ok = pad + 2 <= cipher_len;
-  for (unsigned k = 0; pad_ok && k < pad; k++) pad_ok = payload[cipher_len - 2 - pad + k] == k + 1;
-  if (!pad_ok) {
+  // From the padding's first byte: the padding, the trailer's 2 and the ICV.
+  if (pad + 2 > cipher_len || !padding_ok(payload + cipher_len - 2 - pad, pad, pad + 2u + sa->icv_len >= 16)) {
     sa_drop(w, *sa, m, Drop::esp_bad_padding);
     return nullptr;
   }
@@ -244,9 +296,7 @@ rte_mbuf* verdict_in(Worker& w, EspPacket& d) {
   pm.flags = 0;
   pm.session = 0;
   if (tunnel->mss_clamp) clamp_mss(m, 0, tunnel->mss_clamp);
-  bump(w.counters->interfaces[sa->tunnel].rx_packets);
-  bump(w.counters->interfaces[sa->tunnel].rx_bytes, inner_len);
-  bump(w.counters->tenants[tunnel->tenant].rx_packets);
+  tally_rx(w, sa->tunnel, tunnel->tenant, inner_len);
   // The inner header is checked here while it is in cache; the pipeline does not again.
   return ip_check(w, m) ? m : nullptr;
 }
@@ -319,6 +369,7 @@ void esp_complete(Worker& w, bool flush) {
   while (IMB_JOB* job = IMB_GET_COMPLETED_JOB(w.mgr)) complete(w, job);
   if (flush)
     while (IMB_JOB* job = IMB_FLUSH_JOB(w.mgr)) complete(w, job);
+  flush_rx(w, w.esp_jobs->rx);
 }
 
 void esp_take_done(Worker& w, Batch& inner, Batch& outer, uint16_t room) {
@@ -387,23 +438,6 @@ void clamp_mss(rte_mbuf* m, uint16_t l3, uint16_t mss) {
   }
 }
 
-bool esp_candidate(rte_mbuf* m) {
-  uint16_t l2 = meta(m).l2_len;
-  const auto* ip = rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, l2);
-  if (rte_ipv4_frag_pkt_is_fragmented(ip)) return false;  // local_input counts them
-  if (ip->next_proto_id == IPPROTO_ESP) return true;
-  if (ip->next_proto_id != IPPROTO_UDP) return false;
-  // ESP in UDP as local_input tells it: port 4500, not a keepalive, no non-ESP marker (IKE).
-  uint16_t ihl = uint16_t((ip->version_ihl & 0xf) * 4);
-  if (rte_pktmbuf_data_len(m) < l2 + ihl + sizeof(rte_udp_hdr) + esp_header ||
-      rte_be_to_cpu_16(ip->total_length) < ihl + sizeof(rte_udp_hdr) + esp_header)
-    return false;
-  const auto* udp = rte_pktmbuf_mtod_offset(m, const rte_udp_hdr*, l2 + ihl);
-  uint32_t marker;
-  memcpy(&marker, udp + 1, 4);
-  return udp->dst_port == rte_cpu_to_be_16(ike_port) && marker != 0;
-}
-
 void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_t& n_inner, rte_mbuf** not_ours,
                uint16_t* n_not_ours) {
   const Tables& t = *w.tables;
@@ -419,9 +453,9 @@ void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_
   };
   uint32_t spis[burst_size];
   const void* keys[burst_size];
-  int32_t slots[burst_size];
+  uint16_t lookup_of[burst_size];  // the packet's run of equal SPIs
   rte_mbuf* kept[burst_size];
-  uint16_t n_kept = 0;
+  uint16_t n_kept = 0, n_lookups = 0;
   for (uint16_t i = 0; i < n; i++) {
     rte_mbuf* m = pkts[i];
     if (m->nb_segs > 1 && rte_pktmbuf_linearize(m) != 0) {
@@ -435,29 +469,24 @@ void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_
       stranger(m, Drop::esp_truncated);
       continue;
     }
+    // A burst from one carrier mostly carries one SPI: each run of equal SPIs looked up once.
     spis[n_kept] = be32_at(rte_pktmbuf_mtod_offset(m, uint8_t*, esp_off));
+    if (n_kept == 0 || spis[n_kept] != spis[n_kept - 1]) keys[n_lookups++] = &spis[n_kept];
+    lookup_of[n_kept] = uint16_t(n_lookups - 1);
     kept[n_kept++] = m;
   }
   if (!n_kept) return;
-  // A burst from one carrier mostly carries one SPI: look each run of equal SPIs up once.
-  uint16_t lookup_of[burst_size];
-  uint16_t n_lookups = 0;
-  for (uint16_t i = 0; i < n_kept; i++) {
-    if (i == 0 || spis[i] != spis[i - 1]) keys[n_lookups++] = &spis[i];
-    lookup_of[i] = uint16_t(n_lookups - 1);
-  }
   void* found[burst_size];
   uint64_t hits = 0;
   if (t.sa_index) rte_hash_lookup_bulk_data(t.sa_index, keys, n_lookups, &hits, found);
-  for (uint16_t i = 0; i < n_kept; i++)
-    slots[i] = (hits >> lookup_of[i]) & 1 ? int32_t(reinterpret_cast<uintptr_t>(found[lookup_of[i]])) : -1;
 
   // GCM packets get their verdict as soon as they are decrypted; CBC packets when their jobs
   // complete (EspJobs), this burst or later.
   for (uint16_t i = 0; i < n_kept; i++) {
     rte_mbuf* m = kept[i];
     auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, meta(m).l2_len);
-    SaState* sa = slots[i] >= 0 ? t.sas[slots[i]] : nullptr;
+    uint16_t run = lookup_of[i];
+    SaState* sa = (hits >> run) & 1 ? t.sas[reinterpret_cast<uintptr_t>(found[run])] : nullptr;
     const InterfaceEntry* tunnel = sa ? &t.interfaces[sa->tunnel] : nullptr;
     // The SPI must be ours for this endpoint, in this underlay.
     if (!sa || !sa->inbound || tunnel->local != rte_be_to_cpu_32(ip->dst_addr) || tunnel->underlay != meta(m).tenant) {
@@ -510,7 +539,7 @@ void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_
     d.inbound = true;
     d.outer_tos = ip->type_of_service;
     d.failed = 0;
-    memcpy(d.received, icv, sa->icv_len);
+    copy_icv(d.received, icv, sa->icv_len);
     if (gcm(*sa)) {
       uint8_t aad[12];
       memcpy(aad, esp, 4);
@@ -647,7 +676,12 @@ bool make_room(Worker& w, SaState& sa, const InterfaceEntry& tunnel, rte_mbuf* m
     drop(w, m, Drop::no_buffer);
     return false;
   }
-  for (uint32_t k = 0; k < pad; k++) tail[k] = uint8_t(k + 1);
+  if (pad <= 15 && pad + 2 + sa.icv_len >= 16) [[likely]] {  // 16 bytes appended: one store
+    uint64_t ramp[2] = {pad_ramp_lo, pad_ramp_hi};
+    memcpy(tail, ramp, 16);
+  } else {
+    for (uint32_t k = 0; k < pad; k++) tail[k] = uint8_t(k + 1);
+  }
   tail[pad] = uint8_t(pad);
   tail[pad + 1] = IPPROTO_IPIP;
   return true;
@@ -859,6 +893,15 @@ struct SpreadRun {
   }
 };
 
+void flush_tx_tally(Worker& w, TunnelTally& r) {
+  if (!r.packets) return;
+  bump(w.counters->interfaces[r.tunnel].tx_packets, r.packets);
+  bump(w.counters->interfaces[r.tunnel].tx_bytes, r.bytes);
+  bump(w.counters->tenants[r.tenant].tx_packets, r.packets);
+  r.packets = 0;
+  r.bytes = 0;
+}
+
 }  // namespace
 
 void esp_output(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** outer, uint16_t& n_outer) {
@@ -866,6 +909,7 @@ void esp_output(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** outer, uint16
   uint16_t first_outer = n_outer;
   CbcBatch cbc;
   SpreadRun spread;
+  TunnelTally tx;  // encrypted packets
   // The fence of the SA whose packets come now: one relaxed load a run of them, not a packet.
   const SaState* fence_of = nullptr;
   uint64_t fence = UINT64_MAX;
@@ -921,9 +965,11 @@ void esp_output(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** outer, uint16
       }
       uint32_t bytes = rte_pktmbuf_pkt_len(p);
       if (!encapsulate(w, *sa, tunnel, p, cbc, fence)) continue;
-      bump(w.counters->interfaces[slot].tx_packets);
-      bump(w.counters->interfaces[slot].tx_bytes, bytes);
-      bump(w.counters->tenants[tunnel.tenant].tx_packets);
+      if (tx.packets && (tx.tunnel != slot || tx.tenant != tunnel.tenant)) flush_tx_tally(w, tx);
+      tx.tunnel = slot;
+      tx.tenant = tunnel.tenant;
+      tx.packets++;
+      tx.bytes += bytes;
       PacketMeta& om = meta(p);
       om.tenant = tunnel.underlay;
       // A policy rule's shaper class goes with it onto the underlay (meta.rule kept).
@@ -936,6 +982,7 @@ void esp_output(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** outer, uint16
         drop(w, p, Drop::no_buffer);
     }
   }
+  flush_tx_tally(w, tx);
   spread.flush(w, cbc);
   cbc.run(w);
   esp_complete(w, false);

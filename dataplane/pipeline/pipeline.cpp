@@ -200,6 +200,20 @@ void run_passes(Worker& w, uint64_t t, IpInput& in) {
         append(w, to_route, p, left);
       });
       if (esp) t = account(w, Stage::esp_input, t, esp);
+      // Decrypted packets are routed in this pass (their headers checked); only ESP inside ESP
+      // to one of our endpoints waits for the next, which decrypts it.
+      rte_mbuf* nested[std::size(decrypted.pkts)];
+      uint16_t routable = 0, n_nested = 0;
+      for (uint16_t i = 0; i < decrypted.n; i++) {
+        rte_mbuf* m = decrypted.pkts[i];
+        if (esp_candidate(m)) [[unlikely]]
+          nested[n_nested++] = m;
+        else
+          decrypted.pkts[routable++] = m;
+      }
+      append(w, to_route, decrypted.pkts, routable);
+      memcpy(decrypted.pkts, nested, n_nested * sizeof(rte_mbuf*));
+      decrypted.n = n_nested;
     }
     append(w, to_route, in.ours.pkts, in.ours.n);
     append(w, to_route, w.originated->pkts, w.originated->n);
