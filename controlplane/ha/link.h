@@ -64,9 +64,12 @@ struct Charon {
   std::function<std::vector<IkeMids>()> mids;  // every IKE_SA's message IDs
   // To at least these; how many raised. Leaves in `mids` those busy (an exchange of ours in flight).
   std::function<int(std::vector<IkeMids>&)> raise_mids;
-  std::function<int()> drop_passive;  // makes every IKE_SA passive, destroys them; how many
-  std::function<void()> hold_dpd;     // no DPD of ours for the DPD delay
-  std::function<int(bool)> hold;      // other requests of ours deferred (true) or let go; how many let go
+  std::function<int()> drop_passive;                // makes every IKE_SA passive, destroys them; how many
+  std::function<void()> hold_dpd;                   // no DPD of ours for the DPD delay
+  std::function<int(bool)> hold;                    // other requests of ours deferred (true) or let go; how many let go
+  std::function<std::vector<IkeChild>()> children;  // every IKE_SA's CHILD_SAs (inbound ESP SPIs)
+  // The peer's CHILD_SAs: those not here are deleted at the gateway by us (when the hold ends).
+  std::function<void(const std::vector<IkeChild>&)> delete_leftovers;
 };
 
 class Witness;
@@ -161,7 +164,8 @@ class Link {
   std::mutex sent_mutex_;
   std::map<std::pair<uint64_t, uint64_t>, SentPaired> sent_paired_;  // under sent_mutex_
   int64_t swept_ns_ = 0;                                             // under sent_mutex_
-  std::vector<IkeMids> own_mids_;  // watcher only: the loser's message IDs, kept from its demotion
+  std::vector<IkeMids> own_mids_;       // watcher only: the loser's message IDs, kept from its demotion
+  std::vector<IkeChild> own_children_;  // watcher only: the loser's CHILD_SAs, kept from its demotion
   // Message IDs still to raise (busy IKE_SAs are tried again each 100 ms), until pending_until_.
   std::vector<IkeMids> pending_mids_;  // under send_mutex_
   int64_t pending_until_ = 0;          // under send_mutex_
