@@ -64,10 +64,11 @@ struct Charon {
   std::function<std::vector<IkeMids>()> mids;  // every IKE_SA's message IDs
   // To at least these; how many raised. Leaves in `mids` those busy (an exchange of ours in flight).
   std::function<int(std::vector<IkeMids>&)> raise_mids;
-  std::function<int()> drop_passive;                // makes every IKE_SA passive, destroys them; how many
-  std::function<void()> hold_dpd;                   // no DPD of ours for the DPD delay
-  std::function<int(bool)> hold;                    // other requests of ours deferred (true) or let go; how many let go
-  std::function<std::vector<IkeChild>()> children;  // every IKE_SA's CHILD_SAs (inbound ESP SPIs)
+  std::function<int()> drop_passive;  // makes every IKE_SA passive, destroys them; how many
+  std::function<void()> hold_dpd;     // no DPD of ours for the DPD delay
+  std::function<int(bool)> hold;      // other requests of ours deferred (true) or let go; how many let go
+  // Every IKE_SA's CHILD_SAs (inbound ESP SPIs).
+  std::function<std::vector<IkeChild>()> children;
   // The peer's CHILD_SAs: those not here are deleted at the gateway by us (when the hold ends).
   std::function<void(const std::vector<IkeChild>&)> delete_leftovers;
 };
