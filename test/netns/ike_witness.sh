@@ -377,6 +377,9 @@ leftover_heal() {
       cp_since a $a_mark | grep -q "the peer answered our DELETE of the other node"'
   check "heal: after it, ESP crosses A's new CHILD_SA both ways" \
     mx_wait_eval 5 'ping_archive && both_ways $(node_child a $a_mark)'
+  echo "    A: raised at $(cp_since a "$a_mark" | grep "raised after a split" | cut -c1-12 | head -1),"\
+    "the DELETE sent at $(cp_since a "$a_mark" | grep "deleting CHILD_SA ESP SPI" | cut -c1-12 | head -1),"\
+    "answered at $(cp_since a "$a_mark" | grep "the peer answered our DELETE" | cut -c1-12 | head -1)"
   echo "    the gateway's CHILD_SAs after A's DELETE (in out packets-in packets-out): $(gw_children | paste -sd,)"
 }
 
