@@ -220,7 +220,8 @@ void Link::relay() {
           stats_.received++;
           fprintf(stderr, "medix-cp: ha: the peer rejoins after acting active: %zu CHILD_SA(s) of its reported\n",
                   children.size());
-          if (charon_.delete_leftovers) charon_.delete_leftovers(children);
+          std::lock_guard lock(send_mutex_);
+          peer_children_ = std::move(children);  // once the raise is done (the watcher)
         }
         continue;
       }
@@ -526,6 +527,14 @@ void Link::watch_role() {
         pending_mids_ = std::move(pending);
       }
     }
+    // The peer's CHILD_SAs, once no raise is pending: a DELETE of ours queued before would go out
+    // under an ID the gateway has passed (charon's hold defers it further, until we speak).
+    std::vector<IkeChild> leftovers;
+    {
+      std::lock_guard lock(send_mutex_);
+      if (pending_mids_.empty()) leftovers.swap(peer_children_);
+    }
+    if (!leftovers.empty() && charon_.delete_leftovers) charon_.delete_leftovers(leftovers);
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
 }

@@ -171,6 +171,8 @@ class Link {
   std::vector<IkeMids> pending_mids_;  // under send_mutex_
   int64_t pending_until_ = 0;          // under send_mutex_
   int pending_raised_ = 0;             // under send_mutex_
+  // Under send_mutex_: the loser's CHILD_SAs, handed to charon once no raise is pending.
+  std::vector<IkeChild> peer_children_;
   // Raises what it can now; the rest is pending (relay and watcher threads).
   void raise(std::vector<IkeMids> mids, const char* whose);
   std::string peer_;
