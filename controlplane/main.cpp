@@ -381,6 +381,18 @@ int main(int argc, char** argv) {
     };
     charon.hold_dpd = [] { cp_charon_hold_dpd(); };
     charon.hold = [](bool hold) { return cp_charon_hold(hold); };
+    charon.children = [] {
+      std::vector<cp_ike_child> raw(4096);
+      raw.resize(size_t(cp_charon_children(raw.data(), int(raw.size()))));
+      std::vector<medix::cp::ha::IkeChild> out;
+      for (const auto& c : raw) out.push_back({c.spi_i, c.spi_r, c.spi});
+      return out;
+    };
+    charon.delete_leftovers = [](const std::vector<medix::cp::ha::IkeChild>& children) {
+      std::vector<cp_ike_child> raw;
+      for (const auto& c : children) raw.push_back({c.spi_i, c.spi_r, c.spi});
+      cp_charon_delete_leftovers(raw.data(), int(raw.size()));
+    };
     if (witness_config.configured()) {
       if (std::string e = witness.start(witness_config, ha_link_config.local); !e.empty()) {
         fprintf(stderr, "medix-cp: %s\n", e.c_str());

@@ -83,6 +83,18 @@ int cp_charon_ike_mids(struct cp_ike_mids* out, int max);
  * (libcharon would send that request again under its message ID, and its IV generator refuses
  * the reuse): its `busy` is set, the others' cleared. Returns how many IKE_SAs were raised. */
 int cp_charon_raise_mids(struct cp_ike_mids* mids, int n);
+/* A CHILD_SA of an IKE_SA by its inbound ESP SPI (host order; no key): what the loser of a split
+ * reports of its own at the heal (docs/ha.md, item 6, "A CHILD_SA the previous speaker changed"). */
+struct cp_ike_child {
+  uint64_t spi_i, spi_r;
+  uint32_t spi;
+};
+/* Fills up to `max` ESP CHILD_SAs of the IKEv2 IKE_SAs here; returns how many. */
+int cp_charon_children(struct cp_ike_child* out, int max);
+/* The other node's CHILD_SAs: each that its IKE_SA here (established) does not hold is deleted
+ * at the peer by an INFORMATIONAL DELETE of ours (leftover.c), when the hold ends (the message
+ * IDs raised by then and the node the speaker), or at once without one. */
+void cp_charon_delete_leftovers(const struct cp_ike_child* c, int n);
 /* Destroys every passive IKE_SA (and its CHILD_SAs) without a word to the peers or the pair's
  * other node: before a resync that sends them all again. Returns how many. */
 int cp_charon_drop_passive(void);

@@ -39,6 +39,11 @@ struct expiry {
 static struct expiry* expiries; /* under lock */
 static int n_expiries, cap_expiries;
 static linked_list_t* requeued; /* ike_sa_id_t*, under lock: their tasks initiated when the hold ends */
+struct deferred {
+  void (*run)(void*);
+  void* arg;
+};
+static linked_list_t* deferred; /* struct deferred*, under lock: run when the hold ends */
 
 /* unique id -> 1 + the message ID of the last request of that IKE_SA of which a packet left this
  * node (IDs only). Forgotten when the IKE_SA goes. */
@@ -162,6 +167,18 @@ void medix_hold_requeued(ike_sa_id_t* id) {
   if (!wait) initiate_tasks(id);
 }
 
+bool medix_hold_defer(void (*run)(void*), void* arg) {
+  pthread_mutex_lock(&lock);
+  bool wait = held;
+  if (wait) {
+    struct deferred* d = malloc(sizeof(*d));
+    *d = (struct deferred){.run = run, .arg = arg};
+    deferred->insert_last(deferred, d);
+  }
+  pthread_mutex_unlock(&lock);
+  return wait;
+}
+
 void cp_charon_send_check(bool (*check)(const struct cp_ike_mids* mids, bool request)) {
   __atomic_store_n(&send_check, check, __ATOMIC_RELEASE);
 }
@@ -180,6 +197,7 @@ void medix_hold_start(void) {
   lib->processor->queue_job = queue_job_held;
   left = hashtable_create(hashtable_hash_ptr, hashtable_equals_ptr, 32);
   requeued = linked_list_create();
+  deferred = linked_list_create();
   forget = (listener_t){.ike_state_change = _forget_ike_sa};
   charon->bus->add_listener(charon->bus, &forget);
   sender_send = charon->sender->send;
@@ -229,6 +247,11 @@ int cp_charon_hold(bool hold) {
     kick = requeued;
     requeued = linked_list_create();
   }
+  linked_list_t* later = NULL;
+  if (!hold && deferred->get_count(deferred)) {
+    later = deferred;
+    deferred = linked_list_create();
+  }
   pthread_mutex_unlock(&lock);
   /* Exchanges started again under raised message IDs while held (cp_charon_raise_mids). */
   ike_sa_id_t* id;
@@ -237,6 +260,12 @@ int cp_charon_hold(bool hold) {
     id->destroy(id);
   }
   DESTROY_IF(kick);
+  struct deferred* d;
+  while (later && later->remove_first(later, (void**)&d) == SUCCESS) {
+    d->run(d->arg);
+    free(d);
+  }
+  DESTROY_IF(later);
   /* Both held for one SA: the rekey, which replaces the SA (the old keys go with it), rather
    * than the delete, which would leave the tunnel without one. */
   for (int i = 0; i < n; i++) cp_charon_expire(run[i].spi, run[i].dst, !run[i].soft);

@@ -17,6 +17,8 @@ bool medix_hold_request_left(uint32_t unique_id, uint32_t mid);
 /* The IKE_SA's tasks were put back in its queue (a reset): initiated now, or when the hold ends
  * (so that the node speaks first by the lease or with a standby peer). `id` is cloned. */
 struct ike_sa_id_t;
+/* While held, keeps `run(arg)` for when the hold ends (true); false: not held, the caller runs it. */
+bool medix_hold_defer(void (*run)(void* arg), void* arg);
 void medix_hold_requeued(struct ike_sa_id_t* id);
 
 #endif

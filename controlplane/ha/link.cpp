@@ -214,6 +214,14 @@ void Link::relay() {
           stats_.received++;
           fprintf(stderr, "medix-cp: ha: the peer rejoins after acting active: %zu IKE_SA(s) reported\n", mids.size());
           raise(std::move(mids), "the peer's");
+        } else if (std::vector<IkeChild> children; decode_children(payload, children)) {
+          // After its message IDs: the CHILD_SAs the loser has, some made while it spoke. Those
+          // not here are deleted at the gateway by us once we speak (docs/ha.md, item 6).
+          stats_.received++;
+          fprintf(stderr, "medix-cp: ha: the peer rejoins after acting active: %zu CHILD_SA(s) of its reported\n",
+                  children.size());
+          std::lock_guard lock(send_mutex_);
+          peer_children_ = std::move(children);  // once the raise is done (the watcher)
         }
         continue;
       }
@@ -282,6 +290,7 @@ bool Link::rejoin() {
   int dropped = charon_.drop_passive ? charon_.drop_passive() : 0;
   send_own(encode_heartbeat(0));  // before the request: the peer takes it from a standby only
   send_own(encode_mids(own_mids_));
+  if (!own_children_.empty()) send_own(encode_children(own_children_));  // the loser of a split only
   send_sealed(request.data(), request.size());
   stats_.rejoins++;
   fprintf(stderr,
@@ -371,6 +380,7 @@ void Link::watch_role() {
         // Demoted after acting active alone or beside another active: the peer's IKE_SAs may be
         // ahead of ours, ours of the peer's. Our message IDs kept now, before the peer's reach us.
         own_mids_ = charon_.mids();
+        if (charon_.children) own_children_ = charon_.children();
         repairing_ = true;
       }
       if (now == 1 && repairing_.exchange(false))
@@ -478,6 +488,7 @@ void Link::watch_role() {
       if (rejoin()) {
         last_rejoin = t;
         repairing_ = false;
+        own_children_.clear();
         dirty_ = false;
         raise_at = t + heard_for_ns;
       }
@@ -516,6 +527,14 @@ void Link::watch_role() {
         pending_mids_ = std::move(pending);
       }
     }
+    // The peer's CHILD_SAs, once no raise is pending: a DELETE of ours queued before would go out
+    // under an ID the gateway has passed (charon's hold defers it further, until we speak).
+    std::vector<IkeChild> leftovers;
+    {
+      std::lock_guard lock(send_mutex_);
+      if (pending_mids_.empty()) leftovers.swap(peer_children_);
+    }
+    if (!leftovers.empty() && charon_.delete_leftovers) charon_.delete_leftovers(leftovers);
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
 }

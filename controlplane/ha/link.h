@@ -67,6 +67,10 @@ struct Charon {
   std::function<int()> drop_passive;  // makes every IKE_SA passive, destroys them; how many
   std::function<void()> hold_dpd;     // no DPD of ours for the DPD delay
   std::function<int(bool)> hold;      // other requests of ours deferred (true) or let go; how many let go
+  // Every IKE_SA's CHILD_SAs (inbound ESP SPIs).
+  std::function<std::vector<IkeChild>()> children;
+  // The peer's CHILD_SAs: those not here are deleted at the gateway by us (when the hold ends).
+  std::function<void(const std::vector<IkeChild>&)> delete_leftovers;
 };
 
 class Witness;
@@ -161,11 +165,14 @@ class Link {
   std::mutex sent_mutex_;
   std::map<std::pair<uint64_t, uint64_t>, SentPaired> sent_paired_;  // under sent_mutex_
   int64_t swept_ns_ = 0;                                             // under sent_mutex_
-  std::vector<IkeMids> own_mids_;  // watcher only: the loser's message IDs, kept from its demotion
+  std::vector<IkeMids> own_mids_;       // watcher only: the loser's message IDs, kept from its demotion
+  std::vector<IkeChild> own_children_;  // watcher only: the loser's CHILD_SAs, kept from its demotion
   // Message IDs still to raise (busy IKE_SAs are tried again each 100 ms), until pending_until_.
   std::vector<IkeMids> pending_mids_;  // under send_mutex_
   int64_t pending_until_ = 0;          // under send_mutex_
   int pending_raised_ = 0;             // under send_mutex_
+  // Under send_mutex_: the loser's CHILD_SAs, handed to charon once no raise is pending.
+  std::vector<IkeChild> peer_children_;
   // Raises what it can now; the rest is pending (relay and watcher threads).
   void raise(std::vector<IkeMids> mids, const char* whose);
   std::string peer_;

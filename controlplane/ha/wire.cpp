@@ -109,6 +109,7 @@ uint64_t get(const uint8_t* p, int bytes) {
   return v;
 }
 constexpr size_t mids_entry = 24;
+constexpr size_t child_entry = 20;
 }  // namespace
 
 std::vector<uint8_t> encode_heartbeat(int role) {
@@ -134,6 +135,28 @@ bool decode_mids(const std::vector<uint8_t>& payload, std::vector<IkeMids>& mids
   for (size_t at = 2; at < payload.size(); at += mids_entry) {
     const uint8_t* p = payload.data() + at;
     mids.push_back({get(p, 8), get(p + 8, 8), uint32_t(get(p + 16, 4)), uint32_t(get(p + 20, 4))});
+  }
+  return true;
+}
+
+std::vector<uint8_t> encode_children(const std::vector<IkeChild>& children) {
+  std::vector<uint8_t> out{link_own, uint8_t(Own::children)};
+  for (size_t i = 0; i < children.size() && out.size() + child_entry <= max_payload; i++) {
+    put(out, children[i].spi_i, 8);
+    put(out, children[i].spi_r, 8);
+    put(out, children[i].spi, 4);
+  }
+  return out;
+}
+
+bool decode_children(const std::vector<uint8_t>& payload, std::vector<IkeChild>& children) {
+  children.clear();
+  if (payload.size() < 2 || payload[0] != link_own || payload[1] != uint8_t(Own::children) ||
+      (payload.size() - 2) % child_entry != 0)
+    return false;
+  for (size_t at = 2; at < payload.size(); at += child_entry) {
+    const uint8_t* p = payload.data() + at;
+    children.push_back({get(p, 8), get(p + 8, 8), uint32_t(get(p + 16, 4))});
   }
   return true;
 }

@@ -48,18 +48,29 @@ Reject open(const Key& key, const uint8_t* data, size_t len, uint64_t& last_coun
 // 'm', then the kind. A heartbeat every 100 ms says the sender's role (its medix-dp's: 0 standby,
 // 1 active, 2 unknown), so each node knows whether its peer is there and standby; after a split
 // brain the loser sends the message IDs of its IKE_SAs (docs/ha.md, "IKE in a split brain"), and
-// an active node whose peer may lack some of its state asks it to rejoin (drop its copies, resync).
+// an active node whose peer may lack some of its state asks it to rejoin (drop its copies, resync),
+// and the loser sends its CHILD_SAs' inbound SPIs too (the winner deletes at the gateway those it
+// does not hold: docs/ha.md, item 6, "A CHILD_SA the previous speaker changed").
 inline constexpr uint8_t link_own = 'm';
-enum class Own : uint8_t { heartbeat = 1, mids = 2, rejoin = 3 };
+enum class Own : uint8_t { heartbeat = 1, mids = 2, rejoin = 3, children = 4 };
 struct IkeMids {
   uint64_t spi_i, spi_r;  // as on the wire (libcharon keeps them so)
   uint32_t initiating, responding;
+};
+// A CHILD_SA (ESP) by its IKE_SA's SPIs and its own inbound SPI; no key.
+struct IkeChild {
+  uint64_t spi_i, spi_r;
+  uint32_t spi;
 };
 std::vector<uint8_t> encode_heartbeat(int role);
 // At most what fits a datagram (2,700 IKE_SAs); the rest left out.
 std::vector<uint8_t> encode_mids(const std::vector<IkeMids>& mids);
 // False if `payload` is not a whole mids message.
 bool decode_mids(const std::vector<uint8_t>& payload, std::vector<IkeMids>& mids);
+// At most what fits a datagram (3,200 CHILD_SAs); the rest left out.
+std::vector<uint8_t> encode_children(const std::vector<IkeChild>& children);
+// False if `payload` is not a whole children message.
+bool decode_children(const std::vector<uint8_t>& payload, std::vector<IkeChild>& children);
 // An IKE_SA's message IDs as the witness keeps them (witness.h): the key's name below
 // PREFIX/ike-mids/ ("SPI_I.SPI_R", 16 hex digits each) and its value ("INITIATING RESPONDING").
 // parse: false, `m` unchanged, if not one of these.

@@ -35,6 +35,8 @@
 #     its stale copy is answered NO_CHILD_SA and A makes a new CHILD_SA, ESP crosses it both ways,
 #     A's request withheld at its cut is started again under the raised ID and answered, and the
 #     gateway's IKE_SA is the same one;
+#   - the heal's leftover: A deletes B's CHILD_SA of the split at the gateway (B reported its
+#     CHILD_SAs' SPIs at its rejoin), and ESP crosses A's new one both ways after it;
 #   - held rekeys: A cut from etcd and from B's medix-cp, medix-dp B stopped (no acks): A's SA
 #     reaches its fence, medix-cp A's rekey on HA_FENCED is held, and so is an IKE_SA rekey
 #     (`medixctl peer NAME rekey-ike`: charon's rekey job, as its IKE lifetime schedules it); A
@@ -434,6 +436,28 @@ inflight_heal() {
     '! tail -n +$((inflight_gw + 1)) "$GWLOG" | grep -q "expected [0-9]*, ignored"'
 }
 
+# --- the heal's leftover: B's CHILD_SA of the split, deleted at the gateway by A -----------------
+# (docs/ha.md, item 6, "A CHILD_SA the previous speaker changed".) B, the loser, reports its
+# CHILD_SAs' inbound SPIs at its rejoin; A, once it speaks (its hold ends), sends the gateway an
+# INFORMATIONAL DELETE of those it does not hold. leftover_split: B's CHILD_SA of the split (in out),
+# taken before the heal; leftover_heal: the gateway has it no more, on the same IKE_SA (the check
+# after it), and ESP crosses A's new one both ways. A control: MEDIX_CP=<medix-cp of before>
+# (B's CHILD_SA stays at the gateway: the first two checks fail).
+leftover_split() { b_split=$(node_child b "$b_mark"); }
+leftover_heal() {
+  check "heal: A deletes B's CHILD_SA of the split (${b_split:-?}) at the gateway: it is there no more" \
+    mx_wait_eval 8 '[ -n "$b_split" ] && ! gw_child $b_split >/dev/null'
+  check_that "heal: A sent that DELETE (ESP SPI ${b_split%% *}, not held at A) and the gateway answered it" \
+    'cp_since a $a_mark | grep -q "deleting CHILD_SA ESP SPI ${b_split%% *} .* not held here" &&
+      cp_since a $a_mark | grep -q "the peer answered our DELETE of the other node"'
+  check "heal: after it, ESP crosses A's new CHILD_SA both ways" \
+    mx_wait_eval 5 'ping_archive && both_ways $(node_child a $a_mark)'
+  echo "    A: raised at $(cp_since a "$a_mark" | grep "raised after a split" | cut -c1-12 | head -1),"\
+    "the DELETE sent at $(cp_since a "$a_mark" | grep "deleting CHILD_SA ESP SPI" | cut -c1-12 | head -1),"\
+    "answered at $(cp_since a "$a_mark" | grep "the peer answered our DELETE" | cut -c1-12 | head -1)"
+  echo "    the gateway's CHILD_SAs after A's DELETE (in out packets-in packets-out): $(gw_children | paste -sd,)"
+}
+
 # And back to B, which will lose the heal: B given etcd back, A cut from it with a request of its
 # own in flight (inflight_cut, above), and the switch to B.
 # B obtains the key, raises its copy to A's record, and rekeys the CHILD_SA (an operator's rekey):
@@ -457,6 +481,7 @@ check "back to B: an operator's rekey on A is held" mx_wait_eval 5 'cp_since a $
 # A's copy of the CHILD_SA B rekeyed is stale: its rekey (the resync's, its held one) is answered
 # NO_CHILD_SA and charon makes a new CHILD_SA, which carries the tunnel.
 a_mark=$(wc -l <"$MX_TMP/cp-a.log")
+leftover_split
 cp_link heal && segments off && steer_carrier none && neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" heal ||
   fail "could not heal"
 check "heal: A master and active, B backup and standby" \
@@ -473,6 +498,7 @@ check "heal: hosp-y reaches the archive through A, ESP both ways on A's new CHIL
   mx_wait_eval 10 'ping_archive && both_ways $(node_child a $a_mark)'
 echo "    A's CHILD_SA $(node_child a $a_mark); the gateway's (in out packets-in packets-out): $(gw_children | paste -sd,)"
 inflight_heal
+leftover_heal
 check_that "heal: the gateway's IKE_SA is the same one ($ike_before), its only one; one IKE_SA_INIT in all" \
   '[ "$(ike_sa)" = "$ike_before" ] && [ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ]'
 a_mark=$(wc -l <"$MX_TMP/cp-a.log")

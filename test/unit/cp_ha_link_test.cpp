@@ -142,6 +142,27 @@ TEST_CASE("cp ha link: medix-cp's own messages beside the plugin's (heartbeat, m
   CHECK(!decode_mids(message, got));
 }
 
+TEST_CASE("cp ha link: the loser's CHILD_SAs (inbound ESP SPIs) at its rejoin") {
+  std::vector<IkeChild> children = {{0x0123456789abcdefull, 0xfedcba9876543210ull, 0xc1234567u}, {1, 2, 0}}, got;
+  std::vector<uint8_t> wire = encode_children(children);
+  REQUIRE(wire.size() == 2 + 2 * 20);
+  CHECK(wire[0] == 'm');
+  CHECK(wire[1] == 4);
+  REQUIRE(decode_children(wire, got));
+  REQUIRE(got.size() == 2);
+  CHECK(got[0].spi_i == children[0].spi_i);
+  CHECK(got[0].spi_r == children[0].spi_r);
+  CHECK(got[0].spi == 0xc1234567u);
+  CHECK(got[1].spi == 0);
+  // Cut short, another kind (a mids message of the same length is not one): nothing taken.
+  wire.pop_back();
+  CHECK(!decode_children(wire, got));
+  CHECK(got.empty());
+  CHECK(!decode_children(encode_mids({}), got));
+  std::vector<IkeMids> mids;
+  CHECK(!decode_mids(encode_children({}), mids));
+}
+
 TEST_CASE("cp ha link: the witness's message ID records (PREFIX/ike-mids/)") {
   IkeMids m{0x0123456789abcdefull, 0xfedcba9876543210ull, 7, 0xffffffffu}, got{};
   CHECK(mids_record_name(m) == "0123456789abcdef.fedcba9876543210");
