@@ -94,9 +94,10 @@ struct cp_ike_child {
 };
 /* Fills up to `max` ESP CHILD_SAs of the IKEv2 IKE_SAs here; returns how many. */
 int cp_charon_children(struct cp_ike_child* out, int max);
-/* The other node's CHILD_SAs: each that its IKE_SA here (established) does not hold is deleted
- * at the peer by an INFORMATIONAL DELETE of ours (leftover.c), when the hold ends (the message
- * IDs raised by then and the node the speaker), or at once without one. */
+/* The other node's CHILD_SAs (reported at a heal, or read with the witness's lease): each that
+ * its IKE_SA here (established) does not hold is deleted at the peer by an INFORMATIONAL DELETE of
+ * ours (leftover.c), when the hold ends (the message IDs raised by then and the node the
+ * speaker), or at once without one. */
 void cp_charon_delete_leftovers(const struct cp_ike_child* c, int n);
 /* Destroys every passive IKE_SA (and its CHILD_SAs) without a word to the peers or the pair's
  * other node: before a resync that sends them all again. Returns how many. */

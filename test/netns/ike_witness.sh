@@ -480,6 +480,7 @@ lease_child_b() {
     'cp_since b $b_mark | grep -q "deleting CHILD_SA ESP SPI ${a_lease%% *} .* not held here" &&
       cp_since b $b_mark | grep -q "the peer answered our DELETE of the other node"'
   echo "    B: $(cp_since b "$b_mark" | grep -o 'record(s) read with the lease.*' | head -1);"\
+    "raised at $(cp_since b "$b_mark" | grep "raised after a split" | cut -c1-12 | head -1),"\
     "the DELETE sent at $(cp_since b "$b_mark" | grep "deleting CHILD_SA ESP SPI" | cut -c1-12 | head -1),"\
     "answered at $(cp_since b "$b_mark" | grep "the peer answered our DELETE" | cut -c1-12 | head -1)"
 }
