@@ -408,8 +408,9 @@ int main(int argc, char** argv) {
     }
     if (witness_config.configured()) {
       static medix::cp::ha::Link* checked = &ha_link;  // outlives charon (stopped before the link)
-      cp_charon_send_check([](const cp_ike_mids* m, bool request) {
-        return checked->check_send({m->spi_i, m->spi_r, m->initiating, m->responding}, request);
+      cp_charon_send_check([](const cp_ike_mids* m, const uint32_t* children, int n_children, bool request) {
+        return checked->check_send({m->spi_i, m->spi_r, m->initiating, m->responding},
+                                   std::vector<uint32_t>(children, children + n_children), request);
       });
     }
     ha_settings = medix::cp::ha::Link::plugin_settings();

@@ -70,10 +70,13 @@ struct cp_ike_mids {
 };
 /* Asks `check` before charon sends each IKE message of an IKEv2 IKE_SA but IKE_SA_INIT, with the
  * message IDs the IKE_SA is at once the peer has it (a request: initiating = its ID + 1; a
- * response: responding = its ID + 1; the other as the IKE_SA has it; `busy` unused); false: the
- * message is dropped (a request is retransmitted by charon, and checked again). Any thread; NULL:
- * none (all sent). */
-void cp_charon_send_check(bool (*check)(const struct cp_ike_mids* mids, bool request));
+ * response: responding = its ID + 1; the other as the IKE_SA has it; `busy` unused) and the
+ * inbound SPIs (host order) of its ESP CHILD_SAs (at most CP_CHECK_CHILDREN); false: the message
+ * is dropped (a request is retransmitted by charon, and checked again). Any thread; NULL: none
+ * (all sent). */
+#define CP_CHECK_CHILDREN 16
+void cp_charon_send_check(bool (*check)(const struct cp_ike_mids* mids, const uint32_t* children, int n_children,
+                                        bool request));
 /* Fills up to `max` IKE_SAs' message IDs; returns how many. */
 int cp_charon_ike_mids(struct cp_ike_mids* out, int max);
 /* Raises each listed IKE_SA's message IDs to at least the given ones (never lowers them).
@@ -91,9 +94,10 @@ struct cp_ike_child {
 };
 /* Fills up to `max` ESP CHILD_SAs of the IKEv2 IKE_SAs here; returns how many. */
 int cp_charon_children(struct cp_ike_child* out, int max);
-/* The other node's CHILD_SAs: each that its IKE_SA here (established) does not hold is deleted
- * at the peer by an INFORMATIONAL DELETE of ours (leftover.c), when the hold ends (the message
- * IDs raised by then and the node the speaker), or at once without one. */
+/* The other node's CHILD_SAs (reported at a heal, or read with the witness's lease): each that
+ * its IKE_SA here (established) does not hold is deleted at the peer by an INFORMATIONAL DELETE of
+ * ours (leftover.c), when the hold ends (the message IDs raised by then and the node the
+ * speaker), or at once without one. */
 void cp_charon_delete_leftovers(const struct cp_ike_child* c, int n);
 /* Destroys every passive IKE_SA (and its CHILD_SAs) without a word to the peers or the pair's
  * other node: before a resync that sends them all again. Returns how many. */

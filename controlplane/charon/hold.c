@@ -14,6 +14,7 @@
  * ID of the last request of which a packet left (medix_hold_request_left): an exchange in flight
  * none of whose packets left may be started again under a raised message ID
  * (cp_charon_raise_mids), one that left may not. */
+#include <arpa/inet.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,7 +54,8 @@ static listener_t forget;
 
 static void (*queue_job)(processor_t* this, job_t* job);
 static void (*sender_send)(sender_t* this, packet_t* packet);
-static bool (*send_check)(const struct cp_ike_mids* mids, bool request); /* __atomic */
+/* read and set with __atomic */
+static bool (*send_check)(const struct cp_ike_mids* mids, const uint32_t* children, int n_children, bool request);
 /* The execute methods of the jobs that are held: learnt from one of each made at start. */
 static job_requeue_t (*held_kinds[3])(job_t*);
 
@@ -107,7 +109,7 @@ static void queue_job_held(processor_t* processor, job_t* job) {
 
 /* Before the sender adds the non-ESP marker: the packet is the IKE message, its header in clear. */
 static void send_checked(sender_t* sender, packet_t* packet) {
-  bool (*check)(const struct cp_ike_mids*, bool) = __atomic_load_n(&send_check, __ATOMIC_ACQUIRE);
+  bool (*check)(const struct cp_ike_mids*, const uint32_t*, int, bool) = __atomic_load_n(&send_check, __ATOMIC_ACQUIRE);
   ike_sa_t* ike_sa = charon->bus->get_sa(charon->bus); /* the sending thread's */
   chunk_t data = packet->get_data(packet);
   if (ike_sa && ike_sa->get_version(ike_sa) == IKEV2 && data.len >= 28 && data.ptr[17] == 0x20 &&
@@ -123,7 +125,16 @@ static void send_checked(sender_t* sender, packet_t* packet) {
       /* Once the gateway has this message, it expects the next ID from us (a request) or sends it. */
       if (request && m.initiating < mid + 1) m.initiating = mid + 1;
       if (!request && m.responding < mid + 1) m.responding = mid + 1;
-      if (!check(&m, request)) {
+      /* Its CHILD_SAs (inbound SPIs, no key): a node that speaks after this one deletes at the
+       * gateway those it does not hold (docs/ha.md, "A CHILD_SA the previous speaker changed"). */
+      uint32_t children[CP_CHECK_CHILDREN];
+      int n_children = 0;
+      enumerator_t* e = ike_sa->create_child_sa_enumerator(ike_sa);
+      child_sa_t* child;
+      while (n_children < CP_CHECK_CHILDREN && e->enumerate(e, &child))
+        if (child->get_protocol(child) == PROTO_ESP) children[n_children++] = ntohl(child->get_spi(child, TRUE));
+      e->destroy(e);
+      if (!check(&m, children, n_children, request)) {
         DBG1(DBG_IKE, "medix: IKE request %u of IKE_SA %s[%u] not sent: its message ID not recorded with the witness",
              mid, ike_sa->get_name(ike_sa), ike_sa->get_unique_id(ike_sa));
         packet->destroy(packet);
@@ -179,7 +190,8 @@ bool medix_hold_defer(void (*run)(void*), void* arg) {
   return wait;
 }
 
-void cp_charon_send_check(bool (*check)(const struct cp_ike_mids* mids, bool request)) {
+void cp_charon_send_check(bool (*check)(const struct cp_ike_mids* mids, const uint32_t* children, int n_children,
+                                        bool request)) {
   __atomic_store_n(&send_check, check, __ATOMIC_RELEASE);
 }
 

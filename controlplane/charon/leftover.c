@@ -1,6 +1,6 @@
 /* The other node's CHILD_SAs after a split (docs/ha.md, item 6, "A CHILD_SA the previous speaker
- * changed"): a CHILD_SA the loser of a heal made or rekeyed while it spoke is at the gateway, but
- * not here, and libcharon sends no DELETE for a CHILD_SA it does not hold (child_delete.c's
+ * changed"): a CHILD_SA the loser of a heal (or the previous holder of the witness's lease: its
+ * records carry the SPIs) made or rekeyed while it spoke is at the gateway, but not here, and libcharon sends no DELETE for a CHILD_SA it does not hold (child_delete.c's
  * build_i finds none and sends nothing). So the node that speaks now sends the DELETE itself, by
  * a task of its own: an INFORMATIONAL request with a DELETE payload (protocol ESP) of the SPIs the
  * loser reported (its inbound ones, which is what the gateway looks the CHILD_SA up by), under

@@ -300,7 +300,7 @@ bool Link::rejoin() {
   return true;
 }
 
-bool Link::check_send(const IkeMids& mids, bool request) {
+bool Link::check_send(const IkeMids& mids, const std::vector<uint32_t>& children, bool request) {
   if (!witness_) return true;
   // charon gives up on a request after its retransmits (about 165 s at its defaults).
   constexpr int64_t retransmit_window_ns = 300'000'000'000;
@@ -321,12 +321,12 @@ bool Link::check_send(const IkeMids& mids, bool request) {
     return true;
   }
   if (!request) {
-    if (by_lease_.load()) witness_->record(mids);  // sent even if not recorded: the gateway asked
+    if (by_lease_.load()) witness_->record(mids, children);  // sent even if not recorded: the gateway asked
     return true;
   }
   bool ok;
   if (by_lease_.load()) {
-    ok = witness_->record(mids);
+    ok = witness_->record(mids, children);
   } else {
     std::lock_guard lock(sent_mutex_);
     auto it = sent_paired_.find(sa);
@@ -416,10 +416,18 @@ void Link::watch_role() {
       if (auto records = witness_->take_records()) {
         ready = false;
         records_due = true;
-        if (!records->empty()) {
-          size_t n = records->size();
-          raise(std::move(*records), "the last lease holder's recorded");
-          fprintf(stderr, "medix-cp: ha witness: %zu IKE_SA message ID record(s) read with the lease\n", n);
+        if (!records->mids.empty()) {
+          size_t n = records->mids.size(), c = records->children.size();
+          {
+            // Its CHILD_SAs after the raise, as the heal's winner does with the loser's: those
+            // not held here are deleted at the gateway once the node speaks (charon/leftover.c).
+            std::lock_guard lock(send_mutex_);
+            peer_children_.insert(peer_children_.end(), records->children.begin(), records->children.end());
+          }
+          raise(std::move(records->mids), "the last lease holder's recorded");
+          fprintf(stderr,
+                  "medix-cp: ha witness: %zu IKE_SA message ID record(s) read with the lease, %zu CHILD_SA SPI(s)\n", n,
+                  c);
         }
         std::lock_guard lock(send_mutex_);
         raised_all = pending_mids_.empty();

@@ -89,12 +89,13 @@ class Link {
   void stop();
 
   // Whether charon may send an IKE message of ours now (charon/hold.c asks before each, with the
-  // message IDs it leaves the IKE_SA at): with a witness, active and without a standby peer, a node
-  // speaking by the lease records them first (Witness::record); a request it cannot record, or
+  // message IDs it leaves the IKE_SA at, and the IKE_SA's CHILD_SAs' inbound SPIs): with a witness,
+  // active and without a standby peer, a node speaking by the lease records them first
+  // (Witness::record); a request it cannot record, or
   // one of a node that does not hold the lease and was neither recorded nor sent while paired
   // before (retransmits of those go, as they did before the witness), is dropped. Responses go out whatever: the
   // gateway's requests are answered by the node they reach. Any thread.
-  bool check_send(const IkeMids& mids, bool request);
+  bool check_send(const IkeMids& mids, const std::vector<uint32_t>& children, bool request);
 
   struct Stats {
     std::atomic<uint64_t> sent{0}, received{0};
@@ -171,7 +172,8 @@ class Link {
   std::vector<IkeMids> pending_mids_;  // under send_mutex_
   int64_t pending_until_ = 0;          // under send_mutex_
   int pending_raised_ = 0;             // under send_mutex_
-  // Under send_mutex_: the loser's CHILD_SAs, handed to charon once no raise is pending.
+  // Under send_mutex_: the loser's CHILD_SAs (or the last lease holder's), handed to charon once no
+  // raise is pending.
   std::vector<IkeChild> peer_children_;
   // Raises what it can now; the rest is pending (relay and watcher threads).
   void raise(std::vector<IkeMids> mids, const char* whose);

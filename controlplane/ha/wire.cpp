@@ -167,22 +167,38 @@ std::string mids_record_name(const IkeMids& m) {
   return name;
 }
 
-std::string mids_record_value(const IkeMids& m) {
-  return std::to_string(m.initiating) + " " + std::to_string(m.responding);
+std::string mids_record_value(const IkeMids& m, const std::vector<uint32_t>& children) {
+  std::string value = std::to_string(m.initiating) + " " + std::to_string(m.responding);
+  for (size_t i = 0; i < children.size() && i < max_record_children; i++) {
+    char spi[10];
+    snprintf(spi, sizeof spi, " %08" PRIx32, children[i]);
+    value += spi;
+  }
+  return value;
 }
 
-bool parse_mids_record(const std::string& name, const std::string& value, IkeMids& m) {
+bool parse_mids_record(const std::string& name, const std::string& value, IkeMids& m, std::vector<uint32_t>* children) {
   if (name.size() != 33 || name[16] != '.' || name.find_first_not_of("0123456789abcdef.") != std::string::npos ||
       name.find('.', 17) != std::string::npos)
     return false;
   unsigned long long i = 0, r = 0;
-  if (sscanf(value.c_str(), "%llu %llu", &i, &r) != 2 || i > UINT32_MAX || r > UINT32_MAX) return false;
+  int ids_end = 0;
+  if (sscanf(value.c_str(), "%llu %llu%n", &i, &r, &ids_end) != 2 || i > UINT32_MAX || r > UINT32_MAX) return false;
+  std::vector<uint32_t> spis;
+  const std::string rest = value.substr(size_t(ids_end));  // " SPI" each, 9 characters
+  if (rest.size() % 9 != 0 || rest.size() / 9 > max_record_children) return false;
+  for (size_t at = 0; at < rest.size(); at += 9) {
+    std::string spi = rest.substr(at + 1, 8);
+    if (rest[at] != ' ' || spi.find_first_not_of("0123456789abcdef") != std::string::npos) return false;
+    spis.push_back(uint32_t(std::stoul(spi, nullptr, 16)));
+  }
   IkeMids parsed{0, 0, uint32_t(i), uint32_t(r)};
-  if (value != mids_record_value(parsed)) return false;  // only as written: no sign, space or rest
+  if (value != mids_record_value(parsed, spis)) return false;  // only as written: no sign, space or rest
   m.spi_i = std::stoull(name.substr(0, 16), nullptr, 16);
   m.spi_r = std::stoull(name.substr(17), nullptr, 16);
   m.initiating = uint32_t(i);
   m.responding = uint32_t(r);
+  if (children) *children = std::move(spis);
   return true;
 }
 

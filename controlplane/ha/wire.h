@@ -72,11 +72,14 @@ std::vector<uint8_t> encode_children(const std::vector<IkeChild>& children);
 // False if `payload` is not a whole children message.
 bool decode_children(const std::vector<uint8_t>& payload, std::vector<IkeChild>& children);
 // An IKE_SA's message IDs as the witness keeps them (witness.h): the key's name below
-// PREFIX/ike-mids/ ("SPI_I.SPI_R", 16 hex digits each) and its value ("INITIATING RESPONDING").
-// parse: false, `m` unchanged, if not one of these.
+// PREFIX/ike-mids/ ("SPI_I.SPI_R", 16 hex digits each) and its value ("INITIATING RESPONDING",
+// then the inbound ESP SPI of each of its CHILD_SAs, 8 hex digits each, at most
+// max_record_children; no key). parse: false, `m` and `children` unchanged, if not one of these.
+inline constexpr size_t max_record_children = 16;
 std::string mids_record_name(const IkeMids& m);
-std::string mids_record_value(const IkeMids& m);
-bool parse_mids_record(const std::string& name, const std::string& value, IkeMids& m);
+std::string mids_record_value(const IkeMids& m, const std::vector<uint32_t>& children = {});
+bool parse_mids_record(const std::string& name, const std::string& value, IkeMids& m,
+                       std::vector<uint32_t>* children = nullptr);
 
 }  // namespace medix::cp::ha
 

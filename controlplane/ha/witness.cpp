@@ -181,18 +181,21 @@ bool Witness::obtain() {
       holder = result.responses(0).response_range().kvs(0).value();
     return refused("held by " + holder);
   }
-  std::vector<IkeMids> records;
-  if (result.responses_size() > 1)
-    for (const auto& kv : result.responses(1).response_range().kvs()) {
-      IkeMids m{};
-      if (kv.key().size() > records_.size() && parse_mids_record(kv.key().substr(records_.size()), kv.value(), m))
-        records.push_back(m);
-    }
+  Records records;
   {
     std::lock_guard lock(record_mu_);
     recorded_.clear();
-    for (const auto& m : records) recorded_[{m.spi_i, m.spi_r}] = {m.initiating, m.responding};
-    stats_.records_read += records.size();
+    if (result.responses_size() > 1)
+      for (const auto& kv : result.responses(1).response_range().kvs()) {
+        Record r{};
+        if (kv.key().size() <= records_.size() ||
+            !parse_mids_record(kv.key().substr(records_.size()), kv.value(), r.mids, &r.children))
+          continue;
+        records.mids.push_back(r.mids);
+        for (uint32_t spi : r.children) records.children.push_back({r.mids.spi_i, r.mids.spi_r, spi});
+        recorded_[{r.mids.spi_i, r.mids.spi_r}] = std::move(r);
+      }
+    stats_.records_read += records.mids.size();
     fresh_ = std::move(records);
   }
   valid_until_ns_ = sent + int64_t(ttl_s_) * 500'000'000;
@@ -266,25 +269,37 @@ bool Witness::renew() {
   return true;
 }
 
-std::optional<std::vector<IkeMids>> Witness::take_records() {
+std::optional<Witness::Records> Witness::take_records() {
   std::lock_guard lock(record_mu_);
   return std::exchange(fresh_, std::nullopt);
 }
 
-bool Witness::record(const IkeMids& m) { return record_all({m}); }
+bool Witness::merge(Record& r) {
+  auto it = recorded_.find({r.mids.spi_i, r.mids.spi_r});
+  if (it == recorded_.end()) return true;
+  const Record& had = it->second;
+  r.mids.initiating = std::max(r.mids.initiating, had.mids.initiating);
+  r.mids.responding = std::max(r.mids.responding, had.mids.responding);
+  return r.mids.initiating != had.mids.initiating || r.mids.responding != had.mids.responding ||
+         r.children != had.children;
+}
+
+bool Witness::record(const IkeMids& m, const std::vector<uint32_t>& children) {
+  std::lock_guard lock(record_mu_);
+  Record r{m, children};
+  if (r.children.size() > max_record_children) r.children.resize(max_record_children);
+  return !merge(r) || put_records({r});
+}
 
 bool Witness::record_all(const std::vector<IkeMids>& mids) {
   std::lock_guard lock(record_mu_);
-  std::vector<IkeMids> merged;
+  std::vector<Record> merged;
   for (const auto& m : mids) {
+    // The CHILD_SAs as recorded or read (the last holder's, until this node's next message of
+    // that IKE_SA records its own): a node after this one still deletes them.
     auto it = recorded_.find({m.spi_i, m.spi_r});
-    IkeMids r = m;
-    if (it != recorded_.end()) {
-      r.initiating = std::max(r.initiating, it->second.first);
-      r.responding = std::max(r.responding, it->second.second);
-      if (r.initiating == it->second.first && r.responding == it->second.second) continue;  // etcd has it
-    }
-    merged.push_back(r);
+    Record r{m, it != recorded_.end() ? it->second.children : std::vector<uint32_t>{}};
+    if (merge(r)) merged.push_back(std::move(r));
   }
   for (size_t i = 0; i < merged.size(); i += records_per_txn)
     if (!put_records({merged.begin() + long(i), merged.begin() + long(std::min(merged.size(), i + records_per_txn))}))
@@ -292,7 +307,7 @@ bool Witness::record_all(const std::vector<IkeMids>& mids) {
   return true;
 }
 
-bool Witness::put_records(const std::vector<IkeMids>& mids) {
+bool Witness::put_records(const std::vector<Record>& records) {
   int64_t lease = lease_id_.load();
   if (!holds() || !lease) {
     stats_.record_failures++;
@@ -306,10 +321,10 @@ bool Witness::put_records(const std::vector<IkeMids>& mids) {
   held->set_target(pb::Compare::VALUE);
   held->set_result(pb::Compare::EQUAL);
   held->set_value(name_);
-  for (const auto& m : mids) {
+  for (const auto& r : records) {
     auto* put = txn.add_success()->mutable_request_put();
-    put->set_key(records_ + mids_record_name(m));
-    put->set_value(mids_record_value(m));
+    put->set_key(records_ + mids_record_name(r.mids));
+    put->set_value(mids_record_value(r.mids, r.children));
   }
   pb::TxnResponse result;
   auto ctx = context();
@@ -323,15 +338,15 @@ bool Witness::put_records(const std::vector<IkeMids>& mids) {
     stats_.record_failures++;
     return false;
   }
-  for (const auto& m : mids) recorded_[{m.spi_i, m.spi_r}] = {m.initiating, m.responding};
-  stats_.recorded += mids.size();
+  for (const auto& r : records) recorded_[{r.mids.spi_i, r.mids.spi_r}] = r;
+  stats_.recorded += records.size();
   return true;
 }
 
 bool Witness::recorded(const IkeMids& m) {
   std::lock_guard lock(record_mu_);
   auto it = recorded_.find({m.spi_i, m.spi_r});
-  return it != recorded_.end() && m.initiating <= it->second.first;
+  return it != recorded_.end() && m.initiating <= it->second.mids.initiating;
 }
 
 void Witness::revoke() {

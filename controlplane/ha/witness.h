@@ -15,7 +15,10 @@
 // under PREFIX/ike-mids/SPI_I.SPI_R ("INITIATING RESPONDING"; SPIs and IDs only, no key), in a Txn
 // that succeeds only while the speaker's key is held with its lease. A node that obtains the lease
 // reads them (and deletes them) in the Txn that creates the key, and raises its IKE_SAs to them
-// before it speaks: the gateway then expects what the new speaker sends.
+// before it speaks: the gateway then expects what the new speaker sends. Each record carries the
+// inbound ESP SPIs of the IKE_SA's CHILD_SAs too (no key): the new speaker deletes at the gateway
+// those it does not hold (a CHILD_SA the last holder made or rekeyed: docs/ha.md, "A CHILD_SA the
+// previous speaker changed").
 #ifndef MEDIX_CP_HA_WITNESS_H
 #define MEDIX_CP_HA_WITNESS_H
 
@@ -58,11 +61,16 @@ class Witness {
   // Held, and its renew deadline not passed.
   bool holds() const;
   // The records read when the lease was last obtained (once per obtain; nullopt: none new).
-  std::optional<std::vector<IkeMids>> take_records();
+  struct Records {
+    std::vector<IkeMids> mids;
+    std::vector<IkeChild> children;  // the last holder's CHILD_SAs, by their IKE_SA
+  };
+  std::optional<Records> take_records();
   // Records an IKE_SA's message IDs (raised to at least what this node recorded or read before)
-  // while the lease is held: true once etcd has them (or already had), false if not held or
-  // etcd refused or did not answer. record_all: all at once (a node that just obtained it).
-  bool record(const IkeMids& m);
+  // and its CHILD_SAs' inbound SPIs while the lease is held: true once etcd has them (or already
+  // had), false if not held or etcd refused or did not answer. record_all: all at once (a node
+  // that just obtained it), each with the CHILD_SAs recorded or read before for its IKE_SA.
+  bool record(const IkeMids& m, const std::vector<uint32_t>& children);
   bool record_all(const std::vector<IkeMids>& mids);
   // Whether `m`'s initiating ID is no higher than what this node recorded for that IKE_SA (a
   // retransmit of a recorded request).
@@ -96,8 +104,14 @@ class Witness {
   bool refused(const std::string& why);  // says why the lease was not obtained (once per kind); false
   std::string etcd_error(const grpc::Status& status) const;  // "etcd: " and why, for refused()
 
-  // Puts the merged records of `mids` in one Txn guarded by the lease (record_mu_ held).
-  bool put_records(const std::vector<IkeMids>& mids);
+  struct Record {
+    IkeMids mids;
+    std::vector<uint32_t> children;
+  };
+  // Merges `r` with what etcd has (IDs only ever up); false if etcd has it all already.
+  bool merge(Record& r);
+  // Puts `records` in one Txn guarded by the lease (record_mu_ held).
+  bool put_records(const std::vector<Record>& records);
 
   std::string key_, name_, records_;  // records_: PREFIX/ike-mids/
   int ttl_s_ = 2;
@@ -115,8 +129,8 @@ class Witness {
   std::atomic<bool> reconnect_{false};  // set by a call without an answer, taken by run()
   std::string said_refused_;            // the kind of the last reason said (run() thread only)
   std::mutex record_mu_;
-  std::map<std::pair<uint64_t, uint64_t>, std::pair<uint32_t, uint32_t>> recorded_;  // under record_mu_
-  std::optional<std::vector<IkeMids>> fresh_;                                        // under record_mu_
+  std::map<std::pair<uint64_t, uint64_t>, Record> recorded_;  // under record_mu_
+  std::optional<Records> fresh_;                              // under record_mu_
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;

@@ -28,9 +28,12 @@
 #     each message; A, given etcd back (and the switch), obtains the key, raises its copy to B's
 #     record, and its MOBIKE update and DPD are answered by the gateway on the same IKE_SA.
 #     IKE_WITNESS_CONTROL=1 deletes B's records first (a control run: those checks then fail);
+#   - A, the holder, rekeys the CHILD_SA (its records carry its CHILD_SAs' inbound SPIs);
 #   - and back to B, the heal's loser: A cut from etcd with a request of its own made at once (a
 #     MOBIKE update: not sent, its witness cannot record it, but in flight in charon), B obtains
-#     the key (raised to A's record) and rekeys the CHILD_SA; A's operator rekey is held;
+#     the key (raised to A's record) and deletes A's CHILD_SA of its lease at the gateway (read
+#     with the record; B's copy lacks it), rekeys its stale copy of the CHILD_SA (NO_CHILD_SA, a
+#     new one that ESP crosses both ways); A's operator rekey is held;
 #   - the heal: A (priority 200) wins, B rejoins, A raises its message IDs to B's, A's rekey of
 #     its stale copy is answered NO_CHILD_SA and A makes a new CHILD_SA, ESP crosses it both ways,
 #     A's request withheld at its cut is started again under the raised ID and answered, and the
@@ -396,6 +399,12 @@ check_that "hand-over: the gateway ignored none of A's requests (no message ID i
 check "hand-over: hosp-y reaches the archive through A" ping_archive
 check_that "hand-over: the gateway's IKE_SA is the same one, its only one; one IKE_SA_INIT" \
   '[ "$(ike_sa)" = "$ike_before" ] && [ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ]'
+# A, the holder, rekeys the CHILD_SA: B's copy of it is stale from then, and A's new one is known
+# to etcd only (A's records carry its CHILD_SAs' inbound SPIs): lease_child_b checks that B,
+# obtaining the lease after A, deletes it at the gateway.
+mx_ctl "$A_PREFIX" peer carrier-y rekey >/dev/null 2>&1
+check "hand-over: A, the holder, rekeys the CHILD_SA with the gateway" \
+  mx_wait_eval 8 'a_lease=$(node_child a $a_mark); [ -n "$a_lease" ] && gw_child $a_lease >/dev/null'
 # --- an exchange withheld at the cut, started again under a raised message ID ---------------------
 # (docs/ha.md, item 6, "An exchange withheld at the cut".) inflight_cut: A, the lease's holder, is
 # cut from etcd and at once makes a request, a MOBIKE update (the address added in the split goes),
@@ -458,6 +467,24 @@ leftover_heal() {
   echo "    the gateway's CHILD_SAs after A's DELETE (in out packets-in packets-out): $(gw_children | paste -sd,)"
 }
 
+# --- a CHILD_SA of the previous lease holder, deleted at the gateway by the next one ------------
+# (docs/ha.md, item 6, "A CHILD_SA the previous speaker changed".) A's records carried the inbound
+# SPI of the CHILD_SA it made by its rekey (a_lease); B, obtaining the lease, reads it with A's
+# message IDs and, once it speaks, sends the gateway a DELETE of it (B does not hold it). Then B's
+# rekey of its stale copy is answered NO_CHILD_SA and B makes a new CHILD_SA, which ESP crosses. A
+# control: MEDIX_CP=<medix-cp of before> (A's CHILD_SA stays at the gateway: the first two fail).
+lease_child_b() {
+  check "back to B: B deletes A's CHILD_SA of its lease (${a_lease:-?}) at the gateway: it is there no more" \
+    mx_wait_eval 8 '[ -n "$a_lease" ] && ! gw_child $a_lease >/dev/null'
+  check_that "back to B: B sent that DELETE (ESP SPI ${a_lease%% *}, read with A's record) and the gateway answered it" \
+    'cp_since b $b_mark | grep -q "deleting CHILD_SA ESP SPI ${a_lease%% *} .* not held here" &&
+      cp_since b $b_mark | grep -q "the peer answered our DELETE of the other node"'
+  echo "    B: $(cp_since b "$b_mark" | grep -o 'record(s) read with the lease.*' | head -1);"\
+    "raised at $(cp_since b "$b_mark" | grep "raised after a split" | cut -c1-12 | head -1),"\
+    "the DELETE sent at $(cp_since b "$b_mark" | grep "deleting CHILD_SA ESP SPI" | cut -c1-12 | head -1),"\
+    "answered at $(cp_since b "$b_mark" | grep "the peer answered our DELETE" | cut -c1-12 | head -1)"
+}
+
 # And back to B, which will lose the heal: B given etcd back, A cut from it with a request of its
 # own in flight (inflight_cut, above), and the switch to B.
 # B obtains the key, raises its copy to A's record, and rekeys the CHILD_SA (an operator's rekey):
@@ -469,11 +496,17 @@ check "back to B: A goes silent; B obtains the lease and raises its IKE_SA's mes
   mx_wait_eval 8 'cp_since a $a_mark | grep -q "renew deadline: no IKE requests of ours" && [ "$(speaker)" = "$HA_B" ] &&
     cp_since b $b_mark | grep -q "raised after a split"'
 echo "    B: $(cp_since b $b_mark | grep -o 'message IDs of IKE_SA.*' | head -1)"
+lease_child_b
 c_pre=$(child)
 mx_ctl "$B_PREFIX" peer carrier-y rekey >/dev/null 2>&1
 check "back to B: B, the holder, rekeys the CHILD_SA with the gateway" \
   mx_wait_eval 8 'c=$(child); [ -n "$c" ] && [ "${c%% *}" != "${c_pre%% *}" ] && gw_child $(node_child b $b_mark) >/dev/null'
-check_that "back to B: the gateway ignored none of B's requests" '! tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "expected [0-9]*, ignored"'
+check "back to B: hosp-y reaches the archive through B, ESP both ways on B's CHILD_SA" \
+  mx_wait_eval 5 'ping_archive && both_ways $(node_child b $b_mark)'
+echo "    the gateway's CHILD_SAs (in out packets-in packets-out): $(gw_children | paste -sd,)"
+check_that "back to B: the gateway ignored none of B's requests; the same IKE_SA, its only one; one IKE_SA_INIT" \
+  '! tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "expected [0-9]*, ignored" &&
+    [ "$(ike_sa)" = "$ike_before" ] && [ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ]'
 mx_ctl "$A_PREFIX" peer carrier-y rekey >/dev/null 2>&1
 check "back to B: an operator's rekey on A is held" mx_wait_eval 5 'cp_since a $a_mark | grep -q "expiry held"'
 

@@ -187,3 +187,37 @@ TEST_CASE("cp ha link: the witness's message ID records (PREFIX/ike-mids/)") {
     CHECK(untouched.initiating == 3);
   }
 }
+
+TEST_CASE("cp ha link: the witness's records carry the CHILD_SAs' inbound SPIs") {
+  IkeMids m{0x0123456789abcdefull, 0xfedcba9876543210ull, 9, 2}, got{};
+  std::vector<uint32_t> children{0xc1a2b3d4u, 0x00000101u}, read;
+  CHECK(mids_record_value(m, children) == "9 2 c1a2b3d4 00000101");
+  REQUIRE(parse_mids_record(mids_record_name(m), mids_record_value(m, children), got, &read));
+  CHECK(got.initiating == 9);
+  CHECK(got.responding == 2);
+  CHECK(read == children);
+  // A record of before (IDs only): no CHILD_SA.
+  read = {1};
+  REQUIRE(parse_mids_record(mids_record_name(m), "9 2", got, &read));
+  CHECK(read.empty());
+  // At most max_record_children written; the rest left out.
+  std::vector<uint32_t> many(max_record_children + 3, 0xabcdef01u);
+  REQUIRE(parse_mids_record(mids_record_name(m), mids_record_value(m, many), got, &read));
+  CHECK(read.size() == max_record_children);
+  // Not as written: nothing taken.
+  IkeMids untouched{1, 2, 3, 4};
+  std::vector<uint32_t> kept{7};
+  std::string too_many = "9 2";
+  for (size_t i = 0; i <= max_record_children; i++) too_many += " abcdef01";
+  for (const std::string& value : {std::string("9 2 C1A2B3D4"),   // not as written
+                                   std::string("9 2 c1a2b3d"),    // a digit short
+                                   std::string("9 2 c1a2b3d4 "),  // a space last
+                                   std::string("9 2  c1a2b3d4"),  // two spaces
+                                   std::string("9 2 c1a2b3d4x"),  // a rest
+                                   std::string("9 2 -1a2b3d4"),   // a sign
+                                   too_many}) {
+    CHECK(!parse_mids_record(mids_record_name(m), value, untouched, &kept));
+    CHECK(untouched.initiating == 3);
+    CHECK(kept == std::vector<uint32_t>{7});
+  }
+}
