@@ -74,15 +74,4 @@ inline uint16_t ipv4_header_sum(const void* header, unsigned len) {  // len >= 2
   return uint16_t(sum);
 }
 
-// Whether a 20-byte header's checksum is right: ipv4_header_sum(header, 20) == 0xffff without
-// its four folds. Each fold keeps the sum mod 0xffff (2^16 = 1 mod 0xffff) and yields 0 only
-// from 0, so the folded sum is 0xffff exactly when the sum of the five 32-bit words is a
-// nonzero multiple of 0xffff (a multiply by the compiler's reciprocal).
-inline bool ipv4_header20_sum_ok(const void* header) {
-  uint32_t fixed[5];
-  std::memcpy(fixed, header, sizeof fixed);
-  uint64_t sum = uint64_t(fixed[0]) + fixed[1] + fixed[2] + fixed[3] + fixed[4];
-  return (sum % 0xffff == 0) & (sum != 0);
-}
-
 }  // namespace medix::dp

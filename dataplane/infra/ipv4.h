@@ -32,8 +32,8 @@ inline bool ipv4_plain(const rte_mbuf* m, uint32_t l2) {
   const auto* ip = rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, l2);
   uint32_t frame = rte_pktmbuf_pkt_len(m) - l2;
   uint32_t total = rte_be_to_cpu_16(ip->total_length);
-  bool sum_ok = ipv4_header20_sum_ok(ip);
-  bool ok = (ip->version_ihl == 0x45) & (total == frame) & sum_ok;
+  uint16_t sum = ipv4_header_sum(ip, sizeof(rte_ipv4_hdr));
+  bool ok = (ip->version_ihl == 0x45) & (total == frame) & (sum == 0xffff);
   return ok && !may_be_esp(ip, sizeof(rte_ipv4_hdr), first_seg);
 }
 
