@@ -7,7 +7,7 @@
 #include <rte_tcp.h>
 #include <rte_udp.h>
 
-#include "ip/checksum.h"
+#include "infra/checksum.h"
 #include "ip/ip.h"
 #include "l2/l2.h"
 

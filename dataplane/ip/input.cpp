@@ -3,7 +3,8 @@
 #include <rte_fib.h>
 #include <rte_ip.h>
 
-#include "ip/checksum.h"
+#include "infra/checksum.h"
+#include "infra/ipv4.h"
 #include "ip/ip.h"
 
 namespace medix::dp {
@@ -37,17 +38,6 @@ bool ip_check(Worker& w, rte_mbuf* m) {
   }
   if (frame > total) rte_pktmbuf_trim(m, uint16_t(frame - total));  // Ethernet padding
   return true;
-}
-
-// Whether a checked packet (its header `header` bytes, `first_seg` bytes in the first segment)
-// may be ESP or ESP in UDP, unfragmented: a superset of esp_candidate's, read while the header
-// is at hand.
-inline bool may_be_esp(const rte_ipv4_hdr* ip, uint32_t header, uint32_t first_seg) {
-  if (ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)) return false;
-  if (ip->next_proto_id == IPPROTO_ESP) return true;
-  if (ip->next_proto_id != IPPROTO_UDP) return false;
-  return first_seg < header + 4 ||
-         load16(reinterpret_cast<const uint8_t*>(ip) + header + 2) == rte_cpu_to_be_16(nat_t_port);
 }
 
 // Nearly every packet has a 20-byte header and passes every check: those are tested at once,

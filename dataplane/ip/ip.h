@@ -1,14 +1,13 @@
 #pragma once
 // IPv4: header checks (RFC 1812), the per-tenant lookup with route leaks, local delivery and
 // ICMP, output through ARP resolution and fragmentation.
+#include "infra/ipv4.h"
 #include "infra/worker.h"
 
 namespace medix::dp {
 
 // ip_input's checks of one packet (IPv4 after meta(m).l2_len bytes); false: dropped.
 bool ip_check(Worker& w, rte_mbuf* m);
-// The UDP port of ESP in UDP (RFC 3948), and IKE's after NAT.
-constexpr uint16_t nat_t_port = 4500;
 // Checks each packet's header; compacts the good ones to the front and returns how many.
 // Good ones that may be ESP or ESP in UDP (unfragmented, protocol 50 or UDP to port 4500) go
 // to `esp` instead, for esp_candidate's test: the others skip it.

@@ -12,7 +12,7 @@
 #include <rte_tcp.h>
 #include <rte_udp.h>
 
-#include "ip/checksum.h"
+#include "infra/checksum.h"
 #include "ip/ip.h"
 #include "ipsec/sa.h"
 

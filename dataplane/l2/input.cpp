@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "infra/ipv4.h"
 #include "l2/l2.h"
 
 namespace medix::dp {
@@ -25,9 +26,11 @@ struct RxRun {
   }
 };
 
-// A frame whose interface is slot `id`: counted, then to `ip` or `arp`, or dropped.
+// A frame whose interface is slot `id`: counted, then to `ip` (counted in `n_plain` too if
+// ipv4_plain) or `arp`, or dropped.
 [[gnu::always_inline]] inline void classify(Worker& w, rte_mbuf* m, uint16_t id, uint16_t ethertype, RxRun& run,
-                                            rte_mbuf** ip, uint16_t& n_ip, rte_mbuf** arp, uint16_t& n_arp) {
+                                            rte_mbuf** ip, uint16_t& n_ip, uint16_t& n_plain, rte_mbuf** arp,
+                                            uint16_t& n_arp) {
   const Tables& t = *w.tables;
   const InterfaceEntry& f = t.interfaces[id];
   PacketMeta& pm = meta(m);
@@ -57,9 +60,10 @@ struct RxRun {
       return;
     }
   }
-  if (ethertype == RTE_ETHER_TYPE_IPV4 && to_us) [[likely]]
+  if (ethertype == RTE_ETHER_TYPE_IPV4 && to_us) [[likely]] {
     ip[n_ip++] = m;
-  else if (ethertype == RTE_ETHER_TYPE_ARP && (to_us || rte_is_broadcast_ether_addr(&eth->dst_addr)))
+    n_plain = uint16_t(n_plain + ipv4_plain(m, pm.l2_len));  // the header is at hand now
+  } else if (ethertype == RTE_ETHER_TYPE_ARP && (to_us || rte_is_broadcast_ether_addr(&eth->dst_addr)))
     arp[n_arp++] = m;
   else if (!to_us)
     drop(w, m, Drop::l2_not_for_us);
@@ -72,8 +76,8 @@ struct RxRun {
 // One pass: each frame parsed, its interface read from the VLAN map (no inner tag) and the
 // frame sorted at once. QinQ frames take the hash after the others (each run of equal tags
 // looked up once: frames of a burst mostly share their tags).
-void l2_input(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n, rte_mbuf** ip, uint16_t& n_ip, rte_mbuf** arp,
-              uint16_t& n_arp) {
+void l2_input(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n, rte_mbuf** ip, uint16_t& n_ip, uint16_t& n_plain,
+              rte_mbuf** arp, uint16_t& n_arp) {
   const Tables& t = *w.tables;
   const uint16_t* vlan_map = port < max_ports ? t.vlan_map.get() : nullptr;
   InterfaceKey keys[burst_size];
@@ -138,7 +142,7 @@ void l2_input(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n, rte_mbuf** 
         drop(w, m, Drop::unknown_vlan);
         continue;
       }
-      classify(w, m, uint16_t(slot - 1), type, run, ip, n_ip, arp, n_arp);
+      classify(w, m, uint16_t(slot - 1), type, run, ip, n_ip, n_plain, arp, n_arp);
       continue;
     }
     keys[n_qinq] = InterfaceKey{port, outer, inner, 0};
@@ -167,7 +171,7 @@ void l2_input(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n, rte_mbuf** 
         continue;
       }
       auto id = uint16_t(reinterpret_cast<uintptr_t>(results[lookup_of[i]]));
-      classify(w, qinq[i], id, ethertypes[i], run, ip, n_ip, arp, n_arp);
+      classify(w, qinq[i], id, ethertypes[i], run, ip, n_ip, n_plain, arp, n_arp);
     }
   }
   run.flush(w);

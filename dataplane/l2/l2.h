@@ -13,8 +13,10 @@ namespace medix::dp {
 
 // Classifies a burst received on `port`: IPv4 to `ip`, ARP to `arp` (meta iface_in, tenant,
 // l2_len set), in arrival order, QinQ frames after the others; the rest dropped by reason.
-void l2_input(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n, rte_mbuf** ip, uint16_t& n_ip, rte_mbuf** arp,
-              uint16_t& n_arp);
+// `n_plain` counts the IPv4 frames that pass ip_input's checks as they are (ipv4_plain): when
+// that is all of them, ip_input's pass has nothing to do.
+void l2_input(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n, rte_mbuf** ip, uint16_t& n_ip, uint16_t& n_plain,
+              rte_mbuf** arp, uint16_t& n_arp);
 
 inline uint8_t l2_len_of(const InterfaceEntry& f) {
   return uint8_t(sizeof(rte_ether_hdr) + (f.outer_vlan ? 4 : 0) + (f.inner_vlan ? 4 : 0));

@@ -14,7 +14,7 @@
 #include <optional>
 #include <string>
 
-#include "ip/checksum.h"
+#include "infra/checksum.h"
 #include "ip/ip.h"
 #include "ipsec/sa.h"
 #include "nat/sync.h"

@@ -142,6 +142,9 @@ void lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Batch& eth, Batch& tunnel, B
 // and packets of our own making (encrypted, replies, injected: no TTL, no ICMP about them).
 struct IpInput {
   Batch to_check, checked, ours;
+  // l2_input found every to_check packet plain (ipv4_plain): ip_input's pass would keep each
+  // as it is, so it is skipped (its calls and packets still counted).
+  bool to_check_plain = false;
 };
 
 void run_passes(Worker& w, uint64_t t, IpInput& in);
@@ -187,7 +190,8 @@ void run_passes(Worker& w, uint64_t t, IpInput& in) {
     // esp_early's test; the rest goes straight to the lookup.
     Batch maybe_esp, decrypted, to_route;
     if (in.to_check.n) {
-      uint16_t plain = ip_input(w, in.to_check.pkts, in.to_check.n, maybe_esp.pkts, maybe_esp.n);
+      uint16_t plain =
+          in.to_check_plain ? in.to_check.n : ip_input(w, in.to_check.pkts, in.to_check.n, maybe_esp.pkts, maybe_esp.n);
       t = account(w, Stage::ip_input, t, in.to_check.n);
       append(w, to_route, in.to_check.pkts, plain);
     }
@@ -290,9 +294,9 @@ void run_passes(Worker& w, uint64_t t, IpInput& in) {
 void process_burst(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n) {
   uint64_t t = stage_clock(w);
   rte_mbuf *ip[burst_size], *arp[burst_size];
-  uint16_t n_ip = 0, n_arp = 0;
+  uint16_t n_ip = 0, n_plain = 0, n_arp = 0;
 
-  l2_input(w, port, pkts, n, ip, n_ip, arp, n_arp);
+  l2_input(w, port, pkts, n, ip, n_ip, n_plain, arp, n_arp);
   t = account(w, Stage::l2_input, t, n);
   if (w.capture) [[unlikely]] {  // received, now that interface and tenant are known
     capture(w, CapturePoint::rx, port, ip, n_ip);
@@ -312,6 +316,8 @@ void process_burst(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n) {
     t = account(w, Stage::arp, t, n_arp);
   }
   IpInput in;
+  // (police drops or remarks DSCP with the checksum: what it leaves is plain still.)
+  in.to_check_plain = n_plain == n_ip;
   append(w, in.to_check, ip, n_ip);
   run_ip(w, t, in);
 }

@@ -1,6 +1,6 @@
 #include <rte_ip.h>
 
-#include "ip/checksum.h"
+#include "infra/checksum.h"
 #include "qos/qos.h"
 
 namespace medix::dp {

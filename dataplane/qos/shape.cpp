@@ -5,7 +5,7 @@
 
 #include <algorithm>
 
-#include "ip/checksum.h"
+#include "infra/checksum.h"
 #include "qos/qos.h"
 
 namespace medix::dp {

@@ -3,7 +3,7 @@
 #include <catch2/catch.hpp>
 #include <random>
 
-#include "ip/checksum.h"
+#include "infra/checksum.h"
 
 using namespace medix::dp;
 

@@ -30,12 +30,13 @@ namespace {
 
 struct L2Out {
   std::vector<rte_mbuf*> ip, arp;
+  uint16_t plain = 0;  // of ip, those that pass ip_input's checks as they are
 };
 L2Out l2_stage(Harness& h, uint16_t port, std::vector<rte_mbuf*> pkts) {
   rte_mbuf *ip[burst_size], *arp[burst_size];
-  uint16_t n_ip = 0, n_arp = 0;
-  l2_input(h.worker, port, pkts.data(), uint16_t(pkts.size()), ip, n_ip, arp, n_arp);
-  return {{ip, ip + n_ip}, {arp, arp + n_arp}};
+  uint16_t n_ip = 0, n_plain = 0, n_arp = 0;
+  l2_input(h.worker, port, pkts.data(), uint16_t(pkts.size()), ip, n_ip, n_plain, arp, n_arp);
+  return {{ip, ip + n_ip}, {arp, arp + n_arp}, n_plain};
 }
 
 // The good packets: those that may be ESP after the others.
@@ -272,6 +273,50 @@ TEST_CASE("ip_input stage: header checks keep the good packets in order and trim
   CHECK(bytes_of(kept[0]) == from_a(good));
   CHECK(bytes_of(kept[1]) == from_b(good));  // the Ethernet padding is gone
   free_all(kept);
+}
+
+TEST_CASE("l2_input counts as plain exactly the IPv4 frames that ip_input keeps as they are") {
+  Harness h(two_tenants);
+  const Bytes good = ipv4("10.0.0.7", "10.1.0.10", 17, udp(1, 2, 8));
+  Bytes bad_version = good, options = good, too_long = good, bad_sum = good;
+  bad_version[0] = 0x65;
+  options[0] = 0x46;  // (its checksum is wrong too: either way not plain)
+  too_long[3] = uint8_t(good.size() + 1);
+  bad_sum[10] ^= 0xff;
+  struct Case {
+    const char* what;
+    Bytes frame;
+    bool plain;
+  };
+  for (const auto& [what, frame, plain] : {
+           Case{"good", from_a(good), true},
+           Case{"a later fragment of UDP", from_a(ipv4("10.0.0.7", "10.1.0.10", 17, udp(1, 4500, 8), 64, 1)), true},
+           Case{"padded", from_a(good) + Bytes(10, 0), false},
+           Case{"truncated", from_a(Bytes(good.begin(), good.begin() + 19)), false},
+           Case{"bad version", from_a(bad_version), false},
+           Case{"options", from_a(options), false},
+           Case{"too long", from_a(too_long), false},
+           Case{"bad checksum", from_a(bad_sum), false},
+           Case{"ESP", from_a(ipv4("10.0.0.7", "10.1.0.10", 50, Bytes(24, 0))), false},
+           Case{"ESP in UDP", from_a(ipv4("10.0.0.7", "10.1.0.10", 17, udp(4500, 4500, 8))), false},
+       }) {
+    INFO(what);
+    auto out = l2_stage(h, 0, h.burst({frame}));
+    REQUIRE(out.ip.size() == 1);
+    CHECK(out.plain == (plain ? 1 : 0));
+    if (!plain) {
+      free_all(out.ip);
+      continue;
+    }
+    // What ip_input does with a plain one: keeps it, as it is, not as possibly ESP.
+    rte_mbuf* esp[1];
+    uint16_t n_esp = 0;
+    CHECK(ip_input(h.worker, out.ip.data(), 1, esp, n_esp) == 1);
+    CHECK(n_esp == 0);
+    CHECK(bytes_of(out.ip[0]) == frame);
+    free_all(out.ip);
+  }
+  CHECK(h.total_drops() == 0);
 }
 
 namespace {
