@@ -453,12 +453,18 @@ inflight_heal() {
 # after it), and ESP crosses A's new one both ways. A control: MEDIX_CP=<medix-cp of before>
 # (B's CHILD_SA stays at the gateway: the first two checks fail).
 leftover_split() { b_split=$(node_child b "$b_mark"); }
+# STEP: NODE (its log from MARK) deleted the CHILD_SA whose SPIs are SPIS ("in out") at the
+# gateway: the gateway has it no more, and NODE sent that DELETE and had it answered.
+deleted_at_gateway() {
+  local step=$1 node=$2 mark=$3 spis=$4 what=$5
+  check "$step: ${node^^} deletes $what (${spis:-?}) at the gateway: it is there no more" \
+    mx_wait_eval 8 "[ -n '$spis' ] && ! gw_child $spis >/dev/null"
+  check_that "$step: ${node^^} sent that DELETE (ESP SPI ${spis%% *}, not held at ${node^^}) and the gateway answered it" \
+    "cp_since $node $mark | grep -q 'deleting CHILD_SA ESP SPI ${spis%% *} .* not held here' &&
+      cp_since $node $mark | grep -q 'the peer answered our DELETE of the other node'"
+}
 leftover_heal() {
-  check "heal: A deletes B's CHILD_SA of the split (${b_split:-?}) at the gateway: it is there no more" \
-    mx_wait_eval 8 '[ -n "$b_split" ] && ! gw_child $b_split >/dev/null'
-  check_that "heal: A sent that DELETE (ESP SPI ${b_split%% *}, not held at A) and the gateway answered it" \
-    'cp_since a $a_mark | grep -q "deleting CHILD_SA ESP SPI ${b_split%% *} .* not held here" &&
-      cp_since a $a_mark | grep -q "the peer answered our DELETE of the other node"'
+  deleted_at_gateway heal a "$a_mark" "$b_split" "B's CHILD_SA of the split"
   check "heal: after it, ESP crosses A's new CHILD_SA both ways" \
     mx_wait_eval 5 'ping_archive && both_ways $(node_child a $a_mark)'
   echo "    A: raised at $(cp_since a "$a_mark" | grep "raised after a split" | cut -c1-12 | head -1),"\
@@ -474,11 +480,7 @@ leftover_heal() {
 # rekey of its stale copy is answered NO_CHILD_SA and B makes a new CHILD_SA, which ESP crosses. A
 # control: MEDIX_CP=<medix-cp of before> (A's CHILD_SA stays at the gateway: the first two fail).
 lease_child_b() {
-  check "back to B: B deletes A's CHILD_SA of its lease (${a_lease:-?}) at the gateway: it is there no more" \
-    mx_wait_eval 8 '[ -n "$a_lease" ] && ! gw_child $a_lease >/dev/null'
-  check_that "back to B: B sent that DELETE (ESP SPI ${a_lease%% *}, read with A's record) and the gateway answered it" \
-    'cp_since b $b_mark | grep -q "deleting CHILD_SA ESP SPI ${a_lease%% *} .* not held here" &&
-      cp_since b $b_mark | grep -q "the peer answered our DELETE of the other node"'
+  deleted_at_gateway "back to B" b "$b_mark" "$a_lease" "A's CHILD_SA of its lease"
   echo "    B: $(cp_since b "$b_mark" | grep -o 'record(s) read with the lease.*' | head -1);"\
     "raised at $(cp_since b "$b_mark" | grep "raised after a split" | cut -c1-12 | head -1),"\
     "the DELETE sent at $(cp_since b "$b_mark" | grep "deleting CHILD_SA ESP SPI" | cut -c1-12 | head -1),"\
