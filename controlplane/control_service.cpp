@@ -202,7 +202,8 @@ grpc::Status ControlService::apply_local(const c1::Intent& wanted, c1::ApplyInte
   std::map<std::string, const c1::Peer*> before, after;
   for (const auto& p : current.peers()) before[p.name()] = &p;
   for (const auto& p : next.peers()) after[p.name()] = &p;
-  std::set<std::string> touched;  // added or changed
+  std::set<std::string> touched;  // added or changed, but for their lifetimes alone
+  std::set<std::string> retimed;  // changed in their lifetimes alone: applied in place
   for (const auto& [name, p] : after) {
     auto old = before.find(name);
     if (old == before.end()) {
@@ -210,7 +211,7 @@ grpc::Status ControlService::apply_local(const c1::Intent& wanted, c1::ApplyInte
       touched.insert(name);
     } else if (old->second->SerializeAsString() != p->SerializeAsString()) {
       response->add_changed(name);
-      touched.insert(name);
+      (only_lifetimes_differ(*old->second, *p) ? retimed : touched).insert(name);
     }
   }
   for (const auto& [name, p] : before)
@@ -239,14 +240,28 @@ grpc::Status ControlService::apply_local(const c1::Intent& wanted, c1::ApplyInte
     intent_ = next;
   }
   // 4. charon: removed peers closed and forgotten (their tunnels deleted once their SAs are
-  // gone), changed ones reconnected with the new config, new ones loaded.
+  // gone), changed ones reconnected with the new config, new ones loaded. A peer whose lifetimes
+  // alone changed keeps its IKE_SA and CHILD_SAs: the new lifetimes apply to the next rekeys,
+  // and bring forward the present ones' that are due sooner (docs/cp.md).
+  for (const auto& name : retimed) {
+    GluePeer peer(*after[name]);
+    int ike = cp_charon_update_lifetimes(&peer.c, err, sizeof(err));
+    if (ike < 0) {  // not loaded (should not happen): as any changed peer
+      touched.insert(name);
+      continue;
+    }
+    int sas = dataplane_.retime(*after[name]);
+    fprintf(stderr, "medix-cp: peer %s: lifetimes changed in place: %d IKE_SA(s) kept, %d SA rekey(s) brought forward\n",
+            name.c_str(), ike, sas);
+  }
   for (const auto& name : response->removed()) {
     cp_charon_terminate(name.c_str(), true);
     cp_charon_remove_peer(name.c_str());
     if (std::string e = dataplane_.remove_tunnel(before[name]->tunnel()); !e.empty())
       fprintf(stderr, "medix-cp: removing tunnel %s: %s\n", before[name]->tunnel().c_str(), e.c_str());
   }
-  for (const auto& name : response->changed()) cp_charon_terminate(name.c_str(), true);
+  for (const auto& name : response->changed())
+    if (touched.count(name)) cp_charon_terminate(name.c_str(), true);
   for (const auto& name : touched) {
     GluePeer peer(*after[name]);
     if (cp_charon_add_peer(&peer.c, false, err, sizeof(err)) != 0)  // checked above: should not happen

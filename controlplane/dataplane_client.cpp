@@ -505,7 +505,9 @@ std::string DataplaneClient::add_sa(const cp_sa& in) {
   tunnels_[peer->tunnel()] = wanted;
 
   Sa& entry = sas_[{in.id.spi, dst}];
-  entry = Sa{in.id.spi, in.inbound, src, dst, peer->tunnel(), ++generation_, sa};
+  const auto now = std::chrono::steady_clock::now();
+  entry = Sa{in.id.spi, in.inbound, src, dst, peer->tunnel(), ++generation_, sa, now,
+             in.soft_s ? now + std::chrono::seconds(in.soft_s) : std::chrono::steady_clock::time_point::max()};
   if (in.inbound) reserved_.erase(in.id.spi);
   // charon expects the kernel to raise soft then hard expiry at these times (from now).
   if (in.soft_s) schedule(in.id.spi, dst, in.soft_s, false, entry.generation);
@@ -655,6 +657,29 @@ std::string DataplaneClient::flush() {
 void DataplaneClient::schedule(uint32_t spi, const std::string& dst, uint64_t seconds, bool hard, uint64_t generation) {
   timers_.emplace(std::chrono::steady_clock::now() + std::chrono::seconds(seconds), Timer{spi, dst, hard, generation});
   timers_cv_.notify_all();
+}
+
+int DataplaneClient::retime(const c1::Peer& peer) {
+  std::lock_guard lock(mu_);
+  // As child_lifetime (charon/daemon.c): the rekey time less a jitter up to the gap to the life.
+  const uint64_t rekey = peer.child_rekey_seconds() ? peer.child_rekey_seconds() : 3600;
+  const uint64_t life = peer.child_life_seconds() ? peer.child_life_seconds() : rekey * 110 / 100;
+  std::uniform_int_distribution<uint64_t> jitter(0, life > rekey ? life - rekey - 1 : 0);
+  const auto now = std::chrono::steady_clock::now();
+  int n = 0;
+  for (auto& [key, sa] : sas_) {
+    if (sa.tunnel != peer.tunnel() || sa.soft_at == std::chrono::steady_clock::time_point::max()) continue;
+    auto due = sa.installed + std::chrono::seconds(rekey - jitter(random_));
+    if (due >= sa.soft_at) continue;  // the timer it has comes first (or a lengthened lifetime)
+    sa.soft_at = due;
+    // The timer at the old time stays: by then the SA is rekeyed and gone (or its generation).
+    timers_.emplace(std::max(due, now), Timer{sa.spi, sa.dst, false, sa.generation});
+    log("SA " + hex(sa.spi) + " soft time lifetime brought forward: in " +
+        std::to_string(std::chrono::duration_cast<std::chrono::seconds>(std::max(due, now) - now).count()) + " s");
+    n++;
+  }
+  timers_cv_.notify_all();
+  return n;
 }
 
 void DataplaneClient::run_timers() {

@@ -64,6 +64,11 @@ class DataplaneClient {
   std::string prune(uint32_t& removed);
   // Deletes a tunnel (and whatever SA or route of ours is still on it).
   std::string remove_tunnel(const std::string& name);
+  // A peer's CHILD_SA lifetimes changed in place (docs/cp.md, "Lifetimes changed in place"):
+  // each of its SAs with a soft time lifetime gets its rekey at the new one from its install (less
+  // a jitter, as charon's) if that comes sooner, at once if past; hard lifetimes stay. Returns
+  // how many were brought forward.
+  int retime(const c1::Peer& peer);
   // Starts the lifetime timer thread and the WatchSaEvents reader.
   void start();
   void stop();
@@ -115,6 +120,7 @@ class DataplaneClient {
     std::string tunnel;
     uint64_t generation = 0;         // timers of an SA since deleted (or re-added) are ignored
     v1::SecurityAssociation object;  // with its keys: replayed into a restarted medix-dp
+    std::chrono::steady_clock::time_point installed, soft_at;  // soft_at: its soft timer (none: max)
   };
   struct Policy {
     int refs = 0;

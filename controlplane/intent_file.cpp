@@ -244,6 +244,20 @@ std::string join(const google::protobuf::RepeatedPtrField<std::string>& items) {
 
 }  // namespace
 
+bool only_lifetimes_differ(const c1::Peer& a, const c1::Peer& b) {
+  auto rest = [](c1::Peer p) {
+    p.clear_ike_rekey_seconds();
+    p.clear_child_rekey_seconds();
+    p.clear_child_life_seconds();
+    p.clear_child_rekey_bytes();
+    p.clear_child_life_bytes();
+    p.clear_child_rekey_packets();
+    p.clear_child_life_packets();
+    return p.SerializeAsString();
+  };
+  return a.SerializeAsString() != b.SerializeAsString() && rest(a) == rest(b);
+}
+
 GluePeer::GluePeer(const c1::Peer& p)
     : ike(join(p.ike_proposals())),
       esp(join(p.esp_proposals())),

@@ -50,6 +50,11 @@ void forget_previous_intent(const std::string& path);
 // read-only disk), so that medix-cp says so at once.
 std::string check_writable(const std::string& path);
 
+// Whether two versions of a peer differ in their lifetimes alone (ike_rekey_seconds and the
+// child_* rekey and life limits): such a change is applied in place, its IKE_SAs kept
+// (docs/cp.md, "Lifetimes changed in place"). False if they are equal.
+bool only_lifetimes_differ(const c1::Peer& a, const c1::Peer& b);
+
 // A peer as the glue takes it (cp_peer), with the strings it points into.
 struct GluePeer {
   explicit GluePeer(const c1::Peer& p);

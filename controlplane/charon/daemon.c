@@ -12,6 +12,7 @@
 #include <config/backend.h>
 #include <credentials/sets/mem_cred.h>
 #include <daemon.h>
+#include <processing/jobs/rekey_ike_sa_job.h>
 #include <threading/rwlock.h>
 
 #include "glue.h"
@@ -479,6 +480,25 @@ static lifetime_cfg_t child_lifetime(const struct cp_peer* p) {
   return l;
 }
 
+/* libcharon's child_cfg_t get_lifetime, learnt from the first child_cfg we make. */
+static lifetime_cfg_t* (*cfg_lifetime)(child_cfg_t* this, bool jitter);
+
+/* Every child_cfg we make reads its lifetimes from its peer's current config (the one loaded
+ * under its name now): a CHILD_SA keeps the child_cfg it was made with, and its rekey makes the
+ * next one from it (child_rekey.c), so without this a peer whose lifetimes changed in place
+ * (cp_charon_update_lifetimes) would go on with the old ones. child_cfg_t has no setter. */
+static lifetime_cfg_t* current_lifetime(child_cfg_t* this, bool jitter) {
+  child_cfg_t *cfg = this, *child;
+  peers->lock->read_lock(peers->lock);
+  peer_cfg_t* peer = find_peer(this->get_name(this));
+  enumerator_t* e = peer ? peer->create_child_cfg_enumerator(peer) : NULL;
+  if (e && e->enumerate(e, &child)) cfg = child;
+  DESTROY_IF(e);
+  lifetime_cfg_t* l = cfg_lifetime(cfg, jitter);
+  peers->lock->unlock(peers->lock);
+  return l;
+}
+
 int cp_charon_add_peer(const struct cp_peer* p, bool dry_run, char* err, size_t err_len) {
   ike_cfg_t* ike;
   peer_cfg_t *peer, *old;
@@ -529,6 +549,8 @@ int cp_charon_add_peer(const struct cp_peer* p, bool dry_run, char* err, size_t 
                                                .dpd_action = ACTION_START,
                                                .close_action = ACTION_NONE,
                                            });
+  if (!cfg_lifetime) cfg_lifetime = child->get_lifetime;
+  child->get_lifetime = current_lifetime;
   peer->add_child_cfg(peer, child);
   if (!add_proposals(p->esp_proposals, PROTO_ESP, add_esp_proposal, child, err, err_len) ||
       !add_selectors(p->local_ts, child, TRUE, err, err_len) ||
@@ -558,6 +580,47 @@ int cp_charon_add_peer(const struct cp_peer* p, bool dry_run, char* err, size_t 
   DESTROY_IF(old);
   DBG1(DBG_CFG, "medix: peer '%s' %s <-> %s loaded", p->name, p->local_address, p->remote_address);
   return 0;
+}
+
+int cp_charon_update_lifetimes(const struct cp_peer* p, char* err, size_t err_len) {
+  peer_cfg_t* cfg = _get_peer_cfg_by_name(&peers->public, (char*)p->name);
+  if (!cfg) {
+    err_set(err, err_len, "peer %s is not loaded", p->name);
+    return -1;
+  }
+  cfg->destroy(cfg);
+  if (cp_charon_add_peer(p, false, err, err_len) != 0) return -1;
+  cfg = _get_peer_cfg_by_name(&peers->public, (char*)p->name);
+  int n = 0;
+  enumerator_t* e = charon->ike_sa_manager->create_enumerator(charon->ike_sa_manager, TRUE);
+  ike_sa_t* ike_sa;
+  while (e->enumerate(e, &ike_sa)) {
+    peer_cfg_t* old = ike_sa->get_peer_cfg(ike_sa);
+    if (!old || !streq(old->get_name(old), p->name) || ike_sa->get_state(ike_sa) == IKE_DESTROYING) continue;
+    /* Its next rekey makes the new IKE_SA with this config (ike_rekey.c); a passive one, made
+     * active, schedules its rekey from it (ike_sa.c set_state). */
+    ike_sa->set_peer_cfg(ike_sa, cfg);
+    n++;
+    if (ike_sa->get_state(ike_sa) != IKE_ESTABLISHED) continue;
+    /* As charon schedules it at establishment: the rekey time (less its jitter) from then, if
+     * that comes before the rekey scheduled now (a job at the old time stays, and finds the
+     * IKE_SA rekeyed and gone); a time already past is now. The maximum lifetime (the delete if
+     * no rekey succeeds) stays as scheduled: brought forward with the rekey, it would leave a
+     * rekey due at once only a tenth of the new rekey time to succeed. */
+    uint32_t t = cfg->get_rekey_time(cfg, TRUE), now = (uint32_t)time_monotonic(NULL);
+    uint32_t due = ike_sa->get_statistic(ike_sa, STAT_ESTABLISHED) + t, was = ike_sa->get_statistic(ike_sa, STAT_REKEY);
+    if (!t || (was && due >= was)) continue;
+    ike_sa->set_statistic(ike_sa, STAT_REKEY, due);
+    lib->scheduler->schedule_job(lib->scheduler, (job_t*)rekey_ike_sa_job_create(ike_sa->get_id(ike_sa), FALSE),
+                                 due > now ? due - now : 0);
+    DBG1(DBG_IKE, "medix: IKE_SA %s[%u]: lifetimes changed in place, rekeying in %ds (was in %ds)",
+         ike_sa->get_name(ike_sa), ike_sa->get_unique_id(ike_sa), due > now ? (int)(due - now) : 0,
+         was ? (int)was - (int)now : -1);
+  }
+  e->destroy(e);
+  cfg->destroy(cfg);
+  DBG1(DBG_CFG, "medix: peer '%s': lifetimes changed in place, %d IKE_SA(s) kept", p->name, n);
+  return n;
 }
 
 int cp_charon_remove_peer(const char* name) {

@@ -792,6 +792,36 @@ fi
 edited_intent() {
   intent "$1" | "$MX_PY" -c 'import json, sys; d = json.load(sys.stdin); exec(sys.argv[1]); print(json.dumps(d))' "$2"
 }
+# gw_ike: the gateway's IKE_SA's SPIs ("initiator responder"); gw_child_in: its CHILD_SA's inbound SPI.
+gw_ike() { swan --list-sas --raw 2>/dev/null | grep -o 'initiator-spi=[0-9a-f]* responder-spi=[0-9a-f]*' | head -1; }
+gw_child_in() { swan --list-sas --raw 2>/dev/null | grep -o 'spi-in=[0-9a-f]*' | head -1; }
+# lifetimes_in_place: a peer's lifetimes alone changed (docs/cp.md, "Lifetimes changed in place")
+# keep its IKE_SA and CHILD_SA (the same SPIs at the gateway just after, no DELETE); the new
+# times, shorter than their ages allow, bring their rekeys forward: the CHILD_SA's by medix-cp's
+# timer, the IKE_SA's by charon's rekey job (a CREATE_CHILD_SA, no IKE_SA_INIT).
+lifetimes_in_place() {
+  local ages ike0 child0 inits0 mark out
+  # Both at least 6 s old first: the new lifetimes (their ages and a little more) are then long
+  # enough that the SAs they make do not rekey again before the round goes on.
+  sleep 5
+  ages=$(ctl -o json peers | mx_json - '"%s %s" % (d["peers"][0]["ike_sas"][0]["established_seconds"], d["peers"][0]["ike_sas"][0]["child_sas"][0]["installed_seconds"])')
+  ike0=$(gw_ike) child0=$(gw_child_in) inits0=$(grep -c 'parsed IKE_SA_INIT request' "$CP_LOG") mark=$(wc -l <"$CP_LOG")
+  # CHILD_SA: due 1-2 s from now (its jitter under 1 s); IKE_SA: due 3 s from now less its jitter.
+  edited_intent aes128gcm16 "a, c = map(int, '${ages:-0 0}'.split()); d['peers'][0].update(ike_rekey_seconds=a + 3,
+    child_rekey_seconds=c + 2, child_life_seconds=c + 3)" >"$MX_TMP/lifetimes.json"
+  out=$(ctl intent apply "$MX_TMP/lifetimes.json" 2>&1)
+  check "$label: lifetimes alone changed (the IKE_SA's and CHILD_SA's ages: $ages s): $out" \
+    grep -q "lifetimes changed in place: 1 IKE_SA(s) kept, [12] SA rekey(s) brought forward" "$CP_LOG"
+  check "$label: ... the same IKE_SA and CHILD_SA at the gateway ($ike0, $child0)" \
+    test -n "$ike0" -a "$(gw_ike)" = "$ike0" -a "$(gw_child_in)" = "$child0"
+  check "$label: ... the CHILD_SA rekeyed by medix-cp's timer at the new time" \
+    mx_wait_eval 8 'tail -n +$((mark + 1)) "$CP_LOG" | grep -q "soft time lifetime reached" && c=$(gw_child_in) && [ -n "$c" ] && [ "$c" != "$child0" ]'
+  check "$label: ... the IKE_SA rekeyed by charon's job at the new time (new SPIs), no IKE_SA_INIT" \
+    mx_wait_eval 10 'tail -n +$((mark + 1)) "$CP_LOG" | grep -q "IKE_SA carrier-b\[[0-9]*\] rekeyed between" && i=$(gw_ike) &&
+      [ -n "$i" ] && [ "$i" != "$ike0" ] && [ "$(grep -c "parsed IKE_SA_INIT request" "$CP_LOG")" = "$inits0" ]'
+  check "$label: ... the tunnel carries traffic" quiet ip netns exec "$NS_HOSP" ping -c1 -W1 $AR_CORE
+  info "$label: lifetimes in place: $(tail -n +$((mark + 1)) "$CP_LOG" | grep -o 'lifetimes changed in place, rekeying in.*' | head -1); IKE_SA $ike0 -> $(gw_ike)"
+}
 if begin intent-api "aes128gcm16-prfsha256-x25519" "aes128gcm16"; then
   if gw_initiate; then
     file=$MX_TMP/intent-$label.json
@@ -814,6 +844,7 @@ if begin intent-api "aes128gcm16-prfsha256-x25519" "aes128gcm16"; then
       check "$label: ... the intent file is unchanged" cmp -s "$file" "$MX_TMP/intent-before.json"
       check "$label: ... the tunnel still carries traffic" quiet ip netns exec "$NS_HOSP" ping -c1 -W1 $AR_CORE
     done
+    lifetimes_in_place
     # Changed (ESP proposal): medix-cp closes the old IKE_SA; the gateway, reconfigured, comes back.
     gw_conf "aes128gcm16-prfsha256-x25519" "aes256-sha256"
     intent aes256-sha256 >"$MX_TMP/changed.json"
@@ -897,7 +928,7 @@ pems=()
 for key in "$PKI"/*.key "$GW"/swanctl/private/*.key; do pems+=(--pem "${key#"$MX_TMP"/}=$key"); done
 keygrep_check pass fail --secret "PSK=$PSK" --secret "the wrong PSK=$WRONG_PSK" "${pems[@]}" \
   --strongswan-keys "$GW/keys.log" \
-  --config "$MX_TMP"/*intent*.json "$MX_TMP"/{changed,empty,again,bad1,bad2,bad3,bad4}.json \
+  --config "$MX_TMP"/*intent*.json "$MX_TMP"/{changed,empty,again,bad1,bad2,bad3,bad4,lifetimes}.json \
   --skip swanctl.conf --skip 'study/*' --skip 'archive-*' --scan "$MX_TMP"
 echo "ike: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

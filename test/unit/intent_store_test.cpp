@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "common/json.h"
+#include "intent_file.h"
 #include "intent_store.h"
 
 namespace {
@@ -93,4 +94,29 @@ TEST_CASE("etcd://HOST:PORT[/PREFIX]") {
   CHECK(e.prefix == "/ix");
   CHECK(medix::cp::parse_etcd_url("etcd://etcd1:2379,etcd2:2379", e));
   CHECK(medix::cp::parse_etcd_url("etcd://127.0.0.1:2379,", e));
+}
+
+TEST_CASE("a peer changed in its lifetimes alone is told apart (applied in place, its IKE_SA kept)") {
+  using medix::cp::c1::Peer;
+  Peer a;
+  a.set_name("carrier-y");
+  a.set_remote_address("192.0.2.10");
+  a.set_child_rekey_seconds(3600);
+  CHECK_FALSE(medix::cp::only_lifetimes_differ(a, a));  // unchanged: nothing to apply
+  Peer b = a;
+  b.set_ike_rekey_seconds(600);
+  b.set_child_rekey_seconds(60);
+  b.set_child_life_seconds(90);
+  b.set_child_rekey_bytes(1 << 20);
+  b.set_child_life_bytes(2 << 20);
+  b.set_child_rekey_packets(1000);
+  b.set_child_life_packets(2000);
+  CHECK(medix::cp::only_lifetimes_differ(a, b));
+  CHECK(medix::cp::only_lifetimes_differ(b, a));
+  Peer c = b;
+  c.set_dpd_seconds(10);  // anything else: the peer is re-created
+  CHECK_FALSE(medix::cp::only_lifetimes_differ(a, c));
+  c = b;
+  c.add_esp_proposals("aes256-sha256");
+  CHECK_FALSE(medix::cp::only_lifetimes_differ(a, c));
 }
