@@ -597,10 +597,9 @@ held_rekeys
 # medix-cp as in held_rekeys (medix-dp B running: no fence), its requests held; then its peer's
 # lifetimes shortened by ApplyIntent on A, in place: the IKE_SA kept (its SPIs at the gateway),
 # the CHILD_SA's rekey at its new time lifetime (medix-cp's timer) and the IKE_SA's at its new IKE
-# lifetime (the job charon's scheduler queues) both fall due in the split and are held; A given
-# etcd back obtains the lease and runs both with the gateway. Last, the lifetimes put back, in
-# place too (the same IKE_SA): the SAs made meanwhile keep their shorter ones (rekeyed once more
-# about 10 s later), the next ones have the intent's.
+# lifetime (the job charon's scheduler queues) both fall due in the split and are held. The
+# intent's lifetimes put back, in place too (the same IKE_SA; a rekey due stays due, and the SAs
+# it makes have the intent's lifetimes again); A given etcd back obtains the lease and runs both.
 held_lifetimes() {
   local a_mark gw_mark c_pre a_old ike_pre ages ike_r child_r t0 t_apply t_held t_run out
   # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
@@ -610,15 +609,15 @@ held_lifetimes() {
   neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" cut && cp_link cut || fail "could not cut A from etcd and B"
   check "lifetimes: A, without a standby peer and cut from etcd, holds its IKE requests" \
     mx_wait_eval 5 'cp_since a $a_mark | grep -q "IKE requests held"'
-  # The new times from the SAs' ages: the CHILD_SA's rekey due 1-2 s from now (its jitter under
-  # 1 s), the IKE_SA's 2-4 s (less its jitter, a tenth); at least 6 and 10 s, so that the SAs
-  # they make do not rekey again within the case (nor the IKE_SA's hard lifetime, a tenth more).
-  ages=$(mx_ctl "$A_PREFIX" -o json peers | mx_json - '"%s %s" % (d["peers"][0]["ike_sas"][0]["established_seconds"],
-    d["peers"][0]["ike_sas"][0]["child_sas"][0]["installed_seconds"])')
+  # The new times from the SAs' ages (A's IKE_SA, its newest CHILD_SA): the CHILD_SA's rekey
+  # due 2 s from now (its jitter, the gap to its life less 1 s, is 0), the IKE_SA's 3 s (less its
+  # jitter, a tenth of it, rounded down).
+  ages=$(mx_ctl "$A_PREFIX" -o json peers | mx_json - '(lambda i: "%s %s" % (i["established_seconds"],
+    min(int(c["installed_seconds"]) for c in i["child_sas"])))(d["peers"][0]["ike_sas"][0])')
   read -r ike_r child_r <<<"${ages:-0 0}"
-  ike_r=$((ike_r + 4 > 10 ? ike_r + 4 : 10)) child_r=$((child_r + 2 > 6 ? child_r + 2 : 6))
-  mx_json "$MX_TMP/intent-a-lifetimes-before.json" "json.dumps(dict(d, peers=[dict(d['peers'][0], ike_rekey_seconds=$ike_r,
-    child_rekey_seconds=$child_r, child_life_seconds=$((child_r + 1)))] + d['peers'][1:]))" >"$MX_TMP/intent-a-lifetimes.json"
+  ike_r=$((ike_r + 3)) child_r=$((child_r + 2))
+  mx_json "$MX_TMP/intent-a-lifetimes-before.json" "dict(d, peers=[dict(d['peers'][0], ike_rekey_seconds=$ike_r,
+    child_rekey_seconds=$child_r, child_life_seconds=$((child_r + 1)))] + d['peers'][1:])" >"$MX_TMP/intent-a-lifetimes.json"
   out=$(mx_ctl "$A_PREFIX" intent apply "$MX_TMP/intent-a-lifetimes.json" 2>&1)
   t_apply=$(date +%s.%N)
   check_that "lifetimes: ApplyIntent on A (IKE_SA, CHILD_SA ${ages:-?} s old; now IKE $ike_r s, CHILD_SA $child_r s): in place ($out)" \
@@ -626,12 +625,15 @@ held_lifetimes() {
   check_that "lifetimes: the gateway's IKE_SA and CHILD_SA kept (the same SPIs)" \
     '[ "$(ike_sa)" = "$ike_pre" ] && [ "$(gw_children | cut -d" " -f1,2 | sort)" = "$c_pre" ]'
   check "lifetimes: A's CHILD_SA rekey at its time lifetime (medix-cp's timer) is held" \
-    mx_wait_eval 9 'cp_since a $a_mark | grep -q "soft time lifetime reached" && cp_since a $a_mark | grep -q "soft expiry held"'
+    mx_wait_eval 5 'cp_since a $a_mark | grep -q "soft time lifetime reached" && cp_since a $a_mark | grep -q "soft expiry held"'
   check "lifetimes: A's IKE_SA rekey at its IKE lifetime (charon's scheduled job) is held" \
-    mx_wait_eval 11 'cp_since a $a_mark | grep -q "IKE_SA rekey/delete held"'
+    mx_wait_eval 5 'cp_since a $a_mark | grep -q "IKE_SA rekey/delete held"'
   t_held=$(date +%s.%N)
   check "lifetimes: medixctl ha on A: not the holder, both held now" \
     witness "$A_PREFIX" 'w["wanted"] and not w["holder"] and int(w["held_exchanges"]) >= 2'
+  out=$(mx_ctl "$A_PREFIX" intent apply "$MX_TMP/intent-a-lifetimes-before.json" 2>&1)
+  check_that "lifetimes: put back in place ($out): the same IKE_SA" \
+    '[ $(cp_since a $a_mark | grep -c "lifetimes changed in place: 1 IKE_SA(s) kept") = 2 ] && [ "$(ike_sa)" = "$ike_pre" ]'
   check_that "lifetimes: the gateway got no rekey (its SAs unchanged, no CREATE_CHILD_SA from A)" \
     '[ "$(gw_children | cut -d" " -f1,2 | sort)" = "$c_pre" ] && [ "$(ike_sa)" = "$ike_pre" ] &&
      ! tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "parsed CREATE_CHILD_SA request"'
@@ -648,12 +650,8 @@ held_lifetimes() {
   check "lifetimes: hosp-y reaches the archive, ESP both ways on A's new CHILD_SA" \
     mx_wait_eval 5 'ping_archive && both_ways $(node_child a $a_mark)'
   echo "    lifetimes: $(cp_since a "$a_mark" | grep -o 'lifetimes changed in place, rekeying in [0-9]*s' | head -1);" \
-    "held $(awk -v a="$t_apply" -v b="$t_held" 'BEGIN { printf "%.1f", b - a }') s after the apply; run" \
-    "$(awk -v a="$t_held" -v b="$t_run" 'BEGIN { printf "%.1f", b - a }') s after etcd was back; CHILD_SA $a_old -> $(node_child a "$a_mark"); IKE_SA $ike_pre -> $(ike_sa)"
-  ike_pre=$(ike_sa)
-  out=$(mx_ctl "$A_PREFIX" intent apply "$MX_TMP/intent-a-lifetimes-before.json" 2>&1)
-  check_that "lifetimes: put back in place ($out): the same IKE_SA at the gateway" \
-    '[ $(cp_since a $a_mark | grep -c "lifetimes changed in place: 1 IKE_SA(s) kept") = 2 ] && [ "$(ike_sa)" = "$ike_pre" ]'
+    "both held $(awk -v a="$t_apply" -v b="$t_held" 'BEGIN { printf "%.1f", b - a }') s after the apply; run" \
+    "$(awk -v a="$t_held" -v b="$t_run" 'BEGIN { printf "%.1f", b - a }') s later, with the lease; CHILD_SA $a_old -> $(node_child a "$a_mark"); IKE_SA $ike_pre -> $(ike_sa)"
   cp_link heal || fail "could not give the medix-cp link back"
   echo "    lifetimes: the whole case $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
 }
