@@ -251,7 +251,8 @@ grpc::Status ControlService::apply_local(const c1::Intent& wanted, c1::ApplyInte
       continue;
     }
     int sas = dataplane_.retime(*after[name]);
-    fprintf(stderr, "medix-cp: peer %s: lifetimes changed in place: %d IKE_SA(s) kept, %d SA rekey(s) brought forward\n",
+    fprintf(stderr,
+            "medix-cp: peer %s: lifetimes changed in place: %d IKE_SA(s) kept, %d SA rekey(s) brought forward\n",
             name.c_str(), ike, sas);
   }
   for (const auto& name : response->removed()) {

@@ -506,8 +506,8 @@ std::string DataplaneClient::add_sa(const cp_sa& in) {
 
   Sa& entry = sas_[{in.id.spi, dst}];
   const auto now = std::chrono::steady_clock::now();
-  entry = Sa{in.id.spi, in.inbound, src, dst, peer->tunnel(), ++generation_, sa, now,
-             in.soft_s ? now + std::chrono::seconds(in.soft_s) : std::chrono::steady_clock::time_point::max()};
+  entry = Sa{in.id.spi, in.inbound, src, dst, peer->tunnel(), ++generation_, sa, now};
+  if (in.soft_s) entry.soft_at = now + std::chrono::seconds(in.soft_s);
   if (in.inbound) reserved_.erase(in.id.spi);
   // charon expects the kernel to raise soft then hard expiry at these times (from now).
   if (in.soft_s) schedule(in.id.spi, dst, in.soft_s, false, entry.generation);

@@ -120,7 +120,8 @@ class DataplaneClient {
     std::string tunnel;
     uint64_t generation = 0;         // timers of an SA since deleted (or re-added) are ignored
     v1::SecurityAssociation object;  // with its keys: replayed into a restarted medix-dp
-    std::chrono::steady_clock::time_point installed, soft_at;  // soft_at: its soft timer (none: max)
+    std::chrono::steady_clock::time_point installed;
+    std::chrono::steady_clock::time_point soft_at = std::chrono::steady_clock::time_point::max();  // its soft timer
   };
   struct Policy {
     int refs = 0;

@@ -119,10 +119,11 @@ int cp_charon_held(void);
  * it would be accepted (proposals, selectors, certificate files). 0, or -1 with a reason. */
 int cp_charon_add_peer(const struct cp_peer* peer, bool dry_run, char* err, size_t err_len);
 /* Replaces a loaded peer's config whose lifetimes alone changed (ike_rekey_s, child_*), keeping
- * its IKE_SAs and CHILD_SAs (docs/cp.md, "Lifetimes changed in place"): each IKE_SA takes the new config, its rekey brought forward to the new rekey time
- * from its establishment if that is sooner (at once if past); every CHILD_SA made from now has
- * the new CHILD_SA lifetimes (medix-cp's own timers of the present ones: the C++ side). Returns
- * how many IKE_SAs took it, or -1 with a reason (not loaded: replace it as a changed peer). */
+ * its IKE_SAs and CHILD_SAs (docs/cp.md, "Lifetimes changed in place"): each IKE_SA takes the
+ * new config, its rekey brought forward to the new rekey time from its establishment if that is
+ * sooner (at once if past); every CHILD_SA made from now has the new CHILD_SA lifetimes (the
+ * present ones' timers are medix-cp's, the C++ side). Returns how many IKE_SAs took it, or -1
+ * with a reason (not loaded: replace it as a changed peer). */
 int cp_charon_update_lifetimes(const struct cp_peer* peer, char* err, size_t err_len);
 /* Forgets a peer's config and PSK (terminate its IKE_SAs first). 0, or -1 if unknown. */
 int cp_charon_remove_peer(const char* name);
