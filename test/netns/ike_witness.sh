@@ -460,10 +460,12 @@ leftover_split() { b_split=$(node_child b "$b_mark"); }
 # gateway: the gateway has it no more, and NODE sent that DELETE and had it answered.
 deleted_at_gateway() {
   local step=$1 node=$2 mark=$3 spis=$4 what=$5
-  # Gone from a listing that has CHILD_SAs: an empty one is no answer (seen once at a load of 12:
-  # the check passed 2 s before the DELETE, which the gateway then logged).
+  # Gone from a listing that has the IKE_SA (one swanctl did not answer is no answer). The DELETE's
+  # lines are waited for: once, at a load of 12, the gateway's CHILD_SA was not listed 2 s before
+  # the DELETE that the gateway then logged.
   check "$step: ${node^^} deletes $what (${spis:-?}) at the gateway: it is there no more" \
-    mx_wait_eval 8 "[ -n '$spis' ] && c=\$(gw_children) && [ -n \"\$c\" ] && ! grep -q '^${spis#* } ${spis%% *} ' <<<\"\$c\""
+    mx_wait_eval 8 "[ -n '$spis' ] && l=\$(swan --list-sas --raw 2>/dev/null) && grep -q 'state=ESTABLISHED' <<<\"\$l\" &&
+      ! grep -q 'spi-in=${spis#* } spi-out=${spis%% *}' <<<\"\$l\""
   check "$step: ${node^^} sent that DELETE (ESP SPI ${spis%% *}, not held at ${node^^}) and the gateway answered it" \
     mx_wait_eval 3 "cp_since $node $mark | grep -q 'deleting CHILD_SA ESP SPI ${spis%% *} .* not held here' &&
       cp_since $node $mark | grep -q 'the peer answered our DELETE of the other node'"
