@@ -13,7 +13,8 @@
  * speaks with the message IDs the gateway expects. The sender also notes, per IKE_SA, the message
  * ID of the last request of which a packet left (medix_hold_request_left): an exchange in flight
  * none of whose packets left may be started again under a raised message ID
- * (cp_charon_raise_mids), one that left may not. */
+ * (cp_charon_raise_mids), one that left may not; one whose responding ID alone is raised is sent
+ * as built, and that ID raised after its answer (medix_hold_resend). */
 #include <arpa/inet.h>
 #include <pthread.h>
 #include <stdlib.h>
