@@ -216,11 +216,13 @@ std::string render_metrics(ControlService& service, DataplaneClient& dataplane, 
           .sample({{"event", "expiries_released"}}, st.released.load());
       Family(out, "medix_cp_ha_witness_mids_total", "counter",
              "IKE_SA message ID records with the witness: written while speaking by the lease, writes refused or "
-             "unanswered, read when the lease was obtained; IKE requests not sent for want of one.")
+             "unanswered, read when the lease was obtained; IKE requests not sent for want of one; CHILD_SAs "
+             "left out of records past the 16 newest.")
           .sample({{"event", "recorded"}}, ws.recorded.load())
           .sample({{"event", "record_failed"}}, ws.record_failures.load())
           .sample({{"event", "read"}}, ws.records_read.load())
-          .sample({{"event", "request_dropped"}}, st.unrecorded.load());
+          .sample({{"event", "request_dropped"}}, st.unrecorded.load())
+          .sample({{"event", "child_left_out"}}, ws.children_left_out.load());
     }
   }
   return out.str();

@@ -277,8 +277,19 @@ int cp_charon_raise_mids(struct cp_ike_mids* mids, int n) {
        * libstrongswan's generator derives from the message ID, is then a fresh one); else it is
        * left for later (the gateway may have it, and a request sent again under its message ID
        * with other content makes the IV generator refuse what follows). */
-      bool requeue =
-          in_flight && mids[i].initiating > init && !medix_hold_request_left(ike_sa->get_unique_id(ike_sa), init);
+      bool unsent = in_flight && !medix_hold_request_left(ike_sa->get_unique_id(ike_sa), init);
+      bool requeue = unsent && mids[i].initiating > init;
+      /* Unsent, and only the responding ID raised: the peer still expects this request (its ID is
+       * not passed), so it goes as charon built it, and the responding ID is raised after its
+       * answer (hold.c). Not busy: the node may speak meanwhile. */
+      if (unsent && !requeue) {
+        DBG1(DBG_IKE,
+             "medix: IKE_SA %s[%u]: its request %u never left this node and the peer still expects it: sent as built, "
+             "the responding ID raised to %u after its answer",
+             ike_sa->get_name(ike_sa), ike_sa->get_unique_id(ike_sa), init, mids[i].responding);
+        medix_hold_resend(ike_sa, init, mids[i].responding);
+        break;
+      }
       mids[i].busy = in_flight && !requeue;
       if (mids[i].busy) break;
       /* As the ha plugin applies a synced message ID (ha_dispatcher.c): set_message_id resets the

@@ -71,10 +71,9 @@ struct cp_ike_mids {
 /* Asks `check` before charon sends each IKE message of an IKEv2 IKE_SA but IKE_SA_INIT, with the
  * message IDs the IKE_SA is at once the peer has it (a request: initiating = its ID + 1; a
  * response: responding = its ID + 1; the other as the IKE_SA has it; `busy` unused) and the
- * inbound SPIs (host order) of its ESP CHILD_SAs (at most CP_CHECK_CHILDREN); false: the message
- * is dropped (a request is retransmitted by charon, and checked again). Any thread; NULL: none
- * (all sent). */
-#define CP_CHECK_CHILDREN 16
+ * inbound SPIs (host order) of its ESP CHILD_SAs (all of them, oldest first, as charon keeps them);
+ * false: the message is dropped (a request is retransmitted by charon, and checked again). Any
+ * thread; NULL: none (all sent). */
 void cp_charon_send_check(bool (*check)(const struct cp_ike_mids* mids, const uint32_t* children, int n_children,
                                         bool request));
 /* Fills up to `max` IKE_SAs' message IDs; returns how many. */
@@ -82,9 +81,11 @@ int cp_charon_ike_mids(struct cp_ike_mids* out, int max);
 /* Raises each listed IKE_SA's message IDs to at least the given ones (never lowers them).
  * An exchange of ours in flight none of whose packets left this node (withheld by the check
  * above) is started again under the raised initiating ID (its tasks requeued, initiated now or
- * when the hold ends). One of which a packet left, or whose ID is not raised, is left for later
- * (libcharon would send that request again under its message ID, and its IV generator refuses
- * the reuse): its `busy` is set, the others' cleared. Returns how many IKE_SAs were raised. */
+ * when the hold ends); if only the responding ID is raised, the peer still expects that request:
+ * it goes as built (now or when the hold ends) and the responding ID is raised after its answer
+ * (hold.c's medix_hold_resend). One of which a packet left is left for later (libcharon would
+ * send that request again under its message ID, and its IV generator refuses the reuse): its
+ * `busy` is set, the others' cleared. Returns how many IKE_SAs were raised now. */
 int cp_charon_raise_mids(struct cp_ike_mids* mids, int n);
 /* A CHILD_SA of an IKE_SA by its inbound ESP SPI (host order; no key): what the loser of a split
  * reports of its own at the heal (docs/ha.md, item 6, "A CHILD_SA the previous speaker changed"). */

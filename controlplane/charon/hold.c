@@ -13,7 +13,8 @@
  * speaks with the message IDs the gateway expects. The sender also notes, per IKE_SA, the message
  * ID of the last request of which a packet left (medix_hold_request_left): an exchange in flight
  * none of whose packets left may be started again under a raised message ID
- * (cp_charon_raise_mids), one that left may not. */
+ * (cp_charon_raise_mids), one that left may not; one whose responding ID alone is raised is sent
+ * as built, and that ID raised after its answer (medix_hold_resend). */
 #include <arpa/inet.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@
 #include <processing/jobs/delete_ike_sa_job.h>
 #include <processing/jobs/initiate_tasks_job.h>
 #include <processing/jobs/rekey_ike_sa_job.h>
+#include <processing/jobs/retransmit_job.h>
 #include <processing/jobs/roam_job.h>
 
 #include "glue.h"
@@ -49,7 +51,15 @@ static linked_list_t* deferred; /* struct deferred*, under lock: run when the ho
 /* unique id -> 1 + the message ID of the last request of that IKE_SA of which a packet left this
  * node (IDs only). Forgotten when the IKE_SA goes. */
 static hashtable_t* left;
+/* unique id -> 1 + the message ID of an unsent request sent as built after a raise of the
+ * responding ID alone (medix_hold_resend): once each. Under left_lock, forgotten with the IKE_SA. */
+static hashtable_t* resent;
 static pthread_mutex_t left_lock = PTHREAD_MUTEX_INITIALIZER;
+struct resend {
+  ike_sa_id_t* id;
+  uint32_t mid;
+};
+static linked_list_t* resends; /* struct resend*, under lock: sent when the hold ends */
 static listener_t forget;
 
 static void (*queue_job)(processor_t* this, job_t* job);
@@ -127,14 +137,16 @@ static void send_checked(sender_t* sender, packet_t* packet) {
       if (!request && m.responding < mid + 1) m.responding = mid + 1;
       /* Its CHILD_SAs (inbound SPIs, no key): a node that speaks after this one deletes at the
        * gateway those it does not hold (docs/ha.md, "A CHILD_SA the previous speaker changed"). */
-      uint32_t children[CP_CHECK_CHILDREN];
-      int n_children = 0;
+      int max_children = ike_sa->get_child_count(ike_sa), n_children = 0;
+      uint32_t* children = malloc(sizeof(uint32_t) * (size_t)(max_children + 1));
       enumerator_t* e = ike_sa->create_child_sa_enumerator(ike_sa);
       child_sa_t* child;
-      while (n_children < CP_CHECK_CHILDREN && e->enumerate(e, &child))
+      while (n_children < max_children && e->enumerate(e, &child))
         if (child->get_protocol(child) == PROTO_ESP) children[n_children++] = ntohl(child->get_spi(child, TRUE));
       e->destroy(e);
-      if (!check(&m, children, n_children, request)) {
+      bool sent = check(&m, children, n_children, request);
+      free(children);
+      if (!sent) {
         DBG1(DBG_IKE, "medix: IKE request %u of IKE_SA %s[%u] not sent: its message ID not recorded with the witness",
              mid, ike_sa->get_name(ike_sa), ike_sa->get_unique_id(ike_sa));
         packet->destroy(packet);
@@ -161,6 +173,7 @@ METHOD(listener_t, forget_ike_sa, bool, listener_t* this, ike_sa_t* ike_sa, ike_
   if (state == IKE_DESTROYING) {
     pthread_mutex_lock(&left_lock);
     left->remove(left, (void*)(uintptr_t)ike_sa->get_unique_id(ike_sa));
+    resent->remove(resent, (void*)(uintptr_t)ike_sa->get_unique_id(ike_sa));
     pthread_mutex_unlock(&left_lock);
   }
   return TRUE;
@@ -168,6 +181,80 @@ METHOD(listener_t, forget_ike_sa, bool, listener_t* this, ike_sa_t* ike_sa, ike_
 
 static void initiate_tasks(ike_sa_id_t* id) {
   lib->processor->queue_job(lib->processor, (job_t*)initiate_tasks_job_create(id));
+}
+
+/* The responding ID raised once our request is answered (medix_hold_resend): tried every 100 ms
+ * while an exchange of ours is in flight (a reset then would drop its packets), until the IKE_SA
+ * goes (charon gives up on a request after its retransmits). */
+typedef struct {
+  job_t public;
+  ike_sa_id_t* id;
+  uint32_t mid, responding;
+} raise_job_t;
+
+static job_requeue_t raise_execute(job_t* job) {
+  raise_job_t* this = (raise_job_t*)job;
+  ike_sa_t* ike_sa = charon->ike_sa_manager->checkout(charon->ike_sa_manager, this->id);
+  if (!ike_sa) return JOB_REQUEUE_NONE;
+  uint32_t resp = ike_sa->get_message_id(ike_sa, FALSE);
+  task_t* task;
+  enumerator_t* tasks = ike_sa->create_task_enumerator(ike_sa, TASK_QUEUE_ACTIVE);
+  bool in_flight = tasks->enumerate(tasks, &task);
+  tasks->destroy(tasks);
+  if (in_flight && resp < this->responding) {
+    charon->ike_sa_manager->checkin(charon->ike_sa_manager, ike_sa);
+    return JOB_RESCHEDULE_MS(100);
+  }
+  bool queued = false;
+  if (resp < this->responding) {
+    ike_sa->set_message_id(ike_sa, FALSE, this->responding); /* resets the task manager: none active */
+    DBG1(DBG_IKE, "medix: responding message ID of IKE_SA %s[%u] raised after a split: %u[%u], its request %u answered",
+         ike_sa->get_name(ike_sa), ike_sa->get_unique_id(ike_sa), this->responding, resp, this->mid);
+    tasks = ike_sa->create_task_enumerator(ike_sa, TASK_QUEUE_QUEUED);
+    queued = tasks->enumerate(tasks, &task);
+    tasks->destroy(tasks);
+  }
+  charon->ike_sa_manager->checkin(charon->ike_sa_manager, ike_sa);
+  if (queued) medix_hold_requeued(this->id); /* nothing initiates them after a reset */
+  return JOB_REQUEUE_NONE;
+}
+
+static job_priority_t raise_priority(job_t* job) {
+  (void)job;
+  return JOB_PRIO_MEDIUM;
+}
+
+static void raise_destroy(job_t* job) {
+  raise_job_t* this = (raise_job_t*)job;
+  this->id->destroy(this->id);
+  free(this);
+}
+
+static void retransmit(ike_sa_id_t* id, uint32_t mid) {
+  lib->processor->queue_job(lib->processor, (job_t*)retransmit_job_create(mid, id));
+}
+
+void medix_hold_resend(ike_sa_t* ike_sa, uint32_t mid, uint32_t responding) {
+  ike_sa_id_t* id = ike_sa->get_id(ike_sa);
+  uintptr_t unique = ike_sa->get_unique_id(ike_sa);
+  raise_job_t* job;
+  INIT(job, .public = {.execute = raise_execute, .get_priority = raise_priority, .destroy = raise_destroy},
+       .id = id->clone(id), .mid = mid, .responding = responding, );
+  lib->processor->queue_job(lib->processor, &job->public);
+  pthread_mutex_lock(&left_lock);
+  bool again = (uintptr_t)resent->get(resent, (void*)unique) == (uintptr_t)mid + 1;
+  if (!again) resent->put(resent, (void*)unique, (void*)((uintptr_t)mid + 1));
+  pthread_mutex_unlock(&left_lock);
+  if (again) return; /* one extra send of it: each retransmit counts against charon's tries */
+  pthread_mutex_lock(&lock);
+  bool wait = held;
+  if (wait) {
+    struct resend* r = malloc(sizeof(*r));
+    *r = (struct resend){.id = id->clone(id), .mid = mid};
+    resends->insert_last(resends, r);
+  }
+  pthread_mutex_unlock(&lock);
+  if (!wait) retransmit(id, mid);
 }
 
 void medix_hold_requeued(ike_sa_id_t* id) {
@@ -208,6 +295,8 @@ void medix_hold_start(void) {
   queue_job = lib->processor->queue_job;
   lib->processor->queue_job = queue_job_held;
   left = hashtable_create(hashtable_hash_ptr, hashtable_equals_ptr, 32);
+  resent = hashtable_create(hashtable_hash_ptr, hashtable_equals_ptr, 8);
+  resends = linked_list_create();
   requeued = linked_list_create();
   deferred = linked_list_create();
   forget = (listener_t){.ike_state_change = _forget_ike_sa};
@@ -264,7 +353,20 @@ int cp_charon_hold(bool hold) {
     later = deferred;
     deferred = linked_list_create();
   }
+  linked_list_t* send = NULL;
+  if (!hold && resends->get_count(resends)) {
+    send = resends;
+    resends = linked_list_create();
+  }
   pthread_mutex_unlock(&lock);
+  /* Unsent requests the peer still expects (medix_hold_resend): their packets as built. */
+  struct resend* r;
+  while (send && send->remove_first(send, (void**)&r) == SUCCESS) {
+    retransmit(r->id, r->mid);
+    r->id->destroy(r->id);
+    free(r);
+  }
+  DESTROY_IF(send);
   /* Exchanges started again under raised message IDs while held (cp_charon_raise_mids). */
   ike_sa_id_t* id;
   while (kick && kick->remove_first(kick, (void**)&id) == SUCCESS) {

@@ -20,5 +20,12 @@ struct ike_sa_id_t;
 /* While held, keeps `run(arg)` for when the hold ends (true); false: not held, the caller runs it. */
 bool medix_hold_defer(void (*run)(void* arg), void* arg);
 void medix_hold_requeued(struct ike_sa_id_t* id);
+/* The IKE_SA's request `mid` never left this node and the peer still expects it (a raise of the
+ * responding ID alone): its packet as charon built it goes now, or when the hold ends (once per
+ * request), and the responding ID is raised to `responding` once no exchange of ours is in flight
+ * (its answer came). Not rebuilt: a second request under one message ID makes libstrongswan's
+ * sequential IV generator refuse the responses of lower IDs that follow. */
+struct ike_sa_t;
+void medix_hold_resend(struct ike_sa_t* ike_sa, uint32_t mid, uint32_t responding);
 
 #endif

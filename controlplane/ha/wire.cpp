@@ -167,11 +167,17 @@ std::string mids_record_name(const IkeMids& m) {
   return name;
 }
 
+std::vector<uint32_t> record_children(std::vector<uint32_t> children) {
+  if (children.size() > max_record_children)
+    children.erase(children.begin(), children.end() - long(max_record_children));
+  return children;
+}
+
 std::string mids_record_value(const IkeMids& m, const std::vector<uint32_t>& children) {
   std::string value = std::to_string(m.initiating) + " " + std::to_string(m.responding);
-  for (size_t i = 0; i < children.size() && i < max_record_children; i++) {
+  for (uint32_t child : record_children(children)) {
     char spi[10];
-    snprintf(spi, sizeof spi, " %08" PRIx32, children[i]);
+    snprintf(spi, sizeof spi, " %08" PRIx32, child);
     value += spi;
   }
   return value;

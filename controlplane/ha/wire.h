@@ -76,6 +76,11 @@ bool decode_children(const std::vector<uint8_t>& payload, std::vector<IkeChild>&
 // then the inbound ESP SPI of each of its CHILD_SAs, 8 hex digits each, at most
 // max_record_children; no key). parse: false, `m` and `children` unchanged, if not one of these.
 inline constexpr size_t max_record_children = 16;
+// What a record carries of an IKE_SA's CHILD_SAs (`children` oldest first, as charon keeps them):
+// the newest max_record_children. Past it the oldest are left out: those the next speaker most
+// likely holds itself, copies synced before the split (docs/ha.md, "A CHILD_SA the previous
+// speaker changed").
+std::vector<uint32_t> record_children(std::vector<uint32_t> children);
 std::string mids_record_name(const IkeMids& m);
 std::string mids_record_value(const IkeMids& m, const std::vector<uint32_t>& children = {});
 bool parse_mids_record(const std::string& name, const std::string& value, IkeMids& m,

@@ -286,8 +286,15 @@ bool Witness::merge(Record& r) {
 
 bool Witness::record(const IkeMids& m, const std::vector<uint32_t>& children) {
   std::lock_guard lock(record_mu_);
-  Record r{m, children};
-  if (r.children.size() > max_record_children) r.children.resize(max_record_children);
+  Record r{m, record_children(children)};
+  if (children.size() > max_record_children) {
+    stats_.children_left_out += children.size() - max_record_children;
+    if (!said_children_)
+      fprintf(stderr,
+              "medix-cp: ha witness: an IKE_SA with %zu CHILD_SAs: its record carries the newest %zu (said once)\n",
+              children.size(), max_record_children);
+    said_children_ = true;
+  }
   return !merge(r) || put_records({r});
 }
 

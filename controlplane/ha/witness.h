@@ -79,6 +79,7 @@ class Witness {
   struct Stats {
     std::atomic<uint64_t> obtained{0}, lost{0}, renewals{0}, failures{0};
     std::atomic<uint64_t> recorded{0}, record_failures{0}, records_read{0};
+    std::atomic<uint64_t> children_left_out{0};  // oldest CHILD_SAs past max_record_children, per record
   };
   const Stats& stats() const { return stats_; }
   // What medixctl ha shows (no password, no token).
@@ -130,6 +131,7 @@ class Witness {
   std::string said_refused_;            // the kind of the last reason said (run() thread only)
   std::mutex record_mu_;
   std::map<std::pair<uint64_t, uint64_t>, Record> recorded_;  // under record_mu_
+  bool said_children_ = false;                                // under record_mu_: more than a record carries
   std::optional<Records> fresh_;                              // under record_mu_
   std::mutex mu_;
   std::condition_variable cv_;

@@ -47,7 +47,12 @@
 #     the gateway's one IKE_SA rekeyed (new SPIs), one IKE_SA_INIT in the whole run;
 #   - held lifetimes: A cut again, its peer's lifetimes shortened by ApplyIntent in place (the
 #     IKE_SA kept): the CHILD_SA's time lifetime (medix-cp's timer) and the IKE lifetime (charon's
-#     scheduled rekey job) fall due in the split and are held; with the lease both run.
+#     scheduled rekey job) fall due in the split and are held; with the lease both run;
+#   - a request withheld at the cut (regain_*): A, the holder, cut from etcd with a MOBIKE update
+#     not sent; B speaks (DPD), A obtains the lease again and the request goes under the raised
+#     ID; then again with B only answering the gateway (its responding ID alone moves): at the
+#     heal A's request goes as built, A's responding ID is raised after its answer, A deletes
+#     B's CHILD_SA at the gateway and answers the gateway's next request.
 #
 # Usage: test/netns/ike_witness.sh (root). Prints PASS/FAIL lines and "netns-ike-witness: N passed, M failed".
 set -uo pipefail
@@ -660,6 +665,118 @@ held_lifetimes() {
   echo "    lifetimes: the whole case $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
 }
 held_lifetimes
+# --- a request withheld at the cut, then the lease regained; and one only B's answers passed -------
+# (docs/ha.md, item 6, "An exchange withheld at the cut".) After the held rekeys, a second split:
+# A holds the lease, B is active beside it. Twice A, the holder, is cut from etcd
+# just after a DPD and makes a request at once (a MOBIKE update: not sent, unrecorded, yet
+# charon's exchange in flight).
+# regain_initiated: B obtains the lease and sends DPD (its initiating ID passes A's request), is
+# cut from etcd in turn, and A obtains the lease again: its raise to B's record starts the
+# request again under the raised ID, and the gateway answers it.
+# regain_responded: B, without the lease, answers the gateway's rekey of the CHILD_SA (only its
+# responding ID moves). At the heal A, the winner, finds its unsent request still expected by
+# the gateway: it goes as built (not rebuilt: a second request under one ID makes the IV
+# generator refuse A's later responses), A's responding ID is raised to B's once it is answered,
+# A deletes B's CHILD_SA at the gateway, and the gateway's next request is answered by A.
+# A control: MEDIX_CP=<medix-cp of before> (regain_responded's raise leaves the IKE_SA busy).
+regain_mark() { ra=$(wc -l <"$MX_TMP/cp-a.log") rb=$(wc -l <"$MX_TMP/cp-b.log") rg=$(wc -l <"$GWLOG"); }
+# a_addr add|del: an address comes to A's medix-cp namespace, or goes (charon's MOBIKE update).
+a_addr() {
+  local ns=mx-$MX_ID-cp-a
+  if [ "$1" = del ]; then ip -n "$ns" link del "mr${MX_ID}a"; return; fi
+  ip -n "$ns" link add "mr${MX_ID}a" type veth peer name "mr${MX_ID}p" && ip -n "$ns" addr add 10.78.0.1/24 dev "mr${MX_ID}a" &&
+    ip -n "$ns" link set "mr${MX_ID}p" up && ip -n "$ns" link set "mr${MX_ID}a" up
+}
+# withhold_at_cut STEP add|del: after a DPD of A's, A cut from etcd and its address changed at
+# once; `withheld`: the ID of A's MOBIKE update, not sent.
+withhold_at_cut() {
+  after_dpd a
+  regain_mark
+  neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" cut || fail "could not cut A from etcd"
+  a_addr "$2" || fail "could not change A's addresses"
+  check "$1: A's MOBIKE update made at its cut from etcd is not sent (unrecorded)" \
+    mx_wait_eval 3 'cp_since a $ra | grep -q "sending address list update using MOBIKE" &&
+      cp_since a $ra | grep -q "IKE request [0-9]* of IKE_SA carrier-y.* not sent: its message ID not recorded"'
+  withheld=$(cp_since a "$ra" | sed -n 's/.*IKE request \([0-9]*\) of IKE_SA .* not sent.*/\1/p' | head -1)
+}
+regain_split() {
+  local b_at
+  b_at=$(wc -l <"$MX_TMP/cp-b.log")
+  check "regain: after the held rekeys B rejoined A and holds copies of its SAs" \
+    mx_wait_eval 10 'cp_since b $b_at | sed -n "/rejoining the active peer/,\$p" | grep -q "installed HA CHILD_SA"'
+  regain_ike=$(ike_sa) t_regain=$(date +%s.%N)
+  # The link first: A, active alone, obtains the lease before B is active (B keeps its etcd
+  # channel: one cut from etcd reconnects late, after TCP's SYN retransmits, "back to B" above).
+  steer_carrier eth0 && cp_link cut || fail "could not cut the medix-cp link"
+  check "regain: A, its peer silent, obtains the lease" mx_wait_eval 10 '[ "$(speaker)" = "$HA_A" ]'
+  segments on || fail "could not isolate the nodes"
+  check "regain: a split, B active beside A; A's key refuses it" \
+    mx_wait_eval 10 'mx_pair_is $B_PREFIX master HA_ROLE_ACTIVE && cp_since b $b_at | grep -q "lease not obtained (held by $HA_A)"'
+}
+regain_initiated() {
+  local re again
+  withhold_at_cut regain add
+  steer_carrier ethb
+  check "regain: B obtains the lease, raises its IKE_SA to A's record and sends DPD that the gateway answers" \
+    mx_wait_eval 10 '[ "$(speaker)" = "$HA_B" ] && cp_since b $rb | grep -q "raised after a split" && dpd_answered b $rb'
+  # Its next DPD is 2 s away: B is silent before (its renew deadline).
+  neigh_cut "mx-$MX_ID-cp-b" 10.255.2.1 "me${MX_ID}b" cut || fail "could not cut B from etcd"
+  check "regain: B cut from etcd too: its key gone" mx_wait_eval 5 '[ -z "$(speaker)" ]'
+  steer_carrier eth0
+  neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" heal || fail "could not give A etcd back"
+  re="its request ${withheld:-x} never left this node: started again as request"
+  check "regain: A obtains the lease again and starts its withheld request ${withheld:-?} again under B's raised ID" \
+    mx_wait_eval 8 '[ "$(speaker)" = "$HA_A" ] && cp_since a $ra | grep -q "$re"'
+  again=$(cp_since a "$ra" | sed -n "s/.*$re \([0-9]*\).*/\1/p" | head -1)
+  check "regain: the gateway answered it (request ${again:-?})" \
+    mx_wait_eval 8 '[ -n "$again" ] && cp_since a $ra | grep -q "parsed INFORMATIONAL response $again "'
+  check_that "regain: since A's cut the gateway ignored none of the pair's requests" \
+    '! tail -n +$((rg + 1)) "$GWLOG" | grep -q "expected [0-9]*, ignored"'
+  echo "    regain: A's request ${withheld:-?} started again as ${again:-?} at $(cp_since a "$ra" | grep "$re" | cut -c1-12 | head -1)," \
+    "answered at $(cp_since a "$ra" | grep "parsed INFORMATIONAL response ${again:-x} " | cut -c1-12 | head -1)"
+}
+regain_responded() {
+  local b_child='' sent
+  withhold_at_cut responded del
+  steer_carrier ethb
+  swan --rekey --child hosp >"$MX_TMP/gw-rekey-b.txt" 2>&1 # the gateway rekeys its CHILD_SA with B
+  check "responded: B, without the lease, answered the gateway's rekey (B's new CHILD_SA at the gateway)" \
+    mx_wait_eval 5 'cp_since b $rb | grep -q "parsed CREATE_CHILD_SA request" && b_child=$(node_child b $rb) &&
+      [ -n "$b_child" ] && gw_child $b_child >/dev/null'
+  # VRRP first (B backup), then, once charon's first retransmit (4 s) is withheld too (the next
+  # is 7 s later, past the heal's raise), the medix-cp link and etcd.
+  segments off && steer_carrier none || fail "could not join the segments"
+  check "responded: A's retransmit of request ${withheld:-?} is not sent either" \
+    mx_wait_eval 6 '[ "$(cp_since a $ra | grep -c "IKE request ${withheld:-x} of IKE_SA .* not sent")" -ge 2 ]'
+  cp_link heal && neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" heal && neigh_cut "mx-$MX_ID-cp-b" 10.255.2.1 "me${MX_ID}b" heal ||
+    fail "could not heal"
+  check "responded: the heal: A active, B standby and rejoined, A raised to B's message IDs" \
+    mx_wait_eval 10 'mx_pair_is $A_PREFIX master HA_ROLE_ACTIVE && mx_pair_is $B_PREFIX backup HA_ROLE_STANDBY &&
+      cp_since b $rb | grep -q "rejoining the active peer"'
+  sent="its request ${withheld:-x} never left this node and the peer still expects it: sent as built"
+  check "responded: A's request ${withheld:-?} (the gateway still expects its ID) goes as built, not rebuilt" \
+    mx_wait_eval 10 'cp_since a $ra | grep -q "$sent"'
+  check "responded: the gateway answered it, then A's responding ID was raised to B's" \
+    mx_wait_eval 8 'cp_since a $ra | grep -q "parsed INFORMATIONAL response ${withheld:-x} " &&
+      cp_since a $ra | grep -q "responding message ID of IKE_SA carrier-y.* raised after a split: .* its request ${withheld:-x} answered"'
+  echo "    responded: $(cp_since a "$ra" | grep -o 'responding message ID of IKE_SA.*' | head -1); sent at" \
+    "$(cp_since a "$ra" | grep "$sent" | cut -c1-12 | head -1), answered at" \
+    "$(cp_since a "$ra" | grep "parsed INFORMATIONAL response ${withheld:-x} " | cut -c1-12 | head -1)"
+  deleted_at_gateway responded a "$ra" "$b_child" "B's CHILD_SA of the gateway's rekey in the split"
+  check "responded: hosp-y reaches the archive through A, ESP both ways on A's CHILD_SA" \
+    mx_wait_eval 10 'ping_archive && both_ways $(node_child a $ra)'
+  swan --rekey --child hosp >"$MX_TMP/gw-rekey-a.txt" 2>&1
+  check "responded: the gateway's next request (its rekey of A's CHILD_SA) is answered by A" \
+    mx_wait_eval 8 'cp_since a $ra | grep -q "parsed CREATE_CHILD_SA request"'
+  check "responded: ESP both ways on the CHILD_SA of that rekey" mx_wait_eval 5 'ping_archive && both_ways $(node_child a $ra)'
+  check_that "responded: since A's cut the gateway ignored none of the pair's requests; the same IKE_SA, one IKE_SA_INIT" \
+    '! tail -n +$((rg + 1)) "$GWLOG" | grep -q "expected [0-9]*, ignored" &&
+      [ "$(ike_sa)" = "$regain_ike" ] && [ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ]'
+  echo "    regain and responded: $(awk -v a="$t_regain" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
+}
+regain_split
+regain_initiated
+regain_responded
 
 echo "    split and heal: $(awk -v a="$t_split" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s; whole run: $(awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
 finish

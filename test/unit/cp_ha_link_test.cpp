@@ -200,10 +200,19 @@ TEST_CASE("cp ha link: the witness's records carry the CHILD_SAs' inbound SPIs")
   read = {1};
   REQUIRE(parse_mids_record(mids_record_name(m), "9 2", got, &read));
   CHECK(read.empty());
-  // At most max_record_children written; the rest left out.
-  std::vector<uint32_t> many(max_record_children + 3, 0xabcdef01u);
+  // At most max_record_children written: the newest (charon lists them oldest first), so that
+  // what the split made is kept and what is left out is the oldest, copies from before it.
+  std::vector<uint32_t> many;
+  for (uint32_t i = 0; i < max_record_children + 3; i++) many.push_back(0xabcd0000u + i);
   REQUIRE(parse_mids_record(mids_record_name(m), mids_record_value(m, many), got, &read));
   CHECK(read.size() == max_record_children);
+  CHECK(read == std::vector<uint32_t>(many.begin() + 3, many.end()));
+  CHECK(read.front() == 0xabcd0003u);
+  CHECK(read.back() == 0xabcd0000u + max_record_children + 2);
+  CHECK(record_children(many) == read);
+  CHECK(record_children(children) == children);  // at or under the cap: all, in order
+  std::vector<uint32_t> exactly(many.begin(), many.begin() + long(max_record_children));
+  CHECK(record_children(exactly) == exactly);
   // Not as written: nothing taken.
   IkeMids untouched{1, 2, 3, 4};
   std::vector<uint32_t> kept{7};
