@@ -165,6 +165,23 @@ struct TunnelTally {
   uint64_t bytes = 0;
 };
 
+// The underlay's route for one tunnel's outer packets, as ip_lookup decides it for a packet of
+// our own (no TTL, no ICMP) in `tenant` to `remote`: a function of the FIB, the next hops and
+// the interfaces, none of which changes within a generation (a route or interface change is a
+// commit, which publishes a new one; next hop ids are reused only once no FIB points at them).
+// So an entry holds for the packets of the generation it was made in with that tenant and
+// destination. The neighbour is not kept: ip_output resolves it from the table as for any
+// packet, so that a neighbour change applies to the next packet.
+struct UnderlayRoute {
+  uint32_t generation = 0;
+  uint32_t remote = 0;  // host order
+  uint16_t tenant = 0;
+  bool made = false;  // never made: generation and the rest mean nothing
+  bool out = false;   // a plain `via` out of an interface; else the lookup decides each packet
+  uint16_t iface = 0, mtu = 0;
+  uint32_t neighbour = 0;  // the gateway, or the remote for a connected one
+};
+
 struct EspJobs {
   TunnelTally rx;  // decrypted packets
   // The CBC IVs' ECB jobs run here, to completion, without flushing the lanes of w.mgr.
@@ -176,6 +193,7 @@ struct EspJobs {
   uint16_t n_in = 0, n_out = 0;
   rte_mbuf* done_in[2 * IMB_MAX_JOBS];
   rte_mbuf* done_out[2 * IMB_MAX_JOBS];
+  UnderlayRoute underlay[max_interfaces];  // by tunnel slot (esp_route_outer)
 };
 
 EspJobs* esp_jobs_create() {
@@ -988,6 +1006,64 @@ void esp_output(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** outer, uint16
   esp_complete(w, false);
   if (w.trace) [[unlikely]]
     trace_encrypted(w, outer + first_outer, uint16_t(n_outer - first_outer));
+}
+
+namespace {
+
+// What ip_lookup decides for a packet of our own in `tenant` to `remote` in this generation.
+void make_route(const Tables& t, UnderlayRoute& r, uint16_t tenant, uint32_t remote) {
+  r = UnderlayRoute{t.generation, remote, tenant, true};
+  if (tenant >= t.tenants.size() || tenant == t.core) return;  // the core: it may cross
+  uint32_t root = tenant < t.fib_roots.size() ? t.fib_roots[tenant] : 0;
+  uint32_t hop = 0;
+  if (root) {
+    hop = Lpm::lookup(t.plies, root, remote);
+  } else if (rte_fib* fib = t.tenants[tenant].fib) {
+    uint64_t found = 0;
+    rte_fib_lookup_bulk(fib, &remote, &found, 1);
+    hop = uint32_t(found);
+  }
+  const Nexthop& nh = t.nexthops[hop];
+  if (nh.kind != NexthopKind::via || t.interfaces[nh.interface].tunnel) return;
+  r.out = true;
+  r.iface = nh.interface;
+  r.mtu = t.interfaces[nh.interface].mtu;
+  r.neighbour = nh.gateway ? nh.gateway : remote;
+}
+
+}  // namespace
+
+uint16_t esp_route_outer(Worker& w, rte_mbuf** pkts, uint16_t n, Batch& routed) {
+  if (w.trace) [[unlikely]]
+    return n;  // the lookup traces them
+  const Tables& t = *w.tables;
+  UnderlayRoute* cache = w.esp_jobs->underlay;
+  uint16_t left = 0;
+  for (uint16_t i = 0; i < n; i++) {
+    rte_mbuf* m = pkts[i];
+    PacketMeta& pm = meta(m);
+    const auto* ip = rte_pktmbuf_mtod(m, const rte_ipv4_hdr*);
+    uint32_t remote = rte_be_to_cpu_32(ip->dst_addr);
+    UnderlayRoute& r = cache[pm.iface_out];  // the tunnel's slot, or another's in a newer generation
+    if (!r.made || r.generation != t.generation || r.remote != remote || r.tenant != pm.tenant) [[unlikely]]
+      make_route(t, r, pm.tenant, remote);
+    if (!r.out || pm.session || routed.full()) [[unlikely]] {
+      pkts[left++] = m;
+      continue;
+    }
+    // Too big for the egress: fragmented by ip_output, or with DF dropped (and counted) by the lookup.
+    if (rte_be_to_cpu_16(ip->total_length) > r.mtu) [[unlikely]] {
+      if (ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG)) {
+        pkts[left++] = m;
+        continue;
+      }
+      pm.flags |= meta_fragment;
+    }
+    pm.iface_out = r.iface;
+    pm.neighbour = r.neighbour;
+    routed.pkts[routed.n++] = m;
+  }
+  return left;
 }
 
 Batch& esp_own_ordered(Worker& w) { return ordered_here[w.queue]; }

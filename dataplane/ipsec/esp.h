@@ -45,6 +45,11 @@ void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_
 // Packets routed to a tunnel (L2 still on, TTL done). Encrypted outer packets come out with
 // no L2, in the underlay tenant, marked as our own (no TTL decrement, no ICMP about them).
 void esp_output(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** outer, uint16_t& n_outer);
+// Encrypted packets (esp_output's `outer`, esp_take_done's `outer`) whose underlay route this
+// worker made in this generation for their tunnel: their egress and neighbour set as
+// ip_lookup would, moved to `routed` for ip_output (the underlay's FIB lookup skipped). The
+// others are compacted to the front of `pkts` for the lookup; returns how many.
+uint16_t esp_route_outer(Worker& w, rte_mbuf** pkts, uint16_t n, Batch& routed);
 // The tx point of spread outbound SAs (docs/ipsec.md, "One SA over several workers"), on
 // their owner: what any worker encrypted (Handoff::esp_ordered) is put in sequence order.
 struct OrderedSas {

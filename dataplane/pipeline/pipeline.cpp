@@ -17,7 +17,9 @@
 //
 // run_ip passes: what a pass decrypts, encrypts or originates goes round again (decrypted: in
 // its tunnel's tenant; encrypted: in the underlay; originated: ICMP, replies), so a few passes
-// cover tunnel to tunnel; what is left after the last pass is a routing loop.
+// cover tunnel to tunnel; what is left after the last pass is a routing loop. Encrypted packets
+// whose tunnel's underlay route the worker made in this generation (esp_route_outer) skip the
+// round: esp_output ─ ip_output in the same pass.
 #include "pipeline/pipeline.h"
 
 #include <rte_cycles.h>
@@ -178,14 +180,20 @@ void run_ip(Worker& w, uint64_t t, IpInput& in) {
 
 void run_passes(Worker& w, uint64_t t, IpInput& in) {
   for (unsigned pass = 0; pass < max_passes; pass++) {
+    // Encrypted packets whose underlay route esp_route_outer knew: out in this pass, after
+    // esp_output, without the lookup.
+    Batch sealed;
     // CBC jobs completed since the last pass, as many as leave a batch's room for what the
     // pass routes (the rest: next pass, or the worker loop's process_crypto).
     if (esp_done(w)) {
       int used = in.to_check.n + in.checked.n + in.ours.n + w.originated->n;
-      if (used < int(std::size(in.ours.pkts)))
+      if (used < int(std::size(in.ours.pkts))) {
+        uint16_t first = in.ours.n;
         esp_take_done(w, in.checked, in.ours, uint16_t(std::size(in.ours.pkts) - used));
+        in.ours.n = uint16_t(first + esp_route_outer(w, in.ours.pkts + first, uint16_t(in.ours.n - first), sealed));
+      }
     }
-    if (!in.to_check.n && !in.checked.n && !in.ours.n && !w.originated->n) return;
+    if (!in.to_check.n && !in.checked.n && !in.ours.n && !w.originated->n && !sealed.n) return;
     // What may be ESP (ip_input sorts it out; what is checked already, all of it) takes
     // esp_early's test; the rest goes straight to the lookup.
     Batch maybe_esp, decrypted, to_route;
@@ -249,15 +257,16 @@ void run_passes(Worker& w, uint64_t t, IpInput& in) {
       t = account(w, Stage::local, t, local.n);
     }
 
-    if (eth.n) {
-      in_bursts(eth, [&](rte_mbuf** p, uint16_t n) {
+    auto output = [&](Batch& b) {
+      in_bursts(b, [&](rte_mbuf** p, uint16_t n) {
         ip_output(w, p, n);
         // Into the class queues (shaped interfaces only); its cycles count as ip_output's.
         if (w.to_shape->n) [[unlikely]]
           shape(w);
       });
-      t = account(w, Stage::ip_output, t, eth.n);
-    }
+      t = account(w, Stage::ip_output, t, b.n);
+    };
+    if (eth.n) output(eth);
     if (tunnel.n) {
       in_bursts(tunnel, [&](rte_mbuf** p, uint16_t n) {
         // A shaped tunnel's packets wait in its class queues (its cycles count as esp_output's):
@@ -267,10 +276,12 @@ void run_passes(Worker& w, uint64_t t, IpInput& in) {
         rte_mbuf* o[2 * burst_size];
         uint16_t no = 0;
         esp_output(w, p, n, o, no);
+        no = esp_route_outer(w, o, no, sealed);
         append(w, in.ours, o, no);
       });
       t = account(w, Stage::esp_output, t, tunnel.n);
     }
+    if (sealed.n) output(sealed);
     if (esp_in.n) {
       in_bursts(esp_in, [&](rte_mbuf** p, uint16_t n) {
         rte_mbuf* inner[burst_size];

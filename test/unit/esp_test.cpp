@@ -16,15 +16,17 @@
 using namespace frame;
 
 namespace {
-// Tenant hosp behind tunnel t1 over tenant carrier, AES-CBC-128 + HMAC-SHA-256-128 both ways.
-const std::string tunnel_config = hosp_over_carrier(R"(
+// Tenant hosp behind tunnel t1 over tenant carrier; tunnel_config: AES-CBC-128 + HMAC-SHA-256-128
+// both ways.
+const std::string tunnel_topology = R"(
   "tunnels": [{"name": "t1", "tenant": "hosp", "underlay_tenant": "carrier", "local_address": "198.51.100.1",
                "remote_address": "198.51.100.2", "remote_selectors": ["10.0.0.0/24"]}],
   "routes": [{"tenant": "hosp", "prefix": "10.0.0.0/24", "via": {"interface": "t1"}},
              {"tenant": "carrier", "prefix": "203.0.113.0/24", "via": {"interface": "c0", "address": "198.51.100.9"}}],
   "neighbours": [{"interface": "c0", "address": "198.51.100.2", "mac": "02:00:00:00:00:02"},
                  {"interface": "c0", "address": "198.51.100.9", "mac": "02:00:00:00:00:09"},
-                 {"interface": "h0", "address": "10.0.1.10", "mac": "02:00:00:00:01:10"}],
+                 {"interface": "h0", "address": "10.0.1.10", "mac": "02:00:00:00:01:10"}],)";
+const std::string tunnel_config = hosp_over_carrier(tunnel_topology + R"(
   "sas": [
     {"spi": 4097, "tunnel": "t1", "inbound": true, "cipher": "AES_CBC_128", "cipher_key": "AAECAwQFBgcICQoLDA0ODw==",
      "integrity": "HMAC_SHA256_128", "integrity_key": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="},
@@ -82,6 +84,76 @@ TEST_CASE("an outbound packet whose crypto job fails is dropped, never sent in t
 
   h.receive(1, from_host(inner));  // the SA works again
   CHECK(h.sent(0).size() == 1);
+}
+
+// esp_route_outer keeps a tunnel's underlay route for a generation: each change of the route,
+// the neighbour or the egress interface must apply to the next packet, for jobs that complete
+// in the call (GCM) and for those that stay in the lanes (CBC).
+TEST_CASE("an encrypted packet follows its underlay's route, neighbour and interface as each changes") {
+  std::string gcm = hosp_over_carrier(tunnel_topology + R"(
+  "sas": [{"spi": 4097, "tunnel": "t1", "inbound": true, "cipher": "AES_GCM_128", "cipher_key": "AAECAwQFBgcICQoLDA0ODxAREhM="},
+          {"spi": 8193, "tunnel": "t1", "inbound": false, "cipher": "AES_GCM_128", "cipher_key": "AAECAwQFBgcICQoLDA0ODxAREhM="}])");
+  for (const auto& config : {tunnel_config, gcm}) {
+    Harness h(config);
+    Bytes inner = ipv4("10.0.1.10", "10.0.0.5", 17, udp(1000, 9, 100));
+    // The next packet's frames on p0 and p1.
+    auto next = [&] {
+      h.receive(1, from_host(inner));
+      return std::pair{h.sent(0), h.sent(1)};
+    };
+    auto change = [&](const std::string& json) { REQUIRE(h.apply(ops(json)).code == medix::dp::Code::ok); };
+    for (int i = 0; i < 2; i++) {  // made, then kept
+      auto [p0, p1] = next();
+      REQUIRE(p0.size() == 1);
+      CHECK(p0[0][5] == 0x02);  // connected: the remote is the neighbour
+      CHECK(p0[0][14 + 9] == 50);
+      CHECK(p1.empty());
+    }
+    // A route to the remote through a gateway whose MAC was learned.
+    h.learn("c0", "198.51.100.8", "02:00:00:00:00:08");
+    change(R"([{"op": "CREATE", "object": {"route": {"tenant": "carrier", "prefix": "198.51.100.2/32",
+               "via": {"interface": "c0", "address": "198.51.100.8"}}}}])");
+    auto [p0, p1] = next();
+    REQUIRE(p0.size() == 1);
+    CHECK(p0[0][5] == 0x08);
+    // The gateway's MAC changes (learned again: no new generation).
+    h.learn("c0", "198.51.100.8", "02:00:00:00:00:18");
+    p0 = next().first;
+    REQUIRE(p0.size() == 1);
+    CHECK(p0[0][5] == 0x18);
+    // The route moves to another interface, on p1 in VLAN 30.
+    change(R"([{"op": "CREATE", "object": {"interface": {"name": "c1", "tenant": "carrier", "port": "p1", "vlan": 30,
+               "addresses": ["192.0.2.1/24"], "mac": "02:00:00:00:02:01"}}},
+             {"op": "CREATE", "object": {"neighbour": {"interface": "c1", "address": "192.0.2.9", "mac": "02:00:00:00:02:09"}}},
+             {"op": "UPDATE", "object": {"route": {"tenant": "carrier", "prefix": "198.51.100.2/32",
+               "via": {"interface": "c1", "address": "192.0.2.9"}}}}])");
+    std::tie(p0, p1) = next();
+    CHECK(p0.empty());
+    REQUIRE(p1.size() == 1);
+    CHECK(p1[0][5] == 0x09);
+    CHECK((p1[0][12] == 0x81 && p1[0][13] == 0x00 && p1[0][15] == 30));
+    CHECK(p1[0][18 + 9] == 50);
+    // The interface alone changes: its VLAN, then an MTU the packet no longer fits (fragmented:
+    // the outer header's DF follows the inner's, clear).
+    std::string c1 =
+        R"("name": "c1", "tenant": "carrier", "port": "p1", "addresses": ["192.0.2.1/24"], "mac": "02:00:00:00:02:01")";
+    change(R"([{"op": "UPDATE", "object": {"interface": {)" + c1 + R"(, "vlan": 31}}}])");
+    p1 = next().second;
+    REQUIRE(p1.size() == 1);
+    CHECK(p1[0][15] == 31);
+    uint16_t outer_len = uint16_t(p1[0].size() - 18);
+    change(R"([{"op": "UPDATE", "object": {"interface": {)" + c1 + R"(, "vlan": 31, "mtu": )" +
+           std::to_string(outer_len - 8) + "}}}]");
+    p1 = next().second;
+    CHECK(p1.size() == 2);
+    // The route goes: the remote is connected again.
+    change(R"([{"op": "DELETE", "object": {"route": {"tenant": "carrier", "prefix": "198.51.100.2/32"}}}])");
+    std::tie(p0, p1) = next();
+    REQUIRE(p0.size() == 1);
+    CHECK(p0[0][5] == 0x02);
+    CHECK(p1.empty());
+    CHECK(h.total_drops() == 0);
+  }
 }
 
 TEST_CASE("an inbound packet whose crypto job fails is dropped before its ICV is judged") {
