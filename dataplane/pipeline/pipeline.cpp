@@ -104,7 +104,8 @@ void lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Batch& eth, Batch& tunnel, B
       return;
     }
     Routed r;
-    if (round == 0 && w.tables->nat) {
+    bool ahead = round == 0 && w.tables->nat;
+    if (ahead) {
       // Established flows whose sessions know the way from the tenant they came in: across and
       // routed now, without any lookup.
       uint64_t start = stage_clock(w);
@@ -131,9 +132,10 @@ void lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Batch& eth, Batch& tunnel, B
       nat_learn(w, r.learn, r.n_learn);
       r.n_learn = 0;
     }
-    if (r.n_leaked) {
+    if (r.n_leaked && !ahead) {
       // Established flows into the core whose sessions know their way: across and routed by
-      // it now, without the core's round or the exit's.
+      // it now, without the core's round or the exit's. (In the first round what leaked into
+      // the core came from the tenant it was looked up in ahead: asked already.)
       uint64_t start = stage_clock(w);
       rte_mbuf* known[burst_size];
       uint16_t n_known = 0, before = r.n_leaked;
