@@ -121,42 +121,6 @@ inline uint32_t ipv4_dst(const rte_ipv4_hdr* ip) { return rte_be_to_cpu_32(ip->d
   return true;
 }
 
-// parse's answer for what an established packet may cross by (nat_established): TCP, UDP, ICMP
-// echo and protocols without ports; false for the rest (ICMP errors and other ICMP, truncated
-// headers), which take nat_input's way and its parse. Only what the crossing reads is set.
-[[gnu::always_inline]] inline bool parse_established(rte_mbuf* m, uint8_t l2, Flow& f) {
-  f.ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, l2);
-  uint32_t ihl = uint32_t(f.ip->version_ihl & 0xf) * 4;
-  uint32_t in_first = rte_pktmbuf_data_len(m) - l2 - ihl;  // L4 bytes in the first segment
-  uint32_t l4_len = rte_be_to_cpu_16(f.ip->total_length) - ihl;
-  uint8_t protocol = f.ip->next_proto_id;
-  uint8_t* l4 = reinterpret_cast<uint8_t*>(f.ip) + ihl;
-  uint32_t need = protocol == IPPROTO_TCP                               ? sizeof(rte_tcp_hdr)
-                  : protocol == IPPROTO_UDP || protocol == IPPROTO_ICMP ? 8
-                                                                        : 0;
-  f.protocol = protocol;
-  f.tcp_flags = 0;
-  f.quoted = nullptr;
-  if (l4_len < need || in_first < need) return false;
-  if (!need) {
-    f.l4 = nullptr;
-    f.sport = f.dport = 0;
-    return true;
-  }
-  f.l4 = l4;
-  if (protocol == IPPROTO_ICMP) {
-    if (l4[0] != RTE_IP_ICMP_ECHO_REQUEST && l4[0] != RTE_IP_ICMP_ECHO_REPLY) return false;
-    f.sport = f.dport = rte_be_to_cpu_16(load16(l4 + 4));
-    return true;
-  }
-  uint32_t ports;  // both in one load (source first)
-  std::memcpy(&ports, l4, 4);
-  f.sport = rte_be_to_cpu_16(uint16_t(ports));
-  f.dport = rte_be_to_cpu_16(uint16_t(ports >> 16));
-  if (protocol == IPPROTO_TCP) f.tcp_flags = reinterpret_cast<rte_tcp_hdr*>(l4)->tcp_flags;
-  return true;
-}
-
 // RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m'), with the changes of several words summed first (32
 // bits at a time, in 64: no carry lost) and folded once: the result is the one the replacements
 // one after the other give (both the representative in [1, 0xffff] of the same sum mod 0xffff,
