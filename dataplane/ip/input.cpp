@@ -299,12 +299,39 @@ uint16_t ip_lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Routed& out) {
 }
 
 void ip_route_crossed(Worker& w, rte_mbuf** pkts, uint16_t n, Routed& out) {
+  const Tables& t = *w.tables;
+  // The last `via` next hop's decision, as ip_lookup keeps it: the packets after it with that
+  // next hop (a burst of established flows mostly shares one) cost their TTL and length tests.
+  struct {
+    uint32_t hop = 0, gateway = 0;  // hop 0 is no route, never `via`: none yet
+    uint16_t iface = 0, mtu = 0;
+    bool tunnel = false;
+  } via;
   for (uint16_t i = 0; i < n; i++) {
     rte_mbuf* m = pkts[i];
-    meta(m).origin = 0;
-    const Nexthop& nh = w.tables->nexthops[meta(m).nexthop];
-    if (meta(m).session)
-      route_crossed(w, m, nh, meta(m).nexthop, true, out);
+    PacketMeta& pm = meta(m);
+    pm.origin = 0;
+    uint16_t hop = pm.nexthop;
+    if (hop == via.hop && !pm.session && !(pm.flags & meta_local)) {
+      rte_ipv4_hdr* ip = ipv4(m);
+      if (ip->time_to_live > 1 && rte_be_to_cpu_16(ip->total_length) <= via.mtu) [[likely]] {
+        decrement_ttl(ip);
+        pm.iface_out = via.iface;
+        pm.neighbour = via.gateway ? via.gateway : rte_be_to_cpu_32(ip->dst_addr);
+        if (via.tunnel)
+          out.tunnel[out.n_tunnel++] = m;
+        else
+          out.fwd[out.n_fwd++] = m;
+        continue;
+      }
+    }
+    const Nexthop& nh = t.nexthops[hop];
+    if (nh.kind == NexthopKind::via) {
+      const InterfaceEntry& f = t.interfaces[nh.interface];
+      via = {hop, nh.gateway, nh.interface, f.mtu, f.tunnel};
+    }
+    if (pm.session)
+      route_crossed(w, m, nh, hop, true, out);
     else
       route(w, m, nh, out);
   }

@@ -39,11 +39,12 @@ NatWorker* nat_worker_create(unsigned queue, uint32_t capacity, unsigned socket)
   n->free_mappings = static_cast<uint32_t*>(rte_malloc_socket("free_mappings", 4 * capacity, 0, int(socket)));
   n->sessions_of = static_cast<uint32_t*>(rte_zmalloc_socket("sessions_of", 4 * max_tenants, 0, int(socket)));
   n->fragments_of = static_cast<uint32_t*>(rte_zmalloc_socket("fragments_of", 4 * max_tenants, 0, int(socket)));
+  n->keys_of = static_cast<uint32_t*>(rte_zmalloc_socket("keys_of", 4 * max_tenants, 0, int(socket)));
   // Packets of up to RTE_LIBRTE_IP_FRAG_MAX_FRAG fragments, given 2 s to complete.
   n->fragments = rte_ip_frag_table_create(fragment_buckets, fragment_bucket_entries, fragment_max_entries,
                                           rte_get_tsc_hz() * 2, int(socket));
   if (!n->index.buckets || !n->sessions || !n->mappings || !n->free_sessions || !n->free_mappings || !n->sessions_of ||
-      !n->fragments_of || !n->fragments) {
+      !n->fragments_of || !n->keys_of || !n->fragments) {
     nat_worker_free(n);
     return nullptr;
   }
@@ -64,6 +65,7 @@ void nat_worker_free(NatWorker* n) {
   rte_free(n->free_mappings);
   rte_free(n->sessions_of);
   rte_free(n->fragments_of);
+  rte_free(n->keys_of);
   if (n->fragments) {
     rte_ip_frag_free_death_row(&n->death_row, 0);
     rte_ip_frag_table_destroy(n->fragments);

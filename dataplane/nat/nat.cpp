@@ -39,7 +39,8 @@ inline uint32_t ipv4_src(const rte_ipv4_hdr* ip) { return rte_be_to_cpu_32(ip->s
 inline uint32_t ipv4_dst(const rte_ipv4_hdr* ip) { return rte_be_to_cpu_32(ip->dst_addr); }
 
 // Ports of a TCP/UDP header, or the identifier of an ICMP echo (in both).
-bool ports_of(uint8_t protocol, const uint8_t* l4, uint16_t& sport, uint16_t& dport, bool& echo_request) {
+[[gnu::always_inline]] inline bool ports_of(uint8_t protocol, const uint8_t* l4, uint16_t& sport, uint16_t& dport,
+                                            bool& echo_request) {
   echo_request = false;
   switch (protocol) {
     case IPPROTO_TCP:
@@ -281,6 +282,8 @@ void end_session(Worker& w, NatWorker& nw, uint32_t index, bool tell_peer = true
   if (s.mapping) release_mapping(w, nw, s.mapping - 1);
   uint16_t origin = s.key[0].tenant;
   if (nw.sessions_of[origin]) nw.sessions_of[origin]--;
+  nw.keys_of[s.key[0].tenant]--;
+  nw.keys_of[s.key[1].tenant]--;
   bump(w.counters->nat[origin].sessions_ended);
   s.live = 0;
   s.mapping = 0;
@@ -486,6 +489,8 @@ std::optional<uint32_t> create_session(Worker& w, NatWorker& nw, const Flow& f, 
   if (mapping) nw.mappings[*mapping].refs++;
   s.seq.store(seq + 2, std::memory_order_release);
   nw.sessions_of[origin]++;
+  nw.keys_of[key.tenant]++;
+  nw.keys_of[reverse.tenant]++;
   bump(counters.sessions_created);
   if (w.sync) [[unlikely]]
     sync_push(w, nw, index, SyncKind::session);
@@ -615,7 +620,7 @@ bool prepare(Worker& w, NatWorker& nw, rte_mbuf*& m, uint16_t origin, uint16_t e
 }
 
 [[gnu::always_inline]] inline bool translate(Worker& w, const Tables& t, rte_mbuf* m, const Flow& f, Session& s,
-                                             int direction, uint16_t origin, bool touch);
+                                             int direction, bool touch);
 
 // After the lookup (`data`: what the index holds for `key`, or nullopt): the session's checks,
 // or a new session, and the rewrite. False: dropped.
@@ -684,31 +689,16 @@ bool finish(Worker& w, NatWorker& nw, rte_mbuf* m, const Flow& f, const FlowKey&
       return false;
     }
   }
-  if (!translate(w, t, m, f, nw.sessions[*index], direction, origin, true)) return false;
+  if (!translate(w, t, m, f, nw.sessions[*index], direction, true)) return false;
+  bump(w.counters->nat[origin].translated);
   meta(m).session = (*index << 1 | uint32_t(direction)) + 1;  // for nat_learn
   return true;
 }
 
-// An established flow's packet, its session checked: policed, its session's state moved on,
-// rewritten. False: dropped.
-[[gnu::always_inline]] inline bool translate(Worker& w, const Tables& t, rte_mbuf* m, const Flow& f, Session& s,
-                                             int direction, uint16_t origin, bool touch) {
-  // The rule's class (docs/qos.md "Classes by policy rule"): its policer, both ways.
-  if (const qos::Policer* p = qos::rule_policer(t.qos, s.rule)) [[unlikely]] {
-    qos::Colour colour;
-    switch (
-        qos::police_one(*p, p->shares[w.queue], w.now, m->pkt_len - meta(m).l2_len, f.ip->type_of_service, colour)) {
-      case qos::Action::drop: drop(w, m, Drop::policed); return false;
-      case qos::Action::remark: set_dscp(f.ip, p->remark[colour]); break;
-      case qos::Action::transmit: break;
-    }
-  }
-  // The rule's shaper class, both ways: where the packet leaves shaped, it is queued there.
-  if (s.rule < t.qos.classed_rules.size() && t.qos.classed_rules[s.rule]) [[unlikely]] {
-    PacketMeta& pm = meta(m);
-    pm.flags |= meta_classed;
-    pm.rule = s.rule;
-  }
+// An established flow's packet, its session checked: its session's state moved on, rewritten
+// (the caller counts it); for a session whose rule has no policer or shaper class.
+[[gnu::always_inline]] inline bool translate_plain(Worker& w, rte_mbuf* m, const Flow& f, Session& s, int direction,
+                                                   bool touch) {
   uint8_t tcp = s.tcp;
   if (f.protocol == IPPROTO_TCP) {
     uint8_t bits = direction ? tcp_seen_reverse : 0;
@@ -725,9 +715,30 @@ bool finish(Worker& w, NatWorker& nw, rte_mbuf* m, const Flow& f, const FlowKey&
   }
   const FlowKey& o = s.key[1 - direction];
   rewrite(f, o.dst, o.src, o.dport, o.sport);
-  bump(w.counters->nat[origin].translated);
   meta(m).flags |= meta_translated;
   return true;
+}
+
+// As translate_plain, policed and classed first by the session's rule. False: dropped.
+[[gnu::always_inline]] inline bool translate(Worker& w, const Tables& t, rte_mbuf* m, const Flow& f, Session& s,
+                                             int direction, bool touch) {
+  // The rule's class (docs/qos.md "Classes by policy rule"): its policer, both ways.
+  if (const qos::Policer* p = qos::rule_policer(t.qos, s.rule)) [[unlikely]] {
+    qos::Colour colour;
+    switch (
+        qos::police_one(*p, p->shares[w.queue], w.now, m->pkt_len - meta(m).l2_len, f.ip->type_of_service, colour)) {
+      case qos::Action::drop: drop(w, m, Drop::policed); return false;
+      case qos::Action::remark: set_dscp(f.ip, p->remark[colour]); break;
+      case qos::Action::transmit: break;
+    }
+  }
+  // The rule's shaper class, both ways: where the packet leaves shaped, it is queued there.
+  if (s.rule < t.qos.classed_rules.size() && t.qos.classed_rules[s.rule]) [[unlikely]] {
+    PacketMeta& pm = meta(m);
+    pm.flags |= meta_classed;
+    pm.rule = s.rule;
+  }
+  return translate_plain(w, m, f, s, direction, touch);
 }
 
 // A new NAPT flow looks up and adds its mapping's inside and outside keys and its reply key,
@@ -854,6 +865,10 @@ void nat_input(Worker& w, rte_mbuf** pkts, uint16_t n, bool handed_off, rte_mbuf
     meta(m).nexthop = nexthop[i];
     if (handed_off) {
       PacketMeta& pm = meta(m);
+      // Its way into the core was looked up on another worker, maybe in another generation:
+      // it teaches its session no route (nat_established ahead of the lookup trusts one as
+      // proof of this generation's).
+      pm.session = 0;
       pm.origin = 0;
       pm.tenant = exit[i];
       if (exit[i] == w.tables->core) pm.flags |= meta_crossed;
@@ -864,7 +879,7 @@ void nat_input(Worker& w, rte_mbuf** pkts, uint16_t n, bool handed_off, rte_mbuf
     trace_step(w, TraceStep::translated, out + first_out, uint16_t(n_out - first_out));
 }
 
-uint16_t nat_established(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** known, uint16_t& n_known) {
+uint16_t nat_established(Worker& w, rte_mbuf** pkts, uint16_t n, bool ahead, rte_mbuf** known, uint16_t& n_known) {
   const Tables& t = *w.tables;
   // Traced packets show every step; the standby crosses nothing: both the long way.
   if (!t.nat || w.trace || (w.ha_standby && w.ha_standby->load(std::memory_order_relaxed))) return n;
@@ -873,10 +888,20 @@ uint16_t nat_established(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** know
   FlowKey keys[burst_size];
   uint32_t hashes[burst_size], found[burst_size];
   uint16_t at[burst_size], count = 0;
+  const uint16_t core = t.core;
   for (uint16_t i = 0; i < n; i++) {
     rte_mbuf* m = pkts[i];
     const PacketMeta& pm = meta(m);
-    if (pm.tenant != t.core || !pm.origin) continue;  // not entering the core from a tenant
+    uint16_t from;  // the tenant it enters the core from
+    if (ahead) {
+      // Not yet looked up: from the tenant it came in, unless that is the core or no session
+      // has a key there; not a packet the lookup must teach a route (meta.session).
+      from = pm.tenant;
+      if (from == core || from >= max_tenants || !nw.keys_of[from] || pm.session) continue;
+    } else {
+      if (pm.tenant != core || !pm.origin) continue;  // not entering the core from a tenant
+      from = uint16_t(pm.origin - 1);
+    }
     // Fragments (reassembly), TTL running out (answered before crossing), ICMP errors and
     // anything parse drops: nat_input's way.
     const auto* ip = rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, pm.l2_len);
@@ -884,8 +909,7 @@ uint16_t nat_established(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** know
     Flow& f = flows[count];
     Drop why;
     if (!parse(m, f, why) || f.quoted) continue;
-    FlowWords words{ipv4_src(f.ip),          ipv4_dst(f.ip), f.sport,     f.dport,
-                    uint16_t(pm.origin - 1), f.protocol,     flow_session};
+    FlowWords words{ipv4_src(f.ip), ipv4_dst(f.ip), f.sport, f.dport, from, f.protocol, flow_session};
     keys[count] = words.key();
     hashes[count] = words.hash();
     nw.index.prefetch(hashes[count]);
@@ -898,6 +922,11 @@ uint16_t nat_established(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** know
   }
   static_assert(burst_size < 64);
   uint64_t taken = 0;  // by position in pkts: translated or dropped here
+  // Rules with a policer or a shaper class: translate asks about each session's (rarely any).
+  bool classes = !t.qos.policer_of_rule.empty() || !t.qos.classed_rules.empty();
+  // `translated` counted once a run of one origin tenant (a burst is mostly one).
+  uint16_t tally_origin = 0;
+  uint64_t tally = 0;
   for (uint16_t k = 0; k < count; k++) {
     if (found[k] == no_flow || !(nw.key_of(found[k]) == keys[k])) found[k] = nw.find(keys[k], hashes[k]);
     if (found[k] == no_flow || (found[k] & 2)) continue;  // no session (a mapping's key cannot be a session's)
@@ -910,13 +939,23 @@ uint16_t nat_established(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** know
     rte_mbuf* m = pkts[at[k]];
     taken |= uint64_t(1) << at[k];
     // Its timer moved on only once it lags (timer_lag): a flow's packets leave its line clean.
-    if (!translate(w, t, m, flows[k], s, d, keys[k].tenant, idle > timer_lag(timeout))) continue;
+    if (!(classes ? translate(w, t, m, flows[k], s, d, idle > timer_lag(timeout))
+                  : translate_plain(w, m, flows[k], s, d, idle > timer_lag(timeout))))
+      continue;
+    uint16_t origin = keys[k].tenant;
+    if (origin != tally_origin) {
+      if (tally) bump(w.counters->nat[tally_origin].translated, tally);
+      tally_origin = origin;
+      tally = 0;
+    }
+    tally++;
     PacketMeta& pm = meta(m);
     pm.tenant = s.key[1 - d].tenant;  // where the route was found: the exit (the core for its own)
     pm.exit = pm.tenant;
     pm.nexthop = s.route[d];
     known[n_known++] = m;
   }
+  if (tally) bump(w.counters->nat[tally_origin].translated, tally);
   uint16_t left = 0;
   for (uint16_t i = 0; i < n; i++) {  // without a branch a packet
     pkts[left] = pkts[i];
@@ -1081,6 +1120,8 @@ void install_session(Worker& w, NatWorker& nw, const SyncRecord& r, bool keep_ow
   s.mapping = mapping ? *mapping + 1 : 0;
   s.seq.store(seq + 2, std::memory_order_release);
   nw.sessions_of[key.tenant]++;
+  nw.keys_of[s.key[0].tenant]++;
+  nw.keys_of[s.key[1].tenant]++;
   bump(w.counters->nat[key.tenant].sessions_created);
   bump(w.sync->installed);
 }

@@ -80,6 +80,9 @@ struct NatWorker {
   uint32_t port_cursor = 0;          // where the NAPT port search starts
   uint32_t* sessions_of = nullptr;   // live sessions by origin tenant slot
   uint32_t* fragments_of = nullptr;  // fragments held for reassembly by origin tenant slot
+  // Live sessions' keys by their tenant slot (both directions): a tenant with none has no
+  // packet for nat_established before its lookup.
+  uint32_t* keys_of = nullptr;
   rte_ip_frag_tbl* fragments = nullptr;
   rte_ip_frag_death_row death_row{};
 
@@ -128,13 +131,17 @@ void nat_worker_free(NatWorker* n);  // nullptr: nothing
 // tenant, to be looked up again (in the core: marked meta_crossed).
 void nat_input(Worker& w, rte_mbuf** pkts, uint16_t n, bool handed_off, rte_mbuf** out, uint16_t& n_out);
 
-// Established flows entering the core from a tenant (meta.origin set, in the core now): those
-// whose session proves its kept route current (Session::checked, route) are translated here and
-// come out in `known` with meta.tenant and meta.nexthop the exit tenant's route, to be routed
-// by it (ip_route_crossed) without the core's lookup or the exit's; the rest are left in `pkts`
-// (returned: how many) for the lookup and nat_input. Never drops, except as the session's
-// policer says.
-uint16_t nat_established(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** known, uint16_t& n_known);
+// Established flows entering the core from a tenant: those whose session proves its kept
+// route current (Session::checked, route) are translated here and come out in `known` with
+// meta.tenant and meta.nexthop the exit tenant's route, to be routed by it (ip_route_crossed)
+// without the core's lookup or the exit's; the rest are left in `pkts` (returned: how many) for
+// the lookup and nat_input. Never drops, except as the session's policer says.
+// `ahead` false: packets the lookup has just leaked into the core (meta.origin set). `ahead`
+// true: packets before their first lookup, in the tenant they came in (not the core): a session
+// whose key has that tenant, proven and routed in this generation, proves the tenant's own
+// lookup too (the FIB of one generation gives the address the same route: into the core, as it
+// did for the packet that taught the route), so it is skipped as well.
+uint16_t nat_established(Worker& w, rte_mbuf** pkts, uint16_t n, bool ahead, rte_mbuf** known, uint16_t& n_known);
 
 // Packets nat_input translated (meta.session) that their exit tenant's lookup has just routed
 // out or to us by next hop meta.nexthop: their sessions keep it for this generation.

@@ -745,6 +745,41 @@ TEST_CASE("crossing: a route committed under a live session takes effect on its 
   CHECK(h.worker.counters->nat[hosp].sessions_created == 1);
 }
 
+// nat_established ahead of the lookup skips the origin tenant's own lookup too: a route
+// committed there must take effect on the session's next packet (docs/nat.md).
+TEST_CASE("crossing: the origin tenant's route committed under a kept route takes effect") {
+  Harness h(crossing_config);
+  const uint16_t hosp = h.tenant("hosp");
+  const NatWorker& nw = *h.tables->nat[0];
+  CHECK(cross_once(h, "100.100.3.10") == "02:00:00:00:aa:02");
+  CHECK(cross_once(h, "100.100.3.10") == "02:00:00:00:aa:02");
+  REQUIRE(nw.sessions[0].route[0] != 0);
+  CHECK(cross_once(h, "100.100.3.10") == "02:00:00:00:aa:02");  // ahead of the lookup
+  CHECK(h.worker.counters->nat[hosp].translated == 3);
+
+  // hosp blackholes the host: the packet never enters the core.
+  REQUIRE(h.apply(ops(R"([{"op": "CREATE", "object": {"route": {"tenant": "hosp", "prefix": "100.100.3.10/32",
+                           "blackhole": {}}}}])"))
+              .code == Code::ok);
+  CHECK(cross_once(h, "100.100.3.10") == "");
+  CHECK(h.drops(Drop::blackhole) == 1);
+  CHECK(h.worker.counters->nat[hosp].translated == 3);
+  REQUIRE(h.apply(ops(R"([{"op": "DELETE", "object": {"route": {"tenant": "hosp", "prefix": "100.100.3.10/32"}}}])"))
+              .code == Code::ok);
+  CHECK(cross_once(h, "100.100.3.10") == "02:00:00:00:aa:02");
+  CHECK(cross_once(h, "100.100.3.10") == "02:00:00:00:aa:02");
+  REQUIRE(nw.sessions[0].route[0] != 0);
+
+  // hosp routes the host out of its own interface: it leaves there, untranslated.
+  REQUIRE(h.apply(ops(R"([{"op": "CREATE", "object": {"route": {"tenant": "hosp", "prefix": "100.100.3.0/24",
+                           "via": {"interface": "h0", "address": "10.0.0.9"}}}}])"))
+              .code == Code::ok);
+  h.receive(0, from_a(with_l4_checksum(ipv4("10.0.0.5", "100.100.3.10", 17, udp(5000, 9, 20)))));
+  CHECK(h.sent(1).empty());
+  CHECK(h.worker.counters->nat[hosp].translated == 5);
+  CHECK(h.total_drops() == 1);  // waits for ARP on h0
+}
+
 TEST_CASE("crossing: the core's route, the policy and ClearSessions committed under a kept route take effect") {
   Harness h(crossing_config);
   const uint16_t hosp = h.tenant("hosp");
