@@ -102,7 +102,8 @@ struct LastHeader {
   bool known = false;
 
   bool same(const uint8_t* data) const {
-    return known & ((load64(data) & mac_mask) == mac) & ((load64(data + 12) & tags_mask) == tags);
+    uint64_t head = load64(data), tail = load64(data + 12);  // (loaded first: no call in the test below)
+    return known & ((head & mac_mask) == mac) & ((tail & tags_mask) == tags);
   }
   void keep(const uint8_t* data, uint16_t slot, uint8_t len) {
     // (len - 12) bytes from 12: 2 untagged, 6 with one tag.
