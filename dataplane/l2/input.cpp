@@ -27,8 +27,10 @@ struct RxRun {
 };
 
 // A frame whose interface is slot `id`: counted, then to `ip` (counted in `n_plain` too if
-// ipv4_plain) or `arp`, or dropped.
-[[gnu::always_inline]] inline void classify(Worker& w, rte_mbuf* m, uint16_t id, uint16_t ethertype, RxRun& run,
+// ipv4_plain) or `arp`, or dropped. True: to `ip`. `known_ip`: the frame is known to be IPv4
+// to us (LastHeader), so only counted and sent on.
+template <bool known_ip = false>
+[[gnu::always_inline]] inline bool classify(Worker& w, rte_mbuf* m, uint16_t id, uint16_t ethertype, RxRun& run,
                                             rte_mbuf** ip, uint16_t& n_ip, uint16_t& n_plain, rte_mbuf** arp,
                                             uint16_t& n_arp) {
   const Tables& t = *w.tables;
@@ -46,6 +48,11 @@ struct RxRun {
   }
   run.packets++;
   run.bytes += rte_pktmbuf_pkt_len(m);
+  if constexpr (known_ip) {
+    ip[n_ip++] = m;
+    n_plain = uint16_t(n_plain + ipv4_plain(m, pm.l2_len));
+    return true;
+  }
 
   const auto* eth = rte_pktmbuf_mtod(m, const rte_ether_hdr*);
   bool to_us = rte_is_same_ether_addr(&eth->dst_addr, &f.mac);
@@ -57,19 +64,57 @@ struct RxRun {
       to_us = true;
     } else if (claim == vrrp::Claim::advert && ethertype == RTE_ETHER_TYPE_IPV4) {
       if (!w.vrrp || rte_ring_mp_enqueue(w.vrrp, m) != 0) drop(w, m, Drop::vrrp_full);
-      return;
+      return false;
     }
   }
   if (ethertype == RTE_ETHER_TYPE_IPV4 && to_us) [[likely]] {
     ip[n_ip++] = m;
     n_plain = uint16_t(n_plain + ipv4_plain(m, pm.l2_len));  // the header is at hand now
-  } else if (ethertype == RTE_ETHER_TYPE_ARP && (to_us || rte_is_broadcast_ether_addr(&eth->dst_addr)))
+    return true;
+  }
+  if (ethertype == RTE_ETHER_TYPE_ARP && (to_us || rte_is_broadcast_ether_addr(&eth->dst_addr)))
     arp[n_arp++] = m;
   else if (!to_us)
     drop(w, m, Drop::l2_not_for_us);
   else
     drop(w, m, Drop::unsupported_ethertype);
+  return false;
 }
+
+inline uint64_t load64(const uint8_t* at) {
+  uint64_t v;
+  memcpy(&v, at, sizeof(v));
+  return v;
+}
+
+// The header of the last frame that went to `ip` through the VLAN map (one tag or none in the
+// frame, none stripped by the NIC): its destination MAC and the bytes from the first ethertype
+// to the payload's (TPID, TCI, ethertype; or the ethertype alone). A frame with the same ones
+// arrived on the same port the same way, so it has the same interface, is to us and is IPv4:
+// its parse, the VLAN map and the MAC and VRRP tests are the last frame's (frames of a burst
+// mostly share their interface).
+struct LastHeader {
+  static constexpr uint64_t mac_mask = 0xffff'ffff'ffffULL;
+  static constexpr uint32_t reads = 20;  // bytes the test reads: up to the TPID's 8 bytes from 12
+  uint64_t mac = 0, tags = 0, tags_mask = 0;
+  uint16_t id = 0;
+  uint8_t l2_len = 0;
+  bool known = false;
+
+  bool same(const uint8_t* data) const {
+    uint64_t head = load64(data), tail = load64(data + 12);  // (loaded first: no call in the test below)
+    return known & ((head & mac_mask) == mac) & ((tail & tags_mask) == tags);
+  }
+  void keep(const uint8_t* data, uint16_t slot, uint8_t len) {
+    // (len - 12) bytes from 12: 2 untagged, 6 with one tag.
+    tags_mask = len == sizeof(rte_ether_hdr) ? 0xffffULL : mac_mask;
+    mac = load64(data) & mac_mask;
+    tags = load64(data + 12) & tags_mask;
+    id = slot;
+    l2_len = len;
+    known = true;
+  }
+};
 
 }  // namespace
 
@@ -93,12 +138,19 @@ void l2_input(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n, rte_mbuf** 
     rte_prefetch0(rte_pktmbuf_mtod(m, void*));
     rte_prefetch0(&meta(m));
   };
+  LastHeader last;
   for (uint16_t i = 0; i < std::min(n, ahead); i++) prefetch(pkts[i]);
   for (uint16_t i = 0; i < n; i++) {
     rte_mbuf* m = pkts[i];
     if (i + ahead < n) prefetch(pkts[i + ahead]);
-    meta(m).tenant = no_tenant;
     uint32_t len = rte_pktmbuf_data_len(m);
+    if (len >= LastHeader::reads && !(m->ol_flags & RTE_MBUF_F_RX_VLAN_STRIPPED) &&
+        last.same(rte_pktmbuf_mtod(m, const uint8_t*))) [[likely]] {
+      meta(m).l2_len = last.l2_len;
+      classify<true>(w, m, last.id, RTE_ETHER_TYPE_IPV4, run, ip, n_ip, n_plain, arp, n_arp);
+      continue;
+    }
+    meta(m).tenant = no_tenant;
     if (len < sizeof(rte_ether_hdr)) {
       drop(w, m, Drop::l2_truncated);
       continue;
@@ -142,7 +194,9 @@ void l2_input(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n, rte_mbuf** 
         drop(w, m, Drop::unknown_vlan);
         continue;
       }
-      classify(w, m, uint16_t(slot - 1), type, run, ip, n_ip, n_plain, arp, n_arp);
+      if (classify(w, m, uint16_t(slot - 1), type, run, ip, n_ip, n_plain, arp, n_arp) && len >= LastHeader::reads &&
+          !(m->ol_flags & RTE_MBUF_F_RX_VLAN_STRIPPED))
+        last.keep(data, uint16_t(slot - 1), uint8_t(off));
       continue;
     }
     keys[n_qinq] = InterfaceKey{port, outer, inner, 0};

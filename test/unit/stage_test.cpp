@@ -319,6 +319,142 @@ TEST_CASE("l2_input counts as plain exactly the IPv4 frames that ip_input keeps 
   CHECK(h.total_drops() == 0);
 }
 
+TEST_CASE("l2_input: a frame with the last frame's header takes its way, any other is parsed as if alone") {
+  // l2_input reuses the interface of the last IPv4 frame it mapped for a frame with the same
+  // destination MAC and tag bytes. Each frame here differs from the one before in one thing;
+  // the burst must sort, count and mark every frame as a burst of that frame alone does (which
+  // never reuses anything).
+  const Bytes good = ipv4("10.0.0.7", "10.1.0.10", 17, udp(1, 2, 8));
+  Bytes tos = good;
+  tos[1] = 0x10;
+  tos[10] = uint8_t(tos[10] - 0x10);  // the checksum follows the TOS
+  const Bytes who_has = arp(1, host_mac, "10.0.0.7", "00:00:00:00:00:00", "10.0.0.1");
+  const Bytes u_ip = ether("02:00:00:00:00:0d", host_mac, 0x0800);
+  struct Frame {
+    const char* what;
+    Bytes bytes;
+    uint16_t stripped = 0;  // a tag the NIC took out (RX_VLAN_STRIPPED)
+  };
+  const Bytes a_untagged = ether("02:00:00:00:00:0a", host_mac, 0x0800);
+  const std::vector<Frame> frames = {
+      {"a-lan", from_a(good)},
+      {"a-lan again", from_a(good)},
+      {"ARP on a-lan's tag", ether("02:00:00:00:00:0a", host_mac, 0x8100) + vlan(0x0806, 10) + who_has},
+      {"a-lan, priority bits in the TCI",
+       ether("02:00:00:00:00:0a", host_mac, 0x8100) + vlan(0x0800, 0x6000 | 10) + good},
+      {"b-lan", from_b(good)},
+      {"b-lan's MAC on a-lan's tag", ether("02:00:00:00:00:0b", host_mac, 0x8100) + vlan(0x0800, 10) + good},
+      {"b-lan again", from_b(good)},
+      {"b-lan's bytes, tag 20 stripped", from_b(good), 20},
+      {"u-lan untagged", u_ip + good},
+      {"u-lan, other IPv4 bytes", u_ip + tos},
+      {"u-lan's bytes, tag 10 stripped", u_ip + good, 10},
+      {"u-lan, its header cut short", u_ip + Bytes{0x45, 0}},
+      {"u-lan, ARP", ether("02:00:00:00:00:0d", host_mac, 0x0806) + who_has},
+      {"u-lan's MAC, tagged 10", ether("02:00:00:00:00:0d", host_mac, 0x8100) + vlan(0x0800, 10) + good},
+      {"a-lan's MAC, tag 10 stripped", a_untagged + good, 10},
+      {"a-lan's MAC, tag 10 stripped again", a_untagged + good, 10},
+      {"a-lan's MAC untagged", a_untagged + good},
+      {"a-lan with an S-tag", ether("02:00:00:00:00:0a", host_mac, 0x88a8) + vlan(0x0800, 10) + good},
+      {"q-lan (QinQ)", ether("02:00:00:00:00:0c", host_mac, 0x88a8) + vlan(0x8100, 100) + vlan(0x0800, 30) + good},
+      {"a-lan after QinQ", from_a(good)},
+      {"a-lan, padded", from_a(good) + Bytes(10, 0)},
+  };
+  auto make = [&](Harness& h, size_t i) {
+    rte_mbuf* m = h.burst({frames[i].bytes})[0];
+    if (frames[i].stripped) {
+      m->ol_flags |= RTE_MBUF_F_RX_VLAN_STRIPPED;
+      m->vlan_tci = frames[i].stripped;
+    }
+    return m;
+  };
+  enum class Way { ip, arp, dropped };
+  struct Seen {
+    Way way = Way::dropped;
+    uint16_t iface_in = 0, tenant = 0, origin = 0;
+    uint8_t l2_len = 0, flags = 0;
+    uint32_t session = 0;
+  };
+  auto seen = [](rte_mbuf* m, Way way) {
+    const PacketMeta& pm = meta(m);
+    return Seen{way, pm.iface_in, pm.tenant, pm.origin, pm.l2_len, pm.flags, pm.session};
+  };
+
+  // Drops by reason and receive counts per interface and tenant, to compare what each way added.
+  Harness h(two_tenants);
+  const std::vector<const char*> interfaces = {"a-lan", "b-lan", "q-lan", "u-lan"}, tenants = {"a", "b", "core"};
+  auto counts = [&] {
+    std::vector<uint64_t> c(h.worker.counters->drops, h.worker.counters->drops + drop_reason_count);
+    for (const char* name : interfaces) {
+      c.push_back(h.worker.counters->interfaces[h.interface(name)].rx_packets);
+      c.push_back(h.worker.counters->interfaces[h.interface(name)].rx_bytes);
+    }
+    for (const char* name : tenants) {
+      c.push_back(h.worker.counters->tenants[h.tenant(name)].rx_packets);
+      c.push_back(h.worker.counters->tenants[h.tenant(name)].drops);
+    }
+    return c;
+  };
+  auto added = [](std::vector<uint64_t> after, const std::vector<uint64_t>& before) {
+    for (size_t i = 0; i < after.size(); i++) after[i] -= before[i];
+    return after;
+  };
+
+  // Each alone.
+  std::vector<Seen> expected(frames.size());
+  uint16_t expected_plain = 0;
+  std::vector<size_t> expected_ip, expected_arp;
+  auto start = counts();
+  for (size_t i = 0; i < frames.size(); i++) {
+    auto out = l2_stage(h, 0, {make(h, i)});
+    expected_plain = uint16_t(expected_plain + out.plain);
+    if (!out.ip.empty()) expected[i] = seen(out.ip[0], Way::ip), expected_ip.push_back(i);
+    if (!out.arp.empty()) expected[i] = seen(out.arp[0], Way::arp), expected_arp.push_back(i);
+    free_all(out.ip);
+    free_all(out.arp);
+  }
+  auto alone = added(counts(), start);
+  // QinQ frames (the hash) after the others, as l2_input documents.
+  std::stable_partition(expected_ip.begin(), expected_ip.end(),
+                        [&](size_t i) { return std::string(frames[i].what) != "q-lan (QinQ)"; });
+
+  // All in one burst.
+  std::vector<rte_mbuf*> pkts;
+  for (size_t i = 0; i < frames.size(); i++) pkts.push_back(make(h, i));
+  auto index = [&](rte_mbuf* m) { return size_t(std::find(pkts.begin(), pkts.end(), m) - pkts.begin()); };
+  start = counts();
+  auto out = l2_stage(h, 0, pkts);
+  auto burst = added(counts(), start);
+  std::vector<size_t> got_ip, got_arp;
+  for (rte_mbuf* m : out.ip) got_ip.push_back(index(m));
+  for (rte_mbuf* m : out.arp) got_arp.push_back(index(m));
+  CHECK(got_ip == expected_ip);
+  CHECK(got_arp == expected_arp);
+  CHECK(out.plain == expected_plain);
+  for (size_t i : got_ip) {
+    INFO(frames[i].what);
+    Seen s = seen(pkts[i], Way::ip);
+    CHECK(s.iface_in == expected[i].iface_in);
+    CHECK(s.tenant == expected[i].tenant);
+    CHECK(s.l2_len == expected[i].l2_len);
+    CHECK(s.flags == expected[i].flags);
+    CHECK(s.origin == expected[i].origin);
+    CHECK(s.session == expected[i].session);
+  }
+  for (size_t i : got_arp) {
+    INFO(frames[i].what);
+    CHECK(meta(pkts[i]).iface_in == expected[i].iface_in);
+    CHECK(meta(pkts[i]).l2_len == expected[i].l2_len);
+  }
+  // The same drops by reason, the same counts per interface and tenant; every way taken.
+  CHECK(burst == alone);
+  CHECK(h.total_drops() > 0);
+  CHECK(expected_ip.size() > 10);
+  CHECK(expected_arp.size() == 2);
+  free_all(out.ip);
+  free_all(out.arp);
+}
+
 namespace {
 
 // The same packets through the same plan whatever FIB kinds the tenants have.
