@@ -7,6 +7,8 @@
  *    fence from medix-dp, an operator's rekey): all come through cp_charon_expire, queued here;
  *  - IKE_SA rekeys and reauthentications, the IKE_SA's hard lifetime (its delete) and MOBIKE
  *    roams: charon's own jobs, caught on their way to the processor and put back every 200 ms.
+ *    A held delete of an IKE_SA whose rekey was held too runs after that rekey, and then only if
+ *    the IKE_SA is still there (the rekey failed), as charon would have rekeyed it in time.
  * And every IKE message charon sends (but IKE_SA_INIT) is shown to medix-cp first, with the
  * message IDs it leaves its IKE_SA at (cp_charon_send_check): during a split the lease's holder
  * records them with the witness before they go, so that a node obtaining the lease after it
@@ -67,30 +69,86 @@ static void (*sender_send)(sender_t* this, packet_t* packet);
 /* read and set with __atomic */
 static bool (*send_check)(const struct cp_ike_mids* mids, const uint32_t* children, int n_children, bool request);
 /* The execute methods of the jobs that are held: learnt from one of each made at start. */
+enum { KIND_REKEY, KIND_DELETE, KIND_ROAM };
 static job_requeue_t (*held_kinds[3])(job_t*);
+/* rekey_ike_sa_job and delete_ike_sa_job as strongSwan 5.9 lays them out: the job, then the
+ * IKE_SA's ID. Checked at start (medix_hold_start); without it, held deletes are not ordered. */
+struct ike_sa_job {
+  job_t job;
+  ike_sa_id_t* id;
+};
+static bool ordered;
 
 typedef struct {
   job_t public;
   job_t* inner;
-  bool said;
+  int kind;
+  ike_sa_id_t* id; /* the inner job's (rekey, delete), with `ordered` */
+  bool said, waited;
 } held_job_t;
+static linked_list_t* held_rekeys; /* held_job_t* (rekeys said, not yet run), under lock */
+
+/* A delete let go waits while a rekey of its IKE_SA is held or under way: charon rekeys before
+ * the hard lifetime, and a rekey that succeeds deletes the old IKE_SA itself (ike_rekey.c). Only
+ * when the rekey failed (the IKE_SA still there, none under way) does the delete run. Queued
+ * both, charon's task manager would start the delete first (task_manager_v2.c initiate). */
+static bool rekey_first(held_job_t* this) {
+  bool wait = false;
+  pthread_mutex_lock(&lock);
+  held_job_t* r;
+  enumerator_t* e = held_rekeys->create_enumerator(held_rekeys);
+  while (!wait && e->enumerate(e, &r)) wait = r->id->equals(r->id, this->id);
+  e->destroy(e);
+  pthread_mutex_unlock(&lock);
+  ike_sa_t* ike_sa = wait ? NULL : charon->ike_sa_manager->checkout(charon->ike_sa_manager, this->id);
+  if (ike_sa) {
+    ike_sa_state_t state = ike_sa->get_state(ike_sa);
+    wait = state == IKE_REKEYING || state == IKE_REKEYED || state == IKE_DELETING;
+    task_queue_t queues[] = {TASK_QUEUE_ACTIVE, TASK_QUEUE_QUEUED};
+    for (size_t i = 0; !wait && i < countof(queues); i++) {
+      task_t* task;
+      e = ike_sa->create_task_enumerator(ike_sa, queues[i]);
+      while (!wait && e->enumerate(e, &task))
+        wait = task->get_type(task) == TASK_IKE_REKEY || task->get_type(task) == TASK_IKE_REAUTH;
+      e->destroy(e);
+    }
+    charon->ike_sa_manager->checkin(charon->ike_sa_manager, ike_sa);
+  }
+  if (wait && !this->waited)
+    DBG1(DBG_IKE, "medix: held IKE_SA delete (hard lifetime) let go after the IKE_SA's rekey, if that fails");
+  this->waited = this->waited || wait;
+  return wait;
+}
 
 static job_requeue_t held_execute(job_t* job) {
   held_job_t* this = (held_job_t*)job;
   if (__atomic_load_n(&held, __ATOMIC_ACQUIRE)) {
     if (!this->said) {
-      DBG1(DBG_IKE, "medix: %s held: no IKE request without a standby peer or the witness's lease",
-           this->inner->execute == held_kinds[2] ? "MOBIKE roam" : "IKE_SA rekey/delete");
+      DBG1(DBG_IKE, "medix: %s held: no IKE request without a standby peer or the witness's lease (%s)",
+           this->kind == KIND_ROAM ? "MOBIKE roam" : "IKE_SA rekey/delete",
+           (const char*[]){"rekey", "delete", "roam"}[this->kind]);
       __atomic_add_fetch(&held_jobs, 1, __ATOMIC_RELAXED);
+      if (this->id && this->kind == KIND_REKEY) {
+        pthread_mutex_lock(&lock);
+        held_rekeys->insert_last(held_rekeys, this);
+        pthread_mutex_unlock(&lock);
+      }
     }
     this->said = true;
     return JOB_RESCHEDULE_MS(200);
   }
-  if (this->said) {
-    this->said = false;
-    __atomic_sub_fetch(&held_jobs, 1, __ATOMIC_RELAXED);
+  if (!this->said) return this->inner->execute(this->inner);
+  if (this->id && this->kind == KIND_DELETE && rekey_first(this)) return JOB_RESCHEDULE_MS(200);
+  /* A rekey leaves the list once its task is on the IKE_SA, where rekey_first sees it. */
+  job_requeue_t requeue = this->inner->execute(this->inner);
+  this->said = false;
+  __atomic_sub_fetch(&held_jobs, 1, __ATOMIC_RELAXED);
+  if (this->id && this->kind == KIND_REKEY) {
+    pthread_mutex_lock(&lock);
+    held_rekeys->remove(held_rekeys, this, NULL);
+    pthread_mutex_unlock(&lock);
   }
-  return this->inner->execute(this->inner);
+  return requeue;
 }
 
 static job_priority_t held_priority(job_t* job) {
@@ -99,18 +157,23 @@ static job_priority_t held_priority(job_t* job) {
 }
 
 static void held_destroy(job_t* job) {
-  job_t* inner = ((held_job_t*)job)->inner;
-  if (((held_job_t*)job)->said) __atomic_sub_fetch(&held_jobs, 1, __ATOMIC_RELAXED);
-  inner->destroy(inner);
-  free(job);
+  held_job_t* this = (held_job_t*)job;
+  if (this->said) {
+    __atomic_sub_fetch(&held_jobs, 1, __ATOMIC_RELAXED);
+    pthread_mutex_lock(&lock);
+    held_rekeys->remove(held_rekeys, this, NULL);
+    pthread_mutex_unlock(&lock);
+  }
+  this->inner->destroy(this->inner);
+  free(this);
 }
 
 static void queue_job_held(processor_t* processor, job_t* job) {
-  for (size_t i = 0; i < countof(held_kinds); i++) {
+  for (int i = 0; i < (int)countof(held_kinds); i++) {
     if (job->execute != held_kinds[i]) continue;
     held_job_t* wrap;
     INIT(wrap, .public = {.execute = held_execute, .get_priority = held_priority, .destroy = held_destroy},
-         .inner = job, );
+         .inner = job, .kind = i, .id = ordered && i != KIND_ROAM ? ((struct ike_sa_job*)job)->id : NULL, );
     job = &wrap->public;
     break;
   }
@@ -286,11 +349,15 @@ void medix_hold_start(void) {
   ike_sa_id_t* id = ike_sa_id_create(IKEV2, 1, 0, TRUE);
   job_t* samples[] = {(job_t*)rekey_ike_sa_job_create(id, FALSE), (job_t*)delete_ike_sa_job_create(id, TRUE),
                       (job_t*)roam_job_create(TRUE)};
+  ordered = true;
   for (size_t i = 0; i < countof(samples); i++) {
     held_kinds[i] = samples[i]->execute;
+    if (i != KIND_ROAM) ordered = ordered && id->equals(id, ((struct ike_sa_job*)samples[i])->id);
     samples[i]->destroy(samples[i]);
   }
   id->destroy(id);
+  if (!ordered) DBG1(DBG_IKE, "medix: IKE_SA jobs laid out otherwise: held deletes not ordered after held rekeys");
+  held_rekeys = linked_list_create();
   /* Scheduled jobs reach the processor through queue_job too (the scheduler's thread). */
   queue_job = lib->processor->queue_job;
   lib->processor->queue_job = queue_job_held;
@@ -330,6 +397,70 @@ bool medix_hold_expire(uint32_t spi, const char* dst, bool hard) {
   DBG1(DBG_IKE, "medix: CHILD_SA SPI %.8x %s expiry held: no IKE request without a standby peer or the witness's lease",
        spi, hard ? "hard" : "soft");
   return true;
+}
+
+/* A CHILD_SA whose soft and hard expiries were both held: rekeyed (as rekey_child_sa_job does),
+ * then deleted (as delete_child_sa_job does, expired) only if it is still installed once no rekey
+ * is under way: a rekey that succeeds deletes the old CHILD_SA itself (child_rekey.c). */
+typedef struct {
+  job_t public;
+  uint32_t spi; /* network order, as the kernel's expire gives it */
+  host_t* dst;
+  bool rekeyed;
+} child_job_t;
+
+static bool child_rekey_busy(ike_sa_t* ike_sa, child_sa_t* child) {
+  if (child->get_state(child) != CHILD_INSTALLED) return true;
+  task_queue_t queues[] = {TASK_QUEUE_ACTIVE, TASK_QUEUE_QUEUED};
+  bool busy = false;
+  for (size_t i = 0; !busy && i < countof(queues); i++) {
+    task_t* task;
+    enumerator_t* e = ike_sa->create_task_enumerator(ike_sa, queues[i]);
+    while (!busy && e->enumerate(e, &task)) busy = task->get_type(task) == TASK_CHILD_REKEY;
+    e->destroy(e);
+  }
+  return busy;
+}
+
+static job_requeue_t child_execute(job_t* job) {
+  child_job_t* this = (child_job_t*)job;
+  if (__atomic_load_n(&held, __ATOMIC_ACQUIRE)) return JOB_RESCHEDULE_MS(200); /* held again */
+  child_sa_t* child;
+  ike_sa_t* ike_sa =
+      charon->child_sa_manager->checkout(charon->child_sa_manager, PROTO_ESP, this->spi, this->dst, &child);
+  if (!ike_sa) return JOB_REQUEUE_NONE; /* rekeyed (or deleted) */
+  bool again = ike_sa->get_state(ike_sa) != IKE_PASSIVE;
+  if (again && !this->rekeyed) {
+    ike_sa->rekey_child_sa(ike_sa, PROTO_ESP, this->spi);
+    this->rekeyed = true;
+  } else if (again && !child_rekey_busy(ike_sa, child)) {
+    DBG1(DBG_IKE, "medix: CHILD_SA SPI %.8x still installed after its held rekey: its held hard expiry deletes it",
+         ntohl(this->spi));
+    ike_sa->delete_child_sa(ike_sa, PROTO_ESP, this->spi, TRUE);
+    again = false;
+  }
+  charon->ike_sa_manager->checkin(charon->ike_sa_manager, ike_sa);
+  return again ? JOB_RESCHEDULE_MS(200) : JOB_REQUEUE_NONE;
+}
+
+static job_priority_t child_priority(job_t* job) {
+  (void)job;
+  return JOB_PRIO_MEDIUM;
+}
+
+static void child_destroy(job_t* job) {
+  child_job_t* this = (child_job_t*)job;
+  this->dst->destroy(this->dst);
+  free(this);
+}
+
+static void child_rekey_first(uint32_t spi, const char* dst) {
+  host_t* host = host_create_from_string((char*)dst, 0);
+  if (!host) return;
+  child_job_t* job;
+  INIT(job, .public = {.execute = child_execute, .get_priority = child_priority, .destroy = child_destroy},
+       .spi = htonl(spi), .dst = host, );
+  lib->processor->queue_job(lib->processor, &job->public);
 }
 
 int cp_charon_hold(bool hold) {
@@ -381,8 +512,13 @@ int cp_charon_hold(bool hold) {
   }
   DESTROY_IF(later);
   /* Both held for one SA: the rekey, which replaces the SA (the old keys go with it), rather
-   * than the delete, which would leave the tunnel without one. */
-  for (int i = 0; i < n; i++) cp_charon_expire(run[i].spi, run[i].dst, !run[i].soft);
+   * than the delete, which would leave the tunnel without one; the delete after it if it fails. */
+  for (int i = 0; i < n; i++) {
+    if (run[i].soft && run[i].hard)
+      child_rekey_first(run[i].spi, run[i].dst);
+    else
+      cp_charon_expire(run[i].spi, run[i].dst, run[i].hard);
+  }
   free(run);
   return n;
 }

@@ -778,5 +778,42 @@ regain_split
 regain_initiated
 regain_responded
 
+# --- an IKE_SA's held rekey and held delete: the rekey first ---------------------------------------
+# (docs/ha.md, item 6, "Held without it".) A's IKE lifetime set to 10 s in place, paired: the
+# IKE_SA's rekey brought forward makes a new one whose rekey (9-10 s) and maximum lifetime (its
+# delete, 1 s after the rekey) both fall due in a split of A from etcd and B's medix-cp. Both are
+# held; at the lease the rekey runs first and the delete waits for it (the rekey deletes the old
+# IKE_SA): the gateway's IKE_SA rekeyed, not closed. A control: MEDIX_CP=<medix-cp of before> (its
+# delete ran first on its own tick: the IKE_SA closed at the gateway).
+held_rekey_delete() {
+  local a_mark gw_mark ike_pre init_pre t0 out
+  # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
+  a_mark=$(wc -l <"$MX_TMP/cp-a.log") gw_mark=$(wc -l <"$GWLOG") init_pre=$(init_count) t0=$(date +%s.%N)
+  cp "$MX_TMP/intent-a.json" "$MX_TMP/intent-a-ike-before.json"
+  mx_json "$MX_TMP/intent-a-ike-before.json" "dict(d, peers=[dict(d['peers'][0], ike_rekey_seconds=10)] + d['peers'][1:])" \
+    >"$MX_TMP/intent-a-ike.json"
+  out=$(mx_ctl "$A_PREFIX" intent apply "$MX_TMP/intent-a-ike.json" 2>&1)
+  check "rekey+delete: IKE lifetime 10 s in place ($out): A rekeys its IKE_SA, the new one with it" \
+    mx_wait_eval 8 'cp_since a $a_mark | grep -q "IKE_SA carrier-y\[[0-9]*\] rekeyed between"'
+  ike_pre=$(ike_sa) a_mark=$(wc -l <"$MX_TMP/cp-a.log")
+  neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" cut && cp_link cut || fail "could not cut A from etcd and B"
+  check "rekey+delete: A's new IKE_SA's rekey and delete (its maximum lifetime) both held in the split" \
+    mx_wait_eval 16 '[ "$(cp_since a $a_mark | grep -c "IKE_SA rekey/delete held")" -ge 2 ]'
+  out=$(mx_ctl "$A_PREFIX" intent apply "$MX_TMP/intent-a-ike-before.json" 2>&1)
+  check_that "rekey+delete: the lifetime put back in place ($out); the gateway's IKE_SA unchanged" '[ "$(ike_sa)" = "$ike_pre" ]'
+  neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" heal || fail "could not give A etcd back"
+  check "rekey+delete: A obtains the lease and rekeys the IKE_SA: one IKE_SA at the gateway, new SPIs, no IKE_SA_INIT" \
+    mx_wait_eval 8 'cp_since a $a_mark | grep -q "IKE_SA carrier-y\[[0-9]*\] rekeyed between" && i=$(ike_sa) && [ -n "$i" ] &&
+      [ "$(cut -d" " -f2,3 <<<"$i")" != "$(cut -d" " -f2,3 <<<"$ike_pre")" ] && [ "$(ike_count)" = 1 ] && [ "$(init_count)" = "$init_pre" ]'
+  check_that "rekey+delete: A's first IKE_SA delete is the rekey's (of the old IKE_SA), not the held one" \
+    '[ "$(cp_since a $a_mark | grep -m1 -E "rekeyed between|deleting IKE_SA" | grep -c "rekeyed between")" = 1 ]'
+  check "rekey+delete: hosp-y reaches the archive, ESP both ways on A's CHILD_SA" \
+    mx_wait_eval 5 'ping_archive && both_ways $(node_child a 0)'
+  cp_link heal || fail "could not give the medix-cp link back"
+  echo "    rekey+delete: $(cp_since a "$a_mark" | grep -c "held IKE_SA delete (hard lifetime) let go after") delete(s) waited for the rekey;" \
+    "IKE_SA $ike_pre -> $(ike_sa); the case $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
+}
+held_rekey_delete
+
 echo "    split and heal: $(awk -v a="$t_split" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s; whole run: $(awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
 finish
