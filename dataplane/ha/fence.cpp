@@ -42,6 +42,12 @@ SyncRecord round_record(const SaState& sa, uint64_t floor) {
   return r;
 }
 
+uint64_t floor_of(const SaFloors& floors, uint32_t slot, const SaState& sa) {
+  // A stale start would make the round say more than the SA sent: a standby that sent on the
+  // SA below it would ack, and this node's fence would move into the numbers it used.
+  return slot < floors.size() && floors[slot].name == name_of(sa) ? floors[slot].value : 0;
+}
+
 void PeerSas::take(const SyncRecord& r) {
   SaName name = name_of(r);
   values[name] = r.sa.value;
@@ -165,9 +171,9 @@ unsigned raise_past(SaState* const* sas, uint32_t slots, const std::vector<SyncR
 }
 
 unsigned take_over(SaState* const* sas, uint32_t slots, const PeerSas& peer, uint64_t margin,
-                   std::vector<TakeoverRecord>& records, std::vector<uint64_t>& floors) {
+                   std::vector<TakeoverRecord>& records, SaFloors& floors) {
   unsigned stopped = 0;
-  floors.assign(slots, 0);
+  floors.assign(slots, {});
   for (uint32_t slot = 1; slot < slots; slot++) {
     SaState* sa = sas[slot];
     if (!sa) continue;
@@ -192,7 +198,7 @@ unsigned take_over(SaState* const* sas, uint32_t slots, const PeerSas& peer, uin
       continue;
     }
     r.sa.value = (value ? *value : 0) + margin;
-    floors[slot] = r.sa.value;
+    floors[slot] = {name_of(*sa), r.sa.value};
     records.push_back({sa->owner, r});
   }
   return stopped;

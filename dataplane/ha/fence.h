@@ -43,6 +43,16 @@ const uint64_t* held_for(const SaValues& held, const SaState& sa);
 // may not have applied it yet: the round never says less).
 SyncRecord round_record(const SaState& sa, uint64_t floor);
 
+// A takeover's start of each outbound SA it advanced, by slot, with the SA's name: a slot freed
+// and taken by a new SA (a CHILD_SA rekeyed since) is not the SA that start was for.
+struct SaFloor {
+  SaName name{};
+  uint64_t value = 0;
+};
+using SaFloors = std::vector<SaFloor>;
+// The floor of the SA now in `slot` (round_record's): 0 unless the takeover advanced this SA.
+uint64_t floor_of(const SaFloors& floors, uint32_t slot, const SaState& sa);
+
 // Standby: what it holds of the active's SAs, for a takeover.
 struct PeerSas {
   SaValues values;            // each SA's latest value (any SA datagram)
@@ -135,6 +145,6 @@ unsigned raise_past(SaState* const* sas, uint32_t slots, const std::vector<SyncR
 // peer unfenced (after a first round only). floors[slot] gets each outbound start. Returns the
 // SAs fenced where they are.
 unsigned take_over(SaState* const* sas, uint32_t slots, const PeerSas& peer, uint64_t margin,
-                   std::vector<TakeoverRecord>& records, std::vector<uint64_t>& floors);
+                   std::vector<TakeoverRecord>& records, SaFloors& floors);
 
 }  // namespace medix::dp::ha

@@ -237,7 +237,7 @@ void Sync::send_sas() {
     for (uint32_t slot = 1; slot < max_sas; slot++) {
       const SaState* sa = t.sas[slot];
       if (!sa) continue;
-      SyncRecord r = round_record(*sa, slot < floors_.size() ? floors_[slot] : 0);
+      SyncRecord r = round_record(*sa, floor_of(floors_, slot, *sa));
       records.push_back(r);
       if (!sa->inbound) values.push_back({uint16_t(slot), sa->spi, r.sa.value});
     }
@@ -376,8 +376,8 @@ void Sync::takeover() {
     if (!t.sas) return 0u;
     unsigned n = take_over(t.sas, max_sas, peer, margin, advances, floors_);
     for (uint32_t slot = 1; slot < floors_.size() && slot < max_sas; slot++)
-      if (floors_[slot] && t.sas[slot] && !t.sas[slot]->inbound)
-        starts.push_back({{t.sas[slot]->tunnel_id, t.sas[slot]->spi}, floors_[slot]});
+      if (floors_[slot].value && t.sas[slot] && !t.sas[slot]->inbound)
+        starts.push_back({{t.sas[slot]->tunnel_id, t.sas[slot]->spi}, floors_[slot].value});
     return n;
   });
   // Numbers on disk: the new starts written before the workers apply them, so that the SAs do

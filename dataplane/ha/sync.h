@@ -157,12 +157,12 @@ class Sync {
   PeerSas peer_;                    // standby: what the active's rounds said
   // The fence. Active: its recent rounds, the last ack not yet applied, whether a standby has
   // acked one since this node became active (before that no SA has a fence), each outbound
-  // SA's start at the takeover (by slot: its rounds never say less). Standby: the rounds it
+  // SA's start at the takeover (by slot and name: its rounds never say less). Standby: the rounds it
   // takes, and one it took whole that awaits its ack.
   SentRounds rounds_;
   uint64_t ack_pending_ = 0;
   bool fenced_ = false;
-  std::vector<uint64_t> floors_;
+  SaFloors floors_;
   RoundTracker tracker_;
   bool round_to_ack_ = false;
   std::vector<SyncRecord> past_;  // active: a standby's numbers past this node's (its withheld acks)

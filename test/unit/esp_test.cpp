@@ -564,7 +564,7 @@ TEST_CASE(
   CHECK(*ha::held_for(peer.values, b1) == 1800);
   CHECK(*ha::held_for(peer.values, b2) == 40);
   std::vector<ha::TakeoverRecord> advances;
-  std::vector<uint64_t> floors;
+  ha::SaFloors floors;
   CHECK(ha::take_over(standby.tables->sas, max_sas, peer, margin, advances, floors) == 0);
   REQUIRE(advances.size() == 4);
   for (auto& t : advances) REQUIRE(rte_ring_sp_enqueue_elem(sync.in, &t.record, sizeof t.record) == 0);
@@ -574,7 +574,7 @@ TEST_CASE(
   CHECK(b1.seq == 1800 + margin);
   CHECK(b2.seq == 40 + margin);
   // Its rounds say its start even before the worker applied it.
-  CHECK(ha::round_record(b1, floors[slot_of(standby, b1)]).sa.value == 1800 + margin);
+  CHECK(ha::round_record(b1, ha::floor_of(floors, slot_of(standby, b1), b1)).sa.value == 1800 + margin);
   auto q1 = send_into_tunnel(standby, 3, "10.0.0.5");
   auto q2 = send_into_tunnel(standby, 3, "10.0.2.5");
   REQUIRE(q1.size() == 3);
@@ -597,7 +597,7 @@ struct PairNode {
   std::unique_ptr<SaState> sa = std::make_unique<SaState>();
   SaState* sas[2] = {nullptr, sa.get()};
   ha::PeerSas peer;
-  std::vector<uint64_t> floors;
+  ha::SaFloors floors;
   std::vector<ha::TakeoverRecord> advances;
   PairNode() {
     sa->spi = 8193;
@@ -611,7 +611,7 @@ struct PairNode {
     }
   }
   // Its round (one record), as the other node takes it whole.
-  SyncRecord round() const { return ha::round_record(*sa, floors.empty() ? 0 : floors[1]); }
+  SyncRecord round() const { return ha::round_record(*sa, ha::floor_of(floors, 1, *sa)); }
   void take(const SyncRecord& r) {
     ha::RoundTracker t;
     REQUIRE(t.take(1, ha::flag_sa_first | ha::flag_sa_last, &r, 1));
@@ -723,4 +723,79 @@ TEST_CASE("HA fence: chained takeovers with no ack between them never reuse a se
     CHECK(a.sa->seq == 600 + margin + 300 + margin + 100);
     CHECK(distinct(used));
   }
+}
+
+TEST_CASE(
+    "HA fence: a takeover's start stays with its SA: a CHILD_SA made since in its slot rounds at its own number, "
+    "and a standby that sent on it past that withholds its ack") {
+  constexpr uint64_t margin = 1000;
+  const uint64_t t1 = sa_tunnel_id("t1");
+  std::vector<uint64_t> used;                 // every number sent under the new CHILD_SA's key, by either node
+  auto send = [&](SaState& sa, unsigned n) {  // as the worker sends: it stops at the fence
+    for (unsigned i = 0; i < n && sa.seq + 1 <= sa.fence; i++) {
+      used.push_back(++sa.seq);
+      sa.packets++;
+    }
+  };
+  auto record = [&](uint32_t spi, uint64_t value) {
+    SyncRecord r{};
+    r.kind = uint8_t(SyncKind::sa_outbound);
+    r.sa.spi = spi;
+    r.sa.tunnel = t1;
+    r.sa.value = value;
+    return r;
+  };
+  // A takes over an SA (SPI 100) that B's last round said was at 5000: its start, 5000 + margin,
+  // is what A's rounds say of it until its worker applies it.
+  auto old_a = std::make_unique<SaState>();
+  old_a->spi = 100;
+  old_a->tunnel_id = t1;
+  SaState* a_sas[2] = {nullptr, old_a.get()};
+  ha::PeerSas from_b;
+  from_b.take(record(100, 5000));
+  from_b.round(true);
+  std::vector<ha::TakeoverRecord> advances;
+  ha::SaFloors floors;
+  REQUIRE(ha::take_over(a_sas, 2, from_b, margin, advances, floors) == 0);
+  CHECK(ha::round_record(*old_a, ha::floor_of(floors, 1, *old_a)).sa.value == 5000 + margin);
+  old_a->seq = 5000 + margin;  // applied
+  // B, standby, acks A's rounds (A fenced). The gateway rekeys the CHILD_SA: SPI 200 takes the
+  // freed slot 1 on A (fenced from 0 at once, fence_new_sas) and B's medix-cp installs its copy,
+  // and the sync link is cut before a round of A's with it reaches B.
+  auto x_a = std::make_unique<SaState>(), x_b = std::make_unique<SaState>();
+  x_a->spi = x_b->spi = 200;
+  x_a->tunnel_id = x_b->tunnel_id = t1;
+  a_sas[1] = x_a.get();
+  CHECK(ha::fence_new_sas(a_sas, 2, margin) == 1);
+  SaState* b_sas[2] = {nullptr, x_b.get()};
+  ha::PeerSas from_a;
+  from_a.take(record(100, 5000 + margin));
+  from_a.round(true);  // A's last round B took: every SA fenced
+  // The split: B takes over the new SA at the margin (A fenced it at margin - 1) and sends on it;
+  // A, active too, sends on it up to its fence.
+  std::vector<ha::TakeoverRecord> b_advances;
+  ha::SaFloors b_floors;
+  REQUIRE(ha::take_over(b_sas, 2, from_a, margin, b_advances, b_floors) == 0);
+  for (auto& t : b_advances) x_b->seq = std::max(x_b->seq, t.record.sa.value);
+  CHECK(x_b->seq == margin);
+  send(*x_b, 10);
+  send(*x_a, 500);
+  // The heal: B standby again. A's round says the new SA's own number (500), not the start
+  // A's takeover gave the SA that had the slot before (6000, above B's 1010).
+  SyncRecord r = ha::round_record(*x_a, ha::floor_of(floors, 1, *x_a));
+  CHECK(r.sa.value == 500);
+  // B withholds its ack while it sent past the round's value, and tells its number; A goes on
+  // above it; then B acks and A's fence moves.
+  for (int i = 0; i < 3 && ha::sent_past(b_sas, 2, {{ha::name_of(r), r.sa.value}}); i++) {
+    std::vector<ha::TakeoverRecord> raised;
+    CHECK(ha::raise_past(a_sas, 2, ha::past_records(b_sas, 2, {{ha::name_of(r), r.sa.value}}), raised) == 1);
+    for (auto& t : raised) x_a->seq = std::max(x_a->seq, t.record.sa.value);
+    r = ha::round_record(*x_a, ha::floor_of(floors, 1, *x_a));
+  }
+  CHECK_FALSE(ha::sent_past(b_sas, 2, {{ha::name_of(r), r.sa.value}}));
+  CHECK(r.sa.value >= 1010);
+  ha::apply_fences(a_sas, 2, {{1, x_a->spi, r.sa.value}}, margin);
+  send(*x_a, 3000);
+  CHECK(x_a->seq == r.sa.value + margin - 1);
+  CHECK(distinct(used));  // with the old SA's start in the round, A went on from 500 into B's 1001-1010
 }

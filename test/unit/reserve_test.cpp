@@ -290,7 +290,7 @@ TEST_CASE("sequence numbers on disk: a standby fresh from a restart takes over a
   // B fresh from its start holds nothing of A: it takes over from what it wrote.
   ha::PeerSas nothing;  // a node that starts counts as having heard
   std::vector<ha::TakeoverRecord> advances;
-  std::vector<uint64_t> floors;
+  ha::SaFloors floors;
   auto take_over = [&](Harness& h) {
     SaState& sa = outbound(h);
     advances.clear();
@@ -340,7 +340,7 @@ TEST_CASE("HA fence: at a split brain's heal the active goes on above the number
   held.round(true);
   // The split: B takes over from 300 and sends 200, A goes on to its fence.
   std::vector<ha::TakeoverRecord> advances;
-  std::vector<uint64_t> floors;
+  ha::SaFloors floors;
   REQUIRE(ha::take_over(b_sas, 2, held, margin, advances, floors) == 0);
   for (auto& t : advances) sa_b.seq = std::max(sa_b.seq, t.record.sa.value);
   CHECK(sa_b.seq == 300 + margin);
