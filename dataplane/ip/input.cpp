@@ -228,6 +228,40 @@ void lookup_dir24_8(const Tables& t, rte_mbuf** pkts, const uint32_t* ips, uint8
   route(w, m, nh, out);
 }
 
+// The last `via` next hop's decision: what route() decides from it alone (not crossing, egress
+// interface, MTU, tunnel, gateway) holds for every packet after it with that next hop (most of a
+// burst), which then costs its TTL and length tests and the TTL's decrement. Hop 0 is no route,
+// never `via`: none yet. ip_lookup and ip_route_crossed keep one each.
+struct KeptVia {
+  uint32_t hop = 0, gateway = 0;
+  uint16_t iface = 0, mtu = 0;
+  bool tunnel = false;
+
+  void keep(const Tables& t, uint32_t h, const Nexthop& nh) {
+    if (nh.kind == NexthopKind::via) {
+      const InterfaceEntry& f = t.interfaces[nh.interface];
+      *this = {h, nh.gateway, nh.interface, f.mtu, f.tunnel};
+    }
+  }
+  // Sends m this way if its TTL and length allow (true), else leaves it to route() (false). The
+  // counts by reference: inlined, the caller's registers.
+  [[gnu::always_inline]] bool take(rte_mbuf* m, PacketMeta& pm, rte_mbuf** fwd, uint16_t& n_fwd, rte_mbuf** tunnels,
+                                   uint16_t& n_tunnels) const {
+    rte_ipv4_hdr* ip = ipv4(m);
+    if (ip->time_to_live > 1 && rte_be_to_cpu_16(ip->total_length) <= mtu) [[likely]] {
+      decrement_ttl(ip);
+      pm.iface_out = iface;
+      pm.neighbour = gateway ? gateway : rte_be_to_cpu_32(ip->dst_addr);
+      if (tunnel)
+        tunnels[n_tunnels++] = m;
+      else
+        fwd[n_fwd++] = m;
+      return true;
+    }
+    return false;
+  }
+};
+
 }  // namespace
 
 uint16_t ip_lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Routed& out) {
@@ -253,15 +287,7 @@ uint16_t ip_lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Routed& out) {
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
-  // The last `via` next hop seen: what route() decides from it alone (not crossing, egress
-  // interface, MTU, tunnel, gateway) holds for every packet after it with that next hop (most
-  // of a burst), which then costs its TTL and length tests and the TTL's decrement. Hop 0 is
-  // no route, never `via`: none yet.
-  struct {
-    uint32_t hop = 0, gateway = 0;
-    uint16_t iface = 0, mtu = 0;
-    bool tunnel = false;
-  } via;
+  KeptVia via;
   // The arrays' counts in registers while packets take that way (a count in memory is a chain
   // of stores and loads from one packet to the next).
   uint16_t n_fwd = out.n_fwd, n_tunnel = out.n_tunnel;
@@ -269,24 +295,10 @@ uint16_t ip_lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Routed& out) {
   for (uint16_t k = 0; k < n; k++) {
     rte_mbuf* m = pkts[k];
     PacketMeta& pm = meta(m);
-    if (hops[k] == via.hop && pm.tenant != core && !(pm.flags & meta_local) && !pm.session) {
-      rte_ipv4_hdr* ip = ipv4(m);
-      if (ip->time_to_live > 1 && rte_be_to_cpu_16(ip->total_length) <= via.mtu) [[likely]] {
-        decrement_ttl(ip);
-        pm.iface_out = via.iface;
-        pm.neighbour = via.gateway ? via.gateway : rte_be_to_cpu_32(ip->dst_addr);
-        if (via.tunnel)
-          out.tunnel[n_tunnel++] = m;
-        else
-          out.fwd[n_fwd++] = m;
-        continue;
-      }
-    }
-    const Nexthop& nh = t.nexthops[hops[k]];
-    if (nh.kind == NexthopKind::via) {
-      const InterfaceEntry& f = t.interfaces[nh.interface];
-      via = {hops[k], nh.gateway, nh.interface, f.mtu, f.tunnel};
-    }
+    if (hops[k] == via.hop && pm.tenant != core && !(pm.flags & meta_local) && !pm.session &&
+        via.take(m, pm, out.fwd, n_fwd, out.tunnel, n_tunnel))
+      continue;
+    via.keep(t, hops[k], t.nexthops[hops[k]]);
     out.n_fwd = n_fwd;
     out.n_tunnel = n_tunnel;
     route_looked_up(w, m, hops[k], out);
@@ -300,36 +312,17 @@ uint16_t ip_lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Routed& out) {
 
 void ip_route_crossed(Worker& w, rte_mbuf** pkts, uint16_t n, Routed& out) {
   const Tables& t = *w.tables;
-  // The last `via` next hop's decision, as ip_lookup keeps it: the packets after it with that
-  // next hop (a burst of established flows mostly shares one) cost their TTL and length tests.
-  struct {
-    uint32_t hop = 0, gateway = 0;  // hop 0 is no route, never `via`: none yet
-    uint16_t iface = 0, mtu = 0;
-    bool tunnel = false;
-  } via;
+  KeptVia via;  // as ip_lookup keeps it: established flows of a burst mostly share one
   for (uint16_t i = 0; i < n; i++) {
     rte_mbuf* m = pkts[i];
     PacketMeta& pm = meta(m);
     pm.origin = 0;
     uint16_t hop = pm.nexthop;
-    if (hop == via.hop && !pm.session && !(pm.flags & meta_local)) {
-      rte_ipv4_hdr* ip = ipv4(m);
-      if (ip->time_to_live > 1 && rte_be_to_cpu_16(ip->total_length) <= via.mtu) [[likely]] {
-        decrement_ttl(ip);
-        pm.iface_out = via.iface;
-        pm.neighbour = via.gateway ? via.gateway : rte_be_to_cpu_32(ip->dst_addr);
-        if (via.tunnel)
-          out.tunnel[out.n_tunnel++] = m;
-        else
-          out.fwd[out.n_fwd++] = m;
-        continue;
-      }
-    }
+    if (hop == via.hop && !pm.session && !(pm.flags & meta_local) &&
+        via.take(m, pm, out.fwd, out.n_fwd, out.tunnel, out.n_tunnel))
+      continue;
     const Nexthop& nh = t.nexthops[hop];
-    if (nh.kind == NexthopKind::via) {
-      const InterfaceEntry& f = t.interfaces[nh.interface];
-      via = {hop, nh.gateway, nh.interface, f.mtu, f.tunnel};
-    }
+    via.keep(t, hop, nh);
     if (pm.session)
       route_crossed(w, m, nh, hop, true, out);
     else
