@@ -551,6 +551,29 @@ check_that "heal: the gateway's IKE_SA is the same one ($ike_before), its only o
 a_mark=$(wc -l <"$MX_TMP/cp-a.log")
 check "heal: A (paired) sends DPD and the gateway answers" mx_wait_eval 8 'dpd_answered a $a_mark'
 check_that "heal: nobody holds the lease" '[ -z "$(speaker)" ]'
+# held_then_run LABEL COUNT NOTE: the end of held_rekeys and held_lifetimes. A's held CHILD_SA
+# rekey (COUNT of them, a regex) and IKE_SA rekey reached the gateway in nothing; A given etcd
+# back obtains the lease and runs both: a new CHILD_SA at the gateway that ESP crosses both ways,
+# the one IKE_SA rekeyed. Reads the caller's a_mark, gw_mark, c_pre, ike_pre, a_old; sets t_run.
+held_then_run() {
+  local label=$1 count=$2 note=$3
+  check_that "$label: the gateway got no rekey (its SAs unchanged, no CREATE_CHILD_SA from A)" \
+    '[ "$(gw_children | cut -d" " -f1,2 | sort)" = "$c_pre" ] && [ "$(ike_sa)" = "$ike_pre" ] &&
+     ! tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "parsed CREATE_CHILD_SA request"'
+  neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" heal || fail "could not give A etcd back"
+  check "$label: A obtains the lease and runs the held CHILD_SA rekey" \
+    mx_wait_eval 8 'cp_since a $a_mark | grep -qE "IKE requests let go \(the witness.s lease\): $count held CHILD_SA expiries run"'
+  t_run=$(date +%s.%N)
+  check "$label: A rekeyed its CHILD_SA ($a_old) with the gateway (A's new one at the gateway)" \
+    mx_wait_eval 8 'n=$(node_child a $a_mark); [ -n "$n" ] && [ "$n" != "$a_old" ] && gw_child $n >/dev/null'
+  check "$label: A rekeyed the IKE_SA with the gateway: its one IKE_SA, new SPIs, one IKE_SA_INIT in all" \
+    mx_wait_eval 8 'cp_since a $a_mark | grep -q "IKE_SA carrier-y\[[0-9]*\] rekeyed between" && i=$(ike_sa) && [ -n "$i" ] &&
+      [ "$(cut -d" " -f2,3 <<<"$i")" != "$(cut -d" " -f2,3 <<<"$ike_pre")" ] && [ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ]'
+  check_that "$label: the gateway ignored none of A's requests" '! tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "expected [0-9]*, ignored"'
+  check "$label: hosp-y reaches the archive, ESP both ways on A's new CHILD_SA$note" \
+    mx_wait_eval 5 'ping_archive && both_ways $(node_child a $a_mark)'
+}
+
 # --- the fence's CHILD_SA rekey and an IKE_SA rekey held, then run with the lease ----------------------
 # A (active, paired after the heal) cut from etcd and from the medix-cp link: no standby peer, no
 # lease, its requests held. medix-dp B stopped (SIGSTOP: no acks) and pings from hosp-y, whose
@@ -579,22 +602,8 @@ held_rekeys() {
   check "held: A's IKE_SA rekey (charon's job) is held" mx_wait_eval 5 'cp_since a $a_mark | grep -q "IKE_SA rekey/delete held"'
   check "held: medixctl ha on A: not the holder, both held now" \
     witness "$A_PREFIX" 'w["wanted"] and not w["holder"] and int(w["held_exchanges"]) >= 2'
-  check_that "held: the gateway got no rekey (its SAs unchanged, no CREATE_CHILD_SA from A)" \
-    '[ "$(gw_children | cut -d" " -f1,2 | sort)" = "$c_pre" ] && [ "$(ike_sa)" = "$ike_pre" ] &&
-     ! tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "parsed CREATE_CHILD_SA request"'
   t_held=$(date +%s.%N)
-  neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" heal || fail "could not give A etcd back"
-  check "held: A obtains the lease and runs the held CHILD_SA rekey" \
-    mx_wait_eval 8 'cp_since a $a_mark | grep -q "IKE requests let go (the witness.s lease): 1 held CHILD_SA expiries run"'
-  t_run=$(date +%s.%N)
-  check "held: A rekeyed its CHILD_SA ($a_old) with the gateway (A's new one at the gateway)" \
-    mx_wait_eval 8 'n=$(node_child a $a_mark); [ -n "$n" ] && [ "$n" != "$a_old" ] && gw_child $n >/dev/null'
-  check "held: A rekeyed the IKE_SA with the gateway: its one IKE_SA, new SPIs, one IKE_SA_INIT in all" \
-    mx_wait_eval 8 'cp_since a $a_mark | grep -q "IKE_SA carrier-y\[[0-9]*\] rekeyed between" && i=$(ike_sa) && [ -n "$i" ] &&
-      [ "$(cut -d" " -f2,3 <<<"$i")" != "$(cut -d" " -f2,3 <<<"$ike_pre")" ] && [ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ]'
-  check_that "held: the gateway ignored none of A's requests" '! tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "expected [0-9]*, ignored"'
-  check "held: hosp-y reaches the archive, ESP both ways on A's new CHILD_SA (B still stopped)" \
-    mx_wait_eval 5 'ping_archive && both_ways $(node_child a $a_mark)'
+  held_then_run held 1 " (B still stopped)"
   echo "    held: the whole case $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s; run $(awk -v a="$t_held" -v b="$t_run" 'BEGIN { printf "%.1f", b - a }') s after etcd was back; CHILD_SA $a_old -> $(node_child a $a_mark); IKE_SA $ike_pre -> $(ike_sa)"
   kill -CONT "$B_PID"
   cp_link heal || fail "could not give the medix-cp link back"
@@ -643,21 +652,7 @@ held_lifetimes() {
   out=$(mx_ctl "$A_PREFIX" intent apply "$MX_TMP/intent-a-lifetimes-before.json" 2>&1)
   check_that "lifetimes: put back in place ($out): the same IKE_SA" \
     '[ $(cp_since a $a_mark | grep -c "lifetimes changed in place: 1 IKE_SA(s) kept") = 2 ] && [ "$(ike_sa)" = "$ike_pre" ]'
-  check_that "lifetimes: the gateway got no rekey (its SAs unchanged, no CREATE_CHILD_SA from A)" \
-    '[ "$(gw_children | cut -d" " -f1,2 | sort)" = "$c_pre" ] && [ "$(ike_sa)" = "$ike_pre" ] &&
-     ! tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "parsed CREATE_CHILD_SA request"'
-  neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" heal || fail "could not give A etcd back"
-  check "lifetimes: A obtains the lease and runs the held CHILD_SA rekey" \
-    mx_wait_eval 8 'cp_since a $a_mark | grep -qE "IKE requests let go \(the witness.s lease\): [1-9] held CHILD_SA expiries run"'
-  t_run=$(date +%s.%N)
-  check "lifetimes: A rekeyed its CHILD_SA ($a_old) with the gateway (A's new one at the gateway)" \
-    mx_wait_eval 8 'n=$(node_child a $a_mark); [ -n "$n" ] && [ "$n" != "$a_old" ] && gw_child $n >/dev/null'
-  check "lifetimes: A rekeyed the IKE_SA with the gateway: its one IKE_SA, new SPIs, one IKE_SA_INIT in all" \
-    mx_wait_eval 8 'cp_since a $a_mark | grep -q "IKE_SA carrier-y\[[0-9]*\] rekeyed between" && i=$(ike_sa) && [ -n "$i" ] &&
-      [ "$(cut -d" " -f2,3 <<<"$i")" != "$(cut -d" " -f2,3 <<<"$ike_pre")" ] && [ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ]'
-  check_that "lifetimes: the gateway ignored none of A's requests" '! tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "expected [0-9]*, ignored"'
-  check "lifetimes: hosp-y reaches the archive, ESP both ways on A's new CHILD_SA" \
-    mx_wait_eval 5 'ping_archive && both_ways $(node_child a $a_mark)'
+  held_then_run lifetimes "[1-9]" ""
   echo "    lifetimes: $(cp_since a "$a_mark" | grep -o 'lifetimes changed in place, rekeying in [0-9]*s' | head -1);" \
     "both held $(awk -v a="$t_apply" -v b="$t_held" 'BEGIN { printf "%.1f", b - a }') s after the apply; run" \
     "$(awk -v a="$t_held" -v b="$t_run" 'BEGIN { printf "%.1f", b - a }') s later, with the lease; CHILD_SA $a_old -> $(node_child a "$a_mark"); IKE_SA $ike_pre -> $(ike_sa)"
