@@ -264,7 +264,28 @@ struct KeptVia {
 
 }  // namespace
 
-uint16_t ip_lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Routed& out) {
+namespace {
+
+// Routes packet m of next hop `hop`: the kept way when it holds (ip_lookup's counts of it in the
+// caller's registers), else route_looked_up, whose `via` hop is kept for the next.
+[[gnu::always_inline]] inline void route_hop(Worker& w, rte_mbuf* m, uint32_t hop, KeptVia& via, Routed& out,
+                                             uint16_t& n_fwd, uint16_t& n_tunnel) {
+  const Tables& t = *w.tables;
+  PacketMeta& pm = meta(m);
+  if (hop == via.hop && pm.tenant != t.core && !(pm.flags & meta_local) && !pm.session &&
+      via.take(m, pm, out.fwd, n_fwd, out.tunnel, n_tunnel))
+    return;
+  via.keep(t, hop, t.nexthops[hop]);
+  out.n_fwd = n_fwd;
+  out.n_tunnel = n_tunnel;
+  route_looked_up(w, m, hop, out);
+  n_fwd = out.n_fwd;
+  n_tunnel = out.n_tunnel;
+}
+
+// A burst with DIR24_8 tenants in it, or traced: the addresses, one bulk lookup for the compact
+// tenants, one per DIR24_8 tenant present, then the routing.
+void lookup_mixed(Worker& w, rte_mbuf** pkts, uint16_t n, Routed& out) {
   const Tables& t = *w.tables;
   uint32_t ips[burst_size], roots[burst_size], hops[burst_size];
   uint8_t dir24_8[burst_size];
@@ -288,25 +309,38 @@ uint16_t ip_lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Routed& out) {
 #pragma GCC diagnostic pop
 #endif
   KeptVia via;
-  // The arrays' counts in registers while packets take that way (a count in memory is a chain
-  // of stores and loads from one packet to the next).
   uint16_t n_fwd = out.n_fwd, n_tunnel = out.n_tunnel;
-  const uint16_t core = t.core;
-  for (uint16_t k = 0; k < n; k++) {
-    rte_mbuf* m = pkts[k];
-    PacketMeta& pm = meta(m);
-    if (hops[k] == via.hop && pm.tenant != core && !(pm.flags & meta_local) && !pm.session &&
-        via.take(m, pm, out.fwd, n_fwd, out.tunnel, n_tunnel))
-      continue;
-    via.keep(t, hops[k], t.nexthops[hops[k]]);
-    out.n_fwd = n_fwd;
-    out.n_tunnel = n_tunnel;
-    route_looked_up(w, m, hops[k], out);
-    n_fwd = out.n_fwd;
-    n_tunnel = out.n_tunnel;
-  }
+  for (uint16_t k = 0; k < n; k++) route_hop(w, pkts[k], hops[k], via, out, n_fwd, n_tunnel);
   out.n_fwd = n_fwd;
   out.n_tunnel = n_tunnel;
+}
+
+}  // namespace
+
+// One walk of the burst while its packets are in compact tenants (nearly always all of them):
+// each packet's trie walk and its routing at once. From the first packet of a DIR24_8 tenant
+// on, the rest goes through lookup_mixed, so the packets keep their order.
+uint16_t ip_lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Routed& out) {
+  const Tables& t = *w.tables;
+  uint16_t k = 0;
+  if (!w.trace) [[likely]] {
+    KeptVia via;
+    // The arrays' counts in registers while packets take that way (a count in memory is a chain
+    // of stores and loads from one packet to the next).
+    uint16_t n_fwd = out.n_fwd, n_tunnel = out.n_tunnel;
+    const size_t tenants = t.fib_roots.size();
+    for (; k < n; k++) {
+      rte_mbuf* m = pkts[k];
+      uint16_t tenant = meta(m).tenant;
+      uint32_t root = tenant < tenants ? t.fib_roots[tenant] : 0;
+      if (!root) [[unlikely]]
+        break;
+      route_hop(w, m, Lpm::lookup(t.plies, root, rte_be_to_cpu_32(ipv4(m)->dst_addr)), via, out, n_fwd, n_tunnel);
+    }
+    out.n_fwd = n_fwd;
+    out.n_tunnel = n_tunnel;
+  }
+  if (k < n) lookup_mixed(w, pkts + k, uint16_t(n - k), out);
   return 0;
 }
 

@@ -25,8 +25,8 @@ struct Routed {
   rte_mbuf* learn[burst_size];
   uint16_t n_fwd = 0, n_tunnel = 0, n_local = 0, n_cross = 0, n_leaked = 0, n_learn = 0;
 };
-// Looks up every packet in its own tenant (one bulk lookup for all compact tenants, one per
-// DIR24_8 tenant present) and routes it; at most burst_size packets. Returns how many are
+// Looks up every packet in its own tenant and routes it (a compact tenant's packet in one walk of
+// the burst, a DIR24_8 tenant's in one bulk lookup per such tenant); at most burst_size packets. Returns how many are
 // left in `pkts`: none (the pipeline's loop for stages that take one tenant a call).
 uint16_t ip_lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Routed& out);
 // Packets that crossed the core in this burst go on by the core route found for them before

@@ -480,10 +480,9 @@ void lookup_two_tenants(const std::string& config) {
 
   REQUIRE(out.fwd.size() == 4);
   REQUIRE(out.local.size() == 2);
-  CHECK(has(out.fwd, expected[0]));
-  CHECK(has(out.fwd, expected[1]));
-  CHECK(has(out.fwd, expected[4]));
-  CHECK(has(out.fwd, expected[9]));
+  // In burst order (ip_lookup walks the compact tenants' packets up to the first DIR24_8 one, and
+  // the rest after), the leaked one a round later.
+  CHECK(out.fwd == std::vector<rte_mbuf*>{expected[0], expected[1], expected[9], expected[4]});
   CHECK(has(out.local, expected[2]));
   CHECK(has(out.local, expected[3]));
   CHECK(h.drops(Drop::no_route) == 1);
