@@ -381,10 +381,6 @@ Link::Send Link::check_send(const IkeMids& mids, const std::vector<uint32_t>& ch
                   request ? "request" : "response", static_cast<unsigned long long>(waited_us / 1000),
                   peer_is(0) ? "still heard standby" : "not heard standby");
         }
-        if (request) {  // without a witness, its retransmits wait for a standby peer (below)
-          if (unsent_.size() >= 4096) unsent_.clear();
-          unsent_[{mids.spi_i, mids.spi_r}] = mids.initiating;
-        }
         lock.unlock();
         ack_cv_.notify_all();
         return Send::unconfirmed;
@@ -394,16 +390,7 @@ Link::Send Link::check_send(const IkeMids& mids, const std::vector<uint32_t>& ch
       if (waited_us > stats_.confirm_wait_max_us.load()) stats_.confirm_wait_max_us = waited_us;
     }
   }
-  if (!witness_) {
-    // A request not sent for want of the ack is not retransmitted without a standby peer: its answer
-    // could reach the other node, which never had its message ID (with a witness, only by the lease).
-    std::lock_guard lock(ack_mutex_);
-    auto it = unsent_.find({mids.spi_i, mids.spi_r});
-    if (it == unsent_.end() || !request) return Send::ok;
-    if (it->second == mids.initiating && !peer_is(0)) return Send::unconfirmed;
-    unsent_.erase(it);
-    return Send::ok;
-  }
+  if (!witness_) return Send::ok;
   // charon gives up on a request after its retransmits (about 165 s at its defaults).
   constexpr int64_t retransmit_window_ns = 300'000'000'000;
   int64_t now = steady_ns();

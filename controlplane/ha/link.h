@@ -205,8 +205,6 @@ class Link {
   uint64_t lost_max_ = 0;                // under ack_mutex_
   std::atomic<bool> acks_seen_{false};
   int64_t unconfirmed_said_ns_ = 0;  // under ack_mutex_: the last log line of it
-  // Under ack_mutex_: requests not sent unconfirmed, by IKE_SA (their initiating ID after them).
-  std::map<std::pair<uint64_t, uint64_t>, uint32_t> unsent_;
   // Every pending datagram lost (the watcher, once the peer is not heard standby); under ack_mutex_.
   void lose_unacked();
   void relay_plugin(std::vector<uint8_t>& buf, const sockaddr_in& plugin);
