@@ -10,9 +10,10 @@
  *    A held delete of an IKE_SA whose rekey was held too runs after that rekey, and then only if
  *    the IKE_SA is still there (the rekey failed), as charon would have rekeyed it in time.
  * And every IKE message charon sends (but IKE_SA_INIT) is shown to medix-cp first, with the
- * message IDs it leaves its IKE_SA at (cp_charon_send_check): during a split the lease's holder
- * records them with the witness before they go, so that a node obtaining the lease after it
- * speaks with the message IDs the gateway expects. The sender also notes, per IKE_SA, the message
+ * message IDs it leaves its IKE_SA at (cp_charon_send_check): it waits there until the pair's
+ * standby acknowledged the ha plugin's sync before it (not sent if it never does), and during a
+ * split the lease's holder records them with the witness before they go, so that a node obtaining
+ * the lease after it speaks with the message IDs the gateway expects. The sender also notes, per IKE_SA, the message
  * ID of the last request of which a packet left (medix_hold_request_left): an exchange in flight
  * none of whose packets left may be started again under a raised message ID
  * (cp_charon_raise_mids), one that left may not; one whose responding ID alone is raised is sent
