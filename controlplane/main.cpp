@@ -406,11 +406,13 @@ int main(int argc, char** argv) {
       fprintf(stderr, "medix-cp: %s\n", e.c_str());
       return 2;
     }
-    if (witness_config.configured()) {
+    {  // the standby's acknowledgement before each IKE message, and with a witness its records
       static medix::cp::ha::Link* checked = &ha_link;  // outlives charon (stopped before the link)
-      cp_charon_send_check([](const cp_ike_mids* m, const uint32_t* children, int n_children, bool request) {
-        return checked->check_send({m->spi_i, m->spi_r, m->initiating, m->responding},
-                                   std::vector<uint32_t>(children, children + n_children), request);
+      cp_charon_send_check([](const cp_ike_mids* m, const uint32_t* children, int n_children, bool request) -> int {
+        using Send = medix::cp::ha::Link::Send;
+        Send s = checked->check_send({m->spi_i, m->spi_r, m->initiating, m->responding},
+                                     std::vector<uint32_t>(children, children + n_children), request);
+        return s == Send::ok ? CP_SEND_OK : s == Send::unrecorded ? CP_SEND_UNRECORDED : CP_SEND_UNCONFIRMED;
       });
     }
     ha_settings = medix::cp::ha::Link::plugin_settings();

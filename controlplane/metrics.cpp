@@ -184,6 +184,18 @@ std::string render_metrics(ControlService& service, DataplaneClient& dataplane, 
         .sample({{"direction", "withheld"}}, st.withheld.load())
         .sample({{"direction", "unpaired"}}, st.unpaired.load())
         .sample({{"direction", "ignored"}}, st.peer_ignored.load());
+    Family(out, "medix_cp_ha_ike_confirm_total", "counter",
+           "IKE messages of ours that waited for the standby to acknowledge the sync they depend on (docs/ha.md, "
+           "\"IKE state\" item 6): confirmed (sent), unconfirmed (not sent); the standby's acks received.")
+        .sample({{"event", "confirmed"}}, st.confirmed.load())
+        .sample({{"event", "unconfirmed"}}, st.unconfirmed.load())
+        .sample({{"event", "ack"}}, st.acks.load());
+    Family(out, "medix_cp_ha_ike_confirm_wait_microseconds_total", "counter",
+           "The confirmed IKE messages' waits for the standby's acknowledgement, summed.")
+        .sample({}, st.confirm_wait_us.load());
+    Family(out, "medix_cp_ha_ike_confirm_wait_max_microseconds", "gauge",
+           "The longest wait of a confirmed IKE message for the standby's acknowledgement.")
+        .sample({}, st.confirm_wait_max_us.load());
     Family(out, "medix_cp_ha_rejoins_total", "counter",
            "Resyncs this node asked of its active peer after a split brain or an active's withheld datagrams "
            "(docs/ha.md, \"IKE in a split brain\"); IKE_SAs whose message IDs were raised to the other node's.")

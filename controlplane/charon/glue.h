@@ -72,10 +72,11 @@ struct cp_ike_mids {
  * message IDs the IKE_SA is at once the peer has it (a request: initiating = its ID + 1; a
  * response: responding = its ID + 1; the other as the IKE_SA has it; `busy` unused) and the
  * inbound SPIs (host order) of its ESP CHILD_SAs (all of them, oldest first, as charon keeps them);
- * false: the message is dropped (a request is retransmitted by charon, and checked again). Any
- * thread; NULL: none (all sent). */
-void cp_charon_send_check(bool (*check)(const struct cp_ike_mids* mids, const uint32_t* children, int n_children,
-                                        bool request));
+ * not CP_SEND_OK: the message is dropped (a request is retransmitted by charon, a response asked
+ * again by the peer's retransmit, and checked again). Any thread; NULL: none (all sent). */
+enum { CP_SEND_OK = 0, CP_SEND_UNRECORDED = 1, CP_SEND_UNCONFIRMED = 2 };
+void cp_charon_send_check(int (*check)(const struct cp_ike_mids* mids, const uint32_t* children, int n_children,
+                                       bool request));
 /* Fills up to `max` IKE_SAs' message IDs; returns how many. */
 int cp_charon_ike_mids(struct cp_ike_mids* out, int max);
 /* Raises each listed IKE_SA's message IDs to at least the given ones (never lowers them).

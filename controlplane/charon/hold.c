@@ -10,9 +10,10 @@
  *    A held delete of an IKE_SA whose rekey was held too runs after that rekey, and then only if
  *    the IKE_SA is still there (the rekey failed), as charon would have rekeyed it in time.
  * And every IKE message charon sends (but IKE_SA_INIT) is shown to medix-cp first, with the
- * message IDs it leaves its IKE_SA at (cp_charon_send_check): during a split the lease's holder
- * records them with the witness before they go, so that a node obtaining the lease after it
- * speaks with the message IDs the gateway expects. The sender also notes, per IKE_SA, the message
+ * message IDs it leaves its IKE_SA at (cp_charon_send_check): it waits there until the pair's
+ * standby acknowledged the ha plugin's sync before it (not sent if it never does), and during a
+ * split the lease's holder records them with the witness before they go, so that a node obtaining
+ * the lease after it speaks with the message IDs the gateway expects. The sender also notes, per IKE_SA, the message
  * ID of the last request of which a packet left (medix_hold_request_left): an exchange in flight
  * none of whose packets left may be started again under a raised message ID
  * (cp_charon_raise_mids), one that left may not; one whose responding ID alone is raised is sent
@@ -67,7 +68,7 @@ static listener_t forget;
 static void (*queue_job)(processor_t* this, job_t* job);
 static void (*sender_send)(sender_t* this, packet_t* packet);
 /* read and set with __atomic */
-static bool (*send_check)(const struct cp_ike_mids* mids, const uint32_t* children, int n_children, bool request);
+static int (*send_check)(const struct cp_ike_mids* mids, const uint32_t* children, int n_children, bool request);
 /* The execute methods of the jobs that are held: learnt from one of each made at start. */
 enum { KIND_REKEY, KIND_DELETE, KIND_ROAM };
 static job_requeue_t (*held_kinds[3])(job_t*);
@@ -182,7 +183,7 @@ static void queue_job_held(processor_t* processor, job_t* job) {
 
 /* Before the sender adds the non-ESP marker: the packet is the IKE message, its header in clear. */
 static void send_checked(sender_t* sender, packet_t* packet) {
-  bool (*check)(const struct cp_ike_mids*, const uint32_t*, int, bool) = __atomic_load_n(&send_check, __ATOMIC_ACQUIRE);
+  int (*check)(const struct cp_ike_mids*, const uint32_t*, int, bool) = __atomic_load_n(&send_check, __ATOMIC_ACQUIRE);
   ike_sa_t* ike_sa = charon->bus->get_sa(charon->bus); /* the sending thread's */
   chunk_t data = packet->get_data(packet);
   if (ike_sa && ike_sa->get_version(ike_sa) == IKEV2 && data.len >= 28 && data.ptr[17] == 0x20 &&
@@ -207,11 +208,13 @@ static void send_checked(sender_t* sender, packet_t* packet) {
       while (n_children < max_children && e->enumerate(e, &child))
         if (child->get_protocol(child) == PROTO_ESP) children[n_children++] = ntohl(child->get_spi(child, TRUE));
       e->destroy(e);
-      bool sent = check(&m, children, n_children, request);
+      int sent = check(&m, children, n_children, request);
       free(children);
-      if (!sent) {
-        DBG1(DBG_IKE, "medix: IKE request %u of IKE_SA %s[%u] not sent: its message ID not recorded with the witness",
-             mid, ike_sa->get_name(ike_sa), ike_sa->get_unique_id(ike_sa));
+      if (sent != CP_SEND_OK) {
+        DBG1(DBG_IKE, "medix: IKE %s %u of IKE_SA %s[%u] not sent: %s", request ? "request" : "response", mid,
+             ike_sa->get_name(ike_sa), ike_sa->get_unique_id(ike_sa),
+             sent == CP_SEND_UNRECORDED ? "its message ID not recorded with the witness"
+                                        : "the pair's standby did not acknowledge its sync");
         packet->destroy(packet);
         return;
       }
@@ -340,8 +343,8 @@ bool medix_hold_defer(void (*run)(void*), void* arg) {
   return wait;
 }
 
-void cp_charon_send_check(bool (*check)(const struct cp_ike_mids* mids, const uint32_t* children, int n_children,
-                                        bool request)) {
+void cp_charon_send_check(int (*check)(const struct cp_ike_mids* mids, const uint32_t* children, int n_children,
+                                       bool request)) {
   __atomic_store_n(&send_check, check, __ATOMIC_RELEASE);
 }
 

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -113,15 +114,85 @@ void Link::stop() {
   if (outer_ >= 0) close(outer_);
 }
 
-bool Link::send_sealed(const uint8_t* payload, size_t len) {
+uint64_t Link::send_sealed(const uint8_t* payload, size_t len) {
   std::vector<uint8_t> sealed;
   std::lock_guard lock(send_mutex_);
   seal(send_key_, ++counter_, payload, len, sealed);
-  return send(outer_, sealed.data(), sealed.size(), 0) == ssize_t(sealed.size());
+  return send(outer_, sealed.data(), sealed.size(), 0) == ssize_t(sealed.size()) ? counter_ : 0;
 }
 
 bool Link::peer_is(int role) const {
   return peer_role_.load() == role && steady_ns() - peer_heard_ns_.load() < heard_for_ns;
+}
+
+// One datagram of the plugin's: sealed to the peer, or withheld. `relaying_` from before it is
+// read until it is sent (and waits for its ack) or not: check_send waits for the relay to take all
+// the plugin wrote before charon's message.
+void Link::relay_plugin(std::vector<uint8_t>& buf, const sockaddr_in& plugin) {
+  {
+    std::lock_guard lock(ack_mutex_);
+    relaying_ = true;
+  }
+  struct Done {
+    Link* link;
+    ~Done() {
+      {
+        std::lock_guard lock(link->ack_mutex_);
+        link->relaying_ = false;
+      }
+      link->ack_cv_.notify_all();
+    }
+  } done{this};
+  sockaddr_in from;
+  socklen_t from_len = sizeof from;
+  ssize_t n = recvfrom(inner_, buf.data(), max_payload + 1, 0, reinterpret_cast<sockaddr*>(&from), &from_len);
+  if (n > 0 && size_t(n) <= max_payload && from.sin_port == htons(plugin_port) &&
+      from.sin_addr.s_addr == plugin.sin_addr.s_addr) {
+    // A node without its datapath is out of the pair: what its charon does now (a DPD that
+    // cannot leave, a message ID it uses) must not reach the peer, which serves the IKE_SAs.
+    // Asked for each datagram (they are few; an answer is trusted for 20 ms), not left to the
+    // role watcher: a DPD due 0.1 s after medix-dp died came before the watcher noticed.
+    int role = datapath_role();
+    if (role < 0) {
+      stats_.withheld++;
+      if (!datapath_gone_.load())  // after the watcher's line, each is only counted
+        fprintf(stderr, "medix-cp: ha link: medix-dp does not answer: a datagram of the plugin withheld\n");
+      return;
+    }
+    bool resync = n >= 2 && buf[0] == ha_message_version && buf[1] == ha_resync;
+    if (resync) {
+      joined_ = true;
+      plugin_resync_ns_ = steady_ns();
+      std::lock_guard lock(send_mutex_);
+      resync_request_.assign(buf.begin(), buf.begin() + n);
+    }
+    if (repairing_.load()) {  // rejoin() asks for the resync itself, once the copies are gone
+      stats_.unpaired++;
+      return;
+    }
+    // Active while the peer is not heard standby (a split brain, the peer gone, or the overlap
+    // of a takeover): what the plugin says now (message IDs, CHILD_SAs) would be applied to
+    // IKE_SAs the peer may be serving too. Withheld; the node is dirty: if it becomes standby
+    // it asks for a resync (rejoin), and a peer that rejoins makes it clean.
+    if (role == 1 && !peer_is(0)) {
+      if (stats_.unpaired++ == 0 || !dirty_.load())
+        fprintf(stderr,
+                "medix-cp: ha link: active while the peer is not heard standby: the plugin's datagrams "
+                "withheld\n");
+      dirty_ = true;
+      return;
+    }
+    if (uint64_t c = send_sealed(buf.data(), size_t(n))) {
+      stats_.sent++;
+      if (role == 1) {
+        active_sent_ns_ = steady_ns();
+        std::lock_guard lock(ack_mutex_);
+        unacked_.emplace(c, steady_ns());  // our IKE messages after it wait for its ack
+      }
+    } else if (role == 1) {
+      dirty_ = true;
+    }
+  }
 }
 
 void Link::relay() {
@@ -137,55 +208,8 @@ void Link::relay() {
       send_own(encode_heartbeat(datapath_gone_.load() ? -1 : my_role_.load()));
     }
     if (poll(fds, 2, 20) <= 0) continue;
-    if (fds[0].revents & POLLIN) {  // the plugin's: sealed to the peer
-      sockaddr_in from;
-      socklen_t from_len = sizeof from;
-      ssize_t n = recvfrom(inner_, buf.data(), max_payload + 1, 0, reinterpret_cast<sockaddr*>(&from), &from_len);
-      if (n > 0 && size_t(n) <= max_payload && from.sin_port == htons(plugin_port) &&
-          from.sin_addr.s_addr == plugin.sin_addr.s_addr) {
-        // A node without its datapath is out of the pair: what its charon does now (a DPD that
-        // cannot leave, a message ID it uses) must not reach the peer, which serves the IKE_SAs.
-        // Asked for each datagram (they are few; an answer is trusted for 20 ms), not left to the
-        // role watcher: a DPD due 0.1 s after medix-dp died came before the watcher noticed.
-        int role = datapath_role();
-        if (role < 0) {
-          stats_.withheld++;
-          if (!datapath_gone_.load())  // after the watcher's line, each is only counted
-            fprintf(stderr, "medix-cp: ha link: medix-dp does not answer: a datagram of the plugin withheld\n");
-          continue;
-        }
-        bool resync = n >= 2 && buf[0] == ha_message_version && buf[1] == ha_resync;
-        if (resync) {
-          joined_ = true;
-          plugin_resync_ns_ = steady_ns();
-          std::lock_guard lock(send_mutex_);
-          resync_request_.assign(buf.begin(), buf.begin() + n);
-        }
-        if (repairing_.load()) {  // rejoin() asks for the resync itself, once the copies are gone
-          stats_.unpaired++;
-          continue;
-        }
-        // Active while the peer is not heard standby (a split brain, the peer gone, or the overlap
-        // of a takeover): what the plugin says now (message IDs, CHILD_SAs) would be applied to
-        // IKE_SAs the peer may be serving too. Withheld; the node is dirty: if it becomes standby
-        // it asks for a resync (rejoin), and a peer that rejoins makes it clean.
-        if (role == 1 && !peer_is(0)) {
-          if (stats_.unpaired++ == 0 || !dirty_.load())
-            fprintf(stderr,
-                    "medix-cp: ha link: active while the peer is not heard standby: the plugin's datagrams "
-                    "withheld\n");
-          dirty_ = true;
-          continue;
-        }
-        if (send_sealed(buf.data(), size_t(n))) {
-          stats_.sent++;
-          if (role == 1) active_sent_ns_ = steady_ns();
-        } else if (role == 1) {
-          dirty_ = true;
-        }
-      }
-    }
-    if (fds[1].revents & POLLIN) {  // the peer's: opened, then to the plugin
+    if (fds[0].revents & POLLIN) relay_plugin(buf, plugin);  // the plugin's: sealed to the peer
+    if (fds[1].revents & POLLIN) {                           // the peer's: opened, then to the plugin
       ssize_t n = recv(outer_, buf.data(), buf.size(), 0);
       if (n <= 0) continue;
       Reject r = open(recv_key_, buf.data(), size_t(n), last_counter_, payload);
@@ -207,6 +231,14 @@ void Link::relay() {
           peer_heard_ns_ = steady_ns();
         } else if (payload[1] == uint8_t(Own::rejoin)) {
           rejoin_asked_ = true;
+        } else if (uint64_t acked; decode_ack(payload, acked)) {
+          stats_.acks++;
+          acks_seen_ = true;
+          {
+            std::lock_guard lock(ack_mutex_);
+            unacked_.erase(acked);
+          }
+          ack_cv_.notify_all();
         } else if (std::vector<IkeMids> mids; decode_mids(payload, mids)) {
           // The loser of a split: its message IDs may be ahead of ours (the gateway's requests
           // reached it); taking the higher keeps both sides of each IKE_SA in step. Now, before
@@ -226,11 +258,15 @@ void Link::relay() {
         continue;
       }
       stats_.received++;
+      // Acknowledged once taken (passed on, or left to the resync, which carries it too), not when
+      // ignored: the active peer's IKE messages wait for it (docs/ha.md, item 6).
+      const uint64_t taken = last_counter_;
       // The peer's segment messages are not for the plugin: each node's segment follows its own
       // medix-dp's role, never the other node's word (a node going standby would otherwise make
       // the other active, and one taking over would make the other passive whatever its role).
       if (payload[1] == ha_segment_drop || payload[1] == ha_segment_take || payload[1] == ha_status) {
         stats_.segment_ignored++;
+        send_own(encode_ack(taken));
         continue;
       }
       // Until the plugin asked for its resync, the peer's IKE_SAs and CHILD_SAs are left out: the
@@ -238,6 +274,7 @@ void Link::relay() {
       if (!joined_ && payload[1] != ha_resync) {
         if (stats_.before_resync++ == 0)
           fprintf(stderr, "medix-cp: ha link: the peer's state is left out until the plugin asks for its resync\n");
+        send_own(encode_ack(taken));
         continue;
       }
       if (payload[1] == ha_resync) {
@@ -250,6 +287,7 @@ void Link::relay() {
         continue;
       }
       sendto(inner_, payload.data(), payload.size(), 0, reinterpret_cast<const sockaddr*>(&plugin), sizeof plugin);
+      send_own(encode_ack(taken));
     }
   }
 }
@@ -300,8 +338,59 @@ bool Link::rejoin() {
   return true;
 }
 
-bool Link::check_send(const IkeMids& mids, const std::vector<uint32_t>& children, bool request) {
-  if (!witness_) return true;
+void Link::lose_unacked() {
+  if (unacked_.empty()) return;
+  lost_max_ = std::max(lost_max_, unacked_.rbegin()->first);
+  unacked_.clear();
+  dirty_ = true;  // the peer's copy may lack them: it rejoins (item 5)
+}
+
+Link::Send Link::check_send(const IkeMids& mids, const std::vector<uint32_t>& children, bool request) {
+  // The standby first (docs/ha.md, item 6, "The standby's acknowledgement"): what the plugin synced before this message
+  // (its message ID, the state it carries) acknowledged, or the message does not leave. A response not sent is asked
+  // again by the gateway's retransmit, a request is charon's to retransmit; either is checked
+  // again, and by then the peer is standby and acks, or silent, and the split's rules apply.
+  // Not on the relay's own thread (a raise it makes may send): it takes the syncs and the acks.
+  if (acks_seen_.load() && std::this_thread::get_id() != relay_thread_.get_id()) {
+    int64_t start = steady_ns(), deadline = start + confirm_wait_ns;
+    std::unique_lock lock(ack_mutex_);
+    // The plugin wrote its sync before charon sends: the relay takes all it holds first.
+    for (int pending = 1; pending && steady_ns() < deadline;) {
+      if (relaying_ || ioctl(inner_, FIONREAD, &pending) != 0) pending = 1;
+      if (pending) ack_cv_.wait_for(lock, std::chrono::milliseconds(2));
+    }
+    if (!unacked_.empty()) {
+      const uint64_t low = unacked_.begin()->first, upto = unacked_.rbegin()->first;
+      bool lost = false;
+      while (!unacked_.empty() && unacked_.begin()->first <= upto) {
+        if (!peer_is(0) || steady_ns() >= deadline || stopping_.load()) {
+          lost = true;
+          lose_unacked();  // the rest is no better off: the link is down or the peer is not standby
+          break;
+        }
+        ack_cv_.wait_for(lock, std::chrono::milliseconds(5));
+      }
+      const auto waited_us = uint64_t(std::max<int64_t>(0, steady_ns() - start) / 1000);
+      if (lost || lost_max_ >= low) {
+        stats_.unconfirmed++;
+        if (int64_t now = steady_ns(); now - unconfirmed_said_ns_ >= heard_for_ns) {
+          unconfirmed_said_ns_ = now;
+          fprintf(stderr,
+                  "medix-cp: ha link: an IKE %s not sent: the standby did not acknowledge the sync it depends on "
+                  "(%llu ms, the peer %s)\n",
+                  request ? "request" : "response", static_cast<unsigned long long>(waited_us / 1000),
+                  peer_is(0) ? "still heard standby" : "not heard standby");
+        }
+        lock.unlock();
+        ack_cv_.notify_all();
+        return Send::unconfirmed;
+      }
+      stats_.confirmed++;
+      stats_.confirm_wait_us += waited_us;
+      if (waited_us > stats_.confirm_wait_max_us.load()) stats_.confirm_wait_max_us = waited_us;
+    }
+  }
+  if (!witness_) return Send::ok;
   // charon gives up on a request after its retransmits (about 165 s at its defaults).
   constexpr int64_t retransmit_window_ns = 300'000'000'000;
   int64_t now = steady_ns();
@@ -318,11 +407,11 @@ bool Link::check_send(const IkeMids& mids, const std::vector<uint32_t>& children
         swept_ns_ = now;
       }
     }
-    return true;
+    return Send::ok;
   }
   if (!request) {
     if (by_lease_.load()) witness_->record(mids, children);  // sent even if not recorded: the gateway asked
-    return true;
+    return Send::ok;
   }
   bool ok;
   if (by_lease_.load()) {
@@ -333,12 +422,12 @@ bool Link::check_send(const IkeMids& mids, const std::vector<uint32_t>& children
     ok = witness_->recorded(mids) || (it != sent_paired_.end() && mids.initiating <= it->second.initiating &&
                                       now - it->second.at_ns < retransmit_window_ns);
   }
-  if (ok) return true;
+  if (ok) return Send::ok;
   if (stats_.unrecorded++ == 0)
     fprintf(stderr,
             "medix-cp: ha witness: an IKE request not sent: its message ID not recorded with the witness (no lease, "
             "or etcd did not take it)\n");
-  return false;
+  return Send::unrecorded;
 }
 
 void Link::watch_role() {
@@ -398,6 +487,13 @@ void Link::watch_role() {
     // and speak as paired. Two nodes speaking would send requests with one message ID; the
     // gateway's own requests are answered either way.
     bool paired = peer_is(0), active = applied == 1 && !datapath_gone_.load();
+    if (!paired) {  // what the peer did not acknowledge is lost: the IKE messages waiting for it stop
+      {
+        std::lock_guard lock(ack_mutex_);
+        lose_unacked();
+      }
+      ack_cv_.notify_all();
+    }
     if (!active)
       active_since = 0;
     else if (!active_since)

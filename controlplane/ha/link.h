@@ -9,8 +9,11 @@
 #ifndef MEDIX_CP_HA_LINK_H
 #define MEDIX_CP_HA_LINK_H
 
+#include <netinet/in.h>
+
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -88,14 +91,23 @@ class Link {
   std::string start(const LinkConfig& config, RoleSource role, Charon charon = {}, Witness* witness = nullptr);
   void stop();
 
+  // Why an IKE message of ours is not sent (check_send).
+  enum class Send { ok, unrecorded, unconfirmed };
   // Whether charon may send an IKE message of ours now (charon/hold.c asks before each, with the
-  // message IDs it leaves the IKE_SA at, and the IKE_SA's CHILD_SAs' inbound SPIs): with a witness,
+  // message IDs it leaves the IKE_SA at, and the IKE_SA's CHILD_SAs' inbound SPIs). First, any
+  // message (request or response) waits until the standby has acknowledged every datagram of the
+  // plugin's sent before it (the message ID and state it depends on: docs/ha.md, item 6), while the
+  // peer is heard standby, at most confirm_wait_ns; unconfirmed, it is not sent (unconfirmed), the
+  // datagrams count as lost and the node as dirty. Then, with a witness,
   // active and without a standby peer, a node speaking by the lease records them first
   // (Witness::record); a request it cannot record, or
   // one of a node that does not hold the lease and was neither recorded nor sent while paired
   // before (retransmits of those go, as they did before the witness), is dropped. Responses go out whatever: the
   // gateway's requests are answered by the node they reach. Any thread.
-  bool check_send(const IkeMids& mids, const std::vector<uint32_t>& children, bool request);
+  Send check_send(const IkeMids& mids, const std::vector<uint32_t>& children, bool request);
+  // The longest an IKE message waits for the standby's acknowledgement: the peer's word (1 s) and
+  // two heartbeats; a peer silent or no longer standby ends it sooner.
+  static constexpr int64_t confirm_wait_ns = 1'200'000'000;
 
   struct Stats {
     std::atomic<uint64_t> sent{0}, received{0};
@@ -112,6 +124,11 @@ class Link {
     std::atomic<uint64_t> holds{0};            // times the node's IKE requests were held (witness configured)
     std::atomic<uint64_t> released{0};         // CHILD_SA expiries let go when a hold ended
     std::atomic<uint64_t> unrecorded{0};       // IKE requests not sent: in a split, not recorded with the witness
+    std::atomic<uint64_t> acks{0};             // the peer's acknowledgements of our plugin's datagrams
+    std::atomic<uint64_t> confirmed{0};        // IKE messages that waited for an acknowledgement and got it
+    std::atomic<uint64_t> unconfirmed{0};      // IKE messages not sent: the standby did not acknowledge in time
+    std::atomic<uint64_t> confirm_wait_us{0};  // their waits, summed (confirmed ones), and the longest
+    std::atomic<uint64_t> confirm_wait_max_us{0};
   };
   const Stats& stats() const { return stats_; }
   const Witness* witness() const { return witness_; }
@@ -125,7 +142,8 @@ class Link {
   // Whether the peer's last heartbeat, at most a second old, gave `role`.
   bool peer_is(int role) const;
   // Seals and sends one payload to the peer (relay and watcher threads).
-  bool send_sealed(const uint8_t* payload, size_t len);
+  // The counter it was sealed under; 0: not sent.
+  uint64_t send_sealed(const uint8_t* payload, size_t len);
   void send_own(const std::vector<uint8_t>& payload) { send_sealed(payload.data(), payload.size()); }
   // After a split: the loser, passive now, drops its copies, sends its message IDs, asks for a
   // resync (false, nothing done, if its plugin never asked one: it will, at its start).
@@ -175,6 +193,21 @@ class Link {
   // Under send_mutex_: the loser's CHILD_SAs (or the last lease holder's), handed to charon once no
   // raise is pending.
   std::vector<IkeChild> peer_children_;
+  // The standby's acknowledgements (docs/ha.md, item 6). The relay, from taking a datagram of the plugin's to
+  // sending it, is `relaying_`; an active node's datagrams sent wait in `unacked_` (counter -> sent
+  // at) until acked, or lost (the peer not heard standby, or a check's wait ran out: `lost_max_`,
+  // the highest counter given up). Acks are waited for only from a peer that sent one
+  // (`acks_seen_`): an older medix-cp sends none.
+  std::mutex ack_mutex_;
+  std::condition_variable ack_cv_;
+  bool relaying_ = false;                // under ack_mutex_
+  std::map<uint64_t, int64_t> unacked_;  // under ack_mutex_
+  uint64_t lost_max_ = 0;                // under ack_mutex_
+  std::atomic<bool> acks_seen_{false};
+  int64_t unconfirmed_said_ns_ = 0;  // under ack_mutex_: the last log line of it
+  // Every pending datagram lost (the watcher, once the peer is not heard standby); under ack_mutex_.
+  void lose_unacked();
+  void relay_plugin(std::vector<uint8_t>& buf, const sockaddr_in& plugin);
   // Raises what it can now; the rest is pending (relay and watcher threads).
   void raise(std::vector<IkeMids> mids, const char* whose);
   std::string peer_;

@@ -116,6 +116,18 @@ std::vector<uint8_t> encode_heartbeat(int role) {
   return {link_own, uint8_t(Own::heartbeat), uint8_t(role == 0 || role == 1 ? role : 2)};
 }
 
+std::vector<uint8_t> encode_ack(uint64_t counter) {
+  std::vector<uint8_t> out{link_own, uint8_t(Own::ack)};
+  put(out, counter, 8);
+  return out;
+}
+
+bool decode_ack(const std::vector<uint8_t>& payload, uint64_t& counter) {
+  if (payload.size() != 10 || payload[0] != link_own || payload[1] != uint8_t(Own::ack)) return false;
+  counter = get(payload.data() + 2, 8);
+  return true;
+}
+
 std::vector<uint8_t> encode_mids(const std::vector<IkeMids>& mids) {
   std::vector<uint8_t> out{link_own, uint8_t(Own::mids)};
   for (size_t i = 0; i < mids.size() && out.size() + mids_entry <= max_payload; i++) {

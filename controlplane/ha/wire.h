@@ -50,9 +50,11 @@ Reject open(const Key& key, const uint8_t* data, size_t len, uint64_t& last_coun
 // brain the loser sends the message IDs of its IKE_SAs (docs/ha.md, "IKE in a split brain"), and
 // an active node whose peer may lack some of its state asks it to rejoin (drop its copies, resync),
 // and the loser sends its CHILD_SAs' inbound SPIs too (the winner deletes at the gateway those it
-// does not hold: docs/ha.md, item 6, "A CHILD_SA the previous speaker changed").
+// does not hold: docs/ha.md, item 6, "A CHILD_SA the previous speaker changed"). Each of the
+// plugin's datagrams a node takes is acknowledged by its counter: an active node's IKE message
+// leaves only once the standby has the sync it depends on (docs/ha.md, item 6, "The standby's acknowledgement").
 inline constexpr uint8_t link_own = 'm';
-enum class Own : uint8_t { heartbeat = 1, mids = 2, rejoin = 3, children = 4 };
+enum class Own : uint8_t { heartbeat = 1, mids = 2, rejoin = 3, children = 4, ack = 5 };
 struct IkeMids {
   uint64_t spi_i, spi_r;  // as on the wire (libcharon keeps them so)
   uint32_t initiating, responding;
@@ -67,6 +69,10 @@ std::vector<uint8_t> encode_heartbeat(int role);
 std::vector<uint8_t> encode_mids(const std::vector<IkeMids>& mids);
 // False if `payload` is not a whole mids message.
 bool decode_mids(const std::vector<uint8_t>& payload, std::vector<IkeMids>& mids);
+// The peer's datagram sealed under `counter` was taken.
+std::vector<uint8_t> encode_ack(uint64_t counter);
+// False if `payload` is not a whole ack.
+bool decode_ack(const std::vector<uint8_t>& payload, uint64_t& counter);
 // At most what fits a datagram (3,200 CHILD_SAs); the rest left out.
 std::vector<uint8_t> encode_children(const std::vector<IkeChild>& children);
 // False if `payload` is not a whole children message.

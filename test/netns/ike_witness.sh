@@ -810,5 +810,77 @@ held_rekey_delete() {
 }
 held_rekey_delete
 
+# --- the first second of a split: an exchange before the node finds its peer silent -----------------
+# (docs/ha.md, item 6, "The standby's acknowledgement".) A node finds its peer silent only when its
+# heartbeats have stopped for 1 s. Paired, A answers the gateway's MOBIKE update (an address comes to
+# the gateway) at once after a cut of the medix-cp link, etcd (A's) and the segments, the switch still
+# on A: the ha plugin's sync of that message ID to B is lost with the link, so A's response is not
+# sent until B acknowledges it, and B never does. The gateway's retransmit (4 s) reaches B, fed by the
+# switch by then: B answers it and the gateway's next request, in step. At the heal (A wins) A raises
+# its IDs to B's and answers the gateway's next request; one IKE_SA throughout, nothing ignored.
+# The control: MEDIX_CP=<medix-cp of before>: A answers at once, B's copy is one ID behind and B
+# ignores the gateway's requests (expected to fail).
+# gw_address add|del: an address comes to the gateway's namespace, or goes: its MOBIKE update.
+gw_address() {
+  if [ "$1" = add ]; then
+    mx_in carrier-y-gw ip link add "fs${MX_ID}g" type veth peer name "fs${MX_ID}h" &&
+      mx_in carrier-y-gw ip addr add 10.78.0.1/24 dev "fs${MX_ID}g" && mx_in carrier-y-gw ip link set "fs${MX_ID}h" up &&
+      mx_in carrier-y-gw ip link set "fs${MX_ID}g" up
+  else mx_in carrier-y-gw ip link del "fs${MX_ID}g"; fi
+}
+first_second() {
+  local a_mark b_mark gw_mark t0 ike_pre cut_ms
+  # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
+  a_mark=$(wc -l <"$MX_TMP/cp-a.log") b_mark=$(wc -l <"$MX_TMP/cp-b.log") t0=$(date +%s.%N)
+  # Paired and quiet first: B rejoined after the last case (its resync's rekeys done), A's DPD answered.
+  mx_wait_eval 12 'cp_since b $b_mark | sed -n "/rejoining the active peer/,\$p" | grep -q "installed HA CHILD_SA"' ||
+    echo "    first second: no rejoin of B seen after the last case"
+  # Just after a DPD of A's: its next one (2 s) comes after A finds B silent, and is held.
+  check "first second: paired, nobody holds the lease, A's DPD answered" mx_wait_eval 6 '[ -z "$(speaker)" ] && after_dpd a'
+  # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
+  a_mark=$(wc -l <"$MX_TMP/cp-a.log") b_mark=$(wc -l <"$MX_TMP/cp-b.log") gw_mark=$(wc -l <"$GWLOG") ike_pre=$(ike_sa)
+  steer_carrier eth0
+  cut_ms=$(mx_now_ns)
+  neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" cut && cp_link cut && segments on || fail "could not split"
+  gw_address add || fail "could not add an address to the gateway"
+  check "first second: A got the gateway's MOBIKE update; its response not sent, B never acknowledged the sync" \
+    mx_wait_eval 4 'cp_since a $a_mark | grep -q "parsed INFORMATIONAL request [0-9]* \[ .*N(ADD_4_ADDR)" &&
+      cp_since a $a_mark | grep -q "IKE response [0-9]* of IKE_SA carrier-y.* not sent: the pair.s standby did not acknowledge"'
+  echo "    first second: A got the request $(cp_since a "$a_mark" | grep -m1 "parsed INFORMATIONAL request" | cut -c1-12)," \
+    "its response withheld at $(cp_since a "$a_mark" | grep -m1 "not sent: the pair.s standby" | cut -c1-12)" \
+    "(the cut at $(date -d @$((cut_ms / 1000000000)) +%T).$(printf %03d $((cut_ms / 1000000 % 1000))))"
+  steer_carrier ethb
+  check "first second: the gateway's retransmit reaches B, active by then, which answers it" \
+    mx_wait_eval 8 'cp_since b $b_mark | grep -q "parsed INFORMATIONAL request [0-9]* \[ .*N(ADD_4_ADDR)" &&
+      tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "parsed INFORMATIONAL response"'
+  gw_address del || fail "could not remove the gateway's address"
+  check "first second: B answers the gateway's next request too (in step with it)" \
+    mx_wait_eval 6 '[ "$(cp_since b $b_mark | grep -c "parsed INFORMATIONAL request")" -ge 2 ]'
+  # The heal: A (priority 200) wins, B rejoins and A raises its IDs to B's.
+  cp_link heal && segments off && steer_carrier none && neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" heal ||
+    fail "could not heal"
+  check "first second: the heal: A active, B standby and rejoined, A raised to B's message IDs" \
+    mx_wait_eval 10 'mx_pair_is $A_PREFIX master HA_ROLE_ACTIVE && mx_pair_is $B_PREFIX backup HA_ROLE_STANDBY &&
+      cp_since b $b_mark | grep -q "rejoining the active peer" && cp_since a $a_mark | grep -q "raised after a split"'
+  local a_heal gw_heal
+  # shellcheck disable=SC2034  # read by mx_wait_eval
+  a_heal=$(wc -l <"$MX_TMP/cp-a.log") gw_heal=$(wc -l <"$GWLOG")
+  gw_address add || fail "could not add an address to the gateway"
+  check "first second: after the heal A answers the gateway's next request" \
+    mx_wait_eval 8 'cp_since a $a_heal | grep -q "parsed INFORMATIONAL request [0-9]* \[ .*N(ADD_4_ADDR)" &&
+      tail -n +$((gw_heal + 1)) "$GWLOG" | grep -q "parsed INFORMATIONAL response"'
+  gw_address del
+  check_that "first second: nothing ignored or unexpected at the gateway or either node; the same IKE_SA, one IKE_SA_INIT" \
+    '! tail -n +$((gw_mark + 1)) "$GWLOG" | grep -qE "expected [0-9]*, ignored|but expected" &&
+      ! cp_since a $a_mark | grep -qE "expected [0-9]*, ignored|but expected" &&
+      ! cp_since b $b_mark | grep -qE "expected [0-9]*, ignored|but expected" &&
+      [ "$(ike_sa)" = "$ike_pre" ] && [ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ]'
+  local m
+  m="$(mx_metric 9464 'medix_cp_ha_ike_confirm_total{event="confirmed"}' "mx-$MX_ID-cp-a") $(mx_metric 9464 medix_cp_ha_ike_confirm_wait_microseconds_total "mx-$MX_ID-cp-a") $(mx_metric 9464 medix_cp_ha_ike_confirm_wait_max_microseconds "mx-$MX_ID-cp-a")"
+  echo "    first second: A's IKE messages that waited for B's ack, their waits summed and longest (us): $m;" \
+    "the case $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
+}
+first_second
+
 echo "    split and heal: $(awk -v a="$t_split" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s; whole run: $(awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
 finish

@@ -142,6 +142,21 @@ TEST_CASE("cp ha link: medix-cp's own messages beside the plugin's (heartbeat, m
   CHECK(!decode_mids(message, got));
 }
 
+TEST_CASE("cp ha link: the standby's acknowledgement of a plugin datagram, by its counter") {
+  uint64_t counter = 0;
+  std::vector<uint8_t> wire = encode_ack(0x0123456789abcdefull);
+  CHECK(wire == std::vector<uint8_t>{'m', 5, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef});
+  REQUIRE(decode_ack(wire, counter));
+  CHECK(counter == 0x0123456789abcdefull);
+  // Cut short, another kind, the plugin's: not an ack, nothing taken.
+  CHECK(!decode_ack(std::vector<uint8_t>(wire.begin(), wire.end() - 1), counter));
+  CHECK(!decode_ack(encode_heartbeat(1), counter));
+  CHECK(!decode_ack(message, counter));
+  CHECK(counter == 0x0123456789abcdefull);
+  std::vector<IkeMids> got;
+  CHECK(!decode_mids(wire, got));  // nor anything else
+}
+
 TEST_CASE("cp ha link: the loser's CHILD_SAs (inbound ESP SPIs) at its rejoin") {
   std::vector<IkeChild> children = {{0x0123456789abcdefull, 0xfedcba9876543210ull, 0xc1234567u}, {1, 2, 0}}, got;
   std::vector<uint8_t> wire = encode_children(children);
