@@ -439,16 +439,22 @@ inflight_cut() {
   inflight_mid=$(cp_since a "$a_mark" | sed -n 's/.*IKE request \([0-9]*\) of IKE_SA .* not sent.*/\1/p' | head -1)
   echo "    A's request ${inflight_mid:-?} withheld; $((($(mx_now_ns) - cut_ns) / 1000000)) ms after the cut"
 }
+# started_again STEP WHAT MID MARK WAIT COND: A's withheld request MID (A's log from MARK) was
+# started again under its raised ID, with COND (eval'd: the speaker, or true), within WAIT s
+# (check WHAT), and the gateway answered it.
+started_again() {
+  local step=$1 what=$2 mid=${3:-x} mark=$4 wait=$5 cond=$6 re again
+  re="its request $mid never left this node: started again as request"
+  check "$step: $what" mx_wait_eval "$wait" "$cond"' && cp_since a $mark | grep -q "$re"'
+  again=$(cp_since a "$mark" | sed -n "s/.*$re \([0-9]*\).*/\1/p" | head -1)
+  check "$step: the gateway answered it (request ${again:-?})" \
+    mx_wait_eval "$wait" '[ -n "$again" ] && cp_since a $mark | grep -q "parsed INFORMATIONAL response $again "'
+  echo "    $step: A's request $mid started again as ${again:-?} at $(cp_since a "$mark" | grep "$re" | cut -c1-12 | head -1)," \
+    "answered at $(cp_since a "$mark" | grep "parsed INFORMATIONAL response ${again:-x} " | cut -c1-12 | head -1)"
+}
 inflight_heal() {
-  local re
-  re="its request ${inflight_mid:-x} never left this node: started again as request"
-  check "heal: A's withheld request ${inflight_mid:-?} started again under its raised message ID" \
-    mx_wait_eval 10 'cp_since a $a_mark | grep -q "$re"'
-  inflight_new=$(cp_since a "$a_mark" | sed -n "s/.*$re \([0-9]*\).*/\1/p" | head -1)
-  check "heal: the gateway answered it (request ${inflight_new:-?})" \
-    mx_wait_eval 10 '[ -n "$inflight_new" ] && cp_since a $a_mark | grep -q "parsed INFORMATIONAL response $inflight_new "'
-  echo "    A: request ${inflight_mid:-?} started again as ${inflight_new:-?} at $(cp_since a "$a_mark" | grep "$re" |
-    cut -c1-12 | head -1), answered at $(cp_since a "$a_mark" | grep "parsed INFORMATIONAL response ${inflight_new:-x} " | cut -c1-12 | head -1)"
+  started_again heal "A's withheld request ${inflight_mid:-?} started again under its raised message ID" \
+    "${inflight_mid:-}" "$a_mark" 10 true
   check_that "heal: since A's cut the gateway ignored none of the pair's requests" \
     '! tail -n +$((inflight_gw + 1)) "$GWLOG" | grep -q "expected [0-9]*, ignored"'
 }
@@ -709,7 +715,6 @@ regain_split() {
     mx_wait_eval 10 'mx_pair_is $B_PREFIX master HA_ROLE_ACTIVE && cp_since b $b_at | grep -q "lease not obtained (held by $HA_A)"'
 }
 regain_initiated() {
-  local re again
   withhold_at_cut regain add
   steer_carrier ethb
   check "regain: B obtains the lease, raises its IKE_SA to A's record and sends DPD that the gateway answers" \
@@ -719,16 +724,10 @@ regain_initiated() {
   check "regain: B cut from etcd too: its key gone" mx_wait_eval 5 '[ -z "$(speaker)" ]'
   steer_carrier eth0
   neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" heal || fail "could not give A etcd back"
-  re="its request ${withheld:-x} never left this node: started again as request"
-  check "regain: A obtains the lease again and starts its withheld request ${withheld:-?} again under B's raised ID" \
-    mx_wait_eval 8 '[ "$(speaker)" = "$HA_A" ] && cp_since a $ra | grep -q "$re"'
-  again=$(cp_since a "$ra" | sed -n "s/.*$re \([0-9]*\).*/\1/p" | head -1)
-  check "regain: the gateway answered it (request ${again:-?})" \
-    mx_wait_eval 8 '[ -n "$again" ] && cp_since a $ra | grep -q "parsed INFORMATIONAL response $again "'
+  started_again regain "A obtains the lease again and starts its withheld request ${withheld:-?} again under B's raised ID" \
+    "${withheld:-}" "$ra" 8 '[ "$(speaker)" = "$HA_A" ]'
   check_that "regain: since A's cut the gateway ignored none of the pair's requests" \
     '! tail -n +$((rg + 1)) "$GWLOG" | grep -q "expected [0-9]*, ignored"'
-  echo "    regain: A's request ${withheld:-?} started again as ${again:-?} at $(cp_since a "$ra" | grep "$re" | cut -c1-12 | head -1)," \
-    "answered at $(cp_since a "$ra" | grep "parsed INFORMATIONAL response ${again:-x} " | cut -c1-12 | head -1)"
 }
 regain_responded() {
   local b_child='' sent
