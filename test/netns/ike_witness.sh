@@ -52,7 +52,12 @@
 #     not sent; B speaks (DPD), A obtains the lease again and the request goes under the raised
 #     ID; then again with B only answering the gateway (its responding ID alone moves): at the
 #     heal A's request goes as built, A's responding ID is raised after its answer, A deletes
-#     B's CHILD_SA at the gateway and answers the gateway's next request.
+#     B's CHILD_SA at the gateway and answers the gateway's next request;
+#   - a held rekey refused (held_rekey_refused): a CHILD_SA's rekey and delete both held; with the
+#     lease the rekey runs first, the gateway refuses it (its own IKE_SA rekey in flight), then
+#     the held delete removes the CHILD_SA, which charon recreates; the IKE_SA stays;
+#   - the switch flipping A, B, A in a split (switch_flip): the response to A's DPD lost at B, A's
+#     retransmit answered; the same IKE_SA at the heal.
 #
 # Usage: test/netns/ike_witness.sh (root). Prints PASS/FAIL lines and "netns-ike-witness: N passed, M failed".
 set -uo pipefail
@@ -808,6 +813,117 @@ held_rekey_delete() {
     "IKE_SA $ike_pre -> $(ike_sa); the case $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
 }
 held_rekey_delete
+
+# --- a held CHILD_SA rekey refused, then its held delete ---------------------------------------------
+# (docs/ha.md, item 6, "A CHILD_SA whose hard lifetime comes while held".) A cut from etcd and B's
+# medix-cp (B standby by VRRP, not a peer: A has none), its CHILD_SA's time lifetimes shortened in
+# place so that its rekey (soft) and delete (hard) both fall due in the split and are held. The
+# gateway starts an IKE_SA rekey whose request is lost (its neighbour entry for the pair cut for
+# that packet): until its retransmit is answered its IKE_SA is rekeying, and it refuses a
+# CREATE_CHILD_SA (TEMPORARY_FAILURE, libcharon's child_create.c). A given etcd back obtains the
+# lease: its held rekey runs first and is refused, then its held hard expiry deletes the CHILD_SA
+# (its lifetime is over: its keys go), and charon recreates it (after a hard expiry), refused too
+# until the gateway's IKE_SA rekey is answered: then one CHILD_SA, on the one IKE_SA, no IKE_SA_INIT.
+held_rekey_refused() {
+  local a_mark gw_mark init_pre a_old a_short out gw_dev t0
+  # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
+  a_mark=$(wc -l <"$MX_TMP/cp-a.log") init_pre=$(init_count) a_old=$(node_child a 0) t0=$(date +%s.%N)
+  cp "$MX_TMP/intent-a.json" "$MX_TMP/intent-a-refused-before.json"
+  mx_json "$MX_TMP/intent-a-refused-before.json" "dict(d, peers=[dict(d['peers'][0], child_rekey_seconds=6,
+    child_life_seconds=7)] + d['peers'][1:])" >"$MX_TMP/intent-a-refused.json"
+  out=$(mx_ctl "$A_PREFIX" intent apply "$MX_TMP/intent-a-refused.json" 2>&1)
+  # The present CHILD_SA's hard lifetime stays (docs/cp.md); its rekey, due now, makes one with them.
+  check "refused: CHILD_SA lifetimes 6/7 s in place ($out): A rekeys its CHILD_SA, the new one with them" \
+    mx_wait_eval 8 'a_short=$(node_child a $a_mark); [ -n "$a_short" ] && [ "$a_short" != "$a_old" ]'
+  a_mark=$(wc -l <"$MX_TMP/cp-a.log")
+  neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" cut && cp_link cut || fail "could not cut A from etcd and B"
+  check "refused: A, without a standby peer and cut from etcd, holds its IKE requests" \
+    mx_wait_eval 5 'cp_since a $a_mark | grep -q "IKE requests held"'
+  check "refused: its new CHILD_SA's rekey and delete (soft and hard time lifetimes) both held" \
+    mx_wait_eval 9 'cp_since a $a_mark | grep -q "SPI ${a_short%% *} soft expiry held" && cp_since a $a_mark | grep -q "SPI ${a_short%% *} hard expiry held"'
+  out=$(mx_ctl "$A_PREFIX" intent apply "$MX_TMP/intent-a-refused-before.json" 2>&1)
+  gw_dev=$(mx_in carrier-y-gw ip route get 192.0.2.1 | sed -n 's/.* dev \([^ ]*\).*/\1/p')
+  gw_mark=$(wc -l <"$GWLOG")
+  mx_in carrier-y-gw ip neigh replace 192.0.2.1 lladdr 02:00:00:00:de:ad dev "$gw_dev" nud permanent
+  swan --rekey --ike ix >/dev/null 2>&1
+  check "refused: the gateway's IKE_SA rekey request sent, lost (its IKE_SA rekeying)" \
+    mx_wait_eval 5 'tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "generating CREATE_CHILD_SA request [0-9]* \[ SA No KE \]" &&
+      tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "sending packet"'
+  mx_in carrier-y-gw ip neigh del 192.0.2.1 dev "$gw_dev"
+  neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" heal || fail "could not give A etcd back"
+  check "refused: A obtains the lease, runs its held rekey first: the gateway refuses it (TEMPORARY_FAILURE)" \
+    mx_wait_eval 8 'cp_since a $a_mark | grep -qE "IKE requests let go \(the witness.s lease\): [1-9] held CHILD_SA expiries run" &&
+      tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "unable to create CHILD_SA while rekeying IKE_SA" &&
+      cp_since a $a_mark | grep -q "received TEMPORARY_FAILURE notify"'
+  check "refused: then A's held hard expiry deletes the CHILD_SA, at the gateway too (none left)" \
+    mx_wait_eval 5 'cp_since a $a_mark | grep -q "still installed after its held rekey: its held hard expiry deletes it" &&
+      l=$(swan --list-sas --raw 2>/dev/null) && grep -q "state=ESTABLISHED" <<<"$l" && ! grep -q "state=INSTALLED" <<<"$l"'
+  check_that "refused: the rekey went before the delete" \
+    '[ "$(cp_since a $a_mark | grep -m1 -E "received TEMPORARY_FAILURE notify|still installed after its held rekey" | grep -c TEMPORARY_FAILURE)" = 1 ]'
+  check "refused: the IKE_SA kept (the gateway's rekey answered by A on its retransmit): one IKE_SA, no IKE_SA_INIT, none ignored" \
+    mx_wait_eval 10 'tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "IKE_SA ix\[[0-9]*\] rekeyed between" && [ "$(ike_count)" = 1 ] &&
+      [ "$(init_count)" = "$init_pre" ] && ! tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "expected [0-9]*, ignored"'
+  check "refused: charon recreates the CHILD_SA it deleted at its hard expiry: one at the gateway, on the same IKE_SA, ESP both ways" \
+    mx_wait_eval 10 'cp_since a $a_mark | grep -q "scheduling CHILD_SA recreate after hard expire" && n=$(node_child a $a_mark) &&
+      [ -n "$n" ] && [ "$n" != "$a_short" ] && [ "$(gw_children | wc -l)" = 1 ] && ping_archive && both_ways $n &&
+      [ "$(ike_count)" = 1 ] && [ "$(init_count)" = "$init_pre" ]'
+  cp_link heal || fail "could not give the medix-cp link back"
+  echo "    refused: $(cp_since a "$a_mark" | grep -o 'CHILD_SA rekeying failed.*' | head -1); CHILD_SA $a_old -> ${a_short:-?} -> deleted ->" \
+    "$(node_child a "$a_mark"); IKE_SA $(ike_sa); the case $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
+}
+held_rekey_refused
+
+# --- the carrier's switch flipping between the nodes during a split -------------------------------
+# (docs/ha.md, "Still unsafe": the switch flipping.) A split (the medix-cp link cut, the segments
+# isolated: both active), A the lease's holder; the switch steered to A, then to B across one
+# DPD of A's, then to A again. A's request leaves A whatever the switch does (A sends it); its
+# response goes where the switch sends the virtual MAC, to B, whose copy (behind: the link is
+# cut) does not take it. The documented outcome: A's request is answered on its retransmit (4 s)
+# once the switch is back, B sends no request (no lease), the gateway ignores none, and at the
+# heal A wins, B rejoins and the IKE_SA is the same one (its SPIs), one IKE_SA_INIT in all.
+switch_flip() {
+  local a_mark b_mark gw_mark ike_pre init_pre dpd t0 a_flip b_flip a_heal
+  # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
+  b_mark=$(wc -l <"$MX_TMP/cp-b.log") t0=$(date +%s.%N)
+  check "flip: B rejoined A and holds copies of its SAs" \
+    mx_wait_eval 10 'mx_pair_is $B_PREFIX backup HA_ROLE_STANDBY && cp_since b $b_mark | sed -n "/rejoining the active peer/,\$p" | grep -q "installed HA CHILD_SA"'
+  # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
+  a_mark=$(wc -l <"$MX_TMP/cp-a.log") gw_mark=$(wc -l <"$GWLOG") ike_pre=$(ike_sa) init_pre=$(init_count)
+  steer_carrier eth0 && cp_link cut || fail "could not cut the medix-cp link"
+  check "flip: A, its peer silent, obtains the lease" mx_wait_eval 10 '[ "$(speaker)" = "$HA_A" ]'
+  segments on || fail "could not isolate the nodes"
+  check "flip: a split, B active beside A, A the speaker" \
+    mx_wait_eval 10 'mx_pair_is $B_PREFIX master HA_ROLE_ACTIVE && [ "$(speaker)" = "$HA_A" ]'
+  after_dpd a
+  # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
+  a_flip=$(wc -l <"$MX_TMP/cp-a.log") b_flip=$(wc -l <"$MX_TMP/cp-b.log")
+  steer_carrier ethb
+  check "flip: the switch to B: A sends its next DPD, its response is not A's" \
+    mx_wait_eval 5 'cp_since a $a_flip | grep -q "sending DPD request"'
+  dpd=$(cp_since a "$a_flip" | sed -n 's/.*generating INFORMATIONAL request \([0-9]*\) \[ \].*/\1/p' | head -1)
+  sleep 1
+  check_that "flip: A had no response to its DPD ${dpd:-?} while the switch fed B" \
+    '[ -n "$dpd" ] && ! cp_since a $a_flip | grep -q "parsed INFORMATIONAL response $dpd "'
+  steer_carrier eth0
+  check "flip: the switch back to A: A's retransmit of DPD ${dpd:-?} is answered" \
+    mx_wait_eval 6 'cp_since a $a_flip | grep -qE "retransmit [0-9]+ of request with message ID ${dpd:-x}\$" &&
+      cp_since a $a_flip | grep -q "parsed INFORMATIONAL response ${dpd:-x} "'
+  echo "    flip: B, fed A's response: $(cp_since b "$b_flip" | grep -oE 'received message ID [0-9]+, expected [0-9]+, ignored|received INFORMATIONAL response, but expected.*' | head -1)"
+  check_that "flip: B sent no IKE request in the split (no lease)" \
+    '! cp_since b $b_mark | grep -qE "sending DPD request|generating [A-Z_]* request"'
+  a_heal=$(wc -l <"$MX_TMP/cp-a.log")
+  cp_link heal && segments off && steer_carrier none || fail "could not heal"
+  check "flip: the heal: A active, B standby, rejoined, and A's DPD answered" \
+    mx_wait_eval 10 'mx_pair_is $A_PREFIX master HA_ROLE_ACTIVE && mx_pair_is $B_PREFIX backup HA_ROLE_STANDBY &&
+      cp_since b $b_flip | sed -n "/rejoining the active peer/,\$p" | grep -q "installed HA CHILD_SA" && dpd_answered a $a_heal'
+  check "flip: hosp-y reaches the archive through A, ESP both ways on its CHILD_SA" \
+    mx_wait_eval 5 'ping_archive && both_ways $(node_child a 0)'
+  check_that "flip: the gateway ignored none of the pair's requests; the same IKE_SA ($ike_pre), one IKE_SA_INIT" \
+    '! tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "expected [0-9]*, ignored" && [ "$(ike_sa)" = "$ike_pre" ] &&
+      [ "$(ike_count)" = 1 ] && [ "$(init_count)" = "$init_pre" ]'
+  echo "    flip: the case $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
+}
+switch_flip
 
 echo "    split and heal: $(awk -v a="$t_split" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s; whole run: $(awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
 finish
