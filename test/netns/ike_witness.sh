@@ -1015,7 +1015,7 @@ lease_twice() {
     '! tail -n +$((rg + 1)) "$GWLOG" | grep -q "expected [0-9]*, ignored" && [ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ]'
   echo "    twice: A's request ${withheld:-?} started again as ${again:-?}, its next request ${del:-?} withheld (the DELETE behind it); the case $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
 }
-# Opt-in, not in CI: in 1 of 3 runs B's second raise was not made (docs/ha.md, "A lease that
+# Opt-in, not in CI: in 1 of 4 runs B's second raise was not made (docs/ha.md, "A lease that
 # passes twice"); those checks then fail.
 [ "${IKE_WITNESS_TWICE:-}" = 1 ] && lease_twice
 
