@@ -52,7 +52,14 @@
 #     not sent; B speaks (DPD), A obtains the lease again and the request goes under the raised
 #     ID; then again with B only answering the gateway (its responding ID alone moves): at the
 #     heal A's request goes as built, A's responding ID is raised after its answer, A deletes
-#     B's CHILD_SA at the gateway and answers the gateway's next request.
+#     B's CHILD_SA at the gateway and answers the gateway's next request;
+#   - a held rekey refused (held_rekey_refused): a CHILD_SA's rekey and delete both held; with the
+#     lease the rekey runs first, the gateway refuses it (its own IKE_SA rekey in flight), then
+#     the held delete removes the CHILD_SA, which charon recreates; the IKE_SA stays;
+#   - the switch flipping A, B, A in a split (switch_flip): the response to A's DPD lost at B, A's
+#     retransmit answered; the same IKE_SA at the heal;
+#   - (IKE_WITNESS_TWICE=1, not in CI) the lease passing twice (lease_twice) before A's DELETE
+#     of B's CHILD_SA goes out: B keeps its CHILD_SA meanwhile; A's DELETE goes at the heal A wins.
 #
 # Usage: test/netns/ike_witness.sh (root). Prints PASS/FAIL lines and "netns-ike-witness: N passed, M failed".
 set -uo pipefail
@@ -439,16 +446,22 @@ inflight_cut() {
   inflight_mid=$(cp_since a "$a_mark" | sed -n 's/.*IKE request \([0-9]*\) of IKE_SA .* not sent.*/\1/p' | head -1)
   echo "    A's request ${inflight_mid:-?} withheld; $((($(mx_now_ns) - cut_ns) / 1000000)) ms after the cut"
 }
+# started_again STEP WHAT MID MARK WAIT COND: A's withheld request MID (A's log from MARK) was
+# started again under its raised ID, with COND (eval'd: the speaker, or true), within WAIT s
+# (check WHAT), and the gateway answered it.
+started_again() {
+  local step=$1 what=$2 mid=${3:-x} mark=$4 wait=$5 cond=$6 re again
+  re="its request $mid never left this node: started again as request"
+  check "$step: $what" mx_wait_eval "$wait" "$cond"' && cp_since a $mark | grep -q "$re"'
+  again=$(cp_since a "$mark" | sed -n "s/.*$re \([0-9]*\).*/\1/p" | head -1)
+  check "$step: the gateway answered it (request ${again:-?})" \
+    mx_wait_eval "$wait" '[ -n "$again" ] && cp_since a $mark | grep -q "parsed INFORMATIONAL response $again "'
+  echo "    $step: A's request $mid started again as ${again:-?} at $(cp_since a "$mark" | grep "$re" | cut -c1-12 | head -1)," \
+    "answered at $(cp_since a "$mark" | grep "parsed INFORMATIONAL response ${again:-x} " | cut -c1-12 | head -1)"
+}
 inflight_heal() {
-  local re
-  re="its request ${inflight_mid:-x} never left this node: started again as request"
-  check "heal: A's withheld request ${inflight_mid:-?} started again under its raised message ID" \
-    mx_wait_eval 10 'cp_since a $a_mark | grep -q "$re"'
-  inflight_new=$(cp_since a "$a_mark" | sed -n "s/.*$re \([0-9]*\).*/\1/p" | head -1)
-  check "heal: the gateway answered it (request ${inflight_new:-?})" \
-    mx_wait_eval 10 '[ -n "$inflight_new" ] && cp_since a $a_mark | grep -q "parsed INFORMATIONAL response $inflight_new "'
-  echo "    A: request ${inflight_mid:-?} started again as ${inflight_new:-?} at $(cp_since a "$a_mark" | grep "$re" |
-    cut -c1-12 | head -1), answered at $(cp_since a "$a_mark" | grep "parsed INFORMATIONAL response ${inflight_new:-x} " | cut -c1-12 | head -1)"
+  started_again heal "A's withheld request ${inflight_mid:-?} started again under its raised message ID" \
+    "${inflight_mid:-}" "$a_mark" 10 true
   check_that "heal: since A's cut the gateway ignored none of the pair's requests" \
     '! tail -n +$((inflight_gw + 1)) "$GWLOG" | grep -q "expected [0-9]*, ignored"'
 }
@@ -709,7 +722,6 @@ regain_split() {
     mx_wait_eval 10 'mx_pair_is $B_PREFIX master HA_ROLE_ACTIVE && cp_since b $b_at | grep -q "lease not obtained (held by $HA_A)"'
 }
 regain_initiated() {
-  local re again
   withhold_at_cut regain add
   steer_carrier ethb
   check "regain: B obtains the lease, raises its IKE_SA to A's record and sends DPD that the gateway answers" \
@@ -719,16 +731,10 @@ regain_initiated() {
   check "regain: B cut from etcd too: its key gone" mx_wait_eval 5 '[ -z "$(speaker)" ]'
   steer_carrier eth0
   neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" heal || fail "could not give A etcd back"
-  re="its request ${withheld:-x} never left this node: started again as request"
-  check "regain: A obtains the lease again and starts its withheld request ${withheld:-?} again under B's raised ID" \
-    mx_wait_eval 8 '[ "$(speaker)" = "$HA_A" ] && cp_since a $ra | grep -q "$re"'
-  again=$(cp_since a "$ra" | sed -n "s/.*$re \([0-9]*\).*/\1/p" | head -1)
-  check "regain: the gateway answered it (request ${again:-?})" \
-    mx_wait_eval 8 '[ -n "$again" ] && cp_since a $ra | grep -q "parsed INFORMATIONAL response $again "'
+  started_again regain "A obtains the lease again and starts its withheld request ${withheld:-?} again under B's raised ID" \
+    "${withheld:-}" "$ra" 8 '[ "$(speaker)" = "$HA_A" ]'
   check_that "regain: since A's cut the gateway ignored none of the pair's requests" \
     '! tail -n +$((rg + 1)) "$GWLOG" | grep -q "expected [0-9]*, ignored"'
-  echo "    regain: A's request ${withheld:-?} started again as ${again:-?} at $(cp_since a "$ra" | grep "$re" | cut -c1-12 | head -1)," \
-    "answered at $(cp_since a "$ra" | grep "parsed INFORMATIONAL response ${again:-x} " | cut -c1-12 | head -1)"
 }
 regain_responded() {
   local b_child='' sent
@@ -881,6 +887,209 @@ first_second() {
     "the case $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
 }
 first_second
+
+# --- a held CHILD_SA rekey refused, then its held delete ---------------------------------------------
+# (docs/ha.md, item 6, "A CHILD_SA whose hard lifetime comes while held".) A cut from B's medix-cp
+# (B standby by VRRP, not a peer: A has none) while the test holds the speaker's key, its
+# CHILD_SA's time lifetimes shortened in place so that its rekey (soft) and delete (hard) both
+# fall due in the split and are held. The
+# gateway starts an IKE_SA rekey whose request is lost (its neighbour entry for the pair cut for
+# that packet): until its retransmit is answered its IKE_SA is rekeying, and it refuses a
+# CREATE_CHILD_SA (TEMPORARY_FAILURE, libcharon's child_create.c). The key let go, A obtains the
+# lease: its held rekey runs first and is refused, then its held hard expiry deletes the CHILD_SA
+# (its lifetime is over: its keys go), and charon recreates it (after a hard expiry), refused too
+# until the gateway's IKE_SA rekey is answered: then one CHILD_SA, on the one IKE_SA, no IKE_SA_INIT.
+held_rekey_refused() {
+  local a_mark gw_mark init_pre a_old a_short held_spi='' out gw_dev t0 lease
+  # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
+  a_mark=$(wc -l <"$MX_TMP/cp-a.log") init_pre=$(init_count) a_old=$(node_child a 0) t0=$(date +%s.%N)
+  cp "$MX_TMP/intent-a.json" "$MX_TMP/intent-a-refused-before.json"
+  mx_json "$MX_TMP/intent-a-refused-before.json" "dict(d, peers=[dict(d['peers'][0], child_rekey_seconds=6,
+    child_life_seconds=7)] + d['peers'][1:])" >"$MX_TMP/intent-a-refused.json"
+  out=$(mx_ctl "$A_PREFIX" intent apply "$MX_TMP/intent-a-refused.json" 2>&1)
+  # The present CHILD_SA's hard lifetime stays (docs/cp.md); its rekey, due now, makes one with them.
+  check "refused: CHILD_SA lifetimes 6/7 s in place ($out): A rekeys its CHILD_SA, the new one with them" \
+    mx_wait_eval 8 'a_short=$(node_child a $a_mark); [ -n "$a_short" ] && [ "$a_short" != "$a_old" ]'
+  a_mark=$(wc -l <"$MX_TMP/cp-a.log")
+  # The speaker's key held by the test (a lease of its own) rather than A cut from etcd: A is
+  # refused with its etcd channel up, and obtains the lease within a retry (250 ms) of the key's
+  # revocation, however long a channel takes to come back after a cut on this loaded machine.
+  lease=$(etcdctl lease grant 60 2>/dev/null | sed -n 's/^lease \([0-9a-f]*\) granted.*/\1/p')
+  etcdctl put --lease="$lease" "$SPEAKER_KEY" test-holder >/dev/null 2>&1 || fail "could not hold the speaker's key"
+  cp_link cut || fail "could not cut A from B"
+  check "refused: A, without a standby peer and the key held by another, holds its IKE requests" \
+    mx_wait_eval 5 'cp_since a $a_mark | grep -q "IKE requests held" && cp_since a $a_mark | grep -q "lease not obtained (held by test-holder)"'
+  # (Under load the hold may come after that CHILD_SA's own rekey: then its successor's are held.)
+  check "refused: a CHILD_SA's rekey and delete (soft and hard time lifetimes) both held" \
+    mx_wait_eval 12 'held_spi=$(cp_since a $a_mark | sed -n "s/.*CHILD_SA SPI \([0-9a-f]*\) soft expiry held.*/\1/p" |
+      while read -r x; do cp_since a $a_mark | grep -q "SPI $x hard expiry held" && echo "$x"; done | head -1); [ -n "$held_spi" ]'
+  out=$(mx_ctl "$A_PREFIX" intent apply "$MX_TMP/intent-a-refused-before.json" 2>&1)
+  gw_dev=$(mx_in carrier-y-gw ip route get 192.0.2.1 | sed -n 's/.* dev \([^ ]*\).*/\1/p')
+  gw_mark=$(wc -l <"$GWLOG")
+  mx_in carrier-y-gw ip neigh replace 192.0.2.1 lladdr 02:00:00:00:de:ad dev "$gw_dev" nud permanent
+  swan --rekey --ike ix >/dev/null 2>&1
+  check "refused: the gateway's IKE_SA rekey request sent, lost (its IKE_SA rekeying)" \
+    mx_wait_eval 5 'tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "generating CREATE_CHILD_SA request [0-9]* \[ SA No KE \]" &&
+      tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "sending packet"'
+  mx_in carrier-y-gw ip neigh del 192.0.2.1 dev "$gw_dev"
+  etcdctl lease revoke "$lease" >/dev/null 2>&1 || fail "could not let the speaker's key go"
+  check "refused: A obtains the lease, runs its held rekey first: the gateway refuses it (TEMPORARY_FAILURE: rekeying its IKE_SA)" \
+    mx_wait_eval 8 'cp_since a $a_mark | grep -qE "IKE requests let go \(the witness.s lease\): [1-9] held CHILD_SA expiries run" &&
+      tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "unable to create CHILD_SA while rekeying IKE_SA" &&
+      cp_since a $a_mark | grep -q "received TEMPORARY_FAILURE notify"'
+  # (The gateway's log, not its listing: charon's recreate below may follow within 3 s.)
+  check "refused: then A's held hard expiry deletes the CHILD_SA, at the gateway too" \
+    mx_wait_eval 5 'cp_since a $a_mark | grep -q "still installed after its held rekey: its held hard expiry deletes it" &&
+      tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "received DELETE for ESP CHILD_SA with SPI" &&
+      tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "closing CHILD_SA hosp"'
+  check_that "refused: the rekey went before the delete" \
+    '[ "$(cp_since a $a_mark | grep -m1 -E "received TEMPORARY_FAILURE notify|still installed after its held rekey" | grep -c TEMPORARY_FAILURE)" = 1 ]'
+  check "refused: charon recreates the CHILD_SA it deleted at its hard expiry: one at the gateway, one IKE_SA, none ignored, ESP both ways" \
+    mx_wait_eval 30 'cp_since a $a_mark | grep -q "scheduling CHILD_SA recreate after hard expire" && n=$(node_child a $a_mark) &&
+      [ -n "$n" ] && ! grep -qw "$held_spi" <<<"$n" && [ "$(gw_children | wc -l)" = 1 ] && ping_archive && both_ways $n &&
+      [ "$(ike_count)" = 1 ] && [ "$(init_count)" = "$init_pre" ] && ! tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "expected [0-9]*, ignored"'
+  cp_link heal || fail "could not give the medix-cp link back"
+  echo "    refused: $(cp_since a "$a_mark" | grep -o 'CHILD_SA rekeying failed.*' | head -1); CHILD_SA $a_old -> ${a_short:-?} (held: SPI ${held_spi:-?}) -> deleted ->" \
+    "$(node_child a "$a_mark"); IKE_SA $(ike_sa); the case $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
+}
+held_rekey_refused
+
+# --- the carrier's switch flipping between the nodes during a split -------------------------------
+# (docs/ha.md, "Still unsafe": the switch flipping.) A split (the medix-cp link cut, the segments
+# isolated: both active), A the lease's holder; the switch steered to A, then to B across one
+# DPD of A's, then to A again. A's request leaves A whatever the switch does (A sends it); its
+# response goes where the switch sends the virtual MAC, to B, whose copy (behind: the link is
+# cut) does not take it. The documented outcome: A's request is answered on its retransmit (4 s)
+# once the switch is back, B sends no request (no lease), the gateway ignores none, and at the
+# heal A wins, B rejoins and the IKE_SA is the same one (its SPIs), one IKE_SA_INIT in all.
+switch_flip() {
+  local a_mark b_mark gw_mark ike_pre init_pre dpd t0 a_flip b_flip a_heal
+  # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
+  b_mark=$(wc -l <"$MX_TMP/cp-b.log") t0=$(date +%s.%N)
+  check "flip: B rejoined A and holds copies of its SAs" \
+    mx_wait_eval 10 'mx_pair_is $B_PREFIX backup HA_ROLE_STANDBY && cp_since b $b_mark | sed -n "/rejoining the active peer/,\$p" | grep -q "installed HA CHILD_SA"'
+  # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
+  a_mark=$(wc -l <"$MX_TMP/cp-a.log") gw_mark=$(wc -l <"$GWLOG") ike_pre=$(ike_sa) init_pre=$(init_count)
+  steer_carrier eth0 && cp_link cut || fail "could not cut the medix-cp link"
+  check "flip: A, its peer silent, obtains the lease" mx_wait_eval 10 '[ "$(speaker)" = "$HA_A" ]'
+  segments on || fail "could not isolate the nodes"
+  check "flip: a split, B active beside A, A the speaker" \
+    mx_wait_eval 10 'mx_pair_is $B_PREFIX master HA_ROLE_ACTIVE && [ "$(speaker)" = "$HA_A" ]'
+  after_dpd a
+  # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
+  a_flip=$(wc -l <"$MX_TMP/cp-a.log") b_flip=$(wc -l <"$MX_TMP/cp-b.log")
+  steer_carrier ethb
+  check "flip: the switch to B: A sends its next DPD, its response is not A's" \
+    mx_wait_eval 5 'cp_since a $a_flip | grep -q "sending DPD request"'
+  dpd=$(cp_since a "$a_flip" | sed -n 's/.*generating INFORMATIONAL request \([0-9]*\) \[ \].*/\1/p' | head -1)
+  sleep 1
+  check_that "flip: A had no response to its DPD ${dpd:-?} while the switch fed B" \
+    '[ -n "$dpd" ] && ! cp_since a $a_flip | grep -q "parsed INFORMATIONAL response $dpd "'
+  steer_carrier eth0
+  check "flip: the switch back to A: A's retransmit of DPD ${dpd:-?} is answered" \
+    mx_wait_eval 6 'cp_since a $a_flip | grep -qE "retransmit [0-9]+ of request with message ID ${dpd:-x}\$" &&
+      cp_since a $a_flip | grep -q "parsed INFORMATIONAL response ${dpd:-x} "'
+  echo "    flip: B, fed A's response: $(cp_since b "$b_flip" | grep -oE 'received message ID [0-9]+, expected [0-9]+, ignored|received INFORMATIONAL response, but expected.*' | head -1)"
+  check_that "flip: B sent no IKE request in the split (no lease)" \
+    '! cp_since b $b_mark | grep -qE "sending DPD request|generating [A-Z_]* request"'
+  # shellcheck disable=SC2034  # read by mx_wait_eval
+  a_heal=$(wc -l <"$MX_TMP/cp-a.log")
+  cp_link heal && segments off && steer_carrier none || fail "could not heal"
+  check "flip: the heal: A active, B standby, rejoined, and A's DPD answered" \
+    mx_wait_eval 10 'mx_pair_is $A_PREFIX master HA_ROLE_ACTIVE && mx_pair_is $B_PREFIX backup HA_ROLE_STANDBY &&
+      cp_since b $b_flip | sed -n "/rejoining the active peer/,\$p" | grep -q "installed HA CHILD_SA" && dpd_answered a $a_heal'
+  check "flip: hosp-y reaches the archive through A, ESP both ways on its CHILD_SA" \
+    mx_wait_eval 5 'ping_archive && both_ways $(node_child a 0)'
+  check_that "flip: the gateway ignored none of the pair's requests; the same IKE_SA ($ike_pre), one IKE_SA_INIT" \
+    '! tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "expected [0-9]*, ignored" && [ "$(ike_sa)" = "$ike_pre" ] &&
+      [ "$(ike_count)" = 1 ] && [ "$(init_count)" = "$init_pre" ]'
+  echo "    flip: the case $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
+}
+switch_flip
+
+# --- a lease that passes twice before the next holder's DELETE goes out ----------------------------
+# (docs/ha.md, item 6, "A lease that passes twice".) A split, A the holder, cut with a request of
+# its own withheld (withhold_at_cut). B obtains the lease and rekeys the CHILD_SA: b_lease, in B's
+# records. The gateway's answers lost (its neighbour entry for the pair cut), B made VRRP backup
+# (it lets the key go), A obtains the lease again: it reads b_lease with B's record and restarts
+# its withheld request, whose answer is lost, so its DELETE of b_lease waits behind it. A is cut
+# from etcd; the gateway's answer to A's retransmit then reaches A and its next request is not
+# sent (unrecorded). B, active again, obtains the lease a second time: A's record (its last
+# message's) carries A's own CHILD_SAs, not b_lease, so B
+# keeps b_lease, which carries ESP. At the heal A wins and its DELETE, started again under the
+# raised ID, goes out (b_lease is the loser's then); A's stale copy is made anew (NO_CHILD_SA).
+lease_twice() {
+  local b_lease='' again del gw_dev t0 rb_lease
+  t0=$(date +%s.%N)
+  steer_carrier eth0 && cp_link cut || fail "could not cut the medix-cp link"
+  check "twice: A, its peer silent, obtains the lease" mx_wait_eval 10 '[ "$(speaker)" = "$HA_A" ]'
+  segments on || fail "could not isolate the nodes"
+  check "twice: a split, B active beside A, A the speaker" \
+    mx_wait_eval 10 'mx_pair_is $B_PREFIX master HA_ROLE_ACTIVE && [ "$(speaker)" = "$HA_A" ]'
+  withhold_at_cut twice add
+  steer_carrier ethb
+  check "twice: B obtains the lease, raises its IKE_SA to A's record and sends DPD that the gateway answers" \
+    mx_wait_eval 10 '[ "$(speaker)" = "$HA_B" ] && cp_since b $rb | grep -q "raised after a split" && dpd_answered b $rb'
+  mx_ctl "$B_PREFIX" peer carrier-y rekey >/dev/null 2>&1
+  check "twice: B, the holder, rekeys the CHILD_SA with the gateway" \
+    mx_wait_eval 8 'b_lease=$(node_child b $rb); [ -n "$b_lease" ] && gw_child $b_lease >/dev/null'
+  rb_lease=$rb
+  # A's etcd back while B holds the key (refused: held by B), so that its channel is up when
+  # B's key goes (a connect begun in a long cut waits for gRPC's backoff and TCP's SYN retransmits).
+  neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" heal || fail "could not give A etcd back"
+  check "twice: A reaches etcd again (B's key refuses it)" \
+    mx_wait_eval 20 'cp_since a $ra | grep -q "lease not obtained (held by $HA_B)"'
+  after_dpd b
+  gw_dev=$(mx_in carrier-y-gw ip route get 192.0.2.1 | sed -n 's/.* dev \([^ ]*\).*/\1/p')
+  mx_in carrier-y-gw ip neigh replace 192.0.2.1 lladdr 02:00:00:00:de:ad dev "$gw_dev" nud permanent
+  steer_carrier eth0
+  # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
+  ra=$(wc -l <"$MX_TMP/cp-a.log") rg=$(wc -l <"$GWLOG")
+  # B made backup by VRRP (the segments joined: A's priority wins; the medix-cp link still cut):
+  # not active, it lets the key go at once and keeps its etcd channel for its second lease.
+  segments off || fail "could not join the segments"
+  check "twice: B backup (VRRP), not active: B lets the lease go" \
+    mx_wait_eval 10 'mx_pair_is $B_PREFIX backup HA_ROLE_STANDBY && cp_since b $rb | grep -q "lease let go"'
+  check "twice: A obtains the lease again, reads B's CHILD_SA with its record, restarts its request ${withheld:-?} (the gateway takes it, its answer lost)" \
+    mx_wait_eval 8 '[ "$(speaker)" = "$HA_A" ] && cp_since a $ra | grep -q "record(s) read with the lease, [1-9]" &&
+      again=$(cp_since a $ra | sed -n "s/.*its request ${withheld:-x} never left this node: started again as request \([0-9]*\).*/\1/p" | head -1) &&
+      [ -n "$again" ] && tail -n +$((rg + 1)) "$GWLOG" | grep -q "parsed INFORMATIONAL request $again "'
+  neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" cut || fail "could not cut A from etcd"
+  check "twice: A cut from etcd before its answer came: its DELETE of B's CHILD_SA (${b_lease:-?}) not made yet" \
+    mx_wait_eval 2 'cp_since a $ra | grep -q "renew deadline: no IKE requests of ours" && ! cp_since a $ra | grep -q "deleting CHILD_SA ESP SPI"'
+  mx_in carrier-y-gw ip neigh del 192.0.2.1 dev "$gw_dev"
+  check "twice: the answer to A's retransmit reaches A; its next request is not sent (unrecorded)" \
+    mx_wait_eval 12 'cp_since a $ra | grep -q "parsed INFORMATIONAL response ${again:-x} " &&
+      del=$(cp_since a $ra | sed -n "s/.*IKE request \([0-9]*\) of IKE_SA carrier-y.* not sent.*/\1/p" | tail -1) && [ "${del:-0}" -gt "${again:-0}" ]'
+  rb=$(wc -l <"$MX_TMP/cp-b.log")
+  steer_carrier ethb
+  segments on || fail "could not isolate the nodes"
+  check "twice: B active again (the segments apart) obtains the lease a second time, raised to A's record; its DPD answered" \
+    mx_wait_eval 20 '[ "$(speaker)" = "$HA_B" ] && cp_since b $rb | grep -q "raised after a split" && dpd_answered b $rb'
+  echo "    twice: B: $(cp_since b "$rb" | grep -o 'record(s) read with the lease.*' | head -1)"
+  b_lease=$(node_child b "$rb_lease")
+  check "twice: B keeps its CHILD_SA (${b_lease:-?}): at the gateway, ESP both ways through B" \
+    mx_wait_eval 5 'ping_archive && both_ways $b_lease'
+  # (Not by message ID: B's first request takes the ID of A's unsent one, A recorded the one before.)
+  check_that "twice: A's DELETE of it never reached the gateway; none of the pair's requests ignored" \
+    '[ -n "$b_lease" ] && ! tail -n +$((rg + 1)) "$GWLOG" | grep -q "received DELETE for ESP CHILD_SA with SPI ${b_lease%% *}" &&
+      ! tail -n +$((rg + 1)) "$GWLOG" | grep -q "expected [0-9]*, ignored"'
+  ra=$(wc -l <"$MX_TMP/cp-a.log") rb=$(wc -l <"$MX_TMP/cp-b.log")
+  cp_link heal && segments off && steer_carrier none && neigh_cut "mx-$MX_ID-cp-a" 10.255.1.1 "me${MX_ID}a" heal ||
+    fail "could not heal"
+  check "twice: the heal: A active, B standby and rejoined, A raised to B's message IDs" \
+    mx_wait_eval 10 'mx_pair_is $A_PREFIX master HA_ROLE_ACTIVE && mx_pair_is $B_PREFIX backup HA_ROLE_STANDBY &&
+      cp_since b $rb | grep -q "rejoining the active peer" && cp_since a $ra | grep -q "raised after a split"'
+  deleted_at_gateway twice a "$ra" "$b_lease" "B's CHILD_SA of its lease (the loser's now)"
+  check "twice: A's stale copy answered NO_CHILD_SA, A's new CHILD_SA carries ESP both ways" \
+    mx_wait_eval 10 'cp_since a $ra | grep -q "peer didn.t find the CHILD_SA we tried to rekey" && ping_archive && both_ways $(node_child a $ra)'
+  check_that "twice: the gateway ignored none of the pair's requests; the same IKE_SA, its only one; one IKE_SA_INIT" \
+    '! tail -n +$((rg + 1)) "$GWLOG" | grep -q "expected [0-9]*, ignored" && [ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ]'
+  echo "    twice: A's request ${withheld:-?} started again as ${again:-?}, its next request ${del:-?} withheld (the DELETE behind it); the case $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
+}
+# Opt-in, not in CI: in 1 of 4 runs B's second raise was not made (docs/ha.md, "A lease that
+# passes twice"); those checks then fail.
+[ "${IKE_WITNESS_TWICE:-}" = 1 ] && lease_twice
 
 echo "    split and heal: $(awk -v a="$t_split" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s; whole run: $(awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
 finish
