@@ -63,6 +63,10 @@ struct resend {
   uint32_t mid;
 };
 static linked_list_t* resends; /* struct resend*, under lock: sent when the hold ends */
+/* unique id -> struct resend*: a request none of whose packets was let out (the check refused
+ * it), under left_lock. Sent when the hold ends rather than at charon's next retransmit, which
+ * backs off (4, 7.2, 13 s...): the gateway's own retransmits would otherwise overtake it. */
+static hashtable_t* withheld;
 static listener_t forget;
 
 static void (*queue_job)(processor_t* this, job_t* job);
@@ -181,6 +185,21 @@ static void queue_job_held(processor_t* processor, job_t* job) {
   queue_job(processor, job);
 }
 
+static void free_resend(struct resend* r) {
+  if (!r) return;
+  r->id->destroy(r->id);
+  free(r);
+}
+
+static void note_withheld(ike_sa_t* ike_sa, uint32_t mid) {
+  ike_sa_id_t* id = ike_sa->get_id(ike_sa);
+  struct resend* r = malloc(sizeof(*r));
+  *r = (struct resend){.id = id->clone(id), .mid = mid};
+  pthread_mutex_lock(&left_lock);
+  free_resend(withheld->put(withheld, (void*)(uintptr_t)ike_sa->get_unique_id(ike_sa), r));
+  pthread_mutex_unlock(&left_lock);
+}
+
 /* Before the sender adds the non-ESP marker: the packet is the IKE message, its header in clear. */
 static void send_checked(sender_t* sender, packet_t* packet) {
   int (*check)(const struct cp_ike_mids*, const uint32_t*, int, bool) = __atomic_load_n(&send_check, __ATOMIC_ACQUIRE);
@@ -216,12 +235,14 @@ static void send_checked(sender_t* sender, packet_t* packet) {
              sent == CP_SEND_UNRECORDED ? "its message ID not recorded with the witness"
                                         : "the pair's standby did not acknowledge its sync");
         packet->destroy(packet);
+        if (request) note_withheld(ike_sa, mid);
         return;
       }
     }
     if (request) {
       pthread_mutex_lock(&left_lock);
       left->put(left, (void*)(uintptr_t)ike_sa->get_unique_id(ike_sa), (void*)((uintptr_t)mid + 1));
+      free_resend(withheld->remove(withheld, (void*)(uintptr_t)ike_sa->get_unique_id(ike_sa)));
       pthread_mutex_unlock(&left_lock);
     }
   }
@@ -240,6 +261,7 @@ METHOD(listener_t, forget_ike_sa, bool, listener_t* this, ike_sa_t* ike_sa, ike_
     pthread_mutex_lock(&left_lock);
     left->remove(left, (void*)(uintptr_t)ike_sa->get_unique_id(ike_sa));
     resent->remove(resent, (void*)(uintptr_t)ike_sa->get_unique_id(ike_sa));
+    free_resend(withheld->remove(withheld, (void*)(uintptr_t)ike_sa->get_unique_id(ike_sa)));
     pthread_mutex_unlock(&left_lock);
   }
   return TRUE;
@@ -310,6 +332,7 @@ void medix_hold_resend(ike_sa_t* ike_sa, uint32_t mid, uint32_t responding) {
   pthread_mutex_lock(&left_lock);
   bool again = (uintptr_t)resent->get(resent, (void*)unique) == (uintptr_t)mid + 1;
   if (!again) resent->put(resent, (void*)unique, (void*)((uintptr_t)mid + 1));
+  free_resend(withheld->remove(withheld, (void*)unique)); /* sent here, not again at the hold's end */
   pthread_mutex_unlock(&left_lock);
   if (again) return; /* one extra send of it: each retransmit counts against charon's tries */
   pthread_mutex_lock(&lock);
@@ -366,6 +389,7 @@ void medix_hold_start(void) {
   lib->processor->queue_job = queue_job_held;
   left = hashtable_create(hashtable_hash_ptr, hashtable_equals_ptr, 32);
   resent = hashtable_create(hashtable_hash_ptr, hashtable_equals_ptr, 8);
+  withheld = hashtable_create(hashtable_hash_ptr, hashtable_equals_ptr, 8);
   resends = linked_list_create();
   requeued = linked_list_create();
   deferred = linked_list_create();
@@ -501,6 +525,25 @@ int cp_charon_hold(bool hold) {
     free(r);
   }
   DESTROY_IF(send);
+  /* Requests the check refused (a split's first second, no lease): their packets as built, once,
+   * each where its exchange is still the one in flight (charon's retransmit ignores another ID). */
+  if (!hold) {
+    linked_list_t* now = linked_list_create();
+    pthread_mutex_lock(&left_lock);
+    enumerator_t* e = withheld->create_enumerator(withheld);
+    void* key;
+    while (e->enumerate(e, &key, &r)) {
+      withheld->remove_at(withheld, e);
+      now->insert_last(now, r);
+    }
+    e->destroy(e);
+    pthread_mutex_unlock(&left_lock);
+    while (now->remove_first(now, (void**)&r) == SUCCESS) {
+      retransmit(r->id, r->mid);
+      free_resend(r);
+    }
+    now->destroy(now);
+  }
   /* Exchanges started again under raised message IDs while held (cp_charon_raise_mids). */
   ike_sa_id_t* id;
   while (kick && kick->remove_first(kick, (void**)&id) == SUCCESS) {
