@@ -669,8 +669,9 @@ TEST_CASE("HA fence: chained takeovers with no ack between them never reuse a se
     CHECK(b.sa->seq == 600 + margin + 5000);
     a.step_down();
     // Without the rule A would go on from its own 1599 into B's 1601...
-    PairNode unaware;
+    PairNode unaware;  // takes the peer as bounded (a fenced round heard, nothing held)
     unaware.sa->seq = a.sa->seq;
+    unaware.peer.fenced = true;
     CHECK(unaware.take_over(margin) == 0);
     unaware.install();
     std::vector<uint64_t> would = used;

@@ -308,7 +308,7 @@ TEST_CASE(
     REQUIRE_FALSE(rb.open(dir_b.path, block));
     Harness b(config, 1, start_of(rb));
     SaState& sa = outbound(b);
-    CHECK(sa.seq == 500 + margin);  // its mark
+    CHECK(sa.seq >= 500 + margin);  // its mark (a block above what it covered)
     CHECK(take_over(b, ha::PeerSas{}) == 1);
     CHECK(sa.fence == sa.seq);
     rb.pass(b.tables->sas, max_sas, 1);
