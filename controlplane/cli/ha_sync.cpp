@@ -140,8 +140,9 @@ void print_status(const v1::HaSyncStatus& s) {
   std::printf("sessions   %lu live here; installed %lu, refreshed %lu, removed %lu, failed %lu\n",
               (unsigned long)s.sessions(), (unsigned long)s.installed(), (unsigned long)s.refreshed(),
               (unsigned long)s.removed(), (unsigned long)s.install_failed());
-  std::printf("SAs        %lu synced, %lu advanced at takeovers (outbound by %lu)\n", (unsigned long)s.sas_synced(),
-              (unsigned long)s.sas_advanced(), (unsigned long)s.sa_margin());
+  std::printf("SAs        %lu synced, %lu advanced at takeovers (outbound by %lu), %lu fenced where they were\n",
+              (unsigned long)s.sas_synced(), (unsigned long)s.sas_advanced(), (unsigned long)s.sa_margin(),
+              (unsigned long)s.sas_stopped());
   std::printf(
       "fence      %lu outbound SAs fenced, %lu at the fence; acks %lu taken, %lu sent, %lu withheld; %lu SAs raised "
       "past the standby's\n",

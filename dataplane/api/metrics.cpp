@@ -188,6 +188,9 @@ void render_ha_metrics(Dataplane& dp, std::ostringstream& out) {
       .sample({}, s.sas_synced);
   Family(out, "medix_ha_sync_sas_advanced_total", "counter", "SAs advanced past the active's use at takeovers.")
       .sample({}, s.sas_advanced);
+  Family(out, "medix_ha_sync_sas_stopped_total", "counter",
+         "Outbound SAs a takeover fenced where they were: the peer's use of them could not be bounded.")
+      .sample({}, s.sas_stopped);
   Family(out, "medix_ha_sync_sas_fenced", "gauge",
          "Active: outbound SAs with an HA fence, and those at it (dropping as ha_sa_fenced).")
       .sample({{"state", "fenced"}}, s.sas_fenced)

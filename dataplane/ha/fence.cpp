@@ -59,7 +59,7 @@ void PeerSas::take(const SyncRecord& r) {
 
 void PeerSas::round(bool all_fenced) {
   fenced = all_fenced;
-  heard = ever = true;
+  heard = true;
 }
 
 void SentRounds::sent(uint64_t last_counter, std::vector<SaValue> values) {
@@ -103,7 +103,7 @@ unsigned apply_fences(SaState* const* sas, uint32_t slots, const std::vector<SaV
     if (!sa || sa->inbound) continue;
     uint64_t acked = 0;
     for (const SaValue& v : round)
-      if (v.slot == slot && v.spi == sa->spi) acked = v.value;
+      if (v.slot == slot && v.name == name_of(*sa)) acked = v.value;
     raise_fence(*sa, fence_of(acked, margin));
     n++;
   }
@@ -191,7 +191,10 @@ unsigned take_over(SaState* const* sas, uint32_t slots, const PeerSas& peer, uin
       records.push_back({sa->owner, r});
       continue;
     }
-    bool bounded = peer.heard && (value ? !peer.unfenced.count(it->first) : peer.fenced || !peer.ever);
+    // Not held: bounded only by a whole round that said the peer fences the SAs it makes. A node
+    // fresh from its start that heard none cannot tell a fenced peer from one that took over
+    // and had no ack since (its numbers unbounded); nor does a mark on disk bound that peer.
+    bool bounded = peer.heard && (value ? !peer.unfenced.count(it->first) : peer.fenced);
     if (!bounded) {
       __atomic_store_n(&sa->fence, __atomic_load_n(&sa->seq, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
       stopped++;

@@ -58,19 +58,20 @@ struct PeerSas {
   SaValues values;            // each SA's latest value (any SA datagram)
   std::set<SaName> unfenced;  // outbound SAs whose latest value came without a fence on the active
   // The last whole round: it had outbound SAs and all had a fence (the active then fences an SA
-  // it makes at margin - 1 before its next round). `heard`: a whole round came since this node
-  // was last active (true from its start: a node that starts has sent nothing); `ever`: one
-  // came since its start.
-  bool fenced = false, heard = true, ever = false;
+  // it makes at margin - 1 before its next round); false until a whole round came since this
+  // node's start (a fresh node cannot tell whether its peer had a fence). `heard`: a whole round
+  // came since this node was last active (true from its start: a node that starts has sent nothing).
+  bool fenced = false, heard = true;
   void take(const SyncRecord& r);         // sa_outbound, sa_inbound
   void round(bool all_fenced);            // a whole round came
   void stepped_down() { heard = false; }  // this node was active: what the next one sends is unknown
 };
 
-// An outbound SA as a round of SA datagrams gave it (the active's own slots).
+// An outbound SA as a round of SA datagrams gave it (the active's own slots), with its name: a
+// slot freed and taken by another tunnel's SA of the same SPI before the ack is not this SA.
 struct SaValue {
   uint16_t slot;
-  uint32_t spi;
+  SaName name;
   uint64_t value;
 };
 
@@ -113,8 +114,9 @@ struct TakeoverRecord {
 };
 
 // Active, on an ack of `round`: each outbound SA of sas[1, slots) gets the fence of its value in
-// the round, or of 0 when it is not in it (made since: the standby holds nothing of it, and a
-// takeover starts such an SA at the margin). Fences only rise. Returns the SAs fenced.
+// the round (matched by slot and name), or of 0 when it is not in it (made since: the standby
+// holds nothing of it, and a takeover starts such an SA at the margin). Fences only rise.
+// Returns the SAs fenced.
 unsigned apply_fences(SaState* const* sas, uint32_t slots, const std::vector<SaValue>& round, uint64_t margin);
 // Active, once fenced: an outbound SA made since the last ack gets the fence of 0 at once.
 unsigned fence_new_sas(SaState* const* sas, uint32_t slots, uint64_t margin);
@@ -141,9 +143,9 @@ unsigned raise_past(SaState* const* sas, uint32_t slots, const std::vector<SyncR
 // what the peer sends on it cannot be bounded, fenced where it is: it sends no more, and its
 // next packet's SA event makes medix-cp rekey it. Unbounded: no whole round from the peer since
 // this node was last active (a chain of takeovers with none between them); the latest value held
-// came without a fence (the peer had no ack yet); an SA not held while the last round showed the
-// peer unfenced (after a first round only). floors[slot] gets each outbound start. Returns the
-// SAs fenced where they are.
+// came without a fence (the peer had no ack yet); an SA not held unless the last whole round
+// showed the peer fenced (none since this node's start: a fresh node cannot tell). floors[slot]
+// gets each outbound start. Returns the SAs fenced where they are.
 unsigned take_over(SaState* const* sas, uint32_t slots, const PeerSas& peer, uint64_t margin,
                    std::vector<TakeoverRecord>& records, SaFloors& floors);
 

@@ -65,6 +65,7 @@ void fill_ha_sync(Dataplane& dp, v1::HaSyncStatus& out) {
   out.set_sas_fenced(s.sas_fenced);
   out.set_sas_at_fence(s.sas_at_fence);
   out.set_sas_raised(s.sas_raised);
+  out.set_sas_stopped(s.sas_stopped);
   out.set_installed(s.installed);
   out.set_refreshed(s.refreshed);
   out.set_removed(s.removed);

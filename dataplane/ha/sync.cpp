@@ -239,7 +239,7 @@ void Sync::send_sas() {
       if (!sa) continue;
       SyncRecord r = round_record(*sa, floor_of(floors_, slot, *sa));
       records.push_back(r);
-      if (!sa->inbound) values.push_back({uint16_t(slot), sa->spi, r.sa.value});
+      if (!sa->inbound) values.push_back({uint16_t(slot), name_of(*sa), r.sa.value});
     }
   });
   {
@@ -388,12 +388,17 @@ void Sync::takeover() {
   medix::common::log(medix::common::LogLevel::notice,
                      "medix-dp: HA: now active: %zu SAs advanced (outbound by %lu sequence numbers)", advances.size(),
                      (unsigned long)margin);
-  if (stopped)
+  if (stopped) {
+    {
+      std::lock_guard lock(mutex_);
+      s_.sas_stopped += stopped;
+    }
     medix::common::log(medix::common::LogLevel::warning,
                        "medix-dp: HA: %u outbound SAs fenced where they are (what the peer sent on them cannot "
-                       "be bounded: no round since this node was last active, or no fence on the peer): rekeyed "
-                       "at their next packet",
+                       "be bounded: no round since this node's start or since it was last active, or no fence on "
+                       "the peer): rekeyed at their next packet",
                        stopped);
+  }
 }
 
 // Stepping down: each worker ends the sessions it made as active (a chunk at a time); the

@@ -67,6 +67,7 @@ struct Status {
   uint64_t sessions = 0;        // live sessions on this node
   uint64_t sas_synced = 0;      // standby: SAs whose state it holds; active: SAs it sends
   uint64_t sas_advanced = 0;    // at takeovers
+  uint64_t sas_stopped = 0;     // outbound SAs a takeover fenced where they were (the peer's use unbounded)
   uint64_t role_changes = 0;
   uint64_t sa_margin = 0;
   // The fence (ha/fence.h): standby, rounds acked and withheld; active, acks taken, outbound SAs

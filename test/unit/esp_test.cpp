@@ -363,7 +363,7 @@ TEST_CASE(
     r[1].sa.spi = in.spi;
     r[1].sa.inbound = 1;
     r[1].sa.value = in.replay.top;
-    rounds.sent(++counter, {{slot, sa.spi, sa.seq}});
+    rounds.sent(++counter, {{slot, ha::name_of(sa), sa.seq}});
     return standby.take(counter, ha::flag_sa_first | ha::flag_sa_last, r, 2);
   };
   auto ack = [&] {
@@ -426,7 +426,7 @@ TEST_CASE("HA fence: a round with a lost datagram is not acked; an SA not in the
   CHECK(t.last() == 17);
 
   ha::SentRounds sent;
-  sent.sent(11, {{1, 100, 5000}});
+  sent.sent(11, {{1, {0, 100, false}, 5000}});
   CHECK(sent.acked(11));
   CHECK_FALSE(sent.acked(12));  // an ack of a round never sent moves nothing
   for (uint64_t c = 100; c < 200; c++) sent.sent(c, {});
@@ -439,11 +439,11 @@ TEST_CASE("HA fence: a round with a lost datagram is not acked; an SA not in the
   c->spi = 102;
   c->inbound = true;
   SaState* sas[4] = {nullptr, a.get(), b.get(), c.get()};
-  CHECK(ha::apply_fences(sas, 4, {{1, 100, 5000}}, 64) == 2);
+  CHECK(ha::apply_fences(sas, 4, {{1, {0, 100, false}, 5000}}, 64) == 2);
   CHECK(a->fence == 5000 + 63);
   CHECK(b->fence == 63);
   CHECK(c->fence == ha::no_fence);
-  CHECK(ha::apply_fences(sas, 4, {{1, 100, 10}, {2, 101, 10}}, 64) == 2);
+  CHECK(ha::apply_fences(sas, 4, {{1, {0, 100, false}, 10}, {2, {0, 101, false}, 10}}, 64) == 2);
   CHECK(a->fence == 5000 + 63);
   CHECK(b->fence == 10 + 63);
   ha::clear_fences(sas, 4);
@@ -521,7 +521,7 @@ TEST_CASE(
       for (uint16_t slot = 1; slot < max_sas; slot++)
         if (const SaState* sa = active.tables->sas[slot]) {
           round.push_back(ha::round_record(*sa, 0));
-          if (!sa->inbound) values.push_back({slot, sa->spi, round.back().sa.value});
+          if (!sa->inbound) values.push_back({slot, ha::name_of(*sa), round.back().sa.value});
         }
       REQUIRE(round.size() == 4);
       rounds.sent(++counter, values);
@@ -619,7 +619,7 @@ struct PairNode {
     peer.round(t.fenced());
   }
   void ack(const SyncRecord& r, uint64_t margin) {  // the other node's ack of round r
-    CHECK(ha::apply_fences(sas, 2, {{1, sa->spi, r.sa.value}}, margin) == 1);
+    CHECK(ha::apply_fences(sas, 2, {{1, ha::name_of(*sa), r.sa.value}}, margin) == 1);
   }
   void step_down() {
     ha::clear_fences(sas, 2);
@@ -669,8 +669,9 @@ TEST_CASE("HA fence: chained takeovers with no ack between them never reuse a se
     CHECK(b.sa->seq == 600 + margin + 5000);
     a.step_down();
     // Without the rule A would go on from its own 1599 into B's 1601...
-    PairNode unaware;
+    PairNode unaware;  // takes the peer as bounded (a fenced round heard, nothing held)
     unaware.sa->seq = a.sa->seq;
+    unaware.peer.fenced = true;
     CHECK(unaware.take_over(margin) == 0);
     unaware.install();
     std::vector<uint64_t> would = used;
@@ -723,6 +724,102 @@ TEST_CASE("HA fence: chained takeovers with no ack between them never reuse a se
     CHECK(a.sa->seq == 600 + margin + 300 + margin + 100);
     CHECK(distinct(used));
   }
+}
+
+TEST_CASE(
+    "HA fence: a node fresh from its start that heard no round fences the SAs it holds nothing of: its peer may "
+    "have had no ack") {
+  constexpr uint64_t margin = 1000;
+  std::vector<uint64_t> used;
+  PairNode a, b;
+  // B active and fenced (A acks), sends 600; A takes B's round, B dies, A takes over from it and,
+  // no standby acking, sends on unfenced.
+  b.send(600, used);
+  SyncRecord r = b.round();
+  a.take(r);
+  b.ack(r, margin);
+  r = b.round();
+  a.take(r);
+  CHECK(a.peer.fenced);
+  CHECK(a.take_over(margin) == 0);
+  a.install();
+  a.send(5000, used);
+  CHECK(a.sa->seq == 600 + margin + 5000);
+  // B starts again (from its own reservation on disk, say 600 + a block of 4000, or at 0), hears
+  // no round of A's, and A dies: B takes over holding nothing. Before, it went on from its start
+  // + margin, into A's numbers (1601 to 6600).
+  for (uint64_t start : {uint64_t(4600), uint64_t(0)}) {
+    PairNode fresh;
+    fresh.sa->seq = start;
+    PairNode assumed;  // the rule before: a node that heard nothing took its peer as fenced
+    assumed.sa->seq = start;
+    assumed.peer.fenced = true;
+    CHECK(assumed.take_over(margin) == 0);
+    assumed.install();
+    std::vector<uint64_t> would = used;
+    assumed.send(1000, would);
+    CHECK_FALSE(distinct(would));
+    // Now: fenced where it is; it sends nothing (its next packet has medix-cp rekey it).
+    CHECK(fresh.take_over(margin) == 1);
+    CHECK(fresh.advances.empty());
+    CHECK(fresh.sa->fence == start);
+    fresh.send(100, used);
+    CHECK(fresh.sa->seq == start);
+  }
+  CHECK(distinct(used));
+  // Which SAs qualify, for a node fresh from its start: one it holds nothing of, until a whole
+  // round says the peer fences its SAs (then the peer fenced a new SA at margin - 1: the margin
+  // is past it); one whose value came with a fence (a round's datagram) goes on from it.
+  PairNode heard_fenced, heard_unfenced, held;
+  heard_fenced.peer.round(true);
+  CHECK(heard_fenced.take_over(margin) == 0);
+  CHECK(heard_fenced.advances.at(0).record.sa.value == margin);
+  heard_unfenced.peer.round(false);
+  CHECK(heard_unfenced.take_over(margin) == 1);
+  SyncRecord fenced_value = a.round();
+  a.ack(fenced_value, margin);
+  fenced_value = a.round();
+  REQUIRE_FALSE(fenced_value.sa.flags & sa_unfenced);
+  held.peer.take(fenced_value);  // a datagram of a round that did not come whole
+  CHECK(held.take_over(margin) == 0);
+  CHECK(held.advances.at(0).record.sa.value == fenced_value.sa.value + margin);
+}
+
+TEST_CASE(
+    "HA fence: an ack fences each SA by slot and name: another tunnel's SA of the same SPI in the slot since the "
+    "round is fenced from 0") {
+  constexpr uint64_t margin = 1000;
+  std::vector<uint64_t> used;  // every number sent under t2's SA's key, by either node
+  // A, active and fenced, sends 5000 on t1's SA (SPI 100, slot 1); its round says so and B takes it.
+  auto t1 = std::make_unique<SaState>(), t2 = std::make_unique<SaState>(), t2_b = std::make_unique<SaState>();
+  t1->spi = t2->spi = t2_b->spi = 100;
+  t1->tunnel_id = sa_tunnel_id("t1");
+  t2->tunnel_id = t2_b->tunnel_id = sa_tunnel_id("t2");
+  t1->seq = 5000;
+  SaState* a_sas[2] = {nullptr, t1.get()};
+  ha::SentRounds rounds;
+  rounds.sent(7, {{1, ha::name_of(*t1), ha::round_record(*t1, 0).sa.value}});
+  ha::PeerSas b_peer;
+  b_peer.take(ha::round_record(*t1, 0));
+  b_peer.round(true);
+  // Before B's ack comes back, t1's SA goes and another tunnel's outbound SA, whose peer chose
+  // the same SPI, takes its slot. The ack must not give it t1's fence (5000 + margin - 1).
+  a_sas[1] = t2.get();
+  REQUIRE(rounds.acked(7));
+  CHECK(ha::apply_fences(a_sas, 2, *rounds.acked(7), margin) == 1);
+  CHECK(t2->fence == margin - 1);
+  for (unsigned i = 0; i < 3000 && t2->seq + 1 <= t2->fence; i++) used.push_back(++t2->seq);
+  CHECK(t2->seq == margin - 1);
+  // B, holding nothing of t2's SA, takes over at the margin: past all A sent on it.
+  SaState* b_sas[2] = {nullptr, t2_b.get()};
+  std::vector<ha::TakeoverRecord> advances;
+  ha::SaFloors floors;
+  CHECK(ha::take_over(b_sas, 2, b_peer, margin, advances, floors) == 0);
+  REQUIRE(advances.size() == 1);
+  CHECK(advances[0].record.sa.value == margin);
+  t2_b->seq = advances[0].record.sa.value;
+  for (int i = 0; i < 10; i++) used.push_back(++t2_b->seq);
+  CHECK(distinct(used));
 }
 
 TEST_CASE(
@@ -794,7 +891,7 @@ TEST_CASE(
   }
   CHECK_FALSE(ha::sent_past(b_sas, 2, {{ha::name_of(r), r.sa.value}}));
   CHECK(r.sa.value >= 1010);
-  ha::apply_fences(a_sas, 2, {{1, x_a->spi, r.sa.value}}, margin);
+  ha::apply_fences(a_sas, 2, {{1, ha::name_of(*x_a), r.sa.value}}, margin);
   send(*x_a, 3000);
   CHECK(x_a->seq == r.sa.value + margin - 1);
   CHECK(distinct(used));  // with the old SA's start in the round, A went on from 500 into B's 1001-1010

@@ -262,7 +262,9 @@ TEST_CASE("sequence numbers on disk: a file that cannot be written stops the SA 
   CHECK(r.status(now).writes == 3);
 }
 
-TEST_CASE("sequence numbers on disk: a standby fresh from a restart takes over above the active's fence") {
+TEST_CASE(
+    "sequence numbers on disk: a standby fresh from a restart that heard no round fences the SA where it is, not "
+    "at its mark") {
   // A active, B standby, one static outbound SA of the same intent, margin 1000. B writes each
   // acked round's value + margin before its ack; A's fence follows the ack. B restarts (holds
   // nothing of A), A goes on to its fence and dies, B takes over. (One harness at a time: the
@@ -280,43 +282,55 @@ TEST_CASE("sequence numbers on disk: a standby fresh from a restart takes over a
     ha::Reserve rb;
     REQUIRE_FALSE(rb.open(dir_b.path, block));
     REQUIRE(rb.cover(nullptr, 0, {{key, 500 + margin}}, 1));
-    ha::apply_fences(a.tables->sas, max_sas, {{slot_a, sa_a.spi, 500}}, margin);
+    ha::apply_fences(a.tables->sas, max_sas, {{slot_a, ha::name_of(sa_a), 500}}, margin);
     CHECK(sa_a.fence == 500 + margin - 1);
     // B stops; A sends to its fence, no further (no ack from a B that is down), and dies.
     auto seqs = send(a, 1200);
     CHECK(seqs.size() == margin - 1);
     REQUIRE(none_again(sent_a, seqs));
   }
-  // B fresh from its start holds nothing of A: it takes over from what it wrote.
-  ha::PeerSas nothing;  // a node that starts counts as having heard
   std::vector<ha::TakeoverRecord> advances;
   ha::SaFloors floors;
-  auto take_over = [&](Harness& h) {
+  auto take_over = [&](Harness& h, const ha::PeerSas& peer) {
     SaState& sa = outbound(h);
     advances.clear();
-    CHECK(ha::take_over(h.tables->sas, max_sas, nothing, margin, advances, floors) == 0);
+    unsigned stopped = ha::take_over(h.tables->sas, max_sas, peer, margin, advances, floors);
     for (auto& t : advances)
       if (!t.record.sa.inbound) sa.seq = std::max(sa.seq, t.record.sa.value);  // the worker's advance_sa
+    return stopped;
   };
+  // B fresh from its start has heard no round: it cannot tell this A (fenced by its acks) from an
+  // A that took over from B and had no ack since, whose numbers lie above any mark of B's. It
+  // starts the SA at its mark and fences it there: it sends nothing (its next packet asks
+  // medix-cp for a rekey).
   {
     ha::Reserve rb;
     REQUIRE_FALSE(rb.open(dir_b.path, block));
     Harness b(config, 1, start_of(rb));
-    take_over(b);
+    SaState& sa = outbound(b);
+    CHECK(sa.seq >= 500 + margin);  // its mark (a block above what it covered)
+    CHECK(take_over(b, ha::PeerSas{}) == 1);
+    CHECK(sa.fence == sa.seq);
     rb.pass(b.tables->sas, max_sas, 1);
-    auto seqs = send(b, 50);
-    REQUIRE(seqs.size() == 50);
-    CHECK(seqs.front() > 500 + margin - 1);
-    std::set<uint64_t> all = sent_a;
-    CHECK(none_again(all, seqs));
+    CHECK(send(b, 50).empty());
+    CHECK(sa.drops_of(Drop::ha_sa_fenced) == 50);
   }
-  // The control: without its file B would start at the margin, inside what A sent.
-  Harness unaware(config);
-  take_over(unaware);
-  auto seqs = send(unaware, 50);
+  // Having heard a whole round of A's (A fenced, at 500), B goes on above A's fence.
+  ha::PeerSas heard;
+  SyncRecord r{};
+  r.kind = uint8_t(SyncKind::sa_outbound);
+  r.sa.tunnel = key.tunnel;
+  r.sa.spi = key.spi;
+  r.sa.value = 500;
+  heard.take(r);
+  heard.round(true);
+  Harness b(config);
+  CHECK(take_over(b, heard) == 0);
+  auto seqs = send(b, 50);
   REQUIRE(seqs.size() == 50);
+  CHECK(seqs.front() == 500 + margin + 1);
   std::set<uint64_t> all = sent_a;
-  CHECK_FALSE(none_again(all, seqs));
+  CHECK(none_again(all, seqs));
 }
 
 TEST_CASE("HA fence: at a split brain's heal the active goes on above the numbers the standby sent, then acks resume") {
@@ -334,7 +348,7 @@ TEST_CASE("HA fence: at a split brain's heal the active goes on above the number
   sa_b.tunnel_id = sa_a.tunnel_id;
   SaState* b_sas[2] = {nullptr, &sa_b};
   REQUIRE(none_again(used, send(a, 300)));
-  ha::apply_fences(a.tables->sas, max_sas, {{slot_a, sa_a.spi, 300}}, margin);  // B acked the round at 300
+  ha::apply_fences(a.tables->sas, max_sas, {{slot_a, ha::name_of(sa_a), 300}}, margin);  // B acked the round at 300
   ha::PeerSas held;
   held.take(ha::round_record(sa_a, 0));
   held.round(true);
@@ -368,7 +382,7 @@ TEST_CASE("HA fence: at a split brain's heal the active goes on above the number
   round = {{ha::name_of(sa_a), sa_a.seq}};
   CHECK_FALSE(ha::sent_past(b_sas, 2, round));
   CHECK(ha::past_records(b_sas, 2, round).empty());
-  ha::apply_fences(a.tables->sas, max_sas, {{slot_a, sa_a.spi, sa_a.seq}}, margin);
+  ha::apply_fences(a.tables->sas, max_sas, {{slot_a, ha::name_of(sa_a), sa_a.seq}}, margin);
   seqs = send(a, 100);
   REQUIRE(seqs.size() == 100);
   CHECK(seqs.front() == 1501);
