@@ -205,8 +205,9 @@ kill_mark=$(wc -l <"$GWLOG") # the gateway's log from the kill on: what B answer
 # interval: then it was master for a moment and heard A again): the takeover is counted from here.
 act0=$(metrics_b 'medix_cp_ha_segment_changes_total{to="active"}')
 [ "${act0:-0}" = 0 ] || echo "    note: medix-cp B was made active ${act0} time(s) before the kill (B starved past its master down interval; see medix-dp-b.log)"
-check "... and the standby sent no IKE message since (its IKE_SA passive)" \
-  [ "$(tail -n +$((b_apply_mark + 1)) "$MX_TMP/cp-b.log" | grep -c "sending packet")" = 0 ]
+# (charon logs each IKE message it sends: A's log has them, from its IKE_SA's making on)
+check "... and the standby sent no IKE message since (its IKE_SA passive; A's log has $(grep -c "sending packet" "$MX_TMP/cp-a.log"))" \
+  [ "$(tail -n +$((b_apply_mark + 1)) "$MX_TMP/cp-b.log" | grep -c "sending packet")" = 0 -a "$(grep -c "sending packet" "$MX_TMP/cp-a.log")" -ge 1 ]
 mx_pair_kill A # KILL_NS; DEAD_NS once reaped: its ports closed, whatever crosses from now on is B's
 # medix-cp A outlives its medix-dp by a few seconds (a crash of the datapath, then of the node): it
 # must not disturb B (its DPD, due after 2 s without traffic, would sync message IDs to B).
