@@ -99,6 +99,14 @@ grpc::Status ControlService::ListPeers(grpc::ServerContext*, const c1::ListPeers
   const c1::Intent intent_ = intent();
   std::vector<std::pair<std::string, c1::IkeSa>> ike_sas;
   cp_charon_list_ike_sas(add_ike_sa, &ike_sas);
+  // A CHILD_SA's rekey is raised by medix-cp's timer, which a lifetime changed in place may
+  // have brought forward (retime): that, not charon's time from the install (docs/cp.md).
+  for (auto& [peer, sa] : ike_sas)
+    for (const auto& p : intent_.peers())
+      if (p.name() == peer)
+        for (auto& c : *sa.mutable_child_sas())
+          if (int64_t in = dataplane_.rekey_in_s(p.tunnel(), c.spi_in(), c.spi_out()); in >= 0)
+            c.set_rekey_in_seconds(in);
   std::vector<ErrorRecord> errors;
   cp_charon_list_errors(add_error, &errors);
   for (const auto& p : intent_.peers()) {

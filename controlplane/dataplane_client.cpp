@@ -498,6 +498,7 @@ std::string DataplaneClient::add_sa(const cp_sa& in) {
   sa.set_hard_bytes(in.hard_bytes);
   sa.set_soft_packets(in.soft_packets);
   sa.set_hard_packets(in.hard_packets);
+  sa.set_origin(in.from_peer ? v1::SA_ORIGIN_PEER : v1::SA_ORIGIN_LOCAL);
   ops.push_back(op(v1::Operation::CREATE, object_of(sa)));
 
   std::string error = apply(ops);
@@ -513,7 +514,8 @@ std::string DataplaneClient::add_sa(const cp_sa& in) {
   if (in.soft_s) schedule(in.id.spi, dst, in.soft_s, false, entry.generation);
   if (in.hard_s) schedule(in.id.spi, dst, in.hard_s, true, entry.generation);
   log("SA " + hex(in.id.spi) + (in.inbound ? " in " : " out ") + src + " -> " + dst + " on tunnel " + peer->tunnel() +
-      " (soft " + std::to_string(in.soft_s) + " s, hard " + std::to_string(in.hard_s) + " s)");
+      " (soft " + std::to_string(in.soft_s) + " s, hard " + std::to_string(in.hard_s) + " s)" +
+      (in.from_peer ? ", negotiated by the pair's other node" : ""));
   return "";
 }
 
@@ -680,6 +682,16 @@ int DataplaneClient::retime(const c1::Peer& peer) {
   }
   timers_cv_.notify_all();
   return n;
+}
+
+int64_t DataplaneClient::rekey_in_s(const std::string& tunnel, uint32_t spi_in, uint32_t spi_out) {
+  std::lock_guard lock(mu_);
+  auto soft = std::chrono::steady_clock::time_point::max();
+  for (const auto& [key, sa] : sas_)
+    if (sa.tunnel == tunnel && sa.spi == (sa.inbound ? spi_in : spi_out)) soft = std::min(soft, sa.soft_at);
+  if (soft == std::chrono::steady_clock::time_point::max()) return -1;
+  auto left = std::chrono::duration_cast<std::chrono::seconds>(soft - std::chrono::steady_clock::now()).count();
+  return std::max<int64_t>(left, 0);
 }
 
 void DataplaneClient::run_timers() {

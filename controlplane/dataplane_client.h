@@ -69,6 +69,10 @@ class DataplaneClient {
   // a jitter, as charon's) if that comes sooner, at once if past; hard lifetimes stay. Returns
   // how many were brought forward.
   int retime(const c1::Peer& peer);
+  // Seconds until the soft time lifetime of the CHILD_SA of `tunnel` with these SPIs (host order) is raised:
+  // the earlier timer of its two SAs, as retime may have brought it forward. -1: no timer (no
+  // time lifetime, or no such SA here).
+  int64_t rekey_in_s(const std::string& tunnel, uint32_t spi_in, uint32_t spi_out);
   // Starts the lifetime timer thread and the WatchSaEvents reader.
   void start();
   void stop();

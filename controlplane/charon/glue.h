@@ -232,6 +232,9 @@ struct cp_sa {
   uint64_t soft_s, hard_s;
   uint64_t soft_bytes, hard_bytes;
   uint64_t soft_packets, hard_packets;
+  /* Negotiated by the pair's other node and synced here by the ha plugin (its CHILD_ADD), not by
+   * this node's charon: that node may have sent on it (docs/ha.md, "An SA the peer negotiated"). */
+  bool from_peer;
 };
 
 enum cp_policy_dir { CP_POLICY_IN = 0, CP_POLICY_OUT = 1, CP_POLICY_FWD = 2 };

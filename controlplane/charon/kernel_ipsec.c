@@ -83,6 +83,30 @@ static bool map_integrity(uint16_t alg, int* integrity) {
   }
 }
 
+/* Whether the CHILD_SA being installed comes from the pair's other node: the ha plugin installs a
+ * synced CHILD_SA (ha_dispatcher.c, process_child_add) on the IKE_SA it checked out, without a
+ * task; charon installs one it negotiates only inside the CHILD_SA task of an exchange under way
+ * (child_create.c, also within a CHILD_SA rekey; IKEv1's quick_mode.c), in the IKE_SA's active
+ * queue (we initiated) or passive one (we respond). A passive IKE_SA negotiates nothing. Read in
+ * the installing thread, which holds the IKE_SA (charon's bus names it). */
+static bool from_peer(void) {
+  ike_sa_t* ike_sa = charon->bus->get_sa(charon->bus);
+  if (!ike_sa) return FALSE; /* not an IKE_SA's CHILD_SA: as before */
+  if (ike_sa->get_state(ike_sa) == IKE_PASSIVE) return TRUE;
+  task_queue_t queues[] = {TASK_QUEUE_ACTIVE, TASK_QUEUE_PASSIVE};
+  bool negotiating = FALSE;
+  for (size_t i = 0; !negotiating && i < countof(queues); i++) {
+    task_t* task;
+    enumerator_t* e = ike_sa->create_task_enumerator(ike_sa, queues[i]);
+    while (!negotiating && e->enumerate(e, &task)) {
+      task_type_t type = task->get_type(task);
+      negotiating = type == TASK_CHILD_CREATE || type == TASK_CHILD_REKEY || type == TASK_QUICK_MODE;
+    }
+    e->destroy(e);
+  }
+  return !negotiating;
+}
+
 METHOD(kernel_ipsec_t, add_sa, status_t, kernel_ipsec_t* this, kernel_ipsec_sa_id_t* id, kernel_ipsec_add_sa_t* data) {
   char src[ADDR_LEN], dst[ADDR_LEN], err[ERR_LEN];
   struct cp_sa sa = {0};
@@ -108,6 +132,7 @@ METHOD(kernel_ipsec_t, add_sa, status_t, kernel_ipsec_t* this, kernel_ipsec_sa_i
   sa.integrity_key_len = data->int_key.len;
   sa.esn = data->esn;
   sa.replay_window = data->replay_window;
+  sa.from_peer = from_peer();
   if (data->lifetime) {
     sa.soft_s = data->lifetime->time.rekey;
     sa.hard_s = data->lifetime->time.life;
@@ -120,7 +145,8 @@ METHOD(kernel_ipsec_t, add_sa, status_t, kernel_ipsec_t* this, kernel_ipsec_sa_i
     DBG1(DBG_KNL, "medix: adding SA %.8x failed: %s", sa.id.spi, err);
     return FAILED;
   }
-  DBG2(DBG_KNL, "medix: added %s SA %.8x %H -> %H", sa.inbound ? "inbound" : "outbound", sa.id.spi, id->src, id->dst);
+  DBG2(DBG_KNL, "medix: added %s SA %.8x %H -> %H%s", sa.inbound ? "inbound" : "outbound", sa.id.spi, id->src, id->dst,
+       sa.from_peer ? " (from the pair's other node)" : "");
   return SUCCESS;
 }
 

@@ -67,6 +67,10 @@ class Committer {
     // Outbound sequence numbers reserved on disk (ha/reserve.h): where a new outbound SA of a
     // tunnel (its SaState::tunnel_id) and SPI starts. Null: no reservation.
     std::function<uint64_t(uint64_t tunnel, uint32_t spi)> sa_start;
+    // HA (ha/sync.h): where an outbound SA the pair's other node negotiated (SA_ORIGIN_PEER)
+    // starts at the least, past what that node may have sent on it; none: it is fenced where it
+    // is (sends nothing, and its SA event has medix-cp rekey it). Null: as any SA (no HA sync).
+    std::function<std::optional<uint64_t>(uint64_t tunnel, uint32_t spi)> sa_peer_start;
   };
 
   // A commit's steps, each a free function of its feature's folder (declared in its

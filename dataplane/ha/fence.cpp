@@ -207,4 +207,13 @@ unsigned take_over(SaState* const* sas, uint32_t slots, const PeerSas& peer, uin
   return stopped;
 }
 
+std::optional<uint64_t> peer_sa_start(const PeerSas& peer, const SaName& name, uint64_t margin) {
+  auto it = peer.values.find(name);
+  if (it == peer.values.end()) it = peer.values.find({0, name.spi, name.inbound});  // a peer that names no tunnel
+  const bool held = it != peer.values.end();
+  const bool bounded = peer.heard && (held ? !peer.unfenced.count(it->first) : peer.fenced || !peer.ever);
+  if (!bounded) return std::nullopt;
+  return (held ? it->second : 0) + margin;
+}
+
 }  // namespace medix::dp::ha

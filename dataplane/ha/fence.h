@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <optional>
 #include <set>
 #include <utility>
 #include <vector>
@@ -148,5 +149,11 @@ unsigned raise_past(SaState* const* sas, uint32_t slots, const std::vector<SyncR
 // gets each outbound start. Returns the SAs fenced where they are.
 unsigned take_over(SaState* const* sas, uint32_t slots, const PeerSas& peer, uint64_t margin,
                    std::vector<TakeoverRecord>& records, SaFloors& floors);
+
+// Active, an outbound SA the pair's other node negotiated (SA_ORIGIN_PEER: its CHILD_SA, synced
+// by IKE) added here: the peer may have sent on it, so it starts as take_over would have started
+// it had this node held it at its takeover: held + margin, or the margin when not held; none when
+// what the peer sends on it cannot be bounded (take_over's rules): it is then fenced where it is.
+std::optional<uint64_t> peer_sa_start(const PeerSas& peer, const SaName& name, uint64_t margin);
 
 }  // namespace medix::dp::ha

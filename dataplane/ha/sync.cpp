@@ -362,6 +362,15 @@ void Sync::send_hello(uint64_t now_ns, uint64_t ack, const std::vector<SyncRecor
   send(MessageType::hello, 0, records, n, now_ns);
 }
 
+std::optional<uint64_t> Sync::peer_sa_start(uint64_t tunnel, uint32_t spi) const {
+  // Read under the controller's lock (the commit's): a takeover's scan of the SAs (takeover(),
+  // under it too) comes after this SA is published if this sees the node standby, so one of the
+  // two starts it; both may (the node became active in between): the same start, or the higher.
+  if (dp_->ha_standby.load()) return 0;
+  std::lock_guard lock(mutex_);
+  return ha::peer_sa_start(peer_, {tunnel, spi, false}, options_.margin());
+}
+
 void Sync::takeover() {
   PeerSas peer;
   {

@@ -92,6 +92,11 @@ class Sync {
   std::optional<std::string> start(Dataplane& dp, const Options& options);
   void stop();
   Status status() const;
+  // Where an outbound SA the peer negotiated (SA_ORIGIN_PEER) starts when it is added now
+  // (Committer::Params::sa_peer_start): on a standby 0 (its takeover starts it, take_over); on
+  // an active, as its takeover would have (peer_sa_start, from what the peer's rounds said
+  // before it); none: fenced where it is. Any thread.
+  std::optional<uint64_t> peer_sa_start(uint64_t tunnel, uint32_t spi) const;
 
  private:
   void run();

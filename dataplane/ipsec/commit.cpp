@@ -160,6 +160,14 @@ std::optional<Error> build_sas(Committer::Build& b) {
       // Numbers on disk (ha/reserve.h): it starts past what this node (or a peer it acked) may
       // have sent, and sends nothing until its first block is written.
       if (!key.inbound && b.c.params().sa_start) sa->seq = sa->reserved = b.c.params().sa_start(sa->tunnel_id, key.spi);
+      // The pair's other node negotiated it and may have sent on it (docs/ha.md, "An SA the peer
+      // negotiated"): it starts past that, as an SA held at a takeover, whatever the moment.
+      if (!key.inbound && o.origin() == v1::SA_ORIGIN_PEER && b.c.params().sa_peer_start) {
+        if (auto start = b.c.params().sa_peer_start(sa->tunnel_id, key.spi))
+          sa->seq = std::max(sa->seq, *start);
+        else
+          sa->fence = sa->seq;
+      }
       // The tunnel goes in this transaction or came before it (check_sa).
       auto tunnel = b.intent.tunnels.find(key.tunnel);
       sa->spread = !key.inbound && tunnel != b.intent.tunnels.end() && tunnel->second.spread();

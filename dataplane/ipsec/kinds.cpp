@@ -117,6 +117,8 @@ std::optional<Error> check_sa(Intent& in, const v1::Object& o, const std::string
                                                 v1::Integrity_Name(sa.integrity()) + " takes " +
                                                 std::to_string(auth_len));
   if (auto e = range(path + ".replay_window", sa.replay_window(), 0, 4096)) return e;
+  if (!v1::SaOrigin_IsValid(sa.origin()))
+    return invalid(path + ".origin", "is not known: SA_ORIGIN_LOCAL or SA_ORIGIN_PEER");
   if (sa.soft_bytes() && sa.hard_bytes() && sa.soft_bytes() > sa.hard_bytes())
     return invalid(path + ".soft_bytes", "is above hard_bytes");
   if (sa.soft_packets() && sa.hard_packets() && sa.soft_packets() > sa.hard_packets())

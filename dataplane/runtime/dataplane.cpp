@@ -1,6 +1,7 @@
 #include "runtime/dataplane.h"
 
 #include "ha/reserve.h"
+#include "ha/sync.h"
 
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
@@ -175,6 +176,11 @@ std::optional<std::string> Dataplane::start(const Settings& s, uint32_t mtu,
   if (settings.fib_memory_mb) params.fib_plies = Lpm::plies_in(settings.fib_memory_mb);
   if (sa_reserve)
     params.sa_start = [r = sa_reserve](uint64_t tunnel, uint32_t spi) { return r->start_of(tunnel, spi); };
+  if (ha_sync)
+    params.sa_peer_start = [this](uint64_t tunnel, uint32_t spi) -> std::optional<uint64_t> {
+      // Before the sync thread starts (the config file's SAs) as any SA: nothing is held yet.
+      return ha ? ha->peer_sa_start(tunnel, spi) : std::optional<uint64_t>(0);
+    };
   if (auto e = controller.init(params)) return e;
 
   for (uint16_t q = 0; q < queues; q++) {

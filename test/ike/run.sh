@@ -800,7 +800,7 @@ gw_child_in() { swan --list-sas --raw 2>/dev/null | grep -o 'spi-in=[0-9a-f]*' |
 # times, shorter than their ages allow, bring their rekeys forward: the CHILD_SA's by medix-cp's
 # timer, the IKE_SA's by charon's rekey job (a CREATE_CHILD_SA, no IKE_SA_INIT).
 lifetimes_in_place() {
-  local ages ike0 child0 inits0 mark out
+  local rekey_in ages ike0 child0 inits0 mark out
   # Both at least 6 s old first: the new lifetimes (their ages and a little more) are then long
   # enough that the SAs they make do not rekey again before the round goes on.
   sleep 5
@@ -810,10 +810,15 @@ lifetimes_in_place() {
   edited_intent aes128gcm16 "a, c = map(int, '${ages:-0 0}'.split()); d['peers'][0].update(ike_rekey_seconds=a + 3,
     child_rekey_seconds=c + 2, child_life_seconds=c + 3)" >"$MX_TMP/lifetimes.json"
   out=$(ctl intent apply "$MX_TMP/lifetimes.json" 2>&1)
+  # The CHILD_SA's rekey brought forward to 1-2 s from now: medixctl peers says that (charon's own
+  # time from its install is still far off). Read at once: it is rekeyed soon.
+  rekey_in=$(ctl -o json peers | mx_json - 'd["peers"][0]["ike_sas"][0]["child_sas"][0].get("rekey_in_seconds", 0)')
   check "$label: lifetimes alone changed (the IKE_SA's and CHILD_SA's ages: $ages s): $out" \
     grep -q "lifetimes changed in place: 1 IKE_SA(s) kept, [12] SA rekey(s) brought forward" "$CP_LOG"
   check "$label: ... the same IKE_SA and CHILD_SA at the gateway ($ike0, $child0)" \
     test -n "$ike0" -a "$(gw_ike)" = "$ike0" -a "$(gw_child_in)" = "$child0"
+  check "$label: ... medixctl peers: the CHILD_SA's rekey in ${rekey_in:-?} s, the brought-forward time" \
+    test -n "$rekey_in" -a "${rekey_in:--1}" -ge 0 -a "${rekey_in:-9}" -le 2
   check "$label: ... the CHILD_SA rekeyed by medix-cp's timer at the new time" \
     mx_wait_eval 8 'tail -n +$((mark + 1)) "$CP_LOG" | grep -q "soft time lifetime reached" && c=$(gw_child_in) && [ -n "$c" ] && [ "$c" != "$child0" ]'
   check "$label: ... the IKE_SA rekeyed by charon's job at the new time (new SPIs), no IKE_SA_INIT" \

@@ -21,6 +21,8 @@
 # IKE_SAs passive and send B nothing) under a TCP transfer and a 1 kHz UDP probe; B's
 # VRRP instances become master (gratuitous ARP), its role active, and medix-cp B, which follows
 # its medix-dp's role, has its ha plugin take the segment (the plugin's control FIFO). Checks:
+#   - an intent change (lifetimes) applied on the standby's medix-cp: taken in place, no IKE
+#     message from the standby, and B runs with it once active;
 #   - the gateway's IKE_SA is the same one (same SPIs, same unique id, no new IKE_SA_INIT);
 #   - the transfer completes byte-identical; the probe's loss window is measured and printed;
 #   - the gateway logs no ESP sequence number failure (medix-dp B advanced the outbound
@@ -159,8 +161,26 @@ spis_a=$(sas "$A_PREFIX") spis_b=$(sas "$B_PREFIX")
 check "medix-dp B has the SAs of medix-dp A ($spis_b; A: $spis_a)" \
   [ "$(mx_json - "len(d) >= 2 and set(d) <= set($spis_a or [])" <<<"${spis_b:-null}")" = True ]
 check "medix-dp B syncs the SAs' sequence numbers from A" mx_wait_eval 5 '[ "$(mx_ha $B_PREFIX sas_synced)" -ge 2 ]'
+# Who negotiated each SA (docs/ha.md, "An SA the peer negotiated"): A's charon, so medix-dp A has
+# them as its own and medix-dp B as the peer's (B's medix-cp saw its plugin install them).
+origins() { mx_ctl "$1" -o json show sas | mx_json - '" ".join(sorted({o["sa"].get("origin", "-") for o in d.get("objects", [])}))'; }
+o_a=$(origins "$A_PREFIX") o_b=$(origins "$B_PREFIX")
+check_that "the SAs' origin: medix-dp A's local ($o_a), medix-dp B's the peer's ($o_b)" \
+  '[ "$o_a" = SA_ORIGIN_LOCAL ] && [ "$o_b" = SA_ORIGIN_PEER ]'
 ike_before=$(ike_sa) child_before=$(child)
 echo "    gateway before: IKE_SA $ike_before; CHILD_SA $child_before"
+
+# --- an intent change applied on the standby (docs/ha.md, "An intent change on the standby") -----
+# B's medix-cp takes it (its file, charon's config, its passive IKE_SA and the SAs' timers) and
+# sends nothing; B's IKE_SA runs with it once B is active (checked after the takeover). Longer
+# than the test: neither falls due here. A keeps its own (lifetimes are no medix-dp object).
+b_apply_mark=$(wc -l <"$MX_TMP/cp-b.log")
+mx_json "$MX_TMP/intent-b.json" "dict(d, peers=[dict(d['peers'][0], ike_rekey_seconds=7200, child_rekey_seconds=2400,
+  child_life_seconds=2600)] + d['peers'][1:])" >"$MX_TMP/intent-b-lifetimes.json"
+out=$(mx_ctl "$B_PREFIX" intent apply "$MX_TMP/intent-b-lifetimes.json" 2>&1)
+check_that "ApplyIntent on the standby's medix-cp (B; IKE 7200 s, CHILD_SA 2400 s): applied in place to its passive IKE_SA ($out)" \
+  'tail -n +$((b_apply_mark + 1)) "$MX_TMP/cp-b.log" | grep -q "lifetimes changed in place: 1 IKE_SA(s) kept" &&
+    [ "$(mx_json "$MX_TMP/intent-b.json" "d[\"peers\"][0].get(\"ike_rekey_seconds\")")" = 7200 ]'
 
 # --- a transfer and a probe through the tunnel, node A killed in their middle ----------------------
 # The probe: 1 kHz of UDP from hosp-y to the archive (gateway ══ESP══ the virtual address), each
@@ -185,6 +205,9 @@ kill_mark=$(wc -l <"$GWLOG") # the gateway's log from the kill on: what B answer
 # interval: then it was master for a moment and heard A again): the takeover is counted from here.
 act0=$(metrics_b 'medix_cp_ha_segment_changes_total{to="active"}')
 [ "${act0:-0}" = 0 ] || echo "    note: medix-cp B was made active ${act0} time(s) before the kill (B starved past its master down interval; see medix-dp-b.log)"
+# (charon logs each IKE message it sends: A's log has them, from its IKE_SA's making on)
+check "... and the standby sent no IKE message since (its IKE_SA passive; A's log has $(grep -c "sending packet" "$MX_TMP/cp-a.log"))" \
+  [ "$(tail -n +$((b_apply_mark + 1)) "$MX_TMP/cp-b.log" | grep -c "sending packet")" = 0 -a "$(grep -c "sending packet" "$MX_TMP/cp-a.log")" -ge 1 ]
 mx_pair_kill A # KILL_NS; DEAD_NS once reaped: its ports closed, whatever crosses from now on is B's
 # medix-cp A outlives its medix-dp by a few seconds (a crash of the datapath, then of the node): it
 # must not disturb B (its DPD, due after 2 s without traffic, would sync message IDs to B).
@@ -206,6 +229,10 @@ check "B's role became active by VRRP $role_ms ms after the kill (cause vrrp, st
 check "medix-cp B's ha plugin took the segment as medix-dp B became active: the IKE_SA is active on B" \
   mx_wait_eval 5 'tail -n +$((b_mark + 1)) "$MX_TMP/cp-b.log" | grep -q "HA segment 1 activated"'
 wait "$ike_watch"
+rekeys=$(mx_ctl "$B_PREFIX" -o json peers | mx_json - '(lambda i: "%s %s" % (i.get("rekey_in_seconds", 0),
+  min(int(c.get("rekey_in_seconds", 0)) for c in i["child_sas"])))(d["peers"][0]["ike_sas"][0])')
+check "B active runs with the intent change it took as standby: IKE_SA and CHILD_SA rekeys in ${rekeys:-?} s (at most 7200, 2400)" \
+  bash -c "read -r i c <<<'${rekeys:-x x}'; [ \"\$i\" -gt 0 ] && [ \"\$i\" -le 7200 ] && [ \"\$c\" -gt 0 ] && [ \"\$c\" -le 2400 ]"
 ike_ms=$(awk -v a="$KILL_NS" -v b="$(cat "$MX_TMP/ike-active.ns" 2>/dev/null)" 'BEGIN { printf "%d", (b - a) / 1e6 }')
 echo "    IKE_SA active on B $ike_ms ms after the kill (B's role active at $role_ms ms; its medix-cp polls the role every 100 ms)"
 mx_probe_end through "$KILL_NS" "$DEAD_NS"

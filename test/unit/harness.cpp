@@ -22,8 +22,8 @@ rte_mempool* shared_pool(const char* name, uint16_t room) {
 }
 }  // namespace
 
-Harness::Harness(const std::string& config_json, uint16_t queues,
-                 std::function<uint64_t(uint64_t, uint32_t)> sa_start) {
+Harness::Harness(const std::string& config_json, uint16_t queues, std::function<uint64_t(uint64_t, uint32_t)> sa_start,
+                 std::function<std::optional<uint64_t>(uint64_t, uint32_t)> sa_peer_start) {
   medix::dataplane::v1::Config config;
   if (!google::protobuf::util::JsonStringToMessage(config_json, &config).ok())
     throw std::runtime_error("test config is not valid JSON");
@@ -38,6 +38,7 @@ Harness::Harness(const std::string& config_json, uint16_t queues,
   params.pool = pool;
   params.max_mtu = 9600;
   params.sa_start = std::move(sa_start);
+  params.sa_peer_start = std::move(sa_peer_start);
   params.max_sessions = settings_from(config.settings()).max_sessions;
   if (uint32_t mb = settings_from(config.settings()).fib_memory_mb) params.fib_plies = Lpm::plies_in(mb);
   if (auto e = controller.init(params)) throw std::runtime_error(*e);

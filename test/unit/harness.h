@@ -3,6 +3,7 @@
 // test inspects instead of flushing to a port.
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,9 +20,11 @@ struct Harness {
   // With `queues` > 1 the tables are built for that many workers (SAs and sessions get owners
   // among them) and `others` are workers 1.. with their hand-off rings: a test (or the
   // pipeline fuzzer, test/fuzz) plays each by calling process_handoff on what its ring holds.
-  // `sa_start`: outbound SAs' sequence numbers on disk (Committer::Params::sa_start).
+  // `sa_start`: outbound SAs' sequence numbers on disk (Committer::Params::sa_start);
+  // `sa_peer_start`: HA's start of an SA the peer negotiated (Committer::Params::sa_peer_start).
   explicit Harness(const std::string& config_json, uint16_t queues = 1,
-                   std::function<uint64_t(uint64_t, uint32_t)> sa_start = {});
+                   std::function<uint64_t(uint64_t, uint32_t)> sa_start = {},
+                   std::function<std::optional<uint64_t>(uint64_t, uint32_t)> sa_peer_start = {});
   ~Harness();
 
   // Runs a frame through the whole pipeline of one burst, as if received on port `port`.

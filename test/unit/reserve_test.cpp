@@ -393,3 +393,55 @@ TEST_CASE("HA fence: at a split brain's heal the active goes on above the number
   advances.clear();
   CHECK(ha::raise_past(a.tables->sas, max_sas, {behind}, advances) == 0);
 }
+
+TEST_CASE("HA: an outbound SA the peer negotiated, added on an active node, starts past what the peer may have sent") {
+  // docs/ha.md, "An SA the peer negotiated": the pair's other node negotiated t1's CHILD_SA and
+  // may have sent on it; this node, active, adds it from the IKE sync (SA_ORIGIN_PEER). It starts
+  // as if held at the takeover: at the margin (nothing held), held + margin, or fenced where it
+  // is when what the peer sends cannot be bounded. Locally negotiated (unset or LOCAL): at 0.
+  constexpr uint64_t margin = 1000;
+  auto with_origin = [](const std::string& origin) {
+    std::string c = config;
+    const std::string out = R"({"spi": 8193, "tunnel": "t1", "inbound": false,)";
+    c.replace(c.find(out), out.size(), out + (origin.empty() ? "" : R"( "origin": ")" + origin + R"(",)"));
+    return c;
+  };
+  ha::PeerSas peer;  // what this node held of the peer at its takeover (a node that starts: heard)
+  auto active = [&](uint64_t tunnel, uint32_t spi) { return ha::peer_sa_start(peer, {tunnel, spi, false}, margin); };
+  auto first_sent = [&](const std::string& origin) {
+    Harness h(with_origin(origin), 1, {}, active);
+    auto seqs = send(h, 3);
+    return seqs.empty() ? uint64_t(0) : seqs.front();
+  };
+  CHECK(first_sent("SA_ORIGIN_PEER") == margin + 1);
+  CHECK(first_sent("SA_ORIGIN_LOCAL") == 1);
+  CHECK(first_sent("") == 1);  // unset: as local (a static SA, an older medix-cp)
+  // A value held for it (the peer's rounds had it): past it by the margin.
+  peer.values[{sa_tunnel_id("t1"), 8193, false}] = 700;
+  CHECK(first_sent("SA_ORIGIN_PEER") == 700 + margin + 1);
+  // The peer had no fence on it (no ack): unbounded, fenced where it is, nothing sent.
+  peer.unfenced.insert({sa_tunnel_id("t1"), 8193, false});
+  {
+    Harness h(with_origin("SA_ORIGIN_PEER"), 1, {}, active);
+    CHECK(send(h, 3).empty());
+    CHECK(h.drops(Drop::ha_sa_fenced) == 3);
+  }
+  // The same start with numbers on disk above it: the higher of the two.
+  peer = ha::PeerSas{};
+  {
+    TempDir dir;
+    ha::Reserve r;
+    REQUIRE_FALSE(r.open(dir.path, 100));
+    REQUIRE(r.cover(nullptr, 0, {{{sa_tunnel_id("t1"), 8193}, 5000}}, 1));
+    Harness h(with_origin("SA_ORIGIN_PEER"), 1, start_of(r), active);
+    CHECK(outbound(h).seq >= 5000);  // the mark (a block past the value covered), not the margin
+  }
+  // An origin this build does not know is refused by its path, nothing applied.
+  Harness h(config);
+  auto o = ops(R"([{"op": "CREATE", "object": {"sa": {"spi": 8195, "tunnel": "t1", "inbound": false,
+    "cipher": "AES_GCM_128", "cipher_key": "AAECAwQFBgcICQoLDA0ODxAREhM="}}}])");
+  o[0].object.mutable_sa()->set_origin(static_cast<medix::dataplane::v1::SaOrigin>(7));  // as a client may send it
+  auto result = h.apply(o);
+  CHECK(result.code == Code::invalid_argument);
+  CHECK(result.message.find("operations[0].sa.origin") != std::string::npos);
+}
