@@ -170,6 +170,18 @@ unsigned raise_past(SaState* const* sas, uint32_t slots, const std::vector<SyncR
   return raised;
 }
 
+std::optional<uint64_t> peer_sa_start(const PeerSas& peer, const SaName& name, uint64_t margin) {
+  auto it = peer.values.find(name);
+  if (it == peer.values.end()) it = peer.values.find({0, name.spi, name.inbound});  // a peer that names no tunnel
+  const bool held = it != peer.values.end();
+  // Not held: bounded only by a whole round that said the peer fences the SAs it makes. A node
+  // fresh from its start that heard none cannot tell a fenced peer from one that took over
+  // and had no ack since (its numbers unbounded); nor does a mark on disk bound that peer.
+  const bool bounded = peer.heard && (held ? !peer.unfenced.count(it->first) : peer.fenced);
+  if (!bounded) return std::nullopt;
+  return (held ? it->second : 0) + margin;
+}
+
 unsigned take_over(SaState* const* sas, uint32_t slots, const PeerSas& peer, uint64_t margin,
                    std::vector<TakeoverRecord>& records, SaFloors& floors) {
   unsigned stopped = 0;
@@ -177,43 +189,30 @@ unsigned take_over(SaState* const* sas, uint32_t slots, const PeerSas& peer, uin
   for (uint32_t slot = 1; slot < slots; slot++) {
     SaState* sa = sas[slot];
     if (!sa) continue;
-    auto it = peer.values.find(name_of(*sa));
-    if (it == peer.values.end()) it = peer.values.find({0, sa->spi, sa->inbound});  // a peer that names no tunnel
-    const uint64_t* value = it == peer.values.end() ? nullptr : &it->second;
     SyncRecord r{};
     r.kind = uint8_t(SyncKind::sa_takeover);
     r.sa.spi = sa->spi;
     r.sa.slot = uint16_t(slot);
     r.sa.inbound = sa->inbound;
     if (sa->inbound) {
-      if (!value) continue;
-      r.sa.value = *value;
+      auto it = peer.values.find(name_of(*sa));
+      if (it == peer.values.end()) it = peer.values.find({0, sa->spi, sa->inbound});  // a peer that names no tunnel
+      if (it == peer.values.end()) continue;
+      r.sa.value = it->second;
       records.push_back({sa->owner, r});
       continue;
     }
-    // Not held: bounded only by a whole round that said the peer fences the SAs it makes. A node
-    // fresh from its start that heard none cannot tell a fenced peer from one that took over
-    // and had no ack since (its numbers unbounded); nor does a mark on disk bound that peer.
-    bool bounded = peer.heard && (value ? !peer.unfenced.count(it->first) : peer.fenced);
-    if (!bounded) {
+    const std::optional<uint64_t> start = peer_sa_start(peer, name_of(*sa), margin);
+    if (!start) {
       __atomic_store_n(&sa->fence, __atomic_load_n(&sa->seq, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
       stopped++;
       continue;
     }
-    r.sa.value = (value ? *value : 0) + margin;
+    r.sa.value = *start;
     floors[slot] = {name_of(*sa), r.sa.value};
     records.push_back({sa->owner, r});
   }
   return stopped;
-}
-
-std::optional<uint64_t> peer_sa_start(const PeerSas& peer, const SaName& name, uint64_t margin) {
-  auto it = peer.values.find(name);
-  if (it == peer.values.end()) it = peer.values.find({0, name.spi, name.inbound});  // a peer that names no tunnel
-  const bool held = it != peer.values.end();
-  const bool bounded = peer.heard && (held ? !peer.unfenced.count(it->first) : peer.fenced || !peer.ever);
-  if (!bounded) return std::nullopt;
-  return (held ? it->second : 0) + margin;
 }
 
 }  // namespace medix::dp::ha

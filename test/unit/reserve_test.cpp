@@ -406,7 +406,8 @@ TEST_CASE("HA: an outbound SA the peer negotiated, added on an active node, star
     c.replace(c.find(out), out.size(), out + (origin.empty() ? "" : R"( "origin": ")" + origin + R"(",)"));
     return c;
   };
-  ha::PeerSas peer;  // what this node held of the peer at its takeover (a node that starts: heard)
+  ha::PeerSas peer;    // what this node held of the peer at its takeover (a node that starts: heard)
+  peer.fenced = true;  // a whole round said the peer fences the SAs it makes
   auto active = [&](uint64_t tunnel, uint32_t spi) { return ha::peer_sa_start(peer, {tunnel, spi, false}, margin); };
   auto first_sent = [&](const std::string& origin) {
     Harness h(with_origin(origin), 1, {}, active);
@@ -416,6 +417,14 @@ TEST_CASE("HA: an outbound SA the peer negotiated, added on an active node, star
   CHECK(first_sent("SA_ORIGIN_PEER") == margin + 1);
   CHECK(first_sent("SA_ORIGIN_LOCAL") == 1);
   CHECK(first_sent("") == 1);  // unset: as local (a static SA, an older medix-cp)
+  // No whole round heard since this node's start: the peer's numbers cannot be bounded.
+  peer.fenced = false;
+  {
+    Harness h(with_origin("SA_ORIGIN_PEER"), 1, {}, active);
+    CHECK(send(h, 3).empty());
+    CHECK(h.drops(Drop::ha_sa_fenced) == 3);
+  }
+  peer.fenced = true;
   // A value held for it (the peer's rounds had it): past it by the margin.
   peer.values[{sa_tunnel_id("t1"), 8193, false}] = 700;
   CHECK(first_sent("SA_ORIGIN_PEER") == 700 + margin + 1);
@@ -428,6 +437,7 @@ TEST_CASE("HA: an outbound SA the peer negotiated, added on an active node, star
   }
   // The same start with numbers on disk above it: the higher of the two.
   peer = ha::PeerSas{};
+  peer.fenced = true;
   {
     TempDir dir;
     ha::Reserve r;
