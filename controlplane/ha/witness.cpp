@@ -185,6 +185,7 @@ bool Witness::obtain() {
   {
     std::lock_guard lock(record_mu_);
     recorded_.clear();
+    key_revision_ = result.header().revision();
     if (result.responses_size() > 1)
       for (const auto& kv : result.responses(1).response_range().kvs()) {
         Record r{};
@@ -321,13 +322,16 @@ bool Witness::put_records(const std::vector<Record>& records) {
     return false;
   }
   pb::TxnRequest txn;
-  // The speaker's key still ours (it names this node, and exists only with a lease of ours): etcd
-  // refuses a holder whose lease expired, whatever its own deadline says.
+  // The speaker's key still the one this lease made (it exists only with a lease of ours): etcd
+  // refuses a holder whose lease expired, whatever its own deadline says. By its revision, not
+  // its value (this node's name): a Txn of an earlier lease of this node's that etcd takes late
+  // (its call timed out in an etcd cut; TCP delivered it on the old connection seconds after the
+  // heal) must not lower what this lease recorded (seen: netns-ike-witness, lease_twice).
   auto* held = txn.add_compare();
   held->set_key(key_);
-  held->set_target(pb::Compare::VALUE);
+  held->set_target(pb::Compare::MOD);
   held->set_result(pb::Compare::EQUAL);
-  held->set_value(name_);
+  held->set_mod_revision(key_revision_);
   for (const auto& r : records) {
     auto* put = txn.add_success()->mutable_request_put();
     put->set_key(records_ + mids_record_name(r.mids));

@@ -133,6 +133,7 @@ class Witness {
   std::map<std::pair<uint64_t, uint64_t>, Record> recorded_;  // under record_mu_
   bool said_children_ = false;                                // under record_mu_: more than a record carries
   std::optional<Records> fresh_;                              // under record_mu_
+  int64_t key_revision_ = 0;  // under record_mu_: the revision that made the speaker's key (this lease)
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;

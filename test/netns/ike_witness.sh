@@ -58,7 +58,7 @@
 #     the held delete removes the CHILD_SA, which charon recreates; the IKE_SA stays;
 #   - the switch flipping A, B, A in a split (switch_flip): the response to A's DPD lost at B, A's
 #     retransmit answered; the same IKE_SA at the heal;
-#   - (IKE_WITNESS_TWICE=1, not in CI) the lease passing twice (lease_twice) before A's DELETE
+#   - the lease passing twice (lease_twice) before A's DELETE
 #     of B's CHILD_SA goes out: B keeps its CHILD_SA meanwhile; A's DELETE goes at the heal A wins.
 #
 # Usage: test/netns/ike_witness.sh (root). Prints PASS/FAIL lines and "netns-ike-witness: N passed, M failed".
@@ -1087,9 +1087,7 @@ lease_twice() {
     '! tail -n +$((rg + 1)) "$GWLOG" | grep -q "expected [0-9]*, ignored" && [ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ]'
   echo "    twice: A's request ${withheld:-?} started again as ${again:-?}, its next request ${del:-?} withheld (the DELETE behind it); the case $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
 }
-# Opt-in, not in CI: in 1 of 4 runs B's second raise was not made (docs/ha.md, "A lease that
-# passes twice"); those checks then fail.
-[ "${IKE_WITNESS_TWICE:-}" = 1 ] && lease_twice
+lease_twice
 
 echo "    split and heal: $(awk -v a="$t_split" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s; whole run: $(awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
 finish
