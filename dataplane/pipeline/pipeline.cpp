@@ -10,7 +10,7 @@
 //                                               └─ leaked: the next round, in its new tenant; into the core,
 //                                                  established: nat_established ─ ip_route_crossed ─ fwd / local
 //   established flows whose sessions know the way from their tenant: nat_established ahead of
-//   ip_lookup ─ ip_route_crossed ─ fwd / local
+//   ip_lookup ─ ip_route_crossed ─ fwd / local (by a kept `via` next hop: nat_established ─ fwd)
 //   police (qos/) runs between l2_input and ip_input, in generations that have policers;
 //   shape (qos/) takes what ip_output sent to shaped interfaces into their class queues, and
 //   the worker loop's schedule step sends from them (process_shaped); a shaped tunnel's
