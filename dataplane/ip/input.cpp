@@ -228,40 +228,6 @@ void lookup_dir24_8(const Tables& t, rte_mbuf** pkts, const uint32_t* ips, uint8
   route(w, m, nh, out);
 }
 
-// The last `via` next hop's decision: what route() decides from it alone (not crossing, egress
-// interface, MTU, tunnel, gateway) holds for every packet after it with that next hop (most of a
-// burst), which then costs its TTL and length tests and the TTL's decrement. Hop 0 is no route,
-// never `via`: none yet. ip_lookup and ip_route_crossed keep one each.
-struct KeptVia {
-  uint32_t hop = 0, gateway = 0;
-  uint16_t iface = 0, mtu = 0;
-  bool tunnel = false;
-
-  void keep(const Tables& t, uint32_t h, const Nexthop& nh) {
-    if (nh.kind == NexthopKind::via) {
-      const InterfaceEntry& f = t.interfaces[nh.interface];
-      *this = {h, nh.gateway, nh.interface, f.mtu, f.tunnel};
-    }
-  }
-  // Sends m this way if its TTL and length allow (true), else leaves it to route() (false). The
-  // counts by reference: inlined, the caller's registers.
-  [[gnu::always_inline]] bool take(rte_mbuf* m, PacketMeta& pm, rte_mbuf** fwd, uint16_t& n_fwd, rte_mbuf** tunnels,
-                                   uint16_t& n_tunnels) const {
-    rte_ipv4_hdr* ip = ipv4(m);
-    if (ip->time_to_live > 1 && rte_be_to_cpu_16(ip->total_length) <= mtu) [[likely]] {
-      decrement_ttl(ip);
-      pm.iface_out = iface;
-      pm.neighbour = gateway ? gateway : rte_be_to_cpu_32(ip->dst_addr);
-      if (tunnel)
-        tunnels[n_tunnels++] = m;
-      else
-        fwd[n_fwd++] = m;
-      return true;
-    }
-    return false;
-  }
-};
-
 }  // namespace
 
 namespace {

@@ -25,6 +25,47 @@ struct Routed {
   rte_mbuf* learn[burst_size];
   uint16_t n_fwd = 0, n_tunnel = 0, n_local = 0, n_cross = 0, n_leaked = 0, n_learn = 0;
 };
+// The last `via` next hop's decision: what route() decides from it alone (not crossing, egress
+// interface, MTU, tunnel, gateway) holds for every packet after it with that next hop (most of a
+// burst), which then costs its TTL and length tests and the TTL's decrement. Hop 0 is no route,
+// never `via`: none yet. ip_lookup, ip_route_crossed and nat_established keep one each.
+struct KeptVia {
+  uint32_t hop = 0, gateway = 0;
+  uint16_t iface = 0, mtu = 0;
+  bool tunnel = false;
+
+  void keep(const Tables& t, uint32_t h, const Nexthop& nh) {
+    if (nh.kind == NexthopKind::via) {
+      const InterfaceEntry& f = t.interfaces[nh.interface];
+      *this = {h, nh.gateway, nh.interface, f.mtu, f.tunnel};
+    }
+  }
+  // Whether a packet's TTL (not yet decremented) and length let it go this way.
+  bool fits(const rte_ipv4_hdr* ip) const { return ip->time_to_live > 1 && rte_be_to_cpu_16(ip->total_length) <= mtu; }
+  // Sends m this way, its TTL decremented already. The counts by reference: inlined, the
+  // caller's registers.
+  [[gnu::always_inline]] void send(rte_mbuf* m, PacketMeta& pm, const rte_ipv4_hdr* ip, rte_mbuf** fwd, uint16_t& n_fwd,
+                                   rte_mbuf** tunnels, uint16_t& n_tunnels) const {
+    pm.iface_out = iface;
+    pm.neighbour = gateway ? gateway : rte_be_to_cpu_32(ip->dst_addr);
+    if (tunnel)
+      tunnels[n_tunnels++] = m;
+    else
+      fwd[n_fwd++] = m;
+  }
+  // Sends m this way if its TTL and length allow (true), else leaves it to route() (false).
+  [[gnu::always_inline]] bool take(rte_mbuf* m, PacketMeta& pm, rte_mbuf** fwd, uint16_t& n_fwd, rte_mbuf** tunnels,
+                                   uint16_t& n_tunnels) const {
+    auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, pm.l2_len);
+    if (fits(ip)) [[likely]] {
+      decrement_ttl(ip);
+      send(m, pm, ip, fwd, n_fwd, tunnels, n_tunnels);
+      return true;
+    }
+    return false;
+  }
+};
+
 // Looks up every packet in its own tenant and routes it (a compact tenant's packet in one walk of
 // the burst, a DIR24_8 tenant's in one bulk lookup per such tenant); at most burst_size packets. Returns how many are
 // left in `pkts`: none (the pipeline's loop for stages that take one tenant a call).

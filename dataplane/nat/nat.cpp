@@ -135,15 +135,19 @@ inline uint16_t checksum_apply(uint16_t checksum, uint64_t changes) {
   return uint16_t(~sum);
 }
 
-// Rewrites addresses and ports (host order), checksums updated incrementally (RFC 1624).
-[[gnu::always_inline]] inline void rewrite(const Flow& f, uint32_t src, uint32_t dst, uint16_t sport, uint16_t dport) {
+// Rewrites addresses and ports (host order), checksums updated incrementally (RFC 1624). `ttl`:
+// the TTL decremented too (the caller routes the packet: TTL > 1), folded into the same update
+// of the header's checksum (as decrement_ttl's: its word's change is -1 in the bytes' order).
+[[gnu::always_inline]] inline void rewrite(const Flow& f, uint32_t src, uint32_t dst, uint16_t sport, uint16_t dport,
+                                           bool ttl = false) {
   rte_ipv4_hdr* ip = f.ip;
   uint32_t old_src = ip->src_addr, old_dst = ip->dst_addr;
   uint32_t new_src = rte_cpu_to_be_32(src), new_dst = rte_cpu_to_be_32(dst);
   ip->src_addr = new_src;
   ip->dst_addr = new_dst;
+  ip->time_to_live = uint8_t(ip->time_to_live - ttl);
   uint64_t addresses = change32(old_src, new_src) + change32(old_dst, new_dst);
-  ip->hdr_checksum = checksum_apply(ip->hdr_checksum, addresses);
+  ip->hdr_checksum = checksum_apply(ip->hdr_checksum, addresses + (ttl ? rte_cpu_to_be_16(0xfeff) : 0));
   if (!f.l4) return;
   switch (f.protocol) {
     case IPPROTO_TCP:
@@ -620,7 +624,7 @@ bool prepare(Worker& w, NatWorker& nw, rte_mbuf*& m, uint16_t origin, uint16_t e
 }
 
 [[gnu::always_inline]] inline bool translate(Worker& w, const Tables& t, rte_mbuf* m, const Flow& f, Session& s,
-                                             int direction, bool touch);
+                                             int direction, bool touch, bool ttl = false);
 
 // After the lookup (`data`: what the index holds for `key`, or nullopt): the session's checks,
 // or a new session, and the rewrite. False: dropped.
@@ -698,7 +702,7 @@ bool finish(Worker& w, NatWorker& nw, rte_mbuf* m, const Flow& f, const FlowKey&
 // An established flow's packet, its session checked: its session's state moved on, rewritten
 // (the caller counts it); for a session whose rule has no policer or shaper class.
 [[gnu::always_inline]] inline bool translate_plain(Worker& w, rte_mbuf* m, const Flow& f, Session& s, int direction,
-                                                   bool touch) {
+                                                   bool touch, bool ttl = false) {
   uint8_t tcp = s.tcp;
   if (f.protocol == IPPROTO_TCP) {
     uint8_t bits = direction ? tcp_seen_reverse : 0;
@@ -714,14 +718,14 @@ bool finish(Worker& w, NatWorker& nw, rte_mbuf* m, const Flow& f, const FlowKey&
     s.last_seen = w.now;
   }
   const FlowKey& o = s.key[1 - direction];
-  rewrite(f, o.dst, o.src, o.dport, o.sport);
+  rewrite(f, o.dst, o.src, o.dport, o.sport, ttl);
   meta(m).flags |= meta_translated;
   return true;
 }
 
 // As translate_plain, policed and classed first by the session's rule. False: dropped.
 [[gnu::always_inline]] inline bool translate(Worker& w, const Tables& t, rte_mbuf* m, const Flow& f, Session& s,
-                                             int direction, bool touch) {
+                                             int direction, bool touch, bool ttl) {
   // The rule's class (docs/qos.md "Classes by policy rule"): its policer, both ways.
   if (const qos::Policer* p = qos::rule_policer(t.qos, s.rule)) [[unlikely]] {
     qos::Colour colour;
@@ -738,7 +742,7 @@ bool finish(Worker& w, NatWorker& nw, rte_mbuf* m, const Flow& f, const FlowKey&
     pm.flags |= meta_classed;
     pm.rule = s.rule;
   }
-  return translate_plain(w, m, f, s, direction, touch);
+  return translate_plain(w, m, f, s, direction, touch, ttl);
 }
 
 // A new NAPT flow looks up and adds its mapping's inside and outside keys and its reply key,
@@ -879,7 +883,8 @@ void nat_input(Worker& w, rte_mbuf** pkts, uint16_t n, bool handed_off, rte_mbuf
     trace_step(w, TraceStep::translated, out + first_out, uint16_t(n_out - first_out));
 }
 
-uint16_t nat_established(Worker& w, rte_mbuf** pkts, uint16_t n, bool ahead, rte_mbuf** known, uint16_t& n_known) {
+uint16_t nat_established(Worker& w, rte_mbuf** pkts, uint16_t n, bool ahead, rte_mbuf** known, uint16_t& n_known,
+                         Routed& out) {
   const Tables& t = *w.tables;
   // Traced packets show every step; the standby crosses nothing: both the long way.
   if (!t.nat || w.trace || (w.ha_standby && w.ha_standby->load(std::memory_order_relaxed))) return n;
@@ -927,6 +932,11 @@ uint16_t nat_established(Worker& w, rte_mbuf** pkts, uint16_t n, bool ahead, rte
   // `translated` counted once a run of one origin tenant (a burst is mostly one).
   uint16_t tally_origin = 0;
   uint64_t tally = 0;
+  // Out at once by a kept `via` decision (as ip_route_crossed would send them), until a packet
+  // needs more than that: the ones after it go to `known` too, so a flow's packets stay in order.
+  KeptVia via;
+  bool at_once = true;
+  uint16_t n_fwd = out.n_fwd, n_tunnel = out.n_tunnel;
   for (uint16_t k = 0; k < count; k++) {
     if (found[k] == no_flow || !(nw.key_of(found[k]) == keys[k])) found[k] = nw.find(keys[k], hashes[k]);
     if (found[k] == no_flow || (found[k] & 2)) continue;  // no session (a mapping's key cannot be a session's)
@@ -937,10 +947,15 @@ uint16_t nat_established(Worker& w, rte_mbuf** pkts, uint16_t n, bool ahead, rte
     uint64_t idle = w.now - s.last_seen, timeout = timeout_of(w, s);
     if (s.checked != t.generation || !s.route[d] || idle_past(idle, timeout)) continue;
     rte_mbuf* m = pkts[at[k]];
+    PacketMeta& pm = meta(m);
     taken |= uint64_t(1) << at[k];
+    uint16_t hop = s.route[d];
+    if (hop != via.hop) via.keep(t, hop, t.nexthops[hop]);
+    // Routed here: its TTL's decrement folded into the translation's checksum update.
+    bool now = at_once && hop == via.hop && !pm.session && !(pm.flags & meta_local) && via.fits(flows[k].ip);
     // Its timer moved on only once it lags (timer_lag): a flow's packets leave its line clean.
-    if (!(classes ? translate(w, t, m, flows[k], s, d, idle > timer_lag(timeout))
-                  : translate_plain(w, m, flows[k], s, d, idle > timer_lag(timeout))))
+    if (!(classes ? translate(w, t, m, flows[k], s, d, idle > timer_lag(timeout), now)
+                  : translate_plain(w, m, flows[k], s, d, idle > timer_lag(timeout), now)))
       continue;
     uint16_t origin = keys[k].tenant;
     if (origin != tally_origin) {
@@ -949,12 +964,19 @@ uint16_t nat_established(Worker& w, rte_mbuf** pkts, uint16_t n, bool ahead, rte
       tally = 0;
     }
     tally++;
-    PacketMeta& pm = meta(m);
     pm.tenant = s.key[1 - d].tenant;  // where the route was found: the exit (the core for its own)
     pm.exit = pm.tenant;
-    pm.nexthop = s.route[d];
-    known[n_known++] = m;
+    pm.nexthop = hop;
+    if (now) {
+      pm.origin = 0;
+      via.send(m, pm, flows[k].ip, out.fwd, n_fwd, out.tunnel, n_tunnel);
+    } else {
+      at_once = false;
+      known[n_known++] = m;
+    }
   }
+  out.n_fwd = n_fwd;
+  out.n_tunnel = n_tunnel;
   if (tally) bump(w.counters->nat[tally_origin].translated, tally);
   uint16_t left = 0;
   for (uint16_t i = 0; i < n; i++) {  // without a branch a packet

@@ -24,6 +24,7 @@
 namespace medix::dp {
 
 struct Worker;
+struct Routed;
 
 // TCP progress of a session (RFC 7857 timeouts follow from it).
 enum TcpBits : uint8_t {
@@ -141,7 +142,11 @@ void nat_input(Worker& w, rte_mbuf** pkts, uint16_t n, bool handed_off, rte_mbuf
 // whose key has that tenant, proven and routed in this generation, proves the tenant's own
 // lookup too (the FIB of one generation gives the address the same route: into the core, as it
 // did for the packet that taught the route), so it is skipped as well.
-uint16_t nat_established(Worker& w, rte_mbuf** pkts, uint16_t n, bool ahead, rte_mbuf** known, uint16_t& n_known);
+// Those whose route is a `via` next hop that their TTL and length allow go out at once, into
+// out.fwd or out.tunnel, as ip_route_crossed would send them (until one of the burst does not:
+// from there on all go to `known`, in order).
+uint16_t nat_established(Worker& w, rte_mbuf** pkts, uint16_t n, bool ahead, rte_mbuf** known, uint16_t& n_known,
+                         Routed& out);
 
 // Packets nat_input translated (meta.session) that their exit tenant's lookup has just routed
 // out or to us by next hop meta.nexthop: their sessions keep it for this generation.

@@ -10,7 +10,7 @@
 //                                               └─ leaked: the next round, in its new tenant; into the core,
 //                                                  established: nat_established ─ ip_route_crossed ─ fwd / local
 //   established flows whose sessions know the way from their tenant: nat_established ahead of
-//   ip_lookup ─ ip_route_crossed ─ fwd / local
+//   ip_lookup ─ ip_route_crossed ─ fwd / local (by a kept `via` next hop: nat_established ─ fwd)
 //   police (qos/) runs between l2_input and ip_input, in generations that have policers;
 //   shape (qos/) takes what ip_output sent to shaped interfaces into their class queues, and
 //   the worker loop's schedule step sends from them (process_shaped); a shaped tunnel's
@@ -113,7 +113,7 @@ void lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Batch& eth, Batch& tunnel, B
       uint64_t start = stage_clock(w);
       rte_mbuf* known[burst_size];
       uint16_t n_known = 0, before = n;
-      n = nat_established(w, left, n, true, known, n_known);
+      n = nat_established(w, left, n, true, known, n_known, r);
       nat.packets += before - n;
       if (stage_timing(w)) nat.cycles += rte_rdtsc() - start;
       ip_route_crossed(w, known, n_known, r);
@@ -141,7 +141,7 @@ void lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Batch& eth, Batch& tunnel, B
       uint64_t start = stage_clock(w);
       rte_mbuf* known[burst_size];
       uint16_t n_known = 0, before = r.n_leaked;
-      r.n_leaked = nat_established(w, r.leaked, r.n_leaked, false, known, n_known);
+      r.n_leaked = nat_established(w, r.leaked, r.n_leaked, false, known, n_known, r);
       nat.packets += before - r.n_leaked;
       if (stage_timing(w)) nat.cycles += rte_rdtsc() - start;
       ip_route_crossed(w, known, n_known, r);

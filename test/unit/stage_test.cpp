@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <random>
 #include <set>
 
 #include "common/address.h"
@@ -972,6 +973,56 @@ TEST_CASE("crossing: a session slot reused by another flow routes that flow by i
   CHECK(nw.sessions[0].key[0].dst == 0x6464030a);
   CHECK(cross_once(h, "100.100.3.10") == "02:00:00:00:aa:02");
   CHECK(h.total_drops() == 0);
+}
+
+// nat_established sends a packet out by its kept route itself, its TTL's decrement folded into
+// the translation's update of the header checksum: the header must be the one a fresh
+// computation gives, for any TTL and any checksum (its wraps at 0x0000 and 0xffff included).
+TEST_CASE("crossing: a packet sent out by its kept route has the TTL and checksums of a fresh header") {
+  Harness h(crossing_config);
+  const NatWorker& nw = *h.tables->nat[0];
+  constexpr size_t l2 = 18;  // r0: VLAN 200
+  // One flow with its route kept, and the packets of it: identification and TTL vary.
+  auto packet = [](const std::string& src, const std::string& dst, uint8_t ttl, uint16_t id, size_t len) {
+    Bytes ip = ipv4(src, dst, 17, udp(5000, 9, len), ttl);
+    ip[4] = uint8_t(id >> 8);
+    ip[5] = uint8_t(id);
+    ip[10] = ip[11] = 0;
+    uint16_t c = rte_ipv4_cksum(reinterpret_cast<const rte_ipv4_hdr*>(ip.data()));  // afresh
+    memcpy(&ip[10], &c, 2);
+    return with_l4_checksum(ip);
+  };
+  auto checksum_of = [](const Bytes& ip) { return uint16_t(ip[10] << 8 | ip[11]); };
+  CHECK(cross_once(h, "100.100.3.10") == "02:00:00:00:aa:02");
+  CHECK(cross_once(h, "100.100.3.10") == "02:00:00:00:aa:02");
+  REQUIRE(nw.sessions[0].route[0] != 0);
+
+  // Identifications where the checksum in or out is at or next to a wrap, then random ones.
+  std::vector<std::pair<uint16_t, uint8_t>> cases;  // id, ttl
+  for (uint8_t ttl : {2, 3, 64, 255})
+    for (uint32_t id = 0; id < 0x10000; id++) {
+      uint16_t in = checksum_of(packet("10.0.0.5", "100.100.3.10", ttl, uint16_t(id), 20));
+      uint16_t out = checksum_of(packet("100.64.1.5", "192.168.3.10", uint8_t(ttl - 1), uint16_t(id), 20));
+      if (in <= 1 || in >= 0xfffe || out <= 1 || out >= 0xfffe) cases.emplace_back(uint16_t(id), ttl);
+    }
+  REQUIRE(cases.size() >= 16);
+  std::mt19937 random(19);
+  for (int i = 0; i < 1000; i++) cases.emplace_back(uint16_t(random()), uint8_t(2 + random() % 254));
+  size_t i = 0;
+  for (auto [id, ttl] : cases) {
+    size_t len = 20 + i++ % 64;
+    h.receive(0, from_a(packet("10.0.0.5", "100.100.3.10", ttl, id, len)));
+    auto out = h.sent(1);
+    REQUIRE(out.size() == 1);
+    Bytes seen(out[0].begin() + long(l2), out[0].end());
+    CHECK(seen == packet("100.64.1.5", "192.168.3.10", uint8_t(ttl - 1), id, len));
+  }
+  // TTL 1 is not sent on: answered (time exceeded) before crossing.
+  h.receive(0, from_a(packet("10.0.0.5", "100.100.3.10", 1, 7, 20)));
+  CHECK(h.sent(1).empty());
+  CHECK(h.drops(Drop::ttl_expired) == 1);
+  CHECK(h.total_drops() == 1);
+  CHECK(h.worker.counters->nat[h.tenant("hosp")].sessions_created == 1);
 }
 
 TEST_CASE("nat stage: one burst's new NAPT flows see what the burst made before them") {
