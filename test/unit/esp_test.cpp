@@ -641,6 +641,19 @@ bool distinct(std::vector<uint64_t> used) {
   std::sort(used.begin(), used.end());
   return std::adjacent_find(used.begin(), used.end()) == used.end();
 }
+
+// The control of a rule: a node at `seq` that took its peer as bounded (a fenced round heard,
+// nothing held) and sent n more would have sent some of `used` again.
+bool bounded_would_reuse(uint64_t seq, uint64_t margin, const std::vector<uint64_t>& used, int n) {
+  PairNode unaware;
+  unaware.sa->seq = seq;
+  unaware.peer.fenced = true;
+  if (unaware.take_over(margin) != 0) return false;
+  unaware.install();
+  std::vector<uint64_t> would = used;
+  unaware.send(n, would);
+  return !distinct(would);
+}
 }  // namespace
 
 TEST_CASE("HA fence: chained takeovers with no ack between them never reuse a sequence number") {
@@ -669,14 +682,7 @@ TEST_CASE("HA fence: chained takeovers with no ack between them never reuse a se
     CHECK(b.sa->seq == 600 + margin + 5000);
     a.step_down();
     // Without the rule A would go on from its own 1599 into B's 1601...
-    PairNode unaware;  // takes the peer as bounded (a fenced round heard, nothing held)
-    unaware.sa->seq = a.sa->seq;
-    unaware.peer.fenced = true;
-    CHECK(unaware.take_over(margin) == 0);
-    unaware.install();
-    std::vector<uint64_t> would = used;
-    unaware.send(10, would);
-    CHECK_FALSE(distinct(would));
+    CHECK(bounded_would_reuse(a.sa->seq, margin, used, 10));
     // ... with it, A fences the SA where it is (its next packet tells medix-cp to rekey it).
     CHECK(a.take_over(margin) == 1);
     CHECK(a.sa->fence == a.sa->seq);
@@ -751,14 +757,8 @@ TEST_CASE(
   for (uint64_t start : {uint64_t(4600), uint64_t(0)}) {
     PairNode fresh;
     fresh.sa->seq = start;
-    PairNode assumed;  // the rule before: a node that heard nothing took its peer as fenced
-    assumed.sa->seq = start;
-    assumed.peer.fenced = true;
-    CHECK(assumed.take_over(margin) == 0);
-    assumed.install();
-    std::vector<uint64_t> would = used;
-    assumed.send(1000, would);
-    CHECK_FALSE(distinct(would));
+    // The rule before: a node that heard nothing took its peer as fenced.
+    CHECK(bounded_would_reuse(start, margin, used, 1000));
     // Now: fenced where it is; it sends nothing (its next packet has medix-cp rekey it).
     CHECK(fresh.take_over(margin) == 1);
     CHECK(fresh.advances.empty());
