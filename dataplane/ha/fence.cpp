@@ -126,12 +126,16 @@ void clear_fences(SaState* const* sas, uint32_t slots) {
     if (sas[slot] && !sas[slot]->inbound) __atomic_store_n(&sas[slot]->fence, no_fence, __ATOMIC_RELAXED);
 }
 
+// Whether this node may have sent up to its SA's number: it sent on it, or started it from a mark
+// on disk (its previous run may have sent up to that, e.g. while its peer was fenced where it is).
+static bool sent_here(const SaState& sa) { return load_counter(sa.packets) || sa.started_at_mark; }
+
 bool sent_past(SaState* const* sas, uint32_t slots, const SaValues& round) {
   for (uint32_t slot = 1; slot < slots; slot++) {
     const SaState* sa = sas[slot];
     if (!sa || sa->inbound) continue;
     const uint64_t* value = held_for(round, *sa);
-    if (value && load_counter(sa->packets) && __atomic_load_n(&sa->seq, __ATOMIC_RELAXED) > *value) return true;
+    if (value && sent_here(*sa) && __atomic_load_n(&sa->seq, __ATOMIC_RELAXED) > *value) return true;
   }
   return false;
 }
@@ -142,7 +146,7 @@ std::vector<SyncRecord> past_records(SaState* const* sas, uint32_t slots, const 
     const SaState* sa = sas[slot];
     if (!sa || sa->inbound) continue;
     const uint64_t* value = held_for(round, *sa);
-    if (value && load_counter(sa->packets) && __atomic_load_n(&sa->seq, __ATOMIC_RELAXED) > *value)
+    if (value && sent_here(*sa) && __atomic_load_n(&sa->seq, __ATOMIC_RELAXED) > *value)
       out.push_back(round_record(*sa, 0));
   }
   return out;

@@ -126,7 +126,8 @@ void clear_fences(SaState* const* sas, uint32_t slots);
 // Standby, before it acks a round (its outbound SAs' values): whether this node has sent on one
 // of them and is past the round's value (it was active in a split brain). Then it must not ack:
 // the active's fence would move into numbers this node used. An SA only advanced at a takeover,
-// never sent on here, used nothing.
+// never sent on here, used nothing; one started from a mark on disk counts as sent up to it (the
+// node's previous run may have: an active fenced where it is would otherwise go on below it).
 bool sent_past(SaState* const* sas, uint32_t slots, const SaValues& round);
 // Standby, its ack withheld: each outbound SA it sent on past the round's value, with its own
 // number (an sa_outbound record), so that the active goes on above the numbers this node used.

@@ -159,7 +159,8 @@ std::optional<Error> build_sas(Committer::Build& b) {
       sa->owner = uint16_t(key.spi % b.c.params().queues);
       // Numbers on disk (ha/reserve.h): it starts past what this node (or a peer it acked) may
       // have sent, and sends nothing until its first block is written.
-      if (!key.inbound && b.c.params().sa_start) sa->seq = sa->reserved = b.c.params().sa_start(sa->tunnel_id, key.spi);
+      if (!key.inbound && b.c.params().sa_start)
+        sa->seq = sa->reserved = sa->started_at_mark = b.c.params().sa_start(sa->tunnel_id, key.spi);
       // The pair's other node negotiated it and may have sent on it (docs/ha.md, "An SA the peer
       // negotiated"): it starts past that, as an SA held at a takeover, whatever the moment.
       if (!key.inbound && o.origin() == v1::SA_ORIGIN_PEER && b.c.params().sa_peer_start) {

@@ -62,6 +62,9 @@ struct alignas(64) SaState {
   // ahead (relaxed store by the reserving thread); past it the packet is dropped
   // (sa_seq_unreserved) until the next block is written. None: never reached.
   uint64_t reserved = UINT64_MAX;
+  // Outbound, started from a mark on disk: that mark (0: none). The node's previous run may have
+  // sent up to it, so a standby reports it to an active below it, as numbers it sent (ha/fence.h).
+  uint64_t started_at_mark = 0;
   bool fenced = false;       // the owner told the control side it reached the fence (once, until it moves)
   TxOrder* order = nullptr;  // spread outbound: the owner's tx point (ipsec/order.h)
   uint64_t packets = 0, bytes = 0;

@@ -333,6 +333,33 @@ TEST_CASE(
   CHECK(none_again(all, seqs));
 }
 
+TEST_CASE("sequence numbers on disk: a standby started from its mark reports it to an active below it, not acks") {
+  // B was active and sent on a static SA up to about 3000 (its mark on disk a block above), then
+  // stopped; A, fresh, took over fenced where it is (at 600: it could not bound B). B restarts as
+  // standby from its mark, having sent nothing in this run. A's round says 600: an ack would let
+  // A go on from 601, into B's numbers of before. B withholds it and reports its mark, which A
+  // goes on above.
+  TempDir dir_b;
+  const ha::SeqKey key{sa_tunnel_id("t1"), 8193};
+  ha::Reserve rb;
+  REQUIRE_FALSE(rb.open(dir_b.path, 100));
+  REQUIRE(rb.cover(nullptr, 0, {{key, 3000}}, 1));
+  ha::Reserve again;
+  REQUIRE_FALSE(again.open(dir_b.path, 100));
+  Harness b(config, 1, start_of(again));
+  SaState& sa = outbound(b);
+  REQUIRE(sa.seq >= 3000);
+  REQUIRE(sa.packets == 0);
+  const ha::SaValues round = {{ha::name_of(sa), 600}};
+  CHECK(ha::sent_past(b.tables->sas, max_sas, round));
+  auto past = ha::past_records(b.tables->sas, max_sas, round);
+  REQUIRE(past.size() == 1);
+  CHECK(past[0].sa.value == sa.seq);
+  // An SA this run started at 0 (no mark) and never sent on used nothing: it acks.
+  sa.started_at_mark = 0;
+  CHECK_FALSE(ha::sent_past(b.tables->sas, max_sas, round));
+}
+
 TEST_CASE("HA fence: at a split brain's heal the active goes on above the numbers the standby sent, then acks resume") {
   // A active, B standby, one outbound SA, margin 1000. B acks A's round at 300; the split: B
   // takes over from it and sends, A sends to its fence; healed, B is standby again and has sent
