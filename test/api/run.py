@@ -1376,7 +1376,7 @@ def clear_counters(f, d, c):
     # (the ports, the sum and each lcore's are read a moment apart while net_null0 goes on: the
     # same 5% and 20 ms of traffic as above; a forgotten base would be off by everything before)
     R.check(drops_a < drops_b / 10 and drops_a <= a["p0"].rx_packets * 1.05 + 0.02 * rate + 100
-            and lcore_a < drops_b / 10 and abs(drops_a - lcore_a) <= 0.05 * drops_a + 20000,
+            and lcore_a < drops_b / 10 and abs(drops_a - lcore_a) <= 0.05 * drops_a + 0.02 * rate + 100,
             "drops (summed and per lcore) count from the clear",
             "%d -> %d, lcore %d, p0 received %d, %.0f packets/s" % (drops_b, drops_a, lcore_a, a["p0"].rx_packets, rate))
     quiet = [t for t in after.tenants if t.name == "core"]
