@@ -192,7 +192,7 @@ bool Witness::obtain() {
         if (kv.key().size() <= records_.size() ||
             !parse_mids_record(kv.key().substr(records_.size()), kv.value(), r.mids, &r.children))
           continue;
-        records.mids.push_back(r.mids);
+        records.mids.push_back(r.mids);  // r.revision 0: deleted by this Txn
         for (uint32_t spi : r.children) records.children.push_back({r.mids.spi_i, r.mids.spi_r, spi});
         recorded_[{r.mids.spi_i, r.mids.spi_r}] = std::move(r);
       }
@@ -315,43 +315,81 @@ bool Witness::record_all(const std::vector<IkeMids>& mids) {
   return true;
 }
 
-bool Witness::put_records(const std::vector<Record>& records) {
-  int64_t lease = lease_id_.load();
-  if (!holds() || !lease) {
-    stats_.record_failures++;
-    return false;
+bool Witness::put_records(std::vector<Record> records) {
+  // A refused write is tried again once per record etcd changed behind this node: a late Txn of
+  // its own (at most one per give-up) is what can change it.
+  for (int tries = 0; tries < 3 && !records.empty(); tries++) {
+    int64_t lease = lease_id_.load();
+    if (!holds() || !lease) break;
+    pb::TxnRequest txn;
+    // The speaker's key still the one this lease made (it exists only with a lease of ours): etcd
+    // refuses a holder whose lease expired, whatever its own deadline says. By its revision, not
+    // its value (this node's name): a Txn of an earlier lease of this node's that etcd takes late
+    // (its call timed out in an etcd cut; TCP delivered it on the old connection seconds after the
+    // heal) must not lower what this lease recorded (seen: netns-ike-witness, lease_twice).
+    auto* held = txn.add_compare();
+    held->set_key(key_);
+    held->set_target(pb::Compare::MOD);
+    held->set_result(pb::Compare::EQUAL);
+    held->set_mod_revision(key_revision_);
+    txn.add_failure()->mutable_request_range()->set_key(key_);
+    for (const auto& r : records) {
+      std::string key = records_ + mids_record_name(r.mids);
+      // The record as this node last wrote or read it: a late Txn of this lease (its call gave up,
+      // its connection too, and a later record went out) then finds it changed and is refused.
+      auto it = recorded_.find({r.mids.spi_i, r.mids.spi_r});
+      auto* same = txn.add_compare();
+      same->set_key(key);
+      same->set_target(pb::Compare::MOD);
+      same->set_result(pb::Compare::EQUAL);
+      same->set_mod_revision(it != recorded_.end() ? it->second.revision : 0);
+      auto* put = txn.add_success()->mutable_request_put();
+      put->set_key(key);
+      put->set_value(mids_record_value(r.mids, r.children));
+      txn.add_failure()->mutable_request_range()->set_key(key);
+    }
+    pb::TxnResponse result;
+    grpc::Status status;
+    if (before_record && !before_record(txn)) {
+      status = grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "held by a test");
+    } else {
+      auto ctx = context();
+      if (!add_token(*ctx)) break;
+      status = kv_->Txn(ctx.get(), txn, &result);
+      token_->forget(status);
+    }
+    // No answer: etcd may take it later; the revisions above then no longer match, and the next
+    // write reads what it did.
+    if (!status.ok()) break;
+    if (result.succeeded()) {
+      for (auto& r : records) {
+        r.revision = result.header().revision();
+        recorded_[{r.mids.spi_i, r.mids.spi_r}] = r;
+      }
+      stats_.recorded += records.size();
+      return true;
+    }
+    // Refused: the lease gone (nothing to read), or a record changed since this node last wrote
+    // or read it (a late Txn of its own, taken by etcd). Those are read, raised to, written again.
+    const auto& speaker = result.responses(0).response_range().kvs();
+    if (speaker.empty() || speaker[0].mod_revision() != key_revision_ ||
+        result.responses_size() != int(records.size()) + 1)
+      break;
+    std::vector<Record> left;
+    for (size_t i = 0; i < records.size(); i++) {
+      Record had{{records[i].mids.spi_i, records[i].mids.spi_r, 0, 0}, {}, 0};
+      for (const auto& kv : result.responses(int(i) + 1).response_range().kvs()) {
+        had.revision = kv.mod_revision();
+        parse_mids_record(kv.key().substr(records_.size()), kv.value(), had.mids, &had.children);
+      }
+      recorded_[{had.mids.spi_i, had.mids.spi_r}] = had;
+      if (merge(records[i])) left.push_back(std::move(records[i]));
+    }
+    records = std::move(left);
   }
-  pb::TxnRequest txn;
-  // The speaker's key still the one this lease made (it exists only with a lease of ours): etcd
-  // refuses a holder whose lease expired, whatever its own deadline says. By its revision, not
-  // its value (this node's name): a Txn of an earlier lease of this node's that etcd takes late
-  // (its call timed out in an etcd cut; TCP delivered it on the old connection seconds after the
-  // heal) must not lower what this lease recorded (seen: netns-ike-witness, lease_twice).
-  auto* held = txn.add_compare();
-  held->set_key(key_);
-  held->set_target(pb::Compare::MOD);
-  held->set_result(pb::Compare::EQUAL);
-  held->set_mod_revision(key_revision_);
-  for (const auto& r : records) {
-    auto* put = txn.add_success()->mutable_request_put();
-    put->set_key(records_ + mids_record_name(r.mids));
-    put->set_value(mids_record_value(r.mids, r.children));
-  }
-  pb::TxnResponse result;
-  auto ctx = context();
-  if (!add_token(*ctx)) {
-    stats_.record_failures++;
-    return false;
-  }
-  grpc::Status status = kv_->Txn(ctx.get(), txn, &result);
-  token_->forget(status);
-  if (!status.ok() || !result.succeeded()) {
-    stats_.record_failures++;
-    return false;
-  }
-  for (const auto& r : records) recorded_[{r.mids.spi_i, r.mids.spi_r}] = r;
-  stats_.recorded += records.size();
-  return true;
+  if (records.empty()) return true;  // etcd had them all
+  stats_.record_failures++;
+  return false;
 }
 
 bool Witness::recorded(const IkeMids& m) {

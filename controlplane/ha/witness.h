@@ -19,12 +19,18 @@
 // inbound ESP SPIs of the IKE_SA's CHILD_SAs too (no key): the new speaker deletes at the gateway
 // those it does not hold (a CHILD_SA the last holder made or rekeyed: docs/ha.md, "A CHILD_SA the
 // previous speaker changed").
+//
+// A record only ever goes up at etcd (docs/ha.md, "A record never goes down"): its Txn also
+// compares the record key's own mod revision with the one this node last wrote or read (0:
+// absent), so a Txn that etcd takes late (its call gave up, its connection too) is refused once
+// the record changed after it was sent; a refused write reads the record, raises to it, tries again.
 #ifndef MEDIX_CP_HA_WITNESS_H
 #define MEDIX_CP_HA_WITNESS_H
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -82,6 +88,9 @@ class Witness {
     std::atomic<uint64_t> children_left_out{0};  // oldest CHILD_SAs past max_record_children, per record
   };
   const Stats& stats() const { return stats_; }
+  // Tests only (test/cp/witness_records.cpp): sees each record Txn before it is sent; false: not
+  // sent, as a call that got no answer (the test may give it to etcd itself, at once or late).
+  std::function<bool(const etcdserverpb::TxnRequest&)> before_record;
   // What medixctl ha shows (no password, no token).
   struct View {
     std::string endpoint, key, user, last_refusal;
@@ -108,11 +117,13 @@ class Witness {
   struct Record {
     IkeMids mids;
     std::vector<uint32_t> children;
+    int64_t revision = 0;  // in recorded_: the record key's mod revision at etcd as last written or read; 0 absent
   };
   // Merges `r` with what etcd has (IDs only ever up); false if etcd has it all already.
   bool merge(Record& r);
-  // Puts `records` in one Txn guarded by the lease (record_mu_ held).
-  bool put_records(const std::vector<Record>& records);
+  // Puts `records` in one Txn guarded by the lease and by each record's revision (record_mu_
+  // held); where etcd's record changed, raised to it and tried again.
+  bool put_records(std::vector<Record> records);
 
   std::string key_, name_, records_;  // records_: PREFIX/ike-mids/
   int ttl_s_ = 2;

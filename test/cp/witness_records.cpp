@@ -1,0 +1,160 @@
+// The IKE witness's records never go down (docs/ha.md, "A record never goes down"): medix-cp's
+// Witness (controlplane/ha/witness.*) against a real etcd (test/cp/witness.sh starts it). A record
+// Txn whose call gets no answer is held back by the Witness's test hook and given to etcd by this
+// tool late, as TCP would deliver it on a connection given up at a reconnect: after a later record
+// it is refused (and, the control, the same Txn with the old guard alone, the speaker key, lowers
+// the record); taken before the next record, that record reads it and raises to it; taken with
+// its answer lost, the next write finds it there. Prints PASS/FAIL lines; exits 1 on a failure.
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "ha/witness.h"
+#include "intent_store.h"
+
+namespace pb = etcdserverpb;
+using medix::cp::ha::IkeMids;
+
+namespace {
+
+int passed = 0, failed = 0;
+
+void check(bool ok, const std::string& what, const std::string& detail = "") {
+  if (ok) {
+    printf("PASS %s\n", what.c_str());
+    passed++;
+  } else {
+    printf("FAIL %s%s%s\n", what.c_str(), detail.empty() ? "" : ": ", detail.c_str());
+    failed++;
+  }
+}
+
+struct Etcd {
+  std::unique_ptr<pb::KV::Stub> kv;
+  std::string records;  // PREFIX/ike-mids/, speaker: PREFIX/ike-speaker
+  std::string speaker;
+
+  // The record of `m`'s IKE_SA at etcd, "INITIATING RESPONDING" ("absent", "no answer").
+  std::string stored(const IkeMids& m) {
+    pb::RangeRequest request;
+    request.set_key(records + medix::cp::ha::mids_record_name(m));
+    pb::RangeResponse response;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    if (!kv->Range(&ctx, request, &response).ok()) return "no answer";
+    if (response.kvs_size() == 0) return "absent";
+    IkeMids read{};
+    if (!medix::cp::ha::parse_mids_record(medix::cp::ha::mids_record_name(m), response.kvs(0).value(), read))
+      return "unparsable";
+    return std::to_string(read.initiating) + " " + std::to_string(read.responding);
+  }
+  // The Txn given to etcd as sent: whether etcd took it ("no answer" aside).
+  std::string send(const pb::TxnRequest& txn) {
+    pb::TxnResponse response;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    if (!kv->Txn(&ctx, txn, &response).ok()) return "no answer";
+    return response.succeeded() ? "taken" : "refused";
+  }
+  // The Txn as medix-cp sent it before 2026-12-07: its compares but the speaker key's left out.
+  pb::TxnRequest old_guard(const pb::TxnRequest& txn) {
+    pb::TxnRequest old = txn;
+    old.clear_compare();
+    for (const auto& c : txn.compare())
+      if (c.key() == speaker) *old.add_compare() = c;
+    return old;
+  }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    fprintf(stderr, "usage: witness-records etcd://HOST:PORT/PREFIX\n");
+    return 2;
+  }
+  medix::cp::EtcdEndpoint endpoint;
+  if (auto e = medix::cp::parse_etcd_url(argv[1], endpoint)) {
+    fprintf(stderr, "witness-records: %s\n", e->c_str());
+    return 2;
+  }
+  Etcd etcd{pb::KV::NewStub(medix::cp::etcd_channel(endpoint, {})), endpoint.prefix + "/ike-mids/",
+            endpoint.prefix + "/ike-speaker"};
+
+  medix::cp::ha::Witness witness;
+  medix::cp::ha::WitnessConfig config;
+  config.url = argv[1];
+  check(witness.start(config, "node-a").empty(), "the witness starts");
+  witness.want(true);
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!witness.holds() && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  check(witness.holds(), "the lease obtained");
+  witness.take_records();
+
+  // The hook: the next record Txn is held (its call "got no answer"); with `apply`, given to etcd
+  // at once all the same (taken, the answer lost).
+  bool hold = false, apply = false;
+  std::optional<pb::TxnRequest> held;
+  witness.before_record = [&](const pb::TxnRequest& txn) {
+    if (!hold) return true;
+    hold = false;
+    held = txn;
+    if (apply) etcd.send(txn);
+    return false;
+  };
+  auto mids = [](uint64_t n, uint32_t i, uint32_t r) { return IkeMids{n, n + 1, i, r}; };
+  // record(m): whether the Witness says recorded, and etcd has `want` after it.
+  auto record = [&](const IkeMids& m, bool said, const std::string& want, const std::string& what) {
+    bool ok = witness.record(m, {}) == said;
+    std::string has = etcd.stored(m);
+    check(ok && has == want, what, std::string(ok ? "" : "the witness said otherwise, ") + "etcd has " + has);
+  };
+  auto late = [&](const pb::TxnRequest& txn, const std::string& want_said, const IkeMids& m, const std::string& want,
+                  const std::string& what) {
+    std::string said = etcd.send(txn);
+    std::string has = etcd.stored(m);
+    check(said == want_said && has == want, what, said + ", etcd has " + has);
+  };
+
+  // A late Txn after a later record (the case of issue 15: once it lowered the record).
+  record(mids(0x1000, 10, 0), true, "10 0", "late: request 10 recorded");
+  hold = true;
+  record(mids(0x1000, 11, 0), false, "10 0", "late: the record of request 11 got no answer (held), etcd has 10");
+  record(mids(0x1000, 16, 0), true, "16 0", "late: request 16 recorded");
+  check(held.has_value(), "late: 11's Txn held");
+  if (held) {
+    late(*held, "refused", mids(0x1000, 0, 0), "16 0", "late: 11's Txn taken after 16's is refused, etcd has 16");
+    // Control: the old guard (the speaker key alone) holds for every Txn of the lease in force.
+    late(etcd.old_guard(*held), "taken", mids(0x1000, 0, 0), "11 0",
+         "late (control): the same Txn with the old guard alone is taken and lowers the record to 11");
+  }
+  record(mids(0x1000, 17, 0), true, "17 0", "late: request 17 recorded over a record changed behind the node");
+
+  // A Txn taken late but before the next record: that one finds the record changed, reads it, and
+  // writes the greater of each ID.
+  record(mids(0x2000, 5, 3), true, "5 3", "early: 5 3 recorded");
+  hold = true;
+  held.reset();
+  record(mids(0x2000, 7, 4), false, "5 3", "early: the record of 7 4 got no answer (held)");
+  check(held.has_value(), "early: 7 4's Txn held");
+  if (held) late(*held, "taken", mids(0x2000, 0, 0), "7 4", "early: taken late (nothing written since), etcd has 7 4");
+  record(mids(0x2000, 8, 3), true, "8 4", "early: 8 3 recorded as 8 4 (the responding ID not lowered)");
+
+  // Taken, its answer lost: the same record again is found there, not written twice.
+  hold = apply = true;
+  record(mids(0x3000, 3, 1), false, "3 1", "lost answer: no answer, etcd has 3 1");
+  uint64_t writes = witness.stats().recorded;
+  record(mids(0x3000, 3, 1), true, "3 1", "lost answer: recorded again: found at etcd");
+  check(witness.stats().recorded == writes, "lost answer: not written twice");
+  record(mids(0x3000, 4, 1), true, "4 1", "lost answer: then 4 1 recorded");
+
+  witness.before_record = nullptr;
+  witness.stop();
+  printf("witness-records: %d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}
