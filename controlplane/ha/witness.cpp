@@ -316,8 +316,8 @@ bool Witness::record_all(const std::vector<IkeMids>& mids) {
 }
 
 bool Witness::put_records(std::vector<Record> records) {
-  // A refused write is tried again once per record etcd changed behind this node: a late Txn of
-  // its own (at most one per give-up) is what can change it.
+  // A write refused for a record changed behind this node (a late Txn of its own) is raised to
+  // etcd's and tried again: three tries in all.
   for (int tries = 0; tries < 3 && !records.empty(); tries++) {
     int64_t lease = lease_id_.load();
     if (!holds() || !lease) break;
@@ -371,18 +371,21 @@ bool Witness::put_records(std::vector<Record> records) {
     }
     // Refused: the lease gone (nothing to read), or a record changed since this node last wrote
     // or read it (a late Txn of its own, taken by etcd). Those are read, raised to, written again.
+    if (result.responses_size() != int(records.size()) + 1) break;
     const auto& speaker = result.responses(0).response_range().kvs();
-    if (speaker.empty() || speaker[0].mod_revision() != key_revision_ ||
-        result.responses_size() != int(records.size()) + 1)
-      break;
+    if (speaker.empty() || speaker[0].mod_revision() != key_revision_) break;
     std::vector<Record> left;
     for (size_t i = 0; i < records.size(); i++) {
-      Record had{{records[i].mids.spi_i, records[i].mids.spi_r, 0, 0}, {}, 0};
+      std::pair<uint64_t, uint64_t> spis{records[i].mids.spi_i, records[i].mids.spi_r};
+      Record had{{spis.first, spis.second, 0, 0}, {}, 0};
       for (const auto& kv : result.responses(int(i) + 1).response_range().kvs()) {
         had.revision = kv.mod_revision();
         parse_mids_record(kv.key().substr(records_.size()), kv.value(), had.mids, &had.children);
       }
-      recorded_[{had.mids.spi_i, had.mids.spi_r}] = had;
+      // Only one that changed is taken from etcd: an unchanged one may carry what this node read
+      // with the lease (its key deleted since, revision 0).
+      auto it = recorded_.find(spis);
+      if (had.revision != (it != recorded_.end() ? it->second.revision : 0)) recorded_[spis] = had;
       if (merge(records[i])) left.push_back(std::move(records[i]));
     }
     records = std::move(left);

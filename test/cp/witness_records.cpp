@@ -153,6 +153,19 @@ int main(int argc, char** argv) {
   check(witness.stats().recorded == writes, "lost answer: not written twice");
   record(mids(0x3000, 4, 1), true, "4 1", "lost answer: then 4 1 recorded");
 
+  // Several records in one Txn (record_all, a node that just obtained the lease), one of them
+  // changed behind the node: read, raised to, and all written.
+  record(mids(0x4000, 2, 0), true, "2 0", "several: the first IKE_SA's 2 0 recorded");
+  hold = true;
+  apply = false;
+  held.reset();
+  record(mids(0x4000, 3, 1), false, "2 0", "several: the record of its 3 1 got no answer (held)");
+  if (held) late(*held, "taken", mids(0x4000, 0, 0), "3 1", "several: taken late, etcd has 3 1");
+  bool all = witness.record_all({mids(0x4000, 4, 0), mids(0x5000, 6, 2)});
+  std::string first = etcd.stored(mids(0x4000, 0, 0)), second = etcd.stored(mids(0x5000, 0, 0));
+  check(all && first == "4 1" && second == "6 2", "several: 4 0 and 6 2 recorded in one Txn as 4 1 and 6 2",
+        first + ", " + second);
+
   witness.before_record = nullptr;
   witness.stop();
   printf("witness-records: %d passed, %d failed\n", passed, failed);
