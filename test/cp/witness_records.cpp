@@ -88,6 +88,7 @@ int main(int argc, char** argv) {
   medix::cp::ha::Witness witness;
   medix::cp::ha::WitnessConfig config;
   config.url = argv[1];
+  config.ttl_s = 10;  // a renew deadline of 5 s: the records' checks, not the lease's timing, on a loaded machine
   check(witness.start(config, "node-a").empty(), "the witness starts");
   witness.want(true);
   auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
