@@ -4,6 +4,7 @@
 // itself (read, replaced whole). It owns the running intent; charon's state is read through the
 // glue.
 
+#include <chrono>
 #include <functional>
 #include <mutex>
 
@@ -38,6 +39,13 @@ class ControlService final : public c1::ControlPlane::Service {
   void set_store(IntentStore* store) { store_ = store; }
   // A node of a pair with --ike-witness: the witness's state (docs/ha.md); set before serving.
   void set_witness(std::function<c1::HaWitness()> witness) { witness_ = std::move(witness); }
+  // A node of a pair (--ha-sync-*): its peers with `initiate` are initiated by the active node
+  // alone (docs/ha.md, "Who initiates"), told by role(). Set before serving.
+  void set_paired() { paired_ = true; }
+  // The role the ha link applied (ha::Link::on_role, each 100 ms): when the node becomes active,
+  // each peer with `initiate` that has no IKE_SA here is initiated, and the SAs' soft time
+  // lifetimes that fell due while standby are raised again (DataplaneClient::expire_due).
+  void role(int role);
   // Whether `intent` (no areas) would be applied: its fields, then charon's view of each peer.
   grpc::Status check(const c1::Intent& wanted);
   // Brings charon and medix-dp to `intent` (no areas), writing it to the intent file first
@@ -50,9 +58,15 @@ class ControlService final : public c1::ControlPlane::Service {
 
  private:
   bool known(const std::string& name);
+  // Initiates the peer if this node initiates it now (ha::initiates); apply_mu_ held. Whether it did.
+  bool initiate(const std::string& name);
 
   std::mutex mu_;        // intent_
-  std::mutex apply_mu_;  // apply_local calls, one at a time
+  std::mutex apply_mu_;  // apply_local calls, one at a time; role_ and initiations
+  bool paired_ = false;
+  int role_ = -1;  // as role() last had it
+  // When the node became active, until the soft lifetimes due meanwhile are raised again.
+  std::chrono::steady_clock::time_point activated_at_{};
   c1::Intent intent_;
   const std::string path_;
   DataplaneClient& dataplane_;
