@@ -304,12 +304,15 @@ bool ControlService::initiate(const std::string& name) {
           if (*c->first == peer && strcmp(state, "DELETING") != 0 && strcmp(state, "DESTROYING") != 0) c->second++;
         },
         &ike_sas);
-  if (!ha::initiates(paired_, role_, ike_sas.second > 0)) return false;
+  // role_ as the last activation saw it, and still the link's (an apply may span a role change).
+  if (!ha::initiates(paired_, role_ == live_role_.load() ? role_ : -1, ike_sas.second > 0)) return false;
   return cp_charon_initiate(name.c_str()) == 0;
 }
 
 void ControlService::role(int role) {
-  // An ApplyIntent under way initiates by the role it has; this one is seen on the next tick.
+  live_role_ = role;
+  // An ApplyIntent under way initiates by the role it has if it is still this one; a change is
+  // seen on the next tick.
   std::unique_lock serial(apply_mu_, std::try_to_lock);
   if (!serial) return;
   const auto now = std::chrono::steady_clock::now();

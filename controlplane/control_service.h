@@ -4,6 +4,7 @@
 // itself (read, replaced whole). It owns the running intent; charon's state is read through the
 // glue.
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <mutex>
@@ -64,7 +65,8 @@ class ControlService final : public c1::ControlPlane::Service {
   std::mutex mu_;        // intent_
   std::mutex apply_mu_;  // apply_local calls, one at a time; role_ and initiations
   bool paired_ = false;
-  int role_ = -1;  // as role() last had it
+  int role_ = -1;                   // as role() last had it with apply_mu_
+  std::atomic<int> live_role_{-1};  // as the link last told it
   // When the node became active, until the soft lifetimes due meanwhile are raised again.
   std::chrono::steady_clock::time_point activated_at_{};
   c1::Intent intent_;
