@@ -309,12 +309,35 @@ bool ControlService::initiate(const std::string& name) {
   return cp_charon_initiate(name.c_str()) == 0;
 }
 
-void ControlService::role(int role) {
-  live_role_ = role;
-  // An ApplyIntent under way initiates by the role it has if it is still this one; a change is
-  // seen on the next tick.
-  std::unique_lock serial(apply_mu_, std::try_to_lock);
-  if (!serial) return;
+void ControlService::set_paired() {
+  paired_ = true;
+  role_thread_ = std::thread([this] { follow_role(); });
+}
+
+void ControlService::stop_paired() {
+  if (!role_thread_.joinable()) return;
+  {
+    std::lock_guard lock(role_mu_);
+    stopping_ = true;
+  }
+  role_cv_.notify_all();
+  role_thread_.join();
+}
+
+void ControlService::follow_role() {
+  std::unique_lock stop(role_mu_);
+  while (!role_cv_.wait_for(stop, std::chrono::milliseconds(100), [this] { return stopping_; })) {
+    stop.unlock();
+    {
+      // After an ApplyIntent under way, which initiates by the role it saw if it is still the link's.
+      std::lock_guard serial(apply_mu_);
+      act_on_role(live_role_.load());
+    }
+    stop.lock();
+  }
+}
+
+void ControlService::act_on_role(int role) {
   const auto now = std::chrono::steady_clock::now();
   if (role != role_) {
     role_ = role;

@@ -579,6 +579,7 @@ int main(int argc, char** argv) {
     fprintf(stderr, "medix-cp: SIGHUP: nothing to reload (the intent changes through ApplyIntent)\n");
   fprintf(stderr, "medix-cp: signal %d, stopping\n", sig);
   ha_link.on_role(nullptr);  // nothing initiated from here on
+  service.stop_paired();
   medix::common::notify_stopping();
   metrics.stop();                               // before charon: a scrape reads its IKE_SAs
   if (bgp) bgp->stop();                         // its routes stay in medix-dp, its paths in gobgpd
