@@ -1,11 +1,14 @@
 #include "control_service.h"
 
+#include <chrono>
+#include <cstring>
 #include <map>
 #include <set>
 #include <sstream>
 
 #include "charon/glue.h"
 #include "common/version.h"
+#include "ha/link.h"
 
 namespace medix::cp {
 
@@ -275,7 +278,7 @@ grpc::Status ControlService::apply_local(const c1::Intent& wanted, c1::ApplyInte
     GluePeer peer(*after[name]);
     if (cp_charon_add_peer(&peer.c, false, err, sizeof(err)) != 0)  // checked above: should not happen
       return grpc::Status(grpc::StatusCode::INTERNAL, name + ": " + err);
-    if (after[name]->initiate()) cp_charon_initiate(name.c_str());
+    if (after[name]->initiate()) initiate(name);
   }
   // 5. Knot's zones: each that changed in one transaction. The intent is accepted by now: Knot
   // down or slow is said, and the background pass brings it there later.
@@ -290,6 +293,83 @@ grpc::Status ControlService::apply_local(const c1::Intent& wanted, c1::ApplyInte
           "medix-cp: intent applied: peers %d added, %d changed, %d removed; medix-dp objects %u changed, %u removed\n",
           response->added_size(), response->changed_size(), response->removed_size(), changed, removed);
   return grpc::Status::OK;
+}
+
+bool ControlService::initiate(const std::string& name) {
+  std::pair<const std::string*, int> ike_sas{&name, 0};
+  if (paired_)  // any state but on its way out: a passive one synced from the old active counts
+    cp_charon_list_ike_states(
+        [](void* ctx, const char* peer, const char* state, uint32_t) {
+          auto* c = static_cast<std::pair<const std::string*, int>*>(ctx);
+          if (*c->first == peer && strcmp(state, "DELETING") != 0 && strcmp(state, "DESTROYING") != 0) c->second++;
+        },
+        &ike_sas);
+  // role_ as the last activation saw it, and still the link's (an apply may span a role change).
+  if (!ha::initiates(paired_, role_ == live_role_.load() ? role_ : -1, ike_sas.second > 0)) return false;
+  return cp_charon_initiate(name.c_str()) == 0;
+}
+
+void ControlService::set_paired() {
+  paired_ = true;
+  role_thread_ = std::thread([this] { follow_role(); });
+}
+
+void ControlService::stop_paired() {
+  if (!role_thread_.joinable()) return;
+  {
+    std::lock_guard lock(role_mu_);
+    stopping_ = true;
+  }
+  role_cv_.notify_all();
+  role_thread_.join();
+}
+
+void ControlService::follow_role() {
+  std::unique_lock stop(role_mu_);
+  while (!role_cv_.wait_for(stop, std::chrono::milliseconds(100), [this] { return stopping_; })) {
+    stop.unlock();
+    {
+      // After an ApplyIntent under way, which initiates by the role it saw if it is still the link's.
+      std::lock_guard serial(apply_mu_);
+      act_on_role(live_role_.load());
+    }
+    stop.lock();
+  }
+}
+
+void ControlService::act_on_role(int role) {
+  const auto now = std::chrono::steady_clock::now();
+  if (role != role_) {
+    role_ = role;
+    activated_at_ = role == 1 ? now : std::chrono::steady_clock::time_point{};
+    if (role == 1) {
+      int wanted = 0, initiated = 0;
+      const c1::Intent running = intent();
+      for (const auto& p : running.peers())
+        if (p.initiate()) {
+          wanted++;
+          initiated += initiate(p.name());
+        }
+      if (wanted)
+        fprintf(stderr,
+                "medix-cp: ha: active: %d of %d peer(s) with initiate initiated (the others have an IKE_SA here)\n",
+                initiated, wanted);
+    }
+  }
+  // The soft time lifetimes that fell due while standby were refused (charon starts no exchange on
+  // a passive IKE_SA): raised again once the plugin has made the IKE_SAs active (on its own thread,
+  // after the link's command), or 2 s after the node became active, whichever comes first.
+  if (activated_at_ == std::chrono::steady_clock::time_point{}) return;
+  int passive = 0;
+  cp_charon_list_ike_states(
+      [](void* ctx, const char*, const char* state, uint32_t) {
+        if (strcmp(state, "PASSIVE") == 0) ++*static_cast<int*>(ctx);
+      },
+      &passive);
+  if (passive && now - activated_at_ < std::chrono::seconds(2)) return;
+  activated_at_ = {};
+  if (int n = dataplane_.expire_due(); n > 0)
+    fprintf(stderr, "medix-cp: ha: active: %d SA soft time lifetime(s) due while standby raised again\n", n);
 }
 
 grpc::Status ControlService::GetHaWitness(grpc::ServerContext*, const c1::GetHaWitnessRequest*,

@@ -684,6 +684,21 @@ int DataplaneClient::retime(const c1::Peer& peer) {
   return n;
 }
 
+int DataplaneClient::expire_due() {
+  std::vector<KernelSaKey> due;
+  {
+    std::lock_guard lock(mu_);
+    const auto now = std::chrono::steady_clock::now();
+    for (const auto& [key, sa] : sas_)
+      if (sa.soft_at <= now) due.push_back(key);
+  }
+  for (const auto& [spi, dst] : due) {
+    log("SA " + hex(spi) + " soft time lifetime passed: raised again");
+    cp_charon_expire(spi, dst.c_str(), false);
+  }
+  return int(due.size());
+}
+
 int64_t DataplaneClient::rekey_in_s(const std::string& tunnel, uint32_t spi_in, uint32_t spi_out) {
   std::lock_guard lock(mu_);
   auto soft = std::chrono::steady_clock::time_point::max();

@@ -69,6 +69,9 @@ class DataplaneClient {
   // a jitter, as charon's) if that comes sooner, at once if past; hard lifetimes stay. Returns
   // how many were brought forward.
   int retime(const c1::Peer& peer);
+  // Raises again the soft time lifetime of every SA here whose timer fell due (charon refuses it
+  // on a passive IKE_SA: a standby's; an SA still here past it is not rekeyed yet). How many.
+  int expire_due();
   // Seconds until the soft time lifetime of the CHILD_SA of `tunnel` with these SPIs (host order) is raised:
   // the earlier timer of its two SAs, as retime may have brought it forward. -1: no timer (no
   // time lifetime, or no such SA here).

@@ -496,6 +496,7 @@ int main(int argc, char** argv) {
     store = std::move(s);
   }
   service.set_store(store.get());
+  if (ha_link_config.configured()) service.set_paired();
   if (witness_config.configured())
     service.set_witness([&witness, &ha_link] {
       medix::cp::ha::Witness::View v = witness.view();
@@ -559,8 +560,13 @@ int main(int argc, char** argv) {
   }
 
   server->GetHealthCheckService()->SetServingStatus(medix::cp::c1::ControlPlane::service_full_name(), true);
-  for (const auto& p : intent.peers())
-    if (p.initiate()) cp_charon_initiate(p.name().c_str());
+  // The peers with `initiate`: alone, now; in a pair, by the node once its role is known active
+  // (docs/ha.md, "Who initiates").
+  if (ha_link_config.configured())
+    ha_link.on_role([&service](int role) { service.role(role); });
+  else
+    for (const auto& p : intent.peers())
+      if (p.initiate()) cp_charon_initiate(p.name().c_str());
   // etcd is not waited for: medix-dp runs the local copy until it answers (docs/areas.md).
   if (etcd_store) etcd_store->start();
   if (bgp) bgp->start();
@@ -572,6 +578,8 @@ int main(int argc, char** argv) {
   while (sigwait(&signals, &sig) == 0 && sig == SIGHUP)
     fprintf(stderr, "medix-cp: SIGHUP: nothing to reload (the intent changes through ApplyIntent)\n");
   fprintf(stderr, "medix-cp: signal %d, stopping\n", sig);
+  ha_link.on_role(nullptr);  // nothing initiated from here on
+  service.stop_paired();
   medix::common::notify_stopping();
   metrics.stop();                               // before charon: a scrape reads its IKE_SAs
   if (bgp) bgp->stop();                         // its routes stay in medix-dp, its paths in gobgpd

@@ -494,6 +494,10 @@ void Link::watch_role() {
       }
       ack_cv_.notify_all();
     }
+    {
+      std::lock_guard lock(on_role_mutex_);
+      if (on_role_) on_role_(active ? 1 : applied == 0 ? 0 : -1);
+    }
     if (!active)
       active_since = 0;
     else if (!active_since)

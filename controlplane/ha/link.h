@@ -43,6 +43,13 @@ using RoleSource = std::function<int()>;
 // the peer took over or will), leaves them to the peer: made passive, they go without a word.
 inline bool owns_ike_sas_at_stop(int role, int peer_active) { return role == 1 && peer_active != 1; }
 
+// Whether medix-cp initiates a peer with `initiate` now (docs/ha.md, "Who initiates"): a node
+// alone always (at its start, and when ApplyIntent adds or changes the peer); a node of a pair only
+// while active (`role` as RoleSource; unknown at its start: once known), and only a peer without an
+// IKE_SA here (`has_ike_sa`: one the ha plugin synced from the old active counts). A standby's
+// IKE_SA_INIT would leave from the virtual address, and its answer reach the active node.
+inline bool initiates(bool paired, int role, bool has_ike_sa) { return !paired || (role == 1 && !has_ike_sa); }
+
 // Who may send IKE requests of its own (DPD, rekeys, MOBIKE; docs/ha.md, "IKE state" items 5
 // and 6). `active`: medix-dp active and answering; `paired`: the peer heard standby;
 // `peer_active`: the peer heard active (a split healing); `lease`: the witness's lease held;
@@ -90,6 +97,12 @@ class Link {
   // witness) must outlive the link.
   std::string start(const LinkConfig& config, RoleSource role, Charon charon = {}, Witness* witness = nullptr);
   void stop();
+  // Told the role the watcher applied to the plugin's segment, each 100 ms (1 active; 0 standby;
+  // -1 not known yet or medix-dp gone); null: nobody. Returns once a call in progress is over.
+  void on_role(std::function<void(int)> f) {
+    std::lock_guard lock(on_role_mutex_);
+    on_role_ = std::move(f);
+  }
 
   // Why an IKE message of ours is not sent (check_send).
   enum class Send { ok, unrecorded, unconfirmed };
@@ -210,6 +223,8 @@ class Link {
   void relay_plugin(std::vector<uint8_t>& buf, const sockaddr_in& plugin);
   // Raises what it can now; the rest is pending (relay and watcher threads).
   void raise(std::vector<IkeMids> mids, const char* whose);
+  std::mutex on_role_mutex_;
+  std::function<void(int)> on_role_;  // under on_role_mutex_
   std::string peer_;
   std::atomic<bool> stopping_{false};
   std::thread relay_thread_, role_thread_;

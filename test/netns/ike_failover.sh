@@ -23,6 +23,8 @@
 # its medix-dp's role, has its ha plugin take the segment (the plugin's control FIFO). Checks:
 #   - an intent change (lifetimes) applied on the standby's medix-cp: taken in place, no IKE
 #     message from the standby, and B runs with it once active;
+#   - B's peer has `initiate`: B, standby, does not initiate it; active, it initiates no second
+#     IKE_SA (the one synced from A counts);
 #   - the gateway's IKE_SA is the same one (same SPIs, same unique id, no new IKE_SA_INIT);
 #   - the transfer completes byte-identical; the probe's loss window is measured and printed;
 #   - the gateway logs no ESP sequence number failure (medix-dp B advanced the outbound
@@ -43,7 +45,8 @@
 #     own, the gateway's DPD reaches B alone and B answers it; the heal: B steps down and rejoins
 #     A (its copy dropped, its message IDs raised on A, A's resync), the gateway's IKE_SA is the
 #     same one, it rekeys the CHILD_SA with A (A expects its message ID), B holds the CHILD_SA,
-#     and after A is killed the gateway rekeys with B.
+#     and after A is killed the gateway rekeys with B; before that kill B, standby, takes 10 s
+#     CHILD_SA lifetimes, due there and refused: once active, B raises them again and rekeys.
 #
 # Usage: test/netns/ike_failover.sh (root; binaries from build/, or MEDIX_DP, MEDIX_CP, MEDIXCTL).
 # Prints PASS/FAIL lines and "netns-ike-failover: N passed, M failed".
@@ -95,6 +98,10 @@ finish() { mx_pair_finish netns-ike-failover "$MX_TMP/cp-a.log" "$MX_TMP/cp-b.lo
 # medix-dp's (its VRRP instance names it); the peer and the hospital behind it are medix-cp's intent.
 ike_pair_configs
 head -c 48 /dev/urandom | base64 >"$MX_TMP/wrong.key"
+# B's peer has `initiate` (A's not: the gateway initiates, one IKE_SA): medix-cp B, standby, must
+# not initiate it, and once active the IKE_SA synced from A counts (docs/ha.md, "Who initiates").
+mx_json "$MX_TMP/intent-b.json" "dict(d, peers=[dict(d['peers'][0], initiate=True)] + d['peers'][1:])" >"$MX_TMP/intent-b.new" &&
+  mv "$MX_TMP/intent-b.new" "$MX_TMP/intent-b.json"
 
 # start_cp A|B: medix-cp beside the node's medix-dp (mx_cp_start: its TAP moved into the
 # namespace that holds the ha link), with a /run of its own; pid in CPA_PID or CPB_PID.
@@ -155,6 +162,8 @@ grep -q "left out until the plugin asks for its resync" "$MX_TMP/cp-b.log" &&
   echo "    (the IKE_SA was made before B's resync request: its first sync was left out)"
 check "medix-cp B holds it once (one passive IKE_SA)" [ "$(grep -c "installed HA passive IKE_SA" "$MX_TMP/cp-b.log")" = 1 ]
 check "medix-cp B installed the CHILD_SA in medix-dp B" mx_wait_eval 5 'grep -q "installed HA CHILD_SA" "$MX_TMP/cp-b.log"'
+check "medix-cp B, standby, did not initiate its peer with initiate (no IKE_SA_INIT from the virtual address)" \
+  bash -c "! grep -q 'initiating IKE_SA' '$MX_TMP/cp-b.log' && ! grep -q 'parsed IKE_SA_INIT request' '$GWLOG'"
 # B's resync made A rekey the CHILD_SA: charon A keeps the old inbound SA 5 s more
 # (delete_rekeyed_delay), B never had it. Waiting for it would change the run's timing (DPD).
 spis_a=$(sas "$A_PREFIX") spis_b=$(sas "$B_PREFIX")
@@ -255,6 +264,9 @@ check_that "the gateway's CHILD_SA is the same one and its inbound packets went 
 check "medix-dp B advanced the outbound sequence numbers it had synced" [ "$(mx_ha $B_PREFIX sas_advanced)" -ge 1 ]
 init_count() { grep -c 'generating IKE_SA_INIT request' "$GWLOG"; }
 check "no IKE_SA_INIT since the first (the gateway sent one)" [ "$(init_count)" = 1 ]
+check "medix-cp B, active, initiated no second IKE_SA for its peer with initiate: the one synced from A counts" \
+  bash -c "grep -q 'active: 0 of 1 peer(s) with initiate initiated' '$MX_TMP/cp-b.log' && ! grep -q 'initiating IKE_SA' '$MX_TMP/cp-b.log' &&
+    ! grep -q 'parsed IKE_SA_INIT request' '$GWLOG'"
 
 # --- the IKE sync link refuses what the pair's key did not seal -----------------------------------
 # From A's address (A is dead: its port is free), as an attacker on the link could.
@@ -467,11 +479,24 @@ echo "    CHILD_SA $c5 -> $(child); gateway retransmits since the heal: $(tail -
 check "heal: hosp-y reaches the archive through A" ping_archive
 check "heal: medix-dp B holds the gateway's CHILD_SA (A's resync and rekeys)" mx_wait_eval 10 'spis_held $B_PREFIX'
 echo "    split and heal: $(awk -v a="$t_split" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
-# After the heal, a takeover by B: its copy has the message IDs of the split too.
+# After the heal, a takeover by B: its copy has the message IDs of the split too. Before it, B
+# (standby) takes CHILD_SA lifetimes of 10 s (life 12), in place: both SAs' soft lifetimes fall
+# due within 10 s, refused (its IKE_SA passive); once active, B raises them again and rekeys
+# (without, nothing would for 40 minutes: their timers at the lifetimes they were installed with).
+b_mark=$(wc -l <"$MX_TMP/cp-b.log") c7=$(child)
+mx_json "$MX_TMP/intent-b.json" "dict(d, peers=[dict(d['peers'][0], child_rekey_seconds=10, child_life_seconds=12)] + d['peers'][1:])" \
+  >"$MX_TMP/intent-b-short.json"
+out=$(mx_ctl "$B_PREFIX" intent apply "$MX_TMP/intent-b-short.json" 2>&1)
+check "B, standby, takes a CHILD_SA lifetime of 10 s in place ($out) and both SAs' soft lifetimes fall due there ($c7)" \
+  mx_wait_eval 12 'read -r s1 s2 _ <<<"$c7"; cp_since b $b_mark | grep -q "SA $s1 soft time lifetime reached" &&
+    cp_since b $b_mark | grep -q "SA $s2 soft time lifetime reached"'
 mx_pair_kill A
 kill -KILL "$CPA_PID" && wait "$CPA_PID" 2>/dev/null
 CPA_PID=
 check "after the heal, A killed: B master and active" mx_wait_eval 10 'mx_pair_is $B_PREFIX master HA_ROLE_ACTIVE'
+check "B, active, raised the soft lifetime due while standby again and rekeyed the CHILD_SA" \
+  mx_wait_eval 10 'cp_since b $b_mark | grep -q "due while standby raised again" && c=$(child) && [ -n "$c" ] && [ "${c%% *}" != "${c7%% *}" ]'
+echo "    CHILD_SA $c7 -> $(child); $(cp_since b "$b_mark" | grep -o 'active: [0-9]* SA soft.*' | head -1)"
 # shellcheck disable=SC2034  # read by mx_wait_eval
 c6=$(child)
 swan --rekey --child hosp >"$GW/rekey-b2.log" 2>&1

@@ -99,6 +99,16 @@ TEST_CASE("cp ha link: a stopping medix-cp closes its IKE_SAs only as the pair's
   CHECK(!owns_ike_sas_at_stop(-1, -1));  // medix-dp gone: the peer took over or will
 }
 
+TEST_CASE("cp ha link: who initiates a peer with initiate (the active node, once)") {
+  using medix::cp::ha::initiates;
+  CHECK(initiates(false, -1, false));  // alone: as without HA, whatever medix-dp says
+  CHECK(initiates(false, -1, true));
+  CHECK(initiates(true, 1, false));    // the pair's active, no IKE_SA yet
+  CHECK(!initiates(true, 1, true));    // one synced from the old active: no second IKE_SA_INIT
+  CHECK(!initiates(true, 0, false));   // standby: its IKE_SA_INIT would leave from the virtual address
+  CHECK(!initiates(true, -1, false));  // the role not known yet (starting) or medix-dp gone
+}
+
 TEST_CASE("cp ha link: who may send IKE requests of its own (the witness's lease)") {
   constexpr int64_t settled = lease_settle_ns, early = lease_settle_ns - 1;
   // Paired: speaks, wants no lease (as before the witness).
