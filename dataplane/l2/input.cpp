@@ -27,9 +27,8 @@ struct RxRun {
 };
 
 // A frame whose interface is slot `id`: counted, then to `ip` (counted in `n_plain` too if
-// ipv4_plain) or `arp`, or dropped. True: to `ip`. `known_ip`: the frame is known to be IPv4
-// to us (LastHeader), so only counted and sent on.
-template <bool known_ip = false>
+// ipv4_plain) or `arp`, or dropped. True: to `ip`. (Frames with the last one's header:
+// LastHeader::take.)
 [[gnu::always_inline]] inline bool classify(Worker& w, rte_mbuf* m, uint16_t id, uint16_t ethertype, RxRun& run,
                                             rte_mbuf** ip, uint16_t& n_ip, uint16_t& n_plain, rte_mbuf** arp,
                                             uint16_t& n_arp) {
@@ -48,12 +47,6 @@ template <bool known_ip = false>
   }
   run.packets++;
   run.bytes += rte_pktmbuf_pkt_len(m);
-  if constexpr (known_ip) {
-    ip[n_ip++] = m;
-    n_plain = uint16_t(n_plain + ipv4_plain(m, pm.l2_len));
-    return true;
-  }
-
   const auto* eth = rte_pktmbuf_mtod(m, const rte_ether_hdr*);
   bool to_us = rte_is_same_ether_addr(&eth->dst_addr, &f.mac);
   // VRRP's frames are rare and never to the interface's MAC: one test of an empty vector
@@ -97,20 +90,65 @@ struct LastHeader {
   static constexpr uint64_t mac_mask = 0xffff'ffff'ffffULL;
   static constexpr uint32_t reads = 20;  // bytes the test reads: up to the TPID's 8 bytes from 12
   uint64_t mac = 0, tags = 0, tags_mask = 0;
-  uint16_t id = 0;
+  uint16_t id = 0, tenant = 0;
   uint8_t l2_len = 0;
   bool known = false;
 
-  bool same(const uint8_t* data) const {
-    uint64_t head = load64(data), tail = load64(data + 12);  // (loaded first: no call in the test below)
-    return known & ((head & mac_mask) == mac) & ((tail & tags_mask) == tags);
+  // Whether frame m has these bytes (and is one the test may take: long enough, no tag stripped).
+  [[gnu::always_inline]] static bool same(const rte_mbuf* m, uint64_t mac, uint64_t tags, uint64_t tags_mask) {
+    if (rte_pktmbuf_data_len(m) < reads || (m->ol_flags & RTE_MBUF_F_RX_VLAN_STRIPPED)) return false;
+    const uint8_t* data = rte_pktmbuf_mtod(m, const uint8_t*);
+    uint64_t head = load64(data), tail = load64(data + 12);
+    return ((head & mac_mask) == mac) & ((tail & tags_mask) == tags);
   }
-  void keep(const uint8_t* data, uint16_t slot, uint8_t len) {
+  // Takes the frames from pkts[i] on that have these bytes, up to the first that has not: each
+  // counted in `run` and sent on to `ip` as classify would (its interface's). Returns where it
+  // stopped. A loop of its own, so that the header, the interface and the counts stay in
+  // registers (in the general loop around the parse they were on the stack).
+  [[gnu::always_inline]] uint16_t take(Worker& w, rte_mbuf** pkts, uint16_t i, uint16_t n, uint16_t ahead, RxRun& run,
+                                       rte_mbuf** ip, uint16_t& n_ip_out, uint16_t& n_plain_out) const {
+    const uint64_t mac_ = mac, tags_ = tags, mask_ = tags_mask;
+    const uint16_t id_ = id, tenant_ = tenant;
+    const uint8_t len_ = l2_len;
+    if (!known || !same(pkts[i], mac_, tags_, mask_)) return i;
+    if (id_ != run.iface) {
+      run.flush(w);
+      run.iface = id_;
+      run.tenant = tenant_;
+    }
+    uint16_t n_ip = n_ip_out, n_plain = n_plain_out, first = i;
+    uint64_t bytes = 0;
+    do {
+      rte_mbuf* m = pkts[i];
+      if (i + ahead < n) {
+        rte_prefetch0(rte_pktmbuf_mtod(pkts[i + ahead], void*));
+        rte_prefetch0(&meta(pkts[i + ahead]));
+      }
+      PacketMeta& pm = meta(m);
+      pm.iface_in = id_;
+      pm.tenant = tenant_;
+      pm.l2_len = len_;
+      pm.flags = 0;
+      pm.origin = 0;
+      pm.session = 0;
+      bytes += rte_pktmbuf_pkt_len(m);
+      ip[n_ip++] = m;
+      n_plain = uint16_t(n_plain + ipv4_plain(m, len_));
+      i++;
+    } while (i < n && same(pkts[i], mac_, tags_, mask_));
+    run.packets += i - first;
+    run.bytes += bytes;
+    n_ip_out = n_ip;
+    n_plain_out = n_plain;
+    return i;
+  }
+  void keep(const uint8_t* data, uint16_t slot, uint16_t in_tenant, uint8_t len) {
     // (len - 12) bytes from 12: 2 untagged, 6 with one tag.
     tags_mask = len == sizeof(rte_ether_hdr) ? 0xffffULL : mac_mask;
     mac = load64(data) & mac_mask;
     tags = load64(data + 12) & tags_mask;
     id = slot;
+    tenant = in_tenant;
     l2_len = len;
     known = true;
   }
@@ -141,15 +179,11 @@ void l2_input(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n, rte_mbuf** 
   LastHeader last;
   for (uint16_t i = 0; i < std::min(n, ahead); i++) prefetch(pkts[i]);
   for (uint16_t i = 0; i < n; i++) {
+    i = last.take(w, pkts, i, n, ahead, run, ip, n_ip, n_plain);
+    if (i == n) break;
     rte_mbuf* m = pkts[i];
     if (i + ahead < n) prefetch(pkts[i + ahead]);
     uint32_t len = rte_pktmbuf_data_len(m);
-    if (len >= LastHeader::reads && !(m->ol_flags & RTE_MBUF_F_RX_VLAN_STRIPPED) &&
-        last.same(rte_pktmbuf_mtod(m, const uint8_t*))) [[likely]] {
-      meta(m).l2_len = last.l2_len;
-      classify<true>(w, m, last.id, RTE_ETHER_TYPE_IPV4, run, ip, n_ip, n_plain, arp, n_arp);
-      continue;
-    }
     meta(m).tenant = no_tenant;
     if (len < sizeof(rte_ether_hdr)) {
       drop(w, m, Drop::l2_truncated);
@@ -196,7 +230,7 @@ void l2_input(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n, rte_mbuf** 
       }
       if (classify(w, m, uint16_t(slot - 1), type, run, ip, n_ip, n_plain, arp, n_arp) && len >= LastHeader::reads &&
           !(m->ol_flags & RTE_MBUF_F_RX_VLAN_STRIPPED))
-        last.keep(data, uint16_t(slot - 1), uint8_t(off));
+        last.keep(data, uint16_t(slot - 1), t.interfaces[slot - 1].tenant, uint8_t(off));
       continue;
     }
     keys[n_qinq] = InterfaceKey{port, outer, inner, 0};

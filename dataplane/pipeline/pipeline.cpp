@@ -41,6 +41,7 @@ namespace {
 constexpr unsigned max_passes = 4;
 
 void append(Worker& w, Batch& to, rte_mbuf** pkts, uint16_t n) {
+  if (!n) return;  // most of a plain burst's appends: no memcpy call for nothing
   uint16_t fit = std::min<uint16_t>(n, uint16_t(std::size(to.pkts) - to.n));
   memcpy(to.pkts + to.n, pkts, fit * sizeof(rte_mbuf*));
   to.n = uint16_t(to.n + fit);
@@ -97,9 +98,10 @@ struct StageTime {
 
 // The lookup of a burst: all its tenants at once, crossing the core where it happens, route
 // leaks round again in their new tenant (at most max_leak_hops times).
+// `pkts` is the caller's to use: the first round works in it, without a copy.
 void lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Batch& eth, Batch& tunnel, Batch& local, StageTime& nat) {
-  rte_mbuf* left[burst_size];  // still without a route (this round's tenants)
-  memcpy(left, pkts, n * sizeof(rte_mbuf*));
+  rte_mbuf* leaked[burst_size];
+  rte_mbuf** left = pkts;  // still without a route (this round's tenants)
   for (unsigned round = 0; n > 0; round++) {
     if (round > max_leak_hops) {
       for (uint16_t i = 0; i < n; i++) drop(w, left[i], Drop::leak_loop);
@@ -149,7 +151,8 @@ void lookup(Worker& w, rte_mbuf** pkts, uint16_t n, Batch& eth, Batch& tunnel, B
     append(w, eth, r.fwd, r.n_fwd);
     append(w, tunnel, r.tunnel, r.n_tunnel);
     append(w, local, r.local, r.n_local);
-    memcpy(left, r.leaked, r.n_leaked * sizeof(rte_mbuf*));
+    memcpy(leaked, r.leaked, r.n_leaked * sizeof(rte_mbuf*));
+    left = leaked;
     n = r.n_leaked;
   }
 }
@@ -210,13 +213,16 @@ void run_passes(Worker& w, uint64_t t, IpInput& in) {
     }
     if (!in.to_check.n && !in.checked.n && !in.ours.n && !w.originated->n && !sealed.n) return;
     // What may be ESP (ip_input sorts it out; what is checked already, all of it) takes
-    // esp_early's test; the rest goes straight to the lookup.
-    Batch maybe_esp, decrypted, to_route;
+    // esp_early's test; the rest goes straight to the lookup. What is routed: l2_input's packets
+    // where they lie (ip_input keeps them at its front) and what else the pass routes after
+    // them, or without them a batch of its own.
+    Batch own_route, maybe_esp, decrypted;
+    Batch& to_route = in.to_check.n ? in.to_check : own_route;
     if (in.to_check.n) {
       uint16_t plain =
           in.to_check_plain ? in.to_check.n : ip_input(w, in.to_check.pkts, in.to_check.n, maybe_esp.pkts, maybe_esp.n);
       t = account(w, Stage::ip_input, t, in.to_check.n);
-      append(w, to_route, in.to_check.pkts, plain);
+      in.to_check.n = plain;
     }
     append(w, maybe_esp, in.checked.pkts, in.checked.n);
     if (maybe_esp.n) {
@@ -244,7 +250,7 @@ void run_passes(Worker& w, uint64_t t, IpInput& in) {
     }
     append(w, to_route, in.ours.pkts, in.ours.n);
     append(w, to_route, w.originated->pkts, w.originated->n);
-    in.to_check.n = in.checked.n = in.ours.n = w.originated->n = 0;
+    in.checked.n = in.ours.n = w.originated->n = 0;
 
     Batch eth, tunnel, local;
     StageTime nat;
@@ -258,6 +264,7 @@ void run_passes(Worker& w, uint64_t t, IpInput& in) {
         bump(s.cycles, nat.cycles);
       }
     }
+    to_route.n = 0;  // (in.to_check, if it was routed where it lay)
 
     Batch esp_in;
     if (local.n) {
@@ -319,7 +326,9 @@ void run_passes(Worker& w, uint64_t t, IpInput& in) {
 
 void process_burst(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n) {
   uint64_t t = stage_clock(w);
-  rte_mbuf *ip[burst_size], *arp[burst_size];
+  IpInput in;
+  rte_mbuf** ip = in.to_check.pkts;  // l2_input's IPv4 packets go where the IP passes take them
+  rte_mbuf* arp[burst_size];
   uint16_t n_ip = 0, n_plain = 0, n_arp = 0;
 
   l2_input(w, port, pkts, n, ip, n_ip, n_plain, arp, n_arp);
@@ -341,10 +350,9 @@ void process_burst(Worker& w, uint16_t port, rte_mbuf** pkts, uint16_t n) {
     arp_input(w, arp, n_arp);
     t = account(w, Stage::arp, t, n_arp);
   }
-  IpInput in;
   // (police drops or remarks DSCP with the checksum: what it leaves is plain still.)
   in.to_check_plain = n_plain == n_ip;
-  append(w, in.to_check, ip, n_ip);
+  in.to_check.n = n_ip;
   run_ip(w, t, in);
 }
 
