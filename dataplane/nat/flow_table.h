@@ -58,6 +58,7 @@ inline uint32_t flow_hash(const FlowKey& key) {
 // ~10 cycles a key on the burst's path; docs/nat.md "What an established packet costs").
 struct FlowWords {
   uint64_t lo, hi;
+  FlowWords() = default;
   FlowWords(uint32_t src, uint32_t dst, uint16_t sport, uint16_t dport, uint16_t tenant, uint8_t protocol, uint8_t kind)
       : lo(uint64_t(dst) << 32 | src),
         hi(uint64_t(kind) << 56 | uint64_t(protocol) << 48 | uint64_t(tenant) << 32 | uint32_t(dport) << 16 | sport) {}

@@ -1025,6 +1025,25 @@ TEST_CASE("crossing: a packet sent out by its kept route has the TTL and checksu
   CHECK(h.worker.counters->nat[h.tenant("hosp")].sessions_created == 1);
 }
 
+TEST_CASE("crossing: a kept flow's packet its own parse cannot take goes the long way") {
+  // nat_established builds a packet's key from its headers itself (established_words): a packet
+  // of a kept flow whose UDP header is cut after the ports must be dropped as nat_input's parse
+  // drops it, not translated by the key its first bytes make.
+  Harness h(crossing_config);
+  const NatWorker& nw = *h.tables->nat[0];
+  CHECK(cross_once(h, "100.100.3.10") == "02:00:00:00:aa:02");
+  CHECK(cross_once(h, "100.100.3.10") == "02:00:00:00:aa:02");
+  REQUIRE(nw.sessions[0].route[0] != 0);
+  Bytes cut = udp(5000, 9, 0);
+  cut.resize(4);  // the flow's ports, and nothing of UDP's length and checksum
+  h.receive(0, from_a(ipv4("10.0.0.5", "100.100.3.10", 17, cut)));
+  CHECK(h.sent(1).empty());
+  CHECK(h.drops(Drop::nat_truncated) == 1);
+  // The session is kept still: the flow's next whole packet crosses by its route.
+  CHECK(cross_once(h, "100.100.3.10") == "02:00:00:00:aa:02");
+  CHECK(h.total_drops() == 1);
+}
+
 TEST_CASE("nat stage: one burst's new NAPT flows see what the burst made before them") {
   // The burst's bulk lookup and its warm lookup of new flows' keys run before any session is
   // made: a flow whose mapping, session or reply an earlier packet of the burst made must still
