@@ -60,6 +60,7 @@ void PeerSas::take(const SyncRecord& r) {
 void PeerSas::round(bool all_fenced) {
   fenced = all_fenced;
   heard = true;
+  proven.clear();  // what the peer says now counts, not what it was
 }
 
 void SentRounds::sent(uint64_t last_counter, std::vector<SaValue> values) {
@@ -182,8 +183,16 @@ std::optional<uint64_t> peer_sa_start(const PeerSas& peer, const SaName& name, u
   // fresh from its start that heard none cannot tell a fenced peer from one that took over
   // and had no ack since (its numbers unbounded); nor does a mark on disk bound that peer.
   const bool bounded = peer.heard && (held ? !peer.unfenced.count(it->first) : peer.fenced);
-  if (!bounded) return std::nullopt;
-  return (held ? it->second : 0) + margin;
+  // Proved by this node's state dir before its restart: its acks fenced the peer, and it has not
+  // been active since, so the peer took over from no round of its and kept its fence (a takeover
+  // that cannot bound this node fences where it is; so does a fresh start). An SA the peer shows
+  // without a fence now breaks that (it started active, took over no SA): nothing is proved.
+  std::optional<uint64_t> proven;
+  if (!name.inbound && peer.unfenced.empty())
+    if (auto p = peer.proven.find(name); p != peer.proven.end()) proven = p->second;
+  if (!bounded) return proven;
+  const uint64_t start = (held ? it->second : 0) + margin;
+  return proven ? std::max(start, *proven) : start;
 }
 
 unsigned take_over(SaState* const* sas, uint32_t slots, const PeerSas& peer, uint64_t margin,

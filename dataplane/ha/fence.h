@@ -63,9 +63,16 @@ struct PeerSas {
   // node's start (a fresh node cannot tell whether its peer had a fence). `heard`: a whole round
   // came since this node was last active (true from its start: a node that starts has sent nothing).
   bool fenced = false, heard = true;
-  void take(const SyncRecord& r);         // sa_outbound, sa_inbound
-  void round(bool all_fenced);            // a whole round came
-  void stepped_down() { heard = false; }  // this node was active: what the next one sends is unknown
+  // From this node's state dir (ha/reserve.h, the peer file), until a whole round comes: it was a
+  // standby whose acks fenced the peer, not active since, so the peer sends on each outbound SA
+  // named here below its start (by name, tunnel and SPI; outbound).
+  SaValues proven;
+  void take(const SyncRecord& r);  // sa_outbound, sa_inbound
+  void round(bool all_fenced);     // a whole round came
+  void stepped_down() {            // this node was active: what the next one sends is unknown
+    heard = false;
+    proven.clear();
+  }
 };
 
 // An outbound SA as a round of SA datagrams gave it (the active's own slots), with its name: a
@@ -147,7 +154,9 @@ unsigned raise_past(SaState* const* sas, uint32_t slots, const std::vector<SyncR
 // this node was last active (a chain of takeovers with none between them); the latest value held
 // came without a fence (the peer had no ack yet); an SA not held unless the last whole round
 // showed the peer fenced (none since this node's start: a fresh node cannot tell). floors[slot]
-// gets each outbound start. Returns the SAs fenced where they are.
+// gets each outbound start. Before a whole round since this node's start, an SA the peer file
+// proved bounded starts at its start there (PeerSas::proven) unless the peer showed an SA
+// without a fence. Returns the SAs fenced where they are.
 unsigned take_over(SaState* const* sas, uint32_t slots, const PeerSas& peer, uint64_t margin,
                    std::vector<TakeoverRecord>& records, SaFloors& floors);
 

@@ -25,6 +25,13 @@ constexpr uint64_t ms = 1000000;
 constexpr uint64_t retry_ns = 100 * ms;  // after a failed write
 constexpr size_t kept_absent = 4096;     // marks of SAs no longer live kept in the file
 constexpr const char* header = "medix-dp sa-seq 1";
+constexpr const char* peer_header = "medix-dp ha-peer 1";
+// What a failed write stops, for its warning.
+constexpr const char* unreserved =
+    "outbound sequence numbers cannot be reserved: SAs at their reserved number send nothing (sa_seq_unreserved) "
+    "until the file is written";
+constexpr const char* unacked = "the peer's bound cannot be written: this standby acks no round until it is";
+constexpr const char* unsent = "the peer's bound cannot be removed: this active sends no SA round until it is";
 
 uint64_t realtime_ns() {
   return uint64_t(
@@ -38,7 +45,11 @@ std::string system_error(const std::string& path, const char* what) {
 
 }  // namespace
 
-std::optional<std::string> read_seq_file(const std::string& path, SeqMarks& out) {
+namespace {
+
+// A file of "TUNNEL SPI NUMBER" lines under a header line (sa-seq, ha-peer); `fields` names the
+// columns in errors.
+std::optional<std::string> read_marks(const std::string& path, const char* head, const char* fields, SeqMarks& out) {
   out.clear();
   FILE* f = fopen(path.c_str(), "re");
   if (!f) {
@@ -53,14 +64,16 @@ std::optional<std::string> read_seq_file(const std::string& path, SeqMarks& out)
     size_t len = strlen(line);
     if (len && line[len - 1] == '\n') line[--len] = 0;
     if (n == 1) {
-      if (strcmp(line, header) != 0) error = path + ":1: not a medix-dp sa-seq file (\"" + header + "\" expected)";
+      if (strcmp(line, head) != 0)
+        error =
+            path + ":1: not a " + std::string(head).substr(0, strlen(head) - 2) + " file (\"" + head + "\" expected)";
       continue;
     }
     uint64_t tunnel = 0, mark = 0;
     uint32_t spi = 0;
     int used = 0;
     if (sscanf(line, "%" SCNx64 " %" SCNu32 " %" SCNu64 "%n", &tunnel, &spi, &mark, &used) != 3 || size_t(used) != len)
-      error = path + ":" + std::to_string(n) + ": not \"TUNNEL SPI MARK\"";
+      error = path + ":" + std::to_string(n) + ": not \"" + fields + "\"";
     else
       out[{tunnel, spi}] = mark;
   }
@@ -71,8 +84,21 @@ std::optional<std::string> read_seq_file(const std::string& path, SeqMarks& out)
   return error;
 }
 
-std::optional<std::string> write_seq_file(const std::string& path, const SeqMarks& marks) {
-  std::string text = std::string(header) + "\n";
+std::optional<std::string> sync_folder(const std::string& path) {
+  std::string dir = path.substr(0, path.rfind('/') == std::string::npos ? 0 : path.rfind('/'));
+  int dfd = open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0 || fsync(dfd) != 0) {
+    std::string e = system_error(dir, "cannot sync the folder");
+    if (dfd >= 0) close(dfd);
+    return e;
+  }
+  close(dfd);
+  return std::nullopt;
+}
+
+// Written whole to PATH.tmp, synced, renamed over PATH, the folder synced.
+std::optional<std::string> write_marks(const std::string& path, const char* head, const SeqMarks& marks) {
+  std::string text = std::string(head) + "\n";
   char line[96];
   for (const auto& [key, mark] : marks) {
     snprintf(line, sizeof line, "%" PRIx64 " %" PRIu32 " %" PRIu64 "\n", key.tunnel, key.spi, mark);
@@ -106,15 +132,25 @@ std::optional<std::string> write_seq_file(const std::string& path, const SeqMark
     unlink(tmp.c_str());
     return e;
   }
-  std::string dir = path.substr(0, path.rfind('/') == std::string::npos ? 0 : path.rfind('/'));
-  int dfd = open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0 || fsync(dfd) != 0) {
-    std::string e = system_error(dir, "cannot sync the folder");
-    if (dfd >= 0) close(dfd);
-    return e;
-  }
-  close(dfd);
-  return std::nullopt;
+  return sync_folder(path);
+}
+
+}  // namespace
+
+std::optional<std::string> read_seq_file(const std::string& path, SeqMarks& out) {
+  return read_marks(path, header, "TUNNEL SPI MARK", out);
+}
+
+std::optional<std::string> write_seq_file(const std::string& path, const SeqMarks& marks) {
+  return write_marks(path, header, marks);
+}
+
+std::optional<std::string> read_peer_file(const std::string& path, SeqMarks& out) {
+  return read_marks(path, peer_header, "TUNNEL SPI START", out);
+}
+
+std::optional<std::string> write_peer_file(const std::string& path, const SeqMarks& starts) {
+  return write_marks(path, peer_header, starts);
 }
 
 std::optional<std::string> Reserve::open(const std::string& dir, uint64_t block) {
@@ -126,8 +162,18 @@ std::optional<std::string> Reserve::open(const std::string& dir, uint64_t block)
     path_.clear();
     return "--state-dir " + *e;
   }
+  SeqMarks peer;
+  std::string peer_path = dir + "/ha-peer";
+  if (auto e = read_peer_file(peer_path, peer)) {
+    path_.clear();
+    return "--state-dir " + *e;
+  }
   std::lock_guard lock(mutex_);
   marks_ = std::move(marks);
+  peer_path_ = peer_path;
+  peer_on_disk_ = access(peer_path.c_str(), F_OK) == 0;
+  proven_at_start_ = peer;
+  peer_ = std::move(peer);
   s_.configured = true;
   s_.file = path_;
   s_.block = block_;
@@ -196,26 +242,31 @@ bool Reserve::raise(const SeqMarks& wants, const std::vector<SeqKey>* live, uint
   auto error = write_seq_file(path_, next);
   std::lock_guard lock(mutex_);
   if (error) {
-    s_.write_failures++;
-    retry_ns_ = now_ns + retry_ns;
-    if (!failing_since_ns_) {
-      failing_since_ns_ = now_ns;
-      medix::common::log(medix::common::LogLevel::warning,
-                         "medix-dp: outbound sequence numbers cannot be reserved: %s: SAs at their reserved "
-                         "number send nothing (sa_seq_unreserved) until the file is written",
-                         error->c_str());
-    }
-    s_.error = *error;
+    failed(*error, unreserved, now_ns);
     return false;
   }
+  succeeded(now_ns);
+  marks_ = std::move(next);
+  return true;
+}
+
+void Reserve::failed(const std::string& error, const char* effect, uint64_t now_ns) {
+  s_.write_failures++;
+  retry_ns_ = now_ns + retry_ns;
+  if (!failing_since_ns_) {
+    failing_since_ns_ = now_ns;
+    medix::common::log(medix::common::LogLevel::warning, "medix-dp: %s: %s", error.c_str(), effect);
+  }
+  s_.error = error;
+}
+
+void Reserve::succeeded(uint64_t now_ns) {
   if (failing_since_ns_)
     medix::common::log(medix::common::LogLevel::notice, "medix-dp: %s written again after %lu ms", path_.c_str(),
                        (unsigned long)((now_ns - failing_since_ns_) / ms));
   failing_since_ns_ = 0;
   s_.error.clear();
   s_.writes++;
-  marks_ = std::move(next);
-  return true;
 }
 
 void Reserve::publish(SaState* const* sas, uint32_t slots) const {
@@ -250,6 +301,68 @@ bool Reserve::cover(SaState* const* sas, uint32_t slots, const std::vector<std::
   }
   if (!wants.empty() && !raise(wants, nullptr, now_ns)) return false;
   if (sas) publish(sas, slots);
+  return true;
+}
+
+SeqMarks Reserve::proven_at_start() const {
+  std::lock_guard lock(mutex_);
+  return proven_at_start_;
+}
+
+bool Reserve::prove(const std::vector<std::pair<SeqKey, uint64_t>>& starts, bool fenced, uint64_t now_ns) {
+  if (!fenced) return unprove();
+  std::lock_guard write_lock(write_mutex_);
+  SeqMarks next;
+  bool write;
+  {
+    std::lock_guard lock(mutex_);
+    write = !peer_on_disk_;
+    for (const auto& [key, start] : starts) {
+      auto it = peer_.find(key);
+      if (it == peer_.end() || it->second < start) write = true;
+    }
+    if (!write) return true;
+    if (now_ns < retry_ns_) return false;
+    // The round's SAs only: one the peer no longer has was not in this round, and an SA it makes
+    // again gets its fence from a later ack, which writes it first.
+    for (const auto& [key, start] : starts) {
+      auto it = peer_.find(key);
+      next[key] = std::max(it == peer_.end() ? 0 : it->second, start + block_);
+    }
+  }
+  auto error = write_peer_file(peer_path_, next);
+  std::lock_guard lock(mutex_);
+  if (error) {
+    failed(*error, unacked, now_ns);
+    return false;
+  }
+  succeeded(now_ns);
+  peer_ = std::move(next);
+  peer_on_disk_ = true;
+  return true;
+}
+
+bool Reserve::unprove() {
+  std::lock_guard write_lock(write_mutex_);
+  uint64_t now_ns = realtime_ns();
+  {
+    std::lock_guard lock(mutex_);
+    if (!peer_on_disk_) return true;
+    if (now_ns < retry_ns_) return false;  // it failed a moment ago: not at every call
+  }
+  std::optional<std::string> error;
+  if (unlink(peer_path_.c_str()) != 0 && errno != ENOENT)
+    error = system_error(peer_path_, "cannot remove it");
+  else
+    error = sync_folder(peer_path_);
+  std::lock_guard lock(mutex_);
+  if (error) {
+    failed(*error, unsent, now_ns);
+    return false;
+  }
+  succeeded(now_ns);
+  peer_.clear();
+  peer_on_disk_ = false;
   return true;
 }
 

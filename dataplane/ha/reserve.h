@@ -9,6 +9,9 @@
 // number every millisecond and writes the next block once the SA has used half of its own.
 // A standby also writes, before it acknowledges a round of the active's values, each SA's value
 // plus the margin: the active's fence stays below where this node starts after a restart.
+// And, while its acks fence the active and it has not been active since, what those acks bound
+// (DIR/ha-peer): a restart does not lose that the peer is bounded (docs/ha.md, "A restart that
+// keeps the bound").
 #include <atomic>
 #include <compare>
 #include <cstdint>
@@ -44,6 +47,13 @@ std::optional<std::string> read_seq_file(const std::string& path, SeqMarks& out)
 // returns nothing. The error names the file and the system's reason.
 std::optional<std::string> write_seq_file(const std::string& path, const SeqMarks& marks);
 
+// The peer file (DIR/ha-peer): a first line "medix-dp ha-peer 1", then "TUNNEL SPI START" a
+// line: the peer's outbound SA cannot send past START - 1 (this node's acks fence it there).
+// Present only while this node is a standby whose acks fence the peer and it has not been
+// active since. Missing: empty; anything else unreadable is an error naming the file and line.
+std::optional<std::string> read_peer_file(const std::string& path, SeqMarks& out);
+std::optional<std::string> write_peer_file(const std::string& path, const SeqMarks& starts);
+
 struct ReserveStatus {
   bool configured = false;
   std::string file;
@@ -75,6 +85,19 @@ class Reserve {
              uint64_t now_ns);
   ReserveStatus status(uint64_t now_ns = 0) const;  // 0: now
 
+  // The peer file as this node found it at its start: where a takeover before a whole round of
+  // the peer's may start each SA it names (PeerSas::proven). Empty: none, or nothing proven.
+  SeqMarks proven_at_start() const;
+  // Standby, before it acks a whole round (each outbound SA's value + margin in `starts`, the
+  // peer's SAs all fenced or not): a fenced round's starts are made durable in the peer file (a
+  // block above: the next rounds need no write); an unfenced one removes the file (the peer
+  // sends on an SA no ack of this node's bounds). False when that failed: no ack.
+  bool prove(const std::vector<std::pair<SeqKey, uint64_t>>& starts, bool fenced, uint64_t now_ns);
+  // This node becomes active: it sends rounds from which the peer may take over unfenced, so
+  // nothing proves the peer bounded any more. The file removed, durably; false when it could not
+  // be (the caller sends no round until it is).
+  bool unprove();
+
   // The thread, after a first pass (the config's SAs get their first block before the node is
   // ready); an error says why it could not start.
   std::optional<std::string> start(Dataplane& dp);
@@ -92,6 +115,12 @@ class Reserve {
   std::mutex write_mutex_;  // one write at a time: marks_ changes only under it
   mutable std::mutex mutex_;
   SeqMarks marks_;  // what the file holds
+  std::string peer_path_;
+  SeqMarks peer_, proven_at_start_;  // what the peer file holds; what it held at open()
+  bool peer_on_disk_ = false;
+  // A write's outcome, under mutex_: counted, said once when failures begin and when they end.
+  void failed(const std::string& error, const char* effect, uint64_t now_ns);
+  void succeeded(uint64_t now_ns);
   ReserveStatus s_;
   uint64_t failing_since_ns_ = 0, retry_ns_ = 0;
   std::thread thread_;

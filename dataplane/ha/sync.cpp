@@ -93,6 +93,12 @@ std::optional<std::string> Sync::start(Dataplane& dp, const Options& options) {
   peer_addr_.assign(reinterpret_cast<uint8_t*>(&peer), reinterpret_cast<uint8_t*>(&peer) + sizeof peer);
   counter_ = realtime_ns();  // grows across restarts: the peer's replay check holds
   was_standby_ = dp.ha_standby.load();
+  // The peer file (ha/reserve.h): what a takeover before the peer's first whole round may trust.
+  // A node that starts active takes over nothing and sends rounds: the file goes first.
+  if (dp.sa_reserve && was_standby_)
+    for (const auto& [key, start] : dp.sa_reserve->proven_at_start())
+      peer_.proven[{key.tunnel, key.spi, false}] = start;
+  proof_gone_ = !dp.sa_reserve || was_standby_ || dp.sa_reserve->unprove();
   s_.configured = true;
   s_.local = options.local;
   s_.peer = options.peer;
@@ -274,6 +280,9 @@ void Sync::ack_round(uint64_t now_ns) {
     for (const auto& [name, value] : tracker_.outbound())
       if (name.tunnel && !name.inbound) floors.push_back({{name.tunnel, name.spi}, value + options_.margin()});
     if (!dp_->sa_reserve->cover(nullptr, 0, floors, now_ns)) ahead = true;
+    // And what this ack bounds, while the peer shows every SA fenced (the peer file): a restart
+    // of this node before its next round keeps it.
+    if (!ahead && !dp_->sa_reserve->prove(floors, tracker_.fenced(), now_ns)) ahead = true;
   }
   {
     std::lock_guard lock(mutex_);
@@ -392,11 +401,21 @@ void Sync::takeover() {
   // Numbers on disk: the new starts written before the workers apply them, so that the SAs do
   // not wait for a block (if the write fails they wait, and send nothing unwritten).
   if (dp_->sa_reserve && !starts.empty()) dp_->sa_reserve->cover(nullptr, 0, starts, realtime_ns());
+  // Active now: the peer file proves nothing from here on, and goes before the first round.
+  proof_gone_ = !dp_->sa_reserve || dp_->sa_reserve->unprove();
   for (auto& [owner, r] : advances)
     if (owner < dp_->workers.size()) push_in(dp_->workers[owner]->sync->in, r);
   medix::common::log(medix::common::LogLevel::notice,
                      "medix-dp: HA: now active: %zu SAs advanced (outbound by %lu sequence numbers)", advances.size(),
                      (unsigned long)margin);
+  unsigned proven = 0;
+  if (peer.unfenced.empty())
+    for (const auto& f : floors_) proven += f.value && peer.proven.count(f.name);
+  if (proven)
+    medix::common::log(medix::common::LogLevel::notice,
+                       "medix-dp: HA: %u outbound SAs started above the peer's bound in the state dir (this node's "
+                       "acks fenced the peer before its restart)",
+                       proven);
   if (stopped) {
     {
       std::lock_guard lock(mutex_);
@@ -669,7 +688,10 @@ void Sync::run() {
       start_bulk(false, now);
     }
     if (!standby) {
-      if (now >= next_sa_ns_) {
+      // No round while the peer file still says this node's acks bound the peer: the peer
+      // could take over from it unfenced, and a restart of this node would trust the file.
+      if (!proof_gone_) proof_gone_ = dp_->sa_reserve->unprove();
+      if (now >= next_sa_ns_ && proof_gone_) {
         send_sas();
         next_sa_ns_ = now + options_.sa_interval_ms * ms;
       }

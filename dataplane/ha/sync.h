@@ -172,6 +172,7 @@ class Sync {
   RoundTracker tracker_;
   bool round_to_ack_ = false;
   std::vector<SyncRecord> past_;  // active: a standby's numbers past this node's (its withheld acks)
+  bool proof_gone_ = true;        // active: the peer file is removed (ha/reserve.h); no round before
 };
 
 }  // namespace ha

@@ -25,11 +25,11 @@
 #     sessions exactly (the flow A made during the split included), A holds none of B's; B
 #     withholds its acks of A's rounds (it sent on the SA past A's value) and tells A its number:
 #     A's SA goes on above it, B acks again, and A sends on.
-# (2b) A node fresh from its start (docs/ha.md, "The fence"): B is killed and restarted with the
-#     sync link cut (it hears no round of A's), A sends to its fence, A is killed: B cannot tell
-#     A's fence (an A that took over from B and had no ack since would be past any mark of B's
-#     on disk), so it fences t-fence where it is at its takeover: it sends nothing on it, drops
-#     as ha_sa_fenced and tells the control side once. Across (1), (2) and (2b), every ESP packet
+# (2b) A node fresh from its start (docs/ha.md, "A restart that keeps the bound"): B, a standby
+#     whose acks fence A (its peer file, DIR/ha-peer, names t-fence), is killed and restarted with
+#     the sync link cut (it hears no round of A's), A sends to its fence, A is killed: B's file
+#     proves A bounded (B was not active since), so its takeover starts t-fence above A's fence
+#     and sends on it, nothing fenced, no SA event. Across (1), (2) and (2b), every ESP packet
 #     of t-fence on the archive's segment (captured) has a sequence number of its own: none was
 #     sent twice by either node.
 # (3) Both nodes started at once with equal priorities: within 10 s exactly one is master and
@@ -345,10 +345,12 @@ else
 fi
 check "B's VRRP stepped down for A's higher priority" grep -q "master -> backup (higher_priority)" "$B_LOG"
 
-# --- (2b) a node fresh from a restart that heard no round fences the SA where it is -----------
-echo "== (2b) B restarted, holding nothing of A, takes over and fences t-fence where it is"
+# --- (2b) a node fresh from a restart that heard no round takes over from its peer file ------
+echo "== (2b) B restarted, holding nothing of A, takes over t-fence above A's fence from its peer file"
 check "B's numbers are on disk ($(mx_ctl $B_PREFIX ha-sync | grep '^seq file' | cut -c12-120))" \
   eval '[ "$(mx_ha $B_PREFIX seq_sas)" = 1 ] && [ "$(mx_ha $B_PREFIX seq_writes)" -ge 1 ] && [ -z "$(mx_ha $B_PREFIX seq_error)" ]'
+check "B's peer file names t-fence (its acks fence A): $(tail -1 "$MX_TMP/state-b/ha-peer" 2>&1)" \
+  grep -q '^[0-9a-f]* 8193 [0-9]*$' "$MX_TMP/state-b/ha-peer"
 mx_pair_kill B
 # Only A's end taken off: B binds its own, and nothing reaches or leaves A's.
 ip addr del "$SYNC_NET.1/32" dev "$SYNC_IF"
@@ -365,16 +367,16 @@ check_that "A sends on t-fence exactly to its fence, B's last ack + margin - 1 (
   '[ "$a_tx" = $((FENCE_MARGIN - 1)) ] && [ "$(mx_ha $A_PREFIX sas_at_fence)" = 1 ]'
 mx_pair_kill A
 check "A killed: B becomes master and active" mx_wait_eval 10 '[ "$(roles $B_PREFIX)" = "$AM" ]'
-check_that "B's takeover fenced t-fence where it is: the peer's use unbounded (sas_stopped $(mx_ha $B_PREFIX sas_stopped))" \
-  '[ "$(mx_ha $B_PREFIX sas_stopped)" = 1 ] && grep -q "1 outbound SAs fenced where they are" "$B_LOG"'
+check_that "B's takeover started t-fence above A's fence from its peer file (sas_stopped $(mx_ha $B_PREFIX sas_stopped))" \
+  '[ "$(mx_ha $B_PREFIX sas_stopped)" = 0 ] && grep -q "1 outbound SAs started above the peer.s bound" "$B_LOG"'
 b_tx0=$(b_esp_tx)
 esp 300
 wait "$ESP_PID"
 sleep 0.3
 b_tx=$(($(b_esp_tx) - ${b_tx0:-0})) b_fenced=$(mx_metric $MB 'medix_drops_total{reason="ha_sa_fenced"}')
-check_that "B sends nothing on t-fence ($b_tx of 300), drops them as ha_sa_fenced ($b_fenced)" \
-  '[ "$b_tx" = 0 ] && [ "${b_fenced:-0}" -ge 250 ]'
-check "... and tells the control side once, to rekey it (SA event, logged)" [ "$(grep -c 'HA fence reached' "$B_LOG")" = 1 ]
+check_that "B sends on t-fence ($b_tx of 300), none dropped as ha_sa_fenced (${b_fenced:-0})" \
+  '[ "$b_tx" -ge 250 ] && [ "${b_fenced:-0}" = 0 ]'
+check "... and tells the control side nothing (no SA event, no rekey)" [ "$(grep -c 'HA fence reached' "$B_LOG")" = 0 ]
 ip addr add "$SYNC_NET.1/32" dev "$SYNC_IF"
 kill -INT "$CAPTURE_PID"
 wait "$CAPTURE_PID"

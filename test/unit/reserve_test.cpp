@@ -482,3 +482,150 @@ TEST_CASE("HA: an outbound SA the peer negotiated, added on an active node, star
   CHECK(result.code == Code::invalid_argument);
   CHECK(result.message.find("operations[0].sa.origin") != std::string::npos);
 }
+
+TEST_CASE(
+    "the peer file: written for a fenced round before the ack, a block above; removed at a takeover; a bad one "
+    "refused by file and line") {
+  TempDir dir;
+  const std::string file = dir.path + "/ha-peer";
+  const ha::SeqKey key{sa_tunnel_id("t1"), 8193}, other{sa_tunnel_id("t2"), 9000};
+  ha::SeqMarks back;
+  {
+    ha::Reserve r;
+    REQUIRE_FALSE(r.open(dir.path, 100));
+    CHECK(r.proven_at_start().empty());  // none yet
+    // A round of the peer's with an SA unfenced: nothing is proved, nothing written.
+    CHECK(r.prove({{key, 1500}}, false, 1));
+    CHECK(access(file.c_str(), F_OK) != 0);
+    // All fenced: each SA's start, a block above, durable before the ack.
+    CHECK(r.prove({{key, 1500}, {other, 2000}}, true, 2));
+    REQUIRE_FALSE(ha::read_peer_file(file, back));
+    CHECK(back == ha::SeqMarks{{key, 1600}, {other, 2100}});
+    CHECK(access((file + ".tmp").c_str(), F_OK) != 0);
+    // Within the block: no write. Past it, or a round without `other` (gone on the peer): written.
+    CHECK(r.prove({{key, 1550}, {other, 2050}}, true, 3));
+    CHECK(r.status().writes == 1);
+    CHECK(r.prove({{key, 1700}}, true, 4));
+    REQUIRE_FALSE(ha::read_peer_file(file, back));
+    CHECK(back == ha::SeqMarks{{key, 1800}});
+    // Read at the next start.
+    ha::Reserve again;
+    REQUIRE_FALSE(again.open(dir.path, 100));
+    CHECK(again.proven_at_start() == ha::SeqMarks{{key, 1800}});
+    // This node becomes active: removed (and a round that shows an SA unfenced removes it too).
+    CHECK(r.unprove());
+    CHECK(access(file.c_str(), F_OK) != 0);
+    ha::Reserve after;
+    REQUIRE_FALSE(after.open(dir.path, 100));
+    CHECK(after.proven_at_start().empty());
+    CHECK(after.prove({{key, 1700}}, true, 5));
+    CHECK(after.prove({{key, 1700}}, false, 6));
+    CHECK(access(file.c_str(), F_OK) != 0);
+  }
+  for (const auto& [text, error] : std::vector<std::pair<std::string, std::string>>{
+           {"", "empty"},
+           {"medix-dp sa-seq 1\n", ":1: not a medix-dp ha-peer file"},
+           {"medix-dp ha-peer 1\n1 2 x\n", ":2: not \"TUNNEL SPI START\""}}) {
+    std::ofstream(file) << text;
+    auto e = ha::read_peer_file(file, back);
+    REQUIRE(e);
+    CHECK(e->find(file) == 0);
+    CHECK(e->find(error) != std::string::npos);
+    CHECK(back.empty());
+  }
+  // A node with a bad peer file does not start (it would trust, or drop, a bound by mistake).
+  ha::Reserve r;
+  auto e = r.open(dir.path, 100);
+  REQUIRE(e);
+  CHECK(e->find("--state-dir " + file + ":2") == 0);
+  CHECK_FALSE(r.configured());
+}
+
+TEST_CASE(
+    "HA: a standby whose acks fenced the active, restarted, takes over above the active's numbers from the peer file; "
+    "not once it was active since, nor when the active shows an SA unfenced") {
+  // As "a standby fresh from a restart that heard no round" above: A active, B standby, one
+  // static outbound SA, margin 1000. B acks A's round at 500, all of A's SAs fenced: the peer
+  // file says 500 + margin (a block above) first. A sends to its fence, B restarts, A dies, B
+  // takes over before it hears a round.
+  TempDir dir_b;
+  constexpr uint64_t margin = 1000, block = 100;
+  const ha::SeqKey key{sa_tunnel_id("t1"), 8193};
+  std::set<uint64_t> sent_a;
+  {
+    Harness a(config);
+    SaState& sa_a = outbound(a);
+    REQUIRE(none_again(sent_a, send(a, 500)));
+    ha::Reserve rb;
+    REQUIRE_FALSE(rb.open(dir_b.path, block));
+    REQUIRE(rb.cover(nullptr, 0, {{key, 500 + margin}}, 1));
+    REQUIRE(rb.prove({{key, 500 + margin}}, true, 1));
+    ha::apply_fences(a.tables->sas, max_sas, {{slot_of(a, sa_a), ha::name_of(sa_a), 500}}, margin);
+    auto seqs = send(a, 1200);
+    CHECK(seqs.size() == margin - 1);
+    REQUIRE(none_again(sent_a, seqs));
+  }
+  const uint64_t a_top = *sent_a.rbegin();
+  std::vector<ha::TakeoverRecord> advances;
+  ha::SaFloors floors;
+  auto take_over = [&](Harness& h, const ha::PeerSas& peer) {
+    SaState& sa = outbound(h);
+    advances.clear();
+    unsigned stopped = ha::take_over(h.tables->sas, max_sas, peer, margin, advances, floors);
+    for (auto& t : advances)
+      if (!t.record.sa.inbound) sa.seq = std::max(sa.seq, t.record.sa.value);  // the worker's advance_sa
+    return stopped;
+  };
+  // What Sync::start puts in PeerSas from the file.
+  auto restarted = [](ha::Reserve& r) {
+    ha::PeerSas peer;
+    for (const auto& [k, start] : r.proven_at_start()) peer.proven[{k.tunnel, k.spi, false}] = start;
+    return peer;
+  };
+  {
+    ha::Reserve rb;
+    REQUIRE_FALSE(rb.open(dir_b.path, block));
+    Harness b(config, 1, start_of(rb));
+    ha::PeerSas peer = restarted(rb);
+    REQUIRE(peer.proven.size() == 1);
+    // An SA the peer negotiated, added after the takeover, starts there too.
+    CHECK(ha::peer_sa_start(peer, {key.tunnel, key.spi, false}, margin) == 500 + margin + block);
+    // Control: before this change (nothing proved) the SA stopped here.
+    CHECK(take_over(b, peer) == 0);
+    SaState& sa = outbound(b);
+    CHECK(sa.fence == ha::no_fence);
+    rb.pass(b.tables->sas, max_sas, 1);
+    auto seqs = send(b, 50);
+    REQUIRE(seqs.size() == 50);
+    CHECK(seqs.front() > a_top);
+    std::set<uint64_t> all = sent_a;
+    CHECK(none_again(all, seqs));
+    // An SA the file does not name (made on A since B's last write): fenced where it is.
+    CHECK_FALSE(ha::peer_sa_start(peer, {key.tunnel, 4242, false}, margin));
+    // A whole round heard since the start: what it says counts, not the file.
+    ha::PeerSas heard = peer;
+    heard.round(false);
+    CHECK_FALSE(ha::peer_sa_start(heard, {key.tunnel, key.spi, false}, margin));
+    // A shows an SA without a fence (it started active: no takeover fenced it): nothing proved.
+    SyncRecord r{};
+    r.kind = uint8_t(SyncKind::sa_outbound);
+    r.sa.tunnel = key.tunnel;
+    r.sa.spi = 4242;
+    r.sa.value = 7;
+    r.sa.flags = sa_unfenced;
+    peer.take(r);
+    CHECK_FALSE(ha::peer_sa_start(peer, {key.tunnel, key.spi, false}, margin));
+    // B now active: the file goes (Sync::takeover) before B sends a round A could take over from.
+    REQUIRE(rb.unprove());
+  }
+  // Control: B was active since. A may have taken over from B's rounds and sent on, unfenced,
+  // far past the old bound: B, restarted again, proves nothing and fences the SA where it is.
+  ha::Reserve rb;
+  REQUIRE_FALSE(rb.open(dir_b.path, block));
+  Harness b(config, 1, start_of(rb));
+  ha::PeerSas peer = restarted(rb);
+  CHECK(peer.proven.empty());
+  CHECK(take_over(b, peer) == 1);
+  rb.pass(b.tables->sas, max_sas, 1);
+  CHECK(send(b, 50).empty());
+}
