@@ -373,6 +373,11 @@ int main(int argc, char** argv) {
         if (m.busy) mids.push_back({m.spi_i, m.spi_r, m.initiating, m.responding});
       return raised;
     };
+    charon.raise_responding = [](const std::vector<medix::cp::ha::IkeMids>& mids) {
+      std::vector<cp_ike_mids> raw;
+      for (const auto& m : mids) raw.push_back({m.spi_i, m.spi_r, m.initiating, m.responding, false});
+      return cp_charon_raise_responding(raw.data(), int(raw.size()));
+    };
     // Passive first: the plugin's segment drop (the FIFO) may not have run yet, and an active
     // IKE_SA destroyed would have the plugin tell the peer to delete its own.
     charon.drop_passive = [] {

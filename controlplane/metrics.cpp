@@ -229,12 +229,14 @@ std::string render_metrics(ControlService& service, DataplaneClient& dataplane, 
       Family(out, "medix_cp_ha_witness_mids_total", "counter",
              "IKE_SA message ID records with the witness: written while speaking by the lease, writes refused or "
              "unanswered, read when the lease was obtained; IKE requests not sent for want of one; CHILD_SAs "
-             "left out of records past the 16 newest.")
+             "left out of records past the 16 newest; answers without the lease written, the other's read.")
           .sample({{"event", "recorded"}}, ws.recorded.load())
           .sample({{"event", "record_failed"}}, ws.record_failures.load())
           .sample({{"event", "read"}}, ws.records_read.load())
           .sample({{"event", "request_dropped"}}, st.unrecorded.load())
-          .sample({{"event", "child_left_out"}}, ws.children_left_out.load());
+          .sample({{"event", "child_left_out"}}, ws.children_left_out.load())
+          .sample({{"event", "answered"}}, ws.answered.load())
+          .sample({{"event", "answer_read"}}, ws.answers_read.load());
     }
   }
   return out.str();

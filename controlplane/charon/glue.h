@@ -88,6 +88,10 @@ int cp_charon_ike_mids(struct cp_ike_mids* out, int max);
  * send that request again under its message ID, and its IV generator refuses the reuse): its
  * `busy` is set, the others' cleared. Returns how many IKE_SAs were raised now. */
 int cp_charon_raise_mids(struct cp_ike_mids* mids, int n);
+/* Raises each listed IKE_SA's responding ID to at least the given one (the other node answered
+ * the peer's requests without the witness's lease), by a job that waits while an exchange of ours
+ * is in flight (a reset then would drop its packets). Returns how many were queued. */
+int cp_charon_raise_responding(const struct cp_ike_mids* mids, int n);
 /* A CHILD_SA of an IKE_SA by its inbound ESP SPI (host order; no key): what the loser of a split
  * reports of its own at the heal (docs/ha.md, item 6, "A CHILD_SA the previous speaker changed"). */
 struct cp_ike_child {

@@ -278,6 +278,7 @@ typedef struct {
   job_t public;
   ike_sa_id_t* id;
   uint32_t mid, responding;
+  bool answered; /* the other node's answers (medix_hold_raise_responding), not our request's */
 } raise_job_t;
 
 static job_requeue_t raise_execute(job_t* job) {
@@ -296,8 +297,13 @@ static job_requeue_t raise_execute(job_t* job) {
   bool queued = false;
   if (resp < this->responding) {
     ike_sa->set_message_id(ike_sa, FALSE, this->responding); /* resets the task manager: none active */
-    DBG1(DBG_IKE, "medix: responding message ID of IKE_SA %s[%u] raised after a split: %u[%u], its request %u answered",
-         ike_sa->get_name(ike_sa), ike_sa->get_unique_id(ike_sa), this->responding, resp, this->mid);
+    if (this->answered)
+      DBG1(DBG_IKE, "medix: responding message ID of IKE_SA %s[%u] raised to the other node's answers: %u[%u]",
+           ike_sa->get_name(ike_sa), ike_sa->get_unique_id(ike_sa), this->responding, resp);
+    else
+      DBG1(DBG_IKE,
+           "medix: responding message ID of IKE_SA %s[%u] raised after a split: %u[%u], its request %u answered",
+           ike_sa->get_name(ike_sa), ike_sa->get_unique_id(ike_sa), this->responding, resp, this->mid);
     tasks = ike_sa->create_task_enumerator(ike_sa, TASK_QUEUE_QUEUED);
     queued = tasks->enumerate(tasks, &task);
     tasks->destroy(tasks);
@@ -320,6 +326,14 @@ static void raise_destroy(job_t* job) {
 
 static void retransmit(ike_sa_id_t* id, uint32_t mid) {
   lib->processor->queue_job(lib->processor, (job_t*)retransmit_job_create(mid, id));
+}
+
+void medix_hold_raise_responding(ike_sa_t* ike_sa, uint32_t responding) {
+  ike_sa_id_t* id = ike_sa->get_id(ike_sa);
+  raise_job_t* job;
+  INIT(job, .public = {.execute = raise_execute, .get_priority = raise_priority, .destroy = raise_destroy},
+       .id = id->clone(id), .responding = responding, .answered = true, );
+  lib->processor->queue_job(lib->processor, &job->public);
 }
 
 void medix_hold_resend(ike_sa_t* ike_sa, uint32_t mid, uint32_t responding) {

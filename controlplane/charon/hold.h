@@ -27,5 +27,8 @@ void medix_hold_requeued(struct ike_sa_id_t* id);
  * sequential IV generator refuse the responses of lower IDs that follow. */
 struct ike_sa_t;
 void medix_hold_resend(struct ike_sa_t* ike_sa, uint32_t mid, uint32_t responding);
+/* The IKE_SA's responding ID raised to `responding` once no exchange of ours is in flight (the
+ * other node answered the peer's requests without the lease: cp_charon_raise_responding). */
+void medix_hold_raise_responding(struct ike_sa_t* ike_sa, uint32_t responding);
 
 #endif

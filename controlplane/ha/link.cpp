@@ -410,7 +410,12 @@ Link::Send Link::check_send(const IkeMids& mids, const std::vector<uint32_t>& ch
     return Send::ok;
   }
   if (!request) {
-    if (by_lease_.load()) witness_->record(mids, children);  // sent even if not recorded: the gateway asked
+    // Sent even if not recorded: the gateway asked. Without the lease, the answer is written for
+    // the holder, which raises its responding ID to it (docs/ha.md, "An answer without the lease").
+    if (by_lease_.load())
+      witness_->record(mids, children);
+    else
+      witness_->answered(mids);
     return Send::ok;
   }
   bool ok;
@@ -541,6 +546,16 @@ void Link::watch_role() {
           ready = true;
           fprintf(stderr, "medix-cp: ha witness: the message IDs of %zu IKE_SA(s) recorded\n", own.size());
         }
+      }
+      // The other node's answers without the lease (read by the holder): our responding ID raised
+      // to them once no exchange of ours is in flight, before the gateway's next request reaches us.
+      if (auto answers = witness_->take_answered(); !answers.empty() && charon_.raise_responding) {
+        int n = charon_.raise_responding(answers);
+        stats_.answers_raised += uint64_t(n);
+        fprintf(stderr,
+                "medix-cp: ha witness: the other node answered %zu IKE_SA(s) without the lease: %d responding message "
+                "ID(s) to raise\n",
+                answers.size(), n);
       }
       // The renew deadline passed: what the node answered meanwhile went unrecorded, so its own
       // IDs are recorded again before it speaks, whether a renewal brings the lease back or a

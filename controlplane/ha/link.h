@@ -74,6 +74,8 @@ struct Charon {
   std::function<std::vector<IkeMids>()> mids;  // every IKE_SA's message IDs
   // To at least these; how many raised. Leaves in `mids` those busy (an exchange of ours in flight).
   std::function<int(std::vector<IkeMids>&)> raise_mids;
+  // Responding IDs alone, each raised once no exchange of ours is in flight; how many will be.
+  std::function<int(const std::vector<IkeMids>&)> raise_responding;
   std::function<int()> drop_passive;  // makes every IKE_SA passive, destroys them; how many
   std::function<void()> hold_dpd;     // no DPD of ours for the DPD delay
   std::function<int(bool)> hold;      // other requests of ours deferred (true) or let go; how many let go
@@ -134,6 +136,7 @@ class Link {
     std::atomic<uint64_t> heartbeats{0};       // the peer's heartbeats received
     std::atomic<uint64_t> rejoins{0};          // resyncs asked after acting active without a standby peer
     std::atomic<uint64_t> mids_raised{0};      // IKE_SAs whose message IDs were raised to the other node's
+    std::atomic<uint64_t> answers_raised{0};   // responding IDs raised to the other node's answers without the lease
     std::atomic<uint64_t> holds{0};            // times the node's IKE requests were held (witness configured)
     std::atomic<uint64_t> released{0};         // CHILD_SA expiries let go when a hold ended
     std::atomic<uint64_t> unrecorded{0};       // IKE requests not sent: in a split, not recorded with the witness

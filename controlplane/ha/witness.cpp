@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cinttypes>
 #include <cstdio>
 
 #include "intent_store.h"
@@ -32,6 +33,19 @@ std::unique_ptr<grpc::ClientContext> context() {
 // etcd's default limit of operations in one Txn is 128.
 constexpr size_t records_per_txn = 100;
 
+// An answered record's value: fixed width, so that etcd's compare of values (as bytes) is the
+// numbers' order.
+std::string answered_value(uint32_t responding) {
+  char v[12];
+  snprintf(v, sizeof v, "%08" PRIx32, responding);
+  return v;
+}
+bool parse_answered(const std::string& value, uint32_t& responding) {
+  if (value.size() != 8 || value.find_first_not_of("0123456789abcdef") != std::string::npos) return false;
+  responding = uint32_t(std::stoul(value, nullptr, 16));
+  return true;
+}
+
 }  // namespace
 
 std::string Witness::start(const WitnessConfig& config, const std::string& name) {
@@ -44,6 +58,7 @@ std::string Witness::start(const WitnessConfig& config, const std::string& name)
   endpoint_ = endpoint;
   key_ = endpoint.prefix + "/ike-speaker";
   records_ = endpoint.prefix + "/ike-mids/";
+  answers_ = endpoint.prefix + "/ike-answered/";
   name_ = name;
   ttl_s_ = config.ttl_s;
   connect();
@@ -162,6 +177,17 @@ bool Witness::obtain() {
   auto* clear = txn.add_success()->mutable_request_delete_range();
   clear->set_key(records_);
   clear->set_range_end(end);
+  // The other node's answers without the lease: raised to as the holder's renewals do, and
+  // deleted (records of IKE_SAs gone go with them; a late write that puts one back lower is
+  // harmless: only ever raised to).
+  std::string answers_end = answers_;
+  answers_end.back()++;
+  auto* answers = txn.add_success()->mutable_request_range();
+  answers->set_key(answers_);
+  answers->set_range_end(answers_end);
+  auto* clear_answers = txn.add_success()->mutable_request_delete_range();
+  clear_answers->set_key(answers_);
+  clear_answers->set_range_end(answers_end);
   txn.add_failure()->mutable_request_range()->set_key(key_);
   pb::TxnResponse result;
   ctx = context();
@@ -198,7 +224,13 @@ bool Witness::obtain() {
       }
     stats_.records_read += records.mids.size();
     fresh_ = std::move(records);
+    answers_written_.clear();  // deleted with this Txn
   }
+  {
+    std::lock_guard lock(answers_mu_);
+    answers_seen_.clear();
+  }
+  if (result.responses_size() > 3) take_answers(result.responses(3).response_range().kvs());
   valid_until_ns_ = sent + int64_t(ttl_s_) * 500'000'000;
   stats_.obtained++;
   said_lost_ = false;
@@ -401,6 +433,99 @@ bool Witness::recorded(const IkeMids& m) {
   return it != recorded_.end() && m.initiating <= it->second.mids.initiating;
 }
 
+bool Witness::answered(const IkeMids& m) {
+  // etcd not heard from in the last second (the node cut from it: its grants get no answer): the
+  // response is not delayed by a call that cannot succeed.
+  if (steady_ns() - answered_ns_.load() > 1'000'000'000) return false;
+  std::lock_guard lock(record_mu_);
+  std::pair<uint64_t, uint64_t> sa{m.spi_i, m.spi_r};
+  if (auto it = answers_written_.find(sa); it != answers_written_.end() && it->second >= m.responding) return true;
+  if (answers_written_.size() > 4096) answers_written_.clear();  // IKE_SAs gone: only costs a write again
+  const std::string key = answers_ + name_ + "/" + mids_record_name(m), value = answered_value(m.responding);
+  // Put over a lower value; absent: created. A value as high or higher stays (a late Txn of ours
+  // taken after a later one is refused by the same compare).
+  for (int tries = 0; tries < 2; tries++) {
+    pb::TxnRequest txn;
+    auto* c = txn.add_compare();
+    c->set_key(key);
+    if (tries == 0) {
+      c->set_target(pb::Compare::VALUE);
+      c->set_result(pb::Compare::LESS);
+      c->set_value(value);
+    } else {
+      c->set_target(pb::Compare::CREATE);
+      c->set_result(pb::Compare::EQUAL);
+      c->set_create_revision(0);
+    }
+    auto* put = txn.add_success()->mutable_request_put();
+    put->set_key(key);
+    put->set_value(value);
+    txn.add_failure()->mutable_request_range()->set_key(key);
+    pb::TxnResponse result;
+    auto ctx = context();
+    if (!add_token(*ctx)) return false;
+    grpc::Status status = kv_->Txn(ctx.get(), txn, &result);
+    token_->forget(status);
+    if (!status.ok()) {
+      unanswered(status);
+      return false;
+    }
+    uint32_t had = 0;
+    bool present = result.responses_size() > 0 && result.responses(0).response_range().kvs_size() > 0;
+    if (result.succeeded() ||
+        (present && parse_answered(result.responses(0).response_range().kvs(0).value(), had) && had >= m.responding)) {
+      answers_written_[sa] = result.succeeded() ? m.responding : had;
+      stats_.answered++;
+      return true;
+    }
+    if (present) return false;  // a value not ours to read: left alone
+  }
+  return false;
+}
+
+void Witness::read_answered() {
+  pb::RangeRequest range;
+  std::string end = answers_;
+  end.back()++;
+  range.set_key(answers_);
+  range.set_range_end(end);
+  pb::RangeResponse result;
+  // A short deadline: the renewals on this thread must stay within the renew deadline (400 ms for
+  // a renewal, this, 250 ms between them: below ttl/2, 1 s). One not answered is read next time
+  // (a connection stuck shows in the renewals, which reconnect).
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(150));
+  if (!add_token(ctx)) return;
+  grpc::Status status = kv_->Range(&ctx, range, &result);  // run()'s thread, as reconnect()
+  token_->forget(status);
+  if (status.ok()) take_answers(result.kvs());
+}
+
+void Witness::take_answers(const google::protobuf::RepeatedPtrField<etcdserverpb::KeyValue>& kvs) {
+  std::lock_guard lock(answers_mu_);
+  for (const auto& kv : kvs) {
+    // PREFIX/ike-answered/NAME/SPI_I.SPI_R: the other node's only (ours are in our charon).
+    std::string rest = kv.key().substr(std::min(kv.key().size(), answers_.size()));
+    size_t slash = rest.rfind('/');
+    IkeMids m{};
+    uint32_t responding = 0;
+    if (slash == std::string::npos || rest.substr(0, slash) == name_ ||
+        !parse_mids_record(rest.substr(slash + 1), "0 0", m) || !parse_answered(kv.value(), responding))
+      continue;
+    uint32_t& seen = answers_seen_[{m.spi_i, m.spi_r}];
+    if (responding <= seen) continue;
+    seen = responding;
+    m.responding = responding;
+    answers_fresh_.push_back(m);
+    stats_.answers_read++;
+  }
+}
+
+std::vector<IkeMids> Witness::take_answered() {
+  std::lock_guard lock(answers_mu_);
+  return std::exchange(answers_fresh_, {});
+}
+
 void Witness::revoke() {
   pb::LeaseRevokeRequest request;
   request.set_id(lease_id_.load());
@@ -426,7 +551,7 @@ void Witness::run() {
     } else if (wanted && !lease_id_) {
       obtain();
     } else if (wanted) {
-      renew();
+      if (renew() && holds()) read_answered();
       if (lease_id_ && !holds() && !said_lost_) {
         said_lost_ = true;
         stats_.lost++;

@@ -24,6 +24,13 @@
 // compares the record key's own mod revision with the one this node last wrote or read (0:
 // absent), so a Txn that etcd takes late (its call gave up, its connection too) is refused once
 // the record changed after it was sent; a refused write reads the record, raises to it, tries again.
+//
+// An answer without the lease (docs/ha.md, "An answer without the lease"): a node active in a
+// split without the lease still answers the gateway's requests that reach it. Before such a
+// response goes out it writes the IKE_SA's responding ID under PREFIX/ike-answered/NAME/SPI_I.SPI_R
+// (8 hex digits; no key), unguarded by the lease and only ever up (put only over a lower value).
+// The holder reads the other node's with each renewal and raises its responding ID to them, so
+// the gateway's next request, if the switch feeds the holder, is not ignored.
 #ifndef MEDIX_CP_HA_WITNESS_H
 #define MEDIX_CP_HA_WITNESS_H
 
@@ -81,11 +88,19 @@ class Witness {
   // Whether `m`'s initiating ID is no higher than what this node recorded for that IKE_SA (a
   // retransmit of a recorded request).
   bool recorded(const IkeMids& m);
+  // Before a response of a node that is active in a split without the lease: the IKE_SA's
+  // responding ID written for the holder (unguarded, only ever up). false: not written (etcd not
+  // heard from in the last second, or it did not answer); the response goes out whatever.
+  bool answered(const IkeMids& m);
+  // The other node's answered responding IDs (initiating 0) read by the holder since the last
+  // call, each only once it is above what was taken before for its IKE_SA.
+  std::vector<IkeMids> take_answered();
 
   struct Stats {
     std::atomic<uint64_t> obtained{0}, lost{0}, renewals{0}, failures{0};
     std::atomic<uint64_t> recorded{0}, record_failures{0}, records_read{0};
-    std::atomic<uint64_t> children_left_out{0};  // oldest CHILD_SAs past max_record_children, per record
+    std::atomic<uint64_t> children_left_out{0};          // oldest CHILD_SAs past max_record_children, per record
+    std::atomic<uint64_t> answered{0}, answers_read{0};  // answers without the lease written; the other's read
   };
   const Stats& stats() const { return stats_; }
   // Tests only (test/cp/witness_records.cpp): sees each record Txn before it is sent; false: not
@@ -124,8 +139,12 @@ class Witness {
   // Puts `records` in one Txn guarded by the lease and by each record's revision (record_mu_
   // held); where etcd's record changed, raised to it and tried again.
   bool put_records(std::vector<Record> records);
+  // The holder: the other node's answered records (with each renewal); and from a range read.
+  void read_answered();
+  void take_answers(const google::protobuf::RepeatedPtrField<etcdserverpb::KeyValue>& kvs);
 
   std::string key_, name_, records_;  // records_: PREFIX/ike-mids/
+  std::string answers_;               // PREFIX/ike-answered/
   int ttl_s_ = 2;
   std::unique_ptr<etcdserverpb::KV::Stub> kv_;
   std::unique_ptr<etcdserverpb::Lease::Stub> lease_;
@@ -145,6 +164,10 @@ class Witness {
   bool said_children_ = false;                                // under record_mu_: more than a record carries
   std::optional<Records> fresh_;                              // under record_mu_
   int64_t key_revision_ = 0;  // under record_mu_: the revision that made the speaker's key (this lease)
+  std::map<std::pair<uint64_t, uint64_t>, uint32_t> answers_written_;  // under record_mu_: ours, as etcd has them
+  std::mutex answers_mu_;
+  std::map<std::pair<uint64_t, uint64_t>, uint32_t> answers_seen_;  // under answers_mu_: the other's, taken
+  std::vector<IkeMids> answers_fresh_;                              // under answers_mu_
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;

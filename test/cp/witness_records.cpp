@@ -4,7 +4,8 @@
 // tool late, as TCP would deliver it on a connection given up at a reconnect: after a later record
 // it is refused (and, the control, the same Txn with the old guard alone, the speaker key, lowers
 // the record); taken before the next record, that record reads it and raises to it; taken with
-// its answer lost, the next write finds it there. Prints PASS/FAIL lines; exits 1 on a failure.
+// its answer lost, the next write finds it there. A node without the lease writes its answers'
+// responding IDs, only ever up, and the holder reads them. Prints PASS/FAIL lines; exits 1 on a failure.
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
@@ -51,6 +52,16 @@ struct Etcd {
     if (!medix::cp::ha::parse_mids_record(medix::cp::ha::mids_record_name(m), response.kvs(0).value(), read))
       return "unparsable";
     return std::to_string(read.initiating) + " " + std::to_string(read.responding);
+  }
+  // A key's value at etcd ("absent", "no answer").
+  std::string value(const std::string& key) {
+    pb::RangeRequest request;
+    request.set_key(key);
+    pb::RangeResponse response;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    if (!kv->Range(&ctx, request, &response).ok()) return "no answer";
+    return response.kvs_size() ? response.kvs(0).value() : "absent";
   }
   // The Txn given to etcd as sent: whether etcd took it ("no answer" aside).
   std::string send(const pb::TxnRequest& txn) {
@@ -166,6 +177,52 @@ int main(int argc, char** argv) {
   std::string first = etcd.stored(mids(0x4000, 0, 0)), second = etcd.stored(mids(0x5000, 0, 0));
   check(all && first == "4 1" && second == "6 2", "several: 4 0 and 6 2 recorded in one Txn as 4 1 and 6 2",
         first + ", " + second);
+
+  // An answer without the lease (docs/ha.md, "An answer without the lease"): node-b, refused the
+  // lease (node-a holds it) but reaching etcd, writes its responding IDs under its own key, only
+  // ever up; node-a, the holder, reads them with its renewals, each once.
+  medix::cp::ha::Witness b;
+  check(b.start(config, "node-b").empty(), "answered: node-b's witness starts");
+  b.want(true);  // refused (held by node-a): its grants keep it in touch with etcd
+  std::string answer_key =
+      endpoint.prefix + "/ike-answered/node-b/" + medix::cp::ha::mids_record_name(mids(0x6000, 0, 0));
+  bool wrote = false;
+  until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!(wrote = b.answered(mids(0x6000, 0, 5))) && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  check(wrote && !b.holds() && etcd.value(answer_key) == "00000005",
+        "answered: node-b, without the lease, writes its responding ID 5", etcd.value(answer_key));
+  // take(want): what node-a takes within 3 s (its renewals read every 250 ms), "r1 r2 ..." for 0x6000.
+  auto take = [&](size_t want) {
+    std::string got;
+    auto end = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+    for (size_t n = 0; std::chrono::steady_clock::now() < end && n < want;) {
+      for (const auto& m : witness.take_answered()) {
+        got += (got.empty() ? "" : " ") + std::to_string(m.spi_i == 0x6000 ? m.responding : 0);
+        n++;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return got;
+  };
+  std::string got = take(1);
+  check(got == "5", "answered: the holder reads node-b's 5", got);
+  {
+    medix::cp::ha::Witness late_b;  // node-b's write of an older answer, taken late
+    late_b.start(config, "node-b");
+    late_b.want(true);
+    until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    bool said = false;
+    while (!(said = late_b.answered(mids(0x6000, 0, 3))) && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    check(said && etcd.value(answer_key) == "00000005", "answered: an older write (3) is refused: etcd keeps 5",
+          etcd.value(answer_key));
+  }
+  check(b.answered(mids(0x6000, 0, 7)) && etcd.value(answer_key) == "00000007", "answered: node-b's 7 written",
+        etcd.value(answer_key));
+  got = take(2);
+  check(got == "7", "answered: the holder reads 7, once (not 5 again)", got);
+  b.stop();
 
   witness.before_record = nullptr;
   witness.stop();

@@ -58,6 +58,9 @@
 #     the held delete removes the CHILD_SA, which charon recreates; the IKE_SA stays;
 #   - the switch flipping A, B, A in a split (switch_flip): the response to A's DPD lost at B, A's
 #     retransmit answered; the same IKE_SA at the heal;
+#   - an answer without the lease (answered_lease): B, fed by the switch, answers the gateway's
+#     request and writes its responding ID to etcd; A, the holder, raises its own to it and
+#     answers the gateway's next request at once;
 #   - the lease passing twice (lease_twice) before A's DELETE
 #     of B's CHILD_SA goes out: B keeps its CHILD_SA meanwhile; A's DELETE goes at the heal A wins.
 #
@@ -1007,6 +1010,61 @@ switch_flip() {
 }
 switch_flip
 
+# --- an answer without the lease: the holder raised to it ------------------------------------------
+# (docs/ha.md, item 6, "An answer without the lease".) A split, A the holder; the switch fed to B
+# across one request of the gateway's (a MOBIKE update: an address comes to the gateway), which B,
+# without the lease, answers after writing its responding ID to etcd (PREFIX/ike-answered/B/...).
+# A reads it with its renewals and raises its responding ID; the switch back to A, the gateway's
+# next request (the address goes) is answered by A at once, not ignored as an old ID. A control:
+# MEDIX_CP=<medix-cp of before> (A ignores it, `expected N, ignored`, until the heal's raise).
+answered_lease() {
+  local a_mark b_mark gw_mark a_sw gw_sw ike_pre init_pre t0
+  # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
+  b_mark=$(wc -l <"$MX_TMP/cp-b.log") t0=$(date +%s.%N)
+  # (After switch_flip's heal, which waited for B's rejoin; A kept etcd throughout.)
+  check "answered: paired: B standby, nobody holds the lease" \
+    mx_wait_eval 10 'mx_pair_is $B_PREFIX backup HA_ROLE_STANDBY && [ -z "$(speaker)" ]'
+  # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
+  a_mark=$(wc -l <"$MX_TMP/cp-a.log") gw_mark=$(wc -l <"$GWLOG") ike_pre=$(ike_sa) init_pre=$(init_count)
+  steer_carrier eth0 && cp_link cut || fail "could not cut the medix-cp link"
+  check "answered: A, its peer silent, obtains the lease" mx_wait_eval 10 '[ "$(speaker)" = "$HA_A" ]'
+  segments on || fail "could not isolate the nodes"
+  check "answered: a split, B active beside A, A the speaker" \
+    mx_wait_eval 10 'mx_pair_is $B_PREFIX master HA_ROLE_ACTIVE && [ "$(speaker)" = "$HA_A" ]'
+  after_dpd a # A's next DPD 2 s away: no exchange of A's in flight while the switch feeds B
+  # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
+  a_sw=$(wc -l <"$MX_TMP/cp-a.log") b_mark=$(wc -l <"$MX_TMP/cp-b.log") gw_sw=$(wc -l <"$GWLOG")
+  steer_carrier ethb
+  gw_address add || fail "could not add an address to the gateway"
+  check "answered: B, without the lease, answers the gateway's MOBIKE update, its responding ID written to etcd" \
+    mx_wait_eval 4 'cp_since b $b_mark | grep -q "parsed INFORMATIONAL request [0-9]* \[ .*N(ADD_4_ADDR)" &&
+      tail -n +$((gw_sw + 1)) "$GWLOG" | grep -q "parsed INFORMATIONAL response" &&
+      etcdctl get --prefix --keys-only /medix/ike-answered/ 2>/dev/null | grep -q "^/medix/ike-answered/$HA_B/"'
+  steer_carrier eth0
+  check "answered: A, the holder, reads it and raises its responding ID to B's answer" \
+    mx_wait_eval 6 'cp_since a $a_sw | grep -q "responding message ID of IKE_SA carrier-y.* raised to the other node.s answers"'
+  echo "    answered: $(cp_since a "$a_sw" | grep -o 'responding message ID of IKE_SA.*' | head -1)," \
+    "B answered at $(cp_since b "$b_mark" | grep -m1 "parsed INFORMATIONAL request" | cut -c1-12)," \
+    "A raised at $(cp_since a "$a_sw" | grep -m1 "raised to the other node.s answers" | cut -c1-12)"
+  # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
+  a_sw=$(wc -l <"$MX_TMP/cp-a.log") gw_sw=$(wc -l <"$GWLOG")
+  gw_address del || fail "could not remove the gateway's address"
+  check "answered: the gateway's next request is answered by A at once (within 3 s: before its retransmit)" \
+    mx_wait_eval 3 'cp_since a $a_sw | grep -q "parsed INFORMATIONAL request" &&
+      tail -n +$((gw_sw + 1)) "$GWLOG" | grep -q "parsed INFORMATIONAL response"'
+  check_that "answered: A ignored none of the gateway's requests in the split" \
+    '! cp_since a $a_mark | grep -q "expected [0-9]*, ignored"'
+  cp_link heal && segments off && steer_carrier none || fail "could not heal"
+  check "answered: the heal: A active, B standby and rejoined, A's DPD answered" \
+    mx_wait_eval 10 'mx_pair_is $A_PREFIX master HA_ROLE_ACTIVE && mx_pair_is $B_PREFIX backup HA_ROLE_STANDBY &&
+      cp_since b $b_mark | grep -q "rejoining the active peer" && dpd_answered a $a_sw'
+  check_that "answered: the gateway ignored none of the pair's requests; the same IKE_SA ($ike_pre), one IKE_SA_INIT" \
+    '! tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "expected [0-9]*, ignored" && [ "$(ike_sa)" = "$ike_pre" ] &&
+      [ "$(ike_count)" = 1 ] && [ "$(init_count)" = "$init_pre" ]'
+  echo "    answered: the case $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
+}
+answered_lease
+
 # --- a lease that passes twice before the next holder's DELETE goes out ----------------------------
 # (docs/ha.md, item 6, "A lease that passes twice".) A split, A the holder, cut with a request of
 # its own withheld (withhold_at_cut). B obtains the lease and rekeys the CHILD_SA: b_lease, in B's
@@ -1088,6 +1146,7 @@ lease_twice() {
   echo "    twice: A's request ${withheld:-?} started again as ${again:-?}, its next request ${del:-?} withheld (the DELETE behind it); the case $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
 }
 lease_twice
+
 
 echo "    split and heal: $(awk -v a="$t_split" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s; whole run: $(awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
 finish
