@@ -69,6 +69,21 @@ void sa_setup(SaState& sa, const v1::SecurityAssociation& o, IMB_MGR* mgr) {
   if (getrandom(iv_key, sizeof iv_key, 0) != sizeof iv_key)
     for (auto& b : iv_key) b = uint8_t(rand());  // getrandom does not fail for 16 bytes once booted
   IMB_AES_KEYEXP_128(mgr, iv_key, sa.iv_keys, unused);
+  // Outbound encrypts then hashes; inbound hashes the ciphertext, then decrypts it in place.
+  IMB_JOB& job = sa.cbc_job;
+  job.chain_order = sa.inbound ? IMB_ORDER_HASH_CIPHER : IMB_ORDER_CIPHER_HASH;
+  job.cipher_direction = sa.inbound ? IMB_DIR_DECRYPT : IMB_DIR_ENCRYPT;
+  job.cipher_mode = IMB_CIPHER_CBC;
+  job.enc_keys = sa.enc_keys;
+  job.dec_keys = sa.dec_keys;
+  job.key_len_in_bytes = sa.key_len;
+  job.cipher_start_src_offset_in_bytes = 8 + 16;  // after the SPI, sequence number and IV
+  job.iv_len_in_bytes = 16;
+  job.hash_alg = sa.auth == AuthKind::hmac_sha256_128 ? IMB_AUTH_HMAC_SHA_256 : IMB_AUTH_HMAC_SHA_1;
+  job.hash_start_src_offset_in_bytes = 0;
+  job.u.HMAC._hashed_auth_key_xor_ipad = sa.ipad;
+  job.u.HMAC._hashed_auth_key_xor_opad = sa.opad;
+  job.auth_tag_output_len_in_bytes = sa.icv_len;
 }
 
 // An SA and, spread outbound, its tx point with the packets still waiting there.

@@ -351,31 +351,18 @@ void complete(Worker& w, IMB_JOB* job) {
 void submit_cbc_hmac(Worker& w, const EspPacket& p, uint8_t* esp, uint64_t cipher_len, uint64_t hash_len,
                      const uint8_t* iv, uint8_t* tag_out) {
   const SaState& sa = *p.sa;
-  bool encrypt = !p.inbound;
   EspJobs& q = *w.esp_jobs;
   IMB_JOB* job = IMB_GET_NEXT_JOB(w.mgr);
   EspPacket& slot = q.slots[job - w.mgr->jobs];
   slot = p;
-  job->user_data = nullptr;
-  job->chain_order = encrypt ? IMB_ORDER_CIPHER_HASH : IMB_ORDER_HASH_CIPHER;
-  job->cipher_direction = encrypt ? IMB_DIR_ENCRYPT : IMB_DIR_DECRYPT;
-  job->cipher_mode = IMB_CIPHER_CBC;
-  job->enc_keys = sa.enc_keys;
-  job->dec_keys = sa.dec_keys;
-  job->key_len_in_bytes = sa.key_len;
+  // The SA's job, made with it; this packet's own fields on top.
+  *job = sa.cbc_job;
   job->src = esp;
   job->dst = esp + esp_header + 16;
-  job->cipher_start_src_offset_in_bytes = esp_header + 16;
   job->msg_len_to_cipher_in_bytes = cipher_len;
   job->iv = iv;
-  job->iv_len_in_bytes = 16;
-  job->hash_alg = sa.auth == AuthKind::hmac_sha256_128 ? IMB_AUTH_HMAC_SHA_256 : IMB_AUTH_HMAC_SHA_1;
-  job->hash_start_src_offset_in_bytes = 0;
   job->msg_len_to_hash_in_bytes = hash_len;
-  job->u.HMAC._hashed_auth_key_xor_ipad = sa.ipad;
-  job->u.HMAC._hashed_auth_key_xor_opad = sa.opad;
   job->auth_tag_output = tag_out ? tag_out : slot.tag;
-  job->auth_tag_output_len_in_bytes = sa.icv_len;
   q.in_flight++;
   q.submitted++;
   if (IMB_JOB* done = IMB_SUBMIT_JOB(w.mgr)) complete(w, done);

@@ -50,6 +50,10 @@ struct alignas(64) SaState {
   alignas(16) uint8_t dec_keys[16 * 15] = {};
   alignas(16) uint8_t iv_keys[16 * 15] = {};         // CBC IVs: AES of the sequence number under a key of its own
   alignas(16) uint8_t ipad[32] = {}, opad[32] = {};  // HMAC, hashed once
+  // AES-CBC + HMAC: the SA's IPsec-MB job, made once, every field set but the packet's own
+  // (source, destination, lengths, IV, ICV output), which each job's copy of it gets. It points
+  // at the keys and pads above: an SA is not moved once made.
+  alignas(64) IMB_JOB cbc_job = {};
 
   // --- Owned by the owner worker.
   // Outbound: the last sent; spread, the last reserved (any worker: __atomic_fetch_add).

@@ -69,13 +69,14 @@ TEST_CASE("an outbound packet whose crypto job fails is dropped, never sent in t
   CHECK(out[0][14 + 9] == 50);
   CHECK(h.total_drops() == 0);
 
-  // A key length IPsec-MB refuses: the job comes back INVALID_ARGS, its output unwritten.
+  // A key length IPsec-MB refuses in the SA's job: the job comes back INVALID_ARGS, its output
+  // unwritten.
   SaState& sa = outbound_sa(h);
-  uint8_t key_len = sa.key_len;
-  sa.key_len = 15;
+  uint64_t key_len = sa.cbc_job.key_len_in_bytes;
+  sa.cbc_job.key_len_in_bytes = 15;
   h.receive(1, from_host(inner));
   h.receive(1, from_host(inner));
-  sa.key_len = key_len;
+  sa.cbc_job.key_len_in_bytes = key_len;
   CHECK(h.sent(0).empty());
   CHECK(h.sent(1).empty());
   CHECK(h.drops(Drop::esp_crypto_failed) == 2);
@@ -163,9 +164,9 @@ TEST_CASE("an inbound packet whose crypto job fails is dropped before its ICV is
   CHECK(h.drops(Drop::esp_bad_icv) == 1);  // the control: a wrong ICV
 
   SaState& sa = inbound_sa(h, 4097);
-  sa.key_len = 15;
+  sa.cbc_job.key_len_in_bytes = 15;  // a key length IPsec-MB refuses
   h.receive(0, packet);
-  sa.key_len = 16;
+  sa.cbc_job.key_len_in_bytes = 16;
   CHECK(h.drops(Drop::esp_crypto_failed) == 1);
   CHECK(sa.drops_of(Drop::esp_crypto_failed) == 1);
   CHECK(h.drops(Drop::esp_bad_icv) == 1);

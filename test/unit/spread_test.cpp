@@ -277,11 +277,12 @@ TEST_CASE("a spread SA's CBC packets whose jobs fail reach the tx point marked: 
   Harness h(spread_config(cbc), 2);
   Worker& owner = *h.others.at(0);
   SaState& sa = *h.tables->sas[h.tables->interfaces[h.interface("t1")].outbound_sa];
-  // A key length IPsec-MB refuses: the jobs come back INVALID_ARGS, their output unwritten.
-  uint8_t key_len = sa.key_len;
-  sa.key_len = 15;
+  // A key length IPsec-MB refuses in the SA's job: the jobs come back INVALID_ARGS, their
+  // output unwritten.
+  uint64_t key_len = sa.cbc_job.key_len_in_bytes;
+  sa.cbc_job.key_len_in_bytes = 15;
   receive(h, h.worker, 0, 4);  // numbers 1..4
-  sa.key_len = key_len;
+  sa.cbc_job.key_len_in_bytes = key_len;
   auto failed = ring_of(h, 1);
   REQUIRE(failed.size() == 4);  // the run's jobs completed before it was handed over
   receive(h, h.worker, 4, 2);   // 5, 6
