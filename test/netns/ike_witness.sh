@@ -957,6 +957,16 @@ held_rekey_refused() {
 }
 held_rekey_refused
 
+# The medix-cp link cut first (A, active alone, obtains the lease before B is active), then the
+# ports: a split, B active beside A, A the speaker. $1 names the case in the checks.
+split_a_speaker() {
+  steer_carrier eth0 && cp_link cut || fail "could not cut the medix-cp link"
+  check "$1: A, its peer silent, obtains the lease" mx_wait_eval 10 '[ "$(speaker)" = "$HA_A" ]'
+  segments on || fail "could not isolate the nodes"
+  check "$1: a split, B active beside A, A the speaker" \
+    mx_wait_eval 10 'mx_pair_is $B_PREFIX master HA_ROLE_ACTIVE && [ "$(speaker)" = "$HA_A" ]'
+}
+
 # --- the carrier's switch flipping between the nodes during a split -------------------------------
 # (docs/ha.md, "Still unsafe": the switch flipping.) A split (the medix-cp link cut, the segments
 # isolated: both active), A the lease's holder; the switch steered to A, then to B across one
@@ -973,11 +983,7 @@ switch_flip() {
     mx_wait_eval 10 'mx_pair_is $B_PREFIX backup HA_ROLE_STANDBY && cp_since b $b_mark | sed -n "/rejoining the active peer/,\$p" | grep -q "installed HA CHILD_SA"'
   # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
   a_mark=$(wc -l <"$MX_TMP/cp-a.log") gw_mark=$(wc -l <"$GWLOG") ike_pre=$(ike_sa) init_pre=$(init_count)
-  steer_carrier eth0 && cp_link cut || fail "could not cut the medix-cp link"
-  check "flip: A, its peer silent, obtains the lease" mx_wait_eval 10 '[ "$(speaker)" = "$HA_A" ]'
-  segments on || fail "could not isolate the nodes"
-  check "flip: a split, B active beside A, A the speaker" \
-    mx_wait_eval 10 'mx_pair_is $B_PREFIX master HA_ROLE_ACTIVE && [ "$(speaker)" = "$HA_A" ]'
+  split_a_speaker flip
   after_dpd a
   # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
   a_flip=$(wc -l <"$MX_TMP/cp-a.log") b_flip=$(wc -l <"$MX_TMP/cp-b.log")
@@ -1026,11 +1032,7 @@ answered_lease() {
     mx_wait_eval 10 'mx_pair_is $B_PREFIX backup HA_ROLE_STANDBY && [ -z "$(speaker)" ]'
   # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
   a_mark=$(wc -l <"$MX_TMP/cp-a.log") gw_mark=$(wc -l <"$GWLOG") ike_pre=$(ike_sa) init_pre=$(init_count)
-  steer_carrier eth0 && cp_link cut || fail "could not cut the medix-cp link"
-  check "answered: A, its peer silent, obtains the lease" mx_wait_eval 10 '[ "$(speaker)" = "$HA_A" ]'
-  segments on || fail "could not isolate the nodes"
-  check "answered: a split, B active beside A, A the speaker" \
-    mx_wait_eval 10 'mx_pair_is $B_PREFIX master HA_ROLE_ACTIVE && [ "$(speaker)" = "$HA_A" ]'
+  split_a_speaker answered
   after_dpd a # A's next DPD 2 s away: no exchange of A's in flight while the switch feeds B
   # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
   a_sw=$(wc -l <"$MX_TMP/cp-a.log") b_mark=$(wc -l <"$MX_TMP/cp-b.log") gw_sw=$(wc -l <"$GWLOG")
@@ -1079,11 +1081,7 @@ answered_lease
 lease_twice() {
   local b_lease='' again del gw_dev t0 rb_lease
   t0=$(date +%s.%N)
-  steer_carrier eth0 && cp_link cut || fail "could not cut the medix-cp link"
-  check "twice: A, its peer silent, obtains the lease" mx_wait_eval 10 '[ "$(speaker)" = "$HA_A" ]'
-  segments on || fail "could not isolate the nodes"
-  check "twice: a split, B active beside A, A the speaker" \
-    mx_wait_eval 10 'mx_pair_is $B_PREFIX master HA_ROLE_ACTIVE && [ "$(speaker)" = "$HA_A" ]'
+  split_a_speaker twice
   withhold_at_cut twice add
   steer_carrier ethb
   check "twice: B obtains the lease, raises its IKE_SA to A's record and sends DPD that the gateway answers" \

@@ -53,6 +53,18 @@ SaState& outbound(Harness& h) {
   throw;
 }
 
+// h's takeover from `peer` as Sync does it: ha::take_over, then t1's outbound SA advanced as the
+// worker's advance_sa does. How many SAs it stopped.
+unsigned take_over_t1(Harness& h, const ha::PeerSas& peer, uint64_t margin) {
+  std::vector<ha::TakeoverRecord> advances;
+  ha::SaFloors floors;
+  SaState& sa = outbound(h);
+  unsigned stopped = ha::take_over(h.tables->sas, max_sas, peer, margin, advances, floors);
+  for (auto& t : advances)
+    if (!t.record.sa.inbound) sa.seq = std::max(sa.seq, t.record.sa.value);
+  return stopped;
+}
+
 // The slot of `sa` in h's table of SAs (what a fence round names).
 uint16_t slot_of(Harness& h, const SaState& sa) {
   for (uint16_t s = 1; s < max_sas; s++)
@@ -289,16 +301,7 @@ TEST_CASE(
     CHECK(seqs.size() == margin - 1);
     REQUIRE(none_again(sent_a, seqs));
   }
-  std::vector<ha::TakeoverRecord> advances;
-  ha::SaFloors floors;
-  auto take_over = [&](Harness& h, const ha::PeerSas& peer) {
-    SaState& sa = outbound(h);
-    advances.clear();
-    unsigned stopped = ha::take_over(h.tables->sas, max_sas, peer, margin, advances, floors);
-    for (auto& t : advances)
-      if (!t.record.sa.inbound) sa.seq = std::max(sa.seq, t.record.sa.value);  // the worker's advance_sa
-    return stopped;
-  };
+  auto take_over = [&](Harness& h, const ha::PeerSas& peer) { return take_over_t1(h, peer, margin); };
   // B fresh from its start has heard no round: it cannot tell this A (fenced by its acks) from an
   // A that took over from B and had no ack since, whose numbers lie above any mark of B's. It
   // starts the SA at its mark and fences it there: it sends nothing (its next packet asks
@@ -566,16 +569,7 @@ TEST_CASE(
     REQUIRE(none_again(sent_a, seqs));
   }
   const uint64_t a_top = *sent_a.rbegin();
-  std::vector<ha::TakeoverRecord> advances;
-  ha::SaFloors floors;
-  auto take_over = [&](Harness& h, const ha::PeerSas& peer) {
-    SaState& sa = outbound(h);
-    advances.clear();
-    unsigned stopped = ha::take_over(h.tables->sas, max_sas, peer, margin, advances, floors);
-    for (auto& t : advances)
-      if (!t.record.sa.inbound) sa.seq = std::max(sa.seq, t.record.sa.value);  // the worker's advance_sa
-    return stopped;
-  };
+  auto take_over = [&](Harness& h, const ha::PeerSas& peer) { return take_over_t1(h, peer, margin); };
   // What Sync::start puts in PeerSas from the file.
   auto restarted = [](ha::Reserve& r) {
     ha::PeerSas peer;
