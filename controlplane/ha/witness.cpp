@@ -30,6 +30,22 @@ std::unique_ptr<grpc::ClientContext> context() {
   return ctx;
 }
 
+// The end of the range of the keys under `prefix` (its last byte + 1, as etcdctl --prefix).
+std::string prefix_end(std::string prefix) {
+  prefix.back()++;
+  return prefix;
+}
+
+// Adds to the success branch of `txn` a read of the keys under `prefix`, then their deletion.
+void read_and_delete(pb::TxnRequest& txn, const std::string& prefix) {
+  auto* read = txn.add_success()->mutable_request_range();
+  read->set_key(prefix);
+  read->set_range_end(prefix_end(prefix));
+  auto* clear = txn.add_success()->mutable_request_delete_range();
+  clear->set_key(prefix);
+  clear->set_range_end(prefix_end(prefix));
+}
+
 // etcd's default limit of operations in one Txn is 128.
 constexpr size_t records_per_txn = 100;
 
@@ -169,25 +185,11 @@ bool Witness::obtain() {
   put->set_lease(lease_id_);
   // The message IDs the last holder recorded: read, and deleted (this node records its own, which
   // it raises to these, before it speaks; records of IKE_SAs gone go with them).
-  std::string end = records_;
-  end.back()++;
-  auto* read = txn.add_success()->mutable_request_range();
-  read->set_key(records_);
-  read->set_range_end(end);
-  auto* clear = txn.add_success()->mutable_request_delete_range();
-  clear->set_key(records_);
-  clear->set_range_end(end);
+  read_and_delete(txn, records_);
   // The other node's answers without the lease: raised to as the holder's renewals do, and
   // deleted (records of IKE_SAs gone go with them; a late write that puts one back lower is
   // harmless: only ever raised to).
-  std::string answers_end = answers_;
-  answers_end.back()++;
-  auto* answers = txn.add_success()->mutable_request_range();
-  answers->set_key(answers_);
-  answers->set_range_end(answers_end);
-  auto* clear_answers = txn.add_success()->mutable_request_delete_range();
-  clear_answers->set_key(answers_);
-  clear_answers->set_range_end(answers_end);
+  read_and_delete(txn, answers_);
   txn.add_failure()->mutable_request_range()->set_key(key_);
   pb::TxnResponse result;
   ctx = context();
@@ -485,10 +487,8 @@ bool Witness::answered(const IkeMids& m) {
 
 void Witness::read_answered() {
   pb::RangeRequest range;
-  std::string end = answers_;
-  end.back()++;
   range.set_key(answers_);
-  range.set_range_end(end);
+  range.set_range_end(prefix_end(answers_));
   pb::RangeResponse result;
   // A short deadline: the renewals on this thread must stay within the renew deadline (400 ms for
   // a renewal, this, 250 ms between them: below ttl/2, 1 s). One not answered is read next time
