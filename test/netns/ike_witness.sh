@@ -957,6 +957,16 @@ held_rekey_refused() {
 }
 held_rekey_refused
 
+# A case's end: since gw_mark the gateway ignored none of the pair's requests, the IKE_SA is still
+# ike_pre, its only one, and no IKE_SA_INIT since init_pre; the case's time since t0 (the caller's
+# locals). $1 names the case.
+same_ike_sa_at_end() {
+  check_that "$1: the gateway ignored none of the pair's requests; the same IKE_SA ($ike_pre), one IKE_SA_INIT" \
+    '! tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "expected [0-9]*, ignored" && [ "$(ike_sa)" = "$ike_pre" ] &&
+      [ "$(ike_count)" = 1 ] && [ "$(init_count)" = "$init_pre" ]'
+  echo "    $1: the case $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
+}
+
 # The medix-cp link cut first (A, active alone, obtains the lease before B is active), then the
 # ports: a split, B active beside A, A the speaker. $1 names the case in the checks.
 split_a_speaker() {
@@ -1009,10 +1019,7 @@ switch_flip() {
       cp_since b $b_flip | sed -n "/rejoining the active peer/,\$p" | grep -q "installed HA CHILD_SA" && dpd_answered a $a_heal'
   check "flip: hosp-y reaches the archive through A, ESP both ways on its CHILD_SA" \
     mx_wait_eval 5 'ping_archive && both_ways $(node_child a 0)'
-  check_that "flip: the gateway ignored none of the pair's requests; the same IKE_SA ($ike_pre), one IKE_SA_INIT" \
-    '! tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "expected [0-9]*, ignored" && [ "$(ike_sa)" = "$ike_pre" ] &&
-      [ "$(ike_count)" = 1 ] && [ "$(init_count)" = "$init_pre" ]'
-  echo "    flip: the case $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
+  same_ike_sa_at_end flip
 }
 switch_flip
 
@@ -1060,10 +1067,7 @@ answered_lease() {
   check "answered: the heal: A active, B standby and rejoined, A's DPD answered" \
     mx_wait_eval 10 'mx_pair_is $A_PREFIX master HA_ROLE_ACTIVE && mx_pair_is $B_PREFIX backup HA_ROLE_STANDBY &&
       cp_since b $b_mark | grep -q "rejoining the active peer" && dpd_answered a $a_sw'
-  check_that "answered: the gateway ignored none of the pair's requests; the same IKE_SA ($ike_pre), one IKE_SA_INIT" \
-    '! tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "expected [0-9]*, ignored" && [ "$(ike_sa)" = "$ike_pre" ] &&
-      [ "$(ike_count)" = 1 ] && [ "$(init_count)" = "$init_pre" ]'
-  echo "    answered: the case $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
+  same_ike_sa_at_end answered
 }
 answered_lease
 
