@@ -483,17 +483,86 @@ echo "    split and heal: $(awk -v a="$t_split" -v b="$(date +%s.%N)" 'BEGIN { p
 # (standby) takes CHILD_SA lifetimes of 10 s (life 12), in place: both SAs' soft lifetimes fall
 # due within 10 s, refused (its IKE_SA passive); once active, B raises them again and rekeys
 # (without, nothing would for 40 minutes: their timers at the lifetimes they were installed with).
+# The same apply adds a second peer with `initiate`, carrier-y2 (the gateway's second address
+# 192.0.2.11, hosp-y's 10.0.1.0/24 behind it), that A never had: B, standby, loads it and does not
+# initiate it; once active, B has no IKE_SA of it and initiates it (docs/ha.md, "Who initiates").
 b_mark=$(wc -l <"$MX_TMP/cp-b.log") c7=$(child)
-mx_json "$MX_TMP/intent-b.json" "dict(d, peers=[dict(d['peers'][0], child_rekey_seconds=10, child_life_seconds=12)] + d['peers'][1:])" \
+mx_in carrier-y-gw ip addr add 192.0.2.11/24 dev br0 && mx_in carrier-y-gw ip addr add 10.0.1.1/24 dev lan &&
+  mx_in hosp-y ip addr add 10.0.1.10/24 dev eth0 || fail "the gateway's second address and hosp-y's second LAN"
+cat >>"$GW/swanctl/swanctl.conf" <<CONF
+connections {
+  ix2 {
+    version = 2
+    local_addrs = 192.0.2.11
+    remote_addrs = 192.0.2.1
+    proposals = aes128gcm16-prfsha256-x25519
+    local {
+      auth = psk
+      id = gw2.carrier-y.example
+    }
+    remote {
+      auth = psk
+      id = ix.medix.example
+    }
+    children {
+      hosp2 {
+        local_ts = 10.0.1.0/24
+        remote_ts = 100.100.2.0/24
+        esp_proposals = aes128gcm16
+      }
+    }
+  }
+}
+secrets {
+  ike-ix2 {
+    id-1 = gw2.carrier-y.example
+    id-2 = ix.medix.example
+    secret = "$PSK"
+  }
+}
+CONF
+swan --load-all >/dev/null 2>&1 || fail "the gateway's second connection (ix2)"
+mx_json "$MX_TMP/intent-b.json" "dict(d, peers=[dict(d['peers'][0], child_rekey_seconds=10, child_life_seconds=12),
+  dict(d['peers'][0], name='carrier-y2', tunnel='t-y2', remote_address='192.0.2.11', remote_id='gw2.carrier-y.example',
+    remote_selectors=['10.0.1.0/24'], initiate=True)] + d['peers'][1:],
+  routes=d['routes'] + [dict(tenant='ix', prefix='100.64.3.0/24', next_tenant='hosp-y')],
+  static_mappings=d['static_mappings'] + [dict(tenant='hosp-y', tenant_prefix='10.0.1.0/24', core_prefix='100.64.3.0/24')])" \
   >"$MX_TMP/intent-b-short.json"
 out=$(mx_ctl "$B_PREFIX" intent apply "$MX_TMP/intent-b-short.json" 2>&1)
 check "B, standby, takes a CHILD_SA lifetime of 10 s in place ($out) and both SAs' soft lifetimes fall due there ($c7)" \
   mx_wait_eval 12 'read -r s1 s2 _ <<<"$c7"; cp_since b $b_mark | grep -q "SA $s1 soft time lifetime reached" &&
     cp_since b $b_mark | grep -q "SA $s2 soft time lifetime reached"'
+check_that "B, standby, loaded the added peer carrier-y2 with initiate and did not initiate it in those 10 s (the gateway got no IKE_SA_INIT)" \
+  'cp_since b $b_mark | grep -q "intent applied: peers 1 added" && ! cp_since b $b_mark | grep -q "initiating IKE_SA" &&
+    ! grep -q "parsed IKE_SA_INIT request" "$GWLOG" && [ -z "$(swan --list-sas --ike ix2 2>/dev/null)" ]'
+gw_mark=$(wc -l <"$GWLOG")
 mx_pair_kill A
 kill -KILL "$CPA_PID" && wait "$CPA_PID" 2>/dev/null
 CPA_PID=
 check "after the heal, A killed: B master and active" mx_wait_eval 10 'mx_pair_is $B_PREFIX master HA_ROLE_ACTIVE'
+check "B, active, initiated the peer with initiate that has no IKE_SA here (medix-cp B: 1 of 2 peer(s) with initiate initiated)" \
+  mx_wait_eval 5 'cp_since b $b_mark | grep -q "ha: active: 1 of 2 peer(s) with initiate initiated"'
+check "the gateway's IKE_SA ix2 is up with B's virtual address (192.0.2.1), its CHILD_SA hosp2 installed" \
+  mx_wait_eval 5 'l=$(swan --list-sas --ike ix2 2>/dev/null); grep -q "^ix2: #[0-9]*, ESTABLISHED" <<<"$l" &&
+    grep -q "remote .* @ 192\.0\.2\.1\[" <<<"$l" && [ -n "$(child ix2)" ]'
+# (The gateway initiates ix: an IKE_SA_INIT request it parses is B's for ix2.)
+check_that "the gateway received one IKE_SA_INIT in all, after A's kill, from 192.0.2.1 to its second address" \
+  '[ "$(grep -c "parsed IKE_SA_INIT request" "$GWLOG")" = 1 ] &&
+    tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "parsed IKE_SA_INIT request" &&
+    tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "received packet: from 192\.0\.2\.1\[500\] to 192\.0\.2\.11\[500\]"'
+# From B's activation (medix-dp B's role change) to the gateway's IKE_SA_INIT and CHILD_SA, by
+# the gateway's log (milliseconds) and medix-dp's clock (the same host's).
+role_ms=$(mx_ctl "$B_PREFIX" -o json ha-sync |
+  mx_json - "[int(c['timestamp_ns']) // 1000000 for c in d.get('role_history') or [] if c.get('to') == 'HA_ROLE_ACTIVE'][-1]")
+init_ms=$(gw_ms "parsed IKE_SA_INIT request") up_ms=$(gw_ms "CHILD_SA hosp2{[0-9]*} established")
+check_that "B initiated only once active: the gateway's IKE_SA_INIT $((${init_ms:-0} - ${role_ms:-0})) ms after B's role change, its CHILD_SA up $((${up_ms:-0} - ${role_ms:-0})) ms after" \
+  '[ -n "$role_ms" ] && [ -n "$init_ms" ] && [ -n "$up_ms" ] && [ "$init_ms" -ge "$role_ms" ]'
+c8=$(child ix2)
+check_that "medix-dp B holds the new CHILD_SA's SPIs ($c8)" \
+  '[ -n "$c8" ] && [ "$(mx_json - "{int(\"${c8%% *}\", 16), int(\"$(cut -d" " -f2 <<<"$c8")\", 16)} <= set(d or [])" <<<"$(sas "$B_PREFIX")")" = True ]'
+check_that "hosp-y (10.0.1.10) reaches the archive through the new CHILD_SA (the gateway counts B's ESP on it)" \
+  'mx_in hosp-y ping -n -c3 -i0.2 -W1 -q -I 10.0.1.10 "$ARCHIVE_CORE" >/dev/null 2>&1 && c=$(child ix2) &&
+    [ "$(cut -d" " -f3 <<<"$c")" -ge 3 ]'
 check "B, active, raised the soft lifetime due while standby again and rekeyed the CHILD_SA" \
   mx_wait_eval 10 'cp_since b $b_mark | grep -q "due while standby raised again" && c=$(child) && [ -n "$c" ] && [ "${c%% *}" != "${c7%% *}" ]'
 echo "    CHILD_SA $c7 -> $(child); $(cp_since b "$b_mark" | grep -o 'active: [0-9]* SA soft.*' | head -1)"

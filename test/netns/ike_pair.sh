@@ -59,7 +59,8 @@ ike_pair_cp_link() {
 # ike_pair_gateway DPD_DELAY: hosp-y's LAN, carrier Y's stock strongSwan gateway (its log in
 # $GW/gw.log a line at a time: the checks read it while charon runs, its stdout is
 # block-buffered) with DPD every DPD_DELAY, its IKE_SA and CHILD_SA initiated to the pair, then
-# hosp-y's first pings to the archive. GWLOG is set. Fails the check and finishes on error.
+# hosp-y's first pings to the archive. GWLOG is set; each line of it starts with the time, epoch
+# seconds and milliseconds (gw_ms reads it). Fails the check and finishes on error.
 ike_pair_gateway() {
   if ! mx_gateway_lan carrier-y-gw "$NS_Y" 10.0.0.1/24 10.0.0.10/24; then fail "hosp-y's LAN behind its gateway"; finish; fi
   GWLOG=$GW/gw.log
@@ -68,6 +69,8 @@ ike_pair_gateway() {
     gw {
       path = $GWLOG
       flush_line = yes
+      time_format = %s
+      time_add_ms = yes
       default = 1
     }
   }"
@@ -88,20 +91,23 @@ ike_pair_gateway() {
 }
 
 # The gateway: swan ARGS (its swanctl); ike_sa: its IKE_SA as "#UNIQUE SPI_i SPI_r STATE" (the
-# first one listed); ike_count: how many; child: its CHILD_SA "SPI_in SPI_out packets_in"
-# (installed, the first one).
+# first one listed); ike_count: how many; child [CONN]: its CHILD_SA "SPI_in SPI_out packets_in"
+# (installed, the first one) of connection CONN (ix unless given).
 swan() { mx_swan carrier-y-gw "$GW" "$@"; }
 ike_sa() {
   swan --list-sas 2>/dev/null | sed -n 's/^ix: \(#[0-9]*\), \([A-Z_]*\), IKEv2, \([0-9a-f]*\)_i\*\? \([0-9a-f]*\)_r\*\?.*/\1 \3 \4 \2/p' | head -1
 }
 ike_count() { swan --list-sas 2>/dev/null | grep -c '^ix: #'; }
 child() {
-  swan --list-sas --raw 2>/dev/null | "$MX_PY" -c '
+  swan --list-sas --ike "${1:-ix}" --raw 2>/dev/null | "$MX_PY" -c '
 import re, sys
 t = sys.stdin.read()
 c = re.search(r"state=INSTALLED.*?spi-in=([0-9a-f]+) spi-out=([0-9a-f]+).*?packets-in=(\d+)", t, re.S)
 print(" ".join(c.groups()) if c else "")'
 }
+# gw_ms PATTERN: the time of the gateway's first log line that matches PATTERN (grep), in epoch
+# milliseconds; empty if none.
+gw_ms() { grep -m1 "$1" "$GWLOG" | sed -n 's/^\([0-9]*\)\.\([0-9]\{3\}\) .*/\1\2/p'; }
 
 # The split's tools. CARRIER_VMAC: VRID 10's, the first segment's (mx_pair_configs).
 # steer_carrier eth0|ethb|none: the carrier's switch sends the virtual MAC to A's port, B's or
