@@ -26,7 +26,6 @@ set -uo pipefail
 # shellcheck source=test/netns/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-DICOM=$MX_REPO/test/ike/dicom.py
 DICOM_PORT=$MX_PAIR_TCP IMAGES=${MX_FAILOVER_IMAGES:-24}
 ARCHIVE=192.168.1.10 ARCHIVE_CORE=100.100.2.10 HOSP_A_CORE=100.64.1.5
 # The hospitals' TCP into their bridge is shaped (htb, mx_pair_shape) so that a study takes
@@ -37,33 +36,19 @@ TAKEOVER_LIMIT_MS=3000
 check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
 # check_that NAME EXPR: EXPR (a shell condition, evaluated) holds.
 check_that() { if eval "$2"; then pass "$1"; else fail "$1"; fi; }
-command -v storescu >/dev/null && command -v storescp >/dev/null || mx_die "dcmtk is needed (scripts/setup)"
-/usr/bin/python3 -c 'import pydicom' 2>/dev/null || mx_die "pydicom is needed (python3-pydicom; scripts/setup)"
 
 mx_init
 mx_need_binary
 mx_pair_init "$RATE"
 finish() { mx_pair_finish netns-failover; }
 
-# DICOM: one study per hospital (pydicom-made CT images), storescp on the archive.
-"$MX_PY" "$DICOM" make "$MX_TMP/study" "$IMAGES" >/dev/null || mx_die "could not make the DICOM study"
-# One storescp a hospital (its own port and directory), bit-preserving: the files are the bytes
-# that crossed.
+# DICOM: one study (pydicom-made CT images) sent by each hospital; one storescp a hospital on
+# the archive (its own port and directory).
+mx_study_make "$IMAGES"
 declare -A STUDY_PORT=([HOSP-A]=$DICOM_PORT [HOSP-D]=$((DICOM_PORT + 1)))
-for tag in HOSP-A HOSP-D; do
-  mkdir -p "$MX_TMP/received-$tag"
-  mx_bg archive storescp -aet ARCHIVE -od "$MX_TMP/received-$tag" -B "${STUDY_PORT[$tag]}"
-done
-study_send() { mx_study_send "$1" "$2" $ARCHIVE_CORE "${STUDY_PORT[$2]}" "$MX_TMP/study"; }
-# study_check TAG: storescu succeeded and every image arrived byte-identical.
-study_check() {
-  local tag=$1 r
-  mx_study_wait "$tag" 90 >/dev/null
-  r=$("$MX_PY" "$DICOM" compare "$MX_TMP/study" "$MX_TMP/received-$tag" 2>&1 | tail -1)
-  check_that "study $tag: storescu exit $(cat "$MX_TMP/study-$tag.rc" 2>/dev/null), $r" \
-    '[ "$(cat "$MX_TMP/study-$tag.rc" 2>/dev/null)" = 0 ] && [ "$(mx_json - "(d or {}).get(\"identical\") == $IMAGES" <<<"$r")" = True ]'
-}
-received() { mx_received "$MX_TMP/received-$1"; }
+for tag in HOSP-A HOSP-D; do mx_study_serve archive $tag "${STUDY_PORT[$tag]}"; done
+study_send() { mx_study_send "$1" "$2" $ARCHIVE_CORE "${STUDY_PORT[$2]}"; }
+received() { mx_study_received "$1"; }
 # probe_start TAG SECONDS: the receiver on hosp-a, the sender on the archive (to hosp-a's core address).
 probe_start() { mx_probe_start "$1" hosp-a-lan 10.0.0.5 archive $HOSP_A_CORE "$2"; }
 
@@ -111,8 +96,8 @@ check "takeover: the first probe that only B can have forwarded arrived ${takeov
   [ "$(mx_json - "d['takeover_ms'] is not None and $became_ms - 20 <= d['takeover_ms'] <= $TAKEOVER_LIMIT_MS" <<<"$r")" = True ]
 check "the probe stream resumed for good (received after the takeover)" \
   [ "$(mx_json - "d['lost_after_kill'] < d['sent'] / 2" <<<"$r")" = True ]
-study_check HOSP-A
-study_check HOSP-D
+mx_study_check HOSP-A
+mx_study_check HOSP-D
 napt_before=$(mx_json - "[s for s in d if s.startswith('hosp-d')]" <<<"$sessions_before")
 check "B crossed with A's sessions: the NAPT study kept its pool port ($napt_before)" \
   [ "$(mx_sessions "$B_PREFIX" | mx_json - "len($napt_before) == 1 and [s for s in d if s.startswith('hosp-d')] == $napt_before")" = True ]
@@ -151,7 +136,7 @@ r2=$MX_PROBE_REPORT
 echo "    probe through the switchover: $r2"
 check "planned switchover: 0 probes lost ($(mx_json - "'%d of %d received, max gap %s ms' % (d['received'], d['sent'], d['max_gap_ms'])" <<<"$r2"))" \
   [ "$(mx_json - "d['lost'] == 0 and d['received'] > 0" <<<"$r2")" = True ]
-study_check HOSP-D
+mx_study_check HOSP-D
 check "A's log names the VRRP preemption as the cause of its role change" grep -q "standby -> active (vrrp: .*backup -> master, preempt)" "$A_LOG"
 check "the two nodes' intents agree (their own addresses and VRRP priorities aside)" \
   bash -c "! grep -q \"the peer's intent differs\" \"$A_LOG\" \"$B_LOG\""

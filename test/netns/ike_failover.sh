@@ -16,17 +16,20 @@
 # reach; mx_pair_configs, mx_pair_start...); VRRP (20 cs adverts, one group `ix` over both
 # segments, --ha-vrrp-group) makes the master active. The gateway's IKE and ESP go to the
 # virtual address. B's medix-cp holds the IKE_SA passive (the ha plugin's IKE_PASSIVE) with the
-# CHILD_SA installed in medix-dp B, which drops what would cross. Then node A dies (kill -9 of
-# medix-dp, and 3 s later of medix-cp: meanwhile medix-cp A, its datapath gone, must make its
-# IKE_SAs passive and send B nothing) under a TCP transfer and a 1 kHz UDP probe; B's
-# VRRP instances become master (gratuitous ARP), its role active, and medix-cp B, which follows
-# its medix-dp's role, has its ha plugin take the segment (the plugin's control FIFO). Checks:
+# CHILD_SA installed in medix-dp B, which drops what would cross. Then the whole node A dies
+# (kill -9 of medix-dp and medix-cp in one kill: a node losing power) under a TCP transfer, a
+# DICOM study (dcmtk storescu -> storescp, hosp-y's study shaped to 20 Mbit/s so that it is in
+# flight) and a 1 kHz UDP probe; B's VRRP instances become master (gratuitous ARP), its role
+# active, and medix-cp B, which follows its medix-dp's role, has its ha plugin take the segment
+# (the plugin's control FIFO). Checks:
 #   - an intent change (lifetimes) applied on the standby's medix-cp: taken in place, no IKE
 #     message from the standby, and B runs with it once active;
 #   - B's peer has `initiate`: B, standby, does not initiate it; active, it initiates no second
 #     IKE_SA (the one synced from A counts);
 #   - the gateway's IKE_SA is the same one (same SPIs, same unique id, no new IKE_SA_INIT);
-#   - the transfer completes byte-identical; the probe's loss window is measured and printed;
+#   - the transfer completes byte-identical; the study, in flight at the kill (fewer than all
+#     its images received), arrives complete and byte-identical; the probe's loss window is
+#     measured and printed;
 #   - the gateway logs no ESP sequence number failure (medix-dp B advanced the outbound
 #     sequence numbers A synced) and its inbound packets keep counting on the same SA;
 #   - DPD goes on (B answers the gateway's and the gateway answers B's: message IDs synced);
@@ -47,12 +50,15 @@
 #     same one, it rekeys the CHILD_SA with A (A expects its message ID), B holds the CHILD_SA,
 #     and after A is killed the gateway rekeys with B; before that kill B, standby, takes 10 s
 #     CHILD_SA lifetimes, due there and refused: once active, B raises them again and rekeys;
+#     that kill is of medix-dp A alone, medix-cp A killed 3 s later (a crash of the datapath,
+#     then of the node): meanwhile medix-cp A must make its IKE_SAs passive and send B nothing;
 #   - the same apply adds a second peer with `initiate` (the gateway's second address, hosp-y's
 #     second LAN) of which no node has an IKE_SA: B, standby, does not initiate it; once active,
 #     B initiates it (one IKE_SA_INIT from the virtual address, after its role change: the
 #     gateway's log in ms), its CHILD_SA is in medix-dp B and carries hosp-y's pings.
 #
 # Usage: test/netns/ike_failover.sh (root; binaries from build/, or MEDIX_DP, MEDIX_CP, MEDIXCTL).
+# MX_IKE_FAILOVER_IMAGES=N: the study's images (24; a control: 2 is over before the kill).
 # Prints PASS/FAIL lines and "netns-ike-failover: N passed, M failed".
 set -uo pipefail
 # shellcheck source=test/netns/lib.sh
@@ -62,7 +68,7 @@ source "$(dirname "$0")/swan.sh"
 # shellcheck source=test/netns/ike_pair.sh
 source "$(dirname "$0")/ike_pair.sh"
 
-ARCHIVE_CORE=100.100.2.10 PORT=5001
+ARCHIVE_CORE=100.100.2.10 PORT=5001 STUDY_PORT=$MX_PAIR_TCP IMAGES=${MX_IKE_FAILOVER_IMAGES:-24}
 HA_A=10.255.0.1:4520 HA_B=10.255.0.2:4520 # the medix-cp pair's sync link
 LINK_TOOL=$MX_LIB_DIR/ike_link_tool.py
 # The takeover's margin and the fence's headroom (docs/ha.md, "The fence"): small, so that the
@@ -75,6 +81,7 @@ mx_need_binary
 [ -x /usr/lib/ipsec/charon ] || mx_die "strongSwan's charon is missing (scripts/setup)"
 [ -e /usr/lib/ipsec/plugins/libstrongswan-ha.so ] || mx_die "strongSwan's ha plugin is missing (libcharon-extra-plugins)"
 t_start=$(date +%s.%N)
+mx_study_make "$IMAGES"
 
 # --- the segments: lib.sh's pair (node A .2, B .3, the virtual address .1 of each /24) ----------
 mx_attach carrier-y-gw carrier-y 192.0.2.10/24 192.0.2.2/24
@@ -157,6 +164,9 @@ mx_in carrier-y-gw ip -o link >"$MX_TMP/carrier-links.txt"
 # The gateway checks liveness too: DPD every 2 s (B must answer with the synced message IDs).
 ike_pair_gateway 2s
 ping_archive() { mx_in hosp-y ping -n -c3 -i0.2 -W1 -q "$ARCHIVE_CORE" >/dev/null 2>&1; }
+# hosp-y's study (its TCP to the DICOM port alone) shaped, as netns-failover's hospitals: it takes
+# seconds, and is in flight at the kill.
+mx_pair_shape hosp-y 20mbit eth0 $STUDY_PORT
 check "hosp-y reaches the archive through the CHILD_SA (node A)" ping_archive
 check "medix-cp B holds the IKE_SA passive (ha plugin)" \
   mx_wait_eval 5 'grep -q "installed HA passive IKE_SA" "$MX_TMP/cp-b.log"'
@@ -195,15 +205,21 @@ check_that "ApplyIntent on the standby's medix-cp (B; IKE 7200 s, CHILD_SA 2400 
   'tail -n +$((b_apply_mark + 1)) "$MX_TMP/cp-b.log" | grep -q "lifetimes changed in place: 1 IKE_SA(s) kept" &&
     [ "$(mx_json "$MX_TMP/intent-b.json" "d[\"peers\"][0].get(\"ike_rekey_seconds\")")" = 7200 ]'
 
-# --- a transfer and a probe through the tunnel, node A killed in their middle ----------------------
+# --- a transfer, a study and a probe through the tunnel, node A killed in their middle -----------
 # The probe: 1 kHz of UDP from hosp-y to the archive (gateway ══ESP══ the virtual address), each
 # datagram with its sequence number and send time; the loss window is read from what arrived.
 mx_serve archive $PORT
-mx_wait_eval 5 '[ "$(mx_in archive ss -Hltn "sport = :$PORT" | wc -l)" -ge 1 ]'
+mx_study_serve archive HOSP-Y $STUDY_PORT
+mx_wait_eval 5 '[ "$(mx_in archive ss -Hltn "sport = :$PORT or sport = :$STUDY_PORT" | wc -l)" -ge 2 ]'
 mx_probe_start through archive 192.168.1.10 hosp-y "$ARCHIVE_CORE" 7
 mx_send hosp-y "$ARCHIVE_CORE" $PORT through 4 4
 xfer=$MX_LAST_PID
+# The study from hosp-y through the tunnel, begun (2 images in) before the kill.
+study_ns=$(mx_now_ns)
+mx_study_send hosp-y HOSP-Y "$ARCHIVE_CORE" $STUDY_PORT
 sleep 2
+mx_wait_eval 10 '[ "$(mx_study_received HOSP-Y)" -ge 2 ]'
+study_before=$(mx_study_received HOSP-Y)
 # When medix-cp B logs its plugin's segment taken (the log has no clock of its own): read every 10 ms.
 b_mark=$(wc -l <"$MX_TMP/cp-b.log") # from here: an activation of a moment earlier is not the takeover
 (for ((i = 0; i < 1500; i++)); do
@@ -221,17 +237,17 @@ act0=$(metrics_b 'medix_cp_ha_segment_changes_total{to="active"}')
 # (charon logs each IKE message it sends: A's log has them, from its IKE_SA's making on)
 check "... and the standby sent no IKE message since (its IKE_SA passive; A's log has $(grep -c "sending packet" "$MX_TMP/cp-a.log"))" \
   [ "$(tail -n +$((b_apply_mark + 1)) "$MX_TMP/cp-b.log" | grep -c "sending packet")" = 0 -a "$(grep -c "sending packet" "$MX_TMP/cp-a.log")" -ge 1 ]
-mx_pair_kill A # KILL_NS; DEAD_NS once reaped: its ports closed, whatever crosses from now on is B's
-# medix-cp A outlives its medix-dp by a few seconds (a crash of the datapath, then of the node): it
-# must not disturb B (its DPD, due after 2 s without traffic, would sync message IDs to B).
-sleep "${MX_CP_OUTLIVES:-3}"
-kill -KILL "$CPA_PID"
-wait "$CPA_PID" 2>/dev/null
+# The whole node at once (a node losing power): medix-dp and medix-cp in one kill. KILL_NS;
+# DEAD_NS once medix-dp is reaped: its ports closed, whatever crosses from now on is B's. (A
+# crash of medix-dp alone, its medix-cp outliving it, is the last takeover's.)
+mx_pair_kill A "$CPA_PID"
 CPA_PID=
-echo "    killed node A: -9 of medix-dp, ${MX_CP_OUTLIVES:-3} s later of medix-cp"
-check "medix-cp A, its medix-dp gone, made its IKE_SAs passive and withheld its plugin's datagrams" \
-  grep -q "medix-dp does not answer: the IKE_SAs here are passive" "$MX_TMP/cp-a.log"
-echo "    medix-cp A's charon sent $(tail -n +$((a_mark + 1)) "$MX_TMP/cp-a.log" | grep -c 'sending DPD request') DPD request(s) in those 3 s; its link withheld $(grep -c 'a datagram of the plugin withheld' "$MX_TMP/cp-a.log") datagram(s) before it saw medix-dp gone"
+study_at_kill=$(mx_study_received HOSP-Y) # an upper bound: no image reaches the archive through A now
+echo "    killed node A: -9 of medix-dp and medix-cp at once; medix-dp reaped $(((DEAD_NS - KILL_NS) / 1000)) us after the signal"
+check_that "the study was in flight at the kill: $study_before of $IMAGES images received before it, $study_at_kill once A was reaped" \
+  '[ "$study_before" -ge 2 ] && [ "$study_at_kill" -lt "$IMAGES" ] && [ ! -s "$MX_TMP/study-HOSP-Y.rc" ]'
+check_that "medix-cp A died with its medix-dp: it never saw its medix-dp gone (no line of passive IKE_SAs)" \
+  '! tail -n +$((a_mark + 1)) "$MX_TMP/cp-a.log" | grep -q "medix-dp does not answer"'
 check "B becomes VRRP master and HA active by VRRP (master_down: A's adverts stopped)" \
   mx_wait_eval 10 'mx_pair_is $B_PREFIX master HA_ROLE_ACTIVE'
 last_change=$(mx_ctl "$B_PREFIX" -o json ha-sync | mx_json - "(d.get('role_history') or [{}])[-1]")
@@ -257,6 +273,10 @@ wait "$xfer"
 r=$MX_TMP/send-hosp-y-through.json
 check "the transfer through the CHILD_SA that spanned the failover completed byte-identical ($(cat "$r"))" \
   [ "$(mx_json "$r" "d is not None and d.get('sha256') == d.get('server_sha256') and d.get('bytes', 0) >= 4194304")" = True ]
+mx_study_check HOSP-Y "hosp-y behind the gateway, through the CHILD_SA, in flight at the kill"
+# Its end: storescu's exit status written (the file's time).
+study_end_ns=$(date -r "$MX_TMP/study-HOSP-Y.rc" +%s%N 2>/dev/null || echo 0)
+echo "    study: $IMAGES images, $(((study_end_ns - study_ns) / 1000000)) ms from storescu's start to its exit, $(((study_end_ns - KILL_NS) / 1000000)) ms after the kill"
 check "hosp-y reaches the archive through node B" ping_archive
 ike_after=$(ike_sa) child_after=$(child)
 echo "    gateway after:  IKE_SA $ike_after; CHILD_SA $child_after"
@@ -539,10 +559,17 @@ check "B, standby, takes a CHILD_SA lifetime of 10 s in place ($out) and both SA
 check_that "B, standby, loaded the added peer carrier-y2 with initiate and did not initiate it in those 10 s (the gateway got no IKE_SA_INIT)" \
   'cp_since b $b_mark | grep -q "intent applied: peers 1 added" && ! cp_since b $b_mark | grep -q "initiating IKE_SA" &&
     ! grep -q "parsed IKE_SA_INIT request" "$GWLOG" && [ -z "$(swan --list-sas --ike ix2 2>/dev/null)" ]'
-gw_mark=$(wc -l <"$GWLOG")
+gw_mark=$(wc -l <"$GWLOG") a_mark=$(wc -l <"$MX_TMP/cp-a.log")
 mx_pair_kill A
+# A crash of medix-dp alone: medix-cp A outlives it by a few seconds (then the node goes). It must
+# not disturb B (its DPD, due after 2 s without traffic, would sync message IDs to B).
+sleep "${MX_CP_OUTLIVES:-3}"
 kill -KILL "$CPA_PID" && wait "$CPA_PID" 2>/dev/null
 CPA_PID=
+echo "    killed A: -9 of medix-dp, ${MX_CP_OUTLIVES:-3} s later of medix-cp"
+check "medix-cp A, its medix-dp gone, made its IKE_SAs passive and withheld its plugin's datagrams" \
+  bash -c "tail -n +$((a_mark + 1)) '$MX_TMP/cp-a.log' | grep -q 'medix-dp does not answer: the IKE_SAs here are passive'"
+echo "    medix-cp A's charon sent $(tail -n +$((a_mark + 1)) "$MX_TMP/cp-a.log" | grep -c 'sending DPD request') DPD request(s) in those 3 s; its link withheld $(tail -n +$((a_mark + 1)) "$MX_TMP/cp-a.log" | grep -c 'a datagram of the plugin withheld') datagram(s) before it saw medix-dp gone"
 check "after the heal, A killed: B master and active" mx_wait_eval 10 'mx_pair_is $B_PREFIX master HA_ROLE_ACTIVE'
 check "B, active, initiated the peer with initiate that has no IKE_SA here (medix-cp B: 1 of 2 peer(s) with initiate initiated)" \
   mx_wait_eval 5 'cp_since b $b_mark | grep -q "ha: active: 1 of 2 peer(s) with initiate initiated"'
@@ -579,5 +606,7 @@ check "after the heal, the gateway rekeyed the CHILD_SA with B (B's copy has the
 check "hosp-y reaches the archive through B" ping_archive
 check_that "the gateway's IKE_SA is still the same one, its only one" \
   '[ "$(ike_sa)" = "$ike_split" ] && [ "$(ike_count)" = 1 ] && [ "$(init_count)" = 1 ]'
+check "the gateway logged no ESP sequence number (replay) or decryption failure in the whole run" \
+  bash -c "! grep -q 'ESP sequence number verification failed\|ESP decryption failed' '$GWLOG'"
 echo "    whole run: $(awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
 finish

@@ -425,7 +425,7 @@ mx_cleanup() {
 #                             $MX_TMP/base.json, configs $MX_TMP/config-{a,b}.json: priorities
 #                             200 and 100, no preemption)
 #   Another pair (scripts/demo's, netns-ike-failover's): mx_attach every host (gateway ending
-#   in .2), mx_pair_setup, mx_pair_shape HOST RATE, mx_write_config "$MX_TMP/base.json" and the
+#   in .2), mx_pair_setup, mx_pair_shape HOST RATE [DEV [DPORT]], mx_write_config "$MX_TMP/base.json" and the
 #   caller's objects in it, mx_pair_configs "" 200 100.
 #   mx_pair_setup             every host attached so far on a segment both nodes reach (in the
 #                             host's namespace a bridge joins the host's address, A's veth eth0
@@ -436,14 +436,16 @@ mx_cleanup() {
 #   mx_pair_start A|B CONFIG [medix-dp options]   standby until VRRP makes it master of "ix";
 #                             A_PID/B_PID, A_PREFIX/B_PREFIX, A_LOG/B_LOG (mx_pair_launch and
 #                             mx_pair_ready: the same in two steps)
-#   mx_pair_kill A|B          kill -9; KILL_NS (sent) and DEAD_NS (reaped) for probe.py report
+#   mx_pair_kill A|B [PID...] kill -9 (with PIDs: the whole node at once); KILL_NS (sent) and
+#                             DEAD_NS (reaped) for probe.py report
 #   mx_pair_stop; mx_pair_dump (each node's ha-sync, vrrp and log, for a failure);
 #   mx_pair_finish SUITE [LOG...] (mx_finish for the pair; the LOGs' last lines too)
 #   mx_ctl PREFIX ARGS (medixctl), mx_ha PREFIX FIELD (GetHaSync), mx_vrrp_states PREFIX,
 #   mx_pair_is PREFIX VRRP_STATE ROLE, mx_sessions PREFIX, mx_metric PORT NAME [NS],
 #   mx_wait_eval SECONDS EXPR
 #   mx_probe_start TAG RECV_HOST RECV_ADDR SEND_HOST DEST SECONDS; mx_probe_end TAG [KILL DEAD]
-#   mx_study_send HOST TAG ADDR PORT DIR; mx_study_wait TAG SECONDS; mx_received DIR
+#   mx_study_make N; mx_study_serve HOST TAG PORT; mx_study_send HOST TAG ADDR PORT;
+#   mx_study_received TAG; mx_study_check TAG (DICOM studies: dcmtk storescu -> storescp)
 MX_CTL=${MEDIXCTL:-$MX_REPO/build/controlplane/cli/medixctl}
 MX_PAIR_TCP=11112 MX_PAIR_UDP=9000 MX_PAIR_POOL=100.64.9.1
 MX_PAIR_ADVERT_CS=10  # VRRP's advert interval (set before mx_pair_configs)
@@ -526,17 +528,19 @@ mx_pair_setup() {
   A_PREFIX=$MX_PREFIX B_PREFIX=$MX_PREFIX-b A_LOG=$MX_TMP/medix-dp-a.log B_LOG=$MX_TMP/medix-dp-b.log A_PID='' B_PID=''
 }
 
-# mx_pair_shape HOST RATE: the host's TCP towards the IX shaped to RATE (an htb class, chosen by
-# a u32 filter), so that a study takes seconds, not a blink: it is still in flight when the
-# active dies. Anything else (a UDP probe) passes beside it, not queued behind it.
+# mx_pair_shape HOST RATE [DEV [DPORT]]: the host's TCP towards the IX (out of DEV, br0 unless
+# given; to DPORT alone if given) shaped to RATE (an htb class, chosen by a u32 filter), so that
+# a study takes seconds, not a blink: it is still in flight when the active dies. Anything else
+# (a UDP probe, another transfer) passes beside it, not queued behind it.
 mx_pair_shape() {
-  local ns
+  local ns dev=${3:-br0} port=()
   ns=$(mx_ns "$1")
-  ip netns exec "$ns" tc qdisc add dev br0 root handle 1: htb default 10 &&
-    ip netns exec "$ns" tc class add dev br0 parent 1: classid 1:10 htb rate 10gbit quantum 60000 &&
-    ip netns exec "$ns" tc class add dev br0 parent 1: classid 1:20 htb rate "$2" burst 32kb quantum 1514 &&
-    ip netns exec "$ns" tc qdisc add dev br0 parent 1:20 pfifo limit 1000 &&
-    ip netns exec "$ns" tc filter add dev br0 parent 1: protocol ip u32 match ip protocol 6 0xff flowid 1:20 ||
+  [ -n "${4:-}" ] && port=(match ip dport "$4" 0xffff)
+  ip netns exec "$ns" tc qdisc add dev "$dev" root handle 1: htb default 10 &&
+    ip netns exec "$ns" tc class add dev "$dev" parent 1: classid 1:10 htb rate 10gbit quantum 60000 &&
+    ip netns exec "$ns" tc class add dev "$dev" parent 1: classid 1:20 htb rate "$2" burst 32kb quantum 1514 &&
+    ip netns exec "$ns" tc qdisc add dev "$dev" parent 1:20 pfifo limit 1000 &&
+    ip netns exec "$ns" tc filter add dev "$dev" parent 1: protocol ip u32 match ip protocol 6 0xff "${port[@]}" flowid 1:20 ||
     mx_die "could not shape $1 (tc htb, u32)"
 }
 
@@ -625,15 +629,17 @@ mx_pair_stop() {
   A_PID='' B_PID=''
   rm -rf "/var/run/dpdk/$B_PREFIX" "/var/run/dpdk/$A_PREFIX"
 }
-# mx_pair_kill A|B: kill -9 of the node's medix-dp. KILL_NS: the wall clock (ns) as the signal
-# is sent; DEAD_NS: once the process is reaped (its ports closed: whatever reaches the segments
-# from then on is the other node's doing). probe.py report takes both.
+# mx_pair_kill A|B [PID...]: kill -9 of the node's medix-dp, and of the PIDs in the same kill
+# (the whole node at once: its medix-cp). KILL_NS: the wall clock (ns) as the signal is sent;
+# DEAD_NS: once medix-dp is reaped (its ports closed: whatever reaches the segments from then on
+# is the other node's doing). probe.py report takes both.
 mx_pair_kill() {
-  local pid=${1}_PID
+  local pid=${1}_PID p
   KILL_NS=$(mx_now_ns)
-  kill -KILL "${!pid}"
+  kill -KILL "${!pid}" "${@:2}"
   wait "${!pid}" 2>/dev/null
   DEAD_NS=$(mx_now_ns)
+  for p in "${@:2}"; do wait "$p" 2>/dev/null; done
   printf -v "$pid" ''
 }
 mx_now_ns() { local t=$EPOCHREALTIME; echo "${t/./}000"; }
@@ -721,18 +727,39 @@ mx_probe_end() {
   MX_PROBE_REPORT=$("$MX_PY" "$MX_LIB_DIR/probe.py" report "$MX_TMP/probe-$1.recv" "$MX_TMP/probe-$1.sent" "${@:2}")
 }
 
-# mx_study_send HOST TAG ADDR PORT DIR: dcmtk's storescu (calling AE TAG) sends every image of
-# DIR to ADDR PORT in the background; its exit status lands in $MX_TMP/study-TAG.rc.
+# A DICOM study: N CT images (test/ike/dicom.py, pydicom), sent by dcmtk's storescu to storescp.
+# mx_study_make N: the images in $MX_TMP/study; MX_STUDY_IMAGES=N.
+mx_study_make() {
+  command -v storescu >/dev/null && command -v storescp >/dev/null || mx_die "dcmtk is needed (scripts/setup)"
+  "$MX_PY" "$MX_REPO/test/ike/dicom.py" make "$MX_TMP/study" "$1" >/dev/null || mx_die "could not make the DICOM study (pydicom: scripts/setup)"
+  MX_STUDY_IMAGES=$1
+}
+# mx_study_serve HOST TAG PORT: storescp (AE ARCHIVE) on HOST, PORT, into $MX_TMP/received-TAG;
+# bit-preserving (-B): the files are the bytes that crossed.
+mx_study_serve() {
+  mkdir -p "$MX_TMP/received-$2"
+  mx_bg "$1" storescp -aet ARCHIVE -od "$MX_TMP/received-$2" -B "$3"
+}
+# mx_study_send HOST TAG ADDR PORT: storescu (calling AE TAG) sends every image of the study to
+# ADDR PORT in the background; its exit status lands in $MX_TMP/study-TAG.rc.
 mx_study_send() {
   local host=$1 tag=$2
   rm -f "$MX_TMP/study-$tag.rc"
-  mx_bg "$host" bash -c "TCP_NODELAY=1 timeout 90 storescu -aet $tag -aec ARCHIVE +sd $3 $4 $5 \
+  mx_bg "$host" bash -c "TCP_NODELAY=1 timeout 90 storescu -aet $tag -aec ARCHIVE +sd $3 $4 $MX_TMP/study \
     >$MX_TMP/storescu-$tag.log 2>&1; echo \$? >$MX_TMP/study-$tag.rc"
 }
-# mx_study_wait TAG SECONDS: until storescu has ended; its exit status ("timeout" if it has not).
-mx_study_wait() {
-  mx_wait_eval "$2" "[ -s $MX_TMP/study-$1.rc ]"
-  cat "$MX_TMP/study-$1.rc" 2>/dev/null || echo timeout
+# mx_study_received TAG: how many files storescp wrote for TAG.
+mx_study_received() { find "$MX_TMP/received-$1" -type f 2>/dev/null | wc -l; }
+# mx_study_check TAG [LABEL]: a check (pass or fail): storescu ended (within 90 s) with exit 0 and
+# every image arrived byte-identical (dicom.py compare). MX_STUDY_RESULT: compare's JSON.
+mx_study_check() {
+  local tag=$1 rc
+  mx_wait_eval 90 "[ -s $MX_TMP/study-$tag.rc ]"
+  rc=$(cat "$MX_TMP/study-$tag.rc" 2>/dev/null || echo timeout)
+  MX_STUDY_RESULT=$("$MX_PY" "$MX_REPO/test/ike/dicom.py" compare "$MX_TMP/study" "$MX_TMP/received-$tag" 2>&1 | tail -1)
+  if [ "$rc" = 0 ] && [ "$(mx_json - "(d or {}).get('identical') == $MX_STUDY_IMAGES" <<<"$MX_STUDY_RESULT")" = True ]; then
+    pass "study $tag${2:+ ($2)}: storescu exit $rc, $MX_STUDY_RESULT"
+  else
+    fail "study $tag${2:+ ($2)}: storescu exit $rc, $MX_STUDY_RESULT" "$(tail -5 "$MX_TMP/storescu-$tag.log" 2>/dev/null)"
+  fi
 }
-# mx_received DIR: how many files storescp wrote there.
-mx_received() { find "$1" -type f 2>/dev/null | wc -l; }
