@@ -273,7 +273,7 @@ wait "$xfer"
 r=$MX_TMP/send-hosp-y-through.json
 check "the transfer through the CHILD_SA that spanned the failover completed byte-identical ($(cat "$r"))" \
   [ "$(mx_json "$r" "d is not None and d.get('sha256') == d.get('server_sha256') and d.get('bytes', 0) >= 4194304")" = True ]
-mx_study_check HOSP-Y "hosp-y behind the gateway, through the CHILD_SA, in flight at the kill"
+mx_study_check HOSP-Y "hosp-y behind the gateway, through the CHILD_SA, across the takeover"
 # Its end: storescu's exit status written (the file's time).
 study_end_ns=$(date -r "$MX_TMP/study-HOSP-Y.rc" +%s%N 2>/dev/null || echo 0)
 echo "    study: $IMAGES images, $(((study_end_ns - study_ns) / 1000000)) ms from storescu's start to its exit, $(((study_end_ns - KILL_NS) / 1000000)) ms after the kill"
@@ -561,16 +561,12 @@ check_that "B, standby, loaded the added peer carrier-y2 with initiate and did n
     ! grep -q "parsed IKE_SA_INIT request" "$GWLOG" && [ -z "$(swan --list-sas --ike ix2 2>/dev/null)" ]'
 gw_mark=$(wc -l <"$GWLOG") a_mark=$(wc -l <"$MX_TMP/cp-a.log")
 mx_pair_kill A
-# A crash of medix-dp alone: medix-cp A outlives it by a few seconds (then the node goes). It must
-# not disturb B (its DPD, due after 2 s without traffic, would sync message IDs to B).
-sleep "${MX_CP_OUTLIVES:-3}"
-kill -KILL "$CPA_PID" && wait "$CPA_PID" 2>/dev/null
-CPA_PID=
-echo "    killed A: -9 of medix-dp, ${MX_CP_OUTLIVES:-3} s later of medix-cp"
-check "medix-cp A, its medix-dp gone, made its IKE_SAs passive and withheld its plugin's datagrams" \
-  bash -c "tail -n +$((a_mark + 1)) '$MX_TMP/cp-a.log' | grep -q 'medix-dp does not answer: the IKE_SAs here are passive'"
-echo "    medix-cp A's charon sent $(tail -n +$((a_mark + 1)) "$MX_TMP/cp-a.log" | grep -c 'sending DPD request') DPD request(s) in those 3 s; its link withheld $(tail -n +$((a_mark + 1)) "$MX_TMP/cp-a.log" | grep -c 'a datagram of the plugin withheld') datagram(s) before it saw medix-dp gone"
-check "after the heal, A killed: B master and active" mx_wait_eval 10 'mx_pair_is $B_PREFIX master HA_ROLE_ACTIVE'
+# A crash of medix-dp alone: medix-cp A outlives it by a few seconds (then the node goes), while B
+# takes over and the checks below run. It must not disturb B (its DPD, due after 2 s without
+# traffic, would sync message IDs to B).
+(sleep "${MX_CP_OUTLIVES:-3}" && kill -KILL "$CPA_PID") &
+cp_kill=$!
+check "after the heal, medix-dp A killed: B master and active" mx_wait_eval 10 'mx_pair_is $B_PREFIX master HA_ROLE_ACTIVE'
 check "B, active, initiated the peer with initiate that has no IKE_SA here (medix-cp B: 1 of 2 peer(s) with initiate initiated)" \
   mx_wait_eval 5 'cp_since b $b_mark | grep -q "ha: active: 1 of 2 peer(s) with initiate initiated"'
 check "the gateway's IKE_SA ix2 is up with B's virtual address (192.0.2.1), its CHILD_SA hosp2 installed" \
@@ -598,6 +594,12 @@ check_that "hosp-y (10.0.1.10) reaches the archive through the new CHILD_SA (the
 check "B, active, raised the soft lifetime due while standby again and rekeyed the CHILD_SA" \
   mx_wait_eval 10 'cp_since b $b_mark | grep -q "due while standby raised again" && c=$(child) && [ -n "$c" ] && [ "${c%% *}" != "${c7%% *}" ]'
 echo "    CHILD_SA $c7 -> $(child); $(cp_since b "$b_mark" | grep -o 'active: [0-9]* SA soft.*' | head -1)"
+wait "$cp_kill" && wait "$CPA_PID" 2>/dev/null
+CPA_PID=
+echo "    killed A: -9 of medix-dp, ${MX_CP_OUTLIVES:-3} s later of medix-cp"
+check "medix-cp A, its medix-dp gone, made its IKE_SAs passive and withheld its plugin's datagrams" \
+  bash -c "tail -n +$((a_mark + 1)) '$MX_TMP/cp-a.log' | grep -q 'medix-dp does not answer: the IKE_SAs here are passive'"
+echo "    medix-cp A's charon sent $(tail -n +$((a_mark + 1)) "$MX_TMP/cp-a.log" | grep -c 'sending DPD request') DPD request(s) in those ${MX_CP_OUTLIVES:-3} s; its link withheld $(tail -n +$((a_mark + 1)) "$MX_TMP/cp-a.log" | grep -c 'a datagram of the plugin withheld') datagram(s) before it saw medix-dp gone"
 # shellcheck disable=SC2034  # read by mx_wait_eval
 c6=$(child)
 swan --rekey --child hosp >"$GW/rekey-b2.log" 2>&1
