@@ -95,6 +95,7 @@ void emit_run(Worker& w, rte_mbuf** pkts, uint16_t n, uint64_t neighbour_word, E
       tx.pkts[count++] = m;
     }
     tx.count = count;
+    tx.bytes += uint32_t(bytes);
     e.packets += i;
     e.bytes += bytes;
     if (tx.count == std::size(tx.pkts)) tx_burst(w, f.port, tx);
