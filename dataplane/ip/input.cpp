@@ -232,16 +232,8 @@ void lookup_dir24_8(const Tables& t, rte_mbuf** pkts, const uint32_t* ips, uint8
 
 namespace {
 
-// The way a packet goes when the kept one does not hold: out of line, so that the lookup's loop
-// keeps its index, counts and kept way in registers (inlined, GCC kept them on the stack around
-// this path: a chain of stores and loads from one packet to the next).
-[[gnu::noinline]] void route_other(Worker& w, rte_mbuf* m, uint32_t hop, KeptVia& via, Routed& out) {
-  via.keep(*w.tables, hop, w.tables->nexthops[hop]);
-  route_looked_up(w, m, hop, out);
-}
-
 // Routes packet m of next hop `hop`: the kept way when it holds (ip_lookup's counts of it in the
-// caller's registers), else route_other, whose `via` hop is kept for the next.
+// caller's registers), else route_looked_up, whose `via` hop is kept for the next.
 [[gnu::always_inline]] inline void route_hop(Worker& w, rte_mbuf* m, uint32_t hop, KeptVia& via, Routed& out,
                                              uint16_t& n_fwd, uint16_t& n_tunnel) {
   const Tables& t = *w.tables;
@@ -249,9 +241,10 @@ namespace {
   if (hop == via.hop && pm.tenant != t.core && !(pm.flags & meta_local) && !pm.session &&
       via.take(m, pm, out.fwd, n_fwd, out.tunnel, n_tunnel))
     return;
+  via.keep(t, hop, t.nexthops[hop]);
   out.n_fwd = n_fwd;
   out.n_tunnel = n_tunnel;
-  route_other(w, m, hop, via, out);
+  route_looked_up(w, m, hop, out);
   n_fwd = out.n_fwd;
   n_tunnel = out.n_tunnel;
 }
