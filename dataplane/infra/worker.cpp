@@ -21,15 +21,16 @@ void drop(Worker& w, rte_mbuf* m, Drop reason) {
 // Sends a port's buffered packets; what the tx queue does not take is dropped as tx_full.
 void tx_burst(Worker& w, uint16_t port, TxBuffer& b) {
   uint16_t count = b.count;
-  b.count = 0;
+  uint64_t bytes = b.bytes;
+  b.clear();
   if (w.capture) [[unlikely]]
     capture(w, CapturePoint::tx, port, b.pkts, count);
   if (w.trace) [[unlikely]]
     trace_tx(w, port, b.pkts, count);
   uint16_t sent = rte_eth_tx_burst(w.tables->ports[port].port_id, w.queue, b.pkts, count);
   auto& c = w.counters->ports[port];
-  uint64_t bytes = 0;
-  for (uint16_t i = 0; i < sent; i++) bytes += rte_pktmbuf_pkt_len(b.pkts[i]);
+  if (sent != count) [[unlikely]]  // what the queue did not take is still ours to read
+    for (uint16_t i = sent; i < count; i++) bytes -= rte_pktmbuf_pkt_len(b.pkts[i]);
   bump(c.tx_packets, sent);
   bump(c.tx_bytes, bytes);
   if (sent == count) return;

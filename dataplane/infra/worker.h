@@ -167,9 +167,13 @@ struct Batch {
   bool full() const { return n == std::size(pkts); }
 };
 
+// A port's frames on their way out, and their bytes summed as they are put in: tx_burst counts
+// tx_bytes without reading them again (after rte_eth_tx_burst they are the driver's).
 struct TxBuffer {
   uint16_t count;
+  uint32_t bytes;
   rte_mbuf* pkts[2 * burst_size];
+  void clear() { count = 0, bytes = 0; }
 };
 
 inline constexpr uint32_t pending_next_hops = 64;  // next hops a worker waits for at once
@@ -307,6 +311,7 @@ inline void send(Worker& w, uint16_t port, rte_mbuf* m) {
   }
   TxBuffer& b = w.tx[port];
   b.pkts[b.count++] = m;
+  b.bytes += rte_pktmbuf_pkt_len(m);
   // Full: push it out now rather than wait for the end of the loop.
   if (b.count == std::size(b.pkts)) [[unlikely]]
     tx_burst(w, port, b);

@@ -54,12 +54,14 @@ inline void copy_l2(uint8_t* at, const uint8_t* header, uint8_t len) {
 
 void emit_fragments(Worker& w, rte_mbuf* m, uint64_t neighbour_word, Egress& e);
 
-// Sends a run of packets to one egress interface and neighbour (`neighbour_word`, its MAC
-// known), in order. What they share is worked out once a run, as VPP's adjacency holds it:
-// the L2 header (its rewrite string), the interface's entry, where its packets go (the port's
-// tx buffer, or its shaper) and its counters; a packet then costs its header's move and copy.
-void emit_run(Worker& w, rte_mbuf** pkts, uint16_t n, uint64_t neighbour_word, Egress& e) {
-  uint16_t iface = meta(pkts[0]).iface_out;
+// Sends the packets at the front of `pkts` (at most n) whose next hop is `key` (egress interface
+// and neighbour, its MAC known: `neighbour_word`), in order, and returns how many: the first with
+// another next hop ends the run. What a run shares is worked out once, as VPP's adjacency holds
+// it: the L2 header (its rewrite string), the interface's entry, where its packets go (the
+// port's tx buffer, or its shaper) and its counters; a packet then costs its header's move and
+// copy.
+uint16_t emit_run(Worker& w, rte_mbuf** pkts, uint16_t n, NeighbourSlotKey key, uint64_t neighbour_word, Egress& e) {
+  uint16_t iface = key.interface;
   const InterfaceEntry& f = w.tables->interfaces[iface];
   e.start(w, iface, f);
   uint8_t header[sizeof(rte_ether_hdr) + 2 * sizeof(rte_vlan_hdr)];
@@ -82,6 +84,7 @@ void emit_run(Worker& w, rte_mbuf** pkts, uint16_t n, uint64_t neighbour_word, E
     for (; i < n; i++) {
       rte_mbuf* m = pkts[i];
       const PacketMeta& pm = meta(m);
+      if (pm.neighbour != key.address || pm.iface_out != iface) break;
       // rte_pktmbuf_prepend or _adj by the difference of the two headers: the received one
       // was parsed in the first segment, so only the headroom can be short.
       int delta = int(len) - pm.l2_len;
@@ -95,6 +98,7 @@ void emit_run(Worker& w, rte_mbuf** pkts, uint16_t n, uint64_t neighbour_word, E
       tx.pkts[count++] = m;
     }
     tx.count = count;
+    tx.bytes += uint32_t(bytes);
     e.packets += i;
     e.bytes += bytes;
     if (tx.count == std::size(tx.pkts)) tx_burst(w, f.port, tx);
@@ -102,6 +106,7 @@ void emit_run(Worker& w, rte_mbuf** pkts, uint16_t n, uint64_t neighbour_word, E
   for (; i < n; i++) {  // the rest one by one
     rte_mbuf* m = pkts[i];
     const PacketMeta& pm = meta(m);
+    if (pm.neighbour != key.address || pm.iface_out != iface) break;
     if (pm.flags & meta_fragment) {
       emit_fragments(w, m, neighbour_word, e);  // counts its fragments itself
       continue;
@@ -119,6 +124,7 @@ void emit_run(Worker& w, rte_mbuf** pkts, uint16_t n, uint64_t neighbour_word, E
     e.count(w, iface, f, m);
     send_out(w, iface, f.port, m);  // shaped, or the port down (dropped there)
   }
+  return i;
 }
 
 [[gnu::noinline]] void emit_fragments(Worker& w, rte_mbuf* m, uint64_t neighbour_word, Egress& e) {
@@ -208,9 +214,11 @@ void park(Worker& w, rte_mbuf* m, uint64_t now) {
 
 }  // namespace
 
-void ip_output(Worker& w, rte_mbuf** pkts, uint16_t n) {
-  // Runs of one (interface, neighbour): the neighbour is looked up, and emit_run's work done,
-  // once a run.
+namespace {
+
+// Runs of one (interface, neighbour): the neighbour is looked up (one bulk lookup for all the
+// runs), and emit_run's work done, once a run.
+void output_runs(Worker& w, rte_mbuf** pkts, uint16_t n, Egress& e) {
   NeighbourSlotKey keys[burst_size] = {};
   uint16_t starts[burst_size + 1];
   uint16_t runs = 0;
@@ -233,16 +241,34 @@ void ip_output(Worker& w, rte_mbuf** pkts, uint16_t n) {
     trace_neighbour(w, pkts, n, each);
   }
   uint64_t now = 0;
-  Egress e;
   for (uint16_t r = 0; r < runs; r++) {
     uint16_t first = starts[r], count = uint16_t(starts[r + 1] - first);
     if ((words[r] & NeighbourTable::valid) && (w.pending->n_waiting == 0 || !find_waiting(*w.pending, keys[r]))) {
-      emit_run(w, pkts + first, count, words[r], e);
+      emit_run(w, pkts + first, count, keys[r], words[r], e);
       continue;
     }
     if (!now) now = rte_rdtsc();
     for (uint16_t i = first; i < first + count; i++) park(w, pkts[i], now);
   }
+}
+
+}  // namespace
+
+void ip_output(Worker& w, rte_mbuf** pkts, uint16_t n) {
+  // Nearly every burst is one run (one egress interface and neighbour): its first packet's
+  // neighbour looked up alone, and the packets that share it sent in the walk that finds where
+  // the run ends. From the first other next hop on, the rest goes by runs (output_runs), in
+  // order.
+  Egress e;
+  uint16_t done = 0;
+  if (n && !w.trace) [[likely]] {
+    NeighbourSlotKey key = key_of(pkts[0]);
+    uint64_t word;
+    w.tables->neighbours->lookup_bulk(&key, 1, &word, w.neighbour_cache);
+    if ((word & NeighbourTable::valid) && (w.pending->n_waiting == 0 || !find_waiting(*w.pending, key)))
+      done = emit_run(w, pkts, n, key, word, e);
+  }
+  if (done < n) output_runs(w, pkts + done, uint16_t(n - done), e);
   e.flush(w);
 }
 
@@ -272,7 +298,7 @@ void service_pending(Worker& w) {
         drop(w, m, Drop::interface_gone);
       } else if (words[i] & NeighbourTable::valid) {
         waiting->packets--;
-        emit_run(w, &m, 1, words[i], e);
+        emit_run(w, &m, 1, keys[i], words[i], e);
       } else if (now >= meta(m).deadline) {
         waiting->packets--;
         if (meta(m).iface_in < interfaces.size() && interfaces[meta(m).iface_in].uid == meta(m).in_uid)

@@ -241,7 +241,7 @@ uint64_t drain(Rig& r) {
       for (uint16_t i = 0; i < b.count; i++) check_sent(r, uint16_t(p), b.pkts[i]);
       rte_pktmbuf_free_bulk(b.pkts, b.count);
       n += b.count;
-      b.count = 0;
+      b.clear();
     }
     PendingQueue& q = *w->pending;
     for (uint32_t i = 0; i < q.count; i++) rte_pktmbuf_free(q.pkts[i]);

@@ -93,7 +93,7 @@ void Harness::init_worker(Worker& w, uint16_t queue, const Settings& settings) {
 void Harness::free_worker(Worker& w) {
   for (unsigned p = 0; p < max_ports; p++) {
     for (uint16_t i = 0; i < w.tx[p].count; i++) rte_pktmbuf_free(w.tx[p].pkts[i]);
-    w.tx[p].count = 0;
+    w.tx[p].clear();
   }
   for (uint32_t i = 0; i < w.pending->count; i++) rte_pktmbuf_free(w.pending->pkts[i]);
   for (uint16_t i = 0; i < w.originated->n; i++) rte_pktmbuf_free(w.originated->pkts[i]);
@@ -192,7 +192,7 @@ std::vector<std::vector<uint8_t>> Harness::sent(uint16_t port) {
     out.push_back(bytes_of(b.pkts[i]));
     rte_pktmbuf_free(b.pkts[i]);
   }
-  b.count = 0;
+  b.clear();
   return out;
 }
 

@@ -708,7 +708,7 @@ TEST_CASE("a tunnel's shaper orders inner packets by class, then ESP numbers the
     dscps.push_back(f[14 + 1] >> 2);  // the outer DSCP is the inner's (DSCP_COPY)
     seqs.push_back(uint32_t(f[14 + 24]) << 24 | f[14 + 25] << 16 | f[14 + 26] << 8 | f[14 + 27]);
   }
-  owner.tx[0].count = 0;
+  owner.tx[0].clear();
   CHECK(dscps == std::vector<int>{46, 46, 46, 34, 34, 34, 34, 0, 0, 0, 0, 0, 0, 0});
   CHECK(seqs == std::vector<uint32_t>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14});
   const qos::Shaper& carrier = h.tables->qos.shapers.at(h.tables->qos.shaper_of.at(h.interface("c0")));

@@ -70,7 +70,7 @@ std::vector<Bytes> sent_by(Worker& w) {
     out.push_back(bytes_of(b.pkts[i]));
     rte_pktmbuf_free(b.pkts[i]);
   }
-  b.count = 0;
+  b.clear();
   return out;
 }
 
