@@ -147,7 +147,7 @@ void print_status(const v1::HaSyncStatus& s) {
     std::printf("sync       not configured (medix-dp --ha-sync-local/--ha-sync-peer/--ha-sync-key-file)\n");
     std::printf("sessions   %lu\n", (unsigned long)s.sessions());
     print_seq(s);
-  print_peer_file(s);
+    print_peer_file(s);
     print_history(s);
     return;
   }
