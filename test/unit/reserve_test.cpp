@@ -660,8 +660,10 @@ TEST_CASE("HA: a node started active with a peer file takes nothing from it and 
   const ha::SeqKey key{sa_tunnel_id("t1"), 8193};
   const std::string file = dir_b.path + "/ha-peer";
   std::set<uint64_t> sent_a;
-  Harness a(config);
-  b_fences_a(a, dir_b.path, sent_a);
+  {
+    Harness a(config);
+    b_fences_a(a, dir_b.path, sent_a);
+  }
   {
     ha::Reserve rb;
     REQUIRE_FALSE(rb.open(dir_b.path, block));
@@ -701,17 +703,19 @@ TEST_CASE(
   // file's start and sent numbers A had sent.
   TempDir dir_b;
   std::set<uint64_t> sent_a;
-  Harness a(config);
-  b_fences_a(a, dir_b.path, sent_a);
+  {
+    Harness a(config);
+    b_fences_a(a, dir_b.path, sent_a);
+    ha::clear_fences(a.tables->sas, max_sas);
+    auto seqs = send(a, 2000);
+    REQUIRE(seqs.size() == 2000);
+    REQUIRE(none_again(sent_a, seqs));
+  }
+  CHECK(*sent_a.rbegin() > 500 + margin + block);  // past the file's start
   ha::Reserve rb;
   REQUIRE_FALSE(rb.open(dir_b.path, block));
   ha::PeerSas peer = started(rb, true);
   REQUIRE(peer.proven.size() == 1);
-  ha::clear_fences(a.tables->sas, max_sas);
-  auto seqs = send(a, 2000);
-  REQUIRE(seqs.size() == 2000);
-  REQUIRE(none_again(sent_a, seqs));
-  CHECK(*sent_a.rbegin() > 500 + margin + block);  // past the file's start
   auto u = std::make_unique<SaState>();
   u->tunnel_id = sa_tunnel_id("t1");
   u->spi = 8195;
