@@ -212,7 +212,7 @@ sync_link del
 esp 2500
 check "both report the peer not heard for 3 s (GetHaSync)" \
   mx_wait_eval 10 '[ "$(mx_ha $B_PREFIX peer_last_heard_ms)" -ge 3000 ] && [ "$(mx_ha $A_PREFIX peer_last_heard_ms)" -ge 3000 ]'
-check "B's medixctl ha says the peer is down ($(mx_ctl $B_PREFIX ha | grep '^peer'))" \
+check "B's medixctl ha says the peer is down ($(mx_ctl $B_PREFIX ha | grep '^peer  '))" \
   eval 'mx_ctl $B_PREFIX ha | grep -q "^peer .*DOWN"'
 check "medix_ha_sync_peer_up is 0 on both" [ "$(mx_metric $MB medix_ha_sync_peer_up)/$(mx_metric $MA medix_ha_sync_peer_up)" = 0/0 ]
 wait "$ESP_PID"
