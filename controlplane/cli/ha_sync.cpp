@@ -73,6 +73,25 @@ void print_seq(const v1::HaSyncStatus& s) {
     std::printf("           NOT WRITTEN for %ld ms: %s\n", (long)s.seq_failing_ms(), s.seq_error().c_str());
 }
 
+// The peer file beside it (docs/ha.md, "A restart that keeps the bound"): now, and as found at
+// the start, what a start may still take from it and what a takeover did. Only with HA sync or
+// a file: nothing else writes or reads one.
+void print_peer_file(const v1::HaSyncStatus& s) {
+  if (s.seq_file().empty() || !(s.configured() || s.peer_file_found() || s.peer_file_on_disk())) return;
+  std::string file = s.seq_file().substr(0, s.seq_file().rfind('/') + 1) + "ha-peer";
+  std::string now = "not on disk";
+  if (s.peer_file_on_disk())
+    now = "on disk naming " + std::to_string(s.peer_file_sas()) + " SAs, " +
+          (s.peer_file_written_ms() < 0 ? "not written since the start"
+                                        : "written " + std::to_string(s.peer_file_written_ms()) + " ms ago");
+  std::string start = "none at the start";
+  if (s.peer_file_found())
+    start = "found at the start naming " + std::to_string(s.peer_file_found_sas()) + ", in force for " +
+            std::to_string(s.peer_file_in_force_sas()) + ", " + std::to_string(s.peer_file_used_sas()) +
+            " started from it at a takeover";
+  std::printf("peer file  %s: %s; %s\n", file.c_str(), now.c_str(), start.c_str());
+}
+
 namespace c1 = medix::controlplane::v1;
 
 const std::string no_cp_prefix = "no medix-cp runs on this node (no socket at ";
@@ -128,6 +147,7 @@ void print_status(const v1::HaSyncStatus& s) {
     std::printf("sync       not configured (medix-dp --ha-sync-local/--ha-sync-peer/--ha-sync-key-file)\n");
     std::printf("sessions   %lu\n", (unsigned long)s.sessions());
     print_seq(s);
+    print_peer_file(s);
     print_history(s);
     return;
   }
@@ -149,6 +169,7 @@ void print_status(const v1::HaSyncStatus& s) {
       (unsigned long)s.sas_fenced(), (unsigned long)s.sas_at_fence(), (unsigned long)s.sa_acks_received(),
       (unsigned long)s.sa_acks_sent(), (unsigned long)s.sa_acks_withheld(), (unsigned long)s.sas_raised());
   print_seq(s);
+  print_peer_file(s);
   std::printf("lag        last %.3f ms, p99 %.3f ms, max %.3f ms (%lu samples)\n", s.lag_ms_last(), s.lag_ms_p99(),
               s.lag_ms_max(), (unsigned long)s.lag_samples());
   std::printf("sent       %lu datagrams, %lu records, %lu bytes; %lu bulk passes\n", (unsigned long)s.datagrams_sent(),
@@ -270,6 +291,7 @@ int ha_command(Client& client, const std::string& cp_target, Args& args, bool js
   }
   print_witness(witness_error, witness);
   print_seq(status);
+  print_peer_file(status);
   print_history(status);
   std::cout << "\n";
   print_vrrp(std::cout, vrrp);

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "common/version.h"
+#include "ha/reserve.h"
 #include "ha/sync.h"
 #include "runtime/snapshot.h"
 
@@ -191,6 +192,16 @@ void render_ha_metrics(Dataplane& dp, std::ostringstream& out) {
   Family(out, "medix_ha_sync_sas_stopped_total", "counter",
          "Outbound SAs a takeover fenced where they were: the peer's use of them could not be bounded.")
       .sample({}, s.sas_stopped);
+  if (dp.sa_reserve) {
+    ha::ReserveStatus r = dp.sa_reserve->status();
+    Family(out, "medix_ha_sync_peer_file_sas", "gauge",
+           "Outbound SAs of the peer file (--state-dir DIR/ha-peer): found at the start, of those in force now and "
+           "started from it at a takeover, and named on disk now.")
+        .sample({{"state", "found"}}, r.peer_found_sas)
+        .sample({{"state", "in_force"}}, s.peer_file_in_force)
+        .sample({{"state", "used"}}, s.peer_file_used)
+        .sample({{"state", "on_disk"}}, r.peer_sas);
+  }
   Family(out, "medix_ha_sync_sas_fenced", "gauge",
          "Active: outbound SAs with an HA fence, and those at it (dropping as ha_sa_fenced).")
       .sample({{"state", "fenced"}}, s.sas_fenced)

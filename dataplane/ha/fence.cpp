@@ -51,9 +51,10 @@ uint64_t floor_of(const SaFloors& floors, uint32_t slot, const SaState& sa) {
 void PeerSas::take(const SyncRecord& r) {
   SaName name = name_of(r);
   values[name] = r.sa.value;
-  if (r.sa.flags & sa_unfenced)
+  if (r.sa.flags & sa_unfenced) {
     unfenced.insert(name);
-  else
+    proven.clear();  // for good: the peer is not bounded by this node's acks (fence.h)
+  } else
     unfenced.erase(name);
 }
 
@@ -185,10 +186,10 @@ std::optional<uint64_t> peer_sa_start(const PeerSas& peer, const SaName& name, u
   const bool bounded = peer.heard && (held ? !peer.unfenced.count(it->first) : peer.fenced);
   // Proved by this node's state dir before its restart: its acks fenced the peer, and it has not
   // been active since, so the peer took over from no round of its and kept its fence (a takeover
-  // that cannot bound this node fences where it is; so does a fresh start). An SA the peer shows
-  // without a fence now breaks that (it started active, took over no SA): nothing is proved.
+  // that cannot bound this node fences where it is; so does a fresh start). An SA the peer showed
+  // without a fence since breaks that (it started active, took over no SA): PeerSas::take cleared it.
   std::optional<uint64_t> proven;
-  if (!name.inbound && peer.unfenced.empty())
+  if (!name.inbound)
     if (auto p = peer.proven.find(name); p != peer.proven.end()) proven = p->second;
   if (!bounded) return proven;
   const uint64_t start = (held ? it->second : 0) + margin;

@@ -65,7 +65,10 @@ struct PeerSas {
   bool fenced = false, heard = true;
   // From this node's state dir (ha/reserve.h, the peer file), until a whole round comes: it was a
   // standby whose acks fenced the peer, not active since, so the peer sends on each outbound SA
-  // named here below its start (by name, tunnel and SPI; outbound).
+  // named here below its start (by name, tunnel and SPI; outbound). Cleared for good by a value
+  // that says sa_unfenced: the peer then sent on an SA no ack of this node's bounds, and may have
+  // on any other (a later value with a fence, e.g. an SA added again and fenced where it is, does
+  // not bound what it sent before).
   SaValues proven;
   void take(const SyncRecord& r);  // sa_outbound, sa_inbound
   void round(bool all_fenced);     // a whole round came
@@ -155,8 +158,8 @@ unsigned raise_past(SaState* const* sas, uint32_t slots, const std::vector<SyncR
 // came without a fence (the peer had no ack yet); an SA not held unless the last whole round
 // showed the peer fenced (none since this node's start: a fresh node cannot tell). floors[slot]
 // gets each outbound start. Before a whole round since this node's start, an SA the peer file
-// proved bounded starts at its start there (PeerSas::proven) unless the peer showed an SA
-// without a fence. Returns the SAs fenced where they are.
+// proved bounded starts at its start there (PeerSas::proven; none once the peer showed an SA
+// without a fence). Returns the SAs fenced where they are.
 unsigned take_over(SaState* const* sas, uint32_t slots, const PeerSas& peer, uint64_t margin,
                    std::vector<TakeoverRecord>& records, SaFloors& floors);
 

@@ -171,7 +171,7 @@ std::optional<std::string> Reserve::open(const std::string& dir, uint64_t block)
   std::lock_guard lock(mutex_);
   marks_ = std::move(marks);
   peer_path_ = peer_path;
-  peer_on_disk_ = access(peer_path.c_str(), F_OK) == 0;
+  peer_on_disk_ = peer_found_ = access(peer_path.c_str(), F_OK) == 0;
   proven_at_start_ = peer;
   peer_ = std::move(peer);
   s_.configured = true;
@@ -304,9 +304,11 @@ bool Reserve::cover(SaState* const* sas, uint32_t slots, const std::vector<std::
   return true;
 }
 
-SeqMarks Reserve::proven_at_start() const {
+bool Reserve::start_sync(bool standby, PeerSas& peer) {
+  if (!standby) return unprove();
   std::lock_guard lock(mutex_);
-  return proven_at_start_;
+  for (const auto& [key, start] : proven_at_start_) peer.proven[{key.tunnel, key.spi, false}] = start;
+  return true;
 }
 
 bool Reserve::prove(const std::vector<std::pair<SeqKey, uint64_t>>& starts, bool fenced, uint64_t now_ns) {
@@ -339,6 +341,7 @@ bool Reserve::prove(const std::vector<std::pair<SeqKey, uint64_t>>& starts, bool
   succeeded(now_ns);
   peer_ = std::move(next);
   peer_on_disk_ = true;
+  peer_written_ns_ = now_ns;
   return true;
 }
 
@@ -371,6 +374,12 @@ ReserveStatus Reserve::status(uint64_t now_ns) const {
   std::lock_guard lock(mutex_);
   ReserveStatus out = s_;
   if (failing_since_ns_ && !s_.error.empty()) out.failing_ms = int64_t((now_ns - failing_since_ns_) / ms);
+  out.peer_file = peer_path_;
+  out.peer_found = peer_found_;
+  out.peer_found_sas = proven_at_start_.size();
+  out.peer_on_disk = peer_on_disk_;
+  out.peer_sas = peer_on_disk_ ? peer_.size() : 0;
+  if (peer_written_ns_) out.peer_written_ms = int64_t((now_ns - std::min(now_ns, peer_written_ns_)) / ms);
   return out;
 }
 

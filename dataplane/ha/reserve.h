@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "ha/fence.h"
 #include "ipsec/sa.h"
 
 namespace medix::dp {
@@ -63,6 +64,13 @@ struct ReserveStatus {
   uint64_t writes = 0, write_failures = 0;
   std::string error;        // the last write's failure, while writes fail ("" once one succeeds)
   int64_t failing_ms = -1;  // how long writes have failed; -1: they do not
+  // The peer file (DIR/ha-peer): as found at the start, and now.
+  std::string peer_file;
+  bool peer_found = false;
+  uint64_t peer_found_sas = 0;  // the outbound SAs it named then
+  bool peer_on_disk = false;
+  uint64_t peer_sas = 0;         // the outbound SAs it names now
+  int64_t peer_written_ms = -1;  // since this node last wrote it; -1: not since its start
 };
 
 class Reserve {
@@ -85,9 +93,12 @@ class Reserve {
              uint64_t now_ns);
   ReserveStatus status(uint64_t now_ns = 0) const;  // 0: now
 
-  // The peer file as this node found it at its start: where a takeover before a whole round of
-  // the peer's may start each SA it names (PeerSas::proven). Empty: none, or nothing proven.
-  SeqMarks proven_at_start() const;
+  // HA sync starts, in this node's role. A standby may start each SA the file (as found at the
+  // start) names from it at a takeover before a whole round of the peer's: peer.proven gets them.
+  // A node that starts active takes over nothing, and sends rounds from which the peer may take
+  // over unfenced: it takes nothing from the file and removes it (unprove), so that no later
+  // restart trusts it. False while that failed: the caller sends no round until it is removed.
+  bool start_sync(bool standby, PeerSas& peer);
   // Standby, before it acks a whole round (each outbound SA's value + margin in `starts`, the
   // peer's SAs all fenced or not): a fenced round's starts are made durable in the peer file (a
   // block above: the next rounds need no write); an unfenced one removes the file (the peer
@@ -117,7 +128,8 @@ class Reserve {
   SeqMarks marks_;  // what the file holds
   std::string peer_path_;
   SeqMarks peer_, proven_at_start_;  // what the peer file holds; what it held at open()
-  bool peer_on_disk_ = false;
+  bool peer_on_disk_ = false, peer_found_ = false;
+  uint64_t peer_written_ns_ = 0;  // 0: not written since the start
   // A write's outcome, under mutex_: counted, said once when failures begin and when they end.
   void failed(const std::string& error, const char* effect, uint64_t now_ns);
   void succeeded(uint64_t now_ns);

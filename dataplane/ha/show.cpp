@@ -23,6 +23,7 @@ void fill_ha_sync(Dataplane& dp, v1::HaSyncStatus& out) {
   out.set_failovers(dp.ha_roles.failovers());
   out.set_config_mismatch_since_ms(-1);
   out.set_seq_failing_ms(-1);
+  out.set_peer_file_written_ms(-1);
   if (dp.sa_reserve) {
     ha::ReserveStatus r = dp.sa_reserve->status();
     out.set_seq_file(r.file);
@@ -33,6 +34,11 @@ void fill_ha_sync(Dataplane& dp, v1::HaSyncStatus& out) {
     out.set_seq_write_failures(r.write_failures);
     out.set_seq_error(r.error);
     out.set_seq_failing_ms(r.failing_ms);
+    out.set_peer_file_found(r.peer_found);
+    out.set_peer_file_found_sas(r.peer_found_sas);
+    out.set_peer_file_on_disk(r.peer_on_disk);
+    out.set_peer_file_sas(r.peer_sas);
+    out.set_peer_file_written_ms(r.peer_written_ms);
   }
   if (!dp.ha) {
     out.set_peer_last_heard_ms(-1);
@@ -66,6 +72,8 @@ void fill_ha_sync(Dataplane& dp, v1::HaSyncStatus& out) {
   out.set_sas_at_fence(s.sas_at_fence);
   out.set_sas_raised(s.sas_raised);
   out.set_sas_stopped(s.sas_stopped);
+  out.set_peer_file_in_force_sas(s.peer_file_in_force);
+  out.set_peer_file_used_sas(s.peer_file_used);
   out.set_installed(s.installed);
   out.set_refreshed(s.refreshed);
   out.set_removed(s.removed);

@@ -95,10 +95,7 @@ std::optional<std::string> Sync::start(Dataplane& dp, const Options& options) {
   was_standby_ = dp.ha_standby.load();
   // The peer file (ha/reserve.h): what a takeover before the peer's first whole round may trust.
   // A node that starts active takes over nothing and sends rounds: the file goes first.
-  if (dp.sa_reserve && was_standby_)
-    for (const auto& [key, start] : dp.sa_reserve->proven_at_start())
-      peer_.proven[{key.tunnel, key.spi, false}] = start;
-  proof_gone_ = !dp.sa_reserve || was_standby_ || dp.sa_reserve->unprove();
+  proof_gone_ = !dp.sa_reserve || dp.sa_reserve->start_sync(was_standby_, peer_);
   s_.configured = true;
   s_.local = options.local;
   s_.peer = options.peer;
@@ -409,8 +406,11 @@ void Sync::takeover() {
                      "medix-dp: HA: now active: %zu SAs advanced (outbound by %lu sequence numbers)", advances.size(),
                      (unsigned long)margin);
   unsigned proven = 0;
-  if (peer.unfenced.empty())
-    for (const auto& f : floors_) proven += f.value && peer.proven.count(f.name);
+  for (const auto& f : floors_) proven += f.value && peer.proven.count(f.name);
+  {
+    std::lock_guard lock(mutex_);
+    s_.peer_file_used += proven;
+  }
   if (proven)
     medix::common::log(medix::common::LogLevel::notice,
                        "medix-dp: HA: %u outbound SAs started above the peer's bound in the state dir (this node's "
@@ -729,6 +729,7 @@ Status Sync::status() const {
     out = s_;
     lags.assign(lags_.begin(), lags_.begin() + std::min<size_t>(s_.lag_samples, lag_samples));
     heard = peer_heard_ns_;
+    out.peer_file_in_force = peer_.proven.size();
   }
   if (!lags.empty()) {
     std::sort(lags.begin(), lags.end());

@@ -75,6 +75,10 @@ struct Status {
   uint64_t sa_acks_sent = 0, sa_acks_withheld = 0, sa_acks_received = 0;
   uint64_t sas_fenced = 0, sas_at_fence = 0;
   uint64_t sas_raised = 0;  // active: outbound SAs advanced past numbers a standby sent (in a split brain)
+  // The peer file found at the start (ha/reserve.h): the SAs a start may still take from it
+  // (PeerSas::proven: until a whole round of the peer's or a value without a fence is heard, or
+  // this node steps down), and those a takeover started from it.
+  uint64_t peer_file_in_force = 0, peer_file_used = 0;
   double lag_ms_last = 0, lag_ms_p99 = 0, lag_ms_max = 0;
   uint64_t lag_samples = 0;
   // The intents compared (control/digest.h): ours now, the peer's from its last hello.

@@ -212,7 +212,7 @@ sync_link del
 esp 2500
 check "both report the peer not heard for 3 s (GetHaSync)" \
   mx_wait_eval 10 '[ "$(mx_ha $B_PREFIX peer_last_heard_ms)" -ge 3000 ] && [ "$(mx_ha $A_PREFIX peer_last_heard_ms)" -ge 3000 ]'
-check "B's medixctl ha says the peer is down ($(mx_ctl $B_PREFIX ha | grep '^peer'))" \
+check "B's medixctl ha says the peer is down ($(mx_ctl $B_PREFIX ha | grep '^peer  '))" \
   eval 'mx_ctl $B_PREFIX ha | grep -q "^peer .*DOWN"'
 check "medix_ha_sync_peer_up is 0 on both" [ "$(mx_metric $MB medix_ha_sync_peer_up)/$(mx_metric $MA medix_ha_sync_peer_up)" = 0/0 ]
 wait "$ESP_PID"
@@ -351,6 +351,16 @@ check "B's numbers are on disk ($(mx_ctl $B_PREFIX ha-sync | grep '^seq file' | 
   eval '[ "$(mx_ha $B_PREFIX seq_sas)" = 1 ] && [ "$(mx_ha $B_PREFIX seq_writes)" -ge 1 ] && [ -z "$(mx_ha $B_PREFIX seq_error)" ]'
 check "B's peer file names t-fence (its acks fence A): $(tail -1 "$MX_TMP/state-b/ha-peer" 2>&1)" \
   grep -q '^[0-9a-f]* 8193 [0-9]*$' "$MX_TMP/state-b/ha-peer"
+# GetHaSync's peer_file_*: found at the start, SAs named then, in force, started from it at a
+# takeover; on disk now, SAs named now, written (ms ago, -1: not since the start).
+peer_file() {
+  mx_ctl "$1" -o json ha-sync 2>/dev/null | mx_json - "' '.join(str(d.get('peer_file_' + k)) for k in
+    ('found', 'found_sas', 'in_force_sas', 'used_sas', 'on_disk', 'sas')) + ' ' + ('written' if
+    int(d.get('peer_file_written_ms', -1)) >= 0 else 'unwritten')"
+}
+pf=$(peer_file $B_PREFIX)
+check_that "... and shows it: on disk naming 1 SA, written since its start, none found at it ($pf)" \
+  '[ "$pf" = "False 0 0 0 True 1 written" ]'
 mx_pair_kill B
 # Only A's end taken off: B binds its own, and nothing reaches or leaves A's.
 ip addr del "$SYNC_NET.1/32" dev "$SYNC_IF"
@@ -358,6 +368,9 @@ mx_pair_start B "$MX_TMP/config-b.json" --metrics-listen 127.0.0.1:$MB --ha-sync
   pass "B killed and started again with the sync link cut" || { fail "node B did not start again"; finish; }
 check_that "B is backup and standby and has heard nothing of A's SAs" \
   '[ "$(roles $B_PREFIX)" = "$BS" ] && [ "$(mx_ha $B_PREFIX sas_synced)" = 0 ]'
+pf=$(peer_file $B_PREFIX) pf_line=$(mx_ctl $B_PREFIX ha-sync | grep '^peer file')
+check_that "B found its peer file at the start, in force for t-fence, unused ($pf; ${pf_line:11})" \
+  '[ "$pf" = "True 1 1 0 True 1 unwritten" ] && [[ $pf_line == *"found at the start naming 1, in force for 1, 0 started"* ]]'
 # A goes on to its fence (B's last ack + margin - 1), then is killed.
 a_tx0=$(esp_tx)
 esp 2500
@@ -369,6 +382,9 @@ mx_pair_kill A
 check "A killed: B becomes master and active" mx_wait_eval 10 '[ "$(roles $B_PREFIX)" = "$AM" ]'
 check_that "B's takeover started t-fence above A's fence from its peer file (sas_stopped $(mx_ha $B_PREFIX sas_stopped))" \
   '[ "$(mx_ha $B_PREFIX sas_stopped)" = 0 ] && grep -q "1 outbound SAs started above the peer.s bound" "$B_LOG"'
+pf=$(peer_file $B_PREFIX) pf_used=$(mx_metric $MB 'medix_ha_sync_peer_file_sas{state="used"}')
+check_that "... shown: used by 1 SA, the file gone now B is active ($pf; metric used ${pf_used:-none})" \
+  '[ "$pf" = "True 1 1 1 False 0 unwritten" ] && [ "$pf_used" = 1 ]'
 b_tx0=$(b_esp_tx)
 esp 300
 wait "$ESP_PID"

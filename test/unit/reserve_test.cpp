@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <fstream>
+#include <memory>
 #include <set>
 
 #include "fixture.h"
@@ -101,11 +102,38 @@ uint64_t mark_on_disk(const std::string& dir, const SaState& sa) {
   return it == marks.end() ? 0 : it->second;
 }
 
+// What HA sync's start takes from r's peer file in a role (Sync::start, Reserve::start_sync).
+ha::PeerSas started(ha::Reserve& r, bool standby) {
+  ha::PeerSas peer;
+  REQUIRE(r.start_sync(standby, peer));
+  return peer;
+}
+
 // Every number of `more` is new to `used`; then they join it.
 bool none_again(std::set<uint64_t>& used, const std::vector<uint64_t>& more) {
   bool fresh = true;
   for (uint64_t s : more) fresh = used.insert(s).second && fresh;
   return fresh;
+}
+
+// The peer file's cases: a margin of 1000, blocks of 100.
+constexpr uint64_t margin = 1000, block = 100;
+
+// A active (t1's outbound SA), B standby with its state in `dir_b`: B acks A's round at 500, all
+// of A's SAs fenced, its mark and peer file written first (the file: t1 at 500 + margin + a
+// block); A sends to its fence, B's last ack + margin - 1. A's numbers join `sent_a`.
+void b_fences_a(Harness& a, const std::string& dir_b, std::set<uint64_t>& sent_a) {
+  const ha::SeqKey key{sa_tunnel_id("t1"), 8193};
+  SaState& sa_a = outbound(a);
+  REQUIRE(none_again(sent_a, send(a, 500)));
+  ha::Reserve rb;
+  REQUIRE_FALSE(rb.open(dir_b, block));
+  REQUIRE(rb.cover(nullptr, 0, {{key, 500 + margin}}, 1));
+  REQUIRE(rb.prove({{key, 500 + margin}}, true, 1));
+  ha::apply_fences(a.tables->sas, max_sas, {{slot_of(a, sa_a), ha::name_of(sa_a), 500}}, margin);
+  auto seqs = send(a, 1200);
+  CHECK(seqs.size() == margin - 1);
+  REQUIRE(none_again(sent_a, seqs));
 }
 
 }  // namespace
@@ -496,7 +524,9 @@ TEST_CASE(
   {
     ha::Reserve r;
     REQUIRE_FALSE(r.open(dir.path, 100));
-    CHECK(r.proven_at_start().empty());  // none yet
+    CHECK(started(r, true).proven.empty());  // none yet
+    CHECK_FALSE(r.status().peer_found);
+    CHECK(r.status().peer_written_ms == -1);
     // A round of the peer's with an SA unfenced: nothing is proved, nothing written.
     CHECK(r.prove({{key, 1500}}, false, 1));
     CHECK(access(file.c_str(), F_OK) != 0);
@@ -505,6 +535,11 @@ TEST_CASE(
     REQUIRE_FALSE(ha::read_peer_file(file, back));
     CHECK(back == ha::SeqMarks{{key, 1600}, {other, 2100}});
     CHECK(access((file + ".tmp").c_str(), F_OK) != 0);
+    // Shown (GetHaSync's peer_file_*): on disk, its SAs, when written (prove's clock: a moment ago).
+    ha::ReserveStatus shown = r.status(2 + 5000000);
+    CHECK(shown.peer_file == file);
+    CHECK((shown.peer_on_disk && shown.peer_sas == 2 && shown.peer_written_ms == 5));
+    CHECK_FALSE(shown.peer_found);
     // Within the block: no write. Past it, or a round without `other` (gone on the peer): written.
     CHECK(r.prove({{key, 1550}, {other, 2050}}, true, 3));
     CHECK(r.status().writes == 1);
@@ -514,13 +549,18 @@ TEST_CASE(
     // Read at the next start.
     ha::Reserve again;
     REQUIRE_FALSE(again.open(dir.path, 100));
-    CHECK(again.proven_at_start() == ha::SeqMarks{{key, 1800}});
+    CHECK(started(again, true).proven == ha::SaValues{{{key.tunnel, key.spi, false}, 1800}});
+    shown = again.status();
+    CHECK((shown.peer_found && shown.peer_found_sas == 1 && shown.peer_on_disk && shown.peer_sas == 1));
+    CHECK(shown.peer_written_ms == -1);  // not written since this start
     // This node becomes active: removed (and a round that shows an SA unfenced removes it too).
     CHECK(r.unprove());
     CHECK(access(file.c_str(), F_OK) != 0);
     ha::Reserve after;
     REQUIRE_FALSE(after.open(dir.path, 100));
-    CHECK(after.proven_at_start().empty());
+    CHECK(started(after, true).proven.empty());
+    CHECK_FALSE(after.status().peer_found);
+    CHECK_FALSE(r.status().peer_on_disk);
     CHECK(after.prove({{key, 1700}}, true, 5));
     CHECK(after.prove({{key, 1700}}, false, 6));
     CHECK(access(file.c_str(), F_OK) != 0);
@@ -552,30 +592,15 @@ TEST_CASE(
   // file says 500 + margin (a block above) first. A sends to its fence, B restarts, A dies, B
   // takes over before it hears a round.
   TempDir dir_b;
-  constexpr uint64_t margin = 1000, block = 100;
   const ha::SeqKey key{sa_tunnel_id("t1"), 8193};
   std::set<uint64_t> sent_a;
   {
     Harness a(config);
-    SaState& sa_a = outbound(a);
-    REQUIRE(none_again(sent_a, send(a, 500)));
-    ha::Reserve rb;
-    REQUIRE_FALSE(rb.open(dir_b.path, block));
-    REQUIRE(rb.cover(nullptr, 0, {{key, 500 + margin}}, 1));
-    REQUIRE(rb.prove({{key, 500 + margin}}, true, 1));
-    ha::apply_fences(a.tables->sas, max_sas, {{slot_of(a, sa_a), ha::name_of(sa_a), 500}}, margin);
-    auto seqs = send(a, 1200);
-    CHECK(seqs.size() == margin - 1);
-    REQUIRE(none_again(sent_a, seqs));
+    b_fences_a(a, dir_b.path, sent_a);
   }
   const uint64_t a_top = *sent_a.rbegin();
   auto take_over = [&](Harness& h, const ha::PeerSas& peer) { return take_over_t1(h, peer, margin); };
-  // What Sync::start puts in PeerSas from the file.
-  auto restarted = [](ha::Reserve& r) {
-    ha::PeerSas peer;
-    for (const auto& [k, start] : r.proven_at_start()) peer.proven[{k.tunnel, k.spi, false}] = start;
-    return peer;
-  };
+  auto restarted = [](ha::Reserve& r) { return started(r, true); };
   {
     ha::Reserve rb;
     REQUIRE_FALSE(rb.open(dir_b.path, block));
@@ -622,4 +647,90 @@ TEST_CASE(
   CHECK(take_over(b, peer) == 1);
   rb.pass(b.tables->sas, max_sas, 1);
   CHECK(send(b, 50).empty());
+}
+
+TEST_CASE("HA: a node started active with a peer file takes nothing from it and removes it before its first round") {
+  // docs/ha.md, "A restart that keeps the bound": B's acks fenced A, then B is started with
+  // --ha-role active. It takes over nothing, and A may take over from its rounds (unfenced, or
+  // above B's values) and send past the file's bound: B trusts nothing of the file, neither now
+  // (an SA A negotiated, added on B, is fenced where it is: no round of A's heard) nor after a
+  // later restart as standby (the file is gone before B's first round: Sync::start sends none
+  // until it is).
+  TempDir dir_b;
+  const ha::SeqKey key{sa_tunnel_id("t1"), 8193};
+  const std::string file = dir_b.path + "/ha-peer";
+  std::set<uint64_t> sent_a;
+  {
+    Harness a(config);
+    b_fences_a(a, dir_b.path, sent_a);
+  }
+  {
+    ha::Reserve rb;
+    REQUIRE_FALSE(rb.open(dir_b.path, block));
+    ha::PeerSas peer = started(rb, false);
+    CHECK(peer.proven.empty());
+    CHECK_FALSE(ha::peer_sa_start(peer, {key.tunnel, key.spi, false}, margin));
+    CHECK(access(file.c_str(), F_OK) != 0);
+    // Shown: found at the start (naming t1), not on disk now.
+    ha::ReserveStatus shown = rb.status();
+    CHECK((shown.peer_found && shown.peer_found_sas == 1));
+    CHECK_FALSE(shown.peer_on_disk);
+  }
+  // B restarted as standby, A gone before B hears a round: nothing proved, the SA fenced where
+  // it is, nothing sent (control: with the file, B started it at 500 + margin + a block).
+  ha::Reserve rb;
+  REQUIRE_FALSE(rb.open(dir_b.path, block));
+  Harness b(config, 1, start_of(rb));
+  ha::PeerSas peer = started(rb, true);
+  CHECK(peer.proven.empty());
+  CHECK_FALSE(rb.status().peer_found);
+  CHECK(take_over_t1(b, peer, margin) == 1);
+  rb.pass(b.tables->sas, max_sas, 1);
+  CHECK(send(b, 50).empty());
+}
+
+TEST_CASE(
+    "HA: the peer file proves nothing once the peer showed an SA without a fence, even when that SA, added again with "
+    "the same tunnel and SPI, shows a fence later") {
+  // B's acks fenced A (B's file names t1 at 500 + margin + a block); B restarts. A loses its
+  // fences without a takeover from B (it is started --ha-role active, say): its SAs have none,
+  // and t1's goes on past the file's bound. B hears one datagram of A's (not a whole round): u,
+  // another SA, without a fence (t1's datagram lost). Then u is removed and added again on A
+  // with the same tunnel, SPI and keys: an SA the peer negotiated that A cannot bound, fenced
+  // where it is (ipsec/commit.cpp), so A's next datagram shows u with a fence. B takes over
+  // before a whole round: t1 must not start from the file (A sent past it), it is fenced where it
+  // is. Before this rule (the file trusted while no SA is unfenced *now*), B started t1 at the
+  // file's start and sent numbers A had sent.
+  TempDir dir_b;
+  std::set<uint64_t> sent_a;
+  {
+    Harness a(config);
+    b_fences_a(a, dir_b.path, sent_a);
+    ha::clear_fences(a.tables->sas, max_sas);
+    auto seqs = send(a, 2000);
+    REQUIRE(seqs.size() == 2000);
+    REQUIRE(none_again(sent_a, seqs));
+  }
+  CHECK(*sent_a.rbegin() > 500 + margin + block);  // past the file's start
+  ha::Reserve rb;
+  REQUIRE_FALSE(rb.open(dir_b.path, block));
+  ha::PeerSas peer = started(rb, true);
+  REQUIRE(peer.proven.size() == 1);
+  auto u = std::make_unique<SaState>();
+  u->tunnel_id = sa_tunnel_id("t1");
+  u->spi = 8195;
+  u->seq = 40;
+  u->fence = ha::no_fence;
+  peer.take(ha::round_record(*u, 0));
+  CHECK(peer.proven.empty());
+  u->fence = u->seq;  // added again and fenced where it is
+  peer.take(ha::round_record(*u, 0));
+  CHECK(peer.unfenced.empty());  // what the peer says now: no SA without a fence
+  CHECK(peer.proven.empty());    // what it said since the start still counts
+  Harness b(config, 1, start_of(rb));
+  CHECK(take_over_t1(b, peer, margin) == 1);
+  rb.pass(b.tables->sas, max_sas, 1);
+  auto b_seqs = send(b, 50);
+  CHECK(b_seqs.empty());
+  CHECK(none_again(sent_a, b_seqs));
 }
