@@ -174,7 +174,7 @@ out=$(mx_ctl "$A_PREFIX" apply "$MX_TMP/vrrp-a.json" 2>&1 | tail -1)
 check_that "A's VRRP instances back to the startup intent, priority 200 without preemption ($out)" \
   '[ "$(vrrp_effective "$A_PREFIX")" = "master/200 master/200 master/200" ] && [ "$(mx_ha "$A_PREFIX" role)" = HA_ROLE_ACTIVE ]'
 rm -f "$MX_TMP/received-HOSP-A"/*
-probe_start cut 6
+probe_start cut 4
 study_send hosp-a-lan HOSP-A
 mx_wait_eval 20 '[ "$(received HOSP-A)" -ge 2 ]'
 cut_in_flight="$(received HOSP-A) of $IMAGES images"
