@@ -13,7 +13,7 @@ namespace medix::dp::vrrp {
 namespace {
 
 constexpr size_t kept_transitions = 8;
-constexpr uint64_t link_period_ns = 100'000'000;  // tracked links are read every 100 ms
+constexpr uint64_t link_period_ns = 100'000'000;  // the links (own and tracked) are read every 100 ms
 
 uint64_t realtime_ns() {
   return uint64_t(
@@ -157,30 +157,36 @@ void Runner::receive(const dp::Tables& t, rte_ring* from_workers, uint64_t now) 
 void Runner::track(const dp::Tables& t, const Io& io, uint64_t now) {
   if (now < links_at_ + link_period_ns || !io.link_up) return;
   links_at_ = now;
+  auto up = [&](uint16_t iface) {
+    return iface < t.interfaces.size() && t.interfaces[iface].uid && t.interfaces[iface].port < t.ports.size() &&
+           io.link_up(t.ports[t.interfaces[iface].port]);
+  };
   for (const auto& i : t.vrrp.instances) {
     auto it = entries_.find(i.name);
     if (it == entries_.end()) continue;
     Entry& e = it->second;
     unsigned lowered = 0;
-    bool fault = false;
+    // The instance's own link is tracked with weight 0 (keepalived's FAULT): an instance that
+    // can neither hear nor be heard on its segment must not keep its group master there.
+    bool own_down = !up(i.interface);
+    bool fault = own_down;
     for (unsigned k = 0; k < i.n_tracks; k++) {
       const Track& tr = i.tracks[k];
-      bool up = tr.interface < t.interfaces.size() && t.interfaces[tr.interface].uid &&
-                t.interfaces[tr.interface].port < t.ports.size() &&
-                io.link_up(t.ports[t.interfaces[tr.interface].port]);
-      if (up) continue;
+      if (up(tr.interface)) continue;
       if (tr.weight == 0)
         fault = true;
       else
         lowered += tr.weight;
     }
-    if (lowered == e.lowered && fault == e.fault) continue;
+    if (lowered == e.lowered && fault == e.fault && own_down == e.own_down) continue;
     bool worse = lowered > e.lowered || (fault && !e.fault);
+    bool own = own_down != e.own_down;
     e.lowered = lowered;
     e.fault = fault;
-    medix::common::log(medix::common::LogLevel::notice, "medix-dp: VRRP %s: tracked link %s: priority %u%s",
-                       i.name.c_str(), worse ? "down" : "up", unsigned(params_of(t, i, e).priority),
-                       fault ? ", forced to backup" : "");
+    e.own_down = own_down;
+    medix::common::log(medix::common::LogLevel::notice, "medix-dp: VRRP %s: %s link %s: priority %u%s", i.name.c_str(),
+                       own ? "its own" : "tracked", (own ? own_down : worse) ? "down" : "up",
+                       unsigned(params_of(t, i, e).priority), fault ? ", fault (forced to backup)" : "");
     pending_.push_back({i.name, e.m.update(params_of(t, i, e), now, worse ? Reason::link_down : Reason::link_up)});
   }
 }
@@ -366,6 +372,7 @@ std::vector<Status> Runner::status() const {
     s.vrid = e.m.p.vrid;
     s.state = e.m.state;
     s.priority = e.priority;
+    s.fault = e.fault;
     s.effective_priority = e.fault ? 0 : e.m.p.priority;
     s.master_address = e.m.master_address;
     s.master_priority = e.m.master_priority;

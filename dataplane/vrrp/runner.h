@@ -34,6 +34,7 @@ struct Status {
   std::string name, interface, group;
   uint8_t vrid = 0;
   State state = State::initialize;
+  bool fault = false;  // backup for a link down (its own, or a tracked one of weight 0): shown as "fault"
   uint8_t priority = 0, effective_priority = 0;
   uint32_t master_address = 0;
   uint8_t master_priority = 0;
@@ -47,7 +48,8 @@ struct Status {
 struct Io {
   rte_mempool* pool = nullptr;
   rte_ring* to_worker = nullptr;
-  // A tracked port's link: up unless the port is deleted, set down, or its link is down.
+  // A port's link (an instance's own, or a tracked one): up unless the port is deleted, set
+  // down, or its link is down.
   bool (*link_up)(const PortEntry& p) = nullptr;
   // The node's HA role (Dataplane::ha_standby) and the group whose instances drive it
   // (--ha-vrrp-group, docs/ha.md): master of it, the node is active; backup, standby.
@@ -63,7 +65,7 @@ struct Io {
 
 class Runner {
  public:
-  // Main lcore: adverts from `from_workers`, tracked links, timers. `now_ns` monotonic.
+  // Main lcore: adverts from `from_workers`, links (every 100 ms), timers. `now_ns` monotonic.
   void poll(const dp::Tables& t, rte_ring* from_workers, const Io& io, uint64_t now_ns);
   // Any thread.
   std::vector<Status> status() const;
@@ -79,8 +81,9 @@ class Runner {
     uint8_t priority = 0;  // configured
     uint64_t rx = 0, tx = 0, garps = 0, transitions = 0;
     std::deque<Transition> last;
-    unsigned lowered = 0;  // the weights of the tracked links that are down
-    bool fault = false;    // a tracked link of weight 0 is down
+    unsigned lowered = 0;   // the weights of the tracked links that are down
+    bool fault = false;     // its own link, or a tracked link of weight 0, is down
+    bool own_down = false;  // its own link is down
     // A master that yielded to a better one keeps taking frames to the virtual MAC (and, for
     // the HA group, stays active) until then: frames a segment's switch still sends here
     // (it relearns the MAC from the new master's next advert) are crossed, not lost.

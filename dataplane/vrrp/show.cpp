@@ -14,7 +14,7 @@ void show(const Runner& runner, const dp::Tables& t, uint64_t ring_full, medix::
         x->set_group(i.group);
       }
     x->set_vrid(s.vrid);
-    x->set_state(name(s.state));
+    x->set_state(s.fault ? "fault" : name(s.state));  // keepalived's FAULT: backup for a link down
     x->set_priority(s.priority);
     x->set_effective_priority(s.effective_priority);
     if (s.master_address) x->set_master_address(medix::common::format_ipv4(s.master_address));

@@ -19,6 +19,12 @@
 # (4) A planned switchover back to A (`medixctl ha-sync switchover`: A's priority raised above
 #     B's, with preemption; A becomes master and active before B yields and drains) under the
 #     probe and a third study: 0 probes lost.
+# (5) The active's own link down: A's intent back to the startup one (no preemption), then A's
+#     archive-side link cut (the bridge's end of A's veth down: A's af_packet port loses its
+#     carrier) under the probe and a fourth study: A's instance on the archive segment goes to
+#     fault (its own link is tracked with weight 0), its group steps down, B becomes master of
+#     every instance and active; the probe resumes within 1 s; the study arrives byte-identical;
+#     `medixctl ha` on A names the link. The link back: A stays backup and standby.
 #
 # Usage: test/netns/failover.sh (root; binaries from build/, or MEDIX_DP=path MEDIXCTL=path).
 # MX_FAILOVER_JSON=FILE: the measured figures written there as JSON.
@@ -49,6 +55,10 @@ declare -A STUDY_PORT=([HOSP-A]=$DICOM_PORT [HOSP-D]=$((DICOM_PORT + 1)))
 for tag in HOSP-A HOSP-D; do mx_study_serve archive $tag "${STUDY_PORT[$tag]}"; done
 study_send() { mx_study_send "$1" "$2" $ARCHIVE_CORE "${STUDY_PORT[$2]}"; }
 received() { mx_study_received "$1"; }
+# vrrp_effective PREFIX: the node's instances as STATE/EFFECTIVE_PRIORITY, sorted.
+vrrp_effective() {
+  mx_ctl "$1" -o json vrrp | mx_json - "' '.join(sorted('%s/%d' % (i['state'], i.get('effective_priority', 0)) for i in d['instances']))"
+}
 # probe_start TAG SECONDS: the receiver on hosp-a, the sender on the archive (to hosp-a's core address).
 probe_start() { mx_probe_start "$1" hosp-a-lan 10.0.0.5 archive $HOSP_A_CORE "$2"; }
 
@@ -141,13 +151,50 @@ check "A's log names the VRRP preemption as the cause of its role change" grep -
 check "the two nodes' intents agree (their own addresses and VRRP priorities aside)" \
   bash -c "! grep -q \"the peer's intent differs\" \"$A_LOG\" \"$B_LOG\""
 
+# --- (5) the active's own link down: B takes over; back up, A stays backup ---------------------
+t5=$EPOCHREALTIME
+# The switchover left A at priority 254 with preemption; the operator sets the startup intent back.
+mx_json "$MX_TMP/config-a.json" "{k: d[k] for k in ('schema_version', 'vrrp_instances')}" >"$MX_TMP/vrrp-a.json"
+out=$(mx_ctl "$A_PREFIX" apply "$MX_TMP/vrrp-a.json" 2>&1 | tail -1)
+check_that "A's VRRP instances back to the startup intent, priority 200 without preemption ($out)" \
+  '[ "$(vrrp_effective "$A_PREFIX")" = "master/200 master/200 master/200" ] && [ "$(mx_ha "$A_PREFIX" role)" = HA_ROLE_ACTIVE ]'
+rm -f "$MX_TMP/received-HOSP-A"/*
+probe_start cut 4
+study_send hosp-a-lan HOSP-A
+mx_wait_eval 20 '[ "$(received HOSP-A)" -ge 2 ]'
+cut_in_flight="$(received HOSP-A) of $IMAGES images"
+# CUT_NS: as the link is set down; DOWN_NS: once it is (A can forward no probe sent after it).
+cut_ns=$(mx_now_ns)
+ip -n "$(mx_ns archive)" link set eth0 down # the bridge's end of A's archive port
+down_ns=$(mx_now_ns)
+check "A's own archive link down: vr-archive in fault, the group backup, A standby; B master of every instance and active" \
+  mx_wait_eval 5 '[ "$(mx_vrrp_states $A_PREFIX)" = "backup backup fault" ] && [ "$(mx_ha $A_PREFIX role)" = HA_ROLE_STANDBY ] && mx_pair_is "$B_PREFIX" master HA_ROLE_ACTIVE'
+mx_ctl "$A_PREFIX" ha >"$MX_TMP/ha-a-cut.out" 2>&1
+check "medixctl ha on A: vr-archive fault, its role change for link_down ($(grep -m1 'link_down' "$MX_TMP/ha-a-cut.out" | sed 's/^ *//'))" \
+  bash -c "grep -q 'master -> backup, link_down' '$MX_TMP/ha-a-cut.out' && grep -q '^vr-archive .* fault ' '$MX_TMP/ha-a-cut.out'"
+check "A's log names its own link" grep -q "VRRP vr-archive: its own link down" "$A_LOG"
+mx_probe_end cut "$cut_ns" "$down_ns"
+r3=$MX_PROBE_REPORT
+echo "    probe through the link cut ($cut_in_flight received at the cut): $r3"
+check "the probe resumed through B: the first probe sent once the link was down arrived $(mx_json - "d['takeover_ms']" <<<"$r3") ms after the cut (receiver's gap $(mx_json - "d['outage_ms']" <<<"$r3") ms, largest $(mx_json - "d['max_gap_ms']" <<<"$r3") ms; limit 1000)" \
+  [ "$(mx_json - "d['takeover_ms'] is not None and d['takeover_ms'] <= 1000 and d['max_gap_ms'] <= 1000" <<<"$r3")" = True ]
+mx_study_check HOSP-A
+ip -n "$(mx_ns archive)" link set eth0 up
+check "the link back: A's vr-archive out of fault (priority 200 again), A backup" \
+  mx_wait_eval 5 '[ "$(vrrp_effective "$A_PREFIX")" = "backup/200 backup/200 backup/200" ]'
+sleep 1 # well past A's master down interval (0.32 s): it hears B
+check_that "A stays backup and standby (no preemption), B master and active" \
+  'mx_pair_is "$A_PREFIX" backup HA_ROLE_STANDBY && mx_pair_is "$B_PREFIX" master HA_ROLE_ACTIVE'
+echo "    step 5: $("$MX_PY" -c "print('%.1f' % ($EPOCHREALTIME - $t5))") s"
+
 echo "    $(($(date +%s) - t0)) s"
 if [ -n "${MX_FAILOVER_JSON:-}" ]; then
-  "$MX_PY" - "$r" "$r2" "$switch_ms" "$in_flight" >"$MX_FAILOVER_JSON" <<'PY'
+  "$MX_PY" - "$r" "$r2" "$switch_ms" "$in_flight" "$r3" >"$MX_FAILOVER_JSON" <<'PY'
 import json, sys
-kill, switch = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+kill, switch, cut = json.loads(sys.argv[1]), json.loads(sys.argv[2]), json.loads(sys.argv[5])
 print(json.dumps({"takeover_ms": kill["takeover_ms"], "kill_probe": kill, "switchover_probe": switch,
-                  "switchover_ms": int(sys.argv[3]), "studies_in_flight_at_kill": sys.argv[4]}))
+                  "switchover_ms": int(sys.argv[3]), "studies_in_flight_at_kill": sys.argv[4],
+                  "link_down_probe": cut}))
 PY
 fi
 finish

@@ -383,8 +383,8 @@ TEST_CASE("a tracked link down forces its instance to backup, and its group with
   CHECK(state("lan").state == vrrp::State::backup);
   CHECK(state("lan").last.back().reason == vrrp::Reason::link_down);
   CHECK(state("lan").effective_priority == 0);
-  CHECK(state("svc").state == vrrp::State::backup);  // the group went with it
-  CHECK(state("svc").last.back().reason == vrrp::Reason::group);
+  CHECK(state("svc").state == vrrp::State::backup);  // its own link (a-svc's port) is down too
+  CHECK(state("svc").last.back().reason == vrrp::Reason::link_down);
   CHECK(standby.load());  // the group's backup: standby
   // Held back while the link is down, well past the master down interval.
   for (uint64_t end = t + 2000 * ms; t < end; t += 10 * ms) runner.poll(*h.tables, nullptr, io, t);
@@ -428,6 +428,69 @@ TEST_CASE("a tracked link down forces its instance to backup, and its group with
   CHECK(roles.last().back().detail.find("drained") != std::string::npos);
   h.worker.vrrp = nullptr;
   rte_ring_free(from_workers);
+  drain();
+}
+
+// An instance's own link is tracked with weight 0 without being named in `track` (keepalived's
+// FAULT): the group steps down with it, so the peer's instance on that segment is not left
+// backup behind a master it no longer hears.
+TEST_CASE("an instance's own link down is a fault: it and its group step down, the node is standby") {
+  Harness h(two_tenants);
+  REQUIRE(h.apply(ops(R"([
+      {"op": "CREATE", "object": {"vrrp_instance": {"name": "lan", "interface": "a-lan", "vrid": 1,
+        "advert_interval_cs": 10, "addresses": ["10.0.0.254"], "group": "g"}}},
+      {"op": "CREATE", "object": {"vrrp_instance": {"name": "svc", "interface": "a-svc", "vrid": 2,
+        "advert_interval_cs": 10, "addresses": ["10.1.0.254"], "group": "g"}}}])"))
+              .code == Code::ok);
+  vrrp::Runner runner;
+  vrrp::Io io;
+  io.pool = h.pool;
+  io.to_worker = h.handoff[0];
+  io.link_up = link_of;
+  std::atomic<bool> standby{true};
+  const std::string ha_group = "g";
+  io.ha_standby = &standby;
+  io.ha_group = &ha_group;
+  auto state = [&](const std::string& name) {
+    for (const auto& s : runner.status())
+      if (s.name == name) return s;
+    FAIL("no instance " << name);
+    return vrrp::Status{};
+  };
+  auto drain = [&] {
+    rte_mbuf* pkts[64];
+    unsigned n;
+    while ((n = rte_ring_sc_dequeue_burst(h.handoff[0], reinterpret_cast<void**>(pkts), 64, nullptr)))
+      rte_pktmbuf_free_bulk(pkts, n);
+  };
+  a_svc_up = true;
+  uint64_t t = 200 * ms;
+  for (; t < 2000 * ms; t += 10 * ms) runner.poll(*h.tables, nullptr, io, t);
+  REQUIRE(state("svc").state == vrrp::State::master);
+  REQUIRE(state("lan").state == vrrp::State::master);
+  CHECK_FALSE(state("svc").fault);
+  CHECK_FALSE(standby.load());
+  drain();
+  a_svc_up = false;  // a-svc's port loses its link; no instance tracks it
+  for (uint64_t end = t + 300 * ms; t < end; t += 10 * ms) runner.poll(*h.tables, nullptr, io, t);
+  CHECK(state("svc").state == vrrp::State::backup);
+  CHECK(state("svc").fault);
+  CHECK(state("svc").effective_priority == 0);
+  CHECK(state("svc").last.back().reason == vrrp::Reason::link_down);
+  CHECK(state("lan").state == vrrp::State::backup);
+  CHECK_FALSE(state("lan").fault);
+  CHECK(state("lan").last.back().reason == vrrp::Reason::group);
+  CHECK(standby.load());
+  for (uint64_t end = t + 2000 * ms; t < end; t += 10 * ms) runner.poll(*h.tables, nullptr, io, t);
+  CHECK(state("svc").state == vrrp::State::backup);  // held while the link is down
+  CHECK(state("lan").state == vrrp::State::backup);
+  a_svc_up = true;
+  for (uint64_t end = t + 1000 * ms; t < end; t += 10 * ms) runner.poll(*h.tables, nullptr, io, t);
+  CHECK_FALSE(state("svc").fault);
+  CHECK(state("svc").effective_priority == 100);
+  CHECK(state("svc").state == vrrp::State::master);  // no master heard: the group comes back
+  CHECK(state("lan").state == vrrp::State::master);
+  CHECK_FALSE(standby.load());
   drain();
 }
 
