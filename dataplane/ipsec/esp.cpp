@@ -305,8 +305,11 @@ rte_mbuf* verdict_in(Worker& w, EspPacket& d) {
     in->hdr_checksum = checksum_replace16(in->hdr_checksum, old, load16(&in->version_ihl));
   }
   account(w, *sa, inner_len);
-  rte_pktmbuf_adj(m, uint16_t(payload - rte_pktmbuf_mtod(m, uint8_t*)));
-  rte_pktmbuf_trim(m, uint16_t(rte_pktmbuf_pkt_len(m) - inner_len));
+  // One segment (esp_input linearized it): L2, the outer headers and the trailer cut in one
+  // write of its bounds.
+  m->data_off = uint16_t(payload - static_cast<uint8_t*>(m->buf_addr));
+  m->data_len = uint16_t(inner_len);
+  m->pkt_len = inner_len;
   PacketMeta& pm = meta(m);
   pm.iface_in = sa->tunnel;
   pm.tenant = tunnel->tenant;
@@ -498,17 +501,15 @@ void esp_input(Worker& w, rte_mbuf** pkts, uint16_t n, rte_mbuf** inner, uint16_
       stranger(m, Drop::esp_unknown_spi);
       continue;
     }
-    if (meta(m).l2_len) {
-      ip = reinterpret_cast<rte_ipv4_hdr*>(rte_pktmbuf_adj(m, meta(m).l2_len));
-      meta(m).l2_len = 0;
-    }
+    // L2 stays on (its length in the meta, for the owner if handed over): verdict_in cuts
+    // it with the outer headers, one write of the mbuf's bounds.
     if (sa->owner != w.queue) {
       hand_off(w, sa->owner, m, Handoff::esp_decrypt);
       continue;
     }
     uint16_t ihl = uint16_t((ip->version_ihl & 0xf) * 4);
     uint16_t esp_off = uint16_t(ihl + (ip->next_proto_id == IPPROTO_UDP ? 8 : 0));
-    uint8_t* esp = rte_pktmbuf_mtod_offset(m, uint8_t*, esp_off);
+    uint8_t* esp = reinterpret_cast<uint8_t*>(ip) + esp_off;
     int32_t esp_len = int32_t(rte_be_to_cpu_16(ip->total_length)) - esp_off;
     int32_t cipher_len = esp_len - esp_header - sa->iv_len - sa->icv_len;
     if (cipher_len < 2 || (cipher_len & (sa->block - 1))) {  // blocks are powers of two
