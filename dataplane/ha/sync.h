@@ -140,7 +140,8 @@ class Sync {
   uint64_t instance_ = 0;  // this run's (its start): the tenant tables' epochs are of it
   bool tenants_sent_ = false;
   uint16_t tenants_sent_epoch_ = 0;
-  TenantMap tenants_;  // the peer's tenant slots to this node's (the sync thread's)
+  // The peer's tenant slots to this node's (the sync thread's).
+  TenantMap tenants_;
   uint64_t last_counter_ = 0;  // the peer's
   bool was_standby_ = false;
   // Active, yielding: its sessions are handed to the peer once, when the peer is heard after the

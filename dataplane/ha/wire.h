@@ -16,7 +16,7 @@ namespace medix::dp::ha {
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the sync wire format is the records' little-endian layout");
 
 inline constexpr uint32_t wire_magic = 0x5848444d;  // "MDHX"
-inline constexpr uint8_t wire_version = 2;  // 2: tenants by name (ha/tenants.h)
+inline constexpr uint8_t wire_version = 2;          // 2: tenants by name (ha/tenants.h)
 
 enum class MessageType : uint8_t {
   records = 1,         // sessions and SAs of the active

@@ -12,10 +12,10 @@
 
 #include "common/address.h"
 #include "fixture.h"
+#include "ha/tenants.h"
 #include "harness.h"
 #include "ip/ip.h"
 #include "ipsec/esp.h"
-#include "ha/tenants.h"
 #include "ipsec/sa.h"
 #include "l2/l2.h"
 #include "nat/nat.h"
