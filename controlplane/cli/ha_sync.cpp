@@ -179,9 +179,11 @@ void print_status(const v1::HaSyncStatus& s) {
               (unsigned long)s.ignored_not_standby(), (unsigned long)s.overlap_received());
   std::printf("rejected   bad_mac %lu, replay %lu, malformed %lu\n", (unsigned long)s.rejected_bad_mac(),
               (unsigned long)s.rejected_replay(), (unsigned long)s.rejected_malformed());
-  std::printf("lost       ring_full %lu, install_ring_full %lu, unknown_worker %lu, datagrams %lu\n",
-              (unsigned long)s.ring_full(), (unsigned long)s.install_ring_full(), (unsigned long)s.unknown_worker(),
-              (unsigned long)s.datagrams_lost());
+  std::printf(
+      "lost       ring_full %lu, install_ring_full %lu, unknown_worker %lu, tenant_unknown %lu, "
+      "tenant_table_unknown %lu, datagrams %lu\n",
+      (unsigned long)s.ring_full(), (unsigned long)s.install_ring_full(), (unsigned long)s.unknown_worker(),
+      (unsigned long)s.tenant_unknown(), (unsigned long)s.tenant_table_unknown(), (unsigned long)s.datagrams_lost());
   std::printf("resyncs    %lu requested, %lu completed, %lu incomplete, last %lu ms; role changes %lu\n",
               (unsigned long)s.resyncs_requested(), (unsigned long)s.resyncs_completed(),
               (unsigned long)s.resyncs_incomplete(), (unsigned long)s.last_resync_ms(),

@@ -221,10 +221,13 @@ void render_ha_metrics(Dataplane& dp, std::ostringstream& out) {
       .sample({{"reason", "malformed"}}, s.rejected_malformed);
   Family(out, "medix_ha_sync_lost_total", "counter",
          "Sync records or datagrams lost, by where: ring_full (active's workers), install_ring_full and "
-         "unknown_worker (standby), datagrams (gaps in the peer's counter).")
+         "unknown_worker, tenant_unknown and tenant_table_unknown (standby), datagrams (gaps in the peer's "
+         "counter).")
       .sample({{"reason", "ring_full"}}, s.ring_full)
       .sample({{"reason", "install_ring_full"}}, s.install_ring_full)
       .sample({{"reason", "unknown_worker"}}, s.unknown_worker)
+      .sample({{"reason", "tenant_unknown"}}, s.tenant_unknown)
+      .sample({{"reason", "tenant_table_unknown"}}, s.tenant_table_unknown)
       .sample({{"reason", "datagrams"}}, s.datagrams_lost);
   Family(out, "medix_ha_sync_resyncs_total", "counter", "Bulk resyncs this standby asked for, and completed.")
       .sample({{"state", "requested"}}, s.resyncs_requested)

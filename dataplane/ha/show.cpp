@@ -94,6 +94,8 @@ void fill_ha_sync(Dataplane& dp, v1::HaSyncStatus& out) {
   out.set_datagrams_lost(s.datagrams_lost);
   out.set_resyncs_incomplete(s.resyncs_incomplete);
   out.set_unknown_worker(s.unknown_worker);
+  out.set_tenant_unknown(s.tenant_unknown);
+  out.set_tenant_table_unknown(s.tenant_table_unknown);
   out.set_config_digest(s.config.hex());
   out.set_config_objects(s.config.objects);
   if (s.peer_config_known) {

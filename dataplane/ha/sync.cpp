@@ -92,6 +92,7 @@ std::optional<std::string> Sync::start(Dataplane& dp, const Options& options) {
   }
   peer_addr_.assign(reinterpret_cast<uint8_t*>(&peer), reinterpret_cast<uint8_t*>(&peer) + sizeof peer);
   counter_ = realtime_ns();  // grows across restarts: the peer's replay check holds
+  instance_ = counter_;
   was_standby_ = dp.ha_standby.load();
   // The peer file (ha/reserve.h): what a takeover before the peer's first whole round may trust.
   // A node that starts active takes over nothing and sends rounds: the file goes first.
@@ -146,6 +147,9 @@ void Sync::send(MessageType type, uint8_t flags, const SyncRecord* records, unsi
 }
 
 void Sync::flush(uint8_t flags, uint64_t sent_ns) {
+  // The records' tenant tables go first: they were taken from the workers before this reads
+  // the table, so none is newer than the one the peer has by then.
+  send_tenants(sent_ns, false);
   for (size_t at = 0; at < pending_.size(); at += records_per_datagram) {
     auto n = unsigned(std::min(records_per_datagram, pending_.size() - at));
     uint8_t f = flags;
@@ -207,7 +211,7 @@ void Sync::bulk_step(uint64_t now_ns) {
       // tells the standby).
       uint32_t before = session.seq.load(std::memory_order_acquire);
       if ((before & 1) || !session.live) continue;
-      SyncRecord r = session_record(nw, session, bulk_queue_, tsc, hz);
+      SyncRecord r = session_record(t, nw, session, bulk_queue_, tsc, hz);
       std::atomic_thread_fence(std::memory_order_acquire);
       if (session.seq.load(std::memory_order_relaxed) != before) continue;
       pending_.push_back(r);
@@ -368,6 +372,31 @@ void Sync::send_hello(uint64_t now_ns, uint64_t ack, const std::vector<SyncRecor
   send(MessageType::hello, 0, records, n, now_ns);
 }
 
+void Sync::send_tenants(uint64_t now_ns, bool always) {
+  std::vector<SyncRecord> records;
+  dp_->controller.read([&](auto&, auto& c, uint64_t) {
+    const Tables& t = *c.current();
+    if (always || !tenants_sent_ || t.tenant_epoch != tenants_sent_epoch_) {
+      records = tenant_records(t, instance_);
+      tenants_sent_epoch_ = t.tenant_epoch;
+    }
+  });
+  if (records.empty()) return;
+  tenants_sent_ = true;
+  for (size_t at = 0; at < records.size(); at += records_per_datagram)
+    send(MessageType::tenants, 0, records.data() + at, unsigned(std::min(records_per_datagram, records.size() - at)),
+         now_ns);
+}
+
+bool Sync::to_own_tenants(SyncRecord& r) {
+  switch (tenants_.translate(r)) {
+    case TenantMap::Result::ok: return true;
+    case TenantMap::Result::table_unknown: s_.tenant_table_unknown++; return false;
+    case TenantMap::Result::tenant_unknown: s_.tenant_unknown++; return false;
+  }
+  return false;
+}
+
 std::optional<uint64_t> Sync::peer_sa_start(uint64_t tunnel, uint32_t spi) const {
   // Read under the controller's lock (the commit's): a takeover's scan of the SAs (takeover(),
   // under it too) comes after this SA is published if this sees the node standby, so one of the
@@ -457,6 +486,7 @@ void Sync::take_overlap(const Decoded& d) {
     if (SyncKind(r.kind) != SyncKind::session) continue;
     r.kind = uint8_t(SyncKind::session_overlap);
     s_.overlap_received++;
+    if (!to_own_tenants(r)) continue;
     if (r.queue >= dp_->workers.size())
       s_.unknown_worker++;
     else if (!push_in(dp_->workers[r.queue]->sync->in, r))
@@ -499,8 +529,10 @@ void Sync::handle(const Decoded& d, uint64_t now_ns, uint64_t previous_counter) 
       if (!standby) {  // every session, from the first
         peer_asked_rate_ = h.rate;
         start_bulk(true, now_ns);
+        tenants_sent_ = false;  // the table again first: the standby may have restarted
       }
       return;
+    case MessageType::tenants: tenants_.take(d.records, h.count); return;
     case MessageType::records: break;
   }
   s_.records_received += h.count;
@@ -526,13 +558,16 @@ void Sync::handle(const Decoded& d, uint64_t now_ns, uint64_t previous_counter) 
     const SyncRecord& r = d.records[i];
     switch (SyncKind(r.kind)) {
       case SyncKind::session:
-      case SyncKind::session_end:
+      case SyncKind::session_end: {
         sessions = true;
-        if (r.queue >= dp_->workers.size())
+        SyncRecord own = r;
+        if (!to_own_tenants(own)) break;
+        if (own.queue >= dp_->workers.size())
           s_.unknown_worker++;  // the active runs more workers: its sessions cannot be placed here
-        else if (!push_in(dp_->workers[r.queue]->sync->in, r))
+        else if (!push_in(dp_->workers[own.queue]->sync->in, own))
           s_.install_ring_full++;
         break;
+      }
       case SyncKind::sa_outbound:
       case SyncKind::sa_inbound: peer_.take(r); break;
       default: break;
@@ -581,6 +616,8 @@ void Sync::receive() {
                                : s_.rejected_malformed)++;
       continue;
     }
+    // This node's tenants as they are now (read outside mutex_: a commit may ask peer_sa_start).
+    dp_->controller.read([&](auto&, auto& c, uint64_t) { tenants_.own(*c.current()); });
     handle(d, now, previous);
   }
 }
@@ -666,6 +703,7 @@ void Sync::run() {
       peer_role = s_.peer_role;
       if (!heard && standby) need_resync_ = true;  // the active went away: resync when it is back
     }
+    if (!heard) tenants_.forget_peer();  // it may come back restarted, its epochs anew
     // Yielding (a split brain's heal, a planned switchover's old active): every session of this
     // node, in one pass flagged draining (send() adds it), so that the winner takes those that
     // clash with nothing of its own before this node forgets them (docs/ha.md, Part 3's heal).
@@ -714,6 +752,7 @@ void Sync::run() {
     }
     if (now >= next_hello_ns_) {
       check_config(now);
+      send_tenants(now, true);  // before the hello: a peer that hears it has the table
       send_hello(now, 0);
       next_hello_ns_ = now + s;
     }

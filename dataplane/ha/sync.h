@@ -18,6 +18,7 @@
 
 #include "control/digest.h"
 #include "ha/fence.h"
+#include "ha/tenants.h"
 #include "ha/wire.h"
 
 namespace medix::dp {
@@ -59,6 +60,9 @@ struct Status {
   uint64_t ring_full = 0;           // workers' records lost to a full ring (active)
   uint64_t install_ring_full = 0;   // records lost to a worker's full install ring (standby)
   uint64_t unknown_worker = 0;      // records for a worker this node does not have
+  // Session records refused by their tenants (ha/tenants.h): a tenant of the peer's this node
+  // lacks, or a tenant table of the peer's not received (yet).
+  uint64_t tenant_unknown = 0, tenant_table_unknown = 0;
   uint64_t ignored_not_standby = 0;
   uint64_t overlap_received = 0;  // active: sessions a draining peer made (planned switchover)
   uint64_t installed = 0, refreshed = 0, removed = 0, install_failed = 0;
@@ -121,6 +125,10 @@ class Sync {
   void forget();
   bool forgetting() const;
   void check_config(uint64_t now_ns);
+  // This node's tenant table to the peer: when it changed since last sent, or `always`.
+  void send_tenants(uint64_t now_ns, bool always);
+  // A peer's session record into this node's tenant slots (counted when refused).
+  bool to_own_tenants(SyncRecord& r);
   void send(MessageType type, uint8_t flags, const SyncRecord* records, unsigned count, uint64_t sent_ns,
             uint32_t rate = 0);
   void flush(uint8_t flags, uint64_t sent_ns);
@@ -133,6 +141,11 @@ class Sync {
   std::thread thread_;
   std::atomic<bool> stopping_{false};
   uint64_t counter_ = 0;
+  uint64_t instance_ = 0;  // this run's (its start): the tenant tables' epochs are of it
+  bool tenants_sent_ = false;
+  uint16_t tenants_sent_epoch_ = 0;
+  // The peer's tenant slots to this node's (the sync thread's).
+  TenantMap tenants_;
   uint64_t last_counter_ = 0;  // the peer's
   bool was_standby_ = false;
   // Active, yielding: its sessions are handed to the peer once, when the peer is heard after the

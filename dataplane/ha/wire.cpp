@@ -9,6 +9,8 @@
 #include <fstream>
 #include <iterator>
 
+#include "infra/limits.h"
+
 namespace medix::dp::ha {
 
 namespace {
@@ -28,6 +30,15 @@ bool valid_record(const SyncRecord& r) {
     case SyncKind::sa_inbound: return r.sa.spi != 0;
     case SyncKind::config: return true;
     case SyncKind::sa_ack: return r.sa.value != 0;
+    case SyncKind::tenants: {
+      const auto& t = r.tenants;
+      if (t.total > max_tenants || t.count > tenant_entries_per_record || t.first + t.count > t.total ||
+          (t.count == 0 && t.total != 0))
+        return false;
+      for (unsigned i = 0; i < t.count; i++)
+        if (t.slot[i] >= max_tenants || t.name[i] == 0) return false;
+      return true;
+    }
     default: return false;  // sa_takeover, session_overlap and forget are never sent
   }
 }
@@ -75,7 +86,7 @@ Reject decode(const uint8_t* data, size_t len, const Key& key, uint64_t& last_co
   mac_of(data, len - mac_size, key, mac);
   if (CRYPTO_memcmp(mac, data + len - mac_size, mac_size) != 0) return Reject::bad_mac;
   if (h.counter <= last_counter) return Reject::replay;
-  if (h.type < uint8_t(MessageType::records) || h.type > uint8_t(MessageType::resync_request) ||
+  if (h.type < uint8_t(MessageType::records) || h.type > uint8_t(MessageType::tenants) ||
       (h.role != uint8_t(WireRole::active) && h.role != uint8_t(WireRole::standby)))
     return Reject::malformed;
   const auto* records = reinterpret_cast<const SyncRecord*>(data + sizeof h);

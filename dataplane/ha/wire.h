@@ -16,13 +16,14 @@ namespace medix::dp::ha {
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the sync wire format is the records' little-endian layout");
 
 inline constexpr uint32_t wire_magic = 0x5848444d;  // "MDHX"
-inline constexpr uint8_t wire_version = 1;
+inline constexpr uint8_t wire_version = 2;          // 2: tenants by name (ha/tenants.h)
 
 enum class MessageType : uint8_t {
   records = 1,         // sessions and SAs of the active
   hello = 2,           // once a second: the sender's role, its intent digest (one config record); a standby's
                        // also after each round of SA datagrams it took whole, with an sa_ack record
   resync_request = 3,  // a standby that (re)joined asks for every session
+  tenants = 4,         // the sender's tenant table (SyncKind::tenants records): on each change and every second
 };
 enum HeaderFlags : uint8_t {
   flag_bulk = 1,      // records from a bulk pass (resync or periodic refresh), not from workers

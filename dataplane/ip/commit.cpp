@@ -3,6 +3,7 @@
 #include <rte_errno.h>
 
 #include <algorithm>
+#include <chrono>
 
 #include "control/build.h"
 #include "ip/kinds.h"
@@ -210,6 +211,13 @@ std::optional<Error> build_tenants(Committer::Build& b) {
     b.next->tenants[*slot].uid = b.new_uid();
     b.new_tenant_slots.push_back(*slot);
     b.need_totals = true;
+  }
+  if (!b.dead_tenants.empty() || !b.new_tenant_slots.empty()) {
+    // The first from the clock: a restarted node's tables are unlikely to reuse the epochs its
+    // peer still holds of the node before (ha/tenants.h).
+    uint16_t& epoch = b.next->tenant_epoch;
+    epoch = epoch ? uint16_t(epoch + 1) : uint16_t(std::chrono::steady_clock::now().time_since_epoch().count());
+    if (!epoch) epoch = 1;
   }
   return std::nullopt;
 }

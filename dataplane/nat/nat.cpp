@@ -311,7 +311,7 @@ void release_mapping(Worker& w, NatWorker& nw, uint32_t index) {
 // To the sync thread: a session made or ended (HA, nat/sync.h). A full ring loses the record,
 // counted; the active's periodic refresh and the next bulk resync heal it.
 void sync_push(Worker& w, const NatWorker& nw, uint32_t index, SyncKind kind) {
-  SyncRecord r = session_record(nw, nw.sessions[index], w.queue, w.now, w.tsc_hz);
+  SyncRecord r = session_record(*w.tables, nw, nw.sessions[index], w.queue, w.now, w.tsc_hz);
   r.kind = uint8_t(kind);
   if (rte_ring_sp_enqueue_elem(w.sync->out, &r, sizeof r) != 0) bump(w.sync->ring_full);
 }
@@ -1066,7 +1066,8 @@ void nat_sweep(Worker& w) {
 
 // --- HA sync (nat/sync.h): the workers' side.
 
-SyncRecord session_record(const NatWorker& nw, const Session& s, uint16_t queue, uint64_t now, uint64_t hz) {
+SyncRecord session_record(const Tables& t, const NatWorker& nw, const Session& s, uint16_t queue, uint64_t now,
+                          uint64_t hz) {
   SyncRecord r{};
   r.kind = uint8_t(SyncKind::session);
   r.tcp = s.tcp;
@@ -1076,6 +1077,7 @@ SyncRecord session_record(const NatWorker& nw, const Session& s, uint16_t queue,
   r.s.key[0] = s.key[0];
   r.s.key[1] = s.key[1];
   r.s.mapping_tenant = no_mapping_tenant;
+  r.s.tenant_epoch = t.tenant_epoch;
   if (s.mapping) {
     const Mapping& mp = nw.mappings[s.mapping - 1];
     r.s.inside_ip = mp.inside.src;

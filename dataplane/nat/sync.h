@@ -21,6 +21,7 @@ enum class SyncKind : uint8_t {
   session_overlap = 7,
   forget = 8,  // active to standby: the worker ends every session it has (never sent)
   sa_ack = 9,  // in a standby's hello: the counter (value) of the last datagram of a round of SA records it took whole
+  tenants = 10,  // in a tenants datagram: part of the sender's table of tenant slots (ha/tenants.h)
 };
 
 // sa_outbound: the sender sends on the SA with no fence (docs/ha.md, "The fence"): a node taking
@@ -40,7 +41,9 @@ struct SyncRecord {
       uint32_t inside_ip, outside_ip;
       uint16_t inside_port, outside_port;
       uint16_t mapping_tenant;
-      uint16_t reserved;
+      // The sender's tenant table (Tables::tenant_epoch) whose slots key[].tenant and
+      // mapping_tenant are: the receiver puts them in its own slots by the tenants' names.
+      uint16_t tenant_epoch;
     } s;
     struct {
       uint32_t spi;
@@ -56,10 +59,21 @@ struct SyncRecord {
       uint64_t digest[2];
       uint64_t objects;
     } config;
+    struct {
+      uint64_t instance;  // the sender's start (ns): its epochs are of this run
+      uint16_t epoch;     // Tables::tenant_epoch
+      uint16_t total;     // live tenants in the table
+      uint16_t first;     // the table's entry the first one here is
+      uint16_t count;     // entries here (tenant_entries_per_record at most)
+      uint16_t slot[3];
+      uint16_t reserved;
+      uint64_t name[3];  // tenant_sync_id() of the tenant in slot[i]
+    } tenants;
   };
 };
 static_assert(sizeof(SyncRecord) == 56);
 inline constexpr uint16_t no_mapping_tenant = 0xffff;
+inline constexpr unsigned tenant_entries_per_record = 3;
 // Each worker's rings (runtime/dataplane.cpp makes them; --check counts them).
 inline constexpr unsigned sync_out_ring_size = 16384;
 inline constexpr unsigned sync_in_ring_size = 65536;
@@ -79,8 +93,9 @@ struct SyncWorker {
 inline constexpr uint32_t forget_chunk = 256;  // session slots a sync_install call looks at
 
 // A session as a record (the owner worker, or a reader on another thread under the session's
-// seq check). `now`/`hz`: TSC, for idle_ms.
-SyncRecord session_record(const NatWorker& nw, const Session& s, uint16_t queue, uint64_t now, uint64_t hz);
+// seq check), its tenants by slot in `t`. `now`/`hz`: TSC, for idle_ms.
+SyncRecord session_record(const Tables& t, const NatWorker& nw, const Session& s, uint16_t queue, uint64_t now,
+                          uint64_t hz);
 
 // Worker, between bursts: installs up to a burst of records the sync thread handed it.
 void sync_install(Worker& w);

@@ -216,6 +216,9 @@ struct Tables {
   std::vector<PortEntry> ports;            // by slot
   std::vector<InterfaceEntry> interfaces;  // by slot; a slot with uid 0 is free
   std::vector<TenantEntry> tenants;        // by slot; not live: free
+  // Which tenant table this is, for HA sync (ha/tenants.h): a new value, never 0, each time a
+  // tenant is added or removed. A session record names its tenants by slot in this table.
+  uint16_t tenant_epoch = 0;
   // Compact FIBs (tables/lpm.h): each tenant's root ply by slot, 0 for a DIR24_8 tenant
   // (tenants[slot].fib) or a free slot; the pool of plies every root is in.
   std::vector<uint32_t> fib_roots;

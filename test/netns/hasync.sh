@@ -4,11 +4,13 @@
 #
 #   hosp-a-lan 10.0.0.5 ── p0 ─┐  node A (active)   ┌─ p2 ── archive 192.168.1.10
 #   hosp-d-lan 10.0.0.5 ── p1 ─┤  node B (standby)  │        (100.100.2.10 in the core)
-#                              └── both on every veth (af_packet), the same config
+#                              └── both on every veth (af_packet), the same intent
 #   hosp-a: static 10.0.0.0/24 <-> 100.64.1.0/24; hosp-d: NAPT pool 100.64.9.1
 #
-# Checks: sessions made on A (static and NAPT) appear on B with the same translation
-# (ListSessions compared); B crosses nothing while standby; a forged datagram (another key)
+# B's tenants are one slot past A's (B starts with a tenant more, first, and deletes it): records
+# find their tenant by name (docs/ha.md, "Tenants by name"), both ways.
+# Checks: sessions made on A (static and NAPT) appear on B with the same translation, in the
+# same tenants (ListSessions compared), none refused for its tenant; B crosses nothing while standby; a forged datagram (another key)
 # and a replayed one are rejected and counted, and inject nothing; A is killed (-9) during a
 # paced TCP transfer through NAPT, B is made active and the transfer completes byte-identical
 # through B with the same pool address and port; A returns as standby and a bulk resync gives
@@ -38,6 +40,14 @@ mx_attach archive archive $ARCHIVE/24 192.168.1.1/24
 config=$MX_TMP/config.json
 mx_write_config "$config"
 mx_pair_intent "$config" $PORT $PORT
+# B gives its tenants other slots than A's (docs/ha.md, "Tenants by name"): it starts with a
+# tenant first in its file (and by name) that it deletes before the intents are compared, so that
+# both end with the same intent, every tenant of B's one slot past A's.
+config_b=$MX_TMP/config-b.json
+"$MX_PY" -c 'import json, sys
+c = json.load(open(sys.argv[1]))
+c["tenants"].insert(0, {"name": "0-b-first"})
+json.dump(c, open(sys.argv[2], "w"), indent=1)' "$config" "$config_b"
 head -c 48 /dev/urandom | base64 >"$MX_TMP/sync.key"
 head -c 48 /dev/urandom | base64 >"$MX_TMP/wrong.key"
 PA=$((20000 + RANDOM % 20000)) PB=$((PA + 1)) MA=$((PA + 2)) MB=$((PA + 3))
@@ -52,7 +62,7 @@ start_node() {
   if [ "$node" = A ]; then MX_PREFIX=$A_PREFIX MX_DP_LOG=$A_LOG; else MX_PREFIX=$B_PREFIX MX_DP_LOG=$B_LOG; fi
   # shellcheck disable=SC2046
   if [ "$node" = A ]; then mx_start_dp "$config" --ha-role "$role" $(sync_args $PA $PB) --metrics-listen 127.0.0.1:$MA || rc=1
-  else mx_start_dp "$config" --ha-role "$role" $(sync_args $PB $PA) --metrics-listen 127.0.0.1:$MB || rc=1; fi
+  else mx_start_dp "$config_b" --ha-role "$role" $(sync_args $PB $PA) --metrics-listen 127.0.0.1:$MB || rc=1; fi
   if [ "$node" = A ]; then A_PID=$MX_DP_PID; else B_PID=$MX_DP_PID; MX_PIDS+=("$B_PID"); fi
   MX_PREFIX=$save_prefix MX_DP_LOG=$save_log
   [ "$node" = A ] || MX_DP_PID=$save_pid
@@ -77,6 +87,7 @@ finish() {
 t0=$(date +%s)
 start_node A active && pass "node A (active) ready" || { fail "node A did not start"; finish; }
 start_node B standby && pass "node B (standby) ready" || { fail "node B did not start"; finish; }
+mx_ctl "$B_PREFIX" delete tenant 0-b-first >/dev/null
 check "A sees B as its standby peer" mx_wait_eval 10 '[ "$(mx_ha $A_PREFIX peer_role)" = HA_ROLE_STANDBY ]'
 check "B sees A as its active peer" mx_wait_eval 10 '[ "$(mx_ha $B_PREFIX peer_role)" = HA_ROLE_ACTIVE ]'
 check "B's first resync completed" mx_wait_eval 10 '[ "$(mx_ha $B_PREFIX resyncs_completed)" -ge 1 ]'
@@ -85,6 +96,7 @@ check "B's first resync completed" mx_wait_eval 10 '[ "$(mx_ha $B_PREFIX resyncs
 check "A and B hold the same intent digest ($(mx_ha $A_PREFIX config_digest))" mx_wait_eval 5 \
   '[ -n "$(mx_ha $A_PREFIX peer_config_digest)" ] && [ "$(mx_ha $A_PREFIX config_digest)" = "$(mx_ha $B_PREFIX config_digest)" ] && [ "$(mx_ha $A_PREFIX peer_config_digest)" = "$(mx_ha $B_PREFIX config_digest)" ]'
 check "no config mismatch reported" [ "$(mx_ha $B_PREFIX config_mismatch)" = False ]
+m0=$(mx_ha $B_PREFIX config_mismatches)  # B's start, with its first tenant, may have counted one
 # B's intent changed alone: both report the mismatch (GetHaSync, medixctl ha, the metric).
 mx_ctl "$B_PREFIX" set tenant ha-extra description "on B only" >/dev/null
 check "B's extra tenant: B reports a config mismatch" mx_wait_eval 5 '[ "$(mx_ha $B_PREFIX config_mismatch)" = True ]'
@@ -95,10 +107,10 @@ mx_ctl "$B_PREFIX" delete tenant ha-extra >/dev/null
 check "the tenant deleted: the mismatch clears on both" mx_wait_eval 5 \
   '[ "$(mx_ha $B_PREFIX config_mismatch)" = False ] && [ "$(mx_ha $A_PREFIX config_mismatch)" = False ]'
 cleared() {
-  [ "$(mx_ha $B_PREFIX config_mismatches)" = 1 ] && [ "$(mx_metric $MB medix_ha_config_mismatch)" = 0 ] &&
-    [ "$(mx_metric $MB medix_ha_config_mismatches_total)" = 1 ]
+  [ "$(mx_ha $B_PREFIX config_mismatches)" = $((m0 + 1)) ] && [ "$(mx_metric $MB medix_ha_config_mismatch)" = 0 ] &&
+    [ "$(mx_metric $MB medix_ha_config_mismatches_total)" = $((m0 + 1)) ]
 }
-check "... counted once (config_mismatches 1, the metrics 0 and 1)" cleared
+check "... counted once (config_mismatches $((m0 + 1)), the metrics 0 and $((m0 + 1)))" cleared
 
 mx_serve archive $PORT
 mx_wait_eval 5 '[ "$(mx_in archive ss -Hltn "sport = :$PORT" | wc -l)" -ge 1 ]'
@@ -122,6 +134,7 @@ else
 fi
 napt=$(mx_json - "[s for s in d if s.startswith('hosp-d')][0].split(' | ')[1].split('>')[0].split()[1]" <<<"$sa")
 check "the NAPT session's core address is the pool's ($napt)" [ "${napt%:*}" = "$POOL" ]
+check "B refused no record for its tenants (tenant_unknown 0)" [ "$(mx_ha $B_PREFIX tenant_unknown)" = 0 ]
 check "B's standby crossed nothing it received (drops ha_standby counted)" \
   [ "$(MX_PREFIX=$B_PREFIX mx_tele /medix/drops ha_standby 2>/dev/null || echo 0)" -gt 0 ]
 check "sync lag measured on B" [ "$(mx_ha $B_PREFIX lag_samples)" -gt 0 ]

@@ -10,7 +10,7 @@
 """
 import hashlib, hmac, socket, struct, sys, time
 
-MAGIC, VERSION = 0x5848444D, 1
+MAGIC, VERSION = 0x5848444D, 2
 
 
 def header(type_, role, flags, counter, sent_ns, count, workers=1):
@@ -27,7 +27,7 @@ def ip(a):
 
 def forge(port, keyfile):
     key = open(keyfile, "rb").read().rstrip(b"\r\n")
-    # kind session, tcp 0, queue 0, idle 0; key[0], key[1]; mapping (tenant 0xffff: none)
+    # kind session, tcp 0, queue 0, idle 0; key[0], key[1]; mapping (tenant 0xffff: none), tenant epoch 0
     rec = struct.pack("<BBHI", 1, 0, 0, 0) + flow(ip("10.9.9.9"), ip("100.100.2.10"), 999, 5001, 0, 6) + \
         flow(ip("100.100.2.10"), ip("100.64.9.1"), 5001, 999, 1, 6) + struct.pack("<IIHHHH", 0, 0, 0, 0, 0xFFFF, 0)
     assert len(rec) == 56

@@ -11,6 +11,7 @@
 #include "control/intent.h"
 #include "ha/role.h"
 #include "ha/sync.h"
+#include "ha/tenants.h"
 #include "ha/wire.h"
 #include "harness.h"
 
@@ -255,4 +256,131 @@ TEST_CASE("the HA role's changes: kept with time, cause and detail, the last 16,
   CHECK(log.last().back().detail == "flip 19");
   CHECK(log.changes() == 21);
   CHECK(log.failovers() == 11);
+}
+
+namespace {
+
+// A node's tenant table as a commit leaves it: names by slot, an epoch.
+Tables tenant_table(const std::vector<std::string>& by_slot, uint16_t epoch) {
+  Tables t;
+  t.tenant_epoch = epoch;
+  t.tenants.resize(by_slot.size());
+  for (size_t slot = 0; slot < by_slot.size(); slot++) {
+    t.tenants[slot].name = by_slot[slot];
+    t.tenants[slot].live = !by_slot[slot].empty();
+  }
+  return t;
+}
+
+// A session between two tenants (slots of the sender), NAPT-mapped in the first.
+SyncRecord session_in(uint16_t from, uint16_t to, uint16_t epoch) {
+  SyncRecord r = session(0x0a000005, 40000);
+  r.s.key[0].tenant = from;
+  r.s.key[1].tenant = to;
+  r.s.mapping_tenant = from;
+  r.s.tenant_epoch = epoch;
+  return r;
+}
+
+// The peer's table as the receiver gets it: through the wire's checks.
+void take_table(TenantMap& map, const Tables& t, uint64_t instance, uint64_t& counter) {
+  std::vector<SyncRecord> records = tenant_records(t, instance);
+  Key key = key_of('k');
+  for (size_t at = 0; at < records.size(); at += records_per_datagram) {
+    auto n = uint16_t(std::min(records_per_datagram, records.size() - at));
+    WireHeader h = header(counter + 1, n);
+    h.type = uint8_t(MessageType::tenants);
+    alignas(8) uint8_t buffer[max_datagram];
+    size_t len = encode(h, records.data() + at, key, buffer);
+    Decoded d{};
+    REQUIRE(decode(buffer, len, key, counter, d) == Reject::none);
+    map.take(d.records, d.header.count);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("HA sync: session records land in the tenant of the same name, whatever the two nodes' slots") {
+  // A built from a file; B by API calls in another order, with a tenant of its own first.
+  Tables a = tenant_table({"hosp-a", "clinic", "archive", "ix"}, 100);
+  Tables b = tenant_table({"lab", "archive", "ix", "clinic", "hosp-a"}, 7);
+  TenantMap map;
+  uint64_t counter = 0;
+  map.own(b);
+  // No table of A's yet: refused, never put in B's slot of the same number.
+  SyncRecord r = session_in(0, 2, 100);
+  CHECK(map.translate(r) == TenantMap::Result::table_unknown);
+  CHECK(r.s.key[0].tenant == 0);
+  take_table(map, a, 1, counter);
+  REQUIRE(map.translate(r) == TenantMap::Result::ok);
+  CHECK(r.s.key[0].tenant == 4);  // hosp-a
+  CHECK(r.s.key[1].tenant == 1);  // archive
+  CHECK(r.s.mapping_tenant == 4);
+  CHECK(r.s.tenant_epoch == 7);
+  SyncRecord plain = session_in(1, 3, 100);
+  plain.s.mapping_tenant = no_mapping_tenant;
+  REQUIRE(map.translate(plain) == TenantMap::Result::ok);
+  CHECK(plain.s.key[0].tenant == 3);  // clinic
+  CHECK(plain.s.key[1].tenant == 2);  // ix
+  CHECK(plain.s.mapping_tenant == no_mapping_tenant);
+
+  // A tenant B lacks: refused whole, the record as it was.
+  Tables a2 = tenant_table({"hosp-a", "clinic", "archive", "ix", "dental"}, 101);
+  take_table(map, a2, 1, counter);
+  SyncRecord dental = session_in(4, 2, 101);
+  CHECK(map.translate(dental) == TenantMap::Result::tenant_unknown);
+  CHECK(dental.s.key[0].tenant == 4);
+  // A record made under A's table before is still A's slots (kept a while).
+  SyncRecord older = session_in(1, 2, 100);
+  REQUIRE(map.translate(older) == TenantMap::Result::ok);
+  CHECK(older.s.key[0].tenant == 3);
+
+  // B deletes clinic, then adds it again: another slot, which the map follows.
+  map.own(tenant_table({"lab", "archive", "ix", "", "hosp-a"}, 8));
+  SyncRecord clinic = session_in(1, 2, 101);
+  CHECK(map.translate(clinic) == TenantMap::Result::tenant_unknown);
+  map.own(tenant_table({"lab", "archive", "ix", "", "hosp-a", "clinic"}, 9));
+  REQUIRE(map.translate(clinic) == TenantMap::Result::ok);
+  CHECK(clinic.s.key[0].tenant == 5);
+  // A deletes clinic and gives its slot to dental: records of that table name dental there.
+  take_table(map, tenant_table({"hosp-a", "dental", "archive", "ix"}, 102), 1, counter);
+  SyncRecord reused = session_in(1, 2, 102);
+  CHECK(map.translate(reused) == TenantMap::Result::tenant_unknown);  // B has no dental
+  SyncRecord before = session_in(1, 2, 101);
+  REQUIRE(map.translate(before) == TenantMap::Result::ok);  // still clinic in A's table 101
+  CHECK(before.s.key[0].tenant == 5);
+
+  // A restarted: its tables before are forgotten (its epochs begin again).
+  take_table(map, tenant_table({"clinic", "hosp-a", "archive", "ix"}, 100), 2, counter);
+  SyncRecord restarted = session_in(0, 2, 100);
+  REQUIRE(map.translate(restarted) == TenantMap::Result::ok);
+  CHECK(restarted.s.key[0].tenant == 5);  // clinic, not hosp-a as the first run's table 100 said
+  CHECK(map.knows(100));
+  CHECK(!map.knows(101));
+
+  // Many tenants: a table over several datagrams, every slot mapped.
+  std::vector<std::string> many, reversed;
+  for (int i = 0; i < 1000; i++) many.push_back("t" + std::to_string(i));
+  reversed.assign(many.rbegin(), many.rend());
+  take_table(map, tenant_table(many, 200), 2, counter);
+  map.own(tenant_table(reversed, 10));
+  for (uint16_t slot : {0, 1, 498, 999}) {
+    SyncRecord m = session_in(slot, slot, 200);
+    REQUIRE(map.translate(m) == TenantMap::Result::ok);
+    CHECK(m.s.key[0].tenant == 999 - slot);
+  }
+  // A table record that names a slot past the limit, or more entries than it holds, is malformed.
+  SyncRecord bad = tenant_records(a, 1)[0];
+  bad.tenants.slot[0] = uint16_t(max_tenants);
+  WireHeader h = header(counter + 1, 1);
+  h.type = uint8_t(MessageType::tenants);
+  alignas(8) uint8_t buffer[max_datagram];
+  Key key = key_of('k');
+  size_t len = encode(h, &bad, key, buffer);
+  Decoded d{};
+  CHECK(decode(buffer, len, key, counter, d) == Reject::malformed);
+  bad = tenant_records(a, 1)[0];
+  bad.tenants.count = 4;
+  len = encode(h, &bad, key, buffer);
+  CHECK(decode(buffer, len, key, counter, d) == Reject::malformed);
 }

@@ -12,6 +12,7 @@
 
 #include "common/address.h"
 #include "fixture.h"
+#include "ha/tenants.h"
 #include "harness.h"
 #include "ip/ip.h"
 #include "ipsec/esp.h"
@@ -1291,6 +1292,56 @@ TEST_CASE("HA sync: sessions made on the active install on the standby's worker,
   CHECK(rings.sync.removed == 1);
   CHECK(nw.capacity - nw.n_free_sessions == 1);
   CHECK(nw.capacity - nw.n_free_mappings == 0);
+  standby.worker.sync = nullptr;
+  standby.worker.ha_standby = nullptr;
+}
+
+TEST_CASE("HA sync: the standby's tenants in other slots: records install by tenant name, not slot") {
+  std::vector<SyncRecord> records;
+  ha::TenantMap map;
+  std::vector<SyncRecord> table;
+  {
+    Harness active(nat_config);
+    SyncRings rings(active.worker);
+    const uint16_t a = active.tenant("hosp-a"), clinic = active.tenant("clinic"), archive = active.tenant("archive");
+    auto out =
+        nat_stage(active,
+                  in_core(active, {{"a0", on_vlan(10, ipv4("10.0.0.5", "100.100.2.10", 6, tcp(40000, 104, 0x02)))},
+                                   {"c0", on_vlan(30, ipv4("10.0.0.5", "100.100.2.10", 17, udp(5000, 9, 20)))}}),
+                  {a, clinic}, {archive, archive});
+    REQUIRE(out[0]);
+    REQUIRE(out[1]);
+    free_all(out);
+    records = rings.taken();
+    table = ha::tenant_records(*active.tables, 1);
+    active.worker.sync = nullptr;
+  }
+  REQUIRE(records.size() == 2);
+  map.take(table.data(), unsigned(table.size()));
+
+  // The standby has a tenant of its own more (first in its file): every slot differs.
+  std::string config = nat_config;
+  config.replace(config.find(R"("tenants": [)"), 12, R"("tenants": [{"name": "0-lab", "max_routes": 64}, )");
+  Harness standby(config);
+  SyncRings rings(standby.worker);
+  std::atomic<bool> is_standby{true};
+  standby.worker.ha_standby = &is_standby;
+  const uint16_t a = standby.tenant("hosp-a"), clinic = standby.tenant("clinic");
+  // The control: the records' slots name other tenants here (what an install by slot would hit).
+  CHECK(standby.tables->tenants[records[0].s.key[0].tenant].name != "hosp-a");
+  CHECK(standby.tables->tenants[records[1].s.key[0].tenant].name != "clinic");
+  map.own(*standby.tables);
+  for (SyncRecord r : records) {
+    REQUIRE(map.translate(r) == ha::TenantMap::Result::ok);
+    REQUIRE(rte_ring_sp_enqueue_elem(rings.sync.in, &r, sizeof r) == 0);
+  }
+  sync_install(standby.worker);
+  const NatWorker& nw = *standby.tables->nat[0];
+  CHECK(rings.sync.installed == 2);
+  CHECK(rings.sync.install_failed == 0);
+  CHECK(nw.sessions_of[a] == 1);
+  CHECK(nw.sessions_of[clinic] == 1);
+  CHECK(nw.capacity - nw.n_free_mappings == 1);  // the clinic's NAPT mapping, in the clinic
   standby.worker.sync = nullptr;
   standby.worker.ha_standby = nullptr;
 }
