@@ -200,6 +200,12 @@ if [ "$sa" = "$sb" ] && [ "$(mx_json - "len(d)" <<<"$sb")" -ge 3 ]; then
 else
   fail "A's sessions after the resync differ: A $sa, B $sb"
 fi
+# The timers came with them: each session's idle time on A is B's (not restarted at the install),
+# and the static sessions, idle since their transfers, show it (several seconds).
+timers() { mx_ctl "$1" -o json sessions | mx_json - "{'%s %s>%s' % (s.get('tenant'), s.get('source'), s.get('destination')): int(s.get('idle_ms', 0)) for s in (d or {}).get('sessions', [])}"; }
+ta=$(timers "$A_PREFIX") tb=$(timers "$B_PREFIX")
+check "A's session timers are B's: idle times within 1.5 s of each other, the longest on B $(mx_json - "max(d.values()) if d else 0" <<<"$tb") ms" \
+  [ "$("$MX_PY" -c 'import json, sys; a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2]); print(bool(b) and a.keys() == b.keys() and max(b.values()) >= 3000 and all(abs(a[k] - b[k]) <= 1500 for k in b))' "$ta" "$tb")" = True ]
 kill -TERM "$A_PID"; wait "$A_PID" 2>/dev/null
 echo "    $(($(date +%s) - t0)) s"
 finish
