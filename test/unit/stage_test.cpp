@@ -1221,27 +1221,35 @@ struct SyncRings {
   }
 };
 
+// Two sessions made on an active (hosp-a's TCP, the clinic's UDP through NAPT to the archive):
+// the records its worker handed to sync, its NAPT pool port and its tenant table (ha/tenants.h).
+struct ActiveRecords {
+  std::vector<SyncRecord> records, tenants;
+  uint16_t pool_port = 0;
+};
+ActiveRecords two_sessions_on_active() {
+  ActiveRecords r;
+  Harness active(nat_config);
+  SyncRings rings(active.worker);
+  const uint16_t a = active.tenant("hosp-a"), clinic = active.tenant("clinic"), archive = active.tenant("archive");
+  auto out = nat_stage(active,
+                       in_core(active, {{"a0", on_vlan(10, ipv4("10.0.0.5", "100.100.2.10", 6, tcp(40000, 104, 0x02)))},
+                                        {"c0", on_vlan(30, ipv4("10.0.0.5", "100.100.2.10", 17, udp(5000, 9, 20)))}}),
+                       {a, clinic}, {archive, archive});
+  REQUIRE(out[0]);
+  REQUIRE(out[1]);
+  r.pool_port = be16(bytes_of(out[1]), 18 + 20);
+  free_all(out);
+  r.records = rings.taken();
+  r.tenants = ha::tenant_records(*active.tables, 1);
+  active.worker.sync = nullptr;
+  return r;
+}
+
 }  // namespace
 
 TEST_CASE("HA sync: sessions made on the active install on the standby's worker, whose replies find them") {
-  std::vector<SyncRecord> records;
-  uint16_t pool_port = 0;
-  {
-    Harness active(nat_config);
-    SyncRings rings(active.worker);
-    const uint16_t a = active.tenant("hosp-a"), clinic = active.tenant("clinic"), archive = active.tenant("archive");
-    auto out =
-        nat_stage(active,
-                  in_core(active, {{"a0", on_vlan(10, ipv4("10.0.0.5", "100.100.2.10", 6, tcp(40000, 104, 0x02)))},
-                                   {"c0", on_vlan(30, ipv4("10.0.0.5", "100.100.2.10", 17, udp(5000, 9, 20)))}}),
-                  {a, clinic}, {archive, archive});
-    REQUIRE(out[0]);
-    REQUIRE(out[1]);
-    pool_port = be16(bytes_of(out[1]), 18 + 20);
-    free_all(out);
-    records = rings.taken();
-    active.worker.sync = nullptr;
-  }
+  const auto [records, tenants, pool_port] = two_sessions_on_active();
   REQUIRE(records.size() == 2);  // one record a session made, nothing else
   CHECK(records[0].kind == uint8_t(SyncKind::session));
   CHECK(records[0].s.mapping_tenant == no_mapping_tenant);  // static: no NAPT mapping
@@ -1297,25 +1305,8 @@ TEST_CASE("HA sync: sessions made on the active install on the standby's worker,
 }
 
 TEST_CASE("HA sync: the standby's tenants in other slots: records install by tenant name, not slot") {
-  std::vector<SyncRecord> records;
+  auto [records, table, pool_port] = two_sessions_on_active();
   ha::TenantMap map;
-  std::vector<SyncRecord> table;
-  {
-    Harness active(nat_config);
-    SyncRings rings(active.worker);
-    const uint16_t a = active.tenant("hosp-a"), clinic = active.tenant("clinic"), archive = active.tenant("archive");
-    auto out =
-        nat_stage(active,
-                  in_core(active, {{"a0", on_vlan(10, ipv4("10.0.0.5", "100.100.2.10", 6, tcp(40000, 104, 0x02)))},
-                                   {"c0", on_vlan(30, ipv4("10.0.0.5", "100.100.2.10", 17, udp(5000, 9, 20)))}}),
-                  {a, clinic}, {archive, archive});
-    REQUIRE(out[0]);
-    REQUIRE(out[1]);
-    free_all(out);
-    records = rings.taken();
-    table = ha::tenant_records(*active.tables, 1);
-    active.worker.sync = nullptr;
-  }
   REQUIRE(records.size() == 2);
   map.take(table.data(), unsigned(table.size()));
 

@@ -333,6 +333,36 @@ TEST_CASE("an instance in the pipeline: ARP and the virtual MAC only as master, 
 namespace {
 bool a_svc_up = true;  // the link of p1 (a-svc's port) as the test sets it
 bool link_of(const PortEntry& p) { return p.name != "p1" || a_svc_up; }
+
+// The harness's VRRP runner, its group g driving the node's HA role (--ha-vrrp-group g): it
+// starts standby.
+struct GroupNode {
+  Harness& h;
+  vrrp::Runner runner;
+  vrrp::Io io;
+  std::atomic<bool> standby{true};
+  const std::string ha_group = "g";
+
+  explicit GroupNode(Harness& harness) : h(harness) {
+    io.pool = h.pool;
+    io.to_worker = h.handoff[0];
+    io.link_up = link_of;
+    io.ha_standby = &standby;
+    io.ha_group = &ha_group;
+  }
+  vrrp::Status state(const std::string& name) {
+    for (const auto& s : runner.status())
+      if (s.name == name) return s;
+    FAIL("no instance " << name);
+    return vrrp::Status{};
+  }
+  void drain() {  // the adverts the runner handed to the worker
+    rte_mbuf* pkts[64];
+    unsigned n;
+    while ((n = rte_ring_sc_dequeue_burst(h.handoff[0], reinterpret_cast<void**>(pkts), 64, nullptr)))
+      rte_pktmbuf_free_bulk(pkts, n);
+  }
+};
 }  // namespace
 
 TEST_CASE("a tracked link down forces its instance to backup, and its group with it, and the node's HA role") {
@@ -344,31 +374,15 @@ TEST_CASE("a tracked link down forces its instance to backup, and its group with
       {"op": "CREATE", "object": {"vrrp_instance": {"name": "svc", "interface": "a-svc", "vrid": 2,
         "advert_interval_cs": 10, "addresses": ["10.1.0.254"], "group": "g"}}}])"))
               .code == Code::ok);
-  vrrp::Runner runner;
-  vrrp::Io io;
-  io.pool = h.pool;
-  io.to_worker = h.handoff[0];
-  io.link_up = link_of;
-  // The group drives the node's HA role (--ha-vrrp-group g): it starts standby.
-  std::atomic<bool> standby{true};
-  const std::string ha_group = "g";
-  io.ha_standby = &standby;
-  io.ha_group = &ha_group;
+  GroupNode node(h);
+  vrrp::Runner& runner = node.runner;
+  vrrp::Io& io = node.io;
+  std::atomic<bool>& standby = node.standby;
+  auto state = [&](const std::string& name) { return node.state(name); };
+  auto drain = [&] { node.drain(); };
   medix::dp::ha::RoleLog roles;  // the changes kept with their cause (ha/role.h)
   io.set_role = [&](bool to_standby, const std::string& why) {
     roles.set(standby, to_standby, medix::dp::ha::Cause::vrrp, why);
-  };
-  auto state = [&](const std::string& name) {
-    for (const auto& s : runner.status())
-      if (s.name == name) return s;
-    FAIL("no instance " << name);
-    return vrrp::Status{};
-  };
-  auto drain = [&] {
-    rte_mbuf* pkts[64];
-    unsigned n;
-    while ((n = rte_ring_sc_dequeue_burst(h.handoff[0], reinterpret_cast<void**>(pkts), 64, nullptr)))
-      rte_pktmbuf_free_bulk(pkts, n);
   };
   a_svc_up = true;
   uint64_t t = 200 * ms;  // past the first read of the links
@@ -442,27 +456,12 @@ TEST_CASE("an instance's own link down is a fault: it and its group step down, t
       {"op": "CREATE", "object": {"vrrp_instance": {"name": "svc", "interface": "a-svc", "vrid": 2,
         "advert_interval_cs": 10, "addresses": ["10.1.0.254"], "group": "g"}}}])"))
               .code == Code::ok);
-  vrrp::Runner runner;
-  vrrp::Io io;
-  io.pool = h.pool;
-  io.to_worker = h.handoff[0];
-  io.link_up = link_of;
-  std::atomic<bool> standby{true};
-  const std::string ha_group = "g";
-  io.ha_standby = &standby;
-  io.ha_group = &ha_group;
-  auto state = [&](const std::string& name) {
-    for (const auto& s : runner.status())
-      if (s.name == name) return s;
-    FAIL("no instance " << name);
-    return vrrp::Status{};
-  };
-  auto drain = [&] {
-    rte_mbuf* pkts[64];
-    unsigned n;
-    while ((n = rte_ring_sc_dequeue_burst(h.handoff[0], reinterpret_cast<void**>(pkts), 64, nullptr)))
-      rte_pktmbuf_free_bulk(pkts, n);
-  };
+  GroupNode node(h);
+  vrrp::Runner& runner = node.runner;
+  vrrp::Io& io = node.io;
+  std::atomic<bool>& standby = node.standby;
+  auto state = [&](const std::string& name) { return node.state(name); };
+  auto drain = [&] { node.drain(); };
   a_svc_up = true;
   uint64_t t = 200 * ms;
   for (; t < 2000 * ms; t += 10 * ms) runner.poll(*h.tables, nullptr, io, t);
