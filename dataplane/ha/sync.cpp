@@ -703,7 +703,10 @@ void Sync::run() {
       peer_role = s_.peer_role;
       if (!heard && standby) need_resync_ = true;  // the active went away: resync when it is back
     }
-    if (!heard) tenants_.forget_peer();  // it may come back restarted, its epochs anew
+    if (!heard) {
+      tenants_.forget_peer();  // it may come back restarted, its epochs anew
+      tenants_sent_ = false;   // and it forgot ours: the table again before the next records
+    }
     // Yielding (a split brain's heal, a planned switchover's old active): every session of this
     // node, in one pass flagged draining (send() adds it), so that the winner takes those that
     // clash with nothing of its own before this node forgets them (docs/ha.md, Part 3's heal).
@@ -723,6 +726,7 @@ void Sync::run() {
     }
     if (peer_since_drain && !handed_over_) {
       handed_over_ = true;
+      tenants_sent_ = false;  // the pass is sent once: the table ahead of it, whatever the peer kept
       start_bulk(false, now);
     }
     if (!standby) {
