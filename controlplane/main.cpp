@@ -373,9 +373,11 @@ int main(int argc, char** argv) {
         if (m.busy) mids.push_back({m.spi_i, m.spi_r, m.initiating, m.responding});
       return raised;
     };
-    charon.raise_responding = [](const std::vector<medix::cp::ha::IkeMids>& mids) {
-      std::vector<cp_ike_mids> raw;
-      for (const auto& m : mids) raw.push_back({m.spi_i, m.spi_r, m.initiating, m.responding, false});
+    charon.raise_responding = [](const std::vector<medix::cp::ha::IkeAnswer>& answers) {
+      std::vector<cp_ike_answer> raw;
+      for (const auto& a : answers)
+        raw.push_back({{a.mids.spi_i, a.mids.spi_r, a.mids.initiating, a.mids.responding, false},
+                       reinterpret_cast<const uint8_t*>(a.response.data()), a.response.size()});
       return cp_charon_raise_responding(raw.data(), int(raw.size()));
     };
     // Passive first: the plugin's segment drop (the FIFO) may not have run yet, and an active
@@ -413,10 +415,13 @@ int main(int argc, char** argv) {
     }
     {  // the standby's acknowledgement before each IKE message, and with a witness its records
       static medix::cp::ha::Link* checked = &ha_link;  // outlives charon (stopped before the link)
-      cp_charon_send_check([](const cp_ike_mids* m, const uint32_t* children, int n_children, bool request) -> int {
+      cp_charon_send_check([](const cp_ike_mids* m, const uint32_t* children, int n_children, bool request,
+                              const uint8_t* packet, size_t packet_len) -> int {
         using Send = medix::cp::ha::Link::Send;
         Send s = checked->check_send({m->spi_i, m->spi_r, m->initiating, m->responding},
-                                     std::vector<uint32_t>(children, children + n_children), request);
+                                     std::vector<uint32_t>(children, children + n_children), request,
+                                     packet ? std::string_view(reinterpret_cast<const char*>(packet), packet_len)
+                                            : std::string_view());
         return s == Send::ok ? CP_SEND_OK : s == Send::unrecorded ? CP_SEND_UNRECORDED : CP_SEND_UNCONFIRMED;
       });
     }

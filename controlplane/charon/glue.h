@@ -75,8 +75,10 @@ struct cp_ike_mids {
  * not CP_SEND_OK: the message is dropped (a request is retransmitted by charon, a response asked
  * again by the peer's retransmit, and checked again). Any thread; NULL: none (all sent). */
 enum { CP_SEND_OK = 0, CP_SEND_UNRECORDED = 1, CP_SEND_UNCONFIRMED = 2 };
+/* `packet` (a response that is one packet, as it goes out: the IKE message, no non-ESP marker;
+ * NULL otherwise) is written with a node's answer without the lease (docs/ha.md, item 6). */
 void cp_charon_send_check(int (*check)(const struct cp_ike_mids* mids, const uint32_t* children, int n_children,
-                                       bool request));
+                                       bool request, const uint8_t* packet, size_t packet_len));
 /* Fills up to `max` IKE_SAs' message IDs; returns how many. */
 int cp_charon_ike_mids(struct cp_ike_mids* out, int max);
 /* Raises each listed IKE_SA's message IDs to at least the given ones (never lowers them).
@@ -90,8 +92,16 @@ int cp_charon_ike_mids(struct cp_ike_mids* out, int max);
 int cp_charon_raise_mids(struct cp_ike_mids* mids, int n);
 /* Raises each listed IKE_SA's responding ID to at least the given one (the other node answered
  * the peer's requests without the witness's lease), by a job that waits while an exchange of ours
- * is in flight (a reset then would drop its packets). Returns how many were queued. */
-int cp_charon_raise_responding(const struct cp_ike_mids* mids, int n);
+ * is in flight (a reset then would drop its packets). With `response` (the other node's packet
+ * answering request responding - 1; NULL: none), kept once raised and sent for the peer's
+ * retransmit of that request, which charon itself has no response to (hold.c). Returns how many
+ * were queued. */
+struct cp_ike_answer {
+  struct cp_ike_mids mids;
+  const uint8_t* response;
+  size_t response_len;
+};
+int cp_charon_raise_responding(const struct cp_ike_answer* answers, int n);
 /* A CHILD_SA of an IKE_SA by its inbound ESP SPI (host order; no key): what the loser of a split
  * reports of its own at the heal (docs/ha.md, item 6, "A CHILD_SA the previous speaker changed"). */
 struct cp_ike_child {

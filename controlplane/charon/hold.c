@@ -68,11 +68,29 @@ static linked_list_t* resends; /* struct resend*, under lock: sent when the hold
  * backs off (4, 7.2, 13 s...): the gateway's own retransmits would otherwise overtake it. */
 static hashtable_t* withheld;
 static listener_t forget;
+/* unique id -> struct answered*: the other node's response to the peer's request `mid`, kept when
+ * the responding ID was raised past it to that node's answer (medix_hold_raise_responding), under
+ * left_lock. charon has no response of its own to that request (the raise reset its task
+ * manager): the peer's retransmit of it gets this one (resend_answered). Gone with the IKE_SA, or
+ * once its responding ID moves on. */
+struct answered {
+  uint32_t mid;
+  chunk_t packet;
+};
+static hashtable_t* answered_responses;
+static listener_t answered_listener;
+
+static void free_answered(struct answered* a) {
+  if (!a) return;
+  chunk_free(&a->packet);
+  free(a);
+}
 
 static void (*queue_job)(processor_t* this, job_t* job);
 static void (*sender_send)(sender_t* this, packet_t* packet);
 /* read and set with __atomic */
-static int (*send_check)(const struct cp_ike_mids* mids, const uint32_t* children, int n_children, bool request);
+static int (*send_check)(const struct cp_ike_mids* mids, const uint32_t* children, int n_children, bool request,
+                         const uint8_t* packet, size_t packet_len);
 /* The execute methods of the jobs that are held: learnt from one of each made at start. */
 enum { KIND_REKEY, KIND_DELETE, KIND_ROAM };
 static job_requeue_t (*held_kinds[3])(job_t*);
@@ -202,7 +220,8 @@ static void note_withheld(ike_sa_t* ike_sa, uint32_t mid) {
 
 /* Before the sender adds the non-ESP marker: the packet is the IKE message, its header in clear. */
 static void send_checked(sender_t* sender, packet_t* packet) {
-  int (*check)(const struct cp_ike_mids*, const uint32_t*, int, bool) = __atomic_load_n(&send_check, __ATOMIC_ACQUIRE);
+  int (*check)(const struct cp_ike_mids*, const uint32_t*, int, bool, const uint8_t*, size_t) =
+      __atomic_load_n(&send_check, __ATOMIC_ACQUIRE);
   ike_sa_t* ike_sa = charon->bus->get_sa(charon->bus); /* the sending thread's */
   chunk_t data = packet->get_data(packet);
   if (ike_sa && ike_sa->get_version(ike_sa) == IKEV2 && data.len >= 28 && data.ptr[17] == 0x20 &&
@@ -227,7 +246,10 @@ static void send_checked(sender_t* sender, packet_t* packet) {
       while (n_children < max_children && e->enumerate(e, &child))
         if (child->get_protocol(child) == PROTO_ESP) children[n_children++] = ntohl(child->get_spi(child, TRUE));
       e->destroy(e);
-      int sent = check(&m, children, n_children, request);
+      /* A response that is one packet (not an encrypted fragment, SKF: RFC 7383) goes with an answer
+       * without the lease, for the holder to send again (docs/ha.md, item 6). */
+      bool whole = !request && data.ptr[16] != PLV2_FRAGMENT;
+      int sent = check(&m, children, n_children, request, whole ? data.ptr : NULL, whole ? data.len : 0);
       free(children);
       if (sent != CP_SEND_OK) {
         DBG1(DBG_IKE, "medix: IKE %s %u of IKE_SA %s[%u] not sent: %s", request ? "request" : "response", mid,
@@ -262,7 +284,44 @@ METHOD(listener_t, forget_ike_sa, bool, listener_t* this, ike_sa_t* ike_sa, ike_
     left->remove(left, (void*)(uintptr_t)ike_sa->get_unique_id(ike_sa));
     resent->remove(resent, (void*)(uintptr_t)ike_sa->get_unique_id(ike_sa));
     free_resend(withheld->remove(withheld, (void*)(uintptr_t)ike_sa->get_unique_id(ike_sa)));
+    free_answered(answered_responses->remove(answered_responses, (void*)(uintptr_t)ike_sa->get_unique_id(ike_sa)));
     pthread_mutex_unlock(&left_lock);
+  }
+  return TRUE;
+}
+
+/* Before charon's task manager looks at an inbound message (task_manager_v2.c process_message:
+ * the bus's message hook, the IKE_SA checked out): the peer's retransmit of the request the other
+ * node answered, which charon would drop (`received message ID N, expected N+1, ignored`: no
+ * response cached after the raise), gets the other node's response, the same bytes the peer
+ * already accepts as the answer to it. Of a fragmented request, only the first fragment, as
+ * charon (RFC 7383, 2.6.1). */
+METHOD(listener_t, resend_answered, bool, listener_t* this, ike_sa_t* ike_sa, message_t* message, bool incoming,
+       bool plain) {
+  if (!incoming || plain || !ike_sa || !message->get_request(message)) return TRUE;
+  uintptr_t unique = ike_sa->get_unique_id(ike_sa);
+  uint32_t mid = message->get_message_id(message);
+  chunk_t data = message->get_packet_data(message);
+  if (data.len >= 34 && data.ptr[16] == PLV2_FRAGMENT && untoh16(data.ptr + 32) != 1) return TRUE;
+  packet_t* packet = NULL;
+  pthread_mutex_lock(&left_lock);
+  struct answered* a = answered_responses->get(answered_responses, (void*)unique);
+  if (a && ike_sa->get_message_id(ike_sa, FALSE) != a->mid + 1) {
+    /* charon answered the next request itself (its own response cached now), or was raised again */
+    free_answered(answered_responses->remove(answered_responses, (void*)unique));
+    a = NULL;
+  }
+  if (a && a->mid == mid)
+    packet = packet_create_from_data(message->get_destination(message)->clone(message->get_destination(message)),
+                                     message->get_source(message)->clone(message->get_source(message)),
+                                     chunk_clone(a->packet));
+  pthread_mutex_unlock(&left_lock);
+  if (packet) {
+    DBG1(DBG_IKE,
+         "medix: retransmit of request %u of IKE_SA %s[%u], which the other node answered without the lease: its "
+         "response sent again (%zu bytes)",
+         mid, ike_sa->get_name(ike_sa), ike_sa->get_unique_id(ike_sa), packet->get_data(packet).len);
+    sender_send(charon->sender, packet); /* as charon's own retransmit: no check, the answer is written */
   }
   return TRUE;
 }
@@ -278,7 +337,8 @@ typedef struct {
   job_t public;
   ike_sa_id_t* id;
   uint32_t mid, responding;
-  bool answered; /* the other node's answers (medix_hold_raise_responding), not our request's */
+  bool answered;   /* the other node's answers (medix_hold_raise_responding), not our request's */
+  chunk_t response; /* with answered: the other node's response to request responding - 1, or empty */
 } raise_job_t;
 
 static job_requeue_t raise_execute(job_t* job) {
@@ -297,6 +357,19 @@ static job_requeue_t raise_execute(job_t* job) {
   bool queued = false;
   if (resp < this->responding) {
     ike_sa->set_message_id(ike_sa, FALSE, this->responding); /* resets the task manager: none active */
+    if (this->answered) {
+      uintptr_t unique = ike_sa->get_unique_id(ike_sa);
+      struct answered* a = NULL;
+      if (this->response.len) {
+        a = malloc(sizeof(*a));
+        *a = (struct answered){.mid = this->responding - 1, .packet = this->response};
+        this->response = chunk_empty;
+      }
+      pthread_mutex_lock(&left_lock);
+      free_answered(a ? answered_responses->put(answered_responses, (void*)unique, a)
+                      : answered_responses->remove(answered_responses, (void*)unique));
+      pthread_mutex_unlock(&left_lock);
+    }
     if (this->answered)
       DBG1(DBG_IKE, "medix: responding message ID of IKE_SA %s[%u] raised to the other node's answers: %u[%u]",
            ike_sa->get_name(ike_sa), ike_sa->get_unique_id(ike_sa), this->responding, resp);
@@ -321,6 +394,7 @@ static job_priority_t raise_priority(job_t* job) {
 static void raise_destroy(job_t* job) {
   raise_job_t* this = (raise_job_t*)job;
   this->id->destroy(this->id);
+  chunk_free(&this->response);
   free(this);
 }
 
@@ -328,11 +402,13 @@ static void retransmit(ike_sa_id_t* id, uint32_t mid) {
   lib->processor->queue_job(lib->processor, (job_t*)retransmit_job_create(mid, id));
 }
 
-void medix_hold_raise_responding(ike_sa_t* ike_sa, uint32_t responding) {
+void medix_hold_raise_responding(ike_sa_t* ike_sa, uint32_t responding, const uint8_t* response,
+                                 size_t response_len) {
   ike_sa_id_t* id = ike_sa->get_id(ike_sa);
   raise_job_t* job;
   INIT(job, .public = {.execute = raise_execute, .get_priority = raise_priority, .destroy = raise_destroy},
-       .id = id->clone(id), .responding = responding, .answered = true, );
+       .id = id->clone(id), .responding = responding, .answered = true,
+       .response = response && response_len ? chunk_clone(chunk_create((u_char*)response, response_len)) : chunk_empty, );
   lib->processor->queue_job(lib->processor, &job->public);
 }
 
@@ -381,7 +457,7 @@ bool medix_hold_defer(void (*run)(void*), void* arg) {
 }
 
 void cp_charon_send_check(int (*check)(const struct cp_ike_mids* mids, const uint32_t* children, int n_children,
-                                       bool request)) {
+                                       bool request, const uint8_t* packet, size_t packet_len)) {
   __atomic_store_n(&send_check, check, __ATOMIC_RELEASE);
 }
 
@@ -409,6 +485,9 @@ void medix_hold_start(void) {
   deferred = linked_list_create();
   forget = (listener_t){.ike_state_change = _forget_ike_sa};
   charon->bus->add_listener(charon->bus, &forget);
+  answered_responses = hashtable_create(hashtable_hash_ptr, hashtable_equals_ptr, 8);
+  answered_listener = (listener_t){.message = _resend_answered};
+  charon->bus->add_listener(charon->bus, &answered_listener);
   sender_send = charon->sender->send;
   charon->sender->send = send_checked;
 }

@@ -345,7 +345,8 @@ void Link::lose_unacked() {
   dirty_ = true;  // the peer's copy may lack them: it rejoins (item 5)
 }
 
-Link::Send Link::check_send(const IkeMids& mids, const std::vector<uint32_t>& children, bool request) {
+Link::Send Link::check_send(const IkeMids& mids, const std::vector<uint32_t>& children, bool request,
+                             std::string_view response) {
   // The standby first (docs/ha.md, item 6, "The standby's acknowledgement"): what the plugin synced before this message
   // (its message ID, the state it carries) acknowledged, or the message does not leave. A response not sent is asked
   // again by the gateway's retransmit, a request is charon's to retransmit; either is checked
@@ -415,7 +416,7 @@ Link::Send Link::check_send(const IkeMids& mids, const std::vector<uint32_t>& ch
     if (by_lease_.load())
       witness_->record(mids, children);
     else
-      witness_->answered(mids);
+      witness_->answered(mids, response);
     return Send::ok;
   }
   bool ok;

@@ -19,6 +19,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -75,7 +76,8 @@ struct Charon {
   // To at least these; how many raised. Leaves in `mids` those busy (an exchange of ours in flight).
   std::function<int(std::vector<IkeMids>&)> raise_mids;
   // Responding IDs alone, each raised once no exchange of ours is in flight; how many will be.
-  std::function<int(const std::vector<IkeMids>&)> raise_responding;
+  // Each answer's response (if any) is sent again for the peer's retransmit of that request.
+  std::function<int(const std::vector<IkeAnswer>&)> raise_responding;
   std::function<int()> drop_passive;  // makes every IKE_SA passive, destroys them; how many
   std::function<void()> hold_dpd;     // no DPD of ours for the DPD delay
   std::function<int(bool)> hold;      // other requests of ours deferred (true) or let go; how many let go
@@ -118,8 +120,10 @@ class Link {
   // (Witness::record); a request it cannot record, or
   // one of a node that does not hold the lease and was neither recorded nor sent while paired
   // before (retransmits of those go, as they did before the witness), is dropped. Responses go out whatever: the
-  // gateway's requests are answered by the node they reach. Any thread.
-  Send check_send(const IkeMids& mids, const std::vector<uint32_t>& children, bool request);
+  // gateway's requests are answered by the node they reach; `response` (a response's packet as it
+  // goes out, "" if not one packet) is written with a node's answer without the lease. Any thread.
+  Send check_send(const IkeMids& mids, const std::vector<uint32_t>& children, bool request,
+                  std::string_view response = {});
   // The longest an IKE message waits for the standby's acknowledgement: the peer's word (1 s) and
   // two heartbeats; a peer silent or no longer standby ends it sooner.
   static constexpr int64_t confirm_wait_ns = 1'200'000'000;

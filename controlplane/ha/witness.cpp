@@ -435,7 +435,7 @@ bool Witness::recorded(const IkeMids& m) {
   return it != recorded_.end() && m.initiating <= it->second.mids.initiating;
 }
 
-bool Witness::answered(const IkeMids& m) {
+bool Witness::answered(const IkeMids& m, std::string_view response) {
   // etcd not heard from in the last second (the node cut from it: its grants get no answer): the
   // response is not delayed by a call that cannot succeed.
   if (steady_ns() - answered_ns_.load() > 1'000'000'000) return false;
@@ -444,6 +444,9 @@ bool Witness::answered(const IkeMids& m) {
   if (auto it = answers_written_.find(sa); it != answers_written_.end() && it->second >= m.responding) return true;
   if (answers_written_.size() > 4096) answers_written_.clear();  // IKE_SAs gone: only costs a write again
   const std::string key = answers_ + name_ + "/" + mids_record_name(m), value = answered_value(m.responding);
+  // The response's bytes (an encrypted IKE message, never logged) beside it, under the same
+  // compare: they go up with the ID or not at all.
+  const bool keep = !response.empty() && response.size() <= max_response_bytes;
   // Put over a lower value; absent: created. A value as high or higher stays (a late Txn of ours
   // taken after a later one is refused by the same compare).
   for (int tries = 0; tries < 2; tries++) {
@@ -462,6 +465,11 @@ bool Witness::answered(const IkeMids& m) {
     auto* put = txn.add_success()->mutable_request_put();
     put->set_key(key);
     put->set_value(value);
+    if (keep) {
+      auto* bytes = txn.add_success()->mutable_request_put();
+      bytes->set_key(key + "/response");
+      bytes->set_value(value + std::string(response));
+    }
     txn.add_failure()->mutable_request_range()->set_key(key);
     pb::TxnResponse result;
     auto ctx = context();
@@ -503,8 +511,15 @@ void Witness::read_answered() {
 
 void Witness::take_answers(const google::protobuf::RepeatedPtrField<etcdserverpb::KeyValue>& kvs) {
   std::lock_guard lock(answers_mu_);
+  // PREFIX/ike-answered/NAME/SPI_I.SPI_R (the ID) and .../SPI_I.SPI_R/response (the ID, then the
+  // packet): the other node's only (ours are in our charon). The responses first, by their key.
+  std::map<std::string, const std::string*> responses;
   for (const auto& kv : kvs) {
-    // PREFIX/ike-answered/NAME/SPI_I.SPI_R: the other node's only (ours are in our charon).
+    constexpr std::string_view suffix = "/response";
+    if (kv.key().size() > answers_.size() + suffix.size() && kv.key().ends_with(suffix))
+      responses[kv.key().substr(0, kv.key().size() - suffix.size())] = &kv.value();
+  }
+  for (const auto& kv : kvs) {
     std::string rest = kv.key().substr(std::min(kv.key().size(), answers_.size()));
     size_t slash = rest.rfind('/');
     IkeMids m{};
@@ -516,12 +531,17 @@ void Witness::take_answers(const google::protobuf::RepeatedPtrField<etcdserverpb
     if (responding <= seen) continue;
     seen = responding;
     m.responding = responding;
-    answers_fresh_.push_back(m);
+    IkeAnswer a{m, {}};
+    // Only the response written with this ID (the same Txn): one of an older ID is not its.
+    if (auto it = responses.find(kv.key());
+        it != responses.end() && it->second->size() > 8 && it->second->compare(0, 8, kv.value()) == 0)
+      a.response = it->second->substr(8);
+    answers_fresh_.push_back(std::move(a));
     stats_.answers_read++;
   }
 }
 
-std::vector<IkeMids> Witness::take_answered() {
+std::vector<IkeAnswer> Witness::take_answered() {
   std::lock_guard lock(answers_mu_);
   return std::exchange(answers_fresh_, {});
 }

@@ -30,7 +30,11 @@
 // response goes out it writes the IKE_SA's responding ID under PREFIX/ike-answered/NAME/SPI_I.SPI_R
 // (8 hex digits; no key), unguarded by the lease and only ever up (put only over a lower value).
 // The holder reads the other node's with each renewal and raises its responding ID to them, so
-// the gateway's next request, if the switch feeds the holder, is not ignored.
+// the gateway's next request, if the switch feeds the holder, is not ignored. With the record, in
+// the same Txn, the response's packet as sent (PREFIX/ike-answered/NAME/SPI_I.SPI_R/response: the
+// responding ID's 8 hex digits, then the encrypted IKE message; at most max_response_bytes, one
+// packet): the holder sends it again for the gateway's retransmit of that request if the
+// response was lost (docs/ha.md, "An answer without the lease").
 #ifndef MEDIX_CP_HA_WITNESS_H
 #define MEDIX_CP_HA_WITNESS_H
 
@@ -43,6 +47,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -89,12 +94,15 @@ class Witness {
   // retransmit of a recorded request).
   bool recorded(const IkeMids& m);
   // Before a response of a node that is active in a split without the lease: the IKE_SA's
-  // responding ID written for the holder (unguarded, only ever up). false: not written (etcd not
+  // responding ID written for the holder (unguarded, only ever up), with `response` (the packet as
+  // it goes out; "": none, or over max_response_bytes: not kept). false: not written (etcd not
   // heard from in the last second, or it did not answer); the response goes out whatever.
-  bool answered(const IkeMids& m);
+  static constexpr size_t max_response_bytes = 8192;
+  bool answered(const IkeMids& m, std::string_view response = {});
   // The other node's answered responding IDs (initiating 0) read by the holder since the last
-  // call, each only once it is above what was taken before for its IKE_SA.
-  std::vector<IkeMids> take_answered();
+  // call, each only once it is above what was taken before for its IKE_SA; with the response
+  // written with that ID ("" if none).
+  std::vector<IkeAnswer> take_answered();
 
   struct Stats {
     std::atomic<uint64_t> obtained{0}, lost{0}, renewals{0}, failures{0};
@@ -167,7 +175,7 @@ class Witness {
   std::map<std::pair<uint64_t, uint64_t>, uint32_t> answers_written_;  // under record_mu_: ours, as etcd has them
   std::mutex answers_mu_;
   std::map<std::pair<uint64_t, uint64_t>, uint32_t> answers_seen_;  // under answers_mu_: the other's, taken
-  std::vector<IkeMids> answers_fresh_;                              // under answers_mu_
+  std::vector<IkeAnswer> answers_fresh_;                            // under answers_mu_
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;

@@ -60,7 +60,8 @@
 #     retransmit answered; the same IKE_SA at the heal;
 #   - an answer without the lease (answered_lease): B, fed by the switch, answers the gateway's
 #     request and writes its responding ID to etcd; A, the holder, raises its own to it and
-#     answers the gateway's next request at once;
+#     answers the gateway's next request at once; then B's answer to the next lost on its way: A
+#     sends it again (kept with B's record) for the gateway's retransmit;
 #   - the lease passing twice (lease_twice) before A's DELETE
 #     of B's CHILD_SA goes out: B keeps its CHILD_SA meanwhile; A's DELETE goes at the heal A wins.
 #
@@ -1028,10 +1029,15 @@ switch_flip
 # across one request of the gateway's (a MOBIKE update: an address comes to the gateway), which B,
 # without the lease, answers after writing its responding ID to etcd (PREFIX/ike-answered/B/...).
 # A reads it with its renewals and raises its responding ID; the switch back to A, the gateway's
-# next request (the address goes) is answered by A at once, not ignored as an old ID. A control:
-# MEDIX_CP=<medix-cp of before> (A ignores it, `expected N, ignored`, until the heal's raise).
+# next request (the address goes) is answered by A at once, not ignored as an old ID. Then B's
+# answer lost: the switch to B again, UDP from B's port of the carrier's bridge dropped (tc), the
+# gateway's next request (the address again) answered by B, its response lost; the switch back to
+# A and the drop gone: the gateway's retransmit (4 s) reaches A, raised past it to B's answer,
+# which sends B's response (kept with B's record) again; the gateway takes it, and its next
+# request (the address goes) is answered by A. A control: MEDIX_CP=<medix-cp of before> (A
+# ignores the first request, `expected N, ignored`, until the heal's raise; and the retransmit).
 answered_lease() {
-  local a_mark b_mark gw_mark a_sw gw_sw ike_pre init_pre t0
+  local a_mark b_mark gw_mark a_sw b_sw gw_sw ike_pre init_pre t0
   # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
   b_mark=$(wc -l <"$MX_TMP/cp-b.log") t0=$(date +%s.%N)
   # (After switch_flip's heal, which waited for B's rejoin; A kept etcd throughout.)
@@ -1063,6 +1069,32 @@ answered_lease() {
       tail -n +$((gw_sw + 1)) "$GWLOG" | grep -q "parsed INFORMATIONAL response"'
   check_that "answered: A ignored none of the gateway's requests in the split" \
     '! cp_since a $a_mark | grep -q "expected [0-9]*, ignored"'
+  after_dpd a
+  # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
+  a_sw=$(wc -l <"$MX_TMP/cp-a.log") b_sw=$(wc -l <"$MX_TMP/cp-b.log") gw_sw=$(wc -l <"$GWLOG")
+  steer_carrier ethb
+  mx_in carrier-y-gw tc qdisc add dev ethb ingress &&
+    mx_in carrier-y-gw tc filter add dev ethb parent ffff: protocol ip u32 match ip protocol 17 0xff action drop ||
+    fail "could not drop B's UDP"
+  gw_address add || fail "could not add an address to the gateway"
+  check "answered, lost: B answers the gateway's next request, its response written to etcd with its ID" \
+    mx_wait_eval 3 'cp_since b $b_sw | grep -q "parsed INFORMATIONAL request [0-9]* \[ .*N(ADD_4_ADDR)" &&
+      etcdctl get --prefix --keys-only /medix/ike-answered/$HA_B/ 2>/dev/null | grep -q "/response\$"'
+  check_that "answered, lost: B's response lost on the way (the gateway has none)" \
+    '! tail -n +$((gw_sw + 1)) "$GWLOG" | grep -q "parsed INFORMATIONAL response"'
+  steer_carrier eth0
+  mx_in carrier-y-gw tc qdisc del dev ethb ingress || fail "could not stop dropping B's UDP"
+  check "answered, lost: the gateway's retransmit reaches A, which sends B's response again; the gateway takes it" \
+    mx_wait_eval 8 'tail -n +$((gw_sw + 1)) "$GWLOG" | grep -q "retransmit 1 of request" &&
+      cp_since a $a_sw | grep -q "medix: retransmit of request [0-9]* of IKE_SA carrier-y.*its response sent again" &&
+      tail -n +$((gw_sw + 1)) "$GWLOG" | grep -q "parsed INFORMATIONAL response"'
+  echo "    answered, lost: $(cp_since a "$a_sw" | grep -o 'medix: retransmit of request.*' | head -1)"
+  # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
+  a_sw=$(wc -l <"$MX_TMP/cp-a.log") gw_sw=$(wc -l <"$GWLOG")
+  gw_address del || fail "could not remove the gateway's address"
+  check "answered, lost: the gateway's next request is answered by A at once" \
+    mx_wait_eval 3 'cp_since a $a_sw | grep -q "parsed INFORMATIONAL request" &&
+      tail -n +$((gw_sw + 1)) "$GWLOG" | grep -q "parsed INFORMATIONAL response"'
   cp_link heal && segments off && steer_carrier none || fail "could not heal"
   check "answered: the heal: A active, B standby and rejoined, A's DPD answered" \
     mx_wait_eval 10 'mx_pair_is $A_PREFIX master HA_ROLE_ACTIVE && mx_pair_is $B_PREFIX backup HA_ROLE_STANDBY &&
