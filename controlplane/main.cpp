@@ -377,7 +377,8 @@ int main(int argc, char** argv) {
       std::vector<cp_ike_answer> raw;
       for (const auto& a : answers)
         raw.push_back({{a.mids.spi_i, a.mids.spi_r, a.mids.initiating, a.mids.responding, false},
-                       reinterpret_cast<const uint8_t*>(a.response.data()), a.response.size()});
+                       reinterpret_cast<const uint8_t*>(a.response.data()),
+                       a.response.size()});
       return cp_charon_raise_responding(raw.data(), int(raw.size()));
     };
     // Passive first: the plugin's segment drop (the FIFO) may not have run yet, and an active
@@ -418,10 +419,9 @@ int main(int argc, char** argv) {
       cp_charon_send_check([](const cp_ike_mids* m, const uint32_t* children, int n_children, bool request,
                               const uint8_t* packet, size_t packet_len) -> int {
         using Send = medix::cp::ha::Link::Send;
-        Send s = checked->check_send({m->spi_i, m->spi_r, m->initiating, m->responding},
-                                     std::vector<uint32_t>(children, children + n_children), request,
-                                     packet ? std::string_view(reinterpret_cast<const char*>(packet), packet_len)
-                                            : std::string_view());
+        Send s = checked->check_send(
+            {m->spi_i, m->spi_r, m->initiating, m->responding}, std::vector<uint32_t>(children, children + n_children),
+            request, packet ? std::string_view(reinterpret_cast<const char*>(packet), packet_len) : std::string_view());
         return s == Send::ok ? CP_SEND_OK : s == Send::unrecorded ? CP_SEND_UNRECORDED : CP_SEND_UNCONFIRMED;
       });
     }

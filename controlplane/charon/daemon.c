@@ -325,8 +325,7 @@ int cp_charon_raise_responding(const struct cp_ike_answer* answers, int n) {
     for (int i = 0; i < n; i++)
       if (answers[i].mids.spi_i == id->get_initiator_spi(id) && answers[i].mids.spi_r == id->get_responder_spi(id)) {
         if (answers[i].mids.responding > ike_sa->get_message_id(ike_sa, FALSE)) {
-          medix_hold_raise_responding(ike_sa, answers[i].mids.responding, answers[i].response,
-                                      answers[i].response_len);
+          medix_hold_raise_responding(ike_sa, answers[i].mids.responding, answers[i].response, answers[i].response_len);
           queued++;
         }
         break;

@@ -337,7 +337,7 @@ typedef struct {
   job_t public;
   ike_sa_id_t* id;
   uint32_t mid, responding;
-  bool answered;   /* the other node's answers (medix_hold_raise_responding), not our request's */
+  bool answered;    /* the other node's answers (medix_hold_raise_responding), not our request's */
   chunk_t response; /* with answered: the other node's response to request responding - 1, or empty */
 } raise_job_t;
 
@@ -402,13 +402,13 @@ static void retransmit(ike_sa_id_t* id, uint32_t mid) {
   lib->processor->queue_job(lib->processor, (job_t*)retransmit_job_create(mid, id));
 }
 
-void medix_hold_raise_responding(ike_sa_t* ike_sa, uint32_t responding, const uint8_t* response,
-                                 size_t response_len) {
+void medix_hold_raise_responding(ike_sa_t* ike_sa, uint32_t responding, const uint8_t* response, size_t response_len) {
   ike_sa_id_t* id = ike_sa->get_id(ike_sa);
   raise_job_t* job;
   INIT(job, .public = {.execute = raise_execute, .get_priority = raise_priority, .destroy = raise_destroy},
        .id = id->clone(id), .responding = responding, .answered = true,
-       .response = response && response_len ? chunk_clone(chunk_create((u_char*)response, response_len)) : chunk_empty, );
+       .response =
+           response && response_len ? chunk_clone(chunk_create((u_char*)response, response_len)) : chunk_empty, );
   lib->processor->queue_job(lib->processor, &job->public);
 }
 

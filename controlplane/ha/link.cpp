@@ -346,7 +346,7 @@ void Link::lose_unacked() {
 }
 
 Link::Send Link::check_send(const IkeMids& mids, const std::vector<uint32_t>& children, bool request,
-                             std::string_view response) {
+                            std::string_view response) {
   // The standby first (docs/ha.md, item 6, "The standby's acknowledgement"): what the plugin synced before this message
   // (its message ID, the state it carries) acknowledged, or the message does not leave. A response not sent is asked
   // again by the gateway's retransmit, a request is charon's to retransmit; either is checked

@@ -203,7 +203,9 @@ int main(int argc, char** argv) {
     for (size_t n = 0; std::chrono::steady_clock::now() < end && n < want;) {
       for (const auto& a : witness.take_answered()) {
         got += (got.empty() ? "" : " ") + std::to_string(a.mids.spi_i == 0x6000 ? a.mids.responding : 0) +
-               (a.response.empty() ? "-" : a.response == response ? "+" : "?");
+               (a.response.empty()       ? "-"
+                : a.response == response ? "+"
+                                         : "?");
         n++;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
