@@ -76,7 +76,21 @@ struct cp_ike_mids {
  * again by the peer's retransmit, and checked again). Any thread; NULL: none (all sent). */
 enum { CP_SEND_OK = 0, CP_SEND_UNRECORDED = 1, CP_SEND_UNCONFIRMED = 2 };
 void cp_charon_send_check(int (*check)(const struct cp_ike_mids* mids, const uint32_t* children, int n_children,
-                                       bool request));
+                                       bool request, const uint8_t* bytes, size_t len));
+/* The bytes of a request (`bytes`, `len` above: the IKE message as charon encoded it, header to
+ * the end; NULL for responses and for fragmented requests) are what a node that speaks after this
+ * one sends again, as they are (docs/ha.md, item 6, "An exchange in flight when the lease changes
+ * hands"): the last request the previous speaker recorded for an IKE_SA, until the peer's
+ * response with its message ID comes, or for 30 s (given up, said). Not through the check, and
+ * not charon's exchange: the response is ignored by charon (its initiating ID is raised past it).
+ * Returns how many were queued; pending: how many wait for their response. */
+struct cp_ike_request {
+  uint64_t spi_i, spi_r;
+  const uint8_t* bytes;
+  size_t len;
+};
+int cp_charon_resend_recorded(const struct cp_ike_request* requests, int n);
+int cp_charon_resends_pending(void);
 /* Fills up to `max` IKE_SAs' message IDs; returns how many. */
 int cp_charon_ike_mids(struct cp_ike_mids* out, int max);
 /* Raises each listed IKE_SA's message IDs to at least the given ones (never lowers them).

@@ -72,7 +72,8 @@ static listener_t forget;
 static void (*queue_job)(processor_t* this, job_t* job);
 static void (*sender_send)(sender_t* this, packet_t* packet);
 /* read and set with __atomic */
-static int (*send_check)(const struct cp_ike_mids* mids, const uint32_t* children, int n_children, bool request);
+static int (*send_check)(const struct cp_ike_mids* mids, const uint32_t* children, int n_children, bool request,
+                         const uint8_t* bytes, size_t len);
 /* The execute methods of the jobs that are held: learnt from one of each made at start. */
 enum { KIND_REKEY, KIND_DELETE, KIND_ROAM };
 static job_requeue_t (*held_kinds[3])(job_t*);
@@ -202,7 +203,8 @@ static void note_withheld(ike_sa_t* ike_sa, uint32_t mid) {
 
 /* Before the sender adds the non-ESP marker: the packet is the IKE message, its header in clear. */
 static void send_checked(sender_t* sender, packet_t* packet) {
-  int (*check)(const struct cp_ike_mids*, const uint32_t*, int, bool) = __atomic_load_n(&send_check, __ATOMIC_ACQUIRE);
+  int (*check)(const struct cp_ike_mids*, const uint32_t*, int, bool, const uint8_t*, size_t) =
+      __atomic_load_n(&send_check, __ATOMIC_ACQUIRE);
   ike_sa_t* ike_sa = charon->bus->get_sa(charon->bus); /* the sending thread's */
   chunk_t data = packet->get_data(packet);
   if (ike_sa && ike_sa->get_version(ike_sa) == IKEV2 && data.len >= 28 && data.ptr[17] == 0x20 &&
@@ -227,7 +229,10 @@ static void send_checked(sender_t* sender, packet_t* packet) {
       while (n_children < max_children && e->enumerate(e, &child))
         if (child->get_protocol(child) == PROTO_ESP) children[n_children++] = ntohl(child->get_spi(child, TRUE));
       e->destroy(e);
-      int sent = check(&m, children, n_children, request);
+      /* A request's bytes (not a fragment's: its first payload SKF, 53) go with its record: a node
+       * that speaks after this one sends them again, identical (cp_charon_resend_recorded). */
+      bool whole = request && data.ptr[16] != 53;
+      int sent = check(&m, children, n_children, request, whole ? data.ptr : NULL, whole ? data.len : 0);
       free(children);
       if (sent != CP_SEND_OK) {
         DBG1(DBG_IKE, "medix: IKE %s %u of IKE_SA %s[%u] not sent: %s", request ? "request" : "response", mid,
@@ -380,8 +385,128 @@ bool medix_hold_defer(void (*run)(void*), void* arg) {
   return wait;
 }
 
+/* The previous speaker's last recorded request, sent again as it is (cp_charon_resend_recorded):
+ * the peer either had it (a retransmit: libcharon 5.9.8 answers one whose hash is the last
+ * request's from its cache, task_manager_v2.c is_retransmit) or not (it takes it now); either way
+ * it answers under that message ID and then expects the next one, the one this node's raised
+ * IKE_SA sends. Until that response comes the node does not speak (cp_charon_resends_pending). */
+struct recorded_resend {
+  uint64_t spi_i, spi_r;
+  uint32_t mid;
+  chunk_t bytes;
+  int tries;
+  bool answered;
+  time_t since;
+};
+static linked_list_t* recorded_resends; /* struct recorded_resend*, under left_lock */
+
+METHOD(listener_t, resend_answered, bool, listener_t* this, ike_sa_t* ike_sa, message_t* message, bool incoming,
+       bool plain) {
+  /* Every message charon takes is shown here unparsed (plain FALSE) before its ID is checked
+   * (task_manager_v2.c process_message): the response is seen though charon then ignores it. */
+  if (!incoming || plain || message->get_request(message)) return TRUE;
+  ike_sa_id_t* id = message->get_ike_sa_id(message);
+  uint32_t mid = message->get_message_id(message);
+  pthread_mutex_lock(&left_lock);
+  struct recorded_resend* r;
+  enumerator_t* e = recorded_resends->create_enumerator(recorded_resends);
+  while (e->enumerate(e, &r)) {
+    if (r->mid != mid || r->spi_i != id->get_initiator_spi(id) || r->spi_r != id->get_responder_spi(id)) continue;
+    /* Out of the list at once (the node speaks); its job frees it. */
+    r->answered = true;
+    recorded_resends->remove_at(recorded_resends, e);
+    DBG1(DBG_IKE,
+         "medix: the last lease holder's request %u answered by the peer (sent again %d time(s)): the node speaks", mid,
+         r->tries);
+  }
+  e->destroy(e);
+  pthread_mutex_unlock(&left_lock);
+  return TRUE;
+}
+
+typedef struct {
+  job_t public;
+  struct recorded_resend* r; /* in recorded_resends until this job ends */
+} recorded_job_t;
+
+/* Sent (from the IKE_SA's addresses as this node has them) at once, then after 1, 2, 4, 4... s
+ * while unanswered, for 30 s at most; then the node speaks whatever. */
+static job_requeue_t recorded_execute(job_t* job) {
+  struct recorded_resend* r = ((recorded_job_t*)job)->r;
+  pthread_mutex_lock(&left_lock);
+  bool answered = r->answered;
+  pthread_mutex_unlock(&left_lock);
+  int waited = (int)(time_monotonic(NULL) - r->since);
+  host_t *src = NULL, *dst = NULL;
+  if (!answered && waited < 30) {
+    enumerator_t* e = charon->ike_sa_manager->create_enumerator(charon->ike_sa_manager, TRUE);
+    ike_sa_t* ike_sa;
+    while (!src && e->enumerate(e, &ike_sa)) {
+      ike_sa_id_t* id = ike_sa->get_id(ike_sa);
+      if (id->get_initiator_spi(id) != r->spi_i || id->get_responder_spi(id) != r->spi_r) continue;
+      src = ike_sa->get_my_host(ike_sa)->clone(ike_sa->get_my_host(ike_sa));
+      dst = ike_sa->get_other_host(ike_sa)->clone(ike_sa->get_other_host(ike_sa));
+    }
+    e->destroy(e);
+  }
+  if (src) {
+    DBG1(DBG_IKE, "medix: sending the last lease holder's request %u again as it recorded it (%zu bytes, try %d)",
+         r->mid, r->bytes.len, r->tries + 1);
+    sender_send(charon->sender, packet_create_from_data(src, dst, chunk_clone(r->bytes)));
+    int delay = r->tries < 3 ? 1000 << r->tries : 4000;
+    r->tries++;
+    return JOB_RESCHEDULE_MS(delay);
+  }
+  pthread_mutex_lock(&left_lock);
+  answered = r->answered; /* it may have come meanwhile: then out of the list already */
+  if (!answered) recorded_resends->remove(recorded_resends, r, NULL);
+  pthread_mutex_unlock(&left_lock);
+  if (!answered && waited >= 30)
+    DBG1(DBG_IKE, "medix: the last lease holder's request %u not answered in %d s: given up, the node speaks", r->mid,
+         waited);
+  chunk_free(&r->bytes);
+  free(r);
+  return JOB_REQUEUE_NONE;
+}
+
+static job_priority_t recorded_priority(job_t* job) {
+  (void)job;
+  return JOB_PRIO_MEDIUM;
+}
+
+static void recorded_destroy(job_t* job) { free(job); }
+
+int cp_charon_resend_recorded(const struct cp_ike_request* requests, int n) {
+  int queued = 0;
+  for (int i = 0; i < n; i++) {
+    if (requests[i].len < 28) continue;
+    struct recorded_resend* r = malloc(sizeof(*r));
+    *r = (struct recorded_resend){.spi_i = requests[i].spi_i,
+                                  .spi_r = requests[i].spi_r,
+                                  .mid = untoh32((void*)(uintptr_t)(requests[i].bytes + 20)),
+                                  .bytes = chunk_clone(chunk_create((u_char*)requests[i].bytes, requests[i].len)),
+                                  .since = time_monotonic(NULL)};
+    pthread_mutex_lock(&left_lock);
+    recorded_resends->insert_last(recorded_resends, r);
+    pthread_mutex_unlock(&left_lock);
+    recorded_job_t* job;
+    INIT(job, .public = {.execute = recorded_execute, .get_priority = recorded_priority, .destroy = recorded_destroy},
+         .r = r, );
+    lib->processor->queue_job(lib->processor, &job->public);
+    queued++;
+  }
+  return queued;
+}
+
+int cp_charon_resends_pending(void) {
+  pthread_mutex_lock(&left_lock);
+  int n = recorded_resends ? recorded_resends->get_count(recorded_resends) : 0;
+  pthread_mutex_unlock(&left_lock);
+  return n;
+}
+
 void cp_charon_send_check(int (*check)(const struct cp_ike_mids* mids, const uint32_t* children, int n_children,
-                                       bool request)) {
+                                       bool request, const uint8_t* bytes, size_t len)) {
   __atomic_store_n(&send_check, check, __ATOMIC_RELEASE);
 }
 
@@ -405,9 +530,10 @@ void medix_hold_start(void) {
   resent = hashtable_create(hashtable_hash_ptr, hashtable_equals_ptr, 8);
   withheld = hashtable_create(hashtable_hash_ptr, hashtable_equals_ptr, 8);
   resends = linked_list_create();
+  recorded_resends = linked_list_create();
   requeued = linked_list_create();
   deferred = linked_list_create();
-  forget = (listener_t){.ike_state_change = _forget_ike_sa};
+  forget = (listener_t){.ike_state_change = _forget_ike_sa, .message = _resend_answered};
   charon->bus->add_listener(charon->bus, &forget);
   sender_send = charon->sender->send;
   charon->sender->send = send_checked;

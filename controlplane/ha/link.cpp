@@ -345,7 +345,8 @@ void Link::lose_unacked() {
   dirty_ = true;  // the peer's copy may lack them: it rejoins (item 5)
 }
 
-Link::Send Link::check_send(const IkeMids& mids, const std::vector<uint32_t>& children, bool request) {
+Link::Send Link::check_send(const IkeMids& mids, const std::vector<uint32_t>& children, bool request,
+                            std::string_view request_bytes) {
   // The standby first (docs/ha.md, item 6, "The standby's acknowledgement"): what the plugin synced before this message
   // (its message ID, the state it carries) acknowledged, or the message does not leave. A response not sent is asked
   // again by the gateway's retransmit, a request is charon's to retransmit; either is checked
@@ -420,7 +421,7 @@ Link::Send Link::check_send(const IkeMids& mids, const std::vector<uint32_t>& ch
   }
   bool ok;
   if (by_lease_.load()) {
-    ok = witness_->record(mids, children);
+    ok = witness_->record(mids, children, request_bytes);
   } else {
     std::lock_guard lock(sent_mutex_);
     auto it = sent_paired_.find(sa);
@@ -530,6 +531,18 @@ void Link::watch_role() {
             peer_children_.insert(peer_children_.end(), records->children.begin(), records->children.end());
           }
           raise(std::move(records->mids), "the last lease holder's recorded");
+          // Its last request of each IKE_SA, sent again as it is: the gateway, whether it had it
+          // or not, then answers it and expects the ID we raised to (docs/ha.md, item 6, "An
+          // exchange in flight when the lease changes hands"). We speak once it is answered.
+          if (!records->requests.empty() && charon_.resend_requests) {
+            std::vector<std::pair<IkeMids, std::string>> requests;
+            for (auto& r : records->requests) requests.push_back({{r.spi_i, r.spi_r, 0, 0}, std::move(r.bytes)});
+            int queued = charon_.resend_requests(requests);
+            fprintf(stderr,
+                    "medix-cp: ha witness: %d of the last lease holder's request(s) sent again as recorded; we speak "
+                    "once they are answered\n",
+                    queued);
+          }
           fprintf(stderr,
                   "medix-cp: ha witness: %zu IKE_SA message ID record(s) read with the lease, %zu CHILD_SA SPI(s)\n", n,
                   c);
@@ -565,7 +578,8 @@ void Link::watch_role() {
         records_due = true;
       }
     }
-    SpeakerView view{active, paired, peer_is(1), witness_ && witness_->holds() && ready && raised_all,
+    bool resending = charon_.resends_pending && charon_.resends_pending() > 0;
+    SpeakerView view{active, paired, peer_is(1), witness_ && witness_->holds() && ready && raised_all && !resending,
                      active ? t - active_since : 0};
     if (witness_) witness_->want(wants_lease(view));
     bool speaks = may_speak(view), lease = speaks && !paired;

@@ -19,6 +19,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -83,6 +84,10 @@ struct Charon {
   std::function<std::vector<IkeChild>()> children;
   // The peer's CHILD_SAs: those not here are deleted at the gateway by us (when the hold ends).
   std::function<void(const std::vector<IkeChild>&)> delete_leftovers;
+  // The last holder's last requests, sent again as they are until answered; how many queued. And
+  // how many still wait for their response (the node does not speak meanwhile).
+  std::function<int(const std::vector<std::pair<IkeMids, std::string>>&)> resend_requests;
+  std::function<int()> resends_pending;
 };
 
 class Witness;
@@ -119,7 +124,9 @@ class Link {
   // one of a node that does not hold the lease and was neither recorded nor sent while paired
   // before (retransmits of those go, as they did before the witness), is dropped. Responses go out whatever: the
   // gateway's requests are answered by the node they reach. Any thread.
-  Send check_send(const IkeMids& mids, const std::vector<uint32_t>& children, bool request);
+  // `request_bytes`: a request's encoded bytes, recorded with it (none: a response, a fragment).
+  Send check_send(const IkeMids& mids, const std::vector<uint32_t>& children, bool request,
+                  std::string_view request_bytes = {});
   // The longest an IKE message waits for the standby's acknowledgement: the peer's word (1 s) and
   // two heartbeats; a peer silent or no longer standby ends it sooner.
   static constexpr int64_t confirm_wait_ns = 1'200'000'000;
