@@ -67,6 +67,9 @@ static linked_list_t* resends; /* struct resend*, under lock: sent when the hold
  * it), under left_lock. Sent when the hold ends rather than at charon's next retransmit, which
  * backs off (4, 7.2, 13 s...): the gateway's own retransmits would otherwise overtake it. */
 static hashtable_t* withheld;
+/* struct recorded_resend*, under left_lock: the previous speaker's requests sent again (below). */
+static linked_list_t* recorded_resends;
+static void resend_superseded(ike_sa_t* ike_sa, uint32_t mid);
 static listener_t forget;
 
 static void (*queue_job)(processor_t* this, job_t* job);
@@ -248,6 +251,7 @@ static void send_checked(sender_t* sender, packet_t* packet) {
       pthread_mutex_lock(&left_lock);
       left->put(left, (void*)(uintptr_t)ike_sa->get_unique_id(ike_sa), (void*)((uintptr_t)mid + 1));
       free_resend(withheld->remove(withheld, (void*)(uintptr_t)ike_sa->get_unique_id(ike_sa)));
+      if (recorded_resends) resend_superseded(ike_sa, mid);
       pthread_mutex_unlock(&left_lock);
     }
   }
@@ -389,16 +393,42 @@ bool medix_hold_defer(void (*run)(void*), void* arg) {
  * the peer either had it (a retransmit: libcharon 5.9.8 answers one whose hash is the last
  * request's from its cache, task_manager_v2.c is_retransmit) or not (it takes it now); either way
  * it answers under that message ID and then expects the next one, the one this node's raised
- * IKE_SA sends. Until that response comes the node does not speak (cp_charon_resends_pending). */
+ * IKE_SA sends. Until that response comes, for 2 s at most, the node does not speak
+ * (cp_charon_resends_pending); it is sent again until a response of the IKE_SA's with that ID or
+ * a later one comes, or a request of ours with a later ID leaves (once the peer may have taken
+ * that, the old one would be ignored: only ever the last request is answered again). */
 struct recorded_resend {
   uint64_t spi_i, spi_r;
   uint32_t mid;
   chunk_t bytes;
   int tries;
-  bool answered;
-  time_t since;
+  bool done;        /* answered or superseded: out of the list, its job frees it */
+  int64_t since_ms; /* monotonic */
 };
-static linked_list_t* recorded_resends; /* struct recorded_resend*, under left_lock */
+enum { resend_gate_ms = 2000, resend_for_ms = 30000 };
+
+static int64_t monotonic_ms(void) {
+  timeval_t tv;
+  time_monotonic(&tv);
+  return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* A request of ours with a later ID than a recorded one left (under left_lock). */
+static void resend_superseded(ike_sa_t* ike_sa, uint32_t mid) {
+  ike_sa_id_t* id = ike_sa->get_id(ike_sa);
+  struct recorded_resend* r;
+  enumerator_t* e = recorded_resends->create_enumerator(recorded_resends);
+  while (e->enumerate(e, &r)) {
+    if (r->mid >= mid || r->spi_i != id->get_initiator_spi(id) || r->spi_r != id->get_responder_spi(id)) continue;
+    r->done = true;
+    recorded_resends->remove_at(recorded_resends, e);
+    DBG1(DBG_IKE,
+         "medix: the last lease holder's request %u not answered yet (sent again %d time(s)): no longer sent "
+         "once our request %u left",
+         r->mid, r->tries, mid);
+  }
+  e->destroy(e);
+}
 
 METHOD(listener_t, resend_answered, bool, listener_t* this, ike_sa_t* ike_sa, message_t* message, bool incoming,
        bool plain) {
@@ -411,13 +441,13 @@ METHOD(listener_t, resend_answered, bool, listener_t* this, ike_sa_t* ike_sa, me
   struct recorded_resend* r;
   enumerator_t* e = recorded_resends->create_enumerator(recorded_resends);
   while (e->enumerate(e, &r)) {
-    if (r->mid != mid || r->spi_i != id->get_initiator_spi(id) || r->spi_r != id->get_responder_spi(id)) continue;
+    /* That response, or one to a later request (the peer took this one before it). */
+    if (r->mid > mid || r->spi_i != id->get_initiator_spi(id) || r->spi_r != id->get_responder_spi(id)) continue;
     /* Out of the list at once (the node speaks); its job frees it. */
-    r->answered = true;
+    r->done = true;
     recorded_resends->remove_at(recorded_resends, e);
-    DBG1(DBG_IKE,
-         "medix: the last lease holder's request %u answered by the peer (sent again %d time(s)): the node speaks", mid,
-         r->tries);
+    DBG1(DBG_IKE, "medix: the last lease holder's request %u answered by the peer (response %u; sent again %d time(s))",
+         r->mid, mid, r->tries);
   }
   e->destroy(e);
   pthread_mutex_unlock(&left_lock);
@@ -434,11 +464,11 @@ typedef struct {
 static job_requeue_t recorded_execute(job_t* job) {
   struct recorded_resend* r = ((recorded_job_t*)job)->r;
   pthread_mutex_lock(&left_lock);
-  bool answered = r->answered;
+  bool answered = r->done;
   pthread_mutex_unlock(&left_lock);
-  int waited = (int)(time_monotonic(NULL) - r->since);
+  int waited = (int)(monotonic_ms() - r->since_ms) / 1000;
   host_t *src = NULL, *dst = NULL;
-  if (!answered && waited < 30) {
+  if (!answered && waited < resend_for_ms / 1000) {
     enumerator_t* e = charon->ike_sa_manager->create_enumerator(charon->ike_sa_manager, TRUE);
     ike_sa_t* ike_sa;
     while (!src && e->enumerate(e, &ike_sa)) {
@@ -458,12 +488,11 @@ static job_requeue_t recorded_execute(job_t* job) {
     return JOB_RESCHEDULE_MS(delay);
   }
   pthread_mutex_lock(&left_lock);
-  answered = r->answered; /* it may have come meanwhile: then out of the list already */
+  answered = r->done; /* it may have come meanwhile: then out of the list already */
   if (!answered) recorded_resends->remove(recorded_resends, r, NULL);
   pthread_mutex_unlock(&left_lock);
-  if (!answered && waited >= 30)
-    DBG1(DBG_IKE, "medix: the last lease holder's request %u not answered in %d s: given up, the node speaks", r->mid,
-         waited);
+  if (!answered && waited >= resend_for_ms / 1000)
+    DBG1(DBG_IKE, "medix: the last lease holder's request %u not answered in %d s: given up", r->mid, waited);
   chunk_free(&r->bytes);
   free(r);
   return JOB_REQUEUE_NONE;
@@ -485,7 +514,7 @@ int cp_charon_resend_recorded(const struct cp_ike_request* requests, int n) {
                                   .spi_r = requests[i].spi_r,
                                   .mid = untoh32((void*)(uintptr_t)(requests[i].bytes + 20)),
                                   .bytes = chunk_clone(chunk_create((u_char*)requests[i].bytes, requests[i].len)),
-                                  .since = time_monotonic(NULL)};
+                                  .since_ms = monotonic_ms()};
     pthread_mutex_lock(&left_lock);
     recorded_resends->insert_last(recorded_resends, r);
     pthread_mutex_unlock(&left_lock);
@@ -500,7 +529,12 @@ int cp_charon_resend_recorded(const struct cp_ike_request* requests, int n) {
 
 int cp_charon_resends_pending(void) {
   pthread_mutex_lock(&left_lock);
-  int n = recorded_resends ? recorded_resends->get_count(recorded_resends) : 0;
+  int n = 0;
+  int64_t now = monotonic_ms();
+  struct recorded_resend* r;
+  enumerator_t* e = recorded_resends ? recorded_resends->create_enumerator(recorded_resends) : NULL;
+  while (e && e->enumerate(e, &r)) n += now - r->since_ms < resend_gate_ms;
+  DESTROY_IF(e);
   pthread_mutex_unlock(&left_lock);
   return n;
 }

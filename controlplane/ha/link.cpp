@@ -530,13 +530,26 @@ void Link::watch_role() {
             std::lock_guard lock(send_mutex_);
             peer_children_.insert(peer_children_.end(), records->children.begin(), records->children.end());
           }
+          // Its last request of each IKE_SA, sent again as it is after the raise: the gateway,
+          // whether it had it or not, then answers it and expects the ID we raise to (docs/ha.md,
+          // item 6, "An exchange in flight when the lease changes hands"). We speak once it is
+          // answered. Not where our copy is past it: a record left from an earlier lease (the key
+          // let go when paired, and requests sent since, which our copy has by the sync) is
+          // stale, and the gateway would ignore it.
+          std::vector<std::pair<IkeMids, std::string>> requests;
+          if (!records->requests.empty() && charon_.resend_requests && charon_.mids) {
+            auto own = charon_.mids();
+            for (auto& r : records->requests) {
+              const auto* b = reinterpret_cast<const uint8_t*>(r.bytes.data());
+              uint32_t mid = uint32_t(b[20]) << 24 | uint32_t(b[21]) << 16 | uint32_t(b[22]) << 8 | uint32_t(b[23]);
+              auto it = std::find_if(own.begin(), own.end(),
+                                     [&](const IkeMids& m) { return m.spi_i == r.spi_i && m.spi_r == r.spi_r; });
+              if (it != own.end() && it->initiating <= mid + 1)
+                requests.push_back({{r.spi_i, r.spi_r, mid + 1, 0}, std::move(r.bytes)});
+            }
+          }
           raise(std::move(records->mids), "the last lease holder's recorded");
-          // Its last request of each IKE_SA, sent again as it is: the gateway, whether it had it
-          // or not, then answers it and expects the ID we raised to (docs/ha.md, item 6, "An
-          // exchange in flight when the lease changes hands"). We speak once it is answered.
-          if (!records->requests.empty() && charon_.resend_requests) {
-            std::vector<std::pair<IkeMids, std::string>> requests;
-            for (auto& r : records->requests) requests.push_back({{r.spi_i, r.spi_r, 0, 0}, std::move(r.bytes)});
+          if (!requests.empty()) {
             int queued = charon_.resend_requests(requests);
             fprintf(stderr,
                     "medix-cp: ha witness: %d of the last lease holder's request(s) sent again as recorded; we speak "

@@ -1151,7 +1151,7 @@ lease_twice
 
 # --- an exchange in flight when the lease changes hands --------------------------------------------
 # (docs/ha.md, item 6, "An exchange in flight when the lease changes hands".) A split, A the holder;
-# what A sends is dropped at its port of the carrier's switch (a tc filter), so A's next DPD,
+# what A sends is dropped at its port of the carrier's switch (the port disabled), so A's next DPD,
 # recorded with etcd before it went (its IDs and its bytes), never reaches the gateway; A is killed.
 # B obtains the lease, raises its IKE_SA to A's record (one past that DPD) and, before it speaks,
 # sends A's recorded request again as it is: the gateway, which never had it, takes it and
@@ -1169,9 +1169,7 @@ in_flight() {
   after_dpd a
   # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
   a_mark=$(wc -l <"$MX_TMP/cp-a.log") b_mark=$(wc -l <"$MX_TMP/cp-b.log")
-  mx_in carrier-y-gw tc qdisc add dev eth0 ingress &&
-    mx_in carrier-y-gw tc filter add dev eth0 ingress protocol ip u32 match ip protocol 17 0xff action drop ||
-    fail "could not drop A's datagrams at the switch"
+  mx_in carrier-y-gw bridge link set dev eth0 state 0 || fail "could not drop A's datagrams at the switch"
   check "in flight: A's next DPD recorded with etcd (its bytes too) and dropped before the gateway" \
     mx_wait_eval 5 'dpd=$(cp_since a $a_mark | sed -n "s/.*generating INFORMATIONAL request \([0-9]*\) \[ \].*/\1/p" | head -1) &&
       [ -n "$dpd" ] && cp_since a $a_mark | grep -q "sending DPD request" &&
@@ -1190,7 +1188,7 @@ in_flight() {
   check "in flight: then B speaks: its DPD $((${dpd:-0} + 1)) answered" \
     mx_wait_eval 8 'cp_since b $b_mark | grep -q "generating INFORMATIONAL request $((${dpd:-0} + 1)) \[ \]" && dpd_answered b $b_mark'
   echo "    in flight: B: $(cp_since b "$b_mark" | grep -oE 'record\(s\) read with the lease.*|request\(s\) sent again.*|request [0-9]+ answered by the peer.*' | paste -sd';')"
-  mx_in carrier-y-gw tc qdisc del dev eth0 ingress
+  mx_in carrier-y-gw bridge link set dev eth0 state 3
   same_ike_sa_at_end "in flight"
 }
 in_flight
