@@ -405,6 +405,7 @@ int main(int argc, char** argv) {
       return cp_charon_resend_recorded(raw.data(), int(raw.size()));
     };
     charon.resends_pending = [] { return cp_charon_resends_pending(); };
+    charon.resends_stop = [] { cp_charon_resends_stop(); };
     if (witness_config.configured()) {
       if (std::string e = witness.start(witness_config, ha_link_config.local); !e.empty()) {
         fprintf(stderr, "medix-cp: %s\n", e.c_str());

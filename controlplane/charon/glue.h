@@ -91,6 +91,9 @@ struct cp_ike_request {
 };
 int cp_charon_resend_recorded(const struct cp_ike_request* requests, int n);
 int cp_charon_resends_pending(void);
+/* The node no longer speaks by the lease: those not answered are not sent again (another node may
+ * speak by now, and the peer past them would only ignore them). */
+void cp_charon_resends_stop(void);
 /* Fills up to `max` IKE_SAs' message IDs; returns how many. */
 int cp_charon_ike_mids(struct cp_ike_mids* out, int max);
 /* Raises each listed IKE_SA's message IDs to at least the given ones (never lowers them).

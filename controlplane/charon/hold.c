@@ -473,7 +473,10 @@ static job_requeue_t recorded_execute(job_t* job) {
     ike_sa_t* ike_sa;
     while (!src && e->enumerate(e, &ike_sa)) {
       ike_sa_id_t* id = ike_sa->get_id(ike_sa);
-      if (id->get_initiator_spi(id) != r->spi_i || id->get_responder_spi(id) != r->spi_r) continue;
+      /* Passive: the node is standby now (a copy of the active's, which speaks). */
+      if (id->get_initiator_spi(id) != r->spi_i || id->get_responder_spi(id) != r->spi_r ||
+          ike_sa->get_state(ike_sa) == IKE_PASSIVE)
+        continue;
       src = ike_sa->get_my_host(ike_sa)->clone(ike_sa->get_my_host(ike_sa));
       dst = ike_sa->get_other_host(ike_sa)->clone(ike_sa->get_other_host(ike_sa));
     }
@@ -525,6 +528,19 @@ int cp_charon_resend_recorded(const struct cp_ike_request* requests, int n) {
     queued++;
   }
   return queued;
+}
+
+void cp_charon_resends_stop(void) {
+  pthread_mutex_lock(&left_lock);
+  struct recorded_resend* r;
+  enumerator_t* e = recorded_resends ? recorded_resends->create_enumerator(recorded_resends) : NULL;
+  while (e && e->enumerate(e, &r)) {
+    r->done = true;
+    recorded_resends->remove_at(recorded_resends, e);
+    DBG1(DBG_IKE, "medix: the last lease holder's request %u no longer sent again: the lease is not ours now", r->mid);
+  }
+  DESTROY_IF(e);
+  pthread_mutex_unlock(&left_lock);
 }
 
 int cp_charon_resends_pending(void) {

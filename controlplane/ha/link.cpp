@@ -589,6 +589,7 @@ void Link::watch_role() {
       if (!witness_->holds()) {
         ready = false;
         records_due = true;
+        if (charon_.resends_stop) charon_.resends_stop();
       }
     }
     bool resending = charon_.resends_pending && charon_.resends_pending() > 0;

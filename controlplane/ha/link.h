@@ -88,6 +88,7 @@ struct Charon {
   // how many still wait for their response (the node does not speak meanwhile).
   std::function<int(const std::vector<std::pair<IkeMids, std::string>>&)> resend_requests;
   std::function<int()> resends_pending;
+  std::function<void()> resends_stop;  // the lease not held: those not answered no longer sent
 };
 
 class Witness;

@@ -20,6 +20,11 @@
 // those it does not hold (a CHILD_SA the last holder made or rekeyed: docs/ha.md, "A CHILD_SA the
 // previous speaker changed").
 //
+// A request's record carries its bytes too (PREFIX/ike-requests/SPI_I.SPI_R, the IKE message as
+// charon encoded it: encrypted, no key), in the same Txn: the next speaker sends the last one
+// again as it is, so that the gateway, whether it had it or not, answers it and expects the ID
+// the new speaker raises to (docs/ha.md, "An exchange in flight when the lease changes hands").
+//
 // A record only ever goes up at etcd (docs/ha.md, "A record never goes down"): its Txn also
 // compares the record key's own mod revision with the one this node last wrote or read (0:
 // absent), so a Txn that etcd takes late (its call gave up, its connection too) is refused once
