@@ -63,6 +63,9 @@
 #     answers the gateway's next request at once;
 #   - the lease passing twice (lease_twice) before A's DELETE
 #     of B's CHILD_SA goes out: B keeps its CHILD_SA meanwhile; A's DELETE goes at the heal A wins.
+#   - an exchange in flight when the lease changes hands (in_flight): A, the holder, its DPD recorded
+#     (with its bytes) but dropped before the gateway, then killed; B obtains the lease and sends
+#     A's request again as recorded before it speaks: the gateway takes it, and B's DPD is answered.
 #
 # Usage: test/netns/ike_witness.sh (root). Prints PASS/FAIL lines and "netns-ike-witness: N passed, M failed".
 set -uo pipefail
