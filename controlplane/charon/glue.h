@@ -80,10 +80,12 @@ void cp_charon_send_check(int (*check)(const struct cp_ike_mids* mids, const uin
 /* The bytes of a request (`bytes`, `len` above: the IKE message as charon encoded it, header to
  * the end; NULL for responses and for fragmented requests) are what a node that speaks after this
  * one sends again, as they are (docs/ha.md, item 6, "An exchange in flight when the lease changes
- * hands"): the last request the previous speaker recorded for an IKE_SA, until the peer's
- * response with its message ID comes, or for 30 s (given up, said). Not through the check, and
- * not charon's exchange: the response is ignored by charon (its initiating ID is raised past it).
- * Returns how many were queued; pending: how many wait for their response. */
+ * hands"): the last request the previous speaker recorded for an IKE_SA, until a response of
+ * the IKE_SA's with its message ID or a later one comes, a request of ours with a later ID leaves,
+ * the IKE_SA is passive or resends_stop is called, or for 30 s (given up, said). Not through the
+ * check, and not charon's exchange: the response is ignored by charon (its initiating ID is
+ * raised past it). Returns how many were queued; pending: how many wait for their response and
+ * were queued less than 2 s ago (the node does not speak meanwhile). */
 struct cp_ike_request {
   uint64_t spi_i, spi_r;
   const uint8_t* bytes;
