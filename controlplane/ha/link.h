@@ -85,6 +85,11 @@ struct Charon {
   std::function<std::vector<IkeChild>()> children;
   // The peer's CHILD_SAs: those not here are deleted at the gateway by us (when the hold ends).
   std::function<void(const std::vector<IkeChild>&)> delete_leftovers;
+  // The last holder's last requests, sent again as they are until answered; how many queued. And
+  // how many still wait for their response (the node does not speak meanwhile).
+  std::function<int(const std::vector<std::pair<IkeMids, std::string>>&)> resend_requests;
+  std::function<int()> resends_pending;
+  std::function<void()> resends_stop;  // the lease not held: those not answered no longer sent
 };
 
 class Witness;
@@ -120,10 +125,11 @@ class Link {
   // (Witness::record); a request it cannot record, or
   // one of a node that does not hold the lease and was neither recorded nor sent while paired
   // before (retransmits of those go, as they did before the witness), is dropped. Responses go out whatever: the
-  // gateway's requests are answered by the node they reach; `response` (a response's packet as it
-  // goes out, "" if not one packet) is written with a node's answer without the lease. Any thread.
+  // gateway's requests are answered by the node they reach. `bytes`: the message as charon encoded
+  // it ("" for a fragmented one): a request's are recorded with it, for the next holder to send
+  // again; a response's are written with a node's answer without the lease. Any thread.
   Send check_send(const IkeMids& mids, const std::vector<uint32_t>& children, bool request,
-                  std::string_view response = {});
+                  std::string_view bytes = {});
   // The longest an IKE message waits for the standby's acknowledgement: the peer's word (1 s) and
   // two heartbeats; a peer silent or no longer standby ends it sooner.
   static constexpr int64_t confirm_wait_ns = 1'200'000'000;

@@ -232,10 +232,31 @@ int main(int argc, char** argv) {
         "answered: node-b's 7 written, its response over the bound not kept", etcd.value(answer_key));
   got = take(2);
   check(got == "7-", "answered: the holder reads 7, once (not 5 again), without 5's response", got);
-  b.stop();
 
+  // A request's bytes (docs/ha.md, item 6, "An exchange in flight when the lease changes hands"):
+  // written with its record; the next holder reads those of each IKE_SA's last request only (its
+  // message ID, at byte 20 of the IKE header, one below the record's initiating ID), deleted.
+  auto request = [](uint32_t mid) {
+    std::string bytes(40, '\x5a');
+    for (int i = 0; i < 4; i++) bytes[size_t(20 + i)] = char(mid >> (24 - 8 * i));
+    return bytes;
+  };
   witness.before_record = nullptr;
-  witness.stop();
+  std::string request_key = endpoint.prefix + "/ike-requests/" + medix::cp::ha::mids_record_name(mids(0x7000, 0, 0));
+  check(witness.record(mids(0x7000, 5, 0), {}, request(4)) && etcd.value(request_key) == request(4),
+        "requests: request 4 recorded with its bytes");
+  check(witness.record(mids(0x8000, 8, 0), {}, request(7)) && witness.record(mids(0x8000, 9, 2), {}),
+        "requests: request 7 recorded with its bytes, then 9 2 without (7 is not its last request then)");
+  witness.stop();  // lets the key go: node-b obtains it
+  until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!b.holds() && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  auto read = b.take_records();
+  size_t n_read = read ? read->requests.size() : 0;
+  check(b.holds() && n_read == 1 && read->requests[0].spi_i == 0x7000 && read->requests[0].bytes == request(4),
+        "requests: the next holder reads request 4's bytes, not request 7's", std::to_string(n_read) + " read");
+  check(etcd.value(request_key) == "absent", "requests: deleted with the lease obtained", etcd.value(request_key));
+  b.stop();
   printf("witness-records: %d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }

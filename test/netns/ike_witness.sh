@@ -64,6 +64,9 @@
 #     retransmit, and answers the gateway's next request at once;
 #   - the lease passing twice (lease_twice) before A's DELETE
 #     of B's CHILD_SA goes out: B keeps its CHILD_SA meanwhile; A's DELETE goes at the heal A wins.
+#   - an exchange in flight when the lease changes hands (in_flight): A, the holder, its DPD recorded
+#     (with its bytes) but dropped before the gateway, then killed; B obtains the lease and sends
+#     A's request again as recorded before it speaks: the gateway takes it, and B's DPD is answered.
 #
 # Usage: test/netns/ike_witness.sh (root). Prints PASS/FAIL lines and "netns-ike-witness: N passed, M failed".
 set -uo pipefail
@@ -1183,6 +1186,49 @@ lease_twice() {
 }
 lease_twice
 
+# --- an exchange in flight when the lease changes hands --------------------------------------------
+# (docs/ha.md, item 6, "An exchange in flight when the lease changes hands".) A split, A the holder;
+# what A sends is dropped at its port of the carrier's switch (the port disabled), so A's next DPD,
+# recorded with etcd before it went (its IDs and its bytes), never reaches the gateway; A is killed.
+# B obtains the lease, raises its IKE_SA to A's record (one past that DPD) and, before it speaks,
+# sends A's recorded request again as it is: the gateway, which never had it, takes it and
+# answers; B's own DPD is then answered, not ignored. The last case: A stays down. A control:
+# MEDIX_CP=<medix-cp of before> (B's requests ignored, `received message ID N+1, expected N`).
+in_flight() {
+  local a_mark b_mark gw_mark ike_pre init_pre t0 dpd=''
+  # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
+  b_mark=$(wc -l <"$MX_TMP/cp-b.log") t0=$(date +%s.%N)
+  check "in flight: paired: B standby, nobody holds the lease" \
+    mx_wait_eval 10 'mx_pair_is $B_PREFIX backup HA_ROLE_STANDBY && [ -z "$(speaker)" ]'
+  # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
+  gw_mark=$(wc -l <"$GWLOG") ike_pre=$(ike_sa) init_pre=$(init_count)
+  split_a_speaker "in flight"
+  after_dpd a
+  # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
+  a_mark=$(wc -l <"$MX_TMP/cp-a.log") b_mark=$(wc -l <"$MX_TMP/cp-b.log")
+  mx_in carrier-y-gw bridge link set dev eth0 state 0 || fail "could not drop A's datagrams at the switch"
+  check "in flight: A's next DPD recorded with etcd (its bytes too) and dropped before the gateway" \
+    mx_wait_eval 5 'dpd=$(cp_since a $a_mark | sed -n "s/.*generating INFORMATIONAL request \([0-9]*\) \[ \].*/\1/p" | head -1) &&
+      [ -n "$dpd" ] && cp_since a $a_mark | grep -q "sending DPD request" &&
+      etcdctl get --prefix --keys-only /medix/ike-requests/ 2>/dev/null | grep -q "^/medix/ike-requests/"'
+  mx_pair_kill A
+  kill -KILL "$CPA_PID" && wait "$CPA_PID" 2>/dev/null
+  CPA_PID=
+  check_that "in flight: the gateway never had A's DPD ${dpd:-?}" \
+    '! tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "parsed INFORMATIONAL request ${dpd:-x} "'
+  steer_carrier ethb
+  check "in flight: B obtains the lease and sends A's request ${dpd:-?} again as recorded; the gateway takes it and answers" \
+    mx_wait_eval 10 '[ "$(speaker)" = "$HA_B" ] &&
+      cp_since b $b_mark | grep -q "sending the last lease holder.s request ${dpd:-x} again as it recorded it" &&
+      tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "parsed INFORMATIONAL request ${dpd:-x} " &&
+      cp_since b $b_mark | grep -q "the last lease holder.s request ${dpd:-x} answered by the peer"'
+  check "in flight: then B speaks: its DPD $((${dpd:-0} + 1)) answered" \
+    mx_wait_eval 8 'cp_since b $b_mark | grep -q "generating INFORMATIONAL request $((${dpd:-0} + 1)) \[ \]" && dpd_answered b $b_mark'
+  echo "    in flight: B: $(cp_since b "$b_mark" | grep -oE 'record\(s\) read with the lease.*|request\(s\) sent again.*|request [0-9]+ answered by the peer.*' | paste -sd';')"
+  mx_in carrier-y-gw bridge link set dev eth0 state 3
+  same_ike_sa_at_end "in flight"
+}
+in_flight
 
 echo "    split and heal: $(awk -v a="$t_split" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s; whole run: $(awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
 finish
