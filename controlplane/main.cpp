@@ -373,9 +373,12 @@ int main(int argc, char** argv) {
         if (m.busy) mids.push_back({m.spi_i, m.spi_r, m.initiating, m.responding});
       return raised;
     };
-    charon.raise_responding = [](const std::vector<medix::cp::ha::IkeMids>& mids) {
-      std::vector<cp_ike_mids> raw;
-      for (const auto& m : mids) raw.push_back({m.spi_i, m.spi_r, m.initiating, m.responding, false});
+    charon.raise_responding = [](const std::vector<medix::cp::ha::IkeAnswer>& answers) {
+      std::vector<cp_ike_answer> raw;
+      for (const auto& a : answers)
+        raw.push_back({{a.mids.spi_i, a.mids.spi_r, a.mids.initiating, a.mids.responding, false},
+                       reinterpret_cast<const uint8_t*>(a.response.data()),
+                       a.response.size()});
       return cp_charon_raise_responding(raw.data(), int(raw.size()));
     };
     // Passive first: the plugin's segment drop (the FIFO) may not have run yet, and an active
@@ -398,6 +401,14 @@ int main(int argc, char** argv) {
       for (const auto& c : children) raw.push_back({c.spi_i, c.spi_r, c.spi});
       cp_charon_delete_leftovers(raw.data(), int(raw.size()));
     };
+    charon.resend_requests = [](const std::vector<std::pair<medix::cp::ha::IkeMids, std::string>>& requests) {
+      std::vector<cp_ike_request> raw;
+      for (const auto& [m, bytes] : requests)
+        raw.push_back({m.spi_i, m.spi_r, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()});
+      return cp_charon_resend_recorded(raw.data(), int(raw.size()));
+    };
+    charon.resends_pending = [] { return cp_charon_resends_pending(); };
+    charon.resends_stop = [] { cp_charon_resends_stop(); };
     if (witness_config.configured()) {
       if (std::string e = witness.start(witness_config, ha_link_config.local); !e.empty()) {
         fprintf(stderr, "medix-cp: %s\n", e.c_str());
@@ -413,10 +424,12 @@ int main(int argc, char** argv) {
     }
     {  // the standby's acknowledgement before each IKE message, and with a witness its records
       static medix::cp::ha::Link* checked = &ha_link;  // outlives charon (stopped before the link)
-      cp_charon_send_check([](const cp_ike_mids* m, const uint32_t* children, int n_children, bool request) -> int {
+      cp_charon_send_check([](const cp_ike_mids* m, const uint32_t* children, int n_children, bool request,
+                              const uint8_t* bytes, size_t len) -> int {
         using Send = medix::cp::ha::Link::Send;
-        Send s = checked->check_send({m->spi_i, m->spi_r, m->initiating, m->responding},
-                                     std::vector<uint32_t>(children, children + n_children), request);
+        Send s = checked->check_send(
+            {m->spi_i, m->spi_r, m->initiating, m->responding}, std::vector<uint32_t>(children, children + n_children),
+            request, bytes ? std::string_view(reinterpret_cast<const char*>(bytes), len) : std::string_view());
         return s == Send::ok ? CP_SEND_OK : s == Send::unrecorded ? CP_SEND_UNRECORDED : CP_SEND_UNCONFIRMED;
       });
     }

@@ -314,7 +314,7 @@ int cp_charon_raise_mids(struct cp_ike_mids* mids, int n) {
   return raised;
 }
 
-int cp_charon_raise_responding(const struct cp_ike_mids* mids, int n) {
+int cp_charon_raise_responding(const struct cp_ike_answer* answers, int n) {
   if (!started) return 0;
   int queued = 0;
   enumerator_t* e = charon->ike_sa_manager->create_enumerator(charon->ike_sa_manager, TRUE);
@@ -323,9 +323,9 @@ int cp_charon_raise_responding(const struct cp_ike_mids* mids, int n) {
     ike_sa_id_t* id = ike_sa->get_id(ike_sa);
     if (ike_sa->get_version(ike_sa) != IKEV2 || ike_sa->get_state(ike_sa) == IKE_DESTROYING) continue;
     for (int i = 0; i < n; i++)
-      if (mids[i].spi_i == id->get_initiator_spi(id) && mids[i].spi_r == id->get_responder_spi(id)) {
-        if (mids[i].responding > ike_sa->get_message_id(ike_sa, FALSE)) {
-          medix_hold_raise_responding(ike_sa, mids[i].responding);
+      if (answers[i].mids.spi_i == id->get_initiator_spi(id) && answers[i].mids.spi_r == id->get_responder_spi(id)) {
+        if (answers[i].mids.responding > ike_sa->get_message_id(ike_sa, FALSE)) {
+          medix_hold_raise_responding(ike_sa, answers[i].mids.responding, answers[i].response, answers[i].response_len);
           queued++;
         }
         break;

@@ -75,8 +75,30 @@ struct cp_ike_mids {
  * not CP_SEND_OK: the message is dropped (a request is retransmitted by charon, a response asked
  * again by the peer's retransmit, and checked again). Any thread; NULL: none (all sent). */
 enum { CP_SEND_OK = 0, CP_SEND_UNRECORDED = 1, CP_SEND_UNCONFIRMED = 2 };
+/* `bytes`, `len`: the message as charon encoded it (header to the end, no non-ESP marker), request
+ * or response; NULL for a fragmented one. A request's are recorded with it for the node that
+ * speaks after this one to send again; a response's are written with a node's answer without the
+ * lease, for the holder to send again (docs/ha.md, item 6). */
 void cp_charon_send_check(int (*check)(const struct cp_ike_mids* mids, const uint32_t* children, int n_children,
-                                       bool request));
+                                       bool request, const uint8_t* bytes, size_t len));
+/* A request's recorded bytes (above) are what a node that speaks after this one sends again, as
+ * they are (docs/ha.md, item 6, "An exchange in flight when the lease changes
+ * hands"): the last request the previous speaker recorded for an IKE_SA, until a response of
+ * the IKE_SA's with its message ID or a later one comes, a request of ours with a later ID leaves,
+ * the IKE_SA is passive or resends_stop is called, or for 30 s (given up, said). Not through the
+ * check, and not charon's exchange: the response is ignored by charon (its initiating ID is
+ * raised past it). Returns how many were queued; pending: how many wait for their response and
+ * were queued less than 2 s ago (the node does not speak meanwhile). */
+struct cp_ike_request {
+  uint64_t spi_i, spi_r;
+  const uint8_t* bytes;
+  size_t len;
+};
+int cp_charon_resend_recorded(const struct cp_ike_request* requests, int n);
+int cp_charon_resends_pending(void);
+/* The node no longer speaks by the lease: those not answered are not sent again (another node may
+ * speak by now, and the peer past them would only ignore them). */
+void cp_charon_resends_stop(void);
 /* Fills up to `max` IKE_SAs' message IDs; returns how many. */
 int cp_charon_ike_mids(struct cp_ike_mids* out, int max);
 /* Raises each listed IKE_SA's message IDs to at least the given ones (never lowers them).
@@ -90,8 +112,16 @@ int cp_charon_ike_mids(struct cp_ike_mids* out, int max);
 int cp_charon_raise_mids(struct cp_ike_mids* mids, int n);
 /* Raises each listed IKE_SA's responding ID to at least the given one (the other node answered
  * the peer's requests without the witness's lease), by a job that waits while an exchange of ours
- * is in flight (a reset then would drop its packets). Returns how many were queued. */
-int cp_charon_raise_responding(const struct cp_ike_mids* mids, int n);
+ * is in flight (a reset then would drop its packets). With `response` (the other node's packet
+ * answering request responding - 1; NULL: none), kept once raised and sent for the peer's
+ * retransmit of that request, which charon itself has no response to (hold.c). Returns how many
+ * were queued. */
+struct cp_ike_answer {
+  struct cp_ike_mids mids;
+  const uint8_t* response;
+  size_t response_len;
+};
+int cp_charon_raise_responding(const struct cp_ike_answer* answers, int n);
 /* A CHILD_SA of an IKE_SA by its inbound ESP SPI (host order; no key): what the loser of a split
  * reports of its own at the heal (docs/ha.md, item 6, "A CHILD_SA the previous speaker changed"). */
 struct cp_ike_child {

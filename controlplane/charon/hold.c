@@ -67,12 +67,33 @@ static linked_list_t* resends; /* struct resend*, under lock: sent when the hold
  * it), under left_lock. Sent when the hold ends rather than at charon's next retransmit, which
  * backs off (4, 7.2, 13 s...): the gateway's own retransmits would otherwise overtake it. */
 static hashtable_t* withheld;
+/* struct recorded_resend*, under left_lock: the previous speaker's requests sent again (below). */
+static linked_list_t* recorded_resends;
+static void resend_superseded(ike_sa_t* ike_sa, uint32_t mid);
+/* the bus's listener: IKE_SAs gone (forget_ike_sa), inbound messages (message_in) */
 static listener_t forget;
+/* unique id -> struct answered*: the other node's response to the peer's request `mid`, kept when
+ * the responding ID was raised past it to that node's answer (medix_hold_raise_responding), under
+ * left_lock. charon has no response of its own to that request (the raise reset its task
+ * manager): the peer's retransmit of it gets this one (resend_answered). Gone with the IKE_SA, or
+ * once its responding ID moves on. */
+struct answered {
+  uint32_t mid;
+  chunk_t packet;
+};
+static hashtable_t* answered_responses;
+
+static void free_answered(struct answered* a) {
+  if (!a) return;
+  chunk_free(&a->packet);
+  free(a);
+}
 
 static void (*queue_job)(processor_t* this, job_t* job);
 static void (*sender_send)(sender_t* this, packet_t* packet);
 /* read and set with __atomic */
-static int (*send_check)(const struct cp_ike_mids* mids, const uint32_t* children, int n_children, bool request);
+static int (*send_check)(const struct cp_ike_mids* mids, const uint32_t* children, int n_children, bool request,
+                         const uint8_t* bytes, size_t len);
 /* The execute methods of the jobs that are held: learnt from one of each made at start. */
 enum { KIND_REKEY, KIND_DELETE, KIND_ROAM };
 static job_requeue_t (*held_kinds[3])(job_t*);
@@ -202,7 +223,8 @@ static void note_withheld(ike_sa_t* ike_sa, uint32_t mid) {
 
 /* Before the sender adds the non-ESP marker: the packet is the IKE message, its header in clear. */
 static void send_checked(sender_t* sender, packet_t* packet) {
-  int (*check)(const struct cp_ike_mids*, const uint32_t*, int, bool) = __atomic_load_n(&send_check, __ATOMIC_ACQUIRE);
+  int (*check)(const struct cp_ike_mids*, const uint32_t*, int, bool, const uint8_t*, size_t) =
+      __atomic_load_n(&send_check, __ATOMIC_ACQUIRE);
   ike_sa_t* ike_sa = charon->bus->get_sa(charon->bus); /* the sending thread's */
   chunk_t data = packet->get_data(packet);
   if (ike_sa && ike_sa->get_version(ike_sa) == IKEV2 && data.len >= 28 && data.ptr[17] == 0x20 &&
@@ -227,7 +249,12 @@ static void send_checked(sender_t* sender, packet_t* packet) {
       while (n_children < max_children && e->enumerate(e, &child))
         if (child->get_protocol(child) == PROTO_ESP) children[n_children++] = ntohl(child->get_spi(child, TRUE));
       e->destroy(e);
-      int sent = check(&m, children, n_children, request);
+      /* The message's bytes unless an encrypted fragment (SKF, RFC 7383): a request's are recorded
+       * with it, for a node that speaks after this one to send again (cp_charon_resend_recorded); a
+       * response's go with an answer without the lease, for the holder to send again (docs/ha.md,
+       * item 6). */
+      bool whole = data.ptr[16] != PLV2_FRAGMENT;
+      int sent = check(&m, children, n_children, request, whole ? data.ptr : NULL, whole ? data.len : 0);
       free(children);
       if (sent != CP_SEND_OK) {
         DBG1(DBG_IKE, "medix: IKE %s %u of IKE_SA %s[%u] not sent: %s", request ? "request" : "response", mid,
@@ -243,6 +270,7 @@ static void send_checked(sender_t* sender, packet_t* packet) {
       pthread_mutex_lock(&left_lock);
       left->put(left, (void*)(uintptr_t)ike_sa->get_unique_id(ike_sa), (void*)((uintptr_t)mid + 1));
       free_resend(withheld->remove(withheld, (void*)(uintptr_t)ike_sa->get_unique_id(ike_sa)));
+      if (recorded_resends) resend_superseded(ike_sa, mid);
       pthread_mutex_unlock(&left_lock);
     }
   }
@@ -262,9 +290,43 @@ METHOD(listener_t, forget_ike_sa, bool, listener_t* this, ike_sa_t* ike_sa, ike_
     left->remove(left, (void*)(uintptr_t)ike_sa->get_unique_id(ike_sa));
     resent->remove(resent, (void*)(uintptr_t)ike_sa->get_unique_id(ike_sa));
     free_resend(withheld->remove(withheld, (void*)(uintptr_t)ike_sa->get_unique_id(ike_sa)));
+    free_answered(answered_responses->remove(answered_responses, (void*)(uintptr_t)ike_sa->get_unique_id(ike_sa)));
     pthread_mutex_unlock(&left_lock);
   }
   return TRUE;
+}
+
+/* An inbound request, before charon's task manager looks at it (message_in, the IKE_SA checked
+ * out): the peer's retransmit of the request the other node answered, which charon would drop
+ * (`received message ID N, expected N+1, ignored`: no response cached after the raise), gets the
+ * other node's response, the same bytes the peer already accepts as the answer to it. Of a
+ * fragmented request, only the first fragment, as charon (RFC 7383, 2.6.1). */
+static void resend_answered(ike_sa_t* ike_sa, message_t* message) {
+  if (!ike_sa) return;
+  uintptr_t unique = ike_sa->get_unique_id(ike_sa);
+  uint32_t mid = message->get_message_id(message);
+  chunk_t data = message->get_packet_data(message);
+  if (data.len >= 34 && data.ptr[16] == PLV2_FRAGMENT && untoh16(data.ptr + 32) != 1) return;
+  packet_t* packet = NULL;
+  pthread_mutex_lock(&left_lock);
+  struct answered* a = answered_responses->get(answered_responses, (void*)unique);
+  if (a && ike_sa->get_message_id(ike_sa, FALSE) != a->mid + 1) {
+    /* charon answered the next request itself (its own response cached now), or was raised again */
+    free_answered(answered_responses->remove(answered_responses, (void*)unique));
+    a = NULL;
+  }
+  if (a && a->mid == mid)
+    packet = packet_create_from_data(message->get_destination(message)->clone(message->get_destination(message)),
+                                     message->get_source(message)->clone(message->get_source(message)),
+                                     chunk_clone(a->packet));
+  pthread_mutex_unlock(&left_lock);
+  if (packet) {
+    DBG1(DBG_IKE,
+         "medix: retransmit of request %u of IKE_SA %s[%u], which the other node answered without the lease: its "
+         "response sent again (%zu bytes)",
+         mid, ike_sa->get_name(ike_sa), ike_sa->get_unique_id(ike_sa), packet->get_data(packet).len);
+    sender_send(charon->sender, packet); /* as charon's own retransmit: no check, the answer is written */
+  }
 }
 
 static void initiate_tasks(ike_sa_id_t* id) {
@@ -278,7 +340,8 @@ typedef struct {
   job_t public;
   ike_sa_id_t* id;
   uint32_t mid, responding;
-  bool answered; /* the other node's answers (medix_hold_raise_responding), not our request's */
+  bool answered;    /* the other node's answers (medix_hold_raise_responding), not our request's */
+  chunk_t response; /* with answered: the other node's response to request responding - 1, or empty */
 } raise_job_t;
 
 static job_requeue_t raise_execute(job_t* job) {
@@ -297,6 +360,19 @@ static job_requeue_t raise_execute(job_t* job) {
   bool queued = false;
   if (resp < this->responding) {
     ike_sa->set_message_id(ike_sa, FALSE, this->responding); /* resets the task manager: none active */
+    if (this->answered) {
+      uintptr_t unique = ike_sa->get_unique_id(ike_sa);
+      struct answered* a = NULL;
+      if (this->response.len) {
+        a = malloc(sizeof(*a));
+        *a = (struct answered){.mid = this->responding - 1, .packet = this->response};
+        this->response = chunk_empty;
+      }
+      pthread_mutex_lock(&left_lock);
+      free_answered(a ? answered_responses->put(answered_responses, (void*)unique, a)
+                      : answered_responses->remove(answered_responses, (void*)unique));
+      pthread_mutex_unlock(&left_lock);
+    }
     if (this->answered)
       DBG1(DBG_IKE, "medix: responding message ID of IKE_SA %s[%u] raised to the other node's answers: %u[%u]",
            ike_sa->get_name(ike_sa), ike_sa->get_unique_id(ike_sa), this->responding, resp);
@@ -321,6 +397,7 @@ static job_priority_t raise_priority(job_t* job) {
 static void raise_destroy(job_t* job) {
   raise_job_t* this = (raise_job_t*)job;
   this->id->destroy(this->id);
+  chunk_free(&this->response);
   free(this);
 }
 
@@ -328,11 +405,13 @@ static void retransmit(ike_sa_id_t* id, uint32_t mid) {
   lib->processor->queue_job(lib->processor, (job_t*)retransmit_job_create(mid, id));
 }
 
-void medix_hold_raise_responding(ike_sa_t* ike_sa, uint32_t responding) {
+void medix_hold_raise_responding(ike_sa_t* ike_sa, uint32_t responding, const uint8_t* response, size_t response_len) {
   ike_sa_id_t* id = ike_sa->get_id(ike_sa);
   raise_job_t* job;
   INIT(job, .public = {.execute = raise_execute, .get_priority = raise_priority, .destroy = raise_destroy},
-       .id = id->clone(id), .responding = responding, .answered = true, );
+       .id = id->clone(id), .responding = responding, .answered = true,
+       .response =
+           response && response_len ? chunk_clone(chunk_create((u_char*)response, response_len)) : chunk_empty, );
   lib->processor->queue_job(lib->processor, &job->public);
 }
 
@@ -380,8 +459,183 @@ bool medix_hold_defer(void (*run)(void*), void* arg) {
   return wait;
 }
 
+/* The previous speaker's last recorded request, sent again as it is (cp_charon_resend_recorded):
+ * the peer either had it (a retransmit: libcharon 5.9.8 answers one whose hash is the last
+ * request's from its cache, task_manager_v2.c is_retransmit) or not (it takes it now); either way
+ * it answers under that message ID and then expects the next one, the one this node's raised
+ * IKE_SA sends. Until that response comes, for 2 s at most, the node does not speak
+ * (cp_charon_resends_pending); it is sent again until a response of the IKE_SA's with that ID or
+ * a later one comes, or a request of ours with a later ID leaves (once the peer may have taken
+ * that, the old one would be ignored: only ever the last request is answered again). */
+struct recorded_resend {
+  uint64_t spi_i, spi_r;
+  uint32_t mid;
+  chunk_t bytes;
+  int tries;
+  bool done;        /* answered or superseded: out of the list, its job frees it */
+  int64_t since_ms; /* monotonic */
+};
+enum { resend_gate_ms = 2000, resend_for_ms = 30000 };
+
+static int64_t monotonic_ms(void) {
+  timeval_t tv;
+  time_monotonic(&tv);
+  return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* A request of ours with a later ID than a recorded one left (under left_lock). */
+static void resend_superseded(ike_sa_t* ike_sa, uint32_t mid) {
+  ike_sa_id_t* id = ike_sa->get_id(ike_sa);
+  struct recorded_resend* r;
+  enumerator_t* e = recorded_resends->create_enumerator(recorded_resends);
+  while (e->enumerate(e, &r)) {
+    if (r->mid >= mid || r->spi_i != id->get_initiator_spi(id) || r->spi_r != id->get_responder_spi(id)) continue;
+    r->done = true;
+    recorded_resends->remove_at(recorded_resends, e);
+    DBG1(DBG_IKE,
+         "medix: the last lease holder's request %u not answered yet (sent again %d time(s)): no longer sent "
+         "once our request %u left",
+         r->mid, r->tries, mid);
+  }
+  e->destroy(e);
+}
+
+/* An inbound response (message_in): the previous speaker's recorded request answered. */
+static void recorded_answered(message_t* message) {
+  ike_sa_id_t* id = message->get_ike_sa_id(message);
+  uint32_t mid = message->get_message_id(message);
+  pthread_mutex_lock(&left_lock);
+  struct recorded_resend* r;
+  enumerator_t* e = recorded_resends->create_enumerator(recorded_resends);
+  while (e->enumerate(e, &r)) {
+    /* That response, or one to a later request (the peer took this one before it). */
+    if (r->mid > mid || r->spi_i != id->get_initiator_spi(id) || r->spi_r != id->get_responder_spi(id)) continue;
+    /* Out of the list at once (the node speaks); its job frees it. */
+    r->done = true;
+    recorded_resends->remove_at(recorded_resends, e);
+    DBG1(DBG_IKE, "medix: the last lease holder's request %u answered by the peer (response %u; sent again %d time(s))",
+         r->mid, mid, r->tries);
+  }
+  e->destroy(e);
+  pthread_mutex_unlock(&left_lock);
+}
+
+/* Every message charon takes is shown here unparsed (plain FALSE) before its ID is checked
+ * (task_manager_v2.c process_message): a response is seen though charon then ignores it, a request
+ * though charon would drop it as a retransmit it has no response to. */
+METHOD(listener_t, message_in, bool, listener_t* this, ike_sa_t* ike_sa, message_t* message, bool incoming,
+       bool plain) {
+  if (!incoming || plain) return TRUE;
+  if (message->get_request(message))
+    resend_answered(ike_sa, message);
+  else
+    recorded_answered(message);
+  return TRUE;
+}
+
+typedef struct {
+  job_t public;
+  struct recorded_resend* r; /* in recorded_resends until this job ends */
+} recorded_job_t;
+
+/* Sent (from the IKE_SA's addresses as this node has them) at once, then after 1, 2, 4, 4... s
+ * while unanswered, for 30 s at most; then the node speaks whatever. */
+static job_requeue_t recorded_execute(job_t* job) {
+  struct recorded_resend* r = ((recorded_job_t*)job)->r;
+  pthread_mutex_lock(&left_lock);
+  bool answered = r->done;
+  pthread_mutex_unlock(&left_lock);
+  int waited = (int)(monotonic_ms() - r->since_ms) / 1000;
+  host_t *src = NULL, *dst = NULL;
+  if (!answered && waited < resend_for_ms / 1000) {
+    enumerator_t* e = charon->ike_sa_manager->create_enumerator(charon->ike_sa_manager, TRUE);
+    ike_sa_t* ike_sa;
+    while (!src && e->enumerate(e, &ike_sa)) {
+      ike_sa_id_t* id = ike_sa->get_id(ike_sa);
+      /* Passive: the node is standby now (a copy of the active's, which speaks). */
+      if (id->get_initiator_spi(id) != r->spi_i || id->get_responder_spi(id) != r->spi_r ||
+          ike_sa->get_state(ike_sa) == IKE_PASSIVE)
+        continue;
+      src = ike_sa->get_my_host(ike_sa)->clone(ike_sa->get_my_host(ike_sa));
+      dst = ike_sa->get_other_host(ike_sa)->clone(ike_sa->get_other_host(ike_sa));
+    }
+    e->destroy(e);
+  }
+  if (src) {
+    DBG1(DBG_IKE, "medix: sending the last lease holder's request %u again as it recorded it (%zu bytes, try %d)",
+         r->mid, r->bytes.len, r->tries + 1);
+    sender_send(charon->sender, packet_create_from_data(src, dst, chunk_clone(r->bytes)));
+    int delay = r->tries < 3 ? 1000 << r->tries : 4000;
+    r->tries++;
+    return JOB_RESCHEDULE_MS(delay);
+  }
+  pthread_mutex_lock(&left_lock);
+  answered = r->done; /* it may have come meanwhile: then out of the list already */
+  if (!answered) recorded_resends->remove(recorded_resends, r, NULL);
+  pthread_mutex_unlock(&left_lock);
+  if (!answered && waited >= resend_for_ms / 1000)
+    DBG1(DBG_IKE, "medix: the last lease holder's request %u not answered in %d s: given up", r->mid, waited);
+  chunk_free(&r->bytes);
+  free(r);
+  return JOB_REQUEUE_NONE;
+}
+
+static job_priority_t recorded_priority(job_t* job) {
+  (void)job;
+  return JOB_PRIO_MEDIUM;
+}
+
+static void recorded_destroy(job_t* job) { free(job); }
+
+int cp_charon_resend_recorded(const struct cp_ike_request* requests, int n) {
+  int queued = 0;
+  for (int i = 0; i < n; i++) {
+    if (requests[i].len < 28) continue;
+    struct recorded_resend* r = malloc(sizeof(*r));
+    *r = (struct recorded_resend){.spi_i = requests[i].spi_i,
+                                  .spi_r = requests[i].spi_r,
+                                  .mid = untoh32((void*)(uintptr_t)(requests[i].bytes + 20)),
+                                  .bytes = chunk_clone(chunk_create((u_char*)requests[i].bytes, requests[i].len)),
+                                  .since_ms = monotonic_ms()};
+    pthread_mutex_lock(&left_lock);
+    recorded_resends->insert_last(recorded_resends, r);
+    pthread_mutex_unlock(&left_lock);
+    recorded_job_t* job;
+    INIT(job, .public = {.execute = recorded_execute, .get_priority = recorded_priority, .destroy = recorded_destroy},
+         .r = r, );
+    lib->processor->queue_job(lib->processor, &job->public);
+    queued++;
+  }
+  return queued;
+}
+
+void cp_charon_resends_stop(void) {
+  pthread_mutex_lock(&left_lock);
+  struct recorded_resend* r;
+  enumerator_t* e = recorded_resends ? recorded_resends->create_enumerator(recorded_resends) : NULL;
+  while (e && e->enumerate(e, &r)) {
+    r->done = true;
+    recorded_resends->remove_at(recorded_resends, e);
+    DBG1(DBG_IKE, "medix: the last lease holder's request %u no longer sent again: the lease is not ours now", r->mid);
+  }
+  DESTROY_IF(e);
+  pthread_mutex_unlock(&left_lock);
+}
+
+int cp_charon_resends_pending(void) {
+  pthread_mutex_lock(&left_lock);
+  int n = 0;
+  int64_t now = monotonic_ms();
+  struct recorded_resend* r;
+  enumerator_t* e = recorded_resends ? recorded_resends->create_enumerator(recorded_resends) : NULL;
+  while (e && e->enumerate(e, &r)) n += now - r->since_ms < resend_gate_ms;
+  DESTROY_IF(e);
+  pthread_mutex_unlock(&left_lock);
+  return n;
+}
+
 void cp_charon_send_check(int (*check)(const struct cp_ike_mids* mids, const uint32_t* children, int n_children,
-                                       bool request)) {
+                                       bool request, const uint8_t* bytes, size_t len)) {
   __atomic_store_n(&send_check, check, __ATOMIC_RELEASE);
 }
 
@@ -405,9 +659,11 @@ void medix_hold_start(void) {
   resent = hashtable_create(hashtable_hash_ptr, hashtable_equals_ptr, 8);
   withheld = hashtable_create(hashtable_hash_ptr, hashtable_equals_ptr, 8);
   resends = linked_list_create();
+  recorded_resends = linked_list_create();
   requeued = linked_list_create();
   deferred = linked_list_create();
-  forget = (listener_t){.ike_state_change = _forget_ike_sa};
+  answered_responses = hashtable_create(hashtable_hash_ptr, hashtable_equals_ptr, 8);
+  forget = (listener_t){.ike_state_change = _forget_ike_sa, .message = _message_in};
   charon->bus->add_listener(charon->bus, &forget);
   sender_send = charon->sender->send;
   charon->sender->send = send_checked;

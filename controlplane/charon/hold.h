@@ -4,6 +4,7 @@
 #define MEDIX_CP_CHARON_HOLD_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* Wraps charon's processor so that IKE_SA rekeys, reauthentications, lifetime deletes and
@@ -28,7 +29,10 @@ void medix_hold_requeued(struct ike_sa_id_t* id);
 struct ike_sa_t;
 void medix_hold_resend(struct ike_sa_t* ike_sa, uint32_t mid, uint32_t responding);
 /* The IKE_SA's responding ID raised to `responding` once no exchange of ours is in flight (the
- * other node answered the peer's requests without the lease: cp_charon_raise_responding). */
-void medix_hold_raise_responding(struct ike_sa_t* ike_sa, uint32_t responding);
+ * other node answered the peer's requests without the lease: cp_charon_raise_responding). The
+ * other node's `response` to request responding - 1 (copied; NULL: none), kept once raised, is sent
+ * for the peer's retransmit of that request while charon's responding ID stays there. */
+void medix_hold_raise_responding(struct ike_sa_t* ike_sa, uint32_t responding, const uint8_t* response,
+                                 size_t response_len);
 
 #endif

@@ -345,7 +345,8 @@ void Link::lose_unacked() {
   dirty_ = true;  // the peer's copy may lack them: it rejoins (item 5)
 }
 
-Link::Send Link::check_send(const IkeMids& mids, const std::vector<uint32_t>& children, bool request) {
+Link::Send Link::check_send(const IkeMids& mids, const std::vector<uint32_t>& children, bool request,
+                            std::string_view bytes) {
   // The standby first (docs/ha.md, item 6, "The standby's acknowledgement"): what the plugin synced before this message
   // (its message ID, the state it carries) acknowledged, or the message does not leave. A response not sent is asked
   // again by the gateway's retransmit, a request is charon's to retransmit; either is checked
@@ -415,12 +416,12 @@ Link::Send Link::check_send(const IkeMids& mids, const std::vector<uint32_t>& ch
     if (by_lease_.load())
       witness_->record(mids, children);
     else
-      witness_->answered(mids);
+      witness_->answered(mids, bytes);
     return Send::ok;
   }
   bool ok;
   if (by_lease_.load()) {
-    ok = witness_->record(mids, children);
+    ok = witness_->record(mids, children, bytes);
   } else {
     std::lock_guard lock(sent_mutex_);
     auto it = sent_paired_.find(sa);
@@ -529,7 +530,32 @@ void Link::watch_role() {
             std::lock_guard lock(send_mutex_);
             peer_children_.insert(peer_children_.end(), records->children.begin(), records->children.end());
           }
+          // Its last request of each IKE_SA, sent again as it is after the raise: the gateway,
+          // whether it had it or not, then answers it and expects the ID we raise to (docs/ha.md,
+          // item 6, "An exchange in flight when the lease changes hands"). We speak once it is
+          // answered. Not where our copy is past it: a record left from an earlier lease (the key
+          // let go when paired, and requests sent since, which our copy has by the sync) is
+          // stale, and the gateway would ignore it.
+          std::vector<std::pair<IkeMids, std::string>> requests;
+          if (!records->requests.empty() && charon_.resend_requests && charon_.mids) {
+            auto own = charon_.mids();
+            for (auto& r : records->requests) {
+              const auto* b = reinterpret_cast<const uint8_t*>(r.bytes.data());
+              uint32_t mid = uint32_t(b[20]) << 24 | uint32_t(b[21]) << 16 | uint32_t(b[22]) << 8 | uint32_t(b[23]);
+              auto it = std::find_if(own.begin(), own.end(),
+                                     [&](const IkeMids& m) { return m.spi_i == r.spi_i && m.spi_r == r.spi_r; });
+              if (it != own.end() && it->initiating <= mid + 1)
+                requests.push_back({{r.spi_i, r.spi_r, mid + 1, 0}, std::move(r.bytes)});
+            }
+          }
           raise(std::move(records->mids), "the last lease holder's recorded");
+          if (!requests.empty()) {
+            int queued = charon_.resend_requests(requests);
+            fprintf(stderr,
+                    "medix-cp: ha witness: %d of the last lease holder's request(s) sent again as recorded; we speak "
+                    "once they are answered\n",
+                    queued);
+          }
           fprintf(stderr,
                   "medix-cp: ha witness: %zu IKE_SA message ID record(s) read with the lease, %zu CHILD_SA SPI(s)\n", n,
                   c);
@@ -563,9 +589,11 @@ void Link::watch_role() {
       if (!witness_->holds()) {
         ready = false;
         records_due = true;
+        if (charon_.resends_stop) charon_.resends_stop();
       }
     }
-    SpeakerView view{active, paired, peer_is(1), witness_ && witness_->holds() && ready && raised_all,
+    bool resending = charon_.resends_pending && charon_.resends_pending() > 0;
+    SpeakerView view{active, paired, peer_is(1), witness_ && witness_->holds() && ready && raised_all && !resending,
                      active ? t - active_since : 0};
     if (witness_) witness_->want(wants_lease(view));
     bool speaks = may_speak(view), lease = speaks && !paired;

@@ -19,6 +19,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -75,7 +76,8 @@ struct Charon {
   // To at least these; how many raised. Leaves in `mids` those busy (an exchange of ours in flight).
   std::function<int(std::vector<IkeMids>&)> raise_mids;
   // Responding IDs alone, each raised once no exchange of ours is in flight; how many will be.
-  std::function<int(const std::vector<IkeMids>&)> raise_responding;
+  // Each answer's response (if any) is sent again for the peer's retransmit of that request.
+  std::function<int(const std::vector<IkeAnswer>&)> raise_responding;
   std::function<int()> drop_passive;  // makes every IKE_SA passive, destroys them; how many
   std::function<void()> hold_dpd;     // no DPD of ours for the DPD delay
   std::function<int(bool)> hold;      // other requests of ours deferred (true) or let go; how many let go
@@ -83,6 +85,11 @@ struct Charon {
   std::function<std::vector<IkeChild>()> children;
   // The peer's CHILD_SAs: those not here are deleted at the gateway by us (when the hold ends).
   std::function<void(const std::vector<IkeChild>&)> delete_leftovers;
+  // The last holder's last requests, sent again as they are until answered; how many queued. And
+  // how many still wait for their response (the node does not speak meanwhile).
+  std::function<int(const std::vector<std::pair<IkeMids, std::string>>&)> resend_requests;
+  std::function<int()> resends_pending;
+  std::function<void()> resends_stop;  // the lease not held: those not answered no longer sent
 };
 
 class Witness;
@@ -118,8 +125,11 @@ class Link {
   // (Witness::record); a request it cannot record, or
   // one of a node that does not hold the lease and was neither recorded nor sent while paired
   // before (retransmits of those go, as they did before the witness), is dropped. Responses go out whatever: the
-  // gateway's requests are answered by the node they reach. Any thread.
-  Send check_send(const IkeMids& mids, const std::vector<uint32_t>& children, bool request);
+  // gateway's requests are answered by the node they reach. `bytes`: the message as charon encoded
+  // it ("" for a fragmented one): a request's are recorded with it, for the next holder to send
+  // again; a response's are written with a node's answer without the lease. Any thread.
+  Send check_send(const IkeMids& mids, const std::vector<uint32_t>& children, bool request,
+                  std::string_view bytes = {});
   // The longest an IKE message waits for the standby's acknowledgement: the peer's word (1 s) and
   // two heartbeats; a peer silent or no longer standby ends it sooner.
   static constexpr int64_t confirm_wait_ns = 1'200'000'000;

@@ -59,6 +59,12 @@ struct IkeMids {
   uint64_t spi_i, spi_r;  // as on the wire (libcharon keeps them so)
   uint32_t initiating, responding;
 };
+// The other node's answer without the witness's lease (witness.h): its responding ID, and its
+// response's packet as sent ("": none kept). An encrypted IKE message: never logged.
+struct IkeAnswer {
+  IkeMids mids;
+  std::string response;
+};
 // A CHILD_SA (ESP) by its IKE_SA's SPIs and its own inbound SPI; no key.
 struct IkeChild {
   uint64_t spi_i, spi_r;

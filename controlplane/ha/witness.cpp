@@ -75,6 +75,7 @@ std::string Witness::start(const WitnessConfig& config, const std::string& name)
   key_ = endpoint.prefix + "/ike-speaker";
   records_ = endpoint.prefix + "/ike-mids/";
   answers_ = endpoint.prefix + "/ike-answered/";
+  requests_ = endpoint.prefix + "/ike-requests/";
   name_ = name;
   ttl_s_ = config.ttl_s;
   connect();
@@ -190,6 +191,8 @@ bool Witness::obtain() {
   // deleted (records of IKE_SAs gone go with them; a late write that puts one back lower is
   // harmless: only ever raised to).
   read_and_delete(txn, answers_);
+  // The last request each IKE_SA's holder recorded (its bytes): sent again before this node speaks.
+  read_and_delete(txn, requests_);
   txn.add_failure()->mutable_request_range()->set_key(key_);
   pb::TxnResponse result;
   ctx = context();
@@ -223,6 +226,20 @@ bool Witness::obtain() {
         records.mids.push_back(r.mids);  // r.revision 0: deleted by this Txn
         for (uint32_t spi : r.children) records.children.push_back({r.mids.spi_i, r.mids.spi_r, spi});
         recorded_[{r.mids.spi_i, r.mids.spi_r}] = std::move(r);
+      }
+    // A request counts if its record's initiating ID is one past it: the last one of the holder's.
+    if (result.responses_size() > 5)
+      for (const auto& kv : result.responses(5).response_range().kvs()) {
+        IkeMids m{};
+        const std::string& b = kv.value();
+        if (kv.key().size() <= requests_.size() || b.size() < 28 ||
+            !parse_mids_record(kv.key().substr(requests_.size()), "0 0", m))
+          continue;
+        uint32_t mid = uint32_t(uint8_t(b[20])) << 24 | uint32_t(uint8_t(b[21])) << 16 | uint32_t(uint8_t(b[22])) << 8 |
+                       uint32_t(uint8_t(b[23]));
+        auto it = recorded_.find({m.spi_i, m.spi_r});
+        if (it != recorded_.end() && it->second.mids.initiating == mid + 1)
+          records.requests.push_back({m.spi_i, m.spi_r, b});
       }
     stats_.records_read += records.mids.size();
     fresh_ = std::move(records);
@@ -319,9 +336,9 @@ bool Witness::merge(Record& r) {
          r.children != had.children;
 }
 
-bool Witness::record(const IkeMids& m, const std::vector<uint32_t>& children) {
+bool Witness::record(const IkeMids& m, const std::vector<uint32_t>& children, std::string_view request) {
   std::lock_guard lock(record_mu_);
-  Record r{m, record_children(children)};
+  Record r{m, record_children(children), std::string(request)};
   if (children.size() > max_record_children) {
     stats_.children_left_out += children.size() - max_record_children;
     if (!said_children_)
@@ -340,7 +357,7 @@ bool Witness::record_all(const std::vector<IkeMids>& mids) {
     // The CHILD_SAs as recorded or read (the last holder's, until this node's next message of
     // that IKE_SA records its own): a node after this one still deletes them.
     auto it = recorded_.find({m.spi_i, m.spi_r});
-    Record r{m, it != recorded_.end() ? it->second.children : std::vector<uint32_t>{}};
+    Record r{m, it != recorded_.end() ? it->second.children : std::vector<uint32_t>{}, {}};
     if (merge(r)) merged.push_back(std::move(r));
   }
   for (size_t i = 0; i < merged.size(); i += records_per_txn)
@@ -380,6 +397,11 @@ bool Witness::put_records(std::vector<Record> records) {
       auto* put = txn.add_success()->mutable_request_put();
       put->set_key(key);
       put->set_value(mids_record_value(r.mids, r.children));
+      if (!r.request.empty()) {  // with its record: the request a next speaker sends again
+        auto* bytes = txn.add_success()->mutable_request_put();
+        bytes->set_key(requests_ + mids_record_name(r.mids));
+        bytes->set_value(r.request);
+      }
       txn.add_failure()->mutable_request_range()->set_key(key);
     }
     pb::TxnResponse result;
@@ -398,6 +420,7 @@ bool Witness::put_records(std::vector<Record> records) {
     if (result.succeeded()) {
       for (auto& r : records) {
         r.revision = result.header().revision();
+        r.request.clear();  // written: not kept
         recorded_[{r.mids.spi_i, r.mids.spi_r}] = r;
       }
       stats_.recorded += records.size();
@@ -411,7 +434,7 @@ bool Witness::put_records(std::vector<Record> records) {
     std::vector<Record> left;
     for (size_t i = 0; i < records.size(); i++) {
       std::pair<uint64_t, uint64_t> spis{records[i].mids.spi_i, records[i].mids.spi_r};
-      Record had{{spis.first, spis.second, 0, 0}, {}, 0};
+      Record had{{spis.first, spis.second, 0, 0}, {}, {}, 0};
       for (const auto& kv : result.responses(int(i) + 1).response_range().kvs()) {
         had.revision = kv.mod_revision();
         parse_mids_record(kv.key().substr(records_.size()), kv.value(), had.mids, &had.children);
@@ -435,7 +458,7 @@ bool Witness::recorded(const IkeMids& m) {
   return it != recorded_.end() && m.initiating <= it->second.mids.initiating;
 }
 
-bool Witness::answered(const IkeMids& m) {
+bool Witness::answered(const IkeMids& m, std::string_view response) {
   // etcd not heard from in the last second (the node cut from it: its grants get no answer): the
   // response is not delayed by a call that cannot succeed.
   if (steady_ns() - answered_ns_.load() > 1'000'000'000) return false;
@@ -444,6 +467,9 @@ bool Witness::answered(const IkeMids& m) {
   if (auto it = answers_written_.find(sa); it != answers_written_.end() && it->second >= m.responding) return true;
   if (answers_written_.size() > 4096) answers_written_.clear();  // IKE_SAs gone: only costs a write again
   const std::string key = answers_ + name_ + "/" + mids_record_name(m), value = answered_value(m.responding);
+  // The response's bytes (an encrypted IKE message, never logged) beside it, under the same
+  // compare: they go up with the ID or not at all.
+  const bool keep = !response.empty() && response.size() <= max_response_bytes;
   // Put over a lower value; absent: created. A value as high or higher stays (a late Txn of ours
   // taken after a later one is refused by the same compare).
   for (int tries = 0; tries < 2; tries++) {
@@ -462,6 +488,11 @@ bool Witness::answered(const IkeMids& m) {
     auto* put = txn.add_success()->mutable_request_put();
     put->set_key(key);
     put->set_value(value);
+    if (keep) {
+      auto* bytes = txn.add_success()->mutable_request_put();
+      bytes->set_key(key + "/response");
+      bytes->set_value(value + std::string(response));
+    }
     txn.add_failure()->mutable_request_range()->set_key(key);
     pb::TxnResponse result;
     auto ctx = context();
@@ -503,8 +534,15 @@ void Witness::read_answered() {
 
 void Witness::take_answers(const google::protobuf::RepeatedPtrField<etcdserverpb::KeyValue>& kvs) {
   std::lock_guard lock(answers_mu_);
+  // PREFIX/ike-answered/NAME/SPI_I.SPI_R (the ID) and .../SPI_I.SPI_R/response (the ID, then the
+  // packet): the other node's only (ours are in our charon). The responses first, by their key.
+  std::map<std::string, const std::string*> responses;
   for (const auto& kv : kvs) {
-    // PREFIX/ike-answered/NAME/SPI_I.SPI_R: the other node's only (ours are in our charon).
+    constexpr std::string_view suffix = "/response";
+    if (kv.key().size() > answers_.size() + suffix.size() && kv.key().ends_with(suffix))
+      responses[kv.key().substr(0, kv.key().size() - suffix.size())] = &kv.value();
+  }
+  for (const auto& kv : kvs) {
     std::string rest = kv.key().substr(std::min(kv.key().size(), answers_.size()));
     size_t slash = rest.rfind('/');
     IkeMids m{};
@@ -516,12 +554,17 @@ void Witness::take_answers(const google::protobuf::RepeatedPtrField<etcdserverpb
     if (responding <= seen) continue;
     seen = responding;
     m.responding = responding;
-    answers_fresh_.push_back(m);
+    IkeAnswer a{m, {}};
+    // Only the response written with this ID (the same Txn): one of an older ID is not its.
+    if (auto it = responses.find(kv.key());
+        it != responses.end() && it->second->size() > 8 && it->second->compare(0, 8, kv.value()) == 0)
+      a.response = it->second->substr(8);
+    answers_fresh_.push_back(std::move(a));
     stats_.answers_read++;
   }
 }
 
-std::vector<IkeMids> Witness::take_answered() {
+std::vector<IkeAnswer> Witness::take_answered() {
   std::lock_guard lock(answers_mu_);
   return std::exchange(answers_fresh_, {});
 }

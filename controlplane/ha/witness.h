@@ -20,6 +20,11 @@
 // those it does not hold (a CHILD_SA the last holder made or rekeyed: docs/ha.md, "A CHILD_SA the
 // previous speaker changed").
 //
+// A request's record carries its bytes too (PREFIX/ike-requests/SPI_I.SPI_R, the IKE message as
+// charon encoded it: encrypted, no key), in the same Txn: the next speaker sends the last one
+// again as it is, so that the gateway, whether it had it or not, answers it and expects the ID
+// the new speaker raises to (docs/ha.md, "An exchange in flight when the lease changes hands").
+//
 // A record only ever goes up at etcd (docs/ha.md, "A record never goes down"): its Txn also
 // compares the record key's own mod revision with the one this node last wrote or read (0:
 // absent), so a Txn that etcd takes late (its call gave up, its connection too) is refused once
@@ -30,7 +35,11 @@
 // response goes out it writes the IKE_SA's responding ID under PREFIX/ike-answered/NAME/SPI_I.SPI_R
 // (8 hex digits; no key), unguarded by the lease and only ever up (put only over a lower value).
 // The holder reads the other node's with each renewal and raises its responding ID to them, so
-// the gateway's next request, if the switch feeds the holder, is not ignored.
+// the gateway's next request, if the switch feeds the holder, is not ignored. With the record, in
+// the same Txn, the response's packet as sent (PREFIX/ike-answered/NAME/SPI_I.SPI_R/response: the
+// responding ID's 8 hex digits, then the encrypted IKE message; at most max_response_bytes, one
+// packet): the holder sends it again for the gateway's retransmit of that request if the
+// response was lost (docs/ha.md, "An answer without the lease").
 #ifndef MEDIX_CP_HA_WITNESS_H
 #define MEDIX_CP_HA_WITNESS_H
 
@@ -43,6 +52,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -74,27 +84,40 @@ class Witness {
   // Held, and its renew deadline not passed.
   bool holds() const;
   // The records read when the lease was last obtained (once per obtain; nullopt: none new).
+  // The last request an IKE_SA's holder recorded, its bytes as charon encoded them (no key: the
+  // message is encrypted), read with the lease: sent again as they are before the new speaker
+  // speaks (docs/ha.md, item 6, "An exchange in flight when the lease changes hands").
+  struct Request {
+    uint64_t spi_i, spi_r;
+    std::string bytes;
+  };
   struct Records {
     std::vector<IkeMids> mids;
     std::vector<IkeChild> children;  // the last holder's CHILD_SAs, by their IKE_SA
+    std::vector<Request> requests;   // each the last one its IKE_SA's record counts
   };
   std::optional<Records> take_records();
   // Records an IKE_SA's message IDs (raised to at least what this node recorded or read before)
   // and its CHILD_SAs' inbound SPIs while the lease is held: true once etcd has them (or already
   // had), false if not held or etcd refused or did not answer. record_all: all at once (a node
   // that just obtained it), each with the CHILD_SAs recorded or read before for its IKE_SA.
-  bool record(const IkeMids& m, const std::vector<uint32_t>& children);
+  // `request`: a request's bytes (none for a response), written with its record under
+  // PREFIX/ike-requests/SPI_I.SPI_R in the same Txn.
+  bool record(const IkeMids& m, const std::vector<uint32_t>& children, std::string_view request = {});
   bool record_all(const std::vector<IkeMids>& mids);
   // Whether `m`'s initiating ID is no higher than what this node recorded for that IKE_SA (a
   // retransmit of a recorded request).
   bool recorded(const IkeMids& m);
   // Before a response of a node that is active in a split without the lease: the IKE_SA's
-  // responding ID written for the holder (unguarded, only ever up). false: not written (etcd not
+  // responding ID written for the holder (unguarded, only ever up), with `response` (the packet as
+  // it goes out; "": none, or over max_response_bytes: not kept). false: not written (etcd not
   // heard from in the last second, or it did not answer); the response goes out whatever.
-  bool answered(const IkeMids& m);
+  static constexpr size_t max_response_bytes = 8192;
+  bool answered(const IkeMids& m, std::string_view response = {});
   // The other node's answered responding IDs (initiating 0) read by the holder since the last
-  // call, each only once it is above what was taken before for its IKE_SA.
-  std::vector<IkeMids> take_answered();
+  // call, each only once it is above what was taken before for its IKE_SA; with the response
+  // written with that ID ("" if none).
+  std::vector<IkeAnswer> take_answered();
 
   struct Stats {
     std::atomic<uint64_t> obtained{0}, lost{0}, renewals{0}, failures{0};
@@ -132,6 +155,7 @@ class Witness {
   struct Record {
     IkeMids mids;
     std::vector<uint32_t> children;
+    std::string request;   // the request's bytes to write with it ("": none)
     int64_t revision = 0;  // in recorded_: the record key's mod revision at etcd as last written or read; 0 absent
   };
   // Merges `r` with what etcd has (IDs only ever up); false if etcd has it all already.
@@ -145,6 +169,7 @@ class Witness {
 
   std::string key_, name_, records_;  // records_: PREFIX/ike-mids/
   std::string answers_;               // PREFIX/ike-answered/
+  std::string requests_;              // PREFIX/ike-requests/
   int ttl_s_ = 2;
   std::unique_ptr<etcdserverpb::KV::Stub> kv_;
   std::unique_ptr<etcdserverpb::Lease::Stub> lease_;
@@ -167,7 +192,7 @@ class Witness {
   std::map<std::pair<uint64_t, uint64_t>, uint32_t> answers_written_;  // under record_mu_: ours, as etcd has them
   std::mutex answers_mu_;
   std::map<std::pair<uint64_t, uint64_t>, uint32_t> answers_seen_;  // under answers_mu_: the other's, taken
-  std::vector<IkeMids> answers_fresh_;                              // under answers_mu_
+  std::vector<IkeAnswer> answers_fresh_;                            // under answers_mu_
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;

@@ -180,52 +180,83 @@ int main(int argc, char** argv) {
 
   // An answer without the lease (docs/ha.md, "An answer without the lease"): node-b, refused the
   // lease (node-a holds it) but reaching etcd, writes its responding IDs under its own key, only
-  // ever up; node-a, the holder, reads them with its renewals, each once.
+  // ever up, each with its response's packet beside it (binary; kept only with its ID); node-a,
+  // the holder, reads them with its renewals, each once, with the response written with that ID.
   medix::cp::ha::Witness b;
   check(b.start(config, "node-b").empty(), "answered: node-b's witness starts");
   b.want(true);  // refused (held by node-a): its grants keep it in touch with etcd
   std::string answer_key =
       endpoint.prefix + "/ike-answered/node-b/" + medix::cp::ha::mids_record_name(mids(0x6000, 0, 0));
+  const std::string response_key = answer_key + "/response", packet5("\x2e\x20\x25\x00packet 5", 12);
   bool wrote = false;
   until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (!(wrote = b.answered(mids(0x6000, 0, 5))) && std::chrono::steady_clock::now() < until)
+  while (!(wrote = b.answered(mids(0x6000, 0, 5), packet5)) && std::chrono::steady_clock::now() < until)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  check(wrote && !b.holds() && etcd.value(answer_key) == "00000005",
-        "answered: node-b, without the lease, writes its responding ID 5", etcd.value(answer_key));
-  // take(want): what node-a takes within 3 s (its renewals read every 250 ms), "r1 r2 ..." for 0x6000.
-  auto take = [&](size_t want) {
+  check(wrote && !b.holds() && etcd.value(answer_key) == "00000005" && etcd.value(response_key) == "00000005" + packet5,
+        "answered: node-b, without the lease, writes its responding ID 5 and its response's 12 bytes",
+        etcd.value(answer_key));
+  // take(want): what node-a takes within 3 s (its renewals read every 250 ms), "r1 r2 ..." for
+  // 0x6000, each with "+" if its response came and is `response`, "-" if none came.
+  auto take = [&](size_t want, const std::string& response = {}) {
     std::string got;
     auto end = std::chrono::steady_clock::now() + std::chrono::seconds(3);
     for (size_t n = 0; std::chrono::steady_clock::now() < end && n < want;) {
-      for (const auto& m : witness.take_answered()) {
-        got += (got.empty() ? "" : " ") + std::to_string(m.spi_i == 0x6000 ? m.responding : 0);
+      for (const auto& a : witness.take_answered()) {
+        got += (got.empty() ? "" : " ") + std::to_string(a.mids.spi_i == 0x6000 ? a.mids.responding : 0) +
+               (a.response.empty()       ? "-"
+                : a.response == response ? "+"
+                                         : "?");
         n++;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     return got;
   };
-  std::string got = take(1);
-  check(got == "5", "answered: the holder reads node-b's 5", got);
+  std::string got = take(1, packet5);
+  check(got == "5+", "answered: the holder reads node-b's 5 with its response", got);
   {
     medix::cp::ha::Witness late_b;  // node-b's write of an older answer, taken late
     late_b.start(config, "node-b");
     late_b.want(true);
     until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
     bool said = false;
-    while (!(said = late_b.answered(mids(0x6000, 0, 3))) && std::chrono::steady_clock::now() < until)
+    while (!(said = late_b.answered(mids(0x6000, 0, 3), "packet 3")) && std::chrono::steady_clock::now() < until)
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    check(said && etcd.value(answer_key) == "00000005", "answered: an older write (3) is refused: etcd keeps 5",
-          etcd.value(answer_key));
+    check(said && etcd.value(answer_key) == "00000005" && etcd.value(response_key) == "00000005" + packet5,
+          "answered: an older write (3) is refused: etcd keeps 5 and its response", etcd.value(answer_key));
   }
-  check(b.answered(mids(0x6000, 0, 7)) && etcd.value(answer_key) == "00000007", "answered: node-b's 7 written",
-        etcd.value(answer_key));
+  // A response over max_response_bytes is not kept: 7 is read without one (5's is not 7's).
+  const std::string big(medix::cp::ha::Witness::max_response_bytes + 1, 'x');
+  check(b.answered(mids(0x6000, 0, 7), big) && etcd.value(answer_key) == "00000007" &&
+            etcd.value(response_key) == "00000005" + packet5,
+        "answered: node-b's 7 written, its response over the bound not kept", etcd.value(answer_key));
   got = take(2);
-  check(got == "7", "answered: the holder reads 7, once (not 5 again)", got);
-  b.stop();
+  check(got == "7-", "answered: the holder reads 7, once (not 5 again), without 5's response", got);
 
+  // A request's bytes (docs/ha.md, item 6, "An exchange in flight when the lease changes hands"):
+  // written with its record; the next holder reads those of each IKE_SA's last request only (its
+  // message ID, at byte 20 of the IKE header, one below the record's initiating ID), deleted.
+  auto request = [](uint32_t mid) {
+    std::string bytes(40, '\x5a');
+    for (int i = 0; i < 4; i++) bytes[size_t(20 + i)] = char(mid >> (24 - 8 * i));
+    return bytes;
+  };
   witness.before_record = nullptr;
-  witness.stop();
+  std::string request_key = endpoint.prefix + "/ike-requests/" + medix::cp::ha::mids_record_name(mids(0x7000, 0, 0));
+  check(witness.record(mids(0x7000, 5, 0), {}, request(4)) && etcd.value(request_key) == request(4),
+        "requests: request 4 recorded with its bytes");
+  check(witness.record(mids(0x8000, 8, 0), {}, request(7)) && witness.record(mids(0x8000, 9, 2), {}),
+        "requests: request 7 recorded with its bytes, then 9 2 without (7 is not its last request then)");
+  witness.stop();  // lets the key go: node-b obtains it
+  until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!b.holds() && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  auto read = b.take_records();
+  size_t n_read = read ? read->requests.size() : 0;
+  check(b.holds() && n_read == 1 && read->requests[0].spi_i == 0x7000 && read->requests[0].bytes == request(4),
+        "requests: the next holder reads request 4's bytes, not request 7's", std::to_string(n_read) + " read");
+  check(etcd.value(request_key) == "absent", "requests: deleted with the lease obtained", etcd.value(request_key));
+  b.stop();
   printf("witness-records: %d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }

@@ -59,10 +59,14 @@
 #   - the switch flipping A, B, A in a split (switch_flip): the response to A's DPD lost at B, A's
 #     retransmit answered; the same IKE_SA at the heal;
 #   - an answer without the lease (answered_lease): B, fed by the switch, answers the gateway's
-#     request and writes its responding ID to etcd; A, the holder, raises its own to it and
-#     answers the gateway's next request at once;
+#     request and writes its responding ID and response to etcd; B's response is lost on its
+#     way; A, the holder, raises its own ID to B's, sends B's response again for the gateway's
+#     retransmit, and answers the gateway's next request at once;
 #   - the lease passing twice (lease_twice) before A's DELETE
 #     of B's CHILD_SA goes out: B keeps its CHILD_SA meanwhile; A's DELETE goes at the heal A wins.
+#   - an exchange in flight when the lease changes hands (in_flight): A, the holder, its DPD recorded
+#     (with its bytes) but dropped before the gateway, then killed; B obtains the lease and sends
+#     A's request again as recorded before it speaks: the gateway takes it, and B's DPD is answered.
 #
 # Usage: test/netns/ike_witness.sh (root). Prints PASS/FAIL lines and "netns-ike-witness: N passed, M failed".
 set -uo pipefail
@@ -70,6 +74,8 @@ set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 # shellcheck source=test/netns/swan.sh
 source "$(dirname "$0")/swan.sh"
+# af_packet's sends through its veth end's qdisc (answered_lease: B's answer lost on its way).
+MX_AF_PACKET_ARGS+=,qdisc_bypass=0
 # shellcheck source=test/netns/ike_pair.sh
 source "$(dirname "$0")/ike_pair.sh"
 
@@ -1025,13 +1031,27 @@ switch_flip
 
 # --- an answer without the lease: the holder raised to it ------------------------------------------
 # (docs/ha.md, item 6, "An answer without the lease".) A split, A the holder; the switch fed to B
-# across one request of the gateway's (a MOBIKE update: an address comes to the gateway), which B,
-# without the lease, answers after writing its responding ID to etcd (PREFIX/ike-answered/B/...).
-# A reads it with its renewals and raises its responding ID; the switch back to A, the gateway's
+# across one request of the gateway's (a MOBIKE update: an address comes to the gateway), which
+# B, without the lease, answers after writing its responding ID to etcd
+# (PREFIX/ike-answered/B/...), the response's packet beside it; B's response is lost: what B sends
+# is held by an htb class of 8 bit/s on its veth end (its first packet, the class's burst, is one
+# of B's own, VRRP, before) and dropped with the qdisc (no tc action module or netem needed; a
+# qdisc that refuses a packet makes af_packet's TX ring send it again later). The switch back to A: A reads B's record with
+# its renewals and raises its responding ID; the gateway's retransmit (4 s) reaches A, which sends
+# B's response again (charon has none of its own after the raise): the gateway takes it, and its
 # next request (the address goes) is answered by A at once, not ignored as an old ID. A control:
-# MEDIX_CP=<medix-cp of before> (A ignores it, `expected N, ignored`, until the heal's raise).
+# MEDIX_CP=<medix-cp of before> (A ignores the retransmit, `expected N, ignored`, and the gateway
+# sends nothing new, until the heal's raise).
+# B's response records at etcd: "KEY ID" each (the ID the value starts with; its bytes not shown).
+answered_responses() {
+  etcdctl get --prefix "/medix/ike-answered/$HA_B/" -w json 2>/dev/null | "$MX_PY" -c '
+import base64, json, sys
+for kv in json.load(sys.stdin).get("kvs", []):
+    k = base64.b64decode(kv["key"])
+    if k.endswith(b"/response"): print(k.decode(), base64.b64decode(kv["value"])[:8].decode())'
+}
 answered_lease() {
-  local a_mark b_mark gw_mark a_sw gw_sw ike_pre init_pre t0
+  local a_mark b_mark gw_mark a_sw gw_sw ike_pre init_pre t0 lost b_rif=${MX_RIF_B[carrier-y-gw]}
   # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
   b_mark=$(wc -l <"$MX_TMP/cp-b.log") t0=$(date +%s.%N)
   # (After switch_flip's heal, which waited for B's rejoin; A kept etcd throughout.)
@@ -1040,29 +1060,46 @@ answered_lease() {
   # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
   a_mark=$(wc -l <"$MX_TMP/cp-a.log") gw_mark=$(wc -l <"$GWLOG") ike_pre=$(ike_sa) init_pre=$(init_count)
   split_a_speaker answered
+  tc qdisc replace dev "$b_rif" root handle 1: htb default 1 &&
+    tc class add dev "$b_rif" parent 1: classid 1:1 htb rate 8bit ceil 8bit burst 1 cburst 1 2>/dev/null ||
+    fail "could not hold what B sends"
+  check "answered: what B sends held (its first packet let through)" \
+    mx_wait_eval 3 'tc -s qdisc show dev "$b_rif" | grep -q "Sent [0-9]* bytes [1-9][0-9]* pkt"'
   after_dpd a # A's next DPD 2 s away: no exchange of A's in flight while the switch feeds B
   # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
   a_sw=$(wc -l <"$MX_TMP/cp-a.log") b_mark=$(wc -l <"$MX_TMP/cp-b.log") gw_sw=$(wc -l <"$GWLOG")
   steer_carrier ethb
   gw_address add || fail "could not add an address to the gateway"
-  check "answered: B, without the lease, answers the gateway's MOBIKE update, its responding ID written to etcd" \
+  check "answered: B, without the lease, answers the gateway's MOBIKE update, its ID and response's packet written to etcd" \
     mx_wait_eval 4 'cp_since b $b_mark | grep -q "parsed INFORMATIONAL request [0-9]* \[ .*N(ADD_4_ADDR)" &&
-      tail -n +$((gw_sw + 1)) "$GWLOG" | grep -q "parsed INFORMATIONAL response" &&
-      etcdctl get --prefix --keys-only /medix/ike-answered/ 2>/dev/null | grep -q "^/medix/ike-answered/$HA_B/"'
+      answered_responses | grep -q "^/medix/ike-answered/$HA_B/[0-9a-f.]*/response [0-9a-f]\{8\}\$"'
   steer_carrier eth0
+  echo "    answered: B's sends held, then dropped: $(tc -s qdisc show dev "$b_rif" | grep -o 'backlog .*')"
+  tc qdisc del dev "$b_rif" root || fail "could not drop what B sent"
+  check_that "answered: B's response lost on its way (the gateway has none)" \
+    '! tail -n +$((gw_sw + 1)) "$GWLOG" | grep -q "parsed INFORMATIONAL response"'
   check "answered: A, the holder, reads it and raises its responding ID to B's answer" \
     mx_wait_eval 6 'cp_since a $a_sw | grep -q "responding message ID of IKE_SA carrier-y.* raised to the other node.s answers"'
   echo "    answered: $(cp_since a "$a_sw" | grep -o 'responding message ID of IKE_SA.*' | head -1)," \
     "B answered at $(cp_since b "$b_mark" | grep -m1 "parsed INFORMATIONAL request" | cut -c1-12)," \
     "A raised at $(cp_since a "$a_sw" | grep -m1 "raised to the other node.s answers" | cut -c1-12)"
+  check "answered: the gateway's retransmit reaches A, which sends B's response again; the gateway takes it" \
+    mx_wait_eval 8 'tail -n +$((gw_sw + 1)) "$GWLOG" | grep -q "retransmit 1 of request" &&
+      cp_since a $a_sw | grep -q "medix: retransmit of request [0-9]* of IKE_SA carrier-y.*its response sent again" &&
+      tail -n +$((gw_sw + 1)) "$GWLOG" | grep -q "parsed INFORMATIONAL response"'
+  echo "    answered: $(cp_since a "$a_sw" | grep -o 'medix: retransmit of request.*' | head -1)" \
+    "at $(cp_since a "$a_sw" | grep -m1 "medix: retransmit of request" | cut -c1-12)"
+  lost=$(cp_since a "$a_sw" | sed -n 's/.*medix: retransmit of request \([0-9]*\) .*/\1/p' | head -1)
   # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
   a_sw=$(wc -l <"$MX_TMP/cp-a.log") gw_sw=$(wc -l <"$GWLOG")
   gw_address del || fail "could not remove the gateway's address"
   check "answered: the gateway's next request is answered by A at once (within 3 s: before its retransmit)" \
     mx_wait_eval 3 'cp_since a $a_sw | grep -q "parsed INFORMATIONAL request" &&
       tail -n +$((gw_sw + 1)) "$GWLOG" | grep -q "parsed INFORMATIONAL response"'
-  check_that "answered: A ignored none of the gateway's requests in the split" \
-    '! cp_since a $a_mark | grep -q "expected [0-9]*, ignored"'
+  # charon drops the retransmit itself (it has no response of its own) after medix-cp's hook sent B's.
+  check_that "answered: A ignored none of the gateway's requests in the split but that retransmit (${lost:-?})" \
+    '[ -n "$lost" ] && ! cp_since a $a_mark | grep -o "received message ID [0-9]*, expected [0-9]*, ignored" |
+      grep -vxq "received message ID $lost, expected $((lost + 1)), ignored"'
   cp_link heal && segments off && steer_carrier none || fail "could not heal"
   check "answered: the heal: A active, B standby and rejoined, A's DPD answered" \
     mx_wait_eval 10 'mx_pair_is $A_PREFIX master HA_ROLE_ACTIVE && mx_pair_is $B_PREFIX backup HA_ROLE_STANDBY &&
@@ -1149,6 +1186,49 @@ lease_twice() {
 }
 lease_twice
 
+# --- an exchange in flight when the lease changes hands --------------------------------------------
+# (docs/ha.md, item 6, "An exchange in flight when the lease changes hands".) A split, A the holder;
+# what A sends is dropped at its port of the carrier's switch (the port disabled), so A's next DPD,
+# recorded with etcd before it went (its IDs and its bytes), never reaches the gateway; A is killed.
+# B obtains the lease, raises its IKE_SA to A's record (one past that DPD) and, before it speaks,
+# sends A's recorded request again as it is: the gateway, which never had it, takes it and
+# answers; B's own DPD is then answered, not ignored. The last case: A stays down. A control:
+# MEDIX_CP=<medix-cp of before> (B's requests ignored, `received message ID N+1, expected N`).
+in_flight() {
+  local a_mark b_mark gw_mark ike_pre init_pre t0 dpd=''
+  # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
+  b_mark=$(wc -l <"$MX_TMP/cp-b.log") t0=$(date +%s.%N)
+  check "in flight: paired: B standby, nobody holds the lease" \
+    mx_wait_eval 10 'mx_pair_is $B_PREFIX backup HA_ROLE_STANDBY && [ -z "$(speaker)" ]'
+  # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
+  gw_mark=$(wc -l <"$GWLOG") ike_pre=$(ike_sa) init_pre=$(init_count)
+  split_a_speaker "in flight"
+  after_dpd a
+  # shellcheck disable=SC2034  # read by mx_wait_eval and check_that
+  a_mark=$(wc -l <"$MX_TMP/cp-a.log") b_mark=$(wc -l <"$MX_TMP/cp-b.log")
+  mx_in carrier-y-gw bridge link set dev eth0 state 0 || fail "could not drop A's datagrams at the switch"
+  check "in flight: A's next DPD recorded with etcd (its bytes too) and dropped before the gateway" \
+    mx_wait_eval 5 'dpd=$(cp_since a $a_mark | sed -n "s/.*generating INFORMATIONAL request \([0-9]*\) \[ \].*/\1/p" | head -1) &&
+      [ -n "$dpd" ] && cp_since a $a_mark | grep -q "sending DPD request" &&
+      etcdctl get --prefix --keys-only /medix/ike-requests/ 2>/dev/null | grep -q "^/medix/ike-requests/"'
+  mx_pair_kill A
+  kill -KILL "$CPA_PID" && wait "$CPA_PID" 2>/dev/null
+  CPA_PID=
+  check_that "in flight: the gateway never had A's DPD ${dpd:-?}" \
+    '! tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "parsed INFORMATIONAL request ${dpd:-x} "'
+  steer_carrier ethb
+  check "in flight: B obtains the lease and sends A's request ${dpd:-?} again as recorded; the gateway takes it and answers" \
+    mx_wait_eval 10 '[ "$(speaker)" = "$HA_B" ] &&
+      cp_since b $b_mark | grep -q "sending the last lease holder.s request ${dpd:-x} again as it recorded it" &&
+      tail -n +$((gw_mark + 1)) "$GWLOG" | grep -q "parsed INFORMATIONAL request ${dpd:-x} " &&
+      cp_since b $b_mark | grep -q "the last lease holder.s request ${dpd:-x} answered by the peer"'
+  check "in flight: then B speaks: its DPD $((${dpd:-0} + 1)) answered" \
+    mx_wait_eval 8 'cp_since b $b_mark | grep -q "generating INFORMATIONAL request $((${dpd:-0} + 1)) \[ \]" && dpd_answered b $b_mark'
+  echo "    in flight: B: $(cp_since b "$b_mark" | grep -oE 'record\(s\) read with the lease.*|request\(s\) sent again.*|request [0-9]+ answered by the peer.*' | paste -sd';')"
+  mx_in carrier-y-gw bridge link set dev eth0 state 3
+  same_ike_sa_at_end "in flight"
+}
+in_flight
 
 echo "    split and heal: $(awk -v a="$t_split" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s; whole run: $(awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
 finish
