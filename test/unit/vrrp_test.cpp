@@ -375,40 +375,35 @@ TEST_CASE("a tracked link down forces its instance to backup, and its group with
         "advert_interval_cs": 10, "addresses": ["10.1.0.254"], "group": "g"}}}])"))
               .code == Code::ok);
   GroupNode node(h);
-  vrrp::Runner& runner = node.runner;
-  vrrp::Io& io = node.io;
-  std::atomic<bool>& standby = node.standby;
-  auto state = [&](const std::string& name) { return node.state(name); };
-  auto drain = [&] { node.drain(); };
   medix::dp::ha::RoleLog roles;  // the changes kept with their cause (ha/role.h)
-  io.set_role = [&](bool to_standby, const std::string& why) {
-    roles.set(standby, to_standby, medix::dp::ha::Cause::vrrp, why);
+  node.io.set_role = [&](bool to_standby, const std::string& why) {
+    roles.set(node.standby, to_standby, medix::dp::ha::Cause::vrrp, why);
   };
   a_svc_up = true;
   uint64_t t = 200 * ms;  // past the first read of the links
-  runner.poll(*h.tables, nullptr, io, t);
-  for (; t < 2000 * ms; t += 10 * ms) runner.poll(*h.tables, nullptr, io, t);
-  CHECK(state("lan").state == vrrp::State::master);
-  CHECK(state("svc").state == vrrp::State::master);
-  CHECK_FALSE(standby.load());  // master of the group: active
-  drain();
+  node.runner.poll(*h.tables, nullptr, node.io, t);
+  for (; t < 2000 * ms; t += 10 * ms) node.runner.poll(*h.tables, nullptr, node.io, t);
+  CHECK(node.state("lan").state == vrrp::State::master);
+  CHECK(node.state("svc").state == vrrp::State::master);
+  CHECK_FALSE(node.standby.load());  // master of the group: active
+  node.drain();
   a_svc_up = false;
-  for (uint64_t end = t + 300 * ms; t < end; t += 10 * ms) runner.poll(*h.tables, nullptr, io, t);
-  CHECK(state("lan").state == vrrp::State::backup);
-  CHECK(state("lan").last.back().reason == vrrp::Reason::link_down);
-  CHECK(state("lan").effective_priority == 0);
-  CHECK(state("svc").state == vrrp::State::backup);  // its own link (a-svc's port) is down too
-  CHECK(state("svc").last.back().reason == vrrp::Reason::link_down);
-  CHECK(standby.load());  // the group's backup: standby
+  for (uint64_t end = t + 300 * ms; t < end; t += 10 * ms) node.runner.poll(*h.tables, nullptr, node.io, t);
+  CHECK(node.state("lan").state == vrrp::State::backup);
+  CHECK(node.state("lan").last.back().reason == vrrp::Reason::link_down);
+  CHECK(node.state("lan").effective_priority == 0);
+  CHECK(node.state("svc").state == vrrp::State::backup);  // its own link (a-svc's port) is down too
+  CHECK(node.state("svc").last.back().reason == vrrp::Reason::link_down);
+  CHECK(node.standby.load());  // the group's backup: standby
   // Held back while the link is down, well past the master down interval.
-  for (uint64_t end = t + 2000 * ms; t < end; t += 10 * ms) runner.poll(*h.tables, nullptr, io, t);
-  CHECK(state("lan").state == vrrp::State::backup);
-  CHECK(state("svc").state == vrrp::State::backup);
+  for (uint64_t end = t + 2000 * ms; t < end; t += 10 * ms) node.runner.poll(*h.tables, nullptr, node.io, t);
+  CHECK(node.state("lan").state == vrrp::State::backup);
+  CHECK(node.state("svc").state == vrrp::State::backup);
   a_svc_up = true;
-  for (uint64_t end = t + 1000 * ms; t < end; t += 10 * ms) runner.poll(*h.tables, nullptr, io, t);
-  CHECK(state("lan").state == vrrp::State::master);
-  CHECK(state("svc").state == vrrp::State::master);
-  CHECK_FALSE(standby.load());
+  for (uint64_t end = t + 1000 * ms; t < end; t += 10 * ms) node.runner.poll(*h.tables, nullptr, node.io, t);
+  CHECK(node.state("lan").state == vrrp::State::master);
+  CHECK(node.state("svc").state == vrrp::State::master);
+  CHECK_FALSE(node.standby.load());
   // The role's history: active (master_down: no master heard, the peer lost), standby for the
   // tracked link, active again; two takeovers.
   auto history = roles.last();
@@ -419,36 +414,36 @@ TEST_CASE("a tracked link down forces its instance to backup, and its group with
   CHECK(history[1].detail.find("master -> backup, link_down") != std::string::npos);
   CHECK_FALSE(history[2].to_standby);
   CHECK(roles.failovers() == 2);
-  drain();
+  node.drain();
 
   // A better master on a-lan (a planned switchover): the group yields and drains for three
   // intervals, still active and said to be draining (its sync datagrams carry it), then is
   // standby and no longer draining.
   std::atomic<bool> draining{false};
-  io.ha_draining = &draining;
+  node.io.ha_draining = &draining;
   rte_ring* from_workers = rte_ring_create("vrrp_test_track", 64, SOCKET_ID_ANY, RING_F_SC_DEQ);
   REQUIRE(from_workers);
   h.worker.vrrp = from_workers;
   h.receive(0, ether("01:00:5e:00:00:12", "00:00:5e:00:01:01", 0x8100) + vlan(0x0800, 10) +
                    advert_ip(0x0a000003, 1, 254, 10, {0x0a0000fe}));
-  runner.poll(*h.tables, from_workers, io, t);
-  CHECK(state("lan").state == vrrp::State::backup);
-  CHECK(state("svc").state == vrrp::State::backup);
+  node.runner.poll(*h.tables, from_workers, node.io, t);
+  CHECK(node.state("lan").state == vrrp::State::backup);
+  CHECK(node.state("svc").state == vrrp::State::backup);
   CHECK(draining.load());
-  CHECK_FALSE(standby.load());
-  runner.poll(*h.tables, from_workers, io, t + 310 * ms);
+  CHECK_FALSE(node.standby.load());
+  node.runner.poll(*h.tables, from_workers, node.io, t + 310 * ms);
   CHECK_FALSE(draining.load());
-  CHECK(standby.load());
+  CHECK(node.standby.load());
   CHECK(roles.last().back().detail.find("drained") != std::string::npos);
   h.worker.vrrp = nullptr;
   rte_ring_free(from_workers);
-  drain();
+  node.drain();
 }
 
 // An instance's own link is tracked with weight 0 without being named in `track` (keepalived's
 // FAULT): the group steps down with it, so the peer's instance on that segment is not left
 // backup behind a master it no longer hears.
-TEST_CASE("an instance's own link down is a fault: it and its group step down, the node is standby") {
+TEST_CASE("an instance's own link down is a fault: it and its group step down, the node is node.standby") {
   Harness h(two_tenants);
   REQUIRE(h.apply(ops(R"([
       {"op": "CREATE", "object": {"vrrp_instance": {"name": "lan", "interface": "a-lan", "vrid": 1,
@@ -457,40 +452,35 @@ TEST_CASE("an instance's own link down is a fault: it and its group step down, t
         "advert_interval_cs": 10, "addresses": ["10.1.0.254"], "group": "g"}}}])"))
               .code == Code::ok);
   GroupNode node(h);
-  vrrp::Runner& runner = node.runner;
-  vrrp::Io& io = node.io;
-  std::atomic<bool>& standby = node.standby;
-  auto state = [&](const std::string& name) { return node.state(name); };
-  auto drain = [&] { node.drain(); };
   a_svc_up = true;
   uint64_t t = 200 * ms;
-  for (; t < 2000 * ms; t += 10 * ms) runner.poll(*h.tables, nullptr, io, t);
-  REQUIRE(state("svc").state == vrrp::State::master);
-  REQUIRE(state("lan").state == vrrp::State::master);
-  CHECK_FALSE(state("svc").fault);
-  CHECK_FALSE(standby.load());
-  drain();
+  for (; t < 2000 * ms; t += 10 * ms) node.runner.poll(*h.tables, nullptr, node.io, t);
+  REQUIRE(node.state("svc").state == vrrp::State::master);
+  REQUIRE(node.state("lan").state == vrrp::State::master);
+  CHECK_FALSE(node.state("svc").fault);
+  CHECK_FALSE(node.standby.load());
+  node.drain();
   a_svc_up = false;  // a-svc's port loses its link; no instance tracks it
-  for (uint64_t end = t + 300 * ms; t < end; t += 10 * ms) runner.poll(*h.tables, nullptr, io, t);
-  CHECK(state("svc").state == vrrp::State::backup);
-  CHECK(state("svc").fault);
-  CHECK(state("svc").effective_priority == 0);
-  CHECK(state("svc").last.back().reason == vrrp::Reason::link_down);
-  CHECK(state("lan").state == vrrp::State::backup);
-  CHECK_FALSE(state("lan").fault);
-  CHECK(state("lan").last.back().reason == vrrp::Reason::group);
-  CHECK(standby.load());
-  for (uint64_t end = t + 2000 * ms; t < end; t += 10 * ms) runner.poll(*h.tables, nullptr, io, t);
-  CHECK(state("svc").state == vrrp::State::backup);  // held while the link is down
-  CHECK(state("lan").state == vrrp::State::backup);
+  for (uint64_t end = t + 300 * ms; t < end; t += 10 * ms) node.runner.poll(*h.tables, nullptr, node.io, t);
+  CHECK(node.state("svc").state == vrrp::State::backup);
+  CHECK(node.state("svc").fault);
+  CHECK(node.state("svc").effective_priority == 0);
+  CHECK(node.state("svc").last.back().reason == vrrp::Reason::link_down);
+  CHECK(node.state("lan").state == vrrp::State::backup);
+  CHECK_FALSE(node.state("lan").fault);
+  CHECK(node.state("lan").last.back().reason == vrrp::Reason::group);
+  CHECK(node.standby.load());
+  for (uint64_t end = t + 2000 * ms; t < end; t += 10 * ms) node.runner.poll(*h.tables, nullptr, node.io, t);
+  CHECK(node.state("svc").state == vrrp::State::backup);  // held while the link is down
+  CHECK(node.state("lan").state == vrrp::State::backup);
   a_svc_up = true;
-  for (uint64_t end = t + 1000 * ms; t < end; t += 10 * ms) runner.poll(*h.tables, nullptr, io, t);
-  CHECK_FALSE(state("svc").fault);
-  CHECK(state("svc").effective_priority == 100);
-  CHECK(state("svc").state == vrrp::State::master);  // no master heard: the group comes back
-  CHECK(state("lan").state == vrrp::State::master);
-  CHECK_FALSE(standby.load());
-  drain();
+  for (uint64_t end = t + 1000 * ms; t < end; t += 10 * ms) node.runner.poll(*h.tables, nullptr, node.io, t);
+  CHECK_FALSE(node.state("svc").fault);
+  CHECK(node.state("svc").effective_priority == 100);
+  CHECK(node.state("svc").state == vrrp::State::master);  // no master heard: the group comes back
+  CHECK(node.state("lan").state == vrrp::State::master);
+  CHECK_FALSE(node.standby.load());
+  node.drain();
 }
 
 TEST_CASE("frames forwarded out of an interface carry the virtual MAC while its instance is master") {
